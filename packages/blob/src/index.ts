@@ -1,1 +1,16 @@
-export {};
+export { allocArray, dtypeOf, BYTES_PER_ELEMENT, type DType, type FloatArray } from './dtype.js';
+export { newTransferStats, type DeviceAllocator, type TransferStats } from './device.js';
+export { SyncedMemory, type SyncedHead } from './synced-memory.js';
+export { Blob, BlobError, blobProtoShape, MAX_BLOB_AXES, type BlobOptions } from './blob.js';
+export {
+  createCpuBackend,
+  cpuBackend,
+  registerBackend,
+  registeredBackends,
+  getBackend,
+  BackendError,
+  type Backend,
+  type BackendStats,
+} from './backend.js';
+export { Rng, globalRng, setRandomSeed } from './rng.js';
+export { logger, setLogSink, setLogEnabled, type Logger, type LogSink, type LogLevel } from './log.js';

@@ -1,0 +1,88 @@
+import { CaffeError } from '@caffe-ts/proto';
+import { newTransferStats, type DeviceAllocator, type TransferStats } from './device.js';
+
+/**
+ * The contract a compute backend fulfils (specification v1). Layers always have a host path
+ * (`forwardCpu`/`backwardCpu` over the CPU math in this package); a backend with a device
+ * supplies device memory and may supply whole-layer kernels keyed by Caffe type, which the
+ * Layer base class prefers over the host path. A layer without a kernel on a device backend
+ * is an error unless the caller opted into CPU fallback, which is counted.
+ */
+export interface Backend {
+  readonly specificationVersion: 'v1';
+  readonly name: string;
+  /** Device memory for blobs; null for host-only backends such as 'cpu'. */
+  readonly device: DeviceAllocator | null;
+  /** A device implementation of a whole layer type, if this backend has one. */
+  layerKernel?(type: string): unknown;
+  /** Whether layers without a kernel may run on the host (opt-in, counted, warned once). */
+  readonly allowCpuFallback?: boolean;
+  stats(): BackendStats;
+}
+
+export interface BackendStats extends TransferStats {
+  /** Layer runs that fell back to the host path, by layer type. */
+  cpuFallbacks: Record<string, number>;
+}
+
+export class BackendError extends CaffeError {
+  override readonly name: string = 'BackendError';
+}
+
+/** The default backend: host memory, kernels in this package's CPU math. */
+export function createCpuBackend(): Backend {
+  const stats = newTransferStats();
+  return {
+    specificationVersion: 'v1',
+    name: 'cpu',
+    device: null,
+    stats: () => ({ ...stats, cpuFallbacks: {} }),
+  };
+}
+
+type BackendFactory = () => Backend | Promise<Backend>;
+interface BackendEntry {
+  factory: BackendFactory;
+  priority: number;
+  instance?: Backend;
+}
+
+const REGISTRY_KEY = Symbol.for('caffe-ts.backendRegistry');
+
+function registry(): Map<string, BackendEntry> {
+  const g = globalThis as Record<symbol, unknown>;
+  let reg = g[REGISTRY_KEY] as Map<string, BackendEntry> | undefined;
+  if (!reg) {
+    reg = new Map([['cpu', { factory: createCpuBackend, priority: 0 }]]);
+    g[REGISTRY_KEY] = reg;
+  }
+  return reg;
+}
+
+/** Register a backend factory (lazy, possibly async). Higher priority wins as the default. */
+export function registerBackend(name: string, factory: BackendFactory, priority = 1, { override = false } = {}): void {
+  const reg = registry();
+  if (reg.has(name) && !override) throw new BackendError(`Backend '${name}' is already registered.`);
+  reg.set(name, { factory, priority });
+}
+
+export function registeredBackends(): string[] {
+  return [...registry().keys()];
+}
+
+/** The backend called `name` (instantiated once), or the CPU backend. */
+export async function getBackend(name = 'cpu'): Promise<Backend> {
+  const entry = registry().get(name);
+  if (!entry) {
+    throw new BackendError(`Backend '${name}' not found in registry (known backends: ${registeredBackends().join(', ')})`);
+  }
+  entry.instance ??= await entry.factory();
+  return entry.instance;
+}
+
+let cpuSingleton: Backend | null = null;
+/** The CPU backend, synchronously (it needs no initialisation). */
+export function cpuBackend(): Backend {
+  cpuSingleton ??= createCpuBackend();
+  return cpuSingleton;
+}

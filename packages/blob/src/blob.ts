@@ -1,0 +1,257 @@
+import { CaffeError, createMessage, type BlobProto } from '@caffe-ts/proto';
+import type { DeviceAllocator } from './device.js';
+import type { DType, FloatArray } from './dtype.js';
+import { SyncedMemory } from './synced-memory.js';
+
+/** Caffe limits blobs to 32 axes (Blob::kMaxBlobAxes). */
+export const MAX_BLOB_AXES = 32;
+
+export class BlobError extends CaffeError {
+  override readonly name: string = 'BlobError';
+}
+
+export interface BlobOptions {
+  dtype?: DType;
+  /** Device allocator of the backend that owns this blob's device copy, if any. */
+  device?: DeviceAllocator | null;
+}
+
+/**
+ * An N-d array with data and diff (gradient), each a SyncedMemory. Reshaping reallocates
+ * only when the new count exceeds the capacity, as in Caffe.
+ */
+export class Blob {
+  readonly dtype: DType;
+  readonly device: DeviceAllocator | null;
+  private _shape: number[] = [];
+  private _count = 0;
+  private _capacity = 0;
+  private _data: SyncedMemory | null = null;
+  private _diff: SyncedMemory | null = null;
+
+  constructor(shape: readonly number[] = [], options: BlobOptions = {}) {
+    this.dtype = options.dtype ?? 'float32';
+    this.device = options.device ?? null;
+    this.reshape(shape);
+  }
+
+  get shape(): readonly number[] {
+    return this._shape;
+  }
+
+  get numAxes(): number {
+    return this._shape.length;
+  }
+
+  /** Product of the dims in [start, end) (all axes by default). */
+  count(start = 0, end = this._shape.length): number {
+    if (start === 0 && end === this._shape.length) return this._count;
+    let n = 1;
+    for (let i = start; i < end; i++) n *= this._shape[i]!;
+    return n;
+  }
+
+  /** Negative indices count from the end (-1 is the last axis). */
+  canonicalAxisIndex(axis: number): number {
+    const n = this._shape.length;
+    if (axis < -n || axis >= Math.max(n, 1)) {
+      throw new BlobError(`axis ${axis} out of range for ${n}-D blob with shape ${this.shapeString()}`);
+    }
+    return axis < 0 ? axis + n : axis;
+  }
+
+  shapeAt(axis: number): number {
+    return this._shape[this.canonicalAxisIndex(axis)]!;
+  }
+
+  /** "2 3 4 5 (120)", Caffe's shape_string(). */
+  shapeString(): string {
+    return `${this._shape.join(' ')}${this._shape.length ? ' ' : ''}(${this._count})`;
+  }
+
+  reshape(shape: readonly number[]): void {
+    if (shape.length > MAX_BLOB_AXES) {
+      throw new BlobError(`blob has ${shape.length} axes; at most ${MAX_BLOB_AXES} are supported`);
+    }
+    let count = 1;
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new BlobError(`invalid blob dimension ${d} in shape [${shape.join(', ')}]`);
+      count *= d;
+    }
+    if (count > 2 ** 31 - 1) throw new BlobError(`blob size ${count} exceeds the 2^31-1 element limit (shape [${shape.join(', ')}])`);
+    this._shape = shape.slice();
+    this._count = count;
+    if (count > this._capacity) {
+      this._capacity = count;
+      this._data = new SyncedMemory(count, this.dtype, this.device);
+      this._diff = new SyncedMemory(count, this.dtype, this.device);
+    }
+  }
+
+  reshapeLike(other: Blob): void {
+    this.reshape(other.shape);
+  }
+
+  shapeEquals(other: Blob | readonly number[]): boolean {
+    const s = Array.isArray(other) ? other : (other as Blob).shape;
+    return s.length === this._shape.length && s.every((d, i) => d === this._shape[i]);
+  }
+
+  /** Flat index of the element at `indices` (missing trailing indices are 0). */
+  offset(...indices: number[]): number {
+    let off = 0;
+    for (let i = 0; i < this._shape.length; i++) off = off * this._shape[i]! + (indices[i] ?? 0);
+    return off;
+  }
+
+  get data(): SyncedMemory {
+    return this.mem('data');
+  }
+
+  get diff(): SyncedMemory {
+    return this.mem('diff');
+  }
+
+  cpuData(): FloatArray {
+    return this.data.cpuData(this._count);
+  }
+  mutableCpuData(): FloatArray {
+    return this.data.mutableCpuData(this._count);
+  }
+  cpuDiff(): FloatArray {
+    return this.diff.cpuData(this._count);
+  }
+  mutableCpuDiff(): FloatArray {
+    return this.diff.mutableCpuData(this._count);
+  }
+  gpuData(): unknown {
+    return this.data.gpuData();
+  }
+  mutableGpuData(): unknown {
+    return this.data.mutableGpuData();
+  }
+  gpuDiff(): unknown {
+    return this.diff.gpuData();
+  }
+  mutableGpuDiff(): unknown {
+    return this.diff.mutableGpuData();
+  }
+
+  /** Make this blob use `other`'s data memory (views, as for in-place or shared params). */
+  shareData(other: Blob): void {
+    if (other.count() !== this._count) {
+      throw new BlobError(`shareData: count mismatch (${other.shapeString()} vs ${this.shapeString()})`);
+    }
+    this._data = other.data;
+  }
+
+  shareDiff(other: Blob): void {
+    if (other.count() !== this._count) {
+      throw new BlobError(`shareDiff: count mismatch (${other.shapeString()} vs ${this.shapeString()})`);
+    }
+    this._diff = other.diff;
+  }
+
+  /** data -= diff, the step Net::Update applies to every learnable param. */
+  update(): void {
+    const d = this.mutableCpuData();
+    const g = this.cpuDiff();
+    for (let i = 0; i < d.length; i++) d[i] = d[i]! - g[i]!;
+  }
+
+  asumData(): number {
+    return asum(this.cpuData());
+  }
+  asumDiff(): number {
+    return asum(this.cpuDiff());
+  }
+  sumsqData(): number {
+    return sumsq(this.cpuData());
+  }
+  sumsqDiff(): number {
+    return sumsq(this.cpuDiff());
+  }
+  scaleData(s: number): void {
+    scaleInPlace(this.mutableCpuData(), s);
+  }
+  scaleDiff(s: number): void {
+    scaleInPlace(this.mutableCpuDiff(), s);
+  }
+
+  /** Copy data (or diff) from `source`, reshaping when asked, as Caffe's CopyFrom. */
+  copyFrom(source: Blob, { copyDiff = false, reshape = false } = {}): void {
+    if (source.count() !== this._count || !this.shapeEquals(source)) {
+      if (!reshape) throw new BlobError(`copyFrom: shape mismatch (${source.shapeString()} into ${this.shapeString()})`);
+      this.reshapeLike(source);
+    }
+    if (copyDiff) this.mutableCpuDiff().set(source.cpuDiff());
+    else this.mutableCpuData().set(source.cpuData());
+  }
+
+  /** Load shape and values from a BlobProto (new `shape` or legacy num/channels/height/width). */
+  fromProto(proto: BlobProto, { reshape = true, what = 'blob' }: { reshape?: boolean; what?: string } = {}): void {
+    const shape = blobProtoShape(proto);
+    if (reshape) this.reshape(shape);
+    else if (!this.shapeEquals(shape)) {
+      throw new BlobError(
+        `${what}: shape mismatch; expected ${this.shapeString()}, file has ${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`,
+      );
+    }
+    const n = this._count;
+    const fill = (values: ArrayLike<number>, dbl: ArrayLike<number>, target: () => FloatArray, field: string) => {
+      const src = dbl.length > 0 ? dbl : values;
+      if (src.length === 0) return false;
+      if (src.length !== n) throw new BlobError(`${what}: ${field} has ${src.length} values, shape ${this.shapeString()} needs ${n}`);
+      target().set(src);
+      return true;
+    };
+    fill(proto.data, proto.double_data, () => this.mutableCpuData(), 'data');
+    fill(proto.diff, proto.double_diff, () => this.mutableCpuDiff(), 'diff');
+  }
+
+  toProto(writeDiff = false): BlobProto {
+    const dbl = this.dtype === 'float64';
+    const props: Record<string, unknown> = { shape: { dim: this._shape.slice() } };
+    props[dbl ? 'double_data' : 'data'] = Array.from(this.cpuData());
+    if (writeDiff) props[dbl ? 'double_diff' : 'diff'] = Array.from(this.cpuDiff());
+    return createMessage<BlobProto>('BlobProto', props);
+  }
+
+  private mem(which: 'data' | 'diff'): SyncedMemory {
+    const m = which === 'data' ? this._data : this._diff;
+    if (m) return m;
+    // A 0-element blob still hands out (empty) memory.
+    const fresh = new SyncedMemory(0, this.dtype, this.device);
+    if (which === 'data') this._data = fresh;
+    else this._diff = fresh;
+    return fresh;
+  }
+}
+
+/** Shape stored in a BlobProto: `shape.dim`, or the legacy 4-D num/channels/height/width. */
+export function blobProtoShape(proto: BlobProto): number[] {
+  if (proto.shape && proto.shape.dim.length > 0) return proto.shape.dim.map(Number);
+  const has = (f: string) => Object.prototype.hasOwnProperty.call(proto, f);
+  if (has('num') || has('channels') || has('height') || has('width')) {
+    return [proto.num, proto.channels, proto.height, proto.width];
+  }
+  if (proto.shape) return [];
+  const n = Math.max(proto.data.length, proto.double_data.length);
+  return n > 0 ? [n] : [];
+}
+
+function asum(a: FloatArray): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += Math.abs(a[i]!);
+  return s;
+}
+
+function sumsq(a: FloatArray): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * a[i]!;
+  return s;
+}
+
+function scaleInPlace(a: FloatArray, s: number): void {
+  for (let i = 0; i < a.length; i++) a[i] = a[i]! * s;
+}

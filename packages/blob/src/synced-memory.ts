@@ -1,0 +1,118 @@
+import type { DeviceAllocator } from './device.js';
+import { allocArray, type DType, type FloatArray } from './dtype.js';
+
+/** Where the freshest copy lives, as Caffe's SyncedMemory::SyncedHead. */
+export type SyncedHead = 'uninitialized' | 'cpu' | 'gpu' | 'synced';
+
+/**
+ * A buffer of `capacity` elements with a host copy and an optional device copy, allocated
+ * lazily and synchronised on demand. Readers call `cpuData()`/`gpuData()`; writers call the
+ * `mutable*` accessors, which mark the other side stale.
+ */
+export class SyncedMemory {
+  readonly capacity: number;
+  readonly dtype: DType;
+  private host: FloatArray | null = null;
+  private deviceHandle: unknown = null;
+  private _head: SyncedHead = 'uninitialized';
+  private views = new Map<number, FloatArray>();
+
+  constructor(capacity: number, dtype: DType = 'float32', private readonly device: DeviceAllocator | null = null) {
+    this.capacity = capacity;
+    this.dtype = dtype;
+  }
+
+  get head(): SyncedHead {
+    return this._head;
+  }
+
+  /** Read-only host view of the first `length` elements (default: all). */
+  cpuData(length = this.capacity): FloatArray {
+    this.toCpu();
+    return this.view(length);
+  }
+
+  /** Writable host view; the device copy becomes stale. */
+  mutableCpuData(length = this.capacity): FloatArray {
+    this.toCpu();
+    this._head = 'cpu';
+    return this.view(length);
+  }
+
+  /** Device handle holding current data (uploads if the host copy is newer). */
+  gpuData(): unknown {
+    this.toGpu();
+    return this.deviceHandle;
+  }
+
+  /** Device handle for writing; the host copy becomes stale. */
+  mutableGpuData(): unknown {
+    this.toGpu();
+    this._head = 'gpu';
+    return this.deviceHandle;
+  }
+
+  /** Replace the host buffer by an external array of at least `capacity` elements (shared, not copied). */
+  setCpuData(array: FloatArray): void {
+    if (array.length < this.capacity) {
+      throw new RangeError(`setCpuData: array has ${array.length} elements, memory needs ${this.capacity}`);
+    }
+    this.host = array;
+    this.views.clear();
+    this._head = 'cpu';
+  }
+
+  /** Release device memory (after syncing it to the host so nothing is lost). */
+  releaseDevice(): void {
+    if (this.deviceHandle === null || !this.device) return;
+    if (this._head === 'gpu') this.toCpu();
+    this.device.free(this.deviceHandle);
+    this.deviceHandle = null;
+    if (this._head === 'synced') this._head = 'cpu';
+  }
+
+  private view(length: number): FloatArray {
+    const host = this.host as FloatArray;
+    if (length === host.length) return host;
+    let v = this.views.get(length);
+    if (!v) {
+      if (length > host.length) throw new RangeError(`view of ${length} elements exceeds capacity ${host.length}`);
+      v = host.subarray(0, length);
+      this.views.set(length, v);
+    }
+    return v;
+  }
+
+  private toCpu(): void {
+    switch (this._head) {
+      case 'uninitialized':
+        this.host ??= allocArray(this.dtype, this.capacity);
+        this._head = 'cpu';
+        break;
+      case 'gpu':
+        this.host ??= allocArray(this.dtype, this.capacity);
+        this.device!.download(this.deviceHandle, this.host);
+        this._head = 'synced';
+        break;
+      default:
+        break;
+    }
+  }
+
+  private toGpu(): void {
+    if (!this.device) throw new Error('this memory has no device allocator (CPU backend)');
+    switch (this._head) {
+      case 'uninitialized':
+        this.deviceHandle ??= this.device.allocate(this.capacity, this.dtype);
+        this._head = 'gpu';
+        break;
+      case 'cpu':
+        this.deviceHandle ??= this.device.allocate(this.capacity, this.dtype);
+        this.device.upload(this.deviceHandle, this.host as FloatArray);
+        this._head = 'synced';
+        break;
+      default:
+        break;
+    }
+  }
+}
