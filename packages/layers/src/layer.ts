@@ -112,6 +112,12 @@ export abstract class Layer {
     else this.backwardCpu(top, propagateDown, bottom);
   }
 
+  /**
+   * Asynchronous work that must finish before the next `forward` (a data layer waiting for its
+   * prefetched batch). Forward passes are synchronous; callers await `prepare` between them.
+   */
+  prepare?(): Promise<void>;
+
   /** Whether the net may force backward into bottom `index` (false for labels and the like). */
   allowForceBackward(_bottomIndex: number): boolean {
     return true;
