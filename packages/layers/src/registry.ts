@@ -7,6 +7,11 @@ export interface LayerDef<L extends Layer = Layer> {
   /** The exact Caffe prototxt type string, e.g. 'InnerProduct'. */
   type: string;
   create(param: LayerParameter, context: LayerContext): L;
+  /**
+   * Asynchronous preparation before a layer of this type can be set up synchronously, e.g. a
+   * data layer opening its database to learn the datum shape. `Net.create` awaits it.
+   */
+  prime?(param: LayerParameter, context: LayerContext): Promise<void>;
 }
 
 /** Maps Caffe type strings to layer definitions (Caffe's LayerRegistry, as an object). */
