@@ -1,1 +1,3 @@
-export {};
+export { runCli, usage, type CliIo } from './cli.js';
+export { parseArgs, Flags, UsageError, type ParsedArgs } from './args.js';
+export { userCwd, userPath, resolveReferencedPath } from './paths.js';

@@ -1,0 +1,58 @@
+import { CaffeError } from '@caffe-ts/proto';
+import { Flags, parseArgs, UsageError } from './args.js';
+import { COMMANDS, type CommandContext } from './commands/index.js';
+
+const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'encoded', 'help'];
+
+export function usage(): string {
+  const lines = ['usage: caffe <command> <args>', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(22)}${c.summary}`);
+  lines.push('', 'Flags take Caffe\'s spellings (-solver=S) or GNU ones (--solver S). Run `caffe <command> --help` for its flags.');
+  return lines.join('\n');
+}
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const processIo: CliIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+/** Run the caffe command line; resolves to the exit status. */
+export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
+  const args = parseArgs(argv, BOOLEAN_FLAGS);
+  const verbose = args.flags.verbose === true;
+  if (!args.command || args.command === 'help') {
+    io.stdout(usage() + '\n');
+    return args.command ? 0 : 1;
+  }
+  const command = COMMANDS[args.command];
+  if (!command) {
+    io.stderr(`caffe: unknown command '${args.command}'\n${usage()}\n`);
+    return 1;
+  }
+  if (args.flags.help === true) {
+    io.stdout(`usage: caffe ${args.command} ${command.usage}\n`);
+    return 0;
+  }
+  const flags = new Flags(args.command, args.flags);
+  const ctx: CommandContext = { flags, positional: args.positional, io };
+  try {
+    return (await command.run(ctx)) ?? 0;
+  } catch (e) {
+    if (verbose || !(CaffeError.isInstance(e) || isNodeFileError(e))) {
+      io.stderr(`caffe ${args.command}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    } else {
+      io.stderr(`caffe ${args.command}: ${(e as Error).message}\n`);
+    }
+    if (UsageError.isInstance(e)) io.stderr(`usage: caffe ${args.command} ${command.usage}\n`);
+    return 1;
+  }
+}
+
+function isNodeFileError(e: unknown): boolean {
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^E[A-Z]+$/.test((e as { code: string }).code);
+}

@@ -1,0 +1,44 @@
+import { getBackend, type Backend } from '@caffe-ts/blob';
+import { registerBuiltinLayers, defaultLayerRegistry, type LayerRegistry } from '@caffe-ts/layers';
+import { registerDataLayers } from '@caffe-ts/io-leveldb';
+import { Phase } from '@caffe-ts/proto';
+import { UsageError, type Flags } from '../args.js';
+
+/** The default registry with every layer this CLI ships: the built-ins and the data layers. */
+export function cliRegistry(): LayerRegistry {
+  const registry = defaultLayerRegistry();
+  registerBuiltinLayers(registry);
+  registerDataLayers(registry);
+  return registry;
+}
+
+/** --backend (or Caffe's -gpu, which asks for the GPU backend). */
+export async function backendFromFlags(flags: Flags): Promise<Backend> {
+  const gpu = flags.string('gpu');
+  const name = flags.string('backend', gpu !== undefined ? 'gpu' : 'cpu')!;
+  try {
+    return await getBackend(name);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}`);
+  }
+}
+
+/** --phase TRAIN|TEST, --level N, --stage a,b as Caffe's flags. */
+export function netStateFromFlags(flags: Flags, defaultPhase: Phase): { phase: Phase; level: number; stages: string[] } {
+  const p = flags.string('phase');
+  let phase = defaultPhase;
+  if (p !== undefined) {
+    if (p === 'TRAIN' || p === 'train') phase = Phase.TRAIN;
+    else if (p === 'TEST' || p === 'test') phase = Phase.TEST;
+    else throw new UsageError(`phase must be "TRAIN" or "TEST", got '${p}'`);
+  }
+  const level = flags.int('level', 0);
+  const stage = flags.string('stage');
+  const stages = stage ? stage.split(',').filter(Boolean) : [];
+  return { phase, level, stages };
+}
+
+/** Milliseconds as Caffe prints them. */
+export function ms(x: number): string {
+  return Number(x.toPrecision(6)).toString();
+}

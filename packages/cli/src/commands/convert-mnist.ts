@@ -1,0 +1,33 @@
+import { logger } from '@caffe-ts/blob';
+import { convertBundledMnist, convertMnist } from '@caffe-ts/io-leveldb';
+import { UsageError } from '../args.js';
+import { userPath } from '../paths.js';
+import type { Command } from './index.js';
+
+const log = logger('convert_mnist_data.cpp');
+
+export const convertMnistCommand: Command = {
+  summary: 'convert MNIST idx files (or the bundled digits) to a Datum database',
+  usage: 'IMAGES LABELS DB [--backend leveldb]   |   --bundled train|test DB [--backend leveldb]',
+  async run({ flags, positional }) {
+    const backend = (flags.string('backend', 'leveldb') ?? 'leveldb').toLowerCase();
+    const bundled = flags.string('bundled');
+    flags.checkAllUsed();
+    if (backend !== 'leveldb' && backend !== 'lmdb') {
+      throw new UsageError(`Invalid db backend ${backend} (expected leveldb or lmdb)`);
+    }
+    if (bundled !== undefined) {
+      if (bundled !== 'train' && bundled !== 'test') throw new UsageError(`--bundled takes train or test, got '${bundled}'`);
+      if (positional.length !== 1) throw new UsageError('--bundled takes exactly one output database path');
+      await convertBundledMnist(bundled, userPath(positional[0]!), { backend });
+      return 0;
+    }
+    if (positional.length !== 3) {
+      throw new UsageError(`expected IMAGES LABELS DB, got ${positional.length} argument(s)`);
+    }
+    const [images, labels, db] = positional.map(userPath) as [string, string, string];
+    log.info(`Converting ${images} and ${labels} into ${db}`);
+    await convertMnist(images, labels, db, { backend });
+    return 0;
+  },
+};

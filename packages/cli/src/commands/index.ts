@@ -1,0 +1,29 @@
+import type { Flags } from '../args.js';
+import type { CliIo } from '../cli.js';
+import { convertMnistCommand } from './convert-mnist.js';
+import { deviceQueryCommand } from './device-query.js';
+import { layerTypesCommand } from './layer-types.js';
+import { testCommand } from './test.js';
+import { timeCommand } from './time.js';
+import { trainCommand } from './train.js';
+
+export interface CommandContext {
+  flags: Flags;
+  positional: string[];
+  io: CliIo;
+}
+
+export interface Command {
+  summary: string;
+  usage: string;
+  run(ctx: CommandContext): Promise<number | void>;
+}
+
+export const COMMANDS: Record<string, Command> = {
+  train: trainCommand,
+  test: testCommand,
+  time: timeCommand,
+  device_query: deviceQueryCommand,
+  convert_mnist: convertMnistCommand,
+  layer_types: layerTypesCommand,
+};

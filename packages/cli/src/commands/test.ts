@@ -1,0 +1,70 @@
+import { logger } from '@caffe-ts/blob';
+import { Net } from '@caffe-ts/net';
+import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
+import { Phase } from '@caffe-ts/proto';
+import { UsageError } from '../args.js';
+import { userPath } from '../paths.js';
+import { backendFromFlags, cliRegistry, netStateFromFlags } from './common.js';
+import type { Command } from './index.js';
+
+const log = logger('caffe.cpp');
+
+export const testCommand: Command = {
+  summary: 'score a model',
+  usage: '--model M --weights W [--iterations 50] [--level N] [--stage a,b] [--backend cpu]',
+  async run({ flags }) {
+    const model = flags.string('model');
+    const weights = flags.string('weights');
+    const iterations = flags.int('iterations', 50);
+    const state = netStateFromFlags(flags, Phase.TEST);
+    const backend = await backendFromFlags(flags);
+    flags.checkAllUsed();
+    if (!model) throw new UsageError('Need a model definition to score.');
+    if (!weights) throw new UsageError('Need model weights to score.');
+
+    log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
+    const param = readNetParameter(userPath(model));
+    const net = await Net.create(param, { ...state, phase: Phase.TEST, registry: cliRegistry(), backend, name: model });
+    try {
+      copyTrainedLayersFromFile(net, userPath(weights));
+      log.info(`Running for ${iterations} iterations.`);
+      const scores: number[] = [];
+      const scoreIndex: { blob: number; name: string }[] = [];
+      let loss = 0;
+      for (let i = 0; i < iterations; i++) {
+        await net.prepare();
+        loss += net.forward();
+        let idx = 0;
+        net.outputBlobs.forEach((blob, j) => {
+          const data = blob.cpuData();
+          const name = net.outputBlobNames[j]!;
+          for (let k = 0; k < data.length; k++, idx++) {
+            const v = data[k]!;
+            if (i === 0) {
+              scores.push(v);
+              scoreIndex.push({ blob: j, name });
+            } else scores[idx]! += v;
+            log.info(`Batch ${i}, ${name} = ${fmt(v)}`);
+          }
+        });
+      }
+      loss /= iterations;
+      log.info(`Loss: ${fmt(loss)}`);
+      scores.forEach((total, idx) => {
+        const { blob, name } = scoreIndex[idx]!;
+        const mean = total / iterations;
+        const w = net.blobLossWeights[net.outputBlobIndices[blob]!] ?? 0;
+        const lossMsg = w ? ` (* ${fmt(w)} = ${fmt(w * mean)} loss)` : '';
+        log.info(`${name} = ${fmt(mean)}${lossMsg}`);
+      });
+    } finally {
+      await net.close();
+    }
+    return 0;
+  },
+};
+
+/** Numbers as glog prints floats (6 significant digits). */
+export function fmt(x: number): string {
+  return Number(x.toPrecision(6)).toString();
+}

@@ -1,0 +1,72 @@
+import { logger } from '@caffe-ts/blob';
+import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
+import { loadSolverFromFile } from '@caffe-ts/solver/node';
+import { UsageError } from '../args.js';
+import { userPath } from '../paths.js';
+import { backendFromFlags, cliRegistry } from './common.js';
+import type { Command } from './index.js';
+
+const log = logger('caffe.cpp');
+
+export const trainCommand: Command = {
+  summary: 'train or finetune a model',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none]',
+  async run({ flags }) {
+    const solverFile = flags.string('solver');
+    const weights = flags.string('weights');
+    const snapshot = flags.string('snapshot');
+    const level = flags.int('level', 0);
+    const stage = flags.string('stage');
+    const sigint = signalEffect(flags.string('sigint_effect', 'stop')!, 'sigint_effect');
+    const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
+    const backend = await backendFromFlags(flags);
+    flags.checkAllUsed();
+    if (!solverFile) throw new UsageError('Need a solver definition to train.');
+    if (weights && snapshot) {
+      throw new UsageError('Give a snapshot to resume training or weights to finetune but not both.');
+    }
+
+    log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
+    const solver = await loadSolverFromFile(userPath(solverFile), {
+      registry: cliRegistry(),
+      backend,
+      trainState: { level, stages: stage ? stage.split(',').filter(Boolean) : [] },
+    });
+
+    if (snapshot) {
+      log.info(`Resuming from ${snapshot}`);
+      await solver.restore(userPath(snapshot));
+    } else if (weights) {
+      for (const w of weights.split(',').filter(Boolean)) {
+        log.info(`Finetuning from ${w}`);
+        copyTrainedLayersFromFile(solver.net, userPath(w));
+        for (const t of solver.testNets) copyTrainedLayersFromFile(t, userPath(w));
+      }
+    }
+
+    const onSignal = (effect: SignalEffect) => () => {
+      if (effect !== 'none') solver.requestAction(effect);
+    };
+    const intHandler = onSignal(sigint);
+    const hupHandler = onSignal(sighup);
+    process.on('SIGINT', intHandler);
+    process.on('SIGHUP', hupHandler);
+    try {
+      log.info('Starting Optimization');
+      await solver.solve();
+    } finally {
+      process.off('SIGINT', intHandler);
+      process.off('SIGHUP', hupHandler);
+      await solver.close?.();
+    }
+    log.info('Optimization Done.');
+    return 0;
+  },
+};
+
+type SignalEffect = 'stop' | 'snapshot' | 'none';
+
+function signalEffect(value: string, flag: string): SignalEffect {
+  if (value === 'stop' || value === 'snapshot' || value === 'none') return value;
+  throw new UsageError(`Invalid signal effect "${value}" was specified for --${flag} (expected stop, snapshot or none)`);
+}

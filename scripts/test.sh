@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs everything and runs the whole default test suite: typecheck, unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+pnpm typecheck
+pnpm test
