@@ -14,3 +14,27 @@ export {
 } from './backend.js';
 export { Rng, globalRng, setRandomSeed } from './rng.js';
 export { logger, setLogSink, setLogEnabled, type Logger, type LogSink, type LogLevel } from './log.js';
+export {
+  MathError,
+  gemm,
+  gemmJs,
+  gemv,
+  setGemmKernel,
+  activeGemmKernelName,
+  GEMM_KERNEL_MIN_WORK,
+  type GemmKernel,
+  axpy,
+  axpby,
+  scal,
+  dot,
+  stridedDot,
+  asum,
+  sumsq,
+  im2col,
+  col2im,
+  im2colNd,
+  col2imNd,
+  convOutputSize,
+} from './math/index.js';
+/** Every CPU math routine, elementwise helpers included (math.add, math.exp, math.set, …). */
+export * as math from './math/index.js';
