@@ -1,0 +1,55 @@
+import type { Layer } from './layer.js';
+import { defaultLayerRegistry, type LayerDef, type LayerRegistry } from './registry.js';
+import { accuracyLayerDef } from './layers/accuracy-layer.js';
+import { concatLayerDef } from './layers/concat-layer.js';
+import { convolutionLayerDef } from './layers/convolution-layer.js';
+import { dropoutLayerDef } from './layers/dropout-layer.js';
+import { eltwiseLayerDef } from './layers/eltwise-layer.js';
+import { flattenLayerDef } from './layers/flatten-layer.js';
+import { innerProductLayerDef } from './layers/inner-product-layer.js';
+import { inputLayerDef } from './layers/input-layer.js';
+import { lrnLayerDef } from './layers/lrn-layer.js';
+import { poolingLayerDef } from './layers/pooling-layer.js';
+import { reluLayerDef } from './layers/relu-layer.js';
+import { sigmoidLayerDef } from './layers/sigmoid-layer.js';
+import { softmaxLayerDef } from './layers/softmax-layer.js';
+import { softmaxWithLossLayerDef } from './layers/softmax-with-loss-layer.js';
+import { splitLayerDef } from './layers/split-layer.js';
+import { tanhLayerDef } from './layers/tanh-layer.js';
+
+/**
+ * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
+ * cannot tree-shake a layer away (Caffe's "Unknown layer type: X (known types: )" trap).
+ */
+export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
+  accuracyLayerDef,
+  concatLayerDef,
+  convolutionLayerDef,
+  dropoutLayerDef,
+  eltwiseLayerDef,
+  flattenLayerDef,
+  innerProductLayerDef,
+  inputLayerDef,
+  lrnLayerDef,
+  poolingLayerDef,
+  reluLayerDef,
+  sigmoidLayerDef,
+  softmaxLayerDef,
+  softmaxWithLossLayerDef,
+  splitLayerDef,
+  tanhLayerDef,
+];
+
+/**
+ * Register the built-in layers into `registry` (the process-wide default if omitted) and
+ * return it. Idempotent: a type that is already registered keeps its definition, whether
+ * it is this very def (a second call, or a second copy of this package sharing the default
+ * registry) or a user's override registered before. To replace a built-in, register your
+ * def with `{ override: true }` after this call.
+ */
+export function registerBuiltinLayers(registry: LayerRegistry = defaultLayerRegistry()): LayerRegistry {
+  for (const def of builtinLayerDefs) {
+    if (!registry.has(def.type)) registry.register(def as LayerDef);
+  }
+  return registry;
+}
