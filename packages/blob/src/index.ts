@@ -38,3 +38,4 @@ export {
 } from './math/index.js';
 /** Every CPU math routine, elementwise helpers included (math.add, math.exp, math.set, …). */
 export * as math from './math/index.js';
+export * from './fillers/index.js';
