@@ -1,1 +1,43 @@
-export {};
+// Pure exports only (no file access): see ./node for loading solver files and writing snapshots.
+export {
+  Solver,
+  planSolverNets,
+  buildSolverNets,
+  outputLossWeight,
+  type SolverNet,
+  type SolverOptions,
+  type SolverIO,
+  type SolverCallback,
+  type SolverAction,
+  type SnapshotData,
+  type IterationInfo,
+  type TestResult,
+  type TestScore,
+  type NetBuildOptions,
+  type NetFactory,
+  type PlannedNet,
+} from './solver.js';
+export { SGDSolver, sgdUpdate } from './sgd-solver.js';
+export { NesterovSolver, nesterovUpdate } from './nesterov-solver.js';
+export { AdaGradSolver, adaGradUpdate } from './adagrad-solver.js';
+export { RMSPropSolver, rmsPropUpdate } from './rmsprop-solver.js';
+export { AdaDeltaSolver, adaDeltaUpdate } from './adadelta-solver.js';
+export { AdamSolver, adamUpdate } from './adam-solver.js';
+export {
+  SolverRegistry,
+  defaultSolverRegistry,
+  registerBuiltinSolvers,
+  createSolver,
+  createSolverAsync,
+  solverTypeOf,
+  sgdSolverDef,
+  nesterovSolverDef,
+  adaGradSolverDef,
+  rmsPropSolverDef,
+  adaDeltaSolverDef,
+  adamSolverDef,
+  type SolverDef,
+} from './solver-registry.js';
+export { learningRate, lrPolicies, LR_POLICY_NAMES, type LrPolicy, type LrPolicyParameter, type LrPolicyState } from './lr-policy.js';
+export { formatG } from './format.js';
+export { SolverError, SolverConfigError, UnknownSolverTypeError, UnknownLrPolicyError, SolverStateError } from './errors.js';

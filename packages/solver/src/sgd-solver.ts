@@ -1,0 +1,169 @@
+import { Blob, blobProtoShape, logger, type FloatArray, type Logger } from '@caffe-ts/blob';
+import { createMessage, type BlobProto, type SolverParameter, type SolverState } from '@caffe-ts/proto';
+import { SolverConfigError, SolverStateError } from './errors.js';
+import { formatG } from './format.js';
+import { learningRate } from './lr-policy.js';
+import { Solver, type SolverOptions } from './solver.js';
+
+/** SGD with momentum: h = lr·g + momentum·h; the step is h. Updates `g` and `h` in place. */
+export function sgdUpdate(g: FloatArray, h: FloatArray, localRate: number, momentum: number): void {
+  for (let i = 0; i < g.length; i++) {
+    const hi = localRate * g[i]! + momentum * h[i]!;
+    h[i] = hi;
+    g[i] = h[i]!;
+  }
+}
+
+/**
+ * Stochastic gradient descent with momentum, and the template the other solvers share:
+ * `applyUpdate` = learning rate → clipGradients → per param (normalize → regularize →
+ * computeUpdateValue) → net.update(). Subclasses override `computeUpdateValue` (and
+ * `historyBlobsPerParam` when they keep more than one history per param).
+ */
+export class SGDSolver extends Solver {
+  /** Update history in the net's learnable-param order (history blobs × params, Caffe's layout). */
+  readonly history: Blob[] = [];
+  protected readonly sgdLog: Logger;
+
+  get type(): string {
+    return 'SGD';
+  }
+
+  constructor(param: SolverParameter, options: SolverOptions = {}) {
+    super(param, options);
+    this.sgdLog = this.logEnabled ? logger('sgd_solver.cpp') : { info: () => {}, warn: () => {}, error: () => {} };
+    const params = this.net.learnableParams;
+    for (let k = 0; k < this.historyBlobsPerParam(); k++) {
+      for (const p of params) this.history.push(new Blob(p.shape, { dtype: p.dtype }));
+    }
+  }
+
+  /** How many history blobs each learnable param has (AdaDelta and Adam keep two). */
+  protected historyBlobsPerParam(): number {
+    return 1;
+  }
+
+  protected override validateParam(): void {
+    const p = this.param;
+    if (p.weight_decay !== 0 && p.regularization_type !== 'L2' && p.regularization_type !== 'L1') {
+      throw new SolverConfigError(`Unknown regularization type: ${p.regularization_type} (known types: L1, L2)`);
+    }
+  }
+
+  /** The rate at the current iteration; advances current_step for step/multistep. */
+  getLearningRate(): number {
+    const before = this.currentStep;
+    const { rate, currentStep } = learningRate(this.param, { iter: this.iter, currentStep: this.currentStep });
+    this.currentStep = currentStep;
+    if (this.param.lr_policy === 'multistep' && currentStep !== before) {
+      this.sgdLog.info(`MultiStep Status: Iteration ${this.iter}, step = ${currentStep}`);
+    }
+    return rate;
+  }
+
+  protected applyUpdate(): void {
+    const rate = this.getLearningRate();
+    this.learningRateValue = rate;
+    const display = this.param.display;
+    if (display > 0 && this.iter % display === 0) this.sgdLog.info(`Iteration ${this.iter}, lr = ${formatG(rate)}`);
+    this.clipGradients();
+    const n = this.net.learnableParams.length;
+    for (let id = 0; id < n; id++) {
+      this.normalize(id);
+      this.regularize(id);
+      this.computeUpdateValue(id, rate);
+    }
+    this.net.update();
+  }
+
+  /** Scale all diffs down when their global L2 norm exceeds clip_gradients (off when < 0). */
+  protected clipGradients(): void {
+    const clip = this.param.clip_gradients;
+    if (clip < 0) return;
+    const params = this.net.learnableParams;
+    let sumsq = 0;
+    for (const p of params) sumsq += p.sumsqDiff();
+    const norm = Math.sqrt(sumsq);
+    if (norm > clip) {
+      const scale = clip / norm;
+      this.sgdLog.info(
+        `Gradient clipping: scaling down gradients (L2 norm ${formatG(norm)} > ${formatG(clip)}) by scale factor ${formatG(scale)}`,
+      );
+      for (const p of params) p.scaleDiff(scale);
+    }
+  }
+
+  /** Undo the accumulation of iter_size backward passes: diff /= iter_size. */
+  protected normalize(paramId: number): void {
+    const iterSize = this.param.iter_size;
+    if (iterSize === 1) return;
+    this.net.learnableParams[paramId]!.scaleDiff(1 / iterSize);
+  }
+
+  /** Add the weight-decay gradient: L2 `decay·w`, L1 `decay·sign(w)`, decay = weight_decay·decay_mult. */
+  protected regularize(paramId: number): void {
+    const localDecay = this.param.weight_decay * (this.net.paramsWeightDecay[paramId] ?? 1);
+    if (!localDecay) return;
+    const blob = this.net.learnableParams[paramId]!;
+    const w = blob.cpuData();
+    const g = blob.mutableCpuDiff();
+    if (this.param.regularization_type === 'L2') {
+      for (let i = 0; i < g.length; i++) g[i] = g[i]! + localDecay * w[i]!;
+    } else if (this.param.regularization_type === 'L1') {
+      for (let i = 0; i < g.length; i++) g[i] = g[i]! + localDecay * Math.sign(w[i]!);
+    } else {
+      throw new SolverConfigError(`Unknown regularization type: ${this.param.regularization_type} (known types: L1, L2)`);
+    }
+  }
+
+  /** The local rate of a param: rate · lr_mult. */
+  protected localRate(paramId: number, rate: number): number {
+    return rate * (this.net.paramsLr[paramId] ?? 1);
+  }
+
+  /** Turn the (normalized, regularized) gradient into the step, left in the param's diff. */
+  protected computeUpdateValue(paramId: number, rate: number): void {
+    const blob = this.net.learnableParams[paramId]!;
+    sgdUpdate(blob.mutableCpuDiff(), this.history[paramId]!.mutableCpuData(), this.localRate(paramId, rate), this.param.momentum);
+  }
+
+  protected snapshotSolverState(learnedNet: string): SolverState {
+    return createMessage<SolverState>('SolverState', {
+      iter: this.iter,
+      learned_net: learnedNet,
+      current_step: this.currentStep,
+      history: this.history.map((h) => h.toProto()),
+    });
+  }
+
+  protected restoreSolverState(state: SolverState): void {
+    if (state.history.length !== this.history.length) {
+      throw new SolverStateError(
+        `Incorrect length of history blobs. (the state has ${state.history.length}; the ${this.type} solver keeps ` +
+          `${this.history.length} for ${this.net.learnableParams.length} learnable params)`,
+      );
+    }
+    state.history.forEach((proto, i) => restoreHistoryBlob(this.history[i]!, proto, i));
+    this.iter = state.iter;
+    this.currentStep = state.current_step;
+    this.sgdLog.info("SGDSolver: restoring history");
+  }
+}
+
+/**
+ * Load history blob `i` from the state. Older Caffe wrote 4-D legacy shapes (1 1 1 20 for a
+ * bias of 20), which Caffe itself accepts because the update is element-wise; so only the
+ * count must match.
+ */
+function restoreHistoryBlob(target: Blob, proto: BlobProto, i: number): void {
+  const shape = blobProtoShape(proto);
+  const count = shape.reduce((a, b) => a * b, 1);
+  if (count !== target.count()) {
+    throw new SolverStateError(
+      `history blob ${i}: the state has shape ${shape.join(' ')} (${count}); the learnable param needs ${target.shapeString()}`,
+    );
+  }
+  const tmp = new Blob(shape, { dtype: target.dtype });
+  tmp.fromProto(proto, { what: `history blob ${i}` });
+  target.mutableCpuData().set(tmp.cpuData());
+}
