@@ -1,0 +1,107 @@
+/**
+ * File helpers for Node (`@caffe-ts/net/node`): read a prototxt net definition, build a net from
+ * a file, load a .caffemodel into a net, save a net's weights.
+ *
+ * These are synchronous (net construction and the CLI's set-up code are), built on the pure
+ * parse/decode functions of @caffe-ts/proto with its CaffeFileError for file problems; writes are
+ * atomic like @caffe-ts/proto/node's (temp file in the same folder, fsync, rename).
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { CaffeFileError, decodeBinary, encodeBinary, parseText, type NetParameter } from '@caffe-ts/proto';
+import { NetError } from './errors.js';
+import { Net, type NetOptions } from './net.js';
+import { upgradeNetAsNeeded } from './upgrade.js';
+
+function fileError(action: 'read' | 'write', path: string, err: unknown): CaffeFileError {
+  const code = (err as { code?: unknown } | null)?.code;
+  const c = typeof code === 'string' ? code : undefined;
+  const why =
+    c === 'ENOENT'
+      ? action === 'read'
+        ? 'no such file'
+        : 'its folder does not exist'
+      : c === 'EACCES' || c === 'EPERM'
+        ? 'permission denied'
+        : c === 'EISDIR'
+          ? 'it is a directory'
+          : ((err as Error | null)?.message ?? String(err));
+  return new CaffeFileError(`cannot ${action} '${path}': ${why}`, { path, ...(c === undefined ? {} : { code: c }), cause: err });
+}
+
+function readBytes(path: string): Uint8Array {
+  try {
+    const buf = readFileSync(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (err) {
+    throw fileError('read', path, err);
+  }
+}
+
+/** Read a text NetParameter (.prototxt) and upgrade legacy fields (Caffe's ReadNetParamsFromTextFileOrDie). */
+export function readNetParameter(path: string, options: { log?: boolean } = {}): NetParameter {
+  const text = new TextDecoder('utf-8').decode(readBytes(path));
+  const param = parseText<NetParameter>('NetParameter', text, { file: path });
+  return upgradeNetAsNeeded(param, { file: path, log: options.log });
+}
+
+/** Build a net from a .prototxt file; errors name the file. */
+export function loadNetFromFile(path: string, options: NetOptions = {}): Net {
+  return new Net(readNetParameter(path, { log: options.log }), { ...options, name: options.name ?? path });
+}
+
+/** As loadNetFromFile, awaiting layers' async `prime` hooks (data layers). */
+export async function createNetFromFile(path: string, options: NetOptions = {}): Promise<Net> {
+  return Net.create(readNetParameter(path, { log: options.log }), { ...options, name: options.name ?? path });
+}
+
+/** HDF5's file signature; Caffe can also store weights as .caffemodel.h5. */
+const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * Read a binary NetParameter (.caffemodel) for its weights. V1 `layers` are kept as they are
+ * (Net.copyTrainedLayersFrom reads them), so BVLC's V1 zoo models load.
+ */
+export function readNetWeights(path: string): NetParameter {
+  const bytes = readBytes(path);
+  if (bytes.length >= 8 && HDF5_SIGNATURE.every((b, i) => bytes[i] === b)) {
+    throw new NetError(`${path}: HDF5 weights (.caffemodel.h5) are not supported; save them as a binary .caffemodel`);
+  }
+  return decodeBinary<NetParameter>('NetParameter', bytes, { file: path });
+}
+
+/** Copy weights from a .caffemodel into the layers of `net` with the same names (Caffe's CopyTrainedLayersFrom). */
+export function copyTrainedLayersFromFile(net: Net, path: string): void {
+  const weights = readNetWeights(path);
+  try {
+    net.copyTrainedLayersFrom(weights);
+  } catch (e) {
+    if (e instanceof NetError) throw new NetError(`${e.message} (weights file ${path})`, { cause: e });
+    throw e;
+  }
+}
+
+/** Write `data` to `path` atomically: a temp file in the same folder, fsync, rename. */
+export function writeFileAtomicSync(path: string, data: Uint8Array): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx');
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw fileError('write', path, err);
+  }
+}
+
+/** Write the net's weights as a binary .caffemodel, atomically. */
+export function saveNet(net: Net, path: string, { writeDiff = false }: { writeDiff?: boolean } = {}): void {
+  writeFileAtomicSync(path, encodeBinary('NetParameter', net.toProto(writeDiff)));
+}
