@@ -81,3 +81,52 @@ describe('LayerRegistry', () => {
     expect(() => new LayerRegistry().create(layerParameter({ type: 'Foo' }))).toThrow(/^Unknown layer type: Foo \(known types: \)$/);
   });
 });
+
+describe('a plugin layer (README example)', () => {
+  it('brings its own param field, registers, parses from prototxt and passes a gradient check', async () => {
+    const { registerLayerParamField, parseText } = await import('@caffe-ts/proto');
+    const { Layer: LayerBase } = await import('./layer.js');
+    const { GradientChecker, makeBlob: mk } = await import('./testing.js');
+    registerLayerParamField({
+      name: 'scale_shift_param',
+      id: 10_001,
+      typeName: 'ScaleShiftParameter',
+      protoText: 'message ScaleShiftParameter { optional float scale = 1 [default = 1]; optional float shift = 2; }',
+    });
+    class ScaleShiftLayer extends LayerBase {
+      readonly type = 'ScaleShift';
+      static override readonly blobCounts = { exactNumBottomBlobs: 1, exactNumTopBlobs: 1 };
+      private get p() {
+        return (this.param as unknown as { scale_shift_param: { scale: number; shift: number } }).scale_shift_param;
+      }
+      override reshape(bottom: Blob[], top: Blob[]) {
+        top[0]!.reshapeLike(bottom[0]!);
+      }
+      protected override forwardCpu(bottom: Blob[], top: Blob[]) {
+        const { scale, shift } = this.p;
+        const x = bottom[0]!.cpuData();
+        const y = top[0]!.mutableCpuData();
+        for (let i = 0; i < x.length; i++) y[i] = scale * x[i]! + shift;
+      }
+      protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]) {
+        if (!propagateDown[0]) return;
+        const dy = top[0]!.cpuDiff();
+        const dx = bottom[0]!.mutableCpuDiff();
+        for (let i = 0; i < dy.length; i++) dx[i] = this.p.scale * dy[i]!;
+      }
+    }
+    const r = registerBuiltinLayers(new LayerRegistry());
+    r.register({ type: 'ScaleShift', create: (p, ctx) => new ScaleShiftLayer(p, ctx) });
+    const param = parseText<import('@caffe-ts/proto').LayerParameter>(
+      'LayerParameter',
+      'name: "ss" type: "ScaleShift" scale_shift_param { scale: 2 shift: 0.5 }',
+    );
+    const layer = r.create(param, { dtype: 'float64' });
+    const x = mk([3], { filler: [1, -1, 0] });
+    const y = new Blob([], { dtype: 'float64' });
+    layer.setUp([x], [y]);
+    layer.forward([x], [y]);
+    expect(Array.from(y.cpuData())).toEqual([2.5, -1.5, 0.5]);
+    new GradientChecker(1e-2, 1e-3).checkGradientEltwise(layer, [x], [y]);
+  });
+});

@@ -40,7 +40,7 @@ describe('Flatten', () => {
   it('rejects in-place use and bad axes', () => {
     const b = makeBlob([2, 3]);
     expect(() => createLayer(flattenLayerDef, { name: 'fl' }).setUp([b], [b])).toThrow(
-      "Flatten layer 'fl': Flatten layer does not allow in-place computation.",
+      "Flatten layer 'fl': Flatten Layer does not allow in-place computation.",
     );
     expect(() => createLayer(flattenLayerDef, { name: 'fl', flatten_param: { axis: 3 } }).setUp([b], [f64()])).toThrow(
       "Flatten layer 'fl': axis 3 / end_axis -1 out of range for bottom shape 2 3 (6)",

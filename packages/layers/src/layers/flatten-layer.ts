@@ -12,7 +12,7 @@ export class FlattenLayer extends Layer {
 
   override reshape(bottom: Blob[], top: Blob[]): void {
     const [b, t] = [bottom[0]!, top[0]!];
-    this.check(t !== b, () => 'Flatten layer does not allow in-place computation.');
+    this.check(t !== b, () => 'Flatten Layer does not allow in-place computation.');
     const fp = this.param.flatten_param;
     const axis = fp?.axis ?? 1;
     const endAxis = fp?.end_axis ?? -1;

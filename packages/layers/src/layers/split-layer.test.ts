@@ -41,7 +41,7 @@ describe('Split', () => {
   it('rejects in-place use and missing tops', () => {
     const b = makeBlob([2]);
     expect(() => createLayer(splitLayerDef, { name: 'sp' }).setUp([b], [f64(), b])).toThrow(
-      "Split layer 'sp': Layer does not allow in-place computation (top 1 is the bottom).",
+      "Split layer 'sp': Split Layer does not allow in-place computation (top 1 is the bottom).",
     );
     expect(() => createLayer(splitLayerDef, { name: 'sp' }).setUp([b], [])).toThrow(
       "Split layer 'sp': Split Layer produces at least 1 top blob(s) as output (got 0).",

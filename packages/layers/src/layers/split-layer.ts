@@ -14,7 +14,7 @@ export class SplitLayer extends Layer {
     const b = bottom[0]!;
     top.forEach((t, i) => {
       // A top aliasing the bottom would have its diff summed into itself.
-      this.check(t !== b, () => `Layer does not allow in-place computation (top ${i} is the bottom).`);
+      this.check(t !== b, () => `Split Layer does not allow in-place computation (top ${i} is the bottom).`);
       t.reshapeLike(b);
       t.shareData(b);
     });

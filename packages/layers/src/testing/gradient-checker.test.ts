@@ -118,7 +118,7 @@ describe('GradientChecker', () => {
 
   it('checks param blobs unless a bottom index is chosen', () => {
     const checker = new GradientChecker(1e-2, 1e-3);
-    const make = () => [[makeBlob(shape)], [new Blob([], { dtype: 'float64' })]] as const;
+    const make = (): [Blob[], Blob[]] => [[makeBlob(shape)], [new Blob([], { dtype: 'float64' })]];
     let [bottom, top] = make();
     expect(() => checker.checkGradient(new AffineTestLayer('weight'), bottom, top)).toThrow(/blobId, featId\)=-1,-1,0,/);
     [bottom, top] = make();
@@ -145,7 +145,7 @@ describe('GradientChecker', () => {
 
   it('skips features inside the kink region only', () => {
     const values = [0.5, -0.7, 0.02, -0.01, 1.3, -2];
-    const mk = () => [[makeBlob([6], { filler: values })], [new Blob([], { dtype: 'float64' })]] as const;
+    const mk = (): [Blob[], Blob[]] => [[makeBlob([6], { filler: values })], [new Blob([], { dtype: 'float64' })]];
     let [bottom, top] = mk();
     expect(() => new GradientChecker(1e-3, 1e-3).checkGradientEltwise(new SloppyAbsLayer(), bottom, top)).toThrow(
       /=0,2,0,2;/,
