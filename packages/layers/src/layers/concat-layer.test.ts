@@ -63,6 +63,8 @@ describe('Concat', () => {
       [f64()],
     );
     checker.checkGradientEltwise(createLayer(concatLayerDef), [makeBlob([2, 3])], [f64()]);
+    // Caffe's TestGradientChannelsBottomOneOnly.
+    checker.checkGradient(createLayer(concatLayerDef), [makeBlob([2, 1, 2]), makeBlob([2, 2, 2])], [f64()], 1);
   });
 
   it('rejects mismatched shapes and conflicting axis params with Caffe’s messages', () => {
