@@ -1,0 +1,372 @@
+import {
+  Blob,
+  col2im,
+  col2imNd,
+  fillBlob,
+  gemm,
+  im2col,
+  im2colNd,
+  type FloatArray,
+} from '@caffe-ts/blob';
+import { createMessage, hasField, type ConvolutionParameter } from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+
+/**
+ * Shared machinery of Convolution and Deconvolution (Caffe's BaseConvolutionLayer).
+ *
+ * Reads `convolution_param`: kernel/pad/stride/dilation given once or once per spatial axis
+ * (or as `*_h`/`*_w` for 2-D), the channel axis `axis` (all later axes are spatial), `group`,
+ * `bias_term` and `force_nd_im2col`. Learnable blobs, in Caffe's order:
+ * - `blobs[0]`: weights `[convOut, convIn/group, k…]` (`[num_output, channels/group, k…]` for
+ *   Convolution, `[channels, num_output/group, k…]` for Deconvolution);
+ * - `blobs[1]`: bias `[num_output]` when `bias_term`.
+ *
+ * The work is im2col + one gemm per image and per group, with a single column buffer (one
+ * image's worth) reused across images and calls. A 1×1 kernel with stride 1 and no padding
+ * skips im2col: the image already is its column matrix.
+ *
+ * Subclasses say whether the convolution runs backwards (`reverseDimensions`, true for
+ * Deconvolution, which swaps the roles of input and output) and how the output spatial shape
+ * follows from the input (`computeOutputShape`).
+ */
+export abstract class BaseConvolutionLayer extends Layer {
+  static override readonly blobCounts: BlobCounts = { minBottomBlobs: 1, minTopBlobs: 1, equalNumBottomTopBlobs: true };
+
+  /** Kernel, stride, pad and dilation, one entry per spatial axis. */
+  kernelShape: number[] = [];
+  stride: number[] = [];
+  pad: number[] = [];
+  dilation: number[] = [];
+  /** Output spatial shape, filled by computeOutputShape() on each reshape. */
+  outputShape: number[] = [];
+
+  protected channelAxis = 1;
+  protected numSpatialAxes = 0;
+  protected forceNdIm2col = false;
+  protected is1x1 = false;
+  /** Input channels (the bottom's size along `axis`). */
+  protected channels = 0;
+  protected numOutput = 0;
+  protected group = 1;
+  protected biasTerm = true;
+  protected convOutChannels = 0;
+  protected convInChannels = 0;
+  /** Elements of one group's filter: (convIn/group) × Πk. */
+  protected kernelDim = 0;
+  protected weightOffset = 0;
+  /** Number of independent images: product of the axes before the channel axis. */
+  protected num = 0;
+  protected bottomDim = 0;
+  protected topDim = 0;
+  protected convOutSpatialDim = 0;
+  protected outSpatialDim = 0;
+  protected colOffset = 0;
+  protected outputOffset = 0;
+  /** [channels, spatial…] of the side that im2col reads (the bottom, or the top when reversed). */
+  protected convInputShape: number[] = [];
+  protected colBufferShape: number[] = [];
+  /** One image's im2col buffer, reused; Blob.reshape keeps its memory when it shrinks. */
+  protected colBuffer!: Blob;
+  /** The bottom shape seen by the current reshape (read by computeOutputShape). */
+  protected bottomShape: readonly number[] = [];
+
+  /** True for Deconvolution: forward is the backward pass of a convolution. */
+  protected abstract reverseDimensions(): boolean;
+  /** Set `this.outputShape` from `this.bottomShape` and the kernel geometry. */
+  protected abstract computeOutputShape(): void;
+
+  /** The layer's ConvolutionParameter, or Caffe's defaults when the prototxt has none. */
+  protected get convParam(): ConvolutionParameter {
+    return this.param.convolution_param ?? createMessage<ConvolutionParameter>('ConvolutionParameter', {});
+  }
+
+  /** Size of input spatial axis `i` (i = 0 is the channel axis), as Caffe's input_shape(). */
+  protected inputShape(i: number): number {
+    return this.bottomShape[this.channelAxis + i]!;
+  }
+
+  override layerSetUp(bottom: Blob[], _top: Blob[]): void {
+    const cp = this.convParam;
+    const b0 = bottom[0]!;
+    this.forceNdIm2col = cp.force_nd_im2col;
+    this.channelAxis = this.canonicalAxis(b0, cp.axis);
+    const firstSpatialAxis = this.channelAxis + 1;
+    this.numSpatialAxes = b0.numAxes - firstSpatialAxis;
+    const nsa = this.numSpatialAxes;
+
+    this.kernelShape = this.spatialValues(cp, 'kernel_size', 'kernel_h', 'kernel_w', undefined);
+    for (const k of this.kernelShape) this.check(k > 0, () => 'Filter dimensions must be nonzero.');
+    this.stride = this.spatialValues(cp, 'stride', 'stride_h', 'stride_w', 1);
+    for (const s of this.stride) this.check(s > 0, () => 'Stride dimensions must be nonzero.');
+    this.pad = this.spatialValues(cp, 'pad', 'pad_h', 'pad_w', 0);
+    const nd = cp.dilation.length;
+    this.check(
+      nd === 0 || nd === 1 || nd === nsa,
+      () =>
+        `dilation must be specified once, or once per spatial dimension (dilation specified ${nd} times; ${nsa} spatial dims).`,
+    );
+    this.dilation = [];
+    for (let i = 0; i < nsa; i++) this.dilation.push(nd === 0 ? 1 : cp.dilation[nd === 1 ? 0 : i]!);
+    for (const d of this.dilation) this.check(d > 0, () => 'Dilation dimensions must be nonzero.');
+
+    // im2col is the identity for a 1×1 kernel with stride 1 and no padding.
+    this.is1x1 = this.kernelShape.every((k, i) => k === 1 && this.stride[i] === 1 && this.pad[i] === 0);
+
+    this.channels = b0.shape[this.channelAxis]!;
+    this.numOutput = cp.num_output;
+    this.check(this.numOutput > 0, () => `num_output must be positive (got ${this.numOutput})`);
+    this.group = cp.group;
+    this.check(this.group > 0, () => `group must be positive (got ${this.group})`);
+    this.check(
+      this.channels % this.group === 0,
+      () => `the number of input channels (${this.channels}) must be a multiple of group (${this.group})`,
+    );
+    this.check(
+      this.numOutput % this.group === 0,
+      () => `Number of output should be multiples of group (num_output ${this.numOutput}, group ${this.group}).`,
+    );
+    if (this.reverseDimensions()) {
+      this.convOutChannels = this.channels;
+      this.convInChannels = this.numOutput;
+    } else {
+      this.convOutChannels = this.numOutput;
+      this.convInChannels = this.channels;
+    }
+
+    const weightShape = [this.convOutChannels, this.convInChannels / this.group, ...this.kernelShape];
+    this.biasTerm = cp.bias_term;
+    const biasShape = [this.numOutput];
+    if (this.blobs.length > 0) {
+      // Weights were supplied (loaded from a model): check them instead of filling.
+      const want = 1 + (this.biasTerm ? 1 : 0);
+      this.check(this.blobs.length === want, () => `Incorrect number of weight blobs (expected ${want}, got ${this.blobs.length}).`);
+      const w = this.blobs[0]!;
+      this.check(
+        w.shapeEquals(weightShape),
+        () => `Incorrect weight shape: expected shape ${shapeString(weightShape)}; instead, shape was ${w.shapeString()}`,
+      );
+      if (this.biasTerm) {
+        const b = this.blobs[1]!;
+        this.check(
+          b.shapeEquals(biasShape),
+          () => `Incorrect bias shape: expected shape ${shapeString(biasShape)}; instead, shape was ${b.shapeString()}`,
+        );
+      }
+    } else {
+      const weight = this.newBlob(weightShape);
+      fillBlob(weight, cp.weight_filler, this.rng);
+      this.blobs = [weight];
+      if (this.biasTerm) {
+        const bias = this.newBlob(biasShape);
+        fillBlob(bias, cp.bias_filler, this.rng);
+        this.blobs.push(bias);
+      }
+    }
+    this.kernelDim = this.blobs[0]!.count(1);
+    this.weightOffset = (this.convOutChannels * this.kernelDim) / this.group;
+    while (this.paramPropagateDown.length < this.blobs.length) this.paramPropagateDown.push(true);
+    this.colBuffer = this.newBlob();
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    const b0 = bottom[0]!;
+    const firstSpatialAxis = this.channelAxis + 1;
+    this.check(
+      b0.numAxes === firstSpatialAxis + this.numSpatialAxes,
+      () => `bottom num_axes may not change (was ${firstSpatialAxis + this.numSpatialAxes}, now ${b0.numAxes}: ${b0.shapeString()}).`,
+    );
+    this.num = b0.count(0, this.channelAxis);
+    this.check(
+      b0.shape[this.channelAxis] === this.channels,
+      () =>
+        `Input size incompatible with convolution kernel (expected ${this.channels} channels on axis ${this.channelAxis}, bottom is ${b0.shapeString()}).`,
+    );
+    for (let i = 1; i < bottom.length; i++) {
+      const bi = bottom[i]!;
+      this.check(b0.shapeEquals(bi), () => `shape mismatch - bottom[0]: ${b0.shapeString()} vs. bottom[${i}]: ${bi.shapeString()}`);
+    }
+    this.bottomShape = b0.shape;
+    this.computeOutputShape();
+    for (const [i, d] of this.outputShape.entries()) {
+      this.check(
+        d > 0,
+        () =>
+          `output spatial dim ${i} would be ${d} (input ${this.inputShape(i + 1)}, kernel ${this.kernelShape[i]}, pad ${this.pad[i]}, stride ${this.stride[i]}, dilation ${this.dilation[i]})`,
+      );
+    }
+    const topShape = [...b0.shape.slice(0, this.channelAxis), this.numOutput, ...this.outputShape];
+    for (const t of top) t.reshape(topShape);
+    const t0 = top[0]!;
+    const reversed = this.reverseDimensions();
+    this.convOutSpatialDim = reversed ? b0.count(firstSpatialAxis) : t0.count(firstSpatialAxis);
+    this.colOffset = this.kernelDim * this.convOutSpatialDim;
+    this.outputOffset = (this.convOutChannels * this.convOutSpatialDim) / this.group;
+    this.convInputShape = [];
+    for (let i = 0; i <= this.numSpatialAxes; i++) {
+      this.convInputShape.push(reversed ? t0.shape[this.channelAxis + i]! : b0.shape[this.channelAxis + i]!);
+    }
+    this.colBufferShape = [this.kernelDim * this.group];
+    for (let i = 0; i < this.numSpatialAxes; i++) {
+      this.colBufferShape.push(reversed ? this.inputShape(i + 1) : this.outputShape[i]!);
+    }
+    // The 1×1 case reads the image itself, so it leaves the buffer empty.
+    this.colBuffer.reshape(this.is1x1 ? [0] : this.colBufferShape);
+    this.bottomDim = b0.count(this.channelAxis);
+    this.topDim = t0.count(this.channelAxis);
+    this.outSpatialDim = t0.count(firstSpatialAxis);
+  }
+
+  /** output (convOut × convOutSpatial) = W · im2col(input), per group; overwrites output. */
+  protected forwardCpuGemm(input: FloatArray, weights: FloatArray, output: FloatArray, skipIm2col = false): void {
+    let col = input;
+    if (!this.is1x1) {
+      if (!skipIm2col) this.convIm2col(input, this.colBuffer.mutableCpuData());
+      col = this.colBuffer.cpuData();
+    }
+    const m = this.convOutChannels / this.group;
+    for (let g = 0; g < this.group; g++) {
+      gemm(
+        false,
+        false,
+        m,
+        this.convOutSpatialDim,
+        this.kernelDim,
+        1,
+        weights.subarray(this.weightOffset * g),
+        col.subarray(this.colOffset * g),
+        0,
+        output.subarray(this.outputOffset * g),
+      );
+    }
+  }
+
+  /** output[o, s] += bias[o] for one image. */
+  protected forwardCpuBias(output: FloatArray, bias: FloatArray): void {
+    const S = this.outSpatialDim;
+    for (let o = 0; o < this.numOutput; o++) {
+      const b = bias[o]!;
+      const base = o * S;
+      for (let s = 0; s < S; s++) output[base + s] = output[base + s]! + b;
+    }
+  }
+
+  /** input = col2im(Wᵀ · output), per group; overwrites input. */
+  protected backwardCpuGemm(output: FloatArray, weights: FloatArray, input: FloatArray): void {
+    const col = this.is1x1 ? input : this.colBuffer.mutableCpuData();
+    const k = this.convOutChannels / this.group;
+    for (let g = 0; g < this.group; g++) {
+      gemm(
+        true,
+        false,
+        this.kernelDim,
+        this.convOutSpatialDim,
+        k,
+        1,
+        weights.subarray(this.weightOffset * g),
+        output.subarray(this.outputOffset * g),
+        0,
+        col.subarray(this.colOffset * g),
+      );
+    }
+    if (!this.is1x1) this.convCol2im(col, input);
+  }
+
+  /** weights += output · im2col(input)ᵀ, per group (param diffs accumulate). */
+  protected weightCpuGemm(input: FloatArray, output: FloatArray, weights: FloatArray): void {
+    let col = input;
+    if (!this.is1x1) {
+      this.convIm2col(input, this.colBuffer.mutableCpuData());
+      col = this.colBuffer.cpuData();
+    }
+    const m = this.convOutChannels / this.group;
+    for (let g = 0; g < this.group; g++) {
+      gemm(
+        false,
+        true,
+        m,
+        this.kernelDim,
+        this.convOutSpatialDim,
+        1,
+        output.subarray(this.outputOffset * g),
+        col.subarray(this.colOffset * g),
+        1,
+        weights.subarray(this.weightOffset * g),
+      );
+    }
+  }
+
+  /** bias[o] += Σ_s input[o, s] for one image (accumulates). */
+  protected backwardCpuBias(bias: FloatArray, input: FloatArray): void {
+    const S = this.outSpatialDim;
+    for (let o = 0; o < this.numOutput; o++) {
+      let sum = 0;
+      const base = o * S;
+      for (let s = 0; s < S; s++) sum += input[base + s]!;
+      bias[o] = bias[o]! + sum;
+    }
+  }
+
+  private useIm2col2d(): boolean {
+    return !this.forceNdIm2col && this.numSpatialAxes === 2;
+  }
+
+  private convIm2col(data: FloatArray, col: FloatArray): void {
+    if (this.useIm2col2d()) {
+      const [, h, w] = this.convInputShape as [number, number, number];
+      im2col(data, this.convInChannels, h, w, this.kernelShape[0]!, this.kernelShape[1]!, this.pad[0]!, this.pad[1]!, this.stride[0]!, this.stride[1]!, this.dilation[0]!, this.dilation[1]!, col);
+    } else {
+      im2colNd(data, this.numSpatialAxes, this.convInputShape, this.colBufferShape, this.kernelShape, this.pad, this.stride, this.dilation, col);
+    }
+  }
+
+  /** data = col2im(col): col2im clears data, then accumulates overlapping windows. */
+  private convCol2im(col: FloatArray, data: FloatArray): void {
+    if (this.useIm2col2d()) {
+      const [, h, w] = this.convInputShape as [number, number, number];
+      col2im(col, this.convInChannels, h, w, this.kernelShape[0]!, this.kernelShape[1]!, this.pad[0]!, this.pad[1]!, this.stride[0]!, this.stride[1]!, this.dilation[0]!, this.dilation[1]!, data);
+    } else {
+      col2imNd(col, this.numSpatialAxes, this.convInputShape, this.colBufferShape, this.kernelShape, this.pad, this.stride, this.dilation, data);
+    }
+  }
+
+  private canonicalAxis(b: Blob, axis: number): number {
+    const n = b.numAxes;
+    this.check(axis >= -n && axis < n, () => `axis ${axis} out of range for ${n}-D bottom blob with shape ${b.shapeString()}`);
+    return axis < 0 ? axis + n : axis;
+  }
+
+  /**
+   * Per-spatial-axis values of `name` (repeated), or of `nameH`/`nameW` for 2-D only, with
+   * Caffe's rules and messages. `dflt` undefined means the field is required (kernel_size).
+   */
+  private spatialValues(
+    cp: ConvolutionParameter,
+    name: 'kernel_size' | 'stride' | 'pad',
+    nameH: 'kernel_h' | 'stride_h' | 'pad_h',
+    nameW: 'kernel_w' | 'stride_w' | 'pad_w',
+    dflt: number | undefined,
+  ): number[] {
+    const nsa = this.numSpatialAxes;
+    const repeated = cp[name];
+    const label = name === 'kernel_size' ? 'kernel' : name;
+    if (hasField(cp, nameH) || hasField(cp, nameW)) {
+      this.check(nsa === 2, () => `${nameH} & ${nameW} can only be used for 2D convolution (${nsa} spatial dims).`);
+      this.check(repeated.length === 0, () => `Either ${name} or ${label}_h/w should be specified; not both.`);
+      return [cp[nameH], cp[nameW]];
+    }
+    const n = repeated.length;
+    const ok = dflt === undefined ? n === 1 || n === nsa : n === 0 || n === 1 || n === nsa;
+    this.check(
+      ok,
+      () => `${name} must be specified once, or once per spatial dimension (${name} specified ${n} times; ${nsa} spatial dims).`,
+    );
+    const out: number[] = [];
+    for (let i = 0; i < nsa; i++) out.push(n === 0 ? dflt! : repeated[n === 1 ? 0 : i]!);
+    return out;
+  }
+}
+
+
+function shapeString(shape: readonly number[]): string {
+  return `${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`;
+}

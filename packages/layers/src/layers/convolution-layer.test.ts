@@ -1,0 +1,427 @@
+import { Blob, Rng, type FloatArray } from '@caffe-ts/blob';
+import { describe, expect, it } from 'vitest';
+import { LayerError } from '../errors.js';
+import { createLayer, GradientChecker, makeBlob } from '../testing.js';
+import { ConvolutionLayer, convolutionLayerDef } from './convolution-layer.js';
+
+type Props = Record<string, unknown>;
+
+function conv(convParam: Props, dtype: 'float32' | 'float64' = 'float64', rngSeed = 1701): ConvolutionLayer {
+  return createLayer(convolutionLayerDef, { convolution_param: convParam }, { dtype, rng: new Rng(rngSeed) });
+}
+
+const prod = (a: readonly number[]) => a.reduce((x, y) => x * y, 1);
+
+/** Direct N-d convolution (Caffe's caffe_conv reference): channel axis 1, the rest spatial. */
+function naiveConv(
+  bottom: Blob,
+  weight: Blob,
+  bias: Blob | null,
+  o: { pad: number[]; stride: number[]; dilation: number[]; group: number },
+): { data: Float64Array; shape: number[] } {
+  const [N, C, ...sp] = bottom.shape as number[];
+  const [O, Cg, ...k] = weight.shape as number[];
+  const out = sp.map((d, i) => Math.floor((d + 2 * o.pad[i]! - (o.dilation[i]! * (k[i]! - 1) + 1)) / o.stride[i]!) + 1);
+  const x = bottom.cpuData();
+  const w = weight.cpuData();
+  const b = bias?.cpuData();
+  const inCount = prod(sp);
+  const outCount = prod(out);
+  const kCount = prod(k);
+  const Og = O! / o.group;
+  const y = new Float64Array(N! * O! * outCount);
+  const unflat = (i: number, dims: number[]) => {
+    const r = new Array<number>(dims.length);
+    for (let d = dims.length - 1; d >= 0; d--) {
+      r[d] = i % dims[d]!;
+      i = Math.floor(i / dims[d]!);
+    }
+    return r;
+  };
+  for (let n = 0; n < N!; n++) {
+    for (let oc = 0; oc < O!; oc++) {
+      const g = Math.floor(oc / Og);
+      for (let op = 0; op < outCount; op++) {
+        const oi = unflat(op, out);
+        let sum = b ? b[oc]! : 0;
+        for (let ci = 0; ci < Cg!; ci++) {
+          const c = g * Cg! + ci;
+          for (let kp = 0; kp < kCount; kp++) {
+            const ki = unflat(kp, k);
+            let flat = 0;
+            let inside = true;
+            for (let d = 0; d < sp.length; d++) {
+              const pos = oi[d]! * o.stride[d]! - o.pad[d]! + ki[d]! * o.dilation[d]!;
+              if (pos < 0 || pos >= sp[d]!) inside = false;
+              flat = flat * sp[d]! + pos;
+            }
+            if (!inside) continue;
+            sum += x[(n * C! + c) * inCount + flat]! * w[(oc * Cg! + ci) * kCount + kp]!;
+          }
+        }
+        y[(n * O! + oc) * outCount + op] = sum;
+      }
+    }
+  }
+  return { data: y, shape: [N!, O!, ...out] };
+}
+
+function expectClose(actual: FloatArray, expected: ArrayLike<number>, tol: number): void {
+  expect(actual.length).toBe(expected.length);
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
+  expect(worst).toBeLessThanOrEqual(tol);
+}
+
+const gaussianFiller = { type: 'gaussian', std: 1 };
+const biasFiller = { type: 'constant', value: 0.1 };
+
+/** Sets the layer up on `bottoms` and checks every top against the naive reference. */
+function checkAgainstNaive(
+  layer: ConvolutionLayer,
+  bottoms: Blob[],
+  o: { pad: number[]; stride: number[]; dilation: number[]; group: number },
+  tol = 1e-4,
+): Blob[] {
+  const tops = bottoms.map(() => new Blob([], { dtype: layer.dtype }));
+  layer.setUp(bottoms, tops);
+  layer.forward(bottoms, tops);
+  bottoms.forEach((b, i) => {
+    const ref = naiveConv(b, layer.blobs[0]!, layer.blobs[1] ?? null, o);
+    expect(tops[i]!.shape).toEqual(ref.shape);
+    expectClose(tops[i]!.cpuData(), ref.data, tol);
+  });
+  return tops;
+}
+
+describe('ConvolutionLayer', () => {
+  describe('shapes', () => {
+    it('2×3×6×4, k3 s2, num_output 4 → 2×4×2×1; weight 4 3 3 3, bias 4', () => {
+      const layer = conv({ num_output: 4, kernel_size: [3], stride: [2] });
+      const bottoms = [makeBlob([2, 3, 6, 4]), makeBlob([2, 3, 6, 4])];
+      const tops = [new Blob(), new Blob()];
+      layer.setUp(bottoms, tops);
+      expect(tops[0]!.shape).toEqual([2, 4, 2, 1]);
+      expect(tops[1]!.shape).toEqual([2, 4, 2, 1]);
+      expect(layer.blobs.map((b) => b.shape)).toEqual([[4, 3, 3, 3], [4]]);
+      expect(layer.type).toBe('Convolution');
+    });
+
+    it('group 3 with num_output 3 → 2×3×2×1; weight 3 1 3 3', () => {
+      const layer = conv({ num_output: 3, kernel_size: [3], stride: [2], group: 3 });
+      const top = new Blob();
+      layer.setUp([makeBlob([2, 3, 6, 4])], [top]);
+      expect(top.shape).toEqual([2, 3, 2, 1]);
+      expect(layer.blobs[0]!.shape).toEqual([3, 1, 3, 3]);
+    });
+
+    it('uses (in + 2p − (d(k−1)+1))/s + 1 with floor, per axis', () => {
+      const layer = conv({ num_output: 2, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 0, stride_h: 2, stride_w: 3, bias_term: false });
+      const top = new Blob();
+      layer.setUp([makeBlob([1, 1, 7, 8])], [top]);
+      // h: (7 + 2 − 3)/2 + 1 = 4; w: (8 − 2)/3 + 1 = 3
+      expect(top.shape).toEqual([1, 2, 4, 3]);
+      const dil = conv({ num_output: 1, kernel_size: [3], dilation: [2, 3] });
+      dil.setUp([makeBlob([1, 1, 8, 9])], [top]);
+      // h: (8 − 5)/1 + 1 = 4; w: (9 − 7)/1 + 1 = 3
+      expect(top.shape).toEqual([1, 1, 4, 3]);
+    });
+
+    it('reshapes with the bottom and reuses the column buffer', () => {
+      const layer = conv({ num_output: 2, kernel_size: [3], weight_filler: gaussianFiller });
+      const top = new Blob([], { dtype: 'float64' });
+      const big = makeBlob([1, 2, 6, 6]);
+      layer.setUp([big], [top]);
+      layer.forward([big], [top]);
+      const small = makeBlob([1, 2, 4, 5]);
+      layer.forward([small], [top]);
+      expect(top.shape).toEqual([1, 2, 2, 3]);
+      const ref = naiveConv(small, layer.blobs[0]!, layer.blobs[1]!, { pad: [0, 0], stride: [1, 1], dilation: [1, 1], group: 1 });
+      expectClose(top.cpuData(), ref.data, 1e-12);
+    });
+  });
+
+  describe('forward against a direct convolution', () => {
+    const o2 = (p: Partial<{ pad: number[]; stride: number[]; dilation: number[]; group: number }> = {}) => ({
+      pad: [0, 0],
+      stride: [1, 1],
+      dilation: [1, 1],
+      group: 1,
+      ...p,
+    });
+
+    it('simple: two bottoms, k3 s2, gaussian weights, constant bias (float32 and float64)', () => {
+      for (const dtype of ['float32', 'float64'] as const) {
+        const layer = conv({ num_output: 4, kernel_size: [3], stride: [2], weight_filler: gaussianFiller, bias_filler: biasFiller }, dtype);
+        const bottoms = [makeBlob([2, 3, 6, 4], { dtype }), makeBlob([2, 3, 6, 4], { dtype, rng: new Rng(7) })];
+        checkAgainstNaive(layer, bottoms, o2({ stride: [2, 2] }));
+        expect(layer.blobs[1]!.cpuData()[0]).toBeCloseTo(0.1, 6);
+      }
+    });
+
+    it('padded, non-square kernel and stride', () => {
+      const layer = conv({
+        num_output: 3,
+        kernel_h: 3,
+        kernel_w: 2,
+        pad_h: 2,
+        pad_w: 1,
+        stride_h: 2,
+        stride_w: 1,
+        weight_filler: gaussianFiller,
+        bias_filler: gaussianFiller,
+      });
+      checkAgainstNaive(layer, [makeBlob([2, 2, 5, 6])], o2({ pad: [2, 1], stride: [2, 1] }), 1e-12);
+    });
+
+    it('dilated: 2×3×8×7, k3, dilation 2', () => {
+      const layer = conv({ num_output: 4, kernel_size: [3], dilation: [2], weight_filler: gaussianFiller, bias_filler: biasFiller });
+      const tops = checkAgainstNaive(layer, [makeBlob([2, 3, 8, 7])], o2({ dilation: [2, 2] }), 1e-12);
+      expect(tops[0]!.shape).toEqual([2, 4, 4, 3]);
+    });
+
+    it('3-D: 2×3×5×6×4, k3 s2, with and without dilation', () => {
+      const layer = conv({ num_output: 4, kernel_size: [3], stride: [2], weight_filler: gaussianFiller, bias_filler: biasFiller });
+      const tops = checkAgainstNaive(layer, [makeBlob([2, 3, 5, 6, 4])], { pad: [0, 0, 0], stride: [2, 2, 2], dilation: [1, 1, 1], group: 1 }, 1e-12);
+      expect(tops[0]!.shape).toEqual([2, 4, 2, 2, 1]);
+      const dil = conv({ num_output: 2, kernel_size: [3, 2, 2], pad: [1, 0, 1], dilation: [2, 1, 2], weight_filler: gaussianFiller, bias_filler: gaussianFiller });
+      checkAgainstNaive(dil, [makeBlob([1, 2, 6, 5, 4])], { pad: [1, 0, 1], stride: [1, 1, 1], dilation: [2, 1, 2], group: 1 }, 1e-12);
+    });
+
+    it('1×1: the image is its own column matrix', () => {
+      const layer = conv({ num_output: 4, kernel_size: [1], weight_filler: gaussianFiller, bias_filler: biasFiller });
+      checkAgainstNaive(layer, [makeBlob([2, 3, 6, 4])], o2(), 1e-12);
+      // A 1×1 kernel with stride 2 still needs im2col.
+      const strided = conv({ num_output: 2, kernel_size: [1], stride: [2], weight_filler: gaussianFiller });
+      checkAgainstNaive(strided, [makeBlob([2, 3, 5, 4])], o2({ stride: [2, 2] }), 1e-12);
+    });
+
+    it('grouped: group 3, num_output 3 and 6', () => {
+      for (const numOutput of [3, 6]) {
+        const layer = conv({ num_output: numOutput, kernel_size: [3], stride: [2], group: 3, weight_filler: gaussianFiller, bias_filler: biasFiller });
+        checkAgainstNaive(layer, [makeBlob([2, 3, 6, 4])], o2({ stride: [2, 2], group: 3 }), 1e-12);
+      }
+      const g2 = conv({ num_output: 4, kernel_size: [2], group: 2, pad: [1], weight_filler: gaussianFiller, bias_filler: gaussianFiller });
+      checkAgainstNaive(g2, [makeBlob([1, 4, 3, 3])], o2({ pad: [1, 1], group: 2 }), 1e-12);
+    });
+
+    it('force_nd_im2col gives the 2-D result', () => {
+      const p = { num_output: 3, kernel_size: [3, 2], pad: [1, 2], stride: [2, 1], dilation: [1, 2], weight_filler: gaussianFiller, bias_filler: biasFiller };
+      const bottom = makeBlob([2, 3, 6, 5]);
+      const a = conv(p);
+      const b = conv({ ...p, force_nd_im2col: true });
+      const ta = new Blob([], { dtype: 'float64' });
+      const tb = new Blob([], { dtype: 'float64' });
+      a.setUp([bottom], [ta]);
+      b.setUp([bottom], [tb]);
+      b.blobs[0]!.copyFrom(a.blobs[0]!);
+      a.forward([bottom], [ta]);
+      b.forward([bottom], [tb]);
+      expectClose(tb.cpuData(), ta.cpuData(), 1e-12);
+    });
+
+    it('axis: 1-D convolution over the last axis of N×M×C×L', () => {
+      const layer = conv({ num_output: 2, kernel_size: [3], stride: [2], pad: [1], axis: 2, weight_filler: gaussianFiller, bias_filler: gaussianFiller });
+      const bottom = makeBlob([2, 3, 4, 7]);
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      expect(top.shape).toEqual([2, 3, 2, 4]);
+      expect(layer.blobs[0]!.shape).toEqual([2, 4, 3]);
+      // Same as a 1-D convolution of the 6 images of shape 4×7.
+      const flat = new Blob([6, 4, 7], { dtype: 'float64' });
+      flat.mutableCpuData().set(bottom.cpuData());
+      const ref = naiveConv(flat, layer.blobs[0]!, layer.blobs[1]!, { pad: [1], stride: [2], dilation: [1], group: 1 });
+      expectClose(top.cpuData(), ref.data, 1e-12);
+    });
+
+    it('Sobel Gx (3×3, stride 2) equals [1 2 1]ᵀ (stride_h 2) then [−1 0 1] (stride_w 2)', () => {
+      const bottom = makeBlob([2, 3, 6, 4], { dtype: 'float32' });
+      const sobel = conv({ num_output: 1, kernel_size: [3], stride: [2], bias_term: false }, 'float32');
+      const top = new Blob();
+      sobel.setUp([bottom], [top]);
+      const gx = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
+      const w = sobel.blobs[0]!.mutableCpuData();
+      for (let c = 0; c < 3; c++) w.set(gx, c * 9);
+      sobel.forward([bottom], [top]);
+
+      const vert = conv({ num_output: 1, kernel_h: 3, kernel_w: 1, stride_h: 2, stride_w: 1, bias_term: false }, 'float32');
+      const mid = new Blob();
+      vert.setUp([bottom], [mid]);
+      const wv = vert.blobs[0]!.mutableCpuData();
+      for (let c = 0; c < 3; c++) wv.set([1, 2, 1], c * 3);
+      vert.forward([bottom], [mid]);
+      const horiz = conv({ num_output: 1, kernel_h: 1, kernel_w: 3, stride_h: 1, stride_w: 2, bias_term: false }, 'float32');
+      const sep = new Blob();
+      horiz.setUp([mid], [sep]);
+      horiz.blobs[0]!.mutableCpuData().set([-1, 0, 1]);
+      horiz.forward([mid], [sep]);
+
+      expect(sep.shape).toEqual(top.shape);
+      expect(top.shape).toEqual([2, 1, 2, 1]);
+      expectClose(sep.cpuData(), top.cpuData(), 1e-4);
+    });
+  });
+
+  describe('backward', () => {
+    it('accumulates param diffs and overwrites the bottom diff', () => {
+      const layer = conv({ num_output: 2, kernel_size: [2], weight_filler: gaussianFiller, bias_filler: gaussianFiller });
+      const bottom = makeBlob([1, 2, 3, 3]);
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      top.mutableCpuDiff().fill(1);
+      bottom.mutableCpuDiff().fill(123);
+      layer.backward([top], [true], [bottom]);
+      const w1 = Array.from(layer.blobs[0]!.cpuDiff());
+      const b1 = Array.from(layer.blobs[1]!.cpuDiff());
+      const x1 = Array.from(bottom.cpuDiff());
+      expect(b1).toEqual([4, 4]);
+      layer.backward([top], [true], [bottom]);
+      expectClose(layer.blobs[0]!.cpuDiff(), w1.map((v) => 2 * v), 1e-12);
+      expectClose(layer.blobs[1]!.cpuDiff(), [8, 8], 0);
+      expectClose(bottom.cpuDiff(), x1, 0);
+      // Corner input pixel feeds one output per channel: Σ_o w[o, c, 0, 0].
+      const w = layer.blobs[0]!.cpuData();
+      expect(x1[0]).toBeCloseTo(w[0]! + w[8]!, 12);
+    });
+
+    it('skips frozen params', () => {
+      const layer = conv({ num_output: 2, kernel_size: [2], weight_filler: gaussianFiller });
+      const bottom = makeBlob([1, 2, 3, 3]);
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([bottom], [top]);
+      layer.setParamPropagateDown(0, false);
+      layer.setParamPropagateDown(1, false);
+      layer.forward([bottom], [top]);
+      top.mutableCpuDiff().fill(1);
+      layer.backward([top], [true], [bottom]);
+      expect(layer.blobs[0]!.asumDiff()).toBe(0);
+      expect(layer.blobs[1]!.asumDiff()).toBe(0);
+      expect(bottom.asumDiff()).toBeGreaterThan(0);
+    });
+  });
+
+  describe('gradient (float64, Caffe (1e-2, 1e-3) exhaustive)', () => {
+    const checker = () => new GradientChecker(1e-2, 1e-3);
+    const run = (p: Props, shapes: number[][]) => {
+      const layer = conv({ weight_filler: gaussianFiller, bias_filler: gaussianFiller, ...p });
+      const bottoms = shapes.map((s, i) => makeBlob(s, { rng: new Rng(100 + i) }));
+      checker().checkGradientExhaustive(layer, bottoms, bottoms.map(() => new Blob([], { dtype: 'float64' })));
+    };
+
+    it('two bottoms, k3 s2', () => run({ num_output: 2, kernel_size: [3], stride: [2] }, [[2, 3, 6, 4], [2, 3, 6, 4]]));
+    it('padded, non-square', () => run({ num_output: 2, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 1, stride_h: 2, stride_w: 1 }, [[1, 2, 5, 4]]));
+    it('dilated', () => run({ num_output: 2, kernel_size: [3], dilation: [2] }, [[1, 2, 6, 5]]));
+    it('3-D', () => run({ num_output: 2, kernel_size: [3, 2, 2], stride: [2, 1, 1], pad: [1] }, [[1, 2, 4, 3, 3]]));
+    it('1×1', () => run({ num_output: 2, kernel_size: [1] }, [[2, 3, 3, 2]]));
+    it('grouped', () => run({ num_output: 4, kernel_size: [2], group: 2, pad: [1], stride: [2] }, [[1, 4, 4, 3]]));
+    it('force_nd_im2col', () => run({ num_output: 2, kernel_size: [3], stride: [2], force_nd_im2col: true }, [[1, 2, 5, 4]]));
+  });
+
+  describe('params', () => {
+    it('defaults: bias on, group 1, stride 1, pad 0, dilation 1, constant-0 fillers', () => {
+      const layer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 2, kernel_size: [2] } });
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([makeBlob([1, 3, 4, 4])], [top]);
+      expect(layer.stride).toEqual([1, 1]);
+      expect(layer.pad).toEqual([0, 0]);
+      expect(layer.dilation).toEqual([1, 1]);
+      expect(layer.kernelShape).toEqual([2, 2]);
+      expect(layer.blobs.map((b) => b.shape)).toEqual([[2, 3, 2, 2], [2]]);
+      expect(layer.blobs[0]!.asumData()).toBe(0);
+      expect(layer.blobs[1]!.asumData()).toBe(0);
+      expect(top.shape).toEqual([1, 2, 3, 3]);
+    });
+
+    it('bias_term: false has one blob', () => {
+      const layer = conv({ num_output: 2, kernel_size: [2], bias_term: false });
+      layer.setUp([makeBlob([1, 3, 4, 4])], [new Blob([], { dtype: 'float64' })]);
+      expect(layer.blobs.length).toBe(1);
+    });
+
+    const fails = (p: Props, shape: number[], message: string) => {
+      const layer = createLayer(convolutionLayerDef, { name: 'conv1', convolution_param: p });
+      let err: unknown;
+      try {
+        layer.setUp([makeBlob(shape)], [new Blob([], { dtype: 'float64' })]);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(LayerError);
+      expect((err as Error).message).toBe(message);
+    };
+
+    it('kernel_size given 3 times for 2 spatial dims', () =>
+      fails(
+        { num_output: 2, kernel_size: [3, 3, 3] },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': kernel_size must be specified once, or once per spatial dimension (kernel_size specified 3 times; 2 spatial dims).",
+      ));
+    it('no kernel at all', () =>
+      fails(
+        { num_output: 2 },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': kernel_size must be specified once, or once per spatial dimension (kernel_size specified 0 times; 2 spatial dims).",
+      ));
+    it('kernel_size and kernel_h together', () =>
+      fails(
+        { num_output: 2, kernel_size: [3], kernel_h: 3, kernel_w: 3 },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': Either kernel_size or kernel_h/w should be specified; not both.",
+      ));
+    it('kernel_h on 3-D input', () =>
+      fails(
+        { num_output: 2, kernel_h: 3, kernel_w: 3 },
+        [1, 3, 5, 5, 5],
+        "Convolution layer 'conv1': kernel_h & kernel_w can only be used for 2D convolution (3 spatial dims).",
+      ));
+    it('stride given twice for 3 spatial dims', () =>
+      fails(
+        { num_output: 2, kernel_size: [3], stride: [1, 2] },
+        [1, 3, 5, 5, 5],
+        "Convolution layer 'conv1': stride must be specified once, or once per spatial dimension (stride specified 2 times; 3 spatial dims).",
+      ));
+    it('dilation given 3 times for 2 spatial dims', () =>
+      fails(
+        { num_output: 2, kernel_size: [3], dilation: [1, 1, 1] },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': dilation must be specified once, or once per spatial dimension (dilation specified 3 times; 2 spatial dims).",
+      ));
+    it('zero stride', () =>
+      fails({ num_output: 2, kernel_size: [3], stride: [0] }, [1, 3, 5, 5], "Convolution layer 'conv1': Stride dimensions must be nonzero."));
+    it('num_output not a multiple of group', () =>
+      fails(
+        { num_output: 5, kernel_size: [3], group: 3 },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': Number of output should be multiples of group (num_output 5, group 3).",
+      ));
+    it('channels not a multiple of group', () =>
+      fails(
+        { num_output: 4, kernel_size: [3], group: 2 },
+        [1, 3, 5, 5],
+        "Convolution layer 'conv1': the number of input channels (3) must be a multiple of group (2)",
+      ));
+    it('kernel larger than the padded input', () =>
+      fails(
+        { num_output: 1, kernel_size: [4] },
+        [1, 1, 3, 5],
+        "Convolution layer 'conv1': output spatial dim 0 would be 0 (input 3, kernel 4, pad 0, stride 1, dilation 1)",
+      ));
+
+    it('preloaded weights of the wrong shape', () => {
+      const layer = createLayer(convolutionLayerDef, { name: 'conv1', convolution_param: { num_output: 2, kernel_size: [3] } });
+      layer.blobs = [new Blob([2, 3, 2, 2], { dtype: 'float64' }), new Blob([2], { dtype: 'float64' })];
+      expect(() => layer.setUp([makeBlob([1, 3, 5, 5])], [new Blob([], { dtype: 'float64' })])).toThrow(
+        "Convolution layer 'conv1': Incorrect weight shape: expected shape 2 3 3 3 (54); instead, shape was 2 3 2 2 (24)",
+      );
+    });
+
+    it('a later bottom with other channels is rejected on reshape', () => {
+      const layer = conv({ num_output: 2, kernel_size: [3] });
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([makeBlob([1, 3, 5, 5])], [top]);
+      expect(() => layer.forward([makeBlob([1, 4, 5, 5])], [top])).toThrow(/Input size incompatible with convolution kernel/);
+    });
+  });
+});

@@ -1,0 +1,74 @@
+import type { Blob, FloatArray } from '@caffe-ts/blob';
+import { createMessage, Phase, type DropoutParameter } from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+import type { LayerDef } from '../registry.js';
+
+/**
+ * Dropout (Caffe's DropoutLayer), inverted: in TRAIN each element is kept with probability
+ * 1 − dropout_ratio and scaled by 1/(1 − dropout_ratio), so TEST is the identity. The mask is
+ * drawn from the layer's rng (`this.rng`) on every forward and reused by backward. May run
+ * in place (top === bottom).
+ */
+export class DropoutLayer extends Layer {
+  readonly type: string = 'Dropout';
+  static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 1, exactNumTopBlobs: 1 };
+
+  /** Probability of dropping an element. */
+  ratio = 0.5;
+  /** 1 / (1 − ratio). */
+  scale = 2;
+  /** 1 where the element was kept in the last TRAIN forward. */
+  mask = new Uint8Array(0);
+
+  private get dropoutParam(): DropoutParameter {
+    return this.param.dropout_param ?? createMessage<DropoutParameter>('DropoutParameter', {});
+  }
+
+  override layerSetUp(_bottom: Blob[], _top: Blob[]): void {
+    this.ratio = this.dropoutParam.dropout_ratio;
+    this.check(this.ratio >= 0 && this.ratio < 1, () => `dropout_ratio must be in [0, 1) (got ${this.ratio})`);
+    this.scale = 1 / (1 - this.ratio);
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    if (top[0] !== bottom[0]) top[0]!.reshape(bottom[0]!.shape);
+    const n = bottom[0]!.count();
+    if (this.mask.length !== n) this.mask = new Uint8Array(n);
+  }
+
+  protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    const x = bottom[0]!.cpuData();
+    const y = top[0]!.mutableCpuData();
+    if (this.phase === Phase.TRAIN) {
+      const keep = 1 - this.ratio;
+      for (let i = 0; i < x.length; i++) {
+        const m = this.rng.bernoulli(keep) ? 1 : 0;
+        this.mask[i] = m;
+        y[i] = x[i]! * m * this.scale;
+      }
+    } else if (!sameMemory(x, y)) {
+      y.set(x);
+    }
+  }
+
+  protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    if (!propagateDown[0]) return;
+    const dy = top[0]!.cpuDiff();
+    const dx = bottom[0]!.mutableCpuDiff();
+    if (this.phase === Phase.TRAIN) {
+      for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * this.mask[i]! * this.scale;
+    } else if (!sameMemory(dx, dy)) {
+      dx.set(dy);
+    }
+  }
+}
+
+/** In-place use hands the same memory as top and bottom; copying would be a no-op. */
+function sameMemory(a: FloatArray, b: FloatArray): boolean {
+  return a.buffer === b.buffer && a.byteOffset === b.byteOffset;
+}
+
+export const dropoutLayerDef: LayerDef<DropoutLayer> = {
+  type: 'Dropout',
+  create: (param, context) => new DropoutLayer(param, context),
+};

@@ -1,0 +1,130 @@
+import { fillBlob, gemm, type Blob } from '@caffe-ts/blob';
+import { createMessage, type InnerProductParameter } from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+import type { LayerDef } from '../registry.js';
+
+/**
+ * InnerProduct (Caffe's InnerProductLayer, "fully connected"): the bottom's axes from `axis`
+ * on are flattened into K inputs, the axes before it are M independent rows, and
+ * `top [.., N] = bottom (M×K) · Wᵀ + b`.
+ * Blobs: `[weight, bias]`, weight `[N, K]`, or `[K, N]` when `transpose` (then used as is,
+ * without the transpose); bias `[N]` when bias_term.
+ */
+export class InnerProductLayer extends Layer {
+  readonly type: string = 'InnerProduct';
+  static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 1, exactNumTopBlobs: 1 };
+
+  /** Rows (product of the axes before `axis`), outputs, inputs. */
+  M = 0;
+  N = 0;
+  K = 0;
+  private biasTerm = true;
+  private transpose = false;
+
+  private get ipParam(): InnerProductParameter {
+    return this.param.inner_product_param ?? createMessage<InnerProductParameter>('InnerProductParameter', {});
+  }
+
+  override layerSetUp(bottom: Blob[], _top: Blob[]): void {
+    const ip = this.ipParam;
+    this.N = ip.num_output;
+    this.check(this.N > 0, () => `num_output must be positive (got ${this.N})`);
+    this.biasTerm = ip.bias_term;
+    this.transpose = ip.transpose;
+    const axis = this.axisOf(bottom[0]!);
+    this.K = bottom[0]!.count(axis);
+    const weightShape = this.transpose ? [this.K, this.N] : [this.N, this.K];
+    if (this.blobs.length > 0) {
+      // Weights were supplied (loaded from a model): check them instead of filling.
+      const want = this.biasTerm ? 2 : 1;
+      this.check(this.blobs.length === want, () => `Incorrect number of weight blobs (expected ${want}, got ${this.blobs.length}).`);
+      const w = this.blobs[0]!;
+      this.check(
+        w.shapeEquals(weightShape),
+        () => `Incorrect weight shape: expected shape ${shapeString(weightShape)}; instead, shape was ${w.shapeString()}`,
+      );
+      if (this.biasTerm) {
+        const b = this.blobs[1]!;
+        this.check(
+          b.shapeEquals([this.N]),
+          () => `Incorrect bias shape: expected shape ${shapeString([this.N])}; instead, shape was ${b.shapeString()}`,
+        );
+      }
+    } else {
+      const weight = this.newBlob(weightShape);
+      fillBlob(weight, ip.weight_filler, this.rng);
+      this.blobs = [weight];
+      if (this.biasTerm) {
+        const bias = this.newBlob([this.N]);
+        fillBlob(bias, ip.bias_filler, this.rng);
+        this.blobs.push(bias);
+      }
+    }
+    while (this.paramPropagateDown.length < this.blobs.length) this.paramPropagateDown.push(true);
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    const b = bottom[0]!;
+    const axis = this.axisOf(b);
+    const k = b.count(axis);
+    this.check(
+      k === this.K,
+      () => `Input size incompatible with inner product parameters (expected ${this.K} inputs from axis ${axis}, bottom ${b.shapeString()} gives ${k}).`,
+    );
+    this.M = b.count(0, axis);
+    top[0]!.reshape([...b.shape.slice(0, axis), this.N]);
+  }
+
+  protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    const x = bottom[0]!.cpuData();
+    const y = top[0]!.mutableCpuData();
+    const w = this.blobs[0]!.cpuData();
+    gemm(false, !this.transpose, this.M, this.N, this.K, 1, x, w, 0, y);
+    if (this.biasTerm) {
+      const b = this.blobs[1]!.cpuData();
+      for (let m = 0; m < this.M; m++) {
+        const row = m * this.N;
+        for (let n = 0; n < this.N; n++) y[row + n] = y[row + n]! + b[n]!;
+      }
+    }
+  }
+
+  protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    const dy = top[0]!.cpuDiff();
+    if (this.paramPropagateDown[0] ?? true) {
+      const x = bottom[0]!.cpuData();
+      const dw = this.blobs[0]!.mutableCpuDiff();
+      // Param diffs accumulate (beta = 1).
+      if (this.transpose) gemm(true, false, this.K, this.N, this.M, 1, x, dy, 1, dw);
+      else gemm(true, false, this.N, this.K, this.M, 1, dy, x, 1, dw);
+    }
+    if (this.biasTerm && (this.paramPropagateDown[1] ?? true)) {
+      const db = this.blobs[1]!.mutableCpuDiff();
+      for (let m = 0; m < this.M; m++) {
+        const row = m * this.N;
+        for (let n = 0; n < this.N; n++) db[n] = db[n]! + dy[row + n]!;
+      }
+    }
+    if (propagateDown[0]) {
+      const w = this.blobs[0]!.cpuData();
+      gemm(false, this.transpose, this.M, this.K, this.N, 1, dy, w, 0, bottom[0]!.mutableCpuDiff());
+    }
+  }
+
+  private axisOf(b: Blob): number {
+    const axis = this.ipParam.axis;
+    const n = b.numAxes;
+    this.check(axis >= -n && axis < n, () => `axis ${axis} out of range for ${n}-D bottom blob with shape ${b.shapeString()}`);
+    return axis < 0 ? axis + n : axis;
+  }
+}
+
+
+function shapeString(shape: readonly number[]): string {
+  return `${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`;
+}
+
+export const innerProductLayerDef: LayerDef<InnerProductLayer> = {
+  type: 'InnerProduct',
+  create: (param, context) => new InnerProductLayer(param, context),
+};

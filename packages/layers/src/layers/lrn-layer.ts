@@ -1,0 +1,139 @@
+import { allocArray, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { createMessage, LRNParameter_NormRegion as NormRegion, type LRNParameter } from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+import type { LayerDef } from '../registry.js';
+
+/**
+ * Local Response Normalization (Caffe's LRNLayer) of an N×C×H×W bottom, `y = x · s^(−β)`:
+ * - ACROSS_CHANNELS: `s = k + (α/n) Σ x²` over channels `c−(n−1)/2 … c+(n−1)/2`, clipped to
+ *   the channel range.
+ * - WITHIN_CHANNEL: `s = 1 + (α/n²) Σ x²` over the n×n spatial window centred on the pixel,
+ *   zero-padded at the borders. As in Caffe (which builds it from AVE pooling and a Power
+ *   layer with shift 1), `k` plays no part here.
+ * Both are computed directly (Caffe composes the second from sub-layers); the backward pass is
+ * the exact derivative: `dx_j = dy_j·s_j^(−β) − (2αβ/m)·x_j·Σ_{i∋j} dy_i·y_i/s_i`, m = n or n².
+ */
+export class LRNLayer extends Layer {
+  readonly type: string = 'LRN';
+  static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 1, exactNumTopBlobs: 1 };
+
+  size = 5;
+  alpha = 1;
+  beta = 0.75;
+  k = 1;
+  private region: NormRegion = NormRegion.ACROSS_CHANNELS;
+  private prePad = 2;
+  /** s per element, kept for backward. */
+  private scale!: Blob;
+
+  private get lrnParam(): LRNParameter {
+    return this.param.lrn_param ?? createMessage<LRNParameter>('LRNParameter', {});
+  }
+
+  override layerSetUp(_bottom: Blob[], _top: Blob[]): void {
+    const lp = this.lrnParam;
+    this.size = lp.local_size;
+    this.check(this.size % 2 === 1, () => `LRN only supports odd values for local_size (got ${this.size})`);
+    this.prePad = (this.size - 1) / 2;
+    this.alpha = lp.alpha;
+    this.beta = lp.beta;
+    this.k = lp.k;
+    this.region = lp.norm_region;
+    this.check(
+      this.region === NormRegion.ACROSS_CHANNELS || this.region === NormRegion.WITHIN_CHANNEL,
+      () => `Unknown normalization region ${this.region}.`,
+    );
+    this.scale = this.newBlob();
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    const b = bottom[0]!;
+    this.check(
+      b.numAxes === 4,
+      () => `Input must have 4 axes, corresponding to (num, channels, height, width); bottom is ${b.shapeString()}`,
+    );
+    top[0]!.reshape(b.shape);
+    this.scale.reshape(b.shape);
+  }
+
+  protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    const x = bottom[0]!.cpuData();
+    const s = this.scale.mutableCpuData();
+    if (this.region === NormRegion.ACROSS_CHANNELS) {
+      this.windowSums(bottom[0]!.shape, (v) => v * v, x, s, true);
+      const c = this.alpha / this.size;
+      for (let i = 0; i < s.length; i++) s[i] = this.k + c * s[i]!;
+    } else {
+      this.windowSums(bottom[0]!.shape, (v) => v * v, x, s, false);
+      const c = this.alpha / (this.size * this.size);
+      for (let i = 0; i < s.length; i++) s[i] = 1 + c * s[i]!;
+    }
+    const y = top[0]!.mutableCpuData();
+    const nb = -this.beta;
+    for (let i = 0; i < y.length; i++) y[i] = x[i]! * Math.pow(s[i]!, nb);
+  }
+
+  protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    if (!propagateDown[0]) return;
+    const dy = top[0]!.cpuDiff();
+    const y = top[0]!.cpuData();
+    const x = bottom[0]!.cpuData();
+    const s = this.scale.cpuData();
+    const n = dy.length;
+    // ratio_i = dy_i · y_i / s_i, then summed over each element's window.
+    const ratio = allocArray(this.dtype, n);
+    for (let i = 0; i < n; i++) ratio[i] = (dy[i]! * y[i]!) / s[i]!;
+    const acc = allocArray(this.dtype, n);
+    const across = this.region === NormRegion.ACROSS_CHANNELS;
+    this.windowSums(bottom[0]!.shape, (v) => v, ratio, acc, across);
+    const m = across ? this.size : this.size * this.size;
+    const c = (2 * this.alpha * this.beta) / m;
+    const dx = bottom[0]!.mutableCpuDiff();
+    const nb = -this.beta;
+    for (let i = 0; i < n; i++) dx[i] = dy[i]! * Math.pow(s[i]!, nb) - c * x[i]! * acc[i]!;
+  }
+
+  /**
+   * out_i = Σ f(in_j) over i's window: channels c±prePad (across) or the size×size spatial
+   * square (within), clipped to the blob. The windows are symmetric, so the same sums serve
+   * forward (squares) and backward (ratios).
+   */
+  private windowSums(shape: readonly number[], f: (v: number) => number, input: FloatArray, out: FloatArray, across: boolean): void {
+    const [N, C, H, W] = shape as [number, number, number, number];
+    const plane = H * W;
+    const p = this.prePad;
+    const fin = new Float64Array(input.length);
+    for (let i = 0; i < input.length; i++) fin[i] = f(input[i]!);
+    for (let nIdx = 0; nIdx < N; nIdx++) {
+      for (let ch = 0; ch < C; ch++) {
+        const base = (nIdx * C + ch) * plane;
+        if (across) {
+          const c0 = Math.max(0, ch - p);
+          const c1 = Math.min(C - 1, ch + p);
+          for (let q = 0; q < plane; q++) {
+            let sum = 0;
+            for (let cc = c0; cc <= c1; cc++) sum += fin[(nIdx * C + cc) * plane + q]!;
+            out[base + q] = sum;
+          }
+        } else {
+          for (let h = 0; h < H; h++) {
+            const h0 = Math.max(0, h - p);
+            const h1 = Math.min(H - 1, h + p);
+            for (let w = 0; w < W; w++) {
+              const w0 = Math.max(0, w - p);
+              const w1 = Math.min(W - 1, w + p);
+              let sum = 0;
+              for (let hh = h0; hh <= h1; hh++) for (let ww = w0; ww <= w1; ww++) sum += fin[base + hh * W + ww]!;
+              out[base + h * W + w] = sum;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+export const lrnLayerDef: LayerDef<LRNLayer> = {
+  type: 'LRN',
+  create: (param, context) => new LRNLayer(param, context),
+};

@@ -1,0 +1,227 @@
+import { Blob, Rng } from '@caffe-ts/blob';
+import { PoolingParameter_PoolMethod as PoolMethod, PoolingParameter_RoundMode as RoundMode } from '@caffe-ts/proto';
+import { describe, expect, it } from 'vitest';
+import { LayerError } from '../errors.js';
+import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
+import { PoolingLayer, poolingLayerDef } from './pooling-layer.js';
+
+type Props = Record<string, unknown>;
+
+function pool(p: Props, name = 'pool1'): PoolingLayer {
+  return createLayer(poolingLayerDef, { name, pooling_param: p });
+}
+
+const f64 = () => new Blob([], { dtype: 'float64' });
+
+/** A blob whose every N×C plane holds `plane`. */
+function planes(n: number, c: number, h: number, w: number, plane: number[]): Blob {
+  const values: number[] = [];
+  for (let i = 0; i < n * c; i++) values.push(...plane);
+  return makeBlob([n, c, h, w], { filler: values });
+}
+
+function run(layer: PoolingLayer, bottom: Blob, nTops = 1): Blob[] {
+  const tops = Array.from({ length: nTops }, f64);
+  layer.setUp([bottom], tops);
+  layer.forward([bottom], tops);
+  return tops;
+}
+
+function expectPlanes(blob: Blob, plane: number[], tol = 0, which: 'data' | 'diff' = 'data'): void {
+  const v = blobValues(blob, which);
+  expect(v.length % plane.length).toBe(0);
+  for (let i = 0; i < v.length; i++) expect(Math.abs(v[i]! - plane[i % plane.length]!)).toBeLessThanOrEqual(tol);
+}
+
+describe('PoolingLayer', () => {
+  describe('output shape', () => {
+    const shapeOf = (p: Props, shape = [2, 3, 6, 5]) => run(pool(p), makeBlob(shape))[0]!.shape;
+
+    it('2×3×6×5: k3 s2 → 3×2; k3 s2 p1 AVE → 4×3; global → 1×1', () => {
+      expect(shapeOf({ kernel_size: 3, stride: 2 })).toEqual([2, 3, 3, 2]);
+      expect(shapeOf({ kernel_size: 3, stride: 2, pad: 1, pool: PoolMethod.AVE })).toEqual([2, 3, 4, 3]);
+      expect(shapeOf({ global_pooling: true })).toEqual([2, 3, 1, 1]);
+      expect(shapeOf({ global_pooling: true, pool: PoolMethod.AVE })).toEqual([2, 3, 1, 1]);
+    });
+
+    it('round_mode FLOOR rounds down', () => {
+      expect(shapeOf({ kernel_size: 3, stride: 2, round_mode: RoundMode.FLOOR })).toEqual([2, 3, 2, 2]);
+      expect(shapeOf({ kernel_size: 3, stride: 2, round_mode: RoundMode.CEIL })).toEqual([2, 3, 3, 2]);
+    });
+
+    it('drops a last window that would start in the padding: (pooled−1)·s ≥ in + p', () => {
+      // ceil((5 + 2 − 3)/3) + 1 = 3, but the third window would start at 6 − 1 = 5 = in.
+      expect(shapeOf({ kernel_size: 3, stride: 3, pad: 1 }, [1, 1, 5, 5])).toEqual([1, 1, 2, 2]);
+      expect(shapeOf({ kernel_size: 3, stride: 3, pad: 1, round_mode: RoundMode.FLOOR }, [1, 1, 5, 5])).toEqual([1, 1, 2, 2]);
+      // Without padding there is no reduction: ceil((5 − 3)/3) + 1 = 2.
+      expect(shapeOf({ kernel_size: 3, stride: 3 }, [1, 1, 5, 5])).toEqual([1, 1, 2, 2]);
+      expect(shapeOf({ kernel_size: 2, stride: 2, pad: 1 }, [1, 1, 4, 4])).toEqual([1, 1, 3, 3]);
+    });
+
+    it('kernel_h/kernel_w, stride_h/stride_w, pad_h/pad_w', () => {
+      expect(shapeOf({ kernel_h: 3, kernel_w: 2, stride_h: 2, stride_w: 1, pad_h: 1, pad_w: 0 })).toEqual([2, 3, 4, 4]);
+    });
+
+    it('a mask top gets the same shape', () => {
+      const tops = run(pool({ kernel_size: 2 }), makeBlob([1, 2, 3, 5]), 2);
+      expect(tops[1]!.shape).toEqual([1, 2, 2, 4]);
+    });
+  });
+
+  describe('MAX', () => {
+    const input = [1, 2, 5, 2, 3, 9, 4, 1, 4, 8, 1, 2, 5, 2, 3];
+
+    it('2×2 s1 on 3×5: values and argmax mask (Caffe test_pooling_layer)', () => {
+      const bottom = planes(2, 2, 3, 5, input);
+      const [top, mask] = run(pool({ kernel_size: 2, stride: 1 }), bottom, 2);
+      expect(top!.shape).toEqual([2, 2, 2, 4]);
+      expectPlanes(top!, [9, 5, 5, 8, 9, 5, 5, 8]);
+      expectPlanes(mask!, [5, 2, 2, 9, 5, 12, 12, 9]);
+      // Without the mask top the values are the same.
+      expectPlanes(run(pool({ kernel_size: 2, stride: 1 }), bottom)[0]!, [9, 5, 5, 8, 9, 5, 5, 8]);
+    });
+
+    it('k3 s2 p2 on 3×3 (padding never wins)', () => {
+      const [top] = run(pool({ kernel_size: 3, stride: 2, pad: 2 }), planes(1, 2, 3, 3, [1, 2, 4, 2, 3, 2, 4, 2, 1]));
+      expect(top!.shape).toEqual([1, 2, 3, 3]);
+      expectPlanes(top!, [1, 4, 4, 4, 4, 4, 4, 4, 1], 1e-12);
+    });
+
+    it('all-negative input with padding', () => {
+      const [top] = run(pool({ kernel_size: 2, stride: 2, pad: 1 }), planes(1, 1, 2, 2, [-1, -2, -3, -4]));
+      expectPlanes(top!, [-1, -2, -3, -4]);
+    });
+
+    it('rectangular 3×2 kernel', () => {
+      const [top, mask] = run(pool({ kernel_h: 3, kernel_w: 2 }), planes(1, 1, 3, 4, [1, 8, 2, 3, 4, 0, 6, 5, 7, 1, 9, 2]), 2);
+      expectPlanes(top!, [8, 9, 9]);
+      expectPlanes(mask!, [1, 10, 10]);
+    });
+
+    it('global pooling takes the plane maximum', () => {
+      const [top] = run(pool({ global_pooling: true }), planes(2, 1, 3, 5, input));
+      expectPlanes(top!, [9]);
+    });
+
+    it('backward routes each top diff to its argmax (with and without mask top)', () => {
+      for (const nTops of [1, 2]) {
+        const bottom = planes(1, 2, 3, 5, input);
+        const layer = pool({ kernel_size: 2, stride: 1 });
+        const tops = run(layer, bottom, nTops);
+        tops[0]!.mutableCpuDiff().fill(1);
+        bottom.mutableCpuDiff().fill(7);
+        layer.backward(tops, [true], [bottom]);
+        const want = new Array<number>(15).fill(0);
+        want[5] = 2;
+        want[2] = 2;
+        want[9] = 2;
+        want[12] = 2;
+        expectPlanes(bottom, want, 0, 'diff');
+      }
+    });
+  });
+
+  describe('AVE', () => {
+    it('k3 s1 p1 on all-2 3×3 counts the padding in the divisor', () => {
+      const [top] = run(pool({ kernel_size: 3, stride: 1, pad: 1, pool: PoolMethod.AVE }), makeBlob([1, 1, 3, 3], { filler: 2 }));
+      expectPlanes(top!, [8 / 9, 4 / 3, 8 / 9, 4 / 3, 2, 4 / 3, 8 / 9, 4 / 3, 8 / 9], 1e-12);
+    });
+
+    it('clips the divisor to in + pad (CEIL window past the padding)', () => {
+      // 1×4, k1×3 s2 p0×1: windows w ∈ [−1,2), [1,4), [3,6)→clipped to [3,5): divisors 3, 3, 2.
+      const [top] = run(pool({ kernel_h: 1, kernel_w: 3, stride: 2, pad_h: 0, pad_w: 1, pool: PoolMethod.AVE }), planes(1, 1, 1, 4, [1, 2, 3, 4]));
+      expectPlanes(top!, [3 / 3, 9 / 3, 4 / 2], 1e-12);
+    });
+
+    it('rectangular 3×2 kernel and global pooling', () => {
+      const plane = [1, 8, 2, 3, 4, 0, 6, 5, 7, 1, 9, 2];
+      const [top] = run(pool({ kernel_h: 3, kernel_w: 2, pool: PoolMethod.AVE }), planes(1, 1, 3, 4, plane));
+      expectPlanes(top!, [21 / 6, 26 / 6, 27 / 6], 1e-12);
+      const [g] = run(pool({ global_pooling: true, pool: PoolMethod.AVE }), planes(1, 2, 3, 4, plane));
+      expectPlanes(g!, [48 / 12], 1e-12);
+    });
+
+    it('backward spreads top diff / divisor over the window', () => {
+      const layer = pool({ kernel_size: 3, stride: 1, pad: 1, pool: PoolMethod.AVE });
+      const bottom = makeBlob([1, 1, 3, 3], { filler: 2 });
+      const [top] = run(layer, bottom);
+      top!.mutableCpuDiff().fill(1);
+      layer.backward([top!], [true], [bottom]);
+      expectPlanes(bottom, [4 / 9, 6 / 9, 4 / 9, 6 / 9, 1, 6 / 9, 4 / 9, 6 / 9, 4 / 9], 1e-12, 'diff');
+    });
+  });
+
+  describe('gradient (float64)', () => {
+    it('MAX, Caffe (1e-4, 1e-2) exhaustive, kernels 3..4 × 3..4, stride 2, pad 1', () => {
+      for (const kh of [3, 4]) {
+        for (const kw of [3, 4]) {
+          const layer = pool({ kernel_h: kh, kernel_w: kw, stride: 2, pad: 1 });
+          new GradientChecker(1e-4, 1e-2).checkGradientExhaustive(layer, [makeBlob([1, 2, 5, 4], { rng: new Rng(kh * 10 + kw) })], [f64()]);
+        }
+      }
+    });
+
+    it('MAX with the mask top', () => {
+      const layer = pool({ kernel_size: 2, stride: 2 });
+      new GradientChecker(1e-4, 1e-2).checkGradientExhaustive(layer, [makeBlob([1, 2, 4, 5])], [f64(), f64()]);
+    });
+
+    it('AVE, Caffe (1e-2, 1e-2) exhaustive, with and without padding', () => {
+      for (const pad of [0, 2]) {
+        const layer = pool({ kernel_size: 3, stride: 2, pad, pool: PoolMethod.AVE });
+        new GradientChecker(1e-2, 1e-2).checkGradientExhaustive(layer, [makeBlob([2, 2, 5, 4], { rng: new Rng(pad) })], [f64()]);
+      }
+    });
+  });
+
+  describe('params', () => {
+    it('defaults: MAX, stride 1, pad 0, CEIL', () => {
+      const layer = pool({ kernel_size: 2 });
+      run(layer, makeBlob([1, 1, 4, 5]));
+      expect([layer.kernelH, layer.kernelW, layer.strideH, layer.strideW, layer.padH, layer.padW]).toEqual([2, 2, 1, 1, 0, 0]);
+      expect([layer.pooledHeight, layer.pooledWidth]).toEqual([3, 4]);
+      expect(layer.type).toBe('Pooling');
+    });
+
+    it('without a pooling_param there is no kernel: Caffe\'s message', () => {
+      const layer = createLayer(poolingLayerDef, { name: 'p' });
+      expect(() => run(layer, makeBlob([1, 1, 2, 2]))).toThrow("Pooling layer 'p': Filter size is kernel_size OR kernel_h and kernel_w; not both");
+    });
+
+    const fails = (p: Props, message: string, nTops = 1, shape = [1, 1, 5, 5]) => {
+      let err: unknown;
+      try {
+        run(pool(p), makeBlob(shape), nTops);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(LayerError);
+      expect((err as Error).message).toBe(message);
+    };
+
+    it('pad must be less than the kernel', () =>
+      fails({ kernel_size: 2, pad: 2 }, "Pooling layer 'pool1': pad_h (2) must be less than kernel_h (2)"));
+    it('kernel_size and kernel_h/kernel_w together', () =>
+      fails({ kernel_size: 2, kernel_h: 2, kernel_w: 2 }, "Pooling layer 'pool1': Filter size is kernel_size OR kernel_h and kernel_w; not both"));
+    it('global pooling with a kernel', () =>
+      fails({ global_pooling: true, kernel_size: 2 }, "Pooling layer 'pool1': With Global_pooling: true Filter size cannot specified"));
+    it('global pooling with a stride', () =>
+      fails({ global_pooling: true, stride: 2 }, "Pooling layer 'pool1': With Global_pooling: true; only pad = 0 and stride = 1"));
+    it('pad together with pad_h', () =>
+      fails({ kernel_size: 3, pad: 1, pad_h: 1, pad_w: 1 }, "Pooling layer 'pool1': pad is pad OR pad_h and pad_w are required."));
+    it('stride_h without stride_w', () =>
+      fails({ kernel_size: 3, stride_h: 2 }, "Pooling layer 'pool1': Stride is stride OR stride_h and stride_w are required."));
+    it('STOCHASTIC is not supported yet', () =>
+      fails({ kernel_size: 2, pool: PoolMethod.STOCHASTIC }, "Pooling layer 'pool1': STOCHASTIC pooling is not supported yet (use MAX or AVE)."));
+    it('AVE has no mask top', () =>
+      fails({ kernel_size: 2, pool: PoolMethod.AVE }, "Pooling layer 'pool1': only MAX pooling can produce a second top (the argmax mask); got 2 tops", 2));
+    it('3 tops', () => fails({ kernel_size: 2 }, "Pooling layer 'pool1': Pooling Layer produces at most 2 top blob(s) as output (got 3).", 3));
+    it('needs 4 axes', () =>
+      fails(
+        { kernel_size: 2 },
+        "Pooling layer 'pool1': Input must have 4 axes, corresponding to (num, channels, height, width); bottom is 1 5 5 (25)",
+        1,
+        [1, 5, 5],
+      ));
+  });
+});

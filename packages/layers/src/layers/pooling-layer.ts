@@ -1,0 +1,274 @@
+import type { Blob } from '@caffe-ts/blob';
+import {
+  createMessage,
+  hasField,
+  PoolingParameter_PoolMethod as PoolMethod,
+  PoolingParameter_RoundMode as RoundMode,
+  type PoolingParameter,
+} from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+import type { LayerDef } from '../registry.js';
+
+/**
+ * Pooling (Caffe's PoolingLayer) over the two spatial axes of an N×C×H×W bottom.
+ * - MAX: the window maximum (ties keep the first in row-major order). An optional second top
+ *   receives the argmax mask: the flat index h·W + w within the channel, as a float.
+ * - AVE: the window sum divided by the window size clipped to `in + pad`, so padding cells
+ *   count in the divisor (Caffe's behaviour).
+ * - STOCHASTIC: not supported yet (rejected at set-up).
+ * Output size: `ceil((in + 2p − k)/s) + 1` (round_mode CEIL, the default) or floor (FLOOR),
+ * minus one when padding would make the last window start at or past `in + p`.
+ */
+export class PoolingLayer extends Layer {
+  readonly type: string = 'Pooling';
+  static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 1, minTopBlobs: 1, maxTopBlobs: 2 };
+
+  kernelH = 0;
+  kernelW = 0;
+  strideH = 1;
+  strideW = 1;
+  padH = 0;
+  padW = 0;
+  pooledHeight = 0;
+  pooledWidth = 0;
+  private method: PoolMethod = PoolMethod.MAX;
+  private roundMode: RoundMode = RoundMode.CEIL;
+  private globalPooling = false;
+  private channels = 0;
+  private height = 0;
+  private width = 0;
+  /** Argmax per output when there is no mask top (Caffe's max_idx_). */
+  private maxIdx = new Int32Array(0);
+
+  private get poolParam(): PoolingParameter {
+    return this.param.pooling_param ?? createMessage<PoolingParameter>('PoolingParameter', {});
+  }
+
+  override layerSetUp(bottom: Blob[], top: Blob[]): void {
+    const pp = this.poolParam;
+    const has = (f: string) => hasField(pp, f);
+    this.method = pp.pool;
+    this.check(
+      this.method === PoolMethod.MAX || this.method === PoolMethod.AVE || this.method === PoolMethod.STOCHASTIC,
+      () => `Unknown pooling method ${this.method}.`,
+    );
+    this.check(
+      this.method !== PoolMethod.STOCHASTIC,
+      () => 'STOCHASTIC pooling is not supported yet (use MAX or AVE).',
+    );
+    this.check(
+      top.length === 1 || this.method === PoolMethod.MAX,
+      () => `only MAX pooling can produce a second top (the argmax mask); got ${top.length} tops`,
+    );
+    if (pp.global_pooling) {
+      this.check(
+        !(has('kernel_size') || has('kernel_h') || has('kernel_w')),
+        () => 'With Global_pooling: true Filter size cannot specified',
+      );
+    } else {
+      this.check(
+        !has('kernel_size') !== !(has('kernel_h') && has('kernel_w')),
+        () => 'Filter size is kernel_size OR kernel_h and kernel_w; not both',
+      );
+      this.check(
+        has('kernel_size') || (has('kernel_h') && has('kernel_w')),
+        () => 'For non-square filters both kernel_h and kernel_w are required.',
+      );
+    }
+    this.check(
+      (!has('pad') && has('pad_h') && has('pad_w')) || (!has('pad_h') && !has('pad_w')),
+      () => 'pad is pad OR pad_h and pad_w are required.',
+    );
+    this.check(
+      (!has('stride') && has('stride_h') && has('stride_w')) || (!has('stride_h') && !has('stride_w')),
+      () => 'Stride is stride OR stride_h and stride_w are required.',
+    );
+    this.globalPooling = pp.global_pooling;
+    this.roundMode = pp.round_mode;
+    this.check(
+      this.roundMode === RoundMode.CEIL || this.roundMode === RoundMode.FLOOR,
+      () => `Unknown rounding mode ${this.roundMode}.`,
+    );
+    this.check(bottom[0]!.numAxes === 4, () => inputAxesMessage(bottom[0]!));
+    if (this.globalPooling) {
+      this.kernelH = bottom[0]!.shape[2]!;
+      this.kernelW = bottom[0]!.shape[3]!;
+    } else if (has('kernel_size')) {
+      this.kernelH = this.kernelW = pp.kernel_size;
+    } else {
+      this.kernelH = pp.kernel_h;
+      this.kernelW = pp.kernel_w;
+    }
+    this.check(this.kernelH > 0 && this.kernelW > 0, () => `Filter dimensions cannot be zero (kernel ${this.kernelH}×${this.kernelW}).`);
+    if (!has('pad_h')) this.padH = this.padW = pp.pad;
+    else {
+      this.padH = pp.pad_h;
+      this.padW = pp.pad_w;
+    }
+    if (!has('stride_h')) this.strideH = this.strideW = pp.stride;
+    else {
+      this.strideH = pp.stride_h;
+      this.strideW = pp.stride_w;
+    }
+    this.check(this.strideH > 0 && this.strideW > 0, () => `Stride dimensions cannot be zero (stride ${this.strideH}×${this.strideW}).`);
+    if (this.globalPooling) {
+      this.check(
+        this.padH === 0 && this.padW === 0 && this.strideH === 1 && this.strideW === 1,
+        () => 'With Global_pooling: true; only pad = 0 and stride = 1',
+      );
+    }
+    if (this.padH !== 0 || this.padW !== 0) {
+      this.check(this.padH < this.kernelH, () => `pad_h (${this.padH}) must be less than kernel_h (${this.kernelH})`);
+      this.check(this.padW < this.kernelW, () => `pad_w (${this.padW}) must be less than kernel_w (${this.kernelW})`);
+    }
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    const b = bottom[0]!;
+    this.check(b.numAxes === 4, () => inputAxesMessage(b));
+    const [num, channels, height, width] = b.shape as [number, number, number, number];
+    this.channels = channels;
+    this.height = height;
+    this.width = width;
+    if (this.globalPooling) {
+      this.kernelH = height;
+      this.kernelW = width;
+    }
+    const round = this.roundMode === RoundMode.CEIL ? Math.ceil : Math.floor;
+    let ph = round((height + 2 * this.padH - this.kernelH) / this.strideH) + 1;
+    let pw = round((width + 2 * this.padW - this.kernelW) / this.strideW) + 1;
+    if (this.padH !== 0 || this.padW !== 0) {
+      // The last window must start strictly inside the image (or its left/top padding).
+      if ((ph - 1) * this.strideH >= height + this.padH) ph--;
+      if ((pw - 1) * this.strideW >= width + this.padW) pw--;
+    }
+    this.check(
+      ph > 0 && pw > 0,
+      () =>
+        `pooled output would be ${ph}×${pw} for input ${height}×${width} (kernel ${this.kernelH}×${this.kernelW}, pad ${this.padH}×${this.padW}, stride ${this.strideH}×${this.strideW})`,
+    );
+    this.pooledHeight = ph;
+    this.pooledWidth = pw;
+    const shape = [num, channels, ph, pw];
+    top[0]!.reshape(shape);
+    if (top.length > 1) top[1]!.reshape(shape);
+    const n = num * channels * ph * pw;
+    if (this.method === PoolMethod.MAX && top.length === 1 && this.maxIdx.length < n) this.maxIdx = new Int32Array(n);
+  }
+
+  protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    const src = bottom[0]!.cpuData();
+    const dst = top[0]!.mutableCpuData();
+    const planes = bottom[0]!.shape[0]! * this.channels;
+    const H = this.height;
+    const W = this.width;
+    const PH = this.pooledHeight;
+    const PW = this.pooledWidth;
+    const inPlane = H * W;
+    const outPlane = PH * PW;
+    if (this.method === PoolMethod.MAX) {
+      const mask = top.length > 1 ? top[1]!.mutableCpuData() : this.maxIdx;
+      for (let p = 0; p < planes; p++) {
+        const ib = p * inPlane;
+        const ob = p * outPlane;
+        for (let y = 0; y < PH; y++) {
+          const h0 = Math.max(y * this.strideH - this.padH, 0);
+          const h1 = Math.min(y * this.strideH - this.padH + this.kernelH, H);
+          for (let x = 0; x < PW; x++) {
+            const w0 = Math.max(x * this.strideW - this.padW, 0);
+            const w1 = Math.min(x * this.strideW - this.padW + this.kernelW, W);
+            let best = -Infinity;
+            let bestIdx = -1;
+            for (let h = h0; h < h1; h++) {
+              for (let w = w0; w < w1; w++) {
+                const idx = h * W + w;
+                const v = src[ib + idx]!;
+                // Strict '>' keeps the first maximum, as Caffe does.
+                if (v > best || bestIdx < 0) {
+                  best = v;
+                  bestIdx = idx;
+                }
+              }
+            }
+            dst[ob + y * PW + x] = best;
+            mask[ob + y * PW + x] = bestIdx;
+          }
+        }
+      }
+    } else {
+      for (let p = 0; p < planes; p++) {
+        const ib = p * inPlane;
+        const ob = p * outPlane;
+        for (let y = 0; y < PH; y++) {
+          for (let x = 0; x < PW; x++) {
+            const [h0, h1, w0, w1, size] = this.aveWindow(y, x);
+            let sum = 0;
+            for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) sum += src[ib + h * W + w]!;
+            dst[ob + y * PW + x] = sum / size;
+          }
+        }
+      }
+    }
+  }
+
+  protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    if (!propagateDown[0]) return;
+    const topDiff = top[0]!.cpuDiff();
+    const bottomDiff = bottom[0]!.mutableCpuDiff();
+    bottomDiff.fill(0);
+    const planes = bottom[0]!.shape[0]! * this.channels;
+    const W = this.width;
+    const PH = this.pooledHeight;
+    const PW = this.pooledWidth;
+    const inPlane = this.height * W;
+    const outPlane = PH * PW;
+    if (this.method === PoolMethod.MAX) {
+      const mask = top.length > 1 ? top[1]!.cpuData() : this.maxIdx;
+      for (let p = 0; p < planes; p++) {
+        const ib = p * inPlane;
+        const ob = p * outPlane;
+        for (let i = 0; i < outPlane; i++) {
+          const idx = mask[ob + i]!;
+          bottomDiff[ib + idx] = bottomDiff[ib + idx]! + topDiff[ob + i]!;
+        }
+      }
+    } else {
+      for (let p = 0; p < planes; p++) {
+        const ib = p * inPlane;
+        const ob = p * outPlane;
+        for (let y = 0; y < PH; y++) {
+          for (let x = 0; x < PW; x++) {
+            const [h0, h1, w0, w1, size] = this.aveWindow(y, x);
+            const g = topDiff[ob + y * PW + x]! / size;
+            for (let h = h0; h < h1; h++) {
+              for (let w = w0; w < w1; w++) bottomDiff[ib + h * W + w] = bottomDiff[ib + h * W + w]! + g;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /** AVE window [h0,h1)×[w0,w1) inside the image, and its divisor (clipped to in + pad). */
+  private aveWindow(y: number, x: number): [number, number, number, number, number] {
+    let h0 = y * this.strideH - this.padH;
+    let w0 = x * this.strideW - this.padW;
+    let h1 = Math.min(h0 + this.kernelH, this.height + this.padH);
+    let w1 = Math.min(w0 + this.kernelW, this.width + this.padW);
+    const size = (h1 - h0) * (w1 - w0);
+    h0 = Math.max(h0, 0);
+    w0 = Math.max(w0, 0);
+    h1 = Math.min(h1, this.height);
+    w1 = Math.min(w1, this.width);
+    return [h0, h1, w0, w1, size];
+  }
+}
+
+function inputAxesMessage(b: Blob): string {
+  return `Input must have 4 axes, corresponding to (num, channels, height, width); bottom is ${b.shapeString()}`;
+}
+
+export const poolingLayerDef: LayerDef<PoolingLayer> = {
+  type: 'Pooling',
+  create: (param, context) => new PoolingLayer(param, context),
+};
