@@ -1,4 +1,4 @@
-import { CaffeError, createMessage, type BlobProto } from '@caffe-ts/proto';
+import { CaffeError, createMessage, hasField, type BlobProto } from '@caffe-ts/proto';
 import type { DeviceAllocator } from './device.js';
 import type { DType, FloatArray } from './dtype.js';
 import { SyncedMemory } from './synced-memory.js';
@@ -46,6 +46,9 @@ export class Blob {
   /** Product of the dims in [start, end) (all axes by default). */
   count(start = 0, end = this._shape.length): number {
     if (start === 0 && end === this._shape.length) return this._count;
+    if (!(start >= 0 && start <= end && end <= this._shape.length)) {
+      throw new BlobError(`count(${start}, ${end}) out of range for ${this._shape.length}-D blob with shape ${this.shapeString()}`);
+    }
     let n = 1;
     for (let i = start; i < end; i++) n *= this._shape[i]!;
     return n;
@@ -192,7 +195,7 @@ export class Blob {
   fromProto(proto: BlobProto, { reshape = true, what = 'blob' }: { reshape?: boolean; what?: string } = {}): void {
     const shape = blobProtoShape(proto);
     if (reshape) this.reshape(shape);
-    else if (!this.shapeEquals(shape)) {
+    else if (!this.shapeEqualsProto(proto)) {
       throw new BlobError(
         `${what}: shape mismatch; expected ${this.shapeString()}, file has ${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`,
       );
@@ -207,6 +210,18 @@ export class Blob {
     };
     fill(proto.data, proto.double_data, () => this.mutableCpuData(), 'data');
     fill(proto.diff, proto.double_diff, () => this.mutableCpuDiff(), 'diff');
+  }
+
+  /**
+   * Caffe's ShapeEquals(BlobProto): a proto with legacy num/channels/height/width matches a blob
+   * of at most 4 axes whose shape, left-padded with 1s to 4-D, is equal (old models store an
+   * InnerProduct weight as 1 1 M N and a bias as 1 1 1 N).
+   */
+  shapeEqualsProto(proto: BlobProto): boolean {
+    if (!hasLegacyShape(proto)) return this.shapeEquals(blobProtoShape(proto));
+    if (this._shape.length > 4) return false;
+    const padded = [1, 1, 1, 1, ...this._shape].slice(-4);
+    return padded[0] === proto.num && padded[1] === proto.channels && padded[2] === proto.height && padded[3] === proto.width;
   }
 
   toProto(writeDiff = false): BlobProto {
@@ -228,14 +243,17 @@ export class Blob {
   }
 }
 
-/** Shape stored in a BlobProto: `shape.dim`, or the legacy 4-D num/channels/height/width. */
+function hasLegacyShape(proto: BlobProto): boolean {
+  return hasField(proto, 'num') || hasField(proto, 'channels') || hasField(proto, 'height') || hasField(proto, 'width');
+}
+
+/**
+ * Shape stored in a BlobProto: the legacy 4-D num/channels/height/width when any of them is set
+ * (Caffe checks those first), else `shape.dim`.
+ */
 export function blobProtoShape(proto: BlobProto): number[] {
-  if (proto.shape && proto.shape.dim.length > 0) return proto.shape.dim.map(Number);
-  const has = (f: string) => Object.prototype.hasOwnProperty.call(proto, f);
-  if (has('num') || has('channels') || has('height') || has('width')) {
-    return [proto.num, proto.channels, proto.height, proto.width];
-  }
-  if (proto.shape) return [];
+  if (hasLegacyShape(proto)) return [proto.num, proto.channels, proto.height, proto.width];
+  if (proto.shape) return proto.shape.dim.map(Number);
   const n = Math.max(proto.data.length, proto.double_data.length);
   return n > 0 ? [n] : [];
 }

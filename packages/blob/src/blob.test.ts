@@ -1,0 +1,190 @@
+import { createMessage, decodeBlobProto, encodeBlobProto, type BlobProto } from '@caffe-ts/proto';
+import { describe, expect, it } from 'vitest';
+import { Blob, BlobError, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
+
+const ramp = (b: Blob, start = 0) => {
+  const d = b.mutableCpuData();
+  for (let i = 0; i < d.length; i++) d[i] = start + i;
+  return b;
+};
+
+describe('Blob shape', () => {
+  it('counts, formats and indexes like Caffe', () => {
+    const b = new Blob([2, 3, 4, 5]);
+    expect(b.count()).toBe(120);
+    expect(b.count(1)).toBe(60);
+    expect(b.count(1, 3)).toBe(12);
+    expect(b.count(2, 2)).toBe(1);
+    expect(b.shapeString()).toBe('2 3 4 5 (120)');
+    expect(new Blob([]).shapeString()).toBe('(1)');
+    expect(new Blob([0, 3]).shapeString()).toBe('0 3 (0)');
+    expect(b.offset(1, 2, 3, 4)).toBe(119);
+    expect(b.offset(1)).toBe(60);
+    expect(b.cpuData()).toHaveLength(120);
+    expect(b.cpuData()).toBeInstanceOf(Float32Array);
+    expect(new Blob([3], { dtype: 'float64' }).cpuData()).toBeInstanceOf(Float64Array);
+  });
+
+  it('canonicalAxisIndex accepts -numAxes..numAxes-1 and names the blob otherwise', () => {
+    const b = new Blob([2, 3, 4, 5]);
+    expect(b.canonicalAxisIndex(0)).toBe(0);
+    expect(b.canonicalAxisIndex(-1)).toBe(3);
+    expect(b.canonicalAxisIndex(-4)).toBe(0);
+    expect(b.shapeAt(-2)).toBe(4);
+    expect(() => b.canonicalAxisIndex(4)).toThrow(BlobError);
+    expect(() => b.canonicalAxisIndex(4)).toThrow('axis 4 out of range for 4-D blob with shape 2 3 4 5 (120)');
+    expect(() => b.canonicalAxisIndex(-5)).toThrow(/axis -5 out of range/);
+  });
+
+  it('rejects bad dims, too many axes and out-of-range count ranges', () => {
+    expect(() => new Blob([2, -1])).toThrow(/invalid blob dimension -1/);
+    expect(() => new Blob([2.5])).toThrow(BlobError);
+    expect(() => new Blob(new Array(MAX_BLOB_AXES + 1).fill(1))).toThrow(/at most 32/);
+    expect(() => new Blob([2, 3]).count(1, 3)).toThrow(/count\(1, 3\) out of range for 2-D blob/);
+    expect(() => new Blob([2, 3]).count(2, 1)).toThrow(BlobError);
+  });
+
+  it('reshape keeps the memory (and values) while the count fits the capacity', () => {
+    const b = ramp(new Blob([2, 3]));
+    const mem = b.data;
+    b.reshape([3, 2]);
+    expect(b.data).toBe(mem);
+    expect(Array.from(b.cpuData())).toEqual([0, 1, 2, 3, 4, 5]);
+    b.reshape([2, 2]);
+    expect(b.data).toBe(mem);
+    expect(b.cpuData()).toHaveLength(4);
+    expect(Array.from(b.cpuData())).toEqual([0, 1, 2, 3]);
+    b.reshape([6]); // back up to the capacity: no reallocation
+    expect(b.data).toBe(mem);
+    b.reshape([7]);
+    expect(b.data).not.toBe(mem);
+    expect(b.data.capacity).toBe(7);
+    expect(b.cpuData()).toHaveLength(7);
+  });
+
+  it('shapeEquals compares shapes, not counts', () => {
+    const b = new Blob([2, 3]);
+    expect(b.shapeEquals([2, 3])).toBe(true);
+    expect(b.shapeEquals([3, 2])).toBe(false);
+    expect(b.shapeEquals(new Blob([2, 3]))).toBe(true);
+    expect(b.shapeEquals([6])).toBe(false);
+  });
+});
+
+describe('Blob data', () => {
+  it('shareData/shareDiff make two blobs view the same memory', () => {
+    const a = ramp(new Blob([2, 3]));
+    const b = new Blob([6]);
+    b.shareData(a);
+    expect(Array.from(b.cpuData())).toEqual([0, 1, 2, 3, 4, 5]);
+    b.mutableCpuData()[0] = 42;
+    expect(a.cpuData()[0]).toBe(42);
+    b.shareDiff(a);
+    a.mutableCpuDiff()[5] = 7;
+    expect(b.cpuDiff()[5]).toBe(7);
+    expect(() => new Blob([5]).shareData(a)).toThrow(/shareData: count mismatch \(2 3 \(6\) vs 5 \(5\)\)/);
+  });
+
+  it('update() computes data -= diff', () => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      const b = ramp(new Blob([4], { dtype }), 1);
+      b.mutableCpuDiff().set([0.5, -1, 0, 2]);
+      b.update();
+      expect(Array.from(b.cpuData())).toEqual([0.5, 3, 3, 2]);
+      expect(Array.from(b.cpuDiff())).toEqual([0.5, -1, 0, 2]);
+    }
+  });
+
+  it('asum/sumsq/scale over data and diff', () => {
+    const b = new Blob([3]);
+    b.mutableCpuData().set([1, -2, 3]);
+    b.mutableCpuDiff().set([-1, 0, 2]);
+    expect(b.asumData()).toBe(6);
+    expect(b.sumsqData()).toBe(14);
+    expect(b.asumDiff()).toBe(3);
+    expect(b.sumsqDiff()).toBe(5);
+    b.scaleData(2);
+    b.scaleDiff(-1);
+    expect(Array.from(b.cpuData())).toEqual([2, -4, 6]);
+    expect(Array.from(b.cpuDiff())).toEqual([1, -0, -2]);
+  });
+
+  it('copyFrom copies data or diff, reshaping only when asked', () => {
+    const src = ramp(new Blob([2, 2]));
+    src.mutableCpuDiff().fill(9);
+    const dst = new Blob([4]);
+    expect(() => dst.copyFrom(src)).toThrow(/copyFrom: shape mismatch \(2 2 \(4\) into 4 \(4\)\)/);
+    dst.copyFrom(src, { reshape: true });
+    expect(dst.shape).toEqual([2, 2]);
+    expect(Array.from(dst.cpuData())).toEqual([0, 1, 2, 3]);
+    dst.copyFrom(src, { copyDiff: true });
+    expect(Array.from(dst.cpuDiff())).toEqual([9, 9, 9, 9]);
+  });
+});
+
+describe('Blob protos', () => {
+  it('round-trips shape, data and diff through a BlobProto (float32: data/diff)', () => {
+    const a = ramp(new Blob([2, 3]));
+    a.mutableCpuDiff().fill(0.5);
+    const proto = decodeBlobProto(encodeBlobProto(a.toProto(true)));
+    expect(proto.shape!.dim.map(Number)).toEqual([2, 3]);
+    expect(proto.double_data).toHaveLength(0);
+    const b = new Blob();
+    b.fromProto(proto);
+    expect(b.shape).toEqual([2, 3]);
+    expect(Array.from(b.cpuData())).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(Array.from(b.cpuDiff())).toEqual([0.5, 0.5, 0.5, 0.5, 0.5, 0.5]);
+    expect(a.toProto().diff).toHaveLength(0); // diff only when asked
+  });
+
+  it('float64 blobs write and read double_data/double_diff', () => {
+    const a = new Blob([3], { dtype: 'float64' });
+    a.mutableCpuData().set([0.1, 1 / 3, 1e-300]);
+    const proto = decodeBlobProto(encodeBlobProto(a.toProto(true)));
+    expect(proto.data).toHaveLength(0);
+    expect(proto.double_data).toHaveLength(3);
+    const b = new Blob([], { dtype: 'float64' });
+    b.fromProto(proto);
+    expect(Array.from(b.cpuData())).toEqual([0.1, 1 / 3, 1e-300]);
+    // A float32 blob takes double_data too, rounding it.
+    const c = new Blob();
+    c.fromProto(proto);
+    expect(c.cpuData()[1]).toBe(Math.fround(1 / 3));
+  });
+
+  it('reads the legacy num/channels/height/width shape', () => {
+    const proto = createMessage<BlobProto>('BlobProto', { num: 1, channels: 2, height: 1, width: 3, data: [1, 2, 3, 4, 5, 6] });
+    expect(blobProtoShape(proto)).toEqual([1, 2, 1, 3]);
+    const b = new Blob();
+    b.fromProto(decodeBlobProto(encodeBlobProto(proto)));
+    expect(b.shape).toEqual([1, 2, 1, 3]);
+    expect(Array.from(b.cpuData())).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('without reshape, a legacy 1 1 M N proto loads into an M×N blob (old InnerProduct weights)', () => {
+    const weights = createMessage<BlobProto>('BlobProto', { num: 1, channels: 1, height: 2, width: 3, data: [1, 2, 3, 4, 5, 6] });
+    const bias = createMessage<BlobProto>('BlobProto', { num: 1, channels: 1, height: 1, width: 2, data: [7, 8] });
+    const w = new Blob([2, 3]);
+    const bb = new Blob([2]);
+    expect(w.shapeEqualsProto(weights)).toBe(true);
+    w.fromProto(weights, { reshape: false });
+    bb.fromProto(bias, { reshape: false });
+    expect(w.shape).toEqual([2, 3]);
+    expect(Array.from(w.cpuData())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(bb.cpuData())).toEqual([7, 8]);
+    expect(new Blob([3, 2]).shapeEqualsProto(weights)).toBe(false);
+    expect(new Blob([1, 1, 1, 2, 3]).shapeEqualsProto(weights)).toBe(false);
+  });
+
+  it('without reshape, a shape mismatch names what was expected and found', () => {
+    const proto = createMessage<BlobProto>('BlobProto', { shape: { dim: [3, 2] }, data: [1, 2, 3, 4, 5, 6] });
+    expect(() => new Blob([2, 3]).fromProto(proto, { reshape: false, what: 'conv1 weights' })).toThrow(
+      'conv1 weights: shape mismatch; expected 2 3 (6), file has 3 2 (6)',
+    );
+  });
+
+  it('rejects a value count that does not match the shape', () => {
+    const proto = createMessage<BlobProto>('BlobProto', { shape: { dim: [2, 2] }, data: [1, 2, 3] });
+    expect(() => new Blob().fromProto(proto)).toThrow(/data has 3 values, shape 2 2 \(4\) needs 4/);
+  });
+});
