@@ -1,0 +1,215 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
+import { LayerRegistry } from '@caffe-ts/layers';
+import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter } from '@caffe-ts/proto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  closeDataSources,
+  DataLayer,
+  dataLayerDef,
+  prepareDataLayers,
+  primeDataSource,
+  primeDataSources,
+  primedDataSources,
+  registerDataLayers,
+} from './data-layer.js';
+import { formatKey, openDatumDb } from './datum-db.js';
+
+// A 5-record DB of 1×2×3 Datums: record i has every pixel = 10·i + position and label i.
+const RECORDS = 5;
+let dir: string;
+let src: string;
+let lines: string[];
+let prevSink: LogSink;
+
+function datumFor(i: number): Uint8Array {
+  const data = Uint8Array.from({ length: 6 }, (_, p) => 10 * i + p);
+  return encodeDatum(createMessage<Datum>('Datum', { channels: 1, height: 2, width: 3, data, label: i }));
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'caffe-ts-datalayer-'));
+  src = join(dir, 'tiny_leveldb');
+  const db = await openDatumDb(src, { mode: 'new' });
+  const w = db.writer();
+  for (let i = 0; i < RECORDS; i++) await w.put(formatKey(i), datumFor(i));
+  await w.close();
+  await db.close();
+});
+afterAll(async () => {
+  await closeDataSources();
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => {
+  lines = [];
+  prevSink = setLogSink((l) => lines.push(l));
+});
+afterEach(async () => {
+  setLogSink(prevSink);
+  await closeDataSources();
+});
+
+function dataParam(props: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): LayerParameter {
+  return createMessage<LayerParameter>('LayerParameter', {
+    name: 'mnist',
+    type: 'Data',
+    top: ['data', 'label'],
+    data_param: { source: src, batch_size: 2, ...props },
+    ...extra,
+  });
+}
+
+function build(param: LayerParameter, tops = 2, rng = new Rng(1701), phase = Phase.TRAIN): { layer: DataLayer; top: Blob[] } {
+  const layer = new DataLayer(param, { phase, rng });
+  const top = Array.from({ length: tops }, () => new Blob());
+  layer.setUp([], top);
+  return { layer, top };
+}
+
+const labels = (b: Blob) => Array.from(b.cpuData());
+
+describe('Data layer', () => {
+  it('needs its source primed first', () => {
+    expect(() => build(dataParam())).toThrow(
+      `Data layer 'mnist': source '${src}' was not opened; call await primeDataSources(netParameter) before building the net`,
+    );
+  });
+
+  it('produces batches with labels in key order, wrapping at the end', async () => {
+    const info = await primeDataSources({ layer: [dataParam()] });
+    expect(info).toEqual([{ layer: 'mnist', source: src, path: src, datumShape: [1, 2, 3] }]);
+    expect(primedDataSources()).toEqual([src]);
+    const { layer, top } = build(dataParam({ prefetch: 2 }));
+    expect(top[0]!.shape).toEqual([2, 1, 2, 3]);
+    expect(top[1]!.shape).toEqual([2]);
+    expect(lines.some((l) => l.endsWith('output data size: 2,1,2,3'))).toBe(true);
+
+    // Reading is asynchronous: right after set-up nothing is ready, and forward says what to do.
+    expect(() => layer.forward([], top)).toThrow(/no prefetched batch is ready; await prepareDataLayers\(net\)/);
+
+    const seen: number[][] = [];
+    for (let it = 0; it < 4; it++) {
+      await prepareDataLayers({ layers: [layer, { name: 'not a data layer' }] });
+      expect(layer.forward([], top)).toBe(0);
+      seen.push(labels(top[1]!));
+      const data = top[0]!.cpuData();
+      for (let n = 0; n < 2; n++) for (let p = 0; p < 6; p++) expect(data[n * 6 + p]).toBe(10 * seen[it]![n]! + p);
+    }
+    expect(seen).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 0],
+      [1, 2],
+    ]);
+    expect(lines.some((l) => l.endsWith('Restarting data prefetching from start.'))).toBe(true);
+    // Never more than `prefetch` batches are held.
+    await layer.prepare();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(layer.readyBatches).toBe(2);
+  });
+
+  it('applies transform_param (scale, crop) and a single top gives data only', async () => {
+    await primeDataSource(src);
+    const { layer, top } = build(
+      dataParam({ batch_size: 3 }, { top: ['data'], transform_param: { scale: 0.5, crop_size: 2 } }),
+      1,
+      new Rng(1),
+      Phase.TEST,
+    );
+    expect(top[0]!.shape).toEqual([3, 1, 2, 2]);
+    await layer.prepare();
+    layer.forward([], top);
+    // TEST phase: centre crop of the 2×3 image: rows 0–1, columns 0–1 (w_off = floor(1/2) = 0).
+    expect(Array.from(top[0]!.cpuData().subarray(0, 4))).toEqual([0, 0.5, 1.5, 2]);
+    expect(Array.from(top[0]!.cpuData().subarray(4, 8))).toEqual([5, 5.5, 6.5, 7]);
+    expect(Array.from(top[0]!.cpuData().subarray(8, 12))).toEqual([10, 10.5, 11.5, 12]);
+  });
+
+  it('rand_skip skips a random number of records in [0, rand_skip) at the start', async () => {
+    await primeDataSource(src);
+    const skips = new Set<number>();
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      lines = [];
+      const { layer, top } = build(dataParam({ rand_skip: 4, batch_size: 1 }), 2, new Rng(seed));
+      await layer.prepare();
+      layer.forward([], top);
+      const m = lines.map((l) => /Skipping first (\d+) data points\./.exec(l)).find(Boolean);
+      const skip = m ? Number(m[1]) : 0;
+      expect(skip).toBeLessThan(4);
+      expect(labels(top[1]!)).toEqual([skip]);
+      skips.add(skip);
+      await layer.close();
+    }
+    expect(skips.size).toBeGreaterThan(1);
+  });
+
+  it('two layers on one source read independently', async () => {
+    await primeDataSources([dataParam()]);
+    const a = build(dataParam());
+    const b = build(dataParam({ batch_size: 3 }));
+    await prepareDataLayers([a.layer, b.layer]);
+    a.layer.forward([], a.top);
+    b.layer.forward([], b.top);
+    expect(labels(a.top[1]!)).toEqual([0, 1]);
+    expect(labels(b.top[1]!)).toEqual([0, 1, 2]);
+  });
+
+  it('closeDataSources stops the layers and closes the databases', async () => {
+    await primeDataSource(src);
+    const { layer, top } = build(dataParam());
+    await layer.prepare();
+    await closeDataSources();
+    expect(primedDataSources()).toEqual([]);
+    layer.forward([], top); // a batch read before closing is still delivered
+    await expect(layer.prepare()).rejects.toThrow(/closed/);
+    // The database can be opened again now that the lock is released.
+    const db = await openDatumDb(src);
+    await db.close();
+  });
+
+  it('a corrupt record surfaces through prepare() as a DataError naming the key', async () => {
+    const bad = join(dir, 'bad_leveldb');
+    const db = await openDatumDb(bad, { mode: 'new' });
+    const w = db.writer();
+    await w.put('00000000', datumFor(0));
+    await w.put('00000001', Uint8Array.from([0xff, 0xff, 0xff]));
+    await w.close();
+    await db.close();
+    await primeDataSource(bad);
+    const { layer, top } = build(dataParam({ source: bad }));
+    await expect(layer.prepare()).rejects.toThrow(/record '00000001' is not a valid Datum/);
+    expect(() => layer.forward([], top)).toThrow(/record '00000001'/);
+  });
+
+  it('rejects LMDB, a missing source and bad params with clear errors', async () => {
+    await expect(primeDataSources([dataParam({ backend: 1 })])).rejects.toThrow(
+      /Data layer 'mnist': source '.*' uses the LMDB backend, which arrives with the data I\/O issue/,
+    );
+    await expect(primeDataSources([dataParam({ source: join(dir, 'nope') })])).rejects.toThrow(
+      `cannot open LevelDB database '${join(dir, 'nope')}': does not exist`,
+    );
+    await primeDataSource(src);
+    expect(() => build(dataParam({ batch_size: 0 }))).toThrow("Data layer 'mnist': batch_size must be positive (got 0)");
+    expect(() => build(dataParam(), 3)).toThrow(/at most 2 top blob/);
+  });
+
+  it('primeDataSources skips layers excluded from the phase', async () => {
+    const train = dataParam({}, { include: [{ phase: Phase.TRAIN }] });
+    const test = dataParam({ source: join(dir, 'absent_test_db') }, { name: 'test', include: [{ phase: Phase.TEST }] });
+    const info = await primeDataSources({ layer: [train, test] }, { phase: Phase.TRAIN });
+    expect(info.map((i) => i.layer)).toEqual(['mnist']);
+    await expect(primeDataSources({ layer: [train, test] }, { phase: Phase.TEST })).rejects.toThrow(/does not exist/);
+  });
+
+  it('registers as type Data', () => {
+    const reg = new LayerRegistry();
+    registerDataLayers(reg);
+    registerDataLayers(reg); // idempotent
+    expect(reg.get('Data')).toBe(dataLayerDef);
+    const layer = reg.create(dataParam());
+    expect(layer).toBeInstanceOf(DataLayer);
+    expect(layer.type).toBe('Data');
+  });
+});

@@ -1,0 +1,179 @@
+import { readFileSync } from 'node:fs';
+import { blobProtoShape, globalRng, logger, type Blob, type FloatArray, type Rng } from '@caffe-ts/blob';
+import { decodeBlobProto, hasField, Phase, type BlobProto, type Datum, type TransformationParameter } from '@caffe-ts/proto';
+import { DataError } from './errors.js';
+
+const log = logger('data_transformer.ts');
+
+export interface DataTransformerOptions {
+  /** Reads a mean_file's bytes (default: `fs.readFileSync`). Lets callers resolve paths their way. */
+  readFile?: (path: string) => Uint8Array;
+  /** Names the owner in error messages, e.g. "Data layer 'mnist'". */
+  owner?: string;
+}
+
+/** Where `transform` took its crop from and whether it mirrored (Caffe's crop_bbox/do_mirror). */
+export interface TransformInfo {
+  hOff: number;
+  wOff: number;
+  mirrored: boolean;
+}
+
+/**
+ * Caffe's DataTransformer for Datums: optional crop (random offsets in TRAIN, centred in TEST),
+ * optional random mirror, then `(pixel − mean) · scale`, where the mean is a mean image
+ * (`mean_file`, a binaryproto of the datum's C×H×W) or per-channel values (`mean_value`).
+ */
+export class DataTransformer {
+  readonly param: TransformationParameter | null;
+  readonly phase: Phase;
+  readonly rng: Rng;
+  private readonly owner: string;
+  private readonly scale: number;
+  private readonly cropSize: number;
+  private readonly mirror: boolean;
+  /** The mean image (C·H·W values), when mean_file is set. */
+  private readonly meanImage: Float32Array | null = null;
+  private readonly meanShape: number[] | null = null;
+  private readonly meanValues: number[];
+  private warnedForce = false;
+
+  constructor(param: TransformationParameter | null | undefined, phase: Phase, rng: Rng = globalRng(), options: DataTransformerOptions = {}) {
+    this.param = param ?? null;
+    this.phase = phase;
+    this.rng = rng;
+    this.owner = options.owner ?? 'DataTransformer';
+    this.scale = this.param?.scale ?? 1;
+    this.cropSize = this.param?.crop_size ?? 0;
+    this.mirror = this.param?.mirror ?? false;
+    this.meanValues = this.param ? [...this.param.mean_value] : [];
+    const meanFile = this.param && hasField(this.param, 'mean_file') ? this.param.mean_file : '';
+    if (meanFile) {
+      if (this.meanValues.length > 0) this.fail('Cannot specify mean_file and mean_value at the same time');
+      log.info(`Loading mean file from: ${meanFile}`);
+      const read = options.readFile ?? ((p: string) => readFileSync(p));
+      let bytes: Uint8Array;
+      try {
+        bytes = read(meanFile);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        this.fail(`cannot read mean_file '${meanFile}'${code === 'ENOENT' ? ': no such file' : `: ${(e as Error).message}`}`, e);
+      }
+      const proto: BlobProto = decodeBlobProto(bytes);
+      const shape = blobProtoShape(proto);
+      const values = proto.double_data.length > 0 ? proto.double_data : proto.data;
+      const count = shape.reduce((a, b) => a * b, 1);
+      if (values.length !== count || count === 0) {
+        this.fail(`mean_file '${meanFile}' holds ${values.length} values for shape ${shape.join(' ')} (${count})`);
+      }
+      this.meanImage = Float32Array.from(values);
+      this.meanShape = shape;
+    }
+  }
+
+  /**
+   * The blob shape one Datum transforms into: [1, C, H, W] with H = W = crop_size when cropping.
+   */
+  inferBlobShape(datum: Datum): number[] {
+    this.checkNotEncoded(datum);
+    const { channels, height, width } = datum;
+    if (!(channels > 0)) this.fail(`Datum has ${channels} channels; expected at least 1`);
+    if (height < this.cropSize || width < this.cropSize) {
+      this.fail(`crop_size ${this.cropSize} is larger than the Datum (${height}×${width})`);
+    }
+    const c = this.cropSize;
+    return [1, channels, c > 0 ? c : height, c > 0 ? c : width];
+  }
+
+  /**
+   * Transform one Datum into `out[offset … offset + C·h·w)` (h, w after cropping).
+   * The RNG draws come in Caffe's order: mirror (only if mirror is set), then the crop offsets.
+   */
+  transform(datum: Datum, out: FloatArray, offset = 0): TransformInfo {
+    const [, channels, height, width] = this.inferBlobShape(datum);
+    const dh = datum.height;
+    const dw = datum.width;
+    const pixels = datum.data;
+    const hasUint8 = pixels.length > 0;
+    const floats = datum.float_data;
+    const need = channels! * dh * dw;
+    if (hasUint8 ? pixels.length !== need : floats.length !== need) {
+      this.fail(
+        `Datum of ${channels}×${dh}×${dw} needs ${need} values; it has ${hasUint8 ? `${pixels.length} data bytes` : `${floats.length} float_data values`}`,
+      );
+    }
+    if (offset + channels! * height! * width! > out.length) {
+      this.fail(`output buffer too small: ${out.length - offset} values left, transform needs ${channels! * height! * width!}`);
+    }
+
+    const mirrored = this.mirror && this.rng.int(2) === 1;
+    let hOff = 0;
+    let wOff = 0;
+    if (this.cropSize > 0) {
+      if (this.phase === Phase.TRAIN) {
+        hOff = this.rng.int(dh - this.cropSize + 1);
+        wOff = this.rng.int(dw - this.cropSize + 1);
+      } else {
+        hOff = Math.floor((dh - this.cropSize) / 2);
+        wOff = Math.floor((dw - this.cropSize) / 2);
+      }
+    }
+
+    const mean = this.meanImage;
+    if (mean) {
+      const s = this.meanShape!;
+      const tail = s.length >= 3 ? s.slice(-3) : s;
+      const fits = mean.length === need && (s.length < 3 || (tail[0] === channels && tail[1] === dh && tail[2] === dw));
+      if (!fits) this.fail(`mean_file shape ${s.join(' ')} does not match the Datum's ${channels} ${dh} ${dw}`);
+    }
+    let meanValues = this.meanValues;
+    if (meanValues.length > 0 && meanValues.length !== 1 && meanValues.length !== channels) {
+      this.fail(`Specify either 1 mean_value or as many as channels: ${channels} (got ${meanValues.length})`);
+    }
+    if (meanValues.length === 1 && channels! > 1) meanValues = new Array<number>(channels!).fill(meanValues[0]!);
+
+    const scale = this.scale;
+    for (let c = 0; c < channels!; c++) {
+      const mv = meanValues.length > 0 ? meanValues[c]! : 0;
+      for (let h = 0; h < height!; h++) {
+        const srcRow = (c * dh + hOff + h) * dw + wOff;
+        const dstRow = offset + (c * height! + h) * width!;
+        for (let w = 0; w < width!; w++) {
+          const src = srcRow + w;
+          const v = hasUint8 ? pixels[src]! : floats[src]!;
+          const m = mean ? mean[src]! : mv;
+          out[mirrored ? dstRow + width! - 1 - w : dstRow + w] = (v - m) * scale;
+        }
+      }
+    }
+    return { hOff, wOff, mirrored };
+  }
+
+  /** Transform one Datum into a blob of shape [1, C, h, w] (or [C, h, w]). */
+  transformToBlob(datum: Datum, blob: Blob): TransformInfo {
+    const shape = this.inferBlobShape(datum);
+    const want = shape.slice(1);
+    const got = blob.shape.length === 4 ? blob.shape.slice(1) : blob.shape;
+    if (got.length !== 3 || got.some((d, i) => d !== want[i]) || (blob.shape.length === 4 && blob.shape[0]! < 1)) {
+      this.fail(`blob shape ${blob.shapeString()} does not fit the transformed Datum (${want.join(' ')})`);
+    }
+    return this.transform(datum, blob.mutableCpuData(), 0);
+  }
+
+  private checkNotEncoded(datum: Datum): void {
+    if (datum.encoded) {
+      this.fail(
+        'Datum is encoded (it holds a JPEG/PNG file); encoded Datums need image decoding, which caffe-ts does not support yet ' +
+          '(store raw pixels, e.g. convert_imageset without -encoded)',
+      );
+    }
+    if (!this.warnedForce && this.param && (this.param.force_color || this.param.force_gray)) {
+      this.warnedForce = true;
+      log.error('force_color and force_gray only for encoded datum');
+    }
+  }
+
+  private fail(message: string, cause?: unknown): never {
+    throw new DataError(`${this.owner}: ${message}`, cause === undefined ? undefined : { cause });
+  }
+}
