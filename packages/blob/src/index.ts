@@ -39,3 +39,11 @@ export {
 /** Every CPU math routine, elementwise helpers included (math.add, math.exp, math.set, …). */
 export * as math from './math/index.js';
 export * from './fillers/index.js';
+export {
+  createWasmGemmKernel,
+  wasmGemmInfo,
+  WASM_GEMM_KERNEL_NAMES,
+  type WasmGemmInfo,
+  type WasmGemmOptions,
+  type WasmGemmVariant,
+} from './wasm/index.js';

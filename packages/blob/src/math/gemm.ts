@@ -2,6 +2,7 @@ import type { FloatArray } from '../dtype.js';
 import { MathError } from './errors.js';
 import { gemmF32 } from './gemm-f32.js';
 import { gemmF64 } from './gemm-f64.js';
+import { defaultFloat32GemmKernel } from '../wasm/gemm-wasm.js';
 
 /**
  * A fast Float32 GEMM (e.g. WASM SIMD) with exactly gemm()'s contract: row-major,
@@ -19,6 +20,8 @@ interface KernelSlot {
   kernel: GemmKernel | null;
   name: string;
   minWork: number;
+  /** No kernel chosen yet: the first large Float32 gemm() installs the WASM one (once). */
+  auto?: boolean;
 }
 
 // Shared through globalThis so that duplicated copies of this package agree on the kernel.
@@ -28,7 +31,7 @@ function slot(): KernelSlot {
   const g = globalThis as Record<symbol, unknown>;
   let s = g[KERNEL_KEY] as KernelSlot | undefined;
   if (!s) {
-    s = { kernel: null, name: 'js', minWork: GEMM_KERNEL_MIN_WORK };
+    s = { kernel: null, name: 'js', minWork: GEMM_KERNEL_MIN_WORK, auto: true };
     g[KERNEL_KEY] = s;
   }
   return s;
@@ -46,6 +49,7 @@ export function setGemmKernel(
   s.kernel = kernel;
   s.name = kernel ? options.name ?? (kernel.name || 'custom') : 'js';
   s.minWork = options.minWork ?? GEMM_KERNEL_MIN_WORK;
+  s.auto = false;
 }
 
 /** 'js' when no kernel is installed, else the installed kernel's name. */
@@ -53,10 +57,16 @@ export function activeGemmKernelName(): string {
   return slot().name;
 }
 
-function checkDims(what: string, dims: Record<string, number>): void {
-  for (const [k, v] of Object.entries(dims)) {
-    if (!Number.isInteger(v) || v < 0) throw new MathError(`${what}: ${k} must be a non-negative integer, got ${v}`);
+// Positional rather than a Record so the hot path allocates nothing.
+function checkDims(what: string, M: number, N: number, K = 0): void {
+  if (isDim(M) && isDim(N) && isDim(K)) return;
+  for (const [k, v] of [['M', M], ['N', N], ['K', K]] as const) {
+    if (!isDim(v)) throw new MathError(`${what}: ${k} must be a non-negative integer, got ${v}`);
   }
+}
+
+function isDim(v: number): boolean {
+  return Number.isInteger(v) && v >= 0;
 }
 
 function checkLength(what: string, name: string, arr: FloatArray, need: number, shape: string): void {
@@ -76,7 +86,7 @@ export function gemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
   alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
 ): void {
-  checkDims('gemm', { M, N, K });
+  checkDims('gemm', M, N, K);
   const mk = M * K, kn = K * N, mn = M * N;
   checkLength('gemm', 'A', A, mk, transA ? `${K}×${M}` : `${M}×${K}`);
   checkLength('gemm', 'B', B, kn, transB ? `${N}×${K}` : `${K}×${N}`);
@@ -84,6 +94,12 @@ export function gemm(
   if (C instanceof Float32Array) {
     if (!(A instanceof Float32Array) || !(B instanceof Float32Array)) throw mixed(A, B, C);
     const s = slot();
+    if (s.auto && mn * K >= s.minWork) {
+      // Lazily, so that importing the package compiles nothing (CAFFE_TS_GEMM=js opts out).
+      s.auto = false;
+      const d = defaultFloat32GemmKernel();
+      if (d) Object.assign(s, d);
+    }
     if (s.kernel && mn * K >= s.minWork) s.kernel(transA, transB, M, N, K, alpha, A, B, beta, C);
     else gemmF32(transA, transB, M, N, K, alpha, A, B, beta, C);
   } else {
@@ -97,7 +113,7 @@ export function gemmJs(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
   alpha: number, A: FloatArray, B: FloatArray, beta: number, C: FloatArray,
 ): void {
-  checkDims('gemmJs', { M, N, K });
+  checkDims('gemmJs', M, N, K);
   checkLength('gemmJs', 'A', A, M * K, transA ? `${K}×${M}` : `${M}×${K}`);
   checkLength('gemmJs', 'B', B, K * N, transB ? `${N}×${K}` : `${K}×${N}`);
   checkLength('gemmJs', 'C', C, M * N, `${M}×${N}`);
@@ -123,7 +139,7 @@ export function gemv(
   transA: boolean, M: number, N: number,
   alpha: number, A: FloatArray, x: FloatArray, beta: number, y: FloatArray,
 ): void {
-  checkDims('gemv', { M, N });
+  checkDims('gemv', M, N);
   const xn = transA ? M : N, yn = transA ? N : M;
   checkLength('gemv', 'A', A, M * N, `${M}×${N}`);
   checkLength('gemv', 'x', x, xn, `length ${xn}`);
