@@ -602,7 +602,7 @@ export class Net {
         sumsqData += p.sumsqData();
         sumsqDiff += p.sumsqDiff();
       }
-      this.log.error(
+      netLog.error(
         `    [Backward] All net params (data, diff): L1 norm = (${formatG(asumData)}, ${formatG(asumDiff)}); ` +
           `L2 norm = (${formatG(Math.sqrt(sumsqData))}, ${formatG(Math.sqrt(sumsqDiff))})`,
       );
@@ -724,11 +724,11 @@ export class Net {
     const name = this.layerNames[layerId];
     this.topVecs[layerId]!.forEach((blob, topId) => {
       const blobName = this.blobNames[this.topIdVecs[layerId]![topId]!];
-      this.log.info(`    [Forward] Layer ${name}, top blob ${blobName} data: ${formatG(blob.asumData() / blob.count())}`);
+      netLog.info(`    [Forward] Layer ${name}, top blob ${blobName} data: ${formatG(blob.asumData() / blob.count())}`);
     });
     this.layers[layerId]!.blobs.forEach((blob, paramId) => {
       const display = this.paramDisplayNames[this.paramIdVecs[layerId]![paramId]!];
-      this.log.info(`    [Forward] Layer ${name}, param blob ${display} data: ${formatG(blob.asumData() / blob.count())}`);
+      netLog.info(`    [Forward] Layer ${name}, param blob ${display} data: ${formatG(blob.asumData() / blob.count())}`);
     });
   }
 
@@ -737,12 +737,12 @@ export class Net {
     this.bottomVecs[layerId]!.forEach((blob, bottomId) => {
       if (!this.bottomNeedBackward[layerId]![bottomId]) return;
       const blobName = this.blobNames[this.bottomIdVecs[layerId]![bottomId]!];
-      this.log.info(`    [Backward] Layer ${name}, bottom blob ${blobName} diff: ${formatG(blob.asumDiff() / blob.count())}`);
+      netLog.info(`    [Backward] Layer ${name}, bottom blob ${blobName} diff: ${formatG(blob.asumDiff() / blob.count())}`);
     });
     const layer = this.layers[layerId]!;
     layer.blobs.forEach((blob, paramId) => {
       if (layer.paramPropagateDown[paramId] === false) return;
-      this.log.info(`    [Backward] Layer ${name}, param blob ${paramId} diff: ${formatG(blob.asumDiff() / blob.count())}`);
+      netLog.info(`    [Backward] Layer ${name}, param blob ${paramId} diff: ${formatG(blob.asumDiff() / blob.count())}`);
     });
   }
 
@@ -753,10 +753,10 @@ export class Net {
     const display = this.paramDisplayNames[paramId];
     const diff = formatG(blob.asumDiff() / blob.count());
     if (owner < 0) {
-      this.log.info(`    [Update] Layer ${layerName}, param ${display} data: ${formatG(blob.asumData() / blob.count())}; diff: ${diff}`);
+      netLog.info(`    [Update] Layer ${layerName}, param ${display} data: ${formatG(blob.asumData() / blob.count())}; diff: ${diff}`);
     } else {
       const ownerLayer = this.layerNames[this.paramLayerIndices[owner]![0]];
-      this.log.info(
+      netLog.info(
         `    [Update] Layer ${layerName}, param blob ${display} (owned by layer ${ownerLayer}, param ${this.paramDisplayNames[owner]}) diff: ${diff}`,
       );
     }
