@@ -29,6 +29,7 @@ export {
   registerBuiltinSolvers,
   createSolver,
   createSolverAsync,
+  upgradeSolverAsNeeded,
   solverTypeOf,
   sgdSolverDef,
   nesterovSolverDef,

@@ -1,3 +1,4 @@
+import { logger } from '@caffe-ts/blob';
 import { hasField, SolverParameter_SolverType, type SolverParameter } from '@caffe-ts/proto';
 import { AdaDeltaSolver } from './adadelta-solver.js';
 import { AdaGradSolver } from './adagrad-solver.js';
@@ -126,4 +127,20 @@ export async function createSolverAsync(
   if (!registry.has(type)) throw new UnknownSolverTypeError(`Unknown solver type: ${type} (known types: ${registry.types().join(', ')})`);
   const prebuiltNets = rest.prebuiltNets ?? (await buildSolverNets(param, rest));
   return registry.create(param, { ...rest, prebuiltNets });
+}
+
+/**
+ * Caffe's UpgradeSolverAsNeeded: move the deprecated `solver_type` enum into `type`, in place.
+ * Returns whether anything changed.
+ */
+export function upgradeSolverAsNeeded(param: SolverParameter, file = '<SolverParameter>', { log = true } = {}): boolean {
+  if (!hasField(param, 'solver_type')) return false;
+  const l = log ? logger('upgrade_proto.cpp') : null;
+  l?.info(`Attempting to upgrade input file specified using deprecated 'solver_type' field (enum)': ${file}`);
+  const type = solverTypeOf(param);
+  param.type = type;
+  delete (param as { solver_type?: unknown }).solver_type;
+  l?.info("Successfully upgraded file specified using deprecated 'solver_type' field (enum) to 'type' field (string).");
+  l?.warn("Note that future Caffe releases will only support 'type' field (string) for a solver's type.");
+  return true;
 }
