@@ -1,4 +1,4 @@
-import { allocArray, type Blob, type FloatArray } from '@caffe-ts/blob';
+import type { Blob } from '@caffe-ts/blob';
 import { createMessage, LRNParameter_NormRegion as NormRegion, type LRNParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -25,6 +25,9 @@ export class LRNLayer extends Layer {
   private prePad = 2;
   /** s per element, kept for backward. */
   private scale!: Blob;
+  /** Work buffers (squares or ratios, and their window sums), reused across calls. */
+  private terms = new Float64Array(0);
+  private sums = new Float64Array(0);
 
   private get lrnParam(): LRNParameter {
     return this.param.lrn_param ?? createMessage<LRNParameter>('LRNParameter', {});
@@ -59,18 +62,17 @@ export class LRNLayer extends Layer {
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
     const x = bottom[0]!.cpuData();
     const s = this.scale.mutableCpuData();
-    if (this.region === NormRegion.ACROSS_CHANNELS) {
-      this.windowSums(bottom[0]!.shape, (v) => v * v, x, s, true);
-      const c = this.alpha / this.size;
-      for (let i = 0; i < s.length; i++) s[i] = this.k + c * s[i]!;
-    } else {
-      this.windowSums(bottom[0]!.shape, (v) => v * v, x, s, false);
-      const c = this.alpha / (this.size * this.size);
-      for (let i = 0; i < s.length; i++) s[i] = 1 + c * s[i]!;
-    }
+    const n = x.length;
+    const [terms, sums] = this.scratch(n);
+    for (let i = 0; i < n; i++) terms[i] = x[i]! * x[i]!;
+    const across = this.region === NormRegion.ACROSS_CHANNELS;
+    this.windowSums(bottom[0]!.shape, terms, sums, across);
+    const shift = across ? this.k : 1;
+    const c = this.alpha / (across ? this.size : this.size * this.size);
+    for (let i = 0; i < n; i++) s[i] = shift + c * sums[i]!;
     const y = top[0]!.mutableCpuData();
     const nb = -this.beta;
-    for (let i = 0; i < y.length; i++) y[i] = x[i]! * Math.pow(s[i]!, nb);
+    for (let i = 0; i < n; i++) y[i] = x[i]! * Math.pow(s[i]!, nb);
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
@@ -80,30 +82,35 @@ export class LRNLayer extends Layer {
     const x = bottom[0]!.cpuData();
     const s = this.scale.cpuData();
     const n = dy.length;
+    const [terms, sums] = this.scratch(n);
     // ratio_i = dy_i · y_i / s_i, then summed over each element's window.
-    const ratio = allocArray(this.dtype, n);
-    for (let i = 0; i < n; i++) ratio[i] = (dy[i]! * y[i]!) / s[i]!;
-    const acc = allocArray(this.dtype, n);
+    for (let i = 0; i < n; i++) terms[i] = (dy[i]! * y[i]!) / s[i]!;
     const across = this.region === NormRegion.ACROSS_CHANNELS;
-    this.windowSums(bottom[0]!.shape, (v) => v, ratio, acc, across);
-    const m = across ? this.size : this.size * this.size;
-    const c = (2 * this.alpha * this.beta) / m;
+    this.windowSums(bottom[0]!.shape, terms, sums, across);
+    const c = (2 * this.alpha * this.beta) / (across ? this.size : this.size * this.size);
     const dx = bottom[0]!.mutableCpuDiff();
     const nb = -this.beta;
-    for (let i = 0; i < n; i++) dx[i] = dy[i]! * Math.pow(s[i]!, nb) - c * x[i]! * acc[i]!;
+    for (let i = 0; i < n; i++) dx[i] = dy[i]! * Math.pow(s[i]!, nb) - c * x[i]! * sums[i]!;
+  }
+
+  /** Two float64 work buffers of at least n elements, kept between calls. */
+  private scratch(n: number): [Float64Array, Float64Array] {
+    if (this.terms.length < n) {
+      this.terms = new Float64Array(n);
+      this.sums = new Float64Array(n);
+    }
+    return [this.terms, this.sums];
   }
 
   /**
-   * out_i = Σ f(in_j) over i's window: channels c±prePad (across) or the size×size spatial
+   * out_i = Σ terms_j over i's window: channels c±prePad (across) or the size×size spatial
    * square (within), clipped to the blob. The windows are symmetric, so the same sums serve
    * forward (squares) and backward (ratios).
    */
-  private windowSums(shape: readonly number[], f: (v: number) => number, input: FloatArray, out: FloatArray, across: boolean): void {
+  private windowSums(shape: readonly number[], terms: Float64Array, out: Float64Array, across: boolean): void {
     const [N, C, H, W] = shape as [number, number, number, number];
     const plane = H * W;
     const p = this.prePad;
-    const fin = new Float64Array(input.length);
-    for (let i = 0; i < input.length; i++) fin[i] = f(input[i]!);
     for (let nIdx = 0; nIdx < N; nIdx++) {
       for (let ch = 0; ch < C; ch++) {
         const base = (nIdx * C + ch) * plane;
@@ -112,7 +119,7 @@ export class LRNLayer extends Layer {
           const c1 = Math.min(C - 1, ch + p);
           for (let q = 0; q < plane; q++) {
             let sum = 0;
-            for (let cc = c0; cc <= c1; cc++) sum += fin[(nIdx * C + cc) * plane + q]!;
+            for (let cc = c0; cc <= c1; cc++) sum += terms[(nIdx * C + cc) * plane + q]!;
             out[base + q] = sum;
           }
         } else {
@@ -123,7 +130,7 @@ export class LRNLayer extends Layer {
               const w0 = Math.max(0, w - p);
               const w1 = Math.min(W - 1, w + p);
               let sum = 0;
-              for (let hh = h0; hh <= h1; hh++) for (let ww = w0; ww <= w1; ww++) sum += fin[base + hh * W + ww]!;
+              for (let hh = h0; hh <= h1; hh++) for (let ww = w0; ww <= w1; ww++) sum += terms[base + hh * W + ww]!;
               out[base + h * W + w] = sum;
             }
           }
