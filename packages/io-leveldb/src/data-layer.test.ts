@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
 import { LayerRegistry } from '@caffe-ts/layers';
-import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter } from '@caffe-ts/proto';
+import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   closeDataSources,
@@ -201,6 +201,22 @@ describe('Data layer', () => {
     const info = await primeDataSources({ layer: [train, test] }, { phase: Phase.TRAIN });
     expect(info.map((i) => i.layer)).toEqual(['mnist']);
     await expect(primeDataSources({ layer: [train, test] }, { phase: Phase.TEST })).rejects.toThrow(/does not exist/);
+  });
+
+  it('primes legacy V1 `layers { type: DATA }` and resolves sources through resolveSource', async () => {
+    const net = createMessage<NetParameter>('NetParameter', {
+      layers: [{ name: 'v1data', type: 'DATA', top: ['data'], data_param: { source: 'tiny_leveldb', batch_size: 1 } }],
+    });
+    const asked: string[] = [];
+    const info = await primeDataSources(net, {
+      resolveSource: (s, layer) => {
+        asked.push(`${layer}:${s}`);
+        return join(dir, s);
+      },
+    });
+    expect(asked).toEqual(['v1data:tiny_leveldb']);
+    expect(info).toEqual([{ layer: 'v1data', source: 'tiny_leveldb', path: join(dir, 'tiny_leveldb'), datumShape: [1, 2, 3] }]);
+    expect(primedDataSources()).toEqual(['tiny_leveldb']);
   });
 
   it('registers as type Data', () => {

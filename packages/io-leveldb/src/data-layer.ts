@@ -11,6 +11,8 @@ import {
   type LayerParameter,
   type NetParameter,
   type NetStateRule,
+  type V1LayerParameter,
+  V1LayerParameter_LayerType,
 } from '@caffe-ts/proto';
 import { DataTransformer } from './data-transformer.js';
 import { openDatumDb, type DatumCursor, type DatumDb, type DatumRecord } from './datum-db.js';
@@ -64,7 +66,7 @@ export interface PrimeOptions {
   /** Prime only the Data layers that can run in this phase (by their include/exclude rules). */
   phase?: Phase;
   /** Maps a `source` to the database path (default: resolved against the current directory, as Caffe). */
-  resolveSource?: (source: string, layer: LayerParameter) => string;
+  resolveSource?: (source: string, layerName: string) => string;
   /** Reads mean_file bytes for the layers' transformers (default fs.readFileSync). */
   readFile?: (path: string) => Uint8Array;
 }
@@ -80,7 +82,7 @@ export interface PrimedSourceInfo {
 }
 
 /** Whether a layer's include/exclude rules let it run in `phase` (stage/level rules are not judged). */
-function mayRunIn(layer: LayerParameter, phase: Phase): boolean {
+function mayRunIn(layer: Pick<LayerParameter, 'include' | 'exclude'>, phase: Phase): boolean {
   const phaseOnly = (r: NetStateRule) => hasField(r, 'phase');
   if (layer.include.length > 0) return layer.include.some((r) => !phaseOnly(r) || r.phase === phase);
   return !layer.exclude.some((r) => phaseOnly(r) && r.phase === phase && r.stage.length === 0 && r.not_stage.length === 0);
@@ -143,24 +145,34 @@ export async function primeDataSource(
  * With `phase`, layers excluded from that phase by their rules are skipped.
  */
 export async function primeDataSources(
-  net: Pick<NetParameter, 'layer'> | readonly LayerParameter[],
+  net: Pick<NetParameter, 'layer'> | Pick<NetParameter, 'layer' | 'layers'> | readonly LayerParameter[],
   options: PrimeOptions = {},
 ): Promise<PrimedSourceInfo[]> {
-  const layers: readonly LayerParameter[] = Array.isArray(net) ? net : (net as Pick<NetParameter, 'layer'>).layer;
   const out: PrimedSourceInfo[] = [];
   const seen = new Set<string>();
-  for (const layer of layers) {
-    if (layer.type !== 'Data') continue;
+  for (const layer of dataLayersOf(net)) {
     if (options.phase !== undefined && !mayRunIn(layer, options.phase)) continue;
     const dp = layer.data_param;
     if (!dp || !dp.source) throw new DataError(`Data layer '${layer.name}': data_param.source is required`);
     if (dp.backend === DataParameter_DB.LMDB) throw lmdbError(layer.name, dp.source);
     if (seen.has(dp.source)) continue;
     seen.add(dp.source);
-    const path = options.resolveSource ? options.resolveSource(dp.source, layer) : resolvePath(dp.source);
+    const path = options.resolveSource ? options.resolveSource(dp.source, layer.name) : resolvePath(dp.source);
     out.push(await primeDataSource(dp.source, { path, layerName: layer.name, readFile: options.readFile }));
   }
   return out;
+}
+
+/** What priming needs from a Data layer, in the current or the legacy V1 format. */
+type DataLayerLike = Pick<LayerParameter, 'name' | 'data_param' | 'include' | 'exclude'>;
+
+/** The Data layers of a net: current `layer { type: "Data" }` and legacy V1 `layers { type: DATA }`. */
+function dataLayersOf(net: Pick<NetParameter, 'layer'> | Partial<Pick<NetParameter, 'layers'>> | readonly LayerParameter[]): DataLayerLike[] {
+  if (Array.isArray(net)) return (net as readonly LayerParameter[]).filter((l) => l.type === 'Data');
+  const n = net as Partial<Pick<NetParameter, 'layer' | 'layers'>>;
+  const current: DataLayerLike[] = (n.layer ?? []).filter((l) => l.type === 'Data');
+  const legacy: DataLayerLike[] = (n.layers ?? []).filter((l: V1LayerParameter) => l.type === V1LayerParameter_LayerType.DATA);
+  return [...current, ...legacy];
 }
 
 /** Stop every Data layer's prefetching and close every primed database. */
