@@ -1,0 +1,204 @@
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import {
+  CaffeError,
+  createMessage,
+  decodeBinary,
+  decodeBlobProto,
+  decodeDatum,
+  decodeNetParameter,
+  decodeSolverState,
+  encodeBinary,
+  encodeBlobProto,
+  encodeDatum,
+  encodeNetParameter,
+  encodeSolverState,
+  hasField,
+  parseNetParameter,
+  parseSolverParameter,
+  ProtoBinaryError,
+  type BlobProto,
+  type BlobShape,
+  type Datum,
+  type SolverParameter,
+  type SolverState,
+} from './index.js';
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+function binaryError(fn: () => unknown): ProtoBinaryError {
+  try {
+    fn();
+  } catch (e) {
+    expect(ProtoBinaryError.isInstance(e)).toBe(true);
+    expect(CaffeError.isInstance(e)).toBe(true);
+    expect(e).not.toBeInstanceOf(RangeError);
+    return e as ProtoBinaryError;
+  }
+  throw new Error('expected a ProtoBinaryError');
+}
+
+describe('binary encoding', () => {
+  it('packs BlobProto.data and BlobShape.dim like C++ Caffe', () => {
+    const b = createMessage<BlobProto>('BlobProto', { shape: { dim: [2, 1] }, data: [1, -2] });
+    // shape (field 7) { dim (field 1, packed) [2, 1] }, data (field 5, packed) [1.0f, -2.0f]
+    // Fields are written in number order: data (5) before shape (7).
+    expect(hex(encodeBlobProto(b))).toBe('2a08' + '0000803f' + '000000c0' + '3a04' + '0a020201');
+  });
+
+  it('writes unpacked repeated scalars where caffe.proto does not say packed', () => {
+    const d = createMessage<Datum>('Datum', { float_data: [1, 2] });
+    expect(hex(encodeDatum(d))).toBe('350000803f' + '3500000040');
+    // Decoders accept both forms.
+    expect(decodeDatum(new Uint8Array([0x32, 0x08, 0, 0, 0x80, 0x3f, 0, 0, 0, 0x40])).float_data).toEqual([1, 2]);
+  });
+
+  it('writes only present fields, and returns a plain Uint8Array', () => {
+    const net = parseNetParameter('name: "x"');
+    const bytes = encodeNetParameter(net);
+    expect(Object.getPrototypeOf(bytes)).toBe(Uint8Array.prototype);
+    expect(bytes.byteOffset).toBe(0);
+    expect(bytes.buffer.byteLength).toBe(bytes.length);
+    expect(hex(bytes)).toBe('0a0178');
+    expect(encodeBinary('NetParameter', createMessage('NetParameter'))).toEqual(new Uint8Array(0));
+  });
+});
+
+describe('binary round trips', () => {
+  it('Datum with bytes, label and float data', () => {
+    const d = createMessage<Datum>('Datum', {
+      channels: 1,
+      height: 2,
+      width: 2,
+      data: new Uint8Array([0, 127, 128, 255]),
+      label: 7,
+      encoded: false,
+    });
+    const back = decodeDatum(encodeDatum(d));
+    expect(back.data).toBeInstanceOf(Uint8Array);
+    expect(Object.getPrototypeOf(back.data)).toBe(Uint8Array.prototype);
+    expect(Array.from(back.data)).toEqual([0, 127, 128, 255]);
+    expect([back.channels, back.height, back.width, back.label]).toEqual([1, 2, 2, 7]);
+    expect(hasField(back, 'encoded')).toBe(true);
+    expect(hasField(back, 'float_data')).toBe(false);
+  });
+
+  it('decoded bytes do not alias the input buffer', () => {
+    const bytes = encodeDatum(createMessage<Datum>('Datum', { data: new Uint8Array([1, 2, 3]) }));
+    const d = decodeDatum(Buffer.from(bytes));
+    bytes.fill(0);
+    expect(Array.from(d.data)).toEqual([1, 2, 3]);
+    expect(Object.getPrototypeOf(d.data)).toBe(Uint8Array.prototype);
+  });
+
+  it('unset bytes read an empty Uint8Array', () => {
+    const d = decodeDatum(new Uint8Array(0));
+    expect(d.data).toBeInstanceOf(Uint8Array);
+    expect(d.data.length).toBe(0);
+    expect(hasField(d, 'data')).toBe(false);
+  });
+
+  it('int64 fields are plain numbers (BlobShape.dim, SolverParameter.random_seed)', () => {
+    const shape = decodeBinary<BlobShape>('BlobShape', encodeBinary('BlobShape', { dim: [64, 3, 224, 224, 2 ** 40] }));
+    expect(shape.dim).toEqual([64, 3, 224, 224, 2 ** 40]);
+    for (const d of shape.dim) expect(typeof d).toBe('number');
+    const s = parseSolverParameter('random_seed: -7');
+    const back = decodeBinary<SolverParameter>('SolverParameter', encodeBinary('SolverParameter', s));
+    expect(back.random_seed).toBe(-7);
+    expect(typeof decodeBinary<SolverParameter>('SolverParameter', new Uint8Array(0)).random_seed).toBe('number');
+    expect(decodeBinary<SolverParameter>('SolverParameter', new Uint8Array(0)).random_seed).toBe(-1);
+    expect(JSON.parse(JSON.stringify(shape))).toEqual({ dim: [64, 3, 224, 224, 2 ** 40] });
+  });
+
+  it('leaves protobufjs global Long handling alone', () => {
+    const type = protobuf.Root.fromJSON({ nested: { M: { fields: { v: { type: 'int64', id: 1 } } } } }).lookupType('M');
+    const other = type.decode(type.encode({ v: 5 }).finish()) as unknown as { v: unknown };
+    // Whatever protobufjs produces by default is unchanged by loading this package.
+    expect(typeof other.v === 'number' || typeof (other.v as { low?: unknown }).low === 'number').toBe(true);
+    expect(protobuf.util.Long === null || typeof protobuf.util.Long === 'function').toBe(true);
+  });
+
+  it('SolverState with history blobs', () => {
+    const st = createMessage<SolverState>('SolverState', {
+      iter: 500,
+      learned_net: 'lenet_iter_500.caffemodel',
+      history: [{ shape: { dim: [2] }, data: [0.5, -0.25] }, { double_data: [1 / 3] }],
+      current_step: 1,
+    });
+    const back = decodeSolverState(encodeSolverState(st));
+    expect(back).toEqual(st);
+    expect(back.history[1]!.double_data[0]).toBe(1 / 3);
+  });
+
+  it('a net parsed from text survives encode → decode unchanged', () => {
+    const net = parseNetParameter(
+      'name: "n" layer { name: "c" type: "Convolution" convolution_param { num_output: 3 kernel_size: 5 engine: CUDNN } ' +
+        'blobs { shape { dim: 3 dim: 1 } data: [0.1, 0.2, 0.3] } param { lr_mult: 0.1 } }',
+    );
+    expect(decodeNetParameter(encodeNetParameter(net))).toEqual(net);
+  });
+
+  it('accepts an ArrayBuffer and Buffer input', () => {
+    const bytes = encodeBlobProto(createMessage<BlobProto>('BlobProto', { data: [1, 2, 3] }));
+    expect(decodeBlobProto(bytes.buffer as ArrayBuffer).data).toEqual([1, 2, 3]);
+    const padded = Buffer.concat([Buffer.from([9, 9]), Buffer.from(bytes)]).subarray(2);
+    expect(decodeBlobProto(padded).data).toEqual([1, 2, 3]);
+  });
+
+  it('Float32Array values encode as packed floats', () => {
+    const b = createMessage<BlobProto>('BlobProto', { data: new Float32Array([0.5, 0.25]) });
+    expect(decodeBlobProto(encodeBlobProto(b)).data).toEqual([0.5, 0.25]);
+  });
+});
+
+describe('binary errors', () => {
+  it('truncated data gives ProtoBinaryError with offset and type', () => {
+    const bytes = encodeBlobProto(createMessage<BlobProto>('BlobProto', { data: [1, 2, 3, 4] }));
+    const e = binaryError(() => decodeBlobProto(bytes.subarray(0, bytes.length - 3), 'mean.binaryproto'));
+    expect(e.file).toBe('mean.binaryproto');
+    expect(e.typeName).toBe('caffe.BlobProto');
+    expect(e.offset).toBeGreaterThanOrEqual(0);
+    expect(e.offset).toBeLessThanOrEqual(bytes.length);
+    expect(e.message).toMatch(/^mean\.binaryproto: cannot decode caffe\.BlobProto at byte \d+: truncated or corrupt data/);
+  });
+
+  it('a truncated nested message and a truncated string both give typed errors', () => {
+    const net = encodeNetParameter(parseNetParameter('name: "abcdef" layer { name: "conv" type: "ReLU" }'));
+    for (let cut = 1; cut < net.length; cut++) {
+      try {
+        decodeNetParameter(net.subarray(0, cut));
+      } catch (e) {
+        expect(ProtoBinaryError.isInstance(e)).toBe(true);
+      }
+    }
+    const e = binaryError(() => decodeNetParameter(net.subarray(0, 4)));
+    expect(e.typeName).toBe('caffe.NetParameter');
+    expect(e.message).toContain('<bytes>: cannot decode caffe.NetParameter at byte');
+  });
+
+  it('garbage gives typed errors, never a raw RangeError', () => {
+    let seed = 99;
+    let failures = 0;
+    for (let i = 0; i < 300; i++) {
+      const g = new Uint8Array(64);
+      for (let k = 0; k < g.length; k++) {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        g[k] = seed >>> 24;
+      }
+      try {
+        decodeNetParameter(g);
+      } catch (e) {
+        failures++;
+        expect(ProtoBinaryError.isInstance(e)).toBe(true);
+      }
+    }
+    expect(failures).toBeGreaterThan(0);
+    const e = binaryError(() => decodeDatum(new Uint8Array([0x7f])));
+    expect(e.message).toBe('<bytes>: cannot decode caffe.Datum at byte 1: invalid wire type 7 at offset 1');
+  });
+
+  it('missing required fields are reported', () => {
+    const e = binaryError(() => decodeBinary('ClipParameter', new Uint8Array([0x0d, 0, 0, 0x80, 0x3f])));
+    expect(e.message).toBe("<bytes>: cannot decode caffe.ClipParameter at byte 5: missing required field 'max'");
+  });
+});

@@ -1,0 +1,77 @@
+/**
+ * Node file helpers (`@caffe-ts/proto/node`): read and write Caffe's text and binary proto
+ * files. Kept out of the main entry so that one stays browser-safe.
+ *
+ * Writes are atomic: a temp file in the same folder, fsync, then rename, so a crash while
+ * snapshotting never leaves a half-written .caffemodel where a good one was.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { decodeBinary, encodeBinary } from './binary.js';
+import { CaffeFileError } from './errors.js';
+import type { Message } from './schema.js';
+import { parseText } from './text-parser.js';
+import { printText, type PrintTextOptions } from './text-printer.js';
+
+function fileError(action: string, path: string, err: unknown): CaffeFileError {
+  const code = (err as { code?: unknown } | null)?.code;
+  const c = typeof code === 'string' ? code : undefined;
+  const why =
+    c === 'ENOENT'
+      ? action === 'read'
+        ? 'no such file'
+        : 'its folder does not exist'
+      : c === 'EACCES' || c === 'EPERM'
+        ? 'permission denied'
+        : c === 'EISDIR'
+          ? 'it is a directory'
+          : (err as Error | null)?.message ?? String(err);
+  return new CaffeFileError(`cannot ${action} '${path}': ${why}`, { path, ...(c === undefined ? {} : { code: c }), cause: err });
+}
+
+async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    const buf = await fs.readFile(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (err) {
+    throw fileError('read', path, err);
+  }
+}
+
+/** Reads a .prototxt as `typeName`; ProtoTextError names the file. */
+export async function readTextProto<T = Message>(typeName: string, path: string): Promise<T> {
+  const bytes = await readBytes(path);
+  return parseText<T>(typeName, new TextDecoder('utf-8').decode(bytes), { file: path });
+}
+
+/** Reads a binary proto file (.caffemodel, .solverstate, .binaryproto) as `typeName`. */
+export async function readBinaryProto<T = Message>(typeName: string, path: string): Promise<T> {
+  return decodeBinary<T>(typeName, await readBytes(path), { file: path });
+}
+
+/** Writes `data` to `path` atomically (temp file in the same folder, fsync, rename). */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(tmp, 'wx');
+    await handle.writeFile(data);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fs.rename(tmp, path);
+  } catch (err) {
+    if (handle) await handle.close().catch(() => {});
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw fileError('write', path, err);
+  }
+}
+
+export async function writeBinaryProto(typeName: string, path: string, msg: object): Promise<void> {
+  await writeFileAtomic(path, encodeBinary(typeName, msg));
+}
+
+export async function writeTextProto(typeName: string, path: string, msg: object, opts: PrintTextOptions = {}): Promise<void> {
+  await writeFileAtomic(path, printText(typeName, msg, opts));
+}
