@@ -9,6 +9,11 @@ export interface LayerContext {
   /** Defaults to the LayerParameter's phase (Caffe copies the net's phase into it). */
   phase?: Phase;
   rng?: Rng;
+  /**
+   * The file the layer's net was read from, if any. Paths inside it (a data layer's `source`,
+   * `mean_file`) resolve against the working directory first, then against this file's folder.
+   */
+  netFile?: string;
 }
 
 /** A device implementation of a whole layer, supplied by a backend (see Backend.layerKernel). */
