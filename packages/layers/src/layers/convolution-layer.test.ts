@@ -1,4 +1,5 @@
 import { Blob, Rng, type FloatArray } from '@caffe-ts/blob';
+import { parseText, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
@@ -332,6 +333,23 @@ describe('ConvolutionLayer', () => {
       expect(layer.blobs[0]!.asumData()).toBe(0);
       expect(layer.blobs[1]!.asumData()).toBe(0);
       expect(top.shape).toEqual([1, 2, 3, 3]);
+    });
+
+    it('reads a prototxt layer (LeNet conv1: scalar kernel_size, xavier/constant fillers)', () => {
+      const lp = parseText<LayerParameter>(
+        'LayerParameter',
+        'name: "conv1" type: "Convolution" bottom: "data" top: "conv1" ' +
+          'convolution_param { num_output: 20 kernel_size: 5 stride: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } }',
+      );
+      const layer = convolutionLayerDef.create(lp, { dtype: 'float64', rng: new Rng(1) });
+      const top = new Blob([], { dtype: 'float64' });
+      layer.setUp([makeBlob([1, 1, 28, 28])], [top]);
+      expect(top.shape).toEqual([1, 20, 24, 24]);
+      expect(layer.blobs.map((b) => b.shape)).toEqual([[20, 1, 5, 5], [20]]);
+      // Xavier (fan_in 25): uniform in ±sqrt(3/25).
+      const w = Array.from(layer.blobs[0]!.cpuData());
+      expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(Math.sqrt(3 / 25));
+      expect(w.some((v) => v !== 0)).toBe(true);
     });
 
     it('bias_term: false has one blob', () => {

@@ -1,5 +1,5 @@
 import { Blob, Rng } from '@caffe-ts/blob';
-import { LRNParameter_NormRegion as NormRegion } from '@caffe-ts/proto';
+import { LRNParameter_NormRegion as NormRegion, parseText, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
@@ -134,6 +134,18 @@ describe('LRNLayer', () => {
       const noParam = createLayer(lrnLayerDef, { name: 'n' });
       forward(noParam, makeBlob([1, 3, 2, 2]));
       expect(noParam.size).toBe(5);
+    });
+
+    it('reads a prototxt layer (CIFAR-10 full norm1: WITHIN_CHANNEL, alpha 5e-05 as float32)', () => {
+      const lp = parseText<LayerParameter>(
+        'LayerParameter',
+        'name: "norm1" type: "LRN" lrn_param { local_size: 3 alpha: 5e-05 beta: 0.75 norm_region: WITHIN_CHANNEL }',
+      );
+      const layer = lrnLayerDef.create(lp, { dtype: 'float64' });
+      const bottom = makeBlob([1, 2, 4, 4]);
+      const top = forward(layer, bottom);
+      expect([layer.size, layer.alpha, layer.beta]).toEqual([3, Math.fround(5e-5), 0.75]);
+      expect(maxDiff(top.cpuData(), referenceLRN(bottom, { size: 3, alpha: Math.fround(5e-5), beta: 0.75, k: 1, within: true }))).toBeLessThan(1e-12);
     });
 
     it('local_size must be odd', () => {

@@ -1,5 +1,10 @@
 import { Blob, Rng } from '@caffe-ts/blob';
-import { PoolingParameter_PoolMethod as PoolMethod, PoolingParameter_RoundMode as RoundMode } from '@caffe-ts/proto';
+import {
+  parseText,
+  PoolingParameter_PoolMethod as PoolMethod,
+  PoolingParameter_RoundMode as RoundMode,
+  type LayerParameter,
+} from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
@@ -181,6 +186,16 @@ describe('PoolingLayer', () => {
       expect([layer.kernelH, layer.kernelW, layer.strideH, layer.strideW, layer.padH, layer.padW]).toEqual([2, 2, 1, 1, 0, 0]);
       expect([layer.pooledHeight, layer.pooledWidth]).toEqual([3, 4]);
       expect(layer.type).toBe('Pooling');
+    });
+
+    it('reads a prototxt layer (CIFAR-10 pool2: pool: AVE kernel_size: 3 stride: 2)', () => {
+      const lp = parseText<LayerParameter>('LayerParameter', 'name: "pool2" type: "Pooling" pooling_param { pool: AVE kernel_size: 3 stride: 2 }');
+      const layer = poolingLayerDef.create(lp, { dtype: 'float64' });
+      const [top] = run(layer, makeBlob([1, 2, 16, 16], { filler: 1 }));
+      expect(top!.shape).toEqual([1, 2, 8, 8]);
+      // The last CEIL window starts at 14 and holds only rows/cols 14..15; with no padding its
+      // divisor is clipped to in + pad too, so an all-ones input stays 1 everywhere.
+      expect(blobValues(top!).every((v) => v === 1)).toBe(true);
     });
 
     it('without a pooling_param there is no kernel: Caffe\'s message', () => {
