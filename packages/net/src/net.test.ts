@@ -3,7 +3,7 @@ import { Blob, Rng } from '@caffe-ts/blob';
 import { decodeNetParameter, encodeNetParameter, parseNetParameter, Phase, type NetParameter } from '@caffe-ts/proto';
 import { NetError } from './errors.js';
 import { Net, type NetOptions } from './net.js';
-import { captureLog, fillRandom, net, testRegistry } from './test-helpers.js';
+import { captureLog, fillRandom, net, NoopTestLayer, testRegistry } from './test-helpers.js';
 
 const registry = testRegistry();
 const opts = (extra: NetOptions = {}): NetOptions => ({ registry, log: false, rng: new Rng(1701), ...extra });
@@ -257,6 +257,26 @@ describe('Net construction', () => {
 });
 
 describe('Net forward/backward', () => {
+  it('prepare() and close() reach the layers that have them', async () => {
+    const calls: string[] = [];
+    const r = testRegistry();
+    r.register(
+      {
+        type: 'Noop',
+        create: (p, ctx) =>
+          Object.assign(new NoopTestLayer(p, ctx), {
+            prepare: async () => void calls.push(`prepare ${p.name}`),
+            close: () => void calls.push(`close ${p.name}`),
+          }),
+      },
+      { override: true },
+    );
+    const n = new Net(net(`layer { name: "a" type: "Noop" top: "x" } layer { name: "b" type: "Noop" bottom: "x" top: "y" }`), opts({ registry: r }));
+    await n.prepare();
+    await n.close();
+    expect(calls).toEqual(['prepare a', 'prepare b', 'close a', 'close b']);
+  });
+
   it('fan-out gradients are summed: every param and the input match finite differences (float64)', () => {
     const p = net(FAN_OUT + 'force_backward: true');
     const n = new Net(p, opts({ dtype: 'float64' }));
@@ -571,7 +591,8 @@ describe('weights', () => {
   });
 
   it('ignores source layers the net does not have, and logs them', () => {
-    const n = new Net(net(CONV(1)), { registry, rng: new Rng(1), log: true });
+    let n!: Net;
+    captureLog(() => (n = new Net(net(CONV(1)), { registry, rng: new Rng(1), log: true })));
     const weights = parseNetParameter(`layer { name: "fc9" type: "InnerProduct" blobs { shape { dim: 1 } data: 1 } }`);
     const lines = captureLog(() => n.copyTrainedLayersFrom(weights)).map((l) => l.message);
     expect(lines).toEqual(['Ignoring source layer fc9']);

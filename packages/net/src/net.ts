@@ -642,8 +642,9 @@ export class Net {
     const sources: { name: string; blobs: BlobProto[] }[] =
       param.layer.length > 0 || param.layers.length === 0 ? param.layer : param.layers;
     for (const source of sources) {
-      const targetId = this.layerIndex.get(source.name);
-      if (targetId === undefined) {
+      // The first layer of that name, as Caffe's linear search finds it.
+      const targetId = this.layerNames.indexOf(source.name);
+      if (targetId < 0) {
         this.log.info(`Ignoring source layer ${source.name}`);
         continue;
       }
@@ -675,8 +676,8 @@ export class Net {
   shareTrainedLayersWith(other: Net): void {
     other.layers.forEach((source, i) => {
       const sourceName = other.layerNames[i]!;
-      const targetId = this.layerIndex.get(sourceName);
-      if (targetId === undefined) {
+      const targetId = this.layerNames.indexOf(sourceName);
+      if (targetId < 0) {
         this.log.info(`Ignoring source layer ${sourceName}`);
         return;
       }
