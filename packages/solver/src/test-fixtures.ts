@@ -4,7 +4,7 @@
  * Euclidean loss, registered with InnerProduct in a fresh LayerRegistry.
  */
 import type { Blob } from '@caffe-ts/blob';
-import { innerProductLayerDef, Layer, LayerRegistry, LossLayerBase, type BlobCounts, type LayerDef } from '@caffe-ts/layers';
+import { innerProductLayerDef, splitLayerDef, Layer, LayerRegistry, LossLayerBase, type BlobCounts, type LayerDef } from '@caffe-ts/layers';
 import { createMessage, Phase, type SolverParameter } from '@caffe-ts/proto';
 
 /** Batches by phase: `batch(phase, k)` returns one array per top for the k-th batch. */
@@ -72,7 +72,7 @@ export class TestEuclideanLossLayer extends LossLayerBase {
   }
 }
 
-/** A registry with TestFeed (reading `feed`), TestEuclideanLoss and InnerProduct. */
+/** A registry with TestFeed (reading `feed`), TestEuclideanLoss, InnerProduct and Split. */
 export function testRegistry(feed: Feed): LayerRegistry {
   const registry = new LayerRegistry();
   const feedDef: LayerDef = {
@@ -86,6 +86,7 @@ export function testRegistry(feed: Feed): LayerRegistry {
   registry.register(feedDef);
   registry.register({ type: 'TestEuclideanLoss', create: (p, ctx) => new TestEuclideanLossLayer(p, ctx) });
   registry.register(innerProductLayerDef as LayerDef);
+  registry.register(splitLayerDef as LayerDef);
   return registry;
 }
 
