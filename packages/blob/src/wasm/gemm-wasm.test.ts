@@ -6,9 +6,13 @@ import { createWasmGemmKernel, decodeBase64, defaultFloat32GemmKernel, wasmGemmI
 import { GEMM_WASM_RELAXED_SIMD_BASE64, GEMM_WASM_SIMD_BASE64 } from './generated/gemm-wasm.js';
 import type { GemmKernel } from '../math/gemm.js';
 
+// The package's TypeScript lib declares no WebAssembly value; reach it through globalThis.
+const wasmValidate = (bytes: Uint8Array): boolean =>
+  (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(bytes);
+
 // Node 20 validates WebAssembly SIMD without flags; relaxed SIMD needs a flag, which this
 // worker does not have (gemm-wasm-relaxed.test.ts covers that build).
-const relaxedHere = WebAssembly.validate(decodeBase64(GEMM_WASM_RELAXED_SIMD_BASE64));
+const relaxedHere = wasmValidate(decodeBase64(GEMM_WASM_RELAXED_SIMD_BASE64));
 
 function simdKernel(options: { maxStagedFloats?: number } = {}): GemmKernel {
   const kernel = createWasmGemmKernel({ relaxed: false, ...options });
@@ -44,7 +48,7 @@ describe('feature detection', () => {
   it('decodes the embedded module and validates the SIMD build', () => {
     const bytes = decodeBase64(GEMM_WASM_SIMD_BASE64);
     expect(Array.from(bytes.subarray(0, 4))).toEqual([0, 0x61, 0x73, 0x6d]); // "\0asm"
-    expect(WebAssembly.validate(bytes)).toBe(true);
+    expect(wasmValidate(bytes)).toBe(true);
     expect(() => decodeBase64('AG*z')).toThrow(/invalid character/);
   });
 
