@@ -9,7 +9,14 @@ import { regressionNetText, sample, sequentialFeed, solverParam, testRegistry, t
 
 function build(
   props: Record<string, unknown>,
-  { batch = 2, dtype = 'float64' as const, feed = sequentialFeed(batch), log = false, lrMults = [1, 2], decayMults = [1, 0] } = {},
+  {
+    batch = 2,
+    dtype = 'float64' as 'float32' | 'float64',
+    feed = sequentialFeed(batch),
+    log = false,
+    lrMults = [1, 2],
+    decayMults = [1, 0],
+  } = {},
 ): { solver: Solver; feed: Feed } {
   const param = solverParam({
     net_param: parseNetParameter(regressionNetText(batch, { lrMults, decayMults })),

@@ -33,6 +33,8 @@ export interface SolverNet {
   readonly blobLossWeights?: unknown;
   /** Async work (prefetched batches) to finish before the next forward, when the net has any. */
   prepare?(): Promise<void>;
+  /** Caffe's per-layer debug logging; the solver turns it on for display iterations when debug_info is set. */
+  debugInfo?: boolean;
   /** Release workers and files (data layers), when the net holds any. */
   close?(): void | Promise<void>;
 }
@@ -368,6 +370,7 @@ export abstract class Solver {
     }
     this.net = nets.train;
     for (const t of nets.tests) {
+      if ('debugInfo' in t) t.debugInfo = param.debug_info;
       this.testNets.push(t);
       this.meanScores.push([]);
     }
@@ -446,6 +449,7 @@ export abstract class Solver {
       }
       for (const cb of this.callbacks) cb.onStart?.(this);
       const display = p.display > 0 && this.iter % p.display === 0;
+      if ('debugInfo' in this.net) this.net.debugInfo = display && p.debug_info;
       let loss = 0;
       for (let i = 0; i < p.iter_size; i++) {
         await this.prepare(this.net);
