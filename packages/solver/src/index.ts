@@ -4,7 +4,6 @@ export {
   planSolverNets,
   buildSolverNets,
   outputLossWeight,
-  type SolverNet,
   type SolverOptions,
   type SolverIO,
   type SolverCallback,

@@ -9,7 +9,8 @@ import { logger } from '@caffe-ts/blob';
 import { upgradeNetAsNeeded } from '@caffe-ts/net';
 import { CaffeError, CaffeFileError, hasField, parseText, type NetParameter, type SolverParameter, type SolverState } from '@caffe-ts/proto';
 import { readBinaryProto, writeBinaryProto } from '@caffe-ts/proto/node';
-import type { SnapshotData, SolverIO, SolverNet } from './solver.js';
+import type { Net } from '@caffe-ts/net';
+import type { SnapshotData, SolverIO } from './solver.js';
 
 const QUIET = { info: () => {}, warn: () => {}, error: () => {} };
 
@@ -121,7 +122,7 @@ export function readNetPrototxt(path: string, { log = true }: { log?: boolean } 
 }
 
 /** Load a .caffemodel into `net`; errors name the file. */
-export async function loadWeightsFile(net: SolverNet, path: string): Promise<void> {
+export async function loadWeightsFile(net: Net, path: string): Promise<void> {
   const weights = await readBinaryProto<NetParameter>('NetParameter', path);
   try {
     net.copyTrainedLayersFrom(weights);

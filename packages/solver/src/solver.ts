@@ -14,31 +14,6 @@ import {
 import { SolverConfigError, SolverError } from './errors.js';
 import { formatG } from './format.js';
 
-/** What the solver needs from a net: Caffe's Net API as @caffe-ts/net offers it. */
-export interface SolverNet {
-  readonly name: string;
-  readonly learnableParams: readonly Blob[];
-  readonly paramsLr: readonly number[];
-  readonly paramsWeightDecay: readonly number[];
-  readonly outputBlobs: readonly Blob[];
-  readonly outputBlobNames: readonly string[];
-  forward(): number;
-  forwardBackward(): number;
-  update(): void;
-  clearParamDiffs(): void;
-  copyTrainedLayersFrom(param: NetParameter): void;
-  shareTrainedLayersWith(other: SolverNet): void;
-  toProto(writeDiff?: boolean): NetParameter;
-  /** Loss weight of output blob `index` (see outputLossWeight). */
-  readonly blobLossWeights?: unknown;
-  /** Async work (prefetched batches) to finish before the next forward, when the net has any. */
-  prepare?(): Promise<void>;
-  /** Caffe's per-layer debug logging; the solver turns it on for display iterations when debug_info is set. */
-  debugInfo?: boolean;
-  /** Release workers and files (data layers), when the net holds any. */
-  close?(): void | Promise<void>;
-}
-
 /** How the solver builds a net: `new Net(param, options)` unless a factory is given. */
 export interface NetBuildOptions {
   phase: Phase;
@@ -50,7 +25,7 @@ export interface NetBuildOptions {
   rng?: Rng;
   log?: boolean;
 }
-export type NetFactory = (param: NetParameter, options: NetBuildOptions) => SolverNet;
+export type NetFactory = (param: NetParameter, options: NetBuildOptions) => Net;
 
 /** File access the solver delegates to its environment (see @caffe-ts/solver/node). */
 export interface SolverIO {
@@ -64,7 +39,7 @@ export interface SolverIO {
   /** Read a .solverstate file. */
   readSolverState(path: string): Promise<SolverState> | SolverState;
   /** Load the state's learned_net into `net`, resolving its path against the state file. */
-  loadLearnedNet(net: SolverNet, learnedNet: string, stateFile: string): Promise<void> | void;
+  loadLearnedNet(net: Net, learnedNet: string, stateFile: string): Promise<void> | void;
 }
 
 /** A snapshot's contents: Caffe's `<prefix>_iter_N.caffemodel` and `.solverstate`. */
@@ -130,7 +105,7 @@ export interface SolverOptions {
   /** Builds the nets (default `new Net(param, options)`). */
   netFactory?: NetFactory;
   /** Nets built already (by buildSolverNets, for data layers with async set-up). */
-  prebuiltNets?: { train: SolverNet; tests: SolverNet[] };
+  prebuiltNets?: { train: Net; tests: Net[] };
   /**
    * Merged into `train_state` as caffe.cpp does with --level/--stage: a level overrides, stages
    * are appended.
@@ -138,7 +113,7 @@ export interface SolverOptions {
   trainState?: { level?: number; stages?: readonly string[] };
 }
 
-const defaultNetFactory: NetFactory = (param, options) => new Net(param, options) as unknown as SolverNet;
+const defaultNetFactory: NetFactory = (param, options) => new Net(param, options);
 
 /** The next macrotask, so that I/O callbacks (data prefetch) run between iterations. */
 function nextMacrotask(): Promise<void> {
@@ -289,17 +264,17 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
  */
 export async function buildSolverNets(
   param: SolverParameter,
-  options: SolverOptions & { netFactoryAsync?: (param: NetParameter, options: NetBuildOptions) => Promise<SolverNet> } = {},
-): Promise<{ train: SolverNet; tests: SolverNet[] }> {
+  options: SolverOptions & { netFactoryAsync?: (param: NetParameter, options: NetBuildOptions) => Promise<Net> } = {},
+): Promise<{ train: Net; tests: Net[] }> {
   const log = options.log === false ? QUIET : logger('solver.cpp');
   const plan = planSolverNets(param, options);
   const build =
     options.netFactoryAsync ??
     (options.netFactory
       ? async (np: NetParameter, o: NetBuildOptions) => options.netFactory!(np, o)
-      : async (np: NetParameter, o: NetBuildOptions) => (await Net.create(np, o)) as unknown as SolverNet);
+      : async (np: NetParameter, o: NetBuildOptions) => Net.create(np, o));
   const train = await build(plan.train.param, plan.train.options);
-  const tests: SolverNet[] = [];
+  const tests: Net[] = [];
   for (const [i, t] of plan.tests.entries()) {
     log.info(`Creating test net (#${i}) specified by ${t.source}`);
     tests.push(await build(t.param, t.options));
@@ -324,8 +299,8 @@ function checkSnapshotFormat(param: SolverParameter): void {
  */
 export abstract class Solver {
   readonly param: SolverParameter;
-  readonly net: SolverNet;
-  readonly testNets: SolverNet[] = [];
+  readonly net: Net;
+  readonly testNets: Net[] = [];
   /** Number of updates applied so far. */
   iter = 0;
   /** Caffe's current_step_: position in a step/multistep schedule. */
@@ -370,7 +345,7 @@ export abstract class Solver {
     }
     this.net = nets.train;
     for (const t of nets.tests) {
-      if ('debugInfo' in t) t.debugInfo = param.debug_info;
+      t.debugInfo = param.debug_info;
       this.testNets.push(t);
       this.meanScores.push([]);
     }
@@ -428,8 +403,8 @@ export abstract class Solver {
 
   // ---- the loop ------------------------------------------------------------------------------
 
-  private async prepare(net: SolverNet): Promise<void> {
-    if (typeof net.prepare === 'function') await net.prepare();
+  private async prepare(net: Net): Promise<void> {
+    await net.prepare();
   }
 
   /** Run `iters` iterations (fewer if a stop is requested). */
@@ -449,7 +424,7 @@ export abstract class Solver {
       }
       for (const cb of this.callbacks) cb.onStart?.(this);
       const display = p.display > 0 && this.iter % p.display === 0;
-      if ('debugInfo' in this.net) this.net.debugInfo = display && p.debug_info;
+      this.net.debugInfo = display && p.debug_info;
       let loss = 0;
       for (let i = 0; i < p.iter_size; i++) {
         await this.prepare(this.net);
@@ -667,25 +642,12 @@ export abstract class Solver {
 
   /** Release what the nets hold (data-layer workers, open databases). */
   async close(): Promise<void> {
-    for (const n of [this.net, ...this.testNets]) await n.close?.();
+    // Nets whose data layers hold workers or databases may offer close().
+    for (const n of [this.net, ...this.testNets]) await (n as { close?: () => void | Promise<void> }).close?.();
   }
 }
 
-/**
- * The loss weight of output `index` of `net`, whichever form the net keeps blob loss weights in:
- * an array by blob index (with `outputBlobIndices`), a Map or record by blob name, or an array
- * parallel to the outputs.
- */
-export function outputLossWeight(net: SolverNet, index: number): number {
-  const weights = net.blobLossWeights as unknown;
-  const name = net.outputBlobNames[index]!;
-  const indices = (net as { outputBlobIndices?: readonly number[] }).outputBlobIndices;
-  if (weights instanceof Map) return Number(weights.get(name) ?? 0);
-  if (Array.isArray(weights) || ArrayBuffer.isView(weights)) {
-    const arr = weights as ArrayLike<number>;
-    if (indices) return arr[indices[index]!] ?? 0;
-    return arr[index] ?? 0;
-  }
-  if (weights && typeof weights === 'object') return Number((weights as Record<string, number>)[name] ?? 0);
-  return 0;
+/** The loss weight of output blob `index` of `net` (0 for outputs that are not losses). */
+export function outputLossWeight(net: Net, index: number): number {
+  return net.blobLossWeights[net.outputBlobIndices[index]!] ?? 0;
 }
