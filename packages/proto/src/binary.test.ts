@@ -151,6 +151,63 @@ describe('binary round trips', () => {
   });
 });
 
+describe('wire compatibility', () => {
+  it('skips unknown fields and fields whose wire type does not match the schema, as C++ does', () => {
+    // LayerParameter: name (1) = "a"; field 145 (parameter_param, a message) sent as varint 1;
+    // field 999 unknown (fixed32); field 147 as a group; type (2) = "b".
+    const bytes = new Uint8Array([
+      0x0a, 0x01, 0x61,
+      0x88, 0x09, 0x01,
+      0xbd, 0x3e, 1, 2, 3, 4,
+      0x9b, 0x09, 0x08, 0x05, 0x9c, 0x09,
+      0x12, 0x01, 0x62,
+    ]);
+    const l = decodeBinary<{ name: string; type: string; parameter_param: unknown }>('LayerParameter', bytes);
+    expect(l.name).toBe('a');
+    expect(l.type).toBe('b');
+    expect(l.parameter_param).toBeNull();
+  });
+
+  it('reads packed and unpacked forms of any repeated scalar, and merges repeated singular messages', () => {
+    // ConvolutionParameter.kernel_size (4) packed [3, 5], then unpacked 7.
+    const c = decodeBinary<{ kernel_size: number[] }>('ConvolutionParameter', new Uint8Array([0x22, 0x02, 3, 5, 0x20, 7]));
+    expect(c.kernel_size).toEqual([3, 5, 7]);
+    // LayerParameter.convolution_param (106) twice: {num_output: 2} then {group: 2}.
+    const l = decodeBinary<{ convolution_param: { num_output: number; group: number } }>(
+      'LayerParameter',
+      new Uint8Array([0xd2, 0x06, 0x02, 0x08, 0x02, 0xd2, 0x06, 0x02, 0x28, 0x02]),
+    );
+    expect(l.convolution_param.num_output).toBe(2);
+    expect(l.convolution_param.group).toBe(2);
+  });
+
+  it('drops unknown enum values, as proto2 C++ does', () => {
+    // PoolingParameter.pool (1) = 9 (not a PoolMethod).
+    const p = decodeBinary<{ pool: number }>('PoolingParameter', new Uint8Array([0x08, 0x09]));
+    expect(hasField(p, 'pool')).toBe(false);
+  });
+
+  it('encodes negative int32 as 10-byte varints and int64 in two\'s complement', () => {
+    const bytes = encodeBinary('ConvolutionParameter', { axis: -1 } as never);
+    expect(hex(bytes)).toBe('80' + '01' + 'ffffffffffffffffff01');
+    const s = createMessage<SolverParameter>('SolverParameter', { random_seed: -2 });
+    expect(hex(encodeBinary('SolverParameter', s))).toBe('a001' + 'feffffffffffffffff01');
+    expect(decodeBinary<SolverParameter>('SolverParameter', encodeBinary('SolverParameter', s)).random_seed).toBe(-2);
+    const big = createMessage<SolverParameter>('SolverParameter', { random_seed: -(2 ** 40) - 3 });
+    expect(decodeBinary<SolverParameter>('SolverParameter', encodeBinary('SolverParameter', big)).random_seed).toBe(-(2 ** 40) - 3);
+  });
+
+  it('refuses to encode ill-typed values and missing required fields', () => {
+    expect(() => encodeBinary('ConvolutionParameter', { num_output: 1.5 } as never)).toThrow(
+      "cannot encode caffe.ConvolutionParameter: field 'num_output': expected an integer (uint32), got 1.5",
+    );
+    expect(() => encodeBinary('LayerParameter', { name: 3 } as never)).toThrow("field 'name': expected a string, got 3");
+    expect(() => encodeBinary('ClipParameter', createMessage('ClipParameter', {}) as never)).toThrow(
+      "missing required field 'min' in caffe.ClipParameter",
+    );
+  });
+});
+
 describe('binary errors', () => {
   it('truncated data gives ProtoBinaryError with offset and type', () => {
     const bytes = encodeBlobProto(createMessage<BlobProto>('BlobProto', { data: [1, 2, 3, 4] }));
@@ -159,7 +216,7 @@ describe('binary errors', () => {
     expect(e.typeName).toBe('caffe.BlobProto');
     expect(e.offset).toBeGreaterThanOrEqual(0);
     expect(e.offset).toBeLessThanOrEqual(bytes.length);
-    expect(e.message).toMatch(/^mean\.binaryproto: cannot decode caffe\.BlobProto at byte \d+: truncated or corrupt data/);
+    expect(e.message).toBe("mean.binaryproto: cannot decode caffe.BlobProto at byte 2: unexpected end of data: field 'data' needs 16 byte(s), 13 left");
   });
 
   it('a truncated nested message and a truncated string both give typed errors', () => {
@@ -194,11 +251,25 @@ describe('binary errors', () => {
     }
     expect(failures).toBeGreaterThan(0);
     const e = binaryError(() => decodeDatum(new Uint8Array([0x7f])));
-    expect(e.message).toBe('<bytes>: cannot decode caffe.Datum at byte 1: invalid wire type 7 at offset 1');
+    expect(e.message).toBe('<bytes>: cannot decode caffe.Datum at byte 1: invalid wire type 7 (field 15)');
+  });
+
+  it('errors inside nested messages name the inner type and the field path', () => {
+    const net = encodeNetParameter(
+      parseNetParameter('layer { name: "a" } layer { name: "b" blobs { data: [1, 2] } blobs { data: [1, 2, 3] } }'),
+    );
+    // Corrupt the length of the last packed data field (3 floats = 12 bytes) to 13.
+    const bad = Uint8Array.from(net);
+    const at = bad.lastIndexOf(12);
+    bad[at] = 13;
+    const e = binaryError(() => decodeNetParameter(bad, 'x.caffemodel'));
+    expect(e.message).toMatch(
+      /^x\.caffemodel: cannot decode caffe\.NetParameter at byte \d+: .* \(in caffe\.BlobProto at layer\[1\]\.blobs\[1\]\)$/,
+    );
   });
 
   it('missing required fields are reported', () => {
     const e = binaryError(() => decodeBinary('ClipParameter', new Uint8Array([0x0d, 0, 0, 0x80, 0x3f])));
-    expect(e.message).toBe("<bytes>: cannot decode caffe.ClipParameter at byte 5: missing required field 'max'");
+    expect(e.message).toBe("<bytes>: cannot decode caffe.ClipParameter at byte 5: missing required field 'max' in caffe.ClipParameter");
   });
 });
