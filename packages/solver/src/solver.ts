@@ -642,8 +642,7 @@ export abstract class Solver {
 
   /** Release what the nets hold (data-layer workers, open databases). */
   async close(): Promise<void> {
-    // Nets whose data layers hold workers or databases may offer close().
-    for (const n of [this.net, ...this.testNets]) await (n as { close?: () => void | Promise<void> }).close?.();
+    for (const n of [this.net, ...this.testNets]) await n.close();
   }
 }
 
