@@ -166,6 +166,32 @@ describe('Solver: the training loop, tests and Caffe\'s log lines', () => {
     expect(order.indexOf('immediate')).toBeLessThan(order.indexOf('iter 3'));
   });
 
+  it('awaits the nets\' prepare() (prefetched batches) before every forward, train and test; close() closes the layers', async () => {
+    const feed = sequentialFeed(2);
+    feed.prefetch = true;
+    const solver = createSolver(
+      solverParam({
+        net_param: parseNetParameter(regressionNetText(2)),
+        base_lr: 0.1,
+        lr_policy: 'fixed',
+        max_iter: 3,
+        iter_size: 2,
+        test_iter: [2],
+        test_interval: 2,
+        display: 1,
+        snapshot_after_train: false,
+      }),
+      { registry: testRegistry(feed), dtype: 'float64', log: false },
+    );
+    await solver.solve();
+    expect(solver.iter).toBe(3);
+    // 3 iterations × iter_size 2 forwards, plus the final display forward.
+    expect(feed.counters[0]).toBe(7);
+    expect(feed.counters[1]).toBe(4);
+    await solver.close();
+    expect(feed.closed).toBe(2);
+  });
+
   it('random_seed seeds the process RNG before the nets are built', () => {
     build({ random_seed: 1234 });
     const expected = new Rng(1234);

@@ -12,6 +12,10 @@ export interface Feed {
   batch(phase: Phase, k: number, layer: string): number[][];
   /** Batches served so far, by phase (set to resume a sequence). */
   counters: Record<number, number>;
+  /** When set, each batch must be "prefetched" by an awaited prepare() (a timer) before forward. */
+  prefetch?: boolean;
+  /** Layers closed so far. */
+  closed?: number;
 }
 
 /** Tops shaped by `input_param.shape`; each forward copies in the next batch from the feed. */
@@ -28,7 +32,27 @@ export class FeedLayer extends Layer {
 
   override reshape(): void {}
 
+  private ready = false;
+
+  override prepare(): Promise<void> {
+    if (!this.feed.prefetch) return Promise.resolve();
+    return new Promise((resolve) =>
+      setTimeout(() => {
+        this.ready = true;
+        resolve();
+      }, 0),
+    );
+  }
+
+  close(): void {
+    this.feed.closed = (this.feed.closed ?? 0) + 1;
+  }
+
   protected override forwardCpu(_bottom: Blob[], top: Blob[]): void {
+    if (this.feed.prefetch) {
+      this.check(this.ready, () => 'forward before the prefetched batch was ready (prepare() not awaited)');
+      this.ready = false;
+    }
     const k = this.feed.counters[this.phase] ?? 0;
     this.feed.counters[this.phase] = k + 1;
     const values = this.feed.batch(this.phase, k, this.name);
