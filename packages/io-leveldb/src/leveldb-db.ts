@@ -2,33 +2,10 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { logger } from '@caffe-ts/blob';
 import { Level, type Iterator as LevelIterator } from 'level';
+import type { DatumCursor, DatumCursorOptions, DatumDb, DatumRecord, DatumWriter, DatumWriterOptions, DbMode } from './datum-db.js';
 import { DataError } from './errors.js';
 
 const log = logger('db_leveldb.ts');
-
-/**
- * How to open a database, as Caffe's `db::Mode`:
- * - `read`: the database must exist (it is never created);
- * - `write`: open it, creating it when missing;
- * - `new`: create it; an existing database is an error.
- */
-export type DbMode = 'read' | 'write' | 'new';
-
-export interface OpenDatumDbOptions {
-  mode?: DbMode;
-}
-
-/** One key/value record; the value is normally a serialized caffe.Datum. */
-export interface DatumRecord {
-  key: string;
-  value: Uint8Array;
-}
-
-/** Caffe's record keys: the item index zero-padded to `width` digits (`format_int(i, 8)`). */
-export function formatKey(index: number, width = 8): string {
-  if (!Number.isInteger(index) || index < 0) throw new DataError(`record index must be a non-negative integer (got ${index})`);
-  return String(index).padStart(width, '0');
-}
 
 type LevelDb = Level<string, Uint8Array>;
 
@@ -43,13 +20,14 @@ function isLevelDbDir(path: string): boolean {
 
 /**
  * A LevelDB of Datum records (Caffe's `db::LevelDB`). Keys are utf8 strings, values raw bytes.
- * Open one with `openDatumDb`; read it with `cursor()`, fill it with `writer()`.
+ * Open one with `openDatumDb(path, { backend: 'leveldb' })`.
  */
-export class DatumDb {
+export class LevelDbDatumDb implements DatumDb {
+  readonly backend = 'leveldb' as const;
   readonly path: string;
   readonly mode: DbMode;
   private readonly db: LevelDb;
-  private readonly cursors = new Set<DatumCursor>();
+  private readonly cursors = new Set<LevelDbCursor>();
   private closed = false;
 
   private constructor(path: string, mode: DbMode, db: LevelDb) {
@@ -59,13 +37,17 @@ export class DatumDb {
   }
 
   /** @internal use `openDatumDb`. */
-  static async open(path: string, mode: DbMode = 'read'): Promise<DatumDb> {
+  static async open(path: string, mode: DbMode = 'read'): Promise<LevelDbDatumDb> {
     const abs = resolvePath(path);
     const exists = isLevelDbDir(abs);
     // LevelDB creates the directory even when create_if_missing is false, so check first:
     // reading must never leave an empty database behind.
     if (mode === 'read' && !exists) {
-      const why = existsSync(abs) ? 'not a LevelDB database (no CURRENT file)' : 'does not exist';
+      const why = !existsSync(abs)
+        ? 'does not exist'
+        : existsSync(`${abs}/data.mdb`)
+          ? 'it is an LMDB database (it holds data.mdb); set backend: LMDB'
+          : 'not a LevelDB database (no CURRENT file)';
       throw new DataError(`cannot open LevelDB database '${path}': ${why}`);
     }
     if (mode === 'new' && existsSync(abs)) {
@@ -88,7 +70,7 @@ export class DatumDb {
       throw new DataError(`cannot open LevelDB database '${path}': ${cause}`, { cause: e });
     }
     log.info(`Opened leveldb ${path}`);
-    return new DatumDb(path, mode, db);
+    return new LevelDbDatumDb(path, mode, db);
   }
 
   get isOpen(): boolean {
@@ -96,18 +78,18 @@ export class DatumDb {
   }
 
   /** A cursor over all records in key order that starts again at the first after the last. */
-  cursor(options: DatumCursorOptions = {}): DatumCursor {
+  cursor(options: DatumCursorOptions = {}): LevelDbCursor {
     this.assertOpen('read from');
-    const c = new DatumCursor(this.db, this.path, options, () => this.cursors.delete(c));
+    const c = new LevelDbCursor(this.db, this.path, options, () => this.cursors.delete(c));
     this.cursors.add(c);
     return c;
   }
 
   /** A writer that buffers puts and commits them in batches (Caffe commits every 1000). */
-  writer(options: DatumWriterOptions = {}): DatumWriter {
+  writer(options: DatumWriterOptions = {}): LevelDbWriter {
     this.assertOpen('write to');
     if (this.mode === 'read') throw new DataError(`LevelDB database '${this.path}' was opened for reading; open it with mode 'write' or 'new' to write`);
-    return new DatumWriter(this.db, this.path, options);
+    return new LevelDbWriter(this.db, this.path, options);
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -141,23 +123,11 @@ export class DatumDb {
   }
 }
 
-/** Open a LevelDB of Datums; `mode` defaults to `read` (never creates a database). */
-export function openDatumDb(path: string, options: OpenDatumDbOptions = {}): Promise<DatumDb> {
-  return DatumDb.open(path, options.mode ?? 'read');
-}
-
-export interface DatumCursorOptions {
-  /** Records fetched per round trip to LevelDB (default 64). */
-  readAhead?: number;
-  /** Log "Restarting data prefetching from start." when wrapping (default true). */
-  logRestart?: boolean;
-}
-
 /**
  * Reads records in key order and wraps to the first after the last, as Caffe's DataLayer does
  * (`Next()`: "Restarting data prefetching from start."). Calls must not overlap.
  */
-export class DatumCursor {
+export class LevelDbCursor implements DatumCursor {
   private iterator: LevelIterator<LevelDb, string, Uint8Array> | null = null;
   private buffer: Array<[string, Uint8Array]> = [];
   private pos = 0;
@@ -228,13 +198,8 @@ export class DatumCursor {
   }
 }
 
-export interface DatumWriterOptions {
-  /** Puts per committed batch (default 1000, as convert_mnist_data). */
-  batchSize?: number;
-}
-
 /** Buffers puts and writes them with `db.batch` every `batchSize` records. */
-export class DatumWriter {
+export class LevelDbWriter implements DatumWriter {
   private pending: Array<{ type: 'put'; key: string; value: Uint8Array }> = [];
   private readonly batchSize: number;
   /** Records committed so far. */
