@@ -1,0 +1,145 @@
+import { col2im, col2imNd, im2col, im2colNd, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { createMessage, hasField, type ConvolutionParameter } from '@caffe-ts/proto';
+import { Layer, type BlobCounts } from '../layer.js';
+import type { LayerDef } from '../registry.js';
+
+/**
+ * Im2col (Caffe's Im2colLayer): exposes the column buffer a convolution would use. Reads the
+ * geometry from `convolution_param` (kernel/stride/pad/dilation once or per spatial axis, or
+ * `*_h`/`*_w` for 2-D; `axis`; `force_nd_im2col`; num_output and the fillers are ignored).
+ * Top: the bottom's shape with the channel axis multiplied by Πkernel and each spatial axis
+ * replaced by the convolution's output size `(in + 2p − (d(k−1)+1))/s + 1`, i.e.
+ * N × C·kh·kw × H_out × W_out in 2-D. Backward is col2im (overlapping windows add up).
+ */
+export class Im2colLayer extends Layer {
+  readonly type: string = 'Im2col';
+  static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 1, exactNumTopBlobs: 1 };
+
+  kernelShape: number[] = [];
+  stride: number[] = [];
+  pad: number[] = [];
+  dilation: number[] = [];
+  private channelAxis = 1;
+  private numSpatialAxes = 0;
+  private forceNd = false;
+  private num = 0;
+  private bottomDim = 0;
+  private topDim = 0;
+
+  private get convParam(): ConvolutionParameter {
+    return this.param.convolution_param ?? createMessage<ConvolutionParameter>('ConvolutionParameter', {});
+  }
+
+  override layerSetUp(bottom: Blob[], _top: Blob[]): void {
+    const cp = this.convParam;
+    const b = bottom[0]!;
+    this.forceNd = cp.force_nd_im2col;
+    const n = b.numAxes;
+    this.check(cp.axis >= -n && cp.axis < n, () => `axis ${cp.axis} out of range for ${n}-D bottom blob with shape ${b.shapeString()}`);
+    this.channelAxis = b.canonicalAxisIndex(cp.axis);
+    this.numSpatialAxes = n - this.channelAxis - 1;
+    this.check(this.numSpatialAxes >= 1, () => `needs at least one spatial axis after the channel axis ${this.channelAxis} (bottom ${b.shapeString()})`);
+    this.kernelShape = this.spatialValues(cp, 'kernel_size', 'kernel_h', 'kernel_w', undefined);
+    for (const k of this.kernelShape) this.check(k > 0, () => 'Filter dimensions must be nonzero.');
+    this.stride = this.spatialValues(cp, 'stride', 'stride_h', 'stride_w', 1);
+    for (const s of this.stride) this.check(s > 0, () => 'Stride dimensions must be nonzero.');
+    this.pad = this.spatialValues(cp, 'pad', 'pad_h', 'pad_w', 0);
+    const nsa = this.numSpatialAxes;
+    const nd = cp.dilation.length;
+    this.check(
+      nd === 0 || nd === 1 || nd === nsa,
+      () => `dilation must be specified once, or once per spatial dimension (dilation specified ${nd} times; ${nsa} spatial dims).`,
+    );
+    this.dilation = [];
+    for (let i = 0; i < nsa; i++) this.dilation.push(nd === 0 ? 1 : cp.dilation[nd === 1 ? 0 : i]!);
+    for (const d of this.dilation) this.check(d > 0, () => 'Dilation dimensions must be nonzero.');
+  }
+
+  override reshape(bottom: Blob[], top: Blob[]): void {
+    const b = bottom[0]!;
+    const ca = this.channelAxis;
+    this.check(
+      b.numAxes === ca + 1 + this.numSpatialAxes,
+      () => `bottom num_axes may not change (was ${ca + 1 + this.numSpatialAxes}, now ${b.numAxes}: ${b.shapeString()}).`,
+    );
+    const shape = b.shape.slice();
+    for (let i = 0; i < this.numSpatialAxes; i++) {
+      shape[ca] = shape[ca]! * this.kernelShape[i]!;
+      const input = b.shape[ca + 1 + i]!;
+      const extent = this.dilation[i]! * (this.kernelShape[i]! - 1) + 1;
+      const out = Math.floor((input + 2 * this.pad[i]! - extent) / this.stride[i]!) + 1;
+      this.check(
+        out > 0,
+        () => `output spatial dim ${i} would be ${out} (input ${input}, kernel ${this.kernelShape[i]}, pad ${this.pad[i]}, stride ${this.stride[i]}, dilation ${this.dilation[i]})`,
+      );
+      shape[ca + 1 + i] = out;
+    }
+    this.check(top[0] !== b, () => 'Im2col layer does not allow in-place computation.');
+    top[0]!.reshape(shape);
+    this.num = b.count(0, ca);
+    this.bottomDim = b.count(ca);
+    this.topDim = top[0]!.count(ca);
+  }
+
+  protected override forwardCpu(bottom: Blob[], top: Blob[]): void {
+    const x = bottom[0]!.cpuData();
+    const y = top[0]!.mutableCpuData();
+    for (let n = 0; n < this.num; n++) {
+      this.transform(true, x.subarray(n * this.bottomDim, (n + 1) * this.bottomDim), y.subarray(n * this.topDim, (n + 1) * this.topDim), bottom[0]!, top[0]!);
+    }
+  }
+
+  protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    if (!propagateDown[0]) return;
+    const dy = top[0]!.cpuDiff();
+    const dx = bottom[0]!.mutableCpuDiff();
+    for (let n = 0; n < this.num; n++) {
+      this.transform(false, dx.subarray(n * this.bottomDim, (n + 1) * this.bottomDim), dy.subarray(n * this.topDim, (n + 1) * this.topDim), bottom[0]!, top[0]!);
+    }
+  }
+
+  /** im2col (forward) image → col, or col2im (backward) col → image, for one item. */
+  private transform(forward: boolean, image: FloatArray, col: FloatArray, b: Blob, t: Blob): void {
+    const ca = this.channelAxis;
+    const [k, p, s, d] = [this.kernelShape, this.pad, this.stride, this.dilation];
+    if (!this.forceNd && this.numSpatialAxes === 2) {
+      const [c, h, w] = [b.shape[ca]!, b.shape[ca + 1]!, b.shape[ca + 2]!];
+      if (forward) im2col(image, c, h, w, k[0]!, k[1]!, p[0]!, p[1]!, s[0]!, s[1]!, d[0]!, d[1]!, col);
+      else col2im(col, c, h, w, k[0]!, k[1]!, p[0]!, p[1]!, s[0]!, s[1]!, d[0]!, d[1]!, image);
+    } else {
+      const imShape = b.shape.slice(ca);
+      const colShape = t.shape.slice(ca);
+      if (forward) im2colNd(image, this.numSpatialAxes, imShape, colShape, k, p, s, d, col);
+      else col2imNd(col, this.numSpatialAxes, imShape, colShape, k, p, s, d, image);
+    }
+  }
+
+  /**
+   * Per-spatial-axis values of `name` (repeated), or of `nameH`/`nameW` for 2-D only, with
+   * Caffe's rules and messages. `dflt` undefined means the field is required (kernel_size).
+   */
+  private spatialValues(
+    cp: ConvolutionParameter,
+    name: 'kernel_size' | 'stride' | 'pad',
+    nameH: 'kernel_h' | 'stride_h' | 'pad_h',
+    nameW: 'kernel_w' | 'stride_w' | 'pad_w',
+    dflt: number | undefined,
+  ): number[] {
+    const nsa = this.numSpatialAxes;
+    const repeated = cp[name];
+    const label = name === 'kernel_size' ? 'kernel' : name;
+    if (hasField(cp, nameH) || hasField(cp, nameW)) {
+      this.check(nsa === 2, () => `${nameH} & ${nameW} can only be used for 2D convolution (${nsa} spatial dims).`);
+      this.check(repeated.length === 0, () => `Either ${name} or ${label}_h/w should be specified; not both.`);
+      return [cp[nameH], cp[nameW]];
+    }
+    const n = repeated.length;
+    const ok = dflt === undefined ? n === 1 || n === nsa : n === 0 || n === 1 || n === nsa;
+    this.check(ok, () => `${name} must be specified once, or once per spatial dimension (${name} specified ${n} times; ${nsa} spatial dims).`);
+    const out: number[] = [];
+    for (let i = 0; i < nsa; i++) out.push(n === 0 ? dflt! : repeated[n === 1 ? 0 : i]!);
+    return out;
+  }
+}
+
+export const im2colLayerDef: LayerDef<Im2colLayer> = { type: 'Im2col', create: (p, ctx) => new Im2colLayer(p, ctx) };
