@@ -139,6 +139,7 @@ describe('parseText: syntax', () => {
     const net = parseNetParameter('name: "a"\r\n\tinput: "data"\r\n');
     expect(net.name).toBe('a');
     expect(net.input).toEqual(['data']);
+    expect(parseNetParameter('\ufeffname: "bom"').name).toBe('bom');
     const empty = parseNetParameter('  # nothing\n');
     expect(hasField(empty, 'name')).toBe(false);
     expect(empty.layer).toEqual([]);

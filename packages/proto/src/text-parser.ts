@@ -120,6 +120,8 @@ class Parser {
     this.src = src;
     this.n = src.length;
     this.file = file;
+    // Editors on Windows may prepend a UTF-8 byte-order mark; it is not part of the text.
+    if (src.charCodeAt(0) === 0xfeff) this.pos = this.lineStart = 1;
     this.next();
   }
 
