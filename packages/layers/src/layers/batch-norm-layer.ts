@@ -14,6 +14,8 @@ function ownCopy(param: LayerParameter): LayerParameter {
     const v = (param as unknown as Record<string, unknown>)[key];
     (copy as unknown as Record<string, unknown>)[key] = Array.isArray(v) ? v.slice() : v;
   }
+  // The list this layer appends to must be its own even if the message left it unset.
+  copy.param = param.param.slice();
   return copy;
 }
 
