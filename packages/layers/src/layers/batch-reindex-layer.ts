@@ -20,7 +20,7 @@ export class BatchReindexLayer extends Layer {
     top[0]!.reshape([idx.shape[0]!, ...data.shape.slice(1)]);
   }
 
-  allowForceBackward(bottomIndex: number): boolean {
+  override allowForceBackward(bottomIndex: number): boolean {
     return bottomIndex !== 1;
   }
 

@@ -65,7 +65,7 @@ export class EmbedLayer extends Layer {
     top[0]!.reshape([...b.shape, this.N]);
   }
 
-  allowForceBackward(_bottomIndex: number): boolean {
+  override allowForceBackward(_bottomIndex: number): boolean {
     return false;
   }
 

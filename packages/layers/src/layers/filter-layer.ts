@@ -58,7 +58,7 @@ export class FilterLayer extends Layer {
   }
 
   /** The selector (the last bottom, index = number of tops) takes no gradient. */
-  allowForceBackward(bottomIndex: number): boolean {
+  override allowForceBackward(bottomIndex: number): boolean {
     return bottomIndex !== this.selectorIndex;
   }
 
