@@ -54,5 +54,5 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
 }
 
 function isNodeFileError(e: unknown): boolean {
-  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^E[A-Z]+$/.test((e as { code: string }).code);
+  return e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && /^E[A-Z]+$/.test((e as unknown as { code: string }).code);
 }

@@ -1,6 +1,4 @@
-import { existsSync } from 'node:fs';
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
-import { CaffeFileError } from '@caffe-ts/proto/node';
+import { isAbsolute, resolve } from 'node:path';
 
 /**
  * The directory relative paths are resolved against: the user's own directory. Under
@@ -19,21 +17,4 @@ export function userCwd(): string {
  */
 export function userPath(path: string): string {
   return isAbsolute(path) ? path : resolve(userCwd(), path);
-}
-
-/**
- * A path found inside `referrer` (a solver's `net`, a state's `learned_net`): tried against the
- * working directory, then the referrer's folder, then its base name in that folder.
- */
-export function resolveReferencedPath(path: string, referrer: string, what: string): string {
-  const tried: string[] = [];
-  const candidates = isAbsolute(path)
-    ? [path, resolve(dirname(referrer), basename(path))]
-    : [resolve(userCwd(), path), resolve(dirname(referrer), path), resolve(dirname(referrer), basename(path))];
-  for (const c of candidates) {
-    if (tried.includes(c)) continue;
-    tried.push(c);
-    if (existsSync(c)) return c;
-  }
-  throw new CaffeFileError(`${what} '${path}' (named in ${referrer}) not found; tried ${tried.join(', ')}`);
 }

@@ -16,6 +16,20 @@ import { softmaxLayerDef } from './layers/softmax-layer.js';
 import { softmaxWithLossLayerDef } from './layers/softmax-with-loss-layer.js';
 import { splitLayerDef } from './layers/split-layer.js';
 import { tanhLayerDef } from './layers/tanh-layer.js';
+import { preluLayerDef } from './layers/prelu-layer.js';
+import { eluLayerDef } from './layers/elu-layer.js';
+import { swishLayerDef } from './layers/swish-layer.js';
+import { absValLayerDef } from './layers/absval-layer.js';
+import { powerLayerDef } from './layers/power-layer.js';
+import { expLayerDef } from './layers/exp-layer.js';
+import { logLayerDef } from './layers/log-layer.js';
+import { bnllLayerDef } from './layers/bnll-layer.js';
+import { thresholdLayerDef } from './layers/threshold-layer.js';
+import { clipLayerDef } from './layers/clip-layer.js';
+import { biasLayerDef } from './layers/bias-layer.js';
+import { scaleLayerDef } from './layers/scale-layer.js';
+import { batchNormLayerDef } from './layers/batch-norm-layer.js';
+import { mvnLayerDef } from './layers/mvn-layer.js';
 
 /**
  * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
@@ -38,6 +52,20 @@ export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
   softmaxWithLossLayerDef,
   splitLayerDef,
   tanhLayerDef,
+  preluLayerDef,
+  eluLayerDef,
+  swishLayerDef,
+  absValLayerDef,
+  powerLayerDef,
+  expLayerDef,
+  logLayerDef,
+  bnllLayerDef,
+  thresholdLayerDef,
+  clipLayerDef,
+  biasLayerDef,
+  scaleLayerDef,
+  batchNormLayerDef,
+  mvnLayerDef,
 ];
 
 /**

@@ -2,7 +2,7 @@ import { logger } from '@caffe-ts/blob';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
 import { loadSolverFromFile } from '@caffe-ts/solver/node';
 import { UsageError } from '../args.js';
-import { userPath } from '../paths.js';
+import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
 import type { Command } from './index.js';
 
@@ -28,6 +28,7 @@ export const trainCommand: Command = {
 
     log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
     const solver = await loadSolverFromFile(userPath(solverFile), {
+      rootDir: userCwd(),
       registry: cliRegistry(),
       backend,
       trainState: { level, stages: stage ? stage.split(',').filter(Boolean) : [] },
