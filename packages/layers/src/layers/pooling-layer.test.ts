@@ -226,8 +226,8 @@ describe('PoolingLayer', () => {
       fails({ kernel_size: 3, pad: 1, pad_h: 1, pad_w: 1 }, "Pooling layer 'pool1': pad is pad OR pad_h and pad_w are required."));
     it('stride_h without stride_w', () =>
       fails({ kernel_size: 3, stride_h: 2 }, "Pooling layer 'pool1': Stride is stride OR stride_h and stride_w are required."));
-    it('STOCHASTIC is not supported yet', () =>
-      fails({ kernel_size: 2, pool: PoolMethod.STOCHASTIC }, "Pooling layer 'pool1': STOCHASTIC pooling is not supported yet (use MAX or AVE)."));
+    it('STOCHASTIC has no mask top', () =>
+      fails({ kernel_size: 2, pool: PoolMethod.STOCHASTIC }, "Pooling layer 'pool1': only MAX pooling can produce a second top (the argmax mask); got 2 tops", 2));
     it('AVE has no mask top', () =>
       fails({ kernel_size: 2, pool: PoolMethod.AVE }, "Pooling layer 'pool1': only MAX pooling can produce a second top (the argmax mask); got 2 tops", 2));
     it('3 tops', () => fails({ kernel_size: 2 }, "Pooling layer 'pool1': Pooling Layer produces at most 2 top blob(s) as output (got 3).", 3));

@@ -1,7 +1,8 @@
-import type { Blob } from '@caffe-ts/blob';
+import type { Blob, FloatArray } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
+  Phase,
   PoolingParameter_PoolMethod as PoolMethod,
   PoolingParameter_RoundMode as RoundMode,
   type PoolingParameter,
@@ -15,7 +16,13 @@ import type { LayerDef } from '../registry.js';
  *   receives the argmax mask: the flat index h·W + w within the channel, as a float.
  * - AVE: the window sum divided by the window size clipped to `in + pad`, so padding cells
  *   count in the divisor (Caffe's behaviour).
- * - STOCHASTIC: not supported yet (rejected at set-up).
+ * - STOCHASTIC (Zeiler & Fergus; Caffe's GPU kernels, which have no CPU counterpart in Caffe):
+ *   in TRAIN one element per window is sampled with probability proportional to its value
+ *   (values are assumed non-negative, e.g. after ReLU) using the layer's rng, and backward
+ *   routes the gradient to it; in TEST the output is the weighted average Σx²/Σx (0 when
+ *   Σx ≤ 0), whose exact gradient `(2x·Σx − Σx²)/(Σx)²` backward uses. As in Caffe's kernels the
+ *   windows ignore `pad` (they start at ph·stride); a window that starts past the image (only
+ *   possible with padding) outputs 0.
  * Output size: `ceil((in + 2p − k)/s) + 1` (round_mode CEIL, the default) or floor (FLOOR),
  * minus one when padding would make the last window start at or past `in + p`.
  */
@@ -39,6 +46,8 @@ export class PoolingLayer extends Layer {
   private width = 0;
   /** Argmax per output when there is no mask top (Caffe's max_idx_). */
   private maxIdx = new Int32Array(0);
+  /** STOCHASTIC, TRAIN: the sampled index h·W + w within the plane per output (Caffe's rand_idx_), −1 for none. */
+  private randIdx = new Int32Array(0);
 
   private get poolParam(): PoolingParameter {
     return this.param.pooling_param ?? createMessage<PoolingParameter>('PoolingParameter', {});
@@ -51,10 +60,6 @@ export class PoolingLayer extends Layer {
     this.check(
       this.method === PoolMethod.MAX || this.method === PoolMethod.AVE || this.method === PoolMethod.STOCHASTIC,
       () => `Unknown pooling method ${this.method}.`,
-    );
-    this.check(
-      this.method !== PoolMethod.STOCHASTIC,
-      () => 'STOCHASTIC pooling is not supported yet (use MAX or AVE).',
     );
     this.check(
       top.length === 1 || this.method === PoolMethod.MAX,
@@ -154,6 +159,7 @@ export class PoolingLayer extends Layer {
     if (top.length > 1) top[1]!.reshape(shape);
     const n = num * channels * ph * pw;
     if (this.method === PoolMethod.MAX && top.length === 1 && this.maxIdx.length < n) this.maxIdx = new Int32Array(n);
+    if (this.method === PoolMethod.STOCHASTIC && this.randIdx.length < n) this.randIdx = new Int32Array(n);
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
@@ -195,6 +201,8 @@ export class PoolingLayer extends Layer {
           }
         }
       }
+    } else if (this.method === PoolMethod.STOCHASTIC) {
+      this.stochasticForward(src, dst, planes);
     } else {
       for (let p = 0; p < planes; p++) {
         const ib = p * inPlane;
@@ -232,6 +240,8 @@ export class PoolingLayer extends Layer {
           bottomDiff[ib + idx] = bottomDiff[ib + idx]! + topDiff[ob + i]!;
         }
       }
+    } else if (this.method === PoolMethod.STOCHASTIC) {
+      this.stochasticBackward(bottom[0]!.cpuData(), topDiff, bottomDiff, planes);
     } else {
       for (let p = 0; p < planes; p++) {
         const ib = p * inPlane;
@@ -243,6 +253,95 @@ export class PoolingLayer extends Layer {
             for (let h = h0; h < h1; h++) {
               for (let w = w0; w < w1; w++) bottomDiff[ib + h * W + w] = bottomDiff[ib + h * W + w]! + g;
             }
+          }
+        }
+      }
+    }
+  }
+
+  /** STOCHASTIC window [h0,h1)×[w0,w1): Caffe's kernels place it at ph·stride, ignoring pad. */
+  private stochasticWindow(y: number, x: number): [number, number, number, number] {
+    const h0 = y * this.strideH;
+    const w0 = x * this.strideW;
+    return [h0, Math.min(h0 + this.kernelH, this.height), w0, Math.min(w0 + this.kernelW, this.width)];
+  }
+
+  private stochasticForward(src: FloatArray, dst: FloatArray, planes: number): void {
+    const W = this.width;
+    const inPlane = this.height * W;
+    const outPlane = this.pooledHeight * this.pooledWidth;
+    const train = this.phase === Phase.TRAIN;
+    for (let p = 0; p < planes; p++) {
+      const ib = p * inPlane;
+      for (let o = 0; o < outPlane; o++) {
+        const [h0, h1, w0, w1] = this.stochasticWindow(Math.floor(o / this.pooledWidth), o % this.pooledWidth);
+        let sum = 0;
+        let sumSq = 0;
+        for (let h = h0; h < h1; h++) {
+          for (let w = w0; w < w1; w++) {
+            const v = src[ib + h * W + w]!;
+            sum += v;
+            sumSq += v * v;
+          }
+        }
+        const out = p * outPlane + o;
+        if (!train) {
+          dst[out] = sum > 0 ? sumSq / sum : 0;
+          continue;
+        }
+        // Sample the first element whose running sum reaches u·Σx (u uniform in [0, 1)).
+        const threshold = this.rng.uniform() * sum;
+        let picked = -1;
+        let running = 0;
+        for (let h = h0; h < h1 && picked < 0; h++) {
+          for (let w = w0; w < w1; w++) {
+            running += src[ib + h * W + w]!;
+            if (running >= threshold) {
+              picked = h * W + w;
+              break;
+            }
+          }
+        }
+        // Rounding can leave the running sum a hair short of the threshold: take the last one.
+        if (picked < 0 && h1 > h0 && w1 > w0) picked = (h1 - 1) * W + (w1 - 1);
+        this.randIdx[out] = picked;
+        dst[out] = picked < 0 ? 0 : src[ib + picked]!;
+      }
+    }
+  }
+
+  private stochasticBackward(src: FloatArray, topDiff: FloatArray, bottomDiff: FloatArray, planes: number): void {
+    const W = this.width;
+    const inPlane = this.height * W;
+    const outPlane = this.pooledHeight * this.pooledWidth;
+    const train = this.phase === Phase.TRAIN;
+    for (let p = 0; p < planes; p++) {
+      const ib = p * inPlane;
+      for (let o = 0; o < outPlane; o++) {
+        const out = p * outPlane + o;
+        const g = topDiff[out]!;
+        if (train) {
+          const idx = this.randIdx[out]!;
+          if (idx >= 0) bottomDiff[ib + idx] = bottomDiff[ib + idx]! + g;
+          continue;
+        }
+        const [h0, h1, w0, w1] = this.stochasticWindow(Math.floor(o / this.pooledWidth), o % this.pooledWidth);
+        let sum = 0;
+        let sumSq = 0;
+        for (let h = h0; h < h1; h++) {
+          for (let w = w0; w < w1; w++) {
+            const v = src[ib + h * W + w]!;
+            sum += v;
+            sumSq += v * v;
+          }
+        }
+        if (!(sum > 0)) continue;
+        // d(Σx²/Σx)/dx_i = (2·x_i·Σx − Σx²) / (Σx)².
+        const inv = 1 / (sum * sum);
+        for (let h = h0; h < h1; h++) {
+          for (let w = w0; w < w1; w++) {
+            const i = ib + h * W + w;
+            bottomDiff[i] = bottomDiff[i]! + g * (2 * src[i]! * sum - sumSq) * inv;
           }
         }
       }
