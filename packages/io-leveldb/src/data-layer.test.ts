@@ -5,38 +5,42 @@ import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
 import { LayerRegistry } from '@caffe-ts/layers';
 import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  closeDataSources,
-  DataLayer,
-  dataLayerDef,
-  prepareDataLayers,
-  primeDataSource,
-  primeDataSources,
-  primedDataSources,
-  registerDataLayers,
-} from './data-layer.js';
-import { formatKey, openDatumDb } from './datum-db.js';
+import { Net } from '@caffe-ts/net';
+import { DataLayer, dataLayerDef, prepareDataLayers, registerDataLayers } from './data-layer.js';
+import { closeDataSources, primeDataSource, primeDataSources, primedDataSources } from './data-sources.js';
+import { formatKey, openDatumDb, type DbBackend } from './datum-db.js';
+import { DataError } from './errors.js';
 
-// A 5-record DB of 1×2×3 Datums: record i has every pixel = 10·i + position and label i.
+// A 5-record DB of 1×2×3 Datums: record i has every pixel = 10·i + position and label i,
+// once as a LevelDB (src) and once as an LMDB (lmdbSrc).
 const RECORDS = 5;
 let dir: string;
 let src: string;
+let lmdbSrc: string;
 let lines: string[];
 let prevSink: LogSink;
 
-function datumFor(i: number): Uint8Array {
-  const data = Uint8Array.from({ length: 6 }, (_, p) => 10 * i + p);
-  return encodeDatum(createMessage<Datum>('Datum', { channels: 1, height: 2, width: 3, data, label: i }));
+function datumFor(i: number, height = 2, width = 3): Uint8Array {
+  const data = Uint8Array.from({ length: height * width }, (_, p) => 10 * i + p);
+  return encodeDatum(createMessage<Datum>('Datum', { channels: 1, height, width, data, label: i }));
 }
+
+async function writeDb(path: string, records: Array<[string, Uint8Array]>, backend: DbBackend = 'leveldb'): Promise<void> {
+  const db = await openDatumDb(path, { mode: 'new', backend });
+  const w = db.writer();
+  for (const [k, v] of records) await w.put(k, v);
+  await w.close();
+  await db.close();
+}
+
+const tinyRecords = (): Array<[string, Uint8Array]> => Array.from({ length: RECORDS }, (_, i) => [formatKey(i), datumFor(i)]);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'caffe-ts-datalayer-'));
   src = join(dir, 'tiny_leveldb');
-  const db = await openDatumDb(src, { mode: 'new' });
-  const w = db.writer();
-  for (let i = 0; i < RECORDS; i++) await w.put(formatKey(i), datumFor(i));
-  await w.close();
-  await db.close();
+  lmdbSrc = join(dir, 'tiny_lmdb');
+  await writeDb(src, tinyRecords());
+  await writeDb(lmdbSrc, tinyRecords(), 'lmdb');
 });
 afterAll(async () => {
   await closeDataSources();
@@ -73,13 +77,13 @@ const labels = (b: Blob) => Array.from(b.cpuData());
 describe('Data layer', () => {
   it('needs its source primed first', () => {
     expect(() => build(dataParam())).toThrow(
-      `Data layer 'mnist': source '${src}' was not opened; call await primeDataSources(netParameter) before building the net`,
+      `Data layer 'mnist': LevelDB source '${src}' was not opened; build the net with await Net.create(...), or call await primeDataSources(netParameter) before new Net(...)`,
     );
   });
 
   it('produces batches with labels in key order, wrapping at the end', async () => {
     const info = await primeDataSources({ layer: [dataParam()] });
-    expect(info).toEqual([{ layer: 'mnist', source: src, path: src, datumShape: [1, 2, 3] }]);
+    expect(info).toEqual([{ layer: 'mnist', source: src, path: src, backend: 'leveldb', datumShape: [1, 2, 3] }]);
     expect(primedDataSources()).toEqual([src]);
     const { layer, top } = build(dataParam({ prefetch: 2 }));
     expect(top[0]!.shape).toEqual([2, 1, 2, 3]);
@@ -179,17 +183,17 @@ describe('Data layer', () => {
     await db.close();
     await primeDataSource(bad);
     const { layer, top } = build(dataParam({ source: bad }));
-    await expect(layer.prepare()).rejects.toThrow(/record '00000001' is not a valid Datum/);
+    await expect(layer.prepare()).rejects.toThrow(/Data layer 'mnist', source '.*bad_leveldb': record '00000001' is not a valid Datum \(truncated or corrupt/);
     expect(() => layer.forward([], top)).toThrow(/record '00000001'/);
   });
 
-  it('rejects LMDB, a missing source and bad params with clear errors', async () => {
-    await expect(primeDataSources([dataParam({ backend: 1 })])).rejects.toThrow(
-      /Data layer 'mnist': source '.*' uses the LMDB backend, which arrives with the data I\/O issue/,
+  it('rejects a missing source and bad params with clear errors', async () => {
+    await expect(primeDataSources([dataParam({ backend: 1, source: join(dir, 'nope') })])).rejects.toThrow(
+      `Data layer 'mnist': cannot open LMDB database '${join(dir, 'nope')}': does not exist`,
     );
-    await expect(primeDataSources([dataParam({ source: join(dir, 'nope') })])).rejects.toThrow(
-      `cannot open LevelDB database '${join(dir, 'nope')}': does not exist`,
-    );
+    const err = await primeDataSources([dataParam({ source: join(dir, 'nope') })]).catch((e: unknown) => e);
+    expect(DataError.isInstance(err)).toBe(true);
+    expect((err as Error).message).toBe(`Data layer 'mnist': cannot open LevelDB database '${join(dir, 'nope')}': does not exist`);
     await primeDataSource(src);
     expect(() => build(dataParam({ batch_size: 0 }))).toThrow("Data layer 'mnist': batch_size must be positive (got 0)");
     expect(() => build(dataParam(), 3)).toThrow(/at most 2 top blob/);
@@ -215,8 +219,115 @@ describe('Data layer', () => {
       },
     });
     expect(asked).toEqual(['v1data:tiny_leveldb']);
-    expect(info).toEqual([{ layer: 'v1data', source: 'tiny_leveldb', path: join(dir, 'tiny_leveldb'), datumShape: [1, 2, 3] }]);
+    expect(info).toEqual([{ layer: 'v1data', source: 'tiny_leveldb', path: join(dir, 'tiny_leveldb'), backend: 'leveldb', datumShape: [1, 2, 3] }]);
     expect(primedDataSources()).toEqual(['tiny_leveldb']);
+  });
+
+  it('reads an LMDB (backend: LMDB) batch for batch as the same records in a LevelDB', async () => {
+    const info = await primeDataSources([dataParam({ source: lmdbSrc, backend: 1 }, { name: 'lm' }), dataParam()]);
+    expect(info.map((i) => [i.layer, i.backend])).toEqual([
+      ['lm', 'lmdb'],
+      ['mnist', 'leveldb'],
+    ]);
+    const lm = build(dataParam({ source: lmdbSrc, backend: 1, batch_size: 3 }, { name: 'lm' }));
+    const lev = build(dataParam({ batch_size: 3 }));
+    for (let it = 0; it < 3; it++) {
+      await prepareDataLayers([lm.layer, lev.layer]);
+      lm.layer.forward([], lm.top);
+      lev.layer.forward([], lev.top);
+      expect(Array.from(lm.top[0]!.cpuData())).toEqual(Array.from(lev.top[0]!.cpuData()));
+      expect(labels(lm.top[1]!)).toEqual(labels(lev.top[1]!));
+    }
+    expect(labels(lm.top[1]!)).toEqual([1, 2, 3]); // records 6..8 of a 5-record source wrap around
+    // A source primed as LevelDB is not taken for an LMDB layer.
+    expect(() => build(dataParam({ backend: 1 }))).toThrow(/LMDB source '.*tiny_leveldb' was not opened/);
+  });
+
+  it('Net.create primes the Data layers itself through the layer definition hook', async () => {
+    const registry = new LayerRegistry();
+    registerDataLayers(registry);
+    const param = createMessage<NetParameter>('NetParameter', {
+      name: 'data_only',
+      layer: [
+        { name: 'train', type: 'Data', top: ['data', 'label'], include: [{ phase: Phase.TRAIN }], data_param: { source: lmdbSrc, backend: 1, batch_size: 2 } },
+        { name: 'test', type: 'Data', top: ['data', 'label'], include: [{ phase: Phase.TEST }], data_param: { source: join(dir, 'absent'), batch_size: 2 } },
+      ],
+    });
+    expect(primedDataSources()).toEqual([]);
+    const net = await Net.create(param, { registry, phase: Phase.TRAIN, log: false });
+    expect(primedDataSources()).toEqual([lmdbSrc]); // the TEST layer was filtered out, never opened
+    expect(net.blob('data').shape).toEqual([2, 1, 2, 3]);
+    await net.prepare();
+    net.forward();
+    expect(labels(net.blob('label'))).toEqual([0, 1]);
+    await net.prepare();
+    net.forward();
+    expect(labels(net.blob('label'))).toEqual([2, 3]);
+    await expect(Net.create(param, { registry, phase: Phase.TEST, log: false })).rejects.toThrow(
+      `Data layer 'test': cannot open LevelDB database '${join(dir, 'absent')}': does not exist`,
+    );
+  });
+
+  it('a Datum whose size differs from the first of its batch is a DataError naming the source, key and both sizes', async () => {
+    const mixed = join(dir, 'mixed_lmdb');
+    await writeDb(mixed, [...tinyRecords().slice(0, 2), [formatKey(2), datumFor(2, 3, 3)]], 'lmdb');
+    await primeDataSource(mixed, { backend: 'lmdb' });
+    const { layer, top } = build(dataParam({ source: mixed, backend: 1, batch_size: 3 }));
+    const err = await layer.prepare().catch((e: unknown) => e);
+    expect(DataError.isInstance(err)).toBe(true);
+    expect((err as Error).message).toBe(
+      `Data layer 'mnist', source '${mixed}': Datum size mismatch: record '00000002' is 1×3×3, expected 1×2×3 like record '00000000', the first of its batch`,
+    );
+    expect(() => layer.forward([], top)).toThrow(/record '00000002' is 1×3×3/);
+    // As in Caffe, each batch takes its shape from its first Datum, so batches of one may vary.
+    const one = build(dataParam({ source: mixed, backend: 1, batch_size: 1 }));
+    const shapes: number[][] = [];
+    for (let i = 0; i < 3; i++) {
+      await one.layer.prepare();
+      one.layer.forward([], one.top);
+      shapes.push([...one.top[0]!.shape]);
+    }
+    expect(shapes).toEqual([
+      [1, 1, 2, 3],
+      [1, 1, 2, 3],
+      [1, 1, 3, 3],
+    ]);
+    // With a crop, Datums of different sizes transform to one shape and may share a batch.
+    const cropped = build(dataParam({ source: mixed, backend: 1, batch_size: 3 }, { transform_param: { crop_size: 2 } }), 2, new Rng(3), Phase.TEST);
+    await cropped.layer.prepare();
+    cropped.layer.forward([], cropped.top);
+    expect(cropped.top[0]!.shape).toEqual([3, 1, 2, 2]);
+    expect(Array.from(cropped.top[0]!.cpuData().subarray(8))).toEqual([20, 21, 23, 24]);
+  });
+
+  it('a truncated record is a DataError naming its key', async () => {
+    const whole = datumFor(1);
+    const short = encodeDatum(createMessage<Datum>('Datum', { channels: 1, height: 2, width: 3, data: Uint8Array.of(1, 2, 3, 4), label: 1 }));
+    const cut = join(dir, 'cut_lmdb');
+    await writeDb(cut, [[formatKey(0), datumFor(0)], [formatKey(1), short], [formatKey(2), whole.subarray(0, whole.length - 5)]], 'lmdb');
+    await primeDataSource(cut, { backend: 'lmdb' });
+    const a = build(dataParam({ source: cut, backend: 1, batch_size: 2 }));
+    await expect(a.layer.prepare()).rejects.toThrow(
+      `Data layer 'mnist', source '${cut}': record '00000001' is truncated or corrupt: a 1×2×3 Datum needs 6 values, it holds 4 data bytes`,
+    );
+    const b = build(dataParam({ source: cut, backend: 1, batch_size: 1, rand_skip: 0 }));
+    await b.layer.prepare(); // record 0 is whole
+    b.layer.forward([], b.top);
+    await expect(b.layer.prepare()).rejects.toThrow(/record '00000001' is truncated or corrupt/);
+    // Cut inside the pixel bytes: the protobuf itself is incomplete.
+    await closeDataSources();
+    const cutFirst = join(dir, 'cut_first_lmdb');
+    await writeDb(cutFirst, [[formatKey(7), whole.subarray(0, whole.length - 5)]], 'lmdb');
+    await expect(primeDataSources([dataParam({ source: cutFirst, backend: 1 })])).rejects.toThrow(
+      new RegExp(`^Data layer 'mnist', source '${cutFirst}': record '00000007' is not a valid Datum \\(truncated or corrupt`),
+    );
+  });
+
+  it('transformer errors name the record', async () => {
+    await primeDataSource(src);
+    expect(() => build(dataParam({}, { transform_param: { crop_size: 5 } }))).toThrow(
+      `Data layer 'mnist', source '${src}': record '00000000': crop_size 5 is larger than the Datum (2×3)`,
+    );
   });
 
   it('registers as type Data', () => {

@@ -1,21 +1,18 @@
-import { resolve as resolvePath } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { allocArray, logger, type Blob, type FloatArray } from '@caffe-ts/blob';
-import { defaultLayerRegistry, Layer, LayerError, type BlobCounts, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
 import {
-  CaffeError,
-  DataParameter_DB,
-  decodeDatum,
-  hasField,
-  Phase,
-  type Datum,
-  type LayerParameter,
-  type NetParameter,
-  type NetStateRule,
-  type V1LayerParameter,
-  V1LayerParameter_LayerType,
-} from '@caffe-ts/proto';
+  defaultLayerRegistry,
+  Layer,
+  LayerError,
+  type BlobCounts,
+  type LayerContext,
+  type LayerDef,
+  type LayerRegistry,
+} from '@caffe-ts/layers';
+import { CaffeError, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
 import { DataTransformer } from './data-transformer.js';
-import { openDatumDb, type DatumCursor, type DatumDb, type DatumRecord } from './datum-db.js';
+import { backendLabel, parseDbBackend, type DatumCursor } from './datum-db.js';
+import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
 
 const log = logger('data_layer.ts');
@@ -23,13 +20,13 @@ const log = logger('data_layer.ts');
 /*
  * How the asynchronous database meets the synchronous Layer contract
  * ------------------------------------------------------------------
- * `level` only has an async API, while `Layer.setUp` and `Layer.forward` are synchronous. So:
+ * LevelDB (`level`) only has an async API, while `Layer.setUp` and `Layer.forward` are synchronous.
+ * So:
  *
- * 1. Before building a net, `await primeDataSources(netParameter, {phase})` opens each Data
- *    layer's LevelDB and reads its first Datum. Both are kept in a process-wide table keyed by the
- *    `source` string as written in the prototxt. `layerSetUp` finds the open database and the first
- *    Datum there (Caffe reads one Datum in DataLayerSetUp to shape the tops); a layer whose source
- *    was not primed fails with a message that says to call `primeDataSources`.
+ * 1. Before the net is built, each Data layer's source is primed (see data-sources.ts): the layer
+ *    definition's `prime` hook does it, and `Net.create` awaits that hook; `primeDataSources`
+ *    does it for a whole NetParameter. `layerSetUp` finds the open database and its first Datum
+ *    there (Caffe reads one Datum in DataLayerSetUp to shape the tops).
  * 2. Set-up starts the prefetcher: an async loop that reads and transforms up to `prefetch`
  *    batches ahead (Caffe's prefetch thread and its full/free queues).
  * 3. `forward` never waits: it takes a ready batch. Before each forward the caller (Solver, CLI,
@@ -38,163 +35,8 @@ const log = logger('data_layer.ts');
  * 4. `closeDataSources()` stops the prefetchers and closes every database.
  */
 
-/** An open data source, shared by every Data layer that reads the same `source`. */
-interface PrimedSource {
-  source: string;
-  path: string;
-  db: DatumDb;
-  firstKey: string;
-  firstDatum: Datum;
-  readFile: ((path: string) => Uint8Array) | undefined;
-  layers: Set<DataLayer>;
-}
-
-const SOURCES_KEY = Symbol.for('caffe-ts.io-leveldb.primedSources');
-
-/** The table is global so that two copies of this package still see one set of open databases. */
-function primedSources(): Map<string, PrimedSource> {
-  const g = globalThis as Record<symbol, unknown>;
-  let m = g[SOURCES_KEY] as Map<string, PrimedSource> | undefined;
-  if (!m) {
-    m = new Map();
-    g[SOURCES_KEY] = m;
-  }
-  return m;
-}
-
-export interface PrimeOptions {
-  /** Prime only the Data layers that can run in this phase (by their include/exclude rules). */
-  phase?: Phase;
-  /** Maps a `source` to the database path (default: resolved against the current directory, as Caffe). */
-  resolveSource?: (source: string, layerName: string) => string;
-  /** Reads mean_file bytes for the layers' transformers (default fs.readFileSync). */
-  readFile?: (path: string) => Uint8Array;
-}
-
-/** What priming found for one source. */
-export interface PrimedSourceInfo {
-  /** The first layer that named this source. */
-  layer: string;
-  source: string;
-  path: string;
-  /** Shape of the first Datum: [channels, height, width]. */
-  datumShape: [number, number, number];
-}
-
-/** Whether a layer's include/exclude rules let it run in `phase` (stage/level rules are not judged). */
-function mayRunIn(layer: Pick<LayerParameter, 'include' | 'exclude'>, phase: Phase): boolean {
-  const phaseOnly = (r: NetStateRule) => hasField(r, 'phase');
-  if (layer.include.length > 0) return layer.include.some((r) => !phaseOnly(r) || r.phase === phase);
-  return !layer.exclude.some((r) => phaseOnly(r) && r.phase === phase && r.stage.length === 0 && r.not_stage.length === 0);
-}
-
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-function decodeRecord(rec: DatumRecord, where: string): Datum {
-  try {
-    return decodeDatum(rec.value);
-  } catch (e) {
-    throw new DataError(`${where}: record '${rec.key}' is not a valid Datum: ${describeError(e)}`, { cause: e });
-  }
-}
-
-/**
- * Open one source (idempotent) and read its first Datum, so that Data layers naming it can be set up.
- */
-export async function primeDataSource(
-  source: string,
-  options: { path?: string; layerName?: string; readFile?: (path: string) => Uint8Array } = {},
-): Promise<PrimedSourceInfo> {
-  const table = primedSources();
-  const who = `Data layer '${options.layerName ?? '?'}'`;
-  let entry = table.get(source);
-  if (!entry || !entry.db.isOpen) {
-    const path = options.path ?? resolvePath(source);
-    const db = await openDatumDb(path, { mode: 'read' });
-    try {
-      const cursor = db.cursor({ readAhead: 1, logRestart: false });
-      let first: DatumRecord;
-      try {
-        first = await cursor.next();
-      } finally {
-        await cursor.close();
-      }
-      entry = {
-        source,
-        path,
-        db,
-        firstKey: first.key,
-        firstDatum: decodeRecord(first, `${who}, source '${source}'`),
-        readFile: options.readFile,
-        layers: new Set(),
-      };
-    } catch (e) {
-      await db.close();
-      throw e;
-    }
-    table.set(source, entry);
-  }
-  const d = entry.firstDatum;
-  return { layer: options.layerName ?? '', source, path: entry.path, datumShape: [d.channels, d.height, d.width] };
-}
-
-/**
- * Open the databases of every Data layer in a net (or a list of layers) before the net is built.
- * With `phase`, layers excluded from that phase by their rules are skipped.
- */
-export async function primeDataSources(
-  net: Pick<NetParameter, 'layer'> | Pick<NetParameter, 'layer' | 'layers'> | readonly LayerParameter[],
-  options: PrimeOptions = {},
-): Promise<PrimedSourceInfo[]> {
-  const out: PrimedSourceInfo[] = [];
-  const seen = new Set<string>();
-  for (const layer of dataLayersOf(net)) {
-    if (options.phase !== undefined && !mayRunIn(layer, options.phase)) continue;
-    const dp = layer.data_param;
-    if (!dp || !dp.source) throw new DataError(`Data layer '${layer.name}': data_param.source is required`);
-    if (dp.backend === DataParameter_DB.LMDB) throw lmdbError(layer.name, dp.source);
-    if (seen.has(dp.source)) continue;
-    seen.add(dp.source);
-    const path = options.resolveSource ? options.resolveSource(dp.source, layer.name) : resolvePath(dp.source);
-    out.push(await primeDataSource(dp.source, { path, layerName: layer.name, readFile: options.readFile }));
-  }
-  return out;
-}
-
-/** What priming needs from a Data layer, in the current or the legacy V1 format. */
-type DataLayerLike = Pick<LayerParameter, 'name' | 'data_param' | 'include' | 'exclude'>;
-
-/** The Data layers of a net: current `layer { type: "Data" }` and legacy V1 `layers { type: DATA }`. */
-function dataLayersOf(net: Pick<NetParameter, 'layer'> | Partial<Pick<NetParameter, 'layers'>> | readonly LayerParameter[]): DataLayerLike[] {
-  if (Array.isArray(net)) return (net as readonly LayerParameter[]).filter((l) => l.type === 'Data');
-  const n = net as Partial<Pick<NetParameter, 'layer' | 'layers'>>;
-  const current: DataLayerLike[] = (n.layer ?? []).filter((l) => l.type === 'Data');
-  const legacy: DataLayerLike[] = (n.layers ?? []).filter((l: V1LayerParameter) => l.type === V1LayerParameter_LayerType.DATA);
-  return [...current, ...legacy];
-}
-
-/** Stop every Data layer's prefetching and close every primed database. */
-export async function closeDataSources(): Promise<void> {
-  const table = primedSources();
-  const entries = [...table.values()];
-  table.clear();
-  for (const e of entries) {
-    for (const layer of [...e.layers]) await layer.close();
-    await e.db.close();
-  }
-}
-
-/** The sources primed so far (as written in the prototxt). */
-export function primedDataSources(): string[] {
-  return [...primedSources().keys()];
-}
-
-function lmdbError(layer: string, source: string): DataError {
-  return new DataError(
-    `Data layer '${layer}': source '${source}' uses the LMDB backend, which arrives with the data I/O issue (not supported yet); convert it to LevelDB (backend: LEVELDB)`,
-  );
 }
 
 /** Something with an async `prepare()` (Data layers, and any other prefetching layer). */
@@ -229,7 +71,7 @@ interface Waiter {
 }
 
 /**
- * Caffe's Data layer: reads Datums from a LevelDB (`data_param.source`), transforms them
+ * Caffe's Data layer: reads Datums from a LevelDB or LMDB (`data_param.source`, `backend`), transforms them
  * (`transform_param`) and outputs `data` (batch_size × C × H × W) and, with a second top,
  * `label` (batch_size). Batches are prefetched asynchronously; see the note at the top of this
  * file for the `primeDataSources` / `prepareDataLayers` protocol.
@@ -238,6 +80,8 @@ export class DataLayer extends Layer {
   readonly type: string = 'Data';
   static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 0, minTopBlobs: 1, maxTopBlobs: 2 };
 
+  /** The prototxt this layer's net came from (resolves relative source and mean_file paths). */
+  readonly netFile: string | undefined;
   private entry: PrimedSource | null = null;
   private transformer: DataTransformer | null = null;
   private cursor: DatumCursor | null = null;
@@ -252,16 +96,24 @@ export class DataLayer extends Layer {
   private waiters: Waiter[] = [];
   private closed = false;
 
+  constructor(param: LayerParameter, context: LayerContext = {}) {
+    super(param, context);
+    this.netFile = context.netFile;
+  }
+
   override layerSetUp(_bottom: Blob[], top: Blob[]): void {
     const dp = this.param.data_param;
     if (!dp) this.fail('data_param is required');
     if (!dp.source) this.fail('data_param.source is required');
-    if (dp.backend === DataParameter_DB.LMDB) throw lmdbError(this.name, dp.source);
+    const backend = parseDbBackend(dp.backend);
     this.check(dp.batch_size > 0, () => `batch_size must be positive (got ${dp.batch_size})`);
     this.check(dp.prefetch > 0, () => `prefetch must be positive (got ${dp.prefetch})`);
-    const entry = primedSources().get(dp.source);
-    if (!entry || !entry.db.isOpen) {
-      this.fail(`source '${dp.source}' was not opened; call await primeDataSources(netParameter) before building the net`);
+    const entry = findPrimedSource(this.name, dp.source, backend, this.netFile);
+    if (!entry) {
+      this.fail(
+        `${backendLabel(backend)} source '${dp.source}' was not opened; build the net with await Net.create(...), ` +
+          'or call await primeDataSources(netParameter) before new Net(...)',
+      );
     }
     this.entry = entry;
     this.batchSize = dp.batch_size;
@@ -270,18 +122,47 @@ export class DataLayer extends Layer {
     // Each layer transforms with its own generator, as Caffe's prefetch thread seeds its own.
     this.transformer = new DataTransformer(this.param.transform_param, this.phase, this.rng.fork(), {
       owner: `Data layer '${this.name}'`,
-      readFile: entry.readFile,
+      readFile: entry.readFile ?? this.meanFileReader(),
     });
-    const shape = this.transformer.inferBlobShape(entry.firstDatum);
+    const shape = this.inferShape(entry.open.firstDatum, entry.open.firstKey);
     shape[0] = this.batchSize;
     top[0]!.reshape(shape);
     log.info(`output data size: ${shape.join(',')}`);
     if (this.outputLabels) top[1]!.reshape([this.batchSize]);
 
-    this.cursor = entry.db.cursor();
-    entry.layers.add(this);
+    this.cursor = entry.open.db.cursor();
+    entry.open.layers.add(this);
     if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
     this.pump();
+  }
+
+  /** Reads the mean_file from where it resolves (the working directory, then the net file's folder). */
+  private meanFileReader(): ((path: string) => Uint8Array) | undefined {
+    const tp = this.param.transform_param;
+    if (!tp || !hasField(tp, 'mean_file') || !tp.mean_file) return undefined;
+    const resolved = resolveMeanFile(`Data layer '${this.name}'`, tp.mean_file, this.netFile);
+    return (p) => readFileSync(p === tp.mean_file ? resolved : p);
+  }
+
+  /** The transformed shape of one Datum; transformer errors name the record. */
+  private inferShape(datum: Datum, key: string): number[] {
+    try {
+      return this.transformer!.inferBlobShape(datum);
+    } catch (e) {
+      throw this.recordError(e, key);
+    }
+  }
+
+  /** Re-word a transformer error so that it names the source and the record. */
+  private recordError(e: unknown, key: string): unknown {
+    if (!DataError.isInstance(e)) return e;
+    const owner = `Data layer '${this.name}': `;
+    const msg = e.message.startsWith(owner) ? e.message.slice(owner.length) : e.message;
+    return new DataError(`${this.where()}: record '${key}': ${msg}`, { cause: e });
+  }
+
+  private where(): string {
+    return `Data layer '${this.name}', source '${this.entry?.source}'`;
   }
 
   /** Tops are shaped from each batch in forward (Caffe's data layers reshape there too). */
@@ -336,7 +217,7 @@ export class DataLayer extends Layer {
     this.closed = true;
     await this.loading;
     await this.cursor?.close();
-    this.entry?.layers.delete(this);
+    this.entry?.open.layers.delete(this);
     const waiters = this.waiters;
     this.waiters = [];
     const err = new LayerError(`Data layer '${this.name}': closed while waiting for data`);
@@ -380,27 +261,41 @@ export class DataLayer extends Layer {
     }
   }
 
-  /** Read batch_size Datums and transform them; the first Datum of the batch fixes its shape. */
+  /**
+   * Read batch_size Datums and transform them. As in Caffe, the first Datum of each batch fixes the
+   * batch's shape (so sizes may change between batches, e.g. with batch_size 1), and every other
+   * Datum of the batch must transform to that shape.
+   */
   private async loadBatch(): Promise<Batch> {
-    const where = `Data layer '${this.name}', source '${this.entry!.source}'`;
+    const where = this.where();
     const t = this.transformer!;
     const n = this.batchSize;
     let batch: Batch | undefined;
     let itemShape: number[] = [];
     let itemSize = 0;
+    let first: { key: string; datum: Datum } | undefined;
     for (let i = 0; i < n; i++) {
       const rec = await this.cursor!.next();
       if (this.closed) throw new LayerError(`${where}: closed`);
       const datum = decodeRecord(rec, where);
-      const shape = t.inferBlobShape(datum);
+      const shape = this.inferShape(datum, rec.key).slice(1);
       if (i === 0) {
-        itemShape = shape.slice(1);
+        first = { key: rec.key, datum };
+        itemShape = shape;
         itemSize = itemShape.reduce((a, b) => a * b, 1);
         batch = this.takeBuffer([n, ...itemShape]);
-      } else if (shape.length - 1 !== itemShape.length || shape.some((d, k) => k > 0 && d !== itemShape[k - 1])) {
-        throw new DataError(`${where}: record '${rec.key}' transforms to ${shape.slice(1).join('×')}, but this batch's first Datum gave ${itemShape.join('×')}`);
+      } else if (shape.length !== itemShape.length || shape.some((d, k) => d !== itemShape[k])) {
+        const transformed = (s: number[], d: Datum) => (s.join('×') === datumShapeString(d) ? '' : ` (transformed: ${s.join('×')})`);
+        throw new DataError(
+          `${where}: Datum size mismatch: record '${rec.key}' is ${datumShapeString(datum)}${transformed(shape, datum)}, ` +
+            `expected ${datumShapeString(first!.datum)}${transformed(itemShape, first!.datum)} like record '${first!.key}', the first of its batch`,
+        );
       }
-      t.transform(datum, batch!.data, i * itemSize);
+      try {
+        t.transform(datum, batch!.data, i * itemSize);
+      } catch (e) {
+        throw this.recordError(e, rec.key);
+      }
       if (batch!.label) batch!.label[i] = datum.label;
     }
     return batch!;
@@ -418,6 +313,10 @@ export class DataLayer extends Layer {
 export const dataLayerDef: LayerDef = {
   type: 'Data',
   create: (param, context) => new DataLayer(param, context),
+  /** Opens the layer's source before `Net.create` builds the net (see data-sources.ts). */
+  prime: async (param, context) => {
+    await primeDataLayer(param, { netFile: context.netFile });
+  },
 };
 
 /** Register the Data layer (idempotent for this package's own definition). */

@@ -1,30 +1,35 @@
 export { DataError } from './errors.js';
 export {
-  DatumDb,
-  DatumCursor,
-  DatumWriter,
   openDatumDb,
   formatKey,
+  parseDbBackend,
+  backendLabel,
+  type DatumDb,
+  type DatumCursor,
+  type DatumWriter,
   type DbMode,
+  type DbBackend,
   type OpenDatumDbOptions,
   type DatumRecord,
   type DatumCursorOptions,
   type DatumWriterOptions,
 } from './datum-db.js';
+export { LevelDbDatumDb, LevelDbCursor, LevelDbWriter } from './leveldb-db.js';
+export { LmdbDatumDb, LmdbCursor, LmdbWriter, LMDB_MAP_SIZE } from './lmdb-db.js';
 export { DataTransformer, type DataTransformerOptions, type TransformInfo } from './data-transformer.js';
 export {
-  DataLayer,
-  dataLayerDef,
-  registerDataLayers,
   primeDataSource,
   primeDataSources,
+  primeDataLayer,
   primedDataSources,
-  prepareDataLayers,
+  primedDataSourceInfo,
   closeDataSources,
+  resolveDataPath,
+  dataPathCandidates,
   type PrimeOptions,
   type PrimedSourceInfo,
-  type PreparableLayer,
-} from './data-layer.js';
+} from './data-sources.js';
+export { DataLayer, dataLayerDef, registerDataLayers, prepareDataLayers, type PreparableLayer } from './data-layer.js';
 export {
   convertMnist,
   convertBundledMnist,
