@@ -302,7 +302,8 @@ export class Net {
         needBackward ||= paramNeedsBackward;
         layer.setParamPropagateDown(paramId, paramNeedsBackward);
       }
-      for (let paramId = 0; paramId < numParamBlobs; paramId++) this.appendParam(lp, layerId, paramId, paramNameIndex);
+      // As Caffe, multipliers come from the layer's own copy of its parameter: BatchNorm adds lr_mult 0 specs there.
+      for (let paramId = 0; paramId < numParamBlobs; paramId++) this.appendParam(layer.param, layerId, paramId, paramNameIndex);
       if (numParamBlobs > 0) this.params.set(lp.name, layer.blobs);
 
       this.layerNeedBackward.push(needBackward);
