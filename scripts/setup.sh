@@ -10,5 +10,12 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$w
   npm install --global --no-fund --no-audit "pnpm@$want_pnpm" >/dev/null
 fi
 
+# node-lmdb (LMDB for @caffe-ts/io-leveldb) compiles against this Node's headers: its prebuilt
+# binaries need a newer glibc, and node-gyp cannot download headers without network access.
+node_prefix=$(node -p "require('path').resolve(process.execPath, '..', '..')")
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node_api.h" ]; then
+  export npm_config_nodedir="$node_prefix"
+fi
+
 pnpm install --frozen-lockfile
 pnpm build
