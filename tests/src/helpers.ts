@@ -1,0 +1,52 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setLogSink, type LogSink } from '@caffe-ts/blob';
+import { runCli } from '@caffe-ts/cli';
+
+/** `../shared/corpus` beside the repository, when present (read-only real Caffe files). */
+export const corpusDir = fileURLToPath(new URL('../../../shared/corpus', import.meta.url));
+export const hasCorpus = existsSync(corpusDir);
+export const corpus = (...parts: string[]) => join(corpusDir, ...parts);
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+export const zooDir = join(repoRoot, 'packages/zoo/models');
+
+export function tempDir(prefix = 'caffe-ts-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Caffe log lines emitted while the command ran. */
+  log: string[];
+}
+
+/** Run the caffe CLI in this process with `cwd` as the working directory. */
+export async function caffe(args: string[], cwd: string): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const log: string[] = [];
+  const sink: LogSink = (line) => {
+    log.push(line);
+  };
+  const previousSink = setLogSink(sink);
+  const previousCwd = process.cwd();
+  process.chdir(cwd);
+  try {
+    const code = await runCli(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+    return { code, stdout, stderr, log };
+  } finally {
+    process.chdir(previousCwd);
+    setLogSink(previousSink);
+  }
+}
+
+/** The message part of glog lines ("I1125 22:04:24.123456  4321 solver.ts] msg" → "msg"). */
+export function messages(log: string[]): string[] {
+  return log.map((l) => l.replace(/^[IWE]\d{4} [\d:.]+ +\d+ [^\]]+\] /, ''));
+}
