@@ -30,6 +30,20 @@ import { biasLayerDef } from './layers/bias-layer.js';
 import { scaleLayerDef } from './layers/scale-layer.js';
 import { batchNormLayerDef } from './layers/batch-norm-layer.js';
 import { mvnLayerDef } from './layers/mvn-layer.js';
+import { deconvolutionLayerDef } from './layers/deconvolution-layer.js';
+import { sppLayerDef } from './layers/spp-layer.js';
+import { cropLayerDef } from './layers/crop-layer.js';
+import { im2colLayerDef } from './layers/im2col-layer.js';
+import { embedLayerDef } from './layers/embed-layer.js';
+import { reshapeLayerDef } from './layers/reshape-layer.js';
+import { batchReindexLayerDef } from './layers/batch-reindex-layer.js';
+import { sliceLayerDef } from './layers/slice-layer.js';
+import { filterLayerDef } from './layers/filter-layer.js';
+import { parameterLayerDef } from './layers/parameter-layer.js';
+import { reductionLayerDef } from './layers/reduction-layer.js';
+import { silenceLayerDef } from './layers/silence-layer.js';
+import { argMaxLayerDef } from './layers/argmax-layer.js';
+import { tileLayerDef } from './layers/tile-layer.js';
 
 /**
  * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
@@ -66,6 +80,20 @@ export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
   scaleLayerDef,
   batchNormLayerDef,
   mvnLayerDef,
+  deconvolutionLayerDef,
+  sppLayerDef,
+  cropLayerDef,
+  im2colLayerDef,
+  embedLayerDef,
+  reshapeLayerDef,
+  batchReindexLayerDef,
+  sliceLayerDef,
+  filterLayerDef,
+  parameterLayerDef,
+  reductionLayerDef,
+  silenceLayerDef,
+  argMaxLayerDef,
+  tileLayerDef,
 ];
 
 /**
