@@ -7,12 +7,12 @@ const f64 = () => new Blob([], { dtype: 'float64' });
 const O = 7;
 
 /** Caffe's RNN test param: num_output 7, gaussian weights (std 0.2) and biases (std 0.1), TEST phase. */
-function param(extra: Record<string, unknown> = {}): Record<string, unknown> {
+function param(extra: Record<string, unknown> = {}, numOutput = O): Record<string, unknown> {
   return {
     name: 'rnn',
     phase: 1,
     recurrent_param: {
-      num_output: O,
+      num_output: numOutput,
       weight_filler: { type: 'gaussian', std: 0.2 },
       bias_filler: { type: 'gaussian', std: 0.1 },
       ...extra,
@@ -20,13 +20,13 @@ function param(extra: Record<string, unknown> = {}): Record<string, unknown> {
   };
 }
 
-/** Caffe's fixture: x T×N×3×2 ~ U(−1, 1), cont T×N, x_static N×2×3×4 ~ U(−1, 1). */
+/** Caffe's fixture (x_static smaller): x T×N×3×2 ~ U(−1, 1), cont T×N, x_static N×2×3 ~ U(−1, 1). */
 function fixture(T: number, N: number, cont: (i: number) => number) {
   const rng = new Rng(1701);
   return {
     x: makeBlob([T, N, 3, 2], { filler: 'uniform', min: -1, max: 1, rng }),
     cont: makeBlob([T, N], { filler: Array.from({ length: T * N }, (_, i) => cont(i)) }),
-    xStatic: makeBlob([N, 2, 3, 4], { filler: 'uniform', min: -1, max: 1, rng }),
+    xStatic: makeBlob([N, 2, 3], { filler: 'uniform', min: -1, max: 1, rng }),
   };
 }
 
@@ -35,6 +35,7 @@ function reference(layer: RNNLayer, x: Blob, cont: Blob, xStatic: Blob | null, h
   const [T, N] = [x.shape[0]!, x.shape[1]!];
   const I = x.count(2);
   const S = xStatic ? xStatic.count(1) : 0;
+  const O = layer.blobs[1]!.count();
   const p = layer.blobs.map((b) => b.cpuData());
   const [wxh, bh] = [p[0]!, p[1]!];
   const ws = xStatic ? p[2]! : null;
@@ -83,7 +84,7 @@ describe('RNN', () => {
       expect(layer.blobs.map((b) => b.shape)).toEqual([[O, 6], [O], [O, O], [O, O], [O]]);
       expect(lines.some((l) => l.endsWith('Initializing recurrent layer: assuming input batch contains 1 timesteps of 3 independent streams.'))).toBe(true);
       const withStatic = setUp(param(), [x, cont, xStatic]).layer;
-      expect(withStatic.blobs.map((b) => b.shape)).toEqual([[O, 6], [O], [O, 24], [O, O], [O, O], [O]]);
+      expect(withStatic.blobs.map((b) => b.shape)).toEqual([[O, 6], [O], [O, 6], [O, O], [O, O], [O]]);
       expect(layer.paramPropagateDown).toEqual([true, true, true, true, true]);
     } finally {
       setLogSink(prev);
@@ -153,11 +154,11 @@ describe('RNN', () => {
     checker.checkGradientExhaustive(createLayer(rnnLayerDef, param()), [b.x, b.cont, b.xStatic], [f64()], 2);
   });
 
-  it('exposes h_0 → h_T and backpropagates through them, with fractional cont too', () => {
+  it('exposes h_0 → h_T and backpropagates through them, with fractional cont too (num_output 3)', () => {
     const { x, cont } = fixture(2, 2, (i) => [1, 0.5, 1, 0][i]!);
-    const h0 = makeBlob([1, 2, O], { filler: 'uniform', min: -1, max: 1, rng: new Rng(9) });
-    const { layer, top } = setUp(param({ expose_hidden: true }), [x, cont, h0], 2);
-    expect(top[1]!.shape).toEqual([1, 2, O]);
+    const h0 = makeBlob([1, 2, 3], { filler: 'uniform', min: -1, max: 1, rng: new Rng(9) });
+    const { layer, top } = setUp(param({ expose_hidden: true }, 3), [x, cont, h0], 2);
+    expect(top[1]!.shape).toEqual([1, 2, 3]);
     layer.forward([x, cont, h0], top);
     const ref = reference(layer, x, cont, null, h0.cpuData());
     blobValues(top[0]!).forEach((v, i) => expect(v).toBeCloseTo(ref.out[i]!, 12));
@@ -167,7 +168,7 @@ describe('RNN', () => {
     blobValues(top[0]!).forEach((v, i) => expect(v).toBeCloseTo(ref.out[i]!, 12));
     const checker = new GradientChecker(1e-2, 1e-3);
     for (const b of [0, 2]) {
-      checker.checkGradientExhaustive(createLayer(rnnLayerDef, param({ expose_hidden: true })), [x, cont, h0], [f64(), f64()], b);
+      checker.checkGradientExhaustive(createLayer(rnnLayerDef, param({ expose_hidden: true }, 3)), [x, cont, h0], [f64(), f64()], b);
     }
   });
 
