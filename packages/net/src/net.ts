@@ -771,6 +771,7 @@ function layerContext(options: NetOptions, lp: LayerParameter): LayerContext {
     dtype: options.dtype ?? 'float32',
     phase: lp.phase,
     rng: options.rng ?? globalRng(),
+    ...(options.name ? { netFile: options.name } : {}),
   };
 }
 

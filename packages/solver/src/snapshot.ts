@@ -146,11 +146,11 @@ export interface NodeSolverIOOptions {
 
 /** The solver's file access on Node: net prototxts, atomic snapshots, resumable states. */
 export function nodeSolverIO({ rootDir = cwd(), solverFile, log = true }: NodeSolverIOOptions = {}): SolverIO {
+  const resolveNetPath = (path: string) =>
+    solverFile ? resolveReferencedPath(path, solverFile, 'net', rootDir) : resolve(rootDir, path);
   return {
-    readNetParameter(path) {
-      const resolved = solverFile ? resolveReferencedPath(path, solverFile, 'net', rootDir) : resolve(rootDir, path);
-      return readNetPrototxt(resolved, { log });
-    },
+    readNetParameter: (path) => readNetPrototxt(resolveNetPath(path), { log }),
+    resolveNetPath,
     writeSnapshot: (data) => writeSnapshotFiles(data, { rootDir, log }),
     readSolverState: (path) => readSolverStateFile(path, rootDir),
     loadLearnedNet: (net, learnedNet, stateFile) =>

@@ -34,6 +34,8 @@ export interface SolverIO {
    * because nets are built in the solver's constructor; prototxt files are small.
    */
   readNetParameter(path: string): NetParameter;
+  /** The file a net path names (so paths inside the net, such as data sources, resolve beside it). */
+  resolveNetPath?(path: string): string;
   /** Write one snapshot (both files, each atomically). */
   writeSnapshot(snapshot: SnapshotData): Promise<void> | void;
   /** Read a .solverstate file. */
@@ -205,7 +207,9 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
   mergeNetState(trainState, p.train_state);
   if (options.trainState?.level !== undefined) trainState.level = options.trainState.level;
   if (options.trainState?.stages) trainState.stages.push(...options.trainState.stages);
-  const train: PlannedNet = { param: trainParam, options: { ...common, ...trainState }, source: trainSource };
+  const netFile = (path: string | undefined) => (path && options.io?.resolveNetPath ? { name: options.io.resolveNetPath(path) } : {});
+  const trainFile = hasField(p, 'train_net') ? p.train_net : hasField(p, 'net') ? p.net : undefined;
+  const train: PlannedNet = { param: trainParam, options: { ...common, ...trainState, ...netFile(trainFile) }, source: trainSource };
 
   // Test nets: explicit ones first, then as many instances of the general net as test_iter asks.
   const hasNetParam = hasField(p, 'net_param');
@@ -232,13 +236,16 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
   }
   const sources: string[] = [];
   const params: NetParameter[] = [];
+  const files: (string | undefined)[] = [];
   for (const np of p.test_net_param) {
     sources.push('test_net_param');
     params.push(np);
+    files.push(undefined);
   }
   for (const file of p.test_net) {
     sources.push(`test_net file: ${file}`);
     params.push(readNet(options.io, file, 'test_net'));
+    files.push(file);
   }
   const remaining = instances - params.length;
   if (remaining > 0) {
@@ -247,13 +254,14 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
     for (let i = 0; i < remaining; i++) {
       sources.push(hasNetParam ? 'net_param' : `net file: ${p.net}`);
       params.push(trainParam);
+      files.push(hasNetParam ? undefined : p.net);
     }
   }
   const tests = params.map((np, i): PlannedNet => {
     const state = { phase: Phase.TEST, level: 0, stages: [] as string[] };
     mergeNetState(state, np.state);
     if (p.test_state.length > 0) mergeNetState(state, p.test_state[i]);
-    return { param: np, options: { ...common, ...state }, source: sources[i]! };
+    return { param: np, options: { ...common, ...state, ...netFile(files[i]) }, source: sources[i]! };
   });
   return { train, tests };
 }

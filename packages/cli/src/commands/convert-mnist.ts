@@ -8,7 +8,7 @@ const log = logger('convert_mnist_data.cpp');
 
 export const convertMnistCommand: Command = {
   summary: 'convert MNIST idx files (or the bundled digits) to a Datum database',
-  usage: 'IMAGES LABELS DB [--backend leveldb]   |   --bundled train|test DB [--backend leveldb]',
+  usage: 'IMAGES LABELS DB [--backend leveldb|lmdb]   |   --bundled train|test DB [--backend leveldb|lmdb]',
   async run({ flags, positional }) {
     const backend = (flags.string('backend', 'leveldb') ?? 'leveldb').toLowerCase();
     const bundled = flags.string('bundled');

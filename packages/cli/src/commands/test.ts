@@ -24,7 +24,7 @@ export const testCommand: Command = {
 
     log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
     const param = readNetParameter(userPath(model));
-    const net = await Net.create(param, { ...state, phase: Phase.TEST, registry: cliRegistry(), backend, name: model });
+    const net = await Net.create(param, { ...state, phase: Phase.TEST, registry: cliRegistry(), backend, name: userPath(model) });
     try {
       copyTrainedLayersFromFile(net, userPath(weights));
       log.info(`Running for ${iterations} iterations.`);

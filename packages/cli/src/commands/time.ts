@@ -25,7 +25,7 @@ export const timeCommand: Command = {
       ...state,
       registry: cliRegistry(),
       backend,
-      name: model,
+      name: userPath(model),
     });
     try {
       // A first pass to warm up and report the loss, as Caffe does.
