@@ -3,8 +3,6 @@ import { HingeLossParameter_Norm as HingeNorm } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { LossLayer } from './loss-layer.js';
 
-export { HingeNorm };
-
 /**
  * HingeLoss (one-vs-all): with δ = 1 for the true class l and −1 otherwise,
  * E = 1/N Σₙ Σₖ max(0, 1 − δₙₖ·xₙₖ)^p, p = 1 for `hinge_loss_param.norm` L1 (default), 2 for L2.

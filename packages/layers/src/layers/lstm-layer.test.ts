@@ -1,5 +1,5 @@
-import { Blob, Rng } from '@caffe-ts/blob';
-import { describe, expect, it } from 'vitest';
+import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
 import { LSTMLayer, lstmLayerDef } from './lstm-layer.js';
 
@@ -79,6 +79,15 @@ function setUp(props: Record<string, unknown>, bottom: Blob[], nTop = 1) {
 }
 
 describe('LSTM', () => {
+  // Every set-up logs Caffe's "Initializing recurrent layer" line; keep test output quiet.
+  let previousSink: LogSink;
+  beforeAll(() => {
+    previousSink = setLogSink(() => {});
+  });
+  afterAll(() => {
+    setLogSink(previousSink);
+  });
+
   it('sets up top T×N×num_output and Caffe’s params W_xc, b_c, [W_xc_static], W_hc (TestSetUp)', () => {
     const { x, cont, xStatic } = fixture(1, 3, () => 0);
     const { layer, top } = setUp(param(), [x, cont]);

@@ -15,7 +15,6 @@ import { RecurrentLayer, type RecurrenceBackward, type RecurrenceForward, type R
 export class LSTMLayer extends RecurrentLayer {
   readonly type = 'LSTM';
   protected readonly recurrentInputNames = ['h_0', 'c_0'];
-  protected readonly recurrentOutputNames = ['h_T', 'c_T'];
   protected readonly inputWeightName = 'W_xc';
   protected readonly inputBiasName = 'b_c';
 

@@ -65,8 +65,6 @@ export abstract class RecurrentLayer extends Layer {
 
   /** Caffe's RecurrentInputBlobNames: the state entering step 0 (e.g. ['h_0', 'c_0']). */
   protected abstract readonly recurrentInputNames: readonly string[];
-  /** Caffe's RecurrentOutputBlobNames, for messages (e.g. ['h_T', 'c_T']). */
-  protected abstract readonly recurrentOutputNames: readonly string[];
   /** Width of the per-step pre-activation fed by x: num_output (RNN), 4·num_output (LSTM). */
   protected abstract gateDim(numOutput: number): number;
   /** The params after the input transform, in Caffe's order. */
@@ -96,13 +94,13 @@ export abstract class RecurrentLayer extends Layer {
   private readonly inputProjectionDiff: Blob = this.newBlob();
   private readonly staticProjection: Blob = this.newBlob();
 
-  private get recurrentParam_(): RecurrentParameter {
+  private get recurrentSettings(): RecurrentParameter {
     return this.param.recurrent_param ?? createMessage<RecurrentParameter>('RecurrentParameter', {});
   }
 
   /** Blob counts depend on `expose_hidden` (Caffe's MinBottomBlobs/ExactNumTopBlobs). */
   override get blobCounts(): BlobCounts {
-    const exposed = this.recurrentParam_.expose_hidden ? this.recurrentInputNames.length : 0;
+    const exposed = this.recurrentSettings.expose_hidden ? this.recurrentInputNames.length : 0;
     return { minBottomBlobs: 2 + exposed, maxBottomBlobs: 3 + exposed, exactNumTopBlobs: 1 + exposed };
   }
 
@@ -127,7 +125,7 @@ export abstract class RecurrentLayer extends Layer {
   }
 
   override layerSetUp(bottom: Blob[], _top: Blob[]): void {
-    const rp = this.recurrentParam_;
+    const rp = this.recurrentSettings;
     const [x, cont] = [bottom[0]!, bottom[1]!];
     this.checkSequenceShapes(x, cont);
     this.T = x.shape[0]!;

@@ -1,5 +1,5 @@
-import { Blob, Rng, setLogSink } from '@caffe-ts/blob';
-import { describe, expect, it } from 'vitest';
+import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
 import { RNNLayer, rnnLayerDef } from './rnn-layer.js';
 
@@ -74,6 +74,15 @@ function setUp(props: Record<string, unknown>, bottom: Blob[], nTop = 1) {
 }
 
 describe('RNN', () => {
+  // Every set-up logs Caffe's "Initializing recurrent layer" line; keep test output quiet.
+  let previousSink: LogSink;
+  beforeAll(() => {
+    previousSink = setLogSink(() => {});
+  });
+  afterAll(() => {
+    setLogSink(previousSink);
+  });
+
   it('sets up top T×N×num_output and Caffe’s params W_xh, b_h, [W_xh_static], W_hh, W_ho, b_o (TestSetUp)', () => {
     const lines: string[] = [];
     const prev = setLogSink((l) => lines.push(l));

@@ -13,7 +13,6 @@ import { RecurrentLayer, type RecurrenceBackward, type RecurrenceForward, type R
 export class RNNLayer extends RecurrentLayer {
   readonly type = 'RNN';
   protected readonly recurrentInputNames = ['h_0'];
-  protected readonly recurrentOutputNames = ['h_T'];
   protected readonly inputWeightName = 'W_xh';
   protected readonly inputBiasName = 'b_h';
 
