@@ -17,8 +17,5 @@ if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node_api.
   export npm_config_nodedir="$node_prefix"
 fi
 
-# The lockfile pins every dependency. pnpm 12 refuses --frozen-lockfile here because it cannot
-# record packageManagerDependencies (the registry has no @pnpm/exe build of the pinned version),
-# so install without freezing; with an up-to-date lockfile nothing is re-resolved.
-pnpm install --no-frozen-lockfile
+pnpm install --frozen-lockfile
 pnpm build

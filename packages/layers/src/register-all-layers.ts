@@ -44,6 +44,15 @@ import { reductionLayerDef } from './layers/reduction-layer.js';
 import { silenceLayerDef } from './layers/silence-layer.js';
 import { argMaxLayerDef } from './layers/argmax-layer.js';
 import { tileLayerDef } from './layers/tile-layer.js';
+import { sigmoidCrossEntropyLossLayerDef } from './layers/sigmoid-cross-entropy-loss-layer.js';
+import { euclideanLossLayerDef } from './layers/euclidean-loss-layer.js';
+import { hingeLossLayerDef } from './layers/hinge-loss-layer.js';
+import { infogainLossLayerDef } from './layers/infogain-loss-layer.js';
+import { multinomialLogisticLossLayerDef } from './layers/multinomial-logistic-loss-layer.js';
+import { contrastiveLossLayerDef } from './layers/contrastive-loss-layer.js';
+import { lstmUnitLayerDef } from './layers/lstm-unit-layer.js';
+import { rnnLayerDef } from './layers/rnn-layer.js';
+import { lstmLayerDef } from './layers/lstm-layer.js';
 
 /**
  * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
@@ -94,6 +103,15 @@ export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
   silenceLayerDef,
   argMaxLayerDef,
   tileLayerDef,
+  sigmoidCrossEntropyLossLayerDef,
+  euclideanLossLayerDef,
+  hingeLossLayerDef,
+  infogainLossLayerDef,
+  multinomialLogisticLossLayerDef,
+  contrastiveLossLayerDef,
+  lstmUnitLayerDef,
+  rnnLayerDef,
+  lstmLayerDef,
 ];
 
 /**
