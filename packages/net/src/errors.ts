@@ -8,7 +8,7 @@ export class NetError extends CaffeError {
   override readonly name: string = 'NetError';
 }
 
-/** A net definition in a legacy format this version cannot upgrade (yet). */
+/** A legacy net definition that cannot be upgraded (where Caffe aborts: mixed `layer`/`layers`, unknown V0/V1 types, bad padding layers). */
 export class NetUpgradeError extends NetError {
   override readonly name: string = 'NetUpgradeError';
 }

@@ -3,6 +3,8 @@ export { filterNet, stateMeetsRule, layerIncluded, type NetStateLike, type Filte
 export { insertSplits, splitLayerName, splitBlobName } from './insert-splits.js';
 export {
   upgradeNetAsNeeded,
+  upgradeNet,
+  netNeedsUpgrade,
   upgradeNetInput,
   upgradeNetDataTransformation,
   upgradeNetBatchNorm,
@@ -11,7 +13,25 @@ export {
   netNeedsV1Upgrade,
   netNeedsBatchNormUpgrade,
   type UpgradeOptions,
+  type NetUpgradeResult,
 } from './upgrade.js';
+export {
+  upgradeV0Net,
+  upgradeV0PaddingLayers,
+  upgradeV0LayerParameter,
+  upgradeV0LayerType,
+  netNeedsV0ToV1Upgrade,
+  V0_LAYER_TYPES,
+} from './upgrade-v0.js';
+export {
+  upgradeV1Net,
+  upgradeV1LayerParameter,
+  upgradeV1LayerType,
+  netNeedsV1ToV2Upgrade,
+  V1_LAYER_TYPE_NAMES,
+  V1_LAYER_PARAM_FIELDS,
+  type UpgradeStepResult,
+} from './upgrade-v1.js';
 export { summarizeNet, formatNetSummary, estimateFlops, type NetSummary, type LayerSummary } from './summary.js';
 export { formatG } from './format.js';
 export { NetError, NetUpgradeError } from './errors.js';

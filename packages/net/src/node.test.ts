@@ -33,14 +33,16 @@ describe('@caffe-ts/net/node', () => {
     expect(p.input).toEqual([]);
   });
 
-  it('names the file when it is missing, or in a V1 format', () => {
+  it('names the file when it is missing; upgrades V1 files', () => {
     const missing = join(dir, 'nope.prototxt');
     expect(() => readNetParameter(missing)).toThrow(CaffeFileError);
     expect(() => readNetParameter(missing)).toThrow(`cannot read '${missing}': no such file`);
     const v1 = join(dir, 'v1.prototxt');
     writeFileSync(v1, 'layers { name: "c" type: CONVOLUTION }\n');
+    expect(readNetParameter(v1, { log: false }).layer.map((l) => l.type)).toEqual(['Convolution']);
+    writeFileSync(v1, 'layer { name: "r" type: "ReLU" }\nlayers { name: "c" type: CONVOLUTION }\n');
     expect(() => readNetParameter(v1, { log: false })).toThrow(NetUpgradeError);
-    expect(() => readNetParameter(v1, { log: false })).toThrow(new RegExp(`^${v1}: the net is defined with V1 'layers'`));
+    expect(() => readNetParameter(v1, { log: false })).toThrow(new RegExp(`^${v1}: Refusing to upgrade inconsistent NetParameter`));
   });
 
   it('saveNet writes atomically and the file loads back bit-identically', () => {

@@ -60,15 +60,16 @@ export async function createNetFromFile(path: string, options: NetOptions = {}):
 const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
 
 /**
- * Read a binary NetParameter (.caffemodel) for its weights. V1 `layers` are kept as they are
- * (Net.copyTrainedLayersFrom reads them), so BVLC's V1 zoo models load.
+ * Read a binary NetParameter (.caffemodel) for its weights, upgraded as Caffe's
+ * ReadNetParamsFromBinaryFileOrDie does: V0 and V1 models (BVLC's zoo models are V1) come back
+ * as `layer`s that still hold their blobs.
  */
-export function readNetWeights(path: string): NetParameter {
+export function readNetWeights(path: string, options: { log?: boolean } = {}): NetParameter {
   const bytes = readBytes(path);
   if (bytes.length >= 8 && HDF5_SIGNATURE.every((b, i) => bytes[i] === b)) {
     throw new NetError(`${path}: HDF5 weights (.caffemodel.h5) are not supported; save them as a binary .caffemodel`);
   }
-  return decodeBinary<NetParameter>('NetParameter', bytes, { file: path });
+  return upgradeNetAsNeeded(decodeBinary<NetParameter>('NetParameter', bytes, { file: path }), { file: path, log: options.log });
 }
 
 /** Copy weights from a .caffemodel into the layers of `net` with the same names (Caffe's CopyTrainedLayersFrom). */

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { parseNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { NetUpgradeError } from './errors.js';
 import { captureLog, net } from './test-helpers.js';
-import { netNeedsDataUpgrade, netNeedsInputUpgrade, upgradeNetAsNeeded } from './upgrade.js';
+import {
+  netNeedsDataUpgrade,
+  netNeedsInputUpgrade,
+  netNeedsUpgrade,
+  upgradeNet,
+  upgradeNetAsNeeded,
+  type NetUpgradeResult,
+} from './upgrade.js';
 
 const quiet = { log: false };
 const shapes = (p: NetParameter) => p.layer[0]!.input_param!.shape.map((s) => s.dim.map(Number));
@@ -78,11 +85,64 @@ describe('upgradeNetAsNeeded', () => {
     expect(p.layer[0]!.param[0]!.lr_mult).toBe(1);
   });
 
-  it('rejects V1 `layers` nets with a typed error naming the file', () => {
-    const p = parseNetParameter(`name: "old" layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1" }`);
-    expect(() => upgradeNetAsNeeded(p, { ...quiet, file: 'age_net.prototxt' })).toThrow(NetUpgradeError);
-    expect(() => upgradeNetAsNeeded(p, { ...quiet, file: 'age_net.prototxt' })).toThrow(
-      /^age_net\.prototxt: the net is defined with V1 'layers' fields \(1 of them\); upgrading V0\/V1 nets is not yet supported/,
+  it('upgrades V1 `layers` nets, logging Caffe\'s lines, then their legacy inputs', () => {
+    const p = parseNetParameter(`
+      name: "old" input: "data" input_dim: 1 input_dim: 3 input_dim: 8 input_dim: 8
+      layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1" blobs_lr: 1 blobs_lr: 2
+               convolution_param { num_output: 2 kernel_size: 3 } }
+      layers { name: "relu1" type: RELU bottom: "conv1" top: "conv1" }`);
+    expect(netNeedsUpgrade(p)).toBe(true);
+    let r: NetUpgradeResult | undefined;
+    const lines = captureLog(() => {
+      r = upgradeNet(p, { file: 'age_net.prototxt' });
+    });
+    expect(lines.map((l) => l.message).slice(0, 3)).toEqual([
+      'Attempting to upgrade input file specified using deprecated V1LayerParameter: age_net.prototxt',
+      'Successfully upgraded file specified using deprecated V1LayerParameter',
+      'Attempting to upgrade input file specified using deprecated input fields: age_net.prototxt',
+    ]);
+    expect(r!.upgraded).toBe(true);
+    expect(r!.success).toBe(true);
+    const u = r!.net;
+    expect(u.layer.map((l) => [l.name, l.type])).toEqual([['input', 'Input'], ['conv1', 'Convolution'], ['relu1', 'ReLU']]);
+    expect(u.layer[1]!.param.map((s) => s.lr_mult)).toEqual([1, 2]);
+    expect(u.layers).toEqual([]);
+    expect(netNeedsUpgrade(u)).toBe(false);
+    expect(upgradeNet(u, quiet)).toEqual({ net: u, upgraded: false, success: true, problems: [] });
+  });
+
+  it('upgrades V0 nets through V1, moving transform fields, and logs problems as errors', () => {
+    const p = parseNetParameter(`
+      name: "v0" input: "x"
+      layers { layer { name: "pad" type: "padding" pad: 2 } bottom: "x" top: "px" }
+      layers { layer { name: "c" type: "conv" num_output: 3 kernelsize: 5 local_size: 3 } bottom: "px" top: "c" }
+      layers { layer { name: "d" type: "data" source: "db" scale: 0.5 } top: "d" }`);
+    let r: NetUpgradeResult | undefined;
+    const lines = captureLog(() => {
+      r = upgradeNet(p, { file: 'v0.prototxt' });
+    });
+    const messages = lines.map((l) => `${l.level}:${l.message}`);
+    expect(messages[0]).toBe('I:Attempting to upgrade input file specified using deprecated V0LayerParameter: v0.prototxt');
+    expect(messages).toContain("E:Unknown parameter local_size for layer type conv (layer 'c')");
+    expect(messages).toContain(
+      'E:Warning: had one or more problems upgrading V0NetParameter to NetParameter (see above); continuing anyway.',
     );
+    expect(messages).toContain('I:Successfully upgraded file specified using deprecated V1LayerParameter');
+    expect(r!.success).toBe(false);
+    expect(r!.problems).toEqual(["Unknown parameter local_size for layer type conv (layer 'c')"]);
+    const u = r!.net;
+    expect(u.layer.map((l) => [l.name, l.type, l.bottom])).toEqual([
+      ['c', 'Convolution', ['x']],
+      ['d', 'Data', []],
+    ]);
+    expect(u.layer[0]!.convolution_param!.pad).toEqual([2]);
+    expect(u.layer[1]!.transform_param!.scale).toBe(0.5);
+    expect(u.input).toEqual([]); // a shapeless input is dropped
+  });
+
+  it('rejects nets with both layer and layers with a typed error naming the file', () => {
+    const p = parseNetParameter(`layer { name: "a" type: "ReLU" } layers { name: "conv1" type: CONVOLUTION }`);
+    expect(() => upgradeNetAsNeeded(p, { ...quiet, file: 'mixed.prototxt' })).toThrow(NetUpgradeError);
+    expect(() => upgradeNetAsNeeded(p, { ...quiet, file: 'mixed.prototxt' })).toThrow(/^mixed\.prototxt: Refusing to upgrade inconsistent NetParameter/);
   });
 });

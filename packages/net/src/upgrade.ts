@@ -7,8 +7,10 @@ import {
   type NetParameter,
   type TransformationParameter,
 } from '@caffe-ts/proto';
-import { NetError, NetUpgradeError } from './errors.js';
+import { NetError } from './errors.js';
 import { shallowClone } from './message-util.js';
+import { netNeedsV0ToV1Upgrade, upgradeV0Net } from './upgrade-v0.js';
+import { upgradeV1Net } from './upgrade-v1.js';
 
 export interface UpgradeOptions {
   /** File the definition came from, named in log lines and errors. */
@@ -40,7 +42,7 @@ const V1_DATA_PARAM_KEY: Record<number, string> = {
   [V1_WINDOW_DATA]: 'window_data_param',
 };
 
-/** Whether `param` uses V0 or V1 (`layers`) layer definitions. */
+/** Whether `param` uses V0 or V1 (`layers`) layer definitions (Caffe's NetNeedsV1ToV2Upgrade). */
 export function netNeedsV1Upgrade(param: NetParameter): boolean {
   return param.layers.length > 0;
 }
@@ -69,46 +71,112 @@ export function netNeedsBatchNormUpgrade(param: NetParameter): boolean {
   return param.layer.some((l) => l.type === 'BatchNorm' && l.param.length === 3);
 }
 
+/** Whether anything in `param` needs upgrading (Caffe's NetNeedsUpgrade). */
+export function netNeedsUpgrade(param: NetParameter): boolean {
+  return (
+    netNeedsV0ToV1Upgrade(param) ||
+    netNeedsV1Upgrade(param) ||
+    netNeedsDataUpgrade(param) ||
+    netNeedsInputUpgrade(param) ||
+    netNeedsBatchNormUpgrade(param)
+  );
+}
+
+export interface NetUpgradeResult {
+  /** The upgraded definition (`param` itself when nothing needed upgrading). */
+  net: NetParameter;
+  /** Whether any upgrade step ran. */
+  upgraded: boolean;
+  /**
+   * False when a V0 or V1 field could not be carried over (Caffe's "had one or more problems
+   * upgrading ... continuing anyway"); `problems` lists them.
+   */
+  success: boolean;
+  problems: string[];
+}
+
 /**
- * Bring a net definition to the current format (Caffe's UpgradeNetAsNeeded), as far as this
- * version can: data layers' legacy transform fields move into `transform_param`
- * (UpgradeNetDataTransformation), legacy net inputs become an Input layer named "input" at the
- * front (UpgradeNetInput), BatchNorm's three old ParamSpecs get lr_mult and decay_mult 0
- * (UpgradeNetBatchNorm). V0/V1 `layers` are not upgraded yet: they throw NetUpgradeError.
+ * Bring a net definition to the current format, as Caffe's UpgradeNetAsNeeded does and in its
+ * order: V0 `layers { layer { ... } }` to V1 (padding layers folded into conv/pool), data layers'
+ * legacy transform fields into `transform_param`, V1 `layers` to `layer` (type strings,
+ * ParamSpecs from blobs_lr/weight_decay/param/blob_share_mode, blobs kept so V1 caffemodels'
+ * weights stay attached), legacy net inputs to an Input layer named "input" at the front, and
+ * BatchNorm's three old ParamSpecs to lr_mult and decay_mult 0. Logs Caffe's lines.
  *
- * Returns `param` itself when nothing needs upgrading, else an upgraded copy; `param` is never
- * modified.
+ * Never modifies `param`. Fields that had no home in the new format are reported in
+ * `problems` and logged as errors; the upgrade goes on, as Caffe's does. Structural problems
+ * Caffe treats as fatal (a net with both `layer` and `layers`, an unknown V0/V1 type) throw
+ * NetUpgradeError.
  */
-export function upgradeNetAsNeeded(param: NetParameter, options: UpgradeOptions = {}): NetParameter {
+export function upgradeNet(param: NetParameter, options: UpgradeOptions = {}): NetUpgradeResult {
   const file = options.file ?? '<NetParameter>';
-  const info = options.log === false ? () => {} : (m: string) => log.info(m);
-  const warn = options.log === false ? () => {} : (m: string) => log.warn(m);
+  const quiet = options.log === false;
+  const info = quiet ? () => {} : (m: string) => log.info(m);
+  const warn = quiet ? () => {} : (m: string) => log.warn(m);
+  const error = quiet ? () => {} : (m: string) => log.error(m);
   let net = param;
+  let upgraded = false;
+  const problems: string[] = [];
+  const report = (step: { success: boolean; problems: string[] }) => {
+    for (const p of step.problems) error(p);
+    problems.push(...step.problems);
+    return step.success;
+  };
+  if (netNeedsV0ToV1Upgrade(net)) {
+    upgraded = true;
+    info(`Attempting to upgrade input file specified using deprecated V0LayerParameter: ${file}`);
+    const step = upgradeV0Net(net, file);
+    net = step.result;
+    if (!report(step)) {
+      error('Warning: had one or more problems upgrading V0NetParameter to NetParameter (see above); continuing anyway.');
+    } else {
+      info('Successfully upgraded file specified using deprecated V0LayerParameter');
+    }
+    warn(
+      'Note that future Caffe releases will not support V0NetParameter; use `caffe upgrade_net_proto_text` for ' +
+        'prototxt and `caffe upgrade_net_proto_binary` for model weights to upgrade this and any other net protos to the new format.',
+    );
+  }
   if (netNeedsDataUpgrade(net)) {
+    upgraded = true;
     info(`Attempting to upgrade input file specified using deprecated transformation parameters: ${file}`);
     net = upgradeNetDataTransformation(net);
     info('Successfully upgraded file specified using deprecated data transformation parameters.');
     warn('Note that future Caffe releases will only support transform_param messages for transformation fields.');
   }
   if (netNeedsV1Upgrade(net)) {
-    throw new NetUpgradeError(
-      `${file}: the net is defined with ${net.layers.some((l) => hasField(l, 'layer')) ? 'V0' : 'V1'} 'layers' fields ` +
-        `(${net.layers.length} of them); upgrading V0/V1 nets is not yet supported. ` +
-        `Convert it to the 'layer { type: "..." }' format (Caffe's upgrade_net_proto_text does this).`,
-    );
+    upgraded = true;
+    info(`Attempting to upgrade input file specified using deprecated V1LayerParameter: ${file}`);
+    const step = upgradeV1Net(net, file);
+    net = step.result;
+    if (!report(step)) {
+      error('Warning: had one or more problems upgrading V1LayerParameter (see above); continuing anyway.');
+    } else {
+      info('Successfully upgraded file specified using deprecated V1LayerParameter');
+    }
   }
   if (netNeedsInputUpgrade(net)) {
+    upgraded = true;
     info(`Attempting to upgrade input file specified using deprecated input fields: ${file}`);
     net = upgradeNetInput(net, file);
     info('Successfully upgraded file specified using deprecated input fields.');
     warn('Note that future Caffe releases will only support input layers and not input fields.');
   }
   if (netNeedsBatchNormUpgrade(net)) {
+    upgraded = true;
     info(`Attempting to upgrade batch norm layers using deprecated params: ${file}`);
     net = upgradeNetBatchNorm(net);
     info('Successfully upgraded batch norm layers using deprecated params.');
   }
-  return net;
+  return { net, upgraded, success: problems.length === 0, problems };
+}
+
+/**
+ * `upgradeNet(param, options).net`: the definition in the current format (see upgradeNet).
+ * Returns `param` itself when nothing needs upgrading, else an upgraded copy.
+ */
+export function upgradeNetAsNeeded(param: NetParameter, options: UpgradeOptions = {}): NetParameter {
+  return upgradeNet(param, options).net;
 }
 
 /**
