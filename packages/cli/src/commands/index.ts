@@ -6,6 +6,9 @@ import { layerTypesCommand } from './layer-types.js';
 import { testCommand } from './test.js';
 import { timeCommand } from './time.js';
 import { trainCommand } from './train.js';
+import { upgradeNetProtoBinaryCommand } from './upgrade-net-proto-binary.js';
+import { upgradeNetProtoTextCommand } from './upgrade-net-proto-text.js';
+import { upgradeSolverProtoTextCommand } from './upgrade-solver-proto-text.js';
 
 export interface CommandContext {
   flags: Flags;
@@ -26,4 +29,7 @@ export const COMMANDS: Record<string, Command> = {
   device_query: deviceQueryCommand,
   convert_mnist: convertMnistCommand,
   layer_types: layerTypesCommand,
+  upgrade_net_proto_text: upgradeNetProtoTextCommand,
+  upgrade_net_proto_binary: upgradeNetProtoBinaryCommand,
+  upgrade_solver_proto_text: upgradeSolverProtoTextCommand,
 };
