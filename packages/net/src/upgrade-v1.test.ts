@@ -1,3 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { registerBuiltinLayers, LayerRegistry } from '@caffe-ts/layers';
 import {
@@ -11,6 +14,9 @@ import {
   type NetParameter,
 } from '@caffe-ts/proto';
 import { NetUpgradeError } from './errors.js';
+import { Net } from './net.js';
+import { captureLog, testRegistry } from './test-helpers.js';
+import { upgradeNet } from './upgrade.js';
 import { upgradeV0Net } from './upgrade-v0.js';
 import { upgradeV1LayerType, upgradeV1Net, V1_LAYER_TYPE_NAMES } from './upgrade-v1.js';
 
@@ -203,5 +209,46 @@ describe('upgradeV1LayerType', () => {
 
   it('rejects an unknown enum value', () => {
     expect(() => upgradeV1LayerType(99 as V1LayerParameter_LayerType)).toThrow(/^Unknown V1LayerParameter layer type: 99/);
+  });
+});
+
+const corpus = fileURLToPath(new URL('../../../../shared/corpus', import.meta.url));
+
+describe.skipIf(!existsSync(corpus))('V1 files from the corpus', () => {
+  it.each([
+    ['age_net', 8],
+    ['gender_net', 2],
+  ])('%s deploy.prototxt and train_val prototxt upgrade and build', (name, classes) => {
+    const deploy = join(corpus, 'nets', name, 'deploy.prototxt');
+    const v1 = parseNetParameter(readFileSync(deploy, 'utf8'));
+    expect(v1.layers.length).toBeGreaterThan(10);
+    const lines = captureLog(() => upgradeNet(v1, { file: deploy }));
+    expect(lines.map((l) => l.message)).toContain(`Attempting to upgrade input file specified using deprecated V1LayerParameter: ${deploy}`);
+    const r = upgradeNet(v1, { file: deploy, log: false });
+    expect(r.success).toBe(true);
+    expect(r.net.layer).toHaveLength(v1.layers.length + 1); // plus the Input layer from input_dim
+    const net = new Net(r.net, { registry: testRegistry(), log: false });
+    expect(net.blob('prob').shape[1]).toBe(classes);
+
+    const trainVal = parseNetParameter(readFileSync(join(corpus, 'nets', name, 'train_val_test_fold_is_0.prototxt'), 'utf8'));
+    const tv = upgradeNet(trainVal, { log: false }).net;
+    expect(tv.layers).toEqual([]);
+    // Two Data layers split by phase: the include rules survive.
+    const data = tv.layer.filter((l) => l.type === 'Data');
+    expect(data.map((l) => l.include.map((rule) => rule.phase))).toEqual([[0], [1]]);
+    expect(tv.layer.find((l) => l.type === 'Convolution')!.param.map((p) => [p.lr_mult, p.decay_mult])).toEqual([
+      [1, 1],
+      [2, 0],
+    ]);
+  });
+
+  it('cifar10_quick_iter_5000.caffemodel (V1 binary) keeps every blob through the upgrade', () => {
+    const bytes = readFileSync(join(corpus, 'weights/cifar10_quick_ikkichung/cifar10_quick_iter_5000.caffemodel'));
+    const v1 = decodeNetParameter(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const r = upgradeNet(v1, { log: false });
+    expect(r.success).toBe(true);
+    expect(r.net.layer.map((l) => l.type)).toEqual(v1.layers.map((l) => upgradeV1LayerType(l.type)));
+    r.net.layer.forEach((l, i) => expect(l.blobs).toEqual(v1.layers[i]!.blobs));
+    expect(r.net.layer.filter((l) => l.blobs.length === 2).map((l) => l.name)).toEqual(['conv1', 'conv2', 'conv3', 'ip1', 'ip2']);
   });
 });
