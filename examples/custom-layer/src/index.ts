@@ -3,7 +3,7 @@
  * Pure exports; `./register` registers everything into the default registries.
  */
 import { defaultLayerRegistry, type LayerRegistry } from '@caffe-ts/layers';
-import { pythonLayerDef } from '@caffe-ts/layers/layers/python-layer';
+import { pythonLayerDef } from '@caffe-ts/layers';
 import { registerPyloss } from './pyloss.js';
 import { registerScaledTanhSchema, scaledTanhLayerDef } from './scaled-tanh-layer.js';
 

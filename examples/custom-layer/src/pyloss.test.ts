@@ -1,6 +1,6 @@
 import { Blob, Rng } from '@caffe-ts/blob';
 import { LayerError, LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
-import { pythonLayerDef } from '@caffe-ts/layers/layers/python-layer';
+import { pythonLayerDef } from '@caffe-ts/layers';
 import { createLayer, GradientChecker, makeBlob } from '@caffe-ts/layers/testing';
 import { Net } from '@caffe-ts/net';
 import { parseNetParameter } from '@caffe-ts/proto';

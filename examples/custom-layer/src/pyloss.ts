@@ -1,6 +1,6 @@
 // The Python layer API: once @caffe-ts/layers' index exports it, import these from
 // '@caffe-ts/layers' instead (see the README).
-import { defaultPythonLayerRegistry, registerPythonLayer, type PythonLayerFactory } from '@caffe-ts/layers/layers/python-layer';
+import { defaultPythonLayerRegistry, registerPythonLayer, type PythonLayerFactory } from '@caffe-ts/layers';
 
 /**
  * A TypeScript port of the Euclidean loss in BVLC Caffe's examples/pycaffe/layers/pyloss.py

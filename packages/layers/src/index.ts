@@ -65,3 +65,15 @@ export { LSTMUnitLayer, lstmUnitLayerDef, lstmUnitForward, lstmUnitBackward } fr
 export { RNNLayer, rnnLayerDef } from './layers/rnn-layer.js';
 export { LSTMLayer, lstmLayerDef } from './layers/lstm-layer.js';
 export { RecurrentLayer } from './layers/recurrent-layer.js';
+export {
+  PythonLayer,
+  pythonLayerDef,
+  pythonLayerDefFor,
+  registerPythonLayer,
+  unregisterPythonLayer,
+  PythonLayerRegistry,
+  defaultPythonLayerRegistry,
+  type PythonLayerImpl,
+  type PythonLayerSelf,
+  type PythonLayerFactory,
+} from './layers/python-layer.js';

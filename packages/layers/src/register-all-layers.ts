@@ -53,6 +53,7 @@ import { contrastiveLossLayerDef } from './layers/contrastive-loss-layer.js';
 import { lstmUnitLayerDef } from './layers/lstm-unit-layer.js';
 import { rnnLayerDef } from './layers/rnn-layer.js';
 import { lstmLayerDef } from './layers/lstm-layer.js';
+import { pythonLayerDef } from './layers/python-layer.js';
 
 /**
  * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
@@ -112,6 +113,7 @@ export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
   lstmUnitLayerDef,
   rnnLayerDef,
   lstmLayerDef,
+  pythonLayerDef,
 ];
 
 /**
