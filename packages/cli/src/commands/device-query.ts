@@ -1,5 +1,5 @@
 import { cpus, totalmem } from 'node:os';
-import { activeGemmKernelName, registeredBackends } from '@caffe-ts/blob';
+import { activeGemmKernelName, registeredBackends, wasmGemmInfo } from '@caffe-ts/blob';
 import type { Command } from './index.js';
 
 export const deviceQueryCommand: Command = {
@@ -15,7 +15,7 @@ export const deviceQueryCommand: Command = {
       `CPU: ${cpu[0]?.model ?? 'unknown'} × ${cpu.length}`,
       `Memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
       `WebAssembly SIMD: ${wasmSimdSupported() ? 'yes' : 'no'}`,
-      `GEMM kernel: ${activeGemmKernelName()}`,
+      `GEMM kernel (float32): ${gemmKernelDescription()}`,
       `Runtime: Node.js ${process.versions.node} (V8 ${process.versions.v8})`,
     ];
     io.stdout(lines.join('\n') + '\n');
@@ -30,4 +30,13 @@ function wasmSimdSupported(): boolean {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 11,
   ]);
   return typeof WebAssembly === 'object' && WebAssembly.validate(bytes);
+}
+
+function gemmKernelDescription(): string {
+  const active = activeGemmKernelName();
+  if (active !== 'js') return active;
+  // The WASM kernel installs itself on the first large float32 product unless CAFFE_TS_GEMM=js.
+  const info = wasmGemmInfo();
+  if (process.env.CAFFE_TS_GEMM === 'js' || !info.variant) return 'js';
+  return `wasm-${info.variant} (${info.blocking.MR}x${info.blocking.NR} micro-kernel, installed on first use)`;
 }
