@@ -77,3 +77,5 @@ export {
   type PythonLayerSelf,
   type PythonLayerFactory,
 } from './layers/python-layer.js';
+export { DummyDataLayer, dummyDataLayerDef } from './layers/dummy-data-layer.js';
+export { MemoryDataLayer, memoryDataLayerDef, type DatumTransformer } from './layers/memory-data-layer.js';

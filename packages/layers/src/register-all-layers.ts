@@ -54,6 +54,8 @@ import { lstmUnitLayerDef } from './layers/lstm-unit-layer.js';
 import { rnnLayerDef } from './layers/rnn-layer.js';
 import { lstmLayerDef } from './layers/lstm-layer.js';
 import { pythonLayerDef } from './layers/python-layer.js';
+import { dummyDataLayerDef } from './layers/dummy-data-layer.js';
+import { memoryDataLayerDef } from './layers/memory-data-layer.js';
 
 /**
  * Every built-in layer definition. Listed explicitly, never discovered, so that a bundler
@@ -114,6 +116,8 @@ export const builtinLayerDefs: readonly LayerDef<Layer>[] = [
   rnnLayerDef,
   lstmLayerDef,
   pythonLayerDef,
+  dummyDataLayerDef,
+  memoryDataLayerDef,
 ];
 
 /**
