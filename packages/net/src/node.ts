@@ -67,13 +67,32 @@ const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
 export function readNetWeights(path: string, options: { log?: boolean } = {}): NetParameter {
   const bytes = readBytes(path);
   if (bytes.length >= 8 && HDF5_SIGNATURE.every((b, i) => bytes[i] === b)) {
-    throw new NetError(`${path}: HDF5 weights (.caffemodel.h5) are not supported; save them as a binary .caffemodel`);
+    throw new NetError(
+      `${path}: HDF5 weights are read from files named *.h5 (as Caffe chooses), once HDF5 support is loaded ` +
+        '(`await enableHdf5()` from @caffe-ts/solver/node; the caffe CLI does this)',
+    );
   }
   return upgradeNetAsNeeded(decodeBinary<NetParameter>('NetParameter', bytes, { file: path }), { file: path, log: options.log });
 }
 
-/** Copy weights from a .caffemodel into the layers of `net` with the same names (Caffe's CopyTrainedLayersFrom). */
+/** Copies HDF5 weights (`.caffemodel.h5`) into a net; installed by @caffe-ts/solver/node's `enableHdf5()`. */
+export type Hdf5WeightsLoader = (net: Net, path: string) => void;
+let hdf5WeightsLoader: Hdf5WeightsLoader | undefined;
+
+/** Install (or remove, with undefined) the reader copyTrainedLayersFromFile uses for HDF5 weights. */
+export function setHdf5WeightsLoader(loader: Hdf5WeightsLoader | undefined): void {
+  hdf5WeightsLoader = loader;
+}
+
+/**
+ * Copy weights from a .caffemodel into the layers of `net` with the same names (Caffe's
+ * CopyTrainedLayersFrom). A `.h5` file goes to the HDF5 loader, as Caffe chooses by suffix.
+ */
 export function copyTrainedLayersFromFile(net: Net, path: string): void {
+  if (path.endsWith('.h5') && hdf5WeightsLoader) {
+    hdf5WeightsLoader(net, path);
+    return;
+  }
   const weights = readNetWeights(path);
   try {
     net.copyTrainedLayersFrom(weights);

@@ -4,6 +4,8 @@ export {
   planSolverNets,
   buildSolverNets,
   outputLossWeight,
+  snapshotFormatOf,
+  type SnapshotFormat,
   type SolverOptions,
   type SolverIO,
   type SolverCallback,

@@ -10,6 +10,15 @@ import type { Solver, SolverOptions } from './solver.js';
 import { checkSnapshotPrefixWritable, nodeSolverIO, resolveSnapshotPrefix } from './snapshot.js';
 
 export {
+  copyTrainedLayersFromHdf5,
+  isHdf5Path,
+  loadH5wasm,
+  readSolverStateHdf5,
+  writeNetHdf5,
+  writeSolverStateHdf5,
+} from './hdf5.js';
+export {
+  enableHdf5,
   checkSnapshotPrefixWritable,
   loadWeightsFile,
   nodeSolverIO,

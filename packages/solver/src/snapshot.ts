@@ -1,15 +1,18 @@
 /**
  * Snapshots on disk (Node): `<prefix>_iter_N.caffemodel` and `<prefix>_iter_N.solverstate`, in
- * Caffe's binary formats, each written atomically (temp file, fsync, rename) so an interrupted
- * snapshot never replaces a good file with half of one.
+ * Caffe's binary formats, or `.caffemodel.h5` and `.solverstate.h5` in its HDF5 layout, each
+ * written atomically (temp file, rename) so an interrupted snapshot never replaces a good file
+ * with half of one.
  */
 import { constants, accessSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { logger } from '@caffe-ts/blob';
 import { upgradeNetAsNeeded } from '@caffe-ts/net';
+import { setHdf5WeightsLoader } from '@caffe-ts/net/node';
 import { CaffeError, CaffeFileError, hasField, parseText, type NetParameter, type SolverParameter, type SolverState } from '@caffe-ts/proto';
 import { readBinaryProto, writeBinaryProto } from '@caffe-ts/proto/node';
 import type { Net } from '@caffe-ts/net';
+import { copyTrainedLayersFromHdf5, isHdf5Path, loadH5wasm, readSolverStateHdf5, writeNetHdf5, writeSolverStateHdf5 } from './hdf5.js';
 import type { SnapshotData, SolverIO } from './solver.js';
 
 const QUIET = { info: () => {}, warn: () => {}, error: () => {} };
@@ -94,15 +97,37 @@ export function checkSnapshotPrefixWritable(prefix: string, rootDir = cwd()): vo
 export async function writeSnapshotFiles(data: SnapshotData, { rootDir = cwd(), log = true }: { rootDir?: string; log?: boolean } = {}): Promise<void> {
   const solverLog = log ? logger('solver.cpp') : QUIET;
   const sgdLog = log ? logger('sgd_solver.cpp') : QUIET;
+  if (data.format === 'HDF5') {
+    await loadH5wasm();
+    solverLog.info(`Snapshotting to HDF5 file ${data.modelFile}`);
+    writeNetHdf5(data.trainNet, resolve(rootDir, data.modelFile), data.writeDiff);
+    sgdLog.info(`Snapshotting solver state to HDF5 file ${data.stateFile}`);
+    writeSolverStateHdf5(resolve(rootDir, data.stateFile), data.state);
+    return;
+  }
   solverLog.info(`Snapshotting to binary proto file ${data.modelFile}`);
   await writeBinaryProto('NetParameter', resolve(rootDir, data.modelFile), data.net);
   sgdLog.info(`Snapshotting solver state to binary proto file ${data.stateFile}`);
   await writeBinaryProto('SolverState', resolve(rootDir, data.stateFile), data.state);
 }
 
-/** Read a .solverstate file. */
+/** Read a solver state: HDF5 when the name ends in `.h5` (as Caffe decides), else a binary SolverState. */
 export async function readSolverStateFile(path: string, rootDir = cwd()): Promise<SolverState> {
-  return readBinaryProto<SolverState>('SolverState', resolve(rootDir, path));
+  const file = resolve(rootDir, path);
+  if (isHdf5Path(file)) {
+    await loadH5wasm();
+    return readSolverStateHdf5(file);
+  }
+  return readBinaryProto<SolverState>('SolverState', file);
+}
+
+/**
+ * Load h5wasm and let `copyTrainedLayersFromFile` (@caffe-ts/net/node) read `.caffemodel.h5`
+ * weights. Idempotent; about half a second the first time.
+ */
+export async function enableHdf5(): Promise<void> {
+  await loadH5wasm();
+  setHdf5WeightsLoader((net, path) => copyTrainedLayersFromHdf5(net, path));
 }
 
 /** Read a prototxt net (synchronously: nets are built in constructors) and upgrade legacy fields. */
@@ -121,8 +146,13 @@ export function readNetPrototxt(path: string, { log = true }: { log?: boolean } 
   return upgradeNetAsNeeded(parseText<NetParameter>('NetParameter', text, { file: path }), { file: path, log });
 }
 
-/** Load a .caffemodel into `net`; errors name the file. */
+/** Load a .caffemodel (or, named `*.h5`, HDF5 weights) into `net`; errors name the file. */
 export async function loadWeightsFile(net: Net, path: string): Promise<void> {
+  if (isHdf5Path(path)) {
+    await enableHdf5();
+    copyTrainedLayersFromHdf5(net, path);
+    return;
+  }
   const weights = await readBinaryProto<NetParameter>('NetParameter', path);
   try {
     net.copyTrainedLayersFrom(weights);

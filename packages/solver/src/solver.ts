@@ -36,21 +36,33 @@ export interface SolverIO {
   readNetParameter(path: string): NetParameter;
   /** The file a net path names (so paths inside the net, such as data sources, resolve beside it). */
   resolveNetPath?(path: string): string;
-  /** Write one snapshot (both files, each atomically). */
+  /** Write one snapshot (both files, each atomically) in `snapshot.format`. */
   writeSnapshot(snapshot: SnapshotData): Promise<void> | void;
-  /** Read a .solverstate file. */
+  /** Read a solver state file (`.h5`: HDF5; otherwise a binary SolverState). */
   readSolverState(path: string): Promise<SolverState> | SolverState;
   /** Load the state's learned_net into `net`, resolving its path against the state file. */
   loadLearnedNet(net: Net, learnedNet: string, stateFile: string): Promise<void> | void;
 }
 
-/** A snapshot's contents: Caffe's `<prefix>_iter_N.caffemodel` and `.solverstate`. */
+/** Caffe's snapshot_format as a name. */
+export type SnapshotFormat = 'BINARYPROTO' | 'HDF5';
+
+/**
+ * A snapshot's contents: Caffe's `<prefix>_iter_N.caffemodel` and `.solverstate` (binary proto),
+ * or `.caffemodel.h5` and `.solverstate.h5` (HDF5).
+ */
 export interface SnapshotData {
   iter: number;
+  format: SnapshotFormat;
   modelFile: string;
   stateFile: string;
+  /** The weights as Net::ToProto writes them (diffs too with snapshot_diff). */
   net: NetParameter;
   state: SolverState;
+  /** Whether diffs are part of the snapshot (snapshot_diff). */
+  writeDiff: boolean;
+  /** The train net itself: HDF5 writers need its param ownership (shared params are stored once). */
+  trainNet: Net;
 }
 
 /** Caffe's SolverAction: what a signal (or any caller) asks the training loop to do. */
@@ -290,13 +302,15 @@ export async function buildSolverNets(
   return { train, tests };
 }
 
+/** The snapshot format `param` asks for; anything but BINARYPROTO and HDF5 is an error, as in Caffe. */
+export function snapshotFormatOf(param: SolverParameter): SnapshotFormat {
+  if (param.snapshot_format === SolverParameter_SnapshotFormat.BINARYPROTO) return 'BINARYPROTO';
+  if (param.snapshot_format === SolverParameter_SnapshotFormat.HDF5) return 'HDF5';
+  throw new SolverConfigError(`Unsupported snapshot format. (snapshot_format ${param.snapshot_format}; expected BINARYPROTO or HDF5)`);
+}
+
 function checkSnapshotFormat(param: SolverParameter): void {
-  if (param.snapshot_format !== SolverParameter_SnapshotFormat.BINARYPROTO) {
-    throw new SolverConfigError(
-      `snapshot_format ${SolverParameter_SnapshotFormat[param.snapshot_format] ?? param.snapshot_format} ` +
-        'is not supported by caffe-ts; use snapshot_format: BINARYPROTO',
-    );
-  }
+  snapshotFormatOf(param);
 }
 
 /**
@@ -599,15 +613,23 @@ export abstract class Solver {
     return `${this.param.snapshot_prefix}_iter_${this.iter}${extension}`;
   }
 
-  /** The snapshot of the current state, in memory (Caffe's Snapshot(net_param, state)). */
+  /**
+   * The snapshot of the current state, in memory (Caffe's Snapshot(net_param, state)); file
+   * names follow snapshot_format (`.caffemodel`/`.solverstate`, or with `.h5` appended).
+   */
   snapshotData(): SnapshotData {
-    const modelFile = this.snapshotFilename('.caffemodel');
+    const format = snapshotFormatOf(this.param);
+    const suffix = format === 'HDF5' ? '.h5' : '';
+    const modelFile = this.snapshotFilename(`.caffemodel${suffix}`);
     return {
       iter: this.iter,
+      format,
       modelFile,
-      stateFile: this.snapshotFilename('.solverstate'),
+      stateFile: this.snapshotFilename(`.solverstate${suffix}`),
       net: this.net.toProto(this.param.snapshot_diff),
       state: this.snapshotSolverState(modelFile),
+      writeDiff: this.param.snapshot_diff,
+      trainNet: this.net,
     };
   }
 
@@ -630,12 +652,12 @@ export abstract class Solver {
     return data;
   }
 
-  /** Resume from a .solverstate file: weights from its learned_net, then iter and history. */
+  /**
+   * Resume from a solver state file: weights from its learned_net, then iter and history. As in
+   * Caffe, a name ending in `.h5` is read as HDF5, anything else as a binary SolverState.
+   */
   async restore(stateFile: string): Promise<void> {
     if (!this.io) throw new SolverError(`cannot restore '${stateFile}': this solver has no file access (use @caffe-ts/solver/node)`);
-    if (stateFile.endsWith('.h5')) {
-      throw new SolverError(`cannot restore '${stateFile}': HDF5 solver states are not supported by caffe-ts (use a .solverstate binary proto)`);
-    }
     this.log.info(`Restoring previous solver status from ${stateFile}`);
     const state = await this.io.readSolverState(stateFile);
     if (hasField(state, 'learned_net')) await this.io.loadLearnedNet(this.net, state.learned_net, stateFile);

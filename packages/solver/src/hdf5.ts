@@ -1,0 +1,275 @@
+/**
+ * Caffe's HDF5 snapshot layout (Node only), on the npm package h5wasm:
+ *
+ * - weights (`<prefix>_iter_N.caffemodel.h5`, Net::ToHDF5): group `data` with one group per
+ *   layer (every layer, in net order, even those without params) holding datasets `0`, `1`, …
+ *   for the params the layer owns; with snapshot_diff also a group `diff` with every param's
+ *   diff, shared ones included.
+ * - solver state (`.solverstate.h5`, SGDSolver::SnapshotSolverStateToHDF5): int datasets `iter`
+ *   and `current_step` (shape [1]), the string dataset `learned_net`, and group `history` with
+ *   datasets `0` … `n-1`.
+ *
+ * h5wasm loads its WebAssembly asynchronously (about half a second), so it is imported only when
+ * an HDF5 file is actually written or read: `loadH5wasm()` once, then everything is synchronous.
+ */
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Blob, logger } from '@caffe-ts/blob';
+import { NetError, type Net } from '@caffe-ts/net';
+import { CaffeFileError, createMessage, type BlobProto, type SolverState } from '@caffe-ts/proto';
+import { SolverStateError } from './errors.js';
+
+type H5wasm = typeof import('h5wasm/node');
+type H5Group = InstanceType<H5wasm['Group']>;
+type H5Dataset = InstanceType<H5wasm['Dataset']>;
+type H5File = InstanceType<H5wasm['File']>;
+
+let loading: Promise<H5wasm> | undefined;
+let loaded: H5wasm | undefined;
+
+/** Import h5wasm and wait for its WebAssembly (once per process). */
+export function loadH5wasm(): Promise<H5wasm> {
+  loading ??= import('h5wasm/node').then(async (mod) => {
+    await mod.ready;
+    loaded = mod;
+    return mod;
+  });
+  return loading;
+}
+
+/** h5wasm if `loadH5wasm()` has finished, else undefined (for synchronous callers). */
+export function h5wasmIfLoaded(): H5wasm | undefined {
+  return loaded;
+}
+
+function requireH5(): H5wasm {
+  if (!loaded) throw new Error('h5wasm is not loaded yet: await loadH5wasm() (or enableHdf5()) first');
+  return loaded;
+}
+
+/** Caffe decides by the name: a state or weights file ending in `.h5` is HDF5. */
+export function isHdf5Path(path: string): boolean {
+  return path.endsWith('.h5');
+}
+
+function openForReading(path: string, what: string): H5File {
+  // Checked first so that HDF5's own diagnostics (printed to stderr) do not appear.
+  if (!existsSync(path)) throw new CaffeFileError(`cannot read ${what} '${path}': no such file`, { path, code: 'ENOENT' });
+  try {
+    return new (requireH5().File)(path, 'r');
+  } catch (err) {
+    throw new CaffeFileError(`cannot read ${what} '${path}': not a readable HDF5 file (${(err as Error).message})`, { path, cause: err });
+  }
+}
+
+/**
+ * Write an HDF5 file atomically: into a temp file in the same folder, renamed over `path` once
+ * closed. Objects are created with the earliest file-format versions so that HDF5 1.8 (which
+ * C++ Caffe was commonly built with) reads them.
+ */
+function writeAtomically(path: string, fill: (file: H5File) => void): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let file: H5File | undefined;
+  try {
+    file = new (requireH5().File)(tmp, 'w', { libver: ['earliest', 'v108'] });
+    fill(file);
+    file.close();
+    file = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    try {
+      file?.close();
+    } catch {
+      // already failing; the original error matters
+    }
+    rmSync(tmp, { force: true });
+    if (err instanceof CaffeFileError) throw err;
+    throw new CaffeFileError(`cannot write '${path}': ${(err as Error).message}`, { path, cause: err });
+  }
+}
+
+/** A group for `name`, creating intermediate groups for names with '/' (GoogLeNet's "inception_3a/1x1"). */
+function ensureGroup(parent: H5Group, name: string): H5Group {
+  let g = parent;
+  for (const part of name.split('/')) {
+    if (part === '') continue;
+    const existing = g.keys().includes(part) ? g.get(part) : null;
+    g = existing instanceof requireH5().Group ? existing : g.create_group(part);
+  }
+  return g;
+}
+
+function saveBlob(group: H5Group, name: string, blob: Blob, diff = false): void {
+  const values = diff ? blob.cpuDiff() : blob.cpuData();
+  group.create_dataset({
+    name,
+    data: values.slice(),
+    shape: [...blob.shape],
+    dtype: blob.dtype === 'float64' ? '<d' : '<f',
+  });
+}
+
+/** Write the net's params as Caffe's Net::ToHDF5 does (owned params' data; with `writeDiff` every diff). */
+export function writeNetHdf5(net: Net, path: string, writeDiff = false): void {
+  writeAtomically(path, (file) => {
+    const data = file.create_group('data');
+    const diff = writeDiff ? file.create_group('diff') : undefined;
+    net.layers.forEach((layer, layerId) => {
+      const name = net.layerNames[layerId]!;
+      const layerData = ensureGroup(data, name);
+      const layerDiff = diff ? ensureGroup(diff, name) : undefined;
+      layer.blobs.forEach((blob, j) => {
+        const netParamId = net.paramIdVecs[layerId]![j]!;
+        // Shared params are stored once, by their owner.
+        if (net.paramOwners[netParamId] === -1) saveBlob(layerData, String(j), blob);
+        if (layerDiff) saveBlob(layerDiff, String(j), blob, true);
+      });
+    });
+  });
+}
+
+/** The datasets of an HDF5 group keyed by name, following nested groups ("a" → "b" is layer "a/b"). */
+function layerGroups(group: H5Group, prefix = '', out = new Map<string, H5Group>()): Map<string, H5Group> {
+  const H5 = requireH5();
+  for (const key of group.keys()) {
+    const child = group.get(key);
+    if (!(child instanceof H5.Group)) continue;
+    const name = prefix + key;
+    const kids = child.keys().map((k) => child.get(k));
+    // A layer group holds datasets (or nothing); a group of groups is a path prefix.
+    if (kids.length > 0 && kids.every((k) => k instanceof H5.Group)) layerGroups(child, `${name}/`, out);
+    else out.set(name, child);
+  }
+  return out;
+}
+
+function datasetValues(ds: H5Dataset, what: string, file: string): { shape: number[]; values: ArrayLike<number> } {
+  const meta = ds.metadata;
+  // h5wasm's type classes: 0 integer, 1 float.
+  if (meta.type !== 0 && meta.type !== 1) {
+    throw new CaffeFileError(`${file}: ${what} is not a numeric dataset (HDF5 type class ${meta.type}); Caffe reads float or integer data`, {
+      path: file,
+    });
+  }
+  const value = ds.value;
+  if (value === null || typeof value !== 'object' || !('length' in value)) {
+    throw new CaffeFileError(`${file}: ${what} has no readable values`, { path: file });
+  }
+  const shape = ds.shape ?? [];
+  return { shape, values: Array.from(value as ArrayLike<number | bigint>, Number) };
+}
+
+/**
+ * Caffe's Net::CopyTrainedLayersFromHDF5: for each layer group in `data` whose name the net has,
+ * load datasets `0…` into the layer's params (shapes must match exactly). A missing dataset is
+ * fine only for a param the net shares from another layer; layers the net lacks are skipped.
+ */
+export function copyTrainedLayersFromHdf5(net: Net, path: string, { log = true }: { log?: boolean } = {}): void {
+  const file = openForReading(path, 'HDF5 weights');
+  try {
+    const H5 = requireH5();
+    const data = file.keys().includes('data') ? file.get('data') : null;
+    if (!(data instanceof H5.Group)) {
+      throw new NetError(`Error reading weights from ${path}: it has no group 'data' (not a Caffe .caffemodel.h5)`);
+    }
+    for (const [layerName, group] of layerGroups(data)) {
+      const targetId = net.layerNames.indexOf(layerName);
+      if (targetId < 0) {
+        if (log) logger('net.cpp').info(`Ignoring source layer ${layerName}`);
+        continue;
+      }
+      const targets = net.layers[targetId]!.blobs;
+      const keys = group.keys();
+      if (keys.length > targets.length) {
+        throw new NetError(
+          `Incompatible number of blobs for layer ${layerName}: the net's layer has ${targets.length}, ${path} has ${keys.length}`,
+        );
+      }
+      targets.forEach((target, j) => {
+        if (!keys.includes(String(j))) {
+          if (net.paramOwners[net.paramIdVecs[targetId]![j]!] !== -1) return; // shared: its owner loads it
+          throw new NetError(`Incompatible number of blobs for layer ${layerName}: ${path} has no dataset ${j} for it`);
+        }
+        const ds = group.get(String(j)) as H5Dataset;
+        const { shape, values } = datasetValues(ds, `data/${layerName}/${j}`, path);
+        const same = shape.length === target.shape.length && shape.every((d, k) => d === target.shape[k]);
+        if (!same) {
+          const count = shape.reduce((a, b) => a * b, 1);
+          throw new NetError(
+            `Cannot load blob from hdf5; shape mismatch. Source shape is ${shape.join(' ')} (${count}) target shape is ` +
+              `${target.shapeString()} (layer '${layerName}' param ${j}, weights file ${path})`,
+          );
+        }
+        target.mutableCpuData().set(values);
+      });
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** Write a solver state as SGDSolver::SnapshotSolverStateToHDF5 does. */
+export function writeSolverStateHdf5(path: string, state: SolverState): void {
+  const history = state.history.map((proto, i) => {
+    const blob = new Blob([], { dtype: proto.double_data.length > 0 ? 'float64' : 'float32' });
+    blob.fromProto(proto, { reshape: true, what: `history blob ${i}` });
+    return blob;
+  });
+  writeAtomically(path, (file) => {
+    file.create_dataset({ name: 'iter', data: new Int32Array([state.iter]), shape: [1], dtype: '<i' });
+    // H5LTmake_dataset_string: a scalar fixed-length string with its terminating NUL.
+    const learned = new TextEncoder().encode(state.learned_net);
+    file.create_dataset({ name: 'learned_net', data: state.learned_net, shape: [], dtype: `S${learned.length + 1}` });
+    file.create_dataset({ name: 'current_step', data: new Int32Array([state.current_step]), shape: [1], dtype: '<i' });
+    const group = file.create_group('history');
+    history.forEach((h, i) => saveBlob(group, String(i), h));
+  });
+}
+
+function readInt(file: H5File, name: string, path: string): number {
+  const ds = file.keys().includes(name) ? file.get(name) : null;
+  if (!(ds instanceof requireH5().Dataset)) {
+    throw new SolverStateError(`${path}: the solver state has no dataset '${name}' (not a Caffe .solverstate.h5)`);
+  }
+  const { values } = datasetValues(ds, name, path);
+  if (values.length !== 1) throw new SolverStateError(`${path}: '${name}' should hold one integer, it holds ${values.length}`);
+  return values[0]!;
+}
+
+/**
+ * Read a `.solverstate.h5` into a SolverState message (history as BlobProtos with their shapes),
+ * so both formats restore through the same path.
+ */
+export function readSolverStateHdf5(path: string): SolverState {
+  const file = openForReading(path, 'solver state');
+  try {
+    const H5 = requireH5();
+    const iter = readInt(file, 'iter', path);
+    const currentStep = readInt(file, 'current_step', path);
+    const props: Record<string, unknown> = { iter, current_step: currentStep };
+    if (file.keys().includes('learned_net')) {
+      const v = (file.get('learned_net') as H5Dataset).value;
+      const s = typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
+      if (s === undefined) throw new SolverStateError(`${path}: 'learned_net' is not a string dataset`);
+      const nul = s.indexOf('\0');
+      props.learned_net = nul >= 0 ? s.slice(0, nul) : s;
+    }
+    const group = file.keys().includes('history') ? file.get('history') : null;
+    if (!(group instanceof H5.Group)) throw new SolverStateError(`Error reading history from ${path}: no group 'history'`);
+    const n = group.keys().length;
+    const history: BlobProto[] = [];
+    for (let i = 0; i < n; i++) {
+      const ds = group.keys().includes(String(i)) ? group.get(String(i)) : null;
+      if (!(ds instanceof H5.Dataset)) throw new SolverStateError(`${path}: history has ${n} entries but no dataset '${i}'`);
+      const { shape, values } = datasetValues(ds, `history/${i}`, path);
+      const blob = new Blob(shape, { dtype: ds.metadata.size === 8 ? 'float64' : 'float32' });
+      blob.mutableCpuData().set(values);
+      history.push(blob.toProto());
+    }
+    props.history = history;
+    return createMessage<SolverState>('SolverState', props);
+  } finally {
+    file.close();
+  }
+}
