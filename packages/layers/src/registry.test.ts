@@ -1,48 +1,206 @@
-import { Blob } from '@caffe-ts/blob';
-import { describe, expect, it } from 'vitest';
+import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Layer } from './layer.js';
 import { registerBuiltinLayers } from './register-all-layers.js';
 import { defaultLayerRegistry, LayerRegistry, type LayerDef } from './registry.js';
 import { reluLayerDef, ReLULayer } from './layers/relu-layer.js';
+import type { MemoryDataLayer } from './layers/memory-data-layer.js';
+import { registerPythonLayer, unregisterPythonLayer } from './layers/python-layer.js';
 import { UnknownLayerTypeError } from './errors.js';
 import { layerParameter, makeBlob } from './testing.js';
 
-/** A minimal valid configuration per built-in type: extra params, bottom shapes, top count. */
-const minimal: Record<string, { props?: Record<string, unknown>; bottoms: number[][]; tops?: number }> = {
-  Accuracy: { bottoms: [[2, 3], [2]] },
-  Concat: { bottoms: [[2, 1, 2], [2, 2, 2]] },
-  Convolution: { props: { convolution_param: { num_output: 2, kernel_size: [1] } }, bottoms: [[1, 2, 3, 3]] },
-  Dropout: { bottoms: [[2, 3]] },
-  Eltwise: { bottoms: [[2, 3], [2, 3]] },
-  Flatten: { bottoms: [[2, 3, 2]] },
-  InnerProduct: { props: { inner_product_param: { num_output: 2 } }, bottoms: [[2, 3]] },
-  Input: { props: { input_param: { shape: [{ dim: [1, 2] }] } }, bottoms: [] },
-  LRN: { bottoms: [[1, 5, 2, 2]] },
-  Pooling: { props: { pooling_param: { kernel_size: 1 } }, bottoms: [[1, 1, 2, 2]] },
-  ReLU: { bottoms: [[2, 3]] },
-  Sigmoid: { bottoms: [[2, 3]] },
-  Softmax: { bottoms: [[2, 3]] },
-  SoftmaxWithLoss: { bottoms: [[2, 3], [2]] },
-  Split: { bottoms: [[2, 3]], tops: 2 },
-  TanH: { bottoms: [[2, 3]] },
+/** The pycaffe module name of this file's test Python layer (kept apart from other tests'). */
+const PY_MODULE = 'registry_conformance_test';
+
+/** Every type `registerBuiltinLayers` must register; dropping a registration fails here. */
+const EXPECTED_TYPES = [
+  'AbsVal', 'Accuracy', 'ArgMax', 'BNLL', 'BatchNorm', 'BatchReindex', 'Bias', 'Clip', 'Concat', 'ContrastiveLoss',
+  'Convolution', 'Crop', 'Deconvolution', 'Dropout', 'DummyData', 'ELU', 'Eltwise', 'Embed', 'EuclideanLoss', 'Exp',
+  'Filter', 'Flatten', 'HingeLoss', 'Im2col', 'InfogainLoss', 'InnerProduct', 'Input', 'LRN', 'LSTM', 'LSTMUnit', 'Log',
+  'MVN', 'MemoryData', 'MultinomialLogisticLoss', 'PReLU', 'Parameter', 'Pooling', 'Power', 'Python', 'RNN', 'ReLU',
+  'Reduction', 'Reshape', 'SPP', 'Scale', 'Sigmoid', 'SigmoidCrossEntropyLoss', 'Silence', 'Slice', 'Softmax',
+  'SoftmaxWithLoss', 'Split', 'Swish', 'TanH', 'Threshold', 'Tile',
+];
+
+/**
+ * A minimal valid use of one layer type.
+ * - `bottoms`: built fresh per test (data gaussian unless the type needs labels, indices, …).
+ * - `backward`: propagate_down per bottom for a backward pass, where Caffe's layer has one
+ *   (labels, indices, selectors and cont get false, as Caffe refuses them); 'none' where
+ *   Caffe has no backward at all, in which case asking for one must throw.
+ * - `feed`: what a program does before the first forward (MemoryData's Reset).
+ */
+interface Case {
+  props?: Record<string, unknown>;
+  bottoms: () => Blob[];
+  tops?: number;
+  backward: boolean[] | 'none';
+  feed?: (layer: Layer) => void;
+}
+
+const rng = () => new Rng(1701);
+const g = (shape: readonly number[]) => makeBlob(shape, { rng: rng() });
+const u = (shape: readonly number[], min: number, max: number) => makeBlob(shape, { filler: 'uniform', min, max, rng: rng() });
+/** Integer-valued blobs: labels, indices, selectors, cont flags. */
+const ints = (shape: readonly number[], values: number[]) => makeBlob(shape, { filler: values });
+const gaussian = { type: 'gaussian', std: 0.5 };
+
+const CASES: Record<string, Case> = {
+  AbsVal: { bottoms: () => [g([2, 3])], backward: [true] },
+  Accuracy: { bottoms: () => [g([2, 3]), ints([2], [0, 2])], backward: 'none' },
+  ArgMax: { bottoms: () => [g([2, 3])], backward: 'none' },
+  BNLL: { bottoms: () => [g([2, 3])], backward: [true] },
+  BatchNorm: { bottoms: () => [g([2, 3, 2])], backward: [true] },
+  BatchReindex: { bottoms: () => [g([3, 2]), ints([4], [0, 2, 1, 2])], backward: [true, false] },
+  Bias: { bottoms: () => [g([2, 3, 2]), g([3])], backward: [true, true] },
+  Clip: { props: { clip_param: { min: -0.5, max: 0.5 } }, bottoms: () => [g([2, 3])], backward: [true] },
+  Concat: { bottoms: () => [g([2, 1, 2]), g([2, 2, 2])], backward: [true, true] },
+  ContrastiveLoss: { bottoms: () => [g([2, 2, 1, 1]), g([2, 2, 1, 1]), ints([2, 1, 1, 1], [1, 0])], backward: [true, true, false] },
+  Convolution: {
+    props: { convolution_param: { num_output: 2, kernel_size: [2], weight_filler: gaussian } },
+    bottoms: () => [g([1, 2, 3, 3])],
+    backward: [true],
+  },
+  Crop: { bottoms: () => [g([1, 2, 4, 4]), g([1, 2, 2, 2])], backward: [true, false] },
+  Deconvolution: {
+    props: { convolution_param: { num_output: 2, kernel_size: [2], weight_filler: gaussian } },
+    bottoms: () => [g([1, 2, 2, 2])],
+    backward: [true],
+  },
+  Dropout: { bottoms: () => [g([2, 3])], backward: [true] },
+  DummyData: { props: { dummy_data_param: { shape: [{ dim: [2, 3] }], data_filler: [gaussian] } }, bottoms: () => [], backward: [] },
+  ELU: { bottoms: () => [g([2, 3])], backward: [true] },
+  Eltwise: { bottoms: () => [g([2, 3]), g([2, 3])], backward: [true, true] },
+  Embed: {
+    props: { embed_param: { num_output: 3, input_dim: 4, weight_filler: gaussian } },
+    bottoms: () => [ints([3], [0, 3, 1])],
+    backward: [false],
+  },
+  EuclideanLoss: { bottoms: () => [g([2, 3]), g([2, 3])], backward: [true, true] },
+  Exp: { bottoms: () => [g([2, 3])], backward: [true] },
+  Filter: { bottoms: () => [g([3, 2]), ints([3], [1, 0, 1])], backward: [true, false] },
+  Flatten: { bottoms: () => [g([2, 3, 2])], backward: [true] },
+  HingeLoss: { bottoms: () => [g([2, 3]), ints([2], [2, 0])], backward: [true, false] },
+  Im2col: { props: { convolution_param: { kernel_size: [2] } }, bottoms: () => [g([1, 2, 3, 3])], backward: [true] },
+  InfogainLoss: { bottoms: () => [g([2, 3]), ints([2], [1, 2]), u([3, 3], 0, 1)], backward: [true, false, false] },
+  InnerProduct: { props: { inner_product_param: { num_output: 2, weight_filler: gaussian } }, bottoms: () => [g([2, 3])], backward: [true] },
+  Input: { props: { input_param: { shape: [{ dim: [1, 2] }] } }, bottoms: () => [], backward: [] },
+  LRN: { bottoms: () => [g([1, 5, 2, 2])], backward: [true] },
+  LSTM: {
+    props: { recurrent_param: { num_output: 2, weight_filler: gaussian } },
+    bottoms: () => [g([2, 1, 3]), ints([2, 1], [0, 1])],
+    backward: [true, false],
+  },
+  LSTMUnit: { bottoms: () => [g([1, 2, 3]), g([1, 2, 12]), ints([1, 2], [0, 1])], tops: 2, backward: [true, true, false] },
+  Log: { bottoms: () => [u([2, 3], 0.5, 1.5)], backward: [true] },
+  MVN: { bottoms: () => [g([2, 3, 2, 2])], backward: [true] },
+  MemoryData: {
+    props: { memory_data_param: { batch_size: 2, channels: 1, height: 1, width: 3 } },
+    bottoms: () => [],
+    tops: 2,
+    backward: [],
+    feed: (layer) => (layer as MemoryDataLayer).reset(Float64Array.from({ length: 12 }, (_, i) => i), Float64Array.of(0, 1, 1, 0), 4),
+  },
+  MultinomialLogisticLoss: { bottoms: () => [u([2, 3], 0.1, 1), ints([2], [0, 2])], backward: [true, false] },
+  PReLU: { bottoms: () => [g([2, 3, 2])], backward: [true] },
+  Parameter: { props: { parameter_param: { shape: { dim: [2, 3] } } }, bottoms: () => [], backward: [] },
+  Pooling: { props: { pooling_param: { kernel_size: 2 } }, bottoms: () => [g([1, 1, 3, 3])], backward: [true] },
+  Power: { props: { power_param: { power: 2, scale: 0.5, shift: 1 } }, bottoms: () => [g([2, 3])], backward: [true] },
+  Python: {
+    props: { python_param: { module: PY_MODULE, layer: 'Double' } },
+    bottoms: () => [g([2, 3])],
+    backward: [true],
+  },
+  RNN: {
+    props: { recurrent_param: { num_output: 2, weight_filler: gaussian } },
+    bottoms: () => [g([2, 1, 3]), ints([2, 1], [0, 1])],
+    backward: [true, false],
+  },
+  ReLU: { bottoms: () => [g([2, 3])], backward: [true] },
+  Reduction: { bottoms: () => [g([2, 3])], backward: [true] },
+  Reshape: { props: { reshape_param: { shape: { dim: [3, -1] } } }, bottoms: () => [g([2, 3])], backward: [true] },
+  SPP: { props: { spp_param: { pyramid_height: 2 } }, bottoms: () => [g([1, 1, 4, 4])], backward: [true] },
+  Scale: { bottoms: () => [g([2, 3, 2]), g([3])], backward: [true, true] },
+  Sigmoid: { bottoms: () => [g([2, 3])], backward: [true] },
+  SigmoidCrossEntropyLoss: { bottoms: () => [g([2, 3]), ints([2, 3], [0, 1, 1, 0, 0, 1])], backward: [true, false] },
+  Silence: { bottoms: () => [g([2, 3])], tops: 0, backward: [true] },
+  Slice: { bottoms: () => [g([2, 4])], tops: 2, backward: [true] },
+  Softmax: { bottoms: () => [g([2, 3])], backward: [true] },
+  SoftmaxWithLoss: { bottoms: () => [g([2, 3]), ints([2], [1, 2])], backward: [true, false] },
+  Split: { bottoms: () => [g([2, 3])], tops: 2, backward: [true] },
+  Swish: { bottoms: () => [g([2, 3])], backward: [true] },
+  TanH: { bottoms: () => [g([2, 3])], backward: [true] },
+  Threshold: { bottoms: () => [g([2, 3])], backward: 'none' },
+  Tile: { props: { tile_param: { tiles: 2 } }, bottoms: () => [g([2, 3])], backward: [true] },
 };
+
+const finite = (values: ArrayLike<number>) => Array.from(values).every(Number.isFinite);
 
 describe('registerBuiltinLayers', () => {
   const registry = registerBuiltinLayers(new LayerRegistry());
+  let previousSink: LogSink;
 
-  it('registers every built-in type, each with a minimal set-up', () => {
-    expect(registry.types()).toEqual(Object.keys(minimal).sort());
+  beforeAll(() => {
+    // A test port of a pycaffe layer (y = 2x), so the Python type can be built like the others.
+    registerPythonLayer(PY_MODULE, 'Double', () => ({
+      reshape: (bottom, top) => top[0]!.reshapeLike(bottom[0]!),
+      forward: (bottom, top) => {
+        const x = bottom[0]!.cpuData();
+        const y = top[0]!.mutableCpuData();
+        for (let i = 0; i < x.length; i++) y[i] = 2 * x[i]!;
+      },
+      backward: (top, propagateDown, bottom) => {
+        if (!propagateDown[0]) return;
+        const dy = top[0]!.cpuDiff();
+        const dx = bottom[0]!.mutableCpuDiff();
+        for (let i = 0; i < dy.length; i++) dx[i] = 2 * dy[i]!;
+      },
+    }));
+    // The recurrent layers log their unrolled nets' construction; keep the output quiet.
+    previousSink = setLogSink(() => {});
   });
 
-  it.each(Object.keys(minimal))('creates and sets up %s with layer.type === key', (type) => {
-    const cfg = minimal[type]!;
-    const layer = registry.create(layerParameter({ name: `l_${type}`, type, ...cfg.props }), { dtype: 'float64' });
+  afterAll(() => {
+    unregisterPythonLayer(PY_MODULE, 'Double');
+    setLogSink(previousSink);
+  });
+
+  it('registers exactly the expected types, and every one has a conformance case', () => {
+    expect(registry.types()).toEqual([...EXPECTED_TYPES].sort());
+    expect(Object.keys(CASES).sort()).toEqual([...EXPECTED_TYPES].sort());
+  });
+
+  it.each(EXPECTED_TYPES)('%s: creates, sets up, runs forward and (where Caffe has one) backward', (type) => {
+    const c = CASES[type];
+    if (!c) throw new Error(`no conformance case for registered type ${type}`);
+    const layer = registry.create(layerParameter({ name: `l_${type}`, type, ...c.props }), { dtype: 'float64', rng: rng() });
     expect(layer.type).toBe(type);
-    const bottoms = cfg.bottoms.map((s) => makeBlob(s, { filler: 0 }));
-    const tops = Array.from({ length: cfg.tops ?? 1 }, () => new Blob([], { dtype: 'float64' }));
+    const bottoms = c.bottoms();
+    const tops = Array.from({ length: c.tops ?? 1 }, () => new Blob([], { dtype: 'float64' }));
     layer.setUp(bottoms, tops);
-    layer.forward(bottoms, tops);
-    expect(tops.every((t) => t.count() > 0)).toBe(true);
+    c.feed?.(layer);
+    const loss = layer.forward(bottoms, tops);
+    expect(Number.isFinite(loss)).toBe(true);
+    for (const t of tops) {
+      expect(t.count()).toBeGreaterThan(0);
+      expect(finite(t.cpuData())).toBe(true);
+    }
+    if (c.backward === 'none') {
+      expect(() => layer.backward(tops, bottoms.map(() => true), bottoms)).toThrow(new RegExp(`^${type} layer 'l_${type}': `));
+      return;
+    }
+    expect(c.backward).toHaveLength(bottoms.length);
+    // Loss tops keep their loss weight as diff (set-up put it there); other tops get a gradient.
+    tops.forEach((t, i) => {
+      if (layer.lossWeight(i) === 0) t.mutableCpuDiff().set(g(t.shape).cpuData());
+    });
+    for (const p of layer.blobs) p.mutableCpuDiff().fill(0);
+    layer.backward(tops, c.backward, bottoms);
+    const propagate = c.backward;
+    bottoms.forEach((b, i) => {
+      if (propagate[i]) expect(finite(b.cpuDiff())).toBe(true);
+    });
+    for (const p of layer.blobs) expect(finite(p.cpuDiff())).toBe(true);
   });
 
   it('is idempotent per registry and keeps earlier registrations', () => {
