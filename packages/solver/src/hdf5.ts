@@ -12,7 +12,7 @@
  * h5wasm loads its WebAssembly asynchronously (about half a second), so it is imported only when
  * an HDF5 file is actually written or read: `loadH5wasm()` once, then everything is synchronous.
  */
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Blob, logger } from '@caffe-ts/blob';
@@ -53,13 +53,36 @@ export function isHdf5Path(path: string): boolean {
   return path.endsWith('.h5');
 }
 
+const HDF5_SIGNATURE = Uint8Array.of(0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a);
+
+/** Whether the file starts with HDF5's signature (at 0, or after a user block of 512·2^k bytes). */
+export function hasHdf5Signature(path: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const buf = new Uint8Array(8);
+    for (let offset = 0; offset + 8 <= size; offset = offset === 0 ? 512 : offset * 2) {
+      if (readSync(fd, buf, 0, 8, offset) === 8 && buf.every((b, i) => b === HDF5_SIGNATURE[i])) return true;
+      if (offset >= 1 << 20) break;
+    }
+    return false;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 function openForReading(path: string, what: string): H5File {
-  // Checked first so that HDF5's own diagnostics (printed to stderr) do not appear.
+  // Checked first: h5wasm does not throw on a bad file (it fails later), and HDF5 prints its
+  // own diagnostics to stderr.
   if (!existsSync(path)) throw new CaffeFileError(`cannot read ${what} '${path}': no such file`, { path, code: 'ENOENT' });
+  if (!hasHdf5Signature(path)) throw new CaffeFileError(`cannot read ${what} '${path}': not an HDF5 file (no HDF5 signature)`, { path });
   try {
     return new (requireH5().File)(path, 'r');
   } catch (err) {
-    throw new CaffeFileError(`cannot read ${what} '${path}': not a readable HDF5 file (${(err as Error).message})`, { path, cause: err });
+    throw new CaffeFileError(`cannot read ${what} '${path}': ${(err as Error).message}`, { path, cause: err });
   }
 }
 
