@@ -10,6 +10,7 @@ import { DataLayer, dataLayerDef, prepareDataLayers, registerDataLayers } from '
 import { closeDataSources, primeDataSource, primeDataSources, primedDataSources } from './data-sources.js';
 import { formatKey, openDatumDb, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
+import { encodeImage, imageToDatum, type PixelImage } from './image-io.js';
 
 // A 5-record DB of 1×2×3 Datums: record i has every pixel = 10·i + position and label i,
 // once as a LevelDB (src) and once as an LMDB (lmdbSrc).
@@ -338,5 +339,66 @@ describe('Data layer', () => {
     const layer = reg.create(dataParam());
     expect(layer).toBeInstanceOf(DataLayer);
     expect(layer.type).toBe('Data');
+  });
+});
+
+describe('Data layer over encoded Datums', () => {
+  /** Image i: 4×5 BGR with pixel values depending on i; stored as PNG (lossless) with label i. */
+  const image = (i: number): PixelImage => ({
+    height: 4,
+    width: 5,
+    channels: 3,
+    data: Uint8Array.from({ length: 60 }, (_, p) => (i * 40 + p * 3) & 255),
+  });
+
+  it('decodes PNG records while prefetching: the same batches as the raw Datums, gray with force_gray', async () => {
+    const encoded = join(dir, 'png_lmdb');
+    const raw = join(dir, 'raw_lmdb');
+    const enc: Array<[string, Uint8Array]> = [];
+    const plain: Array<[string, Uint8Array]> = [];
+    for (let i = 0; i < 3; i++) {
+      const png = await encodeImage(image(i), 'png');
+      enc.push([formatKey(i), encodeDatum(createMessage<Datum>('Datum', { data: png, label: i, encoded: true }))]);
+      plain.push([formatKey(i), encodeDatum(imageToDatum(image(i), i))]);
+    }
+    await writeDb(encoded, enc, 'lmdb');
+    await writeDb(raw, plain, 'lmdb');
+    const param = (source: string, name: string, transform: Record<string, unknown> = {}) =>
+      dataParam({ source, backend: 1, batch_size: 3 }, { name, transform_param: { scale: 0.5, ...transform } });
+    const info = await primeDataSources({ layer: [param(encoded, 'enc'), param(raw, 'raw'), param(encoded, 'gray', { force_gray: true })] });
+    expect(info.map((x) => x.datumShape)).toEqual([
+      [3, 4, 5],
+      [3, 4, 5],
+      [3, 4, 5],
+    ]);
+    const a = build(param(encoded, 'enc'));
+    const b = build(param(raw, 'raw'));
+    const g = build(param(encoded, 'gray', { force_gray: true }));
+    expect(a.top[0]!.shape).toEqual([3, 3, 4, 5]);
+    expect(g.top[0]!.shape).toEqual([3, 1, 4, 5]);
+    await prepareDataLayers([a.layer, b.layer, g.layer]);
+    a.layer.forward([], a.top);
+    b.layer.forward([], b.top);
+    g.layer.forward([], g.top);
+    expect(Array.from(a.top[0]!.cpuData())).toEqual(Array.from(b.top[0]!.cpuData()));
+    expect(labels(a.top[1]!)).toEqual([0, 1, 2]);
+    expect(g.top[0]!.shape).toEqual([3, 1, 4, 5]);
+  });
+
+  it('names the record that does not decode', async () => {
+    const bad = join(dir, 'bad_png_lmdb');
+    const png = await encodeImage(image(0), 'png');
+    await writeDb(
+      bad,
+      [
+        [formatKey(0), encodeDatum(createMessage<Datum>('Datum', { data: png, label: 0, encoded: true }))],
+        [formatKey(1), encodeDatum(createMessage<Datum>('Datum', { data: Uint8Array.from([1, 2, 3]), label: 1, encoded: true }))],
+      ],
+      'lmdb',
+    );
+    const param = dataParam({ source: bad, backend: 1, batch_size: 2 }, { name: 'bad' });
+    await primeDataSources({ layer: [param] });
+    const { layer } = build(param);
+    await expect(layer.prepare()).rejects.toThrow(/Data layer 'bad', source '.*bad_png_lmdb': record '00000001': cannot decode record '00000001' \(3 bytes\)/);
   });
 });

@@ -1,19 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { allocArray, logger, type Blob, type FloatArray } from '@caffe-ts/blob';
-import {
-  defaultLayerRegistry,
-  Layer,
-  LayerError,
-  type BlobCounts,
-  type LayerContext,
-  type LayerDef,
-  type LayerRegistry,
-} from '@caffe-ts/layers';
-import { CaffeError, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
+import { logger, type Blob } from '@caffe-ts/blob';
+import { defaultLayerRegistry, LayerError, type BlobCounts, type LayerContext, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
+import { createMessage, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
 import { DataTransformer } from './data-transformer.js';
 import { backendLabel, parseDbBackend, type DatumCursor } from './datum-db.js';
 import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
+import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
 
 const log = logger('data_layer.ts');
 
@@ -35,10 +28,6 @@ const log = logger('data_layer.ts');
  * 4. `closeDataSources()` stops the prefetchers and closes every database.
  */
 
-function describeError(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 /** Something with an async `prepare()` (Data layers, and any other prefetching layer). */
 export interface PreparableLayer {
   prepare(): Promise<void>;
@@ -58,25 +47,14 @@ export async function prepareDataLayers(net: { readonly layers: readonly unknown
   await Promise.all(layers.filter(isPreparable).map((l) => l.prepare()));
 }
 
-/** One prefetched batch: data of `shape` and (optionally) batch_size labels. */
-interface Batch {
-  shape: number[];
-  data: FloatArray;
-  label: FloatArray | null;
-}
-
-interface Waiter {
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
 /**
- * Caffe's Data layer: reads Datums from a LevelDB or LMDB (`data_param.source`, `backend`), transforms them
- * (`transform_param`) and outputs `data` (batch_size × C × H × W) and, with a second top,
- * `label` (batch_size). Batches are prefetched asynchronously; see the note at the top of this
- * file for the `primeDataSources` / `prepareDataLayers` protocol.
+ * Caffe's Data layer: reads Datums from a LevelDB or LMDB (`data_param.source`, `backend`), decodes
+ * encoded ones (JPEG/PNG) while prefetching, transforms them (`transform_param`) and outputs `data`
+ * (batch_size × C × H × W) and, with a second top, `label` (batch_size). Batches are prefetched
+ * asynchronously; see the note at the top of this file for the `primeDataSources` /
+ * `prepareDataLayers` protocol.
  */
-export class DataLayer extends Layer {
+export class DataLayer extends BasePrefetchingDataLayer {
   readonly type: string = 'Data';
   static override readonly blobCounts: BlobCounts = { exactNumBottomBlobs: 0, minTopBlobs: 1, maxTopBlobs: 2 };
 
@@ -85,16 +63,7 @@ export class DataLayer extends Layer {
   private entry: PrimedSource | null = null;
   private transformer: DataTransformer | null = null;
   private cursor: DatumCursor | null = null;
-  private batchSize = 0;
-  private prefetchCount = 4;
-  private outputLabels = false;
   private pendingSkip = 0;
-  private readonly full: Batch[] = [];
-  private readonly free: Batch[] = [];
-  private loading: Promise<void> | null = null;
-  private error: unknown = null;
-  private waiters: Waiter[] = [];
-  private closed = false;
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
@@ -124,7 +93,7 @@ export class DataLayer extends Layer {
       owner: `Data layer '${this.name}'`,
       readFile: entry.readFile ?? this.meanFileReader(),
     });
-    const shape = this.inferShape(entry.open.firstDatum, entry.open.firstKey);
+    const shape = this.inferShape(this.shapeDatum(entry), entry.open.firstKey);
     shape[0] = this.batchSize;
     top[0]!.reshape(shape);
     log.info(`output data size: ${shape.join(',')}`);
@@ -133,7 +102,15 @@ export class DataLayer extends Layer {
     this.cursor = entry.open.db.cursor();
     entry.open.layers.add(this);
     if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
-    this.pump();
+    this.startPrefetch();
+  }
+
+  /** The first Datum as the transformer will see it: decoded (with force_color/force_gray) when encoded. */
+  private shapeDatum(entry: PrimedSource): Datum {
+    const decoded = entry.open.firstDecoded;
+    if (!decoded) return entry.open.firstDatum;
+    const channels = this.transformer!.decodedChannels(decoded.channels);
+    return createMessage<Datum>('Datum', { channels, height: decoded.height, width: decoded.width, label: decoded.label });
   }
 
   /** Reads the mean_file from where it resolves (the working directory, then the net file's folder). */
@@ -165,108 +142,30 @@ export class DataLayer extends Layer {
     return `Data layer '${this.name}', source '${this.entry?.source}'`;
   }
 
-  /** Tops are shaped from each batch in forward (Caffe's data layers reshape there too). */
-  override reshape(_bottom: Blob[], _top: Blob[]): void {}
-
-  /**
-   * Data layers always run on the host: the batch is copied into the tops' CPU memory and a device
-   * backend uploads it when the next layer asks (Caffe's Forward_gpu does the same copy).
-   */
-  override forward(bottom: Blob[], top: Blob[]): number {
-    this.reshape(bottom, top);
-    this.forwardCpu(bottom, top);
-    return 0;
+  protected sourceLabel(): string {
+    return `source '${this.entry?.source}'`;
   }
 
-  protected forwardCpu(_bottom: Blob[], top: Blob[]): void {
-    const batch = this.full.shift();
-    if (!batch) {
-      if (this.error) throw this.error;
-      if (this.closed) this.fail('the layer is closed (closeDataSources was called)');
-      this.fail('no prefetched batch is ready; await prepareDataLayers(net) (or layer.prepare()) before each forward');
+  protected override async beforeFirstBatch(): Promise<void> {
+    if (this.pendingSkip > 0) {
+      const n = this.pendingSkip;
+      this.pendingSkip = 0;
+      log.info(`Skipping first ${n} data points.`);
+      for (let i = 0; i < n; i++) await this.cursor!.next();
     }
-    top[0]!.reshape(batch.shape);
-    top[0]!.mutableCpuData().set(batch.data.subarray(0, top[0]!.count()));
-    if (this.outputLabels && batch.label) {
-      top[1]!.reshape([this.batchSize]);
-      top[1]!.mutableCpuData().set(batch.label);
-    }
-    this.free.push(batch);
-    this.pump();
   }
 
-  /** Batches read and transformed ahead. */
-  get readyBatches(): number {
-    return this.full.length;
-  }
-
-  /** Resolves once at least one batch is ready; rejects with the prefetcher's error. */
-  override async prepare(): Promise<void> {
-    if (this.full.length > 0) return;
-    if (this.error) throw this.error;
-    if (this.closed) this.fail('the layer is closed (closeDataSources was called)');
-    if (!this.cursor) this.fail('prepare() called before setUp()');
-    const ready = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    this.pump();
-    await ready;
-  }
-
-  /** Stop prefetching and release the cursor (the database stays open for other layers). */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.loading;
+  protected override async releaseResources(): Promise<void> {
     await this.cursor?.close();
     this.entry?.open.layers.delete(this);
-    const waiters = this.waiters;
-    this.waiters = [];
-    const err = new LayerError(`Data layer '${this.name}': closed while waiting for data`);
-    for (const w of waiters) w.reject(err);
-  }
-
-  /** Start the background loader unless it is running or the queue is full. */
-  private pump(): void {
-    if (this.loading || this.closed || this.error || !this.cursor) return;
-    if (this.full.length >= this.prefetchCount) return;
-    this.loading = this.fill().finally(() => {
-      this.loading = null;
-    });
-  }
-
-  /** Load batches until `prefetch` are ready. Never rejects: errors are kept for prepare/forward. */
-  private async fill(): Promise<void> {
-    try {
-      if (this.pendingSkip > 0) {
-        const n = this.pendingSkip;
-        this.pendingSkip = 0;
-        log.info(`Skipping first ${n} data points.`);
-        for (let i = 0; i < n; i++) await this.cursor!.next();
-      }
-      while (!this.closed && this.full.length < this.prefetchCount) {
-        const batch = await this.loadBatch();
-        if (this.closed) return;
-        this.full.push(batch);
-        const waiters = this.waiters;
-        this.waiters = [];
-        for (const w of waiters) w.resolve();
-      }
-    } catch (e) {
-      if (this.closed) return;
-      this.error = CaffeError.isInstance(e)
-        ? e
-        : new DataError(`Data layer '${this.name}': reading source '${this.entry?.source}' failed: ${describeError(e)}`, { cause: e });
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const w of waiters) w.reject(this.error);
-    }
   }
 
   /**
-   * Read batch_size Datums and transform them. As in Caffe, the first Datum of each batch fixes the
-   * batch's shape (so sizes may change between batches, e.g. with batch_size 1), and every other
-   * Datum of the batch must transform to that shape.
+   * Read batch_size Datums, decode the encoded ones and transform them. As in Caffe, the first
+   * Datum of each batch fixes the batch's shape (so sizes may change between batches, e.g. with
+   * batch_size 1), and every other Datum of the batch must transform to that shape.
    */
-  private async loadBatch(): Promise<Batch> {
+  protected async loadBatch(): Promise<Batch> {
     const where = this.where();
     const t = this.transformer!;
     const n = this.batchSize;
@@ -276,8 +175,15 @@ export class DataLayer extends Layer {
     let first: { key: string; datum: Datum } | undefined;
     for (let i = 0; i < n; i++) {
       const rec = await this.cursor!.next();
-      if (this.closed) throw new LayerError(`${where}: closed`);
-      const datum = decodeRecord(rec, where);
+      if (this.isClosed) throw new LayerError(`${where}: closed`);
+      let datum = decodeRecord(rec, where);
+      if (datum.encoded) {
+        try {
+          datum = await t.decode(datum, `record '${rec.key}'`);
+        } catch (e) {
+          throw this.recordError(e, rec.key);
+        }
+      }
       const shape = this.inferShape(datum, rec.key).slice(1);
       if (i === 0) {
         first = { key: rec.key, datum };
@@ -299,14 +205,6 @@ export class DataLayer extends Layer {
       if (batch!.label) batch!.label[i] = datum.label;
     }
     return batch!;
-  }
-
-  private takeBuffer(shape: number[]): Batch {
-    const count = shape.reduce((a, b) => a * b, 1);
-    const reuse = this.free.pop();
-    const data = reuse && reuse.data.length >= count ? reuse.data : allocArray(this.dtype, count);
-    const label = this.outputLabels ? (reuse?.label ?? allocArray(this.dtype, this.batchSize)) : null;
-    return { shape, data: data.length === count ? data : data.subarray(0, count), label };
   }
 }
 

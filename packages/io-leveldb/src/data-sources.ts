@@ -13,6 +13,7 @@ import {
 } from '@caffe-ts/proto';
 import { backendLabel, openDatumDb, parseDbBackend, type DatumDb, type DatumRecord, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
+import { decodeDatumImage } from './image-io.js';
 
 /*
  * Open data sources, shared by the Data layers of every net in the process
@@ -37,6 +38,8 @@ export interface OpenSource {
   db: DatumDb;
   firstKey: string;
   firstDatum: Datum;
+  /** The first Datum decoded with the file's own channels, when it is encoded (JPEG/PNG bytes). */
+  firstDecoded: Datum | null;
   layers: Set<ClosableLayer>;
 }
 
@@ -59,6 +62,8 @@ interface SourceTable {
   opening: Map<string, Promise<OpenSource>>;
   /** Primed layers by `layer \0 path`. */
   primed: Map<string, PrimedSource>;
+  /** Prefetching layers that read no database (ImageData, WindowData): closed by closeDataSources too. */
+  prefetchers?: Set<ClosableLayer>;
   closing: Promise<void> | null;
   /** Bumped by closeDataSources, so that an open that finishes afterwards is not kept. */
   generation: number;
@@ -75,6 +80,16 @@ function table(): SourceTable {
     g[TABLE_KEY] = t;
   }
   return t;
+}
+
+/** Record a prefetching layer so that closeDataSources stops it. */
+export function trackPrefetcher(layer: ClosableLayer): void {
+  const t = table();
+  (t.prefetchers ??= new Set()).add(layer);
+}
+
+export function untrackPrefetcher(layer: ClosableLayer): void {
+  table().prefetchers?.delete(layer);
 }
 
 const primeKey = (layer: string, path: string) => `${layer}\u0000${path}`;
@@ -186,7 +201,7 @@ export interface PrimedSourceInfo {
 }
 
 function infoOf(p: PrimedSource): PrimedSourceInfo {
-  const d = p.open.firstDatum;
+  const d = p.open.firstDecoded ?? p.open.firstDatum;
   return { layer: p.layer, source: p.source, path: p.path, backend: p.open.backend, datumShape: [d.channels, d.height, d.width] };
 }
 
@@ -221,7 +236,10 @@ async function openSource(path: string, backend: DbBackend, where: string): Prom
       } finally {
         await cursor.close();
       }
-      const open: OpenSource = { path, backend, db, firstKey: first.key, firstDatum: decodeRecord(first, where), layers: new Set() };
+      const firstDatum = decodeRecord(first, where);
+      // Shaping the tops of an encoded database needs the first image's size: decode it now.
+      const firstDecoded = firstDatum.encoded ? await decodeFirst(firstDatum, first.key, where) : null;
+      const open: OpenSource = { path, backend, db, firstKey: first.key, firstDatum, firstDecoded, layers: new Set() };
       if (t.generation !== generation) throw new DataError(`${pre(where)}closeDataSources() was called while the source was being opened`);
       t.dbs.set(path, open);
       return open;
@@ -235,6 +253,14 @@ async function openSource(path: string, backend: DbBackend, where: string): Prom
     return await p;
   } finally {
     if (t.opening.get(path) === p) t.opening.delete(path);
+  }
+}
+
+async function decodeFirst(datum: Datum, key: string, where: string): Promise<Datum> {
+  try {
+    return await decodeDatumImage(datum, 'unchanged', `record '${key}'`);
+  } catch (e) {
+    throw DataError.isInstance(e) ? new DataError(`${pre(where)}${e.message}`, { cause: e }) : e;
   }
 }
 
@@ -351,7 +377,9 @@ export function findPrimedSource(layer: string, source: string, backend: DbBacke
 export function closeDataSources(): Promise<void> {
   const t = table();
   if (t.closing) return t.closing;
-  if (t.dbs.size === 0 && t.opening.size === 0) {
+  const prefetchers = [...(t.prefetchers ?? [])];
+  t.prefetchers?.clear();
+  if (t.dbs.size === 0 && t.opening.size === 0 && prefetchers.length === 0) {
     t.primed.clear();
     return Promise.resolve();
   }
@@ -364,6 +392,7 @@ export function closeDataSources(): Promise<void> {
     // Opens still running fail themselves (the generation moved on) and close their database.
     await Promise.allSettled(inFlight);
     const errors: unknown[] = [];
+    for (const layer of prefetchers) await layer.close().catch((e: unknown) => errors.push(e));
     for (const o of opens) {
       for (const layer of [...o.layers]) await layer.close().catch((e: unknown) => errors.push(e));
       await o.db.close().catch((e: unknown) => errors.push(e));

@@ -3,6 +3,7 @@ import { createMessage, encodeBinary, Phase, type Datum, type TransformationPara
 import { describe, expect, it } from 'vitest';
 import { DataTransformer } from './data-transformer.js';
 import { DataError } from './errors.js';
+import { encodeImage, type PixelImage } from './image-io.js';
 
 // Caffe's test_data_transformer.cpp setting: a 3×4×5 Datum, every pixel = label or = its index.
 const C = 3;
@@ -177,7 +178,7 @@ describe('DataTransformer', () => {
     expect(() => t.inferBlobShape(none)).toThrow(/0 channels/);
   });
 
-  it('encoded Datums are refused with a DataError for now', () => {
+  it('encoded Datums must be decoded before the synchronous transform', () => {
     const t = new DataTransformer(tp(), Phase.TEST);
     const d = datum(0, false, { encoded: true });
     let err: unknown;
@@ -187,6 +188,28 @@ describe('DataTransformer', () => {
       err = e;
     }
     expect(DataError.isInstance(err)).toBe(true);
-    expect((err as Error).message).toMatch(/encoded Datums need image decoding, which caffe-ts does not support yet/);
+    expect((err as Error).message).toMatch(/Datum is encoded \(it holds a JPEG\/PNG file\); decode it first with await transformer.decode\(datum\)/);
+  });
+
+  it('decodes encoded Datums (BGR; force_color / force_gray) and transforms them like raw ones', async () => {
+    // A 2×3 colour image, interleaved BGR, stored as PNG bytes with label 4.
+    const img: PixelImage = { height: 2, width: 3, channels: 3, data: Uint8Array.from({ length: 18 }, (_, i) => i * 10) };
+    const png = await encodeImage(img, 'png');
+    const enc = createMessage<Datum>('Datum', { data: png, label: 4, encoded: true });
+    const t = new DataTransformer(tp({ scale: 0.5 }), Phase.TEST);
+    expect(t.decodeMode).toBe('unchanged');
+    const raw = await t.decode(enc, "record 'k'");
+    expect([raw.channels, raw.height, raw.width, raw.label, raw.encoded]).toEqual([3, 2, 3, 4, false]);
+    // planar: channel 0 (B) holds pixels 0, 3, 6, … of the interleaved data
+    expect([...raw.data.subarray(0, 6)]).toEqual([0, 30, 60, 90, 120, 150]);
+    expect(run(t, raw)[1]).toBe(15);
+    const gray = new DataTransformer(tp({ force_gray: true }), Phase.TEST);
+    expect((await gray.decode(enc)).channels).toBe(1);
+    expect(gray.decodedChannels(3)).toBe(1);
+    expect(new DataTransformer(tp({ force_color: true }), Phase.TEST).decodedChannels(1)).toBe(3);
+    expect(() => new DataTransformer(tp({ force_color: true, force_gray: true }), Phase.TEST)).toThrow(/cannot set both force_color and force_gray/);
+    const bad = createMessage<Datum>('Datum', { data: Uint8Array.from([1, 2, 3]), encoded: true });
+    await expect(t.decode(bad, "record '00000009'")).rejects.toThrow(/DataTransformer: cannot decode record '00000009'/);
+    expect(await t.decode(raw)).toBe(raw);
   });
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { blobProtoShape, globalRng, logger, type Blob, type FloatArray, type Rng } from '@caffe-ts/blob';
 import { decodeBlobProto, hasField, Phase, type BlobProto, type Datum, type TransformationParameter } from '@caffe-ts/proto';
 import { DataError } from './errors.js';
+import { datumDecodeMode, decodeDatumImage, imageToDatum, type ImreadMode, type PixelImage } from './image-io.js';
 
 const log = logger('data_transformer.ts');
 
@@ -37,6 +38,8 @@ export class DataTransformer {
   private readonly meanShape: number[] | null = null;
   private readonly meanValues: number[];
   private warnedForce = false;
+  /** How encoded Datums decode: force_color → colour, force_gray → gray, else as the file is. */
+  readonly decodeMode: ImreadMode;
 
   constructor(param: TransformationParameter | null | undefined, phase: Phase, rng: Rng = globalRng(), options: DataTransformerOptions = {}) {
     this.param = param ?? null;
@@ -47,6 +50,11 @@ export class DataTransformer {
     this.cropSize = this.param?.crop_size ?? 0;
     this.mirror = this.param?.mirror ?? false;
     this.meanValues = this.param ? [...this.param.mean_value] : [];
+    try {
+      this.decodeMode = datumDecodeMode(this.param?.force_color ?? false, this.param?.force_gray ?? false);
+    } catch (e) {
+      this.fail((e as Error).message);
+    }
     const meanFile = this.param && hasField(this.param, 'mean_file') ? this.param.mean_file : '';
     if (meanFile) {
       if (this.meanValues.length > 0) this.fail('Cannot specify mean_file and mean_value at the same time');
@@ -69,6 +77,31 @@ export class DataTransformer {
       this.meanImage = Float32Array.from(values);
       this.meanShape = shape;
     }
+  }
+
+  /**
+   * Decode an encoded Datum (JPEG/PNG bytes) into a raw one, as Caffe's transformer does before
+   * transforming it: BGR, in colour with force_color, gray with force_gray, else with the file's
+   * own channels. Decoding is asynchronous, so data layers decode while prefetching; a raw Datum
+   * comes back as it is. `what` names the record in errors.
+   */
+  async decode(datum: Datum, what = 'encoded Datum'): Promise<Datum> {
+    if (!datum.encoded) return datum;
+    try {
+      return await decodeDatumImage(datum, this.decodeMode, what);
+    } catch (e) {
+      this.fail((e as Error).message, e);
+    }
+  }
+
+  /** The channels an image with `fileChannels` channels has once decoded under force_color / force_gray. */
+  decodedChannels(fileChannels: number): number {
+    return this.decodeMode === 'color' ? 3 : this.decodeMode === 'gray' ? 1 : fileChannels;
+  }
+
+  /** Transform a decoded image (a cv::Mat in Caffe's Transform(cv::Mat)): the same crop, mirror and mean as for Datums. */
+  transformImage(img: PixelImage, out: FloatArray, offset = 0): TransformInfo {
+    return this.transform(imageToDatum(img), out, offset);
   }
 
   /**
@@ -162,10 +195,7 @@ export class DataTransformer {
 
   private checkNotEncoded(datum: Datum): void {
     if (datum.encoded) {
-      this.fail(
-        'Datum is encoded (it holds a JPEG/PNG file); encoded Datums need image decoding, which caffe-ts does not support yet ' +
-          '(store raw pixels, e.g. convert_imageset without -encoded)',
-      );
+      this.fail('Datum is encoded (it holds a JPEG/PNG file); decode it first with await transformer.decode(datum)');
     }
     if (!this.warnedForce && this.param && (this.param.force_color || this.param.force_gray)) {
       this.warnedForce = true;

@@ -1,0 +1,178 @@
+import { allocArray, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { Layer, LayerError } from '@caffe-ts/layers';
+import { CaffeError } from '@caffe-ts/proto';
+import { trackPrefetcher, untrackPrefetcher } from './data-sources.js';
+import { DataError } from './errors.js';
+
+/*
+ * Caffe's BasePrefetchingDataLayer, for an asynchronous world
+ * -----------------------------------------------------------
+ * Reading a database, a file or decoding an image is asynchronous here, while Layer.forward is
+ * synchronous (as in Caffe). So a prefetching layer fills up to `prefetch` batches in an async
+ * loop (Caffe's prefetch thread with its full/free queues); `forward` takes a ready batch and never
+ * waits. Callers `await layer.prepare()` (or `net.prepare()`, `prepareDataLayers(net)`) before each
+ * forward; it resolves once a batch is ready. `closeDataSources()` stops every prefetcher.
+ */
+
+/** One prefetched batch: data of `shape` and, when the layer has a label top, batch_size labels. */
+export interface Batch {
+  shape: number[];
+  data: FloatArray;
+  label: FloatArray | null;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+function describeError(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The prefetch machinery shared by Data, ImageData and WindowData: subclasses set `batchSize`,
+ * `prefetchCount` and `outputLabels` in layerSetUp, call `startPrefetch()`, and implement
+ * `loadBatch()` (which fills `takeBuffer(shape)`).
+ */
+export abstract class BasePrefetchingDataLayer extends Layer {
+  protected batchSize = 0;
+  protected prefetchCount = 4;
+  protected outputLabels = false;
+  private readonly full: Batch[] = [];
+  private readonly free: Batch[] = [];
+  private loading: Promise<void> | null = null;
+  private error: unknown = null;
+  private waiters: Waiter[] = [];
+  private closed = false;
+  private started = false;
+
+  /** Read and transform one batch (called by the prefetch loop, never concurrently). */
+  protected abstract loadBatch(): Promise<Batch>;
+
+  /** What the layer reads, for messages ("source 'train.txt'"). */
+  protected abstract sourceLabel(): string;
+
+  /** Work done once before the first batch (e.g. skipping rand_skip records). */
+  protected async beforeFirstBatch(): Promise<void> {}
+
+  /** Release what the subclass holds (cursors, files); called once by close(). */
+  protected async releaseResources(): Promise<void> {}
+
+  /** True once close() was called: loadBatch implementations stop early. */
+  protected get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Start filling the queue (end of layerSetUp). */
+  protected startPrefetch(): void {
+    this.started = true;
+    trackPrefetcher(this);
+    this.pump();
+  }
+
+  /** Tops are shaped from each batch in forward (Caffe's data layers reshape there too). */
+  override reshape(_bottom: Blob[], _top: Blob[]): void {}
+
+  /**
+   * Data layers always run on the host: the batch is copied into the tops' CPU memory and a device
+   * backend uploads it when the next layer asks (Caffe's Forward_gpu does the same copy).
+   */
+  override forward(bottom: Blob[], top: Blob[]): number {
+    this.reshape(bottom, top);
+    this.forwardCpu(bottom, top);
+    return 0;
+  }
+
+  protected forwardCpu(_bottom: Blob[], top: Blob[]): void {
+    const batch = this.full.shift();
+    if (!batch) {
+      if (this.error) throw this.error;
+      if (this.closed) this.fail('the layer is closed (closeDataSources was called)');
+      this.fail('no prefetched batch is ready; await prepareDataLayers(net) (or layer.prepare()) before each forward');
+    }
+    top[0]!.reshape(batch.shape);
+    top[0]!.mutableCpuData().set(batch.data.subarray(0, top[0]!.count()));
+    if (this.outputLabels && batch.label && top[1]) {
+      top[1].reshape([this.batchSize]);
+      top[1].mutableCpuData().set(batch.label);
+    }
+    this.free.push(batch);
+    this.pump();
+  }
+
+  /** Batches read and transformed ahead. */
+  get readyBatches(): number {
+    return this.full.length;
+  }
+
+  /** Resolves once at least one batch is ready; rejects with the prefetcher's error. */
+  override async prepare(): Promise<void> {
+    if (this.full.length > 0) return;
+    if (this.error) throw this.error;
+    if (this.closed) this.fail('the layer is closed (closeDataSources was called)');
+    if (!this.started) this.fail('prepare() called before setUp()');
+    const ready = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.pump();
+    await ready;
+  }
+
+  /** Stop prefetching and release what the layer holds. Closing twice is harmless. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.loading;
+    untrackPrefetcher(this);
+    await this.releaseResources();
+    const waiters = this.waiters;
+    this.waiters = [];
+    const err = new LayerError(`${this.type} layer '${this.name}': closed while waiting for data`);
+    for (const w of waiters) w.reject(err);
+  }
+
+  /** Start the background loader unless it is running or the queue is full. */
+  private pump(): void {
+    if (this.loading || this.closed || this.error || !this.started) return;
+    if (this.full.length >= this.prefetchCount) return;
+    this.loading = this.fill().finally(() => {
+      this.loading = null;
+    });
+  }
+
+  private firstDone = false;
+
+  /** Load batches until `prefetch` are ready. Never rejects: errors are kept for prepare/forward. */
+  private async fill(): Promise<void> {
+    try {
+      if (!this.firstDone) {
+        this.firstDone = true;
+        await this.beforeFirstBatch();
+      }
+      while (!this.closed && this.full.length < this.prefetchCount) {
+        const batch = await this.loadBatch();
+        if (this.closed) return;
+        this.full.push(batch);
+        const waiters = this.waiters;
+        this.waiters = [];
+        for (const w of waiters) w.resolve();
+      }
+    } catch (e) {
+      if (this.closed) return;
+      this.error = CaffeError.isInstance(e)
+        ? e
+        : new DataError(`${this.type} layer '${this.name}': reading ${this.sourceLabel()} failed: ${describeError(e)}`, { cause: e });
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w.reject(this.error);
+    }
+  }
+
+  /** A batch buffer of `shape` (reusing a consumed one when it is large enough). */
+  protected takeBuffer(shape: number[]): Batch {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const reuse = this.free.pop();
+    const data = reuse && reuse.data.length >= count ? reuse.data : allocArray(this.dtype, count);
+    const label = this.outputLabels ? (reuse?.label ?? allocArray(this.dtype, this.batchSize)) : null;
+    return { shape, data: data.length === count ? data : data.subarray(0, count), label };
+  }
+}
