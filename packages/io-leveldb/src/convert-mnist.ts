@@ -190,6 +190,24 @@ export interface BundledMnistOptions {
   batchSize?: number;
   overwrite?: boolean;
   onProgress?: ProgressCallback;
+  /**
+   * Keep only these classes (e.g. [0, 1, 2, 3, 4] for a fine-tuning recipe). Applied after the
+   * split, so a digit held out for test stays out of train whichever classes are kept.
+   */
+  digits?: readonly number[];
+}
+
+/** Parse a class list such as "0-4", "5,7,9" or "0-2,8" into sorted unique labels 0–9. */
+export function parseDigitList(spec: string): number[] {
+  const out = new Set<number>();
+  for (const part of spec.split(',').map((p) => p.trim())) {
+    const m = /^(\d)(?:-(\d))?$/.exec(part);
+    if (!m || (m[2] !== undefined && Number(m[2]) < Number(m[1]))) {
+      throw new DataError(`invalid digit list '${spec}': expected digits 0-9 as ranges or commas, e.g. 0-4 or 5,7,9 (bad part '${part}')`);
+    }
+    for (let d = Number(m[1]); d <= Number(m[2] ?? m[1]); d++) out.add(d);
+  }
+  return [...out].sort((a, b) => a - b);
 }
 
 export interface BundledMnistSplit {
@@ -280,7 +298,11 @@ export async function convertBundledMnist(
     options.testFraction,
     options.seed,
   );
-  const refs = parts[split];
+  const keep = options.digits;
+  if (keep && !keep.every((d) => Number.isInteger(d) && d >= 0 && d <= 9)) {
+    throw new DataError(`digits must be classes 0-9 (got ${keep.join(', ')})`);
+  }
+  const refs = keep ? parts[split].filter((r) => keep.includes(r.label)) : parts[split];
   const count = refs.length;
   await writeDbAtomically(dbPath, options, async (writer) => {
     log.info(`A total of ${count} items.`);

@@ -39,6 +39,7 @@ export {
   parseIdxLabels,
   readMaybeGzipped,
   mnistDatumBytes,
+  parseDigitList,
   type IdxImages,
   type IdxLabels,
   type ConvertMnistOptions,
