@@ -7,6 +7,10 @@ import { backendLabel, parseDbBackend, type DatumCursor } from './datum-db.js';
 import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
+import { hdf5DataLayerDef } from './hdf5-data-layer.js';
+import { hdf5OutputLayerDef } from './hdf5-output-layer.js';
+import { imageDataLayerDef } from './image-data-layer.js';
+import { windowDataLayerDef } from './window-data-layer.js';
 
 const log = logger('data_layer.ts');
 
@@ -217,8 +221,13 @@ export const dataLayerDef: LayerDef = {
   },
 };
 
-/** Register the Data layer (idempotent for this package's own definition). */
+/** The data layers of this package: Data, ImageData, WindowData, HDF5Data and HDF5Output. */
+const DATA_LAYER_DEFS: readonly LayerDef[] = [dataLayerDef, imageDataLayerDef, windowDataLayerDef, hdf5DataLayerDef, hdf5OutputLayerDef];
+
+/** Register this package's data layers (idempotent for its own definitions). */
 export function registerDataLayers(registry: LayerRegistry = defaultLayerRegistry()): void {
-  if (registry.get('Data') === dataLayerDef) return;
-  registry.register(dataLayerDef);
+  for (const def of DATA_LAYER_DEFS) {
+    if (registry.has(def.type) && registry.get(def.type) === def) continue;
+    registry.register(def);
+  }
 }
