@@ -2,6 +2,7 @@ import { logger } from '@caffe-ts/blob';
 import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
 import { Phase } from '@caffe-ts/proto';
+import { enableHdf5, isHdf5Path } from '@caffe-ts/solver/node';
 import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry, netStateFromFlags } from './common.js';
@@ -26,6 +27,7 @@ export const testCommand: Command = {
     const param = readNetParameter(userPath(model));
     const net = await Net.create(param, { ...state, phase: Phase.TEST, registry: cliRegistry(), backend, name: userPath(model) });
     try {
+      if (isHdf5Path(weights)) await enableHdf5(); // .caffemodel.h5 weights
       copyTrainedLayersFromFile(net, userPath(weights));
       log.info(`Running for ${iterations} iterations.`);
       const scores: number[] = [];

@@ -1,6 +1,6 @@
 import { logger } from '@caffe-ts/blob';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
-import { loadSolverFromFile } from '@caffe-ts/solver/node';
+import { enableHdf5, isHdf5Path, loadSolverFromFile } from '@caffe-ts/solver/node';
 import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
@@ -38,6 +38,7 @@ export const trainCommand: Command = {
       log.info(`Resuming from ${snapshot}`);
       await solver.restore(userPath(snapshot));
     } else if (weights) {
+      if (weights.split(',').some(isHdf5Path)) await enableHdf5(); // .caffemodel.h5 weights
       for (const w of weights.split(',').filter(Boolean)) {
         log.info(`Finetuning from ${w}`);
         copyTrainedLayersFromFile(solver.net, userPath(w));
