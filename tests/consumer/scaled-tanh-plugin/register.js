@@ -1,0 +1,4 @@
+// Side-effect entry: `import 'caffe-ts-scaled-tanh/register'`.
+import { registerScaledTanh } from './index.js';
+
+registerScaledTanh();
