@@ -1,11 +1,11 @@
-import { existsSync } from 'node:fs';
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { logger, Rng } from '@caffe-ts/blob';
 import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
-import { backendLabel, formatKey, openDatumDb, parseDbBackend, type DatumWriter, type DbBackend } from './datum-db.js';
+import { formatKey, parseDbBackend, type DbBackend } from './datum-db.js';
+import { writeDbAtomically } from './db-write.js';
 import { DataError } from './errors.js';
 
 const log = logger('convert_mnist_data.ts');
@@ -105,38 +105,6 @@ export interface ConvertResult {
 export function mnistDatumBytes(pixels: Uint8Array, rows: number, cols: number, label: number): Uint8Array {
   const datum = createMessage<Datum>('Datum', { channels: 1, height: rows, width: cols, data: pixels, label });
   return encodeDatum(datum);
-}
-
-/**
- * Create a database at `dbPath` without ever leaving a half-written one there: the records go
- * into `<dbPath>.tmp-<pid>`, which is renamed over `dbPath` only once everything is written.
- */
-async function writeDbAtomically(
-  dbPath: string,
-  options: { overwrite?: boolean; backend?: string; batchSize?: number },
-  fill: (writer: DatumWriter) => Promise<void>,
-): Promise<void> {
-  const backend = parseDbBackend(options.backend);
-  const label = backendLabel(backend);
-  if (existsSync(dbPath) && !options.overwrite) {
-    throw new DataError(`cannot create ${label} database '${dbPath}': it already exists (pass overwrite to replace it)`);
-  }
-  const tmp = `${dbPath}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  log.info(`Opening ${backend} ${dbPath}`);
-  const db = await openDatumDb(tmp, { mode: 'new', backend });
-  try {
-    const writer = db.writer({ batchSize: options.batchSize ?? 1000 });
-    await fill(writer);
-    await writer.close();
-    await db.close();
-    if (existsSync(dbPath)) await rm(dbPath, { recursive: true, force: true });
-    await rename(tmp, dbPath);
-  } catch (e) {
-    await db.close().catch(() => undefined);
-    await rm(tmp, { recursive: true, force: true });
-    throw e;
-  }
 }
 
 /**

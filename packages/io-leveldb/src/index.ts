@@ -30,6 +30,48 @@ export {
   type PrimedSourceInfo,
 } from './data-sources.js';
 export { DataLayer, dataLayerDef, registerDataLayers, prepareDataLayers, type PreparableLayer } from './data-layer.js';
+export { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
+export { ImageDataLayer, imageDataLayerDef, primeImageDataLayer } from './image-data-layer.js';
+export { WindowDataLayer, windowDataLayerDef, parseWindowFile, placeWindow, type Window, type WindowFile, type WindowImage, type WindowPlacement } from './window-data-layer.js';
+export { HDF5DataLayer, hdf5DataLayerDef } from './hdf5-data-layer.js';
+export { HDF5OutputLayer, hdf5OutputLayerDef } from './hdf5-output-layer.js';
+export {
+  hdf5Ready,
+  isHdf5Ready,
+  isHdf5File,
+  readHdf5Datasets,
+  readHdf5DatasetsSync,
+  writeHdf5Datasets,
+  writeHdf5DatasetsSync,
+  hdf5DatasetShapesSync,
+  type Hdf5Array,
+  type Hdf5Dataset,
+  type Hdf5DatasetInput,
+  type WriteHdf5Options,
+} from './hdf5.js';
+export {
+  decodeImage,
+  readImage,
+  resizeImage,
+  encodeImage,
+  flipImage,
+  cropImage,
+  imageToDatum,
+  imageFileToDatum,
+  decodeDatumImage,
+  datumDecodeMode,
+  parseImageEncoding,
+  rgbToGray,
+  type PixelImage,
+  type ImreadMode,
+  type ImageEncoding,
+  type ImageDatumOptions,
+} from './image-io.js';
+export { parseImageList, resolveImagePath, type ImageListEntry } from './image-list.js';
+export { writeDbAtomically, type WriteDbOptions } from './db-write.js';
+export { convertImageset, type ConvertImagesetOptions, type ConvertImagesetResult } from './convert-imageset.js';
+export { computeImageMean, type ComputeImageMeanOptions, type ImageMean } from './compute-image-mean.js';
+export { convertCifar, cifarDatumBytes, CIFAR_SIZE, CIFAR_IMAGE_BYTES, CIFAR_BATCH_SIZE, type ConvertCifarOptions, type ConvertCifarResult } from './convert-cifar.js';
 export {
   convertMnist,
   convertBundledMnist,
