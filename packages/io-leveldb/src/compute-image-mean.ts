@@ -13,6 +13,8 @@ export interface ComputeImageMeanOptions {
   backend?: DbBackend;
   /** Write the mean as a BlobProto (1 × C × H × W) here, atomically. */
   outFile?: string;
+  /** How the log names outFile (default outFile itself; the CLI gives the path as typed). */
+  outName?: string;
   /** Encoded Datums decoded at once (default 8). */
   concurrency?: number;
 }
@@ -93,7 +95,7 @@ export async function computeImageMean(dbPath: string, options: ComputeImageMean
   for (let i = 0; i < mean.length; i++) mean[i] = mean[i]! / count;
   const [channels, height, width] = shape;
   if (options.outFile) {
-    log.info(`Write to ${options.outFile}`);
+    log.info(`Write to ${options.outName ?? options.outFile}`);
     await writeBinaryProto('BlobProto', options.outFile, { num: 1, channels, height, width, data: Array.from(mean) });
   }
   const dim = height * width;

@@ -1,5 +1,8 @@
 import type { Flags } from '../args.js';
 import type { CliIo } from '../cli.js';
+import { computeImageMeanCommand } from './compute-image-mean.js';
+import { convertCifarCommand } from './convert-cifar.js';
+import { convertImagesetCommand } from './convert-imageset.js';
 import { convertMnistCommand } from './convert-mnist.js';
 import { deviceQueryCommand } from './device-query.js';
 import { layerTypesCommand } from './layer-types.js';
@@ -28,6 +31,9 @@ export const COMMANDS: Record<string, Command> = {
   time: timeCommand,
   device_query: deviceQueryCommand,
   convert_mnist: convertMnistCommand,
+  convert_imageset: convertImagesetCommand,
+  compute_image_mean: computeImageMeanCommand,
+  convert_cifar: convertCifarCommand,
   layer_types: layerTypesCommand,
   upgrade_net_proto_text: upgradeNetProtoTextCommand,
   upgrade_net_proto_binary: upgradeNetProtoBinaryCommand,
