@@ -152,7 +152,10 @@ export function writeNetHdf5(net: Net, path: string, writeDiff = false): void {
   });
 }
 
-/** The datasets of an HDF5 group keyed by name, following nested groups ("a" → "b" is layer "a/b"). */
+/**
+ * The layer groups under `data`, by layer name: a group holding datasets (or nothing) is a layer;
+ * its subgroups are layers whose names continue with "/" ("inception_3a" → "1x1").
+ */
 function layerGroups(group: H5Group, prefix = '', out = new Map<string, H5Group>()): Map<string, H5Group> {
   const H5 = requireH5();
   for (const key of group.keys()) {
@@ -160,9 +163,8 @@ function layerGroups(group: H5Group, prefix = '', out = new Map<string, H5Group>
     if (!(child instanceof H5.Group)) continue;
     const name = prefix + key;
     const kids = child.keys().map((k) => child.get(k));
-    // A layer group holds datasets (or nothing); a group of groups is a path prefix.
-    if (kids.length > 0 && kids.every((k) => k instanceof H5.Group)) layerGroups(child, `${name}/`, out);
-    else out.set(name, child);
+    if (kids.length === 0 || kids.some((k) => k instanceof H5.Dataset)) out.set(name, child);
+    layerGroups(child, `${name}/`, out);
   }
   return out;
 }
@@ -180,7 +182,9 @@ function datasetValues(ds: H5Dataset, what: string, file: string): { shape: numb
     throw new CaffeFileError(`${file}: ${what} has no readable values`, { path: file });
   }
   const shape = ds.shape ?? [];
-  return { shape, values: Array.from(value as ArrayLike<number | bigint>, Number) };
+  // Typed arrays of numbers are used as they are (weights can be large); 64-bit integers convert.
+  const numeric = value instanceof BigInt64Array || value instanceof BigUint64Array ? Array.from(value, Number) : value;
+  return { shape, values: numeric as ArrayLike<number> };
 }
 
 /**
