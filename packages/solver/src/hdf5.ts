@@ -245,9 +245,11 @@ export function writeSolverStateHdf5(path: string, state: SolverState): void {
   });
   writeAtomically(path, (file) => {
     file.create_dataset({ name: 'iter', data: new Int32Array([state.iter]), shape: [1], dtype: '<i' });
-    // H5LTmake_dataset_string: a scalar fixed-length string with its terminating NUL.
+    // H5LTmake_dataset_string: a scalar fixed-length ASCII string with its terminating NUL (UTF-8
+    // only when the path needs it).
     const learned = new TextEncoder().encode(state.learned_net);
-    file.create_dataset({ name: 'learned_net', data: state.learned_net, shape: [], dtype: `S${learned.length + 1}` });
+    const cset = learned.length === state.learned_net.length ? 'A' : 'S';
+    file.create_dataset({ name: 'learned_net', data: state.learned_net, shape: [], dtype: `${cset}${learned.length + 1}` });
     file.create_dataset({ name: 'current_step', data: new Int32Array([state.current_step]), shape: [1], dtype: '<i' });
     const group = file.create_group('history');
     history.forEach((h, i) => saveBlob(group, String(i), h));
