@@ -26,7 +26,14 @@ if [ $# -gt 0 ]; then folders=("$@"); else
 fi
 
 if [ "$build" = 1 ]; then
-  (cd "$root" && pnpm build >&2)
+  build_log="$(mktemp "${TMPDIR:-/tmp}/caffe-ts-build.XXXXXX")"
+  if ! (cd "$root" && pnpm build) >"$build_log" 2>&1; then
+    cat "$build_log" >&2
+    rm -f "$build_log"
+    echo "pack-packages: pnpm build failed" >&2
+    exit 1
+  fi
+  rm -f "$build_log"
 fi
 
 for f in "${folders[@]}"; do
