@@ -43,6 +43,18 @@ for (const [sub, target] of Object.entries(pkg.exports ?? {})) {
   if (!('import' in target)) problems.push(`exports['${sub}']: no 'import' condition`);
 }
 
+// Every built entry (dist/<name>.js that is not a shared chunk) is reachable: exported as
+// './<name>' ('.' for index), or the bin.
+const exportTargets = new Set(
+  Object.values(pkg.exports ?? {}).map((t) => (typeof t === 'string' ? t : t.import ?? t.default)),
+);
+const binTargets = new Set(Object.values(typeof pkg.bin === 'string' ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {})));
+for (const f of files) {
+  const m = /^dist\/([^/]+)\.js$/.exec(f);
+  if (!m || m[1].startsWith('chunk-')) continue;
+  if (!exportTargets.has(`./${f}`) && !binTargets.has(`./${f}`)) problems.push(`${f} is built but neither exported nor a bin`);
+}
+
 // sideEffects: false, or only the ./register entries
 const se = pkg.sideEffects;
 if (se !== false) {
