@@ -156,6 +156,86 @@ describe('PoolingLayer', () => {
     });
   });
 
+  describe('specialised loops equal the plain window definition', () => {
+    /** Caffe's pooling written out window by window (first maximum wins; AVE divisor clipped to in + pad). */
+    function reference(x: Float64Array, [n, c, H, W]: number[], k: [number, number], s: [number, number], p: [number, number], ave: boolean, PH: number, PW: number) {
+      const out: number[] = [];
+      const arg: number[] = [];
+      for (let q = 0; q < n * c; q++) {
+        for (let y = 0; y < PH; y++) {
+          for (let xx = 0; xx < PW; xx++) {
+            const hs = y * s[0] - p[0], ws = xx * s[1] - p[1];
+            const he = Math.min(hs + k[0], H + p[0]), we = Math.min(ws + k[1], W + p[1]);
+            const size = (he - hs) * (we - ws);
+            let best = -Infinity, at = -1, sum = 0;
+            for (let h = Math.max(hs, 0); h < Math.min(he, H); h++) {
+              for (let w = Math.max(ws, 0); w < Math.min(we, W); w++) {
+                const v = x[q * H * W + h * W + w]!;
+                sum += v;
+                if (at < 0 || v > best) [best, at] = [v, h * W + w];
+              }
+            }
+            out.push(ave ? sum / size : best);
+            arg.push(at);
+          }
+        }
+      }
+      return { out, arg };
+    }
+
+    const cases: [string, Props, number[]][] = [
+      ['MAX 2×2 s2 (LeNet)', { kernel_size: 2, stride: 2 }, [2, 3, 8, 6]],
+      ['MAX 2×2 s2, odd sizes (CEIL edge windows)', { kernel_size: 2, stride: 2 }, [1, 2, 7, 5]],
+      ['MAX 3×3 s2 (CIFAR-10)', { kernel_size: 3, stride: 2 }, [2, 2, 9, 10]],
+      ['MAX 3×2 s1 p1', { kernel_h: 3, kernel_w: 2, stride: 1, pad: 1 }, [1, 2, 5, 6]],
+      ['AVE 3×3 s2 (CIFAR-10)', { kernel_size: 3, stride: 2, pool: PoolMethod.AVE }, [2, 2, 9, 10]],
+      ['AVE 3×3 s2 p1', { kernel_size: 3, stride: 2, pad: 1, pool: PoolMethod.AVE }, [1, 3, 6, 7]],
+    ];
+    for (const [name, p, shape] of cases) {
+      for (const dtype of ['float32', 'float64'] as const) {
+        it(`${name}, ${dtype}: forward, mask and backward`, () => {
+          // Few distinct values, so windows hold ties.
+          const rng = new Rng(7);
+          const count = shape.reduce((a, b) => a * b, 1);
+          const bottom = makeBlob(shape, { dtype, filler: Array.from({ length: count }, () => rng.int(5) - 2) });
+          const ave = p.pool === PoolMethod.AVE;
+          const layer = pool(p);
+          const tops = Array.from({ length: ave ? 1 : 2 }, () => new Blob([], { dtype }));
+          layer.setUp([bottom], tops);
+          layer.forward([bottom], tops);
+          const [, , PH, PW] = tops[0]!.shape as number[];
+          const want = reference(Float64Array.from(bottom.cpuData()), shape, [layer.kernelH, layer.kernelW], [layer.strideH, layer.strideW], [layer.padH, layer.padW], ave, PH!, PW!);
+          const rounded = dtype === 'float32' ? want.out.map(Math.fround) : want.out;
+          expect(Array.from(tops[0]!.cpuData())).toEqual(rounded);
+          if (!ave) expect(Array.from(tops[1]!.cpuData())).toEqual(want.arg);
+          // Backward: each top diff lands on its argmax, or spreads over its window.
+          const dy = tops[0]!.mutableCpuDiff();
+          for (let i = 0; i < dy.length; i++) dy[i] = i + 1;
+          layer.backward(tops, [true], [bottom]);
+          const dx = new Float64Array(count);
+          const [n, c, H, W] = shape as [number, number, number, number];
+          for (let q = 0; q < n * c; q++) {
+            for (let o = 0; o < PH! * PW!; o++) {
+              const g = dy[q * PH! * PW! + o]!;
+              if (!ave) {
+                dx[q * H * W + want.arg[q * PH! * PW! + o]!] += g;
+                continue;
+              }
+              const y = Math.floor(o / PW!), xx = o % PW!;
+              const hs = y * layer.strideH - layer.padH, ws = xx * layer.strideW - layer.padW;
+              const he = Math.min(hs + layer.kernelH, H + layer.padH), we = Math.min(ws + layer.kernelW, W + layer.padW);
+              for (let h = Math.max(hs, 0); h < Math.min(he, H); h++) {
+                for (let w = Math.max(ws, 0); w < Math.min(we, W); w++) dx[q * H * W + h * W + w] += g / ((he - hs) * (we - ws));
+              }
+            }
+          }
+          const got = bottom.cpuDiff();
+          for (let i = 0; i < count; i++) expect(Math.abs(got[i]! - dx[i]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(dx[i]!)));
+        });
+      }
+    }
+  });
+
   describe('gradient (float64)', () => {
     it('MAX, Caffe (1e-4, 1e-2) exhaustive, kernels 3..4 × 3..4, stride 2, pad 1', () => {
       for (const kh of [3, 4]) {

@@ -44,8 +44,15 @@ export class PoolingLayer extends Layer {
   private channels = 0;
   private height = 0;
   private width = 0;
-  /** Argmax per output when there is no mask top (Caffe's max_idx_). */
+  /** Argmax per output (Caffe's max_idx_); copied to the mask top when there is one. */
   private maxIdx = new Int32Array(0);
+  /** MAX/AVE window bounds per output row and column: [lo, hi) inside the image, and the AVE divisor factor. */
+  private rowLo: Int32Array = new Int32Array(0);
+  private rowHi: Int32Array = new Int32Array(0);
+  private rowSize: Int32Array = new Int32Array(0);
+  private colLo: Int32Array = new Int32Array(0);
+  private colHi: Int32Array = new Int32Array(0);
+  private colSize: Int32Array = new Int32Array(0);
   /** STOCHASTIC, TRAIN: the sampled index h·W + w within the plane per output (Caffe's rand_idx_), −1 for none. */
   private randIdx = new Int32Array(0);
 
@@ -158,7 +165,12 @@ export class PoolingLayer extends Layer {
     top[0]!.reshape(shape);
     if (top.length > 1) top[1]!.reshape(shape);
     const n = num * channels * ph * pw;
-    if (this.method === PoolMethod.MAX && top.length === 1 && this.maxIdx.length < n) this.maxIdx = new Int32Array(n);
+    if (this.method === PoolMethod.MAX && this.maxIdx.length < n) this.maxIdx = new Int32Array(n);
+    if (this.method !== PoolMethod.STOCHASTIC) {
+      // Windows are separable: the bounds per output row and per column, computed once here.
+      [this.rowLo, this.rowHi, this.rowSize] = windowBounds(ph, height, this.kernelH, this.strideH, this.padH);
+      [this.colLo, this.colHi, this.colSize] = windowBounds(pw, width, this.kernelW, this.strideW, this.padW);
+    }
     if (this.method === PoolMethod.STOCHASTIC && this.randIdx.length < n) this.randIdx = new Int32Array(n);
   }
 
@@ -170,52 +182,22 @@ export class PoolingLayer extends Layer {
     const W = this.width;
     const PH = this.pooledHeight;
     const PW = this.pooledWidth;
-    const inPlane = H * W;
     const outPlane = PH * PW;
     if (this.method === PoolMethod.MAX) {
-      const mask = top.length > 1 ? top[1]!.mutableCpuData() : this.maxIdx;
-      for (let p = 0; p < planes; p++) {
-        const ib = p * inPlane;
-        const ob = p * outPlane;
-        for (let y = 0; y < PH; y++) {
-          const h0 = Math.max(y * this.strideH - this.padH, 0);
-          const h1 = Math.min(y * this.strideH - this.padH + this.kernelH, H);
-          for (let x = 0; x < PW; x++) {
-            const w0 = Math.max(x * this.strideW - this.padW, 0);
-            const w1 = Math.min(x * this.strideW - this.padW + this.kernelW, W);
-            let best = -Infinity;
-            let bestIdx = -1;
-            for (let h = h0; h < h1; h++) {
-              for (let w = w0; w < w1; w++) {
-                const idx = h * W + w;
-                const v = src[ib + idx]!;
-                // Strict '>' keeps the first maximum, as Caffe does.
-                if (v > best || bestIdx < 0) {
-                  best = v;
-                  bestIdx = idx;
-                }
-              }
-            }
-            dst[ob + y * PW + x] = best;
-            mask[ob + y * PW + x] = bestIdx;
-          }
-        }
+      const idx = this.maxIdx;
+      const full2x2 =
+        this.kernelH === 2 && this.kernelW === 2 && this.strideH === 2 && this.strideW === 2 &&
+        this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
+      if (full2x2) maxPool2x2(src, dst, idx, planes, H, W, PH, PW);
+      else maxPool(src, dst, idx, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi);
+      if (top.length > 1) {
+        const mask = top[1]!.mutableCpuData();
+        for (let i = 0; i < planes * outPlane; i++) mask[i] = idx[i]!;
       }
     } else if (this.method === PoolMethod.STOCHASTIC) {
       this.stochasticForward(src, dst, planes);
     } else {
-      for (let p = 0; p < planes; p++) {
-        const ib = p * inPlane;
-        const ob = p * outPlane;
-        for (let y = 0; y < PH; y++) {
-          for (let x = 0; x < PW; x++) {
-            const [h0, h1, w0, w1, size] = this.aveWindow(y, x);
-            let sum = 0;
-            for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) sum += src[ib + h * W + w]!;
-            dst[ob + y * PW + x] = sum / size;
-          }
-        }
-      }
+      avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
   }
 
@@ -231,31 +213,13 @@ export class PoolingLayer extends Layer {
     const inPlane = this.height * W;
     const outPlane = PH * PW;
     if (this.method === PoolMethod.MAX) {
-      const mask = top.length > 1 ? top[1]!.cpuData() : this.maxIdx;
-      for (let p = 0; p < planes; p++) {
-        const ib = p * inPlane;
-        const ob = p * outPlane;
-        for (let i = 0; i < outPlane; i++) {
-          const idx = mask[ob + i]!;
-          bottomDiff[ib + idx] = bottomDiff[ib + idx]! + topDiff[ob + i]!;
-        }
-      }
+      // With a mask top, its (possibly edited) contents route the gradient, as in Caffe.
+      if (top.length > 1) maxUnpool(topDiff, top[1]!.cpuData(), bottomDiff, planes, inPlane, outPlane);
+      else maxUnpool(topDiff, this.maxIdx, bottomDiff, planes, inPlane, outPlane);
     } else if (this.method === PoolMethod.STOCHASTIC) {
       this.stochasticBackward(bottom[0]!.cpuData(), topDiff, bottomDiff, planes);
     } else {
-      for (let p = 0; p < planes; p++) {
-        const ib = p * inPlane;
-        const ob = p * outPlane;
-        for (let y = 0; y < PH; y++) {
-          for (let x = 0; x < PW; x++) {
-            const [h0, h1, w0, w1, size] = this.aveWindow(y, x);
-            const g = topDiff[ob + y * PW + x]! / size;
-            for (let h = h0; h < h1; h++) {
-              for (let w = w0; w < w1; w++) bottomDiff[ib + h * W + w] = bottomDiff[ib + h * W + w]! + g;
-            }
-          }
-        }
-      }
+      aveUnpool(topDiff, bottomDiff, planes, this.height, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
   }
 
@@ -347,19 +311,146 @@ export class PoolingLayer extends Layer {
       }
     }
   }
+}
 
-  /** AVE window [h0,h1)×[w0,w1) inside the image, and its divisor (clipped to in + pad). */
-  private aveWindow(y: number, x: number): [number, number, number, number, number] {
-    let h0 = y * this.strideH - this.padH;
-    let w0 = x * this.strideW - this.padW;
-    let h1 = Math.min(h0 + this.kernelH, this.height + this.padH);
-    let w1 = Math.min(w0 + this.kernelW, this.width + this.padW);
-    const size = (h1 - h0) * (w1 - w0);
-    h0 = Math.max(h0, 0);
-    w0 = Math.max(w0, 0);
-    h1 = Math.min(h1, this.height);
-    w1 = Math.min(w1, this.width);
-    return [h0, h1, w0, w1, size];
+/**
+ * Window bounds along one axis for each of `pooled` outputs: [lo, hi) clipped to the image, and
+ * the AVE divisor factor, the window clipped to `in + pad` only (padding cells count).
+ */
+function windowBounds(pooled: number, size: number, kernel: number, stride: number, pad: number): [Int32Array, Int32Array, Int32Array] {
+  const lo = new Int32Array(pooled);
+  const hi = new Int32Array(pooled);
+  const n = new Int32Array(pooled);
+  for (let i = 0; i < pooled; i++) {
+    const start = i * stride - pad;
+    const end = Math.min(start + kernel, size + pad);
+    n[i] = end - start;
+    lo[i] = Math.max(start, 0);
+    hi[i] = Math.min(end, size);
+  }
+  return [lo, hi, n];
+}
+
+/**
+ * MAX over 2×2 windows at stride 2 with no padding, every window inside the image (LeNet's
+ * pooling): the generic loop's result, ties to the first in row-major order, in fewer steps.
+ */
+function maxPool2x2(src: FloatArray, dst: FloatArray, idx: Int32Array, planes: number, H: number, W: number, PH: number, PW: number): void {
+  const inPlane = H * W;
+  let o = 0;
+  for (let p = 0; p < planes; p++) {
+    const ib = p * inPlane;
+    for (let y = 0; y < PH; y++) {
+      const rowIdx = 2 * y * W;
+      for (let x = 0; x < PW; x++) {
+        const i = rowIdx + 2 * x;
+        const s = ib + i;
+        let best = src[s]!;
+        let at = i;
+        const b = src[s + 1]!, c = src[s + W]!, d = src[s + W + 1]!;
+        if (b > best) { best = b; at = i + 1; }
+        if (c > best) { best = c; at = i + W; }
+        if (d > best) { best = d; at = i + W + 1; }
+        dst[o] = best;
+        idx[o++] = at;
+      }
+    }
+  }
+}
+
+/** MAX over the windows given per row and column; the first maximum in row-major order wins. */
+function maxPool(
+  src: FloatArray, dst: FloatArray, idx: Int32Array, planes: number, H: number, W: number, PH: number, PW: number,
+  rowLo: Int32Array, rowHi: Int32Array, colLo: Int32Array, colHi: Int32Array,
+): void {
+  const inPlane = H * W;
+  let o = 0;
+  for (let p = 0; p < planes; p++) {
+    const ib = p * inPlane;
+    for (let y = 0; y < PH; y++) {
+      const h0 = rowLo[y]!, h1 = rowHi[y]!;
+      for (let x = 0; x < PW; x++) {
+        const w0 = colLo[x]!, w1 = colHi[x]!;
+        if (h0 >= h1 || w0 >= w1) {
+          dst[o] = -Infinity;
+          idx[o++] = -1;
+          continue;
+        }
+        let at = h0 * W + w0;
+        let best = src[ib + at]!;
+        for (let h = h0; h < h1; h++) {
+          const r = h * W;
+          for (let w = w0; w < w1; w++) {
+            const v = src[ib + r + w]!;
+            if (v > best) {
+              best = v;
+              at = r + w;
+            }
+          }
+        }
+        dst[o] = best;
+        idx[o++] = at;
+      }
+    }
+  }
+}
+
+/** bottomDiff[argmax] += topDiff, per output (bottomDiff already zeroed). */
+function maxUnpool(topDiff: FloatArray, idx: Int32Array | FloatArray, bottomDiff: FloatArray, planes: number, inPlane: number, outPlane: number): void {
+  for (let p = 0; p < planes; p++) {
+    const ib = p * inPlane;
+    const ob = p * outPlane;
+    for (let i = 0; i < outPlane; i++) {
+      const at = ib + idx[ob + i]!;
+      bottomDiff[at] = bottomDiff[at]! + topDiff[ob + i]!;
+    }
+  }
+}
+
+/** AVE: the window sum (row-major order) over the divisor rowSize·colSize. */
+function avePool(
+  src: FloatArray, dst: FloatArray, planes: number, H: number, W: number, PH: number, PW: number,
+  rowLo: Int32Array, rowHi: Int32Array, rowSize: Int32Array, colLo: Int32Array, colHi: Int32Array, colSize: Int32Array,
+): void {
+  const inPlane = H * W;
+  let o = 0;
+  for (let p = 0; p < planes; p++) {
+    const ib = p * inPlane;
+    for (let y = 0; y < PH; y++) {
+      const h0 = rowLo[y]!, h1 = rowHi[y]!, hs = rowSize[y]!;
+      for (let x = 0; x < PW; x++) {
+        const w0 = colLo[x]!, w1 = colHi[x]!;
+        let sum = 0;
+        for (let h = h0; h < h1; h++) {
+          const r = ib + h * W;
+          for (let w = w0; w < w1; w++) sum += src[r + w]!;
+        }
+        dst[o++] = sum / (hs * colSize[x]!);
+      }
+    }
+  }
+}
+
+/** AVE backward: each top diff over its divisor, added to every cell of its window (bottomDiff already zeroed). */
+function aveUnpool(
+  topDiff: FloatArray, bottomDiff: FloatArray, planes: number, H: number, W: number, PH: number, PW: number,
+  rowLo: Int32Array, rowHi: Int32Array, rowSize: Int32Array, colLo: Int32Array, colHi: Int32Array, colSize: Int32Array,
+): void {
+  const inPlane = H * W;
+  let o = 0;
+  for (let p = 0; p < planes; p++) {
+    const ib = p * inPlane;
+    for (let y = 0; y < PH; y++) {
+      const h0 = rowLo[y]!, h1 = rowHi[y]!, hs = rowSize[y]!;
+      for (let x = 0; x < PW; x++) {
+        const w0 = colLo[x]!, w1 = colHi[x]!;
+        const g = topDiff[o++]! / (hs * colSize[x]!);
+        for (let h = h0; h < h1; h++) {
+          const r = ib + h * W;
+          for (let w = w0; w < w1; w++) bottomDiff[r + w] = bottomDiff[r + w]! + g;
+        }
+      }
+    }
   }
 }
 
