@@ -32,6 +32,8 @@ export {
   sumsq,
   im2col,
   col2im,
+  im2colBatch,
+  col2imBatch,
   im2colNd,
   col2imNd,
   convOutputSize,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../rng.js';
-import { col2im, col2imNd, convOutputSize, im2col, im2colNd, MathError } from './index.js';
+import { col2im, col2imBatch, col2imNd, convOutputSize, im2col, im2colBatch, im2colNd, MathError } from './index.js';
 
 type Ctor = Float32ArrayConstructor | Float64ArrayConstructor;
 
@@ -33,6 +33,8 @@ const cases2d: Conv2d[] = [
   { c: 3, h: 7, w: 4, kh: 3, kw: 3, ph: 2, pw: 1, sh: 3, sw: 2, dh: 2, dw: 1 },
   { c: 1, h: 4, w: 5, kh: 5, kw: 1, ph: 2, pw: 0, sh: 1, sw: 3, dh: 1, dw: 1 },
   { c: 2, h: 1, w: 8, kh: 1, kw: 3, ph: 0, pw: 4, sh: 1, sw: 2, dh: 1, dw: 3 },
+  // Kernel column 1 only ever lands in the padding (an empty valid range).
+  { c: 1, h: 1, w: 1, kh: 1, kw: 3, ph: 0, pw: 2, sh: 1, sw: 2, dh: 1, dw: 1 },
 ];
 
 function run2d(p: Conv2d, data: Float32Array | Float64Array, col: Float32Array | Float64Array): void {
@@ -99,6 +101,46 @@ describe('im2col / col2im (2-D)', () => {
       .toThrow(/im2col: col has 15 elements, 4×4 needs 16/);
     expect(() => im2col(seq(9), 1, 3, 3, 2, 2, 0, 0, 0, 1, 1, 1, new Float32Array(16)))
       .toThrow(/strideH must be a positive integer/);
+  });
+});
+
+describe('im2colBatch / col2imBatch', () => {
+  for (const T of [Float32Array, Float64Array] as Ctor[]) {
+    it(`${T.name}: image n's columns are im2col's, placed at n·outH·outW in every row`, () => {
+      const rng = new Rng(5);
+      for (const p of cases2d) {
+        const num = 3;
+        const [oh, ow] = outShape(p);
+        const imDim = p.c * p.h * p.w, rows = p.c * p.kh * p.kw, S = oh * ow;
+        const x = rand(T, num * imDim, rng);
+        const col = new T(rows * num * S).fill(NaN);
+        im2colBatch(x, num, p.c, p.h, p.w, p.kh, p.kw, p.ph, p.pw, p.sh, p.sw, p.dh, p.dw, col);
+        const one = new T(rows * S);
+        for (let n = 0; n < num; n++) {
+          run2d(p, x.subarray(n * imDim, (n + 1) * imDim), one);
+          for (let r = 0; r < rows; r++) {
+            expect(Array.from(col.subarray(r * num * S + n * S, r * num * S + (n + 1) * S))).toEqual(Array.from(one.subarray(r * S, (r + 1) * S)));
+          }
+        }
+        // col2imBatch folds each image's columns exactly as col2im does.
+        const y = rand(T, rows * num * S, rng);
+        const back = new T(num * imDim).fill(7);
+        col2imBatch(y, num, p.c, p.h, p.w, p.kh, p.kw, p.ph, p.pw, p.sh, p.sw, p.dh, p.dw, back);
+        const colN = new T(rows * S), want = new T(imDim);
+        for (let n = 0; n < num; n++) {
+          for (let r = 0; r < rows; r++) colN.set(y.subarray(r * num * S + n * S, r * num * S + (n + 1) * S), r * S);
+          back2d(p, colN, want);
+          expect(Array.from(back.subarray(n * imDim, (n + 1) * imDim))).toEqual(Array.from(want));
+        }
+      }
+    });
+  }
+
+  it('names the batch in its length errors', () => {
+    expect(() => im2colBatch(seq(18), 2, 1, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, new Float32Array(31)))
+      .toThrow(/im2colBatch: col has 31 elements, 4×2×4 needs 32/);
+    expect(() => col2imBatch(new Float32Array(32), 2, 1, 3, 3, 2, 2, 0, 0, 1, 1, 1, 1, new Float32Array(17)))
+      .toThrow(/col2imBatch: data has 17 elements, 2×1×3×3 needs 18/);
   });
 });
 

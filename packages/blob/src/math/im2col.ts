@@ -26,12 +26,21 @@ function checkLength(what: string, name: string, arr: FloatArray, need: number, 
   if (arr.length < need) throw new MathError(`${what}: ${name} has ${arr.length} elements, ${shape} needs ${need}`);
 }
 
+/** First output index o whose input position off − pad + o·stride is ≥ 0 (clamped to [0, out]). */
+function validLo(pad: number, off: number, stride: number, out: number): number {
+  const first = off - pad; // input position at o = 0
+  return first >= 0 ? 0 : Math.min(Math.ceil(-first / stride), out);
+}
+
+/** One past the last output index o whose input position off − pad + o·stride is < size (clamped to [0, out]). */
+function validHi(size: number, pad: number, off: number, stride: number, out: number): number {
+  const first = off - pad;
+  return size - first <= 0 ? 0 : Math.min(Math.ceil((size - first) / stride), out);
+}
+
 /** [owLo, owHi): the output columns whose input column −pad + off + ow·stride lies in [0, width). */
 function validRange(width: number, pad: number, off: number, stride: number, outW: number): [number, number] {
-  const first = off - pad; // input column at ow = 0
-  const lo = first >= 0 ? 0 : Math.ceil(-first / stride);
-  const hi = width - first <= 0 ? 0 : Math.ceil((width - first) / stride);
-  return [Math.min(lo, outW), Math.min(Math.max(hi, 0), outW)];
+  return [validLo(pad, off, stride, outW), validHi(width, pad, off, stride, outW)];
 }
 
 /**
@@ -46,7 +55,7 @@ export function im2col(
   strideH: number, strideW: number, dilationH: number, dilationW: number,
   col: FloatArray,
 ): void {
-  im2colCore(true, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
+  im2colCore(true, 1, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
 }
 
 /**
@@ -59,18 +68,60 @@ export function col2im(
   strideH: number, strideW: number, dilationH: number, dilationW: number,
   data: FloatArray,
 ): void {
-  im2colCore(false, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
+  im2colCore(false, 1, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
 }
 
-function im2colCore(
-  forward: boolean, data: FloatArray, channels: number, height: number, width: number,
+/**
+ * im2col over `num` images at once (stored one after another in data, channels×height×width
+ * each), for one convolution GEMM over the whole batch: col is (channels·kernelH·kernelW) ×
+ * (num·outH·outW), row-major, and column n·outH·outW + oh·outW + ow of a row holds what
+ * im2col's column oh·outW + ow holds for image n. num = 1 is exactly im2col.
+ */
+export function im2colBatch(
+  data: FloatArray, num: number, channels: number, height: number, width: number,
   kernelH: number, kernelW: number, padH: number, padW: number,
   strideH: number, strideW: number, dilationH: number, dilationW: number,
   col: FloatArray,
 ): void {
-  const what = forward ? 'im2col' : 'col2im';
-  checkNonNegative(what, { channels, height, width, padH, padW });
-  checkPositive(what, { kernelH, kernelW, strideH, strideW, dilationH, dilationW });
+  im2colCore(true, num, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
+}
+
+/** The adjoint of im2colBatch: zero the num images in data, then accumulate col into them. */
+export function col2imBatch(
+  col: FloatArray, num: number, channels: number, height: number, width: number,
+  kernelH: number, kernelW: number, padH: number, padW: number,
+  strideH: number, strideW: number, dilationH: number, dilationW: number,
+  data: FloatArray,
+): void {
+  im2colCore(false, num, data, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col);
+}
+
+function checkDim(what: string, name: string, v: number, min: number): void {
+  if (!Number.isInteger(v) || v < min) {
+    throw new MathError(`${what}: ${name} must be a ${min > 0 ? 'positive' : 'non-negative'} integer, got ${v}`);
+  }
+}
+
+function im2colCore(
+  forward: boolean, num: number, data: FloatArray, channels: number, height: number, width: number,
+  kernelH: number, kernelW: number, padH: number, padW: number,
+  strideH: number, strideW: number, dilationH: number, dilationW: number,
+  col: FloatArray,
+): void {
+  const what = forward ? (num === 1 ? 'im2col' : 'im2colBatch') : num === 1 ? 'col2im' : 'col2imBatch';
+  // Positional checks (no per-call objects): these run once per GEMM.
+  checkDim(what, 'num', num, 0);
+  checkDim(what, 'channels', channels, 0);
+  checkDim(what, 'height', height, 0);
+  checkDim(what, 'width', width, 0);
+  checkDim(what, 'padH', padH, 0);
+  checkDim(what, 'padW', padW, 0);
+  checkDim(what, 'kernelH', kernelH, 1);
+  checkDim(what, 'kernelW', kernelW, 1);
+  checkDim(what, 'strideH', strideH, 1);
+  checkDim(what, 'strideW', strideW, 1);
+  checkDim(what, 'dilationH', dilationH, 1);
+  checkDim(what, 'dilationW', dilationW, 1);
   const outH = convOutputSize(height, kernelH, padH, strideH, dilationH);
   const outW = convOutputSize(width, kernelW, padW, strideW, dilationW);
   if (outH < 1 || outW < 1) {
@@ -79,38 +130,97 @@ function im2colCore(
     );
   }
   const imSize = height * width;
-  checkLength(what, 'data', data, channels * imSize, `${channels}×${height}×${width}`);
-  checkLength(what, 'col', col, channels * kernelH * kernelW * outH * outW,
-    `${channels * kernelH * kernelW}×${outH * outW}`);
-  if (!forward) data.fill(0, 0, channels * imSize);
-  let idx = 0;
+  const imgDim = channels * imSize;
+  const outHW = outH * outW;
+  const rowLen = num * outHW;
+  const imgs = num === 1 ? '' : `${num}×`;
+  checkLength(what, 'data', data, num * imgDim, `${imgs}${channels}×${height}×${width}`);
+  checkLength(what, 'col', col, channels * kernelH * kernelW * rowLen,
+    `${channels * kernelH * kernelW}×${imgs}${outH * outW}`);
+  if (forward) unfold(data, num, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col, outH, outW);
+  else {
+    data.fill(0, 0, num * imgDim);
+    fold(col, num, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, data, outH, outW);
+  }
+}
+
+/** The im2col loops (arguments checked). Windows' valid ranges are worked out once per kernel offset. */
+function unfold(
+  data: FloatArray, num: number, channels: number, height: number, width: number,
+  kernelH: number, kernelW: number, padH: number, padW: number,
+  strideH: number, strideW: number, dilationH: number, dilationW: number,
+  col: FloatArray, outH: number, outW: number,
+): void {
+  const imSize = height * width, imgDim = channels * imSize, outHW = outH * outW, rowLen = num * outHW;
+  let row = 0;
   for (let c = 0; c < channels; c++) {
-    const base = c * imSize;
     for (let kh = 0; kh < kernelH; kh++) {
-      const rowOff = kh * dilationH - padH;
+      const hOff = kh * dilationH - padH;
+      const ohLo = validLo(padH, kh * dilationH, strideH, outH);
+      const ohHi = Math.max(ohLo, validHi(height, padH, kh * dilationH, strideH, outH));
       for (let kw = 0; kw < kernelW; kw++) {
-        const [lo, hi] = validRange(width, padW, kw * dilationW, strideW, outW);
-        const colOff = kw * dilationW - padW;
-        for (let oh = 0; oh < outH; oh++) {
-          const r = rowOff + oh * strideH;
-          if (r < 0 || r >= height) {
-            if (forward) col.fill(0, idx, idx + outW);
-            idx += outW;
-            continue;
+        const wOff = kw * dilationW - padW;
+        const lo = validLo(padW, kw * dilationW, strideW, outW);
+        const hi = Math.max(lo, validHi(width, padW, kw * dilationW, strideW, outW));
+        for (let n = 0; n < num; n++) {
+          const dst = row * rowLen + n * outHW;
+          const base = n * imgDim + c * imSize + wOff;
+          // Output rows whose input row is padding.
+          if (ohLo > 0) col.fill(0, dst, dst + ohLo * outW);
+          if (ohHi < outH) col.fill(0, dst + ohHi * outW, dst + outHW);
+          for (let oh = ohLo; oh < ohHi; oh++) {
+            const d = dst + oh * outW;
+            const src = base + (hOff + oh * strideH) * width;
+            for (let ow = 0; ow < lo; ow++) col[d + ow] = 0;
+            if (strideW === 1) {
+              for (let ow = lo; ow < hi; ow++) col[d + ow] = data[src + ow]!;
+            } else {
+              for (let ow = lo; ow < hi; ow++) col[d + ow] = data[src + ow * strideW]!;
+            }
+            for (let ow = hi; ow < outW; ow++) col[d + ow] = 0;
           }
-          const src = base + r * width + colOff;
-          if (forward) {
-            for (let ow = 0; ow < lo; ow++) col[idx + ow] = 0;
-            for (let ow = lo; ow < hi; ow++) col[idx + ow] = data[src + ow * strideW]!;
-            for (let ow = Math.max(hi, lo); ow < outW; ow++) col[idx + ow] = 0;
-          } else {
-            for (let ow = lo; ow < hi; ow++) {
-              const d = src + ow * strideW;
-              data[d] = data[d]! + col[idx + ow]!;
+        }
+        row++;
+      }
+    }
+  }
+}
+
+/** The col2im loops (arguments checked, data already zeroed): accumulate col into the images. */
+function fold(
+  col: FloatArray, num: number, channels: number, height: number, width: number,
+  kernelH: number, kernelW: number, padH: number, padW: number,
+  strideH: number, strideW: number, dilationH: number, dilationW: number,
+  data: FloatArray, outH: number, outW: number,
+): void {
+  const imSize = height * width, imgDim = channels * imSize, outHW = outH * outW, rowLen = num * outHW;
+  let row = 0;
+  for (let c = 0; c < channels; c++) {
+    for (let kh = 0; kh < kernelH; kh++) {
+      const hOff = kh * dilationH - padH;
+      const ohLo = validLo(padH, kh * dilationH, strideH, outH);
+      const ohHi = validHi(height, padH, kh * dilationH, strideH, outH);
+      for (let kw = 0; kw < kernelW; kw++) {
+        const wOff = kw * dilationW - padW;
+        const lo = validLo(padW, kw * dilationW, strideW, outW);
+        const hi = validHi(width, padW, kw * dilationW, strideW, outW);
+        for (let n = 0; n < num; n++) {
+          const src0 = row * rowLen + n * outHW;
+          const base = n * imgDim + c * imSize + wOff;
+          for (let oh = ohLo; oh < ohHi; oh++) {
+            const s = src0 + oh * outW;
+            const d = base + (hOff + oh * strideH) * width;
+            if (strideW === 1) {
+              for (let ow = lo; ow < hi; ow++) data[d + ow] = data[d + ow]! + col[s + ow]!;
+            } else {
+              for (let ow = lo; ow < hi; ow++) {
+                const at = d + ow * strideW;
+                data[at] = data[at]! + col[s + ow]!;
+              }
             }
           }
-          idx += outW;
         }
+        row++;
       }
     }
   }
