@@ -106,22 +106,33 @@ describe('BaseConvolutionLayer', () => {
   });
 
   describe('column buffer', () => {
-    it('holds one image, is reused across reshapes, and stays empty for 1×1', () => {
+    it('holds the whole batch side by side, is reused across reshapes, and stays empty for 1×1', () => {
       const conv: ConvolutionLayer = createLayer(convolutionLayerDef, {
         convolution_param: { num_output: 2, kernel_size: [3], weight_filler: { type: 'gaussian' } },
       });
       const top = f64();
       conv.setUp([makeBlob([3, 2, 6, 6])], [top]);
       const buf = (conv as unknown as { colBuffer: Blob }).colBuffer;
-      expect(buf.shape).toEqual([2 * 9, 4, 4]);
+      expect(buf.shape).toEqual([2 * 9, 3 * 16]);
       const mem = buf.data;
       conv.forward([makeBlob([3, 2, 5, 5])], [top]);
-      expect(buf.shape).toEqual([2 * 9, 3, 3]);
+      expect(buf.shape).toEqual([2 * 9, 3 * 9]);
       expect(buf.data).toBe(mem);
 
       const oneByOne: ConvolutionLayer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 2, kernel_size: [1] } });
       oneByOne.setUp([makeBlob([1, 2, 6, 6])], [f64()]);
       expect((oneByOne as unknown as { colBuffer: Blob }).colBuffer.count()).toBe(0);
+    });
+
+    it('holds as many images as maxBatchColFloats allows, and one image (per-image path) when that is all that fits', () => {
+      const conv: ConvolutionLayer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 2, kernel_size: [3] } });
+      const buf = () => (conv as unknown as { colBuffer: Blob }).colBuffer;
+      conv.maxBatchColFloats = 2 * 18 * 16 + 5;
+      conv.setUp([makeBlob([5, 2, 6, 6])], [f64()]);
+      expect(buf().shape).toEqual([2 * 9, 2 * 16]);
+      conv.maxBatchColFloats = 18 * 16 * 2 - 1;
+      conv.reshape([makeBlob([5, 2, 6, 6])], [f64()]);
+      expect(buf().shape).toEqual([2 * 9, 4, 4]);
     });
   });
 
@@ -135,7 +146,7 @@ describe('BaseConvolutionLayer', () => {
       layer.setUp([makeBlob([2, 3, 6, 4])], [top]);
       expect(top.shape).toEqual([2, 4, 13, 9]);
       expect(layer.blobs.map((b) => b.shape)).toEqual([[3, 4, 3, 3], [4]]);
-      expect(layer.columns.shape).toEqual([4 * 9, 6, 4]);
+      expect(layer.columns.shape).toEqual([4 * 9, 2 * 6 * 4]);
       const grouped = make({ num_output: 4, kernel_size: [3], stride: [2], group: 2 });
       grouped.setUp([makeBlob([2, 2, 6, 4])], [f64()]);
       expect(grouped.blobs[0]!.shape).toEqual([2, 2, 3, 3]);

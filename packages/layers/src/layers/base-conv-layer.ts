@@ -1,10 +1,12 @@
 import {
   Blob,
   col2im,
+  col2imBatch,
   col2imNd,
   fillBlob,
   gemm,
   im2col,
+  im2colBatch,
   im2colNd,
   type FloatArray,
 } from '@caffe-ts/blob';
@@ -21,9 +23,13 @@ import { Layer, type BlobCounts } from '../layer.js';
  *   Convolution, `[channels, num_output/group, k…]` for Deconvolution);
  * - `blobs[1]`: bias `[num_output]` when `bias_term`.
  *
- * The work is im2col + one gemm per image and per group, with a single column buffer (one
- * image's worth) reused across images and calls. A 1×1 kernel with stride 1 and no padding
- * skips im2col: the image already is its column matrix.
+ * 2-D convolutions run batched: the columns of `batch` images (as many as fit in
+ * MAX_BATCH_COL_FLOATS, at most the whole mini-batch) are unfolded side by side, so each group
+ * needs one large GEMM per chunk of images rather than one small GEMM per image; the GEMM's
+ * [convOut, batch·spatial] result is then reordered into the images. Otherwise (N-d, forced N-d
+ * im2col, images too large to batch) the work is im2col + one GEMM per image and group, with
+ * one image's column buffer. A 1×1 kernel with stride 1 and no padding skips im2col and runs
+ * per image: the image already is its column matrix.
  *
  * Subclasses say whether the convolution runs backwards (`reverseDimensions`, true for
  * Deconvolution, which swaps the roles of input and output) and how the output spatial shape
@@ -65,8 +71,17 @@ export abstract class BaseConvolutionLayer extends Layer {
   /** [channels, spatial…] of the side that im2col reads (the bottom, or the top when reversed). */
   protected convInputShape: number[] = [];
   protected colBufferShape: number[] = [];
-  /** One image's im2col buffer, reused; Blob.reshape keeps its memory when it shrinks. */
+  /** The im2col buffer (one image's, or `batch` images' side by side), reused; Blob.reshape keeps its memory when it shrinks. */
   protected colBuffer!: Blob;
+  /** Images per batched GEMM; 1 selects the per-image path. */
+  protected batch = 1;
+  /** Column-buffer budget of the batched path, in elements (read on reshape). */
+  maxBatchColFloats = MAX_BATCH_COL_FLOATS;
+  /** Batched path: the GEMM side [convOut, batch·convOutSpatial] before/after reordering into images. */
+  protected gemmBuffer!: Blob;
+  /** Elements per image on the im2col side (the bottom; the top when reversed) and on the GEMM-output side. */
+  protected colSideDim = 0;
+  protected outSideDim = 0;
   /** The bottom shape seen by the current reshape (read by computeOutputShape). */
   protected bottomShape: readonly number[] = [];
 
@@ -166,6 +181,7 @@ export abstract class BaseConvolutionLayer extends Layer {
     this.weightOffset = (this.convOutChannels * this.kernelDim) / this.group;
     while (this.paramPropagateDown.length < this.blobs.length) this.paramPropagateDown.push(true);
     this.colBuffer = this.newBlob();
+    this.gemmBuffer = this.newBlob();
   }
 
   override reshape(bottom: Blob[], top: Blob[]): void {
@@ -209,11 +225,168 @@ export abstract class BaseConvolutionLayer extends Layer {
     for (let i = 0; i < this.numSpatialAxes; i++) {
       this.colBufferShape.push(reversed ? this.inputShape(i + 1) : this.outputShape[i]!);
     }
-    // The 1×1 case reads the image itself, so it leaves the buffer empty.
-    this.colBuffer.reshape(this.is1x1 ? [0] : this.colBufferShape);
     this.bottomDim = b0.count(this.channelAxis);
     this.topDim = t0.count(this.channelAxis);
     this.outSpatialDim = t0.count(firstSpatialAxis);
+    this.colSideDim = reversed ? this.topDim : this.bottomDim;
+    this.outSideDim = reversed ? this.bottomDim : this.topDim;
+    const colPerImage = this.kernelDim * this.group * this.convOutSpatialDim;
+    this.batch =
+      this.useIm2col2d() && !this.is1x1 ? Math.max(1, Math.min(this.num, Math.floor(this.maxBatchColFloats / colPerImage))) : 1;
+    if (this.batch > 1) {
+      this.colBuffer.reshape([this.kernelDim * this.group, this.batch * this.convOutSpatialDim]);
+      this.gemmBuffer.reshape([this.convOutChannels, this.batch * this.convOutSpatialDim]);
+    } else {
+      // The 1×1 case reads the image itself, so it leaves the buffer empty.
+      this.colBuffer.reshape(this.is1x1 ? [0] : this.colBufferShape);
+      this.gemmBuffer.reshape([0]);
+    }
+  }
+
+  // ---- batched path (batch > 1): chunks of `batch` images, one GEMM per chunk and group ----
+
+  /** Images n0 … n0 + nb − 1 of the im2col side, unfolded side by side into the column buffer. */
+  private im2colChunk(data: FloatArray, n0: number, nb: number): FloatArray {
+    const col = this.colBuffer.mutableCpuData();
+    const [c, h, w] = this.convInputShape as [number, number, number];
+    im2colBatch(
+      data.subarray(n0 * this.colSideDim, (n0 + nb) * this.colSideDim), nb, c, h, w,
+      this.kernelShape[0]!, this.kernelShape[1]!, this.pad[0]!, this.pad[1]!,
+      this.stride[0]!, this.stride[1]!, this.dilation[0]!, this.dilation[1]!, col,
+    );
+    return col;
+  }
+
+  /** The column buffer folded back (col2im, overwriting) into images n0 … n0 + nb − 1 of the im2col side. */
+  private col2imChunk(col: FloatArray, data: FloatArray, n0: number, nb: number): void {
+    const [c, h, w] = this.convInputShape as [number, number, number];
+    col2imBatch(
+      col, nb, c, h, w, this.kernelShape[0]!, this.kernelShape[1]!, this.pad[0]!, this.pad[1]!,
+      this.stride[0]!, this.stride[1]!, this.dilation[0]!, this.dilation[1]!,
+      data.subarray(n0 * this.colSideDim, (n0 + nb) * this.colSideDim),
+    );
+  }
+
+  /** Images n0 … of the GEMM-output side ([n][convOut][S]) gathered into the GEMM buffer as [convOut][nb·S]. */
+  private gatherChunk(src: FloatArray, n0: number, nb: number): FloatArray {
+    const buf = this.gemmBuffer.mutableCpuData();
+    const S = this.convOutSpatialDim, C = this.convOutChannels, row = nb * S;
+    for (let n = 0; n < nb; n++) {
+      const img = (n0 + n) * this.outSideDim;
+      for (let o = 0; o < C; o++) {
+        const s0 = img + o * S, d0 = o * row + n * S;
+        for (let s = 0; s < S; s++) buf[d0 + s] = src[s0 + s]!;
+      }
+    }
+    return buf;
+  }
+
+  /** The GEMM buffer ([convOut][nb·S]) written into images n0 … of the GEMM-output side, plus bias[o] when given. */
+  private scatterChunk(buf: FloatArray, dst: FloatArray, n0: number, nb: number, bias: FloatArray | null): void {
+    const S = this.convOutSpatialDim, C = this.convOutChannels, row = nb * S;
+    for (let n = 0; n < nb; n++) {
+      const img = (n0 + n) * this.outSideDim;
+      for (let o = 0; o < C; o++) {
+        const s0 = o * row + n * S, d0 = img + o * S;
+        if (bias) {
+          const b = bias[o]!;
+          for (let s = 0; s < S; s++) dst[d0 + s] = buf[s0 + s]! + b;
+        } else {
+          for (let s = 0; s < S; s++) dst[d0 + s] = buf[s0 + s]!;
+        }
+      }
+    }
+  }
+
+  /**
+   * output = W · im2col(input) for all images (Convolution forward, Deconvolution backward-data),
+   * plus bias[o] when given; overwrites output.
+   */
+  protected forwardBatched(input: FloatArray, weights: FloatArray, output: FloatArray, bias: FloatArray | null): void {
+    const m = this.convOutChannels / this.group, K = this.kernelDim;
+    for (let n0 = 0; n0 < this.num; n0 += this.batch) {
+      const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
+      const col = this.im2colChunk(input, n0, nb);
+      const buf = this.gemmBuffer.mutableCpuData();
+      for (let g = 0; g < this.group; g++) {
+        gemm(false, false, m, N, K, 1, weights.subarray(this.weightOffset * g), col.subarray(K * N * g), 0, buf.subarray(m * N * g));
+      }
+      this.scatterChunk(buf, output, n0, nb, bias);
+    }
+  }
+
+  /**
+   * input = col2im(Wᵀ · output) for all images (Convolution backward-data, Deconvolution
+   * forward); overwrites input.
+   */
+  protected backwardDataBatched(output: FloatArray, weights: FloatArray, input: FloatArray): void {
+    const m = this.convOutChannels / this.group, K = this.kernelDim;
+    for (let n0 = 0; n0 < this.num; n0 += this.batch) {
+      const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
+      const buf = this.gatherChunk(output, n0, nb);
+      const col = this.colBuffer.mutableCpuData();
+      for (let g = 0; g < this.group; g++) {
+        gemm(true, false, K, N, m, 1, weights.subarray(this.weightOffset * g), buf.subarray(m * N * g), 0, col.subarray(K * N * g));
+      }
+      this.col2imChunk(col, input, n0, nb);
+    }
+  }
+
+  /**
+   * The backward GEMMs in one sweep over the chunks, each unfolding its images once:
+   * weightDiff += output · im2col(input)ᵀ (accumulates) when weightDiff is given, and
+   * dataOut = W · im2col(input) (overwrites; Deconvolution's backward-data) when dataOut is given.
+   */
+  protected weightAndForwardBatched(
+    input: FloatArray, output: FloatArray | null, weightDiff: FloatArray | null,
+    weights: FloatArray, dataOut: FloatArray | null,
+  ): void {
+    const m = this.convOutChannels / this.group, K = this.kernelDim;
+    for (let n0 = 0; n0 < this.num; n0 += this.batch) {
+      const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
+      const col = this.im2colChunk(input, n0, nb);
+      if (weightDiff && output) {
+        const buf = this.gatherChunk(output, n0, nb);
+        for (let g = 0; g < this.group; g++) {
+          gemm(false, true, m, K, N, 1, buf.subarray(m * N * g), col.subarray(K * N * g), 1, weightDiff.subarray(this.weightOffset * g));
+        }
+      }
+      if (dataOut) {
+        const buf = this.gemmBuffer.mutableCpuData();
+        for (let g = 0; g < this.group; g++) {
+          gemm(false, false, m, N, K, 1, weights.subarray(this.weightOffset * g), col.subarray(K * N * g), 0, buf.subarray(m * N * g));
+        }
+        this.scatterChunk(buf, dataOut, n0, nb, null);
+      }
+    }
+  }
+
+  /**
+   * Convolution backward for all images: weightDiff += dY · im2col(x)ᵀ (when given) and
+   * dX = col2im(Wᵀ · dY) (when given), gathering each chunk of dY once for both.
+   */
+  protected convBackwardBatched(
+    x: FloatArray, dy: FloatArray, weights: FloatArray, weightDiff: FloatArray | null, dx: FloatArray | null,
+  ): void {
+    const m = this.convOutChannels / this.group, K = this.kernelDim;
+    for (let n0 = 0; n0 < this.num; n0 += this.batch) {
+      const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
+      const buf = this.gatherChunk(dy, n0, nb);
+      if (weightDiff) {
+        const col = this.im2colChunk(x, n0, nb);
+        for (let g = 0; g < this.group; g++) {
+          gemm(false, true, m, K, N, 1, buf.subarray(m * N * g), col.subarray(K * N * g), 1, weightDiff.subarray(this.weightOffset * g));
+        }
+      }
+      if (dx) {
+        // The columns are no longer needed: the buffer now takes their gradient.
+        const col = this.colBuffer.mutableCpuData();
+        for (let g = 0; g < this.group; g++) {
+          gemm(true, false, K, N, m, 1, weights.subarray(this.weightOffset * g), buf.subarray(m * N * g), 0, col.subarray(K * N * g));
+        }
+        this.col2imChunk(col, dx, n0, nb);
+      }
+    }
   }
 
   /** output (convOut × convOutSpatial) = W · im2col(input), per group; overwrites output. */
@@ -306,7 +479,7 @@ export abstract class BaseConvolutionLayer extends Layer {
     }
   }
 
-  private useIm2col2d(): boolean {
+  protected useIm2col2d(): boolean {
     return !this.forceNdIm2col && this.numSpatialAxes === 2;
   }
 
@@ -366,6 +539,12 @@ export abstract class BaseConvolutionLayer extends Layer {
   }
 }
 
+/**
+ * Most column-buffer elements the batched path may use per layer: 256 Ki (1 MiB in float32),
+ * so a chunk's columns are still in cache when the GEMM reads them (larger chunks measured
+ * slower, not faster). When one image needs more, the layer runs per image.
+ */
+export const MAX_BATCH_COL_FLOATS = 1 << 18;
 
 function shapeString(shape: readonly number[]): string {
   return `${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`;

@@ -29,6 +29,10 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < bottom.length; i++) {
       const bottomData = bottom[i]!.cpuData();
       const topData = top[i]!.mutableCpuData();
+      if (this.batch > 1) {
+        this.forwardBatched(bottomData, weight, topData, bias);
+        continue;
+      }
       for (let n = 0; n < this.num; n++) {
         const out = topData.subarray(n * this.topDim, (n + 1) * this.topDim);
         this.forwardCpuGemm(bottomData.subarray(n * this.bottomDim, (n + 1) * this.bottomDim), weight, out);
@@ -53,6 +57,10 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       const bottomData = bottom[i]!.cpuData();
       const weightDiff = weightPd ? this.blobs[0]!.mutableCpuDiff() : null;
       const bottomDiff = pd ? bottom[i]!.mutableCpuDiff() : null;
+      if (this.batch > 1) {
+        this.convBackwardBatched(bottomData, topDiff, weight, weightDiff, bottomDiff);
+        continue;
+      }
       for (let n = 0; n < this.num; n++) {
         const range: [number, number] = [n * this.bottomDim, (n + 1) * this.bottomDim];
         // Weight gradient accumulates over images (and over calls, as Caffe's param diffs do).

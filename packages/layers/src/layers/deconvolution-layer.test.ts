@@ -147,6 +147,48 @@ describe('DeconvolutionLayer', () => {
     }
   });
 
+  describe('batched GEMMs equal the per-image path', () => {
+    /**
+     * Runs forward and two backwards (diffs accumulate) with every image in one chunk, with chunks
+     * of two images (the last one short) and per image; results may differ only by summation order.
+     */
+    const compare = (p: Props, shape: number[], dtype: 'float32' | 'float64') => {
+      const tol = dtype === 'float32' ? 2e-5 : 1e-12;
+      const runs = [Infinity, 2, 1].map((images) => {
+        const layer: DeconvolutionLayer = deconv(p, dtype);
+        const bottom = makeBlob(shape, { dtype, rng: new Rng(9) });
+        const top = new Blob([], { dtype });
+        layer.setUp([bottom], [top]);
+        // Budget for `images` images' columns: kernelDim·group rows × the GEMM side's spatial size.
+        const perImage = layer.blobs[0]!.count(1) * ((p.group as number | undefined) ?? 1) * prod(bottom.shape.slice(2));
+        layer.maxBatchColFloats = images * perImage;
+        layer.reshape([bottom], [top]);
+        layer.forward([bottom], [top]);
+        const dy = top.mutableCpuDiff();
+        const rng = new Rng(4);
+        for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
+        layer.backward([top], [true], [bottom]);
+        layer.backward([top], [true], [bottom]);
+        return [top.cpuData(), bottom.cpuDiff(), ...layer.blobs.map((b) => b.cpuDiff())].map((a) => Array.from(a));
+      });
+      for (const other of runs.slice(1)) {
+        runs[0]!.forEach((want, k) => {
+          const got = other[k]!;
+          expect(got.length).toBe(want.length);
+          for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(tol * Math.max(1, Math.abs(want[i]!)));
+        });
+      }
+    };
+    const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
+    for (const dtype of ['float32', 'float64'] as const) {
+      it(`k3 s1 (LeNet-like), ${dtype}`, () => compare({ num_output: 4, kernel_size: [3], ...filler }, [5, 3, 7, 6], dtype));
+      it(`padded, strided, dilated, non-square, ${dtype}`, () =>
+        compare({ num_output: 3, kernel_h: 3, kernel_w: 2, pad_h: 2, pad_w: 1, stride_h: 2, stride_w: 1, dilation: [1, 2], ...filler }, [3, 2, 7, 6], dtype));
+      it(`grouped, no bias, ${dtype}`, () =>
+        compare({ num_output: 4, kernel_size: [2], group: 2, stride: [2], bias_term: false, ...filler }, [3, 4, 5, 5], dtype));
+    }
+  });
+
   it('gradient, Caffe (1e-2, 1e-3) exhaustive over both bottoms, weight and bias (k2 s1)', () => {
     const layer = deconv({ num_output: 1, kernel_size: [2], stride: [1], ...gaussianFillers });
     new GradientChecker(1e-2, 1e-3).checkGradientExhaustive(layer, [makeBlob([2, 2, 2, 3]), makeBlob([2, 2, 2, 3], { rng: new Rng(7) })], [f64(), f64()]);

@@ -29,6 +29,11 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < bottom.length; i++) {
       const x = bottom[i]!.cpuData();
       const y = top[i]!.mutableCpuData();
+      if (this.batch > 1) {
+        this.backwardDataBatched(x, weight, y);
+        if (bias) for (let n = 0; n < this.num; n++) this.forwardCpuBias(y.subarray(n * this.topDim, (n + 1) * this.topDim), bias);
+        continue;
+      }
       for (let n = 0; n < this.num; n++) {
         const out = y.subarray(n * this.topDim, (n + 1) * this.topDim);
         // Scatter each input pixel through the filter: col2im(Wᵀ · x).
@@ -54,6 +59,11 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
       const x = bottom[i]!.cpuData();
       const weightDiff = weightPd ? this.blobs[0]!.mutableCpuDiff() : null;
       const bottomDiff = pd ? bottom[i]!.mutableCpuDiff() : null;
+      if (this.batch > 1) {
+        // The top diff plays the convolution's input (unfolded once per chunk for both GEMMs).
+        this.weightAndForwardBatched(dy, x, weightDiff, weight, bottomDiff);
+        continue;
+      }
       for (let n = 0; n < this.num; n++) {
         const range: [number, number] = [n * this.bottomDim, (n + 1) * this.bottomDim];
         // The top diff plays the convolution's input: weight gradient = x · im2col(dy)ᵀ.
