@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// Per-layer and per-step times of a training net (forward + backward, single thread), from the
+// built packages:
+//
+//   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
+//       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
+//       [--dtype float32|float64] [--col-floats N]
+//
+// The net's Data layers are replaced by an Input layer of the same batch size (default: the
+// prototxt's TRAIN batch size) holding fixed random inputs and labels, so only compute is
+// timed. Prints, per layer, the median forward and backward ms over the iterations, then the
+// median forward, backward and step (forward + backward) ms. --clock cpu (the default) times
+// this process's CPU use (user + system, all its threads) rather than wall time, which on a
+// machine shared with other jobs leaves out the time the benchmark was descheduled.
+// --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
+// CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd in the environment picks the float32 GEMM.
+import v8 from 'node:v8';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+// Before anything compiles WebAssembly, as the caffe CLI does.
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+const { activeGemmKernelName, Rng } = await import('@caffe-ts/blob');
+const { defaultLayerRegistry } = await import('@caffe-ts/layers');
+await import('@caffe-ts/layers/register');
+const { Net } = await import('@caffe-ts/net');
+const { parseNetParameter, createMessage, Phase } = await import('@caffe-ts/proto');
+const { zooModel } = await import('@caffe-ts/zoo');
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'lenet' },
+    batch: { type: 'string' },
+    iterations: { type: 'string', default: '30' },
+    warmup: { type: 'string', default: '5' },
+    clock: { type: 'string', default: 'cpu' },
+    phase: { type: 'string', default: 'TRAIN' },
+    dtype: { type: 'string', default: 'float32' },
+    'col-floats': { type: 'string' },
+  },
+});
+
+const corpus = '/work/shared/corpus/nets/cifar10/';
+const MODELS = {
+  lenet: { file: zooModel('lenet').files.trainTest, input: [1, 28, 28] },
+  cifar10_quick: { file: `${corpus}cifar10_quick_train_test.prototxt`, input: [3, 32, 32] },
+  cifar10_full: { file: `${corpus}cifar10_full_train_test.prototxt`, input: [3, 32, 32] },
+};
+const known = MODELS[values.model];
+const file = known ? known.file : values.model;
+const inputShape = known ? known.input : null;
+const phase = values.phase.toUpperCase() === 'TEST' ? Phase.TEST : Phase.TRAIN;
+
+const param = parseNetParameter(readFileSync(file, 'utf8'));
+// Swap the phase's data layer(s) for one Input layer with the same tops and batch size.
+let batch = values.batch ? Number(values.batch) : 0;
+const dataTops = [];
+param.layer = param.layer.filter((l) => {
+  if (l.type !== 'Data') return true;
+  const inPhase = l.include.length === 0 || l.include.some((r) => r.phase === phase);
+  if (inPhase) {
+    if (!batch) batch = l.data_param?.batch_size ?? 64;
+    if (dataTops.length === 0) dataTops.push(...l.top);
+  }
+  return false;
+});
+if (dataTops.length === 0) throw new Error(`${file}: no Data layer to replace`);
+if (!inputShape) throw new Error(`${file}: unknown input shape (known models: ${Object.keys(MODELS).join(', ')})`);
+const shapes = [[batch, ...inputShape], [batch]];
+param.layer.unshift(createMessage('LayerParameter', {
+  name: 'input',
+  type: 'Input',
+  top: dataTops,
+  input_param: { shape: dataTops.map((_, i) => ({ dim: shapes[Math.min(i, 1)] })) },
+}));
+
+const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
+if (values['col-floats']) {
+  for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
+}
+// Fixed inputs: MNIST-like sparse [0, 1) pixels (most zero) and labels 0..9.
+const rng = new Rng(1);
+const data = net.blobs.get(dataTops[0]).mutableCpuData();
+for (let i = 0; i < data.length; i++) data[i] = rng.uniform() < 0.8 ? 0 : rng.uniform();
+if (dataTops.length > 1) {
+  const label = net.blobs.get(dataTops[1]).mutableCpuData();
+  for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
+}
+
+const now = values.clock === 'cpu'
+  ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }
+  : () => performance.now();
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const L = net.layers.length;
+const iterations = Number(values.iterations), warmup = Number(values.warmup);
+const fwd = Array.from({ length: L }, () => []);
+const bwd = Array.from({ length: L }, () => []);
+const fwdTotal = [], bwdTotal = [], step = [];
+for (let it = -warmup; it < iterations; it++) {
+  const f = new Float64Array(L), b = new Float64Array(L);
+  const t0 = now();
+  for (let i = 0; i < L; i++) {
+    const s = now();
+    net.forwardFromTo(i, i);
+    f[i] = now() - s;
+  }
+  const t1 = now();
+  for (let i = L - 1; i >= 0; i--) {
+    const s = now();
+    net.backwardFromTo(i, i);
+    b[i] = now() - s;
+  }
+  const t2 = now();
+  if (it < 0) continue;
+  for (let i = 0; i < L; i++) {
+    fwd[i].push(f[i]);
+    bwd[i].push(b[i]);
+  }
+  fwdTotal.push(t1 - t0);
+  bwdTotal.push(t2 - t1);
+  step.push(t2 - t0);
+}
+
+const ms = (x) => x.toFixed(3).padStart(9);
+console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
+  `${values.clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
+console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}`);
+for (let i = 0; i < L; i++) {
+  console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}`);
+}
+console.log(`forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
+  `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`);
