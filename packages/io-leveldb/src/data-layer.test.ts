@@ -167,7 +167,8 @@ describe('Data layer', () => {
     await layer.prepare();
     await closeDataSources();
     expect(primedDataSources()).toEqual([]);
-    layer.forward([], top); // a batch read before closing is still delivered
+    layer.forward([], top); // batches read before closing are still delivered
+    while (layer.readyBatches > 0) layer.forward([], top);
     await expect(layer.prepare()).rejects.toThrow(/closed/);
     // The database can be opened again now that the lock is released.
     const db = await openDatumDb(src);

@@ -173,38 +173,46 @@ export class DataLayer extends BasePrefetchingDataLayer {
     const where = this.where();
     const t = this.transformer!;
     const n = this.batchSize;
-    let batch: Batch | undefined;
-    let itemShape: number[] = [];
-    let itemSize = 0;
-    let first: { key: string; datum: Datum } | undefined;
+    const records: { key: string; datum: Datum }[] = [];
     for (let i = 0; i < n; i++) {
       const rec = await this.cursor!.next();
       if (this.isClosed) throw new LayerError(`${where}: closed`);
-      let datum = decodeRecord(rec, where);
-      if (datum.encoded) {
+      records.push({ key: rec.key, datum: decodeRecord(rec, where) });
+    }
+    // Encoded images of the batch are decoded together: sharp runs them on libuv's thread pool,
+    // in parallel and while the net computes.
+    await Promise.all(
+      records.map(async (r) => {
+        if (!r.datum.encoded) return;
         try {
-          datum = await t.decode(datum, `record '${rec.key}'`);
+          r.datum = await t.decode(r.datum, `record '${r.key}'`);
         } catch (e) {
-          throw this.recordError(e, rec.key);
+          throw this.recordError(e, r.key);
         }
-      }
-      const shape = this.inferShape(datum, rec.key).slice(1);
+      }),
+    );
+    let batch: Batch | undefined;
+    let itemShape: number[] = [];
+    let itemSize = 0;
+    const first = records[0]!;
+    for (let i = 0; i < n; i++) {
+      const { key, datum } = records[i]!;
+      const shape = this.inferShape(datum, key).slice(1);
       if (i === 0) {
-        first = { key: rec.key, datum };
         itemShape = shape;
         itemSize = itemShape.reduce((a, b) => a * b, 1);
         batch = this.takeBuffer([n, ...itemShape]);
       } else if (shape.length !== itemShape.length || shape.some((d, k) => d !== itemShape[k])) {
         const transformed = (s: number[], d: Datum) => (s.join('×') === datumShapeString(d) ? '' : ` (transformed: ${s.join('×')})`);
         throw new DataError(
-          `${where}: Datum size mismatch: record '${rec.key}' is ${datumShapeString(datum)}${transformed(shape, datum)}, ` +
-            `expected ${datumShapeString(first!.datum)}${transformed(itemShape, first!.datum)} like record '${first!.key}', the first of its batch`,
+          `${where}: Datum size mismatch: record '${key}' is ${datumShapeString(datum)}${transformed(shape, datum)}, ` +
+            `expected ${datumShapeString(first.datum)}${transformed(itemShape, first.datum)} like record '${first.key}', the first of its batch`,
         );
       }
       try {
         t.transform(datum, batch!.data, i * itemSize);
       } catch (e) {
-        throw this.recordError(e, rec.key);
+        throw this.recordError(e, key);
       }
       if (batch!.label) batch!.label[i] = datum.label;
     }

@@ -10,6 +10,7 @@ import {
   decodeDatumImage,
   decodeImage,
   encodeImage,
+  fileChannelsFromHeader,
   flipImage,
   imageFileToDatum,
   imageToDatum,
@@ -122,6 +123,19 @@ describe('decodeImage', () => {
     await expect(decodeImage(Uint8Array.from([1, 2, 3, 4]), 'color', 'record 7')).rejects.toThrow(/cannot decode record 7 \(4 bytes\)/);
     await expect(decodeImage(new Uint8Array(0))).rejects.toThrow(DataError);
     await expect(readImage(join(dir, 'missing.png'))).rejects.toThrow(/Could not open or find file .*missing\.png/);
+  });
+
+  it('reads the channel count from PNG and JPEG headers', async () => {
+    const gray: PixelImage = { height: 4, width: 4, channels: 1, data: new Uint8Array(16).fill(9) };
+    const bgr = pattern(4, 4, 3);
+    const bgra: PixelImage = { height: 1, width: 1, channels: 4, data: Uint8Array.of(1, 2, 3, 4) };
+    expect(fileChannelsFromHeader(await encodeImage(gray, 'png'))).toBe(1);
+    expect(fileChannelsFromHeader(await encodeImage(bgr, 'png'))).toBe(3);
+    expect(fileChannelsFromHeader(await encodeImage(bgra, 'png'))).toBe(4);
+    expect(fileChannelsFromHeader(await encodeImage(gray, 'jpg'))).toBe(1);
+    expect(fileChannelsFromHeader(await encodeImage(bgr, 'jpg'))).toBe(3);
+    expect(fileChannelsFromHeader(Uint8Array.of(1, 2, 3))).toBeUndefined();
+    if (hasCorpus) expect(fileChannelsFromHeader(readFileSync(join(images, 'cat_gray.jpg')))).toBe(1);
   });
 
   it('rgbToGray is OpenCV’s cvtColor rounding', () => {

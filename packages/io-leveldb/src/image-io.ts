@@ -56,9 +56,10 @@ export async function decodeImage(bytes: Uint8Array, mode: ImreadMode = 'color',
     // ignoreIcc: OpenCV takes the stored samples as they are; autoOrient: imread/imdecode apply
     // the EXIF orientation except when reading 'unchanged' (IMREAD_UNCHANGED ignores it).
     const pipeline = sharp(bytes, { ignoreIcc: true, autoOrient: mode !== 'unchanged', failOn: 'error', limitInputPixels: false });
-    // sharp turns a gray file into three sRGB bands unless asked to keep it gray.
-    const meta = await pipeline.metadata();
-    if (meta.channels === 1 || meta.channels === 2) pipeline.toColourspace('b-w');
+    // sharp turns a gray file into three sRGB bands unless asked to keep it gray. The header says
+    // which for PNG and JPEG; other formats ask libvips (a second call, so only when needed).
+    const channels = fileChannelsFromHeader(bytes) ?? (await pipeline.metadata()).channels;
+    if (channels === 1 || channels === 2) pipeline.toColourspace('b-w');
     raw = await pipeline.raw().toBuffer({ resolveWithObject: true });
   } catch (e) {
     throw new DataError(`cannot decode ${what} (${bytes.length} bytes): ${describe(e)}`, { cause: e });
@@ -121,6 +122,36 @@ export async function decodeImage(bytes: Uint8Array, mode: ImreadMode = 'color',
 }
 
 /**
+ * The channel count a PNG or JPEG file declares in its header (PNG IHDR colour type, JPEG frame
+ * component count), or undefined for other formats and palette PNGs (whose transparency decides).
+ */
+export function fileChannelsFromHeader(bytes: Uint8Array): number | undefined {
+  if (isPng(bytes) && bytes.length >= 26) {
+    const colourType = bytes[25];
+    return colourType === 0 ? 1 : colourType === 2 ? 3 : colourType === 4 ? 2 : colourType === 6 ? 4 : undefined;
+  }
+  if (bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  let at = 2;
+  while (at + 4 <= bytes.length) {
+    if (bytes[at] !== 0xff) return undefined;
+    const marker = bytes[at + 1]!;
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd9)) {
+      at += 2; // markers without a segment
+      continue;
+    }
+    const length = (bytes[at + 2]! << 8) | bytes[at + 3]!;
+    const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc;
+    if (isFrame) return at + 9 < bytes.length ? bytes[at + 9] : undefined;
+    at += 2 + length;
+  }
+  return undefined;
+}
+
+/**
  * RGB → gray as OpenCV's cvtColor for 8-bit images: Y = 0.299 R + 0.587 G + 0.114 B in 14-bit
  * fixed point, rounded. (A colour JPEG read as gray by OpenCV gets libjpeg's own Y channel, which
  * can differ from this by ±1.)
@@ -137,18 +168,25 @@ function pngRgbToGray(r: number, g: number, b: number): number {
   return (r * 9797 + g * 19234 + b * 3737) >> 15;
 }
 
+/** A file's bytes; a missing or unreadable file is a DataError saying so as OpenCV's readers do. */
+async function readImageFile(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new DataError(`Could not open or find file ${path}${code === 'ENOENT' ? '' : `: ${describe(e)}`}`, { cause: e });
+  }
+}
+
 /**
  * Read an image file as Caffe's ReadImageToCVMat(filename, height, width, is_color): decode in
  * colour (BGR) or gray, then, when both height and width are positive, resize with INTER_LINEAR.
  */
 export async function readImage(path: string, options: { height?: number; width?: number; isColor?: boolean } = {}): Promise<PixelImage> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    throw new DataError(`Could not open or find file ${path}${code === 'ENOENT' ? '' : `: ${describe(e)}`}`, { cause: e });
-  }
+  return decodeAndResize(await readImageFile(path), path, options);
+}
+
+async function decodeAndResize(bytes: Uint8Array, path: string, options: { height?: number; width?: number; isColor?: boolean }): Promise<PixelImage> {
   const img = await decodeImage(bytes, options.isColor === false ? 'gray' : 'color', path);
   const h = options.height ?? 0;
   const w = options.width ?? 0;
@@ -394,29 +432,28 @@ export async function imageFileToDatum(path: string, label: number, options: Ima
   const isColor = options.isColor !== false;
   const h = options.height ?? 0;
   const w = options.width ?? 0;
-  const img = await readImage(path, { height: h, width: w, isColor });
+  const bytes = await readImageFile(path);
+  const img = await decodeAndResize(bytes, path, { height: h, width: w, isColor });
   const encoding = options.encoding ?? '';
   if (!encoding) return imageToDatum(img, label);
-  let bytes: Uint8Array;
-  if (!(h > 0 && w > 0) && extensionMatches(path, encoding) && (img.channels === 3) === isColor && (await fileChannels(path)) === img.channels) {
-    bytes = await readFile(path);
-  } else {
-    bytes = await encodeImage(img, encoding);
-  }
-  return createMessage<Datum>('Datum', { data: bytes, label, encoded: true });
+  // Caffe keeps the file's bytes when no resize is asked for and the file already has the
+  // encoding; here the file must also be gray exactly when a gray read is asked for (Caffe checks
+  // the decoded image, which the read already forced), so that decoding the Datum later gives
+  // the channels asked for.
+  const keep = !(h > 0 && w > 0) && extensionMatches(path, encoding) && (await isGrayFile(bytes)) === !isColor;
+  const data = keep ? bytes : await encodeImage(img, encoding);
+  return createMessage<Datum>('Datum', { data, label, encoded: true });
 }
 
-/**
- * The channel count of the file as stored (gray 1, colour 3). OpenCV's check compares the decoded
- * image, which the read flag already forced; storing a colour file's bytes for a gray read would
- * later decode in colour, so the file's own channels are checked too.
- */
-async function fileChannels(path: string): Promise<number> {
-  try {
-    const meta = await sharp(path).metadata();
-    const c = meta.channels ?? 3;
-    return meta.hasAlpha ? c - 1 : c;
-  } catch {
-    return -1;
+/** Whether an image file stores gray pixels (with or without alpha). */
+async function isGrayFile(bytes: Uint8Array): Promise<boolean> {
+  let channels = fileChannelsFromHeader(bytes);
+  if (channels === undefined) {
+    try {
+      channels = (await sharp(bytes).metadata()).channels;
+    } catch {
+      return false;
+    }
   }
+  return channels === 1 || channels === 2;
 }

@@ -108,7 +108,13 @@ export abstract class BasePrefetchingDataLayer extends Layer {
 
   /** Resolves once at least one batch is ready; rejects with the prefetcher's error. */
   override async prepare(): Promise<void> {
-    if (this.full.length > 0) return;
+    if (this.full.length > 0) {
+      // Give the event loop a turn even when a batch is ready: completions of reads and decodes
+      // (thread-pool callbacks) run only then, and the prefetcher needs them to go on filling
+      // while the caller computes. Without it the queue would refill only once empty.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      return;
+    }
     if (this.error) throw this.error;
     if (this.closed) this.fail('the layer is closed (closeDataSources was called)');
     if (!this.started) this.fail('prepare() called before setUp()');
@@ -154,7 +160,10 @@ export abstract class BasePrefetchingDataLayer extends Layer {
         this.full.push(batch);
         const waiters = this.waiters;
         this.waiters = [];
-        for (const w of waiters) w.resolve();
+        // Wake the waiting caller on a later turn: resolving now would run its whole (synchronous)
+        // forward pass before this loop reads the next records and starts their decoding, so the
+        // decoding would not overlap the computation.
+        if (waiters.length > 0) setImmediate(() => waiters.forEach((w) => w.resolve()));
       }
     } catch (e) {
       if (this.closed) return;
