@@ -152,4 +152,19 @@ describe('dataset tools end to end', () => {
     expect(losses.every(Number.isFinite)).toBe(true);
     expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]! * 0.7);
   });
+
+  it('reports usage mistakes in one line with status 1', async () => {
+    const few = await caffe(['convert_imageset', 'images/', 'train.txt'], dir.path);
+    expect(few.code).toBe(1);
+    expect(few.stderr).toMatch(/expected ROOTFOLDER\/ LISTFILE DB, got 2 argument\(s\)/);
+    const badType = await caffe(['convert_imageset', '--encode_type', 'gif', 'images/', 'train.txt', 'x_lmdb'], dir.path);
+    expect(badType.code).toBe(1);
+    expect(badType.stderr).toMatch(/--encode_type takes jpg or png, got 'gif'/);
+    const noDb = await caffe(['compute_image_mean', 'missing_lmdb'], dir.path);
+    expect(noDb.code).toBe(1);
+    expect(noDb.stderr).toMatch(/missing_lmdb/);
+    const cifar = await caffe(['convert_cifar', 'nowhere', 'out', '--backend', 'rocksdb'], dir.path);
+    expect(cifar.code).toBe(1);
+    expect(cifar.stderr).toMatch(/Invalid db backend rocksdb/);
+  });
 });
