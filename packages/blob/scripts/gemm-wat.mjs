@@ -146,6 +146,12 @@ export function generateGemmWat({ relaxed = false, blocking = GEMM_BLOCKING } = 
   emit(1, ';; dst[k*W + w] = src[w*ws + k*4] for w < valid, 0 for valid <= w < W (reads walk k).');
   emit(1, '(func $pack_strided (param $dst i32) (param $src i32) (param $kc i32) (param $W i32) (param $valid i32) (param $ws i32)');
   emit(2, '(local $w i32) (local $k i32) (local $s i32) (local $d i32) (local $dstep i32)');
+  emit(2, ';; a full panel goes through 4x4 SIMD transposes');
+  emit(2, '(if (i32.ge_u (local.get $valid) (local.get $W)) (then');
+  for (const W of [...new Set([MR, NR])].filter((w) => w % 4 === 0)) {
+    emit(3, `(if (i32.eq (local.get $W) (i32.const ${W})) (then (call $pack_t${W} (local.get $dst) (local.get $src) (local.get $kc) (local.get $ws)) (return)))`);
+  }
+  emit(2, '))');
   emit(2, '(local.set $dstep (i32.shl (local.get $W) (i32.const 2)))');
   emit(2, '(local.set $w (i32.const 0))');
   emit(2, '(loop $cols');
@@ -170,6 +176,55 @@ export function generateGemmWat({ relaxed = false, blocking = GEMM_BLOCKING } = 
   emit(3, '(br_if $cols (i32.lt_u (local.get $w) (local.get $W))))');
   emit(1, ')');
   emit(0, '');
+
+  // $pack_tW: $pack_strided for a full panel (W a multiple of 4), four k steps at a time: each
+  // 4 x 4 block (4 source rows w, 4 contiguous k) is transposed with shuffles into 4 k rows.
+  const packT = (W) => {
+    const sh = (a, b, lanes) => `(i8x16.shuffle ${lanes.flatMap((l) => [0, 1, 2, 3].map((q) => 4 * l + q)).join(' ')} ${a} ${b})`;
+    emit(1, `;; dst[k*${W} + w] = src[w*ws + k*4] for w < ${W} (a full panel), 4x4 transposes for 4 k at a time.`);
+    emit(1, `(func $pack_t${W} (param $dst i32) (param $src i32) (param $kc i32) (param $ws i32)`);
+    emit(2, '(local $k i32) (local $w i32) (local $b i32) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)');
+    emit(2, '(local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)');
+    emit(2, '(local.set $k (local.get $kc))');
+    emit(2, '(block $done');
+    emit(3, '(loop $quad');
+    emit(4, '(br_if $done (i32.lt_u (local.get $k) (i32.const 4)))');
+    for (let g = 0; g < W / 4; g++) {
+      emit(4, `(local.set $b (i32.add (local.get $src) (i32.mul (local.get $ws) (i32.const ${4 * g}))))`);
+      for (let r = 0; r < 4; r++) {
+        emit(4, `(local.set $r${r} (v128.load ${r === 0 ? '(local.get $b)' : `(i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const ${r})))`}))`);
+      }
+      emit(4, `(local.set $t0 ${sh('(local.get $r0)', '(local.get $r1)', [0, 4, 1, 5])})`);
+      emit(4, `(local.set $t1 ${sh('(local.get $r0)', '(local.get $r1)', [2, 6, 3, 7])})`);
+      emit(4, `(local.set $t2 ${sh('(local.get $r2)', '(local.get $r3)', [0, 4, 1, 5])})`);
+      emit(4, `(local.set $t3 ${sh('(local.get $r2)', '(local.get $r3)', [2, 6, 3, 7])})`);
+      emit(4, `(v128.store offset=${g * 16} (local.get $dst) ${sh('(local.get $t0)', '(local.get $t2)', [0, 1, 4, 5])})`);
+      emit(4, `(v128.store offset=${W * 4 + g * 16} (local.get $dst) ${sh('(local.get $t0)', '(local.get $t2)', [2, 3, 6, 7])})`);
+      emit(4, `(v128.store offset=${2 * W * 4 + g * 16} (local.get $dst) ${sh('(local.get $t1)', '(local.get $t3)', [0, 1, 4, 5])})`);
+      emit(4, `(v128.store offset=${3 * W * 4 + g * 16} (local.get $dst) ${sh('(local.get $t1)', '(local.get $t3)', [2, 3, 6, 7])})`);
+    }
+    emit(4, '(local.set $src (i32.add (local.get $src) (i32.const 16)))');
+    emit(4, `(local.set $dst (i32.add (local.get $dst) (i32.const ${4 * W * 4})))`);
+    emit(4, '(local.set $k (i32.sub (local.get $k) (i32.const 4)))');
+    emit(4, '(br $quad)))');
+    emit(2, ';; the last kc mod 4 steps, one float at a time');
+    emit(2, '(block $tailDone');
+    emit(3, '(loop $tail');
+    emit(4, '(br_if $tailDone (i32.eqz (local.get $k)))');
+    emit(4, '(local.set $w (i32.const 0))');
+    emit(4, '(loop $lanes');
+    emit(5, '(f32.store (i32.add (local.get $dst) (i32.shl (local.get $w) (i32.const 2)))');
+    emit(6, '(f32.load (i32.add (local.get $src) (i32.mul (local.get $w) (local.get $ws)))))');
+    emit(5, '(local.set $w (i32.add (local.get $w) (i32.const 1)))');
+    emit(5, `(br_if $lanes (i32.lt_u (local.get $w) (i32.const ${W}))))`);
+    emit(4, '(local.set $src (i32.add (local.get $src) (i32.const 4)))');
+    emit(4, `(local.set $dst (i32.add (local.get $dst) (i32.const ${W * 4})))`);
+    emit(4, '(local.set $k (i32.sub (local.get $k) (i32.const 1)))');
+    emit(4, '(br $tail)))');
+    emit(1, ')');
+    emit(0, '');
+  };
+  for (const W of [...new Set([MR, NR])].filter((w) => w % 4 === 0)) packT(W);
 
   // $pack_rows_W: src(k, w) = src + k*$ks + w*4, i.e. each k step is W contiguous floats.
   const packRows = (W) => {
@@ -283,6 +338,273 @@ export function generateGemmWat({ relaxed = false, blocking = GEMM_BLOCKING } = 
   emit(3, `(local.set $jc (i32.add (local.get $jc) (i32.const ${NC})))`);
   emit(3, '(br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))');
   emit(1, ')');
+  emit(0, '');
+  for (const line of convHelpersWat()) emit(1, line);
   emit(0, ')');
   return out.join('\n') + '\n';
+}
+
+/**
+ * The data movement around a batched 2-D convolution GEMM, so that it runs in the same linear
+ * memory as the GEMM (no JS loops, no copies in and out between the steps):
+ *   im2col   images -> columns [C*KH*KW][nb*OH*OW] (image n's columns at n*OH*OW of each row)
+ *   col2im   the adjoint: accumulate columns into images (which the caller has zeroed)
+ *   gather   images [nb][C][S] -> [C][nb*S]      scatter  the inverse, optionally adding bias[c]
+ * Kernel offsets whose window rows/columns fall in the padding come from a table the caller
+ * fills: per kernel row kh (then per kernel column kw) three i32s: the input offset
+ * kh*DH - PH, and the range [lo, hi) of outputs whose input lies inside the image (lo <= hi).
+ * Pointers are byte offsets; counts, strides and sizes are in floats.
+ * @returns {string[]} lines of WAT (module fields)
+ */
+function convHelpersWat() {
+  let label = 0;
+  const L = (name) => `$${name}${label++}`;
+  /** Inline loop: n floats at $d (and $s) with v128 steps while 4 remain, then scalar steps. */
+  const vecLoop = (n, d, s, vecBody, scalarBody, sStep = '(i32.const 4)') => {
+    const done = L('done'), vec = L('vec'), one = L('one');
+    return [
+      `(block ${done}`,
+      `  (loop ${vec}`,
+      `    (br_if ${done} (i32.lt_u (local.get ${n}) (i32.const 4)))`,
+      `    ${vecBody}`,
+      `    (local.set ${d} (i32.add (local.get ${d}) (i32.const 16)))`,
+      s ? `    (local.set ${s} (i32.add (local.get ${s}) (i32.const 16)))` : '',
+      `    (local.set ${n} (i32.sub (local.get ${n}) (i32.const 4)))`,
+      `    (br ${vec})))`,
+      `(block ${done}b`,
+      `  (loop ${one}`,
+      `    (br_if ${done}b (i32.eqz (local.get ${n})))`,
+      `    ${scalarBody}`,
+      `    (local.set ${d} (i32.add (local.get ${d}) (i32.const 4)))`,
+      s ? `    (local.set ${s} (i32.add (local.get ${s}) ${sStep}))` : '',
+      `    (local.set ${n} (i32.sub (local.get ${n}) (i32.const 1)))`,
+      `    (br ${one})))`,
+    ].filter(Boolean);
+  };
+  const zero = (d, n) => vecLoop(n, d, null, `(v128.store (local.get ${d}) (v128.const i32x4 0 0 0 0))`, `(f32.store (local.get ${d}) (f32.const 0))`);
+  const copy = (d, s, n) => vecLoop(n, d, s, `(v128.store (local.get ${d}) (v128.load (local.get ${s})))`, `(f32.store (local.get ${d}) (f32.load (local.get ${s})))`);
+  const ind = (lines, k) => lines.map((l) => '  '.repeat(k) + l);
+
+  const out = [];
+  // ---- im2col
+  out.push(
+    ';; col[(c*KH + kh)*KW + kw][n*OH*OW + oh*OW + ow] = x[n][c][kh*DH - PH + oh*SH][kw*DW - PW + ow*SW], 0 in the padding.',
+    '(func (export "im2col") (param $x i32) (param $nb i32) (param $C i32) (param $H i32) (param $W i32)',
+    '    (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $OH i32) (param $OW i32)',
+    '    (param $tab i32) (param $col i32)',
+    '  (local $c i32) (local $kh i32) (local $kw i32) (local $n i32) (local $oh i32) (local $plane i32) (local $img i32)',
+    '  (local $hOff i32) (local $ohLo i32) (local $ohHi i32) (local $wOff i32) (local $lo i32) (local $hi i32)',
+    '  (local $base i32) (local $d i32) (local $s i32) (local $t i32) (local $k i32) (local $sb i32)',
+    '  (local $s2 i32) (local $full i32) (local $rowStep i32)',
+    '  (local.set $rowStep (i32.shl (i32.mul (local.get $SH) (local.get $W)) (i32.const 2)))',
+    '  (local.set $plane (i32.mul (local.get $H) (local.get $W)))',
+    '  (local.set $img (i32.mul (local.get $C) (local.get $plane)))',
+    '  (local.set $sb (i32.shl (local.get $SW) (i32.const 2)))',
+    '  (local.set $d (local.get $col))',
+    '  (local.set $c (i32.const 0))',
+    '  (loop $cL',
+    '    (local.set $kh (i32.const 0))',
+    '    (loop $khL',
+    '      (local.set $t (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12))))',
+    '      (local.set $hOff (i32.load offset=0 (local.get $t)))',
+    '      (local.set $ohLo (i32.load offset=4 (local.get $t)))',
+    '      (local.set $ohHi (i32.load offset=8 (local.get $t)))',
+    '      (local.set $kw (i32.const 0))',
+    '      (loop $kwL',
+    '        (local.set $t (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12))))',
+    '        (local.set $wOff (i32.load offset=0 (local.get $t)))',
+    '        (local.set $lo (i32.load offset=4 (local.get $t)))',
+    '        (local.set $hi (i32.load offset=8 (local.get $t)))',
+    '        (local.set $full (i32.and (i32.eq (local.get $SW) (i32.const 1)) (i32.and (i32.eqz (local.get $lo)) (i32.eq (local.get $hi) (local.get $OW)))))',
+    '        (local.set $n (i32.const 0))',
+    '        (loop $nL',
+    '          ;; byte address of x[n][c][0][wOff + lo*SW]; rows are added per oh',
+    '          (local.set $base (i32.add (local.get $x) (i32.shl (i32.add (i32.add (i32.mul (local.get $n) (local.get $img))',
+    '            (i32.mul (local.get $c) (local.get $plane))) (i32.add (local.get $wOff) (i32.mul (local.get $lo) (local.get $SW)))) (i32.const 2))))',
+    '          ;; output rows above the image',
+    '          (local.set $k (i32.mul (local.get $ohLo) (local.get $OW)))',
+    ...ind(zero('$d', '$k'), 5),
+    '          (local.set $oh (local.get $ohLo))',
+    '          (local.set $s (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $ohLo) (local.get $SH))) (local.get $W)) (i32.const 2))))',
+    '          (if (local.get $full)',
+    '            (then ;; unit column stride, no column padding: whole rows, source rows SH*W apart',
+    '              (block $fDone',
+    '                (loop $fL',
+    '                  (br_if $fDone (i32.ge_s (local.get $oh) (local.get $ohHi)))',
+    '                  (local.set $s2 (local.get $s))',
+    '                  (local.set $k (local.get $OW))',
+    ...ind(copy('$d', '$s2', '$k'), 9),
+    '                  (local.set $s (i32.add (local.get $s) (local.get $rowStep)))',
+    '                  (local.set $oh (i32.add (local.get $oh) (i32.const 1)))',
+    '                  (br $fL)))))',
+    '          (block $ohDone',
+    '            (loop $ohL',
+    '              (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $ohHi)))',
+    '              (local.set $s (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $oh) (local.get $SH))) (local.get $W)) (i32.const 2))))',
+    '              (local.set $k (local.get $lo))',
+    ...ind(zero('$d', '$k'), 7),
+    '              (local.set $k (i32.sub (local.get $hi) (local.get $lo)))',
+    '              (if (i32.eq (local.get $SW) (i32.const 1))',
+    '                (then',
+    ...ind(copy('$d', '$s', '$k'), 9),
+    '                )',
+    '                (else',
+    ...ind(vecLoop('$k', '$d', '$s',
+      '(v128.store (local.get $d) (f32x4.replace_lane 3 (f32x4.replace_lane 2 (f32x4.replace_lane 1 (f32x4.splat (f32.load (local.get $s))) ' +
+        '(f32.load (i32.add (local.get $s) (local.get $sb)))) (f32.load (i32.add (local.get $s) (i32.shl (local.get $sb) (i32.const 1))))) ' +
+        '(f32.load (i32.add (local.get $s) (i32.mul (local.get $sb) (i32.const 3))))))',
+      '(f32.store (local.get $d) (f32.load (local.get $s)))', '(local.get $sb)').map((l) =>
+      // the vector step advances the source by 4 strides, not 16 bytes
+      l.replace('(local.set $s (i32.add (local.get $s) (i32.const 16)))', '(local.set $s (i32.add (local.get $s) (i32.shl (local.get $sb) (i32.const 2))))')), 9),
+    '                ))',
+    '              (local.set $k (i32.sub (local.get $OW) (local.get $hi)))',
+    ...ind(zero('$d', '$k'), 7),
+    '              (local.set $oh (i32.add (local.get $oh) (i32.const 1)))',
+    '              (br $ohL)))',
+    '          ;; output rows below the image',
+    '          (local.set $k (i32.mul (i32.sub (local.get $OH) (local.get $ohHi)) (local.get $OW)))',
+    ...ind(zero('$d', '$k'), 5),
+    '          (local.set $n (i32.add (local.get $n) (i32.const 1)))',
+    '          (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))',
+    '        (local.set $kw (i32.add (local.get $kw) (i32.const 1)))',
+    '        (br_if $kwL (i32.lt_u (local.get $kw) (local.get $KW))))',
+    '      (local.set $kh (i32.add (local.get $kh) (i32.const 1)))',
+    '      (br_if $khL (i32.lt_u (local.get $kh) (local.get $KH))))',
+    '    (local.set $c (i32.add (local.get $c) (i32.const 1)))',
+    '    (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))',
+    ')',
+    '',
+  );
+  // ---- col2im
+  out.push(
+    ';; x[n][c][kh*DH - PH + oh*SH][kw*DW - PW + ow*SW] += col[(c*KH + kh)*KW + kw][n*OH*OW + oh*OW + ow] inside the image.',
+    '(func (export "col2im") (param $col i32) (param $nb i32) (param $C i32) (param $H i32) (param $W i32)',
+    '    (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $OH i32) (param $OW i32)',
+    '    (param $tab i32) (param $x i32)',
+    '  (local $c i32) (local $kh i32) (local $kw i32) (local $n i32) (local $oh i32) (local $plane i32) (local $img i32)',
+    '  (local $hOff i32) (local $ohLo i32) (local $ohHi i32) (local $wOff i32) (local $lo i32) (local $hi i32)',
+    '  (local $base i32) (local $src i32) (local $d i32) (local $s i32) (local $t i32) (local $k i32) (local $db i32) (local $rowBytes i32)',
+    '  (local $d2 i32) (local $full i32) (local $rowStep i32)',
+    '  (local.set $rowStep (i32.shl (i32.mul (local.get $SH) (local.get $W)) (i32.const 2)))',
+    '  (local.set $plane (i32.mul (local.get $H) (local.get $W)))',
+    '  (local.set $img (i32.mul (local.get $C) (local.get $plane)))',
+    '  (local.set $db (i32.shl (local.get $SW) (i32.const 2)))',
+    '  (local.set $rowBytes (i32.shl (local.get $OW) (i32.const 2)))',
+    '  (local.set $src (local.get $col))',
+    '  (local.set $c (i32.const 0))',
+    '  (loop $cL',
+    '    (local.set $kh (i32.const 0))',
+    '    (loop $khL',
+    '      (local.set $t (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12))))',
+    '      (local.set $hOff (i32.load offset=0 (local.get $t)))',
+    '      (local.set $ohLo (i32.load offset=4 (local.get $t)))',
+    '      (local.set $ohHi (i32.load offset=8 (local.get $t)))',
+    '      (local.set $kw (i32.const 0))',
+    '      (loop $kwL',
+    '        (local.set $t (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12))))',
+    '        (local.set $wOff (i32.load offset=0 (local.get $t)))',
+    '        (local.set $lo (i32.load offset=4 (local.get $t)))',
+    '        (local.set $hi (i32.load offset=8 (local.get $t)))',
+    '        (local.set $full (i32.and (i32.eq (local.get $SW) (i32.const 1)) (i32.and (i32.eqz (local.get $lo)) (i32.eq (local.get $hi) (local.get $OW)))))',
+    '        (local.set $n (i32.const 0))',
+    '        (loop $nL',
+    '          (local.set $base (i32.add (local.get $x) (i32.shl (i32.add (i32.add (i32.mul (local.get $n) (local.get $img))',
+    '            (i32.mul (local.get $c) (local.get $plane))) (i32.add (local.get $wOff) (i32.mul (local.get $lo) (local.get $SW)))) (i32.const 2))))',
+    '          (local.set $oh (local.get $ohLo))',
+    '          (if (local.get $full)',
+    '            (then ;; unit column stride, no column padding: whole rows, image rows SH*W apart',
+    '              (local.set $d2 (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $ohLo) (local.get $SH))) (local.get $W)) (i32.const 2))))',
+    '              (local.set $s (i32.add (local.get $src) (i32.shl (i32.mul (local.get $ohLo) (local.get $OW)) (i32.const 2))))',
+    '              (block $fDone',
+    '                (loop $fL',
+    '                  (br_if $fDone (i32.ge_s (local.get $oh) (local.get $ohHi)))',
+    '                  (local.set $d (local.get $d2))',
+    '                  (local.set $k (local.get $OW))',
+    ...ind(vecLoop('$k', '$d', '$s', '(v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (local.get $s))))',
+      '(f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))'), 9),
+    '                  (local.set $d2 (i32.add (local.get $d2) (local.get $rowStep)))',
+    '                  (local.set $oh (i32.add (local.get $oh) (i32.const 1)))',
+    '                  (br $fL)))))',
+    '          (block $ohDone',
+    '            (loop $ohL',
+    '              (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $ohHi)))',
+    '              (local.set $d (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $oh) (local.get $SH))) (local.get $W)) (i32.const 2))))',
+    '              (local.set $s (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $oh) (local.get $OW)) (local.get $lo)) (i32.const 2))))',
+    '              (local.set $k (i32.sub (local.get $hi) (local.get $lo)))',
+    '              (if (i32.eq (local.get $SW) (i32.const 1))',
+    '                (then',
+    ...ind(vecLoop('$k', '$d', '$s', '(v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (local.get $s))))',
+      '(f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))'), 9),
+    '                )',
+    '                (else',
+    '                  (block $sDone',
+    '                    (loop $sL',
+    '                      (br_if $sDone (i32.eqz (local.get $k)))',
+    '                      (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))',
+    '                      (local.set $d (i32.add (local.get $d) (local.get $db)))',
+    '                      (local.set $s (i32.add (local.get $s) (i32.const 4)))',
+    '                      (local.set $k (i32.sub (local.get $k) (i32.const 1)))',
+    '                      (br $sL)))))',
+    '              (local.set $oh (i32.add (local.get $oh) (i32.const 1)))',
+    '              (br $ohL)))',
+    '          (local.set $src (i32.add (local.get $src) (i32.mul (local.get $OH) (local.get $rowBytes))))',
+    '          (local.set $n (i32.add (local.get $n) (i32.const 1)))',
+    '          (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))',
+    '        (local.set $kw (i32.add (local.get $kw) (i32.const 1)))',
+    '        (br_if $kwL (i32.lt_u (local.get $kw) (local.get $KW))))',
+    '      (local.set $kh (i32.add (local.get $kh) (i32.const 1)))',
+    '      (br_if $khL (i32.lt_u (local.get $kh) (local.get $KH))))',
+    '    (local.set $c (i32.add (local.get $c) (i32.const 1)))',
+    '    (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))',
+    ')',
+    '',
+  );
+  // ---- gather / scatter
+  out.push(
+    ';; r[c][n*S + s] = y[n][c][s] for n < nb, c < C, s < S.',
+    '(func (export "gather") (param $y i32) (param $C i32) (param $nb i32) (param $S i32) (param $r i32)',
+    '  (local $n i32) (local $c i32) (local $d i32) (local $s i32) (local $k i32)',
+    '  (local.set $s (local.get $y))',
+    '  (local.set $n (i32.const 0))',
+    '  (loop $nL',
+    '    (local.set $c (i32.const 0))',
+    '    (loop $cL',
+    '      (local.set $d (i32.add (local.get $r) (i32.shl (i32.add (i32.mul (i32.mul (local.get $c) (local.get $nb)) (local.get $S))',
+    '        (i32.mul (local.get $n) (local.get $S))) (i32.const 2))))',
+    '      (local.set $k (local.get $S))',
+    ...ind(copy('$d', '$s', '$k'), 3),
+    '      (local.set $c (i32.add (local.get $c) (i32.const 1)))',
+    '      (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))',
+    '    (local.set $n (i32.add (local.get $n) (i32.const 1)))',
+    '    (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))',
+    ')',
+    '',
+    ';; y[n][c][s] = r[c][n*S + s] (+ bias[c] when $addBias), for n < nb, c < C, s < S.',
+    '(func (export "scatter") (param $r i32) (param $C i32) (param $nb i32) (param $S i32) (param $y i32) (param $addBias i32) (param $bias i32)',
+    '  (local $n i32) (local $c i32) (local $d i32) (local $s i32) (local $k i32) (local $b f32) (local $vb v128)',
+    '  (local.set $d (local.get $y))',
+    '  (local.set $n (i32.const 0))',
+    '  (loop $nL',
+    '    (local.set $c (i32.const 0))',
+    '    (loop $cL',
+    '      (local.set $s (i32.add (local.get $r) (i32.shl (i32.add (i32.mul (i32.mul (local.get $c) (local.get $nb)) (local.get $S))',
+    '        (i32.mul (local.get $n) (local.get $S))) (i32.const 2))))',
+    '      (local.set $k (local.get $S))',
+    '      (if (local.get $addBias)',
+    '        (then',
+    '          (local.set $b (f32.load (i32.add (local.get $bias) (i32.shl (local.get $c) (i32.const 2)))))',
+    '          (local.set $vb (f32x4.splat (local.get $b)))',
+    ...ind(vecLoop('$k', '$d', '$s', '(v128.store (local.get $d) (f32x4.add (v128.load (local.get $s)) (local.get $vb)))',
+      '(f32.store (local.get $d) (f32.add (f32.load (local.get $s)) (local.get $b)))'), 5),
+    '        )',
+    '        (else',
+    ...ind(copy('$d', '$s', '$k'), 5),
+    '        ))',
+    '      (local.set $c (i32.add (local.get $c) (i32.const 1)))',
+    '      (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))',
+    '    (local.set $n (i32.add (local.get $n) (i32.const 1)))',
+    '    (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))',
+    ')',
+  );
+  return out;
 }

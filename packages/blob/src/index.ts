@@ -48,4 +48,9 @@ export {
   type WasmGemmInfo,
   type WasmGemmOptions,
   type WasmGemmVariant,
+  createWasmConv2d,
+  defaultWasmConv2d,
+  type Conv2dGeometry,
+  type Conv2dPass,
+  type WasmConv2d,
 } from './wasm/index.js';

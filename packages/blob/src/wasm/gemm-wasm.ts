@@ -56,7 +56,14 @@ interface WasmMemory {
   readonly buffer: ArrayBuffer;
   grow(deltaPages: number): number;
 }
-interface GemmExports {
+/** The conv helpers the GEMM module also exports (scripts/gemm-wat.mjs, convHelpersWat). */
+export interface ConvExports {
+  im2col(x: number, nb: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, tab: number, col: number): void;
+  col2im(col: number, nb: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, tab: number, x: number): void;
+  gather(y: number, C: number, nb: number, S: number, r: number): void;
+  scatter(r: number, C: number, nb: number, S: number, y: number, addBias: number, bias: number): void;
+}
+export interface GemmExports extends ConvExports {
   memory: WasmMemory;
   MR: { value: number };
   NR: { value: number };
@@ -127,6 +134,16 @@ function pickVariant(relaxed: boolean | undefined): WasmGemmVariant | null {
   return compiledModule('simd') ? 'simd' : null;
 }
 
+/**
+ * A fresh instance (own memory) of the GEMM module's build for `relaxed` (as in
+ * createWasmGemmKernel's options), with its variant; null where WebAssembly SIMD is missing.
+ */
+export function instantiateGemmModule(relaxed?: boolean): { exports: GemmExports; variant: WasmGemmVariant } | null {
+  const variant = pickVariant(relaxed);
+  if (!variant) return null;
+  return { exports: new (wasmApi()!).Instance(compiledModule(variant)!, {}).exports as GemmExports, variant };
+}
+
 /** Which WebAssembly GEMM builds this engine runs, and which one is the default. */
 export function wasmGemmInfo(): WasmGemmInfo {
   const simd = compiledModule('simd') !== null;
@@ -150,11 +167,11 @@ const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
  * if it were called from inside itself).
  */
 export function createWasmGemmKernel(options: WasmGemmOptions = {}): GemmKernel | null {
-  const variant = pickVariant(options.relaxed);
-  if (!variant) return null;
   const maxStaged = options.maxStagedFloats ?? DEFAULT_MAX_STAGED_FLOATS;
   if (!(maxStaged >= 3)) throw new MathError(`createWasmGemmKernel: maxStagedFloats must be >= 3, got ${maxStaged}`);
-  const ex = new (wasmApi()!).Instance(compiledModule(variant)!, {}).exports as GemmExports;
+  const instance = instantiateGemmModule(options.relaxed);
+  if (!instance) return null;
+  const { exports: ex, variant } = instance;
   const { memory } = ex;
   const name = WASM_GEMM_KERNEL_NAMES[variant];
   const MR = ex.MR.value, NR = ex.NR.value, MC = ex.MC.value, KC = ex.KC.value, NC = ex.NC.value;
@@ -259,10 +276,19 @@ function unstage(src: Float32Array, at: number, dst: Float32Array, ld: number, r
  * a build, anything else picks the best build this engine runs. Null means "stay on JS".
  */
 export function defaultFloat32GemmKernel(): { kernel: GemmKernel; name: string } | null {
+  const choice = defaultWasmChoice();
+  if (choice === 'js') return null;
+  const kernel = createWasmGemmKernel({ relaxed: choice });
+  return kernel ? { kernel, name: kernel.name } : null;
+}
+
+/**
+ * CAFFE_TS_GEMM (in the environment, where there is one) as a choice of build: 'js' for no
+ * WebAssembly, false for the plain SIMD build, true for relaxed SIMD, undefined for the best.
+ */
+export function defaultWasmChoice(): 'js' | boolean | undefined {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const choice = env?.CAFFE_TS_GEMM?.trim().toLowerCase();
-  if (choice === 'js') return null;
-  const relaxed = choice === 'wasm-simd' ? false : choice === 'wasm-relaxed-simd' ? true : undefined;
-  const kernel = createWasmGemmKernel({ relaxed });
-  return kernel ? { kernel, name: kernel.name } : null;
+  if (choice === 'js') return 'js';
+  return choice === 'wasm-simd' ? false : choice === 'wasm-relaxed-simd' ? true : undefined;
 }

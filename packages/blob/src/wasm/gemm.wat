@@ -107,6 +107,11 @@
   ;; dst[k*W + w] = src[w*ws + k*4] for w < valid, 0 for valid <= w < W (reads walk k).
   (func $pack_strided (param $dst i32) (param $src i32) (param $kc i32) (param $W i32) (param $valid i32) (param $ws i32)
     (local $w i32) (local $k i32) (local $s i32) (local $d i32) (local $dstep i32)
+    ;; a full panel goes through 4x4 SIMD transposes
+    (if (i32.ge_u (local.get $valid) (local.get $W)) (then
+      (if (i32.eq (local.get $W) (i32.const 4)) (then (call $pack_t4 (local.get $dst) (local.get $src) (local.get $kc) (local.get $ws)) (return)))
+      (if (i32.eq (local.get $W) (i32.const 8)) (then (call $pack_t8 (local.get $dst) (local.get $src) (local.get $kc) (local.get $ws)) (return)))
+    ))
     (local.set $dstep (i32.shl (local.get $W) (i32.const 2)))
     (local.set $w (i32.const 0))
     (loop $cols
@@ -129,6 +134,101 @@
             (br_if $zero (local.get $k)))))
       (local.set $w (i32.add (local.get $w) (i32.const 1)))
       (br_if $cols (i32.lt_u (local.get $w) (local.get $W))))
+  )
+
+  ;; dst[k*4 + w] = src[w*ws + k*4] for w < 4 (a full panel), 4x4 transposes for 4 k at a time.
+  (func $pack_t4 (param $dst i32) (param $src i32) (param $kc i32) (param $ws i32)
+    (local $k i32) (local $w i32) (local $b i32) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $k (local.get $kc))
+    (block $done
+      (loop $quad
+        (br_if $done (i32.lt_u (local.get $k) (i32.const 4)))
+        (local.set $b (i32.add (local.get $src) (i32.mul (local.get $ws) (i32.const 0))))
+        (local.set $r0 (v128.load (local.get $b)))
+        (local.set $r1 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 1)))))
+        (local.set $r2 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 2)))))
+        (local.set $r3 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 3)))))
+        (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))
+        (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1)))
+        (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))
+        (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3)))
+        (v128.store offset=0 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t2)))
+        (v128.store offset=16 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
+        (v128.store offset=32 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
+        (v128.store offset=48 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 64)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+        (br $quad)))
+    ;; the last kc mod 4 steps, one float at a time
+    (block $tailDone
+      (loop $tail
+        (br_if $tailDone (i32.eqz (local.get $k)))
+        (local.set $w (i32.const 0))
+        (loop $lanes
+          (f32.store (i32.add (local.get $dst) (i32.shl (local.get $w) (i32.const 2)))
+            (f32.load (i32.add (local.get $src) (i32.mul (local.get $w) (local.get $ws)))))
+          (local.set $w (i32.add (local.get $w) (i32.const 1)))
+          (br_if $lanes (i32.lt_u (local.get $w) (i32.const 4))))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $tail)))
+  )
+
+  ;; dst[k*8 + w] = src[w*ws + k*4] for w < 8 (a full panel), 4x4 transposes for 4 k at a time.
+  (func $pack_t8 (param $dst i32) (param $src i32) (param $kc i32) (param $ws i32)
+    (local $k i32) (local $w i32) (local $b i32) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
+    (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local.set $k (local.get $kc))
+    (block $done
+      (loop $quad
+        (br_if $done (i32.lt_u (local.get $k) (i32.const 4)))
+        (local.set $b (i32.add (local.get $src) (i32.mul (local.get $ws) (i32.const 0))))
+        (local.set $r0 (v128.load (local.get $b)))
+        (local.set $r1 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 1)))))
+        (local.set $r2 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 2)))))
+        (local.set $r3 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 3)))))
+        (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))
+        (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1)))
+        (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))
+        (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3)))
+        (v128.store offset=0 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t2)))
+        (v128.store offset=32 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
+        (v128.store offset=64 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
+        (v128.store offset=96 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
+        (local.set $b (i32.add (local.get $src) (i32.mul (local.get $ws) (i32.const 4))))
+        (local.set $r0 (v128.load (local.get $b)))
+        (local.set $r1 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 1)))))
+        (local.set $r2 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 2)))))
+        (local.set $r3 (v128.load (i32.add (local.get $b) (i32.mul (local.get $ws) (i32.const 3)))))
+        (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))
+        (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1)))
+        (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))
+        (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3)))
+        (v128.store offset=16 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t2)))
+        (v128.store offset=48 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
+        (v128.store offset=80 (local.get $dst) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
+        (v128.store offset=112 (local.get $dst) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
+        (local.set $src (i32.add (local.get $src) (i32.const 16)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 128)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+        (br $quad)))
+    ;; the last kc mod 4 steps, one float at a time
+    (block $tailDone
+      (loop $tail
+        (br_if $tailDone (i32.eqz (local.get $k)))
+        (local.set $w (i32.const 0))
+        (loop $lanes
+          (f32.store (i32.add (local.get $dst) (i32.shl (local.get $w) (i32.const 2)))
+            (f32.load (i32.add (local.get $src) (i32.mul (local.get $w) (local.get $ws)))))
+          (local.set $w (i32.add (local.get $w) (i32.const 1)))
+          (br_if $lanes (i32.lt_u (local.get $w) (i32.const 8))))
+        (local.set $src (i32.add (local.get $src) (i32.const 4)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $tail)))
   )
 
   ;; dst[k*4 + w] = src[k*ks + w*4] for w < valid, 0 beyond (each k step copies 4 contiguous floats).
@@ -258,5 +358,380 @@
         (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))
       (local.set $jc (i32.add (local.get $jc) (i32.const 4096)))
       (br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))
+  )
+
+  ;; col[(c*KH + kh)*KW + kw][n*OH*OW + oh*OW + ow] = x[n][c][kh*DH - PH + oh*SH][kw*DW - PW + ow*SW], 0 in the padding.
+  (func (export "im2col") (param $x i32) (param $nb i32) (param $C i32) (param $H i32) (param $W i32)
+      (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $OH i32) (param $OW i32)
+      (param $tab i32) (param $col i32)
+    (local $c i32) (local $kh i32) (local $kw i32) (local $n i32) (local $oh i32) (local $plane i32) (local $img i32)
+    (local $hOff i32) (local $ohLo i32) (local $ohHi i32) (local $wOff i32) (local $lo i32) (local $hi i32)
+    (local $base i32) (local $d i32) (local $s i32) (local $t i32) (local $k i32) (local $sb i32)
+    (local $s2 i32) (local $full i32) (local $rowStep i32)
+    (local.set $rowStep (i32.shl (i32.mul (local.get $SH) (local.get $W)) (i32.const 2)))
+    (local.set $plane (i32.mul (local.get $H) (local.get $W)))
+    (local.set $img (i32.mul (local.get $C) (local.get $plane)))
+    (local.set $sb (i32.shl (local.get $SW) (i32.const 2)))
+    (local.set $d (local.get $col))
+    (local.set $c (i32.const 0))
+    (loop $cL
+      (local.set $kh (i32.const 0))
+      (loop $khL
+        (local.set $t (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12))))
+        (local.set $hOff (i32.load offset=0 (local.get $t)))
+        (local.set $ohLo (i32.load offset=4 (local.get $t)))
+        (local.set $ohHi (i32.load offset=8 (local.get $t)))
+        (local.set $kw (i32.const 0))
+        (loop $kwL
+          (local.set $t (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12))))
+          (local.set $wOff (i32.load offset=0 (local.get $t)))
+          (local.set $lo (i32.load offset=4 (local.get $t)))
+          (local.set $hi (i32.load offset=8 (local.get $t)))
+          (local.set $full (i32.and (i32.eq (local.get $SW) (i32.const 1)) (i32.and (i32.eqz (local.get $lo)) (i32.eq (local.get $hi) (local.get $OW)))))
+          (local.set $n (i32.const 0))
+          (loop $nL
+            ;; byte address of x[n][c][0][wOff + lo*SW]; rows are added per oh
+            (local.set $base (i32.add (local.get $x) (i32.shl (i32.add (i32.add (i32.mul (local.get $n) (local.get $img))
+              (i32.mul (local.get $c) (local.get $plane))) (i32.add (local.get $wOff) (i32.mul (local.get $lo) (local.get $SW)))) (i32.const 2))))
+            ;; output rows above the image
+            (local.set $k (i32.mul (local.get $ohLo) (local.get $OW)))
+            (block $done0
+              (loop $vec1
+                (br_if $done0 (i32.lt_u (local.get $k) (i32.const 4)))
+                (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+                (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                (br $vec1)))
+            (block $done0b
+              (loop $one2
+                (br_if $done0b (i32.eqz (local.get $k)))
+                (f32.store (local.get $d) (f32.const 0))
+                (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                (br $one2)))
+            (local.set $oh (local.get $ohLo))
+            (local.set $s (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $ohLo) (local.get $SH))) (local.get $W)) (i32.const 2))))
+            (if (local.get $full)
+              (then ;; unit column stride, no column padding: whole rows, source rows SH*W apart
+                (block $fDone
+                  (loop $fL
+                    (br_if $fDone (i32.ge_s (local.get $oh) (local.get $ohHi)))
+                    (local.set $s2 (local.get $s))
+                    (local.set $k (local.get $OW))
+                    (block $done3
+                      (loop $vec4
+                        (br_if $done3 (i32.lt_u (local.get $k) (i32.const 4)))
+                        (v128.store (local.get $d) (v128.load (local.get $s2)))
+                        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                        (local.set $s2 (i32.add (local.get $s2) (i32.const 16)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                        (br $vec4)))
+                    (block $done3b
+                      (loop $one5
+                        (br_if $done3b (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.load (local.get $s2)))
+                        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                        (local.set $s2 (i32.add (local.get $s2) (i32.const 4)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $one5)))
+                    (local.set $s (i32.add (local.get $s) (local.get $rowStep)))
+                    (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+                    (br $fL)))))
+            (block $ohDone
+              (loop $ohL
+                (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $ohHi)))
+                (local.set $s (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $oh) (local.get $SH))) (local.get $W)) (i32.const 2))))
+                (local.set $k (local.get $lo))
+                (block $done6
+                  (loop $vec7
+                    (br_if $done6 (i32.lt_u (local.get $k) (i32.const 4)))
+                    (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+                    (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                    (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                    (br $vec7)))
+                (block $done6b
+                  (loop $one8
+                    (br_if $done6b (i32.eqz (local.get $k)))
+                    (f32.store (local.get $d) (f32.const 0))
+                    (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                    (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                    (br $one8)))
+                (local.set $k (i32.sub (local.get $hi) (local.get $lo)))
+                (if (i32.eq (local.get $SW) (i32.const 1))
+                  (then
+                    (block $done9
+                      (loop $vec10
+                        (br_if $done9 (i32.lt_u (local.get $k) (i32.const 4)))
+                        (v128.store (local.get $d) (v128.load (local.get $s)))
+                        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                        (br $vec10)))
+                    (block $done9b
+                      (loop $one11
+                        (br_if $done9b (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.load (local.get $s)))
+                        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $one11)))
+                  )
+                  (else
+                    (block $done12
+                      (loop $vec13
+                        (br_if $done12 (i32.lt_u (local.get $k) (i32.const 4)))
+                        (v128.store (local.get $d) (f32x4.replace_lane 3 (f32x4.replace_lane 2 (f32x4.replace_lane 1 (f32x4.splat (f32.load (local.get $s))) (f32.load (i32.add (local.get $s) (local.get $sb)))) (f32.load (i32.add (local.get $s) (i32.shl (local.get $sb) (i32.const 1))))) (f32.load (i32.add (local.get $s) (i32.mul (local.get $sb) (i32.const 3))))))
+                        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                        (local.set $s (i32.add (local.get $s) (i32.shl (local.get $sb) (i32.const 2))))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                        (br $vec13)))
+                    (block $done12b
+                      (loop $one14
+                        (br_if $done12b (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.load (local.get $s)))
+                        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                        (local.set $s (i32.add (local.get $s) (local.get $sb)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $one14)))
+                  ))
+                (local.set $k (i32.sub (local.get $OW) (local.get $hi)))
+                (block $done15
+                  (loop $vec16
+                    (br_if $done15 (i32.lt_u (local.get $k) (i32.const 4)))
+                    (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+                    (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                    (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                    (br $vec16)))
+                (block $done15b
+                  (loop $one17
+                    (br_if $done15b (i32.eqz (local.get $k)))
+                    (f32.store (local.get $d) (f32.const 0))
+                    (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                    (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                    (br $one17)))
+                (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+                (br $ohL)))
+            ;; output rows below the image
+            (local.set $k (i32.mul (i32.sub (local.get $OH) (local.get $ohHi)) (local.get $OW)))
+            (block $done18
+              (loop $vec19
+                (br_if $done18 (i32.lt_u (local.get $k) (i32.const 4)))
+                (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+                (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                (br $vec19)))
+            (block $done18b
+              (loop $one20
+                (br_if $done18b (i32.eqz (local.get $k)))
+                (f32.store (local.get $d) (f32.const 0))
+                (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                (br $one20)))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))
+          (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+          (br_if $kwL (i32.lt_u (local.get $kw) (local.get $KW))))
+        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+        (br_if $khL (i32.lt_u (local.get $kh) (local.get $KH))))
+      (local.set $c (i32.add (local.get $c) (i32.const 1)))
+      (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))
+  )
+  
+  ;; x[n][c][kh*DH - PH + oh*SH][kw*DW - PW + ow*SW] += col[(c*KH + kh)*KW + kw][n*OH*OW + oh*OW + ow] inside the image.
+  (func (export "col2im") (param $col i32) (param $nb i32) (param $C i32) (param $H i32) (param $W i32)
+      (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $OH i32) (param $OW i32)
+      (param $tab i32) (param $x i32)
+    (local $c i32) (local $kh i32) (local $kw i32) (local $n i32) (local $oh i32) (local $plane i32) (local $img i32)
+    (local $hOff i32) (local $ohLo i32) (local $ohHi i32) (local $wOff i32) (local $lo i32) (local $hi i32)
+    (local $base i32) (local $src i32) (local $d i32) (local $s i32) (local $t i32) (local $k i32) (local $db i32) (local $rowBytes i32)
+    (local $d2 i32) (local $full i32) (local $rowStep i32)
+    (local.set $rowStep (i32.shl (i32.mul (local.get $SH) (local.get $W)) (i32.const 2)))
+    (local.set $plane (i32.mul (local.get $H) (local.get $W)))
+    (local.set $img (i32.mul (local.get $C) (local.get $plane)))
+    (local.set $db (i32.shl (local.get $SW) (i32.const 2)))
+    (local.set $rowBytes (i32.shl (local.get $OW) (i32.const 2)))
+    (local.set $src (local.get $col))
+    (local.set $c (i32.const 0))
+    (loop $cL
+      (local.set $kh (i32.const 0))
+      (loop $khL
+        (local.set $t (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12))))
+        (local.set $hOff (i32.load offset=0 (local.get $t)))
+        (local.set $ohLo (i32.load offset=4 (local.get $t)))
+        (local.set $ohHi (i32.load offset=8 (local.get $t)))
+        (local.set $kw (i32.const 0))
+        (loop $kwL
+          (local.set $t (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12))))
+          (local.set $wOff (i32.load offset=0 (local.get $t)))
+          (local.set $lo (i32.load offset=4 (local.get $t)))
+          (local.set $hi (i32.load offset=8 (local.get $t)))
+          (local.set $full (i32.and (i32.eq (local.get $SW) (i32.const 1)) (i32.and (i32.eqz (local.get $lo)) (i32.eq (local.get $hi) (local.get $OW)))))
+          (local.set $n (i32.const 0))
+          (loop $nL
+            (local.set $base (i32.add (local.get $x) (i32.shl (i32.add (i32.add (i32.mul (local.get $n) (local.get $img))
+              (i32.mul (local.get $c) (local.get $plane))) (i32.add (local.get $wOff) (i32.mul (local.get $lo) (local.get $SW)))) (i32.const 2))))
+            (local.set $oh (local.get $ohLo))
+            (if (local.get $full)
+              (then ;; unit column stride, no column padding: whole rows, image rows SH*W apart
+                (local.set $d2 (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $ohLo) (local.get $SH))) (local.get $W)) (i32.const 2))))
+                (local.set $s (i32.add (local.get $src) (i32.shl (i32.mul (local.get $ohLo) (local.get $OW)) (i32.const 2))))
+                (block $fDone
+                  (loop $fL
+                    (br_if $fDone (i32.ge_s (local.get $oh) (local.get $ohHi)))
+                    (local.set $d (local.get $d2))
+                    (local.set $k (local.get $OW))
+                    (block $done21
+                      (loop $vec22
+                        (br_if $done21 (i32.lt_u (local.get $k) (i32.const 4)))
+                        (v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (local.get $s))))
+                        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                        (br $vec22)))
+                    (block $done21b
+                      (loop $one23
+                        (br_if $done21b (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))
+                        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $one23)))
+                    (local.set $d2 (i32.add (local.get $d2) (local.get $rowStep)))
+                    (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+                    (br $fL)))))
+            (block $ohDone
+              (loop $ohL
+                (br_if $ohDone (i32.ge_s (local.get $oh) (local.get $ohHi)))
+                (local.set $d (i32.add (local.get $base) (i32.shl (i32.mul (i32.add (local.get $hOff) (i32.mul (local.get $oh) (local.get $SH))) (local.get $W)) (i32.const 2))))
+                (local.set $s (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $oh) (local.get $OW)) (local.get $lo)) (i32.const 2))))
+                (local.set $k (i32.sub (local.get $hi) (local.get $lo)))
+                (if (i32.eq (local.get $SW) (i32.const 1))
+                  (then
+                    (block $done24
+                      (loop $vec25
+                        (br_if $done24 (i32.lt_u (local.get $k) (i32.const 4)))
+                        (v128.store (local.get $d) (f32x4.add (v128.load (local.get $d)) (v128.load (local.get $s))))
+                        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                        (br $vec25)))
+                    (block $done24b
+                      (loop $one26
+                        (br_if $done24b (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))
+                        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $one26)))
+                  )
+                  (else
+                    (block $sDone
+                      (loop $sL
+                        (br_if $sDone (i32.eqz (local.get $k)))
+                        (f32.store (local.get $d) (f32.add (f32.load (local.get $d)) (f32.load (local.get $s))))
+                        (local.set $d (i32.add (local.get $d) (local.get $db)))
+                        (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                        (br $sL)))))
+                (local.set $oh (i32.add (local.get $oh) (i32.const 1)))
+                (br $ohL)))
+            (local.set $src (i32.add (local.get $src) (i32.mul (local.get $OH) (local.get $rowBytes))))
+            (local.set $n (i32.add (local.get $n) (i32.const 1)))
+            (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))
+          (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+          (br_if $kwL (i32.lt_u (local.get $kw) (local.get $KW))))
+        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))
+        (br_if $khL (i32.lt_u (local.get $kh) (local.get $KH))))
+      (local.set $c (i32.add (local.get $c) (i32.const 1)))
+      (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))
+  )
+  
+  ;; r[c][n*S + s] = y[n][c][s] for n < nb, c < C, s < S.
+  (func (export "gather") (param $y i32) (param $C i32) (param $nb i32) (param $S i32) (param $r i32)
+    (local $n i32) (local $c i32) (local $d i32) (local $s i32) (local $k i32)
+    (local.set $s (local.get $y))
+    (local.set $n (i32.const 0))
+    (loop $nL
+      (local.set $c (i32.const 0))
+      (loop $cL
+        (local.set $d (i32.add (local.get $r) (i32.shl (i32.add (i32.mul (i32.mul (local.get $c) (local.get $nb)) (local.get $S))
+          (i32.mul (local.get $n) (local.get $S))) (i32.const 2))))
+        (local.set $k (local.get $S))
+        (block $done27
+          (loop $vec28
+            (br_if $done27 (i32.lt_u (local.get $k) (i32.const 4)))
+            (v128.store (local.get $d) (v128.load (local.get $s)))
+            (local.set $d (i32.add (local.get $d) (i32.const 16)))
+            (local.set $s (i32.add (local.get $s) (i32.const 16)))
+            (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+            (br $vec28)))
+        (block $done27b
+          (loop $one29
+            (br_if $done27b (i32.eqz (local.get $k)))
+            (f32.store (local.get $d) (f32.load (local.get $s)))
+            (local.set $d (i32.add (local.get $d) (i32.const 4)))
+            (local.set $s (i32.add (local.get $s) (i32.const 4)))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br $one29)))
+        (local.set $c (i32.add (local.get $c) (i32.const 1)))
+        (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))
+  )
+  
+  ;; y[n][c][s] = r[c][n*S + s] (+ bias[c] when $addBias), for n < nb, c < C, s < S.
+  (func (export "scatter") (param $r i32) (param $C i32) (param $nb i32) (param $S i32) (param $y i32) (param $addBias i32) (param $bias i32)
+    (local $n i32) (local $c i32) (local $d i32) (local $s i32) (local $k i32) (local $b f32) (local $vb v128)
+    (local.set $d (local.get $y))
+    (local.set $n (i32.const 0))
+    (loop $nL
+      (local.set $c (i32.const 0))
+      (loop $cL
+        (local.set $s (i32.add (local.get $r) (i32.shl (i32.add (i32.mul (i32.mul (local.get $c) (local.get $nb)) (local.get $S))
+          (i32.mul (local.get $n) (local.get $S))) (i32.const 2))))
+        (local.set $k (local.get $S))
+        (if (local.get $addBias)
+          (then
+            (local.set $b (f32.load (i32.add (local.get $bias) (i32.shl (local.get $c) (i32.const 2)))))
+            (local.set $vb (f32x4.splat (local.get $b)))
+            (block $done30
+              (loop $vec31
+                (br_if $done30 (i32.lt_u (local.get $k) (i32.const 4)))
+                (v128.store (local.get $d) (f32x4.add (v128.load (local.get $s)) (local.get $vb)))
+                (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                (br $vec31)))
+            (block $done30b
+              (loop $one32
+                (br_if $done30b (i32.eqz (local.get $k)))
+                (f32.store (local.get $d) (f32.add (f32.load (local.get $s)) (local.get $b)))
+                (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                (br $one32)))
+          )
+          (else
+            (block $done33
+              (loop $vec34
+                (br_if $done33 (i32.lt_u (local.get $k) (i32.const 4)))
+                (v128.store (local.get $d) (v128.load (local.get $s)))
+                (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+                (br $vec34)))
+            (block $done33b
+              (loop $one35
+                (br_if $done33b (i32.eqz (local.get $k)))
+                (f32.store (local.get $d) (f32.load (local.get $s)))
+                (local.set $d (i32.add (local.get $d) (i32.const 4)))
+                (local.set $s (i32.add (local.get $s) (i32.const 4)))
+                (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+                (br $one35)))
+          ))
+        (local.set $c (i32.add (local.get $c) (i32.const 1)))
+        (br_if $cL (i32.lt_u (local.get $c) (local.get $C))))
+      (local.set $n (i32.add (local.get $n) (i32.const 1)))
+      (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))
   )
 )

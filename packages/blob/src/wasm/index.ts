@@ -7,3 +7,10 @@ export {
   type WasmGemmOptions,
   type WasmGemmVariant,
 } from './gemm-wasm.js';
+export {
+  createWasmConv2d,
+  defaultWasmConv2d,
+  type Conv2dGeometry,
+  type Conv2dPass,
+  type WasmConv2d,
+} from './conv-wasm.js';

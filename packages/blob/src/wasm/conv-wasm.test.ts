@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { MathError } from '../math/errors.js';
+import { col2imBatch, convOutputSize, im2colBatch } from '../math/im2col.js';
+import { Rng } from '../rng.js';
+import { createWasmConv2d, defaultWasmConv2d, type Conv2dGeometry, type WasmConv2d } from './conv-wasm.js';
+
+function conv2d(): WasmConv2d {
+  // The plain SIMD build: relaxed SIMD needs a Node flag this worker does not have.
+  const c = createWasmConv2d({ relaxed: false });
+  if (!c) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  return c;
+}
+
+function random(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+}
+
+/** The pass written out in float64 with the JS im2col: what every WebAssembly pass must give. */
+function reference(g: Conv2dGeometry, num: number, x: Float32Array | null, y: Float32Array | null, w: Float32Array, bias: Float32Array | null) {
+  const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+  const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  const S = OH * OW, K = (g.channels / g.group) * g.kernelH * g.kernelW, m = g.outChannels / g.group;
+  const N = num * S;
+  const args = [g.kernelH, g.kernelW, g.padH, g.padW, g.strideH, g.strideW, g.dilationH, g.dilationW] as const;
+  const out: { gemmOut?: Float64Array; weightDiff?: Float64Array; colOut?: Float64Array } = {};
+  if (x) {
+    const col = new Float64Array(K * g.group * N);
+    im2colBatch(Float64Array.from(x), num, g.channels, g.height, g.width, ...args, col);
+    const go = new Float64Array(num * g.outChannels * S);
+    for (let o = 0; o < g.outChannels; o++) {
+      const q = Math.floor(o / m);
+      for (let j = 0; j < N; j++) {
+        let s = bias ? bias[o]! : 0;
+        for (let k = 0; k < K; k++) s += w[o * K + k]! * col[(q * K + k) * N + j]!;
+        go[Math.floor(j / S) * g.outChannels * S + o * S + (j % S)] = s;
+      }
+    }
+    out.gemmOut = go;
+    if (y) {
+      const dw = new Float64Array(g.outChannels * K);
+      for (let o = 0; o < g.outChannels; o++) {
+        const q = Math.floor(o / m);
+        for (let k = 0; k < K; k++) {
+          let s = 0;
+          for (let j = 0; j < N; j++) s += y[Math.floor(j / S) * g.outChannels * S + o * S + (j % S)]! * col[(q * K + k) * N + j]!;
+          dw[o * K + k] = s;
+        }
+      }
+      out.weightDiff = dw;
+    }
+  }
+  if (y) {
+    const col = new Float64Array(K * g.group * N);
+    for (let q = 0; q < g.group; q++) {
+      for (let k = 0; k < K; k++) {
+        for (let j = 0; j < N; j++) {
+          let s = 0;
+          for (let i = 0; i < m; i++) s += w[(q * m + i) * K + k]! * y[Math.floor(j / S) * g.outChannels * S + (q * m + i) * S + (j % S)]!;
+          col[(q * K + k) * N + j] = s;
+        }
+      }
+    }
+    const back = new Float64Array(num * g.channels * g.height * g.width);
+    col2imBatch(col, num, g.channels, g.height, g.width, ...args, back);
+    out.colOut = back;
+  }
+  return { out, S, K };
+}
+
+function expectClose(got: Float32Array, want: Float64Array): void {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
+  expect(worst).toBeLessThan(2e-5);
+}
+
+const geometry = (p: Partial<Conv2dGeometry>): Conv2dGeometry => ({
+  channels: 2, height: 7, width: 6, kernelH: 3, kernelW: 3, padH: 0, padW: 0, strideH: 1, strideW: 1,
+  dilationH: 1, dilationW: 1, outChannels: 3, group: 1, ...p,
+});
+
+const cases: [string, Conv2dGeometry][] = [
+  ['k3 s1', geometry({})],
+  ['LeNet conv2-like (5×5, 8-wide rows)', geometry({ channels: 3, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 5 })],
+  ['padded, non-square, strided rows', geometry({ kernelH: 3, kernelW: 2, padH: 2, padW: 1, strideH: 2, strideW: 1 })],
+  ['column stride 2 over wide rows (vector gather)', geometry({ width: 23, kernelW: 3, padW: 1, strideW: 2, dilationW: 2 })],
+  ['dilated', geometry({ height: 9, width: 8, dilationH: 2, dilationW: 3 })],
+  ['grouped', geometry({ channels: 4, outChannels: 6, group: 2, kernelH: 2, kernelW: 2, strideH: 2, strideW: 2, padH: 1, padW: 1 })],
+  ['kernel columns entirely in the padding', geometry({ height: 1, width: 1, kernelH: 1, kernelW: 3, padW: 2, strideW: 2 })],
+];
+
+describe('createWasmConv2d', () => {
+  for (const [name, g] of cases) {
+    it(`${name}: every pass equals the float64 definition, in chunks of 1, 2 and all images`, () => {
+      const conv = conv2d();
+      const rng = new Rng(name.length);
+      const num = 5;
+      const K = (g.channels / g.group) * g.kernelH * g.kernelW;
+      const x = random(rng, num * g.channels * g.height * g.width);
+      const w = random(rng, g.outChannels * K);
+      const bias = random(rng, g.outChannels);
+      const { out, S } = reference(g, num, x, null, w, bias);
+      const y = random(rng, num * g.outChannels * S);
+      const ref = reference(g, num, x, y, w, null).out;
+      const dw0 = random(rng, g.outChannels * K);
+      for (const chunk of [1, 2, num]) {
+        // Convolution forward: gemmOut = W·im2col(x) + bias.
+        const gemmOut = new Float32Array(num * g.outChannels * S).fill(NaN);
+        conv.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut });
+        expectClose(gemmOut, out.gemmOut!);
+        // Convolution backward: weightDiff accumulates, colOut overwrites.
+        const weightDiff = dw0.slice();
+        const colOut = new Float32Array(x.length).fill(NaN);
+        conv.run(g, num, chunk, { colIn: x, gemmIn: y, weights: w, weightDiff, colOut });
+        expectClose(weightDiff, ref.weightDiff!.map((v, i) => v + dw0[i]!));
+        expectClose(colOut, ref.colOut!);
+        // Deconvolution backward: weightDiff and gemmOut from one unfolding.
+        const wd = new Float32Array(dw0.length);
+        const gemmOut2 = new Float32Array(gemmOut.length);
+        conv.run(g, num, chunk, { colIn: x, gemmIn: y, weights: w, weightDiff: wd, gemmOut: gemmOut2 });
+        expectClose(wd, ref.weightDiff!);
+        expectClose(gemmOut2, ref.gemmOut!);
+      }
+    });
+  }
+
+  it('rejects inconsistent passes and short arrays', () => {
+    const conv = conv2d();
+    const g = geometry({});
+    const w = new Float32Array(3 * 18);
+    const x = new Float32Array(2 * 2 * 7 * 6);
+    expect(() => conv.run(g, 2, 2, { weights: w, gemmOut: new Float32Array(2 * 3 * 20) })).toThrow(/gemmOut needs colIn/);
+    expect(() => conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: new Float32Array(10) })).toThrow(MathError);
+    expect(() => conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: new Float32Array(10) })).toThrow(/gemmOut has 10 elements, needs 120/);
+    expect(() => conv.run({ ...g, group: 4 }, 2, 2, { colIn: x, weights: w })).toThrow(/multiples of group/);
+  });
+
+  it('defaultWasmConv2d follows CAFFE_TS_GEMM', () => {
+    const conv = defaultWasmConv2d();
+    expect(conv === null ? process.env.CAFFE_TS_GEMM : conv.name).toMatch(/^(js|wasm-simd|wasm-relaxed-simd)$/);
+  });
+});

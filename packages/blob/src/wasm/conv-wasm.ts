@@ -1,0 +1,200 @@
+// Batched 2-D convolution passes for Float32 data, run in WebAssembly.
+//
+// A convolution layer's GEMMs over a chunk of images need the images unfolded (im2col), the
+// GEMM-side images reordered between [n][c][s] and [c][n·s], and the results folded back
+// (col2im). Done in JS those loops cost as much as the GEMMs; here they run in the GEMM
+// module's own linear memory (scripts/gemm-wat.mjs, convHelpersWat), next to the GEMM, so a
+// chunk is copied in once, goes through every step in WebAssembly, and is copied out once.
+import { MathError } from '../math/errors.js';
+import { convOutputSize } from '../math/im2col.js';
+import { defaultWasmChoice, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
+
+/**
+ * Geometry of a 2-D convolution as its GEMMs see it. The "column side" is the image that
+ * im2col unfolds (a Convolution's bottom, a Deconvolution's top): channels × height × width.
+ * The "GEMM side" is the other image: outChannels × (outH·outW), outH/outW following from the
+ * column side's geometry. Weights are [outChannels, channels/group · kernelH · kernelW].
+ */
+export interface Conv2dGeometry {
+  channels: number;
+  height: number;
+  width: number;
+  kernelH: number;
+  kernelW: number;
+  padH: number;
+  padW: number;
+  strideH: number;
+  strideW: number;
+  dilationH: number;
+  dilationW: number;
+  outChannels: number;
+  group: number;
+}
+
+/**
+ * One pass over all images, in chunks. Per chunk, in this order:
+ * - `colIn` is unfolded and `gemmIn` gathered (whichever are given);
+ * - `weightDiff` += gemmIn · im2col(colIn)ᵀ per group (accumulates; needs colIn and gemmIn);
+ * - `gemmOut` = W · im2col(colIn) (+ bias[o]) per group (overwrites; needs colIn);
+ * - `colOut` = col2im(Wᵀ · gemmIn) per group (overwrites; needs gemmIn).
+ * gemmOut and colOut exclude each other. Image arrays hold `num` images back to back.
+ */
+export interface Conv2dPass {
+  colIn?: Float32Array;
+  gemmIn?: Float32Array;
+  weights: Float32Array;
+  bias?: Float32Array | null;
+  weightDiff?: Float32Array | null;
+  gemmOut?: Float32Array | null;
+  colOut?: Float32Array | null;
+}
+
+export interface WasmConv2d {
+  /** 'wasm-simd' or 'wasm-relaxed-simd', the build it runs. */
+  readonly name: string;
+  /** Runs `pass` over `num` images, `chunk` images per GEMM. */
+  run(geometry: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void;
+}
+
+const PAGE_BYTES = 65536;
+const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/**
+ * A WebAssembly runner of batched convolution passes (own module instance and memory, grown to
+ * the largest chunk seen and kept), or null where WebAssembly SIMD is missing. `relaxed` picks
+ * the build as createWasmGemmKernel's option does.
+ */
+export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2d | null {
+  const instance = instantiateGemmModule(options.relaxed);
+  if (!instance) return null;
+  const ex: GemmExports = instance.exports;
+  const name = WASM_GEMM_KERNEL_NAMES[instance.variant];
+  const MR = ex.MR.value, NR = ex.NR.value, MC = ex.MC.value, KC = ex.KC.value, NC = ex.NC.value;
+  const memory = ex.memory;
+
+  function heap(bytes: number): { f32: Float32Array; i32: Int32Array } {
+    const have = memory.buffer.byteLength;
+    if (bytes > have) {
+      try {
+        memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+      } catch (e) {
+        throw new MathError(`${name} conv: cannot grow WebAssembly memory to ${bytes} bytes (${String(e)})`);
+      }
+    }
+    return { f32: new Float32Array(memory.buffer), i32: new Int32Array(memory.buffer) };
+  }
+
+  function run(g: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void {
+    const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH, padW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
+    const O = g.outChannels, G = g.group;
+    const OH = convOutputSize(H, KH, padH, SH, DH), OW = convOutputSize(W, KW, padW, SW, DW);
+    for (const [k, v] of Object.entries({ channels: C, height: H, width: W, outChannels: O, group: G, num, chunk, OH, OW })) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} conv: ${k} must be a positive integer, got ${v}`);
+    }
+    if (C % G !== 0 || O % G !== 0) throw new MathError(`${name} conv: channels ${C} and outChannels ${O} must be multiples of group ${G}`);
+    const { colIn, gemmIn, weights, bias, weightDiff, gemmOut, colOut } = pass;
+    if (gemmOut && colOut) throw new MathError(`${name} conv: a pass writes gemmOut or colOut, not both`);
+    if ((weightDiff && !(colIn && gemmIn)) || (gemmOut && !colIn) || (colOut && !gemmIn)) {
+      throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut needs gemmIn`);
+    }
+    const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
+    const need = (what: string, a: Float32Array | null | undefined, n: number) => {
+      if (a && a.length < n) throw new MathError(`${name} conv: ${what} has ${a.length} elements, needs ${n}`);
+    };
+    need('colIn', colIn, num * imgIn);
+    need('colOut', colOut, num * imgIn);
+    need('gemmIn', gemmIn, num * imgOut);
+    need('gemmOut', gemmOut, num * imgOut);
+    need('weights', weights, O * K);
+    need('weightDiff', weightDiff, O * K);
+    need('bias', bias, O);
+    const nb0 = Math.min(chunk, num);
+    const Nmax = nb0 * S;
+
+    // Layout (bytes): pack buffers and edge tile, window table, weights, bias, weight diff,
+    // then the chunk's column-side images, GEMM-side images, columns and GEMM-side rows.
+    const pPackA = 0;
+    const pPackB = pPackA + align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
+    const pScratch = pPackB + align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
+    const pTab = pScratch + align(4 * MR * NR);
+    const pW = pTab + align(12 * (KH + KW));
+    const pBias = pW + align(4 * O * K);
+    const pDW = pBias + align(4 * O);
+    const pX = pDW + align(weightDiff ? 4 * O * K : 0);
+    const pY = pX + align(4 * nb0 * imgIn);
+    const pCol = pY + align(4 * nb0 * imgOut);
+    const pR = pCol + align(4 * K * G * Nmax);
+    const { f32, i32 } = heap(pR + 4 * O * Nmax);
+
+    // Window table: per kernel row, then per kernel column: input offset and valid output range.
+    const table = (kk: number, dil: number, pad: number, size: number, stride: number, out: number, at: number) => {
+      const off = kk * dil - pad;
+      const lo = off >= 0 ? 0 : Math.min(Math.ceil(-off / stride), out);
+      const hi = Math.max(lo, size - off <= 0 ? 0 : Math.min(Math.ceil((size - off) / stride), out));
+      i32[at] = off;
+      i32[at + 1] = lo;
+      i32[at + 2] = hi;
+    };
+    for (let kh = 0; kh < KH; kh++) table(kh, DH, padH, H, SH, OH, (pTab >> 2) + 3 * kh);
+    for (let kw = 0; kw < KW; kw++) table(kw, DW, padW, W, SW, OW, (pTab >> 2) + 3 * (KH + kw));
+    f32.set(weights.subarray(0, O * K), pW >> 2);
+    if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
+    if (weightDiff) f32.set(weightDiff.subarray(0, O * K), pDW >> 2);
+
+    for (let n0 = 0; n0 < num; n0 += nb0) {
+      const nb = Math.min(nb0, num - n0), N = nb * S;
+      if (colIn) {
+        f32.set(colIn.subarray(n0 * imgIn, (n0 + nb) * imgIn), pX >> 2);
+        // One call unfolds all channels: group g's rows are g·K … (g+1)·K − 1.
+        ex.im2col(pX, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pCol);
+      }
+      if (gemmIn) {
+        f32.set(gemmIn.subarray(n0 * imgOut, (n0 + nb) * imgOut), pY >> 2);
+        ex.gather(pY, O, nb, S, pR);
+      }
+      if (weightDiff) {
+        for (let q = 0; q < G; q++) {
+          ex.gemm(0, 1, m, K, N, 1, pR + 4 * q * m * N, N, pCol + 4 * q * K * N, N, 1, pDW + 4 * q * m * K, K, pPackA, pPackB, pScratch);
+        }
+      }
+      if (gemmOut) {
+        for (let q = 0; q < G; q++) {
+          ex.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, pCol + 4 * q * K * N, N, 0, pR + 4 * q * m * N, N, pPackA, pPackB, pScratch);
+        }
+        ex.scatter(pR, O, nb, S, pY, bias ? 1 : 0, pBias);
+        gemmOut.set(f32.subarray(pY >> 2, (pY >> 2) + nb * imgOut), n0 * imgOut);
+      }
+      if (colOut) {
+        for (let q = 0; q < G; q++) {
+          // op(A) = W_qᵀ: W_q is stored m × K, so lda = K.
+          ex.gemm(1, 0, K, N, m, 1, pW + 4 * q * m * K, K, pR + 4 * q * m * N, N, 0, pCol + 4 * q * K * N, N, pPackA, pPackB, pScratch);
+        }
+        f32.fill(0, pX >> 2, (pX >> 2) + nb * imgIn);
+        ex.col2im(pCol, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pX);
+        colOut.set(f32.subarray(pX >> 2, (pX >> 2) + nb * imgIn), n0 * imgIn);
+      }
+    }
+    if (weightDiff) weightDiff.set(f32.subarray(pDW >> 2, (pDW >> 2) + O * K));
+  }
+
+  return { name, run };
+}
+
+// Shared through globalThis, like the GEMM kernel slot, so duplicated copies of the package agree.
+const CONV_KEY = Symbol.for('caffe-ts.wasmConv2d');
+
+/**
+ * The process-wide WebAssembly convolution runner that convolution layers use for Float32
+ * blobs, created on first use; null when CAFFE_TS_GEMM=js or WebAssembly SIMD is missing
+ * (layers then run their JS loops). Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd.
+ */
+export function defaultWasmConv2d(): WasmConv2d | null {
+  const g = globalThis as Record<symbol, { conv: WasmConv2d | null } | undefined>;
+  let slot = g[CONV_KEY];
+  if (!slot) {
+    const choice = defaultWasmChoice();
+    slot = { conv: choice === 'js' ? null : createWasmConv2d({ relaxed: choice }) };
+    g[CONV_KEY] = slot;
+  }
+  return slot.conv;
+}
