@@ -3,11 +3,14 @@ import {
   col2im,
   col2imBatch,
   col2imNd,
+  defaultWasmConv2d,
   fillBlob,
   gemm,
   im2col,
   im2colBatch,
   im2colNd,
+  type Conv2dGeometry,
+  type Conv2dPass,
   type FloatArray,
 } from '@caffe-ts/blob';
 import { createMessage, hasField, type ConvolutionParameter } from '@caffe-ts/proto';
@@ -245,6 +248,28 @@ export abstract class BaseConvolutionLayer extends Layer {
 
   // ---- batched path (batch > 1): chunks of `batch` images, one GEMM per chunk and group ----
 
+  /**
+   * Float32 layers hand a whole batched pass to WebAssembly (im2col, reordering, GEMMs and
+   * col2im in one linear memory; defaultWasmConv2d); returns false where that is unavailable
+   * (float64, CAFFE_TS_GEMM=js, no WebAssembly SIMD), and the JS loops below run instead.
+   */
+  private runWasm(pass: { [K in keyof Conv2dPass]?: FloatArray | null }): boolean {
+    if (this.dtype !== 'float32') return false;
+    const wasm = defaultWasmConv2d();
+    if (!wasm) return false;
+    const [channels, height, width] = this.convInputShape as [number, number, number];
+    const geometry: Conv2dGeometry = {
+      channels, height, width,
+      kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
+      padH: this.pad[0]!, padW: this.pad[1]!,
+      strideH: this.stride[0]!, strideW: this.stride[1]!,
+      dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
+      outChannels: this.convOutChannels, group: this.group,
+    };
+    wasm.run(geometry, this.num, this.batch, pass as Conv2dPass);
+    return true;
+  }
+
   /** Images n0 … n0 + nb − 1 of the im2col side, unfolded side by side into the column buffer. */
   private im2colChunk(data: FloatArray, n0: number, nb: number): FloatArray {
     const col = this.colBuffer.mutableCpuData();
@@ -303,6 +328,7 @@ export abstract class BaseConvolutionLayer extends Layer {
    * plus bias[o] when given; overwrites output.
    */
   protected forwardBatched(input: FloatArray, weights: FloatArray, output: FloatArray, bias: FloatArray | null): void {
+    if (this.runWasm({ colIn: input, weights, bias, gemmOut: output })) return;
     const m = this.convOutChannels / this.group, K = this.kernelDim;
     for (let n0 = 0; n0 < this.num; n0 += this.batch) {
       const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
@@ -320,6 +346,7 @@ export abstract class BaseConvolutionLayer extends Layer {
    * forward); overwrites input.
    */
   protected backwardDataBatched(output: FloatArray, weights: FloatArray, input: FloatArray): void {
+    if (this.runWasm({ gemmIn: output, weights, colOut: input })) return;
     const m = this.convOutChannels / this.group, K = this.kernelDim;
     for (let n0 = 0; n0 < this.num; n0 += this.batch) {
       const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
@@ -341,6 +368,7 @@ export abstract class BaseConvolutionLayer extends Layer {
     input: FloatArray, output: FloatArray | null, weightDiff: FloatArray | null,
     weights: FloatArray, dataOut: FloatArray | null,
   ): void {
+    if (this.runWasm({ colIn: input, gemmIn: output ?? undefined, weights, weightDiff, gemmOut: dataOut })) return;
     const m = this.convOutChannels / this.group, K = this.kernelDim;
     for (let n0 = 0; n0 < this.num; n0 += this.batch) {
       const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
@@ -368,6 +396,7 @@ export abstract class BaseConvolutionLayer extends Layer {
   protected convBackwardBatched(
     x: FloatArray, dy: FloatArray, weights: FloatArray, weightDiff: FloatArray | null, dx: FloatArray | null,
   ): void {
+    if (this.runWasm({ colIn: x, gemmIn: dy, weights, weightDiff, colOut: dx })) return;
     const m = this.convOutChannels / this.group, K = this.kernelDim;
     for (let n0 = 0; n0 < this.num; n0 += this.batch) {
       const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;

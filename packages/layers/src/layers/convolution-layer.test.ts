@@ -1,4 +1,4 @@
-import { Blob, Rng, type FloatArray } from '@caffe-ts/blob';
+import { Blob, defaultWasmConv2d, Rng, type FloatArray } from '@caffe-ts/blob';
 import { parseText, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
@@ -335,6 +335,39 @@ describe('ConvolutionLayer', () => {
         });
       }
     };
+    it('float32 layers run their batched passes in WebAssembly (CAFFE_TS_GEMM unset)', () => {
+      const wasm = defaultWasmConv2d();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(wasm).toBeNull();
+        return;
+      }
+      const run = wasm!.run;
+      let calls = 0;
+      wasm!.run = (...args) => {
+        calls++;
+        run(...args);
+      };
+      try {
+        const layer = conv({ num_output: 2, kernel_size: [3] }, 'float32');
+        const bottom = makeBlob([3, 2, 5, 5], { dtype: 'float32' });
+        const top = new Blob([], { dtype: 'float32' });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        layer.backward([top], [true], [bottom]);
+        expect(calls).toBe(2);
+        // float64 stays on the JS loops.
+        const f64Layer = conv({ num_output: 2, kernel_size: [3] });
+        const f64Bottom = makeBlob([3, 2, 5, 5]);
+        const f64Top = new Blob([], { dtype: 'float64' });
+        f64Layer.setUp([f64Bottom], [f64Top]);
+        f64Layer.forward([f64Bottom], [f64Top]);
+      } catch (e) {
+        wasm!.run = run;
+        throw e;
+      }
+      wasm!.run = run;
+      expect(calls).toBe(2);
+    });
     const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
     for (const dtype of ['float32', 'float64'] as const) {
       it(`k3 s1 (LeNet-like), ${dtype}`, () => compare({ num_output: 4, kernel_size: [3], ...filler }, [5, 3, 7, 6], dtype));
