@@ -13,11 +13,8 @@ const BVLC_TYPES = [
   'Tile', 'WindowData',
 ];
 
-/**
- * BVLC types the CLI does not register yet (their layers are being written in io-leveldb).
- * Remove each one here when it lands; once this is empty the CLI lists all 61.
- */
-const PENDING: string[] = []; // every BVLC type is registered now (the data layers came last)
+/** BVLC types the CLI does not register yet: none, the CLI lists all 61. */
+const PENDING: string[] = [];
 
 describe('caffe layer_types', () => {
   it('prints one registered type per line, sorted, covering every BVLC type but the pending ones', async () => {
