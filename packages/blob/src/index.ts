@@ -53,4 +53,7 @@ export {
   type Conv2dGeometry,
   type Conv2dPass,
   type WasmConv2d,
+  createWasmMaxPool,
+  defaultWasmMaxPool,
+  type WasmMaxPool,
 } from './wasm/index.js';

@@ -14,3 +14,4 @@ export {
   type Conv2dPass,
   type WasmConv2d,
 } from './conv-wasm.js';
+export { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../rng.js';
+import { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';
+
+function pool(): WasmMaxPool {
+  const p = createWasmMaxPool({ relaxed: false });
+  if (!p) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  return p;
+}
+
+/** Windows of kernel k at stride s with padding p, clipped to the plane (as the Pooling layer builds them). */
+function windows(out: number, size: number, k: number, s: number, p: number): [Int32Array, Int32Array] {
+  const lo = new Int32Array(out), hi = new Int32Array(out);
+  for (let i = 0; i < out; i++) {
+    lo[i] = Math.max(i * s - p, 0);
+    hi[i] = Math.min(i * s - p + k, size);
+  }
+  return [lo, hi];
+}
+
+/** The window-by-window definition: first maximum in row-major order. */
+function reference(src: Float32Array, planes: number, H: number, W: number, rows: [Int32Array, Int32Array], cols: [Int32Array, Int32Array]) {
+  const PH = rows[0].length, PW = cols[0].length;
+  const dst: number[] = [], idx: number[] = [];
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < PH; y++) {
+      for (let x = 0; x < PW; x++) {
+        let best = NaN, at = -1;
+        for (let h = rows[0][y]!; h < rows[1][y]!; h++) {
+          for (let w = cols[0][x]!; w < cols[1][x]!; w++) {
+            const v = src[p * H * W + h * W + w]!;
+            if (at < 0 || v > best) [best, at] = [v, h * W + w];
+          }
+        }
+        dst.push(best);
+        idx.push(at);
+      }
+    }
+  }
+  return { dst, idx };
+}
+
+describe('createWasmMaxPool', () => {
+  const cases: [string, number, number, number, number, number, number][] = [
+    // name, planes, H, W, kernel, stride, pad
+    ['2×2 s2, 4-wide vector steps and a scalar tail (LeNet pool1/pool2)', 7, 12, 14, 2, 2, 0],
+    ['2×2 s2 with an odd plane (CEIL edge windows take the generic loop)', 3, 7, 9, 2, 2, 0],
+    ['3×3 s2 (CIFAR-10)', 5, 9, 10, 3, 2, 0],
+    ['3×3 s1 p1', 2, 5, 6, 3, 1, 1],
+    ['planes split into several chunks', 300, 16, 16, 2, 2, 0],
+  ];
+  for (const [name, planes, H, W, k, s, p] of cases) {
+    it(`${name}: values and argmax equal the definition, ties to the first`, () => {
+      const rng = new Rng(planes * H);
+      const src = new Float32Array(planes * H * W);
+      // Few distinct values, so windows hold ties; a NaN or two.
+      for (let i = 0; i < src.length; i++) src[i] = rng.int(4) - 1;
+      src[5] = NaN;
+      src[src.length - 3] = NaN;
+      const ceil = (n: number) => Math.ceil((n + 2 * p - k) / s) + 1;
+      let PH = ceil(H), PW = ceil(W);
+      if (p > 0 && (PH - 1) * s >= H + p) PH--;
+      if (p > 0 && (PW - 1) * s >= W + p) PW--;
+      const rows = windows(PH, H, k, s, p), cols = windows(PW, W, k, s, p);
+      const dst = new Float32Array(planes * PH * PW).fill(-7);
+      const idx = new Int32Array(planes * PH * PW).fill(-7);
+      pool().maxPool(src, planes, H, W, PH, PW, rows[0], rows[1], cols[0], cols[1], dst, idx);
+      const want = reference(src, planes, H, W, rows, cols);
+      expect(Array.from(dst)).toEqual(want.dst);
+      expect(Array.from(idx)).toEqual(want.idx);
+    });
+  }
+
+  it('rejects empty windows and short arrays', () => {
+    const one = Int32Array.of(0), two = Int32Array.of(2);
+    expect(() => pool().maxPool(new Float32Array(4), 1, 2, 2, 1, 1, one, two, two, two, new Float32Array(1), new Int32Array(1)))
+      .toThrow(/columns \[2, 2\) of output column 0/);
+    expect(() => pool().maxPool(new Float32Array(3), 1, 2, 2, 1, 1, one, two, one, two, new Float32Array(1), new Int32Array(1)))
+      .toThrow(/need src, dst, idx of 4, 1, 1 elements, got 3, 1, 1/);
+  });
+
+  it('defaultWasmMaxPool follows CAFFE_TS_GEMM', () => {
+    const p = defaultWasmMaxPool();
+    expect(p === null ? process.env.CAFFE_TS_GEMM : p.name).toMatch(/^(js|wasm-simd|wasm-relaxed-simd)$/);
+  });
+});

@@ -1,0 +1,117 @@
+// MAX pooling of Float32 planes in WebAssembly.
+//
+// Which element of a window wins depends on the data, so a JS loop pays a mispredicted branch
+// for a good share of its comparisons; the WebAssembly loops (scripts/gemm-wat.mjs,
+// poolHelpersWat) select without branching, four 2×2 windows per SIMD step in the common case.
+import { MathError } from '../math/errors.js';
+import { defaultWasmChoice, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES } from './gemm-wasm.js';
+
+interface PoolExports {
+  memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  maxpool2x2(src: number, planes: number, H: number, W: number, PH: number, PW: number, dst: number, idx: number): void;
+  maxpool(src: number, planes: number, H: number, W: number, PH: number, PW: number, rows: number, cols: number, dst: number, idx: number): void;
+}
+
+export interface WasmMaxPool {
+  /** 'wasm-simd' or 'wasm-relaxed-simd', the build it runs. */
+  readonly name: string;
+  /**
+   * MAX pooling of `planes` planes of height × width floats into pooledH × pooledW outputs:
+   * output (y, x) is the maximum over rows [rowLo[y], rowHi[y]) and columns [colLo[x],
+   * colHi[x]) (each range non-empty, inside the plane), the first maximum in row-major order
+   * winning; idx gets its flat index h·width + w within the plane.
+   */
+  maxPool(
+    src: Float32Array, planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    rowLo: Int32Array, rowHi: Int32Array, colLo: Int32Array, colHi: Int32Array,
+    dst: Float32Array, idx: Int32Array,
+  ): void;
+}
+
+const PAGE_BYTES = 65536;
+/** Input floats per chunk of planes, so each chunk is pooled while still in cache. */
+const CHUNK_FLOATS = 1 << 16;
+
+/** A WebAssembly MAX-pooling runner (own memory), or null where WebAssembly SIMD is missing. */
+export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxPool | null {
+  const instance = instantiateGemmModule(options.relaxed);
+  if (!instance) return null;
+  const ex = instance.exports as unknown as PoolExports;
+  const name = WASM_GEMM_KERNEL_NAMES[instance.variant];
+
+  function maxPool(
+    src: Float32Array, planes: number, H: number, W: number, PH: number, PW: number,
+    rowLo: Int32Array, rowHi: Int32Array, colLo: Int32Array, colHi: Int32Array,
+    dst: Float32Array, idx: Int32Array,
+  ): void {
+    const inPlane = H * W, outPlane = PH * PW;
+    if (src.length < planes * inPlane || dst.length < planes * outPlane || idx.length < planes * outPlane) {
+      throw new MathError(
+        `${name} maxPool: ${planes} planes of ${H}×${W} → ${PH}×${PW} need src, dst, idx of ${planes * inPlane}, ` +
+          `${planes * outPlane}, ${planes * outPlane} elements, got ${src.length}, ${dst.length}, ${idx.length}`,
+      );
+    }
+    let full2x2 = 2 * PH <= H && 2 * PW <= W;
+    for (let y = 0; y < PH; y++) {
+      const lo = rowLo[y]!, hi = rowHi[y]!;
+      if (!(lo >= 0 && lo < hi && hi <= H)) throw new MathError(`${name} maxPool: rows [${lo}, ${hi}) of output row ${y} are not a non-empty range in 0..${H}`);
+      if (lo !== 2 * y || hi !== 2 * y + 2) full2x2 = false;
+    }
+    for (let x = 0; x < PW; x++) {
+      const lo = colLo[x]!, hi = colHi[x]!;
+      if (!(lo >= 0 && lo < hi && hi <= W)) throw new MathError(`${name} maxPool: columns [${lo}, ${hi}) of output column ${x} are not a non-empty range in 0..${W}`);
+      if (lo !== 2 * x || hi !== 2 * x + 2) full2x2 = false;
+    }
+    const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / inPlane)));
+    // Layout (bytes): window table, input chunk, output chunk, argmax chunk.
+    const pTab = 0;
+    const pSrc = pTab + 8 * (PH + PW);
+    const pDst = pSrc + 4 * chunk * inPlane;
+    const pIdx = pDst + 4 * chunk * outPlane;
+    const end = pIdx + 4 * chunk * outPlane;
+    if (end > ex.memory.buffer.byteLength) {
+      try {
+        ex.memory.grow(Math.ceil((end - ex.memory.buffer.byteLength) / PAGE_BYTES));
+      } catch (e) {
+        throw new MathError(`${name} maxPool: cannot grow WebAssembly memory to ${end} bytes (${String(e)})`);
+      }
+    }
+    const f32 = new Float32Array(ex.memory.buffer);
+    const i32 = new Int32Array(ex.memory.buffer);
+    for (let y = 0; y < PH; y++) {
+      i32[2 * y] = rowLo[y]!;
+      i32[2 * y + 1] = rowHi[y]!;
+    }
+    for (let x = 0; x < PW; x++) {
+      i32[2 * (PH + x)] = colLo[x]!;
+      i32[2 * (PH + x) + 1] = colHi[x]!;
+    }
+    for (let p0 = 0; p0 < planes; p0 += chunk) {
+      const np = Math.min(chunk, planes - p0);
+      f32.set(src.subarray(p0 * inPlane, (p0 + np) * inPlane), pSrc >> 2);
+      if (full2x2) ex.maxpool2x2(pSrc, np, H, W, PH, PW, pDst, pIdx);
+      else ex.maxpool(pSrc, np, H, W, PH, PW, pTab, pTab + 8 * PH, pDst, pIdx);
+      dst.set(f32.subarray(pDst >> 2, (pDst >> 2) + np * outPlane), p0 * outPlane);
+      idx.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + np * outPlane), p0 * outPlane);
+    }
+  }
+
+  return { name, maxPool };
+}
+
+const POOL_KEY = Symbol.for('caffe-ts.wasmMaxPool');
+
+/**
+ * The process-wide WebAssembly MAX-pooling runner Pooling layers use for Float32 blobs,
+ * created on first use; null when CAFFE_TS_GEMM=js or WebAssembly SIMD is missing.
+ */
+export function defaultWasmMaxPool(): WasmMaxPool | null {
+  const g = globalThis as Record<symbol, { pool: WasmMaxPool | null } | undefined>;
+  let slot = g[POOL_KEY];
+  if (!slot) {
+    const choice = defaultWasmChoice();
+    slot = { pool: choice === 'js' ? null : createWasmMaxPool({ relaxed: choice }) };
+    g[POOL_KEY] = slot;
+  }
+  return slot.pool;
+}
