@@ -1,4 +1,4 @@
-import { Blob, Rng } from '@caffe-ts/blob';
+import { Blob, defaultWasmMaxPool, Rng } from '@caffe-ts/blob';
 import {
   parseText,
   PoolingParameter_PoolMethod as PoolMethod,
@@ -182,6 +182,32 @@ describe('PoolingLayer', () => {
       }
       return { out, arg };
     }
+
+    it('float32 MAX runs in WebAssembly (CAFFE_TS_GEMM unset), float64 in JS', () => {
+      const wasm = defaultWasmMaxPool();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(wasm).toBeNull();
+        return;
+      }
+      const maxPool = wasm!.maxPool;
+      let calls = 0;
+      wasm!.maxPool = (...args) => {
+        calls++;
+        maxPool(...args);
+      };
+      try {
+        for (const dtype of ['float32', 'float64'] as const) {
+          const layer = pool({ kernel_size: 2, stride: 2 });
+          const bottom = makeBlob([2, 3, 4, 4], { dtype });
+          const top = new Blob([], { dtype });
+          layer.setUp([bottom], [top]);
+          layer.forward([bottom], [top]);
+        }
+      } finally {
+        wasm!.maxPool = maxPool;
+      }
+      expect(calls).toBe(1);
+    });
 
     const cases: [string, Props, number[]][] = [
       ['MAX 2×2 s2 (LeNet)', { kernel_size: 2, stride: 2 }, [2, 3, 8, 6]],

@@ -1,4 +1,4 @@
-import type { Blob, FloatArray } from '@caffe-ts/blob';
+import { defaultWasmMaxPool, type Blob, type FloatArray } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -188,7 +188,10 @@ export class PoolingLayer extends Layer {
       const full2x2 =
         this.kernelH === 2 && this.kernelW === 2 && this.strideH === 2 && this.strideW === 2 &&
         this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
-      if (full2x2) maxPool2x2(src, dst, idx, planes, H, W, PH, PW);
+      // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty.
+      const wasm = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
+      if (wasm) wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx);
+      else if (full2x2) maxPool2x2(src, dst, idx, planes, H, W, PH, PW);
       else maxPool(src, dst, idx, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi);
       if (top.length > 1) {
         const mask = top[1]!.mutableCpuData();
@@ -221,6 +224,12 @@ export class PoolingLayer extends Layer {
     } else {
       aveUnpool(topDiff, bottomDiff, planes, this.height, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
+  }
+
+  private windowsNonEmpty(): boolean {
+    for (let y = 0; y < this.pooledHeight; y++) if (this.rowLo[y]! >= this.rowHi[y]!) return false;
+    for (let x = 0; x < this.pooledWidth; x++) if (this.colLo[x]! >= this.colHi[x]!) return false;
+    return true;
   }
 
   /** STOCHASTIC window [h0,h1)×[w0,w1): Caffe's kernels place it at ph·stride, ignoring pad. */
