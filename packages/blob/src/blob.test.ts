@@ -188,3 +188,36 @@ describe('Blob protos', () => {
     expect(() => new Blob().fromProto(proto)).toThrow(/data has 3 values, shape 2 2 \(4\) needs 4/);
   });
 });
+
+describe('blob byte limit', () => {
+  it('refuses a shape over the limit before allocating, naming the shape', async () => {
+    const { BlobSizeError, setMaxBlobBytes, maxBlobBytes } = await import('./blob.js');
+    expect(maxBlobBytes()).toBeGreaterThan(0);
+    const prev = setMaxBlobBytes(1024);
+    try {
+      expect(() => new Blob([16, 16])).not.toThrow(); // exactly 1024 bytes of float32
+      expect(() => new Blob([16, 16], { dtype: 'float64' })).toThrow(BlobSizeError);
+      expect(() => new Blob([1000, 1000])).toThrow(/^blob shape \[1000, 1000\] \(1000000 float32 elements, 4000000 bytes\) exceeds the 1024-byte limit per blob/);
+      expect(() => new Blob([1e6, 1e6])).toThrow(BlobSizeError);
+      const b = new Blob([2]);
+      expect(() => b.reshape([1000, 1000])).toThrow(BlobSizeError);
+      expect(b.shape).toEqual([2]); // unchanged after the refusal
+    } finally {
+      setMaxBlobBytes(prev);
+    }
+  });
+
+  it('names the blob when a BlobProto claims too many elements', async () => {
+    const { setMaxBlobBytes } = await import('./blob.js');
+    const { createMessage } = await import('@caffe-ts/proto');
+    const prev = setMaxBlobBytes(1 << 20);
+    try {
+      const proto = createMessage<import('@caffe-ts/proto').BlobProto>('BlobProto', { shape: { dim: [1e6, 1e6] } });
+      expect(() => new Blob().fromProto(proto, { what: 'mean file' })).toThrow(/^mean file: blob size 1000000000000 exceeds the 2\^31-1 element limit/);
+      const proto2 = createMessage<import('@caffe-ts/proto').BlobProto>('BlobProto', { shape: { dim: [1000, 1000] } });
+      expect(() => new Blob().fromProto(proto2, { what: 'mean file' })).toThrow(/^mean file: blob shape \[1000, 1000\]/);
+    } finally {
+      setMaxBlobBytes(prev);
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import { CaffeError, createMessage, hasField, type BlobProto } from '@caffe-ts/proto';
 import type { DeviceAllocator } from './device.js';
-import type { DType, FloatArray } from './dtype.js';
+import { BYTES_PER_ELEMENT, type DType, type FloatArray } from './dtype.js';
 import { SyncedMemory } from './synced-memory.js';
 
 /** Caffe limits blobs to 32 axes (Blob::kMaxBlobAxes). */
@@ -8,6 +8,34 @@ export const MAX_BLOB_AXES = 32;
 
 export class BlobError extends CaffeError {
   override readonly name: string = 'BlobError';
+}
+
+/** A shape whose data would exceed the blob byte limit (see `maxBlobBytes`); thrown before allocating. */
+export class BlobSizeError extends BlobError {
+  override readonly name: string = 'BlobSizeError';
+}
+
+const DEFAULT_MAX_BLOB_BYTES = 4 * 2 ** 30;
+let maxBlobBytesOverride: number | undefined;
+
+/**
+ * Bytes one blob's data may take: `setMaxBlobBytes`, else the CAFFE_TS_MAX_BLOB_BYTES environment
+ * variable, else 4 GiB. A corrupt file claiming a huge shape then fails with a typed error
+ * instead of exhausting memory.
+ */
+export function maxBlobBytes(): number {
+  if (maxBlobBytesOverride !== undefined) return maxBlobBytesOverride;
+  const env = typeof process === 'undefined' ? undefined : process.env?.['CAFFE_TS_MAX_BLOB_BYTES'];
+  const n = env === undefined || env === '' ? NaN : Number(env);
+  return Number.isFinite(n) && n > 0 ? n : DEFAULT_MAX_BLOB_BYTES;
+}
+
+/** Set (or, with undefined, clear) the per-blob byte limit; returns the previous override. */
+export function setMaxBlobBytes(bytes: number | undefined): number | undefined {
+  if (bytes !== undefined && !(bytes > 0)) throw new BlobError(`setMaxBlobBytes: expected a positive byte count, got ${bytes}`);
+  const prev = maxBlobBytesOverride;
+  maxBlobBytesOverride = bytes;
+  return prev;
 }
 
 export interface BlobOptions {
@@ -81,7 +109,14 @@ export class Blob {
       if (!Number.isInteger(d) || d < 0) throw new BlobError(`invalid blob dimension ${d} in shape [${shape.join(', ')}]`);
       count *= d;
     }
-    if (count > 2 ** 31 - 1) throw new BlobError(`blob size ${count} exceeds the 2^31-1 element limit (shape [${shape.join(', ')}])`);
+    if (count > 2 ** 31 - 1) throw new BlobSizeError(`blob size ${count} exceeds the 2^31-1 element limit (shape [${shape.join(', ')}])`);
+    const bytes = count * BYTES_PER_ELEMENT[this.dtype];
+    if (bytes > maxBlobBytes()) {
+      throw new BlobSizeError(
+        `blob shape [${shape.join(', ')}] (${count} ${this.dtype} elements, ${bytes} bytes) exceeds the ${maxBlobBytes()}-byte limit per blob ` +
+          '(set CAFFE_TS_MAX_BLOB_BYTES to raise it)',
+      );
+    }
     this._shape = shape.slice();
     this._count = count;
     if (count > this._capacity) {
@@ -194,7 +229,15 @@ export class Blob {
   /** Load shape and values from a BlobProto (new `shape` or legacy num/channels/height/width). */
   fromProto(proto: BlobProto, { reshape = true, what = 'blob' }: { reshape?: boolean; what?: string } = {}): void {
     const shape = blobProtoShape(proto);
-    if (reshape) this.reshape(shape);
+    if (reshape) {
+      try {
+        this.reshape(shape);
+      } catch (e) {
+        if (e instanceof BlobSizeError) throw new BlobSizeError(`${what}: ${e.message}`, { cause: e });
+        if (e instanceof BlobError) throw new BlobError(`${what}: ${e.message}`, { cause: e });
+        throw e;
+      }
+    }
     else if (!this.shapeEqualsProto(proto)) {
       throw new BlobError(
         `${what}: shape mismatch; expected ${this.shapeString()}, file has ${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`,

@@ -1,4 +1,4 @@
-import { Blob, BYTES_PER_ELEMENT, cpuBackend, globalRng, logger, type Backend, type DType, type Rng } from '@caffe-ts/blob';
+import { Blob, BlobSizeError, BYTES_PER_ELEMENT, cpuBackend, globalRng, logger, type Backend, type DType, type Rng } from '@caffe-ts/blob';
 import { defaultLayerRegistry, type Layer, type LayerContext, type LayerRegistry } from '@caffe-ts/layers';
 import {
   createMessage,
@@ -275,7 +275,13 @@ export class Net {
       }
       const bottom = this.bottomVecs[layerId]!;
       const top = this.topVecs[layerId]!;
-      layer.setUp(bottom, top);
+      try {
+        layer.setUp(bottom, top);
+      } catch (e) {
+        // A too-large shape is the file's fault: say which layer asked for it.
+        if (BlobSizeError.isInstance(e)) throw new BlobSizeError(`Layer '${lp.name}' (${lp.type}): ${e.message}${this.file ? ` [${this.file}]` : ''}`, { cause: e });
+        throw e;
+      }
       log.info(`Setting up ${lp.name}`);
       top.forEach((blob, topId) => {
         const blobId = this.topIdVecs[layerId]![topId]!;
