@@ -125,3 +125,4 @@ export function writeFileAtomicSync(path: string, data: Uint8Array): void {
 export function saveNet(net: Net, path: string, { writeDiff = false }: { writeDiff?: boolean } = {}): void {
   writeFileAtomicSync(path, encodeBinary('NetParameter', net.toProto(writeDiff)));
 }
+export { netFromFiles, type NetFromFilesOptions } from './pycaffe-node.js';
