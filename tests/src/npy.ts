@@ -1,4 +1,10 @@
 import { readFileSync } from 'node:fs';
+import { CaffeError } from '@caffe-ts/proto';
+
+/** A .npy file this reader cannot use: not .npy, an unsupported kind, or a size that does not add up. */
+export class NpyError extends CaffeError {
+  override readonly name: string = 'NpyError';
+}
 
 /** An array read from a .npy file. */
 export interface NpyArray {
@@ -15,7 +21,7 @@ const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
  */
 export function parseNpy(bytes: Uint8Array, file = '<npy>'): NpyArray {
   if (bytes.length < 10 || !MAGIC.every((b, i) => bytes[i] === b)) {
-    throw new Error(`${file}: not a .npy file (no \\x93NUMPY magic)`);
+    throw new NpyError(`${file}: not a .npy file (no \\x93NUMPY magic)`);
   }
   const major = bytes[6]!;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -28,16 +34,16 @@ export function parseNpy(bytes: Uint8Array, file = '<npy>'): NpyArray {
     headerLen = view.getUint32(8, true);
     offset = 12;
   } else {
-    throw new Error(`${file}: .npy format version ${major} is not supported (expected 1, 2 or 3)`);
+    throw new NpyError(`${file}: .npy format version ${major} is not supported (expected 1, 2 or 3)`);
   }
   const header = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(offset, offset + headerLen));
   const descr = /'descr'\s*:\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new Error(`${file}: malformed .npy header: ${header.trim()}`);
+    throw new NpyError(`${file}: malformed .npy header: ${header.trim()}`);
   }
-  if (fortran !== 'False') throw new Error(`${file}: Fortran-order arrays are not supported (expected C order)`);
+  if (fortran !== 'False') throw new NpyError(`${file}: Fortran-order arrays are not supported (expected C order)`);
   const shape = shapeText
     .split(',')
     .map((s) => s.trim())
@@ -46,9 +52,9 @@ export function parseNpy(bytes: Uint8Array, file = '<npy>'): NpyArray {
   const count = shape.reduce((a, b) => a * b, 1);
   const start = offset + headerLen;
   const width = descr === '<f4' ? 4 : descr === '<f8' ? 8 : 0;
-  if (width === 0) throw new Error(`${file}: dtype '${descr}' is not supported (expected '<f4' or '<f8')`);
+  if (width === 0) throw new NpyError(`${file}: dtype '${descr}' is not supported (expected '<f4' or '<f8')`);
   if (bytes.length - start !== count * width) {
-    throw new Error(
+    throw new NpyError(
       `${file}: shape (${shape.join(', ')}) of '${descr}' needs ${count * width} data bytes, found ${bytes.length - start}`,
     );
   }
@@ -56,7 +62,7 @@ export function parseNpy(bytes: Uint8Array, file = '<npy>'): NpyArray {
   const raw = bytes.slice(start, start + count * width);
   const data = width === 4 ? new Float32Array(raw.buffer, 0, count) : new Float64Array(raw.buffer, 0, count);
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-    throw new Error(`${file}: this reader assumes a little-endian host`);
+    throw new NpyError(`${file}: this reader assumes a little-endian host`);
   }
   return { shape, data };
 }

@@ -1,0 +1,47 @@
+// Bundles fuzz.ts (and the workspace sources it imports, from packages/*/src) with esbuild into
+// scripts/fuzz/.build/, then runs it with the given arguments. No package build needed.
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '../..');
+// `node run.mjs [entry.ts] [args…]`: the entry defaults to fuzz.ts.
+const named = process.argv[2]?.endsWith('.ts');
+const entry = named ? process.argv[2] : 'fuzz.ts';
+const args = process.argv.slice(named ? 3 : 2);
+const outfile = join(here, '.build', entry.replace(/\.ts$/, '.mjs'));
+
+const workspace = {
+  name: 'caffe-ts-sources',
+  setup(b) {
+    b.onResolve({ filter: /^@caffe-ts\// }, (args) => {
+      const [, pkg, sub] = /^@caffe-ts\/([^/]+)(?:\/(.*))?$/.exec(args.path);
+      const path = join(repo, 'packages', pkg, 'src', sub ? `${sub}.ts` : 'index.ts');
+      if (!existsSync(path)) return { errors: [{ text: `no source for ${args.path} (${path})` }] };
+      return { path };
+    });
+  },
+};
+
+await build({
+  entryPoints: [join(here, entry)],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: 'inline',
+  logLevel: 'warning',
+  plugins: [workspace],
+  // Native and optional packages stay out of the bundle (the fuzzed readers do not load them).
+  external: ['sharp', 'node-lmdb', 'lmdb', 'classic-level', 'level', 'leveldown', 'h5wasm'],
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+});
+const r = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...args], {
+  stdio: 'inherit',
+  env: { ...process.env, FUZZ_DIR: here },
+});
+process.exit(r.status ?? 1);
