@@ -110,3 +110,20 @@ export function loadLabels(path: string, { stripIds = false }: { stripIds?: bool
   while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
   return stripIds ? lines.map((l) => l.replace(/^n\d{8}\s+/, '')) : lines;
 }
+
+export { NpyError, parseNpy, readNpy, encodeNpy, writeNpy, type NpyArray } from './npy.js';
+export {
+  Transformer,
+  TransformError,
+  loadImage,
+  loadMean,
+  channelMean,
+  resizeFloatImage,
+  cropFloatImage,
+  oversample,
+  oversampleOrigins,
+  type FloatImage,
+  type Mean,
+} from './transformer.js';
+export { Classifier, topK, type ClassifierOptions } from './classifier.js';
+export { forwardArrays, blobFileName, InferenceError } from './inference.js';

@@ -4,6 +4,8 @@ import { computeImageMeanCommand } from './compute-image-mean.js';
 import { convertCifarCommand } from './convert-cifar.js';
 import { convertImagesetCommand } from './convert-imageset.js';
 import { convertMnistCommand } from './convert-mnist.js';
+import { classifyCommand } from './classify.js';
+import { forwardCommand } from './forward.js';
 import { deviceQueryCommand } from './device-query.js';
 import { layerTypesCommand } from './layer-types.js';
 import { testCommand } from './test.js';
@@ -29,6 +31,8 @@ export const COMMANDS: Record<string, Command> = {
   train: trainCommand,
   test: testCommand,
   time: timeCommand,
+  forward: forwardCommand,
+  classify: classifyCommand,
   device_query: deviceQueryCommand,
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
