@@ -7,7 +7,10 @@ import { convertMnistCommand } from './convert-mnist.js';
 import { classifyCommand } from './classify.js';
 import { forwardCommand } from './forward.js';
 import { deviceQueryCommand } from './device-query.js';
+import { drawNetCommand } from './draw-net.js';
 import { layerTypesCommand } from './layer-types.js';
+import { parseLogCommand } from './parse-log.js';
+import { summaryCommand } from './summary.js';
 import { testCommand } from './test.js';
 import { timeCommand } from './time.js';
 import { trainCommand } from './train.js';
@@ -42,4 +45,7 @@ export const COMMANDS: Record<string, Command> = {
   upgrade_net_proto_text: upgradeNetProtoTextCommand,
   upgrade_net_proto_binary: upgradeNetProtoBinaryCommand,
   upgrade_solver_proto_text: upgradeSolverProtoTextCommand,
+  draw_net: drawNetCommand,
+  parse_log: parseLogCommand,
+  summary: summaryCommand,
 };
