@@ -1,0 +1,81 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
+import { Net } from '@caffe-ts/net';
+import { parseNetParameter, Phase } from '@caffe-ts/proto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerContribLayers } from './index.js';
+
+const corpus = fileURLToPath(new URL('../../../../shared/corpus', import.meta.url));
+
+/**
+ * OpenCV's face detector prototxt sets `clip` in detection_output_param, a field of OpenCV's own
+ * schema whose number is not published with the file (see packages/proto's corpus test): drop
+ * that line, as the proto owner documents.
+ */
+export function withoutOpenCvFields(text: string): string {
+  const at = text.indexOf('detection_output_param');
+  if (at < 0) return text;
+  return text.slice(0, at) + text.slice(at).replace(/\n[ \t]*clip:[^\n]*/, '');
+}
+
+/** The deploy nets of the corpus that use fork layers, with the shapes Caffe's fork gives. */
+const DEPLOY: Array<{ file: string; input: number[]; outputs: Record<string, number[]>; blobs?: Record<string, number[]>; forward?: boolean }> = [
+  {
+    file: 'weights/yufacedetectnet_open_v2/yufacedetectnet-open-v2.prototxt',
+    input: [1, 3, 240, 320],
+    outputs: { detection_out: [1, 1, 1, 7] },
+    forward: true,
+    // 30×40·3 + 15×20·2 + 8×10·2 + 4×5·3 priors.
+    blobs: { mbox_priorbox: [1, 2, (3600 + 600 + 160 + 60) * 4] },
+  },
+  {
+    file: 'nets/mobilenet_ssd/MobileNetSSD_deploy.prototxt',
+    input: [1, 3, 300, 300],
+    outputs: { detection_out: [1, 1, 1, 7] },
+    // 19²·3 + 10²·6 + 5²·6 + 3²·6 + 2²·6 + 1·6.
+    blobs: { mbox_priorbox: [1, 2, 1917 * 4], mbox_conf_flatten: [1, 1917 * 21] },
+  },
+  {
+    file: 'nets/mobilenet_ssd/deploy.prototxt',
+    input: [1, 3, 300, 300],
+    outputs: { detection_out: [1, 1, 1, 7] },
+    blobs: { mbox_priorbox: [1, 2, 1917 * 4] },
+  },
+  {
+    file: 'nets/opencv_face_detector/deploy.prototxt',
+    input: [1, 3, 300, 300],
+    outputs: { detection_out: [1, 1, 1, 7] },
+    // 38²·4 + 19²·6 + 10²·6 + 5²·6 + 5²·4 + 5²·4 (its last two maps stay 5×5).
+    blobs: { mbox_priorbox: [1, 2, 8892 * 4] },
+  },
+];
+
+describe.skipIf(!existsSync(corpus))('corpus deploy nets with fork layers', () => {
+  const registry = registerBuiltinLayers(new LayerRegistry());
+  beforeAll(() => registerContribLayers(registry));
+
+  for (const { file, input, outputs, blobs, forward } of DEPLOY) {
+    it(`builds ${file}${forward ? ' and runs it forward' : ''}`, () => {
+      const text = withoutOpenCvFields(readFileSync(join(corpus, file), 'utf8'));
+      const net = new Net(parseNetParameter(text), { registry, log: false, name: file });
+      expect(net.inputBlobs[0]!.shape).toEqual(input);
+      for (const [name, shape] of Object.entries({ ...outputs, ...blobs })) expect([name, net.blob(name).shape]).toEqual([name, shape]);
+      // The larger nets take seconds per pass on this machine: tests/src/contrib-oracle runs them.
+      if (!forward) return;
+      // Random weights: DetectionOutput may or may not find boxes, but the rows are well formed.
+      net.forward();
+      const det = net.blob('detection_out');
+      expect(det.shape.slice(0, 2)).toEqual([1, 1]);
+      expect(det.shape[3]).toBe(7);
+    });
+  }
+
+  it('refuses the train/test prototxts with a clear "not supported" error', () => {
+    const text = readFileSync(join(corpus, 'nets/mobilenet_ssd/MobileNetSSD_train.prototxt'), 'utf8');
+    expect(() => new Net(parseNetParameter(text), { registry, log: false, phase: Phase.TRAIN })).toThrow(
+      /AnnotatedData layer 'data': not supported by @caffe-ts\/layers-contrib/,
+    );
+  });
+});

@@ -1,0 +1,101 @@
+import type { LayerParameter } from '@caffe-ts/proto';
+import { createMessage } from '@caffe-ts/proto';
+
+/*
+ * The fork parameter messages as they read once registerContribSchema() has run (snake_case,
+ * defaults from the schema, enums as numbers, unset sub-messages null).
+ */
+
+export enum CodeType {
+  CORNER = 1,
+  CENTER_SIZE = 2,
+  CORNER_SIZE = 3,
+}
+
+export interface PriorBoxParameter {
+  min_size: number[];
+  max_size: number[];
+  aspect_ratio: number[];
+  flip: boolean;
+  clip: boolean;
+  variance: number[];
+  img_size: number;
+  img_h: number;
+  img_w: number;
+  step: number;
+  step_h: number;
+  step_w: number;
+  offset: number;
+}
+
+export interface NonMaximumSuppressionParameter {
+  nms_threshold: number;
+  top_k: number;
+  eta: number;
+}
+
+export interface DetectionOutputParameter {
+  num_classes: number;
+  share_location: boolean;
+  background_label_id: number;
+  nms_param: NonMaximumSuppressionParameter | null;
+  save_output_param: { output_directory: string } | null;
+  code_type: CodeType;
+  variance_encoded_in_target: boolean;
+  keep_top_k: number;
+  confidence_threshold: number;
+}
+
+export interface PermuteParameter {
+  order: number[];
+}
+
+export interface NormalizeParameter {
+  across_spatial: boolean;
+  scale_filler: unknown;
+  channel_shared: boolean;
+  eps: number;
+}
+
+export enum BNMode {
+  LEARN = 0,
+  INFERENCE = 1,
+}
+
+export interface BNParameter {
+  bn_mode: BNMode;
+  scale_filler: unknown;
+  shift_filler: unknown;
+}
+
+export interface UpsampleParameter {
+  scale: number;
+  scale_h: number;
+  scale_w: number;
+  pad_out_h: boolean;
+  pad_out_w: boolean;
+  upsample_h: number;
+  upsample_w: number;
+}
+
+export interface InterpParameter {
+  height: number;
+  width: number;
+  zoom_factor: number;
+  shrink_factor: number;
+  pad_beg: number;
+  pad_end: number;
+}
+
+export interface ShuffleChannelParameter {
+  group: number;
+}
+
+/**
+ * A fork parameter sub-message of a LayerParameter, or a fresh one (reading the schema's
+ * defaults) when the prototxt leaves it out.
+ */
+export function forkParam<T>(param: LayerParameter, field: string, typeName: string): T {
+  const value = (param as unknown as Record<string, unknown>)[field];
+  return (value ?? createMessage<T>(typeName, {})) as T;
+}

@@ -1,0 +1,83 @@
+/**
+ * @caffe-ts/layers-contrib: layers of widely used Caffe forks (SSD, SegNet, DeepLab/PSPNet,
+ * the MobileNet and ShuffleNet forks, DenseNet's ceil_mode), registered through the custom-layer
+ * API. Pure exports; `./register` registers everything into the default registry, and
+ * `./detect` holds the detection pipeline (image in, boxes and an annotated PNG out).
+ */
+import { defaultLayerRegistry, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
+import { bnLayerDef } from './layers/bn-layer.js';
+import { convolutionDepthwiseLayerDef, depthwiseConvolutionLayerDef } from './layers/depthwise-convolution-layer.js';
+import { detectionOutputLayerDef } from './layers/detection-output-layer.js';
+import { interpLayerDef } from './layers/interp-layer.js';
+import { normalizeLayerDef } from './layers/normalize-layer.js';
+import { permuteLayerDef } from './layers/permute-layer.js';
+import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
+import { priorBoxLayerDef } from './layers/prior-box-layer.js';
+import { relu6LayerDef } from './layers/relu6-layer.js';
+import { shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
+import { unsupportedForkLayerDefs } from './layers/unsupported-layers.js';
+import { upsampleLayerDef } from './layers/upsample-layer.js';
+import { registerContribSchema } from './schema.js';
+
+export { PriorBoxLayer, priorBoxLayerDef } from './layers/prior-box-layer.js';
+export { DetectionOutputLayer, detectionOutputLayerDef } from './layers/detection-output-layer.js';
+export { PermuteLayer, permuteLayerDef } from './layers/permute-layer.js';
+export { NormalizeLayer, normalizeLayerDef } from './layers/normalize-layer.js';
+export { ReLU6Layer, relu6LayerDef } from './layers/relu6-layer.js';
+export { DepthwiseConvolutionLayer, depthwiseConvolutionLayerDef, convolutionDepthwiseLayerDef } from './layers/depthwise-convolution-layer.js';
+export { ShuffleChannelLayer, shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
+export { UpsampleLayer, upsampleLayerDef } from './layers/upsample-layer.js';
+export { InterpLayer, interpLayerDef } from './layers/interp-layer.js';
+export { BNLayer, bnLayerDef, BN_VAR_EPS } from './layers/bn-layer.js';
+export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
+export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
+export { decodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
+export {
+  registerContribSchema,
+  CONTRIB_LAYER_FIELDS,
+  POOLING_CEIL_MODE_FIELD,
+  BN_PROTO,
+  UPSAMPLE_PROTO,
+  INTERP_PROTO,
+  SHUFFLE_CHANNEL_PROTO,
+} from './schema.js';
+export { CodeType, BNMode, forkParam } from './fork-types.js';
+export type {
+  PriorBoxParameter,
+  DetectionOutputParameter,
+  NonMaximumSuppressionParameter,
+  PermuteParameter,
+  NormalizeParameter,
+  BNParameter,
+  UpsampleParameter,
+  InterpParameter,
+  ShuffleChannelParameter,
+} from './fork-types.js';
+
+/** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
+export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
+  priorBoxLayerDef,
+  detectionOutputLayerDef,
+  permuteLayerDef,
+  normalizeLayerDef,
+  relu6LayerDef,
+  depthwiseConvolutionLayerDef,
+  convolutionDepthwiseLayerDef,
+  shuffleChannelLayerDef,
+  upsampleLayerDef,
+  interpLayerDef,
+  bnLayerDef,
+  ...unsupportedForkLayerDefs,
+];
+
+/**
+ * Register the forks' schema fields and layer types (and Pooling with ceil_mode, replacing the
+ * registry's 'Pooling'). Types the registry already has are left alone, except Pooling. Safe to
+ * call more than once.
+ */
+export function registerContribLayers(registry: LayerRegistry = defaultLayerRegistry()): LayerRegistry {
+  registerContribSchema();
+  for (const def of CONTRIB_LAYER_DEFS) if (!registry.has(def.type)) registry.register(def);
+  registry.register(poolingCeilModeLayerDef, { override: true });
+  return registry;
+}

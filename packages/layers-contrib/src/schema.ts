@@ -1,0 +1,86 @@
+import { registerField, registerLayerParamField, registerSsdForkSchema } from '@caffe-ts/proto';
+
+/*
+ * Parameter messages of the forks whose layers this package implements. Where a fork's field
+ * number is free in BVLC's schema it is used as is, so the fork's .caffemodel files decode with
+ * their layer parameters. Where BVLC later gave the number to another field, one schema cannot
+ * hold both: the field is registered at the fork's number + 1000 (netron's convention for the
+ * same clashes). Prototxt text is unaffected (fields are matched by name); only a fork's binary
+ * file carrying such a field would decode it as the BVLC field. Layer parameters in a
+ * .caffemodel are never needed to run it (the prototxt defines the net; weights are matched by
+ * layer name), so this costs nothing when loading fork weights.
+ */
+
+/** SegNet's BN layer (alexgkendall/caffe-segnet): `LayerParameter.bn_param = 45`. */
+export const BN_PROTO = `
+message BNParameter {
+  enum BNMode {
+    LEARN = 0;
+    INFERENCE = 1;
+  }
+  optional BNMode bn_mode = 3 [default = LEARN];
+  optional FillerParameter scale_filler = 1;
+  optional FillerParameter shift_filler = 2;
+}
+`;
+
+/**
+ * SegNet's Upsample (caffe-segnet). The fork's number, 137, is BVLC's embed_param: registered
+ * at 1137.
+ */
+export const UPSAMPLE_PROTO = `
+message UpsampleParameter {
+  optional uint32 scale = 1 [default = 2];
+  optional uint32 scale_h = 2;
+  optional uint32 scale_w = 3;
+  optional bool pad_out_h = 4 [default = false];
+  optional bool pad_out_w = 5 [default = false];
+  optional uint32 upsample_h = 6;
+  optional uint32 upsample_w = 7;
+}
+`;
+
+/**
+ * DeepLab v2 / PSPNet's Interp. The fork's number, 143, is BVLC's input_param: registered at
+ * 1143.
+ */
+export const INTERP_PROTO = `
+message InterpParameter {
+  optional int32 height = 1 [default = 0];
+  optional int32 width = 2 [default = 0];
+  optional int32 zoom_factor = 3 [default = 1];
+  optional int32 shrink_factor = 4 [default = 1];
+  optional int32 pad_beg = 5 [default = 0];
+  optional int32 pad_end = 6 [default = 0];
+}
+`;
+
+/** ShuffleNet's ShuffleChannel (farmingyard/ShuffleNet): `shuffle_channel_param = 164`. */
+export const SHUFFLE_CHANNEL_PROTO = `
+message ShuffleChannelParameter {
+  optional uint32 group = 1 [default = 1];
+}
+`;
+
+/** Fork fields of LayerParameter this package adds besides the SSD fork's: [name, number, type, proto]. */
+export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, string, string]> = [
+  ['bn_param', 45, 'BNParameter', BN_PROTO],
+  ['shuffle_channel_param', 164, 'ShuffleChannelParameter', SHUFFLE_CHANNEL_PROTO],
+  ['upsample_param', 1137, 'UpsampleParameter', UPSAMPLE_PROTO],
+  ['interp_param', 1143, 'InterpParameter', INTERP_PROTO],
+];
+
+/**
+ * `PoolingParameter.ceil_mode` (BVLC pull request #3057, used by DenseNet and other prototxts):
+ * true (the default) rounds the output size up as Caffe always did, false rounds down. Its
+ * number there, 13, is BVLC's round_mode (an enum whose 1 means FLOOR, the opposite of
+ * ceil_mode's 1): registered at 1013.
+ */
+export const POOLING_CEIL_MODE_FIELD = { message: 'PoolingParameter', name: 'ceil_mode', id: 1013, type: 'bool', defaultValue: true } as const;
+
+/** Register the SSD fork's schema and every other fork field above. Idempotent. */
+export function registerContribSchema(): void {
+  registerSsdForkSchema();
+  for (const [name, id, typeName, protoText] of CONTRIB_LAYER_FIELDS) registerLayerParamField({ name, id, typeName, protoText });
+  registerField({ ...POOLING_CEIL_MODE_FIELD });
+}
