@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 import { fileURLToPath } from 'node:url';
 
-const pkgs = ['proto', 'blob', 'layers', 'net', 'solver', 'io-leveldb', 'cli', 'zoo', 'backend-gpu'];
+const pkgs = ['proto', 'blob', 'layers', 'net', 'solver', 'io-leveldb', 'cli', 'zoo', 'backend-gpu', 'layers-contrib'];
 const src = (p: string) => fileURLToPath(new URL(`./packages/${p}/src/`, import.meta.url));
 
 // Tests import workspace packages from source, so no build is needed to run them.
