@@ -110,12 +110,16 @@ describe('createWasmConv2d', () => {
         const gemmOut = new Float32Array(num * g.outChannels * S).fill(NaN);
         conv.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut });
         expectClose(gemmOut, out.gemmOut!);
-        // Convolution backward: weightDiff accumulates, colOut overwrites.
+        // Convolution backward: weightDiff and biasDiff accumulate, colOut overwrites.
         const weightDiff = dw0.slice();
+        const biasDiff = bias.slice();
         const colOut = new Float32Array(x.length).fill(NaN);
-        conv.run(g, num, chunk, { colIn: x, gemmIn: y, weights: w, weightDiff, colOut });
+        conv.run(g, num, chunk, { colIn: x, gemmIn: y, weights: w, weightDiff, biasDiff, colOut });
         expectClose(weightDiff, ref.weightDiff!.map((v, i) => v + dw0[i]!));
         expectClose(colOut, ref.colOut!);
+        const sums = new Float64Array(g.outChannels);
+        for (let i = 0; i < y.length; i++) sums[Math.floor(i / S) % g.outChannels] += y[i]!;
+        expectClose(biasDiff, sums.map((v, o) => v + bias[o]!));
         // Deconvolution backward: weightDiff and gemmOut from one unfolding.
         const wd = new Float32Array(dw0.length);
         const gemmOut2 = new Float32Array(gemmOut.length);
@@ -132,6 +136,7 @@ describe('createWasmConv2d', () => {
     const w = new Float32Array(3 * 18);
     const x = new Float32Array(2 * 2 * 7 * 6);
     expect(() => conv.run(g, 2, 2, { weights: w, gemmOut: new Float32Array(2 * 3 * 20) })).toThrow(/gemmOut needs colIn/);
+    expect(() => conv.run(g, 2, 2, { colIn: x, weights: w, biasDiff: new Float32Array(3) })).toThrow(/biasDiff need gemmIn/);
     expect(() => conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: new Float32Array(10) })).toThrow(MathError);
     expect(() => conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: new Float32Array(10) })).toThrow(/gemmOut has 10 elements, needs 120/);
     expect(() => conv.run({ ...g, group: 4 }, 2, 2, { colIn: x, weights: w })).toThrow(/multiples of group/);

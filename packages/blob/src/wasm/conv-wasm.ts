@@ -34,6 +34,7 @@ export interface Conv2dGeometry {
 /**
  * One pass over all images, in chunks. Per chunk, in this order:
  * - `colIn` is unfolded and `gemmIn` gathered (whichever are given);
+ * - `biasDiff[o]` += the sum of gemmIn's channel o over images and positions (needs gemmIn);
  * - `weightDiff` += gemmIn · im2col(colIn)ᵀ per group (accumulates; needs colIn and gemmIn);
  * - `gemmOut` = W · im2col(colIn) (+ bias[o]) per group (overwrites; needs colIn);
  * - `colOut` = col2im(Wᵀ · gemmIn) per group (overwrites; needs gemmIn).
@@ -44,6 +45,7 @@ export interface Conv2dPass {
   gemmIn?: Float32Array;
   weights: Float32Array;
   bias?: Float32Array | null;
+  biasDiff?: Float32Array | null;
   weightDiff?: Float32Array | null;
   gemmOut?: Float32Array | null;
   colOut?: Float32Array | null;
@@ -92,10 +94,10 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
       if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} conv: ${k} must be a positive integer, got ${v}`);
     }
     if (C % G !== 0 || O % G !== 0) throw new MathError(`${name} conv: channels ${C} and outChannels ${O} must be multiples of group ${G}`);
-    const { colIn, gemmIn, weights, bias, weightDiff, gemmOut, colOut } = pass;
+    const { colIn, gemmIn, weights, bias, biasDiff, weightDiff, gemmOut, colOut } = pass;
     if (gemmOut && colOut) throw new MathError(`${name} conv: a pass writes gemmOut or colOut, not both`);
-    if ((weightDiff && !(colIn && gemmIn)) || (gemmOut && !colIn) || (colOut && !gemmIn)) {
-      throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut needs gemmIn`);
+    if ((weightDiff && !(colIn && gemmIn)) || (gemmOut && !colIn) || ((colOut || biasDiff) && !gemmIn)) {
+      throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut and biasDiff need gemmIn`);
     }
     const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
     const need = (what: string, a: Float32Array | null | undefined, n: number) => {
@@ -108,6 +110,7 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
     need('weights', weights, O * K);
     need('weightDiff', weightDiff, O * K);
     need('bias', bias, O);
+    need('biasDiff', biasDiff, O);
     const nb0 = Math.min(chunk, num);
     const Nmax = nb0 * S;
 
@@ -119,7 +122,8 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
     const pTab = pScratch + align(4 * MR * NR);
     const pW = pTab + align(12 * (KH + KW));
     const pBias = pW + align(4 * O * K);
-    const pDW = pBias + align(4 * O);
+    const pDB = pBias + align(4 * O);
+    const pDW = pDB + align(4 * O);
     const pX = pDW + align(weightDiff ? 4 * O * K : 0);
     const pY = pX + align(4 * nb0 * imgIn);
     const pCol = pY + align(4 * nb0 * imgOut);
@@ -140,6 +144,7 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
     f32.set(weights.subarray(0, O * K), pW >> 2);
     if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
     if (weightDiff) f32.set(weightDiff.subarray(0, O * K), pDW >> 2);
+    if (biasDiff) f32.set(biasDiff.subarray(0, O), pDB >> 2);
 
     for (let n0 = 0; n0 < num; n0 += nb0) {
       const nb = Math.min(nb0, num - n0), N = nb * S;
@@ -151,6 +156,7 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
       if (gemmIn) {
         f32.set(gemmIn.subarray(n0 * imgOut, (n0 + nb) * imgOut), pY >> 2);
         ex.gather(pY, O, nb, S, pR);
+        if (biasDiff) ex.rowsum(pR, O, N, pDB);
       }
       if (weightDiff) {
         for (let q = 0; q < G; q++) {
@@ -175,6 +181,7 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
       }
     }
     if (weightDiff) weightDiff.set(f32.subarray(pDW >> 2, (pDW >> 2) + O * K));
+    if (biasDiff) biasDiff.set(f32.subarray(pDB >> 2, (pDB >> 2) + O));
   }
 
   return { name, run };

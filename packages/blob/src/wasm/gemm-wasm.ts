@@ -62,6 +62,7 @@ export interface ConvExports {
   col2im(col: number, nb: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, tab: number, x: number): void;
   gather(y: number, C: number, nb: number, S: number, r: number): void;
   scatter(r: number, C: number, nb: number, S: number, y: number, addBias: number, bias: number): void;
+  rowsum(r: number, rows: number, len: number, out: number): void;
 }
 export interface GemmExports extends ConvExports {
   memory: WasmMemory;

@@ -734,6 +734,36 @@
       (local.set $n (i32.add (local.get $n) (i32.const 1)))
       (br_if $nL (i32.lt_u (local.get $n) (local.get $nb))))
   )
+  
+  ;; out[r] += sum of r[r][0:len] for r < rows (four partial sums per row, then theirs).
+  (func (export "rowsum") (param $r i32) (param $rows i32) (param $len i32) (param $out i32)
+    (local $i i32) (local $k i32) (local $acc v128) (local $s f32)
+    (local.set $i (i32.const 0))
+    (loop $rL
+      (local.set $acc (v128.const i32x4 0 0 0 0))
+      (local.set $s (f32.const 0))
+      (local.set $k (local.get $len))
+      (block $done36
+        (loop $vec37
+          (br_if $done36 (i32.lt_u (local.get $k) (i32.const 4)))
+          (local.set $acc (f32x4.add (local.get $acc) (v128.load (local.get $r))))
+          (local.set $r (i32.add (local.get $r) (i32.const 16)))
+          (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+          (br $vec37)))
+      (block $done36b
+        (loop $one38
+          (br_if $done36b (i32.eqz (local.get $k)))
+          (local.set $s (f32.add (local.get $s) (f32.load (local.get $r))))
+          (local.set $r (i32.add (local.get $r) (i32.const 4)))
+          (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+          (br $one38)))
+      (f32.store (local.get $out) (f32.add (f32.load (local.get $out)) (f32.add (local.get $s)
+        (f32.add (f32.add (f32x4.extract_lane 0 (local.get $acc)) (f32x4.extract_lane 1 (local.get $acc)))
+          (f32.add (f32x4.extract_lane 2 (local.get $acc)) (f32x4.extract_lane 3 (local.get $acc)))))))
+      (local.set $out (i32.add (local.get $out) (i32.const 4)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $rL (i32.lt_u (local.get $i) (local.get $rows))))
+  )
 
   (func (export "maxpool2x2") (param $src i32) (param $planes i32) (param $H i32) (param $W i32) (param $PH i32) (param $PW i32)
       (param $dst i32) (param $idx i32)
@@ -854,6 +884,43 @@
         (local.set $y (i32.add (local.get $y) (i32.const 1)))
         (br_if $yL (i32.lt_u (local.get $y) (local.get $PH))))
       (local.set $src (i32.add (local.get $src) (local.get $plane)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $pL (i32.lt_u (local.get $p) (local.get $planes))))
+  )
+  
+  ;; MAX pooling backward: bottom = 0, then bottom[p][idx[p][o]] += top[p][o] for every output (traps on idx >= inPlane).
+  (func (export "maxunpool") (param $top i32) (param $idx i32) (param $planes i32) (param $inPlane i32) (param $outPlane i32) (param $bottom i32)
+    (local $p i32) (local $o i32) (local $d i32) (local $k i32) (local $at i32)
+    (local.set $d (local.get $bottom))
+    (local.set $k (i32.mul (local.get $planes) (local.get $inPlane)))
+    (block $zDone
+      (loop $zV
+        (br_if $zDone (i32.lt_u (local.get $k) (i32.const 4)))
+        (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+        (local.set $d (i32.add (local.get $d) (i32.const 16)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 4)))
+        (br $zV)))
+    (block $z1Done
+      (loop $z1
+        (br_if $z1Done (i32.eqz (local.get $k)))
+        (f32.store (local.get $d) (f32.const 0))
+        (local.set $d (i32.add (local.get $d) (i32.const 4)))
+        (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+        (br $z1)))
+    (local.set $p (i32.const 0))
+    (loop $pL
+      (local.set $o (i32.const 0))
+      (loop $oL
+        (local.set $at (i32.load (local.get $idx)))
+        ;; an argmax outside the plane would write outside this chunk: trap instead
+        (if (i32.ge_u (local.get $at) (local.get $inPlane)) (then (unreachable)))
+        (local.set $at (i32.add (local.get $bottom) (i32.shl (local.get $at) (i32.const 2))))
+        (f32.store (local.get $at) (f32.add (f32.load (local.get $at)) (f32.load (local.get $top))))
+        (local.set $idx (i32.add (local.get $idx) (i32.const 4)))
+        (local.set $top (i32.add (local.get $top) (i32.const 4)))
+        (local.set $o (i32.add (local.get $o) (i32.const 1)))
+        (br_if $oL (i32.lt_u (local.get $o) (local.get $outPlane))))
+      (local.set $bottom (i32.add (local.get $bottom) (i32.shl (local.get $inPlane) (i32.const 2))))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
       (br_if $pL (i32.lt_u (local.get $p) (local.get $planes))))
   )

@@ -68,6 +68,13 @@ describe('createWasmMaxPool', () => {
       const want = reference(src, planes, H, W, rows, cols);
       expect(Array.from(dst)).toEqual(want.dst);
       expect(Array.from(idx)).toEqual(want.idx);
+      // Backward: each top diff added at its argmax (overlapping windows accumulate).
+      const top = Float32Array.from({ length: dst.length }, (_, i) => (i % 13) - 6);
+      const bottom = new Float32Array(src.length).fill(NaN);
+      pool().maxUnpool(top, idx, planes, H * W, PH * PW, bottom);
+      const expected = new Float32Array(src.length);
+      for (let i = 0; i < top.length; i++) expected[Math.floor(i / (PH * PW)) * H * W + idx[i]!]! += top[i]!;
+      expect(Array.from(bottom)).toEqual(Array.from(expected));
     });
   }
 
@@ -77,6 +84,12 @@ describe('createWasmMaxPool', () => {
       .toThrow(/columns \[2, 2\) of output column 0/);
     expect(() => pool().maxPool(new Float32Array(3), 1, 2, 2, 1, 1, one, two, one, two, new Float32Array(1), new Int32Array(1)))
       .toThrow(/need src, dst, idx of 4, 1, 1 elements, got 3, 1, 1/);
+  });
+
+  it('maxUnpool refuses an argmax outside the plane', () => {
+    expect(() => pool().maxUnpool(new Float32Array(2), Int32Array.of(0, 4), 1, 4, 2, new Float32Array(4)))
+      .toThrow(/maxUnpool: an argmax among planes 0…0 is outside the plane of 4 elements/);
+    expect(() => pool().maxUnpool(new Float32Array(2), Int32Array.of(0, -1), 1, 4, 2, new Float32Array(4))).toThrow(/outside the plane/);
   });
 
   it('defaultWasmMaxPool follows CAFFE_TS_GEMM', () => {

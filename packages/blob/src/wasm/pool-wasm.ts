@@ -1,4 +1,4 @@
-// MAX pooling of Float32 planes in WebAssembly.
+// MAX pooling of Float32 planes in WebAssembly, forward and backward.
 //
 // Which element of a window wins depends on the data, so a JS loop pays a mispredicted branch
 // for a good share of its comparisons; the WebAssembly loops (scripts/gemm-wat.mjs,
@@ -10,6 +10,7 @@ interface PoolExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
   maxpool2x2(src: number, planes: number, H: number, W: number, PH: number, PW: number, dst: number, idx: number): void;
   maxpool(src: number, planes: number, H: number, W: number, PH: number, PW: number, rows: number, cols: number, dst: number, idx: number): void;
+  maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 }
 
 export interface WasmMaxPool {
@@ -26,6 +27,11 @@ export interface WasmMaxPool {
     rowLo: Int32Array, rowHi: Int32Array, colLo: Int32Array, colHi: Int32Array,
     dst: Float32Array, idx: Int32Array,
   ): void;
+  /**
+   * MAX pooling backward: bottomDiff (planes × inPlane) = 0, then each topDiff element
+   * (planes × outPlane) is added at its argmax idx (in 0 … inPlane − 1, checked).
+   */
+  maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void;
 }
 
 const PAGE_BYTES = 65536;
@@ -38,6 +44,19 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
   if (!instance) return null;
   const ex = instance.exports as unknown as PoolExports;
   const name = WASM_GEMM_KERNEL_NAMES[instance.variant];
+
+  /** Grows memory to `bytes` and returns fresh views (views die when memory grows). */
+  function heap(bytes: number): { f32: Float32Array; i32: Int32Array } {
+    const have = ex.memory.buffer.byteLength;
+    if (bytes > have) {
+      try {
+        ex.memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+      } catch (e) {
+        throw new MathError(`${name} pooling: cannot grow WebAssembly memory to ${bytes} bytes (${String(e)})`);
+      }
+    }
+    return { f32: new Float32Array(ex.memory.buffer), i32: new Int32Array(ex.memory.buffer) };
+  }
 
   function maxPool(
     src: Float32Array, planes: number, H: number, W: number, PH: number, PW: number,
@@ -68,16 +87,7 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
     const pSrc = pTab + 8 * (PH + PW);
     const pDst = pSrc + 4 * chunk * inPlane;
     const pIdx = pDst + 4 * chunk * outPlane;
-    const end = pIdx + 4 * chunk * outPlane;
-    if (end > ex.memory.buffer.byteLength) {
-      try {
-        ex.memory.grow(Math.ceil((end - ex.memory.buffer.byteLength) / PAGE_BYTES));
-      } catch (e) {
-        throw new MathError(`${name} maxPool: cannot grow WebAssembly memory to ${end} bytes (${String(e)})`);
-      }
-    }
-    const f32 = new Float32Array(ex.memory.buffer);
-    const i32 = new Int32Array(ex.memory.buffer);
+    const { f32, i32 } = heap(pIdx + 4 * chunk * outPlane);
     for (let y = 0; y < PH; y++) {
       i32[2 * y] = rowLo[y]!;
       i32[2 * y + 1] = rowHi[y]!;
@@ -96,7 +106,31 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
     }
   }
 
-  return { name, maxPool };
+  function maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void {
+    if (topDiff.length < planes * outPlane || idx.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
+      throw new MathError(
+        `${name} maxUnpool: ${planes} planes of ${inPlane} → ${outPlane} need topDiff, idx, bottomDiff of ${planes * outPlane}, ` +
+          `${planes * outPlane}, ${planes * inPlane} elements, got ${topDiff.length}, ${idx.length}, ${bottomDiff.length}`,
+      );
+    }
+    const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / inPlane)));
+    const pTop = 0, pIdx = pTop + 4 * chunk * outPlane, pBottom = pIdx + 4 * chunk * outPlane;
+    const { f32, i32 } = heap(pBottom + 4 * chunk * inPlane);
+    for (let p0 = 0; p0 < planes; p0 += chunk) {
+      const np = Math.min(chunk, planes - p0);
+      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pTop >> 2);
+      i32.set(idx.subarray(p0 * outPlane, (p0 + np) * outPlane), pIdx >> 2);
+      try {
+        ex.maxunpool(pTop, pIdx, np, inPlane, outPlane, pBottom);
+      } catch (e) {
+        // The module traps on an argmax outside the plane rather than write outside the chunk.
+        throw new MathError(`${name} maxUnpool: an argmax among planes ${p0}…${p0 + np - 1} is outside the plane of ${inPlane} elements`, { cause: e });
+      }
+      bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + np * inPlane), p0 * inPlane);
+    }
+  }
+
+  return { name, maxPool, maxUnpool };
 }
 
 const POOL_KEY = Symbol.for('caffe-ts.wasmMaxPool');
