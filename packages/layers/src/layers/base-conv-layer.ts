@@ -390,18 +390,25 @@ export abstract class BaseConvolutionLayer extends Layer {
   }
 
   /**
-   * Convolution backward for all images: weightDiff += dY · im2col(x)ᵀ (when given) and
-   * dX = col2im(Wᵀ · dY) (when given), gathering each chunk of dY once for both.
+   * Convolution backward for all images: biasDiff[o] += Σ dY[·, o, ·], weightDiff += dY ·
+   * im2col(x)ᵀ and dX = col2im(Wᵀ · dY), each when given (x is needed for weightDiff only),
+   * gathering each chunk of dY once for all three.
    */
   protected convBackwardBatched(
-    x: FloatArray, dy: FloatArray, weights: FloatArray, weightDiff: FloatArray | null, dx: FloatArray | null,
+    x: FloatArray | null, dy: FloatArray, weights: FloatArray, weightDiff: FloatArray | null, dx: FloatArray | null,
+    biasDiff: FloatArray | null = null,
   ): void {
-    if (this.runWasm({ colIn: x, gemmIn: dy, weights, weightDiff, colOut: dx })) return;
+    if (!weightDiff && !dx && !biasDiff) return;
+    if (this.runWasm({ colIn: weightDiff ? x : null, gemmIn: dy, weights, weightDiff, colOut: dx, biasDiff })) return;
+    if (biasDiff) {
+      for (let n = 0; n < this.num; n++) this.backwardCpuBias(biasDiff, dy.subarray(n * this.topDim, (n + 1) * this.topDim));
+    }
+    if (!weightDiff && !dx) return;
     const m = this.convOutChannels / this.group, K = this.kernelDim;
     for (let n0 = 0; n0 < this.num; n0 += this.batch) {
       const nb = Math.min(this.batch, this.num - n0), N = nb * this.convOutSpatialDim;
       const buf = this.gatherChunk(dy, n0, nb);
-      if (weightDiff) {
+      if (weightDiff && x) {
         const col = this.im2colChunk(x, n0, nb);
         for (let g = 0; g < this.group; g++) {
           gemm(false, true, m, K, N, 1, buf.subarray(m * N * g), col.subarray(K * N * g), 1, weightDiff.subarray(this.weightOffset * g));

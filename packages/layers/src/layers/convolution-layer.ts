@@ -48,19 +48,25 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < top.length; i++) {
       const topDiff = top[i]!.cpuDiff();
       const imgTopDiff = (n: number) => topDiff.subarray(n * this.topDim, (n + 1) * this.topDim);
+      const pd = propagateDown[i] ?? false;
+      if (this.batch > 1) {
+        // Bias, weight and bottom gradients in one sweep over the images.
+        this.convBackwardBatched(
+          weightPd ? bottom[i]!.cpuData() : null, topDiff, weight,
+          weightPd ? this.blobs[0]!.mutableCpuDiff() : null,
+          pd ? bottom[i]!.mutableCpuDiff() : null,
+          biasPd ? this.blobs[1]!.mutableCpuDiff() : null,
+        );
+        continue;
+      }
       if (biasPd) {
         const biasDiff = this.blobs[1]!.mutableCpuDiff();
         for (let n = 0; n < this.num; n++) this.backwardCpuBias(biasDiff, imgTopDiff(n));
       }
-      const pd = propagateDown[i] ?? false;
       if (!weightPd && !pd) continue;
       const bottomData = bottom[i]!.cpuData();
       const weightDiff = weightPd ? this.blobs[0]!.mutableCpuDiff() : null;
       const bottomDiff = pd ? bottom[i]!.mutableCpuDiff() : null;
-      if (this.batch > 1) {
-        this.convBackwardBatched(bottomData, topDiff, weight, weightDiff, bottomDiff);
-        continue;
-      }
       for (let n = 0; n < this.num; n++) {
         const range: [number, number] = [n * this.bottomDim, (n + 1) * this.bottomDim];
         // Weight gradient accumulates over images (and over calls, as Caffe's param diffs do).

@@ -208,13 +208,21 @@ export class PoolingLayer extends Layer {
     if (!propagateDown[0]) return;
     const topDiff = top[0]!.cpuDiff();
     const bottomDiff = bottom[0]!.mutableCpuDiff();
-    bottomDiff.fill(0);
     const planes = bottom[0]!.shape[0]! * this.channels;
     const W = this.width;
     const PH = this.pooledHeight;
     const PW = this.pooledWidth;
     const inPlane = this.height * W;
     const outPlane = PH * PW;
+    if (this.method === PoolMethod.MAX && top.length === 1 && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array) {
+      // Float32 without a mask top: WebAssembly zeroes and scatters (every argmax is in its plane then).
+      const wasm = this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
+      if (wasm) {
+        wasm.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff);
+        return;
+      }
+    }
+    bottomDiff.fill(0);
     if (this.method === PoolMethod.MAX) {
       // With a mask top, its (possibly edited) contents route the gradient, as in Caffe.
       if (top.length > 1) maxUnpool(topDiff, top[1]!.cpuData(), bottomDiff, planes, inPlane, outPlane);
