@@ -6,6 +6,7 @@ import { convertImagesetCommand } from './convert-imageset.js';
 import { convertMnistCommand } from './convert-mnist.js';
 import { classifyCommand } from './classify.js';
 import { forwardCommand } from './forward.js';
+import { detectCommand } from './detect.js';
 import { deviceQueryCommand } from './device-query.js';
 import { drawNetCommand } from './draw-net.js';
 import { layerTypesCommand } from './layer-types.js';
@@ -37,6 +38,7 @@ export const COMMANDS: Record<string, Command> = {
   forward: forwardCommand,
   classify: classifyCommand,
   device_query: deviceQueryCommand,
+  detect: detectCommand,
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
   compute_image_mean: computeImageMeanCommand,
