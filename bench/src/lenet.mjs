@@ -8,10 +8,11 @@
 //
 // The net's Data layers are replaced by an Input layer of the same batch size (default: the
 // prototxt's TRAIN batch size) holding fixed random inputs and labels, so only compute is
-// timed. Prints, per layer, the median forward and backward ms over the iterations, then the
-// median forward, backward and step (forward + backward) ms. --clock cpu (the default) times
-// this process's CPU use (user + system, all its threads) rather than wall time, which on a
-// machine shared with other jobs leaves out the time the benchmark was descheduled.
+// timed. Prints, per layer, the median and minimum forward and backward ms over the iterations,
+// then the median forward, backward and step (forward + backward) ms and the minimum step.
+// --clock cpu (the default) times this process's CPU use (user + system, all its threads)
+// rather than wall time, which on a machine shared with other jobs leaves out the time the
+// benchmark was descheduled.
 // --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
 // CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd in the environment picks the float32 GEMM.
 import v8 from 'node:v8';
@@ -129,9 +130,10 @@ for (let it = -warmup; it < iterations; it++) {
 const ms = (x) => x.toFixed(3).padStart(9);
 console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
   `${values.clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
-console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}`);
+// Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
+console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
 for (let i = 0; i < L; i++) {
-  console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}`);
+  console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
 }
 console.log(`forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
   `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`);
