@@ -1,0 +1,69 @@
+import type { Backend } from '@caffe-ts/blob';
+import type { LayerKernel } from '@caffe-ts/layers';
+import { GpuDevice, type GpuDeviceStats } from './device.js';
+import { accuracyKernel } from './kernels/accuracy.js';
+import { convolutionKernel } from './kernels/convolution.js';
+import { innerProductKernel } from './kernels/inner-product.js';
+import { inputKernel } from './kernels/input.js';
+import { poolingKernel } from './kernels/pooling.js';
+import { reluKernel } from './kernels/relu.js';
+import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
+import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
+import { startRuntime, type GpuMode, type GpuRuntimeInfo } from './runtime.js';
+
+export interface GpuBackendOptions {
+  /** A specific gpu.js mode; by default the first that works of headlessgl, webgl2, webgl, wasm, cpu. */
+  mode?: GpuMode;
+  /** Run layers that have no gpu kernel on the host (counted in stats().cpuFallbacks, warned once per layer). */
+  allowCpuFallback?: boolean;
+  /** Name under which the backend reports itself (default 'gpu'). */
+  name?: string;
+}
+
+export interface GpuBackendInfo extends GpuRuntimeInfo {
+  /** Layer types with a device kernel. */
+  kernels: string[];
+}
+
+export interface GpuBackend extends Backend {
+  readonly device: GpuDevice;
+  readonly ops: GpuOps;
+  layerKernel(type: string): LayerKernel | undefined;
+  info(): GpuBackendInfo;
+  stats(): GpuDeviceStats & { cpuFallbacks: Record<string, number> };
+  /** Release gpu.js kernels and its context. */
+  destroy(): void;
+}
+
+const KERNELS: Record<string, LayerKernel> = {
+  Accuracy: accuracyKernel,
+  Convolution: convolutionKernel,
+  InnerProduct: innerProductKernel,
+  Input: inputKernel,
+  Pooling: poolingKernel as LayerKernel,
+  ReLU: reluKernel,
+  SoftmaxWithLoss: softmaxWithLossKernel,
+};
+
+/** Layer types the gpu backend runs on the device. */
+export const gpuKernelTypes = (): string[] => Object.keys(KERNELS).sort();
+
+export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
+  const runtime = startRuntime(options.mode);
+  const device = new GpuDevice(runtime);
+  return {
+    specificationVersion: 'v1',
+    name: options.name ?? 'gpu',
+    device,
+    ops: createGpuOps(device),
+    allowCpuFallback: options.allowCpuFallback ?? false,
+    layerKernel: (type) => KERNELS[type],
+    info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes() }),
+    // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
+    stats: () => device.stats,
+    destroy() {
+      device.destroy();
+      runtime.gpu.destroy();
+    },
+  };
+}

@@ -1,0 +1,224 @@
+import { BackendError, type Blob } from '@caffe-ts/blob';
+import type { Layer, LayerKernel } from '@caffe-ts/layers';
+import { hasField } from '@caffe-ts/proto';
+import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
+
+interface ConvDims {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  OH: number;
+  OW: number;
+  KH: number;
+  KW: number;
+  SH: number;
+  SW: number;
+  PH: number;
+  PW: number;
+  DH: number;
+  DW: number;
+  G: number;
+  bias: boolean;
+}
+
+/** 2-D convolution geometry from the layer's param and blobs (N-d convolution has no gpu kernel yet). */
+function dims(layer: Layer, bottom: Blob, top: Blob): ConvDims {
+  const p = layer.param.convolution_param;
+  const fail = (m: string): never => {
+    throw new BackendError(`Convolution layer '${layer.name}' on the gpu backend: ${m}`);
+  };
+  if (!p) return fail('missing convolution_param');
+  if (bottom.numAxes !== 4 || p.axis !== 1 && p.axis !== -3) fail(`only 2-D NCHW convolution has a gpu kernel (bottom ${bottom.shapeString()}, axis ${p.axis})`);
+  const w = layer.blobs[0]!;
+  const pick = (rep: number[], h: string, wName: string, dflt: number): [number, number] => {
+    if (hasField(p, h) || hasField(p, wName)) {
+      const rec = p as unknown as Record<string, number>;
+      return [rec[h]!, rec[wName]!];
+    }
+    if (rep.length === 0) return [dflt, dflt];
+    return [rep[0]!, rep[rep.length > 1 ? 1 : 0]!];
+  };
+  const [SH, SW] = pick(p.stride, 'stride_h', 'stride_w', 1);
+  const [PH, PW] = pick(p.pad, 'pad_h', 'pad_w', 0);
+  const dil = p.dilation;
+  const [DH, DW] = dil.length === 0 ? [1, 1] : [dil[0]!, dil[dil.length > 1 ? 1 : 0]!];
+  return {
+    N: bottom.shape[0]!,
+    C: bottom.shape[1]!,
+    H: bottom.shape[2]!,
+    W: bottom.shape[3]!,
+    O: top.shape[1]!,
+    OH: top.shape[2]!,
+    OW: top.shape[3]!,
+    KH: w.shape[2]!,
+    KW: w.shape[3]!,
+    SH,
+    SW,
+    PH,
+    PW,
+    DH,
+    DW,
+    G: p.group,
+    bias: p.bias_term,
+  };
+}
+
+const GEOM = 'C, H, Wd, O, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, G';
+const geom = (d: ConvDims) => [d.C, d.H, d.W, d.O, d.OH, d.OW, d.KH, d.KW, d.SH, d.SW, d.PH, d.PW, d.DH, d.DW, d.G];
+
+/** Direct convolution: each output sums its (C/G)·KH·KW window; no im2col buffer on the device. */
+const forwardSpec = (d: ConvDims) => ({
+  name: 'conv-fwd',
+  loop: (d.C / d.G) * d.KH * d.KW,
+  source: `function (X, Wt, Bias, hasBias, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'OW')};
+    const ow = i - t1 * OW;
+    const t2 = ${IDIV('t1', 'OH')};
+    const oh = t1 - t2 * OH;
+    const n = ${IDIV('t2', 'O')};
+    const o = t2 - n * O;
+    const Cg = C / G;
+    const g = ${IDIV('o', '(O / G)')};
+    const KK = KH * KW;
+    let s = 0.0;
+    for (let r = 0; r < Cg * KK; r++) {
+      const c = ${IDIV('r', 'KK')};
+      const kk = r - c * KK;
+      const kh = ${IDIV('kk', 'KW')};
+      const kw = kk - kh * KW;
+      const h = oh * SH - PH + kh * DH;
+      const w = ow * SW - PW + kw * DW;
+      if (h >= 0 && h < H && w >= 0 && w < Wd) {
+        s += X[((n * C + g * Cg + c) * H + h) * Wd + w] * Wt[((o * Cg + c) * KH + kh) * KW + kw];
+      }
+    }
+    if (hasBias > 0) { s += Bias[o]; }
+    return s;
+  }`,
+});
+
+/** dX[n,c,h,w] = Σ over the group's outputs and taps that read (h, w). */
+const backwardDataSpec = (d: ConvDims) => ({
+  name: 'conv-bwd-data',
+  loop: (d.O / d.G) * d.KH * d.KW,
+  source: `function (DY, Wt, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'Wd')};
+    const w = i - t1 * Wd;
+    const t2 = ${IDIV('t1', 'H')};
+    const h = t1 - t2 * H;
+    const n = ${IDIV('t2', 'C')};
+    const c = t2 - n * C;
+    const Cg = C / G;
+    const Og = O / G;
+    const g = ${IDIV('c', 'Cg')};
+    const cg = c - g * Cg;
+    const KK = KH * KW;
+    let s = 0.0;
+    for (let r = 0; r < Og * KK; r++) {
+      const oo = ${IDIV('r', 'KK')};
+      const kk = r - oo * KK;
+      const kh = ${IDIV('kk', 'KW')};
+      const kw = kk - kh * KW;
+      const hh = h + PH - kh * DH;
+      const ww = w + PW - kw * DW;
+      const oh = ${IDIV('hh', 'SH')};
+      const ow = ${IDIV('ww', 'SW')};
+      if (hh >= 0 && ww >= 0 && oh * SH == hh && ow * SW == ww && oh < OH && ow < OW) {
+        const o = g * Og + oo;
+        s += DY[((n * O + o) * OH + oh) * OW + ow] * Wt[((o * Cg + cg) * KH + kh) * KW + kw];
+      }
+    }
+    return s;
+  }`,
+});
+
+/** dW[o,c,kh,kw] += Σ_{n,oh,ow} dY·X (accumulates, as Caffe's param diffs do). */
+const backwardWeightSpec = (d: ConvDims) => ({
+  name: 'conv-bwd-weight',
+  loop: d.N * d.OH * d.OW,
+  source: `function (DY, X, Old, count, N, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const Cg = C / G;
+    const t1 = ${IDIV('i', 'KW')};
+    const kw = i - t1 * KW;
+    const t2 = ${IDIV('t1', 'KH')};
+    const kh = t1 - t2 * KH;
+    const o = ${IDIV('t2', 'Cg')};
+    const c = t2 - o * Cg;
+    const g = ${IDIV('o', '(O / G)')};
+    const S = OH * OW;
+    let s = 0.0;
+    for (let r = 0; r < N * S; r++) {
+      const n = ${IDIV('r', 'S')};
+      const sp = r - n * S;
+      const oh = ${IDIV('sp', 'OW')};
+      const ow = sp - oh * OW;
+      const h = oh * SH - PH + kh * DH;
+      const w = ow * SW - PW + kw * DW;
+      if (h >= 0 && h < H && w >= 0 && w < Wd) {
+        s += DY[((n * O + o) * OH + oh) * OW + ow] * X[((n * C + g * Cg + c) * H + h) * Wd + w];
+      }
+    }
+    return Old[i] + s;
+  }`,
+});
+
+const backwardBiasSpec = (d: ConvDims) => ({
+  name: 'conv-bwd-bias',
+  loop: d.N * d.OH * d.OW,
+  source: `function (DY, Old, N, O, S) {
+    const o = this.thread.x;
+    if (o >= O) { return 0; }
+    let s = 0.0;
+    for (let r = 0; r < N * S; r++) {
+      const n = ${IDIV('r', 'S')};
+      const sp = r - n * S;
+      s += DY[(n * O + o) * S + sp];
+    }
+    return Old[o] + s;
+  }`,
+});
+
+/** Each bottom/top pair is convolved with the same weights, as in Caffe. */
+export const convolutionKernel: LayerKernel = {
+  forward(layer, bottom, top) {
+    const dev = deviceOf(layer);
+    for (let i = 0; i < bottom.length; i++) {
+      const d = dims(layer, bottom[i]!, top[i]!);
+      const bias = d.bias ? dataOf(dev, layer.blobs[1]!) : placeholder(dev);
+      writeData(dev, top[i]!, forwardSpec(d), [
+        dataOf(dev, bottom[i]!),
+        dataOf(dev, layer.blobs[0]!),
+        bias,
+        d.bias ? 1 : 0,
+        top[i]!.count(),
+        ...geom(d),
+      ]);
+    }
+  },
+  backward(layer, top, propagateDown, bottom) {
+    const dev = deviceOf(layer);
+    for (let i = 0; i < bottom.length; i++) {
+      const d = dims(layer, bottom[i]!, top[i]!);
+      const dy = diffOf(dev, top[i]!);
+      if (d.bias && (layer.paramPropagateDown[1] ?? true)) {
+        const b = layer.blobs[1]!;
+        writeDiff(dev, b, backwardBiasSpec(d), [dy, diffOf(dev, b), d.N, d.O, d.OH * d.OW]);
+      }
+      if (layer.paramPropagateDown[0] ?? true) {
+        const w = layer.blobs[0]!;
+        writeDiff(dev, w, backwardWeightSpec(d), [dy, dataOf(dev, bottom[i]!), diffOf(dev, w), w.count(), d.N, ...geom(d)]);
+      }
+      if (propagateDown[i]) {
+        writeDiff(dev, bottom[i]!, backwardDataSpec(d), [dy, dataOf(dev, layer.blobs[0]!), bottom[i]!.count(), ...geom(d)]);
+      }
+    }
+  },
+};

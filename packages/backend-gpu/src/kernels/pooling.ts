@@ -1,0 +1,177 @@
+import { BackendError } from '@caffe-ts/blob';
+import type { LayerKernel, PoolingLayer } from '@caffe-ts/layers';
+import { PoolingParameter_PoolMethod as PoolMethod } from '@caffe-ts/proto';
+import { dataOf, deviceOf, diffOf, writeData, writeDiff, IDIV } from './util.js';
+
+const GEOM = 'H, Wd, PHt, PWt, KH, KW, SH, SW, PH, PW';
+const geom = (l: PoolingLayer, H: number, W: number) => [H, W, l.pooledHeight, l.pooledWidth, l.kernelH, l.kernelW, l.strideH, l.strideW, l.padH, l.padW];
+
+/** MAX: the window's max (first one wins on ties, as Caffe); `wantIndex` returns its h·W + w instead (the mask top). */
+const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
+  name: wantIndex ? 'pool-max-idx' : 'pool-max',
+  loop: l.kernelH * l.kernelW,
+  source: `function (X, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'PWt')};
+    const pw = i - t1 * PWt;
+    const nc = ${IDIV('t1', 'PHt')};
+    const ph = t1 - nc * PHt;
+    const hs = ph * SH - PH;
+    const ws = pw * SW - PW;
+    const he = Math.min(hs + KH, H);
+    const we = Math.min(ws + KW, Wd);
+    const h0 = Math.max(hs, 0);
+    const w0 = Math.max(ws, 0);
+    let best = -3.4028234e38;
+    let at = -1.0;
+    for (let r = 0; r < KH * KW; r++) {
+      const dh = ${IDIV('r', 'KW')};
+      const h = h0 + dh;
+      const w = w0 + r - dh * KW;
+      if (h < he && w < we) {
+        const v = X[(nc * H + h) * Wd + w];
+        if (v > best) { best = v; at = h * Wd + w; }
+      }
+    }
+    return ${wantIndex ? 'at' : 'best'};
+  }`,
+});
+
+/** AVE: the sum over the window clipped to the image, divided by its size clipped to the padded image (Caffe). */
+const aveForwardSpec = (l: PoolingLayer) => ({
+  name: 'pool-ave',
+  loop: l.kernelH * l.kernelW,
+  source: `function (X, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'PWt')};
+    const pw = i - t1 * PWt;
+    const nc = ${IDIV('t1', 'PHt')};
+    const ph = t1 - nc * PHt;
+    const hs = ph * SH - PH;
+    const ws = pw * SW - PW;
+    const hp = Math.min(hs + KH, H + PH);
+    const wp = Math.min(ws + KW, Wd + PW);
+    const size = (hp - hs) * (wp - ws);
+    const h0 = Math.max(hs, 0);
+    const w0 = Math.max(ws, 0);
+    const he = Math.min(hp, H);
+    const we = Math.min(wp, Wd);
+    let s = 0.0;
+    for (let r = 0; r < KH * KW; r++) {
+      const dh = ${IDIV('r', 'KW')};
+      const h = h0 + dh;
+      const w = w0 + r - dh * KW;
+      if (h < he && w < we) { s += X[(nc * H + h) * Wd + w]; }
+    }
+    return s / size;
+  }`,
+});
+
+/** Windows covering a bottom position: ph in [phs, phe), pw in [pws, pwe) (Caffe's GPU backward). */
+const COVER = `
+    const t1 = ${IDIV('i', 'Wd')};
+    const w = i - t1 * Wd;
+    const nc = ${IDIV('t1', 'H')};
+    const h = t1 - nc * H;
+    let phs = 0.0;
+    if (h + PH >= KH) { phs = ${IDIV('(h + PH - KH)', 'SH')} + 1; }
+    let pws = 0.0;
+    if (w + PW >= KW) { pws = ${IDIV('(w + PW - KW)', 'SW')} + 1; }
+    const phe = Math.min(${IDIV('(h + PH)', 'SH')} + 1, PHt);
+    const pwe = Math.min(${IDIV('(w + PW)', 'SW')} + 1, PWt);
+    const nph = Math.max(phe - phs, 0);
+    const npw = Math.max(pwe - pws, 0);`;
+
+/** MAX backward recomputes each covering window's argmax from the bottom data instead of keeping a mask texture. */
+const maxBackwardSpec = (l: PoolingLayer) => ({
+  name: 'pool-max-bwd',
+  loop: Math.max(l.kernelH * l.kernelW, Math.ceil(l.kernelH / l.strideH + 1) * Math.ceil(l.kernelW / l.strideW + 1)),
+  source: `function (X, DY, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }${COVER}
+    const me = h * Wd + w;
+    let g = 0.0;
+    for (let q = 0; q < nph * npw; q++) {
+      const a = ${IDIV('q', 'npw')};
+      const ph = phs + a;
+      const pw = pws + q - a * npw;
+      const hs = ph * SH - PH;
+      const ws = pw * SW - PW;
+      const he = Math.min(hs + KH, H);
+      const we = Math.min(ws + KW, Wd);
+      const h0 = Math.max(hs, 0);
+      const w0 = Math.max(ws, 0);
+      let best = -3.4028234e38;
+      let at = -1.0;
+      for (let r = 0; r < KH * KW; r++) {
+        const dh = ${IDIV('r', 'KW')};
+        const hh = h0 + dh;
+        const ww = w0 + r - dh * KW;
+        if (hh < he && ww < we) {
+          const v = X[(nc * H + hh) * Wd + ww];
+          if (v > best) { best = v; at = hh * Wd + ww; }
+        }
+      }
+      if (at == me) { g += DY[(nc * PHt + ph) * PWt + pw]; }
+    }
+    return g;
+  }`,
+});
+
+const aveBackwardSpec = (l: PoolingLayer) => ({
+  name: 'pool-ave-bwd',
+  loop: Math.ceil(l.kernelH / l.strideH + 1) * Math.ceil(l.kernelW / l.strideW + 1),
+  source: `function (DY, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }${COVER}
+    let g = 0.0;
+    for (let q = 0; q < nph * npw; q++) {
+      const a = ${IDIV('q', 'npw')};
+      const ph = phs + a;
+      const pw = pws + q - a * npw;
+      const hs = ph * SH - PH;
+      const ws = pw * SW - PW;
+      const hp = Math.min(hs + KH, H + PH);
+      const wp = Math.min(ws + KW, Wd + PW);
+      g += DY[(nc * PHt + ph) * PWt + pw] / ((hp - hs) * (wp - ws));
+    }
+    return g;
+  }`,
+});
+
+function method(layer: PoolingLayer): PoolMethod {
+  const m = layer.param.pooling_param?.pool ?? PoolMethod.MAX;
+  if (m !== PoolMethod.MAX && m !== PoolMethod.AVE) {
+    throw new BackendError(`Pooling layer '${layer.name}': the gpu backend has MAX and AVE pooling only (got method ${m})`);
+  }
+  return m;
+}
+
+export const poolingKernel: LayerKernel<PoolingLayer> = {
+  forward(layer, bottom, top) {
+    const dev = deviceOf(layer);
+    const [H, W] = [bottom[0]!.shape[2]!, bottom[0]!.shape[3]!];
+    const x = dataOf(dev, bottom[0]!);
+    const m = method(layer);
+    const args = [x, top[0]!.count(), ...geom(layer, H, W)];
+    writeData(dev, top[0]!, m === PoolMethod.MAX ? maxForwardSpec(layer, false) : aveForwardSpec(layer), args);
+    if (top.length > 1) {
+      if (m !== PoolMethod.MAX) throw new BackendError(`Pooling layer '${layer.name}': a mask top needs MAX pooling`);
+      writeData(dev, top[1]!, maxForwardSpec(layer, true), args);
+    }
+  },
+  backward(layer, top, propagateDown, bottom) {
+    if (!propagateDown[0]) return;
+    const dev = deviceOf(layer);
+    const [H, W] = [bottom[0]!.shape[2]!, bottom[0]!.shape[3]!];
+    const dy = diffOf(dev, top[0]!);
+    const g = geom(layer, H, W);
+    if (method(layer) === PoolMethod.MAX) {
+      writeDiff(dev, bottom[0]!, maxBackwardSpec(layer), [dataOf(dev, bottom[0]!), dy, bottom[0]!.count(), ...g]);
+    } else {
+      writeDiff(dev, bottom[0]!, aveBackwardSpec(layer), [dy, bottom[0]!.count(), ...g]);
+    }
+  },
+};

@@ -1,0 +1,157 @@
+import { createRequire } from 'node:module';
+import { BackendError } from '@caffe-ts/blob';
+
+/** The execution modes this backend asks gpu.js for, best first. 'wasm' is gpu.js's 'webasm'. */
+export type GpuMode = 'headlessgl' | 'webgl2' | 'webgl' | 'wasm' | 'cpu';
+export const GPU_MODE_ORDER: readonly GpuMode[] = ['headlessgl', 'webgl2', 'webgl', 'wasm', 'cpu'];
+
+/** The parts of gpu.js this package uses (its bundled typings lag its 2.24 runtime). */
+export interface GpuJsTexture {
+  toArray(): Float32Array | Float32Array[];
+  delete(): void;
+}
+export type GpuValue = GpuJsTexture | Float32Array;
+export interface GpuJsKernel {
+  (...args: unknown[]): GpuValue;
+  destroy?(removeCanvasReferences?: boolean): void;
+}
+export interface GpuJsInstance {
+  readonly mode: string;
+  createKernel(source: string, settings: Record<string, unknown>): GpuJsKernel;
+  destroy(): void;
+}
+interface GpuJsKernelClass {
+  readonly isSupported: boolean;
+  readonly features?: { maxTextureSize?: number; isTextureFloat?: boolean; isFloatRead?: boolean; channelCount?: number };
+}
+interface GpuJsModule {
+  GPU: (new (settings: { mode: string }) => GpuJsInstance) & Record<string, unknown>;
+  HeadlessGLKernel: GpuJsKernelClass;
+  WebGL2Kernel: GpuJsKernelClass;
+  WebGLKernel: GpuJsKernelClass;
+  WebAssemblyKernel?: GpuJsKernelClass;
+  CPUKernel: GpuJsKernelClass;
+}
+
+let gpuJs: GpuJsModule | null = null;
+/** gpu.js is CommonJS; it loads `gl` itself when present, and runs without it. */
+export function loadGpuJs(): GpuJsModule {
+  gpuJs ??= createRequire(import.meta.url)('gpu.js') as GpuJsModule;
+  return gpuJs;
+}
+
+const GPUJS_MODE: Record<GpuMode, string> = {
+  headlessgl: 'headlessgl',
+  webgl2: 'webgl2',
+  webgl: 'webgl',
+  wasm: 'webasm',
+  cpu: 'cpu',
+};
+
+function kernelClass(m: GpuJsModule, mode: GpuMode): GpuJsKernelClass | undefined {
+  switch (mode) {
+    case 'headlessgl':
+      return m.HeadlessGLKernel;
+    case 'webgl2':
+      return m.WebGL2Kernel;
+    case 'webgl':
+      return m.WebGLKernel;
+    case 'wasm':
+      return m.WebAssemblyKernel;
+    case 'cpu':
+      return m.CPUKernel;
+  }
+}
+
+/** Whether gpu.js can run `mode` here (headless GL needs the optional `gl` build and a display). */
+export function isModeSupported(mode: GpuMode): boolean {
+  const m = loadGpuJs();
+  if (mode === 'cpu') return true;
+  try {
+    return Boolean(kernelClass(m, mode)?.isSupported);
+  } catch {
+    return false;
+  }
+}
+
+export interface GpuRuntimeInfo {
+  mode: GpuMode;
+  /** gpu.js's own name for the mode. */
+  gpuJsMode: string;
+  /** Largest texture side; a 1-D buffer holds at most maxTextureSize² floats. Infinity off GL. */
+  maxTextureSize: number;
+  /** Device float format: GL modes store float32 textures ('single'); wasm/cpu compute in float32 arrays. */
+  floatPrecision: 'single';
+  /** Modes tried before this one and why they were passed over. */
+  skipped: { mode: GpuMode; reason: string }[];
+}
+
+export interface GpuRuntime {
+  readonly gpu: GpuJsInstance;
+  readonly info: GpuRuntimeInfo;
+  /** Whether buffers are gpu.js Textures (GL modes) rather than Float32Arrays (wasm, cpu). */
+  readonly textures: boolean;
+}
+
+/** A mode is taken only after a small kernel ran in it and gave the right answer. */
+function probe(mode: GpuMode): GpuJsInstance {
+  const { GPU } = loadGpuJs();
+  const gpu = new GPU({ mode: GPUJS_MODE[mode] });
+  try {
+    const k = gpu.createKernel('function (a) { return a[this.thread.x] * 2 + 1; }', {
+      output: [3],
+      pipeline: true,
+      immutable: true,
+      tactic: 'precision',
+    });
+    const out = k(new Float32Array([1, 2, 3]));
+    const arr = out instanceof Float32Array ? out : (out.toArray() as Float32Array);
+    if (!(out instanceof Float32Array)) out.delete();
+    if (arr[0] !== 3 || arr[1] !== 5 || arr[2] !== 7) throw new Error(`probe kernel gave [${Array.from(arr).join(', ')}], expected [3, 5, 7]`);
+    k.destroy?.();
+    return gpu;
+  } catch (e) {
+    try {
+      gpu.destroy();
+    } catch {
+      /* a half-made context may not destroy cleanly */
+    }
+    throw e;
+  }
+}
+
+/** Pick `requested` (or the best working mode in GPU_MODE_ORDER) and start gpu.js in it. */
+export function startRuntime(requested?: GpuMode): GpuRuntime {
+  if (requested !== undefined && !GPU_MODE_ORDER.includes(requested)) {
+    throw new BackendError(`gpu backend: unknown mode '${String(requested)}' (expected one of ${GPU_MODE_ORDER.join(', ')})`);
+  }
+  const candidates = requested ? [requested] : GPU_MODE_ORDER;
+  const skipped: { mode: GpuMode; reason: string }[] = [];
+  for (const mode of candidates) {
+    if (!isModeSupported(mode)) {
+      skipped.push({ mode, reason: mode === 'headlessgl' ? 'gl (headless-gl) not built or no display' : 'not supported by gpu.js here' });
+      continue;
+    }
+    try {
+      const gpu = probe(mode);
+      const features = kernelClass(loadGpuJs(), mode)?.features;
+      const textures = mode === 'headlessgl' || mode === 'webgl2' || mode === 'webgl';
+      return {
+        gpu,
+        textures,
+        info: {
+          mode,
+          gpuJsMode: gpu.mode,
+          maxTextureSize: textures ? (features?.maxTextureSize ?? 0) : Infinity,
+          floatPrecision: 'single',
+          skipped,
+        },
+      };
+    } catch (e) {
+      skipped.push({ mode, reason: (e as Error).message });
+    }
+  }
+  throw new BackendError(
+    `gpu backend: ${requested ? `mode '${requested}'` : 'no gpu.js mode'} is available here (${skipped.map((s) => `${s.mode}: ${s.reason}`).join('; ')})`,
+  );
+}

@@ -1,0 +1,31 @@
+import { createGpuBackend, type GpuBackend } from './backend.js';
+import { isModeSupported, type GpuMode } from './runtime.js';
+
+/**
+ * The modes the layer checks run in here: 'cpu' always; 'wasm' when gpu.js's WebAssembly mode
+ * loads; 'headlessgl' when a display is set and the optional `gl` build loads. Each entry says
+ * why a mode is skipped, so a run shows what it did not cover.
+ */
+export function testModes(): { mode: GpuMode; skip: string | null }[] {
+  const gl = !process.env.DISPLAY
+    ? 'no DISPLAY (run under xvfb-run -a to test headless GL)'
+    : isModeSupported('headlessgl')
+      ? null
+      : 'gl (headless-gl) is not built or cannot open a context';
+  return [
+    { mode: 'cpu', skip: null },
+    { mode: 'wasm', skip: isModeSupported('wasm') ? null : "gpu.js's webasm mode does not load here" },
+    { mode: 'headlessgl', skip: gl },
+  ];
+}
+
+const cache = new Map<string, GpuBackend>();
+export function backendFor(mode: GpuMode, allowCpuFallback = false): GpuBackend {
+  const key = `${mode}/${allowCpuFallback}`;
+  let b = cache.get(key);
+  if (!b) {
+    b = createGpuBackend({ mode, allowCpuFallback });
+    cache.set(key, b);
+  }
+  return b;
+}
