@@ -1,6 +1,6 @@
 import { createMessage, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import { NetError } from './errors.js';
-import { shallowClone } from './message-util.js';
+import { layerDefinedAt, shallowClone } from './message-util.js';
 
 /** Name of the Split layer that fans out top `blobIndex` (`blob`) of layer `layer`. */
 export function splitLayerName(layer: string, blob: string, blobIndex: number): string {
@@ -34,7 +34,7 @@ export function insertSplits(param: NetParameter): NetParameter {
   layers.forEach((lp, i) => {
     lp.bottom.forEach((name, j) => {
       const src = lastProducer.get(name);
-      if (!src) throw new NetError(`Unknown bottom blob '${name}' (layer '${lp.name}', bottom index ${j})`);
+      if (!src) throw new NetError(`Unknown bottom blob '${name}' (layer '${lp.name}', bottom index ${j})${layerDefinedAt(lp)}`);
       bottomSource.set(key(i, j), src);
       const k = key(src[0], src[1]);
       consumers.set(k, (consumers.get(k) ?? 0) + 1);

@@ -662,3 +662,14 @@ describe('debug_info', () => {
     expect(lines.some((l) => /^ {4}\[Update\] Layer ip3, param 1 data: .*; diff: /.test(l))).toBe(true);
   });
 });
+
+describe('errors point at the layer in the prototxt', () => {
+  it('appends the file:line:column of the failing layer', async () => {
+    const { parseText } = await import('@caffe-ts/proto');
+    const text = 'name: "n"\nlayer { name: "d" type: "Input" top: "d" input_param { shape { dim: 1 dim: 2 } } }\n\nlayer {\n  name: "r" type: "ReLU" bottom: "nope" top: "r"\n}\n';
+    const param = parseText<import('@caffe-ts/proto').NetParameter>('NetParameter', text, { file: 'bad.prototxt' });
+    expect(() => new Net(param, { log: false, name: 'bad.prototxt' })).toThrow(
+      "Unknown bottom blob 'nope' (layer 'r', bottom index 0) (layer defined at bad.prototxt:4:1) [bad.prototxt]",
+    );
+  });
+});

@@ -1,6 +1,7 @@
 import { Blob, BlobSizeError, BYTES_PER_ELEMENT, cpuBackend, globalRng, logger, type Backend, type DType, type Rng } from '@caffe-ts/blob';
 import { defaultLayerRegistry, type Layer, type LayerContext, type LayerRegistry } from '@caffe-ts/layers';
 import {
+  CaffeError,
   createMessage,
   hasField,
   Phase,
@@ -15,7 +16,7 @@ import { NetError } from './errors.js';
 import { filterNet, type NetStateLike } from './filter-net.js';
 import { formatG } from './format.js';
 import { insertSplits } from './insert-splits.js';
-import { shallowClone } from './message-util.js';
+import { layerDefinedAt, shallowClone } from './message-util.js';
 import { summarizeNet, type NetSummary } from './summary.js';
 import { upgradeNetAsNeeded } from './upgrade.js';
 
@@ -39,6 +40,18 @@ export interface NetOptions {
 
 /** ParamSpec.DimCheckMode.PERMISSIVE: shared params need equal counts only. */
 const PERMISSIVE = 1;
+
+/**
+ * Point an error about a layer at the prototxt line that defined it (when the definition was
+ * parsed from a file): the message gains ` (layer defined at file:line:column)`.
+ */
+function withLayerLocation(e: unknown, lp: LayerParameter): unknown {
+  const at = layerDefinedAt(lp);
+  if (at === '' || !CaffeError.isInstance(e) || e.message.includes(' (layer defined at ')) return e;
+  const err = e as Error;
+  err.message = `${err.message}${at}`;
+  return err;
+}
 
 /** Definitions already upgraded, filtered and split by `compileNet` (so the constructor skips that). */
 const compiled = new WeakSet<NetParameter>();
@@ -214,106 +227,110 @@ export class Net {
     const paramNameIndex = new Map<string, number>();
 
     param.layer.forEach((lp, layerId) => {
-      if (lp.propagate_down.length > 0 && lp.propagate_down.length !== lp.bottom.length) {
-        this.fail(
-          `Layer '${lp.name}': propagate_down param must be specified either 0 or bottom_size times ` +
-            `(${lp.propagate_down.length} given, ${lp.bottom.length} bottoms)`,
-        );
-      }
-      const layer = registry.create(lp, { backend: this.backend, dtype: this.dtype, phase: lp.phase, rng });
-      this.layers.push(layer);
-      this.layerNames.push(lp.name);
-      log.info(`Creating Layer ${lp.name}`);
-      this.bottomVecs.push([]);
-      this.topVecs.push([]);
-      this.bottomIdVecs.push([]);
-      this.topIdVecs.push([]);
-      this.paramIdVecs.push([]);
-      this.bottomNeedBackward.push([]);
-      let needBackward = false;
-
-      lp.bottom.forEach((blobName, bottomId) => {
-        if (!available.has(blobName)) {
-          this.fail(`Unknown bottom blob '${blobName}' (layer '${lp.name}', bottom index ${bottomId})`);
-        }
-        const blobId = nameToIdx.get(blobName)!;
-        log.info(`${lp.name} <- ${blobName}`);
-        this.bottomVecs[layerId]!.push(this.blobList[blobId]!);
-        this.bottomIdVecs[layerId]!.push(blobId);
-        available.delete(blobName);
-        // propagate_down, when given, decides for this bottom.
-        const bottomNeeds = lp.propagate_down.length > 0 ? lp.propagate_down[bottomId]! : this.blobNeedBackward[blobId]!;
-        this.bottomNeedBackward[layerId]!.push(bottomNeeds);
-        needBackward ||= this.blobNeedBackward[blobId]!;
-      });
-
-      let numTop = lp.top.length;
-      for (let topId = 0; topId < numTop; topId++) {
-        this.appendTop(lp, layerId, topId, available, nameToIdx);
-        if (lp.type === 'Input') {
-          const blobId = this.topIdVecs[layerId]![topId]!;
-          this.inputBlobIndices.push(blobId);
-          this.inputBlobs.push(this.blobList[blobId]!);
-          this.inputBlobNames.push(this.blobNames[blobId]!);
-        }
-      }
-      // Anonymous tops up to the count the layer needs; no other layer can read them.
-      const counts = layer.blobCounts;
-      if (counts.autoTopBlobs) {
-        const needed = Math.max(counts.minTopBlobs ?? 0, counts.exactNumTopBlobs ?? 0);
-        for (; numTop < needed; numTop++) this.appendTop(lp, layerId, numTop, null, null);
-      }
-
-      // Weights carried in the definition (Caffe's Layer constructor loads them): the layer's
-      // set-up then checks their shapes instead of filling new ones.
-      if (lp.blobs.length > 0 && layer.blobs.length === 0) {
-        layer.blobs = lp.blobs.map((proto, j) => {
-          const b = new Blob([], { dtype: this.dtype, device: this.backend.device });
-          b.fromProto(proto, { what: `layer '${lp.name}' param ${j}` });
-          return b;
-        });
-      }
-      const bottom = this.bottomVecs[layerId]!;
-      const top = this.topVecs[layerId]!;
       try {
-        layer.setUp(bottom, top);
+        if (lp.propagate_down.length > 0 && lp.propagate_down.length !== lp.bottom.length) {
+          this.fail(
+            `Layer '${lp.name}': propagate_down param must be specified either 0 or bottom_size times ` +
+              `(${lp.propagate_down.length} given, ${lp.bottom.length} bottoms)`,
+          );
+        }
+        const layer = registry.create(lp, { backend: this.backend, dtype: this.dtype, phase: lp.phase, rng });
+        this.layers.push(layer);
+        this.layerNames.push(lp.name);
+        log.info(`Creating Layer ${lp.name}`);
+        this.bottomVecs.push([]);
+        this.topVecs.push([]);
+        this.bottomIdVecs.push([]);
+        this.topIdVecs.push([]);
+        this.paramIdVecs.push([]);
+        this.bottomNeedBackward.push([]);
+        let needBackward = false;
+
+        lp.bottom.forEach((blobName, bottomId) => {
+          if (!available.has(blobName)) {
+            this.fail(`Unknown bottom blob '${blobName}' (layer '${lp.name}', bottom index ${bottomId})`);
+          }
+          const blobId = nameToIdx.get(blobName)!;
+          log.info(`${lp.name} <- ${blobName}`);
+          this.bottomVecs[layerId]!.push(this.blobList[blobId]!);
+          this.bottomIdVecs[layerId]!.push(blobId);
+          available.delete(blobName);
+          // propagate_down, when given, decides for this bottom.
+          const bottomNeeds = lp.propagate_down.length > 0 ? lp.propagate_down[bottomId]! : this.blobNeedBackward[blobId]!;
+          this.bottomNeedBackward[layerId]!.push(bottomNeeds);
+          needBackward ||= this.blobNeedBackward[blobId]!;
+        });
+
+        let numTop = lp.top.length;
+        for (let topId = 0; topId < numTop; topId++) {
+          this.appendTop(lp, layerId, topId, available, nameToIdx);
+          if (lp.type === 'Input') {
+            const blobId = this.topIdVecs[layerId]![topId]!;
+            this.inputBlobIndices.push(blobId);
+            this.inputBlobs.push(this.blobList[blobId]!);
+            this.inputBlobNames.push(this.blobNames[blobId]!);
+          }
+        }
+        // Anonymous tops up to the count the layer needs; no other layer can read them.
+        const counts = layer.blobCounts;
+        if (counts.autoTopBlobs) {
+          const needed = Math.max(counts.minTopBlobs ?? 0, counts.exactNumTopBlobs ?? 0);
+          for (; numTop < needed; numTop++) this.appendTop(lp, layerId, numTop, null, null);
+        }
+
+        // Weights carried in the definition (Caffe's Layer constructor loads them): the layer's
+        // set-up then checks their shapes instead of filling new ones.
+        if (lp.blobs.length > 0 && layer.blobs.length === 0) {
+          layer.blobs = lp.blobs.map((proto, j) => {
+            const b = new Blob([], { dtype: this.dtype, device: this.backend.device });
+            b.fromProto(proto, { what: `layer '${lp.name}' param ${j}` });
+            return b;
+          });
+        }
+        const bottom = this.bottomVecs[layerId]!;
+        const top = this.topVecs[layerId]!;
+        try {
+          layer.setUp(bottom, top);
+        } catch (e) {
+          // A too-large shape is the file's fault: say which layer asked for it.
+          if (BlobSizeError.isInstance(e)) throw new BlobSizeError(`Layer '${lp.name}' (${lp.type}): ${e.message}${this.file ? ` [${this.file}]` : ''}`, { cause: e });
+          throw e;
+        }
+        log.info(`Setting up ${lp.name}`);
+        top.forEach((blob, topId) => {
+          const blobId = this.topIdVecs[layerId]![topId]!;
+          while (this.blobLossWeights.length <= blobId) this.blobLossWeights.push(0);
+          const w = layer.lossWeight(topId);
+          this.blobLossWeights[blobId] = w;
+          log.info(`Top shape: ${blob.shapeString()}`);
+          if (w !== 0) log.info(`    with loss weight ${formatG(w)}`);
+          memoryUsed += blob.count();
+        });
+        log.info(`Memory required for data: ${memoryUsed * BYTES_PER_ELEMENT[this.dtype]}`);
+
+        const numParamBlobs = layer.blobs.length;
+        if (lp.param.length > numParamBlobs) {
+          this.fail(
+            `Too many params specified for layer ${lp.name}: ${lp.param.length} param specs, ` +
+              `but the ${lp.type} layer has ${numParamBlobs} param blob(s)`,
+          );
+        }
+        for (let paramId = 0; paramId < numParamBlobs; paramId++) {
+          const spec = lp.param[paramId];
+          const lrMult = spec ? spec.lr_mult : 1;
+          const paramNeedsBackward = lrMult !== 0;
+          needBackward ||= paramNeedsBackward;
+          layer.setParamPropagateDown(paramId, paramNeedsBackward);
+        }
+        // As Caffe, multipliers come from the layer's own copy of its parameter: BatchNorm adds lr_mult 0 specs there.
+        for (let paramId = 0; paramId < numParamBlobs; paramId++) this.appendParam(layer.param, layerId, paramId, paramNameIndex);
+        if (numParamBlobs > 0) this.params.set(lp.name, layer.blobs);
+
+        this.layerNeedBackward.push(needBackward);
+        if (needBackward) for (const blobId of this.topIdVecs[layerId]!) this.blobNeedBackward[blobId] = true;
       } catch (e) {
-        // A too-large shape is the file's fault: say which layer asked for it.
-        if (BlobSizeError.isInstance(e)) throw new BlobSizeError(`Layer '${lp.name}' (${lp.type}): ${e.message}${this.file ? ` [${this.file}]` : ''}`, { cause: e });
-        throw e;
+        throw withLayerLocation(e, lp);
       }
-      log.info(`Setting up ${lp.name}`);
-      top.forEach((blob, topId) => {
-        const blobId = this.topIdVecs[layerId]![topId]!;
-        while (this.blobLossWeights.length <= blobId) this.blobLossWeights.push(0);
-        const w = layer.lossWeight(topId);
-        this.blobLossWeights[blobId] = w;
-        log.info(`Top shape: ${blob.shapeString()}`);
-        if (w !== 0) log.info(`    with loss weight ${formatG(w)}`);
-        memoryUsed += blob.count();
-      });
-      log.info(`Memory required for data: ${memoryUsed * BYTES_PER_ELEMENT[this.dtype]}`);
-
-      const numParamBlobs = layer.blobs.length;
-      if (lp.param.length > numParamBlobs) {
-        this.fail(
-          `Too many params specified for layer ${lp.name}: ${lp.param.length} param specs, ` +
-            `but the ${lp.type} layer has ${numParamBlobs} param blob(s)`,
-        );
-      }
-      for (let paramId = 0; paramId < numParamBlobs; paramId++) {
-        const spec = lp.param[paramId];
-        const lrMult = spec ? spec.lr_mult : 1;
-        const paramNeedsBackward = lrMult !== 0;
-        needBackward ||= paramNeedsBackward;
-        layer.setParamPropagateDown(paramId, paramNeedsBackward);
-      }
-      // As Caffe, multipliers come from the layer's own copy of its parameter: BatchNorm adds lr_mult 0 specs there.
-      for (let paramId = 0; paramId < numParamBlobs; paramId++) this.appendParam(layer.param, layerId, paramId, paramNameIndex);
-      if (numParamBlobs > 0) this.params.set(lp.name, layer.blobs);
-
-      this.layerNeedBackward.push(needBackward);
-      if (needBackward) for (const blobId of this.topIdVecs[layerId]!) this.blobNeedBackward[blobId] = true;
     });
 
     this.pruneBackward();

@@ -11,7 +11,7 @@ export { caffeRoot, hasField, lookupType } from './schema.js';
 export type { Message } from './schema.js';
 
 export { createMessage } from './create-message.js';
-export { parseText } from './text-parser.js';
+export { copyTextLocation, parseText, textLocationOf } from './text-parser.js';
 export type { ParseTextOptions } from './text-parser.js';
 export { formatFloat32, printText } from './text-printer.js';
 export type { PrintTextOptions } from './text-printer.js';

@@ -349,3 +349,16 @@ describe('parseText: errors', () => {
     expect(s.type).toBe('SGD');
   });
 });
+
+describe('textLocationOf', () => {
+  it('remembers where each sub-message was written', async () => {
+    const { textLocationOf, copyTextLocation } = await import('./text-parser.js');
+    const net = parseText<{ layer: object[] }>('NetParameter', 'name: "n"\nlayer {\n  name: "a"\n}\n  layer { name: "b" }\n', { file: 'x.prototxt' });
+    expect(textLocationOf(net.layer[0]!)).toEqual({ file: 'x.prototxt', line: 2, column: 1 });
+    expect(textLocationOf(net.layer[1]!)).toEqual({ file: 'x.prototxt', line: 5, column: 3 });
+    expect(textLocationOf(net)).toBeUndefined();
+    const copy = {};
+    copyTextLocation(net.layer[1]!, copy);
+    expect(textLocationOf(copy)).toEqual({ file: 'x.prototxt', line: 5, column: 3 });
+  });
+});

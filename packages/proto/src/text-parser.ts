@@ -577,6 +577,7 @@ class Parser {
       const path = this.pathString(f.name);
       this.fail(`non-repeated field '${f.name}' is specified multiple times (at ${path})`, line, col, path);
     }
+    locations.set(child, this.file === undefined ? { line, column: col } : { file: this.file, line, column: col });
     this.path.push({ name: f.name, index: this.elementIndex(msg, f) });
     const openLine = this.tLine;
     const openCol = this.tCol;
@@ -676,6 +677,23 @@ class Parser {
     }
     if (close >= 0) this.next();
   }
+}
+
+/** Where each parsed sub-message began (its field name), for errors found after parsing. */
+const locations = new WeakMap<object, { file?: string; line: number; column: number }>();
+
+/**
+ * The file, line and column where `msg` was written in the prototxt it was parsed from (the
+ * position of its field name, e.g. `layer {`), or undefined for messages not parsed from text.
+ */
+export function textLocationOf(msg: object): { file?: string; line: number; column: number } | undefined {
+  return locations.get(msg);
+}
+
+/** Give `to` (a copy of `from`) the same text location, so errors about the copy can point at the file. */
+export function copyTextLocation(from: object, to: object): void {
+  const loc = locations.get(from);
+  if (loc) locations.set(to, loc);
 }
 
 /** Parses prototxt `text` as the message type `info` into a fresh message. */
