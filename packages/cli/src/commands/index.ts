@@ -11,6 +11,7 @@ import { deviceQueryCommand } from './device-query.js';
 import { drawNetCommand } from './draw-net.js';
 import { layerTypesCommand } from './layer-types.js';
 import { parseLogCommand } from './parse-log.js';
+import { plotLogCommand } from './plot-log.js';
 import { summaryCommand } from './summary.js';
 import { testCommand } from './test.js';
 import { timeCommand } from './time.js';
@@ -18,6 +19,7 @@ import { trainCommand } from './train.js';
 import { upgradeNetProtoBinaryCommand } from './upgrade-net-proto-binary.js';
 import { upgradeNetProtoTextCommand } from './upgrade-net-proto-text.js';
 import { upgradeSolverProtoTextCommand } from './upgrade-solver-proto-text.js';
+import { visualizeCommand } from './visualize.js';
 
 export interface CommandContext {
   flags: Flags;
@@ -50,4 +52,6 @@ export const COMMANDS: Record<string, Command> = {
   draw_net: drawNetCommand,
   parse_log: parseLogCommand,
   summary: summaryCommand,
+  plot_log: plotLogCommand,
+  visualize: visualizeCommand,
 };
