@@ -10,6 +10,13 @@ const axpbySpec = {
   }`,
 };
 
+const zeroSpec = {
+  name: 'fill0',
+  source: `function (count) {
+    return 0;
+  }`,
+};
+
 /** Device vector ops a solver can use without reading parameters back to the host. */
 export interface GpuOps {
   /** y ← alpha·x + beta·y over the first `count` elements of two device buffers. */
@@ -21,6 +28,8 @@ export interface GpuOps {
   sgdUpdate(param: Blob, history: Blob, lr: number, momentum: number): void;
   /** data ← data − diff (Blob.update on the device). */
   update(param: Blob): void;
+  /** diff ← 0 on the device (Net.clearParamDiffs without a readback). */
+  clearDiff(param: Blob): void;
 }
 
 export function createGpuOps(dev: GpuDevice): GpuOps {
@@ -36,6 +45,10 @@ export function createGpuOps(dev: GpuDevice): GpuOps {
       const diff = param.mutableGpuDiff() as GpuBuffer;
       axpby(1, hist, 0, diff, n);
       axpby(-1, diff, 1, param.mutableGpuData() as GpuBuffer, n);
+    },
+    clearDiff(param) {
+      const diff = param.mutableGpuDiff() as GpuBuffer;
+      dev.runInto(diff, zeroSpec, [diff.length]);
     },
     update(param) {
       axpby(-1, param.gpuDiff() as GpuBuffer, 1, param.mutableGpuData() as GpuBuffer, param.count());

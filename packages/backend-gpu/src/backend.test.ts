@@ -1,0 +1,136 @@
+import { Blob, BackendError, getBackend, registeredBackends } from '@caffe-ts/blob';
+import { LayerError } from '@caffe-ts/layers';
+import { createLayer } from '@caffe-ts/layers/testing';
+import { describe, expect, it, vi } from 'vitest';
+import { createGpuBackend, gpuKernelTypes } from './backend.js';
+import { GpuDevice } from './device.js';
+import { registerGpuBackend } from './register-backend.js';
+import { GPU_MODE_ORDER, type GpuMode } from './runtime.js';
+import { backendFor } from './test-modes.js';
+
+describe('createGpuBackend', () => {
+  it('picks the first working mode in the fallback order and reports it', () => {
+    const b = createGpuBackend();
+    const info = b.info();
+    expect(GPU_MODE_ORDER).toContain(info.mode);
+    // Every mode before the chosen one is listed as skipped, with a reason.
+    const before = GPU_MODE_ORDER.slice(0, GPU_MODE_ORDER.indexOf(info.mode));
+    expect(info.skipped.map((s) => s.mode)).toEqual(before);
+    for (const s of info.skipped) expect(s.reason.length).toBeGreaterThan(0);
+    expect(info.floatPrecision).toBe('single');
+    expect(info.kernels).toEqual(gpuKernelTypes());
+    expect(b.name).toBe('gpu');
+    expect(b.device.name).toBe(`gpu.js/${info.mode}`);
+    b.destroy();
+  });
+
+  it('honours an explicit mode, and names the modes when given an unknown one', () => {
+    const b = createGpuBackend({ mode: 'cpu' });
+    expect(b.info()).toMatchObject({ mode: 'cpu', gpuJsMode: 'cpu', maxTextureSize: Infinity, skipped: [] });
+    b.destroy();
+    expect(() => createGpuBackend({ mode: 'cuda' as GpuMode })).toThrow(/unknown mode 'cuda' \(expected one of headlessgl, webgl2, webgl, wasm, cpu\)/);
+  });
+
+  it('fails with the reason when a requested mode is unavailable', () => {
+    // No browser here, so WebGL2 never loads in Node.
+    expect(() => createGpuBackend({ mode: 'webgl2' })).toThrow(BackendError);
+    expect(() => createGpuBackend({ mode: 'webgl2' })).toThrow(/mode 'webgl2' is available here \(webgl2: /);
+  });
+
+  it('registers as "gpu" with blob\'s backend registry', async () => {
+    registerGpuBackend({ mode: 'cpu' });
+    registerGpuBackend(); // idempotent
+    expect(registeredBackends()).toContain('gpu');
+    const b = await getBackend('gpu');
+    expect(b.name).toBe('gpu');
+    expect(b.device).not.toBeNull();
+    expect(await getBackend('gpu')).toBe(b);
+  });
+});
+
+describe('device memory', () => {
+  it('round-trips data, counts transfers, frees textures', () => {
+    const b = createGpuBackend({ mode: 'cpu' });
+    const blob = new Blob([2, 3], { dtype: 'float32', device: b.device });
+    blob.mutableCpuData().set([1, 2, 3, 4, 5, 6]);
+    blob.mutableGpuData(); // upload
+    expect(b.stats()).toMatchObject({ uploads: 1, readbacks: 0, liveBuffers: 1 });
+    expect(Array.from(blob.cpuData())).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(b.stats().readbacks).toBe(1);
+    blob.cpuData(); // already synced: no second readback
+    expect(b.stats().readbacks).toBe(1);
+    blob.data.releaseDevice();
+    blob.diff.releaseDevice();
+    expect(b.stats().liveBuffers).toBe(0);
+    b.destroy();
+  });
+
+  it('stores float64 blobs in single precision on the device', () => {
+    const b = createGpuBackend({ mode: 'cpu' });
+    const blob = new Blob([2], { dtype: 'float64', device: b.device });
+    blob.mutableCpuData().set([1 / 3, 1e-50]);
+    blob.mutableGpuData();
+    const back = Array.from(blob.cpuData());
+    expect(back[0]).toBe(Math.fround(1 / 3));
+    expect(back[1]).toBe(0);
+    b.destroy();
+  });
+
+  it('refuses a buffer larger than one texture can hold, naming the sizes', () => {
+    const b = createGpuBackend({ mode: 'cpu' });
+    const small = new GpuDevice({ ...b.device.runtime, info: { ...b.device.runtime.info, maxTextureSize: 4 } });
+    expect(() => small.allocate(16, 'float32')).not.toThrow();
+    expect(() => small.allocate(17, 'float32')).toThrow(/needs 17 floats in one texture, more than maxTextureSize² = 16/);
+    b.destroy();
+  });
+
+  it('runs axpby, update and clearDiff on the device', () => {
+    const b = backendFor('cpu');
+    const p = new Blob([4], { dtype: 'float32', device: b.device });
+    const h = new Blob([4], { dtype: 'float32', device: b.device });
+    p.mutableCpuData().set([1, 2, 3, 4]);
+    p.mutableCpuDiff().set([0.5, -1, 2, 0]);
+    h.mutableCpuData().set([1, 1, 1, 1]);
+    b.ops.sgdUpdate(p, h, 0.1, 0.9);
+    // h = 0.1·g + 0.9·h; diff = h; data -= diff
+    const hv = [0.95, 0.8, 1.1, 0.9];
+    expect(Array.from(h.cpuData())).toEqual(hv.map(Math.fround));
+    expect(Array.from(p.cpuDiff())).toEqual(hv.map(Math.fround));
+    expect(Array.from(p.cpuData())).toEqual([1, 2, 3, 4].map((v, i) => Math.fround(v - Math.fround(hv[i]!))));
+    b.ops.clearDiff(p);
+    expect(Array.from(p.cpuDiff())).toEqual([0, 0, 0, 0]);
+    b.ops.axpby(2, p.gpuData() as never, 0, h.mutableGpuData() as never);
+    expect(Array.from(h.cpuData())).toEqual(Array.from(p.cpuData()).map((v) => Math.fround(2 * v)));
+  });
+});
+
+describe('layers without a gpu kernel', () => {
+  it('fail unless host fallback is allowed, which is counted and warned once', () => {
+    const strict = backendFor('cpu');
+    const x = () => {
+      const blob = new Blob([2, 3], { dtype: 'float32', device: strict.device });
+      blob.mutableCpuData().set([-1, 0, 1, 2, -2, 3]);
+      return blob;
+    };
+    const layer = createLayer('Sigmoid', { name: 'sig' }, { dtype: 'float32', backend: strict });
+    const bottom = x();
+    const top = new Blob([], { dtype: 'float32', device: strict.device });
+    layer.setUp([bottom], [top]);
+    expect(() => layer.forward([bottom], [top])).toThrow(LayerError);
+    expect(() => layer.forward([bottom], [top])).toThrow(/no kernel for layer type 'Sigmoid' on backend 'gpu'/);
+
+    const lax = backendFor('cpu', true);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    const l2 = createLayer('Sigmoid', { name: 'sig' }, { dtype: 'float32', backend: lax });
+    const b2 = new Blob([2, 3], { dtype: 'float32', device: lax.device });
+    b2.mutableCpuData().set([-1, 0, 1, 2, -2, 3]);
+    const t2 = new Blob([], { dtype: 'float32', device: lax.device });
+    l2.setUp([b2], [t2]);
+    l2.forward([b2], [t2]);
+    l2.forward([b2], [t2]);
+    expect(t2.cpuData()[1]).toBe(0.5);
+    expect(lax.stats().cpuFallbacks).toEqual({ Sigmoid: 2 });
+    expect(warn).toHaveBeenCalledTimes(1);
+    warn.mockRestore();
+  });
+});
