@@ -127,3 +127,13 @@ export {
 } from './transformer.js';
 export { Classifier, topK, type ClassifierOptions } from './classifier.js';
 export { forwardArrays, blobFileName, InferenceError } from './inference.js';
+export {
+  loadWeights,
+  fetchWeights,
+  weightsCacheDir,
+  encodeWeights,
+  saveWeights,
+  WeightsError,
+  type WeightsSource,
+  type FetchWeightsOptions,
+} from './weights.js';
