@@ -13,6 +13,7 @@ const CORPUS: Record<string, string> = {
   cifar10_quick: 'nets/cifar10/cifar10_quick.prototxt',
   cifar10_full: 'nets/cifar10/cifar10_full.prototxt',
   caffenet: 'nets/bvlc_reference_caffenet/deploy.prototxt',
+  caffenet_full_conv: 'nets/misc_examples/bvlc_caffenet_full_conv.prototxt',
   alexnet: 'nets/bvlc_alexnet/deploy.prototxt',
   googlenet: 'nets/bvlc_googlenet/deploy.prototxt',
   vgg16: 'nets/vgg/VGG_ILSVRC_16_layers_deploy.prototxt',

@@ -117,11 +117,14 @@ function lossHead(s, bottom, { top5 = false, prefix = '', weight = null } = {}) 
 
 function caffenetLike(kind, mode) {
   const alex = kind === 'alexnet';
-  const s = new Spec(alex ? 'AlexNet' : 'CaffeNet', [
-    alex
+  const fullConv = kind === 'caffenet_full_conv';
+  const s = new Spec(alex ? 'AlexNet' : fullConv ? 'CaffeNetConv' : 'CaffeNet', [
+    fullConv
+      ? 'CaffeNet made fully convolutional (Caffe\'s net_surgery example): fc6/fc7/fc8 as 6x6, 1x1, 1x1 convolutions.'
+      : alex
       ? 'AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as BVLC trained it: LRN before pooling.'
       : 'CaffeNet: BVLC\'s AlexNet variant with pooling before LRN (bvlc_reference_caffenet).',
-    mode === 'deploy' ? 'Inference: 10 crops of 3x227x227 BGR minus the ImageNet mean in, 1000 class probabilities out.' : 'Training/validation on ILSVRC-2012 LMDBs (paths relative to the Caffe root, as in Caffe).',
+    fullConv ? 'A 451x451 input gives an 8x8 map of class probabilities, one per 227x227 window at a stride of 32 pixels.' : mode === 'deploy' ? 'Inference: 10 crops of 3x227x227 BGR minus the ImageNet mean in, 1000 class probabilities out.' : 'Training/validation on ILSVRC-2012 LMDBs (paths relative to the Caffe root, as in Caffe).',
   ]);
   const train = mode !== 'deploy';
   const g = (std) => (train ? `type: "gaussian" std: ${std}` : null);
@@ -131,7 +134,7 @@ function caffenetLike(kind, mode) {
     if (train) s.layers.at(-1).body = s.layers.at(-1).body.replace('bias_filler { type: "constant" value: 0 }', `bias_filler { ${c(bias)} }`);
   };
   if (train) imagenetData(s, 227, { meanFile: true });
-  else s.input([10, 3, 227, 227]);
+  else s.input(fullConv ? [1, 3, 451, 451] : [10, 3, 227, 227]);
   conv('conv1', 'data', 96, 11, { stride: 4 }, 0);
   s.relu('relu1', 'conv1');
   if (alex) {
@@ -157,6 +160,17 @@ function caffenetLike(kind, mode) {
   conv('conv5', 'conv4', 256, 3, { pad: 1, group: 2 }, alex ? 0.1 : 1);
   s.relu('relu5', 'conv5');
   s.pool('pool5', 'conv5', 'MAX', 3, 2);
+  if (fullConv) {
+    s.conv('fc6-conv', 'pool5', 4096, 6, { lr: false });
+    s.relu('relu6', 'fc6-conv');
+    s.dropout('drop6', 'fc6-conv', 0.5);
+    s.conv('fc7-conv', 'fc6-conv', 4096, 1, { lr: false });
+    s.relu('relu7', 'fc7-conv');
+    s.dropout('drop7', 'fc7-conv', 0.5);
+    s.conv('fc8-conv', 'fc7-conv', 1000, 1, { lr: false });
+    s.softmax('prob', 'fc8-conv');
+    return s.render();
+  }
   s.ip('fc6', 'pool5', 4096, { lr: train, wf: g(0.005), bf: c(alex ? 0.1 : 1) });
   s.relu('relu6', 'fc6');
   s.dropout('drop6', 'fc6', 0.5);
@@ -540,6 +554,7 @@ for (const kind of ['caffenet', 'alexnet']) {
     maxIter: kind === 'alexnet' ? 450000 : 450000, weightDecay: 0.0005, snapshot: 10000,
   }));
 }
+write('caffenet_full_conv', 'deploy.prototxt', caffenetLike('caffenet_full_conv', 'deploy'));
 write('googlenet', 'deploy.prototxt', googlenet('deploy'));
 write('googlenet', 'train_val.prototxt', googlenet('train'));
 write('googlenet', 'solver.prototxt', imagenetSolver('models/googlenet/train_val.prototxt', 'models/googlenet/googlenet', {

@@ -80,6 +80,9 @@ const MODELS: Record<string, ZooModel> = {
   cifar10_quick: cifar('quick', '~75% CIFAR-10 test accuracy (5000 iterations)'),
   cifar10_full: cifar('full', '~81% CIFAR-10 test accuracy (70000 iterations)'),
   caffenet: imagenet('caffenet', 'BVLC reference CaffeNet (AlexNet variant)', { size: 227, batch: 10, trainVal: true, accuracy: 'top-1 57.4%, top-5 80.4% (ILSVRC-2012 val, center crop, BVLC)' }),
+  caffenet_full_conv: {
+    ...imagenet('caffenet_full_conv', 'CaffeNet as a fully convolutional net (net surgery: fc6/fc7/fc8 as convolutions)', { size: 451, accuracy: 'as CaffeNet, per 227×227 window (weights transplanted with transplantParams)' }),
+  },
   alexnet: imagenet('alexnet', 'BVLC AlexNet', { size: 227, batch: 10, trainVal: true, accuracy: 'top-1 57.1%, top-5 80.2% (ILSVRC-2012 val, BVLC)' }),
   googlenet: imagenet('googlenet', 'BVLC GoogLeNet (Inception v1)', { size: 224, batch: 10, trainVal: true, accuracy: 'top-1 68.7%, top-5 88.9% (ILSVRC-2012 val, single crop, BVLC)' }),
   vgg16: imagenet('vgg16', 'VGG-16 (configuration D)', { size: 224, batch: 10, mean: [103.939, 116.779, 123.68], accuracy: 'top-5 error 7.5% val (multi-scale), paper Table 3' }),
@@ -137,3 +140,4 @@ export {
   type WeightsSource,
   type FetchWeightsOptions,
 } from './weights.js';
+export { transplantParams, SurgeryError, type TransplantOptions, type TransplantReport } from './surgery.js';
