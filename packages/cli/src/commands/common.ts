@@ -1,4 +1,6 @@
 import { getBackend, type Backend } from '@caffe-ts/blob';
+// Makes `--backend gpu` (and -gpu) resolve to the gpu.js backend; it starts only when asked for.
+import '@caffe-ts/backend-gpu/register';
 import { registerBuiltinLayers, defaultLayerRegistry, type LayerRegistry } from '@caffe-ts/layers';
 import { registerDataLayers } from '@caffe-ts/io-leveldb';
 import { Phase } from '@caffe-ts/proto';

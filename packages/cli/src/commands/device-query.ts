@@ -1,17 +1,20 @@
 import { cpus, totalmem } from 'node:os';
-import { activeGemmKernelName, registeredBackends, wasmGemmInfo } from '@caffe-ts/blob';
+import { activeGemmKernelName, registeredBackends, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
+import type { GpuBackendInfo } from '@caffe-ts/backend-gpu';
+import { backendFromFlags } from './common.js';
 import type { Command } from './index.js';
 
 export const deviceQueryCommand: Command = {
   summary: 'show the compute backends and the device they run on',
-  usage: '[--backend cpu]',
+  usage: '[--backend cpu|gpu]',
   async run({ flags, io }) {
-    const wanted = flags.string('backend');
+    const backend = await backendFromFlags(flags);
     flags.checkAllUsed();
     const cpu = cpus();
     const lines = [
       `Backends registered: ${registeredBackends().join(', ')}`,
-      `Backend: cpu${wanted && wanted !== 'cpu' ? ` (requested '${wanted}')` : ''}`,
+      `Backend: ${backend.name}`,
+      ...deviceLines(backend),
       `CPU: ${cpu[0]?.model ?? 'unknown'} × ${cpu.length}`,
       `Memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
       `WebAssembly SIMD: ${wasmSimdSupported() ? 'yes' : 'no'}`,
@@ -22,6 +25,24 @@ export const deviceQueryCommand: Command = {
     return 0;
   },
 };
+
+/** What a device backend reports about itself (the gpu backend: gpu.js mode, texture limit, precision). */
+function deviceLines(backend: Backend): string[] {
+  const withInfo = backend as Backend & { info?: () => GpuBackendInfo };
+  if (!backend.device || typeof withInfo.info !== 'function') return [];
+  const info = withInfo.info();
+  const limit = Number.isFinite(info.maxTextureSize)
+    ? `${info.maxTextureSize}x${info.maxTextureSize} texels (${info.maxTextureSize ** 2} floats per buffer)`
+    : 'none (host arrays)';
+  return [
+    `Device: ${backend.device.name}`,
+    `gpu.js mode: ${info.mode} (gpu.js '${info.gpuJsMode}')`,
+    ...info.skipped.map((s) => `  passed over ${s.mode}: ${s.reason}`),
+    `Max texture size: ${limit}`,
+    `Float precision: ${info.floatPrecision}`,
+    `Device kernels: ${info.kernels.join(', ')}`,
+  ];
+}
 
 function wasmSimdSupported(): boolean {
   // The smallest module using a v128 value: (func (result v128) v128.const i32x4 0 0 0 0)
