@@ -141,3 +141,4 @@ export {
   type FetchWeightsOptions,
 } from './weights.js';
 export { transplantParams, SurgeryError, type TransplantOptions, type TransplantReport } from './surgery.js';
+export { reuseActivations, type ActivationPlan, type ReuseOptions } from './memory.js';
