@@ -69,7 +69,7 @@ describe('caffe CLI user errors', () => {
     expectOneLineError(await caffe(['train'], dir.path), /Need a solver definition to train\./);
     expectOneLineError(
       await caffe(['train', '--solver', 's', '--weights', 'w', '--snapshot', 'x'], dir.path),
-      /Give a snapshot to resume training or weights to finetune but not both\./,
+      /Give a snapshot to resume training or weights to finetune but not both \(got --snapshot .+ and --weights .+\)\./,
     );
     expectOneLineError(await caffe(['test', '--model', 'm', '--weights', 'w', '--iteratons', '3'], dir.path), /unknown flag for 'test': --iteratons/);
     const r = await caffe(['trian'], dir.path);

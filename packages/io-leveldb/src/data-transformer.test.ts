@@ -74,7 +74,7 @@ describe('DataTransformer', () => {
     expect(Array.from(run(t, datum(0, true)))).toEqual(new Array(N).fill(0));
     // The mean image must have the Datum's shape.
     const other = createMessage<Datum>('Datum', { channels: 1, height: H, width: W, data: new Uint8Array(H * W) });
-    expect(() => run(t, other)).toThrow(/mean_file shape 1 3 4 5 does not match the Datum's 1 4 5/);
+    expect(() => run(t, other)).toThrow(/mean_file '.*' has shape 1 3 4 5, which does not match the Datum's 1 4 5/);
   });
 
   it('mean_file together with mean_value is refused', () => {

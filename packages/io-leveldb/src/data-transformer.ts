@@ -67,7 +67,7 @@ export class DataTransformer {
         const code = (e as { code?: string }).code;
         this.fail(`cannot read mean_file '${meanFile}'${code === 'ENOENT' ? ': no such file' : `: ${(e as Error).message}`}`, e);
       }
-      const proto: BlobProto = decodeBlobProto(bytes);
+      const proto: BlobProto = decodeBlobProto(bytes, meanFile);
       const shape = blobProtoShape(proto);
       const values = proto.double_data.length > 0 ? proto.double_data : proto.data;
       const count = shape.reduce((a, b) => a * b, 1);
@@ -157,7 +157,7 @@ export class DataTransformer {
       const s = this.meanShape!;
       const tail = s.length >= 3 ? s.slice(-3) : s;
       const fits = mean.length === need && (s.length < 3 || (tail[0] === channels && tail[1] === dh && tail[2] === dw));
-      if (!fits) this.fail(`mean_file shape ${s.join(' ')} does not match the Datum's ${channels} ${dh} ${dw}`);
+      if (!fits) this.fail(`mean_file '${this.param?.mean_file ?? ''}' has shape ${s.join(' ')}, which does not match the Datum's ${channels} ${dh} ${dw}`);
     }
     let meanValues = this.meanValues;
     if (meanValues.length > 0 && meanValues.length !== 1 && meanValues.length !== channels) {

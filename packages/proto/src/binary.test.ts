@@ -273,3 +273,14 @@ describe('binary errors', () => {
     expect(e.message).toBe("<bytes>: cannot decode caffe.ClipParameter at byte 5: missing required field 'max' in caffe.ClipParameter");
   });
 });
+
+describe('binary error field paths', () => {
+  it('a truncated layer is named with its index in fieldPath and the message', () => {
+    const net = encodeNetParameter(parseNetParameter('name: "n" layer { name: "a" type: "ReLU" } layer { name: "conv" type: "ReLU" }'));
+    const e = binaryError(() => decodeNetParameter(net.subarray(0, net.length - 4), 'w.caffemodel'));
+    expect(e.fieldPath).toBe('layer[1]');
+    expect(e.message).toMatch(/^w\.caffemodel: cannot decode caffe\.NetParameter at byte \d+: unexpected end of data: field 'layer' needs \d+ byte\(s\), \d+ left \(in caffe\.LayerParameter at layer\[1\]\)$/);
+    const top = binaryError(() => decodeNetParameter(Uint8Array.from([0x0a, 0x05, 0x61]), 'w.caffemodel'));
+    expect(top.fieldPath).toBe('');
+  });
+});

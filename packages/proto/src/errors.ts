@@ -91,8 +91,10 @@ export class ProtoBinaryError extends CaffeError {
   readonly offset: number;
   /** Fully qualified type being decoded, e.g. `caffe.NetParameter`. */
   readonly typeName: string;
+  /** Field path of the sub-message being decoded, e.g. `layer[3].blobs[0]`; '' at the top level. */
+  readonly fieldPath: string;
 
-  constructor(reason: string, info: { file?: string; offset: number; typeName: string; cause?: unknown }) {
+  constructor(reason: string, info: { file?: string; offset: number; typeName: string; fieldPath?: string; cause?: unknown }) {
     super(
       `${info.file ?? '<bytes>'}: cannot decode ${info.typeName} at byte ${info.offset}: ${reason}`,
       info.cause === undefined ? undefined : { cause: info.cause },
@@ -100,6 +102,7 @@ export class ProtoBinaryError extends CaffeError {
     this.file = info.file;
     this.offset = info.offset;
     this.typeName = info.typeName;
+    this.fieldPath = info.fieldPath ?? '';
   }
 }
 

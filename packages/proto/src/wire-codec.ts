@@ -340,13 +340,14 @@ class Decoder {
       const f = cf.f;
       if (wire === cf.wire) {
         if (f.kind === 'message') {
-          const len = this.varint32(end);
-          this.need(len, end, `field '${f.name}'`);
           const sub = c.sub(cf);
-          if (depth + 1 > MAX_DEPTH) this.fail(`messages nested deeper than ${MAX_DEPTH} levels`);
           const arr = f.repeated ? (msg[f.name] as Message[]) : null;
+          // On the path before reading the length, so a truncated field is named with its index.
           this.path.push(arr ? `${f.name}[${arr.length}]` : f.name);
           this.types.push(sub.info.fullName);
+          const len = this.varint32(end);
+          this.need(len, end, `field '${f.name}'`);
+          if (depth + 1 > MAX_DEPTH) this.fail(`messages nested deeper than ${MAX_DEPTH} levels`);
           const child = this.message(sub, this.pos + len, depth + 1);
           this.path.pop();
           this.types.pop();
@@ -456,6 +457,7 @@ export function decodeWire(info: TypeInfo, buf: Uint8Array, opts: DecodeWireOpti
     throw new ProtoBinaryError(`${err.message}${where}`, {
       ...(opts.file === undefined ? {} : { file: opts.file }),
       offset: err.offset,
+      fieldPath: d.path.join('.'),
       typeName: info.fullName,
     });
   }

@@ -23,7 +23,7 @@ export const trainCommand: Command = {
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
     if (weights && snapshot) {
-      throw new UsageError('Give a snapshot to resume training or weights to finetune but not both.');
+      throw new UsageError(`Give a snapshot to resume training or weights to finetune but not both (got --snapshot ${snapshot} and --weights ${weights}).`);
     }
 
     log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
