@@ -8,6 +8,7 @@ import { inputKernel } from './kernels/input.js';
 import { poolingKernel } from './kernels/pooling.js';
 import { reluKernel } from './kernels/relu.js';
 import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
+import { softmaxKernel } from './kernels/softmax.js';
 import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
 import { startRuntime, type GpuMode, type GpuRuntimeInfo } from './runtime.js';
 
@@ -42,6 +43,7 @@ const KERNELS: Record<string, LayerKernel> = {
   Input: inputKernel,
   Pooling: poolingKernel as LayerKernel,
   ReLU: reluKernel,
+  Softmax: softmaxKernel,
   SoftmaxWithLoss: softmaxWithLossKernel,
 };
 

@@ -56,6 +56,8 @@ const CASES: Case[] = [
   { name: 'Pooling AVE 3x3/2 pad 1', type: 'Pooling', props: { pooling_param: { pool: 1, kernel_size: 3, stride: 2, pad: 1 } }, bottoms: [{ shape: [2, 2, 7, 6], fill: 'gaussian' }] },
   { name: 'ReLU', type: 'ReLU', props: {}, bottoms: [{ shape: [2, 3, 4], fill: 'gaussian' }] },
   { name: 'ReLU leaky', type: 'ReLU', props: { relu_param: { negative_slope: 0.1 } }, bottoms: [{ shape: [5, 7], fill: 'gaussian' }] },
+  { name: 'Softmax', type: 'Softmax', props: {}, bottoms: [{ shape: [3, 6], fill: 'gaussian' }] },
+  { name: 'Softmax axis 1 of 4-D', type: 'Softmax', props: {}, bottoms: [{ shape: [2, 4, 3, 2], fill: 'gaussian' }] },
   {
     name: 'SoftmaxWithLoss',
     type: 'SoftmaxWithLoss',

@@ -31,7 +31,7 @@ function dims(layer: Layer, bottom: Blob[]): Dims {
   };
 }
 
-const probSpec = (d: Dims) => ({
+export const probSpec = (d: { C: number }) => ({
   name: 'softmax',
   loop: d.C,
   source: `function (X, count, C, inner) {
