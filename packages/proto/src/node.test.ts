@@ -54,3 +54,30 @@ describe('@caffe-ts/proto/node', () => {
     expect((berr as ProtoBinaryError).file).toBe(q);
   });
 });
+
+describe('writeFileAtomic on a full disk', () => {
+  it('fails with a typed error naming the file and leaves the previous file and no temp file', async () => {
+    const { mkdtempSync, readdirSync, readFileSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeFileAtomic } = await import('./node.js');
+    const { CaffeFileError } = await import('./errors.js');
+    const dir = mkdtempSync(join(tmpdir(), 'caffe-ts-enospc-'));
+    const target = join(dir, 'snap_iter_10.caffemodel');
+    writeFileSync(target, 'previous');
+    process.env['CAFFE_TS_FAULT_ENOSPC'] = 'snap_iter_';
+    try {
+      const e = await writeFileAtomic(target, new Uint8Array(1000)).catch((x: unknown) => x);
+      expect(CaffeFileError.isInstance(e)).toBe(true);
+      expect((e as Error).message).toBe(
+        `cannot write '${target}': no space left on device (ENOSPC: no space left on device, write (simulated by CAFFE_TS_FAULT_ENOSPC))`,
+      );
+      expect((e as { code?: string }).code).toBe('ENOSPC');
+      expect(readFileSync(target, 'utf8')).toBe('previous');
+      expect(readdirSync(dir)).toEqual(['snap_iter_10.caffemodel']);
+    } finally {
+      delete process.env['CAFFE_TS_FAULT_ENOSPC'];
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

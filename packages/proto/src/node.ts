@@ -26,6 +26,8 @@ function fileError(action: string, path: string, err: unknown): CaffeFileError {
         ? 'permission denied'
         : c === 'EISDIR'
           ? 'it is a directory'
+          : c === 'ENOSPC'
+            ? `no space left on device (${(err as Error).message})`
           : (err as Error | null)?.message ?? String(err);
   return new CaffeFileError(`cannot ${action} '${path}': ${why}`, { path, ...(c === undefined ? {} : { code: c }), cause: err });
 }
@@ -50,12 +52,28 @@ export async function readBinaryProto<T = Message>(typeName: string, path: strin
   return decodeBinary<T>(typeName, await readBytes(path), { file: path });
 }
 
+/**
+ * CAFFE_TS_FAULT_ENOSPC=<text>: writes to paths containing <text> fail as on a full disk (for
+ * tests of what a failed snapshot leaves behind). Unset in normal use.
+ */
+function simulatedDiskFull(path: string): Error | undefined {
+  const match = typeof process === 'undefined' ? undefined : process.env['CAFFE_TS_FAULT_ENOSPC'];
+  if (!match || !path.includes(match)) return undefined;
+  return Object.assign(new Error('ENOSPC: no space left on device, write (simulated by CAFFE_TS_FAULT_ENOSPC)'), { code: 'ENOSPC' });
+}
+
 /** Writes `data` to `path` atomically (temp file in the same folder, fsync, rename). */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(tmp, 'wx');
+    const fault = simulatedDiskFull(path);
+    if (fault) {
+      // Fault injection for tests (a disk that fills up mid-write): half the bytes, then ENOSPC.
+      await handle.write(typeof data === 'string' ? data.slice(0, data.length >> 1) : data.subarray(0, data.length >> 1));
+      throw fault;
+    }
     await handle.writeFile(data);
     await handle.sync();
     await handle.close();
