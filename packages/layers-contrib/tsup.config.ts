@@ -3,6 +3,7 @@ import { defineConfig } from 'tsup';
 export default defineConfig({
   entry: ['src/index.ts', 'src/register.ts', 'src/detect.ts'],
   format: ['esm'],
+  tsconfig: 'tsconfig.build.json',
   dts: true,
   sourcemap: true,
   clean: true,
