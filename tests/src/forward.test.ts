@@ -46,7 +46,7 @@ describe('caffe forward', () => {
     net.forward();
     const expected = net.blob('prob').cpuData();
     for (let i = 0; i < 20; i++) expect(prob.data[i]).toBeCloseTo(expected[i]!, 6);
-    for (let n = 0; n < 2; n++) expect(prob.data.slice(n * 10, n * 10 + 10).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
+    for (let n = 0; n < 2; n++) expect(Array.from(prob.data.slice(n * 10, n * 10 + 10)).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 5);
     // Outputs differ between the two images (the batch really holds both).
     expect(Array.from(prob.data.slice(0, 10))).not.toEqual(Array.from(prob.data.slice(10, 20)));
 
