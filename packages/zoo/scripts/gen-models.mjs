@@ -573,3 +573,125 @@ write('vgg16', 'deploy.prototxt', vgg16());
 write('resnet50', 'deploy.prototxt', resnet50());
 write('mobilenet_v1', 'deploy.prototxt', mobilenetV1());
 write('mobilenet_v2', 'deploy.prototxt', mobilenetV2());
+
+// ---- READMEs -----------------------------------------------------------------------------------
+
+const IMAGENET_LABELS =
+  'ILSVRC-2012, 1000 classes in WordNet-ID order (`synset_words.txt`: `n01440764 tench, Tinca tinca` …). ' +
+  'The list is not shipped here; Caffe\'s `data/ilsvrc12/get_ilsvrc_aux.sh` fetches it. Pass it to `caffe classify --labels` ' +
+  'or `loadLabels(path, { stripIds: true })`.';
+const CAFFE_ORDER = 'BGR (OpenCV order; pycaffe-style callers swap RGB with `--channel_swap 2,1,0`, the default)';
+
+const READMES = {
+  cifar10_quick: {
+    title: 'CIFAR-10 quick',
+    paper: 'Caffe\'s examples/cifar10 (after Krizhevsky\'s cuda-convnet layers-80sec); dataset: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.',
+    accuracy: '~75% test accuracy after 4000 iterations at lr 0.001 plus 1000 at 0.0001 (Caffe\'s tutorial).',
+    input: '3×32×32', mean: 'the training set\'s mean image (`caffe compute_image_mean` → mean.binaryproto); roughly (113.9, 123.0, 125.3) per channel', scale: '1 (pixels 0..255)',
+    order: 'the order the LMDB holds (convert_cifar stores the CIFAR binaries\' R, G, B planes)', labels: 'CIFAR-10: airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck (`CIFAR10_LABELS`).',
+    files: ['deploy.prototxt', 'train_test.prototxt', 'solver.prototxt'],
+  },
+  cifar10_full: {
+    title: 'CIFAR-10 full',
+    paper: 'Caffe\'s examples/cifar10 (after cuda-convnet\'s layers-18pct), with LRN within channels.',
+    accuracy: '~81% test accuracy (60000 iterations at 0.001, then 5000 at 0.0001 and 5000 at 0.00001).',
+    input: '3×32×32', mean: 'the training set\'s mean image (mean.binaryproto)', scale: '1 (pixels 0..255)',
+    order: 'the order the LMDB holds', labels: 'CIFAR-10 (`CIFAR10_LABELS`).',
+    files: ['deploy.prototxt', 'train_test.prototxt', 'solver.prototxt'],
+  },
+  caffenet: {
+    title: 'CaffeNet (bvlc_reference_caffenet)',
+    paper: 'Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep Convolutional Neural Networks", NIPS 2012; BVLC\'s variant pools before normalizing.',
+    accuracy: 'top-1 57.4%, top-5 80.4% on ILSVRC-2012 val (centre crop, BVLC model zoo).',
+    input: '3×227×227 crops of images resized to 256×256', mean: 'ilsvrc_2012_mean (per pixel), or (104, 117, 123) per channel', scale: '1 (pixels 0..255)',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS,
+    weights: 'bvlc_reference_caffenet.caffemodel from the BVLC model zoo (sha1 4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46, 233 MB).',
+    files: ['deploy.prototxt', 'train_val.prototxt', 'solver.prototxt'],
+  },
+  caffenet_full_conv: {
+    title: 'CaffeNet, fully convolutional',
+    paper: 'Caffe\'s net_surgery example (after Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic Segmentation", CVPR 2015).',
+    accuracy: 'as CaffeNet for each 227×227 window; build its weights from CaffeNet\'s with `transplantParams(caffenet, fullConv, { map: { fc6: \'fc6-conv\', fc7: \'fc7-conv\', fc8: \'fc8-conv\' } })`.',
+    input: '3×451×451 (any size ≥ 227; 227 + 32k gives a (k+1)×(k+1) map)', mean: '(104, 117, 123) per channel', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+  alexnet: {
+    title: 'AlexNet (bvlc_alexnet)',
+    paper: 'Krizhevsky, Sutskever, Hinton, NIPS 2012 (LRN before pooling, as published).',
+    accuracy: 'top-1 57.1%, top-5 80.2% on ILSVRC-2012 val (BVLC model zoo).',
+    input: '3×227×227 crops of 256×256 images', mean: 'ilsvrc_2012_mean, or (104, 117, 123)', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS,
+    weights: 'bvlc_alexnet.caffemodel from the BVLC model zoo (sha1 9116a64c0fbe4459d18f4bb6b56d647b63920377).',
+    files: ['deploy.prototxt', 'train_val.prototxt', 'solver.prototxt'],
+  },
+  googlenet: {
+    title: 'GoogLeNet (bvlc_googlenet)',
+    paper: 'Szegedy et al., "Going Deeper with Convolutions", CVPR 2015.',
+    accuracy: 'top-1 68.7%, top-5 88.9% on ILSVRC-2012 val, single centre crop (BVLC replication; the paper reports top-5 89.9% single model, 10 crops).',
+    input: '3×224×224', mean: '(104, 117, 123) per channel', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS,
+    weights: 'bvlc_googlenet.caffemodel from the BVLC model zoo (sha1 405fc5acd08a3bb12de8ee5e23a96bec22f08204).',
+    files: ['deploy.prototxt', 'train_val.prototxt', 'solver.prototxt'],
+  },
+  vgg16: {
+    title: 'VGG-16',
+    paper: 'Simonyan, Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR 2015 (configuration D).',
+    accuracy: 'top-1 error 24.4%, top-5 error 7.2% (val, multi-scale dense evaluation, paper Table 4); about 71.5%/90% single crop.',
+    input: '3×224×224', mean: '(103.939, 116.779, 123.68) per channel', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+  resnet50: {
+    title: 'ResNet-50',
+    paper: 'He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.',
+    accuracy: 'top-1 error 24.7%, top-5 error 7.8% (10-crop, ILSVRC-2012 val, the authors\' Caffe release).',
+    input: '3×224×224', mean: 'the authors\' ResNet_mean.binaryproto (about (104, 117, 123) per channel)', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+  'squeezenet_v1.1': {
+    title: 'SqueezeNet v1.1',
+    paper: 'Iandola et al., "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size", 2016; v1.1 from the authors\' repository (2.4× less computation than v1.0).',
+    accuracy: 'top-1 ~58.2%, top-5 ~81.0% (ILSVRC-2012 val, authors: "AlexNet-level").',
+    input: '3×227×227', mean: '(104, 117, 123) per channel', scale: '1',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt', 'train_val.prototxt', 'solver.prototxt'],
+  },
+  mobilenet_v1: {
+    title: 'MobileNet v1 (1.0, 224)',
+    paper: 'Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications", 2017.',
+    accuracy: 'top-1 70.6% (paper, Table 8); the common Caffe conversion reports 70.81% / 89.85%.',
+    input: '3×224×224', mean: '(103.94, 116.78, 123.68) per channel', scale: '0.017 (after mean subtraction)',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+  mobilenet_v2: {
+    title: 'MobileNet v2 (1.0, 224)',
+    paper: 'Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR 2018.',
+    accuracy: 'top-1 72.0% (paper, Table 4); the common Caffe conversion reports 71.90% / 90.49%.',
+    input: '3×224×224', mean: '(103.94, 116.78, 123.68) per channel', scale: '0.017 (after mean subtraction)',
+    order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+};
+
+for (const [model, r] of Object.entries(READMES)) {
+  const lines = [
+    `# ${r.title}`,
+    '',
+    'Written for caffe-ts by `packages/zoo/scripts/gen-models.mjs` from the architecture as published (layer',
+    'names follow the released Caffe models, so their `.caffemodel` weights load by name). No weights ship here.',
+    '',
+    '| | |',
+    '| --- | --- |',
+    `| source | ${r.paper} |`,
+    `| published accuracy | ${r.accuracy} |`,
+    `| input | ${r.input} |`,
+    `| mean | ${r.mean} |`,
+    `| scale | ${r.scale} |`,
+    `| channel order | ${r.order} |`,
+    `| labels | ${r.labels} |`,
+    ...(r.weights ? [`| weights | ${r.weights} |`] : []),
+    `| files | ${r.files.map((f) => `\`${f}\``).join(', ')} |`,
+    '',
+    'Train/test prototxts and solvers keep Caffe\'s relative data paths (`examples/...`, `data/ilsvrc12/...`); run them from a',
+    'folder laid out like Caffe\'s, or edit the paths.',
+    '',
+  ];
+  write(model, 'README.md', lines.join('\n'));
+}
