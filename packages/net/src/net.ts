@@ -743,6 +743,31 @@ export class Net {
     return summarizeNet(this);
   }
 
+  /**
+   * The first NaN or ±Inf in the state of the last forward pass, in layer order: a layer's params
+   * (its input weights) before its tops. Says which layer produced a non-finite loss.
+   */
+  findNonFinite(): { layer: string; type: string; blob: string; value: number } | null {
+    const bad = (b: Blob): number | undefined => {
+      const d = b.cpuData();
+      for (let k = 0; k < d.length; k++) if (!Number.isFinite(d[k]!)) return d[k]!;
+      return undefined;
+    };
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i]!;
+      const type = this.param.layer[i]?.type ?? '';
+      for (let j = 0; j < layer.blobs.length; j++) {
+        const v = bad(layer.blobs[j]!);
+        if (v !== undefined) return { layer: this.layerNames[i]!, type, blob: `param ${j}`, value: v };
+      }
+      for (let j = 0; j < this.topVecs[i]!.length; j++) {
+        const v = bad(this.topVecs[i]![j]!);
+        if (v !== undefined) return { layer: this.layerNames[i]!, type, blob: `top '${this.blobNames[this.topIdVecs[i]![j]!]}'`, value: v };
+      }
+    }
+    return null;
+  }
+
   // ---- debug info (NetParameter.debug_info) -------------------------------------------------
 
   private forwardDebugInfo(layerId: number): void {

@@ -125,6 +125,11 @@ export interface SolverOptions {
    * are appended.
    */
   trainState?: { level?: number; stages?: readonly string[] };
+  /**
+   * A NaN or infinite training loss is always logged with the layer that first produced a
+   * non-finite value; with this set, training also stops with a SolverError (CLI: --stop_on_nan).
+   */
+  stopOnNonFinite?: boolean;
 }
 
 const defaultNetFactory: NetFactory = (param, options) => new Net(param, options);
@@ -330,6 +335,8 @@ export abstract class Solver {
   readonly callbacks: SolverCallback[] = [];
   protected readonly log: Logger;
   protected readonly logEnabled: boolean;
+  /** Stop (throw) on a NaN/Inf training loss instead of only logging it. */
+  stopOnNonFinite: boolean;
   protected readonly io: SolverIO | undefined;
   protected readonly dtype: DType;
   /** The rate the last update used. */
@@ -352,6 +359,7 @@ export abstract class Solver {
     this.io = options.io;
     this.dtype = options.dtype ?? 'float32';
     this.logEnabled = options.log ?? true;
+    this.stopOnNonFinite = options.stopOnNonFinite ?? false;
     this.log = this.logEnabled ? logger('solver.cpp') : QUIET;
     this.validateParam();
     let nets = options.prebuiltNets;
@@ -453,6 +461,7 @@ export abstract class Solver {
         loss += this.net.forwardBackward();
       }
       loss /= p.iter_size;
+      if (!Number.isFinite(loss)) this.reportNonFiniteLoss(loss);
       this.updateSmoothedLoss(loss, startIter, p.average_loss);
       if (display) this.displayTrainOutputs();
       for (const cb of this.callbacks) cb.onGradientsReady?.(this);
@@ -469,6 +478,16 @@ export abstract class Solver {
       }
       await nextMacrotask();
     }
+  }
+
+  private reportNonFiniteLoss(loss: number): void {
+    const at = this.net.findNonFinite();
+    const where = at
+      ? `first non-finite value (${at.value}) in ${at.blob} of layer '${at.layer}' (${at.type})`
+      : 'no layer output or param is non-finite (the loss itself overflowed)';
+    const message = `Iteration ${this.iter}, loss = ${loss}: ${where}`;
+    this.log.error(message);
+    if (this.stopOnNonFinite) throw new SolverError(`Training stopped: ${message} (--stop_on_nan)`);
   }
 
   private displayTrainOutputs(): void {

@@ -10,7 +10,7 @@ const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');
@@ -19,6 +19,7 @@ export const trainCommand: Command = {
     const stage = flags.string('stage');
     const sigint = signalEffect(flags.string('sigint_effect', 'stop')!, 'sigint_effect');
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
+    const stopOnNan = flags.bool('stop_on_nan');
     const backend = await backendFromFlags(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
@@ -32,6 +33,7 @@ export const trainCommand: Command = {
       registry: cliRegistry(),
       backend,
       trainState: { level, stages: stage ? stage.split(',').filter(Boolean) : [] },
+      stopOnNonFinite: stopOnNan,
     });
 
     if (snapshot) {
