@@ -72,7 +72,12 @@ export async function fetchWeights(source: WeightsSource, options: FetchWeightsO
   const showBar = options.progress ?? Boolean(process.stderr.isTTY);
   const bar = showBar
     ? new cliProgress.SingleBar(
-        { format: `${basename(file)} [{bar}] {percentage}% | {value}/{total} bytes | ETA {eta}s`, stream: process.stderr, hideCursor: true },
+        {
+          // Without a content-length only the byte count means anything.
+          format: total > 0 ? `${basename(file)} [{bar}] {percentage}% | {value}/{total} bytes | ETA {eta}s` : `${basename(file)} {value} bytes`,
+          stream: process.stderr,
+          hideCursor: true,
+        },
         cliProgress.Presets.shades_classic,
       )
     : null;
