@@ -5,6 +5,7 @@ import { registerContribLayers } from '@caffe-ts/layers-contrib';
 import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
 import { PNG } from 'pngjs';
+import { parseNetParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { corpus, hasCorpus, repoRoot } from './helpers.js';
 import { readNpy } from './npy.js';
@@ -14,6 +15,7 @@ const dir = join(repoRoot, 'tests/fixtures/contrib');
 
 interface Manifest {
   oracle: string;
+  deploy: { prototxt: string; input: Record<string, number[]>; shapes: string; priorbox: string; priorbox_note: string }[];
   model: { prototxt: string; caffemodel: string; input: string; blobs: { blob: string; file: string; shape: number[] }[] };
 }
 
@@ -56,6 +58,43 @@ describe.skipIf(!hasCorpus)('yufacedetectnet-open-v2 with the contrib layers vs 
       } else expect(got.shape).toEqual(shape);
       let worst = 0;
       for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - want.data[i]!) / Math.max(1, Math.abs(want.data[i]!)));
+      expect(worst).toBeLessThanOrEqual(TOL);
+    });
+  }
+});
+
+/** OpenCV's face detector sets OpenCV's own `clip` in detection_output_param: drop that line. */
+function withoutOpenCvFields(text: string): string {
+  const at = text.indexOf('detection_output_param');
+  return at < 0 ? text : text.slice(0, at) + text.slice(at).replace(/\n[ \t]*clip:[^\n]*/, '');
+}
+
+describe.skipIf(!hasCorpus)('deploy nets with fork layers: shapes and prior boxes vs OpenCV', () => {
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  const registry = registerContribLayers(registerBuiltinLayers(new LayerRegistry()));
+
+  for (const entry of manifest.deploy) {
+    it(`${entry.prototxt}: every layer's top shapes and ${entry.priorbox_note}`, () => {
+      const text = withoutOpenCvFields(readFileSync(corpus(entry.prototxt), 'utf8'));
+      const net = new Net(parseNetParameter(text), { registry, log: false, name: entry.prototxt });
+      const shapes = JSON.parse(readFileSync(join(dir, entry.shapes), 'utf8')) as Record<string, number[][]>;
+      expect(Object.keys(shapes).length).toBeGreaterThan(20);
+      for (const [layer, tops] of Object.entries(shapes)) {
+        const id = net.layerIndexOf(layer);
+        expect([layer, net.topVecs[id]!.map((b) => b.shape)]).toEqual([layer, tops]);
+      }
+      // The prior boxes depend only on shapes: run just the PriorBox layers and their Concat.
+      const concat = net.layerIndexOf('mbox_priorbox');
+      net.layers.forEach((l, i) => {
+        if (l.type === 'PriorBox') net.forwardFromTo(i, i);
+      });
+      net.forwardFromTo(concat, concat);
+      const got = net.blob('mbox_priorbox').cpuData();
+      const want = readNpy(join(dir, entry.priorbox)).data;
+      const stride = Number(/every (\d+)th/.exec(entry.priorbox_note)![1]);
+      expect(want.length).toBe(Math.ceil(got.length / stride));
+      let worst = 0;
+      for (let k = 0; k < want.length; k++) worst = Math.max(worst, Math.abs(got[k * stride]! - want[k]!));
       expect(worst).toBeLessThanOrEqual(TOL);
     });
   }
