@@ -71,7 +71,8 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     const fault = simulatedDiskFull(path);
     if (fault) {
       // Fault injection for tests (a disk that fills up mid-write): half the bytes, then ENOSPC.
-      await handle.write(typeof data === 'string' ? data.slice(0, data.length >> 1) : data.subarray(0, data.length >> 1));
+      const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+      await handle.write(bytes.subarray(0, bytes.length >> 1));
       throw fault;
     }
     await handle.writeFile(data);
