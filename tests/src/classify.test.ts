@@ -5,7 +5,7 @@ import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
 import { readNetParameter } from '@caffe-ts/net/node';
 import { Phase } from '@caffe-ts/proto';
-import { CIFAR10_LABELS, saveWeights, zooModel } from '@caffe-ts/zoo';
+import { channelMean, CIFAR10_LABELS, loadMean, saveWeights, zooModel } from '@caffe-ts/zoo';
 import { caffe, corpus, hasCorpus, tempDir } from './helpers.js';
 
 const tmp = tempDir('caffe-classify-');
@@ -14,7 +14,7 @@ afterAll(() => tmp.remove());
 const catJpg = corpus('images', 'cat.jpg');
 
 describe('caffe classify', () => {
-  it.skipIf(!existsSync(catJpg))('runs CaffeNet (zoo deploy, random weights) end to end on cat.jpg and prints the top 5', async () => {
+  it.skipIf(!existsSync(catJpg) || !hasCorpus)('runs CaffeNet (zoo deploy, random weights) end to end on cat.jpg and prints the top 5', async () => {
     const param = readNetParameter(zooModel('caffenet').files.deploy!, { log: false });
     // Batch 1 for the file: classify reshapes the input to the crops it feeds anyway.
     param.layer[0]!.input_param!.shape[0]!.dim[0] = 1;
@@ -36,7 +36,7 @@ describe('caffe classify', () => {
     const labels = join(tmp.path, 'synset_words.txt');
     writeFileSync(labels, Array.from({ length: 1000 }, (_, i) => `n${String(i).padStart(8, '0')} class ${i}`).join('\n') + '\n');
     const run = await caffe(
-      ['classify', '--model', zooModel('caffenet').files.deploy!, '--weights', weights, '--image', catJpg, '--labels', labels, '--mean_values', '104,117,123', '--center_only'],
+      ['classify', '--model', zooModel('caffenet').files.deploy!, '--weights', weights, '--image', catJpg, '--labels', labels, '--mean', corpus('data', 'ilsvrc_2012_mean.npy'), '--center_only'],
       tmp.path,
     );
     expect(run.stderr).toBe('');
@@ -74,6 +74,16 @@ describe('caffe classify', () => {
       expect(lines).toHaveLength(5);
       expect(lines[0], `${image}: ${run.stdout}`).toMatch(new RegExp(`^\\d\\.\\d{4} - "${label}"$`));
     }
+  });
+
+  it.skipIf(!hasCorpus)('reads mean files: ImageNet mean .npy and a .binaryproto', () => {
+    const npy = loadMean(corpus('data', 'ilsvrc_2012_mean.npy'));
+    expect(npy.shape).toEqual([3, 256, 256]);
+    // BVLC's per-channel values (B, G, R) are the rounded averages of this image.
+    expect(channelMean(npy).map(Math.round)).toEqual([104, 117, 123]);
+    const proto = loadMean(corpus('nets', 'age_net', 'mean.binaryproto'));
+    expect(proto.shape).toEqual([3, 256, 256]);
+    for (const v of channelMean(proto)) expect(v).toBeGreaterThan(50);
   });
 
   it('reports usage mistakes in one line', async () => {
