@@ -888,6 +888,95 @@
       (br_if $pL (i32.lt_u (local.get $p) (local.get $planes))))
   )
   
+  ;; One window [h0, h1) x [w0, w1) of the plane at $src: its maximum to $dst, its flat index to $idx.
+  (func $maxwin (param $src i32) (param $W i32) (param $h0 i32) (param $h1 i32) (param $w0 i32) (param $w1 i32) (param $dst i32) (param $idx i32)
+    (local $h i32) (local $w i32) (local $row i32) (local $bv f32) (local $bi i32) (local $v f32) (local $gt i32)
+    (local.set $bi (i32.add (i32.mul (local.get $h0) (local.get $W)) (local.get $w0)))
+    (local.set $bv (f32.load (i32.add (local.get $src) (i32.shl (local.get $bi) (i32.const 2)))))
+    (local.set $h (local.get $h0))
+    (loop $hL
+      (local.set $row (i32.mul (local.get $h) (local.get $W)))
+      (local.set $w (local.get $w0))
+      (loop $wL
+        (local.set $v (f32.load (i32.add (local.get $src) (i32.shl (i32.add (local.get $row) (local.get $w)) (i32.const 2)))))
+        (local.set $gt (f32.gt (local.get $v) (local.get $bv)))
+        (local.set $bi (select (i32.add (local.get $row) (local.get $w)) (local.get $bi) (local.get $gt)))
+        (local.set $bv (select (local.get $v) (local.get $bv) (local.get $gt)))
+        (local.set $w (i32.add (local.get $w) (i32.const 1)))
+        (br_if $wL (i32.lt_s (local.get $w) (local.get $w1))))
+      (local.set $h (i32.add (local.get $h) (i32.const 1)))
+      (br_if $hL (i32.lt_s (local.get $h) (local.get $h1))))
+    (f32.store (local.get $dst) (local.get $bv))
+    (i32.store (local.get $idx) (local.get $bi))
+  )
+  
+  ;; maxpool for column stride $SW of 1 or 2, four outputs per SIMD step where whole windows
+  ;; fit: outputs [$xv0, $xv1) of every row have windows of all $KW columns starting at
+  ;; x*SW - padW (rows may be clipped); the others go one at a time. With $SW = 2 a step reads
+  ;; one float past its last window (the caller leaves slack after the planes).
+  (func (export "maxpool_v") (param $src i32) (param $planes i32) (param $H i32) (param $W i32) (param $PH i32) (param $PW i32)
+      (param $rows i32) (param $cols i32) (param $KW i32) (param $SW i32) (param $padW i32) (param $xv0 i32) (param $xv1 i32)
+      (param $dst i32) (param $idx i32)
+    (local $p i32) (local $y i32) (local $x i32) (local $h0 i32) (local $h1 i32) (local $h i32) (local $kw i32) (local $c0 i32)
+    (local $row i32) (local $at i32) (local $q i32) (local $plane i32) (local $o i32) (local $t i32)
+    (local $v v128) (local $best v128) (local $bidx v128) (local $m v128) (local $lane v128)
+    (local.set $plane (i32.shl (i32.mul (local.get $H) (local.get $W)) (i32.const 2)))
+    (local.set $lane (i32x4.mul (i32x4.splat (local.get $SW)) (v128.const i32x4 0 1 2 3)))
+    (local.set $p (i32.const 0))
+    (loop $pL
+      (local.set $y (i32.const 0))
+      (loop $yL
+        (local.set $h0 (i32.load offset=0 (i32.add (local.get $rows) (i32.shl (local.get $y) (i32.const 3)))))
+        (local.set $h1 (i32.load offset=4 (i32.add (local.get $rows) (i32.shl (local.get $y) (i32.const 3)))))
+        (local.set $x (i32.const 0))
+        (loop $xL
+          (local.set $o (i32.shl (i32.add (i32.mul (local.get $y) (local.get $PW)) (local.get $x)) (i32.const 2)))
+          (if (i32.and (i32.ge_u (local.get $x) (local.get $xv0)) (i32.le_u (i32.add (local.get $x) (i32.const 4)) (local.get $xv1)))
+            (then
+              (local.set $c0 (i32.sub (i32.mul (local.get $x) (local.get $SW)) (local.get $padW)))
+              (local.set $best (f32x4.splat (f32.const -inf)))
+              (local.set $bidx (v128.const i32x4 0 0 0 0))
+              ;; the window's first element starts every lane (a NaN there stays, as in the scalar loop)
+              (local.set $h (local.get $h0))
+              (local.set $kw (i32.const 0))
+              (local.set $m (v128.const i32x4 -1 -1 -1 -1))
+              (loop $hL
+                (local.set $row (i32.mul (local.get $h) (local.get $W)))
+                (local.set $kw (i32.const 0))
+                (loop $kL
+                  (local.set $at (i32.add (i32.add (local.get $row) (local.get $c0)) (local.get $kw)))
+                  (local.set $q (i32.add (local.get $src) (i32.shl (local.get $at) (i32.const 2))))
+                  (if (i32.eq (local.get $SW) (i32.const 1))
+                    (then (local.set $v (v128.load (local.get $q))))
+                    (else (local.set $v (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (v128.load (local.get $q)) (v128.load offset=16 (local.get $q))))))
+                  ;; lanes not yet started (first element) always take the value
+                  (local.set $m (v128.or (local.get $m) (f32x4.gt (local.get $v) (local.get $best))))
+                  (local.set $best (v128.bitselect (local.get $v) (local.get $best) (local.get $m)))
+                  (local.set $bidx (v128.bitselect (i32x4.add (i32x4.splat (local.get $at)) (local.get $lane)) (local.get $bidx) (local.get $m)))
+                  (local.set $m (v128.const i32x4 0 0 0 0))
+                  (local.set $kw (i32.add (local.get $kw) (i32.const 1)))
+                  (br_if $kL (i32.lt_u (local.get $kw) (local.get $KW))))
+                (local.set $h (i32.add (local.get $h) (i32.const 1)))
+                (br_if $hL (i32.lt_s (local.get $h) (local.get $h1))))
+              (v128.store (i32.add (local.get $dst) (local.get $o)) (local.get $best))
+              (v128.store (i32.add (local.get $idx) (local.get $o)) (local.get $bidx))
+              (local.set $x (i32.add (local.get $x) (i32.const 4))))
+            (else
+              (local.set $t (i32.add (local.get $cols) (i32.shl (local.get $x) (i32.const 3))))
+              (call $maxwin (local.get $src) (local.get $W) (local.get $h0) (local.get $h1)
+                (i32.load offset=0 (local.get $t)) (i32.load offset=4 (local.get $t))
+                (i32.add (local.get $dst) (local.get $o)) (i32.add (local.get $idx) (local.get $o)))
+              (local.set $x (i32.add (local.get $x) (i32.const 1)))))
+          (br_if $xL (i32.lt_u (local.get $x) (local.get $PW))))
+        (local.set $y (i32.add (local.get $y) (i32.const 1)))
+        (br_if $yL (i32.lt_u (local.get $y) (local.get $PH))))
+      (local.set $src (i32.add (local.get $src) (local.get $plane)))
+      (local.set $dst (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $PH) (local.get $PW)) (i32.const 2))))
+      (local.set $idx (i32.add (local.get $idx) (i32.shl (i32.mul (local.get $PH) (local.get $PW)) (i32.const 2))))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br_if $pL (i32.lt_u (local.get $p) (local.get $planes))))
+  )
+  
   ;; MAX pooling backward: bottom = 0, then bottom[p][idx[p][o]] += top[p][o] for every output (traps on idx >= inPlane).
   (func (export "maxunpool") (param $top i32) (param $idx i32) (param $planes i32) (param $inPlane i32) (param $outPlane i32) (param $bottom i32)
     (local $p i32) (local $o i32) (local $d i32) (local $k i32) (local $at i32)

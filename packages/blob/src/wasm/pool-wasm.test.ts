@@ -47,6 +47,9 @@ describe('createWasmMaxPool', () => {
     ['2×2 s2 with an odd plane (CEIL edge windows take the generic loop)', 3, 7, 9, 2, 2, 0],
     ['3×3 s2 (CIFAR-10)', 5, 9, 10, 3, 2, 0],
     ['3×3 s1 p1', 2, 5, 6, 3, 1, 1],
+    ['3×3 s1 p1 on wider rows (SIMD steps between padded edges)', 3, 6, 13, 3, 1, 1],
+    ['3×3 s2 on 32×32 (CIFAR-10 pool1; the last window is clipped)', 4, 32, 32, 3, 2, 0],
+    ['3×3 s2 p1 (rows clipped, SIMD between the edges)', 3, 8, 21, 3, 2, 1],
     ['planes split into several chunks', 300, 16, 16, 2, 2, 0],
   ];
   for (const [name, planes, H, W, k, s, p] of cases) {
@@ -68,6 +71,11 @@ describe('createWasmMaxPool', () => {
       const want = reference(src, planes, H, W, rows, cols);
       expect(Array.from(dst)).toEqual(want.dst);
       expect(Array.from(idx)).toEqual(want.idx);
+      // With the column geometry, whole windows go four at a time (stride 1 or 2): same result.
+      const dstV = new Float32Array(dst.length).fill(-7), idxV = new Int32Array(idx.length).fill(-7);
+      pool().maxPool(src, planes, H, W, PH, PW, rows[0], rows[1], cols[0], cols[1], dstV, idxV, { kernel: k, stride: s, pad: p });
+      expect(Array.from(dstV)).toEqual(want.dst);
+      expect(Array.from(idxV)).toEqual(want.idx);
       // Backward: each top diff added at its argmax (overlapping windows accumulate).
       const top = Float32Array.from({ length: dst.length }, (_, i) => (i % 13) - 6);
       const bottom = new Float32Array(src.length).fill(NaN);
