@@ -124,7 +124,7 @@ describe('BaseConvolutionLayer', () => {
       expect((oneByOne as unknown as { colBuffer: Blob }).colBuffer.count()).toBe(0);
     });
 
-    it('holds as many images as maxBatchColFloats allows, and one image (per-image path) when that is all that fits', () => {
+    it('holds as many images as maxBatchColFloats allows, at least one; N-d convolutions hold one image', () => {
       const conv: ConvolutionLayer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 2, kernel_size: [3] } });
       const buf = () => (conv as unknown as { colBuffer: Blob }).colBuffer;
       conv.maxBatchColFloats = 2 * 18 * 16 + 5;
@@ -132,7 +132,13 @@ describe('BaseConvolutionLayer', () => {
       expect(buf().shape).toEqual([2 * 9, 2 * 16]);
       conv.maxBatchColFloats = 18 * 16 * 2 - 1;
       conv.reshape([makeBlob([5, 2, 6, 6])], [f64()]);
-      expect(buf().shape).toEqual([2 * 9, 4, 4]);
+      expect(buf().shape).toEqual([2 * 9, 16]);
+      conv.maxBatchColFloats = 0;
+      conv.reshape([makeBlob([5, 2, 6, 6])], [f64()]);
+      expect(buf().shape).toEqual([2 * 9, 16]);
+      const nd: ConvolutionLayer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 2, kernel_size: [3], force_nd_im2col: true } });
+      nd.setUp([makeBlob([5, 2, 6, 6])], [f64()]);
+      expect((nd as unknown as { colBuffer: Blob }).colBuffer.shape).toEqual([2 * 9, 4, 4]);
     });
   });
 

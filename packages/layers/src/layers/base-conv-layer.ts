@@ -27,12 +27,13 @@ import { Layer, type BlobCounts } from '../layer.js';
  * - `blobs[1]`: bias `[num_output]` when `bias_term`.
  *
  * 2-D convolutions run batched: the columns of `batch` images (as many as fit in
- * MAX_BATCH_COL_FLOATS, at most the whole mini-batch) are unfolded side by side, so each group
- * needs one large GEMM per chunk of images rather than one small GEMM per image; the GEMM's
- * [convOut, batch·spatial] result is then reordered into the images. Otherwise (N-d, forced N-d
- * im2col, images too large to batch) the work is im2col + one GEMM per image and group, with
- * one image's column buffer. A 1×1 kernel with stride 1 and no padding skips im2col and runs
- * per image: the image already is its column matrix.
+ * maxBatchColFloats, at least one, at most the whole mini-batch) are unfolded side by side, so
+ * each group needs one large GEMM per chunk of images rather than one small GEMM per image;
+ * the GEMM's [convOut, batch·spatial] result is then reordered into the images. For float32
+ * the whole pass runs in WebAssembly (defaultWasmConv2d). N-d (or forced N-d im2col)
+ * convolutions run im2col + one GEMM per image and group, with one image's column buffer. A
+ * 1×1 kernel with stride 1 and no padding skips im2col and runs per image: the image already
+ * is its column matrix.
  *
  * Subclasses say whether the convolution runs backwards (`reverseDimensions`, true for
  * Deconvolution, which swaps the roles of input and output) and how the output spatial shape
@@ -76,7 +77,9 @@ export abstract class BaseConvolutionLayer extends Layer {
   protected colBufferShape: number[] = [];
   /** The im2col buffer (one image's, or `batch` images' side by side), reused; Blob.reshape keeps its memory when it shrinks. */
   protected colBuffer!: Blob;
-  /** Images per batched GEMM; 1 selects the per-image path. */
+  /** Whether the batched path runs (2-D, not 1×1); else the per-image path. */
+  protected batched = false;
+  /** Images per chunk of the batched path. */
   protected batch = 1;
   /** Column-buffer budget of the batched path, in elements (read on reshape). */
   maxBatchColFloats = MAX_BATCH_COL_FLOATS;
@@ -234,9 +237,9 @@ export abstract class BaseConvolutionLayer extends Layer {
     this.colSideDim = reversed ? this.topDim : this.bottomDim;
     this.outSideDim = reversed ? this.bottomDim : this.topDim;
     const colPerImage = this.kernelDim * this.group * this.convOutSpatialDim;
-    this.batch =
-      this.useIm2col2d() && !this.is1x1 ? Math.max(1, Math.min(this.num, Math.floor(this.maxBatchColFloats / colPerImage))) : 1;
-    if (this.batch > 1) {
+    this.batched = this.useIm2col2d() && !this.is1x1;
+    this.batch = this.batched ? Math.max(1, Math.min(this.num, Math.floor(this.maxBatchColFloats / colPerImage))) : 1;
+    if (this.batched) {
       this.colBuffer.reshape([this.kernelDim * this.group, this.batch * this.convOutSpatialDim]);
       this.gemmBuffer.reshape([this.convOutChannels, this.batch * this.convOutSpatialDim]);
     } else {
@@ -246,7 +249,7 @@ export abstract class BaseConvolutionLayer extends Layer {
     }
   }
 
-  // ---- batched path (batch > 1): chunks of `batch` images, one GEMM per chunk and group ----
+  // ---- batched path: chunks of `batch` images, one GEMM per chunk and group ----
 
   /**
    * Float32 layers hand a whole batched pass to WebAssembly (im2col, reordering, GEMMs and
@@ -576,9 +579,9 @@ export abstract class BaseConvolutionLayer extends Layer {
 }
 
 /**
- * Most column-buffer elements the batched path may use per layer: 256 Ki (1 MiB in float32),
+ * Column-buffer elements the batched path aims to use per layer: 256 Ki (1 MiB in float32),
  * so a chunk's columns are still in cache when the GEMM reads them (larger chunks measured
- * slower, not faster). When one image needs more, the layer runs per image.
+ * slower, not faster). A chunk holds at least one image, whatever its size.
  */
 export const MAX_BATCH_COL_FLOATS = 1 << 18;
 

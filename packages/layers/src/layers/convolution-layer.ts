@@ -29,7 +29,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < bottom.length; i++) {
       const bottomData = bottom[i]!.cpuData();
       const topData = top[i]!.mutableCpuData();
-      if (this.batch > 1) {
+      if (this.batched) {
         this.forwardBatched(bottomData, weight, topData, bias);
         continue;
       }
@@ -49,7 +49,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       const topDiff = top[i]!.cpuDiff();
       const imgTopDiff = (n: number) => topDiff.subarray(n * this.topDim, (n + 1) * this.topDim);
       const pd = propagateDown[i] ?? false;
-      if (this.batch > 1) {
+      if (this.batched) {
         // Bias, weight and bottom gradients in one sweep over the images.
         this.convBackwardBatched(
           weightPd ? bottom[i]!.cpuData() : null, topDiff, weight,

@@ -154,8 +154,9 @@ describe('DeconvolutionLayer', () => {
      */
     const compare = (p: Props, shape: number[], dtype: 'float32' | 'float64') => {
       const tol = dtype === 'float32' ? 2e-5 : 1e-12;
-      const runs = [Infinity, 2, 1].map((images) => {
-        const layer: DeconvolutionLayer = deconv(p, dtype);
+      // The last run forces N-d im2col: the per-image path, the reference for the batched ones.
+      const runs = [Infinity, 2, 1, 0].map((images) => {
+        const layer: DeconvolutionLayer = deconv(images === 0 ? { ...p, force_nd_im2col: true } : p, dtype);
         const bottom = makeBlob(shape, { dtype, rng: new Rng(9) });
         const top = new Blob([], { dtype });
         layer.setUp([bottom], [top]);

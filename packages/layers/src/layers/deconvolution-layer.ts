@@ -29,7 +29,7 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < bottom.length; i++) {
       const x = bottom[i]!.cpuData();
       const y = top[i]!.mutableCpuData();
-      if (this.batch > 1) {
+      if (this.batched) {
         this.backwardDataBatched(x, weight, y);
         if (bias) for (let n = 0; n < this.num; n++) this.forwardCpuBias(y.subarray(n * this.topDim, (n + 1) * this.topDim), bias);
         continue;
@@ -59,7 +59,7 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
       const x = bottom[i]!.cpuData();
       const weightDiff = weightPd ? this.blobs[0]!.mutableCpuDiff() : null;
       const bottomDiff = pd ? bottom[i]!.mutableCpuDiff() : null;
-      if (this.batch > 1) {
+      if (this.batched) {
         // The top diff plays the convolution's input (unfolded once per chunk for both GEMMs).
         this.weightAndForwardBatched(dy, x, weightDiff, weight, bottomDiff);
         continue;

@@ -190,7 +190,11 @@ export class PoolingLayer extends Layer {
         this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
       // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty.
       const wasm = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
-      if (wasm) wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx);
+      if (wasm) {
+        wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx, {
+          kernel: this.kernelW, stride: this.strideW, pad: this.padW,
+        });
+      }
       else if (full2x2) maxPool2x2(src, dst, idx, planes, H, W, PH, PW);
       else maxPool(src, dst, idx, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi);
       if (top.length > 1) {
