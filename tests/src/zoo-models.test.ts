@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
 import { readNetParameter } from '@caffe-ts/net/node';
 import { zooModel, zooModels } from '@caffe-ts/zoo';
-import type { NetParameter } from '@caffe-ts/proto';
+import { createMessage, parseSolverParameter, Phase, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import { corpus, hasCorpus, repoRoot } from './helpers.js';
 
 /** Zoo model → the corpus deploy net it must match (shapes and learnable params). */
@@ -74,6 +75,50 @@ describe('zoo deploy nets', () => {
       // Extra learnable layers only where the corpus file is truncated (VGG's ends at pool5).
       const extra = [...zooParams.keys()].filter((l) => !corpusParams.has(l));
       expect(extra).toEqual(name === 'vgg16' ? ['fc6', 'fc7', 'fc8'] : []);
+    }, 60_000);
+  }
+});
+
+describe('zoo train/test nets and solvers', () => {
+  const withTraining = zooModels().filter((m) => m !== 'lenet' && zooModel(m).files.trainTest);
+
+  it('covers the models Caffe trained with a solver', () => {
+    expect(withTraining.sort()).toEqual(['alexnet', 'caffenet', 'cifar10_full', 'cifar10_quick', 'googlenet', 'squeezenet_v1.1']);
+  });
+
+  for (const name of withTraining) {
+    it(`${name}: builds in TRAIN and TEST with inputs in place of its Data layers; its solver points at it`, () => {
+      const m = zooModel(name);
+      const solver = parseSolverParameter(readFileSync(m.files.solver!, 'utf8'), m.files.solver);
+      // Found beside the solver, as caffe train falls back to the solver's folder.
+      expect(join(dirname(m.files.solver!), solver.net)).toBe(m.files.trainTest);
+      expect(solver.base_lr).toBeGreaterThan(0);
+      for (const phase of [Phase.TRAIN, Phase.TEST]) {
+        const param = readNetParameter(m.files.trainTest!, { log: false });
+        const crop = param.layer.find((l) => l.type === 'Data')!.transform_param!.crop_size || 32;
+        let swapped = 0;
+        param.layer = param.layer.map((l) => {
+          // Constant-zero weights (no filler) keep construction fast; only the structure is tested.
+          if (l.convolution_param) l.convolution_param.weight_filler = null;
+          if (l.inner_product_param) l.inner_product_param.weight_filler = null;
+          if (l.type !== 'Data') return l;
+          swapped++;
+          return createMessage<LayerParameter>('LayerParameter', {
+            name: l.name, type: 'Input', top: l.top.slice(), include: l.include,
+            input_param: { shape: [{ dim: [2, 3, crop, crop] }, { dim: [2] }] },
+          });
+        });
+        expect(swapped).toBe(2);
+        const net = new Net(param, { phase, log: false });
+        const losses = net.outputBlobNames.filter((_, i) => net.blobLossWeights[net.outputBlobIndices[i]!] !== 0);
+        const what = `${name} ${Phase[phase]} outputs ${net.outputBlobNames.join(', ')}`;
+        if (phase === Phase.TRAIN) expect(losses.length, what).toBeGreaterThan(0);
+        else expect(net.outputBlobNames.some((b) => /accuracy|top-1/.test(b)), what).toBe(true);
+        if (name === 'googlenet') {
+          expect(losses.sort()).toEqual(['loss1/loss1', 'loss2/loss2', 'loss3/loss3']);
+          expect(net.blobLossWeights[net.outputBlobIndices[net.outputBlobNames.indexOf('loss1/loss1')]!]).toBeCloseTo(0.3);
+        }
+      }
     }, 60_000);
   }
 });

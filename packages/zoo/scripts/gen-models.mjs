@@ -521,7 +521,8 @@ function cifarSolver(kind) {
   const full = kind === 'full';
   return [
     `# CIFAR-10 ${kind}: ${full ? '60000 iterations at 0.001 (Caffe then lowers to 0.0001 and 0.00001 for 5000 each)' : '4000 iterations at 0.001 (then 1000 at 0.0001 for the usual ~75%)'}.`,
-    `net: "models/cifar10_${kind}/train_test.prototxt"`,
+    // Beside the solver: caffe train resolves it against the solver's folder when not found in the cwd.
+    'net: "train_test.prototxt"',
     'test_iter: 100',
     `test_interval: ${full ? 1000 : 500}`,
     'base_lr: 0.001',
@@ -548,7 +549,7 @@ for (const kind of ['quick', 'full']) {
 for (const kind of ['caffenet', 'alexnet']) {
   write(kind, 'deploy.prototxt', caffenetLike(kind, 'deploy'));
   write(kind, 'train_val.prototxt', caffenetLike(kind, 'train'));
-  write(kind, 'solver.prototxt', imagenetSolver(`models/${kind}/train_val.prototxt`, `models/${kind}/${kind}_train`, {
+  write(kind, 'solver.prototxt', imagenetSolver('train_val.prototxt', `models/${kind}/${kind}_train`, {
     comment: 'ILSVRC-2012 schedule of the Caffe reference models: lr 0.01, divided by 10 every 100000 iterations.',
     testIter: 1000, testInterval: 1000, baseLr: 0.01, policy: 'step', extra: ['gamma: 0.1', 'stepsize: 100000'],
     maxIter: kind === 'alexnet' ? 450000 : 450000, weightDecay: 0.0005, snapshot: 10000,
@@ -557,14 +558,14 @@ for (const kind of ['caffenet', 'alexnet']) {
 write('caffenet_full_conv', 'deploy.prototxt', caffenetLike('caffenet_full_conv', 'deploy'));
 write('googlenet', 'deploy.prototxt', googlenet('deploy'));
 write('googlenet', 'train_val.prototxt', googlenet('train'));
-write('googlenet', 'solver.prototxt', imagenetSolver('models/googlenet/train_val.prototxt', 'models/googlenet/googlenet', {
+write('googlenet', 'solver.prototxt', imagenetSolver('train_val.prototxt', 'models/googlenet/googlenet', {
   comment: 'GoogLeNet schedule: lr 0.01, times 0.96 every 320000 images (10000 iterations of 32), 60 epochs.',
   testIter: 1000, testInterval: 4000, baseLr: 0.01, policy: 'step', extra: ['gamma: 0.96', 'stepsize: 320000', 'average_loss: 40'],
   display: 40, maxIter: 10000000, weightDecay: 0.0002, snapshot: 40000,
 }));
 write('squeezenet_v1.1', 'deploy.prototxt', squeezenet('deploy'));
 write('squeezenet_v1.1', 'train_val.prototxt', squeezenet('train'));
-write('squeezenet_v1.1', 'solver.prototxt', imagenetSolver('models/squeezenet_v1.1/train_val.prototxt', 'models/squeezenet_v1.1/train', {
+write('squeezenet_v1.1', 'solver.prototxt', imagenetSolver('train_val.prototxt', 'models/squeezenet_v1.1/train', {
   comment: 'SqueezeNet schedule: lr 0.04 decaying linearly (poly, power 1) to 0 over 170000 iterations of 32 (x4 accumulated).',
   testIter: 2000, testInterval: 1000, baseLr: 0.04, policy: 'poly', extra: ['power: 1.0', 'iter_size: 16', 'average_loss: 40'],
   display: 40, maxIter: 170000, weightDecay: 0.0002, snapshot: 1000,
