@@ -309,6 +309,57 @@ const textMutators: Record<string, Mutator> = {
   },
 };
 
+/**
+ * Structure-aware mutations of a caffemodel or BlobProto: decode the seed (cached), change one
+ * blob's shape, values or a layer's name/type, and encode again, so the bytes stay well-formed and
+ * the later stages (Blob.fromProto, copyTrainedLayersFrom) see the damage.
+ */
+const decodedSeeds = new Map<Uint8Array, NetParameter | BlobProto | null>();
+const SHAPE_DIMS = [0, 1, 3, 500, 2 ** 31, 2 ** 32 + 1, 1e12, -1];
+
+function mutateBlob(b: BlobProto, r: () => number): void {
+  const pick = int(r, 5);
+  if (pick === 0 && b.shape) b.shape.dim[int(r, Math.max(1, b.shape.dim.length))] = SHAPE_DIMS[int(r, SHAPE_DIMS.length)]!;
+  else if (pick === 1) b.data.length = int(r, b.data.length + 1);
+  else if (pick === 2) {
+    b.num = SHAPE_DIMS[int(r, SHAPE_DIMS.length)]!;
+    b.channels = 1 + int(r, 3);
+  } else if (pick === 3 && b.shape) b.shape.dim.push(1 + int(r, 4));
+  else b.data.push(Number.NaN, Number.POSITIVE_INFINITY);
+}
+
+function structuralMutation(seed: Seed, r: () => number): Uint8Array | null {
+  if (seed.kind !== 'caffemodel' && seed.kind !== 'binaryproto') return null;
+  const type = seed.kind === 'caffemodel' ? 'NetParameter' : 'BlobProto';
+  if (!decodedSeeds.has(seed.bytes)) {
+    try {
+      decodedSeeds.set(seed.bytes, decodeBinary(type, seed.bytes) as NetParameter | BlobProto);
+    } catch {
+      decodedSeeds.set(seed.bytes, null);
+    }
+  }
+  const original = decodedSeeds.get(seed.bytes);
+  if (!original) return null;
+  // A fresh copy each time: decode the encoded original again (cheap next to the readers).
+  const msg = decodeBinary(type, encodeBinary(type, original)) as NetParameter & BlobProto;
+  if (type === 'BlobProto') mutateBlob(msg, r);
+  else {
+    const layers = (msg.layer.length > 0 ? msg.layer : (msg.layers as unknown as NetParameter['layer'])) ?? [];
+    const withBlobs = layers.filter((l) => l.blobs.length > 0);
+    const l = withBlobs.length > 0 ? withBlobs[int(r, withBlobs.length)]! : layers[int(r, Math.max(1, layers.length))];
+    if (!l) return null;
+    const what = int(r, 4);
+    if (what <= 1 && l.blobs.length > 0) mutateBlob(l.blobs[int(r, l.blobs.length)]!, r);
+    else if (what === 2) l.blobs.length = int(r, l.blobs.length + 1);
+    else if (layers.length > 1) l.name = layers[int(r, layers.length)]!.name;
+  }
+  try {
+    return encodeBinary(type, msg);
+  } catch {
+    return null; // a value the encoder refuses (e.g. a negative dim): not an input
+  }
+}
+
 const byteNames = Object.keys(byteMutators);
 const textNames = Object.keys(textMutators);
 
@@ -332,6 +383,10 @@ export function makeInput(seeds: readonly Seed[], runSeed: number, index: number
   const applied: string[] = [];
   // Every so often the seed itself goes through unmutated (the reader must accept real files).
   const n = index < seeds.length ? 0 : 1 + int(r, 3);
+  if (n > 0 && (seed.kind === 'caffemodel' || seed.kind === 'binaryproto') && r() < 0.4) {
+    const structured = structuralMutation(seed, r);
+    if (structured) return { index, seed: seed.name, kind: seed.kind, mutation: 'structure', bytes: structured };
+  }
   for (let k = 0; k < n; k++) {
     const text = seed.kind === 'prototxt' && r() < 0.6;
     const name = text ? textNames[int(r, textNames.length)]! : byteNames[int(r, byteNames.length)]!;
