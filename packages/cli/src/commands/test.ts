@@ -7,6 +7,7 @@ import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry, netStateFromFlags } from './common.js';
 import type { Command } from './index.js';
+import { startProgress, wantProgress, type Progress } from '../progress.js';
 
 const log = logger('caffe.cpp');
 
@@ -19,12 +20,14 @@ export const testCommand: Command = {
     const iterations = flags.int('iterations', 50);
     const state = netStateFromFlags(flags, Phase.TEST);
     const backend = await backendFromFlags(flags);
+    const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!model) throw new UsageError('Need a model definition to score.');
     if (!weights) throw new UsageError('Need model weights to score.');
 
     log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
     const param = readNetParameter(userPath(model));
+    let progress: Progress | undefined;
     const net = await Net.create(param, { ...state, phase: Phase.TEST, registry: cliRegistry(), backend, name: userPath(model) });
     try {
       if (isHdf5Path(weights)) await enableHdf5(); // .caffemodel.h5 weights
@@ -33,9 +36,12 @@ export const testCommand: Command = {
       const scores: number[] = [];
       const scoreIndex: { blob: number; name: string }[] = [];
       let loss = 0;
+      // On a terminal: a bar instead of the per-batch lines; the summary below prints after it.
+      progress = showProgress ? startProgress('test', iterations, { unit: 'batches' }) : undefined;
       for (let i = 0; i < iterations; i++) {
         await net.prepare();
         loss += net.forward();
+        progress?.update(i + 1, { loss: loss / (i + 1) });
         let idx = 0;
         net.outputBlobs.forEach((blob, j) => {
           const data = blob.cpuData();
@@ -50,6 +56,7 @@ export const testCommand: Command = {
           }
         });
       }
+      progress?.stop();
       loss /= iterations;
       log.info(`Loss: ${fmt(loss)}`);
       scores.forEach((total, idx) => {
@@ -60,6 +67,7 @@ export const testCommand: Command = {
         log.info(`${name} = ${fmt(mean)}${lossMsg}`);
       });
     } finally {
+      progress?.stop();
       await net.close();
     }
     return 0;

@@ -5,6 +5,7 @@ import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
 import type { Command } from './index.js';
+import { startProgress, wantProgress, type Progress } from '../progress.js';
 
 const log = logger('caffe.cpp');
 
@@ -21,6 +22,7 @@ export const trainCommand: Command = {
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
     const stopOnNan = flags.bool('stop_on_nan');
     const backend = await backendFromFlags(flags);
+    const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
     if (weights && snapshot) {
@@ -55,10 +57,21 @@ export const trainCommand: Command = {
     const hupHandler = onSignal(sighup);
     process.on('SIGINT', intHandler);
     process.on('SIGHUP', hupHandler);
+    let progress: Progress | undefined;
     try {
       log.info('Starting Optimization');
+      if (showProgress) {
+        // On a terminal: a bar with ETA, throughput and smoothed loss instead of the log lines.
+        const bar = startProgress('train', solver.param.max_iter, { start: solver.iter, unit: 'iters' });
+        progress = bar;
+        solver.addCallback({
+          onIteration: (info) => bar.update(info.iter, { loss: info.smoothedLoss }),
+          onTest: (r) => bar.log(`Iteration ${r.iter}, test net #${r.testNetId}: ${r.scores.map((sc) => `${sc.name} = ${sc.value}`).join(', ')}`),
+        });
+      }
       await solver.solve();
     } finally {
+      progress?.stop();
       process.off('SIGINT', intHandler);
       process.off('SIGHUP', hupHandler);
       await solver.close?.();
