@@ -46,14 +46,21 @@ describe.skipIf(!existsSync(bin))('caffe train and signals (built CLI)', () => {
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
+    let exitedEarly: ((why: Error) => void)[] = [];
     const waitFor = (re: RegExp) =>
       new Promise<void>((resolve, reject) => {
         if (re.test(output)) return resolve();
         const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}; output so far:\n${output.slice(-2000)}`)), 30_000);
         waiters.push({ re, resolve: () => (clearTimeout(timer), resolve()) });
+        exitedEarly.push((why) => (clearTimeout(timer), reject(why)));
       });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.on('exit', (code, signal) => resolve({ code, signal })),
+      child.on('exit', (code, signal) => {
+        // A CLI that dies (a broken build, say) fails the wait at once, with its output.
+        for (const fail of exitedEarly) fail(new Error(`caffe exited (code ${code}, signal ${signal}) first; output:\n${output.slice(-2000)}`));
+        exitedEarly = [];
+        resolve({ code, signal });
+      }),
     );
     try {
       await waitFor(/Starting Optimization/);
