@@ -32,6 +32,12 @@ const CASES: Case[] = [
     props: { inner_product_param: { num_output: 5, transpose: true, bias_term: false, ...filler } },
     bottoms: [{ shape: [4, 6], fill: 'gaussian' }],
   },
+  {
+    name: 'InnerProduct K = 2500 (past gpu.js\'s default 1000-iteration loop bound)',
+    type: 'InnerProduct',
+    props: { inner_product_param: { num_output: 3, ...filler } },
+    bottoms: [{ shape: [2, 2500], fill: 'gaussian' }],
+  },
   { name: 'Convolution 5x5', type: 'Convolution', props: { convolution_param: { num_output: 4, kernel_size: [5], ...filler } }, bottoms: [{ shape: [2, 3, 9, 8], fill: 'gaussian' }] },
   {
     name: 'Convolution stride 2, pad 1, group 2, dilation 2',
