@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { logger, setLogSink } from '@caffe-ts/blob';
 import { Flags } from './args.js';
-import { startProgress, wantProgress, type ProgressStream } from './progress.js';
+import { progressCallback, startProgress, wantProgress, type ProgressStream } from './progress.js';
 
 function fakeTty(): ProgressStream & { text: string } {
   const s = {
@@ -68,6 +68,14 @@ describe('progress bars', () => {
       expect(tty.text).toContain('Iteration 50, test net #0: accuracy = 0.5');
       expect(tty.text).not.toContain('Iteration 10, loss = 1');
       expect(lines).toEqual([]);
+      const conv = fakeTty();
+      const cb = progressCallback('convert', true, 'images', conv);
+      cb.onProgress!(1000, 2000);
+      cb.onProgress!(2000, 2000);
+      cb.stop();
+      expect(conv.text).toMatch(/convert \[[^\]]*\] 100% \| 2000\/2000 images \| ETA \S+ \| [\d.]+ images\/s/);
+      expect(conv.text).not.toContain('loss');
+      expect(progressCallback('convert', false).onProgress).toBeUndefined();
       // After stop the previous sink is back.
       log.info('after');
       expect(lines).toHaveLength(1);

@@ -48,6 +48,8 @@ export interface ProgressOptions {
   stream?: ProgressStream;
   /** The count done when the bar starts (a resumed run): throughput counts from here. */
   start?: number;
+  /** Show the loss (default true; converters have none). */
+  loss?: boolean;
 }
 
 function formatLoss(v: unknown): string {
@@ -62,7 +64,7 @@ export function startProgress(label: string, total: number, options: ProgressOpt
   const multi = new cliProgress.MultiBar(
     {
       stream: stream as NodeJS.WriteStream,
-      format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | ETA {eta_formatted} | {rate} ${unit}/s | loss {loss}`,
+      format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | ETA {eta_formatted} | {rate} ${unit}/s${options.loss === false ? '' : ' | loss {loss}'}`,
       hideCursor: false,
       clearOnComplete: false,
       stopOnComplete: false,
@@ -96,6 +98,24 @@ export function startProgress(label: string, total: number, options: ProgressOpt
       multi.update(); // flushes lines logged since the last redraw (stop() alone drops them)
       multi.stop();
       setLogSink(previous);
+    },
+  };
+}
+
+/**
+ * An `onProgress(done, total)` callback (the converters' hook) that draws a bar once the total
+ * is known, when `enabled`; `stop` ends it (safe to call when no bar was drawn).
+ */
+export function progressCallback(label: string, enabled: boolean, unit = 'items', stream?: ProgressStream): { onProgress?: (done: number, total: number) => void; stop(): void } {
+  let bar: Progress | undefined;
+  if (!enabled) return { stop() {} };
+  return {
+    onProgress(done, total) {
+      bar ??= startProgress(label, total, { unit, loss: false, ...(stream ? { stream } : {}) });
+      bar.update(done);
+    },
+    stop() {
+      bar?.stop();
     },
   };
 }

@@ -3,6 +3,7 @@ import { convertBundledMnist, convertMnist, parseDigitList } from '@caffe-ts/io-
 import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
 import type { Command } from './index.js';
+import { progressCallback, wantProgress } from '../progress.js';
 
 const log = logger('convert_mnist_data.cpp');
 
@@ -13,6 +14,7 @@ export const convertMnistCommand: Command = {
     const backend = (flags.string('backend', 'leveldb') ?? 'leveldb').toLowerCase();
     const bundled = flags.string('bundled');
     const digitSpec = flags.string('digits');
+    const progress = progressCallback('convert', wantProgress(flags), 'images');
     flags.checkAllUsed();
     if (backend !== 'leveldb' && backend !== 'lmdb') {
       throw new UsageError(`Invalid db backend ${backend} (expected leveldb or lmdb)`);
@@ -26,7 +28,11 @@ export const convertMnistCommand: Command = {
       } catch (e) {
         throw new UsageError(`--digits: ${(e as Error).message}`);
       }
-      await convertBundledMnist(bundled, userPath(positional[0]!), { backend, digits });
+      try {
+        await convertBundledMnist(bundled, userPath(positional[0]!), { backend, digits, onProgress: progress.onProgress });
+      } finally {
+        progress.stop();
+      }
       return 0;
     }
     if (digitSpec !== undefined) throw new UsageError('--digits applies to --bundled only');
@@ -35,7 +41,11 @@ export const convertMnistCommand: Command = {
     }
     const [images, labels, db] = positional.map(userPath) as [string, string, string];
     log.info(`Converting ${images} and ${labels} into ${db}`);
-    await convertMnist(images, labels, db, { backend });
+    try {
+      await convertMnist(images, labels, db, { backend, onProgress: progress.onProgress });
+    } finally {
+      progress.stop();
+    }
     return 0;
   },
 };
