@@ -2,3 +2,5 @@
 import { registerGpuBackend } from './register-backend.js';
 
 registerGpuBackend();
+
+export { registerGpuBackend };
