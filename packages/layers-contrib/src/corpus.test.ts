@@ -1,24 +1,13 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
-import { parseNetParameter, Phase } from '@caffe-ts/proto';
+import { parseNetParameter, parseSolverParameter, Phase } from '@caffe-ts/proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerContribLayers } from './index.js';
 
 const corpus = fileURLToPath(new URL('../../../../shared/corpus', import.meta.url));
-
-/**
- * OpenCV's face detector prototxt sets `clip` in detection_output_param, a field of OpenCV's own
- * schema whose number is not published with the file (see packages/proto's corpus test): drop
- * that line, as the proto owner documents.
- */
-function withoutOpenCvFields(text: string): string {
-  const at = text.indexOf('detection_output_param');
-  if (at < 0) return text;
-  return text.slice(0, at) + text.slice(at).replace(/\n[ \t]*clip:[^\n]*/, '');
-}
 
 /**
  * Deploy nets of the corpus that use fork layers, with hand-counted shapes (tests/src/contrib-oracle
@@ -55,7 +44,7 @@ describe.skipIf(!existsSync(corpus))('corpus deploy nets with fork layers', () =
 
   for (const { file, input, outputs, blobs, forward } of DEPLOY) {
     it(`builds ${file}${forward ? ' and runs it forward' : ''}`, () => {
-      const text = withoutOpenCvFields(readFileSync(join(corpus, file), 'utf8'));
+      const text = (readFileSync(join(corpus, file), 'utf8'));
       const net = new Net(parseNetParameter(text), { registry, log: false, name: file });
       expect(net.inputBlobs[0]!.shape).toEqual(input);
       for (const [name, shape] of Object.entries({ ...outputs, ...blobs })) expect([name, net.blob(name).shape]).toEqual([name, shape]);
@@ -74,5 +63,30 @@ describe.skipIf(!existsSync(corpus))('corpus deploy nets with fork layers', () =
     expect(() => new Net(parseNetParameter(text), { registry, log: false, phase: Phase.TRAIN })).toThrow(
       /AnnotatedData layer 'data': not supported by @caffe-ts\/layers-contrib/,
     );
+  });
+});
+
+describe.skipIf(!existsSync(corpus))('every corpus prototxt with the contrib schema', () => {
+  beforeAll(() => {
+    registerContribLayers(new LayerRegistry());
+  });
+
+  it('parses as NetParameter or SolverParameter, fork and OpenCV fields included', () => {
+    const files: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        if (statSync(path).isDirectory()) walk(path);
+        else if (name.endsWith('.prototxt')) files.push(path);
+      }
+    };
+    walk(join(corpus, 'nets'));
+    walk(join(corpus, 'weights'));
+    expect(files.length).toBeGreaterThan(90);
+    for (const file of files) {
+      const text = readFileSync(file, 'utf8');
+      if (/solver/.test(file.split('/').pop()!)) parseSolverParameter(text, file);
+      else parseNetParameter(text, file);
+    }
   });
 });

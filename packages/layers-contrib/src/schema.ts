@@ -78,9 +78,28 @@ export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, strin
  */
 export const POOLING_CEIL_MODE_FIELD = { message: 'PoolingParameter', name: 'ceil_mode', id: 1013, type: 'bool', defaultValue: true } as const;
 
+/**
+ * Fields that detection prototxts carry but that only matter to other tools, so that such files
+ * parse and round-trip as text. Their numbers in those tools either clash with BVLC's
+ * (the SSD fork's `eval_type` 41 and `ap_version` 42 are BVLC's `layer_wise_reduce` and
+ * `weights`) or could not be verified, so they sit at numbers of their own above 1000: these
+ * fields are read from text only; binary files of those tools do not carry them into caffe-ts.
+ */
+export const TEXT_COMPAT_FIELDS = [
+  // SSD fork solvers: mAP evaluation during testing.
+  { message: 'SolverParameter', name: 'eval_type', id: 1041, type: 'string', defaultValue: 'classification' },
+  { message: 'SolverParameter', name: 'ap_version', id: 1042, type: 'string', defaultValue: 'Integral' },
+  { message: 'SolverParameter', name: 'show_per_class_result', id: 1044, type: 'bool', defaultValue: false },
+  // Solvers of forks that can save caffemodels in the old (V1) layout.
+  { message: 'SolverParameter', name: 'store_blobs_in_old_format', id: 1045, type: 'bool', defaultValue: false },
+  // OpenCV's dnn: clip decoded boxes to the image in DetectionOutput.
+  { message: 'DetectionOutputParameter', name: 'clip', id: 1000, type: 'bool', defaultValue: false },
+] as const;
+
 /** Register the SSD fork's schema and every other fork field above. Idempotent. */
 export function registerContribSchema(): void {
   registerSsdForkSchema();
   for (const [name, id, typeName, protoText] of CONTRIB_LAYER_FIELDS) registerLayerParamField({ name, id, typeName, protoText });
   registerField({ ...POOLING_CEIL_MODE_FIELD });
+  for (const field of TEXT_COMPAT_FIELDS) registerField({ ...field });
 }

@@ -8,6 +8,7 @@
  * numbers BVLC master later gave to layer_wise_reduce and weights; one schema cannot hold both.
  */
 import { registerField, registerProtoTypes } from './extend-schema.js';
+import { lookupType } from './schema.js';
 
 /** The fork's message types, as proto2 source in package caffe. */
 export const SSD_FORK_PROTO_TEXT = `
@@ -313,6 +314,9 @@ export const SSD_FORK_TRANSFORM_FIELDS: ReadonlyArray<readonly [string, number, 
 
 /** Adds the SSD fork's types and fields to the schema. Safe to call more than once. */
 export function registerSsdForkSchema(): void {
+  // Once registered, plugins may extend the fork's messages with fields of their own; comparing
+  // the definitions again would then see a difference, so a second call does nothing.
+  if (Object.prototype.hasOwnProperty.call(lookupType('LayerParameter').fields, 'prior_box_param')) return;
   registerProtoTypes(SSD_FORK_PROTO_TEXT);
   for (const [name, id, type] of SSD_FORK_LAYER_FIELDS) registerField({ message: 'LayerParameter', name, id, type });
   for (const [name, id, type] of SSD_FORK_TRANSFORM_FIELDS) {
