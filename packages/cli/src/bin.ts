@@ -5,11 +5,11 @@ import { runCli } from './cli.js';
 // Relaxed SIMD (fused multiply-add in the WASM GEMM, ~40% faster) is standard WebAssembly, on
 // by default in newer V8s; Node 20 still keeps it behind a flag. Set before any module compiles.
 setFlagsFromString('--experimental-wasm-relaxed-simd');
-import { userCwd } from './paths.js';
+import { launchDirectory } from './paths.js';
 
 // Under `pnpm caffe …` the process starts in the workspace root; work from the user's directory
 // so that every relative path (flags, and paths inside prototxt files) resolves as in C++ Caffe.
-process.chdir(userCwd());
+process.chdir(launchDirectory());
 
 runCli(process.argv.slice(2)).then(
   (code) => {

@@ -1,3 +1,3 @@
 export { runCli, usage, type CliIo } from './cli.js';
 export { parseArgs, Flags, UsageError, type ParsedArgs } from './args.js';
-export { userCwd, userPath } from './paths.js';
+export { userCwd, userPath, launchDirectory } from './paths.js';

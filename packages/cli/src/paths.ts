@@ -1,12 +1,20 @@
 import { isAbsolute, resolve } from 'node:path';
 
 /**
- * The directory relative paths are resolved against: the user's own directory. Under
- * `pnpm caffe …` the process starts in the workspace root and pnpm passes the directory the
- * user ran it from as INIT_CWD.
+ * The directory relative paths are resolved against: the working directory, which the `caffe`
+ * binary sets to the user's own directory (see `launchDirectory`).
  */
 export function userCwd(): string {
-  if (process.env.npm_lifecycle_event && process.env.INIT_CWD) return process.env.INIT_CWD;
+  return process.cwd();
+}
+
+/**
+ * Where the user launched `caffe` from. Under the workspace script `pnpm caffe …` the process
+ * starts in the workspace root and pnpm passes the user's directory as INIT_CWD; only that
+ * script's runs are moved there (other scripts, such as a test run, keep their own directory).
+ */
+export function launchDirectory(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.npm_lifecycle_event === 'caffe' && env.INIT_CWD) return env.INIT_CWD;
   return process.cwd();
 }
 
