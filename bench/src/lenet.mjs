@@ -18,6 +18,7 @@
 import v8 from 'node:v8';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
 
 // Before anything compiles WebAssembly, as the caffe CLI does.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -41,7 +42,8 @@ const { values } = parseArgs({
   },
 });
 
-const corpus = '/work/shared/corpus/nets/cifar10/';
+// The CIFAR-10 nets of the shared corpus beside the repository.
+const corpus = fileURLToPath(new URL('../../../shared/corpus/nets/cifar10/', import.meta.url));
 const MODELS = {
   lenet: { file: zooModel('lenet').files.trainTest, input: [1, 28, 28] },
   cifar10_quick: { file: `${corpus}cifar10_quick_train_test.prototxt`, input: [3, 32, 32] },

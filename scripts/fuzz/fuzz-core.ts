@@ -137,7 +137,7 @@ function datumSeeds(): Seed[] {
 }
 
 /**
- * Seeds from the corpus (`corpusDir`, e.g. /work/shared/corpus) and the zoo's prototxts; files that
+ * Seeds from the corpus (`corpusDir`: ../shared/corpus beside the repository) and the zoo's prototxts; files that
  * are absent are skipped, so the fuzzer still runs (on fewer seeds) without the corpus.
  */
 export function loadSeeds(corpusDir: string, zooDir: string, { includeNpy = true } = {}): Seed[] {

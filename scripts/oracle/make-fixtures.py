@@ -644,7 +644,7 @@ def main():
     header = dict(
         oracle=f'OpenCV {cv2.__version__} dnn (cv2.dnn.readNetFromCaffe, DNN_BACKEND_OPENCV, CPU, fusion off), numpy {np.__version__}',
         command=COMMAND,
-        corpus='../shared/corpus beside the repository (/work/shared/corpus)',
+        corpus='../shared/corpus beside the repository',
     )
     manifest = dict(header, note=(
         'Per model: the corpus files, the layers cut from the prototxt before building (replaced by '
