@@ -6,29 +6,12 @@
  * parse/decode functions of @caffe-ts/proto with its CaffeFileError for file problems; writes are
  * atomic like @caffe-ts/proto/node's (temp file in the same folder, fsync, rename).
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { CaffeFileError, decodeBinary, encodeBinary, parseText, type NetParameter } from '@caffe-ts/proto';
+import { readFileSync } from 'node:fs';
+import { decodeBinary, encodeBinary, parseText, type NetParameter } from '@caffe-ts/proto';
+import { fileError, writeFileAtomicSync } from '@caffe-ts/proto/node';
 import { NetError } from './errors.js';
 import { Net, type NetOptions } from './net.js';
 import { upgradeNetAsNeeded } from './upgrade.js';
-
-function fileError(action: 'read' | 'write', path: string, err: unknown): CaffeFileError {
-  const code = (err as { code?: unknown } | null)?.code;
-  const c = typeof code === 'string' ? code : undefined;
-  const why =
-    c === 'ENOENT'
-      ? action === 'read'
-        ? 'no such file'
-        : 'its folder does not exist'
-      : c === 'EACCES' || c === 'EPERM'
-        ? 'permission denied'
-        : c === 'EISDIR'
-          ? 'it is a directory'
-          : ((err as Error | null)?.message ?? String(err));
-  return new CaffeFileError(`cannot ${action} '${path}': ${why}`, { path, ...(c === undefined ? {} : { code: c }), cause: err });
-}
 
 function readBytes(path: string): Uint8Array {
   try {
@@ -102,24 +85,8 @@ export function copyTrainedLayersFromFile(net: Net, path: string): void {
   }
 }
 
-/** Write `data` to `path` atomically: a temp file in the same folder, fsync, rename. */
-export function writeFileAtomicSync(path: string, data: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'wx');
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-  } catch (err) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw fileError('write', path, err);
-  }
-}
+// Atomic synchronous writes live beside the async ones in @caffe-ts/proto/node.
+export { writeFileAtomicSync };
 
 /** Write the net's weights as a binary .caffemodel, atomically. */
 export function saveNet(net: Net, path: string, { writeDiff = false }: { writeDiff?: boolean } = {}): void {

@@ -6,7 +6,7 @@
  * snapshotting never leaves a half-written .caffemodel where a good one was.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { closeSync, fsyncSync, openSync, promises as fs, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { decodeBinary, encodeBinary } from './binary.js';
 import { CaffeFileError } from './errors.js';
@@ -14,7 +14,8 @@ import type { Message } from './schema.js';
 import { parseText } from './text-parser.js';
 import { printText, type PrintTextOptions } from './text-printer.js';
 
-function fileError(action: string, path: string, err: unknown): CaffeFileError {
+/** A CaffeFileError naming `path` and why reading or writing it failed (Node's error code in words). */
+export function fileError(action: string, path: string, err: unknown): CaffeFileError {
   const code = (err as { code?: unknown } | null)?.code;
   const c = typeof code === 'string' ? code : undefined;
   const why =
@@ -83,6 +84,34 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   } catch (err) {
     if (handle) await handle.close().catch(() => {});
     await fs.rm(tmp, { force: true }).catch(() => {});
+    throw fileError('write', path, err);
+  }
+}
+
+/**
+ * The synchronous twin of writeFileAtomic, for callers that must not yield (saving weights from
+ * synchronous APIs): same temp-file, fsync, rename sequence and the same fault hook.
+ */
+export function writeFileAtomicSync(path: string, data: Uint8Array | string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx');
+    const fault = simulatedDiskFull(path);
+    if (fault) {
+      writeSync(fd, bytes, 0, bytes.length >> 1);
+      throw fault;
+    }
+    let off = 0;
+    while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
     throw fileError('write', path, err);
   }
 }
