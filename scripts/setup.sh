@@ -4,6 +4,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# System packages: Chromium (browser tests: the playground and the browser bundle), Xvfb (a
+# display for headless GL), and the X11/GL headers headless-gl compiles against. Installed only
+# when missing; without root or apt the affected tests skip and say why.
+apt_packages=(chromium xvfb xauth libxi-dev libx11-dev libxext-dev libgl1-mesa-dev pkg-config)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo"
+    if [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; then
+      echo "Installing system packages: ${missing[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq || true
+      $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "warning: missing system packages (${missing[*]}) and no root to install them: browser and GL tests will skip" >&2
+    fi
+  else
+    echo "warning: no apt-get; missing ${missing[*]}: browser and GL tests will skip" >&2
+  fi
+fi
+
 want_pnpm=$(node -p "require('./package.json').packageManager.split('@')[1]")
 if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version 2>/dev/null)" != "$want_pnpm" ]; then
   echo "Installing pnpm $want_pnpm with npm"
