@@ -270,6 +270,44 @@ describe('Data layer', () => {
     );
   });
 
+  it('shards for data-parallel training: with count 2 the replicas partition every pass, TEST reads all', async () => {
+    const shardSrc = join(dir, 'shard_lmdb');
+    await writeDb(shardSrc, Array.from({ length: 10 }, (_, i) => [formatKey(i), datumFor(i)]), 'lmdb');
+    const registry = new LayerRegistry();
+    registerDataLayers(registry);
+    const param = createMessage<NetParameter>('NetParameter', {
+      name: 'sharded',
+      layer: [{ name: 'data', type: 'Data', top: ['data', 'label'], data_param: { source: shardSrc, backend: 1, batch_size: 5 } }],
+    });
+    const read = async (shard: { index: number; count: number } | undefined, phase = Phase.TRAIN, batches = 3) => {
+      const net = await Net.create(param, { registry, phase, log: false, ...(shard ? { shard } : {}) });
+      const out: number[][] = [];
+      for (let b = 0; b < batches; b++) {
+        await net.prepare();
+        net.forward();
+        out.push(labels(net.blob('label')));
+        // The data follow their records (not only the labels).
+        expect(net.blob('data').cpuData()[0]).toBe(10 * out[b]![0]!);
+      }
+      await net.close();
+      return out;
+    };
+    const s0 = await read({ index: 0, count: 2 });
+    const s1 = await read({ index: 1, count: 2 });
+    expect(s0).toEqual([[0, 2, 4, 6, 8], [0, 2, 4, 6, 8], [0, 2, 4, 6, 8]]);
+    expect(s1).toEqual([[1, 3, 5, 7, 9], [1, 3, 5, 7, 9], [1, 3, 5, 7, 9]]);
+    // One epoch (10 records) over both replicas: every record exactly once.
+    expect([...s0[0]!, ...s1[0]!].sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    // Count 3 with a record count that is not a multiple: the ordinal runs on across wraps (Caffe's offset_).
+    const t = await Promise.all([0, 1, 2].map((index) => read({ index, count: 3 }, Phase.TRAIN, 2)));
+    expect(t[0]).toEqual([[0, 3, 6, 9, 2], [5, 8, 1, 4, 7]]);
+    const firstPass = t.flatMap((r) => r.flat()).slice(0); // 30 reads = 3 passes over 10 records
+    for (let k = 0; k < 10; k++) expect(firstPass.filter((v) => v === k).length).toBe(3);
+    // Only one replica tests in Caffe: TEST reads every record whatever the shard.
+    expect(await read({ index: 1, count: 2 }, Phase.TEST, 1)).toEqual([[0, 1, 2, 3, 4]]);
+    await expect(read({ index: 2, count: 2 })).rejects.toThrow("Data layer 'data': shard must have integers 0 <= index < count (got index 2, count 2)");
+  });
+
   it('a Datum whose size differs from the first of its batch is a DataError naming the source, key and both sizes', async () => {
     const mixed = join(dir, 'mixed_lmdb');
     await writeDb(mixed, [...tinyRecords().slice(0, 2), [formatKey(2), datumFor(2, 3, 3)]], 'lmdb');

@@ -3,10 +3,11 @@ import { logger, type Blob } from '@caffe-ts/blob';
 import { defaultLayerRegistry, LayerError, type BlobCounts, type LayerContext, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
 import { createMessage, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
 import { DataTransformer } from './data-transformer.js';
-import { backendLabel, parseDbBackend, type DatumCursor } from './datum-db.js';
+import { backendLabel, parseDbBackend, type DatumCursor, type DatumRecord } from './datum-db.js';
 import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
+import { layerShard, skipsOrdinal, type Shard } from './shard.js';
 import { hdf5DataLayerDef } from './hdf5-data-layer.js';
 import { hdf5OutputLayerDef } from './hdf5-output-layer.js';
 import { imageDataLayerDef } from './image-data-layer.js';
@@ -68,10 +69,15 @@ export class DataLayer extends BasePrefetchingDataLayer {
   private transformer: DataTransformer | null = null;
   private cursor: DatumCursor | null = null;
   private pendingSkip = 0;
+  /** Data-parallel shard (context.shard): only records whose ordinal % count == index are read. */
+  readonly shard: Shard | null;
+  /** Cursor steps so far (Caffe's offset_): the ordinal of the next record. */
+  private ordinal = 0;
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
     this.netFile = context.netFile;
+    this.shard = layerShard(context, `Data layer '${param.name}'`);
   }
 
   override layerSetUp(_bottom: Blob[], top: Blob[]): void {
@@ -156,7 +162,19 @@ export class DataLayer extends BasePrefetchingDataLayer {
       this.pendingSkip = 0;
       log.info(`Skipping first ${n} data points.`);
       for (let i = 0; i < n; i++) await this.cursor!.next();
+      this.ordinal += n;
     }
+  }
+
+  /** The next record of this replica's shard (all records without a shard). */
+  private async nextRecord(): Promise<DatumRecord> {
+    while (skipsOrdinal(this.shard, this.phase, this.ordinal)) {
+      await this.cursor!.next();
+      this.ordinal++;
+    }
+    const rec = await this.cursor!.next();
+    this.ordinal++;
+    return rec;
   }
 
   protected override async releaseResources(): Promise<void> {
@@ -175,7 +193,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
     const n = this.batchSize;
     const records: { key: string; datum: Datum }[] = [];
     for (let i = 0; i < n; i++) {
-      const rec = await this.cursor!.next();
+      const rec = await this.nextRecord();
       if (this.isClosed) throw new LayerError(`${where}: closed`);
       records.push({ key: rec.key, datum: decodeRecord(rec, where) });
     }

@@ -107,6 +107,27 @@ describe('ImageData layer', () => {
     expect(lines.some((l) => l.endsWith('Shuffling data'))).toBe(true);
   });
 
+  it('shards lines for data-parallel training: two replicas partition each (shuffled) pass', async () => {
+    const read = async (index: number) => {
+      const p = param({ shuffle: true, batch_size: 3 });
+      await imageDataLayerDef.prime!(p, {});
+      const layer = new ImageDataLayer(p, { phase: Phase.TRAIN, rng: new Rng(9), shard: { index, count: 2 } });
+      const top = [new Blob(), new Blob()];
+      layer.setUp([], top);
+      const out: number[][] = [];
+      for (let k = 0; k < 2; k++) {
+        await layer.prepare();
+        layer.forward([], top);
+        out.push(Array.from(top[1]!.cpuData()));
+      }
+      await layer.close();
+      return out;
+    };
+    const [a, b] = [await read(0), await read(1)];
+    for (let k = 0; k < 2; k++) expect([...a[k]!, ...b[k]!].sort((x, y) => x - y)).toEqual([0, 10, 20, 30, 40, 50]);
+    expect(a[0]!.join()).not.toBe(a[1]!.join()); // reshuffled at the wrap
+  });
+
   it('reads gray with is_color false, crops and mirrors through transform_param', async () => {
     const { layer, top } = await build(param({ is_color: false, batch_size: 2 }, { transform_param: { crop_size: 5, mirror: true } }));
     expect(top[0]!.shape).toEqual([2, 1, 5, 5]);

@@ -9,6 +9,7 @@ import { DataError } from './errors.js';
 import { parseImageList, resolveImagePath, type ImageListEntry } from './image-list.js';
 import { readImage, type PixelImage } from './image-io.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
+import { layerShard, skipsOrdinal, type Shard } from './shard.js';
 
 const log = logger('image_data_layer.ts');
 
@@ -91,10 +92,15 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
   private transformer: DataTransformer | null = null;
   private prefetchRng: Rng | null = null;
   private p: ImageDataParameter | null = null;
+  /** Data-parallel shard (context.shard): only lines whose ordinal % count == index are read. */
+  readonly shard: Shard | null;
+  /** Lines stepped over so far, wraps included: the ordinal of the next line. */
+  private ordinal = 0;
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
     this.netFile = context.netFile;
+    this.shard = layerShard(context, who(param.name));
   }
 
   override layerSetUp(_bottom: Blob[], top: Blob[]): void {
@@ -133,6 +139,7 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
       log.info(`Skipping first ${skip} data points.`);
       this.check(this.lines.length > skip, () => 'Not enough points to skip');
       this.linesId = skip;
+      this.ordinal = skip;
     }
 
     this.transformer = new DataTransformer(this.param.transform_param, this.phase, this.rng.fork(), {
@@ -171,7 +178,10 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
     }
   }
 
-  /** The images the layer will read next, in order (read ahead, the same order Caffe reads). */
+  /**
+   * The lines the layer steps through next, in order (read ahead, the same order Caffe reads); with
+   * a shard, the layer reads only every count-th of them.
+   */
   get upcoming(): readonly ImageListEntry[] {
     return [...this.lines.slice(this.linesId), ...this.lines.slice(0, this.linesId)];
   }
@@ -188,12 +198,18 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
   protected async loadBatch(): Promise<Batch> {
     const p = this.p!;
     const picked: ImageListEntry[] = [];
-    for (let i = 0; i < this.batchSize; i++) {
-      picked.push(this.lines[this.linesId]!);
+    const step = (): ImageListEntry => {
+      const entry = this.lines[this.linesId]!;
+      this.ordinal++;
       if (++this.linesId >= this.lines.length) {
         this.linesId = 0;
         if (p.shuffle) this.shuffleImages();
       }
+      return entry;
+    };
+    for (let i = 0; i < this.batchSize; i++) {
+      while (skipsOrdinal(this.shard, this.phase, this.ordinal)) step();
+      picked.push(step());
     }
     const images = await Promise.all(
       picked.map(async (entry) => {

@@ -14,6 +14,11 @@ export interface LayerContext {
    * `mean_file`) resolve against the working directory first, then against this file's folder.
    */
   netFile?: string;
+  /**
+   * Data-parallel training: this replica is number `index` of `count`. Data layers then read only
+   * the records whose ordinal % count == index (Caffe's DataLayer::Skip with several solvers).
+   */
+  shard?: { index: number; count: number };
 }
 
 /** A device implementation of a whole layer, supplied by a backend (see Backend.layerKernel). */

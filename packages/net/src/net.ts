@@ -36,6 +36,8 @@ export interface NetOptions {
   log?: boolean;
   /** The file the definition came from, named in errors and log lines. */
   name?: string;
+  /** Data-parallel replica `index` of `count`: passed to every layer's context (data layers shard their records). */
+  shard?: { index: number; count: number };
 }
 
 /** ParamSpec.DimCheckMode.PERMISSIVE: shared params need equal counts only. */
@@ -167,6 +169,8 @@ export class Net {
 
   private readonly log: typeof netLog;
   private readonly file: string | undefined;
+  /** The data-parallel replica this net is (options.shard), passed to every layer's context. */
+  private readonly shard: { index: number; count: number } | undefined;
   private readonly blobIndex = new Map<string, number>();
   private readonly layerIndex = new Map<string, number>();
 
@@ -183,6 +187,7 @@ export class Net {
     this.name = built.name;
     this.log = options.log === false ? quiet : netLog;
     this.file = options.name;
+    this.shard = options.shard;
     this.dtype = options.dtype ?? 'float32';
     this.backend = options.backend ?? cpuBackend();
     this.debugInfo = built.debug_info;
@@ -234,7 +239,13 @@ export class Net {
               `(${lp.propagate_down.length} given, ${lp.bottom.length} bottoms)`,
           );
         }
-        const layer = registry.create(lp, { backend: this.backend, dtype: this.dtype, phase: lp.phase, rng });
+        const layer = registry.create(lp, {
+          backend: this.backend,
+          dtype: this.dtype,
+          phase: lp.phase,
+          rng,
+          ...(this.shard ? { shard: this.shard } : {}),
+        });
         this.layers.push(layer);
         this.layerNames.push(lp.name);
         log.info(`Creating Layer ${lp.name}`);
@@ -820,6 +831,7 @@ function layerContext(options: NetOptions, lp: LayerParameter): LayerContext {
     phase: lp.phase,
     rng: options.rng ?? globalRng(),
     ...(options.name ? { netFile: options.name } : {}),
+    ...(options.shard ? { shard: options.shard } : {}),
   };
 }
 
