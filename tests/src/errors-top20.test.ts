@@ -138,12 +138,12 @@ describe('the 20 most likely mistakes', () => {
 
   it('14. unknown lr_policy', async () => {
     const line = await err(['train', '--solver', '14.prototxt']);
-    expect(line).toBe("caffe train: Unknown learning rate policy: stepp (known policies: fixed, step, exp, inv, multistep, poly, sigmoid)");
+    expect(line).toBe("caffe train: <D>/14.prototxt:5:12: Unknown learning rate policy: stepp (known policies: fixed, step, exp, inv, multistep, poly, sigmoid)");
   });
 
   it('15. unknown solver type', async () => {
     const line = await err(['train', '--solver', '15.prototxt']);
-    expect(line).toBe("caffe train: Unknown solver type: Adamm (known types: AdaDelta, AdaGrad, Adam, Nesterov, RMSProp, SGD)");
+    expect(line).toBe("caffe train: <D>/15.prototxt:7:7: Unknown solver type: Adamm (known types: AdaDelta, AdaGrad, Adam, Nesterov, RMSProp, SGD)");
   });
 
   it('16. kernel_size missing', async () => {

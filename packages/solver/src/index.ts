@@ -40,6 +40,6 @@ export {
   adamSolverDef,
   type SolverDef,
 } from './solver-registry.js';
-export { learningRate, lrPolicies, LR_POLICY_NAMES, type LrPolicy, type LrPolicyParameter, type LrPolicyState } from './lr-policy.js';
+export { checkLrPolicy, learningRate, lrPolicies, LR_POLICY_NAMES, type LrPolicy, type LrPolicyParameter, type LrPolicyState } from './lr-policy.js';
 export { formatG } from './format.js';
 export { SolverError, SolverConfigError, UnknownSolverTypeError, UnknownLrPolicyError, SolverStateError } from './errors.js';

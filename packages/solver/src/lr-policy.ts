@@ -76,10 +76,11 @@ export const lrPolicies: Readonly<Record<string, LrPolicy>> = Object.freeze({
 export const LR_POLICY_NAMES: readonly string[] = Object.freeze(Object.keys(lrPolicies));
 
 /**
- * The learning rate at `state.iter` under `param.lr_policy`. An unknown policy throws
- * UnknownLrPolicyError (Caffe: "Unknown learning rate policy: X"), listing the known ones.
+ * Throws UnknownLrPolicyError (Caffe: "Unknown learning rate policy: X", listing the known ones)
+ * unless `param.lr_policy` names a policy. Caffe finds this at the first iteration; file loaders
+ * call it before building any net, so the error can point at the solver file.
  */
-export function learningRate(param: LrPolicyParameter, state: LrPolicyState): { rate: number; currentStep: number } {
+export function checkLrPolicy(param: Pick<LrPolicyParameter, 'lr_policy'>): LrPolicy {
   const policy = Object.prototype.hasOwnProperty.call(lrPolicies, param.lr_policy) ? lrPolicies[param.lr_policy] : undefined;
   if (!policy) {
     throw new UnknownLrPolicyError(
@@ -87,5 +88,13 @@ export function learningRate(param: LrPolicyParameter, state: LrPolicyState): { 
         `(known policies: ${LR_POLICY_NAMES.join(', ')})`,
     );
   }
-  return policy(param, state);
+  return policy;
+}
+
+/**
+ * The learning rate at `state.iter` under `param.lr_policy`. An unknown policy throws
+ * UnknownLrPolicyError (see checkLrPolicy).
+ */
+export function learningRate(param: LrPolicyParameter, state: LrPolicyState): { rate: number; currentStep: number } {
+  return checkLrPolicy(param)(param, state);
 }

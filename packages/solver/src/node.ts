@@ -2,10 +2,13 @@
  * `@caffe-ts/solver/node`: solvers backed by files. Loads a solver prototxt (resolving its net
  * paths as C++ Caffe does), writes snapshots atomically and resumes from .solverstate files.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { SolverParameter } from '@caffe-ts/proto';
+import { CaffeError, hasField, type SolverParameter } from '@caffe-ts/proto';
 import { readTextProto } from '@caffe-ts/proto/node';
-import { createSolverAsync, upgradeSolverAsNeeded, type SolverRegistry } from './solver-registry.js';
+import { SolverError } from './errors.js';
+import { checkLrPolicy } from './lr-policy.js';
+import { createSolverAsync, defaultSolverRegistry, solverTypeOf, upgradeSolverAsNeeded, type SolverRegistry } from './solver-registry.js';
 import type { Solver, SolverOptions } from './solver.js';
 import { checkSnapshotPrefixWritable, nodeSolverIO, resolveSnapshotPrefix } from './snapshot.js';
 
@@ -54,9 +57,93 @@ export async function loadSolverFromFile(path: string, options: NodeSolverOption
   const rootDir = options.rootDir ?? process.cwd();
   const file = resolve(rootDir, path);
   const param = await readTextProto<SolverParameter>('SolverParameter', file);
+  // The solver type and lr_policy are checked before any net is built (Caffe finds a bad
+  // lr_policy only at the first iteration), so that the error can name the line that set them.
+  try {
+    (options.solverRegistry ?? defaultSolverRegistry()).require(solverTypeOf(param));
+  } catch (e) {
+    throw atSolverField(e, file, hasField(param, 'solver_type') ? 'solver_type' : 'type');
+  }
+  try {
+    checkLrPolicy(param);
+  } catch (e) {
+    throw atSolverField(e, file, 'lr_policy');
+  }
   upgradeSolverAsNeeded(param, path, { log: options.log });
   param.snapshot_prefix = resolveSnapshotPrefix(param, path, { rootDir, log: options.log });
   if (param.snapshot > 0) checkSnapshotPrefixWritable(param.snapshot_prefix, rootDir);
   const io = options.io ?? nodeSolverIO({ rootDir, solverFile: file, log: options.log });
   return createSolverAsync(param, { ...options, rootDir, io });
+}
+
+/**
+ * `e` (a SolverError about the top-level `field` of the solver prototxt `file`) with the message
+ * prefixed by `file:line:column: ` of the field's value (the last setting wins, as in the text
+ * format), or by `file: ` when the field is not written there (a default).
+ */
+function atSolverField(e: unknown, file: string, field: string): unknown {
+  if (!(e instanceof SolverError)) return e;
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // The file was read a moment ago; without it, name the file alone.
+  }
+  const at = locateTopLevelValue(text, field);
+  const where = at ? `${file}:${at.line}:${at.column}` : file;
+  const Ctor = e.constructor as new (message: string, options?: ErrorOptions) => CaffeError;
+  return new Ctor(`${where}: ${e.message}`, { cause: e });
+}
+
+/**
+ * Line and column (1-based) of the value of the last top-level `name: value` in prototxt `text`,
+ * skipping comments, strings and nested blocks (a `type:` inside net_param's layers is not the
+ * solver's `type`).
+ */
+export function locateTopLevelValue(text: string, name: string): { line: number; column: number } | undefined {
+  let depth = 0;
+  let line = 1;
+  let lineStart = 0;
+  let prev = ''; // the previous significant token at depth 0: ':' makes the next identifier a value
+  let pending = false; // the last token was `name` at depth 0, a ':' and its value may follow
+  let found: { line: number; column: number } | undefined;
+  const n = text.length;
+  let i = 0;
+  while (i < n) {
+    const c = text[i]!;
+    if (c === '\n') {
+      line++;
+      lineStart = ++i;
+      continue;
+    }
+    if (c === ' ' || c === '\t' || c === '\r' || c === '\f' || c === '\v') {
+      i++;
+      continue;
+    }
+    if (c === '#') {
+      while (i < n && text[i] !== '\n') i++;
+      continue;
+    }
+    const start = i;
+    const column = start - lineStart + 1;
+    if (c === '"' || c === "'") {
+      i++;
+      while (i < n && text[i] !== c && text[i] !== '\n') i += text[i] === '\\' ? 2 : 1;
+      i++;
+    } else if (/[A-Za-z0-9_.+-]/.test(c)) {
+      while (i < n && /[A-Za-z0-9_.+-]/.test(text[i]!)) i++;
+    } else {
+      i++;
+    }
+    const token = text.slice(start, i);
+    if (depth === 0) {
+      if (pending && token !== ':') found = { line, column };
+      const isName = prev !== ':' && /^[A-Za-z_]\w*$/.test(token);
+      pending = (pending && token === ':') || (isName && token === name);
+      prev = token;
+    }
+    if (token === '{' || token === '<' || token === '[') depth++;
+    else if ((token === '}' || token === '>' || token === ']') && depth > 0) depth--;
+  }
+  return found;
 }

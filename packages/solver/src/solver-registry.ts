@@ -41,12 +41,16 @@ export class SolverRegistry {
     return [...this.defs.keys()].sort();
   }
 
-  /** Build the solver that `param` asks for (see solverTypeOf). */
-  create(param: SolverParameter, options: SolverOptions = {}): Solver {
-    const type = solverTypeOf(param);
+  /** The definition of `type`; UnknownSolverTypeError (listing the known types) if none. */
+  require(type: string): SolverDef {
     const def = this.defs.get(type);
     if (!def) throw new UnknownSolverTypeError(`Unknown solver type: ${type} (known types: ${this.types().join(', ')})`);
-    return def.create(param, options);
+    return def;
+  }
+
+  /** Build the solver that `param` asks for (see solverTypeOf). */
+  create(param: SolverParameter, options: SolverOptions = {}): Solver {
+    return this.require(solverTypeOf(param)).create(param, options);
   }
 }
 
@@ -122,9 +126,8 @@ export async function createSolverAsync(
 ): Promise<Solver> {
   const { solverRegistry, ...rest } = options;
   const registry = solverRegistry ?? defaultSolverRegistry();
-  const type = solverTypeOf(param);
   // Fail on an unknown type before building any net.
-  if (!registry.has(type)) throw new UnknownSolverTypeError(`Unknown solver type: ${type} (known types: ${registry.types().join(', ')})`);
+  registry.require(solverTypeOf(param));
   const prebuiltNets = rest.prebuiltNets ?? (await buildSolverNets(param, rest));
   return registry.create(param, { ...rest, prebuiltNets });
 }
