@@ -158,7 +158,7 @@ describe('the 20 most likely mistakes', () => {
 
   it('18. label out of range in SoftmaxWithLoss', async () => {
     const line = await err(['time', '--model', '18.prototxt', '--iterations', '1']);
-    expect(line).toBe("caffe time: SoftmaxWithLoss layer 'loss': label 7 at index 0 is outside [0, 2] (3 classes)");
+    expect(line).toBe("caffe time: SoftmaxWithLoss layer 'loss': label 7 in bottom 'label' (batch item 0) is outside the valid range [0, 2] (3 classes) (layer defined at <D>/18.prototxt:3:1)");
   });
 
   it('19. V1 layer with an unknown type enum', async () => {

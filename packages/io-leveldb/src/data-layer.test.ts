@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
-import { LayerRegistry } from '@caffe-ts/layers';
+import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Net } from '@caffe-ts/net';
@@ -267,6 +267,26 @@ describe('Data layer', () => {
     expect(labels(net.blob('label'))).toEqual([2, 3]);
     await expect(Net.create(param, { registry, phase: Phase.TEST, log: false })).rejects.toThrow(
       `Data layer 'test': cannot open LevelDB database '${join(dir, 'absent')}': does not exist`,
+    );
+  });
+
+  it("a label out of range names the database record it came from (also through the label's split)", async () => {
+    const registry = registerBuiltinLayers(new LayerRegistry());
+    registerDataLayers(registry);
+    const param = createMessage<NetParameter>('NetParameter', {
+      layer: [
+        { name: 'train', type: 'Data', top: ['data', 'label'], data_param: { source: src, batch_size: 2 } },
+        { name: 'ip', type: 'InnerProduct', bottom: ['data'], top: ['ip'], inner_product_param: { num_output: 3 } },
+        { name: 'acc', type: 'Accuracy', bottom: ['ip', 'label'], top: ['accuracy'] },
+        { name: 'loss', type: 'SoftmaxWithLoss', bottom: ['ip', 'label'], top: ['loss'] },
+      ],
+    });
+    const net = await Net.create(param, { registry, phase: Phase.TRAIN, log: false });
+    await net.prepare();
+    net.forward(); // labels 0 and 1
+    await net.prepare();
+    expect(() => net.forward()).toThrow(
+      `Accuracy layer 'acc': label 3 in bottom 'label_train_1_split_0' (batch item 1, record '${formatKey(3)}') is outside the valid range [0, 2] (3 classes)`,
     );
   });
 

@@ -234,6 +234,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
       }
       if (batch!.label) batch!.label[i] = datum.label;
     }
+    batch!.keys = records.map((r) => r.key);
     return batch!;
   }
 }

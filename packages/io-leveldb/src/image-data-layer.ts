@@ -237,6 +237,7 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
       t.transformImage(img, batch.data, i * itemSize);
       batch.label![i] = picked[i]!.label;
     });
+    batch.keys = picked.map((e) => e.path);
     return batch;
   }
 }

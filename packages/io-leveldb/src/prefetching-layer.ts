@@ -1,5 +1,5 @@
 import { allocArray, type Blob, type FloatArray } from '@caffe-ts/blob';
-import { Layer, LayerError } from '@caffe-ts/layers';
+import { Layer, LayerError, setBlobRecordKeys } from '@caffe-ts/layers';
 import { CaffeError } from '@caffe-ts/proto';
 import { trackPrefetcher, untrackPrefetcher } from './data-sources.js';
 import { DataError } from './errors.js';
@@ -19,6 +19,8 @@ export interface Batch {
   shape: number[];
   data: FloatArray;
   label: FloatArray | null;
+  /** Where each item came from (database keys, image paths), named by errors about its label. */
+  keys?: string[];
 }
 
 interface Waiter {
@@ -96,6 +98,7 @@ export abstract class BasePrefetchingDataLayer extends Layer {
     if (this.outputLabels && batch.label && top[1]) {
       top[1].reshape([this.batchSize]);
       top[1].mutableCpuData().set(batch.label);
+      setBlobRecordKeys(top[1], batch.keys ?? null);
     }
     this.free.push(batch);
     this.pump();

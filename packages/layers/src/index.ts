@@ -2,6 +2,7 @@
 export { Layer, LossLayerBase, type LayerContext, type LayerKernel, type BlobCounts } from './layer.js';
 export { LayerRegistry, defaultLayerRegistry, type LayerDef } from './registry.js';
 export { LayerError, UnknownLayerTypeError } from './errors.js';
+export { blobRecordKeys, labelOutOfRangeMessage, setBlobRecordKeys } from './label-error.js';
 export { registerBuiltinLayers, builtinLayerDefs } from './register-all-layers.js';
 
 // Family bases and helpers.

@@ -2,6 +2,7 @@ import type { Blob } from '@caffe-ts/blob';
 import { hasField } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
+import { labelOutOfRangeMessage } from '../label-error.js';
 
 /**
  * Accuracy: the fraction of positions whose label is among the `top_k` highest scores
@@ -69,7 +70,7 @@ export class AccuracyLayer extends Layer {
         const l = Math.trunc(label[i * inner + j]!);
         if (l === this.ignoreLabel) continue;
         if (!(l >= 0 && l < channels)) {
-          this.fail(`label ${l} at index ${i * inner + j} is outside [0, ${channels - 1}] (${channels} classes)`);
+          this.fail(labelOutOfRangeMessage(this.param, bottom[1]!, 1, l, i * inner + j, channels));
         }
         if (perClassCount) perClassCount[l]!++;
         const trueScore = scores[i * dim + l * inner + j]!;

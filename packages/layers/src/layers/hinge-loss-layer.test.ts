@@ -82,7 +82,7 @@ describe('HingeLoss', () => {
     const top = f64();
     const bad = makeBlob([2, 1, 1, 1], { filler: [1, 5] });
     layer.setUp([data, bad], [top]);
-    expect(() => layer.forward([data, bad], [top])).toThrow("HingeLoss layer 'hinge': label 5 at index 1 is outside [0, 4] (5 classes)");
+    expect(() => layer.forward([data, bad], [top])).toThrow("HingeLoss layer 'hinge': label 5 in bottom 1 (batch item 1) is outside the valid range [0, 4] (5 classes)");
     layer.forward([data, label], [top]);
     expect(() => layer.backward([top], [true, true], [data, label])).toThrow(
       "HingeLoss layer 'hinge': HingeLoss Layer cannot backpropagate to label inputs.",

@@ -2,6 +2,7 @@ import type { Blob } from '@caffe-ts/blob';
 import { HingeLossParameter_Norm as HingeNorm } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { LossLayer } from './loss-layer.js';
+import { labelOutOfRangeMessage } from '../label-error.js';
 
 /**
  * HingeLoss (one-vs-all): with δ = 1 for the true class l and −1 otherwise,
@@ -34,7 +35,7 @@ export class HingeLossLayer extends LossLayer {
     const num = bottom[0]!.shape[0]!;
     const dim = x.length / num;
     for (let i = 0; i < num; i++) {
-      const l = this.labelOf(label[i]!, i, dim);
+      const l = this.labelOf(label[i]!, i, dim, bottom[1]!);
       for (let j = 0; j < dim; j++) {
         const v = j === l ? -x[i * dim + j]! : x[i * dim + j]!;
         m[i * dim + j] = Math.max(0, 1 + v);
@@ -55,7 +56,7 @@ export class HingeLossLayer extends LossLayer {
     const dim = dx.length / num;
     const w = top[0]!.cpuDiff()[0]!;
     for (let i = 0; i < num; i++) {
-      const l = this.labelOf(label[i]!, i, dim);
+      const l = this.labelOf(label[i]!, i, dim, bottom[1]!);
       for (let j = 0; j < dim; j++) {
         const k = i * dim + j;
         // ∂/∂x of max(0, 1 − δx)^p is −δ·p·margin^(p−1) where the margin is positive.
@@ -65,9 +66,9 @@ export class HingeLossLayer extends LossLayer {
     }
   }
 
-  private labelOf(value: number, index: number, dim: number): number {
+  private labelOf(value: number, index: number, dim: number, labels: Blob): number {
     const l = Math.trunc(value);
-    if (!(l >= 0 && l < dim)) this.fail(`label ${value} at index ${index} is outside [0, ${dim - 1}] (${dim} classes)`);
+    if (!(l >= 0 && l < dim)) this.fail(labelOutOfRangeMessage(this.param, labels, 1, value, index, dim));
     return l;
   }
 }

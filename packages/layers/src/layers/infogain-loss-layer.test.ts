@@ -160,7 +160,7 @@ describe('InfogainLoss', () => {
     const top = f64();
     const bad = makeBlob([4, 2, 1, 2], { filler: 5 });
     layer.setUp([data, bad, h], [top]);
-    expect(() => layer.forward([data, bad, h], [top])).toThrow("InfogainLoss layer 'ig': label 5 at index 0 is outside [0, 4] (5 classes)");
+    expect(() => layer.forward([data, bad, h], [top])).toThrow("InfogainLoss layer 'ig': label 5 in bottom 1 (batch item 0, label 0 of 4 in the item) is outside the valid range [0, 4] (5 classes)");
     layer.forward([data, label, h], [top]);
     expect(() => layer.backward([top], [true, true, false], [data, label, h])).toThrow(
       "InfogainLoss layer 'ig': InfogainLoss Layer cannot backpropagate to label inputs.",

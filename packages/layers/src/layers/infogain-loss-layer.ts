@@ -4,6 +4,7 @@ import type { BlobCounts, LayerContext } from '../layer.js';
 import type { LayerDef } from '../registry.js';
 import { LossLayer, lossNormalizer, NormalizationMode } from './loss-layer.js';
 import { softmaxDims, softmaxForward } from './softmax-layer.js';
+import { labelOutOfRangeMessage } from '../label-error.js';
 
 /** Caffe's kLOG_THRESHOLD: probabilities are clamped to it before the log. */
 const LOG_THRESHOLD = 1e-20;
@@ -112,7 +113,7 @@ export class InfogainLossLayer extends LossLayer {
     let count = 0;
     for (let i = 0; i < outer; i++) {
       for (let j = 0; j < inner; j++) {
-        const l = this.labelOf(label[i * inner + j]!, i * inner + j);
+        const l = this.labelOf(label[i * inner + j]!, i * inner + j, bottom[1]!);
         if (l === null) continue;
         for (let c = 0; c < k; c++) loss -= h[l * k + c]! * Math.log(Math.max(p[i * dim + c * inner + j]!, LOG_THRESHOLD));
         count++;
@@ -138,7 +139,7 @@ export class InfogainLossLayer extends LossLayer {
     let count = 0;
     for (let i = 0; i < outer; i++) {
       for (let j = 0; j < inner; j++) {
-        const l = this.labelOf(label[i * inner + j]!, i * inner + j);
+        const l = this.labelOf(label[i * inner + j]!, i * inner + j, bottom[1]!);
         for (let c = 0; c < k; c++) {
           const idx = i * dim + c * inner + j;
           dx[idx] = l === null ? 0 : p[idx]! * rowSum[l]! - h[l * k + c]!;
@@ -164,10 +165,10 @@ export class InfogainLossLayer extends LossLayer {
   }
 
   /** The label as an index, or null for ignore_label. */
-  private labelOf(value: number, index: number): number | null {
+  private labelOf(value: number, index: number, labels: Blob): number | null {
     const l = Math.trunc(value);
     if (l === this.ignoreLabel) return null;
-    if (!(l >= 0 && l < this.numLabels)) this.fail(`label ${value} at index ${index} is outside [0, ${this.numLabels - 1}] (${this.numLabels} classes)`);
+    if (!(l >= 0 && l < this.numLabels)) this.fail(labelOutOfRangeMessage(this.param, labels, 1, value, index, this.numLabels));
     return l;
   }
 

@@ -46,7 +46,7 @@ describe('MultinomialLogisticLoss', () => {
     );
     const bad = makeBlob([2, 1], { filler: [0, -1] });
     layer.setUp([data, bad], [top]);
-    expect(() => layer.forward([data, bad], [top])).toThrow("MultinomialLogisticLoss layer 'mlr': label -1 at index 1 is outside [0, 4] (5 classes)");
+    expect(() => layer.forward([data, bad], [top])).toThrow("MultinomialLogisticLoss layer 'mlr': label -1 in bottom 1 (batch item 1) is outside the valid range [0, 4] (5 classes)");
     layer.forward([data, label], [top]);
     expect(() => layer.backward([top], [true, true], [data, label])).toThrow(
       "MultinomialLogisticLoss layer 'mlr': MultinomialLogisticLoss Layer cannot backpropagate to label inputs.",

@@ -1,6 +1,7 @@
 import type { Blob } from '@caffe-ts/blob';
 import type { LayerDef } from '../registry.js';
 import { LossLayer } from './loss-layer.js';
+import { labelOutOfRangeMessage } from '../label-error.js';
 
 /** Caffe's kLOG_THRESHOLD: probabilities are clamped to it before the log. */
 export const LOG_THRESHOLD = 1e-20;
@@ -31,7 +32,7 @@ export class MultinomialLogisticLossLayer extends LossLayer {
     const dim = p.length / num;
     let loss = 0;
     for (let i = 0; i < num; i++) {
-      const l = this.labelOf(label[i]!, i, dim);
+      const l = this.labelOf(label[i]!, i, dim, bottom[1]!);
       loss -= Math.log(Math.max(p[i * dim + l]!, LOG_THRESHOLD));
     }
     top[0]!.mutableCpuData()[0] = loss / num;
@@ -48,14 +49,14 @@ export class MultinomialLogisticLossLayer extends LossLayer {
     dx.fill(0);
     const scale = -top[0]!.cpuDiff()[0]! / num;
     for (let i = 0; i < num; i++) {
-      const k = i * dim + this.labelOf(label[i]!, i, dim);
+      const k = i * dim + this.labelOf(label[i]!, i, dim, bottom[1]!);
       dx[k] = scale / Math.max(p[k]!, LOG_THRESHOLD);
     }
   }
 
-  private labelOf(value: number, index: number, dim: number): number {
+  private labelOf(value: number, index: number, dim: number, labels: Blob): number {
     const l = Math.trunc(value);
-    if (!(l >= 0 && l < dim)) this.fail(`label ${value} at index ${index} is outside [0, ${dim - 1}] (${dim} classes)`);
+    if (!(l >= 0 && l < dim)) this.fail(labelOutOfRangeMessage(this.param, labels, 1, value, index, dim));
     return l;
   }
 }

@@ -118,7 +118,7 @@ describe('SoftmaxWithLoss', () => {
     const bad = createLayer(softmaxWithLossLayerDef, { name: 'loss' });
     const [data, label, top] = [makeBlob([1, 3]), makeBlob([1], { filler: [3] }), f64()];
     bad.setUp([data, label], [top]);
-    expect(() => bad.forward([data, label], [top])).toThrow("SoftmaxWithLoss layer 'loss': label 3 at index 0 is outside [0, 2] (3 classes)");
+    expect(() => bad.forward([data, label], [top])).toThrow("SoftmaxWithLoss layer 'loss': label 3 in bottom 1 (batch item 0) is outside the valid range [0, 2] (3 classes)");
     expect(() => createLayer(softmaxWithLossLayerDef, { name: 'loss' }).setUp([makeBlob([1, 3])], [f64()])).toThrow(
       "SoftmaxWithLoss layer 'loss': SoftmaxWithLoss Layer takes 2 bottom blob(s) as input (got 1).",
     );

@@ -4,6 +4,7 @@ import type { BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
 import { LossLayer, lossNormalization, lossNormalizer, NormalizationMode } from './loss-layer.js';
 import { softmaxDims, softmaxForward } from './softmax-layer.js';
+import { labelOutOfRangeMessage } from '../label-error.js';
 
 /** Probabilities are clamped to the smallest normal float before the log, as Caffe does. */
 const FLT_MIN = 1.1754943508222875e-38;
@@ -68,7 +69,7 @@ export class SoftmaxWithLossLayer extends LossLayer {
       for (let j = 0; j < inner; j++) {
         const l = Math.trunc(label[i * inner + j]!);
         if (l === this.ignoreLabel) continue;
-        const c = this.labelIndex(l, i * inner + j);
+        const c = this.labelIndex(l, i * inner + j, bottom[1]!);
         loss -= Math.log(Math.max(p[i * dim + c * inner + j]!, FLT_MIN));
         count++;
       }
@@ -93,7 +94,7 @@ export class SoftmaxWithLossLayer extends LossLayer {
           for (let c = 0; c < channels; c++) dx[i * dim + c * inner + j] = 0;
           continue;
         }
-        dx[i * dim + this.labelIndex(l, i * inner + j) * inner + j]! -= 1;
+        dx[i * dim + this.labelIndex(l, i * inner + j, bottom[1]!) * inner + j]! -= 1;
         count++;
       }
     }
@@ -106,9 +107,9 @@ export class SoftmaxWithLossLayer extends LossLayer {
   }
 
   /** Labels arrive as floats and are truncated to integers, as Caffe's int cast; they must lie in [0, C). */
-  private labelIndex(value: number, index: number): number {
+  private labelIndex(value: number, index: number, labels: Blob): number {
     if (!(value >= 0 && value < this.channels)) {
-      this.fail(`label ${value} at index ${index} is outside [0, ${this.channels - 1}] (${this.channels} classes)`);
+      this.fail(labelOutOfRangeMessage(this.param, labels, 1, value, index, this.channels));
     }
     return value;
   }
