@@ -12,6 +12,7 @@ import {
   type SolverState,
 } from '@caffe-ts/proto';
 import { SolverConfigError, SolverError } from './errors.js';
+import { findNonFiniteParam, paramsFinite } from './non-finite.js';
 import { formatG } from './format.js';
 
 /** How the solver builds a net: `new Net(param, options)` unless a factory is given. */
@@ -466,6 +467,7 @@ export abstract class Solver {
       if (display) this.displayTrainOutputs();
       for (const cb of this.callbacks) cb.onGradientsReady?.(this);
       this.applyUpdate();
+      this.checkParamsFinite();
       // iter counts the updates applied.
       this.iter++;
       const info: IterationInfo = { iter: this.iter, loss, smoothedLoss: this.smoothedLoss, lr: this.learningRateValue };
@@ -486,6 +488,28 @@ export abstract class Solver {
       ? `first non-finite value (${at.value}) in ${at.blob} of layer '${at.layer}' (${at.type})`
       : 'no layer output or param is non-finite (the loss itself overflowed)';
     const message = `Iteration ${this.iter}, loss = ${loss}: ${where}`;
+    this.log.error(message);
+    if (this.stopOnNonFinite) throw new SolverError(`Training stopped: ${message} (--stop_on_nan)`);
+  }
+
+  /** Set once a non-finite param has been reported: it stays so, and is not reported again. */
+  private nonFiniteParamReported = false;
+
+  /**
+   * After each update: a NaN/Inf that appeared in a param (a huge learning rate, an exploding
+   * gradient) is reported at the iteration that produced it, naming the layer and param index.
+   * The check costs one multiply-add per param value on the host (well under 1% of a LeNet step);
+   * params that live on a device are checked only with debug_info or stopOnNonFinite (a readback).
+   */
+  private checkParamsFinite(): void {
+    if (this.nonFiniteParamReported) return;
+    if (paramsFinite(this.net, { includeDevice: this.param.debug_info || this.stopOnNonFinite })) return;
+    const at = findNonFiniteParam(this.net);
+    if (!at) return; // a device param read back finite after all
+    this.nonFiniteParamReported = true;
+    const message =
+      `Iteration ${this.iter}: the update (lr = ${formatG(this.learningRateValue)}) made param ${at.param} of layer ` +
+      `'${at.layer}' (${at.type}) non-finite (${at.value} at element ${at.index} of ${at.shape})`;
     this.log.error(message);
     if (this.stopOnNonFinite) throw new SolverError(`Training stopped: ${message} (--stop_on_nan)`);
   }
