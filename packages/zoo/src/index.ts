@@ -142,3 +142,21 @@ export {
 } from './weights.js';
 export { transplantParams, SurgeryError, type TransplantOptions, type TransplantReport } from './surgery.js';
 export { reuseActivations, type ActivationPlan, type ReuseOptions } from './memory.js';
+export {
+  detectFaces,
+  loadMtcnn,
+  drawFaces,
+  nms,
+  pyramidScales,
+  rerec,
+  bbreg,
+  generateBoundingBoxes,
+  MtcnnError,
+  type MtcnnImage,
+  type MtcnnNets,
+  type MtcnnOptions,
+  type LoadMtcnnOptions,
+  type FaceDetection,
+  type ScoredBox,
+  type NmsMethod,
+} from './mtcnn.js';

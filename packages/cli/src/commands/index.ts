@@ -7,6 +7,7 @@ import { convertMnistCommand } from './convert-mnist.js';
 import { classifyCommand } from './classify.js';
 import { forwardCommand } from './forward.js';
 import { detectCommand } from './detect.js';
+import { detectFacesCommand } from './detect-faces.js';
 import { deviceQueryCommand } from './device-query.js';
 import { drawNetCommand } from './draw-net.js';
 import { layerTypesCommand } from './layer-types.js';
@@ -41,6 +42,7 @@ export const COMMANDS: Record<string, Command> = {
   classify: classifyCommand,
   device_query: deviceQueryCommand,
   detect: detectCommand,
+  detect_faces: detectFacesCommand,
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
   compute_image_mean: computeImageMeanCommand,
