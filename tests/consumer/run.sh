@@ -10,7 +10,9 @@
 # (--prefer-offline), and runs its test script (node:test, plain ESM). The scratch folder is
 # removed at the end (KEEP=1 keeps it).
 #
-# Cases (default: all): inference  training  custom-layer  import-cost
+# Cases (default: all): inference  training  custom-layer  gpu  import-cost
+#   gpu installs the inference packages + backend-gpu with --omit=optional (no headless-gl) and
+#   compares LeNet on gpu.js's wasm (or cpu) mode with the CPU backend.
 #   import-cost measures `import('@caffe-ts/net')` in the training install (which also holds the
 #   solver and the LevelDB plugin) and checks that it loads no plugin (tests/consumer/import-cost.mjs).
 # Environment: CAFFE_TS_CORPUS (default ../shared/corpus beside the repository, when present) lets
@@ -20,7 +22,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/tests/consumer"
 cd "$root"
 
-all_cases=(inference training custom-layer import-cost)
+all_cases=(inference training custom-layer gpu import-cost)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${all_cases[@]}")
 for c in "${cases[@]}"; do
@@ -63,7 +65,10 @@ install_case() {
     tgz=$(cd "$here/$p" && npm pack --silent --pack-destination "$scratch/tarballs" | tail -1)
     specs+=("$scratch/tarballs/$tgz")
   done
-  (cd "$dir" && npm install --no-audit --no-fund --prefer-offline --loglevel=error "${specs[@]}") >"$dir/npm-install.log" 2>&1 || {
+  # caffeTs.npmArgs: extra npm flags for the case (gpu: --omit=optional, no headless-gl build).
+  local args=()
+  for p in $(node -p "(require('$dir/package.json').caffeTs?.npmArgs ?? []).join(' ')"); do args+=("$p"); done
+  (cd "$dir" && npm install --no-audit --no-fund --prefer-offline --loglevel=error ${args[@]+"${args[@]}"} "${specs[@]}") >"$dir/npm-install.log" 2>&1 || {
     cat "$dir/npm-install.log" >&2
     echo "consumer: npm install failed in $dir" >&2
     return 1
