@@ -10,8 +10,12 @@
 //   training   the same + solver (in-memory solvers; snapshots go to listeners)
 // Bundles the packages' dist/ builds (run `pnpm build` first), as an application would get them
 // from npm, checks that no package source was bundled instead, and runs a small net through each
-// bundle (in Node for now; a headless browser run comes later). --out writes each bundle to DIR/<set>.min.js. Exits 1 when a set does not bundle.
+// bundle in Node and, when Chromium is installed (/usr/bin/chromium, or CAFFE_TS_CHROMIUM) with
+// playwright-core (a dependency of tests/), in headless Chromium. tests/src/browser-bundle.test.ts
+// runs LeNet through the inference set in Chromium in the default test run.
+// --out writes each bundle to DIR/<set>.min.js. Exits 1 when a set does not bundle or run.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -69,32 +73,33 @@ function owner(path) {
   return m ? `@caffe-ts/${m[1]}` : path;
 }
 
+const SMOKE_NET = `
+  layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+  layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y"
+          inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
+  layer { name: "prob" type: "Softmax" bottom: "y" top: "prob" }`;
+
+/** Runs SMOKE_NET through the bundle's exports `m`; returns the softmax rows' sums. */
+function runSmokeNet(m, text) {
+  const net = new m.Net(m.parseNetParameter(text), { log: false });
+  net.blob('x').mutableCpuData().set([1, 2, 3, -1, 0, 0.5]);
+  net.forward();
+  const p = net.blob('prob').cpuData();
+  return [0, 1].map((n) => p[4 * n] + p[4 * n + 1] + p[4 * n + 2] + p[4 * n + 3]);
+}
+
+const checkSums = (sums) => sums.every((s) => Math.abs(s - 1) < 1e-5) || `softmax rows sum to ${sums.join(', ')}`;
+
 /**
- * Load the bundle (in Node: a stand-in until it runs in a headless browser) and run a small net
- * through it, so a bundle that dropped the ./register side effect or broke an import fails here.
+ * Load the bundle in Node and run a small net through it, so a bundle that dropped the
+ * ./register side effect or broke an import fails here.
  */
 async function smokeTest(code) {
   const dir = mkdtempSync(join(tmpdir(), 'caffe-ts-bundle-'));
   try {
     const file = join(dir, 'bundle.mjs');
     writeFileSync(file, code);
-    const m = await import(pathToFileURL(file).href);
-    const net = new m.Net(
-      m.parseNetParameter(`
-        layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
-        layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y"
-                inner_product_param { num_output: 4 weight_filler { type: "xavier" } } }
-        layer { name: "prob" type: "Softmax" bottom: "y" top: "prob" }`),
-      { log: false },
-    );
-    net.blob('x').mutableCpuData().set([1, 2, 3, -1, 0, 0.5]);
-    net.forward();
-    const p = net.blob('prob').cpuData();
-    for (let n = 0; n < 2; n++) {
-      const sum = p[4 * n] + p[4 * n + 1] + p[4 * n + 2] + p[4 * n + 3];
-      if (!(Math.abs(sum - 1) < 1e-5)) return `softmax row ${n} sums to ${sum}`;
-    }
-    return true;
+    return checkSums(runSmokeNet(await import(pathToFileURL(file).href), SMOKE_NET));
   } catch (e) {
     return e instanceof Error ? e.message : String(e);
   } finally {
@@ -102,8 +107,51 @@ async function smokeTest(code) {
   }
 }
 
+/** Headless Chromium through playwright-core, when both are here; else null (and why, in `browserSkip`). */
+let browserSkip = null;
+async function launchChromium() {
+  const exe = process.env.CAFFE_TS_CHROMIUM ?? '/usr/bin/chromium';
+  if (!existsSync(exe)) {
+    browserSkip = `no Chromium at ${exe}`;
+    return null;
+  }
+  let playwright;
+  try {
+    playwright = createRequire(join(root, 'tests', 'package.json'))('playwright-core');
+  } catch {
+    browserSkip = 'playwright-core is not installed (pnpm install)';
+    return null;
+  }
+  return playwright.chromium.launch({ executablePath: exe, headless: true });
+}
+
+/** The same smoke run in a page: the bundle imported as an ES module from a blob: URL. */
+async function browserSmokeTest(browser, code) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    const sums = await page.evaluate(
+      async ([bundle, text, runSource]) => {
+        const url = URL.createObjectURL(new Blob([bundle], { type: 'text/javascript' }));
+        const run = (0, eval)(`(${runSource})`);
+        return run(await import(url), text);
+      },
+      [code, SMOKE_NET, String(runSmokeNet)],
+    );
+    return errors.length ? errors.join('; ') : checkSums(sums);
+  } catch (e) {
+    return errors.length ? errors.join('; ') : e instanceof Error ? e.message : String(e);
+  } finally {
+    await page.close();
+  }
+}
+
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
 const results = {};
+const browser = await launchChromium();
+let browserVersion = null;
+if (browser) browserVersion = `Chromium ${browser.version()}`;
 let failed = false;
 
 for (const [name, set] of Object.entries(SETS)) {
@@ -147,6 +195,14 @@ for (const [name, set] of Object.entries(SETS)) {
     console.error(`bundle-size: the ${name} bundle does not run: ${smoke}`);
     continue;
   }
+  if (browser) {
+    const inBrowser = await browserSmokeTest(browser, code);
+    if (inBrowser !== true) {
+      failed = true;
+      console.error(`bundle-size: the ${name} bundle does not run in ${browserVersion}: ${inBrowser}`);
+      continue;
+    }
+  }
   const gz = gzipSync(code, { level: 9 }).length;
   const br = brotliCompressSync(code, { params: { [zc.BROTLI_PARAM_QUALITY]: 11 } }).length;
   const byPackage = {};
@@ -154,19 +210,29 @@ for (const [name, set] of Object.entries(SETS)) {
     const o = owner(path);
     byPackage[o] = (byPackage[o] ?? 0) + info.bytesInOutput;
   }
-  results[name] = { packages: set.packages.map((p) => `@caffe-ts/${p}`), minified: code.length, gzip: gz, brotli: br, byPackage };
+  results[name] = {
+    packages: set.packages.map((p) => `@caffe-ts/${p}`),
+    minified: code.length,
+    gzip: gz,
+    brotli: br,
+    ranIn: browser ? ['node', browserVersion] : ['node'],
+    byPackage,
+  };
   if (outDir) {
     mkdirSync(outDir, { recursive: true });
     writeFileSync(join(outDir, `${name}.min.js`), code);
   }
 }
 
+await browser?.close();
+if (!browser) console.error(`bundle-size: the bundles ran in Node only (${browserSkip})`);
+
 if (json) {
   console.log(JSON.stringify(results, null, 2));
 } else {
   for (const [name, r] of Object.entries(results)) {
     console.log(`${name} (${r.packages.join(' + ')}), browser ESM bundle, no Node built-ins:`);
-    console.log(`  minified ${kb(r.minified)}, gzip -9 ${kb(r.gzip)}, brotli ${kb(r.brotli)}`);
+    console.log(`  minified ${kb(r.minified)}, gzip -9 ${kb(r.gzip)}, brotli ${kb(r.brotli)}; a small net ran in ${r.ranIn.join(' and ')}`);
     const rows = Object.entries(r.byPackage).sort((a, b) => b[1] - a[1]);
     for (const [pkg, bytes] of rows) console.log(`    ${pkg.padEnd(24)} ${kb(bytes).padStart(10)} minified`);
   }
