@@ -16,6 +16,7 @@ export {
   type TestScore,
   type NetBuildOptions,
   type NetFactory,
+  type GradientComputer,
   type PlannedNet,
 } from './solver.js';
 export { SGDSolver, sgdUpdate } from './sgd-solver.js';

@@ -66,6 +66,18 @@ export interface SnapshotData {
   trainNet: Net;
 }
 
+/**
+ * Replaces the solver's own gradient computation (clear diffs is done by the solver; then
+ * `iter_size` × forward/backward on the train net) by another that leaves the same averaged-over-
+ * batches diffs in the train net's learnable params: data-parallel replicas (@caffe-ts/solver/parallel).
+ */
+export interface GradientComputer {
+  /** Fill the train net's param diffs for one iteration; returns the loss averaged over everything computed. */
+  computeGradients(solver: Solver): Promise<number>;
+  /** Release what it holds (worker threads); Solver.close calls it. */
+  close?(): Promise<void>;
+}
+
 /** Caffe's SolverAction: what a signal (or any caller) asks the training loop to do. */
 export type SolverAction = 'none' | 'stop' | 'snapshot';
 
@@ -119,6 +131,8 @@ export interface SolverOptions {
   io?: SolverIO;
   /** Builds the nets (default `new Net(param, options)`). */
   netFactory?: NetFactory;
+  /** Builds the nets asynchronously in buildSolverNets/createSolverAsync (default `Net.create`). */
+  netFactoryAsync?: (param: NetParameter, options: NetBuildOptions) => Promise<Net>;
   /** Nets built already (by buildSolverNets, for data layers with async set-up). */
   prebuiltNets?: { train: Net; tests: Net[] };
   /**
@@ -290,7 +304,7 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
  */
 export async function buildSolverNets(
   param: SolverParameter,
-  options: SolverOptions & { netFactoryAsync?: (param: NetParameter, options: NetBuildOptions) => Promise<Net> } = {},
+  options: SolverOptions = {},
 ): Promise<{ train: Net; tests: Net[] }> {
   const log = options.log === false ? QUIET : logger('solver.cpp');
   const plan = planSolverNets(param, options);
@@ -351,6 +365,8 @@ export abstract class Solver {
   private timerStart = 0;
   /** Mean scores of the last test of each test net. */
   readonly meanScores: number[][] = [];
+  /** Set to spread the gradient computation (data parallelism); unset, the train net computes it. */
+  gradientComputer: GradientComputer | undefined;
 
   /** The registered type string ('SGD', 'Adam', …). */
   abstract get type(): string;
@@ -457,11 +473,15 @@ export abstract class Solver {
       const display = p.display > 0 && this.iter % p.display === 0;
       this.net.debugInfo = display && p.debug_info;
       let loss = 0;
-      for (let i = 0; i < p.iter_size; i++) {
-        await this.prepare(this.net);
-        loss += this.net.forwardBackward();
+      if (this.gradientComputer) {
+        loss = await this.gradientComputer.computeGradients(this);
+      } else {
+        for (let i = 0; i < p.iter_size; i++) {
+          await this.prepare(this.net);
+          loss += this.net.forwardBackward();
+        }
+        loss /= p.iter_size;
       }
-      loss /= p.iter_size;
       if (!Number.isFinite(loss)) this.reportNonFiniteLoss(loss);
       this.updateSmoothedLoss(loss, startIter, p.average_loss);
       if (display) this.displayTrainOutputs();
@@ -715,6 +735,9 @@ export abstract class Solver {
 
   /** Release what the nets hold (data-layer workers, open databases). */
   async close(): Promise<void> {
+    const computer = this.gradientComputer;
+    this.gradientComputer = undefined;
+    await computer?.close?.();
     for (const n of [this.net, ...this.testNets]) await n.close();
   }
 }

@@ -1,0 +1,363 @@
+/*
+ * Data-parallel training across worker threads, as Caffe's multi-GPU training (`-gpu 0,1`,
+ * P2PSync/NCCL) does across devices: N replicas of the train net, rank 0 on the calling thread
+ * (it also owns the solver, the test nets and snapshots), ranks 1..N-1 in worker threads.
+ *
+ * Memory: every learnable param's data lives in one SharedArrayBuffer arena that all replicas
+ * view, so the solver's single update (on rank 0) is at once the parameters of every replica.
+ * Each rank's param diffs live in its own shared arena; after each iteration rank 0 sums the
+ * arenas into its own and scales by 1/N (Caffe divides by the solver count), then the unchanged
+ * solver normalizes by iter_size, regularizes, clips and updates. Params with lr_mult 0 (BatchNorm
+ * statistics, which layers write during forward) stay private to each replica and are broadcast
+ * from rank 0 before every iteration.
+ *
+ * Modes:
+ * - 'replicate' (Caffe's semantics): each replica reads batch_size records from its shard of the
+ *   data, so one iteration sees N × batch_size records. N replicas × batch B follow the
+ *   trajectory of one replica with iter_size N and batch B (up to summation order).
+ * - 'split': the data layers' batch_size is divided by N, so one iteration sees the records one
+ *   replica would have read: the trajectory of the single-threaded run (up to summation order),
+ *   computed on N cores.
+ */
+import { logger, type DType, type FloatArray } from '@caffe-ts/blob';
+import { Net } from '@caffe-ts/net';
+import { decodeBinary, encodeBinary, type Phase, type NetParameter } from '@caffe-ts/proto';
+import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
+import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
+import { CMD, alignElements, type ParamSlot } from './protocol.js';
+import { applyKernelThreads, arenaArray, arenaView, LayerFailure, leadingSourceLayers, runLayers } from './replica.js';
+
+export type ParallelMode = 'replicate' | 'split';
+
+export interface DataParallelOptions {
+  /** Replicas, the calling thread included (N of Caffe's `-gpu` list). */
+  workers: number;
+  /** 'replicate' (default, Caffe: N × batch_size per iteration) or 'split' (batch_size divided among replicas). */
+  mode?: ParallelMode;
+  /**
+   * Modules each worker imports before building its net, so that it knows the same layer types
+   * as this process (e.g. '@caffe-ts/io-leveldb/register', or a file URL). Bare specifiers
+   * resolve from @caffe-ts/solver's own location: pass `import.meta.resolve(spec)` where that
+   * differs (pnpm's strict node_modules).
+   */
+  register?: readonly string[];
+  /**
+   * Intra-op kernel threads per replica (default: max(1, floor(cores / workers)), so replicas ×
+   * kernel threads never exceed the cores). Applied where @caffe-ts/blob offers setNumThreads.
+   */
+  kernelThreads?: number;
+  /** Caffe-style log lines (default true). */
+  log?: boolean;
+}
+
+/** Batch-size fields of the data layers (the ones 'split' divides). */
+const BATCH_FIELDS: Record<string, string> = {
+  Data: 'data_param',
+  ImageData: 'image_data_param',
+  WindowData: 'window_data_param',
+  HDF5Data: 'hdf5_data_param',
+  MemoryData: 'memory_data_param',
+};
+
+function cloneNetParameter(param: NetParameter): NetParameter {
+  return decodeBinary<NetParameter>('NetParameter', encodeBinary('NetParameter', param));
+}
+
+/**
+ * A copy of `param` whose data layers read batch_size / n records each ('split' mode). Every
+ * data layer's batch must divide by n.
+ */
+export function splitBatchNetParameter(param: NetParameter, n: number): NetParameter {
+  if (param.layers.length > 0) {
+    throw new ParallelConfigError(`split mode needs a net in the current format ('layer'), not the V1 'layers' of net '${param.name}'`);
+  }
+  const out = cloneNetParameter(param);
+  for (const lp of out.layer) {
+    const field = BATCH_FIELDS[lp.type];
+    const sub = field ? ((lp as unknown as Record<string, { batch_size: number } | null>)[field] ?? null) : null;
+    if (!sub) continue;
+    if (sub.batch_size % n !== 0) {
+      throw new ParallelConfigError(
+        `split mode: ${lp.type} layer '${lp.name}' has batch_size ${sub.batch_size}, which does not divide among ${n} replicas ` +
+          `(use a multiple of ${n}, or --workers in replicate mode)`,
+      );
+    }
+    sub.batch_size = sub.batch_size / n;
+  }
+  return out;
+}
+
+/** Whether a built layer honours LayerContext.shard (io-leveldb's Data and ImageData do). */
+function takesShard(layer: object): boolean {
+  return 'shard' in layer;
+}
+
+/**
+ * Data-parallel training. Build the solver with `netFactoryAsync` (it builds rank 0's train net
+ * with its shard and, in split mode, its part of the batch), then `attach(solver)` to start the
+ * workers; `solver.close()` stops them. See loadParallelSolverFromFile for the one-call form.
+ */
+export class DataParallel implements GradientComputer {
+  readonly workers: number;
+  readonly mode: ParallelMode;
+  readonly kernelThreads: number;
+  private readonly register: string[];
+  private readonly log;
+  private trainPlan: { binary: Uint8Array; options: NetBuildOptions } | undefined;
+  private trainNet: Net | undefined;
+  private pool: WorkerPool | undefined;
+  private diffs: FloatArray[] = [];
+  private frozen: { from: FloatArray; to: FloatArray }[] = [];
+  private dtype: DType = 'float32';
+
+  constructor(options: DataParallelOptions) {
+    const n = options.workers;
+    if (!Number.isInteger(n) || n < 1) throw new ParallelConfigError(`workers must be an integer >= 1 (got ${n})`);
+    this.workers = n;
+    this.mode = options.mode ?? 'replicate';
+    if (this.mode !== 'replicate' && this.mode !== 'split') {
+      throw new ParallelConfigError(`mode must be 'replicate' or 'split' (got '${String(this.mode)}')`);
+    }
+    this.kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
+    this.register = [...(options.register ?? [])];
+    this.log = options.log === false ? { info: () => {}, warn: () => {}, error: () => {} } : logger('parallel.cpp');
+  }
+
+  /**
+   * The solver's `netFactoryAsync`: its first call builds the train net (rank 0's replica), the
+   * others the test nets, which stay whole on this thread.
+   */
+  readonly netFactoryAsync = async (param: NetParameter, options: NetBuildOptions): Promise<Net> => {
+    if (this.trainPlan) return Net.create(param, options);
+    const mine = this.mode === 'split' ? splitBatchNetParameter(param, this.workers) : param;
+    this.trainPlan = { binary: encodeBinary('NetParameter', mine), options };
+    const net = await Net.create(mine, { ...options, ...(this.workers > 1 ? { shard: { index: 0, count: this.workers } } : {}) });
+    this.trainNet = net;
+    this.checkShards(net);
+    return net;
+  };
+
+  private checkShards(net: Net): void {
+    if (this.workers === 1) return;
+    net.layers.forEach((layer, i) => {
+      if (net.bottomVecs[i]!.length > 0 || !(layer.type in BATCH_FIELDS) || takesShard(layer)) return;
+      const what = `${layer.type} layer '${net.layerNames[i]}' does not shard its records`;
+      if (this.mode === 'split') {
+        throw new ParallelConfigError(`split mode: ${what}, so every replica would read the same batch (use Data or ImageData)`);
+      }
+      this.log.warn(`${what}: every replica reads the same records`);
+    });
+  }
+
+  /** Start the workers and make `solver` compute its gradients through them. */
+  async attach(solver: Solver): Promise<void> {
+    if (!this.trainPlan || solver.net !== this.trainNet) {
+      throw new ParallelConfigError('DataParallel.attach: build the solver with this DataParallel\'s netFactoryAsync (its train net is rank 0\'s replica)');
+    }
+    if (this.pool) throw new ParallelError('DataParallel.attach: already attached');
+    await applyKernelThreads(this.kernelThreads);
+    const net = solver.net;
+    const dtype = net.dtype;
+    this.dtype = dtype;
+    const slots: ParamSlot[] = [];
+    let total = 0;
+    net.learnableParams.forEach((blob, i) => {
+      const count = blob.count();
+      slots.push({ offset: total, count, frozen: net.paramsLr[i] === 0 });
+      total += alignElements(count, dtype);
+    });
+    const bytes = (n: number) => Math.max(1, n) * (dtype === 'float64' ? 8 : 4);
+    const data = new SharedArrayBuffer(bytes(total));
+    const diffBuffers = Array.from({ length: this.workers }, () => new SharedArrayBuffer(bytes(total)));
+    const anyFrozen = slots.some((s) => s.frozen);
+    const frozen = anyFrozen && this.workers > 1 ? new SharedArrayBuffer(bytes(total)) : null;
+    // Rank 0's params move into the arenas (values kept); shared params follow their owners.
+    net.learnableParams.forEach((blob, i) => {
+      const slot = slots[i]!;
+      const view = arenaView(data, dtype, slot.offset, slot.count);
+      view.set(blob.cpuData());
+      blob.data.setCpuData(view);
+      const diff = arenaView(diffBuffers[0]!, dtype, slot.offset, slot.count);
+      diff.set(blob.cpuDiff());
+      blob.diff.setCpuData(diff);
+      if (slot.frozen && frozen) this.frozen.push({ from: view, to: arenaView(frozen, dtype, slot.offset, slot.count) });
+    });
+    this.diffs = diffBuffers.map((b) => arenaArray(b, dtype));
+    const pool = new WorkerPool(this.workers);
+    this.pool = pool;
+    const plan = this.trainPlan;
+    const o = plan.options as NetBuildOptions & { name?: string };
+    try {
+      await pool.start((rank) => ({
+        kind: 'train',
+        rank,
+        count: this.workers,
+        netBinary: plan.binary,
+        phase: o.phase,
+        level: o.level,
+        stages: [...o.stages],
+        ...(o.name !== undefined ? { netFile: o.name } : {}),
+        dtype,
+        backend: o.backend?.name ?? 'cpu',
+        register: this.register,
+        kernelThreads: this.kernelThreads,
+        seed: solver.param.random_seed,
+        iterSize: solver.param.iter_size,
+        shard: true,
+        data,
+        diff: diffBuffers[rank]!,
+        frozen,
+        slots,
+        cwd: process.cwd(),
+      }));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    solver.gradientComputer = this;
+    const batch = this.mode === 'split' ? 'each batch split among them' : `effective batch ${this.workers} × batch_size`;
+    this.log.info(
+      `Data-parallel training: ${this.workers} replicas (${batch}), ${this.kernelThreads} kernel thread(s) each, ` +
+        `${slots.length} learnable params (${total} values) in shared memory`,
+    );
+  }
+
+  /** One iteration's gradients: every replica's iter_size batches, summed and scaled by 1/N into rank 0's diffs. */
+  async computeGradients(solver: Solver): Promise<number> {
+    const pool = this.pool;
+    if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (attach first; closed already?)');
+    const n = this.workers;
+    for (const f of this.frozen) f.to.set(f.from);
+    pool.command(CMD.STEP);
+    let loss0 = 0;
+    let failure: unknown;
+    try {
+      for (let i = 0; i < solver.param.iter_size; i++) loss0 += await runLayers(solver.net, true);
+    } catch (e) {
+      // Rank 0 fails as a single-threaded solver would: with the layer's own error.
+      failure = e instanceof LayerFailure ? e.cause : e;
+    }
+    // Always wait: the workers must be idle before anyone touches the arenas again.
+    await pool.waitDone();
+    if (failure !== undefined) throw failure;
+    let loss = loss0;
+    for (let r = 1; r < n; r++) loss += pool.lossValues[r]!;
+    if (n > 1) {
+      const out = this.diffs[0]!;
+      for (let r = 1; r < n; r++) {
+        const src = this.diffs[r]!;
+        for (let i = 0; i < out.length; i++) out[i]! += src[i]!;
+      }
+      const scale = 1 / n;
+      for (let i = 0; i < out.length; i++) out[i]! *= scale;
+    }
+    return loss / (n * solver.param.iter_size);
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+  }
+}
+
+/** One batch of data-parallel inference: its index in the sequence, loss and flattened outputs. */
+export interface BatchResult {
+  index: number;
+  loss: number;
+  outputs: number[];
+}
+
+export interface ParallelTestOptions {
+  /** Rank 0's net, built by the caller (weights loaded); its params move into shared memory. */
+  net: Net;
+  /** The definition `net` was built from and its state, for the workers' replicas. */
+  param: NetParameter;
+  phase?: Phase;
+  level?: number;
+  stages?: readonly string[];
+  /** The file the definition came from (paths inside resolve against it). */
+  netFile?: string;
+  iterations: number;
+  workers: number;
+  register?: readonly string[];
+  kernelThreads?: number;
+  /** Global seed for the replicas (default -1: none). */
+  seed?: number;
+}
+
+/**
+ * Data-parallel inference (`caffe test --workers N`): batch b of `iterations` runs on replica
+ * b % N; the others step their data layers over it without running the net, so every replica
+ * scores exactly the batches a single net would, and results come back in batch order.
+ */
+export async function parallelTest(options: ParallelTestOptions): Promise<BatchResult[]> {
+  const { net, iterations } = options;
+  const n = options.workers;
+  if (!Number.isInteger(n) || n < 1) throw new ParallelConfigError(`workers must be an integer >= 1 (got ${n})`);
+  const kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
+  await applyKernelThreads(kernelThreads);
+  const dtype = net.dtype;
+  const slots: ParamSlot[] = [];
+  let total = 0;
+  for (const blob of net.learnableParams) {
+    slots.push({ offset: total, count: blob.count(), frozen: false });
+    total += alignElements(blob.count(), dtype);
+  }
+  const data = new SharedArrayBuffer(Math.max(1, total) * (dtype === 'float64' ? 8 : 4));
+  net.learnableParams.forEach((blob, i) => {
+    const view = arenaView(data, dtype, slots[i]!.offset, slots[i]!.count);
+    view.set(blob.cpuData());
+    blob.data.setCpuData(view);
+  });
+  const pool = new WorkerPool(n);
+  try {
+    await pool.start((rank) => ({
+      kind: 'test',
+      rank,
+      count: n,
+      netBinary: encodeBinary('NetParameter', options.param),
+      phase: options.phase ?? net.phase,
+      level: options.level ?? 0,
+      stages: [...(options.stages ?? [])],
+      ...(options.netFile !== undefined ? { netFile: options.netFile } : {}),
+      dtype,
+      backend: net.backend.name,
+      register: [...(options.register ?? [])],
+      kernelThreads,
+      seed: options.seed ?? -1,
+      iterSize: 1,
+      shard: false,
+      data,
+      diff: null,
+      frozen: null,
+      slots,
+      cwd: process.cwd(),
+    }));
+    pool.command(CMD.TEST, iterations);
+    const mine: BatchResult[] = [];
+    const sources = leadingSourceLayers(net);
+    let failure: unknown;
+    try {
+      for (let b = 0; b < iterations; b++) {
+        if (b % n === 0) {
+          const loss = await runLayers(net, false);
+          const outputs: number[] = [];
+          for (const blob of net.outputBlobs) outputs.push(...blob.cpuData());
+          mine.push({ index: b, loss, outputs });
+        } else if (sources > 0) {
+          await net.prepare();
+          net.forwardFromTo(0, sources - 1);
+        }
+      }
+    } catch (e) {
+      failure = e instanceof LayerFailure ? e.cause : e;
+    }
+    await pool.waitDone();
+    if (failure !== undefined) throw failure;
+    const all = [...mine];
+    for (const batches of (await pool.takeTestResults()).values()) all.push(...batches);
+    return all.sort((a, b) => a.index - b.index);
+  } finally {
+    await pool.close();
+  }
+}
+

@@ -1,0 +1,78 @@
+/* Helpers both sides of a data-parallel run use on their replica of the net. */
+import type { DType, FloatArray } from '@caffe-ts/blob';
+import type { Net } from '@caffe-ts/net';
+
+/** A typed view of `count` elements at element `offset` of a shared arena. */
+export function arenaView(buffer: SharedArrayBuffer, dtype: DType, offset: number, count: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(buffer, offset * 8, count) : new Float32Array(buffer, offset * 4, count);
+}
+
+/** A whole arena as one typed array. */
+export function arenaArray(buffer: SharedArrayBuffer, dtype: DType): FloatArray {
+  return dtype === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
+}
+
+/** An error raised by one layer of a replica, with the layer it came from. */
+export class LayerFailure extends Error {
+  constructor(
+    readonly layer: string,
+    readonly layerType: string,
+    override readonly cause: unknown,
+  ) {
+    super(`layer '${layer}' (${layerType}): ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/**
+ * prepare → forward (→ backward) one layer at a time, as Net.forwardBackward does, so that a
+ * failure can name its layer. Returns the weighted loss.
+ */
+export async function runLayers(net: Net, backward: boolean): Promise<number> {
+  const n = net.layers.length;
+  let i = 0;
+  try {
+    for (i = 0; i < n; i++) {
+      const layer = net.layers[i]!;
+      if (layer.prepare) await layer.prepare();
+    }
+    let loss = 0;
+    for (i = 0; i < n; i++) loss += net.forwardFromTo(i, i);
+    if (backward) for (i = n - 1; i >= 0; i--) net.backwardFromTo(i, i);
+    return loss;
+  } catch (e) {
+    const layer = net.layers[i];
+    throw layer ? new LayerFailure(net.layerNames[i]!, layer.type, e) : e;
+  }
+}
+
+/** How many layers at the start of `net` take no bottoms (data layers), 0 if none. */
+export function leadingSourceLayers(net: Net): number {
+  let n = 0;
+  while (n < net.layers.length && net.bottomVecs[n]!.length === 0) n++;
+  return n;
+}
+
+interface ThreadsApi {
+  setNumThreads?: (n: number) => unknown;
+}
+
+/**
+ * Give this thread's CPU kernels `n` intra-op threads where @caffe-ts/blob offers a
+ * `setNumThreads` (otherwise kernels are single-threaded and there is nothing to set).
+ * Returns whether the setting was applied.
+ */
+export async function applyKernelThreads(n: number): Promise<boolean> {
+  const blob = (await import('@caffe-ts/blob')) as ThreadsApi;
+  if (typeof blob.setNumThreads !== 'function') return false;
+  blob.setNumThreads(n);
+  return true;
+}
+
+type WaitAsyncResult = { async: false; value: string } | { async: true; value: Promise<string> };
+const atomicsWaitAsync = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number) => WaitAsyncResult }).waitAsync;
+
+/** Resolves once ctrl[index] is no longer `value` (Atomics.waitAsync: this thread's event loop keeps running). */
+export async function waitWhileEqual(ctrl: Int32Array, index: number, value: number): Promise<void> {
+  const w = atomicsWaitAsync(ctrl, index, value);
+  if (w.async) await w.value;
+}

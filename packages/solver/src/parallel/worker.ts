@@ -1,0 +1,177 @@
+/*
+ * The worker-thread side of data parallelism: one replica of the net, rank ≥ 1. It registers the
+ * same layer plugins as the calling process, builds its replica (its own shard of the data),
+ * points its learnable params' data at the shared arena (so every replica sees rank 0's update
+ * the moment it is applied) and its diffs at its own shared diff arena (which rank 0 reduces),
+ * then waits on the control word for commands. Nothing is posted per iteration.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { allocArray, getBackend, setLogEnabled, setRandomSeed, type FloatArray } from '@caffe-ts/blob';
+import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
+import { Net } from '@caffe-ts/net';
+import { decodeBinary, type NetParameter } from '@caffe-ts/proto';
+import { CMD, CTRL, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { applyKernelThreads, arenaView, runLayers, leadingSourceLayers, LayerFailure, waitWhileEqual } from './replica.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+// A pending Atomics.waitAsync does not keep a thread alive; a listening port does (the calling
+// thread unrefs this worker between commands, so this never holds the process open).
+port.on('message', () => {});
+// Rank 0 logs what every replica would (data layers opening their sources, …).
+setLogEnabled(false);
+const ctrl = new Int32Array(init.control);
+const losses = new Float64Array(init.losses);
+let during = 'setup';
+
+function post(message: WorkerMessage): void {
+  port.postMessage(message);
+}
+
+function serialize(e: unknown): SerializedError {
+  const err = e instanceof LayerFailure ? e.cause : e;
+  const base: SerializedError =
+    err instanceof Error
+      ? { name: err.name, message: err.message, ...(err.stack ? { stack: err.stack } : {}), during }
+      : { name: 'Error', message: String(err), during };
+  if (e instanceof LayerFailure) {
+    base.layer = e.layer;
+    base.layerType = e.layerType;
+  }
+  return base;
+}
+
+function fail(e: unknown): void {
+  post({ type: 'error', rank: init.rank, error: serialize(e) });
+  // The message goes first, then the flag that wakes rank 0 (which then waits for the message).
+  Atomics.compareExchange(ctrl, CTRL.ERROR, 0, init.rank + 1);
+  Atomics.notify(ctrl, CTRL.ERROR);
+  Atomics.add(ctrl, CTRL.DONE, 1);
+  Atomics.notify(ctrl, CTRL.DONE);
+  Atomics.add(ctrl, CTRL.READY, 1);
+  Atomics.notify(ctrl, CTRL.READY);
+}
+
+async function build(): Promise<Net> {
+  const registry = defaultLayerRegistry();
+  registerBuiltinLayers(registry);
+  // Plugins register their layers (and schema extensions) into the default registry on import.
+  for (const spec of init.register) await import(spec);
+  await applyKernelThreads(init.kernelThreads);
+  if (init.seed >= 0) setRandomSeed(init.seed);
+  const param = decodeBinary('NetParameter', init.netBinary) as NetParameter;
+  return Net.create(param, {
+    phase: init.phase,
+    level: init.level,
+    stages: init.stages,
+    registry,
+    backend: await getBackend(init.backend),
+    dtype: init.dtype,
+    log: false,
+    ...(init.netFile !== undefined ? { name: init.netFile } : {}),
+    ...(init.shard ? { shard: { index: init.rank, count: init.count } } : {}),
+  });
+}
+
+/** Point the replica's params at the shared arenas; frozen ones get private copies. */
+function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } {
+  const params = net.learnableParams;
+  const counts = params.map((p) => p.count());
+  if (counts.length !== init.slots.length || counts.some((c, i) => c !== init.slots[i]!.count)) {
+    throw new Error(
+      `replica ${init.rank} built learnable params of sizes [${counts.join(', ')}] but rank 0 has ` +
+        `[${init.slots.map((s) => s.count).join(', ')}] (do the plugins and the net definition match?)`,
+    );
+  }
+  const frozen: { mine: FloatArray; shared: FloatArray }[] = [];
+  params.forEach((blob, i) => {
+    const slot = init.slots[i]!;
+    if (slot.frozen && init.frozen) {
+      const mine = allocArray(init.dtype, slot.count);
+      blob.data.setCpuData(mine);
+      frozen.push({ mine, shared: arenaView(init.frozen, init.dtype, slot.offset, slot.count) });
+    } else {
+      blob.data.setCpuData(arenaView(init.data, init.dtype, slot.offset, slot.count));
+    }
+    if (init.diff) blob.diff.setCpuData(arenaView(init.diff, init.dtype, slot.offset, slot.count));
+  });
+  return { frozen };
+}
+
+async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]): Promise<void> {
+  for (const f of frozen) f.mine.set(f.shared);
+  net.clearParamDiffs();
+  let loss = 0;
+  for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
+  losses[init.rank] = loss;
+}
+
+async function test(net: Net, iterations: number): Promise<void> {
+  const sources = leadingSourceLayers(net);
+  const batches: { index: number; loss: number; outputs: number[] }[] = [];
+  for (let b = 0; b < iterations; b++) {
+    if (b % init.count === init.rank) {
+      const loss = await runLayers(net, false);
+      const outputs: number[] = [];
+      for (const blob of net.outputBlobs) outputs.push(...blob.cpuData());
+      batches.push({ index: b, loss, outputs });
+    } else if (sources > 0) {
+      // Another replica's batch: advance the data layers past it without running the net.
+      await net.prepare();
+      net.forwardFromTo(0, sources - 1);
+    }
+  }
+  post({ type: 'test-result', rank: init.rank, batches });
+}
+
+async function main(): Promise<void> {
+  let net: Net;
+  let frozen: { mine: FloatArray; shared: FloatArray }[];
+  try {
+    net = await build();
+    ({ frozen } = bind(net));
+  } catch (e) {
+    fail(e);
+    port.removeAllListeners('message');
+    return;
+  }
+  // Read the sequence number before saying ready: rank 0 sends its first command as soon as
+  // every worker is ready, and that command must not be mistaken for the current state.
+  let seen = Atomics.load(ctrl, CTRL.SEQ);
+  post({ type: 'ready', rank: init.rank, paramCounts: net.learnableParams.map((p) => p.count()) });
+  Atomics.add(ctrl, CTRL.READY, 1);
+  Atomics.notify(ctrl, CTRL.READY);
+  for (;;) {
+    // Waiting asynchronously keeps this thread's event loop running (data-layer prefetch I/O).
+    while (Atomics.load(ctrl, CTRL.SEQ) === seen) {
+      await waitWhileEqual(ctrl, CTRL.SEQ, seen);
+    }
+    seen = Atomics.load(ctrl, CTRL.SEQ);
+    const cmd = Atomics.load(ctrl, CTRL.CMD);
+    if (cmd === CMD.EXIT) break;
+    try {
+      if (cmd === CMD.STEP) {
+        during = 'step';
+        await step(net, frozen);
+      } else if (cmd === CMD.TEST) {
+        during = 'test';
+        await test(net, Atomics.load(ctrl, CTRL.ARG));
+      } else {
+        throw new Error(`unknown command ${cmd}`);
+      }
+    } catch (e) {
+      fail(e);
+      break;
+    }
+    Atomics.add(ctrl, CTRL.DONE, 1);
+    Atomics.notify(ctrl, CTRL.DONE);
+  }
+  try {
+    await net.close();
+  } catch {
+    // Leaving anyway: the calling thread is shutting down or has already reported a failure.
+  }
+  port.removeAllListeners('message');
+}
+
+void main();
