@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import * as gpuJsNamespace from 'gpu.js';
 import { BackendError } from '@caffe-ts/blob';
 
 /** The execution modes this backend asks gpu.js for, best first. 'wasm' is gpu.js's 'webasm'. */
@@ -33,11 +33,15 @@ interface GpuJsModule {
   CPUKernel: GpuJsKernelClass;
 }
 
-let gpuJs: GpuJsModule | null = null;
-/** gpu.js is CommonJS; it loads `gl` itself when present, and runs without it. */
+/**
+ * gpu.js is CommonJS (its browser build a UMD bundle): Node's ESM loader and bundlers both hand its
+ * `module.exports` over as the default export. A static import (not `createRequire`) keeps this
+ * module bundleable for browsers; Node users who only register the backend do not load it (see
+ * register-backend.ts). It loads `gl` itself when present, and runs without it.
+ */
 export function loadGpuJs(): GpuJsModule {
-  gpuJs ??= createRequire(import.meta.url)('gpu.js') as GpuJsModule;
-  return gpuJs;
+  const ns = gpuJsNamespace as unknown as { default?: GpuJsModule } & GpuJsModule;
+  return ns.default ?? ns;
 }
 
 const GPUJS_MODE: Record<GpuMode, string> = {
