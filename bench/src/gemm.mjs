@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Float32 GEMM throughput, single thread: JS path vs WebAssembly SIMD vs WebAssembly relaxed SIMD.
+// Float32 GEMM throughput: JS path vs WebAssembly SIMD vs WebAssembly relaxed SIMD, on 1 or
+// more kernel threads.
 //
 //   pnpm --filter @caffe-ts/blob build && node bench/src/gemm.mjs [--sizes 256,512,1024,2048]
-//       [--reps 7] [--js-max 1024] [--trans NN|NT|TN|TT] [--clock wall|cpu]
+//       [--reps 7] [--js-max 1024] [--trans NN|NT|TN|TT] [--clock wall|cpu] [--threads 1,2]
+//
+// --threads lists kernel thread counts (initThreads(n) before each; the JS column runs once,
+// on one thread). Use the wall clock with more than one thread: the cpu clock adds up threads.
 //
 // Prints GFLOP/s (2·M·N·K / median time over --reps runs after one warm-up run) for square
 // products. The JS path is slow, so sizes above --js-max skip it. Relaxed SIMD needs
@@ -12,7 +16,7 @@ import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { createWasmGemmKernel, math, wasmGemmInfo } = await import('@caffe-ts/blob');
+const { createWasmGemmKernel, math, wasmGemmInfo, initThreads } = await import('@caffe-ts/blob');
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +25,7 @@ const { values } = parseArgs({
     'js-max': { type: 'string', default: '1024' },
     trans: { type: 'string', default: 'NN' },
     clock: { type: 'string', default: 'wall' },
+    threads: { type: 'string', default: '1' },
   },
 });
 const sizes = values.sizes.split(',').map(Number);
@@ -34,11 +39,15 @@ const now = values.clock === 'cpu'
   : () => performance.now();
 
 const info = wasmGemmInfo();
-const kernels = [['js', math.gemmJs]];
+const threadCounts = values.threads.split(',').map(Number);
+const kernels = [['js', math.gemmJs, 1]];
 const simd = createWasmGemmKernel({ relaxed: false });
 const relaxed = createWasmGemmKernel({ relaxed: true });
-if (simd) kernels.push(['wasm-simd', simd]);
-if (relaxed) kernels.push(['wasm-relaxed', relaxed]);
+for (const t of threadCounts) {
+  const tag = threadCounts.length > 1 || t !== 1 ? ` x${t}` : '';
+  if (simd) kernels.push([`wasm-simd${tag}`, simd, t]);
+  if (relaxed) kernels.push([`wasm-relaxed${tag}`, relaxed, t]);
+}
 
 function random(n) {
   const a = new Float32Array(n);
@@ -54,12 +63,14 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 console.log(`node ${process.version}, blocking ${JSON.stringify(info.blocking)}, ${values.trans}, ${values.clock} clock, ` +
   `GFLOP/s: median of ${reps} runs (best run)`);
-console.log(['size', ...kernels.map(([name]) => name)].map((s) => s.padStart(16)).join(''));
+console.log(['size', ...kernels.map(([name]) => name)].map((s) => s.padStart(18)).join(''));
 for (const n of sizes) {
   const A = random(n * n), B = random(n * n), C = new Float32Array(n * n);
   const flops = 2 * n * n * n;
   const cells = [String(n)];
-  for (const [name, kernel] of kernels) {
+  for (const [name, kernel, threads] of kernels) {
+    const got = await initThreads(threads);
+    if (got !== threads) console.warn(`${name}: only ${got} thread(s) available`);
     if (name === 'js' && n > jsMax) {
       cells.push('-');
       continue;
@@ -75,5 +86,5 @@ for (const n of sizes) {
     // median (and best run, as a hint of contention on shared machines)
     cells.push(`${(flops / median(times) / 1e6).toFixed(1)} (${(flops / Math.min(...times) / 1e6).toFixed(1)})`);
   }
-  console.log(cells.map((s) => s.padStart(16)).join(''));
+  console.log(cells.map((s) => s.padStart(18)).join(''));
 }

@@ -7,4 +7,4 @@ export interface GemmBlocking {
   NC: number;
 }
 export declare const GEMM_BLOCKING: Readonly<GemmBlocking>;
-export declare function generateGemmWat(options?: { relaxed?: boolean; blocking?: Partial<GemmBlocking> }): string;
+export declare function generateGemmWat(options?: { relaxed?: boolean; shared?: boolean; blocking?: Partial<GemmBlocking> }): string;

@@ -11,6 +11,8 @@ export {
   BackendError,
   type Backend,
   type BackendStats,
+  type DeviceSolverOps,
+  type SgdStepSettings,
 } from './backend.js';
 export { Rng, globalRng, setRandomSeed } from './rng.js';
 export { logger, setLogSink, setLogEnabled, type Logger, type LogSink, type LogLevel } from './log.js';
@@ -56,4 +58,14 @@ export {
   createWasmMaxPool,
   defaultWasmMaxPool,
   type WasmMaxPool,
+  setNumThreads,
+  getNumThreads,
+  initThreads,
+  shutdownThreads,
+  threadPoolInfo,
+  defaultNumThreads,
+  hardwareThreads,
+  MIN_FLOPS_PER_THREAD,
+  MAX_THREADS,
+  type ThreadPoolInfo,
 } from './wasm/index.js';

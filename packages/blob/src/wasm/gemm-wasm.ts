@@ -1,13 +1,16 @@
 // The WebAssembly SIMD float32 GEMM behind gemm() for Float32Array operands.
 //
 // The module (scripts/gemm-wat.mjs, assembled into generated/gemm-wasm.ts) owns one linear
-// memory per kernel instance. A call stages op(A), op(B) and C blocks in that memory with
+// memory per kernel instance. Products large enough to split go to the kernel threads instead
+// (gemm-threaded.ts, over the pool's shared memory) when more than one thread is set. A call stages op(A), op(B) and C blocks in that memory with
 // TypedArray.set (a memcpy), runs the blocked, packed GEMM there, and copies C back. Nothing
 // here reads files, so it works unchanged in browsers; the module is small enough for the
 // synchronous WebAssembly.Module constructor.
 import type { GemmKernel } from '../math/gemm.js';
 import { MathError } from '../math/errors.js';
 import { GEMM_WASM_RELAXED_SIMD_BASE64, GEMM_WASM_SIMD_BASE64 } from './generated/gemm-wasm.js';
+import { gemmThreaded } from './gemm-threaded.js';
+import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
 /** 'simd': f32x4.mul + f32x4.add; 'relaxed-simd': f32x4.relaxed_madd (FMA where available). */
 export type WasmGemmVariant = 'simd' | 'relaxed-simd';
@@ -23,6 +26,14 @@ export interface WasmGemmOptions {
    * together); larger products are split into blocks. Default 2^26 (256 MiB).
    */
   maxStagedFloats?: number;
+  /**
+   * Kernel threads (threads.ts): 'auto' (the default) splits products of at least
+   * minFlopsPerThread per thread across up to getNumThreads() threads; 1 keeps every call on
+   * the calling thread.
+   */
+  threads?: 'auto' | 1;
+  /** Floating-point operations per thread below which a product stays on one thread. */
+  minFlopsPerThread?: number;
 }
 
 export interface WasmGemmInfo {
@@ -176,6 +187,10 @@ export function createWasmGemmKernel(options: WasmGemmOptions = {}): GemmKernel 
   const { memory } = ex;
   const name = WASM_GEMM_KERNEL_NAMES[variant];
   const MR = ex.MR.value, NR = ex.NR.value, MC = ex.MC.value, KC = ex.KC.value, NC = ex.NC.value;
+  const blk = { MR, NR, MC, KC, NC };
+  const threaded = options.threads !== 1;
+  const relaxedBuild = variant === 'relaxed-simd';
+  const minFlops = options.minFlopsPerThread ?? MIN_FLOPS_PER_THREAD;
 
   /** Grows memory to hold `bytes` and returns a fresh view (views die when memory grows). */
   function heap(bytes: number): Float32Array {
@@ -203,6 +218,11 @@ export function createWasmGemmKernel(options: WasmGemmOptions = {}): GemmKernel 
       if (beta === 0) C.fill(0, 0, M * N);
       else if (beta !== 1) for (let i = 0; i < M * N; i++) C[i] = beta * C[i]!;
       return;
+    }
+
+    if (threaded) {
+      const T = planThreads(2 * M * N * K, Infinity, minFlops);
+      if (T > 1 && gemmThreaded(T, relaxedBuild, blk, transA, transB, M, N, K, alpha, A, B, beta, C)) return;
     }
 
     // Block sizes of the staged sub-problems: whole operands unless they exceed maxStaged.

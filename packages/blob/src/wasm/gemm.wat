@@ -360,6 +360,22 @@
       (br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))
   )
 
+  ;; dst[0:n] = 0 (n floats), 16 bytes at a time while 4 remain.
+  (func (export "zero") (param $dst i32) (param $n i32)
+    (block $done (loop $vec
+      (br_if $done (i32.lt_u (local.get $n) (i32.const 4)))
+      (v128.store (local.get $dst) (v128.const i32x4 0 0 0 0))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 4)))
+      (br $vec)))
+    (block $done1 (loop $one
+      (br_if $done1 (i32.eqz (local.get $n)))
+      (f32.store (local.get $dst) (f32.const 0))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (br $one)))
+  )
+
   ;; col[(c*KH + kh)*KW + kw][n*OH*OW + oh*OW + ow] = x[n][c][kh*DH - PH + oh*SH][kw*DW - PW + ow*SW], 0 in the padding.
   (func (export "im2col") (param $x i32) (param $nb i32) (param $C i32) (param $H i32) (param $W i32)
       (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $OH i32) (param $OW i32)

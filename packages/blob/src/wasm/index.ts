@@ -15,3 +15,15 @@ export {
   type WasmConv2d,
 } from './conv-wasm.js';
 export { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';
+export {
+  setNumThreads,
+  getNumThreads,
+  initThreads,
+  shutdownThreads,
+  threadPoolInfo,
+  defaultNumThreads,
+  hardwareThreads,
+  MIN_FLOPS_PER_THREAD,
+  MAX_THREADS,
+  type ThreadPoolInfo,
+} from './threads.js';

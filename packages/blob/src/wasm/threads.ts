@@ -1,0 +1,579 @@
+// Kernel threads: a persistent pool of worker threads over one shared WebAssembly.Memory.
+//
+// Public API (exported from @caffe-ts/blob):
+//   getNumThreads()      threads the kernels may use (the calling thread included)
+//   setNumThreads(n)     set it; n > 1 starts the missing workers (they become usable once
+//                        ready, a few ms later); n = 1 costs nothing and starts nothing
+//   initThreads(n?)      async: setNumThreads(n ?? default) and wait until the workers are ready
+//   threadPoolInfo()     what is requested, ready and supported, and why not where it is not
+//   shutdownThreads()    stop the workers (they are unref'd in Node, so a process exits anyway)
+// The default is CAFFE_TS_THREADS from the environment where set, else the machine's cores
+// (os.availableParallelism() in Node, navigator.hardwareConcurrency in browsers). Where there is
+// no shared memory (a browser page without cross-origin isolation) or no Worker, kernels run on
+// the calling thread only. Workers start lazily: with the default count, on the first product
+// big enough to split; so a data-parallel replica that calls setNumThreads(1) first never
+// starts any.
+//
+// How a job runs: the calling thread stages operands in the shared memory (threadHeap), writes
+// one command list per participating thread (calls of the module's exports: gemm, im2col, …),
+// bumps the job counter and wakes the workers, runs its own list, then waits until every
+// participant has counted the job down. Workers never touch JS arrays, so nothing is copied
+// between threads but the operands, once each way.
+//
+// Shared-memory layout (bytes):
+//   [0, 4096)                       control words (ctl): SEQ, PENDING, ERRORS, STOP, READY[w]
+//   [REGION_BASE + t·REGION_BYTES)  command region of thread t (t = 0 is the calling thread):
+//                                   word 0 job number it belongs to, 1 command count, 2 the
+//                                   command running (for error reports), from word HEAD:
+//                                   commands of CMD words: opcode | variant << 8, then arguments
+//   HEAP_BASE …                     the jobs' operands and per-thread workspaces
+import { MathError } from '../math/errors.js';
+import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
+import { WORKER_SOURCE } from './thread-worker-source.js';
+
+/** Most workers a pool holds (so at most MAX_THREADS threads with the caller). */
+export const MAX_THREADS = 64;
+/** Below this many floating-point operations per thread a product stays on one thread. */
+export const MIN_FLOPS_PER_THREAD = 1.5e6;
+
+const PAGE = 65536;
+const CTL_WORDS = 1024;
+const SEQ = 0, PENDING = 1, ERRORS = 2, STOP = 3, READY = 16;
+const REGION_BASE = 4096;
+const REGION_BYTES = 16384;
+const REGION_WORDS = REGION_BYTES / 4;
+const HEAD = 4;
+const CMD = 17;
+const MAX_COMMANDS = Math.floor((REGION_WORDS - HEAD) / CMD);
+/** Where job data starts: after the control page and every possible thread's command region. */
+export const HEAP_BASE = Math.ceil((REGION_BASE + MAX_THREADS * REGION_BYTES) / PAGE) * PAGE;
+/** Worker spin iterations (Atomics.load) before sleeping on the job counter. */
+const SPIN = 20000;
+
+/** Command opcodes (the worker source switches on the same numbers). */
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7 } as const;
+export type Op = (typeof Op)[keyof typeof Op];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero'];
+
+/** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
+export interface SharedExports {
+  gemm(
+    transA: number, transB: number, M: number, N: number, K: number,
+    alpha: number, pA: number, lda: number, pB: number, ldb: number,
+    beta: number, pC: number, ldc: number, packA: number, packB: number, scratch: number,
+  ): void;
+  im2col(...args: number[]): void;
+  col2im(...args: number[]): void;
+  gather(y: number, C: number, nb: number, S: number, r: number): void;
+  scatter(r: number, C: number, nb: number, S: number, y: number, addBias: number, bias: number): void;
+  rowsum(r: number, rows: number, len: number, out: number): void;
+  zero(dst: number, n: number): void;
+}
+
+// Just the slices of the WebAssembly, Worker and Node APIs used here (the package's TypeScript
+// lib declares neither WebAssembly nor DOM nor Node types).
+interface SharedMemory {
+  readonly buffer: SharedArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  Memory: new (d: { initial: number; maximum: number; shared: boolean }) => SharedMemory;
+  validate(bytes: Uint8Array): boolean;
+}
+interface AnyWorker {
+  postMessage?(m: unknown): void;
+  terminate(): unknown;
+  unref?(): void;
+  ref?(): void;
+  on?(event: string, f: (m: unknown) => void): void;
+  onmessage?: ((e: { data: unknown }) => void) | null;
+  onerror?: ((e: unknown) => void) | null;
+}
+type WorkerFactory = (data: Record<string, unknown>) => AnyWorker;
+interface G {
+  WebAssembly?: WasmApi;
+  SharedArrayBuffer?: unknown;
+  crossOriginIsolated?: boolean;
+  navigator?: { hardwareConcurrency?: number };
+  process?: {
+    env?: Record<string, string | undefined>;
+    versions?: { node?: string };
+    getBuiltinModule?: (name: string) => unknown;
+  };
+  Worker?: new (url: string) => AnyWorker;
+  Blob?: new (parts: string[], opts: { type: string }) => unknown;
+  URL?: { createObjectURL(b: unknown): string };
+}
+const g = globalThis as unknown as G;
+const isNode = typeof g.process?.versions?.node === 'string';
+
+interface WorkerSlot {
+  worker: AnyWorker;
+  ready: Promise<void>;
+  failed: string | null;
+}
+
+interface PoolState {
+  requested: number | null;
+  engine: Engine | null | undefined;
+  /** Why threads are unavailable (set once an attempt failed). */
+  unsupported: string | null;
+  workers: WorkerSlot[];
+  /** Node's worker_threads module once loaded. */
+  nodeWorker: (new (code: string, opts: object) => AnyWorker) | null;
+}
+
+// One pool per JS realm (a worker thread has its own), shared by duplicated package copies.
+const KEY = Symbol.for('caffe-ts.threadPool');
+function state(): PoolState {
+  const s = globalThis as unknown as Record<symbol, PoolState | undefined>;
+  let p = s[KEY];
+  if (!p) {
+    p = { requested: null, engine: undefined, unsupported: null, workers: [], nodeWorker: null };
+    s[KEY] = p;
+  }
+  return p;
+}
+
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+function decode(text: string): Uint8Array {
+  const lookup = new Int16Array(128).fill(-1);
+  for (let i = 0; i < 64; i++) lookup[B64.charCodeAt(i)] = i;
+  const clean = text.replace(/=+$/, '');
+  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
+  let acc = 0, bits = 0, o = 0;
+  for (let i = 0; i < clean.length; i++) {
+    acc = (acc << 6) | lookup[clean.charCodeAt(i)]!;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  return out;
+}
+
+/** The machine's cores as the platform reports them (at least 1). */
+export function hardwareThreads(): number {
+  let n = 0;
+  const os = nodeBuiltin('node:os') as { availableParallelism?: () => number; cpus?: () => unknown[] } | null;
+  if (os) n = os.availableParallelism ? os.availableParallelism() : os.cpus?.().length ?? 0;
+  if (!n) n = g.navigator?.hardwareConcurrency ?? 1;
+  return Math.max(1, Math.floor(n));
+}
+
+function nodeBuiltin(name: string): unknown {
+  try {
+    return g.process?.getBuiltinModule?.(name) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** CAFFE_TS_THREADS where set to a positive integer, else hardwareThreads(). */
+export function defaultNumThreads(): number {
+  const env = g.process?.env?.CAFFE_TS_THREADS?.trim();
+  const n = env ? Number(env) : NaN;
+  return Number.isInteger(n) && n >= 1 ? Math.min(n, MAX_THREADS) : Math.min(hardwareThreads(), MAX_THREADS);
+}
+
+/** Threads the kernels may use, the calling thread included (the default until set). */
+export function getNumThreads(): number {
+  return state().requested ?? defaultNumThreads();
+}
+
+function checkCount(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 1) throw new MathError(`${what}: the thread count must be a positive integer, got ${n}`);
+  if (n > MAX_THREADS) throw new MathError(`${what}: at most ${MAX_THREADS} threads, got ${n}`);
+  return n;
+}
+
+/**
+ * Sets how many threads the WebAssembly kernels use (the calling thread included). With n > 1
+ * the missing workers start now and join jobs once ready; setNumThreads(1) starts nothing.
+ * Where threads are unsupported, kernels stay on one thread whatever n is (see threadPoolInfo).
+ */
+export function setNumThreads(n: number): void {
+  const s = state();
+  s.requested = checkCount(n, 'setNumThreads');
+  if (n > 1) ensureWorkers(n - 1);
+}
+
+/**
+ * setNumThreads(n ?? getNumThreads()) and waits until those workers are ready (or failed).
+ * Resolves to the number of threads jobs will use now.
+ */
+export async function initThreads(n?: number): Promise<number> {
+  const s = state();
+  const want = n === undefined ? getNumThreads() : checkCount(n, 'initThreads');
+  s.requested = want;
+  if (want > 1) {
+    if (!s.nodeWorker && isNode && !nodeBuiltin('node:worker_threads')) {
+      // Node before 20.16 has no process.getBuiltinModule: load worker_threads asynchronously.
+      // The specifier is a variable so that browser bundlers leave it alone.
+      const spec = 'node:worker_threads';
+      try {
+        const mod = (await import(/* @vite-ignore */ spec)) as { Worker: PoolState['nodeWorker'] };
+        s.nodeWorker = mod.Worker;
+      } catch {
+        /* no worker_threads: stay single-threaded */
+      }
+    }
+    ensureWorkers(want - 1);
+    const starting = s.workers.slice(0, want - 1);
+    // Keep the process alive while waiting for the 'ready' messages (workers are unref'd).
+    for (const w of starting) w.worker.ref?.();
+    try {
+      await Promise.all(starting.map((w) => w.ready));
+    } finally {
+      for (const w of starting) w.worker.unref?.();
+    }
+  }
+  return activeThreads();
+}
+
+/** Stops every worker; later jobs run on the calling thread until threads are asked for again. */
+export async function shutdownThreads(): Promise<void> {
+  const s = state();
+  const e = s.engine;
+  if (e) Atomics.store(e.ctl(), STOP, 1);
+  const workers = s.workers;
+  s.workers = [];
+  await Promise.all(workers.map((w) => Promise.resolve(w.worker.terminate()).catch(() => undefined)));
+  if (e) {
+    const ctl = e.ctl();
+    Atomics.store(ctl, STOP, 0);
+    for (let w = 0; w < MAX_THREADS; w++) Atomics.store(ctl, READY + w, 0);
+  }
+}
+
+export interface ThreadPoolInfo {
+  /** getNumThreads(). */
+  requested: number;
+  /** Threads a large job would use right now (ready workers + the caller, capped by requested). */
+  active: number;
+  /** Workers started (ready or not). */
+  started: number;
+  /** Whether this engine can run kernel threads at all. */
+  supported: boolean;
+  /** Why not, where unsupported. */
+  reason: string | null;
+}
+
+export function threadPoolInfo(): ThreadPoolInfo {
+  const s = state();
+  const reason = unsupportedReason();
+  return { requested: getNumThreads(), active: activeThreads(), started: s.workers.length, supported: reason === null, reason };
+}
+
+function unsupportedReason(): string | null {
+  const s = state();
+  if (s.unsupported) return s.unsupported;
+  if (!g.WebAssembly) return 'no WebAssembly';
+  if (typeof g.SharedArrayBuffer !== 'function') return 'no SharedArrayBuffer (a browser page needs cross-origin isolation: COOP/COEP headers)';
+  if (g.crossOriginIsolated === false) return 'the page is not cross-origin isolated (COOP/COEP headers), so memory cannot be shared';
+  if (!workerFactory()) return 'no Worker (node:worker_threads or the Web Worker API)';
+  return null;
+}
+
+function workerFactory(): WorkerFactory | null {
+  const s = state();
+  if (isNode) {
+    if (!s.nodeWorker) {
+      const wt = nodeBuiltin('node:worker_threads') as { Worker: PoolState['nodeWorker'] } | null;
+      if (wt) s.nodeWorker = wt.Worker;
+    }
+    const W = s.nodeWorker;
+    if (!W) return null;
+    return (data) => {
+      const w = new W(WORKER_SOURCE, { eval: true, workerData: data, name: `caffe-ts kernel ${String(data.id)}` });
+      w.unref?.();
+      return w;
+    };
+  }
+  const W = g.Worker, B = g.Blob, U = g.URL;
+  if (!W || !B || !U) return null;
+  let url: string | null = null;
+  return (data) => {
+    url ??= U.createObjectURL(new B([WORKER_SOURCE], { type: 'text/javascript' }));
+    const w = new W(url);
+    w.postMessage!(data);
+    return w;
+  };
+}
+
+/** Starts workers until `count` exist (where supported). */
+function ensureWorkers(count: number): void {
+  const s = state();
+  if (s.workers.length >= count || unsupportedReason()) return;
+  const e = engine();
+  const make = workerFactory();
+  if (!e || !make) return;
+  while (s.workers.length < count) {
+    const id = s.workers.length + 1;
+    const data = {
+      memory: e.memory, modules: e.modules, id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
+      ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, READY, HEAD, CMD, SPIN,
+    };
+    let worker: AnyWorker;
+    try {
+      worker = make(data);
+    } catch (err) {
+      s.unsupported = `cannot start a worker thread (${String(err)})`;
+      return;
+    }
+    const slot: WorkerSlot = { worker, ready: Promise.resolve(), failed: null };
+    slot.ready = new Promise<void>((resolve) => {
+      const onMessage = (m: unknown) => {
+        const msg = m as { ready?: number; error?: string; op?: number };
+        if (msg.ready !== undefined) resolve();
+        if (msg.error !== undefined) e.lastError = `${OP_NAMES[(msg.op ?? 0) & 255] ?? 'command'}: ${msg.error}`;
+      };
+      const onError = (err: unknown) => {
+        slot.failed = String(err);
+        resolve();
+      };
+      if (worker.on) {
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        worker.on('exit', () => onError('exited'));
+        // After the listeners: adding a 'message' listener refs the worker's port again, and a
+        // pool must never keep a process alive.
+        worker.unref?.();
+      } else {
+        worker.onmessage = (ev) => onMessage(ev.data);
+        worker.onerror = onError;
+      }
+    });
+    s.workers.push(slot);
+  }
+}
+
+/** Threads a job may use now: the caller plus the ready workers among the first requested − 1. */
+export function activeThreads(): number {
+  const s = state();
+  const want = getNumThreads();
+  if (want <= 1 || s.workers.length === 0 || !s.engine) return 1;
+  const ctl = s.engine.ctl();
+  let t = 1;
+  while (t < want && t <= s.workers.length && Atomics.load(ctl, READY + t) === 1) t++;
+  return t;
+}
+
+/**
+ * Threads to use for a job of `flops` floating-point operations that splits into at most
+ * `parts` pieces: 1 when it is small (under minFlopsPerThread per thread) or the pool is off. With the default thread count this
+ * starts the pool on the first job that would use it (that job still runs on one thread).
+ */
+export function planThreads(flops: number, parts = Infinity, minFlopsPerThread = MIN_FLOPS_PER_THREAD): number {
+  const want = Math.min(getNumThreads(), Math.floor(flops / minFlopsPerThread), parts);
+  if (want <= 1) return 1;
+  const s = state();
+  if (s.workers.length < want - 1) ensureWorkers(getNumThreads() - 1);
+  return Math.min(want, activeThreads());
+}
+
+/** The pool's shared memory and the calling thread's instances (null where unsupported). */
+export function engine(): Engine | null {
+  const s = state();
+  if (s.engine === undefined) {
+    s.engine = null;
+    if (unsupportedReason() === null) {
+      try {
+        s.engine = new Engine();
+      } catch (err) {
+        s.unsupported = `cannot create a shared WebAssembly memory (${String(err)})`;
+      }
+    }
+  }
+  return s.engine;
+}
+
+/** A command list for one thread: calls of the shared module's exports. */
+export class CommandList {
+  n = 0;
+  constructor(
+    private readonly i32: Int32Array,
+    private readonly f32: Float32Array,
+    readonly base: number,
+    private readonly variant: number,
+  ) {}
+
+  private slot(op: Op): number {
+    if (this.n >= MAX_COMMANDS) throw new MathError(`kernel threads: more than ${MAX_COMMANDS} commands in one job`);
+    const o = this.base + HEAD + this.n++ * CMD;
+    this.i32[o] = op | (this.variant << 8);
+    return o + 1;
+  }
+  /** The module's gemm (see scripts/gemm-wat.mjs); alpha and beta are stored as floats. */
+  gemm(tA: number, tB: number, M: number, N: number, K: number, alpha: number, pA: number, lda: number,
+    pB: number, ldb: number, beta: number, pC: number, ldc: number, packA: number, packB: number, scratch: number): void {
+    const a = this.slot(Op.Gemm), i = this.i32;
+    i[a] = tA; i[a + 1] = tB; i[a + 2] = M; i[a + 3] = N; i[a + 4] = K; this.f32[a + 5] = alpha;
+    i[a + 6] = pA; i[a + 7] = lda; i[a + 8] = pB; i[a + 9] = ldb; this.f32[a + 10] = beta;
+    i[a + 11] = pC; i[a + 12] = ldc; i[a + 13] = packA; i[a + 14] = packB; i[a + 15] = scratch;
+  }
+  /** Any other export: integer arguments only. */
+  call(op: Op, ...args: number[]): void {
+    const a = this.slot(op);
+    for (let k = 0; k < args.length; k++) this.i32[a + k] = args[k]!;
+  }
+}
+
+/** The shared memory, the calling thread's instances of the shared builds, and job dispatch. */
+export class Engine {
+  readonly memory: SharedMemory;
+  /** Compiled shared builds: [plain SIMD, relaxed SIMD] (null where the engine rejects one). */
+  readonly modules: [object | null, object | null];
+  private readonly instances: [SharedExports | null, SharedExports | null];
+  private seq = 0;
+  private canBlock = true;
+  lastError: string | null = null;
+  private views: { buf: SharedArrayBuffer; i32: Int32Array; f32: Float32Array } | null = null;
+
+  constructor() {
+    const api = g.WebAssembly!;
+    this.memory = new api.Memory({ initial: HEAP_BASE / PAGE + 16, maximum: 65536, shared: true });
+    const compile = (b64: string): object | null => {
+      const bytes = decode(b64);
+      if (!api.validate(bytes)) return null;
+      try {
+        return new api.Module(bytes);
+      } catch {
+        return null;
+      }
+    };
+    this.modules = [compile(GEMM_WASM_SIMD_SHARED_BASE64), compile(GEMM_WASM_RELAXED_SIMD_SHARED_BASE64)];
+    if (!this.modules[0] && !this.modules[1]) throw new MathError('no shared-memory WebAssembly SIMD build compiles here');
+    const env = { env: { memory: this.memory } };
+    this.instances = this.modules.map((m) => (m ? (new api.Instance(m, env).exports as SharedExports) : null)) as Engine['instances'];
+  }
+
+  /** Whether the build of `relaxed` can run threaded here. */
+  has(relaxed: boolean): boolean {
+    return this.instances[relaxed ? 1 : 0] !== null;
+  }
+
+  ctl(): Int32Array {
+    return new Int32Array(this.memory.buffer, 0, CTL_WORDS);
+  }
+
+  /**
+   * Grows the memory so that [HEAP_BASE, HEAP_BASE + bytes) exists and returns views of all of
+   * it (fresh after a grow: a shared buffer is never detached, but old views keep the old length).
+   */
+  heap(bytes: number, what: string): { i32: Int32Array; f32: Float32Array } {
+    const need = HEAP_BASE + bytes;
+    const have = this.memory.buffer.byteLength;
+    if (need > have) {
+      try {
+        this.memory.grow(Math.ceil((need - have) / PAGE));
+      } catch (err) {
+        throw new MathError(`${what}: cannot grow the shared WebAssembly memory to ${need} bytes (${String(err)})`);
+      }
+    }
+    const buf = this.memory.buffer;
+    if (!this.views || this.views.buf !== buf) this.views = { buf, i32: new Int32Array(buf), f32: new Float32Array(buf) };
+    return this.views;
+  }
+
+  /** Empty command lists for threads 0 … T − 1 (0 is the caller) using the build of `relaxed`. */
+  lists(T: number, relaxed: boolean): CommandList[] {
+    const { i32, f32 } = this.heap(0, 'kernel threads');
+    const out: CommandList[] = [];
+    for (let t = 0; t < T; t++) out.push(new CommandList(i32, f32, (REGION_BASE + t * REGION_BYTES) >> 2, relaxed ? 1 : 0));
+    return out;
+  }
+
+  /**
+   * Runs the lists: workers 1 … T − 1 get theirs, the caller runs list 0, then waits for all.
+   * Throws MathError when any thread failed (after every thread has finished).
+   */
+  run(lists: CommandList[], what: string): void {
+    const { i32 } = this.heap(0, what);
+    const ctl = this.ctl();
+    const seq = (this.seq = (this.seq + 1) & 0x3fffffff) || (this.seq = 1);
+    let workers = 0;
+    for (let t = 1; t < lists.length; t++) {
+      const l = lists[t]!;
+      i32[l.base + 1] = l.n;
+      if (l.n > 0) {
+        Atomics.store(i32, l.base, seq);
+        workers++;
+      } else {
+        Atomics.store(i32, l.base, 0);
+      }
+    }
+    Atomics.store(ctl, ERRORS, 0);
+    Atomics.store(ctl, PENDING, workers);
+    if (workers > 0) {
+      Atomics.store(ctl, SEQ, seq);
+      Atomics.notify(ctl, SEQ);
+    }
+    let failure: unknown = null;
+    try {
+      const l = lists[0]!;
+      i32[l.base + 1] = l.n;
+      this.runList(l.base, i32);
+    } catch (err) {
+      failure = err;
+    }
+    this.join(ctl);
+    if (failure) throw failure;
+    if (Atomics.load(ctl, ERRORS) > 0) {
+      throw new MathError(`${what}: a kernel worker thread failed${this.lastError ? ` (${this.lastError})` : ''}`);
+    }
+  }
+
+  private join(ctl: Int32Array): void {
+    let spins = 0;
+    for (;;) {
+      const p = Atomics.load(ctl, PENDING);
+      if (p === 0) return;
+      if (++spins < 200000 || !this.canBlock) continue;
+      try {
+        Atomics.wait(ctl, PENDING, p, 50);
+      } catch {
+        // A browser's main thread may not block: keep spinning.
+        this.canBlock = false;
+      }
+    }
+  }
+
+  private runList(base: number, i: Int32Array): void {
+    const f = new Float32Array(i.buffer);
+    const n = i[base + 1]!;
+    for (let c = 0; c < n; c++) {
+      const o = base + HEAD + c * CMD, op = i[o]!, a = o + 1;
+      const ex = this.instances[op >> 8]!;
+      switch (op & 255) {
+        case Op.Gemm:
+          ex.gemm(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, f[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!,
+            f[a + 10]!, i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!);
+          break;
+        case Op.Im2col:
+          ex.im2col(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!, i[a + 11]!, i[a + 12]!);
+          break;
+        case Op.Col2im:
+          ex.col2im(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!, i[a + 11]!, i[a + 12]!);
+          break;
+        case Op.Gather:
+          ex.gather(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!);
+          break;
+        case Op.Scatter:
+          ex.scatter(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!);
+          break;
+        case Op.Rowsum:
+          ex.rowsum(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!);
+          break;
+        case Op.Zero:
+          ex.zero(i[a]!, i[a + 1]!);
+          break;
+        default:
+          throw new MathError(`kernel threads: unknown command ${op}`);
+      }
+    }
+  }
+}
