@@ -3,13 +3,17 @@ import type { LayerKernel } from '@caffe-ts/layers';
 import { GpuDevice, type GpuDeviceStats } from './device.js';
 import { accuracyKernel } from './kernels/accuracy.js';
 import { convolutionKernel } from './kernels/convolution.js';
+import { dropoutKernel } from './kernels/dropout.js';
+import { HOST_ONLY_TYPES, hostOnlyKernel, shareKernel } from './kernels/host.js';
 import { innerProductKernel } from './kernels/inner-product.js';
 import { inputKernel } from './kernels/input.js';
+import { lrnKernel } from './kernels/lrn.js';
 import { poolingKernel } from './kernels/pooling.js';
 import { reluKernel } from './kernels/relu.js';
 import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
 import { softmaxKernel } from './kernels/softmax.js';
 import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
+import { splitKernel } from './kernels/split.js';
 import { startRuntime, type GpuMode, type GpuRuntimeInfo } from './runtime.js';
 
 export interface GpuBackendOptions {
@@ -24,11 +28,15 @@ export interface GpuBackendOptions {
 export interface GpuBackendInfo extends GpuRuntimeInfo {
   /** Layer types with a device kernel. */
   kernels: string[];
+  /** Layer types that run on the host by design (data layers; tops uploaded once per batch). */
+  hostOnly: string[];
 }
 
 export interface GpuBackend extends Backend {
   readonly device: GpuDevice;
   readonly ops: GpuOps;
+  /** The same ops, as the Backend contract's device solver hook (Solver and Net use them). */
+  readonly solverOps: GpuOps;
   layerKernel(type: string): LayerKernel | undefined;
   info(): GpuBackendInfo;
   stats(): GpuDeviceStats & { cpuFallbacks: Record<string, number> };
@@ -39,28 +47,39 @@ export interface GpuBackend extends Backend {
 const KERNELS: Record<string, LayerKernel> = {
   Accuracy: accuracyKernel,
   Convolution: convolutionKernel,
+  Dropout: dropoutKernel,
+  Flatten: shareKernel,
   InnerProduct: innerProductKernel,
   Input: inputKernel,
+  LRN: lrnKernel,
   Pooling: poolingKernel as LayerKernel,
   ReLU: reluKernel,
+  Reshape: shareKernel,
   Softmax: softmaxKernel,
   SoftmaxWithLoss: softmaxWithLossKernel,
+  Split: splitKernel,
 };
+for (const type of HOST_ONLY_TYPES) KERNELS[type] = hostOnlyKernel;
 
 /** Layer types the gpu backend runs on the device. */
-export const gpuKernelTypes = (): string[] => Object.keys(KERNELS).sort();
+export const gpuKernelTypes = (): string[] => Object.keys(KERNELS).filter((t) => KERNELS[t] !== hostOnlyKernel).sort();
+
+/** Layer types that run on the host by design (data layers): their tops are uploaded once per batch. */
+export const gpuHostOnlyTypes = (): string[] => [...HOST_ONLY_TYPES];
 
 export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
   const runtime = startRuntime(options.mode);
   const device = new GpuDevice(runtime);
+  const ops = createGpuOps(device);
   return {
     specificationVersion: 'v1',
     name: options.name ?? 'gpu',
     device,
-    ops: createGpuOps(device),
+    ops,
+    solverOps: ops,
     allowCpuFallback: options.allowCpuFallback ?? false,
     layerKernel: (type) => KERNELS[type],
-    info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes() }),
+    info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes(), hostOnly: gpuHostOnlyTypes() }),
     // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
     stats: () => device.stats,
     destroy() {

@@ -100,6 +100,13 @@ const CASES: Case[] = [
     noBackward: true,
     tops: 2,
   },
+  { name: 'LRN across channels (CaffeNet: 5, 1e-4, 0.75)', type: 'LRN', props: { lrn_param: { local_size: 5, alpha: 0.0001, beta: 0.75 } }, bottoms: [{ shape: [2, 7, 3, 4], fill: 'gaussian' }] },
+  { name: 'LRN across channels, large alpha, k = 2', type: 'LRN', props: { lrn_param: { local_size: 3, alpha: 0.5, beta: 0.6, k: 2 } }, bottoms: [{ shape: [1, 4, 3, 3], fill: 'gaussian' }] },
+  { name: 'LRN within channel', type: 'LRN', props: { lrn_param: { local_size: 3, alpha: 0.5, beta: 0.75, norm_region: 1 } }, bottoms: [{ shape: [2, 2, 4, 5], fill: 'gaussian' }] },
+  { name: 'Dropout TRAIN (same rng seed: same mask)', type: 'Dropout', props: { dropout_param: { dropout_ratio: 0.3 } }, bottoms: [{ shape: [4, 9], fill: 'gaussian' }] },
+  { name: 'Dropout TEST (identity)', type: 'Dropout', props: { phase: 1 }, bottoms: [{ shape: [3, 5], fill: 'gaussian' }] },
+  { name: 'Split into 3', type: 'Split', props: {}, bottoms: [{ shape: [2, 3, 2], fill: 'gaussian' }], tops: 3 },
+  { name: 'Flatten', type: 'Flatten', props: {}, bottoms: [{ shape: [2, 3, 2, 2], fill: 'gaussian' }] },
 ];
 
 function makeBottoms(c: Case, seed: number): Blob[] {
@@ -158,11 +165,12 @@ for (const { mode, skip } of testModes()) {
 
         // Loss layers keep their loss weight in the top diff; others get a random top gradient.
         const rng = new Rng(99);
-        if (ref.layer.lossWeight(0) === 0) {
-          const g = ref.top[0]!.mutableCpuDiff();
+        ref.top.forEach((t, ti) => {
+          if (ref.layer.lossWeight(ti) !== 0) return;
+          const g = t.mutableCpuDiff();
           for (let i = 0; i < g.length; i++) g[i] = rng.gaussian(0, 1);
-          dev.top[0]!.mutableCpuDiff().set(g);
-        }
+          dev.top[ti]!.mutableCpuDiff().set(g);
+        });
         // Param diffs accumulate: start both from the same non-zero values to check that too.
         for (let i = 0; i < ref.layer.blobs.length; i++) {
           const g = ref.layer.blobs[i]!.mutableCpuDiff();

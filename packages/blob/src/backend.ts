@@ -1,4 +1,5 @@
 import { CaffeError } from '@caffe-ts/proto';
+import type { Blob } from './blob.js';
 import { newTransferStats, type DeviceAllocator, type TransferStats } from './device.js';
 
 /**
@@ -17,7 +18,35 @@ export interface Backend {
   layerKernel?(type: string): unknown;
   /** Whether layers without a kernel may run on the host (opt-in, counted, warned once). */
   readonly allowCpuFallback?: boolean;
+  /** Solver math on the device, so a training step needs no parameter round trip (optional). */
+  readonly solverOps?: DeviceSolverOps;
   stats(): BackendStats;
+}
+
+/** One SGD step's settings for a param (Caffe's SGDSolver: normalize → regularize → update). */
+export interface SgdStepSettings {
+  /** rate · lr_mult. */
+  localRate: number;
+  momentum: number;
+  /** weight_decay · decay_mult (0: no regularization). */
+  localDecay: number;
+  regularization: 'L1' | 'L2';
+  /** 1 / iter_size: undoes the accumulation of iter_size backward passes. */
+  diffScale: number;
+}
+
+/**
+ * Solver steps a device backend runs where the params live. Solvers and nets use them when the
+ * net's backend has them and fall back to host math (with transfers) otherwise.
+ */
+export interface DeviceSolverOps {
+  /** diff ← 0 without reading the diff back (Net.clearParamDiffs). */
+  clearDiff(param: Blob): void;
+  /**
+   * g ← diffScale·g + localDecay·(w for L2 | sign(w) for L1); h ← localRate·g + momentum·h;
+   * diff ← h; data ← data − h. `history` is a blob of the same count on the same device.
+   */
+  sgdStep(param: Blob, history: Blob, step: SgdStepSettings): void;
 }
 
 export interface BackendStats extends TransferStats {

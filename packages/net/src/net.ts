@@ -663,7 +663,12 @@ export class Net {
   }
 
   clearParamDiffs(): void {
-    for (const p of this.learnableParams) p.mutableCpuDiff().fill(0);
+    // On a device backend the diffs are zeroed where they live (no readback).
+    const ops = this.backend.solverOps;
+    for (const p of this.learnableParams) {
+      if (ops) ops.clearDiff(p);
+      else p.mutableCpuDiff().fill(0);
+    }
   }
 
   // ---- weights ------------------------------------------------------------------------------

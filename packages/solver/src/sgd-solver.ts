@@ -1,4 +1,4 @@
-import { Blob, blobProtoShape, logger, type FloatArray, type Logger } from '@caffe-ts/blob';
+import { Blob, blobProtoShape, logger, type DeviceSolverOps, type FloatArray, type Logger } from '@caffe-ts/blob';
 import { createMessage, type BlobProto, type SolverParameter, type SolverState } from '@caffe-ts/proto';
 import { SolverConfigError, SolverStateError } from './errors.js';
 import { formatG } from './format.js';
@@ -34,7 +34,8 @@ export class SGDSolver extends Solver {
     this.sgdLog = this.logEnabled ? logger('sgd_solver.cpp') : { info: () => {}, warn: () => {}, error: () => {} };
     const params = this.net.learnableParams;
     for (let k = 0; k < this.historyBlobsPerParam(); k++) {
-      for (const p of params) this.history.push(new Blob(p.shape, { dtype: p.dtype }));
+      // On the param's device, so a device update never moves history to the host.
+      for (const p of params) this.history.push(new Blob(p.shape, { dtype: p.dtype, device: p.device }));
     }
   }
 
@@ -66,6 +67,11 @@ export class SGDSolver extends Solver {
     this.learningRateValue = rate;
     const display = this.param.display;
     if (display > 0 && this.iter % display === 0) this.sgdLog.info(`Iteration ${this.iter}, lr = ${formatG(rate)}`);
+    const ops = this.deviceUpdateOps();
+    if (ops) {
+      this.applyDeviceUpdate(ops, rate);
+      return;
+    }
     this.clipGradients();
     const n = this.net.learnableParams.length;
     for (let id = 0; id < n; id++) {
@@ -74,6 +80,32 @@ export class SGDSolver extends Solver {
       this.computeUpdateValue(id, rate);
     }
     this.net.update();
+  }
+
+  /**
+   * The backend's device update when it gives the same result as the host template: plain SGD
+   * (subclasses override the update rule), no gradient clipping (its global norm would be read
+   * back) and no debug info (which reads every param).
+   */
+  protected deviceUpdateOps(): DeviceSolverOps | undefined {
+    const ops = this.net.backend.solverOps;
+    if (!ops || Object.getPrototypeOf(this) !== SGDSolver.prototype) return undefined;
+    if (this.param.clip_gradients >= 0 || this.net.debugInfo) return undefined;
+    return ops;
+  }
+
+  /** normalize → regularize → SGD update → data −= step for every param, on the device. */
+  private applyDeviceUpdate(ops: DeviceSolverOps, rate: number): void {
+    const regularization = this.param.regularization_type === 'L1' ? 'L1' : 'L2';
+    this.net.learnableParams.forEach((p, id) => {
+      ops.sgdStep(p, this.history[id]!, {
+        localRate: this.localRate(id, rate),
+        momentum: this.param.momentum,
+        localDecay: this.param.weight_decay * (this.net.paramsWeightDecay[id] ?? 1),
+        regularization,
+        diffScale: 1 / this.param.iter_size,
+      });
+    });
   }
 
   /** Scale all diffs down when their global L2 norm exceeds clip_gradients (off when < 0). */

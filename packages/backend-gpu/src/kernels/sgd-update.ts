@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import type { Blob, DeviceSolverOps, SgdStepSettings } from '@caffe-ts/blob';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 
 const axpbySpec = {
@@ -17,8 +17,28 @@ const zeroSpec = {
   }`,
 };
 
+/**
+ * The new history of Caffe's SGD with regularization folded in:
+ * h = rate·(scale·g + decay·reg(w)) + momentum·h, reg(w) = w (L2) or sign(w) (L1).
+ */
+const sgdHistorySpec = {
+  name: 'sgd-history',
+  source: `function (G, W, H, rate, momentum, decay, l1, scale, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const w = W[i];
+    let reg = w;
+    if (l1 > 0) {
+      reg = 0;
+      if (w > 0) { reg = 1; }
+      if (w < 0) { reg = -1; }
+    }
+    return rate * (scale * G[i] + decay * reg) + momentum * H[i];
+  }`,
+};
+
 /** Device vector ops a solver can use without reading parameters back to the host. */
-export interface GpuOps {
+export interface GpuOps extends DeviceSolverOps {
   /** y ← alpha·x + beta·y over the first `count` elements of two device buffers. */
   axpby(alpha: number, x: GpuBuffer, beta: number, y: GpuBuffer, count?: number): void;
   /**
@@ -28,25 +48,35 @@ export interface GpuOps {
   sgdUpdate(param: Blob, history: Blob, lr: number, momentum: number): void;
   /** data ← data − diff (Blob.update on the device). */
   update(param: Blob): void;
-  /** diff ← 0 on the device (Net.clearParamDiffs without a readback). */
-  clearDiff(param: Blob): void;
 }
 
 export function createGpuOps(dev: GpuDevice): GpuOps {
   const axpby = (alpha: number, x: GpuBuffer, beta: number, y: GpuBuffer, count = Math.min(x.length, y.length)): void => {
     dev.runInto(y, axpbySpec, [dev.read(x), dev.read(y), alpha, beta, count]);
   };
+  const sgdStep = (param: Blob, history: Blob, s: SgdStepSettings): void => {
+    const n = param.count();
+    const g = dev.read(param.gpuDiff() as GpuBuffer);
+    const w = dev.read(param.gpuData() as GpuBuffer);
+    const hist = history.mutableGpuData() as GpuBuffer;
+    dev.runInto(hist, sgdHistorySpec, [g, w, dev.read(hist), s.localRate, s.momentum, s.localDecay, s.regularization === 'L1' ? 1 : 0, s.diffScale, n]);
+    // Caffe leaves the step in the diff; the data then moves by it.
+    axpby(1, hist, 0, param.mutableGpuDiff() as GpuBuffer, n);
+    axpby(-1, hist, 1, param.mutableGpuData() as GpuBuffer, n);
+  };
   return {
     axpby,
+    sgdStep,
     sgdUpdate(param, history, lr, momentum) {
-      const n = param.count();
-      const hist = history.mutableGpuData() as GpuBuffer;
-      axpby(lr, param.gpuDiff() as GpuBuffer, momentum, hist, n);
-      const diff = param.mutableGpuDiff() as GpuBuffer;
-      axpby(1, hist, 0, diff, n);
-      axpby(-1, diff, 1, param.mutableGpuData() as GpuBuffer, n);
+      sgdStep(param, history, { localRate: lr, momentum, localDecay: 0, regularization: 'L2', diffScale: 1 });
     },
     clearDiff(param) {
+      const mem = param.diff;
+      // A diff that lives only on the host is cleared there: zeroing it on the device would cost an upload.
+      if (mem.head === 'cpu') {
+        param.mutableCpuDiff().fill(0);
+        return;
+      }
       const diff = param.mutableGpuDiff() as GpuBuffer;
       dev.runInto(diff, zeroSpec, [diff.length]);
     },

@@ -1,0 +1,67 @@
+import { Blob } from '@caffe-ts/blob';
+import type { Layer, LayerKernel } from '@caffe-ts/layers';
+import { Phase } from '@caffe-ts/proto';
+import type { GpuBuffer } from '../device.js';
+import { dataOf, deviceOf, diffOf, writeData, writeDiff } from './util.js';
+
+const scaleSpec = {
+  name: 'dropout',
+  source: `function (X, M, scale, useMask, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    if (useMask > 0) { return X[i] * M[i] * scale; }
+    return X[i];
+  }`,
+};
+
+interface DropoutFields {
+  ratio: number;
+  scale: number;
+  mask: Uint8Array;
+}
+
+/** The TRAIN mask of each layer, as a device blob (kept per layer, freed with the backend's blobs). */
+const masks = new WeakMap<Layer, Blob>();
+
+/**
+ * Dropout. TEST is the identity (nothing to do in place, a copy otherwise). TRAIN draws the mask
+ * on the host from the layer's rng, exactly as the CPU layer does (so both backends drop the same
+ * units from the same seed), and uploads it: one upload per TRAIN forward, no readback.
+ */
+export const dropoutKernel: LayerKernel = {
+  forward(layer, bottom, top) {
+    const dev = deviceOf(layer);
+    const x = bottom[0]!;
+    const n = x.count();
+    if (layer.phase !== Phase.TRAIN) {
+      if (top[0] !== x) writeData(dev, top[0]!, scaleSpec, [dataOf(dev, x), dataOf(dev, x), 1, 0, n]);
+      return;
+    }
+    const f = layer as unknown as DropoutFields;
+    const keep = 1 - f.ratio;
+    let mask = masks.get(layer);
+    if (!mask || mask.count() !== n) {
+      mask = new Blob([n], { dtype: 'float32', device: layer.backend.device });
+      masks.set(layer, mask);
+    }
+    const m = mask.mutableCpuData();
+    for (let i = 0; i < n; i++) {
+      const kept = layer.rng.bernoulli(keep) ? 1 : 0;
+      f.mask[i] = kept;
+      m[i] = kept;
+    }
+    writeData(dev, top[0]!, scaleSpec, [dataOf(dev, x), dev.read(mask.gpuData() as GpuBuffer), f.scale, 1, n]);
+  },
+  backward(layer, top, propagateDown, bottom) {
+    if (!propagateDown[0]) return;
+    const dev = deviceOf(layer);
+    const n = top[0]!.count();
+    if (layer.phase !== Phase.TRAIN) {
+      if (top[0] !== bottom[0]) writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), diffOf(dev, top[0]!), 1, 0, n]);
+      return;
+    }
+    const mask = masks.get(layer)!;
+    const f = layer as unknown as DropoutFields;
+    writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), dev.read(mask.gpuData() as GpuBuffer), f.scale, 1, n]);
+  },
+};
