@@ -3,6 +3,8 @@ import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
 import { Phase } from '@caffe-ts/proto';
 import { enableHdf5, isHdf5Path } from '@caffe-ts/solver/node';
+import { parallelTest, type BatchResult } from '@caffe-ts/solver/parallel';
+import { cliWorkerPlugins } from './train.js';
 import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry, netStateFromFlags } from './common.js';
@@ -13,7 +15,7 @@ const log = logger('caffe.cpp');
 
 export const testCommand: Command = {
   summary: 'score a model',
-  usage: '--model M --weights W [--iterations 50] [--level N] [--stage a,b] [--backend cpu]',
+  usage: '--model M --weights W [--iterations 50] [--level N] [--stage a,b] [--backend cpu] [--workers N]',
   async run({ flags }) {
     const model = flags.string('model');
     const weights = flags.string('weights');
@@ -21,7 +23,9 @@ export const testCommand: Command = {
     const state = netStateFromFlags(flags, Phase.TEST);
     const backend = await backendFromFlags(flags);
     const showProgress = wantProgress(flags);
+    const workers = flags.int('workers', 1);
     flags.checkAllUsed();
+    if (!(workers >= 1)) throw new UsageError(`--workers expects a positive integer, got ${workers}`);
     if (!model) throw new UsageError('Need a model definition to score.');
     if (!weights) throw new UsageError('Need model weights to score.');
 
@@ -36,15 +40,22 @@ export const testCommand: Command = {
       const scores: number[] = [];
       const scoreIndex: { blob: number; name: string }[] = [];
       let loss = 0;
+      // --workers N: batch b runs on replica b % N (worker threads); lines print in batch order.
+      const parallel: BatchResult[] | undefined =
+        workers > 1
+          ? await parallelTest({ net, param, ...state, phase: Phase.TEST, netFile: userPath(model), iterations, workers, register: cliWorkerPlugins() })
+          : undefined;
       // On a terminal: a bar instead of the per-batch lines; the summary below prints after it.
       progress = showProgress ? startProgress('test', iterations, { unit: 'batches' }) : undefined;
       for (let i = 0; i < iterations; i++) {
-        await net.prepare();
-        loss += net.forward();
+        const done = parallel?.[i];
+        if (!done) await net.prepare();
+        loss += done ? done.loss : net.forward();
         progress?.update(i + 1, { loss: loss / (i + 1) });
         let idx = 0;
         net.outputBlobs.forEach((blob, j) => {
-          const data = blob.cpuData();
+          const count = blob.count();
+          const data = done ? done.outputs.slice(idx, idx + count) : blob.cpuData();
           const name = net.outputBlobNames[j]!;
           for (let k = 0; k < data.length; k++, idx++) {
             const v = data[k]!;

@@ -1,6 +1,7 @@
 import { logger } from '@caffe-ts/blob';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
 import { enableHdf5, isHdf5Path, loadSolverFromFile } from '@caffe-ts/solver/node';
+import { chooseParallelism, loadParallelSolverFromFile, type DataParallelOptions } from '@caffe-ts/solver/parallel';
 import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
@@ -11,7 +12,7 @@ const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');
@@ -21,6 +22,7 @@ export const trainCommand: Command = {
     const sigint = signalEffect(flags.string('sigint_effect', 'stop')!, 'sigint_effect');
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
     const stopOnNan = flags.bool('stop_on_nan');
+    const parallel = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'));
     const backend = await backendFromFlags(flags);
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
@@ -30,13 +32,16 @@ export const trainCommand: Command = {
     }
 
     log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
-    const solver = await loadSolverFromFile(userPath(solverFile), {
+    const solverOptions = {
       rootDir: userCwd(),
       registry: cliRegistry(),
       backend,
       trainState: { level, stages: stage ? stage.split(',').filter(Boolean) : [] },
       stopOnNonFinite: stopOnNan,
-    });
+    };
+    const solver = parallel
+      ? await loadParallelSolverFromFile(userPath(solverFile), parallel, solverOptions)
+      : await loadSolverFromFile(userPath(solverFile), solverOptions);
 
     if (snapshot) {
       log.info(`Resuming from ${snapshot}`);
@@ -86,4 +91,37 @@ type SignalEffect = 'stop' | 'snapshot' | 'none';
 function signalEffect(value: string, flag: string): SignalEffect {
   if (value === 'stop' || value === 'snapshot' || value === 'none') return value;
   throw new UsageError(`Invalid signal effect "${value}" was specified for --${flag} (expected stop, snapshot or none)`);
+}
+
+/** The layer plugins this CLI registers, as URLs a worker thread can import. */
+export function cliWorkerPlugins(): string[] {
+  const resolve = (import.meta as { resolve?: (s: string) => string }).resolve;
+  return ['@caffe-ts/io-leveldb/register'].map((spec) => {
+    try {
+      return resolve ? resolve(spec) : spec;
+    } catch {
+      return spec;
+    }
+  });
+}
+
+/**
+ * --workers N: N replicas, each reading batch_size records (Caffe's -gpu semantics: N × batch per
+ * iteration); with --split_batch they share each batch instead (the single-worker trajectory).
+ * --workers auto: split replicas on every core (chooseParallelism). Unset or 1: no workers.
+ */
+function parallelFromFlags(value: string | undefined, split: boolean): DataParallelOptions | undefined {
+  if (value === undefined) {
+    if (split) throw new UsageError('--split_batch needs --workers N');
+    return undefined;
+  }
+  const register = cliWorkerPlugins();
+  if (value === 'auto') {
+    const plan = chooseParallelism();
+    return plan.workers > 1 ? { ...plan, register } : undefined;
+  }
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--workers expects a positive integer or 'auto', got '${value}'`);
+  if (n === 1) return undefined;
+  return { workers: n, mode: split ? 'split' : 'replicate', register };
 }
