@@ -123,7 +123,7 @@ describe('the 20 most likely mistakes', () => {
 
   it('11. test_iter count does not match the test nets', async () => {
     const line = await err(['train', '--solver', '11.prototxt']);
-    expect(line).toBe("caffe train: test_iter must be specified for each test network. (2 test_iter for 1 test_net/test_net_param)");
+    expect(line).toBe("caffe train: <D>/11.prototxt:6:12: test_iter must be specified for each test network. (2 test_iter for 1 test_net/test_net_param)");
   });
 
   it.skipIf(!hasCorpus)('12. truncated caffemodel', async () => {

@@ -1,4 +1,5 @@
 import type { FloatArray } from '@caffe-ts/blob';
+import { formatG } from './format.js';
 import { SolverConfigError } from './errors.js';
 import { SGDSolver } from './sgd-solver.js';
 
@@ -19,7 +20,7 @@ export class AdaGradSolver extends SGDSolver {
   protected override validateParam(): void {
     super.validateParam();
     if (this.param.momentum !== 0) {
-      throw new SolverConfigError(`Momentum cannot be used with AdaGrad. (momentum is ${this.param.momentum}; remove it or set it to 0)`);
+      throw new SolverConfigError(`Momentum cannot be used with AdaGrad. (momentum is ${formatG(this.param.momentum)}; remove it or set it to 0)`, { field: 'momentum' });
     }
   }
 

@@ -8,6 +8,13 @@ export class SolverError extends CaffeError {
 /** A SolverParameter that Caffe would reject (its CHECKs, e.g. "Momentum cannot be used with AdaGrad."). */
 export class SolverConfigError extends SolverError {
   override readonly name: string = 'SolverConfigError';
+  /** The SolverParameter field at fault, when there is one (file loaders point at its line). */
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; field?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.field = options?.field;
+  }
 }
 
 /** `type` (or the deprecated `solver_type`) names no registered solver. */

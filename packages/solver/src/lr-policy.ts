@@ -26,13 +26,13 @@ export type LrPolicy = (param: LrPolicyParameter, state: LrPolicyState) => { rat
 
 function requireGammaNonNegative(param: LrPolicyParameter): void {
   if (!(param.gamma >= 0)) {
-    throw new SolverConfigError(`lr_policy '${param.lr_policy}' needs gamma >= 0 (got ${param.gamma})`);
+    throw new SolverConfigError(`lr_policy '${param.lr_policy}' needs gamma >= 0 (got ${param.gamma})`, { field: 'gamma' });
   }
 }
 
 function requireStepsize(param: LrPolicyParameter): void {
   if (!(param.stepsize > 0)) {
-    throw new SolverConfigError(`lr_policy '${param.lr_policy}' needs stepsize > 0 (got ${param.stepsize})`);
+    throw new SolverConfigError(`lr_policy '${param.lr_policy}' needs stepsize > 0 (got ${param.stepsize})`, { field: 'stepsize' });
   }
 }
 
@@ -86,6 +86,7 @@ export function checkLrPolicy(param: Pick<LrPolicyParameter, 'lr_policy'>): LrPo
     throw new UnknownLrPolicyError(
       `Unknown learning rate policy: ${param.lr_policy === '' ? '(empty; set lr_policy)' : param.lr_policy} ` +
         `(known policies: ${LR_POLICY_NAMES.join(', ')})`,
+      { field: 'lr_policy' },
     );
   }
   return policy;

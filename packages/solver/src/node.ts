@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CaffeError, hasField, type SolverParameter } from '@caffe-ts/proto';
+import { CaffeError, hasField, lookupType, type SolverParameter } from '@caffe-ts/proto';
 import { readTextProto } from '@caffe-ts/proto/node';
-import { SolverError } from './errors.js';
-import { checkLrPolicy } from './lr-policy.js';
+import { SolverConfigError, SolverError } from './errors.js';
+import { learningRate } from './lr-policy.js';
 import { createSolverAsync, defaultSolverRegistry, solverTypeOf, upgradeSolverAsNeeded, type SolverRegistry } from './solver-registry.js';
 import type { Solver, SolverOptions } from './solver.js';
 import { checkSnapshotPrefixWritable, nodeSolverIO, resolveSnapshotPrefix } from './snapshot.js';
@@ -65,42 +65,57 @@ export async function loadSolverFromFile(path: string, options: NodeSolverOption
     throw atSolverField(e, file, hasField(param, 'solver_type') ? 'solver_type' : 'type');
   }
   try {
-    checkLrPolicy(param);
+    // The policy and the fields it needs (gamma, stepsize), as the first iteration would check them.
+    learningRate(param, { iter: 0, currentStep: 0 });
   } catch (e) {
-    throw atSolverField(e, file, 'lr_policy');
+    throw atSolverField(e, file);
   }
   upgradeSolverAsNeeded(param, path, { log: options.log });
   param.snapshot_prefix = resolveSnapshotPrefix(param, path, { rootDir, log: options.log });
   if (param.snapshot > 0) checkSnapshotPrefixWritable(param.snapshot_prefix, rootDir);
   const io = options.io ?? nodeSolverIO({ rootDir, solverFile: file, log: options.log });
-  return createSolverAsync(param, { ...options, rootDir, io });
+  try {
+    return await createSolverAsync(param, { ...options, rootDir, io });
+  } catch (e) {
+    // The solver's own checks (test_iter per test net, momentum with AdaGrad, …) name the file
+    // and the field's line; errors from the nets name their own files.
+    throw SolverConfigError.isInstance(e) ? atSolverField(e, file) : e;
+  }
 }
 
 /**
- * `e` (a SolverError about the top-level `field` of the solver prototxt `file`) with the message
- * prefixed by `file:line:column: ` of the field's value (the last setting wins, as in the text
- * format), or by `file: ` when the field is not written there (a default).
+ * `e` (a SolverError about the solver prototxt `file`) with the message prefixed by
+ * `file:line:column: ` of the value of `field` (default: the SolverConfigError's own field; the
+ * last setting wins, as in the text format), or by `file: ` when the field is not written there
+ * (a default) or the error names none.
  */
-function atSolverField(e: unknown, file: string, field: string): unknown {
-  if (!(e instanceof SolverError)) return e;
+function atSolverField(e: unknown, file: string, field?: string): unknown {
+  if (!SolverError.isInstance(e)) return e;
+  field ??= SolverConfigError.isInstance(e) ? (e as SolverConfigError).field : undefined;
   let text = '';
   try {
     text = readFileSync(file, 'utf8');
   } catch {
     // The file was read a moment ago; without it, name the file alone.
   }
-  const at = locateTopLevelValue(text, field);
+  // A repeated field (test_iter, test_state) is pointed at where its list starts.
+  const repeated = field !== undefined && Boolean(lookupType('SolverParameter').fields[field]?.repeated);
+  const at = field === undefined ? undefined : locateTopLevelValue(text, field, repeated ? 'first' : 'last');
   const where = at ? `${file}:${at.line}:${at.column}` : file;
-  const Ctor = e.constructor as new (message: string, options?: ErrorOptions) => CaffeError;
-  return new Ctor(`${where}: ${e.message}`, { cause: e });
+  const Ctor = e.constructor as new (message: string, options?: { cause?: unknown; field?: string }) => CaffeError;
+  return new Ctor(`${where}: ${(e as Error).message}`, { cause: e, field });
 }
 
 /**
- * Line and column (1-based) of the value of the last top-level `name: value` in prototxt `text`,
+ * Line and column (1-based) of the value of the last (or first) top-level `name: value` in prototxt `text`,
  * skipping comments, strings and nested blocks (a `type:` inside net_param's layers is not the
  * solver's `type`).
  */
-export function locateTopLevelValue(text: string, name: string): { line: number; column: number } | undefined {
+export function locateTopLevelValue(
+  text: string,
+  name: string,
+  which: 'first' | 'last' = 'last',
+): { line: number; column: number } | undefined {
   let depth = 0;
   let line = 1;
   let lineStart = 0;
@@ -137,7 +152,10 @@ export function locateTopLevelValue(text: string, name: string): { line: number;
     }
     const token = text.slice(start, i);
     if (depth === 0) {
-      if (pending && token !== ':') found = { line, column };
+      if (pending && token !== ':') {
+        found = { line, column };
+        if (which === 'first') return found;
+      }
       const isName = prev !== ':' && /^[A-Za-z_]\w*$/.test(token);
       pending = (pending && token === ':') || (isName && token === name);
       prev = token;

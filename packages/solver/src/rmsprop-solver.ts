@@ -1,4 +1,5 @@
 import type { FloatArray } from '@caffe-ts/blob';
+import { formatG } from './format.js';
 import { SolverConfigError } from './errors.js';
 import { SGDSolver } from './sgd-solver.js';
 
@@ -20,10 +21,10 @@ export class RMSPropSolver extends SGDSolver {
     super.validateParam();
     const p = this.param;
     if (p.momentum !== 0) {
-      throw new SolverConfigError(`Momentum cannot be used with RMSProp. (momentum is ${p.momentum}; remove it or set it to 0)`);
+      throw new SolverConfigError(`Momentum cannot be used with RMSProp. (momentum is ${formatG(p.momentum)}; remove it or set it to 0)`, { field: 'momentum' });
     }
     if (!(p.rms_decay >= 0 && p.rms_decay < 1)) {
-      throw new SolverConfigError(`rms_decay should lie between 0 and 1. (rms_decay is ${p.rms_decay}; need 0 <= rms_decay < 1)`);
+      throw new SolverConfigError(`rms_decay should lie between 0 and 1. (rms_decay is ${formatG(p.rms_decay)}; need 0 <= rms_decay < 1)`, { field: 'rms_decay' });
     }
   }
 

@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UnknownLrPolicyError, UnknownSolverTypeError } from './errors.js';
+import { SolverConfigError, UnknownLrPolicyError, UnknownSolverTypeError } from './errors.js';
 import { loadSolverFromFile, locateTopLevelValue } from './node.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'caffe-ts-solver-errors-'));
@@ -12,7 +13,7 @@ const net = 'net_param { layer { name: "d" type: "Input" top: "x" input_param { 
 async function load(name: string, text: string): Promise<Error> {
   const file = join(dir, name);
   writeFileSync(file, text);
-  return loadSolverFromFile(file, { log: false, rootDir: dir }).then(
+  return loadSolverFromFile(file, { log: false, rootDir: dir, registry: registerBuiltinLayers(new LayerRegistry()) }).then(
     () => {
       throw new Error(`${name} loaded`);
     },
@@ -63,5 +64,20 @@ describe('solver file errors name the file and the line:column of the field', ()
     expect(e.message).toBe(
       `${dir}/type.prototxt:3:9: Unknown solver type: Adamm (known types: AdaDelta, AdaGrad, Adam, Nesterov, RMSProp, SGD)`,
     );
+  });
+
+  it("the solver's own checks point at their field (a repeated one where its list starts)", async () => {
+    const trainNet = net.replace('net_param', 'train_net_param');
+    const testIter = await load('iter.prototxt', `${trainNet}lr_policy: "fixed"\ntest_iter: 1\ntest_iter: 2\ntest_interval: 1\n`);
+    expect(SolverConfigError.isInstance(testIter)).toBe(true);
+    expect(testIter.message).toBe(
+      `${dir}/iter.prototxt:3:12: test_iter must be specified for each test network. (2 test_iter for 0 test_net/test_net_param)`,
+    );
+    const momentum = await load('adagrad.prototxt', `${net}type: "AdaGrad"\nlr_policy: "fixed"\nmomentum: 0.9\n`);
+    expect(momentum.message).toBe(`${dir}/adagrad.prototxt:4:11: Momentum cannot be used with AdaGrad. (momentum is 0.9; remove it or set it to 0)`);
+    const stepsize = await load('step.prototxt', `${net}lr_policy: "step"\ngamma: 0.1\n`);
+    expect(stepsize.message).toBe(`${dir}/step.prototxt: lr_policy 'step' needs stepsize > 0 (got 0)`);
+    const gamma = await load('gamma.prototxt', `${net}lr_policy: "step"\nstepsize: 10\ngamma: -1\n`);
+    expect(gamma.message).toBe(`${dir}/gamma.prototxt:4:8: lr_policy 'step' needs gamma >= 0 (got -1)`);
   });
 });

@@ -195,12 +195,12 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
   const p = param;
   log.info(`Initializing solver from parameters: \n${printText('SolverParameter', p)}`);
   if (!(p.average_loss >= 1)) {
-    throw new SolverConfigError(`average_loss should be non-negative. (average_loss must be >= 1, got ${p.average_loss})`);
+    throw new SolverConfigError(`average_loss should be non-negative. (average_loss must be >= 1, got ${p.average_loss})`, { field: 'average_loss' });
   }
-  if (!(p.iter_size >= 1)) throw new SolverConfigError(`iter_size must be >= 1 (got ${p.iter_size})`);
+  if (!(p.iter_size >= 1)) throw new SolverConfigError(`iter_size must be >= 1 (got ${p.iter_size})`, { field: 'iter_size' });
   if (p.snapshot > 0) {
     if (!hasField(p, 'snapshot_prefix')) {
-      throw new SolverConfigError('In solver params, snapshot is specified but snapshot_prefix is not');
+      throw new SolverConfigError('In solver params, snapshot is specified but snapshot_prefix is not', { field: 'snapshot' });
     }
     checkSnapshotFormat(p);
   }
@@ -253,17 +253,20 @@ export function planSolverNets(param: SolverParameter, options: SolverOptions = 
     throw new SolverConfigError(
       `test_iter must be specified for each test network. (${p.test_iter.length} test_iter for ${numTestNets} ` +
         `test_net/test_net_param${generic ? ' plus the general net' : ''})`,
+      { field: 'test_iter' },
     );
   }
   const instances = generic ? p.test_iter.length : numTestNets;
   if (p.test_state.length > 0 && p.test_state.length !== instances) {
     throw new SolverConfigError(
       `test_state must be unspecified or specified once per test net. (${p.test_state.length} test_state for ${instances} test nets)`,
+      { field: 'test_state' },
     );
   }
   if (instances > 0 && !(p.test_interval > 0)) {
     throw new SolverConfigError(
       `test_interval must be > 0 when there are test nets (${instances} test nets, test_interval ${p.test_interval})`,
+      { field: 'test_interval' },
     );
   }
   const sources: string[] = [];
