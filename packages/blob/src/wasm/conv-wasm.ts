@@ -5,9 +5,13 @@
 // (col2im). Done in JS those loops cost as much as the GEMMs; here they run in the GEMM
 // module's own linear memory (scripts/gemm-wat.mjs, convHelpersWat), next to the GEMM, so a
 // chunk is copied in once, goes through every step in WebAssembly, and is copied out once.
+// With kernel threads (threads.ts) a pass large enough to split runs on several threads, each
+// taking a range of images (conv-threaded.ts); `threads: 1` keeps a runner on one thread.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { defaultWasmChoice, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
+import { convThreaded } from './conv-threaded.js';
+import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
 /**
  * Geometry of a 2-D convolution as its GEMMs see it. The "column side" is the image that
@@ -64,11 +68,16 @@ const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 /**
  * A WebAssembly runner of batched convolution passes (own module instance and memory, grown to
  * the largest chunk seen and kept), or null where WebAssembly SIMD is missing. `relaxed` picks
- * the build as createWasmGemmKernel's option does.
+ * the build as createWasmGemmKernel's option does; `threads` and `minFlopsPerThread` as there.
  */
-export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2d | null {
+export function createWasmConv2d(
+  options: { relaxed?: boolean; threads?: 'auto' | 1; minFlopsPerThread?: number } = {},
+): WasmConv2d | null {
   const instance = instantiateGemmModule(options.relaxed);
   if (!instance) return null;
+  const threaded = options.threads !== 1;
+  const relaxedBuild = instance.variant === 'relaxed-simd';
+  const minFlops = options.minFlopsPerThread ?? MIN_FLOPS_PER_THREAD;
   const ex: GemmExports = instance.exports;
   const name = WASM_GEMM_KERNEL_NAMES[instance.variant];
   const MR = ex.MR.value, NR = ex.NR.value, MC = ex.MC.value, KC = ex.KC.value, NC = ex.NC.value;
@@ -111,6 +120,31 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
     need('weightDiff', weightDiff, O * K);
     need('bias', bias, O);
     need('biasDiff', biasDiff, O);
+    // Window table: per kernel row, then per kernel column: input offset and valid output range.
+    const table = (kk: number, dil: number, pad: number, size: number, stride: number, out: number, i32: Int32Array, at: number) => {
+      const off = kk * dil - pad;
+      const lo = off >= 0 ? 0 : Math.min(Math.ceil(-off / stride), out);
+      const hi = Math.max(lo, size - off <= 0 ? 0 : Math.min(Math.ceil((size - off) / stride), out));
+      i32[at] = off;
+      i32[at + 1] = lo;
+      i32[at + 2] = hi;
+    };
+    const fillTable = (i32: Int32Array, at: number) => {
+      for (let kh = 0; kh < KH; kh++) table(kh, DH, padH, H, SH, OH, i32, at + 3 * kh);
+      for (let kw = 0; kw < KW; kw++) table(kw, DW, padW, W, SW, OW, i32, at + 3 * (KH + kw));
+    };
+
+    if (threaded) {
+      const gemms = (gemmOut ? 1 : 0) + (colOut ? 1 : 0) + (weightDiff ? 1 : 0);
+      const T = planThreads(2 * num * S * K * O * gemms, num, minFlops);
+      if (T > 1) {
+        const tab = new Int32Array(3 * (KH + KW));
+        fillTable(tab, 0);
+        const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab };
+        if (convThreaded(T, relaxedBuild, { MR, NR, MC, KC, NC }, dims, num, chunk, pass)) return;
+      }
+    }
+
     const nb0 = Math.min(chunk, num);
     const Nmax = nb0 * S;
 
@@ -130,17 +164,7 @@ export function createWasmConv2d(options: { relaxed?: boolean } = {}): WasmConv2
     const pR = pCol + align(4 * K * G * Nmax);
     const { f32, i32 } = heap(pR + 4 * O * Nmax);
 
-    // Window table: per kernel row, then per kernel column: input offset and valid output range.
-    const table = (kk: number, dil: number, pad: number, size: number, stride: number, out: number, at: number) => {
-      const off = kk * dil - pad;
-      const lo = off >= 0 ? 0 : Math.min(Math.ceil(-off / stride), out);
-      const hi = Math.max(lo, size - off <= 0 ? 0 : Math.min(Math.ceil((size - off) / stride), out));
-      i32[at] = off;
-      i32[at + 1] = lo;
-      i32[at + 2] = hi;
-    };
-    for (let kh = 0; kh < KH; kh++) table(kh, DH, padH, H, SH, OH, (pTab >> 2) + 3 * kh);
-    for (let kw = 0; kw < KW; kw++) table(kw, DW, padW, W, SW, OW, (pTab >> 2) + 3 * (KH + kw));
+    fillTable(i32, pTab >> 2);
     f32.set(weights.subarray(0, O * K), pW >> 2);
     if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
     if (weightDiff) f32.set(weightDiff.subarray(0, O * K), pDW >> 2);
