@@ -492,9 +492,9 @@ export const READERS: readonly Reader[] = [
   },
 ];
 
-/** Optional extra readers (the .npy reader of the tests). */
-export function npyReader(parse: (bytes: Uint8Array, file: string) => unknown): Reader {
-  return { name: 'parseNpy', run: (input) => attempt(() => parse(input.bytes, input.seed)) };
+/** Optional extra readers: the .npy readers (@caffe-ts/zoo's, which users' mean files go through, and the tests'). */
+export function npyReader(parse: (bytes: Uint8Array, file: string) => unknown, name = 'parseNpy'): Reader {
+  return { name, run: (input) => attempt(() => parse(input.bytes, input.seed)) };
 }
 
 // ---- bookkeeping ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { setMaxBlobBytes } from '@caffe-ts/blob';
 import { setLogSink } from '@caffe-ts/blob';
+import { parseNpy as zooParseNpy } from '../../packages/zoo/src/npy.js';
 import { parseNpy } from '../../tests/src/npy.js';
 import {
   createContext,
@@ -62,7 +63,7 @@ function workerMain(data: WorkerData): void {
   setMaxBlobBytes(settings.maxBlobBytes);
   setLogSink(() => {});
   const seeds = seedsFor(settings);
-  const readers = [...READERS, npyReader(parseNpy)];
+  const readers = [...READERS, npyReader(parseNpy), npyReader(zooParseNpy, 'zoo parseNpy')];
   const ctx = createContext(seeds);
   let summary = emptySummary(settings.seed, settings.count, seeds, {});
   let lastPost = Date.now();

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { setMaxBlobBytes } from '@caffe-ts/blob';
 import { createContext, emptySummary, loadSeeds, makeInput, npyReader, READERS, runInput } from '../../scripts/fuzz/fuzz-core.js';
 import { corpusDir, zooDir } from './helpers.js';
+import { parseNpy as zooParseNpy } from '../../packages/zoo/src/npy.js';
 import { parseNpy } from './npy.js';
 
 // A fixed-seed slice of `pnpm fuzz`: every reader must return or throw a typed caffe-ts error.
@@ -13,7 +14,7 @@ describe('fuzz smoke (fixed seed)', () => {
     const prev = setMaxBlobBytes(16 * 2 ** 20);
     try {
       const seeds = loadSeeds(corpusDir, zooDir);
-      const readers = [...READERS, npyReader(parseNpy)];
+      const readers = [...READERS, npyReader(parseNpy), npyReader(zooParseNpy, 'zoo parseNpy')];
       const ctx = createContext(seeds);
       const summary = emptySummary(1234, COUNT, seeds, {});
       const t0 = Date.now();
@@ -25,6 +26,7 @@ describe('fuzz smoke (fixed seed)', () => {
       expect(summary.readers['decodeBinary:NetParameter']!.ok).toBeGreaterThan(0);
       expect(summary.readers['parseText:NetParameter']!.ok).toBeGreaterThan(0);
       expect(summary.readers['Net(parsed prototxt)']!.ok).toBeGreaterThan(0);
+      expect(summary.readers['zoo parseNpy']!.ok).toBeGreaterThan(0);
       // Slowest input well under the runner's per-input timeout.
       expect(summary.slowest[0]!.ms).toBeLessThan(5000);
     } finally {
