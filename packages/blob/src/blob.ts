@@ -121,6 +121,9 @@ export class Blob {
     this._count = count;
     if (count > this._capacity) {
       this._capacity = count;
+      // The old memory is dead unless another blob shares it (then it stays theirs).
+      this._data?.release();
+      this._diff?.release();
       this._data = new SyncedMemory(count, this.dtype, this.device);
       this._diff = new SyncedMemory(count, this.dtype, this.device);
     }
@@ -180,14 +183,34 @@ export class Blob {
     if (other.count() !== this._count) {
       throw new BlobError(`shareData: count mismatch (${other.shapeString()} vs ${this.shapeString()})`);
     }
-    this._data = other.data;
+    const mem = other.data;
+    mem.retain();
+    this._data?.release();
+    this._data = mem;
   }
 
   shareDiff(other: Blob): void {
     if (other.count() !== this._count) {
       throw new BlobError(`shareDiff: count mismatch (${other.shapeString()} vs ${this.shapeString()})`);
     }
-    this._diff = other.diff;
+    const mem = other.diff;
+    mem.retain();
+    this._diff?.release();
+    this._diff = mem;
+  }
+
+  /**
+   * Let go of this blob's memory (device copies are freed once no other blob shares them); the
+   * blob is left empty (shape [0]). For device backends, whose memory the garbage collector
+   * cannot see.
+   */
+  dispose(): void {
+    this._data?.release();
+    this._diff?.release();
+    this._data = null;
+    this._diff = null;
+    this._capacity = 0;
+    this.reshape([0]);
   }
 
   /** data -= diff, the step Net::Update applies to every learnable param. */

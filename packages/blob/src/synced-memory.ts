@@ -62,6 +62,25 @@ export class SyncedMemory {
     this._head = 'cpu';
   }
 
+  private refs = 1;
+
+  /** Another blob now uses this memory too (Blob.shareData/shareDiff). */
+  retain(): void {
+    this.refs++;
+  }
+
+  /**
+   * One user stopped using this memory (its blob was reshaped past capacity, re-shared or
+   * disposed). When the last one lets go the values are dead: the device copy is freed without
+   * a readback, so device memory follows the blobs' lifetimes.
+   */
+  release(): void {
+    if (--this.refs > 0) return;
+    if (this.deviceHandle !== null && this.device) this.device.free(this.deviceHandle);
+    this.deviceHandle = null;
+    this._head = this.host ? 'cpu' : 'uninitialized';
+  }
+
   /** Release device memory (after syncing it to the host so nothing is lost). */
   releaseDevice(): void {
     if (this.deviceHandle === null || !this.device) return;

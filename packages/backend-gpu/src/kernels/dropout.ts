@@ -40,9 +40,12 @@ export const dropoutKernel: LayerKernel = {
     const f = layer as unknown as DropoutFields;
     const keep = 1 - f.ratio;
     let mask = masks.get(layer);
-    if (!mask || mask.count() !== n) {
+    if (!mask) {
       mask = new Blob([n], { dtype: 'float32', device: layer.backend.device });
       masks.set(layer, mask);
+    } else if (mask.count() !== n) {
+      // Reshaping (not a new blob) frees the old texture when it grows.
+      mask.reshape([n]);
     }
     const m = mask.mutableCpuData();
     for (let i = 0; i < n; i++) {

@@ -1,0 +1,71 @@
+import { Blob, Rng } from '@caffe-ts/blob';
+import '@caffe-ts/layers/register';
+import { Net } from '@caffe-ts/net';
+import { parseNetParameter, Phase } from '@caffe-ts/proto';
+import { describe, expect, it } from 'vitest';
+import { createGpuBackend } from './backend.js';
+
+const TINY = `
+name: "tiny"
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 4 } } }
+layer { name: "y" type: "Input" top: "y" input_param { shape { dim: 2 } } }
+layer { name: "ip1" type: "InnerProduct" bottom: "x" top: "ip1" inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "drop" type: "Dropout" bottom: "ip1" top: "ip1" dropout_param { dropout_ratio: 0.2 } }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2" inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "y" top: "loss" }
+`;
+
+describe('device memory over many iterations (gpu.js cpu mode)', () => {
+  it('1,000 training steps with a reshape past capacity half-way: live buffers flat, old textures released', () => {
+    const backend = createGpuBackend({ mode: 'cpu' });
+    const net = new Net(parseNetParameter(TINY), { backend, phase: Phase.TRAIN, log: false, rng: new Rng(5) });
+    const history = net.learnableParams.map((p) => new Blob(p.shape, { dtype: 'float32', device: backend.device }));
+    const rng = new Rng(9);
+    const live: number[] = [];
+    const setBatch = (n: number) => {
+      net.blob('x').reshape([n, 4]);
+      net.blob('y').reshape([n]);
+      net.reshape();
+    };
+    for (let it = 0; it < 1000; it++) {
+      if (it === 500) setBatch(6); // grows past the capacity of every activation blob
+      if (it === 501) setBatch(2);
+      const x = net.blob('x').mutableCpuData();
+      for (let i = 0; i < x.length; i++) x[i] = rng.gaussian(0, 1);
+      const y = net.blob('y').mutableCpuData();
+      for (let i = 0; i < y.length; i++) y[i] = rng.int(3);
+      net.clearParamDiffs();
+      net.forwardBackward();
+      net.learnableParams.forEach((p, i) =>
+        backend.ops.sgdStep(p, history[i]!, { localRate: 0.01, momentum: 0.9, localDecay: 5e-4, regularization: 'L2', diffScale: 1 }),
+      );
+      live.push(backend.stats().liveBuffers);
+    }
+    // Steady state from the second step on; the same count after the big batch came and went
+    // (the grown blobs freed their old buffers instead of leaking them).
+    expect(new Set(live.slice(2, 500)).size).toBe(1);
+    expect(new Set(live.slice(502)).size).toBe(1);
+    expect(live[999]).toBe(live[499]);
+    // One readback (the loss) per step.
+    expect(backend.stats().readbacks).toBe(1000);
+    backend.destroy();
+  }, 60_000);
+
+  it('Blob.dispose frees device buffers, shared memory only with its last user', () => {
+    const backend = createGpuBackend({ mode: 'cpu' });
+    const a = new Blob([3], { dtype: 'float32', device: backend.device });
+    a.mutableCpuData().set([1, 2, 3]);
+    a.gpuData();
+    const b = new Blob([3], { dtype: 'float32', device: backend.device });
+    b.shareData(a);
+    expect(backend.stats().liveBuffers).toBe(1);
+    a.dispose();
+    expect(backend.stats().liveBuffers).toBe(1); // b still uses it
+    expect(Array.from(b.cpuData())).toEqual([1, 2, 3]);
+    b.dispose();
+    expect(backend.stats().liveBuffers).toBe(0);
+    expect(a.count()).toBe(0);
+    backend.destroy();
+  });
+});
