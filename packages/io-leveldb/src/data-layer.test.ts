@@ -7,6 +7,7 @@ import { createMessage, encodeDatum, Phase, type Datum, type LayerParameter, typ
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Net } from '@caffe-ts/net';
 import { DataLayer, dataLayerDef, prepareDataLayers, registerDataLayers } from './data-layer.js';
+import { setDecodeWorkers } from './decode-pool.js';
 import { closeDataSources, primeDataSource, primeDataSources, primedDataSources } from './data-sources.js';
 import { formatKey, openDatumDb, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
@@ -36,6 +37,10 @@ async function writeDb(path: string, records: Array<[string, Uint8Array]>, backe
 
 const tinyRecords = (): Array<[string, Uint8Array]> => Array.from({ length: RECORDS }, (_, i) => [formatKey(i), datumFor(i)]);
 
+// These tests pin the layers' semantics on the main thread; decode-workers.test.ts checks that
+// the decode workers give the same batches (starting workers for every layer here would be slow).
+beforeAll(() => setDecodeWorkers(0));
+afterAll(() => setDecodeWorkers('auto'));
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'caffe-ts-datalayer-'));
   src = join(dir, 'tiny_leveldb');

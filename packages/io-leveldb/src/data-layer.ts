@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { logger, type Blob } from '@caffe-ts/blob';
 import { defaultLayerRegistry, LayerError, type BlobCounts, type LayerContext, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
 import { createMessage, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
-import { DataTransformer } from './data-transformer.js';
+import { DataTransformer, type TransformDraws } from './data-transformer.js';
+import { DecodePoolUnavailable, type DecodePool } from './decode-pool.js';
+import type { DecodeItem, ItemResult } from './decode-protocol.js';
 import { backendLabel, parseDbBackend, type DatumCursor, type DatumRecord } from './datum-db.js';
 import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
@@ -73,6 +75,8 @@ export class DataLayer extends BasePrefetchingDataLayer {
   readonly shard: Shard | null;
   /** Cursor steps so far (Caffe's offset_): the ordinal of the next record. */
   private ordinal = 0;
+  /** The item shape [C, h, w] batches are laid out for before their first record says (the last batch's). */
+  private expectedItemShape: number[] = [];
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
@@ -106,12 +110,15 @@ export class DataLayer extends BasePrefetchingDataLayer {
     const shape = this.inferShape(this.shapeDatum(entry), entry.open.firstKey);
     shape[0] = this.batchSize;
     top[0]!.reshape(shape);
+    this.expectedItemShape = shape.slice(1);
     log.info(`output data size: ${shape.join(',')}`);
     if (this.outputLabels) top[1]!.reshape([this.batchSize]);
 
     this.cursor = entry.open.db.cursor();
     entry.open.layers.add(this);
     if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
+    // An encoded database: start the decode workers now, while the rest of the net is set up.
+    if (entry.open.firstDatum.encoded) void this.decodeWorkers(this.transformer.spec);
     this.startPrefetch();
   }
 
@@ -185,58 +192,147 @@ export class DataLayer extends BasePrefetchingDataLayer {
   /**
    * Read batch_size Datums, decode the encoded ones and transform them. As in Caffe, the first
    * Datum of each batch fixes the batch's shape (so sizes may change between batches, e.g. with
-   * batch_size 1), and every other Datum of the batch must transform to that shape.
+   * batch_size 1), and every other Datum of the batch must transform to that shape. Encoded Datums
+   * are decoded and transformed by the decode workers when there are some (decode-pool.ts), with
+   * the random choices drawn here in record order, so the batch is the same either way.
    */
   protected async loadBatch(): Promise<Batch> {
     const where = this.where();
     const t = this.transformer!;
     const n = this.batchSize;
-    const records: { key: string; datum: Datum }[] = [];
+    const records: LoadedRecord[] = [];
     for (let i = 0; i < n; i++) {
       const rec = await this.nextRecord();
       if (this.isClosed) throw new LayerError(`${where}: closed`);
       records.push({ key: rec.key, datum: decodeRecord(rec, where) });
     }
-    // Encoded images of the batch are decoded together: sharp runs them on libuv's thread pool,
-    // in parallel and while the net computes.
+    const draws = records.map(() => t.draw());
+    const workers = records.some((r) => r.datum.encoded) ? await this.decodeWorkers(t.spec) : null;
+    if (workers) {
+      try {
+        return await this.loadWithWorkers(records, draws, workers);
+      } catch (e) {
+        // The pool failed (it says so once in the log): this batch is decoded here instead.
+        if (!(e instanceof DecodePoolUnavailable)) throw e;
+      }
+    }
+    // Encoded images of the batch are decoded together: sharp runs them on libuv's thread pool.
     await Promise.all(
       records.map(async (r) => {
-        if (!r.datum.encoded) return;
-        try {
-          r.datum = await t.decode(r.datum, `record '${r.key}'`);
-        } catch (e) {
-          throw this.recordError(e, r.key);
-        }
+        if (r.datum.encoded) r.datum = await this.decodeHere(r);
       }),
     );
-    let batch: Batch | undefined;
+    return this.assemble(records, draws, this.takeBuffer([n, ...this.expectedItemShape]), new Map());
+  }
+
+  /** Decode one encoded record on this thread; errors name the record. */
+  private async decodeHere(r: LoadedRecord): Promise<Datum> {
+    try {
+      return await this.transformer!.decode(r.datum, `record '${r.key}'`);
+    } catch (e) {
+      throw this.recordError(e, r.key);
+    }
+  }
+
+  /** Decode and transform the encoded records in the workers, straight into a shared batch buffer. */
+  private async loadWithWorkers(records: LoadedRecord[], draws: TransformDraws[], workers: { pool: DecodePool; specId: number }): Promise<Batch> {
+    const t = this.transformer!;
+    const expect = this.expectedItemShape;
+    const batch = this.takeBuffer([records.length, ...expect], true);
+    const items: DecodeItem[] = [];
+    records.forEach((r, index) => {
+      if (!r.datum.encoded) return;
+      // A copy of the bytes travels (transferred); the record keeps its own for the errors path.
+      items.push({ index, source: { kind: 'bytes', bytes: r.datum.data.slice(), mode: t.decodeMode, what: `record '${r.key}'` }, draws: draws[index]! });
+    });
+    let results: ItemResult[];
+    try {
+      results = await workers.pool.run(workers.specId, this.dtype, items, batch.data.buffer as SharedArrayBuffer, expect);
+    } catch (e) {
+      this.returnBuffer(batch);
+      throw e;
+    }
+    const done = new Map<number, ItemResult>();
+    for (const r of results) if (!r.error) done.set(r.index, r);
+    // A record a worker could not do is done again here, which fails with the same error (naming
+    // the record) as the main-thread path.
+    try {
+      await Promise.all(
+        results.map(async (r) => {
+          if (!r.error) return;
+          const rec = records[r.index]!;
+          rec.datum = await this.decodeHere(rec);
+        }),
+      );
+    } catch (e) {
+      this.returnBuffer(batch);
+      throw e;
+    }
+    return this.assemble(records, draws, batch, done);
+  }
+
+  /**
+   * Check the shapes and fill `batch` in record order: records in `done` were transformed by the
+   * workers (written into the batch when `placed`), the others are transformed here.
+   */
+  private assemble(records: LoadedRecord[], draws: TransformDraws[], batch: Batch, done: Map<number, ItemResult>): Batch {
+    const where = this.where();
+    const t = this.transformer!;
+    const n = records.length;
     let itemShape: number[] = [];
     let itemSize = 0;
+    let firstDims = '';
     const first = records[0]!;
-    for (let i = 0; i < n; i++) {
-      const { key, datum } = records[i]!;
-      const shape = this.inferShape(datum, key).slice(1);
-      if (i === 0) {
-        itemShape = shape;
-        itemSize = itemShape.reduce((a, b) => a * b, 1);
-        batch = this.takeBuffer([n, ...itemShape]);
-      } else if (shape.length !== itemShape.length || shape.some((d, k) => d !== itemShape[k])) {
-        const transformed = (s: number[], d: Datum) => (s.join('×') === datumShapeString(d) ? '' : ` (transformed: ${s.join('×')})`);
-        throw new DataError(
-          `${where}: Datum size mismatch: record '${key}' is ${datumShapeString(datum)}${transformed(shape, datum)}, ` +
-            `expected ${datumShapeString(first.datum)}${transformed(itemShape, first.datum)} like record '${first.key}', the first of its batch`,
-        );
+    try {
+      for (let i = 0; i < n; i++) {
+        const { key, datum } = records[i]!;
+        const res = done.get(i);
+        const shape = res ? res.shape! : this.inferShape(datum, key).slice(1);
+        const dims = res ? res.image!.join('×') : datumShapeString(datum);
+        if (i === 0) {
+          itemShape = shape;
+          itemSize = itemShape.reduce((a, b) => a * b, 1);
+          firstDims = dims;
+          if (!sameShape(shape, batch.shape.slice(1))) {
+            this.returnBuffer(batch);
+            batch = this.takeBuffer([n, ...itemShape], batch.data.buffer instanceof SharedArrayBuffer);
+          }
+        } else if (!sameShape(shape, itemShape)) {
+          const transformed = (s: number[], d: string) => (s.join('×') === d ? '' : ` (transformed: ${s.join('×')})`);
+          throw new DataError(
+            `${where}: Datum size mismatch: record '${key}' is ${dims}${transformed(shape, dims)}, ` +
+              `expected ${firstDims}${transformed(itemShape, firstDims)} like record '${first.key}', the first of its batch`,
+          );
+        }
+        if (res) {
+          if (!res.placed) batch.data.set(res.data!, i * itemSize);
+        } else {
+          try {
+            t.transformDrawn(datum, batch.data, i * itemSize, draws[i]!);
+          } catch (e) {
+            throw this.recordError(e, key);
+          }
+        }
+        if (batch.label) batch.label[i] = datum.label;
       }
-      try {
-        t.transform(datum, batch!.data, i * itemSize);
-      } catch (e) {
-        throw this.recordError(e, key);
-      }
-      if (batch!.label) batch!.label[i] = datum.label;
+    } catch (e) {
+      this.returnBuffer(batch);
+      throw e;
     }
-    batch!.keys = records.map((r) => r.key);
-    return batch!;
+    this.expectedItemShape = itemShape;
+    batch.keys = records.map((r) => r.key);
+    return batch;
   }
+}
+
+/** One record of a batch being loaded (its Datum replaced by the decoded one once decoded). */
+interface LoadedRecord {
+  key: string;
+  datum: Datum;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, k) => d === b[k]);
 }
 
 export const dataLayerDef: LayerDef = {

@@ -3,6 +3,15 @@ import { blobProtoShape, globalRng, logger, type Blob, type FloatArray, type Rng
 import { decodeBlobProto, hasField, Phase, type BlobProto, type Datum, type TransformationParameter } from '@caffe-ts/proto';
 import { DataError } from './errors.js';
 import { datumDecodeMode, decodeDatumImage, imageToDatum, type ImreadMode, type PixelImage } from './image-io.js';
+import {
+  meanProblem,
+  placeCrop,
+  transformedShape,
+  transformPlanar,
+  type TransformDraws,
+  type TransformInfo,
+  type TransformSpec,
+} from './transform-kernel.js';
 
 const log = logger('data_transformer.ts');
 
@@ -13,12 +22,7 @@ export interface DataTransformerOptions {
   owner?: string;
 }
 
-/** Where `transform` took its crop from and whether it mirrored (Caffe's crop_bbox/do_mirror). */
-export interface TransformInfo {
-  hOff: number;
-  wOff: number;
-  mirrored: boolean;
-}
+export type { TransformDraws, TransformInfo, TransformSpec } from './transform-kernel.js';
 
 /**
  * Caffe's DataTransformer for Datums: optional crop (random offsets in TRAIN, centred in TEST),
@@ -40,6 +44,7 @@ export class DataTransformer {
   private warnedForce = false;
   /** How encoded Datums decode: force_color → colour, force_gray → gray, else as the file is. */
   readonly decodeMode: ImreadMode;
+  private readonly specData: TransformSpec;
 
   constructor(param: TransformationParameter | null | undefined, phase: Phase, rng: Rng = globalRng(), options: DataTransformerOptions = {}) {
     this.param = param ?? null;
@@ -77,6 +82,15 @@ export class DataTransformer {
       this.meanImage = Float32Array.from(values);
       this.meanShape = shape;
     }
+    this.specData = {
+      cropSize: this.cropSize,
+      scale: this.scale,
+      train: this.phase === Phase.TRAIN,
+      meanImage: this.meanImage,
+      meanShape: this.meanShape,
+      meanFile: meanFile ?? '',
+      meanValues: this.meanValues,
+    };
   }
 
   /**
@@ -100,8 +114,8 @@ export class DataTransformer {
   }
 
   /** Transform a decoded image (a cv::Mat in Caffe's Transform(cv::Mat)): the same crop, mirror and mean as for Datums. */
-  transformImage(img: PixelImage, out: FloatArray, offset = 0): TransformInfo {
-    return this.transform(imageToDatum(img), out, offset);
+  transformImage(img: PixelImage, out: FloatArray, offset = 0, draws: TransformDraws | null = null): TransformInfo {
+    return this.transformDrawn(imageToDatum(img), out, offset, draws);
   }
 
   /**
@@ -109,13 +123,28 @@ export class DataTransformer {
    */
   inferBlobShape(datum: Datum): number[] {
     this.checkNotEncoded(datum);
-    const { channels, height, width } = datum;
-    if (!(channels > 0)) this.fail(`Datum has ${channels} channels; expected at least 1`);
-    if (height < this.cropSize || width < this.cropSize) {
-      this.fail(`crop_size ${this.cropSize} is larger than the Datum (${height}×${width})`);
-    }
-    const c = this.cropSize;
-    return [1, channels, c > 0 ? c : height, c > 0 ? c : width];
+    const shape = transformedShape(this.spec, datum.channels, datum.height, datum.width);
+    if (typeof shape === 'string') this.fail(shape);
+    return [1, ...shape];
+  }
+
+  /** The transformation as plain data, for decode workers (see transform-kernel.ts). */
+  get spec(): TransformSpec {
+    return this.specData;
+  }
+
+  /**
+   * Draw the random choices of one image from this transformer's generator, in Caffe's order:
+   * mirror (only if mirror is set), then the crop offsets (only when cropping in TRAIN).
+   * `transform` draws them itself; a data layer that transforms elsewhere (decode workers) draws
+   * them here, in record order, so that the result does not depend on the thread.
+   */
+  draw(): TransformDraws {
+    const mirrored = this.mirror && this.rng.int(2) === 1;
+    const cropDraws = this.cropSize > 0 && this.phase === Phase.TRAIN;
+    const hU = cropDraws ? this.rng.uniform() : 0;
+    const wU = cropDraws ? this.rng.uniform() : 0;
+    return { mirrored, hU, wU };
   }
 
   /**
@@ -123,63 +152,34 @@ export class DataTransformer {
    * The RNG draws come in Caffe's order: mirror (only if mirror is set), then the crop offsets.
    */
   transform(datum: Datum, out: FloatArray, offset = 0): TransformInfo {
-    const [, channels, height, width] = this.inferBlobShape(datum);
+    return this.transformDrawn(datum, out, offset, null);
+  }
+
+  /**
+   * `transform` with the random choices already drawn (`draw()`); null draws them now, after the
+   * size checks, as Caffe does.
+   */
+  transformDrawn(datum: Datum, out: FloatArray, offset: number, draws: TransformDraws | null): TransformInfo {
+    const [, channels, height, width] = this.inferBlobShape(datum) as [number, number, number, number];
     const dh = datum.height;
     const dw = datum.width;
     const pixels = datum.data;
     const hasUint8 = pixels.length > 0;
     const floats = datum.float_data;
-    const need = channels! * dh * dw;
+    const need = channels * dh * dw;
     if (hasUint8 ? pixels.length !== need : floats.length !== need) {
       this.fail(
         `Datum of ${channels}×${dh}×${dw} needs ${need} values; it has ${hasUint8 ? `${pixels.length} data bytes` : `${floats.length} float_data values`}`,
       );
     }
-    if (offset + channels! * height! * width! > out.length) {
-      this.fail(`output buffer too small: ${out.length - offset} values left, transform needs ${channels! * height! * width!}`);
+    if (offset + channels * height * width > out.length) {
+      this.fail(`output buffer too small: ${out.length - offset} values left, transform needs ${channels * height * width}`);
     }
-
-    const mirrored = this.mirror && this.rng.int(2) === 1;
-    let hOff = 0;
-    let wOff = 0;
-    if (this.cropSize > 0) {
-      if (this.phase === Phase.TRAIN) {
-        hOff = this.rng.int(dh - this.cropSize + 1);
-        wOff = this.rng.int(dw - this.cropSize + 1);
-      } else {
-        hOff = Math.floor((dh - this.cropSize) / 2);
-        wOff = Math.floor((dw - this.cropSize) / 2);
-      }
-    }
-
-    const mean = this.meanImage;
-    if (mean) {
-      const s = this.meanShape!;
-      const tail = s.length >= 3 ? s.slice(-3) : s;
-      const fits = mean.length === need && (s.length < 3 || (tail[0] === channels && tail[1] === dh && tail[2] === dw));
-      if (!fits) this.fail(`mean_file '${this.param?.mean_file ?? ''}' has shape ${s.join(' ')}, which does not match the Datum's ${channels} ${dh} ${dw}`);
-    }
-    let meanValues = this.meanValues;
-    if (meanValues.length > 0 && meanValues.length !== 1 && meanValues.length !== channels) {
-      this.fail(`Specify either 1 mean_value or as many as channels: ${channels} (got ${meanValues.length})`);
-    }
-    if (meanValues.length === 1 && channels! > 1) meanValues = new Array<number>(channels!).fill(meanValues[0]!);
-
-    const scale = this.scale;
-    for (let c = 0; c < channels!; c++) {
-      const mv = meanValues.length > 0 ? meanValues[c]! : 0;
-      for (let h = 0; h < height!; h++) {
-        const srcRow = (c * dh + hOff + h) * dw + wOff;
-        const dstRow = offset + (c * height! + h) * width!;
-        for (let w = 0; w < width!; w++) {
-          const src = srcRow + w;
-          const v = hasUint8 ? pixels[src]! : floats[src]!;
-          const m = mean ? mean[src]! : mv;
-          out[mirrored ? dstRow + width! - 1 - w : dstRow + w] = (v - m) * scale;
-        }
-      }
-    }
-    return { hOff, wOff, mirrored };
+    const place = placeCrop(this.specData, draws ?? this.draw(), dh, dw);
+    const problem = meanProblem(this.specData, channels, dh, dw);
+    if (problem) this.fail(problem);
+    transformPlanar(this.specData, { channels, height: dh, width: dw, pixels, floats }, place, out, offset);
+    return place;
   }
 
   /** Transform one Datum into a blob of shape [1, C, h, w] (or [C, h, w]). */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Blob, Rng, setLogSink, type LogSink } from '@caffe-ts/blob';
 import { createMessage, Phase, type LayerParameter } from '@caffe-ts/proto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { setDecodeWorkers } from './decode-pool.js';
 import { closeDataSources } from './data-sources.js';
 import { ImageDataLayer, imageDataLayerDef, primeImageDataLayer } from './image-data-layer.js';
 import { encodeImage, imageToDatum, resizeImage, type PixelImage } from './image-io.js';
@@ -20,6 +21,10 @@ const image = (i: number): PixelImage => {
 let lines: string[];
 let prev: LogSink;
 
+// These tests pin the layers' semantics on the main thread; decode-workers.test.ts checks that
+// the decode workers give the same batches (starting workers for every layer here would be slow).
+beforeAll(() => setDecodeWorkers(0));
+afterAll(() => setDecodeWorkers('auto'));
 beforeAll(async () => {
   const list: string[] = [];
   for (let i = 0; i < N; i++) {

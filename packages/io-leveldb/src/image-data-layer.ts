@@ -9,6 +9,8 @@ import { DataError } from './errors.js';
 import { parseImageList, resolveImagePath, type ImageListEntry } from './image-list.js';
 import { readImage, type PixelImage } from './image-io.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
+import { DecodePoolUnavailable } from './decode-pool.js';
+import type { DecodeItem, ItemResult } from './decode-protocol.js';
 import { layerShard, skipsOrdinal, type Shard } from './shard.js';
 
 const log = logger('image_data_layer.ts');
@@ -96,6 +98,8 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
   readonly shard: Shard | null;
   /** Lines stepped over so far, wraps included: the ordinal of the next line. */
   private ordinal = 0;
+  /** The item shape [C, h, w] batches are laid out for before their first image says (the last batch's). */
+  private expectedItemShape: number[] = [];
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
@@ -150,10 +154,13 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
     const shape = this.transformer.inferBlobShape(this.shapeOnly(c, h, w));
     shape[0] = p.batch_size;
     top[0]!.reshape(shape);
+    this.expectedItemShape = shape.slice(1);
     log.info(`output data size: ${shape.join(',')}`);
     top[1]!.reshape([p.batch_size]);
     this.batchSize = p.batch_size;
     this.outputLabels = true;
+    // Start the decode workers now, while the rest of the net is set up.
+    void this.decodeWorkers(this.transformer.spec);
     this.startPrefetch();
   }
 
@@ -211,35 +218,83 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
       while (skipsOrdinal(this.shard, this.phase, this.ordinal)) step();
       picked.push(step());
     }
-    const images = await Promise.all(
-      picked.map(async (entry) => {
-        try {
-          return await readImage(resolveImagePath(p.root_folder, entry.path, this.netFile), readOptions(p));
-        } catch (e) {
-          throw new DataError(`${who(this.name)}: Could not load ${entry.path}: ${(e as Error).message}`, { cause: e });
-        }
-      }),
-    );
     const t = this.transformer!;
-    const first = images[0]!;
-    const itemShape = t.inferBlobShape(this.shapeOnly(first.channels, first.height, first.width)).slice(1);
-    const itemSize = itemShape.reduce((a, b) => a * b, 1);
-    const batch = this.takeBuffer([this.batchSize, ...itemShape]);
-    // Cropping makes every image crop_size square; otherwise the sizes must agree.
-    const cropping = (t.param?.crop_size ?? 0) > 0;
-    images.forEach((img, i) => {
-      if (img.channels !== first.channels || (!cropping && (img.height !== first.height || img.width !== first.width))) {
-        throw new DataError(
-          `${who(this.name)}: image ${picked[i]!.path} is ${img.channels}×${img.height}×${img.width}, but the batch's first image ` +
-            `(${picked[0]!.path}) is ${first.channels}×${first.height}×${first.width}; use batch_size 1 or new_height/new_width for images of several sizes`,
-        );
+    const n = this.batchSize;
+    // The random crop/mirror choices, in list order, whichever thread transforms.
+    const draws = picked.map(() => t.draw());
+    const paths = picked.map((entry) => resolveImagePath(p.root_folder, entry.path, this.netFile));
+    const done = new Map<number, ItemResult>();
+    let batch: Batch | null = null;
+    const workers = await this.decodeWorkers(t.spec);
+    if (workers) {
+      batch = this.takeBuffer([n, ...this.expectedItemShape], true);
+      const items: DecodeItem[] = picked.map((_, index) => ({
+        index,
+        source: { kind: 'file', path: paths[index]!, height: p.new_height, width: p.new_width, isColor: p.is_color },
+        draws: draws[index]!,
+      }));
+      try {
+        const results = await workers.pool.run(workers.specId, this.dtype, items, batch.data.buffer as SharedArrayBuffer, this.expectedItemShape);
+        for (const r of results) if (!r.error) done.set(r.index, r);
+      } catch (e) {
+        // DecodePoolUnavailable: the pool failed (logged once); this batch is read here instead.
+        if (!(e instanceof DecodePoolUnavailable)) {
+          this.returnBuffer(batch);
+          throw e;
+        }
       }
-      t.transformImage(img, batch.data, i * itemSize);
-      batch.label![i] = picked[i]!.label;
-    });
+    }
+    try {
+      // What the workers did not do (everything without workers) is read here: sharp decodes
+      // concurrently on libuv's pool, and a failure gives the main-thread error naming the image.
+      const images = await Promise.all(
+        picked.map(async (entry, i) => {
+          if (done.has(i)) return null;
+          try {
+            return await readImage(paths[i]!, readOptions(p));
+          } catch (e) {
+            throw new DataError(`${who(this.name)}: Could not load ${entry.path}: ${(e as Error).message}`, { cause: e });
+          }
+        }),
+      );
+      const dims = (i: number): [number, number, number] => {
+        const img = images[i];
+        return img ? [img.channels, img.height, img.width] : done.get(i)!.image!;
+      };
+      const [c0, h0, w0] = dims(0);
+      const itemShape = t.inferBlobShape(this.shapeOnly(c0, h0, w0)).slice(1);
+      const itemSize = itemShape.reduce((a, b) => a * b, 1);
+      if (!batch || !sameShape(batch.shape.slice(1), itemShape)) {
+        if (batch) this.returnBuffer(batch);
+        batch = this.takeBuffer([n, ...itemShape], workers !== null);
+      }
+      // Cropping makes every image crop_size square; otherwise the sizes must agree.
+      const cropping = (t.param?.crop_size ?? 0) > 0;
+      for (let i = 0; i < n; i++) {
+        const [c, h, w] = dims(i);
+        if (c !== c0 || (!cropping && (h !== h0 || w !== w0))) {
+          throw new DataError(
+            `${who(this.name)}: image ${picked[i]!.path} is ${c}×${h}×${w}, but the batch's first image ` +
+              `(${picked[0]!.path}) is ${c0}×${h0}×${w0}; use batch_size 1 or new_height/new_width for images of several sizes`,
+          );
+        }
+        const img = images[i];
+        if (img) t.transformImage(img, batch.data, i * itemSize, draws[i]!);
+        else if (!done.get(i)!.placed) batch.data.set(done.get(i)!.data!, i * itemSize);
+        batch.label![i] = picked[i]!.label;
+      }
+      this.expectedItemShape = itemShape;
+    } catch (e) {
+      if (batch) this.returnBuffer(batch);
+      throw e;
+    }
     batch.keys = picked.map((e) => e.path);
     return batch;
   }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, k) => d === b[k]);
 }
 
 export const imageDataLayerDef: LayerDef = {

@@ -16,7 +16,15 @@ export {
 } from './datum-db.js';
 export { LevelDbDatumDb, LevelDbCursor, LevelDbWriter } from './leveldb-db.js';
 export { LmdbDatumDb, LmdbCursor, LmdbWriter, LMDB_MAP_SIZE } from './lmdb-db.js';
-export { DataTransformer, type DataTransformerOptions, type TransformInfo } from './data-transformer.js';
+export {
+  DataTransformer,
+  type DataTransformerOptions,
+  type TransformInfo,
+  type TransformDraws,
+  type TransformSpec,
+} from './data-transformer.js';
+export { setDecodeWorkers, decodeWorkerCount, decodePoolStats, type DecodePoolStats } from './decode-pool.js';
+export { layerShard, type Shard } from './shard.js';
 export {
   primeDataSource,
   primeDataSources,

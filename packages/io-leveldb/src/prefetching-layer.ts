@@ -2,6 +2,8 @@ import { allocArray, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { Layer, LayerError, setBlobRecordKeys } from '@caffe-ts/layers';
 import { CaffeError } from '@caffe-ts/proto';
 import { trackPrefetcher, untrackPrefetcher } from './data-sources.js';
+import { acquireDecodePool, releaseDecodePool, type DecodePool } from './decode-pool.js';
+import type { TransformSpec } from './transform-kernel.js';
 import { DataError } from './errors.js';
 
 /*
@@ -28,6 +30,11 @@ interface Waiter {
   reject: (e: unknown) => void;
 }
 
+/** A zeroed array of `count` values of `dtype` over a SharedArrayBuffer. */
+function allocShared(dtype: 'float32' | 'float64', count: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(new SharedArrayBuffer(count * 8)) : new Float32Array(new SharedArrayBuffer(count * 4));
+}
+
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -48,6 +55,9 @@ export abstract class BasePrefetchingDataLayer extends Layer {
   private waiters: Waiter[] = [];
   private closed = false;
   private started = false;
+  /** The decode workers this layer holds (see decode-pool.ts), once asked for. */
+  private pool: { pool: DecodePool; specId: number } | null = null;
+  private poolAsked: Promise<void> | null = null;
 
   /** Read and transform one batch (called by the prefetch loop, never concurrently). */
   protected abstract loadBatch(): Promise<Batch>;
@@ -133,6 +143,12 @@ export abstract class BasePrefetchingDataLayer extends Layer {
     await this.loading;
     untrackPrefetcher(this);
     await this.releaseResources();
+    await this.poolAsked;
+    if (this.pool) {
+      this.pool.pool.dropSpec(this.pool.specId);
+      releaseDecodePool(this.pool.pool);
+      this.pool = null;
+    }
     const waiters = this.waiters;
     this.waiters = [];
     const err = new LayerError(`${this.type} layer '${this.name}': closed while waiting for data`);
@@ -179,11 +195,36 @@ export abstract class BasePrefetchingDataLayer extends Layer {
     }
   }
 
-  /** A batch buffer of `shape` (reusing a consumed one when it is large enough). */
-  protected takeBuffer(shape: number[]): Batch {
+  /**
+   * The decode workers with `spec` registered (asked for once, on the first call; layers call it
+   * at set-up without waiting so that the workers start while the net is built), or null when
+   * decoding stays on this thread. Released when the layer is closed.
+   */
+  protected async decodeWorkers(spec: TransformSpec): Promise<{ pool: DecodePool; specId: number } | null> {
+    this.poolAsked ??= (async () => {
+      const pool = await acquireDecodePool();
+      if (!pool) return;
+      if (this.closed) releaseDecodePool(pool);
+      else this.pool = { pool, specId: pool.registerSpec(spec) };
+    })();
+    await this.poolAsked;
+    return this.pool && this.pool.pool.usable ? this.pool : null;
+  }
+
+  /** Put a buffer from takeBuffer back unused (e.g. when the batch turned out to have another shape). */
+  protected returnBuffer(batch: Batch): void {
+    this.free.push(batch);
+  }
+
+  /**
+   * A batch buffer of `shape` (reusing a consumed one when it is large enough); `shared` asks for
+   * memory the decode workers can write into (a SharedArrayBuffer).
+   */
+  protected takeBuffer(shape: number[], shared = false): Batch {
     const count = shape.reduce((a, b) => a * b, 1);
     const reuse = this.free.pop();
-    const data = reuse && reuse.data.length >= count ? reuse.data : allocArray(this.dtype, count);
+    const fits = reuse && reuse.data.length >= count && (!shared || reuse.data.buffer instanceof SharedArrayBuffer);
+    const data = fits ? reuse.data : shared ? allocShared(this.dtype, count) : allocArray(this.dtype, count);
     const label = this.outputLabels ? (reuse?.label ?? allocArray(this.dtype, this.batchSize)) : null;
     return { shape, data: data.length === count ? data : data.subarray(0, count), label };
   }
