@@ -4,8 +4,11 @@
 //
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
-//       [--dtype float32|float64] [--col-floats N]
+//       [--dtype float32|float64] [--col-floats N] [--threads 1,2]
 //
+// --threads runs the whole measurement once per kernel thread count (initThreads(n) first); with
+// more than one thread the default clock is wall (the cpu clock adds up all threads). The last
+// line reports the process's peak resident set size (maxRSS).
 // The net's Data layers are replaced by an Input layer of the same batch size (default: the
 // prototxt's TRAIN batch size) holding fixed random inputs and labels, so only compute is
 // timed. Prints, per layer, the median and minimum forward and backward ms over the iterations,
@@ -22,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 
 // Before anything compiles WebAssembly, as the caffe CLI does.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { activeGemmKernelName, Rng } = await import('@caffe-ts/blob');
+const { activeGemmKernelName, Rng, initThreads } = await import('@caffe-ts/blob');
 const { defaultLayerRegistry } = await import('@caffe-ts/layers');
 await import('@caffe-ts/layers/register');
 const { Net } = await import('@caffe-ts/net');
@@ -35,7 +38,8 @@ const { values } = parseArgs({
     batch: { type: 'string' },
     iterations: { type: 'string', default: '30' },
     warmup: { type: 'string', default: '5' },
-    clock: { type: 'string', default: 'cpu' },
+    clock: { type: 'string' },
+    threads: { type: 'string', default: '1' },
     phase: { type: 'string', default: 'TRAIN' },
     dtype: { type: 'string', default: 'float32' },
     'col-floats': { type: 'string' },
@@ -90,7 +94,9 @@ if (dataTops.length > 1) {
   for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
 }
 
-const now = values.clock === 'cpu'
+const threadCounts = values.threads.split(',').map(Number);
+const clock = values.clock ?? (threadCounts.some((t) => t > 1) ? 'wall' : 'cpu');
+const now = clock === 'cpu'
   ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }
   : () => performance.now();
 const median = (xs) => {
@@ -101,41 +107,49 @@ const median = (xs) => {
 
 const L = net.layers.length;
 const iterations = Number(values.iterations), warmup = Number(values.warmup);
-const fwd = Array.from({ length: L }, () => []);
-const bwd = Array.from({ length: L }, () => []);
-const fwdTotal = [], bwdTotal = [], step = [];
-for (let it = -warmup; it < iterations; it++) {
-  const f = new Float64Array(L), b = new Float64Array(L);
-  const t0 = now();
-  for (let i = 0; i < L; i++) {
-    const s = now();
-    net.forwardFromTo(i, i);
-    f[i] = now() - s;
-  }
-  const t1 = now();
-  for (let i = L - 1; i >= 0; i--) {
-    const s = now();
-    net.backwardFromTo(i, i);
-    b[i] = now() - s;
-  }
-  const t2 = now();
-  if (it < 0) continue;
-  for (let i = 0; i < L; i++) {
-    fwd[i].push(f[i]);
-    bwd[i].push(b[i]);
-  }
-  fwdTotal.push(t1 - t0);
-  bwdTotal.push(t2 - t1);
-  step.push(t2 - t0);
-}
-
 const ms = (x) => x.toFixed(3).padStart(9);
-console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
-  `${values.clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
-// Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
-console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
-for (let i = 0; i < L; i++) {
-  console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
+const summary = [];
+for (const threads of threadCounts) {
+  const got = await initThreads(threads);
+  const fwd = Array.from({ length: L }, () => []);
+  const bwd = Array.from({ length: L }, () => []);
+  const fwdTotal = [], bwdTotal = [], step = [];
+  for (let it = -warmup; it < iterations; it++) {
+    const f = new Float64Array(L), b = new Float64Array(L);
+    const t0 = now();
+    for (let i = 0; i < L; i++) {
+      const s = now();
+      net.forwardFromTo(i, i);
+      f[i] = now() - s;
+    }
+    const t1 = now();
+    for (let i = L - 1; i >= 0; i--) {
+      const s = now();
+      net.backwardFromTo(i, i);
+      b[i] = now() - s;
+    }
+    const t2 = now();
+    if (it < 0) continue;
+    for (let i = 0; i < L; i++) {
+      fwd[i].push(f[i]);
+      bwd[i].push(b[i]);
+    }
+    fwdTotal.push(t1 - t0);
+    bwdTotal.push(t2 - t1);
+    step.push(t2 - t0);
+  }
+
+  console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
+    `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
+  // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
+  console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
+  for (let i = 0; i < L; i++) {
+    console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
+  }
+  const line = `forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
+    `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`;
+  console.log(line);
+  summary.push(`threads ${got}: ${line}`);
 }
-console.log(`forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
-  `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`);
+if (summary.length > 1) for (const line of summary) console.log(line);
+console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MiB`);

@@ -117,6 +117,7 @@ interface WorkerSlot {
 
 interface PoolState {
   requested: number | null;
+  defaultCount?: number;
   engine: Engine | null | undefined;
   /** Why threads are unavailable (set once an attempt failed). */
   unsupported: string | null;
@@ -181,7 +182,9 @@ export function defaultNumThreads(): number {
 
 /** Threads the kernels may use, the calling thread included (the default until set). */
 export function getNumThreads(): number {
-  return state().requested ?? defaultNumThreads();
+  const s = state();
+  // The default is read once: kernels ask on every call.
+  return s.requested ?? (s.defaultCount ??= defaultNumThreads());
 }
 
 function checkCount(n: number, what: string): number {
@@ -368,6 +371,7 @@ export function activeThreads(): number {
  * starts the pool on the first job that would use it (that job still runs on one thread).
  */
 export function planThreads(flops: number, parts = Infinity, minFlopsPerThread = MIN_FLOPS_PER_THREAD): number {
+  if (flops < 2 * minFlopsPerThread || parts < 2) return 1;
   const want = Math.min(getNumThreads(), Math.floor(flops / minFlopsPerThread), parts);
   if (want <= 1) return 1;
   const s = state();
