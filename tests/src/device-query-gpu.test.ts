@@ -11,7 +11,7 @@ describe('caffe device_query --backend gpu', () => {
       expect(run.stdout).toMatch(/^Backend: gpu$/m);
       expect(run.stdout).toMatch(/^gpu\.js mode: (headlessgl|webgl2|webgl|wasm|cpu) \(gpu\.js '\w+'\)$/m);
       expect(run.stdout).toMatch(/^Max texture size: (\d+x\d+ texels \(\d+ floats per buffer\)|none \(host arrays\))$/m);
-      expect(run.stdout).toMatch(/^Float precision: single$/m);
+      expect(run.stdout).toMatch(/^Float precision: single \(23 mantissa bits kept through a device round trip, epsilon 1\.1920928955078125e-7\)$/m);
       expect(run.stdout).toMatch(/^Device kernels: .*Convolution.*InnerProduct/m);
       // Caffe's -gpu flag asks for the same backend.
       const viaGpuFlag = await caffe(['device_query', '-gpu', '0'], dir.path);

@@ -18,6 +18,9 @@ describe('createGpuBackend', () => {
     expect(info.skipped.map((s) => s.mode)).toEqual(before);
     for (const s of info.skipped) expect(s.reason.length).toBeGreaterThan(0);
     expect(info.floatPrecision).toBe('single');
+    // Measured, not assumed: every mode here keeps float32's 23 mantissa bits through a round trip.
+    expect(info.mantissaBits).toBe(23);
+    expect(info.epsilon).toBe(2 ** -23);
     expect(info.kernels).toEqual(gpuKernelTypes());
     expect(b.name).toBe('gpu');
     expect(b.device.name).toBe(`gpu.js/${info.mode}`);
@@ -26,7 +29,7 @@ describe('createGpuBackend', () => {
 
   it('honours an explicit mode, and names the modes when given an unknown one', () => {
     const b = createGpuBackend({ mode: 'cpu' });
-    expect(b.info()).toMatchObject({ mode: 'cpu', gpuJsMode: 'cpu', maxTextureSize: Infinity, skipped: [] });
+    expect(b.info()).toMatchObject({ mode: 'cpu', gpuJsMode: 'cpu', maxTextureSize: Infinity, mantissaBits: 23, skipped: [] });
     b.destroy();
     expect(() => createGpuBackend({ mode: 'cuda' as GpuMode })).toThrow(/unknown mode 'cuda' \(expected one of headlessgl, webgl2, webgl, wasm, cpu\)/);
   });
@@ -73,6 +76,26 @@ describe('device memory', () => {
     const back = Array.from(blob.cpuData());
     expect(back[0]).toBe(Math.fround(1 / 3));
     expect(back[1]).toBe(0);
+    b.destroy();
+  });
+
+  it('with a forced small max texture size, lays buffers longer than a texture side out in 2-D and refuses more than side² floats', () => {
+    const b = createGpuBackend({ maxTextureSize: 32 });
+    expect(b.info().maxTextureSize).toBe(32);
+    // 600 floats (more than one 32-texel row) through a real layer: fine.
+    const ip = createLayer('InnerProduct', { name: 'ip', inner_product_param: { num_output: 20, weight_filler: { type: 'constant', value: 0.5 } } }, { dtype: 'float32', backend: b });
+    const x = new Blob([2, 30], { dtype: 'float32', device: b.device });
+    x.mutableCpuData().fill(1);
+    const y = new Blob([], { dtype: 'float32', device: b.device });
+    ip.setUp([x], [y]);
+    expect(ip.blobs[0]!.count()).toBe(600);
+    ip.forward([x], [y]);
+    expect(Array.from(y.cpuData())).toEqual(new Array(40).fill(15));
+    // 2 × 600 > 32² = 1024: refused with the sizes named, not silently wrong.
+    const big = createLayer('InnerProduct', { name: 'big', inner_product_param: { num_output: 40, weight_filler: { type: 'constant', value: 0.5 } } }, { dtype: 'float32', backend: b });
+    const y2 = new Blob([], { dtype: 'float32', device: b.device });
+    big.setUp([x], [y2]);
+    expect(() => big.forward([x], [y2])).toThrow(/needs 1200 floats in one texture, more than maxTextureSize² = 1024/);
     b.destroy();
   });
 

@@ -23,6 +23,12 @@ export interface GpuBackendOptions {
   allowCpuFallback?: boolean;
   /** Name under which the backend reports itself (default 'gpu'). */
   name?: string;
+  /**
+   * Use at most this texture side (default: the device's). Buffers hold up to side² floats laid
+   * out in 2-D, so this forces the split/refusal paths on small inputs (tests, browsers with
+   * small limits).
+   */
+  maxTextureSize?: number;
 }
 
 export interface GpuBackendInfo extends GpuRuntimeInfo {
@@ -68,7 +74,11 @@ export const gpuKernelTypes = (): string[] => Object.keys(KERNELS).filter((t) =>
 export const gpuHostOnlyTypes = (): string[] => [...HOST_ONLY_TYPES];
 
 export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
-  const runtime = startRuntime(options.mode);
+  const started = startRuntime(options.mode);
+  const runtime =
+    options.maxTextureSize !== undefined && options.maxTextureSize < started.info.maxTextureSize
+      ? { ...started, info: { ...started.info, maxTextureSize: options.maxTextureSize } }
+      : started;
   const device = new GpuDevice(runtime);
   const ops = createGpuOps(device);
   return {

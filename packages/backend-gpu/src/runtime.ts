@@ -86,6 +86,13 @@ export interface GpuRuntimeInfo {
   maxTextureSize: number;
   /** Device float format: GL modes store float32 textures ('single'); wasm/cpu compute in float32 arrays. */
   floatPrecision: 'single';
+  /**
+   * Mantissa bits a value keeps through a device round trip (upload, kernel, readback), measured
+   * when the mode starts: 23 for IEEE float32 storage; fewer means the device stores less.
+   */
+  mantissaBits: number;
+  /** Largest relative rounding step of device values (2^−mantissaBits). */
+  epsilon: number;
   /** Modes tried before this one and why they were passed over. */
   skipped: { mode: GpuMode; reason: string }[];
 }
@@ -124,6 +131,27 @@ function probe(mode: GpuMode): GpuJsInstance {
   }
 }
 
+/**
+ * Store 1 + 2^−k for k = 1…30 on the device and read back (v − 1): the largest k still seen is
+ * the number of mantissa bits the device keeps.
+ */
+function measureMantissaBits(gpu: GpuJsInstance): number {
+  const n = 30;
+  const input = new Float32Array(n);
+  for (let k = 1; k <= n; k++) input[k - 1] = 1 + 2 ** -k;
+  const kern = gpu.createKernel('function (a) { return a[this.thread.x] - 1.0; }', { output: [n], pipeline: true, immutable: true, tactic: 'precision' });
+  try {
+    const out = kern(input);
+    const arr = out instanceof Float32Array ? out : (out.toArray() as Float32Array);
+    if (!(out instanceof Float32Array)) out.delete();
+    let bits = 0;
+    for (let k = 1; k <= n; k++) if (arr[k - 1] === 2 ** -k) bits = k;
+    return bits;
+  } finally {
+    kern.destroy?.();
+  }
+}
+
 /** Pick `requested` (or the best working mode in GPU_MODE_ORDER) and start gpu.js in it. */
 export function startRuntime(requested?: GpuMode): GpuRuntime {
   if (requested !== undefined && !GPU_MODE_ORDER.includes(requested)) {
@@ -140,6 +168,7 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
       const gpu = probe(mode);
       const features = kernelClass(loadGpuJs(), mode)?.features;
       const textures = mode === 'headlessgl' || mode === 'webgl2' || mode === 'webgl';
+      const mantissaBits = measureMantissaBits(gpu);
       return {
         gpu,
         textures,
@@ -148,6 +177,8 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
           gpuJsMode: gpu.mode,
           maxTextureSize: textures ? (features?.maxTextureSize ?? 0) : Infinity,
           floatPrecision: 'single',
+          mantissaBits,
+          epsilon: 2 ** -mantissaBits,
           skipped,
         },
       };

@@ -39,7 +39,7 @@ function deviceLines(backend: Backend): string[] {
     `gpu.js mode: ${info.mode} (gpu.js '${info.gpuJsMode}')`,
     ...info.skipped.map((s) => `  passed over ${s.mode}: ${s.reason}`),
     `Max texture size: ${limit}`,
-    `Float precision: ${info.floatPrecision}`,
+    `Float precision: ${info.floatPrecision}${info.mantissaBits !== undefined ? ` (${info.mantissaBits} mantissa bits kept through a device round trip, epsilon ${info.epsilon})` : ''}`,
     `Device kernels: ${info.kernels.join(', ')}`,
   ];
 }
