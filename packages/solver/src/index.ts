@@ -43,4 +43,5 @@ export {
 } from './solver-registry.js';
 export { checkLrPolicy, learningRate, lrPolicies, LR_POLICY_NAMES, type LrPolicy, type LrPolicyParameter, type LrPolicyState } from './lr-policy.js';
 export { formatG } from './format.js';
+export { findNonFiniteParam, paramsFinite, type NonFiniteParam } from './non-finite.js';
 export { SolverError, SolverConfigError, UnknownSolverTypeError, UnknownLrPolicyError, SolverStateError } from './errors.js';
