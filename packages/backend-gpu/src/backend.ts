@@ -46,6 +46,8 @@ export interface GpuBackend extends Backend {
   layerKernel(type: string): LayerKernel | undefined;
   info(): GpuBackendInfo;
   stats(): GpuDeviceStats & { cpuFallbacks: Record<string, number> };
+  /** Wait until the device has finished the work queued so far (GL: glFinish), so host timers measure it. */
+  synchronize(): void;
   /** Release gpu.js kernels and its context. */
   destroy(): void;
 }
@@ -92,6 +94,9 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes(), hostOnly: gpuHostOnlyTypes() }),
     // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
     stats: () => device.stats,
+    synchronize() {
+      (runtime.gpu as { context?: { finish?: () => void } }).context?.finish?.();
+    },
     destroy() {
       device.destroy();
       runtime.gpu.destroy();

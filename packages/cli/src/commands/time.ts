@@ -11,7 +11,7 @@ const log = logger('caffe.cpp');
 
 export const timeCommand: Command = {
   summary: 'benchmark model execution time',
-  usage: '--model M [--iterations 50] [--phase TRAIN|TEST] [--level N] [--stage a,b] [--backend cpu]',
+  usage: '--model M [--iterations 50] [--phase TRAIN|TEST] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0]',
   async run({ flags }) {
     const model = flags.string('model');
     const iterations = flags.int('iterations', 50);
@@ -21,6 +21,9 @@ export const timeCommand: Command = {
     if (!model) throw new UsageError('Need a model definition to time.');
     if (iterations < 1) throw new UsageError(`--iterations must be positive, got ${iterations}`);
 
+    log.info(backend.name === 'cpu' ? 'Use CPU.' : `Use backend ${backend.name}.`);
+    // A device backend queues work: wait for it before reading a timer (Caffe syncs CUDA events).
+    const sync = (backend as { synchronize?: () => void }).synchronize?.bind(backend) ?? (() => {});
     const net = await Net.create(readNetParameter(userPath(model)), {
       ...state,
       registry: cliRegistry(),
@@ -50,6 +53,7 @@ export const timeCommand: Command = {
         for (let i = 0; i < layers.length; i++) {
           const t0 = performance.now();
           net.forwardFromTo(i, i);
+          sync();
           fwd[i]! += performance.now() - t0;
         }
         const mid = performance.now();
@@ -57,6 +61,7 @@ export const timeCommand: Command = {
         for (let i = layers.length - 1; i >= 0; i--) {
           const t0 = performance.now();
           net.backwardFromTo(i, i);
+          sync();
           bwd[i]! += performance.now() - t0;
         }
         const end = performance.now();
