@@ -25,6 +25,8 @@ import { FRAMEWORKS, selectRows } from './peers/rows.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
+  // `pnpm bench -- --quick` hands the script a literal '--' first.
+  args: process.argv.slice(2).filter((a) => a !== '--'),
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },

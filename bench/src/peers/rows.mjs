@@ -1,8 +1,8 @@
 // The rows of the peer comparison: what each one runs, in which group (--only), and which
 // frameworks can run it at all. Networks come from the zoo package's prototxts.
+// Only the caffe-ts worker builds nets, so caffe-ts packages load lazily (none in the peers'
+// processes, whose peak RSS is measured).
 import { readFileSync } from 'node:fs';
-import { zooModel } from '@caffe-ts/zoo';
-import { parseNetParameter, createMessage, Phase } from '@caffe-ts/proto';
 
 export const FRAMEWORKS = ['caffe-ts', 'tfjs-wasm', 'tfjs-cpu', 'onnxruntime'];
 
@@ -11,8 +11,9 @@ export const NOT_AVAILABLE = {
   train: { 'tfjs-wasm': 'n/a: no Conv2DBackpropFilter kernel', onnxruntime: 'n/a: inference only' },
 };
 
-const deploy = (model) => zooModel(model).files.deploy;
-const trainTest = (model) => zooModel(model).files.trainTest;
+const zoo = () => import('@caffe-ts/zoo');
+const deploy = async (model) => (await zoo()).zooModel(model).files.deploy;
+const trainTest = async (model) => (await zoo()).zooModel(model).files.trainTest;
 
 /**
  * Every row. kind: gemm (n³ SGEMM), infer (deploy net forward at `batch`), train (TRAIN-phase
@@ -60,8 +61,9 @@ export function selectRows({ only, quick }) {
  * batch; training nets get their Data layers replaced by one Input layer with the same tops
  * (data N×C×H×W, label N), as bench/src/lenet.mjs does.
  */
-export function rowNetParameter(row) {
-  const file = row.file();
+export async function rowNetParameter(row) {
+  const { parseNetParameter, createMessage, Phase } = await import('@caffe-ts/proto');
+  const file = await row.file();
   const param = parseNetParameter(readFileSync(file, 'utf8'));
   if (row.kind === 'infer') {
     const inputs = param.layer.filter((l) => l.type === 'Input');

@@ -11,7 +11,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ROWS, NOT_AVAILABLE } from './rows.mjs';
-import { loadBundle, maxRelError } from './net-spec.mjs';
+import { loadBundle, maxRelError } from './bundle.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -140,7 +140,7 @@ async function caffeTs() {
     },
     async net(row) {
       if (!built.has(row.id)) {
-        const { param, phase } = rowNetParameter(row);
+        const { param, phase } = await rowNetParameter(row);
         const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, name: row.id });
         const rng = new blob.Rng(20240601);
         fillRandomParams(net, rng);
