@@ -2,6 +2,7 @@ import { BackendError } from '@caffe-ts/blob';
 import type { LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import { dataOf, deviceOf, writeData, IDIV } from './util.js';
+import { checkLabels } from './labels.js';
 
 /**
  * Thread c < nClasses with perClass = 1 gives class c's accuracy; with perClass = 0 thread 0 gives
@@ -47,6 +48,7 @@ export const accuracyKernel: LayerKernel = {
       throw new BackendError(`Accuracy layer '${layer.name}': ${bottom[1]!.count()} labels for ${outer * inner} predictions`);
     }
     const ignore = ap && hasField(ap, 'ignore_label') ? ap.ignore_label : null;
+    checkLabels(layer, bottom[1]!, C, ignore);
     const common = [dataOf(dev, bottom[0]!), dataOf(dev, bottom[1]!), outer, C, inner, ap?.top_k ?? 1, ignore === null ? 0 : 1, ignore ?? 0];
     writeData(dev, top[0]!, accuracySpec(outer * inner, C), [...common, 0]);
     if (top.length > 1) writeData(dev, top[1]!, accuracySpec(outer * inner, C), [...common, 1]);

@@ -2,6 +2,7 @@ import { BackendError, type Blob } from '@caffe-ts/blob';
 import { lossNormalization, NormalizationMode, type Layer, type LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import { GpuBuffer, type GpuDevice } from '../device.js';
+import { checkLabels } from './labels.js';
 import { dataOf, deviceOf, diffOf, writeData, writeDiff, IDIV } from './util.js';
 
 interface Dims {
@@ -135,6 +136,7 @@ export const softmaxWithLossKernel: LayerKernel = {
     if (top.length > 1) throw new BackendError(`SoftmaxWithLoss layer '${layer.name}': the gpu kernel does not produce the probability top yet`);
     const dev = deviceOf(layer);
     const d = dims(layer, bottom);
+    checkLabels(layer, bottom[1]!, d.C, d.ignore);
     const n = bottom[0]!.count();
     const s = state(dev, layer, n);
     dev.runInto(s.prob, probSpec(d), [dataOf(dev, bottom[0]!), n, d.C, d.inner]);
