@@ -1,0 +1,139 @@
+#!/usr/bin/env node
+// The gpu backend (gpu.js) against the CPU backend, from the built packages:
+//
+//   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu]
+//       [--lenet-batch 64] [--lenet-iterations 3] [--caffenet-batch 1] [--caffenet-iterations 1]
+//
+// LeNet: one training step = forward + backward + the SGD update (momentum 0.9, weight decay
+// 5e-4; on the device for gpu modes, on the host for cpu) over the zoo's train net with its Data
+// layers swapped for Input layers holding fixed random digits. CaffeNet: forward of the zoo's
+// deploy net (TEST phase, zero weights: the work does not depend on the values) at
+// --caffenet-batch 227×227 images. Each figure is the median over the iterations after one
+// warm-up iteration (which compiles the gpu.js kernels). Wall clock; gpu modes call
+// synchronize() before reading it. Without xvfb-run (or without the optional `gl` build) the
+// headlessgl mode is listed as unavailable with the reason. No real GPU was available when this
+// was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+const { Blob, cpuBackend, Rng } = await import('@caffe-ts/blob');
+await import('@caffe-ts/layers/register');
+const { Net } = await import('@caffe-ts/net');
+const { parseNetParameter, Phase } = await import('@caffe-ts/proto');
+const { zooModel } = await import('@caffe-ts/zoo');
+// Not a dependency of bench/ (its optional native `gl` stays out of the bench install): the build output.
+const { createGpuBackend, isModeSupported } = await import(new URL('../../packages/backend-gpu/dist/index.js', import.meta.url).href);
+
+const { values } = parseArgs({
+  options: {
+    modes: { type: 'string', default: 'headlessgl,wasm,cpu' },
+    'lenet-batch': { type: 'string', default: '64' },
+    'lenet-iterations': { type: 'string', default: '3' },
+    'caffenet-batch': { type: 'string', default: '1' },
+    'caffenet-iterations': { type: 'string', default: '1' },
+  },
+});
+const lenetBatch = Number(values['lenet-batch']);
+const lenetIters = Number(values['lenet-iterations']);
+const caffenetBatch = Number(values['caffenet-batch']);
+const caffenetIters = Number(values['caffenet-iterations']);
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** The zoo LeNet train net with its Data layer replaced by Input layers of the same tops. */
+function lenetNet(backend) {
+  const text = readFileSync(zooModel('lenet').files.trainTest, 'utf8');
+  const param = parseNetParameter(text);
+  param.layer = param.layer.filter((l) => l.type !== 'Data' && l.type !== 'Accuracy');
+  const input = parseNetParameter(
+    `layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: ${lenetBatch} dim: 1 dim: 28 dim: 28 } shape { dim: ${lenetBatch} } } }`,
+  ).layer[0];
+  param.layer.unshift(input);
+  const net = new Net(param, { backend, phase: Phase.TRAIN, log: false, rng: new Rng(1701) });
+  const rng = new Rng(7);
+  const d = net.blob('data').mutableCpuData();
+  for (let i = 0; i < d.length; i++) d[i] = rng.uniform();
+  const l = net.blob('label').mutableCpuData();
+  for (let i = 0; i < l.length; i++) l[i] = rng.int(10);
+  return net;
+}
+
+function timeLenet(backend, sync) {
+  const net = lenetNet(backend);
+  const history = net.learnableParams.map((p) => new Blob(p.shape, { dtype: 'float32', device: p.device }));
+  const ops = backend.solverOps;
+  const times = [];
+  for (let it = 0; it < lenetIters + 1; it++) {
+    // A new batch each step, as a data layer would upload it.
+    net.blob('data').mutableCpuData();
+    net.blob('label').mutableCpuData();
+    const t0 = performance.now();
+    net.clearParamDiffs();
+    net.forwardBackward();
+    net.learnableParams.forEach((p, i) => {
+      const step = { localRate: 0.01 * (net.paramsLr[i] ?? 1), momentum: 0.9, localDecay: 5e-4 * (net.paramsWeightDecay[i] ?? 1), regularization: 'L2', diffScale: 1 };
+      if (ops) ops.sgdStep(p, history[i], step);
+      else {
+        const g = p.mutableCpuDiff();
+        const w = p.cpuData();
+        const h = history[i].mutableCpuData();
+        for (let j = 0; j < g.length; j++) {
+          h[j] = step.localRate * (g[j] + step.localDecay * w[j]) + step.momentum * h[j];
+          g[j] = h[j];
+        }
+        p.update();
+      }
+    });
+    sync();
+    if (it > 0) times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+function timeCaffenet(backend, sync) {
+  const text = readFileSync(zooModel('caffenet').files.deploy, 'utf8').replace('dim: 10 dim: 3', `dim: ${caffenetBatch} dim: 3`);
+  const net = new Net(parseNetParameter(text), { backend, phase: Phase.TEST, log: false });
+  const times = [];
+  for (let it = 0; it < caffenetIters + 1; it++) {
+    net.blob('data').mutableCpuData();
+    const t0 = performance.now();
+    net.forward();
+    net.blob('prob').cpuData(); // the answer comes back to the host
+    sync();
+    if (it > 0) times.push(performance.now() - t0);
+  }
+  return median(times);
+}
+
+const rows = [];
+const run = (label, backend, sync) => {
+  const lenet = timeLenet(backend, sync);
+  const caffenet = timeCaffenet(backend, sync);
+  rows.push({ label, lenet, caffenet });
+  console.log(
+    `${label.padEnd(22)} LeNet train step (batch ${lenetBatch}): ${lenet.toFixed(1).padStart(9)} ms (${((lenetBatch * 1000) / lenet).toFixed(1)} img/s)` +
+      `   CaffeNet forward (batch ${caffenetBatch}): ${caffenet.toFixed(1).padStart(9)} ms (${((caffenetBatch * 1000) / caffenet).toFixed(2)} img/s)`,
+  );
+};
+
+console.log(`node ${process.version}; DISPLAY=${process.env.DISPLAY ?? '(none)'}; no real GPU was used unless headlessgl reports a hardware renderer`);
+run('cpu backend', cpuBackend(), () => {});
+for (const mode of values.modes.split(',').filter(Boolean)) {
+  if (!isModeSupported(mode)) {
+    console.log(`${`gpu.js ${mode}`.padEnd(22)} unavailable here${mode === 'headlessgl' ? ' (needs the gl build and a display: xvfb-run -a)' : ''}`);
+    continue;
+  }
+  const backend = createGpuBackend({ mode });
+  const info = backend.info();
+  run(`gpu.js ${info.mode}`, backend, () => backend.synchronize());
+  const s = backend.stats();
+  console.log(`${''.padEnd(22)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
+  backend.destroy();
+}
+const cpu = rows[0];
+for (const r of rows.slice(1)) {
+  console.log(`${r.label}: LeNet ${(r.lenet / cpu.lenet).toFixed(1)}x the CPU backend's step time, CaffeNet ${(r.caffenet / cpu.caffenet).toFixed(1)}x its forward time`);
+}
