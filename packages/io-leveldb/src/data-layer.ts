@@ -77,6 +77,8 @@ export class DataLayer extends BasePrefetchingDataLayer {
   private ordinal = 0;
   /** The item shape [C, h, w] batches are laid out for before their first record says (the last batch's). */
   private expectedItemShape: number[] = [];
+  /** The end of the reads started so far (see inOrder). */
+  private readTail: Promise<void> = Promise.resolve();
 
   constructor(param: LayerParameter, context: LayerContext = {}) {
     super(param, context);
@@ -200,13 +202,17 @@ export class DataLayer extends BasePrefetchingDataLayer {
     const where = this.where();
     const t = this.transformer!;
     const n = this.batchSize;
-    const records: LoadedRecord[] = [];
-    for (let i = 0; i < n; i++) {
-      const rec = await this.nextRecord();
-      if (this.isClosed) throw new LayerError(`${where}: closed`);
-      records.push({ key: rec.key, datum: decodeRecord(rec, where) });
-    }
-    const draws = records.map(() => t.draw());
+    // Loads may overlap (with decode workers): the records and the random draws of each batch are
+    // taken in call order, one batch after the other.
+    const { records, draws } = await this.inOrder(async () => {
+      const records: LoadedRecord[] = [];
+      for (let i = 0; i < n; i++) {
+        const rec = await this.nextRecord();
+        if (this.isClosed) throw new LayerError(`${where}: closed`);
+        records.push({ key: rec.key, datum: decodeRecord(rec, where) });
+      }
+      return { records, draws: records.map(() => t.draw()) };
+    });
     const workers = records.some((r) => r.datum.encoded) ? await this.decodeWorkers(t.spec) : null;
     if (workers) {
       try {
@@ -223,6 +229,21 @@ export class DataLayer extends BasePrefetchingDataLayer {
       }),
     );
     return this.assemble(records, draws, this.takeBuffer([n, ...this.expectedItemShape]), new Map());
+  }
+
+  /** With decode workers, up to `prefetch` batches are decoded at once. */
+  protected override loadsInFlight(): number {
+    return this.decodeWorkersActive ? this.prefetchCount : 1;
+  }
+
+  /** Run `read` after the reads of the batches started before (each batch's records in one run). */
+  private inOrder<T>(read: () => Promise<T>): Promise<T> {
+    const run = this.readTail.then(read);
+    this.readTail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   /** Decode one encoded record on this thread; errors name the record. */

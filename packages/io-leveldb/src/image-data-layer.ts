@@ -202,6 +202,14 @@ export class ImageDataLayer extends BasePrefetchingDataLayer {
    * concurrently, then transform them in order (so the generator draws come in Caffe's order).
    * The first image of the batch fixes its shape.
    */
+  /**
+   * With decode workers, up to 4 batches are decoded at once (the lines and random draws of each
+   * are taken synchronously at the start of loadBatch, so in call order).
+   */
+  protected override loadsInFlight(): number {
+    return this.decodeWorkersActive ? this.prefetchCount : 1;
+  }
+
   protected async loadBatch(): Promise<Batch> {
     const p = this.p!;
     const picked: ImageListEntry[] = [];

@@ -59,7 +59,7 @@ export abstract class BasePrefetchingDataLayer extends Layer {
   private pool: { pool: DecodePool; specId: number } | null = null;
   private poolAsked: Promise<void> | null = null;
 
-  /** Read and transform one batch (called by the prefetch loop, never concurrently). */
+  /** Read and transform one batch (called by the prefetch loop; concurrently only as `loadsInFlight` allows). */
   protected abstract loadBatch(): Promise<Batch>;
 
   /** What the layer reads, for messages ("source 'train.txt'"). */
@@ -168,14 +168,24 @@ export abstract class BasePrefetchingDataLayer extends Layer {
 
   /** Load batches until `prefetch` are ready. Never rejects: errors are kept for prepare/forward. */
   private async fill(): Promise<void> {
+    const inFlight: Promise<Batch>[] = [];
     try {
       if (!this.firstDone) {
         this.firstDone = true;
         await this.beforeFirstBatch();
       }
-      while (!this.closed && this.full.length < this.prefetchCount) {
-        const batch = await this.loadBatch();
-        if (this.closed) return;
+      while (!this.closed) {
+        // Start loads until `prefetch` batches are ready or coming; with decode workers several
+        // run at once, so that the workers go on while this thread computes.
+        const most = Math.max(1, this.loadsInFlight());
+        while (this.full.length + inFlight.length < this.prefetchCount && inFlight.length < most) {
+          const load = this.loadBatch();
+          load.catch(() => {}); // awaited below in order; this only keeps later failures from being unhandled
+          inFlight.push(load);
+        }
+        if (inFlight.length === 0) break;
+        const batch = await inFlight.shift()!;
+        if (this.closed) break;
         this.full.push(batch);
         const waiters = this.waiters;
         this.waiters = [];
@@ -192,7 +202,19 @@ export abstract class BasePrefetchingDataLayer extends Layer {
       const waiters = this.waiters;
       this.waiters = [];
       for (const w of waiters) w.reject(this.error);
+    } finally {
+      // Loads still running end before the loop does (close() waits for the loop).
+      await Promise.allSettled(inFlight);
     }
+  }
+
+  /**
+   * How many `loadBatch` calls may run at once (default 1). A layer that returns more must keep
+   * its batches in order itself: everything that decides a batch's content (which records, the
+   * random draws) must happen in call order, only the decoding may overlap.
+   */
+  protected loadsInFlight(): number {
+    return 1;
   }
 
   /**
@@ -209,6 +231,11 @@ export abstract class BasePrefetchingDataLayer extends Layer {
     })();
     await this.poolAsked;
     return this.pool && this.pool.pool.usable ? this.pool : null;
+  }
+
+  /** Whether this layer holds a working decode pool (then its loads may overlap, see loadsInFlight). */
+  protected get decodeWorkersActive(): boolean {
+    return this.pool !== null && this.pool.pool.usable;
   }
 
   /** Put a buffer from takeBuffer back unused (e.g. when the batch turned out to have another shape). */
