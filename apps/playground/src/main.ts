@@ -55,6 +55,8 @@ $<HTMLFormElement>('train-form').addEventListener('submit', (e) => {
   $('backend-mode').textContent = '…';
   $('backend-mode').dataset['backend'] = '';
   $('backend-detail').textContent = '';
+  // A new net: the last prediction was the old one's.
+  $('prediction').replaceChildren();
   setTraining(true);
   send({
     type: 'train',
@@ -62,7 +64,7 @@ $<HTMLFormElement>('train-form').addEventListener('submit', (e) => {
     iterations: Math.max(1, Math.round(num('iterations'))),
     batchSize: Math.max(1, Math.round(num('batch'))),
     testInterval: Math.max(1, Math.round(num('test-interval'))),
-    testDigits: Math.max(100, Math.round(num('test-digits') / 100) * 100),
+    testDigits: Math.max(1, Math.round(num('test-digits'))),
   });
 });
 stopButton.addEventListener('click', () => send({ type: 'stop' }));

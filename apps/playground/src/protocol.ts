@@ -9,7 +9,7 @@ export interface TrainRequest {
   batchSize: number;
   /** Test on the held-out digits every this many iterations (and at the end). */
   testInterval: number;
-  /** Held-out digits per test pass (a multiple of 100, the test net's batch). */
+  /** Held-out digits per test pass: batches of 100 (fewer than 100: one smaller batch). */
   testDigits: number;
 }
 

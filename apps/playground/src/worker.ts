@@ -33,6 +33,7 @@ const post = (message: FromWorker, transfer: Transferable[] = []) => scope.postM
 }
 
 const registry = registerBuiltinLayers(new LayerRegistry());
+/** The test net's batch, at most (the zoo's LeNet tests in batches of 100). */
 const TEST_BATCH = 100;
 
 let digitsUrl: string | undefined;
@@ -92,15 +93,15 @@ function postFilters(net: Net, iter: number): void {
   post({ type: 'filters', iter, shape: [...w.shape], weights }, [weights.buffer]);
 }
 
-/** Accuracy and loss of the current weights over `count` held-out digits. */
-function test(testNet: Net, trainNet: Net, reader: BatchReader, count: number): { accuracy: number; loss: number } {
+/** Accuracy and loss of the current weights over the first `batches` test batches of held-out digits. */
+function test(testNet: Net, trainNet: Net, reader: BatchReader, batches: number): { accuracy: number; loss: number } {
   testNet.shareTrainedLayersWith(trainNet);
   reader.rewind();
+  const batch = testNet.blob('data').shape[0]!;
   let accuracy = 0;
   let loss = 0;
-  const batches = Math.max(1, Math.round(count / TEST_BATCH));
   for (let b = 0; b < batches; b++) {
-    setInputs(testNet, reader.batch(TEST_BATCH));
+    setInputs(testNet, reader.batch(batch));
     loss += testNet.forward();
     accuracy += testNet.blob('accuracy').cpuData()[0]!;
   }
@@ -115,7 +116,10 @@ async function train(req: TrainRequest): Promise<void> {
   const { backend, mode, detail } = await makeBackend(req.backend);
   post({ type: 'backend', backend: req.backend, mode, detail });
 
-  const netParam = lenetTrainTest(req.batchSize, TEST_BATCH);
+  // Fewer held-out digits than a batch of 100 make a smaller test batch (a quick GPU check).
+  const testBatch = Math.min(TEST_BATCH, Math.max(1, req.testDigits));
+  const testBatches = Math.max(1, Math.round(req.testDigits / testBatch));
+  const netParam = lenetTrainTest(req.batchSize, testBatch);
   const solver = createSolver(lenetSolver(netParam, req.iterations), { registry, backend, log: false });
   const testNet = new Net(netParam, { phase: Phase.TEST, registry, backend, log: false });
   const deploy = new Net(lenetDeploy(), { phase: Phase.TEST, registry, backend, log: false });
@@ -128,7 +132,7 @@ async function train(req: TrainRequest): Promise<void> {
   const testReader = new BatchReader(data.test);
   post({
     type: 'status',
-    text: `training LeNet: ${data.train.count} train digits, ${req.testDigits} of ${data.test.count} held-out digits per test, batch ${req.batchSize}`,
+    text: `training LeNet: ${data.train.count} train digits, ${testBatches * testBatch} of ${data.test.count} held-out digits per test, batch ${req.batchSize}`,
   });
   postFilters(solver.net, 0);
 
@@ -161,7 +165,7 @@ async function train(req: TrainRequest): Promise<void> {
         lastFilters = now;
       }
       if (solver.iter % req.testInterval === 0 || solver.iter === req.iterations) {
-        const r = test(testNet, solver.net, testReader, req.testDigits);
+        const r = test(testNet, solver.net, testReader, testBatches);
         post({ type: 'test', iter: solver.iter, ...r });
       }
     }
