@@ -1,5 +1,6 @@
 import type { DeviceAllocator } from './device.js';
-import { allocArray, type DType, type FloatArray } from './dtype.js';
+import type { DType, FloatArray } from './dtype.js';
+import { allocHost, releaseHost, trackView, type HostLease } from './host-memory.js';
 
 /** Where the freshest copy lives, as Caffe's SyncedMemory::SyncedHead. */
 export type SyncedHead = 'uninitialized' | 'cpu' | 'gpu' | 'synced';
@@ -13,6 +14,8 @@ export class SyncedMemory {
   readonly capacity: number;
   readonly dtype: DType;
   private host: FloatArray | null = null;
+  /** The kernel-heap block behind `host` when the 'wasm' host allocator placed it (host-memory.ts). */
+  private lease: HostLease | null = null;
   private deviceHandle: unknown = null;
   private _head: SyncedHead = 'uninitialized';
   private views = new Map<number, FloatArray>();
@@ -58,6 +61,8 @@ export class SyncedMemory {
       throw new RangeError(`setCpuData: array has ${array.length} elements, memory needs ${this.capacity}`);
     }
     this.host = array;
+    // An old kernel-heap block goes back once its views are collected (callers may hold some).
+    this.lease = null;
     this.views.clear();
     this._head = 'cpu';
   }
@@ -78,6 +83,14 @@ export class SyncedMemory {
     if (--this.refs > 0) return;
     if (this.deviceHandle !== null && this.device) this.device.free(this.deviceHandle);
     this.deviceHandle = null;
+    if (this.lease) {
+      // The kernel heap takes its block back at once; anyone touching this memory again gets a
+      // fresh zeroed array rather than a block another blob may own by then.
+      releaseHost(this.lease);
+      this.lease = null;
+      this.host = null;
+      this.views.clear();
+    }
     this._head = this.host ? 'cpu' : 'uninitialized';
   }
 
@@ -97,6 +110,7 @@ export class SyncedMemory {
     if (!v) {
       if (length > host.length) throw new RangeError(`view of ${length} elements exceeds capacity ${host.length}`);
       v = host.subarray(0, length);
+      if (this.lease) trackView(this.lease, v);
       this.views.set(length, v);
     }
     return v;
@@ -105,17 +119,24 @@ export class SyncedMemory {
   private toCpu(): void {
     switch (this._head) {
       case 'uninitialized':
-        this.host ??= allocArray(this.dtype, this.capacity);
+        this.allocHost();
         this._head = 'cpu';
         break;
       case 'gpu':
-        this.host ??= allocArray(this.dtype, this.capacity);
-        this.device!.download(this.deviceHandle, this.host);
+        this.allocHost();
+        this.device!.download(this.deviceHandle, this.host!);
         this._head = 'synced';
         break;
       default:
         break;
     }
+  }
+
+  private allocHost(): void {
+    if (this.host) return;
+    const { array, lease } = allocHost(this.dtype, this.capacity);
+    this.host = array;
+    this.lease = lease;
   }
 
   private toGpu(): void {

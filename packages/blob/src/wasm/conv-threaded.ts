@@ -1,9 +1,11 @@
 // A batched 2-D convolution pass (conv-wasm.ts's Conv2dPass) split across the kernel threads
 // by images: each thread unfolds, multiplies and folds back its own contiguous range of images
 // with its own column, GEMM-side and packing buffers, and accumulates weight and bias gradients
-// into private buffers that the calling thread sums at the end. The images go into the shared
-// memory once and the outputs come back once, in super-chunks that bound the staged floats.
-import { engine, HEAP_BASE, Op } from './threads.js';
+// into private buffers that the calling thread sums at the end. Images already in the shared
+// memory (blobs of the 'wasm' host allocator) are used in place; others go in once and come back
+// once, in super-chunks that bound the staged floats. With T = 1 it is conv-wasm.ts's in-place
+// path on the calling thread.
+import { engine, Op } from './threads.js';
 import type { Blocking } from './gemm-threaded.js';
 import type { Conv2dPass } from './conv-wasm.js';
 
@@ -20,8 +22,11 @@ export interface ConvDims {
 }
 
 /**
- * Runs `pass` over `num` images on T threads, `chunk` images per GEMM at most. Returns false
- * (doing nothing) where the shared build for `relaxed` is unavailable.
+ * Runs `pass` over `num` images on T threads (T = 1: on the calling thread, in the shared
+ * memory), `chunk` images per GEMM at most. Arrays that are views of the shared memory (blobs of
+ * the 'wasm' host allocator) are read and written in place, thread 0 accumulating straight into
+ * the caller's gradients; the others are staged. Returns false (doing nothing) where the shared
+ * build for `relaxed` is unavailable.
  */
 export function convThreaded(
   T: number, relaxed: boolean, blk: Blocking, d: ConvDims, num: number, chunk: number, pass: Conv2dPass,
@@ -32,13 +37,21 @@ export function convThreaded(
   const { MR, NR, MC, KC, NC } = blk;
   const { colIn, gemmIn, weights, bias, biasDiff, weightDiff, gemmOut, colOut } = pass;
   const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
-  const perImage = (colIn ? imgIn : 0) + (colOut ? imgIn : 0) + (gemmIn ? imgOut : 0) + (gemmOut ? imgOut : 0);
-  const superN = Math.max(T, Math.min(num, Math.floor(MAX_STAGED_IMAGE_FLOATS / perImage)));
+  // Byte offsets of the arrays already in the shared memory (-1: staged).
+  const at = {
+    colIn: e.offsetOf(colIn), gemmIn: e.offsetOf(gemmIn), gemmOut: e.offsetOf(gemmOut), colOut: e.offsetOf(colOut),
+    weights: e.offsetOf(weights), bias: e.offsetOf(bias), weightDiff: e.offsetOf(weightDiff), biasDiff: e.offsetOf(biasDiff),
+  };
+  const stagedPerImage = (colIn && at.colIn < 0 ? imgIn : 0) + (colOut && at.colOut < 0 ? imgIn : 0) +
+    (gemmIn && at.gemmIn < 0 ? imgOut : 0) + (gemmOut && at.gemmOut < 0 ? imgOut : 0);
+  // Super-chunks bound the staged image floats; with nothing to stage, one covers every image.
+  const superN = stagedPerImage === 0 ? num : Math.max(T, Math.min(num, Math.floor(MAX_STAGED_IMAGE_FLOATS / stagedPerImage)));
   const share = Math.ceil(Math.min(num, superN) / T);
   const nb0 = Math.max(1, Math.min(chunk, share));
   const Nmax = nb0 * S;
 
-  // Per thread: packing buffers, edge tile, columns, GEMM-side rows, private dW and dB.
+  // Per thread: packing buffers, edge tile, columns, GEMM-side rows, private dW and dB (thread 0
+  // uses the caller's own gradients when they are in the shared memory).
   const packA = align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
   const packB = align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
   const tile = align(4 * MR * NR);
@@ -47,41 +60,61 @@ export function convThreaded(
   const dW = weightDiff ? align(4 * O * K) : 0;
   const dB = biasDiff ? align(4 * O) : 0;
   const work = packA + packB + tile + col + rows + dW + dB;
-  const pTab = HEAP_BASE + T * work;
-  const pW = pTab + align(4 * d.table.length);
-  const pBias = pW + align(4 * O * K);
-  const pXin = pBias + align(4 * O);
-  const pXout = pXin + (colIn ? align(4 * superN * imgIn) : 0);
-  const pYin = pXout + (colOut ? align(4 * superN * imgIn) : 0);
-  const pYout = pYin + (gemmIn ? align(4 * superN * imgOut) : 0);
-  const end = pYout + (gemmOut ? 4 * superN * imgOut : 0);
-  let { f32, i32 } = e.heap(end - HEAP_BASE, 'convolution (threads)');
+  const imgBytes = (resident: boolean, present: unknown, n: number) => (present && !resident ? align(4 * superN * n) : 0);
+  const bytes = T * work + align(4 * d.table.length) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
+    imgBytes(at.colIn >= 0, colIn, imgIn) + imgBytes(at.colOut >= 0, colOut, imgIn) +
+    imgBytes(at.gemmIn >= 0, gemmIn, imgOut) + imgBytes(at.gemmOut >= 0, gemmOut, imgOut);
+  const scratch = e.scratch(bytes, 'convolution (threads)');
+  const base = scratch.base;
+  let { f32, i32 } = scratch;
+  let p = base + T * work;
+  const take = (n: number) => {
+    const q = p;
+    p += n;
+    return q;
+  };
+  const pTab = take(align(4 * d.table.length));
+  const pW = at.weights >= 0 ? at.weights : take(align(4 * O * K));
+  const pBias = !bias ? 0 : at.bias >= 0 ? at.bias : take(align(4 * O));
+  const pXin = at.colIn >= 0 ? at.colIn : take(imgBytes(false, colIn, imgIn));
+  const pXout = at.colOut >= 0 ? at.colOut : take(imgBytes(false, colOut, imgIn));
+  const pYin = at.gemmIn >= 0 ? at.gemmIn : take(imgBytes(false, gemmIn, imgOut));
+  const pYout = at.gemmOut >= 0 ? at.gemmOut : take(imgBytes(false, gemmOut, imgOut));
+  // Staged image buffers hold one super-chunk (image s0 at index 0); resident ones hold them all.
+  const img = (resident: boolean, ptr: number, s0: number, n: number) => (resident ? ptr + 4 * s0 * n : ptr);
 
   i32.set(d.table, pTab >> 2);
-  f32.set(weights.subarray(0, O * K), pW >> 2);
-  if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
+  if (at.weights < 0) f32.set(weights.subarray(0, O * K), pW >> 2);
+  if (bias && at.bias < 0) f32.set(bias.subarray(0, O), pBias >> 2);
   const wsOf = (t: number) => {
-    const w = HEAP_BASE + t * work;
-    const p = { packA: w, packB: w + packA, tile: w + packA + packB, col: w + packA + packB + tile };
-    return { ...p, rows: p.col + col, dW: p.col + col + rows, dB: p.col + col + rows + dW };
+    const w = base + t * work;
+    const q = { packA: w, packB: w + packA, tile: w + packA + packB, col: w + packA + packB + tile };
+    return {
+      ...q,
+      rows: q.col + col,
+      dW: t === 0 && at.weightDiff >= 0 ? at.weightDiff : q.col + col + rows,
+      dB: t === 0 && at.biasDiff >= 0 ? at.biasDiff : q.col + col + rows + dW,
+    };
   };
   // Thread 0 accumulates onto the caller's gradients; the others start from zero.
   for (let t = 0; t < T; t++) {
     const ws = wsOf(t);
     if (weightDiff) {
-      if (t === 0) f32.set(weightDiff.subarray(0, O * K), ws.dW >> 2);
-      else f32.fill(0, ws.dW >> 2, (ws.dW >> 2) + O * K);
+      if (t > 0) f32.fill(0, ws.dW >> 2, (ws.dW >> 2) + O * K);
+      else if (at.weightDiff < 0) f32.set(weightDiff.subarray(0, O * K), ws.dW >> 2);
     }
     if (biasDiff) {
-      if (t === 0) f32.set(biasDiff.subarray(0, O), ws.dB >> 2);
-      else f32.fill(0, ws.dB >> 2, (ws.dB >> 2) + O);
+      if (t > 0) f32.fill(0, ws.dB >> 2, (ws.dB >> 2) + O);
+      else if (at.biasDiff < 0) f32.set(biasDiff.subarray(0, O), ws.dB >> 2);
     }
   }
 
   for (let s0 = 0; s0 < num; s0 += superN) {
     const sn = Math.min(superN, num - s0);
-    if (colIn) f32.set(colIn.subarray(s0 * imgIn, (s0 + sn) * imgIn), pXin >> 2);
-    if (gemmIn) f32.set(gemmIn.subarray(s0 * imgOut, (s0 + sn) * imgOut), pYin >> 2);
+    if (colIn && at.colIn < 0) f32.set(colIn.subarray(s0 * imgIn, (s0 + sn) * imgIn), pXin >> 2);
+    if (gemmIn && at.gemmIn < 0) f32.set(gemmIn.subarray(s0 * imgOut, (s0 + sn) * imgOut), pYin >> 2);
+    const xin = img(at.colIn >= 0, pXin, s0, imgIn), xout = img(at.colOut >= 0, pXout, s0, imgIn);
+    const yin = img(at.gemmIn >= 0, pYin, s0, imgOut), yout = img(at.gemmOut >= 0, pYout, s0, imgOut);
     const per = Math.ceil(sn / T);
     const parts = Math.ceil(sn / per);
     const lists = e.lists(parts, relaxed);
@@ -90,9 +123,9 @@ export function convThreaded(
       const a = t * per, b = Math.min(sn, a + per);
       for (let n0 = a; n0 < b; n0 += nb0) {
         const nb = Math.min(nb0, b - n0), N = nb * S;
-        if (colIn) L.call(Op.Im2col, pXin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
+        if (colIn) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
         if (gemmIn) {
-          L.call(Op.Gather, pYin + 4 * n0 * imgOut, O, nb, S, ws.rows);
+          L.call(Op.Gather, yin + 4 * n0 * imgOut, O, nb, S, ws.rows);
           if (biasDiff) L.call(Op.Rowsum, ws.rows, O, N, ws.dB);
         }
         if (weightDiff) {
@@ -104,24 +137,24 @@ export function convThreaded(
           for (let q = 0; q < G; q++) {
             L.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, ws.col + 4 * q * K * N, N, 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
           }
-          L.call(Op.Scatter, ws.rows, O, nb, S, pYout + 4 * n0 * imgOut, bias ? 1 : 0, pBias);
+          L.call(Op.Scatter, ws.rows, O, nb, S, yout + 4 * n0 * imgOut, bias ? 1 : 0, pBias);
         }
         if (colOut) {
           for (let q = 0; q < G; q++) {
             L.gemm(1, 0, K, N, m, 1, pW + 4 * q * m * K, K, ws.rows + 4 * q * m * N, N, 0, ws.col + 4 * q * K * N, N, ws.packA, ws.packB, ws.tile);
           }
-          L.call(Op.Zero, pXout + 4 * n0 * imgIn, nb * imgIn);
-          L.call(Op.Col2im, ws.col, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pXout + 4 * n0 * imgIn);
+          L.call(Op.Zero, xout + 4 * n0 * imgIn, nb * imgIn);
+          L.call(Op.Col2im, ws.col, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, xout + 4 * n0 * imgIn);
         }
       }
     }
     e.run(lists, 'convolution (threads)');
-    ({ f32, i32 } = e.heap(0, 'convolution (threads)'));
-    if (gemmOut) gemmOut.set(f32.subarray(pYout >> 2, (pYout >> 2) + sn * imgOut), s0 * imgOut);
-    if (colOut) colOut.set(f32.subarray(pXout >> 2, (pXout >> 2) + sn * imgIn), s0 * imgIn);
+    ({ f32, i32 } = e.views());
+    if (gemmOut && at.gemmOut < 0) gemmOut.set(f32.subarray(pYout >> 2, (pYout >> 2) + sn * imgOut), s0 * imgOut);
+    if (colOut && at.colOut < 0) colOut.set(f32.subarray(pXout >> 2, (pXout >> 2) + sn * imgIn), s0 * imgIn);
   }
 
-  // Sum the private gradients into thread 0's and hand them back.
+  // Sum the private gradients into thread 0's and hand them back (unless they are the caller's).
   const w0 = wsOf(0);
   if (weightDiff) {
     const acc = f32.subarray(w0.dW >> 2, (w0.dW >> 2) + O * K);
@@ -129,7 +162,7 @@ export function convThreaded(
       const src = f32.subarray(wsOf(t).dW >> 2, (wsOf(t).dW >> 2) + O * K);
       for (let i = 0; i < O * K; i++) acc[i] = acc[i]! + src[i]!;
     }
-    weightDiff.set(acc);
+    if (at.weightDiff < 0) weightDiff.set(acc);
   }
   if (biasDiff) {
     const acc = f32.subarray(w0.dB >> 2, (w0.dB >> 2) + O);
@@ -137,7 +170,7 @@ export function convThreaded(
       const src = f32.subarray(wsOf(t).dB >> 2, (wsOf(t).dB >> 2) + O);
       for (let i = 0; i < O; i++) acc[i] = acc[i]! + src[i]!;
     }
-    biasDiff.set(acc);
+    if (at.biasDiff < 0) biasDiff.set(acc);
   }
   return true;
 }

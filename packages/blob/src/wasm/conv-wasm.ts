@@ -6,10 +6,12 @@
 // module's own linear memory (scripts/gemm-wat.mjs, convHelpersWat), next to the GEMM, so a
 // chunk is copied in once, goes through every step in WebAssembly, and is copied out once.
 // With kernel threads (threads.ts) a pass large enough to split runs on several threads, each
-// taking a range of images (conv-threaded.ts); `threads: 1` keeps a runner on one thread.
+// taking a range of images (conv-threaded.ts); `threads: 1` keeps a runner on one thread. Images
+// that already live in the threads' shared memory (blobs of the 'wasm' host allocator,
+// host-memory.ts) are not copied at all: the pass runs there (conv-threaded.ts, one thread).
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
-import { defaultWasmChoice, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
+import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
 import { convThreaded } from './conv-threaded.js';
 import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
@@ -134,15 +136,18 @@ export function createWasmConv2d(
       for (let kw = 0; kw < KW; kw++) table(kw, DW, padW, W, SW, OW, i32, at + 3 * (KH + kw));
     };
 
+    let T = 1;
     if (threaded) {
       const gemms = (gemmOut ? 1 : 0) + (colOut ? 1 : 0) + (weightDiff ? 1 : 0);
-      const T = planThreads(2 * num * S * K * O * gemms, num, minFlops);
-      if (T > 1) {
-        const tab = new Int32Array(3 * (KH + KW));
-        fillTable(tab, 0);
-        const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab };
-        if (convThreaded(T, relaxedBuild, { MR, NR, MC, KC, NC }, dims, num, chunk, pass)) return;
-      }
+      T = planThreads(2 * num * S * K * O * gemms, num, minFlops);
+    }
+    // Split across threads, or, with the images in the threads' shared memory (the 'wasm' host
+    // allocator), run there on this thread without copying them.
+    if (T > 1 || inSharedMemory(colIn, gemmIn, gemmOut, colOut)) {
+      const tab = new Int32Array(3 * (KH + KW));
+      fillTable(tab, 0);
+      const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab };
+      if (convThreaded(T, relaxedBuild, { MR, NR, MC, KC, NC }, dims, num, chunk, pass)) return;
     }
 
     const nb0 = Math.min(chunk, num);

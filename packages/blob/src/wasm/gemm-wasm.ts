@@ -2,7 +2,9 @@
 //
 // The module (scripts/gemm-wat.mjs, assembled into generated/gemm-wasm.ts) owns one linear
 // memory per kernel instance. Products large enough to split go to the kernel threads instead
-// (gemm-threaded.ts, over the pool's shared memory) when more than one thread is set. A call stages op(A), op(B) and C blocks in that memory with
+// (gemm-threaded.ts, over the pool's shared memory) when more than one thread is set, and so do
+// products whose operands already live in that memory (blobs of the 'wasm' host allocator,
+// host-memory.ts), on the calling thread and without copies. Otherwise a call stages op(A), op(B) and C blocks in that memory with
 // TypedArray.set (a memcpy), runs the blocked, packed GEMM there, and copies C back. Nothing
 // here reads files, so it works unchanged in browsers; the module is small enough for the
 // synchronous WebAssembly.Module constructor.
@@ -224,6 +226,9 @@ export function createWasmGemmKernel(options: WasmGemmOptions = {}): GemmKernel 
       const T = planThreads(2 * M * N * K, Infinity, minFlops);
       if (T > 1 && gemmThreaded(T, relaxedBuild, blk, transA, transB, M, N, K, alpha, A, B, beta, C)) return;
     }
+    // Operands in the kernel threads' shared memory (the 'wasm' host allocator): run there, on
+    // this thread, using them in place.
+    if (inSharedMemory(A, B, C) && gemmThreaded(1, relaxedBuild, blk, transA, transB, M, N, K, alpha, A, B, beta, C)) return;
 
     // Block sizes of the staged sub-problems: whole operands unless they exceed maxStaged.
     let ms = M, ns = N, ks = K;
@@ -268,6 +273,15 @@ export function createWasmGemmKernel(options: WasmGemmOptions = {}): GemmKernel 
   };
   Object.defineProperty(kernel, 'name', { value: name });
   return kernel;
+}
+
+/**
+ * Whether any array is a view of some SharedArrayBuffer (cheap test first; the callee then asks
+ * the engine whether that buffer is its memory).
+ */
+export function inSharedMemory(...arrays: (Float32Array | Int32Array | null | undefined)[]): boolean {
+  for (const a of arrays) if (a && !(a.buffer instanceof ArrayBuffer)) return true;
+  return false;
 }
 
 /** Copies rows r0:+nr, columns c0:+nc of a row-major matrix (row stride ld) to dst[at…], packed. */

@@ -3,8 +3,11 @@
 // Which element of a window wins depends on the data, so a JS loop pays a mispredicted branch
 // for a good share of its comparisons; the WebAssembly loops (scripts/gemm-wat.mjs,
 // poolHelpersWat) select without branching, four 2×2 windows per SIMD step in the common case.
+// Planes that live in the kernel threads' shared memory (blobs of the 'wasm' host allocator) are
+// pooled there in place by this thread's instance of the shared build; others are copied in.
 import { MathError } from '../math/errors.js';
-import { defaultWasmChoice, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES } from './gemm-wasm.js';
+import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES } from './gemm-wasm.js';
+import { engine, type Engine, type SharedExports } from './threads.js';
 
 interface PoolExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
@@ -50,6 +53,18 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
   if (!instance) return null;
   const ex = instance.exports as unknown as PoolExports;
   const name = WASM_GEMM_KERNEL_NAMES[instance.variant];
+  const relaxed = instance.variant === 'relaxed-simd';
+
+  /**
+   * The shared memory's engine and this thread's instance there, when `a` lives in that memory
+   * (a blob of the 'wasm' host allocator): the planes are then pooled in place.
+   */
+  function inPlace(a: Float32Array): { e: Engine; sx: SharedExports } | null {
+    if (!inSharedMemory(a)) return null;
+    const e = engine();
+    const sx = e?.callerExports(relaxed);
+    return e && sx && e.offsetOf(a) >= 0 ? { e, sx } : null;
+  }
 
   /** Grows memory to `bytes` and returns fresh views (views die when memory grows). */
   function heap(bytes: number): { f32: Float32Array; i32: Int32Array } {
@@ -76,6 +91,17 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
           `${planes * outPlane}, ${planes * outPlane} elements, got ${src.length}, ${dst.length}, ${idx.length}`,
       );
     }
+    /** The window table the module reads: [lo, hi) per output row, then per output column. */
+    const fillWindows = (i32: Int32Array, at: number) => {
+      for (let y = 0; y < PH; y++) {
+        i32[at + 2 * y] = rowLo[y]!;
+        i32[at + 2 * y + 1] = rowHi[y]!;
+      }
+      for (let x = 0; x < PW; x++) {
+        i32[at + 2 * (PH + x)] = colLo[x]!;
+        i32[at + 2 * (PH + x) + 1] = colHi[x]!;
+      }
+    };
     let full2x2 = 2 * PH <= H && 2 * PW <= W;
     for (let y = 0; y < PH; y++) {
       const lo = rowLo[y]!, hi = rowHi[y]!;
@@ -96,6 +122,25 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
       while (xv1 < PW && whole(xv1)) xv1++;
     }
     const vector = xv1 - xv0 >= 4;
+    const shared = planes > 0 && outPlane > 0 ? inPlace(src) : null;
+    if (shared) {
+      // All planes in one call: nothing is copied in, so chunking would buy no cache reuse.
+      const { e, sx } = shared;
+      const oSrc = e.offsetOf(src), oDst = e.offsetOf(dst);
+      // A stride-2 SIMD step may read a few floats past the input: make sure they exist.
+      e.heap.require(oSrc + 4 * (planes * inPlane + 8), `${name} maxPool`);
+      const tabBytes = 8 * (PH + PW), outBytes = 4 * planes * outPlane;
+      const { base, f32, i32 } = e.scratch(tabBytes + outBytes + (oDst < 0 ? outBytes : 0), `${name} maxPool`);
+      fillWindows(i32, base >> 2);
+      const pIdx = base + tabBytes, pDst = oDst >= 0 ? oDst : pIdx + outBytes;
+      if (full2x2) sx.maxpool2x2(oSrc, planes, H, W, PH, PW, pDst, pIdx);
+      else if (vector) {
+        sx.maxpool_v(oSrc, planes, H, W, PH, PW, base, base + 8 * PH, columns!.kernel, columns!.stride, columns!.pad, xv0, xv1, pDst, pIdx);
+      } else sx.maxpool(oSrc, planes, H, W, PH, PW, base, base + 8 * PH, pDst, pIdx);
+      idx.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + planes * outPlane));
+      if (oDst < 0) dst.set(f32.subarray(pDst >> 2, (pDst >> 2) + planes * outPlane));
+      return;
+    }
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / inPlane)));
     // Layout (bytes): window table, input chunk (+ slack a stride-2 SIMD step may read), output
     // chunk, argmax chunk.
@@ -104,14 +149,7 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
     const pDst = pSrc + 4 * (chunk * inPlane + 8);
     const pIdx = pDst + 4 * chunk * outPlane;
     const { f32, i32 } = heap(pIdx + 4 * chunk * outPlane);
-    for (let y = 0; y < PH; y++) {
-      i32[2 * y] = rowLo[y]!;
-      i32[2 * y + 1] = rowHi[y]!;
-    }
-    for (let x = 0; x < PW; x++) {
-      i32[2 * (PH + x)] = colLo[x]!;
-      i32[2 * (PH + x) + 1] = colHi[x]!;
-    }
+    fillWindows(i32, pTab >> 2);
     for (let p0 = 0; p0 < planes; p0 += chunk) {
       const np = Math.min(chunk, planes - p0);
       f32.set(src.subarray(p0 * inPlane, (p0 + np) * inPlane), pSrc >> 2);
@@ -130,6 +168,22 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
         `${name} maxUnpool: ${planes} planes of ${inPlane} → ${outPlane} need topDiff, idx, bottomDiff of ${planes * outPlane}, ` +
           `${planes * outPlane}, ${planes * inPlane} elements, got ${topDiff.length}, ${idx.length}, ${bottomDiff.length}`,
       );
+    }
+    const shared = planes > 0 && outPlane > 0 ? inPlace(topDiff) : null;
+    if (shared) {
+      const { e, sx } = shared;
+      const oTop = e.offsetOf(topDiff), oBottom = e.offsetOf(bottomDiff);
+      const idxBytes = 4 * planes * outPlane;
+      const { base, f32, i32 } = e.scratch(idxBytes + (oBottom < 0 ? 4 * planes * inPlane : 0), `${name} maxUnpool`);
+      i32.set(idx.subarray(0, planes * outPlane), base >> 2);
+      const pBottom = oBottom >= 0 ? oBottom : base + idxBytes;
+      try {
+        sx.maxunpool(oTop, base, planes, inPlane, outPlane, pBottom);
+      } catch (err) {
+        throw new MathError(`${name} maxUnpool: an argmax is outside the plane of ${inPlane} elements`, { cause: err });
+      }
+      if (oBottom < 0) bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + planes * inPlane));
+      return;
     }
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / inPlane)));
     const pTop = 0, pIdx = pTop + 4 * chunk * outPlane, pBottom = pIdx + 4 * chunk * outPlane;

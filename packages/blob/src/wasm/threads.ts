@@ -26,10 +26,13 @@
 //                                   word 0 job number it belongs to, 1 command count, 2 the
 //                                   command running (for error reports), from word HEAD:
 //                                   commands of CMD words: opcode | variant << 8, then arguments
-//   HEAP_BASE …                     the jobs' operands and per-thread workspaces
+//   HEAP_BASE …                     the kernel heap (kernel-heap.ts): float32 blob memory when
+//                                   the host allocator is 'wasm' (host-memory.ts), and the
+//                                   jobs' scratch block (staged operands, per-thread workspaces)
 import { MathError } from '../math/errors.js';
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
 import { WORKER_SOURCE } from './thread-worker-source.js';
+import { KernelHeap } from './kernel-heap.js';
 
 /** Most workers a pool holds (so at most MAX_THREADS threads with the caller). */
 export const MAX_THREADS = 64;
@@ -47,6 +50,11 @@ const CMD = 17;
 const MAX_COMMANDS = Math.floor((REGION_WORDS - HEAD) / CMD);
 /** Where job data starts: after the control page and every possible thread's command region. */
 export const HEAP_BASE = Math.ceil((REGION_BASE + MAX_THREADS * REGION_BYTES) / PAGE) * PAGE;
+/**
+ * Declared maximum of the shared memory: 2 GiB, so that byte offsets stay below 2^31 (the
+ * kernels' JS side indexes views with offset >> 2).
+ */
+export const MAX_MEMORY_BYTES = 2 ** 31;
 /** Worker spin iterations (Atomics.load) before sleeping on the job counter. */
 const SPIN = 20000;
 
@@ -68,6 +76,13 @@ export interface SharedExports {
   scatter(r: number, C: number, nb: number, S: number, y: number, addBias: number, bias: number): void;
   rowsum(r: number, rows: number, len: number, out: number): void;
   zero(dst: number, n: number): void;
+  maxpool2x2(src: number, planes: number, H: number, W: number, PH: number, PW: number, dst: number, idx: number): void;
+  maxpool(src: number, planes: number, H: number, W: number, PH: number, PW: number, rows: number, cols: number, dst: number, idx: number): void;
+  maxpool_v(
+    src: number, planes: number, H: number, W: number, PH: number, PW: number, rows: number, cols: number,
+    KW: number, SW: number, padW: number, xv0: number, xv1: number, dst: number, idx: number,
+  ): void;
+  maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 }
 
 // Just the slices of the WebAssembly, Worker and Node APIs used here (the package's TypeScript
@@ -435,11 +450,16 @@ export class Engine {
   private seq = 0;
   private canBlock = true;
   lastError: string | null = null;
-  private views: { buf: SharedArrayBuffer; i32: Int32Array; f32: Float32Array } | null = null;
+  private cachedViews: { buf: SharedArrayBuffer; i32: Int32Array; f32: Float32Array } | null = null;
+  /** Blocks of the shared memory above the command regions (blob memory and job scratch). */
+  readonly heap: KernelHeap;
+  private scratchAt = -1;
+  private scratchBytes = 0;
 
   constructor() {
     const api = g.WebAssembly!;
-    this.memory = new api.Memory({ initial: HEAP_BASE / PAGE + 16, maximum: 65536, shared: true });
+    this.memory = new api.Memory({ initial: HEAP_BASE / PAGE + 16, maximum: MAX_MEMORY_BYTES / PAGE, shared: true });
+    this.heap = new KernelHeap(this.memory, HEAP_BASE, MAX_MEMORY_BYTES);
     const compile = (b64: string): object | null => {
       const bytes = decode(b64);
       if (!api.validate(bytes)) return null;
@@ -464,28 +484,57 @@ export class Engine {
     return new Int32Array(this.memory.buffer, 0, CTL_WORDS);
   }
 
+  /** The calling thread's instance of the shared build of `relaxed` (null where it does not compile). */
+  callerExports(relaxed: boolean): SharedExports | null {
+    return this.instances[relaxed ? 1 : 0];
+  }
+
+  /** Views of the whole memory as it is now (fresh after a grow; old views keep the old length). */
+  views(): { i32: Int32Array; f32: Float32Array } {
+    const buf = this.heap.buffer();
+    if (!this.cachedViews || this.cachedViews.buf !== buf) this.cachedViews = { buf, i32: new Int32Array(buf), f32: new Float32Array(buf) };
+    return this.cachedViews;
+  }
+
   /**
-   * Grows the memory so that [HEAP_BASE, HEAP_BASE + bytes) exists and returns views of all of
-   * it (fresh after a grow: a shared buffer is never detached, but old views keep the old length).
+   * Byte offset of `a` in this memory when it is a view of it (a blob allocated by the 'wasm'
+   * host allocator), else -1: the kernels then copy it in (and out) as before.
    */
-  heap(bytes: number, what: string): { i32: Int32Array; f32: Float32Array } {
-    const need = HEAP_BASE + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (need > have) {
-      try {
-        this.memory.grow(Math.ceil((need - have) / PAGE));
-      } catch (err) {
-        throw new MathError(`${what}: cannot grow the shared WebAssembly memory to ${need} bytes (${String(err)})`);
+  offsetOf(a: Float32Array | Int32Array | null | undefined): number {
+    return a && this.heap.owns(a.buffer) ? a.byteOffset : -1;
+  }
+
+  /**
+   * The jobs' scratch block, at least `bytes` long: its byte offset and views of the memory. The
+   * block is kept for the next job and replaced by a larger one when a job needs more. Throws
+   * MathError naming `what` when the memory cannot grow.
+   */
+  scratch(bytes: number, what: string): { base: number; i32: Int32Array; f32: Float32Array } {
+    if (bytes > this.scratchBytes) {
+      if (this.scratchAt >= 0) this.heap.free(this.scratchAt, this.scratchBytes);
+      this.scratchAt = -1;
+      this.scratchBytes = 0;
+      // A quarter more, so slowly growing jobs do not replace it every time.
+      const want = Math.max(bytes, Math.ceil(bytes * 1.25 / 64) * 64);
+      let size = want;
+      let at = this.heap.alloc(size);
+      if (at < 0 && want > bytes) at = this.heap.alloc((size = bytes));
+      if (at < 0) {
+        const st = this.heap.stats();
+        throw new MathError(
+          `${what}: cannot grow the shared WebAssembly memory for ${bytes} bytes of scratch ` +
+            `(memory ${st.memoryBytes} of at most ${st.maxBytes} bytes; ${st.bytesInUse} in use)`,
+        );
       }
+      this.scratchAt = at;
+      this.scratchBytes = size;
     }
-    const buf = this.memory.buffer;
-    if (!this.views || this.views.buf !== buf) this.views = { buf, i32: new Int32Array(buf), f32: new Float32Array(buf) };
-    return this.views;
+    return { base: this.scratchAt, ...this.views() };
   }
 
   /** Empty command lists for threads 0 … T − 1 (0 is the caller) using the build of `relaxed`. */
   lists(T: number, relaxed: boolean): CommandList[] {
-    const { i32, f32 } = this.heap(0, 'kernel threads');
+    const { i32, f32 } = this.views();
     const out: CommandList[] = [];
     for (let t = 0; t < T; t++) out.push(new CommandList(i32, f32, (REGION_BASE + t * REGION_BYTES) >> 2, relaxed ? 1 : 0));
     return out;
@@ -496,7 +545,7 @@ export class Engine {
    * Throws MathError when any thread failed (after every thread has finished).
    */
   run(lists: CommandList[], what: string): void {
-    const { i32 } = this.heap(0, what);
+    const { i32 } = this.views();
     const ctl = this.ctl();
     const seq = (this.seq = (this.seq + 1) & 0x3fffffff) || (this.seq = 1);
     let workers = 0;

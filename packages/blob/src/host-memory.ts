@@ -1,0 +1,153 @@
+// Where SyncedMemory's host (CPU) arrays come from: the 'wasm' allocator places float32 arrays in
+// the WebAssembly kernels' shared memory (wasm/kernel-heap.ts over the memory of wasm/threads.ts),
+// so GEMM, convolution and pooling read and write blob data in place; 'js' allocates plain
+// typed arrays, which the kernels copy into their memory and back on every call.
+//
+// The 'wasm' allocator serves float32 only, and only where a shared WebAssembly.Memory can be
+// made (WebAssembly SIMD, SharedArrayBuffer: a browser page must be cross-origin isolated) and
+// CAFFE_TS_GEMM is not 'js'. Everything else (float64, no shared memory, or the memory full at
+// its 2 GiB maximum) gets a plain array, so blobs never fail to allocate for lack of it.
+//
+// Blocks go back to the heap when the last blob using a SyncedMemory lets go of it (reshape past
+// capacity, Blob.dispose, re-sharing; SyncedMemory.release), or, for memory never released,
+// once the garbage collector has taken the array and every view SyncedMemory handed out.
+import { allocArray, type DType, type FloatArray } from './dtype.js';
+import { defaultWasmChoice } from './wasm/gemm-wasm.js';
+import { engine, type Engine } from './wasm/threads.js';
+import type { KernelHeapStats } from './wasm/kernel-heap.js';
+
+export type HostAllocatorKind = 'wasm' | 'js';
+
+interface HostState {
+  /** setHostAllocator's choice; undefined: CAFFE_TS_HOST_ALLOCATOR, else the default. */
+  chosen: HostAllocatorKind | undefined;
+  /** Arrays the heap could not hold (plain arrays handed out instead). */
+  fallbacks: number;
+}
+
+// On globalThis so duplicated copies of the package agree (the engine is shared the same way).
+const KEY = Symbol.for('caffe-ts.hostAllocator');
+function state(): HostState {
+  const g = globalThis as unknown as Record<symbol, HostState | undefined>;
+  return (g[KEY] ??= { chosen: undefined, fallbacks: 0 });
+}
+
+const DEFAULT_KIND: HostAllocatorKind = 'js';
+
+function envKind(): HostAllocatorKind | undefined {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.CAFFE_TS_HOST_ALLOCATOR?.trim().toLowerCase();
+  return v === 'wasm' || v === 'js' ? v : undefined;
+}
+
+/** The configured host allocator: setHostAllocator's choice, else CAFFE_TS_HOST_ALLOCATOR, else the default. */
+export function hostAllocator(): HostAllocatorKind {
+  return state().chosen ?? envKind() ?? DEFAULT_KIND;
+}
+
+/**
+ * Chooses where new float32 host arrays are allocated ('wasm': in the kernels' shared memory;
+ * 'js': plain Float32Arrays); undefined returns to CAFFE_TS_HOST_ALLOCATOR / the default.
+ * Memory already allocated stays where it is (kernels accept both). Returns the previous choice.
+ */
+export function setHostAllocator(kind: HostAllocatorKind | undefined): HostAllocatorKind | undefined {
+  if (kind !== undefined && kind !== 'wasm' && kind !== 'js') {
+    throw new TypeError(`setHostAllocator: expected 'wasm' or 'js', got ${String(kind)}`);
+  }
+  const s = state();
+  const prev = s.chosen;
+  s.chosen = kind;
+  return prev;
+}
+
+/** The engine whose memory float32 host arrays go to now, or null for plain arrays. */
+function wasmEngine(): Engine | null {
+  if (hostAllocator() !== 'wasm' || defaultWasmChoice() === 'js') return null;
+  return engine();
+}
+
+export interface HostMemoryInfo {
+  /** hostAllocator(). */
+  allocator: HostAllocatorKind;
+  /** Whether new float32 arrays really go to the kernels' memory here (else why not). */
+  active: boolean;
+  reason: string | null;
+  /** Arrays handed out as plain arrays because the kernels' memory was full. */
+  fallbacks: number;
+  /** The kernel heap, once the shared memory exists. */
+  heap: KernelHeapStats | null;
+}
+
+export function hostMemoryInfo(): HostMemoryInfo {
+  const kind = hostAllocator();
+  const e = wasmEngine();
+  let reason: string | null = null;
+  if (kind === 'js') reason = "the host allocator is 'js'";
+  else if (defaultWasmChoice() === 'js') reason = 'CAFFE_TS_GEMM=js';
+  else if (!e) reason = 'no shared WebAssembly memory here (see threadPoolInfo().reason)';
+  const any = e ?? peekEngine();
+  return { allocator: kind, active: e !== null, reason, fallbacks: state().fallbacks, heap: any ? any.heap.stats() : null };
+}
+
+function peekEngine(): Engine | null {
+  const s = (globalThis as unknown as Record<symbol, { engine?: Engine | null } | undefined>)[Symbol.for('caffe-ts.threadPool')];
+  return s?.engine ?? null;
+}
+
+/** A block of the kernel heap backing one host array and the views made of it. */
+export interface HostLease {
+  readonly heapOwner: Engine;
+  readonly offset: number;
+  readonly bytes: number;
+  /** Registered arrays (the host array and its views) not yet collected. */
+  live: number;
+  freed: boolean;
+}
+
+const registry: { register(target: object, held: HostLease, token: object): void; unregister(token: object): boolean } | null =
+  typeof (globalThis as { FinalizationRegistry?: unknown }).FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<HostLease>((lease) => {
+      if (--lease.live === 0 && !lease.freed) {
+        lease.freed = true;
+        lease.heapOwner.heap.free(lease.offset, lease.bytes);
+      }
+    })
+    : null;
+
+/**
+ * A zeroed host array of `n` elements: in the kernel heap for float32 under the 'wasm' allocator
+ * (with its lease), else a plain array (lease null).
+ */
+export function allocHost(dtype: DType, n: number): { array: FloatArray; lease: HostLease | null } {
+  if (dtype !== 'float32' || n === 0) return { array: allocArray(dtype, n), lease: null };
+  const e = wasmEngine();
+  if (!e) return { array: allocArray(dtype, n), lease: null };
+  const bytes = 4 * n;
+  const at = e.heap.alloc(bytes);
+  if (at < 0) {
+    state().fallbacks++;
+    return { array: allocArray(dtype, n), lease: null };
+  }
+  const array = new Float32Array(e.heap.buffer(), at, n);
+  const lease: HostLease = { heapOwner: e, offset: at, bytes, live: 0, freed: false };
+  trackView(lease, array);
+  return { array, lease };
+}
+
+/** Counts `view` (of the lease's block) as a user: the block is freed after every user is collected. */
+export function trackView(lease: HostLease, view: object): void {
+  if (!registry) return;
+  lease.live++;
+  registry.register(view, lease, lease);
+}
+
+/**
+ * Frees the lease's block now (its owner knows no one uses the values any more); later
+ * collection of its views does nothing.
+ */
+export function releaseHost(lease: HostLease): void {
+  if (lease.freed) return;
+  lease.freed = true;
+  registry?.unregister(lease);
+  lease.heapOwner.heap.free(lease.offset, lease.bytes);
+}
