@@ -23,13 +23,12 @@ const appDir = fileURLToPath(new URL('..', import.meta.url));
 const rootDir = join(appDir, '..', '..');
 const artifacts = join(appDir, 'test-results');
 
-/** The browser binary: CHROMIUM_PATH, else Debian's (the launcher script's target first). */
-const chromiumPath = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium'].find(
-  (p): p is string => typeof p === 'string' && p !== '' && existsSync(p),
-);
+/** The browser binary: CHROMIUM_PATH when set, else Debian's (the launcher script's target first). */
+const candidates = process.env.CHROMIUM_PATH ? [process.env.CHROMIUM_PATH] : ['/usr/lib/chromium/chromium', '/usr/bin/chromium'];
+const chromiumPath = candidates.find((p) => existsSync(p));
 const skipReason = chromiumPath
   ? null
-  : `no Chromium found (looked at ${process.env.CHROMIUM_PATH ? `CHROMIUM_PATH=${process.env.CHROMIUM_PATH}, ` : ''}/usr/lib/chromium/chromium and /usr/bin/chromium; install Debian's 'chromium' package)`;
+  : `no Chromium at ${candidates.join(' or ')} (install Debian's 'chromium' package, or set CHROMIUM_PATH)`;
 if (skipReason) console.warn(`playground end-to-end test skipped: ${skipReason}`);
 
 describe.skipIf(skipReason !== null)(`playground in headless Chromium${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
