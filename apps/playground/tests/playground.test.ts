@@ -10,7 +10,7 @@
  * picks another binary).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,12 +124,15 @@ describe.skipIf(skipReason !== null)(`playground in headless Chromium${skipReaso
     await screenshot('drawn-digit');
 
     // The trained weights as a .caffemodel, run again through "Run your own model" on the 28×28
-    // picture the pad made: the zoo's deploy LeNet must give the same answer.
+    // picture the pad made: the zoo's deploy LeNet must give the same answer (training has stopped).
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#save-weights')]);
     expect(download.suggestedFilename()).toMatch(/^lenet_iter_\d+\.caffemodel$/);
     const weightsPath = join(artifacts, download.suggestedFilename());
     await download.saveAs(weightsPath);
-    const digitPng = await page.locator('#pad-small').screenshot({ path: join(artifacts, 'drawn-digit-28.png') });
+    // The pad's 28×28 picture, exactly (a PNG of the canvas, not a screenshot of its scaled box).
+    const dataUrl = await page.$eval('#pad-small', (c) => (c as HTMLCanvasElement).toDataURL('image/png'));
+    const digitPng = Buffer.from(dataUrl.slice(dataUrl.indexOf(',') + 1), 'base64');
+    writeFileSync(join(artifacts, 'drawn-digit-28.png'), digitPng);
     await page.setInputFiles('#model-prototxt', join(rootDir, 'packages/zoo/models/lenet/lenet_deploy.prototxt'));
     await page.setInputFiles('#model-weights', weightsPath);
     await page.fill('#model-scale', '0.00390625');
@@ -139,7 +142,8 @@ describe.skipIf(skipReason !== null)(`playground in headless Chromium${skipReaso
     await page.waitForSelector('#model-output li', { timeout: 10_000 });
     const again = await page.$$eval('#model-output li', (lis) => lis.map((li) => ({ label: li.querySelector('.name')?.textContent, p: Number(li.dataset['value']) })));
     expect(again[0]!.label).toBe('class 1');
-    expect(again[0]!.p).toBeCloseTo(top[0]!.p, 1);
+    // The same pixels through the same weights: the same probabilities, to float32 rounding.
+    expect(again[0]!.p).toBeCloseTo(top[0]!.p, 4);
     expect(await page.getAttribute('#model-output', 'data-blob')).toBe('prob');
     await screenshot('own-model');
   }, 240_000);
