@@ -10,7 +10,7 @@
  * picks another binary).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +39,8 @@ describe.skipIf(skipReason !== null)(`playground in headless Chromium${skipReaso
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
+    // Only this run's screenshots and weights.
+    rmSync(artifacts, { recursive: true, force: true });
     mkdirSync(artifacts, { recursive: true });
     // A separate process: vitest sets NODE_ENV=test, and a build should see a clean environment.
     const env = { ...process.env };
