@@ -75,6 +75,9 @@ function fieldTsType(f) {
   else if (r instanceof protobuf.Enum) base = tsName(r);
   else base = SCALAR_TS[f.type];
   if (!base) throw new Error(`gen: no TS type for ${f.fullName} (${f.type})`);
+  // Packed float/double fields (BlobProto data) decode to a typed array (see src/wire-codec.ts).
+  if (f.repeated && f.options?.packed && f.type === 'float') return `${base}[] | Float32Array`;
+  if (f.repeated && f.options?.packed && f.type === 'double') return `${base}[] | Float64Array`;
   if (f.repeated) return `${base}[]`;
   return r instanceof protobuf.Type ? `${base} | null` : base;
 }

@@ -122,7 +122,8 @@ describe('binary round trips', () => {
     const st = createMessage<SolverState>('SolverState', {
       iter: 500,
       learned_net: 'lenet_iter_500.caffemodel',
-      history: [{ shape: { dim: [2] }, data: [0.5, -0.25] }, { double_data: [1 / 3] }],
+      // Typed arrays, as BlobProto's packed fields decode (number[] would compare unequal).
+      history: [{ shape: { dim: [2] }, data: new Float32Array([0.5, -0.25]) }, { double_data: new Float64Array([1 / 3]) }],
       current_step: 1,
     });
     const back = decodeSolverState(encodeSolverState(st));
@@ -135,19 +136,47 @@ describe('binary round trips', () => {
       'name: "n" layer { name: "c" type: "Convolution" convolution_param { num_output: 3 kernel_size: 5 engine: CUDNN } ' +
         'blobs { shape { dim: 3 dim: 1 } data: [0.1, 0.2, 0.3] } param { lr_mult: 0.1 } }',
     );
-    expect(decodeNetParameter(encodeNetParameter(net))).toEqual(net);
+    const back = decodeNetParameter(encodeNetParameter(net));
+    // Blob values parsed from text are a number[]; decoded, a Float32Array (BlobProto's packed fields).
+    expect(back.layer[0]!.blobs[0]!.data).toEqual(Float32Array.from([0.1, 0.2, 0.3]));
+    net.layer[0]!.blobs[0]!.data = Float32Array.from(net.layer[0]!.blobs[0]!.data);
+    expect(back).toEqual(net);
   });
 
   it('accepts an ArrayBuffer and Buffer input', () => {
     const bytes = encodeBlobProto(createMessage<BlobProto>('BlobProto', { data: [1, 2, 3] }));
-    expect(decodeBlobProto(bytes.buffer as ArrayBuffer).data).toEqual([1, 2, 3]);
-    const padded = Buffer.concat([Buffer.from([9, 9]), Buffer.from(bytes)]).subarray(2);
-    expect(decodeBlobProto(padded).data).toEqual([1, 2, 3]);
+    expect(decodeBlobProto(bytes.buffer as ArrayBuffer).data).toEqual(Float32Array.from([1, 2, 3]));
+    // An odd offset: the floats are copied out to an aligned buffer of their own.
+    const padded = Buffer.concat([Buffer.from([9, 9, 9]), Buffer.from(bytes)]).subarray(3);
+    const fromPadded = decodeBlobProto(padded);
+    expect(fromPadded.data).toEqual(Float32Array.from([1, 2, 3]));
+    padded.fill(0);
+    expect(fromPadded.data).toEqual(Float32Array.from([1, 2, 3]));
   });
 
   it('Float32Array values encode as packed floats', () => {
     const b = createMessage<BlobProto>('BlobProto', { data: new Float32Array([0.5, 0.25]) });
-    expect(decodeBlobProto(encodeBlobProto(b)).data).toEqual([0.5, 0.25]);
+    expect(decodeBlobProto(encodeBlobProto(b)).data).toEqual(Float32Array.from([0.5, 0.25]));
+    // The same bytes as from a number[] (the typed array is written as its bytes).
+    expect(encodeBlobProto(b)).toEqual(encodeBlobProto(createMessage<BlobProto>('BlobProto', { data: [0.5, 0.25] })));
+  });
+
+  it('packed float/double fields decode to Float32Array/Float64Array; split and unpacked occurrences still read', () => {
+    const dbl = createMessage<BlobProto>('BlobProto', { double_data: [1 / 3, -2], double_diff: new Float64Array([5]) });
+    const back = decodeBlobProto(encodeBlobProto(dbl));
+    expect(back.double_data).toBeInstanceOf(Float64Array);
+    expect(Array.from(back.double_data)).toEqual([1 / 3, -2]);
+    expect(back.double_diff).toEqual(Float64Array.from([5]));
+    // data (field 5) packed twice: the chunks concatenate, as protobuf merges them.
+    const chunk = (values: number[]) => {
+      const f = new Uint8Array(new Float32Array(values).buffer);
+      return [0x2a, f.length, ...f];
+    };
+    const twice = decodeBlobProto(Uint8Array.from([...chunk([1, 2]), ...chunk([3])]));
+    expect(twice.data).toEqual(Float32Array.from([1, 2, 3]));
+    // An unpacked occurrence (wire type 5) after a packed one: every value is kept, as a number[].
+    const mixed = decodeBlobProto(Uint8Array.from([...chunk([1, 2]), 0x2d, 0, 0, 0x40, 0x40]));
+    expect(mixed.data).toEqual([1, 2, 3]);
   });
 });
 

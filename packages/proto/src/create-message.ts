@@ -84,6 +84,11 @@ function coerce(f: FieldInfo, v: unknown, path: string): unknown {
       bad(path, `expected an array (repeated ${f.kind}), got ${show(v)}`);
     }
     const src = v as ArrayLike<unknown>;
+    // A packed float/double field (BlobProto data) keeps a typed array of its kind, copied once;
+    // the binary codec writes it as bytes.
+    if (f.field.packed && ((f.kind === 'float' && src instanceof Float32Array) || (f.kind === 'double' && src instanceof Float64Array))) {
+      return src.slice();
+    }
     const out = new Array<unknown>(src.length);
     if (f.kind === 'float' && src instanceof Float32Array) {
       for (let i = 0; i < src.length; i++) out[i] = src[i];

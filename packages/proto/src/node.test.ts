@@ -19,7 +19,7 @@ describe('@caffe-ts/proto/node', () => {
 
   it('writes and reads binary protos atomically, leaving no temp files', async () => {
     const p = join(dir, 'mean.binaryproto');
-    const b = createMessage<BlobProto>('BlobProto', { shape: { dim: [2] }, data: [1, 2] });
+    const b = createMessage<BlobProto>('BlobProto', { shape: { dim: [2] }, data: new Float32Array([1, 2]) });
     await writeBinaryProto('BlobProto', p, b);
     await writeBinaryProto('BlobProto', p, b); // overwrite
     expect(await readBinaryProto<BlobProto>('BlobProto', p)).toEqual(b);

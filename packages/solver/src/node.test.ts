@@ -206,10 +206,10 @@ describe.skipIf(!haveCorpus)('resuming from C++ Caffe\'s LeNet snapshot', () => 
     expect(solver.iter).toBe(5000);
     const history = (solver as SGDSolver).history;
     expect(history.map((h) => [...h.shape])).toEqual(solver.net.learnableParams.map((p) => [...p.shape]));
-    expect(Array.from(history[7]!.cpuData())).toEqual(state.history[7]!.data);
+    expect(Array.from(history[7]!.cpuData())).toEqual(Array.from(state.history[7]!.data));
     const model = decodeNetParameter(readFileSync(join(lenetDir, 'lenet_iter_5000.caffemodel'))) as NetParameter;
     const ip2 = model.layer.find((l) => l.name === 'ip2')!;
-    expect(Array.from(solver.net.learnableParams[6]!.cpuData().subarray(0, 20))).toEqual(ip2.blobs[0]!.data.slice(0, 20));
+    expect(Array.from(solver.net.learnableParams[6]!.cpuData().subarray(0, 20))).toEqual(Array.from(ip2.blobs[0]!.data.slice(0, 20)));
 
     const lrs: number[] = [];
     solver.addCallback({ onIteration: (i) => lrs.push(i.lr) });

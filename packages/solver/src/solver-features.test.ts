@@ -107,7 +107,7 @@ describe('SolverParameter features', () => {
       const model = decodeNetParameter(readFileSync(join(dir, `d${diff}_iter_1.caffemodel`)));
       const ip = model.layer.find((l) => l.name === 'ip')!;
       if (diff) {
-        expect(ip.blobs[0]!.diff).toEqual(Array.from(s.net.learnableParams[0]!.cpuDiff()));
+        expect(Array.from(ip.blobs[0]!.diff)).toEqual(Array.from(s.net.learnableParams[0]!.cpuDiff()));
         expect(ip.blobs[0]!.diff.some((v) => v !== 0)).toBe(true);
       } else expect(ip.blobs[0]!.diff).toEqual([]);
     }

@@ -251,13 +251,13 @@ export interface BlobProto {
   /** `caffe.BlobShape shape = 7` */
   shape: BlobShape | null;
   /** `repeated float data = 5 [packed]` */
-  data: number[];
+  data: number[] | Float32Array;
   /** `repeated float diff = 6 [packed]` */
-  diff: number[];
+  diff: number[] | Float32Array;
   /** `repeated double double_data = 8 [packed]` */
-  double_data: number[];
+  double_data: number[] | Float64Array;
   /** `repeated double double_diff = 9 [packed]` */
-  double_diff: number[];
+  double_diff: number[] | Float64Array;
   /**
    * Legacy 4-D shape, still written by old models; superseded by `shape`.
    * `int32 num = 1 [default = 0]`
