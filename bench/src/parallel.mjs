@@ -1,19 +1,27 @@
 #!/usr/bin/env node
-// Training throughput on one core vs every core (data-parallel worker threads), from the built
-// packages, in one run:
+// Training throughput on one core against every mix of kernel threads and data-parallel worker
+// threads that uses all the cores, from the built packages, in one run:
 //
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
-//       [--iterations 40] [--warmup 5] [--epochs 2] [--records 2048]
+//       [--rounds 7] [--iterations 8] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
+//       [--mixes 1core,kernels,split,replicate]
 //
-// For each model (LeNet on 1×28×28, CIFAR-10 quick on 3×32×32) it writes a synthetic LMDB
-// whose labels can be learnt from the pixels, swaps it into the prototxt's Data layers, and
-// trains with the model's own solver settings in these mixes:
-//   1 core       — no workers (the reference)
-//   split ×N     — N replicas share each batch: the same trajectory (--workers auto, the default mix)
-//   replicate ×N — N replicas of a whole batch each (Caffe's -gpu semantics; N × batch per iteration)
-// Throughput is images per wall-clock second over `--iterations` iterations after `--warmup`.
-// Then each mix trains `--epochs` epochs from the same seed and reports the test accuracy, which
-// must not change between '1 core' and 'split' (the same computation up to summation order).
+// Mixes (C = the cores):
+//   1 core        1 replica × 1 kernel thread (the reference)
+//   kernels ×C    1 replica × C kernel threads (GEMM/conv split inside each layer)
+//   split ×C      C replicas share each batch (the single-worker trajectory) × 1 kernel thread
+//   replicate ×C  C replicas of a whole batch each (Caffe's -gpu semantics: C × batch per iteration)
+// The default of `caffe train` (chooseParallelism) is marked. Every mix's solver is built once and
+// the mixes then run in interleaved rounds of `--iterations` iterations (after `--warmup`), so a
+// machine whose load changes during the run slows them alike; the table gives the median
+// images/s over rounds and its ratio to '1 core' measured in the same rounds, the process CPU ms
+// per image (all threads; the same for two mixes means no work was added, whatever the load),
+// and, for the worker mixes, per step: each rank's compute and wait ms and rank 0's reduction and
+// between-steps (solver update) ms (--profile adds each thread's CPU ms while computing).
+// Synthetic LMDBs (labels learnable from the pixels) feed the throughput runs.
+// Then (--epochs > 0) '1 core' and the default mix each train --epochs epochs from the same seed
+// and report the test accuracy: LeNet on the MNIST digits bundled with io-leveldb (8,334 train,
+// 1,666 test), CIFAR-10 quick on its synthetic LMDB.
 import v8 from 'node:v8';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,21 +30,24 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { setLogEnabled } = await import('@caffe-ts/blob');
+const { setLogEnabled, setNumThreads, initThreads } = await import('@caffe-ts/blob');
 const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/layers');
-const { registerDataLayers, openDatumDb, formatKey } = await import('@caffe-ts/io-leveldb');
+const { registerDataLayers, openDatumDb, formatKey, convertBundledMnist } = await import('@caffe-ts/io-leveldb');
 const { parseNetParameter, createMessage, encodeDatum, printText, Phase } = await import('@caffe-ts/proto');
 const { createNodeSolver } = await import('@caffe-ts/solver/node');
-const { createParallelSolver, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
+const { DataParallel, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
 const { zooModel } = await import('@caffe-ts/zoo');
 
 const { values } = parseArgs({
   options: {
     models: { type: 'string', default: 'lenet,cifar10_quick' },
-    iterations: { type: 'string', default: '40' },
-    warmup: { type: 'string', default: '5' },
-    epochs: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '7' },
+    iterations: { type: 'string', default: '8' },
+    warmup: { type: 'string', default: '3' },
+    epochs: { type: 'string', default: '1' },
     records: { type: 'string', default: '2048' },
+    mixes: { type: 'string', default: '1core,kernels,split,replicate' },
+    profile: { type: 'boolean', default: false },
   },
 });
 registerBuiltinLayers(defaultLayerRegistry());
@@ -46,16 +57,35 @@ const register = [import.meta.resolve('@caffe-ts/io-leveldb/register')];
 
 const corpus = fileURLToPath(new URL('../../../shared/corpus/nets/cifar10/', import.meta.url));
 const MODELS = {
-  lenet: { net: zooModel('lenet').files.trainTest, shape: [1, 28, 28] },
-  cifar10_quick: { net: `${corpus}cifar10_quick_train_test.prototxt`, shape: [3, 32, 32] },
+  lenet: { net: zooModel('lenet').files.trainTest, shape: [1, 28, 28], lr: 0.01, wd: 5e-4 },
+  cifar10_quick: { net: `${corpus}cifar10_quick_train_test.prototxt`, shape: [3, 32, 32], lr: 0.001, wd: 4e-3 },
 };
+const rounds = Number(values.rounds);
 const iterations = Number(values.iterations);
 const warmup = Number(values.warmup);
 const epochs = Number(values.epochs);
 const records = Number(values.records);
 const cores = availableCores();
-const auto = chooseParallelism();
 const work = mkdtempSync(join(tmpdir(), 'caffe-ts-bench-parallel-'));
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+/** This thread's CPU ms (Linux /proc/thread-self; NaN elsewhere). */
+const threadCpu = () => {
+  try {
+    const st = readFileSync('/proc/thread-self/stat', 'latin1');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+};
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 
 /** Ten classes, each a bright band at its own place in the image, plus deterministic noise. */
 async function writeLmdb(path, shape, count, salt) {
@@ -77,8 +107,10 @@ async function writeLmdb(path, shape, count, salt) {
   await db.close();
 }
 
+/** The model's train/test net on these LMDBs, and a factory of solvers (fresh definitions each). */
 function solverFor(model, trainDb, testDb, testIter) {
-  const net = parseNetParameter(readFileSync(MODELS[model].net, 'utf8'));
+  const m = MODELS[model];
+  const net = parseNetParameter(readFileSync(m.net, 'utf8'));
   let batch = 0;
   for (const l of net.layer) {
     if (l.type !== 'Data') continue;
@@ -92,10 +124,9 @@ function solverFor(model, trainDb, testDb, testIter) {
     if (train) batch = l.data_param.batch_size;
   }
   const solver = {
-    net_param: net,
-    base_lr: model === 'lenet' ? 0.01 : 0.001,
+    base_lr: m.lr,
     momentum: 0.9,
-    weight_decay: model === 'lenet' ? 5e-4 : 4e-3,
+    weight_decay: m.wd,
     lr_policy: 'fixed',
     max_iter: 1_000_000,
     display: 0,
@@ -104,49 +135,142 @@ function solverFor(model, trainDb, testDb, testIter) {
     test_iter: [testIter],
     test_interval: 1_000_000,
   };
-  // A fresh copy of the net for every solver (solvers keep and may change their definitions).
   const text = printText('NetParameter', net);
   return { param: () => createMessage('SolverParameter', { ...solver, net_param: parseNetParameter(text) }), batch };
 }
 
 async function build(param, mix) {
   const opts = { log: false, rootDir: work };
-  if (mix.workers === 1) return createNodeSolver(param, opts);
-  return createParallelSolver(param, { workers: mix.workers, mode: mix.mode, kernelThreads: mix.kernelThreads, register, log: false }, opts);
+  setNumThreads(mix.kernelThreads);
+  if (mix.workers === 1) return { solver: await createNodeSolver(param, opts), dp: null };
+  const dp = new DataParallel({ workers: mix.workers, mode: mix.mode, kernelThreads: mix.kernelThreads, register, log: false, profile: values.profile });
+  const solver = await createNodeSolver(param, { ...opts, netFactoryAsync: dp.netFactoryAsync });
+  await dp.attach(solver);
+  return { solver, dp };
 }
 
-async function throughput(makeParam, batch, mix) {
-  const solver = await build(makeParam(), mix);
+const plan = chooseParallelism();
+const ALL = {
+  '1core': { name: '1 core', workers: 1, kernelThreads: 1 },
+  kernels: { name: `kernels ×${cores}`, workers: 1, kernelThreads: cores },
+  split: { name: `split ×${cores}`, workers: cores, mode: 'split', kernelThreads: 1 },
+  replicate: { name: `replicate ×${cores}`, workers: cores, mode: 'replicate', kernelThreads: 1 },
+};
+const mixes = values.mixes.split(',').map((k) => {
+  if (!ALL[k]) throw new Error(`unknown mix '${k}' (known: ${Object.keys(ALL).join(', ')})`);
+  return ALL[k];
+});
+if (!mixes.includes(ALL['1core'])) mixes.unshift(ALL['1core']);
+const isDefault = (mix) => mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
+const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
+await initThreads(cores);
+console.log(
+  `cores: ${cores}; default mix (caffe train): ${plan.workers} ${plan.workers > 1 ? `${plan.mode} replicas` : 'replica'} × ${plan.kernelThreads} kernel thread(s); ` +
+    `${rounds} rounds × ${iterations} iterations after ${warmup}; load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`,
+);
+
+function statsDelta(before, after) {
+  return after.map((a, r) => {
+    const b = before[r];
+    const d = {};
+    for (const k of Object.keys(a)) d[k] = typeof a[k] === 'number' ? a[k] - (b?.[k] ?? 0) : a[k];
+    return d;
+  });
+}
+
+async function throughputTable(model, makeParam, batch) {
+  const built = [];
+  for (const mix of mixes) {
+    let b;
+    try {
+      b = await build(makeParam(), mix);
+      setNumThreads(mix.kernelThreads);
+      await b.solver.step(warmup);
+    } catch (e) {
+      // One mix failing (e.g. a kernel-thread error) must not hide the others' figures.
+      console.log(`  ${mix.name}: failed (${e instanceof Error ? `${e.name}: ${e.message}` : String(e)})`);
+      await b?.solver.close().catch(() => {});
+      continue;
+    }
+    built.push({ mix, ...b, ips: [], cpuPerImage: [], stats: [], split: [] });
+  }
   try {
-    await solver.step(warmup);
+    for (let r = 0; r < rounds; r++) {
+      // Rotate the order each round so no mix always follows the same one.
+      for (let k = 0; k < built.length; k++) {
+        const e = built[(k + r) % built.length];
+        setNumThreads(e.mix.kernelThreads);
+        const before = e.dp?.stats();
+        const c0 = cpuMs();
+        const m0 = threadCpu();
+        const t0 = performance.now();
+        await e.solver.step(iterations);
+        const s = (performance.now() - t0) / 1000;
+        const cpu = cpuMs() - c0;
+        const main = threadCpu() - m0;
+        const images = (e.mix.mode === 'replicate' ? batch * e.mix.workers : batch) * iterations;
+        e.ips.push(images / s);
+        e.cpuPerImage.push(cpu / images);
+        let workers = 0;
+        if (e.dp) {
+          const d = statsDelta(before, e.dp.stats());
+          e.stats.push({ ranks: d, wallPerStep: (s * 1000) / iterations });
+          workers = d.slice(1).reduce((a, x) => a + x.threadCpuMs, 0);
+        }
+        // CPU ms per step: the calling thread, the replica workers, everything else (kernel-pool
+        // workers, GC and libuv threads).
+        e.split.push([main / iterations, workers / iterations, (cpu - main - workers) / iterations]);
+      }
+    }
+  } finally {
+    for (const e of built) await e.solver.close();
+  }
+  const base = built[0];
+  console.log(`\n${model} (batch ${batch}): median over ${rounds} rounds`);
+  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}   per step (ms): rank compute/wait …, reduce, between`);
+  for (const e of built) {
+    const ratio = median(e.ips.map((x, i) => x / base.ips[i]));
+    let detail = '';
+    if (e.stats.length > 0) {
+      // Wait = the step's wall time minus the rank's own compute (rank 0: minus its reduction too);
+      // rank 0's 'update' = what the solver does between gradient computations.
+      const per = (rank, key) => median(e.stats.map((st) => st.ranks[rank][key] / Math.max(1, st.ranks[rank].steps)));
+      const wall = median(e.stats.map((st) => st.wallPerStep));
+      const ranks = e.stats[0].ranks.map((_, rank) => {
+        const cpu = values.profile ? ` (cpu ${per(rank, 'cpuMs').toFixed(1)})` : '';
+        return `r${rank} ${per(rank, 'computeMs').toFixed(1)}${cpu}`;
+      });
+      const r0wait = per(0, 'waitMs');
+      const update = wall - per(0, 'computeMs') - r0wait - per(0, 'reduceMs');
+      detail = `step ${wall.toFixed(1)}: compute ${ranks.join(' ')}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, update ${update.toFixed(1)}`;
+    }
+    if (values.profile) {
+      const cols = [0, 1, 2].map((i) => median(e.split.map((x) => x[i])).toFixed(1));
+      detail += `${detail ? '; ' : ''}CPU/step main ${cols[0]} workers ${cols[1]} other ${cols[2]}`;
+    }
+    const name = `${e.mix.name}${e.mix === defaultMix ? ' (default)' : ''}`;
+    console.log(
+      `  ${name.padEnd(22)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}   ${detail}`,
+    );
+  }
+}
+
+async function accuracy(makeParam, batch, mix, trainRecords) {
+  const { solver } = await build(makeParam(), mix);
+  try {
+    setNumThreads(mix.kernelThreads);
+    const perIter = mix.mode === 'replicate' ? batch * mix.workers : batch;
+    const iters = Math.ceil((epochs * trainRecords) / perIter);
     const t0 = performance.now();
-    await solver.step(iterations);
+    await solver.step(iters);
     const s = (performance.now() - t0) / 1000;
-    const perIter = mix.mode === 'replicate' ? batch * mix.workers : batch;
-    return (perIter * iterations) / s;
-  } finally {
-    await solver.close();
-  }
-}
-
-async function accuracy(makeParam, batch, mix) {
-  const solver = await build(makeParam(), mix);
-  try {
-    const perIter = mix.mode === 'replicate' ? batch * mix.workers : batch;
-    await solver.step(Math.ceil((epochs * records) / perIter));
     const [result] = await solver.testAll();
-    return result.scores.find((s) => s.name === 'accuracy')?.value ?? NaN;
+    return { iters, s, acc: result.scores.find((sc) => sc.name === 'accuracy')?.value ?? NaN };
   } finally {
     await solver.close();
   }
 }
 
-const mixes = [
-  { name: '1 core', workers: 1, kernelThreads: 1 },
-  { name: `split ×${auto.workers} (default: --workers auto)`, workers: auto.workers, mode: 'split', kernelThreads: auto.kernelThreads },
-  { name: `replicate ×${cores}`, workers: cores, mode: 'replicate', kernelThreads: 1 },
-];
-console.log(`cores: ${cores}; default mix: ${auto.workers} split replicas × ${auto.kernelThreads} kernel thread(s)`);
 try {
   for (const model of values.models.split(',')) {
     if (!MODELS[model]) throw new Error(`unknown model '${model}' (known: ${Object.keys(MODELS).join(', ')})`);
@@ -155,16 +279,22 @@ try {
     await writeLmdb(trainDb, MODELS[model].shape, records, 1);
     await writeLmdb(testDb, MODELS[model].shape, 500, 2);
     const { param, batch } = solverFor(model, trainDb, testDb, 5);
-    const base = { ips: 0 };
-    console.log(`\n${model} (batch ${batch}, ${iterations} timed iterations after ${warmup})`);
-    for (const mix of mixes) {
-      if (mix.workers === 1 && mix !== mixes[0]) continue;
-      const ips = await throughput(param, batch, mix);
-      if (mix === mixes[0]) base.ips = ips;
-      const acc = epochs > 0 ? await accuracy(param, batch, mix) : NaN;
-      console.log(
-        `  ${mix.name.padEnd(40)} ${ips.toFixed(1).padStart(8)} images/s  ${(ips / base.ips).toFixed(2)}×   accuracy after ${epochs} epochs: ${acc.toFixed(4)}`,
-      );
+    await throughputTable(model, param, batch);
+    if (epochs > 0) {
+      let acc = { param, trainRecords: records, what: `synthetic LMDB (${records} train, 500 test)` };
+      if (model === 'lenet') {
+        const digitsTrain = join(work, 'digits_train');
+        const digitsTest = join(work, 'digits_test');
+        const tr = await convertBundledMnist('train', digitsTrain, { backend: 'lmdb' });
+        const te = await convertBundledMnist('test', digitsTest, { backend: 'lmdb' });
+        const s = solverFor(model, digitsTrain, digitsTest, Math.ceil(te.count / 100));
+        acc = { param: s.param, trainRecords: tr.count, what: `bundled MNIST digits (${tr.count} train, ${te.count} test)` };
+      }
+      console.log(`  accuracy after ${epochs} epoch(s) of the ${acc.what}, same seed:`);
+      for (const mix of defaultMix === ALL['1core'] ? [ALL['1core']] : [ALL['1core'], defaultMix]) {
+        const r = await accuracy(acc.param, batch, mix, acc.trainRecords);
+        console.log(`    ${mix.name.padEnd(22)} accuracy ${r.acc.toFixed(4)}  (${r.iters} iterations, ${r.s.toFixed(1)} s)`);
+      }
     }
   }
 } finally {

@@ -19,13 +19,14 @@
  *   replica would have read: the trajectory of the single-threaded run (up to summation order),
  *   computed on N cores.
  */
-import { logger, type DType, type FloatArray } from '@caffe-ts/blob';
+import { logger, type Blob, type DType, type FloatArray } from '@caffe-ts/blob';
 import { Net } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
-import { CMD, alignElements, type ParamSlot } from './protocol.js';
-import { applyKernelThreads, arenaArray, arenaView, LayerFailure, leadingSourceLayers, runLayers } from './replica.js';
+import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, type ParamSlot } from './protocol.js';
+import { arenaShare, divisibleUpdate, paramShare, reduceRange, ShareUpdater } from './update.js';
+import { applyKernelThreads, arenaArray, arenaView, LayerFailure, leadingSourceLayers, runLayers, threadCpuMs } from './replica.js';
 
 export type ParallelMode = 'replicate' | 'split';
 
@@ -48,6 +49,30 @@ export interface DataParallelOptions {
   kernelThreads?: number;
   /** Caffe-style log lines (default true). */
   log?: boolean;
+  /** Also measure each thread's CPU time per step (see DataParallel.stats; Linux only). */
+  profile?: boolean;
+}
+
+/** Where one rank's time went since attach (DataParallel.stats). */
+export interface RankStats {
+  rank: number;
+  /** Training steps done. */
+  steps: number;
+  /** Wall ms computing this rank's share (forward/backward, iter_size times). */
+  computeMs: number;
+  /**
+   * Wall ms waiting. Rank 0: for the workers after its own share. Workers: between steps (rank 0's
+   * reduction, the solver's update and whatever the caller does between iterations).
+   */
+  waitMs: number;
+  /** Thread CPU ms while computing (profile: true; NaN otherwise). Under load, computeMs − cpuMs is time the OS gave to others. */
+  cpuMs: number;
+  /** The thread's whole CPU ms so far (profile: true; rank 0: now, workers: as of their last step). */
+  threadCpuMs: number;
+  /** Rank 0 only: ms summing the diff arenas and copying frozen params. */
+  reduceMs?: number;
+  /** Rank 0 only: ms between steps (the solver's update, display, tests, snapshots). */
+  betweenMs?: number;
 }
 
 /** Batch-size fields of the data layers (the ones 'split' divides). */
@@ -109,6 +134,13 @@ export class DataParallel implements GradientComputer {
   private diffs: FloatArray[] = [];
   private frozen: { from: FloatArray; to: FloatArray }[] = [];
   private dtype: DType = 'float32';
+  private readonly profile: boolean;
+  /** Rank 0's share of the reduction ([from, to) of the arena) and of the update. */
+  private share: { from: number; to: number; updater: ShareUpdater | null; scalars: Float64Array } | undefined;
+  /** Set when this iteration's update ran divided among the ranks (the solver's own loop then skips). */
+  private updatedInParallel = false;
+  private divided = false;
+  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, lastEnd: NaN };
 
   constructor(options: DataParallelOptions) {
     const n = options.workers;
@@ -121,6 +153,7 @@ export class DataParallel implements GradientComputer {
     this.kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
     this.register = [...(options.register ?? [])];
     this.log = options.log === false ? { info: () => {}, warn: () => {}, error: () => {} } : logger('parallel.cpp');
+    this.profile = options.profile ?? false;
   }
 
   /**
@@ -183,6 +216,36 @@ export class DataParallel implements GradientComputer {
       if (slot.frozen && frozen) this.frozen.push({ from: view, to: arenaView(frozen, dtype, slot.offset, slot.count) });
     });
     this.diffs = diffBuffers.map((b) => arenaArray(b, dtype));
+    // The solver's history moves into shared memory too, so that every rank can update a share.
+    const divisible = this.workers > 1 && divisibleUpdate(solver);
+    const solverHistory = divisible ? (solver as unknown as { history: Blob[] }).history : [];
+    const perParam = slots.length > 0 ? solverHistory.length / slots.length : 0;
+    const history = new SharedArrayBuffer(bytes(total * Math.max(1, perParam)));
+    for (let k = 0; k < perParam; k++) {
+      slots.forEach((slot, i) => {
+        const h = solverHistory[k * slots.length + i]!;
+        const view = arenaView(history, dtype, k * total + slot.offset, slot.count);
+        view.set(h.cpuData());
+        h.data.setCpuData(view);
+      });
+    }
+    const scalars = new SharedArrayBuffer(16);
+    const lrMult = [...net.paramsLr];
+    const decayMult = [...net.paramsWeightDecay];
+    const solverBinary = encodeBinary('SolverParameter', solver.param);
+    const [from, to] = arenaShare(total, 0, this.workers);
+    let updater: ShareUpdater | null = null;
+    if (divisible) {
+      updater = new ShareUpdater(solver.param, paramShare(slots, 0, this.workers), lrMult, decayMult, {
+        dtype,
+        slots,
+        data,
+        diff: diffBuffers[0]!,
+        history,
+        total,
+      });
+    }
+    this.share = { from, to, updater, scalars: new Float64Array(scalars) };
     const pool = new WorkerPool(this.workers);
     this.pool = pool;
     const plan = this.trainPlan;
@@ -204,12 +267,16 @@ export class DataParallel implements GradientComputer {
         seed: solver.param.random_seed,
         iterSize: solver.param.iter_size,
         shard: true,
+        profile: this.profile,
         data,
         diff: diffBuffers[rank]!,
         frozen,
         slots,
+        share: { solver: solverBinary, diffs: diffBuffers, history, scalars, lrMult, decayMult, total },
         cwd: process.cwd(),
       }));
+      const ready = await pool.takeResults<{ canUpdate: boolean }>('ready');
+      if (updater && [...ready.values()].every((r) => r.canUpdate)) this.divideUpdate(solver);
     } catch (e) {
       await pool.close();
       throw e;
@@ -227,8 +294,12 @@ export class DataParallel implements GradientComputer {
     const pool = this.pool;
     if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (attach first; closed already?)');
     const n = this.workers;
+    const own = this.own;
+    const t0 = performance.now();
+    if (own.steps > 0) own.betweenMs += t0 - own.lastEnd;
     for (const f of this.frozen) f.to.set(f.from);
     pool.command(CMD.STEP);
+    const cpu0 = this.profile ? threadCpuMs() : 0;
     let loss0 = 0;
     let failure: unknown;
     try {
@@ -237,21 +308,114 @@ export class DataParallel implements GradientComputer {
       // Rank 0 fails as a single-threaded solver would: with the layer's own error.
       failure = e instanceof LayerFailure ? e.cause : e;
     }
+    const t1 = performance.now();
+    if (this.profile) own.cpuMs += threadCpuMs() - cpu0;
     // Always wait: the workers must be idle before anyone touches the arenas again.
     await pool.waitDone();
     if (failure !== undefined) throw failure;
+    const t2 = performance.now();
     let loss = loss0;
     for (let r = 1; r < n; r++) loss += pool.lossValues[r]!;
     if (n > 1) {
-      const out = this.diffs[0]!;
-      for (let r = 1; r < n; r++) {
-        const src = this.diffs[r]!;
-        for (let i = 0; i < out.length; i++) out[i]! += src[i]!;
-      }
-      const scale = 1 / n;
-      for (let i = 0; i < out.length; i++) out[i]! *= scale;
+      // Every rank sums its share of the arenas (the workers are idle and wait for this).
+      pool.command(CMD.REDUCE);
+      reduceRange(this.diffs, 1 / n, this.share!.from, this.share!.to);
+      pool.waitDoneSync();
     }
+    const t3 = performance.now();
+    own.steps++;
+    own.computeMs += t1 - t0;
+    own.waitMs += t2 - t1;
+    own.reduceMs += t3 - t2;
+    own.lastEnd = t3;
     return loss / (n * solver.param.iter_size);
+  }
+
+  /**
+   * Divide SGDSolver.applyUpdate's per-param loop and net.update() among the ranks: after the
+   * solver has set the rate and clipped the gradients (clipGradients, which needs them all), every
+   * rank applies the update to its share; the solver's own loop and net.update() then skip this
+   * iteration. Only for the built-in template (divisibleUpdate), so the arithmetic is the same.
+   */
+  private divideUpdate(solver: Solver): void {
+    type Internals = Record<'clipGradients' | 'normalize' | 'regularize' | 'computeUpdateValue', (...a: number[]) => void> & { learningRateValue: number };
+    const s = solver as unknown as Internals;
+    const share = this.share!;
+    const proto = Object.getPrototypeOf(solver) as Internals;
+    const clip = proto.clipGradients;
+    s.clipGradients = () => {
+      clip.call(solver);
+      const pool = this.pool;
+      if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (closed already?)');
+      share.scalars[SCALAR.RATE] = s.learningRateValue;
+      share.scalars[SCALAR.ITER] = solver.iter;
+      pool.command(CMD.UPDATE);
+      share.updater!.apply(s.learningRateValue, solver.iter);
+      pool.waitDoneSync();
+      this.updatedInParallel = true;
+    };
+    for (const name of ['normalize', 'regularize', 'computeUpdateValue'] as const) {
+      const original = proto[name];
+      s[name] = (...args: number[]) => {
+        if (!this.updatedInParallel) original.apply(solver, args);
+      };
+    }
+    this.divided = true;
+    const net = solver.net;
+    const update = Object.getPrototypeOf(net).update as () => void;
+    net.update = () => {
+      if (this.updatedInParallel) this.updatedInParallel = false;
+      else update.call(net);
+    };
+  }
+
+  /** Whether the solver's update is divided among the ranks (built-in solver types on the CPU). */
+  get updateDivided(): boolean {
+    return this.divided;
+  }
+
+  /** Where each rank's time went since attach (rank 0 first). */
+  stats(): RankStats[] {
+    const o = this.own;
+    const out: RankStats[] = [
+      {
+        rank: 0,
+        steps: o.steps,
+        computeMs: o.computeMs,
+        waitMs: o.waitMs,
+        cpuMs: this.profile ? o.cpuMs : NaN,
+        threadCpuMs: this.profile ? threadCpuMs() : NaN,
+        reduceMs: o.reduceMs,
+        betweenMs: o.betweenMs,
+      },
+    ];
+    const v = this.pool?.statValues;
+    for (let r = 1; r < this.workers && v; r++) {
+      const b = r * STAT_WORDS;
+      out.push({
+        rank: r,
+        steps: v[b + STAT.STEPS]!,
+        computeMs: v[b + STAT.COMPUTE_MS]!,
+        waitMs: v[b + STAT.IDLE_MS]!,
+        cpuMs: this.profile ? v[b + STAT.CPU_MS]! : NaN,
+        threadCpuMs: this.profile ? v[b + STAT.THREAD_CPU_MS]! : NaN,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * A copy of every replica's learnable params, by rank (rank 0: the solver's net). Replicas view
+   * one shared arena, so these agree exactly after any step; a check for tests and debugging.
+   */
+  async replicaParams(): Promise<FloatArray[][]> {
+    const pool = this.pool;
+    if (!pool || pool.isClosed || !this.trainNet) throw new ParallelError('DataParallel.replicaParams: the workers are not running');
+    const mine = this.trainNet.learnableParams.map((b) => b.cpuData().slice());
+    pool.command(CMD.PARAMS);
+    await pool.waitDone();
+    const theirs = await pool.takeResults<FloatArray[]>('params');
+    return [mine, ...Array.from({ length: this.workers - 1 }, (_, i) => theirs.get(i + 1)!)];
   }
 
   async close(): Promise<void> {
@@ -326,6 +490,8 @@ export async function parallelTest(options: ParallelTestOptions): Promise<BatchR
       seed: options.seed ?? -1,
       iterSize: 1,
       shard: false,
+      profile: false,
+      share: null,
       data,
       diff: null,
       frozen: null,
@@ -354,7 +520,7 @@ export async function parallelTest(options: ParallelTestOptions): Promise<BatchR
     await pool.waitDone();
     if (failure !== undefined) throw failure;
     const all = [...mine];
-    for (const batches of (await pool.takeTestResults()).values()) all.push(...batches);
+    for (const batches of (await pool.takeResults<BatchResult[]>('test-result')).values()) all.push(...batches);
     return all.sort((a, b) => a.index - b.index);
   } finally {
     await pool.close();

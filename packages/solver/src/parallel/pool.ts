@@ -7,7 +7,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SolverError } from '../errors.js';
 import { waitWhileEqual } from './replica.js';
-import { CMD, CTRL, CTRL_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { CMD, CTRL, CTRL_WORDS, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 /** Base of the data-parallel errors. */
 export class ParallelError extends SolverError {
@@ -49,17 +49,48 @@ export function availableCores(): number {
   return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length;
 }
 
-/** The worker entry: the built worker next to this module, or the TypeScript source through dev hooks. */
-function workerEntry(): { url: URL; data: Record<string, unknown> } {
+interface DevBundle {
+  devBundle(): Promise<{ dir: string; url(name: string): string }>;
+  entryFor(specifier: string): string | null;
+  workspaceSpecifier(spec: string): string | null;
+}
+
+interface WorkerEntry {
+  url: URL;
+  data: Record<string, unknown>;
+  /** The layer plugins to import, as the worker must name them. */
+  register: string[];
+}
+
+/**
+ * The worker entry: the built worker next to this module; or, running from TypeScript sources
+ * (vitest), the worker of a cached esbuild bundle of the workspace (dev/bundle.mjs), whose
+ * entries also stand in for workspace plugins. Plugins from elsewhere (which may import
+ * `@caffe-ts/layers`) need loader hooks that map workspace packages to that bundle.
+ */
+async function workerEntry(register: readonly string[]): Promise<WorkerEntry> {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
-    // Running from sources (vitest): the worker compiles the workspace's TypeScript on the fly.
-    return { url: new URL('./dev/ts-worker.mjs', here), data: { __entry: new URL('./worker.ts', here).href } };
+    // A computed specifier: the build of this package must leave the dev helper out.
+    const devSpec = new URL('./dev/bundle.mjs', here).href;
+    const dev = (await import(/* @vite-ignore */ devSpec)) as DevBundle;
+    const bundle = await dev.devBundle();
+    let hooks = false;
+    const mapped = register.map((spec) => {
+      const ws = dev.workspaceSpecifier(spec);
+      const entry = ws ? dev.entryFor(ws) : null;
+      if (entry) return bundle.url(entry);
+      hooks = true;
+      return spec;
+    });
+    const worker = bundle.url('parallel/worker');
+    if (!hooks) return { url: new URL(worker), data: {}, register: mapped };
+    return { url: new URL('./dev/ts-worker.mjs', here), data: { __entry: worker, __bundleDir: bundle.dir }, register: mapped };
   }
   // Built: dist/parallel/index.js sits beside worker.js; a shared chunk sits one level up.
   for (const candidate of ['./worker.js', './parallel/worker.js']) {
     const url = new URL(candidate, here);
-    if (existsSync(url)) return { url, data: {} };
+    if (existsSync(url)) return { url, data: {}, register: [...register] };
   }
   throw new ParallelError(`cannot find the data-parallel worker script next to ${here} (expected worker.js or parallel/worker.js)`);
 }
@@ -74,11 +105,15 @@ export class WorkerPool {
   readonly ctrl: Int32Array;
   readonly losses: SharedArrayBuffer;
   readonly lossValues: Float64Array;
+  /** Per-rank timers (STAT words each; rank 0's are DataParallel's own). */
+  readonly stats: SharedArrayBuffer;
+  readonly statValues: Float64Array;
   private readonly workers: Worker[] = [];
   private readonly errors = new Map<number, SerializedError>();
   private readonly errorWaiters = new Map<number, () => void>();
   private readonly exited = new Set<number>();
-  private readonly testResults = new Map<number, { index: number; loss: number; outputs: number[] }[]>();
+  /** Result messages (test-result, params, …) by type, then by rank. */
+  private readonly results = new Map<string, Map<number, unknown>>();
   private closed = false;
 
   constructor(count: number) {
@@ -87,13 +122,17 @@ export class WorkerPool {
     this.ctrl = new Int32Array(this.control);
     this.losses = new SharedArrayBuffer(8 * Math.max(1, count));
     this.lossValues = new Float64Array(this.losses);
+    this.stats = new SharedArrayBuffer(8 * STAT_WORDS * Math.max(1, count));
+    this.statValues = new Float64Array(this.stats);
   }
 
   /** Start ranks 1..N-1 with `initFor(rank)` and wait until every one has built its replica. */
-  async start(initFor: (rank: number) => Omit<WorkerInit, 'control' | 'losses'>): Promise<void> {
-    const entry = workerEntry();
+  async start(initFor: (rank: number) => Omit<WorkerInit, 'control' | 'losses' | 'stats'>): Promise<void> {
+    let entry: WorkerEntry | undefined;
     for (let rank = 1; rank < this.count; rank++) {
-      const init: WorkerInit = { ...initFor(rank), control: this.control, losses: this.losses };
+      const base = initFor(rank);
+      entry ??= await workerEntry(base.register);
+      const init: WorkerInit = { ...base, register: entry.register, control: this.control, losses: this.losses, stats: this.stats };
       const worker = new Worker(entry.url, { workerData: { ...init, ...entry.data } });
       worker.on('message', (m: WorkerMessage) => this.onMessage(m));
       worker.on('error', (e) => {
@@ -115,8 +154,10 @@ export class WorkerPool {
   private onMessage(m: WorkerMessage): void {
     if (m.type === 'error') {
       this.recordError(m.rank, m.error);
-    } else if (m.type === 'test-result') {
-      this.testResults.set(m.rank, m.batches);
+    } else {
+      let byRank = this.results.get(m.type);
+      if (!byRank) this.results.set(m.type, (byRank = new Map()));
+      byRank.set(m.rank, m.type === 'test-result' ? m.batches : m.type === 'params' ? m.params : m);
     }
   }
 
@@ -178,14 +219,39 @@ export class WorkerPool {
     throw new ParallelWorkerError(rank, info);
   }
 
-  /** Results a TEST command's workers posted (by rank), available after waitDone. */
-  async takeTestResults(): Promise<Map<number, { index: number; loss: number; outputs: number[] }[]>> {
+  /**
+   * Block this thread until every worker is DONE (for short commands inside synchronous code: the
+   * solver's update). A worker that failed sets the error word itself; one that died without a
+   * word is given up on after `timeoutMs`.
+   */
+  waitDoneSync(timeoutMs = 120_000): void {
+    const deadline = Date.now() + timeoutMs;
+    try {
+      for (;;) {
+        const failed = Atomics.load(this.ctrl, CTRL.ERROR);
+        if (failed !== 0) {
+          const info = this.errors.get(failed - 1) ?? { name: 'Error', message: 'the worker reported a failure (its message had not arrived yet)', during: 'update' };
+          throw new ParallelWorkerError(failed - 1, info);
+        }
+        const v = Atomics.load(this.ctrl, CTRL.DONE);
+        if (v >= this.count - 1) return;
+        if (Date.now() > deadline) throw new ParallelError(`data-parallel: the workers did not finish within ${timeoutMs} ms`);
+        Atomics.wait(this.ctrl, CTRL.DONE, v, 50);
+      }
+    } finally {
+      for (const w of this.workers) w.unref();
+    }
+  }
+
+  /** What the workers posted as messages of `type` for the last command (by rank), after waitDone. */
+  async takeResults<T>(type: string): Promise<Map<number, T>> {
     // DONE is counted after the result is posted; the message may still be in flight.
     const deadline = Date.now() + 10_000;
-    while (this.testResults.size < this.count - 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
-    if (this.testResults.size < this.count - 1) throw new ParallelError('data-parallel inference: a worker finished but its results never arrived');
-    const out = new Map(this.testResults);
-    this.testResults.clear();
+    const got = () => this.results.get(type)?.size ?? 0;
+    while (got() < this.count - 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    if (got() < this.count - 1) throw new ParallelError(`data-parallel: a worker finished but its ${type} message never arrived`);
+    const out = new Map(this.results.get(type) as Map<number, T>);
+    this.results.delete(type);
     return out;
   }
 

@@ -29,6 +29,12 @@ export const CMD = {
   EXIT: 2,
   /** Inference: forward this replica's share of `iterations` batches (see TestJob). */
   TEST: 3,
+  /** Post a copy of this replica's learnable params (a check that replicas agree). */
+  PARAMS: 4,
+  /** Sum every rank's diff arena over this rank's share of the elements (see update.ts). */
+  REDUCE: 5,
+  /** Apply the solver's update over this rank's share (rate and iter in the scalars). */
+  UPDATE: 6,
 } as const;
 
 /** One learnable param (Net.learnableParams order) in the flat arenas. */
@@ -67,13 +73,53 @@ export interface WorkerInit {
   shard: boolean;
   control: SharedArrayBuffer;
   losses: SharedArrayBuffer;
+  /** Per-rank timers (STATS words each, see STAT), written by each rank after each command. */
+  stats: SharedArrayBuffer;
+  /** Whether to read the thread's CPU time around each step (STAT.CPU_MS). */
+  profile: boolean;
   data: SharedArrayBuffer;
   diff: SharedArrayBuffer | null;
   frozen: SharedArrayBuffer | null;
   slots: ParamSlot[];
+  /** Training: what the worker needs to reduce and update its share (update.ts); null for inference. */
+  share: ShareInit | null;
   /** The working directory of the calling process (paths in nets resolve against it). */
   cwd: string;
 }
+
+/** See WorkerInit.share. */
+export interface ShareInit {
+  /** The SolverParameter, binary-encoded (its type picks the update rule). */
+  solver: Uint8Array;
+  /** Every rank's diff arena, by rank. */
+  diffs: SharedArrayBuffer[];
+  /** The solver's history, one arena-sized section per history blob of a param. */
+  history: SharedArrayBuffer;
+  /** Float64 words: SCALAR.RATE, SCALAR.ITER. */
+  scalars: SharedArrayBuffer;
+  /** The net's lr_mult and decay_mult per learnable param. */
+  lrMult: number[];
+  decayMult: number[];
+  /** Aligned arena size in elements. */
+  total: number;
+}
+
+export const SCALAR = { RATE: 0, ITER: 1 } as const;
+
+/** Per-rank timer words in the stats Float64Array (rank r at r * STAT_WORDS). */
+export const STAT = {
+  /** Commands completed. */
+  STEPS: 0,
+  /** Wall ms inside the commands (forward/backward of this rank's share). */
+  COMPUTE_MS: 1,
+  /** Wall ms between commands (workers: waiting for rank 0's reduction, update and next command). */
+  IDLE_MS: 2,
+  /** Thread CPU ms inside the commands (profile only; 10-ms resolution). */
+  CPU_MS: 3,
+  /** The thread's whole CPU time so far, as of its last command (profile only). */
+  THREAD_CPU_MS: 4,
+} as const;
+export const STAT_WORDS = 5;
 
 /** An inference job: rank r runs the global batches b with b % count == r, of `iterations`. */
 export interface TestJob {
@@ -82,9 +128,10 @@ export interface TestJob {
 
 /** Messages a worker posts (rare: set-up, errors, inference results; never per training step). */
 export type WorkerMessage =
-  | { type: 'ready'; rank: number; paramCounts: number[] }
+  | { type: 'ready'; rank: number; paramCounts: number[]; canUpdate: boolean }
   | { type: 'error'; rank: number; error: SerializedError }
-  | { type: 'test-result'; rank: number; batches: { index: number; loss: number; outputs: number[] }[] };
+  | { type: 'test-result'; rank: number; batches: { index: number; loss: number; outputs: number[] }[] }
+  | { type: 'params'; rank: number; params: Float32Array[] | Float64Array[] };
 
 export interface SerializedError {
   name: string;

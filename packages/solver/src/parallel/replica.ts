@@ -1,4 +1,5 @@
 /* Helpers both sides of a data-parallel run use on their replica of the net. */
+import { readFileSync } from 'node:fs';
 import type { DType, FloatArray } from '@caffe-ts/blob';
 import type { Net } from '@caffe-ts/net';
 
@@ -75,4 +76,19 @@ const atomicsWaitAsync = (Atomics as unknown as { waitAsync: (a: Int32Array, i: 
 export async function waitWhileEqual(ctrl: Int32Array, index: number, value: number): Promise<void> {
   const w = atomicsWaitAsync(ctrl, index, value);
   if (w.async) await w.value;
+}
+
+/**
+ * CPU time of the calling thread in ms (Linux: /proc/thread-self/stat, 10-ms ticks), or NaN
+ * where unavailable. Used by the profile timers to tell waiting from computing under load.
+ */
+export function threadCpuMs(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: state(0) … utime(11) stime(12), in clock ticks (USER_HZ = 100).
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }

@@ -9,9 +9,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { allocArray, getBackend, setLogEnabled, setRandomSeed, type FloatArray } from '@caffe-ts/blob';
 import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
-import { decodeBinary, type NetParameter } from '@caffe-ts/proto';
-import { CMD, CTRL, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { applyKernelThreads, arenaView, runLayers, leadingSourceLayers, LayerFailure, waitWhileEqual } from './replica.js';
+import { decodeBinary, type NetParameter, type SolverParameter } from '@caffe-ts/proto';
+import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { arenaShare, paramShare, reduceRange, ShareUpdater } from './update.js';
+import { applyKernelThreads, arenaArray, arenaView, runLayers, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -22,6 +23,7 @@ port.on('message', () => {});
 setLogEnabled(false);
 const ctrl = new Int32Array(init.control);
 const losses = new Float64Array(init.losses);
+const stats = new Float64Array(init.stats, init.rank * STAT_WORDS * 8, STAT_WORDS);
 let during = 'setup';
 
 function post(message: WorkerMessage): void {
@@ -124,21 +126,49 @@ async function test(net: Net, iterations: number): Promise<void> {
   post({ type: 'test-result', rank: init.rank, batches });
 }
 
+/** This rank's share of the reduction and of the update (null for inference). */
+function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null {
+  const sh = init.share;
+  if (!sh) return null;
+  const diffs = sh.diffs.map((b) => arenaArray(b, init.dtype));
+  const [from, to] = arenaShare(sh.total, init.rank, init.count);
+  const scale = 1 / init.count;
+  let updater: ShareUpdater | null = null;
+  try {
+    const param = decodeBinary('SolverParameter', sh.solver) as SolverParameter;
+    updater = new ShareUpdater(param, paramShare(init.slots, init.rank, init.count), sh.lrMult, sh.decayMult, {
+      dtype: init.dtype,
+      slots: init.slots,
+      data: init.data,
+      diff: sh.diffs[0]!,
+      history: sh.history,
+      total: sh.total,
+    });
+  } catch {
+    // A solver type this thread does not know (a plugin's): rank 0 then updates alone.
+  }
+  return { reduce: () => reduceRange(diffs, scale, from, to), updater };
+}
+
 async function main(): Promise<void> {
   let net: Net;
   let frozen: { mine: FloatArray; shared: FloatArray }[];
+  let share: ReturnType<typeof shareOf>;
   try {
     net = await build();
     ({ frozen } = bind(net));
+    share = shareOf();
   } catch (e) {
     fail(e);
     port.removeAllListeners('message');
     return;
   }
+  const scalars = init.share ? new Float64Array(init.share.scalars) : null;
   // Read the sequence number before saying ready: rank 0 sends its first command as soon as
   // every worker is ready, and that command must not be mistaken for the current state.
   let seen = Atomics.load(ctrl, CTRL.SEQ);
-  post({ type: 'ready', rank: init.rank, paramCounts: net.learnableParams.map((p) => p.count()) });
+  let idleSince = performance.now();
+  post({ type: 'ready', rank: init.rank, paramCounts: net.learnableParams.map((p) => p.count()), canUpdate: share?.updater != null });
   Atomics.add(ctrl, CTRL.READY, 1);
   Atomics.notify(ctrl, CTRL.READY);
   for (;;) {
@@ -149,10 +179,31 @@ async function main(): Promise<void> {
     seen = Atomics.load(ctrl, CTRL.SEQ);
     const cmd = Atomics.load(ctrl, CTRL.CMD);
     if (cmd === CMD.EXIT) break;
+    // The reduction and update are short and come right after a step: no timers around them.
+    if (cmd === CMD.REDUCE || cmd === CMD.UPDATE) {
+      try {
+        during = cmd === CMD.REDUCE ? 'reduce' : 'update';
+        if (!share) throw new Error('no share of the reduction and update on an inference replica');
+        if (cmd === CMD.REDUCE) share.reduce();
+        else share.updater!.apply(scalars![SCALAR.RATE]!, scalars![SCALAR.ITER]!);
+      } catch (e) {
+        fail(e);
+        break;
+      }
+      Atomics.add(ctrl, CTRL.DONE, 1);
+      Atomics.notify(ctrl, CTRL.DONE);
+      continue;
+    }
+    const started = performance.now();
+    const cpu0 = init.profile ? threadCpuMs() : 0;
     try {
       if (cmd === CMD.STEP) {
         during = 'step';
         await step(net, frozen);
+      } else if (cmd === CMD.PARAMS) {
+        during = 'params';
+        const params = net.learnableParams.map((b) => b.cpuData().slice());
+        post({ type: 'params', rank: init.rank, params: params as Float32Array[] | Float64Array[] });
       } else if (cmd === CMD.TEST) {
         during = 'test';
         await test(net, Atomics.load(ctrl, CTRL.ARG));
@@ -163,6 +214,16 @@ async function main(): Promise<void> {
       fail(e);
       break;
     }
+    const ended = performance.now();
+    stats[STAT.STEPS]! += 1;
+    stats[STAT.COMPUTE_MS]! += ended - started;
+    stats[STAT.IDLE_MS]! += started - idleSince;
+    if (init.profile) {
+      const cpu = threadCpuMs();
+      stats[STAT.CPU_MS]! += cpu - cpu0;
+      stats[STAT.THREAD_CPU_MS] = cpu;
+    }
+    idleSince = ended;
     Atomics.add(ctrl, CTRL.DONE, 1);
     Atomics.notify(ctrl, CTRL.DONE);
   }
