@@ -2,21 +2,28 @@
 // Float32 GEMM throughput: JS path vs WebAssembly SIMD vs WebAssembly relaxed SIMD, on 1 or
 // more kernel threads.
 //
-//   pnpm --filter @caffe-ts/blob build && node bench/src/gemm.mjs [--sizes 256,512,1024,2048]
+//   pnpm --filter @caffe-ts/blob build && node bench/src/gemm.mjs [--sizes 256,512,1024,2048|MxNxK,…]
 //       [--reps 7] [--js-max 1024] [--trans NN|NT|TN|TT] [--clock wall|cpu] [--threads 1,2]
+//       [--host-alloc js|wasm|js,wasm]
 //
 // --threads lists kernel thread counts (initThreads(n) before each; the JS column runs once,
 // on one thread). Use the wall clock with more than one thread: the cpu clock adds up threads.
 //
 // Prints GFLOP/s (2·M·N·K / median time over --reps runs after one warm-up run) for square
-// products. The JS path is slow, so sizes above --js-max skip it. Relaxed SIMD needs
+// products, or for M×N×K where a size is written so (e.g. 1x4096x9216 --trans NT: CaffeNet's fc6
+// at batch 1, the weights being B). The JS path is slow, so sizes above --js-max skip it.
+// --host-alloc lists where the WebAssembly columns' operands live: 'js' plain Float32Arrays (the
+// kernel copies A, B and C into its memory and C back on every call), 'wasm' float32 blob memory
+// from setHostAllocator('wasm') (used in place). With several, each kernel gets one column per
+// choice. The columns' runs are interleaved (run r of every column, then run r + 1), so load
+// from other processes falls on all of them alike. Relaxed SIMD needs
 // --experimental-wasm-relaxed-simd on Node 20; this script turns the flag on itself (before
 // anything is compiled) so all three columns come from one process.
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { createWasmGemmKernel, math, wasmGemmInfo, initThreads } = await import('@caffe-ts/blob');
+const { createWasmGemmKernel, math, wasmGemmInfo, initThreads, Blob, setHostAllocator } = await import('@caffe-ts/blob');
 
 const { values } = parseArgs({
   options: {
@@ -26,9 +33,14 @@ const { values } = parseArgs({
     trans: { type: 'string', default: 'NN' },
     clock: { type: 'string', default: 'wall' },
     threads: { type: 'string', default: '1' },
+    'host-alloc': { type: 'string', default: 'js' },
   },
 });
-const sizes = values.sizes.split(',').map(Number);
+const sizes = values.sizes.split(',').map((t) => {
+  const d = t.split('x').map(Number);
+  if (!(d.length === 1 || d.length === 3) || !d.every((v) => Number.isInteger(v) && v > 0)) throw new Error(`--sizes: expected N or MxNxK, got ${t}`);
+  return d.length === 1 ? [d[0], d[0], d[0]] : d;
+});
 const reps = Number(values.reps);
 const jsMax = Number(values['js-max']);
 const transA = values.trans[0] === 'T', transB = values.trans[1] === 'T';
@@ -40,13 +52,28 @@ const now = values.clock === 'cpu'
 
 const info = wasmGemmInfo();
 const threadCounts = values.threads.split(',').map(Number);
-const kernels = [['js', math.gemmJs, 1]];
+const allocs = values['host-alloc'].split(',');
+for (const a of allocs) if (a !== 'js' && a !== 'wasm') throw new Error(`--host-alloc: expected js and/or wasm, got ${a}`);
+const kernels = [['js', math.gemmJs, 1, 'js']];
 const simd = createWasmGemmKernel({ relaxed: false });
 const relaxed = createWasmGemmKernel({ relaxed: true });
 for (const t of threadCounts) {
   const tag = threadCounts.length > 1 || t !== 1 ? ` x${t}` : '';
-  if (simd) kernels.push([`wasm-simd${tag}`, simd, t]);
-  if (relaxed) kernels.push([`wasm-relaxed${tag}`, relaxed, t]);
+  for (const a of allocs) {
+    const mem = allocs.length > 1 || a !== 'js' ? ` ${a}` : '';
+    if (simd) kernels.push([`wasm-simd${tag}${mem}`, simd, t, a]);
+    if (relaxed) kernels.push([`wasm-relaxed${tag}${mem}`, relaxed, t, a]);
+  }
+}
+
+/** A float32 array of n elements from the host allocator `alloc`, holding `values`. */
+function place(values, alloc) {
+  if (alloc === 'js') return values.slice();
+  setHostAllocator(alloc);
+  const d = new Blob([values.length]).mutableCpuData();
+  setHostAllocator(undefined);
+  d.set(values);
+  return d;
 }
 
 function random(n) {
@@ -63,28 +90,35 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 console.log(`node ${process.version}, blocking ${JSON.stringify(info.blocking)}, ${values.trans}, ${values.clock} clock, ` +
   `GFLOP/s: median of ${reps} runs (best run)`);
-console.log(['size', ...kernels.map(([name]) => name)].map((s) => s.padStart(18)).join(''));
-for (const n of sizes) {
-  const A = random(n * n), B = random(n * n), C = new Float32Array(n * n);
-  const flops = 2 * n * n * n;
-  const cells = [String(n)];
-  for (const [name, kernel, threads] of kernels) {
-    const got = await initThreads(threads);
-    if (got !== threads) console.warn(`${name}: only ${got} thread(s) available`);
-    if (name === 'js' && n > jsMax) {
-      cells.push('-');
-      continue;
-    }
-    const runs = name === 'js' ? Math.min(reps, 3) : reps;
-    kernel(transA, transB, n, n, n, 1, A, B, 0, C); // warm-up: compile tiers, grow memory
-    const times = [];
-    for (let r = 0; r < runs; r++) {
-      const t0 = now();
-      kernel(transA, transB, n, n, n, 1, A, B, 0, C);
-      times.push(now() - t0);
-    }
-    // median (and best run, as a hint of contention on shared machines)
-    cells.push(`${(flops / median(times) / 1e6).toFixed(1)} (${(flops / Math.min(...times) / 1e6).toFixed(1)})`);
+console.log(['size', ...kernels.map(([name]) => name)].map((s) => s.padStart(22)).join(''));
+for (const [M, N, K] of sizes) {
+  const A0 = random(M * K), B0 = random(K * N);
+  const flops = 2 * M * N * K;
+  const cols = kernels
+    .filter(([name]) => !(name === 'js' && Math.max(M, N, K) > jsMax))
+    .map(([name, kernel, threads, alloc]) => ({
+      name, kernel, threads, A: place(A0, alloc), B: place(B0, alloc), C: place(new Float32Array(M * N), alloc), times: [],
+      runs: name === 'js' ? Math.min(reps, 3) : reps,
+    }));
+  for (const c of cols) {
+    const got = await initThreads(c.threads);
+    if (got !== c.threads) console.warn(`${c.name}: only ${got} thread(s) available`);
+    c.kernel(transA, transB, M, N, K, 1, c.A, c.B, 0, c.C); // warm-up: compile tiers, grow memory
   }
-  console.log(cells.map((s) => s.padStart(18)).join(''));
+  for (let r = 0; r < reps; r++) {
+    for (const c of cols) {
+      if (r >= c.runs) continue;
+      await initThreads(c.threads);
+      const t0 = now();
+      c.kernel(transA, transB, M, N, K, 1, c.A, c.B, 0, c.C);
+      c.times.push(now() - t0);
+    }
+  }
+  const cells = [M === N && N === K ? String(M) : `${M}x${N}x${K}`];
+  for (const [name] of kernels) {
+    const c = cols.find((x) => x.name === name);
+    // median (and best run, as a hint of contention on shared machines)
+    cells.push(c ? `${(flops / median(c.times) / 1e6).toFixed(1)} (${(flops / Math.min(...c.times) / 1e6).toFixed(1)})` : '-');
+  }
+  console.log(cells.map((s) => s.padStart(22)).join(''));
 }

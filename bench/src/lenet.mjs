@@ -4,7 +4,7 @@
 //
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
-//       [--dtype float32|float64] [--col-floats N] [--threads 1,2]
+//       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
 //
 // --threads runs the whole measurement once per kernel thread count (initThreads(n) first); with
 // more than one thread the default clock is wall (the cpu clock adds up all threads). The last
@@ -16,6 +16,11 @@
 // --clock cpu (the default) times this process's CPU use (user + system, all its threads)
 // rather than wall time, which on a machine shared with other jobs leaves out the time the
 // benchmark was descheduled.
+// --host-alloc picks where float32 blob memory lives (setHostAllocator): 'js' plain arrays that
+// the WebAssembly kernels copy in and out, 'wasm' the kernels' shared memory (used in place).
+// With several, one net is built per choice and their steps alternate (step i of every net, then
+// step i + 1), so load from other processes falls on all of them alike; a summary line per net
+// and the ratio of the medians close the run.
 // --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
 // CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd in the environment picks the float32 GEMM.
 import v8 from 'node:v8';
@@ -25,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 
 // Before anything compiles WebAssembly, as the caffe CLI does.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { activeGemmKernelName, Rng, initThreads } = await import('@caffe-ts/blob');
+const { activeGemmKernelName, Rng, initThreads, setHostAllocator, hostMemoryInfo } = await import('@caffe-ts/blob');
 const { defaultLayerRegistry } = await import('@caffe-ts/layers');
 await import('@caffe-ts/layers/register');
 const { Net } = await import('@caffe-ts/net');
@@ -43,6 +48,7 @@ const { values } = parseArgs({
     phase: { type: 'string', default: 'TRAIN' },
     dtype: { type: 'string', default: 'float32' },
     'col-floats': { type: 'string' },
+    'host-alloc': { type: 'string' },
   },
 });
 
@@ -81,18 +87,29 @@ param.layer.unshift(createMessage('LayerParameter', {
   input_param: { shape: dataTops.map((_, i) => ({ dim: shapes[Math.min(i, 1)] })) },
 }));
 
-const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
-if (values['col-floats']) {
-  for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
+// One net per host allocator asked for (none asked: the default, unlabelled).
+const allocs = values['host-alloc'] ? values['host-alloc'].split(',') : [null];
+for (const a of allocs) if (a !== null && a !== 'js' && a !== 'wasm') throw new Error(`--host-alloc: expected js and/or wasm, got ${a}`);
+const nets = [];
+for (const alloc of allocs) {
+  if (alloc) setHostAllocator(alloc);
+  const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
+  if (values['col-floats']) {
+    for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
+  }
+  // Fixed inputs: MNIST-like sparse [0, 1) pixels (most zero) and labels 0..9.
+  const rng = new Rng(1);
+  const data = net.blobs.get(dataTops[0]).mutableCpuData();
+  for (let i = 0; i < data.length; i++) data[i] = rng.uniform() < 0.8 ? 0 : rng.uniform();
+  if (dataTops.length > 1) {
+    const label = net.blobs.get(dataTops[1]).mutableCpuData();
+    for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
+  }
+  const inKernelMemory = !(data.buffer instanceof ArrayBuffer);
+  nets.push({ alloc, net, tag: alloc ? ` [host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}]` : '' });
 }
-// Fixed inputs: MNIST-like sparse [0, 1) pixels (most zero) and labels 0..9.
-const rng = new Rng(1);
-const data = net.blobs.get(dataTops[0]).mutableCpuData();
-for (let i = 0; i < data.length; i++) data[i] = rng.uniform() < 0.8 ? 0 : rng.uniform();
-if (dataTops.length > 1) {
-  const label = net.blobs.get(dataTops[1]).mutableCpuData();
-  for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
-}
+if (allocs[0]) setHostAllocator(undefined);
+const net = nets[0].net;
 
 const threadCounts = values.threads.split(',').map(Number);
 const clock = values.clock ?? (threadCounts.some((t) => t > 1) ? 'wall' : 'cpu');
@@ -111,45 +128,59 @@ const ms = (x) => x.toFixed(3).padStart(9);
 const summary = [];
 for (const threads of threadCounts) {
   const got = await initThreads(threads);
-  const fwd = Array.from({ length: L }, () => []);
-  const bwd = Array.from({ length: L }, () => []);
-  const fwdTotal = [], bwdTotal = [], step = [];
+  const runs = nets.map(() => ({
+    fwd: Array.from({ length: L }, () => []), bwd: Array.from({ length: L }, () => []), fwdTotal: [], bwdTotal: [], step: [],
+  }));
   for (let it = -warmup; it < iterations; it++) {
-    const f = new Float64Array(L), b = new Float64Array(L);
-    const t0 = now();
-    for (let i = 0; i < L; i++) {
-      const s = now();
-      net.forwardFromTo(i, i);
-      f[i] = now() - s;
-    }
-    const t1 = now();
-    for (let i = L - 1; i >= 0; i--) {
-      const s = now();
-      net.backwardFromTo(i, i);
-      b[i] = now() - s;
-    }
-    const t2 = now();
-    if (it < 0) continue;
-    for (let i = 0; i < L; i++) {
-      fwd[i].push(f[i]);
-      bwd[i].push(b[i]);
-    }
-    fwdTotal.push(t1 - t0);
-    bwdTotal.push(t2 - t1);
-    step.push(t2 - t0);
+    nets.forEach(({ net }, k) => {
+      const r = runs[k];
+      const f = new Float64Array(L), b = new Float64Array(L);
+      const t0 = now();
+      for (let i = 0; i < L; i++) {
+        const s = now();
+        net.forwardFromTo(i, i);
+        f[i] = now() - s;
+      }
+      const t1 = now();
+      for (let i = L - 1; i >= 0; i--) {
+        const s = now();
+        net.backwardFromTo(i, i);
+        b[i] = now() - s;
+      }
+      const t2 = now();
+      if (it < 0) return;
+      for (let i = 0; i < L; i++) {
+        r.fwd[i].push(f[i]);
+        r.bwd[i].push(b[i]);
+      }
+      r.fwdTotal.push(t1 - t0);
+      r.bwdTotal.push(t2 - t1);
+      r.step.push(t2 - t0);
+    });
   }
 
-  console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
-    `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
-  // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
-  console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
-  for (let i = 0; i < L; i++) {
-    console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
+  nets.forEach(({ net, tag }, k) => {
+    const { fwd, bwd, fwdTotal, bwdTotal, step } = runs[k];
+    console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
+      `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
+    // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
+    console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
+    for (let i = 0; i < L; i++) {
+      console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
+    }
+    const line = `forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
+      `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`;
+    console.log(line);
+    summary.push(`threads ${got}${tag}: ${line}`);
+  });
+  if (nets.length > 1) {
+    const base = median(runs[0].step);
+    summary.push(`threads ${got}: step median ratio ${nets.slice(1).map(({ tag }, k) => `${tag.trim()} / ${nets[0].tag.trim()} = ${(median(runs[k + 1].step) / base).toFixed(3)}`).join(', ')}`);
   }
-  const line = `forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
-    `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`;
-  console.log(line);
-  summary.push(`threads ${got}: ${line}`);
 }
 if (summary.length > 1) for (const line of summary) console.log(line);
+if (allocs.includes('wasm')) {
+  const h = hostMemoryInfo().heap;
+  if (h) console.log(`kernel heap: ${(h.bytesInUse / 2 ** 20).toFixed(1)} MiB in use, ${(h.memoryBytes / 2 ** 20).toFixed(1)} MiB memory`);
+}
 console.log(`peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(1)} MiB`);
