@@ -3,27 +3,33 @@
  * shared parameters, snapshots, failures and shutdown, on a tiny net over a small LMDB.
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { defaultLayerRegistry, Layer, registerBuiltinLayers, type LayerContext } from '@caffe-ts/layers';
 import { formatKey, openDatumDb, registerDataLayers } from '@caffe-ts/io-leveldb';
 import { createMessage, encodeDatum, type Datum, type LayerParameter, type SolverParameter } from '@caffe-ts/proto';
 import { createNodeSolver } from '@caffe-ts/solver/node';
-import { createParallelSolver, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
+import { createParallelSolver, DataParallel, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
 import type { Blob } from '@caffe-ts/blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot, tempDir } from './helpers.js';
+import { tempDir } from './helpers.js';
+// The dev helper that bundles the workspace for worker threads (a child process reuses it).
+// @ts-expect-error -- a plain .mjs without type declarations
+import { devBundle } from '../../packages/solver/src/parallel/dev/bundle.mjs';
 
 const RECORDS = 64;
 const REGISTER = ['@caffe-ts/io-leveldb/register'];
 let dir: ReturnType<typeof tempDir>;
 let source: string;
 
-/** 1×3×3 records whose label (0..3) is readable from the pixels, with noise so batches differ. */
+/**
+ * 1×3×3 records whose label (0..3) is readable from the pixels, with noise so batches differ;
+ * the last pixel is the record's index (so a spy layer can tell which record it was given).
+ */
 function datum(i: number): Uint8Array {
   const label = i % 4;
-  const data = Uint8Array.from({ length: 9 }, (_, p) => (p % 4 === label ? 200 : 20) + ((i * 7 + p * 13) % 31));
+  const data = Uint8Array.from({ length: 9 }, (_, p) => (p === 8 ? i : (p % 4 === label ? 200 : 20) + ((i * 7 + p * 13) % 31)));
   return encodeDatum(createMessage<Datum>('Datum', { channels: 1, height: 3, width: 3, data, label }));
 }
 
@@ -96,49 +102,109 @@ function expectClose(a: number[], b: number[], rel = 1e-5): void {
   });
 }
 
+/** Source of a layer plugin 'Spy' (no top) that appends the record indices of each batch to spy-<thread>.txt in `dir`. */
+function spyPlugin(dir: string): string {
+  return `import { appendFileSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
+import { defaultLayerRegistry, Layer } from '@caffe-ts/layers';
+class Spy extends Layer {
+  type = 'Spy';
+  reshape() {}
+  forwardCpu(bottom) {
+    const d = bottom[0].cpuData();
+    const per = bottom[0].count() / bottom[0].shape[0];
+    const ids = [];
+    for (let n = 0; n < bottom[0].shape[0]; n++) ids.push(Math.round(d[n * per + per - 1] * 255));
+    appendFileSync(${JSON.stringify(dir)} + '/spy-' + threadId + '.txt', ids.join(',') + '\\n');
+  }
+  backwardCpu() {}
+}
+defaultLayerRegistry().register({ type: 'Spy', create: (p, ctx) => new Spy(p, ctx) }, { override: true });
+`;
+}
+
+/** A solver built with an explicit DataParallel (for its stats and replicaParams). */
+async function parallelSolver(param: SolverParameter, options: DataParallelOptions) {
+  const dp = new DataParallel({ register: REGISTER, log: false, ...options });
+  const solver = await createNodeSolver(param, { log: false, rootDir: dir.path, netFactoryAsync: dp.netFactoryAsync });
+  try {
+    await dp.attach(solver);
+  } catch (e) {
+    await solver.close();
+    throw e;
+  }
+  return { dp, solver };
+}
+
 describe('data-parallel training', () => {
-  it('2 workers × batch 4 follow 1 worker with iter_size 2 × batch 4 for 100 iterations (losses within 1e-5 relative)', async () => {
+  it('2 workers × batch 4 follow 1 worker with iter_size 2 × batch 4 for 100 iterations; shards are disjoint; replicas hold identical params', async () => {
+    const spyDir = join(dir.path, 'spy');
+    rmSync(spyDir, { recursive: true, force: true });
+    mkdirSync(spyDir);
+    const plugin = join(dir.path, 'spy-plugin.mjs');
+    writeFileSync(plugin, spyPlugin(spyDir));
+    await import(pathToFileURL(plugin).href); // rank 0's Spy (this thread)
+
     const serial = await train(solverParam(4, { iter_size: 2 }), null, 100);
-    const parallel = await train(solverParam(4), { workers: 2 }, 100);
-    expect(serial.losses[0]).toBeGreaterThan(1);
-    expect(serial.losses.at(-1)!).toBeLessThan(serial.losses[0]! / 4); // it learns
-    expectClose(parallel.losses, serial.losses);
-    parallel.params.forEach((p, i) => expectClose(p, serial.params[i]!, 1e-4));
-  });
-
-  it("split mode: 2 workers share each batch of 8 and follow the single-threaded run", async () => {
-    const serial = await train(solverParam(8), null, 30);
-    const split = await train(solverParam(8), { workers: 2, mode: 'split' }, 30);
-    expectClose(split.losses, serial.losses);
-  });
-
-  it('params live in shared memory viewed by every replica; a batch that does not split is refused', async () => {
-    const solver = await createParallelSolver(solverParam(4), { workers: 2, register: REGISTER, log: false }, { log: false, rootDir: dir.path });
+    const spy = [{ name: 'spy', type: 'Spy', bottom: ['data'] }];
+    const param = solverParam(4, {}, spy);
+    const { dp, solver } = await parallelSolver(param, { workers: 2, register: [...REGISTER, pathToFileURL(plugin).href] });
+    const losses: number[] = [];
+    solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
     try {
+      expect(dp.updateDivided).toBe(true); // the SGD update runs in shares on both ranks
       for (const b of solver.net.learnableParams) {
         expect(b.cpuData().buffer).toBeInstanceOf(SharedArrayBuffer);
         expect(b.cpuDiff().buffer).toBeInstanceOf(SharedArrayBuffer);
       }
+      await solver.step(100);
+      // The replicas' own params (read in their threads) agree exactly with rank 0's.
+      const replicas = await dp.replicaParams();
+      expect(replicas).toHaveLength(2);
+      replicas[1]!.forEach((p, i) => expect(Array.from(p)).toEqual(Array.from(replicas[0]![i]!)));
+      const stats = dp.stats();
+      expect(stats.map((r) => r.steps)).toEqual([100, 101]); // rank 1 also ran the PARAMS command
+      expect(serial.losses[0]).toBeGreaterThan(1);
+      expect(serial.losses.at(-1)!).toBeLessThan(serial.losses[0]! / 4); // it learns
+      expectClose(losses, serial.losses);
+      solver.net.learnableParams.forEach((b, i) => expectClose(Array.from(b.cpuData()), serial.params[i]!, 1e-4));
     } finally {
       await solver.close();
     }
+    // Sharding: in every epoch (64 records = 8 iterations of 2 × 4) the two ranks read disjoint
+    // halves that together cover every record once.
+    const files = readdirSync(spyDir).filter((f) => f.startsWith('spy-'));
+    expect(files).toHaveLength(2);
+    const perRank = files.map((f) => readFileSync(join(spyDir, f), 'utf8').trim().split('\n').map((l) => l.split(',').map(Number)));
+    for (const lines of perRank) expect(lines.length).toBeGreaterThanOrEqual(100);
+    for (let epoch = 0; epoch < 12; epoch++) {
+      const sets = perRank.map((lines) => new Set(lines.slice(epoch * 8, epoch * 8 + 8).flat()));
+      expect(sets[0]!.size).toBe(32);
+      expect(sets[1]!.size).toBe(32);
+      for (const id of sets[0]!) expect(sets[1]!.has(id)).toBe(false);
+      expect(new Set([...sets[0]!, ...sets[1]!]).size).toBe(RECORDS);
+    }
+  });
+
+  it('split mode: 2 workers share each batch of 8 and follow the single-threaded run; a batch that does not split is refused', async () => {
+    const serial = await train(solverParam(8), null, 30);
+    const split = await train(solverParam(8), { workers: 2, mode: 'split' }, 30);
+    expectClose(split.losses, serial.losses);
     await expect(createParallelSolver(solverParam(5), { workers: 2, mode: 'split', register: REGISTER, log: false }, { log: false, rootDir: dir.path })).rejects.toThrow(
       ParallelConfigError,
     );
   });
 
-  it('snapshot at 10 then resume with workers reproduces iterations 11..20', async () => {
+  it('snapshot at an epoch boundary, then resume with workers: iterations 9..16 are those of the uninterrupted run', async () => {
     const prefix = join(dir.path, 'snap');
-    const whole = await train(solverParam(4, { snapshot: 10, snapshot_prefix: prefix }), { workers: 2 }, 20);
-    const resumed = await train(solverParam(4), { workers: 2 }, 10, { resume: `${prefix}_iter_10.solverstate` });
-    // The data layers restart at the first record on resume (as Caffe's do), so compare against a
-    // run whose second half also starts at record 0: the same solver state, weights and data.
-    const again = await train(solverParam(4), { workers: 2 }, 10, { resume: `${prefix}_iter_10.solverstate` });
-    expectClose(resumed.losses, again.losses, 0);
-    expect(whole.losses).toHaveLength(20);
-    expectClose(resumed.params.flat(), again.params.flat(), 0);
+    // 8 iterations × 2 replicas × batch 4 = the 64 records: the resumed data layers, which restart
+    // at the first record (as Caffe's do), read what the uninterrupted run reads next.
+    const whole = await train(solverParam(4, { snapshot: 8, snapshot_prefix: prefix }), { workers: 2 }, 16);
+    const resumed = await train(solverParam(4), { workers: 2 }, 8, { resume: `${prefix}_iter_8.solverstate` });
+    expect(whole.losses).toHaveLength(16);
+    expectClose(resumed.losses, whole.losses.slice(8), 1e-6);
+    expectClose(resumed.params.flat(), whole.params.flat(), 1e-6);
   });
-
   it("a failure inside a worker is a ParallelWorkerError naming the rank and the layer", async () => {
     // The calling thread's 'Boom' passes data through; the workers load one that throws.
     class PassLayer extends Layer {
@@ -185,27 +251,27 @@ defaultLayerRegistry().register({ type: 'Boom', create: (p, ctx) => new Boom(p, 
     expect((setup as ParallelWorkerError).rank).toBe(1);
   });
 
-  it('a program that never calls close() still exits (workers do not hold the process)', () => {
-    const hooks = pathToFileURL(join(repoRoot, 'packages/solver/src/parallel/dev/ts-hooks.mjs')).href;
-    const script = join(dir.path, 'forgets-close.ts');
+  it('a program that never calls close() still exits (workers do not hold the process)', async () => {
+    // The child runs the same sources, bundled (as the workers are), so it starts without a
+    // TypeScript loader.
+    const bundle = (await devBundle()) as { url(name: string): string };
+    const script = join(dir.path, 'forgets-close.mjs');
     writeFileSync(
       script,
-      `import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
-import { registerDataLayers } from '@caffe-ts/io-leveldb';
-import { parseText } from '@caffe-ts/proto';
-import { createParallelSolver } from '@caffe-ts/solver/parallel';
+      `import { defaultLayerRegistry, registerBuiltinLayers } from ${JSON.stringify(bundle.url('layers/index'))};
+import { registerDataLayers } from ${JSON.stringify(bundle.url('io-leveldb/index'))};
+import { parseText } from ${JSON.stringify(bundle.url('proto/index'))};
+import { createParallelSolver } from ${JSON.stringify(bundle.url('parallel/index'))};
 registerBuiltinLayers(defaultLayerRegistry());
 registerDataLayers(defaultLayerRegistry());
 const param = parseText('SolverParameter', ${JSON.stringify(`base_lr: 0.1 lr_policy: "fixed" max_iter: 3 display: 0 snapshot_after_train: false net_param { layer { name: "data" type: "Data" top: "data" top: "label" data_param { source: ${JSON.stringify(source)} backend: LMDB batch_size: 4 } } layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 4 } } layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" } }`)});
-const solver = await createParallelSolver(param, { workers: 2, register: ['@caffe-ts/io-leveldb/register'], log: false }, { log: false });
+const solver = await createParallelSolver(param, { workers: 2, register: [${JSON.stringify(bundle.url('io-leveldb/register'))}], log: false }, { log: false });
 await solver.step(3);
 console.log('trained', solver.iter);
 `,
     );
-    const boot = join(dir.path, 'boot.mjs');
-    writeFileSync(boot, `import { register } from 'node:module';\nregister(${JSON.stringify(hooks)});\nawait import(${JSON.stringify(pathToFileURL(script).href)});\n`);
     const started = Date.now();
-    const r = spawnSync(process.execPath, [boot], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 30_000 });
     expect(r.stderr).not.toMatch(/Error|hang/);
     expect(r.stdout).toContain('trained 3');
     expect(r.status).toBe(0);

@@ -160,7 +160,7 @@ async function main(): Promise<void> {
     share = shareOf();
   } catch (e) {
     fail(e);
-    port.removeAllListeners('message');
+    leave();
     return;
   }
   const scalars = init.share ? new Float64Array(init.share.scalars) : null;
@@ -232,7 +232,17 @@ async function main(): Promise<void> {
   } catch {
     // Leaving anyway: the calling thread is shutting down or has already reported a failure.
   }
+  leave();
+}
+
+/**
+ * End this thread now. Left to drain, it would linger: a MessagePort stays active after the
+ * listeners are gone, and rank 0 then waits its grace period (seconds) before terminating it.
+ * Messages posted before are already queued at rank 0's end.
+ */
+function leave(): void {
   port.removeAllListeners('message');
+  process.exit(0);
 }
 
 void main();
