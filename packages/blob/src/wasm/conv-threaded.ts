@@ -5,7 +5,7 @@
 // memory (blobs of the 'wasm' host allocator) are used in place; others go in once and come back
 // once, in super-chunks that bound the staged floats. With T = 1 it is conv-wasm.ts's in-place
 // path on the calling thread.
-import { engine, Op } from './threads.js';
+import { engine, MAX_COMMANDS, Op } from './threads.js';
 import type { Blocking } from './gemm-threaded.js';
 import type { Conv2dPass } from './conv-wasm.js';
 
@@ -109,6 +109,8 @@ export function convThreaded(
     }
   }
 
+  const commandsPerBlock = (colIn ? 1 : 0) + (gemmIn ? (biasDiff ? 2 : 1) : 0) + (weightDiff ? G : 0)
+    + (gemmOut ? G + 1 : 0) + (colOut ? G + 2 : 0);
   for (let s0 = 0; s0 < num; s0 += superN) {
     const sn = Math.min(superN, num - s0);
     if (colIn && at.colIn < 0) f32.set(colIn.subarray(s0 * imgIn, (s0 + sn) * imgIn), pXin >> 2);
@@ -117,38 +119,45 @@ export function convThreaded(
     const yin = img(at.gemmIn >= 0, pYin, s0, imgOut), yout = img(at.gemmOut >= 0, pYout, s0, imgOut);
     const per = Math.ceil(sn / T);
     const parts = Math.ceil(sn / per);
-    const lists = e.lists(parts, relaxed);
-    for (let t = 0; t < parts; t++) {
-      const L = lists[t]!, ws = wsOf(t);
-      const a = t * per, b = Math.min(sn, a + per);
-      for (let n0 = a; n0 < b; n0 += nb0) {
-        const nb = Math.min(nb0, b - n0), N = nb * S;
-        if (colIn) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
-        if (gemmIn) {
-          L.call(Op.Gather, yin + 4 * n0 * imgOut, O, nb, S, ws.rows);
-          if (biasDiff) L.call(Op.Rowsum, ws.rows, O, N, ws.dB);
-        }
-        if (weightDiff) {
-          for (let q = 0; q < G; q++) {
-            L.gemm(0, 1, m, K, N, 1, ws.rows + 4 * q * m * N, N, ws.col + 4 * q * K * N, N, 1, ws.dW + 4 * q * m * K, K, ws.packA, ws.packB, ws.tile);
+    // A thread's command list has room for MAX_COMMANDS calls: a long batch (many images, many
+    // groups) runs as several jobs of at most `blocksPerJob` image blocks per thread.
+    const blocksPerThread = Math.ceil(per / nb0);
+    const blocksPerJob = Math.max(1, Math.floor(MAX_COMMANDS / commandsPerBlock));
+    for (let r0 = 0; r0 < blocksPerThread; r0 += blocksPerJob) {
+      const lists = e.lists(parts, relaxed);
+      for (let t = 0; t < parts; t++) {
+        const L = lists[t]!, ws = wsOf(t);
+        const a = t * per, b = Math.min(sn, a + per);
+        const from = a + r0 * nb0, to = Math.min(b, a + (r0 + blocksPerJob) * nb0);
+        for (let n0 = from; n0 < to; n0 += nb0) {
+          const nb = Math.min(nb0, b - n0), N = nb * S;
+          if (colIn) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
+          if (gemmIn) {
+            L.call(Op.Gather, yin + 4 * n0 * imgOut, O, nb, S, ws.rows);
+            if (biasDiff) L.call(Op.Rowsum, ws.rows, O, N, ws.dB);
           }
-        }
-        if (gemmOut) {
-          for (let q = 0; q < G; q++) {
-            L.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, ws.col + 4 * q * K * N, N, 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
+          if (weightDiff) {
+            for (let q = 0; q < G; q++) {
+              L.gemm(0, 1, m, K, N, 1, ws.rows + 4 * q * m * N, N, ws.col + 4 * q * K * N, N, 1, ws.dW + 4 * q * m * K, K, ws.packA, ws.packB, ws.tile);
+            }
           }
-          L.call(Op.Scatter, ws.rows, O, nb, S, yout + 4 * n0 * imgOut, bias ? 1 : 0, pBias);
-        }
-        if (colOut) {
-          for (let q = 0; q < G; q++) {
-            L.gemm(1, 0, K, N, m, 1, pW + 4 * q * m * K, K, ws.rows + 4 * q * m * N, N, 0, ws.col + 4 * q * K * N, N, ws.packA, ws.packB, ws.tile);
+          if (gemmOut) {
+            for (let q = 0; q < G; q++) {
+              L.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, ws.col + 4 * q * K * N, N, 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
+            }
+            L.call(Op.Scatter, ws.rows, O, nb, S, yout + 4 * n0 * imgOut, bias ? 1 : 0, pBias);
           }
-          L.call(Op.Zero, xout + 4 * n0 * imgIn, nb * imgIn);
-          L.call(Op.Col2im, ws.col, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, xout + 4 * n0 * imgIn);
+          if (colOut) {
+            for (let q = 0; q < G; q++) {
+              L.gemm(1, 0, K, N, m, 1, pW + 4 * q * m * K, K, ws.rows + 4 * q * m * N, N, 0, ws.col + 4 * q * K * N, N, ws.packA, ws.packB, ws.tile);
+            }
+            L.call(Op.Zero, xout + 4 * n0 * imgIn, nb * imgIn);
+            L.call(Op.Col2im, ws.col, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, xout + 4 * n0 * imgIn);
+          }
         }
       }
+      e.run(lists, 'convolution (threads)');
     }
-    e.run(lists, 'convolution (threads)');
     ({ f32, i32 } = e.views());
     if (gemmOut && at.gemmOut < 0) gemmOut.set(f32.subarray(pYout >> 2, (pYout >> 2) + sn * imgOut), s0 * imgOut);
     if (colOut && at.colOut < 0) colOut.set(f32.subarray(pXout >> 2, (pXout >> 2) + sn * imgIn), s0 * imgIn);

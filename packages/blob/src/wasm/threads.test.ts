@@ -83,6 +83,8 @@ describe('convolution passes on two threads', () => {
   const cases: Array<[string, Conv2dGeometry, number, number]> = [
     ['LeNet conv2-like, odd batch', { channels: 4, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 0, padW: 0, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, outChannels: 6, group: 1 }, 7, 3],
     ['padded, strided, grouped', { channels: 4, height: 9, width: 7, kernelH: 3, kernelW: 2, padH: 1, padW: 1, strideH: 2, strideW: 1, dilationH: 1, dilationW: 2, outChannels: 6, group: 2 }, 5, 64],
+    // More calls than one thread's command list holds: the pass must run as several jobs.
+    ['many one-image blocks, grouped', { channels: 4, height: 3, width: 3, kernelH: 1, kernelW: 1, padH: 0, padW: 0, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, outChannels: 4, group: 4 }, 600, 1],
   ];
   for (const relaxed of [false, true]) {
     for (const [name, g, num, chunk] of cases) {

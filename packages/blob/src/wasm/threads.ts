@@ -47,7 +47,8 @@ const REGION_BYTES = 16384;
 const REGION_WORDS = REGION_BYTES / 4;
 const HEAD = 4;
 const CMD = 17;
-const MAX_COMMANDS = Math.floor((REGION_WORDS - HEAD) / CMD);
+/** Most commands one thread's list holds in one job; longer work runs as several jobs. */
+export const MAX_COMMANDS = Math.floor((REGION_WORDS - HEAD) / CMD);
 /** Where job data starts: after the control page and every possible thread's command region. */
 export const HEAP_BASE = Math.ceil((REGION_BASE + MAX_THREADS * REGION_BYTES) / PAGE) * PAGE;
 /**
