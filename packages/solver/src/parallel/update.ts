@@ -86,6 +86,8 @@ interface SolverInternals {
 export class ShareUpdater {
   private readonly solver: SolverInternals;
   private readonly blobs: Blob[];
+  /** Plain SGD on float32 with iter_size 1: one fused pass (see applyFusedSgd), else the solver's steps. */
+  private readonly fused: { lr: number[]; decay: number[]; momentum: number; history: Float32Array[] } | null;
 
   constructor(param: SolverParameter, pieces: readonly Piece[], lrMult: readonly number[], decayMult: readonly number[], a: UpdateArenas) {
     this.blobs = pieces.map((p) => {
@@ -114,10 +116,32 @@ export class ShareUpdater {
         this.solver.history[k * pieces.length + j]!.data.setCpuData(arenaView(a.history, a.dtype, k * a.total + slot.offset + p.start, p.count));
       });
     }
+    const plainSgd =
+      Object.getPrototypeOf(solver) === SGDSolver.prototype &&
+      a.dtype === 'float32' &&
+      param.iter_size === 1 &&
+      (param.weight_decay === 0 || param.regularization_type === 'L2');
+    this.fused = plainSgd
+      ? {
+          lr: pieces.map((p) => lrMult[p.param] ?? 1),
+          decay: pieces.map((p) => param.weight_decay * (decayMult[p.param] ?? 1)),
+          momentum: param.momentum,
+          history: this.solver.history.map((h) => h.mutableCpuData() as Float32Array),
+        }
+      : null;
+  }
+
+  /** Whether this share takes the fused plain-SGD pass. */
+  get fusedSgd(): boolean {
+    return this.fused !== null;
   }
 
   /** normalize → regularize → update value → data −= step, over this share (SGDSolver.applyUpdate's loop). */
   apply(rate: number, iter: number): void {
+    if (this.fused) {
+      this.applyFusedSgd(rate);
+      return;
+    }
     const s = this.solver;
     s.iter = iter;
     for (let id = 0; id < this.blobs.length; id++) {
@@ -126,6 +150,40 @@ export class ShareUpdater {
       s.computeUpdateValue(id, rate);
     }
     for (const b of this.blobs) b.update();
+  }
+
+  /**
+   * Plain SGD's regularize → update value → data −= step (SGDSolver.regularize, sgdUpdate,
+   * Blob.update) in one pass over memory instead of three. Every intermediate is rounded to
+   * float32 where those steps store it, so the values are bit for bit the solver's own.
+   */
+  private applyFusedSgd(rate: number): void {
+    const f = this.fused!;
+    const fr = Math.fround;
+    const m = f.momentum;
+    for (let j = 0; j < this.blobs.length; j++) {
+      const b = this.blobs[j]!;
+      const w = b.mutableCpuData() as Float32Array;
+      const g = b.mutableCpuDiff() as Float32Array;
+      const h = f.history[j]!;
+      const localRate = rate * f.lr[j]!;
+      const decay = f.decay[j]!;
+      if (decay) {
+        for (let i = 0; i < g.length; i++) {
+          const step = fr(localRate * fr(g[i]! + decay * w[i]!) + m * h[i]!);
+          h[i] = step;
+          g[i] = step;
+          w[i] = w[i]! - step;
+        }
+      } else {
+        for (let i = 0; i < g.length; i++) {
+          const step = fr(localRate * g[i]! + m * h[i]!);
+          h[i] = step;
+          g[i] = step;
+          w[i] = w[i]! - step;
+        }
+      }
+    }
   }
 }
 
