@@ -2,14 +2,19 @@ import type { Backend } from '@caffe-ts/blob';
 import type { LayerKernel } from '@caffe-ts/layers';
 import { GpuDevice, type GpuDeviceStats } from './device.js';
 import { accuracyKernel } from './kernels/accuracy.js';
+import { batchNormKernel } from './kernels/batch-norm.js';
+import { concatKernel } from './kernels/concat.js';
 import { convolutionKernel } from './kernels/convolution.js';
 import { dropoutKernel } from './kernels/dropout.js';
+import { eltwiseKernel } from './kernels/eltwise.js';
 import { HOST_ONLY_TYPES, hostOnlyKernel, shareKernel } from './kernels/host.js';
 import { innerProductKernel } from './kernels/inner-product.js';
 import { inputKernel } from './kernels/input.js';
 import { lrnKernel } from './kernels/lrn.js';
+import { sigmoidKernel, tanhKernel } from './kernels/neuron.js';
 import { poolingKernel } from './kernels/pooling.js';
 import { reluKernel } from './kernels/relu.js';
+import { biasKernel, scaleKernel } from './kernels/scale.js';
 import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
 import { softmaxKernel } from './kernels/softmax.js';
 import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
@@ -54,8 +59,12 @@ export interface GpuBackend extends Backend {
 
 const KERNELS: Record<string, LayerKernel> = {
   Accuracy: accuracyKernel,
+  BatchNorm: batchNormKernel as LayerKernel,
+  Bias: biasKernel as LayerKernel,
+  Concat: concatKernel as LayerKernel,
   Convolution: convolutionKernel,
   Dropout: dropoutKernel,
+  Eltwise: eltwiseKernel as LayerKernel,
   Flatten: shareKernel,
   InnerProduct: innerProductKernel,
   Input: inputKernel,
@@ -63,9 +72,12 @@ const KERNELS: Record<string, LayerKernel> = {
   Pooling: poolingKernel as LayerKernel,
   ReLU: reluKernel,
   Reshape: shareKernel,
+  Scale: scaleKernel as LayerKernel,
+  Sigmoid: sigmoidKernel,
   Softmax: softmaxKernel,
   SoftmaxWithLoss: softmaxWithLossKernel,
   Split: splitKernel,
+  TanH: tanhKernel,
 };
 for (const type of HOST_ONLY_TYPES) KERNELS[type] = hostOnlyKernel;
 

@@ -105,6 +105,20 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     this.stats.liveBuffers++;
   }
 
+  /**
+   * Store `value` in `handle` and move the handle's previous value into `keep` instead of freeing
+   * it: a zero-copy snapshot of what an in-place kernel overwrote (Scale in place keeps its input
+   * for the scale gradient). `keep`'s own previous value is freed.
+   */
+  setKeeping(handle: GpuBuffer, value: GpuValue, keep: GpuBuffer): void {
+    if (keep.freed || handle.freed) throw new BackendError('gpu backend: setKeeping on a freed buffer');
+    if (handle === keep) throw new BackendError('gpu backend: setKeeping needs two different buffers');
+    this.release(keep.value);
+    keep.value = handle.value;
+    handle.value = value;
+    this.stats.liveBuffers++;
+  }
+
   /** Run `spec` with output length `n` and return its fresh output (caller stores or frees it). */
   run(spec: KernelSpec, n: number, args: unknown[]): GpuValue {
     this.checkSize(n, spec.name);

@@ -1,4 +1,4 @@
-import { BackendError, type Blob } from '@caffe-ts/blob';
+import { BackendError, Blob } from '@caffe-ts/blob';
 import type { Layer } from '@caffe-ts/layers';
 import type { GpuBuffer, GpuDevice, KernelSpec } from '../device.js';
 import type { GpuValue } from '../runtime.js';
@@ -33,3 +33,62 @@ export const IDIV = (a: string, b: string): string => `Math.floor((${a} + 0.5) /
 export function placeholder(dev: GpuDevice): GpuValue {
   return dev.read(dev.placeholder);
 }
+
+/** Per-layer device scratch blobs (masks, saved inputs, statistics), kept while the layer lives. */
+const scratch = new WeakMap<Layer, Map<string, Blob>>();
+
+/** The layer's scratch blob `key` holding `n` floats (made on first use, reshaped when `n` changes). */
+export function scratchBlob(layer: Layer, key: string, n: number): Blob {
+  let m = scratch.get(layer);
+  if (!m) {
+    m = new Map();
+    scratch.set(layer, m);
+  }
+  let b = m.get(key);
+  if (!b) {
+    b = new Blob([n], { dtype: 'float32', device: layer.backend.device });
+    m.set(key, b);
+  } else if (b.count() !== n) {
+    b.reshape([n]);
+  }
+  return b;
+}
+
+/** The device buffer of a scratch blob, for kernels to write. */
+export const scratchBuffer = (layer: Layer, key: string, n: number): GpuBuffer => scratchBlob(layer, key, n).mutableGpuData() as GpuBuffer;
+
+/** out[i] = X[i] (a device copy). */
+export const copySpec: KernelSpec = {
+  name: 'copy1',
+  source: `function (X, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    return X[i];
+  }`,
+};
+
+/** Kernel source: `d`, the channel of flat index `i` in an (outer, D, inner) layout. */
+export const CHANNEL_OF_I = `const ti = ${IDIV('i', 'inner')};
+    const d = ti - ${IDIV('ti', 'D')} * D;`;
+
+/**
+ * Per-channel sums over an (outer, D, inner) layout: out[d] = beta·Old[d] + Σ_{n,j} A·(B when
+ * useB) at (n·D + d)·inner + j. Bias/scale gradients and batch statistics use it.
+ */
+export const channelSumSpec = (outer: number, inner: number): KernelSpec => ({
+  name: 'chan-sum',
+  loop: outer * inner,
+  source: `function (A, B, useB, Old, beta, outer, D, inner) {
+    const d = this.thread.x;
+    if (d >= D) { return 0; }
+    let s = 0.0;
+    for (let r = 0; r < outer * inner; r++) {
+      const n = ${IDIV('r', 'inner')};
+      const j = r - n * inner;
+      const k = (n * D + d) * inner + j;
+      if (useB > 0) { s += A[k] * B[k]; } else { s += A[k]; }
+    }
+    if (beta != 0) { s += beta * Old[d]; }
+    return s;
+  }`,
+});

@@ -1,0 +1,94 @@
+import type { ConcatLayer, LayerKernel } from '@caffe-ts/layers';
+import { hasField } from '@caffe-ts/proto';
+import type { GpuBuffer } from '../device.js';
+import { dataOf, deviceOf, diffOf, placeholder, writeDiff, IDIV } from './util.js';
+
+/** Bottoms written per forward pass (a 4-branch inception module's concat takes one pass). */
+const PER_PASS = 4;
+
+/**
+ * One pass of the forward: top slab position r (of o·topSlab + r) comes from bottom k when
+ * off_k ≤ r < off_k + slab_k; other positions keep Old (earlier passes) or are 0 on the first.
+ */
+const forwardSpec = {
+  name: 'concat-fwd',
+  source: `function (Old, hasOld, X0, X1, X2, X3, o0, o1, o2, o3, s0, s1, s2, s3, topSlab, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const o = ${IDIV('i', 'topSlab')};
+    const r = i - o * topSlab;
+    if (r >= o0 && r < o0 + s0) { return X0[o * s0 + r - o0]; }
+    if (r >= o1 && r < o1 + s1) { return X1[o * s1 + r - o1]; }
+    if (r >= o2 && r < o2 + s2) { return X2[o * s2 + r - o2]; }
+    if (r >= o3 && r < o3 + s3) { return X3[o * s3 + r - o3]; }
+    if (hasOld > 0) { return Old[i]; }
+    return 0;
+  }`,
+};
+
+/** dX_k is the top diff's slab at off_k in each outer step. */
+const backwardSpec = {
+  name: 'concat-bwd',
+  source: `function (DY, off, slab, topSlab, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const o = ${IDIV('i', 'slab')};
+    return DY[o * topSlab + off + i - o * slab];
+  }`,
+};
+
+/** Slab sizes and offsets along the concat axis (the layer's own layout rules). */
+function slabs(layer: ConcatLayer, bottomShapes: readonly (readonly number[])[], topShape: readonly number[]) {
+  const cp = layer.param.concat_param;
+  const n = topShape.length;
+  // The layer's rule (its reshape has validated it): legacy concat_dim when set, else axis (default 1).
+  const raw = cp && hasField(cp, 'concat_dim') ? cp.concat_dim : (cp?.axis ?? 1);
+  const axis = raw < 0 ? raw + n : raw;
+  let inner = 1;
+  for (let j = axis + 1; j < n; j++) inner *= topShape[j]!;
+  const topSlab = topShape[axis]! * inner;
+  let off = 0;
+  const parts = bottomShapes.map((s) => {
+    const slab = s[axis]! * inner;
+    const p = { off, slab };
+    off += slab;
+    return p;
+  });
+  return { topSlab, parts };
+}
+
+/** Concat on the device; one bottom is the identity (the layer shares data and diff). */
+export const concatKernel: LayerKernel<ConcatLayer> = {
+  forward(layer, bottom, top) {
+    if (bottom.length === 1) return;
+    const dev = deviceOf(layer);
+    const t = top[0]!;
+    const { topSlab, parts } = slabs(layer, bottom.map((b) => b.shape), t.shape);
+    const ph = placeholder(dev);
+    const target = t.mutableGpuData() as GpuBuffer;
+    for (let start = 0; start < bottom.length; start += PER_PASS) {
+      const xs: unknown[] = [];
+      const offs: number[] = [];
+      const sizes: number[] = [];
+      for (let k = start; k < start + PER_PASS; k++) {
+        const b = bottom[k];
+        xs.push(b ? dataOf(dev, b) : ph);
+        offs.push(b ? parts[k]!.off : 0);
+        sizes.push(b ? parts[k]!.slab : 0);
+      }
+      const old = start > 0 ? dev.read(target) : ph;
+      dev.runInto(target, forwardSpec, [old, start > 0 ? 1 : 0, ...xs, ...offs, ...sizes, topSlab, t.count()]);
+    }
+  },
+  backward(layer, top, propagateDown, bottom) {
+    if (bottom.length === 1) return;
+    const dev = deviceOf(layer);
+    const t = top[0]!;
+    const { topSlab, parts } = slabs(layer, bottom.map((b) => b.shape), t.shape);
+    const dy = diffOf(dev, t);
+    bottom.forEach((b, k) => {
+      if (!propagateDown[k]) return;
+      writeDiff(dev, b, backwardSpec, [dy, parts[k]!.off, parts[k]!.slab, topSlab, b.count()]);
+    });
+  },
+};

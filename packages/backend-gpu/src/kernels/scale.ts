@@ -1,0 +1,96 @@
+import type { Blob } from '@caffe-ts/blob';
+import type { BiasLayer, LayerKernel, ScaleLayer } from '@caffe-ts/layers';
+import type { GpuBuffer } from '../device.js';
+import { channelSumSpec, CHANNEL_OF_I, copySpec, dataOf, deviceOf, diffOf, placeholder, scratchBuffer, writeDiff } from './util.js';
+
+/** y = x·s[d] (when hasS) + b[d] (when hasB), d the channel of an (outer, D, inner) layout. */
+const affineSpec = {
+  name: 'chan-affine',
+  source: `function (X, S, hasS, B, hasB, D, inner, count) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    ${CHANNEL_OF_I}
+    let v = X[i];
+    if (hasS > 0) { v = v * S[d]; }
+    if (hasB > 0) { v = v + B[d]; }
+    return v;
+  }`,
+};
+
+/**
+ * Write a top from its bottom by `args`' kernel. In place, the input's value is not freed but
+ * moved into the layer's 'input' scratch buffer (no copy): the scale gradient needs it.
+ */
+function writeTop(layer: ScaleLayer, bottom: Blob, top: Blob, args: unknown[]): void {
+  const dev = deviceOf(layer);
+  const handle = top.mutableGpuData() as GpuBuffer;
+  const out = dev.run(affineSpec, handle.length, args);
+  if (bottom === top) dev.setKeeping(handle, out, scratchBuffer(layer, 'input', handle.length));
+  else dev.set(handle, out);
+}
+
+/** The learned (or bottom[1]) scale, and the bias blob when bias_term. */
+const scaleOf = (layer: ScaleLayer, bottom: Blob[]): Blob => (bottom.length > 1 ? bottom[1]! : layer.blobs[0]!);
+const biasOf = (layer: ScaleLayer): Blob | null => (layer.biasParamId >= 0 ? layer.blobs[layer.biasParamId]! : null);
+
+/**
+ * Scale (+ bias): one elementwise pass forward. Backward: the bias and scale gradients are
+ * per-channel reductions (learned ones accumulate, a bottom's is overwritten), then dx = s·dy.
+ */
+export const scaleKernel: LayerKernel<ScaleLayer> = {
+  forward(layer, bottom, top) {
+    const dev = deviceOf(layer);
+    const b0 = bottom[0]!;
+    const bias = biasOf(layer);
+    const ph = placeholder(dev);
+    const args = [dataOf(dev, b0), dataOf(dev, scaleOf(layer, bottom)), 1, bias ? dataOf(dev, bias) : ph, bias ? 1 : 0, layer.scaleDim, layer.innerDim, top[0]!.count()];
+    writeTop(layer, b0, top[0]!, args);
+  },
+  backward(layer, top, propagateDown, bottom) {
+    const dev = deviceOf(layer);
+    const t = top[0]!;
+    const b0 = bottom[0]!;
+    const { outerDim, scaleDim, innerDim } = layer;
+    const n = t.count();
+    const dy = diffOf(dev, t);
+    const ph = placeholder(dev);
+    const sum = channelSumSpec(outerDim, innerDim);
+    const bias = biasOf(layer);
+    if (bias && (layer.paramPropagateDown[layer.biasParamId] ?? true)) {
+      dev.runInto(bias.mutableGpuDiff() as GpuBuffer, sum, [dy, ph, 0, diffOf(dev, bias), 1, outerDim, scaleDim, innerDim]);
+    }
+    const learned = bottom.length === 1;
+    const s = scaleOf(layer, bottom);
+    if (learned ? (layer.paramPropagateDown[0] ?? true) : propagateDown[1]) {
+      const x = b0 === t ? dev.read(scratchBuffer(layer, 'input', (t.gpuData() as GpuBuffer).length)) : dataOf(dev, b0);
+      dev.runInto(s.mutableGpuDiff() as GpuBuffer, sum, [dy, x, 1, learned ? diffOf(dev, s) : ph, learned ? 1 : 0, outerDim, scaleDim, innerDim]);
+    }
+    if (propagateDown[0]) {
+      writeDiff(dev, b0, affineSpec, [dy, dataOf(dev, s), 1, ph, 0, scaleDim, innerDim, n]);
+    }
+  },
+};
+
+/** Bias: y = x + b[d]; backward db (+)= Σ dy per channel, dx = dy (nothing to do in place). */
+export const biasKernel: LayerKernel<BiasLayer> = {
+  forward(layer, bottom, top) {
+    const dev = deviceOf(layer);
+    const b = bottom.length > 1 ? bottom[1]! : layer.blobs[0]!;
+    const ph = placeholder(dev);
+    const t = top[0]!;
+    dev.runInto(t.mutableGpuData() as GpuBuffer, affineSpec, [dataOf(dev, bottom[0]!), ph, 0, dataOf(dev, b), 1, layer.biasDim, layer.innerDim, t.count()]);
+  },
+  backward(layer, top, propagateDown, bottom) {
+    const dev = deviceOf(layer);
+    const t = top[0]!;
+    const dy = diffOf(dev, t);
+    const learned = bottom.length === 1;
+    if (learned ? (layer.paramPropagateDown[0] ?? true) : propagateDown[1]) {
+      const b = learned ? layer.blobs[0]! : bottom[1]!;
+      const ph = placeholder(dev);
+      const sum = channelSumSpec(layer.outerDim, layer.innerDim);
+      dev.runInto(b.mutableGpuDiff() as GpuBuffer, sum, [dy, ph, 0, learned ? diffOf(dev, b) : ph, learned ? 1 : 0, layer.outerDim, layer.biasDim, layer.innerDim]);
+    }
+    if (propagateDown[0] && bottom[0] !== t) writeDiff(dev, bottom[0]!, copySpec, [dy, t.count()]);
+  },
+};
