@@ -71,3 +71,4 @@ export {
   MAX_THREADS,
   type ThreadPoolInfo,
 } from './wasm/index.js';
+export { createWasmInfer, defaultWasmInfer, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';

@@ -1,0 +1,1 @@
+export declare function generateInferWat(options?: { shared?: boolean }): string;

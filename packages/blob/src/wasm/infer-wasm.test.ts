@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { INFER_GENERATED_PATH, renderInferWasm } from '../../scripts/build-infer-wasm.mjs';
+import { Blob } from '../blob.js';
+import { setHostAllocator } from '../host-memory.js';
+import { convOutputSize } from '../math/im2col.js';
+import { Rng } from '../rng.js';
+import { createWasmInfer, type DepthwiseGeometry, type WasmInfer } from './infer-wasm.js';
+import { shutdownThreads } from './threads.js';
+
+const rng = new Rng(11);
+const random = (n: number) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+};
+function kernels(): WasmInfer {
+  const k = createWasmInfer();
+  if (!k) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  return k;
+}
+const close = (got: Float32Array, want: Float64Array, tol = 1e-5) => {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  expect(worst).toBeLessThan(tol);
+};
+
+function rowdotRef(M: number, N: number, K: number, x: Float32Array, w: Float32Array, b: Float32Array | null): Float64Array {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = b ? b[n]! : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      y[m * N + n] = s;
+    }
+  }
+  return y;
+}
+
+function depthwiseRef(g: DepthwiseGeometry, num: number, x: Float32Array, w: Float32Array, b: Float32Array | null): Float64Array {
+  const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+  const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  const C = g.channels, H = g.height, W = g.width;
+  const y = new Float64Array(num * C * OH * OW);
+  for (let n = 0; n < num; n++) {
+    for (let c = 0; c < C; c++) {
+      for (let oy = 0; oy < OH; oy++) {
+        for (let ox = 0; ox < OW; ox++) {
+          let s = b ? b[c]! : 0;
+          for (let ky = 0; ky < g.kernelH; ky++) {
+            for (let kx = 0; kx < g.kernelW; kx++) {
+              const iy = oy * g.strideH - g.padH + ky * g.dilationH, ix = ox * g.strideW - g.padW + kx * g.dilationW;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+              s += w[(c * g.kernelH + ky) * g.kernelW + kx]! * x[((n * C + c) * H + iy) * W + ix]!;
+            }
+          }
+          y[((n * C + c) * OH + oy) * OW + ox] = s;
+        }
+      }
+    }
+  }
+  return y;
+}
+
+const geometry = (p: Partial<DepthwiseGeometry> & { channels: number; height: number; width: number }): DepthwiseGeometry => ({
+  kernelH: 3, kernelW: 3, padH: 1, padW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, ...p,
+});
+
+// Odd sizes reach every tail: N mod 4, K mod 4, output rows not a multiple of 4.
+const ROWDOT_CASES: [number, number, number][] = [[1, 7, 13], [1, 8, 16], [3, 5, 9], [2, 1, 1], [4, 9, 37]];
+const DEPTHWISE_CASES: [string, DepthwiseGeometry, number][] = [
+  ['3×3 pad 1 stride 1', geometry({ channels: 3, height: 7, width: 9 }), 2],
+  ['3×3 pad 1 stride 2', geometry({ channels: 4, height: 9, width: 11, strideH: 2, strideW: 2 }), 1],
+  ['3×3 no pad stride 2, even width', geometry({ channels: 2, height: 8, width: 12, padH: 0, padW: 0, strideH: 2, strideW: 2 }), 1],
+  ['stride 3 (one output at a time)', geometry({ channels: 2, height: 10, width: 13, strideH: 3, strideW: 3 }), 2],
+  ['dilation 2, pad 2', geometry({ channels: 3, height: 9, width: 10, padH: 2, padW: 2, dilationH: 2, dilationW: 2 }), 1],
+  ['5×3 kernel, uneven pads and strides', geometry({ channels: 2, height: 11, width: 9, kernelH: 5, kernelW: 3, padH: 2, padW: 0, strideH: 2, strideW: 1 }), 1],
+  ['1×1 plane', geometry({ channels: 5, height: 1, width: 1 }), 3],
+];
+
+describe('WebAssembly inference kernels', () => {
+  afterAll(async () => {
+    await shutdownThreads();
+  });
+
+  it('the generated module is in sync with scripts/infer-wat.mjs (else run node packages/blob/scripts/build-infer-wasm.mjs)', async () => {
+    expect(readFileSync(INFER_GENERATED_PATH, 'utf8') === (await renderInferWasm()), `${INFER_GENERATED_PATH} is stale`).toBe(true);
+  });
+
+  it.each(ROWDOT_CASES)('rowdot M=%i N=%i K=%i matches the definition, with and without bias', (M, N, K) => {
+    const k = kernels();
+    const x = random(M * K), w = random(N * K), b = random(N);
+    const y = new Float32Array(M * N).fill(NaN);
+    k.rowdot(M, N, K, x, w, b, y);
+    close(y, rowdotRef(M, N, K, x, w, b));
+    k.rowdot(M, N, K, x, w, null, y);
+    close(y, rowdotRef(M, N, K, x, w, null));
+  });
+
+  it.each(DEPTHWISE_CASES)('depthwise %s matches the definition', (_name, g, num) => {
+    const k = kernels();
+    const x = random(num * g.channels * g.height * g.width), w = random(g.channels * g.kernelH * g.kernelW), b = random(g.channels);
+    const want = depthwiseRef(g, num, x, w, b);
+    const y = new Float32Array(want.length).fill(NaN);
+    k.depthwise(g, num, x, w, b, y);
+    close(y, want);
+    k.depthwise(g, num, x, w, null, y);
+    close(y, depthwiseRef(g, num, x, w, null));
+  });
+
+  it('runs in place on blobs of the wasm host allocator (same results as staged copies)', () => {
+    const prev = setHostAllocator('wasm');
+    try {
+      const k = kernels();
+      const resident = (a: Float32Array) => {
+        const blob = new Blob([a.length]);
+        const d = blob.mutableCpuData() as Float32Array;
+        d.set(a);
+        return d;
+      };
+      const [M, N, K] = [2, 6, 11];
+      const x = random(M * K), w = random(N * K), b = random(N);
+      const y = resident(new Float32Array(M * N));
+      k.rowdot(M, N, K, resident(x), resident(w), resident(b), y);
+      close(y, rowdotRef(M, N, K, x, w, b));
+      const g = DEPTHWISE_CASES[1]![1];
+      const xi = random(g.channels * g.height * g.width), wi = random(g.channels * 9), bi = random(g.channels);
+      const want = depthwiseRef(g, 1, xi, wi, bi);
+      const yi = resident(new Float32Array(want.length));
+      k.depthwise(g, 1, resident(xi), resident(wi), resident(bi), yi);
+      close(yi, want);
+    } finally {
+      setHostAllocator(prev);
+    }
+  });
+
+  it('rejects bad shapes and short operands, naming them', () => {
+    const k = kernels();
+    expect(() => k.rowdot(0, 1, 1, new Float32Array(1), new Float32Array(1), null, new Float32Array(1))).toThrow(/M must be a positive integer, got 0/);
+    expect(() => k.rowdot(1, 2, 3, new Float32Array(3), new Float32Array(5), null, new Float32Array(2))).toThrow(/operands too short.*w 5/);
+    expect(() => k.depthwise(geometry({ channels: 1, height: 1, width: 1, padH: 0, padW: 0 }), 1, new Float32Array(1), new Float32Array(9), null, new Float32Array(1)))
+      .toThrow(/OH must be an integer ≥ 1/);
+  });
+});

@@ -1,0 +1,206 @@
+// Inference kernels in WebAssembly SIMD that the blocked GEMM serves badly (scripts/infer-wat.mjs):
+// - rowdot: an inner product against row-stored weights for a few input rows (InnerProduct at
+//   batch 1, where a GEMM would spend its time packing the whole weight matrix);
+// - depthwise: a 2-D convolution with one filter per channel (group = channels = outputs),
+//   which im2col + GEMM runs as one tiny GEMM per channel.
+// Operands that all live in the kernel threads' shared memory (blobs of the 'wasm' host
+// allocator, host-memory.ts) are used in place by the shared build; otherwise they are copied
+// into this module's own memory and the results copied back.
+import { MathError } from '../math/errors.js';
+import { convOutputSize } from '../math/im2col.js';
+import { decodeBase64, defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
+import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
+import { engine, type Engine } from './threads.js';
+
+interface InferExports {
+  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number): void;
+  depthwise(
+    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
+    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
+    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
+  ): void;
+}
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(deltaPages: number): number;
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+  validate(bytes: Uint8Array): boolean;
+}
+
+/** Geometry of a depthwise convolution: `channels` planes of height × width, one kernelH × kernelW filter each. */
+export interface DepthwiseGeometry {
+  channels: number;
+  height: number;
+  width: number;
+  kernelH: number;
+  kernelW: number;
+  padH: number;
+  padW: number;
+  strideH: number;
+  strideW: number;
+  dilationH: number;
+  dilationW: number;
+}
+
+export interface WasmInfer {
+  readonly name: string;
+  /**
+   * y[m, n] = Σ_k x[m, k] · w[n, k] (+ bias[n]) for x M × K, w N × K (row-major), y M × N;
+   * overwrites y. (The GEMM's transB product, summed in a different order.)
+   */
+  rowdot(M: number, N: number, K: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+  /**
+   * Depthwise convolution of `num` images [channels, height, width] with weights
+   * [channels, kernelH, kernelW] and optional bias [channels]; overwrites y [num, channels, OH, OW].
+   */
+  depthwise(g: DepthwiseGeometry, num: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+}
+
+const PAGE_BYTES = 65536;
+const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+function wasmApi(): WasmApi | null {
+  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  return api && typeof api.validate === 'function' ? api : null;
+}
+
+/** Padded scratch plane of the depthwise kernel, in bytes (as infer-wat.mjs lays it out). */
+function padBytes(g: DepthwiseGeometry): number {
+  return 4 * (g.height + 2 * g.padH) * (g.width + 2 * g.padW + 8);
+}
+
+function checkGeometry(g: DepthwiseGeometry, num: number): { OH: number; OW: number } {
+  const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+  const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  const dims = { ...g, num, OH, OW };
+  for (const [k, v] of Object.entries(dims)) {
+    const min = k === 'padH' || k === 'padW' ? 0 : 1;
+    if (!Number.isInteger(v) || v < min) throw new MathError(`wasm depthwise: ${k} must be an integer ≥ ${min}, got ${v}`);
+  }
+  return { OH, OW };
+}
+
+// The shared build's instance over an engine's memory, made once per engine.
+const sharedInstances = new WeakMap<Engine, InferExports | null>();
+function sharedExports(e: Engine): InferExports | null {
+  let ex = sharedInstances.get(e);
+  if (ex === undefined) {
+    const api = wasmApi()!;
+    const bytes = decodeBase64(INFER_WASM_SIMD_SHARED_BASE64);
+    ex = api.validate(bytes) ? (new api.Instance(new api.Module(bytes), { env: { memory: e.memory } }).exports as InferExports) : null;
+    sharedInstances.set(e, ex);
+  }
+  return ex;
+}
+
+/** The shared build and the byte offsets of `arrays` when every one of them lives in the kernel threads' memory; else null. */
+function inPlace(...arrays: (Float32Array | null)[]): { ex: InferExports; e: Engine; at: number[] } | null {
+  if (!inSharedMemory(...arrays)) return null;
+  const e = engine();
+  if (!e) return null;
+  const at = arrays.map((a) => (a ? e.offsetOf(a) : 0));
+  if (at.some((o) => o < 0)) return null;
+  const ex = sharedExports(e);
+  return ex ? { ex, e, at } : null;
+}
+
+/** A runner of the inference kernels with its own module instance and memory, or null without WebAssembly SIMD. */
+export function createWasmInfer(): WasmInfer | null {
+  const api = wasmApi();
+  if (!api) return null;
+  const bytes = decodeBase64(INFER_WASM_SIMD_BASE64);
+  if (!api.validate(bytes)) return null;
+  let ex: InferExports & { memory: WasmMemory };
+  try {
+    ex = new api.Instance(new api.Module(bytes), {}).exports as InferExports & { memory: WasmMemory };
+  } catch {
+    return null;
+  }
+  const name = 'wasm-simd';
+  const memory = ex.memory;
+  const heap = (bytes: number): Float32Array => {
+    const have = memory.buffer.byteLength;
+    if (bytes > have) {
+      try {
+        memory.grow(Math.ceil((bytes - have) / PAGE_BYTES));
+      } catch (err) {
+        throw new MathError(`${name} inference kernels: cannot grow WebAssembly memory to ${bytes} bytes (${String(err)})`);
+      }
+    }
+    return new Float32Array(memory.buffer);
+  };
+
+  function rowdot(M: number, N: number, K: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void {
+    for (const [k, v] of [['M', M], ['N', N], ['K', K]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`wasm rowdot: ${k} must be a positive integer, got ${v}`);
+    }
+    if (x.length < M * K || w.length < N * K || y.length < M * N || (bias && bias.length < N)) {
+      throw new MathError(`wasm rowdot: operands too short for M=${M} N=${N} K=${K} (x ${x.length}, w ${w.length}, y ${y.length}${bias ? `, bias ${bias.length}` : ''})`);
+    }
+    const shared = inPlace(x, w, bias, y);
+    if (shared) {
+      const [px, pw, pb, py] = shared.at as [number, number, number, number];
+      shared.ex.rowdot(px, M, K, pw, N, pb, bias ? 1 : 0, py);
+      return;
+    }
+    const pX = 0, pW = align(pX + 4 * M * K), pB = align(pW + 4 * N * K), pY = align(pB + 4 * N);
+    const f32 = heap(pY + 4 * M * N);
+    f32.set(x.subarray(0, M * K), pX >> 2);
+    f32.set(w.subarray(0, N * K), pW >> 2);
+    if (bias) f32.set(bias.subarray(0, N), pB >> 2);
+    ex.rowdot(pX, M, K, pW, N, pB, bias ? 1 : 0, pY);
+    y.set(f32.subarray(pY >> 2, (pY >> 2) + M * N));
+  }
+
+  function depthwise(g: DepthwiseGeometry, num: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void {
+    const { OH, OW } = checkGeometry(g, num);
+    const C = g.channels, inImg = C * g.height * g.width, outImg = C * OH * OW, wLen = C * g.kernelH * g.kernelW;
+    if (x.length < num * inImg || y.length < num * outImg || w.length < wLen || (bias && bias.length < C)) {
+      throw new MathError(`wasm depthwise: operands too short (x ${x.length} of ${num * inImg}, y ${y.length} of ${num * outImg}, w ${w.length} of ${wLen}${bias ? `, bias ${bias.length} of ${C}` : ''})`);
+    }
+    const run = (k: InferExports, px: number, pw: number, pb: number, py: number, pad: number) => {
+      for (let n = 0; n < num; n++) {
+        k.depthwise(
+          px + 4 * n * inImg, C, g.height, g.width, pw, g.kernelH, g.kernelW, g.strideH, g.strideW,
+          g.padH, g.padW, g.dilationH, g.dilationW, pb, bias ? 1 : 0, py + 4 * n * outImg, OH, OW, pad,
+        );
+      }
+    };
+    const shared = inPlace(x, w, bias, y);
+    if (shared) {
+      const [px, pw, pb, py] = shared.at as [number, number, number, number];
+      const pad = shared.e.scratch(padBytes(g), 'wasm depthwise').base;
+      run(shared.ex, px, pw, pb, py, pad);
+      return;
+    }
+    const pX = 0, pW = align(4 * num * inImg), pB = align(pW + 4 * wLen), pY = align(pB + 4 * C);
+    const pPad = align(pY + 4 * num * outImg);
+    const f32 = heap(pPad + padBytes(g));
+    f32.set(x.subarray(0, num * inImg), pX >> 2);
+    f32.set(w.subarray(0, wLen), pW >> 2);
+    if (bias) f32.set(bias.subarray(0, C), pB >> 2);
+    run(ex, pX, pW, pB, pY, pPad);
+    y.set(f32.subarray(pY >> 2, (pY >> 2) + num * outImg));
+  }
+
+  return { name, rowdot, depthwise };
+}
+
+const INFER_KEY = Symbol.for('caffe-ts.wasmInfer');
+
+/**
+ * The process-wide runner of the inference kernels, created on first use; null when
+ * CAFFE_TS_GEMM=js or WebAssembly SIMD is missing (layers then run their other paths).
+ */
+export function defaultWasmInfer(): WasmInfer | null {
+  const g = globalThis as Record<symbol, { infer: WasmInfer | null } | undefined>;
+  let slot = g[INFER_KEY];
+  if (!slot) {
+    slot = { infer: defaultWasmChoice() === 'js' ? null : createWasmInfer() };
+    g[INFER_KEY] = slot;
+  }
+  return slot.infer;
+}
