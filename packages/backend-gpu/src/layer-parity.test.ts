@@ -53,7 +53,7 @@ interface Case {
   name: string;
   type: string;
   props: Record<string, unknown>;
-  bottoms: { shape: number[]; fill: 'gaussian' | 'labels' | 'positive'; classes?: number }[];
+  bottoms: { shape: number[]; fill: 'gaussian' | 'labels' | 'fractional-labels' | 'positive'; classes?: number }[];
   /** Which bottoms get a gradient (default: all non-label bottoms). */
   propagate?: boolean[];
   noBackward?: boolean;
@@ -118,6 +118,20 @@ const CASES: Case[] = [
     props: { loss_param: { ignore_label: 1 }, loss_weight: [2] },
     bottoms: [{ shape: [2, 4, 3, 2], fill: 'gaussian' }, { shape: [2, 1, 3, 2], fill: 'labels', classes: 4 }],
     propagate: [true, false],
+  },
+  {
+    name: 'SoftmaxWithLoss fractional labels (truncated, as Caffe; DummyData uniform labels)',
+    type: 'SoftmaxWithLoss',
+    props: {},
+    bottoms: [{ shape: [6, 5], fill: 'gaussian' }, { shape: [6], fill: 'fractional-labels', classes: 5 }],
+    propagate: [true, false],
+  },
+  {
+    name: 'Accuracy fractional labels',
+    type: 'Accuracy',
+    props: {},
+    bottoms: [{ shape: [12, 5], fill: 'gaussian' }, { shape: [12], fill: 'fractional-labels', classes: 5 }],
+    noBackward: true,
   },
   {
     name: 'SoftmaxWithLoss normalization BATCH_SIZE',
@@ -234,7 +248,7 @@ function makeBottoms(c: Case, seed: number): Blob[] {
     const blob = new Blob(b.shape, { dtype: 'float32' });
     const d = blob.mutableCpuData();
     for (let i = 0; i < d.length; i++) {
-      d[i] = b.fill === 'labels' ? rng.int(b.classes!) : b.fill === 'positive' ? rng.uniform() + 0.1 : scale * rng.gaussian(0, 1);
+      d[i] = b.fill === 'labels' ? rng.int(b.classes!) : b.fill === 'fractional-labels' ? rng.uniform() * (b.classes! - 0.001) : b.fill === 'positive' ? rng.uniform() + 0.1 : scale * rng.gaussian(0, 1);
     }
     return blob;
   });

@@ -17,7 +17,10 @@ const accuracySpec = (positions: number, C: number) => ({
     let right = 0.0;
     let total = 0.0;
     for (let r = 0; r < outer * inner; r++) {
-      const label = L[r];
+      // Labels are truncated to integers (Caffe's static_cast<int>): DummyData's uniform labels are fractional.
+      const lraw = L[r];
+      let label = Math.floor(Math.abs(lraw));
+      if (lraw < 0) { label = -label; }
       if ((hasIgnore == 0 || label != ignore) && (perClass == 0 || label == cls)) {
         const o = ${IDIV('r', 'inner')};
         const j = r - o * inner;

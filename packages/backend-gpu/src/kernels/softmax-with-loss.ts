@@ -59,7 +59,10 @@ const lossSpec = (d: Dims) => ({
     let loss = 0.0;
     let valid = 0.0;
     for (let r = 0; r < outer * inner; r++) {
-      const label = L[r];
+      // Labels are truncated to integers (Caffe's static_cast<int>): DummyData's uniform labels are fractional.
+      const lraw = L[r];
+      let label = Math.floor(Math.abs(lraw));
+      if (lraw < 0) { label = -label; }
       if (hasIgnore == 0 || label != ignore) {
         const o = ${IDIV('r', 'inner')};
         const j = r - o * inner;
@@ -86,7 +89,9 @@ const backwardSpec = {
     const rest = i - o * C * inner;
     const c = ${IDIV('rest', 'inner')};
     const j = rest - c * inner;
-    const label = L[o * inner + j];
+    const lraw = L[o * inner + j];
+    let label = Math.floor(Math.abs(lraw));
+    if (lraw < 0) { label = -label; }
     if (hasIgnore > 0 && label == ignore) { return 0; }
     let g = P[i];
     if (c == label) { g -= 1; }
