@@ -293,8 +293,9 @@ export class Blob {
   toProto(writeDiff = false): BlobProto {
     const dbl = this.dtype === 'float64';
     const props: Record<string, unknown> = { shape: { dim: this._shape.slice() } };
-    props[dbl ? 'double_data' : 'data'] = Array.from(this.cpuData());
-    if (writeDiff) props[dbl ? 'double_diff' : 'diff'] = Array.from(this.cpuDiff());
+    // Typed copies (a snapshot, not a view): the codec writes them as packed bytes in one go.
+    props[dbl ? 'double_data' : 'data'] = this.cpuData().slice();
+    if (writeDiff) props[dbl ? 'double_diff' : 'diff'] = this.cpuDiff().slice();
     return createMessage<BlobProto>('BlobProto', props);
   }
 

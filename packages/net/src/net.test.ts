@@ -576,7 +576,7 @@ describe('weights', () => {
     const n = new Net(net(CONV(1)), opts());
     n.params.get('conv1')![1]!.mutableCpuDiff().fill(0.25);
     const proto = n.toProto(true);
-    expect(proto.layer[1]!.blobs[1]!.diff).toEqual(new Array(20).fill(0.25));
+    expect(Array.from(proto.layer[1]!.blobs[1]!.diff)).toEqual(new Array(20).fill(0.25));
     expect(n.toProto().layer[1]!.blobs[1]!.diff).toEqual([]);
   });
 
