@@ -17,5 +17,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // `caffe train` trains on every core by default (worker threads); in-process CLI tests stay on
+    // one thread unless a test asks (tests/src/parallel-cli.test.ts covers the default).
+    env: { CAFFE_TS_WORKERS: '1' },
   },
 });

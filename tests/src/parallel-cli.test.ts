@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatKey, openDatumDb } from '@caffe-ts/io-leveldb';
 import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
+import { availableCores } from '@caffe-ts/solver/parallel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caffe, tempDir } from './helpers.js';
 
@@ -32,7 +33,34 @@ layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" inc
     join(dir.path, 'solver.prototxt'),
     `net: "net.prototxt"\nbase_lr: 0.5\nlr_policy: "fixed"\nmax_iter: 12\ndisplay: 4\nrandom_seed: 1\nsnapshot: 12\nsnapshot_prefix: "tiny"\n`,
   );
+  // A train batch of 3 does not split between 2 cores; the TEST batch (2) does not matter.
+  writeFileSync(
+    join(dir.path, 'odd.prototxt'),
+    `name: "odd"
+layer { name: "data" type: "Data" top: "data" top: "label" data_param { source: "lmdb" backend: LMDB batch_size: 3 } include { phase: TRAIN } }
+layer { name: "data" type: "Data" top: "data" top: "label" data_param { source: "lmdb" backend: LMDB batch_size: 2 } include { phase: TEST } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+`,
+  );
+  writeFileSync(join(dir.path, 'odd_solver.prototxt'), `net: "odd.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 3\ndisplay: 1\nsnapshot_after_train: false\n`);
+  writeFileSync(join(dir.path, 'quiet_solver.prototxt'), `net: "net.prototxt"\nbase_lr: 0.5\nlr_policy: "fixed"\nmax_iter: 12\ndisplay: 4\nrandom_seed: 1\nsnapshot_after_train: false\n`);
 });
+
+/** Run with CAFFE_TS_WORKERS as given (undefined: unset, the CLI's own default). */
+async function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
+  const saved = process.env.CAFFE_TS_WORKERS;
+  if (value === undefined) delete process.env.CAFFE_TS_WORKERS;
+  else process.env.CAFFE_TS_WORKERS = value;
+  try {
+    return await run();
+  } finally {
+    if (saved === undefined) delete process.env.CAFFE_TS_WORKERS;
+    else process.env.CAFFE_TS_WORKERS = saved;
+  }
+}
+
+const losses = (r: { log: string[] }) => r.log.flatMap((l) => /Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)/.exec(l)?.slice(1, 3).map(Number) ?? []);
 afterAll(() => dir?.remove());
 
 describe('caffe train/test --workers', () => {
@@ -48,5 +76,38 @@ describe('caffe train/test --workers', () => {
     const lines = (r: { log: string[] }) => r.log.filter((l) => /\] (Batch \d+, |Loss: |acc = |loss = )/.test(l)).map((l) => l.replace(/^.*\] /, ''));
     expect(lines(two).length).toBeGreaterThan(6);
     expect(lines(two)).toEqual(lines(one));
+  });
+
+  it('by default trains on every core in split mode (the one-thread trajectory); CAFFE_TS_WORKERS=1 keeps one thread', async () => {
+    const dflt = await withWorkersEnv(undefined, () => caffe(['train', '--solver', 'quiet_solver.prototxt'], dir.path));
+    expect(dflt.code).toBe(0);
+    const one = await withWorkersEnv('1', () => caffe(['train', '--solver', 'quiet_solver.prototxt'], dir.path));
+    expect(one.log.join('\n')).not.toMatch(/Data-parallel training/);
+    const text = dflt.log.join('\n');
+    if (availableCores() >= 2) {
+      expect(text).toMatch(new RegExp(`Data-parallel training: ${availableCores()} replicas \\(each batch split among them\\), 1 kernel thread\\(s\\) each`));
+    } else {
+      expect(text).not.toMatch(/Data-parallel training: /);
+    }
+    // The last line (Iteration 12) is the solver's extra forward on rank 0's net alone, which holds
+    // half of each batch in split mode (as Caffe's root solver shows its own loss): left out.
+    const a = losses(dflt).slice(0, -2);
+    const b = losses(one).slice(0, -2);
+    expect(a.length).toBe(6);
+    expect(a.length).toBe(b.length);
+    a.forEach((x, i) => expect(Math.abs(x - b[i]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b[i]!))));
+  });
+
+  it('by default falls back to one thread, saying why, when the train batch does not split among the cores', async () => {
+    const r = await withWorkersEnv(undefined, () => caffe(['train', '--solver', 'odd_solver.prototxt'], dir.path));
+    expect(r.code).toBe(0);
+    expect(r.log.join('\n')).toMatch(/Iteration 3, loss = /);
+    if (availableCores() === 2) {
+      expect(r.log.join('\n')).toMatch(/Data-parallel training off \(split mode: Data layer 'data' has batch_size 3, which does not divide among 2 replicas/);
+    }
+    // Asked for explicitly, the same split is an error.
+    const strict = await caffe(['train', '--solver', 'odd_solver.prototxt', '--workers', '2', '--split_batch'], dir.path);
+    expect(strict.code).not.toBe(0);
+    expect(strict.stderr + strict.log.join('\n')).toMatch(/batch_size 3, which does not divide among 2 replicas/);
   });
 });

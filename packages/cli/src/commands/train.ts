@@ -22,7 +22,7 @@ export const trainCommand: Command = {
     const sigint = signalEffect(flags.string('sigint_effect', 'stop')!, 'sigint_effect');
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
     const stopOnNan = flags.bool('stop_on_nan');
-    const parallel = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'));
+    const parallel = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
     const backend = await backendFromFlags(flags);
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
@@ -108,17 +108,29 @@ export function cliWorkerPlugins(): string[] {
 /**
  * --workers N: N replicas, each reading batch_size records (Caffe's -gpu semantics: N × batch per
  * iteration); with --split_batch they share each batch instead (the single-worker trajectory).
- * --workers auto: split replicas on every core (chooseParallelism). Unset or 1: no workers.
+ * --workers auto, the default: split replicas on every core (chooseParallelism), the same
+ * trajectory as one thread up to float summation order; where the net cannot be divided (a batch
+ * that does not split among the cores, a data layer that does not shard, one core) it trains on
+ * one thread with every core for the kernels, and says why. --workers 1: no workers. The
+ * CAFFE_TS_WORKERS environment variable (N, auto or 1) replaces the default.
  */
-function parallelFromFlags(value: string | undefined, split: boolean): DataParallelOptions | undefined {
+export function parallelFromFlags(value: string | undefined, split: boolean, env?: string): DataParallelOptions | undefined {
   if (value === undefined) {
     if (split) throw new UsageError('--split_batch needs --workers N');
-    return undefined;
+    const fromEnv = env?.trim();
+    if (fromEnv) {
+      try {
+        return parallelFromFlags(fromEnv, false);
+      } catch (e) {
+        throw new UsageError(`CAFFE_TS_WORKERS='${env}': ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    value = 'auto';
   }
   const register = cliWorkerPlugins();
   if (value === 'auto') {
     const plan = chooseParallelism();
-    return plan.workers > 1 ? { ...plan, register } : undefined;
+    return plan.workers > 1 ? { ...plan, register, optional: true } : undefined;
   }
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--workers expects a positive integer or 'auto', got '${value}'`);

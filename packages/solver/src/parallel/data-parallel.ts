@@ -20,7 +20,7 @@
  *   computed on N cores.
  */
 import { logger, type Blob, type DType, type FloatArray } from '@caffe-ts/blob';
-import { Net } from '@caffe-ts/net';
+import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
@@ -51,6 +51,12 @@ export interface DataParallelOptions {
   log?: boolean;
   /** Also measure each thread's CPU time per step (see DataParallel.stats; Linux only). */
   profile?: boolean;
+  /**
+   * When the train net cannot be divided (a batch that does not split, a data layer that does not
+   * shard, a single replica), train on the calling thread alone instead of failing: `active` is
+   * then false and `inactiveReason` says why (the default mix of `caffe train`).
+   */
+  optional?: boolean;
 }
 
 /** Where one rank's time went since attach (DataParallel.stats). */
@@ -90,14 +96,16 @@ function cloneNetParameter(param: NetParameter): NetParameter {
 
 /**
  * A copy of `param` whose data layers read batch_size / n records each ('split' mode). Every
- * data layer's batch must divide by n.
+ * data layer's batch must divide by n; with `state`, only the layers a net in that state keeps
+ * (a TEST-only data layer's batch does not matter to the train net).
  */
-export function splitBatchNetParameter(param: NetParameter, n: number): NetParameter {
+export function splitBatchNetParameter(param: NetParameter, n: number, state?: NetStateLike): NetParameter {
   if (param.layers.length > 0) {
     throw new ParallelConfigError(`split mode needs a net in the current format ('layer'), not the V1 'layers' of net '${param.name}'`);
   }
   const out = cloneNetParameter(param);
   for (const lp of out.layer) {
+    if (state && !layerIncluded(lp, state)) continue;
     const field = BATCH_FIELDS[lp.type];
     const sub = field ? ((lp as unknown as Record<string, { batch_size: number } | null>)[field] ?? null) : null;
     if (!sub) continue;
@@ -135,6 +143,8 @@ export class DataParallel implements GradientComputer {
   private frozen: { from: FloatArray; to: FloatArray }[] = [];
   private dtype: DType = 'float32';
   private readonly profile: boolean;
+  private readonly optional: boolean;
+  private off: string | null = null;
   /** Rank 0's share of the reduction ([from, to) of the arena) and of the update. */
   private share: { from: number; to: number; updater: ShareUpdater | null; scalars: Float64Array } | undefined;
   /** Set when this iteration's update ran divided among the ranks (the solver's own loop then skips). */
@@ -154,6 +164,18 @@ export class DataParallel implements GradientComputer {
     this.register = [...(options.register ?? [])];
     this.log = options.log === false ? { info: () => {}, warn: () => {}, error: () => {} } : logger('parallel.cpp');
     this.profile = options.profile ?? false;
+    this.optional = options.optional ?? false;
+    if (n === 1) this.off = 'one replica';
+  }
+
+  /** Whether the workers run (false when `optional` and the net could not be divided, or workers is 1). */
+  get active(): boolean {
+    return this.off === null;
+  }
+
+  /** Why the run stays on the calling thread (null when active). */
+  get inactiveReason(): string | null {
+    return this.off;
   }
 
   /**
@@ -162,13 +184,37 @@ export class DataParallel implements GradientComputer {
    */
   readonly netFactoryAsync = async (param: NetParameter, options: NetBuildOptions): Promise<Net> => {
     if (this.trainPlan) return Net.create(param, options);
-    const mine = this.mode === 'split' ? splitBatchNetParameter(param, this.workers) : param;
+    if (this.off !== null) return this.buildAlone(param, options);
+    let mine = param;
+    try {
+      if (this.mode === 'split') mine = splitBatchNetParameter(param, this.workers, options);
+    } catch (e) {
+      if (!this.optional || !(e instanceof ParallelConfigError)) throw e;
+      this.off = e.message;
+      return this.buildAlone(param, options);
+    }
     this.trainPlan = { binary: encodeBinary('NetParameter', mine), options };
-    const net = await Net.create(mine, { ...options, ...(this.workers > 1 ? { shard: { index: 0, count: this.workers } } : {}) });
+    const net = await Net.create(mine, { ...options, shard: { index: 0, count: this.workers } });
     this.trainNet = net;
-    this.checkShards(net);
+    try {
+      this.checkShards(net);
+    } catch (e) {
+      await net.close();
+      if (!this.optional || !(e instanceof ParallelConfigError)) throw e;
+      this.off = e.message;
+      this.trainPlan = undefined;
+      return this.buildAlone(param, options);
+    }
     return net;
   };
+
+  /** The whole train net on this thread (no workers). */
+  private async buildAlone(param: NetParameter, options: NetBuildOptions): Promise<Net> {
+    const net = await Net.create(param, options);
+    this.trainPlan = { binary: new Uint8Array(0), options };
+    this.trainNet = net;
+    return net;
+  }
 
   private checkShards(net: Net): void {
     if (this.workers === 1) return;
@@ -188,6 +234,11 @@ export class DataParallel implements GradientComputer {
       throw new ParallelConfigError('DataParallel.attach: build the solver with this DataParallel\'s netFactoryAsync (its train net is rank 0\'s replica)');
     }
     if (this.pool) throw new ParallelError('DataParallel.attach: already attached');
+    if (this.off !== null) {
+      // Kernel threads keep their default (every core) for the single replica.
+      if (this.optional && this.workers > 1) this.log.info(`Data-parallel training off (${this.off}): training on this thread`);
+      return;
+    }
     await applyKernelThreads(this.kernelThreads);
     const net = solver.net;
     const dtype = net.dtype;
