@@ -346,6 +346,11 @@ export class Net {
 
     this.pruneBackward();
     if (param.force_backward) this.forceBackward();
+    // Layers that keep data only for their own backward (a `backwardNeeded` flag, e.g. Scale's
+    // copy of an in-place bottom) skip that work where this net never runs their backward.
+    this.layers.forEach((layer, i) => {
+      if (!this.layerNeedBackward[i] && 'backwardNeeded' in layer) (layer as { backwardNeeded: boolean }).backwardNeeded = false;
+    });
 
     for (const name of [...available].sort(compareBytes)) {
       log.info(`This network produces output ${name}`);

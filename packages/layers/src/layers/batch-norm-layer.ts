@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import type { Blob, FloatArray } from '@caffe-ts/blob';
 import { createMessage, hasField, Phase, type BatchNormParameter, type LayerParameter, type ParamSpec } from '@caffe-ts/proto';
 import { Layer, type BlobCounts, type LayerContext } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -94,7 +94,9 @@ export class BatchNormLayer extends Layer {
       this.mean = new Float64Array(this.channels);
       this.std = new Float64Array(this.channels);
     }
-    if (this.xNorm.length !== b0.count()) this.xNorm = new Float64Array(b0.count());
+    // Only the batch-statistics path keeps x − μ (global statistics run in one pass).
+    const need = this.useGlobalStats ? 0 : b0.count();
+    if (this.xNorm.length !== need) this.xNorm = new Float64Array(need);
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
@@ -108,25 +110,18 @@ export class BatchNormLayer extends Layer {
     const { mean, std, xNorm } = this;
     const variance = new Float64Array(C);
     if (this.useGlobalStats) {
-      const s = this.blobs[2]!.cpuData()[0]!;
-      const factor = s === 0 ? 0 : 1 / s;
-      const m = this.blobs[0]!.cpuData();
-      const v = this.blobs[1]!.cpuData();
-      for (let c = 0; c < C; c++) {
-        mean[c] = factor * m[c]!;
-        variance[c] = factor * v[c]!;
-      }
-    } else {
-      mean.fill(0);
-      for (let i = 0, k = 0; i < num; i++) {
-        for (let c = 0; c < C; c++) {
-          let acc = 0;
-          for (let j = 0; j < spatial; j++, k++) acc += x[k]!;
-          mean[c] += acc;
-        }
-      }
-      for (let c = 0; c < C; c++) mean[c] /= n;
+      this.forwardGlobal(x, y, num, spatial);
+      return;
     }
+    mean.fill(0);
+    for (let i = 0, k = 0; i < num; i++) {
+      for (let c = 0; c < C; c++) {
+        let acc = 0;
+        for (let j = 0; j < spatial; j++, k++) acc += x[k]!;
+        mean[c] += acc;
+      }
+    }
+    for (let c = 0; c < C; c++) mean[c] /= n;
     // xNorm holds x − μ for now (y may be x itself, in place).
     for (let i = 0, k = 0; i < num; i++) {
       for (let c = 0; c < C; c++) {
@@ -134,7 +129,7 @@ export class BatchNormLayer extends Layer {
         for (let j = 0; j < spatial; j++, k++) xNorm[k] = x[k]! - mu;
       }
     }
-    if (!this.useGlobalStats) {
+    {
       // var(X) = E((X − EX)²), the biased estimate.
       for (let i = 0, k = 0; i < num; i++) {
         for (let c = 0; c < C; c++) {
@@ -166,6 +161,31 @@ export class BatchNormLayer extends Layer {
           // Keep what the top holds (rounded to its dtype), as Caffe caches the top.
           xNorm[k] = y[k]!;
         }
+      }
+    }
+  }
+
+  /**
+   * The global-statistics forward in one pass, y = (x − μ)/√(σ² + eps): the same arithmetic as
+   * the general path (in float64, rounded once on store) without its x − μ buffer, which only
+   * the batch-statistics backward reads.
+   */
+  private forwardGlobal(x: FloatArray, y: FloatArray, num: number, spatial: number): void {
+    const C = this.channels;
+    const { mean, std } = this;
+    const s = this.blobs[2]!.cpuData()[0]!;
+    const factor = s === 0 ? 0 : 1 / s;
+    const m = this.blobs[0]!.cpuData();
+    const v = this.blobs[1]!.cpuData();
+    for (let c = 0; c < C; c++) {
+      mean[c] = factor * m[c]!;
+      std[c] = Math.sqrt(factor * v[c]! + this.eps);
+    }
+    for (let i = 0, k = 0; i < num; i++) {
+      for (let c = 0; c < C; c++) {
+        const mu = mean[c]!, sd = std[c]!;
+        const end = k + spatial;
+        for (; k < end; k++) y[k] = (x[k]! - mu) / sd;
       }
     }
   }

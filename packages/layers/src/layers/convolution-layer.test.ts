@@ -1,4 +1,4 @@
-import { Blob, defaultWasmConv2d, Rng, type FloatArray } from '@caffe-ts/blob';
+import { Blob, defaultWasmConv2d, defaultWasmInfer, Rng, type FloatArray } from '@caffe-ts/blob';
 import { parseText, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
@@ -377,6 +377,60 @@ describe('ConvolutionLayer', () => {
       it(`grouped, no bias, ${dtype}`, () =>
         compare({ num_output: 4, kernel_size: [2], group: 2, stride: [2], bias_term: false, ...filler }, [3, 4, 5, 5], dtype));
     }
+  });
+
+  describe('depthwise (group = channels = num_output) runs a direct kernel', () => {
+    const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
+    /** The float32 layer (direct kernel) against the same layer forced onto the per-image N-d path. */
+    const compare = (p: Props, shape: number[]) => {
+      const run = (extra: Props) => {
+        const layer = conv({ ...p, ...filler, ...extra }, 'float32');
+        const bottom = makeBlob(shape, { dtype: 'float32', rng: new Rng(9) });
+        const top = new Blob([], { dtype: 'float32' });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        return { layer, top: Array.from(top.cpuData()), shape: top.shape };
+      };
+      const fast = run({}), ref = run({ force_nd_im2col: true });
+      expect(fast.shape).toEqual(ref.shape);
+      for (let i = 0; i < ref.top.length; i++) expect(Math.abs(fast.top[i]! - ref.top[i]!)).toBeLessThanOrEqual(2e-5 * Math.max(1, Math.abs(ref.top[i]!)));
+      return fast.layer;
+    };
+    it('is the path float32 takes (CAFFE_TS_GEMM unset), and backward still runs', () => {
+      const k = defaultWasmInfer();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(k).toBeNull();
+        return;
+      }
+      const depthwise = k!.depthwise;
+      let calls = 0;
+      k!.depthwise = (...args) => {
+        calls++;
+        depthwise(...args);
+      };
+      try {
+        const layer = compare({ num_output: 3, kernel_size: [3], pad: [1], group: 3 }, [2, 3, 6, 7]);
+        expect(calls).toBe(1);
+        // Not depthwise: group below the channel count, or a channel multiplier.
+        compare({ num_output: 4, kernel_size: [3], group: 2 }, [1, 4, 5, 5]);
+        compare({ num_output: 6, kernel_size: [3], group: 3 }, [1, 3, 5, 5]);
+        expect(calls).toBe(1);
+        const bottom = makeBlob([2, 3, 6, 7], { dtype: 'float32', rng: new Rng(9) });
+        const top = new Blob([], { dtype: 'float32' });
+        layer.reshape([bottom], [top]);
+        layer.forward([bottom], [top]);
+        top.mutableCpuDiff().fill(1);
+        layer.backward([top], [true], [bottom]);
+        expect(Array.from(layer.blobs[1]!.cpuDiff())).toEqual([84, 84, 84]);
+      } finally {
+        k!.depthwise = depthwise;
+      }
+    });
+    it('stride 2, odd plane (MobileNet\'s downsampling layers)', () => compare({ num_output: 4, kernel_size: [3], pad: [1], stride: [2], group: 4 }, [1, 4, 9, 11]));
+    it('no padding, stride 1, wide rows', () => compare({ num_output: 2, kernel_size: [3], group: 2 }, [1, 2, 5, 13]));
+    it('stride 3, dilation 2, non-square kernel, no bias, 3 images', () =>
+      compare({ num_output: 3, kernel_h: 3, kernel_w: 2, pad_h: 2, pad_w: 1, stride: [3], dilation: [2], group: 3, bias_term: false }, [3, 3, 10, 9]));
+    it('uneven strides and pads', () => compare({ num_output: 2, kernel_size: [5], pad_h: 2, pad_w: 0, stride_h: 2, stride_w: 1, group: 2 }, [1, 2, 11, 9]));
   });
 
   describe('gradient (float64, Caffe (1e-2, 1e-3) exhaustive)', () => {

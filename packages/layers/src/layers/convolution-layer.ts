@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
 
@@ -29,6 +29,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < bottom.length; i++) {
       const bottomData = bottom[i]!.cpuData();
       const topData = top[i]!.mutableCpuData();
+      if (this.forwardDepthwise(bottomData, weight, topData, bias)) continue;
       if (this.batched) {
         this.forwardBatched(bottomData, weight, topData, bias);
         continue;
@@ -39,6 +40,35 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
         if (bias) this.forwardCpuBias(out, bias);
       }
     }
+  }
+
+  /**
+   * A depthwise convolution (2-D, one filter per channel: group = channels = num_output, as in
+   * MobileNet) runs as a direct WebAssembly kernel (defaultWasmInfer's depthwise) instead of a
+   * tiny GEMM per channel. Returns false where it does not apply (other shapes, float64, no
+   * WebAssembly SIMD, CAFFE_TS_GEMM=js): the general path runs.
+   */
+  private forwardDepthwise(x: FloatArray, weight: FloatArray, y: FloatArray, bias: FloatArray | null): boolean {
+    if (
+      !this.batched || this.group === 1 || this.group !== this.channels || this.numOutput !== this.channels ||
+      !(y instanceof Float32Array)
+    ) {
+      return false;
+    }
+    const k = defaultWasmInfer();
+    if (!k) return false;
+    const [channels, height, width] = this.convInputShape as [number, number, number];
+    k.depthwise(
+      {
+        channels, height, width,
+        kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
+        padH: this.pad[0]!, padW: this.pad[1]!,
+        strideH: this.stride[0]!, strideW: this.stride[1]!,
+        dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
+      },
+      this.num, x as Float32Array, weight as Float32Array, bias as Float32Array | null, y,
+    );
+    return true;
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {

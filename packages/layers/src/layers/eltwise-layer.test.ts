@@ -79,4 +79,21 @@ describe('Eltwise', () => {
       "Eltwise layer 'e': Eltwise Layer takes at least 2 bottom blob(s) as input (got 1).",
     );
   });
+
+  it('SUMs two, three and four bottoms in float64 and rounds once, also in place on a bottom', () => {
+    const d = makeBlob([4], { filler: [0.25, 1, -3, 8] });
+    expect(forward({}, [a, b])).toEqual([3, 3, 2, 1]);
+    expect(forward({ eltwise_param: { coeff: [2, 1, -1, 0.5] } }, [a, b, c, d])).toEqual([5.125, 1.5, -0.5, 3.5]);
+    // float32 bottoms: 1e8 + 1 − 1e8 is 1 in float64, 0 if rounded after each add.
+    const f32 = (v: number[]) => makeBlob([v.length], { dtype: 'float32', filler: v });
+    for (const n of [2, 3, 5]) {
+      const bottoms = [f32([1e8]), f32([1]), f32([-1e8]), f32([0]), f32([0])].slice(0, n);
+      if (n === 2) bottoms[1] = f32([-1e8 + 1]);
+      const layer = createLayer(eltwiseLayerDef, {}, { dtype: 'float32' });
+      // In place on the first bottom: each element is read before it is written.
+      layer.setUp(bottoms, [bottoms[0]!]);
+      layer.forward(bottoms, [bottoms[0]!]);
+      expect(blobValues(bottoms[0]!)).toEqual([n === 2 ? 0 : 1]);
+    }
+  });
 });

@@ -22,6 +22,8 @@ export class EltwiseLayer extends Layer {
   private stableProdGrad = true;
   /** For MAX: which bottom gave each top element. */
   private maxIdx = new Int32Array(0);
+  /** SUM of more than three bottoms: the float64 running sum, kept between calls. */
+  private sumScratch = new Float64Array(0);
 
   override layerSetUp(bottom: Blob[], _top: Blob[]): void {
     const ep = this.param.eltwise_param;
@@ -64,13 +66,26 @@ export class EltwiseLayer extends Layer {
         break;
       }
       case EltwiseOp.SUM: {
-        // Accumulate in a scratch array so a top aliasing a bottom still reads its input.
-        const acc = new Float64Array(n);
-        xs.forEach((x, k) => {
-          const c = this.coeffs[k]!;
-          for (let i = 0; i < n; i++) acc[i]! += c * x[i]!;
-        });
-        y.set(acc);
+        // Σ c_k·x_k in float64, rounded once on store. Two or three bottoms go in one sweep, each
+        // element read before it is written (safe when the top aliases a bottom); more
+        // accumulate in a kept scratch array.
+        const c = this.coeffs;
+        if (xs.length === 2) {
+          const a = xs[0]!, b = xs[1]!, c0 = c[0]!, c1 = c[1]!;
+          for (let i = 0; i < n; i++) y[i] = 0 + c0 * a[i]! + c1 * b[i]!;
+        } else if (xs.length === 3) {
+          const a = xs[0]!, b = xs[1]!, d = xs[2]!, c0 = c[0]!, c1 = c[1]!, c2 = c[2]!;
+          for (let i = 0; i < n; i++) y[i] = 0 + c0 * a[i]! + c1 * b[i]! + c2 * d[i]!;
+        } else {
+          if (this.sumScratch.length < n) this.sumScratch = new Float64Array(n);
+          const acc = this.sumScratch;
+          acc.fill(0, 0, n);
+          for (let k = 0; k < xs.length; k++) {
+            const x = xs[k]!, ck = c[k]!;
+            for (let i = 0; i < n; i++) acc[i] = acc[i]! + ck * x[i]!;
+          }
+          for (let i = 0; i < n; i++) y[i] = acc[i]!;
+        }
         break;
       }
       case EltwiseOp.MAX: {

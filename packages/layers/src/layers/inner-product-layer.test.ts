@@ -1,8 +1,8 @@
-import { Blob, Rng } from '@caffe-ts/blob';
+import { Blob, defaultWasmInfer, Rng } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
-import { InnerProductLayer, innerProductLayerDef } from './inner-product-layer.js';
+import { InnerProductLayer, innerProductLayerDef, ROWDOT_MAX_ROWS } from './inner-product-layer.js';
 
 type Props = Record<string, unknown>;
 
@@ -173,6 +173,43 @@ describe('InnerProductLayer', () => {
       expect(() => layer.setUp([makeBlob([1, 6])], [f64()])).toThrow(
         "InnerProduct layer 'fc1': Incorrect weight shape: expected shape 6 2 (12); instead, shape was 2 6 (12)",
       );
+    });
+  });
+
+  describe('float32 at few rows (the dot-product kernel)', () => {
+    // Row counts around ROWDOT_MAX_ROWS, output counts with and without a multiple of 4, K odd.
+    for (const [M, N, K, bias, transpose] of [
+      [1, 7, 13, true, false], [3, 8, 21, false, false], [ROWDOT_MAX_ROWS, 5, 9, true, false],
+      [ROWDOT_MAX_ROWS + 1, 6, 10, true, false], [2, 5, 7, true, true],
+    ] as [number, number, number, boolean, boolean][]) {
+      it(`M=${M} N=${N} K=${K}${bias ? '' : ', no bias'}${transpose ? ', transposed' : ''} matches the definition`, () => {
+        const layer = ip({ num_output: N, bias_term: bias, transpose, ...uniformFillers }, 'float32');
+        const bottom = makeBlob([M, K], { dtype: 'float32', rng: new Rng(5) });
+        const top = forward(layer, bottom);
+        const want = reference(bottom.cpuData(), layer.blobs[0]!.cpuData(), bias ? layer.blobs[1]!.cpuData() : null, M, N, K, transpose);
+        expectClose(top.cpuData(), want, 1e-5 * K);
+      });
+    }
+    it('is the path float32 takes (CAFFE_TS_GEMM unset)', () => {
+      const k = defaultWasmInfer();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(k).toBeNull();
+        return;
+      }
+      const rowdot = k!.rowdot;
+      let calls = 0;
+      k!.rowdot = (...args) => {
+        calls++;
+        rowdot(...args);
+      };
+      try {
+        forward(ip({ num_output: 3, ...uniformFillers }, 'float32'), makeBlob([2, 5], { dtype: 'float32' }));
+        forward(ip({ num_output: 3, ...uniformFillers }, 'float32'), makeBlob([ROWDOT_MAX_ROWS + 1, 5], { dtype: 'float32' }));
+        forward(ip({ num_output: 3, ...uniformFillers }), makeBlob([2, 5]));
+      } finally {
+        k!.rowdot = rowdot;
+      }
+      expect(calls).toBe(1);
     });
   });
 });

@@ -1,4 +1,4 @@
-import { fillBlob, gemm, type Blob } from '@caffe-ts/blob';
+import { defaultWasmInfer, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
 import { createMessage, type InnerProductParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -79,6 +79,15 @@ export class InnerProductLayer extends Layer {
     const x = bottom[0]!.cpuData();
     const y = top[0]!.mutableCpuData();
     const w = this.blobs[0]!.cpuData();
+    if (!this.transpose && this.M <= ROWDOT_MAX_ROWS && y instanceof Float32Array) {
+      // A few input rows (inference at small batch): the weights stream through a dot-product
+      // kernel once, bias added there, instead of being packed whole for a GEMM.
+      const k = defaultWasmInfer();
+      if (k) {
+        k.rowdot(this.M, this.N, this.K, x as Float32Array, w as Float32Array, this.biasTerm ? (this.blobs[1]!.cpuData() as Float32Array) : null, y);
+        return;
+      }
+    }
     gemm(false, !this.transpose, this.M, this.N, this.K, 1, x, w, 0, y);
     if (this.biasTerm) {
       const b = this.blobs[1]!.cpuData();
@@ -119,6 +128,12 @@ export class InnerProductLayer extends Layer {
   }
 }
 
+
+/**
+ * Most input rows (M) for which the forward runs the dot-product kernel (defaultWasmInfer's
+ * rowdot) rather than the GEMM.
+ */
+export const ROWDOT_MAX_ROWS = 12;
 
 function shapeString(shape: readonly number[]): string {
   return `${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`;

@@ -206,4 +206,32 @@ describe('Scale', () => {
       "Scale layer 'scale1': dimension mismatch between bottom[0]->shape(1) and scale->shape(0) (3 vs 4; bottom[0] 2 3 2 3 (36), scale 4 (4))",
     );
   });
+
+  it('adds the bias in the scaling sweep with the two-step rounding (float32), in place', () => {
+    const props = { filler: { type: 'uniform', min: 0.3, max: 3 }, bias_term: true, bias_filler: { type: 'uniform', min: -1, max: 1 } };
+    const layer = createLayer<ScaleLayer>(scaleLayerDef, { name: 's', scale_param: { axis: 1, num_axes: 1, ...props } }, { dtype: 'float32', rng: new Rng(3) });
+    const x = makeBlob([2, 3, 4, 5], { dtype: 'float32', filler: 'uniform', min: -5, max: 5, rng: new Rng(8) });
+    const before = Float32Array.from(x.cpuData());
+    layer.setUp([x], [x]);
+    layer.forward([x], [x]);
+    const s = layer.blobs[0]!.cpuData(), b = layer.blobs[1]!.cpuData();
+    const got = x.cpuData();
+    for (let k = 0; k < before.length; k++) {
+      const c = Math.floor(k / 20) % 3;
+      expect(got[k]).toBe(Math.fround(Math.fround(s[c]! * before[k]!) + b[c]!));
+    }
+  });
+
+  it('keeps no bottom copy in place when backwardNeeded is false, and then refuses the scale gradient', () => {
+    const layer = scale({ axis: 1, num_axes: 1 });
+    const x = uniform(SHAPE);
+    layer.setUp([x], [x]);
+    layer.backwardNeeded = false;
+    layer.forward([x], [x]);
+    x.mutableCpuDiff().fill(1);
+    expect(() => layer.backward([x], [true], [x])).toThrow(/scale gradient needs the bottom of the last in-place forward/);
+    layer.backwardNeeded = true;
+    layer.forward([x], [x]);
+    expect(() => layer.backward([x], [true], [x])).not.toThrow();
+  });
 });

@@ -29,6 +29,12 @@ export class ScaleLayer extends Layer {
   biasParamId = -1;
   /** The bottom's data before an in-place forward overwrote it. */
   private bottomCopy: FloatArray | null = null;
+  /**
+   * Whether backward may run: a Net clears it for layers it never runs backward through (e.g.
+   * every layer of a deploy net without a loss), and an in-place forward then keeps no copy of
+   * its bottom (a whole extra pass over the data, for a gradient nobody asks for).
+   */
+  backwardNeeded = true;
 
   private get scaleParam(): ScaleParameter {
     return this.param.scale_param ?? createMessage<ScaleParameter>('ScaleParameter', {});
@@ -112,20 +118,39 @@ export class ScaleLayer extends Layer {
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
     const x = bottom[0]!.cpuData();
     if (bottom[0] === top[0]) {
-      if (!this.bottomCopy || this.bottomCopy.length !== x.length) this.bottomCopy = x.slice();
-      else this.bottomCopy.set(x);
+      if (this.backwardNeeded) {
+        if (!this.bottomCopy || this.bottomCopy.length !== x.length) this.bottomCopy = x.slice();
+        else this.bottomCopy.set(x);
+      } else {
+        this.bottomCopy = null;
+      }
     }
     const s = (bottom.length > 1 ? bottom[1]! : this.blobs[0]!).cpuData();
     const y = top[0]!.mutableCpuData();
     const { outerDim, scaleDim, innerDim } = this;
+    const bl = this.biasLayer;
+    // The bias spans the scale's axes, so it is added in the same sweep (one pass over the data
+    // instead of two) when the internal Bias layer agrees on the broadcast.
+    const fuseBias = bl !== null && bl.outerDim === outerDim && bl.biasDim === scaleDim && bl.innerDim === innerDim;
+    const b = fuseBias ? this.blobs[this.biasParamId]!.cpuData() : null;
     let k = 0;
     for (let n = 0; n < outerDim; n++) {
       for (let d = 0; d < scaleDim; d++) {
         const f = s[d]!;
-        for (let i = 0; i < innerDim; i++, k++) y[k] = f * x[k]!;
+        const end = k + innerDim;
+        if (!b) {
+          for (; k < end; k++) y[k] = f * x[k]!;
+        } else if (y instanceof Float32Array) {
+          // Rounded after the product, as the two-step form (scale, then add) stores it.
+          const v = b[d]!;
+          for (; k < end; k++) y[k] = Math.fround(f * x[k]!) + v;
+        } else {
+          const v = b[d]!;
+          for (; k < end; k++) y[k] = f * x[k]! + v;
+        }
       }
     }
-    this.biasLayer?.forward([top[0]!], [top[0]!]);
+    if (bl && !fuseBias) bl.forward([top[0]!], [top[0]!]);
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
@@ -139,7 +164,8 @@ export class ScaleLayer extends Layer {
     const { outerDim, scaleDim, innerDim } = this;
     if (learned ? (this.paramPropagateDown[0] ?? true) : propagateDown[1]) {
       const dy = t.cpuDiff();
-      const x = bottom[0] === t ? this.bottomCopy! : bottom[0]!.cpuData();
+      const x = bottom[0] === t ? this.bottomCopy : bottom[0]!.cpuData();
+      if (!x) this.fail('the scale gradient needs the bottom of the last in-place forward, which was not kept (backwardNeeded was false)');
       const ds = scaleBlob.mutableCpuDiff();
       // A learned scale accumulates its diff (Caffe overwrites it in some shape cases); a bottom's is overwritten.
       if (!learned) ds.fill(0);

@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+// Per-layer forward times of the zoo's deploy nets at inference (TEST phase), from the built
+// packages, with the same reproducible random weights and inputs as the peer comparison:
+//
+//   pnpm build && node bench/src/profile-inference.mjs [--models caffenet,googlenet,...]
+//       [--batch 1] [--iterations 10] [--warmup 2] [--top 12] [--by-type]
+//       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu]
+//
+// For each model: the median whole-forward ms, then the `--top` slowest layers (median and
+// minimum ms, share of the total, type and top shape) and, with --by-type, the sum per layer
+// type. --clock cpu (the default with 1 thread) times this process's CPU use, which leaves out
+// the time a loaded machine deschedules it. CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd picks
+// the float32 GEMM as elsewhere.
+import v8 from 'node:v8';
+import { parseArgs } from 'node:util';
+
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+const blob = await import('@caffe-ts/blob');
+const { defaultLayerRegistry } = await import('@caffe-ts/layers');
+await import('@caffe-ts/layers/register');
+const { Net } = await import('@caffe-ts/net');
+const { rowNetParameter, ROWS } = await import('./peers/rows.mjs');
+const { fillRandomParams } = await import('./peers/net-spec.mjs');
+
+const { values } = parseArgs({
+  options: {
+    models: { type: 'string', default: 'caffenet-b1,caffenet-b10,googlenet,resnet50,squeezenet,mobilenet_v2' },
+    iterations: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '2' },
+    top: { type: 'string', default: '12' },
+    'by-type': { type: 'boolean', default: false },
+    threads: { type: 'string', default: '1' },
+    'host-alloc': { type: 'string' },
+    clock: { type: 'string' },
+  },
+});
+const threads = Number(values.threads);
+const clock = values.clock ?? (threads > 1 ? 'wall' : 'cpu');
+const now = clock === 'cpu'
+  ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }
+  : () => performance.now();
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+if (values['host-alloc']) blob.setHostAllocator(values['host-alloc']);
+await blob.initThreads(threads);
+
+const iterations = Number(values.iterations), warmup = Number(values.warmup), top = Number(values.top);
+const ids = values.models.split(',').map((m) => (ROWS.some((r) => r.id === m) ? m : m === 'caffenet' ? 'caffenet-b1' : m));
+for (const id of ids) {
+  const row = ROWS.find((r) => r.id === id && r.kind === 'infer');
+  if (!row) throw new Error(`unknown inference row ${id} (rows: ${ROWS.filter((r) => r.kind === 'infer').map((r) => r.id).join(', ')})`);
+  const { param, phase } = await rowNetParameter(row);
+  const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, name: row.id });
+  const rng = new blob.Rng(20240601);
+  fillRandomParams(net, rng);
+  for (const name of net.inputBlobNames) {
+    const d = net.blobs.get(name).mutableCpuData();
+    for (let i = 0; i < d.length; i++) d[i] = 2 * rng.uniform() - 1;
+  }
+  const L = net.layers.length;
+  const per = Array.from({ length: L }, () => []);
+  const totals = [];
+  for (let it = -warmup; it < iterations; it++) {
+    const t0 = now();
+    const f = new Float64Array(L);
+    for (let i = 0; i < L; i++) {
+      const s = now();
+      net.forwardFromTo(i, i);
+      f[i] = now() - s;
+    }
+    const total = now() - t0;
+    if (it < 0) continue;
+    totals.push(total);
+    for (let i = 0; i < L; i++) per[i].push(f[i]);
+  }
+  const total = median(totals);
+  console.log(`\n${row.label} (${id}): forward median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
+  const rowsOut = net.layers.map((layer, i) => ({
+    name: net.layerNames[i], type: layer.param.type, med: median(per[i]), min: Math.min(...per[i]),
+    shape: net.topVecs?.[i]?.[0]?.shapeString?.() ?? net.blobs.get(layer.param.top[0])?.shapeString() ?? '',
+  }));
+  const sorted = [...rowsOut].sort((a, b) => b.med - a.med).slice(0, top);
+  for (const r of sorted) {
+    console.log(`  ${r.name.padEnd(28)} ${r.type.padEnd(14)} ${r.med.toFixed(2).padStart(9)} ms  min ${r.min.toFixed(2).padStart(8)}  ${((100 * r.med) / total).toFixed(1).padStart(5)}%  ${r.shape}`);
+  }
+  if (values['by-type']) {
+    const byType = new Map();
+    for (const r of rowsOut) byType.set(r.type, (byType.get(r.type) ?? 0) + r.med);
+    console.log('  by type: ' + [...byType].sort((a, b) => b[1] - a[1]).map(([t, v]) => `${t} ${v.toFixed(1)}`).join(', '));
+  }
+}
+await blob.shutdownThreads?.();
