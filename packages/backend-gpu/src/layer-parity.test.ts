@@ -33,7 +33,7 @@ export const TOLERANCES: Record<string, Tolerance> = {
   Flatten: { abs: 0, rel: 0, why: 'shares memory' },
   InnerProduct: { abs: 1e-4, rel: 1e-4, why: `${SUM_ORDER} (K up to 2500)` },
   LRN: { abs: 1e-4, rel: 1e-4, why: 'pow() of a window sum' },
-  Pooling: { abs: 1e-5, rel: 1e-5, why: 'MAX exact; AVE a sum of up to 25 values' },
+  Pooling: { abs: 1e-5, rel: 1e-5, why: 'MAX exact; AVE a sum of up to 49 values' },
   ReLU: { abs: 0, rel: 0, why: 'select and one multiply: exact' },
   Reshape: { abs: 0, rel: 0, why: 'shares memory' },
   Scale: { abs: 1e-5, rel: 1e-5, why: 'one multiply-add; gradients sum up to 60 values' },
