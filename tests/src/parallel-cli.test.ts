@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { formatKey, openDatumDb } from '@caffe-ts/io-leveldb';
 import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
 import { availableCores } from '@caffe-ts/solver/parallel';
+import { readNpy, writeNpy } from '@caffe-ts/zoo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caffe, tempDir } from './helpers.js';
 
@@ -109,5 +110,38 @@ describe('caffe train/test --workers', () => {
     const strict = await caffe(['train', '--solver', 'odd_solver.prototxt', '--workers', '2', '--split_batch'], dir.path);
     expect(strict.code).not.toBe(0);
     expect(strict.stderr + strict.log.join('\n')).toMatch(/batch_size 3, which does not divide among 2 replicas/);
+  });
+
+  it('caffe forward --workers 3 divides the rows of the inputs among replicas; outputs are those of one worker', async () => {
+    writeFileSync(
+      join(dir.path, 'deploy.prototxt'),
+      `name: "deploy"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }
+layer { name: "total" type: "Reduction" bottom: "prob" top: "total" reduction_param { axis: 0 } }
+`,
+    );
+    const rows = 11;
+    writeNpy(join(dir.path, 'x.npy'), { shape: [rows, 4], data: Float32Array.from({ length: rows * 4 }, (_, i) => Math.sin(i * 0.7) * 3) });
+    // Trained weights, so that every replica must load the same ones.
+    const weights = 'tiny_iter_12.caffemodel';
+    const args = (out: string, workers: string) =>
+      ['forward', '--model', 'deploy.prototxt', '--weights', weights, '--input', 'data=x.npy', '--blobs', 'ip,prob', '--output', out, '--workers', workers];
+    const one = await caffe(args('out1', '1'), dir.path);
+    const three = await caffe(args('out3', '3'), dir.path);
+    expect(one.code).toBe(0);
+    expect(three.stderr).toBe('');
+    expect(three.code).toBe(0);
+    for (const blob of ['ip', 'prob']) {
+      const a = readNpy(join(dir.path, 'out1', `${blob}.npy`));
+      const b = readNpy(join(dir.path, 'out3', `${blob}.npy`));
+      expect(b.shape).toEqual([rows, 2]);
+      expect(Array.from(b.data)).toEqual(Array.from(a.data));
+    }
+    // A blob without the rows on axis 0 cannot be put back together: refused, naming it.
+    const bad = await caffe(args('out4', '2').map((a) => (a === 'ip,prob' ? 'total' : a)), dir.path);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr + bad.log.join('\n')).toMatch(/blob 'total' has shape .*whose first axis is not the \d+ input rows/);
   });
 });

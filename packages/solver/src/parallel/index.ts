@@ -20,6 +20,8 @@ export {
 export { ParallelError, ParallelConfigError, ParallelWorkerError, availableCores } from './pool.js';
 export { applyKernelThreads } from './replica.js';
 export { chooseParallelism, type ParallelPlan } from './plan.js';
+export { parallelForward, type ParallelForwardOptions, type ForwardArray } from './forward.js';
+export { type RankStats } from './data-parallel.js';
 
 async function withParallel(
   parallel: DataParallelOptions,

@@ -157,7 +157,7 @@ export class WorkerPool {
     } else {
       let byRank = this.results.get(m.type);
       if (!byRank) this.results.set(m.type, (byRank = new Map()));
-      byRank.set(m.rank, m.type === 'test-result' ? m.batches : m.type === 'params' ? m.params : m);
+      byRank.set(m.rank, m.type === 'test-result' ? m.batches : m.type === 'params' ? m.params : m.type === 'forward-result' ? m.blobs : m);
     }
   }
 

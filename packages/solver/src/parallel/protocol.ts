@@ -35,6 +35,8 @@ export const CMD = {
   REDUCE: 5,
   /** Apply the solver's update over this rank's share (rate and iter in the scalars). */
   UPDATE: 6,
+  /** Inference on this rank's rows of the inputs (WorkerInit.forward); posts 'forward-result'. */
+  FORWARD: 7,
 } as const;
 
 /** One learnable param (Net.learnableParams order) in the flat arenas. */
@@ -51,7 +53,7 @@ export interface ParamSlot {
 
 /** The data a worker is started with (structured-cloned once, at start-up). */
 export interface WorkerInit {
-  kind: 'train' | 'test';
+  kind: 'train' | 'test' | 'forward';
   rank: number;
   count: number;
   /** The train (or test) NetParameter, binary-encoded after the plugins are registered. */
@@ -83,8 +85,25 @@ export interface WorkerInit {
   slots: ParamSlot[];
   /** Training: what the worker needs to reduce and update its share (update.ts); null for inference. */
   share: ShareInit | null;
+  /** `caffe forward`: the inputs and this rank's rows of them. */
+  forward?: ForwardJob;
   /** The working directory of the calling process (paths in nets resolve against it). */
   cwd: string;
+}
+
+/** Inputs in shared memory (whole arrays, batch on axis 0) and the rows [from, to) one rank runs. */
+export interface ForwardJob {
+  inputs: { name: string; shape: number[]; data: SharedArrayBuffer }[];
+  blobs: string[];
+  from: number;
+  to: number;
+}
+
+/** A blob of a forward result (its rows of the batch). */
+export interface ForwardBlob {
+  name: string;
+  shape: number[];
+  data: Float32Array | Float64Array;
 }
 
 /** See WorkerInit.share. */
@@ -131,7 +150,8 @@ export type WorkerMessage =
   | { type: 'ready'; rank: number; paramCounts: number[]; canUpdate: boolean }
   | { type: 'error'; rank: number; error: SerializedError }
   | { type: 'test-result'; rank: number; batches: { index: number; loss: number; outputs: number[] }[] }
-  | { type: 'params'; rank: number; params: Float32Array[] | Float64Array[] };
+  | { type: 'params'; rank: number; params: Float32Array[] | Float64Array[] }
+  | { type: 'forward-result'; rank: number; blobs: ForwardBlob[] };
 
 export interface SerializedError {
   name: string;

@@ -10,8 +10,9 @@ import { allocArray, getBackend, setLogEnabled, setRandomSeed, type FloatArray }
 import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { decodeBinary, type NetParameter, type SolverParameter } from '@caffe-ts/proto';
-import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type ForwardBlob, type ForwardJob, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { arenaShare, paramShare, reduceRange, ShareUpdater } from './update.js';
+import { runForwardRows } from './forward.js';
 import { applyKernelThreads, arenaArray, arenaView, runLayers, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
@@ -150,6 +151,12 @@ function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null 
   return { reduce: () => reduceRange(diffs, scale, from, to), updater };
 }
 
+function forward(net: Net, job: ForwardJob): void {
+  const blobs: ForwardBlob[] = runForwardRows(net, job);
+  // The result arrays are fresh copies: transferred, not cloned.
+  port.postMessage({ type: 'forward-result', rank: init.rank, blobs } satisfies WorkerMessage, blobs.map((b) => b.data.buffer as ArrayBuffer));
+}
+
 async function main(): Promise<void> {
   let net: Net;
   let frozen: { mine: FloatArray; shared: FloatArray }[];
@@ -200,6 +207,11 @@ async function main(): Promise<void> {
       if (cmd === CMD.STEP) {
         during = 'step';
         await step(net, frozen);
+      } else if (cmd === CMD.FORWARD) {
+        during = 'forward';
+        if (!init.forward) throw new Error('no forward job for this replica');
+        await net.prepare();
+        forward(net, init.forward);
       } else if (cmd === CMD.PARAMS) {
         during = 'params';
         const params = net.learnableParams.map((b) => b.cpuData().slice());
