@@ -10,8 +10,8 @@ import { defaultLayerRegistry, Layer, registerBuiltinLayers, type LayerContext }
 import { formatKey, openDatumDb, registerDataLayers } from '@caffe-ts/io-leveldb';
 import { createMessage, encodeDatum, type Datum, type LayerParameter, type SolverParameter } from '@caffe-ts/proto';
 import { createNodeSolver } from '@caffe-ts/solver/node';
-import { createParallelSolver, DataParallel, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
-import type { Blob } from '@caffe-ts/blob';
+import { availableCores, createParallelSolver, DataParallel, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
+import { getNumThreads, type Blob } from '@caffe-ts/blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 // The dev helper that bundles the workspace for worker threads (a child process reuses it).
@@ -153,6 +153,12 @@ describe('data-parallel training', () => {
     solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
     try {
       expect(dp.updateDivided).toBe(true); // the SGD update runs in shares on both ranks
+      // 2 replicas on the cores: each replica's kernels use cores / 2 threads (at least 1), and a
+      // replica with 1 never starts a kernel worker.
+      const k = Math.max(1, Math.floor(availableCores() / 2));
+      expect(dp.kernelThreads).toBe(k);
+      expect(getNumThreads()).toBe(k);
+      expect(dp.workerKernelThreads).toEqual([{ requested: k, started: k === 1 ? 0 : expect.any(Number) }]);
       for (const b of solver.net.learnableParams) {
         expect(b.cpuData().buffer).toBeInstanceOf(SharedArrayBuffer);
         expect(b.cpuDiff().buffer).toBeInstanceOf(SharedArrayBuffer);

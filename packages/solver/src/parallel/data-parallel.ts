@@ -145,6 +145,9 @@ export class DataParallel implements GradientComputer {
   private readonly profile: boolean;
   private readonly optional: boolean;
   private off: string | null = null;
+  private replicaKernels: { requested: number; started: number }[] = [];
+  /** The calling thread's kernel-thread count before attach (restored by close). */
+  private kernelsBefore: number | undefined;
   /** Rank 0's share of the reduction ([from, to) of the arena) and of the update. */
   private share: { from: number; to: number; updater: ShareUpdater | null; scalars: Float64Array } | undefined;
   /** Set when this iteration's update ran divided among the ranks (the solver's own loop then skips). */
@@ -239,7 +242,7 @@ export class DataParallel implements GradientComputer {
       if (this.optional && this.workers > 1) this.log.info(`Data-parallel training off (${this.off}): training on this thread`);
       return;
     }
-    await applyKernelThreads(this.kernelThreads);
+    this.kernelsBefore = await applyKernelThreads(this.kernelThreads);
     const net = solver.net;
     const dtype = net.dtype;
     this.dtype = dtype;
@@ -326,7 +329,8 @@ export class DataParallel implements GradientComputer {
         share: { solver: solverBinary, diffs: diffBuffers, history, scalars, lrMult, decayMult, total },
         cwd: process.cwd(),
       }));
-      const ready = await pool.takeResults<{ canUpdate: boolean }>('ready');
+      const ready = await pool.takeResults<{ canUpdate: boolean; kernelThreads: { requested: number; started: number } }>('ready');
+      this.replicaKernels = [...ready.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r.kernelThreads);
       if (updater && [...ready.values()].every((r) => r.canUpdate)) this.divideUpdate(solver);
     } catch (e) {
       await pool.close();
@@ -469,8 +473,17 @@ export class DataParallel implements GradientComputer {
     return [mine, ...Array.from({ length: this.workers - 1 }, (_, i) => theirs.get(i + 1)!)];
   }
 
+  /** Each worker replica's kernel threads as it reported them after building its net (ranks 1..N-1). */
+  get workerKernelThreads(): readonly { requested: number; started: number }[] {
+    return this.replicaKernels;
+  }
+
   async close(): Promise<void> {
     await this.pool?.close();
+    if (this.kernelsBefore !== undefined) {
+      await applyKernelThreads(this.kernelsBefore);
+      this.kernelsBefore = undefined;
+    }
   }
 }
 
@@ -509,7 +522,7 @@ export async function parallelTest(options: ParallelTestOptions): Promise<BatchR
   const n = options.workers;
   if (!Number.isInteger(n) || n < 1) throw new ParallelConfigError(`workers must be an integer >= 1 (got ${n})`);
   const kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
-  await applyKernelThreads(kernelThreads);
+  const kernelsBefore = await applyKernelThreads(kernelThreads);
   const dtype = net.dtype;
   const slots: ParamSlot[] = [];
   let total = 0;
@@ -575,6 +588,7 @@ export async function parallelTest(options: ParallelTestOptions): Promise<BatchR
     return all.sort((a, b) => a.index - b.index);
   } finally {
     await pool.close();
+    await applyKernelThreads(kernelsBefore);
   }
 }
 

@@ -97,7 +97,7 @@ export async function parallelForward(options: ParallelForwardOptions): Promise<
   if (n === 1) return assemble([runForwardRows(net, job(0))], wanted);
 
   const kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
-  await applyKernelThreads(kernelThreads);
+  const kernelsBefore = await applyKernelThreads(kernelThreads);
   const slots: ParamSlot[] = [];
   let total = 0;
   for (const blob of net.learnableParams) {
@@ -153,6 +153,7 @@ export async function parallelForward(options: ParallelForwardOptions): Promise<
     return assemble([mine!, ...Array.from({ length: n - 1 }, (_, i) => theirs.get(i + 1)!)], wanted);
   } finally {
     await pool.close();
+    await applyKernelThreads(kernelsBefore);
   }
 }
 

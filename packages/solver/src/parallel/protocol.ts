@@ -66,7 +66,7 @@ export interface WorkerInit {
   backend: string;
   /** Module specifiers or URLs imported before the net is built (layer plugins). */
   register: string[];
-  /** Intra-op kernel threads for this replica (blob's setNumThreads, where it exists). */
+  /** Intra-op kernel threads for this replica (blob's setNumThreads, before the net is built). */
   kernelThreads: number;
   /** Global seed (random_seed) or -1. */
   seed: number;
@@ -147,7 +147,7 @@ export interface TestJob {
 
 /** Messages a worker posts (rare: set-up, errors, inference results; never per training step). */
 export type WorkerMessage =
-  | { type: 'ready'; rank: number; paramCounts: number[]; canUpdate: boolean }
+  | { type: 'ready'; rank: number; paramCounts: number[]; canUpdate: boolean; kernelThreads: { requested: number; started: number } }
   | { type: 'error'; rank: number; error: SerializedError }
   | { type: 'test-result'; rank: number; batches: { index: number; loss: number; outputs: number[] }[] }
   | { type: 'params'; rank: number; params: Float32Array[] | Float64Array[] }

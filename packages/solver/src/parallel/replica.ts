@@ -1,6 +1,6 @@
 /* Helpers both sides of a data-parallel run use on their replica of the net. */
 import { readFileSync } from 'node:fs';
-import type { DType, FloatArray } from '@caffe-ts/blob';
+import { getNumThreads, setNumThreads, type DType, type FloatArray } from '@caffe-ts/blob';
 import type { Net } from '@caffe-ts/net';
 
 /** A typed view of `count` elements at element `offset` of a shared arena. */
@@ -53,20 +53,15 @@ export function leadingSourceLayers(net: Net): number {
   return n;
 }
 
-interface ThreadsApi {
-  setNumThreads?: (n: number) => unknown;
-}
-
 /**
- * Give this thread's CPU kernels `n` intra-op threads where @caffe-ts/blob offers a
- * `setNumThreads` (otherwise kernels are single-threaded and there is nothing to set).
- * Returns whether the setting was applied.
+ * Give this thread's CPU kernels `n` threads (the calling thread included; @caffe-ts/blob's
+ * setNumThreads). Each replica calls it before building its net, so with 1 no kernel worker is
+ * ever started, and replicas × kernel threads stays within the cores. Returns the previous count.
  */
-export async function applyKernelThreads(n: number): Promise<boolean> {
-  const blob = (await import('@caffe-ts/blob')) as ThreadsApi;
-  if (typeof blob.setNumThreads !== 'function') return false;
-  blob.setNumThreads(n);
-  return true;
+export async function applyKernelThreads(n: number): Promise<number> {
+  const previous = getNumThreads();
+  setNumThreads(n);
+  return previous;
 }
 
 type WaitAsyncResult = { async: false; value: string } | { async: true; value: Promise<string> };

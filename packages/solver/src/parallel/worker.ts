@@ -6,7 +6,7 @@
  * then waits on the control word for commands. Nothing is posted per iteration.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { allocArray, getBackend, setLogEnabled, setRandomSeed, type FloatArray } from '@caffe-ts/blob';
+import { allocArray, getBackend, setLogEnabled, setRandomSeed, threadPoolInfo, type FloatArray } from '@caffe-ts/blob';
 import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { decodeBinary, type NetParameter, type SolverParameter } from '@caffe-ts/proto';
@@ -175,7 +175,14 @@ async function main(): Promise<void> {
   // every worker is ready, and that command must not be mistaken for the current state.
   let seen = Atomics.load(ctrl, CTRL.SEQ);
   let idleSince = performance.now();
-  post({ type: 'ready', rank: init.rank, paramCounts: net.learnableParams.map((p) => p.count()), canUpdate: share?.updater != null });
+  const pool = threadPoolInfo();
+  post({
+    type: 'ready',
+    rank: init.rank,
+    paramCounts: net.learnableParams.map((p) => p.count()),
+    canUpdate: share?.updater != null,
+    kernelThreads: { requested: pool.requested, started: pool.started },
+  });
   Atomics.add(ctrl, CTRL.READY, 1);
   Atomics.notify(ctrl, CTRL.READY);
   for (;;) {
