@@ -147,6 +147,12 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     this.set(handle, out);
   }
 
+  /** Drop a buffer's value (it reads as zeros again) without freeing the buffer itself. */
+  clear(handle: GpuBuffer): void {
+    this.release(handle.value);
+    handle.value = null;
+  }
+
   /** Free a value that was never stored in a buffer (a temporary). */
   release(value: GpuValue | null): void {
     if (value === null) return;

@@ -343,6 +343,36 @@ for (const { mode, skip } of testModes()) {
       });
     }
 
+    it('Scale in place keeps its input only when its backward can run (backwardNeeded), as the CPU layer', () => {
+      const backend = backendFor(mode);
+      const layer = createLayer('Scale', { name: 's', scale_param: { bias_term: true } }, { dtype: 'float32', backend }) as Layer & { backwardNeeded: boolean };
+      const x = new Blob([2, 3], { dtype: 'float32', device: backend.device });
+      x.mutableCpuData().set([1, 2, 3, 4, 5, 6]);
+      layer.setUp([x], [x]);
+      layer.blobs[0]!.mutableCpuData().set([2, 3, 4]);
+      layer.blobs[1]!.mutableCpuData().set([1, 1, 1]);
+      const live = () => backend.stats().liveBuffers;
+      layer.forward([x], [x]);
+      const keeping = live();
+      layer.backwardNeeded = false;
+      layer.forward([x], [x]);
+      // Neither this input nor the one kept by the forward before stays on the device.
+      expect(live()).toBe(keeping - 1);
+      x.mutableCpuData().set([1, 2, 3, 4, 5, 6]);
+      layer.forward([x], [x]);
+      expect(live()).toBe(keeping - 1);
+      expect(Array.from(x.cpuData())).toEqual([3, 7, 13, 9, 16, 25]);
+      x.mutableCpuDiff().fill(1);
+      expect(() => layer.backward([x], [true], [x])).toThrow(/Scale layer 's': the scale gradient needs the bottom of the last in-place forward/);
+      layer.backwardNeeded = true;
+      x.mutableCpuData().set([1, 2, 3, 4, 5, 6]);
+      layer.forward([x], [x]);
+      x.mutableCpuDiff().fill(1);
+      layer.blobs[0]!.mutableCpuDiff().fill(0);
+      layer.backward([x], [true], [x]);
+      expect(Array.from(layer.blobs[0]!.cpuDiff())).toEqual([5, 7, 9]);
+    });
+
     it('runs a ReLU in place (top shares the bottom)', () => {
       const backend = backendFor(mode);
       const layer = createLayer('ReLU', { name: 'r' }, { dtype: 'float32', backend });

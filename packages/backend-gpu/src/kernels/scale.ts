@@ -1,5 +1,5 @@
 import type { Blob } from '@caffe-ts/blob';
-import type { BiasLayer, LayerKernel, ScaleLayer } from '@caffe-ts/layers';
+import { LayerError, type BiasLayer, type LayerKernel, type ScaleLayer } from '@caffe-ts/layers';
 import type { GpuBuffer } from '../device.js';
 import { channelSumSpec, CHANNEL_OF_I, copySpec, dataOf, deviceOf, diffOf, placeholder, scratchBuffer, writeDiff } from './util.js';
 
@@ -17,16 +17,26 @@ const affineSpec = {
   }`,
 };
 
+/** Layers whose last in-place forward kept its input (in the 'input' scratch buffer). */
+const keptInput = new WeakSet<ScaleLayer>();
+
 /**
  * Write a top from its bottom by `args`' kernel. In place, the input's value is not freed but
- * moved into the layer's 'input' scratch buffer (no copy): the scale gradient needs it.
+ * moved into the layer's 'input' scratch buffer (no copy), since the scale gradient needs it;
+ * unless the net never runs this layer's backward (`backwardNeeded` false, as the CPU layer).
  */
 function writeTop(layer: ScaleLayer, bottom: Blob, top: Blob, args: unknown[]): void {
   const dev = deviceOf(layer);
   const handle = top.mutableGpuData() as GpuBuffer;
   const out = dev.run(affineSpec, handle.length, args);
-  if (bottom === top) dev.setKeeping(handle, out, scratchBuffer(layer, 'input', handle.length));
-  else dev.set(handle, out);
+  if (bottom === top && layer.backwardNeeded) {
+    dev.setKeeping(handle, out, scratchBuffer(layer, 'input', handle.length));
+    keptInput.add(layer);
+  } else {
+    dev.set(handle, out);
+    // Let go of an input kept by an earlier forward.
+    if (keptInput.delete(layer)) dev.clear(scratchBuffer(layer, 'input', handle.length));
+  }
 }
 
 /** The learned (or bottom[1]) scale, and the bias blob when bias_term. */
@@ -62,6 +72,9 @@ export const scaleKernel: LayerKernel<ScaleLayer> = {
     const learned = bottom.length === 1;
     const s = scaleOf(layer, bottom);
     if (learned ? (layer.paramPropagateDown[0] ?? true) : propagateDown[1]) {
+      if (b0 === t && !keptInput.has(layer)) {
+        throw new LayerError(`Scale layer '${layer.name}': the scale gradient needs the bottom of the last in-place forward, which was not kept (backwardNeeded was false)`);
+      }
       const x = b0 === t ? dev.read(scratchBuffer(layer, 'input', (t.gpuData() as GpuBuffer).length)) : dataOf(dev, b0);
       dev.runInto(s.mutableGpuDiff() as GpuBuffer, sum, [dy, x, 1, learned ? diffOf(dev, s) : ph, learned ? 1 : 0, outerDim, scaleDim, innerDim]);
     }
