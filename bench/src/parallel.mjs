@@ -227,7 +227,7 @@ async function throughputTable(model, makeParam, batch) {
   }
   const base = built[0];
   console.log(`\n${model} (batch ${batch}): median over ${rounds} rounds`);
-  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}   per step (ms): rank compute/wait …, reduce, between`);
+  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}   per step, ms (wall, then CPU with --profile)`);
   for (const e of built) {
     const ratio = median(e.ips.map((x, i) => x / base.ips[i]));
     let detail = '';
@@ -245,9 +245,20 @@ async function throughputTable(model, makeParam, batch) {
       detail = `step ${wall.toFixed(1)}: compute ${ranks.join(' ')}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, update ${update.toFixed(1)}`;
     }
     if (values.profile) {
-      const cols = [0, 1, 2].map((i) => median(e.split.map((x) => x[i])).toFixed(1));
-      detail += `${detail ? '; ' : ''}CPU/step main ${cols[0]} workers ${cols[1]} other ${cols[2]}`;
+      const cols = [0, 1, 2].map((i) => median(e.split.map((x) => x[i])));
+      detail += `${detail ? '; ' : ''}CPU/step main ${cols[0].toFixed(1)} workers ${cols[1].toFixed(1)} other ${cols[2].toFixed(1)}`;
+      // What an idle machine would give if each thread's CPU time were its wall time and the
+      // threads overlapped fully (an upper bound; barrier waits come on top): images per CPU-bound step.
+      const perThread =
+        e.mix.workers > 1
+          ? Math.max(cols[0], cols[1] / (e.mix.workers - 1))
+          : e.mix.kernelThreads > 1
+            ? Math.max(cols[0], cols[2] / (e.mix.kernelThreads - 1))
+            : cols[0] + cols[2];
+      const images = e.mix.mode === 'replicate' ? batch * e.mix.workers : batch;
+      e.bound = images / perThread;
     }
+    if (e.bound !== undefined && base.bound !== undefined) detail += `; CPU-bound estimate ${(e.bound / base.bound).toFixed(2)}× 1 core`;
     const name = `${e.mix.name}${e.mix === defaultMix ? ' (default)' : ''}`;
     console.log(
       `  ${name.padEnd(22)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}   ${detail}`,

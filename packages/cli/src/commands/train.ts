@@ -22,8 +22,10 @@ export const trainCommand: Command = {
     const sigint = signalEffect(flags.string('sigint_effect', 'stop')!, 'sigint_effect');
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
     const stopOnNan = flags.bool('stop_on_nan');
-    const parallel = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
+    const parallelAsked = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
     const backend = await backendFromFlags(flags);
+    // The default mix is for the CPU backend: a device backend keeps the one thread that drives it.
+    const parallel = parallelAsked?.optional && backend.name !== 'cpu' ? undefined : parallelAsked;
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
