@@ -6,7 +6,8 @@
 //       [--batch 1] [--iterations 10] [--warmup 2] [--top 12] [--by-type]
 //       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu]
 //
-// For each model: the median whole-forward ms, then the `--top` slowest layers (median and
+// For each model: the median ms of net.forward() (fused inference chains included) and of the
+// layer-by-layer forward (forwardFromTo(i, i): nothing fused), then the `--top` slowest layers (median and
 // minimum ms, share of the total, type and top shape) and, with --by-type, the sum per layer
 // type. --clock cpu (the default with 1 thread) times this process's CPU use, which leaves out
 // the time a loaded machine deschedules it. CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd picks
@@ -77,7 +78,14 @@ for (const id of ids) {
     for (let i = 0; i < L; i++) per[i].push(f[i]);
   }
   const total = median(totals);
-  console.log(`\n${row.label} (${id}): forward median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
+  // The whole forward in one call, as an application runs it (fused chains included).
+  const whole = [];
+  for (let it = -1; it < iterations; it++) {
+    const t0 = now();
+    net.forward();
+    if (it >= 0) whole.push(now() - t0);
+  }
+  console.log(`\n${row.label} (${id}): net.forward() median ${median(whole).toFixed(1)} ms (min ${Math.min(...whole).toFixed(1)}); layer by layer median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
   const rowsOut = net.layers.map((layer, i) => ({
     name: net.layerNames[i], type: layer.param.type, med: median(per[i]), min: Math.min(...per[i]),
     shape: net.topVecs?.[i]?.[0]?.shapeString?.() ?? net.blobs.get(layer.param.top[0])?.shapeString() ?? '',

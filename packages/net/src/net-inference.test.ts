@@ -29,3 +29,66 @@ describe('Net: layers outside backward', () => {
     expect(scaleOf(new Net(net(`force_backward: true ${body}`), { phase: Phase.TEST, registry: testRegistry(), log: false })).backwardNeeded).toBe(true);
   });
 });
+
+describe('Net: fused inference chains', () => {
+  const chainNet = (slope: number, scaleBias: boolean) => `
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
+    layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+    layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "conv" }
+    layer { name: "scale" type: "Scale" bottom: "conv" top: "conv" scale_param { bias_term: ${scaleBias} } }
+    layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" relu_param { negative_slope: ${slope} } }
+    layer { name: "conv2" type: "Convolution" bottom: "conv" top: "conv2" convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+    layer { name: "bn2" type: "BatchNorm" bottom: "conv2" top: "conv2" }
+    layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" relu_param { negative_slope: ${slope} } }
+    layer { name: "scale3" type: "Scale" bottom: "conv2" top: "s3" scale_param { bias_term: true } }
+    layer { name: "relu3" type: "ReLU" bottom: "s3" top: "s3" }
+    layer { name: "sum" type: "Eltwise" bottom: "conv" bottom: "s3" top: "sum" eltwise_param { coeff: 1 coeff: -0.7 } }
+    layer { name: "relu4" type: "ReLU" bottom: "sum" top: "sum" relu_param { negative_slope: ${slope} } }
+  `;
+  const build = (text: string, dtype: 'float32' | 'float64') => {
+    const n = new Net(net(text), { phase: Phase.TEST, registry: testRegistry(), log: false, dtype });
+    // Random statistics, scales and biases (deploy files carry none), the same for every build.
+    let seed = 3;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+    for (const layer of n.layers) {
+      for (const [i, b] of layer.blobs.entries()) {
+        const d = b.mutableCpuData();
+        for (let k = 0; k < d.length; k++) d[k] = layer.type === 'BatchNorm' ? (i === 2 ? 1.5 : i === 1 ? 0.2 + rand() : rand() - 0.5) : rand() * 2 - 1;
+      }
+    }
+    const x = n.blobs.get('data')!.mutableCpuData();
+    for (let k = 0; k < x.length; k++) x[k] = rand() * 4 - 2;
+    return n;
+  };
+  for (const dtype of ['float32', 'float64'] as const) {
+    for (const [slope, bias] of [[0, true], [0, false], [0.125, true]] as const) {
+      it(`gives bit-identical results to the layers one by one (${dtype}, slope ${slope}, scale bias ${bias})`, () => {
+        const text = chainNet(slope, bias);
+        const fused = build(text, dtype), plain = build(text, dtype);
+        plain.fuseInference = false;
+        expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
+          ['bn', 'relu'], ['bn2', 'relu2'], ['scale3', 'relu3'], ['sum', 'relu4'],
+        ]);
+        fused.forward();
+        plain.forward();
+        for (const name of ['conv', 'conv2', 's3', 'sum']) {
+          expect(Array.from(fused.blobs.get(name)!.cpuData()), name).toEqual(Array.from(plain.blobs.get(name)!.cpuData()));
+        }
+      });
+    }
+  }
+
+  it('runs per-layer calls unfused, and nothing fuses under a loss or with debug_info', () => {
+    const text = chainNet(0, true);
+    const n = build(text, 'float32');
+    const ref = build(text, 'float32');
+    ref.fuseInference = false;
+    ref.forward();
+    // Layer by layer (as `caffe time` does): each layer does its own step.
+    for (let i = 0; i < n.layers.length; i++) n.forwardFromTo(i, i);
+    expect(Array.from(n.blobs.get('sum')!.cpuData())).toEqual(Array.from(ref.blobs.get('sum')!.cpuData()));
+    const withLoss = `${text} layer { name: "loss" type: "EuclideanLoss" bottom: "sum" bottom: "sum" top: "loss" }`;
+    const train = new Net(net(withLoss), { phase: Phase.TRAIN, registry: testRegistry(), log: false });
+    expect(train.fusedChains().size).toBe(0);
+  });
+});

@@ -15,6 +15,7 @@ import {
 import { NetError } from './errors.js';
 import { filterNet, type NetStateLike } from './filter-net.js';
 import { formatG } from './format.js';
+import { planFusedChains, type FusedChain } from './inference-fusion.js';
 import { insertSplits } from './insert-splits.js';
 import { layerDefinedAt, shallowClone } from './message-util.js';
 import { summarizeNet, type NetSummary } from './summary.js';
@@ -588,7 +589,14 @@ export class Net {
       throw new NetError(`forwardFromTo(${start}, ${end}): layers are 0..${this.layers.length - 1} in net '${this.name}'`);
     }
     let loss = 0;
+    const fused = this.debugInfo || !this.fuseInference ? null : this.fusedChains();
     for (let i = start; i <= end; i++) {
+      // A fused chain runs when the whole of it is asked for (its layers have no loss).
+      const chain = fused?.get(i);
+      if (chain && chain.end <= end && chain.run()) {
+        i = chain.end;
+        continue;
+      }
       loss += this.layers[i]!.forward(this.bottomVecs[i]!, this.topVecs[i]!);
       if (this.debugInfo) this.forwardDebugInfo(i);
     }
@@ -601,6 +609,20 @@ export class Net {
 
   forwardTo(end: number): number {
     return this.forwardFromTo(0, end);
+  }
+
+  /**
+   * Whether forward passes run chains of in-place layers outside backward (BatchNorm → Scale →
+   * ReLU, Eltwise SUM → ReLU) as one pass each (inference-fusion.ts; same results). Default
+   * true; CAFFE_TS_FUSION=off in the environment makes it false.
+   */
+  fuseInference = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_FUSION !== 'off';
+  private fusedChainMap: Map<number, FusedChain> | null = null;
+
+  /** The chains forward runs fused, by first layer (planned on first use). */
+  fusedChains(): ReadonlyMap<number, FusedChain> {
+    if (!this.fusedChainMap) this.fusedChainMap = new Map(planFusedChains(this).map((c) => [c.start, c]));
+    return this.fusedChainMap;
   }
 
   /** Run the whole net; returns the total weighted loss. Outputs are in `outputBlobs`. */

@@ -166,11 +166,11 @@ export class BatchNormLayer extends Layer {
   }
 
   /**
-   * The global-statistics forward in one pass, y = (x − μ)/√(σ² + eps): the same arithmetic as
-   * the general path (in float64, rounded once on store) without its x − μ buffer, which only
-   * the batch-statistics backward reads.
+   * μ and √(σ² + eps) per channel from the stored statistics (μ = mean/s, σ² = var/s), as the
+   * global-statistics forward uses them (also kept in `mean`/`std`); for fused inference passes
+   * that apply y = (x − μ)/√(σ² + eps) themselves. Call after reshape.
    */
-  private forwardGlobal(x: FloatArray, y: FloatArray, num: number, spatial: number): void {
+  globalStats(): { mean: Float64Array; std: Float64Array } {
     const C = this.channels;
     const { mean, std } = this;
     const s = this.blobs[2]!.cpuData()[0]!;
@@ -181,6 +181,17 @@ export class BatchNormLayer extends Layer {
       mean[c] = factor * m[c]!;
       std[c] = Math.sqrt(factor * v[c]! + this.eps);
     }
+    return { mean, std };
+  }
+
+  /**
+   * The global-statistics forward in one pass, y = (x − μ)/√(σ² + eps): the same arithmetic as
+   * the general path (in float64, rounded once on store) without its x − μ buffer, which only
+   * the batch-statistics backward reads.
+   */
+  private forwardGlobal(x: FloatArray, y: FloatArray, num: number, spatial: number): void {
+    const C = this.channels;
+    const { mean, std } = this.globalStats();
     for (let i = 0, k = 0; i < num; i++) {
       for (let c = 0; c < C; c++) {
         const mu = mean[c]!, sd = std[c]!;

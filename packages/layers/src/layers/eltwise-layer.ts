@@ -22,6 +22,16 @@ export class EltwiseLayer extends Layer {
   private stableProdGrad = true;
   /** For MAX: which bottom gave each top element. */
   private maxIdx = new Int32Array(0);
+  /** The operation (EltwiseOp: PROD, SUM or MAX). */
+  get operation(): EltwiseOp {
+    return this.op;
+  }
+
+  /** SUM's coefficient per bottom (1 unless eltwise_param.coeff says otherwise). */
+  coefficients(): readonly number[] {
+    return this.coeffs;
+  }
+
   /** SUM of more than three bottoms: the float64 running sum, kept between calls. */
   private sumScratch = new Float64Array(0);
 

@@ -115,6 +115,18 @@ export class ScaleLayer extends Layer {
     this.biasLayer?.reshape([top[0]!], [top[0]!]);
   }
 
+  /**
+   * The learned scale and, with bias_term, the bias when both broadcast alike (outerDim ×
+   * scaleDim × innerDim), for fused inference passes that apply y = s·x (+ b) themselves; null
+   * where the scale comes from bottom[1] or the bias broadcasts differently. Call after reshape.
+   */
+  learnedAffine(): { scale: FloatArray; bias: FloatArray | null } | null {
+    if (this.blobs.length === 0 || (this.biasLayer && this.biasParamId === 0)) return null;
+    const bl = this.biasLayer;
+    if (bl && !(bl.outerDim === this.outerDim && bl.biasDim === this.scaleDim && bl.innerDim === this.innerDim)) return null;
+    return { scale: this.blobs[0]!.cpuData(), bias: bl ? this.blobs[this.biasParamId]!.cpuData() : null };
+  }
+
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
     const x = bottom[0]!.cpuData();
     if (bottom[0] === top[0]) {

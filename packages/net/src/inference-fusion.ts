@@ -1,0 +1,191 @@
+// Fused elementwise passes for inference. Deploy nets follow most convolutions with in-place
+// BatchNorm → Scale → ReLU layers (and residual sums with an in-place ReLU); run one by one,
+// each is a full pass over the activation, and together they cost about as much as the
+// convolutions. Where the net never runs backward through them, Net.forwardFromTo runs such a
+// chain as one pass with exactly the same arithmetic and float32 roundings as the layers
+// (results are bit-identical), and leaves per-layer calls (forwardFromTo(i, i)) unfused.
+import type { Blob, FloatArray } from '@caffe-ts/blob';
+import { BatchNormLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
+
+/** Layers start … end (inclusive) of a net, run by `run` as one pass. */
+export interface FusedChain {
+  readonly start: number;
+  readonly end: number;
+  /** Reshapes every layer of the chain and computes the chain's output; false when the shapes turned out not to fit (then run the layers one by one). */
+  run(): boolean;
+}
+
+interface NetView {
+  readonly layers: readonly Layer[];
+  readonly bottomVecs: readonly Blob[][];
+  readonly topVecs: readonly Blob[][];
+  readonly layerNeedBackward: readonly boolean[];
+}
+
+/** The ReLU's slope when layer i is an in-place ReLU on `blob`, else null. */
+function inPlaceRelu(net: NetView, i: number, blob: Blob): number | null {
+  const l = net.layers[i];
+  if (!(l instanceof ReLULayer) || !isInPlaceOn(net, i, blob)) return null;
+  return l.negativeSlope;
+}
+
+function isInPlaceOn(net: NetView, i: number, blob: Blob): boolean {
+  const b = net.bottomVecs[i]!, t = net.topVecs[i]!;
+  return b.length === 1 && t.length === 1 && b[0] === blob && t[0] === blob;
+}
+
+/** Whether layer i may take part: a CPU layer, no loss weight, no backward through it. */
+function plain(net: NetView, i: number): boolean {
+  const l = net.layers[i]!;
+  return !net.layerNeedBackward[i] && !l.backend.device && l.lossWeights.every((w) => w === 0);
+}
+
+/**
+ * The chains of `net` that can run fused: [BatchNorm (global statistics)] [Scale (learned)]
+ * [ReLU] (at least two of them, in this order, consecutive, the later ones in place on the
+ * first one's top), and Eltwise SUM of two bottoms followed by an in-place ReLU.
+ */
+export function planFusedChains(net: NetView): FusedChain[] {
+  const chains: FusedChain[] = [];
+  const L = net.layers.length;
+  for (let i = 0; i < L; i++) {
+    if (!plain(net, i)) continue;
+    const head = net.layers[i]!;
+    const bottom = net.bottomVecs[i]!, top = net.topVecs[i]!;
+    if (top.length !== 1) continue;
+    const y = top[0]!;
+    if (head instanceof EltwiseLayer) {
+      // SUM of two bottoms, then an in-place ReLU.
+      if (head.operation !== EltwiseOp.SUM || bottom.length !== 2) continue;
+      if (i + 1 < L && plain(net, i + 1) && inPlaceRelu(net, i + 1, y) !== null) {
+        chains.push(eltwiseReluChain(net, i));
+        i += 1;
+      }
+      continue;
+    }
+    let j = i;
+    let bn: BatchNormLayer | null = null, scale: ScaleLayer | null = null;
+    if (head instanceof BatchNormLayer && bottom.length === 1 && head.useGlobalStats) bn = head;
+    else if (head instanceof ScaleLayer && bottom.length === 1) scale = head;
+    else continue;
+    if (bn && j + 1 < L && plain(net, j + 1) && net.layers[j + 1] instanceof ScaleLayer && isInPlaceOn(net, j + 1, y)) {
+      scale = net.layers[++j] as ScaleLayer;
+    }
+    let slope: number | null = null;
+    if (j + 1 < L && plain(net, j + 1) && (slope = inPlaceRelu(net, j + 1, y)) !== null) j++;
+    if (j === i) continue;
+    chains.push(affineChain(net, i, j, bn, scale, slope));
+    i = j;
+  }
+  return chains;
+}
+
+function reshapeAll(net: NetView, start: number, end: number): void {
+  for (let i = start; i <= end; i++) net.layers[i]!.reshape(net.bottomVecs[i]!, net.topVecs[i]!);
+}
+
+/** y = relu(bn(x) · s + b) per channel, each step rounded to the blob's type as the layers store it. */
+function affineChain(net: NetView, start: number, end: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null): FusedChain {
+  return {
+    start,
+    end,
+    run(): boolean {
+      reshapeAll(net, start, end);
+      const xBlob = net.bottomVecs[start]![0]!, yBlob = net.topVecs[start]![0]!;
+      const shape = xBlob.shape;
+      const num = shape[0] ?? 1, C = shape.length > 1 ? shape[1]! : 1;
+      const spatial = xBlob.count() / Math.max(1, num * C);
+      let affine: { scale: FloatArray; bias: FloatArray | null } | null = null;
+      if (scale) {
+        affine = scale.learnedAffine();
+        // The fused loop walks num × C × spatial; the scale must broadcast the same way.
+        if (!affine || scale.scaleDim !== C || scale.outerDim !== num || scale.innerDim !== spatial) return false;
+      }
+      if (bn && (shape.length < 2 || xBlob.count() === 0)) return false;
+      const stats = bn ? bn.globalStats() : null;
+      const x = xBlob.cpuData();
+      const y = yBlob.mutableCpuData();
+      const f32 = y instanceof Float32Array;
+      const useRelu = slope !== null, s2 = slope ?? 0;
+      const sv = affine?.scale ?? null, bv = affine?.bias ?? null;
+      for (let n = 0, k = 0; n < num; n++) {
+        for (let c = 0; c < C; c++) {
+          const mu = stats ? stats.mean[c]! : 0, sd = stats ? stats.std[c]! : 1;
+          const f = sv ? sv[c]! : 1, b = bv ? bv[c]! : 0;
+          const end = k + spatial;
+          if (stats && sv && useRelu && s2 === 0 && f32) {
+            // The common case (BatchNorm → Scale → ReLU, float32), without per-element tests.
+            if (bv) {
+              for (; k < end; k++) {
+                const v = Math.fround(Math.fround(f * Math.fround((x[k]! - mu) / sd)) + b);
+                y[k] = (v + Math.abs(v)) * 0.5;
+              }
+            } else {
+              for (; k < end; k++) {
+                const v = Math.fround(f * Math.fround((x[k]! - mu) / sd));
+                y[k] = (v + Math.abs(v)) * 0.5;
+              }
+            }
+            continue;
+          }
+          for (; k < end; k++) {
+            let v = x[k]!;
+            if (stats) {
+              v = (v - mu) / sd;
+              if (f32) v = Math.fround(v);
+            }
+            if (sv) {
+              v = f * v;
+              if (bv) {
+                if (f32) v = Math.fround(v);
+                v = v + b;
+              }
+              if (f32) v = Math.fround(v);
+            }
+            if (useRelu) {
+              const a = Math.abs(v);
+              v = s2 === 0 ? (v + a) * 0.5 : (v + a) * 0.5 + s2 * ((v - a) * 0.5);
+            }
+            y[k] = v;
+          }
+        }
+      }
+      return true;
+    },
+  };
+}
+
+/** y = relu(c0·a + c1·b): Eltwise SUM's float64 sum, then the ReLU (which commutes with the final rounding). */
+function eltwiseReluChain(net: NetView, start: number): FusedChain {
+  const eltwise = net.layers[start] as EltwiseLayer;
+  const relu = net.layers[start + 1] as ReLULayer;
+  return {
+    start,
+    end: start + 1,
+    run(): boolean {
+      reshapeAll(net, start, start + 1);
+      const [aBlob, bBlob] = net.bottomVecs[start]! as [Blob, Blob];
+      const [c0, c1] = eltwise.coefficients() as [number, number];
+      const slope = relu.negativeSlope;
+      const a = aBlob.cpuData(), b = bBlob.cpuData();
+      const y = net.topVecs[start]![0]!.mutableCpuData();
+      const n = y.length;
+      if (slope === 0) {
+        for (let i = 0; i < n; i++) {
+          const v = 0 + c0 * a[i]! + c1 * b[i]!;
+          y[i] = (v + Math.abs(v)) * 0.5;
+        }
+      } else {
+        // A leaky slope multiplies the sum as Eltwise stored it (rounded to float32 there).
+        const f32 = y instanceof Float32Array;
+        for (let i = 0; i < n; i++) {
+          let v = 0 + c0 * a[i]! + c1 * b[i]!;
+          if (f32) v = Math.fround(v);
+          const av = Math.abs(v);
+          y[i] = (v + av) * 0.5 + slope * ((v - av) * 0.5);
+        }
+      }
+      return true;
+    },
+  };
+}
