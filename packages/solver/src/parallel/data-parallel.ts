@@ -461,7 +461,9 @@ export class DataParallel implements GradientComputer {
 
   /**
    * A copy of every replica's learnable params, by rank (rank 0: the solver's net). Replicas view
-   * one shared arena, so these agree exactly after any step; a check for tests and debugging.
+   * one shared arena, so these agree exactly after any step, except params with lr_mult 0
+   * (BatchNorm statistics), which each replica keeps until rank 0 broadcasts its own at the next
+   * step; a check for tests and debugging.
    */
   async replicaParams(): Promise<FloatArray[][]> {
     const pool = this.pool;
