@@ -38,7 +38,11 @@ const { createNodeSolver } = await import('@caffe-ts/solver/node');
 const { DataParallel, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
 const { zooModel } = await import('@caffe-ts/zoo');
 
+// `pnpm … bench:parallel -- --flags` hands the '--' on: drop it.
+const argv = process.argv.slice(2);
+if (argv[0] === '--') argv.shift();
 const { values } = parseArgs({
+  args: argv,
   options: {
     models: { type: 'string', default: 'lenet,cifar10_quick' },
     rounds: { type: 'string', default: '7' },
