@@ -3,7 +3,7 @@ import { LayerError } from '@caffe-ts/layers';
 import { createLayer } from '@caffe-ts/layers/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createGpuBackend, gpuKernelTypes } from './backend.js';
-import { GpuDevice } from './device.js';
+import { GpuBuffer, GpuDevice } from './device.js';
 import { registerGpuBackend } from './register-backend.js';
 import { GPU_MODE_ORDER, type GpuMode } from './runtime.js';
 import { backendFor } from './test-modes.js';
@@ -79,7 +79,7 @@ describe('device memory', () => {
     b.destroy();
   });
 
-  it('with a forced small max texture size, lays buffers longer than a texture side out in 2-D and refuses more than side² floats', () => {
+  it('with a forced small max texture size, lays buffers longer than a texture side out in 2-D and splits more than side² floats', () => {
     const b = createGpuBackend({ maxTextureSize: 32 });
     expect(b.info().maxTextureSize).toBe(32);
     // 600 floats (more than one 32-texel row) through a real layer: fine.
@@ -91,19 +91,39 @@ describe('device memory', () => {
     expect(ip.blobs[0]!.count()).toBe(600);
     ip.forward([x], [y]);
     expect(Array.from(y.cpuData())).toEqual(new Array(40).fill(15));
-    // 2 × 600 > 32² = 1024: refused with the sizes named, not silently wrong.
+    // A 40 × 30 weight (1200 > 32² = 1024 floats) is held in parts of whole rows.
     const big = createLayer('InnerProduct', { name: 'big', inner_product_param: { num_output: 40, weight_filler: { type: 'constant', value: 0.5 } } }, { dtype: 'float32', backend: b });
     const y2 = new Blob([], { dtype: 'float32', device: b.device });
     big.setUp([x], [y2]);
-    expect(() => big.forward([x], [y2])).toThrow(/needs 1200 floats in one texture, more than maxTextureSize² = 1024/);
+    big.forward([x], [y2]);
+    expect(Array.from(y2.cpuData())).toEqual(new Array(80).fill(15));
+    expect((big.blobs[0]!.gpuData() as GpuBuffer).parts).toHaveLength(2);
+    // Other kernels refuse a split buffer, naming the sizes, rather than index it wrongly.
+    const relu = createLayer('ReLU', { name: 'relu' }, { dtype: 'float32', backend: b });
+    const wide = new Blob([1200], { dtype: 'float32', device: b.device });
+    const out = new Blob([], { dtype: 'float32', device: b.device });
+    relu.setUp([wide], [out]);
+    expect(() => relu.forward([wide], [out])).toThrow(/a buffer of 1200 floats is split into 2 parts \(gpu.js indexes exactly only up to 1024 floats\)/);
     b.destroy();
   });
 
-  it('refuses a buffer larger than one texture can hold, naming the sizes', () => {
+  it('splits a buffer larger than one texture (or 2^24 floats) into parts, and refuses kernel outputs that large', () => {
     const b = createGpuBackend({ mode: 'cpu' });
     const small = new GpuDevice({ ...b.device.runtime, info: { ...b.device.runtime.info, maxTextureSize: 4 } });
-    expect(() => small.allocate(16, 'float32')).not.toThrow();
-    expect(() => small.allocate(17, 'float32')).toThrow(/needs 17 floats in one texture, more than maxTextureSize² = 16/);
+    expect(small.allocate(16, 'float32').parts).toBeNull();
+    const split = small.allocate(17, 'float32');
+    expect(split.parts).toHaveLength(2);
+    const src = Float32Array.from({ length: 17 }, (_, i) => i);
+    small.upload(split, src);
+    const back = new Float32Array(17);
+    small.download(split, back);
+    expect(Array.from(back)).toEqual(Array.from(src));
+    small.repartition(split, 5);
+    expect(split.parts).toHaveLength(4);
+    small.download(split, back);
+    expect(Array.from(back)).toEqual(Array.from(src));
+    expect(() => small.run({ name: 'zeros', source: 'function () { return 0; }' }, 17, [])).toThrow(/would write 17 floats in one kernel output, more than the 16/);
+    expect(new GpuDevice(b.device.runtime).splitLimit).toBe(2 ** 24);
     b.destroy();
   });
 

@@ -34,6 +34,11 @@ export interface GpuBackendOptions {
    * small limits).
    */
   maxTextureSize?: number;
+  /**
+   * Split buffers longer than this many floats into parts (default and maximum 2^24, the
+   * largest range gpu.js indexes exactly in float32); lower it to test the split paths.
+   */
+  splitLimit?: number;
 }
 
 export interface GpuBackendInfo extends GpuRuntimeInfo {
@@ -93,7 +98,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     options.maxTextureSize !== undefined && options.maxTextureSize < started.info.maxTextureSize
       ? { ...started, info: { ...started.info, maxTextureSize: options.maxTextureSize } }
       : started;
-  const device = new GpuDevice(runtime);
+  const device = new GpuDevice(runtime, { splitLimit: options.splitLimit });
   const ops = createGpuOps(device);
   return {
     specificationVersion: 'v1',

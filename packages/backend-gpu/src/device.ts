@@ -7,11 +7,29 @@ import type { GpuJsKernel, GpuRuntime, GpuValue } from './runtime.js';
  * new value and frees the old one; blobs keep the same handle for their whole life.
  */
 export class GpuBuffer {
-  /** null until first written or read (then zeros). */
+  /** null until first written or read (then zeros). Always null for a split buffer. */
   value: GpuValue | null = null;
+  /**
+   * A buffer longer than the device's exact-index limit (GpuDevice.splitLimit) is held as
+   * consecutive parts of `partLength` floats (the last one shorter), each null until written.
+   */
+  parts: (GpuValue | null)[] | null = null;
+  partLength = 0;
   freed = false;
   constructor(readonly length: number) {}
+
+  /** Floats in part `p`. */
+  partSize(p: number): number {
+    return Math.min(this.partLength, this.length - p * this.partLength);
+  }
 }
+
+/**
+ * gpu.js computes kernel arithmetic, thread indices and texture addresses in float32 (GL, and
+ * its wasm mode unless a value is typed integer): a flat index above 2^24 is not exact, so a
+ * buffer longer than that is split into parts that kernels index separately.
+ */
+export const EXACT_INDEX_LIMIT = 2 ** 24;
 
 export interface GpuDeviceStats extends TransferStats {
   /** Textures (or arrays) the device currently holds: flat over repeated steps when nothing leaks. */
@@ -28,6 +46,16 @@ export interface KernelSpec {
   /** The largest trip count of any loop in the kernel (gpu.js GL unrolls to a fixed bound). */
   loop?: number;
 }
+
+/** out[i] = Prev[i] for i < have, then Src[off + i − have]: one step of assembling a part. */
+const appendSpec: KernelSpec = {
+  name: 'append',
+  source: `function (Prev, have, Src, off) {
+    const i = this.thread.x;
+    if (i < have) { return Prev[i]; }
+    return Src[off + i - have];
+  }`,
+};
 
 function argSignature(a: unknown): string {
   if (typeof a === 'number') return 'n';
@@ -50,51 +78,149 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   readonly placeholder = new GpuBuffer(1);
   private readonly maxElements: number;
 
-  constructor(readonly runtime: GpuRuntime) {
+  /** Buffers longer than this many floats are split into parts (EXACT_INDEX_LIMIT unless lowered for tests). */
+  readonly splitLimit: number;
+
+  constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number } = {}) {
     this.name = `gpu.js/${runtime.info.mode}`;
     const side = runtime.info.maxTextureSize;
     this.maxElements = Number.isFinite(side) ? side * side : 2 ** 31 - 1;
+    this.splitLimit = Math.min(options.splitLimit ?? EXACT_INDEX_LIMIT, EXACT_INDEX_LIMIT, this.maxElements);
   }
 
   allocate(length: number, _dtype: DType): GpuBuffer {
-    this.checkSize(length, 'allocate');
     // float64 blobs are stored in float32 on the device (gpu.js computes in single precision).
-    return new GpuBuffer(length);
+    const b = new GpuBuffer(length);
+    if (length > this.splitLimit) {
+      b.partLength = this.splitLimit;
+      b.parts = new Array<GpuValue | null>(Math.ceil(length / this.splitLimit)).fill(null);
+    }
+    return b;
   }
 
   upload(handle: GpuBuffer, source: FloatArray): void {
     this.stats.uploads++;
-    const src = source instanceof Float32Array && source.length === handle.length ? source : Float32Array.from(source.subarray(0, handle.length));
-    if (!this.runtime.textures) {
-      // wasm/cpu modes read plain arrays: keep a private copy so later host writes stay host-side.
-      this.set(handle, src === source ? src.slice() : src);
+    if (handle.parts) {
+      for (let p = 0; p < handle.parts.length; p++) {
+        const start = p * handle.partLength;
+        this.setPart(handle, p, this.deviceCopy(source.subarray(start, start + handle.partSize(p))));
+      }
       return;
     }
-    this.set(handle, this.run({ name: 'copy', source: 'function (a) { return a[this.thread.x]; }' }, handle.length, [src]));
+    this.set(handle, this.deviceCopy(source.subarray(0, handle.length)));
+  }
+
+  /** A device value holding `src` (a private array in wasm/cpu modes, a texture in GL). */
+  private deviceCopy(src: FloatArray): GpuValue {
+    const f32 = src instanceof Float32Array ? src : Float32Array.from(src);
+    if (!this.runtime.textures) {
+      // wasm/cpu modes read plain arrays: keep a private copy so later host writes stay host-side.
+      return f32 === src ? f32.slice() : f32;
+    }
+    return this.run({ name: 'copy', source: 'function (a) { return a[this.thread.x]; }' }, f32.length, [f32]);
   }
 
   download(handle: GpuBuffer, target: FloatArray): void {
     this.stats.readbacks++;
-    const v = this.read(handle);
-    const arr = v instanceof Float32Array ? v : (v.toArray() as Float32Array);
-    if (target.length >= handle.length) target.set(arr.length === handle.length ? arr : arr.subarray(0, handle.length));
-    else target.set(arr.subarray(0, target.length));
+    const pieces = handle.parts ? handle.parts.map((_, p) => this.readPart(handle, p)) : [this.read(handle)];
+    let at = 0;
+    for (const v of pieces) {
+      if (at >= target.length) break;
+      const arr = v instanceof Float32Array ? v : (v.toArray() as Float32Array);
+      const n = Math.min(arr.length, target.length - at, handle.length - at);
+      target.set(n === arr.length ? arr : arr.subarray(0, n), at);
+      at += n;
+    }
   }
 
   free(handle: GpuBuffer): void {
     if (handle.freed) return;
     this.release(handle.value);
     handle.value = null;
+    if (handle.parts) for (const v of handle.parts) this.release(v);
+    handle.parts = handle.parts ? handle.parts.map(() => null) : null;
     handle.freed = true;
   }
 
   /** The buffer's current value, zeros when it was never written. */
   read(handle: GpuBuffer): GpuValue {
     if (handle.freed) throw new BackendError(`gpu backend: buffer of ${handle.length} floats used after it was freed`);
+    if (handle.parts) {
+      throw new BackendError(
+        `gpu backend (${this.runtime.info.mode}): a buffer of ${handle.length} floats is split into ${handle.parts.length} parts ` +
+          `(gpu.js indexes exactly only up to ${this.splitLimit} floats); only InnerProduct weights and the solver's elementwise updates handle split buffers`,
+      );
+    }
     if (handle.value === null) {
       this.set(handle, this.run({ name: 'zeros', source: 'function () { return 0; }' }, handle.length, []));
     }
     return handle.value!;
+  }
+
+  /** Part `p` of a split buffer, zeros when never written. */
+  readPart(handle: GpuBuffer, p: number): GpuValue {
+    if (handle.freed) throw new BackendError(`gpu backend: buffer of ${handle.length} floats used after it was freed`);
+    if (!handle.parts) {
+      if (p !== 0) throw new BackendError(`gpu backend: part ${p} of an unsplit buffer`);
+      return this.read(handle);
+    }
+    if (handle.parts[p] === null) this.setPart(handle, p, this.run({ name: 'zeros', source: 'function () { return 0; }' }, handle.partSize(p), []));
+    return handle.parts[p]!;
+  }
+
+  /** Replace part `p` of a split buffer (the whole value of an unsplit one when p = 0). */
+  setPart(handle: GpuBuffer, p: number, value: GpuValue): void {
+    if (!handle.parts) {
+      this.set(handle, value);
+      return;
+    }
+    if (handle.parts[p] === value) return;
+    this.release(handle.parts[p] ?? null);
+    handle.parts[p] = value;
+    this.stats.liveBuffers++;
+  }
+
+  /** Part layout of a buffer: [start, length] per part (one part for an unsplit buffer). */
+  partRanges(handle: GpuBuffer): [number, number][] {
+    if (!handle.parts) return [[0, handle.length]];
+    return handle.parts.map((_, p) => [p * handle.partLength, handle.partSize(p)]);
+  }
+
+  /**
+   * Re-cut a split buffer into parts of `partLength` floats (at most splitLimit), on the device:
+   * each new part is assembled from the old parts it overlaps, all indices below the limit.
+   * InnerProduct asks for parts holding whole weight rows; elementwise updates ask that history
+   * and diff match the param's parts.
+   */
+  repartition(handle: GpuBuffer, partLength: number): void {
+    if (!handle.parts || handle.partLength === partLength) return;
+    if (partLength > this.splitLimit || partLength <= 0) {
+      throw new BackendError(`gpu backend: parts of ${partLength} floats asked for a split buffer (limit ${this.splitLimit})`);
+    }
+    const old = handle.parts.map((_, p) => this.readPart(handle, p));
+    const oldLen = handle.partLength;
+    const count = Math.ceil(handle.length / partLength);
+    const next: GpuValue[] = [];
+    const ph = this.read(this.placeholder);
+    for (let j = 0; j < count; j++) {
+      const start = j * partLength;
+      const end = Math.min(start + partLength, handle.length);
+      let acc: GpuValue | null = null;
+      let have = 0;
+      // Append the overlapping piece of each old part, growing the new part (≤ partLength floats).
+      for (let a = Math.floor(start / oldLen); a * oldLen < end; a++) {
+        const from = Math.max(start, a * oldLen);
+        const to = Math.min(end, (a + 1) * oldLen);
+        const out = this.adopt(this.run(appendSpec, have + (to - from), [acc ?? ph, have, old[a], from - a * oldLen]));
+        this.release(acc);
+        acc = out;
+        have += to - from;
+      }
+      next.push(acc!);
+    }
+    for (const v of old) this.release(v);
+    handle.parts = next;
+    handle.partLength = partLength;
   }
 
   /** Replace the buffer's value by a kernel output, freeing the previous texture. */
@@ -172,10 +298,10 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   }
 
   private checkSize(n: number, what: string): void {
-    if (n > this.maxElements) {
+    if (n > this.splitLimit) {
       throw new BackendError(
-        `gpu backend (${this.runtime.info.mode}): ${what} needs ${n} floats in one texture, more than maxTextureSize² = ${this.maxElements}; ` +
-          'blobs this large are not split across textures yet',
+        `gpu backend (${this.runtime.info.mode}): ${what} would write ${n} floats in one kernel output, more than the ${this.splitLimit} ` +
+          'gpu.js indexes exactly (float32 indices; maxTextureSize² is ' + this.maxElements + '): only InnerProduct weights and the solver updates work on split buffers',
       );
     }
   }

@@ -3,6 +3,7 @@ import type { Layer } from '@caffe-ts/layers';
 import { createLayer } from '@caffe-ts/layers/testing';
 import { describe, expect, it } from 'vitest';
 import { gpuKernelTypes } from './backend.js';
+import type { GpuBuffer } from './device.js';
 import { backendFor, testModes } from './test-modes.js';
 
 /**
@@ -62,6 +63,8 @@ interface Case {
   params?: ('gaussian' | 'positive')[];
   /** Top is bottom 0 (in-place computation, as ResNet's BatchNorm/Scale/ReLU). */
   inPlace?: boolean;
+  /** Split device buffers longer than this (the 2^24-float path of AlexNet's fc6, on small shapes). */
+  splitLimit?: number;
 }
 
 const filler = { weight_filler: { type: 'gaussian', std: 0.5 }, bias_filler: { type: 'gaussian', std: 0.5 } };
@@ -78,6 +81,20 @@ const CASES: Case[] = [
     type: 'InnerProduct',
     props: { inner_product_param: { num_output: 3, ...filler } },
     bottoms: [{ shape: [2, 2500], fill: 'gaussian' }],
+  },
+  {
+    name: 'InnerProduct, weight split in parts of whole rows (2 concat passes)',
+    type: 'InnerProduct',
+    props: { inner_product_param: { num_output: 11, ...filler } },
+    bottoms: [{ shape: [2, 12], fill: 'gaussian' }],
+    splitLimit: 24,
+  },
+  {
+    name: 'InnerProduct, weight split, no bias, rows not dividing the limit',
+    type: 'InnerProduct',
+    props: { inner_product_param: { num_output: 5, bias_term: false, ...filler } },
+    bottoms: [{ shape: [2, 7], fill: 'gaussian' }],
+    splitLimit: 20,
   },
   { name: 'Convolution 5x5', type: 'Convolution', props: { convolution_param: { num_output: 4, kernel_size: [5], ...filler } }, bottoms: [{ shape: [2, 3, 9, 8], fill: 'gaussian' }] },
   {
@@ -306,7 +323,7 @@ for (const { mode, skip } of testModes()) {
         const tol = TOLERANCES[c.type]!;
         for (const seed of SEEDS) {
           const at = `${c.type}, seed ${seed}`;
-          const backend = backendFor(mode);
+          const backend = backendFor(mode, false, c.splitLimit);
           const ref = build(c, cpuBackend(), seed);
           const dev = build(c, backend, seed);
           for (let i = 0; i < ref.layer.blobs.length; i++) dev.layer.blobs[i]!.mutableCpuData().set(ref.layer.blobs[i]!.cpuData());
@@ -342,6 +359,30 @@ for (const { mode, skip } of testModes()) {
         }
       });
     }
+
+    it('the device SGD step on a split weight matches the host formula (parts re-cut to match)', () => {
+      const backend = backendFor(mode, false, 30);
+      const layer = createLayer('InnerProduct', { name: 'ip', inner_product_param: { num_output: 9, ...filler } }, { dtype: 'float32', backend, rng: new Rng(3) });
+      const x = new Blob([2, 8], { dtype: 'float32', device: backend.device });
+      const rng = new Rng(4);
+      x.mutableCpuData().set(Array.from({ length: 16 }, () => rng.gaussian(0, 1)));
+      const y = new Blob([], { dtype: 'float32', device: backend.device });
+      layer.setUp([x], [y]);
+      const w = layer.blobs[0]!;
+      const w0 = Float64Array.from(w.cpuData());
+      const history = new Blob(w.shape, { dtype: 'float32', device: backend.device });
+      const h0 = Array.from({ length: w.count() }, () => rng.gaussian(0, 0.1));
+      history.mutableCpuData().set(h0);
+      layer.forward([x], [y]);
+      y.mutableCpuDiff().set(Array.from({ length: y.count() }, () => rng.gaussian(0, 1)));
+      backend.ops.clearDiff(w);
+      layer.backward([y], [false], [x]);
+      const g = Float64Array.from(w.cpuDiff());
+      backend.ops.sgdStep(w, history, { localRate: 0.1, momentum: 0.9, localDecay: 0.01, regularization: 'L2', diffScale: 0.5 });
+      const want = w0.map((v, i) => v - (0.1 * (0.5 * g[i]! + 0.01 * v) + 0.9 * h0[i]!));
+      expectClose(w.cpuData(), want, { abs: 1e-6, rel: 1e-5, why: '' }, 'weights after the step');
+      expect((w.gpuData() as GpuBuffer).parts!.length).toBeGreaterThan(1);
+    });
 
     it('Scale in place keeps its input only when its backward can run (backwardNeeded), as the CPU layer', () => {
       const backend = backendFor(mode);

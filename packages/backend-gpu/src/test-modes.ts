@@ -20,11 +20,12 @@ export function testModes(): { mode: GpuMode; skip: string | null }[] {
 }
 
 const cache = new Map<string, GpuBackend>();
-export function backendFor(mode: GpuMode, allowCpuFallback = false): GpuBackend {
-  const key = `${mode}/${allowCpuFallback}`;
+/** One backend per mode and options, shared by a test file's cases. */
+export function backendFor(mode: GpuMode, allowCpuFallback = false, splitLimit?: number): GpuBackend {
+  const key = `${mode}/${allowCpuFallback}/${splitLimit ?? ''}`;
   let b = cache.get(key);
   if (!b) {
-    b = createGpuBackend({ mode, allowCpuFallback });
+    b = createGpuBackend({ mode, allowCpuFallback, splitLimit });
     cache.set(key, b);
   }
   return b;

@@ -1,6 +1,7 @@
 import type { ConcatLayer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
-import type { GpuBuffer } from '../device.js';
+import type { GpuBuffer, GpuDevice } from '../device.js';
+import type { GpuValue } from '../runtime.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeDiff, IDIV } from './util.js';
 
 /** Bottoms written per forward pass (a 4-branch inception module's concat takes one pass). */
@@ -57,6 +58,27 @@ function slabs(layer: ConcatLayer, bottomShapes: readonly (readonly number[])[],
   return { topSlab, parts };
 }
 
+/**
+ * Write `target` (count floats, outer blocks of topSlab) from pieces each holding `slab` floats
+ * per block at offset `off` in the block; 4 pieces per kernel pass.
+ */
+export function concatInto(dev: GpuDevice, target: GpuBuffer, pieces: { value: GpuValue; off: number; slab: number }[], topSlab: number, count: number): void {
+  const ph = placeholder(dev);
+  for (let start = 0; start < pieces.length; start += PER_PASS) {
+    const xs: unknown[] = [];
+    const offs: number[] = [];
+    const sizes: number[] = [];
+    for (let k = start; k < start + PER_PASS; k++) {
+      const piece = pieces[k];
+      xs.push(piece ? piece.value : ph);
+      offs.push(piece ? piece.off : 0);
+      sizes.push(piece ? piece.slab : 0);
+    }
+    const old = start > 0 ? dev.read(target) : ph;
+    dev.runInto(target, forwardSpec, [old, start > 0 ? 1 : 0, ...xs, ...offs, ...sizes, topSlab, count]);
+  }
+}
+
 /** Concat on the device; one bottom is the identity (the layer shares data and diff). */
 export const concatKernel: LayerKernel<ConcatLayer> = {
   forward(layer, bottom, top) {
@@ -64,21 +86,8 @@ export const concatKernel: LayerKernel<ConcatLayer> = {
     const dev = deviceOf(layer);
     const t = top[0]!;
     const { topSlab, parts } = slabs(layer, bottom.map((b) => b.shape), t.shape);
-    const ph = placeholder(dev);
-    const target = t.mutableGpuData() as GpuBuffer;
-    for (let start = 0; start < bottom.length; start += PER_PASS) {
-      const xs: unknown[] = [];
-      const offs: number[] = [];
-      const sizes: number[] = [];
-      for (let k = start; k < start + PER_PASS; k++) {
-        const b = bottom[k];
-        xs.push(b ? dataOf(dev, b) : ph);
-        offs.push(b ? parts[k]!.off : 0);
-        sizes.push(b ? parts[k]!.slab : 0);
-      }
-      const old = start > 0 ? dev.read(target) : ph;
-      dev.runInto(target, forwardSpec, [old, start > 0 ? 1 : 0, ...xs, ...offs, ...sizes, topSlab, t.count()]);
-    }
+    const pieces = bottom.map((b, k) => ({ value: dataOf(dev, b), off: parts[k]!.off, slab: parts[k]!.slab }));
+    concatInto(dev, t.mutableGpuData() as GpuBuffer, pieces, topSlab, t.count());
   },
   backward(layer, top, propagateDown, bottom) {
     if (bottom.length === 1) return;

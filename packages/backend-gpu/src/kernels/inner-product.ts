@@ -1,8 +1,10 @@
 import { BackendError, type Blob } from '@caffe-ts/blob';
 import type { Layer, LayerKernel } from '@caffe-ts/layers';
-import type { GpuBuffer } from '../device.js';
+import type { GpuBuffer, GpuDevice } from '../device.js';
+import { concatInto } from './concat.js';
+import { affineSpec } from './scale.js';
 import { gemmArgs, gemmSpec } from './gemm.js';
-import { dataOf, deviceOf, diffOf, writeData, writeDiff } from './util.js';
+import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff } from './util.js';
 
 function dims(layer: Layer, bottom: Blob) {
   const p = layer.param.inner_product_param;
@@ -28,6 +30,23 @@ const colSumSpec = (rows: number) => ({
 });
 
 /**
+ * A weight matrix longer than the device's exact-index limit (AlexNet's fc6: 4096 × 9216) is held
+ * in parts of whole rows (N×K: rows of K); each part is one GEMM, the outputs are assembled
+ * column block by column block. Transposed (K×N) weights that large are refused.
+ */
+function splitWeight(layer: Layer, dev: GpuDevice, w: GpuBuffer, N: number, K: number, transpose: boolean): { r0: number; rows: number; p: number }[] {
+  if (transpose) {
+    throw new BackendError(`InnerProduct layer '${layer.name}': a transposed weight of ${N * K} floats is over the gpu backend's exact-index limit (${dev.splitLimit})`);
+  }
+  const rowsPer = Math.floor(dev.splitLimit / K);
+  if (rowsPer < 1) throw new BackendError(`InnerProduct layer '${layer.name}': one weight row of ${K} floats is over the gpu backend's exact-index limit (${dev.splitLimit})`);
+  dev.repartition(w, rowsPer * K);
+  const out: { r0: number; rows: number; p: number }[] = [];
+  for (let p = 0; p * rowsPer < N; p++) out.push({ r0: p * rowsPer, rows: Math.min(rowsPer, N - p * rowsPer), p });
+  return out;
+}
+
+/**
  * Weights are N×K (K×N with `transpose`); top = bottom·Wᵀ + b. Backward accumulates into the
  * param diffs (beta = 1), as Caffe's layers do, and overwrites the bottom diff.
  */
@@ -35,6 +54,21 @@ export const innerProductKernel: LayerKernel = {
   forward(layer, bottom, top) {
     const dev = deviceOf(layer);
     const { M, K, N, transpose, biasTerm } = dims(layer, bottom[0]!);
+    const wBuf = layer.blobs[0]!.gpuData() as GpuBuffer;
+    if (wBuf.parts) {
+      const x = dataOf(dev, bottom[0]!);
+      const pieces = splitWeight(layer, dev, wBuf, N, K, transpose).map(({ r0, rows, p }) => {
+        const args = gemmArgs(dev, { A: x, B: dev.readPart(wBuf, p), M, N: rows, K, transA: false, transB: true });
+        return { value: dev.adopt(dev.run(gemmSpec(K), M * rows, args)), off: r0, slab: rows };
+      });
+      const target = top[0]!.mutableGpuData() as GpuBuffer;
+      concatInto(dev, target, pieces, N, M * N);
+      for (const piece of pieces) dev.release(piece.value);
+      if (biasTerm) {
+        dev.runInto(target, affineSpec, [dev.read(target), placeholder(dev), 0, dataOf(dev, layer.blobs[1]!), 1, N, 1, M * N]);
+      }
+      return;
+    }
     const args = gemmArgs(dev, {
       A: dataOf(dev, bottom[0]!),
       B: dataOf(dev, layer.blobs[0]!),
@@ -52,13 +86,26 @@ export const innerProductKernel: LayerKernel = {
     const { M, K, N, transpose, biasTerm } = dims(layer, bottom[0]!);
     const dy = diffOf(dev, top[0]!);
     const x = dataOf(dev, bottom[0]!);
+    const w = layer.blobs[0]!;
+    const wBuf = w.gpuData() as GpuBuffer;
+    const split = wBuf.parts ? splitWeight(layer, dev, wBuf, N, K, transpose) : null;
     if (layer.paramPropagateDown[0] ?? true) {
-      const w = layer.blobs[0]!;
-      // dW (N×K) += dyᵀ·x, or (K×N) += xᵀ·dy when transposed.
-      const args = transpose
-        ? gemmArgs(dev, { A: x, B: dy, M: K, N, K: M, transA: true, transB: false, beta: 1, C: diffOf(dev, w) })
-        : gemmArgs(dev, { A: dy, B: x, M: N, N: K, K: M, transA: true, transB: false, beta: 1, C: diffOf(dev, w) });
-      writeDiff(dev, w, gemmSpec(M), args);
+      if (split) {
+        // dW rows [r0, r0 + rows) += dy[:, r0 …]ᵀ·x, part by part (the diff cut like the data).
+        const dBuf = w.mutableGpuDiff() as GpuBuffer;
+        dev.repartition(dBuf, wBuf.partLength);
+        for (const { r0, rows, p } of split) {
+          // A[m, k] = dy[k·N + r0 + m] (m a weight row, k a batch row).
+          const args = gemmArgs(dev, { A: dy, B: x, M: rows, N: K, K: M, transA: true, transB: false, beta: 1, C: dev.readPart(dBuf, p), aOff: r0, sAk: N });
+          dev.setPart(dBuf, p, dev.run(gemmSpec(M), rows * K, args));
+        }
+      } else {
+        // dW (N×K) += dyᵀ·x, or (K×N) += xᵀ·dy when transposed.
+        const args = transpose
+          ? gemmArgs(dev, { A: x, B: dy, M: K, N, K: M, transA: true, transB: false, beta: 1, C: diffOf(dev, w) })
+          : gemmArgs(dev, { A: dy, B: x, M: N, N: K, K: M, transA: true, transB: false, beta: 1, C: diffOf(dev, w) });
+        writeDiff(dev, w, gemmSpec(M), args);
+      }
     }
     if (biasTerm && (layer.paramPropagateDown[1] ?? true)) {
       const b = layer.blobs[1]!;
@@ -66,6 +113,15 @@ export const innerProductKernel: LayerKernel = {
       dev.runInto(b.mutableGpuDiff() as GpuBuffer, colSumSpec(M), [dy, old, M, N, 1]);
     }
     if (propagateDown[0]) {
+      if (split) {
+        // dx = Σ_parts dy[:, r0 …]·W_part, accumulated pass by pass.
+        const target = bottom[0]!.mutableGpuDiff() as GpuBuffer;
+        split.forEach(({ r0, rows, p }, i) => {
+          const args = gemmArgs(dev, { A: dy, B: dev.readPart(wBuf, p), M, N: K, K: rows, transA: false, transB: false, aOff: r0, sAm: N, beta: i > 0 ? 1 : 0, C: i > 0 ? dev.read(target) : undefined });
+          dev.runInto(target, gemmSpec(rows), args);
+        });
+        return;
+      }
       const args = gemmArgs(dev, { A: dy, B: dataOf(dev, layer.blobs[0]!), M, N: K, K: N, transA: false, transB: transpose });
       writeDiff(dev, bottom[0]!, gemmSpec(N), args);
     }

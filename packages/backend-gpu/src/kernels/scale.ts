@@ -4,7 +4,7 @@ import type { GpuBuffer } from '../device.js';
 import { channelSumSpec, CHANNEL_OF_I, copySpec, dataOf, deviceOf, diffOf, placeholder, scratchBuffer, writeDiff } from './util.js';
 
 /** y = x·s[d] (when hasS) + b[d] (when hasB), d the channel of an (outer, D, inner) layout. */
-const affineSpec = {
+export const affineSpec = {
   name: 'chan-affine',
   source: `function (X, S, hasS, B, hasB, D, inner, count) {
     const i = this.thread.x;

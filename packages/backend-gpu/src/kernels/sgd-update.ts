@@ -1,4 +1,4 @@
-import type { Blob, DeviceSolverOps, SgdStepSettings } from '@caffe-ts/blob';
+import { BackendError, type Blob, type DeviceSolverOps, type SgdStepSettings } from '@caffe-ts/blob';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 
 const axpbySpec = {
@@ -50,16 +50,41 @@ export interface GpuOps extends DeviceSolverOps {
   update(param: Blob): void;
 }
 
+/**
+ * Run an elementwise step part by part over buffers of one length: split buffers (longer than
+ * the exact-index limit) are first cut like the first one; `fn` gets each part's index and the
+ * number of its elements below `count`.
+ */
+function perPart(dev: GpuDevice, bufs: GpuBuffer[], count: number, fn: (p: number, n: number) => void): void {
+  const lead = bufs[0]!;
+  if (!lead.parts) {
+    fn(0, count);
+    return;
+  }
+  for (const b of bufs.slice(1)) {
+    if (!b.parts || b.length !== lead.length) {
+      throw new BackendError(`gpu backend: elementwise update over a split buffer of ${lead.length} floats and a buffer of ${b.length} floats laid out differently`);
+    }
+    dev.repartition(b, lead.partLength);
+  }
+  for (const [p, [start, size]] of dev.partRanges(lead).entries()) fn(p, Math.max(0, Math.min(size, count - start)));
+}
+
 export function createGpuOps(dev: GpuDevice): GpuOps {
   const axpby = (alpha: number, x: GpuBuffer, beta: number, y: GpuBuffer, count = Math.min(x.length, y.length)): void => {
-    dev.runInto(y, axpbySpec, [dev.read(x), dev.read(y), alpha, beta, count]);
+    perPart(dev, [y, x], count, (p, n) => dev.setPart(y, p, dev.run(axpbySpec, y.parts ? y.partSize(p) : y.length, [dev.readPart(x, p), dev.readPart(y, p), alpha, beta, n])));
   };
   const sgdStep = (param: Blob, history: Blob, s: SgdStepSettings): void => {
     const n = param.count();
-    const g = dev.read(param.gpuDiff() as GpuBuffer);
-    const w = dev.read(param.gpuData() as GpuBuffer);
+    const data = param.gpuData() as GpuBuffer;
+    const diff = param.gpuDiff() as GpuBuffer;
     const hist = history.mutableGpuData() as GpuBuffer;
-    dev.runInto(hist, sgdHistorySpec, [g, w, dev.read(hist), s.localRate, s.momentum, s.localDecay, s.regularization === 'L1' ? 1 : 0, s.diffScale, n]);
+    perPart(dev, [data, diff, hist], n, (p, c) => {
+      const len = data.parts ? data.partSize(p) : hist.length;
+      const g = dev.readPart(diff, p);
+      const w = dev.readPart(data, p);
+      dev.setPart(hist, p, dev.run(sgdHistorySpec, len, [g, w, dev.readPart(hist, p), s.localRate, s.momentum, s.localDecay, s.regularization === 'L1' ? 1 : 0, s.diffScale, c]));
+    });
     // Caffe leaves the step in the diff; the data then moves by it.
     axpby(1, hist, 0, param.mutableGpuDiff() as GpuBuffer, n);
     axpby(-1, hist, 1, param.mutableGpuData() as GpuBuffer, n);
@@ -78,7 +103,10 @@ export function createGpuOps(dev: GpuDevice): GpuOps {
         return;
       }
       const diff = param.mutableGpuDiff() as GpuBuffer;
-      dev.runInto(diff, zeroSpec, [diff.length]);
+      perPart(dev, [diff], diff.length, (p) => {
+        const len = diff.parts ? diff.partSize(p) : diff.length;
+        dev.setPart(diff, p, dev.run(zeroSpec, len, [len]));
+      });
     },
     update(param) {
       axpby(-1, param.gpuDiff() as GpuBuffer, 1, param.mutableGpuData() as GpuBuffer, param.count());
