@@ -13,6 +13,10 @@
 //   consecutive inputs, for stride 2 from the even lanes of eight; other strides and the row
 //   tails run one output at a time.
 //
+// - relu, affine (per-channel a·x + b, optionally then ReLU) and sum2 (c0·a + c1·b, optionally
+//   then ReLU): the elementwise steps of inference in float32 SIMD (ReLU layers, and the fused
+//   BatchNorm → Scale → ReLU and Eltwise → ReLU chains of Net.forward).
+//
 // `scripts/build-infer-wasm.mjs` assembles it with wabt into src/wasm/generated/infer-wasm.ts
 // (an own-memory build and one importing the kernel threads' shared memory); a test checks the
 // committed output is in sync.
@@ -119,9 +123,10 @@ export function generateInferWat({ shared = false } = {}) {
   emit(2, '(local.set $WpB (i32.shl (local.get $Wp) (i32.const 2)))');
   emit(2, '(local.set $planeB (i32.mul (local.get $WpB) (i32.add (local.get $H) (i32.shl (local.get $PH) (i32.const 1)))))');
   emit(2, '(local.set $OW4 (i32.and (local.get $OW) (i32.const -4)))');
+  // The border (and slack) is zeroed once: each channel's rows overwrite only the interior.
+  emit(2, '(memory.fill (local.get $pad) (i32.const 0) (local.get $planeB))');
   emit(2, '(block $cDone (loop $cLoop');
   emit(3, '(br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))');
-  emit(3, '(memory.fill (local.get $pad) (i32.const 0) (local.get $planeB))');
   emit(3, '(local.set $r (i32.const 0))');
   emit(3, '(block $rDone (loop $rLoop');
   emit(4, '(br_if $rDone (i32.ge_s (local.get $r) (local.get $H)))');
@@ -190,6 +195,81 @@ export function generateInferWat({ shared = false } = {}) {
   emit(4, '(br $oyLoop)))');
   emit(3, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(3, '(br $cLoop)))');
+  emit(1, ')');
+
+  // ---- elementwise: relu, per-channel affine (+ relu), weighted sum of two (+ relu) ----
+  // Each walks n floats in f32x4 steps, then one at a time. Byte pointers; y may equal x.
+  const vecLoop = (name, body, scalarBody) => {
+    emit(2, '(local.set $n4 (i32.and (local.get $n) (i32.const -4)))');
+    emit(2, `(block $${name}Done (loop $${name}Loop`);
+    emit(3, `(br_if $${name}Done (i32.ge_s (local.get $i) (local.get $n4)))`);
+    emit(3, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+    for (const l of body) emit(3, l);
+    emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 4)))');
+    emit(3, `(br $${name}Loop)))`);
+    emit(2, `(block $${name}TDone (loop $${name}TLoop`);
+    emit(3, `(br_if $${name}TDone (i32.ge_s (local.get $i) (local.get $n)))`);
+    emit(3, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+    for (const l of scalarBody) emit(3, l);
+    emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
+    emit(3, `(br $${name}TLoop)))`);
+  };
+  // Leaky: max(v, 0) + slope·min(v, 0); slope 0 gives max(v, 0) (+0 for negatives, NaN kept).
+  const reluV = (v) => `(f32x4.add (f32x4.max ${v} (local.get $zero)) (f32x4.mul (local.get $slopeV) (f32x4.min ${v} (local.get $zero))))`;
+  const reluS = (v) => `(f32.add (f32.max ${v} (f32.const 0)) (f32.mul (local.get $slope) (f32.min ${v} (f32.const 0))))`;
+  emit(1, ';; y = max(x, 0) + slope * min(x, 0) over n floats.');
+  emit(1, '(func (export "relu") (param $x i32) (param $y i32) (param $n i32) (param $slope f32)');
+  emit(2, '(local $i i32) (local $n4 i32) (local $o i32) (local $zero v128) (local $slopeV v128) (local $v v128) (local $s f32)');
+  emit(2, '(local.set $slopeV (f32x4.splat (local.get $slope)))');
+  vecLoop('relu',
+    [`(v128.store (i32.add (local.get $y) (local.get $o)) ${reluV('(v128.load (i32.add (local.get $x) (local.get $o)))')})`],
+    ['(local.set $s (f32.load (i32.add (local.get $x) (local.get $o))))', `(f32.store (i32.add (local.get $y) (local.get $o)) ${reluS('(local.get $s)')})`]);
+  emit(1, ')');
+
+  emit(1, ';; For each of outer x C planes of S floats: y = a[c] * x + b[c], then the relu (with slope) when $relu.');
+  emit(1, '(func (export "affine") (param $x i32) (param $y i32) (param $outer i32) (param $C i32) (param $S i32) (param $a i32) (param $b i32) (param $relu i32) (param $slope f32)');
+  emit(2, '(local $i i32) (local $n i32) (local $n4 i32) (local $o i32) (local $zero v128) (local $slopeV v128) (local $v v128) (local $s f32)');
+  emit(2, '(local $p i32) (local $c i32) (local $av v128) (local $bv v128) (local $as f32) (local $bs f32) (local $x0 i32) (local $y0 i32)');
+  emit(2, '(local.set $slopeV (f32x4.splat (local.get $slope)))');
+  emit(2, '(local.set $n (local.get $S))');
+  emit(2, '(block $pDone (loop $pLoop');
+  emit(3, '(br_if $pDone (i32.ge_s (local.get $p) (i32.mul (local.get $outer) (local.get $C))))');
+  emit(3, '(local.set $c (i32.rem_u (local.get $p) (local.get $C)))');
+  emit(3, '(local.set $as (f32.load (i32.add (local.get $a) (i32.shl (local.get $c) (i32.const 2)))))');
+  emit(3, '(local.set $bs (f32.load (i32.add (local.get $b) (i32.shl (local.get $c) (i32.const 2)))))');
+  emit(3, '(local.set $av (f32x4.splat (local.get $as)))');
+  emit(3, '(local.set $bv (f32x4.splat (local.get $bs)))');
+  emit(3, '(local.set $x0 (i32.add (local.get $x) (i32.shl (i32.mul (local.get $p) (local.get $S)) (i32.const 2))))');
+  emit(3, '(local.set $y0 (i32.add (local.get $y) (i32.shl (i32.mul (local.get $p) (local.get $S)) (i32.const 2))))');
+  emit(3, '(local.set $i (i32.const 0))');
+  out.push(...(() => {
+    const save = out.length;
+    vecLoop('aff', [
+      '(local.set $v (f32x4.add (f32x4.mul (local.get $av) (v128.load (i32.add (local.get $x0) (local.get $o)))) (local.get $bv)))',
+      `(v128.store (i32.add (local.get $y0) (local.get $o)) (if (result v128) (local.get $relu) (then ${reluV('(local.get $v)')}) (else (local.get $v))))`,
+    ], [
+      '(local.set $s (f32.add (f32.mul (local.get $as) (f32.load (i32.add (local.get $x0) (local.get $o)))) (local.get $bs)))',
+      `(f32.store (i32.add (local.get $y0) (local.get $o)) (if (result f32) (local.get $relu) (then ${reluS('(local.get $s)')}) (else (local.get $s))))`,
+    ]);
+    return out.splice(save).map((l) => '  ' + l);
+  })());
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
+  emit(3, '(br $pLoop)))');
+  emit(1, ')');
+
+  emit(1, ';; y = c0 * a + c1 * b over n floats, then the relu (with slope) when $relu.');
+  emit(1, '(func (export "sum2") (param $a i32) (param $b i32) (param $y i32) (param $n i32) (param $c0 f32) (param $c1 f32) (param $relu i32) (param $slope f32)');
+  emit(2, '(local $i i32) (local $n4 i32) (local $o i32) (local $zero v128) (local $slopeV v128) (local $v v128) (local $s f32) (local $c0v v128) (local $c1v v128)');
+  emit(2, '(local.set $slopeV (f32x4.splat (local.get $slope)))');
+  emit(2, '(local.set $c0v (f32x4.splat (local.get $c0)))');
+  emit(2, '(local.set $c1v (f32x4.splat (local.get $c1)))');
+  vecLoop('sum', [
+    '(local.set $v (f32x4.add (f32x4.mul (local.get $c0v) (v128.load (i32.add (local.get $a) (local.get $o)))) (f32x4.mul (local.get $c1v) (v128.load (i32.add (local.get $b) (local.get $o))))))',
+    `(v128.store (i32.add (local.get $y) (local.get $o)) (if (result v128) (local.get $relu) (then ${reluV('(local.get $v)')}) (else (local.get $v))))`,
+  ], [
+    '(local.set $s (f32.add (f32.mul (local.get $c0) (f32.load (i32.add (local.get $a) (local.get $o)))) (f32.mul (local.get $c1) (f32.load (i32.add (local.get $b) (local.get $o))))))',
+    `(f32.store (i32.add (local.get $y) (local.get $o)) (if (result f32) (local.get $relu) (then ${reluS('(local.get $s)')}) (else (local.get $s))))`,
+  ]);
   emit(1, ')');
   emit(0, ')');
   return out.join('\n') + '\n';

@@ -2,9 +2,11 @@
 // BatchNorm → Scale → ReLU layers (and residual sums with an in-place ReLU); run one by one,
 // each is a full pass over the activation, and together they cost about as much as the
 // convolutions. Where the net never runs backward through them, Net.forwardFromTo runs such a
-// chain as one pass with exactly the same arithmetic and float32 roundings as the layers
-// (results are bit-identical), and leaves per-layer calls (forwardFromTo(i, i)) unfused.
-import type { Blob, FloatArray } from '@caffe-ts/blob';
+// chain as one pass and leaves per-layer calls (forwardFromTo(i, i)) unfused. Float32 runs in
+// WebAssembly SIMD (the chain folded into one per-channel a·x + b, so roundings differ from the
+// layers' by about 1e-7 relative); float64, or float32 without WebAssembly SIMD, runs JS loops
+// with exactly the layers' arithmetic and roundings (bit-identical results).
+import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { BatchNormLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
 
 /** Layers start … end (inclusive) of a net, run by `run` as one pass. */
@@ -85,10 +87,13 @@ function reshapeAll(net: NetView, start: number, end: number): void {
 }
 
 /** y = relu(bn(x) · s + b) per channel, each step rounded to the blob's type as the layers store it. */
-function affineChain(net: NetView, start: number, end: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null): FusedChain {
+function affineChain(net: NetView, start: number, end: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null): FusedChain & { a: Float32Array; b: Float32Array } {
   return {
     start,
     end,
+    /** Per-channel factors of the WebAssembly path, kept between calls. */
+    a: new Float32Array(0),
+    b: new Float32Array(0),
     run(): boolean {
       reshapeAll(net, start, end);
       const xBlob = net.bottomVecs[start]![0]!, yBlob = net.topVecs[start]![0]!;
@@ -108,6 +113,25 @@ function affineChain(net: NetView, start: number, end: number, bn: BatchNormLaye
       const f32 = y instanceof Float32Array;
       const useRelu = slope !== null, s2 = slope ?? 0;
       const sv = affine?.scale ?? null, bv = affine?.bias ?? null;
+      const k = f32 ? defaultWasmInfer() : null;
+      if (k) {
+        // Float32 in WebAssembly SIMD: the chain folded into y = a·x + b per channel (then the
+        // ReLU); a = s/σ', b = β − s·μ/σ' (σ' = √(σ² + eps)), which rounds differently from the
+        // layers' steps (to about 1e-7 relative).
+        if (this.a.length < C) {
+          this.a = new Float32Array(C);
+          this.b = new Float32Array(C);
+        }
+        const a = this.a, b = this.b;
+        for (let c = 0; c < C; c++) {
+          const mu = stats ? stats.mean[c]! : 0, sd = stats ? stats.std[c]! : 1;
+          const f = sv ? sv[c]! : 1, beta = bv ? bv[c]! : 0;
+          a[c] = f / sd;
+          b[c] = beta - (f * mu) / sd;
+        }
+        k.affine(x as Float32Array, y as Float32Array, num, C, spatial, a, b, slope);
+        return true;
+      }
       for (let n = 0, k = 0; n < num; n++) {
         for (let c = 0; c < C; c++) {
           const mu = stats ? stats.mean[c]! : 0, sd = stats ? stats.std[c]! : 1;
@@ -170,6 +194,12 @@ function eltwiseReluChain(net: NetView, start: number): FusedChain {
       const a = aBlob.cpuData(), b = bBlob.cpuData();
       const y = net.topVecs[start]![0]!.mutableCpuData();
       const n = y.length;
+      const k = y instanceof Float32Array ? defaultWasmInfer() : null;
+      if (k) {
+        // Float32 in WebAssembly SIMD (rounded after each product, unlike Eltwise's float64 sum).
+        k.sum2(a as Float32Array, b as Float32Array, y as Float32Array, n, c0, c1, slope);
+        return true;
+      }
       if (slope === 0) {
         for (let i = 0; i < n; i++) {
           const v = 0 + c0 * a[i]! + c1 * b[i]!;

@@ -62,7 +62,7 @@ describe('Net: fused inference chains', () => {
   };
   for (const dtype of ['float32', 'float64'] as const) {
     for (const [slope, bias] of [[0, true], [0, false], [0.125, true]] as const) {
-      it(`gives bit-identical results to the layers one by one (${dtype}, slope ${slope}, scale bias ${bias})`, () => {
+      it(`matches the layers one by one (${dtype}: ${dtype === 'float64' ? 'bit-identical' : 'to 2e-6'}; slope ${slope}, scale bias ${bias})`, () => {
         const text = chainNet(slope, bias);
         const fused = build(text, dtype), plain = build(text, dtype);
         plain.fuseInference = false;
@@ -72,7 +72,15 @@ describe('Net: fused inference chains', () => {
         fused.forward();
         plain.forward();
         for (const name of ['conv', 'conv2', 's3', 'sum']) {
-          expect(Array.from(fused.blobs.get(name)!.cpuData()), name).toEqual(Array.from(plain.blobs.get(name)!.cpuData()));
+          const got = fused.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+          if (dtype === 'float64') {
+            // JS loops with the layers' own arithmetic.
+            expect(Array.from(got), name).toEqual(Array.from(want));
+          } else {
+            // WebAssembly SIMD: the folded per-channel affine rounds differently (about 1e-7).
+            const scale = Math.max(1, ...Array.from(want, Math.abs));
+            for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${name}[${i}]`).toBeLessThanOrEqual(2e-6 * scale);
+          }
         }
       });
     }
@@ -86,6 +94,7 @@ describe('Net: fused inference chains', () => {
     ref.forward();
     // Layer by layer (as `caffe time` does): each layer does its own step.
     for (let i = 0; i < n.layers.length; i++) n.forwardFromTo(i, i);
+    // Float32 ReLU layers run in WebAssembly with the same values: still bit-identical.
     expect(Array.from(n.blobs.get('sum')!.cpuData())).toEqual(Array.from(ref.blobs.get('sum')!.cpuData()));
     const withLoss = `${text} layer { name: "loss" type: "EuclideanLoss" bottom: "sum" bottom: "sum" top: "loss" }`;
     const train = new Net(net(withLoss), { phase: Phase.TRAIN, registry: testRegistry(), log: false });

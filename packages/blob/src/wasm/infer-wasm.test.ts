@@ -109,6 +109,53 @@ describe('WebAssembly inference kernels', () => {
     close(y, depthwiseRef(g, num, x, w, null));
   });
 
+  it.each([0, 0.125])('relu with slope %s is exactly max(x, 0) + slope·min(x, 0), in place too, odd lengths', (slope) => {
+    const k = kernels();
+    for (const n of [1, 7, 64, 1001]) {
+      const x = random(n);
+      x[0] = -0;
+      if (n > 1) x[1] = NaN;
+      const want = Float32Array.from(x, (v) => Math.max(v, 0) + slope * Math.min(v, 0));
+      const y = new Float32Array(n);
+      k.relu(x, y, n, slope);
+      expect(Array.from(y)).toEqual(Array.from(want));
+      k.relu(x, x, n, slope);
+      expect(Array.from(x)).toEqual(Array.from(want));
+    }
+  });
+
+  it.each([null, 0, 0.25])('affine per channel, then relu %s', (relu) => {
+    const k = kernels();
+    const [outer, C, S] = [2, 3, 13];
+    const x = random(outer * C * S), a = random(C), b = random(C);
+    const want = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const c = Math.floor(i / S) % C;
+      const v = a[c]! * x[i]! + b[c]!;
+      want[i] = relu === null ? v : Math.max(v, 0) + relu * Math.min(v, 0);
+    }
+    const y = new Float32Array(x.length);
+    k.affine(x, y, outer, C, S, a, b, relu);
+    close(y, want, 1e-6);
+    k.affine(x, x, outer, C, S, a, b, relu);
+    close(x, want, 1e-6);
+  });
+
+  it.each([null, 0, 0.5])('sum2 of two arrays with coefficients, then relu %s', (relu) => {
+    const k = kernels();
+    const n = 37;
+    const a = random(n), b = random(n);
+    const want = Float64Array.from(a, (v, i) => {
+      const s = 1.5 * v - 0.75 * b[i]!;
+      return relu === null ? s : Math.max(s, 0) + relu * Math.min(s, 0);
+    });
+    const y = new Float32Array(n);
+    k.sum2(a, b, y, n, 1.5, -0.75, relu);
+    close(y, want, 1e-6);
+    k.sum2(a, b, a, n, 1.5, -0.75, relu);
+    close(a, want, 1e-6);
+  });
+
   it('runs in place on blobs of the wasm host allocator (same results as staged copies)', () => {
     const prev = setHostAllocator('wasm');
     try {
@@ -130,6 +177,15 @@ describe('WebAssembly inference kernels', () => {
       const yi = resident(new Float32Array(want.length));
       k.depthwise(g, 1, resident(xi), resident(wi), resident(bi), yi);
       close(yi, want);
+      const r = resident(Float32Array.from([-1, 2, -3, 4, 5]));
+      k.relu(r, r, 5, 0);
+      expect(Array.from(r)).toEqual([0, 2, 0, 4, 5]);
+      const s = resident(Float32Array.from([1, -2, 3]));
+      k.affine(s, s, 1, 3, 1, resident(Float32Array.from([2, 2, 2])), resident(Float32Array.from([0, 1, -7])), 0);
+      expect(Array.from(s)).toEqual([2, 0, 0]);
+      const t = resident(new Float32Array(3));
+      k.sum2(resident(Float32Array.from([1, 2, 3])), resident(Float32Array.from([1, -5, 1])), t, 3, 1, 1, 0);
+      expect(Array.from(t)).toEqual([2, 0, 4]);
     } finally {
       setHostAllocator(prev);
     }

@@ -2,7 +2,9 @@
 // - rowdot: an inner product against row-stored weights for a few input rows (InnerProduct at
 //   batch 1, where a GEMM would spend its time packing the whole weight matrix);
 // - depthwise: a 2-D convolution with one filter per channel (group = channels = outputs),
-//   which im2col + GEMM runs as one tiny GEMM per channel.
+//   which im2col + GEMM runs as one tiny GEMM per channel;
+// - relu, affine (per-channel a·x + b, then optionally ReLU) and sum2 (c0·a + c1·b, then
+//   optionally ReLU): float32 elementwise passes of inference, 4 lanes at a time.
 // Operands that all live in the kernel threads' shared memory (blobs of the 'wasm' host
 // allocator, host-memory.ts) are used in place by the shared build; otherwise they are copied
 // into this module's own memory and the results copied back.
@@ -19,6 +21,9 @@ interface InferExports {
     SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
     b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
   ): void;
+  relu(x: number, y: number, n: number, slope: number): void;
+  affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
+  sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;
 }
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
@@ -57,6 +62,15 @@ export interface WasmInfer {
    * [channels, kernelH, kernelW] and optional bias [channels]; overwrites y [num, channels, OH, OW].
    */
   depthwise(g: DepthwiseGeometry, num: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array): void;
+  /** y = max(x, 0) + slope·min(x, 0) over the first n elements (y may be x). */
+  relu(x: Float32Array, y: Float32Array, n: number, slope: number): void;
+  /**
+   * For `outer` × `channels` planes of `spatial` elements: y = a[c]·x + b[c] (in float32), then,
+   * when `relu` is a number, max(v, 0) + relu·min(v, 0). y may be x.
+   */
+  affine(x: Float32Array, y: Float32Array, outer: number, channels: number, spatial: number, a: Float32Array, b: Float32Array, relu: number | null): void;
+  /** y = c0·a + c1·b over n elements (in float32), then the ReLU of slope `relu` when it is a number. y may be a or b. */
+  sum2(a: Float32Array, b: Float32Array, y: Float32Array, n: number, c0: number, c1: number, relu: number | null): void;
 }
 
 const PAGE_BYTES = 65536;
@@ -186,7 +200,67 @@ export function createWasmInfer(): WasmInfer | null {
     y.set(f32.subarray(pY >> 2, (pY >> 2) + num * outImg));
   }
 
-  return { name, rowdot, depthwise };
+  const checkLen = (what: string, n: number, arrays: Record<string, Float32Array>) => {
+    if (!Number.isInteger(n) || n < 0) throw new MathError(`wasm ${what}: element count must be a non-negative integer, got ${n}`);
+    for (const [k, a] of Object.entries(arrays)) {
+      if (a.length < n) throw new MathError(`wasm ${what}: ${k} has ${a.length} elements, needs ${n}`);
+    }
+  };
+
+  function relu(x: Float32Array, y: Float32Array, n: number, slope: number): void {
+    checkLen('relu', n, { x, y });
+    if (n === 0) return;
+    const shared = inPlace(x, y);
+    if (shared) {
+      shared.ex.relu(shared.at[0]!, shared.at[1]!, n, slope);
+      return;
+    }
+    const f32 = heap(4 * n);
+    f32.set(x.subarray(0, n), 0);
+    ex.relu(0, 0, n, slope);
+    y.set(f32.subarray(0, n));
+  }
+
+  function affine(x: Float32Array, y: Float32Array, outer: number, channels: number, spatial: number, a: Float32Array, b: Float32Array, reluSlope: number | null): void {
+    const n = outer * channels * spatial;
+    checkLen('affine', n, { x, y });
+    checkLen('affine', channels, { a, b });
+    if (n === 0) return;
+    const r = reluSlope === null ? 0 : 1, slope = reluSlope ?? 0;
+    const shared = inPlace(x, y, a, b);
+    if (shared) {
+      const [px, py, pa, pb] = shared.at as [number, number, number, number];
+      shared.ex.affine(px, py, outer, channels, spatial, pa, pb, r, slope);
+      return;
+    }
+    const pA = align(4 * n), pB = align(pA + 4 * channels);
+    const f32 = heap(pB + 4 * channels);
+    f32.set(x.subarray(0, n), 0);
+    f32.set(a.subarray(0, channels), pA >> 2);
+    f32.set(b.subarray(0, channels), pB >> 2);
+    ex.affine(0, 0, outer, channels, spatial, pA, pB, r, slope);
+    y.set(f32.subarray(0, n));
+  }
+
+  function sum2(a: Float32Array, b: Float32Array, y: Float32Array, n: number, c0: number, c1: number, reluSlope: number | null): void {
+    checkLen('sum2', n, { a, b, y });
+    if (n === 0) return;
+    const r = reluSlope === null ? 0 : 1, slope = reluSlope ?? 0;
+    const shared = inPlace(a, b, y);
+    if (shared) {
+      const [pa, pb, py] = shared.at as [number, number, number];
+      shared.ex.sum2(pa, pb, py, n, c0, c1, r, slope);
+      return;
+    }
+    const pB = align(4 * n);
+    const f32 = heap(pB + 4 * n);
+    f32.set(a.subarray(0, n), 0);
+    f32.set(b.subarray(0, n), pB >> 2);
+    ex.sum2(0, pB, 0, n, c0, c1, r, slope);
+    y.set(f32.subarray(0, n));
+  }
+
+  return { name, rowdot, depthwise, relu, affine, sum2 };
 }
 
 const INFER_KEY = Symbol.for('caffe-ts.wasmInfer');

@@ -1,7 +1,7 @@
 import { Blob } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
-import { ReLULayer, reluLayerDef } from './relu-layer.js';
+import { ReLULayer, reluLayerDef, WASM_MIN_ELEMENTS } from './relu-layer.js';
 
 const f64 = () => new Blob([], { dtype: 'float64' });
 
@@ -61,5 +61,21 @@ describe('ReLU', () => {
       "ReLU layer 'relu1': ReLU Layer takes 1 bottom blob(s) as input (got 2).",
     );
     expect(() => layer.setUp([makeBlob([2])], [])).toThrow("ReLU layer 'relu1': ReLU Layer produces 1 top blob(s) as output (got 0).");
+  });
+
+  it('float32 forwards the same values above and below the WebAssembly threshold, in place too', () => {
+    for (const slope of [0, 0.25]) {
+      for (const n of [WASM_MIN_ELEMENTS - 1, WASM_MIN_ELEMENTS + 3]) {
+        const layer = createLayer(reluLayerDef, { relu_param: { negative_slope: slope } }, { dtype: 'float32' });
+        const bottom = makeBlob([n], { dtype: 'float32', filler: 'uniform', min: -1, max: 1 });
+        const want = Array.from(bottom.cpuData(), (v) => Math.fround(Math.max(v, 0) + slope * Math.min(v, 0)));
+        const top = new Blob([], { dtype: 'float32' });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        expect(Array.from(top.cpuData())).toEqual(want);
+        layer.forward([bottom], [bottom]);
+        expect(Array.from(bottom.cpuData())).toEqual(want);
+      }
+    }
   });
 });

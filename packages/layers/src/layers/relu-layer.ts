@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { defaultWasmInfer, type Blob } from '@caffe-ts/blob';
 import type { LayerDef } from '../registry.js';
 import { NeuronLayer } from './neuron-layer.js';
 
@@ -19,6 +19,14 @@ export class ReLULayer extends NeuronLayer {
     const x = bottom[0]!.cpuData();
     const y = top[0]!.mutableCpuData();
     const n = x.length;
+    if (n >= WASM_MIN_ELEMENTS && y instanceof Float32Array) {
+      // Float32 in WebAssembly SIMD: max(x, 0) + slope·min(x, 0), the same values 4 at a time.
+      const k = defaultWasmInfer();
+      if (k) {
+        k.relu(x as Float32Array, y, n, slope);
+        return;
+      }
+    }
     // Branch-free forms of Caffe's max(x, 0) + slope · min(x, 0): (x + |x|)/2 is max(x, 0) and
     // (x − |x|)/2 is min(x, 0), exactly (halving and doubling are exact), giving +0 for
     // negatives as Caffe's form does. A branch on the sign mispredicts on real activations
@@ -47,5 +55,8 @@ export class ReLULayer extends NeuronLayer {
     for (let i = 0; i < x.length; i++) dx[i] = x[i]! > 0 ? dy[i]! : slope * dy[i]!;
   }
 }
+
+/** Elements from which a float32 forward goes to the WebAssembly kernel (below, the copies cost more than they save). */
+export const WASM_MIN_ELEMENTS = 2048;
 
 export const reluLayerDef: LayerDef<ReLULayer> = { type: 'ReLU', create: (p, ctx) => new ReLULayer(p, ctx) };
