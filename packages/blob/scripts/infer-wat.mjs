@@ -13,6 +13,8 @@
 //   consecutive inputs, for stride 2 from the even lanes of eight; other strides and the row
 //   tails run one output at a time.
 //
+// - lrn: Local Response Normalization across channels (β of 0.75, 0.5 or 1: square roots), the
+//   window's squares summed plane by plane into a plane-sized scratch buffer.
 // - relu, affine (per-channel a·x + b, optionally then ReLU) and sum2 (c0·a + c1·b, optionally
 //   then ReLU): the elementwise steps of inference in float32 SIMD (ReLU layers, and the fused
 //   BatchNorm → Scale → ReLU and Eltwise → ReLU chains of Net.forward).
@@ -270,6 +272,75 @@ export function generateInferWat({ shared = false } = {}) {
     '(local.set $s (f32.add (f32.mul (local.get $c0) (f32.load (i32.add (local.get $a) (local.get $o)))) (f32.mul (local.get $c1) (f32.load (i32.add (local.get $b) (local.get $o))))))',
     `(f32.store (i32.add (local.get $y) (local.get $o)) (if (result f32) (local.get $relu) (then ${reluS('(local.get $s)')}) (else (local.get $s))))`,
   ]);
+  emit(1, ')');
+
+  // ---- LRN across channels ----
+  // For each image and channel: q = sum of x^2 over channels c-pre .. c+pre (clipped), s = k + alpha_n * q,
+  // y = x * s^-beta with beta 0.75 (mode 0: 1 / (sqrt(s) * sqrt(sqrt(s)))), 0.5 (mode 1) or 1 (mode 2).
+  emit(1, ';; LRN across channels of N images of C planes of P floats; $q: scratch of P floats.');
+  emit(1, '(func (export "lrn") (param $x i32) (param $s i32) (param $y i32) (param $N i32) (param $C i32) (param $P i32) (param $pre i32) (param $k f32) (param $an f32) (param $mode i32) (param $q i32)');
+  emit(2, '(local $img i32) (local $c i32) (local $c0 i32) (local $c1 i32) (local $cc i32) (local $i i32) (local $P4 i32) (local $o i32)');
+  emit(2, '(local $src i32) (local $base i32) (local $v v128) (local $sv v128) (local $r v128) (local $kv v128) (local $anv v128)');
+  emit(2, '(local $sf f32) (local $rf f32) (local $vf f32)');
+  emit(2, '(local.set $P4 (i32.and (local.get $P) (i32.const -4)))');
+  emit(2, '(local.set $kv (f32x4.splat (local.get $k)))');
+  emit(2, '(local.set $anv (f32x4.splat (local.get $an)))');
+  emit(2, '(block $imgDone (loop $imgLoop');
+  emit(3, '(br_if $imgDone (i32.ge_s (local.get $img) (local.get $N)))');
+  emit(3, '(local.set $c (i32.const 0))');
+  emit(3, '(block $cDone (loop $cLoop');
+  emit(4, '(br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))');
+  emit(4, '(local.set $c0 (select (i32.sub (local.get $c) (local.get $pre)) (i32.const 0) (i32.gt_s (i32.sub (local.get $c) (local.get $pre)) (i32.const 0))))');
+  emit(4, '(local.set $c1 (select (i32.add (local.get $c) (local.get $pre)) (i32.sub (local.get $C) (i32.const 1)) (i32.lt_s (i32.add (local.get $c) (local.get $pre)) (i32.sub (local.get $C) (i32.const 1)))))');
+  // q = x[c0]^2, then += x[cc]^2.
+  emit(4, '(local.set $cc (local.get $c0))');
+  emit(4, '(block $ccDone (loop $ccLoop');
+  emit(5, '(br_if $ccDone (i32.gt_s (local.get $cc) (local.get $c1)))');
+  emit(5, '(local.set $src (i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $cc)) (local.get $P)) (i32.const 2))))');
+  emit(5, '(local.set $i (i32.const 0))');
+  emit(5, '(block $vDone (loop $vLoop');
+  emit(6, '(br_if $vDone (i32.ge_s (local.get $i) (local.get $P4)))');
+  emit(6, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+  emit(6, '(local.set $v (v128.load (i32.add (local.get $src) (local.get $o))))');
+  emit(6, '(local.set $v (f32x4.mul (local.get $v) (local.get $v)))');
+  emit(6, '(v128.store (i32.add (local.get $q) (local.get $o)) (if (result v128) (i32.eq (local.get $cc) (local.get $c0)) (then (local.get $v)) (else (f32x4.add (v128.load (i32.add (local.get $q) (local.get $o))) (local.get $v)))))');
+  emit(6, '(local.set $i (i32.add (local.get $i) (i32.const 4)))');
+  emit(6, '(br $vLoop)))');
+  emit(5, '(block $tDone (loop $tLoop');
+  emit(6, '(br_if $tDone (i32.ge_s (local.get $i) (local.get $P)))');
+  emit(6, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+  emit(6, '(local.set $vf (f32.load (i32.add (local.get $src) (local.get $o))))');
+  emit(6, '(local.set $vf (f32.mul (local.get $vf) (local.get $vf)))');
+  emit(6, '(f32.store (i32.add (local.get $q) (local.get $o)) (if (result f32) (i32.eq (local.get $cc) (local.get $c0)) (then (local.get $vf)) (else (f32.add (f32.load (i32.add (local.get $q) (local.get $o))) (local.get $vf)))))');
+  emit(6, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
+  emit(6, '(br $tLoop)))');
+  emit(5, '(local.set $cc (i32.add (local.get $cc) (i32.const 1)))');
+  emit(5, '(br $ccLoop)))');
+  // s and y for this plane.
+  emit(4, '(local.set $base (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $c)) (local.get $P)) (i32.const 2)))');
+  emit(4, '(local.set $i (i32.const 0))');
+  const powV = '(if (result v128) (i32.eqz (local.get $mode)) (then (local.set $r (f32x4.sqrt (local.get $sv))) (f32x4.mul (local.get $r) (f32x4.sqrt (local.get $r)))) (else (if (result v128) (i32.eq (local.get $mode) (i32.const 1)) (then (f32x4.sqrt (local.get $sv))) (else (local.get $sv)))))';
+  const powS = '(if (result f32) (i32.eqz (local.get $mode)) (then (local.set $rf (f32.sqrt (local.get $sf))) (f32.mul (local.get $rf) (f32.sqrt (local.get $rf)))) (else (if (result f32) (i32.eq (local.get $mode) (i32.const 1)) (then (f32.sqrt (local.get $sf))) (else (local.get $sf)))))';
+  emit(4, '(block $fDone (loop $fLoop');
+  emit(5, '(br_if $fDone (i32.ge_s (local.get $i) (local.get $P4)))');
+  emit(5, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+  emit(5, '(local.set $sv (f32x4.add (local.get $kv) (f32x4.mul (local.get $anv) (v128.load (i32.add (local.get $q) (local.get $o))))))');
+  emit(5, '(v128.store (i32.add (local.get $s) (i32.add (local.get $base) (local.get $o))) (local.get $sv))');
+  emit(5, `(v128.store (i32.add (local.get $y) (i32.add (local.get $base) (local.get $o))) (f32x4.div (v128.load (i32.add (local.get $x) (i32.add (local.get $base) (local.get $o)))) ${powV}))`);
+  emit(5, '(local.set $i (i32.add (local.get $i) (i32.const 4)))');
+  emit(5, '(br $fLoop)))');
+  emit(4, '(block $gDone (loop $gLoop');
+  emit(5, '(br_if $gDone (i32.ge_s (local.get $i) (local.get $P)))');
+  emit(5, '(local.set $o (i32.shl (local.get $i) (i32.const 2)))');
+  emit(5, '(local.set $sf (f32.add (local.get $k) (f32.mul (local.get $an) (f32.load (i32.add (local.get $q) (local.get $o))))))');
+  emit(5, '(f32.store (i32.add (local.get $s) (i32.add (local.get $base) (local.get $o))) (local.get $sf))');
+  emit(5, `(f32.store (i32.add (local.get $y) (i32.add (local.get $base) (local.get $o))) (f32.div (f32.load (i32.add (local.get $x) (i32.add (local.get $base) (local.get $o)))) ${powS}))`);
+  emit(5, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
+  emit(5, '(br $gLoop)))');
+  emit(4, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  emit(4, '(br $cLoop)))');
+  emit(3, '(local.set $img (i32.add (local.get $img) (i32.const 1)))');
+  emit(3, '(br $imgLoop)))');
   emit(1, ')');
   emit(0, ')');
   return out.join('\n') + '\n';

@@ -71,4 +71,4 @@ export {
   MAX_THREADS,
   type ThreadPoolInfo,
 } from './wasm/index.js';
-export { createWasmInfer, defaultWasmInfer, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
+export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';

@@ -156,6 +156,29 @@ describe('WebAssembly inference kernels', () => {
     close(a, want, 1e-6);
   });
 
+  it.each([
+    [0.75, 5, 2, 7, 9], [0.5, 3, 1, 4, 5], [1, 1, 1, 3, 4], [0.75, 7, 1, 3, 30],
+  ])('lrnAcross beta %s size %i (%i images, %i channels, plane %i) matches the definition', (beta, size, num, C, P) => {
+    const k = kernels();
+    const n = num * C * P;
+    const x = random(n);
+    const [kk, an] = [2, 1e-1 / size];
+    const wantS = new Float64Array(n), wantY = new Float64Array(n);
+    const pre = (size - 1) / 2;
+    for (let i = 0; i < n; i++) {
+      const img = Math.floor(i / (C * P)), c = Math.floor(i / P) % C, q = i % P;
+      let sum = 0;
+      for (let cc = Math.max(0, c - pre); cc <= Math.min(C - 1, c + pre); cc++) sum += x[(img * C + cc) * P + q]! ** 2;
+      wantS[i] = kk + an * sum;
+      wantY[i] = x[i]! * wantS[i]! ** -beta;
+    }
+    const s = new Float32Array(n), y = new Float32Array(n);
+    k.lrnAcross(x, s, y, num, C, P, size, kk, an, beta);
+    close(s, wantS, 1e-6);
+    close(y, wantY, 1e-6);
+    expect(() => k.lrnAcross(x, s, y, num, C, P, size, kk, an, 0.6)).toThrow(/beta must be one of 0.75, 0.5, 1, got 0.6/);
+  });
+
   it('runs in place on blobs of the wasm host allocator (same results as staged copies)', () => {
     const prev = setHostAllocator('wasm');
     try {
@@ -186,6 +209,10 @@ describe('WebAssembly inference kernels', () => {
       const t = resident(new Float32Array(3));
       k.sum2(resident(Float32Array.from([1, 2, 3])), resident(Float32Array.from([1, -5, 1])), t, 3, 1, 1, 0);
       expect(Array.from(t)).toEqual([2, 0, 4]);
+      const lx = resident(Float32Array.from([1, 2, 3, 4])), ls = resident(new Float32Array(4)), ly = resident(new Float32Array(4));
+      k.lrnAcross(lx, ls, ly, 1, 2, 2, 3, 1, 1, 1);
+      expect(Array.from(ls)).toEqual([11, 21, 11, 21]);
+      expect(Array.from(ly)).toEqual([1 / 11, 2 / 21, 3 / 11, 4 / 21].map(Math.fround));
     } finally {
       setHostAllocator(prev);
     }

@@ -24,6 +24,7 @@ interface InferExports {
   relu(x: number, y: number, n: number, slope: number): void;
   affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
   sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;
+  lrn(x: number, s: number, y: number, N: number, C: number, P: number, pre: number, k: number, an: number, mode: number, q: number): void;
 }
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
@@ -71,7 +72,16 @@ export interface WasmInfer {
   affine(x: Float32Array, y: Float32Array, outer: number, channels: number, spatial: number, a: Float32Array, b: Float32Array, relu: number | null): void;
   /** y = c0·a + c1·b over n elements (in float32), then the ReLU of slope `relu` when it is a number. y may be a or b. */
   sum2(a: Float32Array, b: Float32Array, y: Float32Array, n: number, c0: number, c1: number, relu: number | null): void;
+  /**
+   * Local Response Normalization across channels of `num` images [channels, plane]: s = k +
+   * alphaOverSize · Σ x² over channels c − (size − 1)/2 … c + (size − 1)/2 (clipped), y = x · s^(−β),
+   * in float32; writes s and y (y may be x). β must be one of LRN_WASM_BETAS (else MathError).
+   */
+  lrnAcross(x: Float32Array, s: Float32Array, y: Float32Array, num: number, channels: number, plane: number, size: number, k: number, alphaOverSize: number, beta: number): void;
 }
+
+/** The β values the WebAssembly LRN computes (through square roots). */
+export const LRN_WASM_BETAS: readonly number[] = [0.75, 0.5, 1];
 
 const PAGE_BYTES = 65536;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -260,7 +270,31 @@ export function createWasmInfer(): WasmInfer | null {
     y.set(f32.subarray(0, n));
   }
 
-  return { name, rowdot, depthwise, relu, affine, sum2 };
+  function lrnAcross(x: Float32Array, s: Float32Array, y: Float32Array, num: number, channels: number, plane: number, size: number, k: number, alphaOverSize: number, beta: number): void {
+    const mode = LRN_WASM_BETAS.indexOf(beta);
+    if (mode < 0) throw new MathError(`wasm lrn: beta must be one of ${LRN_WASM_BETAS.join(', ')}, got ${beta}`);
+    if (!Number.isInteger(size) || size < 1 || size % 2 !== 1) throw new MathError(`wasm lrn: size must be a positive odd integer, got ${size}`);
+    const n = num * channels * plane;
+    checkLen('lrn', n, { x, s, y });
+    if (n === 0) return;
+    const pre = (size - 1) / 2;
+    const shared = inPlace(x, s, y);
+    if (shared) {
+      const [px, ps, py] = shared.at as [number, number, number];
+      const q = shared.e.scratch(4 * plane, 'wasm lrn').base;
+      shared.ex.lrn(px, ps, py, num, channels, plane, pre, k, alphaOverSize, mode, q);
+      return;
+    }
+    // x, then y, s and the window sums; y gets its own block since x is read throughout.
+    const pY = align(4 * n), pS = align(pY + 4 * n), pQ = align(pS + 4 * n);
+    const f32 = heap(pQ + 4 * plane);
+    f32.set(x.subarray(0, n), 0);
+    ex.lrn(0, pS, pY, num, channels, plane, pre, k, alphaOverSize, mode, pQ);
+    s.set(f32.subarray(pS >> 2, (pS >> 2) + n));
+    y.set(f32.subarray(pY >> 2, (pY >> 2) + n));
+  }
+
+  return { name, rowdot, depthwise, relu, affine, sum2, lrnAcross };
 }
 
 const INFER_KEY = Symbol.for('caffe-ts.wasmInfer');

@@ -165,4 +165,19 @@ describe('LRNLayer', () => {
       );
     });
   });
+
+  it('float32 across channels (WebAssembly where available) matches float64 for β 0.75, 0.5, 1 and another β', () => {
+    for (const beta of [0.75, 0.5, 1, 0.6]) {
+      const run = (dtype: 'float32' | 'float64') => {
+        const layer = createLayer(lrnLayerDef, { lrn_param: { local_size: 5, alpha: 0.5, beta, k: 1.5 } }, { dtype });
+        const bottom = makeBlob([2, 7, 3, 5], { dtype, filler: 'uniform', min: -2, max: 2, rng: new Rng(21) });
+        const top = new Blob([], { dtype });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        return Array.from(top.cpuData());
+      };
+      const got = run('float32'), want = run('float64');
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(2e-6 * Math.max(1, Math.abs(want[i]!)));
+    }
+  });
 });

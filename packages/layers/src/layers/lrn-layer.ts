@@ -1,4 +1,4 @@
-import type { Blob, FloatArray } from '@caffe-ts/blob';
+import { defaultWasmInfer, LRN_WASM_BETAS, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { createMessage, LRNParameter_NormRegion as NormRegion, type LRNParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -67,6 +67,15 @@ export class LRNLayer extends Layer {
     const across = this.region === NormRegion.ACROSS_CHANNELS;
     const shift = across ? this.k : 1;
     const c = this.alpha / (across ? this.size : this.size * this.size);
+    if (across && y instanceof Float32Array && LRN_WASM_BETAS.includes(this.beta)) {
+      // Float32 in WebAssembly SIMD (sums of squares and s in float32, as Caffe computes them).
+      const k = defaultWasmInfer();
+      if (k) {
+        const [N, C, H, W] = bottom[0]!.shape as [number, number, number, number];
+        k.lrnAcross(x as Float32Array, s as Float32Array, y, N, C, H * W, this.size, this.k, c, this.beta);
+        return;
+      }
+    }
     if (across) {
       // Channel by channel: the window's squares summed into one plane-sized buffer (in cache),
       // then s and y for that plane; no whole-blob work buffers.
