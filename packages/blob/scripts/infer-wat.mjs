@@ -13,6 +13,8 @@
 //   consecutive inputs, for stride 2 from the even lanes of eight; other strides and the row
 //   tails run one output at a time.
 //
+// - maxpool: MAX pooling without the argmax (inference), windows over a NaN-bordered scratch
+//   plane, four outputs at a time for strides 1 and 2.
 // - lrn: Local Response Normalization across channels (β of 0.75, 0.5 or 1: square roots), the
 //   window's squares summed plane by plane into a plane-sized scratch buffer.
 // - relu, affine (per-channel a·x + b, optionally then ReLU) and sum2 (c0·a + c1·b, optionally
@@ -272,6 +274,84 @@ export function generateInferWat({ shared = false } = {}) {
     '(local.set $s (f32.add (f32.mul (local.get $c0) (f32.load (i32.add (local.get $a) (local.get $o)))) (f32.mul (local.get $c1) (f32.load (i32.add (local.get $b) (local.get $o))))))',
     `(f32.store (i32.add (local.get $y) (local.get $o)) (if (result f32) (local.get $relu) (then ${reluS('(local.get $s)')}) (else (local.get $s))))`,
   ]);
+  emit(1, ')');
+
+  // ---- max pooling without argmax ----
+  // Planes copied into a scratch plane whose border is NaN (bytes 0xFF), which f32x4.pmax never
+  // picks (pmax(a, b) = a < b ? b : a); each output starts from -inf and takes larger values only,
+  // as Caffe's `if (x > top) top = x` does. Scratch: Hs x Ws floats, Ws including 8 slack.
+  emit(1, ';; Max pooling of C planes H x W into OH x OW (windows KH x KW, stride SH/SW, padding PH/PW); $pad: scratch, $Hs x $Ws floats.');
+  emit(1, '(func (export "maxpool") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $KH i32) (param $KW i32)');
+  emit(2, '(param $SH i32) (param $SW i32) (param $PH i32) (param $PW i32) (param $y i32) (param $OH i32) (param $OW i32) (param $pad i32) (param $Hs i32) (param $Ws i32)');
+  emit(2, '(local $c i32) (local $r i32) (local $WpB i32) (local $oy i32) (local $ox i32) (local $ky i32) (local $kx i32)');
+  emit(2, '(local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $p i32) (local $OW4 i32) (local $ninf v128)');
+  emit(2, '(local.set $WpB (i32.shl (local.get $Ws) (i32.const 2)))');
+  emit(2, '(local.set $OW4 (i32.and (local.get $OW) (i32.const -4)))');
+  emit(2, '(local.set $ninf (f32x4.splat (f32.const -inf)))');
+  emit(2, '(memory.fill (local.get $pad) (i32.const 255) (i32.mul (local.get $WpB) (local.get $Hs)))');
+  emit(2, '(block $cDone (loop $cLoop');
+  emit(3, '(br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))');
+  emit(3, '(local.set $r (i32.const 0))');
+  emit(3, '(block $rDone (loop $rLoop');
+  emit(4, '(br_if $rDone (i32.ge_s (local.get $r) (local.get $H)))');
+  emit(4, '(memory.copy');
+  emit(5, '(i32.add (local.get $pad) (i32.add (i32.mul (i32.add (local.get $r) (local.get $PH)) (local.get $WpB)) (i32.shl (local.get $PW) (i32.const 2))))');
+  emit(5, '(i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $H)) (local.get $r)) (local.get $W)) (i32.const 2)))');
+  emit(5, '(i32.shl (local.get $W) (i32.const 2)))');
+  emit(4, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
+  emit(4, '(br $rLoop)))');
+  emit(3, '(local.set $oy (i32.const 0))');
+  emit(3, '(block $oyDone (loop $oyLoop');
+  emit(4, '(br_if $oyDone (i32.ge_s (local.get $oy) (local.get $OH)))');
+  emit(4, '(local.set $yrow (i32.add (local.get $y) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $OH)) (local.get $oy)) (local.get $OW)) (i32.const 2))))');
+  emit(4, '(local.set $ox (i32.const 0))');
+  for (const sw of [1, 2]) {
+    emit(4, `(if (i32.eq (local.get $SW) (i32.const ${sw})) (then`);
+    emit(5, `(block $mv${sw}Done (loop $mv${sw}Loop`);
+    emit(6, `(br_if $mv${sw}Done (i32.ge_s (local.get $ox) (local.get $OW4)))`);
+    emit(6, '(local.set $acc (local.get $ninf))');
+    emit(6, '(local.set $ky (i32.const 0))');
+    emit(6, `(block $mky${sw}Done (loop $mky${sw}Loop`);
+    emit(7, `(br_if $mky${sw}Done (i32.ge_s (local.get $ky) (local.get $KH)))`);
+    emit(7, `(local.set $row (i32.add (local.get $pad) (i32.add (i32.mul (i32.add (i32.mul (local.get $oy) (local.get $SH)) (local.get $ky)) (local.get $WpB)) (i32.shl (local.get $ox) (i32.const ${sw + 1})))))`);
+    emit(7, '(local.set $kx (i32.const 0))');
+    emit(7, `(block $mkx${sw}Done (loop $mkx${sw}Loop`);
+    emit(8, `(br_if $mkx${sw}Done (i32.ge_s (local.get $kx) (local.get $KW)))`);
+    emit(8, '(local.set $p (i32.add (local.get $row) (i32.shl (local.get $kx) (i32.const 2))))');
+    const vin = sw === 1
+      ? '(v128.load (local.get $p))'
+      : '(i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (v128.load (local.get $p)) (v128.load offset=16 (local.get $p)))';
+    emit(8, `(local.set $acc (f32x4.pmax (local.get $acc) ${vin}))`);
+    emit(8, '(local.set $kx (i32.add (local.get $kx) (i32.const 1)))');
+    emit(8, `(br $mkx${sw}Loop)))`);
+    emit(7, '(local.set $ky (i32.add (local.get $ky) (i32.const 1)))');
+    emit(7, `(br $mky${sw}Loop)))`);
+    emit(6, '(v128.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $acc))');
+    emit(6, '(local.set $ox (i32.add (local.get $ox) (i32.const 4)))');
+    emit(6, `(br $mv${sw}Loop)))))`);
+  }
+  emit(4, '(block $msDone (loop $msLoop');
+  emit(5, '(br_if $msDone (i32.ge_s (local.get $ox) (local.get $OW)))');
+  emit(5, '(local.set $s (f32.const -inf))');
+  emit(5, '(local.set $ky (i32.const 0))');
+  emit(5, '(block $mkysDone (loop $mkysLoop');
+  emit(6, '(br_if $mkysDone (i32.ge_s (local.get $ky) (local.get $KH)))');
+  emit(6, '(local.set $row (i32.add (local.get $pad) (i32.add (i32.mul (i32.add (i32.mul (local.get $oy) (local.get $SH)) (local.get $ky)) (local.get $WpB)) (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))))');
+  emit(6, '(local.set $kx (i32.const 0))');
+  emit(6, '(block $mkxsDone (loop $mkxsLoop');
+  emit(7, '(br_if $mkxsDone (i32.ge_s (local.get $kx) (local.get $KW)))');
+  emit(7, '(local.set $s (f32x4.extract_lane 0 (f32x4.pmax (f32x4.splat (local.get $s)) (v128.load32_splat (i32.add (local.get $row) (i32.shl (local.get $kx) (i32.const 2)))))))');
+  emit(7, '(local.set $kx (i32.add (local.get $kx) (i32.const 1)))');
+  emit(7, '(br $mkxsLoop)))');
+  emit(6, '(local.set $ky (i32.add (local.get $ky) (i32.const 1)))');
+  emit(6, '(br $mkysLoop)))');
+  emit(5, '(f32.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $s))');
+  emit(5, '(local.set $ox (i32.add (local.get $ox) (i32.const 1)))');
+  emit(5, '(br $msLoop)))');
+  emit(4, '(local.set $oy (i32.add (local.get $oy) (i32.const 1)))');
+  emit(4, '(br $oyLoop)))');
+  emit(3, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  emit(3, '(br $cLoop)))');
   emit(1, ')');
 
   // ---- LRN across channels ----

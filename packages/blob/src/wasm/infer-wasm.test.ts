@@ -179,6 +179,38 @@ describe('WebAssembly inference kernels', () => {
     expect(() => k.lrnAcross(x, s, y, num, C, P, size, kk, an, 0.6)).toThrow(/beta must be one of 0.75, 0.5, 1, got 0.6/);
   });
 
+  // [planes, H, W, K (h, w), stride (h, w), pad (h, w)], pooled sizes in Caffe's ceil mode.
+  it.each([
+    [2, 7, 9, [3, 3], [2, 2], [0, 0]], [3, 8, 8, [3, 3], [1, 1], [1, 1]], [1, 13, 13, [3, 3], [2, 2], [1, 1]],
+    [2, 6, 11, [2, 3], [3, 3], [1, 0]], [1, 5, 5, [5, 5], [1, 1], [0, 0]], [4, 14, 14, [2, 2], [2, 2], [0, 0]],
+  ] as [number, number, number, number[], number[], number[]][])('maxPool %i planes %i×%i kernel %j stride %j pad %j matches the definition', (planes, H, W, k2, s2, p2) => {
+    const k = kernels();
+    const [KH, KW] = k2 as [number, number], [SH, SW] = s2 as [number, number], [PH, PW] = p2 as [number, number];
+    let OH = Math.ceil((H + 2 * PH - KH) / SH) + 1, OW = Math.ceil((W + 2 * PW - KW) / SW) + 1;
+    if ((OH - 1) * SH >= H + PH) OH--;
+    if ((OW - 1) * SW >= W + PW) OW--;
+    const x = random(planes * H * W);
+    x[3] = NaN;
+    const want = new Float64Array(planes * OH * OW);
+    for (let p = 0; p < planes; p++) {
+      for (let oy = 0; oy < OH; oy++) {
+        for (let ox = 0; ox < OW; ox++) {
+          let best = -Infinity;
+          for (let h = Math.max(oy * SH - PH, 0); h < Math.min(oy * SH - PH + KH, H); h++) {
+            for (let w = Math.max(ox * SW - PW, 0); w < Math.min(ox * SW - PW + KW, W); w++) {
+              const v = x[(p * H + h) * W + w]!;
+              if (v > best) best = v;
+            }
+          }
+          want[(p * OH + oy) * OW + ox] = best;
+        }
+      }
+    }
+    const y = new Float32Array(want.length).fill(7);
+    k.maxPool(planes, H, W, OH, OW, KH, KW, SH, SW, PH, PW, x, y);
+    expect(Array.from(y)).toEqual(Array.from(want));
+  });
+
   it('runs in place on blobs of the wasm host allocator (same results as staged copies)', () => {
     const prev = setHostAllocator('wasm');
     try {
@@ -209,6 +241,9 @@ describe('WebAssembly inference kernels', () => {
       const t = resident(new Float32Array(3));
       k.sum2(resident(Float32Array.from([1, 2, 3])), resident(Float32Array.from([1, -5, 1])), t, 3, 1, 1, 0);
       expect(Array.from(t)).toEqual([2, 0, 4]);
+      const px = resident(Float32Array.from([1, 5, 2, 3, 9, 4, 0, 8, 6])), py = resident(new Float32Array(4));
+      k.maxPool(1, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0, px, py);
+      expect(Array.from(py)).toEqual([9, 9, 9, 9]);
       const lx = resident(Float32Array.from([1, 2, 3, 4])), ls = resident(new Float32Array(4)), ly = resident(new Float32Array(4));
       k.lrnAcross(lx, ls, ly, 1, 2, 2, 3, 1, 1, 1);
       expect(Array.from(ls)).toEqual([11, 21, 11, 21]);

@@ -25,6 +25,10 @@ interface InferExports {
   affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
   sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;
   lrn(x: number, s: number, y: number, N: number, C: number, P: number, pre: number, k: number, an: number, mode: number, q: number): void;
+  maxpool(
+    x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
+    y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,
+  ): void;
 }
 interface WasmMemory {
   readonly buffer: ArrayBuffer;
@@ -78,6 +82,17 @@ export interface WasmInfer {
    * in float32; writes s and y (y may be x). β must be one of LRN_WASM_BETAS (else MathError).
    */
   lrnAcross(x: Float32Array, s: Float32Array, y: Float32Array, num: number, channels: number, plane: number, size: number, k: number, alphaOverSize: number, beta: number): void;
+  /**
+   * MAX pooling of `planes` planes height × width into pooledH × pooledW (Caffe's windows: start
+   * o·stride − pad, clipped to the plane, each window non-empty), values only (no argmax).
+   * Each output is the largest of its window starting from −∞, NaNs never taken (Caffe's
+   * `if (x > top) top = x`). Overwrites y.
+   */
+  maxPool(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    x: Float32Array, y: Float32Array,
+  ): void;
 }
 
 /** The β values the WebAssembly LRN computes (through square roots). */
@@ -294,7 +309,40 @@ export function createWasmInfer(): WasmInfer | null {
     y.set(f32.subarray(pY >> 2, (pY >> 2) + n));
   }
 
-  return { name, rowdot, depthwise, relu, affine, sum2, lrnAcross };
+  function maxPool(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    x: Float32Array, y: Float32Array,
+  ): void {
+    const dims = { planes, height, width, pooledH, pooledW, kernelH, kernelW, strideH, strideW, padH, padW };
+    for (const [k, v] of Object.entries(dims)) {
+      const min = k === 'padH' || k === 'padW' ? 0 : 1;
+      if (!Number.isInteger(v) || v < min) throw new MathError(`wasm maxPool: ${k} must be an integer ≥ ${min}, got ${v}`);
+    }
+    // Every window must start inside the padded plane (Caffe's pooled sizes guarantee it).
+    if ((pooledH - 1) * strideH >= height + padH || (pooledW - 1) * strideW >= width + padW) {
+      throw new MathError(`wasm maxPool: the last ${pooledH}×${pooledW} window starts past the ${height}×${width} plane (pad ${padH}×${padW}, stride ${strideH}×${strideW})`);
+    }
+    const inN = planes * height * width, outN = planes * pooledH * pooledW;
+    checkLen('maxPool', inN, { x });
+    checkLen('maxPool', outN, { y });
+    const Hs = Math.max(height + 2 * padH, (pooledH - 1) * strideH + kernelH);
+    const Ws = Math.max(width + 2 * padW, (pooledW - 1) * strideW + kernelW) + 8;
+    const call = (k: InferExports, px: number, py: number, pad: number) =>
+      k.maxpool(px, planes, height, width, kernelH, kernelW, strideH, strideW, padH, padW, py, pooledH, pooledW, pad, Hs, Ws);
+    const shared = inPlace(x, y);
+    if (shared) {
+      call(shared.ex, shared.at[0]!, shared.at[1]!, shared.e.scratch(4 * Hs * Ws, 'wasm maxPool').base);
+      return;
+    }
+    const pY = align(4 * inN), pPad = align(pY + 4 * outN);
+    const f32 = heap(pPad + 4 * Hs * Ws);
+    f32.set(x.subarray(0, inN), 0);
+    call(ex, 0, pY, pPad);
+    y.set(f32.subarray(pY >> 2, (pY >> 2) + outN));
+  }
+
+  return { name, rowdot, depthwise, relu, affine, sum2, lrnAcross, maxPool };
 }
 
 const INFER_KEY = Symbol.for('caffe-ts.wasmInfer');

@@ -357,4 +357,35 @@ describe('PoolingLayer', () => {
         [1, 5, 5],
       ));
   });
+
+  describe('MAX without backward (backwardNeeded false): values only', () => {
+    const shapes: [string, Props, number[]][] = [
+      ['3×3 s2 (CaffeNet)', { pool: PoolMethod.MAX, kernel_size: 3, stride: 2 }, [1, 3, 13, 13]],
+      ['3×3 s1 pad 1 (GoogLeNet inception)', { pool: PoolMethod.MAX, kernel_size: 3, stride: 1, pad: 1 }, [2, 2, 7, 9]],
+      ['2×2 s2, odd plane (ceil mode)', { pool: PoolMethod.MAX, kernel_size: 2, stride: 2 }, [1, 2, 7, 5]],
+      ['3×2 kernel, strides 3×1, pad 1×0', { pool: PoolMethod.MAX, kernel_h: 3, kernel_w: 2, stride_h: 3, stride_w: 1, pad_h: 1, pad_w: 0 }, [1, 2, 8, 6]],
+    ];
+    for (const [name, p, shape] of shapes) {
+      it(`${name}: float32 equals the argmax path`, () => {
+        const run32 = (backwardNeeded: boolean) => {
+          const layer = createLayer(poolingLayerDef, { name: 'p', pooling_param: p }, { dtype: 'float32' }) as PoolingLayer;
+          layer.backwardNeeded = backwardNeeded;
+          const bottom = makeBlob(shape, { dtype: 'float32', filler: 'uniform', min: -3, max: 3, rng: new Rng(17) });
+          const top = new Blob([], { dtype: 'float32' });
+          layer.setUp([bottom], [top]);
+          layer.forward([bottom], [top]);
+          return { layer, bottom, top, values: Array.from(top.cpuData()) };
+        };
+        const fast = run32(false), ref = run32(true);
+        expect(fast.top.shape).toEqual(ref.top.shape);
+        expect(fast.values).toEqual(ref.values);
+        // No argmax was kept: backward refuses rather than routing stale indices.
+        fast.top.mutableCpuDiff().fill(1);
+        expect(() => fast.layer.backward([fast.top], [true], [fast.bottom])).toThrow(/needs the argmax of the last forward/);
+        fast.layer.backwardNeeded = true;
+        fast.layer.forward([fast.bottom], [fast.top]);
+        expect(() => fast.layer.backward([fast.top], [true], [fast.bottom])).not.toThrow();
+      });
+    }
+  });
 });

@@ -1,4 +1,4 @@
-import { defaultWasmMaxPool, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmMaxPool, type Blob, type FloatArray } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -46,6 +46,13 @@ export class PoolingLayer extends Layer {
   private width = 0;
   /** Argmax per output (Caffe's max_idx_); copied to the mask top when there is one. */
   private maxIdx = new Int32Array(0);
+  /**
+   * Whether backward may run: a Net clears it for layers it never runs backward through, and a
+   * MAX forward then keeps no argmax (values only, in WebAssembly for float32).
+   */
+  backwardNeeded = true;
+  /** Whether the last MAX forward recorded its argmax (backward needs it). */
+  private argmaxKept = true;
   /** MAX/AVE window bounds per output row and column: [lo, hi) inside the image, and the AVE divisor factor. */
   private rowLo: Int32Array = new Int32Array(0);
   private rowHi: Int32Array = new Int32Array(0);
@@ -185,6 +192,16 @@ export class PoolingLayer extends Layer {
     const outPlane = PH * PW;
     if (this.method === PoolMethod.MAX) {
       const idx = this.maxIdx;
+      this.argmaxKept = true;
+      if (!this.backwardNeeded && top.length === 1 && dst instanceof Float32Array && this.windowsNonEmpty()) {
+        // Inference: values only, in WebAssembly (no argmax for a backward that never runs).
+        const k = defaultWasmInfer();
+        if (k) {
+          k.maxPool(planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst);
+          this.argmaxKept = false;
+          return;
+        }
+      }
       const full2x2 =
         this.kernelH === 2 && this.kernelW === 2 && this.strideH === 2 && this.strideW === 2 &&
         this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
@@ -218,6 +235,9 @@ export class PoolingLayer extends Layer {
     const PW = this.pooledWidth;
     const inPlane = this.height * W;
     const outPlane = PH * PW;
+    if (this.method === PoolMethod.MAX && !this.argmaxKept) {
+      this.fail('MAX pooling backward needs the argmax of the last forward, which was not kept (backwardNeeded was false)');
+    }
     if (this.method === PoolMethod.MAX && top.length === 1 && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array) {
       // Float32 without a mask top: WebAssembly zeroes and scatters (every argmax is in its plane then).
       const wasm = this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
