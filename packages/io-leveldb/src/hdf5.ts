@@ -1,6 +1,8 @@
 import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { Dataset as H5Dataset, File as H5File, Group as H5Group } from 'h5wasm';
+import { maxBlobBytes } from '@caffe-ts/blob';
+import { CaffeError } from '@caffe-ts/proto';
 import { DataError } from './errors.js';
 
 /*
@@ -109,14 +111,50 @@ function openForReading(path: string): H5File {
   const abs = resolvePath(path);
   if (!existsSync(abs)) throw new DataError(`Failed opening HDF5 file: ${path}: no such file`);
   if (!isHdf5File(abs)) throw new DataError(`Failed opening HDF5 file: ${path}: not an HDF5 file (no HDF5 signature)`);
+  let file: H5File;
   try {
-    return new h5.File(abs, 'r');
+    file = new h5.File(abs, 'r');
   } catch (e) {
     throw new DataError(`Failed opening HDF5 file: ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  // h5wasm hands back a negative id instead of throwing when libhdf5 refuses the file (a
+  // truncated file, a corrupt superblock); every later call would then fail untyped.
+  if (Number(file.file_id) < 0) throw new DataError(`Failed opening HDF5 file: ${path}: the HDF5 library cannot open it (truncated or corrupt)`);
+  return file;
+}
+
+/**
+ * Runs `read` on an open file and closes it. A corrupt file makes h5wasm throw plain Errors (or
+ * libhdf5 abort): those become DataErrors naming the file.
+ */
+function reading<T>(path: string, read: (file: H5File) => T): T {
+  const file = openForReading(path);
+  try {
+    return read(file);
+  } catch (e) {
+    if (CaffeError.isInstance(e)) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw new DataError(`Failed reading HDF5 file ${path}: ${message}`, { cause: e });
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // closing a file the library already gave up on: the read's outcome is what matters
+    }
   }
 }
 
 function toDataset(path: string, name: string, d: H5Dataset): Hdf5Dataset {
+  // The shape and type come from the file: checked against the memory limit before h5wasm
+  // allocates room for the values (a corrupt header can claim any size).
+  const meta = d.metadata;
+  const bytes = Number(meta.total_size) * Number(meta.size);
+  if (!(bytes <= maxBlobBytes())) {
+    throw new DataError(
+      `${path}: dataset '${name}' claims shape ${(meta.shape ?? []).join('×')} of ${meta.size}-byte values (${bytes} bytes), ` +
+        `over the ${maxBlobBytes()}-byte limit per blob (set CAFFE_TS_MAX_BLOB_BYTES to raise it)`,
+    );
+  }
   const value = d.value;
   const shape = d.shape ?? [];
   if (typeof value === 'string') return { shape, data: value };
@@ -135,8 +173,7 @@ function toDataset(path: string, name: string, d: H5Dataset): Hdf5Dataset {
  * ("data", "data/conv1/0"). Synchronous: call `await hdf5Ready()` once before.
  */
 export function readHdf5DatasetsSync(path: string, names?: readonly string[]): Record<string, Hdf5Dataset> {
-  const file = openForReading(path);
-  try {
+  return reading(path, (file) => {
     const out: Record<string, Hdf5Dataset> = {};
     if (names) {
       for (const name of names) {
@@ -156,9 +193,7 @@ export function readHdf5DatasetsSync(path: string, names?: readonly string[]): R
     };
     walk(file, '');
     return out;
-  } finally {
-    file.close();
-  }
+  });
 }
 
 /** `readHdf5DatasetsSync` after loading the library. */
@@ -172,8 +207,7 @@ export async function readHdf5Datasets(path: string, names?: readonly string[]):
  * hdf5_load_nd_dataset checks first).
  */
 export function hdf5DatasetShapesSync(path: string): Record<string, number[]> {
-  const file = openForReading(path);
-  try {
+  return reading(path, (file) => {
     const out: Record<string, number[]> = {};
     const walk = (group: H5Group, prefix: string) => {
       for (const key of group.keys()) {
@@ -184,9 +218,7 @@ export function hdf5DatasetShapesSync(path: string): Record<string, number[]> {
     };
     walk(file, '');
     return out;
-  } finally {
-    file.close();
-  }
+  });
 }
 
 export interface WriteHdf5Options {

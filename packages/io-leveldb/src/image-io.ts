@@ -1,3 +1,4 @@
+import { maxBlobBytes } from '@caffe-ts/blob';
 import { createMessage, type Datum } from '@caffe-ts/proto';
 import sharp from 'sharp';
 import { DataError } from './errors.js';
@@ -50,7 +51,8 @@ async function rethrowing<T>(work: Promise<T>): Promise<T> {
  * `what` names the image in errors (a file path, a record key).
  */
 export async function decodeImage(bytes: Uint8Array, mode: ImreadMode = 'color', what = 'image'): Promise<PixelImage> {
-  return rethrowing(decodePixels(bytes, mode, what));
+  // Refused before decoding when the header claims more than the per-blob memory limit holds.
+  return rethrowing(decodePixels(bytes, mode, what, maxBlobBytes()));
 }
 
 /** A file's bytes; a missing or unreadable file is a DataError saying so as OpenCV's readers do. */
@@ -63,7 +65,7 @@ async function readImageFile(path: string): Promise<Uint8Array> {
  * colour (BGR) or gray, then, when both height and width are positive, resize with INTER_LINEAR.
  */
 export async function readImage(path: string, options: ReadImageOptions = {}): Promise<PixelImage> {
-  return rethrowing(readPixelFile(path).then((bytes) => decodeAndResize(bytes, path, options)));
+  return rethrowing(readPixelFile(path).then((bytes) => decodeAndResize(bytes, path, { maxBytes: maxBlobBytes(), ...options })));
 }
 
 /**
@@ -194,7 +196,7 @@ export async function imageFileToDatum(path: string, label: number, options: Ima
   const h = options.height ?? 0;
   const w = options.width ?? 0;
   const bytes = await readImageFile(path);
-  const img = await rethrowing(decodeAndResize(bytes, path, { height: h, width: w, isColor }));
+  const img = await rethrowing(decodeAndResize(bytes, path, { height: h, width: w, isColor, maxBytes: maxBlobBytes() }));
   const encoding = options.encoding ?? '';
   if (!encoding) return imageToDatum(img, label);
   // Caffe keeps the file's bytes when no resize is asked for and the file already has the

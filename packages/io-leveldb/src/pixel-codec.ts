@@ -40,23 +40,44 @@ function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** Bytes a decoded image may take: CAFFE_TS_MAX_BLOB_BYTES (the per-blob limit), else 4 GiB. */
+function defaultMaxImageBytes(): number {
+  const n = Number(process.env['CAFFE_TS_MAX_BLOB_BYTES'] || NaN);
+  return Number.isFinite(n) && n > 0 ? n : 4 * 2 ** 30;
+}
+
+/** libvips gives up on a decode running longer than this (a guard against a file that stalls it). */
+const DECODE_TIMEOUT_SECONDS = 120;
+
 /**
  * Decode a JPEG, PNG (or any format libvips reads) into a PixelImage as OpenCV's imdecode would.
- * `what` names the image in errors (a file path, a record key).
+ * `what` names the image in errors (a file path, a record key). A file whose header claims more
+ * pixels than `maxBytes` holds at 4 bytes a pixel (default: the per-blob limit,
+ * CAFFE_TS_MAX_BLOB_BYTES) is refused before anything is decoded: a few hundred bytes of JPEG can
+ * claim 65535×65535 pixels.
  */
-export async function decodePixels(bytes: Uint8Array, mode: ImreadMode = 'color', what = 'image'): Promise<PixelImage> {
+export async function decodePixels(bytes: Uint8Array, mode: ImreadMode = 'color', what = 'image', maxBytes = defaultMaxImageBytes()): Promise<PixelImage> {
   if (bytes.length === 0) throw new PixelError(`cannot decode ${what}: it is empty`);
+  const maxPixels = Math.max(1, Math.floor(maxBytes / 4));
   let raw: { data: Buffer; info: OutputInfo };
   try {
     // ignoreIcc: OpenCV takes the stored samples as they are; autoOrient: imread/imdecode apply
     // the EXIF orientation except when reading 'unchanged' (IMREAD_UNCHANGED ignores it).
-    const pipeline = sharp(bytes, { ignoreIcc: true, autoOrient: mode !== 'unchanged', failOn: 'error', limitInputPixels: false });
+    const pipeline = sharp(bytes, { ignoreIcc: true, autoOrient: mode !== 'unchanged', failOn: 'error', limitInputPixels: maxPixels });
+    pipeline.timeout({ seconds: DECODE_TIMEOUT_SECONDS });
     // sharp turns a gray file into three sRGB bands unless asked to keep it gray. The header says
     // which for PNG and JPEG; other formats ask libvips (a second call, so only when needed).
     const channels = fileChannelsFromHeader(bytes) ?? (await pipeline.metadata()).channels;
     if (channels === 1 || channels === 2) pipeline.toColourspace('b-w');
     raw = await pipeline.raw().toBuffer({ resolveWithObject: true });
   } catch (e) {
+    if (/pixel limit/i.test(describe(e))) {
+      throw new PixelError(
+        `cannot decode ${what} (${bytes.length} bytes): its header claims more than ${maxPixels} pixels, over the ${maxBytes}-byte ` +
+          'limit at 4 bytes a pixel (set CAFFE_TS_MAX_BLOB_BYTES to raise it)',
+        { cause: e },
+      );
+    }
     throw new PixelError(`cannot decode ${what} (${bytes.length} bytes): ${describe(e)}`, { cause: e });
   }
   return samplesToImage(raw.data, raw.info, mode, isPng(bytes));
@@ -185,11 +206,13 @@ export interface ReadImageOptions {
   height?: number;
   width?: number;
   isColor?: boolean;
+  /** Bytes the decoded image may take (see decodePixels); default CAFFE_TS_MAX_BLOB_BYTES or 4 GiB. */
+  maxBytes?: number;
 }
 
 /** Decode in colour (BGR) or gray, then, when both height and width are positive, resize with INTER_LINEAR. */
 export async function decodeAndResize(bytes: Uint8Array, path: string, options: ReadImageOptions): Promise<PixelImage> {
-  const img = await decodePixels(bytes, options.isColor === false ? 'gray' : 'color', path);
+  const img = await decodePixels(bytes, options.isColor === false ? 'gray' : 'color', path, options.maxBytes);
   const h = options.height ?? 0;
   const w = options.width ?? 0;
   return h > 0 && w > 0 ? resizePixels(img, h, w) : img;

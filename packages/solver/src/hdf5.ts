@@ -15,9 +15,9 @@
 import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Blob, logger } from '@caffe-ts/blob';
+import { Blob, logger, maxBlobBytes } from '@caffe-ts/blob';
 import { NetError, type Net } from '@caffe-ts/net';
-import { CaffeFileError, createMessage, type BlobProto, type SolverState } from '@caffe-ts/proto';
+import { CaffeError, CaffeFileError, createMessage, type BlobProto, type SolverState } from '@caffe-ts/proto';
 import { SolverStateError } from './errors.js';
 
 type H5wasm = typeof import('h5wasm/node');
@@ -79,10 +79,34 @@ function openForReading(path: string, what: string): H5File {
   // own diagnostics to stderr.
   if (!existsSync(path)) throw new CaffeFileError(`cannot read ${what} '${path}': no such file`, { path, code: 'ENOENT' });
   if (!hasHdf5Signature(path)) throw new CaffeFileError(`cannot read ${what} '${path}': not an HDF5 file (no HDF5 signature)`, { path });
+  let file: H5File;
   try {
-    return new (requireH5().File)(path, 'r');
+    file = new (requireH5().File)(path, 'r');
   } catch (err) {
     throw new CaffeFileError(`cannot read ${what} '${path}': ${(err as Error).message}`, { path, cause: err });
+  }
+  // libhdf5 refusing the file (truncated, corrupt superblock) shows as a negative id, not a throw.
+  if (Number(file.file_id) < 0) throw new CaffeFileError(`cannot read ${what} '${path}': the HDF5 library cannot open it (truncated or corrupt)`, { path });
+  return file;
+}
+
+/**
+ * Runs `read` on the open file and closes it. h5wasm throws plain Errors on a corrupt file
+ * (a broken object header, a bad B-tree): those become CaffeFileErrors naming the file.
+ */
+function reading<T>(path: string, what: string, read: (file: H5File) => T): T {
+  const file = openForReading(path, what);
+  try {
+    return read(file);
+  } catch (err) {
+    if (CaffeError.isInstance(err)) throw err;
+    throw new CaffeFileError(`cannot read ${what} '${path}': ${err instanceof Error ? err.message : String(err)}`, { path, cause: err });
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // the read's outcome is what matters
+    }
   }
 }
 
@@ -177,6 +201,15 @@ function datasetValues(ds: H5Dataset, what: string, file: string): { shape: numb
       path: file,
     });
   }
+  // Shape × type size from the file, checked before h5wasm allocates room for the values.
+  const bytes = Number(meta.total_size) * Number(meta.size);
+  if (!(bytes <= maxBlobBytes())) {
+    throw new CaffeFileError(
+      `${file}: ${what} claims shape ${(meta.shape ?? []).join(' ')} of ${meta.size}-byte values (${bytes} bytes), over the ` +
+        `${maxBlobBytes()}-byte limit per blob (set CAFFE_TS_MAX_BLOB_BYTES to raise it)`,
+      { path: file },
+    );
+  }
   const value = ds.value;
   if (value === null || typeof value !== 'object' || !('length' in value)) {
     throw new CaffeFileError(`${file}: ${what} has no readable values`, { path: file });
@@ -193,8 +226,7 @@ function datasetValues(ds: H5Dataset, what: string, file: string): { shape: numb
  * fine only for a param the net shares from another layer; layers the net lacks are skipped.
  */
 export function copyTrainedLayersFromHdf5(net: Net, path: string, { log = true }: { log?: boolean } = {}): void {
-  const file = openForReading(path, 'HDF5 weights');
-  try {
+  reading(path, 'HDF5 weights', (file) => {
     const H5 = requireH5();
     const data = file.keys().includes('data') ? file.get('data') : null;
     if (!(data instanceof H5.Group)) {
@@ -231,9 +263,7 @@ export function copyTrainedLayersFromHdf5(net: Net, path: string, { log = true }
         target.mutableCpuData().set(values);
       });
     }
-  } finally {
-    file.close();
-  }
+  });
 }
 
 /** Write a solver state as SGDSolver::SnapshotSolverStateToHDF5 does. */
@@ -271,8 +301,7 @@ function readInt(file: H5File, name: string, path: string): number {
  * so both formats restore through the same path.
  */
 export function readSolverStateHdf5(path: string): SolverState {
-  const file = openForReading(path, 'solver state');
-  try {
+  return reading(path, 'solver state', (file) => {
     const H5 = requireH5();
     const iter = readInt(file, 'iter', path);
     const currentStep = readInt(file, 'current_step', path);
@@ -298,7 +327,5 @@ export function readSolverStateHdf5(path: string): SolverState {
     }
     props.history = history;
     return createMessage<SolverState>('SolverState', props);
-  } finally {
-    file.close();
-  }
+  });
 }
