@@ -25,7 +25,7 @@ import {
   type NetParameter,
 } from '@caffe-ts/proto';
 
-export type InputKind = 'prototxt' | 'caffemodel' | 'solverstate' | 'binaryproto' | 'datum' | 'npy';
+export type InputKind = 'prototxt' | 'caffemodel' | 'solverstate' | 'binaryproto' | 'datum' | 'npy' | 'h5' | 'image';
 
 export interface Seed {
   name: string;
@@ -320,12 +320,13 @@ const SHAPE_DIMS = [0, 1, 3, 500, 2 ** 31, 2 ** 32 + 1, 1e12, -1];
 function mutateBlob(b: BlobProto, r: () => number): void {
   const pick = int(r, 5);
   if (pick === 0 && b.shape) b.shape.dim[int(r, Math.max(1, b.shape.dim.length))] = SHAPE_DIMS[int(r, SHAPE_DIMS.length)]!;
-  else if (pick === 1) b.data.length = int(r, b.data.length + 1);
+  // data decodes as a Float32Array (fixed length): cut and extended by copying.
+  else if (pick === 1) b.data = b.data.slice(0, int(r, b.data.length + 1));
   else if (pick === 2) {
     b.num = SHAPE_DIMS[int(r, SHAPE_DIMS.length)]!;
     b.channels = 1 + int(r, 3);
   } else if (pick === 3 && b.shape) b.shape.dim.push(1 + int(r, 4));
-  else b.data.push(Number.NaN, Number.POSITIVE_INFINITY);
+  else b.data = [...b.data, Number.NaN, Number.POSITIVE_INFINITY];
 }
 
 function structuralMutation(seed: Seed, r: () => number): Uint8Array | null {
@@ -360,6 +361,75 @@ function structuralMutation(seed: Seed, r: () => number): Uint8Array | null {
   }
 }
 
+/* Format-aware mutations of HDF5 and image inputs (fuzz-media.ts makes those seeds). */
+
+const HUGE_DIMS = [2 ** 31, 2 ** 32 - 1, 2 ** 32 + 1, 1e12, 2 ** 53 - 1, 0x7fffffff, 65535, 0];
+
+function crc32(bytes: Uint8Array): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+/**
+ * Absurd sizes where the format keeps them: in HDF5, a small little-endian 64-bit value (a
+ * dataspace dimension, a size or an address) replaced by a huge one; in a PNG, IHDR's width or
+ * height (with the CRC fixed, so libpng reads on); in a JPEG, the frame's height or width.
+ */
+function hugeDim(b: Uint8Array, r: () => number, kind: Seed['kind']): Uint8Array {
+  const out = b.slice();
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const huge = HUGE_DIMS[int(r, HUGE_DIMS.length)]!;
+  if (kind === 'h5') {
+    const spots: number[] = [];
+    for (let i = 0; i + 8 <= out.length; i += 1) {
+      const lo = dv.getUint32(i, true);
+      if (lo > 0 && lo < 100000 && dv.getUint32(i + 4, true) === 0) spots.push(i);
+    }
+    if (spots.length === 0) return out;
+    const at = spots[int(r, spots.length)]!;
+    dv.setUint32(at, huge % 2 ** 32, true);
+    dv.setUint32(at + 4, Math.floor(huge / 2 ** 32), true);
+    return out;
+  }
+  if (out[0] === 0x89 && out[1] === 0x50 && out.length >= 33) {
+    dv.setUint32(16 + 4 * int(r, 2), Math.min(huge, 2 ** 32 - 1), false);
+    dv.setUint32(29, crc32(out.subarray(12, 29)), false);
+    return out;
+  }
+  for (let at = 2; at + 9 <= out.length; ) {
+    if (out[at] !== 0xff) break;
+    const marker = out[at + 1]!;
+    if (marker >= 0xc0 && marker <= 0xc2) {
+      dv.setUint16(at + 5 + 2 * int(r, 2), Math.min(huge, 65535), false);
+      return out;
+    }
+    at += 2 + dv.getUint16(at + 2, false);
+  }
+  return out;
+}
+
+/** Damage where the format's header is: the HDF5 superblock, the PNG signature/IHDR, the JPEG markers. */
+function header(b: Uint8Array, r: () => number): Uint8Array {
+  const out = b.slice();
+  const span = Math.min(out.length, 160);
+  if (span === 0) return out;
+  for (let k = 1 + int(r, 3); k > 0; k--) {
+    const i = int(r, span);
+    out[i] = r() < 0.5 ? out[i]! ^ (1 << int(r, 8)) : [0, 0xff, 0x7f, 0x80, 0x08][int(r, 5)]!;
+  }
+  return out;
+}
+
+/** One format-aware mutation of an HDF5 or image input, or null for other kinds. */
+export function mediaMutation(seed: Seed, bytes: Uint8Array, r: () => number): { name: string; bytes: Uint8Array } | null {
+  if (seed.kind !== 'h5' && seed.kind !== 'image') return null;
+  return r() < 0.5 ? { name: 'hugeDim', bytes: hugeDim(bytes, r, seed.kind) } : { name: 'header', bytes: header(bytes, r) };
+}
+
 const byteNames = Object.keys(byteMutators);
 const textNames = Object.keys(textMutators);
 
@@ -387,7 +457,14 @@ export function makeInput(seeds: readonly Seed[], runSeed: number, index: number
     const structured = structuralMutation(seed, r);
     if (structured) return { index, seed: seed.name, kind: seed.kind, mutation: 'structure', bytes: structured };
   }
-  for (let k = 0; k < n; k++) {
+  if (n > 0 && r() < 0.4) {
+    const media = mediaMutation(seed, bytes, r);
+    if (media) {
+      bytes = media.bytes;
+      applied.push(media.name);
+    }
+  }
+  for (let k = applied.length; k < n; k++) {
     const text = seed.kind === 'prototxt' && r() < 0.6;
     const name = text ? textNames[int(r, textNames.length)]! : byteNames[int(r, byteNames.length)]!;
     bytes = (text ? textMutators[name]! : byteMutators[name]!)(bytes, r, seeds);
@@ -528,6 +605,8 @@ export interface FuzzSummary {
   slowest: { index: number; seed: string; mutation: string; ms: number }[];
   elapsedMs: number;
   settings: Record<string, unknown>;
+  /** Peaks over the run's workers: h5wasm's WebAssembly memory and the process's resident set. */
+  memory?: { wasmHeapMiB: number; rssMiB: number };
 }
 
 export function emptySummary(runSeed: number, count: number, seeds: readonly Seed[], settings: Record<string, unknown>): FuzzSummary {
@@ -558,22 +637,7 @@ export function runInput(input: FuzzInput, readers: readonly Reader[], ctx: Read
   const t0 = performance.now();
   for (const reader of readers) {
     const outcome = reader.run(input, ctx);
-    if (!outcome) continue;
-    const st = (summary.readers[reader.name] ??= { tried: 0, ok: 0, typed: {}, crashes: 0 });
-    st.tried++;
-    if (outcome.status === 'ok') st.ok++;
-    else if (outcome.status === 'typed') st.typed[outcome.errorClass] = (st.typed[outcome.errorClass] ?? 0) + 1;
-    else {
-      st.crashes++;
-      crashes.push({
-        index: input.index,
-        reader: reader.name,
-        seed: input.seed,
-        mutation: input.mutation,
-        kind: 'exception',
-        error: describeError(outcome.error),
-      });
-    }
+    if (outcome) record(summary, reader.name, input, outcome, crashes);
   }
   const ms = performance.now() - t0;
   summary.inputsDone++;
@@ -585,6 +649,54 @@ export function runInput(input: FuzzInput, readers: readonly Reader[], ctx: Read
   }
   summary.crashes.push(...crashes);
   return crashes;
+}
+
+/** A reader that may be asynchronous (sharp) and gets a context of its own (fuzz-media.ts). */
+export interface AsyncReader<C = unknown> {
+  name: string;
+  run(input: FuzzInput, ctx: C): Promise<Outcome | undefined> | Outcome | undefined;
+}
+
+function record(summary: FuzzSummary, reader: string, input: FuzzInput, outcome: Outcome, crashes: CrashRecord[]): void {
+  const st = (summary.readers[reader] ??= { tried: 0, ok: 0, typed: {}, crashes: 0 });
+  st.tried++;
+  if (outcome.status === 'ok') st.ok++;
+  else if (outcome.status === 'typed') st.typed[outcome.errorClass] = (st.typed[outcome.errorClass] ?? 0) + 1;
+  else {
+    st.crashes++;
+    crashes.push({ index: input.index, reader, seed: input.seed, mutation: input.mutation, kind: 'exception', error: describeError(outcome.error) });
+  }
+}
+
+/**
+ * `runInput`, then the asynchronous readers on the same input (their outcomes and time counted
+ * in the same summary); returns the crashes of both.
+ */
+export async function runInputAsync<C>(
+  input: FuzzInput,
+  readers: readonly Reader[],
+  ctx: ReaderContext,
+  asyncReaders: readonly AsyncReader<C>[],
+  asyncCtx: C,
+  summary: FuzzSummary,
+): Promise<CrashRecord[]> {
+  const t0 = performance.now();
+  const crashes = runInput(input, readers, ctx, summary);
+  const more: CrashRecord[] = [];
+  for (const reader of asyncReaders) {
+    const outcome = await reader.run(input, asyncCtx);
+    if (outcome) record(summary, reader.name, input, outcome, more);
+  }
+  summary.crashes.push(...more);
+  const ms = performance.now() - t0;
+  const last = summary.slowest.find((s) => s.index === input.index);
+  if (last) last.ms = Math.round(ms * 10) / 10;
+  else if (summary.slowest.length < 5 || ms > summary.slowest[summary.slowest.length - 1]!.ms) {
+    summary.slowest.push({ index: input.index, seed: input.seed, mutation: input.mutation, ms: Math.round(ms * 10) / 10 });
+  }
+  summary.slowest.sort((a, b) => b.ms - a.ms);
+  summary.slowest.length = Math.min(summary.slowest.length, 5);
+  return [...crashes, ...more];
 }
 
 /** Adds `b`'s counts into `a` (summaries from successive workers of one run). */
@@ -600,4 +712,10 @@ export function mergeSummary(a: FuzzSummary, b: FuzzSummary): void {
   for (const [k, v] of Object.entries(b.mutations)) a.mutations[k] = (a.mutations[k] ?? 0) + v;
   a.crashes.push(...b.crashes);
   a.slowest = [...a.slowest, ...b.slowest].sort((x, y) => y.ms - x.ms).slice(0, 5);
+  if (b.memory) {
+    a.memory = {
+      wasmHeapMiB: Math.max(a.memory?.wasmHeapMiB ?? 0, b.memory.wasmHeapMiB),
+      rssMiB: Math.max(a.memory?.rssMiB ?? 0, b.memory.rssMiB),
+    };
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * `pnpm fuzz [--count N] [--seed S] [--timeout-ms T] [--max-blob-bytes B] [--heap-mb M] [--corpus DIR]`
+ * `pnpm fuzz [--count N] [--seed S] [--timeout-ms T] [--max-blob-bytes B] [--heap-mb M] [--corpus DIR] [--only KINDS]`
  *
  * Mutates real Caffe files and feeds each input to every reader (see fuzz-core.ts). The inputs run
  * in a worker thread watched from here: an input that runs past the timeout, or a worker that runs
@@ -10,10 +10,12 @@
  * Writes scripts/fuzz/last-run.json (inputs per reader, outcomes by error class, seeds, crashes)
  * and saves crashing inputs under scripts/fuzz/crashes/. Exits 1 on any crash.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, threadId, Worker, workerData } from 'node:worker_threads';
 import { setMaxBlobBytes } from '@caffe-ts/blob';
 import { setLogSink } from '@caffe-ts/blob';
 import { parseNpy as zooParseNpy } from '../../packages/zoo/src/npy.js';
@@ -27,10 +29,13 @@ import {
   mergeSummary,
   npyReader,
   READERS,
-  runInput,
+  runInputAsync,
   type CrashRecord,
   type FuzzSummary,
+  type InputKind,
+  type Seed,
 } from './fuzz-core.js';
+import { createMediaContext, hdf5WasmBytes, isHdf5Running, loadMediaSeeds, MEDIA_READERS, quietStderr } from './fuzz-media.js';
 
 interface Settings {
   count: number;
@@ -41,10 +46,16 @@ interface Settings {
   corpus: string;
   zoo: string;
   outDir: string;
+  /** Input kinds whose seeds are used (all when empty), e.g. h5,image,datum. */
+  only: InputKind[];
+  /** Scratch folder: the generated HDF5 seeds and each input written for the file readers. */
+  scratch: string;
 }
 
 interface WorkerData {
   settings: Settings;
+  /** The main thread's seeds (the generated ones included), so crash inputs are rebuilt exactly. */
+  seeds: Seed[];
   start: number;
   /** [0]: index of the input being run (-1 when idle). */
   progress: Int32Array;
@@ -54,27 +65,32 @@ interface WorkerData {
 
 type WorkerMessage = { type: 'crash'; crash: CrashRecord } | { type: 'done'; summary: FuzzSummary } | { type: 'partial'; summary: FuzzSummary };
 
-function seedsFor(s: Settings) {
-  return loadSeeds(s.corpus, s.zoo);
+async function seedsFor(s: Settings): Promise<Seed[]> {
+  const all = [...loadSeeds(s.corpus, s.zoo), ...(await loadMediaSeeds(s.corpus, join(s.scratch, 'seeds')))];
+  return s.only.length > 0 ? all.filter((seed) => s.only.includes(seed.kind)) : all;
 }
 
-function workerMain(data: WorkerData): void {
-  const { settings, start, progress, started } = data;
+async function workerMain(data: WorkerData): Promise<void> {
+  const { settings, seeds, start, progress, started } = data;
   setMaxBlobBytes(settings.maxBlobBytes);
   setLogSink(() => {});
-  const seeds = seedsFor(settings);
   const readers = [...READERS, npyReader(parseNpy), npyReader(zooParseNpy, 'zoo parseNpy')];
   const ctx = createContext(seeds);
+  const media = await createMediaContext(join(settings.scratch, `worker-${threadId}`));
+  // libhdf5's error stacks (printed straight to fd 2) are dropped while an HDF5 reader runs.
+  quietStderr(createRequire(import.meta.url)('node:fs'), isHdf5Running);
   let summary = emptySummary(settings.seed, settings.count, seeds, {});
   let lastPost = Date.now();
   for (let i = start; i < settings.count; i++) {
     const input = makeInput(seeds, settings.seed, i);
     started[0] = Date.now();
     Atomics.store(progress, 0, i);
-    for (const crash of runInput(input, readers, ctx, summary)) parentPort!.postMessage({ type: 'crash', crash } satisfies WorkerMessage);
+    for (const crash of await runInputAsync(input, readers, ctx, MEDIA_READERS, media, summary)) parentPort!.postMessage({ type: 'crash', crash } satisfies WorkerMessage);
     summary.crashes = [];
     // Hand counts over now and then, so a worker that dies later loses little.
-    if (Date.now() - lastPost > 2000) {
+    if (Date.now() - lastPost > 2000 || i === settings.count - 1) {
+      const mib = (n: number) => Math.round(n / 2 ** 20);
+      summary.memory = { wasmHeapMiB: mib(await hdf5WasmBytes()), rssMiB: mib(process.memoryUsage().rss) };
       parentPort!.postMessage({ type: 'partial', summary } satisfies WorkerMessage);
       summary = emptySummary(settings.seed, settings.count, seeds, {});
       lastPost = Date.now();
@@ -95,6 +111,8 @@ function parseArgs(argv: string[], here: string): Settings {
     corpus: process.env['CAFFE_TS_CORPUS'] ?? join(repo, '../shared/corpus'),
     zoo: join(repo, 'packages/zoo/models'),
     outDir: here,
+    only: [],
+    scratch: join(tmpdir(), `caffe-ts-fuzz-${process.pid}`),
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -111,7 +129,8 @@ function parseArgs(argv: string[], here: string): Settings {
     else if (a === '--heap-mb') s.heapMb = Number(v());
     else if (a === '--corpus') s.corpus = v();
     else if (a === '--out') s.outDir = v();
-    else throw new Error(`unknown option ${a} (options: --count --seed --timeout-ms --max-blob-bytes --heap-mb --corpus --out)`);
+    else if (a === '--only') s.only = v().split(',').filter((k) => k) as InputKind[];
+    else throw new Error(`unknown option ${a} (options: --count --seed --timeout-ms --max-blob-bytes --heap-mb --corpus --out --only)`);
   }
   for (const k of ['count', 'seed', 'timeoutMs', 'maxBlobBytes', 'heapMb'] as const) {
     if (!Number.isInteger(s[k]) || s[k] < 0) throw new Error(`--${k}: expected a non-negative integer, got ${s[k]}`);
@@ -123,7 +142,10 @@ async function main(): Promise<number> {
   const self = fileURLToPath(import.meta.url);
   const here = process.env['FUZZ_DIR'] ?? dirname(self);
   const settings = parseArgs(process.argv.slice(2), here);
-  const seeds = seedsFor(settings);
+  setMaxBlobBytes(settings.maxBlobBytes);
+  setLogSink(() => {});
+  const seeds = await seedsFor(settings);
+  if (seeds.length === 0) throw new Error(`no seeds of the kinds ${settings.only.join(', ')}`);
   const summary = emptySummary(settings.seed, settings.count, seeds, { ...settings });
   const crashDir = join(settings.outDir, 'crashes');
   const t0 = Date.now();
@@ -143,7 +165,7 @@ async function main(): Promise<number> {
     const progress = new Int32Array(new SharedArrayBuffer(4)).fill(-1);
     const started = new Float64Array(new SharedArrayBuffer(8));
     const worker = new Worker(self, {
-      workerData: { settings, start: next, progress, started } satisfies WorkerData,
+      workerData: { settings, seeds, start: next, progress, started } satisfies WorkerData,
       resourceLimits: { maxOldGenerationSizeMb: settings.heapMb },
       env: { ...process.env, CAFFE_TS_MAX_BLOB_BYTES: String(settings.maxBlobBytes) },
     });
@@ -197,6 +219,8 @@ async function main(): Promise<number> {
     next = resume;
   }
   summary.elapsedMs = Date.now() - t0;
+  rmSync(settings.scratch, { recursive: true, force: true });
+  mkdirSync(settings.outDir, { recursive: true });
   const out = join(settings.outDir, 'last-run.json');
   writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
   console.log(`fuzz: ${summary.inputsDone} inputs in ${(summary.elapsedMs / 1000).toFixed(1)} s, ${summary.crashes.length} crash(es); summary in ${out}`);
@@ -218,5 +242,6 @@ if (isMainThread) {
     },
   );
 } else {
-  workerMain(workerData as WorkerData);
+  // A failure outside an input (loading h5wasm, the scratch folder) reaches the main thread as the worker's error.
+  void workerMain(workerData as WorkerData);
 }

@@ -23,6 +23,14 @@ const workspace = {
       if (!existsSync(path)) return { errors: [{ text: `no source for ${args.path} (${path})` }] };
       return { path };
     });
+    // sharp, h5wasm and the databases are dependencies of packages/io-leveldb (pnpm does not
+    // hoist them to the root): resolved from there, absolute, and left out of the bundle.
+    b.onResolve({ filter: /^(sharp|h5wasm|node-lmdb|lmdb|classic-level|level|leveldown)(\/.*)?$/ }, async (args) => {
+      if (args.pluginData === 'inner') return undefined;
+      const r = await b.resolve(args.path, { resolveDir: join(repo, 'packages/io-leveldb'), kind: args.kind, pluginData: 'inner' });
+      // An optional package that is not installed stays a bare import (it fails only if loaded).
+      return { path: r.errors.length > 0 ? args.path : r.path, external: true };
+    });
   },
 };
 
@@ -36,8 +44,8 @@ await build({
   sourcemap: 'inline',
   logLevel: 'warning',
   plugins: [workspace],
-  // Native and optional packages stay out of the bundle (the fuzzed readers do not load them).
-  external: ['sharp', 'node-lmdb', 'lmdb', 'classic-level', 'level', 'leveldown', 'h5wasm'],
+  // Native and WebAssembly packages stay out of the bundle (see the plugin).
+  external: [],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
 });
 const r = spawnSync(process.execPath, ['--enable-source-maps', outfile, ...args], {
