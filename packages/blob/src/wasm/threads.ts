@@ -392,7 +392,10 @@ export function planThreads(flops: number, parts = Infinity, minFlopsPerThread =
   if (want <= 1) return 1;
   const s = state();
   if (s.workers.length < want - 1) ensureWorkers(getNumThreads() - 1);
-  return Math.min(want, activeThreads());
+  // The job is split into `want` parts even while workers are still starting (the caller then
+  // runs the parts of the workers not ready yet): how a product is split, and so the summation
+  // order of split reductions, depends on the thread count asked for, never on start-up timing.
+  return s.engine && s.workers.length > 0 ? want : 1;
 }
 
 /** The pool's shared memory and the calling thread's instances (null where unsupported). */
@@ -549,11 +552,13 @@ export class Engine {
     const { i32 } = this.views();
     const ctl = this.ctl();
     const seq = (this.seq = (this.seq + 1) & 0x3fffffff) || (this.seq = 1);
+    // Lists of workers that are not ready (still starting) run on the caller after its own.
+    const ready = Math.min(lists.length, activeThreads());
     let workers = 0;
     for (let t = 1; t < lists.length; t++) {
       const l = lists[t]!;
       i32[l.base + 1] = l.n;
-      if (l.n > 0) {
+      if (t < ready && l.n > 0) {
         Atomics.store(i32, l.base, seq);
         workers++;
       } else {
@@ -571,6 +576,7 @@ export class Engine {
       const l = lists[0]!;
       i32[l.base + 1] = l.n;
       this.runList(l.base, i32);
+      for (let t = ready; t < lists.length; t++) if (lists[t]!.n > 0) this.runList(lists[t]!.base, i32);
     } catch (err) {
       failure = err;
     }
