@@ -128,9 +128,7 @@ async function parallelSolver(param: SolverParameter, options: DataParallelOptio
   const dp = new DataParallel({ register: REGISTER, log: false, ...options });
   const solver = await createNodeSolver(param, { log: false, rootDir: dir.path, netFactoryAsync: dp.netFactoryAsync });
   try {
-    // tsc types '@caffe-ts/solver/parallel' from the built package and '/node' from sources (no
-    // path mapping for the subpath folder): the same class seen twice.
-    await dp.attach(solver as unknown as Parameters<DataParallel['attach']>[0]);
+    await dp.attach(solver);
   } catch (e) {
     await solver.close();
     throw e;
