@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { setLogSink, setMaxBlobBytes } from '@caffe-ts/blob';
 import { createContext, emptySummary, loadSeeds, makeInput, npyReader, READERS, runInput, runInputAsync } from '../../scripts/fuzz/fuzz-core.js';
-import { createMediaContext, isHdf5Running, loadMediaSeeds, MEDIA_READERS, quietStderr } from '../../scripts/fuzz/fuzz-media.js';
+import { createMediaContext, isHdf5Running, loadMediaSeeds, MEDIA_READERS, quietStderr, tinyNet } from '../../scripts/fuzz/fuzz-media.js';
+import { hdf5Ready, readHdf5DatasetsSync, writeHdf5DatasetsSync } from '../../packages/io-leveldb/src/hdf5.js';
+import { decodeImage, encodeImage } from '../../packages/io-leveldb/src/image-io.js';
+import { copyTrainedLayersFromHdf5, loadH5wasm, readSolverStateHdf5 } from '../../packages/solver/src/hdf5.js';
 import { corpusDir, hasCorpus, tempDir, zooDir } from './helpers.js';
 import { parseNpy as zooParseNpy } from '../../packages/zoo/src/npy.js';
 import { parseNpy } from './npy.js';
@@ -74,4 +77,57 @@ describe('fuzz smoke (fixed seed)', () => {
       dir.remove();
     }
   }, 90_000);
+});
+
+// Inputs the HDF5 and image targets found, pinned: each once ended in an untyped error or an
+// allocation as large as the file claimed.
+describe('fuzz findings (HDF5, images)', () => {
+  it('a truncated .h5 file is a typed error naming it (h5wasm threw "error - name not defined!")', async () => {
+    await Promise.all([hdf5Ready(), loadH5wasm()]);
+    const dir = tempDir('caffe-ts-fuzz-');
+    const restore = quietStderr(fs, () => true);
+    try {
+      const whole = join(dir.path, 'whole.h5');
+      writeHdf5DatasetsSync(whole, { data: { shape: [4, 3], data: new Float32Array(12).fill(1) }, label: { shape: [4], data: new Float32Array(4) } });
+      const cut = join(dir.path, 'cut.h5');
+      const bytes = fs.readFileSync(whole);
+      fs.writeFileSync(cut, bytes.subarray(0, Math.floor(bytes.length / 2)));
+      expect(() => readHdf5DatasetsSync(cut)).toThrow(expect.objectContaining({ name: 'DataError', message: expect.stringContaining(cut) }));
+      expect(() => readSolverStateHdf5(cut)).toThrow(expect.objectContaining({ name: 'CaffeFileError', message: expect.stringContaining(cut) }));
+      expect(() => copyTrainedLayersFromHdf5(tinyNet(), cut, { log: false })).toThrow(expect.objectContaining({ name: 'CaffeFileError' }));
+    } finally {
+      restore();
+      dir.remove();
+    }
+  });
+
+  it("a dataset whose shape × type size is over the blob limit is refused before h5wasm allocates", async () => {
+    await hdf5Ready();
+    const dir = tempDir('caffe-ts-fuzz-');
+    const prev = setMaxBlobBytes(2 ** 20);
+    try {
+      const file = join(dir.path, 'big.h5');
+      writeHdf5DatasetsSync(file, { data: { shape: [600, 600], data: new Float32Array(360000) } });
+      expect(() => readHdf5DatasetsSync(file)).toThrow(/dataset 'data' claims shape 600×600 of 4-byte values \(1440000 bytes\), over the 1048576-byte limit/);
+    } finally {
+      setMaxBlobBytes(prev);
+      dir.remove();
+    }
+  });
+
+  it('a JPEG whose header claims more pixels than the blob limit holds is refused before decoding', async () => {
+    const jpeg = Buffer.from(await encodeImage({ height: 8, width: 8, channels: 3, data: new Uint8Array(192).fill(90) }, 'jpg'));
+    // The frame header (SOF0): height and width 5 and 7 bytes after the marker.
+    const sof = jpeg.indexOf(Buffer.from([0xff, 0xc0]));
+    jpeg.writeUInt16BE(2000, sof + 5);
+    jpeg.writeUInt16BE(2000, sof + 7);
+    const prev = setMaxBlobBytes(2 ** 20);
+    try {
+      await expect(decodeImage(jpeg, 'color', 'bomb.jpg')).rejects.toThrow(/^cannot decode bomb\.jpg \(\d+ bytes\): its header claims more than 262144 pixels/);
+    } finally {
+      setMaxBlobBytes(prev);
+    }
+    // Within the limit the same bytes decode (libjpeg fills the missing scan data).
+    expect((await decodeImage(jpeg, 'gray', 'bomb.jpg')).width).toBe(2000);
+  });
 });
