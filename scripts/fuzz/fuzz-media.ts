@@ -136,8 +136,14 @@ async function hdf5Seeds(corpusDir: string, scratch: string): Promise<Seed[]> {
   const state = createMessage<SolverState>('SolverState', { iter: 7, current_step: 1, learned_net: 'tiny_iter_7.caffemodel.h5', history });
   writeSolverStateHdf5(file('tiny.solverstate.h5'), state);
   seeds.push({ name: 'generated/tiny_iter_7.solverstate.h5', kind: 'h5', bytes: readFileSync(file('tiny.solverstate.h5')) });
+  // An HDF5Data source list (the text mutations apply), naming the file createMediaContext puts
+  // beside it, relative and twice (two files: the layer moves to the second after the first's rows).
+  seeds.push({ name: HDF5_LIST_SEED, kind: 'prototxt', bytes: new TextEncoder().encode(`${LISTED_H5}\n./${LISTED_H5}\n`) });
   return seeds;
 }
+
+const HDF5_LIST_SEED = 'generated/hdf5_data_source.txt';
+const LISTED_H5 = 'listed.h5';
 
 /** The HDF5 and image seeds (and an encoded Datum). Needs a scratch folder for the files it writes. */
 export async function loadMediaSeeds(corpusDir: string, scratch: string): Promise<Seed[]> {
@@ -167,6 +173,11 @@ export async function createMediaContext(scratch: string): Promise<MediaContext>
   await Promise.all([hdf5Ready(), loadH5wasm()]);
   mkdirSync(scratch, { recursive: true });
   writeFileSync(join(scratch, 'list.txt'), `${join(scratch, 'input.h5')}\n`);
+  // The file the source-list seed names: 5 rows of data and label (a batch of 3 wraps around).
+  writeHdf5DatasetsSync(join(scratch, LISTED_H5), {
+    data: { shape: [5, 2, 2], data: Float32Array.from({ length: 20 }, (_, i) => i) },
+    label: { shape: [5], data: Float32Array.of(0, 1, 2, 3, 4) },
+  });
   return { scratch, net: tinyNet(), hdf5Quiet: true };
 }
 
@@ -228,11 +239,24 @@ function hdf5Reader(name: string, read: (file: string, ctx: MediaContext, input:
   };
 }
 
+/**
+ * A trap or abort of libhdf5's WebAssembly anywhere in the error's cause chain. The readers turn
+ * it into a typed error, but it is a finding: the instance may be left broken for the next file.
+ */
+function wasmFailure(e: unknown): unknown {
+  for (let c = e, depth = 0; c && depth < 8; c = (c as { cause?: unknown }).cause, depth++) {
+    if (c instanceof WebAssembly.RuntimeError || (c instanceof Error && /^Aborted\(/.test(c.message))) return c;
+  }
+  return undefined;
+}
+
 function attemptSync(fn: () => unknown): Outcome {
   try {
     fn();
     return { status: 'ok' };
   } catch (e) {
+    const trap = wasmFailure(e);
+    if (trap) return { status: 'crash', error: trap };
     if (CaffeError.isInstance(e)) return { status: 'typed', errorClass: (e as Error).name };
     return { status: 'crash', error: e };
   }
@@ -240,22 +264,34 @@ function attemptSync(fn: () => unknown): Outcome {
 
 const MODES = ['color', 'gray', 'unchanged'] as const;
 
+/** The HDF5Data layer on a source list: set up, then two batches of 3 (wrapping around a file of 5 rows, reloading it). */
+function hdf5DataLayer(source: string, shuffle: boolean): void {
+  const tops = ['data', 'label'];
+  const param = createMessage<LayerParameter>('LayerParameter', { name: 'h5', type: 'HDF5Data', top: tops, hdf5_data_param: { source, batch_size: 3, shuffle } });
+  const layer = new HDF5DataLayer(param);
+  const top = tops.map(() => new Blob());
+  layer.setUp([], top);
+  layer.forward([], top);
+  layer.forward([], top);
+}
+
 export const MEDIA_READERS: readonly AsyncReader<MediaContext>[] = [
-  hdf5Reader('HDF5Data layer', (_file, ctx, input) => {
-    const tops = ['data', 'label'];
-    const param = createMessage<LayerParameter>('LayerParameter', {
-      name: 'h5',
-      type: 'HDF5Data',
-      top: tops,
-      hdf5_data_param: { source: join(ctx.scratch, 'list.txt'), batch_size: 3, shuffle: input.index % 2 === 1 },
-    });
-    const layer = new HDF5DataLayer(param);
-    const top = tops.map(() => new Blob());
-    layer.setUp([], top);
-    // Two batches: the second wraps around a file of fewer than 6 rows (and reloads it).
-    layer.forward([], top);
-    layer.forward([], top);
-  }),
+  hdf5Reader('HDF5Data layer', (_file, ctx, input) => hdf5DataLayer(join(ctx.scratch, 'list.txt'), input.index % 2 === 1)),
+  {
+    // The layer's source list, mutated as text (names that do not exist, no names, junk).
+    name: 'HDF5Data source list',
+    run(input, ctx) {
+      if (input.seed !== HDF5_LIST_SEED) return undefined;
+      const list = join(ctx.scratch, 'source.txt');
+      writeFileSync(list, input.bytes);
+      hdf5Running = ctx.hdf5Quiet;
+      try {
+        return attemptSync(() => hdf5DataLayer(list, input.index % 2 === 1));
+      } finally {
+        hdf5Running = false;
+      }
+    },
+  },
   hdf5Reader('readHdf5Datasets', (file) => readHdf5DatasetsSync(file)),
   hdf5Reader('copyTrainedLayersFromHdf5', (file, ctx) => copyTrainedLayersFromHdf5(ctx.net, file, { log: false })),
   hdf5Reader('readSolverStateHdf5', (file) => readSolverStateHdf5(file)),

@@ -62,7 +62,7 @@ describe('fuzz smoke (fixed seed)', () => {
       expect(crashes).toEqual([]);
       expect(summary.inputsDone).toBeGreaterThan(Math.min(MEDIA_COUNT, 300));
       // The unmutated seeds (made here through the project's writers, and the corpus's) read.
-      for (const reader of ['HDF5Data layer', 'readHdf5Datasets', 'copyTrainedLayersFromHdf5', 'readSolverStateHdf5', 'decodeImage', 'readImage(resize)', 'zoo loadImage', 'decodeDatumImage']) {
+      for (const reader of ['HDF5Data layer', 'HDF5Data source list', 'readHdf5Datasets', 'copyTrainedLayersFromHdf5', 'readSolverStateHdf5', 'decodeImage', 'readImage(resize)', 'zoo loadImage', 'decodeDatumImage']) {
         expect(summary.readers[reader]?.ok, reader).toBeGreaterThan(0);
         expect(summary.readers[reader]!.tried, reader).toBeGreaterThan(summary.readers[reader]!.ok);
       }
