@@ -4,6 +4,7 @@ import {
   col2imBatch,
   col2imNd,
   defaultWasmConv2d,
+  defaultWasmInfer,
   fillBlob,
   gemm,
   im2col,
@@ -88,6 +89,8 @@ export abstract class BaseConvolutionLayer extends Layer {
   /** Elements per image on the im2col side (the bottom; the top when reversed) and on the GEMM-output side. */
   protected colSideDim = 0;
   protected outSideDim = 0;
+  /** Per-channel factors of 1 for the WebAssembly bias pass. */
+  private ones = new Float32Array(0);
   /** The bottom shape seen by the current reshape (read by computeOutputShape). */
   protected bottomShape: readonly number[] = [];
 
@@ -455,6 +458,15 @@ export abstract class BaseConvolutionLayer extends Layer {
   /** output[o, s] += bias[o] for one image. */
   protected forwardCpuBias(output: FloatArray, bias: FloatArray): void {
     const S = this.outSpatialDim;
+    if (output instanceof Float32Array && this.numOutput * S >= 2048) {
+      // Float32 in WebAssembly SIMD: 1·x + b per channel is the same float32 sum.
+      const k = defaultWasmInfer();
+      if (k) {
+        if (this.ones.length !== this.numOutput) this.ones = new Float32Array(this.numOutput).fill(1);
+        k.affine(output, output, 1, this.numOutput, S, this.ones, bias as Float32Array, null);
+        return;
+      }
+    }
     for (let o = 0; o < this.numOutput; o++) {
       const b = bias[o]!;
       const base = o * S;

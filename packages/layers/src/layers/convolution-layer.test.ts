@@ -379,6 +379,12 @@ describe('ConvolutionLayer', () => {
     }
   });
 
+  it('1×1 float32 with bias over ≥ 2048 outputs per image (the WebAssembly bias pass) matches the direct convolution', () => {
+    const layer = conv({ num_output: 8, kernel_size: [1], weight_filler: gaussianFiller, bias_filler: { type: 'gaussian', std: 1 } }, 'float32');
+    const bottom = makeBlob([2, 3, 16, 17], { dtype: 'float32', rng: new Rng(5) });
+    checkAgainstNaive(layer, [bottom], { pad: [0, 0], stride: [1, 1], dilation: [1, 1], group: 1 }, 1e-4);
+  });
+
   describe('depthwise (group = channels = num_output) runs a direct kernel', () => {
     const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
     /** The float32 layer (direct kernel) against the same layer forced onto the per-image N-d path. */
