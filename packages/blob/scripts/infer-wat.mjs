@@ -123,6 +123,10 @@ export function generateInferWat({ shared = false } = {}) {
   emit(2, '(param $b i32) (param $hasBias i32) (param $y i32) (param $OH i32) (param $OW i32) (param $pad i32)');
   emit(2, '(local $c i32) (local $r i32) (local $Wp i32) (local $WpB i32) (local $planeB i32) (local $oy i32) (local $ox i32) (local $ky i32) (local $kx i32)');
   emit(2, '(local $wc i32) (local $bias f32) (local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $wv v128) (local $wk f32) (local $p i32) (local $OW4 i32)');
+  // 3x3 undilated kernels (MobileNet's): the nine weights splatted once per channel, taps unrolled.
+  emit(2, '(local $k3 i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $va v128) (local $vb v128)');
+  for (let t = 0; t < 9; t++) emit(2, `(local $w${t} v128)`);
+  emit(2, '(local.set $k3 (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3))) (i32.and (i32.eq (local.get $DH) (i32.const 1)) (i32.eq (local.get $DW) (i32.const 1)))))');
   emit(2, '(local.set $Wp (i32.add (i32.add (local.get $W) (i32.shl (local.get $PW) (i32.const 1))) (i32.const 8)))');
   emit(2, '(local.set $WpB (i32.shl (local.get $Wp) (i32.const 2)))');
   emit(2, '(local.set $planeB (i32.mul (local.get $WpB) (i32.add (local.get $H) (i32.shl (local.get $PH) (i32.const 1)))))');
@@ -142,11 +146,43 @@ export function generateInferWat({ shared = false } = {}) {
   emit(4, '(br $rLoop)))');
   emit(3, '(local.set $wc (i32.add (local.get $w) (i32.shl (i32.mul (local.get $c) (i32.mul (local.get $KH) (local.get $KW))) (i32.const 2))))');
   emit(3, '(local.set $bias (select (f32.load (i32.add (local.get $b) (i32.shl (local.get $c) (i32.const 2)))) (f32.const 0) (local.get $hasBias)))');
+  emit(3, '(if (local.get $k3) (then');
+  for (let t = 0; t < 9; t++) emit(4, `(local.set $w${t} (v128.load32_splat offset=${4 * t} (local.get $wc)))`);
+  emit(3, '))');
   emit(3, '(local.set $oy (i32.const 0))');
   emit(3, '(block $oyDone (loop $oyLoop');
   emit(4, '(br_if $oyDone (i32.ge_s (local.get $oy) (local.get $OH)))');
   emit(4, '(local.set $yrow (i32.add (local.get $y) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $OH)) (local.get $oy)) (local.get $OW)) (i32.const 2))))');
   emit(4, '(local.set $ox (i32.const 0))');
+  // 3x3: rows r0..r2 of the window, taps unrolled; stride 2 takes even lanes (odd ones for kx = 1).
+  emit(4, '(if (i32.and (local.get $k3) (i32.le_u (local.get $SW) (i32.const 2))) (then');
+  emit(5, '(local.set $r0 (i32.add (local.get $pad) (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $WpB))))');
+  emit(5, '(local.set $r1 (i32.add (local.get $r0) (local.get $WpB)))');
+  emit(5, '(local.set $r2 (i32.add (local.get $r1) (local.get $WpB)))');
+  emit(5, '(block $k3Done (loop $k3Loop');
+  emit(6, '(br_if $k3Done (i32.ge_s (local.get $ox) (local.get $OW4)))');
+  emit(6, '(local.set $acc (f32x4.splat (local.get $bias)))');
+  emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
+  const EVEN = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', ODD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  emit(6, '(if (i32.eq (local.get $SW) (i32.const 1)) (then');
+  for (let ky = 0; ky < 3; ky++) {
+    for (let kx = 0; kx < 3; kx++) {
+      emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + kx}) (v128.load offset=${4 * kx} (i32.add (local.get $r${ky}) (local.get $p))))))`);
+    }
+  }
+  emit(6, ') (else');
+  for (let ky = 0; ky < 3; ky++) {
+    emit(7, `(local.set $va (v128.load (i32.add (local.get $r${ky}) (local.get $p))))`);
+    emit(7, `(local.set $vb (v128.load offset=16 (i32.add (local.get $r${ky}) (local.get $p))))`);
+    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky}) (i8x16.shuffle ${EVEN} (local.get $va) (local.get $vb)))))`);
+    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + 1}) (i8x16.shuffle ${ODD} (local.get $va) (local.get $vb)))))`);
+    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + 2}) (i8x16.shuffle ${EVEN} (v128.load offset=8 (i32.add (local.get $r${ky}) (local.get $p))) (v128.load offset=24 (i32.add (local.get $r${ky}) (local.get $p)))))))`);
+  }
+  emit(6, '))');
+  emit(6, '(v128.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $acc))');
+  emit(6, '(local.set $ox (i32.add (local.get $ox) (i32.const 4)))');
+  emit(6, '(br $k3Loop)))');
+  emit(4, '))');
   // Vector loops for stride 1 and 2: four outputs per step.
   for (const sw of [1, 2]) {
     emit(4, `(if (i32.eq (local.get $SW) (i32.const ${sw})) (then`);
