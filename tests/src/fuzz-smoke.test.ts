@@ -5,6 +5,9 @@ import { setLogSink, setMaxBlobBytes } from '@caffe-ts/blob';
 import { createContext, emptySummary, loadSeeds, makeInput, npyReader, READERS, runInput, runInputAsync } from '../../scripts/fuzz/fuzz-core.js';
 import { createMediaContext, isHdf5Running, loadMediaSeeds, MEDIA_READERS, quietStderr, tinyNet } from '../../scripts/fuzz/fuzz-media.js';
 import { hdf5Ready, readHdf5DatasetsSync, writeHdf5DatasetsSync } from '../../packages/io-leveldb/src/hdf5.js';
+import { HDF5DataLayer } from '../../packages/io-leveldb/src/hdf5-data-layer.js';
+import { Blob } from '@caffe-ts/blob';
+import { createMessage, type LayerParameter } from '@caffe-ts/proto';
 import { decodeImage, encodeImage } from '../../packages/io-leveldb/src/image-io.js';
 import { copyTrainedLayersFromHdf5, loadH5wasm, readSolverStateHdf5 } from '../../packages/solver/src/hdf5.js';
 import { corpusDir, hasCorpus, tempDir, zooDir } from './helpers.js';
@@ -97,6 +100,23 @@ describe('fuzz findings (HDF5, images)', () => {
       expect(() => copyTrainedLayersFromHdf5(tinyNet(), cut, { log: false })).toThrow(expect.objectContaining({ name: 'CaffeFileError' }));
     } finally {
       restore();
+      dir.remove();
+    }
+  });
+
+  it("an HDF5Data source list naming a directory, or a source that is one, is a typed error (was a plain EISDIR)", async () => {
+    await hdf5Ready();
+    const dir = tempDir('caffe-ts-fuzz-');
+    try {
+      const setUp = (source: string) => {
+        const param = createMessage<LayerParameter>('LayerParameter', { name: 'h5', type: 'HDF5Data', top: ['data'], hdf5_data_param: { source, batch_size: 1 } });
+        new HDF5DataLayer(param).setUp([], [new Blob()]);
+      };
+      const list = join(dir.path, 'list.txt');
+      fs.writeFileSync(list, '.\n');
+      expect(() => setUp(list)).toThrow(expect.objectContaining({ name: 'DataError', message: expect.stringMatching(/^Failed opening HDF5 file: .*: not a regular file$/) }));
+      expect(() => setUp(dir.path)).toThrow(expect.objectContaining({ name: 'LayerError', message: expect.stringContaining(`Failed to read source file ${dir.path}`) }));
+    } finally {
       dir.remove();
     }
   });

@@ -55,7 +55,13 @@ export class HDF5DataLayer extends Layer {
     this.batchSize = p.batch_size;
     log.info(`Loading list of HDF5 filenames from: ${p.source}`);
     const listPath = resolveListFile(`${this.type} layer '${this.name}'`, p.source, this.netFile);
-    const names = readFileSync(listPath, 'utf8').split(/\s+/).filter((s) => s.length > 0);
+    let list: string;
+    try {
+      list = readFileSync(listPath, 'utf8');
+    } catch (e) {
+      this.fail(`Failed to read source file ${p.source}: ${(e as Error).message}`); // a directory, no permission
+    }
+    const names = list.split(/\s+/).filter((s) => s.length > 0);
     log.info(`Number of HDF5 files: ${names.length}`);
     if (names.length < 1) this.fail(`Must have at least 1 HDF5 filename listed in ${p.source}`);
     this.files = names.map((n) => resolveListed(n, listPath, this.netFile));

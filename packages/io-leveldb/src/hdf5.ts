@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type { Dataset as H5Dataset, File as H5File, Group as H5Group } from 'h5wasm';
 import { maxBlobBytes } from '@caffe-ts/blob';
@@ -110,6 +110,8 @@ function openForReading(path: string): H5File {
   const h5 = lib(`reading HDF5 file '${path}'`);
   const abs = resolvePath(path);
   if (!existsSync(abs)) throw new DataError(`Failed opening HDF5 file: ${path}: no such file`);
+  // A directory (a source list naming '.') opens but fails every read with a plain EISDIR.
+  if (!statSync(abs).isFile()) throw new DataError(`Failed opening HDF5 file: ${path}: not a regular file`);
   if (!isHdf5File(abs)) throw new DataError(`Failed opening HDF5 file: ${path}: not an HDF5 file (no HDF5 signature)`);
   let file: H5File;
   try {
