@@ -41,8 +41,8 @@ export function generateInferWat({ shared = false } = {}) {
   // ---- rowdot ----
   const hsum = (v) =>
     `(f32.add (f32.add (f32x4.extract_lane 0 ${v}) (f32x4.extract_lane 1 ${v})) (f32.add (f32x4.extract_lane 2 ${v}) (f32x4.extract_lane 3 ${v})))`;
-  emit(1, ';; Y[m, n] = sum_k X[m, k] * W[n, k] (+ b[n]); X is M x K, W is N x K, Y is M x N (byte pointers).');
-  emit(1, '(func (export "rowdot") (param $x i32) (param $M i32) (param $K i32) (param $w i32) (param $N i32) (param $b i32) (param $hasBias i32) (param $y i32)');
+  emit(1, ';; Y[m, n] = sum_k X[m, k] * W[n, k] (+ b[n]); X is M x K, W is N x K, Y is M x N with row stride ldy (byte pointers).');
+  emit(1, '(func (export "rowdot") (param $x i32) (param $M i32) (param $K i32) (param $w i32) (param $N i32) (param $b i32) (param $hasBias i32) (param $y i32) (param $ldy i32)');
   emit(2, '(local $n i32) (local $m i32) (local $k i32) (local $K4 i32) (local $rowB i32)');
   emit(2, '(local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32) (local $xr i32) (local $xv v128)');
   emit(2, '(local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)');
@@ -79,7 +79,7 @@ export function generateInferWat({ shared = false } = {}) {
   }
   emit(5, '(local.set $k (i32.add (local.get $k) (i32.const 1)))');
   emit(5, '(br $tLoop)))');
-  emit(4, '(local.set $yp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $m) (local.get $N)) (local.get $n)) (i32.const 2))))');
+  emit(4, '(local.set $yp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $m) (local.get $ldy)) (local.get $n)) (i32.const 2))))');
   for (let r = 0; r < 4; r++) {
     emit(4, `(f32.store offset=${4 * r} (local.get $yp) (select (f32.add (local.get $s${r}) (f32.load offset=${4 * r} (i32.add (local.get $b) (i32.shl (local.get $n) (i32.const 2))))) (local.get $s${r}) (local.get $hasBias)))`);
   }
@@ -108,7 +108,7 @@ export function generateInferWat({ shared = false } = {}) {
   emit(5, '(local.set $s0 (f32.add (local.get $s0) (f32.mul (f32.load (i32.add (local.get $xr) (i32.shl (local.get $k) (i32.const 2)))) (f32.load (i32.add (local.get $w0) (i32.shl (local.get $k) (i32.const 2)))))))');
   emit(5, '(local.set $k (i32.add (local.get $k) (i32.const 1)))');
   emit(5, '(br $tLoop2)))');
-  emit(4, '(f32.store (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $m) (local.get $N)) (local.get $n)) (i32.const 2))) (select (f32.add (local.get $s0) (f32.load (i32.add (local.get $b) (i32.shl (local.get $n) (i32.const 2))))) (local.get $s0) (local.get $hasBias)))');
+  emit(4, '(f32.store (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $m) (local.get $ldy)) (local.get $n)) (i32.const 2))) (select (f32.add (local.get $s0) (f32.load (i32.add (local.get $b) (i32.shl (local.get $n) (i32.const 2))))) (local.get $s0) (local.get $hasBias)))');
   emit(4, '(local.set $m (i32.add (local.get $m) (i32.const 1)))');
   emit(4, '(br $mLoop2)))');
   emit(3, '(local.set $n (i32.add (local.get $n) (i32.const 1)))');

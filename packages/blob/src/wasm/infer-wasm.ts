@@ -15,7 +15,7 @@ import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generat
 import { engine, type Engine } from './threads.js';
 
 interface InferExports {
-  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number): void;
+  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
   depthwise(
     x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
     SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
@@ -99,6 +99,8 @@ export interface WasmInfer {
 export const LRN_WASM_BETAS: readonly number[] = [0.75, 0.5, 1];
 
 const PAGE_BYTES = 65536;
+/** Weight floats staged per block by rowdot (256 KiB: within a core's L2). */
+const ROWDOT_CHUNK_FLOATS = 1 << 16;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
 function wasmApi(): WasmApi | null {
@@ -182,7 +184,23 @@ export function createWasmInfer(): WasmInfer | null {
     const shared = inPlace(x, w, bias, y);
     if (shared) {
       const [px, pw, pb, py] = shared.at as [number, number, number, number];
-      shared.ex.rowdot(px, M, K, pw, N, pb, bias ? 1 : 0, py);
+      shared.ex.rowdot(px, M, K, pw, N, pb, bias ? 1 : 0, py, N);
+      return;
+    }
+    if (N * K > ROWDOT_CHUNK_FLOATS) {
+      // Large weights: staged a cache-sized block of rows at a time, each block used for every
+      // input row while it is still in cache (the weights cross main memory once, not three times).
+      const R = Math.max(4, Math.floor(ROWDOT_CHUNK_FLOATS / K / 4) * 4);
+      const pX = 0, pB = align(4 * M * K), pY = align(pB + 4 * N), pW = align(pY + 4 * M * N);
+      const f32 = heap(pW + 4 * R * K);
+      f32.set(x.subarray(0, M * K), 0);
+      if (bias) f32.set(bias.subarray(0, N), pB >> 2);
+      for (let n0 = 0; n0 < N; n0 += R) {
+        const rows = Math.min(R, N - n0);
+        f32.set(w.subarray(n0 * K, (n0 + rows) * K), pW >> 2);
+        ex.rowdot(pX, M, K, pW, rows, pB + 4 * n0, bias ? 1 : 0, pY + 4 * n0, N);
+      }
+      y.set(f32.subarray(pY >> 2, (pY >> 2) + M * N));
       return;
     }
     const pX = 0, pW = align(pX + 4 * M * K), pB = align(pW + 4 * N * K), pY = align(pB + 4 * N);
@@ -190,7 +208,7 @@ export function createWasmInfer(): WasmInfer | null {
     f32.set(x.subarray(0, M * K), pX >> 2);
     f32.set(w.subarray(0, N * K), pW >> 2);
     if (bias) f32.set(bias.subarray(0, N), pB >> 2);
-    ex.rowdot(pX, M, K, pW, N, pB, bias ? 1 : 0, pY);
+    ex.rowdot(pX, M, K, pW, N, pB, bias ? 1 : 0, pY, N);
     y.set(f32.subarray(pY >> 2, (pY >> 2) + M * N));
   }
 
