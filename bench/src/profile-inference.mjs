@@ -4,14 +4,14 @@
 //
 //   pnpm build && node bench/src/profile-inference.mjs [--models caffenet,googlenet,...]
 //       [--batch 1] [--iterations 10] [--warmup 2] [--top 12] [--by-type]
-//       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu]
+//       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu] [--col-floats N]
 //
 // For each model: the median ms of net.forward() (fused inference chains included) and of the
 // layer-by-layer forward (forwardFromTo(i, i): nothing fused), then the `--top` slowest layers (median and
 // minimum ms, share of the total, type and top shape) and, with --by-type, the sum per layer
 // type. --clock cpu (the default with 1 thread) times this process's CPU use, which leaves out
 // the time a loaded machine deschedules it. CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd picks
-// the float32 GEMM as elsewhere.
+// the float32 GEMM as elsewhere; --col-floats sets the convolution layers' maxBatchColFloats.
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
 
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '1' },
     'host-alloc': { type: 'string' },
     clock: { type: 'string' },
+    'col-floats': { type: 'string' },
   },
 });
 const threads = Number(values.threads);
@@ -55,6 +56,10 @@ for (const id of ids) {
   if (!row) throw new Error(`unknown inference row ${id} (rows: ${ROWS.filter((r) => r.kind === 'infer').map((r) => r.id).join(', ')})`);
   const { param, phase } = await rowNetParameter(row);
   const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, name: row.id });
+  if (values['col-floats']) {
+    for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
+    net.reshape();
+  }
   const rng = new blob.Rng(20240601);
   fillRandomParams(net, rng);
   for (const name of net.inputBlobNames) {
