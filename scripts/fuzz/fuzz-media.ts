@@ -193,16 +193,14 @@ async function attemptAsync(fn: () => unknown): Promise<Outcome> {
 
 /**
  * libhdf5 prints its error stack to file descriptor 2 itself (h5wasm's NODERAWFS writes with
- * fs.writeSync, no hook to turn it off), and the Emscripten runtime warns on the console when a
- * corrupt file makes libhdf5 ask for more than the 2 GiB WebAssembly memory (the allocation
- * fails, libhdf5 reports an error); a fuzz run would print thousands of them. While `on`, writes
- * to fd 2 and console.warn/console.error are dropped; returns a function that restores them.
+ * fs.writeSync, no hook to turn it off); a fuzz run would print thousands of them. While `on`,
+ * writes to fd 2 are dropped; returns a function that restores fs.writeSync. (The Emscripten
+ * runtime's own notes — 'Cannot enlarge memory' when a corrupt file makes libhdf5 ask for more
+ * than the 2 GiB WebAssembly memory, invalid UTF-8 in a name — go to a console.error/warn bound
+ * at load and still print; the allocation fails and the reader reports a typed error.)
  */
 export function quietStderr(fs: { writeSync: (...a: never[]) => number }, on: () => boolean): () => void {
   const original = fs.writeSync;
-  const { warn, error } = console;
-  console.warn = (...args: unknown[]) => (on() ? undefined : warn(...args));
-  console.error = (...args: unknown[]) => (on() ? undefined : error(...args));
   const patched = (...args: unknown[]) => {
     if (args[0] === 2 && on()) {
       const data = args[1];
@@ -213,8 +211,6 @@ export function quietStderr(fs: { writeSync: (...a: never[]) => number }, on: ()
   fs.writeSync = patched as typeof fs.writeSync;
   return () => {
     fs.writeSync = original;
-    console.warn = warn;
-    console.error = error;
   };
 }
 
