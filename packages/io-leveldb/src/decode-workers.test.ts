@@ -183,7 +183,9 @@ describe('decode workers (one pool held through these tests, so that it starts o
     const broken = dataParam(brokenDb, 3, {});
     const a = await failure(1, broken);
     expect(a?.message).toMatch(new RegExp(`^Data layer 'data', source '${brokenDb}': record '00000001': cannot decode record '00000001' \\(6 bytes\\)`));
-    expect(a?.message).toBe((await failure(0, broken))?.message);
+    // The decoder's own explanation after the record (libvips' text) varies from run to run.
+    const head = (m: string | undefined) => m?.replace(/\(6 bytes\)[\s\S]*$/, '(6 bytes)');
+    expect(head(a?.message)).toBe(head((await failure(0, broken))?.message));
     const mixed = dataParam(pngMixedDb, 2, {});
     const b = await failure(1, mixed);
     expect(b?.message).toBe(
