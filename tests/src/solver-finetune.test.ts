@@ -112,7 +112,7 @@ describe('LeNet fine-tuning recipe: 0-4, then a new head on 5-9', () => {
     const [w, bias] = blobsOf(copied, 'ip2_59');
     expect(w!.length).toBe(5000);
     expect(Math.max(...w!.map(Math.abs))).toBeLessThan(0.06);
-    expect(bias).toEqual(Array(10).fill(0));
+    expect(Array.from(bias!)).toEqual(Array(10).fill(0));
 
     const tuned = await caffe(['train', '--solver', solver('lenet_59_finetune_solver.prototxt'), '--weights', weights], dir.path);
     expect(tuned.stderr).toBe('');
