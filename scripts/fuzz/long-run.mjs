@@ -10,7 +10,8 @@
 // After two gc()s it prints RSS, JS heap, external/ArrayBuffer memory and open file descriptors
 // every LONG_RUN_EVERY (2000) iterations, and fails when the RSS at the end is more than 10 %
 // above the RSS after the warm-up, or when file descriptors grew. Needs the built packages.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -33,8 +34,12 @@ let solver;
 if (which === 'lenet') {
   await pkg('io-leveldb/dist/register.js');
   const corpus = process.env.CAFFE_TS_CORPUS ?? join(root, '../shared/corpus');
-  const source = join(corpus, 'data/caffe-made/fashion100_leveldb');
-  if (!existsSync(source)) throw new Error(`long-run: no ${source} (set CAFFE_TS_CORPUS)`);
+  const original = join(corpus, 'data/caffe-made/fashion100_leveldb');
+  if (!existsSync(original)) throw new Error(`long-run: no ${original} (set CAFFE_TS_CORPUS)`);
+  // LevelDB writes a LOCK file and compacts its log on open: read a copy, never the corpus.
+  const source = join(mkdtempSync(join(tmpdir(), 'caffe-ts-long-run-')), 'fashion100_leveldb');
+  cpSync(original, source, { recursive: true });
+  chmodSync(source, 0o755); // the copy keeps the corpus folder's read-only mode
   const text = readFileSync(join(root, 'packages/zoo/models/lenet/lenet_train_test.prototxt'), 'utf8').replace(
     '"data/mnist/mnist_train_leveldb"',
     JSON.stringify(source),

@@ -4,14 +4,15 @@
  * scripts/fuzz/long-run.sh), and opening and closing data sources does not leak file handles.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openDatumDb } from '@caffe-ts/io-leveldb';
 import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { parseNetParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
-import { corpus, hasCorpus } from './helpers.js';
+import { corpus, hasCorpus, tempDir } from './helpers.js';
 
 const openFds = () => readdirSync('/proc/self/fd').length;
 const hasProcFd = existsSync('/proc/self/fd');
@@ -64,7 +65,11 @@ describe('resources', () => {
 
   it.skipIf(!hasProcFd || !hasCorpus)('opening and closing data sources 50 times leaks no file handles', async () => {
     const lmdb = corpus('data/caffe-made/fashion100_lmdb');
-    const leveldb = corpus('data/caffe-made/fashion100_leveldb');
+    // LevelDB writes a LOCK file and compacts its log on open: use a copy, never the corpus.
+    const tmp = tempDir('caffe-ts-resources-');
+    const leveldb = join(tmp.path, 'fashion100_leveldb');
+    cpSync(corpus('data/caffe-made/fashion100_leveldb'), leveldb, { recursive: true });
+    chmodSync(leveldb, 0o755); // the copy keeps the corpus folder's read-only mode
     const cycle = async (path: string, backend: 'lmdb' | 'leveldb') => {
       const db = await openDatumDb(path, { backend, mode: 'read', ...(backend === 'lmdb' ? { noLock: true } : {}) });
       const cur = db.cursor();
@@ -81,5 +86,6 @@ describe('resources', () => {
       await cycle(leveldb, 'leveldb');
     }
     expect(openFds()).toBe(before);
+    tmp.remove();
   }, 60_000);
 });
