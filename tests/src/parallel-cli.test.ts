@@ -21,6 +21,24 @@ beforeAll(async () => {
   }
   await w.close();
   await db.close();
+  // The same records in a LevelDB, which only one thread of a process can open.
+  const ldb = await openDatumDb(join(dir.path, 'leveldb'), { mode: 'new', backend: 'leveldb' });
+  const lw = ldb.writer();
+  for (let i = 0; i < 8; i++) {
+    const data = Uint8Array.from({ length: 4 }, (_, p) => (p * 40 + i * 7) % 255);
+    await lw.put(formatKey(i), encodeDatum(createMessage<Datum>('Datum', { channels: 1, height: 2, width: 2, data, label: i % 2 })));
+  }
+  await lw.close();
+  await ldb.close();
+  writeFileSync(
+    join(dir.path, 'ldb.prototxt'),
+    `name: "ldb"
+layer { name: "data" type: "Data" top: "data" top: "label" data_param { source: "leveldb" backend: LEVELDB batch_size: 4 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+`,
+  );
+  writeFileSync(join(dir.path, 'ldb_solver.prototxt'), `net: "ldb.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 3\ndisplay: 1\nsnapshot_after_train: false\n`);
   writeFileSync(
     join(dir.path, 'net.prototxt'),
     `name: "tiny"
@@ -110,6 +128,18 @@ describe('caffe train/test --workers', () => {
     const strict = await caffe(['train', '--solver', 'odd_solver.prototxt', '--workers', '2', '--split_batch'], dir.path);
     expect(strict.code).not.toBe(0);
     expect(strict.stderr + strict.log.join('\n')).toMatch(/batch_size 3, which does not divide among 2 replicas/);
+  });
+
+  it('a LevelDB train source keeps training on one thread by default, and --workers 2 says to use LMDB', async () => {
+    const r = await withWorkersEnv(undefined, () => caffe(['train', '--solver', 'ldb_solver.prototxt'], dir.path));
+    expect(r.code).toBe(0);
+    expect(r.log.join('\n')).toMatch(/Iteration 3, loss = /);
+    if (availableCores() >= 2) {
+      expect(r.log.join('\n')).toMatch(/Data-parallel training off \(Data layer 'data' reads a LevelDB \(source 'leveldb'\), which only one thread of a process can open: convert it to LMDB/);
+    }
+    const strict = await caffe(['train', '--solver', 'ldb_solver.prototxt', '--workers', '2'], dir.path);
+    expect(strict.code).not.toBe(0);
+    expect(strict.stderr + strict.log.join('\n')).toMatch(/reads a LevelDB \(source 'leveldb'\), which only one thread of a process can open/);
   });
 
   it('caffe forward --workers 3 divides the rows of the inputs among replicas; outputs are those of one worker', async () => {

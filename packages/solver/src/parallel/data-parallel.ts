@@ -21,7 +21,7 @@
  */
 import { logger, type Blob, type DType, type FloatArray } from '@caffe-ts/blob';
 import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
-import { decodeBinary, encodeBinary, type Phase, type NetParameter } from '@caffe-ts/proto';
+import { decodeBinary, encodeBinary, DataParameter_DB, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
 import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, type ParamSlot } from './protocol.js';
@@ -222,6 +222,14 @@ export class DataParallel implements GradientComputer {
   private checkShards(net: Net): void {
     if (this.workers === 1) return;
     net.layers.forEach((layer, i) => {
+      // A LevelDB can be open only once per process (its LOCK is held by the process, not the
+      // thread), so replicas in worker threads cannot each open it; LMDB allows many readers.
+      if (layer.type === 'Data' && layer.param.data_param?.backend === DataParameter_DB.LEVELDB) {
+        throw new ParallelConfigError(
+          `Data layer '${net.layerNames[i]}' reads a LevelDB (source '${layer.param.data_param.source}'), which only one ` +
+            'thread of a process can open: convert it to LMDB (caffe convert_imageset/convert_mnist --backend lmdb) to train on several workers',
+        );
+      }
       if (net.bottomVecs[i]!.length > 0 || !(layer.type in BATCH_FIELDS) || takesShard(layer)) return;
       const what = `${layer.type} layer '${net.layerNames[i]}' does not shard its records`;
       if (this.mode === 'split') {
