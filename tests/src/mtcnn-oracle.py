@@ -1,6 +1,7 @@
 # Independent MTCNN cascade in numpy, nets run by OpenCV dnn; follows detect_face.m (MTCNNv2).
-import sys, json, cv2, numpy as np
-D = '/work/shared/corpus/weights/mtcnn_kpzhang93/'
+# Usage: python3 mtcnn-oracle.py [MTCNN_DIR] (default: the corpus beside the checkout).
+import os, sys, json, cv2, numpy as np
+D = os.path.join(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../shared/corpus/weights/mtcnn_kpzhang93'), '')
 nets = [cv2.dnn.readNetFromCaffe(D + f'det{i}.prototxt', D + f'det{i}.caffemodel') for i in (1, 2, 3, 4)]
 
 def run(net, x, names):
