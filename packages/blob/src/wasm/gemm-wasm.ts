@@ -9,7 +9,9 @@
 // here reads files, so it works unchanged in browsers; the module is small enough for the
 // synchronous WebAssembly.Module constructor.
 import type { GemmKernel } from '../math/gemm.js';
+export { decodeBase64 } from './wasm-api.js';
 import { MathError } from '../math/errors.js';
+import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_BASE64, GEMM_WASM_SIMD_BASE64 } from './generated/gemm-wasm.js';
 import { gemmThreaded } from './gemm-threaded.js';
 import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
@@ -58,17 +60,6 @@ export const WASM_GEMM_KERNEL_NAMES: Readonly<Record<WasmGemmVariant, string>> =
 const DEFAULT_MAX_STAGED_FLOATS = 1 << 26;
 const PAGE_BYTES = 65536;
 
-// Just the slice of the WebAssembly JS API used here: the package's TypeScript lib has no
-// WebAssembly declarations, and an engine without WebAssembly must still load this file.
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-  validate(bytes: Uint8Array): boolean;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(deltaPages: number): number;
-}
 /** The conv helpers the GEMM module also exports (scripts/gemm-wat.mjs, convHelpersWat). */
 export interface ConvExports {
   im2col(x: number, nb: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, tab: number, col: number): void;
@@ -89,34 +80,6 @@ export interface GemmExports extends ConvExports {
     alpha: number, pA: number, lda: number, pB: number, ldb: number,
     beta: number, pC: number, ldc: number, packA: number, packB: number, scratch: number,
   ): void;
-}
-
-function wasmApi(): WasmApi | null {
-  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  return api && typeof api.validate === 'function' ? api : null;
-}
-
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-
-/** Standard base64 (with padding) to bytes; self-contained so no Buffer/atob is needed. */
-export function decodeBase64(text: string): Uint8Array {
-  const lookup = new Int16Array(128).fill(-1);
-  for (let i = 0; i < 64; i++) lookup[B64.charCodeAt(i)] = i;
-  const clean = text.replace(/=+$/, '');
-  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
-  let acc = 0, bits = 0, o = 0;
-  for (let i = 0; i < clean.length; i++) {
-    const c = clean.charCodeAt(i);
-    const v = c < 128 ? lookup[c]! : -1;
-    if (v < 0) throw new MathError(`decodeBase64: invalid character '${clean[i]}' at ${i}`);
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
-    }
-  }
-  return out;
 }
 
 const modules = new Map<WasmGemmVariant, object | null>();

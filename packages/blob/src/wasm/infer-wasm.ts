@@ -10,7 +10,8 @@
 // into this module's own memory and the results copied back.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
-import { decodeBase64, defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
+import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
+import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import { engine, type Engine } from './threads.js';
 
@@ -29,15 +30,6 @@ interface InferExports {
     x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
     y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,
   ): void;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(deltaPages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-  validate(bytes: Uint8Array): boolean;
 }
 
 /** Geometry of a depthwise convolution: `channels` planes of height × width, one kernelH × kernelW filter each. */
@@ -102,11 +94,6 @@ const PAGE_BYTES = 65536;
 /** Weight floats staged per block by rowdot (256 KiB: within a core's L2). */
 const ROWDOT_CHUNK_FLOATS = 1 << 16;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
-
-function wasmApi(): WasmApi | null {
-  const api = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
-  return api && typeof api.validate === 'function' ? api : null;
-}
 
 /** Padded scratch plane of the depthwise kernel, in bytes (as infer-wat.mjs lays it out). */
 function padBytes(g: DepthwiseGeometry): number {

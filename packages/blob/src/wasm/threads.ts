@@ -30,6 +30,7 @@
 //                                   the host allocator is 'wasm' (host-memory.ts), and the
 //                                   jobs' scratch block (staged operands, per-thread workspaces)
 import { MathError } from '../math/errors.js';
+import { decodeBase64, type SharedWasmMemory as SharedMemory, type WasmApi } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
 import { WORKER_SOURCE } from './thread-worker-source.js';
 import { KernelHeap } from './kernel-heap.js';
@@ -86,18 +87,8 @@ export interface SharedExports {
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 }
 
-// Just the slices of the WebAssembly, Worker and Node APIs used here (the package's TypeScript
+// Just the slices of the Worker and Node APIs used here (the package's TypeScript
 // lib declares neither WebAssembly nor DOM nor Node types).
-interface SharedMemory {
-  readonly buffer: SharedArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-  Memory: new (d: { initial: number; maximum: number; shared: boolean }) => SharedMemory;
-  validate(bytes: Uint8Array): boolean;
-}
 interface AnyWorker {
   postMessage?(m: unknown): void;
   terminate(): unknown;
@@ -152,24 +143,6 @@ function state(): PoolState {
     s[KEY] = p;
   }
   return p;
-}
-
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-function decode(text: string): Uint8Array {
-  const lookup = new Int16Array(128).fill(-1);
-  for (let i = 0; i < 64; i++) lookup[B64.charCodeAt(i)] = i;
-  const clean = text.replace(/=+$/, '');
-  const out = new Uint8Array(Math.floor((clean.length * 3) / 4));
-  let acc = 0, bits = 0, o = 0;
-  for (let i = 0; i < clean.length; i++) {
-    acc = (acc << 6) | lookup[clean.charCodeAt(i)]!;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (acc >> bits) & 0xff;
-    }
-  }
-  return out;
 }
 
 /** The machine's cores as the platform reports them (at least 1). */
@@ -465,7 +438,7 @@ export class Engine {
     this.memory = new api.Memory({ initial: HEAP_BASE / PAGE + 16, maximum: MAX_MEMORY_BYTES / PAGE, shared: true });
     this.heap = new KernelHeap(this.memory, HEAP_BASE, MAX_MEMORY_BYTES);
     const compile = (b64: string): object | null => {
-      const bytes = decode(b64);
+      const bytes = decodeBase64(b64);
       if (!api.validate(bytes)) return null;
       try {
         return new api.Module(bytes);
