@@ -153,6 +153,11 @@ export class Blob {
     return this.mem('diff');
   }
 
+  /** The data memory's version (SyncedMemory.version): changes with every mutable access or re-sharing. */
+  get dataVersion(): number {
+    return this.data.version;
+  }
+
   cpuData(): FloatArray {
     return this.data.cpuData(this._count);
   }

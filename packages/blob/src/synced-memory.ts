@@ -5,6 +5,9 @@ import { allocHost, releaseHost, trackView, type HostLease } from './host-memory
 /** Where the freshest copy lives, as Caffe's SyncedMemory::SyncedHead. */
 export type SyncedHead = 'uninitialized' | 'cpu' | 'gpu' | 'synced';
 
+/** Source of SyncedMemory versions: unique across all memories, so one number names the contents. */
+let versionCounter = 0;
+
 /**
  * A buffer of `capacity` elements with a host copy and an optional device copy, allocated
  * lazily and synchronised on demand. Readers call `cpuData()`/`gpuData()`; writers call the
@@ -19,6 +22,7 @@ export class SyncedMemory {
   private deviceHandle: unknown = null;
   private _head: SyncedHead = 'uninitialized';
   private views = new Map<number, FloatArray>();
+  private _version = ++versionCounter;
 
   constructor(capacity: number, dtype: DType = 'float32', private readonly device: DeviceAllocator | null = null) {
     this.capacity = capacity;
@@ -27,6 +31,15 @@ export class SyncedMemory {
 
   get head(): SyncedHead {
     return this._head;
+  }
+
+  /**
+   * Changes whenever the contents may have changed through this object (every mutable access,
+   * setCpuData, release); unique across memories. Kernels key caches of derived data (packed
+   * weights) on it, so writers must go through the mutable accessors, as Caffe's do.
+   */
+  get version(): number {
+    return this._version;
   }
 
   /** Read-only host view of the first `length` elements (default: all). */
@@ -39,6 +52,7 @@ export class SyncedMemory {
   mutableCpuData(length = this.capacity): FloatArray {
     this.toCpu();
     this._head = 'cpu';
+    this._version = ++versionCounter;
     return this.view(length);
   }
 
@@ -52,6 +66,7 @@ export class SyncedMemory {
   mutableGpuData(): unknown {
     this.toGpu();
     this._head = 'gpu';
+    this._version = ++versionCounter;
     return this.deviceHandle;
   }
 
@@ -61,6 +76,7 @@ export class SyncedMemory {
       throw new RangeError(`setCpuData: array has ${array.length} elements, memory needs ${this.capacity}`);
     }
     this.host = array;
+    this._version = ++versionCounter;
     // An old kernel-heap block goes back once its views are collected (callers may hold some).
     this.lease = null;
     this.views.clear();
@@ -81,6 +97,7 @@ export class SyncedMemory {
    */
   release(): void {
     if (--this.refs > 0) return;
+    this._version = ++versionCounter;
     if (this.deviceHandle !== null && this.device) this.device.free(this.deviceHandle);
     this.deviceHandle = null;
     if (this.lease) {

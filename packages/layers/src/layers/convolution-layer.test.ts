@@ -1,5 +1,5 @@
-import { Blob, defaultWasmConv2d, defaultWasmInfer, Rng, type FloatArray } from '@caffe-ts/blob';
-import { parseText, type LayerParameter } from '@caffe-ts/proto';
+import { Blob, defaultWasmConv2d, defaultWasmInfer, defaultWasmInferConv, Rng, type FloatArray } from '@caffe-ts/blob';
+import { parseText, Phase, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
@@ -437,6 +437,96 @@ describe('ConvolutionLayer', () => {
     it('stride 3, dilation 2, non-square kernel, no bias, 3 images', () =>
       compare({ num_output: 3, kernel_h: 3, kernel_w: 2, pad_h: 2, pad_w: 1, stride: [3], dilation: [2], group: 3, bias_term: false }, [3, 3, 10, 9]));
     it('uneven strides and pads', () => compare({ num_output: 2, kernel_size: [5], pad_h: 2, pad_w: 0, stride_h: 2, stride_w: 1, group: 2 }, [1, 2, 11, 9]));
+  });
+
+  describe('inference (TEST phase, float32) runs with packed weights', () => {
+    const filler = { weight_filler: gaussianFiller, bias_filler: { type: 'gaussian', std: 1 } };
+    const testConv = (p: Props) =>
+      createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float32', rng: new Rng(3), phase: Phase.TEST });
+    const geometry = (p: Props, spatial = 2) => {
+      const per = (k: string, d: number) => {
+        const v = p[k] as number[] | undefined;
+        return Array.from({ length: spatial }, (_, i) => (v === undefined ? d : v[v.length === 1 ? 0 : i]!));
+      };
+      return { pad: per('pad', 0), stride: per('stride', 1), dilation: per('dilation', 1), group: (p.group as number | undefined) ?? 1 };
+    };
+    // Odd channel/output counts (tails of the 4 × 8 tiles), pads, strides, dilation, groups, 1×1
+    // (flat and strided), several images, no bias.
+    it.each([
+      ['k3 pad 1, odd sizes', { num_output: 5, kernel_size: [3], pad: [1] }, [1, 3, 9, 11]],
+      ['1×1 flat, 2 images', { num_output: 9, kernel_size: [1] }, [2, 7, 5, 13]],
+      ['1×1 stride 2', { num_output: 6, kernel_size: [1], stride: [2] }, [1, 5, 9, 10]],
+      ['k3 stride 2 pad 1', { num_output: 7, kernel_size: [3], pad: [1], stride: [2] }, [1, 4, 13, 17]],
+      ['k5 stride 3 pad 2, no bias', { num_output: 3, kernel_size: [5], pad: [2], stride: [3], bias_term: false }, [1, 3, 20, 19]],
+      ['dilation 2', { num_output: 4, kernel_size: [3], pad: [2], dilation: [2] }, [1, 3, 11, 12]],
+      ['group 2', { num_output: 6, kernel_size: [3], pad: [1], group: 2 }, [2, 4, 7, 9]],
+      ['depthwise-like 1×1 groups', { num_output: 4, kernel_size: [1], group: 4 }, [1, 4, 5, 5]],
+      ['K past one k block (40 × 3 × 3)', { num_output: 9, kernel_size: [3], pad: [1] }, [1, 40, 6, 7]],
+    ] as [string, Props, number[]][])('%s matches the direct convolution', (_name, p, shape) => {
+      const layer = testConv(p);
+      const bottom = makeBlob(shape, { dtype: 'float32', rng: new Rng(8) });
+      checkAgainstNaive(layer, [bottom], geometry(p), 2e-4 * shape[1]!);
+    });
+
+    it('is the path inference takes, and follows weight updates (version counter)', () => {
+      const runner = defaultWasmInferConv();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(runner).toBeNull();
+        return;
+      }
+      const conv2d = runner!.conv2d;
+      let calls = 0;
+      runner!.conv2d = (...args) => {
+        calls++;
+        conv2d(...args);
+      };
+      try {
+        const p = { num_output: 4, kernel_size: [3], pad: [1] };
+        const layer = testConv(p);
+        const bottom = makeBlob([1, 3, 6, 5], { dtype: 'float32', rng: new Rng(8) });
+        checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
+        expect(calls).toBe(1);
+        // A solver-style update (Blob.update → mutableCpuData) moves the version: repacked.
+        const w = layer.blobs[0]!;
+        w.mutableCpuDiff().fill(0.25);
+        w.update();
+        checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
+        // Weights set through the mutable accessor (as loading a model does).
+        w.mutableCpuData().fill(-0.5);
+        checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
+        expect(calls).toBe(3);
+        // TRAIN phase and float64 keep their paths.
+        const train = createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float32', rng: new Rng(3), phase: Phase.TRAIN });
+        checkAgainstNaive(train, [bottom], geometry(p), 1e-3);
+        expect(calls).toBe(3);
+      } finally {
+        runner!.conv2d = conv2d;
+      }
+    });
+
+    it('forwardWithEpilogue folds a per-channel affine and a ReLU (and declines where the path does not apply)', () => {
+      const p = { num_output: 5, kernel_size: [3], pad: [1], stride: [2] };
+      const layer = testConv(p);
+      const bottom = makeBlob([1, 3, 9, 8], { dtype: 'float32', rng: new Rng(4) });
+      const top = new Blob([], { dtype: 'float32' });
+      layer.setUp([bottom], [top]);
+      const ref = naiveConv(bottom, layer.blobs[0]!, layer.blobs[1]!, geometry(p));
+      const a = Float32Array.from([1, -2, 0.5, 3, 0]), b = Float32Array.from([0.1, 0.2, -0.3, 0, 1]);
+      if (!layer.forwardWithEpilogue(bottom, top, a, b, 0.1)) {
+        expect(defaultWasmInferConv()).toBeNull();
+        return;
+      }
+      const S = ref.data.length / 5;
+      const want = ref.data.map((v, i) => {
+        const o = Math.floor(i / S);
+        const u = a[o]! * v + b[o]!;
+        return Math.max(u, 0) + 0.1 * Math.min(u, 0);
+      });
+      expectClose(top.cpuData(), want, 1e-3);
+      const train = createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float32', rng: new Rng(3), phase: Phase.TRAIN });
+      train.setUp([bottom], [top]);
+      expect(train.forwardWithEpilogue(bottom, top, a, b, 0)).toBe(false);
+    });
   });
 
   describe('gradient (float64, Caffe (1e-2, 1e-3) exhaustive)', () => {

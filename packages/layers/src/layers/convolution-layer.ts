@@ -1,4 +1,5 @@
-import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
+import { Phase } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
 
@@ -30,6 +31,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       const bottomData = bottom[i]!.cpuData();
       const topData = top[i]!.mutableCpuData();
       if (this.forwardDepthwise(bottomData, weight, topData, bias)) continue;
+      if (this.forwardPacked(bottomData, topData, null, null, null)) continue;
       if (this.batched) {
         this.forwardBatched(bottomData, weight, topData, bias);
         continue;
@@ -40,6 +42,69 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
         if (bias) this.forwardCpuBias(out, bias);
       }
     }
+  }
+
+  /** Per-channel terms of the packed path's epilogue (kept between calls). */
+  private epilogueShift = new Float32Array(0);
+
+  /**
+   * The packed-weights runner for this forward, or null where it does not apply: inference
+   * (TEST phase: training keeps the batched path, whose weights change every step), float32,
+   * 2-D im2col geometry, WebAssembly SIMD; with kernel threads, batches of several images stay
+   * on the batched path, which splits them across threads.
+   */
+  private packedRunner(): WasmInferConv | null {
+    if (this.phase !== Phase.TEST || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
+    if (this.num > 1 && getNumThreads() > 1) return null;
+    return defaultWasmInferConv();
+  }
+
+  /**
+   * Forward through the packed-weights runner (defaultWasmInferConv: the weights packed once per
+   * version of the weight blob), writing act(a ⊙ (conv(x) + bias) + b) per output channel (a, b
+   * default to 1 and 0; act the ReLU of slope `relu`, or none). Returns false, writing nothing,
+   * where the runner does not apply.
+   */
+  private forwardPacked(x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null): boolean {
+    if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) return false;
+    const runner = this.packedRunner();
+    if (!runner) return false;
+    const O = this.numOutput;
+    let shift: Float32Array | null = null;
+    const bias = this.biasTerm ? (this.blobs[1]!.cpuData() as Float32Array) : null;
+    if (bias && !a && !b) shift = bias;
+    else if (bias || b) {
+      if (this.epilogueShift.length !== O) this.epilogueShift = new Float32Array(O);
+      shift = this.epilogueShift;
+      for (let o = 0; o < O; o++) shift[o] = (a ? a[o]! : 1) * (bias ? bias[o]! : 0) + (b ? b[o]! : 0);
+    }
+    const [channels, height, width] = this.convInputShape as [number, number, number];
+    const wBlob = this.blobs[0]!;
+    runner.conv2d(
+      {
+        channels, height, width,
+        kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
+        padH: this.pad[0]!, padW: this.pad[1]!,
+        strideH: this.stride[0]!, strideW: this.stride[1]!,
+        dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
+        outChannels: this.convOutChannels, group: this.group,
+      },
+      this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y,
+    );
+    return true;
+  }
+
+  /**
+   * Inference forward with a per-output-channel epilogue fused in (Net's inference fusion folds
+   * a following BatchNorm/Scale/ReLU into it): top = act(scale ⊙ (conv + bias) + shift), act the
+   * ReLU of slope `relu` or none. One bottom and top. Returns false, writing nothing, where the
+   * packed path does not apply (then run the layers one by one).
+   */
+  forwardWithEpilogue(bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null): boolean {
+    if (this.group === this.channels && this.group > 1) return false; // depthwise: its own kernel
+    const x = bottom.cpuData();
+    if (!(x instanceof Float32Array) || !this.packedRunner()) return false;
+    return this.forwardPacked(x, top.mutableCpuData(), scale, shift, relu);
   }
 
   /**

@@ -1,4 +1,5 @@
-import { Blob, defaultWasmInfer, Rng } from '@caffe-ts/blob';
+import { Blob, defaultWasmInfer, defaultWasmInferConv, Rng } from '@caffe-ts/blob';
+import { Phase } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
@@ -208,6 +209,51 @@ describe('InnerProductLayer', () => {
         forward(ip({ num_output: 3, ...uniformFillers }), makeBlob([2, 5]));
       } finally {
         k!.rowdot = rowdot;
+      }
+      expect(calls).toBe(1);
+    });
+  });
+
+  describe('inference (TEST phase, float32): weights kept in the kernel memory', () => {
+    const testIp = (p: Props) =>
+      createLayer(innerProductLayerDef, { name: 'fc1', inner_product_param: { ...uniformFillers, ...p } }, { dtype: 'float32', rng: new Rng(1701), phase: Phase.TEST });
+    it.each([[1, 7, 13, true], [4, 9, 30, false], [ROWDOT_MAX_ROWS, 5, 9, true]] as [number, number, number, boolean][])(
+      'M=%i N=%i K=%i (bias %s) matches the definition, and follows weight updates',
+      (M, N, K, bias) => {
+        const layer = testIp({ num_output: N, bias_term: bias });
+        const bottom = makeBlob([M, K], { dtype: 'float32', rng: new Rng(5) });
+        const check = (top: Blob) => {
+          const want = reference(bottom.cpuData(), layer.blobs[0]!.cpuData(), bias ? layer.blobs[1]!.cpuData() : null, M, N, K, false);
+          expectClose(top.cpuData(), want, 1e-5 * K);
+        };
+        const top = forward(layer, bottom);
+        check(top);
+        layer.forward([bottom], [top]);
+        check(top);
+        const w = layer.blobs[0]!;
+        w.mutableCpuDiff().fill(0.5);
+        w.update();
+        layer.forward([bottom], [top]);
+        check(top);
+      },
+    );
+    it('is the path TEST-phase float32 takes at few rows', () => {
+      const runner = defaultWasmInferConv();
+      if (process.env.CAFFE_TS_GEMM === 'js') {
+        expect(runner).toBeNull();
+        return;
+      }
+      const innerProduct = runner!.innerProduct;
+      let calls = 0;
+      runner!.innerProduct = (...args) => {
+        calls++;
+        innerProduct(...args);
+      };
+      try {
+        forward(testIp({ num_output: 3 }), makeBlob([2, 5], { dtype: 'float32' }));
+        forward(ip({ num_output: 3, ...uniformFillers }, 'float32'), makeBlob([2, 5], { dtype: 'float32' }));
+      } finally {
+        runner!.innerProduct = innerProduct;
       }
       expect(calls).toBe(1);
     });

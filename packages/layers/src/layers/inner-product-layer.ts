@@ -1,5 +1,5 @@
-import { defaultWasmInfer, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
-import { createMessage, type InnerProductParameter } from '@caffe-ts/proto';
+import { defaultWasmInfer, defaultWasmInferConv, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
+import { createMessage, Phase, type InnerProductParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
 
@@ -81,10 +81,18 @@ export class InnerProductLayer extends Layer {
     const w = this.blobs[0]!.cpuData();
     if (!this.transpose && this.M <= ROWDOT_MAX_ROWS && y instanceof Float32Array) {
       // A few input rows (inference at small batch): the weights stream through a dot-product
-      // kernel once, bias added there, instead of being packed whole for a GEMM.
+      // kernel once, bias added there, instead of being packed whole for a GEMM. At inference
+      // (TEST phase) the weights stay in the kernel's memory per version of their blob, so a
+      // call reads them once, in place, instead of staging them.
+      const bias = this.biasTerm ? (this.blobs[1]!.cpuData() as Float32Array) : null;
+      const packed = this.phase === Phase.TEST ? defaultWasmInferConv() : null;
+      if (packed) {
+        packed.innerProduct(this.M, this.N, this.K, x as Float32Array, w as Float32Array, this.blobs[0]!.dataVersion, bias, y);
+        return;
+      }
       const k = defaultWasmInfer();
       if (k) {
-        k.rowdot(this.M, this.N, this.K, x as Float32Array, w as Float32Array, this.biasTerm ? (this.blobs[1]!.cpuData() as Float32Array) : null, y);
+        k.rowdot(this.M, this.N, this.K, x as Float32Array, w as Float32Array, bias, y);
         return;
       }
     }

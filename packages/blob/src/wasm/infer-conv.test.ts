@@ -1,0 +1,173 @@
+import v8 from 'node:v8';
+import { describe, expect, it } from 'vitest';
+import { Blob } from '../blob.js';
+import { convOutputSize } from '../math/im2col.js';
+import { Rng } from '../rng.js';
+import type { Conv2dGeometry } from './conv-wasm.js';
+import { createWasmInferConv, type WasmInferConv } from './infer-conv.js';
+
+// Relaxed SIMD is behind a flag in Node 20; this file runs in its own vitest worker, so turning it
+// on here (before anything compiles the relaxed build) lets both builds be checked.
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+
+const rng = new Rng(7);
+const random = (n: number) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+};
+
+function runners(): [string, WasmInferConv][] {
+  const out: [string, WasmInferConv][] = [];
+  for (const relaxed of [false, true]) {
+    const r = createWasmInferConv({ relaxed });
+    if (r) out.push([r.name, r]);
+  }
+  if (out.length !== 2) throw new Error(`expected the SIMD and relaxed-SIMD builds, got ${out.map(([n]) => n).join(', ')}`);
+  return out;
+}
+
+/** Direct convolution in float64 (the definition), then scale·v + shift and the ReLU. */
+function convRef(
+  g: Conv2dGeometry, num: number, x: Float32Array, w: Float32Array,
+  scale: Float32Array | null, shift: Float32Array | null, relu: number | null,
+): Float64Array {
+  const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, outChannels: O, group: G } = g;
+  const OH = convOutputSize(H, KH, g.padH, g.strideH, g.dilationH), OW = convOutputSize(W, KW, g.padW, g.strideW, g.dilationW);
+  const Cg = C / G, m = O / G;
+  const y = new Float64Array(num * O * OH * OW);
+  for (let n = 0; n < num; n++) {
+    for (let o = 0; o < O; o++) {
+      const q = Math.floor(o / m);
+      for (let oh = 0; oh < OH; oh++) {
+        for (let ow = 0; ow < OW; ow++) {
+          let s = 0;
+          for (let c = 0; c < Cg; c++) {
+            for (let kh = 0; kh < KH; kh++) {
+              const ih = oh * g.strideH - g.padH + kh * g.dilationH;
+              if (ih < 0 || ih >= H) continue;
+              for (let kw = 0; kw < KW; kw++) {
+                const iw = ow * g.strideW - g.padW + kw * g.dilationW;
+                if (iw < 0 || iw >= W) continue;
+                s += w[((o * Cg + c) * KH + kh) * KW + kw]! * x[((n * C + q * Cg + c) * H + ih) * W + iw]!;
+              }
+            }
+          }
+          let v = (scale ? scale[o]! : 1) * s + (shift ? shift[o]! : 0);
+          if (relu !== null) v = Math.max(v, 0) + relu * Math.min(v, 0);
+          y[((n * O + o) * OH + oh) * OW + ow] = v;
+        }
+      }
+    }
+  }
+  return y;
+}
+
+function worstError(got: Float32Array, want: Float64Array): number {
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  return worst;
+}
+
+const geom = (
+  C: number, H: number, W: number, O: number, K: [number, number], pad: [number, number] = [0, 0],
+  stride: [number, number] = [1, 1], dil: [number, number] = [1, 1], group = 1,
+): Conv2dGeometry => ({
+  channels: C, height: H, width: W, kernelH: K[0], kernelW: K[1], padH: pad[0], padW: pad[1],
+  strideH: stride[0], strideW: stride[1], dilationH: dil[0], dilationW: dil[1], outChannels: O, group,
+});
+
+// Odd shapes: tails in M (MR = 4) and N (NR = 8), K past one k block (KC = 256), N past one
+// column block (NC = 1024), panels straddling output rows, padding, strides 1/2/3/4, dilation,
+// groups, 1×1 (the flat path) with and without stride.
+const CASES: [string, Conv2dGeometry, number][] = [
+  ['3x3 pad 1', geom(3, 9, 11, 5, [3, 3], [1, 1]), 2],
+  ['3x3 pad 1, 16 wide rows', geom(8, 16, 16, 12, [3, 3], [1, 1]), 1],
+  ['1x1 flat', geom(7, 5, 13, 9, [1, 1]), 2],
+  ['1x1 stride 2', geom(6, 9, 19, 10, [1, 1], [0, 0], [2, 2]), 1],
+  ['3x3 stride 2 pad 1', geom(5, 23, 37, 7, [3, 3], [1, 1], [2, 2]), 1],
+  ['5x5 stride 3 pad 2', geom(3, 40, 41, 6, [5, 5], [2, 2], [3, 3]), 1],
+  ['11x11 stride 4', geom(3, 47, 47, 9, [11, 11], [0, 0], [4, 4]), 1],
+  ['3x3 dilation 2 pad 2', geom(4, 12, 17, 5, [3, 3], [2, 2], [1, 1], [2, 2]), 1],
+  ['3x5 rect, pads 1x2, strides 1x2', geom(4, 10, 21, 6, [3, 5], [1, 2], [1, 2]), 1],
+  ['groups 2', geom(6, 9, 10, 10, [3, 3], [1, 1], [1, 1], [1, 1], 2), 2],
+  ['groups 3 odd rows', geom(9, 8, 8, 15, [3, 3], [1, 1], [1, 1], [1, 1], 3), 1],
+  ['K past one k block', geom(40, 7, 7, 19, [3, 3], [1, 1]), 1],
+  ['N past one column block', geom(3, 40, 41, 5, [3, 3], [1, 1]), 1],
+  ['7x7 output (every panel straddles)', geom(12, 7, 7, 8, [3, 3], [1, 1]), 1],
+  ['1x1 at 1x1', geom(33, 1, 1, 10, [1, 1]), 3],
+];
+
+describe('packed inference convolution (WebAssembly)', () => {
+  for (const [label, runner] of runners()) {
+    it.each(CASES)(`${label}: %s matches the direct convolution`, (_name, g, num) => {
+      const K = (g.channels / g.group) * g.kernelH * g.kernelW;
+      const x = random(num * g.channels * g.height * g.width), w = random(g.outChannels * K);
+      const bias = random(g.outChannels);
+      const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+      const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+      const y = new Float32Array(num * g.outChannels * OH * OW).fill(NaN);
+      // Uncached, then cached (twice: the second call reuses the packed block).
+      for (const version of [undefined, 1, 1]) {
+        y.fill(NaN);
+        runner.conv2d(g, num, x, w, version, { shift: bias }, y);
+        expect(worstError(y, convRef(g, num, x, w, null, bias, null))).toBeLessThan(1e-5);
+      }
+      // The epilogue: scale, shift and a leaky ReLU.
+      const scale = random(g.outChannels);
+      runner.conv2d(g, num, x, w, 1, { scale, shift: bias, relu: 0.1 }, y);
+      expect(worstError(y, convRef(g, num, x, w, scale, bias, 0.1))).toBeLessThan(1e-5);
+      runner.conv2d(g, num, x, w, 1, { relu: 0 }, y);
+      expect(worstError(y, convRef(g, num, x, w, null, null, 0))).toBeLessThan(1e-5);
+    });
+
+    it(`${label}: a new weights version is repacked, the same one is not`, () => {
+      const g = geom(4, 6, 6, 5, [3, 3], [1, 1]);
+      const x = random(4 * 36), blob = new Blob([5, 4, 3, 3]);
+      blob.mutableCpuData().set(random(180));
+      const y = new Float32Array(5 * 36);
+      runner.conv2d(g, 1, x, blob.cpuData() as Float32Array, blob.dataVersion, {}, y);
+      const before = Float32Array.from(y);
+      // Changed through the mutable accessor: the version moves and the result follows.
+      const w = blob.mutableCpuData();
+      for (let i = 0; i < w.length; i++) w[i] = -w[i]!;
+      runner.conv2d(g, 1, x, blob.cpuData() as Float32Array, blob.dataVersion, {}, y);
+      for (let i = 0; i < y.length; i++) expect(y[i]).toBeCloseTo(-before[i]!, 5);
+      // Same version: the packed copy is used even if the array changed behind the blob's back
+      // (writers must use the mutable accessors, as in Caffe).
+      const v = blob.dataVersion;
+      const again = blob.cpuData() as Float32Array;
+      again[0] = 100;
+      runner.conv2d(g, 1, x, again, v, {}, y);
+      for (let i = 0; i < y.length; i++) expect(y[i]).toBeCloseTo(-before[i]!, 5);
+      expect(runner.stats().cachedEntries).toBeGreaterThan(0);
+    });
+
+    it(`${label}: inner product with cached weights matches the definition`, () => {
+      for (const [M, N, K] of [[1, 7, 13], [3, 33, 100], [10, 5, 4]] as const) {
+        const x = random(M * K), w = random(N * K), b = random(N);
+        const want = new Float64Array(M * N);
+        for (let i = 0; i < M; i++) for (let n = 0; n < N; n++) {
+          let s = b[n]!;
+          for (let k = 0; k < K; k++) s += x[i * K + k]! * w[n * K + k]!;
+          want[i * N + n] = s;
+        }
+        const y = new Float32Array(M * N);
+        for (const version of [undefined, 5, 5]) {
+          y.fill(NaN);
+          runner.innerProduct(M, N, K, x, w, version, b, y);
+          expect(worstError(y, want)).toBeLessThan(1e-5);
+        }
+      }
+    });
+
+    it(`${label}: clear() gives the weight blocks back, and bad geometry is a MathError`, () => {
+      runner.clear();
+      expect(runner.stats().cachedEntries).toBe(0);
+      expect(() => runner.conv2d(geom(3, 4, 4, 4, [3, 3], [0, 0], [1, 1], [1, 1], 2), 1, random(48), random(100), undefined, {}, new Float32Array(16)))
+        .toThrow(/multiples of group/);
+      expect(() => runner.conv2d(geom(2, 4, 4, 2, [3, 3]), 1, random(8), random(36), undefined, {}, new Float32Array(8)))
+        .toThrow(/x has 8 elements, needs 32/);
+    });
+  }
+});

@@ -1,0 +1,333 @@
+// Inference convolutions and inner products with the weights kept packed in WebAssembly memory.
+//
+// At inference the same weights meet a new image every call. The batched convolution pass
+// (conv-wasm.ts) copies the weights into its memory and the GEMM packs them into panels on every
+// call, and the inner product stages its weight matrix each call: for a batch-1 forward that is
+// as much memory traffic as the arithmetic can hide. Here the weights are packed once per
+// version of their blob (Blob.dataVersion, which changes on every mutable access) and kept in
+// this runner's own memory; a call then copies in the image, unfolds it straight into GEMM
+// panels (scripts/infer-wat.mjs, packb: no column matrix), runs the micro-kernel and copies out
+// the result, the per-output-channel affine (bias, or a folded BatchNorm/Scale) and a ReLU
+// applied as the tiles are stored. One thread; the kernel threads' passes stay with
+// conv-wasm.ts.
+import { MathError } from '../math/errors.js';
+import { convOutputSize } from '../math/im2col.js';
+import type { Conv2dGeometry } from './conv-wasm.js';
+import { defaultWasmChoice } from './gemm-wasm.js';
+import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
+import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
+
+interface PackedExports {
+  memory: WasmMemory;
+  PCONV_MR: { value: number };
+  PCONV_NR: { value: number };
+  PCONV_KC: { value: number };
+  PCONV_NC: { value: number };
+  packa(src: number, M: number, K: number, dst: number): void;
+  padimg(x: number, C: number, H: number, W: number, PH: number, PW: number, dst: number): void;
+  pconv(
+    pw: number, M: number, K: number, xp: number, Hp: number, Wp: number, KH: number, KW: number,
+    SH: number, SW: number, DH: number, DW: number, OW: number, N: number,
+    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number,
+  ): void;
+  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
+}
+
+/** Per-output-channel epilogue of a packed convolution: y = act(scale[o]·v + shift[o]). */
+export interface ConvEpilogue {
+  /** Factors per output channel (default 1). */
+  scale?: Float32Array | null;
+  /** Terms per output channel (the bias; default 0). */
+  shift?: Float32Array | null;
+  /** ReLU negative slope, or null for none. */
+  relu?: number | null;
+}
+
+export interface WasmInferConv {
+  /** 'wasm-simd' or 'wasm-relaxed-simd', the build it runs. */
+  readonly name: string;
+  /**
+   * y = act(scale ⊙ conv(x, weights) + shift) for `num` images [channels, height, width] into
+   * [outChannels, OH, OW] each (overwrites y). `weights` [outChannels, channels/group, kH, kW];
+   * `version` names their contents (Blob.dataVersion): the packed copy is reused while the
+   * array and version are the same; undefined packs for this call only.
+   */
+  conv2d(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue, y: Float32Array): void;
+  /**
+   * y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) (InnerProduct, weights N × K), with the weights
+   * kept in this runner's memory per `version` as conv2d's.
+   */
+  innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void;
+  /** Bytes of weights held packed, and the memory's size. */
+  stats(): { cachedBytes: number; cachedEntries: number; memoryBytes: number };
+  /** Drops every cached weight block. */
+  clear(): void;
+}
+
+const PAGE = 65536;
+const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/** First-fit blocks over a growable memory (byte offsets, 64-byte aligned). */
+class Arena {
+  private top = 64;
+  private free: { at: number; size: number }[] = [];
+  constructor(private readonly memory: WasmMemory, private readonly name: string) {}
+
+  alloc(bytes: number): number {
+    const size = align(Math.max(bytes, 64));
+    for (let i = 0; i < this.free.length; i++) {
+      const f = this.free[i]!;
+      if (f.size < size) continue;
+      const at = f.at;
+      if (f.size === size) this.free.splice(i, 1);
+      else {
+        f.at += size;
+        f.size -= size;
+      }
+      return at;
+    }
+    const at = this.top;
+    const end = at + size;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch (e) {
+        throw new MathError(`${this.name}: cannot grow WebAssembly memory to ${end} bytes (${String(e)})`);
+      }
+    }
+    this.top = end;
+    return at;
+  }
+
+  release(at: number, bytes: number): void {
+    const size = align(Math.max(bytes, 64));
+    this.free.push({ at, size });
+    this.free.sort((a, b) => a.at - b.at);
+    const merged: { at: number; size: number }[] = [];
+    for (const f of this.free) {
+      const last = merged[merged.length - 1];
+      if (last && last.at + last.size === f.at) last.size += f.size;
+      else merged.push({ ...f });
+    }
+    // A free block at the top lowers the top.
+    const tail = merged[merged.length - 1];
+    if (tail && tail.at + tail.size === this.top) {
+      this.top = tail.at;
+      merged.pop();
+    }
+    this.free = merged;
+  }
+}
+
+interface Cached {
+  version: number;
+  /** What was packed: geometry key, so the same array used another way is repacked. */
+  key: string;
+  at: number;
+  bytes: number;
+}
+
+/**
+ * A runner with its own module instance and memory (the relaxed-SIMD build where the engine has
+ * it, unless `relaxed` says otherwise), or null without WebAssembly SIMD.
+ */
+export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmInferConv | null {
+  const api = wasmApi();
+  if (!api) return null;
+  let ex: PackedExports | null = null;
+  let relaxedBuild = false;
+  for (const relaxed of options.relaxed === undefined ? [true, false] : [options.relaxed]) {
+    const bytes = decodeBase64(relaxed ? INFER_WASM_RELAXED_SIMD_BASE64 : INFER_WASM_SIMD_BASE64);
+    if (!api.validate(bytes)) continue;
+    try {
+      ex = new api.Instance(new api.Module(bytes), {}).exports as PackedExports;
+      relaxedBuild = relaxed;
+      break;
+    } catch {
+      ex = null;
+    }
+  }
+  if (!ex) return null;
+  const k: PackedExports = ex;
+  const name = relaxedBuild ? 'wasm-relaxed-simd' : 'wasm-simd';
+  const MR = k.PCONV_MR.value, NR = k.PCONV_NR.value, KC = k.PCONV_KC.value, NC = k.PCONV_NC.value;
+  const arena = new Arena(k.memory, `${name} inference kernels`);
+  const f32 = () => new Float32Array(k.memory.buffer);
+
+  // Weight blocks, per weights array; given back when the array is collected.
+  let cache = new WeakMap<Float32Array, Cached>();
+  const live = new Set<Cached>();
+  const registry = typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<Cached>((c) => {
+      if (live.delete(c)) arena.release(c.at, c.bytes);
+    })
+    : null;
+
+  let scratchAt = 0, scratchBytes = 0;
+  function scratch(bytes: number): number {
+    if (bytes > scratchBytes) {
+      const size = align(Math.max(bytes, Math.ceil(scratchBytes * 1.25)));
+      if (scratchBytes > 0) arena.release(scratchAt, scratchBytes);
+      scratchBytes = 0;
+      scratchAt = arena.alloc(size);
+      scratchBytes = size;
+    }
+    return scratchAt;
+  }
+
+  /**
+   * The byte offset of `w`'s derived block (`bytes` long, filled by `fill(at)`): the cached one
+   * while array, version and key match; else (re)filled, cached when `version` is a number, or
+   * placed at `fallbackAt` (inside the call's scratch) when it is not.
+   */
+  function weightsBlock(w: Float32Array, version: number | undefined, key: string, bytes: number, fill: (at: number) => void, fallbackAt: () => number): number {
+    if (version === undefined) {
+      const at = fallbackAt();
+      fill(at);
+      return at;
+    }
+    let c = cache.get(w);
+    if (c && c.version === version && c.key === key) return c.at;
+    if (c && c.bytes !== bytes) {
+      live.delete(c);
+      registry?.unregister(c);
+      arena.release(c.at, c.bytes);
+      c = undefined;
+    }
+    if (!c) {
+      c = { version, key, at: arena.alloc(bytes), bytes };
+      cache.set(w, c);
+      live.add(c);
+      registry?.register(w, c, c);
+    }
+    c.version = version;
+    c.key = key;
+    fill(c.at);
+    return c.at;
+  }
+
+  function conv2d(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue, y: Float32Array): void {
+    const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
+    const O = g.outChannels, G = g.group;
+    const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
+    for (const [key, v] of Object.entries({ channels: C, height: H, width: W, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW, outChannels: O, group: G, num, OH, OW })) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} packed conv: ${key} must be a positive integer, got ${v}`);
+    }
+    if (!Number.isInteger(PH) || !Number.isInteger(PW) || PH < 0 || PW < 0) throw new MathError(`${name} packed conv: pads must be integers ≥ 0, got ${PH}, ${PW}`);
+    if (C % G !== 0 || O % G !== 0) throw new MathError(`${name} packed conv: channels ${C} and outChannels ${O} must be multiples of group ${G}`);
+    const Cg = C / G, m = O / G, K = Cg * KH * KW, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
+    const { scale = null, shift = null, relu = null } = epilogue;
+    const need = (what: string, a: Float32Array | null, n: number) => {
+      if (a && a.length < n) throw new MathError(`${name} packed conv: ${what} has ${a.length} elements, needs ${n}`);
+    };
+    need('x', x, num * imgIn);
+    need('y', y, num * imgOut);
+    need('weights', weights, O * K);
+    need('scale', scale, O);
+    need('shift', shift, O);
+
+    const mp = Math.ceil(m / MR) * MR;
+    const groupBytes = 4 * mp * K;
+    const padded = PH > 0 || PW > 0;
+    const Hp = H + 2 * PH, Wp = W + 2 * PW, imgPad = C * Hp * Wp;
+    // Scratch: image, its zero-bordered copy (with padding; + slack for the stride-2 panel
+    // loads), output, a and b, the B panels and edge tile, then (uncached weights only) the
+    // packed weights, and the raw weights on their way to packa.
+    const pX = 0, pXp = align(4 * (imgIn + 16)), pY = pXp + (padded ? align(4 * (imgPad + 16)) : 0);
+    const pA = pY + align(4 * imgOut), pB = pA + align(4 * (O + MR));
+    const pBuf = pB + align(4 * (O + MR)), pTile = pBuf + align(4 * Math.min(KC, K) * Math.ceil(Math.min(NC, S) / NR) * NR);
+    const pW = pTile + align(4 * MR * NR);
+    const pRaw = pW + (version === undefined ? G * groupBytes : 0);
+    const scratchNeed = pRaw + 4 * O * K;
+    const key = `conv ${O} ${G} ${K}`;
+    // Cached weights are placed first (allocating may move the scratch block).
+    const wAt = weightsBlock(weights, version, key, G * groupBytes, (at) => {
+      // Raw weights into a temporary block (the scratch's tail), then packed per group.
+      const raw = scratch(scratchNeed) + pRaw;
+      f32().set(weights.subarray(0, O * K), raw >> 2);
+      for (let q = 0; q < G; q++) k.packa(raw + 4 * q * m * K, m, K, at + q * groupBytes);
+    }, () => scratch(scratchNeed) + pW);
+    const base = scratch(scratchNeed);
+    const mem = f32();
+    const a = (base + pA) >> 2, b = (base + pB) >> 2;
+    for (let o = 0; o < O; o++) {
+      mem[a + o] = scale ? scale[o]! : 1;
+      mem[b + o] = shift ? shift[o]! : 0;
+    }
+    mem.fill(0, a + O, a + O + MR);
+    mem.fill(0, b + O, b + O + MR);
+    // 1×1, stride 1, no padding: the image is its own column matrix; as a 1 × (H·W) image every
+    // full panel lies in one "row".
+    const flat = KH === 1 && KW === 1 && SH === 1 && SW === 1 && !padded;
+    const h = flat ? 1 : Hp, w = flat ? H * W : Wp, ow = flat ? S : OW;
+    const xp = base + (padded ? pXp : pX), planeP = 4 * Hp * Wp;
+    for (let n = 0; n < num; n++) {
+      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
+      if (padded) k.padimg(base + pX, C, H, W, PH, PW, xp);
+      for (let q = 0; q < G; q++) {
+        k.pconv(
+          wAt + q * groupBytes, m, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
+          base + pY + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
+          base + pBuf, base + pTile,
+        );
+      }
+      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+    }
+  }
+
+  function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void {
+    for (const [key, v] of [['M', M], ['N', N], ['K', K]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} inner product: ${key} must be a positive integer, got ${v}`);
+    }
+    if (x.length < M * K || w.length < N * K || y.length < M * N || (bias && bias.length < N)) {
+      throw new MathError(`${name} inner product: operands too short for M=${M} N=${N} K=${K} (x ${x.length}, w ${w.length}, y ${y.length}${bias ? `, bias ${bias.length}` : ''})`);
+    }
+    const pX = 0, pB = align(4 * M * K), pY = pB + align(4 * N), pW = pY + align(4 * M * N);
+    const need = pW + (version === undefined ? 4 * N * K : 0);
+    const wAt = weightsBlock(w, version, `ip ${N} ${K}`, 4 * N * K, (at) => f32().set(w.subarray(0, N * K), at >> 2), () => scratch(need) + pW);
+    const base = scratch(need);
+    const mem = f32();
+    mem.set(x.subarray(0, M * K), (base + pX) >> 2);
+    if (bias) mem.set(bias.subarray(0, N), (base + pB) >> 2);
+    k.rowdot(base + pX, M, K, wAt, N, base + pB, bias ? 1 : 0, base + pY, N);
+    y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + M * N));
+  }
+
+  function stats() {
+    let cachedBytes = 0;
+    for (const c of live) cachedBytes += c.bytes;
+    return { cachedBytes, cachedEntries: live.size, memoryBytes: k.memory.buffer.byteLength };
+  }
+
+  function clear(): void {
+    for (const c of live) {
+      registry?.unregister(c);
+      arena.release(c.at, c.bytes);
+    }
+    live.clear();
+    cache = new WeakMap();
+  }
+
+  return { name, conv2d, innerProduct, stats, clear };
+}
+
+const KEY = Symbol.for('caffe-ts.wasmInferConv');
+
+/**
+ * The process-wide packed-weights runner that Convolution and InnerProduct layers use at
+ * inference, created on first use; null when CAFFE_TS_GEMM=js, CAFFE_TS_PACKED=off or
+ * WebAssembly SIMD is missing. Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd.
+ */
+export function defaultWasmInferConv(): WasmInferConv | null {
+  const g = globalThis as Record<symbol, { conv: WasmInferConv | null } | undefined>;
+  let slot = g[KEY];
+  if (!slot) {
+    const choice = defaultWasmChoice();
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+    const off = env?.CAFFE_TS_PACKED?.trim().toLowerCase() === 'off';
+    slot = { conv: choice === 'js' || off ? null : createWasmInferConv({ relaxed: choice }) };
+    g[KEY] = slot;
+  }
+  return slot.conv;
+}
