@@ -39,6 +39,12 @@ export interface GpuBackendOptions {
    * largest range gpu.js indexes exactly in float32); lower it to test the split paths.
    */
   splitLimit?: number;
+  /**
+   * Run Convolution and InnerProduct as packed GEMMs (4 floats per texel, 4 outputs per thread):
+   * default on in the GL modes, where it is several times faster; `false` (or
+   * CAFFE_TS_GPU_PACKED=0) keeps the direct kernels. Off the GL modes it is always off.
+   */
+  packed?: boolean;
 }
 
 export interface GpuBackendInfo extends GpuRuntimeInfo {
@@ -46,6 +52,8 @@ export interface GpuBackendInfo extends GpuRuntimeInfo {
   kernels: string[];
   /** Layer types that run on the host by design (data layers; tops uploaded once per batch). */
   hostOnly: string[];
+  /** Whether Convolution and InnerProduct run as packed GEMMs (GpuBackendOptions.packed). */
+  packed: boolean;
 }
 
 export interface GpuBackend extends Backend {
@@ -98,7 +106,9 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     options.maxTextureSize !== undefined && options.maxTextureSize < started.info.maxTextureSize
       ? { ...started, info: { ...started.info, maxTextureSize: options.maxTextureSize } }
       : started;
-  const device = new GpuDevice(runtime, { splitLimit: options.splitLimit });
+  const envPacked = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_GPU_PACKED;
+  const packed = runtime.textures && (options.packed ?? envPacked !== '0');
+  const device = new GpuDevice(runtime, { splitLimit: options.splitLimit, packed });
   const ops = createGpuOps(device);
   return {
     specificationVersion: 'v1',
@@ -108,7 +118,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     solverOps: ops,
     allowCpuFallback: options.allowCpuFallback ?? false,
     layerKernel: (type) => KERNELS[type],
-    info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes(), hostOnly: gpuHostOnlyTypes() }),
+    info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes(), hostOnly: gpuHostOnlyTypes(), packed }),
     // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
     stats: () => device.stats,
     synchronize() {

@@ -45,6 +45,13 @@ export interface KernelSpec {
   source: string;
   /** The largest trip count of any loop in the kernel (gpu.js GL unrolls to a fixed bound). */
   loop?: number;
+  /**
+   * Values baked into the shader as constants (`this.constants.X`; `$X` in the source is short for
+   * it): the GL compiler folds divisions by them and fixes loop bounds. Part of the cache key.
+   */
+  constants?: Record<string, number>;
+  /** Each thread returns 4 floats (gpu.js 'Array(4)': one RGBA texel per output element). */
+  vec4?: boolean;
 }
 
 /** out[i] = Prev[i] for i < have, then Src[off + i − have]: one step of assembling a part. */
@@ -60,9 +67,12 @@ const appendSpec: KernelSpec = {
 function argSignature(a: unknown): string {
   if (typeof a === 'number') return 'n';
   if (a instanceof Float32Array) return `a${a.length}`;
-  const out = (a as { output?: number[] }).output;
-  return out ? `t${out.join('x')}` : '?';
+  const t = a as { output?: number[]; type?: string };
+  return t.output ? `t${t.type === 'ArrayTexture(4)' ? '4:' : ''}${t.output.join('x')}` : '?';
 }
+
+const constantsKey = (c: Record<string, number> | undefined): string =>
+  c ? Object.keys(c).sort().map((k) => `${k}=${c[k]}`).join(';') : '';
 
 export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   readonly name: string;
@@ -81,7 +91,15 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   /** Buffers longer than this many floats are split into parts (EXACT_INDEX_LIMIT unless lowered for tests). */
   readonly splitLimit: number;
 
-  constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number } = {}) {
+  /**
+   * Whether the heavy products (Convolution, InnerProduct) run as packed GEMMs: operands gathered
+   * into RGBA textures of 4 floats per texel and each thread computing 4 outputs, so one texture
+   * fetch serves 4 multiply-adds (GL modes; the per-fetch cost dominates in software GL).
+   */
+  readonly packed: boolean;
+
+  constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number; packed?: boolean } = {}) {
+    this.packed = options.packed ?? runtime.textures;
     this.name = `gpu.js/${runtime.info.mode}`;
     const side = runtime.info.maxTextureSize;
     this.maxElements = Number.isFinite(side) ? side * side : 2 ** 31 - 1;
@@ -250,16 +268,20 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     this.checkSize(n, spec.name);
     const loop = spec.loop ? 2 ** Math.ceil(Math.log2(Math.max(spec.loop, 1) + 1)) : 1;
     // gpu.js fixes argument sizes when it compiles: kernels are cached per input-size signature.
-    const key = `${spec.name}|${n}|${loop}|${args.map(argSignature).join(',')}`;
+    const key = `${spec.name}|${n}|${loop}|${spec.vec4 ? 'v4|' : ''}${constantsKey(spec.constants)}|${args.map(argSignature).join(',')}`;
     let k = this.kernels.get(key);
     if (!k) {
-      k = this.runtime.gpu.createKernel(spec.source, {
+      const settings: Record<string, unknown> = {
         output: [n],
         pipeline: true,
         immutable: true,
         tactic: 'precision',
         loopMaxIterations: loop,
-      });
+      };
+      if (spec.constants) settings.constants = spec.constants;
+      if (spec.vec4) settings.returnType = 'Array(4)';
+      const source = spec.constants ? spec.source.replace(/\$([A-Za-z_]\w*)/g, 'this.constants.$1') : spec.source;
+      k = this.runtime.gpu.createKernel(source, settings);
       this.kernels.set(key, k);
       this.stats.kernelsCompiled++;
     }

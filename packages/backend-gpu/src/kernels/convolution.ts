@@ -1,6 +1,9 @@
 import { BackendError, type Blob } from '@caffe-ts/blob';
 import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
+import type { GpuBuffer, GpuDevice } from '../device.js';
+import type { GpuValue } from '../runtime.js';
+import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack } from './packed.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
 
 interface ConvDims {
@@ -186,12 +189,77 @@ const backwardBiasSpec = (d: ConvDims) => ({
   }`,
 });
 
+/**
+ * Whether the packed GEMM path takes this convolution: GL modes, and every packed operand (the
+ * column matrix is the largest) within the device's exact-index limit in texels.
+ */
+function usePacked(dev: GpuDevice, d: ConvDims): boolean {
+  if (!dev.packed) return false;
+  const R = (d.C / d.G) * d.KH * d.KW;
+  const J = d.N * d.OH * d.OW;
+  const Og = d.O / d.G;
+  const biggest = Math.max(d.G * 4 * ceil4(R) * ceil4(J), d.G * 4 * ceil4(J) * ceil4(R), d.G * R * ceil4(Og), d.G * 4 * ceil4(Og) * ceil4(J), d.O * ceil4(J));
+  return biggest <= dev.splitLimit;
+}
+
+/** The dY matrix of group g: rows o (output channels), columns j = (n, s) over the batch. */
+const dyLayout = (d: ConvDims, S: number) => ({ sr: S, sc: 1, cs: S, cn: d.O * S, cols: d.N * S });
+
+/** Forward as one GEMM over the batch: top[o, (n, s)] = W[o, :]·col[:, (n, s)] (+ bias). */
+function forwardPacked(dev: GpuDevice, layer: Layer, d: ConvDims, x: GpuValue, top: Blob): void {
+  const R = (d.C / d.G) * d.KH * d.KW;
+  const S = d.OH * d.OW;
+  const a = packMatrix(dev, dataOf(dev, layer.blobs[0]!), { rows: d.O, cols: R, sr: R, sc: 1 });
+  const b = packIm2col(dev, x, d, false);
+  const c = packedGemm(dev, a, b, d.O, ceil4(d.N * S), ceil4(R), d.O / d.G);
+  dev.release(a);
+  dev.release(b);
+  const target = top.mutableGpuData() as GpuBuffer;
+  const bias = d.bias ? dataOf(dev, layer.blobs[1]!) : undefined;
+  dev.set(target, unpack(dev, c, { length: target.length, count: top.count(), cols: d.N * S, layout: 'conv', spatial: S, bias }));
+  dev.release(c.value);
+}
+
+/** dW[o, r] += Σ_(n,s) dY[o, (n, s)]·col[r, (n, s)]: the batch is the (long) inner dimension. */
+function weightGradPacked(dev: GpuDevice, d: ConvDims, dy: GpuValue, x: GpuValue, w: Blob): void {
+  const R = (d.C / d.G) * d.KH * d.KW;
+  const S = d.OH * d.OW;
+  const a = packMatrix(dev, dy, { rows: d.O, ...dyLayout(d, S) });
+  const b = packIm2col(dev, x, d, true);
+  const c = packedGemm(dev, a, b, d.O, ceil4(R), ceil4(d.N * S), d.O / d.G);
+  dev.release(a);
+  dev.release(b);
+  const target = w.mutableGpuDiff() as GpuBuffer;
+  const old = dev.read(target);
+  dev.set(target, unpack(dev, c, { length: target.length, count: w.count(), cols: R, layout: 'matrix', old: { value: old, beta: 1 } }));
+  dev.release(c.value);
+}
+
+/** dcol = Wᵀ·dY per group, then col2im gathers each input position's taps. */
+function dataGradPacked(dev: GpuDevice, layer: Layer, d: ConvDims, dy: GpuValue, bottom: Blob): void {
+  const R = (d.C / d.G) * d.KH * d.KW;
+  const S = d.OH * d.OW;
+  const Og = d.O / d.G;
+  const a = packMatrix(dev, dataOf(dev, layer.blobs[0]!), { groups: d.G, rows: R, cols: Og, sg: Og * R, sr: 1, sc: R });
+  const b = packMatrix(dev, dy, { groups: d.G, rows: 4 * ceil4(Og), validRows: Og, sg: Og * S, ...dyLayout(d, S) });
+  const c = packedGemm(dev, a, b, d.G * R, ceil4(d.N * S), ceil4(Og), R, 1);
+  dev.release(a);
+  dev.release(b);
+  const target = bottom.mutableGpuDiff() as GpuBuffer;
+  dev.set(target, col2imPacked(dev, c, d, target.length, bottom.count()));
+  dev.release(c.value);
+}
+
 /** Each bottom/top pair is convolved with the same weights, as in Caffe. */
 export const convolutionKernel: LayerKernel = {
   forward(layer, bottom, top) {
     const dev = deviceOf(layer);
     for (let i = 0; i < bottom.length; i++) {
       const d = dims(layer, bottom[i]!, top[i]!);
+      if (usePacked(dev, d)) {
+        forwardPacked(dev, layer, d, dataOf(dev, bottom[i]!), top[i]!);
+        continue;
+      }
       const bias = d.bias ? dataOf(dev, layer.blobs[1]!) : placeholder(dev);
       writeData(dev, top[i]!, forwardSpec(d), [
         dataOf(dev, bottom[i]!),
@@ -208,16 +276,19 @@ export const convolutionKernel: LayerKernel = {
     for (let i = 0; i < bottom.length; i++) {
       const d = dims(layer, bottom[i]!, top[i]!);
       const dy = diffOf(dev, top[i]!);
+      const packed = usePacked(dev, d);
       if (d.bias && (layer.paramPropagateDown[1] ?? true)) {
         const b = layer.blobs[1]!;
         writeDiff(dev, b, backwardBiasSpec(d), [dy, diffOf(dev, b), d.N, d.O, d.OH * d.OW]);
       }
       if (layer.paramPropagateDown[0] ?? true) {
         const w = layer.blobs[0]!;
-        writeDiff(dev, w, backwardWeightSpec(d), [dy, dataOf(dev, bottom[i]!), diffOf(dev, w), w.count(), d.N, ...geom(d)]);
+        if (packed) weightGradPacked(dev, d, dy, dataOf(dev, bottom[i]!), w);
+        else writeDiff(dev, w, backwardWeightSpec(d), [dy, dataOf(dev, bottom[i]!), diffOf(dev, w), w.count(), d.N, ...geom(d)]);
       }
       if (propagateDown[i]) {
-        writeDiff(dev, bottom[i]!, backwardDataSpec(d), [dy, dataOf(dev, layer.blobs[0]!), bottom[i]!.count(), ...geom(d)]);
+        if (packed) dataGradPacked(dev, layer, d, dy, bottom[i]!);
+        else writeDiff(dev, bottom[i]!, backwardDataSpec(d), [dy, dataOf(dev, layer.blobs[0]!), bottom[i]!.count(), ...geom(d)]);
       }
     }
   },

@@ -4,6 +4,8 @@ import type { GpuBuffer, GpuDevice } from '../device.js';
 import { concatInto } from './concat.js';
 import { affineSpec } from './scale.js';
 import { gemmArgs, gemmSpec } from './gemm.js';
+import type { GpuValue } from '../runtime.js';
+import { ceil4, packedGemm, packMatrix, unpack, type MatrixLayout } from './packed.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff } from './util.js';
 
 function dims(layer: Layer, bottom: Blob) {
@@ -46,6 +48,40 @@ function splitWeight(layer: Layer, dev: GpuDevice, w: GpuBuffer, N: number, K: n
   return out;
 }
 
+/** Whether the packed GEMM path takes this layer (GL modes; operands within the exact-index limit). */
+function usePacked(dev: GpuDevice, M: number, K: number, N: number): boolean {
+  if (!dev.packed) return false;
+  const r4 = (n: number) => 4 * ceil4(n);
+  return Math.max(r4(M) * ceil4(K), r4(K) * ceil4(N), r4(N) * ceil4(M), r4(M) * ceil4(N), r4(N) * ceil4(K)) <= dev.splitLimit;
+}
+
+/**
+ * out = alpha·(A·B) (+ beta·old, + bias[col]) with A (M×K) and B (K×N) read from scalar buffers
+ * through their layouts (which express transposes), as one packed GEMM.
+ */
+function productPacked(
+  dev: GpuDevice,
+  x: GpuValue,
+  la: { sr: number; sc: number },
+  y: GpuValue,
+  lb: { sr: number; sc: number },
+  M: number,
+  K: number,
+  N: number,
+  target: GpuBuffer,
+  count: number,
+  extra: { old?: GpuValue; bias?: GpuValue } = {},
+): void {
+  const a = packMatrix(dev, x, { rows: M, cols: K, ...la } satisfies MatrixLayout);
+  const b = packMatrix(dev, y, { rows: 4 * ceil4(K), validRows: K, cols: N, ...lb } satisfies MatrixLayout);
+  const c = packedGemm(dev, a, b, M, ceil4(N), ceil4(K));
+  dev.release(a);
+  dev.release(b);
+  const out = unpack(dev, c, { length: target.length, count, cols: N, layout: 'matrix', old: extra.old ? { value: extra.old, beta: 1 } : undefined, bias: extra.bias });
+  dev.set(target, out);
+  dev.release(c.value);
+}
+
 /**
  * Weights are N×K (K×N with `transpose`); top = bottom·Wᵀ + b. Backward accumulates into the
  * param diffs (beta = 1), as Caffe's layers do, and overwrites the bottom diff.
@@ -69,6 +105,13 @@ export const innerProductKernel: LayerKernel = {
       }
       return;
     }
+    if (usePacked(dev, M, K, N)) {
+      // top (M×N) = x (M×K)·Wᵀ: W is N×K (K×N when transposed).
+      const bias = biasTerm ? dataOf(dev, layer.blobs[1]!) : undefined;
+      const wl = transpose ? { sr: N, sc: 1 } : { sr: 1, sc: K };
+      productPacked(dev, dataOf(dev, bottom[0]!), { sr: K, sc: 1 }, dataOf(dev, layer.blobs[0]!), wl, M, K, N, top[0]!.mutableGpuData() as GpuBuffer, top[0]!.count(), { bias });
+      return;
+    }
     const args = gemmArgs(dev, {
       A: dataOf(dev, bottom[0]!),
       B: dataOf(dev, layer.blobs[0]!),
@@ -89,6 +132,7 @@ export const innerProductKernel: LayerKernel = {
     const w = layer.blobs[0]!;
     const wBuf = w.gpuData() as GpuBuffer;
     const split = wBuf.parts ? splitWeight(layer, dev, wBuf, N, K, transpose) : null;
+    const packed = !split && usePacked(dev, M, K, N);
     if (layer.paramPropagateDown[0] ?? true) {
       if (split) {
         // dW rows [r0, r0 + rows) += dy[:, r0 …]ᵀ·x, part by part (the diff cut like the data).
@@ -99,6 +143,11 @@ export const innerProductKernel: LayerKernel = {
           const args = gemmArgs(dev, { A: dy, B: x, M: rows, N: K, K: M, transA: true, transB: false, beta: 1, C: dev.readPart(dBuf, p), aOff: r0, sAk: N });
           dev.setPart(dBuf, p, dev.run(gemmSpec(M), rows * K, args));
         }
+      } else if (packed) {
+        const dBuf = w.mutableGpuDiff() as GpuBuffer;
+        const old = dev.read(dBuf);
+        if (transpose) productPacked(dev, x, { sr: 1, sc: K }, dy, { sr: N, sc: 1 }, K, M, N, dBuf, w.count(), { old });
+        else productPacked(dev, dy, { sr: 1, sc: N }, x, { sr: K, sc: 1 }, N, M, K, dBuf, w.count(), { old });
       } else {
         // dW (N×K) += dyᵀ·x, or (K×N) += xᵀ·dy when transposed.
         const args = transpose
@@ -120,6 +169,12 @@ export const innerProductKernel: LayerKernel = {
           const args = gemmArgs(dev, { A: dy, B: dev.readPart(wBuf, p), M, N: K, K: rows, transA: false, transB: false, aOff: r0, sAm: N, beta: i > 0 ? 1 : 0, C: i > 0 ? dev.read(target) : undefined });
           dev.runInto(target, gemmSpec(rows), args);
         });
+        return;
+      }
+      if (packed) {
+        // dx (M×K) = dy (M×N)·W (N×K; W is K×N when transposed).
+        const wl = transpose ? { sr: 1, sc: N } : { sr: K, sc: 1 };
+        productPacked(dev, dy, { sr: N, sc: 1 }, dataOf(dev, layer.blobs[0]!), wl, M, N, K, bottom[0]!.mutableGpuDiff() as GpuBuffer, bottom[0]!.count());
         return;
       }
       const args = gemmArgs(dev, { A: dy, B: dataOf(dev, layer.blobs[0]!), M, N: K, K: N, transA: false, transB: transpose });
