@@ -4,7 +4,7 @@
 //
 //   pnpm build && node bench/src/profile-inference.mjs [--models caffenet,googlenet,...]
 //       [--batch 1] [--iterations 10] [--warmup 2] [--top 12] [--by-type]
-//       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu] [--col-floats N]
+//       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu] [--col-floats N] [--fused]
 //
 // For each model: the median ms of net.forward() (fused inference chains included) and of the
 // layer-by-layer forward (forwardFromTo(i, i): nothing fused), then the `--top` slowest layers (median and
@@ -12,6 +12,10 @@
 // type. --clock cpu (the default with 1 thread) times this process's CPU use, which leaves out
 // the time a loaded machine deschedules it. CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd picks
 // the float32 GEMM as elsewhere; --col-floats sets the convolution layers' maxBatchColFloats.
+// --fused: the per-step times are those of net.forward()'s own steps (a fused inference chain,
+// e.g. Convolution → BatchNorm → Scale → ReLU, is one step named after its first layer, with
+// type "first+…"), so they add up to net.forward(). CAFFE_TS_FUSION=off and CAFFE_TS_PACKED=off
+// (the packed-weights inference kernels) turn those off for comparison.
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
 
@@ -34,6 +38,7 @@ const { values } = parseArgs({
     'host-alloc': { type: 'string' },
     clock: { type: 'string' },
     'col-floats': { type: 'string' },
+    fused: { type: 'boolean', default: false },
   },
 });
 const threads = Number(values.threads);
@@ -67,14 +72,19 @@ for (const id of ids) {
     for (let i = 0; i < d.length; i++) d[i] = 2 * rng.uniform() - 1;
   }
   const L = net.layers.length;
+  // Steps: single layers, or with --fused the chains net.forward() runs as one (first layer → last).
+  const stepEnd = Array.from({ length: L }, (_, i) => i);
+  if (values.fused) for (const [i, chain] of net.fusedChains?.() ?? []) stepEnd[i] = chain.end;
+  const starts = [];
+  for (let i = 0; i < L; i = stepEnd[i] + 1) starts.push(i);
   const per = Array.from({ length: L }, () => []);
   const totals = [];
   for (let it = -warmup; it < iterations; it++) {
     const t0 = now();
     const f = new Float64Array(L);
-    for (let i = 0; i < L; i++) {
+    for (const i of starts) {
       const s = now();
-      net.forwardFromTo(i, i);
+      net.forwardFromTo(i, stepEnd[i]);
       f[i] = now() - s;
     }
     const total = now() - t0;
@@ -90,10 +100,12 @@ for (const id of ids) {
     net.forward();
     if (it >= 0) whole.push(now() - t0);
   }
-  console.log(`\n${row.label} (${id}): net.forward() median ${median(whole).toFixed(1)} ms (min ${Math.min(...whole).toFixed(1)}); layer by layer median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
-  const rowsOut = net.layers.map((layer, i) => ({
-    name: net.layerNames[i], type: layer.param.type, med: median(per[i]), min: Math.min(...per[i]),
-    shape: net.topVecs?.[i]?.[0]?.shapeString?.() ?? net.blobs.get(layer.param.top[0])?.shapeString() ?? '',
+  console.log(`\n${row.label} (${id}): net.forward() median ${median(whole).toFixed(1)} ms (min ${Math.min(...whole).toFixed(1)}); ${values.fused ? 'step' : 'layer'} by ${values.fused ? 'step' : 'layer'} median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
+  const rowsOut = starts.map((i) => ({
+    name: net.layerNames[i],
+    type: net.layers.slice(i, stepEnd[i] + 1).map((l) => l.param.type).join('+'),
+    med: median(per[i]), min: Math.min(...per[i]),
+    shape: net.topVecs?.[i]?.[0]?.shapeString?.() ?? net.blobs.get(net.layers[i].param.top[0])?.shapeString() ?? '',
   }));
   const sorted = [...rowsOut].sort((a, b) => b.med - a.med).slice(0, top);
   for (const r of sorted) {

@@ -6,8 +6,12 @@
 // WebAssembly SIMD (the chain folded into one per-channel a·x + b, so roundings differ from the
 // layers' by about 1e-7 relative); float64, or float32 without WebAssembly SIMD, runs JS loops
 // with exactly the layers' arithmetic and roundings (bit-identical results).
+// A float32 Convolution followed by such in-place layers (or just an in-place ReLU) folds them
+// into the epilogue of its packed inference kernel (ConvolutionLayer.forwardWithEpilogue): the
+// per-channel affine and the ReLU are applied as the GEMM tiles are stored, so the activation is
+// written once instead of being read and rewritten by each layer.
 import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
-import { BatchNormLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
+import { BatchNormLayer, ConvolutionLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
 
 /** Layers start … end (inclusive) of a net, run by `run` as one pass. */
 export interface FusedChain {
@@ -42,10 +46,28 @@ function plain(net: NetView, i: number): boolean {
   return !net.layerNeedBackward[i] && !l.backend.device && l.lossWeights.every((w) => w === 0);
 }
 
+/** [BatchNorm (global statistics)] [Scale (learned)] [ReLU] from layer i on, in place on `y`, as far as they go. */
+function affineRun(net: NetView, i: number, y: Blob): { end: number; bn: BatchNormLayer | null; scale: ScaleLayer | null; slope: number | null } {
+  const L = net.layers.length;
+  let j = i - 1;
+  let bn: BatchNormLayer | null = null, scale: ScaleLayer | null = null, slope: number | null = null;
+  const next = j + 1;
+  if (next < L && plain(net, next) && net.layers[next] instanceof BatchNormLayer && (net.layers[next] as BatchNormLayer).useGlobalStats && isInPlaceOn(net, next, y)) {
+    bn = net.layers[++j] as BatchNormLayer;
+  }
+  if (j + 1 < L && plain(net, j + 1) && net.layers[j + 1] instanceof ScaleLayer && isInPlaceOn(net, j + 1, y)) {
+    scale = net.layers[++j] as ScaleLayer;
+  }
+  if (j + 1 < L && plain(net, j + 1) && (slope = inPlaceRelu(net, j + 1, y)) !== null) j++;
+  return { end: j, bn, scale, slope };
+}
+
 /**
- * The chains of `net` that can run fused: [BatchNorm (global statistics)] [Scale (learned)]
- * [ReLU] (at least two of them, in this order, consecutive, the later ones in place on the
- * first one's top), and Eltwise SUM of two bottoms followed by an in-place ReLU.
+ * The chains of `net` that can run fused: a float32 2-D Convolution followed by in-place
+ * [BatchNorm (global statistics)] [Scale (learned)] [ReLU] (at least one of them, in this
+ * order), those three on their own (at least two of them, in this order, consecutive, the later
+ * ones in place on the first one's top), and Eltwise SUM of two bottoms followed by an in-place
+ * ReLU.
  */
 export function planFusedChains(net: NetView): FusedChain[] {
   const chains: FusedChain[] = [];
@@ -56,6 +78,16 @@ export function planFusedChains(net: NetView): FusedChain[] {
     const bottom = net.bottomVecs[i]!, top = net.topVecs[i]!;
     if (top.length !== 1) continue;
     const y = top[0]!;
+    if (head instanceof ConvolutionLayer) {
+      if (head.dtype !== 'float32' || bottom.length !== 1 || bottom[0] === y) continue;
+      const run = affineRun(net, i + 1, y);
+      if (run.end === i) continue;
+      // The layers after the convolution, as their own chain where they make one (the fallback).
+      const rest = run.end > i + 1 ? affineChain(net, i + 1, run.end, run.bn, run.scale, run.slope) : null;
+      chains.push(convChain(net, i, run.end, run.bn, run.scale, run.slope, rest));
+      i = run.end;
+      continue;
+    }
     if (head instanceof EltwiseLayer) {
       // SUM of two bottoms, then an in-place ReLU.
       if (head.operation !== EltwiseOp.SUM || bottom.length !== 2) continue;
@@ -80,6 +112,65 @@ export function planFusedChains(net: NetView): FusedChain[] {
     i = j;
   }
   return chains;
+}
+
+/**
+ * Per-channel a, b of x ↦ scale(bn(x)) (a = s/σ', b = β − s·μ/σ', σ' = √(σ² + eps)) into the
+ * given arrays, or false when the Scale does not broadcast per channel over `num` × C × spatial.
+ */
+function foldAffine(bn: BatchNormLayer | null, scale: ScaleLayer | null, num: number, C: number, spatial: number, a: Float32Array, b: Float32Array): boolean {
+  let affine: { scale: FloatArray; bias: FloatArray | null } | null = null;
+  if (scale) {
+    affine = scale.learnedAffine();
+    if (!affine || scale.scaleDim !== C || scale.outerDim !== num || scale.innerDim !== spatial) return false;
+  }
+  const stats = bn ? bn.globalStats() : null;
+  const sv = affine?.scale ?? null, bv = affine?.bias ?? null;
+  for (let c = 0; c < C; c++) {
+    const mu = stats ? stats.mean[c]! : 0, sd = stats ? stats.std[c]! : 1;
+    const f = sv ? sv[c]! : 1, beta = bv ? bv[c]! : 0;
+    a[c] = f / sd;
+    b[c] = beta - (f * mu) / sd;
+  }
+  return true;
+}
+
+/**
+ * Convolution → [BatchNorm] [Scale] [ReLU] as one packed convolution with the affine and ReLU in
+ * its epilogue; where the packed path declines (ConvolutionLayer.forwardWithEpilogue), the
+ * convolution runs on its own and then `rest` (or the layers one by one).
+ */
+function convChain(
+  net: NetView, start: number, end: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null,
+  rest: FusedChain | null,
+): FusedChain {
+  const conv = net.layers[start] as ConvolutionLayer;
+  let a = new Float32Array(0), b = new Float32Array(0);
+  return {
+    start,
+    end,
+    run(): boolean {
+      reshapeAll(net, start, end);
+      const xBlob = net.bottomVecs[start]![0]!, yBlob = net.topVecs[start]![0]!;
+      const shape = yBlob.shape;
+      const num = shape[0] ?? 1, C = shape.length > 1 ? shape[1]! : 1;
+      const spatial = yBlob.count() / Math.max(1, num * C);
+      let folded = false;
+      if (bn || scale) {
+        if (a.length !== C) {
+          a = new Float32Array(C);
+          b = new Float32Array(C);
+        }
+        folded = yBlob.count() > 0 && foldAffine(bn, scale, num, C, spatial, a, b);
+        if (!folded) return false;
+      }
+      if (conv.forwardWithEpilogue(xBlob, yBlob, folded ? a : null, folded ? b : null, slope)) return true;
+      conv.forward(net.bottomVecs[start]!, net.topVecs[start]!);
+      if (rest && rest.run()) return true;
+      for (let i = start + 1; i <= end; i++) net.layers[i]!.forward(net.bottomVecs[i]!, net.topVecs[i]!);
+      return true;
+    },
+  };
 }
 
 function reshapeAll(net: NetView, start: number, end: number): void {

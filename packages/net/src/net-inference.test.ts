@@ -66,8 +66,10 @@ describe('Net: fused inference chains', () => {
         const text = chainNet(slope, bias);
         const fused = build(text, dtype), plain = build(text, dtype);
         plain.fuseInference = false;
+        // Float32 convolutions take their BatchNorm/Scale/ReLU into the packed kernel's epilogue.
+        const convHead = dtype === 'float32' ? ['conv', 'conv2'] : ['bn', 'bn2'];
         expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
-          ['bn', 'relu'], ['bn2', 'relu2'], ['scale3', 'relu3'], ['sum', 'relu4'],
+          [convHead[0], 'relu'], [convHead[1], 'relu2'], ['scale3', 'relu3'], ['sum', 'relu4'],
         ]);
         fused.forward();
         plain.forward();
@@ -85,6 +87,36 @@ describe('Net: fused inference chains', () => {
       });
     }
   }
+
+  it('float32 Convolution → ReLU fuses into the packed kernel; a depthwise convolution runs on its own, then its BatchNorm/Scale/ReLU chain', () => {
+    const text = `
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 7 dim: 9 } } }
+      layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" } } }
+      layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+      layer { name: "dw" type: "Convolution" bottom: "conv" top: "dw" convolution_param { num_output: 6 group: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+      layer { name: "dwbn" type: "BatchNorm" bottom: "dw" top: "dw" }
+      layer { name: "dwscale" type: "Scale" bottom: "dw" top: "dw" scale_param { bias_term: true } }
+      layer { name: "dwrelu" type: "ReLU" bottom: "dw" top: "dw" }
+      layer { name: "pw" type: "Convolution" bottom: "dw" top: "pw" convolution_param { num_output: 5 kernel_size: 1 weight_filler { type: "gaussian" std: 0.5 } } }
+      layer { name: "pwbn" type: "BatchNorm" bottom: "pw" top: "pw" }
+    `;
+    const fused = build(text, 'float32'), plain = build(text, 'float32');
+    plain.fuseInference = false;
+    expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
+      ['conv', 'relu'], ['dw', 'dwrelu'], ['pw', 'pwbn'],
+    ]);
+    for (let round = 0; round < 2; round++) {
+      fused.forward();
+      plain.forward();
+      for (const name of ['conv', 'dw', 'pw']) {
+        const got = fused.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${name}[${i}]`).toBeLessThanOrEqual(2e-6 * scale);
+      }
+      // New weights between forwards (as a shared test net sees after a training step).
+      for (const n of [fused, plain]) for (const b of n.layers[n.layerNames.indexOf('conv')]!.blobs) b.mutableCpuData()[0] = 0.75 + round;
+    }
+  });
 
   it('runs per-layer calls unfused, and nothing fuses under a loss or with debug_info', () => {
     const text = chainNet(0, true);
