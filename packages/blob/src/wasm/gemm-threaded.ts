@@ -2,11 +2,18 @@
 // the shared memory when an operand already lives there (host-memory.ts, the 'wasm' allocator).
 //
 // op(A), op(B) and C are used in place when they are views of the shared memory, else staged
-// once there; each thread then runs the module's
-// blocked GEMM on its own slab of C with its own packing buffers: column slabs aligned to the
-// micro-tile width NR when C is wide enough, else row slabs aligned to MR. A thread packs the
-// whole of op(A) (column split) or op(B) (row split) for itself; that costs M·K (or K·N) copies
-// per thread against M·N·K/T multiply-adds, which is small once a product is worth splitting.
+// there; each thread then runs the module's blocked GEMM on its own contiguous slab of C with its
+// own packing buffers: row slabs aligned to the micro-tile height MR when C has at least as many
+// tiles down as across, else column slabs aligned to NR. A thread packs the whole of op(B) (row
+// split) or op(A) (column split) for itself; that costs K·N (or M·K) copies per thread against
+// M·N·K/T multiply-adds, which is small once a product is worth splitting (packing B is a plain
+// row copy, which is why rows are preferred).
+//
+// Staging runs on the calling thread only (workers cannot read its arrays), and copies into
+// shared memory are slower than plain memcpy. So for the common row split with A stored
+// untransposed, the caller stages only what the workers read (op(B), their rows of A and C),
+// starts them, and stages its own rows while they already compute; it copies its rows of C
+// out before waiting for them, and takes a slightly smaller slab to make up for that copying.
 import { engine, type Engine } from './threads.js';
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
@@ -23,6 +30,31 @@ export interface Blocking {
 
 /** Most floats a threaded GEMM stages (A, B and C together); larger products stay on one thread. */
 export const MAX_THREADED_STAGED_FLOATS = 1 << 26;
+
+/**
+ * Copying one float into or out of the shared memory costs about as much time as this many
+ * floating-point operations of the kernel (measured: ~12 GB/s against ~45 GFLOP/s per thread);
+ * used to shrink the calling thread's slab by the copying it does while the workers compute.
+ */
+const COPY_FLOPS_PER_FLOAT = 15;
+
+/**
+ * Slab boundaries over `extent` rows (or columns) for `parts` threads, whole units (MR or NR)
+ * each, thread 0's share scaled by `callerWeight` (≤ 1) against the others. Returns parts + 1
+ * increasing offsets from 0 to extent; empty slabs are dropped by the caller.
+ */
+export function splitSlabs(extent: number, parts: number, unit: number, callerWeight = 1): number[] {
+  const units = Math.ceil(extent / unit);
+  const share = units / (callerWeight + parts - 1);
+  const bounds = [0];
+  let acc = 0;
+  for (let t = 0; t < parts; t++) {
+    acc += t === 0 ? share * callerWeight : share;
+    const u = t === parts - 1 ? units : Math.min(units, Math.round(acc));
+    bounds.push(Math.min(extent, u * unit));
+  }
+  return bounds;
+}
 
 /**
  * C ← alpha·op(A)·op(B) + beta·C on T threads (T = 1: on the calling thread, in the shared
@@ -47,34 +79,41 @@ export function gemmThreaded(
   const staged = (oA < 0 ? M * K : 0) + (oB < 0 ? K * N : 0) + (oC < 0 ? M * N : 0);
   if (staged > MAX_THREADED_STAGED_FLOATS) return false;
   const { MR, NR, MC, KC, NC } = blk;
-  // Split the wider side (in micro-tiles) so that every thread gets whole tiles.
-  const byCols = N / NR >= M / MR;
+  // Split the side with more micro-tiles so that every thread gets whole tiles.
+  const byCols = N / NR > M / MR;
   const unit = byCols ? NR : MR, extent = byCols ? N : M;
-  const per = roundUp(Math.ceil(extent / T), unit);
-  const parts = Math.ceil(extent / per);
+  // Overlapped staging (see the header): row slabs of an untransposed, staged A.
+  const overlap = T > 1 && !byCols && !transA && oA < 0;
+  const callerCopies = overlap ? K + (oC < 0 ? N * (beta !== 0 ? 2 : 1) : 0) : 0;
+  const callerWeight = (2 * N * K) / (2 * N * K + COPY_FLOPS_PER_FLOAT * callerCopies);
+  const bounds = splitSlabs(extent, Math.min(T, Math.ceil(extent / unit)), unit, callerWeight);
+  const slabs: Array<[number, number]> = [];
+  for (let t = 0; t + 1 < bounds.length; t++) if (bounds[t + 1]! > bounds[t]!) slabs.push([bounds[t]!, bounds[t + 1]! - bounds[t]!]);
+  const parts = slabs.length;
+  const widest = Math.max(...slabs.map(([, len]) => len));
   const kc = Math.min(KC, K);
-  const mSpan = byCols ? M : per, nSpan = byCols ? per : N;
+  const mSpan = byCols ? M : widest, nSpan = byCols ? widest : N;
   const packA = align(4 * Math.min(MC, roundUp(mSpan, MR)) * kc);
   const packB = align(4 * kc * Math.min(NC, roundUp(nSpan, NR)));
   const work = packA + packB + align(4 * MR * NR);
   const bytes = parts * work + (oA < 0 ? align(4 * M * K) : 0) + (oB < 0 ? align(4 * K * N) : 0) + (oC < 0 ? 4 * M * N : 0);
   const { base, f32 } = e.scratch(bytes, 'gemm (threads)');
   let p = base + parts * work;
-  const place = (o: number, src: Float32Array, n: number, copy: boolean): number => {
+  const reserve = (o: number, n: number): number => {
     if (o >= 0) return o;
     const at = p;
-    if (copy) f32.set(src.subarray(0, n), at >> 2);
     p += align(4 * n);
     return at;
   };
-  const pA = place(oA, A, M * K, true);
-  const pB = place(oB, B, K * N, true);
-  const pC = place(oC, C, M * N, beta !== 0);
+  const pA = reserve(oA, M * K);
+  const pB = reserve(oB, K * N);
+  const pC = reserve(oC, M * N);
+  const stageA = oA < 0, stageB = oB < 0, stageC = oC < 0 && beta !== 0;
   const lda = transA ? M : K, ldb = transB ? K : N;
   const lists = e.lists(parts, relaxed);
   for (let t = 0; t < parts; t++) {
     const w = base + t * work;
-    const s0 = t * per, len = Math.min(per, extent - s0);
+    const [s0, len] = slabs[t]!;
     if (byCols) {
       lists[t]!.gemm(transA ? 1 : 0, transB ? 1 : 0, M, len, K, alpha, pA, lda,
         pB + 4 * (transB ? s0 * ldb : s0), ldb, beta, pC + 4 * s0, N, w, w + packA, w + packA + packB);
@@ -83,7 +122,28 @@ export function gemmThreaded(
         pB, ldb, beta, pC + 4 * s0 * N, N, w, w + packA, w + packA + packB);
     }
   }
-  e.run(lists, 'gemm (threads)');
-  if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + M * N));
+  const copyIn = (src: Float32Array, at: number, from: number, to: number) => f32.set(src.subarray(from, to), (at >> 2) + from);
+  if (stageB) copyIn(B, pB, 0, K * N);
+  if (!overlap) {
+    if (stageA) copyIn(A, pA, 0, M * K);
+    if (stageC) copyIn(C, pC, 0, M * N);
+    e.run(lists, 'gemm (threads)');
+    if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + M * N));
+    return true;
+  }
+  // Row slabs, A untransposed and staged: the workers' rows first, the caller's once they run.
+  const r0 = slabs[0]![1];
+  copyIn(A, pA, r0 * K, M * K);
+  if (stageC) copyIn(C, pC, r0 * N, M * N);
+  e.run(lists, 'gemm (threads)', {
+    beforeOwn: () => {
+      copyIn(A, pA, 0, r0 * K);
+      if (stageC) copyIn(C, pC, 0, r0 * N);
+    },
+    afterOwn: () => {
+      if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + r0 * N));
+    },
+  });
+  if (oC < 0) C.set(e.views().f32.subarray((pC >> 2) + r0 * N, (pC >> 2) + M * N), r0 * N);
   return true;
 }

@@ -4,6 +4,7 @@ import { Rng } from '../rng.js';
 import { createWasmConv2d, type Conv2dGeometry, type Conv2dPass } from './conv-wasm.js';
 import { checkAgainstNaive, defineAgreementTests } from './gemm-wasm-cases.js';
 import { createWasmGemmKernel } from './gemm-wasm.js';
+import { splitSlabs } from './gemm-threaded.js';
 import {
   activeThreads, getNumThreads, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo,
 } from './threads.js';
@@ -59,8 +60,39 @@ for (const relaxed of [false, true]) {
         checkAgainstNaive(k, tA, tB, 67, 45, 300, 0.5, tA ? 0 : -1); // two k blocks, edge tiles
       }
     });
+
+    it('row slabs with the caller staging its own rows while the worker runs (beta = 0 with NaN in C, beta != 0)', () => {
+      const k = createWasmGemmKernel({ relaxed, ...split })!;
+      // Untransposed A, rows split: the overlapped staging path, uneven slabs (caller's smaller).
+      checkAgainstNaive(k, false, false, 130, 24, 37, 1, 0, 5, { nanInC: true });
+      checkAgainstNaive(k, false, true, 130, 24, 37, -0.5, 1.5);
+      checkAgainstNaive(k, false, false, 9, 8, 600, 1, 1); // three tiles down: 2 + 1
+    });
   });
 }
+
+describe('splitSlabs', () => {
+  it('covers the extent with contiguous whole-unit slabs, the caller\'s scaled by its weight', () => {
+    expect(splitSlabs(512, 2, 4)).toEqual([0, 256, 512]);
+    const b = splitSlabs(512, 2, 4, 0.97);
+    expect(b[0]).toBe(0);
+    expect(b[2]).toBe(512);
+    expect(b[1]! % 4).toBe(0);
+    expect(b[1]!).toBeLessThan(256);
+    expect(b[1]!).toBeGreaterThan(240);
+    expect(splitSlabs(301, 2, 4)).toEqual([0, 152, 301]); // the last slab takes the ragged edge
+    expect(splitSlabs(100, 3, 8)).toEqual([0, 32, 72, 100]); // 13 tiles: 4, 5 and 4 (the last ragged)
+    for (const [extent, parts, unit, w] of [[9, 2, 4, 1], [5, 3, 4, 0.5], [1000, 7, 8, 0.9]] as const) {
+      const s = splitSlabs(extent, parts, unit, w);
+      expect(s).toHaveLength(parts + 1);
+      expect(s[parts]).toBe(extent);
+      for (let t = 0; t < parts; t++) {
+        expect(s[t + 1]!).toBeGreaterThanOrEqual(s[t]!);
+        if (s[t + 1]! < extent) expect(s[t + 1]! % unit).toBe(0);
+      }
+    }
+  });
+});
 
 function random(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);

@@ -520,8 +520,11 @@ export class Engine {
   /**
    * Runs the lists: workers 1 … T − 1 get theirs, the caller runs list 0, then waits for all.
    * Throws MathError when any thread failed (after every thread has finished).
+   * hooks.beforeOwn runs on the caller once the workers have been started (work their lists do
+   * not read: staging the caller's own operands); hooks.afterOwn once the caller's own lists are
+   * done, before waiting for the workers (copying the caller's own results out).
    */
-  run(lists: CommandList[], what: string): void {
+  run(lists: CommandList[], what: string, hooks?: { beforeOwn?(): void; afterOwn?(): void }): void {
     const { i32 } = this.views();
     const ctl = this.ctl();
     const seq = (this.seq = (this.seq + 1) & 0x3fffffff) || (this.seq = 1);
@@ -546,10 +549,12 @@ export class Engine {
     }
     let failure: unknown = null;
     try {
+      hooks?.beforeOwn?.();
       const l = lists[0]!;
       i32[l.base + 1] = l.n;
       this.runList(l.base, i32);
       for (let t = ready; t < lists.length; t++) if (lists[t]!.n > 0) this.runList(lists[t]!.base, i32);
+      hooks?.afterOwn?.();
     } catch (err) {
       failure = err;
     }
