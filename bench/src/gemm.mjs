@@ -4,8 +4,11 @@
 //
 //   pnpm --filter @caffe-ts/blob build && node bench/src/gemm.mjs [--sizes 256,512,1024,2048|MxNxK,…]
 //       [--reps 7] [--js-max 1024] [--trans NN|NT|TN|TT] [--clock wall|cpu] [--threads 1,2]
-//       [--host-alloc js|wasm|js,wasm]
+//       [--host-alloc js|wasm|js,wasm] [--kernels js,simd,relaxed]
 //
+// --kernels picks the columns: 'js' (the JS path), 'simd' (WebAssembly SIMD, f32x4.mul + add),
+// 'relaxed' (relaxed SIMD, f32x4.relaxed_madd: FMA); all three by default. Each WebAssembly
+// column's header names its build, thread count and host allocator, e.g. 'wasm-relaxed x2'.
 // --threads lists kernel thread counts (initThreads(n) before each; the JS column runs once,
 // on one thread). Use the wall clock with more than one thread: the cpu clock adds up threads.
 //
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     clock: { type: 'string', default: 'wall' },
     threads: { type: 'string', default: '1' },
     'host-alloc': { type: 'string', default: 'js' },
+    kernels: { type: 'string', default: 'js,simd,relaxed' },
   },
 });
 const sizes = values.sizes.split(',').map((t) => {
@@ -54,9 +58,12 @@ const info = wasmGemmInfo();
 const threadCounts = values.threads.split(',').map(Number);
 const allocs = values['host-alloc'].split(',');
 for (const a of allocs) if (a !== 'js' && a !== 'wasm') throw new Error(`--host-alloc: expected js and/or wasm, got ${a}`);
-const kernels = [['js', math.gemmJs, 1, 'js']];
-const simd = createWasmGemmKernel({ relaxed: false });
-const relaxed = createWasmGemmKernel({ relaxed: true });
+const picked = values.kernels.split(',');
+for (const k of picked) if (!['js', 'simd', 'relaxed'].includes(k)) throw new Error(`--kernels: expected js, simd and/or relaxed, got ${k}`);
+const kernels = picked.includes('js') ? [['js', math.gemmJs, 1, 'js']] : [];
+const simd = picked.includes('simd') ? createWasmGemmKernel({ relaxed: false }) : null;
+const relaxed = picked.includes('relaxed') ? createWasmGemmKernel({ relaxed: true }) : null;
+if (picked.includes('relaxed') && !relaxed) console.warn('relaxed SIMD does not compile here: no wasm-relaxed columns');
 for (const t of threadCounts) {
   const tag = threadCounts.length > 1 || t !== 1 ? ` x${t}` : '';
   for (const a of allocs) {
@@ -89,7 +96,7 @@ function random(n) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 console.log(`node ${process.version}, blocking ${JSON.stringify(info.blocking)}, ${values.trans}, ${values.clock} clock, ` +
-  `GFLOP/s: median of ${reps} runs (best run)`);
+  `builds: simd ${info.simd ? 'yes' : 'no'}, relaxed ${info.relaxedSimd ? 'yes' : 'no'}; GFLOP/s: median of ${reps} runs (best run)`);
 console.log(['size', ...kernels.map(([name]) => name)].map((s) => s.padStart(22)).join(''));
 for (const [M, N, K] of sizes) {
   const A0 = random(M * K), B0 = random(K * N);
