@@ -740,5 +740,222 @@ function packedConvWat({ relaxed }) {
   e(`    (local.set $jc (i32.add (local.get $jc) (i32.const ${NC})))`);
   e('    (br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))');
   e(')');
+
+  // ---- Winograd F(2×2, 3×3) ----
+  // For 3×3 stride-1 undilated convolutions: each 2×2 output tile comes from a 4×4 input tile d
+  // as Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, so the 9·4 multiply-adds per tile and channel pair become 16:
+  // the 16 element-wise products over all channels are 16 GEMMs (U_ξ: outputs × channels, the
+  // transformed weights, packed once; V_ξ: channels × tiles, the transformed input, written
+  // straight into GEMM panels). Four tiles of a tile row are transformed at once, one per lane.
+  e(';; dst (C planes Hp x Wp, zeroed) = x (C planes H x W) placed at row PT, column PL.');
+  e('(func (export "padimg2") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $PT i32) (param $PL i32)');
+  e('  (param $Hp i32) (param $Wp i32) (param $dst i32)');
+  e('  (local $c i32) (local $r i32) (local $plane i32) (local $wB i32) (local $to i32)');
+  e('  (local.set $plane (i32.shl (i32.mul (local.get $Hp) (local.get $Wp)) (i32.const 2)))');
+  e('  (local.set $wB (i32.shl (local.get $W) (i32.const 2)))');
+  e('  (memory.fill (local.get $dst) (i32.const 0) (i32.mul (local.get $plane) (local.get $C)))');
+  e('  (block $done (loop $planes');
+  e('    (br_if $done (i32.ge_u (local.get $c) (local.get $C)))');
+  e('    (local.set $to (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $PT) (local.get $Wp)) (local.get $PL)) (i32.const 2))))');
+  e('    (local.set $r (i32.const 0))');
+  e('    (block $rdone (loop $rows');
+  e('      (br_if $rdone (i32.ge_u (local.get $r) (local.get $H)))');
+  e('      (memory.copy (local.get $to) (local.get $x) (local.get $wB))');
+  e('      (local.set $to (i32.add (local.get $to) (i32.shl (local.get $Wp) (i32.const 2))))');
+  e('      (local.set $x (i32.add (local.get $x) (local.get $wB)))');
+  e('      (local.set $r (i32.add (local.get $r) (i32.const 1)))');
+  e('      (br $rows)))');
+  e('    (local.set $dst (i32.add (local.get $dst) (local.get $plane)))');
+  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  e('    (br $planes)))');
+  e(')');
+
+  const EV = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27';
+  const OD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  const g4 = [0, 1, 2, 3];
+  e(';; V_ξ = Bᵀ d B for the 4×4 input tiles d (tile p = th·TWp + tw at input row 2th, column 2tw of');
+  e(';; the padded planes xp, C planes Hp x Wp, Wp ≥ 2·TWp + 2, TWp a multiple of 4), stored as GEMM');
+  e(';; panels: V_ξ at V + ξ·vstride bytes, tile p of channel c at ((p >> 3)·C + c)·32 + (p & 7)·4.');
+  e('(func (export "wino_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
+  e('  (param $V i32) (param $vstride i32)');
+  e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
+  e('  (local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128)');
+  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
+  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
+  e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
+  e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+  e('  (block $cDone (loop $cLoop');
+  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $C)))');
+  e('    (local.set $th (i32.const 0))');
+  e('    (block $hDone (loop $hLoop');
+  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+  e('      (local.set $tw (i32.const 0))');
+  e('      (block $wDone (loop $wLoop');
+  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+  e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
+  e('          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 1)) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const 3)))))');
+  for (const r of g4) {
+    e('        (local.set $l0 (v128.load (local.get $row)))');
+    e('        (local.set $l1 (v128.load offset=16 (local.get $row)))');
+    e('        (local.set $l2 (v128.load offset=8 (local.get $row)))');
+    e('        (local.set $l3 (v128.load offset=24 (local.get $row)))');
+    e(`        (local.set $d${r}0 (i8x16.shuffle ${EV} (local.get $l0) (local.get $l1)))`);
+    e(`        (local.set $d${r}1 (i8x16.shuffle ${OD} (local.get $l0) (local.get $l1)))`);
+    e(`        (local.set $d${r}2 (i8x16.shuffle ${EV} (local.get $l2) (local.get $l3)))`);
+    e(`        (local.set $d${r}3 (i8x16.shuffle ${OD} (local.get $l2) (local.get $l3)))`);
+    if (r < 3) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
+  }
+  // Bᵀ on the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3; then B on the columns.
+  const bt = (v, k, a) => [
+    `(f32x4.sub ${v(0, a)} ${v(2, a)})`, `(f32x4.add ${v(1, a)} ${v(2, a)})`, `(f32x4.sub ${v(2, a)} ${v(1, a)})`, `(f32x4.sub ${v(1, a)} ${v(3, a)})`,
+  ][k];
+  for (const i of g4) for (const j of g4) e(`        (local.set $t${i}${j} ${bt((r, jj) => `(local.get $d${r}${jj})`, i, j)})`);
+  e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
+  e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
+  e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
+  for (const i of g4) {
+    for (const j of g4) {
+      e(`        (v128.store (local.get $dst) ${bt((jj, ii) => `(local.get $t${ii}${jj})`, j, i)})`);
+      if (!(i === 3 && j === 3)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
+    }
+  }
+  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+  e('        (br $wLoop)))');
+  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+  e('      (br $hLoop)))');
+  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  e('    (br $cLoop)))');
+  e(')');
+
+  e(';; C (M x N, row-major) = A · B with A packed by packa and B in full-depth panels (panel q,');
+  e(';; row k at pb + (q·K + k)·32), then C = act(a ⊙ C + b) as pconv.');
+  e('(func (export "wgemm") (param $pw i32) (param $M i32) (param $K i32) (param $pbFull i32) (param $N i32) (param $y i32)');
+  e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $scratch i32)');
+  e('  (local $Mp i32) (local $pc i32) (local $kc i32) (local $mode i32) (local $ablk i32) (local $ic i32) (local $mcEnd i32)');
+  e('  (local $jr i32) (local $nr i32) (local $ir i32) (local $mr i32) (local $pa i32) (local $pb i32) (local $cp i32) (local $ldc i32)');
+  e('  (local $r i32) (local $l i32)');
+  e(`  (local.set $Mp (i32.and (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const ${-MR})))`);
+  e('  (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))');
+  e('  (loop $pcLoop');
+  e(`    (local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
+  e('    (local.set $mode (i32.or (i32.eqz (local.get $pc)) (i32.shl (i32.ge_u (i32.add (local.get $pc) (local.get $kc)) (local.get $K)) (i32.const 1))))');
+  e('    (local.set $ablk (i32.add (local.get $pw) (i32.shl (i32.mul (local.get $pc) (local.get $Mp)) (i32.const 2))))');
+  e('    (local.set $ic (i32.const 0))');
+  e('    (loop $icLoop');
+  e(`      (local.set $mcEnd (select (local.get $Mp) (i32.add (local.get $ic) (i32.const ${MC})) (i32.lt_u (i32.sub (local.get $Mp) (local.get $ic)) (i32.const ${MC}))))`);
+  e('      (local.set $jr (i32.const 0))');
+  e('      (loop $jrLoop');
+  e(`        (local.set $nr (select (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}))))`);
+  e('        (local.set $pb (i32.add (local.get $pbFull) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $jr) (i32.const 3)) (local.get $K)) (local.get $pc)) (i32.const 5))))');
+  e('        (local.set $ir (local.get $ic))');
+  e('        (loop $irLoop');
+  e(`          (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
+  e('          (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
+  e('          (local.set $cp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ir) (local.get $N)) (local.get $jr)) (i32.const 2))))');
+  e(`          (if (i32.and (i32.eq (local.get $mr) (i32.const ${MR})) (i32.eq (local.get $nr) (i32.const ${NR})))`);
+  e('            (then');
+  e('              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
+  e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
+  e('                (local.get $relu) (local.get $slope)))');
+  e('            (else');
+  const edge = (toScratch) => {
+    e('              (local.set $r (i32.const 0))');
+    e('              (loop $er');
+    e('                (local.set $l (i32.const 0))');
+    e('                (loop $el');
+    const cA = '(i32.add (local.get $cp) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $N)) (local.get $l)) (i32.const 2)))';
+    const sA = `(i32.add (local.get $scratch) (i32.shl (i32.add (i32.mul (local.get $r) (i32.const ${NR})) (local.get $l)) (i32.const 2)))`;
+    e(toScratch ? `                  (f32.store ${sA} (f32.load ${cA}))` : `                  (f32.store ${cA} (f32.load ${sA}))`);
+    e('                  (local.set $l (i32.add (local.get $l) (i32.const 1)))');
+    e('                  (br_if $el (i32.lt_u (local.get $l) (local.get $nr))))');
+    e('                (local.set $r (i32.add (local.get $r) (i32.const 1)))');
+    e('                (br_if $er (i32.lt_u (local.get $r) (local.get $mr))))');
+  };
+  e('              (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then');
+  edge(true);
+  e('              ))');
+  e(`              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ${4 * NR}) (local.get $mode)`);
+  e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
+  e('                (local.get $relu) (local.get $slope))');
+  edge(false);
+  e('            ))');
+  e(`          (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
+  e('          (br_if $irLoop (i32.lt_u (local.get $ir) (local.get $mcEnd))))');
+  e(`        (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
+  e('        (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $N))))');
+  e(`      (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
+  e('      (br_if $icLoop (i32.lt_u (local.get $ic) (local.get $Mp))))');
+  e(`    (local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);
+  e('    (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
+  e(')');
+
+  e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the GEMM products: m_ξ at Mb + ξ·M·N·4 bytes,');
+  e(';; row-major M x N (N = TH·TWp tiles).');
+  e('(func (export "wino_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
+  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
+  e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $l i32)');
+  e('  (local $va v128) (local $vb v128) (local $vs v128) (local $lo v128) (local $hi v128) (local $z v128)');
+  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
+  e('  (local $s00 v128) (local $s01 v128) (local $s02 v128) (local $s03 v128) (local $s10 v128) (local $s11 v128) (local $s12 v128) (local $s13 v128)');
+  e('  (local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128)');
+  e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
+  e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+  e('  (block $oDone (loop $oLoop');
+  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $M)))');
+  e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
+  e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
+  e('    (local.set $th (i32.const 0))');
+  e('    (block $hDone (loop $hLoop');
+  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+  e('      (local.set $tw (i32.const 0))');
+  e('      (block $wDone (loop $wLoop');
+  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+  e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
+  for (const i of g4) {
+    for (const j of g4) {
+      e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
+      if (!(i === 3 && j === 3)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
+    }
+  }
+  // Aᵀ over i: s0 = m0 + m1 + m2, s1 = m1 − m2 − m3; then A over j.
+  for (const j of g4) {
+    e(`        (local.set $s0${j} (f32x4.add (f32x4.add (local.get $m0${j}) (local.get $m1${j})) (local.get $m2${j})))`);
+    e(`        (local.set $s1${j} (f32x4.sub (f32x4.sub (local.get $m1${j}) (local.get $m2${j})) (local.get $m3${j})))`);
+  }
+  for (const i of [0, 1]) {
+    e(`        (local.set $y${i}0 (f32x4.add (f32x4.add (local.get $s${i}0) (local.get $s${i}1)) (local.get $s${i}2)))`);
+    e(`        (local.set $y${i}1 (f32x4.sub (f32x4.sub (local.get $s${i}1) (local.get $s${i}2)) (local.get $s${i}3)))`);
+  }
+  for (const v of ['y00', 'y01', 'y10', 'y11']) {
+    e(`        (local.set $${v} (f32x4.add (f32x4.mul (local.get $va) (local.get $${v})) (local.get $vb)))`);
+  }
+  e('        (if (local.get $relu) (then');
+  for (const v of ['y00', 'y01', 'y10', 'y11']) {
+    e(`          (local.set $${v} (f32x4.add (f32x4.max (local.get $${v}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $${v}) (local.get $z)))))`);
+  }
+  e('        ))');
+  e('        (local.set $col (i32.shl (local.get $tw) (i32.const 1)))');
+  for (const i of [0, 1]) {
+    // Output row 2th + i: lanes of y_i0 at even columns, y_i1 at odd ones.
+    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
+    e(`          (local.set $lo (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y${i}0) (local.get $y${i}1)))`);
+    e(`          (local.set $hi (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y${i}0) (local.get $y${i}1)))`);
+    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
+    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
+    e('            (then (v128.store (local.get $dst) (local.get $lo)) (v128.store offset=16 (local.get $dst) (local.get $hi)))');
+    e('            (else');
+    for (let l = 0; l < 8; l++) {
+      const v = l < 4 ? '$lo' : '$hi';
+      e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${l})) (local.get $OW)) (then (f32.store offset=${4 * l} (local.get $dst) (f32x4.extract_lane ${l % 4} (local.get ${v})))))`);
+    }
+    e('            ))))');
+  }
+  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+  e('        (br $wLoop)))');
+  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+  e('      (br $hLoop)))');
+  e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
+  e('    (br $oLoop)))');
+  e(')');
   return L;
 }

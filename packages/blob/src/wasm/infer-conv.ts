@@ -31,6 +31,10 @@ interface PackedExports {
     y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number,
   ): void;
   rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
+  padimg2(x: number, C: number, H: number, W: number, PT: number, PL: number, Hp: number, Wp: number, dst: number): void;
+  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
+  wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
+  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
 }
 
 /** Per-output-channel epilogue of a packed convolution: y = act(scale[o]·v + shift[o]). */
@@ -227,6 +231,10 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('scale', scale, O);
     need('shift', shift, O);
 
+    if (useWinograd(g, Cg, m)) {
+      winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW);
+      return;
+    }
     const mp = Math.ceil(m / MR) * MR;
     const groupBytes = 4 * mp * K;
     const padded = PH > 0 || PW > 0;
@@ -276,6 +284,81 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     }
   }
 
+  /**
+   * 3×3, stride 1, undilated, through Winograd F(2×2, 3×3) (scripts/infer-wat.mjs): the weights
+   * transformed (U = G g Gᵀ per output/input channel pair) and packed once per version, 16
+   * GEMMs per image and group over the transformed input tiles, then the output transform with
+   * the epilogue.
+   */
+  function winograd(
+    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
+    scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
+  ): void {
+    const { channels: C, height: H, width: W, padH: PH, padW: PW } = g;
+    const O = g.outChannels, G = g.group, Cg = C / G, m = O / G, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
+    const TH = Math.ceil(OH / 2), TWp = Math.ceil(Math.ceil(OW / 2) / 4) * 4, N = TH * TWp;
+    const Hp = 2 * TH + 2, Wp = 2 * TWp + 2, planeP = Hp * Wp;
+    const mp = Math.ceil(m / MR) * MR, panels = Math.ceil(N / NR);
+    const uBytes = 4 * mp * Cg; // one packed U_ξ of one group
+    const vstride = 32 * panels * Cg;
+    // Scratch: image, padded image (+ slack), V (16 panels sets), M (16 products), a, b and
+    // ones/zeros for the GEMMs' epilogue, output, edge tile; then (uncached) the packed U, and
+    // the raw U on its way to packa.
+    const pX = 0, pXp = align(4 * (imgIn + 16)), pV = pXp + align(4 * (C * planeP + 16)), pM = pV + align(16 * vstride);
+    const pA = pM + align(16 * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
+    const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + align(4 * MR * NR);
+    const pRaw = pW + (version === undefined ? G * 16 * uBytes : 0);
+    const scratchNeed = pRaw + 4 * 16 * O * Cg;
+    const wAt = weightsBlock(weights, version, `wino ${O} ${G} ${Cg}`, G * 16 * uBytes, (at) => {
+      const raw = scratch(scratchNeed) + pRaw;
+      const mem = f32(), r0 = raw >> 2;
+      // U_ξ[o][c] = (G g Gᵀ)[ξ], laid out per group and ξ as an m × Cg matrix.
+      for (let o = 0; o < O; o++) {
+        const q = Math.floor(o / m), oo = o - q * m;
+        for (let c = 0; c < Cg; c++) {
+          const w0 = (o * Cg + c) * 9;
+          const t = new Float64Array(12); // G g: 4 × 3
+          for (let j = 0; j < 3; j++) {
+            const a = weights[w0 + j]!, b = weights[w0 + 3 + j]!, d = weights[w0 + 6 + j]!;
+            t[j] = a;
+            t[3 + j] = (a + b + d) / 2;
+            t[6 + j] = (a - b + d) / 2;
+            t[9 + j] = d;
+          }
+          for (let i = 0; i < 4; i++) {
+            const a = t[3 * i]!, b = t[3 * i + 1]!, d = t[3 * i + 2]!;
+            const row = [a, (a + b + d) / 2, (a - b + d) / 2, d];
+            for (let j = 0; j < 4; j++) mem[r0 + ((q * 16 + i * 4 + j) * m + oo) * Cg + c] = row[j]!;
+          }
+        }
+      }
+      for (let q = 0; q < G; q++) {
+        for (let xi = 0; xi < 16; xi++) k.packa(raw + 4 * (q * 16 + xi) * m * Cg, m, Cg, at + (q * 16 + xi) * uBytes);
+      }
+    }, () => scratch(scratchNeed) + pW);
+    const base = scratch(scratchNeed);
+    const mem = f32();
+    const a = (base + pA) >> 2, b = (base + pB) >> 2;
+    for (let o = 0; o < O; o++) {
+      mem[a + o] = scale ? scale[o]! : 1;
+      mem[b + o] = shift ? shift[o]! : 0;
+    }
+    mem.fill(1, (base + pOne) >> 2, ((base + pOne) >> 2) + mp + MR);
+    mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
+    for (let n = 0; n < num; n++) {
+      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
+      k.padimg2(base + pX, C, H, W, PH, PW, Hp, Wp, base + pXp);
+      for (let q = 0; q < G; q++) {
+        k.wino_in(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
+        for (let xi = 0; xi < 16; xi++) {
+          k.wgemm(wAt + (q * 16 + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
+        }
+        k.wino_out(base + pM, m, N, TH, TWp, OH, OW, base + pY + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
+      }
+      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+    }
+  }
+
   function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void {
     for (const [key, v] of [['M', M], ['N', N], ['K', K]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} inner product: ${key} must be a positive integer, got ${v}`);
@@ -310,6 +393,24 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
   }
 
   return { name, conv2d, innerProduct, stats, clear };
+}
+
+/**
+ * Whether a convolution runs through Winograd F(2×2, 3×3): 3×3, stride 1, no dilation, and
+ * enough channels for its 16 GEMMs to beat one of 9× the depth (CAFFE_TS_WINOGRAD=off: never).
+ */
+function useWinograd(g: Conv2dGeometry, Cg: number, m: number): boolean {
+  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1) return false;
+  if (winogradOff()) return false;
+  return Cg >= WINOGRAD_MIN_CHANNELS && m >= WINOGRAD_MIN_CHANNELS;
+}
+
+/** Fewest input channels (per group) and outputs (per group) for the Winograd path. */
+export const WINOGRAD_MIN_CHANNELS = 16;
+
+function winogradOff(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_WINOGRAD?.trim().toLowerCase() === 'off';
 }
 
 const KEY = Symbol.for('caffe-ts.wasmInferConv');
