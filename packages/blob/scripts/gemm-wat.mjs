@@ -72,16 +72,28 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(0, '');
 
   // ---------------------------------------------------------------- micro-kernel
-  emit(1, `;; C[0:mr, 0:nr] (row stride $ldc bytes) = alpha * Ap*Bp + beta * C, where Ap is an`);
-  emit(1, `;; MR-tall panel and Bp an NR-wide panel, both k-major over $kc steps. Full tiles are`);
-  emit(1, `;; stored with vectors; edge tiles go through the MR x NR scratch tile at $scratch.`);
-  emit(1, '(func $kernel (param $kc i32) (param $pa i32) (param $pb i32) (param $pc i32) (param $ldc i32)');
-  emit(2, '(param $alpha f32) (param $beta f32) (param $mr i32) (param $nr i32) (param $scratch i32)');
+  // One call covers a whole column strip of the macro-kernel (every A panel of the packed block
+  // against one B panel), so the per-tile cost is a loop iteration rather than a call.
+  emit(1, `;; C[0:mc, 0:nr] (row stride $ldc bytes) = alpha * Ap*Bp + beta * C, tile by tile: Ap is`);
+  emit(1, `;; the packed A block (ceil(mc / MR) MR-tall panels, one after the other) and Bp one NR-wide`);
+  emit(1, `;; panel, all k-major over $kc steps. Full tiles are stored with vectors; edge tiles go`);
+  emit(1, `;; through the MR x NR scratch tile at $scratch.`);
+  emit(1, '(func $kernel (param $kc i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32)');
+  emit(2, '(param $alpha f32) (param $beta f32) (param $mc i32) (param $nr i32) (param $scratch i32)');
   const accLocals = [];
   for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accLocals.push(`(local ${acc(r, v)} v128)`);
   emit(2, accLocals.join(' '));
   emit(2, `(local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')}`);
   emit(2, '(local $va v128) (local $vb v128) (local $n i32) (local $row i32) (local $i i32) (local $j i32) (local $s f32)');
+  emit(2, '(local $pb i32) (local $mr i32)');
+  emit(2, '(local.set $va (f32x4.splat (local.get $alpha)))');
+  emit(2, '(local.set $vb (f32x4.splat (local.get $beta)))');
+  emit(2, ';; one MR x NR tile of C per iteration, down the A panels (contiguous: each k loop leaves $pa at the next)');
+  emit(2, '(loop $tiles');
+  emit(2, `(local.set $mr (select (local.get $mc) (i32.const ${MR}) (i32.lt_u (local.get $mc) (i32.const ${MR}))))`);
+  emit(2, '(local.set $pb (local.get $pb0))');
+  for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) emit(2, `(local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
+  emit(2, '(local.set $j (i32.const 0))');
   // With beta != 0 the tile of C is read after the k loop; touching its rows first lets those
   // cache misses (C is out of cache when a large product makes several passes over it)
   // overlap the loop instead of stalling the stores. The loads are kept (they may trap).
@@ -109,8 +121,6 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   }
   emit(4, `(local.set $pb (i32.add (local.get $pb) (i32.const ${KU * NR * 4})))`);
   emit(4, '(br_if $main (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))');
-  emit(2, '(local.set $va (f32x4.splat (local.get $alpha)))');
-  emit(2, '(local.set $vb (f32x4.splat (local.get $beta)))');
   emit(2, `(if (i32.and (i32.eq (local.get $mr) (i32.const ${MR})) (i32.eq (local.get $nr) (i32.const ${NR})))`);
   emit(3, '(then');
   emit(4, '(local.set $row (local.get $pc))');
@@ -151,6 +161,8 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(6, '(br_if $cols (i32.lt_u (local.get $j) (local.get $nr))))');
   emit(5, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
   emit(5, '(br_if $rows (i32.lt_u (local.get $i) (local.get $mr))))))');
+  emit(2, `(local.set $pc (i32.add (local.get $pc) (i32.mul (local.get $ldc) (i32.const ${MR}))))`);
+  emit(2, `(br_if $tiles (i32.gt_s (local.tee $mc (i32.sub (local.get $mc) (i32.const ${MR}))) (i32.const 0))))`);
   emit(1, ')');
   emit(0, '');
 
@@ -331,18 +343,12 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(5, ';; macro-kernel: the B micro-panel stays in L1 while the A panels stream from L2');
   emit(5, '(local.set $jr (i32.const 0))');
   emit(5, '(loop $jrLoop');
-  emit(6, '(local.set $ir (i32.const 0))');
-  emit(6, '(loop $irLoop');
-  emit(7, '(call $kernel (local.get $kc)');
-  emit(8, '(i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))');
-  emit(8, '(i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
-  emit(8, '(i32.add (local.get $pC) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $ldc)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
-  emit(8, '(i32.shl (local.get $ldc) (i32.const 2)) (local.get $alpha) (local.get $betaK)');
-  emit(8, `(select (i32.sub (local.get $mc) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $mc) (local.get $ir)) (i32.const ${MR})))`);
-  emit(8, `(select (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR})))`);
-  emit(8, '(local.get $scratch))');
-  emit(7, `(local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  emit(7, '(br_if $irLoop (i32.lt_u (local.get $ir) (local.get $mc))))');
+  emit(6, '(call $kernel (local.get $kc) (local.get $packA)');
+  emit(7, '(i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
+  emit(7, '(i32.add (local.get $pC) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $ldc)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
+  emit(7, '(i32.shl (local.get $ldc) (i32.const 2)) (local.get $alpha) (local.get $betaK) (local.get $mc)');
+  emit(7, `(select (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR})))`);
+  emit(7, '(local.get $scratch))');
   emit(6, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(6, '(br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $nc))))');
   emit(5, `(local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);

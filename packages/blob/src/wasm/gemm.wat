@@ -9,14 +9,31 @@
   (global (export "NC") i32 (i32.const 4096))
   (global (export "RELAXED") i32 (i32.const 0))
 
-  ;; C[0:mr, 0:nr] (row stride $ldc bytes) = alpha * Ap*Bp + beta * C, where Ap is an
-  ;; MR-tall panel and Bp an NR-wide panel, both k-major over $kc steps. Full tiles are
-  ;; stored with vectors; edge tiles go through the MR x NR scratch tile at $scratch.
-  (func $kernel (param $kc i32) (param $pa i32) (param $pb i32) (param $pc i32) (param $ldc i32)
-    (param $alpha f32) (param $beta f32) (param $mr i32) (param $nr i32) (param $scratch i32)
+  ;; C[0:mc, 0:nr] (row stride $ldc bytes) = alpha * Ap*Bp + beta * C, tile by tile: Ap is
+  ;; the packed A block (ceil(mc / MR) MR-tall panels, one after the other) and Bp one NR-wide
+  ;; panel, all k-major over $kc steps. Full tiles are stored with vectors; edge tiles go
+  ;; through the MR x NR scratch tile at $scratch.
+  (func $kernel (param $kc i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32)
+    (param $alpha f32) (param $beta f32) (param $mc i32) (param $nr i32) (param $scratch i32)
     (local $c0_0 v128) (local $c0_1 v128) (local $c1_0 v128) (local $c1_1 v128) (local $c2_0 v128) (local $c2_1 v128) (local $c3_0 v128) (local $c3_1 v128)
     (local $a v128) (local $b0 v128) (local $b1 v128)
     (local $va v128) (local $vb v128) (local $n i32) (local $row i32) (local $i i32) (local $j i32) (local $s f32)
+    (local $pb i32) (local $mr i32)
+    (local.set $va (f32x4.splat (local.get $alpha)))
+    (local.set $vb (f32x4.splat (local.get $beta)))
+    ;; one MR x NR tile of C per iteration, down the A panels (contiguous: each k loop leaves $pa at the next)
+    (loop $tiles
+    (local.set $mr (select (local.get $mc) (i32.const 4) (i32.lt_u (local.get $mc) (i32.const 4))))
+    (local.set $pb (local.get $pb0))
+    (local.set $c0_0 (v128.const i32x4 0 0 0 0))
+    (local.set $c0_1 (v128.const i32x4 0 0 0 0))
+    (local.set $c1_0 (v128.const i32x4 0 0 0 0))
+    (local.set $c1_1 (v128.const i32x4 0 0 0 0))
+    (local.set $c2_0 (v128.const i32x4 0 0 0 0))
+    (local.set $c2_1 (v128.const i32x4 0 0 0 0))
+    (local.set $c3_0 (v128.const i32x4 0 0 0 0))
+    (local.set $c3_1 (v128.const i32x4 0 0 0 0))
+    (local.set $j (i32.const 0))
     ;; touch the first and last float of each row of the C tile (beta != 0 reads them later)
     (if (f32.ne (local.get $beta) (f32.const 0)) (then
       (local.set $row (local.get $pc))
@@ -179,8 +196,6 @@
         (local.set $pa (i32.add (local.get $pa) (i32.const 16)))
         (local.set $pb (i32.add (local.get $pb) (i32.const 256)))
         (br_if $main (local.tee $n (i32.sub (local.get $n) (i32.const 1))))))
-    (local.set $va (f32x4.splat (local.get $alpha)))
-    (local.set $vb (f32x4.splat (local.get $beta)))
     (if (i32.and (i32.eq (local.get $mr) (i32.const 4)) (i32.eq (local.get $nr) (i32.const 8)))
       (then
         (local.set $row (local.get $pc))
@@ -241,6 +256,8 @@
             (br_if $cols (i32.lt_u (local.get $j) (local.get $nr))))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $rows (i32.lt_u (local.get $i) (local.get $mr))))))
+    (local.set $pc (i32.add (local.get $pc) (i32.mul (local.get $ldc) (i32.const 4))))
+    (br_if $tiles (i32.gt_s (local.tee $mc (i32.sub (local.get $mc) (i32.const 4))) (i32.const 0))))
   )
 
   ;; dst[k*W + w] = src[w*ws + k*4] for w < valid, 0 for valid <= w < W (reads walk k).
@@ -477,18 +494,12 @@
           ;; macro-kernel: the B micro-panel stays in L1 while the A panels stream from L2
           (local.set $jr (i32.const 0))
           (loop $jrLoop
-            (local.set $ir (i32.const 0))
-            (loop $irLoop
-              (call $kernel (local.get $kc)
-                (i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
-                (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
-                (i32.add (local.get $pC) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $ldc)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))
-                (i32.shl (local.get $ldc) (i32.const 2)) (local.get $alpha) (local.get $betaK)
-                (select (i32.sub (local.get $mc) (local.get $ir)) (i32.const 4) (i32.lt_u (i32.sub (local.get $mc) (local.get $ir)) (i32.const 4)))
-                (select (i32.sub (local.get $nc) (local.get $jr)) (i32.const 8) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const 8)))
-                (local.get $scratch))
-              (local.set $ir (i32.add (local.get $ir) (i32.const 4)))
-              (br_if $irLoop (i32.lt_u (local.get $ir) (local.get $mc))))
+            (call $kernel (local.get $kc) (local.get $packA)
+              (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
+              (i32.add (local.get $pC) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $ldc)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))
+              (i32.shl (local.get $ldc) (i32.const 2)) (local.get $alpha) (local.get $betaK) (local.get $mc)
+              (select (i32.sub (local.get $nc) (local.get $jr)) (i32.const 8) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const 8)))
+              (local.get $scratch))
             (local.set $jr (i32.add (local.get $jr) (i32.const 8)))
             (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $nc))))
           (local.set $ic (i32.add (local.get $ic) (i32.const 128)))
