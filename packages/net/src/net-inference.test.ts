@@ -88,9 +88,11 @@ describe('Net: fused inference chains', () => {
     }
   }
 
-  it('float32 Convolution → ReLU fuses into the packed kernel; a depthwise convolution runs on its own, then its BatchNorm/Scale/ReLU chain', () => {
+  // One image: the packed kernels (depthwise with its folded epilogue too); two images with kernel
+  // threads: the batched paths, then the BatchNorm/Scale/ReLU chains.
+  it.each([1, 2])('float32 Convolution → BatchNorm/Scale/ReLU fuse into the packed kernels (%i image(s)), with the same values', (batch) => {
     const text = `
-      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 4 dim: 7 dim: 9 } } }
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: ${batch} dim: 4 dim: 7 dim: 9 } } }
       layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 6 kernel_size: 3 stride: 2 pad: 1 group: 2 weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" } } }
       layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
       layer { name: "dw" type: "Convolution" bottom: "conv" top: "dw" convolution_param { num_output: 6 group: 6 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }

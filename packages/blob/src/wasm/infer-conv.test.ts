@@ -132,6 +132,23 @@ describe('packed inference convolution (WebAssembly)', () => {
       expect(worstError(y, convRef(g, num, x, w, null, null, 0))).toBeLessThan(tol);
     });
 
+    it.each([
+      ['3x3 pad 1', geom(6, 9, 11, 6, [3, 3], [1, 1], [1, 1], [1, 1], 6), 2],
+      ['3x3 stride 2 pad 1, odd plane', geom(5, 13, 9, 5, [3, 3], [1, 1], [2, 2], [1, 1], 5), 1],
+      ['5x3 stride 3 dilation 2', geom(3, 17, 14, 3, [5, 3], [2, 1], [3, 3], [2, 2], 3), 1],
+    ] as [string, Conv2dGeometry, number][])(`${label}: depthwise %s with the folded epilogue matches the direct convolution`, (_name, g, num) => {
+      const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+      const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+      const x = random(num * g.channels * g.height * g.width), w = random(g.channels * g.kernelH * g.kernelW);
+      const scale = random(g.channels), shift = random(g.channels);
+      const y = new Float32Array(num * g.channels * OH * OW).fill(NaN);
+      runner.depthwise(g, num, x, w, { scale, shift, relu: 0.2 }, y);
+      expect(worstError(y, convRef(g, num, x, w, scale, shift, 0.2))).toBeLessThan(1e-5);
+      runner.depthwise(g, num, x, w, {}, y);
+      expect(worstError(y, convRef(g, num, x, w, null, null, null))).toBeLessThan(1e-5);
+      expect(() => runner.depthwise({ ...g, group: 1 }, num, x, w, {}, y)).toThrow(/group = channels = outChannels/);
+    });
+
     it(`${label}: a new weights version is repacked, the same one is not`, () => {
       const g = geom(4, 6, 6, 5, [3, 3], [1, 1]);
       const x = random(4 * 36), blob = new Blob([5, 4, 3, 3]);

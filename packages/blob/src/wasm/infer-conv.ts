@@ -31,6 +31,12 @@ interface PackedExports {
     y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number,
   ): void;
   rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
+  depthwise(
+    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
+    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
+    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
+  ): void;
+  relu(x: number, y: number, n: number, slope: number): void;
   padimg2(x: number, C: number, H: number, W: number, PT: number, PL: number, Hp: number, Wp: number, dst: number): void;
   wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
   wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
@@ -57,6 +63,11 @@ export interface WasmInferConv {
    * array and version are the same; undefined packs for this call only.
    */
   conv2d(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue, y: Float32Array): void;
+  /**
+   * Depthwise convolution (group = channels = outChannels) with the epilogue: the per-channel
+   * scale folded into the filters, shift added as the bias, then the ReLU; overwrites y.
+   */
+  depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array): void;
   /**
    * y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) (InnerProduct, weights N × K), with the weights
    * kept in this runner's memory per `version` as conv2d's.
@@ -359,6 +370,40 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     }
   }
 
+  function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array): void {
+    const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
+    const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
+    for (const [key, v] of Object.entries({ channels: C, height: H, width: W, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW, num, OH, OW })) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} depthwise: ${key} must be a positive integer, got ${v}`);
+    }
+    if (!Number.isInteger(PH) || !Number.isInteger(PW) || PH < 0 || PW < 0) throw new MathError(`${name} depthwise: pads must be integers ≥ 0, got ${PH}, ${PW}`);
+    if (g.group !== C || g.outChannels !== C) throw new MathError(`${name} depthwise: needs group = channels = outChannels, got ${g.group}, ${C}, ${g.outChannels}`);
+    const { scale = null, shift = null, relu = null } = epilogue;
+    const KK = KH * KW, imgIn = C * H * W, imgOut = C * OH * OW;
+    const need = (what: string, a: Float32Array | null, n: number) => {
+      if (a && a.length < n) throw new MathError(`${name} depthwise: ${what} has ${a.length} elements, needs ${n}`);
+    };
+    need('x', x, num * imgIn);
+    need('y', y, num * imgOut);
+    need('weights', weights, C * KK);
+    need('scale', scale, C);
+    need('shift', shift, C);
+    const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
+    const base = scratch(pPad + 4 * (H + 2 * PH) * (W + 2 * PW + 8));
+    const mem = f32();
+    const w0 = (base + pW) >> 2, b0 = (base + pB) >> 2;
+    // The scale folds into each channel's filter.
+    if (scale) for (let c = 0; c < C; c++) for (let t = 0; t < KK; t++) mem[w0 + c * KK + t] = scale[c]! * weights[c * KK + t]!;
+    else mem.set(weights.subarray(0, C * KK), w0);
+    if (shift) mem.set(shift.subarray(0, C), b0);
+    for (let n = 0; n < num; n++) {
+      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
+      k.depthwise(base + pX, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, shift ? 1 : 0, base + pY, OH, OW, base + pPad);
+      if (relu !== null) k.relu(base + pY, base + pY, imgOut, relu);
+      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+    }
+  }
+
   function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void {
     for (const [key, v] of [['M', M], ['N', N], ['K', K]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} inner product: ${key} must be a positive integer, got ${v}`);
@@ -392,7 +437,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     cache = new WeakMap();
   }
 
-  return { name, conv2d, innerProduct, stats, clear };
+  return { name, conv2d, depthwise, innerProduct, stats, clear };
 }
 
 /**

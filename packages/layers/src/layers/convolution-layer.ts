@@ -65,7 +65,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * default to 1 and 0; act the ReLU of slope `relu`, or none). Returns false, writing nothing,
    * where the runner does not apply.
    */
-  private forwardPacked(x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null): boolean {
+  private forwardPacked(x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null, depthwise = false): boolean {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) return false;
     const runner = this.packedRunner();
     if (!runner) return false;
@@ -80,31 +80,30 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     }
     const [channels, height, width] = this.convInputShape as [number, number, number];
     const wBlob = this.blobs[0]!;
-    runner.conv2d(
-      {
-        channels, height, width,
-        kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
-        padH: this.pad[0]!, padW: this.pad[1]!,
-        strideH: this.stride[0]!, strideW: this.stride[1]!,
-        dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
-        outChannels: this.convOutChannels, group: this.group,
-      },
-      this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y,
-    );
+    const geometry = {
+      channels, height, width,
+      kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
+      padH: this.pad[0]!, padW: this.pad[1]!,
+      strideH: this.stride[0]!, strideW: this.stride[1]!,
+      dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
+      outChannels: this.convOutChannels, group: this.group,
+    };
+    if (depthwise) runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y);
+    else runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y);
     return true;
   }
 
   /**
    * Inference forward with a per-output-channel epilogue fused in (Net's inference fusion folds
    * a following BatchNorm/Scale/ReLU into it): top = act(scale ⊙ (conv + bias) + shift), act the
-   * ReLU of slope `relu` or none. One bottom and top. Returns false, writing nothing, where the
-   * packed path does not apply (then run the layers one by one).
+   * ReLU of slope `relu` or none (a depthwise convolution folds the scale into its filters). One
+   * bottom and top. Returns false, writing nothing, where the packed path does not apply (then
+   * run the layers one by one).
    */
   forwardWithEpilogue(bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null): boolean {
-    if (this.group === this.channels && this.group > 1) return false; // depthwise: its own kernel
     const x = bottom.cpuData();
     if (!(x instanceof Float32Array) || !this.packedRunner()) return false;
-    return this.forwardPacked(x, top.mutableCpuData(), scale, shift, relu);
+    return this.forwardPacked(x, top.mutableCpuData(), scale, shift, relu, this.isDepthwise());
   }
 
   /**
@@ -113,13 +112,13 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * tiny GEMM per channel. Returns false where it does not apply (other shapes, float64, no
    * WebAssembly SIMD, CAFFE_TS_GEMM=js): the general path runs.
    */
+  /** One filter per channel, 2-D (group = channels = num_output > 1): the depthwise kernels' shape. */
+  private isDepthwise(): boolean {
+    return this.batched && this.group > 1 && this.group === this.channels && this.numOutput === this.channels;
+  }
+
   private forwardDepthwise(x: FloatArray, weight: FloatArray, y: FloatArray, bias: FloatArray | null): boolean {
-    if (
-      !this.batched || this.group === 1 || this.group !== this.channels || this.numOutput !== this.channels ||
-      !(y instanceof Float32Array)
-    ) {
-      return false;
-    }
+    if (!this.isDepthwise() || !(y instanceof Float32Array)) return false;
     const k = defaultWasmInfer();
     if (!k) return false;
     const [channels, height, width] = this.convInputShape as [number, number, number];
