@@ -149,6 +149,33 @@ describe('packed inference convolution (WebAssembly)', () => {
       expect(() => runner.depthwise({ ...g, group: 1 }, num, x, w, {}, y)).toThrow(/group = channels = outChannels/);
     });
 
+    it(`${label}: a one-image output stays resident for the next call that reads it at the same version`, () => {
+      // conv (im2col path) → depthwise → Winograd → 1×1, each reading the previous output.
+      const g1 = geom(3, 10, 9, 16, [3, 3], [1, 1], [2, 2]);
+      const g2 = geom(16, 5, 5, 16, [3, 3], [1, 1], [1, 1], [1, 1], 16);
+      const g3 = geom(16, 5, 5, 16, [3, 3], [1, 1]);
+      const g4 = geom(16, 5, 5, 7, [1, 1]);
+      const x = random(3 * 90), w1 = random(16 * 27), w2 = random(16 * 9), w3 = random(16 * 144), w4 = random(7 * 16);
+      const y1 = new Float32Array(16 * 25), y2 = new Float32Array(16 * 25), y3 = new Float32Array(16 * 25), y4 = new Float32Array(7 * 25);
+      runner.conv2d(g1, 1, x, w1, 1, { relu: 0 }, y1, { x: 100, y: 101 });
+      runner.depthwise(g2, 1, y1, w2, { relu: 0 }, y2, { x: 101, y: 102 });
+      runner.conv2d(g3, 1, y2, w3, 1, {}, y3, { x: 102, y: 103 });
+      runner.conv2d(g4, 1, y3, w4, 1, {}, y4, { x: 103, y: 104 });
+      const r1 = convRef(g1, 1, x, w1, null, null, 0), r2 = convRef(g2, 1, Float32Array.from(r1), w2, null, null, 0);
+      const r3 = convRef(g3, 1, Float32Array.from(r2), w3, null, null, null), r4 = convRef(g4, 1, Float32Array.from(r3), w4, null, null, null);
+      expect(worstError(y1, r1)).toBeLessThan(1e-5);
+      expect(worstError(y2, r2)).toBeLessThan(1e-5);
+      expect(worstError(y3, r3)).toBeLessThan(1e-5);
+      expect(worstError(y4, r4)).toBeLessThan(1e-5);
+      // y3 changed through its blob (a new version): copied in again, so the change shows.
+      y3.fill(0.5);
+      runner.conv2d(g4, 1, y3, w4, 1, {}, y4, { x: 200, y: 201 });
+      expect(worstError(y4, convRef(g4, 1, y3, w4, null, null, null))).toBeLessThan(1e-5);
+      // Without versions nothing is kept or trusted.
+      runner.conv2d(g4, 1, y3, w4, 1, {}, y4);
+      expect(worstError(y4, convRef(g4, 1, y3, w4, null, null, null))).toBeLessThan(1e-5);
+    });
+
     it(`${label}: a new weights version is repacked, the same one is not`, () => {
       const g = geom(4, 6, 6, 5, [3, 3], [1, 1]);
       const x = random(4 * 36), blob = new Blob([5, 4, 3, 3]);

@@ -43,6 +43,16 @@ interface PackedExports {
   wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
 }
 
+/**
+ * Versions of the input and output blobs (Blob.dataVersion, the output's read after its mutable
+ * access). With both, a one-image output stays in the runner's memory, and the next call whose
+ * input is that same array at that same version reads it there instead of copying it in.
+ */
+export interface ActivationVersions {
+  x?: number;
+  y?: number;
+}
+
 /** Per-output-channel epilogue of a packed convolution: y = act(scale[o]·v + shift[o]). */
 export interface ConvEpilogue {
   /** Factors per output channel (default 1). */
@@ -62,12 +72,15 @@ export interface WasmInferConv {
    * `version` names their contents (Blob.dataVersion): the packed copy is reused while the
    * array and version are the same; undefined packs for this call only.
    */
-  conv2d(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue, y: Float32Array): void;
+  conv2d(
+    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
+    y: Float32Array, io?: ActivationVersions,
+  ): void;
   /**
    * Depthwise convolution (group = channels = outChannels) with the epilogue: the per-channel
    * scale folded into the filters, shift added as the bias, then the ReLU; overwrites y.
    */
-  depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array): void;
+  depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): void;
   /**
    * y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) (InnerProduct, weights N × K), with the weights
    * kept in this runner's memory per `version` as conv2d's.
@@ -191,6 +204,38 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     return scratchAt;
   }
 
+  // Resident activations: two slots, the last output in one of them (ping-pong, so a call never
+  // writes the slot it reads).
+  const slots = [{ at: 0, bytes: 0 }, { at: 0, bytes: 0 }];
+  let resident: { array: Float32Array; version: number; slot: number; bytes: number } | null = null;
+
+  /**
+   * For one call over `num` images: where the resident input is (byte offset, or -1: copy it in)
+   * and which slot the output goes to (-1: the call's scratch). Allocates before the caller
+   * takes its memory view.
+   */
+  function placeActivations(num: number, x: Float32Array, inBytes: number, outBytes: number, io: ActivationVersions | undefined): { xAt: number; ySlot: number } {
+    if (num !== 1 || !io) return { xAt: -1, ySlot: -1 };
+    const r = resident;
+    const hit = r !== null && io.x !== undefined && r.array === x && r.version === io.x && r.bytes >= inBytes;
+    if (io.y === undefined) return { xAt: hit ? slots[r!.slot]!.at : -1, ySlot: -1 };
+    const ySlot = hit ? 1 - r!.slot : r ? 1 - r.slot : 0;
+    const sl = slots[ySlot]!;
+    if (sl.bytes < outBytes) {
+      const size = align(Math.max(outBytes, Math.ceil(sl.bytes * 1.25)));
+      if (sl.bytes > 0) arena.release(sl.at, sl.bytes);
+      sl.bytes = 0;
+      sl.at = arena.alloc(size);
+      sl.bytes = size;
+    }
+    return { xAt: hit ? slots[r!.slot]!.at : -1, ySlot };
+  }
+
+  /** Records y (just copied out of slot `ySlot`) as the resident activation. */
+  function keepResident(y: Float32Array, ySlot: number, bytes: number, io: ActivationVersions | undefined): void {
+    if (ySlot >= 0 && io?.y !== undefined) resident = { array: y, version: io.y, slot: ySlot, bytes };
+  }
+
   /**
    * The byte offset of `w`'s derived block (`bytes` long, filled by `fill(at)`): the cached one
    * while array, version and key match; else (re)filled, cached when `version` is a number, or
@@ -222,7 +267,10 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     return c.at;
   }
 
-  function conv2d(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue, y: Float32Array): void {
+  function conv2d(
+    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
+    y: Float32Array, io?: ActivationVersions,
+  ): void {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const O = g.outChannels, G = g.group;
     const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
@@ -243,7 +291,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('shift', shift, O);
 
     if (useWinograd(g, Cg, m)) {
-      winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW);
+      winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io);
       return;
     }
     const mp = Math.ceil(m / MR) * MR;
@@ -268,6 +316,8 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
       for (let q = 0; q < G; q++) k.packa(raw + 4 * q * m * K, m, K, at + q * groupBytes);
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
+    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
     const mem = f32();
     const a = (base + pA) >> 2, b = (base + pB) >> 2;
     for (let o = 0; o < O; o++) {
@@ -280,19 +330,21 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     // full panel lies in one "row".
     const flat = KH === 1 && KW === 1 && SH === 1 && SW === 1 && !padded;
     const h = flat ? 1 : Hp, w = flat ? H * W : Wp, ow = flat ? S : OW;
-    const xp = base + (padded ? pXp : pX), planeP = 4 * Hp * Wp;
+    const xIn = xAt >= 0 ? xAt : base + pX;
+    const xp = padded ? base + pXp : xIn, planeP = 4 * Hp * Wp;
     for (let n = 0; n < num; n++) {
-      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
-      if (padded) k.padimg(base + pX, C, H, W, PH, PW, xp);
+      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (padded) k.padimg(xIn, C, H, W, PH, PW, xp);
       for (let q = 0; q < G; q++) {
         k.pconv(
           wAt + q * groupBytes, m, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
-          base + pY + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
+          yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
           base + pBuf, base + pTile,
         );
       }
-      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
+    keepResident(y, ySlot, 4 * imgOut, io);
   }
 
   /**
@@ -304,6 +356,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
   function winograd(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
     scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
+    io: ActivationVersions | undefined,
   ): void {
     const { channels: C, height: H, width: W, padH: PH, padW: PW } = g;
     const O = g.outChannels, G = g.group, Cg = C / G, m = O / G, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
@@ -348,6 +401,9 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
       }
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
+    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
+    const xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
     const a = (base + pA) >> 2, b = (base + pB) >> 2;
     for (let o = 0; o < O; o++) {
@@ -357,20 +413,21 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     mem.fill(1, (base + pOne) >> 2, ((base + pOne) >> 2) + mp + MR);
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
     for (let n = 0; n < num; n++) {
-      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
-      k.padimg2(base + pX, C, H, W, PH, PW, Hp, Wp, base + pXp);
+      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      k.padimg2(xIn, C, H, W, PH, PW, Hp, Wp, base + pXp);
       for (let q = 0; q < G; q++) {
         k.wino_in(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
         for (let xi = 0; xi < 16; xi++) {
           k.wgemm(wAt + (q * 16 + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
         }
-        k.wino_out(base + pM, m, N, TH, TWp, OH, OW, base + pY + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
+        k.wino_out(base + pM, m, N, TH, TWp, OH, OW, yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
       }
-      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
+    keepResident(y, ySlot, 4 * imgOut, io);
   }
 
-  function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array): void {
+  function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): void {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
     for (const [key, v] of Object.entries({ channels: C, height: H, width: W, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW, num, OH, OW })) {
@@ -390,6 +447,9 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('shift', shift, C);
     const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
     const base = scratch(pPad + 4 * (H + 2 * PH) * (W + 2 * PW + 8));
+    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
+    const xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
     const w0 = (base + pW) >> 2, b0 = (base + pB) >> 2;
     // The scale folds into each channel's filter.
@@ -397,11 +457,12 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     else mem.set(weights.subarray(0, C * KK), w0);
     if (shift) mem.set(shift.subarray(0, C), b0);
     for (let n = 0; n < num; n++) {
-      mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), (base + pX) >> 2);
-      k.depthwise(base + pX, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, shift ? 1 : 0, base + pY, OH, OW, base + pPad);
-      if (relu !== null) k.relu(base + pY, base + pY, imgOut, relu);
-      y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + imgOut), n * imgOut);
+      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      k.depthwise(xIn, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, shift ? 1 : 0, yAt, OH, OW, base + pPad);
+      if (relu !== null) k.relu(yAt, yAt, imgOut, relu);
+      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
+    keepResident(y, ySlot, 4 * imgOut, io);
   }
 
   function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void {
@@ -435,6 +496,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     }
     live.clear();
     cache = new WeakMap();
+    resident = null;
   }
 
   return { name, conv2d, depthwise, innerProduct, stats, clear };

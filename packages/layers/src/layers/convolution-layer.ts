@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, type ActivationVersions, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
@@ -31,7 +31,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       const bottomData = bottom[i]!.cpuData();
       const topData = top[i]!.mutableCpuData();
       if (this.forwardDepthwise(bottomData, weight, topData, bias)) continue;
-      if (this.forwardPacked(bottomData, topData, null, null, null)) continue;
+      if (this.forwardPacked(bottomData, topData, null, null, null, false, { x: bottom[i]!.dataVersion, y: top[i]!.dataVersion })) continue;
       if (this.batched) {
         this.forwardBatched(bottomData, weight, topData, bias);
         continue;
@@ -62,10 +62,15 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
   /**
    * Forward through the packed-weights runner (defaultWasmInferConv: the weights packed once per
    * version of the weight blob), writing act(a ⊙ (conv(x) + bias) + b) per output channel (a, b
-   * default to 1 and 0; act the ReLU of slope `relu`, or none). Returns false, writing nothing,
-   * where the runner does not apply.
+   * default to 1 and 0; act the ReLU of slope `relu`, or none). `io`: the bottom's and top's data
+   * versions (the top's after its mutable access), so that a one-image output the next
+   * convolution reads stays in the runner's memory. Returns false, writing nothing, where the
+   * runner does not apply.
    */
-  private forwardPacked(x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null, depthwise = false): boolean {
+  private forwardPacked(
+    x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null, depthwise: boolean,
+    io: ActivationVersions,
+  ): boolean {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) return false;
     const runner = this.packedRunner();
     if (!runner) return false;
@@ -88,8 +93,8 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
       outChannels: this.convOutChannels, group: this.group,
     };
-    if (depthwise) runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y);
-    else runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y);
+    if (depthwise) runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
+    else runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io);
     return true;
   }
 
@@ -103,7 +108,8 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
   forwardWithEpilogue(bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null): boolean {
     const x = bottom.cpuData();
     if (!(x instanceof Float32Array) || !this.packedRunner()) return false;
-    return this.forwardPacked(x, top.mutableCpuData(), scale, shift, relu, this.isDepthwise());
+    const y = top.mutableCpuData();
+    return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: top.dataVersion });
   }
 
   /**
