@@ -24,7 +24,7 @@ import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, DataParameter_DB, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
-import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, type ParamSlot } from './protocol.js';
+import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ParamSlot } from './protocol.js';
 import { arenaShare, divisibleUpdate, paramShare, reduceRange, ShareUpdater } from './update.js';
 import { applyKernelThreads, arenaArray, arenaView, LayerFailure, leadingSourceLayers, runLayers, threadCpuMs } from './replica.js';
 
@@ -80,6 +80,13 @@ export interface RankStats {
   /** Rank 0 only: ms between steps (the solver's update, display, tests, snapshots). */
   betweenMs?: number;
 }
+
+/**
+ * How long rank 0 blocks for the workers at the end of a step before it waits through its event
+ * loop instead (where a worker's exit is noticed). A step longer than this gains nothing from
+ * blocking anyway.
+ */
+const BARRIER_BLOCK_MS = 2000;
 
 /** Batch-size fields of the data layers (the ones 'split' divides). */
 const BATCH_FIELDS: Record<string, string> = {
@@ -152,6 +159,8 @@ export class DataParallel implements GradientComputer {
   private share: { from: number; to: number; updater: ShareUpdater | null; scalars: Float64Array } | undefined;
   /** Set when this iteration's update ran divided among the ranks (the solver's own loop then skips). */
   private updatedInParallel = false;
+  /** Set when every rank found its share of the params finite after this iteration's update. */
+  private sharesFinite = false;
   private divided = false;
   private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, lastEnd: NaN };
 
@@ -291,7 +300,7 @@ export class DataParallel implements GradientComputer {
         h.data.setCpuData(view);
       });
     }
-    const scalars = new SharedArrayBuffer(16);
+    const scalars = new SharedArrayBuffer(scalarBytes(this.workers));
     const lrMult = [...net.paramsLr];
     const decayMult = [...net.paramsWeightDecay];
     const solverBinary = encodeBinary('SolverParameter', solver.param);
@@ -373,15 +382,18 @@ export class DataParallel implements GradientComputer {
     }
     const t1 = performance.now();
     if (this.profile) own.cpuMs += threadCpuMs() - cpu0;
-    // Always wait: the workers must be idle before anyone touches the arenas again.
-    await pool.waitDone();
+    // Always wait: the workers must be idle before anyone touches the arenas again. Blocking (up
+    // to a bound), not through the event loop: the workers wait for the reduction blocking too,
+    // and this thread's loading of its next batch belongs after the update (as on the workers).
+    if (!pool.waitDoneBlocking(BARRIER_BLOCK_MS)) await pool.waitDone();
     if (failure !== undefined) throw failure;
     const t2 = performance.now();
     let loss = loss0;
     for (let r = 1; r < n; r++) loss += pool.lossValues[r]!;
     if (n > 1) {
       // Every rank sums its share of the arenas (the workers are idle and wait for this).
-      pool.command(CMD.REDUCE);
+      // The argument tells the workers whether an update command follows (they wait for it blocking).
+      pool.command(CMD.REDUCE, this.divided ? 1 : 0);
       reduceRange(this.diffs, 1 / n, this.share!.from, this.share!.to);
       pool.waitDoneSync();
     }
@@ -401,7 +413,9 @@ export class DataParallel implements GradientComputer {
    * iteration. Only for the built-in template (divisibleUpdate), so the arithmetic is the same.
    */
   private divideUpdate(solver: Solver): void {
-    type Internals = Record<'clipGradients' | 'normalize' | 'regularize' | 'computeUpdateValue', (...a: number[]) => void> & { learningRateValue: number };
+    type Internals = Record<'clipGradients' | 'normalize' | 'regularize' | 'computeUpdateValue' | 'checkParamsFinite', (...a: number[]) => void> & {
+      learningRateValue: number;
+    };
     const s = solver as unknown as Internals;
     const share = this.share!;
     const proto = Object.getPrototypeOf(solver) as Internals;
@@ -413,9 +427,19 @@ export class DataParallel implements GradientComputer {
       share.scalars[SCALAR.RATE] = s.learningRateValue;
       share.scalars[SCALAR.ITER] = solver.iter;
       pool.command(CMD.UPDATE);
-      share.updater!.apply(s.learningRateValue, solver.iter);
+      let finite = share.updater!.apply(s.learningRateValue, solver.iter);
       pool.waitDoneSync();
+      for (let r = 1; r < this.workers; r++) if (share.scalars[SCALAR.FINITE + r] !== 1) finite = false;
       this.updatedInParallel = true;
+      this.sharesFinite = finite;
+    };
+    // The solver's check after the update: each rank checked its share while updating it, so the
+    // whole scan runs only when one found a NaN/Inf (it then finds and reports the first).
+    const check = proto.checkParamsFinite;
+    s.checkParamsFinite = () => {
+      const skip = this.sharesFinite;
+      this.sharesFinite = false;
+      if (!skip) check.call(solver);
     };
     for (const name of ['normalize', 'regularize', 'computeUpdateValue'] as const) {
       const original = proto[name];

@@ -246,6 +246,29 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Block this thread until every worker is DONE with the current command and return true; or
+   * return false when a worker has failed or `limitMs` passed first (the caller then awaits
+   * waitDone(), which runs this thread's event loop: a failure's message and a worker's exit
+   * arrive only through it). For the barrier after a training step: rank 0 then starts the
+   * reduction the moment the last worker is done, instead of after whatever its event loop runs
+   * first (the data layers' loading).
+   */
+  waitDoneBlocking(limitMs: number): boolean {
+    const deadline = performance.now() + limitMs;
+    for (;;) {
+      if (Atomics.load(this.ctrl, CTRL.ERROR) !== 0) return false;
+      const v = Atomics.load(this.ctrl, CTRL.DONE);
+      if (v >= this.count - 1) {
+        for (const w of this.workers) w.unref();
+        return true;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.ctrl, CTRL.DONE, v, left);
+    }
+  }
+
   /** What the workers posted as messages of `type` for the last command (by rank), after waitDone. */
   async takeResults<T>(type: string): Promise<Map<number, T>> {
     // DONE is counted after the result is posted; the message may still be in flight.

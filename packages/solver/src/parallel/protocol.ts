@@ -17,7 +17,7 @@ export const CTRL = {
   ERROR: 3,
   /** Workers that finished setting up. */
   READY: 4,
-  /** The command's argument (TEST: the number of batches). */
+  /** The command's argument (TEST: the number of batches; REDUCE: 1 when an UPDATE follows). */
   ARG: 5,
 } as const;
 export const CTRL_WORDS = 8;
@@ -31,7 +31,10 @@ export const CMD = {
   TEST: 3,
   /** Post a copy of this replica's learnable params (a check that replicas agree). */
   PARAMS: 4,
-  /** Sum every rank's diff arena over this rank's share of the elements (see update.ts). */
+  /**
+   * Sum every rank's diff arena over this rank's share of the elements (see update.ts). ARG 1:
+   * an UPDATE follows (the workers wait for it blocking).
+   */
   REDUCE: 5,
   /** Apply the solver's update over this rank's share (rate and iter in the scalars). */
   UPDATE: 6,
@@ -114,7 +117,7 @@ export interface ShareInit {
   diffs: SharedArrayBuffer[];
   /** The solver's history, one arena-sized section per history blob of a param. */
   history: SharedArrayBuffer;
-  /** Float64 words: SCALAR.RATE, SCALAR.ITER. */
+  /** Float64 words: see SCALAR. */
   scalars: SharedArrayBuffer;
   /** The net's lr_mult and decay_mult per learnable param. */
   lrMult: number[];
@@ -123,7 +126,16 @@ export interface ShareInit {
   total: number;
 }
 
-export const SCALAR = { RATE: 0, ITER: 1 } as const;
+/**
+ * Float64 words of ShareInit.scalars: the rate and iteration of an UPDATE, then one word per rank
+ * (FINITE + rank): 1 when that rank's share of the params was all finite after its update.
+ */
+export const SCALAR = { RATE: 0, ITER: 1, FINITE: 2 } as const;
+
+/** Bytes of ShareInit.scalars for `count` ranks. */
+export function scalarBytes(count: number): number {
+  return 8 * (SCALAR.FINITE + count);
+}
 
 /** Per-rank timer words in the stats Float64Array (rank r at r * STAT_WORDS). */
 export const STAT = {

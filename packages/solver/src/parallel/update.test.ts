@@ -99,7 +99,7 @@ function compare(props: Props, dtype: 'float32' | 'float64', n: number, fused: b
   for (let it = 0; it < 3; it++) {
     (serial as unknown as Internals).applyUpdate();
     // The rate exactly as the solver computed it (lr policies round through float fields).
-    for (const u of updaters) u.apply((serial as unknown as Internals).learningRateValue, it);
+    for (const u of updaters) expect(u.apply((serial as unknown as Internals).learningRateValue, it)).toBe(true);
     serial.net.learnableParams.forEach((b, i) => {
       expect(Array.from(net.learnableParams[i]!.cpuData())).toEqual(Array.from(b.cpuData()));
       expect(Array.from(net.learnableParams[i]!.cpuDiff())).toEqual(Array.from(b.cpuDiff()));
@@ -129,6 +129,35 @@ describe('the update divided among replicas', () => {
     compare({ momentum: 0.9, weight_decay: 0.01, iter_size: 2 }, 'float32', 2, false);
   });
 
+  it('apply reports a share whose params became non-finite (fused pass and the solver\'s steps)', () => {
+    for (const [props, fused] of [
+      [{ momentum: 0.9 }, true],
+      [{ type: 'Adam', momentum: 0.9, momentum2: 0.999, delta: 1e-8 }, false],
+    ] as const) {
+      const solver = build(props, 'float32');
+      const net = solver.net;
+      const slots: ParamSlot[] = [];
+      let total = 0;
+      for (const b of net.learnableParams) {
+        slots.push({ offset: total, count: b.count(), frozen: false });
+        total += alignElements(b.count(), 'float32');
+      }
+      const perParam = (solver as unknown as Internals).history.length / slots.length;
+      const data = new SharedArrayBuffer(total * 4);
+      const diff = new SharedArrayBuffer(total * 4);
+      const arenas = { dtype: 'float32' as const, slots, data, diff, history: new SharedArrayBuffer(total * 4 * perParam), total };
+      const updaters = [0, 1].map((r) => new ShareUpdater(solver.param, paramShare(slots, r, 2), net.paramsLr, net.paramsWeightDecay, arenas));
+      expect(updaters[0]!.fusedSgd).toBe(fused);
+      const g = arenaArray(diff, 'float32');
+      g.fill(0.5);
+      expect(updaters.map((u) => u.apply(0.1, 0))).toEqual([true, true]);
+      // A NaN gradient in the last param (rank 1's share) only.
+      const last = slots[slots.length - 1]!;
+      g[last.offset + last.count - 1] = NaN;
+      expect(updaters.map((u) => u.apply(0.1, 1))).toEqual([true, false]);
+    }
+  });
+
   it('shares cover the arena and the params exactly once', () => {
     const slots: ParamSlot[] = [
       { offset: 0, count: 10, frozen: false },
@@ -148,7 +177,7 @@ describe('the update divided among replicas', () => {
     }
   });
 
-  it('reduceRange sums every rank in rank order and scales, only inside its range', () => {
+  it('reduceRange sums every rank in rank order and scales, only inside its range, zeroing the other ranks there', () => {
     const mk = (v: number[]) => {
       const a = arenaArray(new SharedArrayBuffer(v.length * 4), 'float32');
       a.set(v);
@@ -157,6 +186,11 @@ describe('the update divided among replicas', () => {
     const d = [mk([1, 2, 3, 4]), mk([10, 20, 30, 40]), mk([100, 200, 300, 400])];
     reduceRange(d, 1 / 3, 1, 3);
     expect(Array.from(d[0]!)).toEqual([1, Math.fround(222 * (1 / 3)), Math.fround(333 * (1 / 3)), 4]);
-    expect(Array.from(d[1]!)).toEqual([10, 20, 30, 40]);
+    expect(Array.from(d[1]!)).toEqual([10, 0, 0, 40]);
+    expect(Array.from(d[2]!)).toEqual([100, 0, 0, 400]);
+    const two = [mk([1, 2, 3]), mk([3, 4, 5])];
+    reduceRange(two, 0.5, 0, 2);
+    expect(Array.from(two[0]!)).toEqual([2, 3, 3]);
+    expect(Array.from(two[1]!)).toEqual([0, 0, 5]);
   });
 });

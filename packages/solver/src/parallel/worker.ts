@@ -26,6 +26,11 @@ const ctrl = new Int32Array(init.control);
 const losses = new Float64Array(init.losses);
 const stats = new Float64Array(init.stats, init.rank * STAT_WORDS * 8, STAT_WORDS);
 let during = 'setup';
+/**
+ * How long a worker waits blocking for the reduction after a step (and for the update after the
+ * reduction) before it waits through its event loop again (rank 0 may be slower, or stopped).
+ */
+const BLOCK_MS = 2000;
 
 function post(message: WorkerMessage): void {
   port.postMessage(message);
@@ -101,9 +106,13 @@ function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } 
   return { frozen };
 }
 
+/** Whether this replica's diffs are all zero (fresh arena, or just reduced: the reduction zeroes them). */
+let diffsClear = true;
+
 async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]): Promise<void> {
   for (const f of frozen) f.mine.set(f.shared);
-  net.clearParamDiffs();
+  if (!diffsClear) net.clearParamDiffs();
+  diffsClear = false;
   let loss = 0;
   for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
   losses[init.rank] = loss;
@@ -185,7 +194,22 @@ async function main(): Promise<void> {
   });
   Atomics.add(ctrl, CTRL.READY, 1);
   Atomics.notify(ctrl, CTRL.READY);
+  // Until then, the next command is awaited blocking (see below).
+  let blockUntil = 0;
   for (;;) {
+    if (blockUntil > 0) {
+      // Right after a step the reduction comes, and with a divided update the update after it:
+      // wait for them blocking. Through the event loop they would wait behind the data layers'
+      // loading of the next batch (synchronous LMDB reads and transforms, ms), and every rank
+      // with them; that loading runs after the update instead, while rank 0 does its own.
+      for (;;) {
+        if (Atomics.load(ctrl, CTRL.SEQ) !== seen) break;
+        const left = blockUntil - performance.now();
+        if (left <= 0) break;
+        Atomics.wait(ctrl, CTRL.SEQ, seen, left);
+      }
+      blockUntil = 0;
+    }
     // Waiting asynchronously keeps this thread's event loop running (data-layer prefetch I/O).
     while (Atomics.load(ctrl, CTRL.SEQ) === seen) {
       await waitWhileEqual(ctrl, CTRL.SEQ, seen);
@@ -198,12 +222,17 @@ async function main(): Promise<void> {
       try {
         during = cmd === CMD.REDUCE ? 'reduce' : 'update';
         if (!share) throw new Error('no share of the reduction and update on an inference replica');
-        if (cmd === CMD.REDUCE) share.reduce();
-        else share.updater!.apply(scalars![SCALAR.RATE]!, scalars![SCALAR.ITER]!);
+        if (cmd === CMD.REDUCE) {
+          share.reduce();
+          diffsClear = true;
+        }
+        else scalars![SCALAR.FINITE + init.rank] = share.updater!.apply(scalars![SCALAR.RATE]!, scalars![SCALAR.ITER]!) ? 1 : 0;
       } catch (e) {
         fail(e);
         break;
       }
+      // REDUCE's argument: 1 when the update command follows.
+      if (cmd === CMD.REDUCE && Atomics.load(ctrl, CTRL.ARG) === 1) blockUntil = performance.now() + BLOCK_MS;
       Atomics.add(ctrl, CTRL.DONE, 1);
       Atomics.notify(ctrl, CTRL.DONE);
       continue;
@@ -243,6 +272,7 @@ async function main(): Promise<void> {
       stats[STAT.THREAD_CPU_MS] = cpu;
     }
     idleSince = ended;
+    if (cmd === CMD.STEP) blockUntil = ended + BLOCK_MS;
     Atomics.add(ctrl, CTRL.DONE, 1);
     Atomics.notify(ctrl, CTRL.DONE);
   }
