@@ -17,6 +17,8 @@ import { defaultWasmChoice } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
 
+const PAGE = 65536;
+
 interface PackedExports {
   memory: WasmMemory;
   PCONV_MR: { value: number };
@@ -70,30 +72,37 @@ export interface WasmInferConv {
    * y = act(scale ⊙ conv(x, weights) + shift) for `num` images [channels, height, width] into
    * [outChannels, OH, OW] each (overwrites y). `weights` [outChannels, channels/group, kH, kW];
    * `version` names their contents (Blob.dataVersion): the packed copy is reused while the
-   * array and version are the same; undefined packs for this call only.
+   * array and version are the same; undefined packs for this call only. Returns false, having
+   * written nothing to y, where the runner's memory cannot grow to hold the call (at most 2 GiB):
+   * run another path then.
    */
   conv2d(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
     y: Float32Array, io?: ActivationVersions,
-  ): void;
+  ): boolean;
   /**
    * Depthwise convolution (group = channels = outChannels) with the epilogue: the per-channel
    * scale folded into the filters, shift added as the bias, then the ReLU; overwrites y.
    */
-  depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): void;
+  depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): boolean;
   /**
    * y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) (InnerProduct, weights N × K), with the weights
    * kept in this runner's memory per `version` as conv2d's.
    */
-  innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void;
+  innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): boolean;
   /** Bytes of weights held packed, and the memory's size. */
   stats(): { cachedBytes: number; cachedEntries: number; memoryBytes: number };
   /** Drops every cached weight block. */
   clear(): void;
 }
 
-const PAGE = 65536;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+
+/** The runner's memory cannot grow any further (the call then declines; callers take another path). */
+class ArenaFull extends MathError {}
+
+/** Most bytes the runner's memory grows to: offsets stay below 2^31 (the JS side indexes views with offset >> 2). */
+const MAX_ARENA_BYTES = 2 ** 31 - PAGE;
 
 /** First-fit blocks over a growable memory (byte offsets, 64-byte aligned). */
 class Arena {
@@ -117,11 +126,12 @@ class Arena {
     const at = this.top;
     const end = at + size;
     const have = this.memory.buffer.byteLength;
+    if (end > MAX_ARENA_BYTES) throw new ArenaFull(`${this.name}: ${end} bytes would pass the ${MAX_ARENA_BYTES}-byte limit`);
     if (end > have) {
       try {
         this.memory.grow(Math.ceil((end - have) / PAGE));
       } catch (e) {
-        throw new MathError(`${this.name}: cannot grow WebAssembly memory to ${end} bytes (${String(e)})`);
+        throw new ArenaFull(`${this.name}: cannot grow WebAssembly memory to ${end} bytes (${String(e)})`);
       }
     }
     this.top = end;
@@ -256,21 +266,23 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
       c = undefined;
     }
     if (!c) {
-      c = { version, key, at: arena.alloc(bytes), bytes };
+      c = { version: NaN, key, at: arena.alloc(bytes), bytes };
       cache.set(w, c);
       live.add(c);
       registry?.register(w, c, c);
     }
-    c.version = version;
+    // Valid only once filled (filling allocates scratch, which may fail).
+    c.version = NaN;
     c.key = key;
     fill(c.at);
+    c.version = version;
     return c.at;
   }
 
   function conv2d(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
     y: Float32Array, io?: ActivationVersions,
-  ): void {
+  ): boolean {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const O = g.outChannels, G = g.group;
     const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
@@ -290,10 +302,19 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('scale', scale, O);
     need('shift', shift, O);
 
-    if (useWinograd(g, Cg, m)) {
-      winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io);
-      return;
-    }
+    if (useWinograd(g, Cg, m)) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io));
+    return declineWhenFull(() => direct(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io));
+  }
+
+  /** The im2col-free packed convolution (conv2d's general path). */
+  function direct(
+    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
+    scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
+    io: ActivationVersions | undefined,
+  ): void {
+    const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
+    const O = g.outChannels, G = g.group;
+    const Cg = C / G, m = O / G, K = Cg * KH * KW, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
     const mp = Math.ceil(m / MR) * MR;
     const groupBytes = 4 * mp * K;
     const padded = PH > 0 || PW > 0;
@@ -427,7 +448,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     keepResident(y, ySlot, 4 * imgOut, io);
   }
 
-  function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): void {
+  function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): boolean {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const OH = convOutputSize(H, KH, PH, SH, DH), OW = convOutputSize(W, KW, PW, SW, DW);
     for (const [key, v] of Object.entries({ channels: C, height: H, width: W, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW, num, OH, OW })) {
@@ -446,8 +467,11 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('scale', scale, C);
     need('shift', shift, C);
     const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
-    const base = scratch(pPad + 4 * (H + 2 * PH) * (W + 2 * PW + 8));
-    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    let base = 0, xAt = -1, ySlot = -1;
+    if (!declineWhenFull(() => {
+      base = scratch(pPad + 4 * (H + 2 * PH) * (W + 2 * PW + 8));
+      ({ xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io));
+    })) return false;
     const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
     const xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
@@ -463,9 +487,10 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
     keepResident(y, ySlot, 4 * imgOut, io);
+    return true;
   }
 
-  function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): void {
+  function innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): boolean {
     for (const [key, v] of [['M', M], ['N', N], ['K', K]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} inner product: ${key} must be a positive integer, got ${v}`);
     }
@@ -474,13 +499,28 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     }
     const pX = 0, pB = align(4 * M * K), pY = pB + align(4 * N), pW = pY + align(4 * M * N);
     const need = pW + (version === undefined ? 4 * N * K : 0);
-    const wAt = weightsBlock(w, version, `ip ${N} ${K}`, 4 * N * K, (at) => f32().set(w.subarray(0, N * K), at >> 2), () => scratch(need) + pW);
-    const base = scratch(need);
+    let wAt = 0, base = 0;
+    if (!declineWhenFull(() => {
+      wAt = weightsBlock(w, version, `ip ${N} ${K}`, 4 * N * K, (at) => f32().set(w.subarray(0, N * K), at >> 2), () => scratch(need) + pW);
+      base = scratch(need);
+    })) return false;
     const mem = f32();
     mem.set(x.subarray(0, M * K), (base + pX) >> 2);
     if (bias) mem.set(bias.subarray(0, N), (base + pB) >> 2);
     k.rowdot(base + pX, M, K, wAt, N, base + pB, bias ? 1 : 0, base + pY, N);
     y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + M * N));
+    return true;
+  }
+
+  /** Runs `f`; false when the runner's memory ran out (ArenaFull), rethrowing anything else. */
+  function declineWhenFull(f: () => void): boolean {
+    try {
+      f();
+      return true;
+    } catch (e) {
+      if (e instanceof ArenaFull) return false;
+      throw e;
+    }
   }
 
   function stats() {

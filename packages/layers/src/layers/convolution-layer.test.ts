@@ -478,7 +478,7 @@ describe('ConvolutionLayer', () => {
       let calls = 0;
       runner!.conv2d = (...args) => {
         calls++;
-        conv2d(...args);
+        return conv2d(...args);
       };
       try {
         const p = { num_output: 4, kernel_size: [3], pad: [1] };

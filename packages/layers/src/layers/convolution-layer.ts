@@ -93,9 +93,9 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
       outChannels: this.convOutChannels, group: this.group,
     };
-    if (depthwise) runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
-    else runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io);
-    return true;
+    // False (nothing written) where the runner's memory is full: the other paths run.
+    if (depthwise) return runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
+    return runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io);
   }
 
   /**

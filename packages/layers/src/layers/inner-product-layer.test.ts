@@ -247,7 +247,7 @@ describe('InnerProductLayer', () => {
       let calls = 0;
       runner!.innerProduct = (...args) => {
         calls++;
-        innerProduct(...args);
+        return innerProduct(...args);
       };
       try {
         forward(testIp({ num_output: 3 }), makeBlob([2, 5], { dtype: 'float32' }));

@@ -86,10 +86,7 @@ export class InnerProductLayer extends Layer {
       // call reads them once, in place, instead of staging them.
       const bias = this.biasTerm ? (this.blobs[1]!.cpuData() as Float32Array) : null;
       const packed = this.phase === Phase.TEST ? defaultWasmInferConv() : null;
-      if (packed) {
-        packed.innerProduct(this.M, this.N, this.K, x as Float32Array, w as Float32Array, this.blobs[0]!.dataVersion, bias, y);
-        return;
-      }
+      if (packed?.innerProduct(this.M, this.N, this.K, x as Float32Array, w as Float32Array, this.blobs[0]!.dataVersion, bias, y)) return;
       const k = defaultWasmInfer();
       if (k) {
         k.rowdot(this.M, this.N, this.K, x as Float32Array, w as Float32Array, bias, y);
