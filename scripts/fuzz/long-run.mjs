@@ -40,10 +40,10 @@ if (which === 'lenet') {
   const source = join(mkdtempSync(join(tmpdir(), 'caffe-ts-long-run-')), 'fashion100_leveldb');
   cpSync(original, source, { recursive: true });
   chmodSync(source, 0o755); // the copy keeps the corpus folder's read-only mode
-  const text = readFileSync(join(root, 'packages/zoo/models/lenet/lenet_train_test.prototxt'), 'utf8').replace(
-    '"data/mnist/mnist_train_leveldb"',
-    JSON.stringify(source),
-  );
+  // The zoo net reads LMDBs; its train layer (the first Data layer) reads this LevelDB instead.
+  const text = readFileSync(join(root, 'packages/zoo/models/lenet/lenet_train_test.prototxt'), 'utf8')
+    .replace('"data/mnist/mnist_train_lmdb"', JSON.stringify(source))
+    .replace('backend: LMDB', 'backend: LEVELDB');
   const param = createMessage('SolverParameter', {
     net_param: parseNetParameter(text),
     base_lr: 0.01,

@@ -26,8 +26,8 @@ describe.skipIf(!hasCorpus)('LeNet with C++ Caffe files', () => {
   const dir = tempDir('caffe-ts-lenet-');
   beforeAll(async () => {
     mkdirSync(join(dir.path, 'data/mnist'), { recursive: true });
-    await convertBundledMnist('test', join(dir.path, 'data/mnist/mnist_test_leveldb'));
-    await convertBundledMnist('train', join(dir.path, 'data/mnist/mnist_train_leveldb'));
+    await convertBundledMnist('test', join(dir.path, 'data/mnist/mnist_test_lmdb'), { backend: 'lmdb' });
+    await convertBundledMnist('train', join(dir.path, 'data/mnist/mnist_train_lmdb'), { backend: 'lmdb' });
   }, 120_000);
   afterAll(async () => {
     await closeDataSources();

@@ -19,9 +19,9 @@ describe('LMDB and LevelDB give identical training', () => {
     await convertBundledMnist('train', join(folder, 'train_db'), { backend });
     await convertBundledMnist('test', join(folder, 'test_db'), { backend });
     const net = readFileSync(join(zooDir, 'lenet/lenet_train_test.prototxt'), 'utf8')
-      .replace('"data/mnist/mnist_train_leveldb"', `"${join(folder, 'train_db')}"`)
-      .replace('"data/mnist/mnist_test_leveldb"', `"${join(folder, 'test_db')}"`)
-      .replaceAll('backend: LEVELDB', `backend: ${backend.toUpperCase()}`);
+      .replace('"data/mnist/mnist_train_lmdb"', `"${join(folder, 'train_db')}"`)
+      .replace('"data/mnist/mnist_test_lmdb"', `"${join(folder, 'test_db')}"`)
+      .replaceAll('backend: LMDB', `backend: ${backend.toUpperCase()}`);
     writeFileSync(join(folder, 'net.prototxt'), net);
     writeFileSync(
       join(folder, 'solver.prototxt'),

@@ -27,10 +27,10 @@ const N = 8;
 /** LeNet as in the zoo, with training batches of 8 instead of 64 to keep the test fast. */
 const BATCH = 8;
 
-/** A LevelDB of the first `count` bundled digits, classes interleaved (0, 1, …, 9, 0, 1, …). */
+/** An LMDB (the zoo net's backend) of the first `count` bundled digits, classes interleaved (0, 1, …, 9, 0, 1, …). */
 async function writeDigitsDb(path: string, count: number): Promise<void> {
   const classes = await loadBundledMnistDigits();
-  const db = await openDatumDb(path, { mode: 'new', backend: 'leveldb' });
+  const db = await openDatumDb(path, { mode: 'new', backend: 'lmdb' });
   const writer = db.writer();
   for (let i = 0; i < count; i++) {
     const label = i % 10;
@@ -66,8 +66,8 @@ describe('caffe train is deterministic on LeNet (CPU)', () => {
     const zooNet = readFileSync(join(zooDir, 'lenet', 'lenet_train_test.prototxt'), 'utf8');
     expect(zooNet).toContain('batch_size: 64');
     writeFileSync(join(dir.path, 'lenet_train_test.prototxt'), zooNet.replace('batch_size: 64', `batch_size: ${BATCH}`));
-    await writeDigitsDb(join(dir.path, 'data/mnist/mnist_train_leveldb'), N * BATCH);
-    await writeDigitsDb(join(dir.path, 'data/mnist/mnist_test_leveldb'), 100);
+    await writeDigitsDb(join(dir.path, 'data/mnist/mnist_train_lmdb'), N * BATCH);
+    await writeDigitsDb(join(dir.path, 'data/mnist/mnist_test_lmdb'), 100);
     solver('a', 2 * N);
     solver('b', 2 * N);
     solver('half', N);

@@ -50,7 +50,7 @@ describe('LeNet fine-tuning recipe: 0-4, then a new head on 5-9', () => {
     mkdirSync(join(dir.path, 'data/mnist'), { recursive: true });
     for (const [digits, tag] of [['0-4', '04'], ['5-9', '59']] as const) {
       for (const split of ['train', 'test']) {
-        const r = await caffe(['convert_mnist', '--bundled', split, `data/mnist/mnist_${tag}_${split}_leveldb`, '--digits', digits], dir.path);
+        const r = await caffe(['convert_mnist', '--bundled', split, `data/mnist/mnist_${tag}_${split}_lmdb`, '--digits', digits, '--backend', 'lmdb'], dir.path);
         expect(r.stderr).toBe('');
         expect(r.code).toBe(0);
       }
@@ -65,7 +65,7 @@ describe('LeNet fine-tuning recipe: 0-4, then a new head on 5-9', () => {
     const r = await caffe(['convert_mnist', '--bundled', 'test', 'data/mnist/x', '--digits', '4-2'], dir.path);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--digits: invalid digit list '4-2'/);
-    const db = await openDatumDb(join(dir.path, 'data/mnist/mnist_59_test_leveldb'), { mode: 'read' });
+    const db = await openDatumDb(join(dir.path, 'data/mnist/mnist_59_test_lmdb'), { mode: 'read', backend: 'lmdb' });
     const counts = new Map<number, number>();
     for await (const rec of db.entries()) {
       const label = decodeDatum(rec.value).label;

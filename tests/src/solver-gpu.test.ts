@@ -25,14 +25,14 @@ describe(`LeNet training on the gpu backend (gpu.js ${mode})`, () => {
   let net = '';
   let gpu: GpuBackend;
   beforeAll(async () => {
-    await convertBundledMnist('train', join(dir.path, 'train_db'));
-    await convertBundledMnist('test', join(dir.path, 'test_db'));
+    await convertBundledMnist('train', join(dir.path, 'train_db'), { backend: 'lmdb' });
+    await convertBundledMnist('test', join(dir.path, 'test_db'), { backend: 'lmdb' });
     net = join(dir.path, 'net.prototxt');
     writeFileSync(
       net,
       readFileSync(join(zooDir, 'lenet/lenet_train_test.prototxt'), 'utf8')
-        .replace('"data/mnist/mnist_train_leveldb"', JSON.stringify(join(dir.path, 'train_db')))
-        .replace('"data/mnist/mnist_test_leveldb"', JSON.stringify(join(dir.path, 'test_db')))
+        .replace('"data/mnist/mnist_train_lmdb"', JSON.stringify(join(dir.path, 'train_db')))
+        .replace('"data/mnist/mnist_test_lmdb"', JSON.stringify(join(dir.path, 'test_db')))
         .replace('batch_size: 64', 'batch_size: 4')
         .replace('batch_size: 100', 'batch_size: 8'),
     );

@@ -12,7 +12,7 @@ import { createGpuBackend, type GpuBackend } from '../src/backend.js';
 import type { GpuMode } from '../src/runtime.js';
 
 /**
- * Issue #7's parity checks on the zoo's LeNet (LevelDB digits bundled with io-leveldb, batch 64,
+ * Issue #7's parity checks on the zoo's LeNet (LMDB digits bundled with io-leveldb, batch 64,
  * Caffe's LeNet solver): ITERS iterations on the gpu backend and on the CPU backend from the same
  * seed give losses within 1e-3 relative, and test accuracies within 0.5 %.
  * CAFFE_TS_GPU_PARITY_ITERS (default 500), CAFFE_TS_GPU_MODE (default: the best mode here).
@@ -25,13 +25,13 @@ describe(`LeNet ${ITERS} iterations, gpu vs cpu`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'caffe-ts-gpu-parity-'));
   let gpu: GpuBackend;
   beforeAll(async () => {
-    await convertBundledMnist('train', join(dir, 'train_db'));
-    await convertBundledMnist('test', join(dir, 'test_db'));
+    await convertBundledMnist('train', join(dir, 'train_db'), { backend: 'lmdb' });
+    await convertBundledMnist('test', join(dir, 'test_db'), { backend: 'lmdb' });
     writeFileSync(
       join(dir, 'net.prototxt'),
       readFileSync(join(zoo, 'lenet_train_test.prototxt'), 'utf8')
-        .replace('"data/mnist/mnist_train_leveldb"', JSON.stringify(join(dir, 'train_db')))
-        .replace('"data/mnist/mnist_test_leveldb"', JSON.stringify(join(dir, 'test_db'))),
+        .replace('"data/mnist/mnist_train_lmdb"', JSON.stringify(join(dir, 'train_db')))
+        .replace('"data/mnist/mnist_test_lmdb"', JSON.stringify(join(dir, 'test_db'))),
     );
     mkdirSync(join(dir, 'snap'));
     gpu = createGpuBackend({ mode: (process.env.CAFFE_TS_GPU_MODE as GpuMode | undefined) || undefined });
