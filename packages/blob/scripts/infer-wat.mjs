@@ -957,5 +957,145 @@ function packedConvWat({ relaxed }) {
   e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
   e('    (br $oLoop)))');
   e(')');
+
+  // ---- Winograd F(4×4, 3×3) ----
+  // The same scheme with 6×6 input tiles at a stride of 4 and 36 GEMMs: 36/16 multiply-adds per
+  // output instead of F(2×2, 3×3)'s 16/4 (a further 1.78× fewer), at the price of larger transforms
+  // (coefficients up to 8, so float32 results drift a little more). Lanes hold four horizontally
+  // adjacent tiles; 4 × 4 transposes move between tile columns and lanes.
+  const BT4 = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]];
+  const AT4 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]];
+  const c6 = [0, 1, 2, 3, 4, 5];
+  /** Σ_k row[k]·v(k) as an f32x4 expression (±1 as add/sub, others times a splatted constant). */
+  const lin = (row, v) => {
+    let expr = null;
+    row.forEach((c, k) => {
+      if (c === 0) return;
+      const term = Math.abs(c) === 1 ? v(k) : `(f32x4.mul (v128.const f32x4 ${Math.abs(c)} ${Math.abs(c)} ${Math.abs(c)} ${Math.abs(c)}) ${v(k)})`;
+      if (expr === null) expr = c > 0 ? term : `(f32x4.neg ${term})`;
+      else expr = `(f32x4.${c > 0 ? 'add' : 'sub'} ${expr} ${term})`;
+    });
+    return expr ?? '(v128.const i32x4 0 0 0 0)';
+  };
+  // 4 × 4 transpose of (a, b, c, d) (lanes l of the inputs → vector l): lane k of output l = input k's lane l.
+  const sh = (lanes) => lanes.flatMap((l) => [0, 1, 2, 3].map((q) => 4 * l + q)).join(' ');
+  const transpose = (ins, outs, tmp) => {
+    const [a, b, c, d] = ins.map((x) => `(local.get ${x})`);
+    return [
+      `(local.set ${tmp[0]} (i8x16.shuffle ${sh([0, 4, 1, 5])} ${a} ${b}))`,
+      `(local.set ${tmp[1]} (i8x16.shuffle ${sh([0, 4, 1, 5])} ${c} ${d}))`,
+      `(local.set ${tmp[2]} (i8x16.shuffle ${sh([2, 6, 3, 7])} ${a} ${b}))`,
+      `(local.set ${tmp[3]} (i8x16.shuffle ${sh([2, 6, 3, 7])} ${c} ${d}))`,
+      ...(outs[0] ? [`(local.set ${outs[0]} (i8x16.shuffle ${sh([0, 1, 4, 5])} (local.get ${tmp[0]}) (local.get ${tmp[1]})))`] : []),
+      ...(outs[1] ? [`(local.set ${outs[1]} (i8x16.shuffle ${sh([2, 3, 6, 7])} (local.get ${tmp[0]}) (local.get ${tmp[1]})))`] : []),
+      ...(outs[2] ? [`(local.set ${outs[2]} (i8x16.shuffle ${sh([0, 1, 4, 5])} (local.get ${tmp[2]}) (local.get ${tmp[3]})))`] : []),
+      ...(outs[3] ? [`(local.set ${outs[3]} (i8x16.shuffle ${sh([2, 3, 6, 7])} (local.get ${tmp[2]}) (local.get ${tmp[3]})))`] : []),
+    ];
+  };
+  e(';; V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 4th,');
+  e(';; column 4tw of the padded planes xp, Wp ≥ 4·TWp + 4, TWp a multiple of 4), stored as wino_in does.');
+  e('(func (export "wino4_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
+  e('  (param $V i32) (param $vstride i32)');
+  e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
+  e('  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
+  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
+  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
+  e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
+  e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+  e('  (block $cDone (loop $cLoop');
+  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $C)))');
+  e('    (local.set $th (i32.const 0))');
+  e('    (block $hDone (loop $hLoop');
+  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+  e('      (local.set $tw (i32.const 0))');
+  e('      (block $wDone (loop $wLoop');
+  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+  e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
+  e('          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 2)) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const 4)))))');
+  for (const r of c6) {
+    for (let q = 0; q < 5; q++) e(`        (local.set $v${q} (v128.load offset=${16 * q} (local.get $row)))`);
+    for (const l of transpose(['$v0', '$v1', '$v2', '$v3'], [`$d${r}0`, `$d${r}1`, `$d${r}2`, `$d${r}3`], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
+    for (const l of transpose(['$v1', '$v2', '$v3', '$v4'], [`$d${r}4`, `$d${r}5`, null, null], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
+    if (r < 5) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
+  }
+  for (const i of c6) for (const j of c6) e(`        (local.set $t${i}${j} ${lin(BT4[i], (k) => `(local.get $d${k}${j})`)})`);
+  e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
+  e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
+  e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
+  for (const i of c6) {
+    for (const j of c6) {
+      e(`        (v128.store (local.get $dst) ${lin(BT4[j], (k) => `(local.get $t${i}${k})`)})`);
+      if (!(i === 5 && j === 5)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
+    }
+  }
+  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+  e('        (br $wLoop)))');
+  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+  e('      (br $hLoop)))');
+  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  e('    (br $cLoop)))');
+  e(')');
+
+  const c4 = [0, 1, 2, 3];
+  e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).');
+  e('(func (export "wino4_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
+  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
+  e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $r i32)');
+  e('  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
+  e('  (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)');
+  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
+  e(`  ${c4.flatMap((r) => c6.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
+  e(`  ${c4.flatMap((r) => c4.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
+  e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
+  e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+  e('  (block $oDone (loop $oLoop');
+  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $M)))');
+  e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
+  e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
+  e('    (local.set $th (i32.const 0))');
+  e('    (block $hDone (loop $hLoop');
+  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+  e('      (local.set $tw (i32.const 0))');
+  e('      (block $wDone (loop $wLoop');
+  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+  e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
+  for (const i of c6) {
+    for (const j of c6) {
+      e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
+      if (!(i === 5 && j === 5)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
+    }
+  }
+  for (const i of c4) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT4[i], (k) => `(local.get $m${k}${j})`)})`);
+  for (const i of c4) for (const j of c4) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT4[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
+  e('        (if (local.get $relu) (then');
+  for (const i of c4) for (const j of c4) {
+    e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
+  }
+  e('        ))');
+  e('        (local.set $col (i32.shl (local.get $tw) (i32.const 2)))');
+  for (const i of c4) {
+    // Output row 4th + i: vector l of the transpose is tile tw + l's four columns.
+    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i})) (local.get $OH)) (then`);
+    for (const l of transpose([`$y${i}0`, `$y${i}1`, `$y${i}2`, `$y${i}3`], ['$q0', '$q1', '$q2', '$q3'], ['$s0', '$s1', '$s2', '$s3'])) e('          ' + l);
+    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
+    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 16)) (local.get $OW))');
+    e('            (then');
+    for (const l of c4) e(`              (v128.store offset=${16 * l} (local.get $dst) (local.get $q${l})))`.slice(0, -1));
+    e('            )');
+    e('            (else');
+    for (const l of c4) {
+      for (const k of c4) {
+        e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
+      }
+    }
+    e('            ))))');
+  }
+  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+  e('        (br $wLoop)))');
+  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+  e('      (br $hLoop)))');
+  e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
+  e('    (br $oLoop)))');
+  e(')');
   return L;
 }

@@ -43,7 +43,15 @@ interface PackedExports {
   wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
   wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
   wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
+  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
+  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
 }
+
+/** Winograd weight transforms G (n × 3) of F(2×2, 3×3) and F(4×4, 3×3): U = G g Gᵀ. */
+const WINOGRAD_G: Record<2 | 4, number[][]> = {
+  2: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+  4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+};
 
 /**
  * Versions of the input and output blobs (Blob.dataVersion, the output's read after its mutable
@@ -302,7 +310,8 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     need('scale', scale, O);
     need('shift', shift, O);
 
-    if (useWinograd(g, Cg, m)) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io));
+    const tile = winogradTile(g, Cg, m, OH, OW);
+    if (tile) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, tile));
     return declineWhenFull(() => direct(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io));
   }
 
@@ -369,56 +378,57 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
   }
 
   /**
-   * 3×3, stride 1, undilated, through Winograd F(2×2, 3×3) (scripts/infer-wat.mjs): the weights
-   * transformed (U = G g Gᵀ per output/input channel pair) and packed once per version, 16
-   * GEMMs per image and group over the transformed input tiles, then the output transform with
-   * the epilogue.
+   * 3×3, stride 1, undilated, through Winograd F(T×T, 3×3), T = 2 or 4 (scripts/infer-wat.mjs):
+   * the weights transformed (U = G g Gᵀ per output/input channel pair) and packed once per
+   * version, (T + 2)² GEMMs per image and group over the transformed input tiles, then the output
+   * transform with the epilogue.
    */
   function winograd(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
     scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
-    io: ActivationVersions | undefined,
+    io: ActivationVersions | undefined, T: 2 | 4,
   ): void {
     const { channels: C, height: H, width: W, padH: PH, padW: PW } = g;
     const O = g.outChannels, G = g.group, Cg = C / G, m = O / G, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
-    const TH = Math.ceil(OH / 2), TWp = Math.ceil(Math.ceil(OW / 2) / 4) * 4, N = TH * TWp;
-    const Hp = 2 * TH + 2, Wp = 2 * TWp + 2, planeP = Hp * Wp;
+    const n = T + 2, XI = n * n, Gm = WINOGRAD_G[T];
+    const TH = Math.ceil(OH / T), TWp = Math.ceil(Math.ceil(OW / T) / 4) * 4, N = TH * TWp;
+    // The last tiles read T + 2 rows and (four tiles to a vector) up to T·TWp + 4 columns.
+    const Hp = T * TH + 2, Wp = T * TWp + (T === 4 ? 4 : 2), planeP = Hp * Wp;
     const mp = Math.ceil(m / MR) * MR, panels = Math.ceil(N / NR);
     const uBytes = 4 * mp * Cg; // one packed U_ξ of one group
     const vstride = 32 * panels * Cg;
-    // Scratch: image, padded image (+ slack), V (16 panels sets), M (16 products), a, b and
+    // Scratch: image, padded image (+ slack), V (XI panel sets), M (XI products), a, b and
     // ones/zeros for the GEMMs' epilogue, output, edge tile; then (uncached) the packed U, and
     // the raw U on its way to packa.
-    const pX = 0, pXp = align(4 * (imgIn + 16)), pV = pXp + align(4 * (C * planeP + 16)), pM = pV + align(16 * vstride);
-    const pA = pM + align(16 * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
+    const pX = 0, pXp = align(4 * (imgIn + 16)), pV = pXp + align(4 * (C * planeP + 16)), pM = pV + align(XI * vstride);
+    const pA = pM + align(XI * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
     const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + align(4 * MR * NR);
-    const pRaw = pW + (version === undefined ? G * 16 * uBytes : 0);
-    const scratchNeed = pRaw + 4 * 16 * O * Cg;
-    const wAt = weightsBlock(weights, version, `wino ${O} ${G} ${Cg}`, G * 16 * uBytes, (at) => {
+    const pRaw = pW + (version === undefined ? G * XI * uBytes : 0);
+    const scratchNeed = pRaw + 4 * XI * O * Cg;
+    const wAt = weightsBlock(weights, version, `wino${T} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
       const raw = scratch(scratchNeed) + pRaw;
       const mem = f32(), r0 = raw >> 2;
+      const t = new Float64Array(3 * n); // G g: n × 3
       // U_ξ[o][c] = (G g Gᵀ)[ξ], laid out per group and ξ as an m × Cg matrix.
       for (let o = 0; o < O; o++) {
         const q = Math.floor(o / m), oo = o - q * m;
         for (let c = 0; c < Cg; c++) {
           const w0 = (o * Cg + c) * 9;
-          const t = new Float64Array(12); // G g: 4 × 3
-          for (let j = 0; j < 3; j++) {
-            const a = weights[w0 + j]!, b = weights[w0 + 3 + j]!, d = weights[w0 + 6 + j]!;
-            t[j] = a;
-            t[3 + j] = (a + b + d) / 2;
-            t[6 + j] = (a - b + d) / 2;
-            t[9 + j] = d;
+          for (let i = 0; i < n; i++) {
+            const gi = Gm[i]!;
+            for (let j = 0; j < 3; j++) t[3 * i + j] = gi[0]! * weights[w0 + j]! + gi[1]! * weights[w0 + 3 + j]! + gi[2]! * weights[w0 + 6 + j]!;
           }
-          for (let i = 0; i < 4; i++) {
-            const a = t[3 * i]!, b = t[3 * i + 1]!, d = t[3 * i + 2]!;
-            const row = [a, (a + b + d) / 2, (a - b + d) / 2, d];
-            for (let j = 0; j < 4; j++) mem[r0 + ((q * 16 + i * 4 + j) * m + oo) * Cg + c] = row[j]!;
+          for (let i = 0; i < n; i++) {
+            for (let j = 0; j < n; j++) {
+              const gj = Gm[j]!;
+              const u = t[3 * i]! * gj[0]! + t[3 * i + 1]! * gj[1]! + t[3 * i + 2]! * gj[2]!;
+              mem[r0 + ((q * XI + i * n + j) * m + oo) * Cg + c] = u;
+            }
           }
         }
       }
       for (let q = 0; q < G; q++) {
-        for (let xi = 0; xi < 16; xi++) k.packa(raw + 4 * (q * 16 + xi) * m * Cg, m, Cg, at + (q * 16 + xi) * uBytes);
+        for (let xi = 0; xi < XI; xi++) k.packa(raw + 4 * (q * XI + xi) * m * Cg, m, Cg, at + (q * XI + xi) * uBytes);
       }
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
@@ -433,17 +443,18 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     }
     mem.fill(1, (base + pOne) >> 2, ((base + pOne) >> 2) + mp + MR);
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
-    for (let n = 0; n < num; n++) {
-      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+    const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
+    for (let img = 0; img < num; img++) {
+      if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
       k.padimg2(xIn, C, H, W, PH, PW, Hp, Wp, base + pXp);
       for (let q = 0; q < G; q++) {
-        k.wino_in(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
-        for (let xi = 0; xi < 16; xi++) {
-          k.wgemm(wAt + (q * 16 + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
+        tin(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
+        for (let xi = 0; xi < XI; xi++) {
+          k.wgemm(wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
         }
-        k.wino_out(base + pM, m, N, TH, TWp, OH, OW, yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
+        tout(base + pM, m, N, TH, TWp, OH, OW, yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
       }
-      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
     }
     keepResident(y, ySlot, 4 * imgOut, io);
   }
@@ -543,22 +554,24 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
 }
 
 /**
- * Whether a convolution runs through Winograd F(2×2, 3×3): 3×3, stride 1, no dilation, and
- * enough channels for its 16 GEMMs to beat one of 9× the depth (CAFFE_TS_WINOGRAD=off: never).
+ * The Winograd output tile a convolution runs with (F(T×T, 3×3)), or null for the direct path:
+ * 3×3, stride 1, no dilation, and enough channels for the GEMMs to beat one of 9× the depth.
+ * CAFFE_TS_WINOGRAD=off: never; =2 or =4: that tile; by default the one with less GEMM work.
  */
-function useWinograd(g: Conv2dGeometry, Cg: number, m: number): boolean {
-  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1) return false;
-  if (winogradOff()) return false;
-  return Cg >= WINOGRAD_MIN_CHANNELS && m >= WINOGRAD_MIN_CHANNELS;
+function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: number): 2 | 4 | null {
+  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1) return null;
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const choice = env?.CAFFE_TS_WINOGRAD?.trim().toLowerCase();
+  if (choice === 'off' || Cg < WINOGRAD_MIN_CHANNELS || m < WINOGRAD_MIN_CHANNELS) return null;
+  if (choice === '2' || choice === '4') return choice === '2' ? 2 : 4;
+  // The GEMM work of each tile size, counting the tiles computed past the output's edge (tile
+  // rows go four tiles to a vector): small planes (7×7) waste less with 2×2 tiles.
+  const work = (T: number) => (T + 2) ** 2 * Math.ceil(OH / T) * Math.ceil(Math.ceil(OW / T) / 4) * 4;
+  return work(4) < work(2) ? 4 : 2;
 }
 
 /** Fewest input channels (per group) and outputs (per group) for the Winograd path. */
 export const WINOGRAD_MIN_CHANNELS = 16;
-
-function winogradOff(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.CAFFE_TS_WINOGRAD?.trim().toLowerCase() === 'off';
-}
 
 const KEY = Symbol.for('caffe-ts.wasmInferConv');
 
