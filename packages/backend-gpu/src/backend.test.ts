@@ -98,12 +98,20 @@ describe('device memory', () => {
     big.forward([x], [y2]);
     expect(Array.from(y2.cpuData())).toEqual(new Array(80).fill(15));
     expect((big.blobs[0]!.gpuData() as GpuBuffer).parts).toHaveLength(2);
-    // Other kernels refuse a split buffer, naming the sizes, rather than index it wrongly.
+    // Layers whose images are independent run part by part (here 1,200 one-float images).
     const relu = createLayer('ReLU', { name: 'relu' }, { dtype: 'float32', backend: b });
     const wide = new Blob([1200], { dtype: 'float32', device: b.device });
+    wide.mutableCpuData().forEach((_, i, a) => (a[i] = i % 2 ? i : -i));
     const out = new Blob([], { dtype: 'float32', device: b.device });
     relu.setUp([wide], [out]);
-    expect(() => relu.forward([wide], [out])).toThrow(/a buffer of 1200 floats is split into 2 parts \(gpu.js indexes exactly only up to 1024 floats\)/);
+    relu.forward([wide], [out]);
+    expect(Array.from(out.cpuData())).toEqual(Array.from({ length: 1200 }, (_, i) => (i % 2 ? i : 0)));
+    expect((out.gpuData() as GpuBuffer).parts).toHaveLength(2);
+    // Other kernels refuse a split buffer, naming the sizes, rather than index it wrongly.
+    const sum = createLayer('Eltwise', { name: 'sum' }, { dtype: 'float32', backend: b });
+    const out2 = new Blob([], { dtype: 'float32', device: b.device });
+    sum.setUp([wide, out], [out2]);
+    expect(() => sum.forward([wide, out], [out2])).toThrow(/a buffer of 1200 floats is split into 2 parts \(gpu.js indexes exactly only up to 1024 floats\)/);
     b.destroy();
   });
 

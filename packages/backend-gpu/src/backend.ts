@@ -3,6 +3,7 @@ import type { LayerKernel } from '@caffe-ts/layers';
 import { GpuDevice, type GpuDeviceStats } from './device.js';
 import { accuracyKernel } from './kernels/accuracy.js';
 import { batchNormKernel } from './kernels/batch-norm.js';
+import { perImageParts } from './kernels/batch-parts.js';
 import { concatKernel } from './kernels/concat.js';
 import { convolutionKernel } from './kernels/convolution.js';
 import { dropoutKernel } from './kernels/dropout.js';
@@ -75,22 +76,22 @@ const KERNELS: Record<string, LayerKernel> = {
   BatchNorm: batchNormKernel as LayerKernel,
   Bias: biasKernel as LayerKernel,
   Concat: concatKernel as LayerKernel,
-  Convolution: convolutionKernel,
+  Convolution: perImageParts(convolutionKernel),
   Dropout: dropoutKernel,
   Eltwise: eltwiseKernel as LayerKernel,
   Flatten: shareKernel,
   InnerProduct: innerProductKernel,
   Input: inputKernel,
-  LRN: lrnKernel,
-  Pooling: poolingKernel as LayerKernel,
-  ReLU: reluKernel,
+  LRN: perImageParts(lrnKernel),
+  Pooling: perImageParts(poolingKernel) as LayerKernel,
+  ReLU: perImageParts(reluKernel),
   Reshape: shareKernel,
   Scale: scaleKernel as LayerKernel,
-  Sigmoid: sigmoidKernel,
+  Sigmoid: perImageParts(sigmoidKernel),
   Softmax: softmaxKernel,
   SoftmaxWithLoss: softmaxWithLossKernel,
   Split: splitKernel,
-  TanH: tanhKernel,
+  TanH: perImageParts(tanhKernel),
 };
 for (const type of HOST_ONLY_TYPES) KERNELS[type] = hostOnlyKernel;
 

@@ -52,6 +52,12 @@ export interface KernelSpec {
   constants?: Record<string, number>;
   /** Each thread returns 4 floats (gpu.js 'Array(4)': one RGBA texel per output element). */
   vec4?: boolean;
+  /**
+   * GLSL functions the (GL-only) kernel calls, as gpu.js native functions. They may read the
+   * kernel's texture arguments through gpu.js's uniforms (`user_A`, `user_ASize`). Their source
+   * must be determined by `name` and `constants` (the cache key).
+   */
+  native?: { name: string; source: string; returnType: string }[];
 }
 
 /** out[i] = Prev[i] for i < have, then Src[off + i − have]: one step of assembling a part. */
@@ -160,19 +166,84 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     handle.freed = true;
   }
 
-  /** The buffer's current value, zeros when it was never written. */
+  /**
+   * The buffer's current value, zeros when it was never written. A buffer held in parts that fits
+   * one kernel output (cut into image parts by a layer before) is joined back on the device.
+   */
   read(handle: GpuBuffer): GpuValue {
     if (handle.freed) throw new BackendError(`gpu backend: buffer of ${handle.length} floats used after it was freed`);
     if (handle.parts) {
-      throw new BackendError(
-        `gpu backend (${this.runtime.info.mode}): a buffer of ${handle.length} floats is split into ${handle.parts.length} parts ` +
-          `(gpu.js indexes exactly only up to ${this.splitLimit} floats); only InnerProduct weights and the solver's elementwise updates handle split buffers`,
-      );
+      if (handle.length <= this.splitLimit) {
+        this.joinParts(handle);
+      } else {
+        throw new BackendError(
+          `gpu backend (${this.runtime.info.mode}): a buffer of ${handle.length} floats is split into ${handle.parts.length} parts ` +
+            `(gpu.js indexes exactly only up to ${this.splitLimit} floats); only Convolution, Pooling, LRN, ReLU, Sigmoid and TanH (by parts of whole images), ` +
+            'InnerProduct weights and the solver updates handle split buffers',
+        );
+      }
     }
     if (handle.value === null) {
       this.set(handle, this.run({ name: 'zeros', source: 'function () { return 0; }' }, handle.length, []));
     }
     return handle.value!;
+  }
+
+  /** Join a split buffer of at most splitLimit floats into one value (append kernels, on the device). */
+  private joinParts(handle: GpuBuffer): void {
+    const parts = handle.parts!.map((_, p) => this.readPart(handle, p));
+    const ph = this.read(this.placeholder);
+    let acc: GpuValue | null = null;
+    let have = 0;
+    parts.forEach((v, p) => {
+      const n = handle.partSize(p);
+      const out = this.adopt(this.run(appendSpec, have + n, [acc ?? ph, have, v, 0]));
+      this.release(acc);
+      acc = out;
+      have += n;
+    });
+    for (const v of parts) this.release(v);
+    handle.parts = null;
+    handle.partLength = 0;
+    handle.value = acc;
+  }
+
+  /**
+   * Hold the buffer as parts of `partLength` floats (whole images, for a layer run part by part):
+   * an unsplit value is cut on the device, a split one re-cut; `discard` drops the values instead
+   * (the buffer is about to be overwritten).
+   */
+  toParts(handle: GpuBuffer, partLength: number, discard: boolean): void {
+    if (handle.freed) throw new BackendError(`gpu backend: buffer of ${handle.length} floats used after it was freed`);
+    if (partLength > this.splitLimit || partLength <= 0) {
+      throw new BackendError(`gpu backend: parts of ${partLength} floats asked for (limit ${this.splitLimit})`);
+    }
+    const count = Math.ceil(handle.length / partLength);
+    if (discard) {
+      this.release(handle.value);
+      handle.value = null;
+      if (handle.parts) for (const v of handle.parts) this.release(v);
+      handle.parts = new Array<GpuValue | null>(count).fill(null);
+      handle.partLength = partLength;
+      return;
+    }
+    if (handle.parts) {
+      this.repartition(handle, partLength);
+      return;
+    }
+    const whole = handle.value;
+    const parts = new Array<GpuValue | null>(count).fill(null);
+    if (whole !== null) {
+      const ph = this.read(this.placeholder);
+      for (let p = 0; p < count; p++) {
+        const n = Math.min(partLength, handle.length - p * partLength);
+        parts[p] = this.adopt(this.run(appendSpec, n, [ph, 0, whole, p * partLength]));
+      }
+      this.release(whole);
+    }
+    handle.value = null;
+    handle.parts = parts;
+    handle.partLength = partLength;
   }
 
   /** Part `p` of a split buffer, zeros when never written. */
@@ -186,16 +257,20 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     return handle.parts[p]!;
   }
 
-  /** Replace part `p` of a split buffer (the whole value of an unsplit one when p = 0). */
-  setPart(handle: GpuBuffer, p: number, value: GpuValue): void {
+  /**
+   * Replace part `p` of a split buffer (the whole value of an unsplit one when p = 0). `counted`:
+   * the value is already counted in liveBuffers (a kernel output stored in another buffer first).
+   */
+  setPart(handle: GpuBuffer, p: number, value: GpuValue, counted = false): void {
     if (!handle.parts) {
       this.set(handle, value);
+      if (counted) this.stats.liveBuffers--;
       return;
     }
     if (handle.parts[p] === value) return;
     this.release(handle.parts[p] ?? null);
     handle.parts[p] = value;
-    this.stats.liveBuffers++;
+    if (!counted) this.stats.liveBuffers++;
   }
 
   /** Part layout of a buffer: [start, length] per part (one part for an unsplit buffer). */
@@ -244,6 +319,7 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   /** Replace the buffer's value by a kernel output, freeing the previous texture. */
   set(handle: GpuBuffer, value: GpuValue): void {
     if (handle.value === value) return;
+    this.dropParts(handle);
     this.release(handle.value);
     handle.value = value;
     this.stats.liveBuffers++;
@@ -257,10 +333,20 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
   setKeeping(handle: GpuBuffer, value: GpuValue, keep: GpuBuffer): void {
     if (keep.freed || handle.freed) throw new BackendError('gpu backend: setKeeping on a freed buffer');
     if (handle === keep) throw new BackendError('gpu backend: setKeeping needs two different buffers');
+    this.dropParts(handle);
+    this.dropParts(keep);
     this.release(keep.value);
     keep.value = handle.value;
     handle.value = value;
     this.stats.liveBuffers++;
+  }
+
+  /** A whole value is stored into a buffer held in parts (it fits one output now): free the parts. */
+  private dropParts(handle: GpuBuffer): void {
+    if (!handle.parts) return;
+    for (const v of handle.parts) this.release(v);
+    handle.parts = null;
+    handle.partLength = 0;
   }
 
   /** Run `spec` with output length `n` and return its fresh output (caller stores or frees it). */
@@ -280,6 +366,7 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
       };
       if (spec.constants) settings.constants = spec.constants;
       if (spec.vec4) settings.returnType = 'Array(4)';
+      if (spec.native) settings.nativeFunctions = spec.native;
       const source = spec.constants ? spec.source.replace(/\$([A-Za-z_]\w*)/g, 'this.constants.$1') : spec.source;
       k = this.runtime.gpu.createKernel(source, settings);
       this.kernels.set(key, k);

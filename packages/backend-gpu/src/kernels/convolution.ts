@@ -3,7 +3,7 @@ import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 import type { GpuValue } from '../runtime.js';
-import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack } from './packed.js';
+import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type PackedGemm } from './packed.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
 
 interface ConvDims {
@@ -205,48 +205,90 @@ function usePacked(dev: GpuDevice, d: ConvDims): boolean {
 /** The dY matrix of group g: rows o (output channels), columns j = (n, s) over the batch. */
 const dyLayout = (d: ConvDims, S: number) => ({ sr: S, sc: 1, cs: S, cn: d.O * S, cols: d.N * S });
 
-/** Forward as one GEMM over the batch: top[o, (n, s)] = W[o, :]·col[:, (n, s)] (+ bias). */
+/**
+ * Forward as one GEMM over the batch: top[o, (n, s)] = W[o, :]·col[:, (n, s)] (+ bias). Without
+ * groups it computes the transpose, colᵀ·Wᵀ: the GEMM fetches its B operand 4 times as often as
+ * A, so B is the small weight matrix (it stays in cache) and A the large column matrix.
+ */
 function forwardPacked(dev: GpuDevice, layer: Layer, d: ConvDims, x: GpuValue, top: Blob): void {
   const R = (d.C / d.G) * d.KH * d.KW;
   const S = d.OH * d.OW;
-  const a = packMatrix(dev, dataOf(dev, layer.blobs[0]!), { rows: d.O, cols: R, sr: R, sc: 1 });
-  const b = packIm2col(dev, x, d, false);
-  const c = packedGemm(dev, a, b, d.O, ceil4(d.N * S), ceil4(R), d.O / d.G);
-  dev.release(a);
-  dev.release(b);
+  const J = d.N * S;
+  const w = dataOf(dev, layer.blobs[0]!);
+  let c: PackedGemm;
+  if (d.G === 1) {
+    const a = packIm2col(dev, x, d, true);
+    const b = packMatrix(dev, w, { rows: 4 * ceil4(R), validRows: R, cols: d.O, sr: 1, sc: R });
+    c = packedGemm(dev, a, b, 4 * ceil4(J), ceil4(d.O), ceil4(R));
+    dev.release(a);
+    dev.release(b);
+  } else {
+    const a = packMatrix(dev, w, { rows: d.O, cols: R, sr: R, sc: 1 });
+    const b = packIm2col(dev, x, d, false);
+    c = packedGemm(dev, a, b, d.O, ceil4(J), ceil4(R), d.O / d.G);
+    dev.release(a);
+    dev.release(b);
+  }
   const target = top.mutableGpuData() as GpuBuffer;
   const bias = d.bias ? dataOf(dev, layer.blobs[1]!) : undefined;
-  dev.set(target, unpack(dev, c, { length: target.length, count: top.count(), cols: d.N * S, layout: 'conv', spatial: S, bias }));
+  dev.set(target, unpack(dev, c, { length: target.length, count: top.count(), cols: J, layout: 'conv', spatial: S, channels: d.O, bias, transposed: d.G === 1 }));
   dev.release(c.value);
 }
 
-/** dW[o, r] += Σ_(n,s) dY[o, (n, s)]·col[r, (n, s)]: the batch is the (long) inner dimension. */
+/**
+ * dW[o, r] += Σ_(n,s) dY[o, (n, s)]·col[r, (n, s)]: the batch is the (long) inner dimension.
+ * Without groups it computes dWᵀ = col·dYᵀ, so the large column matrix is the GEMM's A operand.
+ */
 function weightGradPacked(dev: GpuDevice, d: ConvDims, dy: GpuValue, x: GpuValue, w: Blob): void {
   const R = (d.C / d.G) * d.KH * d.KW;
   const S = d.OH * d.OW;
-  const a = packMatrix(dev, dy, { rows: d.O, ...dyLayout(d, S) });
-  const b = packIm2col(dev, x, d, true);
-  const c = packedGemm(dev, a, b, d.O, ceil4(R), ceil4(d.N * S), d.O / d.G);
-  dev.release(a);
-  dev.release(b);
+  const J = d.N * S;
+  let c: PackedGemm;
+  if (d.G === 1) {
+    const a = packIm2col(dev, x, d, false);
+    const b = packMatrix(dev, dy, { rows: 4 * ceil4(J), validRows: J, cols: d.O, sr: 1, rs: S, rn: d.O * S, sc: S });
+    c = packedGemm(dev, a, b, R, ceil4(d.O), ceil4(J));
+    dev.release(a);
+    dev.release(b);
+  } else {
+    const a = packMatrix(dev, dy, { rows: d.O, ...dyLayout(d, S) });
+    const b = packIm2col(dev, x, d, true);
+    c = packedGemm(dev, a, b, d.O, ceil4(R), ceil4(J), d.O / d.G);
+    dev.release(a);
+    dev.release(b);
+  }
   const target = w.mutableGpuDiff() as GpuBuffer;
   const old = dev.read(target);
-  dev.set(target, unpack(dev, c, { length: target.length, count: w.count(), cols: R, layout: 'matrix', old: { value: old, beta: 1 } }));
+  dev.set(target, unpack(dev, c, { length: target.length, count: w.count(), cols: R, layout: 'matrix', old: { value: old, beta: 1 }, transposed: d.G === 1 }));
   dev.release(c.value);
 }
 
-/** dcol = Wᵀ·dY per group, then col2im gathers each input position's taps. */
+/**
+ * dcol = Wᵀ·dY per group, then col2im gathers each input position's taps. Without groups it
+ * computes dcolᵀ = dYᵀ·W, keeping the small weight matrix as the GEMM's B operand.
+ */
 function dataGradPacked(dev: GpuDevice, layer: Layer, d: ConvDims, dy: GpuValue, bottom: Blob): void {
   const R = (d.C / d.G) * d.KH * d.KW;
   const S = d.OH * d.OW;
+  const J = d.N * S;
   const Og = d.O / d.G;
-  const a = packMatrix(dev, dataOf(dev, layer.blobs[0]!), { groups: d.G, rows: R, cols: Og, sg: Og * R, sr: 1, sc: R });
-  const b = packMatrix(dev, dy, { groups: d.G, rows: 4 * ceil4(Og), validRows: Og, sg: Og * S, ...dyLayout(d, S) });
-  const c = packedGemm(dev, a, b, d.G * R, ceil4(d.N * S), ceil4(Og), R, 1);
-  dev.release(a);
-  dev.release(b);
+  const w = dataOf(dev, layer.blobs[0]!);
+  let c: PackedGemm;
+  if (d.G === 1) {
+    const a = packMatrix(dev, dy, { rows: 4 * ceil4(J), validRows: J, cols: d.O, sr: 1, rs: S, rn: d.O * S, sc: S });
+    const b = packMatrix(dev, w, { rows: 4 * ceil4(d.O), validRows: d.O, cols: R, sr: R, sc: 1 });
+    c = packedGemm(dev, a, b, 4 * ceil4(J), ceil4(R), ceil4(d.O), undefined, 1);
+    dev.release(a);
+    dev.release(b);
+  } else {
+    const a = packMatrix(dev, w, { groups: d.G, rows: R, cols: Og, sg: Og * R, sr: 1, sc: R });
+    const b = packMatrix(dev, dy, { groups: d.G, rows: 4 * ceil4(Og), validRows: Og, sg: Og * S, ...dyLayout(d, S) });
+    c = packedGemm(dev, a, b, d.G * R, ceil4(J), ceil4(Og), R, 1);
+    dev.release(a);
+    dev.release(b);
+  }
   const target = bottom.mutableGpuDiff() as GpuBuffer;
-  dev.set(target, col2imPacked(dev, c, d, target.length, bottom.count()));
+  dev.set(target, col2imPacked(dev, c, d, target.length, bottom.count(), d.G === 1));
   dev.release(c.value);
 }
 

@@ -24,8 +24,9 @@ const div = (a: string, b: string): string => `Math.floor((${a} + 0.5) / ${b})`;
 
 /**
  * Layout of a matrix read from a scalar buffer: element (row, col) of group g is at
- * OFF + g·SG + row·SR + colOffset(col), colOffset(c) = ⌊c/CS⌋·CN + (c mod CS)·SC (a column index
- * that splits in two, like (image, pixel) in a convolution's N·OH·OW columns). Rows at or past
+ * OFF + g·SG + rowOffset(row) + colOffset(col), colOffset(c) = ⌊c/CS⌋·CN + (c mod CS)·SC (an index
+ * that splits in two, like (image, pixel) in a convolution's N·OH·OW columns), rowOffset alike
+ * with RS, RN, SR. Rows at or past
  * `validRows` of each group's `rows` are zero (padding k to a multiple of 4).
  */
 export interface MatrixLayout {
@@ -43,6 +44,9 @@ export interface MatrixLayout {
   /** Column split: columns come in blocks of `cs`, block b starting at b·cn (default: one block). */
   cs?: number;
   cn?: number;
+  /** Row split, the same way: rows in blocks of `rs`, block b starting at b·rn. */
+  rs?: number;
+  rn?: number;
 }
 
 const packMatrixSpec = (l: MatrixLayout): KernelSpec => {
@@ -57,6 +61,8 @@ const packMatrixSpec = (l: MatrixLayout): KernelSpec => {
     CS: l.cs ?? l.cols,
     CN: l.cn ?? 0,
     OFF: l.off ?? 0,
+    RS: l.rs ?? l.rows,
+    RN: l.rn ?? 0,
   };
   const one = (j: number): string => `
     const c${j} = c4 * 4 + ${j};
@@ -76,7 +82,8 @@ const packMatrixSpec = (l: MatrixLayout): KernelSpec => {
     const r = q - g * $RG;
     let v0 = 0.0; let v1 = 0.0; let v2 = 0.0; let v3 = 0.0;
     if (r < $RV) {
-      const base = $OFF + g * $SG + r * $SR;${one(0)}${one(1)}${one(2)}${one(3)}
+      const rb = ${div('r', '$RS')};
+      const base = $OFF + g * $SG + rb * $RN + (r - rb * $RS) * $SR;${one(0)}${one(1)}${one(2)}${one(3)}
     }
     return [v0, v1, v2, v3];
   }`,
@@ -205,33 +212,62 @@ export function packedGemm(dev: GpuDevice, a: GpuValue, b: GpuValue, M: number, 
     vec4: true,
     loop: KC,
     source: `function (A, B) {
-    const t = this.thread.x;
-    const p = ${div('t', '($M * $N4)')};
-    const rem = t - p * $M * $N4;
-    const m = ${div('rem', '$N4')};
-    const n4 = rem - m * $N4;
-    const g = ${div('m', '$MG')};
-    const aBase = m * $K4 + p * $KC;
-    const bBase = (g * $K4 * 4 + p * $KC * 4) * $N4 + n4;
-    let s0 = 0.0; let s1 = 0.0; let s2 = 0.0; let s3 = 0.0;
-    for (let kk = 0; kk < $KC; kk++) {
-      if (p * $KC + kk < $K4) {
-        const a = A[aBase + kk];
-        const bb = bBase + kk * 4 * $N4;
-        const b0 = B[bb];
-        const b1 = B[bb + $N4];
-        const b2 = B[bb + 2 * $N4];
-        const b3 = B[bb + 3 * $N4];
-        s0 += a[0] * b0[0] + a[1] * b1[0] + a[2] * b2[0] + a[3] * b3[0];
-        s1 += a[0] * b0[1] + a[1] * b1[1] + a[2] * b2[1] + a[3] * b3[1];
-        s2 += a[0] * b0[2] + a[1] * b1[2] + a[2] * b2[2] + a[3] * b3[2];
-        s3 += a[0] * b0[3] + a[1] * b1[3] + a[2] * b2[3] + a[3] * b3[3];
-      }
-    }
-    return [s0, s1, s2, s3];
+    return gemm4Native(this.thread.x);
   }`,
+    native: [{ name: 'gemm4Native', source: gemmGlsl(M, N4, K4, rowsPerGroup, KC), returnType: 'Array(4)' }],
   };
   return { value: dev.adopt(dev.run(spec, splits * cells, [a, b])), M, N4, splits };
+}
+
+/** A float literal for GLSL. */
+const f = (n: number): string => (Number.isInteger(n) ? `${n}.0` : `${n}`);
+
+/**
+ * The GEMM loop in GLSL, reading gpu.js's uniforms for the kernel arguments A and B (`user_A`,
+ * `user_ASize`, …) directly: texel coordinates advance by additions (gpu.js's own indexing does
+ * an integer division and modulo per read, which llvmpipe cannot vectorise), and the 4 products
+ * per k are vec4 arithmetic.
+ */
+function gemmGlsl(M: number, N4: number, K4: number, MG: number, KC: number): string {
+  return `vec4 gemm4Native(float t) {
+  float p = floor((t + 0.5) / ${f(M * N4)});
+  float rem = t - p * ${f(M * N4)};
+  float m = floor((rem + 0.5) / ${f(N4)});
+  float n4 = rem - m * ${f(N4)};
+  float g = floor((m + 0.5) / ${f(MG)});
+  float aIdx = m * ${f(K4)} + p * ${f(KC)};
+  float bIdx = (g * ${f(4 * K4)} + p * ${f(4 * KC)}) * ${f(N4)} + n4;
+  float wA = float(user_ASize.x);
+  vec2 invA = 1.0 / vec2(user_ASize);
+  float wB = float(user_BSize.x);
+  vec2 invB = 1.0 / vec2(user_BSize);
+  float ay = floor((aIdx + 0.5) / wA);
+  float ax = aIdx - ay * wA;
+  vec4 bi = vec4(bIdx) + vec4(0.0, ${f(N4)}, ${f(2 * N4)}, ${f(3 * N4)});
+  vec4 by = floor((bi + 0.5) / wB);
+  vec4 bx = bi - by * wB;
+  float sy = floor((${f(4 * N4)} + 0.5) / wB);
+  float sx = ${f(4 * N4)} - sy * wB;
+  float kEnd = min(${f(KC)}, ${f(K4)} - p * ${f(KC)});
+  vec4 s = vec4(0.0);
+  for (int kk = 0; kk < ${KC}; kk++) {
+    if (float(kk) >= kEnd) break;
+    vec4 a = texture2D(user_A, (vec2(ax, ay) + 0.5) * invA);
+    vec4 b0 = texture2D(user_B, (vec2(bx.x, by.x) + 0.5) * invB);
+    vec4 b1 = texture2D(user_B, (vec2(bx.y, by.y) + 0.5) * invB);
+    vec4 b2 = texture2D(user_B, (vec2(bx.z, by.z) + 0.5) * invB);
+    vec4 b3 = texture2D(user_B, (vec2(bx.w, by.w) + 0.5) * invB);
+    s += a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
+    ax += 1.0;
+    if (ax >= wA) { ax -= wA; ay += 1.0; }
+    bx += sx;
+    by += sy;
+    vec4 wrap = step(vec4(wB), bx);
+    bx -= wrap * wB;
+    by += wrap;
+  }
+  return s;
+}`;
 }
 
 export interface UnpackOptions {
@@ -241,17 +277,20 @@ export interface UnpackOptions {
   /** Columns of C that are real (C has 4·N4 ≥ cols). */
   cols: number;
   /**
-   * 'matrix': out[i] is C[⌊i/cols⌋, i mod cols]. 'conv': out is N × M × S (a convolution top),
-   * out[(n·M + o)·S + s] = C[o, n·S + s].
+   * 'matrix': out[i] is C[⌊i/cols⌋, i mod cols]. 'conv': out is N × channels × S (a convolution
+   * top), out[(n·channels + o)·S + s] = C[o, n·S + s].
    */
   layout: 'matrix' | 'conv';
-  /** S for the 'conv' layout. */
+  /** S and the number of output channels for the 'conv' layout. */
   spatial?: number;
+  channels?: number;
   alpha?: number;
   /** out += beta·old. */
   old?: { value: GpuValue; beta: number };
   /** + bias[col] ('matrix') or bias[row] ('conv'). */
   bias?: GpuValue;
+  /** The GEMM computed the transpose: element (row, col) is at C[col, row]. */
+  transposed?: boolean;
 }
 
 /** Scalar result of a packed GEMM: sums the split partials, applies alpha, old and bias. */
@@ -266,10 +305,12 @@ export function unpack(dev: GpuDevice, c: PackedGemm, o: UnpackOptions): GpuValu
       P: c.splits,
       COLS: o.cols,
       S: o.spatial ?? 1,
+      OC: o.channels ?? 1,
       COUNT: o.count,
       CONV: conv ? 1 : 0,
       OLD: o.old ? 1 : 0,
       BIAS: o.bias ? 1 : 0,
+      TR: o.transposed ? 1 : 0,
     },
     loop: c.splits,
     source: `function (Cm, Old, beta, Bias, alpha) {
@@ -280,18 +321,24 @@ export function unpack(dev: GpuDevice, c: PackedGemm, o: UnpackOptions): GpuValu
     if ($CONV > 0) {
       const t = ${div('i', '$S')};
       const s = i - t * $S;
-      const n = ${div('t', '$M')};
-      row = t - n * $M;
+      const n = ${div('t', '$OC')};
+      row = t - n * $OC;
       col = n * $S + s;
     } else {
       row = ${div('i', '$COLS')};
       col = i - row * $COLS;
     }
-    const c4 = ${div('col', '4')};
-    const q = col - c4 * 4;
+    let cr = row;
+    let cc = col;
+    if ($TR > 0) {
+      cr = col;
+      cc = row;
+    }
+    const c4 = ${div('cc', '4')};
+    const q = cc - c4 * 4;
     let sum = 0.0;
     for (let p = 0; p < $P; p++) {
-      const v = Cm[(p * $M + row) * $N4 + c4];
+      const v = Cm[(p * $M + cr) * $N4 + c4];
       ${pick('v', 'q', 'x')}
       sum += x;
     }
@@ -307,11 +354,12 @@ export function unpack(dev: GpuDevice, c: PackedGemm, o: UnpackOptions): GpuValu
 }
 
 /**
- * col2im from a packed column-gradient GEMM (rows g·R + r, columns j = (n, oh, ow), no splits):
- * dX[n, c, h, w] = Σ over the taps (kh, kw) whose window position lands on (h, w).
+ * col2im from a packed column-gradient GEMM (rows g·R + r, columns j = (n, oh, ow), no splits;
+ * `transposed`: rows j, columns r, one group): dX[n, c, h, w] = Σ over the taps (kh, kw) whose
+ * window position lands on (h, w).
  */
-export function col2imPacked(dev: GpuDevice, c: PackedGemm, d: ConvGeom, length: number, count: number): GpuValue {
-  const constants = { ...geomConstants(d), N4: c.N4, COUNT: count };
+export function col2imPacked(dev: GpuDevice, c: PackedGemm, d: ConvGeom, length: number, count: number, transposed = false): GpuValue {
+  const constants = { ...geomConstants(d), N4: c.N4, COUNT: count, TR: transposed ? 1 : 0 };
   const spec: KernelSpec = {
     name: 'col2im4',
     constants,
@@ -337,9 +385,16 @@ export function col2imPacked(dev: GpuDevice, c: PackedGemm, d: ConvGeom, length:
           const ow = ${div('ww', '$SW')};
           if (ww >= 0 && ow * $SW == ww && ow < $OW) {
             const j = n * $S + oh * $OW + ow;
-            const j4 = ${div('j', '4')};
-            const q = j - j4 * 4;
-            const v = Cm[(g * $R + (cg * $KH + kh) * $KW + kw) * $N4 + j4];
+            const r = g * $R + (cg * $KH + kh) * $KW + kw;
+            let cr = r;
+            let cc = j;
+            if ($TR > 0) {
+              cr = j;
+              cc = r;
+            }
+            const c4 = ${div('cc', '4')};
+            const q = cc - c4 * 4;
+            const v = Cm[cr * $N4 + c4];
             ${pick('v', 'q', 'x')}
             s += x;
           }

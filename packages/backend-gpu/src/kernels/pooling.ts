@@ -1,10 +1,23 @@
 import { BackendError } from '@caffe-ts/blob';
 import type { LayerKernel, PoolingLayer } from '@caffe-ts/layers';
 import { PoolingParameter_PoolMethod as PoolMethod } from '@caffe-ts/proto';
-import { dataOf, deviceOf, diffOf, writeData, writeDiff, IDIV } from './util.js';
+import { dataOf, deviceOf, diffOf, withConstants, writeData, writeDiff, IDIV } from './util.js';
 
 const GEOM = 'H, Wd, PHt, PWt, KH, KW, SH, SW, PH, PW';
-const geom = (l: PoolingLayer, H: number, W: number) => [H, W, l.pooledHeight, l.pooledWidth, l.kernelH, l.kernelW, l.strideH, l.strideW, l.padH, l.padW];
+/** The geometry and element count, baked into each kernel as constants (GL folds the divisions). */
+const geom = (l: PoolingLayer, H: number, W: number, count: number) => ({
+  count,
+  H,
+  Wd: W,
+  PHt: l.pooledHeight,
+  PWt: l.pooledWidth,
+  KH: l.kernelH,
+  KW: l.kernelW,
+  SH: l.strideH,
+  SW: l.strideW,
+  PH: l.padH,
+  PW: l.padW,
+});
 
 /** MAX: the window's max (first one wins on ties, as Caffe); `wantIndex` returns its h·W + w instead (the mask top). */
 const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
@@ -155,11 +168,11 @@ export const poolingKernel: LayerKernel<PoolingLayer> = {
     const [H, W] = [bottom[0]!.shape[2]!, bottom[0]!.shape[3]!];
     const x = dataOf(dev, bottom[0]!);
     const m = method(layer);
-    const args = [x, top[0]!.count(), ...geom(layer, H, W)];
-    writeData(dev, top[0]!, m === PoolMethod.MAX ? maxForwardSpec(layer, false) : aveForwardSpec(layer), args);
+    const g = geom(layer, H, W, top[0]!.count());
+    writeData(dev, top[0]!, withConstants(m === PoolMethod.MAX ? maxForwardSpec(layer, false) : aveForwardSpec(layer), g), [x]);
     if (top.length > 1) {
       if (m !== PoolMethod.MAX) throw new BackendError(`Pooling layer '${layer.name}': a mask top needs MAX pooling`);
-      writeData(dev, top[1]!, maxForwardSpec(layer, true), args);
+      writeData(dev, top[1]!, withConstants(maxForwardSpec(layer, true), g), [x]);
     }
   },
   backward(layer, top, propagateDown, bottom) {
@@ -167,11 +180,11 @@ export const poolingKernel: LayerKernel<PoolingLayer> = {
     const dev = deviceOf(layer);
     const [H, W] = [bottom[0]!.shape[2]!, bottom[0]!.shape[3]!];
     const dy = diffOf(dev, top[0]!);
-    const g = geom(layer, H, W);
+    const g = geom(layer, H, W, bottom[0]!.count());
     if (method(layer) === PoolMethod.MAX) {
-      writeDiff(dev, bottom[0]!, maxBackwardSpec(layer), [dataOf(dev, bottom[0]!), dy, bottom[0]!.count(), ...g]);
+      writeDiff(dev, bottom[0]!, withConstants(maxBackwardSpec(layer), g), [dataOf(dev, bottom[0]!), dy]);
     } else {
-      writeDiff(dev, bottom[0]!, aveBackwardSpec(layer), [dy, bottom[0]!.count(), ...g]);
+      writeDiff(dev, bottom[0]!, withConstants(aveBackwardSpec(layer), g), [dy]);
     }
   },
 };

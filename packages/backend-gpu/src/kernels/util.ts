@@ -92,3 +92,25 @@ export const channelSumSpec = (outer: number, inner: number): KernelSpec => ({
     return s;
   }`,
 });
+
+/**
+ * `spec` with the named scalar arguments baked in as shader constants: they leave the argument
+ * list and become `this.constants.NAME` in the source, so the GL compiler folds the divisions and
+ * fixes the loop bounds (one compiled kernel per geometry). Callers drop them from the arguments.
+ */
+export function withConstants(spec: KernelSpec, values: Record<string, number>): KernelSpec {
+  const names = Object.keys(values);
+  let source = spec.source.replace(/^function\s*\(([^)]*)\)/, (_m, params: string) => {
+    const kept = params
+      .split(',')
+      .map((p) => p.trim())
+      .filter((p) => p && !names.includes(p));
+    return `function (${kept.join(', ')})`;
+  });
+  const head = source.indexOf('{');
+  const body = source.slice(head).replace(new RegExp(`\\b(${names.join('|')})\\b`, 'g'), (m, name: string, off: number, all: string) =>
+    all[off - 1] === '.' ? m : `this.constants.${name}`,
+  );
+  source = source.slice(0, head) + body;
+  return { ...spec, source, constants: { ...spec.constants, ...values } };
+}
