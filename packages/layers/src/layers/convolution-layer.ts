@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, type ActivationVersions, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, MIN_FLOPS_PER_THREAD, type ActivationVersions, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
@@ -50,12 +50,19 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
   /**
    * The packed-weights runner for this forward, or null where it does not apply: inference
    * (TEST phase: training keeps the batched path, whose weights change every step), float32,
-   * 2-D im2col geometry, WebAssembly SIMD; with kernel threads, batches of several images stay
-   * on the batched path, which splits them across threads.
+   * 2-D im2col geometry, WebAssembly SIMD (one thread). With kernel threads, what the threads
+   * split stays on the other paths: batches of several images, and 1×1 convolutions (a threaded
+   * GEMM) large enough to split.
    */
   private packedRunner(): WasmInferConv | null {
     if (this.phase !== Phase.TEST || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
-    if (this.num > 1 && getNumThreads() > 1) return null;
+    if (getNumThreads() > 1) {
+      // Work the kernel threads split stays with them: several images (the batched pass splits
+      // images), and a 1×1 convolution at batch 1 (one GEMM, split by columns).
+      if (this.num > 1) return null;
+      const flops = 2 * this.convOutChannels * this.kernelDim * this.convOutSpatialDim;
+      if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD) return null;
+    }
     return defaultWasmInferConv();
   }
 
