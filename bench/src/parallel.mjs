@@ -16,8 +16,10 @@
 // machine whose load changes during the run slows them alike; the table gives the median
 // images/s over rounds and its ratio to '1 core' measured in the same rounds, the process CPU ms
 // per image (all threads; the same for two mixes means no work was added, whatever the load),
-// and, for the worker mixes, per step: each rank's compute and wait ms and rank 0's reduction and
-// between-steps (solver update) ms (--profile adds each thread's CPU ms while computing).
+// and, for the worker mixes, per step: each rank's compute ms, rank 0's wait for the others, the
+// reduction, the divided update and everything else on rank 0 between steps ('other': clearing
+// the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
+// computing).
 // Synthetic LMDBs (labels learnable from the pixels) feed the throughput runs.
 // Then (--epochs > 0) '1 core' and the default mix each train --epochs epochs from the same seed
 // and report the test accuracy: LeNet on the MNIST digits bundled with io-leveldb (8,334 train,
@@ -245,8 +247,14 @@ async function throughputTable(model, makeParam, batch) {
         return `r${rank} ${per(rank, 'computeMs').toFixed(1)}${cpu}`;
       });
       const r0wait = per(0, 'waitMs');
-      const update = wall - per(0, 'computeMs') - r0wait - per(0, 'reduceMs');
-      detail = `step ${wall.toFixed(1)}: compute ${ranks.join(' ')}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, update ${update.toFixed(1)}`;
+      // Rank 0's time between gradient computations: the divided update (command to last rank
+      // done), then the rest (the solver's clearing of the diffs, loss bookkeeping, the data
+      // layers' loading of the next batch on its event loop).
+      const update = per(0, 'updateMs');
+      const other = wall - per(0, 'computeMs') - r0wait - per(0, 'reduceMs') - update;
+      detail =
+        `step ${wall.toFixed(1)}: compute ${ranks.join(' ')}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, ` +
+        `update ${update.toFixed(2)}, other ${other.toFixed(1)}`;
     }
     if (values.profile) {
       const cols = [0, 1, 2].map((i) => median(e.split.map((x) => x[i])));

@@ -80,7 +80,7 @@ async function train(
   parallel: DataParallelOptions | null,
   iters: number,
   options: { resume?: string } = {},
-): Promise<{ losses: number[]; params: number[][] }> {
+): Promise<{ losses: number[]; params: number[][]; tests: number[] }> {
   const common = { log: false, rootDir: dir.path };
   const solver = parallel ? await createParallelSolver(param, { register: REGISTER, ...parallel, log: false }, common) : await createNodeSolver(param, common);
   const losses: number[] = [];
@@ -88,7 +88,9 @@ async function train(
   try {
     if (options.resume) await solver.restore(options.resume);
     await solver.step(iters);
-    return { losses, params: solver.net.learnableParams.map((b: Blob) => Array.from(b.cpuData())) };
+    // A test pass on rank 0's test net (when the solver has one), after the last update.
+    const tests = param.test_iter.length > 0 ? (await solver.testAll()).flatMap((r) => r.scores.map((s) => s.value)) : [];
+    return { losses, params: solver.net.learnableParams.map((b: Blob) => Array.from(b.cpuData())), tests };
   } finally {
     await solver.close();
   }
@@ -192,10 +194,16 @@ describe('data-parallel training', () => {
     }
   });
 
-  it('split mode: 2 workers share each batch of 8 and follow the single-threaded run; a batch that does not split is refused', async () => {
-    const serial = await train(solverParam(8), null, 30);
-    const split = await train(solverParam(8), { workers: 2, mode: 'split' }, 30);
+  it('split mode: 2 workers share each batch of 8 and follow the single-threaded run (the test net sees the updated weights); a batch that does not split is refused', async () => {
+    // The test net (rank 0's, sharing the train net's params) scores at iteration 0 and after the
+    // last update: its layers cache their weights by data version at inference, so the second
+    // pass sees the new weights only if the divided update marks them written.
+    const withTest = { test_iter: [2], test_interval: 1000 };
+    const serial = await train(solverParam(8, withTest), null, 30);
+    const split = await train(solverParam(8, withTest), { workers: 2, mode: 'split' }, 30);
     expectClose(split.losses, serial.losses);
+    expect(serial.tests.length).toBeGreaterThan(0);
+    expectClose(split.tests, serial.tests, 1e-4);
     await expect(createParallelSolver(solverParam(5), { workers: 2, mode: 'split', register: REGISTER, log: false }, { log: false, rootDir: dir.path })).rejects.toThrow(
       ParallelConfigError,
     );

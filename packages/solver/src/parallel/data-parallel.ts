@@ -77,8 +77,16 @@ export interface RankStats {
   threadCpuMs: number;
   /** Rank 0 only: ms summing the diff arenas and copying frozen params. */
   reduceMs?: number;
-  /** Rank 0 only: ms between steps (the solver's update, display, tests, snapshots). */
+  /**
+   * Rank 0 only: ms between steps (the solver's update, display, tests, snapshots, clearing the
+   * diffs, the data layers' loading of the next batch on this thread's event loop).
+   */
   betweenMs?: number;
+  /**
+   * Rank 0 only: ms of betweenMs in the update divided among the ranks (from the update command to
+   * the last rank done, rank 0's share included); 0 when the update is not divided.
+   */
+  updateMs?: number;
 }
 
 /**
@@ -162,7 +170,7 @@ export class DataParallel implements GradientComputer {
   /** Set when every rank found its share of the params finite after this iteration's update. */
   private sharesFinite = false;
   private divided = false;
-  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, lastEnd: NaN };
+  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN };
 
   constructor(options: DataParallelOptions) {
     const n = options.workers;
@@ -396,6 +404,8 @@ export class DataParallel implements GradientComputer {
       pool.command(CMD.REDUCE, this.divided ? 1 : 0);
       reduceRange(this.diffs, 1 / n, this.share!.from, this.share!.to);
       pool.waitDoneSync();
+      // The workers wrote into rank 0's diffs through their own views: mark them written.
+      for (const blob of solver.net.learnableParams) blob.mutableCpuDiff();
     }
     const t3 = performance.now();
     own.steps++;
@@ -424,6 +434,7 @@ export class DataParallel implements GradientComputer {
       clip.call(solver);
       const pool = this.pool;
       if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (closed already?)');
+      const t0 = performance.now();
       share.scalars[SCALAR.RATE] = s.learningRateValue;
       share.scalars[SCALAR.ITER] = solver.iter;
       pool.command(CMD.UPDATE);
@@ -432,6 +443,7 @@ export class DataParallel implements GradientComputer {
       for (let r = 1; r < this.workers; r++) if (share.scalars[SCALAR.FINITE + r] !== 1) finite = false;
       this.updatedInParallel = true;
       this.sharesFinite = finite;
+      this.own.updateMs += performance.now() - t0;
     };
     // The solver's check after the update: each rank checked its share while updating it, so the
     // whole scan runs only when one found a NaN/Inf (it then finds and reports the first).
@@ -451,8 +463,15 @@ export class DataParallel implements GradientComputer {
     const net = solver.net;
     const update = Object.getPrototypeOf(net).update as () => void;
     net.update = () => {
-      if (this.updatedInParallel) this.updatedInParallel = false;
-      else update.call(net);
+      if (!this.updatedInParallel) {
+        update.call(net);
+        return;
+      }
+      this.updatedInParallel = false;
+      // The ranks wrote the new values into the shared arena through views of their own: mark the
+      // params written, as Blob.update would, so that whatever keys caches on their version (the
+      // test nets' packed weights, which share these blobs) sees the new values.
+      for (const blob of net.learnableParams) blob.mutableCpuData();
     };
   }
 
@@ -474,6 +493,7 @@ export class DataParallel implements GradientComputer {
         threadCpuMs: this.profile ? threadCpuMs() : NaN,
         reduceMs: o.reduceMs,
         betweenMs: o.betweenMs,
+        updateMs: o.updateMs,
       },
     ];
     const v = this.pool?.statValues;

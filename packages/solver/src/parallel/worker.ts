@@ -111,6 +111,9 @@ let diffsClear = true;
 
 async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]): Promise<void> {
   for (const f of frozen) f.mine.set(f.shared);
+  // Other ranks (and the update) wrote the params since the last step, through their own views:
+  // mark them written, so that caches keyed on a blob's data version see the new values.
+  for (const blob of net.learnableParams) blob.mutableCpuData();
   if (!diffsClear) net.clearParamDiffs();
   diffsClear = false;
   let loss = 0;
