@@ -8,8 +8,10 @@
 // this runner's own memory; a call then copies in the image, unfolds it straight into GEMM
 // panels (scripts/infer-wat.mjs, packb: no column matrix), runs the micro-kernel and copies out
 // the result, the per-output-channel affine (bias, or a folded BatchNorm/Scale) and a ReLU
-// applied as the tiles are stored. One thread; the kernel threads' passes stay with
-// conv-wasm.ts.
+// applied as the tiles are stored. 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) or
+// F(4×4, 3×3) over transformed weights kept the same way; depthwise ones fold the affine into
+// their filters. A one-image output stays in this memory for the next convolution that reads it
+// (ActivationVersions). One thread; the kernel threads' passes stay with conv-wasm.ts.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
@@ -90,12 +92,13 @@ export interface WasmInferConv {
   ): boolean;
   /**
    * Depthwise convolution (group = channels = outChannels) with the epilogue: the per-channel
-   * scale folded into the filters, shift added as the bias, then the ReLU; overwrites y.
+   * scale folded into the filters, shift added as the bias, then the ReLU; overwrites y. False
+   * as conv2d's.
    */
   depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): boolean;
   /**
    * y[m, n] = Σ_k x[m, k]·w[n, k] (+ bias[n]) (InnerProduct, weights N × K), with the weights
-   * kept in this runner's memory per `version` as conv2d's.
+   * kept in this runner's memory per `version` as conv2d's. False as conv2d's.
    */
   innerProduct(M: number, N: number, K: number, x: Float32Array, w: Float32Array, version: number | undefined, bias: Float32Array | null, y: Float32Array): boolean;
   /** Bytes of weights held packed, and the memory's size. */
@@ -107,7 +110,9 @@ export interface WasmInferConv {
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
 /** The runner's memory cannot grow any further (the call then declines; callers take another path). */
-class ArenaFull extends MathError {}
+class ArenaFull extends MathError {
+  override readonly name = 'ArenaFull';
+}
 
 /** Most bytes the runner's memory grows to: offsets stay below 2^31 (the JS side indexes views with offset >> 2). */
 const MAX_ARENA_BYTES = 2 ** 31 - PAGE;
@@ -254,6 +259,16 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     if (ySlot >= 0 && io?.y !== undefined) resident = { array: y, version: io.y, slot: ySlot, bytes };
   }
 
+  /** Runs f on a block of `bytes` given back afterwards (raw weights on their way to packa). */
+  function withTemp(bytes: number, f: (at: number) => void): void {
+    const at = arena.alloc(bytes);
+    try {
+      f(at);
+    } finally {
+      arena.release(at, bytes);
+    }
+  }
+
   /**
    * The byte offset of `w`'s derived block (`bytes` long, filled by `fill(at)`): the cached one
    * while array, version and key match; else (re)filled, cached when `version` is a number, or
@@ -330,20 +345,20 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     const Hp = H + 2 * PH, Wp = W + 2 * PW, imgPad = C * Hp * Wp;
     // Scratch: image, its zero-bordered copy (with padding; + slack for the stride-2 panel
     // loads), output, a and b, the B panels and edge tile, then (uncached weights only) the
-    // packed weights, and the raw weights on their way to packa.
+    // packed weights.
     const pX = 0, pXp = align(4 * (imgIn + 16)), pY = pXp + (padded ? align(4 * (imgPad + 16)) : 0);
     const pA = pY + align(4 * imgOut), pB = pA + align(4 * (O + MR));
     const pBuf = pB + align(4 * (O + MR)), pTile = pBuf + align(4 * Math.min(KC, K) * Math.ceil(Math.min(NC, S) / NR) * NR);
     const pW = pTile + align(4 * MR * NR);
-    const pRaw = pW + (version === undefined ? G * groupBytes : 0);
-    const scratchNeed = pRaw + 4 * O * K;
+    const scratchNeed = pW + (version === undefined ? G * groupBytes : 0);
     const key = `conv ${O} ${G} ${K}`;
     // Cached weights are placed first (allocating may move the scratch block).
     const wAt = weightsBlock(weights, version, key, G * groupBytes, (at) => {
       // Raw weights into a temporary block (the scratch's tail), then packed per group.
-      const raw = scratch(scratchNeed) + pRaw;
-      f32().set(weights.subarray(0, O * K), raw >> 2);
-      for (let q = 0; q < G; q++) k.packa(raw + 4 * q * m * K, m, K, at + q * groupBytes);
+      withTemp(4 * O * K, (raw) => {
+        f32().set(weights.subarray(0, O * K), raw >> 2);
+        for (let q = 0; q < G; q++) k.packa(raw + 4 * q * m * K, m, K, at + q * groupBytes);
+      });
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
     const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
@@ -398,15 +413,16 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     const uBytes = 4 * mp * Cg; // one packed U_ξ of one group
     const vstride = 32 * panels * Cg;
     // Scratch: image, padded image (+ slack), V (XI panel sets), M (XI products), a, b and
-    // ones/zeros for the GEMMs' epilogue, output, edge tile; then (uncached) the packed U, and
-    // the raw U on its way to packa.
+    // ones/zeros for the GEMMs' epilogue, output, edge tile; then (uncached) the packed U.
     const pX = 0, pXp = align(4 * (imgIn + 16)), pV = pXp + align(4 * (C * planeP + 16)), pM = pV + align(XI * vstride);
     const pA = pM + align(XI * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
     const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + align(4 * MR * NR);
-    const pRaw = pW + (version === undefined ? G * XI * uBytes : 0);
-    const scratchNeed = pRaw + 4 * XI * O * Cg;
+    const scratchNeed = pW + (version === undefined ? G * XI * uBytes : 0);
     const wAt = weightsBlock(weights, version, `wino${T} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
-      const raw = scratch(scratchNeed) + pRaw;
+      withTemp(4 * XI * O * Cg, (raw) => transformWeights(raw, at));
+    }, () => scratch(scratchNeed) + pW);
+    /** U into the temporary block at `raw`, then packed into `at`. */
+    function transformWeights(raw: number, at: number): void {
       const mem = f32(), r0 = raw >> 2;
       const t = new Float64Array(3 * n); // G g: n × 3
       // U_ξ[o][c] = (G g Gᵀ)[ξ], laid out per group and ξ as an m × Cg matrix.
@@ -430,7 +446,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
       for (let q = 0; q < G; q++) {
         for (let xi = 0; xi < XI; xi++) k.packa(raw + 4 * (q * XI + xi) * m * Cg, m, Cg, at + (q * XI + xi) * uBytes);
       }
-    }, () => scratch(scratchNeed) + pW);
+    }
     const base = scratch(scratchNeed);
     const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
     const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
