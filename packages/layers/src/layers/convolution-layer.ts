@@ -119,17 +119,17 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: top.dataVersion });
   }
 
+  /** One filter per channel, 2-D (group = channels = num_output > 1): the depthwise kernels' shape. */
+  private isDepthwise(): boolean {
+    return this.batched && this.group > 1 && this.group === this.channels && this.numOutput === this.channels;
+  }
+
   /**
    * A depthwise convolution (2-D, one filter per channel: group = channels = num_output, as in
    * MobileNet) runs as a direct WebAssembly kernel (defaultWasmInfer's depthwise) instead of a
    * tiny GEMM per channel. Returns false where it does not apply (other shapes, float64, no
    * WebAssembly SIMD, CAFFE_TS_GEMM=js): the general path runs.
    */
-  /** One filter per channel, 2-D (group = channels = num_output > 1): the depthwise kernels' shape. */
-  private isDepthwise(): boolean {
-    return this.batched && this.group > 1 && this.group === this.channels && this.numOutput === this.channels;
-  }
-
   private forwardDepthwise(x: FloatArray, weight: FloatArray, y: FloatArray, bias: FloatArray | null): boolean {
     if (!this.isDepthwise() || !(y instanceof Float32Array)) return false;
     const k = defaultWasmInfer();
