@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The gpu backend (gpu.js) against the CPU backend, from the built packages:
 //
-//   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu]
+//   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu,headlessgl-direct]
 //       [--lenet-batch 64] [--lenet-iterations 3] [--caffenet-batch 1] [--caffenet-iterations 1]
 //
 // LeNet: one training step = forward + backward + the SGD update (momentum 0.9, weight decay
@@ -10,7 +10,9 @@
 // deploy net (TEST phase, zero weights: the work does not depend on the values) at
 // --caffenet-batch 227×227 images. Each figure is the median over the iterations after one
 // warm-up iteration (which compiles the gpu.js kernels). Wall clock; gpu modes call
-// synchronize() before reading it. Without xvfb-run (or without the optional `gl` build) the
+// synchronize() before reading it. "cpu" is the process's CPU time over the same span (all
+// threads: Mesa's llvmpipe renders on one thread per core), steadier than wall clock on a busy
+// machine. `headlessgl-direct` is headless GL without the packed GEMMs (the direct kernels). Without xvfb-run (or without the optional `gl` build) the
 // headlessgl mode is listed as unavailable with the reason. No real GPU was available when this
 // was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer.
 import { readFileSync } from 'node:fs';
@@ -61,6 +63,17 @@ function lenetNet(backend) {
   return net;
 }
 
+/** Wall and CPU milliseconds of `fn`. */
+function measure(fn) {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  fn();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000 };
+}
+const medians = (xs) => ({ wall: median(xs.map((x) => x.wall)), cpu: median(xs.map((x) => x.cpu)) });
+
 function timeLenet(backend, sync) {
   const net = lenetNet(backend);
   const history = net.learnableParams.map((p) => new Blob(p.shape, { dtype: 'float32', device: p.device }));
@@ -70,27 +83,28 @@ function timeLenet(backend, sync) {
     // A new batch each step, as a data layer would upload it.
     net.blob('data').mutableCpuData();
     net.blob('label').mutableCpuData();
-    const t0 = performance.now();
-    net.clearParamDiffs();
-    net.forwardBackward();
-    net.learnableParams.forEach((p, i) => {
-      const step = { localRate: 0.01 * (net.paramsLr[i] ?? 1), momentum: 0.9, localDecay: 5e-4 * (net.paramsWeightDecay[i] ?? 1), regularization: 'L2', diffScale: 1 };
-      if (ops) ops.sgdStep(p, history[i], step);
-      else {
-        const g = p.mutableCpuDiff();
-        const w = p.cpuData();
-        const h = history[i].mutableCpuData();
-        for (let j = 0; j < g.length; j++) {
-          h[j] = step.localRate * (g[j] + step.localDecay * w[j]) + step.momentum * h[j];
-          g[j] = h[j];
+    const m = measure(() => {
+      net.clearParamDiffs();
+      net.forwardBackward();
+      net.learnableParams.forEach((p, i) => {
+        const step = { localRate: 0.01 * (net.paramsLr[i] ?? 1), momentum: 0.9, localDecay: 5e-4 * (net.paramsWeightDecay[i] ?? 1), regularization: 'L2', diffScale: 1 };
+        if (ops) ops.sgdStep(p, history[i], step);
+        else {
+          const g = p.mutableCpuDiff();
+          const w = p.cpuData();
+          const h = history[i].mutableCpuData();
+          for (let j = 0; j < g.length; j++) {
+            h[j] = step.localRate * (g[j] + step.localDecay * w[j]) + step.momentum * h[j];
+            g[j] = h[j];
+          }
+          p.update();
         }
-        p.update();
-      }
+      });
+      sync();
     });
-    sync();
-    if (it > 0) times.push(performance.now() - t0);
+    if (it > 0) times.push(m);
   }
-  return median(times);
+  return medians(times);
 }
 
 function timeCaffenet(backend, sync) {
@@ -99,13 +113,14 @@ function timeCaffenet(backend, sync) {
   const times = [];
   for (let it = 0; it < caffenetIters + 1; it++) {
     net.blob('data').mutableCpuData();
-    const t0 = performance.now();
-    net.forward();
-    net.blob('prob').cpuData(); // the answer comes back to the host
-    sync();
-    if (it > 0) times.push(performance.now() - t0);
+    const m = measure(() => {
+      net.forward();
+      net.blob('prob').cpuData(); // the answer comes back to the host
+      sync();
+    });
+    if (it > 0) times.push(m);
   }
-  return median(times);
+  return medians(times);
 }
 
 const rows = [];
@@ -114,26 +129,31 @@ const run = (label, backend, sync) => {
   const caffenet = timeCaffenet(backend, sync);
   rows.push({ label, lenet, caffenet });
   console.log(
-    `${label.padEnd(22)} LeNet train step (batch ${lenetBatch}): ${lenet.toFixed(1).padStart(9)} ms (${((lenetBatch * 1000) / lenet).toFixed(1)} img/s)` +
-      `   CaffeNet forward (batch ${caffenetBatch}): ${caffenet.toFixed(1).padStart(9)} ms (${((caffenetBatch * 1000) / caffenet).toFixed(2)} img/s)`,
+    `${label.padEnd(26)} LeNet train step (batch ${lenetBatch}): ${lenet.wall.toFixed(1).padStart(9)} ms (cpu ${lenet.cpu.toFixed(0)} ms; ${((lenetBatch * 1000) / lenet.wall).toFixed(1)} img/s)` +
+      `   CaffeNet forward (batch ${caffenetBatch}): ${caffenet.wall.toFixed(1).padStart(9)} ms (cpu ${caffenet.cpu.toFixed(0)} ms; ${((caffenetBatch * 1000) / caffenet.wall).toFixed(2)} img/s)`,
   );
 };
 
 console.log(`node ${process.version}; DISPLAY=${process.env.DISPLAY ?? '(none)'}; no real GPU was used unless headlessgl reports a hardware renderer`);
 run('cpu backend', cpuBackend(), () => {});
-for (const mode of values.modes.split(',').filter(Boolean)) {
+for (const entry of values.modes.split(',').filter(Boolean)) {
+  const direct = entry.endsWith('-direct');
+  const mode = direct ? entry.slice(0, -'-direct'.length) : entry;
   if (!isModeSupported(mode)) {
-    console.log(`${`gpu.js ${mode}`.padEnd(22)} unavailable here${mode === 'headlessgl' ? ' (needs the gl build and a display: xvfb-run -a)' : ''}`);
+    console.log(`${`gpu.js ${entry}`.padEnd(26)} unavailable here${mode === 'headlessgl' ? ' (needs the gl build and a display: xvfb-run -a)' : ''}`);
     continue;
   }
-  const backend = createGpuBackend({ mode });
+  const backend = createGpuBackend({ mode, packed: !direct });
   const info = backend.info();
-  run(`gpu.js ${info.mode}`, backend, () => backend.synchronize());
+  run(`gpu.js ${info.mode}${direct ? ' (direct)' : info.packed ? ' (packed)' : ''}`, backend, () => backend.synchronize());
   const s = backend.stats();
-  console.log(`${''.padEnd(22)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
+  console.log(`${''.padEnd(26)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
   backend.destroy();
 }
 const cpu = rows[0];
 for (const r of rows.slice(1)) {
-  console.log(`${r.label}: LeNet ${(r.lenet / cpu.lenet).toFixed(1)}x the CPU backend's step time, CaffeNet ${(r.caffenet / cpu.caffenet).toFixed(1)}x its forward time`);
+  console.log(
+    `${r.label}: LeNet ${(r.lenet.wall / cpu.lenet.wall).toFixed(1)}x the CPU backend's step time (${(r.lenet.cpu / cpu.lenet.cpu).toFixed(1)}x its CPU time), ` +
+      `CaffeNet ${(r.caffenet.wall / cpu.caffenet.wall).toFixed(1)}x its forward time (${(r.caffenet.cpu / cpu.caffenet.cpu).toFixed(1)}x)`,
+  );
 }

@@ -110,6 +110,7 @@ const CASES: Case[] = [
     bottoms: [{ shape: [1, 2, 5, 6], fill: 'gaussian' }],
   },
   { name: 'Pooling MAX 2x2/2', type: 'Pooling', props: { pooling_param: { pool: 0, kernel_size: 2, stride: 2 } }, bottoms: [{ shape: [2, 3, 8, 6], fill: 'gaussian' }] },
+  { name: 'Pooling MAX 2x2/2 on 7x5 (last windows cut by the edge)', type: 'Pooling', props: { pooling_param: { pool: 0, kernel_size: 2, stride: 2 } }, bottoms: [{ shape: [2, 2, 7, 5], fill: 'gaussian' }] },
   {
     name: 'Pooling MAX 3x3/2 pad 1 (ceil) + mask',
     type: 'Pooling',

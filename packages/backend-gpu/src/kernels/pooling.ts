@@ -133,6 +133,43 @@ const maxBackwardSpec = (l: PoolingLayer) => ({
   }`,
 });
 
+/**
+ * MAX backward when windows tile the input without overlap or padding (stride = kernel, LeNet's
+ * 2×2/2): each bottom position lies in at most one window, so no loop over covering windows.
+ */
+const maxBackwardTiledSpec = (l: PoolingLayer) => ({
+  name: 'pool-max-bwd-tiled',
+  loop: l.kernelH * l.kernelW,
+  source: `function (X, DY, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'Wd')};
+    const w = i - t1 * Wd;
+    const nc = ${IDIV('t1', 'H')};
+    const h = t1 - nc * H;
+    const ph = ${IDIV('h', 'SH')};
+    const pw = ${IDIV('w', 'SW')};
+    if (ph >= PHt || pw >= PWt) { return 0; }
+    const hs = ph * SH;
+    const ws = pw * SW;
+    const me = h * Wd + w;
+    let best = -3.4028234e38;
+    let at = -1.0;
+    for (let dh = 0; dh < KH; dh++) {
+      for (let dw = 0; dw < KW; dw++) {
+        const hh = hs + dh;
+        const ww = ws + dw;
+        if (hh < H && ww < Wd) {
+          const v = X[(nc * H + hh) * Wd + ww];
+          if (v > best) { best = v; at = hh * Wd + ww; }
+        }
+      }
+    }
+    if (at == me) { return DY[(nc * PHt + ph) * PWt + pw]; }
+    return 0;
+  }`,
+});
+
 const aveBackwardSpec = (l: PoolingLayer) => ({
   name: 'pool-ave-bwd',
   loop: Math.ceil(l.kernelH / l.strideH + 1) * Math.ceil(l.kernelW / l.strideW + 1),
@@ -182,7 +219,8 @@ export const poolingKernel: LayerKernel<PoolingLayer> = {
     const dy = diffOf(dev, top[0]!);
     const g = geom(layer, H, W, bottom[0]!.count());
     if (method(layer) === PoolMethod.MAX) {
-      writeDiff(dev, bottom[0]!, withConstants(maxBackwardSpec(layer), g), [dataOf(dev, bottom[0]!), dy]);
+      const tiled = layer.strideH === layer.kernelH && layer.strideW === layer.kernelW && layer.padH === 0 && layer.padW === 0;
+      writeDiff(dev, bottom[0]!, withConstants(tiled ? maxBackwardTiledSpec(layer) : maxBackwardSpec(layer), g), [dataOf(dev, bottom[0]!), dy]);
     } else {
       writeDiff(dev, bottom[0]!, withConstants(aveBackwardSpec(layer), g), [dy]);
     }
