@@ -629,16 +629,22 @@ function packedConvWat({ relaxed }) {
   for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accL.push(`(local ${acc(r, v)} v128)`);
   e('  ' + accL.join(' '));
   e(`  (local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')} (local $row i32) (local $va v128) (local $vb v128) (local $vs v128)`);
-  e('  (loop $k');
-  for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${16 * v} (local.get $pb)))`);
-  for (let r = 0; r < MR; r++) {
-    e(`    (local.set $a (v128.load32_splat offset=${4 * r} (local.get $pa)))`);
-    for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} ${madd('(local.get $a)', `(local.get $b${v})`, `(local.get ${acc(r, v)})`)})`);
+  // KU k steps per loop iteration with an exit test between them (any kc ≥ 1, no remainder
+  // loop); $pa advances per step and $pb by offsets, as the GEMM module's kernel does so that V8
+  // keeps the accumulators in registers.
+  const KU = 8;
+  e('  (block $kDone (loop $k');
+  for (let st = 0; st < KU; st++) {
+    for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${4 * (st * NR + 4 * v)} (local.get $pb)))`);
+    for (let r = 0; r < MR; r++) {
+      e(`    (local.set $a (v128.load32_splat offset=${4 * r} (local.get $pa)))`);
+      for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} ${madd('(local.get $a)', `(local.get $b${v})`, `(local.get ${acc(r, v)})`)})`);
+    }
+    e(`    (local.set $pa (i32.add (local.get $pa) (i32.const ${4 * MR})))`);
+    if (st < KU - 1) e('    (br_if $kDone (i32.eqz (local.tee $kc (i32.sub (local.get $kc) (i32.const 1)))))');
   }
-  e(`    (local.set $pa (i32.add (local.get $pa) (i32.const ${4 * MR})))`);
-  e(`    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR})))`);
-  e('    (local.set $kc (i32.sub (local.get $kc) (i32.const 1)))');
-  e('    (br_if $k (local.get $kc)))');
+  e(`    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR * KU})))`);
+  e('    (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1))))))');
   e('  (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then ;; accumulate onto the earlier k blocks');
   e('    (local.set $row (local.get $pc))');
   for (let r = 0; r < MR; r++) {
