@@ -621,14 +621,20 @@ function packedConvWat({ relaxed }) {
   // ---- micro-kernel ----
   const NV = NR / 4;
   const acc = (r, v) => `$c${r}_${v}`;
-  e(';; One full MR x NR tile at $pc (row stride $ldc bytes) from an A panel and a B panel, kc deep.');
+  e(';; $count full MR x NR tiles down a column strip: tile t at $pc + t·MR rows (row stride $ldc bytes)');
+  e(';; from the t-th of consecutive A panels and one B panel, kc deep (one call per strip, not per tile).');
   e(';; mode bit 0: first k block (C is not read); bit 1: last (then C = act(a[r]·v + b[r])).');
-  e('(func $ptile (param $kc i32) (param $pa i32) (param $pb i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
-  e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
+  e('(func $ptile (param $kc0 i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
+  e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $count i32)');
   const accL = [];
   for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accL.push(`(local ${acc(r, v)} v128)`);
   e('  ' + accL.join(' '));
   e(`  (local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')} (local $row i32) (local $va v128) (local $vb v128) (local $vs v128)`);
+  e('  (local $kc i32) (local $pb i32)');
+  e('  (loop $tiles');
+  for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) e(`  (local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
+  e('  (local.set $kc (local.get $kc0))');
+  e('  (local.set $pb (local.get $pb0))');
   // KU k steps per loop iteration with an exit test between them (any kc ≥ 1, no remainder
   // loop); $pa advances per step and $pb by offsets, as the GEMM module's kernel does so that V8
   // keeps the accumulators in registers.
@@ -672,6 +678,11 @@ function packedConvWat({ relaxed }) {
     for (let v = 0; v < NV; v++) e(`  (v128.store offset=${16 * v} (local.get $row) (local.get ${acc(r, v)}))`);
     if (r < MR - 1) e('  (local.set $row (i32.add (local.get $row) (local.get $ldc)))');
   }
+  e('  ;; next tile down: the k loop left $pa at the next A panel');
+  e(`  (local.set $pc (i32.add (local.get $pc) (i32.mul (local.get $ldc) (i32.const ${MR}))))`);
+  e(`  (local.set $sa (i32.add (local.get $sa) (i32.const ${4 * MR})))`);
+  e(`  (local.set $sb (i32.add (local.get $sb) (i32.const ${4 * MR})))`);
+  e('  (br_if $tiles (local.tee $count (i32.sub (local.get $count) (i32.const 1)))))');
   e(')');
 
   // ---- driver ----
@@ -684,7 +695,7 @@ function packedConvWat({ relaxed }) {
   e('  (param $bufB i32) (param $scratch i32)');
   e('  (local $Mp i32) (local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $mode i32) (local $ablk i32)');
   e('  (local $ic i32) (local $mcEnd i32) (local $jr i32) (local $nr i32) (local $ir i32) (local $mr i32) (local $pa i32) (local $pb i32)');
-  e('  (local $cp i32) (local $ldc i32) (local $r i32) (local $l i32)');
+  e('  (local $cp i32) (local $ldc i32) (local $r i32) (local $l i32) (local $fe i32)');
   e(`  (local.set $Mp (i32.and (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const ${-MR})))`);
   e('  (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))');
   e('  (loop $jcLoop');
@@ -704,7 +715,16 @@ function packedConvWat({ relaxed }) {
   e(`          (local.set $nr (select (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}))))`);
   e('          (local.set $pb (i32.add (local.get $bufB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2))))');
   e('          (local.set $ir (local.get $ic))');
-  e('          (loop $irLoop');
+  e('          ;; the full tiles of a full-width strip in one kernel call; edge tiles one by one below');
+  e(`          (local.set $fe (select (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})) (i32.lt_u (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})))))`);
+  e(`          (if (i32.and (i32.eq (local.get $nr) (i32.const ${NR})) (i32.gt_u (local.get $fe) (local.get $ic))) (then`);
+  e('            (call $ptile (local.get $kc) (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ic) (local.get $kc)) (i32.const 2))) (local.get $pb)');
+  e('              (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $N)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2))) (local.get $ldc) (local.get $mode)');
+  e('              (i32.add (local.get $sa) (i32.shl (local.get $ic) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ic) (i32.const 2)))');
+  e(`              (local.get $relu) (local.get $slope) (i32.shr_u (i32.sub (local.get $fe) (local.get $ic)) (i32.const ${Math.log2(MR)})))`);
+  e('            (local.set $ir (local.get $fe))))');
+  e('          (block $irDone (loop $irLoop');
+  e('            (br_if $irDone (i32.ge_u (local.get $ir) (local.get $mcEnd)))');
   e(`            (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
   e('            (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
   e('            (local.set $cp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ir) (local.get $N)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2))))');
@@ -712,7 +732,7 @@ function packedConvWat({ relaxed }) {
   e('              (then');
   e('                (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
   e('                  (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                  (local.get $relu) (local.get $slope)))');
+  e('                  (local.get $relu) (local.get $slope) (i32.const 1)))');
   e('              (else ;; edge tile: through the scratch tile, valid part only');
   const edgeCopy = (toScratch) => {
     e('                (local.set $r (i32.const 0))');
@@ -732,11 +752,11 @@ function packedConvWat({ relaxed }) {
   e('                ))');
   e('                (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ' + 4 * NR + ') (local.get $mode)');
   e('                  (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                  (local.get $relu) (local.get $slope))');
+  e('                  (local.get $relu) (local.get $slope) (i32.const 1))');
   edgeCopy(false);
   e('              ))');
   e(`            (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  e('            (br_if $irLoop (i32.lt_u (local.get $ir) (local.get $mcEnd))))');
+  e('            (br $irLoop)))');
   e(`          (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   e('          (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $nc))))');
   e(`        (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
@@ -839,7 +859,7 @@ function packedConvWat({ relaxed }) {
   e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $scratch i32)');
   e('  (local $Mp i32) (local $pc i32) (local $kc i32) (local $mode i32) (local $ablk i32) (local $ic i32) (local $mcEnd i32)');
   e('  (local $jr i32) (local $nr i32) (local $ir i32) (local $mr i32) (local $pa i32) (local $pb i32) (local $cp i32) (local $ldc i32)');
-  e('  (local $r i32) (local $l i32)');
+  e('  (local $r i32) (local $l i32) (local $fe i32)');
   e(`  (local.set $Mp (i32.and (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const ${-MR})))`);
   e('  (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))');
   e('  (loop $pcLoop');
@@ -854,7 +874,16 @@ function packedConvWat({ relaxed }) {
   e(`        (local.set $nr (select (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}))))`);
   e('        (local.set $pb (i32.add (local.get $pbFull) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $jr) (i32.const 3)) (local.get $K)) (local.get $pc)) (i32.const 5))))');
   e('        (local.set $ir (local.get $ic))');
-  e('        (loop $irLoop');
+  e('        ;; the full tiles of a full-width strip in one kernel call; edge tiles one by one below');
+  e(`        (local.set $fe (select (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})) (i32.lt_u (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})))))`);
+  e(`        (if (i32.and (i32.eq (local.get $nr) (i32.const ${NR})) (i32.gt_u (local.get $fe) (local.get $ic))) (then`);
+  e('          (call $ptile (local.get $kc) (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ic) (local.get $kc)) (i32.const 2))) (local.get $pb)');
+  e('            (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $N)) (local.get $jr)) (i32.const 2))) (local.get $ldc) (local.get $mode)');
+  e('            (i32.add (local.get $sa) (i32.shl (local.get $ic) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ic) (i32.const 2)))');
+  e(`            (local.get $relu) (local.get $slope) (i32.shr_u (i32.sub (local.get $fe) (local.get $ic)) (i32.const ${Math.log2(MR)})))`);
+  e('          (local.set $ir (local.get $fe))))');
+  e('        (block $irDone (loop $irLoop');
+  e('          (br_if $irDone (i32.ge_u (local.get $ir) (local.get $mcEnd)))');
   e(`          (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
   e('          (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
   e('          (local.set $cp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ir) (local.get $N)) (local.get $jr)) (i32.const 2))))');
@@ -862,7 +891,7 @@ function packedConvWat({ relaxed }) {
   e('            (then');
   e('              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
   e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                (local.get $relu) (local.get $slope)))');
+  e('                (local.get $relu) (local.get $slope) (i32.const 1)))');
   e('            (else');
   const edge = (toScratch) => {
     e('              (local.set $r (i32.const 0))');
@@ -882,11 +911,11 @@ function packedConvWat({ relaxed }) {
   e('              ))');
   e(`              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ${4 * NR}) (local.get $mode)`);
   e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                (local.get $relu) (local.get $slope))');
+  e('                (local.get $relu) (local.get $slope) (i32.const 1))');
   edge(false);
   e('            ))');
   e(`          (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  e('          (br_if $irLoop (i32.lt_u (local.get $ir) (local.get $mcEnd))))');
+  e('          (br $irLoop)))');
   e(`        (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   e('        (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $N))))');
   e(`      (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
