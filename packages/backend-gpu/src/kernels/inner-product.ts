@@ -72,14 +72,31 @@ function productPacked(
   count: number,
   extra: { old?: GpuValue; bias?: GpuValue } = {},
 ): void {
+  dev.set(target, productValue(dev, x, la, y, lb, M, K, N, target.length, count, extra));
+}
+
+/** The same product as a fresh scalar value of `length` floats (the caller stores or frees it). */
+function productValue(
+  dev: GpuDevice,
+  x: GpuValue,
+  la: { sr: number; sc: number },
+  y: GpuValue,
+  lb: { sr: number; sc: number },
+  M: number,
+  K: number,
+  N: number,
+  length: number,
+  count: number,
+  extra: { old?: GpuValue; bias?: GpuValue } = {},
+): GpuValue {
   const a = packMatrix(dev, x, { rows: M, cols: K, ...la } satisfies MatrixLayout);
   const b = packMatrix(dev, y, { rows: 4 * ceil4(K), validRows: K, cols: N, ...lb } satisfies MatrixLayout);
   const c = packedGemm(dev, a, b, M, ceil4(N), ceil4(K));
   dev.release(a);
   dev.release(b);
-  const out = unpack(dev, c, { length: target.length, count, cols: N, layout: 'matrix', old: extra.old ? { value: extra.old, beta: 1 } : undefined, bias: extra.bias });
-  dev.set(target, out);
+  const out = unpack(dev, c, { length, count, cols: N, layout: 'matrix', old: extra.old ? { value: extra.old, beta: 1 } : undefined, bias: extra.bias });
   dev.release(c.value);
+  return out;
 }
 
 /**
@@ -94,6 +111,11 @@ export const innerProductKernel: LayerKernel = {
     if (wBuf.parts) {
       const x = dataOf(dev, bottom[0]!);
       const pieces = splitWeight(layer, dev, wBuf, N, K, transpose).map(({ r0, rows, p }) => {
+        if (usePacked(dev, M, K, rows)) {
+          // This part's rows as a packed GEMM: x (M×K)·W_partᵀ (W_part is rows×K).
+          const v = productValue(dev, x, { sr: K, sc: 1 }, dev.readPart(wBuf, p), { sr: 1, sc: K }, M, K, rows, M * rows, M * rows);
+          return { value: dev.adopt(v), off: r0, slab: rows };
+        }
         const args = gemmArgs(dev, { A: x, B: dev.readPart(wBuf, p), M, N: rows, K, transA: false, transB: true });
         return { value: dev.adopt(dev.run(gemmSpec(K), M * rows, args)), off: r0, slab: rows };
       });
