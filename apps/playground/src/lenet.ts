@@ -1,5 +1,5 @@
 /**
- * LeNet as the zoo defines it (packages/zoo/models/lenet), adapted for a page: the LevelDB `Data`
+ * LeNet as the zoo defines it (packages/zoo/models/lenet), adapted for a page: the LMDB `Data`
  * layers become `Input` layers that the worker fills with batches of the bundled digits (as a
  * pycaffe loop sets `net.blobs['data'].data`), and the solver keeps Caffe's LeNet
  * hyper-parameters (SGD, base_lr 0.01, momentum 0.9, weight_decay 5e-4, "inv" policy).
