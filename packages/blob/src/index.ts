@@ -72,4 +72,5 @@ export {
   type ThreadPoolInfo,
 } from './wasm/index.js';
 export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
+export { createWasmTrain, defaultWasmTrain, type PoolGeometry, type WasmTrain } from './wasm/train-wasm.js';
 export { createWasmInferConv, defaultWasmInferConv, type ActivationVersions, type ConvEpilogue, type WasmInferConv } from './wasm/infer-conv.js';

@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmMaxPool, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -205,9 +205,13 @@ export class PoolingLayer extends Layer {
       const full2x2 =
         this.kernelH === 2 && this.kernelW === 2 && this.strideH === 2 && this.strideW === 2 &&
         this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
-      // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty.
-      const wasm = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
-      if (wasm) {
+      // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty: the
+      // training kernels take four outputs per SIMD step for any geometry, edge-cut windows too.
+      const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
+      const train = f32 ? defaultWasmTrain() : null;
+      const wasm = f32 && !train ? defaultWasmMaxPool() : null;
+      if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
+      else if (wasm) {
         wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx, {
           kernel: this.kernelW, stride: this.strideW, pad: this.padW,
         });
@@ -221,7 +225,9 @@ export class PoolingLayer extends Layer {
     } else if (this.method === PoolMethod.STOCHASTIC) {
       this.stochasticForward(src, dst, planes);
     } else {
-      avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
+      const train = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmTrain() : null;
+      if (train) train.pool('ave', this.geometry(), planes, src as Float32Array, dst as Float32Array, null);
+      else avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
   }
 
@@ -246,6 +252,14 @@ export class PoolingLayer extends Layer {
         return;
       }
     }
+    if (this.method === PoolMethod.AVE && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array && this.windowsNonEmpty()) {
+      // Float32 AVE: WebAssembly SIMD over a bordered scratch plane (overwrites bottomDiff).
+      const train = defaultWasmTrain();
+      if (train) {
+        train.aveUnpool(this.geometry(), planes, topDiff, bottomDiff);
+        return;
+      }
+    }
     bottomDiff.fill(0);
     if (this.method === PoolMethod.MAX) {
       // With a mask top, its (possibly edited) contents route the gradient, as in Caffe.
@@ -256,6 +270,14 @@ export class PoolingLayer extends Layer {
     } else {
       aveUnpool(topDiff, bottomDiff, planes, this.height, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
+  }
+
+  /** The geometry the WebAssembly training kernels take. */
+  private geometry(): PoolGeometry {
+    return {
+      height: this.height, width: this.width, pooledH: this.pooledHeight, pooledW: this.pooledWidth,
+      kernelH: this.kernelH, kernelW: this.kernelW, strideH: this.strideH, strideW: this.strideW, padH: this.padH, padW: this.padW,
+    };
   }
 
   private windowsNonEmpty(): boolean {

@@ -1,4 +1,4 @@
-import { defaultWasmInfer, type Blob } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmTrain, type Blob } from '@caffe-ts/blob';
 import type { LayerDef } from '../registry.js';
 import { NeuronLayer } from './neuron-layer.js';
 
@@ -52,6 +52,14 @@ export class ReLULayer extends NeuronLayer {
     const dy = top[0]!.cpuDiff();
     const dx = bottom[0]!.mutableCpuDiff();
     // The subgradient at 0 is the negative slope, as in Caffe.
+    if (x.length >= WASM_MIN_ELEMENTS && x instanceof Float32Array && dy instanceof Float32Array && dx instanceof Float32Array) {
+      // Float32 in WebAssembly SIMD (a select per lane): the JS branch on the sign mispredicts.
+      const k = defaultWasmTrain();
+      if (k) {
+        k.reluBackward(x, dy, dx, x.length, slope);
+        return;
+      }
+    }
     for (let i = 0; i < x.length; i++) dx[i] = x[i]! > 0 ? dy[i]! : slope * dy[i]!;
   }
 }

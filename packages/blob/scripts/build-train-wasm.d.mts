@@ -1,0 +1,2 @@
+export declare const TRAIN_GENERATED_PATH: string;
+export declare function renderTrainWasm(): Promise<string>;

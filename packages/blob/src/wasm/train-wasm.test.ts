@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Rng } from '../rng.js';
+import { TRAIN_GENERATED_PATH, renderTrainWasm } from '../../scripts/build-train-wasm.mjs';
+import { createWasmTrain, type PoolGeometry, type WasmTrain } from './train-wasm.js';
+
+function kernels(): WasmTrain {
+  const k = createWasmTrain();
+  if (!k) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  return k;
+}
+
+/** Caffe's output size (CEIL, the last window starting inside the image or its padding). */
+function geometry(H: number, W: number, k: [number, number], s: [number, number], p: [number, number]): PoolGeometry {
+  const out = (n: number, kk: number, ss: number, pp: number) => {
+    let o = Math.ceil((n + 2 * pp - kk) / ss) + 1;
+    if (pp > 0 && (o - 1) * ss >= n + pp) o--;
+    return o;
+  };
+  return {
+    height: H, width: W, pooledH: out(H, k[0], s[0], p[0]), pooledW: out(W, k[1], s[1], p[1]),
+    kernelH: k[0], kernelW: k[1], strideH: s[0], strideW: s[1], padH: p[0], padW: p[1],
+  };
+}
+
+/** Window by window: clipped MAX scan (first element seeds, strict >), float32 AVE sum over pool_size, and AVE backward. */
+function reference(g: PoolGeometry, planes: number, src: Float32Array, topDiff: Float32Array) {
+  const { height: H, width: W, pooledH: PH, pooledW: PW } = g;
+  const max: number[] = [], arg: number[] = [], ave: number[] = [];
+  const bottom = new Float32Array(planes * H * W);
+  for (let q = 0; q < planes; q++) {
+    for (let y = 0; y < PH; y++) {
+      for (let x = 0; x < PW; x++) {
+        const hs = y * g.strideH - g.padH, ws = x * g.strideW - g.padW;
+        const he = Math.min(hs + g.kernelH, H + g.padH), we = Math.min(ws + g.kernelW, W + g.padW);
+        const size = (he - hs) * (we - ws);
+        let best = NaN, at = -1, sum = 0;
+        for (let h = Math.max(hs, 0); h < Math.min(he, H); h++) {
+          for (let w = Math.max(ws, 0); w < Math.min(we, W); w++) {
+            const v = src[q * H * W + h * W + w]!;
+            sum = Math.fround(sum + v);
+            if (at < 0 || v > best) [best, at] = [v, h * W + w];
+          }
+        }
+        max.push(best);
+        arg.push(at);
+        ave.push(Math.fround(sum / size));
+        const d = Math.fround(topDiff[q * PH * PW + y * PW + x]! / size);
+        for (let h = Math.max(hs, 0); h < Math.min(he, H); h++) {
+          for (let w = Math.max(ws, 0); w < Math.min(we, W); w++) bottom[q * H * W + h * W + w] += d;
+        }
+      }
+    }
+  }
+  return { max, arg, ave, bottom: Array.from(bottom) };
+}
+
+describe('createWasmTrain', () => {
+  it('the generated module is in sync with scripts/train-wat.mjs (else run node packages/blob/scripts/build-train-wasm.mjs)', async () => {
+    expect(readFileSync(TRAIN_GENERATED_PATH, 'utf8') === (await renderTrainWasm()), `${TRAIN_GENERATED_PATH} is stale`).toBe(true);
+  });
+
+  it('reluBackward: dy where x > 0, slope·dy elsewhere (0 and NaN inputs take the slope), odd lengths', () => {
+    const rng = new Rng(3);
+    for (const n of [0, 1, 7, 70001]) {
+      for (const slope of [0, 0.25]) {
+        const x = Float32Array.from({ length: n }, () => rng.int(5) - 2);
+        if (n > 5) x[5] = NaN;
+        const dy = Float32Array.from({ length: n }, () => rng.uniform() - 0.5);
+        const dx = new Float32Array(n).fill(7);
+        kernels().reluBackward(x, dy, dx, n, slope);
+        expect(Array.from(dx)).toEqual(Array.from(dy, (d, i) => Math.fround(d * (x[i]! > 0 ? 1 : slope))));
+      }
+    }
+    // In place (dx is dy).
+    const x = Float32Array.of(1, -1, 2, 0, 3), dy = Float32Array.of(1, 2, 3, 4, 5);
+    kernels().reluBackward(x, dy, dy, 5, 0);
+    expect(Array.from(dy)).toEqual([1, 0, 3, 0, 5]);
+  });
+
+  const cases: [string, number, number, number, [number, number], [number, number], [number, number]][] = [
+    // name, planes, H, W, kernel, stride, pad
+    ['2×2 s2 (LeNet)', 5, 12, 12, [2, 2], [2, 2], [0, 0]],
+    ['2×2 s2 odd plane (ceil: cut last row and column)', 3, 7, 9, [2, 2], [2, 2], [0, 0]],
+    ['3×3 s2 on 32×32 (CIFAR-10 pool1, last window cut)', 3, 32, 32, [3, 3], [2, 2], [0, 0]],
+    ['3×3 s2 on 16×16 (CIFAR-10 pool2/pool3)', 4, 16, 16, [3, 3], [2, 2], [0, 0]],
+    ['3×3 s1 p1', 2, 5, 6, [3, 3], [1, 1], [1, 1]],
+    ['3×3 s2 p1 on wider rows', 3, 8, 21, [3, 3], [2, 2], [1, 1]],
+    ['k3 s2 p2 on 3×3 (windows mostly padding)', 2, 3, 3, [3, 3], [2, 2], [2, 2]],
+    ['rectangular 3×2 kernel, strides 1×3, pad 1×1', 2, 6, 11, [3, 2], [1, 3], [1, 1]],
+    ['4×5 kernel, stride 3, pad 2×1', 2, 9, 13, [4, 5], [3, 3], [2, 1]],
+    ['global 7×6', 3, 7, 6, [7, 6], [1, 1], [0, 0]],
+    ['1×1 plane', 3, 1, 1, [1, 1], [1, 1], [0, 0]],
+    ['many planes in several chunks', 300, 16, 17, [3, 3], [2, 2], [0, 0]],
+  ];
+  for (const [name, planes, H, W, k, s, p] of cases) {
+    it(`${name}: MAX values and argmax, AVE forward and backward equal the window definition`, () => {
+      const g = geometry(H, W, k, s, p);
+      const rng = new Rng(planes * H + W);
+      const n = planes * H * W, m = planes * g.pooledH * g.pooledW;
+      // Few distinct values so windows hold ties; some NaNs (a first element among them) and −0/+0.
+      const src = Float32Array.from({ length: n }, () => rng.int(4) - 2);
+      src[0] = NaN;
+      src[n - 3] = NaN;
+      if (n > 8) src[7] = -0;
+      const want = reference(g, planes, src, Float32Array.from({ length: m }, (_, i) => (i % 13) - 6.5));
+      const dst = new Float32Array(m).fill(-7), idx = new Int32Array(m).fill(-7);
+      kernels().pool('max', g, planes, src, dst, idx);
+      expect(Array.from(dst)).toEqual(want.max);
+      expect(Array.from(idx)).toEqual(want.arg);
+      // AVE on finite real-valued data (float32 sums in Caffe's order).
+      const real = Float32Array.from({ length: n }, () => rng.uniform() * 4 - 2);
+      const top = Float32Array.from({ length: m }, () => rng.uniform() - 0.5);
+      const wantAve = reference(g, planes, real, top);
+      const ave = new Float32Array(m).fill(-7);
+      kernels().pool('ave', g, planes, real, ave, null);
+      expect(Array.from(ave)).toEqual(wantAve.ave);
+      const bottom = new Float32Array(n).fill(NaN);
+      kernels().aveUnpool(g, planes, top, bottom);
+      expect(Array.from(bottom)).toEqual(wantAve.bottom);
+    });
+  }
+
+  it('rejects windows with no cell of the plane, short arrays and bad geometry', () => {
+    // k2 s2 p1 on 2×2 with a third output row would start in the padding past the plane.
+    const g = { ...geometry(4, 4, [2, 2], [2, 2], [0, 0]) };
+    expect(() => kernels().pool('max', { ...g, pooledH: 4 }, 1, new Float32Array(16), new Float32Array(32), new Int32Array(32))).toThrow(/holds no cell/);
+    expect(() => kernels().pool('max', g, 2, new Float32Array(16), new Float32Array(8), new Int32Array(8))).toThrow(/need src 32/);
+    expect(() => kernels().pool('max', g, 1, new Float32Array(16), new Float32Array(4), null)).toThrow(/idx 4/);
+    expect(() => kernels().aveUnpool({ ...g, strideW: 0 }, 1, new Float32Array(4), new Float32Array(16))).toThrow(/strideW must be a positive integer/);
+    expect(() => kernels().reluBackward(new Float32Array(2), new Float32Array(3), new Float32Array(3), 3, 0)).toThrow(/x has 2 elements, needs 3/);
+  });
+});

@@ -1,0 +1,203 @@
+// Training-step kernels in WebAssembly SIMD (scripts/train-wat.mjs): ReLU backward, MAX pooling
+// with the argmax and AVE pooling forward, AVE pooling backward. Windows cut by padding or by
+// Caffe's ceil rounding cost the same as whole ones: each plane is pooled from a bordered copy
+// (edge cells repeated for MAX, zeros for AVE), four outputs of a row per SIMD step for any
+// kernel and stride. Operands are copied into the module's own memory a cache-sized chunk of
+// planes at a time and the results copied back.
+import { MathError } from '../math/errors.js';
+import { defaultWasmChoice } from './gemm-wasm.js';
+import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
+import { TRAIN_WASM_SIMD_BASE64 } from './generated/train-wasm.js';
+
+type PoolFn = (
+  src: number, planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
+  SH: number, SW: number, padH: number, padW: number, div: number, dst: number, idx: number, pad: number, Hp: number, Wp: number,
+) => void;
+
+type Variant = 's1' | 's2' | 'sn';
+type PoolExportName = `${'max' | 'ave'}pool_${Variant}` | `aveunpool_${Variant}`;
+
+type TrainExports = {
+  memory: WasmMemory;
+  relu_bwd(x: number, dy: number, dx: number, n: number, slope: number): void;
+} & { [K in PoolExportName]: PoolFn };
+
+/** Caffe's pooling geometry over planes of height × width (the Pooling layer's output size rules already applied). */
+export interface PoolGeometry {
+  height: number;
+  width: number;
+  pooledH: number;
+  pooledW: number;
+  kernelH: number;
+  kernelW: number;
+  strideH: number;
+  strideW: number;
+  padH: number;
+  padW: number;
+}
+
+export interface WasmTrain {
+  readonly name: string;
+  /** dx = dy · (x > 0 ? 1 : slope) over the first n elements (Caffe's ReLU backward; dx may be dy or x). */
+  reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, slope: number): void;
+  /**
+   * MAX pooling of `planes` planes with the argmax (flat index h·width + w within the plane, the
+   * first maximum in row-major order of the clipped window, its first element seeding the scan),
+   * or AVE pooling (float32 window sum in row-major order over Caffe's pool_size, padding counted;
+   * `idx` unused). Every clipped window must be non-empty.
+   */
+  pool(method: 'max' | 'ave', g: PoolGeometry, planes: number, src: Float32Array, dst: Float32Array, idx: Int32Array | null): void;
+  /** AVE pooling backward: bottomDiff = Σ over the windows holding each cell of topDiff / pool_size. */
+  aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void;
+}
+
+const PAGE_BYTES = 65536;
+/** Input floats per chunk of planes, so a chunk stays in cache between copy-in, pooling and copy-out. */
+const CHUNK_FLOATS = 1 << 16;
+/** Floats of slack after each staged array (SIMD steps may read or write up to 3 lanes past a row or plane). */
+const SLACK = 8;
+const align = (bytes: number) => (bytes + 15) & ~15;
+
+/** Windows along one axis: Caffe's pool_size factor and whether every clipped window is non-empty. */
+function axisWindows(pooled: number, size: number, kernel: number, stride: number, pad: number): { sizes: Int32Array; ok: boolean } {
+  const sizes = new Int32Array(pooled);
+  let ok = true;
+  for (let i = 0; i < pooled; i++) {
+    const start = i * stride - pad;
+    const end = Math.min(start + kernel, size + pad);
+    sizes[i] = end - start;
+    if (Math.max(start, 0) >= Math.min(end, size)) ok = false;
+  }
+  return { sizes, ok };
+}
+
+function checkGeometry(what: string, g: PoolGeometry): void {
+  const { height, width, pooledH, pooledW, kernelH, kernelW, strideH, strideW, padH, padW } = g;
+  const entries = Object.entries({ height, width, pooledH, pooledW, kernelH, kernelW, strideH, strideW });
+  for (const [k, v] of entries) if (!Number.isInteger(v) || v < 1) throw new MathError(`wasm ${what}: ${k} must be a positive integer, got ${v}`);
+  for (const [k, v] of Object.entries({ padH, padW })) if (!Number.isInteger(v) || v < 0) throw new MathError(`wasm ${what}: ${k} must be a non-negative integer, got ${v}`);
+  if (kernelW >= 1 << 16) throw new MathError(`wasm ${what}: kernelW ${kernelW} must be below 65536`);
+}
+
+/** A runner of the training kernels with its own module instance and memory, or null without WebAssembly SIMD. */
+export function createWasmTrain(): WasmTrain | null {
+  const api = wasmApi();
+  if (!api) return null;
+  const bytes = decodeBase64(TRAIN_WASM_SIMD_BASE64);
+  if (!api.validate(bytes)) return null;
+  let ex: TrainExports;
+  try {
+    ex = new api.Instance(new api.Module(bytes), {}).exports as TrainExports;
+  } catch {
+    return null;
+  }
+  const name = 'wasm-simd';
+  const heap = (bytesNeeded: number): { f32: Float32Array; i32: Int32Array } => {
+    const have = ex.memory.buffer.byteLength;
+    if (bytesNeeded > have) {
+      try {
+        ex.memory.grow(Math.ceil((bytesNeeded - have) / PAGE_BYTES));
+      } catch (err) {
+        throw new MathError(`${name} training kernels: cannot grow WebAssembly memory to ${bytesNeeded} bytes (${String(err)})`);
+      }
+    }
+    return { f32: new Float32Array(ex.memory.buffer), i32: new Int32Array(ex.memory.buffer) };
+  };
+
+  function reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, slope: number): void {
+    if (!Number.isInteger(n) || n < 0) throw new MathError(`wasm reluBackward: element count must be a non-negative integer, got ${n}`);
+    for (const [k, a] of Object.entries({ x, dy, dx })) if (a.length < n) throw new MathError(`wasm reluBackward: ${k} has ${a.length} elements, needs ${n}`);
+    const chunk = Math.min(n, CHUNK_FLOATS);
+    const pX = 0, pDy = align(4 * chunk);
+    const { f32 } = heap(pDy + 4 * chunk);
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const m = Math.min(chunk, n - i0);
+      f32.set(x.subarray(i0, i0 + m), pX >> 2);
+      f32.set(dy.subarray(i0, i0 + m), pDy >> 2);
+      ex.relu_bwd(pX, pDy, pDy, m, slope);
+      dx.set(f32.subarray(pDy >> 2, (pDy >> 2) + m), i0);
+    }
+  }
+
+  /** The staging layout for `planes` planes of g and the kernel variant for its column stride. */
+  function layout(what: string, g: PoolGeometry, planes: number) {
+    checkGeometry(what, g);
+    if (!Number.isInteger(planes) || planes < 0) throw new MathError(`wasm ${what}: planes must be a non-negative integer, got ${planes}`);
+    const { height: H, width: W, pooledH: PH, pooledW: PW, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, padH, padW } = g;
+    const rows = axisWindows(PH, H, KH, SH, padH), cols = axisWindows(PW, W, KW, SW, padW);
+    if (!rows.ok || !cols.ok) throw new MathError(`wasm ${what}: a window of ${JSON.stringify(g)} holds no cell of the plane`);
+    const inPlane = H * W, outPlane = PH * PW;
+    // The bordered plane: every window of the (4-rounded) output rows lies inside it.
+    const PW4 = Math.ceil(PW / 4) * 4;
+    const Hp = Math.max(padH + H, (PH - 1) * SH + KH);
+    const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 4) * 4, (PW4 - 1) * SW + KW + 8) / 4) * 4;
+    const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane))));
+    const pDiv = 0;
+    const pSrc = align(pDiv + 4 * (outPlane + SLACK));
+    const pDst = align(pSrc + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
+    const pIdx = align(pDst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
+    const pPad = align(pIdx + 4 * (chunk * outPlane + SLACK));
+    const { f32, i32 } = heap(pPad + 4 * Hp * Wp);
+    // Caffe's divisor per output (only AVE reads it); the slack past the table holds 1s.
+    for (let y = 0; y < PH; y++) for (let x = 0; x < PW; x++) f32[(pDiv >> 2) + y * PW + x] = rows.sizes[y]! * cols.sizes[x]!;
+    f32.fill(1, (pDiv >> 2) + outPlane, (pDiv >> 2) + outPlane + SLACK);
+    const variant: Variant = SW === 1 ? 's1' : SW === 2 ? 's2' : 'sn';
+    const call = (fn: PoolFn, src: number, np: number, dst: number, idx: number) =>
+      fn(src, np, H, W, PH, PW, KH, KW, SH, SW, padH, padW, pDiv, dst, idx, pPad, Hp, Wp);
+    return { inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call };
+  }
+
+  function pool(method: 'max' | 'ave', g: PoolGeometry, planes: number, src: Float32Array, dst: Float32Array, idx: Int32Array | null): void {
+    const what = `${method}Pool`;
+    const { inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call } = layout(what, g, planes);
+    if (src.length < planes * inPlane || dst.length < planes * outPlane || (method === 'max' && (!idx || idx.length < planes * outPlane))) {
+      throw new MathError(
+        `wasm ${what}: ${planes} planes of ${g.height}×${g.width} → ${g.pooledH}×${g.pooledW} need src ${planes * inPlane}, dst ${planes * outPlane}` +
+          `${method === 'max' ? `, idx ${planes * outPlane}` : ''} elements, got ${src.length}, ${dst.length}${method === 'max' ? `, ${idx?.length ?? 'none'}` : ''}`,
+      );
+    }
+    const fn = ex[`${method}pool_${variant}` as const];
+    for (let p0 = 0; p0 < planes; p0 += chunk) {
+      const np = Math.min(chunk, planes - p0);
+      f32.set(src.subarray(p0 * inPlane, (p0 + np) * inPlane), pSrc >> 2);
+      call(fn, pSrc, np, pDst, pIdx);
+      dst.set(f32.subarray(pDst >> 2, (pDst >> 2) + np * outPlane), p0 * outPlane);
+      if (method === 'max') idx!.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + np * outPlane), p0 * outPlane);
+    }
+  }
+
+  function aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void {
+    const { inPlane, outPlane, chunk, pSrc, pDst, f32, variant, call } = layout('aveUnpool', g, planes);
+    if (topDiff.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
+      throw new MathError(
+        `wasm aveUnpool: ${planes} planes of ${g.height}×${g.width} → ${g.pooledH}×${g.pooledW} need topDiff ${planes * outPlane}, ` +
+          `bottomDiff ${planes * inPlane} elements, got ${topDiff.length}, ${bottomDiff.length}`,
+      );
+    }
+    const fn = ex[`aveunpool_${variant}` as const];
+    for (let p0 = 0; p0 < planes; p0 += chunk) {
+      const np = Math.min(chunk, planes - p0);
+      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pSrc >> 2);
+      call(fn, pSrc, np, pDst, 0);
+      bottomDiff.set(f32.subarray(pDst >> 2, (pDst >> 2) + np * inPlane), p0 * inPlane);
+    }
+  }
+
+  return { name, reluBackward, pool, aveUnpool };
+}
+
+const TRAIN_KEY = Symbol.for('caffe-ts.wasmTrain');
+
+/**
+ * The process-wide training-kernel runner layers use for float32 blobs, created on first use;
+ * null when CAFFE_TS_GEMM=js or WebAssembly SIMD is missing.
+ */
+export function defaultWasmTrain(): WasmTrain | null {
+  const g = globalThis as Record<symbol, { k: WasmTrain | null } | undefined>;
+  let slot = g[TRAIN_KEY];
+  if (!slot) {
+    slot = { k: defaultWasmChoice() === 'js' ? null : createWasmTrain() };
+    g[TRAIN_KEY] = slot;
+  }
+  return slot.k;
+}
