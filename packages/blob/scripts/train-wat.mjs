@@ -14,10 +14,10 @@
 // - avepool_s{1,2,n}: AVE pooling over a zero-bordered scratch plane (zeros add nothing, so the
 //   float32 sum is Caffe's in-image sum in the same row-major order), divided by the per-output
 //   divisor table (Caffe's pool_size, padding counted).
-// - aveunpool_s{1,2,n}: AVE backward: top diff / divisor added to every cell of its window in a
-//   zeroed bordered scratch plane (windows in Caffe's order, output by output along a row, since
-//   kw runs downwards while the four lanes sit at increasing columns), then the in-image part
-//   copied out.
+// - aveunpool: AVE backward into a zeroed bordered scratch plane, one output row at a
+//   time: the row of window sums of top diff / divisor along the columns, then that row added to
+//   the rows the windows cover; the in-image part copied out. (Per cell, the sum runs over the
+//   output rows of the sums over the columns: Caffe's terms, grouped by output row.)
 //
 // scripts/build-train-wasm.mjs assembles it with wabt into src/wasm/generated/train-wasm.ts; a
 // test checks the committed output is in sync.
@@ -75,9 +75,10 @@ export function generateTrainWat() {
   emit(5, '(local.set $s (i32.add (local.get $src) (i32.shl (i32.mul (local.get $h) (local.get $W)) (i32.const 2))))');
   emit(5, '(local.set $e (select (f32.const 0) (f32.load (local.get $s)) (local.get $zero)))');
   emit(5, '(local.set $c (i32.const 0))');
+  emit(5, ';; left border four at a time (spilling into the row, which is copied after)');
   emit(5, '(block $lD (loop $lL (br_if $lD (i32.ge_s (local.get $c) (local.get $padW)))');
-  emit(6, '(f32.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (local.get $e))');
-  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 1))) (br $lL)))');
+  emit(6, '(v128.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (f32x4.splat (local.get $e)))');
+  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 4))) (br $lL)))');
   emit(5, ';; the row, four at a time (may run up to 3 past it; the right border below rewrites those)');
   emit(5, '(local.set $c (i32.const 0))');
   emit(5, '(block $mD (loop $mL (br_if $mD (i32.ge_s (local.get $c) (local.get $W)))');
@@ -86,9 +87,10 @@ export function generateTrainWat() {
   emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 4))) (br $mL)))');
   emit(5, '(local.set $e (select (f32.const 0) (f32.load (i32.add (local.get $s) (i32.shl (i32.sub (local.get $W) (i32.const 1)) (i32.const 2)))) (local.get $zero)))');
   emit(5, '(local.set $c (i32.add (local.get $W) (local.get $padW)))');
+  emit(5, ';; right border four at a time (spilling up to 3 into the next row, which is filled after)');
   emit(5, '(block $tD (loop $tL (br_if $tD (i32.ge_s (local.get $c) (local.get $Wp)))');
-  emit(6, '(f32.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (local.get $e))');
-  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 1))) (br $tL)))))');
+  emit(6, '(v128.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (f32x4.splat (local.get $e)))');
+  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 4))) (br $tL)))))');
   emit(3, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
   emit(3, '(br_if $rL (i32.lt_s (local.get $r) (local.get $Hp))))');
   emit(1, ')');
@@ -108,11 +110,64 @@ export function generateTrainWat() {
     '(local $row i32) (local $o i32) (local $sw4 i32) (local $wp4 i32) (local $outPlane i32) (local $inPlane i32)';
 
   for (const sw of ['1', '2', 'n']) {
-    // ---- MAX / AVE forward ----
-    for (const mode of ['max', 'ave']) {
-      emit(1, `(func (export "${mode}pool_s${sw}") ${common}`);
+    // ---- MAX / AVE forward; KW = 2 and 3 also with the column loop unrolled ----
+    for (const [mode, kwFixed] of ['max', 'ave'].flatMap((m) => [[m, 0], [m, 2], [m, 3]])) {
+      /** The windows of n groups of four outputs from x on (group g at columns x + 4g …). */
+      const group = (d, n) => {
+        const gs = [...Array(n).keys()];
+        // byte offset of group g from $base: 4g outputs at column stride SW
+        const at = (g, a) => (g === 0 ? a : `(i32.add ${a} (i32.shl (local.get $sw4) (i32.const ${2 * g})))`);
+        for (const g of gs) {
+          emit(d, mode === 'max' ? `(local.set $acc${g} ${load(sw, at(g, '(local.get $base)'))})` : `(local.set $acc${g} (v128.const i32x4 0 0 0 0))`);
+          if (mode === 'max') emit(d, `(local.set $code${g} (v128.const i32x4 0 0 0 0))`);
+        }
+        emit(d, '(local.set $kh (i32.const 0))');
+        emit(d, '(loop $hL');
+        emit(d + 1, '(local.set $row (i32.add (local.get $base) (i32.mul (local.get $kh) (local.get $wp4))))');
+        emit(d + 1, '(local.set $kw (i32.const 0))');
+        if (!kwFixed) emit(d + 1, '(loop $wL');
+        for (let u = 0; u < (kwFixed || 1); u++) {
+        const a = u ? `(i32.add (local.get $row) (i32.const ${4 * u}))` : '(i32.add (local.get $row) (i32.shl (local.get $kw) (i32.const 2)))';
+        const kwv = kwFixed ? `(i32.const ${u})` : '(local.get $kw)';
+        if (mode === 'max') emit(d + 2, `(local.set $c (i32x4.splat (i32.or (i32.shl (local.get $kh) (i32.const 16)) ${kwv})))`);
+        for (const g of gs) {
+          emit(d + 2, `(local.set $v${g} ${load(sw, at(g, a))})`);
+          if (mode === 'max') {
+            emit(d + 2, `(local.set $m${g} (f32x4.gt (local.get $v${g}) (local.get $acc${g})))`);
+            emit(d + 2, ';; pmax(acc, v) = v > acc ? v : acc: the strict scan (a NaN never replaces, a NaN acc stays)');
+            emit(d + 2, `(local.set $acc${g} (f32x4.pmax (local.get $acc${g}) (local.get $v${g})))`);
+            emit(d + 2, `(local.set $code${g} (v128.bitselect (local.get $c) (local.get $code${g}) (local.get $m${g})))`);
+          } else {
+            emit(d + 2, `(local.set $acc${g} (f32x4.add (local.get $acc${g}) (local.get $v${g})))`);
+          }
+        }
+        }
+        if (!kwFixed) {
+          emit(d + 2, '(local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
+          emit(d + 2, '(br_if $wL (i32.lt_s (local.get $kw) (local.get $KW))))');
+        }
+        emit(d + 1, '(local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
+        emit(d + 1, '(br_if $hL (i32.lt_s (local.get $kh) (local.get $KH))))');
+        for (const g of gs) {
+          emit(d, `(local.set $o (i32.shl (i32.add (i32.mul (local.get $y) (local.get $PW)) (i32.add (local.get $x) (i32.const ${4 * g}))) (i32.const 2)))`);
+          if (mode === 'max') {
+            emit(d, `(v128.store (i32.add (local.get $dst) (local.get $o)) (local.get $acc${g}))`);
+            emit(d, ';; window offset -> flat index of the (clamped) cell');
+            emit(d, `(local.set $t (i32x4.add (i32x4.splat (i32.sub (i32.mul (local.get $y) (local.get $SH)) (local.get $padH))) (i32x4.shr_u (local.get $code${g}) (i32.const 16))))`);
+            emit(d, '(local.set $t (i32x4.min_s (i32x4.max_s (local.get $t) (v128.const i32x4 0 0 0 0)) (i32x4.splat (i32.sub (local.get $H) (i32.const 1)))))');
+            emit(d, `(local.set $u (i32x4.add (i32x4.add (i32x4.splat (i32.sub (i32.mul (i32.add (local.get $x) (i32.const ${4 * g})) (local.get $SW)) (local.get $padW))) (local.get $lane))`);
+            emit(d + 1, `(v128.and (local.get $code${g}) (v128.const i32x4 0xffff 0xffff 0xffff 0xffff))))`);
+            emit(d, '(local.set $u (i32x4.min_s (i32x4.max_s (local.get $u) (v128.const i32x4 0 0 0 0)) (i32x4.splat (i32.sub (local.get $W) (i32.const 1)))))');
+            emit(d, '(v128.store (i32.add (local.get $idx) (local.get $o)) (i32x4.add (i32x4.mul (local.get $t) (i32x4.splat (local.get $W))) (local.get $u)))');
+          } else {
+            emit(d, `(v128.store (i32.add (local.get $dst) (local.get $o)) (f32x4.div (local.get $acc${g}) (v128.load (i32.add (local.get $div) (local.get $o)))))`);
+          }
+        }
+      };
+      emit(1, `(func (export "${mode}pool_s${sw}${kwFixed ? `_k${kwFixed}` : ''}") ${common}`);
       emit(2, commonLocals);
-      emit(2, '(local $acc v128) (local $code v128) (local $v v128) (local $m v128) (local $lane v128) (local $t v128)');
+      emit(2, '(local $acc0 v128) (local $acc1 v128) (local $code0 v128) (local $code1 v128) (local $v0 v128) (local $v1 v128)');
+      emit(2, '(local $m0 v128) (local $m1 v128) (local $c v128) (local $lane v128) (local $t v128) (local $u v128)');
       emit(2, '(local.set $sw4 (i32.shl (local.get $SW) (i32.const 2)))');
       emit(2, '(local.set $wp4 (i32.shl (local.get $Wp) (i32.const 2)))');
       emit(2, '(local.set $outPlane (i32.mul (local.get $PH) (local.get $PW)))');
@@ -126,40 +181,14 @@ export function generateTrainWat() {
       emit(4, '(local.set $x (i32.const 0))');
       emit(4, '(loop $xL');
       emit(5, '(local.set $base (i32.add (local.get $pad) (i32.add (i32.mul (i32.mul (local.get $y) (local.get $SH)) (local.get $wp4)) (i32.mul (local.get $x) (local.get $sw4)))))');
-      emit(5, mode === 'max' ? `(local.set $acc ${load(sw, '(local.get $base)')})` : '(local.set $acc (v128.const i32x4 0 0 0 0))');
-      if (mode === 'max') emit(5, '(local.set $code (v128.const i32x4 0 0 0 0))');
-      emit(5, '(local.set $kh (i32.const 0))');
-      emit(5, '(loop $hL');
-      emit(6, '(local.set $row (i32.add (local.get $base) (i32.mul (local.get $kh) (local.get $wp4))))');
-      emit(6, '(local.set $kw (i32.const 0))');
-      emit(6, '(loop $wL');
-      emit(7, `(local.set $v ${load(sw, '(i32.add (local.get $row) (i32.shl (local.get $kw) (i32.const 2)))')})`);
-      if (mode === 'max') {
-        emit(7, '(local.set $m (f32x4.gt (local.get $v) (local.get $acc)))');
-        emit(7, ';; pmax(acc, v) = v > acc ? v : acc: the strict scan (a NaN never replaces, a NaN acc stays)');
-        emit(7, '(local.set $acc (f32x4.pmax (local.get $acc) (local.get $v)))');
-        emit(7, '(local.set $code (v128.bitselect (i32x4.splat (i32.or (i32.shl (local.get $kh) (i32.const 16)) (local.get $kw))) (local.get $code) (local.get $m)))');
-      } else {
-        emit(7, '(local.set $acc (f32x4.add (local.get $acc) (local.get $v)))');
-      }
-      emit(7, '(local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
-      emit(7, '(br_if $wL (i32.lt_s (local.get $kw) (local.get $KW))))');
-      emit(6, '(local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
-      emit(6, '(br_if $hL (i32.lt_s (local.get $kh) (local.get $KH))))');
-      emit(5, '(local.set $o (i32.shl (i32.add (i32.mul (local.get $y) (local.get $PW)) (local.get $x)) (i32.const 2)))');
-      if (mode === 'max') {
-        emit(5, '(v128.store (i32.add (local.get $dst) (local.get $o)) (local.get $acc))');
-        emit(5, ';; window offset -> flat index of the (clamped) cell');
-        emit(5, '(local.set $t (i32x4.add (i32x4.splat (i32.sub (i32.mul (local.get $y) (local.get $SH)) (local.get $padH))) (i32x4.shr_u (local.get $code) (i32.const 16))))');
-        emit(5, '(local.set $t (i32x4.min_s (i32x4.max_s (local.get $t) (v128.const i32x4 0 0 0 0)) (i32x4.splat (i32.sub (local.get $H) (i32.const 1)))))');
-        emit(5, '(local.set $v (i32x4.add (i32x4.add (i32x4.splat (i32.sub (i32.mul (local.get $x) (local.get $SW)) (local.get $padW))) (local.get $lane))');
-        emit(6, '(v128.and (local.get $code) (v128.const i32x4 0xffff 0xffff 0xffff 0xffff))))');
-        emit(5, '(local.set $v (i32x4.min_s (i32x4.max_s (local.get $v) (v128.const i32x4 0 0 0 0)) (i32x4.splat (i32.sub (local.get $W) (i32.const 1)))))');
-        emit(5, '(v128.store (i32.add (local.get $idx) (local.get $o)) (i32x4.add (i32x4.mul (local.get $t) (i32x4.splat (local.get $W))) (local.get $v)))');
-      } else {
-        emit(5, '(v128.store (i32.add (local.get $dst) (local.get $o)) (f32x4.div (local.get $acc) (v128.load (i32.add (local.get $div) (local.get $o)))))');
-      }
-      emit(5, '(local.set $x (i32.add (local.get $x) (i32.const 4)))');
+      emit(5, ';; two groups of four outputs while the second has one in the row (independent chains), else one');
+      emit(5, '(if (i32.lt_s (i32.add (local.get $x) (i32.const 4)) (local.get $PW))');
+      emit(6, '(then');
+      group(7, 2);
+      emit(7, '(local.set $x (i32.add (local.get $x) (i32.const 8))))');
+      emit(6, '(else');
+      group(7, 1);
+      emit(7, '(local.set $x (i32.add (local.get $x) (i32.const 4)))))');
       emit(5, '(br_if $xL (i32.lt_s (local.get $x) (local.get $PW))))');
       emit(4, '(local.set $y (i32.add (local.get $y) (i32.const 1)))');
       emit(4, '(br_if $yL (i32.lt_s (local.get $y) (local.get $PH))))');
@@ -171,70 +200,71 @@ export function generateTrainWat() {
       emit(1, ')');
     }
 
-    // ---- AVE backward: $src is the top diff, $dst the bottom diff ($idx unused) ----
-    emit(1, `(func (export "aveunpool_s${sw}") ${common}`);
-    emit(2, commonLocals);
-    emit(2, '(local $g v128) (local $a i32) (local $n i32) (local $h i32) (local $c i32) (local $d i32) (local $s i32)');
-    emit(2, '(local.set $sw4 (i32.shl (local.get $SW) (i32.const 2)))');
-    emit(2, '(local.set $wp4 (i32.shl (local.get $Wp) (i32.const 2)))');
-    emit(2, '(local.set $outPlane (i32.mul (local.get $PH) (local.get $PW)))');
-    emit(2, '(local.set $inPlane (i32.shl (i32.mul (local.get $H) (local.get $W)) (i32.const 2)))');
-    emit(2, '(local.set $p (i32.const 0))');
-    emit(2, '(block $pD (loop $pL (br_if $pD (i32.ge_u (local.get $p) (local.get $planes)))');
-    emit(3, '(local.set $n (i32.shl (i32.mul (local.get $Hp) (local.get $Wp)) (i32.const 2)))');
-    emit(3, '(memory.fill (local.get $pad) (i32.const 0) (local.get $n))');
-    emit(3, '(local.set $y (i32.const 0))');
-    emit(3, '(loop $yL');
-    emit(4, '(local.set $x (i32.const 0))');
-    emit(4, '(loop $xL');
-    emit(5, '(local.set $o (i32.shl (i32.add (i32.mul (local.get $y) (local.get $PW)) (local.get $x)) (i32.const 2)))');
-    emit(5, ';; top diff / divisor; lanes past the row end contribute nothing');
-    emit(5, '(local.set $g (v128.and (f32x4.div (v128.load (i32.add (local.get $src) (local.get $o))) (v128.load (i32.add (local.get $div) (local.get $o))))');
-    emit(6, '(i32x4.lt_s (i32x4.add (i32x4.splat (local.get $x)) (v128.const i32x4 0 1 2 3)) (i32x4.splat (local.get $PW)))))');
-    emit(5, '(local.set $base (i32.add (local.get $pad) (i32.add (i32.mul (i32.mul (local.get $y) (local.get $SH)) (local.get $wp4)) (i32.mul (local.get $x) (local.get $sw4)))))');
-    emit(5, '(local.set $kh (i32.const 0))');
-    emit(5, '(loop $hL');
-    emit(6, '(local.set $row (i32.add (local.get $base) (i32.mul (local.get $kh) (local.get $wp4))))');
-    emit(6, '(local.set $kw (local.get $KW))');
-    emit(6, '(loop $wL');
-    emit(7, '(local.set $kw (i32.sub (local.get $kw) (i32.const 1)))');
-    emit(7, '(local.set $a (i32.add (local.get $row) (i32.shl (local.get $kw) (i32.const 2))))');
-    if (sw === '1') {
-      emit(7, '(v128.store (local.get $a) (f32x4.add (v128.load (local.get $a)) (local.get $g)))');
-    } else if (sw === '2') {
-      emit(7, `(v128.store (local.get $a) (f32x4.add (v128.load (local.get $a)) (i8x16.shuffle ${lanes([0, 4, 1, 4])} (local.get $g) (v128.const i32x4 0 0 0 0))))`);
-      emit(7, `(v128.store offset=16 (local.get $a) (f32x4.add (v128.load offset=16 (local.get $a)) (i8x16.shuffle ${lanes([2, 4, 3, 4])} (local.get $g) (v128.const i32x4 0 0 0 0))))`);
-    } else {
-      for (let l = 0; l < 4; l++) {
-        const at = l === 0 ? '(local.get $a)' : `(i32.add (local.get $a) (i32.mul (local.get $sw4) (i32.const ${l})))`;
-        emit(7, `(f32.store ${at} (f32.add (f32.load ${at}) (f32x4.extract_lane ${l} (local.get $g))))`);
-      }
-    }
-    emit(7, '(br_if $wL (i32.gt_s (local.get $kw) (i32.const 0))))');
-    emit(6, '(local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
-    emit(6, '(br_if $hL (i32.lt_s (local.get $kh) (local.get $KH))))');
-    emit(5, '(local.set $x (i32.add (local.get $x) (i32.const 4)))');
-    emit(5, '(br_if $xL (i32.lt_s (local.get $x) (local.get $PW))))');
-    emit(4, '(local.set $y (i32.add (local.get $y) (i32.const 1)))');
-    emit(4, '(br_if $yL (i32.lt_s (local.get $y) (local.get $PH))))');
-    emit(3, ';; the in-image cells out, four at a time (a row may spill up to 3 into the next, rewritten after)');
-    emit(3, '(local.set $h (i32.const 0))');
-    emit(3, '(loop $cH');
-    emit(4, '(local.set $s (i32.add (local.get $pad) (i32.shl (i32.add (i32.mul (i32.add (local.get $h) (local.get $padH)) (local.get $Wp)) (local.get $padW)) (i32.const 2))))');
-    emit(4, '(local.set $d (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $h) (local.get $W)) (i32.const 2))))');
-    emit(4, '(local.set $c (i32.const 0))');
-    emit(4, '(loop $cW');
-    emit(5, '(v128.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (v128.load (i32.add (local.get $s) (i32.shl (local.get $c) (i32.const 2)))))');
-    emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 4)))');
-    emit(5, '(br_if $cW (i32.lt_s (local.get $c) (local.get $W))))');
-    emit(4, '(local.set $h (i32.add (local.get $h) (i32.const 1)))');
-    emit(4, '(br_if $cH (i32.lt_s (local.get $h) (local.get $H))))');
-    emit(3, '(local.set $src (i32.add (local.get $src) (i32.shl (local.get $outPlane) (i32.const 2))))');
-    emit(3, '(local.set $dst (i32.add (local.get $dst) (local.get $inPlane)))');
-    emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
-    emit(3, '(br $pL)))');
-    emit(1, ')');
   }
+
+  // ---- AVE backward: $src is the top diff, $dst the bottom diff ($idx unused). Per output
+  // row y: the row T(c) = sum over x of g(y, x) / size(y, x) for the windows holding column c
+  // (scalar, x ascending), then T added to the KH bordered rows the windows cover (SIMD,
+  // disjoint aligned stores; overlapping vector read-modify-writes would stall store forwarding).
+  emit(1, `(func (export "aveunpool") ${common}`);
+  emit(2, commonLocals);
+  emit(2, '(local $g f32) (local $a i32) (local $n i32) (local $h i32) (local $c i32) (local $d i32) (local $s i32) (local $t i32)');
+  emit(2, '(local.set $wp4 (i32.shl (local.get $Wp) (i32.const 2)))');
+  emit(2, '(local.set $outPlane (i32.mul (local.get $PH) (local.get $PW)))');
+  emit(2, '(local.set $inPlane (i32.shl (i32.mul (local.get $H) (local.get $W)) (i32.const 2)))');
+  emit(2, ';; T lives right after the bordered plane');
+  emit(2, '(local.set $t (i32.add (local.get $pad) (i32.mul (local.get $Hp) (local.get $wp4))))');
+  emit(2, '(local.set $p (i32.const 0))');
+  emit(2, '(block $pD (loop $pL (br_if $pD (i32.ge_u (local.get $p) (local.get $planes)))');
+  emit(3, '(memory.fill (local.get $pad) (i32.const 0) (i32.mul (local.get $Hp) (local.get $wp4)))');
+  emit(3, '(local.set $y (i32.const 0))');
+  emit(3, '(loop $yL');
+  emit(4, '(memory.fill (local.get $t) (i32.const 0) (local.get $wp4))');
+  emit(4, '(local.set $o (i32.shl (i32.mul (local.get $y) (local.get $PW)) (i32.const 2)))');
+  emit(4, '(local.set $x (i32.const 0))');
+  emit(4, '(loop $xL');
+  emit(5, '(local.set $g (f32.div (f32.load (i32.add (local.get $src) (local.get $o))) (f32.load (i32.add (local.get $div) (local.get $o)))))');
+  emit(5, '(local.set $a (i32.add (local.get $t) (i32.shl (i32.mul (local.get $x) (local.get $SW)) (i32.const 2))))');
+  emit(5, '(local.set $kw (i32.const 0))');
+  emit(5, '(loop $wL');
+  emit(6, '(f32.store (local.get $a) (f32.add (f32.load (local.get $a)) (local.get $g)))');
+  emit(6, '(local.set $a (i32.add (local.get $a) (i32.const 4)))');
+  emit(6, '(local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
+  emit(6, '(br_if $wL (i32.lt_s (local.get $kw) (local.get $KW))))');
+  emit(5, '(local.set $o (i32.add (local.get $o) (i32.const 4)))');
+  emit(5, '(local.set $x (i32.add (local.get $x) (i32.const 1)))');
+  emit(5, '(br_if $xL (i32.lt_s (local.get $x) (local.get $PW))))');
+  emit(4, '(local.set $kh (i32.const 0))');
+  emit(4, '(loop $hL');
+  emit(5, '(local.set $row (i32.add (local.get $pad) (i32.mul (i32.add (i32.mul (local.get $y) (local.get $SH)) (local.get $kh)) (local.get $wp4))))');
+  emit(5, '(local.set $c (i32.const 0))');
+  emit(5, '(loop $cL');
+  emit(6, '(local.set $a (i32.add (local.get $row) (local.get $c)))');
+  emit(6, '(v128.store (local.get $a) (f32x4.add (v128.load (local.get $a)) (v128.load (i32.add (local.get $t) (local.get $c)))))');
+  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 16)))');
+  emit(6, '(br_if $cL (i32.lt_s (local.get $c) (local.get $wp4))))');
+  emit(5, '(local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
+  emit(5, '(br_if $hL (i32.lt_s (local.get $kh) (local.get $KH))))');
+  emit(4, '(local.set $y (i32.add (local.get $y) (i32.const 1)))');
+  emit(4, '(br_if $yL (i32.lt_s (local.get $y) (local.get $PH))))');
+  emit(3, ';; the in-image cells out, four at a time (a row may spill up to 3 into the next, rewritten after)');
+  emit(3, '(local.set $h (i32.const 0))');
+  emit(3, '(loop $cH');
+  emit(4, '(local.set $s (i32.add (local.get $pad) (i32.shl (i32.add (i32.mul (i32.add (local.get $h) (local.get $padH)) (local.get $Wp)) (local.get $padW)) (i32.const 2))))');
+  emit(4, '(local.set $d (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $h) (local.get $W)) (i32.const 2))))');
+  emit(4, '(local.set $c (i32.const 0))');
+  emit(4, '(loop $cW');
+  emit(5, '(v128.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (v128.load (i32.add (local.get $s) (i32.shl (local.get $c) (i32.const 2)))))');
+  emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 4)))');
+  emit(5, '(br_if $cW (i32.lt_s (local.get $c) (local.get $W))))');
+  emit(4, '(local.set $h (i32.add (local.get $h) (i32.const 1)))');
+  emit(4, '(br_if $cH (i32.lt_s (local.get $h) (local.get $H))))');
+  emit(3, '(local.set $src (i32.add (local.get $src) (i32.shl (local.get $outPlane) (i32.const 2))))');
+  emit(3, '(local.set $dst (i32.add (local.get $dst) (local.get $inPlane)))');
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
+  emit(3, '(br $pL)))');
+  emit(1, ')');
+
   emit(0, ')');
   return out.join('\n') + '\n';
 }

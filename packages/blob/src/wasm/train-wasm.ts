@@ -15,7 +15,7 @@ type PoolFn = (
 ) => void;
 
 type Variant = 's1' | 's2' | 'sn';
-type PoolExportName = `${'max' | 'ave'}pool_${Variant}` | `aveunpool_${Variant}`;
+type PoolExportName = `${'max' | 'ave'}pool_${Variant}${'' | '_k2' | '_k3'}` | 'aveunpool';
 
 type TrainExports = {
   memory: WasmMemory;
@@ -128,6 +128,7 @@ export function createWasmTrain(): WasmTrain | null {
     if (!rows.ok || !cols.ok) throw new MathError(`wasm ${what}: a window of ${JSON.stringify(g)} holds no cell of the plane`);
     const inPlane = H * W, outPlane = PH * PW;
     // The bordered plane: every window of the (4-rounded) output rows lies inside it.
+    // (Outputs go in groups of four, two groups at a time while the second has one in the row.)
     const PW4 = Math.ceil(PW / 4) * 4;
     const Hp = Math.max(padH + H, (PH - 1) * SH + KH);
     const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 4) * 4, (PW4 - 1) * SW + KW + 8) / 4) * 4;
@@ -137,11 +138,13 @@ export function createWasmTrain(): WasmTrain | null {
     const pDst = align(pSrc + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
     const pIdx = align(pDst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
     const pPad = align(pIdx + 4 * (chunk * outPlane + SLACK));
-    const { f32, i32 } = heap(pPad + 4 * Hp * Wp);
+    // The bordered plane, then one bordered row (AVE backward's column sums).
+    const { f32, i32 } = heap(pPad + 4 * (Hp + 1) * Wp);
     // Caffe's divisor per output (only AVE reads it); the slack past the table holds 1s.
     for (let y = 0; y < PH; y++) for (let x = 0; x < PW; x++) f32[(pDiv >> 2) + y * PW + x] = rows.sizes[y]! * cols.sizes[x]!;
     f32.fill(1, (pDiv >> 2) + outPlane, (pDiv >> 2) + outPlane + SLACK);
-    const variant: Variant = SW === 1 ? 's1' : SW === 2 ? 's2' : 'sn';
+    // The column stride's variant, with the column loop unrolled for 2- and 3-wide kernels.
+    const variant = `${SW === 1 ? 's1' : SW === 2 ? 's2' : 'sn'}${KW === 2 ? '_k2' : KW === 3 ? '_k3' : ''}` as const;
     const call = (fn: PoolFn, src: number, np: number, dst: number, idx: number) =>
       fn(src, np, H, W, PH, PW, KH, KW, SH, SW, padH, padW, pDiv, dst, idx, pPad, Hp, Wp);
     return { inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call };
@@ -167,14 +170,14 @@ export function createWasmTrain(): WasmTrain | null {
   }
 
   function aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void {
-    const { inPlane, outPlane, chunk, pSrc, pDst, f32, variant, call } = layout('aveUnpool', g, planes);
+    const { inPlane, outPlane, chunk, pSrc, pDst, f32, call } = layout('aveUnpool', g, planes);
     if (topDiff.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
       throw new MathError(
         `wasm aveUnpool: ${planes} planes of ${g.height}×${g.width} → ${g.pooledH}×${g.pooledW} need topDiff ${planes * outPlane}, ` +
           `bottomDiff ${planes * inPlane} elements, got ${topDiff.length}, ${bottomDiff.length}`,
       );
     }
-    const fn = ex[`aveunpool_${variant}` as const];
+    const fn = ex.aveunpool;
     for (let p0 = 0; p0 < planes; p0 += chunk) {
       const np = Math.min(chunk, planes - p0);
       f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pSrc >> 2);

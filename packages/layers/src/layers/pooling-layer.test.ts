@@ -183,7 +183,7 @@ describe('PoolingLayer', () => {
       return { out, arg };
     }
 
-    it('float32 MAX runs in WebAssembly (CAFFE_TS_GEMM unset), float64 in JS', () => {
+    it('float32 MAX 3×3/2 runs in the WebAssembly training kernels (CAFFE_TS_GEMM unset), float64 in JS', () => {
       const wasm = defaultWasmTrain();
       if (process.env.CAFFE_TS_GEMM === 'js') {
         expect(wasm).toBeNull();
@@ -197,8 +197,8 @@ describe('PoolingLayer', () => {
       };
       try {
         for (const dtype of ['float32', 'float64'] as const) {
-          const layer = pool({ kernel_size: 2, stride: 2 });
-          const bottom = makeBlob([2, 3, 4, 4], { dtype });
+          const layer = pool({ kernel_size: 3, stride: 2 });
+          const bottom = makeBlob([2, 3, 5, 6], { dtype });
           const top = new Blob([], { dtype });
           layer.setUp([bottom], [top]);
           layer.forward([bottom], [top]);

@@ -205,10 +205,11 @@ export class PoolingLayer extends Layer {
       const full2x2 =
         this.kernelH === 2 && this.kernelW === 2 && this.strideH === 2 && this.strideW === 2 &&
         this.padH === 0 && this.padW === 0 && 2 * PH <= H && 2 * PW <= W;
-      // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty: the
-      // training kernels take four outputs per SIMD step for any geometry, edge-cut windows too.
+      // Float32 goes to WebAssembly (branch-free selects) when every window is non-empty: whole
+      // 2×2/2 windows (LeNet) to the GEMM module's dedicated loop, anything else to the training
+      // kernels (four outputs per SIMD step for any geometry, edge-cut and padded windows too).
       const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
-      const train = f32 ? defaultWasmTrain() : null;
+      const train = f32 && !full2x2 ? defaultWasmTrain() : null;
       const wasm = f32 && !train ? defaultWasmMaxPool() : null;
       if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
       else if (wasm) {
