@@ -202,6 +202,26 @@ export function generateTrainWat() {
 
   }
 
+  // ---- MAX backward: bottom = 0, then bottom[p][idx[p][o]] += top[p][o] (traps on idx >= inPlane) ----
+  emit(1, '(func (export "maxunpool") (param $top i32) (param $idx i32) (param $planes i32) (param $inPlane i32) (param $outPlane i32) (param $bottom i32)');
+  emit(2, '(local $p i32) (local $o i32) (local $at i32) (local $b i32)');
+  emit(2, '(memory.fill (local.get $bottom) (i32.const 0) (i32.shl (i32.mul (local.get $planes) (local.get $inPlane)) (i32.const 2)))');
+  emit(2, '(block $pD (loop $pL (br_if $pD (i32.ge_u (local.get $p) (local.get $planes)))');
+  emit(3, '(local.set $o (i32.const 0))');
+  emit(3, '(block $oD (loop $oL (br_if $oD (i32.ge_u (local.get $o) (local.get $outPlane)))');
+  emit(4, '(local.set $at (i32.load (i32.add (local.get $idx) (i32.shl (local.get $o) (i32.const 2)))))');
+  emit(4, '(if (i32.ge_u (local.get $at) (local.get $inPlane)) (then (unreachable)))');
+  emit(4, '(local.set $b (i32.add (local.get $bottom) (i32.shl (local.get $at) (i32.const 2))))');
+  emit(4, '(f32.store (local.get $b) (f32.add (f32.load (local.get $b)) (f32.load (i32.add (local.get $top) (i32.shl (local.get $o) (i32.const 2))))))');
+  emit(4, '(local.set $o (i32.add (local.get $o) (i32.const 1)))');
+  emit(4, '(br $oL)))');
+  emit(3, '(local.set $top (i32.add (local.get $top) (i32.shl (local.get $outPlane) (i32.const 2))))');
+  emit(3, '(local.set $idx (i32.add (local.get $idx) (i32.shl (local.get $outPlane) (i32.const 2))))');
+  emit(3, '(local.set $bottom (i32.add (local.get $bottom) (i32.shl (local.get $inPlane) (i32.const 2))))');
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
+  emit(3, '(br $pL)))');
+  emit(1, ')');
+
   // ---- AVE backward: $src is the top diff, $dst the bottom diff ($idx unused). Per output
   // row y: the row T(c) = sum over x of g(y, x) / size(y, x) for the windows holding column c
   // (scalar, x ascending), then T added to the KH bordered rows the windows cover (SIMD,

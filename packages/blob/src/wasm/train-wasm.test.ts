@@ -111,6 +111,13 @@ describe('createWasmTrain', () => {
       kernels().pool('max', g, planes, src, dst, idx);
       expect(Array.from(dst)).toEqual(want.max);
       expect(Array.from(idx)).toEqual(want.arg);
+      // MAX backward: each top diff added at its argmax (overlapping windows accumulate).
+      const topMax = Float32Array.from({ length: m }, (_, i) => (i % 13) - 6);
+      const back = new Float32Array(n).fill(NaN);
+      kernels().maxUnpool(topMax, idx, planes, H * W, g.pooledH * g.pooledW, back);
+      const wantBack = new Float32Array(n);
+      for (let i = 0; i < m; i++) wantBack[Math.floor(i / (g.pooledH * g.pooledW)) * H * W + idx[i]!]! += topMax[i]!;
+      expect(Array.from(back)).toEqual(Array.from(wantBack));
       // AVE on finite real-valued data (float32 sums in Caffe's order).
       const real = Float32Array.from({ length: n }, () => rng.uniform() * 4 - 2);
       const top = Float32Array.from({ length: m }, () => rng.uniform() - 0.5);
@@ -136,6 +143,9 @@ describe('createWasmTrain', () => {
     expect(() => kernels().pool('max', g, 2, new Float32Array(16), new Float32Array(8), new Int32Array(8))).toThrow(/need src 32/);
     expect(() => kernels().pool('max', g, 1, new Float32Array(16), new Float32Array(4), null)).toThrow(/idx 4/);
     expect(() => kernels().aveUnpool({ ...g, strideW: 0 }, 1, new Float32Array(4), new Float32Array(16))).toThrow(/strideW must be a positive integer/);
+    expect(() => kernels().maxUnpool(new Float32Array(4), Int32Array.of(0, 1, 16, 2), 1, 16, 4, new Float32Array(16))).toThrow(/outside the plane of 16/);
+    expect(() => kernels().maxUnpool(new Float32Array(4), Int32Array.of(0, 1, -1, 2), 1, 16, 4, new Float32Array(16))).toThrow(/outside the plane/);
+    expect(() => kernels().maxUnpool(new Float32Array(4), new Int32Array(4), 1, 16, 4, new Float32Array(15))).toThrow(/bottomDiff 16/);
     expect(() => kernels().reluBackward(new Float32Array(2), new Float32Array(3), new Float32Array(3), 3, 0)).toThrow(/x has 2 elements, needs 3/);
   });
 });

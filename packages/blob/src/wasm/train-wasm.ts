@@ -20,6 +20,7 @@ type PoolExportName = `${'max' | 'ave'}pool_${Variant}${'' | '_k2' | '_k3'}` | '
 type TrainExports = {
   memory: WasmMemory;
   relu_bwd(x: number, dy: number, dx: number, n: number, slope: number): void;
+  maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 } & { [K in PoolExportName]: PoolFn };
 
 /** Caffe's pooling geometry over planes of height × width (the Pooling layer's output size rules already applied). */
@@ -47,6 +48,8 @@ export interface WasmTrain {
    * `idx` unused). Every clipped window must be non-empty.
    */
   pool(method: 'max' | 'ave', g: PoolGeometry, planes: number, src: Float32Array, dst: Float32Array, idx: Int32Array | null): void;
+  /** MAX pooling backward: bottomDiff (planes × inPlane) = 0, then each topDiff element added at its argmax idx (checked to lie in the plane). */
+  maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void;
   /** AVE pooling backward: bottomDiff = Σ over the windows holding each cell of topDiff / pool_size. */
   aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void;
 }
@@ -57,6 +60,8 @@ const CHUNK_FLOATS = 1 << 16;
 /** Floats of slack after each staged array (SIMD steps may read or write up to 3 lanes past a row or plane). */
 const SLACK = 8;
 const align = (bytes: number) => (bytes + 15) & ~15;
+/** Bytes added between staged arrays (see layout). */
+const SKEW = 1088;
 
 /** Windows along one axis: Caffe's pool_size factor and whether every clipped window is non-empty. */
 function axisWindows(pooled: number, size: number, kernel: number, stride: number, pad: number): { sizes: Int32Array; ok: boolean } {
@@ -108,7 +113,7 @@ export function createWasmTrain(): WasmTrain | null {
     if (!Number.isInteger(n) || n < 0) throw new MathError(`wasm reluBackward: element count must be a non-negative integer, got ${n}`);
     for (const [k, a] of Object.entries({ x, dy, dx })) if (a.length < n) throw new MathError(`wasm reluBackward: ${k} has ${a.length} elements, needs ${n}`);
     const chunk = Math.min(n, CHUNK_FLOATS);
-    const pX = 0, pDy = align(4 * chunk);
+    const pX = 0, pDy = align(4 * chunk) + SKEW;
     const { f32 } = heap(pDy + 4 * chunk);
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const m = Math.min(chunk, n - i0);
@@ -135,9 +140,11 @@ export function createWasmTrain(): WasmTrain | null {
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane))));
     const pDiv = 0;
     const pSrc = align(pDiv + 4 * (outPlane + SLACK));
-    const pDst = align(pSrc + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
-    const pIdx = align(pDst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK));
-    const pPad = align(pIdx + 4 * (chunk * outPlane + SLACK));
+    // Each staged array starts a different number of cache lines past a 4 KiB multiple, so the
+    // streamed loads and the stores of different arrays do not alias in the store buffer.
+    const pDst = align(pSrc + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
+    const pIdx = align(pDst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
+    const pPad = align(pIdx + 4 * (chunk * outPlane + SLACK)) + SKEW;
     // The bordered plane, then one bordered row (AVE backward's column sums).
     const { f32, i32 } = heap(pPad + 4 * (Hp + 1) * Wp);
     // Caffe's divisor per output (only AVE reads it); the slack past the table holds 1s.
@@ -169,6 +176,35 @@ export function createWasmTrain(): WasmTrain | null {
     }
   }
 
+  function maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void {
+    for (const [k, v] of Object.entries({ planes, inPlane, outPlane })) {
+      if (!Number.isInteger(v) || v < 0) throw new MathError(`wasm maxUnpool: ${k} must be a non-negative integer, got ${v}`);
+    }
+    if (topDiff.length < planes * outPlane || idx.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
+      throw new MathError(
+        `wasm maxUnpool: ${planes} planes of ${inPlane} → ${outPlane} need topDiff ${planes * outPlane}, idx ${planes * outPlane}, ` +
+          `bottomDiff ${planes * inPlane} elements, got ${topDiff.length}, ${idx.length}, ${bottomDiff.length}`,
+      );
+    }
+    if (planes === 0 || inPlane === 0) return;
+    const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane, 1))));
+    // Staged arrays a few cache lines off 4 KiB multiples of each other (no false store-to-load
+    // dependences between the scattered stores and the streamed loads).
+    const pTop = 0, pIdx = align(4 * chunk * outPlane) + SKEW, pBottom = align(pIdx + 4 * chunk * outPlane) + SKEW;
+    const { f32, i32 } = heap(pBottom + 4 * chunk * inPlane);
+    for (let p0 = 0; p0 < planes; p0 += chunk) {
+      const np = Math.min(chunk, planes - p0);
+      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pTop >> 2);
+      i32.set(idx.subarray(p0 * outPlane, (p0 + np) * outPlane), pIdx >> 2);
+      try {
+        ex.maxunpool(pTop, pIdx, np, inPlane, outPlane, pBottom);
+      } catch (err) {
+        throw new MathError(`wasm maxUnpool: an argmax among planes ${p0}…${p0 + np - 1} is outside the plane of ${inPlane} elements`, { cause: err });
+      }
+      bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + np * inPlane), p0 * inPlane);
+    }
+  }
+
   function aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void {
     const { inPlane, outPlane, chunk, pSrc, pDst, f32, call } = layout('aveUnpool', g, planes);
     if (topDiff.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
@@ -186,7 +222,7 @@ export function createWasmTrain(): WasmTrain | null {
     }
   }
 
-  return { name, reluBackward, pool, aveUnpool };
+  return { name, reluBackward, pool, maxUnpool, aveUnpool };
 }
 
 const TRAIN_KEY = Symbol.for('caffe-ts.wasmTrain');

@@ -247,7 +247,7 @@ export class PoolingLayer extends Layer {
     }
     if (this.method === PoolMethod.MAX && top.length === 1 && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array) {
       // Float32 without a mask top: WebAssembly zeroes and scatters (every argmax is in its plane then).
-      const wasm = this.windowsNonEmpty() ? defaultWasmMaxPool() : null;
+      const wasm = this.windowsNonEmpty() ? (defaultWasmTrain() ?? defaultWasmMaxPool()) : null;
       if (wasm) {
         wasm.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff);
         return;
