@@ -5,7 +5,13 @@
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
+//       [--roofline]
 //
+// --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
+// GEMM GFLOP/s (2·N·weights·output positions forward, twice that backward); for the others the
+// GB/s of the blob traffic a layer cannot avoid (forward: bottoms read + tops written; backward:
+// top diffs and bottom data read + bottom diffs written; argmax masks and scratch not counted),
+// so a memory-bound layer far below the machine's copy bandwidth is slow for another reason.
 // --threads runs the whole measurement once per kernel thread count (initThreads(n) first); with
 // more than one thread the default clock is wall (the cpu clock adds up all threads). The last
 // line reports the process's peak resident set size (maxRSS).
@@ -49,6 +55,7 @@ const { values } = parseArgs({
     dtype: { type: 'string', default: 'float32' },
     'col-floats': { type: 'string' },
     'host-alloc': { type: 'string' },
+    roofline: { type: 'boolean', default: false },
   },
 });
 
@@ -122,6 +129,28 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/**
+ * Layer i's forward and backward work: { flops } for the GEMM layers, else { bytes } of blob
+ * traffic (element size from the dtype; a blob that is both bottom and top counted once).
+ */
+function work(n, i) {
+  const layer = n.layers[i], bottoms = n.bottomVecs[i], tops = n.topVecs[i];
+  const num = bottoms[0]?.shape[0] ?? 1;
+  if (layer.type === 'Convolution' || layer.type === 'InnerProduct') {
+    const w = layer.blobs[0].count();
+    const positions = layer.type === 'Convolution' ? tops[0].count() / (num * tops[0].shape[1]) : 1;
+    const f = 2 * num * w * positions;
+    return [{ flops: f }, { flops: 2 * f }];
+  }
+  const el = values.dtype === 'float64' ? 8 : 4;
+  const count = (blobs) => blobs.reduce((a, b) => a + b.count(), 0);
+  return [{ bytes: el * (count(bottoms) + count(tops)) }, { bytes: el * (count(tops) + 2 * count(bottoms)) }];
+}
+const rate = (w, msTaken) => {
+  if (!(msTaken > 0)) return ''.padStart(16);
+  return (w.flops !== undefined ? `${(w.flops / msTaken / 1e6).toFixed(1)} GFLOP/s` : `${(w.bytes / msTaken / 1e6).toFixed(1)} GB/s`).padStart(16);
+};
+
 const L = net.layers.length;
 const iterations = Number(values.iterations), warmup = Number(values.warmup);
 const ms = (x) => x.toFixed(3).padStart(9);
@@ -164,9 +193,12 @@ for (const threads of threadCounts) {
     console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
       `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
     // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
-    console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}`);
+    const roof = values.roofline;
+    console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}` +
+      (roof ? `${'fwd rate'.padStart(16)}${'bwd rate'.padStart(16)}` : ''));
     for (let i = 0; i < L; i++) {
-      console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}`);
+      const rates = roof ? work(net, i).map((w, b) => rate(w, median(b ? bwd[i] : fwd[i]))).join('') : '';
+      console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}${rates}`);
     }
     const line = `forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
       `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`;
