@@ -8,7 +8,8 @@
 //       [--roofline]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
-// GEMM GFLOP/s (2·N·weights·output positions forward, twice that backward); for the others the
+// GEMM GFLOP/s (2·N·weights·output positions forward; backward that for the weight gradient plus
+// as much again where the bottom needs a gradient); for the others the
 // GB/s of the blob traffic a layer cannot avoid (forward: bottoms read + tops written; backward:
 // top diffs and bottom data read + bottom diffs written; argmax masks and scratch not counted),
 // so a memory-bound layer far below the machine's copy bandwidth is slow for another reason.
@@ -140,7 +141,8 @@ function work(n, i) {
     const w = layer.blobs[0].count();
     const positions = layer.type === 'Convolution' ? tops[0].count() / (num * tops[0].shape[1]) : 1;
     const f = 2 * num * w * positions;
-    return [{ flops: f }, { flops: 2 * f }];
+    // Backward: the weight gradient, and the bottom gradient where the bottom needs one.
+    return [{ flops: f }, { flops: n.bottomNeedBackward[i]?.[0] ? 2 * f : f }];
   }
   const el = values.dtype === 'float64' ? 8 : 4;
   const count = (blobs) => blobs.reduce((a, b) => a + b.count(), 0);
