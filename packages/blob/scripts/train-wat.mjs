@@ -57,7 +57,7 @@ export function generateTrainWat() {
   // ---- bordered plane: copy one H x W plane into Hp x Wp at $pad, image cell (h, w) at
   // (h + padH, w + padW); border cells repeat the nearest edge cell ($zero = 0) or are 0 ($zero = 1).
   emit(1, '(func $border (param $src i32) (param $H i32) (param $W i32) (param $pad i32) (param $Hp i32) (param $Wp i32) (param $padH i32) (param $padW i32) (param $zero i32)');
-  emit(2, '(local $r i32) (local $h i32) (local $c i32) (local $s i32) (local $d i32) (local $e f32)');
+  emit(2, '(local $r i32) (local $h i32) (local $c i32) (local $s i32) (local $d i32) (local $e f32) (local $sp i32) (local $dp i32) (local $end i32)');
   emit(2, '(local.set $r (i32.const 0))');
   emit(2, '(loop $rL');
   emit(3, '(local.set $d (i32.add (local.get $pad) (i32.shl (i32.mul (local.get $r) (local.get $Wp)) (i32.const 2))))');
@@ -79,12 +79,16 @@ export function generateTrainWat() {
   emit(5, '(block $lD (loop $lL (br_if $lD (i32.ge_s (local.get $c) (local.get $padW)))');
   emit(6, '(v128.store (i32.add (local.get $d) (i32.shl (local.get $c) (i32.const 2))) (f32x4.splat (local.get $e)))');
   emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 4))) (br $lL)))');
-  emit(5, ';; the row, four at a time (may run up to 3 past it; the right border below rewrites those)');
-  emit(5, '(local.set $c (i32.const 0))');
-  emit(5, '(block $mD (loop $mL (br_if $mD (i32.ge_s (local.get $c) (local.get $W)))');
-  emit(6, '(v128.store (i32.add (local.get $d) (i32.shl (i32.add (local.get $c) (local.get $padW)) (i32.const 2)))');
-  emit(7, '(v128.load (i32.add (local.get $s) (i32.shl (local.get $c) (i32.const 2)))))');
-  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 4))) (br $mL)))');
+  emit(5, ';; the row, eight at a time (may run up to 7 past it; the right border below rewrites those)');
+  emit(5, '(local.set $sp (local.get $s))');
+  emit(5, '(local.set $end (i32.add (local.get $s) (i32.shl (local.get $W) (i32.const 2))))');
+  emit(5, '(local.set $dp (i32.add (local.get $d) (i32.shl (local.get $padW) (i32.const 2))))');
+  emit(5, '(loop $mL');
+  emit(6, '(v128.store (local.get $dp) (v128.load (local.get $sp)))');
+  emit(6, '(v128.store offset=16 (local.get $dp) (v128.load offset=16 (local.get $sp)))');
+  emit(6, '(local.set $sp (i32.add (local.get $sp) (i32.const 32)))');
+  emit(6, '(local.set $dp (i32.add (local.get $dp) (i32.const 32)))');
+  emit(6, '(br_if $mL (i32.lt_u (local.get $sp) (local.get $end))))');
   emit(5, '(local.set $e (select (f32.const 0) (f32.load (i32.add (local.get $s) (i32.shl (i32.sub (local.get $W) (i32.const 1)) (i32.const 2)))) (local.get $zero)))');
   emit(5, '(local.set $c (i32.add (local.get $W) (local.get $padW)))');
   emit(5, ';; right border four at a time (spilling up to 3 into the next row, which is filled after)');

@@ -136,7 +136,7 @@ export function createWasmTrain(): WasmTrain | null {
     // (Outputs go in groups of four, two groups at a time while the second has one in the row.)
     const PW4 = Math.ceil(PW / 4) * 4;
     const Hp = Math.max(padH + H, (PH - 1) * SH + KH);
-    const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 4) * 4, (PW4 - 1) * SW + KW + 8) / 4) * 4;
+    const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 8) * 8, (PW4 - 1) * SW + KW + 8) / 4) * 4;
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane))));
     const pDiv = 0;
     const pSrc = align(pDiv + 4 * (outPlane + SLACK));
