@@ -495,12 +495,31 @@ describe('ConvolutionLayer', () => {
         w.mutableCpuData().fill(-0.5);
         checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
         expect(calls).toBe(3);
-        // TRAIN phase and float64 keep their paths.
+        // A TRAIN-phase float32 forward takes it too (its weights repacked per version); float64 keeps its path.
         const train = createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float32', rng: new Rng(3), phase: Phase.TRAIN });
         checkAgainstNaive(train, [bottom], geometry(p), 1e-3);
-        expect(calls).toBe(3);
+        expect(calls).toBe(4);
+        const train64 = createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float64', rng: new Rng(3), phase: Phase.TRAIN });
+        checkAgainstNaive(train64, [makeBlob([1, 3, 6, 5], { rng: new Rng(8) })], geometry(p), 1e-9);
+        expect(calls).toBe(4);
       } finally {
         runner!.conv2d = conv2d;
+      }
+    });
+
+    it('TRAIN phase: forward through the packed weights follows each solver step (forward, backward, update, forward)', () => {
+      const p = { num_output: 5, kernel_size: [5], pad: [2], stride: [1] };
+      const layer = createLayer(convolutionLayerDef, { convolution_param: { ...filler, ...p } }, { dtype: 'float32', rng: new Rng(5), phase: Phase.TRAIN });
+      const bottom = makeBlob([3, 2, 9, 8], { dtype: 'float32', rng: new Rng(6) });
+      const [top] = checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
+      const w = layer.blobs[0]!;
+      for (let step = 0; step < 2; step++) {
+        top!.mutableCpuDiff().fill(0.01);
+        layer.backward([top!], [true], [bottom]);
+        // Param diffs accumulate over the two backward passes: the second update moves further.
+        w.update();
+        layer.blobs[1]!.update();
+        checkAgainstNaive(layer, [bottom], geometry(p), 1e-3);
       }
     });
 
