@@ -16,7 +16,7 @@ export {
   type DeviceSolverOps,
   type SgdStepSettings,
 } from './backend.js';
-export { Rng, globalRng, setRandomSeed } from './rng.js';
+export { Rng, globalRng, setRandomSeed, type RngState } from './rng.js';
 export { logger, setLogSink, setLogEnabled, type Logger, type LogSink, type LogLevel } from './log.js';
 export {
   MathError,

@@ -87,4 +87,16 @@ describe('Rng', () => {
     setRandomSeed(77);
     expect(draw(globalRng(), 3)).toEqual(x);
   });
+
+  it('getState/setState resume the same stream, Gaussian spare included', () => {
+    const a = new Rng(9);
+    a.gaussian(0, 1); // leaves a spare Box–Muller value behind
+    const saved = a.getState();
+    const next = [a.gaussian(0, 1), a.uniform(), a.int(1000)];
+    const b = new Rng(1);
+    b.setState(saved);
+    expect([b.gaussian(0, 1), b.uniform(), b.int(1000)]).toEqual(next);
+    a.setState(saved);
+    expect([a.gaussian(0, 1), a.uniform(), a.int(1000)]).toEqual(next);
+  });
 });

@@ -3,6 +3,12 @@
  * boost's mt19937; its bit patterns are not reproduced, only the distributions and the
  * property that a fixed seed gives a fixed sequence.
  */
+/** A snapshot of an `Rng`: the four xoshiro128** words and the spare Box–Muller value. */
+export interface RngState {
+  readonly words: readonly [number, number, number, number];
+  readonly spareGaussian: number | null;
+}
+
 export class Rng {
   private s0 = 0;
   private s1 = 0;
@@ -28,6 +34,17 @@ export class Rng {
     this.s2 = next();
     this.s3 = next();
     this.spareGaussian = null;
+  }
+
+  /** The generator's whole state, to resume the same stream later with `setState`. */
+  getState(): RngState {
+    return { words: [this.s0, this.s1, this.s2, this.s3], spareGaussian: this.spareGaussian };
+  }
+
+  /** Continue from a state `getState` returned (on this generator or another). */
+  setState(state: RngState): void {
+    [this.s0, this.s1, this.s2, this.s3] = state.words;
+    this.spareGaussian = state.spareGaussian;
   }
 
   /** A uniformly distributed unsigned 32-bit integer. */

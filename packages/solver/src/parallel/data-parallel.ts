@@ -19,7 +19,7 @@
  *   replica would have read: the trajectory of the single-threaded run (up to summation order),
  *   computed on N cores.
  */
-import { globalRng, logger, type Blob, type DType, type FloatArray, type Rng } from '@caffe-ts/blob';
+import { globalRng, logger, type Blob, type DType, type FloatArray } from '@caffe-ts/blob';
 import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, DataParameter_DB, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
@@ -135,21 +135,6 @@ export function splitBatchNetParameter(param: NetParameter, n: number, state?: N
   return out;
 }
 
-/**
- * A copy of a generator's state. Rng keeps its state in plain fields (xoshiro words and the spare
- * Box–Muller value), so a shallow copy is the whole state; a generator whose state this cannot
- * see is refused rather than silently not restored.
- */
-function saveRngState(rng: Rng): Record<string, unknown> {
-  const state: Record<string, unknown> = { ...rng };
-  if (Object.keys(state).length === 0) throw new ParallelError('DataParallel: cannot save the RNG state (no fields to copy)');
-  return state;
-}
-
-function restoreRngState(rng: Rng, state: Record<string, unknown>): void {
-  Object.assign(rng, state);
-}
-
 /** Whether a built layer honours LayerContext.shard (io-leveldb's Data and ImageData do). */
 function takesShard(layer: object): boolean {
   return 'shard' in layer;
@@ -232,7 +217,7 @@ export class DataParallel implements GradientComputer {
     // Building draws the fillers' values from the RNG: a fallback rebuilds from the same state, so
     // that the seed gives the weights (and the rest of the stream) of a run without workers.
     const rng = options.rng ?? globalRng();
-    const before = saveRngState(rng);
+    const before = rng.getState();
     const net = await Net.create(mine, { ...options, shard: { index: 0, count: this.workers } });
     this.trainNet = net;
     try {
@@ -242,7 +227,7 @@ export class DataParallel implements GradientComputer {
       if (!this.optional || !(e instanceof ParallelConfigError)) throw e;
       this.off = e.message;
       this.trainPlan = undefined;
-      restoreRngState(rng, before);
+      rng.setState(before);
       return this.buildAlone(param, options);
     }
     return net;
