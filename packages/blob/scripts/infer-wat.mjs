@@ -688,18 +688,20 @@ function packedConvWat({ relaxed }) {
   // ---- driver ----
   e(';; y (M x N, row-major) = act(a ⊙ (W · im2col(x)) + b) for one image (and group): W packed by packa');
   e(';; at $pw; a, b: per-row factors ($sa, $sb, M rounded up to MR entries); $bufB: KC x min(NC, N');
-  e(';; rounded up to NR) floats; $scratch: an MR x NR tile. xp and the geometry as packb.');
+  e(';; rounded up to NR) floats; $scratch: an MR x NR tile. xp and the geometry as packb. Only columns');
+  e(';; $j0 … $j1 - 1 of y are computed (0 and N: all; kernel threads split the columns this way).');
   e('(func (export "pconv") (param $pw i32) (param $M i32) (param $K i32) (param $xp i32) (param $Hp i32) (param $Wp i32)');
   e('  (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $DH i32) (param $DW i32)');
   e('  (param $OW i32) (param $N i32) (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
-  e('  (param $bufB i32) (param $scratch i32)');
+  e('  (param $bufB i32) (param $scratch i32) (param $j0 i32) (param $j1 i32)');
   e('  (local $Mp i32) (local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $mode i32) (local $ablk i32)');
   e('  (local $ic i32) (local $mcEnd i32) (local $jr i32) (local $nr i32) (local $ir i32) (local $mr i32) (local $pa i32) (local $pb i32)');
   e('  (local $cp i32) (local $ldc i32) (local $r i32) (local $l i32) (local $fe i32)');
   e(`  (local.set $Mp (i32.and (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const ${-MR})))`);
   e('  (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))');
+  e('  (local.set $jc (local.get $j0))');
   e('  (loop $jcLoop');
-  e(`    (local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
+  e(`    (local.set $nc (select (i32.sub (local.get $j1) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $j1) (local.get $jc)) (i32.const ${NC}))))`);
   e('    (local.set $pc (i32.const 0))');
   e('    (loop $pcLoop');
   e(`      (local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
@@ -764,7 +766,7 @@ function packedConvWat({ relaxed }) {
   e(`      (local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);
   e('      (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
   e(`    (local.set $jc (i32.add (local.get $jc) (i32.const ${NC})))`);
-  e('    (br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))');
+  e('    (br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $j1))))');
   e(')');
 
   // ---- Winograd F(2×2, 3×3) ----

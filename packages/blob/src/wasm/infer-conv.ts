@@ -11,18 +11,25 @@
 // applied as the tiles are stored. 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) or
 // F(4×4, 3×3) over transformed weights kept the same way; depthwise ones fold the affine into
 // their filters. A one-image output stays in this memory for the next convolution that reads it
-// (ActivationVersions). One thread; the kernel threads' passes stay with conv-wasm.ts.
+// (ActivationVersions).
+// With kernel threads (getNumThreads() > 1), defaultWasmInferConv runs a second runner whose
+// blocks live in the threads' shared memory (threads.ts) and which hands the GEMMs of a layer
+// big enough to pay to the pool: a direct convolution split by output-channel blocks (weights
+// packed per block, each thread unfolding the columns itself), a Winograd one by its (T + 2)²
+// independent GEMMs. Each output is computed by the same kernel over the same operands in the
+// same order whichever thread runs it, so results are bit-identical to one thread's.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
 import { defaultWasmChoice } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
+import type { KernelHeap } from './kernel-heap.js';
+import { engine, getNumThreads, Op, planThreads, type CommandList, type Engine } from './threads.js';
 
 const PAGE = 65536;
 
 interface PackedExports {
-  memory: WasmMemory;
   PCONV_MR: { value: number };
   PCONV_NR: { value: number };
   PCONV_KC: { value: number };
@@ -32,7 +39,7 @@ interface PackedExports {
   pconv(
     pw: number, M: number, K: number, xp: number, Hp: number, Wp: number, KH: number, KW: number,
     SH: number, SW: number, DH: number, DW: number, OW: number, N: number,
-    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number,
+    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number, j0: number, j1: number,
   ): void;
   rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
   depthwise(
@@ -117,8 +124,27 @@ class ArenaFull extends MathError {
 /** Most bytes the runner's memory grows to: offsets stay below 2^31 (the JS side indexes views with offset >> 2). */
 const MAX_ARENA_BYTES = 2 ** 31 - PAGE;
 
+/** Where a runner's blocks come from. */
+interface Blocks {
+  alloc(bytes: number): number;
+  release(at: number, bytes: number): void;
+}
+
+/** Blocks of the kernel threads' shared memory (its KernelHeap). */
+class HeapBlocks implements Blocks {
+  constructor(private readonly heap: KernelHeap, private readonly name: string) {}
+  alloc(bytes: number): number {
+    const at = this.heap.alloc(align(Math.max(bytes, 64)));
+    if (at < 0) throw new ArenaFull(`${this.name}: cannot grow the kernel threads' shared memory for ${bytes} more bytes`);
+    return at;
+  }
+  release(at: number, bytes: number): void {
+    this.heap.free(at, align(Math.max(bytes, 64)));
+  }
+}
+
 /** First-fit blocks over a growable memory (byte offsets, 64-byte aligned). */
-class Arena {
+class Arena implements Blocks {
   private top = 64;
   private free: { at: number; size: number }[] = [];
   constructor(private readonly memory: WasmMemory, private readonly name: string) {}
@@ -181,30 +207,55 @@ interface Cached {
 
 /**
  * A runner with its own module instance and memory (the relaxed-SIMD build where the engine has
- * it, unless `relaxed` says otherwise), or null without WebAssembly SIMD.
+ * it, unless `relaxed` says otherwise), or null without WebAssembly SIMD. With `threads: true`,
+ * a runner over the kernel threads' shared memory whose large layers run on up to
+ * getNumThreads() threads (null where kernel threads are unsupported or the build asked for has
+ * no shared variant here).
  */
-export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmInferConv | null {
+export function createWasmInferConv(options: { relaxed?: boolean; threads?: boolean } = {}): WasmInferConv | null {
   const api = wasmApi();
   if (!api) return null;
   let ex: PackedExports | null = null;
   let relaxedBuild = false;
+  let memory: WasmMemory | null = null;
+  let pool: Engine | null = null;
   for (const relaxed of options.relaxed === undefined ? [true, false] : [options.relaxed]) {
+    if (options.threads) {
+      const e = engine();
+      const shared = e?.inferExports(relaxed);
+      if (!e || !shared) continue;
+      ex = shared as unknown as PackedExports;
+      memory = e.memory as unknown as WasmMemory;
+      pool = e;
+      relaxedBuild = relaxed;
+      break;
+    }
     const bytes = decodeBase64(relaxed ? INFER_WASM_RELAXED_SIMD_BASE64 : INFER_WASM_SIMD_BASE64);
     if (!api.validate(bytes)) continue;
     try {
       ex = new api.Instance(new api.Module(bytes), {}).exports as PackedExports;
+      memory = (ex as unknown as { memory: WasmMemory }).memory;
       relaxedBuild = relaxed;
       break;
     } catch {
       ex = null;
     }
   }
-  if (!ex) return null;
+  if (!ex || !memory) return null;
   const k: PackedExports = ex;
+  const mem0: WasmMemory = memory;
   const name = relaxedBuild ? 'wasm-relaxed-simd' : 'wasm-simd';
   const MR = k.PCONV_MR.value, NR = k.PCONV_NR.value, KC = k.PCONV_KC.value, NC = k.PCONV_NC.value;
-  const arena = new Arena(k.memory, `${name} inference kernels`);
-  const f32 = () => new Float32Array(k.memory.buffer);
+  const arena: Blocks = pool ? new HeapBlocks(pool.heap, `${name} threaded inference kernels`) : new Arena(mem0, `${name} inference kernels`);
+  const f32 = pool ? () => pool.views().f32 : () => new Float32Array(mem0.buffer);
+  /** Threads a pass may be split over (1 for the own-memory runner). */
+  const threadCap = () => (pool ? Math.min(getNumThreads(), 16) : 1);
+  /** Runs `fill(list, t)` for threads 0 … T − 1 as one pool job (T ≥ 2). */
+  function runThreaded(T: number, what: string, fill: (list: CommandList, t: number) => void): void {
+    const lists = pool!.lists(T, relaxedBuild);
+    for (let t = 0; t < T; t++) fill(lists[t]!, t);
+    pool!.run(lists, `${name} ${what}`);
+  }
 
   // Weight blocks, per weights array; given back when the array is collected.
   let cache = new WeakMap<Float32Array, Cached>();
@@ -343,21 +394,40 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     const groupBytes = 4 * mp * K;
     const padded = PH > 0 || PW > 0;
     const Hp = H + 2 * PH, Wp = W + 2 * PW, imgPad = C * Hp * Wp;
+    // Threads split the work into units of (group, block of output channels, block of output
+    // columns). With at least as many groups as threads, a unit is a group. Otherwise a wide
+    // output (S ≥ SPLIT_COLUMNS_MIN per thread) is cut into column blocks (NR-aligned) that share
+    // the packed weights; a narrow one into blocks of rows (MR-aligned), packed one after
+    // another (a block's panels are contiguous) so that a block runs as a pconv of its own, each
+    // thread unfolding the same columns.
+    const cap = threadCap();
+    const split = cap > 1 && G < cap;
+    const colBlocks = split && S >= SPLIT_COLUMNS_MIN * cap ? cap : 1;
+    const blocks = split && colBlocks === 1 ? Math.max(1, Math.min(cap, mp / MR)) : 1;
+    const colStart = (c: number) => (c >= colBlocks ? S : Math.round((c * S) / NR / colBlocks) * NR);
+    const rowStart = (c: number) => (c >= blocks ? m : Math.round((c * mp) / MR / blocks) * MR);
     // Scratch: image, its zero-bordered copy (with padding; + slack for the stride-2 panel
     // loads), output, a and b, the B panels and edge tile, then (uncached weights only) the
     // packed weights.
     const pX = 0, pXp = align(4 * (imgIn + 16)), pY = pXp + (padded ? align(4 * (imgPad + 16)) : 0);
     const pA = pY + align(4 * imgOut), pB = pA + align(4 * (O + MR));
-    const pBuf = pB + align(4 * (O + MR)), pTile = pBuf + align(4 * Math.min(KC, K) * Math.ceil(Math.min(NC, S) / NR) * NR);
-    const pW = pTile + align(4 * MR * NR);
+    const bufBytes = align(4 * Math.min(KC, K) * Math.ceil(Math.min(NC, S) / NR) * NR), tileBytes = align(4 * MR * NR);
+    // Per thread: a B panel buffer and an edge tile.
+    const pBuf = pB + align(4 * (O + MR)), pTile = pBuf + cap * bufBytes;
+    const pW = pTile + cap * tileBytes;
     const scratchNeed = pW + (version === undefined ? G * groupBytes : 0);
-    const key = `conv ${O} ${G} ${K}`;
+    const key = `conv ${O} ${G} ${K} ${blocks}`;
     // Cached weights are placed first (allocating may move the scratch block).
     const wAt = weightsBlock(weights, version, key, G * groupBytes, (at) => {
       // Raw weights into a temporary block (the scratch's tail), then packed per group.
       withTemp(4 * O * K, (raw) => {
         f32().set(weights.subarray(0, O * K), raw >> 2);
-        for (let q = 0; q < G; q++) k.packa(raw + 4 * q * m * K, m, K, at + q * groupBytes);
+        for (let q = 0; q < G; q++) {
+          for (let c = 0; c < blocks; c++) {
+            const r0 = rowStart(c), r1 = rowStart(c + 1);
+            if (r1 > r0) k.packa(raw + 4 * (q * m + r0) * K, r1 - r0, K, at + q * groupBytes + 4 * r0 * K);
+          }
+        }
       });
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
@@ -377,17 +447,49 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     const h = flat ? 1 : Hp, w = flat ? H * W : Wp, ow = flat ? S : OW;
     const xIn = xAt >= 0 ? xAt : base + pX;
     const xp = padded ? base + pXp : xIn, planeP = 4 * Hp * Wp;
+    const perGroup = blocks * colBlocks, units = G * perGroup;
+    const T = cap > 1 ? planThreads(2 * O * K * S, units) : 1;
+    /** Whether unit u has any work (a row or column block may be empty). */
+    const nonEmpty = (u: number) => {
+      const v = u % perGroup, c = Math.floor(v / colBlocks), j = v % colBlocks;
+      return rowStart(c + 1) > rowStart(c) && colStart(j + 1) > colStart(j);
+    };
+    /** The pconv arguments of unit u (group, row block, column block) on thread t. */
+    const unitArgs = (u: number, t: number): number[] => {
+      const q = Math.floor(u / perGroup), v = u - q * perGroup, c = Math.floor(v / colBlocks), j = v % colBlocks;
+      const r0 = rowStart(c), rows = rowStart(c + 1) - r0, o0 = q * m + r0;
+      return [
+        wAt + q * groupBytes + 4 * r0 * K, rows, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
+        yAt + 4 * o0 * S, base + pA + 4 * o0, base + pB + 4 * o0, relu === null ? 0 : 1, relu ?? 0,
+        base + pBuf + t * bufBytes, base + pTile + t * tileBytes, colStart(j), colStart(j + 1),
+      ];
+    };
     for (let n = 0; n < num; n++) {
       if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
       if (padded) k.padimg(xIn, C, H, W, PH, PW, xp);
-      for (let q = 0; q < G; q++) {
-        k.pconv(
-          wAt + q * groupBytes, m, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
-          yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
-          base + pBuf, base + pTile,
-        );
+      if (T > 1) {
+        runThreaded(T, 'packed conv', (list, t) => {
+          for (let u = Math.floor((t * units) / T); u < Math.floor(((t + 1) * units) / T); u++) {
+            if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t), 18);
+          }
+        });
+      } else if (blocks === 1) {
+        for (let q = 0; q < G; q++) {
+          k.pconv(
+            wAt + q * groupBytes, m, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
+            yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
+            base + pBuf, base + pTile, 0, S,
+          );
+        }
+      } else {
+        for (let u = 0; u < units; u++) {
+          if (!nonEmpty(u)) continue;
+          const a = unitArgs(u, 0);
+          k.pconv(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!, a[16]!, a[17]!, a[18]!, a[19]!, a[20]!, a[21]!, a[22]!);
+        }
       }
-      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+      const out = f32();
+      y.set(out.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
     keepResident(y, ySlot, 4 * imgOut, io);
   }
@@ -416,7 +518,8 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     // ones/zeros for the GEMMs' epilogue, output, edge tile; then (uncached) the packed U.
     const pX = 0, pXp = align(4 * (imgIn + 16)), pV = pXp + align(4 * (C * planeP + 16)), pM = pV + align(XI * vstride);
     const pA = pM + align(XI * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
-    const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + align(4 * MR * NR);
+    const cap = threadCap(), tileBytes = align(4 * MR * NR);
+    const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + cap * tileBytes;
     const scratchNeed = pW + (version === undefined ? G * XI * uBytes : 0);
     const wAt = weightsBlock(weights, version, `wino${T} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
       withTemp(4 * XI * O * Cg, (raw) => transformWeights(raw, at));
@@ -460,13 +563,23 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     mem.fill(1, (base + pOne) >> 2, ((base + pOne) >> 2) + mp + MR);
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
     const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
+    const Tt = cap > 1 ? planThreads(2 * m * Cg * N * XI, XI) : 1;
     for (let img = 0; img < num; img++) {
       if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
       k.padimg2(xIn, C, H, W, PH, PW, Hp, Wp, base + pXp);
       for (let q = 0; q < G; q++) {
         tin(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
-        for (let xi = 0; xi < XI; xi++) {
-          k.wgemm(wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
+        if (Tt > 1) {
+          // The (T + 2)² GEMMs are independent: each thread runs a contiguous share of them.
+          runThreaded(Tt, 'winograd', (list, t) => {
+            for (let xi = Math.floor((t * XI) / Tt); xi < Math.floor(((t + 1) * XI) / Tt); xi++) {
+              list.infer(Op.Wgemm, [wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile + t * tileBytes], 9);
+            }
+          });
+        } else {
+          for (let xi = 0; xi < XI; xi++) {
+            k.wgemm(wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
+          }
         }
         tout(base + pM, m, N, TH, TWp, OH, OW, yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
       }
@@ -534,7 +647,19 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
     const mem = f32();
     mem.set(x.subarray(0, M * K), (base + pX) >> 2);
     if (bias) mem.set(bias.subarray(0, N), (base + pB) >> 2);
-    k.rowdot(base + pX, M, K, wAt, N, base + pB, bias ? 1 : 0, base + pY, N);
+    // Threads split the weight rows (outputs) in groups of four, as rowdot takes them: each
+    // output is the same sum whichever thread computes it. (A large inner product at batch 1 is
+    // bound by reading the weights: two threads read them at a higher rate.)
+    const T = threadCap() > 1 ? planThreads(2 * M * N * K, Math.floor(N / 4)) : 1;
+    if (T > 1) {
+      const at = (t: number) => (t >= T ? N : Math.round((t * N) / 4 / T) * 4);
+      runThreaded(T, 'inner product', (list, t) => {
+        const n0 = at(t), n1 = at(t + 1);
+        if (n1 > n0) list.infer(Op.Rowdot, [base + pX, M, K, wAt + 4 * n0 * K, n1 - n0, base + pB + 4 * n0, bias ? 1 : 0, base + pY + 4 * n0, N], -1);
+      });
+    } else {
+      k.rowdot(base + pX, M, K, wAt, N, base + pB, bias ? 1 : 0, base + pY, N);
+    }
     y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + M * N));
     return true;
   }
@@ -553,7 +678,7 @@ export function createWasmInferConv(options: { relaxed?: boolean } = {}): WasmIn
   function stats() {
     let cachedBytes = 0;
     for (const c of live) cachedBytes += c.bytes;
-    return { cachedBytes, cachedEntries: live.size, memoryBytes: k.memory.buffer.byteLength };
+    return { cachedBytes, cachedEntries: live.size, memoryBytes: mem0.buffer.byteLength };
   }
 
   function clear(): void {
@@ -586,6 +711,12 @@ function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: 
   return work(4) < work(2) ? 4 : 2;
 }
 
+/**
+ * Fewest output columns (positions) per thread for a threaded direct convolution to split its
+ * columns rather than its output channels (each thread then unfolds only its own columns).
+ */
+const SPLIT_COLUMNS_MIN = 64;
+
 /** Fewest input channels (per group) and outputs (per group) for the Winograd path. */
 export const WINOGRAD_MIN_CHANNELS = 16;
 
@@ -594,7 +725,9 @@ const KEY = Symbol.for('caffe-ts.wasmInferConv');
 /**
  * The process-wide packed-weights runner that Convolution and InnerProduct layers use at
  * inference, created on first use; null when CAFFE_TS_GEMM=js, CAFFE_TS_PACKED=off or
- * WebAssembly SIMD is missing. Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd.
+ * WebAssembly SIMD is missing. Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd. With more
+ * than one kernel thread it runs over the threads' shared memory and splits large layers (see
+ * the top of this file), unless CAFFE_TS_PACKED_THREADS=off.
  */
 export function defaultWasmInferConv(): WasmInferConv | null {
   const g = globalThis as Record<symbol, { conv: WasmInferConv | null } | undefined>;
@@ -603,8 +736,39 @@ export function defaultWasmInferConv(): WasmInferConv | null {
     const choice = defaultWasmChoice();
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
     const off = env?.CAFFE_TS_PACKED?.trim().toLowerCase() === 'off';
-    slot = { conv: choice === 'js' || off ? null : createWasmInferConv({ relaxed: choice }) };
+    const own = choice === 'js' || off ? null : createWasmInferConv({ relaxed: choice });
+    // CAFFE_TS_PACKED_THREADS=off: the packed runner stays on the calling thread (as before).
+    const threadsOff = env?.CAFFE_TS_PACKED_THREADS?.trim().toLowerCase() === 'off';
+    slot = { conv: own && !threadsOff ? withThreads(own) : own };
     g[KEY] = slot;
   }
   return slot.conv;
+}
+
+/**
+ * `own` while getNumThreads() is 1; with more threads, a runner over the kernel threads' shared
+ * memory running the same build (so results do not depend on the thread count), created on
+ * first use, or `own` where there is none.
+ */
+function withThreads(own: WasmInferConv): WasmInferConv {
+  let threaded: WasmInferConv | null | undefined;
+  const pick = (): WasmInferConv => {
+    if (getNumThreads() <= 1) return own;
+    if (threaded === undefined) threaded = createWasmInferConv({ relaxed: own.name === 'wasm-relaxed-simd', threads: true });
+    return threaded ?? own;
+  };
+  return {
+    name: own.name,
+    conv2d: (...args) => pick().conv2d(...args),
+    depthwise: (...args) => pick().depthwise(...args),
+    innerProduct: (...args) => pick().innerProduct(...args),
+    stats() {
+      const a = own.stats(), b = threaded?.stats();
+      return b ? { cachedBytes: a.cachedBytes + b.cachedBytes, cachedEntries: a.cachedEntries + b.cachedEntries, memoryBytes: a.memoryBytes + b.memoryBytes } : a;
+    },
+    clear() {
+      own.clear();
+      threaded?.clear();
+    },
+  };
 }

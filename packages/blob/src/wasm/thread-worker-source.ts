@@ -13,8 +13,9 @@ export const WORKER_SOURCE = String.raw`
 function start(d, post) {
   var memory = d.memory, id = d.id, region = d.region, words = d.regionWords;
   var env = { env: { memory: memory } };
-  var inst = [null, null];
-  for (var v = 0; v < 2; v++) if (d.modules[v]) inst[v] = new WebAssembly.Instance(d.modules[v], env).exports;
+  // Builds by variant: 0, 1 the GEMM module (SIMD, relaxed SIMD); 2, 3 the inference module's.
+  var inst = [];
+  for (var v = 0; v < d.modules.length; v++) inst.push(d.modules[v] ? new WebAssembly.Instance(d.modules[v], env).exports : null);
   var ctl = new Int32Array(memory.buffer, 0, d.ctlWords);
   var i = new Int32Array(memory.buffer, region, words);
   var f = new Float32Array(memory.buffer, region, words);
@@ -32,6 +33,10 @@ function start(d, post) {
         case 5: ex.scatter(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6]); break;
         case 6: ex.rowsum(i[a], i[a + 1], i[a + 2], i[a + 3]); break;
         case 7: ex.zero(i[a], i[a + 1]); break;
+        case 8: ex.pconv(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10],
+          i[a + 11], i[a + 12], i[a + 13], i[a + 14], i[a + 15], i[a + 16], i[a + 17], f[a + 18], i[a + 19], i[a + 20], i[a + 21], i[a + 22]); break;
+        case 10: ex.rowdot(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8]); break;
+        case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }
     }

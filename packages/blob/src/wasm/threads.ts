@@ -32,6 +32,7 @@
 import { MathError } from '../math/errors.js';
 import { decodeBase64, type SharedWasmMemory as SharedMemory, type WasmApi } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
+import { INFER_WASM_RELAXED_SIMD_SHARED_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import { WORKER_SOURCE } from './thread-worker-source.js';
 import { KernelHeap } from './kernel-heap.js';
 
@@ -47,7 +48,8 @@ const REGION_BASE = 4096;
 const REGION_BYTES = 16384;
 const REGION_WORDS = REGION_BYTES / 4;
 const HEAD = 4;
-const CMD = 17;
+// Opcode word + 23 arguments (the packed convolution's pconv has the most).
+const CMD = 24;
 /** Most commands one thread's list holds in one job; longer work runs as several jobs. */
 export const MAX_COMMANDS = Math.floor((REGION_WORDS - HEAD) / CMD);
 /** Where job data starts: after the control page and every possible thread's command region. */
@@ -61,9 +63,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -85,6 +87,20 @@ export interface SharedExports {
     KW: number, SW: number, padW: number, xv0: number, xv1: number, dst: number, idx: number,
   ): void;
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
+}
+
+/**
+ * The exports of the inference module's shared builds (scripts/infer-wat.mjs with shared: true)
+ * that threaded jobs call; infer-conv.ts calls the rest on the calling thread.
+ */
+export interface SharedInferExports {
+  pconv(
+    pw: number, M: number, K: number, xp: number, Hp: number, Wp: number, KH: number, KW: number,
+    SH: number, SW: number, DH: number, DW: number, OW: number, N: number,
+    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number, j0: number, j1: number,
+  ): void;
+  wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
+  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
 }
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
@@ -306,7 +322,7 @@ function ensureWorkers(count: number): void {
   while (s.workers.length < count) {
     const id = s.workers.length + 1;
     const data = {
-      memory: e.memory, modules: e.modules, id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
+      memory: e.memory, modules: [...e.modules, ...e.inferModules], id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
       ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, READY, HEAD, CMD, SPIN,
     };
     let worker: AnyWorker;
@@ -411,6 +427,21 @@ export class CommandList {
     i[a + 6] = pA; i[a + 7] = lda; i[a + 8] = pB; i[a + 9] = ldb; this.f32[a + 10] = beta;
     i[a + 11] = pC; i[a + 12] = ldc; i[a + 13] = packA; i[a + 14] = packB; i[a + 15] = scratch;
   }
+  /**
+   * A call of the inference module's shared build (variant + 2 of this list's build): pconv,
+   * wgemm (their one float argument, the ReLU slope, at index `floatAt` of `args`) or rowdot
+   * (floatAt −1: integers only).
+   */
+  infer(op: typeof Op.Pconv | typeof Op.Wgemm | typeof Op.Rowdot, args: number[], floatAt: number): void {
+    if (this.variant > 1) throw new MathError('kernel threads: infer() on a list of the inference build');
+    const o = this.base + HEAD + this.n * CMD;
+    const a = this.slot(op);
+    this.i32[o] = op | ((this.variant + 2) << 8);
+    for (let k = 0; k < args.length; k++) {
+      if (k === floatAt) this.f32[a + k] = args[k]!;
+      else this.i32[a + k] = args[k]!;
+    }
+  }
   /** Any other export: integer arguments only. */
   call(op: Op, ...args: number[]): void {
     const a = this.slot(op);
@@ -424,6 +455,9 @@ export class Engine {
   /** Compiled shared builds: [plain SIMD, relaxed SIMD] (null where the engine rejects one). */
   readonly modules: [object | null, object | null];
   private readonly instances: [SharedExports | null, SharedExports | null];
+  /** Compiled shared builds of the inference module: [plain SIMD, relaxed SIMD]. */
+  readonly inferModules: [object | null, object | null];
+  private readonly inferInstances: [SharedInferExports | null, SharedInferExports | null];
   private seq = 0;
   private canBlock = true;
   lastError: string | null = null;
@@ -450,6 +484,18 @@ export class Engine {
     if (!this.modules[0] && !this.modules[1]) throw new MathError('no shared-memory WebAssembly SIMD build compiles here');
     const env = { env: { memory: this.memory } };
     this.instances = this.modules.map((m) => (m ? (new api.Instance(m, env).exports as SharedExports) : null)) as Engine['instances'];
+    // Commands name a build by variant: 0, 1 the GEMM module's, 2, 3 the inference module's.
+    this.inferModules = [compile(INFER_WASM_SIMD_SHARED_BASE64), compile(INFER_WASM_RELAXED_SIMD_SHARED_BASE64)];
+    this.inferInstances = this.inferModules.map((m) => (m ? (new api.Instance(m, env).exports as SharedInferExports) : null)) as Engine['inferInstances'];
+  }
+
+  /**
+   * The calling thread's instance of the inference module's shared build of `relaxed` (null
+   * where it does not compile, or where the GEMM build of the same kind, which its commands'
+   * lists carry, does not).
+   */
+  inferExports(relaxed: boolean): SharedInferExports | null {
+    return this.instances[relaxed ? 1 : 0] ? this.inferInstances[relaxed ? 1 : 0] : null;
   }
 
   /** Whether the build of `relaxed` can run threaded here. */
@@ -585,7 +631,22 @@ export class Engine {
     const n = i[base + 1]!;
     for (let c = 0; c < n; c++) {
       const o = base + HEAD + c * CMD, op = i[o]!, a = o + 1;
-      const ex = this.instances[op >> 8]!;
+      const v = op >> 8;
+      if (v >= 2) {
+        const ix = this.inferInstances[v - 2]!;
+        if ((op & 255) === Op.Pconv) {
+          ix.pconv(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!,
+            i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!, i[a + 16]!, i[a + 17]!, f[a + 18]!, i[a + 19]!, i[a + 20]!, i[a + 21]!, i[a + 22]!);
+        } else if ((op & 255) === Op.Wgemm) {
+          ix.wgemm(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, f[a + 9]!, i[a + 10]!);
+        } else if ((op & 255) === Op.Rowdot) {
+          ix.rowdot(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!);
+        } else {
+          throw new MathError(`kernel threads: unknown command ${op}`);
+        }
+        continue;
+      }
+      const ex = this.instances[v]!;
       switch (op & 255) {
         case Op.Gemm:
           ex.gemm(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, f[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!,

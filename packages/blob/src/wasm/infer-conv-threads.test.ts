@@ -1,0 +1,169 @@
+import v8 from 'node:v8';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Rng } from '../rng.js';
+import type { Conv2dGeometry } from './conv-wasm.js';
+import { createWasmInferConv, defaultWasmInferConv, type ConvEpilogue, type WasmInferConv } from './infer-conv.js';
+import { engine, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo } from './threads.js';
+
+// As infer-conv.test.ts: both builds, relaxed SIMD behind a flag in Node 20 (own vitest worker).
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+
+const rng = new Rng(11);
+const random = (n: number) => {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+};
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+const geom = (p: Partial<Conv2dGeometry> & Pick<Conv2dGeometry, 'channels' | 'height' | 'width' | 'outChannels'>): Conv2dGeometry => ({
+  kernelH: 3, kernelW: 3, padH: 1, padW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, group: 1, ...p,
+});
+const outSize = (n: number, k: number, p: number, s: number, d: number) => Math.floor((n + 2 * p - (d * (k - 1) + 1)) / s) + 1;
+
+interface Case {
+  label: string;
+  g: Conv2dGeometry;
+  num?: number;
+  winograd?: 'off' | '2' | '4';
+  relu?: number | null;
+}
+
+// Shapes above the pool's split threshold (planThreads) yet a few ms each: column blocks (wide
+// outputs, a count of columns that is no multiple of the panel width), row blocks (a narrow
+// output, odd channel counts: a last block shorter than the micro-kernel's rows), groups fewer
+// and more than threads, 1×1, strided and dilated, and both Winograd tiles.
+const cases: Case[] = [
+  { label: 'direct 3×3 stride 2, 37 outputs (odd blocks)', g: geom({ channels: 20, height: 33, width: 31, outChannels: 37, strideH: 2, strideW: 2 }), winograd: 'off', relu: 0 },
+  { label: 'direct 3×3 stride 2 on a 7×7 output (row blocks), 61 outputs', g: geom({ channels: 72, height: 14, width: 14, outChannels: 61, strideH: 2, strideW: 2 }), relu: 0 },
+  { label: 'direct 5×5, group 2, two images', g: geom({ channels: 24, height: 21, width: 19, outChannels: 22, kernelH: 5, kernelW: 5, padH: 2, padW: 2, group: 2 }), num: 2 },
+  { label: 'direct 3×3, group 3 (more groups than threads), dilation 2', g: geom({ channels: 27, height: 25, width: 23, outChannels: 33, group: 3, dilationH: 2, dilationW: 2, padH: 2, padW: 2 }), relu: 0.1 },
+  { label: '1×1 flat, 45 outputs', g: geom({ channels: 64, height: 28, width: 27, outChannels: 45, kernelH: 1, kernelW: 1, padH: 0, padW: 0 }) },
+  { label: 'Winograd F(2×2, 3×3), 36 outputs', g: geom({ channels: 32, height: 30, width: 27, outChannels: 36 }), winograd: '2', relu: 0 },
+  { label: 'Winograd F(4×4, 3×3), group 2', g: geom({ channels: 48, height: 37, width: 35, outChannels: 48, group: 2 }), winograd: '4' },
+];
+
+function flopsOf(c: Case): number {
+  const { g } = c;
+  const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  return 2 * g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW * OH * OW;
+}
+
+function runCase(r: WasmInferConv, c: Case, x: Float32Array, w: Float32Array, ep: ConvEpilogue, version: number | undefined): Float32Array {
+  const { g } = c;
+  const num = c.num ?? 1;
+  const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  const y = new Float32Array(num * g.outChannels * OH * OW).fill(NaN);
+  const env = process.env;
+  const before = env.CAFFE_TS_WINOGRAD;
+  if (c.winograd) env.CAFFE_TS_WINOGRAD = c.winograd;
+  try {
+    expect(r.conv2d(g, num, x, w, version, ep, y)).toBe(true);
+  } finally {
+    if (before === undefined) delete env.CAFFE_TS_WINOGRAD;
+    else env.CAFFE_TS_WINOGRAD = before;
+  }
+  return y;
+}
+
+describe('packed inference convolution on two kernel threads', () => {
+  beforeAll(async () => {
+    expect(await initThreads(2)).toBe(2);
+  });
+  afterAll(async () => {
+    setNumThreads(1);
+    await shutdownThreads();
+  });
+
+  for (const relaxed of [false, true]) {
+    const label = relaxed ? 'wasm-relaxed-simd' : 'wasm-simd';
+    for (const c of cases) {
+      it(`${label}: ${c.label}: bit-identical to one thread`, () => {
+        // The case must be big enough that the pool really splits it.
+        expect(planThreads(flopsOf(c), 2)).toBe(2);
+        const one = createWasmInferConv({ relaxed })!;
+        const two = createWasmInferConv({ relaxed, threads: true })!;
+        expect(two.name).toBe(one.name);
+        const { g } = c;
+        const num = c.num ?? 1;
+        const x = random(num * g.channels * g.height * g.width);
+        const w = random(g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
+        const ep: ConvEpilogue = { scale: random(g.outChannels), shift: random(g.outChannels), relu: c.relu ?? null };
+        const ref = runCase(one, c, x, w, ep, 1);
+        expect(ref.some(Number.isNaN)).toBe(false);
+        // Cached weights (twice: the second call reuses the packed blocks) and uncached ones.
+        const jobs = vi.spyOn(engine()!, 'run');
+        try {
+          for (const version of [1, 1, undefined]) expect(bytes(runCase(two, c, x, w, ep, version)).equals(bytes(ref))).toBe(true);
+          // Every image (or Winograd group) was a pool job.
+          expect(jobs.mock.calls.length).toBeGreaterThanOrEqual(3 * num);
+        } finally {
+          jobs.mockRestore();
+        }
+        expect(two.stats().cachedEntries).toBe(1);
+        two.clear();
+        expect(two.stats().cachedEntries).toBe(0);
+      });
+    }
+  }
+
+  it('depthwise and inner product through the threaded runner agree with one thread', () => {
+    const one = createWasmInferConv()!;
+    const two = createWasmInferConv({ threads: true })!;
+    const g = geom({ channels: 24, height: 17, width: 15, outChannels: 24, group: 24, strideH: 2, strideW: 2 });
+    const x = random(24 * 17 * 15), w = random(24 * 9), shift = random(24), scale = random(24);
+    const y1 = new Float32Array(24 * 9 * 8), y2 = new Float32Array(24 * 9 * 8);
+    expect(one.depthwise(g, 1, x, w, { scale, shift, relu: 0 }, y1)).toBe(true);
+    expect(two.depthwise(g, 1, x, w, { scale, shift, relu: 0 }, y2)).toBe(true);
+    expect(bytes(y2).equals(bytes(y1))).toBe(true);
+    const a = random(3 * 70), b = random(33 * 70), bias = random(33), z1 = new Float32Array(99), z2 = new Float32Array(99);
+    expect(one.innerProduct(3, 33, 70, a, b, 4, bias, z1)).toBe(true);
+    expect(two.innerProduct(3, 33, 70, a, b, 4, bias, z2)).toBe(true);
+    expect(bytes(z2).equals(bytes(z1))).toBe(true);
+  });
+
+  it('a large inner product splits its outputs between the threads, bit-identical to one thread', () => {
+    const one = createWasmInferConv()!;
+    const two = createWasmInferConv({ threads: true })!;
+    // 1003 outputs: no multiple of the four rows rowdot takes at a time.
+    for (const [M, N, K] of [[1, 1003, 2000], [2, 517, 3001]] as const) {
+      expect(planThreads(2 * M * N * K, 2)).toBe(2);
+      const a = random(M * K), b = random(N * K), bias = random(N), z1 = new Float32Array(M * N), z2 = new Float32Array(M * N).fill(NaN);
+      expect(one.innerProduct(M, N, K, a, b, 1, bias, z1)).toBe(true);
+      const jobs = vi.spyOn(engine()!, 'run');
+      try {
+        expect(two.innerProduct(M, N, K, a, b, 1, bias, z2)).toBe(true);
+        expect(jobs).toHaveBeenCalledTimes(1);
+      } finally {
+        jobs.mockRestore();
+      }
+      expect(bytes(z2).equals(bytes(z1))).toBe(true);
+      expect(two.innerProduct(M, N, K, a, b, 1, null, z2)).toBe(true);
+      expect(one.innerProduct(M, N, K, a, b, 1, null, z1)).toBe(true);
+      expect(bytes(z2).equals(bytes(z1))).toBe(true);
+    }
+  });
+
+  it('defaultWasmInferConv gives the same bits at 1 and 2 threads, and a resident output chains between calls', () => {
+    const r = defaultWasmInferConv()!;
+    expect(threadPoolInfo().active).toBe(2);
+    const g1 = geom({ channels: 20, height: 24, width: 22, outChannels: 32 });
+    const g2 = geom({ channels: 32, height: 24, width: 22, outChannels: 19, kernelH: 1, kernelW: 1, padH: 0, padW: 0 });
+    const x = random(20 * 24 * 22), w1 = random(32 * 20 * 9), w2 = random(19 * 32);
+    const run = () => {
+      const h = new Float32Array(32 * 24 * 22), y = new Float32Array(19 * 24 * 22);
+      expect(r.conv2d(g1, 1, x, w1, 1, { relu: 0 }, h, { x: 1, y: 5 })).toBe(true);
+      expect(r.conv2d(g2, 1, h, w2, 1, {}, y, { x: 5, y: 6 })).toBe(true);
+      return y;
+    };
+    setNumThreads(2);
+    const a = run();
+    setNumThreads(1);
+    const b = run();
+    setNumThreads(2);
+    const c = run();
+    expect(bytes(a).equals(bytes(b))).toBe(true);
+    expect(bytes(c).equals(bytes(b))).toBe(true);
+    r.clear();
+  });
+});
