@@ -214,7 +214,7 @@ export function packedGemm(dev: GpuDevice, a: GpuValue, b: GpuValue, M: number, 
     source: `function (A, B) {
     return gemm4Native(this.thread.x);
   }`,
-    native: [{ name: 'gemm4Native', source: gemmGlsl(M, N4, K4, rowsPerGroup, KC), returnType: 'Array(4)' }],
+    native: [{ name: 'gemm4Native', source: gemmGlsl(M, N4, K4, rowsPerGroup, KC, dev.runtime.info.mode === 'webgl2' ? 'texture' : 'texture2D'), returnType: 'Array(4)' }],
   };
   return { value: dev.adopt(dev.run(spec, splits * cells, [a, b])), M, N4, splits };
 }
@@ -226,9 +226,10 @@ const f = (n: number): string => (Number.isInteger(n) ? `${n}.0` : `${n}`);
  * The GEMM loop in GLSL, reading gpu.js's uniforms for the kernel arguments A and B (`user_A`,
  * `user_ASize`, …) directly: texel coordinates advance by additions (gpu.js's own indexing does
  * an integer division and modulo per read, which llvmpipe cannot vectorise), and the 4 products
- * per k are vec4 arithmetic.
+ * per k are vec4 arithmetic. `sample` is the texture read of the GLSL dialect gpu.js compiles to:
+ * `texture` in WebGL2's GLSL ES 3.00, `texture2D` in WebGL1 and headless GL's GLSL ES 1.00.
  */
-function gemmGlsl(M: number, N4: number, K4: number, MG: number, KC: number): string {
+function gemmGlsl(M: number, N4: number, K4: number, MG: number, KC: number, sample: 'texture' | 'texture2D'): string {
   return `vec4 gemm4Native(float t) {
   float p = floor((t + 0.5) / ${f(M * N4)});
   float rem = t - p * ${f(M * N4)};
@@ -252,11 +253,11 @@ function gemmGlsl(M: number, N4: number, K4: number, MG: number, KC: number): st
   vec4 s = vec4(0.0);
   for (int kk = 0; kk < ${KC}; kk++) {
     if (float(kk) >= kEnd) break;
-    vec4 a = texture2D(user_A, (vec2(ax, ay) + 0.5) * invA);
-    vec4 b0 = texture2D(user_B, (vec2(bx.x, by.x) + 0.5) * invB);
-    vec4 b1 = texture2D(user_B, (vec2(bx.y, by.y) + 0.5) * invB);
-    vec4 b2 = texture2D(user_B, (vec2(bx.z, by.z) + 0.5) * invB);
-    vec4 b3 = texture2D(user_B, (vec2(bx.w, by.w) + 0.5) * invB);
+    vec4 a = ${sample}(user_A, (vec2(ax, ay) + 0.5) * invA);
+    vec4 b0 = ${sample}(user_B, (vec2(bx.x, by.x) + 0.5) * invB);
+    vec4 b1 = ${sample}(user_B, (vec2(bx.y, by.y) + 0.5) * invB);
+    vec4 b2 = ${sample}(user_B, (vec2(bx.z, by.z) + 0.5) * invB);
+    vec4 b3 = ${sample}(user_B, (vec2(bx.w, by.w) + 0.5) * invB);
     s += a.x * b0 + a.y * b1 + a.z * b2 + a.w * b3;
     ax += 1.0;
     if (ax >= wA) { ax -= wA; ay += 1.0; }
