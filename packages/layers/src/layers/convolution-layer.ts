@@ -61,10 +61,11 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     if ((fused && this.phase !== Phase.TEST) || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
     if (getNumThreads() > 1) {
       // Work the kernel threads split stays with them: several images (the batched pass splits
-      // images), and a 1×1 convolution at batch 1 (one GEMM, split by columns).
+      // images), and in training a 1×1 convolution at batch 1 (one GEMM, split by columns). At
+      // TEST the packed runner splits its own work between the threads (infer-conv.ts).
       if (this.num > 1) return null;
       const flops = 2 * this.convOutChannels * this.kernelDim * this.convOutSpatialDim;
-      if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD) return null;
+      if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD && this.phase !== Phase.TEST) return null;
     }
     return defaultWasmInferConv();
   }
