@@ -122,6 +122,28 @@ describe('packed inference convolution on two kernel threads', () => {
     expect(bytes(z2).equals(bytes(z1))).toBe(true);
   });
 
+  it('a large depthwise convolution splits its channels between the threads, bit-identical to one thread', () => {
+    const one = createWasmInferConv()!;
+    const two = createWasmInferConv({ threads: true })!;
+    // An odd channel count and stride 2; then stride 1 with a leaky ReLU and no scale.
+    for (const [C, H, W, S, relu, withScale] of [[145, 113, 111, 2, 0, true], [96, 56, 56, 1, 0.25, false]] as const) {
+      const g = geom({ channels: C, height: H, width: W, outChannels: C, group: C, strideH: S, strideW: S });
+      const OH = outSize(H, 3, 1, S, 1), OW = outSize(W, 3, 1, S, 1);
+      expect(planThreads(2 * C * 9 * OH * OW, 2)).toBe(2);
+      const x = random(C * H * W), w = random(C * 9), ep: ConvEpilogue = { scale: withScale ? random(C) : null, shift: random(C), relu };
+      const y1 = new Float32Array(C * OH * OW), y2 = new Float32Array(C * OH * OW).fill(NaN);
+      expect(one.depthwise(g, 1, x, w, ep, y1)).toBe(true);
+      const jobs = vi.spyOn(engine()!, 'run');
+      try {
+        expect(two.depthwise(g, 1, x, w, ep, y2)).toBe(true);
+        expect(jobs).toHaveBeenCalledTimes(1);
+      } finally {
+        jobs.mockRestore();
+      }
+      expect(bytes(y2).equals(bytes(y1))).toBe(true);
+    }
+  });
+
   it('a large inner product splits its outputs between the threads, bit-identical to one thread', () => {
     const one = createWasmInferConv()!;
     const two = createWasmInferConv({ threads: true })!;

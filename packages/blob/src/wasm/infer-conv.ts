@@ -607,9 +607,11 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     need('scale', scale, C);
     need('shift', shift, C);
     const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
+    const padPlane = align(4 * (H + 2 * PH) * (W + 2 * PW + 8));
+    const T = threadCap() > 1 ? planThreads(2 * C * KK * OH * OW, C) : 1;
     let base = 0, xAt = -1, ySlot = -1;
     if (!declineWhenFull(() => {
-      base = scratch(pPad + 4 * (H + 2 * PH) * (W + 2 * PW + 8));
+      base = scratch(pPad + threadCap() * padPlane);
       ({ xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io));
     })) return false;
     const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
@@ -622,6 +624,18 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     if (shift) mem.set(shift.subarray(0, C), b0);
     for (let n = 0; n < num; n++) {
       if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (T > 1) {
+        // Channels are independent: each thread runs a contiguous share, with its own padded plane.
+        runThreaded(T, 'depthwise', (list, t) => {
+          const c0 = Math.floor((t * C) / T), c1 = Math.floor(((t + 1) * C) / T), yc = yAt + 4 * c0 * OH * OW;
+          if (c1 <= c0) return;
+          list.infer(Op.Depthwise, [xIn + 4 * c0 * H * W, c1 - c0, H, W, base + pW + 4 * c0 * KK, KH, KW, SH, SW, PH, PW, DH, DW,
+            base + pB + 4 * c0, shift ? 1 : 0, yc, OH, OW, base + pPad + t * padPlane], -1);
+          if (relu !== null) list.infer(Op.Relu, [yc, yc, (c1 - c0) * OH * OW, relu], 3);
+        });
+        y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+        continue;
+      }
       k.depthwise(xIn, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, shift ? 1 : 0, yAt, OH, OW, base + pPad);
       if (relu !== null) k.relu(yAt, yAt, imgOut, relu);
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);

@@ -63,9 +63,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -101,6 +101,12 @@ export interface SharedInferExports {
   ): void;
   wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
   rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
+  depthwise(
+    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
+    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
+    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
+  ): void;
+  relu(x: number, y: number, n: number, slope: number): void;
 }
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
@@ -429,10 +435,10 @@ export class CommandList {
   }
   /**
    * A call of the inference module's shared build (variant + 2 of this list's build): pconv,
-   * wgemm (their one float argument, the ReLU slope, at index `floatAt` of `args`) or rowdot
-   * (floatAt −1: integers only).
+   * wgemm, relu (their one float argument, the ReLU slope, at index `floatAt` of `args`),
+   * rowdot or depthwise (floatAt −1: integers only).
    */
-  infer(op: typeof Op.Pconv | typeof Op.Wgemm | typeof Op.Rowdot, args: number[], floatAt: number): void {
+  infer(op: typeof Op.Pconv | typeof Op.Wgemm | typeof Op.Rowdot | typeof Op.Depthwise | typeof Op.Relu, args: number[], floatAt: number): void {
     if (this.variant > 1) throw new MathError('kernel threads: infer() on a list of the inference build');
     const o = this.base + HEAD + this.n * CMD;
     const a = this.slot(op);
@@ -641,6 +647,11 @@ export class Engine {
           ix.wgemm(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, f[a + 9]!, i[a + 10]!);
         } else if ((op & 255) === Op.Rowdot) {
           ix.rowdot(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!);
+        } else if ((op & 255) === Op.Depthwise) {
+          ix.depthwise(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!,
+            i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!, i[a + 16]!, i[a + 17]!, i[a + 18]!);
+        } else if ((op & 255) === Op.Relu) {
+          ix.relu(i[a]!, i[a + 1]!, i[a + 2]!, f[a + 3]!);
         } else {
           throw new MathError(`kernel threads: unknown command ${op}`);
         }
