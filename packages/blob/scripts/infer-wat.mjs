@@ -770,6 +770,8 @@ function packedConvWat({ relaxed }) {
   e(')');
 
   // ---- Winograd F(2×2, 3×3) ----
+  // (The transforms take a range: wino*_in channels c0 … c1 − 1 of C, wino*_out outputs o0 … o1 − 1
+  // of M, so that kernel threads split them; one thread passes 0, C and 0, M.)
   // For 3×3 stride-1 undilated convolutions: each 2×2 output tile comes from a 4×4 input tile d
   // as Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, so the 9·4 multiply-adds per tile and channel pair become 16:
   // the 16 element-wise products over all channels are 16 GEMMs (U_ξ: outputs × channels, the
@@ -805,15 +807,16 @@ function packedConvWat({ relaxed }) {
   e(';; the padded planes xp, C planes Hp x Wp, Wp ≥ 2·TWp + 2, TWp a multiple of 4), stored as GEMM');
   e(';; panels: V_ξ at V + ξ·vstride bytes, tile p of channel c at ((p >> 3)·C + c)·32 + (p & 7)·4.');
   e('(func (export "wino_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
-  e('  (param $V i32) (param $vstride i32)');
+  e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
   e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
   e('  (local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128)');
   e(`  ${g4.flatMap((r) => g4.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
   e(`  ${g4.flatMap((r) => g4.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
   e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
   e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+  e('  (local.set $c (local.get $c0))');
   e('  (block $cDone (loop $cLoop');
-  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $C)))');
+  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
   e('    (local.set $th (i32.const 0))');
   e('    (block $hDone (loop $hLoop');
   e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
@@ -929,7 +932,7 @@ function packedConvWat({ relaxed }) {
   e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the GEMM products: m_ξ at Mb + ξ·M·N·4 bytes,');
   e(';; row-major M x N (N = TH·TWp tiles).');
   e('(func (export "wino_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
-  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
+  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
   e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $l i32)');
   e('  (local $va v128) (local $vb v128) (local $vs v128) (local $lo v128) (local $hi v128) (local $z v128)');
   e(`  ${g4.flatMap((r) => g4.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
@@ -937,8 +940,9 @@ function packedConvWat({ relaxed }) {
   e('  (local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128)');
   e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
   e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+  e('  (local.set $o (local.get $o0))');
   e('  (block $oDone (loop $oLoop');
-  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $M)))');
+  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
   e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
   e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
   e('    (local.set $th (i32.const 0))');
@@ -1032,15 +1036,16 @@ function packedConvWat({ relaxed }) {
   e(';; V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 4th,');
   e(';; column 4tw of the padded planes xp, Wp ≥ 4·TWp + 4, TWp a multiple of 4), stored as wino_in does.');
   e('(func (export "wino4_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
-  e('  (param $V i32) (param $vstride i32)');
+  e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
   e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
   e('  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
   e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
   e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
   e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
   e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+  e('  (local.set $c (local.get $c0))');
   e('  (block $cDone (loop $cLoop');
-  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $C)))');
+  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
   e('    (local.set $th (i32.const 0))');
   e('    (block $hDone (loop $hLoop');
   e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
@@ -1076,7 +1081,7 @@ function packedConvWat({ relaxed }) {
   const c4 = [0, 1, 2, 3];
   e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).');
   e('(func (export "wino4_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
-  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32)');
+  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
   e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $r i32)');
   e('  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
   e('  (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)');
@@ -1085,8 +1090,9 @@ function packedConvWat({ relaxed }) {
   e(`  ${c4.flatMap((r) => c4.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
   e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
   e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+  e('  (local.set $o (local.get $o0))');
   e('  (block $oDone (loop $oLoop');
-  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $M)))');
+  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
   e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
   e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
   e('    (local.set $th (i32.const 0))');

@@ -39,7 +39,7 @@ const cases: Case[] = [
   { label: 'direct 5×5, group 2, two images', g: geom({ channels: 24, height: 21, width: 19, outChannels: 22, kernelH: 5, kernelW: 5, padH: 2, padW: 2, group: 2 }), num: 2 },
   { label: 'direct 3×3, group 3 (more groups than threads), dilation 2', g: geom({ channels: 27, height: 25, width: 23, outChannels: 33, group: 3, dilationH: 2, dilationW: 2, padH: 2, padW: 2 }), relu: 0.1 },
   { label: '1×1 flat, 45 outputs', g: geom({ channels: 64, height: 28, width: 27, outChannels: 45, kernelH: 1, kernelW: 1, padH: 0, padW: 0 }) },
-  { label: 'Winograd F(2×2, 3×3), 36 outputs', g: geom({ channels: 32, height: 30, width: 27, outChannels: 36 }), winograd: '2', relu: 0 },
+  { label: 'Winograd F(2×2, 3×3), 33 channels, 37 outputs', g: geom({ channels: 33, height: 30, width: 27, outChannels: 37 }), winograd: '2', relu: 0 },
   { label: 'Winograd F(4×4, 3×3), group 2', g: geom({ channels: 48, height: 37, width: 35, outChannels: 48, group: 2 }), winograd: '4' },
 ];
 

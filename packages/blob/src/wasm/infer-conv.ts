@@ -49,11 +49,11 @@ interface PackedExports {
   ): void;
   relu(x: number, y: number, n: number, slope: number): void;
   padimg2(x: number, C: number, H: number, W: number, PT: number, PL: number, Hp: number, Wp: number, dst: number): void;
-  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
+  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
   wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
-  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
-  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number): void;
-  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number): void;
+  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
+  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
+  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
 }
 
 /** Winograd weight transforms G (n × 3) of F(2×2, 3×3) and F(4×4, 3×3): U = G g Gᵀ. */
@@ -568,20 +568,31 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
       k.padimg2(xIn, C, H, W, PH, PW, Hp, Wp, base + pXp);
       for (let q = 0; q < G; q++) {
-        tin(base + pXp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, base + pV, vstride);
+        const xq = base + pXp + 4 * q * Cg * planeP, yq = yAt + 4 * q * m * S, aq = base + pA + 4 * q * m, bq = base + pB + 4 * q * m;
         if (Tt > 1) {
-          // The (T + 2)² GEMMs are independent: each thread runs a contiguous share of them.
+          // Three jobs: the input transform split by channels, the (T + 2)² independent GEMMs, the
+          // output transform split by output channels; a thread's share is contiguous.
+          const share = (n: number, t: number) => [Math.floor((t * n) / Tt), Math.floor(((t + 1) * n) / Tt)] as const;
+          runThreaded(Tt, 'winograd input', (list, t) => {
+            const [c0, c1] = share(Cg, t);
+            if (c1 > c0) list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, c0, c1], -1);
+          });
           runThreaded(Tt, 'winograd', (list, t) => {
             for (let xi = Math.floor((t * XI) / Tt); xi < Math.floor(((t + 1) * XI) / Tt); xi++) {
               list.infer(Op.Wgemm, [wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile + t * tileBytes], 9);
             }
           });
+          runThreaded(Tt, 'winograd output', (list, t) => {
+            const [o0, o1] = share(m, t);
+            if (o1 > o0) list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, relu === null ? 0 : 1, relu ?? 0, o0, o1], 11);
+          });
         } else {
+          tin(xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, 0, Cg);
           for (let xi = 0; xi < XI; xi++) {
             k.wgemm(wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
           }
+          tout(base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, relu === null ? 0 : 1, relu ?? 0, 0, m);
         }
-        tout(base + pM, m, N, TH, TWp, OH, OW, yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0);
       }
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
     }

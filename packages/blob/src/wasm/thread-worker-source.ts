@@ -39,6 +39,12 @@ function start(d, post) {
         case 11: ex.depthwise(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10],
           i[a + 11], i[a + 12], i[a + 13], i[a + 14], i[a + 15], i[a + 16], i[a + 17], i[a + 18]); break;
         case 12: ex.relu(i[a], i[a + 1], i[a + 2], f[a + 3]); break;
+        case 13: case 15: (op & 255) === 13
+          ? ex.wino_in(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9])
+          : ex.wino4_in(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9]); break;
+        case 14: case 16: (op & 255) === 14
+          ? ex.wino_out(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10], f[a + 11], i[a + 12], i[a + 13])
+          : ex.wino4_out(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10], f[a + 11], i[a + 12], i[a + 13]); break;
         case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }

@@ -63,9 +63,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -107,6 +107,10 @@ export interface SharedInferExports {
     b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
   ): void;
   relu(x: number, y: number, n: number, slope: number): void;
+  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
+  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
+  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
+  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
 }
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
@@ -435,10 +439,10 @@ export class CommandList {
   }
   /**
    * A call of the inference module's shared build (variant + 2 of this list's build): pconv,
-   * wgemm, relu (their one float argument, the ReLU slope, at index `floatAt` of `args`),
-   * rowdot or depthwise (floatAt −1: integers only).
+   * wgemm, relu, wino*_out (their one float argument, the ReLU slope, at index `floatAt` of
+   * `args`), rowdot, depthwise or wino*_in (floatAt −1: integers only).
    */
-  infer(op: typeof Op.Pconv | typeof Op.Wgemm | typeof Op.Rowdot | typeof Op.Depthwise | typeof Op.Relu, args: number[], floatAt: number): void {
+  infer(op: Op, args: number[], floatAt: number): void {
     if (this.variant > 1) throw new MathError('kernel threads: infer() on a list of the inference build');
     const o = this.base + HEAD + this.n * CMD;
     const a = this.slot(op);
@@ -652,6 +656,11 @@ export class Engine {
             i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!, i[a + 16]!, i[a + 17]!, i[a + 18]!);
         } else if ((op & 255) === Op.Relu) {
           ix.relu(i[a]!, i[a + 1]!, i[a + 2]!, f[a + 3]!);
+        } else if ((op & 255) === Op.WinoIn || (op & 255) === Op.Wino4In) {
+          ((op & 255) === Op.WinoIn ? ix.wino_in : ix.wino4_in)(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!);
+        } else if ((op & 255) === Op.WinoOut || (op & 255) === Op.Wino4Out) {
+          ((op & 255) === Op.WinoOut ? ix.wino_out : ix.wino4_out)(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!,
+            f[a + 11]!, i[a + 12]!, i[a + 13]!);
         } else {
           throw new MathError(`kernel threads: unknown command ${op}`);
         }
