@@ -30,8 +30,8 @@ export function paramsFinite(net: Net, { includeDevice = false }: { includeDevic
   return true;
 }
 
-/** Four independent sums (the loop runs ~2x faster than with one on V8). */
-function allFinite(d: ArrayLike<number>): boolean {
+/** Whether every value is finite (x·0 is NaN for NaN/±Inf); four independent sums run ~2x faster on V8. */
+export function allFinite(d: ArrayLike<number>): boolean {
   let a = 0;
   let b = 0;
   let c = 0;

@@ -10,6 +10,7 @@
 import { Blob, type DType, type FloatArray } from '@caffe-ts/blob';
 import type { Net } from '@caffe-ts/net';
 import type { SolverParameter } from '@caffe-ts/proto';
+import { allFinite } from '../non-finite.js';
 import { SGDSolver } from '../sgd-solver.js';
 import { createSolver } from '../solver-registry.js';
 import type { Solver } from '../solver.js';
@@ -69,24 +70,6 @@ export function reduceRange(diffs: readonly FloatArray[], scale: number, from: n
     }
     out[i] = s * scale;
   }
-}
-
-/** Whether every value is finite (x·0 is 0 for a finite x, NaN otherwise; four sums for speed). */
-function allFinite(d: FloatArray): boolean {
-  let a = 0;
-  let b = 0;
-  let c = 0;
-  let e = 0;
-  const n = d.length;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    a += d[i]! * 0;
-    b += d[i + 1]! * 0;
-    c += d[i + 2]! * 0;
-    e += d[i + 3]! * 0;
-  }
-  for (; i < n; i++) a += d[i]! * 0;
-  return a + b + c + e === 0;
 }
 
 /** The shared memory a share's solver works on. */
