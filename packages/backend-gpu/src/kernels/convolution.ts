@@ -3,26 +3,11 @@ import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 import type { GpuValue } from '../runtime.js';
-import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type PackedGemm } from './packed.js';
+import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type ConvGeom, type PackedGemm } from './packed.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
 
-interface ConvDims {
-  N: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  OH: number;
-  OW: number;
-  KH: number;
-  KW: number;
-  SH: number;
-  SW: number;
-  PH: number;
-  PW: number;
-  DH: number;
-  DW: number;
-  G: number;
+/** The convolution's geometry and whether it adds a bias. */
+interface ConvDims extends ConvGeom {
   bias: boolean;
 }
 
