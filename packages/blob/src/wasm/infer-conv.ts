@@ -24,37 +24,12 @@ import type { Conv2dGeometry } from './conv-wasm.js';
 import { defaultWasmChoice } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
+import type { InferModuleExports as PackedExports } from './infer-exports.js';
 import type { KernelHeap } from './kernel-heap.js';
 import { engine, getNumThreads, Op, planThreads, type CommandList, type Engine } from './threads.js';
 
 const PAGE = 65536;
 
-interface PackedExports {
-  PCONV_MR: { value: number };
-  PCONV_NR: { value: number };
-  PCONV_KC: { value: number };
-  PCONV_NC: { value: number };
-  packa(src: number, M: number, K: number, dst: number): void;
-  padimg(x: number, C: number, H: number, W: number, PH: number, PW: number, dst: number): void;
-  pconv(
-    pw: number, M: number, K: number, xp: number, Hp: number, Wp: number, KH: number, KW: number,
-    SH: number, SW: number, DH: number, DW: number, OW: number, N: number,
-    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number, j0: number, j1: number,
-  ): void;
-  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
-  depthwise(
-    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
-    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
-    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
-  ): void;
-  relu(x: number, y: number, n: number, slope: number): void;
-  padimg2(x: number, C: number, H: number, W: number, PT: number, PL: number, Hp: number, Wp: number, dst: number): void;
-  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
-  wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
-  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
-  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
-  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
-}
 
 /** Winograd weight transforms G (n × 3) of F(2×2, 3×3) and F(4×4, 3×3): U = G g Gᵀ. */
 const WINOGRAD_G: Record<2 | 4, number[][]> = {
@@ -224,7 +199,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       const e = engine();
       const shared = e?.inferExports(relaxed);
       if (!e || !shared) continue;
-      ex = shared as unknown as PackedExports;
+      ex = shared;
       memory = e.memory as unknown as WasmMemory;
       pool = e;
       relaxedBuild = relaxed;

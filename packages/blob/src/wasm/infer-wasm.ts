@@ -13,24 +13,9 @@ import { convOutputSize } from '../math/im2col.js';
 import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
+import type { InferModuleExports as InferExports } from './infer-exports.js';
 import { engine, type Engine } from './threads.js';
 
-interface InferExports {
-  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
-  depthwise(
-    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
-    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
-    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
-  ): void;
-  relu(x: number, y: number, n: number, slope: number): void;
-  affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
-  sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;
-  lrn(x: number, s: number, y: number, N: number, C: number, P: number, pre: number, k: number, an: number, mode: number, q: number): void;
-  maxpool(
-    x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
-    y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,
-  ): void;
-}
 
 /** Geometry of a depthwise convolution: `channels` planes of height × width, one kernelH × kernelW filter each. */
 export interface DepthwiseGeometry {

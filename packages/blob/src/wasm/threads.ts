@@ -34,6 +34,7 @@ import { decodeBase64, type SharedWasmMemory as SharedMemory, type WasmApi } fro
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
 import { INFER_WASM_RELAXED_SIMD_SHARED_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import { WORKER_SOURCE } from './thread-worker-source.js';
+import type { InferModuleExports } from './infer-exports.js';
 import { KernelHeap } from './kernel-heap.js';
 
 /** Most workers a pool holds (so at most MAX_THREADS threads with the caller). */
@@ -89,29 +90,8 @@ export interface SharedExports {
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 }
 
-/**
- * The exports of the inference module's shared builds (scripts/infer-wat.mjs with shared: true)
- * that threaded jobs call; infer-conv.ts calls the rest on the calling thread.
- */
-export interface SharedInferExports {
-  pconv(
-    pw: number, M: number, K: number, xp: number, Hp: number, Wp: number, KH: number, KW: number,
-    SH: number, SW: number, DH: number, DW: number, OW: number, N: number,
-    y: number, sa: number, sb: number, relu: number, slope: number, bufB: number, scratch: number, j0: number, j1: number,
-  ): void;
-  wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
-  rowdot(x: number, M: number, K: number, w: number, N: number, b: number, hasBias: number, y: number, ldy: number): void;
-  depthwise(
-    x: number, C: number, H: number, W: number, w: number, KH: number, KW: number,
-    SH: number, SW: number, PH: number, PW: number, DH: number, DW: number,
-    b: number, hasBias: number, y: number, OH: number, OW: number, pad: number,
-  ): void;
-  relu(x: number, y: number, n: number, slope: number): void;
-  wino_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
-  wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
-  wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
-  wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
-}
+/** The inference module's exports as the pool's shared builds give them (infer-exports.ts). */
+export type SharedInferExports = InferModuleExports;
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
 // lib declares neither WebAssembly nor DOM nor Node types).
