@@ -107,11 +107,17 @@ describe('device memory', () => {
     relu.forward([wide], [out]);
     expect(Array.from(out.cpuData())).toEqual(Array.from({ length: 1200 }, (_, i) => (i % 2 ? i : 0)));
     expect((out.gpuData() as GpuBuffer).parts).toHaveLength(2);
-    // Other kernels refuse a split buffer, naming the sizes, rather than index it wrongly.
     const sum = createLayer('Eltwise', { name: 'sum' }, { dtype: 'float32', backend: b });
     const out2 = new Blob([], { dtype: 'float32', device: b.device });
     sum.setUp([wide, out], [out2]);
-    expect(() => sum.forward([wide, out], [out2])).toThrow(/a buffer of 1200 floats is split into 2 parts \(gpu.js indexes exactly only up to 1024 floats\)/);
+    sum.forward([wide, out], [out2]);
+    expect(Array.from(out2.cpuData())).toEqual(Array.from({ length: 1200 }, (_, i) => (i % 2 ? 2 * i : i === 0 ? 0 : -i)));
+    // A layer tying the images together (a softmax across the batch axis) refuses a split
+    // buffer, naming the sizes, rather than index it wrongly.
+    const softmax = createLayer('Softmax', { name: 'softmax', softmax_param: { axis: 0 } }, { dtype: 'float32', backend: b });
+    const out3 = new Blob([], { dtype: 'float32', device: b.device });
+    softmax.setUp([wide], [out3]);
+    expect(() => softmax.forward([wide], [out3])).toThrow(/a buffer of 1200 floats is split into 2 parts \(gpu.js indexes exactly only up to 1024 floats\)/);
     b.destroy();
   });
 

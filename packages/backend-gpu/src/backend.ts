@@ -4,7 +4,7 @@ import { GpuDevice, type GpuDeviceStats } from './device.js';
 import { accuracyKernel } from './kernels/accuracy.js';
 import { batchNormKernel } from './kernels/batch-norm.js';
 import { perImageParts } from './kernels/batch-parts.js';
-import { concatKernel } from './kernels/concat.js';
+import { concatKernel, concatSplitsByImage } from './kernels/concat.js';
 import { convolutionKernel } from './kernels/convolution.js';
 import { dropoutKernel } from './kernels/dropout.js';
 import { eltwiseKernel } from './kernels/eltwise.js';
@@ -15,7 +15,7 @@ import { lrnKernel } from './kernels/lrn.js';
 import { sigmoidKernel, tanhKernel } from './kernels/neuron.js';
 import { poolingKernel } from './kernels/pooling.js';
 import { reluKernel } from './kernels/relu.js';
-import { biasKernel, scaleKernel } from './kernels/scale.js';
+import { affineSplitsByImage, biasKernel, scaleKernel } from './kernels/scale.js';
 import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
 import { softmaxKernel } from './kernels/softmax.js';
 import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
@@ -73,12 +73,13 @@ export interface GpuBackend extends Backend {
 
 const KERNELS: Record<string, LayerKernel> = {
   Accuracy: accuracyKernel,
-  BatchNorm: batchNormKernel as LayerKernel,
-  Bias: biasKernel as LayerKernel,
-  Concat: concatKernel as LayerKernel,
+  // Batch statistics tie the images together; global statistics (TEST) do not.
+  BatchNorm: perImageParts(batchNormKernel, { splits: (l) => l.useGlobalStats }) as LayerKernel,
+  Bias: perImageParts(biasKernel, { splits: affineSplitsByImage }) as LayerKernel,
+  Concat: perImageParts(concatKernel, { splits: concatSplitsByImage }) as LayerKernel,
   Convolution: perImageParts(convolutionKernel),
-  Dropout: dropoutKernel,
-  Eltwise: eltwiseKernel as LayerKernel,
+  Dropout: perImageParts(dropoutKernel),
+  Eltwise: perImageParts(eltwiseKernel) as LayerKernel,
   Flatten: shareKernel,
   InnerProduct: innerProductKernel,
   Input: inputKernel,
@@ -86,11 +87,11 @@ const KERNELS: Record<string, LayerKernel> = {
   Pooling: perImageParts(poolingKernel) as LayerKernel,
   ReLU: perImageParts(reluKernel),
   Reshape: shareKernel,
-  Scale: scaleKernel as LayerKernel,
+  Scale: perImageParts(scaleKernel, { splits: affineSplitsByImage }) as LayerKernel,
   Sigmoid: perImageParts(sigmoidKernel),
-  Softmax: softmaxKernel,
+  Softmax: perImageParts(softmaxKernel, { splits: (l, b) => b[0]!.canonicalAxisIndex(l.param.softmax_param?.axis ?? 1) > 0 }),
   SoftmaxWithLoss: softmaxWithLossKernel,
-  Split: splitKernel,
+  Split: perImageParts(splitKernel, { forwardShares: true }),
   TanH: perImageParts(tanhKernel),
 };
 for (const type of HOST_ONLY_TYPES) KERNELS[type] = hostOnlyKernel;

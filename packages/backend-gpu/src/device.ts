@@ -178,7 +178,7 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
       } else {
         throw new BackendError(
           `gpu backend (${this.runtime.info.mode}): a buffer of ${handle.length} floats is split into ${handle.parts.length} parts ` +
-            `(gpu.js indexes exactly only up to ${this.splitLimit} floats); only Convolution, Pooling, LRN, ReLU, Sigmoid and TanH (by parts of whole images), ` +
+            `(gpu.js indexes exactly only up to ${this.splitLimit} floats); only layers whose images are independent (Convolution, Pooling, LRN, neurons, Dropout, Eltwise, Split, Softmax and Concat off the batch axis, BatchNorm with global statistics, Scale and Bias; by parts of whole images), ` +
             'InnerProduct weights and the solver updates handle split buffers',
         );
       }

@@ -2,7 +2,7 @@ import { BackendError, Blob } from '@caffe-ts/blob';
 import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 import type { GpuValue } from '../runtime.js';
-import { deviceOf } from './util.js';
+import { deviceOf, setLayerPart } from './util.js';
 
 /**
  * Activations longer than the device's exact-index limit (AlexNet at batch 256: conv1's top is
@@ -10,6 +10,8 @@ import { deviceOf } from './util.js';
  * (convolution, pooling, LRN, neurons) runs once per part: its bottoms and tops are cut into the
  * same image ranges, and the layer's kernel runs on part-sized stand-in blobs that borrow each
  * part's texture. Params are shared, so param diffs accumulate over the parts as over a batch.
+ * Scratch buffers (masks, kept inputs) are per part (util.ts's scratchBlob), so a part's backward
+ * finds what the same part's forward left.
  */
 
 type Side = 'data' | 'diff';
@@ -103,6 +105,7 @@ function perPart(
   });
   const k = imagesPerPart(layer, dev, unique);
   const n = unique[0]!.shape[0]!;
+  const firstPer = blobs[0]!.count() / n;
   for (const b of unique) {
     const per = b.count() / n;
     for (const s of ['data', 'diff'] as Side[]) {
@@ -114,6 +117,7 @@ function perPart(
   for (let p = 0; p * k < n; p++) {
     const count = Math.min(k, n - p * k);
     const standins = new Map(unique.map((b) => [b, new Standin(dev, b, p, count)]));
+    setLayerPart(layer, { index: p, offset: p * k * firstPer });
     try {
       for (const [b, st] of standins) {
         for (const s of ['data', 'diff'] as Side[]) {
@@ -123,6 +127,7 @@ function perPart(
       }
       fn(blobs.map((b) => standins.get(b)!.blob));
     } finally {
+      setLayerPart(layer, null);
       for (const [b, st] of standins) {
         for (const s of ['data', 'diff'] as Side[]) {
           const r = reads.get(b)?.has(s) ?? false;
@@ -135,15 +140,26 @@ function perPart(
   }
 }
 
+/** When a layer type can run part by part. */
+export interface PartOptions<L extends Layer> {
+  /** Whether the layer's images are independent at its settings (e.g. a softmax across channels, not across the batch). Default: always. */
+  splits?(layer: L, bottom: Blob[]): boolean;
+  /** The forward only shares the bottom with the tops (Split): it runs whole, only the backward by parts. */
+  forwardShares?: boolean;
+}
+
 /**
  * `kernel` run part by part (whole images) when a bottom or top is longer than the exact-index
  * limit or already held in parts; unchanged otherwise. For layers whose images are independent.
+ * A layer whose settings tie images together runs whole, and an over-limit buffer then fails with
+ * the device's error naming the layers that take parts.
  */
-export function perImageParts<L extends Layer>(kernel: LayerKernel<L>): LayerKernel<L> {
+export function perImageParts<L extends Layer>(kernel: LayerKernel<L>, options: PartOptions<L> = {}): LayerKernel<L> {
+  const splits = (layer: L, bottom: Blob[]): boolean => options.splits?.(layer, bottom) ?? true;
   const wrapped: LayerKernel<L> = {
     forward(layer, bottom, top) {
       const dev = deviceOf(layer);
-      if (!needsParts(dev, [...bottom, ...top])) return kernel.forward(layer, bottom, top);
+      if (options.forwardShares || !needsParts(dev, [...bottom, ...top]) || !splits(layer, bottom)) return kernel.forward(layer, bottom, top);
       const sides = [...bottom.map(() => ({ reads: ['data'] as Side[], writes: [] as Side[] })), ...top.map(() => ({ reads: [] as Side[], writes: ['data'] as Side[] }))];
       // In place (top === bottom): the stand-in is read and written.
       perPart(layer, [...bottom, ...top], sides, (s) => kernel.forward(layer, s.slice(0, bottom.length), s.slice(bottom.length)));
@@ -153,7 +169,7 @@ export function perImageParts<L extends Layer>(kernel: LayerKernel<L>): LayerKer
     const backward = kernel.backward;
     wrapped.backward = (layer, top, propagateDown, bottom) => {
       const dev = deviceOf(layer);
-      if (!needsParts(dev, [...bottom, ...top])) return backward(layer, top, propagateDown, bottom);
+      if (!needsParts(dev, [...bottom, ...top]) || !splits(layer, bottom)) return backward(layer, top, propagateDown, bottom);
       const sides = [
         ...top.map(() => ({ reads: ['data', 'diff'] as Side[], writes: [] as Side[] })),
         ...bottom.map((_, i) => ({ reads: ['data'] as Side[], writes: propagateDown[i] ? (['diff'] as Side[]) : [] })),

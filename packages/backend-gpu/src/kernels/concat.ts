@@ -1,3 +1,4 @@
+import type { Blob } from '@caffe-ts/blob';
 import type { ConcatLayer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import type { GpuBuffer, GpuDevice } from '../device.js';
@@ -38,13 +39,20 @@ const backwardSpec = {
   }`,
 };
 
+/** The concat axis of blobs with `numAxes` axes (the layer's rule, its reshape validated it): legacy concat_dim when set, else axis (default 1). */
+function concatAxis(layer: ConcatLayer, numAxes: number): number {
+  const cp = layer.param.concat_param;
+  const raw = cp && hasField(cp, 'concat_dim') ? cp.concat_dim : (cp?.axis ?? 1);
+  return raw < 0 ? raw + numAxes : raw;
+}
+
+/** Whether a concat keeps images apart (any axis but the batch axis), so it can run by parts of images. */
+export const concatSplitsByImage = (layer: ConcatLayer, bottom: Blob[]): boolean => concatAxis(layer, bottom[0]!.numAxes) > 0;
+
 /** Slab sizes and offsets along the concat axis (the layer's own layout rules). */
 function slabs(layer: ConcatLayer, bottomShapes: readonly (readonly number[])[], topShape: readonly number[]) {
-  const cp = layer.param.concat_param;
   const n = topShape.length;
-  // The layer's rule (its reshape has validated it): legacy concat_dim when set, else axis (default 1).
-  const raw = cp && hasField(cp, 'concat_dim') ? cp.concat_dim : (cp?.axis ?? 1);
-  const axis = raw < 0 ? raw + n : raw;
+  const axis = concatAxis(layer, n);
   let inner = 1;
   for (let j = axis + 1; j < n; j++) inner *= topShape[j]!;
   const topSlab = topShape[axis]! * inner;

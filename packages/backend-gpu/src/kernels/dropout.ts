@@ -1,8 +1,7 @@
-import { Blob } from '@caffe-ts/blob';
-import type { Layer, LayerKernel } from '@caffe-ts/layers';
+import type { LayerKernel } from '@caffe-ts/layers';
 import { Phase } from '@caffe-ts/proto';
 import type { GpuBuffer } from '../device.js';
-import { dataOf, deviceOf, diffOf, writeData, writeDiff } from './util.js';
+import { dataOf, deviceOf, diffOf, layerPart, scratchBlob, writeData, writeDiff } from './util.js';
 
 const scaleSpec = {
   name: 'dropout',
@@ -20,9 +19,6 @@ interface DropoutFields {
   mask: Uint8Array;
 }
 
-/** The TRAIN mask of each layer, as a device blob (kept per layer, freed with the backend's blobs). */
-const masks = new WeakMap<Layer, Blob>();
-
 /**
  * Dropout. TEST is the identity (nothing to do in place, a copy otherwise). TRAIN draws the mask
  * on the host from the layer's rng, exactly as the CPU layer does (so both backends drop the same
@@ -39,18 +35,15 @@ export const dropoutKernel: LayerKernel = {
     }
     const f = layer as unknown as DropoutFields;
     const keep = 1 - f.ratio;
-    let mask = masks.get(layer);
-    if (!mask) {
-      mask = new Blob([n], { dtype: 'float32', device: layer.backend.device });
-      masks.set(layer, mask);
-    } else if (mask.count() !== n) {
-      // Reshaping (not a new blob) frees the old texture when it grows.
-      mask.reshape([n]);
-    }
+    // The layer's scratch mask (one per part of images when run by parts; reshaping, not a new
+    // blob, frees the old texture when it grows). Parts run in image order, so the draws match
+    // the CPU layer's over the whole batch.
+    const mask = scratchBlob(layer, 'mask', n);
+    const at = layerPart(layer)?.offset ?? 0;
     const m = mask.mutableCpuData();
     for (let i = 0; i < n; i++) {
       const kept = layer.rng.bernoulli(keep) ? 1 : 0;
-      f.mask[i] = kept;
+      f.mask[at + i] = kept;
       m[i] = kept;
     }
     writeData(dev, top[0]!, scaleSpec, [dataOf(dev, x), dev.read(mask.gpuData() as GpuBuffer), f.scale, 1, n]);
@@ -63,7 +56,7 @@ export const dropoutKernel: LayerKernel = {
       if (top[0] !== bottom[0]) writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), diffOf(dev, top[0]!), 1, 0, n]);
       return;
     }
-    const mask = masks.get(layer)!;
+    const mask = scratchBlob(layer, 'mask', n);
     const f = layer as unknown as DropoutFields;
     writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), dev.read(mask.gpuData() as GpuBuffer), f.scale, 1, n]);
   },

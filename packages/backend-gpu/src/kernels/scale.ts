@@ -60,8 +60,10 @@ export const scaleKernel: LayerKernel<ScaleLayer> = {
     const dev = deviceOf(layer);
     const t = top[0]!;
     const b0 = bottom[0]!;
-    const { outerDim, scaleDim, innerDim } = layer;
+    const { scaleDim, innerDim } = layer;
     const n = t.count();
+    // From the blob, not the layer: run by parts of images, the blob holds fewer than the batch.
+    const outerDim = n / (scaleDim * innerDim);
     const dy = diffOf(dev, t);
     const ph = placeholder(dev);
     const sum = channelSumSpec(outerDim, innerDim);
@@ -84,6 +86,13 @@ export const scaleKernel: LayerKernel<ScaleLayer> = {
   },
 };
 
+/**
+ * Whether a Scale or Bias keeps images apart, so it can run by parts of images: one bottom (a
+ * second one's gradient is overwritten, not summed over parts) applied within each image.
+ */
+export const affineSplitsByImage = (layer: ScaleLayer | BiasLayer, bottom: Blob[]): boolean =>
+  bottom.length === 1 && layer.outerDim % bottom[0]!.shape[0]! === 0;
+
 /** Bias: y = x + b[d]; backward db (+)= Σ dy per channel, dx = dy (nothing to do in place). */
 export const biasKernel: LayerKernel<BiasLayer> = {
   forward(layer, bottom, top) {
@@ -101,8 +110,9 @@ export const biasKernel: LayerKernel<BiasLayer> = {
     if (learned ? (layer.paramPropagateDown[0] ?? true) : propagateDown[1]) {
       const b = learned ? layer.blobs[0]! : bottom[1]!;
       const ph = placeholder(dev);
-      const sum = channelSumSpec(layer.outerDim, layer.innerDim);
-      dev.runInto(b.mutableGpuDiff() as GpuBuffer, sum, [dy, ph, 0, learned ? diffOf(dev, b) : ph, learned ? 1 : 0, layer.outerDim, layer.biasDim, layer.innerDim]);
+      const outerDim = t.count() / (layer.biasDim * layer.innerDim);
+      const sum = channelSumSpec(outerDim, layer.innerDim);
+      dev.runInto(b.mutableGpuDiff() as GpuBuffer, sum, [dy, ph, 0, learned ? diffOf(dev, b) : ph, learned ? 1 : 0, outerDim, layer.biasDim, layer.innerDim]);
     }
     if (propagateDown[0] && bottom[0] !== t) writeDiff(dev, bottom[0]!, copySpec, [dy, t.count()]);
   },

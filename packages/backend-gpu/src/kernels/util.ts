@@ -37,8 +37,32 @@ export function placeholder(dev: GpuDevice): GpuValue {
 /** Per-layer device scratch blobs (masks, saved inputs, statistics), kept while the layer lives. */
 const scratch = new WeakMap<Layer, Map<string, Blob>>();
 
-/** The layer's scratch blob `key` holding `n` floats (made on first use, reshaped when `n` changes). */
-export function scratchBlob(layer: Layer, key: string, n: number): Blob {
+/** The part of whole images a layer is running on, while a layer runs part by part (batch-parts.ts). */
+export interface LayerPart {
+  /** Which part (0, 1, ...). */
+  index: number;
+  /** Where the part starts in the layer's bottom[0], in floats. */
+  offset: number;
+}
+const currentPart = new WeakMap<Layer, LayerPart>();
+
+/** Mark `layer` as running on `part` (null: on the whole batch again). */
+export function setLayerPart(layer: Layer, part: LayerPart | null): void {
+  if (part) currentPart.set(layer, part);
+  else currentPart.delete(layer);
+}
+
+/** The part `layer` is running on, if it runs part by part. */
+export const layerPart = (layer: Layer): LayerPart | undefined => currentPart.get(layer);
+
+/**
+ * The layer's scratch blob `key` holding `n` floats (made on first use, reshaped when `n` changes).
+ * A layer running part by part gets one per part: a forward's mask or kept input must still be
+ * there when the same part's backward runs.
+ */
+export function scratchBlob(layer: Layer, name: string, n: number): Blob {
+  const part = currentPart.get(layer);
+  const key = part ? `${name}#${part.index}` : name;
   let m = scratch.get(layer);
   if (!m) {
     m = new Map();
