@@ -96,7 +96,7 @@ export function defineAgreementTests(make: () => GemmKernel): void {
   it('agrees on a 200×300×150 product (several cache blocks of k) for all transposes', () => {
     const kernel = make();
     for (const [tA, tB] of TRANS) checkAgainstNaive(kernel, tA, tB, 200, 300, 150, 1, 0.5);
-    // K beyond one 256-deep block: beta must apply once, later blocks accumulate.
+    // K beyond one KC-deep block (KC = 512): beta must apply once, later blocks accumulate.
     checkAgainstNaive(kernel, false, false, 33, 40, 600, 1, 2);
   });
 
