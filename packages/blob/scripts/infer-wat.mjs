@@ -31,6 +31,30 @@
  *   f32x4.relaxed_madd (fused where the host has FMA) instead of f32x4.mul + f32x4.add.
  * @returns {string}
  */
+/**
+ * WAT lines copying $n bytes (a multiple of 4) from address $src to $dst (i32 locals; $i an i32
+ * scratch local): short rows in v128 then f32 steps, where a memory.copy call's fixed cost would
+ * dominate (planes of 7 or 14 columns), long ones with memory.copy.
+ */
+function rowCopyWat(dst, src, n, i) {
+  const d = `(local.get ${dst})`, s = `(local.get ${src})`, nb = `(local.get ${n})`, ix = `(local.get ${i})`;
+  return [
+    `(if (i32.lt_u ${nb} (i32.const 256)) (then`,
+    `  (local.set ${i} (i32.const 0))`,
+    `  (block $rcV (loop $rcVL`,
+    `    (br_if $rcV (i32.gt_u (i32.add ${ix} (i32.const 16)) ${nb}))`,
+    `    (v128.store (i32.add ${d} ${ix}) (v128.load (i32.add ${s} ${ix})))`,
+    `    (local.set ${i} (i32.add ${ix} (i32.const 16)))`,
+    '    (br $rcVL)))',
+    `  (block $rcS (loop $rcSL`,
+    `    (br_if $rcS (i32.ge_u ${ix} ${nb}))`,
+    `    (f32.store (i32.add ${d} ${ix}) (f32.load (i32.add ${s} ${ix})))`,
+    `    (local.set ${i} (i32.add ${ix} (i32.const 4)))`,
+    '    (br $rcSL))))',
+    `(else (memory.copy ${d} ${s} ${nb})))`,
+  ];
+}
+
 export function generateInferWat({ shared = false, relaxed = false } = {}) {
   const out = [];
   const emit = (indent, line) => out.push('  '.repeat(indent) + line);
@@ -118,6 +142,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
 
   // ---- depthwise ----
   emit(1, ';; Depthwise 2-D convolution of C planes H x W: y[c] = w[c] (KH x KW) * x[c] (+ b[c]), output OH x OW;');
+  emit(1, ';; $hasBias bit 0: add b[c]; bit 1: then max(v, 0) (a ReLU of slope 0).');
   emit(1, ';; $pad: scratch of (H + 2 PH) x (W + 2 PW + 8) floats.');
   emit(1, '(func (export "depthwise") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $w i32) (param $KH i32) (param $KW i32)');
   emit(2, '(param $SH i32) (param $SW i32) (param $PH i32) (param $PW i32) (param $DH i32) (param $DW i32)');
@@ -125,7 +150,8 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(2, '(local $c i32) (local $r i32) (local $Wp i32) (local $WpB i32) (local $planeB i32) (local $oy i32) (local $ox i32) (local $ky i32) (local $kx i32)');
   emit(2, '(local $wc i32) (local $bias f32) (local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $wv v128) (local $wk f32) (local $p i32) (local $OW4 i32)');
   // 3x3 undilated kernels (MobileNet's): the nine weights splatted once per channel, taps unrolled.
-  emit(2, '(local $k3 i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $va v128) (local $vb v128)');
+  emit(2, '(local $k3 i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $va v128) (local $vb v128) (local $q i32)');
+  emit(2, '(local $acc0 v128) (local $end i32) (local $cpD i32) (local $cpS i32) (local $cpN i32) (local $cpI i32)');
   for (let t = 0; t < 9; t++) emit(2, `(local $w${t} v128)`);
   emit(2, '(local.set $k3 (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3))) (i32.and (i32.eq (local.get $DH) (i32.const 1)) (i32.eq (local.get $DW) (i32.const 1)))))');
   emit(2, '(local.set $Wp (i32.add (i32.add (local.get $W) (i32.shl (local.get $PW) (i32.const 1))) (i32.const 8)))');
@@ -139,14 +165,14 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(3, '(local.set $r (i32.const 0))');
   emit(3, '(block $rDone (loop $rLoop');
   emit(4, '(br_if $rDone (i32.ge_s (local.get $r) (local.get $H)))');
-  emit(4, '(memory.copy');
-  emit(5, '(i32.add (local.get $pad) (i32.add (i32.mul (i32.add (local.get $r) (local.get $PH)) (local.get $WpB)) (i32.shl (local.get $PW) (i32.const 2))))');
-  emit(5, '(i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $H)) (local.get $r)) (local.get $W)) (i32.const 2)))');
-  emit(5, '(i32.shl (local.get $W) (i32.const 2)))');
+  emit(4, '(local.set $cpD (i32.add (local.get $pad) (i32.add (i32.mul (i32.add (local.get $r) (local.get $PH)) (local.get $WpB)) (i32.shl (local.get $PW) (i32.const 2)))))');
+  emit(4, '(local.set $cpS (i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $H)) (local.get $r)) (local.get $W)) (i32.const 2))))');
+  emit(4, '(local.set $cpN (i32.shl (local.get $W) (i32.const 2)))');
+  for (const l of rowCopyWat('$cpD', '$cpS', '$cpN', '$cpI')) emit(4, l);
   emit(4, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
   emit(4, '(br $rLoop)))');
   emit(3, '(local.set $wc (i32.add (local.get $w) (i32.shl (i32.mul (local.get $c) (i32.mul (local.get $KH) (local.get $KW))) (i32.const 2))))');
-  emit(3, '(local.set $bias (select (f32.load (i32.add (local.get $b) (i32.shl (local.get $c) (i32.const 2)))) (f32.const 0) (local.get $hasBias)))');
+  emit(3, '(local.set $bias (select (f32.load (i32.add (local.get $b) (i32.shl (local.get $c) (i32.const 2)))) (f32.const 0) (i32.and (local.get $hasBias) (i32.const 1))))');
   emit(3, '(if (local.get $k3) (then');
   for (let t = 0; t < 9; t++) emit(4, `(local.set $w${t} (v128.load32_splat offset=${4 * t} (local.get $wc)))`);
   emit(3, '))');
@@ -160,29 +186,58 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(5, '(local.set $r0 (i32.add (local.get $pad) (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $WpB))))');
   emit(5, '(local.set $r1 (i32.add (local.get $r0) (local.get $WpB)))');
   emit(5, '(local.set $r2 (i32.add (local.get $r1) (local.get $WpB)))');
-  emit(5, '(block $k3Done (loop $k3Loop');
-  emit(6, '(br_if $k3Done (i32.ge_s (local.get $ox) (local.get $OW4)))');
-  emit(6, '(local.set $acc (f32x4.splat (local.get $bias)))');
-  emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
   const EVEN = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', ODD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
-  emit(6, '(if (i32.eq (local.get $SW) (i32.const 1)) (then');
-  for (let ky = 0; ky < 3; ky++) {
-    for (let kx = 0; kx < 3; kx++) {
-      emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + kx}) (v128.load offset=${4 * kx} (i32.add (local.get $r${ky}) (local.get $p))))))`);
+  // Four outputs per step (more accumulators, tried, spill the nine weight registers in V8).
+  // Then the row's last 1–3 outputs as one vector whose lanes past the row are not stored (its
+  // loads stay inside the padded row and its slack).
+  for (const NV of [1, 0]) {
+    const tail = NV === 0, nv = tail ? 1 : NV;
+    const accs = Array.from({ length: nv }, (_, v) => `$acc${v}`);
+    const wt = (t) => `(local.get $w${t})`;
+    if (tail) emit(5, '(if (i32.lt_s (local.get $ox) (local.get $OW)) (then');
+    else {
+      emit(5, `(block $k3Done${NV} (loop $k3Loop${NV}`);
+      emit(6, `(br_if $k3Done${NV} (i32.gt_s (i32.add (local.get $ox) (i32.const ${4 * NV})) (local.get $OW)))`);
     }
+    for (const a of accs) emit(6, `(local.set ${a} (f32x4.splat (local.get $bias)))`);
+    emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
+    emit(6, '(if (i32.eq (local.get $SW) (i32.const 1)) (then');
+    for (let ky = 0; ky < 3; ky++) {
+      emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+      for (let kx = 0; kx < 3; kx++) {
+        for (let v = 0; v < nv; v++) {
+          emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + kx, nv)} (v128.load offset=${4 * kx + 16 * v} (local.get $q)))))`);
+        }
+      }
+    }
+    emit(6, ') (else');
+    for (let ky = 0; ky < 3; ky++) {
+      emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+      for (let v = 0; v < nv; v++) {
+        const o = 32 * v;
+        emit(7, `(local.set $va (v128.load offset=${o} (local.get $q)))`);
+        emit(7, `(local.set $vb (v128.load offset=${o + 16} (local.get $q)))`);
+        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky, nv)} (i8x16.shuffle ${EVEN} (local.get $va) (local.get $vb)))))`);
+        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + 1, nv)} (i8x16.shuffle ${ODD} (local.get $va) (local.get $vb)))))`);
+        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + 2, nv)} (i8x16.shuffle ${EVEN} (v128.load offset=${o + 8} (local.get $q)) (v128.load offset=${o + 24} (local.get $q))))))`);
+      }
+    }
+    emit(6, '))');
+    if (tail) {
+      emit(6, '(local.set $q (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))))');
+      emit(6, '(f32.store (local.get $q) (f32x4.extract_lane 0 (local.get $acc0)))');
+      emit(6, '(if (i32.lt_s (i32.add (local.get $ox) (i32.const 1)) (local.get $OW)) (then (f32.store offset=4 (local.get $q) (f32x4.extract_lane 1 (local.get $acc0)))))');
+      emit(6, '(if (i32.lt_s (i32.add (local.get $ox) (i32.const 2)) (local.get $OW)) (then (f32.store offset=8 (local.get $q) (f32x4.extract_lane 2 (local.get $acc0)))))');
+      emit(6, '(local.set $ox (local.get $OW))');
+      emit(5, '))');
+      continue;
+    }
+    for (let v = 0; v < NV; v++) {
+      emit(6, `(v128.store offset=${16 * v} (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get ${accs[v]}))`);
+    }
+    emit(6, `(local.set $ox (i32.add (local.get $ox) (i32.const ${4 * NV})))`);
+    emit(6, `(br $k3Loop${NV})))`);
   }
-  emit(6, ') (else');
-  for (let ky = 0; ky < 3; ky++) {
-    emit(7, `(local.set $va (v128.load (i32.add (local.get $r${ky}) (local.get $p))))`);
-    emit(7, `(local.set $vb (v128.load offset=16 (i32.add (local.get $r${ky}) (local.get $p))))`);
-    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky}) (i8x16.shuffle ${EVEN} (local.get $va) (local.get $vb)))))`);
-    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + 1}) (i8x16.shuffle ${ODD} (local.get $va) (local.get $vb)))))`);
-    emit(7, `(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $w${3 * ky + 2}) (i8x16.shuffle ${EVEN} (v128.load offset=8 (i32.add (local.get $r${ky}) (local.get $p))) (v128.load offset=24 (i32.add (local.get $r${ky}) (local.get $p)))))))`);
-  }
-  emit(6, '))');
-  emit(6, '(v128.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $acc))');
-  emit(6, '(local.set $ox (i32.add (local.get $ox) (i32.const 4)))');
-  emit(6, '(br $k3Loop)))');
   emit(4, '))');
   // Vector loops for stride 1 and 2: four outputs per step.
   for (const sw of [1, 2]) {
@@ -234,6 +289,22 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(5, '(br $sLoop)))');
   emit(4, '(local.set $oy (i32.add (local.get $oy) (i32.const 1)))');
   emit(4, '(br $oyLoop)))');
+  // $hasBias bit 1: max(v, 0) over the channel's plane while it is in cache (the values of the
+  // relu kernel with slope 0; a separate pass keeps the window loops' registers free).
+  emit(3, '(if (i32.and (local.get $hasBias) (i32.const 2)) (then');
+  emit(4, '(local.set $q (i32.add (local.get $y) (i32.shl (i32.mul (local.get $c) (i32.mul (local.get $OH) (local.get $OW))) (i32.const 2))))');
+  emit(4, '(local.set $end (i32.add (local.get $q) (i32.shl (i32.mul (local.get $OH) (local.get $OW)) (i32.const 2))))');
+  emit(4, '(block $rvDone (loop $rvLoop');
+  emit(5, '(br_if $rvDone (i32.gt_u (i32.add (local.get $q) (i32.const 16)) (local.get $end)))');
+  emit(5, '(v128.store (local.get $q) (f32x4.max (v128.load (local.get $q)) (v128.const i32x4 0 0 0 0)))');
+  emit(5, '(local.set $q (i32.add (local.get $q) (i32.const 16)))');
+  emit(5, '(br $rvLoop)))');
+  emit(4, '(block $rsDone (loop $rsLoop');
+  emit(5, '(br_if $rsDone (i32.ge_u (local.get $q) (local.get $end)))');
+  emit(5, '(f32.store (local.get $q) (f32.max (f32.load (local.get $q)) (f32.const 0)))');
+  emit(5, '(local.set $q (i32.add (local.get $q) (i32.const 4)))');
+  emit(5, '(br $rsLoop)))');
+  emit(3, '))');
   emit(3, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(3, '(br $cLoop)))');
   emit(1, ')');
@@ -516,7 +587,7 @@ function packedConvWat({ relaxed }) {
   // ---- padimg ----
   e(';; dst = x (C planes H x W) with PH zero rows above and below and PW zero columns either side.');
   e('(func (export "padimg") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $PH i32) (param $PW i32) (param $dst i32)');
-  e('  (local $c i32) (local $r i32) (local $Hp i32) (local $rowB i32) (local $padB i32) (local $wB i32)');
+  e('  (local $c i32) (local $r i32) (local $Hp i32) (local $rowB i32) (local $padB i32) (local $wB i32) (local $cpD i32) (local $cpI i32)');
   e('  (local.set $Hp (i32.add (local.get $H) (i32.shl (local.get $PH) (i32.const 1))))');
   e('  (local.set $wB (i32.shl (local.get $W) (i32.const 2)))');
   e('  (local.set $padB (i32.shl (local.get $PW) (i32.const 2)))');
@@ -529,7 +600,8 @@ function packedConvWat({ relaxed }) {
   e('    (block $rdone (loop $rows');
   e('      (br_if $rdone (i32.ge_u (local.get $r) (local.get $H)))');
   e('      (memory.fill (local.get $dst) (i32.const 0) (local.get $padB))');
-  e('      (memory.copy (i32.add (local.get $dst) (local.get $padB)) (local.get $x) (local.get $wB))');
+  e('      (local.set $cpD (i32.add (local.get $dst) (local.get $padB)))');
+  for (const l of rowCopyWat('$cpD', '$x', '$wB', '$cpI')) e('      ' + l);
   e('      (memory.fill (i32.add (i32.add (local.get $dst) (local.get $padB)) (local.get $wB)) (i32.const 0) (local.get $padB))');
   e('      (local.set $dst (i32.add (local.get $dst) (local.get $rowB)))');
   e('      (local.set $x (i32.add (local.get $x) (local.get $wB)))');
@@ -665,14 +737,19 @@ function packedConvWat({ relaxed }) {
     e(`    (local.set $vb (v128.load32_splat offset=${4 * r} (local.get $sb)))`);
     for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} (f32x4.add (f32x4.mul (local.get $va) (local.get ${acc(r, v)})) (local.get $vb)))`);
   }
-  e('    (if (local.get $relu) (then');
+  // $relu 2: slope 0, max(v, 0) alone (the same values as the leaky form's with slope 0).
+  e('    (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+  for (let r = 0; r < MR; r++) {
+    for (let v = 0; v < NV; v++) e(`      (local.set ${acc(r, v)} (f32x4.max (local.get ${acc(r, v)}) (v128.const i32x4 0 0 0 0)))`);
+  }
+  e('    ) (else (if (local.get $relu) (then');
   for (let r = 0; r < MR; r++) {
     for (let v = 0; v < NV; v++) {
       const a = `(local.get ${acc(r, v)})`;
       e(`      (local.set ${acc(r, v)} (f32x4.add (f32x4.max ${a} (v128.const i32x4 0 0 0 0)) (f32x4.mul (local.get $vs) (f32x4.min ${a} (v128.const i32x4 0 0 0 0)))))`);
     }
   }
-  e('    ))))');
+  e('    ))))))');
   e('  (local.set $row (local.get $pc))');
   for (let r = 0; r < MR; r++) {
     for (let v = 0; v < NV; v++) e(`  (v128.store offset=${16 * v} (local.get $row) (local.get ${acc(r, v)}))`);
@@ -780,7 +857,7 @@ function packedConvWat({ relaxed }) {
   e(';; dst (C planes Hp x Wp, zeroed) = x (C planes H x W) placed at row PT, column PL.');
   e('(func (export "padimg2") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $PT i32) (param $PL i32)');
   e('  (param $Hp i32) (param $Wp i32) (param $dst i32)');
-  e('  (local $c i32) (local $r i32) (local $plane i32) (local $wB i32) (local $to i32)');
+  e('  (local $c i32) (local $r i32) (local $plane i32) (local $wB i32) (local $to i32) (local $cpI i32)');
   e('  (local.set $plane (i32.shl (i32.mul (local.get $Hp) (local.get $Wp)) (i32.const 2)))');
   e('  (local.set $wB (i32.shl (local.get $W) (i32.const 2)))');
   e('  (memory.fill (local.get $dst) (i32.const 0) (i32.mul (local.get $plane) (local.get $C)))');
@@ -790,7 +867,7 @@ function packedConvWat({ relaxed }) {
   e('    (local.set $r (i32.const 0))');
   e('    (block $rdone (loop $rows');
   e('      (br_if $rdone (i32.ge_u (local.get $r) (local.get $H)))');
-  e('      (memory.copy (local.get $to) (local.get $x) (local.get $wB))');
+  for (const l of rowCopyWat('$to', '$x', '$wB', '$cpI')) e('      ' + l);
   e('      (local.set $to (i32.add (local.get $to) (i32.shl (local.get $Wp) (i32.const 2))))');
   e('      (local.set $x (i32.add (local.get $x) (local.get $wB)))');
   e('      (local.set $r (i32.add (local.get $r) (i32.const 1)))');
@@ -970,11 +1047,13 @@ function packedConvWat({ relaxed }) {
   for (const v of ['y00', 'y01', 'y10', 'y11']) {
     e(`        (local.set $${v} (f32x4.add (f32x4.mul (local.get $va) (local.get $${v})) (local.get $vb)))`);
   }
-  e('        (if (local.get $relu) (then');
+  e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+  for (const v of ['y00', 'y01', 'y10', 'y11']) e(`          (local.set $${v} (f32x4.max (local.get $${v}) (local.get $z)))`);
+  e('        ) (else (if (local.get $relu) (then');
   for (const v of ['y00', 'y01', 'y10', 'y11']) {
     e(`          (local.set $${v} (f32x4.add (f32x4.max (local.get $${v}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $${v}) (local.get $z)))))`);
   }
-  e('        ))');
+  e('        ))))');
   e('        (local.set $col (i32.shl (local.get $tw) (i32.const 1)))');
   for (const i of [0, 1]) {
     // Output row 2th + i: lanes of y_i0 at even columns, y_i1 at odd ones.
@@ -1110,11 +1189,13 @@ function packedConvWat({ relaxed }) {
   }
   for (const i of c4) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT4[i], (k) => `(local.get $m${k}${j})`)})`);
   for (const i of c4) for (const j of c4) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT4[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
-  e('        (if (local.get $relu) (then');
+  e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+  for (const i of c4) for (const j of c4) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
+  e('        ) (else (if (local.get $relu) (then');
   for (const i of c4) for (const j of c4) {
     e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
   }
-  e('        ))');
+  e('        ))))');
   e('        (local.set $col (i32.shl (local.get $tw) (i32.const 2)))');
   for (const i of c4) {
     // Output row 4th + i: vector l of the transpose is tile tw + l's four columns.

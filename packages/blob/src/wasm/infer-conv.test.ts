@@ -163,6 +163,38 @@ describe('packed inference convolution (WebAssembly)', () => {
       expect(() => runner.depthwise({ ...g, group: 1 }, num, x, w, {}, y)).toThrow(/group = channels = outChannels/);
     });
 
+    it.each([
+      ['3x3 stride 1, 37 wide (16-, 4-output steps, a 1-lane tail)', geom(5, 7, 37, 5, [3, 3], [1, 1], [1, 1], [1, 1], 5)],
+      ['3x3 stride 1, 7 wide (a 3-lane tail)', geom(6, 7, 7, 6, [3, 3], [1, 1], [1, 1], [1, 1], 6)],
+      ['3x3 stride 2, 41 wide (a 1-lane tail)', geom(4, 9, 41, 4, [3, 3], [1, 1], [2, 2], [1, 1], 4)],
+      ['3x3 stride 2, 45 wide, no padding (a 2-lane tail)', geom(4, 9, 45, 4, [3, 3], [0, 0], [2, 2], [1, 1], 4)],
+      ['3x3 stride 2, 14 wide (a 3-lane tail)', geom(4, 14, 14, 4, [3, 3], [1, 1], [2, 2], [1, 1], 4)],
+      ['5x5 stride 1 (generic taps)', geom(3, 8, 23, 3, [5, 5], [2, 2], [1, 1], [1, 1], 3)],
+    ] as [string, Conv2dGeometry][])(`${label}: depthwise %s with a ReLU of slope 0 stores exactly max(v, 0) of the unfused output`, (_name, g) => {
+      const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+      const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+      const x = random(g.channels * g.height * g.width), w = random(g.channels * g.kernelH * g.kernelW);
+      const shift = random(g.channels);
+      const plain = new Float32Array(g.channels * OH * OW), fused = new Float32Array(plain.length).fill(NaN);
+      runner.depthwise(g, 1, x, w, { shift }, plain);
+      runner.depthwise(g, 1, x, w, { shift, relu: 0 }, fused);
+      expect(worstError(plain, convRef(g, 1, x, w, null, shift, null))).toBeLessThan(1e-5);
+      expect(Array.from(fused)).toEqual(Array.from(plain, (v) => Math.max(v, 0)));
+    });
+
+    it(`${label}: a ReLU of slope 0 in the conv epilogue (direct and Winograd) stores exactly max(v, 0) of the unfused output`, () => {
+      for (const g of [geom(8, 9, 13, 9, [1, 1], [0, 0]), geom(16, 9, 13, 16, [3, 3], [1, 1]), geom(6, 10, 10, 5, [3, 3], [1, 1], [2, 2])]) {
+        const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+        const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+        const x = random(g.channels * g.height * g.width), w = random(g.outChannels * g.channels * g.kernelH * g.kernelW);
+        const scale = random(g.outChannels), shift = random(g.outChannels);
+        const plain = new Float32Array(g.outChannels * OH * OW), fused = new Float32Array(plain.length).fill(NaN);
+        runner.conv2d(g, 1, x, w, undefined, { scale, shift }, plain);
+        runner.conv2d(g, 1, x, w, undefined, { scale, shift, relu: 0 }, fused);
+        expect(Array.from(fused)).toEqual(Array.from(plain, (v) => Math.max(v, 0)));
+      }
+    });
+
     it(`${label}: a one-image output stays resident for the next call that reads it at the same version`, () => {
       // conv (im2col path) → depthwise → Winograd → 1×1, each reading the previous output.
       const g1 = geom(3, 10, 9, 16, [3, 3], [1, 1], [2, 2]);

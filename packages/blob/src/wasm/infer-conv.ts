@@ -91,6 +91,9 @@ export interface WasmInferConv {
 
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
+/** The kernels' $relu argument: 0 none, 1 leaky (max(v, 0) + slope·min(v, 0)), 2 slope 0 (max(v, 0) alone: the same values). */
+const reluMode = (relu: number | null) => (relu === null ? 0 : relu === 0 ? 2 : 1);
+
 /** The runner's memory cannot grow any further (the call then declines; callers take another path). */
 class ArenaFull extends MathError {
   override readonly name = 'ArenaFull';
@@ -435,7 +438,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       const r0 = rowStart(c), rows = rowStart(c + 1) - r0, o0 = q * m + r0;
       return [
         wAt + q * groupBytes + 4 * r0 * K, rows, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
-        yAt + 4 * o0 * S, base + pA + 4 * o0, base + pB + 4 * o0, relu === null ? 0 : 1, relu ?? 0,
+        yAt + 4 * o0 * S, base + pA + 4 * o0, base + pB + 4 * o0, reluMode(relu), relu ?? 0,
         base + pBuf + t * bufBytes, base + pTile + t * tileBytes, colStart(j), colStart(j + 1),
       ];
     };
@@ -452,7 +455,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
         for (let q = 0; q < G; q++) {
           k.pconv(
             wAt + q * groupBytes, m, K, xp + q * Cg * planeP, h, w, KH, KW, SH, SW, DH, DW, ow, S,
-            yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, relu === null ? 0 : 1, relu ?? 0,
+            yAt + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0,
             base + pBuf, base + pTile, 0, S,
           );
         }
@@ -559,14 +562,14 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           });
           runThreaded(Tt, 'winograd output', (list, t) => {
             const [o0, o1] = share(m, t);
-            if (o1 > o0) list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, relu === null ? 0 : 1, relu ?? 0, o0, o1], 11);
+            if (o1 > o0) list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, reluMode(relu), relu ?? 0, o0, o1], 11);
           });
         } else {
           tin(xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, 0, Cg);
           for (let xi = 0; xi < XI; xi++) {
             k.wgemm(wAt + (q * XI + xi) * uBytes, m, Cg, base + pV + xi * vstride, N, base + pM + 4 * xi * m * N, base + pOne, base + pZero, 0, 0, base + pTile);
           }
-          tout(base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, relu === null ? 0 : 1, relu ?? 0, 0, m);
+          tout(base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, reluMode(relu), relu ?? 0, 0, m);
         }
       }
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
@@ -608,6 +611,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     if (scale) for (let c = 0; c < C; c++) for (let t = 0; t < KK; t++) mem[w0 + c * KK + t] = scale[c]! * weights[c * KK + t]!;
     else mem.set(weights.subarray(0, C * KK), w0);
     if (shift) mem.set(shift.subarray(0, C), b0);
+    // Bit 0: the bias; bit 1: a ReLU of slope 0 applied as the kernel stores (max(v, 0), as the
+    // relu kernel computes it); a leaky one runs as a pass after.
+    const flags = (shift ? 1 : 0) | (relu === 0 ? 2 : 0), leaky = relu !== null && relu !== 0;
     for (let n = 0; n < num; n++) {
       if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
       if (T > 1) {
@@ -616,14 +622,14 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           const c0 = Math.floor((t * C) / T), c1 = Math.floor(((t + 1) * C) / T), yc = yAt + 4 * c0 * OH * OW;
           if (c1 <= c0) return;
           list.infer(Op.Depthwise, [xIn + 4 * c0 * H * W, c1 - c0, H, W, base + pW + 4 * c0 * KK, KH, KW, SH, SW, PH, PW, DH, DW,
-            base + pB + 4 * c0, shift ? 1 : 0, yc, OH, OW, base + pPad + t * padPlane], -1);
-          if (relu !== null) list.infer(Op.Relu, [yc, yc, (c1 - c0) * OH * OW, relu], 3);
+            base + pB + 4 * c0, flags, yc, OH, OW, base + pPad + t * padPlane], -1);
+          if (leaky) list.infer(Op.Relu, [yc, yc, (c1 - c0) * OH * OW, relu ?? 0], 3);
         });
         y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
         continue;
       }
-      k.depthwise(xIn, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, shift ? 1 : 0, yAt, OH, OW, base + pPad);
-      if (relu !== null) k.relu(yAt, yAt, imgOut, relu);
+      k.depthwise(xIn, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, flags, yAt, OH, OW, base + pPad);
+      if (leaky) k.relu(yAt, yAt, imgOut, relu);
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
     keepResident(y, ySlot, 4 * imgOut, io);
