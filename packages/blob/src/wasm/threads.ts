@@ -64,9 +64,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -74,6 +74,16 @@ export interface SharedExports {
     transA: number, transB: number, M: number, N: number, K: number,
     alpha: number, pA: number, lda: number, pB: number, ldb: number,
     beta: number, pC: number, ldc: number, packA: number, packB: number, scratch: number,
+  ): void;
+  /**
+   * The cooperative GEMM (scripts/gemm-wat.mjs, emitGemmMt): every one of T threads calls it
+   * with the same arguments but its own packA and scratch; they share the packed B buffers.
+   */
+  gemm_mt(
+    transA: number, transB: number, M: number, N: number, K: number,
+    alpha: number, pA: number, lda: number, pB: number, ldb: number,
+    beta: number, pC: number, ldc: number, packA: number, packB0: number, packB1: number,
+    scratch: number, sync: number, T: number, mcT: number, nJ: number, bChunk: number, abort: number,
   ): void;
   im2col(...args: number[]): void;
   col2im(...args: number[]): void;
@@ -417,6 +427,16 @@ export class CommandList {
     i[a + 6] = pA; i[a + 7] = lda; i[a + 8] = pB; i[a + 9] = ldb; this.f32[a + 10] = beta;
     i[a + 11] = pC; i[a + 12] = ldc; i[a + 13] = packA; i[a + 14] = packB; i[a + 15] = scratch;
   }
+  /** The module's gemm_mt (one thread's share of a cooperative GEMM); alpha, beta as floats. */
+  gemmMt(tA: number, tB: number, M: number, N: number, K: number, alpha: number, pA: number, lda: number,
+    pB: number, ldb: number, beta: number, pC: number, ldc: number, packA: number, packB0: number, packB1: number,
+    scratch: number, sync: number, T: number, mcT: number, nJ: number, bChunk: number, abort: number): void {
+    const a = this.slot(Op.GemmMt), i = this.i32;
+    i[a] = tA; i[a + 1] = tB; i[a + 2] = M; i[a + 3] = N; i[a + 4] = K; this.f32[a + 5] = alpha;
+    i[a + 6] = pA; i[a + 7] = lda; i[a + 8] = pB; i[a + 9] = ldb; this.f32[a + 10] = beta;
+    i[a + 11] = pC; i[a + 12] = ldc; i[a + 13] = packA; i[a + 14] = packB0; i[a + 15] = packB1;
+    i[a + 16] = scratch; i[a + 17] = sync; i[a + 18] = T; i[a + 19] = mcT; i[a + 20] = nJ; i[a + 21] = bChunk; i[a + 22] = abort;
+  }
   /**
    * A call of the inference module's shared build (variant + 2 of this list's build): pconv,
    * wgemm, relu, wino*_out (their one float argument, the ReLU slope, at index `floatAt` of
@@ -451,6 +471,11 @@ export class Engine {
   private seq = 0;
   private canBlock = true;
   lastError: string | null = null;
+  /**
+   * Byte offset of the control word counting failed threads in the current job: cooperative
+   * kernels (gemm_mt) stop waiting for each other once it is nonzero.
+   */
+  readonly errorWordAt = ERRORS * 4;
   private cachedViews: { buf: SharedArrayBuffer; i32: Int32Array; f32: Float32Array } | null = null;
   /** Blocks of the shared memory above the command regions (blob memory and job scratch). */
   readonly heap: KernelHeap;
@@ -593,6 +618,8 @@ export class Engine {
       hooks?.afterOwn?.();
     } catch (err) {
       failure = err;
+      // Workers waiting on the caller inside a cooperative kernel give up on seeing this.
+      Atomics.add(ctl, ERRORS, 1);
     }
     this.join(ctl);
     if (failure) throw failure;
@@ -651,6 +678,11 @@ export class Engine {
         case Op.Gemm:
           ex.gemm(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, f[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!,
             f[a + 10]!, i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!);
+          break;
+        case Op.GemmMt:
+          ex.gemm_mt(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, f[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!,
+            f[a + 10]!, i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!, i[a + 16]!, i[a + 17]!, i[a + 18]!,
+            i[a + 19]!, i[a + 20]!, i[a + 21]!, i[a + 22]!);
           break;
         case Op.Im2col:
           ex.im2col(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!, i[a + 11]!, i[a + 12]!);
