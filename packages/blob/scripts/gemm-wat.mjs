@@ -364,6 +364,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(3, '(br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))');
   emit(1, ')');
   emit(0, '');
+  if (shared) emitGemmMt(emit, { MR, NR, MC, KC, NC });
   emit(1, ';; dst[0:n] = 0 (n floats), 16 bytes at a time while 4 remain.');
   emit(1, '(func (export "zero") (param $dst i32) (param $n i32)');
   emit(2, '(block $done (loop $vec');
@@ -385,6 +386,143 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   for (const line of poolHelpersWat()) emit(1, line);
   emit(0, ')');
   return out.join('\n') + '\n';
+}
+
+/**
+ * The cooperative GEMM of the shared builds (threads.ts runs it on every participating thread
+ * at once; gemm-threaded.ts sets it up). It walks the same (jc, pc) blocks as "gemm", but the
+ * threads share the work of each block instead of owning slabs of C:
+ *   1. the NR-wide panels of op(B)[pc:+kc, jc:+nc] are packed once, into a buffer all threads
+ *      read, a few panels per atomic grab (whoever is free packs the next ones);
+ *   2. a barrier (every thread has packed what it grabbed);
+ *   3. tasks (an mcT-row block of op(A), packed privately, times one of nJ column chunks of the
+ *      panels) are grabbed one by one from an atomic counter, so a thread that is slowed down
+ *      (the caller staging operands, or another process on its core) simply does fewer.
+ * The B buffers alternate between blocks, so one barrier per block suffices: a thread packing
+ * block i + 2 into the buffer of block i has passed the barrier of block i + 1, which every
+ * thread reaches only after finishing its tasks of block i. Every element of C sees the same
+ * operations in the same order as in "gemm", so results do not depend on the thread count.
+ * Sync words at $sync (zeroed by the caller): +0 barrier arrivals, +64 barrier generation,
+ * then per block i at +128 + 128*i the B-panel counter and at +192 + 128*i the task counter.
+ * Spins give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
+ * thread that failed cannot leave the others waiting forever.
+ */
+function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
+  void MC;
+  // op(B)[pc:+kc, jc+jr:+NR] into the panel at $dst (valid columns nc - jr).
+  emit(1, ';; pack op(B) panels [$p0, $p1) of block (jc, pc) into $buf (panel p at p*NR*kc floats)');
+  emit(1, '(func $packB_panels (param $transB i32) (param $pB i32) (param $ldb i32) (param $pc i32) (param $kc i32)');
+  emit(2, '(param $jc i32) (param $nc i32) (param $p0 i32) (param $p1 i32) (param $buf i32)');
+  emit(2, '(local $jr i32)');
+  emit(2, '(block $done (loop $panels');
+  emit(3, '(br_if $done (i32.ge_u (local.get $p0) (local.get $p1)))');
+  emit(3, `(local.set $jr (i32.mul (local.get $p0) (i32.const ${NR})))`);
+  emit(3, '(if (local.get $transB)');
+  emit(4, '(then (call $pack_strided (i32.add (local.get $buf) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
+  emit(5, '(i32.add (local.get $pB) (i32.shl (i32.add (i32.mul (i32.add (local.get $jc) (local.get $jr)) (local.get $ldb)) (local.get $pc)) (i32.const 2)))');
+  emit(5, `(local.get $kc) (i32.const ${NR}) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2))))`);
+  emit(4, `(else (call $pack_rows_${NR} (i32.add (local.get $buf) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))`);
+  emit(5, '(i32.add (local.get $pB) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $ldb)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
+  emit(5, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))');
+  emit(3, '(local.set $p0 (i32.add (local.get $p0) (i32.const 1)))');
+  emit(3, '(br $panels)))');
+  emit(1, ')');
+  emit(0, '');
+  emit(1, ';; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels at $dst');
+  emit(1, '(func $packA_block (param $transA i32) (param $pA i32) (param $lda i32) (param $ic i32) (param $mc i32)');
+  emit(2, '(param $pc i32) (param $kc i32) (param $dst i32)');
+  emit(2, '(local $ir i32)');
+  emit(2, '(loop $panels');
+  emit(3, '(if (local.get $transA)');
+  emit(4, `(then (call $pack_rows_${MR} (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))`);
+  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))');
+  emit(5, '(local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))');
+  emit(4, '(else (call $pack_strided (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))');
+  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))');
+  emit(5, `(local.get $kc) (i32.const ${MR}) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))`);
+  emit(3, `(local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
+  emit(3, '(br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))');
+  emit(1, ')');
+  emit(0, '');
+  emit(1, ';; every one of $T threads arrives; 1 once all have, 0 if $abort became nonzero meanwhile');
+  emit(1, '(func $barrier (param $sync i32) (param $T i32) (param $abort i32) (result i32)');
+  emit(2, '(local $gen i32)');
+  emit(2, '(local.set $gen (i32.atomic.load offset=64 (local.get $sync)))');
+  emit(2, '(if (i32.eq (i32.atomic.rmw.add (local.get $sync) (i32.const 1)) (i32.sub (local.get $T) (i32.const 1)))');
+  emit(3, '(then ;; the last to arrive resets the count before releasing the others');
+  emit(4, '(i32.atomic.store (local.get $sync) (i32.const 0))');
+  emit(4, '(drop (i32.atomic.rmw.add offset=64 (local.get $sync) (i32.const 1)))');
+  emit(4, '(return (i32.const 1))))');
+  emit(2, '(loop $spin');
+  emit(3, '(if (i32.atomic.load (local.get $abort)) (then (return (i32.const 0))))');
+  emit(3, '(br_if $spin (i32.eq (i32.atomic.load offset=64 (local.get $sync)) (local.get $gen))))');
+  emit(2, '(i32.const 1)');
+  emit(1, ')');
+  emit(0, '');
+  emit(1, ';; C = alpha*op(A)*op(B) + beta*C by $T threads together (see emitGemmMt in gemm-wat.mjs).');
+  emit(1, ';; $packA, $scratch: this thread\'s (MC x KC and MR x NR floats); $packB0, $packB1: the shared');
+  emit(1, ';; B buffers (min(KC, K) x min(NC, N) rounded up to NR, each); tasks are $mcT rows (a multiple');
+  emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panels; $bChunk panels per B grab.');
+  emit(1, '(func (export "gemm_mt") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)');
+  emit(2, '(param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)');
+  emit(2, '(param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB0 i32) (param $packB1 i32)');
+  emit(2, '(param $scratch i32) (param $sync i32) (param $T i32) (param $mcT i32) (param $nJ i32) (param $bChunk i32) (param $abort i32)');
+  emit(2, '(local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $it i32) (local $buf i32) (local $ctr i32)');
+  emit(2, '(local $panels i32) (local $p i32) (local $nIc i32) (local $tasks i32) (local $task i32) (local $icIdx i32) (local $lastIc i32)');
+  emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32)');
+  emit(2, '(local.set $nIc (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mcT) (i32.const 1))) (local.get $mcT)))');
+  emit(2, '(local.set $tasks (i32.mul (local.get $nIc) (local.get $nJ)))');
+  emit(2, '(loop $jcLoop');
+  emit(3, `(local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
+  emit(3, `(local.set $panels (i32.shr_u (i32.add (local.get $nc) (i32.const ${NR - 1})) (i32.const ${Math.log2(NR)})))`);
+  emit(3, '(local.set $pc (i32.const 0))');
+  emit(3, '(loop $pcLoop');
+  emit(4, `(local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
+  emit(4, '(local.set $betaK (select (local.get $beta) (f32.const 1) (i32.eqz (local.get $pc))))');
+  emit(4, '(local.set $buf (select (local.get $packB1) (local.get $packB0) (i32.and (local.get $it) (i32.const 1))))');
+  emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 128) (i32.shl (local.get $it) (i32.const 7)))))');
+  emit(4, ';; 1. pack the B panels, $bChunk per grab');
+  emit(4, '(block $packed (loop $grabB');
+  emit(5, '(local.set $p (i32.atomic.rmw.add (local.get $ctr) (local.get $bChunk)))');
+  emit(5, '(br_if $packed (i32.ge_u (local.get $p) (local.get $panels)))');
+  emit(5, '(call $packB_panels (local.get $transB) (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (local.get $jc) (local.get $nc)');
+  emit(6, '(local.get $p) (select (local.get $panels) (i32.add (local.get $p) (local.get $bChunk))');
+  emit(7, '(i32.lt_u (local.get $panels) (i32.add (local.get $p) (local.get $bChunk)))) (local.get $buf))');
+  emit(5, '(br $grabB)))');
+  emit(4, ';; 2. wait until every panel is packed');
+  emit(4, '(if (i32.eqz (call $barrier (local.get $sync) (local.get $T) (local.get $abort))) (then (return)))');
+  emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panels [floor(panels*jIdx/nJ), floor(panels*(jIdx+1)/nJ))');
+  emit(4, '(local.set $lastIc (i32.const -1))');
+  emit(4, '(block $tasksDone (loop $grabTask');
+  emit(5, '(local.set $task (i32.atomic.rmw.add offset=64 (local.get $ctr) (i32.const 1)))');
+  emit(5, '(br_if $tasksDone (i32.ge_u (local.get $task) (local.get $tasks)))');
+  emit(5, '(local.set $icIdx (i32.div_u (local.get $task) (local.get $nJ)))');
+  emit(5, '(local.set $jIdx (i32.sub (local.get $task) (i32.mul (local.get $icIdx) (local.get $nJ))))');
+  emit(5, '(local.set $ic (i32.mul (local.get $icIdx) (local.get $mcT)))');
+  emit(5, '(local.set $mc (select (i32.sub (local.get $M) (local.get $ic)) (local.get $mcT) (i32.lt_u (i32.sub (local.get $M) (local.get $ic)) (local.get $mcT))))');
+  emit(5, '(if (i32.ne (local.get $icIdx) (local.get $lastIc)) (then');
+  emit(6, '(call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))');
+  emit(6, '(local.set $lastIc (local.get $icIdx))))');
+  emit(5, `(local.set $jr (i32.mul (i32.div_u (i32.mul (local.get $panels) (local.get $jIdx)) (local.get $nJ)) (i32.const ${NR})))`);
+  emit(5, `(local.set $j1 (i32.mul (i32.div_u (i32.mul (local.get $panels) (i32.add (local.get $jIdx) (i32.const 1))) (local.get $nJ)) (i32.const ${NR})))`);
+  emit(5, '(block $chunkDone (loop $jrLoop');
+  emit(6, '(br_if $chunkDone (i32.ge_u (local.get $jr) (local.get $j1)))');
+  emit(6, '(call $kernel (local.get $kc) (local.get $packA)');
+  emit(7, '(i32.add (local.get $buf) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
+  emit(7, '(i32.add (local.get $pC) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $ldc)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
+  emit(7, '(i32.shl (local.get $ldc) (i32.const 2)) (local.get $alpha) (local.get $betaK) (local.get $mc)');
+  emit(7, `(select (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR})))`);
+  emit(7, '(local.get $scratch))');
+  emit(6, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
+  emit(6, '(br $jrLoop)))');
+  emit(5, '(br $grabTask)))');
+  emit(4, '(local.set $it (i32.add (local.get $it) (i32.const 1)))');
+  emit(4, `(local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);
+  emit(4, '(br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
+  emit(3, `(local.set $jc (i32.add (local.get $jc) (i32.const ${NC})))`);
+  emit(3, '(br_if $jcLoop (i32.lt_u (local.get $jc) (local.get $N))))');
+  emit(1, ')');
+  emit(0, '');
 }
 
 /**

@@ -2,7 +2,15 @@
 // the shared memory when an operand already lives there (host-memory.ts, the 'wasm' allocator).
 //
 // op(A), op(B) and C are used in place when they are views of the shared memory, else staged
-// there; each thread then runs the module's blocked GEMM on its own contiguous slab of C with its
+// there. With two or more threads ready, they run the module's cooperative gemm_mt together
+// (scripts/gemm-wat.mjs, emitGemmMt): each block of op(B) is packed once into buffers they all
+// read, and the work on it is handed out in small tasks from an atomic counter, so a thread that
+// is held up (the caller staging operands, or another process on its core) just takes fewer
+// tasks instead of making the others wait at the end. The caller stages op(B) first, starts the
+// workers (they pack B meanwhile) and stages op(A) and C while they do.
+//
+// Without ready workers (they are still starting), or with CAFFE_TS_GEMM_COOP=off, the static
+// split below runs instead: each thread runs the module's blocked GEMM on its own contiguous slab of C with its
 // own packing buffers: row slabs aligned to the micro-tile height MR when C has at least as many
 // tiles down as across, else column slabs aligned to NR. A thread packs the whole of op(B) (row
 // split) or op(A) (column split) for itself; that costs K·N (or M·K) copies per thread against
@@ -14,7 +22,7 @@
 // untransposed, the caller stages only what the workers read (op(B), their rows of A and C),
 // starts them, and stages its own rows while they already compute; it copies its rows of C
 // out before waiting for them, and takes a slightly smaller slab to make up for that copying.
-import { engine, type Engine } from './threads.js';
+import { activeThreads, engine, type Engine } from './threads.js';
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -37,6 +45,47 @@ export const MAX_THREADED_STAGED_FLOATS = 1 << 26;
  * used to shrink the calling thread's slab by the copying it does while the workers compute.
  */
 const COPY_FLOPS_PER_FLOAT = 15;
+
+/**
+ * CAFFE_TS_GEMM_COOP=off (in the environment, where there is one) keeps threaded products on the
+ * static slab split below instead of the cooperative gemm_mt (read per call: for comparisons).
+ */
+export function coopEnabled(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_GEMM_COOP?.trim().toLowerCase() !== 'off';
+}
+
+/** Floating-point operations a cooperative task aims at: about 0.2 ms on one core. */
+const TASK_FLOPS = 8e6;
+/** Tasks per thread and k-block at least, so that uneven progress evens out. */
+const TASKS_PER_THREAD = 4;
+/** B panels a thread packs per grab. */
+const B_PANELS_PER_GRAB = 4;
+
+/** How the cooperative GEMM cuts its work (see gemm_mt in scripts/gemm-wat.mjs). */
+export interface CoopPlan {
+  /** Rows of op(A) per task: a multiple of MR, at most MC. */
+  mcT: number;
+  /** Column chunks the B panels of a block are cut into (tasks = ceil(M / mcT) · nJ). */
+  nJ: number;
+  /** (jc, pc) blocks: ceil(N / NC) · ceil(K / KC). */
+  blocks: number;
+  /** Floats of one packed B buffer: min(KC, K) · min(NC, N) rounded up to NR. */
+  bFloats: number;
+}
+
+export function coopPlan(T: number, M: number, N: number, K: number, blk: Blocking): CoopPlan {
+  const { MR, NR, MC, KC, NC } = blk;
+  const want = TASKS_PER_THREAD * T;
+  let mcT = MC;
+  // Few row blocks: thinner ones (not below 32 rows, where a B micro-panel would be reused too little).
+  if (Math.ceil(M / MC) < want) mcT = Math.min(MC, Math.max(Math.min(32, roundUp(M, MR)), roundUp(Math.ceil(M / want), MR)));
+  const nIc = Math.ceil(M / mcT);
+  const nc = Math.min(NC, N), kc = Math.min(KC, K);
+  const panels = Math.ceil(nc / NR);
+  const nJ = Math.max(1, Math.min(panels, Math.max(Math.ceil((2 * mcT * nc * kc) / TASK_FLOPS), Math.ceil(want / nIc))));
+  return { mcT, nJ, blocks: Math.ceil(N / NC) * Math.ceil(K / KC), bFloats: kc * panels * NR };
+}
 
 /**
  * Slab boundaries over `extent` rows (or columns) for `parts` threads, whole units (MR or NR)
@@ -79,6 +128,11 @@ export function gemmThreaded(
   const staged = (oA < 0 ? M * K : 0) + (oB < 0 ? K * N : 0) + (oC < 0 ? M * N : 0);
   if (staged > MAX_THREADED_STAGED_FLOATS) return false;
   const { MR, NR, MC, KC, NC } = blk;
+  const ready = T > 1 ? Math.min(T, activeThreads()) : 1;
+  if (ready > 1 && coopEnabled()) {
+    coop(e, ready, relaxed, blk, transA, transB, M, N, K, alpha, A, B, beta, C, oA, oB, oC);
+    return true;
+  }
   // Split the side with more micro-tiles so that every thread gets whole tiles.
   const byCols = N / NR > M / MR;
   const unit = byCols ? NR : MR, extent = byCols ? N : M;
@@ -146,4 +200,50 @@ export function gemmThreaded(
   });
   if (oC < 0) C.set(e.views().f32.subarray((pC >> 2) + r0 * N, (pC >> 2) + M * N), r0 * N);
   return true;
+}
+
+/** The cooperative GEMM on T ready threads (operands at byte offsets oA, oB, oC, or -1: staged). */
+function coop(
+  e: Engine, T: number, relaxed: boolean, blk: Blocking,
+  transA: boolean, transB: boolean, M: number, N: number, K: number,
+  alpha: number, A: Float32Array, B: Float32Array, beta: number, C: Float32Array,
+  oA: number, oB: number, oC: number,
+): void {
+  const { MR, NR, KC } = blk;
+  const plan = coopPlan(T, M, N, K, blk);
+  const kc = Math.min(KC, K);
+  const packA = align(4 * plan.mcT * kc), scratch = align(4 * MR * NR);
+  const perThread = packA + scratch;
+  const bBytes = align(4 * plan.bFloats);
+  const syncBytes = align(128 + 128 * plan.blocks);
+  const bytes = syncBytes + 2 * bBytes + T * perThread +
+    (oA < 0 ? align(4 * M * K) : 0) + (oB < 0 ? align(4 * K * N) : 0) + (oC < 0 ? 4 * M * N : 0);
+  const { base, i32, f32 } = e.scratch(bytes, 'gemm (threads)');
+  const sync = base, packB0 = base + syncBytes, packB1 = packB0 + bBytes;
+  let p = packB1 + bBytes + T * perThread;
+  const reserve = (o: number, n: number): number => {
+    if (o >= 0) return o;
+    const at = p;
+    p += align(4 * n);
+    return at;
+  };
+  const pA = reserve(oA, M * K), pB = reserve(oB, K * N), pC = reserve(oC, M * N);
+  i32.fill(0, sync >> 2, (sync + syncBytes) >> 2);
+  const lda = transA ? M : K, ldb = transB ? K : N;
+  const lists = e.lists(T, relaxed);
+  for (let t = 0; t < T; t++) {
+    const w = packB1 + bBytes + t * perThread;
+    lists[t]!.gemmMt(transA ? 1 : 0, transB ? 1 : 0, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, N,
+      w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ, B_PANELS_PER_GRAB, e.errorWordAt);
+  }
+  // op(B) first: the workers pack it while the caller stages op(A) and C (they wait for those
+  // at the barrier after packing, which the caller reaches only once it has staged them).
+  if (oB < 0) f32.set(B.subarray(0, K * N), pB >> 2);
+  e.run(lists, 'gemm (threads)', {
+    beforeOwn: () => {
+      if (oA < 0) f32.set(A.subarray(0, M * K), pA >> 2);
+      if (oC < 0 && beta !== 0) f32.set(C.subarray(0, M * N), pC >> 2);
+    },
+  });
+  if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + M * N));
 }

@@ -2,11 +2,13 @@ import v8 from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../rng.js';
 import { createWasmConv2d, type Conv2dGeometry, type Conv2dPass } from './conv-wasm.js';
-import { checkAgainstNaive, defineAgreementTests } from './gemm-wasm-cases.js';
+import { checkAgainstNaive, defineAgreementTests, randomArray } from './gemm-wasm-cases.js';
 import { createWasmGemmKernel } from './gemm-wasm.js';
-import { splitSlabs } from './gemm-threaded.js';
+import { coopPlan, splitSlabs } from './gemm-threaded.js';
+import { setHostAllocator } from '../host-memory.js';
+import { Blob } from '../blob.js';
 import {
-  activeThreads, getNumThreads, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo,
+  activeThreads, engine, getNumThreads, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo,
 } from './threads.js';
 
 // This file runs in its own vitest worker process: turn relaxed SIMD on before anything
@@ -68,8 +70,97 @@ for (const relaxed of [false, true]) {
       checkAgainstNaive(k, false, true, 130, 24, 37, -0.5, 1.5);
       checkAgainstNaive(k, false, false, 9, 8, 600, 1, 1); // three tiles down: 2 + 1
     });
+
+    it('cooperative gemm_mt: k blocks alternating B buffers, N past NC, many row tasks (float64 agreement)', () => {
+      const k = createWasmGemmKernel({ relaxed, ...split })!;
+      checkAgainstNaive(k, false, false, 37, 29, 1100, 1, 0.5); // three k blocks: buffer 0 reused by the third
+      checkAgainstNaive(k, true, true, 70, 45, 1030, -1, 0);
+      checkAgainstNaive(k, false, true, 3, 4100, 9, 1, 1); // two column blocks of NC = 4096, a 4-column tail
+      checkAgainstNaive(k, true, false, 300, 20, 40, 0.25, -2); // 300 rows: ragged row tasks
+      checkAgainstNaive(k, false, false, 1, 1, 1, 2, 0); // a single element on two threads
+    });
+
+    it('gives bit for bit the C of one thread (same operation order), also with CAFFE_TS_GEMM_COOP=off', () => {
+      const rng = new Rng(11);
+      const one = createWasmGemmKernel({ relaxed, threads: 1 })!;
+      const two = createWasmGemmKernel({ relaxed, ...split })!;
+      for (const [tA, tB, M, N, K] of [[false, false, 133, 71, 1029], [true, true, 64, 200, 600], [false, true, 5, 300, 77]] as const) {
+        const A = randomArray(rng, M * K), B = randomArray(rng, K * N), C0 = randomArray(rng, M * N);
+        const want = C0.slice();
+        one(tA, tB, M, N, K, 0.5, A, B, 1.5, want);
+        const got = C0.slice();
+        two(tA, tB, M, N, K, 0.5, A, B, 1.5, got);
+        expect(Array.from(got)).toEqual(Array.from(want));
+        process.env.CAFFE_TS_GEMM_COOP = 'off';
+        try {
+          const slabs = C0.slice();
+          two(tA, tB, M, N, K, 0.5, A, B, 1.5, slabs);
+          expect(Array.from(slabs)).toEqual(Array.from(want));
+        } finally {
+          delete process.env.CAFFE_TS_GEMM_COOP;
+        }
+      }
+    });
+
+    it('uses operands in the shared memory in place (wasm host allocator), C overlapping nothing', () => {
+      const rng = new Rng(12);
+      const M = 90, N = 70, K = 530;
+      const A = randomArray(rng, M * K), B = randomArray(rng, K * N), C0 = randomArray(rng, M * N);
+      const want = C0.slice();
+      createWasmGemmKernel({ relaxed, threads: 1 })!(false, true, M, N, K, 1, A, B, -1, want);
+      const previous = setHostAllocator('wasm');
+      try {
+        const place = (v: Float32Array) => {
+          const d = new Blob([v.length]).mutableCpuData() as Float32Array;
+          d.set(v);
+          return d;
+        };
+        const a = place(A), b = place(B), c = place(C0);
+        expect(engine()!.offsetOf(c)).toBeGreaterThan(0);
+        createWasmGemmKernel({ relaxed, ...split })!(false, true, M, N, K, 1, a, b, -1, c);
+        expect(Array.from(c)).toEqual(Array.from(want));
+      } finally {
+        setHostAllocator(previous);
+      }
+    });
   });
 }
+
+describe('coopPlan', () => {
+  const blk = { MR: 4, NR: 8, MC: 128, KC: 512, NC: 4096 };
+  it('cuts each block into at least four tasks per thread, rows in whole micro-tiles', () => {
+    for (const [M, N, K] of [[512, 512, 512], [2048, 2048, 2048], [64, 3136, 576], [5, 9, 3], [1, 1, 1], [300, 20, 40]]) {
+      const p = coopPlan(2, M!, N!, K!, blk);
+      expect(p.mcT % blk.MR).toBe(0);
+      expect(p.mcT).toBeLessThanOrEqual(blk.MC);
+      const panels = Math.ceil(Math.min(N!, blk.NC) / blk.NR);
+      expect(p.nJ).toBeLessThanOrEqual(panels);
+      // Enough tasks unless the product has fewer micro-panels than that.
+      if (panels * Math.ceil(M! / blk.MR) >= 8) expect(Math.ceil(M! / p.mcT) * p.nJ).toBeGreaterThanOrEqual(8);
+      expect(p.blocks).toBe(Math.ceil(N! / blk.NC) * Math.ceil(K! / blk.KC));
+      expect(p.bFloats).toBe(Math.min(K!, blk.KC) * panels * blk.NR);
+    }
+    expect(coopPlan(2, 2048, 2048, 2048, blk).mcT).toBe(128); // enough row blocks: full MC
+    expect(coopPlan(2, 512, 512, 512, blk).mcT).toBe(64);
+  });
+});
+
+describe('a failing thread does not leave the others waiting in gemm_mt', () => {
+  it('the caller gives up at the barrier once the worker has failed, and the job throws', async () => {
+    expect(await initThreads(2)).toBe(2);
+    const e = engine()!;
+    const { base } = e.scratch(1 << 20, 'test');
+    const lists = e.lists(2, false);
+    // Valid arguments for the caller (a 64x64x64 product in the scratch block); the worker's
+    // sync words lie past the memory, so its first atomic access traps.
+    const args = (sync: number) => [0, 0, 64, 64, 64, 1, base + 65536, 64, base + 2 * 65536, 64, 0, base + 3 * 65536, 64,
+      base, base + 4 * 65536, base + 5 * 65536, base + 6 * 65536, sync, 2, 64, 1, 4, e.errorWordAt] as const;
+    new Int32Array(e.memory.buffer, base + 7 * 65536, 64).fill(0);
+    lists[0]!.gemmMt(...args(base + 7 * 65536));
+    lists[1]!.gemmMt(...args(0x7fff0000));
+    expect(() => e.run(lists, 'gemm test')).toThrow(/gemm test: a kernel worker thread failed/);
+  });
+});
 
 describe('splitSlabs', () => {
   it('covers the extent with contiguous whole-unit slabs, the caller\'s scaled by its weight', () => {
