@@ -252,8 +252,12 @@ async function throughputTable(model, makeParam, batch) {
       // layers' loading of the next batch on its event loop).
       const update = per(0, 'updateMs');
       const other = wall - per(0, 'computeMs') - r0wait - per(0, 'reduceMs') - update;
+      // Inside compute: the data layers' prepare() (the batch's loading that runs there); lag: from
+      // rank 0 posting a step to each worker starting it.
+      const prep = e.stats[0].ranks.map((_, rank) => per(rank, 'prepareMs').toFixed(1)).join('/');
+      const lag = e.stats[0].ranks.slice(1).map((_, i) => per(i + 1, 'lagMs').toFixed(2)).join('/');
       detail =
-        `step ${wall.toFixed(1)}: compute ${ranks.join(' ')}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, ` +
+        `step ${wall.toFixed(1)}: compute ${ranks.join(' ')} (prepare ${prep}), start lag ${lag}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, ` +
         `update ${update.toFixed(2)}, other ${other.toFixed(1)}`;
     }
     if (values.profile) {

@@ -170,6 +170,10 @@ describe('data-parallel training', () => {
       const replicas = await dp.replicaParams();
       expect(replicas).toHaveLength(2);
       replicas[1]!.forEach((p, i) => expect(Array.from(p)).toEqual(Array.from(replicas[0]![i]!)));
+      // Plain SGD: every rank reduced and updated its share of the params in one pass, in
+      // WebAssembly on the shared arenas (JavaScript where CAFFE_TS_PARALLEL_WASM=off).
+      expect(dp.reductionFused).toBe(true);
+      expect(dp.updateKernels).toBe(process.env.CAFFE_TS_PARALLEL_WASM === 'off' ? 'js' : 'wasm-simd');
       const stats = dp.stats();
       expect(stats.map((r) => r.steps)).toEqual([100, 101]); // rank 1 also ran the PARAMS command
       expect(serial.losses[0]).toBeGreaterThan(1);

@@ -24,9 +24,10 @@ import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, DataParameter_DB, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
-import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ParamSlot } from './protocol.js';
-import { arenaShare, divisibleUpdate, paramShare, reduceRange, ShareUpdater } from './update.js';
-import { applyKernelThreads, arenaArray, arenaView, LayerFailure, leadingSourceLayers, runLayers, threadCpuMs } from './replica.js';
+import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ParamSlot } from './protocol.js';
+import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
+import { allocArenaMemory, createUpdateKernels, type UpdateKernels } from './update-wasm.js';
+import { applyKernelThreads, arenaView, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
 
 export type ParallelMode = 'replicate' | 'split';
 
@@ -82,6 +83,10 @@ export interface RankStats {
    * diffs, the data layers' loading of the next batch on this thread's event loop).
    */
   betweenMs?: number;
+  /** Wall ms of the steps in the data layers' prepare() (waiting for the batch, the loading that runs meanwhile). */
+  prepareMs: number;
+  /** Workers: wall ms from rank 0 posting a step to the worker starting it (wake-up, pending event-loop work). */
+  lagMs?: number;
   /**
    * Rank 0 only: ms of betweenMs in the update divided among the ranks (from the update command to
    * the last rank done, rank 0's share included); 0 when the update is not divided.
@@ -154,7 +159,10 @@ export class DataParallel implements GradientComputer {
   private trainPlan: { binary: Uint8Array; options: NetBuildOptions } | undefined;
   private trainNet: Net | undefined;
   private pool: WorkerPool | undefined;
-  private diffs: FloatArray[] = [];
+  /** Rank 0's share of the reduction: reduceRange over every rank's diff arena (update.ts). */
+  private reduceRange: (from: number, to: number) => void = () => {};
+  /** The update kernels on the arenas' memory (null: the JavaScript loops). */
+  private kernels: UpdateKernels | null = null;
   private frozen: { from: FloatArray; to: FloatArray }[] = [];
   private dtype: DType = 'float32';
   private readonly profile: boolean;
@@ -170,7 +178,13 @@ export class DataParallel implements GradientComputer {
   /** Set when every rank found its share of the params finite after this iteration's update. */
   private sharesFinite = false;
   private divided = false;
-  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN };
+  /**
+   * Set when this iteration's reduction is left to the update (plain SGD: every rank reduces and
+   * updates its share of the params in one pass, one command and one barrier fewer).
+   */
+  private reducePending = false;
+  private lastFused = false;
+  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
 
   constructor(options: DataParallelOptions) {
     const n = options.workers;
@@ -284,8 +298,21 @@ export class DataParallel implements GradientComputer {
       total += alignElements(count, dtype);
     });
     const bytes = (n: number) => Math.max(1, n) * (dtype === 'float64' ? 8 : 4);
-    const data = new SharedArrayBuffer(bytes(total));
-    const diffBuffers = Array.from({ length: this.workers }, () => new SharedArrayBuffer(bytes(total)));
+    // The solver's history moves into shared memory too, so that every rank can update a share.
+    const divisible = this.workers > 1 && divisibleUpdate(solver);
+    const solverHistory = divisible ? (solver as unknown as { history: Blob[] }).history : [];
+    const perParam = slots.length > 0 ? solverHistory.length / slots.length : 0;
+    // One shared memory holds the arenas, `total` elements each: the params, each rank's diffs,
+    // then the history sections (a WebAssembly.Memory where the update kernels run in place).
+    const sections = 1 + this.workers + Math.max(1, perParam);
+    const { buffer, memory } =
+      dtype === 'float32' ? allocArenaMemory(bytes(total * sections)) : { buffer: new SharedArrayBuffer(bytes(total * sections)), memory: null };
+    const section = (k: number): ArenaRef => ({ buffer, base: k * total, length: total });
+    const data = section(0);
+    const diffArenas = Array.from({ length: this.workers }, (_, r) => section(1 + r));
+    const history = { buffer, base: (1 + this.workers) * total, length: total * Math.max(1, perParam) };
+    const kernels = createUpdateKernels(memory);
+    this.kernels = kernels;
     const anyFrozen = slots.some((s) => s.frozen);
     const frozen = anyFrozen && this.workers > 1 ? new SharedArrayBuffer(bytes(total)) : null;
     // Rank 0's params move into the arenas (values kept); shared params follow their owners.
@@ -294,17 +321,12 @@ export class DataParallel implements GradientComputer {
       const view = arenaView(data, dtype, slot.offset, slot.count);
       view.set(blob.cpuData());
       blob.data.setCpuData(view);
-      const diff = arenaView(diffBuffers[0]!, dtype, slot.offset, slot.count);
+      const diff = arenaView(diffArenas[0]!, dtype, slot.offset, slot.count);
       diff.set(blob.cpuDiff());
       blob.diff.setCpuData(diff);
       if (slot.frozen && frozen) this.frozen.push({ from: view, to: arenaView(frozen, dtype, slot.offset, slot.count) });
     });
-    this.diffs = diffBuffers.map((b) => arenaArray(b, dtype));
-    // The solver's history moves into shared memory too, so that every rank can update a share.
-    const divisible = this.workers > 1 && divisibleUpdate(solver);
-    const solverHistory = divisible ? (solver as unknown as { history: Blob[] }).history : [];
-    const perParam = slots.length > 0 ? solverHistory.length / slots.length : 0;
-    const history = new SharedArrayBuffer(bytes(total * Math.max(1, perParam)));
+    this.reduceRange = arenaReducer(diffArenas, dtype, kernels);
     for (let k = 0; k < perParam; k++) {
       slots.forEach((slot, i) => {
         const h = solverHistory[k * slots.length + i]!;
@@ -324,9 +346,10 @@ export class DataParallel implements GradientComputer {
         dtype,
         slots,
         data,
-        diff: diffBuffers[0]!,
+        diff: diffArenas[0]!,
         history,
         total,
+        reduce: { diffs: diffArenas, kernels },
       });
     }
     this.share = { from, to, updater, scalars: new Float64Array(scalars) };
@@ -353,10 +376,11 @@ export class DataParallel implements GradientComputer {
         shard: true,
         profile: this.profile,
         data,
-        diff: diffBuffers[rank]!,
+        diff: diffArenas[rank]!,
         frozen,
+        memory,
         slots,
-        share: { solver: solverBinary, diffs: diffBuffers, history, scalars, lrMult, decayMult, total },
+        share: { solver: solverBinary, diffs: diffArenas, history, scalars, lrMult, decayMult, total },
         cwd: process.cwd(),
       }));
       const ready = await pool.takeResults<{ canUpdate: boolean; kernelThreads: { requested: number; started: number } }>('ready');
@@ -403,11 +427,15 @@ export class DataParallel implements GradientComputer {
     const t2 = performance.now();
     let loss = loss0;
     for (let r = 1; r < n; r++) loss += pool.lossValues[r]!;
-    if (n > 1) {
+    this.reducePending = false;
+    if (n > 1 && this.fusesReduction(solver)) {
+      // Nothing reads the diffs before the update: the ranks reduce them there (clipGradients).
+      this.reducePending = true;
+    } else if (n > 1) {
       // Every rank sums its share of the arenas (the workers are idle and wait for this).
       // The argument tells the workers whether an update command follows (they wait for it blocking).
       pool.command(CMD.REDUCE, this.divided ? 1 : 0);
-      reduceRange(this.diffs, 1 / n, this.share!.from, this.share!.to);
+      this.reduceRange(this.share!.from, this.share!.to);
       pool.waitDoneSync();
       // The workers wrote into rank 0's diffs through their own views: mark them written.
       for (const blob of solver.net.learnableParams) blob.mutableCpuDiff();
@@ -419,6 +447,21 @@ export class DataParallel implements GradientComputer {
     own.reduceMs += t3 - t2;
     own.lastEnd = t3;
     return loss / (n * solver.param.iter_size);
+  }
+
+  /**
+   * Whether this iteration's reduction can wait for the divided update and run in its pass: plain
+   * SGD on float32 (ShareUpdater.canReduceAndApply), no gradient clipping (it needs the whole
+   * reduced norm first) and no callback that looks at the gradients before the update.
+   */
+  private fusesReduction(solver: Solver): boolean {
+    return (
+      this.divided &&
+      this.share!.updater!.canReduceAndApply &&
+      solver.param.clip_gradients < 0 &&
+      !solver.net.debugInfo &&
+      !solver.callbacks.some((cb) => cb.onGradientsReady)
+    );
   }
 
   /**
@@ -442,9 +485,14 @@ export class DataParallel implements GradientComputer {
       const t0 = performance.now();
       share.scalars[SCALAR.RATE] = s.learningRateValue;
       share.scalars[SCALAR.ITER] = solver.iter;
-      pool.command(CMD.UPDATE);
-      let finite = share.updater!.apply(s.learningRateValue, solver.iter);
+      const reduce = this.reducePending;
+      this.reducePending = false;
+      this.lastFused = reduce;
+      pool.command(CMD.UPDATE, reduce ? 1 : 0);
+      let finite = reduce ? share.updater!.reduceAndApply(s.learningRateValue) : share.updater!.apply(s.learningRateValue, solver.iter);
       pool.waitDoneSync();
+      // The ranks wrote rank 0's diffs (the update values) through views of their own.
+      if (reduce) for (const blob of solver.net.learnableParams) blob.mutableCpuDiff();
       for (let r = 1; r < this.workers; r++) if (share.scalars[SCALAR.FINITE + r] !== 1) finite = false;
       this.updatedInParallel = true;
       this.sharesFinite = finite;
@@ -480,6 +528,19 @@ export class DataParallel implements GradientComputer {
     };
   }
 
+  /**
+   * Whether the last iteration's reduction ran inside the divided update (plain SGD on float32, no
+   * clipping, no onGradientsReady callback: one pass and one barrier fewer per iteration).
+   */
+  get reductionFused(): boolean {
+    return this.lastFused;
+  }
+
+  /** What runs the reduction and the fused SGD update: WebAssembly SIMD on the arenas' memory, or JavaScript loops. */
+  get updateKernels(): 'wasm-simd' | 'js' {
+    return this.kernels ? 'wasm-simd' : 'js';
+  }
+
   /** Whether the solver's update is divided among the ranks (built-in solver types on the CPU). */
   get updateDivided(): boolean {
     return this.divided;
@@ -496,6 +557,7 @@ export class DataParallel implements GradientComputer {
         waitMs: o.waitMs,
         cpuMs: this.profile ? o.cpuMs : NaN,
         threadCpuMs: this.profile ? threadCpuMs() : NaN,
+        prepareMs: runTimes.prepareMs - o.prepare0,
         reduceMs: o.reduceMs,
         betweenMs: o.betweenMs,
         updateMs: o.updateMs,
@@ -511,6 +573,8 @@ export class DataParallel implements GradientComputer {
         waitMs: v[b + STAT.IDLE_MS]!,
         cpuMs: this.profile ? v[b + STAT.CPU_MS]! : NaN,
         threadCpuMs: this.profile ? v[b + STAT.THREAD_CPU_MS]! : NaN,
+        prepareMs: v[b + STAT.PREPARE_MS]!,
+        lagMs: v[b + STAT.LAG_MS]!,
       });
     }
     return out;

@@ -7,7 +7,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SolverError } from '../errors.js';
 import { waitWhileEqual } from './replica.js';
-import { CMD, CTRL, CTRL_WORDS, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { CMD, CTRL, CTRL_WORDS, STAT, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 /** Base of the data-parallel errors. */
 export class ParallelError extends SolverError {
@@ -178,6 +178,7 @@ export class WorkerPool {
 
   /** Post a command to every worker (they wake on SEQ). */
   command(cmd: number, arg = 0): void {
+    this.statValues[STAT.POSTED_AT] = performance.timeOrigin + performance.now();
     Atomics.store(this.ctrl, CTRL.DONE, 0);
     Atomics.store(this.ctrl, CTRL.CMD, cmd);
     Atomics.store(this.ctrl, CTRL.ARG, arg);

@@ -36,7 +36,10 @@ export const CMD = {
    * an UPDATE follows (the workers wait for it blocking).
    */
   REDUCE: 5,
-  /** Apply the solver's update over this rank's share (rate and iter in the scalars). */
+  /**
+   * Apply the solver's update over this rank's share (rate and iter in the scalars). ARG 1: reduce
+   * the diffs of the share's params first, in the same pass (plain SGD; no REDUCE came before).
+   */
   UPDATE: 6,
   /** Inference on this rank's rows of the inputs (WorkerInit.forward); posts 'forward-result'. */
   FORWARD: 7,
@@ -53,6 +56,20 @@ export interface ParamSlot {
    */
   frozen: boolean;
 }
+
+/**
+ * One arena inside a larger shared buffer: `length` elements from element `base`. Training keeps
+ * all its arenas (params, each rank's diffs, the solver's history) in one shared memory, a
+ * WebAssembly.Memory where the update kernels run (update-wasm.ts), so that they work in place.
+ */
+export interface ArenaRef {
+  buffer: SharedArrayBuffer;
+  base: number;
+  length: number;
+}
+
+/** A whole SharedArrayBuffer or an arena inside one. */
+export type Arena = SharedArrayBuffer | ArenaRef;
 
 /** The data a worker is started with (structured-cloned once, at start-up). */
 export interface WorkerInit {
@@ -82,9 +99,11 @@ export interface WorkerInit {
   stats: SharedArrayBuffer;
   /** Whether to read the thread's CPU time around each step (STAT.CPU_MS). */
   profile: boolean;
-  data: SharedArrayBuffer;
-  diff: SharedArrayBuffer | null;
+  data: Arena;
+  diff: Arena | null;
   frozen: SharedArrayBuffer | null;
+  /** Training: the shared WebAssembly.Memory holding data, diffs and history (null: a plain SharedArrayBuffer). */
+  memory?: WebAssembly.Memory | null;
   slots: ParamSlot[];
   /** Training: what the worker needs to reduce and update its share (update.ts); null for inference. */
   share: ShareInit | null;
@@ -114,9 +133,9 @@ export interface ShareInit {
   /** The SolverParameter, binary-encoded (its type picks the update rule). */
   solver: Uint8Array;
   /** Every rank's diff arena, by rank. */
-  diffs: SharedArrayBuffer[];
+  diffs: ArenaRef[];
   /** The solver's history, one arena-sized section per history blob of a param. */
-  history: SharedArrayBuffer;
+  history: ArenaRef;
   /** Float64 words: see SCALAR. */
   scalars: SharedArrayBuffer;
   /** The net's lr_mult and decay_mult per learnable param. */
@@ -149,8 +168,14 @@ export const STAT = {
   CPU_MS: 3,
   /** The thread's whole CPU time so far, as of its last command (profile only). */
   THREAD_CPU_MS: 4,
+  /** Wall ms from rank 0 posting a step to this rank starting it (wake-up, its event loop's pending work). */
+  LAG_MS: 5,
+  /** Wall ms of the steps spent in the data layers' prepare() (waiting for a batch, the loading that runs meanwhile). */
+  PREPARE_MS: 6,
+  /** Rank 0's block only: when the current command was posted (performance.timeOrigin + now(), ms). */
+  POSTED_AT: 7,
 } as const;
-export const STAT_WORDS = 5;
+export const STAT_WORDS = 8;
 
 /** An inference job: rank r runs the global batches b with b % count == r, of `iterations`. */
 export interface TestJob {

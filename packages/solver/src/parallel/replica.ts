@@ -2,15 +2,18 @@
 import { readFileSync } from 'node:fs';
 import { getNumThreads, setNumThreads, type DType, type FloatArray } from '@caffe-ts/blob';
 import type { Net } from '@caffe-ts/net';
+import type { Arena } from './protocol.js';
 
 /** A typed view of `count` elements at element `offset` of a shared arena. */
-export function arenaView(buffer: SharedArrayBuffer, dtype: DType, offset: number, count: number): FloatArray {
-  return dtype === 'float64' ? new Float64Array(buffer, offset * 8, count) : new Float32Array(buffer, offset * 4, count);
+export function arenaView(arena: Arena, dtype: DType, offset: number, count: number): FloatArray {
+  const [buffer, at] = arena instanceof SharedArrayBuffer ? [arena, offset] : [arena.buffer, arena.base + offset];
+  return dtype === 'float64' ? new Float64Array(buffer, at * 8, count) : new Float32Array(buffer, at * 4, count);
 }
 
 /** A whole arena as one typed array. */
-export function arenaArray(buffer: SharedArrayBuffer, dtype: DType): FloatArray {
-  return dtype === 'float64' ? new Float64Array(buffer) : new Float32Array(buffer);
+export function arenaArray(arena: Arena, dtype: DType): FloatArray {
+  if (arena instanceof SharedArrayBuffer) return dtype === 'float64' ? new Float64Array(arena) : new Float32Array(arena);
+  return arenaView(arena, dtype, 0, arena.length);
 }
 
 /** An error raised by one layer of a replica, with the layer it came from. */
@@ -24,6 +27,9 @@ export class LayerFailure extends Error {
   }
 }
 
+/** This thread's wall ms in the data layers' prepare() inside runLayers, so far. */
+export const runTimes = { prepareMs: 0 };
+
 /**
  * prepare → forward (→ backward) one layer at a time, as Net.forwardBackward does, so that a
  * failure can name its layer. Returns the weighted loss.
@@ -32,10 +38,12 @@ export async function runLayers(net: Net, backward: boolean): Promise<number> {
   const n = net.layers.length;
   let i = 0;
   try {
+    const t0 = performance.now();
     for (i = 0; i < n; i++) {
       const layer = net.layers[i]!;
       if (layer.prepare) await layer.prepare();
     }
+    runTimes.prepareMs += performance.now() - t0;
     let loss = 0;
     for (i = 0; i < n; i++) loss += net.forwardFromTo(i, i);
     if (backward) for (i = n - 1; i >= 0; i--) net.backwardFromTo(i, i);

@@ -11,9 +11,10 @@ import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { decodeBinary, type NetParameter, type SolverParameter } from '@caffe-ts/proto';
 import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type ForwardBlob, type ForwardJob, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { arenaShare, paramShare, reduceRange, ShareUpdater } from './update.js';
+import { arenaReducer, arenaShare, paramShare, ShareUpdater } from './update.js';
+import { createUpdateKernels } from './update-wasm.js';
 import { runForwardRows } from './forward.js';
-import { applyKernelThreads, arenaArray, arenaView, runLayers, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
+import { applyKernelThreads, arenaView, runLayers, runTimes, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -25,6 +26,8 @@ setLogEnabled(false);
 const ctrl = new Int32Array(init.control);
 const losses = new Float64Array(init.losses);
 const stats = new Float64Array(init.stats, init.rank * STAT_WORDS * 8, STAT_WORDS);
+/** Rank 0's block of the stats (STAT.POSTED_AT). */
+const posted = new Float64Array(init.stats, 0, STAT_WORDS);
 let during = 'setup';
 /**
  * How long a worker waits blocking for the reduction after a step (and for the update after the
@@ -143,9 +146,9 @@ async function test(net: Net, iterations: number): Promise<void> {
 function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null {
   const sh = init.share;
   if (!sh) return null;
-  const diffs = sh.diffs.map((b) => arenaArray(b, init.dtype));
+  const kernels = createUpdateKernels(init.memory);
+  const reduceRange = arenaReducer(sh.diffs, init.dtype, kernels);
   const [from, to] = arenaShare(sh.total, init.rank, init.count);
-  const scale = 1 / init.count;
   let updater: ShareUpdater | null = null;
   try {
     const param = decodeBinary('SolverParameter', sh.solver) as SolverParameter;
@@ -156,11 +159,12 @@ function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null 
       diff: sh.diffs[0]!,
       history: sh.history,
       total: sh.total,
+      reduce: { diffs: sh.diffs, kernels },
     });
   } catch {
     // A solver type this thread does not know (a plugin's): rank 0 then updates alone.
   }
-  return { reduce: () => reduceRange(diffs, scale, from, to), updater };
+  return { reduce: () => reduceRange(from, to), updater };
 }
 
 function forward(net: Net, job: ForwardJob): void {
@@ -199,7 +203,17 @@ async function main(): Promise<void> {
   Atomics.notify(ctrl, CTRL.READY);
   // Until then, the next command is awaited blocking (see below).
   let blockUntil = 0;
+  /** Set after an update: the next step comes right after rank 0's own bookkeeping. */
+  let stepNext = false;
   for (;;) {
+    if (stepNext) {
+      stepNext = false;
+      // One turn of the event loop first: the data layers load the next batch now (rank 0 loads its
+      // own meanwhile), then the step is awaited blocking, so that it starts the moment it is
+      // posted instead of after the event loop notices (measured: ms under load).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      blockUntil = performance.now() + BLOCK_MS;
+    }
     if (blockUntil > 0) {
       // Right after a step the reduction comes, and with a divided update the update after it:
       // wait for them blocking. Through the event loop they would wait behind the data layers'
@@ -228,20 +242,28 @@ async function main(): Promise<void> {
         if (cmd === CMD.REDUCE) {
           share.reduce();
           diffsClear = true;
+        } else if (Atomics.load(ctrl, CTRL.ARG) === 1) {
+          // The reduction of this share's params, then their update, in one pass.
+          scalars![SCALAR.FINITE + init.rank] = share.updater!.reduceAndApply(scalars![SCALAR.RATE]!) ? 1 : 0;
+          diffsClear = true;
+        } else {
+          scalars![SCALAR.FINITE + init.rank] = share.updater!.apply(scalars![SCALAR.RATE]!, scalars![SCALAR.ITER]!) ? 1 : 0;
         }
-        else scalars![SCALAR.FINITE + init.rank] = share.updater!.apply(scalars![SCALAR.RATE]!, scalars![SCALAR.ITER]!) ? 1 : 0;
       } catch (e) {
         fail(e);
         break;
       }
       // REDUCE's argument: 1 when the update command follows.
       if (cmd === CMD.REDUCE && Atomics.load(ctrl, CTRL.ARG) === 1) blockUntil = performance.now() + BLOCK_MS;
+      if (cmd === CMD.UPDATE) stepNext = true;
       Atomics.add(ctrl, CTRL.DONE, 1);
       Atomics.notify(ctrl, CTRL.DONE);
       continue;
     }
     const started = performance.now();
     const cpu0 = init.profile ? threadCpuMs() : 0;
+    const prepare0 = runTimes.prepareMs;
+    if (cmd === CMD.STEP) stats[STAT.LAG_MS]! += performance.timeOrigin + started - posted[STAT.POSTED_AT]!;
     try {
       if (cmd === CMD.STEP) {
         during = 'step';
@@ -269,6 +291,7 @@ async function main(): Promise<void> {
     stats[STAT.STEPS]! += 1;
     stats[STAT.COMPUTE_MS]! += ended - started;
     stats[STAT.IDLE_MS]! += started - idleSince;
+    stats[STAT.PREPARE_MS]! += runTimes.prepareMs - prepare0;
     if (init.profile) {
       const cpu = threadCpuMs();
       stats[STAT.CPU_MS]! += cpu - cpu0;
