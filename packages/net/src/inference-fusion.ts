@@ -65,7 +65,8 @@ function affineRun(net: NetView, i: number, y: Blob): { end: number; bn: BatchNo
 /**
  * The chains of `net` that can run fused: a float32 2-D Convolution followed by in-place
  * [BatchNorm (global statistics)] [Scale (learned)] [ReLU] (at least one of them, in this
- * order), those three on their own (at least two of them, in this order, consecutive, the later
+ * order) and/or an Eltwise SUM of its output and another blob into a third [then an in-place
+ * ReLU], those three on their own (at least two of them, in this order, consecutive, the later
  * ones in place on the first one's top), and Eltwise SUM of two bottoms followed by an in-place
  * ReLU.
  */
@@ -81,11 +82,12 @@ export function planFusedChains(net: NetView): FusedChain[] {
     if (head instanceof ConvolutionLayer) {
       if (head.dtype !== 'float32' || bottom.length !== 1 || bottom[0] === y) continue;
       const run = affineRun(net, i + 1, y);
-      if (run.end === i) continue;
+      const sum = sumAfter(net, run.end + 1, y);
+      if (run.end === i && !sum) continue;
       // The layers after the convolution, as their own chain where they make one (the fallback).
       const rest = run.end > i + 1 ? affineChain(net, i + 1, run.end, run.bn, run.scale, run.slope) : null;
-      chains.push(convChain(net, i, run.end, run.bn, run.scale, run.slope, rest));
-      i = run.end;
+      chains.push(convChain(net, i, run.end, run.bn, run.scale, run.slope, rest, sum));
+      i = sum ? sum.end : run.end;
       continue;
     }
     if (head instanceof EltwiseLayer) {
@@ -114,6 +116,32 @@ export function planFusedChains(net: NetView): FusedChain[] {
   return chains;
 }
 
+/** An Eltwise SUM (then an in-place ReLU) that a convolution chain folds in (ConvSum). */
+interface SumPart {
+  /** The Eltwise layer, and the chain's last layer (the ReLU's, or the Eltwise's). */
+  readonly index: number;
+  readonly end: number;
+  /** Whether the convolution's output is the Eltwise's first bottom. */
+  readonly convFirst: boolean;
+  readonly relu: ReLULayer | null;
+}
+
+/**
+ * Layer e as an Eltwise SUM of two bottoms, exactly one of them `y` (the chain's output so far),
+ * into a third blob, with an in-place ReLU after it where there is one; else null.
+ */
+function sumAfter(net: NetView, e: number, y: Blob): SumPart | null {
+  if (e >= net.layers.length || !plain(net, e)) return null;
+  const l = net.layers[e]!;
+  if (!(l instanceof EltwiseLayer) || l.operation !== EltwiseOp.SUM) return null;
+  const b = net.bottomVecs[e]!, t = net.topVecs[e]!;
+  if (b.length !== 2 || t.length !== 1 || (b[0] === y) === (b[1] === y)) return null;
+  const z = t[0]!;
+  if (z === b[0] || z === b[1]) return null;
+  const relu = inPlaceRelu(net, e + 1, z) !== null && plain(net, e + 1) ? (net.layers[e + 1] as ReLULayer) : null;
+  return { index: e, end: relu ? e + 1 : e, convFirst: b[0] === y, relu };
+}
+
 /**
  * Per-channel a, b of x ↦ scale(bn(x)) (a = s/σ', b = β − s·μ/σ', σ' = √(σ² + eps)) into the
  * given arrays, or false when the Scale does not broadcast per channel over `num` × C × spatial.
@@ -136,16 +164,22 @@ function foldAffine(bn: BatchNormLayer | null, scale: ScaleLayer | null, num: nu
 }
 
 /**
- * Convolution → [BatchNorm] [Scale] [ReLU] as one packed convolution with the affine and ReLU in
- * its epilogue; where the packed path declines (ConvolutionLayer.forwardWithEpilogue), the
- * convolution runs on its own and then `rest` (or the layers one by one).
+ * Convolution → [BatchNorm] [Scale] [ReLU] [Eltwise SUM [ReLU]] as one packed convolution with
+ * the affine and ReLU in its epilogue and the sum computed in the packed runner's memory right
+ * after it (ConvSum: the convolution's output is not copied back in, and the sum's output stays
+ * resident for the next convolution); where the packed path declines
+ * (ConvolutionLayer.forwardWithEpilogue), the convolution runs on its own and then `rest` (or the
+ * layers one by one), then the sum (the Eltwise → ReLU chain, or the layers).
  */
 function convChain(
-  net: NetView, start: number, end: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null,
-  rest: FusedChain | null,
+  net: NetView, start: number, affineEnd: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null,
+  rest: FusedChain | null, sum: SumPart | null,
 ): FusedChain {
   const conv = net.layers[start] as ConvolutionLayer;
   let a = new Float32Array(0), b = new Float32Array(0);
+  const end = sum ? sum.end : affineEnd;
+  // The Eltwise (→ ReLU) on its own, for the fallback.
+  const sumRest = sum?.relu ? eltwiseReluChain(net, sum.index) : null;
   return {
     start,
     end,
@@ -164,10 +198,16 @@ function convChain(
         folded = yBlob.count() > 0 && foldAffine(bn, scale, num, C, spatial, a, b);
         if (!folded) return false;
       }
-      if (conv.forwardWithEpilogue(xBlob, yBlob, folded ? a : null, folded ? b : null, slope)) return true;
+      let fusedSum: Parameters<ConvolutionLayer['forwardWithEpilogue']>[5];
+      if (sum) {
+        const [b0, b1] = net.bottomVecs[sum.index]! as [Blob, Blob];
+        const [c0, c1] = (net.layers[sum.index] as EltwiseLayer).coefficients() as [number, number];
+        fusedSum = { other: sum.convFirst ? b1 : b0, convFirst: sum.convFirst, c0, c1, relu: sum.relu ? sum.relu.negativeSlope : null, out: net.topVecs[sum.index]![0]! };
+      }
+      if (conv.forwardWithEpilogue(xBlob, yBlob, folded ? a : null, folded ? b : null, slope, fusedSum)) return true;
       conv.forward(net.bottomVecs[start]!, net.topVecs[start]!);
-      if (rest && rest.run()) return true;
-      for (let i = start + 1; i <= end; i++) net.layers[i]!.forward(net.bottomVecs[i]!, net.topVecs[i]!);
+      if (!(rest && rest.run())) for (let i = start + 1; i <= affineEnd; i++) net.layers[i]!.forward(net.bottomVecs[i]!, net.topVecs[i]!);
+      if (sum && !(sumRest && sumRest.run())) for (let i = sum.index; i <= sum.end; i++) net.layers[i]!.forward(net.bottomVecs[i]!, net.topVecs[i]!);
       return true;
     },
   };

@@ -120,6 +120,48 @@ describe('Net: fused inference chains', () => {
     }
   });
 
+  // Residual blocks: ResNet's (Convolution → BatchNorm → Scale → Eltwise SUM with the shortcut →
+  // ReLU) and MobileNet v2's (Convolution → BatchNorm → Scale → Eltwise SUM, no ReLU) fold the sum
+  // into the convolution's chain (ConvSum), whose output then feeds the next convolution.
+  it.each([1, 2])('float32 Convolution → BatchNorm/Scale → Eltwise SUM [→ ReLU] fuse into one chain (%i image(s)), with the same values', (batch) => {
+    const conv = (name: string, bottom: string, k: number, out = 6) =>
+      `layer { name: "${name}" type: "Convolution" bottom: "${bottom}" top: "${name}" convolution_param { num_output: ${out} kernel_size: ${k} pad: ${(k - 1) / 2} weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" } } }`;
+    const text = `
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: ${batch} dim: 4 dim: 7 dim: 9 } } }
+      ${conv('short', 'data', 1)}
+      layer { name: "short_bn" type: "BatchNorm" bottom: "short" top: "short" }
+      layer { name: "short_scale" type: "Scale" bottom: "short" top: "short" scale_param { bias_term: true } }
+      ${conv('b', 'data', 3, 16)}
+      layer { name: "b_relu" type: "ReLU" bottom: "b" top: "b" }
+      ${conv('c', 'b', 3, 6)}
+      layer { name: "c_bn" type: "BatchNorm" bottom: "c" top: "c" }
+      layer { name: "c_scale" type: "Scale" bottom: "c" top: "c" scale_param { bias_term: true } }
+      layer { name: "sum" type: "Eltwise" bottom: "short" bottom: "c" top: "sum" eltwise_param { coeff: 0.5 coeff: -1.5 } }
+      layer { name: "sum_relu" type: "ReLU" bottom: "sum" top: "sum" }
+      ${conv('d', 'sum', 1)}
+      layer { name: "d_bn" type: "BatchNorm" bottom: "d" top: "d" }
+      layer { name: "sum2" type: "Eltwise" bottom: "d" bottom: "sum" top: "sum2" }
+      ${conv('e', 'sum2', 1, 5)}
+      layer { name: "e_relu" type: "ReLU" bottom: "e" top: "e" relu_param { negative_slope: 0.25 } }
+    `;
+    const fused = build(text, 'float32'), plain = build(text, 'float32');
+    plain.fuseInference = false;
+    expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
+      ['short', 'short_scale'], ['b', 'b_relu'], ['c', 'sum_relu'], ['d', 'sum2'], ['e', 'e_relu'],
+    ]);
+    for (let round = 0; round < 2; round++) {
+      fused.forward();
+      plain.forward();
+      for (const name of ['short', 'b', 'c', 'sum', 'd', 'sum2', 'e']) {
+        const got = fused.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${name}[${i}]`).toBeLessThanOrEqual(4e-6 * scale);
+      }
+      // A new shortcut between forwards: the sum reads it again (nothing stale is kept).
+      for (const n of [fused, plain]) for (const b of n.layers[n.layerNames.indexOf('short')]!.blobs) b.mutableCpuData()[0] = 0.75 + round;
+    }
+  });
+
   it('runs per-layer calls unfused, and nothing fuses under a loss or with debug_info', () => {
     const text = chainNet(0, true);
     const n = build(text, 'float32');

@@ -195,6 +195,40 @@ describe('packed inference convolution (WebAssembly)', () => {
       }
     });
 
+    it(`${label}: a fused sum (Eltwise SUM → ReLU) writes y and z = act(c0·first + c1·second), and z stays resident`, () => {
+      // 1×1 (direct) and 3×3 (Winograd), the convolution's output first and second.
+      for (const [g, convFirst, relu] of [
+        [geom(8, 6, 7, 12, [1, 1]), true, 0], [geom(16, 6, 7, 16, [3, 3], [1, 1]), false, null], [geom(5, 9, 9, 6, [3, 3], [1, 1], [2, 2]), false, 0.1],
+      ] as [Conv2dGeometry, boolean, number | null][]) {
+        const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+        const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+        const n = g.outChannels * OH * OW;
+        const x = random(g.channels * g.height * g.width), w = random(g.outChannels * g.channels * g.kernelH * g.kernelW);
+        const shift = random(g.outChannels), other = random(n);
+        const yPlain = new Float32Array(n), y = new Float32Array(n).fill(NaN), z = new Float32Array(n).fill(NaN);
+        runner.conv2d(g, 1, x, w, undefined, { shift }, yPlain);
+        const c0 = 0.5, c1 = -1.25;
+        expect(runner.conv2d(g, 1, x, w, undefined, { shift }, y, { x: 300, y: 301 }, { other, convFirst, c0, c1, relu, z, zVersion: 302 })).toBe(true);
+        expect(Array.from(y)).toEqual(Array.from(yPlain));
+        for (let i = 0; i < n; i++) {
+          const [p, q] = convFirst ? [yPlain[i]!, other[i]!] : [other[i]!, yPlain[i]!];
+          let v = Math.fround(Math.fround(c0 * p) + Math.fround(c1 * q));
+          if (relu !== null) v = Math.max(v, 0) + relu * Math.min(v, 0);
+          expect(Math.abs(z[i]! - v)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(v)));
+        }
+        // The next call reading z at its version takes the resident copy; a stale version copies in.
+        const g2 = geom(g.outChannels, OH, OW, 3, [1, 1]), w2 = random(3 * g.outChannels), y2 = new Float32Array(3 * OH * OW);
+        runner.conv2d(g2, 1, z, w2, undefined, {}, y2, { x: 302, y: 303 });
+        expect(worstError(y2, convRef(g2, 1, z, w2, null, null, null))).toBeLessThan(1e-5);
+        z.fill(0.25);
+        runner.conv2d(g2, 1, z, w2, undefined, {}, y2, { x: 304, y: 305 });
+        expect(worstError(y2, convRef(g2, 1, z, w2, null, null, null))).toBeLessThan(1e-5);
+      }
+      const g = geom(2, 3, 3, 2, [1, 1]), a = random(18);
+      expect(() => runner.conv2d(g, 1, a, random(4), undefined, {}, a.subarray(0, 18), undefined, { other: random(18), convFirst: true, c0: 1, c1: 1, relu: null, z: random(17) }))
+        .toThrow(/sum.z has 17 elements/);
+    });
+
     it(`${label}: a one-image output stays resident for the next call that reads it at the same version`, () => {
       // conv (im2col path) → depthwise → Winograd → 1×1, each reading the previous output.
       const g1 = geom(3, 10, 9, 16, [3, 3], [1, 1], [2, 2]);

@@ -57,6 +57,29 @@ export interface ConvEpilogue {
   relu?: number | null;
 }
 
+/**
+ * An Eltwise SUM of two operands folded into a convolution (Net's inference fusion):
+ * z = act(c0·first + c1·second), the convolution's output (y, still written as well) being the
+ * first or second operand and `other` the remaining one, each product and the sum rounded to
+ * float32 (infer-wasm's sum2, as the fused Eltwise → ReLU chain computes it). Computed in the
+ * runner's memory right after the convolution, so the convolution's output is not copied back
+ * in, and z (not y) is the activation that stays resident for the next layer.
+ */
+export interface ConvSum {
+  /** The other operand, [outChannels, OH, OW] per image as y. */
+  other: Float32Array;
+  /** Whether the convolution's output is the first operand (c0's). */
+  convFirst: boolean;
+  c0: number;
+  c1: number;
+  /** ReLU slope after the sum, or null for none. */
+  relu: number | null;
+  /** The sum's output (overwritten; must not alias y or other). */
+  z: Float32Array;
+  /** z's data version (Blob.dataVersion after its mutable access): a one-image z stays resident. */
+  zVersion?: number;
+}
+
 export interface WasmInferConv {
   /** 'wasm-simd' or 'wasm-relaxed-simd', the build it runs. */
   readonly name: string;
@@ -66,11 +89,12 @@ export interface WasmInferConv {
    * `version` names their contents (Blob.dataVersion): the packed copy is reused while the
    * array and version are the same; undefined packs for this call only. Returns false, having
    * written nothing to y, where the runner's memory cannot grow to hold the call (at most 2 GiB):
-   * run another path then.
+   * run another path then. With `sum`, also z = act(c0·first + c1·second) of y and sum.other
+   * (ConvSum).
    */
   conv2d(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
-    y: Float32Array, io?: ActivationVersions,
+    y: Float32Array, io?: ActivationVersions, sum?: ConvSum,
   ): boolean;
   /**
    * Depthwise convolution (group = channels = outChannels) with the epilogue: the per-channel
@@ -288,6 +312,60 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     if (ySlot >= 0 && io?.y !== undefined) resident = { array: y, version: io.y, slot: ySlot, bytes };
   }
 
+  /** Grows activation slot i to hold `bytes`. */
+  function ensureSlot(i: number, bytes: number): void {
+    const sl = slots[i]!;
+    if (sl.bytes >= bytes) return;
+    const size = align(Math.max(bytes, Math.ceil(sl.bytes * 1.25)));
+    if (sl.bytes > 0) arena.release(sl.at, sl.bytes);
+    sl.bytes = 0;
+    sl.at = arena.alloc(size);
+    sl.bytes = size;
+  }
+
+  // A fused sum's other operand, and its output where it does not go to a slot.
+  let sumAt = 0, sumBytes = 0;
+  interface SumPlace { oAt: number; zAt: number; zSlot: number }
+  /**
+   * Places a fused sum of one output image (`imgOut` floats): z in the slot the convolution's
+   * input came from (the other one than y's) when it is to stay resident, else after the other
+   * operand's block. Allocates before the caller takes its memory view.
+   */
+  function placeSum(sum: ConvSum | undefined, num: number, xAt: number, ySlot: number, imgOut: number): SumPlace | null {
+    if (!sum) return null;
+    let zSlot = ySlot >= 0 && num === 1 && sum.zVersion !== undefined ? 1 - ySlot : -1;
+    // That slot may hold this call's input (a resident hit): never regrow it then.
+    if (zSlot >= 0 && xAt >= 0 && slots[zSlot]!.bytes < 4 * imgOut) zSlot = -1;
+    if (zSlot >= 0) {
+      // Whatever it holds is overwritten: forget it now (z becomes resident once written).
+      resident = null;
+      ensureSlot(zSlot, 4 * imgOut);
+    }
+    const half = align(4 * imgOut);
+    if (sumBytes < 2 * half) {
+      if (sumBytes > 0) arena.release(sumAt, sumBytes);
+      sumBytes = 0;
+      sumAt = arena.alloc(2 * half);
+      sumBytes = 2 * half;
+    }
+    return { oAt: sumAt, zAt: zSlot >= 0 ? slots[zSlot]!.at : sumAt + half, zSlot };
+  }
+
+  /** Image n of the fused sum, the convolution's output at yAt (in this memory). */
+  function applySum(sum: ConvSum, at: SumPlace, n: number, yAt: number, imgOut: number): void {
+    const mem = f32();
+    mem.set(sum.other.subarray(n * imgOut, (n + 1) * imgOut), at.oAt >> 2);
+    const a = sum.convFirst ? yAt : at.oAt, b = sum.convFirst ? at.oAt : yAt;
+    k.sum2(a, b, at.zAt, imgOut, sum.c0, sum.c1, sum.relu === null ? 0 : 1, sum.relu ?? 0);
+    sum.z.set(mem.subarray(at.zAt >> 2, (at.zAt >> 2) + imgOut), n * imgOut);
+  }
+
+  /** After a call: z resident where it went to a slot, else y as keepResident does. */
+  function keepResidentAfter(y: Float32Array, ySlot: number, bytes: number, io: ActivationVersions | undefined, sum: ConvSum | undefined, at: SumPlace | null): void {
+    if (sum && at && at.zSlot >= 0) resident = { array: sum.z, version: sum.zVersion!, slot: at.zSlot, bytes };
+    else keepResident(y, ySlot, bytes, io);
+  }
+
   /** Runs f on a block of `bytes` given back afterwards (raw weights on their way to packa). */
   function withTemp(bytes: number, f: (at: number) => void): void {
     const at = arena.alloc(bytes);
@@ -333,7 +411,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
 
   function conv2d(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
-    y: Float32Array, io?: ActivationVersions,
+    y: Float32Array, io?: ActivationVersions, sum?: ConvSum,
   ): boolean {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const O = g.outChannels, G = g.group;
@@ -353,17 +431,23 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     need('weights', weights, O * K);
     need('scale', scale, O);
     need('shift', shift, O);
+    if (sum) {
+      need('sum.other', sum.other, num * imgOut);
+      need('sum.z', sum.z, num * imgOut);
+      if (!Number.isFinite(sum.c0) || !Number.isFinite(sum.c1)) throw new MathError(`${name} packed conv: sum coefficients must be finite, got ${sum.c0}, ${sum.c1}`);
+      if (sum.z === y || sum.z === sum.other || sum.other === y) throw new MathError(`${name} packed conv: the sum's output, its other operand and y must be distinct arrays`);
+    }
 
     const tile = winogradTile(g, Cg, m, OH, OW);
-    if (tile) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, tile));
-    return declineWhenFull(() => direct(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io));
+    if (tile) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, tile, sum));
+    return declineWhenFull(() => direct(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, sum));
   }
 
   /** The im2col-free packed convolution (conv2d's general path). */
   function direct(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
     scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
-    io: ActivationVersions | undefined,
+    io: ActivationVersions | undefined, sum?: ConvSum,
   ): void {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH: PH, padW: PW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const O = g.outChannels, G = g.group;
@@ -410,6 +494,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
     const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const sumAt = placeSum(sum, num, xAt, ySlot, imgOut);
     const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
     const mem = f32();
     const a = (base + pA) >> 2, b = (base + pB) >> 2;
@@ -468,8 +553,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       }
       const out = f32();
       y.set(out.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+      if (sum) applySum(sum, sumAt!, n, yAt, imgOut);
     }
-    keepResident(y, ySlot, 4 * imgOut, io);
+    keepResidentAfter(y, ySlot, 4 * imgOut, io, sum, sumAt);
   }
 
   /**
@@ -481,7 +567,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
   function winograd(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
     scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
-    io: ActivationVersions | undefined, T: 2 | 4,
+    io: ActivationVersions | undefined, T: 2 | 4, sum?: ConvSum,
   ): void {
     const { channels: C, height: H, width: W, padH: PH, padW: PW } = g;
     const O = g.outChannels, G = g.group, Cg = C / G, m = O / G, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
@@ -530,6 +616,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     }
     const base = scratch(scratchNeed);
     const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const sumAt = placeSum(sum, num, xAt, ySlot, imgOut);
     const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
     const xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
@@ -573,8 +660,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
         }
       }
       y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
+      if (sum) applySum(sum, sumAt!, img, yAt, imgOut);
     }
-    keepResident(y, ySlot, 4 * imgOut, io);
+    keepResidentAfter(y, ySlot, 4 * imgOut, io, sum, sumAt);
   }
 
   function depthwise(g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, epilogue: ConvEpilogue, y: Float32Array, io?: ActivationVersions): boolean {

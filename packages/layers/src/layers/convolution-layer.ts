@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, MIN_FLOPS_PER_THREAD, type ActivationVersions, type Blob, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, MIN_FLOPS_PER_THREAD, type ActivationVersions, type Blob, type ConvSum, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
@@ -80,7 +80,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    */
   private forwardPacked(
     x: FloatArray, y: FloatArray, a: Float32Array | null, b: Float32Array | null, relu: number | null, depthwise: boolean,
-    io: ActivationVersions,
+    io: ActivationVersions, sum?: ConvSum,
   ): boolean {
     if (!(x instanceof Float32Array) || !(y instanceof Float32Array)) return false;
     const runner = this.packedRunner();
@@ -105,22 +105,32 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       outChannels: this.convOutChannels, group: this.group,
     };
     // False (nothing written) where the runner's memory is full: the other paths run.
-    if (depthwise) return runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
-    return runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io);
+    if (depthwise) return !sum && runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
+    return runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io, sum);
   }
 
   /**
    * Inference forward with a per-output-channel epilogue fused in (Net's inference fusion folds
    * a following BatchNorm/Scale/ReLU into it): top = act(scale ⊙ (conv + bias) + shift), act the
    * ReLU of slope `relu` or none (a depthwise convolution folds the scale into its filters). One
-   * bottom and top. Returns false, writing nothing, where the packed path does not apply (then
-   * run the layers one by one).
+   * bottom and top. With `sum` (not for depthwise), also out = act(c0·first + c1·second) of top
+   * and sum.other (a following Eltwise SUM, then ReLU of slope sum.relu). Returns false, writing
+   * nothing, where the packed path does not apply (then run the layers one by one).
    */
-  forwardWithEpilogue(bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null): boolean {
+  forwardWithEpilogue(
+    bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null,
+    sum?: { other: Blob; convFirst: boolean; c0: number; c1: number; relu: number | null; out: Blob },
+  ): boolean {
     const x = bottom.cpuData();
     if (!(x instanceof Float32Array) || !this.packedRunner(true)) return false;
+    if (sum && (this.isDepthwise() || !(sum.other.cpuData() instanceof Float32Array))) return false;
     const y = top.mutableCpuData();
-    return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: top.dataVersion });
+    // Net's inference fusion folds a following Eltwise SUM (→ ReLU) in as well (ConvSum): `out`
+    // receives it, the top still the convolution's own output.
+    const conv: ConvSum | undefined = sum
+      ? { other: sum.other.cpuData() as Float32Array, convFirst: sum.convFirst, c0: sum.c0, c1: sum.c1, relu: sum.relu, z: sum.out.mutableCpuData() as Float32Array, zVersion: sum.out.dataVersion }
+      : undefined;
+    return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: top.dataVersion }, conv);
   }
 
   /** One filter per channel, 2-D (group = channels = num_output > 1): the depthwise kernels' shape. */
