@@ -18,12 +18,18 @@
 //   time: the row of window sums of top diff / divisor along the columns, then that row added to
 //   the rows the windows cover; the in-image part copied out. (Per cell, the sum runs over the
 //   output rows of the sums over the columns: Caffe's terms, grouped by output row.)
+// - sconv_stage, sconv_wgrad, sconv_bsum: weight and bias gradients of a convolution with few
+//   taps (see smallConvWat); the relaxed build multiply-adds there with f32x4.relaxed_madd.
 //
 // scripts/build-train-wasm.mjs assembles it with wabt into src/wasm/generated/train-wasm.ts; a
 // test checks the committed output is in sync.
 
-/** @returns {string} */
-export function generateTrainWat() {
+/**
+ * @param {{ relaxed?: boolean }} [options] relaxed: the small-convolution kernels multiply-add
+ *   with f32x4.relaxed_madd (fused where the host has FMA) instead of f32x4.mul + f32x4.add.
+ * @returns {string}
+ */
+export function generateTrainWat({ relaxed = false } = {}) {
   const out = [];
   const emit = (indent, line) => out.push('  '.repeat(indent) + line);
   const lanes = (l) => l.flatMap((x) => [0, 1, 2, 3].map((q) => 4 * x + q)).join(' ');
@@ -289,6 +295,130 @@ export function generateTrainWat() {
   emit(3, '(br $pL)))');
   emit(1, ')');
 
+  smallConvWat(emit, relaxed);
+
   emit(0, ')');
   return out.join('\n') + '\n';
+}
+
+/**
+ * Direct parameter-gradient kernels of a convolution with few taps per output (K = C·KH·KW
+ * small: a first layer such as LeNet's conv1; stride 1, no dilation, one group), whose im2col +
+ * GEMM weight gradient is a GEMM with tiny sides (M = O = 20 by N = K = 25 for a reduction over
+ * 36864 positions: most of each 4×8 GEMM tile, and the packing, is overhead). Input planes are
+ * staged zero-bordered (sconv_stage), so a tap (c, kh, kw) over an output row is one unaligned
+ * load at a fixed byte offset, ((c·Hp + kh)·Wp + kw)·4, from the row (the tap table).
+ * - sconv_wgrad: acc[o][k] (4 lanes each) += Σ dy[n][o][oh][ow] · x[n][tap k at (oh, ow)] over
+ *   images and rows, lane-wise over ow (the caller adds the 4 lanes); tiles of 4 outputs × 2
+ *   taps, two vectors of a row per loop pass. dy is staged [n][O4][OH][OWV·4] with zero lanes
+ *   and planes (O4, OWV: O and OW/4 rounded up), so padded lanes add 0·x of finite x.
+ * - sconv_bsum: acc4[o] += the 4-lane sums of dy plane o over the images (bias gradient).
+ */
+function smallConvWat(emit, relaxed) {
+  /** c + a·b, fused in the relaxed build. */
+  const madd = (a, b, c) => (relaxed ? `(f32x4.relaxed_madd ${a} ${b} ${c})` : `(f32x4.add ${c} (f32x4.mul ${a} ${b}))`);
+  // ---- stage: nb·C planes H × W → zero-bordered Hp × Wp planes at $dst ----
+  emit(1, '(func (export "sconv_stage") (param $src i32) (param $planes i32) (param $H i32) (param $W i32) (param $padH i32) (param $padW i32) (param $Hp i32) (param $Wp i32) (param $dst i32)');
+  emit(2, '(local $p i32)');
+  emit(2, '(block $pD (loop $pL (br_if $pD (i32.ge_u (local.get $p) (local.get $planes)))');
+  emit(3, '(call $border (local.get $src) (local.get $H) (local.get $W) (local.get $dst) (local.get $Hp) (local.get $Wp) (local.get $padH) (local.get $padW) (i32.const 1))');
+  emit(3, '(local.set $src (i32.add (local.get $src) (i32.shl (i32.mul (local.get $H) (local.get $W)) (i32.const 2))))');
+  emit(3, '(local.set $dst (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $Hp) (local.get $Wp)) (i32.const 2))))');
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
+  emit(3, '(br $pL)))');
+  emit(1, ')');
+
+  const A = (i, j) => `$a${i}${j}`;
+  const accs = [];
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 2; j++) accs.push(`(local ${A(i, j)} v128)`);
+
+  // ---- weight gradient: per tile, the row loop runs two vectors per pass (exit test between) ----
+  emit(1, '(func (export "sconv_wgrad") (param $xp i32) (param $dy i32) (param $nb i32) (param $xImg i32) (param $Wp i32) (param $OH i32) (param $OWV i32)');
+  emit(2, '(param $O4 i32) (param $K2 i32) (param $tab i32) (param $acc i32)');
+  emit(2, accs.join(' '));
+  emit(2, '(local $n i32) (local $ob i32) (local $kb i32) (local $q0 i32) (local $q1 i32) (local $pa i32) (local $pd i32) (local $oh i32) (local $v i32)');
+  emit(2, '(local $pl1 i32) (local $pl2 i32) (local $pl3 i32) (local $dImg i32) (local $dBlk i32) (local $wp4 i32) (local $k2b i32) (local $step i32)');
+  emit(2, '(local $x0 v128) (local $x1 v128) (local $d v128)');
+  emit(2, '(local.set $pl1 (i32.shl (i32.mul (local.get $OH) (local.get $OWV)) (i32.const 4)))');
+  emit(2, '(local.set $pl2 (i32.shl (local.get $pl1) (i32.const 1)))');
+  emit(2, '(local.set $pl3 (i32.add (local.get $pl2) (local.get $pl1)))');
+  emit(2, '(local.set $dImg (i32.mul (local.get $pl1) (local.get $O4)))');
+  emit(2, '(local.set $wp4 (i32.shl (local.get $Wp) (i32.const 2)))');
+  emit(2, '(local.set $k2b (i32.shl (local.get $K2) (i32.const 4)))');
+  emit(2, '(block $nD (loop $nL (br_if $nD (i32.ge_u (local.get $n) (local.get $nb)))');
+  emit(3, '(local.set $ob (i32.const 0))');
+  emit(3, '(loop $oL');
+  emit(4, '(local.set $dBlk (i32.add (local.get $dy) (i32.mul (local.get $ob) (local.get $pl1))))');
+  emit(4, '(local.set $kb (i32.const 0))');
+  emit(4, '(loop $kL');
+  emit(5, ';; acc(i, j) at $pa + i·K2·16 + j·16');
+  emit(5, '(local.set $pa (i32.add (local.get $acc) (i32.shl (i32.add (i32.mul (local.get $ob) (local.get $K2)) (local.get $kb)) (i32.const 4))))');
+  const accAt = (i, j) => (i === 0 ? `offset=${16 * j} (local.get $pa)` : `offset=${16 * j} (i32.add (local.get $pa) (i32.mul (local.get $k2b) (i32.const ${i})))`);
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 2; j++) emit(5, `(local.set ${A(i, j)} (v128.load ${accAt(i, j)}))`);
+  emit(5, '(local.set $pd (local.get $dBlk))');
+  emit(5, '(local.set $oh (local.get $OH))');
+  emit(5, '(local.set $q0 (i32.add (local.get $xp) (i32.load (i32.add (local.get $tab) (i32.shl (local.get $kb) (i32.const 2))))))');
+  emit(5, '(local.set $q1 (i32.add (local.get $xp) (i32.load offset=4 (i32.add (local.get $tab) (i32.shl (local.get $kb) (i32.const 2))))))');
+  emit(5, '(loop $hL');
+  emit(6, '(local.set $v (local.get $OWV))');
+  emit(6, '(local.set $step (i32.const 0))');
+  emit(6, '(block $vD (loop $vL');
+  for (let u = 0; u < 2; u++) {
+    const o = 16 * u;
+    emit(7, `(local.set $x0 (v128.load offset=${o} (i32.add (local.get $q0) (local.get $step))))`);
+    emit(7, `(local.set $x1 (v128.load offset=${o} (i32.add (local.get $q1) (local.get $step))))`);
+    for (let i = 0; i < 4; i++) {
+      const at = i === 0 ? '(local.get $pd)' : `(i32.add (local.get $pd) (local.get $pl${i}))`;
+      emit(7, `(local.set $d (v128.load offset=${o} ${at}))`);
+      emit(7, `(local.set ${A(i, 0)} ${madd('(local.get $d)', '(local.get $x0)', `(local.get ${A(i, 0)})`)})`);
+      emit(7, `(local.set ${A(i, 1)} ${madd('(local.get $d)', '(local.get $x1)', `(local.get ${A(i, 1)})`)})`);
+    }
+    if (u === 0) emit(7, '(br_if $vD (i32.eqz (local.tee $v (i32.sub (local.get $v) (i32.const 1)))))');
+  }
+  emit(7, '(local.set $pd (i32.add (local.get $pd) (i32.const 32)))');
+  emit(7, '(local.set $step (i32.add (local.get $step) (i32.const 32)))');
+  emit(7, '(br_if $vL (local.tee $v (i32.sub (local.get $v) (i32.const 1))))');
+  emit(7, '(br $vD)))');
+  emit(6, ';; an odd row left $pd one vector short of the next row');
+  emit(6, '(local.set $pd (i32.add (local.get $pd) (i32.shl (i32.and (local.get $OWV) (i32.const 1)) (i32.const 4))))');
+  emit(6, '(local.set $q0 (i32.add (local.get $q0) (local.get $wp4)))');
+  emit(6, '(local.set $q1 (i32.add (local.get $q1) (local.get $wp4)))');
+  emit(6, '(br_if $hL (local.tee $oh (i32.sub (local.get $oh) (i32.const 1)))))');
+  for (let i = 0; i < 4; i++) for (let j = 0; j < 2; j++) emit(5, `(v128.store ${accAt(i, j)} (local.get ${A(i, j)}))`);
+  emit(5, '(local.set $kb (i32.add (local.get $kb) (i32.const 2)))');
+  emit(5, '(br_if $kL (i32.lt_u (local.get $kb) (local.get $K2))))');
+  emit(4, '(local.set $ob (i32.add (local.get $ob) (i32.const 4)))');
+  emit(4, '(br_if $oL (i32.lt_u (local.get $ob) (local.get $O4))))');
+  emit(3, '(local.set $xp (i32.add (local.get $xp) (i32.shl (local.get $xImg) (i32.const 2))))');
+  emit(3, '(local.set $dy (i32.add (local.get $dy) (local.get $dImg)))');
+  emit(3, '(local.set $n (i32.add (local.get $n) (i32.const 1)))');
+  emit(3, '(br $nL)))');
+  emit(1, ')');
+
+  // ---- bias gradient: acc4[o] += Σ over images of dy plane o (4 lanes) ----
+  emit(1, '(func (export "sconv_bsum") (param $dy i32) (param $nb i32) (param $O4 i32) (param $plane i32) (param $acc i32)');
+  emit(2, '(local $n i32) (local $o i32) (local $v i32) (local $s v128) (local $t v128)');
+  emit(2, '(block $nD (loop $nL (br_if $nD (i32.ge_u (local.get $n) (local.get $nb)))');
+  emit(3, '(local.set $o (i32.const 0))');
+  emit(3, '(loop $oL');
+  emit(4, '(local.set $s (v128.const i32x4 0 0 0 0))');
+  emit(4, '(local.set $t (v128.const i32x4 0 0 0 0))');
+  emit(4, ';; plane (a multiple of 4 floats) in two interleaved sums');
+  emit(4, '(local.set $v (i32.const 0))');
+  emit(4, '(block $vD (loop $vL (br_if $vD (i32.gt_u (i32.add (local.get $v) (i32.const 8)) (local.get $plane)))');
+  emit(5, '(local.set $s (f32x4.add (local.get $s) (v128.load (local.get $dy))))');
+  emit(5, '(local.set $t (f32x4.add (local.get $t) (v128.load offset=16 (local.get $dy))))');
+  emit(5, '(local.set $dy (i32.add (local.get $dy) (i32.const 32)))');
+  emit(5, '(local.set $v (i32.add (local.get $v) (i32.const 8)))');
+  emit(5, '(br $vL)))');
+  emit(4, '(if (i32.lt_u (local.get $v) (local.get $plane)) (then');
+  emit(5, '(local.set $s (f32x4.add (local.get $s) (v128.load (local.get $dy))))');
+  emit(5, '(local.set $dy (i32.add (local.get $dy) (i32.const 16)))))');
+  emit(4, '(v128.store (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 4)))');
+  emit(5, '(f32x4.add (v128.load (i32.add (local.get $acc) (i32.shl (local.get $o) (i32.const 4)))) (f32x4.add (local.get $s) (local.get $t))))');
+  emit(4, '(local.set $o (i32.add (local.get $o) (i32.const 1)))');
+  emit(4, '(br_if $oL (i32.lt_u (local.get $o) (local.get $O4))))');
+  emit(3, '(local.set $n (i32.add (local.get $n) (i32.const 1)))');
+  emit(3, '(br $nL)))');
+  emit(1, ')');
 }

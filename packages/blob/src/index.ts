@@ -72,5 +72,5 @@ export {
   type ThreadPoolInfo,
 } from './wasm/index.js';
 export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
-export { createWasmTrain, defaultWasmTrain, type PoolGeometry, type WasmTrain } from './wasm/train-wasm.js';
+export { createWasmTrain, defaultWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './wasm/train-wasm.js';
 export { createWasmInferConv, defaultWasmInferConv, type ActivationVersions, type ConvEpilogue, type ConvSum, type WasmInferConv } from './wasm/infer-conv.js';

@@ -1,8 +1,17 @@
 import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../rng.js';
 import { TRAIN_GENERATED_PATH, renderTrainWasm } from '../../scripts/build-train-wasm.mjs';
-import { createWasmTrain, type PoolGeometry, type WasmTrain } from './train-wasm.js';
+import { decodeBase64 } from './wasm-api.js';
+import { TRAIN_WASM_RELAXED_SIMD_BASE64 } from './generated/train-wasm.js';
+import { createWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './train-wasm.js';
+
+// Relaxed SIMD is behind --experimental-wasm-relaxed-simd in Node 20; this file runs in its own
+// worker process, so turning it on here (before anything compiles) reaches no other test file.
+const wasmValidate = (bytes: Uint8Array): boolean =>
+  (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(bytes);
+if (!wasmValidate(decodeBase64(TRAIN_WASM_RELAXED_SIMD_BASE64))) v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 function kernels(): WasmTrain {
   const k = createWasmTrain();
@@ -147,5 +156,78 @@ describe('createWasmTrain', () => {
     expect(() => kernels().maxUnpool(new Float32Array(4), Int32Array.of(0, 1, -1, 2), 1, 16, 4, new Float32Array(16))).toThrow(/outside the plane/);
     expect(() => kernels().maxUnpool(new Float32Array(4), new Int32Array(4), 1, 16, 4, new Float32Array(15))).toThrow(/bottomDiff 16/);
     expect(() => kernels().reluBackward(new Float32Array(2), new Float32Array(3), new Float32Array(3), 3, 0)).toThrow(/x has 2 elements, needs 3/);
+  });
+
+  describe('smallConvBackward (few-tap convolution weight and bias gradients)', () => {
+    /** float64 window sums: dW[o][c,kh,kw] = Σ dy·x over images and outputs, dB[o] = Σ dy. */
+    const reference = (g: SmallConvGeometry, num: number, x: Float32Array, dy: Float32Array) => {
+      const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH, padW, outChannels: O } = g;
+      const OH = H + 2 * padH - KH + 1, OW = W + 2 * padW - KW + 1, K = C * KH * KW;
+      const dw = new Float64Array(O * K), db = new Float64Array(O);
+      for (let n = 0; n < num; n++) for (let o = 0; o < O; o++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+        const d = dy[((n * O + o) * OH + oh) * OW + ow]!;
+        db[o] += d;
+        for (let c = 0; c < C; c++) for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) {
+          const h = oh + kh - padH, w = ow + kw - padW;
+          if (h >= 0 && h < H && w >= 0 && w < W) dw[o * K + (c * KH + kh) * KW + kw] += d * x[((n * C + c) * H + h) * W + w]!;
+        }
+      }
+      return { dw, db, OH, OW, K };
+    };
+    const close = (got: Float32Array, want: Float64Array, base: number) => {
+      const scale = Math.max(1, ...Array.from(want, Math.abs));
+      for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - base - want[i]!)).toBeLessThanOrEqual(1e-5 * scale);
+    };
+    const g = (channels: number, height: number, width: number, kernelH: number, kernelW: number, padH: number, padW: number, outChannels: number) =>
+      ({ channels, height, width, kernelH, kernelW, padH, padW, outChannels });
+    // name, geometry, images
+    const cases: [string, SmallConvGeometry, number][] = [
+      ['LeNet conv1 shape (1×28×28, k5, 20 outputs)', g(1, 28, 28, 5, 5, 0, 0, 20), 3],
+      ['padded, non-square kernel, outputs and columns not multiples of 4', g(3, 9, 7, 3, 2, 1, 2, 5), 2],
+      ['1×k kernel, odd tap count', g(2, 5, 13, 1, 3, 0, 1, 7), 3],
+      ['kernel as large as the image (one output per plane)', g(1, 4, 4, 4, 4, 0, 0, 3), 2],
+      ['CIFAR-10 conv1 shape (3×32×32, k5 pad 2, 32 outputs)', g(3, 32, 32, 5, 5, 2, 2, 32), 2],
+    ];
+    const builds = [false, ...(wasmValidate(decodeBase64(TRAIN_WASM_RELAXED_SIMD_BASE64)) ? [true] : [])];
+    for (const relaxed of builds) {
+      for (const [name, geom, num] of cases) {
+        it(`${relaxed ? 'relaxed' : 'plain'} SIMD, ${name}: accumulates the window sums onto the given gradients`, () => {
+          const rng = new Rng(21);
+          const { OH, OW, K } = reference(geom, 0, new Float32Array(0), new Float32Array(0));
+          const x = Float32Array.from({ length: num * geom.channels * geom.height * geom.width }, () => rng.uniform() * 2 - 1);
+          const dy = Float32Array.from({ length: num * geom.outChannels * OH * OW }, () => rng.uniform() * 2 - 1);
+          const want = reference(geom, num, x, dy);
+          // Whole batch in one call, and one image per call (the chunk budget below one image).
+          for (const chunk of [undefined, 1]) {
+            const k = createWasmTrain({ relaxed, smallConvChunkFloats: chunk })!;
+            expect(k.name).toBe(relaxed ? 'wasm-relaxed-simd' : 'wasm-simd');
+            const dw = new Float32Array(geom.outChannels * K).fill(0.5), db = new Float32Array(geom.outChannels).fill(-2);
+            k.smallConvBackward(geom, num, x, dy, dw, db);
+            close(dw, want.dw, 0.5);
+            close(db, want.db, -2);
+            // Either gradient alone (the other param frozen).
+            const dwOnly = new Float32Array(geom.outChannels * K);
+            k.smallConvBackward(geom, num, x, dy, dwOnly, null);
+            close(dwOnly, want.dw, 0);
+            const dbOnly = new Float32Array(geom.outChannels);
+            k.smallConvBackward(geom, num, x, dy, null, dbOnly);
+            close(dbOnly, want.db, 0);
+          }
+        });
+      }
+    }
+
+    it('rejects too many taps, short arrays and bad geometry', () => {
+      const k = kernels();
+      const geom = g(1, 6, 6, 3, 3, 0, 0, 2);
+      const ok = { x: new Float32Array(36), dy: new Float32Array(32), dw: new Float32Array(18), db: new Float32Array(2) };
+      const wide = g(SMALL_CONV_MAX_TAPS, 3, 3, 1, 2, 0, 0, 1);
+      expect(() => k.smallConvBackward(wide, 1, new Float32Array(9 * SMALL_CONV_MAX_TAPS), new Float32Array(6), null, null)).toThrow(/exceed SMALL_CONV_MAX_TAPS/);
+      expect(() => k.smallConvBackward(geom, 1, ok.x, new Float32Array(31), ok.dw, ok.db)).toThrow(/dy 32/);
+      expect(() => k.smallConvBackward(geom, 1, ok.x, ok.dy, new Float32Array(17), ok.db)).toThrow(/weightDiff 18/);
+      expect(() => k.smallConvBackward(geom, 2, ok.x, ok.dy, ok.dw, ok.db)).toThrow(/x 72/);
+      expect(() => k.smallConvBackward({ ...geom, kernelH: 7 }, 1, ok.x, ok.dy, ok.dw, ok.db)).toThrow(/leaves no output/);
+      expect(() => k.smallConvBackward({ ...geom, padW: -1 }, 1, ok.x, ok.dy, ok.dw, ok.db)).toThrow(/padW must be a non-negative integer/);
+    });
   });
 });

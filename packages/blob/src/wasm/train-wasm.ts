@@ -1,5 +1,7 @@
 // Training-step kernels in WebAssembly SIMD (scripts/train-wat.mjs): ReLU backward, MAX pooling
-// with the argmax and AVE pooling forward, AVE pooling backward. Windows cut by padding or by
+// with the argmax and AVE pooling forward, AVE pooling backward, and the parameter gradients of
+// a convolution with few taps (smallConvBackward: a first layer such as LeNet's conv1, whose
+// im2col + GEMM weight gradient is a GEMM with tiny sides). Windows cut by padding or by
 // Caffe's ceil rounding cost the same as whole ones: each plane is pooled from a bordered copy
 // (edge cells repeated for MAX, zeros for AVE), four outputs of a row per SIMD step for any
 // kernel and stride. Operands are copied into the module's own memory a cache-sized chunk of
@@ -7,7 +9,7 @@
 import { MathError } from '../math/errors.js';
 import { defaultWasmChoice } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
-import { TRAIN_WASM_SIMD_BASE64 } from './generated/train-wasm.js';
+import { TRAIN_WASM_RELAXED_SIMD_BASE64, TRAIN_WASM_SIMD_BASE64 } from './generated/train-wasm.js';
 
 type PoolFn = (
   src: number, planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
@@ -19,6 +21,9 @@ type PoolExportName = `${'max' | 'ave'}pool_${Variant}${'' | '_k2' | '_k3'}` | '
 
 type TrainExports = {
   memory: WasmMemory;
+  sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
+  sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;
+  sconv_bsum(dy: number, nb: number, O4: number, plane: number, acc: number): void;
   relu_bwd(x: number, dy: number, dx: number, n: number, slope: number): void;
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 } & { [K in PoolExportName]: PoolFn };
@@ -37,6 +42,24 @@ export interface PoolGeometry {
   padW: number;
 }
 
+/**
+ * A 2-D convolution for the small-convolution kernels: stride 1, no dilation, one group, images
+ * channels × height × width, weights [outChannels, channels, kernelH, kernelW].
+ */
+export interface SmallConvGeometry {
+  channels: number;
+  height: number;
+  width: number;
+  kernelH: number;
+  kernelW: number;
+  padH: number;
+  padW: number;
+  outChannels: number;
+}
+
+/** Most taps (channels · kernelH · kernelW) the small-convolution kernels take. */
+export const SMALL_CONV_MAX_TAPS = 128;
+
 export interface WasmTrain {
   readonly name: string;
   /** dx = dy · (x > 0 ? 1 : slope) over the first n elements (Caffe's ReLU backward; dx may be dy or x). */
@@ -52,6 +75,15 @@ export interface WasmTrain {
   maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void;
   /** AVE pooling backward: bottomDiff = Σ over the windows holding each cell of topDiff / pool_size. */
   aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void;
+  /**
+   * The parameter gradients of a convolution with few taps (g's channels · kernelH · kernelW
+   * at most SMALL_CONV_MAX_TAPS), without the input gradient: weightDiff += dy ⋆ x and
+   * biasDiff[o] += Σ dy[·, o, ·] (each when given; they accumulate, as Caffe's param diffs do).
+   * Sums run lane-wise over four output columns, then across the lanes.
+   */
+  smallConvBackward(
+    g: SmallConvGeometry, num: number, x: Float32Array, dy: Float32Array, weightDiff: Float32Array | null, biasDiff: Float32Array | null,
+  ): void;
 }
 
 const PAGE_BYTES = 65536;
@@ -60,6 +92,8 @@ const CHUNK_FLOATS = 1 << 16;
 /** Floats of slack after each staged array (SIMD steps may read or write up to 3 lanes past a row or plane). */
 const SLACK = 8;
 const align = (bytes: number) => (bytes + 15) & ~15;
+/** Most floats the small-convolution kernels stage per call (images are taken in chunks within it). */
+const SMALL_CONV_CHUNK_FLOATS = 1 << 22;
 /** Bytes added between staged arrays (see layout). */
 const SKEW = 1088;
 
@@ -84,19 +118,33 @@ function checkGeometry(what: string, g: PoolGeometry): void {
   if (kernelW >= 1 << 16) throw new MathError(`wasm ${what}: kernelW ${kernelW} must be below 65536`);
 }
 
-/** A runner of the training kernels with its own module instance and memory, or null without WebAssembly SIMD. */
-export function createWasmTrain(): WasmTrain | null {
+/**
+ * A runner of the training kernels with its own module instance and memory, or null without
+ * WebAssembly SIMD. `relaxed` as createWasmGemmKernel's option: true the relaxed-SIMD build (the
+ * small convolutions multiply-add fused) or nothing, false the plain SIMD build, unset relaxed
+ * where the engine validates it, else plain. `smallConvChunkFloats`: most floats the small-
+ * convolution kernels stage per call (default SMALL_CONV_CHUNK_FLOATS; images go in chunks).
+ */
+export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloats?: number } = {}): WasmTrain | null {
   const api = wasmApi();
   if (!api) return null;
-  const bytes = decodeBase64(TRAIN_WASM_SIMD_BASE64);
-  if (!api.validate(bytes)) return null;
-  let ex: TrainExports;
-  try {
-    ex = new api.Instance(new api.Module(bytes), {}).exports as TrainExports;
-  } catch {
-    return null;
+  const builds = options.relaxed === true ? [true] : options.relaxed === false ? [false] : [true, false];
+  let found: TrainExports | null = null;
+  let relaxed = false;
+  for (const r of builds) {
+    const bytes = decodeBase64(r ? TRAIN_WASM_RELAXED_SIMD_BASE64 : TRAIN_WASM_SIMD_BASE64);
+    if (!api.validate(bytes)) continue;
+    try {
+      found = new api.Instance(new api.Module(bytes), {}).exports as TrainExports;
+      relaxed = r;
+      break;
+    } catch {
+      found = null;
+    }
   }
-  const name = 'wasm-simd';
+  if (!found) return null;
+  const ex: TrainExports = found;
+  const name = relaxed ? 'wasm-relaxed-simd' : 'wasm-simd';
   const heap = (bytesNeeded: number): { f32: Float32Array; i32: Int32Array } => {
     const have = ex.memory.buffer.byteLength;
     if (bytesNeeded > have) {
@@ -222,7 +270,97 @@ export function createWasmTrain(): WasmTrain | null {
     }
   }
 
-  return { name, reluBackward, pool, maxUnpool, aveUnpool };
+  /** The resolved small-convolution geometry: output size, the bordered plane, taps. */
+  function smallGeometry(what: string, g: SmallConvGeometry, num: number) {
+    const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH, padW, outChannels: O } = g;
+    for (const [k, v] of Object.entries({ channels: C, height: H, width: W, kernelH: KH, kernelW: KW, outChannels: O })) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`wasm ${what}: ${k} must be a positive integer, got ${v}`);
+    }
+    for (const [k, v] of Object.entries({ padH, padW, num })) {
+      if (!Number.isInteger(v) || v < 0) throw new MathError(`wasm ${what}: ${k} must be a non-negative integer, got ${v}`);
+    }
+    const OH = H + 2 * padH - KH + 1, OW = W + 2 * padW - KW + 1;
+    if (OH < 1 || OW < 1) throw new MathError(`wasm ${what}: a ${KH}×${KW} kernel with pad ${padH}, ${padW} leaves no output of a ${H}×${W} image`);
+    const K = C * KH * KW;
+    if (K > SMALL_CONV_MAX_TAPS) throw new MathError(`wasm ${what}: ${K} taps (channels · kernelH · kernelW) exceed SMALL_CONV_MAX_TAPS (${SMALL_CONV_MAX_TAPS})`);
+    const OWV = Math.ceil(OW / 4), O4 = Math.ceil(O / 4) * 4, K2 = K + (K & 1);
+    const Hp = H + 2 * padH;
+    // Row copies run 8 floats at a time ($border); output tiles read 8 columns past each tap.
+    const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 8) * 8, KW - 1 + 8 * Math.ceil(OW / 8)) / 4) * 4;
+    const xImg = C * Hp * Wp;
+    // Byte offset of each tap within an image's bordered planes (a padded odd tap reads tap 0).
+    const taps = new Int32Array(K2);
+    for (let c = 0; c < C; c++) {
+      for (let kh = 0; kh < KH; kh++) for (let kw = 0; kw < KW; kw++) taps[(c * KH + kh) * KW + kw] = 4 * ((c * Hp + kh) * Wp + kw);
+    }
+    return { C, H, W, KH, KW, padH, padW, O, OH, OW, OWV, O4, K, K2, Hp, Wp, xImg, taps };
+  }
+
+  /** Images per call: the staged images (raw and bordered input, output gradient) within the chunk budget. */
+  const chunkFloats = options.smallConvChunkFloats ?? SMALL_CONV_CHUNK_FLOATS;
+  const imagesPerChunk = (num: number, perImage: number) => Math.max(1, Math.min(num, Math.floor(chunkFloats / perImage)));
+
+  function smallConvBackward(
+    g: SmallConvGeometry, num: number, x: Float32Array, dy: Float32Array, weightDiff: Float32Array | null, biasDiff: Float32Array | null,
+  ): void {
+    const s = smallGeometry('smallConvBackward', g, num);
+    const { C, H, W, padH, padW, O, OH, OW, OWV, O4, K, K2, Hp, Wp, xImg, taps } = s;
+    const imgIn = C * H * W, imgOut = O * OH * OW, plane = OH * OWV * 4, dyImg = O4 * plane;
+    if (x.length < num * imgIn || dy.length < num * imgOut || (weightDiff && weightDiff.length < O * K) || (biasDiff && biasDiff.length < O)) {
+      throw new MathError(
+        `wasm smallConvBackward: ${num} images need x ${num * imgIn}, dy ${num * imgOut}${weightDiff ? `, weightDiff ${O * K}` : ''}` +
+          `${biasDiff ? `, biasDiff ${O}` : ''} elements, got ${x.length}, ${dy.length}${weightDiff ? `, ${weightDiff.length}` : ''}` +
+          `${biasDiff ? `, ${biasDiff.length}` : ''}`,
+      );
+    }
+    if (num === 0 || (!weightDiff && !biasDiff)) return;
+    const nb0 = imagesPerChunk(num, (weightDiff ? imgIn + xImg : 0) + dyImg);
+    const pTab = 0;
+    const pAcc = align(pTab + 4 * K2);
+    const pB4 = align(pAcc + 16 * O4 * K2);
+    const pSrc = align(pB4 + 16 * O4) + SKEW;
+    const pX = align(pSrc + 4 * (nb0 * imgIn + SLACK)) + SKEW;
+    const pDy = align(pX + 4 * (nb0 * xImg + 2 * SLACK)) + SKEW;
+    const { f32, i32 } = heap(pDy + 4 * nb0 * dyImg);
+    i32.set(taps, pTab >> 2);
+    f32.fill(0, pAcc >> 2, (pB4 >> 2) + 4 * O4);
+    f32.fill(0, (pX >> 2) + nb0 * xImg, (pX >> 2) + nb0 * xImg + 2 * SLACK);
+    const d0 = pDy >> 2;
+    for (let n0 = 0; n0 < num; n0 += nb0) {
+      const nb = Math.min(nb0, num - n0);
+      // dy as [n][O4][OH][OWV·4]: zero lanes past OW and zero planes past O.
+      if (OW % 4 === 0) {
+        for (let n = 0; n < nb; n++) {
+          f32.set(dy.subarray((n0 + n) * imgOut, (n0 + n + 1) * imgOut), d0 + n * dyImg);
+          if (O4 > O) f32.fill(0, d0 + n * dyImg + O * plane, d0 + (n + 1) * dyImg);
+        }
+      } else {
+        f32.fill(0, d0, d0 + nb * dyImg);
+        for (let n = 0; n < nb; n++) {
+          for (let r = 0; r < O * OH; r++) {
+            const src = (n0 + n) * imgOut + r * OW, dst = d0 + n * dyImg + r * OWV * 4;
+            for (let c = 0; c < OW; c++) f32[dst + c] = dy[src + c]!;
+          }
+        }
+      }
+      if (weightDiff) {
+        f32.set(x.subarray(n0 * imgIn, (n0 + nb) * imgIn), pSrc >> 2);
+        ex.sconv_stage(pSrc, nb * C, H, W, padH, padW, Hp, Wp, pX);
+        ex.sconv_wgrad(pX, pDy, nb, xImg, Wp, OH, OWV, O4, K2, pTab, pAcc);
+      }
+      if (biasDiff) ex.sconv_bsum(pDy, nb, O4, plane, pB4);
+    }
+    // Each gradient: its four lane sums added, then onto the caller's.
+    const lanes = (at: number) => (f32[at]! + f32[at + 1]!) + (f32[at + 2]! + f32[at + 3]!);
+    if (weightDiff) {
+      for (let o = 0; o < O; o++) {
+        for (let k = 0; k < K; k++) weightDiff[o * K + k] = weightDiff[o * K + k]! + lanes((pAcc >> 2) + 4 * (o * K2 + k));
+      }
+    }
+    if (biasDiff) for (let o = 0; o < O; o++) biasDiff[o] = biasDiff[o]! + lanes((pB4 >> 2) + 4 * o);
+  }
+
+  return { name, reluBackward, pool, maxUnpool, aveUnpool, smallConvBackward };
 }
 
 const TRAIN_KEY = Symbol.for('caffe-ts.wasmTrain');
@@ -235,7 +373,8 @@ export function defaultWasmTrain(): WasmTrain | null {
   const g = globalThis as Record<symbol, { k: WasmTrain | null } | undefined>;
   let slot = g[TRAIN_KEY];
   if (!slot) {
-    slot = { k: defaultWasmChoice() === 'js' ? null : createWasmTrain() };
+    const choice = defaultWasmChoice();
+    slot = { k: choice === 'js' ? null : createWasmTrain({ relaxed: choice }) };
     g[TRAIN_KEY] = slot;
   }
   return slot.k;

@@ -1,9 +1,9 @@
-import { Blob, defaultWasmConv2d, defaultWasmInfer, defaultWasmInferConv, Rng, type FloatArray } from '@caffe-ts/blob';
+import { Blob, defaultWasmConv2d, defaultWasmInfer, defaultWasmInferConv, defaultWasmTrain, Rng, type FloatArray } from '@caffe-ts/blob';
 import { parseText, Phase, type LayerParameter } from '@caffe-ts/proto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
-import { ConvolutionLayer, convolutionLayerDef } from './convolution-layer.js';
+import { ConvolutionLayer, convolutionLayerDef, DEFAULT_SMALL_CONV_TAPS } from './convolution-layer.js';
 
 type Props = Record<string, unknown>;
 
@@ -300,6 +300,63 @@ describe('ConvolutionLayer', () => {
       expect(layer.blobs[0]!.asumDiff()).toBe(0);
       expect(layer.blobs[1]!.asumDiff()).toBe(0);
       expect(bottom.asumDiff()).toBeGreaterThan(0);
+    });
+  });
+
+  describe('few-tap float32 backward without a bottom gradient runs the small-convolution kernels', () => {
+    /**
+     * Forward and two backwards (param diffs accumulate) of a float32 layer with the small
+     * kernels (smallConvMaxTaps default) and without (0: the batched GEMM pass); returns both
+     * runs' param diffs and how often smallConvBackward ran.
+     */
+    const run = (p: Props, shape: number[], propagate: boolean) => {
+      const train = defaultWasmTrain();
+      expect(train).not.toBeNull();
+      const spy = vi.spyOn(train!, 'smallConvBackward');
+      try {
+        const diffs = [DEFAULT_SMALL_CONV_TAPS, 0].map((taps) => {
+          const layer = conv({ ...p, weight_filler: gaussianFiller, bias_filler: gaussianFiller }, 'float32');
+          layer.smallConvMaxTaps = taps;
+          const bottom = makeBlob(shape, { dtype: 'float32', rng: new Rng(9) });
+          const top = new Blob([], { dtype: 'float32' });
+          layer.setUp([bottom], [top]);
+          layer.forward([bottom], [top]);
+          const dy = top.mutableCpuDiff();
+          const rng = new Rng(4);
+          for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
+          layer.backward([top], [propagate], [bottom]);
+          layer.backward([top], [propagate], [bottom]);
+          return layer.blobs.map((b) => Array.from(b.cpuDiff()));
+        });
+        return { small: diffs[0]!, batched: diffs[1]!, calls: spy.mock.calls.length };
+      } finally {
+        spy.mockRestore();
+      }
+    };
+    const expectSame = (got: number[][], want: number[][]) => {
+      expect(got.length).toBe(want.length);
+      got.forEach((g, k) => {
+        const scale = Math.max(1, ...want[k]!.map(Math.abs));
+        g.forEach((v, i) => expect(Math.abs(v - want[k]![i]!)).toBeLessThanOrEqual(2e-5 * scale));
+      });
+    };
+
+    it('LeNet conv1 shape (1 channel, k5, 20 outputs): weight and bias diffs equal the batched pass, accumulating', () => {
+      const { small, batched, calls } = run({ num_output: 20, kernel_size: [5] }, [3, 1, 14, 13], false);
+      expect(calls).toBe(2);
+      expectSame(small, batched);
+    });
+
+    it('padded, non-square, 3 channels, outputs not a multiple of 4, no bias', () => {
+      const { small, batched, calls } = run({ num_output: 5, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 2, bias_term: false }, [2, 3, 7, 9], false);
+      expect(calls).toBe(2);
+      expectSame(small, batched);
+    });
+
+    it('not where the bottom needs a gradient, the stride is not 1 or there are more taps than smallConvMaxTaps', () => {
+      expect(run({ num_output: 4, kernel_size: [3] }, [2, 2, 6, 6], true).calls).toBe(0);
+      expect(run({ num_output: 4, kernel_size: [3], stride: [2] }, [2, 2, 7, 7], false).calls).toBe(0);
+      expect(run({ num_output: 4, kernel_size: [5] }, [2, 4, 7, 7], false).calls).toBe(0);
     });
   });
 

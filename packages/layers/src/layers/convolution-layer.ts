@@ -1,4 +1,7 @@
-import { defaultWasmInfer, defaultWasmInferConv, getNumThreads, MIN_FLOPS_PER_THREAD, type ActivationVersions, type Blob, type ConvSum, type FloatArray, type WasmInferConv } from '@caffe-ts/blob';
+import {
+  defaultWasmInfer, defaultWasmInferConv, defaultWasmTrain, getNumThreads, MIN_FLOPS_PER_THREAD, SMALL_CONV_MAX_TAPS,
+  type ActivationVersions, type Blob, type ConvSum, type FloatArray, type WasmInferConv,
+} from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
@@ -162,6 +165,26 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     return true;
   }
 
+  /**
+   * Whether a backward that needs no bottom gradient runs the small-convolution kernels
+   * (defaultWasmTrain's smallConvBackward, one thread): float32, 2-D, one group, stride 1, no
+   * dilation, at most smallConvMaxTaps taps (channels · kernel area). There the im2col + GEMM
+   * weight gradient is a GEMM with tiny sides (LeNet conv1: 20 × 25 over 36864 positions per
+   * batch of 64), which the direct kernel runs about twice as fast, bias gradient included,
+   * and faster than the batched pass split over two threads.
+   */
+  private smallConvApplies(): boolean {
+    return this.dtype === 'float32' && this.useIm2col2d() && this.group === 1 && this.kernelDim <= this.smallConvMaxTaps &&
+      this.stride.every((s) => s === 1) && this.dilation.every((d) => d === 1);
+  }
+
+  /**
+   * Most taps (channels · kernel area) for which a backward without bottom gradient runs the
+   * small-convolution kernels (0 turns them off; the default: CAFFE_TS_SMALL_CONV_TAPS from the
+   * environment where set, else DEFAULT_SMALL_CONV_TAPS).
+   */
+  smallConvMaxTaps = defaultSmallConvTaps();
+
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
     const weight = this.blobs[0]!.cpuData();
     const weightPd = this.paramPropagateDown[0] ?? true;
@@ -170,6 +193,19 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       const topDiff = top[i]!.cpuDiff();
       const imgTopDiff = (n: number) => topDiff.subarray(n * this.topDim, (n + 1) * this.topDim);
       const pd = propagateDown[i] ?? false;
+      if (!pd && (weightPd || biasPd) && topDiff instanceof Float32Array && this.smallConvApplies()) {
+        const train = defaultWasmTrain();
+        if (train) {
+          const [channels, height, width] = this.convInputShape as [number, number, number];
+          train.smallConvBackward(
+            { channels, height, width, kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!, padH: this.pad[0]!, padW: this.pad[1]!, outChannels: this.numOutput },
+            this.num, bottom[i]!.cpuData() as Float32Array, topDiff,
+            weightPd ? (this.blobs[0]!.mutableCpuDiff() as Float32Array) : null,
+            biasPd ? (this.blobs[1]!.mutableCpuDiff() as Float32Array) : null,
+          );
+          continue;
+        }
+      }
       if (this.batched) {
         // Bias, weight and bottom gradients in one sweep over the images.
         this.convBackwardBatched(
@@ -196,6 +232,19 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       }
     }
   }
+}
+
+/**
+ * Default of ConvolutionLayer.smallConvMaxTaps: LeNet's conv1 (25 taps) and CIFAR-10's conv1
+ * (3 · 5 · 5 = 75) run their gradients through the small-convolution kernels.
+ */
+export const DEFAULT_SMALL_CONV_TAPS = 75;
+
+function defaultSmallConvTaps(): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const v = env?.CAFFE_TS_SMALL_CONV_TAPS?.trim();
+  const n = v ? Number(v) : NaN;
+  return Number.isInteger(n) && n >= 0 ? Math.min(n, SMALL_CONV_MAX_TAPS) : DEFAULT_SMALL_CONV_TAPS;
 }
 
 export const convolutionLayerDef: LayerDef<ConvolutionLayer> = {
