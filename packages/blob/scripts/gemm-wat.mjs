@@ -394,22 +394,31 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * threads share the work of each block instead of owning slabs of C:
  *   1. the NR-wide panels of op(B)[pc:+kc, jc:+nc] are packed once, into a buffer all threads
  *      read, a few panels per atomic grab (whoever is free packs the next ones);
- *   2. a barrier (every thread has packed what it grabbed);
+ *   2. a thread waits until every panel is packed (for packers still busy, never for threads
+ *      that have not started) and until every task of the previous block is done (the tasks
+ *      of this block update the same C); before the first tasks, also until the caller has
+ *      set the go word (it stages op(A) and C while the workers pack B);
  *   3. tasks (an mcT-row block of op(A), packed privately, times one of nJ column chunks of the
- *      panels) are grabbed one by one from an atomic counter, so a thread that is slowed down
- *      (the caller staging operands, or another process on its core) simply does fewer.
- * The B buffers alternate between blocks, so one barrier per block suffices: a thread packing
- * block i + 2 into the buffer of block i has passed the barrier of block i + 1, which every
- * thread reaches only after finishing its tasks of block i. Every element of C sees the same
- * operations in the same order as in "gemm", so results do not depend on the thread count.
- * Sync words at $sync (zeroed by the caller): +0 barrier arrivals, +64 barrier generation,
- * then per block i at +128 + 128*i the B-panel counter and at +192 + 128*i the task counter.
- * Spins give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
+ *      panels; numbered row block by row block) are grabbed one by one from atomic counters:
+ *      the tasks are cut into T contiguous segments, thread t (by order of arrival) takes those
+ *      of segment t first, then helps with the segments after it. So each thread packs mostly
+ *      its own rows of op(A) and writes its own rows of C, and a thread that is slowed down (the
+ *      caller staging operands, another process on its core, a worker still waking up) simply
+ *      ends up doing fewer tasks: no step waits for a thread that is not working on something.
+ * The B buffers alternate between blocks: packing block i + 2 into the buffer of block i starts
+ * only after the wait of block i + 1, i.e. once every task of block i is done. Every element of
+ * C sees the same operations in the same order as in "gemm", so results do not depend on the
+ * thread count. A list whose thread arrives after all the work is done just returns.
+ * Sync words at $sync (zeroed by the caller), each in its own 64-byte line: +0 arrival counter,
+ * +64 go (nonzero once op(A) and C are in place), then per block i (stride 64*(T+3), from
+ * +128): +0 B-panel grab counter, +64 panels packed,
+ * +128 tasks done, +192 + 64*s the grab counter of task segment s. Column chunks start at
+ * multiples of 2*NR floats so that threads do not write the same cache lines of C.
+ * Waits give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
  * thread that failed cannot leave the others waiting forever.
  */
 function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   void MC;
-  // op(B)[pc:+kc, jc+jr:+NR] into the panel at $dst (valid columns nc - jr).
   emit(1, ';; pack op(B) panels [$p0, $p1) of block (jc, pc) into $buf (panel p at p*NR*kc floats)');
   emit(1, '(func $packB_panels (param $transB i32) (param $pB i32) (param $ldb i32) (param $pc i32) (param $kc i32)');
   emit(2, '(param $jc i32) (param $nc i32) (param $p0 i32) (param $p1 i32) (param $buf i32)');
@@ -444,58 +453,71 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(3, '(br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))');
   emit(1, ')');
   emit(0, '');
-  emit(1, ';; every one of $T threads arrives; 1 once all have, 0 if $abort became nonzero meanwhile');
-  emit(1, '(func $barrier (param $sync i32) (param $T i32) (param $abort i32) (result i32)');
-  emit(2, '(local $gen i32)');
-  emit(2, '(local.set $gen (i32.atomic.load offset=64 (local.get $sync)))');
-  emit(2, '(if (i32.eq (i32.atomic.rmw.add (local.get $sync) (i32.const 1)) (i32.sub (local.get $T) (i32.const 1)))');
-  emit(3, '(then ;; the last to arrive resets the count before releasing the others');
-  emit(4, '(i32.atomic.store (local.get $sync) (i32.const 0))');
-  emit(4, '(drop (i32.atomic.rmw.add offset=64 (local.get $sync) (i32.const 1)))');
-  emit(4, '(return (i32.const 1))))');
+  emit(1, ';; spin until the i32 at $at reaches $want: 1, or 0 once the i32 at $abort is nonzero');
+  emit(1, '(func $await (param $at i32) (param $want i32) (param $abort i32) (result i32)');
   emit(2, '(loop $spin');
-  emit(3, '(if (i32.atomic.load (local.get $abort)) (then (return (i32.const 0))))');
-  emit(3, '(br_if $spin (i32.eq (i32.atomic.load offset=64 (local.get $sync)) (local.get $gen))))');
-  emit(2, '(i32.const 1)');
+  emit(3, '(if (i32.ge_u (i32.atomic.load (local.get $at)) (local.get $want)) (then (return (i32.const 1))))');
+  emit(3, '(br_if $spin (i32.eqz (i32.atomic.load (local.get $abort)))))');
+  emit(2, '(i32.const 0)');
   emit(1, ')');
   emit(0, '');
   emit(1, ';; C = alpha*op(A)*op(B) + beta*C by $T threads together (see emitGemmMt in gemm-wat.mjs).');
   emit(1, ';; $packA, $scratch: this thread\'s (MC x KC and MR x NR floats); $packB0, $packB1: the shared');
   emit(1, ';; B buffers (min(KC, K) x min(NC, N) rounded up to NR, each); tasks are $mcT rows (a multiple');
-  emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panels; $bChunk panels per B grab.');
+  emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panel pairs; $bChunk panels per B grab.');
   emit(1, '(func (export "gemm_mt") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)');
   emit(2, '(param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)');
   emit(2, '(param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB0 i32) (param $packB1 i32)');
   emit(2, '(param $scratch i32) (param $sync i32) (param $T i32) (param $mcT i32) (param $nJ i32) (param $bChunk i32) (param $abort i32)');
   emit(2, '(local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $it i32) (local $buf i32) (local $ctr i32)');
+  emit(2, '(local $self i32) (local $seg i32) (local $segEnd i32) (local $units i32) (local $stride i32) (local $p1 i32)');
   emit(2, '(local $panels i32) (local $p i32) (local $nIc i32) (local $tasks i32) (local $task i32) (local $icIdx i32) (local $lastIc i32)');
   emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32)');
   emit(2, '(local.set $nIc (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mcT) (i32.const 1))) (local.get $mcT)))');
   emit(2, '(local.set $tasks (i32.mul (local.get $nIc) (local.get $nJ)))');
+  emit(2, '(local.set $stride (i32.shl (i32.add (local.get $T) (i32.const 3)) (i32.const 6)))');
+  emit(2, ';; this thread\'s segment: its order of arrival (mod T: a list run late on another thread still works)');
+  emit(2, '(local.set $self (i32.rem_u (i32.atomic.rmw.add (local.get $sync) (i32.const 1)) (local.get $T)))');
   emit(2, '(loop $jcLoop');
   emit(3, `(local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
   emit(3, `(local.set $panels (i32.shr_u (i32.add (local.get $nc) (i32.const ${NR - 1})) (i32.const ${Math.log2(NR)})))`);
+  emit(3, '(local.set $units (i32.shr_u (i32.add (local.get $panels) (i32.const 1)) (i32.const 1)))');
   emit(3, '(local.set $pc (i32.const 0))');
   emit(3, '(loop $pcLoop');
   emit(4, `(local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
   emit(4, '(local.set $betaK (select (local.get $beta) (f32.const 1) (i32.eqz (local.get $pc))))');
   emit(4, '(local.set $buf (select (local.get $packB1) (local.get $packB0) (i32.and (local.get $it) (i32.const 1))))');
-  emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 128) (i32.shl (local.get $it) (i32.const 7)))))');
-  emit(4, ';; 1. pack the B panels, $bChunk per grab');
+  emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 128) (i32.mul (local.get $it) (local.get $stride)))))');
+  emit(4, ';; 1. pack B panels, $bChunk per grab, counting those packed');
   emit(4, '(block $packed (loop $grabB');
   emit(5, '(local.set $p (i32.atomic.rmw.add (local.get $ctr) (local.get $bChunk)))');
   emit(5, '(br_if $packed (i32.ge_u (local.get $p) (local.get $panels)))');
+  emit(5, '(local.set $p1 (select (local.get $panels) (i32.add (local.get $p) (local.get $bChunk))');
+  emit(6, '(i32.lt_u (local.get $panels) (i32.add (local.get $p) (local.get $bChunk)))))');
   emit(5, '(call $packB_panels (local.get $transB) (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (local.get $jc) (local.get $nc)');
-  emit(6, '(local.get $p) (select (local.get $panels) (i32.add (local.get $p) (local.get $bChunk))');
-  emit(7, '(i32.lt_u (local.get $panels) (i32.add (local.get $p) (local.get $bChunk)))) (local.get $buf))');
+  emit(6, '(local.get $p) (local.get $p1) (local.get $buf))');
+  emit(5, '(drop (i32.atomic.rmw.add offset=64 (local.get $ctr) (i32.sub (local.get $p1) (local.get $p))))');
   emit(5, '(br $grabB)))');
-  emit(4, ';; 2. wait until every panel is packed');
-  emit(4, '(if (i32.eqz (call $barrier (local.get $sync) (local.get $T) (local.get $abort))) (then (return)))');
-  emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panels [floor(panels*jIdx/nJ), floor(panels*(jIdx+1)/nJ))');
+  emit(4, ';; 2. every panel packed, and every task of the previous block done');
+  emit(4, '(if (i32.eqz (call $await (i32.add (local.get $ctr) (i32.const 64)) (local.get $panels) (local.get $abort))) (then (return)))');
+  emit(4, '(if (local.get $it)');
+  emit(5, '(then (if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort))) (then (return))))');
+  emit(5, '(else (if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.const 1) (local.get $abort))) (then (return)))))');
+  emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panel pairs [floor(units*jIdx/nJ), floor(units*(jIdx+1)/nJ)),');
+  emit(4, ';; from segment self, then self + 1, ... (mod T); segment s is tasks [floor(tasks*s/T), floor(tasks*(s+1)/T))');
   emit(4, '(local.set $lastIc (i32.const -1))');
+  emit(4, '(local.set $seg (local.get $self))');
+  emit(4, '(local.set $segEnd (i32.div_u (i32.mul (local.get $tasks) (i32.add (local.get $seg) (i32.const 1))) (local.get $T)))');
   emit(4, '(block $tasksDone (loop $grabTask');
-  emit(5, '(local.set $task (i32.atomic.rmw.add offset=64 (local.get $ctr) (i32.const 1)))');
-  emit(5, '(br_if $tasksDone (i32.ge_u (local.get $task) (local.get $tasks)))');
+  emit(5, '(local.set $task (i32.add (i32.div_u (i32.mul (local.get $tasks) (local.get $seg)) (local.get $T))');
+  emit(6, '(i32.atomic.rmw.add offset=192 (i32.add (local.get $ctr) (i32.shl (local.get $seg) (i32.const 6))) (i32.const 1))))');
+  emit(5, '(if (i32.ge_u (local.get $task) (local.get $segEnd)) (then');
+  emit(6, ';; segment done: the next one, until back at our own');
+  emit(6, '(local.set $seg (i32.add (local.get $seg) (i32.const 1)))');
+  emit(6, '(if (i32.eq (local.get $seg) (local.get $T)) (then (local.set $seg (i32.const 0))))');
+  emit(6, '(br_if $tasksDone (i32.eq (local.get $seg) (local.get $self)))');
+  emit(6, '(local.set $segEnd (i32.div_u (i32.mul (local.get $tasks) (i32.add (local.get $seg) (i32.const 1))) (local.get $T)))');
+  emit(6, '(br $grabTask)))');
   emit(5, '(local.set $icIdx (i32.div_u (local.get $task) (local.get $nJ)))');
   emit(5, '(local.set $jIdx (i32.sub (local.get $task) (i32.mul (local.get $icIdx) (local.get $nJ))))');
   emit(5, '(local.set $ic (i32.mul (local.get $icIdx) (local.get $mcT)))');
@@ -503,8 +525,9 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(if (i32.ne (local.get $icIdx) (local.get $lastIc)) (then');
   emit(6, '(call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))');
   emit(6, '(local.set $lastIc (local.get $icIdx))))');
-  emit(5, `(local.set $jr (i32.mul (i32.div_u (i32.mul (local.get $panels) (local.get $jIdx)) (local.get $nJ)) (i32.const ${NR})))`);
-  emit(5, `(local.set $j1 (i32.mul (i32.div_u (i32.mul (local.get $panels) (i32.add (local.get $jIdx) (i32.const 1))) (local.get $nJ)) (i32.const ${NR})))`);
+  emit(5, `(local.set $jr (i32.mul (i32.div_u (i32.mul (local.get $units) (local.get $jIdx)) (local.get $nJ)) (i32.const ${2 * NR})))`);
+  emit(5, `(local.set $j1 (i32.mul (i32.div_u (i32.mul (local.get $units) (i32.add (local.get $jIdx) (i32.const 1))) (local.get $nJ)) (i32.const ${2 * NR})))`);
+  emit(5, '(if (i32.gt_u (local.get $j1) (local.get $nc)) (then (local.set $j1 (local.get $nc))))');
   emit(5, '(block $chunkDone (loop $jrLoop');
   emit(6, '(br_if $chunkDone (i32.ge_u (local.get $jr) (local.get $j1)))');
   emit(6, '(call $kernel (local.get $kc) (local.get $packA)');
@@ -515,6 +538,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(7, '(local.get $scratch))');
   emit(6, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(6, '(br $jrLoop)))');
+  emit(5, '(drop (i32.atomic.rmw.add offset=128 (local.get $ctr) (i32.const 1)))');
   emit(5, '(br $grabTask)))');
   emit(4, '(local.set $it (i32.add (local.get $it) (i32.const 1)))');
   emit(4, `(local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);

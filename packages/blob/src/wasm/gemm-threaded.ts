@@ -66,7 +66,7 @@ const B_PANELS_PER_GRAB = 4;
 export interface CoopPlan {
   /** Rows of op(A) per task: a multiple of MR, at most MC. */
   mcT: number;
-  /** Column chunks the B panels of a block are cut into (tasks = ceil(M / mcT) · nJ). */
+  /** Column chunks (whole pairs of NR-wide panels) of a block (tasks = ceil(M / mcT) · nJ). */
   nJ: number;
   /** (jc, pc) blocks: ceil(N / NC) · ceil(K / KC). */
   blocks: number;
@@ -78,12 +78,15 @@ export function coopPlan(T: number, M: number, N: number, K: number, blk: Blocki
   const { MR, NR, MC, KC, NC } = blk;
   const want = TASKS_PER_THREAD * T;
   let mcT = MC;
-  // Few row blocks: thinner ones (not below 32 rows, where a B micro-panel would be reused too little).
-  if (Math.ceil(M / MC) < want) mcT = Math.min(MC, Math.max(Math.min(32, roundUp(M, MR)), roundUp(Math.ceil(M / want), MR)));
+  // Fewer row blocks than threads: thinner ones (not below 32 rows, where a B micro-panel would
+  // be reused too little); more tasks come from cutting the columns.
+  if (Math.ceil(M / MC) < T) mcT = Math.min(MC, Math.max(Math.min(32, roundUp(M, MR)), roundUp(Math.ceil(M / T), MR)));
   const nIc = Math.ceil(M / mcT);
   const nc = Math.min(NC, N), kc = Math.min(KC, K);
   const panels = Math.ceil(nc / NR);
-  const nJ = Math.max(1, Math.min(panels, Math.max(Math.ceil((2 * mcT * nc * kc) / TASK_FLOPS), Math.ceil(want / nIc))));
+  // Chunks are whole pairs of panels (64-byte lines of C are never written by two threads).
+  const units = Math.ceil(panels / 2);
+  const nJ = Math.max(1, Math.min(units, Math.max(Math.ceil((2 * mcT * nc * kc) / TASK_FLOPS), Math.ceil(want / nIc))));
   return { mcT, nJ, blocks: Math.ceil(N / NC) * Math.ceil(K / KC), bFloats: kc * panels * NR };
 }
 
@@ -215,7 +218,7 @@ function coop(
   const packA = align(4 * plan.mcT * kc), scratch = align(4 * MR * NR);
   const perThread = packA + scratch;
   const bBytes = align(4 * plan.bFloats);
-  const syncBytes = align(128 + 128 * plan.blocks);
+  const syncBytes = align(128 + 64 * (T + 3) * plan.blocks);
   const bytes = syncBytes + 2 * bBytes + T * perThread +
     (oA < 0 ? align(4 * M * K) : 0) + (oB < 0 ? align(4 * K * N) : 0) + (oC < 0 ? 4 * M * N : 0);
   const { base, i32, f32 } = e.scratch(bytes, 'gemm (threads)');
@@ -236,13 +239,18 @@ function coop(
     lists[t]!.gemmMt(transA ? 1 : 0, transB ? 1 : 0, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, N,
       w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ, B_PANELS_PER_GRAB, e.errorWordAt);
   }
-  // op(B) first: the workers pack it while the caller stages op(A) and C (they wait for those
-  // at the barrier after packing, which the caller reaches only once it has staged them).
+  // op(B) first: the workers pack it while the caller stages op(A) and C; they start on their
+  // tasks once the caller sets the go word (the second line of the sync words).
   if (oB < 0) f32.set(B.subarray(0, K * N), pB >> 2);
+  const go = (sync + 64) >> 2;
+  const stageLater = oA < 0 || (oC < 0 && beta !== 0);
+  if (!stageLater) i32[go] = 1;
   e.run(lists, 'gemm (threads)', {
     beforeOwn: () => {
+      if (!stageLater) return;
       if (oA < 0) f32.set(A.subarray(0, M * K), pA >> 2);
       if (oC < 0 && beta !== 0) f32.set(C.subarray(0, M * N), pC >> 2);
+      Atomics.store(i32, go, 1);
     },
   });
   if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + M * N));

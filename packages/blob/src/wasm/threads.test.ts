@@ -134,29 +134,56 @@ describe('coopPlan', () => {
       expect(p.mcT % blk.MR).toBe(0);
       expect(p.mcT).toBeLessThanOrEqual(blk.MC);
       const panels = Math.ceil(Math.min(N!, blk.NC) / blk.NR);
-      expect(p.nJ).toBeLessThanOrEqual(panels);
-      // Enough tasks unless the product has fewer micro-panels than that.
-      if (panels * Math.ceil(M! / blk.MR) >= 8) expect(Math.ceil(M! / p.mcT) * p.nJ).toBeGreaterThanOrEqual(8);
+      expect(p.nJ).toBeLessThanOrEqual(Math.ceil(panels / 2));
+      // Enough tasks unless the product is too narrow for that.
+      if (Math.ceil(panels / 2) >= 8) expect(Math.ceil(M! / p.mcT) * p.nJ).toBeGreaterThanOrEqual(8);
       expect(p.blocks).toBe(Math.ceil(N! / blk.NC) * Math.ceil(K! / blk.KC));
       expect(p.bFloats).toBe(Math.min(K!, blk.KC) * panels * blk.NR);
     }
     expect(coopPlan(2, 2048, 2048, 2048, blk).mcT).toBe(128); // enough row blocks: full MC
-    expect(coopPlan(2, 512, 512, 512, blk).mcT).toBe(64);
+    expect(coopPlan(2, 512, 512, 512, blk).mcT).toBe(128);
+    expect(coopPlan(2, 64, 3136, 576, blk).mcT).toBe(32); // one block of rows per thread
   });
 });
 
-describe('a failing thread does not leave the others waiting in gemm_mt', () => {
-  it('the caller gives up at the barrier once the worker has failed, and the job throws', async () => {
+describe('gemm_mt on its own (command lists written by hand)', () => {
+  // A 64x64x64 product in a scratch block: A, B, C, packA, two B buffers, the tile, sync words.
+  function layout(e: NonNullable<ReturnType<typeof engine>>) {
+    const { base, f32, i32 } = e.scratch(1 << 20, 'test');
+    const at = (k: number) => base + k * 65536;
+    const rng = new Rng(5);
+    f32.set(randomArray(rng, 64 * 64), at(1) >> 2);
+    f32.set(randomArray(rng, 64 * 64), at(2) >> 2);
+    i32.fill(0, at(7) >> 2, (at(7) >> 2) + 112); // 128 + 64·(T + 3) bytes of sync words
+    const args = (sync: number) => [0, 0, 64, 64, 64, 1, at(1), 64, at(2), 64, 0, at(3), 64,
+      at(4), at(5), at(6), at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4, e.errorWordAt] as const;
+    return { at, args, f32, i32 };
+  }
+
+  it('a list that runs after the other has done all the work finds nothing left and returns', async () => {
     expect(await initThreads(2)).toBe(2);
     const e = engine()!;
-    const { base } = e.scratch(1 << 20, 'test');
+    const { at, args, f32, i32 } = layout(e);
+    i32[(at(7) + 64) >> 2] = 1; // go: operands in place
+    const lists = e.lists(2, true);
+    // Both threads' shares in the caller's list (the worker's is empty): they run one after the other.
+    lists[0]!.gemmMt(...args(at(7)));
+    lists[0]!.gemmMt(...args(at(7)));
+    e.run(lists, 'gemm test');
+    const A = f32.slice(at(1) >> 2, (at(1) >> 2) + 4096), B = f32.slice(at(2) >> 2, (at(2) >> 2) + 4096);
+    const want = new Float32Array(4096);
+    createWasmGemmKernel({ relaxed: true, threads: 1 })!(false, false, 64, 64, 64, 1, A, B, 0, want);
+    expect(Array.from(e.views().f32.subarray(at(3) >> 2, (at(3) >> 2) + 4096))).toEqual(Array.from(want));
+  });
+
+  it('a failing worker does not leave the caller waiting: it gives up and the job throws', async () => {
+    expect(await initThreads(2)).toBe(2);
+    const e = engine()!;
+    const { at, args } = layout(e);
     const lists = e.lists(2, false);
-    // Valid arguments for the caller (a 64x64x64 product in the scratch block); the worker's
-    // sync words lie past the memory, so its first atomic access traps.
-    const args = (sync: number) => [0, 0, 64, 64, 64, 1, base + 65536, 64, base + 2 * 65536, 64, 0, base + 3 * 65536, 64,
-      base, base + 4 * 65536, base + 5 * 65536, base + 6 * 65536, sync, 2, 64, 1, 4, e.errorWordAt] as const;
-    new Int32Array(e.memory.buffer, base + 7 * 65536, 64).fill(0);
-    lists[0]!.gemmMt(...args(base + 7 * 65536));
+    // The go word stays 0, so the caller waits for it after packing B; the worker's sync words
+    // lie past the memory, so its first atomic access traps and it flags the job's error word.
+    lists[0]!.gemmMt(...args(at(7)));
     lists[1]!.gemmMt(...args(0x7fff0000));
     expect(() => e.run(lists, 'gemm test')).toThrow(/gemm test: a kernel worker thread failed/);
   });
