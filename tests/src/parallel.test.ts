@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { defaultLayerRegistry, Layer, registerBuiltinLayers, type LayerContext } from '@caffe-ts/layers';
 import { formatKey, openDatumDb, registerDataLayers } from '@caffe-ts/io-leveldb';
 import { createMessage, encodeDatum, type Datum, type LayerParameter, type SolverParameter } from '@caffe-ts/proto';
+import type { Solver } from '@caffe-ts/solver';
 import { createNodeSolver } from '@caffe-ts/solver/node';
 import { availableCores, createParallelSolver, DataParallel, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
 import { getNumThreads, type Blob } from '@caffe-ts/blob';
@@ -211,6 +212,40 @@ describe('data-parallel training', () => {
     await expect(createParallelSolver(solverParam(5), { workers: 2, mode: 'split', register: REGISTER, log: false }, { log: false, rootDir: dir.path })).rejects.toThrow(
       ParallelConfigError,
     );
+  });
+
+  it('split mode posts each next step early; params written between iterations make the workers compute it again on the same batch', async () => {
+    // A callback that halves ip1's weights after iterations 10 and 20 (as a user's could).
+    const halve = (solver: Solver) => ({
+      onIteration: (info: { iter: number }) => {
+        if (info.iter % 10 !== 0) return;
+        const w = solver.net.learnableParams[0]!.mutableCpuData();
+        for (let i = 0; i < w.length; i++) w[i] = w[i]! / 2;
+      },
+    });
+    const run = async (parallel: boolean) => {
+      const param = solverParam(8);
+      const common = { log: false, rootDir: dir.path };
+      const dp = parallel ? new DataParallel({ workers: 2, mode: 'split', register: REGISTER, log: false }) : null;
+      const solver = await createNodeSolver(param, dp ? { ...common, netFactoryAsync: dp.netFactoryAsync } : common);
+      const losses: number[] = [];
+      try {
+        await dp?.attach(solver);
+        solver.addCallback(halve(solver));
+        solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+        await solver.step(15);
+        await solver.step(15);
+        return { losses, early: dp?.earlySteps };
+      } finally {
+        await solver.close();
+      }
+    };
+    const serial = await run(false);
+    const split = await run(true);
+    expectClose(split.losses, serial.losses);
+    // 29 iterations follow another in the same step() call (the first of each call is posted
+    // normally): 2 after a halving (iterations 11 and 21) were computed again.
+    expect(split.early).toEqual({ used: 26, redone: 2 });
   });
 
   it('snapshot at an epoch boundary, then resume with workers: iterations 9..16 are those of the uninterrupted run', async () => {

@@ -17,13 +17,17 @@ export const CTRL = {
   ERROR: 3,
   /** Workers that finished setting up. */
   READY: 4,
-  /** The command's argument (TEST: the number of batches; REDUCE: 1 when an UPDATE follows). */
+  /** The command's argument (TEST: the number of batches; REDUCE: 1 when an UPDATE follows; STEP, UPDATE: see CMD). */
   ARG: 5,
 } as const;
 export const CTRL_WORDS = 8;
 
 export const CMD = {
-  /** Clear diffs, iter_size × forward/backward on this replica's batches, write the loss, count DONE. */
+  /**
+   * Clear diffs, iter_size × forward/backward on this replica's batches, write the loss, count
+   * DONE. ARG 1: the same again on the batch of the last step (its params changed after it was
+   * posted early).
+   */
   STEP: 1,
   /** Close the net and leave. */
   EXIT: 2,

@@ -32,20 +32,22 @@ export const runTimes = { prepareMs: 0 };
 
 /**
  * prepare → forward (→ backward) one layer at a time, as Net.forwardBackward does, so that a
- * failure can name its layer. Returns the weighted loss.
+ * failure can name its layer. Returns the weighted loss. `from`: the first layer to run (the
+ * layers before keep their tops: a step computed again on the same batch starts after the data
+ * layers).
  */
-export async function runLayers(net: Net, backward: boolean): Promise<number> {
+export async function runLayers(net: Net, backward: boolean, from = 0): Promise<number> {
   const n = net.layers.length;
   let i = 0;
   try {
     const t0 = performance.now();
-    for (i = 0; i < n; i++) {
+    for (i = from; i < n; i++) {
       const layer = net.layers[i]!;
       if (layer.prepare) await layer.prepare();
     }
     runTimes.prepareMs += performance.now() - t0;
     let loss = 0;
-    for (i = 0; i < n; i++) loss += net.forwardFromTo(i, i);
+    for (i = from; i < n; i++) loss += net.forwardFromTo(i, i);
     if (backward) for (i = n - 1; i >= 0; i--) net.backwardFromTo(i, i);
     return loss;
   } catch (e) {

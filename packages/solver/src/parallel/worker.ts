@@ -112,7 +112,8 @@ function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } 
 /** Whether this replica's diffs are all zero (fresh arena, or just reduced: the reduction zeroes them). */
 let diffsClear = true;
 
-async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]): Promise<void> {
+/** `again`: compute the last step again on the same batch (its data layers' tops), with the current params. */
+async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[], again: boolean): Promise<void> {
   for (const f of frozen) f.mine.set(f.shared);
   // Other ranks (and the update) wrote the params since the last step, through their own views:
   // mark them written, so that caches keyed on a blob's data version see the new values.
@@ -120,7 +121,8 @@ async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]
   if (!diffsClear) net.clearParamDiffs();
   diffsClear = false;
   let loss = 0;
-  for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
+  if (again) loss = await runLayers(net, true, leadingSourceLayers(net));
+  else for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
   losses[init.rank] = loss;
 }
 
@@ -267,7 +269,7 @@ async function main(): Promise<void> {
     try {
       if (cmd === CMD.STEP) {
         during = 'step';
-        await step(net, frozen);
+        await step(net, frozen, Atomics.load(ctrl, CTRL.ARG) === 1);
       } else if (cmd === CMD.FORWARD) {
         during = 'forward';
         if (!init.forward) throw new Error('no forward job for this replica');
