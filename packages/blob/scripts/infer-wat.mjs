@@ -393,6 +393,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(2, '(param $SH i32) (param $SW i32) (param $PH i32) (param $PW i32) (param $y i32) (param $OH i32) (param $OW i32) (param $pad i32) (param $Hs i32) (param $Ws i32)');
   emit(2, '(local $c i32) (local $r i32) (local $WpB i32) (local $oy i32) (local $ox i32) (local $ky i32) (local $kx i32)');
   emit(2, '(local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $p i32) (local $OW4 i32) (local $ninf v128)');
+  emit(2, '(local $cpD i32) (local $cpS i32) (local $cpN i32) (local $cpI i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $q i32) (local $va v128) (local $vb v128)');
   emit(2, '(local.set $WpB (i32.shl (local.get $Ws) (i32.const 2)))');
   emit(2, '(local.set $OW4 (i32.and (local.get $OW) (i32.const -4)))');
   emit(2, '(local.set $ninf (f32x4.splat (f32.const -inf)))');
@@ -402,10 +403,10 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(3, '(local.set $r (i32.const 0))');
   emit(3, '(block $rDone (loop $rLoop');
   emit(4, '(br_if $rDone (i32.ge_s (local.get $r) (local.get $H)))');
-  emit(4, '(memory.copy');
-  emit(5, '(i32.add (local.get $pad) (i32.add (i32.mul (i32.add (local.get $r) (local.get $PH)) (local.get $WpB)) (i32.shl (local.get $PW) (i32.const 2))))');
-  emit(5, '(i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $H)) (local.get $r)) (local.get $W)) (i32.const 2)))');
-  emit(5, '(i32.shl (local.get $W) (i32.const 2)))');
+  emit(4, '(local.set $cpD (i32.add (local.get $pad) (i32.add (i32.mul (i32.add (local.get $r) (local.get $PH)) (local.get $WpB)) (i32.shl (local.get $PW) (i32.const 2)))))');
+  emit(4, '(local.set $cpS (i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $H)) (local.get $r)) (local.get $W)) (i32.const 2))))');
+  emit(4, '(local.set $cpN (i32.shl (local.get $W) (i32.const 2)))');
+  for (const l of rowCopyWat('$cpD', '$cpS', '$cpN', '$cpI')) emit(4, l);
   emit(4, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
   emit(4, '(br $rLoop)))');
   emit(3, '(local.set $oy (i32.const 0))');
@@ -413,6 +414,43 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(4, '(br_if $oyDone (i32.ge_s (local.get $oy) (local.get $OH)))');
   emit(4, '(local.set $yrow (i32.add (local.get $y) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $OH)) (local.get $oy)) (local.get $OW)) (i32.const 2))))');
   emit(4, '(local.set $ox (i32.const 0))');
+  // 3×3 windows at strides 1 and 2 (CaffeNet's, GoogLeNet's, SqueezeNet's, ResNet's pools): the
+  // nine taps unrolled in the loops' order (ky, then kx), four outputs per step, then the row's
+  // last 1–3 outputs as one vector whose lanes past the row are not stored (its loads stay in the
+  // scratch row and its slack, which is NaN and never picked).
+  const MEV = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', MOD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  emit(4, '(if (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3))) (i32.le_u (local.get $SW) (i32.const 2))) (then');
+  emit(5, '(local.set $r0 (i32.add (local.get $pad) (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $WpB))))');
+  emit(5, '(local.set $r1 (i32.add (local.get $r0) (local.get $WpB)))');
+  emit(5, '(local.set $r2 (i32.add (local.get $r1) (local.get $WpB)))');
+  emit(5, '(block $m3Done (loop $m3Loop');
+  emit(6, '(br_if $m3Done (i32.ge_s (local.get $ox) (local.get $OW)))');
+  emit(6, '(local.set $acc (local.get $ninf))');
+  emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
+  emit(6, '(if (i32.eq (local.get $SW) (i32.const 1)) (then');
+  for (let ky = 0; ky < 3; ky++) {
+    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+    for (let kx = 0; kx < 3; kx++) emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (v128.load offset=${4 * kx} (local.get $q))))`);
+  }
+  emit(6, ') (else');
+  for (let ky = 0; ky < 3; ky++) {
+    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+    emit(7, '(local.set $va (v128.load (local.get $q)))');
+    emit(7, '(local.set $vb (v128.load offset=16 (local.get $q)))');
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (v128.load offset=8 (local.get $q)) (v128.load offset=24 (local.get $q)))))`);
+  }
+  emit(6, '))');
+  emit(6, '(local.set $q (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))))');
+  emit(6, '(if (i32.le_s (i32.add (local.get $ox) (i32.const 4)) (local.get $OW)) (then (v128.store (local.get $q) (local.get $acc))) (else');
+  emit(7, '(f32.store (local.get $q) (f32x4.extract_lane 0 (local.get $acc)))');
+  emit(7, '(if (i32.lt_s (i32.add (local.get $ox) (i32.const 1)) (local.get $OW)) (then (f32.store offset=4 (local.get $q) (f32x4.extract_lane 1 (local.get $acc)))))');
+  emit(7, '(if (i32.lt_s (i32.add (local.get $ox) (i32.const 2)) (local.get $OW)) (then (f32.store offset=8 (local.get $q) (f32x4.extract_lane 2 (local.get $acc)))))');
+  emit(6, '))');
+  emit(6, '(local.set $ox (i32.add (local.get $ox) (i32.const 4)))');
+  emit(6, '(br $m3Loop)))');
+  emit(4, '))');
   for (const sw of [1, 2]) {
     emit(4, `(if (i32.eq (local.get $SW) (i32.const ${sw})) (then`);
     emit(5, `(block $mv${sw}Done (loop $mv${sw}Loop`);

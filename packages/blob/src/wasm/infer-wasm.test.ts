@@ -187,6 +187,8 @@ describe('WebAssembly inference kernels', () => {
   it.each([
     [2, 7, 9, [3, 3], [2, 2], [0, 0]], [3, 8, 8, [3, 3], [1, 1], [1, 1]], [1, 13, 13, [3, 3], [2, 2], [1, 1]],
     [2, 6, 11, [2, 3], [3, 3], [1, 0]], [1, 5, 5, [5, 5], [1, 1], [0, 0]], [4, 14, 14, [2, 2], [2, 2], [0, 0]],
+    // 3×3 (unrolled taps) with 1-, 2- and 3-output row tails, and a stride-2 height with stride-1 width.
+    [2, 9, 37, [3, 3], [2, 2], [0, 0]], [1, 6, 23, [3, 3], [1, 1], [1, 1]], [2, 5, 20, [3, 3], [1, 1], [0, 0]], [1, 9, 10, [3, 3], [2, 1], [1, 1]],
   ] as [number, number, number, number[], number[], number[]][])('maxPool %i planes %i×%i kernel %j stride %j pad %j matches the definition', (planes, H, W, k2, s2, p2) => {
     const k = kernels();
     const [KH, KW] = k2 as [number, number], [SH, SW] = s2 as [number, number], [PH, PW] = p2 as [number, number];
