@@ -32,28 +32,38 @@ export function generateUpdateWat() {
   emit(1, '(import "env" "memory" (memory 0 65536 shared))');
 
   /**
-   * The reduction of four floats at byte offset $o into $slo/$shi (float64, scaled, rounded to
-   * float32 and back) and, with `store`, into d_0.
+   * The reduction of four floats at byte offset $o into $slo/$shi (float64 of the float32-rounded
+   * scaled sums; lanes 0, 1 and 2, 3) and, with `store`, into d_0. `two`: exactly two ranks
+   * (straight-line code instead of the loop over ranks).
    */
-  const reduceVec = (indent, store) => {
+  const reduceVec = (indent, store, two) => {
     emit(indent, '(local.set $v (v128.load ' + at('$g', '$o') + '))');
     emit(indent, '(local.set $slo (f64x2.promote_low_f32x4 (local.get $v)))');
     emit(indent, `(local.set $shi ${hiLanes('(local.get $v)')})`);
     emit(indent, '(local.set $p (i32.add (local.get $g) (local.get $o)))');
-    emit(indent, '(local.set $r (i32.const 1))');
-    emit(indent, '(block $rD (loop $rL');
-    emit(indent + 1, '(br_if $rD (i32.ge_u (local.get $r) (local.get $ranks)))');
-    emit(indent + 1, '(local.set $p (i32.add (local.get $p) (local.get $stride)))');
-    emit(indent + 1, '(local.set $v (v128.load (local.get $p)))');
-    emit(indent + 1, '(local.set $slo (f64x2.add (local.get $slo) (f64x2.promote_low_f32x4 (local.get $v))))');
-    emit(indent + 1, `(local.set $shi (f64x2.add (local.get $shi) ${hiLanes('(local.get $v)')}))`);
-    emit(indent + 1, '(v128.store (local.get $p) (v128.const i32x4 0 0 0 0))');
-    emit(indent + 1, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
-    emit(indent + 1, '(br $rL)))');
-    emit(indent, '(local.set $v ' + demote('(f64x2.mul (local.get $slo) (local.get $sc))', '(f64x2.mul (local.get $shi) (local.get $sc))') + ')');
-    if (store) emit(indent, '(v128.store ' + at('$g', '$o') + ' (local.get $v))');
-    emit(indent, '(local.set $slo (f64x2.promote_low_f32x4 (local.get $v)))');
-    emit(indent, `(local.set $shi ${hiLanes('(local.get $v)')})`);
+    const addRank = (ind) => {
+      emit(ind, '(local.set $p (i32.add (local.get $p) (local.get $stride)))');
+      emit(ind, '(local.set $v (v128.load (local.get $p)))');
+      emit(ind, '(local.set $slo (f64x2.add (local.get $slo) (f64x2.promote_low_f32x4 (local.get $v))))');
+      emit(ind, `(local.set $shi (f64x2.add (local.get $shi) ${hiLanes('(local.get $v)')}))`);
+      emit(ind, '(v128.store (local.get $p) (v128.const i32x4 0 0 0 0))');
+    };
+    if (two) {
+      addRank(indent);
+    } else {
+      emit(indent, '(local.set $r (i32.const 1))');
+      emit(indent, '(block $rD (loop $rL');
+      emit(indent + 1, '(br_if $rD (i32.ge_u (local.get $r) (local.get $ranks)))');
+      addRank(indent + 1);
+      emit(indent + 1, '(local.set $r (i32.add (local.get $r) (i32.const 1)))');
+      emit(indent + 1, '(br $rL)))');
+    }
+    // Each half rounded to float32 and back on its own (no shuffle to recombine).
+    emit(indent, '(local.set $slo (f32x4.demote_f64x2_zero (f64x2.mul (local.get $slo) (local.get $sc))))');
+    emit(indent, '(local.set $shi (f32x4.demote_f64x2_zero (f64x2.mul (local.get $shi) (local.get $sc))))');
+    if (store) emit(indent, '(v128.store ' + at('$g', '$o') + ' (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $slo) (local.get $shi)))');
+    emit(indent, '(local.set $slo (f64x2.promote_low_f32x4 (local.get $slo)))');
+    emit(indent, '(local.set $shi (f64x2.promote_low_f32x4 (local.get $shi)))');
   };
   /** The same for one float at $o into $s (float64 of the rounded value), stored with `store`. */
   const reduceOne = (indent, store) => {
@@ -73,17 +83,28 @@ export function generateUpdateWat() {
   const locals =
     '(local $o i32) (local $end4 i32) (local $end i32) (local $p i32) (local $r i32) (local $v v128) (local $slo v128) (local $shi v128) (local $sc v128) (local $s f64)';
 
+  /** The vector loop over [$o, $end4), for exactly two ranks or any number. */
+  const vectorLoops = (indent, body) => {
+    emit(indent, '(if (i32.eq (local.get $ranks) (i32.const 2))');
+    emit(indent + 1, '(then (block $vD (loop $vL');
+    emit(indent + 2, '(br_if $vD (i32.ge_u (local.get $o) (local.get $end4)))');
+    body(indent + 2, true);
+    emit(indent + 2, '(local.set $o (i32.add (local.get $o) (i32.const 16)))');
+    emit(indent + 2, '(br $vL))))');
+    emit(indent + 1, '(else (block $vD (loop $vL');
+    emit(indent + 2, '(br_if $vD (i32.ge_u (local.get $o) (local.get $end4)))');
+    body(indent + 2, false);
+    emit(indent + 2, '(local.set $o (i32.add (local.get $o) (i32.const 16)))');
+    emit(indent + 2, '(br $vL)))))');
+  };
+
   // ---- reduce(g, stride, ranks, n, scale) ----
   emit(1, '(func (export "reduce") (param $g i32) (param $stride i32) (param $ranks i32) (param $n i32) (param $scale f64)');
   emit(2, locals);
   emit(2, '(local.set $sc (f64x2.splat (local.get $scale)))');
   emit(2, '(local.set $end (i32.shl (local.get $n) (i32.const 2)))');
   emit(2, '(local.set $end4 (i32.and (local.get $end) (i32.const -16)))');
-  emit(2, '(block $vD (loop $vL');
-  emit(3, '(br_if $vD (i32.ge_u (local.get $o) (local.get $end4)))');
-  reduceVec(3, true);
-  emit(3, '(local.set $o (i32.add (local.get $o) (i32.const 16)))');
-  emit(3, '(br $vL)))');
+  vectorLoops(2, (ind, two) => reduceVec(ind, true, two));
   emit(2, '(block $sD (loop $sL');
   emit(3, '(br_if $sD (i32.ge_u (local.get $o) (local.get $end)))');
   reduceOne(3, true);
@@ -106,34 +127,28 @@ export function generateUpdateWat() {
     emit(2, '(local.set $mv (f64x2.splat (local.get $mom)))');
     emit(2, '(local.set $end (i32.shl (local.get $n) (i32.const 2)))');
     emit(2, '(local.set $end4 (i32.and (local.get $end) (i32.const -16)))');
-    emit(2, '(block $vD (loop $vL');
-    emit(3, '(br_if $vD (i32.ge_u (local.get $o) (local.get $end4)))');
-    // The diff, reduced: $slo/$shi (float64 of float32 values).
-    reduceVec(3, false);
-    emit(3, '(local.set $wv (v128.load ' + at('$w', '$o') + '))');
-    emit(3, '(local.set $hv (v128.load ' + at('$h', '$o') + '))');
-    if (decay) {
-      // t = fround(g + decay·w)
-      emit(3, '(local.set $v ' + demote(
-        '(f64x2.add (local.get $slo) (f64x2.mul (local.get $dv) (f64x2.promote_low_f32x4 (local.get $wv))))',
-        `(f64x2.add (local.get $shi) (f64x2.mul (local.get $dv) ${hiLanes('(local.get $wv)')}))`,
+    vectorLoops(2, (ind, two) => {
+      // The diff, reduced: $slo/$shi (float64 of float32 values).
+      reduceVec(ind, false, two);
+      emit(ind, '(local.set $wv (v128.load ' + at('$w', '$o') + '))');
+      emit(ind, '(local.set $hv (v128.load ' + at('$h', '$o') + '))');
+      if (decay) {
+        // t = fround(g + decay·w), each half.
+        emit(ind, '(local.set $slo (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (f64x2.add (local.get $slo) (f64x2.mul (local.get $dv) (f64x2.promote_low_f32x4 (local.get $wv)))))))');
+        emit(ind, `(local.set $shi (f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero (f64x2.add (local.get $shi) (f64x2.mul (local.get $dv) ${hiLanes('(local.get $wv)')})))))`);
+      }
+      // step = fround(lr·t + momentum·h)
+      emit(ind, '(local.set $v ' + demote(
+        '(f64x2.add (f64x2.mul (local.get $lrv) (local.get $slo)) (f64x2.mul (local.get $mv) (f64x2.promote_low_f32x4 (local.get $hv))))',
+        `(f64x2.add (f64x2.mul (local.get $lrv) (local.get $shi)) (f64x2.mul (local.get $mv) ${hiLanes('(local.get $hv)')}))`,
       ) + ')');
-      emit(3, '(local.set $slo (f64x2.promote_low_f32x4 (local.get $v)))');
-      emit(3, `(local.set $shi ${hiLanes('(local.get $v)')})`);
-    }
-    // step = fround(lr·t + momentum·h)
-    emit(3, '(local.set $v ' + demote(
-      '(f64x2.add (f64x2.mul (local.get $lrv) (local.get $slo)) (f64x2.mul (local.get $mv) (f64x2.promote_low_f32x4 (local.get $hv))))',
-      `(f64x2.add (f64x2.mul (local.get $lrv) (local.get $shi)) (f64x2.mul (local.get $mv) ${hiLanes('(local.get $hv)')}))`,
-    ) + ')');
-    emit(3, '(v128.store ' + at('$h', '$o') + ' (local.get $v))');
-    emit(3, '(v128.store ' + at('$g', '$o') + ' (local.get $v))');
-    emit(3, '(local.set $wv (f32x4.sub (local.get $wv) (local.get $v)))');
-    emit(3, '(v128.store ' + at('$w', '$o') + ' (local.get $wv))');
-    // w·0 is 0 for finite w and NaN for ±Inf/NaN (non-finite.ts's check).
-    emit(3, '(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $wv) (v128.const f32x4 0 0 0 0))))');
-    emit(3, '(local.set $o (i32.add (local.get $o) (i32.const 16)))');
-    emit(3, '(br $vL)))');
+      emit(ind, '(v128.store ' + at('$h', '$o') + ' (local.get $v))');
+      emit(ind, '(v128.store ' + at('$g', '$o') + ' (local.get $v))');
+      emit(ind, '(local.set $wv (f32x4.sub (local.get $wv) (local.get $v)))');
+      emit(ind, '(v128.store ' + at('$w', '$o') + ' (local.get $wv))');
+      // w·0 is 0 for finite w and NaN for ±Inf/NaN (non-finite.ts's check).
+      emit(ind, '(local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $wv) (v128.const f32x4 0 0 0 0))))');
+    });
     emit(2, '(block $sD (loop $sL');
     emit(3, '(br_if $sD (i32.ge_u (local.get $o) (local.get $end)))');
     reduceOne(3, false);
