@@ -392,12 +392,16 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * The cooperative GEMM of the shared builds (threads.ts runs it on every participating thread
  * at once; gemm-threaded.ts sets it up). It walks the same (jc, pc) blocks as "gemm", but the
  * threads share the work of each block instead of owning slabs of C:
- *   1. the NR-wide panels of op(B)[pc:+kc, jc:+nc] are packed once, into a buffer all threads
- *      read, a few panels per atomic grab (whoever is free packs the next ones);
- *   2. a thread waits until every panel is packed (for packers still busy, never for threads
- *      that have not started) and until every task of the previous block is done (the tasks
- *      of this block update the same C); before the first tasks, also until the caller has
- *      set the go word (it stages op(A) and C while the workers pack B);
+ *   1. the NR-wide panels of op(B)[pc:+kc, jc:+nc] are packed into a buffer all threads read,
+ *      in chunks of $bChunk panels claimed from an atomic counter (whoever is free packs the
+ *      next ones); each chunk has a byte flag "present" set by whoever packed it and a flag
+ *      "claimer done" set by the thread that claimed it;
+ *   2. a thread then packs itself every chunk not yet present (claimed by a thread that has
+ *      not finished it: packing is idempotent, so duplicated work is harmless, and nobody waits
+ *      for a thread that was descheduled in the middle of a chunk), and waits until every task
+ *      of the previous block is done (the tasks of this block update the same C); before the
+ *      first tasks, also until the caller has set the go word (it stages op(A) and C while the
+ *      workers pack B);
  *   3. tasks (an mcT-row block of op(A), packed privately, times one of nJ column chunks of the
  *      panels; numbered row block by row block) are grabbed one by one from atomic counters:
  *      the tasks are cut into T contiguous segments, thread t (by order of arrival) takes those
@@ -406,12 +410,17 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  *      caller staging operands, another process on its core, a worker still waking up) simply
  *      ends up doing fewer tasks: no step waits for a thread that is not working on something.
  * The B buffers alternate between blocks: packing block i + 2 into the buffer of block i starts
- * only after the wait of block i + 1, i.e. once every task of block i is done. Every element of
+ * only once every task of block i is done (the wait of block i + 1) and every claimer of a
+ * chunk of block i has finished writing it (a late claimer would overwrite the new data). Every element of
  * C sees the same operations in the same order as in "gemm", so results do not depend on the
  * thread count. A list whose thread arrives after all the work is done just returns.
  * Sync words at $sync (zeroed by the caller), each in its own 64-byte line: +0 arrival counter,
- * +64 go (nonzero once op(A) and C are in place), then per block i (stride 64*(T+3), from
- * +128): +0 B-panel grab counter, +64 panels packed,
+ * +64 go (nonzero once op(A) and C are in place), +128 the byte offset of the row-done words
+ * (one i32 per row block: tasks of the last block done on those rows, so the caller can copy
+ * finished rows of C out while others still compute), +132 the byte offset of the chunk flags
+ * (per block i at + 2*maxChunks*i: maxChunks "present" bytes, then maxChunks "claimer done"
+ * bytes), +136 maxChunks; then per block i (stride 64*(T+3), from +192): +0 chunk claim
+ * counter,
  * +128 tasks done, +192 + 64*s the grab counter of task segment s. Column chunks start at
  * multiples of 2*NR floats so that threads do not write the same cache lines of C.
  * Waits give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
@@ -453,18 +462,36 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(3, '(br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))');
   emit(1, ')');
   emit(0, '');
-  emit(1, ';; spin until the i32 at $at reaches $want: 1, or 0 once the i32 at $abort is nonzero');
-  emit(1, '(func $await (param $at i32) (param $want i32) (param $abort i32) (result i32)');
-  emit(2, '(loop $spin');
-  emit(3, '(if (i32.ge_u (i32.atomic.load (local.get $at)) (local.get $want)) (then (return (i32.const 1))))');
-  emit(3, '(br_if $spin (i32.eqz (i32.atomic.load (local.get $abort)))))');
-  emit(2, '(i32.const 0)');
-  emit(1, ')');
-  emit(0, '');
+  // Waits spin first (the events come within microseconds when every thread has a core), then,
+  // where the thread may block ($block), sleep in memory.atomic.wait32 for 50 us at a time, so
+  // that on an oversubscribed machine a waiting thread does not take the core from the thread
+  // it waits for. The events that end long waits also notify (the go word, a block's last task).
+  const SPINS = 40000;
+  for (const byte of [false, true]) {
+    const name = byte ? '$await8' : '$await';
+    emit(1, byte
+      ? ';; wait until the byte at $at is nonzero: 1, or 0 once the i32 at $abort is nonzero'
+      : ';; wait until the i32 at $at reaches $want: 1, or 0 once the i32 at $abort is nonzero');
+    emit(1, `(func ${name} (param $at i32) (param $want i32) (param $abort i32) (param $block i32) (result i32)`);
+    emit(2, '(local $n i32) (local $word i32)');
+    emit(2, '(loop $spin');
+    emit(3, byte
+      ? '(if (i32.atomic.load8_u (local.get $at)) (then (return (i32.const 1))))'
+      : '(if (i32.ge_u (i32.atomic.load (local.get $at)) (local.get $want)) (then (return (i32.const 1))))');
+    emit(3, '(if (i32.atomic.load (local.get $abort)) (then (return (i32.const 0))))');
+    emit(3, `(if (i32.and (local.get $block) (i32.gt_u (local.tee $n (i32.add (local.get $n) (i32.const 1))) (i32.const ${SPINS}))) (then`);
+    emit(4, `(local.set $word (i32.and (local.get $at) (i32.const ${byte ? -4 : -1})))`);
+    emit(4, '(drop (memory.atomic.wait32 (local.get $word) (i32.atomic.load (local.get $word)) (i64.const 50000)))))');
+    emit(3, '(br $spin))');
+    emit(2, '(unreachable)');
+    emit(1, ')');
+    emit(0, '');
+  }
   emit(1, ';; C = alpha*op(A)*op(B) + beta*C by $T threads together (see emitGemmMt in gemm-wat.mjs).');
   emit(1, ';; $packA, $scratch: this thread\'s (MC x KC and MR x NR floats); $packB0, $packB1: the shared');
   emit(1, ';; B buffers (min(KC, K) x min(NC, N) rounded up to NR, each); tasks are $mcT rows (a multiple');
-  emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panel pairs; $bChunk panels per B grab.');
+  emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panel pairs; $bChunk panels per B chunk');
+  emit(1, ';; (+ 65536 where this thread may sleep in memory.atomic.wait32 while it waits).');
   emit(1, '(func (export "gemm_mt") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)');
   emit(2, '(param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)');
   emit(2, '(param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB0 i32) (param $packB1 i32)');
@@ -472,7 +499,12 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(2, '(local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $it i32) (local $buf i32) (local $ctr i32)');
   emit(2, '(local $self i32) (local $seg i32) (local $segEnd i32) (local $units i32) (local $stride i32) (local $p1 i32)');
   emit(2, '(local $panels i32) (local $p i32) (local $nIc i32) (local $tasks i32) (local $task i32) (local $icIdx i32) (local $lastIc i32)');
-  emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32)');
+  emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32) (local $last i32)');
+  emit(2, '(local $chunks i32) (local $chunks1 i32) (local $chunks2 i32) (local $maxChunks i32) (local $fl i32) (local $c i32) (local $block i32)');
+  emit(2, '(local.set $maxChunks (i32.load offset=136 (local.get $sync)))');
+  emit(2, ';; $bChunk: panels per chunk in the low 16 bits, bit 16 set where this thread may block');
+  emit(2, '(local.set $block (i32.shr_u (local.get $bChunk) (i32.const 16)))');
+  emit(2, '(local.set $bChunk (i32.and (local.get $bChunk) (i32.const 65535)))');
   emit(2, '(local.set $nIc (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mcT) (i32.const 1))) (local.get $mcT)))');
   emit(2, '(local.set $tasks (i32.mul (local.get $nIc) (local.get $nJ)))');
   emit(2, '(local.set $stride (i32.shl (i32.add (local.get $T) (i32.const 3)) (i32.const 6)))');
@@ -487,22 +519,51 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(4, `(local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
   emit(4, '(local.set $betaK (select (local.get $beta) (f32.const 1) (i32.eqz (local.get $pc))))');
   emit(4, '(local.set $buf (select (local.get $packB1) (local.get $packB0) (i32.and (local.get $it) (i32.const 1))))');
-  emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 128) (i32.mul (local.get $it) (local.get $stride)))))');
-  emit(4, ';; 1. pack B panels, $bChunk per grab, counting those packed');
+  emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 192) (i32.mul (local.get $it) (local.get $stride)))))');
+  emit(4, ';; the last block: its tasks finish rows of C (counted in the row-done words)');
+  emit(4, `(local.set $last (i32.and (i32.ge_u (i32.add (local.get $jc) (i32.const ${NC})) (local.get $N)) (i32.ge_u (i32.add (local.get $pc) (i32.const ${KC})) (local.get $K))))`);
+  emit(4, '(local.set $chunks2 (local.get $chunks1))');
+  emit(4, '(local.set $chunks1 (local.get $chunks))');
+  emit(4, '(local.set $chunks (i32.div_u (i32.add (local.get $panels) (i32.sub (local.get $bChunk) (i32.const 1))) (local.get $bChunk)))');
+  emit(4, '(local.set $fl (i32.add (i32.load offset=132 (local.get $sync)) (i32.mul (local.get $it) (i32.shl (local.get $maxChunks) (i32.const 1)))))');
+  emit(4, ';; 0. the buffer was block it - 2\'s: every claimer of its chunks must be done writing');
+  emit(4, '(if (i32.ge_u (local.get $it) (i32.const 2)) (then');
+  emit(5, '(local.set $c (i32.const 0))');
+  emit(5, '(block $claimed (loop $check');
+  emit(6, '(br_if $claimed (i32.ge_u (local.get $c) (local.get $chunks2)))');
+  emit(6, '(if (i32.eqz (call $await8 (i32.add (i32.sub (local.get $fl) (i32.shl (local.get $maxChunks) (i32.const 2)))');
+  emit(7, '(i32.add (local.get $maxChunks) (local.get $c))) (i32.const 1) (local.get $abort) (local.get $block))) (then (return)))');
+  emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  emit(6, '(br $check)))))');
+  emit(4, ';; 1. claim chunks of B panels and pack them');
   emit(4, '(block $packed (loop $grabB');
-  emit(5, '(local.set $p (i32.atomic.rmw.add (local.get $ctr) (local.get $bChunk)))');
-  emit(5, '(br_if $packed (i32.ge_u (local.get $p) (local.get $panels)))');
+  emit(5, '(local.set $c (i32.atomic.rmw.add (local.get $ctr) (i32.const 1)))');
+  emit(5, '(br_if $packed (i32.ge_u (local.get $c) (local.get $chunks)))');
+  emit(5, '(local.set $p (i32.mul (local.get $c) (local.get $bChunk)))');
   emit(5, '(local.set $p1 (select (local.get $panels) (i32.add (local.get $p) (local.get $bChunk))');
   emit(6, '(i32.lt_u (local.get $panels) (i32.add (local.get $p) (local.get $bChunk)))))');
   emit(5, '(call $packB_panels (local.get $transB) (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (local.get $jc) (local.get $nc)');
   emit(6, '(local.get $p) (local.get $p1) (local.get $buf))');
-  emit(5, '(drop (i32.atomic.rmw.add offset=64 (local.get $ctr) (i32.sub (local.get $p1) (local.get $p))))');
+  emit(5, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))');
+  emit(5, '(i32.atomic.store8 (i32.add (i32.add (local.get $fl) (local.get $maxChunks)) (local.get $c)) (i32.const 1))');
   emit(5, '(br $grabB)))');
-  emit(4, ';; 2. every panel packed, and every task of the previous block done');
-  emit(4, '(if (i32.eqz (call $await (i32.add (local.get $ctr) (i32.const 64)) (local.get $panels) (local.get $abort))) (then (return)))');
+  emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it), then wait for');
+  emit(4, ';; the previous block\'s tasks (or, before the first tasks, for the go word)');
+  emit(4, '(local.set $c (i32.const 0))');
+  emit(4, '(block $helped (loop $help');
+  emit(5, '(br_if $helped (i32.ge_u (local.get $c) (local.get $chunks)))');
+  emit(5, '(if (i32.eqz (i32.atomic.load8_u (i32.add (local.get $fl) (local.get $c)))) (then');
+  emit(6, '(local.set $p (i32.mul (local.get $c) (local.get $bChunk)))');
+  emit(6, '(local.set $p1 (select (local.get $panels) (i32.add (local.get $p) (local.get $bChunk))');
+  emit(7, '(i32.lt_u (local.get $panels) (i32.add (local.get $p) (local.get $bChunk)))))');
+  emit(6, '(call $packB_panels (local.get $transB) (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (local.get $jc) (local.get $nc)');
+  emit(7, '(local.get $p) (local.get $p1) (local.get $buf))');
+  emit(6, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))))');
+  emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  emit(5, '(br $help)))');
   emit(4, '(if (local.get $it)');
-  emit(5, '(then (if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort))) (then (return))))');
-  emit(5, '(else (if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.const 1) (local.get $abort))) (then (return)))))');
+  emit(5, '(then (if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort) (local.get $block))) (then (return))))');
+  emit(5, '(else (if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.const 1) (local.get $abort) (local.get $block))) (then (return)))))');
   emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panel pairs [floor(units*jIdx/nJ), floor(units*(jIdx+1)/nJ)),');
   emit(4, ';; from segment self, then self + 1, ... (mod T); segment s is tasks [floor(tasks*s/T), floor(tasks*(s+1)/T))');
   emit(4, '(local.set $lastIc (i32.const -1))');
@@ -538,7 +599,11 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(7, '(local.get $scratch))');
   emit(6, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(6, '(br $jrLoop)))');
-  emit(5, '(drop (i32.atomic.rmw.add offset=128 (local.get $ctr) (i32.const 1)))');
+  emit(5, ';; count the task done; the block\'s last one wakes threads sleeping on the count');
+  emit(5, '(if (i32.eq (i32.add (i32.atomic.rmw.add offset=128 (local.get $ctr) (i32.const 1)) (i32.const 1)) (local.get $tasks)) (then');
+  emit(6, '(drop (memory.atomic.notify offset=128 (local.get $ctr) (i32.const -1)))))');
+  emit(5, '(if (local.get $last) (then');
+  emit(6, '(drop (i32.atomic.rmw.add (i32.add (i32.load offset=128 (local.get $sync)) (i32.shl (local.get $icIdx) (i32.const 2))) (i32.const 1)))))');
   emit(5, '(br $grabTask)))');
   emit(4, '(local.set $it (i32.add (local.get $it) (i32.const 1)))');
   emit(4, `(local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);

@@ -7,7 +7,8 @@
 // read, and the work on it is handed out in small tasks from an atomic counter, so a thread that
 // is held up (the caller staging operands, or another process on its core) just takes fewer
 // tasks instead of making the others wait at the end. The caller stages op(B) first, starts the
-// workers (they pack B meanwhile) and stages op(A) and C while they do.
+// workers (they pack B meanwhile) and stages op(A) and C while they do; at the end it copies
+// the rows of C that are finished while the others complete their last tasks.
 //
 // Without ready workers (they are still starting), or with CAFFE_TS_GEMM_COOP=off, the static
 // split below runs instead: each thread runs the module's blocked GEMM on its own contiguous slab of C with its
@@ -218,7 +219,11 @@ function coop(
   const packA = align(4 * plan.mcT * kc), scratch = align(4 * MR * NR);
   const perThread = packA + scratch;
   const bBytes = align(4 * plan.bFloats);
-  const syncBytes = align(128 + 64 * (T + 3) * plan.blocks);
+  const nIc = Math.ceil(M / plan.mcT);
+  const maxChunks = Math.ceil(plan.bFloats / (kc * NR) / B_PANELS_PER_GRAB);
+  const rowDoneAt = 192 + 64 * (T + 3) * plan.blocks;
+  const flagsAt = rowDoneAt + 4 * nIc;
+  const syncBytes = align(flagsAt + 2 * maxChunks * plan.blocks);
   const bytes = syncBytes + 2 * bBytes + T * perThread +
     (oA < 0 ? align(4 * M * K) : 0) + (oB < 0 ? align(4 * K * N) : 0) + (oC < 0 ? 4 * M * N : 0);
   const { base, i32, f32 } = e.scratch(bytes, 'gemm (threads)');
@@ -232,12 +237,17 @@ function coop(
   };
   const pA = reserve(oA, M * K), pB = reserve(oB, K * N), pC = reserve(oC, M * N);
   i32.fill(0, sync >> 2, (sync + syncBytes) >> 2);
+  i32[(sync + 128) >> 2] = sync + rowDoneAt;
+  i32[(sync + 132) >> 2] = sync + flagsAt;
+  i32[(sync + 136) >> 2] = maxChunks;
   const lda = transA ? M : K, ldb = transB ? K : N;
   const lists = e.lists(T, relaxed);
   for (let t = 0; t < T; t++) {
     const w = packB1 + bBytes + t * perThread;
     lists[t]!.gemmMt(transA ? 1 : 0, transB ? 1 : 0, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, N,
-      w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ, B_PANELS_PER_GRAB, e.errorWordAt);
+      w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ,
+      // bit 16: the thread may sleep while it waits (workers always; the caller where allowed)
+      B_PANELS_PER_GRAB | (t > 0 || e.callerMayBlock ? 65536 : 0), e.errorWordAt);
   }
   // op(B) first: the workers pack it while the caller stages op(A) and C; they start on their
   // tasks once the caller sets the go word (the second line of the sync words).
@@ -245,13 +255,31 @@ function coop(
   const go = (sync + 64) >> 2;
   const stageLater = oA < 0 || (oC < 0 && beta !== 0);
   if (!stageLater) i32[go] = 1;
+  // Rows of C to copy back: those whose last-block tasks are all done once the caller has run
+  // out of tasks are copied while the others finish, the rest after the join.
+  const copied = oC < 0 ? new Uint8Array(nIc) : null;
+  const copyRows = (ic: number) => {
+    const r0 = ic * plan.mcT, r1 = Math.min(M, r0 + plan.mcT);
+    C.set(f32.subarray((pC >> 2) + r0 * N, (pC >> 2) + r1 * N), r0 * N);
+  };
   e.run(lists, 'gemm (threads)', {
     beforeOwn: () => {
       if (!stageLater) return;
       if (oA < 0) f32.set(A.subarray(0, M * K), pA >> 2);
       if (oC < 0 && beta !== 0) f32.set(C.subarray(0, M * N), pC >> 2);
       Atomics.store(i32, go, 1);
+      Atomics.notify(i32, go);
+    },
+    afterOwn: () => {
+      if (!copied) return;
+      const rowDone = (sync + rowDoneAt) >> 2;
+      for (let ic = 0; ic < nIc; ic++) {
+        if (Atomics.load(i32, rowDone + ic) === plan.nJ) {
+          copyRows(ic);
+          copied[ic] = 1;
+        }
+      }
     },
   });
-  if (oC < 0) C.set(e.views().f32.subarray(pC >> 2, (pC >> 2) + M * N));
+  if (copied) for (let ic = 0; ic < nIc; ic++) if (!copied[ic]) copyRows(ic);
 }

@@ -154,7 +154,11 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     const rng = new Rng(5);
     f32.set(randomArray(rng, 64 * 64), at(1) >> 2);
     f32.set(randomArray(rng, 64 * 64), at(2) >> 2);
-    i32.fill(0, at(7) >> 2, (at(7) >> 2) + 112); // 128 + 64·(T + 3) bytes of sync words
+    // Sync words: 192 + 64·(T + 3) bytes, then the row-done word, then 2 · 2 chunk flag bytes.
+    i32.fill(0, at(7) >> 2, (at(7) >> 2) + 256);
+    i32[(at(7) + 128) >> 2] = at(7) + 512;
+    i32[(at(7) + 132) >> 2] = at(7) + 516;
+    i32[(at(7) + 136) >> 2] = 2; // 8 panels, 4 a chunk
     const args = (sync: number) => [0, 0, 64, 64, 64, 1, at(1), 64, at(2), 64, 0, at(3), 64,
       at(4), at(5), at(6), at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4, e.errorWordAt] as const;
     return { at, args, f32, i32 };
@@ -173,6 +177,21 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     const A = f32.slice(at(1) >> 2, (at(1) >> 2) + 4096), B = f32.slice(at(2) >> 2, (at(2) >> 2) + 4096);
     const want = new Float32Array(4096);
     createWasmGemmKernel({ relaxed: true, threads: 1 })!(false, false, 64, 64, 64, 1, A, B, 0, want);
+    expect(Array.from(e.views().f32.subarray(at(3) >> 2, (at(3) >> 2) + 4096))).toEqual(Array.from(want));
+  });
+
+  it('packs a chunk of B itself when its claimer has not finished it (no waiting on a stalled thread)', async () => {
+    expect(await initThreads(2)).toBe(2);
+    const e = engine()!;
+    const { at, args, f32, i32 } = layout(e);
+    i32[(at(7) + 64) >> 2] = 1; // go
+    i32[(at(7) + 192) >> 2] = 1; // chunk 0 of block 0 claimed by a thread that never packs it
+    const lists = e.lists(2, false);
+    lists[0]!.gemmMt(...args(at(7)));
+    e.run(lists, 'gemm test');
+    const A = f32.slice(at(1) >> 2, (at(1) >> 2) + 4096), B = f32.slice(at(2) >> 2, (at(2) >> 2) + 4096);
+    const want = new Float32Array(4096);
+    createWasmGemmKernel({ relaxed: false, threads: 1 })!(false, false, 64, 64, 64, 1, A, B, 0, want);
     expect(Array.from(e.views().f32.subarray(at(3) >> 2, (at(3) >> 2) + 4096))).toEqual(Array.from(want));
   });
 

@@ -476,6 +476,13 @@ export class Engine {
    * kernels (gemm_mt) stop waiting for each other once it is nonzero.
    */
   readonly errorWordAt = ERRORS * 4;
+  /**
+   * Whether the calling thread may sleep in Atomics.wait / memory.atomic.wait32 (Node's main
+   * thread and workers may; a browser page's main thread may not, and must spin).
+   */
+  get callerMayBlock(): boolean {
+    return this.canBlock && (isNode || typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined');
+  }
   private cachedViews: { buf: SharedArrayBuffer; i32: Int32Array; f32: Float32Array } | null = null;
   /** Blocks of the shared memory above the command regions (blob memory and job scratch). */
   readonly heap: KernelHeap;
