@@ -1,6 +1,8 @@
 import v8 from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Rng } from '../rng.js';
+import { setHostAllocator } from '../host-memory.js';
+import { Blob } from '../blob.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
 import { createWasmInferConv, defaultWasmInferConv, type ConvEpilogue, type WasmInferConv } from './infer-conv.js';
 import { engine, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo } from './threads.js';
@@ -163,6 +165,51 @@ describe('packed inference convolution on two kernel threads', () => {
       expect(two.innerProduct(M, N, K, a, b, 1, null, z2)).toBe(true);
       expect(one.innerProduct(M, N, K, a, b, 1, null, z1)).toBe(true);
       expect(bytes(z2).equals(bytes(z1))).toBe(true);
+    }
+  });
+
+  it('operands in the shared memory (wasm host allocator) are read and written in place, bit-identical to copied ones, at 1 and 2 threads', () => {
+    const one = createWasmInferConv()!;
+    const r = defaultWasmInferConv()!;
+    const prev = setHostAllocator('wasm');
+    try {
+      const shared = (n: number, from?: Float32Array) => {
+        const d = new Blob([n]).mutableCpuData() as Float32Array;
+        expect(engine()!.offsetOf(d)).toBeGreaterThanOrEqual(0);
+        if (from) d.set(from);
+        else d.fill(NaN);
+        return d;
+      };
+      // Direct (3×3 stride 2, two images), Winograd, 1×1 with a fused sum; depthwise; inner product.
+      const gd = geom({ channels: 6, height: 15, width: 13, outChannels: 10, strideH: 2, strideW: 2 });
+      const gw = geom({ channels: 16, height: 12, width: 11, outChannels: 16 });
+      const g1 = geom({ channels: 16, height: 12, width: 11, outChannels: 16, kernelH: 1, kernelW: 1, padH: 0, padW: 0 });
+      const gdw = geom({ channels: 16, height: 12, width: 11, outChannels: 16, group: 16 });
+      const xd = random(2 * 6 * 15 * 13), wd = random(10 * 6 * 9), xw = random(16 * 132), ww = random(16 * 16 * 9), w1 = random(16 * 16);
+      const wdw = random(16 * 9), other = random(16 * 132), ep: ConvEpilogue = { shift: random(16), relu: 0 };
+      const a = random(2 * 50), b = random(7 * 50), bias = random(7);
+      const refD = new Float32Array(2 * 10 * 8 * 7), refW = new Float32Array(16 * 132), ref1 = new Float32Array(16 * 132), refZ = new Float32Array(16 * 132);
+      const refDw = new Float32Array(16 * 132), refIp = new Float32Array(14);
+      expect(one.conv2d(gd, 2, xd, wd, 1, { relu: 0 }, refD)).toBe(true);
+      expect(one.conv2d(gw, 1, xw, ww, 1, ep, refW)).toBe(true);
+      expect(one.conv2d(g1, 1, refW, w1, 1, {}, ref1, undefined, { other, convFirst: false, c0: 1, c1: 2, relu: 0, z: refZ })).toBe(true);
+      expect(one.depthwise(gdw, 1, xw, wdw, ep, refDw)).toBe(true);
+      expect(one.innerProduct(2, 7, 50, a, b, 1, bias, refIp)).toBe(true);
+      for (const threads of [1, 2]) {
+        setNumThreads(threads);
+        const yd = shared(refD.length), yw = shared(refW.length), y1 = shared(ref1.length), z = shared(refZ.length), ydw = shared(refDw.length), yip = shared(14);
+        expect(r.conv2d(gd, 2, shared(xd.length, xd), wd, 1, { relu: 0 }, yd)).toBe(true);
+        expect(r.conv2d(gw, 1, shared(xw.length, xw), ww, 1, ep, yw, { x: 1, y: 2 })).toBe(true);
+        expect(r.conv2d(g1, 1, yw, w1, 1, {}, y1, { x: 2, y: 3 }, { other: shared(other.length, other), convFirst: false, c0: 1, c1: 2, relu: 0, z, zVersion: 4 })).toBe(true);
+        expect(r.depthwise(gdw, 1, shared(xw.length, xw), wdw, ep, ydw)).toBe(true);
+        expect(r.innerProduct(2, 7, 50, shared(100, a), b, 1, bias, yip)).toBe(true);
+        for (const [got, want] of [[yd, refD], [yw, refW], [y1, ref1], [z, refZ], [ydw, refDw], [yip, refIp]] as const) {
+          expect(bytes(got).equals(bytes(want))).toBe(true);
+        }
+      }
+    } finally {
+      setHostAllocator(prev);
+      setNumThreads(2);
     }
   });
 

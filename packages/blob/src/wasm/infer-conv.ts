@@ -21,7 +21,7 @@
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
-import { defaultWasmChoice } from './gemm-wasm.js';
+import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
 import type { InferModuleExports as PackedExports } from './infer-exports.js';
@@ -307,6 +307,23 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     return { xAt: hit ? slots[r!.slot]!.at : -1, ySlot };
   }
 
+  /**
+   * Byte offset of `a` when it is a view of this runner's memory (a blob of the 'wasm' host
+   * allocator, and this the runner over the kernel threads' shared memory), else -1. Such arrays
+   * are read and written where they are: no copy in or out.
+   */
+  const inMem = (a: Float32Array | null | undefined): number => (pool && a ? pool.offsetOf(a) : -1);
+
+  /**
+   * placeActivations, with x and y read and written in place where they are views of this memory
+   * (xOwn, yOwn ≥ 0: image n at xOwn + n·inBytes, yOwn + n·outBytes; no slots then).
+   */
+  function placeIO(num: number, x: Float32Array, y: Float32Array, inBytes: number, outBytes: number, io: ActivationVersions | undefined) {
+    const xOwn = inMem(x), yOwn = inMem(y);
+    const { xAt, ySlot } = placeActivations(num, x, inBytes, outBytes, xOwn >= 0 || yOwn >= 0 ? undefined : io);
+    return { xOwn, yOwn, xAt, ySlot };
+  }
+
   /** Records y (just copied out of slot `ySlot`) as the resident activation. */
   function keepResident(y: Float32Array, ySlot: number, bytes: number, io: ActivationVersions | undefined): void {
     if (ySlot >= 0 && io?.y !== undefined) resident = { array: y, version: io.y, slot: ySlot, bytes };
@@ -333,7 +350,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
    */
   function placeSum(sum: ConvSum | undefined, num: number, xAt: number, ySlot: number, imgOut: number): SumPlace | null {
     if (!sum) return null;
-    let zSlot = ySlot >= 0 && num === 1 && sum.zVersion !== undefined ? 1 - ySlot : -1;
+    let zSlot = ySlot >= 0 && num === 1 && sum.zVersion !== undefined && inMem(sum.z) < 0 ? 1 - ySlot : -1;
     // That slot may hold this call's input (a resident hit): never regrow it then.
     if (zSlot >= 0 && xAt >= 0 && slots[zSlot]!.bytes < 4 * imgOut) zSlot = -1;
     if (zSlot >= 0) {
@@ -354,10 +371,12 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
   /** Image n of the fused sum, the convolution's output at yAt (in this memory). */
   function applySum(sum: ConvSum, at: SumPlace, n: number, yAt: number, imgOut: number): void {
     const mem = f32();
-    mem.set(sum.other.subarray(n * imgOut, (n + 1) * imgOut), at.oAt >> 2);
-    const a = sum.convFirst ? yAt : at.oAt, b = sum.convFirst ? at.oAt : yAt;
-    k.sum2(a, b, at.zAt, imgOut, sum.c0, sum.c1, sum.relu === null ? 0 : 1, sum.relu ?? 0);
-    sum.z.set(mem.subarray(at.zAt >> 2, (at.zAt >> 2) + imgOut), n * imgOut);
+    const oOwn = inMem(sum.other), zOwn = inMem(sum.z);
+    const oAt = oOwn >= 0 ? oOwn + 4 * n * imgOut : at.oAt, zAt = zOwn >= 0 ? zOwn + 4 * n * imgOut : at.zAt;
+    if (oOwn < 0) mem.set(sum.other.subarray(n * imgOut, (n + 1) * imgOut), oAt >> 2);
+    const a = sum.convFirst ? yAt : oAt, b = sum.convFirst ? oAt : yAt;
+    k.sum2(a, b, zAt, imgOut, sum.c0, sum.c1, sum.relu === null ? 0 : 1, sum.relu ?? 0);
+    if (zOwn < 0) sum.z.set(mem.subarray(zAt >> 2, (zAt >> 2) + imgOut), n * imgOut);
   }
 
   /** After a call: z resident where it went to a slot, else y as keepResident does. */
@@ -493,9 +512,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       });
     }, () => scratch(scratchNeed) + pW);
     const base = scratch(scratchNeed);
-    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const { xOwn, yOwn, xAt, ySlot } = placeIO(num, x, y, 4 * imgIn, 4 * imgOut, io);
     const sumAt = placeSum(sum, num, xAt, ySlot, imgOut);
-    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
+    let yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
     const mem = f32();
     const a = (base + pA) >> 2, b = (base + pB) >> 2;
     for (let o = 0; o < O; o++) {
@@ -508,8 +527,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     // full panel lies in one "row".
     const flat = KH === 1 && KW === 1 && SH === 1 && SW === 1 && !padded;
     const h = flat ? 1 : Hp, w = flat ? H * W : Wp, ow = flat ? S : OW;
-    const xIn = xAt >= 0 ? xAt : base + pX;
-    const xp = padded ? base + pXp : xIn, planeP = 4 * Hp * Wp;
+    let xIn = xAt >= 0 ? xAt : base + pX;
+    let xp = padded ? base + pXp : xIn;
+    const planeP = 4 * Hp * Wp;
     const perGroup = blocks * colBlocks, units = G * perGroup;
     const T = cap > 1 ? planThreads(2 * O * K * S, units) : 1;
     /** Whether unit u has any work (a row or column block may be empty). */
@@ -528,7 +548,11 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       ];
     };
     for (let n = 0; n < num; n++) {
-      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (xOwn >= 0) {
+        xIn = xOwn + 4 * n * imgIn;
+        if (!padded) xp = xIn;
+      } else if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (yOwn >= 0) yAt = yOwn + 4 * n * imgOut;
       if (padded) k.padimg(xIn, C, H, W, PH, PW, xp);
       if (T > 1) {
         runThreaded(T, 'packed conv', (list, t) => {
@@ -551,8 +575,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           k.pconv(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!, a[16]!, a[17]!, a[18]!, a[19]!, a[20]!, a[21]!, a[22]!);
         }
       }
-      const out = f32();
-      y.set(out.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+      if (yOwn < 0) y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
       if (sum) applySum(sum, sumAt!, n, yAt, imgOut);
     }
     keepResidentAfter(y, ySlot, 4 * imgOut, io, sum, sumAt);
@@ -615,10 +638,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       }
     }
     const base = scratch(scratchNeed);
-    const { xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io);
+    const { xOwn, yOwn, xAt, ySlot } = placeIO(num, x, y, 4 * imgIn, 4 * imgOut, io);
     const sumAt = placeSum(sum, num, xAt, ySlot, imgOut);
-    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
-    const xIn = xAt >= 0 ? xAt : base + pX;
+    let yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
+    let xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
     const a = (base + pA) >> 2, b = (base + pB) >> 2;
     for (let o = 0; o < O; o++) {
@@ -630,7 +653,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
     const Tt = cap > 1 ? planThreads(2 * m * Cg * N * XI, XI) : 1;
     for (let img = 0; img < num; img++) {
-      if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
+      if (xOwn >= 0) xIn = xOwn + 4 * img * imgIn;
+      else if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
+      if (yOwn >= 0) yAt = yOwn + 4 * img * imgOut;
       k.padimg2(xIn, C, H, W, PH, PW, Hp, Wp, base + pXp);
       for (let q = 0; q < G; q++) {
         const xq = base + pXp + 4 * q * Cg * planeP, yq = yAt + 4 * q * m * S, aq = base + pA + 4 * q * m, bq = base + pB + 4 * q * m;
@@ -659,7 +684,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           tout(base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, reluMode(relu), relu ?? 0, 0, m);
         }
       }
-      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
+      if (yOwn < 0) y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), img * imgOut);
       if (sum) applySum(sum, sumAt!, img, yAt, imgOut);
     }
     keepResidentAfter(y, ySlot, 4 * imgOut, io, sum, sumAt);
@@ -686,13 +711,13 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
     const padPlane = align(4 * (H + 2 * PH) * (W + 2 * PW + 8));
     const T = threadCap() > 1 ? planThreads(2 * C * KK * OH * OW, C) : 1;
-    let base = 0, xAt = -1, ySlot = -1;
+    let base = 0, xAt = -1, ySlot = -1, xOwn = -1, yOwn = -1;
     if (!declineWhenFull(() => {
       base = scratch(pPad + threadCap() * padPlane);
-      ({ xAt, ySlot } = placeActivations(num, x, 4 * imgIn, 4 * imgOut, io));
+      ({ xOwn, yOwn, xAt, ySlot } = placeIO(num, x, y, 4 * imgIn, 4 * imgOut, io));
     })) return false;
-    const yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
-    const xIn = xAt >= 0 ? xAt : base + pX;
+    let yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
+    let xIn = xAt >= 0 ? xAt : base + pX;
     const mem = f32();
     const w0 = (base + pW) >> 2, b0 = (base + pB) >> 2;
     // The scale folds into each channel's filter.
@@ -703,7 +728,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     // relu kernel computes it); a leaky one runs as a pass after.
     const flags = (shift ? 1 : 0) | (relu === 0 ? 2 : 0), leaky = relu !== null && relu !== 0;
     for (let n = 0; n < num; n++) {
-      if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (xOwn >= 0) xIn = xOwn + 4 * n * imgIn;
+      else if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      if (yOwn >= 0) yAt = yOwn + 4 * n * imgOut;
       if (T > 1) {
         // Channels are independent: each thread runs a contiguous share, with its own padded plane.
         runThreaded(T, 'depthwise', (list, t) => {
@@ -713,12 +740,12 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
             base + pB + 4 * c0, flags, yc, OH, OW, base + pPad + t * padPlane], -1);
           if (leaky) list.infer(Op.Relu, [yc, yc, (c1 - c0) * OH * OW, relu ?? 0], 3);
         });
-        y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+        if (yOwn < 0) y.set(f32().subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
         continue;
       }
       k.depthwise(xIn, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, flags, yAt, OH, OW, base + pPad);
       if (leaky) k.relu(yAt, yAt, imgOut, relu);
-      y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
+      if (yOwn < 0) y.set(mem.subarray(yAt >> 2, (yAt >> 2) + imgOut), n * imgOut);
     }
     keepResident(y, ySlot, 4 * imgOut, io);
     return true;
@@ -739,7 +766,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       base = scratch(need);
     })) return false;
     const mem = f32();
-    mem.set(x.subarray(0, M * K), (base + pX) >> 2);
+    // x and y in place where they are views of this memory.
+    const xOwn = inMem(x), yOwn = inMem(y);
+    const xAt = xOwn >= 0 ? xOwn : base + pX, yAt = yOwn >= 0 ? yOwn : base + pY;
+    if (xOwn < 0) mem.set(x.subarray(0, M * K), xAt >> 2);
     if (bias) mem.set(bias.subarray(0, N), (base + pB) >> 2);
     // Threads split the weight rows (outputs) in groups of four, as rowdot takes them: each
     // output is the same sum whichever thread computes it. (A large inner product at batch 1 is
@@ -749,12 +779,12 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       const at = (t: number) => (t >= T ? N : Math.round((t * N) / 4 / T) * 4);
       runThreaded(T, 'inner product', (list, t) => {
         const n0 = at(t), n1 = at(t + 1);
-        if (n1 > n0) list.infer(Op.Rowdot, [base + pX, M, K, wAt + 4 * n0 * K, n1 - n0, base + pB + 4 * n0, bias ? 1 : 0, base + pY + 4 * n0, N], -1);
+        if (n1 > n0) list.infer(Op.Rowdot, [xAt, M, K, wAt + 4 * n0 * K, n1 - n0, base + pB + 4 * n0, bias ? 1 : 0, yAt + 4 * n0, N], -1);
       });
     } else {
-      k.rowdot(base + pX, M, K, wAt, N, base + pB, bias ? 1 : 0, base + pY, N);
+      k.rowdot(xAt, M, K, wAt, N, base + pB, bias ? 1 : 0, yAt, N);
     }
-    y.set(mem.subarray((base + pY) >> 2, ((base + pY) >> 2) + M * N));
+    if (yOwn < 0) y.set(f32().subarray(yAt >> 2, (yAt >> 2) + M * N));
     return true;
   }
 
@@ -846,16 +876,21 @@ export function defaultWasmInferConv(): WasmInferConv | null {
  */
 function withThreads(own: WasmInferConv): WasmInferConv {
   let threaded: WasmInferConv | null | undefined;
-  const pick = (): WasmInferConv => {
-    if (getNumThreads() <= 1) return own;
+  /**
+   * The threaded runner with more than one thread, or (also at one thread) when an operand is a
+   * view of the threads' shared memory (the 'wasm' host allocator): it reads and writes those in
+   * place, where `own` would copy them in and out.
+   */
+  const pick = (...operands: Float32Array[]): WasmInferConv => {
+    if (getNumThreads() <= 1 && !inSharedMemory(...operands)) return own;
     if (threaded === undefined) threaded = createWasmInferConv({ relaxed: own.name === 'wasm-relaxed-simd', threads: true });
     return threaded ?? own;
   };
   return {
     name: own.name,
-    conv2d: (...args) => pick().conv2d(...args),
-    depthwise: (...args) => pick().depthwise(...args),
-    innerProduct: (...args) => pick().innerProduct(...args),
+    conv2d: (...args) => pick(args[2], args[6]).conv2d(...args),
+    depthwise: (...args) => pick(args[2], args[5]).depthwise(...args),
+    innerProduct: (...args) => pick(args[3], args[7]).innerProduct(...args),
     stats() {
       const a = own.stats(), b = threaded?.stats();
       return b ? { cachedBytes: a.cachedBytes + b.cachedBytes, cachedEntries: a.cachedEntries + b.cachedEntries, memoryBytes: a.memoryBytes + b.memoryBytes } : a;
