@@ -18,6 +18,8 @@
 //   time: the row of window sums of top diff / divisor along the columns, then that row added to
 //   the rows the windows cover; the in-image part copied out. (Per cell, the sum runs over the
 //   output rows of the sums over the columns: Caffe's terms, grouped by output row.)
+// - sgd_step: the SGD step of a float32 param (L2 decay, momentum, w −= step), in float64 as the
+//   JS template computes it, rounded to float32 where the template stores.
 // - sconv_stage, sconv_wgrad, sconv_bsum: weight and bias gradients of a convolution with few
 //   taps (see smallConvWat); the relaxed build multiply-adds there with f32x4.relaxed_madd.
 //
@@ -293,6 +295,53 @@ export function generateTrainWat({ relaxed = false } = {}) {
   emit(3, '(local.set $dst (i32.add (local.get $dst) (local.get $inPlane)))');
   emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
   emit(3, '(br $pL)))');
+  emit(1, ')');
+
+  // ---- SGD step of a float32 param, in float64 as the JS template computes it, rounded to
+  // float32 wherever the template stores: g = f32(g + decay·w) (when $hasDecay), h = f32(rate·g
+  // + momentum·h), g = h, w = f32(w − h). Two lanes per f64x2, four floats per step. ----
+  emit(1, '(func (export "sgd_step") (param $w i32) (param $g i32) (param $h i32) (param $n i32) (param $decay f64) (param $hasDecay i32) (param $rate f64) (param $mom f64)');
+  emit(2, '(local $i i32) (local $n4 i32) (local $W v128) (local $G v128) (local $H v128) (local $vd v128) (local $vr v128) (local $vm v128)');
+  emit(2, '(local $w0 v128) (local $w1 v128) (local $g0 v128) (local $g1 v128) (local $h0 v128) (local $h1 v128) (local $at i32)');
+  emit(2, '(local $sw f64) (local $sg f64) (local $sh f64)');
+  emit(2, '(local.set $n4 (i32.and (local.get $n) (i32.const -4)))');
+  emit(2, '(local.set $vd (f64x2.splat (local.get $decay)))');
+  emit(2, '(local.set $vr (f64x2.splat (local.get $rate)))');
+  emit(2, '(local.set $vm (f64x2.splat (local.get $mom)))');
+  const hi = (v) => `(f64x2.promote_low_f32x4 (i8x16.shuffle ${lanes([2, 3, 0, 1])} ${v} ${v}))`;
+  const lo = (v) => `(f64x2.promote_low_f32x4 ${v})`;
+  /** f64 pair → f32 → f64 (a store to a Float32Array and a read back). */
+  const r32 = (v) => `(f64x2.promote_low_f32x4 (f32x4.demote_f64x2_zero ${v}))`;
+  const join = (a, b) => `(i8x16.shuffle ${lanes([0, 1, 4, 5])} (f32x4.demote_f64x2_zero ${a}) (f32x4.demote_f64x2_zero ${b}))`;
+  emit(2, '(block $vD (loop $vL (br_if $vD (i32.ge_u (local.get $i) (local.get $n4)))');
+  emit(3, '(local.set $at (i32.shl (local.get $i) (i32.const 2)))');
+  emit(3, '(local.set $W (v128.load (i32.add (local.get $w) (local.get $at))))');
+  emit(3, '(local.set $G (v128.load (i32.add (local.get $g) (local.get $at))))');
+  emit(3, '(local.set $H (v128.load (i32.add (local.get $h) (local.get $at))))');
+  for (const [k, half] of [['0', lo], ['1', hi]]) {
+    emit(3, `(local.set $w${k} ${half('(local.get $W)')})`);
+    emit(3, `(local.set $g${k} ${half('(local.get $G)')})`);
+    emit(3, `(if (local.get $hasDecay) (then (local.set $g${k} ${r32(`(f64x2.add (local.get $g${k}) (f64x2.mul (local.get $vd) (local.get $w${k})))`)})))`);
+    emit(3, `(local.set $h${k} ${r32(`(f64x2.add (f64x2.mul (local.get $vr) (local.get $g${k})) (f64x2.mul (local.get $vm) ${half('(local.get $H)')}))`)})`);
+    emit(3, `(local.set $w${k} (f64x2.sub (local.get $w${k}) (local.get $h${k})))`);
+  }
+  emit(3, `(local.set $H ${join('(local.get $h0)', '(local.get $h1)')})`);
+  emit(3, '(v128.store (i32.add (local.get $h) (local.get $at)) (local.get $H))');
+  emit(3, '(v128.store (i32.add (local.get $g) (local.get $at)) (local.get $H))');
+  emit(3, `(v128.store (i32.add (local.get $w) (local.get $at)) ${join('(local.get $w0)', '(local.get $w1)')})`);
+  emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 4)))');
+  emit(3, '(br $vL)))');
+  emit(2, '(block $sD (loop $sL (br_if $sD (i32.ge_u (local.get $i) (local.get $n)))');
+  emit(3, '(local.set $at (i32.shl (local.get $i) (i32.const 2)))');
+  emit(3, '(local.set $sw (f64.promote_f32 (f32.load (i32.add (local.get $w) (local.get $at)))))');
+  emit(3, '(local.set $sg (f64.promote_f32 (f32.load (i32.add (local.get $g) (local.get $at)))))');
+  emit(3, '(if (local.get $hasDecay) (then (local.set $sg (f64.promote_f32 (f32.demote_f64 (f64.add (local.get $sg) (f64.mul (local.get $decay) (local.get $sw))))))))');
+  emit(3, '(local.set $sh (f64.add (f64.mul (local.get $rate) (local.get $sg)) (f64.mul (local.get $mom) (f64.promote_f32 (f32.load (i32.add (local.get $h) (local.get $at)))))))');
+  emit(3, '(f32.store (i32.add (local.get $h) (local.get $at)) (f32.demote_f64 (local.get $sh)))');
+  emit(3, '(f32.store (i32.add (local.get $g) (local.get $at)) (f32.demote_f64 (local.get $sh)))');
+  emit(3, '(f32.store (i32.add (local.get $w) (local.get $at)) (f32.demote_f64 (f64.sub (local.get $sw) (f64.promote_f32 (f32.demote_f64 (local.get $sh))))))');
+  emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
+  emit(3, '(br $sL)))');
   emit(1, ')');
 
   smallConvWat(emit, relaxed);

@@ -1,6 +1,6 @@
-import { setLogSink, type LogSink } from '@caffe-ts/blob';
+import { defaultWasmTrain, setLogSink, type LogSink } from '@caffe-ts/blob';
 import { parseNetParameter } from '@caffe-ts/proto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SolverConfigError, SolverStateError } from './errors.js';
 import { SGDSolver } from './sgd-solver.js';
 import { createSolver } from './solver-registry.js';
@@ -176,6 +176,32 @@ describe('SGDSolver on a tiny net (InnerProduct + Euclidean loss)', () => {
     expect(() => solver.restoreFrom(data.net, data.state)).toThrow(
       'Incorrect length of history blobs. (the state has 1; the SGD solver keeps 2 for 2 learnable params)',
     );
+  });
+
+  it('float32 SGD steps in one WebAssembly pass per param, bit-identical to the JS template (L2 decay, decay_mult 0, lr_mult 2, iter_size 2)', async () => {
+    // A subclass keeps the template's separate JS passes (the fused step is SGD's own).
+    class TemplateSGD extends SGDSolver {}
+    const props = { momentum: 0.9, weight_decay: 0.01, lr_policy: 'step', stepsize: 2, gamma: 0.5, iter_size: 2, max_iter: 5 };
+    const fused = build(props, { dtype: 'float32' });
+    const template = build(props, { dtype: 'float32' });
+    const plain = new TemplateSGD(template.solver.param, { registry: testRegistry(sequentialFeed(2)), dtype: 'float32', log: false });
+    // Where WebAssembly is off (CAFFE_TS_GEMM=js) both run the template.
+    const train = defaultWasmTrain();
+    const counted = train ? vi.spyOn(train, 'sgdStep') : null;
+    try {
+      await fused.solver.step(5);
+      await plain.step(5);
+      // Two params (weights, bias) per iteration.
+      if (counted) expect(counted.mock.calls.length).toBe(5 * 2);
+    } finally {
+      counted?.mockRestore();
+    }
+    const a = plain.net.learnableParams.map((p) => Array.from(p.cpuData()));
+    const b = fused.solver.net.learnableParams.map((p) => Array.from(p.cpuData()));
+    expect(b).toEqual(a);
+    const ha = plain.history.map((h) => Array.from(h.cpuData()));
+    const hb = (fused.solver as SGDSolver).history.map((h) => Array.from(h.cpuData()));
+    expect(hb).toEqual(ha);
   });
 
   it('snapshotData/restoreFrom in memory resumes bit-identically', async () => {

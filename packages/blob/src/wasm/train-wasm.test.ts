@@ -158,6 +158,38 @@ describe('createWasmTrain', () => {
     expect(() => kernels().reluBackward(new Float32Array(2), new Float32Array(3), new Float32Array(3), 3, 0)).toThrow(/x has 2 elements, needs 3/);
   });
 
+  describe('sgdStep', () => {
+    /** SGDSolver's JS loops: regularize (L2), sgdUpdate, Blob.update. */
+    const reference = (w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number) => {
+      if (decay) for (let i = 0; i < g.length; i++) g[i] = g[i]! + decay * w[i]!;
+      for (let i = 0; i < g.length; i++) {
+        h[i] = rate * g[i]! + momentum * h[i]!;
+        g[i] = h[i]!;
+      }
+      for (let i = 0; i < w.length; i++) w[i] = w[i]! - g[i]!;
+    };
+    // Lengths around the 4-lane steps and past one staging chunk (65536 floats).
+    for (const n of [1, 3, 4, 7, 1000, 65536 + 5]) {
+      for (const [rate, momentum, decay] of [[0.01, 0.9, 0.0005], [0.1, 0, 0], [1e-3, 0.99, 5e-4 * 3]] as const) {
+        it(`${n} floats, rate ${rate}, momentum ${momentum}, decay ${decay}: bit-identical to the JS loops`, () => {
+          const rng = new Rng(n + 3);
+          const special = [0, -0, NaN, Infinity, -Infinity, 1e-40, -3e38, 1.5];
+          const fill = () => Float32Array.from({ length: n }, (_, i) => (i % 13 === 7 ? special[(i >> 4) % special.length]! : rng.gaussian(0, 2)));
+          const w = fill(), g = fill(), h = fill();
+          const [w2, g2, h2] = [w.slice(), g.slice(), h.slice()];
+          reference(w2, g2, h2, rate, momentum, decay);
+          kernels().sgdStep(w, g, h, rate, momentum, decay);
+          expect(Array.from(w)).toEqual(Array.from(w2));
+          expect(Array.from(g)).toEqual(Array.from(g2));
+          expect(Array.from(h)).toEqual(Array.from(h2));
+        });
+      }
+    }
+    it('rejects arrays of different lengths', () => {
+      expect(() => kernels().sgdStep(new Float32Array(4), new Float32Array(4), new Float32Array(3), 0.1, 0.9, 0)).toThrow(/same length, got 4, 4, 3/);
+    });
+  });
+
   describe('smallConvBackward (few-tap convolution weight and bias gradients)', () => {
     /** float64 window sums: dW[o][c,kh,kw] = Σ dy·x over images and outputs, dB[o] = Σ dy. */
     const reference = (g: SmallConvGeometry, num: number, x: Float32Array, dy: Float32Array) => {

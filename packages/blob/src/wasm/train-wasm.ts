@@ -1,7 +1,8 @@
 // Training-step kernels in WebAssembly SIMD (scripts/train-wat.mjs): ReLU backward, MAX pooling
 // with the argmax and AVE pooling forward, AVE pooling backward, and the parameter gradients of
 // a convolution with few taps (smallConvBackward: a first layer such as LeNet's conv1, whose
-// im2col + GEMM weight gradient is a GEMM with tiny sides). Windows cut by padding or by
+// im2col + GEMM weight gradient is a GEMM with tiny sides), and the SGD step of a float32 param
+// (sgdStep, bit-identical to the solver's JS loops). Windows cut by padding or by
 // Caffe's ceil rounding cost the same as whole ones: each plane is pooled from a bordered copy
 // (edge cells repeated for MAX, zeros for AVE), four outputs of a row per SIMD step for any
 // kernel and stride. Operands are copied into the module's own memory a cache-sized chunk of
@@ -24,6 +25,7 @@ type TrainExports = {
   sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
   sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;
   sconv_bsum(dy: number, nb: number, O4: number, plane: number, acc: number): void;
+  sgd_step(w: number, g: number, h: number, n: number, decay: number, hasDecay: number, rate: number, momentum: number): void;
   relu_bwd(x: number, dy: number, dx: number, n: number, slope: number): void;
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 } & { [K in PoolExportName]: PoolFn };
@@ -75,6 +77,14 @@ export interface WasmTrain {
   maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void;
   /** AVE pooling backward: bottomDiff = Σ over the windows holding each cell of topDiff / pool_size. */
   aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void;
+  /**
+   * Caffe's SGD step of a float32 param (SGDSolver's regularize → update value → Blob.update), in
+   * one pass: g = g + decay·w (L2 weight decay; skipped when decay is 0), h = rate·g +
+   * momentum·h, g = h (the step, left in the diff as Caffe does), w = w − g. Computed in float64
+   * and rounded to float32 at the same points as the JS loops (a store to a Float32Array), so the
+   * results are bit-identical to theirs.
+   */
+  sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): void;
   /**
    * The parameter gradients of a convolution with few taps (g's channels · kernelH · kernelW
    * at most SMALL_CONV_MAX_TAPS), without the input gradient: weightDiff += dy ⋆ x and
@@ -270,6 +280,31 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     }
   }
 
+  function sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): void {
+    const n = w.length;
+    if (g.length !== n || h.length !== n) {
+      throw new MathError(`wasm sgdStep: data, diff and history must have the same length, got ${n}, ${g.length}, ${h.length}`);
+    }
+    for (const [k, v] of Object.entries({ rate, momentum, decay })) {
+      if (typeof v !== 'number') throw new MathError(`wasm sgdStep: ${k} must be a number, got ${String(v)}`);
+    }
+    if (n === 0) return;
+    // Three cache-sized slices staged at a time (each lands a few cache lines off the others).
+    const chunk = Math.min(n, CHUNK_FLOATS);
+    const pW = 0, pG = align(4 * chunk) + SKEW, pH = align(pG + 4 * chunk) + SKEW;
+    const { f32 } = heap(pH + 4 * chunk);
+    for (let i0 = 0; i0 < n; i0 += chunk) {
+      const m = Math.min(chunk, n - i0);
+      f32.set(w.subarray(i0, i0 + m), pW >> 2);
+      f32.set(g.subarray(i0, i0 + m), pG >> 2);
+      f32.set(h.subarray(i0, i0 + m), pH >> 2);
+      ex.sgd_step(pW, pG, pH, m, decay, decay ? 1 : 0, rate, momentum);
+      w.set(f32.subarray(pW >> 2, (pW >> 2) + m), i0);
+      g.set(f32.subarray(pG >> 2, (pG >> 2) + m), i0);
+      h.set(f32.subarray(pH >> 2, (pH >> 2) + m), i0);
+    }
+  }
+
   /** The resolved small-convolution geometry: output size, the bordered plane, taps. */
   function smallGeometry(what: string, g: SmallConvGeometry, num: number) {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH, padW, outChannels: O } = g;
@@ -360,7 +395,7 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     if (biasDiff) for (let o = 0; o < O; o++) biasDiff[o] = biasDiff[o]! + lanes((pB4 >> 2) + 4 * o);
   }
 
-  return { name, reluBackward, pool, maxUnpool, aveUnpool, smallConvBackward };
+  return { name, reluBackward, pool, maxUnpool, aveUnpool, sgdStep, smallConvBackward };
 }
 
 const TRAIN_KEY = Symbol.for('caffe-ts.wasmTrain');
