@@ -187,6 +187,8 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(5, '(local.set $r1 (i32.add (local.get $r0) (local.get $WpB)))');
   emit(5, '(local.set $r2 (i32.add (local.get $r1) (local.get $WpB)))');
   const EVEN = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', ODD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  // acc + w·x: one fused multiply-add in the relaxed build (where the engine fuses it), else a product then a sum.
+  const dwMadd = (w, x, acc) => (relaxed ? `(f32x4.relaxed_madd ${w} ${x} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${w} ${x}))`);
   // Four outputs per step (more accumulators, tried, spill the nine weight registers in V8).
   // Then the row's last 1–3 outputs as one vector whose lanes past the row are not stored (its
   // loads stay inside the padded row and its slack).
@@ -206,7 +208,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
       emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
       for (let kx = 0; kx < 3; kx++) {
         for (let v = 0; v < nv; v++) {
-          emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + kx, nv)} (v128.load offset=${4 * kx + 16 * v} (local.get $q)))))`);
+          emit(7, `(local.set ${accs[v]} ${dwMadd(`${wt(3 * ky + kx, nv)}`, `(v128.load offset=${4 * kx + 16 * v} (local.get $q))`, `(local.get ${accs[v]})`)})`);
         }
       }
     }
@@ -217,9 +219,9 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
         const o = 32 * v;
         emit(7, `(local.set $va (v128.load offset=${o} (local.get $q)))`);
         emit(7, `(local.set $vb (v128.load offset=${o + 16} (local.get $q)))`);
-        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky, nv)} (i8x16.shuffle ${EVEN} (local.get $va) (local.get $vb)))))`);
-        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + 1, nv)} (i8x16.shuffle ${ODD} (local.get $va) (local.get $vb)))))`);
-        emit(7, `(local.set ${accs[v]} (f32x4.add (local.get ${accs[v]}) (f32x4.mul ${wt(3 * ky + 2, nv)} (i8x16.shuffle ${EVEN} (v128.load offset=${o + 8} (local.get $q)) (v128.load offset=${o + 24} (local.get $q))))))`);
+        emit(7, `(local.set ${accs[v]} ${dwMadd(`${wt(3 * ky, nv)}`, `(i8x16.shuffle ${EVEN} (local.get $va) (local.get $vb))`, `(local.get ${accs[v]})`)})`);
+        emit(7, `(local.set ${accs[v]} ${dwMadd(`${wt(3 * ky + 1, nv)}`, `(i8x16.shuffle ${ODD} (local.get $va) (local.get $vb))`, `(local.get ${accs[v]})`)})`);
+        emit(7, `(local.set ${accs[v]} ${dwMadd(`${wt(3 * ky + 2, nv)}`, `(i8x16.shuffle ${EVEN} (v128.load offset=${o + 8} (local.get $q)) (v128.load offset=${o + 24} (local.get $q)))`, `(local.get ${accs[v]})`)})`);
       }
     }
     emit(6, '))');
