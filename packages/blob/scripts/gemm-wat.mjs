@@ -399,23 +399,26 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  *   2. a thread then packs itself every chunk not yet present (claimed by a thread that has
  *      not finished it: packing is idempotent, so duplicated work is harmless, and nobody waits
  *      for a thread that was descheduled in the middle of a chunk), and waits until every task
- *      of the previous block is done (the tasks of this block update the same C); before the
- *      first tasks, also until the caller has set the go word (it stages op(A) and C while the
- *      workers pack B);
+ *      of the previous block is done (the tasks of this block update the same C);
  *   3. tasks (an mcT-row block of op(A), packed privately, times one of nJ column chunks of the
  *      panels; numbered row block by row block) are grabbed one by one from atomic counters:
- *      the tasks are cut into T contiguous segments, thread t (by order of arrival) takes those
- *      of segment t first, then helps with the segments after it. So each thread packs mostly
+ *      the tasks are cut into T contiguous segments, thread t takes those of segment t first,
+ *      then helps with the segments after it. In the first block a task also waits until its
+ *      rows of op(A) and C are staged: the caller (thread 0) stages them while the workers pack
+ *      B, row block by row block from the last (the workers' segments) to the first (its own),
+ *      counting them in the staged word. So each thread packs mostly
  *      its own rows of op(A) and writes its own rows of C, and a thread that is slowed down (the
  *      caller staging operands, another process on its core, a worker still waking up) simply
  *      ends up doing fewer tasks: no step waits for a thread that is not working on something.
  * The B buffers alternate between blocks: packing block i + 2 into the buffer of block i starts
  * only once every task of block i is done (the wait of block i + 1) and every claimer of a
- * chunk of block i has finished writing it (a late claimer would overwrite the new data). Every element of
- * C sees the same operations in the same order as in "gemm", so results do not depend on the
- * thread count. A list whose thread arrives after all the work is done just returns.
- * Sync words at $sync (zeroed by the caller), each in its own 64-byte line: +0 arrival counter,
- * +64 go (nonzero once op(A) and C are in place), +128 the byte offset of the row-done words
+ * chunk of block i has finished writing it (a late claimer would overwrite the new data).
+ * Every element of C sees the same operations in the same order as in "gemm", so results do
+ * not depend on the thread count. A list run after all the work is done just returns.
+ * $bChunk packs three fields: panels per chunk (bits 0-15), whether the thread may block (bit
+ * 16), the thread's index t (bits 17-23).
+ * Sync words at $sync (zeroed by the caller), each in its own 64-byte line: +64 the staged
+ * word (row blocks of op(A) and C in place, counted from the last), +128 the byte offset of the row-done words
  * (one i32 per row block: tasks of the last block done on those rows, so the caller can copy
  * finished rows of C out while others still compute), +132 the byte offset of the chunk flags
  * (per block i at + 2*maxChunks*i: maxChunks "present" bytes, then maxChunks "claimer done"
@@ -465,7 +468,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   // Waits spin first (the events come within microseconds when every thread has a core), then,
   // where the thread may block ($block), sleep in memory.atomic.wait32 for 50 us at a time, so
   // that on an oversubscribed machine a waiting thread does not take the core from the thread
-  // it waits for. The events that end long waits also notify (the go word, a block's last task).
+  // it waits for. The events that end long waits also notify (the staged word, a block's last task).
   const SPINS = 40000;
   for (const byte of [false, true]) {
     const name = byte ? '$await8' : '$await';
@@ -502,14 +505,13 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32) (local $last i32)');
   emit(2, '(local $chunks i32) (local $chunks1 i32) (local $chunks2 i32) (local $maxChunks i32) (local $fl i32) (local $c i32) (local $block i32)');
   emit(2, '(local.set $maxChunks (i32.load offset=136 (local.get $sync)))');
-  emit(2, ';; $bChunk: panels per chunk in the low 16 bits, bit 16 set where this thread may block');
-  emit(2, '(local.set $block (i32.shr_u (local.get $bChunk) (i32.const 16)))');
+  emit(2, ';; $bChunk: panels per chunk (bits 0-15), may block (bit 16), thread index (bits 17-23; mod T)');
+  emit(2, '(local.set $block (i32.and (i32.shr_u (local.get $bChunk) (i32.const 16)) (i32.const 1)))');
+  emit(2, '(local.set $self (i32.rem_u (i32.shr_u (local.get $bChunk) (i32.const 17)) (local.get $T)))');
   emit(2, '(local.set $bChunk (i32.and (local.get $bChunk) (i32.const 65535)))');
   emit(2, '(local.set $nIc (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mcT) (i32.const 1))) (local.get $mcT)))');
   emit(2, '(local.set $tasks (i32.mul (local.get $nIc) (local.get $nJ)))');
   emit(2, '(local.set $stride (i32.shl (i32.add (local.get $T) (i32.const 3)) (i32.const 6)))');
-  emit(2, ';; this thread\'s segment: its order of arrival (mod T: a list run late on another thread still works)');
-  emit(2, '(local.set $self (i32.rem_u (i32.atomic.rmw.add (local.get $sync) (i32.const 1)) (local.get $T)))');
   emit(2, '(loop $jcLoop');
   emit(3, `(local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
   emit(3, `(local.set $panels (i32.shr_u (i32.add (local.get $nc) (i32.const ${NR - 1})) (i32.const ${Math.log2(NR)})))`);
@@ -548,7 +550,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(i32.atomic.store8 (i32.add (i32.add (local.get $fl) (local.get $maxChunks)) (local.get $c)) (i32.const 1))');
   emit(5, '(br $grabB)))');
   emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it), then wait for');
-  emit(4, ';; the previous block\'s tasks (or, before the first tasks, for the go word)');
+  emit(4, ';; the previous block\'s tasks');
   emit(4, '(local.set $c (i32.const 0))');
   emit(4, '(block $helped (loop $help');
   emit(5, '(br_if $helped (i32.ge_u (local.get $c) (local.get $chunks)))');
@@ -561,9 +563,8 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(6, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))))');
   emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(5, '(br $help)))');
-  emit(4, '(if (local.get $it)');
-  emit(5, '(then (if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort) (local.get $block))) (then (return))))');
-  emit(5, '(else (if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.const 1) (local.get $abort) (local.get $block))) (then (return)))))');
+  emit(4, '(if (local.get $it) (then');
+  emit(5, '(if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort) (local.get $block))) (then (return)))))');
   emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panel pairs [floor(units*jIdx/nJ), floor(units*(jIdx+1)/nJ)),');
   emit(4, ';; from segment self, then self + 1, ... (mod T); segment s is tasks [floor(tasks*s/T), floor(tasks*(s+1)/T))');
   emit(4, '(local.set $lastIc (i32.const -1))');
@@ -583,6 +584,10 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(local.set $jIdx (i32.sub (local.get $task) (i32.mul (local.get $icIdx) (local.get $nJ))))');
   emit(5, '(local.set $ic (i32.mul (local.get $icIdx) (local.get $mcT)))');
   emit(5, '(local.set $mc (select (i32.sub (local.get $M) (local.get $ic)) (local.get $mcT) (i32.lt_u (i32.sub (local.get $M) (local.get $ic)) (local.get $mcT))))');
+  emit(5, ';; first block: the rows of this task staged (the staged word counts row blocks from the last)');
+  emit(5, '(if (i32.eqz (local.get $it)) (then');
+  emit(6, '(if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.sub (local.get $nIc) (local.get $icIdx)) (local.get $abort) (local.get $block)))');
+  emit(7, '(then (return)))))');
   emit(5, '(if (i32.ne (local.get $icIdx) (local.get $lastIc)) (then');
   emit(6, '(call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))');
   emit(6, '(local.set $lastIc (local.get $icIdx))))');

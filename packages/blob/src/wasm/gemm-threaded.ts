@@ -7,12 +7,13 @@
 // read, and the work on it is handed out in small tasks from an atomic counter, so a thread that
 // is held up (the caller staging operands, or another process on its core) just takes fewer
 // tasks instead of making the others wait at the end. The caller stages op(B) first, starts the
-// workers (they pack B meanwhile) and stages op(A) and C while they do; at the end it copies
-// the rows of C that are finished while the others complete their last tasks.
+// workers (they pack B meanwhile) and stages op(A) and C while they do, the workers' rows first
+// (they start on those as soon as they are in); at the end it copies the rows of C that are
+// finished while the others complete their last tasks.
 //
 // Without ready workers (they are still starting), or with CAFFE_TS_GEMM_COOP=off, the static
-// split below runs instead: each thread runs the module's blocked GEMM on its own contiguous slab of C with its
-// own packing buffers: row slabs aligned to the micro-tile height MR when C has at least as many
+// split below runs instead: each thread runs the module's blocked GEMM on its own contiguous
+// slab of C with its own packing buffers: row slabs aligned to the micro-tile height MR when C has at least as many
 // tiles down as across, else column slabs aligned to NR. A thread packs the whole of op(B) (row
 // split) or op(A) (column split) for itself; that costs K·N (or M·K) copies per thread against
 // M·N·K/T multiply-adds, which is small once a product is worth splitting (packing B is a plain
@@ -60,7 +61,7 @@ export function coopEnabled(): boolean {
 const TASK_FLOPS = 8e6;
 /** Tasks per thread and k-block at least, so that uneven progress evens out. */
 const TASKS_PER_THREAD = 4;
-/** B panels a thread packs per grab. */
+/** B panels per chunk a thread claims and packs. */
 const B_PANELS_PER_GRAB = 4;
 
 /** How the cooperative GEMM cuts its work (see gemm_mt in scripts/gemm-wat.mjs). */
@@ -75,6 +76,7 @@ export interface CoopPlan {
   bFloats: number;
 }
 
+/** The task shape of a cooperative product on T threads (pure: exported for tests). */
 export function coopPlan(T: number, M: number, N: number, K: number, blk: Blocking): CoopPlan {
   const { MR, NR, MC, KC, NC } = blk;
   const want = TASKS_PER_THREAD * T;
@@ -246,15 +248,17 @@ function coop(
     const w = packB1 + bBytes + t * perThread;
     lists[t]!.gemmMt(transA ? 1 : 0, transB ? 1 : 0, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, N,
       w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ,
-      // bit 16: the thread may sleep while it waits (workers always; the caller where allowed)
-      B_PANELS_PER_GRAB | (t > 0 || e.callerMayBlock ? 65536 : 0), e.errorWordAt);
+      // bit 16: the thread may sleep while it waits (workers always; the caller where allowed);
+      // bits 17+: its index (its segment of the tasks; the caller's is segment 0)
+      B_PANELS_PER_GRAB | (t > 0 || e.callerMayBlock ? 1 << 16 : 0) | (t << 17), e.errorWordAt);
   }
-  // op(B) first: the workers pack it while the caller stages op(A) and C; they start on their
-  // tasks once the caller sets the go word (the second line of the sync words).
+  // op(B) first: the workers pack it while the caller stages op(A) and C, row block by row
+  // block from the last (the workers' segments come after the caller's), counting them in the
+  // staged word (the second line of the sync words): a task starts once its rows are there.
   if (oB < 0) f32.set(B.subarray(0, K * N), pB >> 2);
-  const go = (sync + 64) >> 2;
+  const staged = (sync + 64) >> 2;
   const stageLater = oA < 0 || (oC < 0 && beta !== 0);
-  if (!stageLater) i32[go] = 1;
+  if (!stageLater) i32[staged] = nIc;
   // Rows of C to copy back: those whose last-block tasks are all done once the caller has run
   // out of tasks are copied while the others finish, the rest after the join.
   const copied = oC < 0 ? new Uint8Array(nIc) : null;
@@ -265,10 +269,15 @@ function coop(
   e.run(lists, 'gemm (threads)', {
     beforeOwn: () => {
       if (!stageLater) return;
-      if (oA < 0) f32.set(A.subarray(0, M * K), pA >> 2);
-      if (oC < 0 && beta !== 0) f32.set(C.subarray(0, M * N), pC >> 2);
-      Atomics.store(i32, go, 1);
-      Atomics.notify(i32, go);
+      // op(A) rows are rows of A only untransposed; a transposed A goes in at once.
+      if (oA < 0 && transA) f32.set(A.subarray(0, M * K), pA >> 2);
+      for (let ic = nIc - 1; ic >= 0; ic--) {
+        const r0 = ic * plan.mcT, r1 = Math.min(M, r0 + plan.mcT);
+        if (oA < 0 && !transA) f32.set(A.subarray(r0 * K, r1 * K), (pA >> 2) + r0 * K);
+        if (oC < 0 && beta !== 0) f32.set(C.subarray(r0 * N, r1 * N), (pC >> 2) + r0 * N);
+        Atomics.store(i32, staged, nIc - ic);
+        Atomics.notify(i32, staged);
+      }
     },
     afterOwn: () => {
       if (!copied) return;

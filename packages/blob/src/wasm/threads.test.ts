@@ -159,8 +159,9 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     i32[(at(7) + 128) >> 2] = at(7) + 512;
     i32[(at(7) + 132) >> 2] = at(7) + 516;
     i32[(at(7) + 136) >> 2] = 2; // 8 panels, 4 a chunk
-    const args = (sync: number) => [0, 0, 64, 64, 64, 1, at(1), 64, at(2), 64, 0, at(3), 64,
-      at(4), at(5), at(6), at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4, e.errorWordAt] as const;
+    // bChunk: 4 panels, + 2^16 where the thread may sleep while it waits, + t · 2^17 (its index).
+    const args = (sync: number, t: number, block = false) => [0, 0, 64, 64, 64, 1, at(1), 64, at(2), 64, 0, at(3), 64,
+      at(4), at(5), at(6), at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4 + (block ? 1 << 16 : 0) + (t << 17), e.errorWordAt] as const;
     return { at, args, f32, i32 };
   }
 
@@ -168,11 +169,11 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     expect(await initThreads(2)).toBe(2);
     const e = engine()!;
     const { at, args, f32, i32 } = layout(e);
-    i32[(at(7) + 64) >> 2] = 1; // go: operands in place
+    i32[(at(7) + 64) >> 2] = 1; // staged: the one row block in place
     const lists = e.lists(2, true);
     // Both threads' shares in the caller's list (the worker's is empty): they run one after the other.
-    lists[0]!.gemmMt(...args(at(7)));
-    lists[0]!.gemmMt(...args(at(7)));
+    lists[0]!.gemmMt(...args(at(7), 0));
+    lists[0]!.gemmMt(...args(at(7), 1));
     e.run(lists, 'gemm test');
     const A = f32.slice(at(1) >> 2, (at(1) >> 2) + 4096), B = f32.slice(at(2) >> 2, (at(2) >> 2) + 4096);
     const want = new Float32Array(4096);
@@ -184,10 +185,10 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     expect(await initThreads(2)).toBe(2);
     const e = engine()!;
     const { at, args, f32, i32 } = layout(e);
-    i32[(at(7) + 64) >> 2] = 1; // go
+    i32[(at(7) + 64) >> 2] = 1; // staged
     i32[(at(7) + 192) >> 2] = 1; // chunk 0 of block 0 claimed by a thread that never packs it
     const lists = e.lists(2, false);
-    lists[0]!.gemmMt(...args(at(7)));
+    lists[0]!.gemmMt(...args(at(7), 0));
     e.run(lists, 'gemm test');
     const A = f32.slice(at(1) >> 2, (at(1) >> 2) + 4096), B = f32.slice(at(2) >> 2, (at(2) >> 2) + 4096);
     const want = new Float32Array(4096);
@@ -200,10 +201,11 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     const e = engine()!;
     const { at, args } = layout(e);
     const lists = e.lists(2, false);
-    // The go word stays 0, so the caller waits for it after packing B; the worker's sync words
-    // lie past the memory, so its first atomic access traps and it flags the job's error word.
-    lists[0]!.gemmMt(...args(at(7)));
-    lists[1]!.gemmMt(...args(0x7fff0000));
+    // The staged word stays 0, so the caller waits for it before its first task (spinning, then
+    // sleeping in memory.atomic.wait32); the worker's sync words lie past the memory, so its
+    // first atomic access traps and it flags the job's error word.
+    lists[0]!.gemmMt(...args(at(7), 0, true));
+    lists[1]!.gemmMt(...args(0x7fff0000, 1));
     expect(() => e.run(lists, 'gemm test')).toThrow(/gemm test: a kernel worker thread failed/);
   });
 });
