@@ -21,8 +21,8 @@
 // --host-alloc lists where the WebAssembly columns' operands live: 'js' plain Float32Arrays (the
 // kernel copies A, B and C into its memory and C back on every call), 'wasm' float32 blob memory
 // from setHostAllocator('wasm') (used in place). With several, each kernel gets one column per
-// choice. The columns' runs are interleaved (run r of every column, then run r + 1), so load
-// from other processes falls on all of them alike. Relaxed SIMD needs
+// choice. The columns' runs are interleaved (run r of every column, then run r + 1; odd runs in
+// reverse order), so load from other processes falls on all of them alike. Relaxed SIMD needs
 // --experimental-wasm-relaxed-simd on Node 20; this script turns the flag on itself (before
 // anything is compiled) so all three columns come from one process.
 import v8 from 'node:v8';
@@ -129,7 +129,9 @@ for (const [M, N, K] of sizes) {
     c.kernel(transA, transB, M, N, K, 1, c.A, c.B, 0, c.C); // warm-up: compile tiers, grow memory
   }
   for (let r = 0; r < reps; r++) {
-    for (const c of cols) {
+    // Odd runs go through the columns backwards: a column right after a one-thread column finds
+    // the workers asleep, and no column should always be the one that wakes them.
+    for (const c of r & 1 ? [...cols].reverse() : cols) {
       if (r >= c.runs) continue;
       await initThreads(c.threads);
       setSplit(c.split);
