@@ -4,7 +4,8 @@
 //
 // A worker instantiates the shared-memory GEMM module builds it is given over the pool's shared
 // WebAssembly.Memory, marks itself ready, then sleeps on the job counter. For each job that
-// names it (its command region's first word equals the counter), it runs its command list (calls
+// names it (its command region's first word equals the counter, which it swaps for -1 to claim
+// the list: the caller may have taken it back), it runs its command list (calls
 // of the module's exports with arguments read from the region) and counts the job down. The
 // command layout is documented in threads.ts, which writes it.
 
@@ -64,7 +65,8 @@ function start(d, post) {
       if (++spins > SPIN) { Atomics.wait(ctl, SEQ, seen, 1000); spins = 0; }
     }
     seen = s;
-    if (Atomics.load(i, 0) !== s) continue;
+    // Claim the list (the caller takes back lists nobody has claimed once it is done with its own).
+    if (Atomics.compareExchange(i, 0, s, -1) !== s) continue;
     try {
       run();
     } catch (e) {

@@ -126,6 +126,35 @@ for (const relaxed of [false, true]) {
   });
 }
 
+describe('lists a worker has not picked up', () => {
+  it('are run by the caller once its own list is done (each list exactly once, whoever claims it)', async () => {
+    expect(await initThreads(2)).toBe(2);
+    const e = engine()!;
+    const { base, f32 } = e.scratch(1 << 20, 'test');
+    const at = (k: number) => base + k * 65536;
+    const rng = new Rng(9);
+    const A = randomArray(rng, 32 * 32), B = randomArray(rng, 32 * 32);
+    f32.set(A, at(1) >> 2);
+    f32.set(B, at(2) >> 2);
+    const want = new Float32Array(32 * 32);
+    createWasmGemmKernel({ relaxed: false, threads: 1 })!(false, false, 32, 32, 32, 1, A, B, 0, want);
+    const claims = { worker: 0, caller: 0 };
+    for (let job = 0; job < 40; job++) {
+      const lists = e.lists(2, false);
+      // The caller's list is empty, so it tries to take the worker's list back at once; the
+      // worker, just woken, races it. C accumulates (beta = 1): a list run twice would show.
+      e.views().f32.fill(0, at(3) >> 2, (at(3) >> 2) + 32 * 32);
+      lists[1]!.gemm(0, 0, 32, 32, 32, 1, at(1), 32, at(2), 32, 1, at(3), 32, at(4), at(5), at(6));
+      e.run(lists, 'steal test');
+      expect(Array.from(e.views().f32.subarray(at(3) >> 2, (at(3) >> 2) + 32 * 32))).toEqual(Array.from(want));
+      const word = e.views().i32[lists[1]!.base]!;
+      if (word === -1) claims.worker++;
+      else claims.caller++;
+    }
+    expect(claims.worker + claims.caller).toBe(40);
+  });
+});
+
 describe('coopPlan', () => {
   const blk = { MR: 4, NR: 8, MC: 128, KC: 512, NC: 4096 };
   it('cuts each block into at least four tasks per thread, rows in whole micro-tiles', () => {

@@ -16,8 +16,10 @@
 //
 // How a job runs: the calling thread stages operands in the shared memory (threadHeap), writes
 // one command list per participating thread (calls of the module's exports: gemm, im2col, …),
-// bumps the job counter and wakes the workers, runs its own list, then waits until every
-// participant has counted the job down. Workers never touch JS arrays, so nothing is copied
+// bumps the job counter and wakes the workers, runs its own list, then runs the lists of workers
+// that have not picked theirs up yet (a list is claimed by compare-exchange on its job word, by
+// its worker or by the caller), then waits until every worker that claimed one has counted the
+// job down. Workers never touch JS arrays, so nothing is copied
 // between threads but the operands, once each way.
 //
 // Shared-memory layout (bytes):
@@ -622,6 +624,19 @@ export class Engine {
       i32[l.base + 1] = l.n;
       this.runList(l.base, i32);
       for (let t = ready; t < lists.length; t++) if (lists[t]!.n > 0) this.runList(lists[t]!.base, i32);
+      // A worker that has not picked its list up by now (asleep, or its core busy with another
+      // process) would only make the caller wait: take the list back and run it here. Workers
+      // claim a list with the same compare-exchange, so exactly one thread runs it.
+      for (let t = 1; t < ready; t++) {
+        const w = lists[t]!;
+        if (w.n > 0 && Atomics.compareExchange(i32, w.base, seq, 0) === seq) {
+          try {
+            this.runList(w.base, i32);
+          } finally {
+            Atomics.sub(ctl, PENDING, 1);
+          }
+        }
+      }
       hooks?.afterOwn?.();
     } catch (err) {
       failure = err;
