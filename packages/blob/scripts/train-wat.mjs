@@ -19,7 +19,8 @@
 //   the rows the windows cover; the in-image part copied out. (Per cell, the sum runs over the
 //   output rows of the sums over the columns: Caffe's terms, grouped by output row.)
 // - sgd_step: the SGD step of a float32 param (L2 decay, momentum, w −= step), in float64 as the
-//   JS template computes it, rounded to float32 where the template stores.
+//   JS template computes it, rounded to float32 where the template stores; reports whether every
+//   new weight is finite (the solver's per-iteration check then needs no scan of its own).
 // - sconv_stage, sconv_wgrad, sconv_bsum: weight and bias gradients of a convolution with few
 //   taps (see smallConvWat); the relaxed build multiply-adds there with f32x4.relaxed_madd.
 //
@@ -300,8 +301,9 @@ export function generateTrainWat({ relaxed = false } = {}) {
   // ---- SGD step of a float32 param, in float64 as the JS template computes it, rounded to
   // float32 wherever the template stores: g = f32(g + decay·w) (when $hasDecay), h = f32(rate·g
   // + momentum·h), g = h, w = f32(w − h). Two lanes per f64x2, four floats per step. ----
-  emit(1, '(func (export "sgd_step") (param $w i32) (param $g i32) (param $h i32) (param $n i32) (param $decay f64) (param $hasDecay i32) (param $rate f64) (param $mom f64)');
-  emit(2, '(local $i i32) (local $n4 i32) (local $W v128) (local $G v128) (local $H v128) (local $vd v128) (local $vr v128) (local $vm v128)');
+  emit(1, ';; Returns 1 when every new w is finite (the sum of w·0 is 0 then, NaN otherwise), else 0.');
+  emit(1, '(func (export "sgd_step") (param $w i32) (param $g i32) (param $h i32) (param $n i32) (param $decay f64) (param $hasDecay i32) (param $rate f64) (param $mom f64) (result i32)');
+  emit(2, '(local $i i32) (local $n4 i32) (local $W v128) (local $G v128) (local $H v128) (local $vd v128) (local $vr v128) (local $vm v128) (local $fin v128) (local $sf f32)');
   emit(2, '(local $w0 v128) (local $w1 v128) (local $g0 v128) (local $g1 v128) (local $h0 v128) (local $h1 v128) (local $at i32)');
   emit(2, '(local $sw f64) (local $sg f64) (local $sh f64)');
   emit(2, '(local.set $n4 (i32.and (local.get $n) (i32.const -4)))');
@@ -328,7 +330,9 @@ export function generateTrainWat({ relaxed = false } = {}) {
   emit(3, `(local.set $H ${join('(local.get $h0)', '(local.get $h1)')})`);
   emit(3, '(v128.store (i32.add (local.get $h) (local.get $at)) (local.get $H))');
   emit(3, '(v128.store (i32.add (local.get $g) (local.get $at)) (local.get $H))');
-  emit(3, `(v128.store (i32.add (local.get $w) (local.get $at)) ${join('(local.get $w0)', '(local.get $w1)')})`);
+  emit(3, `(local.set $W ${join('(local.get $w0)', '(local.get $w1)')})`);
+  emit(3, '(v128.store (i32.add (local.get $w) (local.get $at)) (local.get $W))');
+  emit(3, '(local.set $fin (f32x4.add (local.get $fin) (f32x4.mul (local.get $W) (v128.const f32x4 0 0 0 0))))');
   emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 4)))');
   emit(3, '(br $vL)))');
   emit(2, '(block $sD (loop $sL (br_if $sD (i32.ge_u (local.get $i) (local.get $n)))');
@@ -339,9 +343,12 @@ export function generateTrainWat({ relaxed = false } = {}) {
   emit(3, '(local.set $sh (f64.add (f64.mul (local.get $rate) (local.get $sg)) (f64.mul (local.get $mom) (f64.promote_f32 (f32.load (i32.add (local.get $h) (local.get $at)))))))');
   emit(3, '(f32.store (i32.add (local.get $h) (local.get $at)) (f32.demote_f64 (local.get $sh)))');
   emit(3, '(f32.store (i32.add (local.get $g) (local.get $at)) (f32.demote_f64 (local.get $sh)))');
-  emit(3, '(f32.store (i32.add (local.get $w) (local.get $at)) (f32.demote_f64 (f64.sub (local.get $sw) (f64.promote_f32 (f32.demote_f64 (local.get $sh))))))');
+  emit(3, '(local.set $sf (f32.demote_f64 (f64.sub (local.get $sw) (f64.promote_f32 (f32.demote_f64 (local.get $sh))))))');
+  emit(3, '(f32.store (i32.add (local.get $w) (local.get $at)) (local.get $sf))');
+  emit(3, '(local.set $fin (f32x4.add (local.get $fin) (f32x4.splat (f32.mul (local.get $sf) (f32.const 0)))))');
   emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
   emit(3, '(br $sL)))');
+  emit(2, '(i32x4.all_true (f32x4.eq (local.get $fin) (v128.const f32x4 0 0 0 0)))');
   emit(1, ')');
 
   smallConvWat(emit, relaxed);

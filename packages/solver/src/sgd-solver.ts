@@ -74,6 +74,7 @@ export class SGDSolver extends Solver {
     }
     this.clipGradients();
     const n = this.net.learnableParams.length;
+    this.paramsSeenFinite = 0;
     if (this.fusedStep()) {
       for (let id = 0; id < n; id++) {
         this.normalize(id);
@@ -105,7 +106,10 @@ export class SGDSolver extends Solver {
     return this.param.regularization_type === 'L2' || this.param.weight_decay === 0;
   }
 
-  /** One param's fused SGD step (see fusedStep); false where it does not apply (float64, no WebAssembly). */
+  /**
+   * One param's fused SGD step (see fusedStep); false where it does not apply (float64, no
+   * WebAssembly). Counts the param in paramsSeenFinite when its new weights are all finite.
+   */
   private fusedParamStep(id: number, rate: number): boolean {
     const blob = this.net.learnableParams[id]!;
     const history = this.history[id]!;
@@ -113,11 +117,23 @@ export class SGDSolver extends Solver {
     const train = defaultWasmTrain();
     if (!train) return false;
     const decay = this.param.weight_decay * (this.net.paramsWeightDecay[id] ?? 1);
-    train.sgdStep(
+    const finite = train.sgdStep(
       blob.mutableCpuData() as Float32Array, blob.mutableCpuDiff() as Float32Array, history.mutableCpuData() as Float32Array,
       this.localRate(id, rate), this.param.momentum, decay,
     );
+    if (finite) this.paramsSeenFinite++;
     return true;
+  }
+
+  /** Params this iteration's fused steps saw finite after their update. */
+  private paramsSeenFinite = 0;
+
+  /**
+   * The fused steps checked every new weight of every param (so the solver's check after the
+   * update need not scan them again: ~2 ms of JS per LeNet iteration, 431k params).
+   */
+  protected override updateLeftParamsFinite(): boolean {
+    return this.paramsSeenFinite === this.net.learnableParams.length;
   }
 
   /**

@@ -515,6 +515,14 @@ export abstract class Solver {
     if (this.stopOnNonFinite) throw new SolverError(`Training stopped: ${message} (--stop_on_nan)`);
   }
 
+  /**
+   * Whether this iteration's applyUpdate itself saw every learnable param finite after the
+   * update (so the per-iteration check needs no scan of its own); false unless a solver knows.
+   */
+  protected updateLeftParamsFinite(): boolean {
+    return false;
+  }
+
   /** Set once a non-finite param has been reported: it stays so, and is not reported again. */
   private nonFiniteParamReported = false;
 
@@ -525,7 +533,7 @@ export abstract class Solver {
    * params that live on a device are checked only with debug_info or stopOnNonFinite (a readback).
    */
   private checkParamsFinite(): void {
-    if (this.nonFiniteParamReported) return;
+    if (this.nonFiniteParamReported || this.updateLeftParamsFinite()) return;
     if (paramsFinite(this.net, { includeDevice: this.param.debug_info || this.stopOnNonFinite })) return;
     const at = findNonFiniteParam(this.net);
     if (!at) return; // a device param read back finite after all

@@ -178,13 +178,30 @@ describe('createWasmTrain', () => {
           const w = fill(), g = fill(), h = fill();
           const [w2, g2, h2] = [w.slice(), g.slice(), h.slice()];
           reference(w2, g2, h2, rate, momentum, decay);
-          kernels().sgdStep(w, g, h, rate, momentum, decay);
+          const finite = kernels().sgdStep(w, g, h, rate, momentum, decay);
+          expect(finite).toBe(w2.every(Number.isFinite));
           expect(Array.from(w)).toEqual(Array.from(w2));
           expect(Array.from(g)).toEqual(Array.from(g2));
           expect(Array.from(h)).toEqual(Array.from(h2));
         });
       }
     }
+    it('reports whether every new weight is finite (a float32 overflow included)', () => {
+      const k = kernels();
+      for (const n of [5, 70000]) {
+        const w = new Float32Array(n).fill(1), g = new Float32Array(n).fill(0.5), h = new Float32Array(n);
+        expect(k.sgdStep(w, g, h, 0.1, 0.9, 0.01)).toBe(true);
+        // The last element only (the scalar tail for n = 5; the second staging chunk for 70000).
+        w[n - 1] = -3.4e38;
+        g[n - 1] = 3.4e38;
+        expect(k.sgdStep(w, g, h, 1, 0, 0)).toBe(false);
+        expect(w[n - 1]).toBe(-Infinity);
+        w.fill(1);
+        g[1] = NaN;
+        expect(k.sgdStep(w, g, h, 0.1, 0.9, 0)).toBe(false);
+      }
+    });
+
     it('rejects arrays of different lengths', () => {
       expect(() => kernels().sgdStep(new Float32Array(4), new Float32Array(4), new Float32Array(3), 0.1, 0.9, 0)).toThrow(/same length, got 4, 4, 3/);
     });

@@ -25,7 +25,7 @@ type TrainExports = {
   sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
   sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;
   sconv_bsum(dy: number, nb: number, O4: number, plane: number, acc: number): void;
-  sgd_step(w: number, g: number, h: number, n: number, decay: number, hasDecay: number, rate: number, momentum: number): void;
+  sgd_step(w: number, g: number, h: number, n: number, decay: number, hasDecay: number, rate: number, momentum: number): number;
   relu_bwd(x: number, dy: number, dx: number, n: number, slope: number): void;
   maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 } & { [K in PoolExportName]: PoolFn };
@@ -82,9 +82,9 @@ export interface WasmTrain {
    * one pass: g = g + decay·w (L2 weight decay; skipped when decay is 0), h = rate·g +
    * momentum·h, g = h (the step, left in the diff as Caffe does), w = w − g. Computed in float64
    * and rounded to float32 at the same points as the JS loops (a store to a Float32Array), so the
-   * results are bit-identical to theirs.
+   * results are bit-identical to theirs. Returns whether every new w is finite (no NaN, no ±Inf).
    */
-  sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): void;
+  sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): boolean;
   /**
    * The parameter gradients of a convolution with few taps (g's channels · kernelH · kernelW
    * at most SMALL_CONV_MAX_TAPS), without the input gradient: weightDiff += dy ⋆ x and
@@ -280,7 +280,7 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     }
   }
 
-  function sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): void {
+  function sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): boolean {
     const n = w.length;
     if (g.length !== n || h.length !== n) {
       throw new MathError(`wasm sgdStep: data, diff and history must have the same length, got ${n}, ${g.length}, ${h.length}`);
@@ -288,7 +288,8 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     for (const [k, v] of Object.entries({ rate, momentum, decay })) {
       if (typeof v !== 'number') throw new MathError(`wasm sgdStep: ${k} must be a number, got ${String(v)}`);
     }
-    if (n === 0) return;
+    if (n === 0) return true;
+    let finite = true;
     // Three cache-sized slices staged at a time (each lands a few cache lines off the others).
     const chunk = Math.min(n, CHUNK_FLOATS);
     const pW = 0, pG = align(4 * chunk) + SKEW, pH = align(pG + 4 * chunk) + SKEW;
@@ -298,11 +299,12 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
       f32.set(w.subarray(i0, i0 + m), pW >> 2);
       f32.set(g.subarray(i0, i0 + m), pG >> 2);
       f32.set(h.subarray(i0, i0 + m), pH >> 2);
-      ex.sgd_step(pW, pG, pH, m, decay, decay ? 1 : 0, rate, momentum);
+      if (!ex.sgd_step(pW, pG, pH, m, decay, decay ? 1 : 0, rate, momentum)) finite = false;
       w.set(f32.subarray(pW >> 2, (pW >> 2) + m), i0);
       g.set(f32.subarray(pG >> 2, (pG >> 2) + m), i0);
       h.set(f32.subarray(pH >> 2, (pH >> 2) + m), i0);
     }
+    return finite;
   }
 
   /** The resolved small-convolution geometry: output size, the bordered plane, taps. */
