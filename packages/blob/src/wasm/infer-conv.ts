@@ -11,7 +11,10 @@
 // applied as the tiles are stored. 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) or
 // F(4×4, 3×3) over transformed weights kept the same way; depthwise ones fold the affine into
 // their filters. A one-image output stays in this memory for the next convolution that reads it
-// (ActivationVersions).
+// (ActivationVersions). Operands that are views of the kernel threads' shared memory (blobs of
+// the 'wasm' host allocator) are read and written in place by the runner over that memory, at
+// any thread count: no copies at all. A convolution may also compute a following Eltwise SUM
+// (ConvSum, Net's inference fusion) in this memory before its output leaves it.
 // With kernel threads (getNumThreads() > 1), defaultWasmInferConv runs a second runner whose
 // blocks live in the threads' shared memory (threads.ts) and which hands the GEMMs of a layer
 // big enough to pay to the pool: a direct convolution split by output-channel blocks (weights
@@ -350,6 +353,8 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
    */
   function placeSum(sum: ConvSum | undefined, num: number, xAt: number, ySlot: number, imgOut: number): SumPlace | null {
     if (!sum) return null;
+    // Both in place (views of this memory): nothing to place.
+    if (inMem(sum.other) >= 0 && inMem(sum.z) >= 0) return { oAt: -1, zAt: -1, zSlot: -1 };
     let zSlot = ySlot >= 0 && num === 1 && sum.zVersion !== undefined && inMem(sum.z) < 0 ? 1 - ySlot : -1;
     // That slot may hold this call's input (a resident hit): never regrow it then.
     if (zSlot >= 0 && xAt >= 0 && slots[zSlot]!.bytes < 4 * imgOut) zSlot = -1;
