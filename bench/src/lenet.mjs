@@ -5,7 +5,7 @@
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
-//       [--roofline]
+//       [--roofline] [--update]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
 // GEMM GFLOP/s (2·N·weights·output positions forward; backward that for the weight gradient plus
@@ -29,6 +29,10 @@
 // step i + 1), so load from other processes falls on all of them alike; a summary line per net
 // and the ratio of the medians close the run.
 // --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
+// --update builds each net through an SGD solver (LeNet's solver settings: lr 0.01, momentum 0.9,
+// weight_decay 5e-4) and also times, per iteration, what a training iteration adds to forward +
+// backward: clearing the param diffs, the solver's update (SGDSolver.applyUpdate) and its check
+// that the params stayed finite; an "update" row and a step-with-update line report it.
 // CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd in the environment picks the float32 GEMM.
 import v8 from 'node:v8';
 import { readFileSync } from 'node:fs';
@@ -43,6 +47,7 @@ await import('@caffe-ts/layers/register');
 const { Net } = await import('@caffe-ts/net');
 const { parseNetParameter, createMessage, Phase } = await import('@caffe-ts/proto');
 const { zooModel } = await import('@caffe-ts/zoo');
+const { createSolver } = await import('@caffe-ts/solver');
 
 const { values } = parseArgs({
   options: {
@@ -57,6 +62,7 @@ const { values } = parseArgs({
     'col-floats': { type: 'string' },
     'host-alloc': { type: 'string' },
     roofline: { type: 'boolean', default: false },
+    update: { type: 'boolean', default: false },
   },
 });
 
@@ -101,7 +107,15 @@ for (const a of allocs) if (a !== null && a !== 'js' && a !== 'wasm') throw new 
 const nets = [];
 for (const alloc of allocs) {
   if (alloc) setHostAllocator(alloc);
-  const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
+  let solver = null;
+  if (values.update) {
+    if (phase !== Phase.TRAIN) throw new Error('--update needs the TRAIN phase');
+    const sp = createMessage('SolverParameter', {
+      net_param: param, base_lr: 0.01, momentum: 0.9, weight_decay: 0.0005, lr_policy: 'inv', gamma: 0.0001, power: 0.75, max_iter: 1 << 30, display: 0,
+    });
+    solver = createSolver(sp, { registry: defaultLayerRegistry(), dtype: values.dtype, log: false });
+  }
+  const net = solver ? solver.net : await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
   if (values['col-floats']) {
     for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
   }
@@ -114,7 +128,7 @@ for (const alloc of allocs) {
     for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
   }
   const inKernelMemory = !(data.buffer instanceof ArrayBuffer);
-  nets.push({ alloc, net, tag: alloc ? ` [host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}]` : '' });
+  nets.push({ alloc, net, solver, tag: alloc ? ` [host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}]` : '' });
 }
 if (allocs[0]) setHostAllocator(undefined);
 const net = nets[0].net;
@@ -161,11 +175,16 @@ for (const threads of threadCounts) {
   const got = await initThreads(threads);
   const runs = nets.map(() => ({
     fwd: Array.from({ length: L }, () => []), bwd: Array.from({ length: L }, () => []), fwdTotal: [], bwdTotal: [], step: [],
+    update: [], stepUpdate: [],
   }));
   for (let it = -warmup; it < iterations; it++) {
-    nets.forEach(({ net }, k) => {
+    nets.forEach(({ net, solver }, k) => {
       const r = runs[k];
       const f = new Float64Array(L), b = new Float64Array(L);
+      // A solver iteration starts by clearing the param diffs (timed with the update).
+      const c0 = now();
+      if (solver) net.clearParamDiffs();
+      const clear = now() - c0;
       const t0 = now();
       for (let i = 0; i < L; i++) {
         const s = now();
@@ -179,7 +198,16 @@ for (const threads of threadCounts) {
         b[i] = now() - s;
       }
       const t2 = now();
+      if (solver) {
+        solver.applyUpdate();
+        solver.checkParamsFinite();
+      }
+      const t3 = now();
       if (it < 0) return;
+      if (solver) {
+        r.update.push(clear + t3 - t2);
+        r.stepUpdate.push(clear + t3 - t0);
+      }
       for (let i = 0; i < L; i++) {
         r.fwd[i].push(f[i]);
         r.bwd[i].push(b[i]);
@@ -190,8 +218,8 @@ for (const threads of threadCounts) {
     });
   }
 
-  nets.forEach(({ net, tag }, k) => {
-    const { fwd, bwd, fwdTotal, bwdTotal, step } = runs[k];
+  nets.forEach(({ net, tag, solver }, k) => {
+    const { fwd, bwd, fwdTotal, bwdTotal, step, update, stepUpdate } = runs[k];
     console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
       `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
     // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
@@ -202,8 +230,10 @@ for (const threads of threadCounts) {
       const rates = roof ? work(net, i).map((w, b) => rate(w, median(b ? bwd[i] : fwd[i]))).join('') : '';
       console.log(`${net.layerNames[i].padEnd(16)}${ms(median(fwd[i]))}${ms(median(bwd[i]))}${ms(Math.min(...fwd[i]))}${ms(Math.min(...bwd[i]))}${rates}`);
     }
+    if (solver) console.log(`${'update'.padEnd(16)}${ms(median(update))}${''.padStart(9)}${ms(Math.min(...update))}`);
     const line = `forward ${median(fwdTotal).toFixed(2)} ms, backward ${median(bwdTotal).toFixed(2)} ms, ` +
-      `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)`;
+      `step ${median(step).toFixed(2)} ms (min ${Math.min(...step).toFixed(2)} ms)` +
+      (solver ? `, with update ${median(stepUpdate).toFixed(2)} ms (min ${Math.min(...stepUpdate).toFixed(2)} ms)` : '');
     console.log(line);
     summary.push(`threads ${got}${tag}: ${line}`);
   });
