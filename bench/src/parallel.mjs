@@ -11,6 +11,7 @@
 //   kernels ×C    1 replica × C kernel threads (GEMM/conv split inside each layer)
 //   split ×C      C replicas share each batch (the single-worker trajectory) × 1 kernel thread
 //   replicate ×C  C replicas of a whole batch each (Caffe's -gpu semantics: C × batch per iteration)
+//   split-plain   split ×C with the update in JavaScript loops and no early step (--mixes only)
 // The default of `caffe train` (chooseParallelism) is marked. Every mix's solver is built once and
 // the mixes then run in interleaved rounds of `--iterations` iterations (after `--warmup`), so a
 // machine whose load changes during the run slows them alike; the table gives the median
@@ -149,7 +150,15 @@ async function build(param, mix) {
   const opts = { log: false, rootDir: work };
   setNumThreads(mix.kernelThreads);
   if (mix.workers === 1) return { solver: await createNodeSolver(param, opts), dp: null };
-  const dp = new DataParallel({ workers: mix.workers, mode: mix.mode, kernelThreads: mix.kernelThreads, register, log: false, profile: values.profile });
+  const dp = new DataParallel({
+    workers: mix.workers,
+    mode: mix.mode,
+    kernelThreads: mix.kernelThreads,
+    register,
+    log: false,
+    profile: values.profile,
+    ...(mix.plain ? { wasmUpdate: false, earlyStep: false } : {}),
+  });
   const solver = await createNodeSolver(param, { ...opts, netFactoryAsync: dp.netFactoryAsync });
   await dp.attach(solver);
   return { solver, dp };
@@ -161,13 +170,16 @@ const ALL = {
   kernels: { name: `kernels ×${cores}`, workers: 1, kernelThreads: cores },
   split: { name: `split ×${cores}`, workers: cores, mode: 'split', kernelThreads: 1 },
   replicate: { name: `replicate ×${cores}`, workers: cores, mode: 'replicate', kernelThreads: 1 },
+  // split without the WebAssembly update kernels and the early step (JavaScript loops; each step
+  // posted when rank 0 starts its own): what those two bring, measured in the same rounds.
+  'split-plain': { name: `split ×${cores} plain`, workers: cores, mode: 'split', kernelThreads: 1, plain: true },
 };
 const mixes = values.mixes.split(',').map((k) => {
   if (!ALL[k]) throw new Error(`unknown mix '${k}' (known: ${Object.keys(ALL).join(', ')})`);
   return ALL[k];
 });
 if (!mixes.includes(ALL['1core'])) mixes.unshift(ALL['1core']);
-const isDefault = (mix) => mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
+const isDefault = (mix) => !mix.plain && mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
 const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
 await initThreads(cores);
 console.log(

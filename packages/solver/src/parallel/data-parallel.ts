@@ -57,6 +57,17 @@ export interface DataParallelOptions {
   /** Also measure each thread's CPU time per step (see DataParallel.stats; Linux only). */
   profile?: boolean;
   /**
+   * The reduction and the plain-SGD update in WebAssembly SIMD on a shared WebAssembly.Memory
+   * (default true where available; false, or CAFFE_TS_PARALLEL_WASM=off: JavaScript loops on a
+   * SharedArrayBuffer, the same values).
+   */
+  wasmUpdate?: boolean;
+  /**
+   * Post each next step to the workers right after the update (default true; false, or
+   * CAFFE_TS_PARALLEL_EARLY=off: when rank 0 starts its own).
+   */
+  earlyStep?: boolean;
+  /**
    * When the train net cannot be divided (a batch that does not split, a data layer that does not
    * shard, a single replica), train on the calling thread alone instead of failing: `active` is
    * then false and `inactiveReason` says why (the default mix of `caffe train`).
@@ -171,6 +182,8 @@ export class DataParallel implements GradientComputer {
   private dtype: DType = 'float32';
   private readonly profile: boolean;
   private readonly optional: boolean;
+  private readonly wasmUpdate: boolean;
+  private readonly earlyStep: boolean;
   private off: string | null = null;
   private replicaKernels: { requested: number; started: number }[] = [];
   /** The calling thread's kernel-thread count before attach (restored by close). */
@@ -208,6 +221,8 @@ export class DataParallel implements GradientComputer {
     this.log = options.log === false ? { info: () => {}, warn: () => {}, error: () => {} } : logger('parallel.cpp');
     this.profile = options.profile ?? false;
     this.optional = options.optional ?? false;
+    this.wasmUpdate = options.wasmUpdate ?? true;
+    this.earlyStep = options.earlyStep ?? true;
     if (n === 1) this.off = 'one replica';
   }
 
@@ -315,7 +330,9 @@ export class DataParallel implements GradientComputer {
     // then the history sections (a WebAssembly.Memory where the update kernels run in place).
     const sections = 1 + this.workers + Math.max(1, perParam);
     const { buffer, memory } =
-      dtype === 'float32' ? allocArenaMemory(bytes(total * sections)) : { buffer: new SharedArrayBuffer(bytes(total * sections)), memory: null };
+      dtype === 'float32' && this.wasmUpdate
+        ? allocArenaMemory(bytes(total * sections))
+        : { buffer: new SharedArrayBuffer(bytes(total * sections)), memory: null };
     const section = (k: number): ArenaRef => ({ buffer, base: k * total, length: total });
     const data = section(0);
     const diffArenas = Array.from({ length: this.workers }, (_, r) => section(1 + r));
@@ -591,7 +608,7 @@ export class DataParallel implements GradientComputer {
   private postEarly(solver: Solver): void {
     const pool = this.pool;
     if (!pool || pool.isClosed || this.early || solver.param.iter_size !== 1 || solver.iter + 1 >= this.stopIter) return;
-    if (process.env.CAFFE_TS_PARALLEL_EARLY === 'off') return;
+    if (!this.earlyStep || process.env.CAFFE_TS_PARALLEL_EARLY === 'off') return;
     for (const f of this.frozen) f.to.set(f.from);
     this.early = solver.net.learnableParams.map((b) => b.dataVersion);
     pool.command(CMD.STEP);
