@@ -576,7 +576,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
 }
 
 /** Blocking of the packed convolution GEMM (exported by the module as immutable globals). */
-export const PCONV_BLOCKING = Object.freeze({ MR: 4, NR: 8, MC: 128, KC: 256, NC: 1024 });
+export const PCONV_BLOCKING = Object.freeze({ MR: 4, NR: 8, MC: 128, KC: 512, NC: 1024 });
 
 /**
  * The packed convolution of inference: y = act(a ⊙ (W · im2col(x)) + b) for one image and

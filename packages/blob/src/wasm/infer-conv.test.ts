@@ -77,7 +77,7 @@ const geom = (
   strideH: stride[0], strideW: stride[1], dilationH: dil[0], dilationW: dil[1], outChannels: O, group,
 });
 
-// Odd shapes: tails in M (MR = 4) and N (NR = 8), K past one k block (KC = 256), N past one
+// Odd shapes: tails in M (MR = 4) and N (NR = 8), K past one k block (KC = 512), N past one
 // column block (NC = 1024), panels straddling output rows, padding, strides 1/2/3/4, dilation,
 // groups, 1×1 (the flat path) with and without stride.
 const CASES: [string, Conv2dGeometry, number][] = [
@@ -92,7 +92,7 @@ const CASES: [string, Conv2dGeometry, number][] = [
   ['3x5 rect, pads 1x2, strides 1x2', geom(4, 10, 21, 6, [3, 5], [1, 2], [1, 2]), 1],
   ['groups 2', geom(6, 9, 10, 10, [3, 3], [1, 1], [1, 1], [1, 1], 2), 2],
   ['groups 3 odd rows', geom(9, 8, 8, 15, [3, 3], [1, 1], [1, 1], [1, 1], 3), 1],
-  ['K past one k block (15 outputs: not Winograd)', geom(40, 7, 7, 15, [3, 3], [1, 1]), 1],
+  ['K past one k block (15 outputs: not Winograd)', geom(70, 7, 7, 15, [3, 3], [1, 1]), 1],
   ['N past one column block', geom(3, 40, 41, 5, [3, 3], [1, 1]), 1],
   ['7x7 output (every panel straddles)', geom(12, 7, 7, 8, [3, 3], [1, 1]), 1],
   ['1x1 at 1x1', geom(33, 1, 1, 10, [1, 1]), 3],
@@ -104,7 +104,7 @@ const CASES: [string, Conv2dGeometry, number][] = [
   ['winograd 3x3 pad 1 at 1x1', geom(16, 1, 1, 16, [3, 3], [1, 1]), 1],
   ['winograd rect pads 1x0, 30x19', geom(16, 30, 19, 20, [3, 3], [1, 0]), 1],
   ['winograd groups 2', geom(32, 10, 12, 34, [3, 3], [1, 1], [1, 1], [1, 1], 2), 1],
-  ['winograd K past one k block', geom(300, 5, 6, 16, [3, 3], [1, 1]), 1],
+  ['winograd K past one k block', geom(520, 5, 6, 16, [3, 3], [1, 1]), 1],
 ];
 
 describe('packed inference convolution (WebAssembly)', () => {
