@@ -15,7 +15,10 @@
 // --fused: the per-step times are those of net.forward()'s own steps (a fused inference chain,
 // e.g. Convolution → BatchNorm → Scale → ReLU, is one step named after its first layer, with
 // type "first+…"), so they add up to net.forward(). CAFFE_TS_FUSION=off and CAFFE_TS_PACKED=off
-// (the packed-weights inference kernels) turn those off for comparison.
+// (the packed-weights inference kernels) turn those off for comparison. --host-alloc wasm places
+// the blobs in the kernel threads' shared memory, where the packed runner reads and writes them in
+// place (no copies in and out of its memory); the default 'js' allocator is what compare.mjs
+// measures.
 import v8 from 'node:v8';
 import { parseArgs } from 'node:util';
 
