@@ -398,21 +398,23 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  *      "claimer done" set by the thread that claimed it;
  *   2. a thread then packs itself every chunk not yet present (claimed by a thread that has
  *      not finished it: packing is idempotent, so duplicated work is harmless, and nobody waits
- *      for a thread that was descheduled in the middle of a chunk), and waits until every task
- *      of the previous block is done (the tasks of this block update the same C);
+ *      for a thread that was descheduled in the middle of a chunk);
  *   3. tasks (an mcT-row block of op(A), packed privately, times one of nJ column chunks of the
  *      panels; numbered row block by row block) are grabbed one by one from atomic counters:
  *      the tasks are cut into T contiguous segments, thread t takes those of segment t first,
- *      then helps with the segments after it. In the first block a task also waits until its
+ *      then helps with the segments after it. A task waits for the same task of the previous
+ *      block when that one is still running (the same tiles of C, updated in k order): only a
+ *      stolen task can find it so. In the first block a task also waits until its
  *      rows of op(A) and C are staged: the caller (thread 0) stages them while the workers pack
  *      B, row block by row block from the last (the workers' segments) to the first (its own),
  *      counting them in the staged word. So each thread packs mostly
  *      its own rows of op(A) and writes its own rows of C, and a thread that is slowed down (the
  *      caller staging operands, another process on its core, a worker still waking up) simply
  *      ends up doing fewer tasks: no step waits for a thread that is not working on something.
- * The B buffers alternate between blocks: packing block i + 2 into the buffer of block i starts
- * only once every task of block i is done (the wait of block i + 1) and every claimer of a
- * chunk of block i has finished writing it (a late claimer would overwrite the new data).
+ * The B buffers ($nbuf of them, $packB1 bytes each from $packB0; as many as there are blocks
+ * where memory allows) are used in turn: packing block i + nbuf into the buffer of block i
+ * starts only once every task of block i is done and every claimer of a chunk of block i has
+ * finished writing it (a late claimer would overwrite the new data).
  * Every element of C sees the same operations in the same order as in "gemm", so results do
  * not depend on the thread count. A list run after all the work is done just returns.
  * $bChunk packs three fields: panels per chunk (bits 0-15), whether the thread may block (bit
@@ -422,7 +424,8 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * (one i32 per row block: tasks of the last block done on those rows, so the caller can copy
  * finished rows of C out while others still compute), +132 the byte offset of the chunk flags
  * (per block i at + 2*maxChunks*i: maxChunks "present" bytes, then maxChunks "claimer done"
- * bytes), +136 maxChunks; then per block i (stride 64*(T+3), from +192): +0 chunk claim
+ * bytes), +136 maxChunks, +140 nbuf, +144 the byte offset of the task-done flags (per block i
+ * at + tasks*i, one byte per task); then per block i (stride 64*(T+3), from +192): +0 chunk claim
  * counter,
  * +128 tasks done, +192 + 64*s the grab counter of task segment s. Column chunks start at
  * multiples of 2*NR floats so that threads do not write the same cache lines of C.
@@ -491,8 +494,8 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
     emit(0, '');
   }
   emit(1, ';; C = alpha*op(A)*op(B) + beta*C by $T threads together (see emitGemmMt in gemm-wat.mjs).');
-  emit(1, ';; $packA, $scratch: this thread\'s (MC x KC and MR x NR floats); $packB0, $packB1: the shared');
-  emit(1, ';; B buffers (min(KC, K) x min(NC, N) rounded up to NR, each); tasks are $mcT rows (a multiple');
+  emit(1, ';; $packA, $scratch: this thread\'s (MC x KC and MR x NR floats); $packB0: the first of the shared');
+  emit(1, ';; B buffers, $packB1 bytes each (min(KC, K) x min(NC, N) rounded up to NR floats); tasks are $mcT rows (a multiple');
   emit(1, ';; of MR, at most MC) by one of $nJ chunks of the panel pairs; $bChunk panels per B chunk');
   emit(1, ';; (+ 65536 where this thread may sleep in memory.atomic.wait32 while it waits).');
   emit(1, '(func (export "gemm_mt") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)');
@@ -503,7 +506,8 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(2, '(local $self i32) (local $seg i32) (local $segEnd i32) (local $units i32) (local $stride i32) (local $p1 i32)');
   emit(2, '(local $panels i32) (local $p i32) (local $nIc i32) (local $tasks i32) (local $task i32) (local $icIdx i32) (local $lastIc i32)');
   emit(2, '(local $jIdx i32) (local $ic i32) (local $mc i32) (local $jr i32) (local $j1 i32) (local $betaK f32) (local $last i32)');
-  emit(2, '(local $chunks i32) (local $chunks1 i32) (local $chunks2 i32) (local $maxChunks i32) (local $fl i32) (local $c i32) (local $block i32)');
+  emit(2, '(local $chunks i32) (local $maxChunks i32) (local $fl i32) (local $c i32) (local $block i32)');
+  emit(2, '(local $nbuf i32) (local $taskFl i32) (local $pcBlocks i32) (local $old i32) (local $oldChunks i32)');
   emit(2, '(local.set $maxChunks (i32.load offset=136 (local.get $sync)))');
   emit(2, ';; $bChunk: panels per chunk (bits 0-15), may block (bit 16), thread index (bits 17-23; mod T)');
   emit(2, '(local.set $block (i32.and (i32.shr_u (local.get $bChunk) (i32.const 16)) (i32.const 1)))');
@@ -512,6 +516,8 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(2, '(local.set $nIc (i32.div_u (i32.add (local.get $M) (i32.sub (local.get $mcT) (i32.const 1))) (local.get $mcT)))');
   emit(2, '(local.set $tasks (i32.mul (local.get $nIc) (local.get $nJ)))');
   emit(2, '(local.set $stride (i32.shl (i32.add (local.get $T) (i32.const 3)) (i32.const 6)))');
+  emit(2, '(local.set $nbuf (i32.load offset=140 (local.get $sync)))');
+  emit(2, `(local.set $pcBlocks (i32.div_u (i32.add (local.get $K) (i32.const ${KC - 1})) (i32.const ${KC})))`);
   emit(2, '(loop $jcLoop');
   emit(3, `(local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
   emit(3, `(local.set $panels (i32.shr_u (i32.add (local.get $nc) (i32.const ${NR - 1})) (i32.const ${Math.log2(NR)})))`);
@@ -520,20 +526,27 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(3, '(loop $pcLoop');
   emit(4, `(local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
   emit(4, '(local.set $betaK (select (local.get $beta) (f32.const 1) (i32.eqz (local.get $pc))))');
-  emit(4, '(local.set $buf (select (local.get $packB1) (local.get $packB0) (i32.and (local.get $it) (i32.const 1))))');
+  emit(4, '(local.set $buf (i32.add (local.get $packB0) (i32.mul (i32.rem_u (local.get $it) (local.get $nbuf)) (local.get $packB1))))');
+  emit(4, '(local.set $taskFl (i32.add (i32.load offset=144 (local.get $sync)) (i32.mul (local.get $it) (local.get $tasks))))');
   emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 192) (i32.mul (local.get $it) (local.get $stride)))))');
   emit(4, ';; the last block: its tasks finish rows of C (counted in the row-done words)');
   emit(4, `(local.set $last (i32.and (i32.ge_u (i32.add (local.get $jc) (i32.const ${NC})) (local.get $N)) (i32.ge_u (i32.add (local.get $pc) (i32.const ${KC})) (local.get $K))))`);
-  emit(4, '(local.set $chunks2 (local.get $chunks1))');
-  emit(4, '(local.set $chunks1 (local.get $chunks))');
   emit(4, '(local.set $chunks (i32.div_u (i32.add (local.get $panels) (i32.sub (local.get $bChunk) (i32.const 1))) (local.get $bChunk)))');
   emit(4, '(local.set $fl (i32.add (i32.load offset=132 (local.get $sync)) (i32.mul (local.get $it) (i32.shl (local.get $maxChunks) (i32.const 1)))))');
-  emit(4, ';; 0. the buffer was block it - 2\'s: every claimer of its chunks must be done writing');
-  emit(4, '(if (i32.ge_u (local.get $it) (i32.const 2)) (then');
+  emit(4, ';; 0. the buffer was block old = it - nbuf\'s: all its tasks done, every claimer of its chunks done writing');
+  emit(4, '(if (i32.ge_u (local.get $it) (local.get $nbuf)) (then');
+  emit(5, '(local.set $old (i32.sub (local.get $it) (local.get $nbuf)))');
+  emit(5, '(if (i32.eqz (call $await (i32.add (i32.add (local.get $sync) (i32.add (i32.const 320) (i32.mul (local.get $old) (local.get $stride)))) (i32.const 0))');
+  emit(6, '(local.get $tasks) (local.get $abort) (local.get $block))) (then (return)))');
+  emit(5, ';; chunks of block old: its column block is old / pcBlocks');
+  emit(5, `(local.set $p (i32.sub (local.get $N) (i32.mul (i32.div_u (local.get $old) (local.get $pcBlocks)) (i32.const ${NC}))))`);
+  emit(5, `(local.set $p (select (local.get $p) (i32.const ${NC}) (i32.lt_u (local.get $p) (i32.const ${NC}))))`);
+  emit(5, `(local.set $p (i32.shr_u (i32.add (local.get $p) (i32.const ${NR - 1})) (i32.const ${Math.log2(NR)})))`);
+  emit(5, '(local.set $oldChunks (i32.div_u (i32.add (local.get $p) (i32.sub (local.get $bChunk) (i32.const 1))) (local.get $bChunk)))');
   emit(5, '(local.set $c (i32.const 0))');
   emit(5, '(block $claimed (loop $check');
-  emit(6, '(br_if $claimed (i32.ge_u (local.get $c) (local.get $chunks2)))');
-  emit(6, '(if (i32.eqz (call $await8 (i32.add (i32.sub (local.get $fl) (i32.shl (local.get $maxChunks) (i32.const 2)))');
+  emit(6, '(br_if $claimed (i32.ge_u (local.get $c) (local.get $oldChunks)))');
+  emit(6, '(if (i32.eqz (call $await8 (i32.add (i32.sub (local.get $fl) (i32.mul (local.get $nbuf) (i32.shl (local.get $maxChunks) (i32.const 1))))');
   emit(7, '(i32.add (local.get $maxChunks) (local.get $c))) (i32.const 1) (local.get $abort) (local.get $block))) (then (return)))');
   emit(6, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(6, '(br $check)))))');
@@ -549,8 +562,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))');
   emit(5, '(i32.atomic.store8 (i32.add (i32.add (local.get $fl) (local.get $maxChunks)) (local.get $c)) (i32.const 1))');
   emit(5, '(br $grabB)))');
-  emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it), then wait for');
-  emit(4, ';; the previous block\'s tasks');
+  emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it)');
   emit(4, '(local.set $c (i32.const 0))');
   emit(4, '(block $helped (loop $help');
   emit(5, '(br_if $helped (i32.ge_u (local.get $c) (local.get $chunks)))');
@@ -563,8 +575,6 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(6, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))))');
   emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(5, '(br $help)))');
-  emit(4, '(if (local.get $it) (then');
-  emit(5, '(if (i32.eqz (call $await (i32.sub (i32.add (local.get $ctr) (i32.const 128)) (local.get $stride)) (local.get $tasks) (local.get $abort) (local.get $block))) (then (return)))))');
   emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panel pairs [floor(units*jIdx/nJ), floor(units*(jIdx+1)/nJ)),');
   emit(4, ';; from segment self, then self + 1, ... (mod T); segment s is tasks [floor(tasks*s/T), floor(tasks*(s+1)/T))');
   emit(4, '(local.set $lastIc (i32.const -1))');
@@ -588,6 +598,10 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(if (i32.eqz (local.get $it)) (then');
   emit(6, '(if (i32.eqz (call $await (i32.add (local.get $sync) (i32.const 64)) (i32.sub (local.get $nIc) (local.get $icIdx)) (local.get $abort) (local.get $block)))');
   emit(7, '(then (return)))))');
+  emit(5, ';; later k blocks: the same task of the previous block done (it updates the same tiles of C)');
+  emit(5, '(if (local.get $pc) (then');
+  emit(6, '(if (i32.eqz (call $await8 (i32.add (i32.sub (local.get $taskFl) (local.get $tasks)) (local.get $task)) (i32.const 1) (local.get $abort) (local.get $block)))');
+  emit(7, '(then (return)))))');
   emit(5, '(if (i32.ne (local.get $icIdx) (local.get $lastIc)) (then');
   emit(6, '(call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))');
   emit(6, '(local.set $lastIc (local.get $icIdx))))');
@@ -604,6 +618,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(7, '(local.get $scratch))');
   emit(6, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(6, '(br $jrLoop)))');
+  emit(5, '(i32.atomic.store8 (i32.add (local.get $taskFl) (local.get $task)) (i32.const 1))');
   emit(5, ';; count the task done; the block\'s last one wakes threads sleeping on the count');
   emit(5, '(if (i32.eq (i32.add (i32.atomic.rmw.add offset=128 (local.get $ctr) (i32.const 1)) (i32.const 1)) (local.get $tasks)) (then');
   emit(6, '(drop (memory.atomic.notify offset=128 (local.get $ctr) (i32.const -1)))))');

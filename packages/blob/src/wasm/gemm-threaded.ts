@@ -63,6 +63,8 @@ const TASK_FLOPS = 8e6;
 const TASKS_PER_THREAD = 4;
 /** B panels per chunk a thread claims and packs. */
 const B_PANELS_PER_GRAB = 4;
+/** Most bytes of packed B buffers a cooperative product keeps (at least two buffers). */
+const MAX_B_BUFFER_BYTES = 16 << 20;
 
 /** How the cooperative GEMM cuts its work (see gemm_mt in scripts/gemm-wat.mjs). */
 export interface CoopPlan {
@@ -223,14 +225,19 @@ function coop(
   const bBytes = align(4 * plan.bFloats);
   const nIc = Math.ceil(M / plan.mcT);
   const maxChunks = Math.ceil(plan.bFloats / (kc * NR) / B_PANELS_PER_GRAB);
+  const tasks = nIc * plan.nJ;
+  // One B buffer per k block where that fits MAX_B_BUFFER_BYTES (then no thread ever waits for
+  // a buffer to be free), at least two.
+  const nbuf = Math.min(plan.blocks, Math.max(2, Math.floor(MAX_B_BUFFER_BYTES / bBytes)));
   const rowDoneAt = 192 + 64 * (T + 3) * plan.blocks;
   const flagsAt = rowDoneAt + 4 * nIc;
-  const syncBytes = align(flagsAt + 2 * maxChunks * plan.blocks);
-  const bytes = syncBytes + 2 * bBytes + T * perThread +
+  const taskFlagsAt = flagsAt + 2 * maxChunks * plan.blocks;
+  const syncBytes = align(taskFlagsAt + tasks * plan.blocks);
+  const bytes = syncBytes + nbuf * bBytes + T * perThread +
     (oA < 0 ? align(4 * M * K) : 0) + (oB < 0 ? align(4 * K * N) : 0) + (oC < 0 ? 4 * M * N : 0);
   const { base, i32, f32 } = e.scratch(bytes, 'gemm (threads)');
-  const sync = base, packB0 = base + syncBytes, packB1 = packB0 + bBytes;
-  let p = packB1 + bBytes + T * perThread;
+  const sync = base, packB0 = base + syncBytes;
+  let p = packB0 + nbuf * bBytes + T * perThread;
   const reserve = (o: number, n: number): number => {
     if (o >= 0) return o;
     const at = p;
@@ -241,13 +248,15 @@ function coop(
   i32.fill(0, sync >> 2, (sync + syncBytes) >> 2);
   i32[(sync + 128) >> 2] = sync + rowDoneAt;
   i32[(sync + 132) >> 2] = sync + flagsAt;
+  i32[(sync + 140) >> 2] = nbuf;
+  i32[(sync + 144) >> 2] = sync + taskFlagsAt;
   i32[(sync + 136) >> 2] = maxChunks;
   const lda = transA ? M : K, ldb = transB ? K : N;
   const lists = e.lists(T, relaxed);
   for (let t = 0; t < T; t++) {
-    const w = packB1 + bBytes + t * perThread;
+    const w = packB0 + nbuf * bBytes + t * perThread;
     lists[t]!.gemmMt(transA ? 1 : 0, transB ? 1 : 0, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, N,
-      w, packB0, packB1, w + packA, sync, T, plan.mcT, plan.nJ,
+      w, packB0, bBytes, w + packA, sync, T, plan.mcT, plan.nJ,
       // bit 16: the thread may sleep while it waits (workers always; the caller where allowed);
       // bits 17+: its index (its segment of the tasks; the caller's is segment 0)
       B_PANELS_PER_GRAB | (t > 0 || e.callerMayBlock ? 1 << 16 : 0) | (t << 17), e.errorWordAt);

@@ -78,6 +78,9 @@ for (const relaxed of [false, true]) {
       checkAgainstNaive(k, false, true, 3, 4100, 9, 1, 1); // two column blocks of NC = 4096, a 4-column tail
       checkAgainstNaive(k, true, false, 300, 20, 40, 0.25, -2); // 300 rows: ragged row tasks
       checkAgainstNaive(k, false, false, 1, 1, 1, 2, 0); // a single element on two threads
+      // 5.7 MB B buffers (512 x 2800 floats): two fit in 16 MiB, for three k blocks, so the
+      // first is reused for the third.
+      checkAgainstNaive(k, false, false, 2, 2800, 1030, 1, 0.5);
     });
 
     it('gives bit for bit the C of one thread (same operation order), also with CAFFE_TS_GEMM_COOP=off', () => {
@@ -183,14 +186,17 @@ describe('gemm_mt on its own (command lists written by hand)', () => {
     const rng = new Rng(5);
     f32.set(randomArray(rng, 64 * 64), at(1) >> 2);
     f32.set(randomArray(rng, 64 * 64), at(2) >> 2);
-    // Sync words: 192 + 64·(T + 3) bytes, then the row-done word, then 2 · 2 chunk flag bytes.
+    // Sync words: 192 + 64·(T + 3) bytes, then the row-done word, 2 · 2 chunk flag bytes, the
+    // task-done byte; one B buffer (one k block) of 64 x 64 floats at at(5).
     i32.fill(0, at(7) >> 2, (at(7) >> 2) + 256);
     i32[(at(7) + 128) >> 2] = at(7) + 512;
     i32[(at(7) + 132) >> 2] = at(7) + 516;
     i32[(at(7) + 136) >> 2] = 2; // 8 panels, 4 a chunk
+    i32[(at(7) + 140) >> 2] = 1; // B buffers
+    i32[(at(7) + 144) >> 2] = at(7) + 520;
     // bChunk: 4 panels, + 2^16 where the thread may sleep while it waits, + t · 2^17 (its index).
     const args = (sync: number, t: number, block = false) => [0, 0, 64, 64, 64, 1, at(1), 64, at(2), 64, 0, at(3), 64,
-      at(4), at(5), at(6), at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4 + (block ? 1 << 16 : 0) + (t << 17), e.errorWordAt] as const;
+      at(4), at(5), 64 * 64 * 4, at(4) + 64 * 64 * 4, sync, 2, 64, 1, 4 + (block ? 1 << 16 : 0) + (t << 17), e.errorWordAt] as const;
     return { at, args, f32, i32 };
   }
 
