@@ -98,8 +98,8 @@ export class SGDSolver extends Solver {
   /**
    * Whether plain SGD runs regularize → update value → data −= step as one WebAssembly pass per
    * float32 param (defaultWasmTrain's sgdStep: the same float32 results as these JS loops, which
-   * cost ~2 ms per LeNet step; 431k params): SGD itself (subclasses change the update rule), L2
-   * or no weight decay, and no debug info (Net.update logs it).
+   * took ~4.4 ms per LeNet step, 431k params, against ~1.7): SGD itself (subclasses change the
+   * update rule), L2 or no weight decay, and no debug info (Net.update logs it).
    */
   private fusedStep(): boolean {
     if (Object.getPrototypeOf(this) !== SGDSolver.prototype || this.net.debugInfo) return false;

@@ -170,8 +170,9 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * (defaultWasmTrain's smallConvBackward, one thread): float32, 2-D, one group, stride 1, no
    * dilation, at most smallConvMaxTaps taps (channels · kernel area). There the im2col + GEMM
    * weight gradient is a GEMM with tiny sides (LeNet conv1: 20 × 25 over 36864 positions per
-   * batch of 64), which the direct kernel runs about twice as fast, bias gradient included,
-   * and faster than the batched pass split over two threads.
+   * batch of 64), which the direct kernel runs in about 0.65× the time, bias gradient
+   * included (one thread); split over two threads the batched pass measured no faster (loaded
+   * 2-core machine, paired runs).
    */
   private smallConvApplies(): boolean {
     return this.dtype === 'float32' && this.useIm2col2d() && this.group === 1 && this.kernelDim <= this.smallConvMaxTaps &&
