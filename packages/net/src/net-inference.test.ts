@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { ConvolutionLayer } from '@caffe-ts/layers';
 import { Phase } from '@caffe-ts/proto';
 import { Net } from './net.js';
 import { net, testRegistry } from './test-helpers.js';
@@ -149,9 +150,25 @@ describe('Net: fused inference chains', () => {
     expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
       ['short', 'short_scale'], ['b', 'b_relu'], ['c', 'sum_relu'], ['d', 'sum2'], ['e', 'e_relu'],
     ]);
+    // Where the packed path declines, the chain runs the convolution, its affine layers, then the
+    // sum (the Eltwise → ReLU chain, or the layers): the same values.
+    const declined = build(text, 'float32');
+    const spy = vi.spyOn(ConvolutionLayer.prototype, 'forwardWithEpilogue').mockReturnValue(false);
+    try {
+      declined.forward();
+    } finally {
+      spy.mockRestore();
+    }
     for (let round = 0; round < 2; round++) {
       fused.forward();
       plain.forward();
+      if (round === 0) {
+        for (const name of ['short', 'b', 'c', 'sum', 'd', 'sum2', 'e']) {
+          const got = declined.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+          const scale = Math.max(1, ...Array.from(want, Math.abs));
+          for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `declined ${name}[${i}]`).toBeLessThanOrEqual(4e-6 * scale);
+        }
+      }
       for (const name of ['short', 'b', 'c', 'sum', 'd', 'sum2', 'e']) {
         const got = fused.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
         const scale = Math.max(1, ...Array.from(want, Math.abs));
