@@ -421,8 +421,9 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * 16), the thread's index t (bits 17-23).
  * Sync words at $sync (zeroed by the caller), each in its own 64-byte line: +64 the staged
  * word (row blocks of op(A) and C in place, counted from the last), +128 the byte offset of the row-done words
- * (one i32 per row block: tasks of the last block done on those rows, so the caller can copy
- * finished rows of C out while others still compute), +132 the byte offset of the chunk flags
+ * (one i32 per row block: tasks of the last k block of each column block done on those rows,
+ * nJ * ceil(N / NC) once the rows are final, so the caller can copy finished rows of C out
+ * while others still compute), +132 the byte offset of the chunk flags
  * (per block i at + 2*maxChunks*i: maxChunks "present" bytes, then maxChunks "claimer done"
  * bytes), +136 maxChunks, +140 nbuf, +144 the byte offset of the task-done flags (per block i
  * at + tasks*i, one byte per task); then per block i (stride 64*(T+3), from +192): +0 chunk claim
@@ -529,8 +530,8 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(4, '(local.set $buf (i32.add (local.get $packB0) (i32.mul (i32.rem_u (local.get $it) (local.get $nbuf)) (local.get $packB1))))');
   emit(4, '(local.set $taskFl (i32.add (i32.load offset=144 (local.get $sync)) (i32.mul (local.get $it) (local.get $tasks))))');
   emit(4, '(local.set $ctr (i32.add (local.get $sync) (i32.add (i32.const 192) (i32.mul (local.get $it) (local.get $stride)))))');
-  emit(4, ';; the last block: its tasks finish rows of C (counted in the row-done words)');
-  emit(4, `(local.set $last (i32.and (i32.ge_u (i32.add (local.get $jc) (i32.const ${NC})) (local.get $N)) (i32.ge_u (i32.add (local.get $pc) (i32.const ${KC})) (local.get $K))))`);
+  emit(4, ';; the last k block of a column block: its tasks finish tiles of C (counted in the row-done words)');
+  emit(4, `(local.set $last (i32.ge_u (i32.add (local.get $pc) (i32.const ${KC})) (local.get $K)))`);
   emit(4, '(local.set $chunks (i32.div_u (i32.add (local.get $panels) (i32.sub (local.get $bChunk) (i32.const 1))) (local.get $bChunk)))');
   emit(4, '(local.set $fl (i32.add (i32.load offset=132 (local.get $sync)) (i32.mul (local.get $it) (i32.shl (local.get $maxChunks) (i32.const 1)))))');
   emit(4, ';; 0. the buffer was block old = it - nbuf\'s: all its tasks done, every claimer of its chunks done writing');

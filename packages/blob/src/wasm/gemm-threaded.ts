@@ -292,7 +292,8 @@ function coop(
       if (!copied) return;
       const rowDone = (sync + rowDoneAt) >> 2;
       for (let ic = 0; ic < nIc; ic++) {
-        if (Atomics.load(i32, rowDone + ic) === plan.nJ) {
+        // final once the last k block of every column block is done on these rows
+        if (Atomics.load(i32, rowDone + ic) === plan.nJ * Math.ceil(N / blk.NC)) {
           copyRows(ic);
           copied[ic] = 1;
         }

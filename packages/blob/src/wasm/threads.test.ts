@@ -87,7 +87,8 @@ for (const relaxed of [false, true]) {
       const rng = new Rng(11);
       const one = createWasmGemmKernel({ relaxed, threads: 1 })!;
       const two = createWasmGemmKernel({ relaxed, ...split })!;
-      for (const [tA, tB, M, N, K] of [[false, false, 133, 71, 1029], [true, true, 64, 200, 600], [false, true, 5, 300, 77]] as const) {
+      // The last: two column blocks (N > NC) of two k blocks each, rows of C copied out early.
+      for (const [tA, tB, M, N, K] of [[false, false, 133, 71, 1029], [true, true, 64, 200, 600], [false, true, 5, 300, 77], [false, false, 40, 4200, 600]] as const) {
         const A = randomArray(rng, M * K), B = randomArray(rng, K * N), C0 = randomArray(rng, M * N);
         const want = C0.slice();
         one(tA, tB, M, N, K, 0.5, A, B, 1.5, want);
