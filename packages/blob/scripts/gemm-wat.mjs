@@ -413,8 +413,10 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  *      ends up doing fewer tasks: no step waits for a thread that is not working on something.
  * The B buffers ($nbuf of them, $packB1 bytes each from $packB0; as many as there are blocks
  * where memory allows) are used in turn: packing block i + nbuf into the buffer of block i
- * starts only once every task of block i is done and every claimer of a chunk of block i has
- * finished writing it (a late claimer would overwrite the new data).
+ * starts only once every task of block i is done, every claimer of a chunk of block i has
+ * finished writing it (a late claimer would overwrite the new data), and so has every helper
+ * that started before (helpers count themselves in and out; one that starts later finds all
+ * chunks present, since their claimers are done, and writes nothing).
  * Every element of C sees the same operations in the same order as in "gemm", so results do
  * not depend on the thread count. A list run after all the work is done just returns.
  * $bChunk packs three fields: panels per chunk (bits 0-15), whether the thread may block (bit
@@ -427,7 +429,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * (per block i at + 2*maxChunks*i: maxChunks "present" bytes, then maxChunks "claimer done"
  * bytes), +136 maxChunks, +140 nbuf, +144 the byte offset of the task-done flags (per block i
  * at + tasks*i, one byte per task); then per block i (stride 64*(T+3), from +192): +0 chunk claim
- * counter,
+ * counter, +64 helpers started, +68 helpers finished,
  * +128 tasks done, +192 + 64*s the grab counter of task segment s. Column chunks start at
  * multiples of 2*NR floats so that threads do not write the same cache lines of C.
  * Waits give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
@@ -539,6 +541,9 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(local.set $old (i32.sub (local.get $it) (local.get $nbuf)))');
   emit(5, '(if (i32.eqz (call $await (i32.add (i32.add (local.get $sync) (i32.add (i32.const 320) (i32.mul (local.get $old) (local.get $stride)))) (i32.const 0))');
   emit(6, '(local.get $tasks) (local.get $abort) (local.get $block))) (then (return)))');
+  emit(5, ';; helpers of block old that started before now have finished (a later one finds every chunk present)');
+  emit(5, '(local.set $p (i32.add (local.get $sync) (i32.add (i32.const 256) (i32.mul (local.get $old) (local.get $stride)))))');
+  emit(5, '(if (i32.eqz (call $await (i32.add (local.get $p) (i32.const 4)) (i32.atomic.load (local.get $p)) (local.get $abort) (local.get $block))) (then (return)))');
   emit(5, ';; chunks of block old: its column block is old / pcBlocks');
   emit(5, `(local.set $p (i32.sub (local.get $N) (i32.mul (i32.div_u (local.get $old) (local.get $pcBlocks)) (i32.const ${NC}))))`);
   emit(5, `(local.set $p (select (local.get $p) (i32.const ${NC}) (i32.lt_u (local.get $p) (i32.const ${NC}))))`);
@@ -563,7 +568,9 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))');
   emit(5, '(i32.atomic.store8 (i32.add (i32.add (local.get $fl) (local.get $maxChunks)) (local.get $c)) (i32.const 1))');
   emit(5, '(br $grabB)))');
-  emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it)');
+  emit(4, ';; 2. pack every chunk that is not present yet (its claimer is still at it), counted as a');
+  emit(4, ';; helper (started before the flags are read, finished after) so that the buffer is not reused under it');
+  emit(4, '(drop (i32.atomic.rmw.add offset=64 (local.get $ctr) (i32.const 1)))');
   emit(4, '(local.set $c (i32.const 0))');
   emit(4, '(block $helped (loop $help');
   emit(5, '(br_if $helped (i32.ge_u (local.get $c) (local.get $chunks)))');
@@ -576,6 +583,7 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(6, '(i32.atomic.store8 (i32.add (local.get $fl) (local.get $c)) (i32.const 1))))');
   emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
   emit(5, '(br $help)))');
+  emit(4, '(drop (i32.atomic.rmw.add offset=68 (local.get $ctr) (i32.const 1)))');
   emit(4, ';; 3. tasks: rows [icIdx*mcT, +mc) x panel pairs [floor(units*jIdx/nJ), floor(units*(jIdx+1)/nJ)),');
   emit(4, ';; from segment self, then self + 1, ... (mod T); segment s is tasks [floor(tasks*s/T), floor(tasks*(s+1)/T))');
   emit(4, '(local.set $lastIc (i32.const -1))');
