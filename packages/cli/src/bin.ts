@@ -7,6 +7,13 @@ import { runCli } from './cli.js';
 setFlagsFromString('--experimental-wasm-relaxed-simd');
 import { launchDirectory } from './paths.js';
 
+// The command owns every blob it makes and keeps no view of blob memory across a reshape, so its
+// float32 blobs can live in the kernels' shared memory, read in place instead of copied in and out
+// of it on every call (see @caffe-ts/blob's README). Set in the environment, not by
+// setHostAllocator, so data-parallel worker threads inherit it; CAFFE_TS_HOST_ALLOCATOR=js keeps
+// plain arrays.
+process.env.CAFFE_TS_HOST_ALLOCATOR ??= 'wasm';
+
 // Under `pnpm caffe …` the process starts in the workspace root; work from the user's directory
 // so that every relative path (flags, and paths inside prototxt files) resolves as in C++ Caffe.
 process.chdir(launchDirectory());
