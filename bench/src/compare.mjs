@@ -20,11 +20,11 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 import { FRAMEWORKS, selectRows } from './peers/rows.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   // `pnpm bench -- --quick` hands the script a literal '--' first.
   args: process.argv.slice(2).filter((a) => a !== '--'),
   options: {
@@ -38,7 +38,7 @@ const { values } = parseArgs({
     'keep-bundles': { type: 'boolean', default: false },
     slow: { type: 'boolean', default: false },
   },
-});
+}, import.meta.url);
 
 const rows = selectRows({ only: values.only, quick: values.quick });
 if (rows.length === 0) throw new Error('no rows selected (see --only and --quick)');

@@ -25,7 +25,7 @@
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 import v8 from 'node:v8';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -35,7 +35,7 @@ const { Net } = await import('@caffe-ts/net');
 const { parseNetParameter, Phase } = await import('@caffe-ts/proto');
 const io = await import('@caffe-ts/io-leveldb');
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     images: { type: 'string', default: '1000' },
     size: { type: 'string', default: '32' },
@@ -48,7 +48,7 @@ const { values } = parseArgs({
     keep: { type: 'string' },
     quiet: { type: 'boolean', default: true },
   },
-});
+}, import.meta.url);
 const N = Number(values.images);
 const SIZE = Number(values.size);
 const BATCH = Number(values.batch);

@@ -26,12 +26,12 @@
 // --experimental-wasm-relaxed-simd on Node 20; this script turns the flag on itself (before
 // anything is compiled) so all three columns come from one process.
 import v8 from 'node:v8';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 const { createWasmGemmKernel, math, wasmGemmInfo, initThreads, Blob, setHostAllocator } = await import('@caffe-ts/blob');
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     sizes: { type: 'string', default: '256,512,1024,2048' },
     reps: { type: 'string', default: '7' },
@@ -43,7 +43,7 @@ const { values } = parseArgs({
     kernels: { type: 'string', default: 'js,simd,relaxed' },
     split: { type: 'string', default: 'coop' },
   },
-});
+}, import.meta.url);
 const sizes = values.sizes.split(',').map((t) => {
   const d = t.split('x').map(Number);
   if (!(d.length === 1 || d.length === 3) || !d.every((v) => Number.isInteger(v) && v > 0)) throw new Error(`--sizes: expected N or MxNxK, got ${t}`);

@@ -16,7 +16,7 @@
 // headlessgl mode is listed as unavailable with the reason. No real GPU was available when this
 // was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 
 const { Blob, cpuBackend, Rng } = await import('@caffe-ts/blob');
 await import('@caffe-ts/layers/register');
@@ -26,7 +26,7 @@ const { zooModel } = await import('@caffe-ts/zoo');
 // Not a dependency of bench/ (its optional native `gl` stays out of the bench install): the build output.
 const { createGpuBackend, isModeSupported } = await import(new URL('../../packages/backend-gpu/dist/index.js', import.meta.url).href);
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     modes: { type: 'string', default: 'headlessgl,wasm,cpu' },
     'lenet-batch': { type: 'string', default: '64' },
@@ -34,7 +34,7 @@ const { values } = parseArgs({
     'caffenet-batch': { type: 'string', default: '1' },
     'caffenet-iterations': { type: 'string', default: '1' },
   },
-});
+}, import.meta.url);
 const lenetBatch = Number(values['lenet-batch']);
 const lenetIters = Number(values['lenet-iterations']);
 const caffenetBatch = Number(values['caffenet-batch']);

@@ -36,7 +36,7 @@
 // CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd in the environment picks the float32 GEMM.
 import v8 from 'node:v8';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 import { fileURLToPath } from 'node:url';
 
 // Before anything compiles WebAssembly, as the caffe CLI does.
@@ -49,7 +49,7 @@ const { parseNetParameter, createMessage, Phase } = await import('@caffe-ts/prot
 const { zooModel } = await import('@caffe-ts/zoo');
 const { createSolver } = await import('@caffe-ts/solver');
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     model: { type: 'string', default: 'lenet' },
     batch: { type: 'string' },
@@ -64,7 +64,7 @@ const { values } = parseArgs({
     roofline: { type: 'boolean', default: false },
     update: { type: 'boolean', default: false },
   },
-});
+}, import.meta.url);
 
 // The CIFAR-10 nets of the shared corpus beside the repository.
 const corpus = fileURLToPath(new URL('../../../shared/corpus/nets/cifar10/', import.meta.url));

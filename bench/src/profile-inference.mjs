@@ -20,7 +20,7 @@
 // place (no copies in and out of its memory); the default 'js' allocator is what compare.mjs
 // measures.
 import v8 from 'node:v8';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 const blob = await import('@caffe-ts/blob');
@@ -30,7 +30,7 @@ const { Net } = await import('@caffe-ts/net');
 const { rowNetParameter, ROWS } = await import('./peers/rows.mjs');
 const { fillRandomParams } = await import('./peers/net-spec.mjs');
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     models: { type: 'string', default: 'caffenet-b1,caffenet-b10,googlenet,resnet50,squeezenet,mobilenet_v2' },
     iterations: { type: 'string', default: '10' },
@@ -43,7 +43,7 @@ const { values } = parseArgs({
     'col-floats': { type: 'string' },
     fused: { type: 'boolean', default: false },
   },
-});
+}, import.meta.url);
 const threads = Number(values.threads);
 const clock = values.clock ?? (threads > 1 ? 'wall' : 'cpu');
 const now = clock === 'cpu'

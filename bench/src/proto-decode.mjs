@@ -11,15 +11,15 @@
 // decodeNetParameter, MB/s, and the heap growth that holding the decoded model costs.
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   options: {
     repeat: { type: 'string', default: '5' },
     fc: { type: 'string', default: '1024' },
     proto: { type: 'string' },
   },
-});
+}, import.meta.url);
 const proto = await import(values.proto ? pathToFileURL(resolve(values.proto)).href : '@caffe-ts/proto');
 const REPEAT = Number(values.repeat);
 const FC = Number(values.fc);
