@@ -15,7 +15,7 @@ export const UPDATE_GENERATED_PATH = resolve(pkgRoot, 'src/parallel/generated/up
 /** @returns {Promise<string>} the contents the generated file should have. */
 export async function renderUpdateWasm() {
   const wabt = await wabtInit();
-  const features = { simd: true, threads: true };
+  const features = { simd: true, threads: true, bulk_memory: true };
   const module = wabt.parseWat('update.wat', generateUpdateWat(), features);
   let bytes;
   try {

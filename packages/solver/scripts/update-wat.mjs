@@ -98,6 +98,11 @@ export function generateUpdateWat() {
     emit(indent + 2, '(br $vL)))))');
   };
 
+  // ---- zero(p, bytes): memory.fill, for clearing a diff arena (a TypedArray's fill on shared
+  // memory stores element by element: LeNet's 431k diffs, 0.28 ms against 0.03) ----
+  emit(1, '(func (export "zero") (param $p i32) (param $bytes i32)');
+  emit(2, '(memory.fill (local.get $p) (i32.const 0) (local.get $bytes)))');
+
   // ---- reduce(g, stride, ranks, n, scale) ----
   emit(1, '(func (export "reduce") (param $g i32) (param $stride i32) (param $ranks i32) (param $n i32) (param $scale f64)');
   emit(2, locals);

@@ -36,6 +36,16 @@ describe('update kernels (WebAssembly SIMD on the shared arenas)', () => {
     expect(readFileSync(UPDATE_GENERATED_PATH, 'utf8')).toBe(await renderUpdateWasm());
   });
 
+  it.runIf(updateWasmEnabled())('zero clears exactly the bytes asked (rank 0\'s diff arena before each iteration)', () => {
+    const a = arenas(1000, 2, true);
+    const all = new Float32Array(a.memory!.buffer as unknown as SharedArrayBuffer, 0, 1000 * 4);
+    all.fill(7);
+    createUpdateKernels(a.memory)!.zero(a.diffs[0]!.base * 4, a.diffs[0]!.length * 4);
+    expect(all.subarray(1000, 2000).every((x) => x === 0)).toBe(true);
+    expect(all.subarray(0, 1000).every((x) => x === 7)).toBe(true);
+    expect(all.subarray(2000).every((x) => x === 7)).toBe(true);
+  });
+
   it.runIf(updateWasmEnabled())('reduce equals reduceRange bit for bit (2 and 3 ranks, odd ranges)', () => {
     for (const ranks of [2, 3]) {
       const total = 1040;

@@ -15,6 +15,8 @@ export interface UpdateKernels {
   reduce(g: number, stride: number, ranks: number, n: number, scale: number): void;
   /** The reduction, then plain SGD without weight decay over n floats; 1 when every new w is finite. */
   sgd(w: number, g: number, stride: number, ranks: number, h: number, n: number, scale: number, lr: number, decay: number, momentum: number): number;
+  /** Zero `bytes` bytes from byte address p (memory.fill). */
+  zero(p: number, bytes: number): void;
   /** The same with L2 weight decay `decay`. */
   sgd_decay(w: number, g: number, stride: number, ranks: number, h: number, n: number, scale: number, lr: number, decay: number, momentum: number): number;
 }
