@@ -4,7 +4,7 @@
 //
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
 //       [--rounds 7] [--iterations 8] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
-//       [--mixes 1core,kernels,split,replicate]
+//       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js]
 //
 // Mixes (C = the cores):
 //   1 core        1 replica × 1 kernel thread (the reference)
@@ -21,6 +21,9 @@
 // reduction, the divided update and everything else on rank 0 between steps ('other': clearing
 // the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
 // computing).
+// Blob host memory comes from the allocator `caffe train` uses (CAFFE_TS_HOST_ALLOCATOR=wasm, set
+// by the CLI unless the user set it): --host-alloc, else CAFFE_TS_HOST_ALLOCATOR, else 'wasm'. It
+// goes into the environment before anything is built, so the replica workers inherit it too.
 // Synthetic LMDBs (labels learnable from the pixels) feed the throughput runs.
 // Then (--epochs > 0) '1 core' and the default mix each train --epochs epochs from the same seed
 // and report the test accuracy: LeNet on the MNIST digits bundled with io-leveldb (8,334 train,
@@ -33,14 +36,6 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { setLogEnabled, setNumThreads, initThreads } = await import('@caffe-ts/blob');
-const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/layers');
-const { registerDataLayers, openDatumDb, formatKey, convertBundledMnist } = await import('@caffe-ts/io-leveldb');
-const { parseNetParameter, createMessage, encodeDatum, printText, Phase } = await import('@caffe-ts/proto');
-const { createNodeSolver } = await import('@caffe-ts/solver/node');
-const { DataParallel, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
-const { zooModel } = await import('@caffe-ts/zoo');
-
 // `pnpm … bench:parallel -- --flags` hands the '--' on: drop it.
 const argv = process.argv.slice(2);
 if (argv[0] === '--') argv.shift();
@@ -55,8 +50,20 @@ const { values } = parseArgs({
     records: { type: 'string', default: '2048' },
     mixes: { type: 'string', default: '1core,kernels,split,replicate' },
     profile: { type: 'boolean', default: false },
+    'host-alloc': { type: 'string' },
   },
 });
+const hostAlloc = values['host-alloc'] ?? process.env.CAFFE_TS_HOST_ALLOCATOR ?? 'wasm';
+if (hostAlloc !== 'wasm' && hostAlloc !== 'js') throw new Error(`--host-alloc: expected wasm or js (got '${hostAlloc}')`);
+process.env.CAFFE_TS_HOST_ALLOCATOR = hostAlloc;
+const { setLogEnabled, setNumThreads, initThreads } = await import('@caffe-ts/blob');
+const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/layers');
+const { registerDataLayers, openDatumDb, formatKey, convertBundledMnist } = await import('@caffe-ts/io-leveldb');
+const { parseNetParameter, createMessage, encodeDatum, printText, Phase } = await import('@caffe-ts/proto');
+const { createNodeSolver } = await import('@caffe-ts/solver/node');
+const { DataParallel, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
+const { zooModel } = await import('@caffe-ts/zoo');
+
 registerBuiltinLayers(defaultLayerRegistry());
 registerDataLayers(defaultLayerRegistry());
 setLogEnabled(false);
@@ -183,7 +190,7 @@ const isDefault = (mix) => !mix.plain && mix.workers === plan.workers && mix.ker
 const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
 await initThreads(cores);
 console.log(
-  `cores: ${cores}; default mix (caffe train): ${plan.workers} ${plan.workers > 1 ? `${plan.mode} replicas` : 'replica'} × ${plan.kernelThreads} kernel thread(s); ` +
+  `cores: ${cores}; default mix (caffe train): ${plan.workers} ${plan.workers > 1 ? `${plan.mode} replicas` : 'replica'} × ${plan.kernelThreads} kernel thread(s); host allocator ${hostAlloc}; ` +
     `${rounds} rounds × ${iterations} iterations after ${warmup}; load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`,
 );
 
