@@ -33,13 +33,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './cli-args.mjs';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 // `pnpm … bench:parallel -- --flags` hands the '--' on: drop it.
 const argv = process.argv.slice(2);
 if (argv[0] === '--') argv.shift();
-const { values } = parseArgs({
+const { values } = parseBenchArgs({
   args: argv,
   options: {
     models: { type: 'string', default: 'lenet,cifar10_quick' },
@@ -52,9 +52,12 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     'host-alloc': { type: 'string' },
   },
-});
+}, import.meta.url);
 const hostAlloc = values['host-alloc'] ?? process.env.CAFFE_TS_HOST_ALLOCATOR ?? 'wasm';
-if (hostAlloc !== 'wasm' && hostAlloc !== 'js') throw new Error(`--host-alloc: expected wasm or js (got '${hostAlloc}')`);
+if (hostAlloc !== 'wasm' && hostAlloc !== 'js') {
+  process.stderr.write(`parallel.mjs: --host-alloc expects wasm or js (got '${hostAlloc}')\n`);
+  process.exit(2);
+}
 process.env.CAFFE_TS_HOST_ALLOCATOR = hostAlloc;
 const { setLogEnabled, setNumThreads, initThreads } = await import('@caffe-ts/blob');
 const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/layers');
