@@ -134,6 +134,21 @@ export function allocHost(dtype: DType, n: number): { array: FloatArray; lease: 
   return { array, lease };
 }
 
+/**
+ * `n` zeroed float32s in the kernel heap and the shared WebAssembly.Memory holding them, for code
+ * that runs WebAssembly of its own in place on that memory (the data-parallel arenas: the kernels
+ * then read blobs viewing them without staging copies). `track(view)` counts a view made of the
+ * block as a user, as the array is: the block is freed once all are collected. Null where the
+ * 'wasm' allocator is off or the heap cannot hold it.
+ */
+export function allocKernelShared(n: number): { array: Float32Array; memory: WebAssembly.Memory; track(view: object): void } | null {
+  const e = wasmEngine();
+  if (!e || n <= 0) return null;
+  const { array, lease } = allocHost('float32', n);
+  if (!lease) return null;
+  return { array: array as Float32Array, memory: e.memory as unknown as WebAssembly.Memory, track: (view) => trackView(lease, view) };
+}
+
 /** Counts `view` (of the lease's block) as a user: the block is freed after every user is collected. */
 export function trackView(lease: HostLease, view: object): void {
   if (!registry) return;
