@@ -12,7 +12,7 @@ import { createMessage, encodeDatum, type Datum, type LayerParameter, type Solve
 import type { Solver } from '@caffe-ts/solver';
 import { createNodeSolver } from '@caffe-ts/solver/node';
 import { availableCores, createParallelSolver, DataParallel, ParallelConfigError, ParallelWorkerError, type DataParallelOptions } from '@caffe-ts/solver/parallel';
-import { getNumThreads, type Blob } from '@caffe-ts/blob';
+import { getNumThreads, hostMemoryInfo, setHostAllocator, type Blob } from '@caffe-ts/blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 // The dev helper that bundles the workspace for worker threads (a child process reuses it).
@@ -212,6 +212,32 @@ describe('data-parallel training', () => {
     await expect(createParallelSolver(solverParam(5), { workers: 2, mode: 'split', register: REGISTER, log: false }, { log: false, rootDir: dir.path })).rejects.toThrow(
       ParallelConfigError,
     );
+  });
+
+  it("with the 'wasm' host allocator the arenas sit in rank 0's kernel memory (no staging copies) and split still follows the single-threaded run", async () => {
+    const previous = setHostAllocator('wasm');
+    try {
+      const serial = await train(solverParam(8), null, 30);
+      const dp = new DataParallel({ workers: 2, mode: 'split', register: REGISTER, log: false });
+      const solver = await createNodeSolver(solverParam(8), { log: false, rootDir: dir.path, netFactoryAsync: dp.netFactoryAsync });
+      const losses: number[] = [];
+      try {
+        await dp.attach(solver);
+        solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+        await solver.step(30);
+        expect(hostMemoryInfo().active).toBe(true);
+        expect(dp.arenaInKernelMemory).toBe(true);
+        expect(dp.updateKernels).toBe('wasm-simd');
+        // The replicas view rank 0's arena: identical params after the run.
+        const [mine, theirs] = await dp.replicaParams();
+        expect(theirs!.map((a) => Array.from(a))).toEqual(mine!.map((a) => Array.from(a)));
+      } finally {
+        await solver.close();
+      }
+      expectClose(losses, serial.losses);
+    } finally {
+      setHostAllocator(previous);
+    }
   });
 
   it('split mode posts each next step early; params written between iterations make the workers compute it again on the same batch', async () => {

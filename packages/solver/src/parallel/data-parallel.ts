@@ -30,7 +30,7 @@ import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
 import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ParamSlot } from './protocol.js';
 import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
-import { allocArenaMemory, createUpdateKernels, type UpdateKernels } from './update-wasm.js';
+import { allocArenaInKernelMemory, allocArenaMemory, createUpdateKernels, type ArenaMemory, type UpdateKernels } from './update-wasm.js';
 import { applyKernelThreads, arenaView, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
 
 export type ParallelMode = 'replicate' | 'split';
@@ -178,6 +178,8 @@ export class DataParallel implements GradientComputer {
   private reduceRange: (from: number, to: number) => void = () => {};
   /** The update kernels on the arenas' memory (null: the JavaScript loops). */
   private kernels: UpdateKernels | null = null;
+  /** The kernel-heap block holding the arenas, when they sit there (kept while attached). */
+  private arenaOwner: Float32Array | null = null;
   private frozen: { from: FloatArray; to: FloatArray }[] = [];
   private dtype: DType = 'float32';
   private readonly profile: boolean;
@@ -329,14 +331,20 @@ export class DataParallel implements GradientComputer {
     // One shared memory holds the arenas, `total` elements each: the params, each rank's diffs,
     // then the history sections (a WebAssembly.Memory where the update kernels run in place).
     const sections = 1 + this.workers + Math.max(1, perParam);
-    const { buffer, memory } =
+    const region: ArenaMemory =
       dtype === 'float32' && this.wasmUpdate
-        ? allocArenaMemory(bytes(total * sections))
+        ? process.env.CAFFE_TS_PARALLEL_ARENA === 'own'
+          ? allocArenaMemory(bytes(total * sections))
+          : allocArenaInKernelMemory(bytes(total * sections))
         : { buffer: new SharedArrayBuffer(bytes(total * sections)), memory: null };
-    const section = (k: number): ArenaRef => ({ buffer, base: k * total, length: total });
+    const { buffer, memory } = region;
+    this.arenaOwner = region.owner ?? null;
+    const track = region.track ?? (() => {});
+    const at = (region.byteOffset ?? 0) / 4;
+    const section = (k: number): ArenaRef => ({ buffer, base: at + k * total, length: total });
     const data = section(0);
     const diffArenas = Array.from({ length: this.workers }, (_, r) => section(1 + r));
-    const history = { buffer, base: (1 + this.workers) * total, length: total * Math.max(1, perParam) };
+    const history = { buffer, base: at + (1 + this.workers) * total, length: total * Math.max(1, perParam) };
     const kernels = createUpdateKernels(memory);
     this.kernels = kernels;
     const anyFrozen = slots.some((s) => s.frozen);
@@ -350,6 +358,9 @@ export class DataParallel implements GradientComputer {
       const diff = arenaView(diffArenas[0]!, dtype, slot.offset, slot.count);
       diff.set(blob.cpuDiff());
       blob.diff.setCpuData(diff);
+      // The net keeps these views after the run: they hold the block (kernel heap) as long.
+      track(view);
+      track(diff);
       if (slot.frozen && frozen) this.frozen.push({ from: view, to: arenaView(frozen, dtype, slot.offset, slot.count) });
     });
     this.reduceRange = arenaReducer(diffArenas, dtype, kernels);
@@ -360,6 +371,7 @@ export class DataParallel implements GradientComputer {
         const view = arenaView(history, dtype, k * total + slot.offset, slot.count);
         view.set(h.cpuData());
         h.data.setCpuData(view);
+        track(view);
       });
     }
     const scalars = new SharedArrayBuffer(scalarBytes(this.workers));
@@ -658,6 +670,15 @@ export class DataParallel implements GradientComputer {
    */
   get earlySteps(): { used: number; redone: number } {
     return { ...this.earlyCounts };
+  }
+
+  /**
+   * Whether the arenas sit in this thread's blob kernel memory (float32 with the 'wasm' host
+   * allocator; CAFFE_TS_PARALLEL_ARENA=own keeps them in a memory of their own), so that rank 0's
+   * kernels use its params and diffs in place.
+   */
+  get arenaInKernelMemory(): boolean {
+    return this.arenaOwner !== null;
   }
 
   /** Whether the solver's update is divided among the ranks (built-in solver types on the CPU). */

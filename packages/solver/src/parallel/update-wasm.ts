@@ -7,6 +7,7 @@
  * stay the fallback (no SIMD, float64 nets, arenas too large for a 32-bit memory,
  * CAFFE_TS_PARALLEL_WASM=off).
  */
+import { allocKernelShared } from '@caffe-ts/blob';
 import { UPDATE_WASM_SIMD_BASE64 } from './generated/update-wasm.js';
 
 /** The kernels of one instance over one shared memory (byte addresses into it). */
@@ -51,6 +52,30 @@ function updateModule(): WebAssembly.Module | null {
 export interface ArenaMemory {
   buffer: SharedArrayBuffer;
   memory: WebAssembly.Memory | null;
+  /** Where the arenas start in `buffer` (bytes; 0 unless they sit in the blob kernels' heap). */
+  byteOffset?: number;
+  /**
+   * In the blob kernels' heap (allocKernelShared): counts a view of the arenas as a user of that
+   * block (the views that blobs keep, which may outlive the run); the block is freed once all are collected.
+   */
+  track?: (view: object) => void;
+  /** The heap block's array (keep it while the arenas are in use). */
+  owner?: Float32Array;
+}
+
+/**
+ * Float32 arenas in the calling thread's blob kernel memory (the 'wasm' host allocator's heap)
+ * when it can hold them: rank 0's params and diffs then live where its GEMM and convolution
+ * kernels read and write, so they are not copied in and out of that memory on every call (LeNet's
+ * ip1 weights and their gradient, 1.6 MB each, four copies a step on rank 0). The update kernels
+ * are instantiated on the same memory (each worker imports it too). Else allocArenaMemory.
+ */
+export function allocArenaInKernelMemory(bytes: number): ArenaMemory {
+  if (updateModule()) {
+    const block = allocKernelShared(Math.ceil(bytes / 4));
+    if (block) return { buffer: block.array.buffer as SharedArrayBuffer, memory: block.memory, byteOffset: block.array.byteOffset, track: block.track, owner: block.array };
+  }
+  return allocArenaMemory(bytes);
 }
 
 /** `bytes` of zeroed shared memory for the arenas (a WebAssembly.Memory where the kernels are on). */
