@@ -214,8 +214,12 @@ describe('data-parallel training', () => {
     );
   });
 
-  it("with the 'wasm' host allocator the arenas sit in rank 0's kernel memory (no staging copies) and split still follows the single-threaded run", async () => {
+  it("with the 'wasm' host allocator the arenas sit in rank 0's kernel memory and the workers keep private copies in theirs (no staging copies); split still follows the single-threaded run", async () => {
     const previous = setHostAllocator('wasm');
+    // The workers inherit the environment: their replicas then keep private params and diffs in
+    // their own kernel memory, copied from and to the arenas once per step.
+    const envBefore = process.env.CAFFE_TS_HOST_ALLOCATOR;
+    process.env.CAFFE_TS_HOST_ALLOCATOR = 'wasm';
     try {
       const serial = await train(solverParam(8), null, 30);
       const dp = new DataParallel({ workers: 2, mode: 'split', register: REGISTER, log: false });
@@ -237,6 +241,8 @@ describe('data-parallel training', () => {
       expectClose(losses, serial.losses);
     } finally {
       setHostAllocator(previous);
+      if (envBefore === undefined) delete process.env.CAFFE_TS_HOST_ALLOCATOR;
+      else process.env.CAFFE_TS_HOST_ALLOCATOR = envBefore;
     }
   });
 

@@ -6,7 +6,7 @@
  * then waits on the control word for commands. Nothing is posted per iteration.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { allocArray, getBackend, setLogEnabled, setRandomSeed, threadPoolInfo, type FloatArray } from '@caffe-ts/blob';
+import { allocArray, allocKernelShared, getBackend, setLogEnabled, setRandomSeed, threadPoolInfo, type FloatArray } from '@caffe-ts/blob';
 import { defaultLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { decodeBinary, type NetParameter, type SolverParameter } from '@caffe-ts/proto';
@@ -84,7 +84,50 @@ async function build(): Promise<Net> {
   });
 }
 
-/** Point the replica's params at the shared arenas; frozen ones get private copies. */
+/**
+ * A training replica's params and diffs in this thread's own kernel memory (the 'wasm' host
+ * allocator's heap), where its GEMM and convolution kernels use them in place; the shared arenas
+ * (in rank 0's memory) are then copied once per step: the params in before it, the diffs out
+ * after it. Viewing the arenas directly, every kernel call staged them in and out of this
+ * thread's memory instead (a conv layer's weight gradient once per image: LeNet split x2 about
+ * 1 ms of this thread's CPU per step, CIFAR-10 quick about 10). Null: the replica views the arenas.
+ */
+interface PrivateParams {
+  /** This replica's params and diffs, whole arena sections (padding included), in its kernel memory. */
+  data: Float32Array;
+  diff: Float32Array;
+  /** The shared arenas' params and this rank's diff section. */
+  sharedData: Float32Array;
+  sharedDiff: Float32Array;
+  /** The update kernels on this thread's kernel memory (memory.fill of the private diffs). */
+  zero: () => void;
+}
+let priv: PrivateParams | null = null;
+
+function privateParams(): PrivateParams | null {
+  const sh = init.share;
+  if (init.kind !== 'train' || !sh || init.dtype !== 'float32' || !init.diff || init.data instanceof SharedArrayBuffer || init.diff instanceof SharedArrayBuffer) return null;
+  if (process.env.CAFFE_TS_PARALLEL_ARENA === 'own') return null;
+  const total = sh.total;
+  const block = allocKernelShared(2 * total);
+  if (!block) return null;
+  const kernels = createUpdateKernels(block.memory);
+  if (!kernels) return null;
+  const data = block.array.subarray(0, total);
+  const diff = block.array.subarray(total, 2 * total);
+  block.track(data);
+  block.track(diff);
+  const at = diff.byteOffset;
+  return {
+    data,
+    diff,
+    sharedData: arenaView(init.data, 'float32', 0, total) as Float32Array,
+    sharedDiff: arenaView(init.diff, 'float32', 0, total) as Float32Array,
+    zero: () => kernels.zero(at, 4 * total),
+  };
+}
+
+/** Point the replica's params at the shared arenas (or private copies, see PrivateParams); frozen ones get private copies. */
 function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } {
   const params = net.learnableParams;
   const counts = params.map((p) => p.count());
@@ -95,16 +138,21 @@ function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } 
     );
   }
   const frozen: { mine: FloatArray; shared: FloatArray }[] = [];
+  priv = privateParams();
+  if (priv) priv.data.set(priv.sharedData);
   params.forEach((blob, i) => {
     const slot = init.slots[i]!;
     if (slot.frozen && init.frozen) {
       const mine = allocArray(init.dtype, slot.count);
       blob.data.setCpuData(mine);
       frozen.push({ mine, shared: arenaView(init.frozen, init.dtype, slot.offset, slot.count) });
+    } else if (priv) {
+      blob.data.setCpuData(priv.data.subarray(slot.offset, slot.offset + slot.count));
     } else {
       blob.data.setCpuData(arenaView(init.data, init.dtype, slot.offset, slot.count));
     }
-    if (init.diff) blob.diff.setCpuData(arenaView(init.diff, init.dtype, slot.offset, slot.count));
+    if (priv) blob.diff.setCpuData(priv.diff.subarray(slot.offset, slot.offset + slot.count));
+    else if (init.diff) blob.diff.setCpuData(arenaView(init.diff, init.dtype, slot.offset, slot.count));
   });
   return { frozen };
 }
@@ -115,14 +163,24 @@ let diffsClear = true;
 /** `again`: compute the last step again on the same batch (its data layers' tops), with the current params. */
 async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[], again: boolean): Promise<void> {
   for (const f of frozen) f.mine.set(f.shared);
+  // The params as updated (private copies: the arena's values copied in).
+  if (priv) priv.data.set(priv.sharedData);
   // Other ranks (and the update) wrote the params since the last step, through their own views:
   // mark them written, so that caches keyed on a blob's data version see the new values.
   for (const blob of net.learnableParams) blob.mutableCpuData();
-  if (!diffsClear) net.clearParamDiffs();
+  // Private diffs are zeroed right after they are copied out.
+  if (!diffsClear && !priv) net.clearParamDiffs();
   diffsClear = false;
   let loss = 0;
   if (again) loss = await runLayers(net, true, leadingSourceLayers(net));
   else for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
+  if (priv) {
+    // This rank's gradients into its diff arena (replacing what a step computed again had left
+    // there), then the private ones zeroed for the next step.
+    priv.sharedDiff.set(priv.diff);
+    priv.zero();
+    for (const blob of net.learnableParams) blob.mutableCpuDiff();
+  }
   losses[init.rank] = loss;
 }
 
@@ -277,6 +335,8 @@ async function main(): Promise<void> {
         forward(net, init.forward);
       } else if (cmd === CMD.PARAMS) {
         during = 'params';
+        // Private copies hold the params of the last step: the arena's are the current ones.
+        if (priv) priv.data.set(priv.sharedData);
         const params = net.learnableParams.map((b) => b.cpuData().slice());
         post({ type: 'params', rank: init.rank, params: params as Float32Array[] | Float64Array[] });
       } else if (cmd === CMD.TEST) {
