@@ -3,7 +3,7 @@ import { Blob } from './blob.js';
 import { gemmJs } from './math/gemm.js';
 import { Rng } from './rng.js';
 import { SyncedMemory } from './synced-memory.js';
-import { hostAllocator, hostMemoryInfo, setHostAllocator } from './host-memory.js';
+import { hostAllocator, hostMemoryInfo, setHostAllocator, zeroFill } from './host-memory.js';
 import { createWasmConv2d, type Conv2dGeometry, type Conv2dPass } from './wasm/conv-wasm.js';
 import { createWasmGemmKernel } from './wasm/gemm-wasm.js';
 import { KernelHeap, sizeClass } from './wasm/kernel-heap.js';
@@ -270,5 +270,32 @@ describe('kernels on blob memory in place', () => {
       return [Array.from(dst), Array.from(idx)];
     };
     expect(run2(resident)).toEqual(run2((a) => a.slice()));
+  });
+});
+
+describe('zeroFill', () => {
+  it('zeroes exactly [start, end) of blob memory in the kernel heap and of plain arrays, leaving the neighbours', () => {
+    for (const inHeap of [true, false]) {
+      const n = 5003;
+      const a = inHeap ? resident(random(new Float32Array(n))) : random(new Float32Array(n));
+      expect(e().offsetOf(a) >= 0).toBe(inHeap);
+      const before = Float32Array.from(a);
+      // Odd bounds: the vector loop's tail and an unaligned start.
+      zeroFill(a, 7, 4998);
+      for (let i = 0; i < n; i++) expect(a[i], `element ${i}`).toBe(i >= 7 && i < 4998 ? 0 : before[i]);
+      zeroFill(a);
+      expect(a.every((v) => v === 0)).toBe(true);
+    }
+    // A view into the middle of a blob's block: its own offset is used.
+    const whole = resident(random(new Float32Array(4096)));
+    const view = whole.subarray(1000, 3000);
+    zeroFill(view);
+    expect(whole.subarray(1000, 3000).every((v) => v === 0)).toBe(true);
+    expect(whole[999]).not.toBe(0);
+    expect(whole[3000]).not.toBe(0);
+    // float64 and short arrays take the plain fill.
+    const d = new Float64Array([1, 2, 3]);
+    zeroFill(d, 1);
+    expect(Array.from(d)).toEqual([1, 0, 0]);
   });
 });

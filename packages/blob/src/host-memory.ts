@@ -166,3 +166,21 @@ export function releaseHost(lease: HostLease): void {
   registry?.unregister(lease);
   lease.heapOwner.heap.free(lease.offset, lease.bytes);
 }
+
+/**
+ * a[start:end] = 0. V8 fills a typed array on a SharedArrayBuffer one element at a time (about 9×
+ * slower than on a plain buffer: 0.29 ms for LeNet's 431k param diffs), so blob memory in the
+ * kernel heap is zeroed by the WebAssembly module's vector loop instead; anything else by fill.
+ */
+export function zeroFill(a: FloatArray, start = 0, end = a.length): void {
+  if (end - start >= 1024 && a instanceof Float32Array && typeof SharedArrayBuffer !== 'undefined' && a.buffer instanceof SharedArrayBuffer) {
+    const e = engine();
+    const at = e ? e.offsetOf(a) : -1;
+    const ex = at >= 0 ? (e!.callerExports(true) ?? e!.callerExports(false)) : null;
+    if (ex && start >= 0 && end <= a.length && start <= end) {
+      ex.zero(at + 4 * start, end - start);
+      return;
+    }
+  }
+  a.fill(0, start, end);
+}

@@ -1,4 +1,4 @@
-import { Blob, BlobSizeError, BYTES_PER_ELEMENT, cpuBackend, globalRng, logger, type Backend, type DType, type Rng } from '@caffe-ts/blob';
+import { Blob, BlobSizeError, BYTES_PER_ELEMENT, cpuBackend, globalRng, logger, zeroFill, type Backend, type DType, type Rng } from '@caffe-ts/blob';
 import { defaultLayerRegistry, type Layer, type LayerContext, type LayerRegistry } from '@caffe-ts/layers';
 import {
   CaffeError,
@@ -694,7 +694,7 @@ export class Net {
     const ops = this.backend.solverOps;
     for (const p of this.learnableParams) {
       if (ops) ops.clearDiff(p);
-      else p.mutableCpuDiff().fill(0);
+      else zeroFill(p.mutableCpuDiff());
     }
   }
 

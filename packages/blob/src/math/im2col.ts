@@ -1,5 +1,6 @@
 import type { FloatArray } from '../dtype.js';
 import { MathError } from './errors.js';
+import { zeroFill } from '../host-memory.js';
 
 /**
  * Output extent of a convolution along one axis, with Caffe's integer arithmetic:
@@ -139,7 +140,7 @@ function im2colCore(
     `${channels * kernelH * kernelW}×${imgs}${outH * outW}`);
   if (forward) unfold(data, num, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, col, outH, outW);
   else {
-    data.fill(0, 0, num * imgDim);
+    zeroFill(data, 0, num * imgDim);
     fold(col, num, channels, height, width, kernelH, kernelW, padH, padW, strideH, strideW, dilationH, dilationW, data, outH, outW);
   }
 }

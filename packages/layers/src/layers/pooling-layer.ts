@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
+import { defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -261,7 +261,7 @@ export class PoolingLayer extends Layer {
         return;
       }
     }
-    bottomDiff.fill(0);
+    zeroFill(bottomDiff);
     if (this.method === PoolMethod.MAX) {
       // With a mask top, its (possibly edited) contents route the gradient, as in Caffe.
       if (top.length > 1) maxUnpool(topDiff, top[1]!.cpuData(), bottomDiff, planes, inPlane, outPlane);
