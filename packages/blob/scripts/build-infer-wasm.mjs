@@ -9,21 +9,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
+import { assembleWat } from './wat-assemble.mjs';
 import { generateInferWat } from './infer-wat.mjs';
 
 const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const INFER_GENERATED_PATH = resolve(pkgRoot, 'src/wasm/generated/infer-wasm.ts');
 
 function assemble(wabt, text, shared, relaxed = false) {
-  const features = { simd: true, bulk_memory: true, threads: shared, relaxed_simd: relaxed };
-  const module = wabt.parseWat('infer.wat', text, features);
-  try {
-    module.resolveNames();
-    module.validate(features);
-    return module.toBinary({ log: false, write_debug_names: false }).buffer;
-  } finally {
-    module.destroy();
-  }
+  return assembleWat(wabt, 'infer.wat', text, { simd: true, bulk_memory: true, threads: shared, relaxed_simd: relaxed });
 }
 
 /** @returns {Promise<string>} the contents the generated file should have. */

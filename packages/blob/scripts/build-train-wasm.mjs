@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
+import { assembleWat } from './wat-assemble.mjs';
 import { generateTrainWat } from './train-wat.mjs';
 
 const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -14,15 +15,7 @@ export const TRAIN_GENERATED_PATH = resolve(pkgRoot, 'src/wasm/generated/train-w
 
 /** wat2wasm with exactly the features a build needs, so a stray relaxed op fails the SIMD build. */
 function assemble(wabt, relaxed) {
-  const features = { simd: true, bulk_memory: true, relaxed_simd: relaxed };
-  const module = wabt.parseWat(relaxed ? 'train-relaxed.wat' : 'train.wat', generateTrainWat({ relaxed }), features);
-  try {
-    module.resolveNames();
-    module.validate(features);
-    return module.toBinary({ log: false, write_debug_names: false }).buffer;
-  } finally {
-    module.destroy();
-  }
+  return assembleWat(wabt, relaxed ? 'train-relaxed.wat' : 'train.wat', generateTrainWat({ relaxed }), { simd: true, bulk_memory: true, relaxed_simd: relaxed });
 }
 
 /** @returns {Promise<string>} the contents the generated file should have. */

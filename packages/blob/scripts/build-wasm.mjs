@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
+import { assembleWat } from './wat-assemble.mjs';
 import { generateGemmWat } from './gemm-wat.mjs';
 
 const pkgRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -17,15 +18,7 @@ export const GENERATED_PATH = resolve(pkgRoot, 'src/wasm/generated/gemm-wasm.ts'
 
 /** wat2wasm with exactly the features a variant needs, so a stray relaxed op fails the SIMD build. */
 function assemble(wabt, text, relaxed, shared = false) {
-  const features = { simd: true, relaxed_simd: relaxed, threads: shared };
-  const module = wabt.parseWat(relaxed ? 'gemm-relaxed.wat' : 'gemm.wat', text, features);
-  try {
-    module.resolveNames();
-    module.validate(features);
-    return module.toBinary({ log: false, write_debug_names: false }).buffer;
-  } finally {
-    module.destroy();
-  }
+  return assembleWat(wabt, relaxed ? 'gemm-relaxed.wat' : 'gemm.wat', text, { simd: true, relaxed_simd: relaxed, threads: shared });
 }
 
 /** @returns {Promise<{ wat: string, ts: string }>} the contents both output files should have. */
