@@ -297,6 +297,8 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   packRows(MR);
   if (NR !== MR) packRows(NR);
 
+  emitPackABlock(emit, MR);
+
   // ---------------------------------------------------------------- driver
   emit(1, ';; Row-major C = alpha*op(A)*op(B) + beta*C; pointers are byte offsets, leading dimensions');
   emit(1, ';; are in elements. Needs M, N, K >= 1. Workspace: $packA holds min(MC, M rounded up to MR)');
@@ -305,7 +307,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(2, '(param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)');
   emit(2, '(param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB i32) (param $scratch i32)');
   emit(2, '(local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $ic i32) (local $mc i32)');
-  emit(2, '(local $jr i32) (local $ir i32) (local $betaK f32)');
+  emit(2, '(local $jr i32) (local $betaK f32)');
   emit(2, '(local.set $jc (i32.const 0))');
   emit(2, '(loop $jcLoop');
   emit(3, `(local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const ${NC}))))`);
@@ -332,19 +334,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(4, '(loop $icLoop');
   emit(5, `(local.set $mc (select (i32.sub (local.get $M) (local.get $ic)) (i32.const ${MC}) (i32.lt_u (i32.sub (local.get $M) (local.get $ic)) (i32.const ${MC}))))`);
   emit(5, ';; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels');
-  emit(5, '(local.set $ir (i32.const 0))');
-  emit(5, '(loop $packALoop');
-  emit(6, '(if (local.get $transA)');
-  emit(7, '(then ;; op(A)(i, k) = A[k*lda + i]');
-  emit(8, `(call $pack_rows_${MR} (i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))`);
-  emit(9, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))');
-  emit(9, '(local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))');
-  emit(7, '(else ;; op(A)(i, k) = A[i*lda + k]');
-  emit(8, '(call $pack_strided (i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))');
-  emit(9, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))');
-  emit(9, `(local.get $kc) (i32.const ${MR}) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))`);
-  emit(6, `(local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  emit(6, '(br_if $packALoop (i32.lt_u (local.get $ir) (local.get $mc))))');
+  emit(5, '(call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))');
   emit(5, ';; macro-kernel: the B micro-panel stays in L1 while the A panels stream from L2');
   emit(5, '(local.set $jr (i32.const 0))');
   emit(5, '(loop $jrLoop');
@@ -435,6 +425,26 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * Waits give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
  * thread that failed cannot leave the others waiting forever.
  */
+/** $packA_block: op(A)[ic:+mc, pc:+kc] packed into MR-tall panels (both GEMMs call it). */
+function emitPackABlock(emit, MR) {
+  emit(1, ';; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels at $dst');
+  emit(1, '(func $packA_block (param $transA i32) (param $pA i32) (param $lda i32) (param $ic i32) (param $mc i32)');
+  emit(2, '(param $pc i32) (param $kc i32) (param $dst i32)');
+  emit(2, '(local $ir i32)');
+  emit(2, '(loop $panels');
+  emit(3, '(if (local.get $transA)');
+  emit(4, `(then (call $pack_rows_${MR} (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))`);
+  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))');
+  emit(5, '(local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))');
+  emit(4, '(else (call $pack_strided (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))');
+  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))');
+  emit(5, `(local.get $kc) (i32.const ${MR}) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))`);
+  emit(3, `(local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
+  emit(3, '(br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))');
+  emit(1, ')');
+  emit(0, '');
+}
+
 function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   void MC;
   emit(1, ';; pack op(B) panels [$p0, $p1) of block (jc, pc) into $buf (panel p at p*NR*kc floats)');
@@ -453,22 +463,6 @@ function emitGemmMt(emit, { MR, NR, MC, KC, NC }) {
   emit(5, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))');
   emit(3, '(local.set $p0 (i32.add (local.get $p0) (i32.const 1)))');
   emit(3, '(br $panels)))');
-  emit(1, ')');
-  emit(0, '');
-  emit(1, ';; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels at $dst');
-  emit(1, '(func $packA_block (param $transA i32) (param $pA i32) (param $lda i32) (param $ic i32) (param $mc i32)');
-  emit(2, '(param $pc i32) (param $kc i32) (param $dst i32)');
-  emit(2, '(local $ir i32)');
-  emit(2, '(loop $panels');
-  emit(3, '(if (local.get $transA)');
-  emit(4, `(then (call $pack_rows_${MR} (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))`);
-  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))');
-  emit(5, '(local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))');
-  emit(4, '(else (call $pack_strided (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))');
-  emit(5, '(i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))');
-  emit(5, `(local.get $kc) (i32.const ${MR}) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))`);
-  emit(3, `(local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  emit(3, '(br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))');
   emit(1, ')');
   emit(0, '');
   // Waits spin first (the events come within microseconds when every thread has a core), then,

@@ -444,6 +444,22 @@
           (br_if $part (local.get $k)))))
   )
 
+  ;; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels at $dst
+  (func $packA_block (param $transA i32) (param $pA i32) (param $lda i32) (param $ic i32) (param $mc i32)
+    (param $pc i32) (param $kc i32) (param $dst i32)
+    (local $ir i32)
+    (loop $panels
+      (if (local.get $transA)
+        (then (call $pack_rows_4 (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
+          (i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))
+          (local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))
+        (else (call $pack_strided (i32.add (local.get $dst) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
+          (i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))
+          (local.get $kc) (i32.const 4) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))
+      (local.set $ir (i32.add (local.get $ir) (i32.const 4)))
+      (br_if $panels (i32.lt_u (local.get $ir) (local.get $mc))))
+  )
+
   ;; Row-major C = alpha*op(A)*op(B) + beta*C; pointers are byte offsets, leading dimensions
   ;; are in elements. Needs M, N, K >= 1. Workspace: $packA holds min(MC, M rounded up to MR)
   ;; x min(KC, K) floats, $packB min(KC, K) x min(NC, N rounded up to NR), $scratch MR x NR.
@@ -451,7 +467,7 @@
     (param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)
     (param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB i32) (param $scratch i32)
     (local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $ic i32) (local $mc i32)
-    (local $jr i32) (local $ir i32) (local $betaK f32)
+    (local $jr i32) (local $betaK f32)
     (local.set $jc (i32.const 0))
     (loop $jcLoop
       (local.set $nc (select (i32.sub (local.get $N) (local.get $jc)) (i32.const 4096) (i32.lt_u (i32.sub (local.get $N) (local.get $jc)) (i32.const 4096))))
@@ -478,19 +494,7 @@
         (loop $icLoop
           (local.set $mc (select (i32.sub (local.get $M) (local.get $ic)) (i32.const 128) (i32.lt_u (i32.sub (local.get $M) (local.get $ic)) (i32.const 128))))
           ;; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels
-          (local.set $ir (i32.const 0))
-          (loop $packALoop
-            (if (local.get $transA)
-              (then ;; op(A)(i, k) = A[k*lda + i]
-                (call $pack_rows_4 (i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
-                  (i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $lda)) (i32.add (local.get $ic) (local.get $ir))) (i32.const 2)))
-                  (local.get $kc) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2))))
-              (else ;; op(A)(i, k) = A[i*lda + k]
-                (call $pack_strided (i32.add (local.get $packA) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2)))
-                  (i32.add (local.get $pA) (i32.shl (i32.add (i32.mul (i32.add (local.get $ic) (local.get $ir)) (local.get $lda)) (local.get $pc)) (i32.const 2)))
-                  (local.get $kc) (i32.const 4) (i32.sub (local.get $mc) (local.get $ir)) (i32.shl (local.get $lda) (i32.const 2)))))
-            (local.set $ir (i32.add (local.get $ir) (i32.const 4)))
-            (br_if $packALoop (i32.lt_u (local.get $ir) (local.get $mc))))
+          (call $packA_block (local.get $transA) (local.get $pA) (local.get $lda) (local.get $ic) (local.get $mc) (local.get $pc) (local.get $kc) (local.get $packA))
           ;; macro-kernel: the B micro-panel stays in L1 while the A panels stream from L2
           (local.set $jr (i32.const 0))
           (loop $jrLoop
