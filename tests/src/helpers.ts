@@ -50,3 +50,16 @@ export async function caffe(args: string[], cwd: string): Promise<CliRun> {
 export function messages(log: string[]): string[] {
   return log.map((l) => l.replace(/^[IWE]\d{4} [\d:.]+ +\d+ [^\]]+\] /, ''));
 }
+
+/** Runs `run` with CAFFE_TS_WORKERS set to `value` (undefined: unset, the CLI's own default), restoring it after. */
+export async function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
+  const saved = process.env.CAFFE_TS_WORKERS;
+  if (value === undefined) delete process.env.CAFFE_TS_WORKERS;
+  else process.env.CAFFE_TS_WORKERS = value;
+  try {
+    return await run();
+  } finally {
+    if (saved === undefined) delete process.env.CAFFE_TS_WORKERS;
+    else process.env.CAFFE_TS_WORKERS = saved;
+  }
+}

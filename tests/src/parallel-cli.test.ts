@@ -6,7 +6,7 @@ import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
 import { availableCores } from '@caffe-ts/solver/parallel';
 import { readNpy, writeNpy } from '@caffe-ts/zoo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { caffe, tempDir } from './helpers.js';
+import { caffe, tempDir, withWorkersEnv } from './helpers.js';
 
 let dir: ReturnType<typeof tempDir>;
 
@@ -66,18 +66,6 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
   writeFileSync(join(dir.path, 'quiet_solver.prototxt'), `net: "net.prototxt"\nbase_lr: 0.5\nlr_policy: "fixed"\nmax_iter: 12\ndisplay: 4\nrandom_seed: 1\nsnapshot_after_train: false\n`);
 });
 
-/** Run with CAFFE_TS_WORKERS as given (undefined: unset, the CLI's own default). */
-async function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
-  const saved = process.env.CAFFE_TS_WORKERS;
-  if (value === undefined) delete process.env.CAFFE_TS_WORKERS;
-  else process.env.CAFFE_TS_WORKERS = value;
-  try {
-    return await run();
-  } finally {
-    if (saved === undefined) delete process.env.CAFFE_TS_WORKERS;
-    else process.env.CAFFE_TS_WORKERS = saved;
-  }
-}
 
 const losses = (r: { log: string[] }) => r.log.flatMap((l) => /Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)/.exec(l)?.slice(1, 3).map(Number) ?? []);
 afterAll(() => dir?.remove());

@@ -14,7 +14,7 @@ import { createNodeSolver, loadSolverFromFile } from '@caffe-ts/solver/node';
 import { availableCores, createParallelSolver } from '@caffe-ts/solver/parallel';
 import { createSolver, type Solver } from '@caffe-ts/solver';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { caffe, tempDir } from './helpers.js';
+import { caffe, tempDir, withWorkersEnv } from './helpers.js';
 
 const REGISTER = ['@caffe-ts/io-leveldb/register'];
 let dir: ReturnType<typeof tempDir>;
@@ -54,18 +54,6 @@ beforeAll(async () => {
 });
 afterAll(() => dir?.remove());
 
-/** Run with CAFFE_TS_WORKERS unset (the CLI's own default) or as given. */
-async function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
-  const saved = process.env.CAFFE_TS_WORKERS;
-  if (value === undefined) delete process.env.CAFFE_TS_WORKERS;
-  else process.env.CAFFE_TS_WORKERS = value;
-  try {
-    return await run();
-  } finally {
-    if (saved === undefined) delete process.env.CAFFE_TS_WORKERS;
-    else process.env.CAFFE_TS_WORKERS = saved;
-  }
-}
 
 /** The learnable blobs of a .caffemodel, as raw float32 bits. */
 function modelBits(file: string): Uint32Array[] {
