@@ -10,6 +10,9 @@ describe('caffe device_query --backend gpu', () => {
       expect(run.stdout).toMatch(/^Backends registered: .*\bgpu\b/m);
       expect(run.stdout).toMatch(/^Backend: gpu$/m);
       expect(run.stdout).toMatch(/^gpu\.js mode: (headlessgl|webgl2|webgl|wasm|cpu) \(gpu\.js '\w+'\)$/m);
+      // In a GL mode, what renders: a GPU, or Mesa's llvmpipe under Xvfb.
+      if (/^gpu\.js mode: headlessgl/m.test(run.stdout)) expect(run.stdout).toMatch(/^Renderer: ANGLE \(.+\)$/m);
+      else expect(run.stdout).not.toMatch(/^Renderer:/m);
       expect(run.stdout).toMatch(/^Max texture size: (\d+x\d+ texels \(\d+ floats per buffer\)|none \(host arrays\))$/m);
       expect(run.stdout).toMatch(/^Float precision: single \(23 mantissa bits kept through a device round trip, epsilon 1\.1920928955078125e-7\)$/m);
       expect(run.stdout).toMatch(/^Device kernels: .*Convolution.*InnerProduct/m);

@@ -24,6 +24,9 @@ describe('createGpuBackend', () => {
     expect(info.kernels).toEqual(gpuKernelTypes());
     expect(b.name).toBe('gpu');
     expect(b.device.name).toBe(`gpu.js/${info.mode}`);
+    // GL modes name what renders (headless-gl's own answer is a fixed 'ANGLE'); the others do not.
+    if (info.mode === 'headlessgl') expect(info.renderer).toMatch(/^ANGLE \(.+\)/);
+    else if (info.mode === 'wasm' || info.mode === 'cpu') expect(info.renderer).toBeUndefined();
     b.destroy();
   });
 

@@ -95,6 +95,11 @@ export interface GpuRuntimeInfo {
   epsilon: number;
   /** Modes tried before this one and why they were passed over. */
   skipped: { mode: GpuMode; reason: string }[];
+  /**
+   * What renders the GL modes, as the driver names it (a GPU, or a software rasterizer such as
+   * Mesa's llvmpipe); absent in the wasm and cpu modes and where the context hides it.
+   */
+  renderer?: string;
 }
 
 export interface GpuRuntime {
@@ -128,6 +133,34 @@ function probe(mode: GpuMode): GpuJsInstance {
       /* a half-made context may not destroy cleanly */
     }
     throw e;
+  }
+}
+
+interface GlContextLike {
+  getParameter(pname: number): unknown;
+  getExtension?(name: string): { UNMASKED_RENDERER_WEBGL?: number } | null;
+}
+
+/** The GL context's renderer string, or undefined off GL or where it is not told. */
+function glRenderer(gpu: GpuJsInstance): string | undefined {
+  const ctx = (gpu as GpuJsInstance & { context?: GlContextLike | null }).context;
+  if (!ctx || typeof ctx.getParameter !== 'function') return undefined;
+  const GL_RENDERER = 0x1f01;
+  try {
+    const ext = ctx.getExtension?.('WEBGL_debug_renderer_info');
+    const unmasked = ext?.UNMASKED_RENDERER_WEBGL !== undefined ? ctx.getParameter(ext.UNMASKED_RENDERER_WEBGL) : undefined;
+    if (typeof unmasked === 'string' && unmasked) return unmasked;
+    // headless-gl's JavaScript class answers a fixed 'ANGLE'; the native class beneath it reads the
+    // driver's string. In a browser the one getParameter is the context's own.
+    let getParameter = ctx.getParameter;
+    for (let p: object | null = Object.getPrototypeOf(ctx); p; p = Object.getPrototypeOf(p)) {
+      const own = Object.getOwnPropertyDescriptor(p, 'getParameter')?.value;
+      if (typeof own === 'function') getParameter = own as GlContextLike['getParameter'];
+    }
+    const r = getParameter.call(ctx, GL_RENDERER);
+    return typeof r === 'string' && r ? r : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -169,6 +202,7 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
       const features = kernelClass(loadGpuJs(), mode)?.features;
       const textures = mode === 'headlessgl' || mode === 'webgl2' || mode === 'webgl';
       const mantissaBits = measureMantissaBits(gpu);
+      const renderer = textures ? glRenderer(gpu) : undefined;
       return {
         gpu,
         textures,
@@ -180,6 +214,7 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
           mantissaBits,
           epsilon: 2 ** -mantissaBits,
           skipped,
+          ...(renderer !== undefined ? { renderer } : {}),
         },
       };
     } catch (e) {

@@ -37,6 +37,7 @@ function deviceLines(backend: Backend): string[] {
   return [
     `Device: ${backend.device.name}`,
     `gpu.js mode: ${info.mode} (gpu.js '${info.gpuJsMode}')`,
+    ...(info.renderer !== undefined ? [`Renderer: ${info.renderer}`] : []),
     ...info.skipped.map((s) => `  passed over ${s.mode}: ${s.reason}`),
     `Max texture size: ${limit}`,
     `Float precision: ${info.floatPrecision}${info.mantissaBits !== undefined ? ` (${info.mantissaBits} mantissa bits kept through a device round trip, epsilon ${info.epsilon})` : ''}`,
