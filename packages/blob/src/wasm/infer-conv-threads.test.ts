@@ -97,8 +97,9 @@ describe('packed inference convolution on two kernel threads', () => {
         const jobs = vi.spyOn(engine()!, 'run');
         try {
           for (const version of [1, 1, undefined]) expect(bytes(runCase(two, c, x, w, ep, version)).equals(bytes(ref))).toBe(true);
-          // Every image (or Winograd group) was a pool job.
-          expect(jobs.mock.calls.length).toBeGreaterThanOrEqual(3 * num);
+          // Every image (or Winograd group) was a pool job; several images split as whole images.
+          if (num === 1) expect(jobs.mock.calls.length).toBeGreaterThanOrEqual(3);
+          else expect(jobs.mock.calls.map((call) => call[1])).toEqual(Array(3).fill(expect.stringContaining('(images)')));
         } finally {
           jobs.mockRestore();
         }
@@ -108,6 +109,98 @@ describe('packed inference convolution on two kernel threads', () => {
       });
     }
   }
+
+  // Batches split between the threads by whole images (each thread the full per-image chain in
+  // its own scratch): bit-identical to one thread, for an even batch (whole images only) and an
+  // odd one (the last image split within itself), with and without cached weights.
+  const batchCases: Case[] = [
+    { label: 'direct 5×5, group 2, padded', g: geom({ channels: 12, height: 17, width: 15, outChannels: 14, kernelH: 5, kernelW: 5, padH: 2, padW: 2, group: 2 }), relu: 0 },
+    { label: 'direct 3×3 stride 2 on a narrow output (row blocks)', g: geom({ channels: 40, height: 12, width: 12, outChannels: 37, strideH: 2, strideW: 2 }), winograd: 'off', relu: 0.1 },
+    { label: 'direct 3×3, a wide output (column blocks)', g: geom({ channels: 8, height: 30, width: 29, outChannels: 19 }), winograd: 'off' },
+    { label: '1×1 flat', g: geom({ channels: 48, height: 20, width: 19, outChannels: 33, kernelH: 1, kernelW: 1, padH: 0, padW: 0 }) },
+    { label: 'Winograd F(2×2, 3×3)', g: geom({ channels: 23, height: 20, width: 19, outChannels: 26 }), winograd: '2', relu: 0 },
+    { label: 'Winograd F(4×4, 3×3), group 2', g: geom({ channels: 32, height: 15, width: 17, outChannels: 32, group: 2 }), winograd: '4', relu: 0.25 },
+  ];
+  for (const relaxed of [false, true]) {
+    const label = relaxed ? 'wasm-relaxed-simd' : 'wasm-simd';
+    it(`${label}: batches of 4 and 5 images split by images, bit-identical to one thread`, () => {
+      const one = createWasmInferConv({ relaxed })!;
+      const two = createWasmInferConv({ relaxed, threads: true })!;
+      for (const base of batchCases) {
+        for (const num of [4, 5]) {
+          const c = { ...base, num };
+          expect(planThreads(flopsOf(c) * num, num)).toBe(2);
+          const { g } = c;
+          const x = random(num * g.channels * g.height * g.width);
+          const w = random(g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
+          const ep: ConvEpilogue = { scale: random(g.outChannels), shift: random(g.outChannels), relu: c.relu ?? null };
+          const ref = runCase(one, c, x, w, ep, 1);
+          expect(ref.some(Number.isNaN)).toBe(false);
+          const jobs = vi.spyOn(engine()!, 'run');
+          try {
+            for (const version of [1, 1, undefined]) {
+              expect(bytes(runCase(two, c, x, w, ep, version)).equals(bytes(ref)), `${c.label}, ${num} images, version ${version}`).toBe(true);
+            }
+            const whole = jobs.mock.calls.filter((call) => call[1].endsWith('(images)')).length;
+            // One job of whole images per call (4 images, or the first 4 of 5).
+            expect(whole, c.label).toBe(3);
+          } finally {
+            jobs.mockRestore();
+          }
+          two.clear();
+        }
+      }
+    });
+  }
+
+  it('a batch split with a fused sum, depthwise, and operands in the shared memory: bit-identical to one thread', () => {
+    const one = createWasmInferConv()!;
+    const two = createWasmInferConv({ threads: true })!;
+    const num = 4;
+    const gd = geom({ channels: 24, height: 22, width: 21, outChannels: 20, strideH: 2, strideW: 2 });
+    const gw = geom({ channels: 24, height: 20, width: 19, outChannels: 24 });
+    const gdw = geom({ channels: 32, height: 40, width: 38, outChannels: 32, group: 32 });
+    const S = 20 * 19;
+    const xd = random(num * 24 * 22 * 21), wd = random(20 * 24 * 9), xw = random(num * 24 * S), ww = random(24 * 24 * 9), other = random(num * 24 * S);
+    const xdw = random(num * 32 * 40 * 38), wdw = random(32 * 9), ep: ConvEpilogue = { shift: random(32), scale: random(32), relu: 0 };
+    const epw: ConvEpilogue = { shift: random(24), relu: null };
+    const refD = new Float32Array(num * 20 * 11 * 11), refW = new Float32Array(num * 24 * S), refZ = new Float32Array(num * 24 * S);
+    const refDw = new Float32Array(num * 32 * 40 * 38), refDwLeaky = new Float32Array(num * 32 * 40 * 38);
+    const sumOf = (o: Float32Array, z: Float32Array) => ({ other: o, convFirst: true, c0: 1, c1: -0.5, relu: 0, z });
+    expect(one.conv2d(gd, num, xd, wd, 1, { relu: 0 }, refD)).toBe(true);
+    expect(one.conv2d(gw, num, xw, ww, 1, epw, refW, undefined, sumOf(other, refZ))).toBe(true);
+    expect(one.depthwise(gdw, num, xdw, wdw, ep, refDw)).toBe(true);
+    expect(one.depthwise(gdw, num, xdw, wdw, { ...ep, relu: 0.2 }, refDwLeaky)).toBe(true);
+    const check = (label: string, shared: (n: number, from?: Float32Array) => Float32Array) => {
+      const yd = shared(refD.length), yw = shared(refW.length), z = shared(refZ.length), ydw = shared(refDw.length), ydw2 = shared(refDw.length);
+      const jobs = vi.spyOn(engine()!, 'run');
+      try {
+        expect(two.conv2d(gd, num, shared(xd.length, xd), wd, 1, { relu: 0 }, yd)).toBe(true);
+        expect(two.conv2d(gw, num, shared(xw.length, xw), ww, 1, epw, yw, undefined, sumOf(shared(other.length, other), z))).toBe(true);
+        expect(two.depthwise(gdw, num, shared(xdw.length, xdw), wdw, ep, ydw)).toBe(true);
+        expect(two.depthwise(gdw, num, shared(xdw.length, xdw), wdw, { ...ep, relu: 0.2 }, ydw2)).toBe(true);
+        expect(jobs.mock.calls.map((call) => call[1]), label).toEqual(Array(4).fill(expect.stringContaining('(images)')));
+      } finally {
+        jobs.mockRestore();
+      }
+      for (const [what, got, want] of [['direct', yd, refD], ['winograd', yw, refW], ['sum', z, refZ], ['depthwise', ydw, refDw], ['leaky depthwise', ydw2, refDwLeaky]] as const) {
+        expect(bytes(got).equals(bytes(want)), `${label}: ${what}`).toBe(true);
+      }
+    };
+    check('copied', (n, from) => (from ? from.slice() : new Float32Array(n).fill(NaN)));
+    const prev = setHostAllocator('wasm');
+    try {
+      check('in the shared memory', (n, from) => {
+        const d = new Blob([n]).mutableCpuData() as Float32Array;
+        expect(engine()!.offsetOf(d)).toBeGreaterThanOrEqual(0);
+        if (from) d.set(from);
+        else d.fill(NaN);
+        return d;
+      });
+    } finally {
+      setHostAllocator(prev);
+    }
+  });
 
   it('depthwise and inner product through the threaded runner agree with one thread', () => {
     const one = createWasmInferConv()!;

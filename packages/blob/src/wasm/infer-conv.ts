@@ -29,7 +29,7 @@ import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
 import type { InferModuleExports as PackedExports } from './infer-exports.js';
 import type { KernelHeap } from './kernel-heap.js';
-import { engine, getNumThreads, Op, planThreads, type CommandList, type Engine } from './threads.js';
+import { engine, getNumThreads, MAX_COMMANDS, Op, planThreads, type CommandList, type Engine } from './threads.js';
 
 const PAGE = 65536;
 
@@ -260,6 +260,26 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const lists = pool!.lists(T, relaxedBuild);
     for (let t = 0; t < T; t++) fill(lists[t]!, t);
     pool!.run(lists, `${name} ${what}`);
+  }
+
+  /**
+   * Threads for the batch split of a call over `num` images of `flops` each (each thread then
+   * runs whole images): 1 (no batch split) without two images, two threads, room for one image's
+   * `commands` in a thread's list, or work enough to pay (planThreads).
+   */
+  function batchThreads(num: number, flops: number, commands: number): number {
+    const cap = threadCap();
+    if (cap < 2 || num < 2 || commands > MAX_COMMANDS) return 1;
+    return Math.min(cap, planThreads(flops * num, num));
+  }
+
+  /**
+   * Images per chunk of a batch split over T threads (a multiple of T, at most nImg): bounded by
+   * a thread's command list and by the floats staged per chunk (`staged` per image).
+   */
+  function batchChunk(T: number, nImg: number, commands: number, staged: number): number {
+    const perThread = Math.max(1, Math.min(Math.floor(MAX_COMMANDS / commands), Math.floor(MAX_BATCH_STAGED_FLOATS / Math.max(1, staged * T))));
+    return Math.min(nImg, perThread * T);
   }
 
   // Weight blocks, per weights array; given back when the array is collected.
@@ -501,7 +521,30 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     // Per thread: a B panel buffer and an edge tile.
     const pBuf = pB + align(4 * (O + MR)), pTile = pBuf + cap * bufBytes;
     const pW = pTile + cap * tileBytes;
-    const scratchNeed = pW + (version === undefined ? G * groupBytes : 0);
+    const perGroup = blocks * colBlocks, units = G * perGroup;
+    /** Whether unit u has any work (a row or column block may be empty). */
+    const nonEmpty = (u: number) => {
+      const v = u % perGroup, c = Math.floor(v / colBlocks), j = v % colBlocks;
+      return rowStart(c + 1) > rowStart(c) && colStart(j + 1) > colStart(j);
+    };
+    // A thread running a whole image takes each group's columns in one pass (units of row blocks
+    // only: those are packed one after another).
+    const imgUnits = colBlocks > 1 ? G : units;
+    let unitCount = 0;
+    for (let u = 0; u < imgUnits; u++) if (colBlocks > 1 || nonEmpty(u)) unitCount++;
+    // Batch split: with several images, bT threads each run whole images (the same units as one
+    // thread would, in the same order: the same bits), the first nImg images in chunks of nb,
+    // each thread a contiguous share of a chunk; the rest (fewer than bT) one at a time as
+    // below. Then (after the uncached weights): the chunk's images and outputs where they are
+    // not views of this memory, and a zero-bordered copy per thread.
+    const imgCommands = (padded ? 1 : 0) + unitCount;
+    const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
+    const bT = batchThreads(num, 2 * O * K * S, imgCommands);
+    const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const pXb = pW + (version === undefined ? G * groupBytes : 0), pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
+    const pXpT = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0), xpBytes = padded ? align(4 * (imgPad + 16)) : 0;
+    const scratchNeed = pXpT + (nImg > 0 ? bT * xpBytes : 0);
     const key = `conv ${O} ${G} ${K} ${blocks}`;
     // Cached weights are placed first (allocating may move the scratch block).
     const wAt = weightsBlock(weights, version, key, G * groupBytes, (at) => {
@@ -535,15 +578,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     let xIn = xAt >= 0 ? xAt : base + pX;
     let xp = padded ? base + pXp : xIn;
     const planeP = 4 * Hp * Wp;
-    const perGroup = blocks * colBlocks, units = G * perGroup;
     const T = cap > 1 ? planThreads(2 * O * K * S, units) : 1;
-    /** Whether unit u has any work (a row or column block may be empty). */
-    const nonEmpty = (u: number) => {
-      const v = u % perGroup, c = Math.floor(v / colBlocks), j = v % colBlocks;
-      return rowStart(c + 1) > rowStart(c) && colStart(j + 1) > colStart(j);
-    };
-    /** The pconv arguments of unit u (group, row block, column block) on thread t. */
-    const unitArgs = (u: number, t: number): number[] => {
+    /** The pconv arguments of unit u (group, row block, column block) on thread t, the (padded) image at xp, output at yAt. */
+    const unitArgs = (u: number, t: number, xp: number, yAt: number): number[] => {
       const q = Math.floor(u / perGroup), v = u - q * perGroup, c = Math.floor(v / colBlocks), j = v % colBlocks;
       const r0 = rowStart(c), rows = rowStart(c + 1) - r0, o0 = q * m + r0;
       return [
@@ -552,17 +589,39 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
         base + pBuf + t * bufBytes, base + pTile + t * tileBytes, colStart(j), colStart(j + 1),
       ];
     };
-    for (let n = 0; n < num; n++) {
+    for (let c0 = 0; c0 < nImg; c0 += nb) {
+      const cn = Math.min(nb, nImg - c0), per = cn / bT;
+      const xi = (n: number) => (xOwn >= 0 ? xOwn + 4 * n * imgIn : base + pXb + 4 * (n - c0) * imgIn);
+      const yi = (n: number) => (yOwn >= 0 ? yOwn + 4 * n * imgOut : base + pYb + 4 * (n - c0) * imgOut);
+      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
+      runThreaded(bT, 'packed conv (images)', (list, t) => {
+        const xpt = base + pXpT + t * xpBytes;
+        for (let n = c0 + t * per; n < c0 + (t + 1) * per; n++) {
+          if (padded) list.infer(Op.PadImg, [xi(n), C, H, W, PH, PW, xpt], -1);
+          for (let u = 0; u < imgUnits; u++) {
+            if (colBlocks > 1) {
+              const a = unitArgs(u * perGroup, t, padded ? xpt : xi(n), yi(n));
+              a[21] = 0;
+              a[22] = S;
+              list.infer(Op.Pconv, a, 18);
+            } else if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t, padded ? xpt : xi(n), yi(n)), 18);
+          }
+        }
+      });
+      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
+      if (sum) for (let n = c0; n < c0 + cn; n++) applySum(sum, sumAt!, n, yi(n), imgOut);
+    }
+    for (let n = nImg; n < num; n++) {
       if (xOwn >= 0) {
         xIn = xOwn + 4 * n * imgIn;
         if (!padded) xp = xIn;
-      } else if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
+      } else if (xAt < 0) f32().set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
       if (yOwn >= 0) yAt = yOwn + 4 * n * imgOut;
       if (padded) k.padimg(xIn, C, H, W, PH, PW, xp);
       if (T > 1) {
         runThreaded(T, 'packed conv', (list, t) => {
           for (let u = Math.floor((t * units) / T); u < Math.floor(((t + 1) * units) / T); u++) {
-            if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t), 18);
+            if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t, xp, yAt), 18);
           }
         });
       } else if (blocks === 1) {
@@ -576,7 +635,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       } else {
         for (let u = 0; u < units; u++) {
           if (!nonEmpty(u)) continue;
-          const a = unitArgs(u, 0);
+          const a = unitArgs(u, 0, xp, yAt);
           k.pconv(a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, a[6]!, a[7]!, a[8]!, a[9]!, a[10]!, a[11]!, a[12]!, a[13]!, a[14]!, a[15]!, a[16]!, a[17]!, a[18]!, a[19]!, a[20]!, a[21]!, a[22]!);
         }
       }
@@ -612,7 +671,18 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const pA = pM + align(XI * 4 * m * N), pB = pA + align(4 * (O + MR)), pOne = pB + align(4 * (O + MR)), pZero = pOne + align(4 * (mp + MR));
     const cap = threadCap(), tileBytes = align(4 * MR * NR);
     const pY = pZero + align(4 * (mp + MR)), pTile = pY + align(4 * imgOut), pW = pTile + cap * tileBytes;
-    const scratchNeed = pW + (version === undefined ? G * XI * uBytes : 0);
+    // Batch split (as direct's): bT threads each run whole images, the first nImg in chunks of
+    // nb; after the uncached U, the chunk's images and outputs (where staged), then per thread a
+    // padded image, V and M.
+    const imgCommands = 1 + G * (XI + 2);
+    const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
+    const bT = batchThreads(num, 2 * m * Cg * N * XI * G, imgCommands);
+    const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const pXb = pW + (version === undefined ? G * XI * uBytes : 0), pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
+    const pT = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0);
+    const tXp = 0, tV = align(4 * (C * planeP + 16)), tM = tV + align(XI * vstride), perT = tM + align(XI * 4 * m * N);
+    const scratchNeed = pT + (nImg > 0 ? bT * perT : 0);
     const wAt = weightsBlock(weights, version, `wino${T} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
       withTemp(4 * XI * O * Cg, (raw) => transformWeights(raw, at));
     }, () => scratch(scratchNeed) + pW);
@@ -657,7 +727,28 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
     const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
     const Tt = cap > 1 ? planThreads(2 * m * Cg * N * XI, XI) : 1;
-    for (let img = 0; img < num; img++) {
+    for (let c0 = 0; c0 < nImg; c0 += nb) {
+      const cn = Math.min(nb, nImg - c0), per = cn / bT;
+      const xi = (i: number) => (xOwn >= 0 ? xOwn + 4 * i * imgIn : base + pXb + 4 * (i - c0) * imgIn);
+      const yi = (i: number) => (yOwn >= 0 ? yOwn + 4 * i * imgOut : base + pYb + 4 * (i - c0) * imgOut);
+      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
+      runThreaded(bT, 'winograd (images)', (list, t) => {
+        const at = base + pT + t * perT, xp = at + tXp, pv = at + tV, pm = at + tM, tile = base + pTile + t * tileBytes;
+        for (let i = c0 + t * per; i < c0 + (t + 1) * per; i++) {
+          list.infer(Op.PadImg2, [xi(i), C, H, W, PH, PW, Hp, Wp, xp], -1);
+          for (let q = 0; q < G; q++) {
+            list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, pv, vstride, 0, Cg], -1);
+            for (let xj = 0; xj < XI; xj++) {
+              list.infer(Op.Wgemm, [wAt + (q * XI + xj) * uBytes, m, Cg, pv + xj * vstride, N, pm + 4 * xj * m * N, base + pOne, base + pZero, 0, 0, tile], 9);
+            }
+            list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [pm, m, N, TH, TWp, OH, OW, yi(i) + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0, 0, m], 11);
+          }
+        }
+      });
+      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
+      if (sum) for (let i = c0; i < c0 + cn; i++) applySum(sum, sumAt!, i, yi(i), imgOut);
+    }
+    for (let img = nImg; img < num; img++) {
       if (xOwn >= 0) xIn = xOwn + 4 * img * imgIn;
       else if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
       if (yOwn >= 0) yAt = yOwn + 4 * img * imgOut;
@@ -716,9 +807,19 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const pX = 0, pY = align(4 * imgIn), pW = pY + align(4 * imgOut), pB = pW + align(4 * C * KK), pPad = pB + align(4 * C);
     const padPlane = align(4 * (H + 2 * PH) * (W + 2 * PW + 8));
     const T = threadCap() > 1 ? planThreads(2 * C * KK * OH * OW, C) : 1;
+    // Batch split (as conv2d's): bT threads each run whole images, the first nImg in chunks of
+    // nb, staged after the per-thread padded planes where they are not views of this memory.
+    const flags = (shift ? 1 : 0) | (relu === 0 ? 2 : 0), leaky = relu !== null && relu !== 0;
+    const imgCommands = leaky ? 2 : 1;
+    const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
+    const bT = batchThreads(num, 2 * C * KK * OH * OW, imgCommands);
+    const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const pXb = pPad + threadCap() * padPlane, pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
+    const scratchNeed = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0);
     let base = 0, xAt = -1, ySlot = -1, xOwn = -1, yOwn = -1;
     if (!declineWhenFull(() => {
-      base = scratch(pPad + threadCap() * padPlane);
+      base = scratch(scratchNeed);
       ({ xOwn, yOwn, xAt, ySlot } = placeIO(num, x, y, 4 * imgIn, 4 * imgOut, io));
     })) return false;
     let yAt = ySlot >= 0 ? slots[ySlot]!.at : base + pY;
@@ -729,10 +830,22 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     if (scale) for (let c = 0; c < C; c++) for (let t = 0; t < KK; t++) mem[w0 + c * KK + t] = scale[c]! * weights[c * KK + t]!;
     else mem.set(weights.subarray(0, C * KK), w0);
     if (shift) mem.set(shift.subarray(0, C), b0);
-    // Bit 0: the bias; bit 1: a ReLU of slope 0 applied as the kernel stores (max(v, 0), as the
-    // relu kernel computes it); a leaky one runs as a pass after.
-    const flags = (shift ? 1 : 0) | (relu === 0 ? 2 : 0), leaky = relu !== null && relu !== 0;
-    for (let n = 0; n < num; n++) {
+    // flags bit 0: the bias; bit 1: a ReLU of slope 0 applied as the kernel stores (max(v, 0), as
+    // the relu kernel computes it); a leaky one runs as a pass after.
+    for (let c0 = 0; c0 < nImg; c0 += nb) {
+      const cn = Math.min(nb, nImg - c0), per = cn / bT;
+      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
+      runThreaded(bT, 'depthwise (images)', (list, t) => {
+        for (let n = c0 + t * per; n < c0 + (t + 1) * per; n++) {
+          const xi = xOwn >= 0 ? xOwn + 4 * n * imgIn : base + pXb + 4 * (n - c0) * imgIn;
+          const yi = yOwn >= 0 ? yOwn + 4 * n * imgOut : base + pYb + 4 * (n - c0) * imgOut;
+          list.infer(Op.Depthwise, [xi, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, flags, yi, OH, OW, base + pPad + t * padPlane], -1);
+          if (leaky) list.infer(Op.Relu, [yi, yi, imgOut, relu ?? 0], 3);
+        }
+      });
+      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
+    }
+    for (let n = nImg; n < num; n++) {
       if (xOwn >= 0) xIn = xOwn + 4 * n * imgIn;
       else if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
       if (yOwn >= 0) yAt = yOwn + 4 * n * imgOut;
@@ -845,6 +958,9 @@ function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: 
  * columns rather than its output channels (each thread then unfolds only its own columns).
  */
 const SPLIT_COLUMNS_MIN = 64;
+
+/** Most image floats (inputs and outputs) a batch split stages in the runner's memory per chunk (64 MiB). */
+const MAX_BATCH_STAGED_FLOATS = 1 << 24;
 
 /** Fewest input channels (per group) and outputs (per group) for the Winograd path. */
 export const WINOGRAD_MIN_CHANNELS = 16;
