@@ -3,6 +3,7 @@
 //
 //   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu,headlessgl-direct]
 //       [--lenet-batch 64] [--lenet-iterations 3] [--caffenet-batch 1] [--caffenet-iterations 1]
+//       [--json results/gpu.json]
 //
 // LeNet: one training step = forward + backward + the SGD update (momentum 0.9, weight decay
 // 5e-4; on the device for gpu modes, on the host for cpu) over the zoo's train net with its Data
@@ -14,11 +15,14 @@
 // threads: Mesa's llvmpipe renders on one thread per core), steadier than wall clock on a busy
 // machine. `headlessgl-direct` is headless GL without the packed GEMMs (the direct kernels). Without xvfb-run (or without the optional `gl` build) the
 // headlessgl mode is listed as unavailable with the reason. No real GPU was available when this
-// was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer.
+// was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer. Each gpu
+// mode prints its renderer (the GL driver's name for the GPU or rasterizer). `--json` also writes
+// the figures to a file. To run on a machine that has a GPU and Node but not this repository's
+// install, `node bench/src/bundle-gpu.mjs --out DIR` packs this script into one self-contained folder.
 import { readFileSync } from 'node:fs';
 import { parseBenchArgs } from './cli-args.mjs';
 
-const { Blob, cpuBackend, Rng } = await import('@caffe-ts/blob');
+const { Blob, cpuBackend, Rng, threadPoolInfo } = await import('@caffe-ts/blob');
 await import('@caffe-ts/layers/register');
 const { Net } = await import('@caffe-ts/net');
 const { parseNetParameter, Phase } = await import('@caffe-ts/proto');
@@ -33,6 +37,7 @@ const { values } = parseBenchArgs({
     'lenet-iterations': { type: 'string', default: '3' },
     'caffenet-batch': { type: 'string', default: '1' },
     'caffenet-iterations': { type: 'string', default: '1' },
+    json: { type: 'string' },
   },
 }, import.meta.url);
 const lenetBatch = Number(values['lenet-batch']);
@@ -124,10 +129,10 @@ function timeCaffenet(backend, sync) {
 }
 
 const rows = [];
-const run = (label, backend, sync) => {
+const run = (label, backend, sync, info) => {
   const lenet = timeLenet(backend, sync);
   const caffenet = timeCaffenet(backend, sync);
-  rows.push({ label, lenet, caffenet });
+  rows.push({ label, lenet, caffenet, ...(info ? { info } : {}) });
   console.log(
     `${label.padEnd(26)} LeNet train step (batch ${lenetBatch}): ${lenet.wall.toFixed(1).padStart(9)} ms (cpu ${lenet.cpu.toFixed(0)} ms; ${((lenetBatch * 1000) / lenet.wall).toFixed(1)} img/s)` +
       `   CaffeNet forward (batch ${caffenetBatch}): ${caffenet.wall.toFixed(1).padStart(9)} ms (cpu ${caffenet.cpu.toFixed(0)} ms; ${((caffenetBatch * 1000) / caffenet.wall).toFixed(2)} img/s)`,
@@ -135,7 +140,8 @@ const run = (label, backend, sync) => {
 };
 
 console.log(`node ${process.version}; DISPLAY=${process.env.DISPLAY ?? '(none)'}; no real GPU was used unless headlessgl reports a hardware renderer`);
-run('cpu backend', cpuBackend(), () => {});
+const pool = threadPoolInfo();
+run(`cpu backend (${pool.requested} thr)`, cpuBackend(), () => {}, { kernelThreads: pool.requested });
 for (const entry of values.modes.split(',').filter(Boolean)) {
   const direct = entry.endsWith('-direct');
   const mode = direct ? entry.slice(0, -'-direct'.length) : entry;
@@ -145,7 +151,13 @@ for (const entry of values.modes.split(',').filter(Boolean)) {
   }
   const backend = createGpuBackend({ mode, packed: !direct });
   const info = backend.info();
-  run(`gpu.js ${info.mode}${direct ? ' (direct)' : info.packed ? ' (packed)' : ''}`, backend, () => backend.synchronize());
+  if (info.renderer) console.log(`${`gpu.js ${entry}`.padEnd(26)} renderer: ${info.renderer}`);
+  run(`gpu.js ${info.mode}${direct ? ' (direct)' : info.packed ? ' (packed)' : ''}`, backend, () => backend.synchronize(), {
+    mode: info.mode,
+    renderer: info.renderer ?? null,
+    maxTextureSize: info.maxTextureSize,
+    mantissaBits: info.mantissaBits,
+  });
   const s = backend.stats();
   console.log(`${''.padEnd(26)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
   backend.destroy();
@@ -156,4 +168,12 @@ for (const r of rows.slice(1)) {
     `${r.label}: LeNet ${(r.lenet.wall / cpu.lenet.wall).toFixed(1)}x the CPU backend's step time (${(r.lenet.cpu / cpu.lenet.cpu).toFixed(1)}x its CPU time), ` +
       `CaffeNet ${(r.caffenet.wall / cpu.caffenet.wall).toFixed(1)}x its forward time (${(r.caffenet.cpu / cpu.caffenet.cpu).toFixed(1)}x)`,
   );
+}
+if (values.json) {
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const { dirname } = await import('node:path');
+  mkdirSync(dirname(values.json), { recursive: true });
+  const config = { lenetBatch, lenetIters, caffenetBatch, caffenetIters, node: process.version, cpus: (await import('node:os')).cpus().length };
+  writeFileSync(values.json, JSON.stringify({ config, rows }, null, 2) + '\n');
+  console.log(`wrote ${values.json}`);
 }
