@@ -1,6 +1,7 @@
 import { createMessage, decodeBlobProto, encodeBlobProto, type BlobProto } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { Blob, BlobError, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
+import { setHostAllocator } from './host-memory.js';
 
 const ramp = (b: Blob, start = 0) => {
   const d = b.mutableCpuData();
@@ -119,6 +120,29 @@ describe('Blob data', () => {
     expect(Array.from(dst.cpuData())).toEqual([0, 1, 2, 3]);
     dst.copyFrom(src, { copyDiff: true });
     expect(Array.from(dst.cpuDiff())).toEqual([9, 9, 9, 9]);
+  });
+
+  it("copyFrom between blobs of the 'wasm' host allocator (kernel memory, memory.copy) and across allocators", () => {
+    const prev = setHostAllocator('wasm');
+    try {
+      const src = new Blob([3, 700]);
+      const v = src.mutableCpuData();
+      for (let i = 0; i < v.length; i++) v[i] = Math.fround(i / 7 - 100);
+      src.mutableCpuDiff().fill(-2.5);
+      const dst = new Blob([3, 700]);
+      dst.copyFrom(src);
+      dst.copyFrom(src, { copyDiff: true });
+      expect(Array.from(dst.cpuData())).toEqual(Array.from(v));
+      expect(dst.cpuDiff().every((x) => x === -2.5)).toBe(true);
+      setHostAllocator('js');
+      const plain = new Blob([3, 700]);
+      plain.copyFrom(src);
+      expect(Array.from(plain.cpuData())).toEqual(Array.from(v));
+      src.copyFrom(plain, { copyDiff: true });
+      expect(src.cpuDiff().every((x) => x === 0)).toBe(true);
+    } finally {
+      setHostAllocator(prev);
+    }
   });
 });
 

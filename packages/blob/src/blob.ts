@@ -2,6 +2,7 @@ import { CaffeError, createMessage, hasField, type BlobProto } from '@caffe-ts/p
 import type { DeviceAllocator } from './device.js';
 import { BYTES_PER_ELEMENT, type DType, type FloatArray } from './dtype.js';
 import { SyncedMemory } from './synced-memory.js';
+import { copyFloats } from './host-memory.js';
 
 /** Caffe limits blobs to 32 axes (Blob::kMaxBlobAxes). */
 export const MAX_BLOB_AXES = 32;
@@ -250,8 +251,8 @@ export class Blob {
       if (!reshape) throw new BlobError(`copyFrom: shape mismatch (${source.shapeString()} into ${this.shapeString()})`);
       this.reshapeLike(source);
     }
-    if (copyDiff) this.mutableCpuDiff().set(source.cpuDiff());
-    else this.mutableCpuData().set(source.cpuData());
+    if (copyDiff) copyFloats(this.mutableCpuDiff(), source.cpuDiff());
+    else copyFloats(this.mutableCpuData(), source.cpuData());
   }
 
   /** Load shape and values from a BlobProto (new `shape` or legacy num/channels/height/width). */

@@ -3,11 +3,12 @@ import { Blob } from './blob.js';
 import { gemmJs } from './math/gemm.js';
 import { Rng } from './rng.js';
 import { SyncedMemory } from './synced-memory.js';
-import { hostAllocator, hostMemoryInfo, setHostAllocator, zeroFill } from './host-memory.js';
+import { copyFloats, hostAllocator, hostMemoryInfo, setHostAllocator, zeroFill } from './host-memory.js';
 import { createWasmConv2d, type Conv2dGeometry, type Conv2dPass } from './wasm/conv-wasm.js';
 import { createWasmGemmKernel } from './wasm/gemm-wasm.js';
 import { KernelHeap, sizeClass } from './wasm/kernel-heap.js';
 import { createWasmMaxPool } from './wasm/pool-wasm.js';
+import { createWasmTrain } from './wasm/train-wasm.js';
 import { engine, initThreads, setNumThreads, shutdownThreads } from './wasm/threads.js';
 
 const rng = new Rng(7);
@@ -258,9 +259,11 @@ describe('kernels on blob memory in place', () => {
       const idx = new Int32Array(planes * PH * PW);
       pool.maxPool(place(src), planes, H, W, PH, PW, lo(PH), hi(PH, H), lo(PW), hi(PW, W), dst, idx, { kernel: 3, stride: 2, pad: 0 });
       const bottom = place(random(new Float32Array(planes * H * W)));
-      pool.maxUnpool(place(dst), idx, planes, H * W, PH * PW, bottom);
+      // Plain arrays go to the training kernels (as the Pooling layer does), resident ones in place.
+      if (!pool.maxUnpool(place(dst), idx, planes, H * W, PH * PW, bottom)) train.maxUnpool(dst, idx, planes, H * W, PH * PW, bottom);
       return [Array.from(dst), Array.from(idx), Array.from(bottom)];
     };
+    const train = createWasmTrain({ relaxed: false })!;
     const staged = run((a) => a.slice());
     expect(run(resident)).toEqual(staged);
     // 2×2 windows (the SIMD 2×2 path), resident source, plain destination.
@@ -297,5 +300,62 @@ describe('zeroFill', () => {
     const d = new Float64Array([1, 2, 3]);
     zeroFill(d, 1);
     expect(Array.from(d)).toEqual([1, 0, 0]);
+  });
+});
+
+describe('copyFloats', () => {
+  it('copies as TypedArray.set does between kernel-heap views, plain arrays and mixes, at offsets', () => {
+    const n = 3001;
+    for (const [dstHeap, srcHeap] of [[true, true], [true, false], [false, true], [false, false]] as const) {
+      const src = srcHeap ? resident(random(new Float32Array(n))) : random(new Float32Array(n));
+      const dst = dstHeap ? resident(random(new Float32Array(n + 600))) : random(new Float32Array(n + 600));
+      const want = Float32Array.from(dst);
+      want.set(src, 599);
+      copyFloats(dst, src, 599);
+      expect(Array.from(dst)).toEqual(Array.from(want));
+    }
+    // Sub-views of blocks: their own offsets; the neighbours stay.
+    const a = resident(random(new Float32Array(4096)));
+    const b = resident(random(new Float32Array(4096)));
+    const before = Float32Array.from(b);
+    copyFloats(b.subarray(1000, 3000), a.subarray(5, 1005), 3);
+    for (let i = 0; i < 4096; i++) expect(b[i], `element ${i}`).toBe(i >= 1003 && i < 2003 ? a[i - 998] : before[i]);
+  });
+
+  it('moves overlapping ranges of one block as set does, copies Int32Array views and float64, and throws set\'s RangeError', () => {
+    const a = resident(random(new Float32Array(4000)));
+    const want = Float32Array.from(a);
+    want.set(want.subarray(0, 3000), 700);
+    copyFloats(a, a.subarray(0, 3000), 700);
+    expect(Array.from(a)).toEqual(Array.from(want));
+    const blk = resident(new Float32Array(2048));
+    const i32 = new Int32Array(blk.buffer, blk.byteOffset, 2048);
+    const srcI = new Int32Array(blk.buffer, blk.byteOffset, 1024);
+    for (let i = 0; i < 1024; i++) srcI[i] = i * 7 - 3;
+    copyFloats(i32, srcI, 1024);
+    for (let i = 0; i < 1024; i++) expect(i32[1024 + i]).toBe(i * 7 - 3);
+    const d = new Float64Array(4);
+    copyFloats(d, Float64Array.of(1.5, 2.5), 1);
+    expect(Array.from(d)).toEqual([0, 1.5, 2.5, 0]);
+    expect(() => copyFloats(resident(new Float32Array(1000)), resident(new Float32Array(900)), 200)).toThrow(RangeError);
+  });
+
+  it('copies long runs between heap views with memory.copy, not TypedArray.set (short runs: set)', () => {
+    const src = resident(random(new Float32Array(2048)));
+    const dst = resident(new Float32Array(2048));
+    const orig = Float32Array.prototype.set;
+    let sets = 0;
+    Float32Array.prototype.set = function (this: Float32Array, ...args: Parameters<Float32Array['set']>) {
+      sets++;
+      return orig.apply(this, args);
+    };
+    try {
+      copyFloats(dst, src);
+      copyFloats(dst.subarray(0, 100), src.subarray(0, 100));
+    } finally {
+      Float32Array.prototype.set = orig;
+    }
+    expect(Array.from(dst)).toEqual(Array.from(src));
+    expect(sets).toBe(1);
   });
 });

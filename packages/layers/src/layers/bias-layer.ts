@@ -1,4 +1,4 @@
-import { fillBlob, type Blob } from '@caffe-ts/blob';
+import { type Blob, copyFloats, fillBlob } from '@caffe-ts/blob';
 import { createMessage, type BiasParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -74,7 +74,7 @@ export class BiasLayer extends Layer {
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
     const b = (bottom.length > 1 ? bottom[1]! : this.blobs[0]!).cpuData();
     const y = top[0]!.mutableCpuData();
-    if (top[0] !== bottom[0]) y.set(bottom[0]!.cpuData());
+    if (top[0] !== bottom[0]) copyFloats(y, bottom[0]!.cpuData());
     const { outerDim, biasDim, innerDim } = this;
     let k = 0;
     for (let n = 0; n < outerDim; n++) {
@@ -88,7 +88,7 @@ export class BiasLayer extends Layer {
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
     const dy = top[0]!.cpuDiff();
     // In place the bottom diff already is the top diff.
-    if (propagateDown[0] && bottom[0] !== top[0]) bottom[0]!.mutableCpuDiff().set(dy);
+    if (propagateDown[0] && bottom[0] !== top[0]) copyFloats(bottom[0]!.mutableCpuDiff(), dy);
     const learned = bottom.length === 1;
     if (learned ? (this.paramPropagateDown[0] ?? true) : propagateDown[1]) {
       const db = (learned ? this.blobs[0]! : bottom[1]!).mutableCpuDiff();

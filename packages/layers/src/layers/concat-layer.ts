@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { copyFloats, type Blob } from '@caffe-ts/blob';
 import { hasField } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -63,7 +63,7 @@ export class ConcatLayer extends Layer {
     const y = top[0]!.mutableCpuData();
     this.forEachSlab(bottom, top, (b, outer, slab, topSlab, offset) => {
       const x = b.cpuData();
-      for (let o = 0; o < outer; o++) y.set(x.subarray(o * slab, (o + 1) * slab), o * topSlab + offset);
+      for (let o = 0; o < outer; o++) copyFloats(y, x.subarray(o * slab, (o + 1) * slab), o * topSlab + offset);
     });
   }
 
@@ -73,7 +73,7 @@ export class ConcatLayer extends Layer {
     this.forEachSlab(bottom, top, (b, outer, slab, topSlab, offset, i) => {
       if (!propagateDown[i]) return;
       const dx = b.mutableCpuDiff();
-      for (let o = 0; o < outer; o++) dx.set(dy.subarray(o * topSlab + offset, o * topSlab + offset + slab), o * slab);
+      for (let o = 0; o < outer; o++) copyFloats(dx, dy.subarray(o * topSlab + offset, o * topSlab + offset + slab), o * slab);
     });
   }
 

@@ -1,4 +1,4 @@
-import type { Blob, FloatArray } from '@caffe-ts/blob';
+import { copyFloats, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { createMessage, Phase, type DropoutParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -47,7 +47,7 @@ export class DropoutLayer extends Layer {
         y[i] = x[i]! * m * this.scale;
       }
     } else if (!sameMemory(x, y)) {
-      y.set(x);
+      copyFloats(y, x);
     }
   }
 
@@ -58,7 +58,7 @@ export class DropoutLayer extends Layer {
     if (this.phase === Phase.TRAIN) {
       for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * this.mask[i]! * this.scale;
     } else if (!sameMemory(dx, dy)) {
-      dx.set(dy);
+      copyFloats(dx, dy);
     }
   }
 }

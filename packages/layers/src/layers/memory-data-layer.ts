@@ -1,4 +1,4 @@
-import { logger, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { type Blob, copyFloats, type FloatArray, logger } from '@caffe-ts/blob';
 import { hasField, type Datum } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -174,7 +174,7 @@ export class MemoryDataLayer extends Layer {
     const b = this.batch;
     top[0]!.reshape([b, this.ch, this.h, this.w]);
     top[1]!.reshape([b, 1, 1, 1]);
-    top[0]!.mutableCpuData().set(data.subarray(this.pos * this.size, (this.pos + b) * this.size));
+    copyFloats(top[0]!.mutableCpuData(), data.subarray(this.pos * this.size, (this.pos + b) * this.size));
     top[1]!.mutableCpuData().set(labels.subarray(this.pos, this.pos + b));
     this.pos = (this.pos + b) % this.n;
     if (this.pos === 0) this.newData = false;

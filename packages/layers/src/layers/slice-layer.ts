@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { copyFloats, type Blob } from '@caffe-ts/blob';
 import { hasField } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -83,7 +83,7 @@ export class SliceLayer extends Layer {
     const x = bottom[0]!.cpuData();
     this.forEachSlab(bottom, top, (t, slab, bottomSlab, offset) => {
       const y = t.mutableCpuData();
-      for (let s = 0; s < this.numSlices; s++) y.set(x.subarray(s * bottomSlab + offset, s * bottomSlab + offset + slab), s * slab);
+      for (let s = 0; s < this.numSlices; s++) copyFloats(y, x.subarray(s * bottomSlab + offset, s * bottomSlab + offset + slab), s * slab);
     });
   }
 
@@ -92,7 +92,7 @@ export class SliceLayer extends Layer {
     const dx = bottom[0]!.mutableCpuDiff();
     this.forEachSlab(bottom, top, (t, slab, bottomSlab, offset) => {
       const dy = t.cpuDiff();
-      for (let s = 0; s < this.numSlices; s++) dx.set(dy.subarray(s * slab, (s + 1) * slab), s * bottomSlab + offset);
+      for (let s = 0; s < this.numSlices; s++) copyFloats(dx, dy.subarray(s * slab, (s + 1) * slab), s * bottomSlab + offset);
     });
   }
 

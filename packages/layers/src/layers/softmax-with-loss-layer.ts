@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { copyFloats, type Blob } from '@caffe-ts/blob';
 import { hasField } from '@caffe-ts/proto';
 import type { BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -84,7 +84,7 @@ export class SoftmaxWithLossLayer extends LossLayer {
     const { outer, channels, inner } = this;
     const dim = channels * inner;
     const dx = bottom[0]!.mutableCpuDiff();
-    dx.set(this.prob.cpuData());
+    copyFloats(dx, this.prob.cpuData());
     const label = bottom[1]!.cpuData();
     let count = 0;
     for (let i = 0; i < outer; i++) {

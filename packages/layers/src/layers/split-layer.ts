@@ -1,4 +1,4 @@
-import type { Blob } from '@caffe-ts/blob';
+import { copyFloats, type Blob } from '@caffe-ts/blob';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
 
@@ -27,7 +27,7 @@ export class SplitLayer extends Layer {
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
     if (!propagateDown[0]) return;
     const dx = bottom[0]!.mutableCpuDiff();
-    dx.set(top[0]!.cpuDiff());
+    copyFloats(dx, top[0]!.cpuDiff());
     for (let t = 1; t < top.length; t++) {
       const dy = top[t]!.cpuDiff();
       for (let i = 0; i < dx.length; i++) dx[i]! += dy[i]!;
