@@ -1,6 +1,26 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allocHost, allocHostInt32, setHostAllocator } from '../host-memory.js';
 import { Rng } from '../rng.js';
 import { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';
+import { shutdownThreads } from './threads.js';
+import { createWasmTrain } from './train-wasm.js';
+
+let previous: ReturnType<typeof setHostAllocator>;
+beforeAll(() => {
+  previous = setHostAllocator('wasm');
+});
+afterAll(async () => {
+  setHostAllocator(previous);
+  await shutdownThreads();
+});
+
+/** A copy of `a` in the kernel threads' shared memory (as a blob of the 'wasm' allocator holds it). */
+function resident<T extends Float32Array | Int32Array>(a: T): T {
+  const out = (a instanceof Int32Array ? allocHostInt32(a.length) : allocHost('float32', a.length).array) as T;
+  if (out.buffer instanceof ArrayBuffer) throw new Error('no shared WebAssembly memory in this Node');
+  out.set(a);
+  return out;
+}
 
 function pool(): WasmMaxPool {
   const p = createWasmMaxPool({ relaxed: false });
@@ -76,13 +96,25 @@ describe('createWasmMaxPool', () => {
       pool().maxPool(src, planes, H, W, PH, PW, rows[0], rows[1], cols[0], cols[1], dstV, idxV, { kernel: k, stride: s, pad: p });
       expect(Array.from(dstV)).toEqual(want.dst);
       expect(Array.from(idxV)).toEqual(want.idx);
-      // Backward: each top diff added at its argmax (overlapping windows accumulate).
-      const top = Float32Array.from({ length: dst.length }, (_, i) => (i % 13) - 6);
-      const bottom = new Float32Array(src.length).fill(NaN);
-      pool().maxUnpool(top, idx, planes, H * W, PH * PW, bottom);
+      // Backward: each top diff added at its argmax (overlapping windows accumulate, in output
+      // order, so fractional diffs give the training kernels' float32 sums bit for bit).
+      const top = Float32Array.from({ length: dst.length }, (_, i) => ((i % 13) - 6) / 3);
       const expected = new Float32Array(src.length);
       for (let i = 0; i < top.length; i++) expected[Math.floor(i / (PH * PW)) * H * W + idx[i]!]! += top[i]!;
-      expect(Array.from(bottom)).toEqual(Array.from(expected));
+      const train = new Float32Array(src.length).fill(NaN);
+      createWasmTrain({ relaxed: false })!.maxUnpool(top, idx, planes, H * W, PH * PW, train);
+      expect(Array.from(train)).toEqual(Array.from(expected));
+      // Plain arrays are the training kernels' job: nothing done.
+      const plain = new Float32Array(src.length).fill(NaN);
+      expect(pool().maxUnpool(top, idx, planes, H * W, PH * PW, plain)).toBe(false);
+      expect(plain.every((v) => Number.isNaN(v))).toBe(true);
+      // In the shared memory: argmax and bottom in place, or staged through the scratch block.
+      for (const [idxIn, bottomIn] of [[true, true], [false, true], [true, false], [false, false]]) {
+        const bottom = new Float32Array(src.length).fill(NaN);
+        const b = bottomIn ? resident(bottom) : bottom;
+        expect(pool().maxUnpool(resident(top), idxIn ? resident(idx) : idx, planes, H * W, PH * PW, b)).toBe(true);
+        expect(Array.from(b)).toEqual(Array.from(expected));
+      }
     });
   }
 
@@ -94,10 +126,29 @@ describe('createWasmMaxPool', () => {
       .toThrow(/need src, dst, idx of 4, 1, 1 elements, got 3, 1, 1/);
   });
 
-  it('maxUnpool refuses an argmax outside the plane', () => {
-    expect(() => pool().maxUnpool(new Float32Array(2), Int32Array.of(0, 4), 1, 4, 2, new Float32Array(4)))
-      .toThrow(/maxUnpool: an argmax among planes 0…0 is outside the plane of 4 elements/);
-    expect(() => pool().maxUnpool(new Float32Array(2), Int32Array.of(0, -1), 1, 4, 2, new Float32Array(4))).toThrow(/outside the plane/);
+  it('maxUnpool refuses an argmax outside the plane and short arrays', () => {
+    const top = resident(new Float32Array(2));
+    expect(() => pool().maxUnpool(top, Int32Array.of(0, 4), 1, 4, 2, resident(new Float32Array(4))))
+      .toThrow(/maxUnpool: an argmax is outside the plane of 4 elements/);
+    expect(() => pool().maxUnpool(top, resident(Int32Array.of(0, -1)), 1, 4, 2, resident(new Float32Array(4)))).toThrow(/outside the plane/);
+    expect(() => pool().maxUnpool(top, Int32Array.of(0, 1), 1, 4, 2, new Float32Array(3))).toThrow(/need topDiff, idx, bottomDiff of 2, 2, 4 elements, got 2, 2, 3/);
+  });
+
+  it('maxPool writes an argmax and output in the shared memory in place, equal to the staged run', () => {
+    const planes = 6, H = 12, W = 14, PH = 6, PW = 7;
+    const rng = new Rng(3);
+    const src = Float32Array.from({ length: planes * H * W }, () => rng.int(5) - 2);
+    const lo = (n: number) => Int32Array.from({ length: n }, (_, i) => 2 * i);
+    const hi = (n: number) => Int32Array.from({ length: n }, (_, i) => 2 * i + 2);
+    const run = (srcIn: boolean, outIn: boolean) => {
+      const dst = new Float32Array(planes * PH * PW), idx = new Int32Array(planes * PH * PW);
+      const d = outIn ? resident(dst) : dst, x = outIn ? resident(idx) : idx;
+      pool().maxPool(srcIn ? resident(src) : src, planes, H, W, PH, PW, lo(PH), hi(PH), lo(PW), hi(PW), d, x);
+      return [Array.from(d), Array.from(x)];
+    };
+    const staged = run(false, false);
+    expect(run(true, true)).toEqual(staged);
+    expect(run(true, false)).toEqual(staged);
   });
 
   it('defaultWasmMaxPool follows CAFFE_TS_GEMM', () => {

@@ -1,4 +1,4 @@
-// MAX pooling of Float32 planes in WebAssembly, forward and backward.
+// MAX pooling of Float32 planes in WebAssembly, forward, and backward in the shared memory.
 //
 // Which element of a window wins depends on the data, so a JS loop pays a mispredicted branch
 // for a good share of its comparisons; the WebAssembly loops (scripts/gemm-wat.mjs,
@@ -17,7 +17,6 @@ interface PoolExports {
     src: number, planes: number, H: number, W: number, PH: number, PW: number, rows: number, cols: number,
     KW: number, SW: number, padW: number, xv0: number, xv1: number, dst: number, idx: number,
   ): void;
-  maxunpool(top: number, idx: number, planes: number, inPlane: number, outPlane: number, bottom: number): void;
 }
 
 export interface WasmMaxPool {
@@ -37,10 +36,15 @@ export interface WasmMaxPool {
     dst: Float32Array, idx: Int32Array, columns?: { kernel: number; stride: number; pad: number },
   ): void;
   /**
-   * MAX pooling backward: bottomDiff (planes × inPlane) = 0, then each topDiff element
-   * (planes × outPlane) is added at its argmax idx (in 0 … inPlane − 1, checked).
+   * MAX pooling backward in the kernel memory: bottomDiff (planes × inPlane) = 0, then each
+   * topDiff element (planes × outPlane) is added at its argmax idx (in 0 … inPlane − 1, checked),
+   * in the same order as the training kernels' maxUnpool (train-wasm.ts), so the sums are the
+   * same. Runs only where topDiff is a view of the kernel threads' shared memory (a blob of the
+   * 'wasm' host allocator; idx and bottomDiff are used in place there too, else staged) and
+   * returns whether it ran: arrays outside it are the training kernels' job, which stage them
+   * into their own memory anyway.
    */
-  maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void;
+  maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): boolean;
 }
 
 const PAGE_BYTES = 65536;
@@ -126,18 +130,21 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
     if (shared) {
       // All planes in one call: nothing is copied in, so chunking would buy no cache reuse.
       const { e, sx } = shared;
-      const oSrc = e.offsetOf(src), oDst = e.offsetOf(dst);
+      // dst and idx in the kernel memory too (blob data; an argmax from allocHostInt32) are
+      // written in place, others through the scratch block.
+      const oSrc = e.offsetOf(src), oDst = e.offsetOf(dst), oIdx = e.offsetOf(idx);
       // A stride-2 SIMD step may read a few floats past the input: make sure they exist.
       e.heap.require(oSrc + 4 * (planes * inPlane + 8), `${name} maxPool`);
       const tabBytes = 8 * (PH + PW), outBytes = 4 * planes * outPlane;
-      const { base, f32, i32 } = e.scratch(tabBytes + outBytes + (oDst < 0 ? outBytes : 0), `${name} maxPool`);
+      const { base, f32, i32 } = e.scratch(tabBytes + (oIdx < 0 ? outBytes : 0) + (oDst < 0 ? outBytes : 0), `${name} maxPool`);
       fillWindows(i32, base >> 2);
-      const pIdx = base + tabBytes, pDst = oDst >= 0 ? oDst : pIdx + outBytes;
+      const pIdx = oIdx >= 0 ? oIdx : base + tabBytes;
+      const pDst = oDst >= 0 ? oDst : base + tabBytes + (oIdx < 0 ? outBytes : 0);
       if (full2x2) sx.maxpool2x2(oSrc, planes, H, W, PH, PW, pDst, pIdx);
       else if (vector) {
         sx.maxpool_v(oSrc, planes, H, W, PH, PW, base, base + 8 * PH, columns!.kernel, columns!.stride, columns!.pad, xv0, xv1, pDst, pIdx);
       } else sx.maxpool(oSrc, planes, H, W, PH, PW, base, base + 8 * PH, pDst, pIdx);
-      idx.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + planes * outPlane));
+      if (oIdx < 0) idx.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + planes * outPlane));
       if (oDst < 0) dst.set(f32.subarray(pDst >> 2, (pDst >> 2) + planes * outPlane));
       return;
     }
@@ -162,7 +169,7 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
     }
   }
 
-  function maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): void {
+  function maxUnpool(topDiff: Float32Array, idx: Int32Array, planes: number, inPlane: number, outPlane: number, bottomDiff: Float32Array): boolean {
     if (topDiff.length < planes * outPlane || idx.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
       throw new MathError(
         `${name} maxUnpool: ${planes} planes of ${inPlane} → ${outPlane} need topDiff, idx, bottomDiff of ${planes * outPlane}, ` +
@@ -170,36 +177,21 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
       );
     }
     const shared = planes > 0 && outPlane > 0 ? inPlace(topDiff) : null;
-    if (shared) {
-      const { e, sx } = shared;
-      const oTop = e.offsetOf(topDiff), oBottom = e.offsetOf(bottomDiff);
-      const idxBytes = 4 * planes * outPlane;
-      const { base, f32, i32 } = e.scratch(idxBytes + (oBottom < 0 ? 4 * planes * inPlane : 0), `${name} maxUnpool`);
-      i32.set(idx.subarray(0, planes * outPlane), base >> 2);
-      const pBottom = oBottom >= 0 ? oBottom : base + idxBytes;
-      try {
-        sx.maxunpool(oTop, base, planes, inPlane, outPlane, pBottom);
-      } catch (err) {
-        throw new MathError(`${name} maxUnpool: an argmax is outside the plane of ${inPlane} elements`, { cause: err });
-      }
-      if (oBottom < 0) bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + planes * inPlane));
-      return;
+    if (!shared) return false;
+    const { e, sx } = shared;
+    const oTop = e.offsetOf(topDiff), oIdx = e.offsetOf(idx), oBottom = e.offsetOf(bottomDiff);
+    const idxBytes = oIdx < 0 ? 4 * planes * outPlane : 0;
+    const { base, f32, i32 } = e.scratch(idxBytes + (oBottom < 0 ? 4 * planes * inPlane : 0), `${name} maxUnpool`);
+    if (oIdx < 0) i32.set(idx.subarray(0, planes * outPlane), base >> 2);
+    const pIdx = oIdx >= 0 ? oIdx : base;
+    const pBottom = oBottom >= 0 ? oBottom : base + idxBytes;
+    try {
+      sx.maxunpool(oTop, pIdx, planes, inPlane, outPlane, pBottom);
+    } catch (err) {
+      throw new MathError(`${name} maxUnpool: an argmax is outside the plane of ${inPlane} elements`, { cause: err });
     }
-    const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / inPlane)));
-    const pTop = 0, pIdx = pTop + 4 * chunk * outPlane, pBottom = pIdx + 4 * chunk * outPlane;
-    const { f32, i32 } = heap(pBottom + 4 * chunk * inPlane);
-    for (let p0 = 0; p0 < planes; p0 += chunk) {
-      const np = Math.min(chunk, planes - p0);
-      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pTop >> 2);
-      i32.set(idx.subarray(p0 * outPlane, (p0 + np) * outPlane), pIdx >> 2);
-      try {
-        ex.maxunpool(pTop, pIdx, np, inPlane, outPlane, pBottom);
-      } catch (e) {
-        // The module traps on an argmax outside the plane rather than write outside the chunk.
-        throw new MathError(`${name} maxUnpool: an argmax among planes ${p0}…${p0 + np - 1} is outside the plane of ${inPlane} elements`, { cause: e });
-      }
-      bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + np * inPlane), p0 * inPlane);
-    }
+    if (oBottom < 0) bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + planes * inPlane));
+    return true;
   }
 
   return { name, maxPool, maxUnpool };

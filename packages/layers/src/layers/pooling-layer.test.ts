@@ -1,4 +1,4 @@
-import { Blob, defaultWasmInfer, defaultWasmTrain, Rng } from '@caffe-ts/blob';
+import { Blob, defaultWasmInfer, defaultWasmTrain, hostMemoryInfo, Rng, setHostAllocator } from '@caffe-ts/blob';
 import {
   parseText,
   PoolingParameter_PoolMethod as PoolMethod,
@@ -271,6 +271,43 @@ describe('PoolingLayer', () => {
           }
         });
       }
+    }
+  });
+
+  describe("float32 MAX under the 'wasm' host allocator", () => {
+    for (const [name, p, shape] of [
+      ['2×2 s2 (LeNet: the shared GEMM module in place)', { kernel_size: 2, stride: 2 }, [3, 4, 12, 10]],
+      ['3×3 s2 with overlapping windows (CIFAR-10)', { kernel_size: 3, stride: 2 }, [2, 3, 11, 9]],
+    ] as [string, Props, number[]][]) {
+      it(`${name}: the argmax lives in the kernel memory; forward and backward equal the 'js' allocator's bit for bit`, () => {
+        const runWith = (alloc: 'wasm' | 'js') => {
+          const prev = setHostAllocator(alloc);
+          try {
+            const rng = new Rng(11);
+            const count = shape.reduce((a, b) => a * b, 1);
+            // Few distinct values (ties), fractional diffs (order-sensitive float32 sums).
+            const bottom = makeBlob(shape, { dtype: 'float32', filler: Array.from({ length: count }, () => rng.int(5) - 2) });
+            const layer = createLayer(poolingLayerDef, { name: 'p', pooling_param: p }, { dtype: 'float32' }) as PoolingLayer;
+            const top = new Blob([], { dtype: 'float32' });
+            layer.setUp([bottom], [top]);
+            layer.forward([bottom], [top]);
+            const dy = top.mutableCpuDiff();
+            for (let i = 0; i < dy.length; i++) dy[i] = (rng.int(7) - 3) / 3;
+            bottom.mutableCpuDiff().fill(NaN);
+            layer.backward([top], [true], [bottom]);
+            const idx = (layer as unknown as { maxIdx: Int32Array }).maxIdx;
+            return { active: hostMemoryInfo().active, inHeap: !(idx.buffer instanceof ArrayBuffer), y: Array.from(top.cpuData()), dx: Array.from(bottom.cpuDiff()) };
+          } finally {
+            setHostAllocator(prev);
+          }
+        };
+        const js = runWith('js'), wasm = runWith('wasm');
+        expect(js.inHeap).toBe(false);
+        // (Where this Node has no shared WebAssembly memory the allocator hands out plain arrays.)
+        expect(wasm.inHeap).toBe(wasm.active);
+        expect(wasm.y).toEqual(js.y);
+        expect(wasm.dx).toEqual(js.dx);
+      });
     }
   });
 

@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
+import { allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -45,7 +45,7 @@ export class PoolingLayer extends Layer {
   private height = 0;
   private width = 0;
   /** Argmax per output (Caffe's max_idx_); copied to the mask top when there is one. */
-  private maxIdx = new Int32Array(0);
+  private maxIdx: Int32Array = new Int32Array(0);
   /**
    * Whether backward may run: a Net clears it for layers it never runs backward through, and a
    * MAX forward then keeps no argmax (values only, in WebAssembly for float32).
@@ -172,7 +172,8 @@ export class PoolingLayer extends Layer {
     top[0]!.reshape(shape);
     if (top.length > 1) top[1]!.reshape(shape);
     const n = num * channels * ph * pw;
-    if (this.method === PoolMethod.MAX && this.maxIdx.length < n) this.maxIdx = new Int32Array(n);
+    // The argmax lives beside float32 blob memory, so the kernels read and write it in place.
+    if (this.method === PoolMethod.MAX && this.maxIdx.length < n) this.maxIdx = this.dtype === 'float32' ? allocHostInt32(n) : new Int32Array(n);
     if (this.method !== PoolMethod.STOCHASTIC) {
       // Windows are separable: the bounds per output row and per column, computed once here.
       [this.rowLo, this.rowHi, this.rowSize] = windowBounds(ph, height, this.kernelH, this.strideH, this.padH);
@@ -246,11 +247,16 @@ export class PoolingLayer extends Layer {
       this.fail('MAX pooling backward needs the argmax of the last forward, which was not kept (backwardNeeded was false)');
     }
     if (this.method === PoolMethod.MAX && top.length === 1 && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array) {
-      // Float32 without a mask top: WebAssembly zeroes and scatters (every argmax is in its plane then).
-      const wasm = this.windowsNonEmpty() ? (defaultWasmTrain() ?? defaultWasmMaxPool()) : null;
-      if (wasm) {
-        wasm.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff);
-        return;
+      // Float32 without a mask top: WebAssembly zeroes and scatters (every argmax is in its plane
+      // then). Blobs in the kernels' shared memory ('wasm' host allocator) are done there in place
+      // (the argmax too: allocHostInt32), others by the training kernels, which stage them.
+      if (this.windowsNonEmpty()) {
+        if (defaultWasmMaxPool()?.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff)) return;
+        const train = defaultWasmTrain();
+        if (train) {
+          train.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff);
+          return;
+        }
       }
     }
     if (this.method === PoolMethod.AVE && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array && this.windowsNonEmpty()) {
