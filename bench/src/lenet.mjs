@@ -130,7 +130,6 @@ for (const alloc of allocs) {
   const inKernelMemory = !(data.buffer instanceof ArrayBuffer);
   nets.push({ alloc, net, solver, tag: alloc ? ` [host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}]` : '' });
 }
-if (allocs[0]) setHostAllocator(undefined);
 const net = nets[0].net;
 
 const threadCounts = values.threads.split(',').map(Number);
@@ -178,8 +177,11 @@ for (const threads of threadCounts) {
     update: [], stepUpdate: [],
   }));
   for (let it = -warmup; it < iterations; it++) {
-    nets.forEach(({ net, solver }, k) => {
+    nets.forEach(({ alloc, net, solver }, k) => {
       const r = runs[k];
+      // Blobs allocate lazily (diffs on the first backward, scratch on first use): each net steps
+      // under its own allocator, or its late arrays would land in the other's memory.
+      if (alloc) setHostAllocator(alloc);
       const f = new Float64Array(L), b = new Float64Array(L);
       // A solver iteration starts by clearing the param diffs (timed with the update).
       const c0 = now();
@@ -243,6 +245,7 @@ for (const threads of threadCounts) {
   }
 }
 if (summary.length > 1) for (const line of summary) console.log(line);
+if (allocs[0]) setHostAllocator(undefined);
 if (allocs.includes('wasm')) {
   const h = hostMemoryInfo().heap;
   if (h) console.log(`kernel heap: ${(h.bytesInUse / 2 ** 20).toFixed(1)} MiB in use, ${(h.memoryBytes / 2 ** 20).toFixed(1)} MiB memory`);
