@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import v8 from 'node:v8';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { allocHost, allocHostInt32, setHostAllocator } from '../host-memory.js';
 import { Rng } from '../rng.js';
 import { TRAIN_GENERATED_PATH, renderTrainWasm } from '../../scripts/build-train-wasm.mjs';
+import { engine, shutdownThreads } from './threads.js';
 import { decodeBase64 } from './wasm-api.js';
 import { TRAIN_WASM_RELAXED_SIMD_BASE64 } from './generated/train-wasm.js';
 import { createWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './train-wasm.js';
@@ -279,4 +281,101 @@ describe('createWasmTrain', () => {
       expect(() => k.smallConvBackward({ ...geom, padW: -1 }, 1, ok.x, ok.dy, ok.dw, ok.db)).toThrow(/padW must be a non-negative integer/);
     });
   });
+});
+
+describe("createWasmTrain on the kernel memory (the 'wasm' host allocator's blobs)", () => {
+  afterAll(async () => {
+    await shutdownThreads();
+  });
+  /** A copy of `a` in the kernel threads' shared memory, as a blob of the 'wasm' allocator holds it. */
+  const resident = <T extends Float32Array | Int32Array>(a: T): T => {
+    const prev = setHostAllocator('wasm');
+    try {
+      const out = (a instanceof Int32Array ? allocHostInt32(a.length) : allocHost('float32', a.length).array) as T;
+      if (engine()!.offsetOf(out) < 0) throw new Error('no shared WebAssembly memory in this Node');
+      out.set(a);
+      return out;
+    } finally {
+      setHostAllocator(prev);
+    }
+  };
+  const rng = new Rng(21);
+  const rand = (n: number, scale = 1) => Float32Array.from({ length: n }, () => (rng.uniform() * 2 - 1) * scale);
+  /** Each placement: every operand plain, every operand resident, and alternating. */
+  const placements: [string, (i: number) => boolean][] = [['plain', () => false], ['resident', () => true], ['mixed', (i) => i % 2 === 1]];
+  const place = <T extends Float32Array | Int32Array>(how: (i: number) => boolean, arrays: T[]): T[] =>
+    arrays.map((a, i) => (how(i) ? resident(a) : (a.slice() as T)));
+
+  for (const relaxed of [false, true]) {
+    const k = createWasmTrain({ relaxed });
+    if (!k) continue;
+    const label = relaxed ? 'relaxed' : 'plain';
+
+    it(`${label}: reluBackward, sgdStep, maxUnpool give the own-memory results bit for bit, in place or staged`, () => {
+      const n = 70001;
+      const x = rand(n), dy = rand(n), w = rand(n), g = rand(n, 0.1), h = rand(n, 0.01);
+      const idx = Int32Array.from({ length: 3 * 50 }, () => rng.int(200));
+      const top = rand(3 * 50);
+      const results = placements.map(([, how]) => {
+        const [rx, rdy, rdx] = place(how, [x, dy, new Float32Array(n)]);
+        k.reluBackward(rx!, rdy!, rdx!, n, 0.25);
+        const [rw, rg, rh] = place(how, [w, g, h]);
+        const finite = k.sgdStep(rw!, rg!, rh!, 0.01, 0.9, 5e-4);
+        const [rt, rb] = place(how, [top, new Float32Array(3 * 200).fill(NaN)]);
+        k.maxUnpool(rt!, how(1) ? resident(idx) : idx, 3, 200, 50, rb!);
+        return [rdx, rw, rg, rh, rb].map((a) => Array.from(a!)).concat([[finite ? 1 : 0]]);
+      });
+      expect(results[1]).toEqual(results[0]);
+      expect(results[2]).toEqual(results[0]);
+      // In place, dx may be dy; the call runs in the shared memory (its scratch block), not the own one.
+      const e = engine()!, scratch = e.scratch.bind(e);
+      let shared = 0;
+      e.scratch = (bytes, what) => (shared++, scratch(bytes, what));
+      try {
+        const both = resident(dy);
+        k.reluBackward(resident(x), both, both, n, 0.25);
+        expect(Array.from(both)).toEqual(results[0]![0]);
+        k.reluBackward(x, dy, new Float32Array(n), n, 0.25);
+      } finally {
+        e.scratch = scratch;
+      }
+      expect(shared).toBe(1);
+    });
+
+    it(`${label}: MAX/AVE pooling and AVE unpooling (3×3 s2 p1) from the kernel memory equal the own-memory runs`, () => {
+      const g = geometry(13, 11, [3, 3], [2, 2], [1, 1]);
+      const planes = 5, inN = planes * 13 * 11, outN = planes * g.pooledH * g.pooledW;
+      const src = Float32Array.from({ length: inN }, () => rng.int(5) - 2), top = rand(outN);
+      const results = placements.map(([, how]) => {
+        const [s, dst, dstA, t, bottom] = place(how, [src, new Float32Array(outN), new Float32Array(outN), top, new Float32Array(inN)]);
+        const idx = how(0) ? resident(new Int32Array(outN)) : new Int32Array(outN);
+        k.pool('max', g, planes, s!, dst!, idx);
+        k.pool('ave', g, planes, s!, dstA!, null);
+        k.aveUnpool(g, planes, t!, bottom!);
+        return [dst, idx, dstA, bottom].map((a) => Array.from(a!));
+      });
+      expect(results[1]).toEqual(results[0]);
+      expect(results[2]).toEqual(results[0]);
+    });
+
+    for (const [name, geo] of [
+      ['LeNet conv1 (dy read in place)', { channels: 1, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 0, padW: 0, outChannels: 8 }],
+      ['odd output width and channels (dy staged)', { channels: 2, height: 9, width: 10, kernelH: 3, kernelW: 3, padH: 1, padW: 0, outChannels: 5 }],
+    ] as [string, SmallConvGeometry][]) {
+      it(`${label}: smallConvBackward, ${name}, equals the own-memory run`, () => {
+        const num = 3;
+        const OH = geo.height + 2 * geo.padH - geo.kernelH + 1, OW = geo.width + 2 * geo.padW - geo.kernelW + 1;
+        const K = geo.channels * geo.kernelH * geo.kernelW;
+        const x = rand(num * geo.channels * geo.height * geo.width), dy = rand(num * geo.outChannels * OH * OW);
+        const dW = rand(geo.outChannels * K), dB = rand(geo.outChannels);
+        const results = placements.map(([, how]) => {
+          const [rx, rdy, rdW, rdB] = place(how, [x, dy, dW, dB]);
+          k.smallConvBackward(geo, num, rx!, rdy!, rdW!, rdB!);
+          return [rdW, rdB].map((a) => Array.from(a!));
+        });
+        expect(results[1]).toEqual(results[0]);
+        expect(results[2]).toEqual(results[0]);
+      });
+    }
+  }
 });

@@ -6,11 +6,23 @@
 // Caffe's ceil rounding cost the same as whole ones: each plane is pooled from a bordered copy
 // (edge cells repeated for MAX, zeros for AVE), four outputs of a row per SIMD step for any
 // kernel and stride. Operands are copied into the module's own memory a cache-sized chunk of
-// planes at a time and the results copied back.
+// planes at a time and the results copied back. Where an operand lives in the kernel threads'
+// shared memory (a blob of the 'wasm' host allocator), the call runs in the shared build of the
+// module on that memory instead: such inputs are read in place, outputs that the kernels write
+// exactly (ReLU backward, MAX unpooling, the SGD step) are written in place, and the rest is
+// staged in the jobs' scratch block with memory.copy (copyFloats) rather than V8's element-wise
+// copies between SharedArrayBuffer views. Same kernels, same order: the results are identical.
+import { copyFloats, zeroFill } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
-import { defaultWasmChoice } from './gemm-wasm.js';
+import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
+import { engine, type Engine } from './threads.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
-import { TRAIN_WASM_RELAXED_SIMD_BASE64, TRAIN_WASM_SIMD_BASE64 } from './generated/train-wasm.js';
+import {
+  TRAIN_WASM_RELAXED_SIMD_BASE64,
+  TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64,
+  TRAIN_WASM_SIMD_BASE64,
+  TRAIN_WASM_SIMD_SHARED_BASE64,
+} from './generated/train-wasm.js';
 
 type PoolFn = (
   src: number, planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
@@ -128,6 +140,47 @@ function checkGeometry(what: string, g: PoolGeometry): void {
   if (kernelW >= 1 << 16) throw new MathError(`wasm ${what}: kernelW ${kernelW} must be below 65536`);
 }
 
+type Operand = Float32Array | Int32Array | null | undefined;
+
+/** Compiled shared builds ([plain, relaxed]; null: does not compile here) and their instance per engine memory. */
+const sharedModules: [object | null | undefined, object | null | undefined] = [undefined, undefined];
+const sharedInstances = [new WeakMap<Engine, TrainExports | null>(), new WeakMap<Engine, TrainExports | null>()];
+
+/** This thread's instance of the shared build of `relaxed` on the engine's memory, or null. */
+function sharedExports(e: Engine, relaxed: boolean): TrainExports | null {
+  const k = relaxed ? 1 : 0;
+  let ex = sharedInstances[k]!.get(e);
+  if (ex !== undefined) return ex;
+  ex = null;
+  const api = wasmApi();
+  try {
+    if (sharedModules[k] === undefined) {
+      const bytes = decodeBase64(relaxed ? TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64 : TRAIN_WASM_SIMD_SHARED_BASE64);
+      sharedModules[k] = api && api.validate(bytes) ? new api.Module(bytes) : null;
+    }
+    const m = sharedModules[k];
+    if (api && m) ex = new api.Instance(m, { env: { memory: e.memory } }).exports as TrainExports;
+  } catch {
+    ex = null;
+  }
+  sharedInstances[k]!.set(e, ex);
+  return ex;
+}
+
+/**
+ * Where a call runs: `ex` and views of its memory, the staging area's byte offset `base`, and
+ * `at(a)`, the byte offset of an operand the kernels can use in place (-1: stage it).
+ */
+interface Space {
+  ex: TrainExports;
+  base: number;
+  f32: Float32Array;
+  i32: Int32Array;
+  at(a: Operand): number;
+  /** Makes sure `bytes` past `offset` exist (kernels may read a few floats past an in-place operand). */
+  require(end: number): void;
+}
+
 /**
  * A runner of the training kernels with its own module instance and memory, or null without
  * WebAssembly SIMD. `relaxed` as createWasmGemmKernel's option: true the relaxed-SIMD build (the
@@ -166,24 +219,49 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     }
     return { f32: new Float32Array(ex.memory.buffer), i32: new Int32Array(ex.memory.buffer) };
   };
+  const notPlaced = () => -1;
+  /**
+   * The space for a call needing `bytes` of staging: the shared build on the kernel memory (the
+   * jobs' scratch block) when one of `operands` lives there, else the own memory from offset 0.
+   */
+  const space = (bytes: number, what: string, ...operands: Operand[]): Space => {
+    if (inSharedMemory(...operands)) {
+      const e = engine();
+      const sx = e && operands.some((a) => e.offsetOf(a) >= 0) ? sharedExports(e, relaxed) : null;
+      if (e && sx) {
+        const { base, f32, i32 } = e.scratch(bytes, `${name} ${what}`);
+        return { ex: sx, base, f32, i32, at: (a) => e.offsetOf(a), require: (end) => e.heap.require(end, `${name} ${what}`) };
+      }
+    }
+    return { ex, base: 0, ...heap(bytes), at: notPlaced, require: () => {} };
+  };
 
   function reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array, n: number, slope: number): void {
     if (!Number.isInteger(n) || n < 0) throw new MathError(`wasm reluBackward: element count must be a non-negative integer, got ${n}`);
     for (const [k, a] of Object.entries({ x, dy, dx })) if (a.length < n) throw new MathError(`wasm reluBackward: ${k} has ${a.length} elements, needs ${n}`);
+    if (n === 0) return;
     const chunk = Math.min(n, CHUNK_FLOATS);
-    const pX = 0, pDy = align(4 * chunk) + SKEW;
-    const { f32 } = heap(pDy + 4 * chunk);
+    const sp = space(align(4 * chunk) + SKEW + 4 * chunk, 'reluBackward', x, dy, dx);
+    const oX = sp.at(x), oDy = sp.at(dy), oDx = sp.at(dx);
+    if (oX >= 0 && oDy >= 0 && oDx >= 0) {
+      // All three in the kernel memory: one pass in place (the kernel writes exactly n floats).
+      sp.ex.relu_bwd(oX, oDy, oDx, n, slope);
+      return;
+    }
+    const { f32 } = sp;
+    const pX = sp.base, pDy = sp.base + align(4 * chunk) + SKEW;
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const m = Math.min(chunk, n - i0);
-      f32.set(x.subarray(i0, i0 + m), pX >> 2);
-      f32.set(dy.subarray(i0, i0 + m), pDy >> 2);
-      ex.relu_bwd(pX, pDy, pDy, m, slope);
-      dx.set(f32.subarray(pDy >> 2, (pDy >> 2) + m), i0);
+      const xAt = oX >= 0 ? oX + 4 * i0 : pX, dyAt = oDy >= 0 ? oDy + 4 * i0 : pDy;
+      if (oX < 0) copyFloats(f32, x.subarray(i0, i0 + m), pX >> 2);
+      if (oDy < 0) copyFloats(f32, dy.subarray(i0, i0 + m), pDy >> 2);
+      sp.ex.relu_bwd(xAt, dyAt, pDy, m, slope);
+      copyFloats(dx, f32.subarray(pDy >> 2, (pDy >> 2) + m), i0);
     }
   }
 
   /** The staging layout for `planes` planes of g and the kernel variant for its column stride. */
-  function layout(what: string, g: PoolGeometry, planes: number) {
+  function layout(what: string, g: PoolGeometry, planes: number, ...operands: Operand[]) {
     checkGeometry(what, g);
     if (!Number.isInteger(planes) || planes < 0) throw new MathError(`wasm ${what}: planes must be a non-negative integer, got ${planes}`);
     const { height: H, width: W, pooledH: PH, pooledW: PW, kernelH: KH, kernelW: KW, strideH: SH, strideW: SW, padH, padW } = g;
@@ -196,15 +274,17 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     const Hp = Math.max(padH + H, (PH - 1) * SH + KH);
     const Wp = Math.ceil(Math.max(padW + Math.ceil(W / 8) * 8, (PW4 - 1) * SW + KW + 8) / 4) * 4;
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane))));
-    const pDiv = 0;
-    const pSrc = align(pDiv + 4 * (outPlane + SLACK));
+    const rel = { div: 0, src: 0, dst: 0, idx: 0, pad: 0 };
+    rel.src = align(rel.div + 4 * (outPlane + SLACK));
     // Each staged array starts a different number of cache lines past a 4 KiB multiple, so the
     // streamed loads and the stores of different arrays do not alias in the store buffer.
-    const pDst = align(pSrc + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
-    const pIdx = align(pDst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
-    const pPad = align(pIdx + 4 * (chunk * outPlane + SLACK)) + SKEW;
+    rel.dst = align(rel.src + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
+    rel.idx = align(rel.dst + 4 * (chunk * Math.max(inPlane, outPlane) + SLACK)) + SKEW;
+    rel.pad = align(rel.idx + 4 * (chunk * outPlane + SLACK)) + SKEW;
     // The bordered plane, then one bordered row (AVE backward's column sums).
-    const { f32, i32 } = heap(pPad + 4 * (Hp + 1) * Wp);
+    const sp = space(rel.pad + 4 * (Hp + 1) * Wp, what, ...operands);
+    const { f32, i32, base } = sp;
+    const pDiv = base + rel.div, pSrc = base + rel.src, pDst = base + rel.dst, pIdx = base + rel.idx, pPad = base + rel.pad;
     // Caffe's divisor per output (only AVE reads it); the slack past the table holds 1s.
     for (let y = 0; y < PH; y++) for (let x = 0; x < PW; x++) f32[(pDiv >> 2) + y * PW + x] = rows.sizes[y]! * cols.sizes[x]!;
     f32.fill(1, (pDiv >> 2) + outPlane, (pDiv >> 2) + outPlane + SLACK);
@@ -212,25 +292,29 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     const variant = `${SW === 1 ? 's1' : SW === 2 ? 's2' : 'sn'}${KW === 2 ? '_k2' : KW === 3 ? '_k3' : ''}` as const;
     const call = (fn: PoolFn, src: number, np: number, dst: number, idx: number) =>
       fn(src, np, H, W, PH, PW, KH, KW, SH, SW, padH, padW, pDiv, dst, idx, pPad, Hp, Wp);
-    return { inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call };
+    return { sp, inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call };
   }
 
   function pool(method: 'max' | 'ave', g: PoolGeometry, planes: number, src: Float32Array, dst: Float32Array, idx: Int32Array | null): void {
     const what = `${method}Pool`;
-    const { inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call } = layout(what, g, planes);
+    const { sp, inPlane, outPlane, chunk, pSrc, pDst, pIdx, f32, i32, variant, call } = layout(what, g, planes, src, dst, idx);
     if (src.length < planes * inPlane || dst.length < planes * outPlane || (method === 'max' && (!idx || idx.length < planes * outPlane))) {
       throw new MathError(
         `wasm ${what}: ${planes} planes of ${g.height}×${g.width} → ${g.pooledH}×${g.pooledW} need src ${planes * inPlane}, dst ${planes * outPlane}` +
           `${method === 'max' ? `, idx ${planes * outPlane}` : ''} elements, got ${src.length}, ${dst.length}${method === 'max' ? `, ${idx?.length ?? 'none'}` : ''}`,
       );
     }
-    const fn = ex[`${method}pool_${variant}` as const];
+    const fn = sp.ex[`${method}pool_${variant}` as const];
+    // A source in the kernel memory is read in place (the bordering copy reads a few floats past
+    // a plane: they must exist); outputs are staged (SIMD steps store a few lanes past a plane).
+    const oSrc = sp.at(src);
+    if (oSrc >= 0) sp.require(oSrc + 4 * (planes * inPlane + SLACK));
     for (let p0 = 0; p0 < planes; p0 += chunk) {
       const np = Math.min(chunk, planes - p0);
-      f32.set(src.subarray(p0 * inPlane, (p0 + np) * inPlane), pSrc >> 2);
-      call(fn, pSrc, np, pDst, pIdx);
-      dst.set(f32.subarray(pDst >> 2, (pDst >> 2) + np * outPlane), p0 * outPlane);
-      if (method === 'max') idx!.set(i32.subarray(pIdx >> 2, (pIdx >> 2) + np * outPlane), p0 * outPlane);
+      if (oSrc < 0) copyFloats(f32, src.subarray(p0 * inPlane, (p0 + np) * inPlane), pSrc >> 2);
+      call(fn, oSrc >= 0 ? oSrc + 4 * p0 * inPlane : pSrc, np, pDst, pIdx);
+      copyFloats(dst, f32.subarray(pDst >> 2, (pDst >> 2) + np * outPlane), p0 * outPlane);
+      if (method === 'max') copyFloats(idx!, i32.subarray(pIdx >> 2, (pIdx >> 2) + np * outPlane), p0 * outPlane);
     }
   }
 
@@ -248,35 +332,43 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     const chunk = Math.max(1, Math.min(planes, Math.floor(CHUNK_FLOATS / Math.max(inPlane, outPlane, 1))));
     // Staged arrays a few cache lines off 4 KiB multiples of each other (no false store-to-load
     // dependences between the scattered stores and the streamed loads).
-    const pTop = 0, pIdx = align(4 * chunk * outPlane) + SKEW, pBottom = align(pIdx + 4 * chunk * outPlane) + SKEW;
-    const { f32, i32 } = heap(pBottom + 4 * chunk * inPlane);
+    const rIdx = align(4 * chunk * outPlane) + SKEW, rBottom = align(rIdx + 4 * chunk * outPlane) + SKEW;
+    const sp = space(rBottom + 4 * chunk * inPlane, 'maxUnpool', topDiff, idx, bottomDiff);
+    const { f32, i32, base } = sp;
+    const pTop = base, pIdx = base + rIdx, pBottom = base + rBottom;
+    // In the kernel memory each operand is used in place (the kernel writes exactly the planes).
+    const oTop = sp.at(topDiff), oIdx = sp.at(idx), oBottom = sp.at(bottomDiff);
     for (let p0 = 0; p0 < planes; p0 += chunk) {
       const np = Math.min(chunk, planes - p0);
-      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pTop >> 2);
-      i32.set(idx.subarray(p0 * outPlane, (p0 + np) * outPlane), pIdx >> 2);
+      if (oTop < 0) copyFloats(f32, topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pTop >> 2);
+      if (oIdx < 0) copyFloats(i32, idx.subarray(p0 * outPlane, (p0 + np) * outPlane), pIdx >> 2);
+      const bAt = oBottom >= 0 ? oBottom + 4 * p0 * inPlane : pBottom;
       try {
-        ex.maxunpool(pTop, pIdx, np, inPlane, outPlane, pBottom);
+        sp.ex.maxunpool(oTop >= 0 ? oTop + 4 * p0 * outPlane : pTop, oIdx >= 0 ? oIdx + 4 * p0 * outPlane : pIdx, np, inPlane, outPlane, bAt);
       } catch (err) {
         throw new MathError(`wasm maxUnpool: an argmax among planes ${p0}…${p0 + np - 1} is outside the plane of ${inPlane} elements`, { cause: err });
       }
-      bottomDiff.set(f32.subarray(pBottom >> 2, (pBottom >> 2) + np * inPlane), p0 * inPlane);
+      if (oBottom < 0) copyFloats(bottomDiff, f32.subarray(pBottom >> 2, (pBottom >> 2) + np * inPlane), p0 * inPlane);
     }
   }
 
   function aveUnpool(g: PoolGeometry, planes: number, topDiff: Float32Array, bottomDiff: Float32Array): void {
-    const { inPlane, outPlane, chunk, pSrc, pDst, f32, call } = layout('aveUnpool', g, planes);
+    const { sp, inPlane, outPlane, chunk, pSrc, pDst, f32, call } = layout('aveUnpool', g, planes, topDiff, bottomDiff);
     if (topDiff.length < planes * outPlane || bottomDiff.length < planes * inPlane) {
       throw new MathError(
         `wasm aveUnpool: ${planes} planes of ${g.height}×${g.width} → ${g.pooledH}×${g.pooledW} need topDiff ${planes * outPlane}, ` +
           `bottomDiff ${planes * inPlane} elements, got ${topDiff.length}, ${bottomDiff.length}`,
       );
     }
-    const fn = ex.aveunpool;
+    const fn = sp.ex.aveunpool;
+    // The top diff is read in place from the kernel memory; the result is staged (see pool).
+    const oTop = sp.at(topDiff);
+    if (oTop >= 0) sp.require(oTop + 4 * (planes * outPlane + SLACK));
     for (let p0 = 0; p0 < planes; p0 += chunk) {
       const np = Math.min(chunk, planes - p0);
-      f32.set(topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pSrc >> 2);
-      call(fn, pSrc, np, pDst, 0);
-      bottomDiff.set(f32.subarray(pDst >> 2, (pDst >> 2) + np * inPlane), p0 * inPlane);
+      if (oTop < 0) copyFloats(f32, topDiff.subarray(p0 * outPlane, (p0 + np) * outPlane), pSrc >> 2);
+      call(fn, oTop >= 0 ? oTop + 4 * p0 * outPlane : pSrc, np, pDst, 0);
+      copyFloats(bottomDiff, f32.subarray(pDst >> 2, (pDst >> 2) + np * inPlane), p0 * inPlane);
     }
   }
 
@@ -292,17 +384,22 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     let finite = true;
     // Three cache-sized slices staged at a time (each lands a few cache lines off the others).
     const chunk = Math.min(n, CHUNK_FLOATS);
-    const pW = 0, pG = align(4 * chunk) + SKEW, pH = align(pG + 4 * chunk) + SKEW;
-    const { f32 } = heap(pH + 4 * chunk);
+    const rG = align(4 * chunk) + SKEW, rH = align(rG + 4 * chunk) + SKEW;
+    const sp = space(rH + 4 * chunk, 'sgdStep', w, g, h);
+    const { f32, base } = sp;
+    // Arrays in the kernel memory are updated in place (the kernel writes exactly n floats).
+    const oW = sp.at(w), oG = sp.at(g), oH = sp.at(h);
+    const pW = base, pG = base + rG, pH = base + rH;
     for (let i0 = 0; i0 < n; i0 += chunk) {
       const m = Math.min(chunk, n - i0);
-      f32.set(w.subarray(i0, i0 + m), pW >> 2);
-      f32.set(g.subarray(i0, i0 + m), pG >> 2);
-      f32.set(h.subarray(i0, i0 + m), pH >> 2);
-      if (!ex.sgd_step(pW, pG, pH, m, decay, decay ? 1 : 0, rate, momentum)) finite = false;
-      w.set(f32.subarray(pW >> 2, (pW >> 2) + m), i0);
-      g.set(f32.subarray(pG >> 2, (pG >> 2) + m), i0);
-      h.set(f32.subarray(pH >> 2, (pH >> 2) + m), i0);
+      if (oW < 0) copyFloats(f32, w.subarray(i0, i0 + m), pW >> 2);
+      if (oG < 0) copyFloats(f32, g.subarray(i0, i0 + m), pG >> 2);
+      if (oH < 0) copyFloats(f32, h.subarray(i0, i0 + m), pH >> 2);
+      const wAt = oW >= 0 ? oW + 4 * i0 : pW, gAt = oG >= 0 ? oG + 4 * i0 : pG, hAt = oH >= 0 ? oH + 4 * i0 : pH;
+      if (!sp.ex.sgd_step(wAt, gAt, hAt, m, decay, decay ? 1 : 0, rate, momentum)) finite = false;
+      if (oW < 0) copyFloats(w, f32.subarray(pW >> 2, (pW >> 2) + m), i0);
+      if (oG < 0) copyFloats(g, f32.subarray(pG >> 2, (pG >> 2) + m), i0);
+      if (oH < 0) copyFloats(h, f32.subarray(pH >> 2, (pH >> 2) + m), i0);
     }
     return finite;
   }
@@ -352,27 +449,35 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     }
     if (num === 0 || (!weightDiff && !biasDiff)) return;
     const nb0 = imagesPerChunk(num, (weightDiff ? imgIn + xImg : 0) + dyImg);
-    const pTab = 0;
-    const pAcc = align(pTab + 4 * K2);
-    const pB4 = align(pAcc + 16 * O4 * K2);
-    const pSrc = align(pB4 + 16 * O4) + SKEW;
-    const pX = align(pSrc + 4 * (nb0 * imgIn + SLACK)) + SKEW;
-    const pDy = align(pX + 4 * (nb0 * xImg + 2 * SLACK)) + SKEW;
-    const { f32, i32 } = heap(pDy + 4 * nb0 * dyImg);
+    const rAcc = align(4 * K2);
+    const rB4 = align(rAcc + 16 * O4 * K2);
+    const rSrc = align(rB4 + 16 * O4) + SKEW;
+    const rX = align(rSrc + 4 * (nb0 * imgIn + SLACK)) + SKEW;
+    const rDy = align(rX + 4 * (nb0 * xImg + 2 * SLACK)) + SKEW;
+    const sp = space(rDy + 4 * nb0 * dyImg, 'smallConvBackward', x, dy);
+    const { f32, i32, base } = sp;
+    const pTab = base, pAcc = base + rAcc, pB4 = base + rB4, pSrc = base + rSrc, pX = base + rX, pDy = base + rDy;
+    // In the kernel memory, x is bordered straight from the blob (the row copies read a few floats
+    // past it: they must exist), and dy is read in place when its rows need no padding
+    // (OW a multiple of 4, O a multiple of 4: the staged layout is the blob's own).
+    const oX = weightDiff ? sp.at(x) : -1;
+    if (oX >= 0) sp.require(oX + 4 * (num * imgIn + 2 * SLACK));
+    const oDyIn = OW % 4 === 0 && O4 === O ? sp.at(dy) : -1;
     i32.set(taps, pTab >> 2);
     f32.fill(0, pAcc >> 2, (pB4 >> 2) + 4 * O4);
     f32.fill(0, (pX >> 2) + nb0 * xImg, (pX >> 2) + nb0 * xImg + 2 * SLACK);
     const d0 = pDy >> 2;
     for (let n0 = 0; n0 < num; n0 += nb0) {
       const nb = Math.min(nb0, num - n0);
-      // dy as [n][O4][OH][OWV·4]: zero lanes past OW and zero planes past O.
-      if (OW % 4 === 0) {
+      const dyAt = oDyIn >= 0 ? oDyIn + 4 * n0 * imgOut : pDy;
+      // dy staged as [n][O4][OH][OWV·4]: zero lanes past OW and zero planes past O.
+      if (oDyIn < 0 && OW % 4 === 0) {
         for (let n = 0; n < nb; n++) {
-          f32.set(dy.subarray((n0 + n) * imgOut, (n0 + n + 1) * imgOut), d0 + n * dyImg);
-          if (O4 > O) f32.fill(0, d0 + n * dyImg + O * plane, d0 + (n + 1) * dyImg);
+          copyFloats(f32, dy.subarray((n0 + n) * imgOut, (n0 + n + 1) * imgOut), d0 + n * dyImg);
+          if (O4 > O) zeroFill(f32, d0 + n * dyImg + O * plane, d0 + (n + 1) * dyImg);
         }
-      } else {
-        f32.fill(0, d0, d0 + nb * dyImg);
+      } else if (oDyIn < 0) {
+        zeroFill(f32, d0, d0 + nb * dyImg);
         for (let n = 0; n < nb; n++) {
           for (let r = 0; r < O * OH; r++) {
             const src = (n0 + n) * imgOut + r * OW, dst = d0 + n * dyImg + r * OWV * 4;
@@ -381,11 +486,11 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
         }
       }
       if (weightDiff) {
-        f32.set(x.subarray(n0 * imgIn, (n0 + nb) * imgIn), pSrc >> 2);
-        ex.sconv_stage(pSrc, nb * C, H, W, padH, padW, Hp, Wp, pX);
-        ex.sconv_wgrad(pX, pDy, nb, xImg, Wp, OH, OWV, O4, K2, pTab, pAcc);
+        if (oX < 0) copyFloats(f32, x.subarray(n0 * imgIn, (n0 + nb) * imgIn), pSrc >> 2);
+        sp.ex.sconv_stage(oX >= 0 ? oX + 4 * n0 * imgIn : pSrc, nb * C, H, W, padH, padW, Hp, Wp, pX);
+        sp.ex.sconv_wgrad(pX, dyAt, nb, xImg, Wp, OH, OWV, O4, K2, pTab, pAcc);
       }
-      if (biasDiff) ex.sconv_bsum(pDy, nb, O4, plane, pB4);
+      if (biasDiff) sp.ex.sconv_bsum(dyAt, nb, O4, plane, pB4);
     }
     // Each gradient: its four lane sums added, then onto the caller's.
     const lanes = (at: number) => (f32[at]! + f32[at + 1]!) + (f32[at + 2]! + f32[at + 3]!);
