@@ -99,7 +99,7 @@ describe('packed inference convolution on two kernel threads', () => {
           for (const version of [1, 1, undefined]) expect(bytes(runCase(two, c, x, w, ep, version)).equals(bytes(ref))).toBe(true);
           // Every image (or Winograd group) was a pool job; several images split as whole images.
           if (num === 1) expect(jobs.mock.calls.length).toBeGreaterThanOrEqual(3);
-          else expect(jobs.mock.calls.map((call) => call[1])).toEqual(Array(3).fill(expect.stringContaining('(images)')));
+          else expect(jobs.mock.calls.every((call) => call[1].endsWith('(images)'))).toBe(true);
         } finally {
           jobs.mockRestore();
         }
@@ -120,6 +120,8 @@ describe('packed inference convolution on two kernel threads', () => {
     { label: '1×1 flat', g: geom({ channels: 48, height: 20, width: 19, outChannels: 33, kernelH: 1, kernelW: 1, padH: 0, padW: 0 }) },
     { label: 'Winograd F(2×2, 3×3)', g: geom({ channels: 23, height: 20, width: 19, outChannels: 26 }), winograd: '2', relu: 0 },
     { label: 'Winograd F(4×4, 3×3), group 2', g: geom({ channels: 32, height: 15, width: 17, outChannels: 32, group: 2 }), winograd: '4', relu: 0.25 },
+    // Over 1e7 flops an image: one image per thread and job (two jobs for four images).
+    { label: 'direct 3×3, jobs of one image per thread', g: geom({ channels: 32, height: 32, width: 30, outChannels: 40 }), winograd: 'off' },
   ];
   for (const relaxed of [false, true]) {
     const label = relaxed ? 'wasm-relaxed-simd' : 'wasm-simd';
@@ -141,9 +143,11 @@ describe('packed inference convolution on two kernel threads', () => {
             for (const version of [1, 1, undefined]) {
               expect(bytes(runCase(two, c, x, w, ep, version)).equals(bytes(ref)), `${c.label}, ${num} images, version ${version}`).toBe(true);
             }
-            const whole = jobs.mock.calls.filter((call) => call[1].endsWith('(images)')).length;
-            // One job of whole images per call (4 images, or the first 4 of 5).
-            expect(whole, c.label).toBe(3);
+            // Jobs of whole images (4 images, or the first 4 of 5; the fifth runs as at batch 1).
+            const names = jobs.mock.calls.map((call) => call[1]);
+            expect(names.filter((n) => n.endsWith('(images)')).length, c.label).toBeGreaterThanOrEqual(3);
+            if (num === 4) expect(names.every((n) => n.endsWith('(images)')), c.label).toBe(true);
+            if (flopsOf(c) > 1e7) expect(names.filter((n) => n.endsWith('(images)')).length, c.label).toBe(3 * 2);
           } finally {
             jobs.mockRestore();
           }
@@ -179,7 +183,9 @@ describe('packed inference convolution on two kernel threads', () => {
         expect(two.conv2d(gw, num, shared(xw.length, xw), ww, 1, epw, yw, undefined, sumOf(shared(other.length, other), z))).toBe(true);
         expect(two.depthwise(gdw, num, shared(xdw.length, xdw), wdw, ep, ydw)).toBe(true);
         expect(two.depthwise(gdw, num, shared(xdw.length, xdw), wdw, { ...ep, relu: 0.2 }, ydw2)).toBe(true);
-        expect(jobs.mock.calls.map((call) => call[1]), label).toEqual(Array(4).fill(expect.stringContaining('(images)')));
+        const names = jobs.mock.calls.map((call) => call[1]);
+        expect(names.length, label).toBeGreaterThanOrEqual(4);
+        expect(names.every((n) => n.endsWith('(images)')), label).toBe(true);
       } finally {
         jobs.mockRestore();
       }

@@ -20,7 +20,9 @@
 // big enough to pay to the pool: a direct convolution split by output-channel blocks (weights
 // packed per block, each thread unfolding the columns itself), a Winograd one by its (T + 2)²
 // independent GEMMs. Each output is computed by the same kernel over the same operands in the
-// same order whichever thread runs it, so results are bit-identical to one thread's.
+// same order whichever thread runs it, so results are bit-identical to one thread's. A call over
+// several images instead gives each thread whole images (the same per-image kernels in its own
+// scratch: the same bits again; CAFFE_TS_PACKED_BATCH=off splits each image as at batch 1).
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
@@ -265,21 +267,61 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
   /**
    * Threads for the batch split of a call over `num` images of `flops` each (each thread then
    * runs whole images): 1 (no batch split) without two images, two threads, room for one image's
-   * `commands` in a thread's list, or work enough to pay (planThreads).
+   * `commands` in a thread's list, or work enough to pay (planThreads); CAFFE_TS_PACKED_BATCH=off
+   * turns it off (each image then split within itself, as at batch 1).
    */
   function batchThreads(num: number, flops: number, commands: number): number {
     const cap = threadCap();
     if (cap < 2 || num < 2 || commands > MAX_COMMANDS) return 1;
+    const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+    if (env?.CAFFE_TS_PACKED_BATCH?.trim().toLowerCase() === 'off') return 1;
     return Math.min(cap, planThreads(flops * num, num));
   }
 
   /**
-   * Images per chunk of a batch split over T threads (a multiple of T, at most nImg): bounded by
-   * a thread's command list and by the floats staged per chunk (`staged` per image).
+   * Images per job of a batch split over T threads (a multiple of T, at most nImg): one image
+   * per thread where an image is work enough (BATCH_JOB_FLOPS), so that a thread that falls
+   * behind (a loaded machine) holds the others up by one image at most; bounded by a thread's
+   * command list and by the floats staged per job (`staged` per image).
    */
-  function batchChunk(T: number, nImg: number, commands: number, staged: number): number {
-    const perThread = Math.max(1, Math.min(Math.floor(MAX_COMMANDS / commands), Math.floor(MAX_BATCH_STAGED_FLOATS / Math.max(1, staged * T))));
+  function batchChunk(T: number, nImg: number, flops: number, commands: number, staged: number): number {
+    const perThread = Math.max(1, Math.min(
+      Math.ceil(BATCH_JOB_FLOPS / Math.max(1, flops)), Math.floor(MAX_COMMANDS / commands),
+      Math.floor(MAX_BATCH_STAGED_FLOATS / Math.max(1, staged * T)),
+    ));
     return Math.min(nImg, perThread * T);
+  }
+
+  /**
+   * Images 0 … nImg − 1 of a batch split: jobs of nb images (bT·k), thread t taking images
+   * c0 + t·k … c0 + (t + 1)·k − 1 of the job at c0, `emit(list, t, xAt, yAt)` writing one
+   * image's commands. x and y where staged go through the blocks at xb and yb (one job's
+   * images): the workers' images are copied in before the job starts, the caller's while they
+   * run, the caller's outputs copied out before waiting for the workers; `after(n, yAt)` runs
+   * on the caller once image n's output is out (a fused sum).
+   */
+  function runBatch(
+    bT: number, nImg: number, nb: number, what: string, x: Float32Array, y: Float32Array, imgIn: number, imgOut: number,
+    xOwn: number, yOwn: number, xb: number, yb: number,
+    emit: (list: CommandList, t: number, xAt: number, yAt: number) => void, after?: (n: number, yAt: number) => void,
+  ): void {
+    for (let c0 = 0; c0 < nImg; c0 += nb) {
+      const cn = Math.min(nb, nImg - c0), k = cn / bT;
+      const xi = (n: number) => (xOwn >= 0 ? xOwn + 4 * n * imgIn : xb + 4 * (n - c0) * imgIn);
+      const yi = (n: number) => (yOwn >= 0 ? yOwn + 4 * n * imgOut : yb + 4 * (n - c0) * imgOut);
+      const stageIn = (n0: number, n1: number) => {
+        if (xOwn < 0 && n1 > n0) f32().set(x.subarray(n0 * imgIn, n1 * imgIn), xi(n0) >> 2);
+      };
+      const copyOut = (n0: number, n1: number) => {
+        if (yOwn < 0 && n1 > n0) y.set(f32().subarray(yi(n0) >> 2, (yi(n0) >> 2) + (n1 - n0) * imgOut), n0 * imgOut);
+        if (after) for (let n = n0; n < n1; n++) after(n, yi(n));
+      };
+      stageIn(c0 + k, c0 + cn);
+      const lists = pool!.lists(bT, relaxedBuild);
+      for (let t = 0; t < bT; t++) for (let n = c0 + t * k; n < c0 + (t + 1) * k; n++) emit(lists[t]!, t, xi(n), yi(n));
+      pool!.run(lists, `${name} ${what}`, { beforeOwn: () => stageIn(c0, c0 + k), afterOwn: () => copyOut(c0, c0 + k) });
+      copyOut(c0 + k, c0 + cn);
+    }
   }
 
   // Weight blocks, per weights array; given back when the array is collected.
@@ -541,7 +583,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
     const bT = batchThreads(num, 2 * O * K * S, imgCommands);
     const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
-    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, 2 * O * K * S, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
     const pXb = pW + (version === undefined ? G * groupBytes : 0), pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
     const pXpT = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0), xpBytes = padded ? align(4 * (imgPad + 16)) : 0;
     const scratchNeed = pXpT + (nImg > 0 ? bT * xpBytes : 0);
@@ -589,28 +631,18 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
         base + pBuf + t * bufBytes, base + pTile + t * tileBytes, colStart(j), colStart(j + 1),
       ];
     };
-    for (let c0 = 0; c0 < nImg; c0 += nb) {
-      const cn = Math.min(nb, nImg - c0), per = cn / bT;
-      const xi = (n: number) => (xOwn >= 0 ? xOwn + 4 * n * imgIn : base + pXb + 4 * (n - c0) * imgIn);
-      const yi = (n: number) => (yOwn >= 0 ? yOwn + 4 * n * imgOut : base + pYb + 4 * (n - c0) * imgOut);
-      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
-      runThreaded(bT, 'packed conv (images)', (list, t) => {
-        const xpt = base + pXpT + t * xpBytes;
-        for (let n = c0 + t * per; n < c0 + (t + 1) * per; n++) {
-          if (padded) list.infer(Op.PadImg, [xi(n), C, H, W, PH, PW, xpt], -1);
-          for (let u = 0; u < imgUnits; u++) {
-            if (colBlocks > 1) {
-              const a = unitArgs(u * perGroup, t, padded ? xpt : xi(n), yi(n));
-              a[21] = 0;
-              a[22] = S;
-              list.infer(Op.Pconv, a, 18);
-            } else if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t, padded ? xpt : xi(n), yi(n)), 18);
-          }
-        }
-      });
-      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
-      if (sum) for (let n = c0; n < c0 + cn; n++) applySum(sum, sumAt!, n, yi(n), imgOut);
-    }
+    runBatch(bT, nImg, nb, 'packed conv (images)', x, y, imgIn, imgOut, xOwn, yOwn, base + pXb, base + pYb, (list, t, xi, yi) => {
+      const xpt = base + pXpT + t * xpBytes;
+      if (padded) list.infer(Op.PadImg, [xi, C, H, W, PH, PW, xpt], -1);
+      for (let u = 0; u < imgUnits; u++) {
+        if (colBlocks > 1) {
+          const a = unitArgs(u * perGroup, t, padded ? xpt : xi, yi);
+          a[21] = 0;
+          a[22] = S;
+          list.infer(Op.Pconv, a, 18);
+        } else if (nonEmpty(u)) list.infer(Op.Pconv, unitArgs(u, t, padded ? xpt : xi, yi), 18);
+      }
+    }, sum ? (n, yi) => applySum(sum, sumAt!, n, yi, imgOut) : undefined);
     for (let n = nImg; n < num; n++) {
       if (xOwn >= 0) {
         xIn = xOwn + 4 * n * imgIn;
@@ -678,7 +710,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
     const bT = batchThreads(num, 2 * m * Cg * N * XI * G, imgCommands);
     const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
-    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, 2 * m * Cg * N * XI * G, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
     const pXb = pW + (version === undefined ? G * XI * uBytes : 0), pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
     const pT = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0);
     const tXp = 0, tV = align(4 * (C * planeP + 16)), tM = tV + align(XI * vstride), perT = tM + align(XI * 4 * m * N);
@@ -727,27 +759,17 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
     const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
     const Tt = cap > 1 ? planThreads(2 * m * Cg * N * XI, XI) : 1;
-    for (let c0 = 0; c0 < nImg; c0 += nb) {
-      const cn = Math.min(nb, nImg - c0), per = cn / bT;
-      const xi = (i: number) => (xOwn >= 0 ? xOwn + 4 * i * imgIn : base + pXb + 4 * (i - c0) * imgIn);
-      const yi = (i: number) => (yOwn >= 0 ? yOwn + 4 * i * imgOut : base + pYb + 4 * (i - c0) * imgOut);
-      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
-      runThreaded(bT, 'winograd (images)', (list, t) => {
-        const at = base + pT + t * perT, xp = at + tXp, pv = at + tV, pm = at + tM, tile = base + pTile + t * tileBytes;
-        for (let i = c0 + t * per; i < c0 + (t + 1) * per; i++) {
-          list.infer(Op.PadImg2, [xi(i), C, H, W, PH, PW, Hp, Wp, xp], -1);
-          for (let q = 0; q < G; q++) {
-            list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, pv, vstride, 0, Cg], -1);
-            for (let xj = 0; xj < XI; xj++) {
-              list.infer(Op.Wgemm, [wAt + (q * XI + xj) * uBytes, m, Cg, pv + xj * vstride, N, pm + 4 * xj * m * N, base + pOne, base + pZero, 0, 0, tile], 9);
-            }
-            list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [pm, m, N, TH, TWp, OH, OW, yi(i) + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0, 0, m], 11);
-          }
+    runBatch(bT, nImg, nb, 'winograd (images)', x, y, imgIn, imgOut, xOwn, yOwn, base + pXb, base + pYb, (list, t, xi, yi) => {
+      const at = base + pT + t * perT, xp = at + tXp, pv = at + tV, pm = at + tM, tile = base + pTile + t * tileBytes;
+      list.infer(Op.PadImg2, [xi, C, H, W, PH, PW, Hp, Wp, xp], -1);
+      for (let q = 0; q < G; q++) {
+        list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, pv, vstride, 0, Cg], -1);
+        for (let xj = 0; xj < XI; xj++) {
+          list.infer(Op.Wgemm, [wAt + (q * XI + xj) * uBytes, m, Cg, pv + xj * vstride, N, pm + 4 * xj * m * N, base + pOne, base + pZero, 0, 0, tile], 9);
         }
-      });
-      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
-      if (sum) for (let i = c0; i < c0 + cn; i++) applySum(sum, sumAt!, i, yi(i), imgOut);
-    }
+        list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [pm, m, N, TH, TWp, OH, OW, yi + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0, 0, m], 11);
+      }
+    }, sum ? (n, yi) => applySum(sum, sumAt!, n, yi, imgOut) : undefined);
     for (let img = nImg; img < num; img++) {
       if (xOwn >= 0) xIn = xOwn + 4 * img * imgIn;
       else if (xAt < 0) mem.set(x.subarray(img * imgIn, (img + 1) * imgIn), xIn >> 2);
@@ -814,7 +836,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const xStaged = inMem(x) < 0, yStaged = inMem(y) < 0;
     const bT = batchThreads(num, 2 * C * KK * OH * OW, imgCommands);
     const nImg = bT > 1 ? Math.floor(num / bT) * bT : 0;
-    const nb = nImg > 0 ? batchChunk(bT, nImg, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
+    const nb = nImg > 0 ? batchChunk(bT, nImg, 2 * C * KK * OH * OW, imgCommands, (xStaged ? imgIn : 0) + (yStaged ? imgOut : 0)) : 0;
     const pXb = pPad + threadCap() * padPlane, pYb = pXb + (nImg > 0 && xStaged ? align(4 * (nb * imgIn + 16)) : 0);
     const scratchNeed = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0);
     let base = 0, xAt = -1, ySlot = -1, xOwn = -1, yOwn = -1;
@@ -832,19 +854,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     if (shift) mem.set(shift.subarray(0, C), b0);
     // flags bit 0: the bias; bit 1: a ReLU of slope 0 applied as the kernel stores (max(v, 0), as
     // the relu kernel computes it); a leaky one runs as a pass after.
-    for (let c0 = 0; c0 < nImg; c0 += nb) {
-      const cn = Math.min(nb, nImg - c0), per = cn / bT;
-      if (xOwn < 0) f32().set(x.subarray(c0 * imgIn, (c0 + cn) * imgIn), (base + pXb) >> 2);
-      runThreaded(bT, 'depthwise (images)', (list, t) => {
-        for (let n = c0 + t * per; n < c0 + (t + 1) * per; n++) {
-          const xi = xOwn >= 0 ? xOwn + 4 * n * imgIn : base + pXb + 4 * (n - c0) * imgIn;
-          const yi = yOwn >= 0 ? yOwn + 4 * n * imgOut : base + pYb + 4 * (n - c0) * imgOut;
-          list.infer(Op.Depthwise, [xi, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, flags, yi, OH, OW, base + pPad + t * padPlane], -1);
-          if (leaky) list.infer(Op.Relu, [yi, yi, imgOut, relu ?? 0], 3);
-        }
-      });
-      if (yOwn < 0) y.set(f32().subarray((base + pYb) >> 2, ((base + pYb) >> 2) + cn * imgOut), c0 * imgOut);
-    }
+    runBatch(bT, nImg, nb, 'depthwise (images)', x, y, imgIn, imgOut, xOwn, yOwn, base + pXb, base + pYb, (list, t, xi, yi) => {
+      list.infer(Op.Depthwise, [xi, C, H, W, base + pW, KH, KW, SH, SW, PH, PW, DH, DW, base + pB, flags, yi, OH, OW, base + pPad + t * padPlane], -1);
+      if (leaky) list.infer(Op.Relu, [yi, yi, imgOut, relu ?? 0], 3);
+    });
     for (let n = nImg; n < num; n++) {
       if (xOwn >= 0) xIn = xOwn + 4 * n * imgIn;
       else if (xAt < 0) mem.set(x.subarray(n * imgIn, (n + 1) * imgIn), xIn >> 2);
@@ -959,8 +972,11 @@ function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: 
  */
 const SPLIT_COLUMNS_MIN = 64;
 
-/** Most image floats (inputs and outputs) a batch split stages in the runner's memory per chunk (64 MiB). */
+/** Most image floats (inputs and outputs) a batch split stages in the runner's memory per job (64 MiB). */
 const MAX_BATCH_STAGED_FLOATS = 1 << 24;
+
+/** Floating-point operations per thread and job of a batch split that make one image per thread enough (~0.25 ms). */
+const BATCH_JOB_FLOPS = 1e7;
 
 /** Fewest input channels (per group) and outputs (per group) for the Winograd path. */
 export const WINOGRAD_MIN_CHANNELS = 16;
