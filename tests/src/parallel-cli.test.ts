@@ -118,12 +118,13 @@ describe('caffe train/test --workers', () => {
     expect(strict.stderr + strict.log.join('\n')).toMatch(/batch_size 3, which does not divide among 2 replicas/);
   });
 
-  it('a LevelDB train source keeps training on one thread by default, and --workers 2 says to use LMDB', async () => {
+  it('a LevelDB train source trains split by default (only this thread reads it, in chunks), and --workers 2 (replicate) says to use LMDB', async () => {
     const r = await withWorkersEnv(undefined, () => caffe(['train', '--solver', 'ldb_solver.prototxt'], dir.path));
     expect(r.code).toBe(0);
     expect(r.log.join('\n')).toMatch(/Iteration 3, loss = /);
     if (availableCores() >= 2) {
-      expect(r.log.join('\n')).toMatch(/Data-parallel training off \(Data layer 'data' reads a LevelDB \(source 'leveldb'\), which only one thread of a process can open: convert it to LMDB/);
+      // Chunked split: rank 0 alone opens the database and reads each whole batch.
+      expect(r.log.join('\n')).toMatch(/Data-parallel training: \d+ replicas \(each batch split among them\).*each batch read on this thread in \d+ chunks/);
     }
     const strict = await caffe(['train', '--solver', 'ldb_solver.prototxt', '--workers', '2'], dir.path);
     expect(strict.code).not.toBe(0);

@@ -1,7 +1,8 @@
 /*
  * The same random_seed gives the same initial weights (Caffe's reproducibility) whichever way
- * `caffe train` runs: the default (split replicas, or one thread where the net cannot be divided,
- * e.g. a LevelDB source), `--workers 1`, and `--workers N --split_batch`; and the Solver API
+ * `caffe train` runs: the default (split replicas, reading a LevelDB on this thread alone in
+ * chunked split, or one thread where the net cannot be divided, e.g. a LevelDB with the static
+ * split), `--workers 1`, and `--workers N --split_batch`; and the Solver API
  * agrees with the CLI. A fallback used to build the train net twice, so the weights came from
  * the filler draws after a discarded net's.
  */
@@ -72,11 +73,29 @@ interface Path {
   args: string[];
   /** What the log must say about data parallelism (the fallback must be the one under test). */
   expect?: RegExp;
+  /** Environment variables set while it runs. */
+  env?: Record<string, string>;
+}
+
+/** Run `fn` with `env` set in process.env (restored after). */
+async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(env ?? {}).map((k) => [k, process.env[k]] as const);
+  Object.assign(process.env, env ?? {});
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 const PATHS: Path[] = [
-  // The default where the net cannot be divided: it says so and trains on this thread.
-  { name: 'default-leveldb', net: 'leveldb', args: [], expect: /Data-parallel training off \(Data layer 'data' reads a LevelDB/ },
+  // The default on a LevelDB: split in chunks, this thread alone reading the database.
+  { name: 'default-leveldb', net: 'leveldb', args: [], expect: /Data-parallel training: \d+ replicas \(each batch split among them\).*each batch read on this thread in \d+ chunks/ },
+  // Split with each replica reading its shard (no chunks): no LevelDB there, so it trains on this thread.
+  { name: 'static-leveldb', net: 'leveldb', args: [], env: { CAFFE_TS_PARALLEL_CHUNKS: 'off' }, expect: /Data-parallel training off \(Data layer 'data' reads a LevelDB/ },
   { name: 'one-leveldb', net: 'leveldb', args: ['--workers', '1'] },
   { name: 'one-lmdb', net: 'lmdb', args: ['--workers', '1'] },
   { name: 'split-lmdb', net: 'lmdb', args: ['--workers', '2', '--split_batch'], expect: /Data-parallel training: 2 replicas \(each batch split among them\)/ },
@@ -89,8 +108,8 @@ describe('random_seed gives the same initial weights with and without workers', 
     for (const p of PATHS) {
       // max_iter 0: the snapshot after training holds the initial weights.
       writeFileSync(join(dir.path, `${p.name}_init.prototxt`), solver(`${p.net}.prototxt`, `${p.name}_init`, 0));
-      const init = await withWorkersEnv(undefined, () =>
-        caffe(['train', '--solver', `${p.name}_init.prototxt`, ...p.args], dir.path),
+      const init = await withEnv(p.env, () =>
+        withWorkersEnv(undefined, () => caffe(['train', '--solver', `${p.name}_init.prototxt`, ...p.args], dir.path)),
       );
       expect(init.stderr).toBe('');
       expect(init.code).toBe(0);
@@ -99,8 +118,8 @@ describe('random_seed gives the same initial weights with and without workers', 
       weights.push(modelBits(join(dir.path, `${p.name}_init_iter_0.caffemodel`)));
       // max_iter 1: the first step's loss, over the whole batch on every path.
       writeFileSync(join(dir.path, `${p.name}_step.prototxt`), solver(`${p.net}.prototxt`, `${p.name}_step`, 1) + 'snapshot_after_train: false\n');
-      const step = await withWorkersEnv(undefined, () =>
-        caffe(['train', '--solver', `${p.name}_step.prototxt`, ...p.args], dir.path),
+      const step = await withEnv(p.env, () =>
+        withWorkersEnv(undefined, () => caffe(['train', '--solver', `${p.name}_step.prototxt`, ...p.args], dir.path)),
       );
       expect(step.code).toBe(0);
       const line = step.log.map((l) => /Iteration 0 \([^)]*\), loss = (\S+)/.exec(l)?.[1]).find((v) => v !== undefined);
@@ -130,7 +149,9 @@ describe('random_seed gives the same initial weights with and without workers', 
       writeFileSync(join(dir.path, 'api.prototxt'), solver('leveldb.prototxt', 'api', 0));
       solvers.push(['loadSolverFromFile', await loadSolverFromFile(join(dir.path, 'api.prototxt'), common)]);
       solvers.push(['createNodeSolver', await createNodeSolver(param('leveldb'), common)]);
-      solvers.push(['createParallelSolver optional (fallback)', await createParallelSolver(param('leveldb'), { workers: 2, mode: 'split', optional: true, register: REGISTER, log: false }, common)]);
+      // Chunked split reads the LevelDB on this thread alone; the static split falls back to one thread.
+      solvers.push(['createParallelSolver split, LevelDB (chunked)', await createParallelSolver(param('leveldb'), { workers: 2, mode: 'split', register: REGISTER, log: false }, common)]);
+      solvers.push(['createParallelSolver optional (fallback)', await createParallelSolver(param('leveldb'), { workers: 2, mode: 'split', chunks: 0, optional: true, register: REGISTER, log: false }, common)]);
       solvers.push(['createParallelSolver split', await createParallelSolver(param('lmdb'), { workers: 2, mode: 'split', register: REGISTER, log: false }, common)]);
       for (const [name, s] of solvers) expect({ name, bits: paramBits(s) }).toEqual({ name, bits: cli });
     } finally {

@@ -214,6 +214,42 @@ describe('data-parallel training', () => {
     );
   });
 
+  it('chunked split: the ranks take the chunks of each batch as they go (4 per batch, iter_size 2 too) and follow the single-threaded run; the static split (chunks 0) too', async () => {
+    for (const props of [{}, { iter_size: 2 }]) {
+      const serial = await train(solverParam(8, props), null, 20);
+      const { dp, solver } = await parallelSolver(solverParam(8, props), { workers: 2, mode: 'split', chunks: 4 });
+      const losses: number[] = [];
+      solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+      try {
+        expect(dp.chunksPerBatch).toBe(4);
+        await solver.step(12);
+        await solver.step(8);
+        const stats = dp.stats();
+        // Every chunk of every batch computed exactly once, by one rank or the other.
+        expect(stats[0]!.chunks + stats[1]!.chunks).toBe(20 * 4 * (props.iter_size ?? 1));
+        const [mine, theirs] = await dp.replicaParams();
+        expect(theirs!.map((a) => Array.from(a))).toEqual(mine!.map((a) => Array.from(a)));
+      } finally {
+        await solver.close();
+      }
+      expectClose(losses, serial.losses);
+    }
+    // Each replica reading its shard and computing its fixed half.
+    const stat = await parallelSolver(solverParam(8), { workers: 2, mode: 'split', chunks: 0 });
+    const losses: number[] = [];
+    stat.solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+    try {
+      expect(stat.dp.chunksPerBatch).toBe(0);
+      await stat.solver.step(20);
+      expect(stat.dp.stats().map((r) => r.chunks)).toEqual([0, 0]);
+    } finally {
+      await stat.solver.close();
+    }
+    expectClose(losses, (await train(solverParam(8), null, 20)).losses);
+    // Chunks asked for that do not divide the batch are refused, naming the sizes.
+    await expect(parallelSolver(solverParam(8), { workers: 2, mode: 'split', chunks: 3 })).rejects.toThrow(/do not divide into 3 chunks/);
+  });
+
   it("with the 'wasm' host allocator the arenas sit in rank 0's kernel memory and the workers keep private copies in theirs (no staging copies); split still follows the single-threaded run", async () => {
     const previous = setHostAllocator('wasm');
     // The workers inherit the environment: their replicas then keep private params and diffs in

@@ -19,7 +19,7 @@ export {
   type GradientComputer,
   type PlannedNet,
 } from './solver.js';
-export { SGDSolver, sgdUpdate } from './sgd-solver.js';
+export { SGDSolver, sgdUpdate, type UpdateApplier } from './sgd-solver.js';
 export { NesterovSolver, nesterovUpdate } from './nesterov-solver.js';
 export { AdaGradSolver, adaGradUpdate } from './adagrad-solver.js';
 export { RMSPropSolver, rmsPropUpdate } from './rmsprop-solver.js';

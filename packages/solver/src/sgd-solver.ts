@@ -15,6 +15,24 @@ export function sgdUpdate(g: FloatArray, h: FloatArray, localRate: number, momen
 }
 
 /**
+ * Applies SGDSolver's per-param update somewhere other than the solver's own loop (data-parallel
+ * training divides it among the replicas, each over a share of the elements: see
+ * @caffe-ts/solver/parallel). Set it as `SGDSolver.updateApplier`.
+ */
+export interface UpdateApplier {
+  /**
+   * Called by applyUpdate once the learning rate is set and the gradients are clipped (on the host
+   * path; a backend's device update runs instead when it has one). Either apply the template's
+   * normalize → regularize → computeUpdateValue → data −= step to every learnable param of
+   * `solver.net` and return whether every param is finite afterwards (the solver then skips its own
+   * loop and net.update(), and its finiteness scan when `finite`), or return null to let the
+   * solver update as usual this iteration. Whoever writes the params' values must mark them
+   * written (mutableCpuData), as Blob.update does.
+   */
+  applyUpdate(solver: SGDSolver, rate: number): { finite: boolean } | null;
+}
+
+/**
  * Stochastic gradient descent with momentum, and the template the other solvers share:
  * `applyUpdate` = learning rate → clipGradients → per param (normalize → regularize →
  * computeUpdateValue) → net.update(). Subclasses override `computeUpdateValue` (and
@@ -24,6 +42,8 @@ export class SGDSolver extends Solver {
   /** Update history in the net's learnable-param order (history blobs × params, Caffe's layout). */
   readonly history: Blob[] = [];
   protected readonly sgdLog: Logger;
+  /** Applies the update instead of the solver's own loop when set (see UpdateApplier). */
+  updateApplier: UpdateApplier | undefined;
 
   get type(): string {
     return 'SGD';
@@ -75,6 +95,11 @@ export class SGDSolver extends Solver {
     this.clipGradients();
     const n = this.net.learnableParams.length;
     this.paramsSeenFinite = 0;
+    const applied = this.updateApplier?.applyUpdate(this, rate);
+    if (applied) {
+      if (applied.finite) this.paramsSeenFinite = n;
+      return;
+    }
     if (this.fusedStep()) {
       for (let id = 0; id < n; id++) {
         this.normalize(id);
@@ -87,12 +112,23 @@ export class SGDSolver extends Solver {
       }
       return;
     }
+    this.computeUpdateSteps(rate);
+    this.net.update();
+  }
+
+  /**
+   * The template's per-param steps for every learnable param of the net: normalize → regularize →
+   * computeUpdateValue, leaving each param's step in its diff (net.update() then subtracts it).
+   * Public so that an UpdateApplier can run the same arithmetic on a share of the params (a solver
+   * of this type over views of the share's elements).
+   */
+  computeUpdateSteps(rate: number): void {
+    const n = this.net.learnableParams.length;
     for (let id = 0; id < n; id++) {
       this.normalize(id);
       this.regularize(id);
       this.computeUpdateValue(id, rate);
     }
-    this.net.update();
   }
 
   /**

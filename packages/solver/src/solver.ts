@@ -459,6 +459,23 @@ export abstract class Solver {
 
   /** Run `iters` iterations (fewer if a stop is requested). */
   async step(iters: number): Promise<void> {
+    const outer = this.runningStopIter;
+    this.runningStopIter = this.iter + iters;
+    try {
+      await this.runSteps(iters);
+    } finally {
+      this.runningStopIter = outer;
+    }
+  }
+
+  /** The iteration the running step() call stops at (unless stopped early); -1 outside step(). */
+  get stepStopIter(): number {
+    return this.runningStopIter;
+  }
+
+  private runningStopIter = -1;
+
+  private async runSteps(iters: number): Promise<void> {
     const p = this.param;
     const startIter = this.iter;
     const stopIter = this.iter + iters;

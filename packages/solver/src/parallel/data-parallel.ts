@@ -19,19 +19,26 @@
  * - 'replicate' (Caffe's semantics): each replica reads batch_size records from its shard of the
  *   data, so one iteration sees N × batch_size records. N replicas × batch B follow the
  *   trajectory of one replica with iter_size N and batch B (up to summation order).
- * - 'split': the data layers' batch_size is divided by N, so one iteration sees the records one
- *   replica would have read: the trajectory of the single-threaded run (up to summation order),
- *   computed on N cores.
+ * - 'split': one iteration sees the records one replica would have read: the trajectory of the
+ *   single-threaded run (up to summation order), computed on N cores. By default in chunks
+ *   (chunks.ts): rank 0 reads each whole batch with the train net's data layers into shared
+ *   memory and the replicas take its chunks from a shared counter, so a rank that starts late or
+ *   is descheduled computes fewer chunks instead of holding up the step; with `chunks: 0` (or a
+ *   net whose data layers do not lead it) each replica reads batch_size / N records from its
+ *   shard and computes them (the static split).
+ * The divided update goes through SGDSolver's public hook (updateApplier).
  */
 import { globalRng, logger, type Blob, type DType, type FloatArray } from '@caffe-ts/blob';
 import { layerIncluded, Net, type NetStateLike } from '@caffe-ts/net';
 import { decodeBinary, encodeBinary, DataParameter_DB, type Phase, type NetParameter } from '@caffe-ts/proto';
 import type { GradientComputer, NetBuildOptions, Solver } from '../solver.js';
+import { SGDSolver } from '../sgd-solver.js';
 import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from './pool.js';
-import { CMD, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ParamSlot } from './protocol.js';
+import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ChunkInit, type ParamSlot } from './protocol.js';
 import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
 import { allocArenaInKernelMemory, allocArenaMemory, createUpdateKernels, type ArenaMemory, type UpdateKernels } from './update-wasm.js';
 import { applyKernelThreads, arenaView, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
+import { chunkInputs, chunkNetParameter, chunkPlan, loadChunk, stagingLayout, stagingViews, type ChunkPlan } from './chunks.js';
 
 export type ParallelMode = 'replicate' | 'split';
 
@@ -68,6 +75,15 @@ export interface DataParallelOptions {
    */
   earlyStep?: boolean;
   /**
+   * Split mode: chunks per batch that the replicas take dynamically (chunks.ts): rank 0 reads each
+   * whole batch, and a rank that starts late or is descheduled computes fewer chunks instead of
+   * holding up the step. Default: 2 × workers where every data layer's batch divides by it, else
+   * workers; 0 (or CAFFE_TS_PARALLEL_CHUNKS=off): each replica reads and computes its fixed share
+   * from its shard of the data (the static split). A net that does not fit (a data layer that
+   * does not lead the net, a layer without bottoms elsewhere) takes the static split.
+   */
+  chunks?: number;
+  /**
    * When the train net cannot be divided (a batch that does not split, a data layer that does not
    * shard, a single replica), train on the calling thread alone instead of failing: `active` is
    * then false and `inactiveReason` says why (the default mix of `caffe train`).
@@ -102,6 +118,10 @@ export interface RankStats {
   prepareMs: number;
   /** Workers: wall ms from rank 0 posting a step to the worker starting it (wake-up, pending event-loop work). */
   lagMs?: number;
+  /** Chunked split: chunks this rank computed. */
+  chunks: number;
+  /** Rank 0, chunked split: wall ms reading batches into the staging buffers (inside computeMs). */
+  stageMs?: number;
   /**
    * Rank 0 only: ms of betweenMs in the update divided among the ranks (from the update command to
    * the last rank done, rank 0's share included); 0 when the update is not divided.
@@ -192,11 +212,9 @@ export class DataParallel implements GradientComputer {
   private kernelsBefore: number | undefined;
   /** Rank 0's share of the reduction ([from, to) of the arena) and of the update. */
   private share: { from: number; to: number; updater: ShareUpdater | null; scalars: Float64Array } | undefined;
-  /** Set when this iteration's update ran divided among the ranks (the solver's own loop then skips). */
-  private updatedInParallel = false;
-  /** Set when every rank found its share of the params finite after this iteration's update. */
-  private sharesFinite = false;
   private divided = false;
+  /** Takes the divided update off the solver again (close). */
+  private detachApplier: () => void = () => {};
   /**
    * Set when this iteration's reduction is left to the update (plain SGD: every rank reduces and
    * updates its share of the params in one pass, one command and one barrier fewer).
@@ -204,11 +222,23 @@ export class DataParallel implements GradientComputer {
   private reducePending = false;
   /** The params' data versions when the next step was posted early (postEarly), else null. */
   private early: number[] | null = null;
-  /** The iteration the running step() call stops at (-1 outside one). */
-  private stopIter = -1;
   private readonly earlyCounts = { used: 0, redone: 0 };
   private lastFused = false;
-  private readonly own = { steps: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
+  /** Requested chunks per batch (undefined: automatic, 0: static split). */
+  private readonly chunksRequested: number | undefined;
+  /** Chunked split mode (null: static split or replicate). */
+  private chunk: {
+    plan: ChunkPlan;
+    dataNet: Net;
+    layout?: ReturnType<typeof stagingLayout>;
+    /** [buffer][batch][top] */
+    views?: FloatArray[][][];
+    inputs?: ReturnType<typeof chunkInputs>;
+    staged: [boolean, boolean];
+    /** The buffer the next step reads. */
+    buf: number;
+  } | null = null;
+  private readonly own = { steps: 0, chunks: 0, stageMs: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
 
   constructor(options: DataParallelOptions) {
     const n = options.workers;
@@ -225,6 +255,11 @@ export class DataParallel implements GradientComputer {
     this.optional = options.optional ?? false;
     this.wasmUpdate = options.wasmUpdate ?? true;
     this.earlyStep = options.earlyStep ?? true;
+    const env = process.env.CAFFE_TS_PARALLEL_CHUNKS;
+    this.chunksRequested = options.chunks ?? (env === 'off' ? 0 : env && Number(env) > 0 ? Number(env) : undefined);
+    if (this.chunksRequested !== undefined && !(Number.isInteger(this.chunksRequested) && this.chunksRequested >= 0)) {
+      throw new ParallelConfigError(`chunks must be an integer >= 0 (got ${this.chunksRequested})`);
+    }
     if (n === 1) this.off = 'one replica';
   }
 
@@ -245,6 +280,10 @@ export class DataParallel implements GradientComputer {
   readonly netFactoryAsync = async (param: NetParameter, options: NetBuildOptions): Promise<Net> => {
     if (this.trainPlan) return Net.create(param, options);
     if (this.off !== null) return this.buildAlone(param, options);
+    if (this.mode === 'split' && this.chunksRequested !== 0) {
+      const net = await this.buildChunked(param, options);
+      if (net) return net;
+    }
     let mine = param;
     try {
       if (this.mode === 'split') mine = splitBatchNetParameter(param, this.workers, options);
@@ -272,6 +311,66 @@ export class DataParallel implements GradientComputer {
     }
     return net;
   };
+
+  /**
+   * Chunked split (chunks.ts): the data layers whole in a net of their own (rank 0 reads every
+   * batch), the train net with Input layers of one chunk's shape in their place. Null when the
+   * net does not fit (then the static split), unless chunks were asked for explicitly.
+   */
+  private async buildChunked(param: NetParameter, options: NetBuildOptions): Promise<Net | null> {
+    const state = { phase: options.phase, level: options.level, stage: options.stages };
+    const plan = chunkPlan(param, this.workers, state, this.chunksRequested ?? 0);
+    if (typeof plan === 'string') {
+      if (this.chunksRequested !== undefined) throw new ParallelConfigError(`split mode in ${this.chunksRequested} chunks: ${plan}`);
+      return null;
+    }
+    // The data layers come first in the train net: built first, as a single-threaded run builds them.
+    const dataNet = await Net.create(plan.dataParam, options);
+    let mine: NetParameter;
+    try {
+      mine = chunkNetParameter(param, state, dataNet, plan);
+    } catch (e) {
+      await dataNet.close();
+      throw e;
+    }
+    this.trainPlan = { binary: encodeBinary('NetParameter', mine), options };
+    const net = await Net.create(mine, options);
+    this.trainNet = net;
+    this.chunk = { plan, dataNet, staged: [false, false], buf: 0 };
+    return net;
+  }
+
+  /** Chunks per batch in chunked split mode (0: not chunked). */
+  get chunksPerBatch(): number {
+    return this.chunk?.plan.chunks ?? 0;
+  }
+
+  /**
+   * Read the next iteration's batches (iter_size of them) with the data net into staging buffer
+   * `buf`. Rank 0 does it for the following step at the end of its chunks, while the workers
+   * finish theirs.
+   */
+  private async stage(buf: number): Promise<void> {
+    const c = this.chunk!;
+    const views = c.views![buf]!;
+    try {
+      for (const batch of views) {
+        await runLayers(c.dataNet, false);
+        let t = 0;
+        for (let l = 0; l < c.plan.sources; l++) for (const b of c.dataNet.topVecs[l]!) batch[t++]!.set(b.cpuData());
+      }
+    } catch (e) {
+      throw e instanceof LayerFailure ? e.cause : e;
+    }
+    c.staged[buf] = true;
+  }
+
+  /** Post a step over the staged buffer c.buf (the chunk counter reset first). */
+  private postChunkedStep(pool: WorkerPool, again = 0): void {
+    Atomics.store(pool.ctrl, CTRL.BUF, this.chunk!.buf);
+    Atomics.store(pool.ctrl, CTRL.NEXT, 0);
+    pool.command(CMD.STEP, again);
+  }
 
   /** The whole train net on this thread (no workers). */
   private async buildAlone(param: NetParameter, options: NetBuildOptions): Promise<Net> {
@@ -363,7 +462,20 @@ export class DataParallel implements GradientComputer {
       track(diff);
       if (slot.frozen && frozen) this.frozen.push({ from: view, to: arenaView(frozen, dtype, slot.offset, slot.count) });
     });
-    this.reduceRange = arenaReducer(diffArenas, dtype, kernels);
+    // The batch's gradient: the ranks' diffs summed, / N (each rank's the mean over its share) or
+    // / chunks (each rank's diffs hold the sum of its chunks' means).
+    const chunk = this.chunk;
+    const scale = 1 / (chunk ? chunk.plan.chunks : this.workers);
+    let chunked: ChunkInit | undefined;
+    if (chunk) {
+      const layout = stagingLayout(chunk.dataNet, chunk.plan, solver.param.iter_size);
+      const staging = [0, 1].map(() => new SharedArrayBuffer(bytes(layout.batchElements * solver.param.iter_size)));
+      chunk.layout = layout;
+      chunk.views = staging.map((b) => stagingViews(b, layout, dtype));
+      chunk.inputs = chunkInputs(net, chunk.plan.sources);
+      chunked = { staging, ...layout };
+    }
+    this.reduceRange = arenaReducer(diffArenas, dtype, kernels, scale);
     if (kernels && this.workers > 1 && !net.backend.solverOps) this.clearDiffsInPlace(net, kernels, diffArenas[0]!);
     for (let k = 0; k < perParam; k++) {
       slots.forEach((slot, i) => {
@@ -388,7 +500,7 @@ export class DataParallel implements GradientComputer {
         diff: diffArenas[0]!,
         history,
         total,
-        reduce: { diffs: diffArenas, kernels },
+        reduce: { diffs: diffArenas, kernels, scale },
       });
     }
     this.share = { from, to, updater, scalars: new Float64Array(scalars) };
@@ -412,15 +524,16 @@ export class DataParallel implements GradientComputer {
         kernelThreads: this.kernelThreads,
         seed: solver.param.random_seed,
         iterSize: solver.param.iter_size,
-        shard: true,
+        shard: !chunk,
         profile: this.profile,
         data,
         diff: diffArenas[rank]!,
         frozen,
         memory,
         slots,
-        share: { solver: solverBinary, diffs: diffArenas, history, scalars, lrMult, decayMult, total },
+        share: { solver: solverBinary, diffs: diffArenas, history, scalars, lrMult, decayMult, total, scale },
         cwd: process.cwd(),
+        ...(chunked ? { chunked } : {}),
       }));
       const ready = await pool.takeResults<{ canUpdate: boolean; kernelThreads: { requested: number; started: number } }>('ready');
       this.replicaKernels = [...ready.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r.kernelThreads);
@@ -433,7 +546,8 @@ export class DataParallel implements GradientComputer {
     const batch = this.mode === 'split' ? 'each batch split among them' : `effective batch ${this.workers} × batch_size`;
     this.log.info(
       `Data-parallel training: ${this.workers} replicas (${batch}), ${this.kernelThreads} kernel thread(s) each, ` +
-        `${slots.length} learnable params (${total} values) in shared memory`,
+        `${slots.length} learnable params (${total} values) in shared memory` +
+        (chunk ? `; each batch read on this thread in ${chunk.plan.chunks} chunks that the replicas take as they go` : ''),
     );
   }
 
@@ -464,6 +578,13 @@ export class DataParallel implements GradientComputer {
     if (own.steps > 0) own.betweenMs += t0 - own.lastEnd;
     const early = this.early;
     this.early = null;
+    const c = this.chunk;
+    if (c && !early && !c.staged[c.buf]) {
+      // This step's batches were not read ahead (the first step of a step() call): read them now.
+      const s0 = performance.now();
+      await this.stage(c.buf);
+      own.stageMs += performance.now() - s0;
+    }
     if (early && sameVersions(early, solver.net)) {
       // The workers started this step right after the last update (postEarly): nothing has
       // written the params since, so they computed with the weights rank 0 has now.
@@ -474,16 +595,40 @@ export class DataParallel implements GradientComputer {
       // workers compute it again on the same batch with the current weights.
       if (!pool.waitDoneBlocking(BARRIER_BLOCK_MS)) await pool.waitDone();
       for (const f of this.frozen) f.to.set(f.from);
-      pool.command(CMD.STEP, 1);
+      if (c) this.postChunkedStep(pool, 1);
+      else pool.command(CMD.STEP, 1);
     } else {
       for (const f of this.frozen) f.to.set(f.from);
-      pool.command(CMD.STEP);
+      if (c) this.postChunkedStep(pool);
+      else pool.command(CMD.STEP);
     }
     const cpu0 = this.profile ? threadCpuMs() : 0;
     let loss0 = 0;
     let failure: unknown;
     try {
-      for (let i = 0; i < solver.param.iter_size; i++) loss0 += await runLayers(solver.net, true);
+      if (c) {
+        // Take chunks until none is left; then read the next step's batches into the other buffer
+        // (when one follows in this step() call) while the workers finish theirs.
+        const views = c.views![c.buf]!;
+        const total = c.layout!.total;
+        for (;;) {
+          const k = Atomics.add(pool.ctrl, CTRL.NEXT, 1);
+          if (k >= total) break;
+          loadChunk(views, c.layout!, c.inputs!, k);
+          loss0 += await runLayers(solver.net, true);
+          own.chunks++;
+        }
+        c.staged[c.buf] = false;
+        c.buf ^= 1;
+        const stop = solver.stepStopIter;
+        if (stop >= 0 && solver.iter + 1 < stop) {
+          const s0 = performance.now();
+          await this.stage(c.buf);
+          own.stageMs += performance.now() - s0;
+        }
+      } else {
+        for (let i = 0; i < solver.param.iter_size; i++) loss0 += await runLayers(solver.net, true);
+      }
     } catch (e) {
       // Rank 0 fails as a single-threaded solver would: with the layer's own error.
       failure = e instanceof LayerFailure ? e.cause : e;
@@ -517,7 +662,7 @@ export class DataParallel implements GradientComputer {
     own.waitMs += t2 - t1;
     own.reduceMs += t3 - t2;
     own.lastEnd = t3;
-    return loss / (n * solver.param.iter_size);
+    return loss / ((c ? c.plan.chunks : n) * solver.param.iter_size);
   }
 
   /**
@@ -536,94 +681,48 @@ export class DataParallel implements GradientComputer {
   }
 
   /**
-   * Divide SGDSolver.applyUpdate's per-param loop and net.update() among the ranks: after the
-   * solver has set the rate and clipped the gradients (clipGradients, which needs them all), every
-   * rank applies the update to its share; the solver's own loop and net.update() then skip this
-   * iteration. Only for the built-in template (divisibleUpdate), so the arithmetic is the same.
+   * Divide SGDSolver.applyUpdate's per-param loop and net.update() among the ranks, through the
+   * solver's public hook (SGDSolver.updateApplier): after the solver has set the rate and clipped
+   * the gradients (which needs them all), every rank applies the update to its share, and the
+   * solver skips its own loop. Only for the built-in template (divisibleUpdate), so the arithmetic
+   * is the same.
    */
   private divideUpdate(solver: Solver): void {
-    type Internals = Record<'clipGradients' | 'normalize' | 'regularize' | 'computeUpdateValue' | 'checkParamsFinite', (...a: number[]) => void> & {
-      learningRateValue: number;
+    if (!(solver instanceof SGDSolver)) throw new ParallelError('DataParallel: the divided update needs an SGDSolver');
+    const applier = { applyUpdate: (s: SGDSolver, rate: number) => ({ finite: this.applyDivided(s, rate) }) };
+    solver.updateApplier = applier;
+    this.detachApplier = () => {
+      if (solver.updateApplier === applier) solver.updateApplier = undefined;
     };
-    const s = solver as unknown as Internals;
-    const share = this.share!;
-    const proto = Object.getPrototypeOf(solver) as Internals;
-    const clip = proto.clipGradients;
-    s.clipGradients = () => {
-      clip.call(solver);
-      const pool = this.pool;
-      if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (closed already?)');
-      const t0 = performance.now();
-      share.scalars[SCALAR.RATE] = s.learningRateValue;
-      share.scalars[SCALAR.ITER] = solver.iter;
-      const reduce = this.reducePending;
-      this.reducePending = false;
-      this.lastFused = reduce;
-      pool.command(CMD.UPDATE, reduce ? 1 : 0);
-      let finite = reduce ? share.updater!.reduceAndApply(s.learningRateValue) : share.updater!.apply(s.learningRateValue, solver.iter);
-      pool.waitDoneSync();
-      // The ranks wrote rank 0's diffs (the update values) through views of their own.
-      if (reduce) for (const blob of solver.net.learnableParams) blob.mutableCpuDiff();
-      for (let r = 1; r < this.workers; r++) if (share.scalars[SCALAR.FINITE + r] !== 1) finite = false;
-      this.updatedInParallel = true;
-      this.sharesFinite = finite;
-      this.own.updateMs += performance.now() - t0;
-    };
-    // The solver's check after the update: each rank checked its share while updating it, so the
-    // whole scan runs only when one found a NaN/Inf (it then finds and reports the first).
-    const check = proto.checkParamsFinite;
-    s.checkParamsFinite = () => {
-      // applyUpdate is over (some of its paths end without net.update()).
-      this.finishDividedUpdate(solver);
-      const skip = this.sharesFinite;
-      this.sharesFinite = false;
-      if (!skip) check.call(solver);
-    };
-    for (const name of ['normalize', 'regularize', 'computeUpdateValue'] as const) {
-      const original = proto[name];
-      s[name] = (...args: number[]) => {
-        if (!this.updatedInParallel) original.apply(solver, args);
-      };
-    }
-    // SGDSolver's own one-pass step per param (plain SGD): done already when divided (it returns
-    // true: "stepped").
-    const fused = (proto as unknown as { fusedParamStep?: (id: number, rate: number) => boolean }).fusedParamStep;
-    if (fused) {
-      (solver as unknown as { fusedParamStep: (id: number, rate: number) => boolean }).fusedParamStep = (id, rate) =>
-        this.updatedInParallel ? true : fused.call(solver, id, rate);
-    }
     this.divided = true;
-    const net = solver.net;
-    const update = Object.getPrototypeOf(net).update as () => void;
-    net.update = () => {
-      if (!this.updatedInParallel) {
-        update.call(net);
-        return;
-      }
-      this.finishDividedUpdate(solver);
-    };
-    // The iteration a step() call stops at, so that postEarly knows whether another follows.
-    const step = Object.getPrototypeOf(solver).step as (iters: number) => Promise<void>;
-    solver.step = async (iters: number) => {
-      const before = this.stopIter;
-      this.stopIter = solver.iter + iters;
-      try {
-        await step.call(solver, iters);
-      } finally {
-        this.stopIter = before;
-      }
-    };
   }
 
-  /** After the divided update: the params marked written, the next step posted early. */
-  private finishDividedUpdate(solver: Solver): void {
-    if (!this.updatedInParallel) return;
-    this.updatedInParallel = false;
+  /** Every rank updates its share of the params (see divideUpdate); returns whether all are finite. */
+  private applyDivided(solver: SGDSolver, rate: number): boolean {
+    const pool = this.pool;
+    if (!pool || pool.isClosed) throw new ParallelError('DataParallel: the workers are not running (closed already?)');
+    const share = this.share!;
+    const t0 = performance.now();
+    share.scalars[SCALAR.RATE] = rate;
+    share.scalars[SCALAR.ITER] = solver.iter;
+    const reduce = this.reducePending;
+    this.reducePending = false;
+    this.lastFused = reduce;
+    pool.command(CMD.UPDATE, reduce ? 1 : 0);
+    let finite = reduce ? share.updater!.reduceAndApply(rate) : share.updater!.apply(rate, solver.iter);
+    pool.waitDoneSync();
+    // The ranks wrote rank 0's diffs (the update values) through views of their own.
+    if (reduce) for (const blob of solver.net.learnableParams) blob.mutableCpuDiff();
+    // Each rank checked its share while updating it: the solver's whole scan runs only when one
+    // found a NaN/Inf (it then finds and reports the first).
+    for (let r = 1; r < this.workers; r++) if (share.scalars[SCALAR.FINITE + r] !== 1) finite = false;
     // The ranks wrote the new values into the shared arena through views of their own: mark the
     // params written, as Blob.update would, so that whatever keys caches on their version (the
     // test nets' packed weights, which share these blobs) sees the new values.
     for (const blob of solver.net.learnableParams) blob.mutableCpuData();
+    this.own.updateMs += performance.now() - t0;
     this.postEarly(solver);
+    return finite;
   }
 
   /**
@@ -637,11 +736,16 @@ export class DataParallel implements GradientComputer {
    */
   private postEarly(solver: Solver): void {
     const pool = this.pool;
-    if (!pool || pool.isClosed || this.early || solver.param.iter_size !== 1 || solver.iter + 1 >= this.stopIter) return;
+    const c = this.chunk;
+    const stop = solver.stepStopIter;
+    if (!pool || pool.isClosed || this.early || stop < 0 || solver.iter + 1 >= stop) return;
+    // A redo needs the batches again: the chunked split has them staged (all iter_size of them).
+    if (c ? !c.staged[c.buf] : solver.param.iter_size !== 1) return;
     if (!this.earlyStep || process.env.CAFFE_TS_PARALLEL_EARLY === 'off') return;
     for (const f of this.frozen) f.to.set(f.from);
     this.early = solver.net.learnableParams.map((b) => b.dataVersion);
-    pool.command(CMD.STEP);
+    if (c) this.postChunkedStep(pool);
+    else pool.command(CMD.STEP);
   }
 
   /** Wait for an early step nobody took (a run that stopped early) before another command. */
@@ -701,6 +805,8 @@ export class DataParallel implements GradientComputer {
         reduceMs: o.reduceMs,
         betweenMs: o.betweenMs,
         updateMs: o.updateMs,
+        chunks: o.chunks,
+        stageMs: o.stageMs,
       },
     ];
     const v = this.pool?.statValues;
@@ -715,6 +821,7 @@ export class DataParallel implements GradientComputer {
         threadCpuMs: this.profile ? v[b + STAT.THREAD_CPU_MS]! : NaN,
         prepareMs: v[b + STAT.PREPARE_MS]!,
         lagMs: v[b + STAT.LAG_MS]!,
+        chunks: v[b + STAT.CHUNKS]!,
       });
     }
     return out;
@@ -745,6 +852,10 @@ export class DataParallel implements GradientComputer {
   async close(): Promise<void> {
     await this.settle().catch(() => {});
     await this.pool?.close();
+    this.detachApplier();
+    const dataNet = this.chunk?.dataNet;
+    this.chunk = null;
+    await dataNet?.close();
     if (this.kernelsBefore !== undefined) {
       await applyKernelThreads(this.kernelsBefore);
       this.kernelsBefore = undefined;

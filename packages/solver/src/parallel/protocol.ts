@@ -19,6 +19,14 @@ export const CTRL = {
   READY: 4,
   /** The command's argument (TEST: the number of batches; REDUCE: 1 when an UPDATE follows; STEP, UPDATE: see CMD). */
   ARG: 5,
+  /**
+   * Chunked split (ChunkInit): the next chunk of the step's batches to take. Every rank takes
+   * chunks with Atomics.add until the count runs out, so a rank that starts late or is
+   * descheduled computes fewer of them and nobody waits for it.
+   */
+  NEXT: 6,
+  /** Chunked split: which of the two staging buffers the current step's batches are in. */
+  BUF: 7,
 } as const;
 export const CTRL_WORDS = 8;
 
@@ -115,6 +123,26 @@ export interface WorkerInit {
   forward?: ForwardJob;
   /** The working directory of the calling process (paths in nets resolve against it). */
   cwd: string;
+  /** Training in chunked split mode (see ChunkInit); absent otherwise. */
+  chunked?: ChunkInit;
+}
+
+/**
+ * Chunked split mode: rank 0 alone reads each batch (the single-threaded run's data layers,
+ * whole) into a shared staging buffer, and the replicas, built with Input layers of the chunk's
+ * shape in place of the data layers, take its chunks from a shared counter (CTRL.NEXT).
+ */
+export interface ChunkInit {
+  /** Two staging buffers (rank 0 fills one while the ranks read the other). */
+  staging: SharedArrayBuffer[];
+  /** Per source top (the data layers' tops in net order): where its rows start in a batch's staging section, rows per batch, elements per row. */
+  tops: { offset: number; rows: number; rowSize: number }[];
+  /** Elements of one batch in a staging buffer (iter_size batches follow each other). */
+  batchElements: number;
+  /** Chunks per batch. */
+  chunks: number;
+  /** Chunks per step: chunks × iter_size. */
+  total: number;
 }
 
 /** Inputs in shared memory (whole arrays, batch on axis 0) and the rows [from, to) one rank runs. */
@@ -147,6 +175,8 @@ export interface ShareInit {
   decayMult: number[];
   /** Aligned arena size in elements. */
   total: number;
+  /** The reduction's scale: 1 / ranks, or 1 / chunks per batch in chunked split mode. */
+  scale: number;
 }
 
 /**
@@ -178,8 +208,10 @@ export const STAT = {
   PREPARE_MS: 6,
   /** Rank 0's block only: when the current command was posted (performance.timeOrigin + now(), ms). */
   POSTED_AT: 7,
+  /** Chunked split: chunks this rank computed. */
+  CHUNKS: 8,
 } as const;
-export const STAT_WORDS = 8;
+export const STAT_WORDS = 9;
 
 /** An inference job: rank r runs the global batches b with b % count == r, of `iterations`. */
 export interface TestJob {

@@ -79,13 +79,12 @@ export function reduceRange(diffs: readonly FloatArray[], scale: number, from: n
 }
 
 /**
- * reduceRange(diffs, 1 / ranks, from, to) over every rank's diff arena (rank 0's first): through
+ * reduceRange(diffs, scale (default 1 / ranks), from, to) over every rank's diff arena (rank 0's first): through
  * the WebAssembly kernel when `kernels` run on the arenas' memory (float32 only), else the
  * JavaScript loop; the same values either way.
  */
-export function arenaReducer(diffs: readonly ArenaRef[], dtype: DType, kernels: UpdateKernels | null): (from: number, to: number) => void {
+export function arenaReducer(diffs: readonly ArenaRef[], dtype: DType, kernels: UpdateKernels | null, scale = 1 / diffs.length): (from: number, to: number) => void {
   const views = diffs.map((d) => arenaArray(d, dtype));
-  const scale = 1 / diffs.length;
   if (!kernels || dtype !== 'float32' || diffs.length < 2) return (from, to) => reduceRange(views, scale, from, to);
   const g = diffs[0]!.base * 4;
   const stride = (diffs[1]!.base - diffs[0]!.base) * 4;
@@ -110,20 +109,12 @@ export interface UpdateArenas {
    * Every rank's diff arena (rank 0's first) and the kernels over their memory (null: the
    * JavaScript loops), for reduceAndApply. Without, only apply() can be used.
    */
-  reduce?: { diffs: readonly ArenaRef[]; kernels: UpdateKernels | null };
-}
-
-interface SolverInternals {
-  iter: number;
-  history: Blob[];
-  normalize(id: number): void;
-  regularize(id: number): void;
-  computeUpdateValue(id: number, rate: number): void;
+  reduce?: { diffs: readonly ArenaRef[]; kernels: UpdateKernels | null; scale?: number };
 }
 
 /** A solver of the run's type whose learnable params are the views of one share. */
 export class ShareUpdater {
-  private readonly solver: SolverInternals;
+  private readonly solver: SGDSolver;
   private readonly blobs: Blob[];
   /** Plain SGD on float32 with iter_size 1: one fused pass (see applyFusedSgd), else the solver's steps. */
   private readonly fused: { lr: number[]; decay: number[]; momentum: number; history: Float32Array[] } | null;
@@ -156,7 +147,7 @@ export class ShareUpdater {
     } as unknown as Net;
     const solver = createSolver(param, { prebuiltNets: { train: facade, tests: [] }, log: false, dtype: a.dtype });
     if (!(solver instanceof SGDSolver)) throw new Error(`solver type '${solver.type}' does not follow the SGD update template`);
-    this.solver = solver as unknown as SolverInternals;
+    this.solver = solver;
     // Its history blobs (k × pieces) view the shared history of the whole run.
     const perParam = this.solver.history.length / Math.max(1, pieces.length);
     for (let k = 0; k < perParam; k++) {
@@ -184,7 +175,7 @@ export class ShareUpdater {
       const d0 = r.diffs[0]!;
       this.reducer = {
         diffs: r.diffs.map((d) => arenaArray(d, a.dtype)),
-        scale: 1 / r.diffs.length,
+        scale: r.scale ?? 1 / r.diffs.length,
         kernels: r.kernels,
         stride: r.diffs.length > 1 ? (r.diffs[1]!.base - d0.base) * 4 : 0,
         at: pieces.map((p) => {
@@ -211,11 +202,7 @@ export class ShareUpdater {
     if (this.fused) return this.applyFusedSgd(rate);
     const s = this.solver;
     s.iter = iter;
-    for (let id = 0; id < this.blobs.length; id++) {
-      s.normalize(id);
-      s.regularize(id);
-      s.computeUpdateValue(id, rate);
-    }
+    s.computeUpdateSteps(rate);
     let finite = true;
     for (const b of this.blobs) {
       b.update();

@@ -14,6 +14,7 @@ import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type ForwardBlob, type ForwardJob,
 import { arenaReducer, arenaShare, paramShare, ShareUpdater } from './update.js';
 import { createUpdateKernels } from './update-wasm.js';
 import { runForwardRows } from './forward.js';
+import { chunkInputs, loadChunk, stagingViews } from './chunks.js';
 import { applyKernelThreads, arenaView, runLayers, runTimes, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
@@ -157,6 +158,25 @@ function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } 
   return { frozen };
 }
 
+/** Chunked split (protocol ChunkInit): the staged batches' views by buffer and this net's Input tops. */
+let chunkIo: { views: FloatArray[][][]; inputs: ReturnType<typeof chunkInputs> } | null = null;
+
+/** Chunks of the current step taken from the shared counter until none is left; returns their summed loss. */
+async function takeChunks(net: Net): Promise<number> {
+  const c = init.chunked!;
+  chunkIo ??= { views: c.staging.map((b) => stagingViews(b, c, init.dtype)), inputs: chunkInputs(net, leadingSourceLayers(net)) };
+  const views = chunkIo.views[Atomics.load(ctrl, CTRL.BUF)]!;
+  let loss = 0;
+  for (;;) {
+    const k = Atomics.add(ctrl, CTRL.NEXT, 1);
+    if (k >= c.total) break;
+    loadChunk(views, c, chunkIo.inputs, k);
+    loss += await runLayers(net, true);
+    stats[STAT.CHUNKS]! += 1;
+  }
+  return loss;
+}
+
 /** Whether this replica's diffs are all zero (fresh arena, or just reduced: the reduction zeroes them). */
 let diffsClear = true;
 
@@ -172,7 +192,9 @@ async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]
   if (!diffsClear && !priv) net.clearParamDiffs();
   diffsClear = false;
   let loss = 0;
-  if (again) loss = await runLayers(net, true, leadingSourceLayers(net));
+  // Chunked: a step computed again takes its chunks of the same staged batches.
+  if (init.chunked) loss = await takeChunks(net);
+  else if (again) loss = await runLayers(net, true, leadingSourceLayers(net));
   else for (let i = 0; i < init.iterSize; i++) loss += await runLayers(net, true);
   if (priv) {
     // This rank's gradients into its diff arena (replacing what a step computed again had left
@@ -207,7 +229,7 @@ function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null 
   const sh = init.share;
   if (!sh) return null;
   const kernels = createUpdateKernels(init.memory);
-  const reduceRange = arenaReducer(sh.diffs, init.dtype, kernels);
+  const reduceRange = arenaReducer(sh.diffs, init.dtype, kernels, sh.scale);
   const [from, to] = arenaShare(sh.total, init.rank, init.count);
   let updater: ShareUpdater | null = null;
   try {
@@ -219,7 +241,7 @@ function shareOf(): { reduce: () => void; updater: ShareUpdater | null } | null 
       diff: sh.diffs[0]!,
       history: sh.history,
       total: sh.total,
-      reduce: { diffs: sh.diffs, kernels },
+      reduce: { diffs: sh.diffs, kernels, scale: sh.scale },
     });
   } catch {
     // A solver type this thread does not know (a plugin's): rank 0 then updates alone.
@@ -270,8 +292,9 @@ async function main(): Promise<void> {
       stepNext = false;
       // One turn of the event loop first: the data layers load the next batch now (rank 0 loads its
       // own meanwhile), then the step is awaited blocking, so that it starts the moment it is
-      // posted instead of after the event loop notices (measured: ms under load).
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      // posted instead of after the event loop notices (measured: ms under load). A chunked
+      // replica has no data layers: it waits for the step at once.
+      if (!init.chunked) await new Promise<void>((resolve) => setImmediate(resolve));
       blockUntil = performance.now() + BLOCK_MS;
     }
     if (blockUntil > 0) {
