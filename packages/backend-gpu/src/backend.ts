@@ -21,6 +21,7 @@ import { softmaxKernel } from './kernels/softmax.js';
 import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
 import { splitKernel } from './kernels/split.js';
 import { startRuntime, type GpuMode, type GpuRuntimeInfo } from './runtime.js';
+import { drainTexturePool } from './texture-pool.js';
 
 export interface GpuBackendOptions {
   /** A specific gpu.js mode; by default the first that works of headlessgl, webgl2, webgl, wasm, cpu. */
@@ -128,6 +129,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     },
     destroy() {
       device.destroy();
+      drainTexturePool(runtime.gpu);
       runtime.gpu.destroy();
     },
   };

@@ -1,5 +1,6 @@
 import * as gpuJsNamespace from 'gpu.js';
 import { BackendError } from '@caffe-ts/blob';
+import { enableTexturePool } from './texture-pool.js';
 
 /** The execution modes this backend asks gpu.js for, best first. 'wasm' is gpu.js's 'webasm'. */
 export type GpuMode = 'headlessgl' | 'webgl2' | 'webgl' | 'wasm' | 'cpu';
@@ -95,6 +96,8 @@ export interface GpuRuntimeInfo {
   epsilon: number;
   /** Modes tried before this one and why they were passed over. */
   skipped: { mode: GpuMode; reason: string }[];
+  /** GL modes: freed output textures are recycled (texture-pool.ts; CAFFE_TS_GPU_TEXTURE_POOL=off turns it off). */
+  texturePool?: boolean;
   /**
    * What renders the GL modes, as the driver names it (a GPU, or a software rasterizer such as
    * Mesa's llvmpipe); absent in the wasm and cpu modes and where the context hides it.
@@ -133,6 +136,25 @@ function probe(mode: GpuMode): GpuJsInstance {
       /* a half-made context may not destroy cleanly */
     }
     throw e;
+  }
+}
+
+function texturePoolWanted(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_GPU_TEXTURE_POOL !== 'off';
+}
+
+/** Run one pipeline kernel to find gpu.js's texture and kernel classes, then pool its textures. */
+function startTexturePool(gpu: GpuJsInstance): boolean {
+  const k = gpu.createKernel('function () { return 1; }', { output: [1], pipeline: true, immutable: true, tactic: 'precision' });
+  try {
+    const out = k();
+    if (out instanceof Float32Array) return false;
+    const on = enableTexturePool(gpu, out);
+    out.delete();
+    return on;
+  } finally {
+    k.destroy?.();
   }
 }
 
@@ -203,6 +225,7 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
       const textures = mode === 'headlessgl' || mode === 'webgl2' || mode === 'webgl';
       const mantissaBits = measureMantissaBits(gpu);
       const renderer = textures ? glRenderer(gpu) : undefined;
+      const texturePool = textures && texturePoolWanted() ? startTexturePool(gpu) : undefined;
       return {
         gpu,
         textures,
@@ -215,6 +238,7 @@ export function startRuntime(requested?: GpuMode): GpuRuntime {
           epsilon: 2 ** -mantissaBits,
           skipped,
           ...(renderer !== undefined ? { renderer } : {}),
+          ...(texturePool !== undefined ? { texturePool } : {}),
         },
       };
     } catch (e) {

@@ -42,6 +42,7 @@ function deviceLines(backend: Backend): string[] {
     `Max texture size: ${limit}`,
     `Float precision: ${info.floatPrecision}${info.mantissaBits !== undefined ? ` (${info.mantissaBits} mantissa bits kept through a device round trip, epsilon ${info.epsilon})` : ''}`,
     `Device kernels: ${info.kernels.join(', ')}`,
+    ...(info.texturePool !== undefined ? [`Output textures: recycled (CAFFE_TS_GPU_TEXTURE_POOL=off allocates each anew)`] : []),
     ...(info.packed !== undefined ? [`Convolution/InnerProduct: ${info.packed ? 'packed GEMMs (4 floats per texel)' : 'direct kernels'}`] : []),
   ];
 }
