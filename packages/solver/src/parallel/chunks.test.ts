@@ -23,10 +23,10 @@ describe('chunkPlan (chunked split)', () => {
       const p = chunkPlan(net(batch), workers, TRAIN, requested);
       return typeof p === 'string' ? p : p.chunks;
     };
-    expect(MIN_AUTO_ROWS).toBe(16);
-    expect(chunks(64)).toBe(4); // LeNet: 16 rows each
-    expect(chunks(100)).toBe(4); // CIFAR-10 quick: 25 rows each
-    expect(chunks(24)).toBe(2); // 6-row chunks would run the layers less efficiently
+    expect(MIN_AUTO_ROWS).toBe(32);
+    expect(chunks(128)).toBe(4); // 32 rows each
+    expect(chunks(64)).toBe(2); // LeNet: 16-row chunks would run the layers less efficiently
+    expect(chunks(100)).toBe(2); // CIFAR-10 quick
     expect(chunks(8)).toBe(2);
     expect(chunks(64, 3)).toMatch(/batch sizes \(64\) do not divide into 3 chunks/);
     expect(chunks(64, 2, 8)).toBe(8);
