@@ -3,7 +3,7 @@
 //
 //   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu,headlessgl-direct]
 //       [--lenet-batch 64] [--lenet-iterations 3] [--caffenet-batch 1] [--caffenet-iterations 1]
-//       [--json results/gpu.json]
+//       [--json results/gpu.json] [--kernel-profile]
 //
 // LeNet: one training step = forward + backward + the SGD update (momentum 0.9, weight decay
 // 5e-4; on the device for gpu modes, on the host for cpu) over the zoo's train net with its Data
@@ -17,7 +17,8 @@
 // headlessgl mode is listed as unavailable with the reason. No real GPU was available when this
 // was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer. Each gpu
 // mode prints its renderer (the GL driver's name for the GPU or rasterizer). `--json` also writes
-// the figures to a file. To run on a machine that has a GPU and Node but not this repository's
+// the figures to a file. `--kernel-profile` then times each gpu kernel by name (a device sync
+// around every kernel run) over warm LeNet steps and CaffeNet forwards, and lists the slowest. To run on a machine that has a GPU and Node but not this repository's
 // install, `node bench/src/bundle-gpu.mjs --out DIR` packs this script into one self-contained folder.
 import { readFileSync } from 'node:fs';
 import { parseBenchArgs } from './cli-args.mjs';
@@ -38,6 +39,7 @@ const { values } = parseBenchArgs({
     'caffenet-batch': { type: 'string', default: '1' },
     'caffenet-iterations': { type: 'string', default: '1' },
     json: { type: 'string' },
+    'kernel-profile': { type: 'boolean', default: false },
   },
 }, import.meta.url);
 const lenetBatch = Number(values['lenet-batch']);
@@ -158,10 +160,29 @@ for (const entry of values.modes.split(',').filter(Boolean)) {
     maxTextureSize: info.maxTextureSize,
     mantissaBits: info.mantissaBits,
   });
+  if (values['kernel-profile']) printKernelProfile(mode, direct);
   const s = backend.stats();
   console.log(`${''.padEnd(26)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
   backend.destroy();
 }
+/** Per-kernel device time over warm steps (a fresh backend with profiling on; kernels compiled first). */
+function printKernelProfile(mode, direct) {
+  const prof = createGpuBackend({ mode, packed: !direct, profileKernels: true });
+  const sync = () => prof.synchronize();
+  for (const [what, time, steps] of [['LeNet train step', timeLenet, lenetIters + 1], ['CaffeNet forward', timeCaffenet, caffenetIters + 1]]) {
+    time(prof, sync);
+    prof.device.kernelProfile(true);
+    time(prof, sync);
+    const rows = prof.device.kernelProfile(true);
+    const total = rows.reduce((t, r) => t + r.ms, 0) / steps;
+    console.log(`${''.padEnd(26)} kernel profile, ${what} (${total.toFixed(1)} ms of kernels per step, each run synchronised):`);
+    for (const r of rows.slice(0, 12)) {
+      console.log(`${''.padEnd(28)}${(r.ms / steps).toFixed(2).padStart(8)} ms ${String(r.calls / steps).padStart(5)}x  ${r.name}`);
+    }
+  }
+  prof.destroy();
+}
+
 const cpu = rows[0];
 for (const r of rows.slice(1)) {
   console.log(

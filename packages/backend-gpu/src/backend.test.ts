@@ -162,6 +162,27 @@ describe('device memory', () => {
     b.ops.axpby(2, p.gpuData() as never, 0, h.mutableGpuData() as never);
     expect(Array.from(h.cpuData())).toEqual(Array.from(p.cpuData()).map((v) => Math.fround(2 * v)));
   });
+
+  it('times each kernel by name when asked (profileKernels), and not otherwise', () => {
+    const plain = createGpuBackend({ mode: 'cpu' });
+    expect(plain.device.kernelProfile()).toBeNull();
+    plain.destroy();
+    const b = createGpuBackend({ mode: 'cpu', profileKernels: true });
+    const p = new Blob([4], { dtype: 'float32', device: b.device });
+    const h = new Blob([4], { dtype: 'float32', device: b.device });
+    p.mutableCpuData().set([1, 2, 3, 4]);
+    p.mutableCpuDiff().set([0.5, -1, 2, 0]);
+    for (let i = 0; i < 3; i++) b.ops.sgdUpdate(p, h, 0.1, 0.9);
+    const rows = b.device.kernelProfile(true)!;
+    expect(rows.length).toBeGreaterThan(0);
+    const runs = rows.reduce((n, r) => n + r.calls, 0);
+    expect(runs).toBe(b.stats().kernelRuns);
+    for (const r of rows) expect(r.ms).toBeGreaterThanOrEqual(0);
+    // Sorted slowest first, and cleared by reset.
+    for (let i = 1; i < rows.length; i++) expect(rows[i - 1]!.ms).toBeGreaterThanOrEqual(rows[i]!.ms);
+    expect(b.device.kernelProfile()).toEqual([]);
+    b.destroy();
+  });
 });
 
 describe('layers without a gpu kernel', () => {

@@ -47,6 +47,11 @@ export interface GpuBackendOptions {
    * CAFFE_TS_GPU_PACKED=0) keeps the direct kernels. Off the GL modes it is always off.
    */
   packed?: boolean;
+  /**
+   * Time every kernel run, bracketed by device synchronisations (GpuDevice.kernelProfile): exact
+   * per-kernel figures at the cost of the overlap a step normally has. Off by default.
+   */
+  profileKernels?: boolean;
 }
 
 export interface GpuBackendInfo extends GpuRuntimeInfo {
@@ -111,7 +116,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       : started;
   const envPacked = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_GPU_PACKED;
   const packed = runtime.textures && (options.packed ?? envPacked !== '0');
-  const device = new GpuDevice(runtime, { splitLimit: options.splitLimit, packed });
+  const device = new GpuDevice(runtime, { splitLimit: options.splitLimit, packed, profileKernels: options.profileKernels });
   const ops = createGpuOps(device);
   return {
     specificationVersion: 'v1',
@@ -125,7 +130,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
     stats: () => device.stats,
     synchronize() {
-      (runtime.gpu as { context?: { finish?: () => void } }).context?.finish?.();
+      device.finish();
     },
     destroy() {
       device.destroy();

@@ -104,7 +104,15 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
    */
   readonly packed: boolean;
 
-  constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number; packed?: boolean } = {}) {
+  /**
+   * Per-kernel wall time, when profiling is on (GpuBackendOptions.profileKernels): each run is
+   * bracketed by a device synchronisation, so the figures are exact per kernel but the whole step
+   * runs slower than without profiling.
+   */
+  private profile: Map<string, { calls: number; ms: number }> | null = null;
+
+  constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number; packed?: boolean; profileKernels?: boolean } = {}) {
+    if (options.profileKernels) this.profile = new Map();
     this.packed = options.packed ?? runtime.textures;
     this.name = `gpu.js/${runtime.info.mode}`;
     const side = runtime.info.maxTextureSize;
@@ -373,7 +381,29 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
       this.stats.kernelsCompiled++;
     }
     this.stats.kernelRuns++;
-    return k(...args);
+    if (!this.profile) return k(...args);
+    this.finish();
+    const t0 = performance.now();
+    const out = k(...args);
+    this.finish();
+    const entry = this.profile.get(spec.name) ?? { calls: 0, ms: 0 };
+    entry.calls++;
+    entry.ms += performance.now() - t0;
+    this.profile.set(spec.name, entry);
+    return out;
+  }
+
+  /** Wait for the device to finish queued work (GL: glFinish; nothing to wait for off GL). */
+  finish(): void {
+    (this.runtime.gpu as { context?: { finish?: () => void } }).context?.finish?.();
+  }
+
+  /** Kernel time by kernel name, slowest first (null unless profiling is on); `reset` starts over. */
+  kernelProfile(reset = false): { name: string; calls: number; ms: number }[] | null {
+    if (!this.profile) return null;
+    const rows = [...this.profile].map(([name, e]) => ({ name, calls: e.calls, ms: e.ms })).sort((a, b) => b.ms - a.ms);
+    if (reset) this.profile.clear();
+    return rows;
   }
 
   /** Run a kernel and store its output into `handle`. */

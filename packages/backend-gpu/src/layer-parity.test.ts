@@ -109,6 +109,13 @@ const CASES: Case[] = [
     props: { convolution_param: { num_output: 3, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 0, stride_h: 1, stride_w: 2, bias_term: false, ...filler } },
     bottoms: [{ shape: [1, 2, 5, 6], fill: 'gaussian' }],
   },
+  {
+    // 40×30 = 1,200 output positions: the bias gradient's first pass sums them in two chunks.
+    name: 'Convolution 1x1 over 1,200 positions (bias gradient in chunks)',
+    type: 'Convolution',
+    props: { convolution_param: { num_output: 2, kernel_size: [1], ...filler } },
+    bottoms: [{ shape: [2, 2, 40, 30], fill: 'gaussian' }],
+  },
   { name: 'Pooling MAX 2x2/2', type: 'Pooling', props: { pooling_param: { pool: 0, kernel_size: 2, stride: 2 } }, bottoms: [{ shape: [2, 3, 8, 6], fill: 'gaussian' }] },
   { name: 'Pooling MAX 2x2/2 on 7x5 (last windows cut by the edge)', type: 'Pooling', props: { pooling_param: { pool: 0, kernel_size: 2, stride: 2 } }, bottoms: [{ shape: [2, 2, 7, 5], fill: 'gaussian' }] },
   {
