@@ -14,6 +14,7 @@
 //   split-plain   split ×C with the update in JavaScript loops and no early step (--mixes only)
 //   split-static  split ×C with fixed halves read by each replica from its shard (no chunks taken
 //                 dynamically; the split before chunking) (--mixes only)
+//   split-even    split ×C in chunks without the balanced shares (equal halves on 2 cores) (--mixes only)
 // The default of `caffe train` (chooseParallelism) is marked. Every mix's solver is built once and
 // the mixes then run in interleaved rounds of `--iterations` iterations (after `--warmup`), so a
 // machine whose load changes during the run slows them alike; the table gives the median
@@ -171,6 +172,7 @@ async function build(param, mix) {
     profile: values.profile,
     ...(mix.plain ? { wasmUpdate: false, earlyStep: false } : {}),
     ...(mix.chunks !== undefined ? { chunks: mix.chunks } : {}),
+    ...(mix.balance !== undefined ? { balance: mix.balance } : {}),
   });
   const solver = await createNodeSolver(param, { ...opts, netFactoryAsync: dp.netFactoryAsync });
   await dp.attach(solver);
@@ -188,13 +190,15 @@ const ALL = {
   'split-plain': { name: `split ×${cores} plain`, workers: cores, mode: 'split', kernelThreads: 1, plain: true },
   // split with each replica's fixed share of every batch (chunks: 0), measured in the same rounds.
   'split-static': { name: `split ×${cores} static`, workers: cores, mode: 'split', kernelThreads: 1, chunks: 0 },
+  // chunked split without the balanced shares (equal halves), measured in the same rounds.
+  'split-even': { name: `split ×${cores} even`, workers: cores, mode: 'split', kernelThreads: 1, balance: false },
 };
 const mixes = values.mixes.split(',').map((k) => {
   if (!ALL[k]) throw new Error(`unknown mix '${k}' (known: ${Object.keys(ALL).join(', ')})`);
   return ALL[k];
 });
 if (!mixes.includes(ALL['1core'])) mixes.unshift(ALL['1core']);
-const isDefault = (mix) => !mix.plain && mix.chunks === undefined && mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
+const isDefault = (mix) => !mix.plain && mix.chunks === undefined && mix.balance === undefined && mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
 const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
 await initThreads(cores);
 console.log(
@@ -247,6 +251,8 @@ async function throughputTable(model, makeParam, batch) {
         let workers = 0;
         if (e.dp) {
           const d = statsDelta(before, e.dp.stats());
+          // Balanced shares: each rank's rows of a batch as the last round left them.
+          if (e.dp.shareRows) e.rowsSeen = e.dp.shareRows;
           e.stats.push({ ranks: d, wallPerStep: (s * 1000) / iterations });
           workers = d.slice(1).reduce((a, x) => a + x.threadCpuMs, 0);
         }
@@ -284,7 +290,8 @@ async function throughputTable(model, makeParam, batch) {
       const prep = e.stats[0].ranks.map((_, rank) => per(rank, 'prepareMs').toFixed(1)).join('/');
       const lag = e.stats[0].ranks.slice(1).map((_, i) => per(i + 1, 'lagMs').toFixed(2)).join('/');
       // Chunked split: chunks each rank took per step, and rank 0's reading of batches (inside its compute).
-      const chunks = e.stats[0].ranks[0].chunks > 0 ? `, chunks ${e.stats[0].ranks.map((_, rank) => per(rank, 'chunks').toFixed(2)).join('/')}, staging ${per(0, 'stageMs').toFixed(1)}` : '';
+      const rows = e.rowsSeen ? `, rows ${e.rowsSeen.join('/')}` : '';
+      const chunks = e.stats[0].ranks[0].chunks > 0 ? `, chunks ${e.stats[0].ranks.map((_, rank) => per(rank, 'chunks').toFixed(2)).join('/')}${rows}, staging ${per(0, 'stageMs').toFixed(1)}` : '';
       detail =
         `step ${wall.toFixed(1)}: compute ${ranks.join(' ')} (prepare ${prep})${chunks}, start lag ${lag}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, ` +
         `update ${update.toFixed(2)}, other ${other.toFixed(1)}`;

@@ -250,6 +250,55 @@ describe('data-parallel training', () => {
     await expect(parallelSolver(solverParam(8), { workers: 2, mode: 'split', chunks: 3 })).rejects.toThrow(/do not divide into 3 chunks/);
   });
 
+  it('balanced shares: with a worker slower per row, rank 0 moves the cut so that it computes more rows of each batch; still the single-threaded run', async () => {
+    // 'Slow' passes ip1 through in place; the workers' version spins 0.5 ms per row first.
+    const define = (spin: number) => `class Slow extends Layer {
+  type = 'Slow';
+  reshape() {}
+  forwardCpu(bottom) { const until = performance.now() + ${spin} * bottom[0].shape[0]; while (performance.now() < until); }
+  backwardCpu() {}
+}`;
+    const registry = defaultLayerRegistry();
+    if (!registry.has('Slow')) {
+      const Slow = new Function('Layer', `${define(0)}; return Slow;`)(Layer) as new (p: LayerParameter, c: LayerContext) => Layer;
+      registry.register({ type: 'Slow', create: (p: LayerParameter, ctx: LayerContext) => new Slow(p, ctx) });
+    }
+    const plugin = join(dir.path, 'slow-plugin.mjs');
+    writeFileSync(
+      plugin,
+      `import { defaultLayerRegistry, Layer } from '@caffe-ts/layers';
+${define(0.5)}
+defaultLayerRegistry().register({ type: 'Slow', create: (p, ctx) => new Slow(p, ctx) }, { override: true });
+`,
+    );
+    const slow = [{ name: 'slow', type: 'Slow', bottom: ['ip1'], top: ['ip1'] }];
+    const serial = await train(solverParam(16, {}, slow), null, 30);
+    const { dp, solver } = await parallelSolver(solverParam(16, {}, slow), { workers: 2, mode: 'split', register: [...REGISTER, pathToFileURL(plugin).href] });
+    const losses: number[] = [];
+    solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+    try {
+      expect(dp.chunksPerBatch).toBe(2);
+      expect(dp.shareRows).toEqual([8, 8]);
+      await solver.step(30);
+      const rows = dp.shareRows!;
+      expect(rows[0]! + rows[1]!).toBe(16);
+      // The worker spends 4 ms more on 8 rows than rank 0: rank 0 takes more of them (at most 3/4).
+      expect(rows[0]).toBeGreaterThan(8);
+      expect(rows[0]).toBeLessThanOrEqual(12);
+    } finally {
+      await solver.close();
+    }
+    expectClose(losses, serial.losses);
+    // Without: equal halves.
+    const even = await parallelSolver(solverParam(16), { workers: 2, mode: 'split', balance: false });
+    try {
+      expect(even.dp.shareRows).toBeNull();
+      expect(even.dp.chunksPerBatch).toBe(2);
+    } finally {
+      await even.solver.close();
+    }
+  });
+
   it("with the 'wasm' host allocator the arenas sit in rank 0's kernel memory and the workers keep private copies in theirs (no staging copies); split still follows the single-threaded run", async () => {
     const previous = setHostAllocator('wasm');
     // The workers inherit the environment: their replicas then keep private params and diffs in

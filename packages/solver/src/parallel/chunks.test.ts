@@ -1,6 +1,6 @@
 import { createMessage, Phase, type NetParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
-import { chunkPlan, MIN_AUTO_ROWS } from './chunks.js';
+import { chunkPlan, MIN_AUTO_ROWS, nextCut } from './chunks.js';
 
 const TRAIN = { phase: Phase.TRAIN };
 
@@ -44,5 +44,18 @@ describe('chunkPlan (chunked split)', () => {
       layer: [{ name: 'in', type: 'Input', top: ['x'], input_param: { shape: [{ dim: [4, 2] }] } }, { name: 'r', type: 'ReLU', bottom: ['x'], top: ['x'] }],
     });
     expect(chunkPlan(input, 2, TRAIN, 0)).toMatch(/Input layer 'in' is not a data layer with a batch_size/);
+  });
+});
+
+describe('nextCut (balanced shares)', () => {
+  it('moves half the gap in rows toward the rank that finished first, at most batch/16 a step, within [batch/4, 3·batch/4]', () => {
+    // The worker (rows [cut, 64)) 1 ms late at 0.5 ms per row for both together: 1 row to rank 0.
+    expect(nextCut(32, 64, 1, 0.5)).toBe(33);
+    expect(nextCut(32, 64, -1, 0.5)).toBe(31);
+    expect(nextCut(32, 64, 100, 0.5)).toBe(36); // at most 64/16 rows
+    expect(nextCut(47, 64, 100, 0.5)).toBe(48); // at most 3/4 of the batch
+    expect(nextCut(17, 64, -100, 0.5)).toBe(16);
+    expect(nextCut(32, 64, Number.NaN, 0.5)).toBe(32);
+    expect(nextCut(32, 64, 1, 0)).toBe(32);
   });
 });

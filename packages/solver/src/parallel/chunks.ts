@@ -12,7 +12,7 @@
  * sum of the chunks' gradients (accumulated in each rank's diffs, as Caffe's backward does) / K:
  * the reduction scales by 1/K instead of 1/N; K a power of two keeps that scaling exact.
  */
-import type { DType, FloatArray } from '@caffe-ts/blob';
+import type { Blob, DType, FloatArray } from '@caffe-ts/blob';
 import { layerIncluded, type Net, type NetStateLike } from '@caffe-ts/net';
 import { createMessage, decodeBinary, encodeBinary, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import type { ChunkInit } from './protocol.js';
@@ -130,18 +130,66 @@ export function stagingViews(buffer: SharedArrayBuffer, layout: Omit<ChunkInit, 
 }
 
 /** The Input tops of a chunk net that take the staged rows (in the layout's order). */
-export function chunkInputs(net: Net, sources: number): { data: () => FloatArray }[] {
-  const out: { data: () => FloatArray }[] = [];
-  for (let i = 0; i < sources; i++) for (const b of net.topVecs[i]!) out.push({ data: () => b.mutableCpuData() });
+export function chunkInputs(net: Net, sources: number): Blob[] {
+  const out: Blob[] = [];
+  for (let i = 0; i < sources; i++) out.push(...net.topVecs[i]!);
   return out;
 }
 
+/** Copy rows [start, start + rows) of staged batch `views` into the inputs (reshaped to `rows` where they differ). */
+export function loadRows(views: FloatArray[], layout: Omit<ChunkInit, 'staging'>, inputs: Blob[], start: number, rows: number): void {
+  layout.tops.forEach((t, i) => {
+    const blob = inputs[i]!;
+    if (blob.shape[0] !== rows) blob.reshape([rows, ...blob.shape.slice(1)]);
+    blob.mutableCpuData().set(views[i]!.subarray(start * t.rowSize, (start + rows) * t.rowSize));
+  });
+}
+
 /** Copy chunk `k` (of the step's chunks) from the staged batches into the chunk net's inputs. */
-export function loadChunk(views: FloatArray[][], layout: Omit<ChunkInit, 'staging'>, inputs: { data: () => FloatArray }[], k: number): void {
-  const batch = views[Math.floor(k / layout.chunks)]!;
+export function loadChunk(views: FloatArray[][], layout: Omit<ChunkInit, 'staging'>, inputs: Blob[], k: number): void {
   const j = k % layout.chunks;
+  const batch = views[Math.floor(k / layout.chunks)]!;
   layout.tops.forEach((t, i) => {
     const n = (t.rows / layout.chunks) * t.rowSize;
-    inputs[i]!.data().set(batch[i]!.subarray(j * n, (j + 1) * n));
+    inputs[i]!.mutableCpuData().set(batch[i]!.subarray(j * n, (j + 1) * n));
   });
+}
+
+/**
+ * The loss tops of a net (their loss weight sits in their diff, as in Caffe), for scaling a share's
+ * gradient by its rows: null when one is not a scalar (its count could follow the batch).
+ */
+export function lossTops(net: Net): { blob: Blob; weight: number }[] | null {
+  const out: { blob: Blob; weight: number }[] = [];
+  for (let l = 0; l < net.layers.length; l++) {
+    const layer = net.layers[l]!;
+    const tops = net.topVecs[l]!;
+    for (let t = 0; t < tops.length; t++) {
+      const weight = layer.lossWeight(t);
+      if (weight === 0) continue;
+      if (tops[t]!.count() !== 1) return null;
+      out.push({ blob: tops[t]!, weight });
+    }
+  }
+  return out;
+}
+
+/** Every loss top's weight × `factor` (a share of rows × ranks / batch of the batch's mean). */
+export function scaleLossWeights(tops: readonly { blob: Blob; weight: number }[], factor: number): void {
+  for (const t of tops) t.blob.mutableCpuDiff().fill(t.weight * factor);
+}
+
+/**
+ * Balanced shares (ChunkInit.cuts): where rank 0 puts the cut between the two ranks' rows for the
+ * next step. `late` = ms the worker (rows [cut, batch)) finished after rank 0 (negative: before),
+ * `msPerRowBoth` = the two ranks' compute per row added: moving one row from one rank to the other
+ * changes the gap by about that. Half of the correction is applied, at most batch/16 rows a step
+ * (the OS deschedules threads for ms at a time: one step's gap is noisy), and the cut stays within
+ * [batch/4, 3·batch/4].
+ */
+export function nextCut(cut: number, batch: number, late: number, msPerRowBoth: number): number {
+  if (!Number.isFinite(late) || !(msPerRowBoth > 0)) return cut;
+  const most = Math.max(1, batch / 16);
+  const shift = Math.max(-most, Math.min(most, (0.5 * late) / msPerRowBoth));
+  return Math.min(Math.ceil((3 * batch) / 4), Math.max(Math.floor(batch / 4), cut + shift));
 }

@@ -38,7 +38,7 @@ import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type A
 import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
 import { allocArenaInKernelMemory, allocArenaMemory, createUpdateKernels, type ArenaMemory, type UpdateKernels } from './update-wasm.js';
 import { applyKernelThreads, arenaView, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
-import { chunkInputs, chunkNetParameter, chunkPlan, loadChunk, stagingLayout, stagingViews, type ChunkPlan } from './chunks.js';
+import { chunkInputs, chunkNetParameter, chunkPlan, loadChunk, loadRows, lossTops, nextCut, scaleLossWeights, stagingLayout, stagingViews, type ChunkPlan } from './chunks.js';
 
 export type ParallelMode = 'replicate' | 'split';
 
@@ -83,6 +83,14 @@ export interface DataParallelOptions {
    * does not lead the net, a layer without bottoms elsewhere) takes the static split.
    */
   chunks?: number;
+  /**
+   * Chunked split on 2 replicas with one chunk each: balanced shares (default true; false, or
+   * CAFFE_TS_PARALLEL_BALANCE=off: equal halves). Rank 0 moves the cut between the two ranks' rows
+   * of each batch from step to step so that they finish together (the worker starts first, rank 0
+   * also reads the batches), and each rank weights its gradient by its rows. Needs every data top
+   * to have the batch's rows and scalar loss tops.
+   */
+  balance?: boolean;
   /**
    * When the train net cannot be divided (a batch that does not split, a data layer that does not
    * shard, a single replica), train on the calling thread alone instead of failing: `active` is
@@ -237,7 +245,12 @@ export class DataParallel implements GradientComputer {
     staged: [boolean, boolean];
     /** The buffer the next step reads. */
     buf: number;
+    /** Balanced shares (see DataParallelOptions.balance): the cuts, their float target, the batch, rank 0's loss tops. */
+    balance?: { cuts: Int32Array; target: number; batch: number; loss: { blob: Blob; weight: number }[] };
   } | null = null;
+  private readonly balanceWanted: boolean;
+  /** Balanced shares: when rank 0 finished its share of this step (ms, timeOrigin-based) and its ms per row. */
+  private pendingBalance: { end: number; msPerRow: number } | null = null;
   private readonly own = { steps: 0, chunks: 0, stageMs: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
 
   constructor(options: DataParallelOptions) {
@@ -255,6 +268,7 @@ export class DataParallel implements GradientComputer {
     this.optional = options.optional ?? false;
     this.wasmUpdate = options.wasmUpdate ?? true;
     this.earlyStep = options.earlyStep ?? true;
+    this.balanceWanted = options.balance ?? process.env.CAFFE_TS_PARALLEL_BALANCE !== 'off';
     const env = process.env.CAFFE_TS_PARALLEL_CHUNKS;
     this.chunksRequested = options.chunks ?? (env === 'off' ? 0 : env && Number(env) > 0 ? Number(env) : undefined);
     if (this.chunksRequested !== undefined && !(Number.isInteger(this.chunksRequested) && this.chunksRequested >= 0)) {
@@ -343,6 +357,13 @@ export class DataParallel implements GradientComputer {
   /** Chunks per batch in chunked split mode (0: not chunked). */
   get chunksPerBatch(): number {
     return this.chunk?.plan.chunks ?? 0;
+  }
+
+  /** Balanced shares (see DataParallelOptions.balance): the rows of each batch by rank as the next step cuts them; null when off. */
+  get shareRows(): number[] | null {
+    const b = this.chunk?.balance;
+    if (!b) return null;
+    return Array.from({ length: this.workers }, (_, r) => b.cuts[r + 1]! - b.cuts[r]!);
   }
 
   /**
@@ -474,6 +495,15 @@ export class DataParallel implements GradientComputer {
       chunk.views = staging.map((b) => stagingViews(b, layout, dtype));
       chunk.inputs = chunkInputs(net, chunk.plan.sources);
       chunked = { staging, ...layout };
+      const batch = layout.tops[0]!.rows;
+      const loss = lossTops(net);
+      if (this.balanceWanted && this.workers === 2 && chunk.plan.chunks === 2 && loss && layout.tops.every((t) => t.rows === batch)) {
+        const buffer = new SharedArrayBuffer(4 * (this.workers + 1));
+        const cuts = new Int32Array(buffer);
+        cuts.set([0, batch / 2, batch]);
+        chunk.balance = { cuts, target: batch / 2, batch, loss };
+        chunked.cuts = buffer;
+      }
     }
     this.reduceRange = arenaReducer(diffArenas, dtype, kernels, scale);
     if (kernels && this.workers > 1 && !net.backend.solverOps) this.clearDiffsInPlace(net, kernels, diffArenas[0]!);
@@ -611,12 +641,30 @@ export class DataParallel implements GradientComputer {
         // (when one follows in this step() call) while the workers finish theirs.
         const views = c.views![c.buf]!;
         const total = c.layout!.total;
-        for (;;) {
-          const k = Atomics.add(pool.ctrl, CTRL.NEXT, 1);
-          if (k >= total) break;
-          loadChunk(views, c.layout!, c.inputs!, k);
-          loss0 += await runLayers(solver.net, true);
-          own.chunks++;
+        const bal = c.balance;
+        let ownMs = 0;
+        let ownRows = 0;
+        if (bal) {
+          // Balanced shares: rows [cut 0, cut 1) of every batch, the gradient weighted by its rows.
+          const start = bal.cuts[0]!;
+          const rows = bal.cuts[1]! - start;
+          scaleLossWeights(bal.loss, (rows * this.workers) / bal.batch);
+          const c0 = performance.now();
+          for (const batch of views) {
+            loadRows(batch, c.layout!, c.inputs!, start, rows);
+            loss0 += await runLayers(solver.net, true);
+            own.chunks++;
+          }
+          ownMs = performance.now() - c0;
+          ownRows = rows * views.length;
+        } else {
+          for (;;) {
+            const k = Atomics.add(pool.ctrl, CTRL.NEXT, 1);
+            if (k >= total) break;
+            loadChunk(views, c.layout!, c.inputs!, k);
+            loss0 += await runLayers(solver.net, true);
+            own.chunks++;
+          }
         }
         c.staged[c.buf] = false;
         c.buf ^= 1;
@@ -626,6 +674,7 @@ export class DataParallel implements GradientComputer {
           await this.stage(c.buf);
           own.stageMs += performance.now() - s0;
         }
+        if (bal) this.pendingBalance = { end: performance.timeOrigin + performance.now(), msPerRow: ownMs / ownRows };
       } else {
         for (let i = 0; i < solver.param.iter_size; i++) loss0 += await runLayers(solver.net, true);
       }
@@ -641,6 +690,17 @@ export class DataParallel implements GradientComputer {
     if (!pool.waitDoneBlocking(BARRIER_BLOCK_MS)) await pool.waitDone();
     if (failure !== undefined) throw failure;
     const t2 = performance.now();
+    const pb = this.pendingBalance;
+    this.pendingBalance = null;
+    if (pb && c?.balance) {
+      // The workers are idle: move the cut for the next step by how much later the worker finished.
+      const b = c.balance;
+      const late = pool.statValues[STAT_WORDS + STAT.END_AT]! - pb.end;
+      const workerRows = (b.batch - b.cuts[1]!) * solver.param.iter_size;
+      const workerMsPerRow = pool.statValues[STAT_WORDS + STAT.SHARE_MS]! / workerRows;
+      b.target = nextCut(b.target, b.batch, late, pb.msPerRow + workerMsPerRow);
+      b.cuts[1] = Math.round(b.target);
+    }
     let loss = loss0;
     for (let r = 1; r < n; r++) loss += pool.lossValues[r]!;
     this.reducePending = false;

@@ -143,6 +143,14 @@ export interface ChunkInit {
   chunks: number;
   /** Chunks per step: chunks × iter_size. */
   total: number;
+  /**
+   * Balanced shares (chunks = ranks): Int32 row cuts, ranks + 1 of them. Rank r computes rows
+   * [cut[r], cut[r + 1]) of every batch of the step instead of taking chunks from CTRL.NEXT; rank
+   * 0 moves the cuts between steps so that the ranks finish together, and each rank scales its
+   * loss weights by its rows × ranks / batch so that the reduced gradient stays the batch's mean.
+   * Absent: equal chunks from the counter.
+   */
+  cuts?: SharedArrayBuffer;
 }
 
 /** Inputs in shared memory (whole arrays, batch on axis 0) and the rows [from, to) one rank runs. */
@@ -210,8 +218,12 @@ export const STAT = {
   POSTED_AT: 7,
   /** Chunked split: chunks this rank computed. */
   CHUNKS: 8,
+  /** Balanced shares: when this rank finished its share of the last step (performance.timeOrigin + now(), ms). */
+  END_AT: 9,
+  /** Balanced shares: wall ms this rank computed its share of the last step (its forward/backward passes). */
+  SHARE_MS: 10,
 } as const;
-export const STAT_WORDS = 9;
+export const STAT_WORDS = 11;
 
 /** An inference job: rank r runs the global batches b with b % count == r, of `iterations`. */
 export interface TestJob {

@@ -14,7 +14,7 @@ import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, type ForwardBlob, type ForwardJob,
 import { arenaReducer, arenaShare, paramShare, ShareUpdater } from './update.js';
 import { createUpdateKernels } from './update-wasm.js';
 import { runForwardRows } from './forward.js';
-import { chunkInputs, loadChunk, stagingViews } from './chunks.js';
+import { chunkInputs, loadChunk, loadRows, lossTops, scaleLossWeights, stagingViews } from './chunks.js';
 import { applyKernelThreads, arenaView, runLayers, runTimes, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
@@ -159,14 +159,42 @@ function bind(net: Net): { frozen: { mine: FloatArray; shared: FloatArray }[] } 
 }
 
 /** Chunked split (protocol ChunkInit): the staged batches' views by buffer and this net's Input tops. */
-let chunkIo: { views: FloatArray[][][]; inputs: ReturnType<typeof chunkInputs> } | null = null;
+let chunkIo: {
+  views: FloatArray[][][];
+  inputs: ReturnType<typeof chunkInputs>;
+  cuts: Int32Array | null;
+  loss: ReturnType<typeof lossTops>;
+} | null = null;
 
-/** Chunks of the current step taken from the shared counter until none is left; returns their summed loss. */
+/**
+ * Chunks of the current step taken from the shared counter until none is left, or with balanced
+ * shares this rank's rows of every batch (its gradient weighted by its rows); returns the summed loss.
+ */
 async function takeChunks(net: Net): Promise<number> {
   const c = init.chunked!;
-  chunkIo ??= { views: c.staging.map((b) => stagingViews(b, c, init.dtype)), inputs: chunkInputs(net, leadingSourceLayers(net)) };
+  chunkIo ??= {
+    views: c.staging.map((b) => stagingViews(b, c, init.dtype)),
+    inputs: chunkInputs(net, leadingSourceLayers(net)),
+    cuts: c.cuts ? new Int32Array(c.cuts) : null,
+    loss: lossTops(net),
+  };
   const views = chunkIo.views[Atomics.load(ctrl, CTRL.BUF)]!;
   let loss = 0;
+  const cuts = chunkIo.cuts;
+  if (cuts) {
+    const start = cuts[init.rank]!;
+    const rows = cuts[init.rank + 1]! - start;
+    const batch = c.tops[0]!.rows;
+    scaleLossWeights(chunkIo.loss ?? [], (rows * init.count) / batch);
+    const t0 = performance.now();
+    for (const b of views) {
+      loadRows(b, c, chunkIo.inputs, start, rows);
+      loss += await runLayers(net, true);
+      stats[STAT.CHUNKS]! += 1;
+    }
+    stats[STAT.SHARE_MS] = performance.now() - t0;
+    return loss;
+  }
   for (;;) {
     const k = Atomics.add(ctrl, CTRL.NEXT, 1);
     if (k >= c.total) break;
@@ -204,6 +232,8 @@ async function step(net: Net, frozen: { mine: FloatArray; shared: FloatArray }[]
     for (const blob of net.learnableParams) blob.mutableCpuDiff();
   }
   losses[init.rank] = loss;
+  // Balanced shares: rank 0 moves the cut by when each rank finished (before it counts DONE).
+  stats[STAT.END_AT] = performance.timeOrigin + performance.now();
 }
 
 async function test(net: Net, iterations: number): Promise<void> {
