@@ -5,7 +5,7 @@
 //   one output per row (Caffe's InnerProduct layout, the GEMM's transB). For a handful of input
 //   rows (batch-1 inference) the blocked GEMM spends its time packing the whole weight matrix;
 //   here the weights stream through once, four rows at a time, each group of four rows reused
-//   for every input row while it is in cache.
+//   for every input row (two input rows at a time) while it is in cache.
 // - depthwise: a 2-D convolution with one filter per channel (group = channels = outputs), the
 //   shape of MobileNet's depthwise layers, which im2col + GEMM runs as one tiny GEMM per channel.
 //   Each channel plane is copied into a zero-bordered scratch plane (so the window loop needs no
