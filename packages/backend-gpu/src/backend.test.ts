@@ -3,7 +3,7 @@ import { LayerError } from '@caffe-ts/layers';
 import { createLayer } from '@caffe-ts/layers/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createGpuBackend, gpuKernelTypes } from './backend.js';
-import { GpuBuffer, GpuDevice, softwareRenderer } from './device.js';
+import { GpuBuffer, GpuDevice } from './device.js';
 import { registerGpuBackend } from './register-backend.js';
 import { GPU_MODE_ORDER, type GpuMode } from './runtime.js';
 import { backendFor } from './test-modes.js';
@@ -182,26 +182,6 @@ describe('device memory', () => {
     for (let i = 1; i < rows.length; i++) expect(rows[i - 1]!.ms).toBeGreaterThanOrEqual(rows[i]!.ms);
     expect(b.device.kernelProfile()).toEqual([]);
     b.destroy();
-  });
-});
-
-describe('packed GEMM thread target', () => {
-  it('keeps a software rasterizer at 16k threads per GEMM and gives a GPU 128k (split along k below that)', () => {
-    expect(softwareRenderer('ANGLE (Mesa/X.org llvmpipe (LLVM 15.0.6, 256 bits) OpenGL 4.5 core)')).toBe(true);
-    expect(softwareRenderer('ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero)), SwiftShader driver)')).toBe(true);
-    expect(softwareRenderer('ANGLE (NVIDIA Corporation NVIDIA H200/PCIe/SSE2 OpenGL 4.5 core)')).toBe(false);
-    expect(softwareRenderer(undefined)).toBe(false);
-    const b = backendFor('cpu');
-    const runtime = b.device.runtime;
-    const withRenderer = (renderer: string) => new GpuDevice({ ...runtime, info: { ...runtime.info, renderer } });
-    expect(withRenderer('ANGLE (Mesa/X.org llvmpipe (LLVM 15.0.6, 256 bits) OpenGL 4.5 core)').gemmMinThreads).toBe(16384);
-    expect(withRenderer('ANGLE (NVIDIA Corporation NVIDIA H200/PCIe/SSE2 OpenGL 4.5 core)').gemmMinThreads).toBe(131072);
-    vi.stubEnv('CAFFE_TS_GPU_GEMM_THREADS', '4096');
-    try {
-      expect(withRenderer('ANGLE (NVIDIA Corporation NVIDIA H200/PCIe/SSE2 OpenGL 4.5 core)').gemmMinThreads).toBe(4096);
-    } finally {
-      vi.unstubAllEnvs();
-    }
   });
 });
 

@@ -77,11 +77,6 @@ function argSignature(a: unknown): string {
   return t.output ? `t${t.type === 'ArrayTexture(4)' ? '4:' : ''}${t.output.join('x')}` : '?';
 }
 
-/** Whether a GL renderer string names a software rasterizer (Mesa llvmpipe/softpipe, SwiftShader). */
-export function softwareRenderer(renderer: string | undefined): boolean {
-  return renderer !== undefined && /llvmpipe|softpipe|swiftshader|software/i.test(renderer);
-}
-
 const constantsKey = (c: Record<string, number> | undefined): string =>
   c ? Object.keys(c).sort().map((k) => `${k}=${c[k]}`).join(';') : '';
 
@@ -116,18 +111,8 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
    */
   private profile: Map<string, { calls: number; ms: number }> | null = null;
 
-  /**
-   * Threads a packed GEMM should have at least: below that it splits along k (more, shorter
-   * threads, partial sums added after). A software rasterizer has a few CPU threads to keep busy;
-   * a GPU runs on the order of 10^5 threads at once (an H200's fc6 at batch 1 ran 16 k threads
-   * of 144 k-steps each). CAFFE_TS_GPU_GEMM_THREADS overrides it.
-   */
-  readonly gemmMinThreads: number;
-
   constructor(readonly runtime: GpuRuntime, options: { splitLimit?: number; packed?: boolean; profileKernels?: boolean } = {}) {
     if (options.profileKernels) this.profile = new Map();
-    const envThreads = Number((globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_GPU_GEMM_THREADS);
-    this.gemmMinThreads = envThreads > 0 ? envThreads : softwareRenderer(runtime.info.renderer) ? 16384 : 131072;
     this.packed = options.packed ?? runtime.textures;
     this.name = `gpu.js/${runtime.info.mode}`;
     const side = runtime.info.maxTextureSize;

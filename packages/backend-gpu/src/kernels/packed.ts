@@ -184,6 +184,8 @@ export function packIm2col(dev: GpuDevice, x: GpuValue, d: ConvGeom, transposed:
   return dev.adopt(dev.run(spec, d.G * rowsPer * cols4, [x]));
 }
 
+/** Threads a GEMM should have at least (split-K below that), so every rasterizer thread gets tiles. */
+const MIN_THREADS = 16384;
 /** Fewest 4-wide k steps per split. */
 const MIN_K4_PER_SPLIT = 32;
 
@@ -202,7 +204,7 @@ export interface PackedGemm {
  */
 export function packedGemm(dev: GpuDevice, a: GpuValue, b: GpuValue, M: number, N4: number, K4: number, rowsPerGroup = M, maxSplits = Infinity): PackedGemm {
   const cells = M * N4;
-  const splits = Math.max(1, Math.min(maxSplits, Math.floor(K4 / MIN_K4_PER_SPLIT), Math.ceil(dev.gemmMinThreads / cells)));
+  const splits = Math.max(1, Math.min(maxSplits, Math.floor(K4 / MIN_K4_PER_SPLIT), Math.ceil(MIN_THREADS / cells)));
   const KC = Math.ceil(K4 / splits);
   const spec: KernelSpec = {
     name: 'gemm4',
