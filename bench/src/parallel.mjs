@@ -14,7 +14,9 @@
 //   split-plain   split ×C with the update in JavaScript loops and no early step (--mixes only)
 //   split-static  split ×C with fixed halves read by each replica from its shard (no chunks taken
 //                 dynamically; the split before chunking) (--mixes only)
-//   split-even    split ×C in chunks without the balanced shares (equal halves on 2 cores) (--mixes only)
+//   split-balanced  split ×C with balanced shares (rank 0 moves the cut between the ranks' rows
+//                 from step to step; 2 cores) (--mixes only)
+//   split-spin    split ×C whose barrier waits spin 1 ms before they block (--mixes only)
 // The default of `caffe train` (chooseParallelism) is marked. Every mix's solver is built once and
 // the mixes then run in interleaved rounds of `--iterations` iterations (after `--warmup`), so a
 // machine whose load changes during the run slows them alike; the table gives the median
@@ -173,6 +175,7 @@ async function build(param, mix) {
     ...(mix.plain ? { wasmUpdate: false, earlyStep: false } : {}),
     ...(mix.chunks !== undefined ? { chunks: mix.chunks } : {}),
     ...(mix.balance !== undefined ? { balance: mix.balance } : {}),
+    ...(mix.spinMs !== undefined ? { spinMs: mix.spinMs } : {}),
   });
   const solver = await createNodeSolver(param, { ...opts, netFactoryAsync: dp.netFactoryAsync });
   await dp.attach(solver);
@@ -190,15 +193,16 @@ const ALL = {
   'split-plain': { name: `split ×${cores} plain`, workers: cores, mode: 'split', kernelThreads: 1, plain: true },
   // split with each replica's fixed share of every batch (chunks: 0), measured in the same rounds.
   'split-static': { name: `split ×${cores} static`, workers: cores, mode: 'split', kernelThreads: 1, chunks: 0 },
-  // chunked split without the balanced shares (equal halves), measured in the same rounds.
-  'split-even': { name: `split ×${cores} even`, workers: cores, mode: 'split', kernelThreads: 1, balance: false },
+  // chunked split with balanced shares, and with barrier waits that spin first, in the same rounds.
+  'split-balanced': { name: `split ×${cores} balanced`, workers: cores, mode: 'split', kernelThreads: 1, balance: true },
+  'split-spin': { name: `split ×${cores} spin`, workers: cores, mode: 'split', kernelThreads: 1, spinMs: 1 },
 };
 const mixes = values.mixes.split(',').map((k) => {
   if (!ALL[k]) throw new Error(`unknown mix '${k}' (known: ${Object.keys(ALL).join(', ')})`);
   return ALL[k];
 });
 if (!mixes.includes(ALL['1core'])) mixes.unshift(ALL['1core']);
-const isDefault = (mix) => !mix.plain && mix.chunks === undefined && mix.balance === undefined && mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
+const isDefault = (mix) => !mix.plain && mix.chunks === undefined && mix.balance === undefined && mix.spinMs === undefined && mix.workers === plan.workers && mix.kernelThreads === plan.kernelThreads && (mix.workers === 1 || mix.mode === plan.mode);
 const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
 await initThreads(cores);
 console.log(

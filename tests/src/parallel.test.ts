@@ -273,7 +273,8 @@ defaultLayerRegistry().register({ type: 'Slow', create: (p, ctx) => new Slow(p, 
     );
     const slow = [{ name: 'slow', type: 'Slow', bottom: ['ip1'], top: ['ip1'] }];
     const serial = await train(solverParam(16, {}, slow), null, 30);
-    const { dp, solver } = await parallelSolver(solverParam(16, {}, slow), { workers: 2, mode: 'split', register: [...REGISTER, pathToFileURL(plugin).href] });
+    // Balanced shares and barrier waits that spin 1 ms first (both opt-in).
+    const { dp, solver } = await parallelSolver(solverParam(16, {}, slow), { workers: 2, mode: 'split', balance: true, spinMs: 1, register: [...REGISTER, pathToFileURL(plugin).href] });
     const losses: number[] = [];
     solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
     try {
@@ -289,8 +290,8 @@ defaultLayerRegistry().register({ type: 'Slow', create: (p, ctx) => new Slow(p, 
       await solver.close();
     }
     expectClose(losses, serial.losses);
-    // Without: equal halves.
-    const even = await parallelSolver(solverParam(16), { workers: 2, mode: 'split', balance: false });
+    // By default: equal halves.
+    const even = await parallelSolver(solverParam(16), { workers: 2, mode: 'split' });
     try {
       expect(even.dp.shareRows).toBeNull();
       expect(even.dp.chunksPerBatch).toBe(2);

@@ -37,7 +37,7 @@ import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from '
 import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ChunkInit, type ParamSlot } from './protocol.js';
 import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
 import { allocArenaInKernelMemory, allocArenaMemory, createUpdateKernels, type ArenaMemory, type UpdateKernels } from './update-wasm.js';
-import { applyKernelThreads, arenaView, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
+import { applyKernelThreads, arenaView, defaultSpinMs, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
 import { chunkInputs, chunkNetParameter, chunkPlan, loadChunk, loadRows, lossTops, nextCut, scaleLossWeights, stagingLayout, stagingViews, type ChunkPlan } from './chunks.js';
 
 export type ParallelMode = 'replicate' | 'split';
@@ -84,13 +84,22 @@ export interface DataParallelOptions {
    */
   chunks?: number;
   /**
-   * Chunked split on 2 replicas with one chunk each: balanced shares (default true; false, or
-   * CAFFE_TS_PARALLEL_BALANCE=off: equal halves). Rank 0 moves the cut between the two ranks' rows
-   * of each batch from step to step so that they finish together (the worker starts first, rank 0
-   * also reads the batches), and each rank weights its gradient by its rows. Needs every data top
-   * to have the batch's rows and scalar loss tops.
+   * Chunked split on 2 replicas with one chunk each: balanced shares (default false, or
+   * CAFFE_TS_PARALLEL_BALANCE=on). Rank 0 moves the cut between the two ranks' rows of each batch
+   * from step to step so that they finish together, and each rank weights its gradient by its
+   * rows. Needs every data top to have the batch's rows and scalar loss tops. It follows a
+   * systematic imbalance (a replica slower per row), but on the shared 2-core machine, where the
+   * imbalance is the OS descheduling threads at random, it measured no faster than equal halves
+   * on LeNet (it chases the noise), hence off by default.
    */
   balance?: boolean;
+  /**
+   * Ms each barrier wait spins before it blocks (default 0, or CAFFE_TS_PARALLEL_SPIN_MS: block
+   * at once). A thread that blocks gives its core away and, on a loaded machine, gets it back only
+   * at its next time slice after the notify; spinning keeps it, but measured no faster on the
+   * shared 2-core machine (LeNet split ×2), hence off by default.
+   */
+  spinMs?: number;
   /**
    * When the train net cannot be divided (a batch that does not split, a data layer that does not
    * shard, a single replica), train on the calling thread alone instead of failing: `active` is
@@ -249,6 +258,7 @@ export class DataParallel implements GradientComputer {
     balance?: { cuts: Int32Array; target: number; batch: number; loss: { blob: Blob; weight: number }[] };
   } | null = null;
   private readonly balanceWanted: boolean;
+  private readonly spinMs: number;
   /** Balanced shares: when rank 0 finished its share of this step (ms, timeOrigin-based) and its ms per row. */
   private pendingBalance: { end: number; msPerRow: number } | null = null;
   private readonly own = { steps: 0, chunks: 0, stageMs: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
@@ -268,7 +278,9 @@ export class DataParallel implements GradientComputer {
     this.optional = options.optional ?? false;
     this.wasmUpdate = options.wasmUpdate ?? true;
     this.earlyStep = options.earlyStep ?? true;
-    this.balanceWanted = options.balance ?? process.env.CAFFE_TS_PARALLEL_BALANCE !== 'off';
+    this.balanceWanted = options.balance ?? process.env.CAFFE_TS_PARALLEL_BALANCE === 'on';
+    this.spinMs = options.spinMs ?? defaultSpinMs();
+    if (!(this.spinMs >= 0)) throw new ParallelConfigError(`spinMs must be >= 0 (got ${this.spinMs})`);
     const env = process.env.CAFFE_TS_PARALLEL_CHUNKS;
     this.chunksRequested = options.chunks ?? (env === 'off' ? 0 : env && Number(env) > 0 ? Number(env) : undefined);
     if (this.chunksRequested !== undefined && !(Number.isInteger(this.chunksRequested) && this.chunksRequested >= 0)) {
@@ -534,7 +546,7 @@ export class DataParallel implements GradientComputer {
       });
     }
     this.share = { from, to, updater, scalars: new Float64Array(scalars) };
-    const pool = new WorkerPool(this.workers);
+    const pool = new WorkerPool(this.workers, this.spinMs);
     this.pool = pool;
     const plan = this.trainPlan;
     const o = plan.options as NetBuildOptions & { name?: string };
@@ -563,6 +575,7 @@ export class DataParallel implements GradientComputer {
         slots,
         share: { solver: solverBinary, diffs: diffArenas, history, scalars, lrMult, decayMult, total, scale },
         cwd: process.cwd(),
+        spinMs: this.spinMs,
         ...(chunked ? { chunked } : {}),
       }));
       const ready = await pool.takeResults<{ canUpdate: boolean; kernelThreads: { requested: number; started: number } }>('ready');

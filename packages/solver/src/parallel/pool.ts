@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SolverError } from '../errors.js';
-import { waitWhileEqual } from './replica.js';
+import { defaultSpinMs, spinWhileEqual, waitWhileEqual } from './replica.js';
 import { CMD, CTRL, CTRL_WORDS, STAT, STAT_WORDS, type SerializedError, type WorkerInit, type WorkerMessage } from './protocol.js';
 
 /** Base of the data-parallel errors. */
@@ -115,9 +115,12 @@ export class WorkerPool {
   /** Result messages (test-result, params, …) by type, then by rank. */
   private readonly results = new Map<string, Map<number, unknown>>();
   private closed = false;
+  /** Blocking waits spin this long first (spinWhileEqual). */
+  readonly spinMs: number;
 
-  constructor(count: number) {
+  constructor(count: number, spinMs = defaultSpinMs()) {
     this.count = count;
+    this.spinMs = spinMs;
     this.control = new SharedArrayBuffer(CTRL_WORDS * 4);
     this.ctrl = new Int32Array(this.control);
     this.losses = new SharedArrayBuffer(8 * Math.max(1, count));
@@ -240,6 +243,7 @@ export class WorkerPool {
         const v = Atomics.load(this.ctrl, CTRL.DONE);
         if (v >= this.count - 1) return;
         if (Date.now() > deadline) throw new ParallelError(`data-parallel: the workers did not finish within ${timeoutMs} ms`);
+        if (spinWhileEqual(this.ctrl, CTRL.DONE, v, this.spinMs)) continue;
         Atomics.wait(this.ctrl, CTRL.DONE, v, 50);
       }
     } finally {
@@ -266,6 +270,7 @@ export class WorkerPool {
       }
       const left = deadline - performance.now();
       if (left <= 0) return false;
+      if (spinWhileEqual(this.ctrl, CTRL.DONE, v, Math.min(left, this.spinMs))) continue;
       Atomics.wait(this.ctrl, CTRL.DONE, v, left);
     }
   }

@@ -123,6 +123,8 @@ export interface WorkerInit {
   forward?: ForwardJob;
   /** The working directory of the calling process (paths in nets resolve against it). */
   cwd: string;
+  /** Ms a blocking wait spins first (replica.ts spinWhileEqual). */
+  spinMs?: number;
   /** Training in chunked split mode (see ChunkInit); absent otherwise. */
   chunked?: ChunkInit;
 }

@@ -74,6 +74,30 @@ export async function applyKernelThreads(n: number): Promise<number> {
   return previous;
 }
 
+/**
+ * Spin (Atomics.load in a loop) for up to `ms` while ctrl[index] is `value`; returns whether it
+ * changed. A barrier spins before it blocks in Atomics.wait: a thread that blocks gives its core
+ * away, and on a loaded machine it waits for its next time slice after the notify (measured on the
+ * shared 2-core machine: ms per barrier, four barriers a step), while one that spins sees the
+ * change at once. Waits longer than `ms` block as before (spinning burns the core). Off by default:
+ * on the shared 2-core machine it measured no faster (LeNet split ×2, interleaved runs).
+ */
+export function spinWhileEqual(ctrl: Int32Array, index: number, value: number, ms: number): boolean {
+  if (ms <= 0) return Atomics.load(ctrl, index) !== value;
+  const deadline = performance.now() + ms;
+  for (;;) {
+    for (let i = 0; i < 256; i++) if (Atomics.load(ctrl, index) !== value) return true;
+    if (performance.now() >= deadline) return Atomics.load(ctrl, index) !== value;
+  }
+}
+
+/** Spin before blocking (spinWhileEqual): ms, from CAFFE_TS_PARALLEL_SPIN_MS (default 0: block at once). */
+export function defaultSpinMs(): number {
+  const env = process.env.CAFFE_TS_PARALLEL_SPIN_MS;
+  const n = env === undefined || env.trim() === '' ? NaN : Number(env);
+  return Number.isFinite(n) && n >= 0 ? n : 0;
+}
+
 type WaitAsyncResult = { async: false; value: string } | { async: true; value: Promise<string> };
 const atomicsWaitAsync = (Atomics as unknown as { waitAsync: (a: Int32Array, i: number, v: number) => WaitAsyncResult }).waitAsync;
 

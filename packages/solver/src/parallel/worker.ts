@@ -15,6 +15,7 @@ import { arenaReducer, arenaShare, paramShare, ShareUpdater } from './update.js'
 import { createUpdateKernels } from './update-wasm.js';
 import { runForwardRows } from './forward.js';
 import { chunkInputs, loadChunk, loadRows, lossTops, scaleLossWeights, stagingViews } from './chunks.js';
+import { defaultSpinMs, spinWhileEqual } from './replica.js';
 import { applyKernelThreads, arenaView, runLayers, runTimes, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
@@ -25,6 +26,7 @@ port.on('message', () => {});
 // Rank 0 logs what every replica would (data layers opening their sources, …).
 setLogEnabled(false);
 const ctrl = new Int32Array(init.control);
+const spinMs = init.spinMs ?? defaultSpinMs();
 const losses = new Float64Array(init.losses);
 const stats = new Float64Array(init.stats, init.rank * STAT_WORDS * 8, STAT_WORDS);
 /** Rank 0's block of the stats (STAT.POSTED_AT). */
@@ -336,6 +338,7 @@ async function main(): Promise<void> {
         if (Atomics.load(ctrl, CTRL.SEQ) !== seen) break;
         const left = blockUntil - performance.now();
         if (left <= 0) break;
+        if (spinWhileEqual(ctrl, CTRL.SEQ, seen, Math.min(left, spinMs))) break;
         Atomics.wait(ctrl, CTRL.SEQ, seen, left);
       }
       blockUntil = 0;
