@@ -44,6 +44,12 @@ describe('chunkPlan (chunked split)', () => {
       layer: [{ name: 'in', type: 'Input', top: ['x'], input_param: { shape: [{ dim: [4, 2] }] } }, { name: 'r', type: 'ReLU', bottom: ['x'], top: ['x'] }],
     });
     expect(chunkPlan(input, 2, TRAIN, 0)).toMatch(/Input layer 'in' is not a data layer with a batch_size/);
+    // MemoryData is fed by its caller through the train net's layer: not moved into a data net.
+    const memory = createMessage<NetParameter>('NetParameter', {
+      name: 'm',
+      layer: [{ name: 'mem', type: 'MemoryData', top: ['x', 'y'], memory_data_param: { batch_size: 64, channels: 1, height: 1, width: 1 } }],
+    });
+    expect(chunkPlan(memory, 2, TRAIN, 0)).toMatch(/MemoryData layer 'mem' is not a data layer with a batch_size/);
   });
 });
 

@@ -17,13 +17,15 @@ import { layerIncluded, type Net, type NetStateLike } from '@caffe-ts/net';
 import { createMessage, decodeBinary, encodeBinary, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
 import type { ChunkInit } from './protocol.js';
 
-/** Data-layer types whose top rows are the batch (their batch_size field). */
+/**
+ * Data-layer types whose top rows are the batch (their batch_size field). Not MemoryData: its
+ * caller feeds the train net's layer, which chunked split moves into a net of its own.
+ */
 export const CHUNK_SOURCE_FIELDS: Record<string, string> = {
   Data: 'data_param',
   ImageData: 'image_data_param',
   WindowData: 'window_data_param',
   HDF5Data: 'hdf5_data_param',
-  MemoryData: 'memory_data_param',
 };
 
 /** The fewest rows per chunk the automatic choice makes more chunks than replicas for. */

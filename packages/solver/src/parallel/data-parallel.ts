@@ -78,9 +78,10 @@ export interface DataParallelOptions {
    * Split mode: chunks per batch that the replicas take dynamically (chunks.ts): rank 0 reads each
    * whole batch, and a rank that starts late or is descheduled computes fewer chunks instead of
    * holding up the step. Default: 2 × workers where every data layer's batch divides into chunks
-   * of 32 rows or more (chunks.ts MIN_AUTO_ROWS), else workers; 0 (or CAFFE_TS_PARALLEL_CHUNKS=off): each replica reads and computes its fixed share
-   * from its shard of the data (the static split). A net that does not fit (a data layer that
-   * does not lead the net, a layer without bottoms elsewhere) takes the static split.
+   * of 32 rows or more (chunks.ts MIN_AUTO_ROWS), else workers; 0 (or
+   * CAFFE_TS_PARALLEL_CHUNKS=off): each replica reads and computes its fixed share from its shard
+   * of the data (the static split). A net that does not fit (a data layer that does not lead the
+   * net, a layer without bottoms elsewhere, MemoryData) takes the static split.
    */
   chunks?: number;
   /**
