@@ -266,13 +266,14 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
 
   /**
    * Threads for the batch split of a call over `num` images of `flops` each (each thread then
-   * runs whole images): 1 (no batch split) without two images, two threads, room for one image's
-   * `commands` in a thread's list, or work enough to pay (planThreads); CAFFE_TS_PACKED_BATCH=off
-   * turns it off (each image then split within itself, as at batch 1).
+   * runs whole images): 1 (no batch split) without two threads, an image for every thread (fewer
+   * images than threads: each image split within itself keeps them all busy), room for one
+   * image's `commands` in a thread's list, or work enough to pay (planThreads);
+   * CAFFE_TS_PACKED_BATCH=off turns it off (each image split within itself, as at batch 1).
    */
   function batchThreads(num: number, flops: number, commands: number): number {
     const cap = threadCap();
-    if (cap < 2 || num < 2 || commands > MAX_COMMANDS) return 1;
+    if (cap < 2 || num < cap || commands > MAX_COMMANDS) return 1;
     const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
     if (env?.CAFFE_TS_PACKED_BATCH?.trim().toLowerCase() === 'off') return 1;
     return Math.min(cap, planThreads(flops * num, num));
