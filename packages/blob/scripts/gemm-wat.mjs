@@ -298,6 +298,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   if (NR !== MR) packRows(NR);
 
   emitPackABlock(emit, MR);
+  emitPackIm2col(emit, NR);
 
   // ---------------------------------------------------------------- driver
   emit(1, ';; Row-major C = alpha*op(A)*op(B) + beta*C; pointers are byte offsets, leading dimensions');
@@ -319,6 +320,11 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(4, ';; pack op(B)[pc:+kc, jc:+nc] into NR-wide panels');
   emit(4, '(local.set $jr (i32.const 0))');
   emit(4, '(loop $packBLoop');
+  emit(5, '(if (i32.eq (local.get $transB) (i32.const 2))');
+  emit(6, '(then ;; implicit im2col: $pB is the geometry, $ldb the images (emitPackIm2col)');
+  emit(7, '(call $pack_im2col (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
+  emit(8, '(local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (i32.add (local.get $jc) (local.get $jr)) (i32.sub (local.get $nc) (local.get $jr))))');
+  emit(6, '(else');
   emit(5, '(if (local.get $transB)');
   emit(6, '(then ;; op(B)(k, j) = B[j*ldb + k]');
   emit(7, '(call $pack_strided (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
@@ -327,7 +333,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(6, '(else ;; op(B)(k, j) = B[k*ldb + j]');
   emit(7, `(call $pack_rows_${NR} (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))`);
   emit(8, '(i32.add (local.get $pB) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $ldb)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
-  emit(8, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))');
+  emit(8, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))))');
   emit(5, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(5, '(br_if $packBLoop (i32.lt_u (local.get $jr) (local.get $nc))))');
   emit(4, '(local.set $ic (i32.const 0))');
@@ -425,6 +431,84 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * Waits give up (return early) once the i32 at $abort (the pool's error count) is nonzero, so a
  * thread that failed cannot leave the others waiting forever.
  */
+/**
+ * $pack_im2col: the "gemm" export's op(B) panel when transB = 2, an implicit im2col. op(B) is the
+ * column matrix that "im2col" would write (row (c*KH + kh)*KW + kw, column n*OH*OW + oh*OW + ow),
+ * read straight from the images instead: dst[k*NR + w] = col[pc + k][j0 + w] for w < valid, 0
+ * beyond. The floats are the same ones "im2col" then $pack_rows_NR would place (copies, +0 in the
+ * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, KH, KW, SH, SW,
+ * OH, OW, the window table (as "im2col"'s), bytes per plane, bytes per image, OH*OW; $x: the
+ * byte address of the first image's first channel of the group.
+ */
+function emitPackIm2col(emit, NR) {
+  const lanes = Array.from({ length: NR }, (_, w) => w);
+  emit(1, ';; op(B) panel of an implicit im2col (transB = 2): see emitPackIm2col in gemm-wat.mjs');
+  emit(1, '(func $pack_im2col (param $dst i32) (param $desc i32) (param $x i32) (param $pc i32) (param $kc i32) (param $j0 i32) (param $valid i32)');
+  emit(2, '(local $H i32) (local $W i32) (local $KH i32) (local $KW i32) (local $SH i32) (local $SW i32) (local $OW i32)');
+  emit(2, '(local $tab i32) (local $plane i32) (local $img i32) (local $S i32)');
+  emit(2, '(local $c i32) (local $kh i32) (local $kw i32) (local $hOff i32) (local $wOff i32) (local $cOff i32)');
+  emit(2, '(local $j i32) (local $n i32) (local $r i32) (local $ih i32) (local $iw i32) (local $contig i32) (local $k i32)');
+  emit(2, lanes.map((w) => `(local $lb${w} i32) (local $lh${w} i32) (local $lw${w} i32)`).join(' '));
+  const fields = ['H', 'W', 'KH', 'KW', 'SH', 'SW', null, 'OW', 'tab', 'plane', 'img', 'S'];
+  fields.forEach((f, i) => { if (f) emit(2, `(local.set $${f} (i32.load offset=${4 * i} (local.get $desc)))`); });
+  emit(2, ';; per lane (output column): image base, oh*SH, ow*SW; lanes past $valid read nothing (row far out)');
+  for (const w of lanes) {
+    emit(2, `(if (i32.lt_u (i32.const ${w}) (local.get $valid))`);
+    emit(3, '(then');
+    emit(4, `(local.set $j (i32.add (local.get $j0) (i32.const ${w})))`);
+    emit(4, '(local.set $n (i32.div_u (local.get $j) (local.get $S)))');
+    emit(4, '(local.set $r (i32.sub (local.get $j) (i32.mul (local.get $n) (local.get $S))))');
+    emit(4, `(local.set $lb${w} (i32.add (local.get $x) (i32.mul (local.get $n) (local.get $img))))`);
+    emit(4, '(local.set $n (i32.div_u (local.get $r) (local.get $OW)))');
+    emit(4, `(local.set $lh${w} (i32.mul (local.get $n) (local.get $SH)))`);
+    emit(4, `(local.set $lw${w} (i32.mul (i32.sub (local.get $r) (i32.mul (local.get $n) (local.get $OW))) (local.get $SW))))`);
+    emit(3, `(else (local.set $lb${w} (local.get $x)) (local.set $lh${w} (i32.const 0x40000000)) (local.set $lw${w} (i32.const 0))))`);
+  }
+  emit(2, ';; all lanes on one output row of one image with unit column stride: contiguous source floats');
+  emit(2, `(local.set $contig (i32.and (i32.and (i32.ge_u (local.get $valid) (i32.const ${NR})) (i32.eq (local.get $SW) (i32.const 1)))`);
+  emit(3, `(i32.and (i32.eq (local.get $lh0) (local.get $lh${NR - 1})) (i32.eq (local.get $lb0) (local.get $lb${NR - 1})))))`);
+  emit(2, ';; the first row: c, kh, kw of row pc');
+  emit(2, '(local.set $r (i32.mul (local.get $KH) (local.get $KW)))');
+  emit(2, '(local.set $c (i32.div_u (local.get $pc) (local.get $r)))');
+  emit(2, '(local.set $r (i32.sub (local.get $pc) (i32.mul (local.get $c) (local.get $r))))');
+  emit(2, '(local.set $kh (i32.div_u (local.get $r) (local.get $KW)))');
+  emit(2, '(local.set $kw (i32.sub (local.get $r) (i32.mul (local.get $kh) (local.get $KW))))');
+  emit(2, '(local.set $k (local.get $kc))');
+  emit(2, '(loop $rows');
+  emit(3, '(local.set $hOff (i32.load (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12)))))');
+  emit(3, '(local.set $wOff (i32.load (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12)))))');
+  emit(3, '(local.set $cOff (i32.mul (local.get $c) (local.get $plane)))');
+  emit(3, '(block $stored');
+  emit(4, '(if (local.get $contig) (then');
+  emit(5, '(local.set $ih (i32.add (local.get $lh0) (local.get $hOff)))');
+  emit(5, '(local.set $iw (i32.add (local.get $lw0) (local.get $wOff)))');
+  emit(5, '(if (i32.ge_u (local.get $ih) (local.get $H)) (then ;; the row lies in the padding');
+  for (let v = 0; v < NR / 4; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.const i32x4 0 0 0 0))`);
+  emit(6, '(br $stored)))');
+  emit(5, `(if (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.le_s (i32.add (local.get $iw) (i32.const ${NR})) (local.get $W))) (then`);
+  emit(6, '(local.set $r (i32.add (i32.add (local.get $lb0) (local.get $cOff)) (i32.shl (i32.add (i32.mul (local.get $ih) (local.get $W)) (local.get $iw)) (i32.const 2))))');
+  for (let v = 0; v < NR / 4; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.load offset=${16 * v} (local.get $r)))`);
+  emit(6, '(br $stored)))))');
+  emit(4, ';; lane by lane, 0 outside the image');
+  for (const w of lanes) {
+    emit(4, `(f32.store offset=${4 * w} (local.get $dst) (if (result f32) (i32.and (i32.lt_u (local.tee $ih (i32.add (local.get $lh${w}) (local.get $hOff))) (local.get $H))`);
+    emit(5, `(i32.lt_u (local.tee $iw (i32.add (local.get $lw${w}) (local.get $wOff))) (local.get $W)))`);
+    emit(5, `(then (f32.load (i32.add (i32.add (local.get $lb${w}) (local.get $cOff)) (i32.shl (i32.add (i32.mul (local.get $ih) (local.get $W)) (local.get $iw)) (i32.const 2)))))`);
+    emit(5, '(else (f32.const 0))))');
+  }
+  emit(3, ')');
+  emit(3, `(local.set $dst (i32.add (local.get $dst) (i32.const ${NR * 4})))`);
+  emit(3, ';; next row: kw, then kh, then c');
+  emit(3, '(if (i32.eq (local.tee $kw (i32.add (local.get $kw) (i32.const 1))) (local.get $KW)) (then');
+  emit(4, '(local.set $kw (i32.const 0))');
+  emit(4, '(if (i32.eq (local.tee $kh (i32.add (local.get $kh) (i32.const 1))) (local.get $KH)) (then');
+  emit(5, '(local.set $kh (i32.const 0))');
+  emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))))))');
+  emit(3, '(br_if $rows (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))');
+  emit(1, ')');
+  emit(0, '');
+}
+
 /** $packA_block: op(A)[ic:+mc, pc:+kc] packed into MR-tall panels (both GEMMs call it). */
 function emitPackABlock(emit, MR) {
   emit(1, ';; pack op(A)[ic:+mc, pc:+kc] into MR-tall panels at $dst');

@@ -4,12 +4,24 @@
 // into private buffers that the calling thread sums at the end. Images already in the shared
 // memory (blobs of the 'wasm' host allocator) are used in place; others go in once and come back
 // once, in super-chunks that bound the staged floats. With T = 1 it is conv-wasm.ts's in-place
-// path on the calling thread.
+// path on the calling thread. With `implicit` (a forward product only) the GEMM packs its B
+// panels from the images themselves (transB = 2, see conv-wasm.ts) and no columns are written.
 import { engine, MAX_COMMANDS, Op } from './threads.js';
 import type { Blocking } from './gemm-threaded.js';
 import type { Conv2dPass } from './conv-wasm.js';
 
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
+/** i32 fields of the implicit-im2col geometry the GEMM reads (emitPackIm2col in gemm-wat.mjs). */
+export const IM2COL_DESC_INTS = 12;
+/**
+ * The implicit-im2col geometry (IM2COL_DESC_INTS i32) that "gemm" with transB = 2 reads at its
+ * pB: H, W, KH, KW, SH, SW, OH, OW, the window table's byte address, bytes per channel plane,
+ * bytes per image (all C channels), OH·OW. Its ldb is then the group's first image plane.
+ */
+export function im2colDesc(C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, pTab: number): number[] {
+  return [H, W, KH, KW, SH, SW, OH, OW, pTab, 4 * H * W, 4 * C * H * W, OH * OW];
+}
+
 /** Most image floats (inputs and outputs) staged per super-chunk. */
 const MAX_STAGED_IMAGE_FLOATS = 1 << 25;
 
@@ -19,6 +31,8 @@ export interface ConvDims {
   OH: number; OW: number; O: number; G: number;
   /** Window table (3 i32 per kernel row, then per kernel column), as conv-wasm.ts builds it. */
   table: Int32Array;
+  /** The forward product reads the images directly (implicit im2col); no column buffer. */
+  implicit?: boolean;
 }
 
 /**
@@ -55,13 +69,14 @@ export function convThreaded(
   const packA = align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
   const packB = align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
   const tile = align(4 * MR * NR);
-  const col = align(4 * K * G * Nmax);
+  const direct = !!d.implicit;
+  const col = direct && !colOut ? 0 : align(4 * K * G * Nmax);
   const rows = align(4 * O * Nmax);
   const dW = weightDiff ? align(4 * O * K) : 0;
   const dB = biasDiff ? align(4 * O) : 0;
   const work = packA + packB + tile + col + rows + dW + dB;
   const imgBytes = (resident: boolean, present: unknown, n: number) => (present && !resident ? align(4 * superN * n) : 0);
-  const bytes = T * work + align(4 * d.table.length) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
+  const bytes = T * work + align(4 * d.table.length) + align(4 * IM2COL_DESC_INTS) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
     imgBytes(at.colIn >= 0, colIn, imgIn) + imgBytes(at.colOut >= 0, colOut, imgIn) +
     imgBytes(at.gemmIn >= 0, gemmIn, imgOut) + imgBytes(at.gemmOut >= 0, gemmOut, imgOut);
   const scratch = e.scratch(bytes, 'convolution (threads)');
@@ -74,6 +89,7 @@ export function convThreaded(
     return q;
   };
   const pTab = take(align(4 * d.table.length));
+  const pDesc = take(align(4 * IM2COL_DESC_INTS));
   const pW = at.weights >= 0 ? at.weights : take(align(4 * O * K));
   const pBias = !bias ? 0 : at.bias >= 0 ? at.bias : take(align(4 * O));
   const pXin = at.colIn >= 0 ? at.colIn : take(imgBytes(false, colIn, imgIn));
@@ -84,6 +100,7 @@ export function convThreaded(
   const img = (resident: boolean, ptr: number, s0: number, n: number) => (resident ? ptr + 4 * s0 * n : ptr);
 
   i32.set(d.table, pTab >> 2);
+  i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pTab), pDesc >> 2);
   if (at.weights < 0) f32.set(weights.subarray(0, O * K), pW >> 2);
   if (bias && at.bias < 0) f32.set(bias.subarray(0, O), pBias >> 2);
   const wsOf = (t: number) => {
@@ -109,7 +126,7 @@ export function convThreaded(
     }
   }
 
-  const commandsPerBlock = (colIn ? 1 : 0) + (gemmIn ? (biasDiff ? 2 : 1) : 0) + (weightDiff ? G : 0)
+  const commandsPerBlock = (colIn && !direct ? 1 : 0) + (gemmIn ? (biasDiff ? 2 : 1) : 0) + (weightDiff ? G : 0)
     + (gemmOut ? G + 1 : 0) + (colOut ? G + 2 : 0);
   for (let s0 = 0; s0 < num; s0 += superN) {
     const sn = Math.min(superN, num - s0);
@@ -131,7 +148,7 @@ export function convThreaded(
         const from = a + r0 * nb0, to = Math.min(b, a + (r0 + blocksPerJob) * nb0);
         for (let n0 = from; n0 < to; n0 += nb0) {
           const nb = Math.min(nb0, b - n0), N = nb * S;
-          if (colIn) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
+          if (colIn && !direct) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
           if (gemmIn) {
             L.call(Op.Gather, yin + 4 * n0 * imgOut, O, nb, S, ws.rows);
             if (biasDiff) L.call(Op.Rowsum, ws.rows, O, N, ws.dB);
@@ -143,7 +160,11 @@ export function convThreaded(
           }
           if (gemmOut) {
             for (let q = 0; q < G; q++) {
-              L.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, ws.col + 4 * q * K * N, N, 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
+              if (direct) {
+                L.gemm(0, 2, m, N, K, 1, pW + 4 * q * m * K, K, pDesc, xin + 4 * (n0 * imgIn + q * (C / G) * H * W), 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
+              } else {
+                L.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, ws.col + 4 * q * K * N, N, 0, ws.rows + 4 * q * m * N, N, ws.packA, ws.packB, ws.tile);
+              }
             }
             L.call(Op.Scatter, ws.rows, O, nb, S, yout + 4 * n0 * imgOut, bias ? 1 : 0, pBias);
           }

@@ -1,8 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allocHost, setHostAllocator } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { col2imBatch, convOutputSize, im2colBatch } from '../math/im2col.js';
 import { Rng } from '../rng.js';
 import { createWasmConv2d, defaultWasmConv2d, type Conv2dGeometry, type WasmConv2d } from './conv-wasm.js';
+import { initThreads, shutdownThreads } from './threads.js';
 
 function conv2d(): WasmConv2d {
   // The plain SIMD build: relaxed SIMD needs a Node flag this worker does not have.
@@ -145,5 +147,83 @@ describe('createWasmConv2d', () => {
   it('defaultWasmConv2d follows CAFFE_TS_GEMM', () => {
     const conv = defaultWasmConv2d();
     expect(conv === null ? process.env.CAFFE_TS_GEMM : conv.name).toMatch(/^(js|wasm-simd|wasm-relaxed-simd)$/);
+  });
+});
+
+// The implicit im2col (the GEMM packs its B panels from the images, transB = 2) must give the
+// very floats of the explicit path: same products, same summation order.
+describe('implicit im2col forward', () => {
+  const implicitCases: [string, Conv2dGeometry, number][] = [
+    ...cases.map(([name, g]): [string, Conv2dGeometry, number] => [name, g, 5]),
+    ['CIFAR conv1-like: 5×5 pad 2, rows of 32 (contiguous panels, padded edges)', geometry({ channels: 3, height: 32, width: 32, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 4 }), 2],
+    ['rows of 5: panels straddle rows and images', geometry({ channels: 3, height: 7, width: 5, kernelH: 3, kernelW: 3, padH: 1, padW: 1, outChannels: 5 }), 3],
+    ['stride 2 both ways, padding, dilation 2', geometry({ channels: 2, height: 19, width: 21, kernelH: 3, kernelW: 3, padH: 2, padW: 1, strideH: 2, strideW: 2, dilationH: 2, dilationW: 2, outChannels: 3 }), 3],
+    ['3 groups, 1×1', geometry({ channels: 6, height: 9, width: 16, kernelH: 1, kernelW: 1, outChannels: 9, group: 3 }), 2],
+    ['K past one k block (rows start mid-window), 2 groups', geometry({ channels: 48, height: 10, width: 12, kernelH: 5, kernelW: 5, padH: 1, padW: 2, outChannels: 4, group: 2 }), 2],
+    ['N past one column block (4096)', geometry({ channels: 1, height: 40, width: 40, kernelH: 3, kernelW: 3, padH: 1, padW: 1, outChannels: 2 }), 3],
+  ];
+  const sameBits = (a: Float32Array, b: Float32Array, what: string) => {
+    const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) expect.fail(`${what}[${i}]: explicit ${b[i]}, implicit ${a[i]}`);
+  };
+  const setup = (name: string, g: Conv2dGeometry, num: number) => {
+    const rng = new Rng(name.length * 7 + num);
+    const OH = convOutputSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH);
+    const OW = convOutputSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+    const K = (g.channels / g.group) * g.kernelH * g.kernelW;
+    const x = random(rng, num * g.channels * g.height * g.width);
+    x[3] = -0; // signed zeros are copied as they are
+    return { x, w: random(rng, g.outChannels * K), bias: random(rng, g.outChannels), outN: num * g.outChannels * OH * OW };
+  };
+
+  for (const [name, g, num] of implicitCases) {
+    it(`${name}: bit-identical to the explicit im2col, chunks of 1 and all images`, () => {
+      const implicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: true })!;
+      const explicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: false })!;
+      const { x, w, bias, outN } = setup(name, g, num);
+      for (const chunk of [1, num]) {
+        const a = new Float32Array(outN).fill(NaN), b = new Float32Array(outN).fill(NaN);
+        implicit.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: a });
+        explicit.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: b });
+        sameBits(a, b, 'gemmOut');
+      }
+    });
+  }
+
+  describe('in the kernel threads\' shared memory, on 1 and 2 threads', () => {
+    beforeAll(async () => {
+      setHostAllocator('wasm');
+      expect(await initThreads(2)).toBe(2);
+    });
+    afterAll(async () => {
+      await shutdownThreads();
+      setHostAllocator(undefined);
+    });
+    const shared = (a: Float32Array): Float32Array => {
+      const { array, lease } = allocHost('float32', a.length);
+      expect(lease).not.toBeNull();
+      (array as Float32Array).set(a);
+      return array as Float32Array;
+    };
+    for (const [name, g, num] of implicitCases.slice(-5)) {
+      it(`${name}: bit-identical to the explicit im2col`, () => {
+        const { x, w, bias, outN } = setup(name, g, num);
+        const xs = shared(x), ws = shared(w), bs = shared(bias);
+        const want = new Float32Array(outN);
+        createWasmConv2d({ relaxed: false, threads: 1, implicit: false })!.run(g, num, num, { colIn: x, weights: w, bias, gemmOut: want });
+        for (const threads of [1, 'auto'] as const) {
+          const conv = createWasmConv2d({ relaxed: false, threads, minFlopsPerThread: 1, implicit: true })!;
+          for (const chunk of [1, num]) {
+            const a = shared(new Float32Array(outN).fill(NaN));
+            conv.run(g, num, chunk, { colIn: xs, weights: ws, bias: bs, gemmOut: a });
+            sameBits(a, want, `gemmOut (threads ${threads}, chunk ${chunk})`);
+            // Staged (plain) arrays on the threads.
+            const b = new Float32Array(outN).fill(NaN);
+            conv.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: b });
+            sameBits(b, want, `staged gemmOut (threads ${threads}, chunk ${chunk})`);
+          }
+        }
+      });
+    }
   });
 });

@@ -9,10 +9,15 @@
 // taking a range of images (conv-threaded.ts); `threads: 1` keeps a runner on one thread. Images
 // that already live in the threads' shared memory (blobs of the 'wasm' host allocator,
 // host-memory.ts) are not copied at all: the pass runs there (conv-threaded.ts, one thread).
+// Where the columns would only feed W · im2col(x) (a Convolution forward), the GEMM packs its
+// B panels straight from the images (transB = 2, an implicit im2col: scripts/gemm-wat.mjs,
+// emitPackIm2col): the column buffer is neither written nor read, and the packed panels hold
+// the same floats, so the results are bit-identical. CAFFE_TS_CONV_IMPLICIT=off (or the
+// `implicit: false` option) keeps the explicit im2col for A/B comparisons.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
-import { convThreaded } from './conv-threaded.js';
+import { convThreaded, IM2COL_DESC_INTS, im2colDesc } from './conv-threaded.js';
 import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
 /**
@@ -67,17 +72,25 @@ export interface WasmConv2d {
 const PAGE_BYTES = 65536;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
+/** Whether CAFFE_TS_CONV_IMPLICIT (in the environment, where there is one) allows the implicit im2col. */
+export function implicitIm2colDefault(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_CONV_IMPLICIT?.trim().toLowerCase() !== 'off';
+}
+
 /**
  * A WebAssembly runner of batched convolution passes (own module instance and memory, grown to
  * the largest chunk seen and kept), or null where WebAssembly SIMD is missing. `relaxed` picks
- * the build as createWasmGemmKernel's option does; `threads` and `minFlopsPerThread` as there.
+ * the build as createWasmGemmKernel's option does; `threads` and `minFlopsPerThread` as there;
+ * `implicit: false` always unfolds into the column buffer (default: CAFFE_TS_CONV_IMPLICIT).
  */
 export function createWasmConv2d(
-  options: { relaxed?: boolean; threads?: 'auto' | 1; minFlopsPerThread?: number } = {},
+  options: { relaxed?: boolean; threads?: 'auto' | 1; minFlopsPerThread?: number; implicit?: boolean } = {},
 ): WasmConv2d | null {
   const instance = instantiateGemmModule(options.relaxed);
   if (!instance) return null;
   const threaded = options.threads !== 1;
+  const implicit = options.implicit ?? implicitIm2colDefault();
   const relaxedBuild = instance.variant === 'relaxed-simd';
   const minFlops = options.minFlopsPerThread ?? MIN_FLOPS_PER_THREAD;
   const ex: GemmExports = instance.exports;
@@ -111,6 +124,10 @@ export function createWasmConv2d(
       throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut and biasDiff need gemmIn`);
     }
     const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
+    // The forward product packs straight from the images unless the columns are unfolded anyway
+    // (the weight gradient reads them).
+    const direct = implicit && !!gemmOut && !!colIn && !weightDiff;
+    const needCol = (!!colIn && !direct) || !!colOut;
     const need = (what: string, a: Float32Array | null | undefined, n: number) => {
       if (a && a.length < n) throw new MathError(`${name} conv: ${what} has ${a.length} elements, needs ${n}`);
     };
@@ -146,7 +163,7 @@ export function createWasmConv2d(
     if (T > 1 || inSharedMemory(colIn, gemmIn, gemmOut, colOut)) {
       const tab = new Int32Array(3 * (KH + KW));
       fillTable(tab, 0);
-      const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab };
+      const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab, implicit: direct };
       if (convThreaded(T, relaxedBuild, { MR, NR, MC, KC, NC }, dims, num, chunk, pass)) return;
     }
 
@@ -159,17 +176,19 @@ export function createWasmConv2d(
     const pPackB = pPackA + align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
     const pScratch = pPackB + align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
     const pTab = pScratch + align(4 * MR * NR);
-    const pW = pTab + align(12 * (KH + KW));
+    const pDesc = pTab + align(12 * (KH + KW));
+    const pW = pDesc + align(4 * IM2COL_DESC_INTS);
     const pBias = pW + align(4 * O * K);
     const pDB = pBias + align(4 * O);
     const pDW = pDB + align(4 * O);
     const pX = pDW + align(weightDiff ? 4 * O * K : 0);
     const pY = pX + align(4 * nb0 * imgIn);
     const pCol = pY + align(4 * nb0 * imgOut);
-    const pR = pCol + align(4 * K * G * Nmax);
+    const pR = pCol + align(needCol ? 4 * K * G * Nmax : 0);
     const { f32, i32 } = heap(pR + 4 * O * Nmax);
 
     fillTable(i32, pTab >> 2);
+    i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pTab), pDesc >> 2);
     f32.set(weights.subarray(0, O * K), pW >> 2);
     if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
     if (weightDiff) f32.set(weightDiff.subarray(0, O * K), pDW >> 2);
@@ -180,7 +199,7 @@ export function createWasmConv2d(
       if (colIn) {
         f32.set(colIn.subarray(n0 * imgIn, (n0 + nb) * imgIn), pX >> 2);
         // One call unfolds all channels: group g's rows are g·K … (g+1)·K − 1.
-        ex.im2col(pX, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pCol);
+        if (!direct) ex.im2col(pX, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pCol);
       }
       if (gemmIn) {
         f32.set(gemmIn.subarray(n0 * imgOut, (n0 + nb) * imgOut), pY >> 2);
@@ -194,7 +213,12 @@ export function createWasmConv2d(
       }
       if (gemmOut) {
         for (let q = 0; q < G; q++) {
-          ex.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, pCol + 4 * q * K * N, N, 0, pR + 4 * q * m * N, N, pPackA, pPackB, pScratch);
+          if (direct) {
+            // Group q's channels start q·C/G planes into the images.
+            ex.gemm(0, 2, m, N, K, 1, pW + 4 * q * m * K, K, pDesc, pX + 4 * q * (C / G) * H * W, 0, pR + 4 * q * m * N, N, pPackA, pPackB, pScratch);
+          } else {
+            ex.gemm(0, 0, m, N, K, 1, pW + 4 * q * m * K, K, pCol + 4 * q * K * N, N, 0, pR + 4 * q * m * N, N, pPackA, pPackB, pScratch);
+          }
         }
         ex.scatter(pR, O, nb, S, pY, bias ? 1 : 0, pBias);
         gemmOut.set(f32.subarray(pY >> 2, (pY >> 2) + nb * imgOut), n0 * imgOut);
