@@ -295,7 +295,12 @@ async function throughputTable(model, makeParam, batch) {
       const lag = e.stats[0].ranks.slice(1).map((_, i) => per(i + 1, 'lagMs').toFixed(2)).join('/');
       // Chunked split: chunks each rank took per step, and rank 0's reading of batches (inside its compute).
       const rows = e.rowsSeen ? `, rows ${e.rowsSeen.join('/')}` : '';
-      const chunks = e.stats[0].ranks[0].chunks > 0 ? `, chunks ${e.stats[0].ranks.map((_, rank) => per(rank, 'chunks').toFixed(2)).join('/')}${rows}, staging ${per(0, 'stageMs').toFixed(1)}` : '';
+      // 'passes': the forward/backward passes of each rank's chunks (compute less rank 0's staging
+      // and the workers' copies of params in and diffs out).
+      const chunks =
+        e.stats[0].ranks[0].chunks > 0
+          ? `, chunks ${e.stats[0].ranks.map((_, rank) => per(rank, 'chunks').toFixed(2)).join('/')}${rows}, passes ${e.stats[0].ranks.map((_, rank) => per(rank, 'shareMs').toFixed(1)).join('/')}, staging ${per(0, 'stageMs').toFixed(1)}`
+          : '';
       detail =
         `step ${wall.toFixed(1)}: compute ${ranks.join(' ')} (prepare ${prep})${chunks}, start lag ${lag}, r0 waits ${r0wait.toFixed(1)}, reduce ${per(0, 'reduceMs').toFixed(2)}, ` +
         `update ${update.toFixed(2)}, other ${other.toFixed(1)}`;

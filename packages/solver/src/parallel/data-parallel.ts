@@ -141,6 +141,11 @@ export interface RankStats {
   /** Rank 0, chunked split: wall ms reading batches into the staging buffers (inside computeMs). */
   stageMs?: number;
   /**
+   * Chunked split: wall ms in the forward/backward passes of this rank's chunks (inside computeMs;
+   * the rest is rank 0's staging and the workers' copies of params in and diffs out).
+   */
+  shareMs: number;
+  /**
    * Rank 0 only: ms of betweenMs in the update divided among the ranks (from the update command to
    * the last rank done, rank 0's share included); 0 when the update is not divided.
    */
@@ -262,7 +267,7 @@ export class DataParallel implements GradientComputer {
   private readonly spinMs: number;
   /** Balanced shares: when rank 0 finished its share of this step (ms, timeOrigin-based) and its ms per row. */
   private pendingBalance: { end: number; msPerRow: number } | null = null;
-  private readonly own = { steps: 0, chunks: 0, stageMs: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
+  private readonly own = { steps: 0, chunks: 0, stageMs: 0, shareMs: 0, computeMs: 0, waitMs: 0, cpuMs: 0, reduceMs: 0, betweenMs: 0, updateMs: 0, lastEnd: NaN, prepare0: runTimes.prepareMs };
 
   constructor(options: DataParallelOptions) {
     const n = options.workers;
@@ -672,6 +677,7 @@ export class DataParallel implements GradientComputer {
           ownMs = performance.now() - c0;
           ownRows = rows * views.length;
         } else {
+          const c0 = performance.now();
           for (;;) {
             const k = Atomics.add(pool.ctrl, CTRL.NEXT, 1);
             if (k >= total) break;
@@ -679,7 +685,9 @@ export class DataParallel implements GradientComputer {
             loss0 += await runLayers(solver.net, true);
             own.chunks++;
           }
+          ownMs = performance.now() - c0;
         }
+        own.shareMs += ownMs;
         c.staged[c.buf] = false;
         c.buf ^= 1;
         const stop = solver.stepStopIter;
@@ -881,6 +889,7 @@ export class DataParallel implements GradientComputer {
         updateMs: o.updateMs,
         chunks: o.chunks,
         stageMs: o.stageMs,
+        shareMs: o.shareMs,
       },
     ];
     const v = this.pool?.statValues;
@@ -896,6 +905,7 @@ export class DataParallel implements GradientComputer {
         prepareMs: v[b + STAT.PREPARE_MS]!,
         lagMs: v[b + STAT.LAG_MS]!,
         chunks: v[b + STAT.CHUNKS]!,
+        shareMs: v[b + STAT.SHARE_SUM_MS]!,
       });
     }
     return out;

@@ -222,10 +222,12 @@ export const STAT = {
   CHUNKS: 8,
   /** Balanced shares: when this rank finished its share of the last step (performance.timeOrigin + now(), ms). */
   END_AT: 9,
-  /** Balanced shares: wall ms this rank computed its share of the last step (its forward/backward passes). */
+  /** Chunked split: wall ms this rank computed its chunks of the last step (its forward/backward passes). */
   SHARE_MS: 10,
+  /** Chunked split: wall ms in the forward/backward passes of its chunks, summed over steps. */
+  SHARE_SUM_MS: 11,
 } as const;
-export const STAT_WORDS = 11;
+export const STAT_WORDS = 12;
 
 /** An inference job: rank r runs the global batches b with b % count == r, of `iterations`. */
 export interface TestJob {
