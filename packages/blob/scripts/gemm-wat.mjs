@@ -436,74 +436,79 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * column matrix that "im2col" would write (row (c*KH + kh)*KW + kw, column n*OH*OW + oh*OW + ow),
  * read straight from the images instead: dst[k*NR + w] = col[pc + k][j0 + w] for w < valid, 0
  * beyond. The floats are the same ones "im2col" then $pack_rows_NR would place (copies, +0 in the
- * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, KH, KW, SH, SW,
- * OH, OW, the window table (as "im2col"'s), bytes per plane, bytes per image, OH*OW; $x: the
- * byte address of the first image's first channel of the group.
+ * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, (unused x2),
+ * SH, SW, OH, OW, the byte address of the row table, bytes per plane, bytes per image, OH*OW; the
+ * row table has per row (c, kh, kw) three i32: the byte offset (c*H*W + hOff*W + wOff)*4, hOff =
+ * kh*DH - PH and wOff = kw*DW - PW. $x: the byte address of the group's first channel plane.
  */
 function emitPackIm2col(emit, NR) {
   const lanes = Array.from({ length: NR }, (_, w) => w);
+  const NV = NR / 4;
   emit(1, ';; op(B) panel of an implicit im2col (transB = 2): see emitPackIm2col in gemm-wat.mjs');
   emit(1, '(func $pack_im2col (param $dst i32) (param $desc i32) (param $x i32) (param $pc i32) (param $kc i32) (param $j0 i32) (param $valid i32)');
-  emit(2, '(local $H i32) (local $W i32) (local $KH i32) (local $KW i32) (local $SH i32) (local $SW i32) (local $OW i32)');
-  emit(2, '(local $tab i32) (local $plane i32) (local $img i32) (local $S i32)');
-  emit(2, '(local $c i32) (local $kh i32) (local $kw i32) (local $hOff i32) (local $wOff i32) (local $cOff i32)');
-  emit(2, '(local $j i32) (local $n i32) (local $r i32) (local $ih i32) (local $iw i32) (local $contig i32) (local $k i32)');
+  emit(2, '(local $H i32) (local $W i32) (local $SH i32) (local $SW i32) (local $OW i32) (local $img i32) (local $S i32)');
+  emit(2, '(local $rt i32) (local $hOff i32) (local $wOff i32) (local $ih i32) (local $iw i32) (local $a i32) (local $base i32)');
+  emit(2, '(local $j i32) (local $n i32) (local $r i32) (local $contig i32) (local $k i32) (local $lo i32) (local $hi i32) (local $Wv v128)');
   emit(2, lanes.map((w) => `(local $lb${w} i32) (local $lh${w} i32) (local $lw${w} i32)`).join(' '));
-  const fields = ['H', 'W', 'KH', 'KW', 'SH', 'SW', null, 'OW', 'tab', 'plane', 'img', 'S'];
-  fields.forEach((f, i) => { if (f) emit(2, `(local.set $${f} (i32.load offset=${4 * i} (local.get $desc)))`); });
-  emit(2, ';; per lane (output column): image base, oh*SH, ow*SW; lanes past $valid read nothing (row far out)');
+  for (const [f, i] of [['H', 0], ['W', 1], ['SH', 4], ['SW', 5], ['OW', 7], ['rt', 8], ['img', 10], ['S', 11]]) {
+    emit(2, `(local.set $${f} (i32.load offset=${4 * i} (local.get $desc)))`);
+  }
+  emit(2, ';; per lane (output column): the byte address of x[n][0][oh*SH][ow*SW] (unchecked), oh*SH, ow*SW;');
+  emit(2, ';; lanes past $valid read nothing (their row lies far outside)');
   for (const w of lanes) {
     emit(2, `(if (i32.lt_u (i32.const ${w}) (local.get $valid))`);
     emit(3, '(then');
     emit(4, `(local.set $j (i32.add (local.get $j0) (i32.const ${w})))`);
     emit(4, '(local.set $n (i32.div_u (local.get $j) (local.get $S)))');
     emit(4, '(local.set $r (i32.sub (local.get $j) (i32.mul (local.get $n) (local.get $S))))');
-    emit(4, `(local.set $lb${w} (i32.add (local.get $x) (i32.mul (local.get $n) (local.get $img))))`);
-    emit(4, '(local.set $n (i32.div_u (local.get $r) (local.get $OW)))');
-    emit(4, `(local.set $lh${w} (i32.mul (local.get $n) (local.get $SH)))`);
-    emit(4, `(local.set $lw${w} (i32.mul (i32.sub (local.get $r) (i32.mul (local.get $n) (local.get $OW))) (local.get $SW))))`);
+    emit(4, '(local.set $j (i32.div_u (local.get $r) (local.get $OW)))');
+    emit(4, `(local.set $lh${w} (i32.mul (local.get $j) (local.get $SH)))`);
+    emit(4, `(local.set $lw${w} (i32.mul (i32.sub (local.get $r) (i32.mul (local.get $j) (local.get $OW))) (local.get $SW)))`);
+    emit(4, `(local.set $lb${w} (i32.add (i32.add (local.get $x) (i32.mul (local.get $n) (local.get $img)))`);
+    emit(5, `(i32.shl (i32.add (i32.mul (local.get $lh${w}) (local.get $W)) (local.get $lw${w})) (i32.const 2)))))`);
     emit(3, `(else (local.set $lb${w} (local.get $x)) (local.set $lh${w} (i32.const 0x40000000)) (local.set $lw${w} (i32.const 0))))`);
   }
-  emit(2, ';; all lanes on one output row of one image with unit column stride: contiguous source floats');
+  emit(2, ';; all lanes on one output row of one image with unit column stride: contiguous source floats,');
+  emit(2, ';; inside image n from $lo to $hi - NR*4 (a vector may then run into the padding, masked)');
   emit(2, `(local.set $contig (i32.and (i32.and (i32.ge_u (local.get $valid) (i32.const ${NR})) (i32.eq (local.get $SW) (i32.const 1)))`);
-  emit(3, `(i32.and (i32.eq (local.get $lh0) (local.get $lh${NR - 1})) (i32.eq (local.get $lb0) (local.get $lb${NR - 1})))))`);
-  emit(2, ';; the first row: c, kh, kw of row pc');
-  emit(2, '(local.set $r (i32.mul (local.get $KH) (local.get $KW)))');
-  emit(2, '(local.set $c (i32.div_u (local.get $pc) (local.get $r)))');
-  emit(2, '(local.set $r (i32.sub (local.get $pc) (i32.mul (local.get $c) (local.get $r))))');
-  emit(2, '(local.set $kh (i32.div_u (local.get $r) (local.get $KW)))');
-  emit(2, '(local.set $kw (i32.sub (local.get $r) (i32.mul (local.get $kh) (local.get $KW))))');
+  emit(3, `(i32.and (i32.eq (local.get $lh${NR - 1}) (local.get $lh0)) (i32.eq (local.get $lb${NR - 1}) (i32.add (local.get $lb0) (i32.const ${4 * (NR - 1)}))))))`);
+  emit(2, ';; (same output row and addresses 4 bytes apart: same image too, as lane NR-1 is NR-1 columns on)');
+  emit(2, '(local.set $lo (i32.add (local.get $x) (i32.mul (i32.div_u (local.get $j0) (local.get $S)) (local.get $img))))');
+  emit(2, `(local.set $hi (i32.sub (i32.add (local.get $lo) (local.get $img)) (i32.const ${4 * NR})))`);
+  emit(2, '(local.set $Wv (i32x4.splat (local.get $W)))');
+  emit(2, '(local.set $rt (i32.add (local.get $rt) (i32.mul (local.get $pc) (i32.const 12))))');
   emit(2, '(local.set $k (local.get $kc))');
   emit(2, '(loop $rows');
-  emit(3, '(local.set $hOff (i32.load (i32.add (local.get $tab) (i32.mul (local.get $kh) (i32.const 12)))))');
-  emit(3, '(local.set $wOff (i32.load (i32.add (local.get $tab) (i32.mul (i32.add (local.get $KH) (local.get $kw)) (i32.const 12)))))');
-  emit(3, '(local.set $cOff (i32.mul (local.get $c) (local.get $plane)))');
+  emit(3, '(local.set $hOff (i32.load offset=4 (local.get $rt)))');
+  emit(3, '(local.set $wOff (i32.load offset=8 (local.get $rt)))');
   emit(3, '(block $stored');
   emit(4, '(if (local.get $contig) (then');
-  emit(5, '(local.set $ih (i32.add (local.get $lh0) (local.get $hOff)))');
   emit(5, '(local.set $iw (i32.add (local.get $lw0) (local.get $wOff)))');
-  emit(5, '(if (i32.ge_u (local.get $ih) (local.get $H)) (then ;; the row lies in the padding');
-  for (let v = 0; v < NR / 4; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.const i32x4 0 0 0 0))`);
+  emit(5, '(if (i32.ge_u (i32.add (local.get $lh0) (local.get $hOff)) (local.get $H)) (then ;; the row lies in the padding');
+  for (let v = 0; v < NV; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.const i32x4 0 0 0 0))`);
   emit(6, '(br $stored)))');
-  emit(5, `(if (i32.and (i32.ge_s (local.get $iw) (i32.const 0)) (i32.le_s (i32.add (local.get $iw) (i32.const ${NR})) (local.get $W))) (then`);
-  emit(6, '(local.set $r (i32.add (i32.add (local.get $lb0) (local.get $cOff)) (i32.shl (i32.add (i32.mul (local.get $ih) (local.get $W)) (local.get $iw)) (i32.const 2))))');
-  for (let v = 0; v < NR / 4; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.load offset=${16 * v} (local.get $r)))`);
+  emit(5, '(local.set $a (i32.add (local.get $lb0) (i32.load (local.get $rt))))');
+  emit(5, `(if (i32.lt_u (local.get $iw) (i32.sub (local.get $W) (i32.const ${NR - 1}))) (then ;; all inside the row`);
+  for (let v = 0; v < NV; v++) emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.load offset=${16 * v} (local.get $a)))`);
+  emit(6, '(br $stored)))');
+  emit(5, ';; partly in the padding: load within image n, zero the lanes outside the row');
+  emit(5, '(if (i32.and (i32.ge_u (local.get $a) (local.get $lo)) (i32.le_u (local.get $a) (local.get $hi))) (then');
+  for (let v = 0; v < NV; v++) {
+    emit(6, `(v128.store offset=${16 * v} (local.get $dst) (v128.and (v128.load offset=${16 * v} (local.get $a))`);
+    emit(7, `(i32x4.lt_u (i32x4.add (i32x4.splat (local.get $iw)) (v128.const i32x4 ${4 * v} ${4 * v + 1} ${4 * v + 2} ${4 * v + 3})) (local.get $Wv))))`);
+  }
   emit(6, '(br $stored)))))');
   emit(4, ';; lane by lane, 0 outside the image');
+  emit(4, '(local.set $r (i32.load (local.get $rt)))');
   for (const w of lanes) {
-    emit(4, `(f32.store offset=${4 * w} (local.get $dst) (if (result f32) (i32.and (i32.lt_u (local.tee $ih (i32.add (local.get $lh${w}) (local.get $hOff))) (local.get $H))`);
-    emit(5, `(i32.lt_u (local.tee $iw (i32.add (local.get $lw${w}) (local.get $wOff))) (local.get $W)))`);
-    emit(5, `(then (f32.load (i32.add (i32.add (local.get $lb${w}) (local.get $cOff)) (i32.shl (i32.add (i32.mul (local.get $ih) (local.get $W)) (local.get $iw)) (i32.const 2)))))`);
+    emit(4, `(f32.store offset=${4 * w} (local.get $dst) (if (result f32) (i32.and (i32.lt_u (i32.add (local.get $lh${w}) (local.get $hOff)) (local.get $H))`);
+    emit(5, `(i32.lt_u (i32.add (local.get $lw${w}) (local.get $wOff)) (local.get $W)))`);
+    emit(5, `(then (f32.load (i32.add (local.get $lb${w}) (local.get $r))))`);
     emit(5, '(else (f32.const 0))))');
   }
   emit(3, ')');
   emit(3, `(local.set $dst (i32.add (local.get $dst) (i32.const ${NR * 4})))`);
-  emit(3, ';; next row: kw, then kh, then c');
-  emit(3, '(if (i32.eq (local.tee $kw (i32.add (local.get $kw) (i32.const 1))) (local.get $KW)) (then');
-  emit(4, '(local.set $kw (i32.const 0))');
-  emit(4, '(if (i32.eq (local.tee $kh (i32.add (local.get $kh) (i32.const 1))) (local.get $KH)) (then');
-  emit(5, '(local.set $kh (i32.const 0))');
-  emit(5, '(local.set $c (i32.add (local.get $c) (i32.const 1)))))))');
+  emit(3, '(local.set $rt (i32.add (local.get $rt) (i32.const 12)))');
   emit(3, '(br_if $rows (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))');
   emit(1, ')');
   emit(0, '');

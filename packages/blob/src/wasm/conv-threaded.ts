@@ -15,11 +15,32 @@ const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 export const IM2COL_DESC_INTS = 12;
 /**
  * The implicit-im2col geometry (IM2COL_DESC_INTS i32) that "gemm" with transB = 2 reads at its
- * pB: H, W, KH, KW, SH, SW, OH, OW, the window table's byte address, bytes per channel plane,
- * bytes per image (all C channels), OH·OW. Its ldb is then the group's first image plane.
+ * pB: H, W, KH, KW, SH, SW, OH, OW, the row table's byte address, bytes per channel plane, bytes
+ * per image (all C channels), OH·OW. Its ldb is then the group's first image plane.
  */
-export function im2colDesc(C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, pTab: number): number[] {
-  return [H, W, KH, KW, SH, SW, OH, OW, pTab, 4 * H * W, 4 * C * H * W, OH * OW];
+export function im2colDesc(C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, pRows: number): number[] {
+  return [H, W, KH, KW, SH, SW, OH, OW, pRows, 4 * H * W, 4 * C * H * W, OH * OW];
+}
+/**
+ * The implicit im2col's row table for the `Cg` channels of one group: per column-matrix row
+ * (c·KH + kh)·KW + kw three i32, the byte offset of its window origin (c·H·W + hOff·W + wOff)·4,
+ * hOff and wOff, from the window `table` (3 i32 per kernel row, then per kernel column).
+ */
+export function im2colRows(Cg: number, H: number, W: number, KH: number, KW: number, table: Int32Array): Int32Array {
+  const rows = new Int32Array(3 * Cg * KH * KW);
+  let r = 0;
+  for (let c = 0; c < Cg; c++) {
+    for (let kh = 0; kh < KH; kh++) {
+      const hOff = table[3 * kh]!;
+      for (let kw = 0; kw < KW; kw++, r += 3) {
+        const wOff = table[3 * (KH + kw)]!;
+        rows[r] = 4 * (c * H * W + hOff * W + wOff);
+        rows[r + 1] = hOff;
+        rows[r + 2] = wOff;
+      }
+    }
+  }
+  return rows;
 }
 
 /** Most image floats (inputs and outputs) staged per super-chunk. */
@@ -76,7 +97,8 @@ export function convThreaded(
   const dB = biasDiff ? align(4 * O) : 0;
   const work = packA + packB + tile + col + rows + dW + dB;
   const imgBytes = (resident: boolean, present: unknown, n: number) => (present && !resident ? align(4 * superN * n) : 0);
-  const bytes = T * work + align(4 * d.table.length) + align(4 * IM2COL_DESC_INTS) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
+  const K3 = direct ? 3 * K : 0;
+  const bytes = T * work + align(4 * d.table.length) + align(4 * IM2COL_DESC_INTS) + align(4 * K3) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
     imgBytes(at.colIn >= 0, colIn, imgIn) + imgBytes(at.colOut >= 0, colOut, imgIn) +
     imgBytes(at.gemmIn >= 0, gemmIn, imgOut) + imgBytes(at.gemmOut >= 0, gemmOut, imgOut);
   const scratch = e.scratch(bytes, 'convolution (threads)');
@@ -90,6 +112,7 @@ export function convThreaded(
   };
   const pTab = take(align(4 * d.table.length));
   const pDesc = take(align(4 * IM2COL_DESC_INTS));
+  const pRows = take(align(4 * K3));
   const pW = at.weights >= 0 ? at.weights : take(align(4 * O * K));
   const pBias = !bias ? 0 : at.bias >= 0 ? at.bias : take(align(4 * O));
   const pXin = at.colIn >= 0 ? at.colIn : take(imgBytes(false, colIn, imgIn));
@@ -100,7 +123,10 @@ export function convThreaded(
   const img = (resident: boolean, ptr: number, s0: number, n: number) => (resident ? ptr + 4 * s0 * n : ptr);
 
   i32.set(d.table, pTab >> 2);
-  i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pTab), pDesc >> 2);
+  if (direct) {
+    i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
+    i32.set(im2colRows(C / G, H, W, KH, KW, d.table), pRows >> 2);
+  }
   if (at.weights < 0) f32.set(weights.subarray(0, O * K), pW >> 2);
   if (bias && at.bias < 0) f32.set(bias.subarray(0, O), pBias >> 2);
   const wsOf = (t: number) => {

@@ -17,7 +17,7 @@
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
-import { convThreaded, IM2COL_DESC_INTS, im2colDesc } from './conv-threaded.js';
+import { convThreaded, IM2COL_DESC_INTS, im2colDesc, im2colRows } from './conv-threaded.js';
 import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
 /**
@@ -177,7 +177,8 @@ export function createWasmConv2d(
     const pScratch = pPackB + align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
     const pTab = pScratch + align(4 * MR * NR);
     const pDesc = pTab + align(12 * (KH + KW));
-    const pW = pDesc + align(4 * IM2COL_DESC_INTS);
+    const pRows = pDesc + align(4 * IM2COL_DESC_INTS);
+    const pW = pRows + align(direct ? 12 * K : 0);
     const pBias = pW + align(4 * O * K);
     const pDB = pBias + align(4 * O);
     const pDW = pDB + align(4 * O);
@@ -188,7 +189,10 @@ export function createWasmConv2d(
     const { f32, i32 } = heap(pR + 4 * O * Nmax);
 
     fillTable(i32, pTab >> 2);
-    i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pTab), pDesc >> 2);
+    if (direct) {
+      i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
+      i32.set(im2colRows(C / G, H, W, KH, KW, i32.subarray(pTab >> 2, (pTab >> 2) + 3 * (KH + KW))), pRows >> 2);
+    }
     f32.set(weights.subarray(0, O * K), pW >> 2);
     if (bias) f32.set(bias.subarray(0, O), pBias >> 2);
     if (weightDiff) f32.set(weightDiff.subarray(0, O * K), pDW >> 2);
