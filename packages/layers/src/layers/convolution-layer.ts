@@ -57,18 +57,19 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * which costs O·K floats against the batch's O·K·N·S multiply-adds, and its im2col-free
    * unfolding runs a training forward ~20% faster than the batched pass (LeNet conv2 at batch
    * 64). Fused epilogues (`fused`, Net's inference fusion) stay with the TEST phase. With
-   * kernel threads, what the threads split stays on the other paths: batches of several images,
-   * and 1×1 convolutions (a threaded GEMM) large enough to split.
+   * kernel threads in training, what the threads split stays on the other paths: batches of
+   * several images, and 1×1 convolutions (a threaded GEMM) large enough to split.
    */
   private packedRunner(fused = false): WasmInferConv | null {
     if ((fused && this.phase !== Phase.TEST) || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
-    if (getNumThreads() > 1) {
-      // Work the kernel threads split stays with them: several images (the batched pass splits
-      // images), and in training a 1×1 convolution at batch 1 (one GEMM, split by columns). At
-      // TEST the packed runner splits its own work between the threads (infer-conv.ts).
+    if (getNumThreads() > 1 && this.phase !== Phase.TEST) {
+      // In training, work the kernel threads split stays with them: several images (the batched
+      // pass splits images), and a 1×1 convolution at batch 1 (one GEMM, split by columns). At
+      // TEST the packed runner splits its own work between the threads (infer-conv.ts): a batch
+      // by whole images per thread, one image by rows and tiles.
       if (this.num > 1) return null;
       const flops = 2 * this.convOutChannels * this.kernelDim * this.convOutSpatialDim;
-      if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD && this.phase !== Phase.TEST) return null;
+      if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD) return null;
     }
     return defaultWasmInferConv();
   }
