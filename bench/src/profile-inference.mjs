@@ -45,6 +45,10 @@ const { values } = parseBenchArgs({
   },
 }, import.meta.url);
 const threads = Number(values.threads);
+if (!Number.isInteger(threads) || threads < 1) {
+  console.error(`profile-inference.mjs: --threads takes one thread count (a positive integer), not '${values.threads}'; run once per count`);
+  process.exit(2);
+}
 const clock = values.clock ?? (threads > 1 ? 'wall' : 'cpu');
 const now = clock === 'cpu'
   ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }
