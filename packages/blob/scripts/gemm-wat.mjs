@@ -299,11 +299,14 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
 
   emitPackABlock(emit, MR);
   emitPackIm2col(emit, NR);
+  emitPackIm2colT(emit, NR);
 
   // ---------------------------------------------------------------- driver
   emit(1, ';; Row-major C = alpha*op(A)*op(B) + beta*C; pointers are byte offsets, leading dimensions');
   emit(1, ';; are in elements. Needs M, N, K >= 1. Workspace: $packA holds min(MC, M rounded up to MR)');
-  emit(1, ';; x min(KC, K) floats, $packB min(KC, K) x min(NC, N rounded up to NR), $scratch MR x NR.');
+  emit(1, ';; x min(KC, K) floats, $packB min(KC, K) x min(NC, N rounded up to NR), $scratch MR x NR');
+  emit(1, ';; (and NR x KC more with transB = 3). transB = 2 or 3: op(B) is an implicit im2col of the');
+  emit(1, ';; images at $ldb (emitPackIm2col / emitPackIm2colT), $pB its geometry.');
   emit(1, '(func (export "gemm") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)');
   emit(2, '(param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)');
   emit(2, '(param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB i32) (param $scratch i32)');
@@ -324,6 +327,11 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(6, '(then ;; implicit im2col: $pB is the geometry, $ldb the images (emitPackIm2col)');
   emit(7, '(call $pack_im2col (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
   emit(8, '(local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (i32.add (local.get $jc) (local.get $jr)) (i32.sub (local.get $nc) (local.get $jr))))');
+  emit(6, '(else (if (i32.eq (local.get $transB) (i32.const 3))');
+  emit(6, '(then ;; transposed implicit im2col (emitPackIm2colT)');
+  emit(7, '(call $pack_im2col_t (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))');
+  emit(8, '(local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (i32.add (local.get $jc) (local.get $jr)) (i32.sub (local.get $nc) (local.get $jr))');
+  emit(8, `(i32.add (local.get $scratch) (i32.const ${MR * NR * 4}))))`);
   emit(6, '(else');
   emit(5, '(if (local.get $transB)');
   emit(6, '(then ;; op(B)(k, j) = B[j*ldb + k]');
@@ -333,7 +341,7 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
   emit(6, '(else ;; op(B)(k, j) = B[k*ldb + j]');
   emit(7, `(call $pack_rows_${NR} (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))`);
   emit(8, '(i32.add (local.get $pB) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $ldb)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))');
-  emit(8, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))))');
+  emit(8, '(local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))))))');
   emit(5, `(local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
   emit(5, '(br_if $packBLoop (i32.lt_u (local.get $jr) (local.get $nc))))');
   emit(4, '(local.set $ic (i32.const 0))');
@@ -438,8 +446,9 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * beyond. The floats are the same ones "im2col" then $pack_rows_NR would place (copies, +0 in the
  * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, (unused x2),
  * SH, SW, OH, OW, the byte address of the row table, bytes per plane, bytes per image, OH*OW; the
- * row table has per row (c, kh, kw) three i32: the byte offset (c*H*W + hOff*W + wOff)*4, hOff =
- * kh*DH - PH and wOff = kw*DW - PW. $x: the byte address of the group's first channel plane.
+ * row table has per row (c, kh, kw) 8 i32 (32 bytes), first the byte offset (c*H*W + hOff*W +
+ * wOff)*4, hOff = kh*DH - PH and wOff = kw*DW - PW (see $pack_im2col_t for the rest). $x: the
+ * byte address of the group's first channel plane.
  */
 function emitPackIm2col(emit, NR) {
   const lanes = Array.from({ length: NR }, (_, w) => w);
@@ -476,7 +485,7 @@ function emitPackIm2col(emit, NR) {
   emit(2, '(local.set $lo (i32.add (local.get $x) (i32.mul (i32.div_u (local.get $j0) (local.get $S)) (local.get $img))))');
   emit(2, `(local.set $hi (i32.sub (i32.add (local.get $lo) (local.get $img)) (i32.const ${4 * NR})))`);
   emit(2, '(local.set $Wv (i32x4.splat (local.get $W)))');
-  emit(2, '(local.set $rt (i32.add (local.get $rt) (i32.mul (local.get $pc) (i32.const 12))))');
+  emit(2, '(local.set $rt (i32.add (local.get $rt) (i32.shl (local.get $pc) (i32.const 5))))');
   emit(2, '(local.set $k (local.get $kc))');
   emit(2, '(loop $rows');
   emit(3, '(local.set $hOff (i32.load offset=4 (local.get $rt)))');
@@ -508,8 +517,107 @@ function emitPackIm2col(emit, NR) {
   }
   emit(3, ')');
   emit(3, `(local.set $dst (i32.add (local.get $dst) (i32.const ${NR * 4})))`);
-  emit(3, '(local.set $rt (i32.add (local.get $rt) (i32.const 12)))');
+  emit(3, '(local.set $rt (i32.add (local.get $rt) (i32.const 32)))');
   emit(3, '(br_if $rows (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))');
+  emit(1, ')');
+  emit(0, '');
+}
+
+/**
+ * $pack_im2col_t: the "gemm" export's op(B) panel when transB = 3, the transposed implicit im2col
+ * (a weight gradient's op(B) = im2col(x)ᵀ): dst[k*NR + w] = col[j0 + w][pc + k] for w < valid, 0
+ * beyond, with col as for $pack_im2col (same $desc and $x). Each of the panel's column rows
+ * (c, kh, kw) is unfolded over the kc output positions into line w of a small buffer at $tmp
+ * (NR lines of kc floats, in L1: the "gemm" call's scratch past its MR x NR tile), one output
+ * row at a time in runs of padding (0) and of image floats SW apart, vector copies where SW = 1;
+ * then $pack_strided transposes the lines into the panel. Same floats as "im2col" then
+ * $pack_strided. Row table entries (32 bytes): origin offset, hOff, wOff, then the output rows
+ * [ohLo, ohHi) and columns [owLo, owHi) whose window element lies inside the image.
+ */
+function emitPackIm2colT(emit, NR) {
+  emit(1, ';; op(B) panel of a transposed implicit im2col (transB = 3): see emitPackIm2colT in gemm-wat.mjs');
+  emit(1, '(func $pack_im2col_t (param $dst i32) (param $desc i32) (param $x i32) (param $pc i32) (param $kc i32) (param $j0 i32) (param $valid i32) (param $tmp i32)');
+  emit(2, '(local $OH i32) (local $OW i32) (local $S i32) (local $SWb i32) (local $rowStep i32) (local $img i32) (local $e i32)');
+  emit(2, '(local $w i32) (local $d i32) (local $s i32) (local $oh i32) (local $ow i32) (local $left i32) (local $seg i32)');
+  emit(2, '(local $end i32) (local $a i32) (local $b i32) (local $cnt i32) (local $base i32) (local $lanes i32)');
+  emit(2, '(local $ohLo i32) (local $ohHi i32) (local $owLo i32) (local $owHi i32) (local $n0 i32) (local $oh0 i32) (local $ow0 i32)');
+  emit(2, '(local.set $OH (i32.load offset=24 (local.get $desc)))');
+  emit(2, '(local.set $OW (i32.load offset=28 (local.get $desc)))');
+  emit(2, '(local.set $S (i32.load offset=44 (local.get $desc)))');
+  emit(2, '(local.set $img (i32.load offset=40 (local.get $desc)))');
+  emit(2, '(local.set $SWb (i32.shl (i32.load offset=20 (local.get $desc)) (i32.const 2)))');
+  emit(2, '(local.set $rowStep (i32.shl (i32.mul (i32.load offset=16 (local.get $desc)) (i32.load offset=4 (local.get $desc))) (i32.const 2)))');
+  emit(2, ';; the output position of k = 0');
+  emit(2, '(local.set $n0 (i32.div_u (local.get $pc) (local.get $S)))');
+  emit(2, '(local.set $ow0 (i32.sub (local.get $pc) (i32.mul (local.get $n0) (local.get $S))))');
+  emit(2, '(local.set $oh0 (i32.div_u (local.get $ow0) (local.get $OW)))');
+  emit(2, '(local.set $ow0 (i32.sub (local.get $ow0) (i32.mul (local.get $oh0) (local.get $OW))))');
+  emit(2, `(local.set $lanes (select (local.get $valid) (i32.const ${NR}) (i32.lt_u (local.get $valid) (i32.const ${NR}))))`);
+  // A run of $cnt floats at $d: zeros, or copies from $s (SW apart; 4 at a time where SW = 1).
+  const zeroRun = (indent, count) => {
+    emit(indent, `(local.set $cnt ${count})`);
+    emit(indent, '(block $zd (loop $zv');
+    emit(indent + 1, '(br_if $zd (i32.lt_s (local.get $cnt) (i32.const 4)))');
+    emit(indent + 1, '(v128.store (local.get $d) (v128.const i32x4 0 0 0 0))');
+    emit(indent + 1, '(local.set $d (i32.add (local.get $d) (i32.const 16)))');
+    emit(indent + 1, '(local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))');
+    emit(indent + 1, '(br $zv)))');
+    emit(indent, '(block $zd1 (loop $zl');
+    emit(indent + 1, '(br_if $zd1 (i32.le_s (local.get $cnt) (i32.const 0)))');
+    emit(indent + 1, '(f32.store (local.get $d) (f32.const 0))');
+    emit(indent + 1, '(local.set $d (i32.add (local.get $d) (i32.const 4)))');
+    emit(indent + 1, '(local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))');
+    emit(indent + 1, '(br $zl)))');
+  };
+  emit(2, '(loop $lines');
+  emit(3, '(local.set $d (i32.add (local.get $tmp) (i32.mul (i32.shl (local.get $w) (i32.const 2)) (local.get $kc))))');
+  emit(3, '(local.set $e (i32.add (i32.load offset=32 (local.get $desc)) (i32.shl (i32.add (local.get $j0) (local.get $w)) (i32.const 5))))');
+  emit(3, '(local.set $ohLo (i32.load offset=12 (local.get $e))) (local.set $ohHi (i32.load offset=16 (local.get $e)))');
+  emit(3, '(local.set $owLo (i32.load offset=20 (local.get $e))) (local.set $owHi (i32.load offset=24 (local.get $e)))');
+  emit(3, ';; $base: image n\'s window origin for this row');
+  emit(3, '(local.set $base (i32.add (i32.add (local.get $x) (i32.load (local.get $e))) (i32.mul (local.get $n0) (local.get $img))))');
+  emit(3, '(local.set $oh (local.get $oh0)) (local.set $ow (local.get $ow0)) (local.set $left (local.get $kc))');
+  emit(3, '(loop $segs');
+  emit(4, '(local.set $seg (i32.sub (local.get $OW) (local.get $ow)))');
+  emit(4, '(local.set $seg (select (local.get $left) (local.get $seg) (i32.lt_u (local.get $left) (local.get $seg))))');
+  emit(4, '(local.set $end (i32.add (local.get $ow) (local.get $seg)))');
+  emit(4, '(if (i32.and (i32.ge_s (local.get $oh) (local.get $ohLo)) (i32.lt_s (local.get $oh) (local.get $ohHi)))');
+  emit(5, '(then ;; zeros on [ow, a), floats on [a, b), zeros on [b, end)');
+  emit(6, '(local.set $a (select (local.get $owLo) (local.get $ow) (i32.gt_s (local.get $owLo) (local.get $ow))))');
+  emit(6, '(local.set $a (select (local.get $end) (local.get $a) (i32.gt_s (local.get $a) (local.get $end))))');
+  emit(6, '(local.set $b (select (local.get $owHi) (local.get $a) (i32.gt_s (local.get $owHi) (local.get $a))))');
+  emit(6, '(local.set $b (select (local.get $end) (local.get $b) (i32.gt_s (local.get $b) (local.get $end))))');
+  zeroRun(6, '(i32.sub (local.get $a) (local.get $ow))');
+  emit(6, '(local.set $s (i32.add (i32.add (local.get $base) (i32.mul (local.get $oh) (local.get $rowStep))) (i32.mul (local.get $a) (local.get $SWb))))');
+  emit(6, '(local.set $cnt (i32.sub (local.get $b) (local.get $a)))');
+  emit(6, '(if (i32.eq (local.get $SWb) (i32.const 4)) (then');
+  emit(7, '(block $cvd (loop $cv');
+  emit(8, '(br_if $cvd (i32.lt_s (local.get $cnt) (i32.const 4)))');
+  emit(8, '(v128.store (local.get $d) (v128.load (local.get $s)))');
+  emit(8, '(local.set $d (i32.add (local.get $d) (i32.const 16)))');
+  emit(8, '(local.set $s (i32.add (local.get $s) (i32.const 16)))');
+  emit(8, '(local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))');
+  emit(8, '(br $cv)))))');
+  emit(6, '(block $cd (loop $cl');
+  emit(7, '(br_if $cd (i32.le_s (local.get $cnt) (i32.const 0)))');
+  emit(7, '(f32.store (local.get $d) (f32.load (local.get $s)))');
+  emit(7, '(local.set $d (i32.add (local.get $d) (i32.const 4)))');
+  emit(7, '(local.set $s (i32.add (local.get $s) (local.get $SWb)))');
+  emit(7, '(local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))');
+  emit(7, '(br $cl)))');
+  zeroRun(6, '(i32.sub (local.get $end) (local.get $b))');
+  emit(5, ')');
+  emit(5, '(else');
+  zeroRun(6, '(local.get $seg)');
+  emit(5, '))');
+  emit(4, '(local.set $ow (i32.const 0))');
+  emit(4, '(if (i32.eq (local.tee $oh (i32.add (local.get $oh) (i32.const 1))) (local.get $OH)) (then');
+  emit(5, '(local.set $oh (i32.const 0))');
+  emit(5, '(local.set $base (i32.add (local.get $base) (local.get $img)))))');
+  emit(4, '(br_if $segs (i32.gt_s (local.tee $left (i32.sub (local.get $left) (local.get $seg))) (i32.const 0))))');
+  emit(3, '(br_if $lines (i32.lt_u (local.tee $w (i32.add (local.get $w) (i32.const 1))) (local.get $lanes))))');
+  emit(2, ';; the lines, kc floats apart, transposed into the panel (zeros past $valid)');
+  emit(2, `(call $pack_strided (local.get $dst) (local.get $tmp) (local.get $kc) (i32.const ${NR}) (local.get $valid) (i32.shl (local.get $kc) (i32.const 2)))`);
   emit(1, ')');
   emit(0, '');
 }

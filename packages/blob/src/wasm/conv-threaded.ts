@@ -4,8 +4,8 @@
 // into private buffers that the calling thread sums at the end. Images already in the shared
 // memory (blobs of the 'wasm' host allocator) are used in place; others go in once and come back
 // once, in super-chunks that bound the staged floats. With T = 1 it is conv-wasm.ts's in-place
-// path on the calling thread. With `implicit` (a forward product only) the GEMM packs its B
-// panels from the images themselves (transB = 2, see conv-wasm.ts) and no columns are written.
+// path on the calling thread. With `implicit` the GEMMs that read im2col(colIn) pack their B
+// panels from the images themselves (transB = 2 and 3, see conv-wasm.ts): no columns for colIn.
 import { engine, MAX_COMMANDS, Op } from './threads.js';
 import type { Blocking } from './gemm-threaded.js';
 import type { Conv2dPass } from './conv-wasm.js';
@@ -21,22 +21,30 @@ export const IM2COL_DESC_INTS = 12;
 export function im2colDesc(C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, pRows: number): number[] {
   return [H, W, KH, KW, SH, SW, OH, OW, pRows, 4 * H * W, 4 * C * H * W, OH * OW];
 }
+/** i32 per row of the implicit im2col's row table. */
+export const IM2COL_ROW_INTS = 8;
 /**
  * The implicit im2col's row table for the `Cg` channels of one group: per column-matrix row
- * (c·KH + kh)·KW + kw three i32, the byte offset of its window origin (c·H·W + hOff·W + wOff)·4,
- * hOff and wOff, from the window `table` (3 i32 per kernel row, then per kernel column).
+ * (c·KH + kh)·KW + kw IM2COL_ROW_INTS i32: the byte offset of its window origin
+ * (c·H·W + hOff·W + wOff)·4, hOff, wOff, then the output rows [ohLo, ohHi) and columns
+ * [owLo, owHi) whose window element lies inside the image, from the window `table` (3 i32 per
+ * kernel row, then per kernel column: offset, lo, hi).
  */
 export function im2colRows(Cg: number, H: number, W: number, KH: number, KW: number, table: Int32Array): Int32Array {
-  const rows = new Int32Array(3 * Cg * KH * KW);
+  const rows = new Int32Array(IM2COL_ROW_INTS * Cg * KH * KW);
   let r = 0;
   for (let c = 0; c < Cg; c++) {
     for (let kh = 0; kh < KH; kh++) {
       const hOff = table[3 * kh]!;
-      for (let kw = 0; kw < KW; kw++, r += 3) {
+      for (let kw = 0; kw < KW; kw++, r += IM2COL_ROW_INTS) {
         const wOff = table[3 * (KH + kw)]!;
         rows[r] = 4 * (c * H * W + hOff * W + wOff);
         rows[r + 1] = hOff;
         rows[r + 2] = wOff;
+        rows[r + 3] = table[3 * kh + 1]!;
+        rows[r + 4] = table[3 * kh + 2]!;
+        rows[r + 5] = table[3 * (KH + kw) + 1]!;
+        rows[r + 6] = table[3 * (KH + kw) + 2]!;
       }
     }
   }
@@ -52,8 +60,10 @@ export interface ConvDims {
   OH: number; OW: number; O: number; G: number;
   /** Window table (3 i32 per kernel row, then per kernel column), as conv-wasm.ts builds it. */
   table: Int32Array;
-  /** The forward product reads the images directly (implicit im2col); no column buffer. */
+  /** The forward product reads the images directly (implicit im2col). */
   implicit?: boolean;
+  /** So does the weight gradient's. */
+  implicitW?: boolean;
 }
 
 /**
@@ -89,15 +99,17 @@ export function convThreaded(
   // uses the caller's own gradients when they are in the shared memory).
   const packA = align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
   const packB = align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
-  const tile = align(4 * MR * NR);
-  const direct = !!d.implicit;
-  const col = direct && !colOut ? 0 : align(4 * K * G * Nmax);
+  const direct = !!d.implicit, directW = direct && !!d.implicitW;
+  // transB = 3 (the implicit weight gradient) unfolds NR lines of KC floats past the edge tile.
+  const tile = align(4 * MR * NR + (directW ? 4 * NR * KC : 0));
+  const unfold = !!colIn && ((!!gemmOut && !direct) || (!!weightDiff && !directW));
+  const col = unfold || colOut ? align(4 * K * G * Nmax) : 0;
   const rows = align(4 * O * Nmax);
   const dW = weightDiff ? align(4 * O * K) : 0;
   const dB = biasDiff ? align(4 * O) : 0;
   const work = packA + packB + tile + col + rows + dW + dB;
   const imgBytes = (resident: boolean, present: unknown, n: number) => (present && !resident ? align(4 * superN * n) : 0);
-  const K3 = direct ? 3 * K : 0;
+  const K3 = direct ? IM2COL_ROW_INTS * K : 0;
   const bytes = T * work + align(4 * d.table.length) + align(4 * IM2COL_DESC_INTS) + align(4 * K3) + (at.weights < 0 ? align(4 * O * K) : 0) + (bias && at.bias < 0 ? align(4 * O) : 0) +
     imgBytes(at.colIn >= 0, colIn, imgIn) + imgBytes(at.colOut >= 0, colOut, imgIn) +
     imgBytes(at.gemmIn >= 0, gemmIn, imgOut) + imgBytes(at.gemmOut >= 0, gemmOut, imgOut);
@@ -152,7 +164,7 @@ export function convThreaded(
     }
   }
 
-  const commandsPerBlock = (colIn && !direct ? 1 : 0) + (gemmIn ? (biasDiff ? 2 : 1) : 0) + (weightDiff ? G : 0)
+  const commandsPerBlock = (unfold ? 1 : 0) + (gemmIn ? (biasDiff ? 2 : 1) : 0) + (weightDiff ? G : 0)
     + (gemmOut ? G + 1 : 0) + (colOut ? G + 2 : 0);
   for (let s0 = 0; s0 < num; s0 += superN) {
     const sn = Math.min(superN, num - s0);
@@ -174,14 +186,18 @@ export function convThreaded(
         const from = a + r0 * nb0, to = Math.min(b, a + (r0 + blocksPerJob) * nb0);
         for (let n0 = from; n0 < to; n0 += nb0) {
           const nb = Math.min(nb0, b - n0), N = nb * S;
-          if (colIn && !direct) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
+          if (unfold) L.call(Op.Im2col, xin + 4 * n0 * imgIn, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, ws.col);
           if (gemmIn) {
             L.call(Op.Gather, yin + 4 * n0 * imgOut, O, nb, S, ws.rows);
             if (biasDiff) L.call(Op.Rowsum, ws.rows, O, N, ws.dB);
           }
           if (weightDiff) {
             for (let q = 0; q < G; q++) {
-              L.gemm(0, 1, m, K, N, 1, ws.rows + 4 * q * m * N, N, ws.col + 4 * q * K * N, N, 1, ws.dW + 4 * q * m * K, K, ws.packA, ws.packB, ws.tile);
+              if (directW) {
+                L.gemm(0, 3, m, K, N, 1, ws.rows + 4 * q * m * N, N, pDesc, xin + 4 * (n0 * imgIn + q * (C / G) * H * W), 1, ws.dW + 4 * q * m * K, K, ws.packA, ws.packB, ws.tile);
+              } else {
+                L.gemm(0, 1, m, K, N, 1, ws.rows + 4 * q * m * N, N, ws.col + 4 * q * K * N, N, 1, ws.dW + 4 * q * m * K, K, ws.packA, ws.packB, ws.tile);
+              }
             }
           }
           if (gemmOut) {

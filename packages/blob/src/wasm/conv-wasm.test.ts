@@ -150,9 +150,9 @@ describe('createWasmConv2d', () => {
   });
 });
 
-// The implicit im2col (the GEMM packs its B panels from the images, transB = 2) must give the
-// very floats of the explicit path: same products, same summation order.
-describe('implicit im2col forward', () => {
+// The implicit im2col (the GEMMs pack their B panels from the images, transB = 2 and 3) must
+// give the very floats of the explicit path: same products, same summation order.
+describe('implicit im2col', () => {
   const implicitCases: [string, Conv2dGeometry, number][] = [
     ...cases.map(([name, g]): [string, Conv2dGeometry, number] => [name, g, 5]),
     ['CIFAR conv1-like: 5×5 pad 2, rows of 32 (contiguous panels, padded edges)', geometry({ channels: 3, height: 32, width: 32, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 4 }), 2],
@@ -173,19 +173,35 @@ describe('implicit im2col forward', () => {
     const K = (g.channels / g.group) * g.kernelH * g.kernelW;
     const x = random(rng, num * g.channels * g.height * g.width);
     x[3] = -0; // signed zeros are copied as they are
-    return { x, w: random(rng, g.outChannels * K), bias: random(rng, g.outChannels), outN: num * g.outChannels * OH * OW };
+    const outN = num * g.outChannels * OH * OW;
+    return { x, w: random(rng, g.outChannels * K), bias: random(rng, g.outChannels), outN, dy: random(rng, outN), dw0: random(rng, g.outChannels * K) };
+  };
+  type Case = ReturnType<typeof setup>;
+  /** Convolution forward, Convolution backward (accumulating gradients), Deconvolution backward. */
+  const passes = (conv: WasmConv2d, g: Conv2dGeometry, num: number, chunk: number, c: Case, arr: (a: Float32Array) => Float32Array) => {
+    const y = arr(new Float32Array(c.outN).fill(NaN));
+    conv.run(g, num, chunk, { colIn: c.x, weights: c.w, bias: c.bias, gemmOut: y });
+    const dw = arr(c.dw0.slice()), db = arr(c.bias.slice()), dx = arr(new Float32Array(c.x.length).fill(NaN));
+    conv.run(g, num, chunk, { colIn: c.x, gemmIn: c.dy, weights: c.w, weightDiff: dw, biasDiff: db, colOut: dx });
+    const dw2 = arr(new Float32Array(c.dw0.length)), y2 = arr(new Float32Array(c.outN).fill(NaN));
+    conv.run(g, num, chunk, { colIn: c.x, gemmIn: c.dy, weights: c.w, weightDiff: dw2, gemmOut: y2 });
+    return { y, dw, db, dx, dw2, y2 };
+  };
+  const sameAll = (a: ReturnType<typeof passes>, b: ReturnType<typeof passes>, what: string) => {
+    for (const key of ['y', 'dw', 'db', 'dx', 'dw2', 'y2'] as const) sameBits(a[key], b[key], `${what} ${key}`);
   };
 
   for (const [name, g, num] of implicitCases) {
-    it(`${name}: bit-identical to the explicit im2col, chunks of 1 and all images`, () => {
-      const implicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: true })!;
-      const explicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: false })!;
-      const { x, w, bias, outN } = setup(name, g, num);
+    it(`${name}: every pass bit-identical to the explicit im2col, chunks of 1 and all images`, () => {
+      const implicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: 'all' })!;
+      const explicit = createWasmConv2d({ relaxed: false, threads: 1, implicit: 'off' })!;
+      const c = setup(name, g, num);
+      // 'auto': the forward product, the weight gradient only where there is no data gradient.
+      const auto = createWasmConv2d({ relaxed: false, threads: 1, implicit: 'auto' })!;
       for (const chunk of [1, num]) {
-        const a = new Float32Array(outN).fill(NaN), b = new Float32Array(outN).fill(NaN);
-        implicit.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: a });
-        explicit.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: b });
-        sameBits(a, b, 'gemmOut');
+        const want = passes(explicit, g, num, chunk, c, (a) => a);
+        sameAll(passes(implicit, g, num, chunk, c, (a) => a), want, `all, chunk ${chunk}`);
+        sameAll(passes(auto, g, num, chunk, c, (a) => a), want, `auto, chunk ${chunk}`);
       }
     });
   }
@@ -206,21 +222,18 @@ describe('implicit im2col forward', () => {
       return array as Float32Array;
     };
     for (const [name, g, num] of implicitCases.slice(-5)) {
-      it(`${name}: bit-identical to the explicit im2col`, () => {
-        const { x, w, bias, outN } = setup(name, g, num);
-        const xs = shared(x), ws = shared(w), bs = shared(bias);
-        const want = new Float32Array(outN);
-        createWasmConv2d({ relaxed: false, threads: 1, implicit: false })!.run(g, num, num, { colIn: x, weights: w, bias, gemmOut: want });
+      it(`${name}: every pass bit-identical to the explicit im2col on the same threads`, () => {
+        const c = setup(name, g, num);
+        const cs: Case = { ...c, x: shared(c.x), w: shared(c.w), bias: shared(c.bias), dy: shared(c.dy) };
         for (const threads of [1, 'auto'] as const) {
-          const conv = createWasmConv2d({ relaxed: false, threads, minFlopsPerThread: 1, implicit: true })!;
+          // Gradients split over threads are summed per thread: compare like with like.
+          const implicit = createWasmConv2d({ relaxed: false, threads, minFlopsPerThread: 1, implicit: 'all' })!;
+          const explicit = createWasmConv2d({ relaxed: false, threads, minFlopsPerThread: 1, implicit: 'off' })!;
           for (const chunk of [1, num]) {
-            const a = shared(new Float32Array(outN).fill(NaN));
-            conv.run(g, num, chunk, { colIn: xs, weights: ws, bias: bs, gemmOut: a });
-            sameBits(a, want, `gemmOut (threads ${threads}, chunk ${chunk})`);
-            // Staged (plain) arrays on the threads.
-            const b = new Float32Array(outN).fill(NaN);
-            conv.run(g, num, chunk, { colIn: x, weights: w, bias, gemmOut: b });
-            sameBits(b, want, `staged gemmOut (threads ${threads}, chunk ${chunk})`);
+            const want = passes(explicit, g, num, chunk, c, (a) => a);
+            sameAll(passes(implicit, g, num, chunk, cs, shared), want, `threads ${threads}, chunk ${chunk}, in place`);
+            // Staged (plain) arrays.
+            sameAll(passes(implicit, g, num, chunk, c, (a) => a), want, `threads ${threads}, chunk ${chunk}, staged`);
           }
         }
       });

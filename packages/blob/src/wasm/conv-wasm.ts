@@ -9,15 +9,18 @@
 // taking a range of images (conv-threaded.ts); `threads: 1` keeps a runner on one thread. Images
 // that already live in the threads' shared memory (blobs of the 'wasm' host allocator,
 // host-memory.ts) are not copied at all: the pass runs there (conv-threaded.ts, one thread).
-// Where the columns would only feed W · im2col(x) (a Convolution forward), the GEMM packs its
-// B panels straight from the images (transB = 2, an implicit im2col: scripts/gemm-wat.mjs,
-// emitPackIm2col): the column buffer is neither written nor read, and the packed panels hold
-// the same floats, so the results are bit-identical. CAFFE_TS_CONV_IMPLICIT=off (or the
-// `implicit: false` option) keeps the explicit im2col for A/B comparisons.
+// The GEMMs that read im2col(x) (W · im2col(x) forward, dy · im2col(x)ᵀ for the weight gradient)
+// pack their B panels straight from the images (transB = 2 and 3, an implicit im2col:
+// scripts/gemm-wat.mjs, emitPackIm2col/emitPackIm2colT): the column buffer is not written for
+// them, and the packed panels hold the same floats, so the results are bit-identical.
+// CAFFE_TS_CONV_IMPLICIT (or the `implicit` option): 'auto' (default) the forward product, and
+// the weight gradient where no data gradient needs the column buffer anyway (where it does, the
+// transposed unfolding measured no faster than im2col plus packing: small output rows); 'all'
+// both always; 'off' the explicit im2col for A/B comparisons.
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES, type GemmExports } from './gemm-wasm.js';
-import { convThreaded, IM2COL_DESC_INTS, im2colDesc, im2colRows } from './conv-threaded.js';
+import { convThreaded, IM2COL_DESC_INTS, IM2COL_ROW_INTS, im2colDesc, im2colRows } from './conv-threaded.js';
 import { MIN_FLOPS_PER_THREAD, planThreads } from './threads.js';
 
 /**
@@ -72,20 +75,24 @@ export interface WasmConv2d {
 const PAGE_BYTES = 65536;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
-/** Whether CAFFE_TS_CONV_IMPLICIT (in the environment, where there is one) allows the implicit im2col. */
-export function implicitIm2colDefault(): boolean {
+/** Which products of a pass read the images directly (see the top of this file). */
+export type ImplicitIm2col = 'auto' | 'all' | 'off';
+
+/** CAFFE_TS_CONV_IMPLICIT (in the environment, where there is one): 'off', 'all', else 'auto'. */
+export function implicitIm2colDefault(): ImplicitIm2col {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.CAFFE_TS_CONV_IMPLICIT?.trim().toLowerCase() !== 'off';
+  const v = env?.CAFFE_TS_CONV_IMPLICIT?.trim().toLowerCase();
+  return v === 'off' || v === 'all' ? v : 'auto';
 }
 
 /**
  * A WebAssembly runner of batched convolution passes (own module instance and memory, grown to
  * the largest chunk seen and kept), or null where WebAssembly SIMD is missing. `relaxed` picks
  * the build as createWasmGemmKernel's option does; `threads` and `minFlopsPerThread` as there;
- * `implicit: false` always unfolds into the column buffer (default: CAFFE_TS_CONV_IMPLICIT).
+ * `implicit` picks the products that read the images directly (default: CAFFE_TS_CONV_IMPLICIT).
  */
 export function createWasmConv2d(
-  options: { relaxed?: boolean; threads?: 'auto' | 1; minFlopsPerThread?: number; implicit?: boolean } = {},
+  options: { relaxed?: boolean; threads?: 'auto' | 1; minFlopsPerThread?: number; implicit?: ImplicitIm2col } = {},
 ): WasmConv2d | null {
   const instance = instantiateGemmModule(options.relaxed);
   if (!instance) return null;
@@ -124,10 +131,11 @@ export function createWasmConv2d(
       throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut and biasDiff need gemmIn`);
     }
     const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
-    // The forward product packs straight from the images unless the columns are unfolded anyway
-    // (the weight gradient reads them).
-    const direct = implicit && !!gemmOut && !!colIn && !weightDiff;
-    const needCol = (!!colIn && !direct) || !!colOut;
+    // The products that read im2col(colIn) pack their panels straight from the images.
+    // (directW: the weight gradient too; see the top of this file.)
+    const direct = implicit !== 'off' && !!colIn;
+    const directW = direct && !!weightDiff && (implicit === 'all' || !colOut);
+    const needCol = (!!colIn && ((!!gemmOut && !direct) || (!!weightDiff && !directW))) || !!colOut;
     const need = (what: string, a: Float32Array | null | undefined, n: number) => {
       if (a && a.length < n) throw new MathError(`${name} conv: ${what} has ${a.length} elements, needs ${n}`);
     };
@@ -163,7 +171,7 @@ export function createWasmConv2d(
     if (T > 1 || inSharedMemory(colIn, gemmIn, gemmOut, colOut)) {
       const tab = new Int32Array(3 * (KH + KW));
       fillTable(tab, 0);
-      const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab, implicit: direct };
+      const dims = { C, H, W, KH, KW, SH, SW, OH, OW, O, G, table: tab, implicit: direct, implicitW: directW };
       if (convThreaded(T, relaxedBuild, { MR, NR, MC, KC, NC }, dims, num, chunk, pass)) return;
     }
 
@@ -175,10 +183,12 @@ export function createWasmConv2d(
     const pPackA = 0;
     const pPackB = pPackA + align(4 * Math.min(MC, Math.ceil(Math.max(m, K) / MR) * MR) * KC);
     const pScratch = pPackB + align(4 * KC * Math.min(NC, Math.ceil(Math.max(Nmax, K) / NR) * NR));
-    const pTab = pScratch + align(4 * MR * NR);
+    // With the implicit im2col the weight gradient's GEMM (transB = 3) unfolds NR lines of KC
+    // floats past the edge tile.
+    const pTab = pScratch + align(4 * MR * NR + (directW ? 4 * NR * KC : 0));
     const pDesc = pTab + align(12 * (KH + KW));
     const pRows = pDesc + align(4 * IM2COL_DESC_INTS);
-    const pW = pRows + align(direct ? 12 * K : 0);
+    const pW = pRows + align(direct ? 4 * IM2COL_ROW_INTS * K : 0);
     const pBias = pW + align(4 * O * K);
     const pDB = pBias + align(4 * O);
     const pDW = pDB + align(4 * O);
@@ -203,7 +213,7 @@ export function createWasmConv2d(
       if (colIn) {
         f32.set(colIn.subarray(n0 * imgIn, (n0 + nb) * imgIn), pX >> 2);
         // One call unfolds all channels: group g's rows are g·K … (g+1)·K − 1.
-        if (!direct) ex.im2col(pX, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pCol);
+        if (!direct || (weightDiff && !directW)) ex.im2col(pX, nb, C, H, W, KH, KW, SH, SW, OH, OW, pTab, pCol);
       }
       if (gemmIn) {
         f32.set(gemmIn.subarray(n0 * imgOut, (n0 + nb) * imgOut), pY >> 2);
@@ -212,7 +222,11 @@ export function createWasmConv2d(
       }
       if (weightDiff) {
         for (let q = 0; q < G; q++) {
-          ex.gemm(0, 1, m, K, N, 1, pR + 4 * q * m * N, N, pCol + 4 * q * K * N, N, 1, pDW + 4 * q * m * K, K, pPackA, pPackB, pScratch);
+          if (directW) {
+            ex.gemm(0, 3, m, K, N, 1, pR + 4 * q * m * N, N, pDesc, pX + 4 * q * (C / G) * H * W, 1, pDW + 4 * q * m * K, K, pPackA, pPackB, pScratch);
+          } else {
+            ex.gemm(0, 1, m, K, N, 1, pR + 4 * q * m * N, N, pCol + 4 * q * K * N, N, 1, pDW + 4 * q * m * K, K, pPackA, pPackB, pScratch);
+          }
         }
       }
       if (gemmOut) {

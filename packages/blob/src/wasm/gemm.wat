@@ -572,7 +572,7 @@
     (local.set $lo (i32.add (local.get $x) (i32.mul (i32.div_u (local.get $j0) (local.get $S)) (local.get $img))))
     (local.set $hi (i32.sub (i32.add (local.get $lo) (local.get $img)) (i32.const 32)))
     (local.set $Wv (i32x4.splat (local.get $W)))
-    (local.set $rt (i32.add (local.get $rt) (i32.mul (local.get $pc) (i32.const 12))))
+    (local.set $rt (i32.add (local.get $rt) (i32.shl (local.get $pc) (i32.const 5))))
     (local.set $k (local.get $kc))
     (loop $rows
       (local.set $hOff (i32.load offset=4 (local.get $rt)))
@@ -632,13 +632,120 @@
           (else (f32.const 0))))
       )
       (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
-      (local.set $rt (i32.add (local.get $rt) (i32.const 12)))
+      (local.set $rt (i32.add (local.get $rt) (i32.const 32)))
       (br_if $rows (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
+  )
+
+  ;; op(B) panel of a transposed implicit im2col (transB = 3): see emitPackIm2colT in gemm-wat.mjs
+  (func $pack_im2col_t (param $dst i32) (param $desc i32) (param $x i32) (param $pc i32) (param $kc i32) (param $j0 i32) (param $valid i32) (param $tmp i32)
+    (local $OH i32) (local $OW i32) (local $S i32) (local $SWb i32) (local $rowStep i32) (local $img i32) (local $e i32)
+    (local $w i32) (local $d i32) (local $s i32) (local $oh i32) (local $ow i32) (local $left i32) (local $seg i32)
+    (local $end i32) (local $a i32) (local $b i32) (local $cnt i32) (local $base i32) (local $lanes i32)
+    (local $ohLo i32) (local $ohHi i32) (local $owLo i32) (local $owHi i32) (local $n0 i32) (local $oh0 i32) (local $ow0 i32)
+    (local.set $OH (i32.load offset=24 (local.get $desc)))
+    (local.set $OW (i32.load offset=28 (local.get $desc)))
+    (local.set $S (i32.load offset=44 (local.get $desc)))
+    (local.set $img (i32.load offset=40 (local.get $desc)))
+    (local.set $SWb (i32.shl (i32.load offset=20 (local.get $desc)) (i32.const 2)))
+    (local.set $rowStep (i32.shl (i32.mul (i32.load offset=16 (local.get $desc)) (i32.load offset=4 (local.get $desc))) (i32.const 2)))
+    ;; the output position of k = 0
+    (local.set $n0 (i32.div_u (local.get $pc) (local.get $S)))
+    (local.set $ow0 (i32.sub (local.get $pc) (i32.mul (local.get $n0) (local.get $S))))
+    (local.set $oh0 (i32.div_u (local.get $ow0) (local.get $OW)))
+    (local.set $ow0 (i32.sub (local.get $ow0) (i32.mul (local.get $oh0) (local.get $OW))))
+    (local.set $lanes (select (local.get $valid) (i32.const 8) (i32.lt_u (local.get $valid) (i32.const 8))))
+    (loop $lines
+      (local.set $d (i32.add (local.get $tmp) (i32.mul (i32.shl (local.get $w) (i32.const 2)) (local.get $kc))))
+      (local.set $e (i32.add (i32.load offset=32 (local.get $desc)) (i32.shl (i32.add (local.get $j0) (local.get $w)) (i32.const 5))))
+      (local.set $ohLo (i32.load offset=12 (local.get $e))) (local.set $ohHi (i32.load offset=16 (local.get $e)))
+      (local.set $owLo (i32.load offset=20 (local.get $e))) (local.set $owHi (i32.load offset=24 (local.get $e)))
+      ;; $base: image n's window origin for this row
+      (local.set $base (i32.add (i32.add (local.get $x) (i32.load (local.get $e))) (i32.mul (local.get $n0) (local.get $img))))
+      (local.set $oh (local.get $oh0)) (local.set $ow (local.get $ow0)) (local.set $left (local.get $kc))
+      (loop $segs
+        (local.set $seg (i32.sub (local.get $OW) (local.get $ow)))
+        (local.set $seg (select (local.get $left) (local.get $seg) (i32.lt_u (local.get $left) (local.get $seg))))
+        (local.set $end (i32.add (local.get $ow) (local.get $seg)))
+        (if (i32.and (i32.ge_s (local.get $oh) (local.get $ohLo)) (i32.lt_s (local.get $oh) (local.get $ohHi)))
+          (then ;; zeros on [ow, a), floats on [a, b), zeros on [b, end)
+            (local.set $a (select (local.get $owLo) (local.get $ow) (i32.gt_s (local.get $owLo) (local.get $ow))))
+            (local.set $a (select (local.get $end) (local.get $a) (i32.gt_s (local.get $a) (local.get $end))))
+            (local.set $b (select (local.get $owHi) (local.get $a) (i32.gt_s (local.get $owHi) (local.get $a))))
+            (local.set $b (select (local.get $end) (local.get $b) (i32.gt_s (local.get $b) (local.get $end))))
+            (local.set $cnt (i32.sub (local.get $a) (local.get $ow)))
+            (block $zd (loop $zv
+              (br_if $zd (i32.lt_s (local.get $cnt) (i32.const 4)))
+              (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 16)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))
+              (br $zv)))
+            (block $zd1 (loop $zl
+              (br_if $zd1 (i32.le_s (local.get $cnt) (i32.const 0)))
+              (f32.store (local.get $d) (f32.const 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 4)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))
+              (br $zl)))
+            (local.set $s (i32.add (i32.add (local.get $base) (i32.mul (local.get $oh) (local.get $rowStep))) (i32.mul (local.get $a) (local.get $SWb))))
+            (local.set $cnt (i32.sub (local.get $b) (local.get $a)))
+            (if (i32.eq (local.get $SWb) (i32.const 4)) (then
+              (block $cvd (loop $cv
+                (br_if $cvd (i32.lt_s (local.get $cnt) (i32.const 4)))
+                (v128.store (local.get $d) (v128.load (local.get $s)))
+                (local.set $d (i32.add (local.get $d) (i32.const 16)))
+                (local.set $s (i32.add (local.get $s) (i32.const 16)))
+                (local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))
+                (br $cv)))))
+            (block $cd (loop $cl
+              (br_if $cd (i32.le_s (local.get $cnt) (i32.const 0)))
+              (f32.store (local.get $d) (f32.load (local.get $s)))
+              (local.set $d (i32.add (local.get $d) (i32.const 4)))
+              (local.set $s (i32.add (local.get $s) (local.get $SWb)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))
+              (br $cl)))
+            (local.set $cnt (i32.sub (local.get $end) (local.get $b)))
+            (block $zd (loop $zv
+              (br_if $zd (i32.lt_s (local.get $cnt) (i32.const 4)))
+              (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 16)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))
+              (br $zv)))
+            (block $zd1 (loop $zl
+              (br_if $zd1 (i32.le_s (local.get $cnt) (i32.const 0)))
+              (f32.store (local.get $d) (f32.const 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 4)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))
+              (br $zl)))
+          )
+          (else
+            (local.set $cnt (local.get $seg))
+            (block $zd (loop $zv
+              (br_if $zd (i32.lt_s (local.get $cnt) (i32.const 4)))
+              (v128.store (local.get $d) (v128.const i32x4 0 0 0 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 16)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 4)))
+              (br $zv)))
+            (block $zd1 (loop $zl
+              (br_if $zd1 (i32.le_s (local.get $cnt) (i32.const 0)))
+              (f32.store (local.get $d) (f32.const 0))
+              (local.set $d (i32.add (local.get $d) (i32.const 4)))
+              (local.set $cnt (i32.sub (local.get $cnt) (i32.const 1)))
+              (br $zl)))
+          ))
+        (local.set $ow (i32.const 0))
+        (if (i32.eq (local.tee $oh (i32.add (local.get $oh) (i32.const 1))) (local.get $OH)) (then
+          (local.set $oh (i32.const 0))
+          (local.set $base (i32.add (local.get $base) (local.get $img)))))
+        (br_if $segs (i32.gt_s (local.tee $left (i32.sub (local.get $left) (local.get $seg))) (i32.const 0))))
+      (br_if $lines (i32.lt_u (local.tee $w (i32.add (local.get $w) (i32.const 1))) (local.get $lanes))))
+    ;; the lines, kc floats apart, transposed into the panel (zeros past $valid)
+    (call $pack_strided (local.get $dst) (local.get $tmp) (local.get $kc) (i32.const 8) (local.get $valid) (i32.shl (local.get $kc) (i32.const 2)))
   )
 
   ;; Row-major C = alpha*op(A)*op(B) + beta*C; pointers are byte offsets, leading dimensions
   ;; are in elements. Needs M, N, K >= 1. Workspace: $packA holds min(MC, M rounded up to MR)
-  ;; x min(KC, K) floats, $packB min(KC, K) x min(NC, N rounded up to NR), $scratch MR x NR.
+  ;; x min(KC, K) floats, $packB min(KC, K) x min(NC, N rounded up to NR), $scratch MR x NR
+  ;; (and NR x KC more with transB = 3). transB = 2 or 3: op(B) is an implicit im2col of the
+  ;; images at $ldb (emitPackIm2col / emitPackIm2colT), $pB its geometry.
   (func (export "gemm") (param $transA i32) (param $transB i32) (param $M i32) (param $N i32) (param $K i32)
     (param $alpha f32) (param $pA i32) (param $lda i32) (param $pB i32) (param $ldb i32)
     (param $beta f32) (param $pC i32) (param $ldc i32) (param $packA i32) (param $packB i32) (param $scratch i32)
@@ -659,6 +766,11 @@
             (then ;; implicit im2col: $pB is the geometry, $ldb the images (emitPackIm2col)
               (call $pack_im2col (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
                 (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (i32.add (local.get $jc) (local.get $jr)) (i32.sub (local.get $nc) (local.get $jr))))
+            (else (if (i32.eq (local.get $transB) (i32.const 3))
+            (then ;; transposed implicit im2col (emitPackIm2colT)
+              (call $pack_im2col_t (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
+                (local.get $pB) (local.get $ldb) (local.get $pc) (local.get $kc) (i32.add (local.get $jc) (local.get $jr)) (i32.sub (local.get $nc) (local.get $jr))
+                (i32.add (local.get $scratch) (i32.const 128))))
             (else
           (if (local.get $transB)
             (then ;; op(B)(k, j) = B[j*ldb + k]
@@ -668,7 +780,7 @@
             (else ;; op(B)(k, j) = B[k*ldb + j]
               (call $pack_rows_8 (i32.add (local.get $packB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))
                 (i32.add (local.get $pB) (i32.shl (i32.add (i32.mul (local.get $pc) (local.get $ldb)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2)))
-                (local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))))
+                (local.get $kc) (i32.sub (local.get $nc) (local.get $jr)) (i32.shl (local.get $ldb) (i32.const 2)))))))))
           (local.set $jr (i32.add (local.get $jr) (i32.const 8)))
           (br_if $packBLoop (i32.lt_u (local.get $jr) (local.get $nc))))
         (local.set $ic (i32.const 0))
