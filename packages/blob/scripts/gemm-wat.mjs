@@ -455,27 +455,33 @@ function emitPackIm2col(emit, NR) {
   const NV = NR / 4;
   emit(1, ';; op(B) panel of an implicit im2col (transB = 2): see emitPackIm2col in gemm-wat.mjs');
   emit(1, '(func $pack_im2col (param $dst i32) (param $desc i32) (param $x i32) (param $pc i32) (param $kc i32) (param $j0 i32) (param $valid i32)');
-  emit(2, '(local $H i32) (local $W i32) (local $SH i32) (local $SW i32) (local $OW i32) (local $img i32) (local $S i32)');
+  emit(2, '(local $H i32) (local $W i32) (local $SH i32) (local $SW i32) (local $OH i32) (local $OW i32) (local $img i32) (local $S i32)');
   emit(2, '(local $rt i32) (local $hOff i32) (local $wOff i32) (local $ih i32) (local $iw i32) (local $a i32) (local $base i32)');
   emit(2, '(local $j i32) (local $n i32) (local $r i32) (local $contig i32) (local $k i32) (local $lo i32) (local $hi i32) (local $Wv v128)');
   emit(2, lanes.map((w) => `(local $lb${w} i32) (local $lh${w} i32) (local $lw${w} i32)`).join(' '));
-  for (const [f, i] of [['H', 0], ['W', 1], ['SH', 4], ['SW', 5], ['OW', 7], ['rt', 8], ['img', 10], ['S', 11]]) {
+  for (const [f, i] of [['H', 0], ['W', 1], ['SH', 4], ['SW', 5], ['OH', 6], ['OW', 7], ['rt', 8], ['img', 10], ['S', 11]]) {
     emit(2, `(local.set $${f} (i32.load offset=${4 * i} (local.get $desc)))`);
   }
   emit(2, ';; per lane (output column): the byte address of x[n][0][oh*SH][ow*SW] (unchecked), oh*SH, ow*SW;');
-  emit(2, ';; lanes past $valid read nothing (their row lies far outside)');
+  emit(2, ';; lanes past $valid read nothing (their row lies far outside). (n, oh, ow) of lane 0, then step by step');
+  emit(2, '(local.set $n (i32.div_u (local.get $j0) (local.get $S)))');
+  emit(2, '(local.set $r (i32.sub (local.get $j0) (i32.mul (local.get $n) (local.get $S))))');
+  emit(2, '(local.set $j (i32.div_u (local.get $r) (local.get $OW)))');
+  emit(2, '(local.set $r (i32.sub (local.get $r) (i32.mul (local.get $j) (local.get $OW))))');
   for (const w of lanes) {
     emit(2, `(if (i32.lt_u (i32.const ${w}) (local.get $valid))`);
     emit(3, '(then');
-    emit(4, `(local.set $j (i32.add (local.get $j0) (i32.const ${w})))`);
-    emit(4, '(local.set $n (i32.div_u (local.get $j) (local.get $S)))');
-    emit(4, '(local.set $r (i32.sub (local.get $j) (i32.mul (local.get $n) (local.get $S))))');
-    emit(4, '(local.set $j (i32.div_u (local.get $r) (local.get $OW)))');
     emit(4, `(local.set $lh${w} (i32.mul (local.get $j) (local.get $SH)))`);
-    emit(4, `(local.set $lw${w} (i32.mul (i32.sub (local.get $r) (i32.mul (local.get $j) (local.get $OW))) (local.get $SW)))`);
+    emit(4, `(local.set $lw${w} (i32.mul (local.get $r) (local.get $SW)))`);
     emit(4, `(local.set $lb${w} (i32.add (i32.add (local.get $x) (i32.mul (local.get $n) (local.get $img)))`);
     emit(5, `(i32.shl (i32.add (i32.mul (local.get $lh${w}) (local.get $W)) (local.get $lw${w})) (i32.const 2)))))`);
     emit(3, `(else (local.set $lb${w} (local.get $x)) (local.set $lh${w} (i32.const 0x40000000)) (local.set $lw${w} (i32.const 0))))`);
+    if (w < NR - 1) {
+      emit(2, '(if (i32.eq (local.tee $r (i32.add (local.get $r) (i32.const 1))) (local.get $OW)) (then');
+      emit(3, '(local.set $r (i32.const 0))');
+      emit(3, '(if (i32.eq (local.tee $j (i32.add (local.get $j) (i32.const 1))) (local.get $OH)) (then');
+      emit(4, '(local.set $j (i32.const 0)) (local.set $n (i32.add (local.get $n) (i32.const 1)))))))');
+    }
   }
   emit(2, ';; all lanes on one output row of one image with unit column stride: contiguous source floats,');
   emit(2, ';; inside image n from $lo to $hi - NR*4 (a vector may then run into the padding, masked)');
