@@ -444,8 +444,8 @@ export function generateGemmWat({ relaxed = false, shared = false, blocking = GE
  * column matrix that "im2col" would write (row (c*KH + kh)*KW + kw, column n*OH*OW + oh*OW + ow),
  * read straight from the images instead: dst[k*NR + w] = col[pc + k][j0 + w] for w < valid, 0
  * beyond. The floats are the same ones "im2col" then $pack_rows_NR would place (copies, +0 in the
- * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, (unused x2),
- * SH, SW, OH, OW, the byte address of the row table, bytes per plane, bytes per image, OH*OW; the
+ * padding), so the GEMM's products and sums are unchanged. $desc: i32 fields H, W, bytes of the
+ * group's channels of one image (Cg*H*W*4: masked vector loads stay inside them), (unused), SH, SW, OH, OW, the byte address of the row table, bytes per plane, bytes per image, OH*OW; the
  * row table has per row (c, kh, kw) 8 i32 (32 bytes), first the byte offset (c*H*W + hOff*W +
  * wOff)*4, hOff = kh*DH - PH and wOff = kw*DW - PW (see $pack_im2col_t for the rest). $x: the
  * byte address of the group's first channel plane.
@@ -484,12 +484,13 @@ function emitPackIm2col(emit, NR) {
     }
   }
   emit(2, ';; all lanes on one output row of one image with unit column stride: contiguous source floats,');
-  emit(2, ';; inside image n from $lo to $hi - NR*4 (a vector may then run into the padding, masked)');
+  emit(2, ';; from $lo to $hi inside the group\'s channels of image n (a vector may run into the padding, masked)');
   emit(2, `(local.set $contig (i32.and (i32.and (i32.ge_u (local.get $valid) (i32.const ${NR})) (i32.eq (local.get $SW) (i32.const 1)))`);
   emit(3, `(i32.and (i32.eq (local.get $lh${NR - 1}) (local.get $lh0)) (i32.eq (local.get $lb${NR - 1}) (i32.add (local.get $lb0) (i32.const ${4 * (NR - 1)}))))))`);
   emit(2, ';; (same output row and addresses 4 bytes apart: same image too, as lane NR-1 is NR-1 columns on)');
   emit(2, '(local.set $lo (i32.add (local.get $x) (i32.mul (i32.div_u (local.get $j0) (local.get $S)) (local.get $img))))');
-  emit(2, `(local.set $hi (i32.sub (i32.add (local.get $lo) (local.get $img)) (i32.const ${4 * NR})))`);
+  emit(2, ';; (the group\'s channels of image n: bytes at desc + 8)');
+  emit(2, `(local.set $hi (i32.sub (i32.add (local.get $lo) (i32.load offset=8 (local.get $desc))) (i32.const ${4 * NR})))`);
   emit(2, '(local.set $Wv (i32x4.splat (local.get $W)))');
   emit(2, '(local.set $rt (i32.add (local.get $rt) (i32.shl (local.get $pc) (i32.const 5))))');
   emit(2, '(local.set $k (local.get $kc))');

@@ -15,11 +15,12 @@ const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 export const IM2COL_DESC_INTS = 12;
 /**
  * The implicit-im2col geometry (IM2COL_DESC_INTS i32) that "gemm" with transB = 2 reads at its
- * pB: H, W, KH, KW, SH, SW, OH, OW, the row table's byte address, bytes per channel plane, bytes
- * per image (all C channels), OH·OW. Its ldb is then the group's first image plane.
+ * pB: H, W, bytes of one group's channels of an image (Cg·H·W·4), KW, SH, SW, OH, OW, the row
+ * table's byte address, bytes per channel plane, bytes per image (all C channels), OH·OW. Its
+ * ldb is then the group's first image plane.
  */
-export function im2colDesc(C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, OH: number, OW: number, pRows: number): number[] {
-  return [H, W, KH, KW, SH, SW, OH, OW, pRows, 4 * H * W, 4 * C * H * W, OH * OW];
+export function im2colDesc(C: number, Cg: number, H: number, W: number, KW: number, SH: number, SW: number, OH: number, OW: number, pRows: number): number[] {
+  return [H, W, 4 * Cg * H * W, KW, SH, SW, OH, OW, pRows, 4 * H * W, 4 * C * H * W, OH * OW];
 }
 /** i32 per row of the implicit im2col's row table. */
 export const IM2COL_ROW_INTS = 8;
@@ -136,7 +137,7 @@ export function convThreaded(
 
   i32.set(d.table, pTab >> 2);
   if (direct) {
-    i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
+    i32.set(im2colDesc(C, C / G, H, W, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
     i32.set(im2colRows(C / G, H, W, KH, KW, d.table), pRows >> 2);
   }
   if (at.weights < 0) f32.set(weights.subarray(0, O * K), pW >> 2);

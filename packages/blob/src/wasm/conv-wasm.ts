@@ -200,7 +200,7 @@ export function createWasmConv2d(
 
     fillTable(i32, pTab >> 2);
     if (direct) {
-      i32.set(im2colDesc(C, H, W, KH, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
+      i32.set(im2colDesc(C, C / G, H, W, KW, SH, SW, OH, OW, pRows), pDesc >> 2);
       i32.set(im2colRows(C / G, H, W, KH, KW, i32.subarray(pTab >> 2, (pTab >> 2) + 3 * (KH + KW))), pRows >> 2);
     }
     f32.set(weights.subarray(0, O * K), pW >> 2);
