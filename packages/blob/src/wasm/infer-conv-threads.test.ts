@@ -68,6 +68,18 @@ function runCase(r: WasmInferConv, c: Case, x: Float32Array, w: Float32Array, ep
   return y;
 }
 
+/** Random inputs, weights and epilogue for `c`, and the one-thread runner's output on them. */
+function inputsAndReference(one: WasmInferConv, c: Case) {
+  const { g } = c;
+  const num = c.num ?? 1;
+  const x = random(num * g.channels * g.height * g.width);
+  const w = random(g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
+  const ep: ConvEpilogue = { scale: random(g.outChannels), shift: random(g.outChannels), relu: c.relu ?? null };
+  const ref = runCase(one, c, x, w, ep, 1);
+  expect(ref.some(Number.isNaN)).toBe(false);
+  return { x, w, ep, ref };
+}
+
 describe('packed inference convolution on two kernel threads', () => {
   beforeAll(async () => {
     expect(await initThreads(2)).toBe(2);
@@ -86,13 +98,8 @@ describe('packed inference convolution on two kernel threads', () => {
         const one = createWasmInferConv({ relaxed })!;
         const two = createWasmInferConv({ relaxed, threads: true })!;
         expect(two.name).toBe(one.name);
-        const { g } = c;
         const num = c.num ?? 1;
-        const x = random(num * g.channels * g.height * g.width);
-        const w = random(g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
-        const ep: ConvEpilogue = { scale: random(g.outChannels), shift: random(g.outChannels), relu: c.relu ?? null };
-        const ref = runCase(one, c, x, w, ep, 1);
-        expect(ref.some(Number.isNaN)).toBe(false);
+        const { x, w, ep, ref } = inputsAndReference(one, c);
         // Cached weights (twice: the second call reuses the packed blocks) and uncached ones.
         const jobs = vi.spyOn(engine()!, 'run');
         try {
@@ -132,12 +139,7 @@ describe('packed inference convolution on two kernel threads', () => {
         for (const num of [4, 5]) {
           const c = { ...base, num };
           expect(planThreads(flopsOf(c) * num, num)).toBe(2);
-          const { g } = c;
-          const x = random(num * g.channels * g.height * g.width);
-          const w = random(g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
-          const ep: ConvEpilogue = { scale: random(g.outChannels), shift: random(g.outChannels), relu: c.relu ?? null };
-          const ref = runCase(one, c, x, w, ep, 1);
-          expect(ref.some(Number.isNaN)).toBe(false);
+          const { x, w, ep, ref } = inputsAndReference(one, c);
           const jobs = vi.spyOn(engine()!, 'run');
           try {
             for (const version of [1, 1, undefined]) {
