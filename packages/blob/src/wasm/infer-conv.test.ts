@@ -306,3 +306,52 @@ describe('packed inference convolution (WebAssembly)', () => {
     });
   }
 });
+
+/**
+ * The plain-SIMD build's 3×3 depthwise sum in its exact float32 order: bias, then the nine taps
+ * row by row (padding taps included, as products with 0), each product and partial sum rounded;
+ * the scale folded into the filter first, then max(v, 0).
+ */
+function depthwiseF32Order(g: Conv2dGeometry, x: Float32Array, w: Float32Array, scale: Float32Array, shift: Float32Array): Float32Array {
+  const { channels: C, height: H, width: W } = g;
+  const OH = convOutputSize(H, 3, g.padH, g.strideH, 1), OW = convOutputSize(W, 3, g.padW, g.strideW, 1);
+  const f = Math.fround;
+  const y = new Float32Array(C * OH * OW);
+  for (let c = 0; c < C; c++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        let acc = shift[c]!;
+        for (let kh = 0; kh < 3; kh++) {
+          for (let kw = 0; kw < 3; kw++) {
+            const ih = oh * g.strideH - g.padH + kh, iw = ow * g.strideW - g.padW + kw;
+            const v = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[(c * H + ih) * W + iw]! : 0;
+            acc = f(acc + f(f(scale[c]! * w[c * 9 + kh * 3 + kw]!) * v));
+          }
+        }
+        y[(c * OH + oh) * OW + ow] = Math.max(acc, 0);
+      }
+    }
+  }
+  return y;
+}
+
+describe('packed inference depthwise 3×3 (plain SIMD): the float32 sum order', () => {
+  const runner = createWasmInferConv({ relaxed: false })!;
+  // Output rows of MobileNet's sizes: 8-output steps (two accumulators), a 4-output step and
+  // 1–3-lane tails, stride 1 and 2.
+  it.each([
+    ['28 wide, stride 1 (three 8-output steps, one 4-output step)', geom(5, 6, 28, 5, [3, 3], [1, 1], [1, 1], [1, 1], 5)],
+    ['14 wide, stride 1 (8, 4, a 2-lane tail)', geom(4, 5, 14, 4, [3, 3], [1, 1], [1, 1], [1, 1], 4)],
+    ['7 wide, stride 1 (4, a 3-lane tail)', geom(6, 7, 7, 6, [3, 3], [1, 1], [1, 1], [1, 1], 6)],
+    ['56 wide, stride 1 (seven 8-output steps)', geom(3, 4, 56, 3, [3, 3], [1, 1], [1, 1], [1, 1], 3)],
+    ['56 wide, stride 2 (28 outputs)', geom(3, 6, 56, 3, [3, 3], [1, 1], [2, 2], [1, 1], 3)],
+    ['29 wide, stride 2 (15 outputs: 8, 4, a 3-lane tail)', geom(4, 7, 29, 4, [3, 3], [1, 1], [2, 2], [1, 1], 4)],
+  ] as [string, Conv2dGeometry][])('%s is the exact sequential sum', (_name, g) => {
+    const OH = convOutputSize(g.height, 3, g.padH, g.strideH, 1), OW = convOutputSize(g.width, 3, g.padW, g.strideW, 1);
+    const x = random(g.channels * g.height * g.width), w = random(g.channels * 9);
+    const scale = random(g.channels), shift = random(g.channels);
+    const y = new Float32Array(g.channels * OH * OW).fill(NaN);
+    runner.depthwise(g, 1, x, w, { scale, shift, relu: 0 }, y);
+    expect(Array.from(y)).toEqual(Array.from(depthwiseF32Order(g, x, w, scale, shift)));
+  });
+});
