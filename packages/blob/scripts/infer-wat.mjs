@@ -187,7 +187,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(2, '(local $wc i32) (local $bias f32) (local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $wv v128) (local $wk f32) (local $p i32) (local $OW4 i32)');
   // 3x3 undilated kernels (MobileNet's): the nine weights splatted once per channel, taps unrolled.
   emit(2, '(local $k3 i32) (local $r0 i32) (local $r1 i32) (local $r2 i32) (local $va v128) (local $vb v128) (local $q i32)');
-  emit(2, '(local $acc0 v128) (local $acc1 v128) (local $end i32) (local $cpD i32) (local $cpS i32) (local $cpN i32) (local $cpI i32)');
+  emit(2, '(local $acc0 v128) (local $end i32) (local $cpD i32) (local $cpS i32) (local $cpN i32) (local $cpI i32)');
   for (let t = 0; t < 9; t++) emit(2, `(local $w${t} v128)`);
   emit(2, '(local.set $k3 (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3))) (i32.and (i32.eq (local.get $DH) (i32.const 1)) (i32.eq (local.get $DW) (i32.const 1)))))');
   emit(2, '(local.set $Wp (i32.add (i32.add (local.get $W) (i32.shl (local.get $PW) (i32.const 1))) (i32.const 8)))');
@@ -225,11 +225,10 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   const EVEN = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', ODD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
   // acc + w·x: one fused multiply-add in the relaxed build (where the engine fuses it), else a product then a sum.
   const dwMadd = (w, x, acc) => (relaxed ? `(f32x4.relaxed_madd ${w} ${x} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${w} ${x}))`);
-  // Eight outputs per step while the row has them (two independent accumulators: with one, the
-  // nine dependent multiply-adds per vector left the loop latency-bound, ~8 GF/s at 28x28; three
-  // gained nothing more), then four, then the row's last 1–3 outputs as one vector whose lanes past the row are not stored (its
+  // Four outputs per step (more accumulators, tried, spill the nine weight registers in V8).
+  // Then the row's last 1–3 outputs as one vector whose lanes past the row are not stored (its
   // loads stay inside the padded row and its slack).
-  for (const NV of [2, 1, 0]) {
+  for (const NV of [1, 0]) {
     const tail = NV === 0, nv = tail ? 1 : NV;
     const accs = Array.from({ length: nv }, (_, v) => `$acc${v}`);
     const wt = (t) => `(local.get $w${t})`;

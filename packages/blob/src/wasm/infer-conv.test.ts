@@ -337,15 +337,14 @@ function depthwiseF32Order(g: Conv2dGeometry, x: Float32Array, w: Float32Array, 
 
 describe('packed inference depthwise 3×3 (plain SIMD): the float32 sum order', () => {
   const runner = createWasmInferConv({ relaxed: false })!;
-  // Output rows of MobileNet's sizes: 8-output steps (two accumulators), a 4-output step and
-  // 1–3-lane tails, stride 1 and 2.
+  // Output rows of MobileNet's sizes: 4-output steps and 1–3-lane tails, stride 1 and 2.
   it.each([
-    ['28 wide, stride 1 (three 8-output steps, one 4-output step)', geom(5, 6, 28, 5, [3, 3], [1, 1], [1, 1], [1, 1], 5)],
-    ['14 wide, stride 1 (8, 4, a 2-lane tail)', geom(4, 5, 14, 4, [3, 3], [1, 1], [1, 1], [1, 1], 4)],
-    ['7 wide, stride 1 (4, a 3-lane tail)', geom(6, 7, 7, 6, [3, 3], [1, 1], [1, 1], [1, 1], 6)],
-    ['56 wide, stride 1 (seven 8-output steps)', geom(3, 4, 56, 3, [3, 3], [1, 1], [1, 1], [1, 1], 3)],
+    ['28 wide, stride 1', geom(5, 6, 28, 5, [3, 3], [1, 1], [1, 1], [1, 1], 5)],
+    ['14 wide, stride 1 (a 2-lane tail)', geom(4, 5, 14, 4, [3, 3], [1, 1], [1, 1], [1, 1], 4)],
+    ['7 wide, stride 1 (a 3-lane tail)', geom(6, 7, 7, 6, [3, 3], [1, 1], [1, 1], [1, 1], 6)],
+    ['56 wide, stride 1', geom(3, 4, 56, 3, [3, 3], [1, 1], [1, 1], [1, 1], 3)],
     ['56 wide, stride 2 (28 outputs)', geom(3, 6, 56, 3, [3, 3], [1, 1], [2, 2], [1, 1], 3)],
-    ['29 wide, stride 2 (15 outputs: 8, 4, a 3-lane tail)', geom(4, 7, 29, 4, [3, 3], [1, 1], [2, 2], [1, 1], 4)],
+    ['29 wide, stride 2 (15 outputs: a 3-lane tail)', geom(4, 7, 29, 4, [3, 3], [1, 1], [2, 2], [1, 1], 4)],
   ] as [string, Conv2dGeometry][])('%s is the exact sequential sum', (_name, g) => {
     const OH = convOutputSize(g.height, 3, g.padH, g.strideH, 1), OW = convOutputSize(g.width, 3, g.padW, g.strideW, 1);
     const x = random(g.channels * g.height * g.width), w = random(g.channels * 9);
