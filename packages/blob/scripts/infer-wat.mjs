@@ -543,6 +543,131 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(3, '(br $cLoop)))');
   emit(1, ')');
 
+  // ---- max pooling without padding, read in place ----
+  // No scratch copy: windows that lie inside the plane are read where they are, four outputs per
+  // vector step for as long as the step's loads stay inside the input row ($span: the columns a
+  // step reads past its first window's origin), and every other output (the row tail, windows
+  // that overhang the plane's bottom or right edge in Caffe's ceil mode) by a scalar loop over the
+  // window clipped to the plane. Each output starts from -inf and takes larger values only, in
+  // the same (ky, kx) order as maxpool: the same results, NaN never picked.
+  emit(1, ';; Max pooling of C planes H x W into OH x OW (windows KH x KW, stride SH/SW), no padding.');
+  emit(1, '(func (export "maxpool_direct") (param $x i32) (param $C i32) (param $H i32) (param $W i32) (param $KH i32) (param $KW i32)');
+  emit(2, '(param $SH i32) (param $SW i32) (param $y i32) (param $OH i32) (param $OW i32)');
+  emit(2, '(local $c i32) (local $plane i32) (local $WB i32) (local $oy i32) (local $ox i32) (local $ky i32) (local $kx i32) (local $span i32) (local $path i32)');
+  emit(2, '(local $acc v128) (local $s f32) (local $row i32) (local $yrow i32) (local $p i32) (local $q i32) (local $ninf v128)');
+  emit(2, '(local $r0 i32) (local $r1 i32) (local $r2 i32) (local $va v128) (local $vb v128) (local $vc v128) (local $vd v128)');
+  emit(2, '(local $hEnd i32) (local $wEnd i32) (local $wStart i32) (local $inside i32)');
+  emit(2, '(local.set $WB (i32.shl (local.get $W) (i32.const 2)))');
+  emit(2, '(local.set $ninf (f32x4.splat (f32.const -inf)))');
+  emit(2, ';; path 1: 3x3 stride 1; 2: 3x3 stride 2; 3: 2x2 stride 2; 4: any window, stride 1; 5: any, stride 2; 0: scalar only');
+  emit(2, '(local.set $path (if (result i32) (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3)))');
+  emit(3, '(then (if (result i32) (i32.eq (local.get $SW) (i32.const 1)) (then (i32.const 1)) (else (if (result i32) (i32.eq (local.get $SW) (i32.const 2)) (then (i32.const 2)) (else (i32.const 0))))))');
+  emit(3, '(else (if (result i32) (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 2)) (i32.eq (local.get $KW) (i32.const 2))) (i32.eq (local.get $SW) (i32.const 2)))');
+  emit(4, '(then (i32.const 3))');
+  emit(4, '(else (if (result i32) (i32.eq (local.get $SW) (i32.const 1)) (then (i32.const 4)) (else (if (result i32) (i32.eq (local.get $SW) (i32.const 2)) (then (i32.const 5)) (else (i32.const 0))))))))))');
+  emit(2, ';; the last input column a step from output ox reads is ox * SW + span');
+  emit(2, '(local.set $span (if (result i32) (i32.eq (local.get $path) (i32.const 1)) (then (i32.const 5))');
+  emit(3, '(else (if (result i32) (i32.eq (local.get $path) (i32.const 2)) (then (i32.const 9))');
+  emit(3, '(else (if (result i32) (i32.eq (local.get $path) (i32.const 3)) (then (i32.const 7))');
+  emit(3, '(else (if (result i32) (i32.eq (local.get $path) (i32.const 4)) (then (i32.add (local.get $KW) (i32.const 2)))');
+  emit(3, '(else (i32.add (local.get $KW) (i32.const 6)))))))))))');
+  emit(2, '(local.set $plane (i32.mul (local.get $WB) (local.get $H)))');
+  emit(2, '(block $cDone (loop $cLoop');
+  emit(3, '(br_if $cDone (i32.ge_s (local.get $c) (local.get $C)))');
+  emit(3, '(local.set $oy (i32.const 0))');
+  emit(3, '(block $oyDone (loop $oyLoop');
+  emit(4, '(br_if $oyDone (i32.ge_s (local.get $oy) (local.get $OH)))');
+  emit(4, '(local.set $yrow (i32.add (local.get $y) (i32.shl (i32.mul (i32.add (i32.mul (local.get $c) (local.get $OH)) (local.get $oy)) (local.get $OW)) (i32.const 2))))');
+  emit(4, '(local.set $r0 (i32.add (local.get $x) (i32.add (i32.mul (local.get $c) (local.get $plane)) (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $WB)))))');
+  emit(4, '(local.set $r1 (i32.add (local.get $r0) (local.get $WB)))');
+  emit(4, '(local.set $r2 (i32.add (local.get $r1) (local.get $WB)))');
+  emit(4, '(local.set $ox (i32.const 0))');
+  emit(4, ';; vector steps only where the whole window column lies inside the plane');
+  emit(4, '(local.set $inside (i32.and (i32.ne (local.get $path) (i32.const 0)) (i32.le_s (i32.add (i32.mul (local.get $oy) (local.get $SH)) (local.get $KH)) (local.get $H))))');
+  emit(4, '(if (local.get $inside) (then');
+  emit(5, '(block $vDone (loop $vLoop');
+  emit(6, '(br_if $vDone (i32.gt_s (i32.add (local.get $ox) (i32.const 4)) (local.get $OW)))');
+  emit(6, '(br_if $vDone (i32.ge_s (i32.add (i32.mul (local.get $ox) (local.get $SW)) (local.get $span)) (local.get $W)))');
+  emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
+  emit(6, '(local.set $acc (local.get $ninf))');
+  emit(6, '(if (i32.eq (local.get $path) (i32.const 1)) (then');
+  for (let ky = 0; ky < 3; ky++) {
+    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+    for (let kx = 0; kx < 3; kx++) emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (v128.load offset=${4 * kx} (local.get $q))))`);
+  }
+  emit(6, '))');
+  emit(6, '(if (i32.eq (local.get $path) (i32.const 2)) (then');
+  for (let ky = 0; ky < 3; ky++) {
+    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+    emit(7, '(local.set $va (v128.load (local.get $q)))');
+    emit(7, '(local.set $vb (v128.load offset=16 (local.get $q)))');
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
+    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (v128.load offset=8 (local.get $q)) (v128.load offset=24 (local.get $q)))))`);
+  }
+  emit(6, '))');
+  emit(6, '(if (i32.eq (local.get $path) (i32.const 3)) (then');
+  emit(7, '(local.set $va (v128.load (i32.add (local.get $r0) (local.get $p))))');
+  emit(7, '(local.set $vb (v128.load offset=16 (i32.add (local.get $r0) (local.get $p))))');
+  emit(7, '(local.set $vc (v128.load (i32.add (local.get $r1) (local.get $p))))');
+  emit(7, '(local.set $vd (v128.load offset=16 (i32.add (local.get $r1) (local.get $p))))');
+  emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
+  emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
+  emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $vc) (local.get $vd))))`);
+  emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $vc) (local.get $vd))))`);
+  emit(6, '))');
+  emit(6, '(if (i32.ge_u (local.get $path) (i32.const 4)) (then');
+  emit(7, '(local.set $row (i32.add (local.get $r0) (local.get $p)))');
+  emit(7, '(local.set $ky (i32.const 0))');
+  emit(7, '(block $gkyDone (loop $gkyLoop');
+  emit(8, '(br_if $gkyDone (i32.ge_s (local.get $ky) (local.get $KH)))');
+  emit(8, '(local.set $kx (i32.const 0))');
+  emit(8, '(block $gkxDone (loop $gkxLoop');
+  emit(9, '(br_if $gkxDone (i32.ge_s (local.get $kx) (local.get $KW)))');
+  emit(9, '(local.set $q (i32.add (local.get $row) (i32.shl (local.get $kx) (i32.const 2))))');
+  emit(9, '(local.set $acc (f32x4.pmax (local.get $acc) (if (result v128) (i32.eq (local.get $path) (i32.const 4))');
+  emit(10, '(then (v128.load (local.get $q)))');
+  emit(10, `(else (i8x16.shuffle ${MEV} (v128.load (local.get $q)) (v128.load offset=16 (local.get $q)))))))`);
+  emit(9, '(local.set $kx (i32.add (local.get $kx) (i32.const 1)))');
+  emit(9, '(br $gkxLoop)))');
+  emit(8, '(local.set $row (i32.add (local.get $row) (local.get $WB)))');
+  emit(8, '(local.set $ky (i32.add (local.get $ky) (i32.const 1)))');
+  emit(8, '(br $gkyLoop)))');
+  emit(6, '))');
+  emit(6, '(v128.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $acc))');
+  emit(6, '(local.set $ox (i32.add (local.get $ox) (i32.const 4)))');
+  emit(6, '(br $vLoop)))');
+  emit(4, '))');
+  emit(4, ';; the rest of the row: one output at a time, the window clipped to the plane');
+  emit(4, '(local.set $hEnd (select (i32.sub (local.get $H) (i32.mul (local.get $oy) (local.get $SH))) (local.get $KH)');
+  emit(5, '(i32.lt_s (i32.sub (local.get $H) (i32.mul (local.get $oy) (local.get $SH))) (local.get $KH))))');
+  emit(4, '(block $sDone (loop $sLoop');
+  emit(5, '(br_if $sDone (i32.ge_s (local.get $ox) (local.get $OW)))');
+  emit(5, '(local.set $wStart (i32.mul (local.get $ox) (local.get $SW)))');
+  emit(5, '(local.set $wEnd (select (i32.sub (local.get $W) (local.get $wStart)) (local.get $KW) (i32.lt_s (i32.sub (local.get $W) (local.get $wStart)) (local.get $KW))))');
+  emit(5, '(local.set $s (f32.const -inf))');
+  emit(5, '(local.set $row (i32.add (local.get $r0) (i32.shl (local.get $wStart) (i32.const 2))))');
+  emit(5, '(local.set $ky (i32.const 0))');
+  emit(5, '(block $skyDone (loop $skyLoop');
+  emit(6, '(br_if $skyDone (i32.ge_s (local.get $ky) (local.get $hEnd)))');
+  emit(6, '(local.set $kx (i32.const 0))');
+  emit(6, '(block $skxDone (loop $skxLoop');
+  emit(7, '(br_if $skxDone (i32.ge_s (local.get $kx) (local.get $wEnd)))');
+  emit(7, '(local.set $s (f32x4.extract_lane 0 (f32x4.pmax (f32x4.splat (local.get $s)) (v128.load32_splat (i32.add (local.get $row) (i32.shl (local.get $kx) (i32.const 2)))))))');
+  emit(7, '(local.set $kx (i32.add (local.get $kx) (i32.const 1)))');
+  emit(7, '(br $skxLoop)))');
+  emit(6, '(local.set $row (i32.add (local.get $row) (local.get $WB)))');
+  emit(6, '(local.set $ky (i32.add (local.get $ky) (i32.const 1)))');
+  emit(6, '(br $skyLoop)))');
+  emit(5, '(f32.store (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))) (local.get $s))');
+  emit(5, '(local.set $ox (i32.add (local.get $ox) (i32.const 1)))');
+  emit(5, '(br $sLoop)))');
+  emit(4, '(local.set $oy (i32.add (local.get $oy) (i32.const 1)))');
+  emit(4, '(br $oyLoop)))');
+  emit(3, '(local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  emit(3, '(br $cLoop)))');
+  emit(1, ')');
+
   // ---- LRN across channels ----
   // For each image and channel: q = sum of x^2 over channels c-pre .. c+pre (clipped), s = k + alpha_n * q,
   // y = x * s^-beta with beta 0.75 (mode 0: 1 / (sqrt(s) * sqrt(sqrt(s)))), 0.5 (mode 1) or 1 (mode 2).

@@ -35,4 +35,5 @@ export interface InferModuleExports {
     x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
     y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,
   ): void;
+  maxpool_direct(x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, y: number, OH: number, OW: number): void;
 }

@@ -189,6 +189,13 @@ describe('WebAssembly inference kernels', () => {
     [2, 6, 11, [2, 3], [3, 3], [1, 0]], [1, 5, 5, [5, 5], [1, 1], [0, 0]], [4, 14, 14, [2, 2], [2, 2], [0, 0]],
     // 3×3 (unrolled taps) with 1-, 2- and 3-output row tails, and a stride-2 height with stride-1 width.
     [2, 9, 37, [3, 3], [2, 2], [0, 0]], [1, 6, 23, [3, 3], [1, 1], [1, 1]], [2, 5, 20, [3, 3], [1, 1], [0, 0]], [1, 9, 10, [3, 3], [2, 1], [1, 1]],
+    // No padding (read in place): every vector path with windows that overhang the bottom and
+    // right edges (ceil mode) or fit exactly, rows whose last vector step would read past the
+    // row, and strides the vector steps do not cover.
+    [3, 24, 24, [2, 2], [2, 2], [0, 0]], [2, 25, 27, [2, 2], [2, 2], [0, 0]], [2, 17, 19, [2, 2], [2, 2], [0, 0]],
+    [2, 113, 113, [3, 3], [2, 2], [0, 0]], [2, 56, 56, [3, 3], [2, 2], [0, 0]], [1, 28, 29, [3, 3], [2, 2], [0, 0]],
+    [2, 14, 31, [3, 3], [1, 1], [0, 0]], [1, 13, 18, [3, 3], [3, 3], [0, 0]], [2, 16, 40, [5, 5], [2, 2], [0, 0]],
+    [2, 11, 33, [2, 4], [1, 1], [0, 0]], [1, 9, 26, [4, 2], [2, 2], [0, 0]], [1, 7, 7, [7, 7], [1, 1], [0, 0]], [2, 12, 30, [3, 2], [3, 2], [0, 0]],
   ] as [number, number, number, number[], number[], number[]][])('maxPool %i planes %i×%i kernel %j stride %j pad %j matches the definition', (planes, H, W, k2, s2, p2) => {
     const k = kernels();
     const [KH, KW] = k2 as [number, number], [SH, SW] = s2 as [number, number], [PH, PW] = p2 as [number, number];
@@ -197,6 +204,8 @@ describe('WebAssembly inference kernels', () => {
     if ((OW - 1) * SW >= W + PW) OW--;
     const x = random(planes * H * W);
     x[3] = NaN;
+    x[x.length - 1] = NaN;
+    x[W + 5] = -Infinity;
     const want = new Float64Array(planes * OH * OW);
     for (let p = 0; p < planes; p++) {
       for (let oy = 0; oy < OH; oy++) {

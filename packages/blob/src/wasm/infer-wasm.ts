@@ -316,6 +316,22 @@ export function createWasmInfer(): WasmInfer | null {
     const inN = planes * height * width, outN = planes * pooledH * pooledW;
     checkLen('maxPool', inN, { x });
     checkLen('maxPool', outN, { y });
+    if (padH === 0 && padW === 0) {
+      // No padding: the windows are read where they lie (no padded copy of each plane).
+      const direct = (k: InferExports, px: number, py: number) =>
+        k.maxpool_direct(px, planes, height, width, kernelH, kernelW, strideH, strideW, py, pooledH, pooledW);
+      const resident = inPlace(x, y);
+      if (resident) {
+        direct(resident.ex, resident.at[0]!, resident.at[1]!);
+        return;
+      }
+      const out = align(4 * inN);
+      const view = heap(out + 4 * outN);
+      view.set(x.subarray(0, inN), 0);
+      direct(ex, 0, out);
+      y.set(view.subarray(out >> 2, (out >> 2) + outN));
+      return;
+    }
     const Hs = Math.max(height + 2 * padH, (pooledH - 1) * strideH + kernelH);
     const Ws = Math.max(width + 2 * padW, (pooledW - 1) * strideW + kernelW) + 8;
     const call = (k: InferExports, px: number, py: number, pad: number) =>
