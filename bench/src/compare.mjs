@@ -7,7 +7,7 @@
 //   pnpm build && pnpm bench                       (root: this, then the other bench scripts)
 //   node bench/src/compare.mjs [--quick] [--only gemm,lenet,cifar10,caffenet,googlenet,resnet50,squeezenet,mobilenet_v2]
 //       [--threads 1,2] [--frameworks caffe-ts,tfjs-wasm,tfjs-cpu,onnxruntime] [--json PATH]
-//       [--budget SECONDS] [--tolerance 1e-3] [--slow] [--keep-bundles]
+//       [--budget SECONDS] [--tolerance 1e-3] [--slow] [--keep-bundles] [--rounds N] [--host-alloc wasm|js]
 //
 // Each framework runs in its own child process (src/peers/worker.mjs), one after the other, so
 // its peak RSS is its own and no two compete for the cores. caffe-ts runs first and leaves the
@@ -15,6 +15,14 @@
 // --quick: SGEMM 256/512, LeNet inference and SqueezeNet, short budgets (well under a minute).
 // --slow: also the tfjs-cpu cells that take many minutes (SGEMM 2048, CIFAR-10 training).
 // Times are wall-clock medians; the JSON also has each cell's minimum and run count.
+// --host-alloc wasm|js (default wasm): caffe-ts's float32 blob memory, as CAFFE_TS_HOST_ALLOCATOR:
+// 'wasm' is what the caffe command uses (the kernels work on blobs in place), 'js' the library's
+// default (plain arrays, copied into the kernels' memory and back on every call).
+// --rounds N (default 1): the frameworks' processes run N times, taking turns (caffe-ts first in
+// the first round, then the order rotates), each with 1/N of the budget. A cell is then the median
+// of its rounds' medians and a ratio the median of the rounds' ratios, so a machine whose speed
+// drifts over minutes (shared hosts: a core runs 20-30% slower for tens of seconds at a time)
+// slows every framework alike instead of whichever ran during the slow spell.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
@@ -37,6 +45,8 @@ const { values } = parseBenchArgs({
     tolerance: { type: 'string', default: '1e-3' },
     'keep-bundles': { type: 'boolean', default: false },
     slow: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '1' },
+    'host-alloc': { type: 'string', default: 'wasm' },
   },
 }, import.meta.url);
 
@@ -50,40 +60,107 @@ for (const f of frameworks) if (!FRAMEWORKS.includes(f)) throw new Error(`--fram
 if (!frameworks.includes('caffe-ts')) frameworks.unshift('caffe-ts');
 frameworks.sort((a, b) => FRAMEWORKS.indexOf(a) - FRAMEWORKS.indexOf(b));
 const tolerance = Number(values.tolerance);
+const hostAlloc = values['host-alloc'];
+if (hostAlloc !== 'wasm' && hostAlloc !== 'js') throw new Error(`--host-alloc ${hostAlloc}: expected wasm or js`);
+const rounds = Number(values.rounds);
+if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds ${values.rounds}: expected a positive integer`);
+// Each round gets its share of the per-cell budget (the worker's default: 4 s, 0.4 with --quick).
+const budget = values.budget ?? (rounds > 1 ? String((values.quick ? 0.4 : 4) / rounds) : undefined);
 
 const stamp = new Date().toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
 const jsonPath = resolve(values.json ?? join(here, '..', 'results', `${stamp}${values.quick ? '-quick' : ''}.json`));
 const bundle = mkdtempSync(join(tmpdir(), 'caffe-ts-bench-'));
 const started = performance.now();
 
-const results = {};
+/** Per framework, each round's worker result (cells by row id and thread count). */
+const perRound = Object.fromEntries(frameworks.map((f) => [f, []]));
 const workerFailures = [];
 try {
-  for (const f of frameworks) {
-    const out = join(bundle, `${f}.result.json`);
-    const args = [
-      // caffe-ts picks relaxed-SIMD GEMM where the flag is on, as the caffe CLI does.
-      ...(f === 'caffe-ts' ? ['--experimental-wasm-relaxed-simd'] : []),
-      join(here, 'peers', 'worker.mjs'),
-      '--framework', f, '--rows', rows.map((r) => r.id).join(','), '--threads', threads.join(','),
-      '--bundle', bundle, '--out', out,
-      ...(values.quick ? ['--quick'] : []),
-      ...(values.slow ? ['--slow'] : []),
-      ...(values.budget ? ['--budget', values.budget] : []),
-    ];
-    process.stderr.write(`== ${f}\n`);
-    const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], cwd: join(here, '..') });
-    if (r.status !== 0) {
-      results[f] = { framework: f, failed: `worker exited with ${r.status ?? r.signal}`, cells: {} };
-      workerFailures.push(`${f}: worker exited with ${r.status ?? r.signal} (its output is above)`);
-      process.stderr.write(`${f}: worker exited with ${r.status ?? r.signal}\n`);
-      continue;
+  for (let round = 0; round < rounds; round++) {
+    // caffe-ts writes the bundles the peers read, so it opens the first round; later rounds rotate.
+    const order = frameworks.map((_, i) => frameworks[(i + round) % frameworks.length]);
+    for (const f of order) {
+      const out = join(bundle, `${f}.result.json`);
+      const args = [
+        // caffe-ts picks relaxed-SIMD GEMM where the flag is on, as the caffe CLI does.
+        ...(f === 'caffe-ts' ? ['--experimental-wasm-relaxed-simd'] : []),
+        join(here, 'peers', 'worker.mjs'),
+        '--framework', f, '--rows', rows.map((r) => r.id).join(','), '--threads', threads.join(','),
+        '--bundle', bundle, '--out', out,
+        ...(values.quick ? ['--quick'] : []),
+        ...(values.slow ? ['--slow'] : []),
+        ...(budget ? ['--budget', budget] : []),
+      ];
+      process.stderr.write(`== ${f}${rounds > 1 ? ` (round ${round + 1} of ${rounds})` : ''}\n`);
+      const env = f === 'caffe-ts' ? { ...process.env, CAFFE_TS_HOST_ALLOCATOR: hostAlloc } : process.env;
+      const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], cwd: join(here, '..'), env });
+      if (r.status !== 0) {
+        perRound[f].push({ framework: f, failed: `worker exited with ${r.status ?? r.signal}`, cells: {} });
+        workerFailures.push(`${f}${rounds > 1 ? ` (round ${round + 1})` : ''}: worker exited with ${r.status ?? r.signal} (its output is above)`);
+        process.stderr.write(`${f}: worker exited with ${r.status ?? r.signal}\n`);
+        continue;
+      }
+      perRound[f].push(JSON.parse(readFileSync(out, 'utf8')));
     }
-    results[f] = JSON.parse(readFileSync(out, 'utf8'));
   }
 } finally {
   if (values['keep-bundles']) process.stderr.write(`bundles kept in ${bundle}\n`);
   else rmSync(bundle, { recursive: true, force: true });
+}
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const results = Object.fromEntries(frameworks.map((f) => [f, mergeRounds(perRound[f])]));
+
+/**
+ * One framework's rounds as one result: each cell the median of its rounds' medians (GFLOP/s
+ * from that), the least minimum, the runs summed, the largest error, and the rounds' medians kept.
+ */
+function mergeRounds(list) {
+  const ok = list.filter((r) => !r.failed);
+  if (ok.length === 0) return list[0] ?? { cells: {} };
+  if (list.length === 1) return ok[0];
+  const merged = { ...ok[ok.length - 1], cells: {}, maxRssMB: Math.max(...ok.map((r) => r.maxRssMB ?? 0)) || undefined };
+  for (const r of ok) {
+    for (const [id, byThreads] of Object.entries(r.cells ?? {})) {
+      for (const [t, cell] of Object.entries(byThreads)) {
+        (merged.cells[id] ??= {})[t] ??= [];
+        merged.cells[id][t].push(cell);
+      }
+    }
+  }
+  for (const byThreads of Object.values(merged.cells)) {
+    for (const [t, cells] of Object.entries(byThreads)) {
+      const timed = cells.filter((c) => c.ms > 0 && !c.error);
+      if (timed.length === 0) {
+        byThreads[t] = cells[cells.length - 1];
+        continue;
+      }
+      const ms = median(timed.map((c) => c.ms));
+      const last = timed[timed.length - 1];
+      const errs = timed.map((c) => c.err).filter((e) => e !== undefined);
+      byThreads[t] = {
+        ...last,
+        ms,
+        ...(last.gflops !== undefined ? { gflops: (last.gflops * last.ms) / ms } : {}),
+        ...(last.minMs !== undefined ? { minMs: Math.min(...timed.map((c) => c.minMs)) } : {}),
+        ...(last.reps !== undefined ? { reps: timed.reduce((a, c) => a + (c.reps ?? 0), 0) } : {}),
+        ...(errs.length ? { err: Math.max(...errs) } : {}),
+        roundMs: cells.map((c) => (c.ms > 0 && !c.error ? c.ms : null)),
+      };
+    }
+  }
+  return merged;
+}
+
+/** peer ÷ caffe-ts for one cell: the median over rounds of the rounds' ratios (one round: the plain ratio). */
+function ratioOf(own, peer) {
+  if (!own?.ms || !peer?.ms) return undefined;
+  if (!own.roundMs || !peer.roundMs) return peer.ms / own.ms;
+  const each = own.roundMs.map((o, i) => (o && peer.roundMs[i] ? peer.roundMs[i] / o : null)).filter((x) => x !== null);
+  return each.length ? median(each) : peer.ms / own.ms;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -107,7 +184,8 @@ for (const row of rows) {
     const line = [row.label, String(t), ...frameworks.map((f) => cellText(row, cell(f)))];
     for (const p of peers) {
       const c = cell(p);
-      line.push(own?.ms && c?.ms ? `${(c.ms / own.ms).toFixed(2)}×` : '—');
+      const ratio = ratioOf(own, c);
+      line.push(ratio !== undefined ? `${ratio.toFixed(2)}×` : '—');
     }
     const errs = [];
     for (const f of frameworks) {
@@ -132,7 +210,7 @@ const versions = frameworks.map((f) => `${f} ${results[f]?.version ?? '?'}`).joi
 const notes = frameworks.flatMap((f) => results[f]?.notes ?? []);
 const elapsed = (performance.now() - started) / 1000;
 
-console.log(`caffe-ts vs peers: node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${values.quick ? 'quick, ' : ''}wall-clock medians (ratio = peer ÷ caffe-ts: above 1, caffe-ts is faster)`);
+console.log(`caffe-ts vs peers: node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${values.quick ? 'quick, ' : ''}${rounds > 1 ? `${rounds} alternating rounds, ` : ''}wall-clock medians (ratio = peer ÷ caffe-ts: above 1, caffe-ts is faster)`);
 console.log(lines.join('\n'));
 console.log(`peak RSS per framework process: ${rss}`);
 console.log(`versions: ${versions}`);
@@ -145,6 +223,8 @@ const json = {
   cpu: cpus()[0]?.model,
   cores: cpus().length,
   quick: values.quick,
+  rounds,
+  hostAlloc,
   threads,
   tolerance,
   elapsedSeconds: elapsed,

@@ -108,6 +108,15 @@ function compareAll(got, reference) {
 // Frameworks: each returns { version, notes, setThreads(t) → string|null (why not), gemm(row),
 // infer(row), train(row) } where the row runners return a cell { ms, minMs, reps, err, ... }.
 
+/** Where caffe-ts's float32 blob memory lives in this run (compare.mjs --host-alloc). */
+function hostMemoryNote(blob) {
+  const info = blob.hostMemoryInfo?.();
+  if (!info) return 'caffe-ts host memory: plain arrays';
+  return info.active
+    ? "caffe-ts host memory: 'wasm' allocator (blobs in the kernels' shared memory, as the caffe command runs; kernels read and write them in place)"
+    : `caffe-ts host memory: plain arrays (${info.reason}; the kernels copy operands in and out)`;
+}
+
 async function caffeTs() {
   const blob = await import('@caffe-ts/blob');
   const { defaultLayerRegistry } = await import('@caffe-ts/layers');
@@ -125,7 +134,10 @@ async function caffeTs() {
     get version() {
       return `${version} (gemm ${blob.activeGemmKernelName?.() ?? '?'})`;
     },
-    notes: hasThreads ? ['caffe-ts threads: @caffe-ts/blob initThreads(n) (worker pool over shared memory)'] : ['@caffe-ts/blob has no thread API yet: 1 thread only'],
+    notes: [
+      hasThreads ? 'caffe-ts threads: @caffe-ts/blob initThreads(n) (worker pool over shared memory)' : '@caffe-ts/blob has no thread API yet: 1 thread only',
+      hostMemoryNote(blob),
+    ],
     async setThreads(t) {
       if (!hasThreads) return t === 1 ? null : 'no thread API yet';
       const got = typeof blob.initThreads === 'function' ? await blob.initThreads(t) : (blob.setNumThreads(t), t);
@@ -133,8 +145,15 @@ async function caffeTs() {
     },
     gemm(row) {
       const n = row.n;
-      const { A, B } = gemmInputs(n);
-      const C = new Float32Array(n * n);
+      // Operands in blob memory, where a caffe-ts layer's GEMM finds them (the kernels' memory
+      // under the 'wasm' host allocator: no staging copies).
+      const place = (values) => {
+        const d = new blob.Blob([values.length]).mutableCpuData();
+        d.set(values);
+        return d;
+      };
+      const inputs = gemmInputs(n);
+      const A = place(inputs.A), B = place(inputs.B), C = place(new Float32Array(n * n));
       const run = () => blob.gemm(false, false, n, n, n, 1, A, B, 0, C);
       return { run, check: () => gemmError(n, A, B, C) };
     },
