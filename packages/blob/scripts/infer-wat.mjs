@@ -668,6 +668,74 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(3, '(br $cLoop)))');
   emit(1, ')');
 
+  // ---- global AVE pooling ----
+  // One output per plane: the plane's S values summed from 0 in order, then divided by $div.
+  // Four planes at a time, one per lane: each 4 x 4 block (four planes' next four values) is
+  // transposed by shuffles so that every lane still adds its own plane's values one by one in
+  // order (the same float32 sums as the window loops); leftover values and planes one at a time.
+  const TR = (a, b, lanes) => `(i8x16.shuffle ${lanes.flatMap((l) => [0, 1, 2, 3].map((k) => 4 * l + k)).join(' ')} ${a} ${b})`;
+  emit(1, ';; y[p] = (sum of the S floats of plane p, in order, from 0) / div, for planes p < $planes.');
+  emit(1, '(func (export "avepool_global") (param $x i32) (param $planes i32) (param $S i32) (param $div f32) (param $y i32)');
+  emit(2, '(local $p i32) (local $t i32) (local $S4 i32) (local $SB i32) (local $a0 i32) (local $acc v128) (local $s f32) (local $q i32)');
+  emit(2, '(local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)');
+  emit(2, '(local.set $S4 (i32.and (local.get $S) (i32.const -4)))');
+  emit(2, '(local.set $SB (i32.shl (local.get $S) (i32.const 2)))');
+  emit(2, '(block $gDone (loop $gLoop');
+  emit(3, '(br_if $gDone (i32.gt_u (i32.add (local.get $p) (i32.const 4)) (local.get $planes)))');
+  emit(3, '(local.set $a0 (i32.add (local.get $x) (i32.mul (local.get $p) (local.get $SB))))');
+  emit(3, '(local.set $acc (v128.const i32x4 0 0 0 0))');
+  emit(3, '(local.set $t (i32.const 0))');
+  emit(3, '(block $tDone (loop $tLoop');
+  emit(4, '(br_if $tDone (i32.ge_u (local.get $t) (local.get $S4)))');
+  emit(4, '(local.set $q (i32.add (local.get $a0) (i32.shl (local.get $t) (i32.const 2))))');
+  emit(4, '(local.set $v0 (v128.load (local.get $q)))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v1 (v128.load (local.get $q)))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v2 (v128.load (local.get $q)))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v3 (v128.load (local.get $q)))');
+  emit(4, `(local.set $t0 ${TR('(local.get $v0)', '(local.get $v1)', [0, 4, 1, 5])})`);
+  emit(4, `(local.set $t1 ${TR('(local.get $v2)', '(local.get $v3)', [0, 4, 1, 5])})`);
+  emit(4, `(local.set $t2 ${TR('(local.get $v0)', '(local.get $v1)', [2, 6, 3, 7])})`);
+  emit(4, `(local.set $t3 ${TR('(local.get $v2)', '(local.get $v3)', [2, 6, 3, 7])})`);
+  emit(4, `(local.set $acc (f32x4.add (local.get $acc) ${TR('(local.get $t0)', '(local.get $t1)', [0, 1, 4, 5])}))`);
+  emit(4, `(local.set $acc (f32x4.add (local.get $acc) ${TR('(local.get $t0)', '(local.get $t1)', [2, 3, 6, 7])}))`);
+  emit(4, `(local.set $acc (f32x4.add (local.get $acc) ${TR('(local.get $t2)', '(local.get $t3)', [0, 1, 4, 5])}))`);
+  emit(4, `(local.set $acc (f32x4.add (local.get $acc) ${TR('(local.get $t2)', '(local.get $t3)', [2, 3, 6, 7])}))`);
+  emit(4, '(local.set $t (i32.add (local.get $t) (i32.const 4)))');
+  emit(4, '(br $tLoop)))');
+  emit(3, '(block $rDone (loop $rLoop');
+  emit(4, '(br_if $rDone (i32.ge_u (local.get $t) (local.get $S)))');
+  emit(4, '(local.set $q (i32.add (local.get $a0) (i32.shl (local.get $t) (i32.const 2))))');
+  emit(4, '(local.set $v0 (f32x4.splat (f32.load (local.get $q))))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v0 (f32x4.replace_lane 1 (local.get $v0) (f32.load (local.get $q))))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v0 (f32x4.replace_lane 2 (local.get $v0) (f32.load (local.get $q))))');
+  emit(4, '(local.set $q (i32.add (local.get $q) (local.get $SB)))');
+  emit(4, '(local.set $v0 (f32x4.replace_lane 3 (local.get $v0) (f32.load (local.get $q))))');
+  emit(4, '(local.set $acc (f32x4.add (local.get $acc) (local.get $v0)))');
+  emit(4, '(local.set $t (i32.add (local.get $t) (i32.const 1)))');
+  emit(4, '(br $rLoop)))');
+  emit(3, '(v128.store (i32.add (local.get $y) (i32.shl (local.get $p) (i32.const 2))) (f32x4.div (local.get $acc) (f32x4.splat (local.get $div))))');
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 4)))');
+  emit(3, '(br $gLoop)))');
+  emit(2, '(block $pDone (loop $pLoop');
+  emit(3, '(br_if $pDone (i32.ge_u (local.get $p) (local.get $planes)))');
+  emit(3, '(local.set $a0 (i32.add (local.get $x) (i32.mul (local.get $p) (local.get $SB))))');
+  emit(3, '(local.set $s (f32.const 0))');
+  emit(3, '(local.set $t (i32.const 0))');
+  emit(3, '(block $sDone (loop $sLoop');
+  emit(4, '(br_if $sDone (i32.ge_u (local.get $t) (local.get $S)))');
+  emit(4, '(local.set $s (f32.add (local.get $s) (f32.load (i32.add (local.get $a0) (i32.shl (local.get $t) (i32.const 2))))))');
+  emit(4, '(local.set $t (i32.add (local.get $t) (i32.const 1)))');
+  emit(4, '(br $sLoop)))');
+  emit(3, '(f32.store (i32.add (local.get $y) (i32.shl (local.get $p) (i32.const 2))) (f32.div (local.get $s) (local.get $div)))');
+  emit(3, '(local.set $p (i32.add (local.get $p) (i32.const 1)))');
+  emit(3, '(br $pLoop)))');
+  emit(1, ')');
+
   // ---- LRN across channels ----
   // For each image and channel: q = sum of x^2 over channels c-pre .. c+pre (clipped), s = k + alpha_n * q,
   // y = x * s^-beta with beta 0.75 (mode 0: 1 / (sqrt(s) * sqrt(sqrt(s)))), 0.5 (mode 1) or 1 (mode 2).

@@ -35,5 +35,6 @@ export interface InferModuleExports {
     x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
     y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,
   ): void;
+  avepool_global(x: number, planes: number, S: number, div: number, y: number): void;
   maxpool_direct(x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, y: number, OH: number, OW: number): void;
 }

@@ -226,6 +226,27 @@ describe('WebAssembly inference kernels', () => {
     expect(Array.from(y)).toEqual(Array.from(want));
   });
 
+  it.each([
+    [1, 1], [3, 4], [4, 169], [5, 49], [9, 7], [16, 5], [1000, 13 * 13],
+  ])('aveGlobal over %i planes of %i values: float32 sums in order, then the division', (planes, size) => {
+    const k = kernels();
+    const x = random(planes * size);
+    x[0] = -0;
+    if (x.length > 7) x[7] = Infinity;
+    if (x.length > 20) x[20] = NaN;
+    const div = size + 0;
+    const want = new Float32Array(planes);
+    for (let p = 0; p < planes; p++) {
+      let s = 0;
+      for (let t = 0; t < size; t++) s = Math.fround(s + x[p * size + t]!);
+      want[p] = Math.fround(s / div);
+    }
+    const y = new Float32Array(planes).fill(7);
+    k.aveGlobal(planes, size, div, x, y);
+    expect(Array.from(y)).toEqual(Array.from(want));
+    expect(() => k.aveGlobal(planes, size, div, x.subarray(1), y)).toThrow(/wasm aveGlobal: x has \d+ elements/);
+  });
+
   it('runs in place on blobs of the wasm host allocator (same results as staged copies)', () => {
     const prev = setHostAllocator('wasm');
     try {
@@ -259,6 +280,9 @@ describe('WebAssembly inference kernels', () => {
       const px = resident(Float32Array.from([1, 5, 2, 3, 9, 4, 0, 8, 6])), py = resident(new Float32Array(4));
       k.maxPool(1, 3, 3, 2, 2, 2, 2, 1, 1, 0, 0, px, py);
       expect(Array.from(py)).toEqual([9, 9, 9, 9]);
+      const gy = resident(new Float32Array(1));
+      k.aveGlobal(1, 9, 9, px, gy);
+      expect(Array.from(gy)).toEqual([Math.fround(38 / 9)]);
       const lx = resident(Float32Array.from([1, 2, 3, 4])), ls = resident(new Float32Array(4)), ly = resident(new Float32Array(4));
       k.lrnAcross(lx, ls, ly, 1, 2, 2, 3, 1, 1, 1);
       expect(Array.from(ls)).toEqual([11, 21, 11, 21]);

@@ -70,6 +70,12 @@ export interface WasmInfer {
     kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
     x: Float32Array, y: Float32Array,
   ): void;
+  /**
+   * Global AVE pooling: y[p] = (the `size` values of plane p summed in order from 0, in float32)
+   * / divisor, for `planes` planes (a window covering the whole plane with no padding: the same
+   * sums as the window loops). Overwrites y.
+   */
+  aveGlobal(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array): void;
 }
 
 /** The β values the WebAssembly LRN computes (through square roots). */
@@ -348,7 +354,25 @@ export function createWasmInfer(): WasmInfer | null {
     y.set(f32.subarray(pY >> 2, (pY >> 2) + outN));
   }
 
-  return { name, rowdot, depthwise, relu, affine, sum2, lrnAcross, maxPool };
+  function aveGlobal(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array): void {
+    for (const [k, v] of Object.entries({ planes, size })) {
+      if (!Number.isInteger(v) || v < 1) throw new MathError(`wasm aveGlobal: ${k} must be a positive integer, got ${v}`);
+    }
+    checkLen('aveGlobal', planes * size, { x });
+    checkLen('aveGlobal', planes, { y });
+    const resident = inPlace(x, y);
+    if (resident) {
+      resident.ex.avepool_global(resident.at[0]!, planes, size, divisor, resident.at[1]!);
+      return;
+    }
+    const inN = planes * size, out = align(4 * inN);
+    const view = heap(out + 4 * planes);
+    view.set(x.subarray(0, inN), 0);
+    ex.avepool_global(0, planes, size, divisor, out);
+    y.set(view.subarray(out >> 2, (out >> 2) + planes));
+  }
+
+  return { name, rowdot, depthwise, relu, affine, sum2, lrnAcross, maxPool, aveGlobal };
 }
 
 const INFER_KEY = Symbol.for('caffe-ts.wasmInfer');

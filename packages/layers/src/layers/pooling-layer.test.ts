@@ -209,6 +209,24 @@ describe('PoolingLayer', () => {
       expect(calls).toBe(1);
     });
 
+    it('float32 global AVE equals the window kernels bit for bit (random values: sums that round)', () => {
+      const wasm = defaultWasmTrain();
+      if (!wasm) return;
+      const rng = new Rng(3);
+      const shape = [2, 9, 7, 7];
+      const count = shape.reduce((a, b) => a * b, 1);
+      const bottom = makeBlob(shape, { dtype: 'float32', filler: Array.from({ length: count }, () => rng.uniformIn(-1, 1) * 1e3) });
+      const layer = pool({ global_pooling: true, pool: PoolMethod.AVE });
+      const top = new Blob([], { dtype: 'float32' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      // The same windows through the training kernels' AVE loop (one 7×7 window per plane).
+      const want = new Float32Array(18);
+      const geometry = { height: 7, width: 7, pooledH: 1, pooledW: 1, kernelH: 7, kernelW: 7, strideH: 1, strideW: 1, padH: 0, padW: 0 };
+      wasm.pool('ave', geometry, 18, bottom.cpuData() as Float32Array, want, null);
+      expect(Array.from(top.cpuData())).toEqual(Array.from(want));
+    });
+
     const cases: [string, Props, number[]][] = [
       ['MAX 2×2 s2 (LeNet)', { kernel_size: 2, stride: 2 }, [2, 3, 8, 6]],
       ['MAX 2×2 s2, odd sizes (CEIL edge windows)', { kernel_size: 2, stride: 2 }, [1, 2, 7, 5]],
@@ -216,6 +234,7 @@ describe('PoolingLayer', () => {
       ['MAX 3×2 s1 p1', { kernel_h: 3, kernel_w: 2, stride: 1, pad: 1 }, [1, 2, 5, 6]],
       ['AVE 3×3 s2 (CIFAR-10)', { kernel_size: 3, stride: 2, pool: PoolMethod.AVE }, [2, 2, 9, 10]],
       ['AVE 3×3 s2 p1', { kernel_size: 3, stride: 2, pad: 1, pool: PoolMethod.AVE }, [1, 3, 6, 7]],
+      ['AVE global (SqueezeNet pool10)', { global_pooling: true, pool: PoolMethod.AVE }, [2, 7, 13, 13]],
     ];
     for (const [name, p, shape] of cases) {
       for (const dtype of ['float32', 'float64'] as const) {

@@ -227,6 +227,16 @@ export class PoolingLayer extends Layer {
     } else if (this.method === PoolMethod.STOCHASTIC) {
       this.stochasticForward(src, dst, planes);
     } else {
+      const global = PH === 1 && PW === 1 && this.padH === 0 && this.padW === 0 && this.kernelH === H && this.kernelW === W;
+      if (global && src instanceof Float32Array && dst instanceof Float32Array) {
+        // One window per plane (SqueezeNet's, GoogLeNet's, ResNet's last pool): four planes per
+        // SIMD step, each summed in order (the same float32 sums as the window kernels).
+        const k = defaultWasmInfer();
+        if (k) {
+          k.aveGlobal(planes, H * W, this.rowSize[0]! * this.colSize[0]!, src, dst);
+          return;
+        }
+      }
       const train = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmTrain() : null;
       if (train) train.pool('ave', this.geometry(), planes, src as Float32Array, dst as Float32Array, null);
       else avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
