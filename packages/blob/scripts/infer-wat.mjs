@@ -462,6 +462,21 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   // last 1–3 outputs as one vector whose lanes past the row are not stored (its loads stay in the
   // scratch row and its slack, which is NaN and never picked).
   const MEV = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27', MOD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
+  /** The nine taps of four 3×3 windows (rows $r0..$r2, column offset $p) into $acc, in (ky, kx) order; stride 2 takes even lanes. */
+  const max3x3Taps = (d, sw) => {
+    for (let ky = 0; ky < 3; ky++) {
+      emit(d, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
+      if (sw === 1) {
+        for (let kx = 0; kx < 3; kx++) emit(d, `(local.set $acc (f32x4.pmax (local.get $acc) (v128.load offset=${4 * kx} (local.get $q))))`);
+        continue;
+      }
+      emit(d, '(local.set $va (v128.load (local.get $q)))');
+      emit(d, '(local.set $vb (v128.load offset=16 (local.get $q)))');
+      emit(d, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
+      emit(d, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
+      emit(d, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (v128.load offset=8 (local.get $q)) (v128.load offset=24 (local.get $q)))))`);
+    }
+  };
   emit(4, '(if (i32.and (i32.and (i32.eq (local.get $KH) (i32.const 3)) (i32.eq (local.get $KW) (i32.const 3))) (i32.le_u (local.get $SW) (i32.const 2))) (then');
   emit(5, '(local.set $r0 (i32.add (local.get $pad) (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $WpB))))');
   emit(5, '(local.set $r1 (i32.add (local.get $r0) (local.get $WpB)))');
@@ -471,19 +486,9 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(6, '(local.set $acc (local.get $ninf))');
   emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
   emit(6, '(if (i32.eq (local.get $SW) (i32.const 1)) (then');
-  for (let ky = 0; ky < 3; ky++) {
-    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
-    for (let kx = 0; kx < 3; kx++) emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (v128.load offset=${4 * kx} (local.get $q))))`);
-  }
+  max3x3Taps(7, 1);
   emit(6, ') (else');
-  for (let ky = 0; ky < 3; ky++) {
-    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
-    emit(7, '(local.set $va (v128.load (local.get $q)))');
-    emit(7, '(local.set $vb (v128.load offset=16 (local.get $q)))');
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (v128.load offset=8 (local.get $q)) (v128.load offset=24 (local.get $q)))))`);
-  }
+  max3x3Taps(7, 2);
   emit(6, '))');
   emit(6, '(local.set $q (i32.add (local.get $yrow) (i32.shl (local.get $ox) (i32.const 2))))');
   emit(6, '(if (i32.le_s (i32.add (local.get $ox) (i32.const 4)) (local.get $OW)) (then (v128.store (local.get $q) (local.get $acc))) (else');
@@ -591,20 +596,10 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(6, '(local.set $p (i32.shl (i32.mul (local.get $ox) (local.get $SW)) (i32.const 2)))');
   emit(6, '(local.set $acc (local.get $ninf))');
   emit(6, '(if (i32.eq (local.get $path) (i32.const 1)) (then');
-  for (let ky = 0; ky < 3; ky++) {
-    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
-    for (let kx = 0; kx < 3; kx++) emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (v128.load offset=${4 * kx} (local.get $q))))`);
-  }
+  max3x3Taps(7, 1);
   emit(6, '))');
   emit(6, '(if (i32.eq (local.get $path) (i32.const 2)) (then');
-  for (let ky = 0; ky < 3; ky++) {
-    emit(7, `(local.set $q (i32.add (local.get $r${ky}) (local.get $p)))`);
-    emit(7, '(local.set $va (v128.load (local.get $q)))');
-    emit(7, '(local.set $vb (v128.load offset=16 (local.get $q)))');
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (local.get $va) (local.get $vb))))`);
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MOD} (local.get $va) (local.get $vb))))`);
-    emit(7, `(local.set $acc (f32x4.pmax (local.get $acc) (i8x16.shuffle ${MEV} (v128.load offset=8 (local.get $q)) (v128.load offset=24 (local.get $q)))))`);
-  }
+  max3x3Taps(7, 2);
   emit(6, '))');
   emit(6, '(if (i32.eq (local.get $path) (i32.const 3)) (then');
   emit(7, '(local.set $va (v128.load (i32.add (local.get $r0) (local.get $p))))');
