@@ -116,26 +116,28 @@ const results = Object.fromEntries(frameworks.map((f) => [f, mergeRounds(perRoun
 
 /**
  * One framework's rounds as one result: each cell the median of its rounds' medians (GFLOP/s
- * from that), the least minimum, the runs summed, the largest error, and the rounds' medians kept.
+ * from that), the least minimum, the runs summed, the largest error, and each round's median
+ * kept by round (null where that round failed), so per-round ratios pair the same rounds. A cell
+ * that failed in any round keeps that failure, so it is reported.
  */
 function mergeRounds(list) {
   const ok = list.filter((r) => !r.failed);
   if (ok.length === 0) return list[0] ?? { cells: {} };
   if (list.length === 1) return ok[0];
   const merged = { ...ok[ok.length - 1], cells: {}, maxRssMB: Math.max(...ok.map((r) => r.maxRssMB ?? 0)) || undefined };
-  for (const r of ok) {
+  list.forEach((r, round) => {
     for (const [id, byThreads] of Object.entries(r.cells ?? {})) {
       for (const [t, cell] of Object.entries(byThreads)) {
-        (merged.cells[id] ??= {})[t] ??= [];
-        merged.cells[id][t].push(cell);
+        ((merged.cells[id] ??= {})[t] ??= new Array(list.length).fill(null))[round] = cell;
       }
     }
-  }
+  });
   for (const byThreads of Object.values(merged.cells)) {
     for (const [t, cells] of Object.entries(byThreads)) {
-      const timed = cells.filter((c) => c.ms > 0 && !c.error);
-      if (timed.length === 0) {
-        byThreads[t] = cells[cells.length - 1];
+      const failed = cells.find((c) => c?.error);
+      const timed = cells.filter((c) => c?.ms > 0 && !c.error);
+      if (failed || timed.length === 0) {
+        byThreads[t] = failed ?? cells.filter(Boolean).at(-1);
         continue;
       }
       const ms = median(timed.map((c) => c.ms));
@@ -148,7 +150,7 @@ function mergeRounds(list) {
         ...(last.minMs !== undefined ? { minMs: Math.min(...timed.map((c) => c.minMs)) } : {}),
         ...(last.reps !== undefined ? { reps: timed.reduce((a, c) => a + (c.reps ?? 0), 0) } : {}),
         ...(errs.length ? { err: Math.max(...errs) } : {}),
-        roundMs: cells.map((c) => (c.ms > 0 && !c.error ? c.ms : null)),
+        roundMs: cells.map((c) => (c?.ms > 0 && !c.error ? c.ms : null)),
       };
     }
   }
