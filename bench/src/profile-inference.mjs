@@ -8,7 +8,7 @@
 //
 // For each model: the median ms of net.forward() (fused inference chains included) and of the
 // layer-by-layer forward (forwardFromTo(i, i): nothing fused), then the `--top` slowest layers (median and
-// minimum ms, share of the total, type and top shape) and, with --by-type, the sum per layer
+// minimum ms, share of the total, GFLOP/s of convolutions and inner products, type and top shape) and, with --by-type, the sum per layer
 // type. --clock cpu (the default with 1 thread) times this process's CPU use, which leaves out
 // the time a loaded machine deschedules it. CAFFE_TS_GEMM=js|wasm-simd|wasm-relaxed-simd picks
 // the float32 GEMM as elsewhere; --col-floats sets the convolution layers' maxBatchColFloats.
@@ -61,6 +61,19 @@ const median = (xs) => {
 if (values['host-alloc']) blob.setHostAllocator(values['host-alloc']);
 await blob.initThreads(threads);
 
+// Multiply-add work of a Convolution or InnerProduct layer (2 flops per multiply-add), from its
+// weight and top shapes; 0 for the other types, whose rows then show no rate.
+function layerFlops(net, i) {
+  const layer = net.layers[i];
+  const type = layer.param.type;
+  if (type !== 'Convolution' && type !== 'InnerProduct') return 0;
+  const weights = layer.blobs?.[0];
+  const top = net.blobs.get(layer.param.top[0]);
+  if (!weights || !top) return 0;
+  const perOutput = weights.count() / weights.shape[0]; // Cin/group × kernel area, or K
+  return 2 * top.count() * perOutput;
+}
+
 const iterations = Number(values.iterations), warmup = Number(values.warmup), top = Number(values.top);
 const ids = values.models.split(',').map((m) => (ROWS.some((r) => r.id === m) ? m : m === 'caffenet' ? 'caffenet-b1' : m));
 for (const id of ids) {
@@ -112,11 +125,13 @@ for (const id of ids) {
     name: net.layerNames[i],
     type: net.layers.slice(i, stepEnd[i] + 1).map((l) => l.param.type).join('+'),
     med: median(per[i]), min: Math.min(...per[i]),
+    flops: layerFlops(net, i),
     shape: net.topVecs?.[i]?.[0]?.shapeString?.() ?? net.blobs.get(net.layers[i].param.top[0])?.shapeString() ?? '',
   }));
   const sorted = [...rowsOut].sort((a, b) => b.med - a.med).slice(0, top);
   for (const r of sorted) {
-    console.log(`  ${r.name.padEnd(28)} ${r.type.padEnd(14)} ${r.med.toFixed(2).padStart(9)} ms  min ${r.min.toFixed(2).padStart(8)}  ${((100 * r.med) / total).toFixed(1).padStart(5)}%  ${r.shape}`);
+    const rate = r.flops ? `${(r.flops / r.med / 1e6).toFixed(1).padStart(6)} GF/s` : ' '.repeat(11);
+    console.log(`  ${r.name.padEnd(28)} ${r.type.padEnd(14)} ${r.med.toFixed(2).padStart(9)} ms  min ${r.min.toFixed(2).padStart(8)}  ${((100 * r.med) / total).toFixed(1).padStart(5)}%  ${rate}  ${r.shape}`);
   }
   if (values['by-type']) {
     const byType = new Map();
