@@ -3,7 +3,7 @@
 // threads that uses all the cores, from the built packages, in one run:
 //
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
-//       [--rounds 7] [--iterations 8] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
+//       [--rounds 7] [--iterations 32] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
 //       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js]
 //
 // Mixes (C = the cores):
@@ -49,7 +49,11 @@ const { values } = parseBenchArgs({
   options: {
     models: { type: 'string', default: 'lenet,cifar10_quick' },
     rounds: { type: 'string', default: '7' },
-    iterations: { type: 'string', default: '8' },
+    // 32: each round is one solver.step() call, whose first step a worker mix runs cold (no batch
+    // read ahead, no early start: 1-4 ms more on LeNet split ×2). `caffe train` runs its whole
+    // solve in one step() call, so that cost comes once a run; rounds of 8 charged it to every
+    // 8th step, and longer rounds also even out this host's drifting speed.
+    iterations: { type: 'string', default: '32' },
     warmup: { type: 'string', default: '3' },
     epochs: { type: 'string', default: '1' },
     records: { type: 'string', default: '2048' },

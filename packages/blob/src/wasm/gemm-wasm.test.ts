@@ -3,6 +3,7 @@ import { MathError } from '../math/errors.js';
 import { activeGemmKernelName, gemm, GEMM_KERNEL_MIN_WORK, setGemmKernel } from '../math/gemm.js';
 import { checkAgainstNaive, defineAgreementTests } from './gemm-wasm-cases.js';
 import { createWasmGemmKernel, decodeBase64, defaultFloat32GemmKernel, wasmGemmInfo } from './gemm-wasm.js';
+import { relaxedSimdStatus } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_BASE64, GEMM_WASM_SIMD_BASE64 } from './generated/gemm-wasm.js';
 import type { GemmKernel } from '../math/gemm.js';
 
@@ -10,8 +11,10 @@ import type { GemmKernel } from '../math/gemm.js';
 const wasmValidate = (bytes: Uint8Array): boolean =>
   (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly.validate(bytes);
 
-// Node 20 validates WebAssembly SIMD without flags; relaxed SIMD needs a flag, which this
-// worker does not have (gemm-wasm-relaxed.test.ts covers that build).
+// Node 20 validates WebAssembly SIMD without flags; relaxed SIMD needs a flag, which the
+// package sets itself on first use unless the environment asks for the plain builds
+// (relaxed-simd.test.ts): settle that first, then ask the engine.
+relaxedSimdStatus();
 const relaxedHere = wasmValidate(decodeBase64(GEMM_WASM_RELAXED_SIMD_BASE64));
 
 function simdKernel(options: { maxStagedFloats?: number } = {}): GemmKernel {

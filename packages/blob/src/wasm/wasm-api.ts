@@ -21,7 +21,67 @@ export interface WasmApi {
 /** The engine's WebAssembly object, or null where there is none. */
 export function wasmApi(): WasmApi | null {
   const api = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-  return api && typeof api.validate === 'function' ? api : null;
+  if (!api || typeof api.validate !== 'function') return null;
+  if (relaxedSimd === undefined) relaxedSimd = settleRelaxedSimd(api);
+  return api;
+}
+
+/**
+ * The smallest module that uses relaxed SIMD: (func (param v128 v128 v128) (result v128)
+ * f32x4.relaxed_madd of its three parameters).
+ */
+export const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x08, 0x01, 0x60, 0x03, 0x7b, 0x7b, 0x7b, 0x01, 0x7b, // type: (v128 v128 v128) -> v128
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x20, 0x01, 0x20, 0x02, 0xfd, 0x85, 0x02, 0x0b, // body
+]);
+
+/**
+ * How this engine came to run relaxed SIMD (the fused multiply-add builds of the kernels):
+ * 'native' where it validates as is (browsers, Node 22 and later), 'enabled' where this package
+ * turned on Node 20's --experimental-wasm-relaxed-simd itself, 'off' where the environment asked
+ * for the plain builds (CAFFE_TS_RELAXED_SIMD=off, or CAFFE_TS_GEMM=js|wasm-simd), 'unavailable'
+ * otherwise. Settled on the first use of WebAssembly by any kernel, before any module compiles.
+ */
+export type RelaxedSimdStatus = 'native' | 'enabled' | 'off' | 'unavailable';
+
+let relaxedSimd: RelaxedSimdStatus | undefined;
+
+/** What settleRelaxedSimd reads of Node's process object. */
+export interface NodeProcessLike {
+  versions?: { node?: string };
+  env?: Record<string, string | undefined>;
+  getBuiltinModule?: (id: string) => unknown;
+}
+
+/** See RelaxedSimdStatus; settles it now if no kernel has yet. */
+export function relaxedSimdStatus(): RelaxedSimdStatus {
+  const api = wasmApi();
+  return api ? relaxedSimd! : 'unavailable';
+}
+
+/**
+ * Relaxed SIMD is standard WebAssembly and on by default from V8 11.4; Node 20 (V8 11.3) keeps it
+ * behind a flag, which a process may still set before it compiles a module that needs it. Without
+ * it every kernel would run its plain build (a multiply, then an add): the GEMM loses about a
+ * third of its speed. So on Node, unless the environment asks for the plain builds, the flag is
+ * set here, once, before the first kernel module compiles (the CLI sets it the same way).
+ */
+export function settleRelaxedSimd(
+  api: Pick<WasmApi, 'validate'>,
+  proc: NodeProcessLike | undefined = (globalThis as { process?: NodeProcessLike }).process,
+): RelaxedSimdStatus {
+  if (api.validate(RELAXED_SIMD_PROBE)) return 'native';
+  if (!proc?.versions?.node) return 'unavailable';
+  const env = proc.env ?? {};
+  const gemm = env.CAFFE_TS_GEMM?.trim().toLowerCase();
+  if (env.CAFFE_TS_RELAXED_SIMD?.trim().toLowerCase() === 'off' || gemm === 'js' || gemm === 'wasm-simd') return 'off';
+  // process.getBuiltinModule arrived in Node 20.16; older releases keep the plain builds.
+  const v8 = proc.getBuiltinModule?.('node:v8') as { setFlagsFromString?: (flags: string) => void } | undefined;
+  if (typeof v8?.setFlagsFromString !== 'function') return 'unavailable';
+  v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  return api.validate(RELAXED_SIMD_PROBE) ? 'enabled' : 'unavailable';
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';

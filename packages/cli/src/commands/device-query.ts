@@ -1,5 +1,5 @@
 import { cpus, totalmem } from 'node:os';
-import { activeGemmKernelName, registeredBackends, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
+import { activeGemmKernelName, registeredBackends, relaxedSimdStatus, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
 import type { GpuBackendInfo } from '@caffe-ts/backend-gpu';
 import { backendFromFlags } from './common.js';
 import type { Command } from './index.js';
@@ -18,6 +18,7 @@ export const deviceQueryCommand: Command = {
       `CPU: ${cpu[0]?.model ?? 'unknown'} × ${cpu.length}`,
       `Memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
       `WebAssembly SIMD: ${wasmSimdSupported() ? 'yes' : 'no'}`,
+      `WebAssembly relaxed SIMD (fused multiply-add kernels): ${RELAXED_SIMD_WORDS[relaxedSimdStatus()]}`,
       `GEMM kernel (float32): ${gemmKernelDescription()}`,
       `Runtime: Node.js ${process.versions.node} (V8 ${process.versions.v8})`,
     ];
@@ -46,6 +47,13 @@ function deviceLines(backend: Backend): string[] {
     ...(info.packed !== undefined ? [`Convolution/InnerProduct: ${info.packed ? 'packed GEMMs (4 floats per texel)' : 'direct kernels'}`] : []),
   ];
 }
+
+const RELAXED_SIMD_WORDS: Record<ReturnType<typeof relaxedSimdStatus>, string> = {
+  native: 'yes',
+  enabled: 'yes (--experimental-wasm-relaxed-simd, set at start-up)',
+  off: 'off (CAFFE_TS_RELAXED_SIMD=off or CAFFE_TS_GEMM: the plain builds)',
+  unavailable: 'no (the plain builds: a multiply, then an add)',
+};
 
 function wasmSimdSupported(): boolean {
   // The smallest module using a v128 value: (func (result v128) v128.const i32x4 0 0 0 0)
