@@ -22,7 +22,8 @@ export type WasmGemmVariant = 'simd' | 'relaxed-simd';
 export interface WasmGemmOptions {
   /**
    * true: the relaxed-SIMD build or nothing; false: the plain SIMD build; unset: relaxed
-   * when the engine validates it (Node needs --experimental-wasm-relaxed-simd), else plain.
+   * when the engine validates it (on Node 20 the package turns on --experimental-wasm-relaxed-simd
+   * itself: see relaxedSimdStatus), else plain.
    */
   relaxed?: boolean;
   /**
