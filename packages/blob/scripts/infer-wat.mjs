@@ -165,7 +165,10 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(4, '(local.set $k (i32.const 0))');
   emit(4, '(block $kDone2 (loop $kLoop2');
   emit(5, '(br_if $kDone2 (i32.ge_s (local.get $k) (local.get $K4)))');
-  emit(5, '(local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (i32.add (local.get $xr) (i32.shl (local.get $k) (i32.const 2)))) (v128.load (i32.add (local.get $w0) (i32.shl (local.get $k) (i32.const 2)))))))');
+  {
+    const prod = '(v128.load (i32.add (local.get $xr) (i32.shl (local.get $k) (i32.const 2)))) (v128.load (i32.add (local.get $w0) (i32.shl (local.get $k) (i32.const 2))))';
+    emit(5, `(local.set $a0 ${relaxed ? `(f32x4.relaxed_madd ${prod} (local.get $a0))` : `(f32x4.add (local.get $a0) (f32x4.mul ${prod}))`})`);
+  }
   emit(5, '(local.set $k (i32.add (local.get $k) (i32.const 4)))');
   emit(5, '(br $kLoop2)))');
   emit(4, `(local.set $s0 ${hsum('(local.get $a0)')})`);
