@@ -8,7 +8,7 @@ import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import '@caffe-ts/layers/register';
-import { fillBlob, Rng } from '@caffe-ts/blob';
+import { fillBlob, relaxedSimdStatus, Rng, wasmGemmInfo } from '@caffe-ts/blob';
 import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, loadNetFromFile, readNetWeights, saveNet } from '@caffe-ts/net/node';
 import { createMessage, parseNetParameter, Phase } from '@caffe-ts/proto';
@@ -42,6 +42,12 @@ test('only the inference packages are installed', () => {
   for (const p of pkg.caffeTs.packages) {
     assert.ok(existsSync(join(here, 'node_modules/@caffe-ts', p, 'package.json')), `@caffe-ts/${p} is installed`);
   }
+});
+
+test('plain node runs the fused multiply-add (relaxed SIMD) kernel builds, no flag needed', () => {
+  // Node 20 keeps relaxed SIMD behind a flag, which the package sets itself; Node 22+ has it.
+  assert.ok(['native', 'enabled'].includes(relaxedSimdStatus()), `relaxedSimdStatus() is ${relaxedSimdStatus()}`);
+  assert.equal(wasmGemmInfo().variant, 'relaxed-simd');
 });
 
 test('LeNet deploy: random weights, saveNet, reload, identical probabilities', () => {
