@@ -42,7 +42,7 @@ describe('relaxed SIMD on Node 20', () => {
     expect(settleRelaxedSimd(none.api, none.node())).toBe('unavailable');
   });
 
-  it('leaves the flags alone where the environment asks for the plain builds, in browsers and before Node 20.16', () => {
+  it('leaves the flags alone where the environment says so, in browsers and before Node 20.16', () => {
     const plain: Record<string, string>[] = [{ CAFFE_TS_RELAXED_SIMD: 'off' }, { CAFFE_TS_GEMM: 'wasm-simd' }, { CAFFE_TS_GEMM: 'js' }, { CAFFE_TS_RELAXED_SIMD: ' OFF ' }];
     for (const env of plain) {
       const e = engine('flag');

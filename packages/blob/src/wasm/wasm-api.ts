@@ -40,9 +40,10 @@ export const RELAXED_SIMD_PROBE = new Uint8Array([
 /**
  * How this engine came to run relaxed SIMD (the fused multiply-add builds of the kernels):
  * 'native' where it validates as is (browsers, Node 22 and later), 'enabled' where this package
- * turned on Node 20's --experimental-wasm-relaxed-simd itself, 'off' where the environment asked
- * for the plain builds (CAFFE_TS_RELAXED_SIMD=off, or CAFFE_TS_GEMM=js|wasm-simd), 'unavailable'
- * otherwise. Settled on the first use of WebAssembly by any kernel, before any module compiles.
+ * turned on Node 20's --experimental-wasm-relaxed-simd itself, 'off' where the engine needs that
+ * flag and the environment asked the package to leave it alone (CAFFE_TS_RELAXED_SIMD=off, or
+ * CAFFE_TS_GEMM=js|wasm-simd, which pick other builds anyway), 'unavailable' otherwise. Settled on
+ * the first use of WebAssembly by any kernel, before any module compiles.
  */
 export type RelaxedSimdStatus = 'native' | 'enabled' | 'off' | 'unavailable';
 
@@ -65,8 +66,8 @@ export function relaxedSimdStatus(): RelaxedSimdStatus {
  * Relaxed SIMD is standard WebAssembly and on by default from V8 11.4; Node 20 (V8 11.3) keeps it
  * behind a flag, which a process may still set before it compiles a module that needs it. Without
  * it every kernel would run its plain build (a multiply, then an add): the GEMM loses about a
- * third of its speed. So on Node, unless the environment asks for the plain builds, the flag is
- * set here, once, before the first kernel module compiles (the CLI sets it the same way).
+ * third of its speed. So on Node, unless the environment says otherwise, the flag is set here,
+ * once, before the first kernel module compiles (the CLI sets it the same way).
  */
 export function settleRelaxedSimd(
   api: Pick<WasmApi, 'validate'>,

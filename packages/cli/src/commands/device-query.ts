@@ -51,7 +51,7 @@ function deviceLines(backend: Backend): string[] {
 const RELAXED_SIMD_WORDS: Record<ReturnType<typeof relaxedSimdStatus>, string> = {
   native: 'yes',
   enabled: 'yes (--experimental-wasm-relaxed-simd, set at start-up)',
-  off: 'off (CAFFE_TS_RELAXED_SIMD=off or CAFFE_TS_GEMM: the plain builds)',
+  off: 'no: the engine needs --experimental-wasm-relaxed-simd, left off by CAFFE_TS_RELAXED_SIMD=off or CAFFE_TS_GEMM',
   unavailable: 'no (the plain builds: a multiply, then an add)',
 };
 
