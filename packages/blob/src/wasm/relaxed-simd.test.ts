@@ -40,6 +40,11 @@ describe('relaxed SIMD on Node 20', () => {
     // An engine that rejects the probe even with the flag.
     const none = engine('none');
     expect(settleRelaxedSimd(none.api, none.node())).toBe('unavailable');
+
+    // An embedder whose setFlagsFromString throws.
+    const locked = engine('flag');
+    const refuse = { setFlagsFromString: () => { throw new Error('flags are frozen'); } };
+    expect(settleRelaxedSimd(locked.api, { versions: { node: '20.20.2' }, env: {}, getBuiltinModule: () => refuse })).toBe('unavailable');
   });
 
   it('leaves the flags alone where the environment says so, in browsers and before Node 20.16', () => {

@@ -81,7 +81,12 @@ export function settleRelaxedSimd(
   // process.getBuiltinModule arrived in Node 20.16; older releases keep the plain builds.
   const v8 = proc.getBuiltinModule?.('node:v8') as { setFlagsFromString?: (flags: string) => void } | undefined;
   if (typeof v8?.setFlagsFromString !== 'function') return 'unavailable';
-  v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  try {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch {
+    // An embedder that refuses flag changes: the plain builds, as without the flag.
+    return 'unavailable';
+  }
   return api.validate(RELAXED_SIMD_PROBE) ? 'enabled' : 'unavailable';
 }
 
