@@ -903,7 +903,7 @@ function packedConvWat({ relaxed }) {
   e('  (param $OW i32) (param $j0 i32) (param $nc i32) (param $pc i32) (param $kc i32) (param $dst i32)');
   e('  (local $q i32) (local $valid i32) (local $j i32) (local $oh i32) (local $ow i32) (local $mode i32)');
   e('  (local $kh i32) (local $kw i32) (local $t i32) (local $org i32) (local $plane i32) (local $k i32) (local $d i32)');
-  e('  (local $rowB i32) (local $dhB i32) (local $dwB i32) (local $src i32) (local $sB i32)');
+  e('  (local $rowB i32) (local $dhB i32) (local $dwB i32) (local $src i32) (local $sB i32) (local $wrapW i32) (local $wrapH i32)');
   e(`  ${lanes.map((l) => `(local $L${l} i32)`).join(' ')}`);
   e('  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128)');
   e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
@@ -911,6 +911,9 @@ function packedConvWat({ relaxed }) {
   e('  (local.set $dhB (i32.mul (local.get $rowB) (local.get $DH)))');
   e('  (local.set $dwB (i32.shl (local.get $DW) (i32.const 2)))');
   e('  (local.set $sB (i32.shl (local.get $SW) (i32.const 2)))');
+  e('  ;; the origin moves back across the window row (kw wraps) and back up the window (kh wraps)');
+  e('  (local.set $wrapW (i32.sub (local.get $dhB) (i32.mul (local.get $KW) (local.get $dwB))))');
+  e('  (local.set $wrapH (i32.sub (local.get $plane) (i32.mul (local.get $KH) (local.get $dhB))))');
   e('  (local.set $d (local.get $dst))');
   e('  (loop $panels');
   e(`    (local.set $valid (select (i32.sub (local.get $nc) (local.get $q)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $q)) (i32.const ${NR}))))`);
@@ -933,37 +936,43 @@ function packedConvWat({ relaxed }) {
   e('    (local.set $kh (i32.rem_u (local.get $t) (local.get $KH)))');
   e('    (local.set $org (i32.add (i32.add (local.get $xp) (i32.mul (i32.div_u (local.get $t) (local.get $KH)) (local.get $plane)))');
   e('      (i32.add (i32.mul (local.get $kh) (local.get $dhB)) (i32.mul (local.get $kw) (local.get $dwB)))))');
-  e('    (local.set $k (local.get $kc))');
-  e('    (loop $rows');
-  e('      (local.set $src (i32.add (local.get $org) (local.get $L0)))');
-  e('      (if (i32.and (local.get $mode) (i32.eq (local.get $SW) (i32.const 1)))');
-  e('        (then');
-  e('          (v128.store (local.get $d) (v128.load (local.get $src)))');
-  e('          (v128.store offset=16 (local.get $d) (v128.load offset=16 (local.get $src))))');
-  e('        (else (if (i32.and (local.get $mode) (i32.eq (local.get $SW) (i32.const 2)))');
-  e('          (then');
-  e('            (local.set $v0 (v128.load (local.get $src)))');
-  e('            (local.set $v1 (v128.load offset=16 (local.get $src)))');
-  e('            (local.set $v2 (v128.load offset=32 (local.get $src)))');
-  e('            (local.set $v3 (v128.load offset=48 (local.get $src)))');
-  e('            (v128.store (local.get $d) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $v0) (local.get $v1)))');
-  e('            (v128.store offset=16 (local.get $d) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $v2) (local.get $v3))))');
-  e('          (else ;; other strides, or a panel over two output rows: lane by lane');
-  for (const l of lanes) e(`            (f32.store offset=${4 * l} (local.get $d) (f32.load (i32.add (local.get $org) (local.get $L${l}))))`);
-  e('          ))))');
-  e(`      (local.set $d (i32.add (local.get $d) (i32.const ${4 * NR})))`);
-  e('      ;; next row of the column matrix: kw, then kh, then the channel');
-  e('      (local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
-  e('      (local.set $org (i32.add (local.get $org) (local.get $dwB)))');
-  e('      (if (i32.eq (local.get $kw) (local.get $KW)) (then');
-  e('        (local.set $kw (i32.const 0))');
-  e('        (local.set $org (i32.add (i32.sub (local.get $org) (i32.mul (local.get $KW) (local.get $dwB))) (local.get $dhB)))');
-  e('        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
-  e('        (if (i32.eq (local.get $kh) (local.get $KH)) (then');
-  e('          (local.set $kh (i32.const 0))');
-  e('          (local.set $org (i32.add (i32.sub (local.get $org) (i32.mul (local.get $KH) (local.get $dhB))) (local.get $plane)))))))');
-  e('      (local.set $k (i32.sub (local.get $k) (i32.const 1)))');
-  e('      (br_if $rows (local.get $k)))');
+  // One row loop per kind of panel, chosen once per panel (a test per k row cost as much as the
+  // copy itself). $p walks the window origin of the current k row: kw, then kh, then the channel.
+  const rowsLoop = (tag, p, body) => {
+    e('    (local.set $k (local.get $kc))');
+    e(`    (loop $rows${tag}`);
+    for (const line of body) e('      ' + line);
+    e(`      (local.set $d (i32.add (local.get $d) (i32.const ${4 * NR})))`);
+    e('      (local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
+    e(`      (local.set ${p} (i32.add (local.get ${p}) (local.get $dwB)))`);
+    e('      (if (i32.eq (local.get $kw) (local.get $KW)) (then');
+    e('        (local.set $kw (i32.const 0))');
+    e(`        (local.set ${p} (i32.add (local.get ${p}) (local.get $wrapW)))`);
+    e('        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
+    e('        (if (i32.eq (local.get $kh) (local.get $KH)) (then');
+    e('          (local.set $kh (i32.const 0))');
+    e(`          (local.set ${p} (i32.add (local.get ${p}) (local.get $wrapH)))))))`);
+    e('      (local.set $k (i32.sub (local.get $k) (i32.const 1)))');
+    e(`      (br_if $rows${tag} (local.get $k)))`);
+  };
+  e('    (local.set $src (i32.add (local.get $org) (local.get $L0)))');
+  e('    (if (i32.and (local.get $mode) (i32.eq (local.get $SW) (i32.const 1))) (then');
+  rowsLoop('1', '$src', [
+    '(v128.store (local.get $d) (v128.load (local.get $src)))',
+    '(v128.store offset=16 (local.get $d) (v128.load offset=16 (local.get $src)))',
+  ]);
+  e('    ) (else (if (i32.and (local.get $mode) (i32.eq (local.get $SW) (i32.const 2))) (then');
+  rowsLoop('2', '$src', [
+    '(local.set $v0 (v128.load (local.get $src)))',
+    '(local.set $v1 (v128.load offset=16 (local.get $src)))',
+    '(local.set $v2 (v128.load offset=32 (local.get $src)))',
+    '(local.set $v3 (v128.load offset=48 (local.get $src)))',
+    '(v128.store (local.get $d) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $v0) (local.get $v1)))',
+    '(v128.store offset=16 (local.get $d) (i8x16.shuffle 0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27 (local.get $v2) (local.get $v3)))',
+  ]);
+  e('    ) (else ;; other strides, or a panel over two output rows: lane by lane');
+  rowsLoop('0', '$org', lanes.map((l) => `(f32.store offset=${4 * l} (local.get $d) (f32.load (i32.add (local.get $org) (local.get $L${l}))))`));
+  e('    ))))');
   e(`    (local.set $q (i32.add (local.get $q) (i32.const ${NR})))`);
   e('    (br_if $panels (i32.lt_u (local.get $q) (local.get $nc))))');
   e(')');
