@@ -1,5 +1,5 @@
 import { cpus, totalmem } from 'node:os';
-import { activeGemmKernelName, registeredBackends, relaxedSimdStatus, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
+import { activeGemmKernelName, registeredBackends, relaxedSimdStatus, wasmGemmInfo, type Backend, type RelaxedSimdStatus } from '@caffe-ts/blob';
 import type { GpuBackendInfo } from '@caffe-ts/backend-gpu';
 import { backendFromFlags } from './common.js';
 import type { Command } from './index.js';
@@ -48,7 +48,7 @@ function deviceLines(backend: Backend): string[] {
   ];
 }
 
-const RELAXED_SIMD_WORDS: Record<ReturnType<typeof relaxedSimdStatus>, string> = {
+const RELAXED_SIMD_WORDS: Record<RelaxedSimdStatus, string> = {
   native: 'yes',
   enabled: 'yes (--experimental-wasm-relaxed-simd, set at start-up)',
   off: 'no: the engine needs --experimental-wasm-relaxed-simd, left off by CAFFE_TS_RELAXED_SIMD=off or CAFFE_TS_GEMM',
