@@ -22,7 +22,8 @@
 // machine whose load changes during the run slows them alike; the table gives the median
 // images/s over rounds and its ratio to '1 core' measured in the same rounds, the process CPU ms
 // per image (all threads; the same for two mixes means no work was added, whatever the load),
-// and, for the worker mixes, per step: each rank's compute ms, rank 0's wait for the others, the
+// the steal (the share of the machine's CPU time that the hypervisor of a virtual machine gave to
+// other guests while the mix ran, from /proc/stat; '—' elsewhere), and, for the worker mixes, per step: each rank's compute ms, rank 0's wait for the others, the
 // reduction, the divided update and everything else on rank 0 between steps ('other': clearing
 // the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
 // computing).
@@ -105,6 +106,20 @@ const threadCpu = () => {
     return (Number(f[11]) + Number(f[12])) * 10;
   } catch {
     return NaN;
+  }
+};
+/**
+ * The machine's CPU ticks from /proc/stat (Linux; null elsewhere): all of them and the 'steal'
+ * ones, the time the hypervisor ran something else while a virtual CPU of this machine had work.
+ * On a shared virtual machine two busy threads lose more of it than one (the host finds two
+ * physical cores less often than one), so a mix's ratio to '1 core' carries that loss too.
+ */
+const cpuTicks = () => {
+  try {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: f.reduce((a, x) => a + x, 0), steal: f[7] };
+  } catch {
+    return null;
   }
 };
 const median = (xs) => {
@@ -237,7 +252,7 @@ async function throughputTable(model, makeParam, batch) {
       await b?.solver.close().catch(() => {});
       continue;
     }
-    built.push({ mix, ...b, ips: [], cpuPerImage: [], stats: [], split: [] });
+    built.push({ mix, ...b, ips: [], cpuPerImage: [], stats: [], split: [], steal: [] });
   }
   try {
     for (let r = 0; r < rounds; r++) {
@@ -248,11 +263,14 @@ async function throughputTable(model, makeParam, batch) {
         const before = e.dp?.stats();
         const c0 = cpuMs();
         const m0 = threadCpu();
+        const k0 = cpuTicks();
         const t0 = performance.now();
         await e.solver.step(iterations);
         const s = (performance.now() - t0) / 1000;
         const cpu = cpuMs() - c0;
         const main = threadCpu() - m0;
+        const k1 = cpuTicks();
+        if (k0 && k1 && k1.total > k0.total) e.steal.push((100 * (k1.steal - k0.steal)) / (k1.total - k0.total));
         const images = (e.mix.mode === 'replicate' ? batch * e.mix.workers : batch) * iterations;
         e.ips.push(images / s);
         e.cpuPerImage.push(cpu / images);
@@ -274,7 +292,7 @@ async function throughputTable(model, makeParam, batch) {
   }
   const base = built[0];
   console.log(`\n${model} (batch ${batch}): median over ${rounds} rounds`);
-  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}   per step, ms (wall, then CPU with --profile)`);
+  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}  ${'steal'.padStart(5)}   per step, ms (wall, then CPU with --profile)`);
   for (const e of built) {
     const ratio = median(e.ips.map((x, i) => x / base.ips[i]));
     let detail = '';
@@ -325,8 +343,9 @@ async function throughputTable(model, makeParam, batch) {
     }
     if (e.bound !== undefined && base.bound !== undefined) detail += `; CPU-bound estimate ${(e.bound / base.bound).toFixed(2)}× 1 core`;
     const name = `${e.mix.name}${e.mix === defaultMix ? ' (default)' : ''}`;
+    const steal = e.steal.length > 0 ? `${median(e.steal).toFixed(1)}%` : '—';
     console.log(
-      `  ${name.padEnd(22)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}   ${detail}`,
+      `  ${name.padEnd(22)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}  ${steal.padStart(5)}   ${detail}`,
     );
   }
 }

@@ -3,7 +3,7 @@
 // packages, with the same reproducible random weights and inputs as the peer comparison:
 //
 //   pnpm build && node bench/src/profile-inference.mjs [--models caffenet,googlenet,...]
-//       [--batch 1] [--iterations 10] [--warmup 2] [--top 12] [--by-type]
+//       [--iterations 10] [--warmup 2] [--top 12] [--by-type]
 //       [--threads 1] [--host-alloc js|wasm] [--clock wall|cpu] [--col-floats N] [--fused]
 //
 // For each model: the median ms of net.forward() (fused inference chains included) and of the
@@ -21,6 +21,7 @@
 // measures.
 import v8 from 'node:v8';
 import { parseBenchArgs } from './cli-args.mjs';
+import { gemmLabel } from './gemm-label.mjs';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
 const blob = await import('@caffe-ts/blob');
@@ -120,7 +121,7 @@ for (const id of ids) {
     net.forward();
     if (it >= 0) whole.push(now() - t0);
   }
-  console.log(`\n${row.label} (${id}): net.forward() median ${median(whole).toFixed(1)} ms (min ${Math.min(...whole).toFixed(1)}); ${values.fused ? 'step' : 'layer'} by ${values.fused ? 'step' : 'layer'} median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${blob.activeGemmKernelName?.() ?? '?'})`);
+  console.log(`\n${row.label} (${id}): net.forward() median ${median(whole).toFixed(1)} ms (min ${Math.min(...whole).toFixed(1)}); ${values.fused ? 'step' : 'layer'} by ${values.fused ? 'step' : 'layer'} median ${total.toFixed(1)} ms, min ${Math.min(...totals).toFixed(1)} ms over ${iterations} (${clock} clock, ${threads} thread(s)${values['host-alloc'] ? `, host memory ${values['host-alloc']}` : ''}, gemm ${gemmLabel(blob)})`);
   const rowsOut = starts.map((i) => ({
     name: net.layerNames[i],
     type: net.layers.slice(i, stepEnd[i] + 1).map((l) => l.param.type).join('+'),

@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ROWS, NOT_AVAILABLE } from './rows.mjs';
 import { loadBundle, maxRelError } from './bundle.mjs';
+import { gemmLabel } from '../gemm-label.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -142,7 +143,7 @@ async function caffeTs() {
   return {
     // The GEMM kernel is picked on first use: read its name when the rows are done.
     get version() {
-      return `${version} (gemm ${blob.activeGemmKernelName?.() ?? '?'})`;
+      return `${version} (gemm ${gemmLabel(blob)})`;
     },
     notes: [
       hasThreads ? 'caffe-ts threads: @caffe-ts/blob initThreads(n) (worker pool over shared memory)' : '@caffe-ts/blob has no thread API yet: 1 thread only',
