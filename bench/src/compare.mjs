@@ -28,6 +28,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir, cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuTicks, stealPercent } from './host-steal.mjs';
 import { parseBenchArgs } from './cli-args.mjs';
 import { FRAMEWORKS, selectRows } from './peers/rows.mjs';
 
@@ -74,6 +75,8 @@ const started = performance.now();
 
 /** Per framework, each round's worker result (cells by row id and thread count). */
 const perRound = Object.fromEntries(frameworks.map((f) => [f, []]));
+/** Per framework, each round's steal (% of the machine's CPU time; see host-steal.mjs). */
+const stealByFramework = Object.fromEntries(frameworks.map((f) => [f, []]));
 const workerFailures = [];
 try {
   for (let round = 0; round < rounds; round++) {
@@ -93,7 +96,10 @@ try {
       ];
       process.stderr.write(`== ${f}${rounds > 1 ? ` (round ${round + 1} of ${rounds})` : ''}\n`);
       const env = f === 'caffe-ts' ? { ...process.env, CAFFE_TS_HOST_ALLOCATOR: hostAlloc } : process.env;
+      const ticks = cpuTicks();
       const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], cwd: join(here, '..'), env });
+      const steal = stealPercent(ticks, cpuTicks());
+      if (steal !== null) stealByFramework[f].push(steal);
       if (r.status !== 0) {
         perRound[f].push({ framework: f, failed: `worker exited with ${r.status ?? r.signal}`, cells: {} });
         workerFailures.push(`${f}${rounds > 1 ? ` (round ${round + 1})` : ''}: worker exited with ${r.status ?? r.signal} (its output is above)`);
@@ -216,6 +222,11 @@ console.log(`caffe-ts vs peers: node ${process.version}, ${cpus().length} × ${c
 console.log(lines.join('\n'));
 console.log(`peak RSS per framework process: ${rss}`);
 console.log(`versions: ${versions}`);
+const stealLine = frameworks
+  .filter((f) => stealByFramework[f].length > 0)
+  .map((f) => `${f} ${stealByFramework[f].map((x) => `${x.toFixed(1)}%`).join('/')}`)
+  .join(', ');
+if (stealLine) console.log(`steal (the hypervisor's share of this machine's CPU time while each framework's process ran, per round): ${stealLine}`);
 for (const n of notes) console.log(`note: ${n}`);
 console.log('training step = forward + backward (gradients, no update); GEMM max rel err is against float64 at 256 sampled entries; net errors are against caffe-ts (outputs and logits, or loss and every gradient).');
 
@@ -232,6 +243,7 @@ const json = {
   elapsedSeconds: elapsed,
   rows: rows.map((r) => ({ id: r.id, label: r.label, kind: r.kind, group: r.group, ...(r.n ? { n: r.n } : { batch: r.batch }) })),
   frameworks: Object.fromEntries(frameworks.map((f) => [f, results[f]])),
+  stealPercent: stealByFramework,
   table: lines.join('\n'),
   failures,
 };

@@ -39,6 +39,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuTicks, stealPercent } from './host-steal.mjs';
 import { parseBenchArgs } from './cli-args.mjs';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
@@ -106,20 +107,6 @@ const threadCpu = () => {
     return (Number(f[11]) + Number(f[12])) * 10;
   } catch {
     return NaN;
-  }
-};
-/**
- * The machine's CPU ticks from /proc/stat (Linux; null elsewhere): all of them and the 'steal'
- * ones, the time the hypervisor ran something else while a virtual CPU of this machine had work.
- * On a shared virtual machine two busy threads lose more of it than one (the host finds two
- * physical cores less often than one), so a mix's ratio to '1 core' carries that loss too.
- */
-const cpuTicks = () => {
-  try {
-    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
-    return { total: f.reduce((a, x) => a + x, 0), steal: f[7] };
-  } catch {
-    return null;
   }
 };
 const median = (xs) => {
@@ -269,8 +256,8 @@ async function throughputTable(model, makeParam, batch) {
         const s = (performance.now() - t0) / 1000;
         const cpu = cpuMs() - c0;
         const main = threadCpu() - m0;
-        const k1 = cpuTicks();
-        if (k0 && k1 && k1.total > k0.total) e.steal.push((100 * (k1.steal - k0.steal)) / (k1.total - k0.total));
+        const steal = stealPercent(k0, cpuTicks());
+        if (steal !== null) e.steal.push(steal);
         const images = (e.mix.mode === 'replicate' ? batch * e.mix.workers : batch) * iterations;
         e.ips.push(images / s);
         e.cpuPerImage.push(cpu / images);
