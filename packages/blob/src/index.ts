@@ -74,4 +74,4 @@ export {
 export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
 export { createWasmTrain, defaultWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './wasm/train-wasm.js';
 export { createWasmInferConv, defaultWasmInferConv, type ActivationVersions, type ConvEpilogue, type ConvSum, type WasmInferConv } from './wasm/infer-conv.js';
-export { relaxedSimdStatus, type RelaxedSimdStatus } from './wasm/wasm-api.js';
+export { relaxedSimdOptedOut, relaxedSimdStatus, type RelaxedSimdStatus } from './wasm/wasm-api.js';

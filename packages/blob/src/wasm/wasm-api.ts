@@ -56,6 +56,16 @@ export interface NodeProcessLike {
   getBuiltinModule?: (id: string) => unknown;
 }
 
+/**
+ * Whether the environment asks that Node's relaxed-SIMD flag be left alone: CAFFE_TS_RELAXED_SIMD=off,
+ * or CAFFE_TS_GEMM=js|wasm-simd (which pick builds without it anyway). The one test for this
+ * package and for programs (the `caffe` command) that set the flag themselves.
+ */
+export function relaxedSimdOptedOut(env: Record<string, string | undefined>): boolean {
+  const gemm = env.CAFFE_TS_GEMM?.trim().toLowerCase();
+  return env.CAFFE_TS_RELAXED_SIMD?.trim().toLowerCase() === 'off' || gemm === 'js' || gemm === 'wasm-simd';
+}
+
 /** See RelaxedSimdStatus; settles it now if no kernel has yet. */
 export function relaxedSimdStatus(): RelaxedSimdStatus {
   const api = wasmApi();
@@ -75,9 +85,7 @@ export function settleRelaxedSimd(
 ): RelaxedSimdStatus {
   if (api.validate(RELAXED_SIMD_PROBE)) return 'native';
   if (!proc?.versions?.node) return 'unavailable';
-  const env = proc.env ?? {};
-  const gemm = env.CAFFE_TS_GEMM?.trim().toLowerCase();
-  if (env.CAFFE_TS_RELAXED_SIMD?.trim().toLowerCase() === 'off' || gemm === 'js' || gemm === 'wasm-simd') return 'off';
+  if (relaxedSimdOptedOut(proc.env ?? {})) return 'off';
   // process.getBuiltinModule arrived in Node 20.16; older releases keep the plain builds.
   const v8 = proc.getBuiltinModule?.('node:v8') as { setFlagsFromString?: (flags: string) => void } | undefined;
   if (typeof v8?.setFlagsFromString !== 'function') return 'unavailable';
