@@ -105,16 +105,27 @@ const CASES: [string, Conv2dGeometry, number][] = [
   ['winograd rect pads 1x0, 30x19', geom(16, 30, 19, 20, [3, 3], [1, 0]), 1],
   ['winograd groups 2', geom(32, 10, 12, 34, [3, 3], [1, 1], [1, 1], [1, 1], 2), 1],
   ['winograd K past one k block', geom(520, 5, 6, 16, [3, 3], [1, 1]), 1],
+  // Winograd F(2×2, 5×5) (5×5 stride 1): the same kinds of edges, LeNet's conv2 and CaffeNet's
+  // grouped conv2 shapes.
+  ['winograd5 pad 2, odd output', geom(16, 9, 11, 16, [5, 5], [2, 2]), 2],
+  ['winograd5 no pad, LeNet conv2 (20 -> 50 at 12x12)', geom(20, 12, 12, 50, [5, 5]), 2],
+  ['winograd5 pad 2 at 7x7', geom(24, 7, 7, 32, [5, 5], [2, 2]), 1],
+  ['winograd5 pad 2 at 1x1', geom(16, 1, 1, 16, [5, 5], [2, 2]), 1],
+  ['winograd5 rect pads 2x0, 30x19', geom(16, 30, 19, 20, [5, 5], [2, 0]), 1],
+  ['winograd5 groups 2, CaffeNet conv2 at 13x13', geom(32, 13, 13, 34, [5, 5], [2, 2], [1, 1], [1, 1], 2), 1],
+  ['winograd5 K past one k block', geom(520, 5, 6, 16, [5, 5], [2, 2]), 1],
 ];
 
 describe('packed inference convolution (WebAssembly)', () => {
   for (const [label, runner] of runners()) {
     // Winograd cases run with F(2×2, 3×3) and F(4×4, 3×3) (CAFFE_TS_WINOGRAD=2 / 4); the
     // larger tiles' transforms (coefficients up to 8) cost about a decimal digit.
-    const runs = CASES.flatMap(([name, g, num]) => (name.startsWith('winograd') ? [[`${name}, F(2x2)`, g, num, '2'], [`${name}, F(4x4)`, g, num, '4']] : [[name, g, num, undefined]]) as [string, Conv2dGeometry, number, string | undefined][]);
+    // (5×5 kernels have the one variant, F(2×2, 5×5).)
+    const runs = CASES.flatMap(([name, g, num]) => (name.startsWith('winograd ') ? [[`${name}, F(2x2)`, g, num, '2'], [`${name}, F(4x4)`, g, num, '4']] : [[name, g, num, undefined]]) as [string, Conv2dGeometry, number, string | undefined][]);
     it.each(runs)(`${label}: %s matches the direct convolution`, (name, g, num, tile) => {
       const K = (g.channels / g.group) * g.kernelH * g.kernelW;
       // float32 sums of K products (and Winograd's transforms) drift with depth.
+      // F(4×4, 3×3) and F(2×2, 5×5) share their transforms' points (coefficients up to 8 and 16).
       const tol = (!name.startsWith('winograd') ? 1e-5 : tile === '2' ? 3e-5 : 2e-4) * Math.max(1, Math.sqrt(K / 256));
       const saved = process.env.CAFFE_TS_WINOGRAD;
       if (tile) process.env.CAFFE_TS_WINOGRAD = tile;
@@ -124,6 +135,28 @@ describe('packed inference convolution (WebAssembly)', () => {
         if (saved === undefined) delete process.env.CAFFE_TS_WINOGRAD;
         else process.env.CAFFE_TS_WINOGRAD = saved;
       }
+    });
+    it(`${label}: a 5×5 stride-1 convolution runs F(2×2, 5×5), a 5×5 stride-2 one and CAFFE_TS_WINOGRAD=off the direct path`, () => {
+      // The two paths round differently, so the outputs tell them apart; both match the reference.
+      const run = (g: Conv2dGeometry, x: Float32Array, w: Float32Array, env?: string) => {
+        const saved = process.env.CAFFE_TS_WINOGRAD;
+        if (env) process.env.CAFFE_TS_WINOGRAD = env;
+        try {
+          const OH = convOutputSize(g.height, 5, g.padH, g.strideH, 1), OW = convOutputSize(g.width, 5, g.padW, g.strideW, 1);
+          const y = new Float32Array(g.outChannels * OH * OW);
+          runner.conv2d(g, 1, x, w, undefined, {}, y);
+          expect(worstError(y, convRef(g, 1, x, w, null, null, null))).toBeLessThan(2e-4);
+          return y;
+        } finally {
+          if (saved === undefined) delete process.env.CAFFE_TS_WINOGRAD;
+          else process.env.CAFFE_TS_WINOGRAD = saved;
+        }
+      };
+      const x = random(20 * 12 * 12), w = random(50 * 20 * 25);
+      const s1 = geom(20, 12, 12, 50, [5, 5]);
+      expect(run(s1, x, w)).not.toEqual(run(s1, x, w, 'off'));
+      const s2 = geom(20, 12, 12, 50, [5, 5], [0, 0], [2, 2]);
+      expect(run(s2, x, w)).toEqual(run(s2, x, w, 'off'));
     });
     const check = (g: Conv2dGeometry, num: number, tol: number) => {
       const K = (g.channels / g.group) * g.kernelH * g.kernelW;

@@ -36,10 +36,25 @@ import { engine, getNumThreads, MAX_COMMANDS, Op, planThreads, type CommandList,
 const PAGE = 65536;
 
 
-/** Winograd weight transforms G (n × 3) of F(2×2, 3×3) and F(4×4, 3×3): U = G g Gᵀ. */
-const WINOGRAD_G: Record<2 | 4, number[][]> = {
-  2: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
-  4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+/** A Winograd variant F(T×T, R×R): output tile T, kernel R (6×6 or 4×4 input tiles). */
+type WinogradTile = { T: 2 | 4; R: 3 } | { T: 2; R: 5 };
+
+/**
+ * Winograd weight transforms G (n × R, n = T + R − 1) of F(2×2, 3×3), F(4×4, 3×3) and
+ * F(2×2, 5×5): U = G g Gᵀ. F(4×4, 3×3) and F(2×2, 5×5) share the points 0, ±1, ±2, ∞ and so
+ * the input transform: row i of G is s_i·(1, p_i, p_i², …), the ∞ row picks the last tap.
+ */
+const WINOGRAD_G: Record<'2x3' | '4x3' | '2x5', number[][]> = {
+  '2x3': [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+  '4x3': [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+  '2x5': [
+    [1 / 4, 0, 0, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3],
+    [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+    [0, 0, 0, 0, 1],
+  ],
 };
 
 /**
@@ -687,14 +702,16 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
   function winograd(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined,
     scale: Float32Array | null, shift: Float32Array | null, relu: number | null, y: Float32Array, OH: number, OW: number,
-    io: ActivationVersions | undefined, T: 2 | 4, sum?: ConvSum,
+    io: ActivationVersions | undefined, { T, R }: WinogradTile, sum?: ConvSum,
   ): void {
     const { channels: C, height: H, width: W, padH: PH, padW: PW } = g;
     const O = g.outChannels, G = g.group, Cg = C / G, m = O / G, S = OH * OW, imgIn = C * H * W, imgOut = O * S;
-    const n = T + 2, XI = n * n, Gm = WINOGRAD_G[T];
+    const n = T + R - 1, XI = n * n, RR = R * R, Gm = WINOGRAD_G[`${T}x${R}` as keyof typeof WINOGRAD_G];
     const TH = Math.ceil(OH / T), TWp = Math.ceil(Math.ceil(OW / T) / 4) * 4, N = TH * TWp;
-    // The last tiles read T + 2 rows and (four tiles to a vector) up to T·TWp + 4 columns.
-    const Hp = T * TH + 2, Wp = T * TWp + (T === 4 ? 4 : 2), planeP = Hp * Wp;
+    // The last tiles read n rows and (four tiles to a vector) up to T·TWp + R − 1 columns
+    // (F(4×4, 3×3) loads five vectors a row: T·TWp + 4).
+    const Hp = T * TH + R - 1, Wp = T * TWp + (T === 4 ? 4 : R - 1), planeP = Hp * Wp;
+    const [inOp, outOp] = T === 4 ? [Op.Wino4In, Op.Wino4Out] : R === 5 ? [Op.Wino25In, Op.Wino25Out] : [Op.WinoIn, Op.WinoOut];
     const mp = Math.ceil(m / MR) * MR, panels = Math.ceil(N / NR);
     const uBytes = 4 * mp * Cg; // one packed U_ξ of one group
     const vstride = 32 * panels * Cg;
@@ -716,26 +733,31 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     const pT = pYb + (nImg > 0 && yStaged ? align(4 * nb * imgOut) : 0);
     const tXp = 0, tV = align(4 * (C * planeP + 16)), tM = tV + align(XI * vstride), perT = tM + align(XI * 4 * m * N);
     const scratchNeed = pT + (nImg > 0 ? bT * perT : 0);
-    const wAt = weightsBlock(weights, version, `wino${T} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
+    const wAt = weightsBlock(weights, version, `wino${T}x${R} ${O} ${G} ${Cg}`, G * XI * uBytes, (at) => {
       withTemp(4 * XI * O * Cg, (raw) => transformWeights(raw, at));
     }, () => scratch(scratchNeed) + pW);
     /** U into the temporary block at `raw`, then packed into `at`. */
     function transformWeights(raw: number, at: number): void {
       const mem = f32(), r0 = raw >> 2;
-      const t = new Float64Array(3 * n); // G g: n × 3
+      const t = new Float64Array(R * n); // G g: n × R
       // U_ξ[o][c] = (G g Gᵀ)[ξ], laid out per group and ξ as an m × Cg matrix.
       for (let o = 0; o < O; o++) {
         const q = Math.floor(o / m), oo = o - q * m;
         for (let c = 0; c < Cg; c++) {
-          const w0 = (o * Cg + c) * 9;
+          const w0 = (o * Cg + c) * RR;
           for (let i = 0; i < n; i++) {
             const gi = Gm[i]!;
-            for (let j = 0; j < 3; j++) t[3 * i + j] = gi[0]! * weights[w0 + j]! + gi[1]! * weights[w0 + 3 + j]! + gi[2]! * weights[w0 + 6 + j]!;
+            for (let j = 0; j < R; j++) {
+              let v = 0;
+              for (let r = 0; r < R; r++) v += gi[r]! * weights[w0 + R * r + j]!;
+              t[R * i + j] = v;
+            }
           }
           for (let i = 0; i < n; i++) {
             for (let j = 0; j < n; j++) {
               const gj = Gm[j]!;
-              const u = t[3 * i]! * gj[0]! + t[3 * i + 1]! * gj[1]! + t[3 * i + 2]! * gj[2]!;
+              let u = 0;
+              for (let r = 0; r < R; r++) u += t[R * i + r]! * gj[r]!;
               mem[r0 + ((q * XI + i * n + j) * m + oo) * Cg + c] = u;
             }
           }
@@ -758,17 +780,17 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     }
     mem.fill(1, (base + pOne) >> 2, ((base + pOne) >> 2) + mp + MR);
     mem.fill(0, (base + pZero) >> 2, ((base + pZero) >> 2) + mp + MR);
-    const tin = T === 4 ? k.wino4_in : k.wino_in, tout = T === 4 ? k.wino4_out : k.wino_out;
+    const tin = T === 4 ? k.wino4_in : R === 5 ? k.wino25_in : k.wino_in, tout = T === 4 ? k.wino4_out : R === 5 ? k.wino25_out : k.wino_out;
     const Tt = cap > 1 ? planThreads(2 * m * Cg * N * XI, XI) : 1;
     runBatch(bT, nImg, nb, 'winograd (images)', x, y, imgIn, imgOut, xOwn, yOwn, base + pXb, base + pYb, (list, t, xi, yi) => {
       const at = base + pT + t * perT, xp = at + tXp, pv = at + tV, pm = at + tM, tile = base + pTile + t * tileBytes;
       list.infer(Op.PadImg2, [xi, C, H, W, PH, PW, Hp, Wp, xp], -1);
       for (let q = 0; q < G; q++) {
-        list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, pv, vstride, 0, Cg], -1);
+        list.infer(inOp, [xp + 4 * q * Cg * planeP, Cg, Hp, Wp, TH, TWp, pv, vstride, 0, Cg], -1);
         for (let xj = 0; xj < XI; xj++) {
           list.infer(Op.Wgemm, [wAt + (q * XI + xj) * uBytes, m, Cg, pv + xj * vstride, N, pm + 4 * xj * m * N, base + pOne, base + pZero, 0, 0, tile], 9);
         }
-        list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [pm, m, N, TH, TWp, OH, OW, yi + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0, 0, m], 11);
+        list.infer(outOp, [pm, m, N, TH, TWp, OH, OW, yi + 4 * q * m * S, base + pA + 4 * q * m, base + pB + 4 * q * m, reluMode(relu), relu ?? 0, 0, m], 11);
       }
     }, sum ? (n, yi) => applySum(sum, sumAt!, n, yi, imgOut) : undefined);
     for (let img = nImg; img < num; img++) {
@@ -784,7 +806,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           const share = (n: number, t: number) => [Math.floor((t * n) / Tt), Math.floor(((t + 1) * n) / Tt)] as const;
           runThreaded(Tt, 'winograd input', (list, t) => {
             const [c0, c1] = share(Cg, t);
-            if (c1 > c0) list.infer(T === 4 ? Op.Wino4In : Op.WinoIn, [xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, c0, c1], -1);
+            if (c1 > c0) list.infer(inOp, [xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, c0, c1], -1);
           });
           runThreaded(Tt, 'winograd', (list, t) => {
             for (let xi = Math.floor((t * XI) / Tt); xi < Math.floor(((t + 1) * XI) / Tt); xi++) {
@@ -793,7 +815,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
           });
           runThreaded(Tt, 'winograd output', (list, t) => {
             const [o0, o1] = share(m, t);
-            if (o1 > o0) list.infer(T === 4 ? Op.Wino4Out : Op.WinoOut, [base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, reluMode(relu), relu ?? 0, o0, o1], 11);
+            if (o1 > o0) list.infer(outOp, [base + pM, m, N, TH, TWp, OH, OW, yq, aq, bq, reluMode(relu), relu ?? 0, o0, o1], 11);
           });
         } else {
           tin(xq, Cg, Hp, Wp, TH, TWp, base + pV, vstride, 0, Cg);
@@ -951,20 +973,23 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
 }
 
 /**
- * The Winograd output tile a convolution runs with (F(T×T, 3×3)), or null for the direct path:
- * 3×3, stride 1, no dilation, and enough channels for the GEMMs to beat one of 9× the depth.
- * CAFFE_TS_WINOGRAD=off: never; =2 or =4: that tile; by default the one with less GEMM work.
+ * The Winograd variant a convolution runs with, or null for the direct path: stride 1, no
+ * dilation, enough channels for the GEMMs to beat one of R² times the depth, and a 3×3 kernel
+ * (F(2×2, 3×3) or F(4×4, 3×3)) or a 5×5 one (F(2×2, 5×5)). CAFFE_TS_WINOGRAD=off: never; =2 or
+ * =4: that tile for 3×3 kernels; by default the one with less GEMM work.
  */
-function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: number): 2 | 4 | null {
-  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1) return null;
+function winogradTile(g: Conv2dGeometry, Cg: number, m: number, OH: number, OW: number): WinogradTile | null {
+  const R = g.kernelH;
+  if ((R !== 3 && R !== 5) || g.kernelW !== R || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1) return null;
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const choice = env?.CAFFE_TS_WINOGRAD?.trim().toLowerCase();
   if (choice === 'off' || Cg < WINOGRAD_MIN_CHANNELS || m < WINOGRAD_MIN_CHANNELS) return null;
-  if (choice === '2' || choice === '4') return choice === '2' ? 2 : 4;
+  if (R === 5) return { T: 2, R };
+  if (choice === '2' || choice === '4') return { T: choice === '2' ? 2 : 4, R };
   // The GEMM work of each tile size, counting the tiles computed past the output's edge (tile
   // rows go four tiles to a vector): small planes (7×7) waste less with 2×2 tiles.
   const work = (T: number) => (T + 2) ** 2 * Math.ceil(OH / T) * Math.ceil(Math.ceil(OW / T) / 4) * 4;
-  return work(4) < work(2) ? 4 : 2;
+  return { T: work(4) < work(2) ? 4 : 2, R: 3 };
 }
 
 /**

@@ -27,6 +27,8 @@ export interface InferModuleExports {
   wgemm(pw: number, M: number, K: number, pbFull: number, N: number, y: number, sa: number, sb: number, relu: number, slope: number, scratch: number): void;
   wino_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
   wino4_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
+  wino25_in(xp: number, C: number, Hp: number, Wp: number, TH: number, TWp: number, V: number, vstride: number, c0: number, c1: number): void;
+  wino25_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
   wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
   affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
   sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;

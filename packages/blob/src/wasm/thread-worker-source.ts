@@ -50,6 +50,8 @@ function start(d, post) {
           i[a + 12], i[a + 13], i[a + 14], i[a + 15], i[a + 16], i[a + 17], i[a + 18], i[a + 19], i[a + 20], i[a + 21], i[a + 22]); break;
         case 18: ex.padimg(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6]); break;
         case 19: ex.padimg2(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8]); break;
+        case 20: ex.wino25_in(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9]); break;
+        case 21: ex.wino25_out(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10], f[a + 11], i[a + 12], i[a + 13]); break;
         case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }
