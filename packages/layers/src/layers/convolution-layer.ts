@@ -52,22 +52,18 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
 
   /**
    * The packed-weights runner for this forward, or null where it does not apply: float32, 2-D
-   * im2col geometry, WebAssembly SIMD (one thread). Training forwards use it too (`fused` false):
-   * its weights are repacked once per version of the weight blob, i.e. once per solver step,
-   * which costs O·K floats against the batch's O·K·N·S multiply-adds, and its im2col-free
-   * unfolding runs a training forward ~20% faster than the batched pass (LeNet conv2 at batch
-   * 64). Fused epilogues (`fused`, Net's inference fusion) stay with the TEST phase. With
-   * kernel threads in training, what the threads split stays on the other paths: batches of
-   * several images, and 1×1 convolutions (a threaded GEMM) large enough to split.
+   * im2col geometry, WebAssembly SIMD. Training forwards use it too (`fused` false): its weights
+   * are repacked once per version of the weight blob, i.e. once per solver step, which costs O·K
+   * floats against the batch's O·K·N·S multiply-adds; its im2col-free unfolding and its Winograd
+   * paths (3×3 and 5×5, stride 1) run a training forward faster than the batched pass, and with
+   * kernel threads it splits a batch by whole images (LeNet at batch 64 on two threads, blobs in
+   * the kernels' memory: forward 5.9–6.5 ms against 9.2–9.3). Fused epilogues (`fused`, Net's
+   * inference fusion) stay with the TEST phase. A 1×1 convolution at batch 1 large enough to
+   * split stays in training with the threaded GEMM, which splits its columns.
    */
   private packedRunner(fused = false): WasmInferConv | null {
     if ((fused && this.phase !== Phase.TEST) || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
-    if (getNumThreads() > 1 && this.phase !== Phase.TEST) {
-      // In training, work the kernel threads split stays with them: several images (the batched
-      // pass splits images), and a 1×1 convolution at batch 1 (one GEMM, split by columns). At
-      // TEST the packed runner splits its own work between the threads (infer-conv.ts): a batch
-      // by whole images per thread, one image by rows and tiles.
-      if (this.num > 1) return null;
+    if (getNumThreads() > 1 && this.phase !== Phase.TEST && this.num === 1) {
       const flops = 2 * this.convOutChannels * this.kernelDim * this.convOutSpatialDim;
       if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD) return null;
     }
