@@ -22,7 +22,7 @@ describe('caffe and relaxed SIMD', () => {
     expect(relaxedLine({})).toMatch(/: yes/);
   });
 
-  it.each([{ CAFFE_TS_RELAXED_SIMD: 'off' }, { CAFFE_TS_GEMM: 'wasm-simd' }])('leaves Node 20 flag alone under %o', (env) => {
+  it.each<Record<string, string>>([{ CAFFE_TS_RELAXED_SIMD: 'off' }, { CAFFE_TS_GEMM: 'wasm-simd' }])('leaves Node 20 flag alone under %o', (env) => {
     // Engines with relaxed SIMD built in (Node 22+) run it whatever the variable says.
     const builtIn = Number(process.versions.node.split('.')[0]) >= 22;
     expect(relaxedLine(env)).toMatch(builtIn ? /: yes$/ : /^WebAssembly relaxed SIMD \(fused multiply-add kernels\): no/);
