@@ -486,6 +486,9 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
   }
 
   /** Runs f on a block of `bytes` given back afterwards (raw weights on their way to packa). */
+  /** The Winograd weight transform's output, reused (see transformWeights). */
+  let transformOut = new Float32Array(0);
+
   function withTemp(bytes: number, f: (at: number) => void): void {
     const at = arena.alloc(bytes);
     try {
@@ -761,7 +764,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       // runs once per step and layer; as a GEMM it takes tens of microseconds (LeNet's conv2), where
       // per-filter loops in JS took 1.5-2 ms.
       const plane = m * Cg;
-      const u = new Float32Array(XI * plane);
+      // Kept between calls: training comes here on every step, and a fresh block each time
+      // would be garbage for the collector's helper threads, which then compete with the kernels.
+      if (transformOut.length < XI * plane) transformOut = new Float32Array(XI * plane);
+      const u = transformOut.subarray(0, XI * plane);
       for (let q = 0; q < G; q++) {
         gemm(false, true, XI, plane, RR, 1, kron, weights.subarray(q * plane * RR, (q + 1) * plane * RR), 0, u);
         f32().set(u, (raw >> 2) + q * XI * plane);
