@@ -485,10 +485,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     else keepResident(y, ySlot, bytes, io);
   }
 
-  /** Runs f on a block of `bytes` given back afterwards (raw weights on their way to packa). */
-  /** The Winograd weight transform's output, reused (see transformWeights). */
+  /** The Winograd weight transform's output, kept between calls (see transformWeights). */
   let transformOut = new Float32Array(0);
 
+  /** Runs f on a block of `bytes` given back afterwards (raw weights on their way to packa). */
   function withTemp(bytes: number, f: (at: number) => void): void {
     const at = arena.alloc(bytes);
     try {
@@ -761,11 +761,10 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       // U_ξ[o][c] = (G g Gᵀ)[ξ] for every filter g at once, as one product per group: the
       // (n² × R²) matrix G ⊗ G times the group's filters (its rows, R² taps each) transposed,
       // laid out per ξ as an m × Cg matrix. Training changes the weights on every step, so this
-      // runs once per step and layer; as a GEMM it takes tens of microseconds (LeNet's conv2), where
-      // per-filter loops in JS took 1.5-2 ms.
+      // runs once per step and layer (and replica): per-filter loops in JS took 1.6-2.4 ms for
+      // LeNet's conv2, the GEMM with the repacking 0.2-0.6 ms. Its output block is kept rather
+      // than allocated on every step.
       const plane = m * Cg;
-      // Kept between calls: training comes here on every step, and a fresh block each time
-      // would be garbage for the collector's helper threads, which then compete with the kernels.
       if (transformOut.length < XI * plane) transformOut = new Float32Array(XI * plane);
       const u = transformOut.subarray(0, XI * plane);
       for (let q = 0; q < G; q++) {
