@@ -1399,115 +1399,156 @@ function packedConvWat({ relaxed }) {
       ...(outs[3] ? [`(local.set ${outs[3]} (i8x16.shuffle ${sh([2, 3, 6, 7])} (local.get ${tmp[2]}) (local.get ${tmp[3]})))`] : []),
     ];
   };
-  e(';; V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 4th,');
-  e(';; column 4tw of the padded planes xp, Wp ≥ 4·TWp + 4, TWp a multiple of 4), stored as wino_in does.');
-  e('(func (export "wino4_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
-  e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
-  e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
-  e('  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
-  e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
-  e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
-  e('  (local.set $c (local.get $c0))');
-  e('  (block $cDone (loop $cLoop');
-  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
-  e('          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 2)) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const 4)))))');
-  for (const r of c6) {
-    for (let q = 0; q < 5; q++) e(`        (local.set $v${q} (v128.load offset=${16 * q} (local.get $row)))`);
-    for (const l of transpose(['$v0', '$v1', '$v2', '$v3'], [`$d${r}0`, `$d${r}1`, `$d${r}2`, `$d${r}3`], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
-    for (const l of transpose(['$v1', '$v2', '$v3', '$v4'], [`$d${r}4`, `$d${r}5`, null, null], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
-    if (r < 5) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
-  }
-  for (const i of c6) for (const j of c6) e(`        (local.set $t${i}${j} ${lin(BT4[i], (k) => `(local.get $d${k}${j})`)})`);
-  e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
-  e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
-  e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
-  for (const i of c6) {
-    for (const j of c6) {
-      e(`        (v128.store (local.get $dst) ${lin(BT4[j], (k) => `(local.get $t${i}${k})`)})`);
-      if (!(i === 5 && j === 5)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
+  // The input and output transforms of the 6×6-tile variants, F(4×4, 3×3) and F(2×2, 5×5),
+  // differ only in where a tile's rows and columns lie and in Aᵀ: one emitter each.
+  /**
+   * V_ξ = Bᵀ d B of every 6×6 input tile, four horizontally adjacent tiles to a vector: the tile
+   * at tile row th starts at input row th << thShift; the tile group tw at byte tw << twShift of
+   * the row. `loadRow(r)` sets $d{r}0 … $d{r}5 (lane l: tile tw + l) from the row at $row.
+   */
+  const winoIn6 = ({ name, doc, extraLocals, thShift, twShift, loadRow }) => {
+    for (const line of doc) e(`;; ${line}`);
+    e(`(func (export "${name}") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)`);
+    e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
+    e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
+    e(`  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128)${extraLocals}`);
+    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
+    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
+    e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
+    e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+    e('  (local.set $c (local.get $c0))');
+    e('  (block $cDone (loop $cLoop');
+    e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
+    e('    (local.set $th (i32.const 0))');
+    e('    (block $hDone (loop $hLoop');
+    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+    e('      (local.set $tw (i32.const 0))');
+    e('      (block $wDone (loop $wLoop');
+    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+    e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
+    e(`          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const ${thShift})) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const ${twShift})))))`);
+    for (const r of c6) {
+      loadRow(r);
+      if (r < 5) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
     }
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
-  e('    (br $cLoop)))');
-  e(')');
-
-  const c4 = [0, 1, 2, 3];
-  e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).');
-  e('(func (export "wino4_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
-  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
-  e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $r i32)');
-  e('  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)');
-  e('  (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)');
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c4.flatMap((r) => c6.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c4.flatMap((r) => c4.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
-  e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
-  e('  (local.set $vs (f32x4.splat (local.get $slope)))');
-  e('  (local.set $o (local.get $o0))');
-  e('  (block $oDone (loop $oLoop');
-  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
-  e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
-  for (const i of c6) {
-    for (const j of c6) {
-      e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
-      if (!(i === 5 && j === 5)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
-    }
-  }
-  for (const i of c4) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT4[i], (k) => `(local.get $m${k}${j})`)})`);
-  for (const i of c4) for (const j of c4) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT4[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
-  e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
-  for (const i of c4) for (const j of c4) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
-  e('        ) (else (if (local.get $relu) (then');
-  for (const i of c4) for (const j of c4) {
-    e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
-  }
-  e('        ))))');
-  e('        (local.set $col (i32.shl (local.get $tw) (i32.const 2)))');
-  for (const i of c4) {
-    // Output row 4th + i: vector l of the transpose is tile tw + l's four columns.
-    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i})) (local.get $OH)) (then`);
-    for (const l of transpose([`$y${i}0`, `$y${i}1`, `$y${i}2`, `$y${i}3`], ['$q0', '$q1', '$q2', '$q3'], ['$s0', '$s1', '$s2', '$s3'])) e('          ' + l);
-    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
-    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 16)) (local.get $OW))');
-    e('            (then');
-    for (const l of c4) e(`              (v128.store offset=${16 * l} (local.get $dst) (local.get $q${l})))`.slice(0, -1));
-    e('            )');
-    e('            (else');
-    for (const l of c4) {
-      for (const k of c4) {
-        e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
+    for (const i of c6) for (const j of c6) e(`        (local.set $t${i}${j} ${lin(BT4[i], (k) => `(local.get $d${k}${j})`)})`);
+    e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
+    e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
+    e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
+    for (const i of c6) {
+      for (const j of c6) {
+        e(`        (v128.store (local.get $dst) ${lin(BT4[j], (k) => `(local.get $t${i}${k})`)})`);
+        if (!(i === 5 && j === 5)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
       }
     }
-    e('            ))))');
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
-  e('    (br $oLoop)))');
-  e(')');
+    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+    e('        (br $wLoop)))');
+    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+    e('      (br $hLoop)))');
+    e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+    e('    (br $cLoop)))');
+    e(')');
+  };
+  /**
+   * y = act(a ⊙ Aᵀ m A + b) of every tile from the 36 GEMM products m_ξ: AT (T × 6) gives the
+   * T × T outputs $y{i}{j}; `storeRow(i)` writes output row i of the four tiles at $tw, after
+   * $col = `colExpr`.
+   */
+  const winoOut6 = ({ name, doc, extraLocals, AT, colExpr, storeRow }) => {
+    const cT = AT.map((_, i) => i);
+    e(`;; ${doc}`);
+    e(`(func (export "${name}") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)`);
+    e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
+    e(`  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32)${extraLocals.i32}`);
+    e(`  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128)${extraLocals.v128}`);
+    if (extraLocals.line) e(`  ${extraLocals.line}`);
+    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
+    e(`  ${cT.flatMap((r) => c6.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
+    e(`  ${cT.flatMap((r) => cT.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
+    e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
+    e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+    e('  (local.set $o (local.get $o0))');
+    e('  (block $oDone (loop $oLoop');
+    e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
+    e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
+    e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
+    e('    (local.set $th (i32.const 0))');
+    e('    (block $hDone (loop $hLoop');
+    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+    e('      (local.set $tw (i32.const 0))');
+    e('      (block $wDone (loop $wLoop');
+    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+    e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
+    for (const i of c6) {
+      for (const j of c6) {
+        e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
+        if (!(i === 5 && j === 5)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
+      }
+    }
+    for (const i of cT) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT[i], (k) => `(local.get $m${k}${j})`)})`);
+    for (const i of cT) for (const j of cT) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
+    e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+    for (const i of cT) for (const j of cT) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
+    e('        ) (else (if (local.get $relu) (then');
+    for (const i of cT) for (const j of cT) {
+      e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
+    }
+    e('        ))))');
+    e(`        (local.set $col ${colExpr})`);
+    for (const i of cT) storeRow(i);
+    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+    e('        (br $wLoop)))');
+    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+    e('      (br $hLoop)))');
+    e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
+    e('    (br $oLoop)))');
+    e(')');
+  };
+  winoIn6({
+    name: 'wino4_in',
+    doc: [
+      'V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 4th,',
+      'column 4tw of the padded planes xp, Wp ≥ 4·TWp + 4, TWp a multiple of 4), stored as wino_in does.',
+    ],
+    extraLocals: ' (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)',
+    thShift: 2,
+    twShift: 4,
+    loadRow: (r) => {
+      for (let q = 0; q < 5; q++) e(`        (local.set $v${q} (v128.load offset=${16 * q} (local.get $row)))`);
+      for (const l of transpose(['$v0', '$v1', '$v2', '$v3'], [`$d${r}0`, `$d${r}1`, `$d${r}2`, `$d${r}3`], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
+      for (const l of transpose(['$v1', '$v2', '$v3', '$v4'], [`$d${r}4`, `$d${r}5`, null, null], ['$s0', '$s1', '$s2', '$s3'])) e('        ' + l);
+    },
+  });
+
+  const c4 = [0, 1, 2, 3];
+  winoOut6({
+    name: 'wino4_out',
+    doc: 'y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).',
+    extraLocals: {
+      i32: ' (local $r i32)',
+      v128: ' (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)',
+      line: '(local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128)',
+    },
+    AT: AT4,
+    colExpr: '(i32.shl (local.get $tw) (i32.const 2))',
+    storeRow: (i) => {
+      // Output row 4th + i: vector l of the transpose is tile tw + l's four columns.
+      e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i})) (local.get $OH)) (then`);
+      for (const l of transpose([`$y${i}0`, `$y${i}1`, `$y${i}2`, `$y${i}3`], ['$q0', '$q1', '$q2', '$q3'], ['$s0', '$s1', '$s2', '$s3'])) e('          ' + l);
+      e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 2)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
+      e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 16)) (local.get $OW))');
+      e('            (then');
+      for (const l of c4) e(`              (v128.store offset=${16 * l} (local.get $dst) (local.get $q${l})))`.slice(0, -1));
+      e('            )');
+      e('            (else');
+      for (const l of c4) {
+        for (const k of c4) {
+          e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
+        }
+      }
+      e('            ))))');
+    },
+  });
 
   // ---- Winograd F(2×2, 5×5) ----
   // 6×6 input tiles again, now at a stride of 2: with the same six interpolation points (0, ±1,
@@ -1517,117 +1558,49 @@ function packedConvWat({ relaxed }) {
   // whose columns now lie two apart: even and odd lanes of two vector loads.
   const AT25 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]];
   const evens = sh([0, 2, 4, 6]), odds = sh([1, 3, 5, 7]);
-  e(';; V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 2th,');
-  e(';; column 2tw of the padded planes xp, Wp ≥ 2·TWp + 4, TWp a multiple of 4), stored as wino_in does.');
-  e('(func (export "wino25_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
-  e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
-  e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
-  e('  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128)');
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
-  e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
-  e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
-  e('  (local.set $c (local.get $c0))');
-  e('  (block $cDone (loop $cLoop');
-  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
-  e('          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 1)) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const 3)))))');
-  for (const r of c6) {
-    // Columns 0-3, 4-7, 8-11 (v0, v1, v2) and 2-5, 6-9 (v3, v4) of the four tiles' 12.
-    [0, 16, 32, 8, 24].forEach((off, q) => e(`        (local.set $v${q} (v128.load offset=${off} (local.get $row)))`));
-    const pairs = [['$v0', '$v1'], ['$v3', '$v4'], ['$v1', '$v2']];
-    pairs.forEach(([a, b], h) => {
-      e(`        (local.set $d${r}${2 * h} (i8x16.shuffle ${evens} (local.get ${a}) (local.get ${b})))`);
-      e(`        (local.set $d${r}${2 * h + 1} (i8x16.shuffle ${odds} (local.get ${a}) (local.get ${b})))`);
-    });
-    if (r < 5) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
-  }
-  for (const i of c6) for (const j of c6) e(`        (local.set $t${i}${j} ${lin(BT4[i], (k) => `(local.get $d${k}${j})`)})`);
-  e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
-  e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
-  e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
-  for (const i of c6) {
-    for (const j of c6) {
-      e(`        (v128.store (local.get $dst) ${lin(BT4[j], (k) => `(local.get $t${i}${k})`)})`);
-      if (!(i === 5 && j === 5)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
-    }
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
-  e('    (br $cLoop)))');
-  e(')');
+  winoIn6({
+    name: 'wino25_in',
+    doc: [
+      'V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 2th,',
+      'column 2tw of the padded planes xp, Wp ≥ 2·TWp + 4, TWp a multiple of 4), stored as wino_in does.',
+    ],
+    extraLocals: '',
+    thShift: 1,
+    twShift: 3,
+    loadRow: (r) => {
+      // Columns 0-3, 4-7, 8-11 (v0, v1, v2) and 2-5, 6-9 (v3, v4) of the four tiles' 12.
+      [0, 16, 32, 8, 24].forEach((off, q) => e(`        (local.set $v${q} (v128.load offset=${off} (local.get $row)))`));
+      const pairs = [['$v0', '$v1'], ['$v3', '$v4'], ['$v1', '$v2']];
+      pairs.forEach(([a, b], h) => {
+        e(`        (local.set $d${r}${2 * h} (i8x16.shuffle ${evens} (local.get ${a}) (local.get ${b})))`);
+        e(`        (local.set $d${r}${2 * h + 1} (i8x16.shuffle ${odds} (local.get ${a}) (local.get ${b})))`);
+      });
+    },
+  });
 
-  const c2 = [0, 1];
-  e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ of F(2×2, 5×5).');
-  e('(func (export "wino25_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
-  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
-  e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32)');
-  e('  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128) (local $q0 v128) (local $q1 v128)');
-  e(`  ${c6.flatMap((r) => c6.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c2.flatMap((r) => c6.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
-  e(`  ${c2.flatMap((r) => c2.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
-  e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
-  e('  (local.set $vs (f32x4.splat (local.get $slope)))');
-  e('  (local.set $o (local.get $o0))');
-  e('  (block $oDone (loop $oLoop');
-  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
-  e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
-  for (const i of c6) {
-    for (const j of c6) {
-      e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
-      if (!(i === 5 && j === 5)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
-    }
-  }
-  for (const i of c2) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT25[i], (k) => `(local.get $m${k}${j})`)})`);
-  for (const i of c2) for (const j of c2) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT25[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
-  e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
-  for (const i of c2) for (const j of c2) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
-  e('        ) (else (if (local.get $relu) (then');
-  for (const i of c2) for (const j of c2) {
-    e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
-  }
-  e('        ))))');
-  e('        (local.set $col (i32.shl (local.get $tw) (i32.const 1)))');
-  for (const i of c2) {
-    // Output row 2th + i: tile tw + l's two columns are 2(tw + l) and 2(tw + l) + 1, so the
-    // lanes of y_i0 and y_i1 interleave into eight consecutive columns.
-    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
-    e(`          (local.set $q0 (i8x16.shuffle ${sh([0, 4, 1, 5])} (local.get $y${i}0) (local.get $y${i}1)))`);
-    e(`          (local.set $q1 (i8x16.shuffle ${sh([2, 6, 3, 7])} (local.get $y${i}0) (local.get $y${i}1)))`);
-    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
-    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
-    e('            (then (v128.store (local.get $dst) (local.get $q0)) (v128.store offset=16 (local.get $dst) (local.get $q1)))');
-    e('            (else');
-    for (const l of c2) {
-      for (const k of c4) {
-        e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
+  winoOut6({
+    name: 'wino25_out',
+    doc: 'y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ of F(2×2, 5×5).',
+    extraLocals: { i32: '', v128: ' (local $q0 v128) (local $q1 v128)' },
+    AT: AT25,
+    colExpr: '(i32.shl (local.get $tw) (i32.const 1))',
+    storeRow: (i) => {
+      // Output row 2th + i: tile tw + l's two columns are 2(tw + l) and 2(tw + l) + 1, so the
+      // lanes of y_i0 and y_i1 interleave into eight consecutive columns.
+      e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
+      e(`          (local.set $q0 (i8x16.shuffle ${sh([0, 4, 1, 5])} (local.get $y${i}0) (local.get $y${i}1)))`);
+      e(`          (local.set $q1 (i8x16.shuffle ${sh([2, 6, 3, 7])} (local.get $y${i}0) (local.get $y${i}1)))`);
+      e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
+      e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
+      e('            (then (v128.store (local.get $dst) (local.get $q0)) (v128.store offset=16 (local.get $dst) (local.get $q1)))');
+      e('            (else');
+      for (const l of [0, 1]) {
+        for (const k of c4) {
+          e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
+        }
       }
-    }
-    e('            ))))');
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
-  e('    (br $oLoop)))');
-  e(')');
+      e('            ))))');
+    },
+  });
   return L;
 }
