@@ -1293,86 +1293,6 @@ function packedConvWat({ relaxed }) {
   e('    (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
   e(')');
 
-  e(';; y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the GEMM products: m_ξ at Mb + ξ·M·N·4 bytes,');
-  e(';; row-major M x N (N = TH·TWp tiles).');
-  e('(func (export "wino_out") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)');
-  e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
-  e('  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32) (local $l i32)');
-  e('  (local $va v128) (local $vb v128) (local $vs v128) (local $lo v128) (local $hi v128) (local $z v128)');
-  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
-  e('  (local $s00 v128) (local $s01 v128) (local $s02 v128) (local $s03 v128) (local $s10 v128) (local $s11 v128) (local $s12 v128) (local $s13 v128)');
-  e('  (local $y00 v128) (local $y01 v128) (local $y10 v128) (local $y11 v128)');
-  e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
-  e('  (local.set $vs (f32x4.splat (local.get $slope)))');
-  e('  (local.set $o (local.get $o0))');
-  e('  (block $oDone (loop $oLoop');
-  e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
-  e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
-  for (const i of g4) {
-    for (const j of g4) {
-      e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
-      if (!(i === 3 && j === 3)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
-    }
-  }
-  // Aᵀ over i: s0 = m0 + m1 + m2, s1 = m1 − m2 − m3; then A over j.
-  for (const j of g4) {
-    e(`        (local.set $s0${j} (f32x4.add (f32x4.add (local.get $m0${j}) (local.get $m1${j})) (local.get $m2${j})))`);
-    e(`        (local.set $s1${j} (f32x4.sub (f32x4.sub (local.get $m1${j}) (local.get $m2${j})) (local.get $m3${j})))`);
-  }
-  for (const i of [0, 1]) {
-    e(`        (local.set $y${i}0 (f32x4.add (f32x4.add (local.get $s${i}0) (local.get $s${i}1)) (local.get $s${i}2)))`);
-    e(`        (local.set $y${i}1 (f32x4.sub (f32x4.sub (local.get $s${i}1) (local.get $s${i}2)) (local.get $s${i}3)))`);
-  }
-  for (const v of ['y00', 'y01', 'y10', 'y11']) {
-    e(`        (local.set $${v} (f32x4.add (f32x4.mul (local.get $va) (local.get $${v})) (local.get $vb)))`);
-  }
-  e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
-  for (const v of ['y00', 'y01', 'y10', 'y11']) e(`          (local.set $${v} (f32x4.max (local.get $${v}) (local.get $z)))`);
-  e('        ) (else (if (local.get $relu) (then');
-  for (const v of ['y00', 'y01', 'y10', 'y11']) {
-    e(`          (local.set $${v} (f32x4.add (f32x4.max (local.get $${v}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $${v}) (local.get $z)))))`);
-  }
-  e('        ))))');
-  e('        (local.set $col (i32.shl (local.get $tw) (i32.const 1)))');
-  for (const i of [0, 1]) {
-    // Output row 2th + i: lanes of y_i0 at even columns, y_i1 at odd ones.
-    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
-    e(`          (local.set $lo (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $y${i}0) (local.get $y${i}1)))`);
-    e(`          (local.set $hi (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $y${i}0) (local.get $y${i}1)))`);
-    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
-    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
-    e('            (then (v128.store (local.get $dst) (local.get $lo)) (v128.store offset=16 (local.get $dst) (local.get $hi)))');
-    e('            (else');
-    for (let l = 0; l < 8; l++) {
-      const v = l < 4 ? '$lo' : '$hi';
-      e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${l})) (local.get $OW)) (then (f32.store offset=${4 * l} (local.get $dst) (f32x4.extract_lane ${l % 4} (local.get ${v})))))`);
-    }
-    e('            ))))');
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
-  e('    (br $oLoop)))');
-  e(')');
-
-  // ---- Winograd F(4×4, 3×3) ----
-  // The same scheme with 6×6 input tiles at a stride of 4 and 36 GEMMs: 36/16 multiply-adds per
-  // output instead of F(2×2, 3×3)'s 16/4 (a further 1.78× fewer), at the price of larger transforms
-  // (coefficients up to 8, so float32 results drift a little more). Lanes hold four horizontally
-  // adjacent tiles; 4 × 4 transposes move between tile columns and lanes.
-  const BT4 = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]];
-  const AT4 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]];
-  const c6 = [0, 1, 2, 3, 4, 5];
   /** Σ_k row[k]·v(k) as an f32x4 expression (±1 as add/sub, others times a splatted constant). */
   const lin = (row, v) => {
     let expr = null;
@@ -1399,8 +1319,99 @@ function packedConvWat({ relaxed }) {
       ...(outs[3] ? [`(local.set ${outs[3]} (i8x16.shuffle ${sh([2, 3, 6, 7])} (local.get ${tmp[2]}) (local.get ${tmp[3]})))`] : []),
     ];
   };
-  // The input and output transforms of the 6×6-tile variants, F(4×4, 3×3) and F(2×2, 5×5),
-  // differ only in where a tile's rows and columns lie and in Aᵀ: one emitter each.
+  /**
+   * The output transform of every Winograd variant: y = act(a ⊙ Aᵀ m A + b) of every tile from
+   * the n² GEMM products m_ξ (at Mb + ξ·M·N·4 bytes, row-major M × N, N = TH·TWp tiles), four
+   * horizontally adjacent tiles to a vector. AT (T × n) gives the T × T outputs $y{i}{j};
+   * `storeRow(i)` writes output row i of the four tiles at $tw, after $col = `colExpr`.
+   */
+  const winoOut = ({ name, doc, extraLocals, AT, colExpr, storeRow }) => {
+    const cT = AT.map((_, i) => i), cN = AT[0].map((_, i) => i), last = cN.length - 1;
+    for (const line of doc) e(`;; ${line}`);
+    e(`(func (export "${name}") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)`);
+    e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
+    e(`  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32)${extraLocals.i32}`);
+    e(`  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128)${extraLocals.v128}`);
+    if (extraLocals.line) e(`  ${extraLocals.line}`);
+    e(`  ${cN.flatMap((r) => cN.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
+    e(`  ${cT.flatMap((r) => cN.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
+    e(`  ${cT.flatMap((r) => cT.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
+    e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
+    e('  (local.set $vs (f32x4.splat (local.get $slope)))');
+    e('  (local.set $o (local.get $o0))');
+    e('  (block $oDone (loop $oLoop');
+    e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
+    e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
+    e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
+    e('    (local.set $th (i32.const 0))');
+    e('    (block $hDone (loop $hLoop');
+    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+    e('      (local.set $tw (i32.const 0))');
+    e('      (block $wDone (loop $wLoop');
+    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+    e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
+    for (const i of cN) {
+      for (const j of cN) {
+        e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
+        if (!(i === last && j === last)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
+      }
+    }
+    for (const i of cT) for (const j of cN) e(`        (local.set $u${i}${j} ${lin(AT[i], (k) => `(local.get $m${k}${j})`)})`);
+    for (const i of cT) for (const j of cT) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
+    e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+    for (const i of cT) for (const j of cT) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
+    e('        ) (else (if (local.get $relu) (then');
+    for (const i of cT) for (const j of cT) {
+      e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
+    }
+    e('        ))))');
+    e(`        (local.set $col ${colExpr})`);
+    for (const i of cT) storeRow(i);
+    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+    e('        (br $wLoop)))');
+    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+    e('      (br $hLoop)))');
+    e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
+    e('    (br $oLoop)))');
+    e(')');
+  };
+  /**
+   * Output row i of four tiles of T = 2 (F(2×2, 3×3), F(2×2, 5×5)): tile tw + l's two columns are
+   * 2(tw + l) and 2(tw + l) + 1, so the lanes of y_i0 and y_i1 interleave into eight consecutive
+   * columns from $col.
+   */
+  const storeRowT2 = (i) => {
+    e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
+    e(`          (local.set $q0 (i8x16.shuffle ${sh([0, 4, 1, 5])} (local.get $y${i}0) (local.get $y${i}1)))`);
+    e(`          (local.set $q1 (i8x16.shuffle ${sh([2, 6, 3, 7])} (local.get $y${i}0) (local.get $y${i}1)))`);
+    e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
+    e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
+    e('            (then (v128.store (local.get $dst) (local.get $q0)) (v128.store offset=16 (local.get $dst) (local.get $q1)))');
+    e('            (else');
+    for (let l = 0; l < 8; l++) {
+      e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${l})) (local.get $OW)) (then (f32.store offset=${4 * l} (local.get $dst) (f32x4.extract_lane ${l % 4} (local.get $q${l >> 2})))))`);
+    }
+    e('            ))))');
+  };
+  winoOut({
+    name: 'wino_out',
+    doc: ['y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 16 GEMM products m_ξ of F(2×2, 3×3).'],
+    extraLocals: { i32: '', v128: ' (local $q0 v128) (local $q1 v128)' },
+    AT: [[1, 1, 1, 0], [0, 1, -1, -1]],
+    colExpr: '(i32.shl (local.get $tw) (i32.const 1))',
+    storeRow: storeRowT2,
+  });
+
+  // ---- Winograd F(4×4, 3×3) ----
+  // The same scheme with 6×6 input tiles at a stride of 4 and 36 GEMMs: 36/16 multiply-adds per
+  // output instead of F(2×2, 3×3)'s 16/4 (a further 1.78× fewer), at the price of larger transforms
+  // (coefficients up to 8, so float32 results drift a little more). Lanes hold four horizontally
+  // adjacent tiles; 4 × 4 transposes move between tile columns and lanes.
+  const BT4 = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]];
+  const AT4 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]];
+  const c6 = [0, 1, 2, 3, 4, 5];
+  // The input transforms of the 6×6-tile variants, F(4×4, 3×3) and F(2×2, 5×5), differ only in
+  // where a tile's rows and columns lie: one emitter (the output transforms share winoOut).
   /**
    * V_ξ = Bᵀ d B of every 6×6 input tile, four horizontally adjacent tiles to a vector: the tile
    * at tile row th starts at input row th << thShift; the tile group tw at byte tw << twShift of
@@ -1449,61 +1460,6 @@ function packedConvWat({ relaxed }) {
     e('    (br $cLoop)))');
     e(')');
   };
-  /**
-   * y = act(a ⊙ Aᵀ m A + b) of every tile from the 36 GEMM products m_ξ: AT (T × 6) gives the
-   * T × T outputs $y{i}{j}; `storeRow(i)` writes output row i of the four tiles at $tw, after
-   * $col = `colExpr`.
-   */
-  const winoOut6 = ({ name, doc, extraLocals, AT, colExpr, storeRow }) => {
-    const cT = AT.map((_, i) => i);
-    e(`;; ${doc}`);
-    e(`(func (export "${name}") (param $Mb i32) (param $M i32) (param $N i32) (param $TH i32) (param $TWp i32) (param $OH i32) (param $OW i32)`);
-    e('  (param $y i32) (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $o0 i32) (param $o1 i32)');
-    e(`  (local $o i32) (local $th i32) (local $tw i32) (local $src i32) (local $xs i32) (local $dst i32) (local $col i32)${extraLocals.i32}`);
-    e(`  (local $va v128) (local $vb v128) (local $vs v128) (local $z v128)${extraLocals.v128}`);
-    if (extraLocals.line) e(`  ${extraLocals.line}`);
-    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $m${r}${j} v128)`)).join(' ')}`);
-    e(`  ${cT.flatMap((r) => c6.map((j) => `(local $u${r}${j} v128)`)).join(' ')}`);
-    e(`  ${cT.flatMap((r) => cT.map((j) => `(local $y${r}${j} v128)`)).join(' ')}`);
-    e('  (local.set $xs (i32.shl (i32.mul (local.get $M) (local.get $N)) (i32.const 2)))');
-    e('  (local.set $vs (f32x4.splat (local.get $slope)))');
-    e('  (local.set $o (local.get $o0))');
-    e('  (block $oDone (loop $oLoop');
-    e('    (br_if $oDone (i32.ge_u (local.get $o) (local.get $o1)))');
-    e('    (local.set $va (v128.load32_splat (i32.add (local.get $sa) (i32.shl (local.get $o) (i32.const 2)))))');
-    e('    (local.set $vb (v128.load32_splat (i32.add (local.get $sb) (i32.shl (local.get $o) (i32.const 2)))))');
-    e('    (local.set $th (i32.const 0))');
-    e('    (block $hDone (loop $hLoop');
-    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-    e('      (local.set $tw (i32.const 0))');
-    e('      (block $wDone (loop $wLoop');
-    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-    e('        (local.set $src (i32.add (local.get $Mb) (i32.shl (i32.add (i32.mul (local.get $o) (local.get $N)) (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw))) (i32.const 2))))');
-    for (const i of c6) {
-      for (const j of c6) {
-        e(`        (local.set $m${i}${j} (v128.load (local.get $src)))`);
-        if (!(i === 5 && j === 5)) e('        (local.set $src (i32.add (local.get $src) (local.get $xs)))');
-      }
-    }
-    for (const i of cT) for (const j of c6) e(`        (local.set $u${i}${j} ${lin(AT[i], (k) => `(local.get $m${k}${j})`)})`);
-    for (const i of cT) for (const j of cT) e(`        (local.set $y${i}${j} (f32x4.add (f32x4.mul (local.get $va) ${lin(AT[j], (k) => `(local.get $u${i}${k})`)}) (local.get $vb)))`);
-    e('        (if (i32.eq (local.get $relu) (i32.const 2)) (then');
-    for (const i of cT) for (const j of cT) e(`          (local.set $y${i}${j} (f32x4.max (local.get $y${i}${j}) (local.get $z)))`);
-    e('        ) (else (if (local.get $relu) (then');
-    for (const i of cT) for (const j of cT) {
-      e(`          (local.set $y${i}${j} (f32x4.add (f32x4.max (local.get $y${i}${j}) (local.get $z)) (f32x4.mul (local.get $vs) (f32x4.min (local.get $y${i}${j}) (local.get $z)))))`);
-    }
-    e('        ))))');
-    e(`        (local.set $col ${colExpr})`);
-    for (const i of cT) storeRow(i);
-    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-    e('        (br $wLoop)))');
-    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-    e('      (br $hLoop)))');
-    e('    (local.set $o (i32.add (local.get $o) (i32.const 1)))');
-    e('    (br $oLoop)))');
-    e(')');
-  };
   winoIn6({
     name: 'wino4_in',
     doc: [
@@ -1521,9 +1477,9 @@ function packedConvWat({ relaxed }) {
   });
 
   const c4 = [0, 1, 2, 3];
-  winoOut6({
+  winoOut({
     name: 'wino4_out',
-    doc: 'y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).',
+    doc: ['y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ (at Mb + ξ·M·N·4 bytes).'],
     extraLocals: {
       i32: ' (local $r i32)',
       v128: ' (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)',
@@ -1578,29 +1534,13 @@ function packedConvWat({ relaxed }) {
     },
   });
 
-  winoOut6({
+  winoOut({
     name: 'wino25_out',
-    doc: 'y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ of F(2×2, 5×5).',
+    doc: ['y (M planes OH x OW) = act(a ⊙ Aᵀ m A + b) from the 36 GEMM products m_ξ of F(2×2, 5×5).'],
     extraLocals: { i32: '', v128: ' (local $q0 v128) (local $q1 v128)' },
     AT: AT25,
     colExpr: '(i32.shl (local.get $tw) (i32.const 1))',
-    storeRow: (i) => {
-      // Output row 2th + i: tile tw + l's two columns are 2(tw + l) and 2(tw + l) + 1, so the
-      // lanes of y_i0 and y_i1 interleave into eight consecutive columns.
-      e(`        (if (i32.lt_u (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i})) (local.get $OH)) (then`);
-      e(`          (local.set $q0 (i8x16.shuffle ${sh([0, 4, 1, 5])} (local.get $y${i}0) (local.get $y${i}1)))`);
-      e(`          (local.set $q1 (i8x16.shuffle ${sh([2, 6, 3, 7])} (local.get $y${i}0) (local.get $y${i}1)))`);
-      e(`          (local.set $dst (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $o) (local.get $OH)) (i32.add (i32.shl (local.get $th) (i32.const 1)) (i32.const ${i}))) (local.get $OW)) (local.get $col)) (i32.const 2))))`);
-      e('          (if (i32.le_u (i32.add (local.get $col) (i32.const 8)) (local.get $OW))');
-      e('            (then (v128.store (local.get $dst) (local.get $q0)) (v128.store offset=16 (local.get $dst) (local.get $q1)))');
-      e('            (else');
-      for (const l of [0, 1]) {
-        for (const k of c4) {
-          e(`              (if (i32.lt_u (i32.add (local.get $col) (i32.const ${4 * l + k})) (local.get $OW)) (then (f32.store offset=${4 * (4 * l + k)} (local.get $dst) (f32x4.extract_lane ${k} (local.get $q${l})))))`);
-        }
-      }
-      e('            ))))');
-    },
+    storeRow: storeRowT2,
   });
   return L;
 }
