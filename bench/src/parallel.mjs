@@ -23,8 +23,9 @@
 // images/s over rounds and its ratio to '1 core' measured in the same rounds, the process CPU ms
 // per image (all threads; the same for two mixes means no work was added, whatever the load),
 // the steal (the share of the machine's CPU time that the hypervisor of a virtual machine gave to
-// other guests while the mix ran, from /proc/stat; '—' elsewhere), and, for the worker mixes, per step: each rank's compute ms, rank 0's wait for the others, the
-// reduction, the divided update and everything else on rank 0 between steps ('other': clearing
+// other guests while the mix ran, from /proc/stat; '—' elsewhere), and, for the worker mixes, per
+// step: each rank's compute ms, rank 0's wait for the others, the reduction, the divided update
+// and everything else on rank 0 between steps ('other': clearing
 // the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
 // computing).
 // Blob host memory comes from the allocator `caffe train` uses (CAFFE_TS_HOST_ALLOCATOR=wasm, set
