@@ -96,6 +96,7 @@ const CASES: [string, Conv2dGeometry, number][] = [
   ['N past one column block', geom(3, 40, 41, 5, [3, 3], [1, 1]), 1],
   ['7x7 output (every panel straddles)', geom(12, 7, 7, 8, [3, 3], [1, 1]), 1],
   ['1x1 at 1x1', geom(33, 1, 1, 10, [1, 1]), 3],
+  ['3x3 over a 3x3 input (one output position)', geom(6, 3, 3, 11, [3, 3]), 2],
   // Winograd F(2×2, 3×3) (3×3 stride 1, ≥ WINOGRAD_MIN_CHANNELS in and out per group): odd and
   // even output sizes, tile rows past a multiple of 4 tiles, no padding, groups, K past one k block.
   ['winograd 3x3 pad 1, odd output', geom(16, 9, 11, 16, [3, 3], [1, 1]), 2],

@@ -560,6 +560,12 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       if (sum.z === y || sum.z === sum.other || sum.other === y) throw new MathError(`${name} packed conv: the sum's output, its other operand and y must be distinct arrays`);
     }
 
+    // A filter over the whole unpadded input with one output position (a classifier written as a
+    // convolution): an inner product, whose row kernel streams the weights once; the panel path
+    // would run every tile of its one column as an edge tile.
+    if (S === 1 && G === 1 && KH === H && KW === W && PH === 0 && PW === 0 && DH === 1 && DW === 1 && !scale && relu === null && !sum) {
+      return innerProduct(num, O, K, x, weights, version, shift, y);
+    }
     const tile = winogradTile(g, Cg, m, OH, OW);
     if (tile) return declineWhenFull(() => winograd(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, tile, sum));
     return declineWhenFull(() => direct(g, num, x, weights, version, scale, shift, relu, y, OH, OW, io, sum));
