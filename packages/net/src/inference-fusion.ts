@@ -11,7 +11,7 @@
 // per-channel affine and the ReLU are applied as the GEMM tiles are stored, so the activation is
 // written once instead of being read and rewritten by each layer.
 import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
-import { BatchNormLayer, ConvolutionLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
+import { BatchNormLayer, ConcatLayer, ConvolutionLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
 
 /** Layers start … end (inclusive) of a net, run by `run` as one pass. */
 export interface FusedChain {
@@ -71,6 +71,12 @@ function affineRun(net: NetView, i: number, y: Blob): { end: number; bn: BatchNo
  * ReLU.
  */
 export function planFusedChains(net: NetView): FusedChain[] {
+  const chains = planLayerChains(net);
+  return [...chains, ...planConcats(net, chains)];
+}
+
+/** The chains of planFusedChains other than the Concat groups. */
+function planLayerChains(net: NetView): FusedChain[] {
   const chains: FusedChain[] = [];
   const L = net.layers.length;
   for (let i = 0; i < L; i++) {
@@ -114,6 +120,109 @@ export function planFusedChains(net: NetView): FusedChain[] {
     i = j;
   }
   return chains;
+}
+
+/**
+ * Concat groups: a Concat whose bottoms include outputs of convolution chains that nothing else
+ * reads afterwards, run from the first such chain to the Concat as one chain, in which those
+ * convolutions write straight into the Concat's top (where their slices of it are contiguous:
+ * one image, or a join along the first axis) and the Concat copies only the other bottoms. Those
+ * convolutions' own tops are then left unwritten, as a fused sum leaves its convolution's top.
+ * A group starts where its first chain does and takes that chain's place in the map Net builds
+ * (it comes later in the list); a forward that stops inside a group runs its layers as usual.
+ */
+function planConcats(net: NetView, chains: readonly FusedChain[]): FusedChain[] {
+  const byStart = new Map(chains.map((c) => [c.start, c]));
+  const L = net.layers.length;
+  const groups: FusedChain[] = [];
+  let taken = -1; // the last layer of the previous group (groups do not overlap)
+  for (let c = 0; c < L; c++) {
+    const layer = net.layers[c]!;
+    if (!(layer instanceof ConcatLayer) || !plain(net, c)) continue;
+    const bottoms = net.bottomVecs[c]!, top = net.topVecs[c]![0]!;
+    if (bottoms.length < 2 || new Set(bottoms).size !== bottoms.length || bottoms.includes(top)) continue;
+    const producers = new Map<number, { chain: ConvChain; slot: number }>();
+    for (const [slot, blob] of bottoms.entries()) {
+      const chain = chains.find((ch): ch is ConvChain => 'runInto' in ch && (ch as ConvChain).output === blob && ch.end < c && ch.start > taken);
+      if (!chain) continue;
+      // Nothing after the chain but the Concat reads or rewrites its output.
+      let alone = true;
+      for (let j = chain.end + 1; j < L && alone; j++) {
+        if (j !== c && (net.bottomVecs[j]!.includes(blob) || net.topVecs[j]!.includes(blob))) alone = false;
+      }
+      if (alone) producers.set(chain.start, { chain, slot });
+    }
+    if (producers.size === 0) continue;
+    const start = Math.min(...producers.keys());
+    let ok = true;
+    for (let j = start; j <= c && ok; j++) ok = plain(net, j);
+    if (!ok) continue;
+    groups.push(concatGroup(net, start, c, producers, byStart));
+    taken = c;
+  }
+  return groups;
+}
+
+/** Layers start … c (a Concat) as one chain: see planConcats. */
+function concatGroup(
+  net: NetView, start: number, c: number, producers: ReadonlyMap<number, { chain: ConvChain; slot: number }>,
+  byStart: ReadonlyMap<number, FusedChain>,
+): FusedChain {
+  const concat = net.layers[c] as ConcatLayer;
+  return {
+    start,
+    end: c,
+    run(): boolean {
+      reshapeAll(net, start, c);
+      const bottoms = net.bottomVecs[c]!, top = net.topVecs[c]![0]!;
+      // The bottoms' slices of the top are contiguous where nothing varies before the axis.
+      let outer = 1;
+      for (let d = 0; d < concat.axis; d++) outer *= top.shape[d]!;
+      const direct = outer === 1 && top.cpuData() instanceof Float32Array;
+      const offsets: number[] = [];
+      let at = 0;
+      for (const b of bottoms) {
+        offsets.push(at);
+        at += b.count();
+      }
+      const placed = new Array<boolean>(bottoms.length).fill(false);
+      for (let i = start; i < c; i++) {
+        const p = direct ? producers.get(i) : undefined;
+        if (p) {
+          const out = (top.mutableCpuData() as Float32Array).subarray(offsets[p.slot]!, offsets[p.slot]! + bottoms[p.slot]!.count());
+          if (p.chain.runInto(out)) {
+            placed[p.slot] = true;
+            i = p.chain.end;
+            continue;
+          }
+        }
+        const chain = byStart.get(i);
+        if (chain && chain.end < c && chain.run()) {
+          i = chain.end;
+          continue;
+        }
+        net.layers[i]!.forward(net.bottomVecs[i]!, net.topVecs[i]!);
+      }
+      if (!placed.includes(true)) {
+        concat.forward(bottoms, [top]);
+        return true;
+      }
+      const y = top.mutableCpuData();
+      for (const [k, b] of bottoms.entries()) if (!placed[k]) y.set(b.cpuData(), offsets[k]!);
+      return true;
+    },
+  };
+}
+
+/** A convolution's chain, which can also write its output into another array (a Concat's top). */
+interface ConvChain extends FusedChain {
+  /** The chain's output blob (the convolution's top; null when the chain ends in a sum). */
+  readonly output: Blob | null;
+  /**
+   * Runs the chain with its output written to `out` (the output's count of floats) instead of
+   * its blob, which is left as it was; false, writing nothing, where the packed path declines.
+   */
+  runInto(out: Float32Array): boolean;
 }
 
 /** An Eltwise SUM (then an in-place ReLU) that a convolution chain folds in (ConvSum). */
@@ -174,30 +283,41 @@ function foldAffine(bn: BatchNormLayer | null, scale: ScaleLayer | null, num: nu
 function convChain(
   net: NetView, start: number, affineEnd: number, bn: BatchNormLayer | null, scale: ScaleLayer | null, slope: number | null,
   rest: FusedChain | null, sum: SumPart | null,
-): FusedChain {
+): ConvChain {
   const conv = net.layers[start] as ConvolutionLayer;
   let a = new Float32Array(0), b = new Float32Array(0);
   const end = sum ? sum.end : affineEnd;
   // The Eltwise (→ ReLU) on its own, for the fallback.
   const sumRest = sum?.relu ? eltwiseReluChain(net, sum.index) : null;
+  /** Reshapes the chain and folds its affine into a, b; false where it does not fold. */
+  const prepare = (): { folded: boolean } | null => {
+    reshapeAll(net, start, end);
+    const yBlob = net.topVecs[start]![0]!;
+    const shape = yBlob.shape;
+    const num = shape[0] ?? 1, C = shape.length > 1 ? shape[1]! : 1;
+    const spatial = yBlob.count() / Math.max(1, num * C);
+    if (!(bn || scale)) return { folded: false };
+    if (a.length !== C) {
+      a = new Float32Array(C);
+      b = new Float32Array(C);
+    }
+    return yBlob.count() > 0 && foldAffine(bn, scale, num, C, spatial, a, b) ? { folded: true } : null;
+  };
   return {
     start,
     end,
-    run(): boolean {
-      reshapeAll(net, start, end);
+    output: sum ? null : net.topVecs[start]![0]!,
+    runInto(out: Float32Array): boolean {
+      const p = sum ? null : prepare();
+      if (!p) return false;
       const xBlob = net.bottomVecs[start]![0]!, yBlob = net.topVecs[start]![0]!;
-      const shape = yBlob.shape;
-      const num = shape[0] ?? 1, C = shape.length > 1 ? shape[1]! : 1;
-      const spatial = yBlob.count() / Math.max(1, num * C);
-      let folded = false;
-      if (bn || scale) {
-        if (a.length !== C) {
-          a = new Float32Array(C);
-          b = new Float32Array(C);
-        }
-        folded = yBlob.count() > 0 && foldAffine(bn, scale, num, C, spatial, a, b);
-        if (!folded) return false;
-      }
+      return conv.forwardWithEpilogue(xBlob, yBlob, p.folded ? a : null, p.folded ? b : null, slope, undefined, out);
+    },
+    run(): boolean {
+      const p = prepare();
+      if (!p) return false;
+      const folded = p.folded;
+      const xBlob = net.bottomVecs[start]![0]!, yBlob = net.topVecs[start]![0]!;
       let fusedSum: Parameters<ConvolutionLayer['forwardWithEpilogue']>[5];
       if (sum) {
         const [b0, b1] = net.bottomVecs[sum.index]! as [Blob, Blob];

@@ -179,6 +179,63 @@ describe('Net: fused inference chains', () => {
     }
   });
 
+  // SqueezeNet's fire modules and GoogLeNet's inception blocks: convolutions whose outputs only a
+  // Concat reads write straight into its top (one image); the Concat copies the other bottoms.
+  it.each([1, 2])('float32 convolutions feeding a Concat write into its top (%i image(s)), with the same values', (batch) => {
+    const conv = (name: string, bottom: string, k: number, out: number) =>
+      `layer { name: "${name}" type: "Convolution" bottom: "${bottom}" top: "${name}" convolution_param { num_output: ${out} kernel_size: ${k} pad: ${(k - 1) / 2} weight_filler { type: "gaussian" std: 0.5 } bias_filler { type: "gaussian" } } }
+       layer { name: "${name}_relu" type: "ReLU" bottom: "${name}" top: "${name}" }`;
+    const text = `
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: ${batch} dim: 5 dim: 7 dim: 9 } } }
+      ${conv('squeeze', 'data', 1, 4)}
+      ${conv('e1', 'squeeze', 1, 6)}
+      ${conv('e3', 'squeeze', 3, 7)}
+      layer { name: "pool" type: "Pooling" bottom: "squeeze" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 } }
+      ${conv('shared', 'squeeze', 1, 3)}
+      layer { name: "cat" type: "Concat" bottom: "e1" bottom: "pool" bottom: "e3" bottom: "shared" top: "cat" }
+      layer { name: "after" type: "Scale" bottom: "shared" top: "after" scale_param { bias_term: true } }
+      ${conv('next', 'cat', 3, 5)}
+    `;
+    const fused = build(text, 'float32'), plain = build(text, 'float32');
+    plain.fuseInference = false;
+    // 'shared' is read after the Concat too: it keeps its own top (and is copied in).
+    expect([...fused.fusedChains().values()].map((c) => [fused.layerNames[c.start], fused.layerNames[c.end]])).toEqual([
+      ['squeeze', 'squeeze_relu'], ['e1', 'cat'], ['e3', 'e3_relu'], ['shared', 'shared_relu'], ['next', 'next_relu'],
+    ]);
+    const compare = (n: Net, names: string[], what: string) => {
+      for (const name of names) {
+        const got = n.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${what} ${name}[${i}]`).toBeLessThanOrEqual(4e-6 * scale);
+      }
+    };
+    // Where the packed path declines, each chain runs as usual and the Concat copies every bottom.
+    const declined = build(text, 'float32');
+    const spy = vi.spyOn(ConvolutionLayer.prototype, 'forwardWithEpilogue').mockReturnValue(false);
+    try {
+      declined.forward();
+    } finally {
+      spy.mockRestore();
+    }
+    plain.forward();
+    compare(declined, ['e1', 'e3', 'pool', 'shared', 'cat', 'after', 'next'], 'declined');
+    // A forward that stops inside the group runs its layers one by one: every bottom is written.
+    const partial = build(text, 'float32');
+    partial.forwardFromTo(0, partial.layerNames.indexOf('shared_relu'));
+    partial.forwardFromTo(partial.layerNames.indexOf('cat'), partial.layers.length - 1);
+    compare(partial, ['e1', 'e3', 'cat', 'next'], 'partial');
+    for (let round = 0; round < 2; round++) {
+      fused.forward();
+      plain.forward();
+      compare(fused, ['pool', 'shared', 'cat', 'after', 'next'], 'fused');
+      // One image: e1 and e3 went straight into the Concat's top (their own tops never written);
+      // two: the slices are not contiguous, so they were written and copied.
+      for (const name of ['e1', 'e3']) expect(fused.blobs.get(name)!.cpuData().some((v) => v !== 0), name).toBe(batch === 2);
+      // New weights between forwards: the Concat's top is rewritten from them.
+      for (const n of [fused, plain]) for (const b of n.layers[n.layerNames.indexOf('e3')]!.blobs) b.mutableCpuData()[0] = 0.75 + round;
+    }
+  });
+
   it('runs per-layer calls unfused, and nothing fuses under a loss or with debug_info', () => {
     const text = chainNet(0, true);
     const n = build(text, 'float32');

@@ -13,6 +13,11 @@ export class ConcatLayer extends Layer {
 
   private concatAxis = 1;
 
+  /** The (canonical) axis the bottoms are joined along, as of the last reshape. */
+  get axis(): number {
+    return this.concatAxis;
+  }
+
   override layerSetUp(_bottom: Blob[], _top: Blob[]): void {
     const cp = this.param.concat_param;
     this.check(

@@ -114,23 +114,27 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * a following BatchNorm/Scale/ReLU into it): top = act(scale ⊙ (conv + bias) + shift), act the
    * ReLU of slope `relu` or none (a depthwise convolution folds the scale into its filters). One
    * bottom and top. With `sum` (not for depthwise), also out = act(c0·first + c1·second) of top
-   * and sum.other (a following Eltwise SUM, then ReLU of slope sum.relu). Returns false, writing
+   * and sum.other (a following Eltwise SUM, then ReLU of slope sum.relu). With `into` (top's
+   * count of floats, no sum), the output goes there instead and top is left as it was (Net's
+   * inference fusion writes a Concat's bottoms straight into its top). Returns false, writing
    * nothing, where the packed path does not apply (then run the layers one by one).
    */
   forwardWithEpilogue(
     bottom: Blob, top: Blob, scale: Float32Array | null, shift: Float32Array | null, relu: number | null,
     sum?: { other: Blob; convFirst: boolean; c0: number; c1: number; relu: number | null; out: Blob },
+    into?: Float32Array,
   ): boolean {
     const x = bottom.cpuData();
     if (!(x instanceof Float32Array) || !this.packedRunner(true)) return false;
     if (sum && (this.isDepthwise() || !(sum.other.cpuData() instanceof Float32Array))) return false;
-    const y = top.mutableCpuData();
+    if (into && (sum || into.length !== top.count())) return false;
+    const y = into ?? top.mutableCpuData();
     // Net's inference fusion folds a following Eltwise SUM (→ ReLU) in as well (ConvSum): `out`
     // receives it, the top still the convolution's own output.
     const conv: ConvSum | undefined = sum
       ? { other: sum.other.cpuData() as Float32Array, convFirst: sum.convFirst, c0: sum.c0, c1: sum.c1, relu: sum.relu, z: sum.out.mutableCpuData() as Float32Array, zVersion: sum.out.dataVersion }
       : undefined;
-    return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: top.dataVersion }, conv);
+    return this.forwardPacked(x, y, scale, shift, relu, this.isDepthwise(), { x: bottom.dataVersion, y: into ? undefined : top.dataVersion }, conv);
   }
 
   /** One filter per channel, 2-D (group = channels = num_output > 1): the depthwise kernels' shape. */
