@@ -127,7 +127,7 @@ function planLayerChains(net: NetView): FusedChain[] {
  * reads afterwards, run from the first such chain to the Concat as one chain, in which those
  * convolutions write straight into the Concat's top (where their slices of it are contiguous:
  * one image, or a join along the first axis) and the Concat copies only the other bottoms. Those
- * convolutions' own tops are then left unwritten, as a fused sum leaves its convolution's top.
+ * convolutions' own tops are then left unwritten (nothing else reads them).
  * A group starts where its first chain does and takes that chain's place in the map Net builds
  * (it comes later in the list); a forward that stops inside a group runs its layers as usual.
  */
