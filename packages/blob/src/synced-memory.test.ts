@@ -93,6 +93,35 @@ describe('SyncedMemory', () => {
     expect(dev.stats.uploads).toBe(1);
   });
 
+  it('setLazyContents: the fill runs once, on the next access of either copy; setCpuData first drops it', () => {
+    let calls = 0;
+    const fill = (host: FloatArray) => {
+      calls++;
+      host.set([7, 8, 9]);
+    };
+    const m = new SyncedMemory(3);
+    const v0 = m.version;
+    m.setLazyContents(fill);
+    expect(m.version).not.toBe(v0);
+    expect(calls).toBe(0);
+    expect(Array.from(m.cpuData())).toEqual([7, 8, 9]);
+    expect(Array.from(m.cpuData())).toEqual([7, 8, 9]);
+    expect(calls).toBe(1);
+    // Through the device side: filled on the host, then uploaded.
+    const dev = new FakeDevice();
+    const d = new SyncedMemory(3, 'float32', dev);
+    (d.mutableGpuData() as FakeHandle).data.set([1, 1, 1]);
+    d.setLazyContents(fill);
+    expect(Array.from((d.gpuData() as FakeHandle).data)).toEqual([7, 8, 9]);
+    expect(calls).toBe(2);
+    // Replaced before anyone looked: never called.
+    const r = new SyncedMemory(3);
+    r.setLazyContents(fill);
+    r.setCpuData(new Float32Array([4, 5, 6]));
+    expect(Array.from(r.cpuData())).toEqual([4, 5, 6]);
+    expect(calls).toBe(2);
+  });
+
   it('hands out cached views of the requested length', () => {
     const m = new SyncedMemory(6);
     const v = m.cpuData(4);

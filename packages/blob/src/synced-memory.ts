@@ -23,6 +23,8 @@ export class SyncedMemory {
   private _head: SyncedHead = 'uninitialized';
   private views = new Map<number, FloatArray>();
   private _version = ++versionCounter;
+  /** Produces the contents on the next access (setLazyContents), then cleared. */
+  private lazyFill: ((host: FloatArray) => void) | null = null;
 
   constructor(capacity: number, dtype: DType = 'float32', private readonly device: DeviceAllocator | null = null) {
     this.capacity = capacity;
@@ -70,11 +72,23 @@ export class SyncedMemory {
     return this.deviceHandle;
   }
 
+  /**
+   * The contents are now whatever `fill` writes into the host array, called on the next access
+   * of either copy (once). A fused kernel that wrote these values somewhere else (Net's inference
+   * fusion writes a Concat's bottoms into its top) leaves the copy to whoever reads them.
+   */
+  setLazyContents(fill: (host: FloatArray) => void): void {
+    this.lazyFill = fill;
+    this._head = 'cpu';
+    this._version = ++versionCounter;
+  }
+
   /** Replace the host buffer by an external array of at least `capacity` elements (shared, not copied). */
   setCpuData(array: FloatArray): void {
     if (array.length < this.capacity) {
       throw new RangeError(`setCpuData: array has ${array.length} elements, memory needs ${this.capacity}`);
     }
+    this.lazyFill = null;
     this.host = array;
     this._version = ++versionCounter;
     // An old kernel-heap block goes back once its views are collected (callers may hold some).
@@ -98,6 +112,7 @@ export class SyncedMemory {
   release(): void {
     if (--this.refs > 0) return;
     this._version = ++versionCounter;
+    this.lazyFill = null;
     if (this.deviceHandle !== null && this.device) this.device.free(this.deviceHandle);
     this.deviceHandle = null;
     if (this.lease) {
@@ -133,7 +148,17 @@ export class SyncedMemory {
     return v;
   }
 
+  /** Runs a pending setLazyContents fill into the host array. */
+  private settleLazy(): void {
+    const fill = this.lazyFill;
+    if (!fill) return;
+    this.lazyFill = null;
+    this.allocHost();
+    fill(this.host!);
+  }
+
   private toCpu(): void {
+    this.settleLazy();
     switch (this._head) {
       case 'uninitialized':
         this.allocHost();
@@ -158,6 +183,7 @@ export class SyncedMemory {
 
   private toGpu(): void {
     if (!this.device) throw new Error('this memory has no device allocator (CPU backend)');
+    this.settleLazy();
     switch (this._head) {
       case 'uninitialized':
         this.deviceHandle ??= this.device.allocate(this.capacity, this.dtype);

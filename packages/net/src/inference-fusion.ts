@@ -11,6 +11,7 @@
 // per-channel affine and the ReLU are applied as the GEMM tiles are stored, so the activation is
 // written once instead of being read and rewritten by each layer.
 import { defaultWasmInfer, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { NetError } from './errors.js';
 import { BatchNormLayer, ConcatLayer, ConvolutionLayer, EltwiseLayer, EltwiseOp, ReLULayer, ScaleLayer, type Layer } from '@caffe-ts/layers';
 
 /** Layers start … end (inclusive) of a net, run by `run` as one pass. */
@@ -22,6 +23,7 @@ export interface FusedChain {
 }
 
 interface NetView {
+  readonly blobs: ReadonlyMap<string, Blob>;
   readonly layers: readonly Layer[];
   readonly bottomVecs: readonly Blob[][];
   readonly topVecs: readonly Blob[][];
@@ -127,7 +129,8 @@ function planLayerChains(net: NetView): FusedChain[] {
  * reads afterwards, run from the first such chain to the Concat as one chain, in which those
  * convolutions write straight into the Concat's top (where their slices of it are contiguous:
  * one image, or a join along the first axis) and the Concat copies only the other bottoms. Those
- * convolutions' own tops are then left unwritten (nothing else reads them).
+ * convolutions' own tops are then filled lazily: their memories copy their slices of the top if
+ * anyone reads them (SyncedMemory.setLazyContents), so every blob still reads as its layer's output.
  * A group starts where its first chain does and takes that chain's place in the map Net builds
  * (it comes later in the list); a forward that stops inside a group runs its layers as usual.
  */
@@ -141,6 +144,10 @@ function planConcats(net: NetView, chains: readonly FusedChain[]): FusedChain[] 
     if (!(layer instanceof ConcatLayer) || !plain(net, c)) continue;
     const bottoms = net.bottomVecs[c]!, top = net.topVecs[c]![0]!;
     if (bottoms.length < 2 || new Set(bottoms).size !== bottoms.length || bottoms.includes(top)) continue;
+    // The bottoms written in place are read back from the top: nothing may rewrite it later.
+    let rewritten = false;
+    for (let j = c + 1; j < L && !rewritten; j++) rewritten = net.topVecs[j]!.includes(top);
+    if (rewritten) continue;
     const producers = new Map<number, { chain: ConvChain; slot: number }>();
     for (const [slot, blob] of bottoms.entries()) {
       const chain = chains.find((ch): ch is ConvChain => 'runInto' in ch && (ch as ConvChain).output === blob && ch.end < c && ch.start > taken);
@@ -161,6 +168,12 @@ function planConcats(net: NetView, chains: readonly FusedChain[]): FusedChain[] 
     taken = c;
   }
   return groups;
+}
+
+/** The name of `blob` in the net (for messages). */
+function blobName(net: NetView, blob: Blob): string {
+  for (const [name, b] of net.blobs) if (b === blob) return name;
+  return '?';
 }
 
 /** Layers start … c (a Concat) as one chain: see planConcats. */
@@ -189,8 +202,8 @@ function concatGroup(
       for (let i = start; i < c; i++) {
         const p = direct ? producers.get(i) : undefined;
         if (p) {
-          const out = (top.mutableCpuData() as Float32Array).subarray(offsets[p.slot]!, offsets[p.slot]! + bottoms[p.slot]!.count());
-          if (p.chain.runInto(out)) {
+          const at = offsets[p.slot]!, n = bottoms[p.slot]!.count();
+          if (p.chain.runInto((top.mutableCpuData() as Float32Array).subarray(at, at + n))) {
             placed[p.slot] = true;
             i = p.chain.end;
             continue;
@@ -209,6 +222,19 @@ function concatGroup(
       }
       const y = top.mutableCpuData();
       for (const [k, b] of bottoms.entries()) if (!placed[k]) y.set(b.cpuData(), offsets[k]!);
+      // A bottom written in place still reads as its layer's output: its memory copies its slice
+      // of the top when (if ever) someone reads it, unless the top was written since.
+      const version = top.dataVersion;
+      for (const [k, b] of bottoms.entries()) {
+        if (!placed[k]) continue;
+        const at = offsets[k]!, n = b.count();
+        b.data.setLazyContents((host) => {
+          if (top.dataVersion !== version) {
+            throw new NetError(`blob '${blobName(net, b)}' was fused into Concat '${concat.name}''s top, which has been written since; run the net with fuseInference = false (CAFFE_TS_FUSION=off) to read it`);
+          }
+          host.set(top.cpuData().subarray(at, at + n));
+        });
+      }
       return true;
     },
   };
