@@ -101,7 +101,7 @@ static Bool x_QueryExtension(Display *d, int *e, int *v) { (void)d; if (e) *e = 
 static Bool x_QueryVersion(Display *d, int *ma, int *mi) { (void)d; *ma = 1; *mi = 4; return init(); }
 static const char *x_QueryExtensionsString(Display *d, int s) { (void)d; (void)s; return "GLX_ARB_create_context GLX_ARB_create_context_profile"; }
 static const char *x_GetClientString(Display *d, int name) { (void)d; return name == GLX_VENDOR ? "glxegl" : name == GLX_VERSION ? "1.4" : ""; }
-static const char *x_QueryServerString(Display *d, int s, int name) { return x_GetClientString(d, name); }
+static const char *x_QueryServerString(Display *d, int s, int name) { (void)s; return x_GetClientString(d, name); }
 
 static GLXFBConfig *one_config(int *n) {
   GLXFBConfig *list = malloc(sizeof *list);
