@@ -743,8 +743,9 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   // ---- LRN across channels ----
   // For each image and channel: q = sum of x^2 over channels c-pre .. c+pre (clipped), s = k + alpha_n * q,
   // y = x * s^-beta with beta 0.75 (mode 0: 1 / (sqrt(s) * sqrt(sqrt(s)))), 0.5 (mode 1) or 1 (mode 2).
-  emit(1, ';; LRN across channels of N images of C planes of P floats; $q: scratch of P floats.');
-  emit(1, '(func (export "lrn") (param $x i32) (param $s i32) (param $y i32) (param $N i32) (param $C i32) (param $P i32) (param $pre i32) (param $k f32) (param $an f32) (param $mode i32) (param $q i32)');
+  // $ld, the planes' stride, may exceed $P: kernel threads split the positions of each plane.
+  emit(1, ';; LRN across channels at positions 0 … P − 1 of N images of C planes of $ld floats; $q: scratch of P floats.');
+  emit(1, '(func (export "lrn") (param $x i32) (param $s i32) (param $y i32) (param $N i32) (param $C i32) (param $P i32) (param $pre i32) (param $k f32) (param $an f32) (param $mode i32) (param $q i32) (param $ld i32)');
   emit(2, '(local $img i32) (local $c i32) (local $c0 i32) (local $c1 i32) (local $cc i32) (local $i i32) (local $P4 i32) (local $o i32)');
   emit(2, '(local $src i32) (local $base i32) (local $v v128) (local $sv v128) (local $r v128) (local $kv v128) (local $anv v128)');
   emit(2, '(local $sf f32) (local $rf f32) (local $vf f32)');
@@ -762,7 +763,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(4, '(local.set $cc (local.get $c0))');
   emit(4, '(block $ccDone (loop $ccLoop');
   emit(5, '(br_if $ccDone (i32.gt_s (local.get $cc) (local.get $c1)))');
-  emit(5, '(local.set $src (i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $cc)) (local.get $P)) (i32.const 2))))');
+  emit(5, '(local.set $src (i32.add (local.get $x) (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $cc)) (local.get $ld)) (i32.const 2))))');
   emit(5, '(local.set $i (i32.const 0))');
   emit(5, '(block $vDone (loop $vLoop');
   emit(6, '(br_if $vDone (i32.ge_s (local.get $i) (local.get $P4)))');
@@ -783,7 +784,7 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
   emit(5, '(local.set $cc (i32.add (local.get $cc) (i32.const 1)))');
   emit(5, '(br $ccLoop)))');
   // s and y for this plane.
-  emit(4, '(local.set $base (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $c)) (local.get $P)) (i32.const 2)))');
+  emit(4, '(local.set $base (i32.shl (i32.mul (i32.add (i32.mul (local.get $img) (local.get $C)) (local.get $c)) (local.get $ld)) (i32.const 2)))');
   emit(4, '(local.set $i (i32.const 0))');
   const powV = '(if (result v128) (i32.eqz (local.get $mode)) (then (local.set $r (f32x4.sqrt (local.get $sv))) (f32x4.mul (local.get $r) (f32x4.sqrt (local.get $r)))) (else (if (result v128) (i32.eq (local.get $mode) (i32.const 1)) (then (f32x4.sqrt (local.get $sv))) (else (local.get $sv)))))';
   const powS = '(if (result f32) (i32.eqz (local.get $mode)) (then (local.set $rf (f32.sqrt (local.get $sf))) (f32.mul (local.get $rf) (f32.sqrt (local.get $rf)))) (else (if (result f32) (i32.eq (local.get $mode) (i32.const 1)) (then (f32.sqrt (local.get $sf))) (else (local.get $sf)))))';

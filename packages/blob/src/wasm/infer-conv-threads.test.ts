@@ -5,6 +5,7 @@ import { setHostAllocator } from '../host-memory.js';
 import { Blob } from '../blob.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
 import { createWasmInferConv, defaultWasmInferConv, type ConvEpilogue, type WasmInferConv } from './infer-conv.js';
+import { defaultWasmInfer } from './infer-wasm.js';
 import { engine, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo } from './threads.js';
 
 // As infer-conv.test.ts: both builds, relaxed SIMD behind a flag in Node 20 (own vitest worker).
@@ -311,6 +312,70 @@ describe('packed inference convolution on two kernel threads', () => {
     } finally {
       setHostAllocator(prev);
       setNumThreads(2);
+    }
+  });
+
+  it.each([
+    // SqueezeNet's pool1 (no padding: read in place) and GoogLeNet's inception pools (padded).
+    ['3×3 stride 2, no padding', 16, 113, 113, 3, 2, 0],
+    ['3×3 stride 1, pad 1', 64, 28, 28, 3, 1, 1],
+    ['2×2 stride 2, an odd plane count', 131, 56, 56, 2, 2, 0],
+  ] as [string, number, number, number, number, number, number][])('max pooling in the shared memory splits its planes between the threads, bit-identical to one thread (%s)', (_label, planes, H, W, K, S, P) => {
+    const OH = Math.ceil((H + 2 * P - K) / S) + 1, OW = Math.ceil((W + 2 * P - K) / S) + 1;
+    expect(planThreads(planes * OH * OW * K * K, planes, 2e5)).toBe(2);
+    const x = random(planes * H * W);
+    x[5] = NaN;
+    // One thread: the runner's own memory (the operands copied in).
+    const want = new Float32Array(planes * OH * OW);
+    defaultWasmInfer()!.maxPool(planes, H, W, OH, OW, K, K, S, S, P, P, x, want);
+    const prev = setHostAllocator('wasm');
+    try {
+      const xs = new Blob([x.length]).mutableCpuData() as Float32Array;
+      xs.set(x);
+      const ys = new Blob([want.length]).mutableCpuData() as Float32Array;
+      ys.fill(7);
+      const jobs = vi.spyOn(engine()!, 'run');
+      try {
+        defaultWasmInfer()!.maxPool(planes, H, W, OH, OW, K, K, S, S, P, P, xs, ys);
+        expect(jobs.mock.calls.map((call) => call[1])).toEqual(['wasm maxPool']);
+      } finally {
+        jobs.mockRestore();
+      }
+      expect(bytes(ys).equals(bytes(want))).toBe(true);
+    } finally {
+      setHostAllocator(prev);
+    }
+  });
+
+  it.each([
+    // CaffeNet's norm1 at two images (a plane of 27 × 27: the last share is not a multiple of 4)
+    // and GoogLeNet's norm2 shape at one.
+    [2, 96, 27 * 27, 5, 0.75], [1, 192, 56 * 56, 5, 0.75], [1, 128, 33 * 35, 3, 1],
+  ])('LRN across channels in the shared memory splits each plane between the threads, bit-identical to one thread (%i × %i × %i, size %i, beta %s)', (num, C, P, size, beta) => {
+    const n = num * C * P;
+    expect(planThreads(n * size, Math.floor(P / 4), 2e5)).toBe(2);
+    const x = random(n);
+    const s1 = new Float32Array(n), y1 = new Float32Array(n);
+    defaultWasmInfer()!.lrnAcross(x, s1, y1, num, C, P, size, 2, 1e-4 / size, beta);
+    const prev = setHostAllocator('wasm');
+    try {
+      const place = (a: Float32Array) => {
+        const d = new Blob([a.length]).mutableCpuData() as Float32Array;
+        d.set(a);
+        return d;
+      };
+      const xs = place(x), ss = place(new Float32Array(n).fill(7)), ys = place(new Float32Array(n).fill(7));
+      const jobs = vi.spyOn(engine()!, 'run');
+      try {
+        defaultWasmInfer()!.lrnAcross(xs, ss, ys, num, C, P, size, 2, 1e-4 / size, beta);
+        expect(jobs.mock.calls.map((call) => call[1])).toEqual(['wasm lrn']);
+      } finally {
+        jobs.mockRestore();
+      }
+      expect(bytes(ss).equals(bytes(s1))).toBe(true);
+      expect(bytes(ys).equals(bytes(y1))).toBe(true);
+    } finally {
+      setHostAllocator(prev);
     }
   });
 

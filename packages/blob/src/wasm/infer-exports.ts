@@ -32,7 +32,7 @@ export interface InferModuleExports {
   wino4_out(Mb: number, M: number, N: number, TH: number, TWp: number, OH: number, OW: number, y: number, sa: number, sb: number, relu: number, slope: number, o0: number, o1: number): void;
   affine(x: number, y: number, outer: number, C: number, S: number, a: number, b: number, relu: number, slope: number): void;
   sum2(a: number, b: number, y: number, n: number, c0: number, c1: number, relu: number, slope: number): void;
-  lrn(x: number, s: number, y: number, N: number, C: number, P: number, pre: number, k: number, an: number, mode: number, q: number): void;
+  lrn(x: number, s: number, y: number, N: number, C: number, P: number, pre: number, k: number, an: number, mode: number, q: number, ld: number): void;
   maxpool(
     x: number, C: number, H: number, W: number, KH: number, KW: number, SH: number, SW: number, PH: number, PW: number,
     y: number, OH: number, OW: number, pad: number, Hs: number, Ws: number,

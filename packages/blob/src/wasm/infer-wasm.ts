@@ -14,7 +14,7 @@ import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import type { InferModuleExports as InferExports } from './infer-exports.js';
-import { engine, type Engine } from './threads.js';
+import { engine, Op, planThreads, type CommandList, type Engine } from './threads.js';
 
 
 /** Geometry of a depthwise convolution: `channels` planes of height × width, one kernelH × kernelW filter each. */
@@ -124,6 +124,41 @@ function inPlace(...arrays: (Float32Array | null)[]): { ex: InferExports; e: Eng
   if (at.some((o) => o < 0)) return null;
   const ex = sharedExports(e);
   return ex ? { ex, e, at } : null;
+}
+
+/**
+ * Window taps (planes × outputs × window) per thread below which a pooling pass stays on the
+ * calling thread: LeNet's pool1 at batch 64 (737k taps, about 0.3 ms) splits, its pool2 (205k)
+ * does not.
+ */
+const POOL_TAPS_PER_THREAD = 2e5;
+
+const bitsView = new Float32Array(1);
+/** The bits of `v` as a float32, as an integer (for a command's integer arguments). */
+const floatBits = (v: number): number => {
+  bitsView[0] = v;
+  return new Int32Array(bitsView.buffer)[0]!;
+};
+
+/**
+ * Splits a pass over `planes` independent planes (`taps` window taps in all) across the kernel
+ * threads: `emit(list, t, p0, p1)` writes thread t's command for planes p0 … p1 − 1, then the
+ * lists run (the caller's share on this thread). Each plane is computed as on one thread, so the
+ * results are the same bits. Returns false, emitting nothing, where one thread should run it.
+ */
+function splitPlanes(e: Engine, planes: number, taps: number, what: string, emit: (list: CommandList, t: number, p0: number, p1: number) => void): boolean {
+  const T = planThreads(taps, planes, POOL_TAPS_PER_THREAD);
+  if (T < 2) return false;
+  // Either build serves: max pooling has no multiply-add to fuse.
+  const relaxed = e.inferExports(true) ? true : e.inferExports(false) ? false : null;
+  if (relaxed === null) return false;
+  const lists = e.lists(T, relaxed);
+  for (let t = 0; t < T; t++) {
+    const p0 = Math.floor((t * planes) / T), p1 = Math.floor(((t + 1) * planes) / T);
+    if (p1 > p0) emit(lists[t]!, t, p0, p1);
+  }
+  e.run(lists, what);
+  return true;
 }
 
 /** A runner of the inference kernels with its own module instance and memory, or null without WebAssembly SIMD. */
@@ -292,15 +327,32 @@ export function createWasmInfer(): WasmInfer | null {
     const shared = inPlace(x, s, y);
     if (shared) {
       const [px, ps, py] = shared.at as [number, number, number];
-      const q = shared.e.scratch(4 * plane, 'wasm lrn').base;
-      shared.ex.lrn(px, ps, py, num, channels, plane, pre, k, alphaOverSize, mode, q);
+      // Kernel threads split each plane's positions (a multiple of four each but the last); a
+      // position's sums read only that position, so every output is the same bits.
+      const T = Math.max(1, planThreads(n * size, Math.floor(plane / 4), POOL_TAPS_PER_THREAD));
+      const qBytes = Math.ceil((4 * plane) / 64) * 64;
+      const q = shared.e.scratch(T * qBytes, 'wasm lrn').base;
+      const relaxed = T > 1 ? (shared.e.inferExports(true) ? true : shared.e.inferExports(false) ? false : null) : null;
+      if (relaxed === null) {
+        shared.ex.lrn(px, ps, py, num, channels, plane, pre, k, alphaOverSize, mode, q, plane);
+        return;
+      }
+      const lists = shared.e.lists(T, relaxed);
+      const at = (t: number) => (t >= T ? plane : Math.round((t * plane) / 4 / T) * 4);
+      for (let t = 0; t < T; t++) {
+        const p0 = at(t), p1 = at(t + 1);
+        if (p1 <= p0) continue;
+        // k travels as its bits among the integer arguments (a command carries one float).
+        lists[t]!.infer(Op.Lrn, [px + 4 * p0, ps + 4 * p0, py + 4 * p0, num, channels, p1 - p0, pre, floatBits(k), alphaOverSize, mode, q + t * qBytes, plane], 8);
+      }
+      shared.e.run(lists, 'wasm lrn');
       return;
     }
     // x, then y, s and the window sums; y gets its own block since x is read throughout.
     const pY = align(4 * n), pS = align(pY + 4 * n), pQ = align(pS + 4 * n);
     const f32 = heap(pQ + 4 * plane);
     f32.set(x.subarray(0, n), 0);
-    ex.lrn(0, pS, pY, num, channels, plane, pre, k, alphaOverSize, mode, pQ);
+    ex.lrn(0, pS, pY, num, channels, plane, pre, k, alphaOverSize, mode, pQ, plane);
     s.set(f32.subarray(pS >> 2, (pS >> 2) + n));
     y.set(f32.subarray(pY >> 2, (pY >> 2) + n));
   }
@@ -328,7 +380,11 @@ export function createWasmInfer(): WasmInfer | null {
         k.maxpool_direct(px, planes, height, width, kernelH, kernelW, strideH, strideW, py, pooledH, pooledW);
       const resident = inPlace(x, y);
       if (resident) {
-        direct(resident.ex, resident.at[0]!, resident.at[1]!);
+        const [px, py] = resident.at as [number, number];
+        const inPlane = 4 * height * width, outPlane = 4 * pooledH * pooledW;
+        const split = splitPlanes(resident.e, planes, planes * pooledH * pooledW * kernelH * kernelW, 'wasm maxPool', (list, _t, p0, p1) =>
+          list.infer(Op.MaxpoolDirect, [px + p0 * inPlane, p1 - p0, height, width, kernelH, kernelW, strideH, strideW, py + p0 * outPlane, pooledH, pooledW], -1));
+        if (!split) direct(resident.ex, px, py);
         return;
       }
       const out = align(4 * inN);
@@ -344,7 +400,16 @@ export function createWasmInfer(): WasmInfer | null {
       k.maxpool(px, planes, height, width, kernelH, kernelW, strideH, strideW, padH, padW, py, pooledH, pooledW, pad, Hs, Ws);
     const shared = inPlace(x, y);
     if (shared) {
-      call(shared.ex, shared.at[0]!, shared.at[1]!, shared.e.scratch(4 * Hs * Ws, 'wasm maxPool').base);
+      const [px, py] = shared.at as [number, number];
+      const inPlane = 4 * height * width, outPlane = 4 * pooledH * pooledW, padBytes = Math.ceil((4 * Hs * Ws) / 64) * 64;
+      // Each thread pads its planes into its own block of the scratch (taken before the lists:
+      // the scratch may move the memory's views).
+      const T = Math.max(1, planThreads(planes * pooledH * pooledW * kernelH * kernelW, planes, POOL_TAPS_PER_THREAD));
+      const pads = shared.e.scratch(T * padBytes, 'wasm maxPool').base;
+      const split = T > 1 && splitPlanes(shared.e, planes, planes * pooledH * pooledW * kernelH * kernelW, 'wasm maxPool', (list, t, p0, p1) =>
+        list.infer(Op.Maxpool, [px + p0 * inPlane, p1 - p0, height, width, kernelH, kernelW, strideH, strideW, padH, padW,
+          py + p0 * outPlane, pooledH, pooledW, pads + t * padBytes, Hs, Ws], -1));
+      if (!split) call(shared.ex, px, py, pads);
       return;
     }
     const pY = align(4 * inN), pPad = align(pY + 4 * outN);

@@ -52,6 +52,10 @@ function start(d, post) {
         case 19: ex.padimg2(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8]); break;
         case 20: ex.wino25_in(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9]); break;
         case 21: ex.wino25_out(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10], f[a + 11], i[a + 12], i[a + 13]); break;
+        case 22: ex.maxpool_direct(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10]); break;
+        case 23: ex.maxpool(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10],
+          i[a + 11], i[a + 12], i[a + 13], i[a + 14], i[a + 15]); break;
+        case 24: ex.lrn(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], f[a + 7], f[a + 8], i[a + 9], i[a + 10], i[a + 11]); break;
         case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }

@@ -66,9 +66,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21, MaxpoolDirect: 22, Maxpool: 23, Lrn: 24 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out', 'maxpool_direct', 'maxpool', 'lrn'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -691,6 +691,13 @@ export class Engine {
           ix.padimg(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!);
         } else if ((op & 255) === Op.PadImg2) {
           ix.padimg2(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!);
+        } else if ((op & 255) === Op.MaxpoolDirect) {
+          ix.maxpool_direct(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!);
+        } else if ((op & 255) === Op.Lrn) {
+          ix.lrn(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, f[a + 7]!, f[a + 8]!, i[a + 9]!, i[a + 10]!, i[a + 11]!);
+        } else if ((op & 255) === Op.Maxpool) {
+          ix.maxpool(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!,
+            i[a + 11]!, i[a + 12]!, i[a + 13]!, i[a + 14]!, i[a + 15]!);
         } else if ((op & 255) === Op.WinoOut || (op & 255) === Op.Wino4Out || (op & 255) === Op.Wino25Out) {
           ((op & 255) === Op.WinoOut ? ix.wino_out : (op & 255) === Op.Wino4Out ? ix.wino4_out : ix.wino25_out)(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!,
             f[a + 11]!, i[a + 12]!, i[a + 13]!);
