@@ -93,7 +93,7 @@ describe('SyncedMemory', () => {
     expect(dev.stats.uploads).toBe(1);
   });
 
-  it('setLazyContents: the fill runs once, on the next access of either copy; setCpuData first drops it', () => {
+  it('setLazyContents: the fill runs once, on the next access of either copy; setCpuData or a null fill drops it', () => {
     let calls = 0;
     const fill = (host: FloatArray) => {
       calls++;
@@ -114,11 +114,14 @@ describe('SyncedMemory', () => {
     d.setLazyContents(fill);
     expect(Array.from((d.gpuData() as FakeHandle).data)).toEqual([7, 8, 9]);
     expect(calls).toBe(2);
-    // Replaced before anyone looked: never called.
+    // Replaced before anyone looked, or dropped: never called.
     const r = new SyncedMemory(3);
     r.setLazyContents(fill);
     r.setCpuData(new Float32Array([4, 5, 6]));
     expect(Array.from(r.cpuData())).toEqual([4, 5, 6]);
+    r.setLazyContents(fill);
+    r.setLazyContents(null);
+    expect(Array.from(r.mutableCpuData())).toEqual([4, 5, 6]);
     expect(calls).toBe(2);
   });
 

@@ -75,10 +75,14 @@ export class SyncedMemory {
   /**
    * The contents are now whatever `fill` writes into the host array, called on the next access
    * of either copy (once). A fused kernel that wrote these values somewhere else (Net's inference
-   * fusion writes a Concat's bottoms into its top) leaves the copy to whoever reads them.
+   * fusion writes a Concat's bottoms into its top) leaves the copy to whoever reads them. `null`
+   * drops a pending fill without running it, for a writer about to replace every value.
    */
-  setLazyContents(fill: (host: FloatArray) => void): void {
+  setLazyContents(fill: ((host: FloatArray) => void) | null): void {
     this.lazyFill = fill;
+    if (!fill) return;
+    // The host array exists from here on, so that the head can say 'cpu' with or without the fill.
+    this.allocHost();
     this._head = 'cpu';
     this._version = ++versionCounter;
   }

@@ -199,6 +199,9 @@ function concatGroup(
         at += b.count();
       }
       const placed = new Array<boolean>(bottoms.length).fill(false);
+      // The last forward's pending copies are stale: this one rewrites every such bottom (in place
+      // again, or through its layers), and a fallback writing one must not run the old copy first.
+      for (const { slot } of producers.values()) bottoms[slot]!.data.setLazyContents(null);
       for (let i = start; i < c; i++) {
         const p = direct ? producers.get(i) : undefined;
         if (p) {
