@@ -1,23 +1,17 @@
 #!/usr/bin/env node
 // A/B timing of the inference module's depthwise kernel: the generator at a git revision against
-// the one in the working tree, both instantiated in this one process and called alternately (as
-// gemm-ab.mjs does for the GEMM; see there why).
+// the one in the working tree, both instantiated in this one process and called alternately
+// (ab-harness.mjs says why).
 //
 //   node --experimental-wasm-relaxed-simd packages/blob/scripts/depthwise-ab.mjs [--base HEAD]
 //       [--shapes 32x112s1,96x112s2,...] [--rounds 40] [--simd]
 //
 // A shape is CxHs<stride> (square planes, 3×3 filter, pad 1, bias and ReLU: MobileNet v2's
 // depthwise layers by default). Outputs are compared bit for bit.
-import { execFileSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import wabtInit from 'wabt';
-import { assembleWat } from './wat-assemble.mjs';
+import { alternate, importAtRevision, instantiator, roundsOf } from './ab-harness.mjs';
 import { generateInferWat } from './infer-wat.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
     base: { type: 'string', default: 'HEAD' },
@@ -27,45 +21,20 @@ const { values } = parseArgs({
   },
 });
 const relaxed = !values.simd;
-const rounds = Number(values.rounds);
-if (!(Number.isInteger(rounds) && rounds >= 3)) throw new Error(`--rounds ${values.rounds}: expected an integer >= 3`);
+const rounds = roundsOf(values.rounds);
 const shapes = values.shapes.split(',').map((spec) => {
   const m = /^(\d+)x(\d+)s([12])$/.exec(spec);
   if (!m) throw new Error(`--shapes: '${spec}' is not CxHs1 or CxHs2`);
   return { C: Number(m[1]), H: Number(m[2]), S: Number(m[3]), label: spec };
 });
 
-// The base revision's generator and the modules it imports, beside this script under temporary names.
-const root = execFileSync('git', ['rev-parse', '--show-toplevel'], { cwd: here, encoding: 'utf8' }).trim();
-const files = execFileSync('git', ['ls-tree', '--name-only', values.base, 'packages/blob/scripts/'], { cwd: root, encoding: 'utf8' })
-  .split('\n').filter((f) => f.endsWith('.mjs'));
-const tmp = join(here, `.depthwise-ab-${process.pid}`);
-let baseGenerate;
-try {
-  execFileSync('mkdir', ['-p', tmp]);
-  for (const f of files) writeFileSync(join(tmp, f.split('/').pop()), execFileSync('git', ['show', `${values.base}:${f}`], { cwd: root, encoding: 'utf8' }));
-  ({ generateInferWat: baseGenerate } = await import(pathToFileURL(join(tmp, 'infer-wat.mjs')).href));
-} finally {
-  rmSync(tmp, { recursive: true, force: true });
-}
-
-const wabt = await wabtInit();
-const instantiate = (generate) => {
-  const bytes = assembleWat(wabt, 'depthwise-ab.wat', generate({ relaxed }), { simd: true, bulk_memory: true, relaxed_simd: relaxed });
-  return new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
-};
-const builds = [
-  { name: values.base, ex: instantiate(baseGenerate) },
-  { name: 'work tree', ex: instantiate(generateInferWat) },
-];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-};
+const { generateInferWat: baseGenerate } = await importAtRevision(values.base, 'infer-wat.mjs');
+const instantiate = await instantiator({ simd: true, bulk_memory: true, relaxed_simd: relaxed });
+const builds = [baseGenerate, generateInferWat].map((generate) => instantiate(generate({ relaxed })));
 console.log(`depthwise A/B: ${values.base} against the work tree, ${relaxed ? 'relaxed' : 'plain'} SIMD, one thread, ${rounds} alternating rounds per shape`);
 for (const { C, H, S, label } of shapes) {
   const W = H, OH = Math.floor((H + 2 - 3) / S) + 1, OW = OH;
-  const runs = builds.map(({ ex }) => {
+  const runs = builds.map((ex) => {
     const pX = 1024, pW = pX + 4 * C * H * W, pB = pW + 4 * C * 9, pY = pB + 4 * C, pPad = pY + 4 * C * OH * OW;
     const need = pPad + 4 * (H + 2) * (W + 2 + 8) + 65536;
     if (ex.memory.buffer.byteLength < need) ex.memory.grow(Math.ceil((need - ex.memory.buffer.byteLength) / 65536));
@@ -74,18 +43,8 @@ for (const { C, H, S, label } of shapes) {
     for (let i = 0; i < C * 9; i++) f[pW / 4 + i] = Math.cos(i * 0.3);
     for (let i = 0; i < C; i++) f[pB / 4 + i] = Math.sin(i);
     const call = () => ex.depthwise(pX, C, H, W, pW, 3, 3, S, S, 1, 1, 1, 1, pB, 3, pY, OH, OW, pPad);
-    return { call, out: () => new Float32Array(ex.memory.buffer, pY, C * OH * OW), times: [] };
+    return { call, out: () => new Float32Array(ex.memory.buffer, pY, C * OH * OW) };
   });
-  for (let r = 0; r < 3; r++) for (const run of runs) run.call();
-  const same = runs[0].out().every((v, i) => Object.is(v, runs[1].out()[i]));
-  for (let r = 0; r < rounds; r++) {
-    for (const run of r & 1 ? [...runs].reverse() : runs) {
-      const t0 = performance.now();
-      run.call();
-      run.times.push(performance.now() - t0);
-    }
-  }
-  const [a, b] = runs.map((run) => median(run.times));
-  const ratio = median(runs[0].times.map((t, i) => t / runs[1].times[i]));
-  console.log(`${label.padEnd(10)} ${builds[0].name}: ${a.toFixed(3)} ms   work tree: ${b.toFixed(3)} ms   base / work tree ${ratio.toFixed(3)}${same ? '' : '   OUTPUTS DIFFER'}`);
+  const { ms: [a, b], ratio, same } = alternate(runs, rounds);
+  console.log(`${label.padEnd(10)} ${values.base}: ${a.toFixed(3)} ms   work tree: ${b.toFixed(3)} ms   base / work tree ${ratio.toFixed(3)}${same ? '' : '   OUTPUTS DIFFER'}`);
 }

@@ -1,23 +1,17 @@
 #!/usr/bin/env node
 // A/B timing of the inference module's packed convolution (pconv, one image, one thread): the
 // generator at a git revision against the one in the working tree, both instantiated in this one
-// process and called alternately (as gemm-ab.mjs does for the GEMM; see there why).
+// process and called alternately (ab-harness.mjs says why).
 //
 //   node --experimental-wasm-relaxed-simd packages/blob/scripts/pconv-ab.mjs [--base HEAD]
 //       [--shapes 3x227x227-64k3s2p0,16x112x112-96k1s1p0,...] [--rounds 30] [--simd]
 //
 // A shape is CxHxW-O k<kernel> s<stride> p<pad> (square kernel, stride and pad; no groups), with
 // a bias and a ReLU as the epilogue. Outputs are compared bit for bit.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import wabtInit from 'wabt';
-import { assembleWat } from './wat-assemble.mjs';
+import { alternate, importAtRevision, instantiator, roundsOf } from './ab-harness.mjs';
 import { generateInferWat } from './infer-wat.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
     base: { type: 'string', default: 'HEAD' },
@@ -28,8 +22,7 @@ const { values } = parseArgs({
   },
 });
 const relaxed = !values.simd;
-const rounds = Number(values.rounds);
-if (!(Number.isInteger(rounds) && rounds >= 3)) throw new Error(`--rounds ${values.rounds}: expected an integer >= 3`);
+const rounds = roundsOf(values.rounds);
 const shapes = values.shapes.split(',').map((spec) => {
   const m = /^(\d+)x(\d+)x(\d+)-(\d+)k(\d+)s(\d+)p(\d+)$/.exec(spec);
   if (!m) throw new Error(`--shapes: '${spec}' is not CxHxW-OkKsSpP`);
@@ -37,40 +30,16 @@ const shapes = values.shapes.split(',').map((spec) => {
   return { C, H, W, O, KK: K, S, P, label: spec };
 });
 
-// The base revision's generator and the modules it imports, beside this script under temporary names.
-const root = execFileSync('git', ['rev-parse', '--show-toplevel'], { cwd: here, encoding: 'utf8' }).trim();
-const files = execFileSync('git', ['ls-tree', '--name-only', values.base, 'packages/blob/scripts/'], { cwd: root, encoding: 'utf8' })
-  .split('\n').filter((f) => f.endsWith('.mjs'));
-const tmp = join(here, `.pconv-ab-${process.pid}`);
-let baseGenerate;
-try {
-  mkdirSync(tmp, { recursive: true });
-  for (const f of files) writeFileSync(join(tmp, f.split('/').pop()), execFileSync('git', ['show', `${values.base}:${f}`], { cwd: root, encoding: 'utf8' }));
-  ({ generateInferWat: baseGenerate } = await import(pathToFileURL(join(tmp, 'infer-wat.mjs')).href));
-} finally {
-  rmSync(tmp, { recursive: true, force: true });
-}
-
-const wabt = await wabtInit();
-const instantiate = (generate) => {
-  const bytes = assembleWat(wabt, 'pconv-ab.wat', generate({ relaxed }), { simd: true, bulk_memory: true, relaxed_simd: relaxed });
-  return new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
-};
-const builds = [
-  { name: values.base, ex: instantiate(baseGenerate) },
-  { name: 'work tree', ex: instantiate(generateInferWat) },
-];
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
-};
+const { generateInferWat: baseGenerate } = await importAtRevision(values.base, 'infer-wat.mjs');
+const instantiate = await instantiator({ simd: true, bulk_memory: true, relaxed_simd: relaxed });
+const builds = [baseGenerate, generateInferWat].map((generate) => instantiate(generate({ relaxed })));
 const align = (b) => Math.ceil(b / 64) * 64;
 console.log(`pconv A/B: ${values.base} against the work tree, ${relaxed ? 'relaxed' : 'plain'} SIMD, one thread, ${rounds} alternating rounds per shape`);
 for (const { C, H, W, O, KK, S: stride, P, label } of shapes) {
   const OH = Math.floor((H + 2 * P - KK) / stride) + 1, OW = Math.floor((W + 2 * P - KK) / stride) + 1, N = OH * OW, K = C * KK * KK;
   const Hp = H + 2 * P, Wp = W + 2 * P;
   const flat = KK === 1 && stride === 1 && P === 0;
-  const runs = builds.map(({ ex }) => {
+  const runs = builds.map((ex) => {
     const MR = ex.PCONV_MR.value, NR = ex.PCONV_NR.value, KC = ex.PCONV_KC.value, NC = ex.PCONV_NC.value;
     const Mp = Math.ceil(O / MR) * MR;
     const pX = 1024, pXp = pX + align(4 * (C * H * W + 16)), pRaw = pXp + align(4 * (C * Hp * Wp + 16));
@@ -91,19 +60,9 @@ for (const { C, H, W, O, KK, S: stride, P, label } of shapes) {
       if (P > 0) ex.padimg(pX, C, H, W, P, P, pXp);
       ex.pconv(pW, O, K, xp, flat ? 1 : Hp, flat ? H * W : Wp, KK, KK, stride, stride, 1, 1, flat ? N : OW, N, pY, pA, pB, 2, 0, pBuf, pTile, 0, N);
     };
-    return { call, out: () => new Float32Array(ex.memory.buffer, pY, O * N), times: [] };
+    return { call, out: () => new Float32Array(ex.memory.buffer, pY, O * N) };
   });
-  for (let r = 0; r < 3; r++) for (const run of runs) run.call();
-  const same = runs[0].out().every((v, i) => Object.is(v, runs[1].out()[i]));
-  for (let r = 0; r < rounds; r++) {
-    for (const run of r & 1 ? [...runs].reverse() : runs) {
-      const t0 = performance.now();
-      run.call();
-      run.times.push(performance.now() - t0);
-    }
-  }
+  const { ms: [a, b], ratio, same } = alternate(runs, rounds);
   const gf = (ms) => ((2 * O * K * N) / ms / 1e6).toFixed(1);
-  const [a, b] = runs.map((run) => median(run.times));
-  const ratio = median(runs[0].times.map((t, i) => t / runs[1].times[i]));
-  console.log(`${label.padEnd(24)} ${builds[0].name}: ${a.toFixed(3)} ms (${gf(a)} GF/s)   work tree: ${b.toFixed(3)} ms (${gf(b)} GF/s)   base / work tree ${ratio.toFixed(3)}${same ? '' : '   OUTPUTS DIFFER'}`);
+  console.log(`${label.padEnd(24)} ${values.base}: ${a.toFixed(3)} ms (${gf(a)} GF/s)   work tree: ${b.toFixed(3)} ms (${gf(b)} GF/s)   base / work tree ${ratio.toFixed(3)}${same ? '' : '   OUTPUTS DIFFER'}`);
 }
