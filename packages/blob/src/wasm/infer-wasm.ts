@@ -140,21 +140,24 @@ const floatBits = (v: number): number => {
   return new Int32Array(bitsView.buffer)[0]!;
 };
 
+/** Kernel threads for a pass of `taps` window taps over `parts` independent parts (1: stay on the caller). */
+const passThreads = (taps: number, parts: number): number => Math.max(1, planThreads(taps, parts, POOL_TAPS_PER_THREAD));
+
 /**
- * Splits a pass over `planes` independent planes (`taps` window taps in all) across the kernel
- * threads: `emit(list, t, p0, p1)` writes thread t's command for planes p0 … p1 − 1, then the
- * lists run (the caller's share on this thread). Each plane is computed as on one thread, so the
- * results are the same bits. Returns false, emitting nothing, where one thread should run it.
+ * Runs a pass split over T ≥ 2 kernel threads: thread t takes parts [cut(t), cut(t + 1)) of `n`
+ * (each cut a multiple of `unit`, the last at n) and `emit(list, t, p0, p1)` writes its command;
+ * the caller runs its own share. Each part is computed as on one thread, so the results are the
+ * same bits. Returns false, running nothing, where neither shared build is there (or T < 2).
  */
-function splitPlanes(e: Engine, planes: number, taps: number, what: string, emit: (list: CommandList, t: number, p0: number, p1: number) => void): boolean {
-  const T = planThreads(taps, planes, POOL_TAPS_PER_THREAD);
+function runSplit(e: Engine, T: number, n: number, unit: number, what: string, emit: (list: CommandList, t: number, p0: number, p1: number) => void): boolean {
   if (T < 2) return false;
-  // Either build serves: max pooling has no multiply-add to fuse.
+  // Either build serves: pooling and LRN have no multiply-add to fuse.
   const relaxed = e.inferExports(true) ? true : e.inferExports(false) ? false : null;
   if (relaxed === null) return false;
   const lists = e.lists(T, relaxed);
+  const cut = (t: number) => (t >= T ? n : Math.floor((t * n) / unit / T) * unit);
   for (let t = 0; t < T; t++) {
-    const p0 = Math.floor((t * planes) / T), p1 = Math.floor(((t + 1) * planes) / T);
+    const p0 = cut(t), p1 = cut(t + 1);
     if (p1 > p0) emit(lists[t]!, t, p0, p1);
   }
   e.run(lists, what);
@@ -329,23 +332,13 @@ export function createWasmInfer(): WasmInfer | null {
       const [px, ps, py] = shared.at as [number, number, number];
       // Kernel threads split each plane's positions (a multiple of four each but the last); a
       // position's sums read only that position, so every output is the same bits.
-      const T = Math.max(1, planThreads(n * size, Math.floor(plane / 4), POOL_TAPS_PER_THREAD));
+      const T = passThreads(n * size, Math.floor(plane / 4));
       const qBytes = Math.ceil((4 * plane) / 64) * 64;
       const q = shared.e.scratch(T * qBytes, 'wasm lrn').base;
-      const relaxed = T > 1 ? (shared.e.inferExports(true) ? true : shared.e.inferExports(false) ? false : null) : null;
-      if (relaxed === null) {
-        shared.ex.lrn(px, ps, py, num, channels, plane, pre, k, alphaOverSize, mode, q, plane);
-        return;
-      }
-      const lists = shared.e.lists(T, relaxed);
-      const at = (t: number) => (t >= T ? plane : Math.round((t * plane) / 4 / T) * 4);
-      for (let t = 0; t < T; t++) {
-        const p0 = at(t), p1 = at(t + 1);
-        if (p1 <= p0) continue;
-        // k travels as its bits among the integer arguments (a command carries one float).
-        lists[t]!.infer(Op.Lrn, [px + 4 * p0, ps + 4 * p0, py + 4 * p0, num, channels, p1 - p0, pre, floatBits(k), alphaOverSize, mode, q + t * qBytes, plane], 8);
-      }
-      shared.e.run(lists, 'wasm lrn');
+      // k travels as its bits among the integer arguments (a command carries one float).
+      const split = runSplit(shared.e, T, plane, 4, 'wasm lrn', (list, t, p0, p1) =>
+        list.infer(Op.Lrn, [px + 4 * p0, ps + 4 * p0, py + 4 * p0, num, channels, p1 - p0, pre, floatBits(k), alphaOverSize, mode, q + t * qBytes, plane], 8));
+      if (!split) shared.ex.lrn(px, ps, py, num, channels, plane, pre, k, alphaOverSize, mode, q, plane);
       return;
     }
     // x, then y, s and the window sums; y gets its own block since x is read throughout.
@@ -371,7 +364,7 @@ export function createWasmInfer(): WasmInfer | null {
     if ((pooledH - 1) * strideH >= height + padH || (pooledW - 1) * strideW >= width + padW) {
       throw new MathError(`wasm maxPool: the last ${pooledH}×${pooledW} window starts past the ${height}×${width} plane (pad ${padH}×${padW}, stride ${strideH}×${strideW})`);
     }
-    const inN = planes * height * width, outN = planes * pooledH * pooledW;
+    const inN = planes * height * width, outN = planes * pooledH * pooledW, taps = outN * kernelH * kernelW;
     checkLen('maxPool', inN, { x });
     checkLen('maxPool', outN, { y });
     if (padH === 0 && padW === 0) {
@@ -382,7 +375,7 @@ export function createWasmInfer(): WasmInfer | null {
       if (resident) {
         const [px, py] = resident.at as [number, number];
         const inPlane = 4 * height * width, outPlane = 4 * pooledH * pooledW;
-        const split = splitPlanes(resident.e, planes, planes * pooledH * pooledW * kernelH * kernelW, 'wasm maxPool', (list, _t, p0, p1) =>
+        const split = runSplit(resident.e, passThreads(taps, planes), planes, 1, 'wasm maxPool', (list, _t, p0, p1) =>
           list.infer(Op.MaxpoolDirect, [px + p0 * inPlane, p1 - p0, height, width, kernelH, kernelW, strideH, strideW, py + p0 * outPlane, pooledH, pooledW], -1));
         if (!split) direct(resident.ex, px, py);
         return;
@@ -404,9 +397,9 @@ export function createWasmInfer(): WasmInfer | null {
       const inPlane = 4 * height * width, outPlane = 4 * pooledH * pooledW, padBytes = Math.ceil((4 * Hs * Ws) / 64) * 64;
       // Each thread pads its planes into its own block of the scratch (taken before the lists:
       // the scratch may move the memory's views).
-      const T = Math.max(1, planThreads(planes * pooledH * pooledW * kernelH * kernelW, planes, POOL_TAPS_PER_THREAD));
+      const T = passThreads(taps, planes);
       const pads = shared.e.scratch(T * padBytes, 'wasm maxPool').base;
-      const split = T > 1 && splitPlanes(shared.e, planes, planes * pooledH * pooledW * kernelH * kernelW, 'wasm maxPool', (list, t, p0, p1) =>
+      const split = runSplit(shared.e, T, planes, 1, 'wasm maxPool', (list, t, p0, p1) =>
         list.infer(Op.Maxpool, [px + p0 * inPlane, p1 - p0, height, width, kernelH, kernelW, strideH, strideW, padH, padW,
           py + p0 * outPlane, pooledH, pooledW, pads + t * padBytes, Hs, Ws], -1));
       if (!split) call(shared.ex, px, py, pads);
