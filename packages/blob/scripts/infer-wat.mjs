@@ -1168,60 +1168,82 @@ function packedConvWat({ relaxed }) {
   const EV = '0 1 2 3 8 9 10 11 16 17 18 19 24 25 26 27';
   const OD = '4 5 6 7 12 13 14 15 20 21 22 23 28 29 30 31';
   const g4 = [0, 1, 2, 3];
-  e(';; V_ξ = Bᵀ d B for the 4×4 input tiles d (tile p = th·TWp + tw at input row 2th, column 2tw of');
-  e(';; the padded planes xp, C planes Hp x Wp, Wp ≥ 2·TWp + 2, TWp a multiple of 4), stored as GEMM');
-  e(';; panels: V_ξ at V + ξ·vstride bytes, tile p of channel c at ((p >> 3)·C + c)·32 + (p & 7)·4.');
-  e('(func (export "wino_in") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)');
-  e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
-  e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
-  e('  (local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128)');
-  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
-  e(`  ${g4.flatMap((r) => g4.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
-  e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
-  e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
-  e('  (local.set $c (local.get $c0))');
-  e('  (block $cDone (loop $cLoop');
-  e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
-  e('    (local.set $th (i32.const 0))');
-  e('    (block $hDone (loop $hLoop');
-  e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-  e('      (local.set $tw (i32.const 0))');
-  e('      (block $wDone (loop $wLoop');
-  e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-  e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
-  e('          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const 1)) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const 3)))))');
-  for (const r of g4) {
-    e('        (local.set $l0 (v128.load (local.get $row)))');
-    e('        (local.set $l1 (v128.load offset=16 (local.get $row)))');
-    e('        (local.set $l2 (v128.load offset=8 (local.get $row)))');
-    e('        (local.set $l3 (v128.load offset=24 (local.get $row)))');
-    e(`        (local.set $d${r}0 (i8x16.shuffle ${EV} (local.get $l0) (local.get $l1)))`);
-    e(`        (local.set $d${r}1 (i8x16.shuffle ${OD} (local.get $l0) (local.get $l1)))`);
-    e(`        (local.set $d${r}2 (i8x16.shuffle ${EV} (local.get $l2) (local.get $l3)))`);
-    e(`        (local.set $d${r}3 (i8x16.shuffle ${OD} (local.get $l2) (local.get $l3)))`);
-    if (r < 3) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
-  }
-  // Bᵀ on the rows: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3; then B on the columns.
-  const bt = (v, k, a) => [
-    `(f32x4.sub ${v(0, a)} ${v(2, a)})`, `(f32x4.add ${v(1, a)} ${v(2, a)})`, `(f32x4.sub ${v(2, a)} ${v(1, a)})`, `(f32x4.sub ${v(1, a)} ${v(3, a)})`,
-  ][k];
-  for (const i of g4) for (const j of g4) e(`        (local.set $t${i}${j} ${bt((r, jj) => `(local.get $d${r}${jj})`, i, j)})`);
-  e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
-  e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
-  e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
-  for (const i of g4) {
-    for (const j of g4) {
-      e(`        (v128.store (local.get $dst) ${bt((jj, ii) => `(local.get $t${ii}${jj})`, j, i)})`);
-      if (!(i === 3 && j === 3)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
+  /**
+   * The input transform of a Winograd variant with n×n input tiles: V_ξ = Bᵀ d B of every tile,
+   * four horizontally adjacent tiles to a vector, stored as GEMM panels (V_ξ at V + ξ·vstride
+   * bytes, tile p of channel c at ((p >> 3)·C + c)·32 + (p & 7)·4). The tile at tile row th starts
+   * at input row th << thShift, the tile group tw at byte tw << twShift of the row. `loadRow(r)`
+   * sets $d{r}0 … $d{r}{n−1} (lane l: tile tw + l) from the row at $row; `bt(i, v)` is row i of Bᵀ
+   * applied to v(0) … v(n − 1). `locals` declares what loadRow uses.
+   */
+  const winoIn = ({ name, doc, n, locals, thShift, twShift, loadRow, bt }) => {
+    const cn = Array.from({ length: n }, (_, i) => i);
+    for (const line of doc) e(`;; ${line}`);
+    e(`(func (export "${name}") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)`);
+    e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
+    e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
+    e(`  ${locals}`);
+    e(`  ${cn.flatMap((r) => cn.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
+    e(`  ${cn.flatMap((r) => cn.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
+    e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
+    e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
+    e('  (local.set $c (local.get $c0))');
+    e('  (block $cDone (loop $cLoop');
+    e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
+    e('    (local.set $th (i32.const 0))');
+    e('    (block $hDone (loop $hLoop');
+    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
+    e('      (local.set $tw (i32.const 0))');
+    e('      (block $wDone (loop $wLoop');
+    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
+    e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
+    e(`          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const ${thShift})) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const ${twShift})))))`);
+    for (const r of cn) {
+      loadRow(r);
+      if (r < n - 1) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
     }
-  }
-  e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-  e('        (br $wLoop)))');
-  e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-  e('      (br $hLoop)))');
-  e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
-  e('    (br $cLoop)))');
-  e(')');
+    for (const i of cn) for (const j of cn) e(`        (local.set $t${i}${j} ${bt(i, (k) => `(local.get $d${k}${j})`)})`);
+    e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
+    e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
+    e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
+    for (const i of cn) {
+      for (const j of cn) {
+        e(`        (v128.store (local.get $dst) ${bt(j, (k) => `(local.get $t${i}${k})`)})`);
+        if (!(i === n - 1 && j === n - 1)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
+      }
+    }
+    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
+    e('        (br $wLoop)))');
+    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
+    e('      (br $hLoop)))');
+    e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+    e('    (br $cLoop)))');
+    e(')');
+  };
+  winoIn({
+    name: 'wino_in',
+    doc: [
+      'V_ξ = Bᵀ d B for the 4×4 input tiles d (tile p = th·TWp + tw at input row 2th, column 2tw of',
+      'the padded planes xp, C planes Hp x Wp, Wp ≥ 2·TWp + 2, TWp a multiple of 4), stored as GEMM',
+      'panels: V_ξ at V + ξ·vstride bytes, tile p of channel c at ((p >> 3)·C + c)·32 + (p & 7)·4.',
+    ],
+    n: 4,
+    locals: '(local $l0 v128) (local $l1 v128) (local $l2 v128) (local $l3 v128)',
+    thShift: 1,
+    twShift: 3,
+    loadRow: (r) => {
+      e('        (local.set $l0 (v128.load (local.get $row)))');
+      e('        (local.set $l1 (v128.load offset=16 (local.get $row)))');
+      e('        (local.set $l2 (v128.load offset=8 (local.get $row)))');
+      e('        (local.set $l3 (v128.load offset=24 (local.get $row)))');
+      e(`        (local.set $d${r}0 (i8x16.shuffle ${EV} (local.get $l0) (local.get $l1)))`);
+      e(`        (local.set $d${r}1 (i8x16.shuffle ${OD} (local.get $l0) (local.get $l1)))`);
+      e(`        (local.set $d${r}2 (i8x16.shuffle ${EV} (local.get $l2) (local.get $l3)))`);
+      e(`        (local.set $d${r}3 (i8x16.shuffle ${OD} (local.get $l2) (local.get $l3)))`);
+    },
+    // Bᵀ: t0 = d0 − d2, t1 = d1 + d2, t2 = d2 − d1, t3 = d1 − d3 (on the rows, then the columns).
+    bt: (i, v) => [`(f32x4.sub ${v(0)} ${v(2)})`, `(f32x4.add ${v(1)} ${v(2)})`, `(f32x4.sub ${v(2)} ${v(1)})`, `(f32x4.sub ${v(1)} ${v(3)})`][i],
+  });
 
   e(';; C (M x N, row-major) = A · B with A packed by packa and B in full-depth panels (panel q,');
   e(';; row k at pb + (q·K + k)·32), then C = act(a ⊙ C + b) as pconv.');
@@ -1411,63 +1433,17 @@ function packedConvWat({ relaxed }) {
   const BT4 = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]];
   const AT4 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]];
   const c6 = [0, 1, 2, 3, 4, 5];
-  // The input transforms of the 6×6-tile variants, F(4×4, 3×3) and F(2×2, 5×5), differ only in
-  // where a tile's rows and columns lie: one emitter (the output transforms share winoOut).
-  /**
-   * V_ξ = Bᵀ d B of every 6×6 input tile, four horizontally adjacent tiles to a vector: the tile
-   * at tile row th starts at input row th << thShift; the tile group tw at byte tw << twShift of
-   * the row. `loadRow(r)` sets $d{r}0 … $d{r}5 (lane l: tile tw + l) from the row at $row.
-   */
-  const winoIn6 = ({ name, doc, extraLocals, thShift, twShift, loadRow }) => {
-    for (const line of doc) e(`;; ${line}`);
-    e(`(func (export "${name}") (param $xp i32) (param $C i32) (param $Hp i32) (param $Wp i32) (param $TH i32) (param $TWp i32)`);
-    e('  (param $V i32) (param $vstride i32) (param $c0 i32) (param $c1 i32)');
-    e('  (local $c i32) (local $th i32) (local $tw i32) (local $p i32) (local $row i32) (local $rowB i32) (local $plane i32) (local $dst i32)');
-    e(`  (local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128)${extraLocals}`);
-    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $d${r}${j} v128)`)).join(' ')}`);
-    e(`  ${c6.flatMap((r) => c6.map((j) => `(local $t${r}${j} v128)`)).join(' ')}`);
-    e('  (local.set $rowB (i32.shl (local.get $Wp) (i32.const 2)))');
-    e('  (local.set $plane (i32.mul (local.get $rowB) (local.get $Hp)))');
-    e('  (local.set $c (local.get $c0))');
-    e('  (block $cDone (loop $cLoop');
-    e('    (br_if $cDone (i32.ge_u (local.get $c) (local.get $c1)))');
-    e('    (local.set $th (i32.const 0))');
-    e('    (block $hDone (loop $hLoop');
-    e('      (br_if $hDone (i32.ge_u (local.get $th) (local.get $TH)))');
-    e('      (local.set $tw (i32.const 0))');
-    e('      (block $wDone (loop $wLoop');
-    e('        (br_if $wDone (i32.ge_u (local.get $tw) (local.get $TWp)))');
-    e('        (local.set $row (i32.add (i32.add (local.get $xp) (i32.mul (local.get $c) (local.get $plane)))');
-    e(`          (i32.add (i32.mul (i32.shl (local.get $th) (i32.const ${thShift})) (local.get $rowB)) (i32.shl (local.get $tw) (i32.const ${twShift})))))`);
-    for (const r of c6) {
-      loadRow(r);
-      if (r < 5) e('        (local.set $row (i32.add (local.get $row) (local.get $rowB)))');
-    }
-    for (const i of c6) for (const j of c6) e(`        (local.set $t${i}${j} ${lin(BT4[i], (k) => `(local.get $d${k}${j})`)})`);
-    e('        (local.set $p (i32.add (i32.mul (local.get $th) (local.get $TWp)) (local.get $tw)))');
-    e('        (local.set $dst (i32.add (i32.add (local.get $V) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $p) (i32.const 3)) (local.get $C)) (local.get $c)) (i32.const 5)))');
-    e('          (i32.shl (i32.and (local.get $p) (i32.const 7)) (i32.const 2))))');
-    for (const i of c6) {
-      for (const j of c6) {
-        e(`        (v128.store (local.get $dst) ${lin(BT4[j], (k) => `(local.get $t${i}${k})`)})`);
-        if (!(i === 5 && j === 5)) e('        (local.set $dst (i32.add (local.get $dst) (local.get $vstride)))');
-      }
-    }
-    e('        (local.set $tw (i32.add (local.get $tw) (i32.const 4)))');
-    e('        (br $wLoop)))');
-    e('      (local.set $th (i32.add (local.get $th) (i32.const 1)))');
-    e('      (br $hLoop)))');
-    e('    (local.set $c (i32.add (local.get $c) (i32.const 1)))');
-    e('    (br $cLoop)))');
-    e(')');
-  };
-  winoIn6({
+  // The input transforms of the 6×6-tile variants, F(4×4, 3×3) and F(2×2, 5×5), come from winoIn
+  // too (the output transforms share winoOut).
+  winoIn({
     name: 'wino4_in',
     doc: [
       'V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 4th,',
       'column 4tw of the padded planes xp, Wp ≥ 4·TWp + 4, TWp a multiple of 4), stored as wino_in does.',
     ],
-    extraLocals: ' (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)',
+    n: 6,
+    locals: '(local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128) (local $s0 v128) (local $s1 v128) (local $s2 v128) (local $s3 v128)',
+    bt: (i, v) => lin(BT4[i], v),
     thShift: 2,
     twShift: 4,
     loadRow: (r) => {
@@ -1515,13 +1491,15 @@ function packedConvWat({ relaxed }) {
   // whose columns now lie two apart: even and odd lanes of two vector loads.
   const AT25 = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]];
   const evens = sh([0, 2, 4, 6]), odds = sh([1, 3, 5, 7]);
-  winoIn6({
+  winoIn({
     name: 'wino25_in',
     doc: [
       'V_ξ = Bᵀ d B (ξ = 6i + j) for the 6×6 input tiles d (tile p = th·TWp + tw at input row 2th,',
       'column 2tw of the padded planes xp, Wp ≥ 2·TWp + 4, TWp a multiple of 4), stored as wino_in does.',
     ],
-    extraLocals: '',
+    n: 6,
+    locals: '(local $v0 v128) (local $v1 v128) (local $v2 v128) (local $v3 v128) (local $v4 v128)',
+    bt: (i, v) => lin(BT4[i], v),
     thShift: 1,
     twShift: 3,
     loadRow: (r) => {
