@@ -1050,6 +1050,74 @@ function packedConvWat({ relaxed }) {
   e('  (br_if $tiles (local.tee $count (i32.sub (local.get $count) (i32.const 1)))))');
   e(')');
 
+  /**
+   * The tiles of one KC-deep step, shared by pconv and wgemm: row blocks of MC, strips of NR
+   * columns over them, and in each strip the full tiles in one ptile call and the edge tiles one by
+   * one through the scratch tile. Expects $kc, $mode, $ablk (this step's A block) and $ldc set, and
+   * $Mp = M rounded up to MR. `col` is the strip's first column of y, `cols` the local holding how
+   * many columns the sweep covers, `panel` the address of the strip's B panel at this step.
+   */
+  const tileSweep = (ind, { col, cols, panel }) => {
+    const f = (line) => e(ind + line);
+    const cAt = (row) => `(i32.add (local.get $y) (i32.shl (i32.add (i32.mul ${row} (local.get $N)) ${col}) (i32.const 2)))`;
+    const factors = (row) => `(i32.add (local.get $sa) (i32.shl ${row} (i32.const 2))) (i32.add (local.get $sb) (i32.shl ${row} (i32.const 2)))`;
+    f('(local.set $ic (i32.const 0))');
+    f('(loop $icLoop');
+    f(`  (local.set $mcEnd (select (local.get $Mp) (i32.add (local.get $ic) (i32.const ${MC})) (i32.lt_u (i32.sub (local.get $Mp) (local.get $ic)) (i32.const ${MC}))))`);
+    f('  (local.set $jr (i32.const 0))');
+    f('  (loop $jrLoop');
+    f(`    (local.set $nr (select (i32.sub (local.get ${cols}) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get ${cols}) (local.get $jr)) (i32.const ${NR}))))`);
+    f(`    (local.set $pb ${panel})`);
+    f('    (local.set $ir (local.get $ic))');
+    f('    ;; the full tiles of a full-width strip in one kernel call; edge tiles one by one below');
+    f(`    (local.set $fe (select (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})) (i32.lt_u (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})))))`);
+    f(`    (if (i32.and (i32.eq (local.get $nr) (i32.const ${NR})) (i32.gt_u (local.get $fe) (local.get $ic))) (then`);
+    f('      (call $ptile (local.get $kc) (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ic) (local.get $kc)) (i32.const 2))) (local.get $pb)');
+    f(`        ${cAt('(local.get $ic)')} (local.get $ldc) (local.get $mode)`);
+    f(`        ${factors('(local.get $ic)')}`);
+    f(`        (local.get $relu) (local.get $slope) (i32.shr_u (i32.sub (local.get $fe) (local.get $ic)) (i32.const ${Math.log2(MR)})))`);
+    f('      (local.set $ir (local.get $fe))))');
+    f('    (block $irDone (loop $irLoop');
+    f('      (br_if $irDone (i32.ge_u (local.get $ir) (local.get $mcEnd)))');
+    f(`      (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
+    f('      (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
+    f(`      (local.set $cp ${cAt('(local.get $ir)')})`);
+    f(`      (if (i32.and (i32.eq (local.get $mr) (i32.const ${MR})) (i32.eq (local.get $nr) (i32.const ${NR})))`);
+    f('        (then');
+    f('          (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
+    f(`            ${factors('(local.get $ir)')}`);
+    f('            (local.get $relu) (local.get $slope) (i32.const 1)))');
+    f('        (else ;; edge tile: through the scratch tile, valid part only');
+    const edgeCopy = (toScratch) => {
+      f('          (local.set $r (i32.const 0))');
+      f('          (loop $er');
+      f('            (local.set $l (i32.const 0))');
+      f('            (loop $el');
+      const cAddr = '(i32.add (local.get $cp) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $N)) (local.get $l)) (i32.const 2)))';
+      const sAddr = `(i32.add (local.get $scratch) (i32.shl (i32.add (i32.mul (local.get $r) (i32.const ${NR})) (local.get $l)) (i32.const 2)))`;
+      f(toScratch ? `              (f32.store ${sAddr} (f32.load ${cAddr}))` : `              (f32.store ${cAddr} (f32.load ${sAddr}))`);
+      f('              (local.set $l (i32.add (local.get $l) (i32.const 1)))');
+      f('              (br_if $el (i32.lt_u (local.get $l) (local.get $nr))))');
+      f('            (local.set $r (i32.add (local.get $r) (i32.const 1)))');
+      f('            (br_if $er (i32.lt_u (local.get $r) (local.get $mr))))');
+    };
+    f('          ;; C accumulates after the first step: bring the valid part in first');
+    f('          (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then');
+    edgeCopy(true);
+    f('          ))');
+    f(`          (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ${4 * NR}) (local.get $mode)`);
+    f(`            ${factors('(local.get $ir)')}`);
+    f('            (local.get $relu) (local.get $slope) (i32.const 1))');
+    edgeCopy(false);
+    f('        ))');
+    f(`      (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
+    f('      (br $irLoop)))');
+    f(`    (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
+    f(`    (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get ${cols}))))`);
+    f(`  (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
+    f('  (br_if $icLoop (i32.lt_u (local.get $ic) (local.get $Mp))))');
+  };
+
   // ---- driver ----
   e(';; y (M x N, row-major) = act(a ⊙ (W · im2col(x)) + b) for one image (and group): W packed by packa');
   e(';; at $pw; a, b: per-row factors ($sa, $sb, M rounded up to MR entries); $bufB: KC x min(NC, N');
@@ -1074,60 +1142,11 @@ function packedConvWat({ relaxed }) {
   e('      (call $packb (local.get $xp) (local.get $Hp) (local.get $Wp) (local.get $KH) (local.get $KW) (local.get $SH) (local.get $SW)');
   e('        (local.get $DH) (local.get $DW) (local.get $OW) (local.get $jc) (local.get $nc) (local.get $pc) (local.get $kc) (local.get $bufB))');
   e('      (local.set $ablk (i32.add (local.get $pw) (i32.shl (i32.mul (local.get $pc) (local.get $Mp)) (i32.const 2))))');
-  e('      (local.set $ic (i32.const 0))');
-  e('      (loop $icLoop');
-  e(`        (local.set $mcEnd (select (local.get $Mp) (i32.add (local.get $ic) (i32.const ${MC})) (i32.lt_u (i32.sub (local.get $Mp) (local.get $ic)) (i32.const ${MC}))))`);
-  e('        (local.set $jr (i32.const 0))');
-  e('        (loop $jrLoop');
-  e(`          (local.set $nr (select (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $nc) (local.get $jr)) (i32.const ${NR}))))`);
-  e('          (local.set $pb (i32.add (local.get $bufB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2))))');
-  e('          (local.set $ir (local.get $ic))');
-  e('          ;; the full tiles of a full-width strip in one kernel call; edge tiles one by one below');
-  e(`          (local.set $fe (select (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})) (i32.lt_u (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})))))`);
-  e(`          (if (i32.and (i32.eq (local.get $nr) (i32.const ${NR})) (i32.gt_u (local.get $fe) (local.get $ic))) (then`);
-  e('            (call $ptile (local.get $kc) (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ic) (local.get $kc)) (i32.const 2))) (local.get $pb)');
-  e('              (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $N)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2))) (local.get $ldc) (local.get $mode)');
-  e('              (i32.add (local.get $sa) (i32.shl (local.get $ic) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ic) (i32.const 2)))');
-  e(`              (local.get $relu) (local.get $slope) (i32.shr_u (i32.sub (local.get $fe) (local.get $ic)) (i32.const ${Math.log2(MR)})))`);
-  e('            (local.set $ir (local.get $fe))))');
-  e('          (block $irDone (loop $irLoop');
-  e('            (br_if $irDone (i32.ge_u (local.get $ir) (local.get $mcEnd)))');
-  e(`            (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
-  e('            (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
-  e('            (local.set $cp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ir) (local.get $N)) (i32.add (local.get $jc) (local.get $jr))) (i32.const 2))))');
-  e(`            (if (i32.and (i32.eq (local.get $mr) (i32.const ${MR})) (i32.eq (local.get $nr) (i32.const ${NR})))`);
-  e('              (then');
-  e('                (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
-  e('                  (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                  (local.get $relu) (local.get $slope) (i32.const 1)))');
-  e('              (else ;; edge tile: through the scratch tile, valid part only');
-  const edgeCopy = (toScratch) => {
-    e('                (local.set $r (i32.const 0))');
-    e('                (loop $er');
-    e('                  (local.set $l (i32.const 0))');
-    e('                  (loop $el');
-    const cAddr = '(i32.add (local.get $cp) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $N)) (local.get $l)) (i32.const 2)))';
-    const sAddr = `(i32.add (local.get $scratch) (i32.shl (i32.add (i32.mul (local.get $r) (i32.const ${NR})) (local.get $l)) (i32.const 2)))`;
-    e(toScratch ? `                    (f32.store ${sAddr} (f32.load ${cAddr}))` : `                    (f32.store ${cAddr} (f32.load ${sAddr}))`);
-    e('                    (local.set $l (i32.add (local.get $l) (i32.const 1)))');
-    e('                    (br_if $el (i32.lt_u (local.get $l) (local.get $nr))))');
-    e('                  (local.set $r (i32.add (local.get $r) (i32.const 1)))');
-    e('                  (br_if $er (i32.lt_u (local.get $r) (local.get $mr))))');
-  };
-  e('                (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then');
-  edgeCopy(true);
-  e('                ))');
-  e('                (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ' + 4 * NR + ') (local.get $mode)');
-  e('                  (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                  (local.get $relu) (local.get $slope) (i32.const 1))');
-  edgeCopy(false);
-  e('              ))');
-  e(`            (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  e('            (br $irLoop)))');
-  e(`          (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
-  e('          (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $nc))))');
-  e(`        (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
-  e('        (br_if $icLoop (i32.lt_u (local.get $ic) (local.get $Mp))))');
+  tileSweep('      ', {
+    col: '(i32.add (local.get $jc) (local.get $jr))',
+    cols: '$nc',
+    panel: '(i32.add (local.get $bufB) (i32.shl (i32.mul (local.get $jr) (local.get $kc)) (i32.const 2)))',
+  });
   e(`      (local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);
   e('      (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
   e(`    (local.set $jc (i32.add (local.get $jc) (i32.const ${NC})))`);
@@ -1258,60 +1277,12 @@ function packedConvWat({ relaxed }) {
   e(`    (local.set $kc (select (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}) (i32.lt_u (i32.sub (local.get $K) (local.get $pc)) (i32.const ${KC}))))`);
   e('    (local.set $mode (i32.or (i32.eqz (local.get $pc)) (i32.shl (i32.ge_u (i32.add (local.get $pc) (local.get $kc)) (local.get $K)) (i32.const 1))))');
   e('    (local.set $ablk (i32.add (local.get $pw) (i32.shl (i32.mul (local.get $pc) (local.get $Mp)) (i32.const 2))))');
-  e('    (local.set $ic (i32.const 0))');
-  e('    (loop $icLoop');
-  e(`      (local.set $mcEnd (select (local.get $Mp) (i32.add (local.get $ic) (i32.const ${MC})) (i32.lt_u (i32.sub (local.get $Mp) (local.get $ic)) (i32.const ${MC}))))`);
-  e('      (local.set $jr (i32.const 0))');
-  e('      (loop $jrLoop');
-  e(`        (local.set $nr (select (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}) (i32.lt_u (i32.sub (local.get $N) (local.get $jr)) (i32.const ${NR}))))`);
-  e('        (local.set $pb (i32.add (local.get $pbFull) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $jr) (i32.const 3)) (local.get $K)) (local.get $pc)) (i32.const 5))))');
-  e('        (local.set $ir (local.get $ic))');
-  e('        ;; the full tiles of a full-width strip in one kernel call; edge tiles one by one below');
-  e(`        (local.set $fe (select (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})) (i32.lt_u (local.get $mcEnd) (i32.and (local.get $M) (i32.const ${-MR})))))`);
-  e(`        (if (i32.and (i32.eq (local.get $nr) (i32.const ${NR})) (i32.gt_u (local.get $fe) (local.get $ic))) (then`);
-  e('          (call $ptile (local.get $kc) (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ic) (local.get $kc)) (i32.const 2))) (local.get $pb)');
-  e('            (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ic) (local.get $N)) (local.get $jr)) (i32.const 2))) (local.get $ldc) (local.get $mode)');
-  e('            (i32.add (local.get $sa) (i32.shl (local.get $ic) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ic) (i32.const 2)))');
-  e(`            (local.get $relu) (local.get $slope) (i32.shr_u (i32.sub (local.get $fe) (local.get $ic)) (i32.const ${Math.log2(MR)})))`);
-  e('          (local.set $ir (local.get $fe))))');
-  e('        (block $irDone (loop $irLoop');
-  e('          (br_if $irDone (i32.ge_u (local.get $ir) (local.get $mcEnd)))');
-  e(`          (local.set $mr (select (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}) (i32.lt_u (i32.sub (local.get $M) (local.get $ir)) (i32.const ${MR}))))`);
-  e('          (local.set $pa (i32.add (local.get $ablk) (i32.shl (i32.mul (local.get $ir) (local.get $kc)) (i32.const 2))))');
-  e('          (local.set $cp (i32.add (local.get $y) (i32.shl (i32.add (i32.mul (local.get $ir) (local.get $N)) (local.get $jr)) (i32.const 2))))');
-  e(`          (if (i32.and (i32.eq (local.get $mr) (i32.const ${MR})) (i32.eq (local.get $nr) (i32.const ${NR})))`);
-  e('            (then');
-  e('              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $cp) (local.get $ldc) (local.get $mode)');
-  e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                (local.get $relu) (local.get $slope) (i32.const 1)))');
-  e('            (else');
-  const edge = (toScratch) => {
-    e('              (local.set $r (i32.const 0))');
-    e('              (loop $er');
-    e('                (local.set $l (i32.const 0))');
-    e('                (loop $el');
-    const cA = '(i32.add (local.get $cp) (i32.shl (i32.add (i32.mul (local.get $r) (local.get $N)) (local.get $l)) (i32.const 2)))';
-    const sA = `(i32.add (local.get $scratch) (i32.shl (i32.add (i32.mul (local.get $r) (i32.const ${NR})) (local.get $l)) (i32.const 2)))`;
-    e(toScratch ? `                  (f32.store ${sA} (f32.load ${cA}))` : `                  (f32.store ${cA} (f32.load ${sA}))`);
-    e('                  (local.set $l (i32.add (local.get $l) (i32.const 1)))');
-    e('                  (br_if $el (i32.lt_u (local.get $l) (local.get $nr))))');
-    e('                (local.set $r (i32.add (local.get $r) (i32.const 1)))');
-    e('                (br_if $er (i32.lt_u (local.get $r) (local.get $mr))))');
-  };
-  e('              (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then');
-  edge(true);
-  e('              ))');
-  e(`              (call $ptile (local.get $kc) (local.get $pa) (local.get $pb) (local.get $scratch) (i32.const ${4 * NR}) (local.get $mode)`);
-  e('                (i32.add (local.get $sa) (i32.shl (local.get $ir) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $ir) (i32.const 2)))');
-  e('                (local.get $relu) (local.get $slope) (i32.const 1))');
-  edge(false);
-  e('            ))');
-  e(`          (local.set $ir (i32.add (local.get $ir) (i32.const ${MR})))`);
-  e('          (br $irLoop)))');
-  e(`        (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
-  e('        (br_if $jrLoop (i32.lt_u (local.get $jr) (local.get $N))))');
-  e(`      (local.set $ic (i32.add (local.get $ic) (i32.const ${MC})))`);
-  e('      (br_if $icLoop (i32.lt_u (local.get $ic) (local.get $Mp))))');
+  tileSweep('    ', {
+    col: '(local.get $jr)',
+    cols: '$N',
+    // Panel jr / NR of the full-depth panels, at row pc.
+    panel: '(i32.add (local.get $pbFull) (i32.shl (i32.add (i32.mul (i32.shr_u (local.get $jr) (i32.const 3)) (local.get $K)) (local.get $pc)) (i32.const 5)))',
+  });
   e(`    (local.set $pc (i32.add (local.get $pc) (i32.const ${KC})))`);
   e('    (br_if $pcLoop (i32.lt_u (local.get $pc) (local.get $K))))');
   e(')');
