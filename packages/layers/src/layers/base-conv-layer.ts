@@ -14,7 +14,8 @@ import {
   type Conv2dPass,
   type FloatArray,
 } from '@caffe-ts/blob';
-import { createMessage, hasField, type ConvolutionParameter } from '@caffe-ts/proto';
+import { createMessage, type ConvolutionParameter } from '@caffe-ts/proto';
+import { convWindow } from './conv-window.js';
 import { Layer, type BlobCounts } from '../layer.js';
 
 /**
@@ -116,22 +117,12 @@ export abstract class BaseConvolutionLayer extends Layer {
     this.channelAxis = this.canonicalAxis(b0, cp.axis);
     const firstSpatialAxis = this.channelAxis + 1;
     this.numSpatialAxes = b0.numAxes - firstSpatialAxis;
-    const nsa = this.numSpatialAxes;
 
-    this.kernelShape = this.spatialValues(cp, 'kernel_size', 'kernel_h', 'kernel_w', undefined);
-    for (const k of this.kernelShape) this.check(k > 0, () => 'Filter dimensions must be nonzero.');
-    this.stride = this.spatialValues(cp, 'stride', 'stride_h', 'stride_w', 1);
-    for (const s of this.stride) this.check(s > 0, () => 'Stride dimensions must be nonzero.');
-    this.pad = this.spatialValues(cp, 'pad', 'pad_h', 'pad_w', 0);
-    const nd = cp.dilation.length;
-    this.check(
-      nd === 0 || nd === 1 || nd === nsa,
-      () =>
-        `dilation must be specified once, or once per spatial dimension (dilation specified ${nd} times; ${nsa} spatial dims).`,
-    );
-    this.dilation = [];
-    for (let i = 0; i < nsa; i++) this.dilation.push(nd === 0 ? 1 : cp.dilation[nd === 1 ? 0 : i]!);
-    for (const d of this.dilation) this.check(d > 0, () => 'Dilation dimensions must be nonzero.');
+    const window = convWindow(cp, this.numSpatialAxes, (ok, message) => this.check(ok, message));
+    this.kernelShape = window.kernelShape;
+    this.stride = window.stride;
+    this.pad = window.pad;
+    this.dilation = window.dilation;
 
     // im2col is the identity for a 1×1 kernel with stride 1 and no padding.
     this.is1x1 = this.kernelShape.every((k, i) => k === 1 && this.stride[i] === 1 && this.pad[i] === 0);
@@ -557,36 +548,6 @@ export abstract class BaseConvolutionLayer extends Layer {
     const n = b.numAxes;
     this.check(axis >= -n && axis < n, () => `axis ${axis} out of range for ${n}-D bottom blob with shape ${b.shapeString()}`);
     return axis < 0 ? axis + n : axis;
-  }
-
-  /**
-   * Per-spatial-axis values of `name` (repeated), or of `nameH`/`nameW` for 2-D only, with
-   * Caffe's rules and messages. `dflt` undefined means the field is required (kernel_size).
-   */
-  private spatialValues(
-    cp: ConvolutionParameter,
-    name: 'kernel_size' | 'stride' | 'pad',
-    nameH: 'kernel_h' | 'stride_h' | 'pad_h',
-    nameW: 'kernel_w' | 'stride_w' | 'pad_w',
-    dflt: number | undefined,
-  ): number[] {
-    const nsa = this.numSpatialAxes;
-    const repeated = cp[name];
-    const label = name === 'kernel_size' ? 'kernel' : name;
-    if (hasField(cp, nameH) || hasField(cp, nameW)) {
-      this.check(nsa === 2, () => `${nameH} & ${nameW} can only be used for 2D convolution (${nsa} spatial dims).`);
-      this.check(repeated.length === 0, () => `Either ${name} or ${label}_h/w should be specified; not both.`);
-      return [cp[nameH], cp[nameW]];
-    }
-    const n = repeated.length;
-    const ok = dflt === undefined ? n === 1 || n === nsa : n === 0 || n === 1 || n === nsa;
-    this.check(
-      ok,
-      () => `${name} must be specified once, or once per spatial dimension (${name} specified ${n} times; ${nsa} spatial dims).`,
-    );
-    const out: number[] = [];
-    for (let i = 0; i < nsa; i++) out.push(n === 0 ? dflt! : repeated[n === 1 ? 0 : i]!);
-    return out;
   }
 }
 

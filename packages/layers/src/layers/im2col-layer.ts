@@ -1,5 +1,6 @@
 import { col2im, col2imNd, im2col, im2colNd, type Blob, type FloatArray } from '@caffe-ts/blob';
-import { createMessage, hasField, type ConvolutionParameter } from '@caffe-ts/proto';
+import { createMessage, type ConvolutionParameter } from '@caffe-ts/proto';
+import { convWindow } from './conv-window.js';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
 
@@ -39,20 +40,11 @@ export class Im2colLayer extends Layer {
     this.channelAxis = b.canonicalAxisIndex(cp.axis);
     this.numSpatialAxes = n - this.channelAxis - 1;
     this.check(this.numSpatialAxes >= 1, () => `needs at least one spatial axis after the channel axis ${this.channelAxis} (bottom ${b.shapeString()})`);
-    this.kernelShape = this.spatialValues(cp, 'kernel_size', 'kernel_h', 'kernel_w', undefined);
-    for (const k of this.kernelShape) this.check(k > 0, () => 'Filter dimensions must be nonzero.');
-    this.stride = this.spatialValues(cp, 'stride', 'stride_h', 'stride_w', 1);
-    for (const s of this.stride) this.check(s > 0, () => 'Stride dimensions must be nonzero.');
-    this.pad = this.spatialValues(cp, 'pad', 'pad_h', 'pad_w', 0);
-    const nsa = this.numSpatialAxes;
-    const nd = cp.dilation.length;
-    this.check(
-      nd === 0 || nd === 1 || nd === nsa,
-      () => `dilation must be specified once, or once per spatial dimension (dilation specified ${nd} times; ${nsa} spatial dims).`,
-    );
-    this.dilation = [];
-    for (let i = 0; i < nsa; i++) this.dilation.push(nd === 0 ? 1 : cp.dilation[nd === 1 ? 0 : i]!);
-    for (const d of this.dilation) this.check(d > 0, () => 'Dilation dimensions must be nonzero.');
+    const window = convWindow(cp, this.numSpatialAxes, (ok, message) => this.check(ok, message));
+    this.kernelShape = window.kernelShape;
+    this.stride = window.stride;
+    this.pad = window.pad;
+    this.dilation = window.dilation;
   }
 
   override reshape(bottom: Blob[], top: Blob[]): void {
@@ -112,33 +104,6 @@ export class Im2colLayer extends Layer {
       if (forward) im2colNd(image, this.numSpatialAxes, imShape, colShape, k, p, s, d, col);
       else col2imNd(col, this.numSpatialAxes, imShape, colShape, k, p, s, d, image);
     }
-  }
-
-  /**
-   * Per-spatial-axis values of `name` (repeated), or of `nameH`/`nameW` for 2-D only, with
-   * Caffe's rules and messages. `dflt` undefined means the field is required (kernel_size).
-   */
-  private spatialValues(
-    cp: ConvolutionParameter,
-    name: 'kernel_size' | 'stride' | 'pad',
-    nameH: 'kernel_h' | 'stride_h' | 'pad_h',
-    nameW: 'kernel_w' | 'stride_w' | 'pad_w',
-    dflt: number | undefined,
-  ): number[] {
-    const nsa = this.numSpatialAxes;
-    const repeated = cp[name];
-    const label = name === 'kernel_size' ? 'kernel' : name;
-    if (hasField(cp, nameH) || hasField(cp, nameW)) {
-      this.check(nsa === 2, () => `${nameH} & ${nameW} can only be used for 2D convolution (${nsa} spatial dims).`);
-      this.check(repeated.length === 0, () => `Either ${name} or ${label}_h/w should be specified; not both.`);
-      return [cp[nameH], cp[nameW]];
-    }
-    const n = repeated.length;
-    const ok = dflt === undefined ? n === 1 || n === nsa : n === 0 || n === 1 || n === nsa;
-    this.check(ok, () => `${name} must be specified once, or once per spatial dimension (${name} specified ${n} times; ${nsa} spatial dims).`);
-    const out: number[] = [];
-    for (let i = 0; i < nsa; i++) out.push(n === 0 ? dflt! : repeated[n === 1 ? 0 : i]!);
-    return out;
   }
 }
 
