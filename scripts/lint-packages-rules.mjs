@@ -43,16 +43,26 @@ for (const [sub, target] of Object.entries(pkg.exports ?? {})) {
   if (!('import' in target)) problems.push(`exports['${sub}']: no 'import' condition`);
 }
 
-// Every built entry (dist/<name>.js that is not a shared chunk) is reachable: exported as
-// './<name>' ('.' for index), or the bin.
+// Every built entry (dist/<path>.js that is not a shared chunk) is reachable: exported, the bin,
+// or loaded by the package's own code (a worker script found with new URL('./x.js', …), a chunk
+// split off for a dynamic import('./x-HASH.js')), so nothing ships that nobody can run.
 const exportTargets = new Set(
   Object.values(pkg.exports ?? {}).map((t) => (typeof t === 'string' ? t : t.import ?? t.default)),
 );
 const binTargets = new Set(Object.values(typeof pkg.bin === 'string' ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {})));
-for (const f of files) {
-  const m = /^dist\/([^/]+)\.js$/.exec(f);
-  if (!m || m[1].startsWith('chunk-')) continue;
-  if (!exportTargets.has(`./${f}`) && !binTargets.has(`./${f}`)) problems.push(`${f} is built but neither exported nor a bin`);
+const shippedJs = files.filter((f) => /^dist\/.+\.js$/.test(f));
+const code = new Map(
+  shippedJs.map((f) => [f, execFileSync('tar', ['-xzOf', tgz, `package/${f}`], { encoding: 'utf8', maxBuffer: 1 << 28 })]),
+);
+const loadedByPackage = (f) => {
+  const base = f.slice(f.lastIndexOf('/') + 1);
+  const quoted = new RegExp(`["'\`]\\.{1,2}/(?:[\\w.-]+/)*${base.replace(/[.$]/g, '\\$&')}["'\`]`);
+  return [...code].some(([other, text]) => other !== f && quoted.test(text));
+};
+for (const f of shippedJs) {
+  if (/^chunk-/.test(f.slice(f.lastIndexOf('/') + 1))) continue;
+  if (exportTargets.has(`./${f}`) || binTargets.has(`./${f}`) || loadedByPackage(f)) continue;
+  problems.push(`${f} is built but neither exported, a bin, nor loaded by the package's code`);
 }
 
 // sideEffects: false, or only the ./register entries
