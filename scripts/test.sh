@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything and runs the whole default test suite: typecheck, unit and integration
-# tests, then the consumer tests (packed tarballs installed outside the workspace).
+# tests, the consumer tests (packed tarballs installed outside the workspace), then the checks of
+# those tarballs as published (publint, attw, the project's packaging rules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,3 +14,4 @@ else
   pnpm test
 fi
 pnpm test:consumer
+pnpm lint:packages
