@@ -18,8 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, threadId, Worker, workerData } from 'node:worker_threads';
 import { setMaxBlobBytes } from '@caffe-ts/blob';
 import { setLogSink } from '@caffe-ts/blob';
-import { parseNpy as zooParseNpy } from '../../packages/zoo/src/npy.js';
-import { parseNpy } from '../../tests/src/npy.js';
+import { parseNpy } from '../../packages/zoo/src/npy.js';
 import {
   createContext,
   describeError,
@@ -74,7 +73,7 @@ async function workerMain(data: WorkerData): Promise<void> {
   const { settings, seeds, start, progress, started } = data;
   setMaxBlobBytes(settings.maxBlobBytes);
   setLogSink(() => {});
-  const readers = [...READERS, npyReader(parseNpy), npyReader(zooParseNpy, 'zoo parseNpy')];
+  const readers = [...READERS, npyReader(parseNpy)];
   const ctx = createContext(seeds);
   const media = await createMediaContext(join(settings.scratch, `worker-${threadId}`));
   // libhdf5's error stacks (printed straight to fd 2) are dropped while an HDF5 reader runs.

@@ -8,7 +8,7 @@ import { PNG } from 'pngjs';
 import { parseNetParameter } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { corpus, hasCorpus, repoRoot } from './helpers.js';
-import { readNpy } from './npy.js';
+import { readNpy } from '@caffe-ts/zoo';
 
 /** tests/fixtures/contrib: written by scripts/oracle/make-contrib-fixtures.py (OpenCV's dnn module). */
 const dir = join(repoRoot, 'tests/fixtures/contrib');

@@ -18,7 +18,7 @@ import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
 import { Phase } from '@caffe-ts/proto';
 import { corpus, hasCorpus } from './helpers.js';
-import { readNpy } from './npy.js';
+import { readNpy } from '@caffe-ts/zoo';
 import { oracleDir, readOracleJson, setInputs, type OracleManifest, type OracleModel } from './oracle-fixtures.js';
 
 const registry = registerBuiltinLayers(new LayerRegistry());

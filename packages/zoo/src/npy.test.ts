@@ -4,14 +4,17 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeNpy, parseNpy, readNpy, writeNpy } from './npy.js';
 
-function npyBytes(descr: string, shape: string, payload: Uint8Array, fortran = false): Uint8Array {
+/** A .npy file as NumPy writes it: format 1.0 (16-bit header length) or 2.0 (32-bit). */
+function npyBytes(descr: string, shape: string, payload: Uint8Array, fortran = false, version = 1): Uint8Array {
+  const pre = version === 1 ? 10 : 12;
   let header = `{'descr': '${descr}', 'fortran_order': ${fortran ? 'True' : 'False'}, 'shape': ${shape}, }`;
-  header += ' '.repeat((64 - ((11 + header.length) % 64)) % 64) + '\n';
-  const out = new Uint8Array(10 + header.length + payload.length);
-  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
-  new DataView(out.buffer).setUint16(8, header.length, true);
-  for (let i = 0; i < header.length; i++) out[10 + i] = header.charCodeAt(i);
-  out.set(payload, 10 + header.length);
+  header += ' '.repeat((64 - ((pre + 1 + header.length) % 64)) % 64) + '\n';
+  const out = new Uint8Array(pre + header.length + payload.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, version, 0], 0);
+  if (version === 1) new DataView(out.buffer).setUint16(8, header.length, true);
+  else new DataView(out.buffer).setUint32(8, header.length, true);
+  for (let i = 0; i < header.length; i++) out[pre + i] = header.charCodeAt(i);
+  out.set(payload, pre + header.length);
   return out;
 }
 
@@ -41,6 +44,12 @@ describe('npy', () => {
     // Fortran 2×3: columns stored one after the other.
     const f = new Float32Array([1, 4, 2, 5, 3, 6]);
     expect(parseNpy(npyBytes('<f4', '(2, 3)', new Uint8Array(f.buffer), true)).data).toEqual(Float32Array.from([1, 2, 3, 4, 5, 6]));
+  });
+
+  it('reads a 0-d array and a format 2.0 header', () => {
+    expect(parseNpy(npyBytes('<f4', '()', new Uint8Array(Float32Array.of(7).buffer)))).toEqual({ shape: [], data: Float32Array.of(7) });
+    const v2 = parseNpy(npyBytes('<f8', '(3,)', new Uint8Array(Float64Array.of(0.1, -2, 1e300).buffer), false, 2));
+    expect(v2).toEqual({ shape: [3], data: Float64Array.of(0.1, -2, 1e300) });
   });
 
   it('names what is wrong with a bad file', () => {
