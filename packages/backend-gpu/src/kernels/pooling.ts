@@ -19,17 +19,12 @@ const geom = (l: PoolingLayer, H: number, W: number, count: number) => ({
   PW: l.padW,
 });
 
-/** MAX: the window's max (first one wins on ties, as Caffe); `wantIndex` returns its h·W + w instead (the mask top). */
-const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
-  name: wantIndex ? 'pool-max-idx' : 'pool-max',
-  loop: l.kernelH * l.kernelW,
-  source: `function (X, count, ${GEOM}) {
-    const i = this.thread.x;
-    if (i >= count) { return 0; }
-    const t1 = ${IDIV('i', 'PWt')};
-    const pw = i - t1 * PWt;
-    const nc = ${IDIV('t1', 'PHt')};
-    const ph = t1 - nc * PHt;
+/**
+ * The max of window (ph, pw) of plane nc, clipped to the image, in `best` and its h·W + w in `at`
+ * (the first wins on ties, as Caffe). The MAX forward returns one of them; the MAX backward
+ * recomputes them for each window covering a bottom position.
+ */
+const WINDOW_MAX = `
     const hs = ph * SH - PH;
     const ws = pw * SW - PW;
     const he = Math.min(hs + KH, H);
@@ -40,13 +35,26 @@ const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
     let at = -1.0;
     for (let r = 0; r < KH * KW; r++) {
       const dh = ${IDIV('r', 'KW')};
-      const h = h0 + dh;
-      const w = w0 + r - dh * KW;
-      if (h < he && w < we) {
-        const v = X[(nc * H + h) * Wd + w];
-        if (v > best) { best = v; at = h * Wd + w; }
+      const hh = h0 + dh;
+      const ww = w0 + r - dh * KW;
+      if (hh < he && ww < we) {
+        const v = X[(nc * H + hh) * Wd + ww];
+        if (v > best) { best = v; at = hh * Wd + ww; }
       }
-    }
+    }`;
+
+/** MAX: the window's max; `wantIndex` returns its h·W + w instead (the mask top). */
+const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
+  name: wantIndex ? 'pool-max-idx' : 'pool-max',
+  loop: l.kernelH * l.kernelW,
+  source: `function (X, count, ${GEOM}) {
+    const i = this.thread.x;
+    if (i >= count) { return 0; }
+    const t1 = ${IDIV('i', 'PWt')};
+    const pw = i - t1 * PWt;
+    const nc = ${IDIV('t1', 'PHt')};
+    const ph = t1 - nc * PHt;
+${WINDOW_MAX}
     return ${wantIndex ? 'at' : 'best'};
   }`,
 });
@@ -110,23 +118,7 @@ const maxBackwardSpec = (l: PoolingLayer) => ({
       const a = ${IDIV('q', 'npw')};
       const ph = phs + a;
       const pw = pws + q - a * npw;
-      const hs = ph * SH - PH;
-      const ws = pw * SW - PW;
-      const he = Math.min(hs + KH, H);
-      const we = Math.min(ws + KW, Wd);
-      const h0 = Math.max(hs, 0);
-      const w0 = Math.max(ws, 0);
-      let best = -3.4028234e38;
-      let at = -1.0;
-      for (let r = 0; r < KH * KW; r++) {
-        const dh = ${IDIV('r', 'KW')};
-        const hh = h0 + dh;
-        const ww = w0 + r - dh * KW;
-        if (hh < he && ww < we) {
-          const v = X[(nc * H + hh) * Wd + ww];
-          if (v > best) { best = v; at = hh * Wd + ww; }
-        }
-      }
+${WINDOW_MAX}
       if (at == me) { g += DY[(nc * PHt + ph) * PWt + pw]; }
     }
     return g;
