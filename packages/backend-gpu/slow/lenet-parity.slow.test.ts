@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cpuBackend, setGemmKernel, type Backend } from '@caffe-ts/blob';
+import { cpuBackend, setGemmKernel, type Backend, type Blob } from '@caffe-ts/blob';
 import { closeDataSources, convertBundledMnist, registerDataLayers } from '@caffe-ts/io-leveldb';
 import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { parseSolverParameter } from '@caffe-ts/proto';
@@ -84,7 +84,10 @@ describe(`LeNet ${ITERS} iterations, gpu vs cpu`, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const train = async (backend: Backend): Promise<Run> => {
+  const train = async (
+    backend: Backend,
+    o: { dtype?: 'float32' | 'float64'; init?: (params: readonly Blob[]) => void } = {},
+  ): Promise<Run> => {
     const registry = new LayerRegistry();
     registerBuiltinLayers(registry);
     registerDataLayers(registry);
@@ -98,7 +101,8 @@ describe(`LeNet ${ITERS} iterations, gpu vs cpu`, () => {
       .replace(/^display: .*$/m, 'display: 0')
       .replace(/^snapshot: .*$/m, 'snapshot: 0')
       .replace(/^snapshot_prefix: .*$/m, `snapshot_prefix: ${JSON.stringify(join(dir, 'snap', 'lenet'))}\nsnapshot_after_train: false\nrandom_seed: 1701`);
-    const solver = await createNodeSolver(parseSolverParameter(text), { backend, registry, log: false, rootDir: dir });
+    const solver = await createNodeSolver(parseSolverParameter(text), { backend, registry, log: false, rootDir: dir, dtype: o.dtype });
+    o.init?.(solver.net.learnableParams);
     const losses: number[] = [];
     let testLoss = NaN;
     let accuracy = NaN;
@@ -154,4 +158,41 @@ describe(`LeNet ${ITERS} iterations, gpu vs cpu`, () => {
       compare(`cpu (JS GEMM) vs cpu (WebAssembly GEMM)`, js, cpu);
     }
   });
+
+  // Why no float32 pair can meet 1e-3 after 500 iterations: the trajectory itself amplifies
+  // float32-sized differences. In float64 (rounding ~1e-16, nothing else differs), moving every
+  // initial weight by one float32 ulp (random sign) is enough: measured, training losses first
+  // 1e-3 apart at iteration 99, test losses of the reached nets 4.3e-3 apart (0.092410 vs
+  // 0.092018). Moving a single weight by one ulp instead leaves the runs within 1e-11.
+  it.runIf(process.env.CAFFE_TS_GPU_PARITY_FLOAT64 === '1')(
+    'float64 from float32-perturbed initial weights: the sensitivity behind the bounds above',
+    async () => {
+      const exact = await train(cpuBackend(), { dtype: 'float64' });
+      const nudged = await train(cpuBackend(), {
+        dtype: 'float64',
+        init: (params) => {
+          let seed = 12345;
+          for (const blob of params) {
+            const d = blob.mutableCpuData();
+            for (let i = 0; i < d.length; i++) {
+              seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+              const f = Math.fround(d[i]!);
+              const ulp = f === 0 ? 2 ** -149 : Math.abs(f) * 2 ** -23;
+              d[i] = f + ((seed >>> 16) & 1 ? ulp : -ulp);
+            }
+          }
+        },
+      });
+      const r = nudged.losses.map((l, i) => rel(l, exact.losses[i]!));
+      const reached = rel(nudged.testLoss, exact.testLoss);
+      console.log(
+        `float64, every initial weight ±1 float32 ulp: training losses first 1e-3 apart at iteration ${r.findIndex((x) => x >= 1e-3)}; ` +
+          `test loss ${nudged.testLoss} vs ${exact.testLoss} (relative ${reached.toExponential(2)})`,
+      );
+      // The early trajectory is smooth (the nudge is ~1e-7 relative) …
+      expect(Math.max(...r.slice(0, EARLY))).toBeLessThan(EARLY_REL);
+      // … and by the end the runs are further apart than the issue's 1e-3.
+      expect(reached).toBeGreaterThan(1e-3);
+    },
+  );
 });
