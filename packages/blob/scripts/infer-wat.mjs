@@ -818,6 +818,12 @@ export function generateInferWat({ shared = false, relaxed = false } = {}) {
 export const PCONV_BLOCKING = Object.freeze({ MR: 4, NR: 8, MC: 128, KC: 512, NC: 1024 });
 
 /**
+ * Most output channels for which pconv reads its B panels straight from the image (dtile) where
+ * the geometry allows (unit column stride, one k block, output rows of whole tiles).
+ */
+export const DIRECT_MAX_ROWS = 32;
+
+/**
  * The packed convolution of inference: y = act(a ⊙ (W · im2col(x)) + b) for one image and
  * group, with W packed once (per weights version) into MR-tall panels (`packa`) and the
  * columns unfolded straight into NR-wide GEMM panels (`packb`: no column matrix, no second
@@ -981,27 +987,41 @@ function packedConvWat({ relaxed }) {
   // ---- micro-kernel ----
   const NV = NR / 4;
   const acc = (r, v) => `$c${r}_${v}`;
-  e(';; $count full MR x NR tiles down a column strip: tile t at $pc + t·MR rows (row stride $ldc bytes)');
-  e(';; from the t-th of consecutive A panels and one B panel, kc deep (one call per strip, not per tile).');
-  e(';; mode bit 0: first k block (C is not read); bit 1: last (then C = act(a[r]·v + b[r])).');
-  e('(func $ptile (param $kc0 i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
+  // ptile reads B from a packed panel ($pb0: kc rows of NR floats); dtile (direct) reads it from
+  // the image itself: NR consecutive pixels at $xb plus each tap's byte offset ($tab0: kc of
+  // them), which is the same panel row where the NR outputs lie in one row and stride 1.
+  const tileKernel = (direct) => {
+  if (direct) {
+    e(';; ptile with B read from the image: row k of the panel = NR floats at $xb + tab[k].');
+    e('(func $dtile (param $kc0 i32) (param $pa i32) (param $xb i32) (param $tab0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
+  } else {
+    e(';; $count full MR x NR tiles down a column strip: tile t at $pc + t·MR rows (row stride $ldc bytes)');
+    e(';; from the t-th of consecutive A panels and one B panel, kc deep (one call per strip, not per tile).');
+    e(';; mode bit 0: first k block (C is not read); bit 1: last (then C = act(a[r]·v + b[r])).');
+    e('(func $ptile (param $kc0 i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
+  }
   e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $count i32)');
   const accL = [];
   for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accL.push(`(local ${acc(r, v)} v128)`);
   e('  ' + accL.join(' '));
   e(`  (local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')} (local $row i32) (local $va v128) (local $vb v128) (local $vs v128)`);
-  e('  (local $kc i32) (local $pb i32)');
+  e(direct ? '  (local $kc i32) (local $t i32) (local $off i32)' : '  (local $kc i32) (local $pb i32)');
   e('  (loop $tiles');
   for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) e(`  (local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
   e('  (local.set $kc (local.get $kc0))');
-  e('  (local.set $pb (local.get $pb0))');
+  e(direct ? '  (local.set $t (local.get $tab0))' : '  (local.set $pb (local.get $pb0))');
   // KU k steps per loop iteration with an exit test between them (any kc ≥ 1, no remainder
   // loop); $pa advances per step and $pb by offsets, as the GEMM module's kernel does so that V8
   // keeps the accumulators in registers.
   const KU = 8;
   e('  (block $kDone (loop $k');
   for (let st = 0; st < KU; st++) {
-    for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${4 * (st * NR + 4 * v)} (local.get $pb)))`);
+    if (direct) {
+      e(`    (local.set $off (i32.add (local.get $xb) (i32.load offset=${4 * st} (local.get $t))))`);
+      for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${16 * v} (local.get $off)))`);
+    } else {
+      for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${4 * (st * NR + 4 * v)} (local.get $pb)))`);
+    }
     for (let r = 0; r < MR; r++) {
       e(`    (local.set $a (v128.load32_splat offset=${4 * r} (local.get $pa)))`);
       for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} ${madd('(local.get $a)', `(local.get $b${v})`, `(local.get ${acc(r, v)})`)})`);
@@ -1009,7 +1029,7 @@ function packedConvWat({ relaxed }) {
     e(`    (local.set $pa (i32.add (local.get $pa) (i32.const ${4 * MR})))`);
     if (st < KU - 1) e('    (br_if $kDone (i32.eqz (local.tee $kc (i32.sub (local.get $kc) (i32.const 1)))))');
   }
-  e(`    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR * KU})))`);
+  e(direct ? `    (local.set $t (i32.add (local.get $t) (i32.const ${4 * KU})))` : `    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR * KU})))`);
   e('    (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1))))))');
   e('  (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then ;; accumulate onto the earlier k blocks');
   e('    (local.set $row (local.get $pc))');
@@ -1049,6 +1069,9 @@ function packedConvWat({ relaxed }) {
   e(`  (local.set $sb (i32.add (local.get $sb) (i32.const ${4 * MR})))`);
   e('  (br_if $tiles (local.tee $count (i32.sub (local.get $count) (i32.const 1)))))');
   e(')');
+  };
+  tileKernel(false);
+  tileKernel(true);
 
   /**
    * The tiles of one KC-deep step, shared by pconv and wgemm: row blocks of MC, strips of NR
@@ -1121,7 +1144,8 @@ function packedConvWat({ relaxed }) {
   // ---- driver ----
   e(';; y (M x N, row-major) = act(a ⊙ (W · im2col(x)) + b) for one image (and group): W packed by packa');
   e(';; at $pw; a, b: per-row factors ($sa, $sb, M rounded up to MR entries); $bufB: KC x min(NC, N');
-  e(';; rounded up to NR) floats; $scratch: an MR x NR tile. xp and the geometry as packb. Only columns');
+  e(';; rounded up to NR) floats (the B panels, or the taps\' offsets where the tiles read the image');
+  e(';; itself); $scratch: an MR x NR tile. xp and the geometry as packb. Only columns');
   e(';; $j0 … $j1 - 1 of y are computed (0 and N: all; kernel threads split the columns this way).');
   e('(func (export "pconv") (param $pw i32) (param $M i32) (param $K i32) (param $xp i32) (param $Hp i32) (param $Wp i32)');
   e('  (param $KH i32) (param $KW i32) (param $SH i32) (param $SW i32) (param $DH i32) (param $DW i32)');
@@ -1130,8 +1154,61 @@ function packedConvWat({ relaxed }) {
   e('  (local $Mp i32) (local $jc i32) (local $nc i32) (local $pc i32) (local $kc i32) (local $mode i32) (local $ablk i32)');
   e('  (local $ic i32) (local $mcEnd i32) (local $jr i32) (local $nr i32) (local $ir i32) (local $mr i32) (local $pa i32) (local $pb i32)');
   e('  (local $cp i32) (local $ldc i32) (local $r i32) (local $l i32) (local $fe i32)');
+  e('  (local $c i32) (local $kh i32) (local $kw i32) (local $tk i32) (local $oy i32) (local $xb i32) (local $full i32)');
   e(`  (local.set $Mp (i32.and (i32.add (local.get $M) (i32.const ${MR - 1})) (i32.const ${-MR})))`);
   e('  (local.set $ldc (i32.shl (local.get $N) (i32.const 2)))');
+  // Few output channels (rows) over a unit column stride: packing B costs about as much as the
+  // products (each packed float serves only M rows), so the tiles read B from the image (dtile),
+  // the same floats in the same order: the same bits. Needs one k block, and output rows of whole
+  // NR-column tiles (j0, j1 are multiples of NR then).
+  e(`  (if (i32.and (i32.and (i32.le_u (local.get $M) (i32.const ${DIRECT_MAX_ROWS})) (i32.eq (local.get $SW) (i32.const 1)))`);
+  e(`    (i32.and (i32.le_u (local.get $K) (i32.const ${KC})) (i32.eqz (i32.and (local.get $OW) (i32.const ${NR - 1}))))) (then`);
+  e('    ;; the taps\' byte offsets from a window\'s corner, in the weights\' order (c, kh, kw), into $bufB');
+  e('    (local.set $tk (local.get $bufB))');
+  e('    (local.set $c (i32.const 0))');
+  e('    (loop $cT');
+  e('      (local.set $kh (i32.const 0))');
+  e('      (loop $khT');
+  e('        (local.set $kw (i32.const 0))');
+  e('        (loop $kwT');
+  e('          (i32.store (local.get $tk) (i32.shl (i32.add (i32.mul (i32.add (i32.mul (local.get $c) (local.get $Hp)) (i32.mul (local.get $kh) (local.get $DH)))');
+  e('            (local.get $Wp)) (i32.mul (local.get $kw) (local.get $DW))) (i32.const 2)))');
+  e('          (local.set $tk (i32.add (local.get $tk) (i32.const 4)))');
+  e('          (local.set $kw (i32.add (local.get $kw) (i32.const 1)))');
+  e('          (br_if $kwT (i32.lt_u (local.get $kw) (local.get $KW))))');
+  e('        (local.set $kh (i32.add (local.get $kh) (i32.const 1)))');
+  e('        (br_if $khT (i32.lt_u (local.get $kh) (local.get $KH))))');
+  e('      (local.set $c (i32.add (local.get $c) (i32.const 1)))');
+  e('      (br_if $cT (i32.lt_u (i32.sub (local.get $tk) (local.get $bufB)) (i32.shl (local.get $K) (i32.const 2)))))');
+  e(`    (local.set $full (i32.and (local.get $M) (i32.const ${-MR})))`);
+  e('    (local.set $jr (local.get $j0))');
+  e('    (block $dDone (loop $dLoop');
+  e('      (br_if $dDone (i32.ge_u (local.get $jr) (local.get $j1)))');
+  e('      (local.set $oy (i32.div_u (local.get $jr) (local.get $OW)))');
+  e('      ;; the window corner of output (oy, ox): padded row oy·SH, column ox');
+  e('      (local.set $xb (i32.add (local.get $xp) (i32.shl (i32.add (i32.mul (i32.mul (local.get $oy) (local.get $SH)) (local.get $Wp))');
+  e('        (i32.sub (local.get $jr) (i32.mul (local.get $oy) (local.get $OW)))) (i32.const 2))))');
+  e('      (local.set $cp (i32.add (local.get $y) (i32.shl (local.get $jr) (i32.const 2))))');
+  e('      (if (local.get $full) (then');
+  e('        (call $dtile (local.get $K) (local.get $pw) (local.get $xb) (local.get $bufB) (local.get $cp) (local.get $ldc) (i32.const 3)');
+  e(`          (local.get $sa) (local.get $sb) (local.get $relu) (local.get $slope) (i32.shr_u (local.get $full) (i32.const ${Math.log2(MR)})))))`);
+  e('      (if (i32.gt_u (local.get $M) (local.get $full)) (then ;; the last rows through the scratch tile');
+  e('        (call $dtile (local.get $K) (i32.add (local.get $pw) (i32.shl (i32.mul (local.get $full) (local.get $K)) (i32.const 2))) (local.get $xb)');
+  e(`          (local.get $bufB) (local.get $scratch) (i32.const ${4 * NR}) (i32.const 3)`);
+  e('          (i32.add (local.get $sa) (i32.shl (local.get $full) (i32.const 2))) (i32.add (local.get $sb) (i32.shl (local.get $full) (i32.const 2)))');
+  e('          (local.get $relu) (local.get $slope) (i32.const 1))');
+  e('        (local.set $cp (i32.add (local.get $cp) (i32.mul (local.get $full) (local.get $ldc))))');
+  e('        (local.set $r (i32.const 0))');
+  e('        (loop $er');
+  for (let v = 0; v < NR / 4; v++) {
+    e(`          (v128.store offset=${16 * v} (i32.add (local.get $cp) (i32.mul (local.get $r) (local.get $ldc)))`);
+    e(`            (v128.load offset=${16 * v} (i32.add (local.get $scratch) (i32.shl (local.get $r) (i32.const ${Math.log2(4 * NR)})))))`);
+  }
+  e('          (local.set $r (i32.add (local.get $r) (i32.const 1)))');
+  e('          (br_if $er (i32.lt_u (local.get $r) (i32.sub (local.get $M) (local.get $full)))))))');
+  e(`      (local.set $jr (i32.add (local.get $jr) (i32.const ${NR})))`);
+  e('      (br $dLoop)))');
+  e('    (return)))');
   e('  (local.set $jc (local.get $j0))');
   e('  (loop $jcLoop');
   e(`    (local.set $nc (select (i32.sub (local.get $j1) (local.get $jc)) (i32.const ${NC}) (i32.lt_u (i32.sub (local.get $j1) (local.get $jc)) (i32.const ${NC}))))`);

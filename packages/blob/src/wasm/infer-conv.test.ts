@@ -5,6 +5,7 @@ import { convOutputSize } from '../math/im2col.js';
 import { Rng } from '../rng.js';
 import type { Conv2dGeometry } from './conv-wasm.js';
 import { createWasmInferConv, type WasmInferConv } from './infer-conv.js';
+import { DIRECT_MAX_ROWS } from '../../scripts/infer-wat.mjs';
 
 // Relaxed SIMD is behind a flag in Node 20; this file runs in its own vitest worker, so turning it
 // on here (before anything compiles the relaxed build) lets both builds be checked.
@@ -97,6 +98,13 @@ const CASES: [string, Conv2dGeometry, number][] = [
   ['7x7 output (every panel straddles)', geom(12, 7, 7, 8, [3, 3], [1, 1]), 1],
   ['1x1 at 1x1', geom(33, 1, 1, 10, [1, 1]), 3],
   ['3x3 over a 3x3 input (one output position)', geom(6, 3, 3, 11, [3, 3]), 2],
+  // Few outputs over rows of whole NR tiles: B read straight from the image (dtile), including
+  // rows past a multiple of MR, a stride down the rows only, dilation and the flat 1×1 path.
+  ['B from the image: LeNet conv1 (1 -> 20, 5x5 at 28x28)', geom(1, 28, 28, 20, [5, 5]), 2],
+  ['B from the image: CIFAR-10 conv1 (3 -> 32, 5x5 pad 2)', geom(3, 32, 32, 32, [5, 5], [2, 2]), 1],
+  ['B from the image: 22 outputs (edge rows)', geom(2, 12, 20, 22, [5, 5]), 2],
+  ['B from the image: stride 2 x 1, dilation 2', geom(3, 21, 20, 7, [3, 3], [1, 0], [2, 1], [2, 2]), 1],
+  ['B from the image: 1x1 flat, 8 x 4', geom(9, 8, 4, 6, [1, 1]), 2],
   // Winograd F(2×2, 3×3) (3×3 stride 1, ≥ WINOGRAD_MIN_CHANNELS in and out per group): odd and
   // even output sizes, tile rows past a multiple of 4 tiles, no padding, groups, K past one k block.
   ['winograd 3x3 pad 1, odd output', geom(16, 9, 11, 16, [3, 3], [1, 1]), 2],
@@ -310,6 +318,25 @@ describe('packed inference convolution (WebAssembly)', () => {
       runner.conv2d(g, 1, x, again, v, {}, y);
       for (let i = 0; i < y.length; i++) expect(y[i]).toBeCloseTo(-before[i]!, 5);
       expect(runner.stats().cachedEntries).toBeGreaterThan(0);
+    });
+
+    it(`${label}: few output channels read B from the image and give the packed path's bits`, () => {
+      // The same filters as the first 20 of 36 (36 > DIRECT_MAX_ROWS: B packed): every output
+      // channel is the same sum in the same order either way.
+      for (const [g, num] of [[geom(1, 28, 28, 20, [5, 5]), 2], [geom(3, 16, 16, 30, [3, 3], [1, 1]), 1]] as const) {
+        const many = { ...g, outChannels: 36 };
+        const K = g.channels * g.kernelH * g.kernelW, S = (g.height - g.kernelH + 1 + 2 * g.padH) * (g.width - g.kernelW + 1 + 2 * g.padW);
+        expect(g.outChannels).toBeLessThanOrEqual(DIRECT_MAX_ROWS);
+        expect(many.outChannels).toBeGreaterThan(DIRECT_MAX_ROWS);
+        const x = random(num * g.channels * g.height * g.width), w = random(36 * K), shift = random(36);
+        const few = new Float32Array(num * g.outChannels * S), all = new Float32Array(num * 36 * S);
+        runner.conv2d(g, num, x, w.subarray(0, g.outChannels * K), undefined, { shift: shift.subarray(0, g.outChannels), relu: 0 }, few);
+        runner.conv2d(many, num, x, w, undefined, { shift, relu: 0 }, all);
+        for (let n = 0; n < num; n++) {
+          const want = all.subarray(n * 36 * S, (n * 36 + g.outChannels) * S);
+          expect(few.subarray(n * g.outChannels * S, (n + 1) * g.outChannels * S)).toEqual(want);
+        }
+      }
     });
 
     it(`${label}: inner product with cached weights matches the definition`, () => {

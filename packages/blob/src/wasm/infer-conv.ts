@@ -6,7 +6,9 @@
 // as much memory traffic as the arithmetic can hide. Here the weights are packed once per
 // version of their blob (Blob.dataVersion, which changes on every mutable access) and kept in
 // this runner's own memory; a call then copies in the image, unfolds it straight into GEMM
-// panels (scripts/infer-wat.mjs, packb: no column matrix), runs the micro-kernel and copies out
+// panels (scripts/infer-wat.mjs, packb: no column matrix; a layer of at most DIRECT_MAX_ROWS output
+// channels over a unit column stride skips the panels, its tiles reading the image itself), runs
+// the micro-kernel and copies out
 // the result, the per-output-channel affine (bias, or a folded BatchNorm/Scale) and a ReLU
 // applied as the tiles are stored. 3×3 stride-1 convolutions run as Winograd F(2×2, 3×3) or
 // F(4×4, 3×3) over transformed weights kept the same way; depthwise ones fold the affine into
