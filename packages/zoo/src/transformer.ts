@@ -178,7 +178,7 @@ interface InputSettings {
 /**
  * caffe.io.Transformer: turns H×W×K float images into a net's C×H×W input and back. Steps of
  * `preprocess`, in pycaffe's order: resize to the input's spatial size, transpose (usually
- * [2, 0, 1]: H×W×K → K×H×W), channel swap (e.g. [2, 1, 0]: RGB → BGR), ×raw_scale, −mean,
+ * `[2, 0, 1]`: H×W×K → K×H×W), channel swap (e.g. `[2, 1, 0]`: RGB → BGR), ×raw_scale, −mean,
  * ×input_scale.
  */
 export class Transformer {
