@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseNetParameter } from '@caffe-ts/proto';
 import { main as netspec } from '../../examples/netspec/src/main.js';
-import { main as train, type TrainResult } from '../../examples/train/src/main.js';
+import { DigitBatches, TEST_SPLIT, TRAIN_SPLIT, main as train, type TrainResult } from '../../examples/train/src/main.js';
 import { main as classify } from '../../examples/classify/src/main.js';
 import { main as fineTune } from '../../examples/fine-tune/src/main.js';
 import { tempDir } from './helpers.js';
@@ -25,6 +25,16 @@ describe('examples', () => {
     expect(p[0]! + p[1]! + p[2]! + p[3]! + p[4]! + p[5]! + p[6]! + p[7]! + p[8]! + p[9]!).toBeCloseTo(1, 5);
   });
 
+  it('digit batches hold only real images, from each class\'s own train or test share', async () => {
+    // 120 draws a class: past the end of the smallest class's test share (86 images), so the
+    // range wraps; reading past a class's last image would give NaN pixels.
+    for (const split of [TRAIN_SPLIT, TEST_SPLIT]) {
+      const { data, label } = (await DigitBatches.load(split)).batch(1200);
+      expect(data.every((v) => Number.isFinite(v) && v >= 0 && v < 1)).toBe(true);
+      expect(Array.from(label.subarray(0, 10))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    }
+  });
+
   it('train lowers the loss and writes weights and a deploy net', async () => {
     trained = await train({ iterations: 30, batch: 8, outDir: dir.path });
     const first = trained.losses.slice(0, 5).reduce((a, b) => a + b) / 5;
@@ -40,6 +50,8 @@ describe('examples', () => {
     expect(r.inputs).toEqual(['data']);
     expect(r.outputs).toEqual(['prob']);
     expect(r.predictions).toHaveLength(30);
+    // Every held-out image is a real one (reading past a class's last image gave NaN inputs).
+    expect(r.predictions.every((p) => Number.isFinite(p.probability))).toBe(true);
     expect(r.accuracy).toBeGreaterThan(0.3);
   });
 

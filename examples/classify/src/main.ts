@@ -30,13 +30,16 @@ export async function main({ model, weights, perClass = 5, print = false }: { mo
   const [output] = netOutputs(net);
   const digits = await loadBundledMnistDigits();
   const predictions: Prediction[] = [];
-  // Held-out digits (the train example uses the first 900 of each class), a batch of them at once.
+  // Held-out digits, a batch of them at once: the last perClass of each class (the train example
+  // trains on the first 90 % of each class, and the classes differ in size).
   const batch = perClass * 10;
   const data = new Float32Array(batch * 784);
   const labels: number[] = [];
   for (let i = 0; i < batch; i++) {
     const digit = i % 10;
-    const index = 900 + Math.floor(i / 10);
+    const count = digits[digit]!.length / 784;
+    if (perClass > Math.floor(count / 10)) throw new RangeError(`perClass ${perClass}: class ${digit} holds out only ${Math.floor(count / 10)} digits`);
+    const index = count - perClass + Math.floor(i / 10);
     const img = digits[digit]!.subarray(index * 784, (index + 1) * 784);
     for (let p = 0; p < 784; p++) data[i * 784 + p] = img[p]! / 256;
     labels.push(digit);

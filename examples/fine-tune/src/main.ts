@@ -7,7 +7,7 @@
  *   pnpm --filter @caffe-ts/example-train start   # writes out/lenet.caffemodel
  *   pnpm --filter @caffe-ts/example-fine-tune start
  */
-import { DigitBatches, accuracy, bundledDigits, lenetTrain, sgd } from '@caffe-ts/example-train';
+import { DigitBatches, TEST_SPLIT, TRAIN_SPLIT, accuracy, bundledDigits, lenetTrain, sgd } from '@caffe-ts/example-train';
 import { registerBuiltinLayers, LayerRegistry } from '@caffe-ts/layers';
 import { setInputs } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
@@ -28,9 +28,9 @@ export async function main({ weights, iterations = 60, batch = 32, print = false
   copyTrainedLayersFromFile(solver.net, weights);
   const conv1Before = Float32Array.from(solver.net.params.get('conv1')![0]!.cpuData());
   const digits = await bundledDigits();
-  const testSet = () => accuracy(solver.net, new DigitBatches(digits, [900, 1000], parity), 5, batch, 'ip2_2way');
+  const testSet = () => accuracy(solver.net, new DigitBatches(digits, TEST_SPLIT, parity), 5, batch, 'ip2_2way');
   const accuracyBefore = testSet();
-  const train = new DigitBatches(digits, [0, 900], parity);
+  const train = new DigitBatches(digits, TRAIN_SPLIT, parity);
   const losses: number[] = [];
   for (let it = 0; it < iterations; it++) {
     setInputs(solver.net, train.batch(batch));

@@ -52,10 +52,19 @@ export function lenetDeploy(batch = 1): NetParameter {
 
 let digits: Promise<Uint8Array[]> | undefined;
 
-/** The 10 000 bundled MNIST digits (1 000 a class), parsed once per process. */
+/** The 10 000 bundled MNIST digits (863 to 1 127 a class), parsed once per process. */
 export function bundledDigits(): Promise<Uint8Array[]> {
   digits ??= loadBundledMnistDigits();
   return digits;
+}
+
+/** Which share of each class's images trains and which tests (the classes differ in size). */
+export const TRAIN_SPLIT: [number, number] = [0, 0.9];
+export const TEST_SPLIT: [number, number] = [0.9, 1];
+
+/** Images lo … hi − 1 of a class of `count` images for a split given as shares of the class. */
+export function splitRange(split: [number, number], count: number): [number, number] {
+  return [Math.floor(split[0] * count), Math.floor(split[1] * count)];
 }
 
 /** Batches of bundled digits: images scaled to [0, 1) as Caffe's LeNet (scale 1/256), labels. */
@@ -63,22 +72,22 @@ export class DigitBatches {
   private next = 0;
   constructor(
     private readonly classes: Uint8Array[],
-    /** Which images of each class to draw from (train and test sets don't overlap). */
-    private readonly range: [number, number],
+    /** Which share of each class's images to draw from (TRAIN_SPLIT and TEST_SPLIT don't overlap). */
+    private readonly split: [number, number],
     private readonly label: (digit: number) => number = (d) => d,
   ) {}
 
-  static async load(range: [number, number], label?: (digit: number) => number): Promise<DigitBatches> {
-    return new DigitBatches(await bundledDigits(), range, label);
+  static async load(split: [number, number], label?: (digit: number) => number): Promise<DigitBatches> {
+    return new DigitBatches(await bundledDigits(), split, label);
   }
 
   batch(size: number): { data: Float32Array; label: Float32Array } {
     const data = new Float32Array(size * 784);
     const label = new Float32Array(size);
-    const per = this.range[1] - this.range[0];
     for (let i = 0; i < size; i++, this.next++) {
       const digit = this.next % 10;
-      const index = this.range[0] + (Math.floor(this.next / 10) % per);
+      const [lo, hi] = splitRange(this.split, this.classes[digit]!.length / 784);
+      const index = lo + (Math.floor(this.next / 10) % (hi - lo));
       const img = this.classes[digit]!.subarray(index * 784, (index + 1) * 784);
       for (let p = 0; p < 784; p++) data[i * 784 + p] = img[p]! / 256;
       label[i] = this.label(digit);
@@ -137,7 +146,7 @@ export interface TrainResult {
 export async function main({ iterations = 200, batch = 32, outDir, print = false }: TrainOptions = {}): Promise<TrainResult> {
   const registry = registerBuiltinLayers(new LayerRegistry());
   const solver = createSolver(sgd(lenetTrain(batch), 0.01), { registry, log: false });
-  const train = await DigitBatches.load([0, 900]);
+  const train = await DigitBatches.load(TRAIN_SPLIT);
   const losses: number[] = [];
   for (let it = 0; it < iterations; it++) {
     setInputs(solver.net, train.batch(batch));
@@ -146,7 +155,7 @@ export async function main({ iterations = 200, batch = 32, outDir, print = false
     losses.push(loss);
     if (print && (it % 20 === 0 || it === iterations - 1)) console.log(`iteration ${it}: loss ${loss.toFixed(4)}`);
   }
-  const testAccuracy = accuracy(solver.net, await DigitBatches.load([900, 1000]), 5, batch, 'ip2');
+  const testAccuracy = accuracy(solver.net, await DigitBatches.load(TEST_SPLIT), 5, batch, 'ip2');
   if (print) console.log(`test accuracy on ${5 * batch} held-out digits: ${(testAccuracy * 100).toFixed(1)}%`);
   const result: TrainResult = { losses, testAccuracy };
   if (outDir) {
