@@ -77,6 +77,22 @@ describe('caffe CLI user errors', () => {
     expect(r.stderr).toMatch(/unknown command 'trian'/);
   });
 
+  it('help: caffe --help and caffe help succeed, no command is a usage error; every command name stands apart from its summary', async () => {
+    for (const args of [['--help'], ['help']]) {
+      const r = await caffe(args, dir.path);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^usage: caffe <command> <args>/);
+    }
+    const none = await caffe([], dir.path);
+    expect(none.code).toBe(1);
+    const lines = none.stdout.split('\n').filter((l) => /^  \w/.test(l));
+    expect(lines.length).toBeGreaterThan(20);
+    // The longest names (upgrade_net_proto_binary, …) too: two spaces at least before the summary.
+    for (const line of lines) expect(line).toMatch(/^  \w+ {2,}\S/);
+    // … and the summaries start in one column.
+    expect(new Set(lines.map((l) => /^ {2}\w+ +/.exec(l)![0].length)).size).toBe(1);
+  });
+
   it('accepts Caffe flag spellings', async () => {
     const r = await caffe(['time', '-model=unknown-type.prototxt', '-iterations=1'], dir.path);
     expect(r.stderr).toMatch(/Unknown layer type: InnerProdukt/);

@@ -6,7 +6,8 @@ const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'encoded', 'h
 
 export function usage(): string {
   const lines = ['usage: caffe <command> <args>', '', 'commands:'];
-  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(22)}${c.summary}`);
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length)) + 2;
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(width)}${c.summary}`);
   lines.push('', 'Flags take Caffe\'s spellings (-solver=S) or GNU ones (--solver S). Run `caffe <command> --help` for its flags.');
   return lines.join('\n');
 }
@@ -27,7 +28,8 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
   const verbose = args.flags.verbose === true;
   if (!args.command || args.command === 'help') {
     io.stdout(usage() + '\n');
-    return args.command ? 0 : 1;
+    // Asked for (caffe help, caffe --help): success; no command at all is a usage error, as in Caffe.
+    return args.command || args.flags.help === true ? 0 : 1;
   }
   const command = COMMANDS[args.command];
   if (!command) {
