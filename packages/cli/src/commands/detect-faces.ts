@@ -24,7 +24,7 @@ export const detectFacesCommand: Command = {
   summary: 'detect faces and 5 landmarks with the MTCNN cascade (det1–det4) and draw them',
   usage:
     '--mtcnn DIR --image in.jpg [--image more.jpg] [--output out.png] [--min_size 20] [--thresholds 0.6,0.7,0.7] ' +
-    '[--factor 0.709] [--no_lnet] [--backend cpu]   (DIR holds det1..det3 [det4] .prototxt + .caffemodel)',
+    '[--factor 0.709] [--no_lnet] [--backend cpu|gpu]   (DIR holds det1..det3 [det4] .prototxt + .caffemodel)',
   async run({ flags, positional, io }) {
     const dir = flags.string('mtcnn');
     const images = [...flags.strings('image'), ...positional];

@@ -36,7 +36,7 @@ export const detectCommand: Command = {
   summary: 'detect objects in an image with an SSD-style net and draw them',
   usage:
     '--model M --weights W --image in.jpg [--output out.png] [--mean_values 104,117,123] [--scale 1] ' +
-    '[--input_size 300x300] [--confidence 0.5] [--labels file] [--backend cpu]',
+    '[--input_size 300x300] [--confidence 0.5] [--labels file] [--backend cpu|gpu]',
   async run({ flags }) {
     const model = flags.string('model');
     const weights = flags.string('weights');

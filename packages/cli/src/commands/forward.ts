@@ -16,7 +16,7 @@ const log = logger('caffe.cpp');
 
 export const forwardCommand: Command = {
   summary: 'run a net forward on .npy inputs and save blobs as .npy',
-  usage: '--model M [--weights W] --input data=x.npy [--input name2=y.npy] [--blobs a,b] --output DIR [--backend cpu] [--workers N]',
+  usage: '--model M [--weights W] --input data=x.npy [--input name2=y.npy] [--blobs a,b] --output DIR [--backend cpu|gpu] [--workers N]',
   async run({ flags, io }) {
     const model = flags.string('model');
     const weights = flags.string('weights');

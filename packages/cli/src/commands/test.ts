@@ -15,7 +15,7 @@ const log = logger('caffe.cpp');
 
 export const testCommand: Command = {
   summary: 'score a model',
-  usage: '--model M --weights W [--iterations 50] [--level N] [--stage a,b] [--backend cpu] [--workers N]',
+  usage: '--model M --weights W [--iterations 50] [--level N] [--stage a,b] [--backend cpu|gpu] [--workers N]',
   async run({ flags }) {
     const model = flags.string('model');
     const weights = flags.string('weights');
