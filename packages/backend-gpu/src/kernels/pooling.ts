@@ -43,17 +43,20 @@ const WINDOW_MAX = `
       }
     }`;
 
+/** The top position of thread i: plane nc (image·channels + channel), row ph, column pw. */
+const TOP_AT = `
+    const t1 = ${IDIV('i', 'PWt')};
+    const pw = i - t1 * PWt;
+    const nc = ${IDIV('t1', 'PHt')};
+    const ph = t1 - nc * PHt;`;
+
 /** MAX: the window's max; `wantIndex` returns its h·W + w instead (the mask top). */
 const maxForwardSpec = (l: PoolingLayer, wantIndex: boolean) => ({
   name: wantIndex ? 'pool-max-idx' : 'pool-max',
   loop: l.kernelH * l.kernelW,
   source: `function (X, count, ${GEOM}) {
     const i = this.thread.x;
-    if (i >= count) { return 0; }
-    const t1 = ${IDIV('i', 'PWt')};
-    const pw = i - t1 * PWt;
-    const nc = ${IDIV('t1', 'PHt')};
-    const ph = t1 - nc * PHt;
+    if (i >= count) { return 0; }${TOP_AT}
 ${WINDOW_MAX}
     return ${wantIndex ? 'at' : 'best'};
   }`,
@@ -65,11 +68,7 @@ const aveForwardSpec = (l: PoolingLayer) => ({
   loop: l.kernelH * l.kernelW,
   source: `function (X, count, ${GEOM}) {
     const i = this.thread.x;
-    if (i >= count) { return 0; }
-    const t1 = ${IDIV('i', 'PWt')};
-    const pw = i - t1 * PWt;
-    const nc = ${IDIV('t1', 'PHt')};
-    const ph = t1 - nc * PHt;
+    if (i >= count) { return 0; }${TOP_AT}
     const hs = ph * SH - PH;
     const ws = pw * SW - PW;
     const hp = Math.min(hs + KH, H + PH);
