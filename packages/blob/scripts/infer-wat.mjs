@@ -991,84 +991,84 @@ function packedConvWat({ relaxed }) {
   // the image itself: NR consecutive pixels at $xb plus each tap's byte offset ($tab0: kc of
   // them), which is the same panel row where the NR outputs lie in one row and stride 1.
   const tileKernel = (direct) => {
-  if (direct) {
-    e(';; ptile with B read from the image: row k of the panel = NR floats at $xb + tab[k].');
-    e('(func $dtile (param $kc0 i32) (param $pa i32) (param $xb i32) (param $tab0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
-  } else {
-    e(';; $count full MR x NR tiles down a column strip: tile t at $pc + t·MR rows (row stride $ldc bytes)');
-    e(';; from the t-th of consecutive A panels and one B panel, kc deep (one call per strip, not per tile).');
-    e(';; mode bit 0: first k block (C is not read); bit 1: last (then C = act(a[r]·v + b[r])).');
-    e('(func $ptile (param $kc0 i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
-  }
-  e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $count i32)');
-  const accL = [];
-  for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accL.push(`(local ${acc(r, v)} v128)`);
-  e('  ' + accL.join(' '));
-  e(`  (local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')} (local $row i32) (local $va v128) (local $vb v128) (local $vs v128)`);
-  e(direct ? '  (local $kc i32) (local $t i32) (local $off i32)' : '  (local $kc i32) (local $pb i32)');
-  e('  (loop $tiles');
-  for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) e(`  (local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
-  e('  (local.set $kc (local.get $kc0))');
-  e(direct ? '  (local.set $t (local.get $tab0))' : '  (local.set $pb (local.get $pb0))');
-  // KU k steps per loop iteration with an exit test between them (any kc ≥ 1, no remainder
-  // loop); $pa advances per step and $pb by offsets, as the GEMM module's kernel does so that V8
-  // keeps the accumulators in registers.
-  const KU = 8;
-  e('  (block $kDone (loop $k');
-  for (let st = 0; st < KU; st++) {
     if (direct) {
-      e(`    (local.set $off (i32.add (local.get $xb) (i32.load offset=${4 * st} (local.get $t))))`);
-      for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${16 * v} (local.get $off)))`);
+      e(';; ptile with B read from the image: row k of the panel = NR floats at $xb + tab[k].');
+      e('(func $dtile (param $kc0 i32) (param $pa i32) (param $xb i32) (param $tab0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
     } else {
-      for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${4 * (st * NR + 4 * v)} (local.get $pb)))`);
+      e(';; $count full MR x NR tiles down a column strip: tile t at $pc + t·MR rows (row stride $ldc bytes)');
+      e(';; from the t-th of consecutive A panels and one B panel, kc deep (one call per strip, not per tile).');
+      e(';; mode bit 0: first k block (C is not read); bit 1: last (then C = act(a[r]·v + b[r])).');
+      e('(func $ptile (param $kc0 i32) (param $pa i32) (param $pb0 i32) (param $pc i32) (param $ldc i32) (param $mode i32)');
     }
+    e('  (param $sa i32) (param $sb i32) (param $relu i32) (param $slope f32) (param $count i32)');
+    const accL = [];
+    for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) accL.push(`(local ${acc(r, v)} v128)`);
+    e('  ' + accL.join(' '));
+    e(`  (local $a v128) ${Array.from({ length: NV }, (_, v) => `(local $b${v} v128)`).join(' ')} (local $row i32) (local $va v128) (local $vb v128) (local $vs v128)`);
+    e(direct ? '  (local $kc i32) (local $t i32) (local $off i32)' : '  (local $kc i32) (local $pb i32)');
+    e('  (loop $tiles');
+    for (let r = 0; r < MR; r++) for (let v = 0; v < NV; v++) e(`  (local.set ${acc(r, v)} (v128.const i32x4 0 0 0 0))`);
+    e('  (local.set $kc (local.get $kc0))');
+    e(direct ? '  (local.set $t (local.get $tab0))' : '  (local.set $pb (local.get $pb0))');
+    // KU k steps per loop iteration with an exit test between them (any kc ≥ 1, no remainder
+    // loop); $pa advances per step and $pb by offsets, as the GEMM module's kernel does so that V8
+    // keeps the accumulators in registers.
+    const KU = 8;
+    e('  (block $kDone (loop $k');
+    for (let st = 0; st < KU; st++) {
+      if (direct) {
+        e(`    (local.set $off (i32.add (local.get $xb) (i32.load offset=${4 * st} (local.get $t))))`);
+        for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${16 * v} (local.get $off)))`);
+      } else {
+        for (let v = 0; v < NV; v++) e(`    (local.set $b${v} (v128.load offset=${4 * (st * NR + 4 * v)} (local.get $pb)))`);
+      }
+      for (let r = 0; r < MR; r++) {
+        e(`    (local.set $a (v128.load32_splat offset=${4 * r} (local.get $pa)))`);
+        for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} ${madd('(local.get $a)', `(local.get $b${v})`, `(local.get ${acc(r, v)})`)})`);
+      }
+      e(`    (local.set $pa (i32.add (local.get $pa) (i32.const ${4 * MR})))`);
+      if (st < KU - 1) e('    (br_if $kDone (i32.eqz (local.tee $kc (i32.sub (local.get $kc) (i32.const 1)))))');
+    }
+    e(direct ? `    (local.set $t (i32.add (local.get $t) (i32.const ${4 * KU})))` : `    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR * KU})))`);
+    e('    (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1))))))');
+    e('  (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then ;; accumulate onto the earlier k blocks');
+    e('    (local.set $row (local.get $pc))');
     for (let r = 0; r < MR; r++) {
-      e(`    (local.set $a (v128.load32_splat offset=${4 * r} (local.get $pa)))`);
-      for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} ${madd('(local.get $a)', `(local.get $b${v})`, `(local.get ${acc(r, v)})`)})`);
+      for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} (f32x4.add (local.get ${acc(r, v)}) (v128.load offset=${16 * v} (local.get $row))))`);
+      if (r < MR - 1) e('    (local.set $row (i32.add (local.get $row) (local.get $ldc)))');
     }
-    e(`    (local.set $pa (i32.add (local.get $pa) (i32.const ${4 * MR})))`);
-    if (st < KU - 1) e('    (br_if $kDone (i32.eqz (local.tee $kc (i32.sub (local.get $kc) (i32.const 1)))))');
-  }
-  e(direct ? `    (local.set $t (i32.add (local.get $t) (i32.const ${4 * KU})))` : `    (local.set $pb (i32.add (local.get $pb) (i32.const ${4 * NR * KU})))`);
-  e('    (br_if $k (local.tee $kc (i32.sub (local.get $kc) (i32.const 1))))))');
-  e('  (if (i32.eqz (i32.and (local.get $mode) (i32.const 1))) (then ;; accumulate onto the earlier k blocks');
-  e('    (local.set $row (local.get $pc))');
-  for (let r = 0; r < MR; r++) {
-    for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} (f32x4.add (local.get ${acc(r, v)}) (v128.load offset=${16 * v} (local.get $row))))`);
-    if (r < MR - 1) e('    (local.set $row (i32.add (local.get $row) (local.get $ldc)))');
-  }
-  e('  ))');
-  e('  (if (i32.and (local.get $mode) (i32.const 2)) (then ;; epilogue: per-row affine, then the ReLU');
-  e('    (local.set $vs (f32x4.splat (local.get $slope)))');
-  for (let r = 0; r < MR; r++) {
-    e(`    (local.set $va (v128.load32_splat offset=${4 * r} (local.get $sa)))`);
-    e(`    (local.set $vb (v128.load32_splat offset=${4 * r} (local.get $sb)))`);
-    for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} (f32x4.add (f32x4.mul (local.get $va) (local.get ${acc(r, v)})) (local.get $vb)))`);
-  }
-  // $relu 2: slope 0, max(v, 0) alone (the same values as the leaky form's with slope 0).
-  e('    (if (i32.eq (local.get $relu) (i32.const 2)) (then');
-  for (let r = 0; r < MR; r++) {
-    for (let v = 0; v < NV; v++) e(`      (local.set ${acc(r, v)} (f32x4.max (local.get ${acc(r, v)}) (v128.const i32x4 0 0 0 0)))`);
-  }
-  e('    ) (else (if (local.get $relu) (then');
-  for (let r = 0; r < MR; r++) {
-    for (let v = 0; v < NV; v++) {
-      const a = `(local.get ${acc(r, v)})`;
-      e(`      (local.set ${acc(r, v)} (f32x4.add (f32x4.max ${a} (v128.const i32x4 0 0 0 0)) (f32x4.mul (local.get $vs) (f32x4.min ${a} (v128.const i32x4 0 0 0 0)))))`);
+    e('  ))');
+    e('  (if (i32.and (local.get $mode) (i32.const 2)) (then ;; epilogue: per-row affine, then the ReLU');
+    e('    (local.set $vs (f32x4.splat (local.get $slope)))');
+    for (let r = 0; r < MR; r++) {
+      e(`    (local.set $va (v128.load32_splat offset=${4 * r} (local.get $sa)))`);
+      e(`    (local.set $vb (v128.load32_splat offset=${4 * r} (local.get $sb)))`);
+      for (let v = 0; v < NV; v++) e(`    (local.set ${acc(r, v)} (f32x4.add (f32x4.mul (local.get $va) (local.get ${acc(r, v)})) (local.get $vb)))`);
     }
-  }
-  e('    ))))))');
-  e('  (local.set $row (local.get $pc))');
-  for (let r = 0; r < MR; r++) {
-    for (let v = 0; v < NV; v++) e(`  (v128.store offset=${16 * v} (local.get $row) (local.get ${acc(r, v)}))`);
-    if (r < MR - 1) e('  (local.set $row (i32.add (local.get $row) (local.get $ldc)))');
-  }
-  e('  ;; next tile down: the k loop left $pa at the next A panel');
-  e(`  (local.set $pc (i32.add (local.get $pc) (i32.mul (local.get $ldc) (i32.const ${MR}))))`);
-  e(`  (local.set $sa (i32.add (local.get $sa) (i32.const ${4 * MR})))`);
-  e(`  (local.set $sb (i32.add (local.get $sb) (i32.const ${4 * MR})))`);
-  e('  (br_if $tiles (local.tee $count (i32.sub (local.get $count) (i32.const 1)))))');
-  e(')');
+    // $relu 2: slope 0, max(v, 0) alone (the same values as the leaky form's with slope 0).
+    e('    (if (i32.eq (local.get $relu) (i32.const 2)) (then');
+    for (let r = 0; r < MR; r++) {
+      for (let v = 0; v < NV; v++) e(`      (local.set ${acc(r, v)} (f32x4.max (local.get ${acc(r, v)}) (v128.const i32x4 0 0 0 0)))`);
+    }
+    e('    ) (else (if (local.get $relu) (then');
+    for (let r = 0; r < MR; r++) {
+      for (let v = 0; v < NV; v++) {
+        const a = `(local.get ${acc(r, v)})`;
+        e(`      (local.set ${acc(r, v)} (f32x4.add (f32x4.max ${a} (v128.const i32x4 0 0 0 0)) (f32x4.mul (local.get $vs) (f32x4.min ${a} (v128.const i32x4 0 0 0 0)))))`);
+      }
+    }
+    e('    ))))))');
+    e('  (local.set $row (local.get $pc))');
+    for (let r = 0; r < MR; r++) {
+      for (let v = 0; v < NV; v++) e(`  (v128.store offset=${16 * v} (local.get $row) (local.get ${acc(r, v)}))`);
+      if (r < MR - 1) e('  (local.set $row (i32.add (local.get $row) (local.get $ldc)))');
+    }
+    e('  ;; next tile down: the k loop left $pa at the next A panel');
+    e(`  (local.set $pc (i32.add (local.get $pc) (i32.mul (local.get $ldc) (i32.const ${MR}))))`);
+    e(`  (local.set $sa (i32.add (local.get $sa) (i32.const ${4 * MR})))`);
+    e(`  (local.set $sb (i32.add (local.get $sb) (i32.const ${4 * MR})))`);
+    e('  (br_if $tiles (local.tee $count (i32.sub (local.get $count) (i32.const 1)))))');
+    e(')');
   };
   tileKernel(false);
   tileKernel(true);
