@@ -18,6 +18,12 @@ const random = (n: number) => {
   return a;
 };
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+/** A copy of `a` in a blob's memory (the kernel threads' shared memory under the 'wasm' allocator). */
+const inBlob = (a: Float32Array) => {
+  const d = new Blob([a.length]).mutableCpuData() as Float32Array;
+  d.set(a);
+  return d;
+};
 
 const geom = (p: Partial<Conv2dGeometry> & Pick<Conv2dGeometry, 'channels' | 'height' | 'width' | 'outChannels'>): Conv2dGeometry => ({
   kernelH: 3, kernelW: 3, padH: 1, padW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1, group: 1, ...p,
@@ -330,10 +336,7 @@ describe('packed inference convolution on two kernel threads', () => {
     defaultWasmInfer()!.maxPool(planes, H, W, OH, OW, K, K, S, S, P, P, x, want);
     const prev = setHostAllocator('wasm');
     try {
-      const xs = new Blob([x.length]).mutableCpuData() as Float32Array;
-      xs.set(x);
-      const ys = new Blob([want.length]).mutableCpuData() as Float32Array;
-      ys.fill(7);
+      const xs = inBlob(x), ys = inBlob(new Float32Array(want.length).fill(7));
       const jobs = vi.spyOn(engine()!, 'run');
       try {
         defaultWasmInfer()!.maxPool(planes, H, W, OH, OW, K, K, S, S, P, P, xs, ys);
@@ -359,12 +362,7 @@ describe('packed inference convolution on two kernel threads', () => {
     defaultWasmInfer()!.lrnAcross(x, s1, y1, num, C, P, size, 2, 1e-4 / size, beta);
     const prev = setHostAllocator('wasm');
     try {
-      const place = (a: Float32Array) => {
-        const d = new Blob([a.length]).mutableCpuData() as Float32Array;
-        d.set(a);
-        return d;
-      };
-      const xs = place(x), ss = place(new Float32Array(n).fill(7)), ys = place(new Float32Array(n).fill(7));
+      const xs = inBlob(x), ss = inBlob(new Float32Array(n).fill(7)), ys = inBlob(new Float32Array(n).fill(7));
       const jobs = vi.spyOn(engine()!, 'run');
       try {
         defaultWasmInfer()!.lrnAcross(xs, ss, ys, num, C, P, size, 2, 1e-4 / size, beta);
