@@ -2,6 +2,9 @@
 //   node scripts/lint-packages-rules.mjs <package.tgz>
 // Prints "   rules: ok" or each broken rule, and exits 1 when any is broken.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const tgz = process.argv[2];
 if (!tgz) {
@@ -9,11 +12,16 @@ if (!tgz) {
   process.exit(2);
 }
 
+// The tarball unpacked once; its files are read from there.
+const unpacked = mkdtempSync(join(tmpdir(), 'caffe-ts-rules-'));
+process.on('exit', () => rmSync(unpacked, { recursive: true, force: true }));
+execFileSync('tar', ['-xzf', tgz, '-C', unpacked]);
+const read = (f) => readFileSync(join(unpacked, 'package', f), 'utf8');
 const files = execFileSync('tar', ['-tzf', tgz], { encoding: 'utf8' })
   .split('\n')
   .filter(Boolean)
   .map((f) => f.replace(/^package\//, ''));
-const pkg = JSON.parse(execFileSync('tar', ['-xzOf', tgz, 'package/package.json'], { encoding: 'utf8' }));
+const pkg = JSON.parse(read('package.json'));
 
 // Packages that extend the core (layer types, data sources, backends): they must share the
 // application's single copy of the registries, so the core comes in as peers.
@@ -51,9 +59,7 @@ const exportTargets = new Set(
 );
 const binTargets = new Set(Object.values(typeof pkg.bin === 'string' ? { [pkg.name]: pkg.bin } : (pkg.bin ?? {})));
 const shippedJs = files.filter((f) => /^dist\/.+\.js$/.test(f));
-const code = new Map(
-  shippedJs.map((f) => [f, execFileSync('tar', ['-xzOf', tgz, `package/${f}`], { encoding: 'utf8', maxBuffer: 1 << 28 })]),
-);
+const code = new Map(shippedJs.map((f) => [f, read(f)]));
 const loadedByPackage = (f) => {
   const base = f.slice(f.lastIndexOf('/') + 1);
   const quoted = new RegExp(`["'\`]\\.{1,2}/(?:[\\w.-]+/)*${base.replace(/[.$]/g, '\\$&')}["'\`]`);
