@@ -3,7 +3,7 @@ import { parseText, Phase, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it, vi } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
-import { ConvolutionLayer, convolutionLayerDef, DEFAULT_SMALL_CONV_TAPS } from './convolution-layer.js';
+import { ConvolutionLayer, convolutionLayerDef, DEFAULT_SMALL_CONV_TAPS, PACKED_DGRAD_MAX_AREA_RATIO } from './convolution-layer.js';
 
 type Props = Record<string, unknown>;
 
@@ -443,6 +443,115 @@ describe('ConvolutionLayer', () => {
     const layer = conv({ num_output: 8, kernel_size: [1], weight_filler: gaussianFiller, bias_filler: { type: 'gaussian', std: 1 } }, 'float32');
     const bottom = makeBlob([2, 3, 16, 17], { dtype: 'float32', rng: new Rng(5) });
     checkAgainstNaive(layer, [bottom], { pad: [0, 0], stride: [1, 1], dilation: [1, 1], group: 1 }, 1e-4);
+  });
+
+  describe('float32 bottom gradient of a stride-1 convolution runs on the packed runner (flipped filters)', () => {
+    const filler = { weight_filler: gaussianFiller, bias_filler: { type: 'gaussian', std: 1 } };
+    /** Counts the packed runner's conv2d calls while `body` runs (null: no runner, CAFFE_TS_GEMM=js). */
+    const countingConv2d = (body: (calls: () => number) => void) => {
+      const runner = defaultWasmInferConv();
+      if (!runner) {
+        body(() => 0);
+        return;
+      }
+      const conv2d = runner.conv2d;
+      let calls = 0;
+      runner.conv2d = (...args) => {
+        calls++;
+        return conv2d(...args);
+      };
+      try {
+        body(() => calls);
+      } finally {
+        runner.conv2d = conv2d;
+      }
+    };
+    /** A float32 layer and a float64 twin with the same weights, bias, bottom and top diff. */
+    const twins = (p: Props, shape: number[]) => {
+      const l32 = conv({ ...filler, ...p }, 'float32', 5);
+      const l64 = conv({ ...filler, ...p }, 'float64', 5);
+      const b32 = makeBlob(shape, { dtype: 'float32', rng: new Rng(6) });
+      const b64 = makeBlob(shape, { rng: new Rng(6) });
+      b64.mutableCpuData().set(b32.cpuData());
+      const t32 = new Blob([], { dtype: 'float32' }), t64 = new Blob([], { dtype: 'float64' });
+      l32.setUp([b32], [t32]);
+      l64.setUp([b64], [t64]);
+      l32.blobs.forEach((b, i) => l64.blobs[i]!.mutableCpuData().set(b.cpuData()));
+      const backward = () => {
+        for (const [l, b, t] of [[l32, b32, t32], [l64, b64, t64]] as const) {
+          l.forward([b], [t]);
+          const dy = t.mutableCpuDiff();
+          const rng = new Rng(4);
+          for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
+          l.backward([t], [true], [b]);
+        }
+        // Sums of Cg·taps products of unit-variance terms: float32 rounding stays well inside 1e-4 relative.
+        const close = (got: FloatArray, want: FloatArray) => {
+          let worst = 0, scale = 0;
+          for (let i = 0; i < want.length; i++) {
+            worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+            scale = Math.max(scale, Math.abs(want[i]!));
+          }
+          expect(worst).toBeLessThanOrEqual(1e-4 * scale);
+        };
+        close(b32.cpuDiff(), b64.cpuDiff());
+        l32.blobs.forEach((b, i) => close(b.cpuDiff(), l64.blobs[i]!.cpuDiff()));
+      };
+      return { l32, l64, backward };
+    };
+
+    it.each([
+      ['k3 pad 1, odd sizes', { num_output: 5, kernel_size: [3], pad: [1] }, [2, 3, 7, 6]],
+      ['k5 pad 2, 16 → 16 channels (Winograd F(2×2, 5×5) over the flipped filters)', { num_output: 16, kernel_size: [5], pad: [2] }, [2, 16, 8, 8]],
+      ['k3 pad 1, 16 → 24 channels (Winograd F(4×4, 3×3))', { num_output: 24, kernel_size: [3], pad: [1] }, [1, 16, 12, 12]],
+      ['group 2, no bias', { num_output: 6, kernel_size: [3], pad: [1], group: 2, bias_term: false }, [2, 4, 6, 5]],
+      ['dilation 2, pad 2', { num_output: 3, kernel_size: [3], pad: [2], dilation: [2] }, [1, 2, 9, 8]],
+      ['non-square 3×2, pad 1×0 (output one column narrower)', { num_output: 4, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 0 }, [2, 3, 6, 9]],
+      ['1×1', { num_output: 7, kernel_size: [1] }, [2, 5, 4, 4]],
+    ] as [string, Props, number[]][])('%s: every gradient equals the float64 layer', (_name, p, shape) => {
+      countingConv2d((calls) => {
+        const { backward } = twins(p, shape);
+        const before = calls();
+        backward();
+        // One forward and the bottom gradient (none without a runner).
+        if (defaultWasmInferConv()) expect(calls() - before).toBe(2);
+      });
+    });
+
+    it('follows weight updates (the flipped filters are rebuilt per weight version), and diffs accumulate', () => {
+      const { l32, l64, backward } = twins({ num_output: 4, kernel_size: [3], pad: [1] }, [2, 3, 5, 5]);
+      backward();
+      for (const l of [l32, l64]) {
+        const w = l.blobs[0]!;
+        w.mutableCpuDiff().fill(0.25);
+        w.update();
+      }
+      backward();
+      // Weights set through the mutable accessor, as loading a model does.
+      for (const l of [l32, l64]) {
+        const w = l.blobs[0]!.mutableCpuData();
+        for (let i = 0; i < w.length; i++) w[i] = Math.sin(i);
+      }
+      backward();
+    });
+
+    it('not where the input plane exceeds PACKED_DGRAD_MAX_AREA_RATIO × the output plane (LeNet conv2), the stride is not 1, or it is depthwise', () => {
+      countingConv2d((calls) => {
+        for (const [p, shape] of [
+          [{ num_output: 5, kernel_size: [5] }, [2, 4, 12, 12]],
+          [{ num_output: 3, kernel_size: [3], pad: [1], stride: [2] }, [1, 2, 7, 7]],
+          [{ num_output: 3, kernel_size: [3], pad: [1], group: 3 }, [1, 3, 6, 6]],
+        ] as [Props, number[]][]) {
+          const { l32, backward } = twins(p, shape);
+          const H = shape[2]!, W = shape[3]!, [OH, OW] = l32.outputShape as [number, number];
+          if (!p.stride && !p.group) expect(H * W).toBeGreaterThan(PACKED_DGRAD_MAX_AREA_RATIO * OH * OW);
+          const before = calls();
+          backward();
+          // Only the forward, where it runs on the packed runner (the depthwise one has its own kernel).
+          expect(calls() - before).toBeLessThanOrEqual(1);
+        }
+      });
+    });
   });
 
   describe('depthwise (group = channels = num_output) runs a direct kernel', () => {

@@ -187,6 +187,57 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    */
   smallConvMaxTaps = defaultSmallConvTaps();
 
+  /** The filters flipped and transposed for backwardDataPacked, and the weight version they hold. */
+  private flippedWeights = new Float32Array(0);
+  private flippedVersion = NaN;
+
+  /**
+   * dX = col2im(Wᵀ · dY) of a stride-1, 2-D, non-depthwise float32 convolution, computed as the
+   * convolution of dY, padded by dilation·(k − 1) − pad, with the filters flipped in space and
+   * their input and output channels swapped (per group): the same products, summed in another
+   * order. That runs on the packed-weights runner (its im2col-free and Winograd kernels; the
+   * flipped filters are packed once per weight version) instead of a GEMM into the column buffer
+   * and a col2im. It does (H·W) / (OH·OW) times the products of col2im(Wᵀ · dY), those of the
+   * windows over the padding, so it applies only where the input plane is at most
+   * PACKED_DGRAD_MAX_AREA_RATIO times the output plane (CIFAR-10 conv2, 5×5 "same" at 16×16:
+   * 1.9× the batched pass; LeNet conv2, 12×12 from 8×8, stays with the batched pass, which the
+   * packed one ran at 0.7–0.85×). Overwrites dx; false (nothing written) where it does not apply.
+   */
+  private backwardDataPacked(dy: FloatArray, dx: FloatArray): boolean {
+    if (!(dy instanceof Float32Array) || !(dx instanceof Float32Array) || this.dtype !== 'float32' || !this.useIm2col2d()) return false;
+    if (this.isDepthwise() || !this.stride.every((s) => s === 1)) return false;
+    const [C, H, W] = this.convInputShape as [number, number, number];
+    const [OH, OW] = this.outputShape as [number, number];
+    const [KH, KW] = this.kernelShape as [number, number];
+    const [DH, DW] = this.dilation as [number, number];
+    const padH = DH * (KH - 1) - this.pad[0]!, padW = DW * (KW - 1) - this.pad[1]!;
+    if (padH < 0 || padW < 0 || H * W > PACKED_DGRAD_MAX_AREA_RATIO * OH * OW) return false;
+    const runner = defaultWasmInferConv();
+    if (!runner) return false;
+    const wBlob = this.blobs[0]!;
+    const O = this.convOutChannels, G = this.group, Cg = C / G, m = O / G, taps = KH * KW;
+    if (this.flippedVersion !== wBlob.dataVersion || this.flippedWeights.length !== O * Cg * taps) {
+      const w = wBlob.cpuData();
+      if (this.flippedWeights.length !== O * Cg * taps) this.flippedWeights = new Float32Array(O * Cg * taps);
+      const f = this.flippedWeights;
+      // w[g·m + o][c][t] → f[g·Cg + c][o][taps − 1 − t].
+      for (let g = 0; g < G; g++) {
+        for (let o = 0; o < m; o++) {
+          for (let c = 0; c < Cg; c++) {
+            const from = ((g * m + o) * Cg + c) * taps, to = ((g * Cg + c) * m + o) * taps + taps - 1;
+            for (let t = 0; t < taps; t++) f[to - t] = w[from + t]!;
+          }
+        }
+      }
+      this.flippedVersion = wBlob.dataVersion;
+    }
+    const geometry = {
+      channels: O, height: OH, width: OW, kernelH: KH, kernelW: KW, padH, padW,
+      strideH: 1, strideW: 1, dilationH: DH, dilationW: DW, outChannels: C, group: G,
+    };
+    return runner.conv2d(geometry, this.num, dy, this.flippedWeights, this.flippedVersion, {}, dx, {});
+  }
+
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
     const weight = this.blobs[0]!.cpuData();
     const weightPd = this.paramPropagateDown[0] ?? true;
@@ -194,7 +245,8 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     for (let i = 0; i < top.length; i++) {
       const topDiff = top[i]!.cpuDiff();
       const imgTopDiff = (n: number) => topDiff.subarray(n * this.topDim, (n + 1) * this.topDim);
-      const pd = propagateDown[i] ?? false;
+      // A bottom gradient the packed runner computes leaves the parameter gradients to the paths below.
+      const pd = (propagateDown[i] ?? false) && !this.backwardDataPacked(topDiff, bottom[i]!.mutableCpuDiff());
       if (!pd && (weightPd || biasPd) && topDiff instanceof Float32Array && this.smallConvApplies()) {
         const train = defaultWasmTrain();
         if (train) {
@@ -241,6 +293,12 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
  * (3 · 5 · 5 = 75) run their gradients through the small-convolution kernels.
  */
 export const DEFAULT_SMALL_CONV_TAPS = 75;
+
+/**
+ * Largest input plane, as a multiple of the output plane, for which a stride-1 convolution's
+ * bottom gradient runs on the packed runner (ConvolutionLayer.backwardDataPacked).
+ */
+export const PACKED_DGRAD_MAX_AREA_RATIO = 1.25;
 
 function defaultSmallConvTaps(): number {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
