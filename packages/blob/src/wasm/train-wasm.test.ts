@@ -283,7 +283,7 @@ describe('createWasmTrain', () => {
   });
 });
 
-describe("createWasmTrain on the kernel memory (the 'wasm' host allocator's blobs)", () => {
+describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')("createWasmTrain on the kernel memory (the 'wasm' host allocator's blobs)", () => {
   afterAll(async () => {
     await shutdownThreads();
   });
