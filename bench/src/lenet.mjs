@@ -5,7 +5,7 @@
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
-//       [--roofline] [--update]
+//       [--roofline] [--update] [--env NAME=a,b]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
 // GEMM GFLOP/s (2·N·weights·output positions forward; backward that for the weight gradient plus
@@ -28,6 +28,8 @@
 // With several, one net is built per choice and their steps alternate (step i of every net, then
 // step i + 1), so load from other processes falls on all of them alike; a summary line per net
 // and the ratio of the medians close the run.
+// --env NAME=a,b does the same for the values of an environment switch (each net built and
+// stepped with NAME set to its value), e.g. --env CAFFE_TS_PACKED_DGRAD=on,off.
 // --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
 // --update builds each net through an SGD solver (LeNet's solver settings: lr 0.01, momentum 0.9,
 // weight_decay 5e-4) and also times, per iteration, what a training iteration adds to forward +
@@ -61,6 +63,7 @@ const { values } = parseBenchArgs({
     dtype: { type: 'string', default: 'float32' },
     'col-floats': { type: 'string' },
     'host-alloc': { type: 'string' },
+    env: { type: 'string' },
     roofline: { type: 'boolean', default: false },
     update: { type: 'boolean', default: false },
   },
@@ -104,9 +107,22 @@ param.layer.unshift(createMessage('LayerParameter', {
 // One net per host allocator asked for (none asked: the default, unlabelled).
 const allocs = values['host-alloc'] ? values['host-alloc'].split(',') : [null];
 for (const a of allocs) if (a !== null && a !== 'js' && a !== 'wasm') throw new Error(`--host-alloc: expected js and/or wasm, got ${a}`);
+// --env NAME=a,b: one net per value, built and stepped with NAME set to it (for switches the
+// layers read from the environment, e.g. CAFFE_TS_PACKED_DGRAD=on,off), steps alternating.
+let envName = null, envValues = [null];
+if (values.env) {
+  const m = /^([A-Z0-9_]+)=(.+)$/.exec(values.env);
+  if (!m) throw new Error(`--env: expected NAME=value1,value2,…, got ${values.env}`);
+  envName = m[1];
+  envValues = m[2].split(',');
+}
+const setEnv = (v) => {
+  if (envName !== null) process.env[envName] = v;
+};
 const nets = [];
-for (const alloc of allocs) {
+for (const alloc of allocs) for (const envValue of envValues) {
   if (alloc) setHostAllocator(alloc);
+  setEnv(envValue);
   let solver = null;
   if (values.update) {
     if (phase !== Phase.TRAIN) throw new Error('--update needs the TRAIN phase');
@@ -128,7 +144,10 @@ for (const alloc of allocs) {
     for (let i = 0; i < label.length; i++) label[i] = rng.int(10);
   }
   const inKernelMemory = !(data.buffer instanceof ArrayBuffer);
-  nets.push({ alloc, net, solver, tag: alloc ? ` [host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}]` : '' });
+  const tags = [];
+  if (alloc) tags.push(`host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}`);
+  if (envName !== null) tags.push(`${envName}=${envValue}`);
+  nets.push({ alloc, envValue, net, solver, tag: tags.length ? ` [${tags.join(', ')}]` : '' });
 }
 const net = nets[0].net;
 
@@ -177,11 +196,12 @@ for (const threads of threadCounts) {
     update: [], stepUpdate: [],
   }));
   for (let it = -warmup; it < iterations; it++) {
-    nets.forEach(({ alloc, net, solver }, k) => {
+    nets.forEach(({ alloc, envValue, net, solver }, k) => {
       const r = runs[k];
       // Blobs allocate lazily (diffs on the first backward, scratch on first use): each net steps
       // under its own allocator, or its late arrays would land in the other's memory.
       if (alloc) setHostAllocator(alloc);
+      setEnv(envValue);
       const f = new Float64Array(L), b = new Float64Array(L);
       // A solver iteration starts by clearing the param diffs (timed with the update).
       const c0 = now();

@@ -551,6 +551,14 @@ describe('ConvolutionLayer', () => {
           // Only the forward, where it runs on the packed runner (the depthwise one has its own kernel).
           expect(calls() - before).toBeLessThanOrEqual(1);
         }
+        // Nor where the layer is told not to (CAFFE_TS_PACKED_DGRAD=off sets the default): the
+        // batched pass gives the same gradients.
+        const { l32, backward } = twins({ num_output: 4, kernel_size: [3], pad: [1] }, [2, 3, 5, 5]);
+        expect(l32.packedBottomGradient).toBe(process.env.CAFFE_TS_PACKED_DGRAD !== 'off');
+        l32.packedBottomGradient = false;
+        const before = calls();
+        backward();
+        expect(calls() - before).toBeLessThanOrEqual(1);
       });
     });
   });

@@ -187,6 +187,12 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    */
   smallConvMaxTaps = defaultSmallConvTaps();
 
+  /**
+   * Whether a stride-1 bottom gradient may run on the packed runner (backwardDataPacked); the
+   * default: true unless CAFFE_TS_PACKED_DGRAD=off, for comparisons.
+   */
+  packedBottomGradient = defaultPackedBottomGradient();
+
   /** The filters flipped and transposed for backwardDataPacked, and the weight version they hold. */
   private flippedWeights = new Float32Array(0);
   private flippedVersion = NaN;
@@ -204,6 +210,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    * packed one ran at 0.7–0.85×). Overwrites dx; false (nothing written) where it does not apply.
    */
   private backwardDataPacked(dy: FloatArray, dx: FloatArray): boolean {
+    if (!this.packedBottomGradient) return false;
     if (!(dy instanceof Float32Array) || !(dx instanceof Float32Array) || this.dtype !== 'float32' || !this.useIm2col2d()) return false;
     if (this.isDepthwise() || !this.stride.every((s) => s === 1)) return false;
     const [C, H, W] = this.convInputShape as [number, number, number];
@@ -299,6 +306,11 @@ export const DEFAULT_SMALL_CONV_TAPS = 75;
  * bottom gradient runs on the packed runner (ConvolutionLayer.backwardDataPacked).
  */
 export const PACKED_DGRAD_MAX_AREA_RATIO = 1.25;
+
+function defaultPackedBottomGradient(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_PACKED_DGRAD?.trim().toLowerCase() !== 'off';
+}
 
 function defaultSmallConvTaps(): number {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
