@@ -115,7 +115,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
       ? { ...started, info: { ...started.info, maxTextureSize: options.maxTextureSize } }
       : started;
   const envPacked = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_GPU_PACKED;
-  const packed = runtime.textures && (options.packed ?? envPacked !== '0');
+  const packed = runtime.textures && (options.packed ?? envPacked?.trim() !== '0');
   const device = new GpuDevice(runtime, { splitLimit: options.splitLimit, packed, profileKernels: options.profileKernels });
   const ops = createGpuOps(device);
   return {

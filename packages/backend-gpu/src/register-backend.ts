@@ -12,12 +12,12 @@ import type { GpuMode } from './runtime.js';
 export function registerGpuBackend(options: GpuBackendOptions = {}): void {
   if (registeredBackends().includes(options.name ?? 'gpu')) return;
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env ?? {};
-  const envMode = env.CAFFE_TS_GPU_MODE as GpuMode | undefined;
+  const envMode = env.CAFFE_TS_GPU_MODE?.trim().toLowerCase() as GpuMode | undefined;
   registerBackend(options.name ?? 'gpu', async () => {
     const { createGpuBackend } = await import('./backend.js');
     return createGpuBackend({
       mode: options.mode ?? (envMode || undefined),
-      allowCpuFallback: options.allowCpuFallback ?? env.CAFFE_TS_GPU_CPU_FALLBACK === '1',
+      allowCpuFallback: options.allowCpuFallback ?? env.CAFFE_TS_GPU_CPU_FALLBACK?.trim() === '1',
       name: options.name,
     });
   }, 0);

@@ -141,7 +141,7 @@ function probe(mode: GpuMode): GpuJsInstance {
 
 function texturePoolWanted(): boolean {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.CAFFE_TS_GPU_TEXTURE_POOL !== 'off';
+  return env?.CAFFE_TS_GPU_TEXTURE_POOL?.trim().toLowerCase() !== 'off';
 }
 
 /** Run one pipeline kernel to find gpu.js's texture and kernel classes, then pool its textures. */

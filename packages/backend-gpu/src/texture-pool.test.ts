@@ -59,9 +59,9 @@ describe.skipIf(!gl)('texture pool (headless GL)', () => {
     }
   });
 
-  it('is off with CAFFE_TS_GPU_TEXTURE_POOL=off', () => {
+  it('is off with CAFFE_TS_GPU_TEXTURE_POOL=off (spaces and case do not matter)', () => {
     const before = process.env.CAFFE_TS_GPU_TEXTURE_POOL;
-    process.env.CAFFE_TS_GPU_TEXTURE_POOL = 'off';
+    process.env.CAFFE_TS_GPU_TEXTURE_POOL = ' Off ';
     try {
       const runtime = startRuntime('headlessgl');
       expect(runtime.info.texturePool).toBeUndefined();

@@ -27,7 +27,7 @@ export interface ProgressStream {
  */
 export function wantProgress(flags: Flags, stream: ProgressStream = process.stderr): boolean {
   const verbose = flags.bool('verbose-logs') || flags.bool('verbose_logs');
-  const env = process.env.CAFFE_TS_PROGRESS;
+  const env = process.env.CAFFE_TS_PROGRESS?.trim();
   if (env === '0' || verbose || stream.isTTY !== true) return false;
   if (env === '1') return true;
   return !process.env.CI && !process.env.VITEST;

@@ -33,6 +33,20 @@ describe('Net: layers outside backward', () => {
 });
 
 describe('Net: fused inference chains', () => {
+  it.each([['off', false], [' OFF ', false], ['on', true], ['', true]] as const)(
+    'CAFFE_TS_FUSION=%j sets fuseInference %s for nets made after it (spaces and case do not matter)',
+    (value, fused) => {
+      const before = process.env.CAFFE_TS_FUSION;
+      process.env.CAFFE_TS_FUSION = value;
+      try {
+        expect(new Net(net(body), { phase: Phase.TEST, registry: testRegistry(), log: false }).fuseInference).toBe(fused);
+      } finally {
+        if (before === undefined) delete process.env.CAFFE_TS_FUSION;
+        else process.env.CAFFE_TS_FUSION = before;
+      }
+    },
+  );
+
   const chainNet = (slope: number, scaleBias: boolean) => `
     layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
     layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.5 } } }

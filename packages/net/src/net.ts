@@ -616,7 +616,7 @@ export class Net {
    * ReLU, Eltwise SUM → ReLU) as one pass each (inference-fusion.ts; same results). Default
    * true; CAFFE_TS_FUSION=off in the environment makes it false.
    */
-  fuseInference = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_FUSION !== 'off';
+  fuseInference = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.CAFFE_TS_FUSION?.trim().toLowerCase() !== 'off';
   private fusedChainMap: Map<number, FusedChain> | null = null;
 
   /** The chains forward runs fused, by first layer (planned on first use). */

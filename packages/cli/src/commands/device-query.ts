@@ -69,6 +69,6 @@ function gemmKernelDescription(): string {
   if (active !== 'js') return active;
   // The WASM kernel installs itself on the first large float32 product unless CAFFE_TS_GEMM=js.
   const info = wasmGemmInfo();
-  if (process.env.CAFFE_TS_GEMM === 'js' || !info.variant) return 'js';
+  if (process.env.CAFFE_TS_GEMM?.trim().toLowerCase() === 'js' || !info.variant) return 'js';
   return `wasm-${info.variant} (${info.blocking.MR}x${info.blocking.NR} micro-kernel, installed on first use)`;
 }

@@ -284,10 +284,10 @@ export class DataParallel implements GradientComputer {
     this.optional = options.optional ?? false;
     this.wasmUpdate = options.wasmUpdate ?? true;
     this.earlyStep = options.earlyStep ?? true;
-    this.balanceWanted = options.balance ?? process.env.CAFFE_TS_PARALLEL_BALANCE === 'on';
+    this.balanceWanted = options.balance ?? process.env.CAFFE_TS_PARALLEL_BALANCE?.trim().toLowerCase() === 'on';
     this.spinMs = options.spinMs ?? defaultSpinMs();
     if (!(this.spinMs >= 0)) throw new ParallelConfigError(`spinMs must be >= 0 (got ${this.spinMs})`);
-    const env = process.env.CAFFE_TS_PARALLEL_CHUNKS;
+    const env = process.env.CAFFE_TS_PARALLEL_CHUNKS?.trim().toLowerCase();
     this.chunksRequested = options.chunks ?? (env === 'off' ? 0 : env && Number(env) > 0 ? Number(env) : undefined);
     if (this.chunksRequested !== undefined && !(Number.isInteger(this.chunksRequested) && this.chunksRequested >= 0)) {
       throw new ParallelConfigError(`chunks must be an integer >= 0 (got ${this.chunksRequested})`);
@@ -471,7 +471,7 @@ export class DataParallel implements GradientComputer {
     const sections = 1 + this.workers + Math.max(1, perParam);
     const region: ArenaMemory =
       dtype === 'float32' && this.wasmUpdate
-        ? process.env.CAFFE_TS_PARALLEL_ARENA === 'own'
+        ? process.env.CAFFE_TS_PARALLEL_ARENA?.trim().toLowerCase() === 'own'
           ? allocArenaMemory(bytes(total * sections))
           : allocArenaInKernelMemory(bytes(total * sections))
         : { buffer: new SharedArrayBuffer(bytes(total * sections)), memory: null };
@@ -823,7 +823,7 @@ export class DataParallel implements GradientComputer {
     if (!pool || pool.isClosed || this.early || stop < 0 || solver.iter + 1 >= stop) return;
     // A redo needs the batches again: the chunked split has them staged (all iter_size of them).
     if (c ? !c.staged[c.buf] : solver.param.iter_size !== 1) return;
-    if (!this.earlyStep || process.env.CAFFE_TS_PARALLEL_EARLY === 'off') return;
+    if (!this.earlyStep || process.env.CAFFE_TS_PARALLEL_EARLY?.trim().toLowerCase() === 'off') return;
     for (const f of this.frozen) f.to.set(f.from);
     this.early = solver.net.learnableParams.map((b) => b.dataVersion);
     if (c) this.postChunkedStep(pool);

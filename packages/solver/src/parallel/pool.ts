@@ -137,7 +137,7 @@ export class WorkerPool {
       entry ??= await workerEntry(base.register);
       const init: WorkerInit = { ...base, register: entry.register, control: this.control, losses: this.losses, stats: this.stats };
       // A replica decodes its own records on its own thread: no decode pool of its own (io-leveldb
-      // starts cores − 1 decode workers per thread otherwise), unless the user set a count.
+      // starts up to min(cores − 1, 4) decode workers per thread otherwise), unless the user set a count.
       const env = { ...process.env, CAFFE_TS_DECODE_WORKERS: process.env.CAFFE_TS_DECODE_WORKERS ?? '0' };
       const worker = new Worker(entry.url, { workerData: { ...init, ...entry.data }, env });
       worker.on('message', (m: WorkerMessage) => this.onMessage(m));

@@ -36,7 +36,7 @@ export function updateWasmEnabled(): boolean {
 function updateModule(): WebAssembly.Module | null {
   if (compiled !== undefined) return compiled;
   compiled = null;
-  const env = typeof process !== 'undefined' ? process.env.CAFFE_TS_PARALLEL_WASM : undefined;
+  const env = typeof process !== 'undefined' ? process.env.CAFFE_TS_PARALLEL_WASM?.trim().toLowerCase() : undefined;
   if (env === 'off' || env === '0' || typeof WebAssembly === 'undefined') return null;
   try {
     const bytes = Uint8Array.from(Buffer.from(UPDATE_WASM_SIMD_BASE64, 'base64'));

@@ -110,7 +110,7 @@ let priv: PrivateParams | null = null;
 function privateParams(): PrivateParams | null {
   const sh = init.share;
   if (init.kind !== 'train' || !sh || init.dtype !== 'float32' || !init.diff || init.data instanceof SharedArrayBuffer || init.diff instanceof SharedArrayBuffer) return null;
-  if (process.env.CAFFE_TS_PARALLEL_ARENA === 'own') return null;
+  if (process.env.CAFFE_TS_PARALLEL_ARENA?.trim().toLowerCase() === 'own') return null;
   const total = sh.total;
   const block = allocKernelShared(2 * total);
   if (!block) return null;
