@@ -95,6 +95,13 @@ export abstract class BaseConvolutionLayer extends Layer {
   /** The bottom shape seen by the current reshape (read by computeOutputShape). */
   protected bottomShape: readonly number[] = [];
 
+  /**
+   * Whether the bottom gradient may run on the packed-weights runner (float32, 2-D: a
+   * Convolution's of stride 1, a Deconvolution's always); the default: true unless
+   * CAFFE_TS_PACKED_DGRAD=off, for comparisons.
+   */
+  packedBottomGradient = defaultPackedBottomGradient();
+
   /** True for Deconvolution: forward is the backward pass of a convolution. */
   protected abstract reverseDimensions(): boolean;
   /** Set `this.outputShape` from `this.bottomShape` and the kernel geometry. */
@@ -560,4 +567,9 @@ export const MAX_BATCH_COL_FLOATS = 1 << 18;
 
 function shapeString(shape: readonly number[]): string {
   return `${shape.join(' ')} (${shape.reduce((a, b) => a * b, 1)})`;
+}
+
+function defaultPackedBottomGradient(): boolean {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  return env?.CAFFE_TS_PACKED_DGRAD?.trim().toLowerCase() !== 'off';
 }

@@ -187,12 +187,6 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    */
   smallConvMaxTaps = defaultSmallConvTaps();
 
-  /**
-   * Whether a stride-1 bottom gradient may run on the packed runner (backwardDataPacked); the
-   * default: true unless CAFFE_TS_PACKED_DGRAD=off, for comparisons.
-   */
-  packedBottomGradient = defaultPackedBottomGradient();
-
   /** The filters flipped and transposed for backwardDataPacked, and the weight version they hold. */
   private flippedWeights = new Float32Array(0);
   private flippedVersion = NaN;
@@ -306,11 +300,6 @@ export const DEFAULT_SMALL_CONV_TAPS = 75;
  * bottom gradient runs on the packed runner (ConvolutionLayer.backwardDataPacked).
  */
 export const PACKED_DGRAD_MAX_AREA_RATIO = 1.25;
-
-function defaultPackedBottomGradient(): boolean {
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  return env?.CAFFE_TS_PACKED_DGRAD?.trim().toLowerCase() !== 'off';
-}
 
 function defaultSmallConvTaps(): number {
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;

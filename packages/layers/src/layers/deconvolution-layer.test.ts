@@ -1,4 +1,4 @@
-import { Blob, Rng } from '@caffe-ts/blob';
+import { Blob, defaultWasmInferConv, Rng, type FloatArray } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
 import { DeconvolutionLayer, deconvolutionLayerDef } from './deconvolution-layer.js';
@@ -188,6 +188,71 @@ describe('DeconvolutionLayer', () => {
       it(`grouped, no bias, ${dtype}`, () =>
         compare({ num_output: 4, kernel_size: [2], group: 2, stride: [2], bias_term: false, ...filler }, [3, 4, 5, 5], dtype));
     }
+  });
+
+  describe('float32 bottom gradient runs on the packed runner (a plain convolution of the top gradient)', () => {
+    /** Float32 and float64 layers with the same weights and inputs: backward twice, diffs compared; returns conv2d calls. */
+    const run = (p: Props, shape: number[], packed = true): number => {
+      const runner = defaultWasmInferConv();
+      const conv2d = runner?.conv2d;
+      let calls = 0;
+      if (runner) {
+        runner.conv2d = (...args) => {
+          calls++;
+          return conv2d!(...args);
+        };
+      }
+      try {
+        const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
+        const l32 = deconv({ ...filler, ...p }, 'float32'), l64 = deconv({ ...filler, ...p });
+        l32.packedBottomGradient = packed;
+        const b32 = makeBlob(shape, { dtype: 'float32', rng: new Rng(6) }), b64 = makeBlob(shape, { rng: new Rng(6) });
+        b64.mutableCpuData().set(b32.cpuData());
+        const t32 = new Blob([], { dtype: 'float32' }), t64 = f64();
+        l32.setUp([b32], [t32]);
+        l64.setUp([b64], [t64]);
+        l32.blobs.forEach((b, i) => l64.blobs[i]!.mutableCpuData().set(b.cpuData()));
+        for (const [l, b, t] of [[l32, b32, t32], [l64, b64, t64]] as const) {
+          l.forward([b], [t]);
+          const dy = t.mutableCpuDiff();
+          const rng = new Rng(4);
+          for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
+          l.backward([t], [true], [b]);
+          l.backward([t], [true], [b]);
+        }
+        const close = (got: FloatArray, want: FloatArray) => {
+          let worst = 0, scale = 0;
+          for (let i = 0; i < want.length; i++) {
+            worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+            scale = Math.max(scale, Math.abs(want[i]!));
+          }
+          expect(worst).toBeLessThanOrEqual(1e-4 * scale);
+        };
+        close(b32.cpuDiff(), b64.cpuDiff());
+        l32.blobs.forEach((b, i) => close(b.cpuDiff(), l64.blobs[i]!.cpuDiff()));
+        return calls;
+      } finally {
+        if (runner) runner.conv2d = conv2d!;
+      }
+    };
+    const expectCalls = (calls: number, n: number) => {
+      if (defaultWasmInferConv()) expect(calls).toBe(n);
+    };
+
+    it.each([
+      ['k3 s1 pad 1', { num_output: 4, kernel_size: [3], pad: [1] }, [2, 3, 6, 5]],
+      ['2× upsampling, k4 s2 pad 1', { num_output: 5, kernel_size: [4], stride: [2], pad: [1] }, [2, 3, 5, 6]],
+      ['bilinear-style: group = channels = num_output, k4 s2 pad 1, no bias', { num_output: 6, kernel_size: [4], stride: [2], pad: [1], group: 6, bias_term: false }, [1, 6, 4, 5]],
+      ['dilated, non-square, strided', { num_output: 3, kernel_h: 3, kernel_w: 2, stride_h: 2, stride_w: 1, dilation: [2, 1] }, [2, 2, 4, 5]],
+      ['1×1', { num_output: 3, kernel_size: [1] }, [2, 4, 3, 3]],
+    ] as [string, Props, number[]][])('%s: every gradient equals the float64 layer', (_name, p, shape) => {
+      // Two backwards, one packed call each.
+      expectCalls(run(p, shape), 2);
+    });
+
+    it('not with packedBottomGradient false, which gives the same gradients through im2col + GEMM', () => {
+      expectCalls(run({ num_output: 5, kernel_size: [4], stride: [2], pad: [1] }, [2, 3, 5, 6], false), 0);
+    });
   });
 
   it('gradient, Caffe (1e-2, 1e-3) exhaustive over both bottoms, weight and bias (k2 s1)', () => {
