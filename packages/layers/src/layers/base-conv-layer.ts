@@ -261,8 +261,18 @@ export abstract class BaseConvolutionLayer extends Layer {
     if (this.dtype !== 'float32') return false;
     const wasm = defaultWasmConv2d();
     if (!wasm) return false;
+    wasm.run(this.conv2dGeometry(), this.num, this.batch, pass as Conv2dPass);
+    return true;
+  }
+
+  /**
+   * The 2-D geometry as the WebAssembly convolution kernels take it: the column side's image
+   * (convInputShape: the bottom of a Convolution, the top of a Deconvolution), the kernel
+   * window, and convOutChannels outputs in `group` groups.
+   */
+  protected conv2dGeometry(): Conv2dGeometry {
     const [channels, height, width] = this.convInputShape as [number, number, number];
-    const geometry: Conv2dGeometry = {
+    return {
       channels, height, width,
       kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
       padH: this.pad[0]!, padW: this.pad[1]!,
@@ -270,8 +280,6 @@ export abstract class BaseConvolutionLayer extends Layer {
       dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
       outChannels: this.convOutChannels, group: this.group,
     };
-    wasm.run(geometry, this.num, this.batch, pass as Conv2dPass);
-    return true;
   }
 
   /** Images n0 … n0 + nb − 1 of the im2col side, unfolded side by side into the column buffer. */

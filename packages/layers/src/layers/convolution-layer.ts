@@ -94,16 +94,8 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
       shift = this.epilogueShift;
       for (let o = 0; o < O; o++) shift[o] = (a ? a[o]! : 1) * (bias ? bias[o]! : 0) + (b ? b[o]! : 0);
     }
-    const [channels, height, width] = this.convInputShape as [number, number, number];
     const wBlob = this.blobs[0]!;
-    const geometry = {
-      channels, height, width,
-      kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
-      padH: this.pad[0]!, padW: this.pad[1]!,
-      strideH: this.stride[0]!, strideW: this.stride[1]!,
-      dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
-      outChannels: this.convOutChannels, group: this.group,
-    };
+    const geometry = this.conv2dGeometry();
     // False (nothing written) where the runner's memory is full: the other paths run.
     if (depthwise) return !sum && runner.depthwise(geometry, this.num, x, wBlob.cpuData() as Float32Array, { scale: a, shift, relu }, y, io);
     return runner.conv2d(geometry, this.num, x, wBlob.cpuData() as Float32Array, wBlob.dataVersion, { scale: a, shift, relu }, y, io, sum);
@@ -152,17 +144,7 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
     if (!this.isDepthwise() || !(y instanceof Float32Array)) return false;
     const k = defaultWasmInfer();
     if (!k) return false;
-    const [channels, height, width] = this.convInputShape as [number, number, number];
-    k.depthwise(
-      {
-        channels, height, width,
-        kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
-        padH: this.pad[0]!, padW: this.pad[1]!,
-        strideH: this.stride[0]!, strideW: this.stride[1]!,
-        dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
-      },
-      this.num, x as Float32Array, weight as Float32Array, bias as Float32Array | null, y,
-    );
+    k.depthwise(this.conv2dGeometry(), this.num, x as Float32Array, weight as Float32Array, bias as Float32Array | null, y);
     return true;
   }
 

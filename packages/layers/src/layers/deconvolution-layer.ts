@@ -57,18 +57,9 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
     if (this.dtype !== 'float32' || !this.useIm2col2d()) return false;
     const runner = defaultWasmInferConv();
     if (!runner) return false;
-    // The convolution's input is the top: [num_output, out H, out W].
-    const [channels, height, width] = this.convInputShape as [number, number, number];
+    // The convolution reads the top (conv2dGeometry's column side) and writes the bottom.
     const wBlob = this.blobs[0]!;
-    const geometry = {
-      channels, height, width,
-      kernelH: this.kernelShape[0]!, kernelW: this.kernelShape[1]!,
-      padH: this.pad[0]!, padW: this.pad[1]!,
-      strideH: this.stride[0]!, strideW: this.stride[1]!,
-      dilationH: this.dilation[0]!, dilationW: this.dilation[1]!,
-      outChannels: this.convOutChannels, group: this.group,
-    };
-    return runner.conv2d(geometry, this.num, dy, wBlob.cpuData() as Float32Array, wBlob.dataVersion, {}, dx, {});
+    return runner.conv2d(this.conv2dGeometry(), this.num, dy, wBlob.cpuData() as Float32Array, wBlob.dataVersion, {}, dx, {});
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
