@@ -3,6 +3,7 @@ import { parseText, Phase, type LayerParameter } from '@caffe-ts/proto';
 import { describe, expect, it, vi } from 'vitest';
 import { LayerError } from '../errors.js';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
+import { countingPackedConv2d, float64Twin } from '../testing/float64-twin.js';
 import { ConvolutionLayer, convolutionLayerDef, DEFAULT_SMALL_CONV_TAPS, PACKED_DGRAD_MAX_AREA_RATIO } from './convolution-layer.js';
 
 type Props = Record<string, unknown>;
@@ -448,55 +449,13 @@ describe('ConvolutionLayer', () => {
 
   describe('float32 bottom gradient of a stride-1 convolution runs on the packed runner (flipped filters)', () => {
     const filler = { weight_filler: gaussianFiller, bias_filler: { type: 'gaussian', std: 1 } };
-    /** Counts the packed runner's conv2d calls while `body` runs (null: no runner, CAFFE_TS_GEMM=js). */
-    const countingConv2d = (body: (calls: () => number) => void) => {
-      const runner = defaultWasmInferConv();
-      if (!runner) {
-        body(() => 0);
-        return;
-      }
-      const conv2d = runner.conv2d;
-      let calls = 0;
-      runner.conv2d = (...args) => {
-        calls++;
-        return conv2d(...args);
-      };
-      try {
-        body(() => calls);
-      } finally {
-        runner.conv2d = conv2d;
-      }
-    };
-    /** A float32 layer and a float64 twin with the same weights, bias, bottom and top diff. */
+    /** A float32 layer and a float64 twin; backward() steps both and compares every gradient. */
     const twins = (p: Props, shape: number[]) => {
-      const l32 = conv({ ...filler, ...p }, 'float32', 5);
-      const l64 = conv({ ...filler, ...p }, 'float64', 5);
-      const b32 = makeBlob(shape, { dtype: 'float32', rng: new Rng(6) });
-      const b64 = makeBlob(shape, { rng: new Rng(6) });
-      b64.mutableCpuData().set(b32.cpuData());
-      const t32 = new Blob([], { dtype: 'float32' }), t64 = new Blob([], { dtype: 'float64' });
-      l32.setUp([b32], [t32]);
-      l64.setUp([b64], [t64]);
-      l32.blobs.forEach((b, i) => l64.blobs[i]!.mutableCpuData().set(b.cpuData()));
+      // Sums of Cg·taps products of unit-variance terms: float32 rounding stays well inside 1e-4 relative.
+      const { l32, l64, step, expectClose } = float64Twin((dtype) => conv({ ...filler, ...p }, dtype, 5), shape, 1e-4);
       const backward = () => {
-        for (const [l, b, t] of [[l32, b32, t32], [l64, b64, t64]] as const) {
-          l.forward([b], [t]);
-          const dy = t.mutableCpuDiff();
-          const rng = new Rng(4);
-          for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
-          l.backward([t], [true], [b]);
-        }
-        // Sums of Cg·taps products of unit-variance terms: float32 rounding stays well inside 1e-4 relative.
-        const close = (got: FloatArray, want: FloatArray) => {
-          let worst = 0, scale = 0;
-          for (let i = 0; i < want.length; i++) {
-            worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
-            scale = Math.max(scale, Math.abs(want[i]!));
-          }
-          expect(worst).toBeLessThanOrEqual(1e-4 * scale);
-        };
-        close(b32.cpuDiff(), b64.cpuDiff());
-        l32.blobs.forEach((b, i) => close(b.cpuDiff(), l64.blobs[i]!.cpuDiff()));
+        step();
+        expectClose();
       };
       return { l32, l64, backward };
     };
@@ -510,7 +469,7 @@ describe('ConvolutionLayer', () => {
       ['non-square 3×2, pad 1×0 (output one column narrower)', { num_output: 4, kernel_h: 3, kernel_w: 2, pad_h: 1, pad_w: 0 }, [2, 3, 6, 9]],
       ['1×1', { num_output: 7, kernel_size: [1] }, [2, 5, 4, 4]],
     ] as [string, Props, number[]][])('%s: every gradient equals the float64 layer', (_name, p, shape) => {
-      countingConv2d((calls) => {
+      countingPackedConv2d((calls) => {
         const { backward } = twins(p, shape);
         const before = calls();
         backward();
@@ -537,7 +496,7 @@ describe('ConvolutionLayer', () => {
     });
 
     it('not where the input plane exceeds PACKED_DGRAD_MAX_AREA_RATIO × the output plane (LeNet conv2), the stride is not 1, or it is depthwise', () => {
-      countingConv2d((calls) => {
+      countingPackedConv2d((calls) => {
         for (const [p, shape] of [
           [{ num_output: 5, kernel_size: [5] }, [2, 4, 12, 12]],
           [{ num_output: 3, kernel_size: [3], pad: [1], stride: [2] }, [1, 2, 7, 7]],

@@ -1,6 +1,7 @@
-import { Blob, defaultWasmInferConv, Rng, type FloatArray } from '@caffe-ts/blob';
+import { Blob, defaultWasmInferConv, Rng } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { createLayer, GradientChecker, makeBlob } from '../testing.js';
+import { countingPackedConv2d, float64Twin } from '../testing/float64-twin.js';
 import { DeconvolutionLayer, deconvolutionLayerDef } from './deconvolution-layer.js';
 
 type Props = Record<string, unknown>;
@@ -192,49 +193,16 @@ describe('DeconvolutionLayer', () => {
 
   describe('float32 bottom gradient runs on the packed runner (a plain convolution of the top gradient)', () => {
     /** Float32 and float64 layers with the same weights and inputs: backward twice, diffs compared; returns conv2d calls. */
-    const run = (p: Props, shape: number[], packed = true): number => {
-      const runner = defaultWasmInferConv();
-      const conv2d = runner?.conv2d;
-      let calls = 0;
-      if (runner) {
-        runner.conv2d = (...args) => {
-          calls++;
-          return conv2d!(...args);
-        };
-      }
-      try {
+    const run = (p: Props, shape: number[], packed = true): number =>
+      countingPackedConv2d((calls) => {
         const filler = { weight_filler: { type: 'gaussian' }, bias_filler: { type: 'gaussian' } };
-        const l32 = deconv({ ...filler, ...p }, 'float32'), l64 = deconv({ ...filler, ...p });
+        const { l32, step, expectClose } = float64Twin((dtype) => deconv({ ...filler, ...p }, dtype), shape);
         l32.packedBottomGradient = packed;
-        const b32 = makeBlob(shape, { dtype: 'float32', rng: new Rng(6) }), b64 = makeBlob(shape, { rng: new Rng(6) });
-        b64.mutableCpuData().set(b32.cpuData());
-        const t32 = new Blob([], { dtype: 'float32' }), t64 = f64();
-        l32.setUp([b32], [t32]);
-        l64.setUp([b64], [t64]);
-        l32.blobs.forEach((b, i) => l64.blobs[i]!.mutableCpuData().set(b.cpuData()));
-        for (const [l, b, t] of [[l32, b32, t32], [l64, b64, t64]] as const) {
-          l.forward([b], [t]);
-          const dy = t.mutableCpuDiff();
-          const rng = new Rng(4);
-          for (let i = 0; i < dy.length; i++) dy[i] = rng.gaussian(0, 1);
-          l.backward([t], [true], [b]);
-          l.backward([t], [true], [b]);
-        }
-        const close = (got: FloatArray, want: FloatArray) => {
-          let worst = 0, scale = 0;
-          for (let i = 0; i < want.length; i++) {
-            worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
-            scale = Math.max(scale, Math.abs(want[i]!));
-          }
-          expect(worst).toBeLessThanOrEqual(1e-4 * scale);
-        };
-        close(b32.cpuDiff(), b64.cpuDiff());
-        l32.blobs.forEach((b, i) => close(b.cpuDiff(), l64.blobs[i]!.cpuDiff()));
-        return calls;
-      } finally {
-        if (runner) runner.conv2d = conv2d!;
-      }
-    };
+        step();
+        step();
+        expectClose();
+        return calls();
+      });
     const expectCalls = (calls: number, n: number) => {
       if (defaultWasmInferConv()) expect(calls).toBe(n);
     };
