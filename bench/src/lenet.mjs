@@ -3,7 +3,7 @@
 // built packages:
 //
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
-//       [--batch N] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
+//       [--batch N[,M…]] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
 //       [--roofline] [--update] [--env NAME=a,b]
 //
@@ -83,26 +83,31 @@ const phase = values.phase.toUpperCase() === 'TEST' ? Phase.TEST : Phase.TRAIN;
 
 const param = parseNetParameter(readFileSync(file, 'utf8'));
 // Swap the phase's data layer(s) for one Input layer with the same tops and batch size.
-let batch = values.batch ? Number(values.batch) : 0;
+const batches = values.batch ? values.batch.split(',').map(Number) : [];
+for (const b of batches) if (!(Number.isInteger(b) && b > 0)) throw new Error(`--batch: expected positive integers, got ${values.batch}`);
 const dataTops = [];
 param.layer = param.layer.filter((l) => {
   if (l.type !== 'Data') return true;
   const inPhase = l.include.length === 0 || l.include.some((r) => r.phase === phase);
   if (inPhase) {
-    if (!batch) batch = l.data_param?.batch_size ?? 64;
+    if (batches.length === 0) batches.push(l.data_param?.batch_size ?? 64);
     if (dataTops.length === 0) dataTops.push(...l.top);
   }
   return false;
 });
 if (dataTops.length === 0) throw new Error(`${file}: no Data layer to replace`);
 if (!inputShape) throw new Error(`${file}: unknown input shape (known models: ${Object.keys(MODELS).join(', ')})`);
-const shapes = [[batch, ...inputShape], [batch]];
-param.layer.unshift(createMessage('LayerParameter', {
-  name: 'input',
-  type: 'Input',
-  top: dataTops,
-  input_param: { shape: dataTops.map((_, i) => ({ dim: shapes[Math.min(i, 1)] })) },
-}));
+/** The net's parameter with an Input layer of batch `b` in front. */
+const paramFor = (b) => {
+  const shapes = [[b, ...inputShape], [b]];
+  const input = createMessage('LayerParameter', {
+    name: 'input',
+    type: 'Input',
+    top: dataTops,
+    input_param: { shape: dataTops.map((_, i) => ({ dim: shapes[Math.min(i, 1)] })) },
+  });
+  return createMessage('NetParameter', { ...param, layer: [input, ...param.layer] });
+};
 
 // One net per host allocator asked for (none asked: the default, unlabelled).
 const allocs = values['host-alloc'] ? values['host-alloc'].split(',') : [null];
@@ -120,7 +125,10 @@ const setEnv = (v) => {
   if (envName !== null) process.env[envName] = v;
 };
 const nets = [];
-for (const alloc of allocs) for (const envValue of envValues) {
+// --batch a,b: one net per batch size too (its steps alternate with the others'; the summary
+// also gives ms per image, so sizes compare).
+for (const batch of batches) for (const alloc of allocs) for (const envValue of envValues) {
+  const param = paramFor(batch);
   if (alloc) setHostAllocator(alloc);
   setEnv(envValue);
   let solver = null;
@@ -147,7 +155,8 @@ for (const alloc of allocs) for (const envValue of envValues) {
   const tags = [];
   if (alloc) tags.push(`host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}`);
   if (envName !== null) tags.push(`${envName}=${envValue}`);
-  nets.push({ alloc, envValue, net, solver, tag: tags.length ? ` [${tags.join(', ')}]` : '' });
+  if (batches.length > 1) tags.push(`batch ${batch}`);
+  nets.push({ batch, alloc, envValue, net, solver, tag: tags.length ? ` [${tags.join(', ')}]` : '' });
 }
 const net = nets[0].net;
 
@@ -240,7 +249,7 @@ for (const threads of threadCounts) {
     });
   }
 
-  nets.forEach(({ net, tag, solver }, k) => {
+  nets.forEach(({ batch, net, tag, solver }, k) => {
     const { fwd, bwd, fwdTotal, bwdTotal, step, update, stepUpdate } = runs[k];
     console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
       `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
@@ -260,8 +269,10 @@ for (const threads of threadCounts) {
     summary.push(`threads ${got}${tag}: ${line}`);
   });
   if (nets.length > 1) {
-    const base = median(runs[0].step);
-    summary.push(`threads ${got}: step median ratio ${nets.slice(1).map(({ tag }, k) => `${tag.trim()} / ${nets[0].tag.trim()} = ${(median(runs[k + 1].step) / base).toFixed(3)}`).join(', ')}`);
+    // Per image, so that nets of different batch sizes compare.
+    const perImage = (k) => median(runs[k].step) / nets[k].batch;
+    const base = perImage(0);
+    summary.push(`threads ${got}: step median per image ratio ${nets.slice(1).map(({ tag }, k) => `${tag.trim()} / ${nets[0].tag.trim()} = ${(perImage(k + 1) / base).toFixed(3)}`).join(', ')}`);
   }
 }
 if (summary.length > 1) for (const line of summary) console.log(line);
