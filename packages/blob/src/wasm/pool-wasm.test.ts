@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allocHost, allocHostInt32, setHostAllocator } from '../host-memory.js';
 import { Rng } from '../rng.js';
 import { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';
-import { shutdownThreads } from './threads.js';
+import { engine, initThreads, shutdownThreads } from './threads.js';
 import { createWasmTrain } from './train-wasm.js';
 
 let previous: ReturnType<typeof setHostAllocator>;
@@ -149,6 +149,38 @@ describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')('createWasmMaxPool', () => {
     const staged = run(false, false);
     expect(run(true, true)).toEqual(staged);
     expect(run(true, false)).toEqual(staged);
+  });
+
+  it('on two kernel threads, 2×2 pooling and unpooling in the shared memory split the planes and give the one-thread bits', async () => {
+    // LeNet pool1 at batch 36: 720 planes of 24×24 (415k window taps, two threads' worth).
+    const planes = 720, H = 24, W = 24, PH = 12, PW = 12;
+    const rng = new Rng(9);
+    const src = resident(Float32Array.from({ length: planes * H * W }, () => rng.int(7) - 3));
+    const top = resident(Float32Array.from({ length: planes * PH * PW }, () => rng.uniform() - 0.5));
+    const lo = Int32Array.from({ length: PH }, (_, i) => 2 * i), hi = Int32Array.from({ length: PH }, (_, i) => 2 * i + 2);
+    const run = () => {
+      const dst = resident(new Float32Array(planes * PH * PW)), idx = resident(new Int32Array(planes * PH * PW));
+      const bottom = resident(new Float32Array(planes * H * W).fill(NaN));
+      pool().maxPool(src, planes, H, W, PH, PW, lo, hi, lo, hi, dst, idx);
+      expect(pool().maxUnpool(top, idx, planes, H * W, PH * PW, bottom)).toBe(true);
+      return [Array.from(dst), Array.from(idx), Array.from(bottom)];
+    };
+    await initThreads(1);
+    const one = run();
+    await initThreads(2);
+    const e = engine()!, runLists = e.run.bind(e);
+    const split: string[] = [];
+    e.run = (lists, what, hooks) => (split.push(`${what} ${lists.length}`), runLists(lists, what, hooks));
+    // The first differing element of each output (-1: none), not a diff of 400k-element arrays.
+    const firstDiff = (a: number[][], b: number[][]) => a.map((x, k) => x.findIndex((v, i) => !Object.is(v, b[k]![i])));
+    try {
+      expect(firstDiff(run(), one)).toEqual([-1, -1, -1]);
+    } finally {
+      e.run = runLists;
+      await initThreads(1);
+    }
+    expect(split).toEqual(['wasm-simd maxPool 2', 'wasm-simd maxUnpool 2']);
+    expect(one[0]).toEqual(reference(src, planes, H, W, [lo, hi], [lo, hi]).dst);
   });
 
   it('defaultWasmMaxPool follows CAFFE_TS_GEMM', () => {

@@ -14,7 +14,8 @@ export const WORKER_SOURCE = String.raw`
 function start(d, post) {
   var memory = d.memory, id = d.id, region = d.region, words = d.regionWords;
   var env = { env: { memory: memory } };
-  // Builds by variant: 0, 1 the GEMM module (SIMD, relaxed SIMD); 2, 3 the inference module's.
+  // Builds by variant: 0, 1 the GEMM module (SIMD, relaxed SIMD); 2, 3 the inference module's;
+  // 4, 5 the training module's.
   var inst = [];
   for (var v = 0; v < d.modules.length; v++) inst.push(d.modules[v] ? new WebAssembly.Instance(d.modules[v], env).exports : null);
   var ctl = new Int32Array(memory.buffer, 0, d.ctlWords);
@@ -56,6 +57,11 @@ function start(d, post) {
         case 23: ex.maxpool(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10],
           i[a + 11], i[a + 12], i[a + 13], i[a + 14], i[a + 15]); break;
         case 24: ex.lrn(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], f[a + 7], f[a + 8], i[a + 9], i[a + 10], i[a + 11]); break;
+        case 25: ex.maxpool2x2(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7]); break;
+        case 26: ex.maxunpool(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5]); break;
+        case 27: ex.sconv_stage(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8]); break;
+        case 28: ex.sconv_wgrad(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10]); break;
+        case 29: ex.sconv_bsum(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4]); break;
         case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }

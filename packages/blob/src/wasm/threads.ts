@@ -35,6 +35,7 @@ import { MathError } from '../math/errors.js';
 import { decodeBase64, type SharedWasmMemory as SharedMemory, type WasmApi } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
 import { INFER_WASM_RELAXED_SIMD_SHARED_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
+import { TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64, TRAIN_WASM_SIMD_SHARED_BASE64 } from './generated/train-wasm.js';
 import { WORKER_SOURCE } from './thread-worker-source.js';
 import type { InferModuleExports } from './infer-exports.js';
 import { KernelHeap } from './kernel-heap.js';
@@ -66,9 +67,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21, MaxpoolDirect: 22, Maxpool: 23, Lrn: 24 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21, MaxpoolDirect: 22, Maxpool: 23, Lrn: 24, Maxpool2x2: 25, Maxunpool: 26, SconvStage: 27, SconvWgrad: 28, SconvBsum: 29 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out', 'maxpool_direct', 'maxpool', 'lrn'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out', 'maxpool_direct', 'maxpool', 'lrn', 'maxpool2x2', 'maxunpool', 'sconv_stage', 'sconv_wgrad', 'sconv_bsum'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -104,6 +105,13 @@ export interface SharedExports {
 
 /** The inference module's exports as the pool's shared builds give them (infer-exports.ts). */
 export type SharedInferExports = InferModuleExports;
+
+/** The training module's exports that commands call (scripts/train-wat.mjs, shared builds). */
+export interface SharedTrainExports {
+  sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
+  sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;
+  sconv_bsum(dy: number, nb: number, O4: number, plane: number, acc: number): void;
+}
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
 // lib declares neither WebAssembly nor DOM nor Node types).
@@ -324,7 +332,7 @@ function ensureWorkers(count: number): void {
   while (s.workers.length < count) {
     const id = s.workers.length + 1;
     const data = {
-      memory: e.memory, modules: [...e.modules, ...e.inferModules], id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
+      memory: e.memory, modules: [...e.modules, ...e.inferModules, ...e.trainModules], id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
       ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, READY, HEAD, CMD, SPIN,
     };
     let worker: AnyWorker;
@@ -454,6 +462,14 @@ export class CommandList {
       else this.i32[a + k] = args[k]!;
     }
   }
+  /** A call of the training module's shared build (variant + 4 of this list's build): integer arguments only. */
+  train(op: Op, ...args: number[]): void {
+    if (this.variant > 1) throw new MathError('kernel threads: train() on a list of another build');
+    const o = this.base + HEAD + this.n * CMD;
+    const a = this.slot(op);
+    this.i32[o] = op | ((this.variant + 4) << 8);
+    for (let k = 0; k < args.length; k++) this.i32[a + k] = args[k]!;
+  }
   /** Any other export: integer arguments only. */
   call(op: Op, ...args: number[]): void {
     const a = this.slot(op);
@@ -470,6 +486,9 @@ export class Engine {
   /** Compiled shared builds of the inference module: [plain SIMD, relaxed SIMD]. */
   readonly inferModules: [object | null, object | null];
   private readonly inferInstances: [SharedInferExports | null, SharedInferExports | null];
+  /** Compiled shared builds of the training module: [plain SIMD, relaxed SIMD]. */
+  readonly trainModules: [object | null, object | null];
+  private readonly trainInstances: [SharedTrainExports | null, SharedTrainExports | null];
   private seq = 0;
   private canBlock = true;
   lastError: string | null = null;
@@ -508,9 +527,20 @@ export class Engine {
     if (!this.modules[0] && !this.modules[1]) throw new MathError('no shared-memory WebAssembly SIMD build compiles here');
     const env = { env: { memory: this.memory } };
     this.instances = this.modules.map((m) => (m ? (new api.Instance(m, env).exports as SharedExports) : null)) as Engine['instances'];
-    // Commands name a build by variant: 0, 1 the GEMM module's, 2, 3 the inference module's.
+    // Commands name a build by variant: 0, 1 the GEMM module's, 2, 3 the inference module's,
+    // 4, 5 the training module's.
     this.inferModules = [compile(INFER_WASM_SIMD_SHARED_BASE64), compile(INFER_WASM_RELAXED_SIMD_SHARED_BASE64)];
     this.inferInstances = this.inferModules.map((m) => (m ? (new api.Instance(m, env).exports as SharedInferExports) : null)) as Engine['inferInstances'];
+    this.trainModules = [compile(TRAIN_WASM_SIMD_SHARED_BASE64), compile(TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64)];
+    this.trainInstances = this.trainModules.map((m) => (m ? (new api.Instance(m, env).exports as SharedTrainExports) : null)) as Engine['trainInstances'];
+  }
+
+  /**
+   * The calling thread's instance of the training module's shared build of `relaxed` (null where
+   * it does not compile, or where the GEMM build of the same kind, which command lists carry, does not).
+   */
+  trainExports(relaxed: boolean): SharedTrainExports | null {
+    return this.instances[relaxed ? 1 : 0] ? this.trainInstances[relaxed ? 1 : 0] : null;
   }
 
   /**
@@ -671,6 +701,15 @@ export class Engine {
     for (let c = 0; c < n; c++) {
       const o = base + HEAD + c * CMD, op = i[o]!, a = o + 1;
       const v = op >> 8;
+      if (v >= 4) {
+        const tx = this.trainInstances[v - 4]!;
+        if ((op & 255) === Op.SconvStage) tx.sconv_stage(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!);
+        else if ((op & 255) === Op.SconvWgrad) {
+          tx.sconv_wgrad(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!);
+        } else if ((op & 255) === Op.SconvBsum) tx.sconv_bsum(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!);
+        else throw new MathError(`kernel threads: unknown command ${op}`);
+        continue;
+      }
       if (v >= 2) {
         const ix = this.inferInstances[v - 2]!;
         if ((op & 255) === Op.Pconv) {
@@ -734,6 +773,12 @@ export class Engine {
           break;
         case Op.Zero:
           ex.zero(i[a]!, i[a + 1]!);
+          break;
+        case Op.Maxpool2x2:
+          ex.maxpool2x2(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!);
+          break;
+        case Op.Maxunpool:
+          ex.maxunpool(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!);
           break;
         default:
           throw new MathError(`kernel threads: unknown command ${op}`);

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { allocHost, allocHostInt32, setHostAllocator } from '../host-memory.js';
 import { Rng } from '../rng.js';
 import { TRAIN_GENERATED_PATH, renderTrainWasm } from '../../scripts/build-train-wasm.mjs';
-import { engine, shutdownThreads } from './threads.js';
+import { engine, initThreads, shutdownThreads } from './threads.js';
 import { decodeBase64 } from './wasm-api.js';
 import { TRAIN_WASM_RELAXED_SIMD_BASE64 } from './generated/train-wasm.js';
 import { createWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './train-wasm.js';
@@ -356,6 +356,47 @@ describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')("createWasmTrain on the kern
       });
       expect(results[1]).toEqual(results[0]);
       expect(results[2]).toEqual(results[0]);
+    });
+
+    it(`${label}: smallConvBackward over two kernel threads (operands in place) matches one thread to rounding and the float64 sums`, async () => {
+      // LeNet conv1 at batch 8: 4.6 MFLOP, enough to split by images.
+      const geo: SmallConvGeometry = { channels: 1, height: 28, width: 28, kernelH: 5, kernelW: 5, padH: 0, padW: 0, outChannels: 20 };
+      const num = 8, K = 25, imgOut = 20 * 24 * 24;
+      const x = rand(num * 28 * 28), dy = rand(num * imgOut);
+      const want = new Float64Array(20 * K), wantB = new Float64Array(20);
+      for (let n = 0; n < num; n++) for (let o = 0; o < 20; o++) for (let oh = 0; oh < 24; oh++) for (let ow = 0; ow < 24; ow++) {
+        const d = dy[n * imgOut + (o * 24 + oh) * 24 + ow]!;
+        wantB[o] += d;
+        for (let kh = 0; kh < 5; kh++) for (let kw = 0; kw < 5; kw++) want[o * K + kh * 5 + kw] += d * x[n * 784 + (oh + kh) * 28 + ow + kw]!;
+      }
+      const run = () => {
+        const dW = resident(new Float32Array(20 * K)), dB = resident(new Float32Array(20));
+        k.smallConvBackward(geo, num, resident(x), resident(dy), dW, dB);
+        return [dW, dB];
+      };
+      await initThreads(1);
+      const [oneW, oneB] = run();
+      await initThreads(2);
+      const e = engine()!, runLists = e.run.bind(e);
+      const split: string[] = [];
+      e.run = (lists, what, hooks) => (split.push(`${what} ${lists.length}`), runLists(lists, what, hooks));
+      let two: Float32Array[];
+      try {
+        two = run();
+      } finally {
+        e.run = runLists;
+        await initThreads(1);
+      }
+      expect(split).toEqual(['wasm smallConvBackward (threads) 2']);
+      const scale = Math.max(...Array.from(want, Math.abs)), scaleB = Math.max(...Array.from(wantB, Math.abs));
+      for (let i = 0; i < want.length; i++) {
+        expect(Math.abs(two[0]![i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * scale);
+        expect(Math.abs(two[0]![i]! - oneW![i]!)).toBeLessThanOrEqual(1e-5 * scale);
+      }
+      for (let o = 0; o < 20; o++) {
+        expect(Math.abs(two[1]![o]! - wantB[o]!)).toBeLessThanOrEqual(1e-5 * scaleB);
+        expect(Math.abs(two[1]![o]! - oneB![o]!)).toBeLessThanOrEqual(1e-5 * scaleB);
+      }
     });
 
     for (const [name, geo] of [

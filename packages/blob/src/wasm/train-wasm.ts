@@ -15,7 +15,7 @@
 import { copyFloats, zeroFill } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
-import { engine, type Engine } from './threads.js';
+import { engine, Op, planThreads, type Engine } from './threads.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import {
   TRAIN_WASM_RELAXED_SIMD_BASE64,
@@ -434,6 +434,58 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
   const chunkFloats = options.smallConvChunkFloats ?? SMALL_CONV_CHUNK_FLOATS;
   const imagesPerChunk = (num: number, perImage: number) => Math.max(1, Math.min(num, Math.floor(chunkFloats / perImage)));
 
+  /**
+   * smallConvBackward split by images over the kernel threads, where x and dy are blobs in their
+   * shared memory (the 'wasm' host allocator) and dy needs no staging (OW and O multiples of 4):
+   * each thread borders its images into its own block and sums into its own accumulators, which
+   * this thread then adds up, thread by thread. False (nothing done) where that does not apply or
+   * the pass is too small to split; the results then come from the one-thread path (summed in
+   * another order: they may differ in the last bits).
+   */
+  function smallConvThreaded(
+    s: ReturnType<typeof smallGeometry>, num: number, x: Float32Array, dy: Float32Array, weightDiff: Float32Array | null, biasDiff: Float32Array | null,
+  ): boolean {
+    const { C, H, W, padH, padW, O, OH, OW, OWV, O4, K, K2, Hp, Wp, xImg, taps } = s;
+    const e = engine();
+    if (!e || OW % 4 !== 0 || O4 !== O) return false;
+    const oX = weightDiff ? e.offsetOf(x) : -1, oDy = e.offsetOf(dy);
+    if (oDy < 0 || (weightDiff && oX < 0) || !e.trainExports(relaxed)) return false;
+    const T = planThreads(2 * num * OH * OW * O * (weightDiff ? K : 1), num);
+    if (T < 2) return false;
+    const imgIn = C * H * W, imgOut = O * OH * OW, plane = OH * OWV * 4;
+    const nb0 = imagesPerChunk(Math.ceil(num / T), weightDiff ? xImg : 1);
+    // Per thread: its accumulators, then its bordered images (+ zeroed slack the kernel reads).
+    const rB4 = align(16 * O4 * K2), rX = align(rB4 + 16 * O4) + SKEW;
+    const perT = align(rX + 4 * (weightDiff ? nb0 * xImg + 2 * SLACK : 0)) + SKEW, tabBytes = align(4 * K2);
+    if (oX >= 0) e.heap.require(oX + 4 * (num * imgIn + 2 * SLACK), 'wasm smallConvBackward');
+    const { base, f32, i32 } = e.scratch(tabBytes + T * perT, 'wasm smallConvBackward');
+    i32.set(taps, base >> 2);
+    const lists = e.lists(T, relaxed);
+    for (let t = 0; t < T; t++) {
+      const at = base + tabBytes + t * perT, n0 = Math.floor((t * num) / T), n1 = Math.floor(((t + 1) * num) / T);
+      f32.fill(0, at >> 2, (at + rX) >> 2);
+      if (weightDiff) f32.fill(0, ((at + rX) >> 2) + nb0 * xImg, ((at + rX) >> 2) + nb0 * xImg + 2 * SLACK);
+      for (let n = n0; n < n1; n += nb0) {
+        const nb = Math.min(nb0, n1 - n), dyAt = oDy + 4 * n * imgOut;
+        if (weightDiff) {
+          lists[t]!.train(Op.SconvStage, oX + 4 * n * imgIn, nb * C, H, W, padH, padW, Hp, Wp, at + rX);
+          lists[t]!.train(Op.SconvWgrad, at + rX, dyAt, nb, xImg, Wp, OH, OWV, O4, K2, base, at);
+        }
+        if (biasDiff) lists[t]!.train(Op.SconvBsum, dyAt, nb, O4, plane, at + rB4);
+      }
+    }
+    e.run(lists, 'wasm smallConvBackward (threads)');
+    const lanes = (a: number) => (f32[a]! + f32[a + 1]!) + (f32[a + 2]! + f32[a + 3]!);
+    for (let t = 0; t < T; t++) {
+      const at = (base + tabBytes + t * perT) >> 2;
+      if (weightDiff) {
+        for (let o = 0; o < O; o++) for (let k = 0; k < K; k++) weightDiff[o * K + k] = weightDiff[o * K + k]! + lanes(at + 4 * (o * K2 + k));
+      }
+      if (biasDiff) for (let o = 0; o < O; o++) biasDiff[o] = biasDiff[o]! + lanes(at + (rB4 >> 2) + 4 * o);
+    }
+    return true;
+  }
+
   function smallConvBackward(
     g: SmallConvGeometry, num: number, x: Float32Array, dy: Float32Array, weightDiff: Float32Array | null, biasDiff: Float32Array | null,
   ): void {
@@ -448,6 +500,7 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
       );
     }
     if (num === 0 || (!weightDiff && !biasDiff)) return;
+    if (smallConvThreaded(s, num, x, dy, weightDiff, biasDiff)) return;
     const nb0 = imagesPerChunk(num, (weightDiff ? imgIn + xImg : 0) + dyImg);
     const rAcc = align(4 * K2);
     const rB4 = align(rAcc + 16 * O4 * K2);
