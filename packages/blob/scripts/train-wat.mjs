@@ -21,7 +21,8 @@
 //   output rows of the sums over the columns: Caffe's terms, grouped by output row.)
 // - sgd_step: the SGD step of a float32 param (L2 decay, momentum, w −= step), in float64 as the
 //   JS template computes it, rounded to float32 where the template stores; reports whether every
-//   new weight is finite (the solver's per-iteration check then needs no scan of its own).
+//   new weight is finite (the solver's per-iteration check then needs no scan of its own);
+//   sgd_step_at the same with its arguments in a block of memory (kernel thread commands).
 // - sconv_stage, sconv_wgrad, sconv_bsum: weight and bias gradients of a convolution with few
 //   taps (see smallConvWat); the relaxed build multiply-adds there with f32x4.relaxed_madd.
 //
@@ -306,7 +307,7 @@ export function generateTrainWat({ relaxed = false, shared = false } = {}) {
   // float32 wherever the template stores: g = f32(g + decay·w) (when $hasDecay), h = f32(rate·g
   // + momentum·h), g = h, w = f32(w − h). Two lanes per f64x2, four floats per step. ----
   emit(1, ';; Returns 1 when every new w is finite (the sum of w·0 is 0 then, NaN otherwise), else 0.');
-  emit(1, '(func (export "sgd_step") (param $w i32) (param $g i32) (param $h i32) (param $n i32) (param $decay f64) (param $hasDecay i32) (param $rate f64) (param $mom f64) (result i32)');
+  emit(1, '(func $sgd_step (export "sgd_step") (param $w i32) (param $g i32) (param $h i32) (param $n i32) (param $decay f64) (param $hasDecay i32) (param $rate f64) (param $mom f64) (result i32)');
   emit(2, '(local $i i32) (local $n4 i32) (local $W v128) (local $G v128) (local $H v128) (local $vd v128) (local $vr v128) (local $vm v128) (local $fin v128) (local $sf f32)');
   emit(2, '(local $w0 v128) (local $w1 v128) (local $g0 v128) (local $g1 v128) (local $h0 v128) (local $h1 v128) (local $at i32)');
   emit(2, '(local $sw f64) (local $sg f64) (local $sh f64)');
@@ -353,6 +354,13 @@ export function generateTrainWat({ relaxed = false, shared = false } = {}) {
   emit(3, '(local.set $i (i32.add (local.get $i) (i32.const 1)))');
   emit(3, '(br $sL)))');
   emit(2, '(i32x4.all_true (f32x4.eq (local.get $fin) (v128.const f32x4 0 0 0 0)))');
+  emit(1, ')');
+  // The same from a parameter block (for the kernel threads' command lists, which pass integers):
+  // w, g, h, n, hasDecay (i32 at 0, 4, 8, 12, 16), decay, rate, momentum (f64 at 24, 32, 40);
+  // the result goes to the i32 at 20.
+  emit(1, '(func (export "sgd_step_at") (param $p i32)');
+  emit(2, '(i32.store offset=20 (local.get $p) (call $sgd_step (i32.load (local.get $p)) (i32.load offset=4 (local.get $p)) (i32.load offset=8 (local.get $p))');
+  emit(3, '(i32.load offset=12 (local.get $p)) (f64.load offset=24 (local.get $p)) (i32.load offset=16 (local.get $p)) (f64.load offset=32 (local.get $p)) (f64.load offset=40 (local.get $p))))');
   emit(1, ')');
 
   smallConvWat(emit, relaxed);

@@ -62,6 +62,7 @@ function start(d, post) {
         case 27: ex.sconv_stage(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8]); break;
         case 28: ex.sconv_wgrad(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], i[a + 9], i[a + 10]); break;
         case 29: ex.sconv_bsum(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4]); break;
+        case 30: ex.sgd_step_at(i[a]); break;
         case 9: ex.wgemm(i[a], i[a + 1], i[a + 2], i[a + 3], i[a + 4], i[a + 5], i[a + 6], i[a + 7], i[a + 8], f[a + 9], i[a + 10]); break;
         default: throw new Error('unknown command ' + op);
       }

@@ -67,9 +67,9 @@ export const MAX_MEMORY_BYTES = 2 ** 31;
 const SPIN = 20000;
 
 /** Command opcodes (the worker source switches on the same numbers). */
-export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21, MaxpoolDirect: 22, Maxpool: 23, Lrn: 24, Maxpool2x2: 25, Maxunpool: 26, SconvStage: 27, SconvWgrad: 28, SconvBsum: 29 } as const;
+export const Op = { Gemm: 1, Im2col: 2, Col2im: 3, Gather: 4, Scatter: 5, Rowsum: 6, Zero: 7, Pconv: 8, Wgemm: 9, Rowdot: 10, Depthwise: 11, Relu: 12, WinoIn: 13, WinoOut: 14, Wino4In: 15, Wino4Out: 16, GemmMt: 17, PadImg: 18, PadImg2: 19, Wino25In: 20, Wino25Out: 21, MaxpoolDirect: 22, Maxpool: 23, Lrn: 24, Maxpool2x2: 25, Maxunpool: 26, SconvStage: 27, SconvWgrad: 28, SconvBsum: 29, SgdStepAt: 30 } as const;
 export type Op = (typeof Op)[keyof typeof Op];
-const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out', 'maxpool_direct', 'maxpool', 'lrn', 'maxpool2x2', 'maxunpool', 'sconv_stage', 'sconv_wgrad', 'sconv_bsum'];
+const OP_NAMES = ['', 'gemm', 'im2col', 'col2im', 'gather', 'scatter', 'rowsum', 'zero', 'pconv', 'wgemm', 'rowdot', 'depthwise', 'relu', 'wino_in', 'wino_out', 'wino4_in', 'wino4_out', 'gemm_mt', 'padimg', 'padimg2', 'wino25_in', 'wino25_out', 'maxpool_direct', 'maxpool', 'lrn', 'maxpool2x2', 'maxunpool', 'sconv_stage', 'sconv_wgrad', 'sconv_bsum', 'sgd_step_at'];
 
 /** The exports of the shared-memory module builds (scripts/gemm-wat.mjs with shared: true). */
 export interface SharedExports {
@@ -111,6 +111,7 @@ export interface SharedTrainExports {
   sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
   sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;
   sconv_bsum(dy: number, nb: number, O4: number, plane: number, acc: number): void;
+  sgd_step_at(block: number): void;
 }
 
 // Just the slices of the Worker and Node APIs used here (the package's TypeScript
@@ -707,6 +708,7 @@ export class Engine {
         else if ((op & 255) === Op.SconvWgrad) {
           tx.sconv_wgrad(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!, i[a + 5]!, i[a + 6]!, i[a + 7]!, i[a + 8]!, i[a + 9]!, i[a + 10]!);
         } else if ((op & 255) === Op.SconvBsum) tx.sconv_bsum(i[a]!, i[a + 1]!, i[a + 2]!, i[a + 3]!, i[a + 4]!);
+        else if ((op & 255) === Op.SgdStepAt) tx.sgd_step_at(i[a]!);
         else throw new MathError(`kernel threads: unknown command ${op}`);
         continue;
       }

@@ -358,6 +358,36 @@ describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')("createWasmTrain on the kern
       expect(results[2]).toEqual(results[0]);
     });
 
+    it(`${label}: sgdStep over two kernel threads (w, g, h in place) gives the one-thread bits and finds a non-finite weight in either slice`, async () => {
+      const n = 400_003;
+      const w = rand(n), g = rand(n, 0.1), h = rand(n, 0.01);
+      const run = (poison: number) => {
+        const [rw, rg, rh] = [w, g, h].map(resident);
+        if (poison >= 0) rg![poison] = Infinity;
+        const finite = k.sgdStep(rw!, rg!, rh!, 0.01, 0.9, 5e-4);
+        return { finite, arrays: [rw!, rg!, rh!] };
+      };
+      await initThreads(1);
+      const one = run(-1);
+      await initThreads(2);
+      const e = engine()!, runLists = e.run.bind(e);
+      const split: string[] = [];
+      e.run = (lists, what, hooks) => (split.push(`${what} ${lists.length}`), runLists(lists, what, hooks));
+      try {
+        const two = run(-1);
+        expect(two.finite).toBe(true);
+        // The first differing element of each array (-1: none), not a diff of 400k-element arrays.
+        expect(two.arrays.map((a, j) => a.findIndex((v, i) => !Object.is(v, one.arrays[j]![i])))).toEqual([-1, -1, -1]);
+        expect(run(17).finite).toBe(false);
+        expect(run(n - 2).finite).toBe(false);
+      } finally {
+        e.run = runLists;
+        await initThreads(1);
+      }
+      expect(one.finite).toBe(true);
+      expect(split).toEqual(Array(3).fill('wasm sgdStep (threads) 2'));
+    });
+
     it(`${label}: smallConvBackward over two kernel threads (operands in place) matches one thread to rounding and the float64 sums`, async () => {
       // LeNet conv1 at batch 8: 4.6 MFLOP, enough to split by images.
       const geo: SmallConvGeometry = { channels: 1, height: 28, width: 28, kernelH: 5, kernelW: 5, padH: 0, padW: 0, outChannels: 20 };

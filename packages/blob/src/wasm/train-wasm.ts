@@ -118,6 +118,10 @@ const align = (bytes: number) => (bytes + 15) & ~15;
 const SMALL_CONV_CHUNK_FLOATS = 1 << 22;
 /** Bytes added between staged arrays (see layout). */
 const SKEW = 1088;
+/** Work planThreads counts per element of an SGD step (a streaming pass over three arrays): LeNet's ip1 weights (400k) split on two threads, its biases do not. */
+const SGD_FLOPS_PER_ELEMENT = 8;
+/** Bytes of one sgd_step_at parameter block (a multiple of 16, so the f64 fields stay aligned). */
+const SGD_BLOCK_BYTES = 48;
 
 /** Windows along one axis: Caffe's pool_size factor and whether every clipped window is non-empty. */
 function axisWindows(pooled: number, size: number, kernel: number, stride: number, pad: number): { sizes: Int32Array; ok: boolean } {
@@ -372,6 +376,37 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     }
   }
 
+  /**
+   * sgdStep split over the kernel threads, each updating a contiguous slice in place (the same
+   * element-wise float64 arithmetic: the same bits), where w, g and h all live in their shared
+   * memory (blobs and solver history of the 'wasm' host allocator). Whether every new weight is
+   * finite, or null where it does not apply or the param is too small to split.
+   */
+  function sgdStepThreaded(w: Float32Array, g: Float32Array, h: Float32Array, n: number, rate: number, momentum: number, decay: number): boolean | null {
+    const e = engine();
+    if (!e) return null;
+    const oW = e.offsetOf(w), oG = e.offsetOf(g), oH = e.offsetOf(h);
+    if (oW < 0 || oG < 0 || oH < 0 || !e.trainExports(relaxed)) return null;
+    const T = planThreads(SGD_FLOPS_PER_ELEMENT * n, Math.floor(n / 1024));
+    if (T < 2) return null;
+    // One parameter block per thread (sgd_step_at's layout: five i32, the result, three f64).
+    const { base, i32 } = e.scratch(SGD_BLOCK_BYTES * T, 'wasm sgdStep');
+    const f64 = new Float64Array(i32.buffer);
+    const lists = e.lists(T, relaxed);
+    for (let t = 0; t < T; t++) {
+      const i0 = Math.floor((t * n) / T / 4) * 4, i1 = t === T - 1 ? n : Math.floor(((t + 1) * n) / T / 4) * 4;
+      const b = base + SGD_BLOCK_BYTES * t;
+      i32.set([oW + 4 * i0, oG + 4 * i0, oH + 4 * i0, i1 - i0, decay ? 1 : 0, 0], b >> 2);
+      f64.set([decay, rate, momentum], (b + 24) >> 3);
+      if (i1 > i0) lists[t]!.train(Op.SgdStepAt, b);
+      else i32[(b + 20) >> 2] = 1;
+    }
+    e.run(lists, 'wasm sgdStep (threads)');
+    let finite = true;
+    for (let t = 0; t < T; t++) if (i32[(base + SGD_BLOCK_BYTES * t + 20) >> 2] === 0) finite = false;
+    return finite;
+  }
+
   function sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): boolean {
     const n = w.length;
     if (g.length !== n || h.length !== n) {
@@ -381,6 +416,8 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
       if (typeof v !== 'number') throw new MathError(`wasm sgdStep: ${k} must be a number, got ${String(v)}`);
     }
     if (n === 0) return true;
+    const threaded = sgdStepThreaded(w, g, h, n, rate, momentum, decay);
+    if (threaded !== null) return threaded;
     let finite = true;
     // Three cache-sized slices staged at a time (each lands a few cache lines off the others).
     const chunk = Math.min(n, CHUNK_FLOATS);
