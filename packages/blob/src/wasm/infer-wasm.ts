@@ -14,7 +14,7 @@ import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_SIMD_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import type { InferModuleExports as InferExports } from './infer-exports.js';
-import { engine, Op, planThreads, type CommandList, type Engine } from './threads.js';
+import { engine, Op, planThreads, runShares, type CommandList, type Engine } from './threads.js';
 
 
 /** Geometry of a depthwise convolution: `channels` planes of height × width, one kernelH × kernelW filter each. */
@@ -154,13 +154,7 @@ function runSplit(e: Engine, T: number, n: number, unit: number, what: string, e
   // Either build serves: pooling and LRN have no multiply-add to fuse.
   const relaxed = e.inferExports(true) ? true : e.inferExports(false) ? false : null;
   if (relaxed === null) return false;
-  const lists = e.lists(T, relaxed);
-  const cut = (t: number) => (t >= T ? n : Math.floor((t * n) / unit / T) * unit);
-  for (let t = 0; t < T; t++) {
-    const p0 = cut(t), p1 = cut(t + 1);
-    if (p1 > p0) emit(lists[t]!, t, p0, p1);
-  }
-  e.run(lists, what);
+  runShares(e, T, relaxed, n, unit, what, emit);
   return true;
 }
 

@@ -7,7 +7,7 @@
 // pooled there in place by this thread's instance of the shared build; others are copied in.
 import { MathError } from '../math/errors.js';
 import { defaultWasmChoice, inSharedMemory, instantiateGemmModule, WASM_GEMM_KERNEL_NAMES } from './gemm-wasm.js';
-import { engine, Op, planThreads, type Engine, type SharedExports } from './threads.js';
+import { engine, Op, planThreads, runShares, type Engine, type SharedExports } from './threads.js';
 
 interface PoolExports {
   memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
@@ -57,22 +57,6 @@ const CHUNK_FLOATS = 1 << 16;
  * at batch 64 (737k taps) splits, its pool2 (205k) does not.
  */
 const TAPS_PER_THREAD = 2e5;
-
-/**
- * Runs `call(list, p0, p1)` for T ≥ 2 contiguous shares of `planes` planes on the kernel threads
- * (the caller takes the first); each plane is computed as on one thread, so the results are the
- * same bits. False (nothing run) for T < 2.
- */
-function splitPlanes(e: Engine, relaxed: boolean, T: number, planes: number, what: string, call: (list: ReturnType<Engine['lists']>[number], p0: number, p1: number) => void): boolean {
-  if (T < 2) return false;
-  const lists = e.lists(T, relaxed);
-  for (let t = 0; t < T; t++) {
-    const p0 = Math.floor((t * planes) / T), p1 = Math.floor(((t + 1) * planes) / T);
-    if (p1 > p0) call(lists[t]!, p0, p1);
-  }
-  e.run(lists, what);
-  return true;
-}
 
 /** A WebAssembly MAX-pooling runner (own memory), or null where WebAssembly SIMD is missing. */
 export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxPool | null {
@@ -165,9 +149,11 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
       const pDst = oDst >= 0 ? oDst : base + tabBytes + (oIdx < 0 ? outBytes : 0);
       // Whole 2×2 windows (LeNet's) on the kernel threads, planes split among them, when it pays.
       const T = full2x2 ? planThreads(4 * planes * outPlane, planes, TAPS_PER_THREAD) : 1;
-      const split = full2x2 && splitPlanes(e, relaxed, T, planes, `${name} maxPool`, (list, p0, p1) =>
-        list.call(Op.Maxpool2x2, oSrc + 4 * p0 * inPlane, p1 - p0, H, W, PH, PW, pDst + 4 * p0 * outPlane, pIdx + 4 * p0 * outPlane));
-      if (!split) {
+      if (T >= 2) {
+        // Planes split among the threads (each pooled as on one thread: the same bits).
+        runShares(e, T, relaxed, planes, 1, `${name} maxPool`, (list, _t, p0, p1) =>
+          list.call(Op.Maxpool2x2, oSrc + 4 * p0 * inPlane, p1 - p0, H, W, PH, PW, pDst + 4 * p0 * outPlane, pIdx + 4 * p0 * outPlane));
+      } else {
         if (full2x2) sx.maxpool2x2(oSrc, planes, H, W, PH, PW, pDst, pIdx);
         else if (vector) {
           sx.maxpool_v(oSrc, planes, H, W, PH, PW, base, base + 8 * PH, columns!.kernel, columns!.stride, columns!.pad, xv0, xv1, pDst, pIdx);
@@ -218,9 +204,10 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
       // Planes are independent (each zeroed, then its gradients added in order): split them among
       // the kernel threads when the pass is large enough.
       const T = planThreads(planes * (inPlane + outPlane), planes, TAPS_PER_THREAD);
-      const split = splitPlanes(e, relaxed, T, planes, `${name} maxUnpool`, (list, p0, p1) =>
-        list.call(Op.Maxunpool, oTop + 4 * p0 * outPlane, pIdx + 4 * p0 * outPlane, p1 - p0, inPlane, outPlane, pBottom + 4 * p0 * inPlane));
-      if (!split) sx.maxunpool(oTop, pIdx, planes, inPlane, outPlane, pBottom);
+      if (T >= 2) {
+        runShares(e, T, relaxed, planes, 1, `${name} maxUnpool`, (list, _t, p0, p1) =>
+          list.call(Op.Maxunpool, oTop + 4 * p0 * outPlane, pIdx + 4 * p0 * outPlane, p1 - p0, inPlane, outPlane, pBottom + 4 * p0 * inPlane));
+      } else sx.maxunpool(oTop, pIdx, planes, inPlane, outPlane, pBottom);
     } catch (err) {
       throw new MathError(`${name} maxUnpool: an argmax is outside the plane of ${inPlane} elements`, { cause: err });
     }

@@ -398,6 +398,24 @@ export function planThreads(flops: number, parts = Infinity, minFlopsPerThread =
   return s.engine && s.workers.length > 0 ? want : 1;
 }
 
+/**
+ * Splits `n` items into T contiguous shares (cuts at multiples of `unit`, the last at n), has
+ * `emit(list, t, p0, p1)` write each non-empty share's commands into thread t's list of the
+ * `relaxed` build, and runs the lists (the calling thread takes share 0).
+ */
+export function runShares(
+  e: Engine, T: number, relaxed: boolean, n: number, unit: number, what: string,
+  emit: (list: CommandList, t: number, p0: number, p1: number) => void,
+): void {
+  const lists = e.lists(T, relaxed);
+  const cut = (t: number) => (t >= T ? n : Math.floor((t * n) / unit / T) * unit);
+  for (let t = 0; t < T; t++) {
+    const p0 = cut(t), p1 = cut(t + 1);
+    if (p1 > p0) emit(lists[t]!, t, p0, p1);
+  }
+  e.run(lists, what);
+}
+
 /** The pool's shared memory and the calling thread's instances (null where unsupported). */
 export function engine(): Engine | null {
   const s = state();

@@ -15,7 +15,7 @@
 import { copyFloats, zeroFill } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
-import { engine, Op, planThreads, type Engine } from './threads.js';
+import { engine, Op, planThreads, runShares, type Engine } from './threads.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import {
   TRAIN_WASM_RELAXED_SIMD_BASE64,
@@ -392,16 +392,14 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     // One parameter block per thread (sgd_step_at's layout: five i32, the result, three f64).
     const { base, i32 } = e.scratch(SGD_BLOCK_BYTES * T, 'wasm sgdStep');
     const f64 = new Float64Array(i32.buffer);
-    const lists = e.lists(T, relaxed);
-    for (let t = 0; t < T; t++) {
-      const i0 = Math.floor((t * n) / T / 4) * 4, i1 = t === T - 1 ? n : Math.floor(((t + 1) * n) / T / 4) * 4;
+    // An empty share (none at these sizes) reports finite.
+    for (let t = 0; t < T; t++) i32[(base + SGD_BLOCK_BYTES * t + 20) >> 2] = 1;
+    runShares(e, T, relaxed, n, 4, 'wasm sgdStep (threads)', (list, t, i0, i1) => {
       const b = base + SGD_BLOCK_BYTES * t;
       i32.set([oW + 4 * i0, oG + 4 * i0, oH + 4 * i0, i1 - i0, decay ? 1 : 0, 0], b >> 2);
       f64.set([decay, rate, momentum], (b + 24) >> 3);
-      if (i1 > i0) lists[t]!.train(Op.SgdStepAt, b);
-      else i32[(b + 20) >> 2] = 1;
-    }
-    e.run(lists, 'wasm sgdStep (threads)');
+      list.train(Op.SgdStepAt, b);
+    });
     let finite = true;
     for (let t = 0; t < T; t++) if (i32[(base + SGD_BLOCK_BYTES * t + 20) >> 2] === 0) finite = false;
     return finite;
@@ -497,21 +495,22 @@ export function createWasmTrain(options: { relaxed?: boolean; smallConvChunkFloa
     if (oX >= 0) e.heap.require(oX + 4 * (num * imgIn + 2 * SLACK), 'wasm smallConvBackward');
     const { base, f32, i32 } = e.scratch(tabBytes + T * perT, 'wasm smallConvBackward');
     i32.set(taps, base >> 2);
-    const lists = e.lists(T, relaxed);
     for (let t = 0; t < T; t++) {
-      const at = base + tabBytes + t * perT, n0 = Math.floor((t * num) / T), n1 = Math.floor(((t + 1) * num) / T);
+      const at = base + tabBytes + t * perT;
       f32.fill(0, at >> 2, (at + rX) >> 2);
       if (weightDiff) f32.fill(0, ((at + rX) >> 2) + nb0 * xImg, ((at + rX) >> 2) + nb0 * xImg + 2 * SLACK);
+    }
+    runShares(e, T, relaxed, num, 1, 'wasm smallConvBackward (threads)', (list, t, n0, n1) => {
+      const at = base + tabBytes + t * perT;
       for (let n = n0; n < n1; n += nb0) {
         const nb = Math.min(nb0, n1 - n), dyAt = oDy + 4 * n * imgOut;
         if (weightDiff) {
-          lists[t]!.train(Op.SconvStage, oX + 4 * n * imgIn, nb * C, H, W, padH, padW, Hp, Wp, at + rX);
-          lists[t]!.train(Op.SconvWgrad, at + rX, dyAt, nb, xImg, Wp, OH, OWV, O4, K2, base, at);
+          list.train(Op.SconvStage, oX + 4 * n * imgIn, nb * C, H, W, padH, padW, Hp, Wp, at + rX);
+          list.train(Op.SconvWgrad, at + rX, dyAt, nb, xImg, Wp, OH, OWV, O4, K2, base, at);
         }
-        if (biasDiff) lists[t]!.train(Op.SconvBsum, dyAt, nb, O4, plane, at + rB4);
+        if (biasDiff) list.train(Op.SconvBsum, dyAt, nb, O4, plane, at + rB4);
       }
-    }
-    e.run(lists, 'wasm smallConvBackward (threads)');
+    });
     const lanes = (a: number) => (f32[a]! + f32[a + 1]!) + (f32[a + 2]! + f32[a + 3]!);
     for (let t = 0; t < T; t++) {
       const at = (base + tabBytes + t * perT) >> 2;
