@@ -32,7 +32,7 @@
 //                                   the host allocator is 'wasm' (host-memory.ts), and the
 //                                   jobs' scratch block (staged operands, per-thread workspaces)
 import { MathError } from '../math/errors.js';
-import { decodeBase64, type SharedWasmMemory as SharedMemory, type WasmApi } from './wasm-api.js';
+import { decodeBase64, wasmApi, type SharedWasmMemory as SharedMemory, type WasmApi } from './wasm-api.js';
 import { GEMM_WASM_RELAXED_SIMD_SHARED_BASE64, GEMM_WASM_SIMD_SHARED_BASE64 } from './generated/gemm-wasm.js';
 import { INFER_WASM_RELAXED_SIMD_SHARED_BASE64, INFER_WASM_SIMD_SHARED_BASE64 } from './generated/infer-wasm.js';
 import { TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64, TRAIN_WASM_SIMD_SHARED_BASE64 } from './generated/train-wasm.js';
@@ -530,6 +530,10 @@ export class Engine {
   private scratchBytes = 0;
 
   constructor() {
+    // Settle relaxed SIMD first (on Node 20 that sets V8's flag): a blob of the 'wasm' host
+    // allocator can create the engine before any kernel has compiled, and builds compiled
+    // without the flag would leave the relaxed kernels with no threaded or in-place path.
+    wasmApi();
     const api = g.WebAssembly!;
     this.memory = new api.Memory({ initial: HEAP_BASE / PAGE + 16, maximum: MAX_MEMORY_BYTES / PAGE, shared: true });
     this.heap = new KernelHeap(this.memory, HEAP_BASE, MAX_MEMORY_BYTES);
