@@ -147,10 +147,10 @@ export function createWasmMaxPool(options: { relaxed?: boolean } = {}): WasmMaxP
       fillWindows(i32, base >> 2);
       const pIdx = oIdx >= 0 ? oIdx : base + tabBytes;
       const pDst = oDst >= 0 ? oDst : base + tabBytes + (oIdx < 0 ? outBytes : 0);
-      // Whole 2×2 windows (LeNet's) on the kernel threads, planes split among them, when it pays.
+      // Whole 2×2 windows (LeNet's) on the kernel threads when it pays: planes split among them,
+      // each pooled as on one thread (the same bits).
       const T = full2x2 ? planThreads(4 * planes * outPlane, planes, TAPS_PER_THREAD) : 1;
       if (T >= 2) {
-        // Planes split among the threads (each pooled as on one thread: the same bits).
         runShares(e, T, relaxed, planes, 1, `${name} maxPool`, (list, _t, p0, p1) =>
           list.call(Op.Maxpool2x2, oSrc + 4 * p0 * inPlane, p1 - p0, H, W, PH, PW, pDst + 4 * p0 * outPlane, pIdx + 4 * p0 * outPlane));
       } else {

@@ -106,7 +106,10 @@ export interface SharedExports {
 /** The inference module's exports as the pool's shared builds give them (infer-exports.ts). */
 export type SharedInferExports = InferModuleExports;
 
-/** The training module's exports that commands call (scripts/train-wat.mjs, shared builds). */
+/**
+ * The training module's exports that commands call (scripts/train-wat.mjs, shared builds; the
+ * instance has the module's other exports too, which train-wasm.ts calls in place).
+ */
 export interface SharedTrainExports {
   sconv_stage(src: number, planes: number, H: number, W: number, padH: number, padW: number, Hp: number, Wp: number, dst: number): void;
   sconv_wgrad(xp: number, dy: number, nb: number, xImg: number, Wp: number, OH: number, OWV: number, O4: number, K2: number, tab: number, acc: number): void;

@@ -17,12 +17,7 @@ import { MathError } from '../math/errors.js';
 import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { engine, Op, planThreads, runShares, type Engine } from './threads.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
-import {
-  TRAIN_WASM_RELAXED_SIMD_BASE64,
-  TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64,
-  TRAIN_WASM_SIMD_BASE64,
-  TRAIN_WASM_SIMD_SHARED_BASE64,
-} from './generated/train-wasm.js';
+import { TRAIN_WASM_RELAXED_SIMD_BASE64, TRAIN_WASM_SIMD_BASE64 } from './generated/train-wasm.js';
 
 type PoolFn = (
   src: number, planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
@@ -146,29 +141,12 @@ function checkGeometry(what: string, g: PoolGeometry): void {
 
 type Operand = Float32Array | Int32Array | null | undefined;
 
-/** Compiled shared builds ([plain, relaxed]; null: does not compile here) and their instance per engine memory. */
-const sharedModules: [object | null | undefined, object | null | undefined] = [undefined, undefined];
-const sharedInstances = [new WeakMap<Engine, TrainExports | null>(), new WeakMap<Engine, TrainExports | null>()];
-
-/** This thread's instance of the shared build of `relaxed` on the engine's memory, or null. */
+/**
+ * This thread's instance of the shared build of `relaxed` on the engine's memory, or null: the
+ * engine's own (it instantiates the training module for its threads' commands too).
+ */
 function sharedExports(e: Engine, relaxed: boolean): TrainExports | null {
-  const k = relaxed ? 1 : 0;
-  let ex = sharedInstances[k]!.get(e);
-  if (ex !== undefined) return ex;
-  ex = null;
-  const api = wasmApi();
-  try {
-    if (sharedModules[k] === undefined) {
-      const bytes = decodeBase64(relaxed ? TRAIN_WASM_RELAXED_SIMD_SHARED_BASE64 : TRAIN_WASM_SIMD_SHARED_BASE64);
-      sharedModules[k] = api && api.validate(bytes) ? new api.Module(bytes) : null;
-    }
-    const m = sharedModules[k];
-    if (api && m) ex = new api.Instance(m, { env: { memory: e.memory } }).exports as TrainExports;
-  } catch {
-    ex = null;
-  }
-  sharedInstances[k]!.set(e, ex);
-  return ex;
+  return e.trainExports(relaxed) as unknown as TrainExports | null;
 }
 
 /**
