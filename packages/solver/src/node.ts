@@ -9,7 +9,7 @@ import { readTextProto } from '@caffe-ts/proto/node';
 import { SolverConfigError, SolverError } from './errors.js';
 import { learningRate } from './lr-policy.js';
 import { createSolverAsync, defaultSolverRegistry, solverTypeOf, upgradeSolverAsNeeded, type SolverRegistry } from './solver-registry.js';
-import type { Solver, SolverOptions } from './solver.js';
+import type { Solver, SolverIO, SolverOptions } from './solver.js';
 import { checkSnapshotPrefixWritable, nodeSolverIO, resolveSnapshotPrefix } from './snapshot.js';
 
 export {
@@ -54,6 +54,27 @@ export async function createNodeSolver(param: SolverParameter, options: NodeSolv
  * file's folder.
  */
 export async function loadSolverFromFile(path: string, options: NodeSolverOptions = {}): Promise<Solver> {
+  const read = await readSolverFile(path, options);
+  return buildSolverFromFile(read, options);
+}
+
+/** A solver prototxt read, checked and fixed up by readSolverFile, ready to build from. */
+export interface SolverFile {
+  /** The parameters, upgraded, snapshot_prefix resolved. */
+  param: SolverParameter;
+  /** The solver file's absolute path. */
+  file: string;
+  rootDir: string;
+  /** File access resolving `net:` paths as loadSolverFromFile does. */
+  io: SolverIO;
+}
+
+/**
+ * The reading half of loadSolverFromFile: everything it checks before any net is built, so that
+ * a caller can build more than one solver from the same file (buildSolverFromFile), e.g. the
+ * short-lived ones `caffe train` times its parallel mixes with.
+ */
+export async function readSolverFile(path: string, options: NodeSolverOptions = {}): Promise<SolverFile> {
   const rootDir = options.rootDir ?? process.cwd();
   const file = resolve(rootDir, path);
   const param = await readTextProto<SolverParameter>('SolverParameter', file);
@@ -74,12 +95,17 @@ export async function loadSolverFromFile(path: string, options: NodeSolverOption
   param.snapshot_prefix = resolveSnapshotPrefix(param, path, { rootDir, log: options.log });
   if (param.snapshot > 0) checkSnapshotPrefixWritable(param.snapshot_prefix, rootDir);
   const io = options.io ?? nodeSolverIO({ rootDir, solverFile: file, log: options.log });
+  return { param, file, rootDir, io };
+}
+
+/** Builds a solver from readSolverFile's result (`param` as given: pass a copy to change it). */
+export async function buildSolverFromFile(read: SolverFile, options: NodeSolverOptions = {}, param: SolverParameter = read.param): Promise<Solver> {
   try {
-    return await createSolverAsync(param, { ...options, rootDir, io });
+    return await createSolverAsync(param, { ...options, rootDir: read.rootDir, io: read.io });
   } catch (e) {
     // The solver's own checks (test_iter per test net, momentum with AdaGrad, …) name the file
     // and the field's line; errors from the nets name their own files.
-    throw SolverConfigError.isInstance(e) ? atSolverField(e, file) : e;
+    throw SolverConfigError.isInstance(e) ? atSolverField(e, read.file) : e;
   }
 }
 

@@ -1,7 +1,15 @@
 import { logger } from '@caffe-ts/blob';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
-import { enableHdf5, isHdf5Path, loadSolverFromFile } from '@caffe-ts/solver/node';
-import { chooseParallelism, loadParallelSolverFromFile, type DataParallelOptions } from '@caffe-ts/solver/parallel';
+import { buildSolverFromFile, enableHdf5, isHdf5Path, readSolverFile } from '@caffe-ts/solver/node';
+import {
+  applyKernelThreads,
+  buildParallelSolverFromFile,
+  chooseParallelism,
+  parallelCandidates,
+  probeParallelism,
+  probeWanted,
+  type DataParallelOptions,
+} from '@caffe-ts/solver/parallel';
 import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
@@ -25,7 +33,7 @@ export const trainCommand: Command = {
     const parallelAsked = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
     const backend = await backendFromFlags(flags);
     // The default mix is for the CPU backend: a device backend keeps the one thread that drives it.
-    const parallel = parallelAsked?.optional && backend.name !== 'cpu' ? undefined : parallelAsked;
+    let parallel = parallelAsked?.optional && backend.name !== 'cpu' ? undefined : parallelAsked;
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
@@ -41,9 +49,18 @@ export const trainCommand: Command = {
       trainState: { level, stages: stage ? stage.split(',').filter(Boolean) : [] },
       stopOnNonFinite: stopOnNan,
     };
-    const solver = parallel
-      ? await loadParallelSolverFromFile(userPath(solverFile), parallel, solverOptions)
-      : await loadSolverFromFile(userPath(solverFile), solverOptions);
+    const read = await readSolverFile(userPath(solverFile), solverOptions);
+    if (parallel?.optional && probeWanted(read.param)) {
+      // The default mix: time the candidates on short-lived copies of this solver, keep the fastest.
+      const { plan } = await probeParallelism(read, { solverOptions, register: parallel.register, candidates: parallelCandidates() });
+      if (plan.workers > 1) {
+        parallel = { ...plan, register: parallel.register, optional: true };
+      } else {
+        parallel = undefined;
+        await applyKernelThreads(plan.kernelThreads);
+      }
+    }
+    const solver = parallel ? await buildParallelSolverFromFile(read, parallel, solverOptions) : await buildSolverFromFile(read, solverOptions);
 
     if (snapshot) {
       log.info(`Resuming from ${snapshot}`);
@@ -111,10 +128,13 @@ export function cliWorkerPlugins(): string[] {
  * --workers N: N replicas, each reading batch_size records (Caffe's -gpu semantics: N × batch per
  * iteration); with --split_batch they share each batch instead (the single-worker trajectory).
  * --workers auto, the default: split replicas on every core (chooseParallelism), the same
- * trajectory as one thread up to float summation order; where the net cannot be divided (a batch
- * that does not split among the cores, a data layer that does not shard, one core) it trains on
- * one thread with every core for the kernels, and says why. --workers 1: no workers. The
- * CAFFE_TS_WORKERS environment variable (N, auto or 1) replaces the default.
+ * trajectory as one thread up to float summation order; for a run long enough (probeWanted:
+ * max_iter ≥ 500, or CAFFE_TS_PARALLEL_PROBE=on/off) the command first times that against one
+ * replica with every core for its kernels (probeParallelism) and keeps the faster. Where the net
+ * cannot be divided (a batch that does not split among the cores, a data layer that does not
+ * shard, one core) it trains on one thread with every core for the kernels, and says why.
+ * --workers 1: no workers. The CAFFE_TS_WORKERS environment variable (N, auto or 1) replaces the
+ * default.
  */
 export function parallelFromFlags(value: string | undefined, split: boolean, env?: string): DataParallelOptions | undefined {
   if (value === undefined) {

@@ -51,7 +51,7 @@ export interface ChunkPlan {
  */
 export function chunkPlan(param: NetParameter, workers: number, state: NetStateLike, requested: number): ChunkPlan | string {
   if (param.layers.length > 0) return `net '${param.name}' uses the V1 'layers' format`;
-  const kept = param.layer.filter((lp) => layerIncluded(lp, state));
+  const kept = param.layer.filter((lp) => layerIncluded(lp, state, { log: false }));
   let sources = 0;
   while (sources < kept.length && kept[sources]!.bottom.length === 0) sources++;
   if (sources === 0) return 'the train net has no data layer';
@@ -93,7 +93,7 @@ export function chunkNetParameter(param: NetParameter, state: NetStateLike, data
   const out = decodeBinary<NetParameter>('NetParameter', encodeBinary('NetParameter', param));
   let source = 0;
   out.layer = out.layer.map((lp) => {
-    if (source >= plan.sources || !layerIncluded(lp, state) || lp.bottom.length > 0) return lp;
+    if (source >= plan.sources || !layerIncluded(lp, state, { log: false }) || lp.bottom.length > 0) return lp;
     const tops = dataNet.topVecs[source++]!;
     return createMessage<LayerParameter>('LayerParameter', {
       name: lp.name,

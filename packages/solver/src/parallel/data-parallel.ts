@@ -183,7 +183,7 @@ export function splitBatchNetParameter(param: NetParameter, n: number, state?: N
   }
   const out = cloneNetParameter(param);
   for (const lp of out.layer) {
-    if (state && !layerIncluded(lp, state)) continue;
+    if (state && !layerIncluded(lp, state, { log: false })) continue;
     const field = BATCH_FIELDS[lp.type];
     const sub = field ? ((lp as unknown as Record<string, { batch_size: number } | null>)[field] ?? null) : null;
     if (!sub) continue;

@@ -3,7 +3,7 @@
  * threads, with parameters and gradients in SharedArrayBuffers. See DataParallel.
  */
 import type { NodeSolverOptions } from '../node.js';
-import { loadSolverFromFile, createNodeSolver } from '../node.js';
+import { buildSolverFromFile, loadSolverFromFile, createNodeSolver, type SolverFile } from '../node.js';
 import type { SolverParameter } from '@caffe-ts/proto';
 import type { Solver } from '../solver.js';
 import { DataParallel, type DataParallelOptions } from './data-parallel.js';
@@ -44,7 +44,22 @@ export function loadParallelSolverFromFile(path: string, parallel: DataParallelO
   return withParallel(parallel, options, (o) => loadSolverFromFile(path, o));
 }
 
+/** buildSolverFromFile (a solver file read by readSolverFile) with `parallel.workers` replicas (solver.close() stops the workers). */
+export function buildParallelSolverFromFile(read: SolverFile, parallel: DataParallelOptions, options: NodeSolverOptions = {}): Promise<Solver> {
+  return withParallel(parallel, options, (o) => buildSolverFromFile(read, o));
+}
+
 /** createNodeSolver with `parallel.workers` replicas (solver.close() stops the workers). */
 export function createParallelSolver(param: SolverParameter, parallel: DataParallelOptions, options: NodeSolverOptions = {}): Promise<Solver> {
   return withParallel(parallel, options, (o) => createNodeSolver(param, o));
 }
+export {
+  describePlan,
+  parallelCandidates,
+  probeParallelism,
+  probeWanted,
+  PROBE_MIN_ITERATIONS,
+  type ParallelProbeOptions,
+  type ParallelProbeResult,
+  type ParallelTiming,
+} from './probe.js';

@@ -1,0 +1,243 @@
+/*
+ * Which mix of replicas and kernel threads trains a given net fastest on this machine. Neither
+ * always wins: split replicas synchronise once per iteration but each computes a smaller batch,
+ * kernel threads keep the whole batch but meet once per layer, and which costs less changes with
+ * the net, the core count and whatever else the machine runs (LeNet and CIFAR-10 quick on two
+ * cores measured either way from run to run). So `caffe train`'s default times the candidates on
+ * the run's own solver before training: each candidate gets a short-lived copy of the solver (no
+ * tests, no snapshots, no display), the copies step in interleaved rounds so that a machine whose
+ * speed drifts slows them alike, and the fastest median wins. The copies read their own cursors
+ * of the data and are closed before the real solver is built, and the random generator is put
+ * back where it was, so the run itself is the one it would have been without the probe.
+ */
+import { getNumThreads, globalRng, logger } from '@caffe-ts/blob';
+import { decodeBinary, encodeBinary, type SolverParameter } from '@caffe-ts/proto';
+import { buildSolverFromFile, type NodeSolverOptions, type SolverFile } from '../node.js';
+import type { Solver } from '../solver.js';
+import { DataParallel } from './data-parallel.js';
+import { chooseParallelism, type ParallelPlan } from './plan.js';
+import { availableCores } from './pool.js';
+import { applyKernelThreads } from './replica.js';
+
+/** The fewest iterations (max_iter) a run needs for `caffe train` to time the mixes first (CAFFE_TS_PARALLEL_PROBE=auto). */
+export const PROBE_MIN_ITERATIONS = 500;
+
+export interface ParallelProbeOptions {
+  /** The mixes to time (default: parallelCandidates()). */
+  candidates?: readonly ParallelPlan[];
+  /** Options the copies are built with (their `log` is turned off). */
+  solverOptions?: NodeSolverOptions;
+  /** Worker plugin modules, as DataParallelOptions.register. */
+  register?: readonly string[];
+  /** Untimed iterations per candidate first (default 2: the first steps warm caches and compile code). */
+  warmup?: number;
+  /** Timed rounds (default 3), each `iterations` iterations (default 4) of every candidate. */
+  rounds?: number;
+  iterations?: number;
+  /**
+   * How much faster (a fraction of its time) another candidate must be to replace the first one,
+   * the static choice (default 0.03): a near tie keeps the plan that does not depend on timing.
+   */
+  margin?: number;
+  /** Log what was timed and chosen (default true). */
+  log?: boolean;
+}
+
+export interface ParallelTiming {
+  plan: ParallelPlan;
+  /** Median wall ms per iteration over the rounds; null where the candidate could not run. */
+  msPerIteration: number | null;
+  /** Why it could not run. */
+  failure?: string;
+}
+
+export interface ParallelProbeResult {
+  /** The chosen mix. */
+  plan: ParallelPlan;
+  timings: ParallelTiming[];
+  /**
+   * Whether the candidates ran one after the other rather than in interleaved rounds (when they
+   * could not all be open at once, e.g. a LevelDB only one handle of a process may hold).
+   */
+  sequential: boolean;
+}
+
+/**
+ * The mixes worth timing on `cores` cores: the static default (chooseParallelism: a split replica
+ * per core), one replica with every core for its kernels, and, from four cores, half as many
+ * replicas with two kernel threads each. Never more threads than cores.
+ */
+export function parallelCandidates(options: { cores?: number; batchSizes?: readonly number[] } = {}): ParallelPlan[] {
+  const cores = Math.max(1, Math.floor(options.cores ?? availableCores()));
+  const plans = [chooseParallelism(options), { workers: 1, kernelThreads: cores, mode: 'split' as const }];
+  if (cores >= 4) {
+    const half = Math.floor(cores / 2);
+    if ((options.batchSizes ?? []).every((b) => b % half === 0)) plans.push({ workers: half, kernelThreads: Math.floor(cores / half), mode: 'split' });
+  }
+  return plans.filter((p, i) => plans.findIndex((q) => q.workers === p.workers && q.kernelThreads === p.kernelThreads) === i);
+}
+
+/**
+ * Whether `caffe train` should time the mixes for this solver: CAFFE_TS_PARALLEL_PROBE 'on'
+ * always, 'off' never, otherwise (auto) when the run has at least PROBE_MIN_ITERATIONS iterations,
+ * so that the probe's few dozen iterations are a small share of it.
+ */
+export function probeWanted(param: Pick<SolverParameter, 'max_iter'>, env: string | undefined = process.env.CAFFE_TS_PARALLEL_PROBE): boolean {
+  const v = env?.trim().toLowerCase();
+  if (v === 'on') return true;
+  if (v === 'off') return false;
+  return param.max_iter >= PROBE_MIN_ITERATIONS;
+}
+
+/** "2 split replicas × 1 kernel thread", "1 replica × 2 kernel threads". */
+export function describePlan(plan: ParallelPlan): string {
+  const replicas = plan.workers === 1 ? '1 replica' : `${plan.workers} ${plan.mode} replicas`;
+  return `${replicas} × ${plan.kernelThreads} kernel thread${plan.kernelThreads === 1 ? '' : 's'}`;
+}
+
+/** The solver's parameters for a timing copy: the same training, without tests, snapshots or display. */
+function probeParameter(param: SolverParameter): SolverParameter {
+  const p = decodeBinary<SolverParameter>('SolverParameter', encodeBinary('SolverParameter', param));
+  p.test_iter = [];
+  p.test_net = [];
+  p.test_net_param = [];
+  p.test_state = [];
+  p.test_interval = 0;
+  p.test_initialization = false;
+  p.snapshot = 0;
+  p.snapshot_after_train = false;
+  p.display = 0;
+  p.debug_info = false;
+  return p;
+}
+
+interface Built {
+  plan: ParallelPlan;
+  solver: Solver;
+  times: number[];
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/**
+ * Times `options.candidates` on copies of the solver read from a file (readSolverFile) and
+ * returns the fastest (see the top of this file). With fewer than two candidates that run, the
+ * first one that does (else the first) is returned untimed.
+ */
+export async function probeParallelism(read: SolverFile, options: ParallelProbeOptions = {}): Promise<ParallelProbeResult> {
+  const candidates = options.candidates ?? parallelCandidates();
+  const warmup = options.warmup ?? 2;
+  const rounds = Math.max(1, options.rounds ?? 3);
+  const iterations = Math.max(1, options.iterations ?? 4);
+  const margin = options.margin ?? 0.03;
+  const log = options.log === false ? null : logger('parallel.cpp');
+  const param = probeParameter(read.param);
+  const rng = options.solverOptions?.rng ?? globalRng();
+  const rngBefore = rng.getState();
+  const threadsBefore = getNumThreads();
+  const failures = new Map<ParallelPlan, string>();
+
+  const build = async (plan: ParallelPlan): Promise<Built> => {
+    await applyKernelThreads(plan.kernelThreads);
+    const solverOptions = { ...options.solverOptions, log: false };
+    let solver: Solver;
+    if (plan.workers === 1) {
+      solver = await buildSolverFromFile(read, solverOptions, probeParameter(param));
+    } else {
+      const dp = new DataParallel({ workers: plan.workers, mode: plan.mode, kernelThreads: plan.kernelThreads, register: options.register, log: false });
+      solver = await buildSolverFromFile(read, { ...solverOptions, netFactoryAsync: dp.netFactoryAsync }, probeParameter(param));
+      try {
+        await dp.attach(solver);
+      } catch (e) {
+        await solver.close();
+        throw e;
+      }
+    }
+    try {
+      if (warmup > 0) await solver.step(warmup);
+    } catch (e) {
+      await solver.close();
+      throw e;
+    }
+    return { plan, solver, times: [] };
+  };
+  const timeRound = async (b: Built) => {
+    await applyKernelThreads(b.plan.kernelThreads);
+    const t0 = performance.now();
+    await b.solver.step(iterations);
+    b.times.push((performance.now() - t0) / iterations);
+  };
+  const closeAll = async (list: Built[]) => {
+    for (const b of list.splice(0)) await b.solver.close().catch(() => {});
+  };
+
+  const done: Built[] = [];
+  let sequential = false;
+  try {
+    if (candidates.length >= 2) {
+      // Interleaved: every candidate open at once, the rounds rotating their order.
+      const open: Built[] = [];
+      for (const plan of candidates) {
+        try {
+          open.push(await build(plan));
+        } catch (e) {
+          if (open.length === 0) {
+            // Alone, it fails on its own (a batch that does not split, …).
+            failures.set(plan, message(e));
+            continue;
+          }
+          // Maybe something the others hold cannot be opened twice (a LevelDB's lock): time the
+          // candidates one at a time instead.
+          await closeAll(open);
+          sequential = true;
+          break;
+        }
+      }
+      if (!sequential) {
+        for (let r = 0; r < rounds; r++) for (let k = 0; k < open.length; k++) await timeRound(open[(k + r) % open.length]!);
+        done.push(...open);
+        await closeAll(open);
+      } else {
+        for (const plan of candidates.filter((c) => !failures.has(c))) {
+          let b: Built | undefined;
+          try {
+            b = await build(plan);
+            for (let r = 0; r < rounds; r++) await timeRound(b);
+            done.push(b);
+          } catch (e) {
+            failures.set(plan, message(e));
+          } finally {
+            if (b) await b.solver.close().catch(() => {});
+          }
+        }
+      }
+    }
+  } finally {
+    rng.setState(rngBefore);
+    await applyKernelThreads(threadsBefore);
+  }
+
+  const timings: ParallelTiming[] = candidates.map((plan) => {
+    const b = done.find((x) => x.plan === plan);
+    return b ? { plan, msPerIteration: median(b.times) } : { plan, msPerIteration: null, ...(failures.has(plan) ? { failure: failures.get(plan) } : {}) };
+  });
+  const ran = timings.filter((t) => t.msPerIteration !== null);
+  let plan = (ran[0] ?? timings[0])?.plan ?? chooseParallelism();
+  if (ran.length >= 2) {
+    const first = ran[0]!;
+    const fastest = ran.reduce((a, b) => (b.msPerIteration! < a.msPerIteration! ? b : a));
+    plan = fastest.msPerIteration! < first.msPerIteration! * (1 - margin) ? fastest.plan : first.plan;
+  }
+  if (log && candidates.length >= 2) {
+    const what = timings.map((t) => `${describePlan(t.plan)}: ${t.msPerIteration === null ? `could not run (${t.failure ?? 'not timed'})` : `${t.msPerIteration.toFixed(1)} ms/iteration`}`);
+    log.info(`Timed the parallel mixes over ${rounds} round(s) of ${iterations} iteration(s)${sequential ? ', one after the other' : ''}: ${what.join('; ')}`);
+    log.info(`Parallel mix: ${describePlan(plan)}${ran.length >= 2 ? (plan === ran[0]!.plan ? ' (the default; no other was more than ' + Math.round(margin * 100) + ' % faster)' : ' (the fastest)') : ''}`);
+  }
+  return { plan, timings, sequential };
+}
