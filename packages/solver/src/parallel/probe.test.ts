@@ -153,7 +153,8 @@ describe('probeParallelism', () => {
         if (held) throw new Error('the feed is held by another net');
         held = true;
       }
-      async close(): Promise<void> {
+      override close(): void {
+        super.close();
         held = false;
       }
     }
