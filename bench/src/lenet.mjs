@@ -5,7 +5,7 @@
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N[,M…]] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
-//       [--roofline] [--update] [--env NAME=a,b]
+//       [--roofline] [--update] [--env NAME=a,b] [--alternate]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
 // GEMM GFLOP/s (2·N·weights·output positions forward; backward that for the weight gradient plus
@@ -14,7 +14,10 @@
 // top diffs and bottom data read + bottom diffs written; argmax masks and scratch not counted),
 // so a memory-bound layer far below the machine's copy bandwidth is slow for another reason.
 // --threads runs the whole measurement once per kernel thread count (initThreads(n) first); with
-// more than one thread the default clock is wall (the cpu clock adds up all threads). The last
+// more than one thread the default clock is wall (the cpu clock adds up all threads); with
+// --alternate the thread counts take turns step by step instead (setNumThreads before each), so
+// load from other processes falls on all of them alike, and a ratio of the step medians closes the
+// run. The last
 // line reports the process's peak resident set size (maxRSS).
 // The net's Data layers are replaced by an Input layer of the same batch size (default: the
 // prototxt's TRAIN batch size) holding fixed random inputs and labels, so only compute is
@@ -43,7 +46,7 @@ import { fileURLToPath } from 'node:url';
 
 // Before anything compiles WebAssembly, as the caffe CLI does.
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const { activeGemmKernelName, Rng, initThreads, setHostAllocator, hostMemoryInfo } = await import('@caffe-ts/blob');
+const { activeGemmKernelName, Rng, initThreads, setNumThreads, setHostAllocator, hostMemoryInfo } = await import('@caffe-ts/blob');
 const { defaultLayerRegistry } = await import('@caffe-ts/layers');
 await import('@caffe-ts/layers/register');
 const { Net } = await import('@caffe-ts/net');
@@ -66,6 +69,7 @@ const { values } = parseBenchArgs({
     env: { type: 'string' },
     roofline: { type: 'boolean', default: false },
     update: { type: 'boolean', default: false },
+    alternate: { type: 'boolean', default: false },
   },
 }, import.meta.url);
 
@@ -198,61 +202,63 @@ const L = net.layers.length;
 const iterations = Number(values.iterations), warmup = Number(values.warmup);
 const ms = (x) => x.toFixed(3).padStart(9);
 const summary = [];
-for (const threads of threadCounts) {
-  const got = await initThreads(threads);
-  const runs = nets.map(() => ({
-    fwd: Array.from({ length: L }, () => []), bwd: Array.from({ length: L }, () => []), fwdTotal: [], bwdTotal: [], step: [],
-    update: [], stepUpdate: [],
-  }));
-  for (let it = -warmup; it < iterations; it++) {
-    nets.forEach(({ alloc, envValue, net, solver }, k) => {
-      const r = runs[k];
-      // Blobs allocate lazily (diffs on the first backward, scratch on first use): each net steps
-      // under its own allocator, or its late arrays would land in the other's memory.
-      if (alloc) setHostAllocator(alloc);
-      setEnv(envValue);
-      const f = new Float64Array(L), b = new Float64Array(L);
-      // A solver iteration starts by clearing the param diffs (timed with the update).
-      const c0 = now();
-      if (solver) net.clearParamDiffs();
-      const clear = now() - c0;
-      const t0 = now();
-      for (let i = 0; i < L; i++) {
-        const s = now();
-        net.forwardFromTo(i, i);
-        f[i] = now() - s;
-      }
-      const t1 = now();
-      for (let i = L - 1; i >= 0; i--) {
-        const s = now();
-        net.backwardFromTo(i, i);
-        b[i] = now() - s;
-      }
-      const t2 = now();
-      if (solver) {
-        solver.applyUpdate();
-        solver.checkParamsFinite();
-      }
-      const t3 = now();
-      if (it < 0) return;
-      if (solver) {
-        r.update.push(clear + t3 - t2);
-        r.stepUpdate.push(clear + t3 - t0);
-      }
-      for (let i = 0; i < L; i++) {
-        r.fwd[i].push(f[i]);
-        r.bwd[i].push(b[i]);
-      }
-      r.fwdTotal.push(t1 - t0);
-      r.bwdTotal.push(t2 - t1);
-      r.step.push(t2 - t0);
-    });
-  }
+const newRuns = () => nets.map(() => ({
+  fwd: Array.from({ length: L }, () => []), bwd: Array.from({ length: L }, () => []), fwdTotal: [], bwdTotal: [], step: [],
+  update: [], stepUpdate: [],
+}));
 
+/** One step of every net (forward, backward, the update with --update), recorded in `runs` unless warming up. */
+function stepNets(runs, record) {
+  nets.forEach(({ alloc, envValue, net, solver }, k) => {
+    const r = runs[k];
+    // Blobs allocate lazily (diffs on the first backward, scratch on first use): each net steps
+    // under its own allocator, or its late arrays would land in the other's memory.
+    if (alloc) setHostAllocator(alloc);
+    setEnv(envValue);
+    const f = new Float64Array(L), b = new Float64Array(L);
+    // A solver iteration starts by clearing the param diffs (timed with the update).
+    const c0 = now();
+    if (solver) net.clearParamDiffs();
+    const clear = now() - c0;
+    const t0 = now();
+    for (let i = 0; i < L; i++) {
+      const s = now();
+      net.forwardFromTo(i, i);
+      f[i] = now() - s;
+    }
+    const t1 = now();
+    for (let i = L - 1; i >= 0; i--) {
+      const s = now();
+      net.backwardFromTo(i, i);
+      b[i] = now() - s;
+    }
+    const t2 = now();
+    if (solver) {
+      solver.applyUpdate();
+      solver.checkParamsFinite();
+    }
+    const t3 = now();
+    if (!record) return;
+    if (solver) {
+      r.update.push(clear + t3 - t2);
+      r.stepUpdate.push(clear + t3 - t0);
+    }
+    for (let i = 0; i < L; i++) {
+      r.fwd[i].push(f[i]);
+      r.bwd[i].push(b[i]);
+    }
+    r.fwdTotal.push(t1 - t0);
+    r.bwdTotal.push(t2 - t1);
+    r.step.push(t2 - t0);
+  });
+}
+
+function report(runs, threads, got) {
   nets.forEach(({ batch, net, tag, solver }, k) => {
     const { fwd, bwd, fwdTotal, bwdTotal, step, update, stepUpdate } = runs[k];
     console.log(`${net.name} ${values.phase} batch ${batch} ${values.dtype}, node ${process.version}, gemm ${activeGemmKernelName()}, ` +
-      `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up`);
+      `${got} thread(s)${got !== threads ? ` (asked for ${threads})` : ''}${tag}, ${clock} clock, medians of ${iterations} iterations after ${warmup} warm-up` +
+      (values.alternate ? ', thread counts alternating step by step' : ''));
     // Medians, and minima (on a busy machine the minimum is the closer estimate of an idle one).
     const roof = values.roofline;
     console.log(`${'layer'.padEnd(16)}${'forward'.padStart(9)}${'backward'.padStart(9)}${'fwd min'.padStart(9)}${'bwd min'.padStart(9)}` +
@@ -273,6 +279,29 @@ for (const threads of threadCounts) {
     const perImage = (k) => median(runs[k].step) / nets[k].batch;
     const base = perImage(0);
     summary.push(`threads ${got}: step median per image ratio ${nets.slice(1).map(({ tag }, k) => `${tag.trim()} / ${nets[0].tag.trim()} = ${(perImage(k + 1) / base).toFixed(3)}`).join(', ')}`);
+  }
+}
+
+if (values.alternate && threadCounts.length > 1) {
+  // Every thread count steps in turn (setNumThreads before each), so a machine whose speed drifts
+  // slows them alike; the pool is started once for the largest count.
+  const got = await initThreads(Math.max(...threadCounts));
+  const runsBy = threadCounts.map(() => newRuns());
+  for (let it = -warmup; it < iterations; it++) {
+    threadCounts.forEach((t, j) => {
+      setNumThreads(t);
+      stepNets(runsBy[j], it >= 0);
+    });
+  }
+  threadCounts.forEach((t, j) => report(runsBy[j], t, Math.min(t, got)));
+  const steps = runsBy.map((runs) => median(runs[0].step));
+  summary.push(`step median ratio ${threadCounts.slice(1).map((t, j) => `${threadCounts[0]} / ${t} threads = ${(steps[0] / steps[j + 1]).toFixed(2)}×`).join(', ')}`);
+} else {
+  for (const threads of threadCounts) {
+    const got = await initThreads(threads);
+    const runs = newRuns();
+    for (let it = -warmup; it < iterations; it++) stepNets(runs, it >= 0);
+    report(runs, threads, got);
   }
 }
 if (summary.length > 1) for (const line of summary) console.log(line);

@@ -58,6 +58,7 @@ export {
   parallelCandidates,
   probeParallelism,
   probeWanted,
+  PROBE_MAX_BYTES,
   PROBE_MIN_ITERATIONS,
   type ParallelProbeOptions,
   type ParallelProbeResult,

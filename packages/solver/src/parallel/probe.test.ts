@@ -113,7 +113,7 @@ describe('probeParallelism', () => {
     expect(probed).toEqual(plain);
   });
 
-  it('keeps the first candidate on a near tie, reports a candidate that cannot run, and picks what runs', async () => {
+  it('keeps the first candidate on a near tie or for a net too large to copy, reports a candidate that cannot run, and picks what runs', async () => {
     const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
     const probe = await probeParallelism(read, {
       // workers 0 is refused when it is built: the probe goes on with the others.
@@ -138,10 +138,19 @@ describe('probeParallelism', () => {
       log: false,
     });
     expect(tie.plan).toEqual(plan(1, 1));
-    // And with no margin, the fastest median wins.
     const [a, b] = tie.timings;
     expect(a!.msPerIteration).not.toBeNull();
     expect(b!.msPerIteration).not.toBeNull();
+    // A net whose copies would hold more than maxBytes is not timed: the first candidate stands.
+    const big = await probeParallelism(read, {
+      candidates: [plan(1, 2), plan(1, 1)],
+      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
+      maxBytes: 64,
+      log: false,
+    });
+    expect(big.plan).toEqual(plan(1, 2));
+    expect(big.skipped).toMatch(/the copies' train nets would hold \d+ MiB, over 0 MiB/);
+    expect(big.timings.every((t) => t.msPerIteration === null)).toBe(true);
   });
 
   it('times the candidates one after the other when a second copy cannot be built while the first is open', async () => {

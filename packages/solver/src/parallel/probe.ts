@@ -22,6 +22,13 @@ import { applyKernelThreads } from './replica.js';
 /** The fewest iterations (max_iter) a run needs for `caffe train` to time the mixes first (CAFFE_TS_PARALLEL_PROBE=auto). */
 export const PROBE_MIN_ITERATIONS = 500;
 
+/**
+ * The most bytes the copies' train nets may hold together (data and diffs of every blob and
+ * param), 512 MiB: their memory goes back only when they are garbage-collected, so for a large net
+ * the timing is skipped rather than the run's own memory squeezed.
+ */
+export const PROBE_MAX_BYTES = 512 * 2 ** 20;
+
 export interface ParallelProbeOptions {
   /** The mixes to time (default: parallelCandidates()). */
   candidates?: readonly ParallelPlan[];
@@ -41,6 +48,8 @@ export interface ParallelProbeOptions {
   margin?: number;
   /** Log what was timed and chosen (default true). */
   log?: boolean;
+  /** The most bytes the copies' train nets may hold together (default PROBE_MAX_BYTES). */
+  maxBytes?: number;
 }
 
 export interface ParallelTiming {
@@ -55,6 +64,8 @@ export interface ParallelProbeResult {
   /** The chosen mix. */
   plan: ParallelPlan;
   timings: ParallelTiming[];
+  /** Why nothing was timed (a net too large to copy), where so. */
+  skipped?: string;
   /**
    * Whether the candidates ran one after the other rather than in interleaved rounds (when they
    * could not all be open at once, e.g. a LevelDB only one handle of a process may hold).
@@ -123,6 +134,16 @@ const median = (xs: readonly number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** Bytes of a solver's train net: data and diff of every blob and learnable param. */
+function netBytes(solver: Solver): number {
+  const net = solver.net;
+  const bytesPer = net.dtype === 'float64' ? 8 : 4;
+  let elements = 0;
+  for (const b of net.blobs.values()) elements += 2 * b.count();
+  for (const p of net.learnableParams) elements += 2 * p.count();
+  return elements * bytesPer;
+}
+
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /**
@@ -179,6 +200,8 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
 
   const done: Built[] = [];
   let sequential = false;
+  let skipped: string | undefined;
+  const maxBytes = options.maxBytes ?? PROBE_MAX_BYTES;
   try {
     if (candidates.length >= 2) {
       // Interleaved: every candidate open at once, the rounds rotating their order.
@@ -186,6 +209,14 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
       for (const plan of candidates) {
         try {
           open.push(await build(plan));
+          if (open.length === 1) {
+            const bytes = netBytes(open[0]!.solver) * candidates.length;
+            if (bytes > maxBytes) {
+              skipped = `the copies' train nets would hold ${(bytes / 2 ** 20).toFixed(0)} MiB, over ${(maxBytes / 2 ** 20).toFixed(0)} MiB`;
+              await closeAll(open);
+              break;
+            }
+          }
         } catch (e) {
           if (open.length === 0) {
             // Alone, it fails on its own (a batch that does not split, …).
@@ -199,7 +230,9 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
           break;
         }
       }
-      if (!sequential) {
+      if (skipped) {
+        // Nothing timed: the first candidate, the static default.
+      } else if (!sequential) {
         for (let r = 0; r < rounds; r++) for (let k = 0; k < open.length; k++) await timeRound(open[(k + r) % open.length]!);
         done.push(...open);
         await closeAll(open);
@@ -234,10 +267,12 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
     const fastest = ran.reduce((a, b) => (b.msPerIteration! < a.msPerIteration! ? b : a));
     plan = fastest.msPerIteration! < first.msPerIteration! * (1 - margin) ? fastest.plan : first.plan;
   }
-  if (log && candidates.length >= 2) {
+  if (log && skipped) {
+    log.info(`Parallel mix: ${describePlan(plan)}, not timed against the others (${skipped})`);
+  } else if (log && candidates.length >= 2) {
     const what = timings.map((t) => `${describePlan(t.plan)}: ${t.msPerIteration === null ? `could not run (${t.failure ?? 'not timed'})` : `${t.msPerIteration.toFixed(1)} ms/iteration`}`);
     log.info(`Timed the parallel mixes over ${rounds} round(s) of ${iterations} iteration(s)${sequential ? ', one after the other' : ''}: ${what.join('; ')}`);
     log.info(`Parallel mix: ${describePlan(plan)}${ran.length >= 2 ? (plan === ran[0]!.plan ? ' (the default; no other was more than ' + Math.round(margin * 100) + ' % faster)' : ' (the fastest)') : ''}`);
   }
-  return { plan, timings, sequential };
+  return { plan, timings, sequential, ...(skipped ? { skipped } : {}) };
 }
