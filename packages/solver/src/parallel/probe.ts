@@ -126,6 +126,8 @@ interface Built {
   plan: ParallelPlan;
   solver: Solver;
   times: number[];
+  /** When each iteration of the running round ended. */
+  marks: number[];
 }
 
 const median = (xs: readonly number[]) => {
@@ -186,13 +188,19 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
       await solver.close();
       throw e;
     }
-    return { plan, solver, times: [] };
+    const built: Built = { plan, solver, times: [], marks: [] };
+    solver.addCallback({ onIteration: () => void built.marks.push(performance.now()) });
+    return built;
   };
+  // A round is one step() call of iterations + 1 iterations, timed from the end of its first: a
+  // worker mix starts each call cold (no batch read ahead, no step posted early), which a run's
+  // single solve() call pays once, so timing that first iteration would bias the probe against it.
   const timeRound = async (b: Built) => {
     await applyKernelThreads(b.plan.kernelThreads);
-    const t0 = performance.now();
-    await b.solver.step(iterations);
-    b.times.push((performance.now() - t0) / iterations);
+    b.marks = [];
+    await b.solver.step(iterations + 1);
+    const m = b.marks;
+    b.times.push((m[m.length - 1]! - m[0]!) / (m.length - 1));
   };
   const closeAll = async (list: Built[]) => {
     for (const b of list.splice(0)) await b.solver.close().catch(() => {});
