@@ -5,11 +5,13 @@
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
 //       [--rounds 7] [--iterations 32] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
 //       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js] [--probe on|off]
+//       [--probe-warmup N] [--probe-rounds N] [--probe-iterations N]
 //
 // After each model's table, `caffe train`'s default times the mixes itself on copies of the same
 // solver (probeParallelism, as the command does before a long run) and the line says which it
 // picks; the accuracy rows (--epochs) train with that pick. --probe off leaves that out (the static
-// default, chooseParallelism, is then the pick).
+// default, chooseParallelism, is then the pick); --probe-* override the timing's warm-up
+// iterations, rounds and iterations per round (probeParallelism's defaults: 2, 3, 4).
 //
 // Mixes (C = the cores):
 //   1 core        1 replica × 1 kernel thread (the reference)
@@ -69,6 +71,9 @@ const { values } = parseBenchArgs({
     profile: { type: 'boolean', default: false },
     // After each table: which mix `caffe train`'s default picks by timing them itself (probeParallelism).
     probe: { type: 'string', default: 'on' },
+    'probe-warmup': { type: 'string' },
+    'probe-rounds': { type: 'string' },
+    'probe-iterations': { type: 'string' },
     'host-alloc': { type: 'string' },
   },
 }, import.meta.url);
@@ -375,7 +380,11 @@ try {
     let chosenMix = defaultMix;
     if (values.probe !== 'off' && cores >= 2) {
       const read = { param: param(), file: join(work, `${model}_solver.prototxt`), rootDir: work, io: nodeSolverIO({ rootDir: work, log: false }) };
-      const probe = await probeParallelism(read, { register, log: false, solverOptions: { log: false } });
+      const num = (k) => (values[k] === undefined ? undefined : Number(values[k]));
+      const probe = await probeParallelism(read, {
+        register, log: false, solverOptions: { log: false },
+        warmup: num('probe-warmup'), rounds: num('probe-rounds'), iterations: num('probe-iterations'),
+      });
       const timed = probe.timings.map((t) => `${describePlan(t.plan)} ${t.msPerIteration === null ? 'failed' : `${t.msPerIteration.toFixed(1)} ms`}`).join(', ');
       console.log(`  caffe train's default, timing the mixes itself (${timed} per iteration), picks: ${describePlan(probe.plan)}`);
       chosenMix = probe.plan.workers === 1 ? { ...ALL.kernels, kernelThreads: probe.plan.kernelThreads } : { ...ALL.split, workers: probe.plan.workers, kernelThreads: probe.plan.kernelThreads };
