@@ -52,7 +52,11 @@ export const trainCommand: Command = {
     const read = await readSolverFile(userPath(solverFile), solverOptions);
     if (parallel?.optional && probeWanted(read.param)) {
       // The default mix: time the candidates on short-lived copies of this solver, keep the fastest.
-      const { plan } = await probeParallelism(read, { solverOptions, register: parallel.register, candidates: parallelCandidates() });
+      // Asked for (CAFFE_TS_PARALLEL_PROBE=on), it times even a run too short for it to pay.
+      const forced = process.env.CAFFE_TS_PARALLEL_PROBE?.trim().toLowerCase() === 'on';
+      const { plan } = await probeParallelism(read, {
+        solverOptions, register: parallel.register, candidates: parallelCandidates(), ...(forced ? { maxShare: Infinity } : {}),
+      });
       if (plan.workers > 1) {
         parallel = { ...plan, register: parallel.register, optional: true };
       } else {
@@ -129,8 +133,9 @@ export function cliWorkerPlugins(): string[] {
  * iteration); with --split_batch they share each batch instead (the single-worker trajectory).
  * --workers auto, the default: split replicas on every core (chooseParallelism), the same
  * trajectory as one thread up to float summation order; for a run long enough (probeWanted:
- * max_iter ≥ 500, or CAFFE_TS_PARALLEL_PROBE=on/off) the command first times that against one
- * replica with every core for its kernels (probeParallelism) and keeps the faster. Where the net
+ * max_iter ≥ 1000, and a timing under 5 % of the run; CAFFE_TS_PARALLEL_PROBE=on/off) the
+ * command first times that against one replica with every core for its kernels
+ * (probeParallelism) and keeps the faster. Where the net
  * cannot be divided (a batch that does not split among the cores, a data layer that does not
  * shard, one core) it trains on one thread with every core for the kernels, and says why.
  * --workers 1: no workers. The CAFFE_TS_WORKERS environment variable (N, auto or 1) replaces the

@@ -88,6 +88,7 @@ describe('probeParallelism', () => {
       rounds: 2,
       iterations: 2,
       log: false,
+      maxShare: Infinity,
     });
     expect(globalRng().getState()).toEqual(before);
     expect(getNumThreads()).toBe(3);
@@ -123,6 +124,7 @@ describe('probeParallelism', () => {
       rounds: 1,
       iterations: 1,
       log: false,
+      maxShare: Infinity,
     });
     expect(probe.timings[0]!.msPerIteration).toBeNull();
     expect(probe.timings[0]!.failure).toMatch(/workers must be an integer >= 1 \(got 0\)/);
@@ -136,6 +138,7 @@ describe('probeParallelism', () => {
       iterations: 1,
       margin: 1,
       log: false,
+      maxShare: Infinity,
     });
     expect(tie.plan).toEqual(plan(1, 1));
     const [a, b] = tie.timings;
@@ -147,10 +150,30 @@ describe('probeParallelism', () => {
       solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       maxBytes: 64,
       log: false,
+      maxShare: Infinity,
     });
     expect(big.plan).toEqual(plan(1, 2));
     expect(big.skipped).toMatch(/the copies' train nets would hold \d+ MiB, over 0 MiB/);
     expect(big.timings.every((t) => t.msPerIteration === null)).toBe(true);
+    // Nor is a run too short for the timing to pay (its 20 iterations, against the default 5 %).
+    const short = await probeParallelism(read, {
+      candidates: [plan(1, 2), plan(1, 1)],
+      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
+      log: false,
+    });
+    expect(short.plan).toEqual(plan(1, 2));
+    expect(short.skipped).toMatch(/timing them would take about [\d.]+ s, over 5 % of the run's [\d.]+ s/);
+    // The same run told it has a million iterations to go is timed.
+    const long = await probeParallelism(read, {
+      candidates: [plan(1, 2), plan(1, 1)],
+      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
+      runIterations: 1e6,
+      warmupMs: 20,
+      roundMs: 20,
+      log: false,
+    });
+    expect(long.skipped).toBeUndefined();
+    expect(long.timings.every((t) => t.msPerIteration !== null && t.iterations! >= 4)).toBe(true);
   });
 
   it('times the candidates one after the other when a second copy cannot be built while the first is open', async () => {
@@ -177,7 +200,7 @@ describe('probeParallelism', () => {
       },
     });
     const read = await readSolverFile('exclusive_solver.prototxt', { rootDir: dir, log: false });
-    const probe = await probeParallelism(read, { candidates: [plan(1, 1), plan(1, 2)], solverOptions: { log: false, registry }, warmup: 0, rounds: 2, iterations: 1, log: false });
+    const probe = await probeParallelism(read, { candidates: [plan(1, 1), plan(1, 2)], solverOptions: { log: false, registry }, warmup: 0, rounds: 2, iterations: 1, log: false, maxShare: Infinity });
     expect(probe.sequential).toBe(true);
     for (const t of probe.timings) expect(t.msPerIteration).toBeGreaterThan(0);
     // Every copy was closed: the run itself can take the feed.

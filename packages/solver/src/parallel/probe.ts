@@ -8,7 +8,8 @@
  * tests, no snapshots, no display), the copies step in interleaved rounds so that a machine whose
  * speed drifts slows them alike, and the fastest median wins. The copies read their own cursors
  * of the data and are closed before the real solver is built, and the random generator is put
- * back where it was, so the run itself is the one it would have been without the probe.
+ * back where it was, so the run itself is the one it would have been without the probe. A run too
+ * short for the timing to pay (maxShare), or a net too large to copy (maxBytes), is not timed.
  */
 import { getNumThreads, globalRng, logger } from '@caffe-ts/blob';
 import { decodeBinary, encodeBinary, type SolverParameter } from '@caffe-ts/proto';
@@ -20,7 +21,7 @@ import { availableCores } from './pool.js';
 import { applyKernelThreads } from './replica.js';
 
 /** The fewest iterations (max_iter) a run needs for `caffe train` to time the mixes first (CAFFE_TS_PARALLEL_PROBE=auto). */
-export const PROBE_MIN_ITERATIONS = 500;
+export const PROBE_MIN_ITERATIONS = 1000;
 
 /**
  * The most bytes the copies' train nets may hold together (data and diffs of every blob and
@@ -36,11 +37,20 @@ export interface ParallelProbeOptions {
   solverOptions?: NodeSolverOptions;
   /** Worker plugin modules, as DataParallelOptions.register. */
   register?: readonly string[];
-  /** Untimed iterations per candidate first (default 2: the first steps warm caches and compile code). */
+  /**
+   * Untimed iterations per candidate first (default 2, and more until `warmupMs`, default 200,
+   * have passed: the first steps warm caches and compile code).
+   */
   warmup?: number;
-  /** Timed rounds (default 3), each `iterations` iterations (default 4) of every candidate. */
+  warmupMs?: number;
+  /**
+   * Timed rounds (default 3), each `iterations` iterations of every candidate (default: as many
+   * as take about `roundMs`, default 200, at the speed of its warm-up, from 4 to 64; short
+   * iterations need more of them to average out the switch from one copy to the other).
+   */
   rounds?: number;
   iterations?: number;
+  roundMs?: number;
   /**
    * How much faster (a fraction of its time) another candidate must be to replace the first one,
    * the static choice (default 0.03): a near tie keeps the plan that does not depend on timing.
@@ -50,12 +60,22 @@ export interface ParallelProbeOptions {
   log?: boolean;
   /** The most bytes the copies' train nets may hold together (default PROBE_MAX_BYTES). */
   maxBytes?: number;
+  /**
+   * The largest share of the run the timing may take (default 0.05): from the first candidate's
+   * warm-up speed, the timing's cost is estimated against `runIterations` (default the solver's
+   * max_iter) iterations at that speed, and a run too short for it is not timed (the first
+   * candidate stands). Infinity: always time.
+   */
+  maxShare?: number;
+  runIterations?: number;
 }
 
 export interface ParallelTiming {
   plan: ParallelPlan;
   /** Median wall ms per iteration over the rounds; null where the candidate could not run. */
   msPerIteration: number | null;
+  /** Iterations timed per round. */
+  iterations?: number;
   /** Why it could not run. */
   failure?: string;
 }
@@ -64,7 +84,7 @@ export interface ParallelProbeResult {
   /** The chosen mix. */
   plan: ParallelPlan;
   timings: ParallelTiming[];
-  /** Why nothing was timed (a net too large to copy), where so. */
+  /** Why nothing was timed (a net too large to copy, a run too short to pay for it), where so. */
   skipped?: string;
   /**
    * Whether the candidates ran one after the other rather than in interleaved rounds (when they
@@ -91,7 +111,8 @@ export function parallelCandidates(options: { cores?: number; batchSizes?: reado
 /**
  * Whether `caffe train` should time the mixes for this solver: CAFFE_TS_PARALLEL_PROBE 'on'
  * always, 'off' never, otherwise (auto) when the run has at least PROBE_MIN_ITERATIONS iterations,
- * so that the probe's few dozen iterations are a small share of it.
+ * a first filter before probeParallelism's own estimate of the timing's share of the run
+ * (maxShare), which needs a copy built and warmed up.
  */
 export function probeWanted(param: Pick<SolverParameter, 'max_iter'>, env: string | undefined = process.env.CAFFE_TS_PARALLEL_PROBE): boolean {
   const v = env?.trim().toLowerCase();
@@ -128,6 +149,10 @@ interface Built {
   times: number[];
   /** When each iteration of the running round ended. */
   marks: number[];
+  /** Iterations per round. */
+  iterations: number;
+  /** Ms per iteration at the end of the warm-up. */
+  msPerIteration: number;
 }
 
 const median = (xs: readonly number[]) => {
@@ -156,8 +181,9 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 export async function probeParallelism(read: SolverFile, options: ParallelProbeOptions = {}): Promise<ParallelProbeResult> {
   const candidates = options.candidates ?? parallelCandidates();
   const warmup = options.warmup ?? 2;
+  const warmupMs = options.warmupMs ?? 200;
   const rounds = Math.max(1, options.rounds ?? 3);
-  const iterations = Math.max(1, options.iterations ?? 4);
+  const roundMs = options.roundMs ?? 200;
   const margin = options.margin ?? 0.03;
   const log = options.log === false ? null : logger('parallel.cpp');
   const param = probeParameter(read.param);
@@ -182,14 +208,24 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
         throw e;
       }
     }
+    const built: Built = { plan, solver, times: [], marks: [], iterations: 1, msPerIteration: 0 };
+    solver.addCallback({ onIteration: () => void built.marks.push(performance.now()) });
     try {
+      const t0 = performance.now();
       if (warmup > 0) await solver.step(warmup);
+      // The speed after the first iteration (a worker mix's first of a step() call runs cold).
+      const msPer = () => (built.marks.length >= 2 ? (built.marks[built.marks.length - 1]! - built.marks[0]!) / (built.marks.length - 1) : performance.now() - t0);
+      const left = warmupMs - (performance.now() - t0);
+      if (left > 0) {
+        built.marks = [];
+        await solver.step(Math.min(64, Math.max(2, Math.ceil(left / Math.max(0.1, msPer())))));
+      }
+      built.msPerIteration = msPer();
+      built.iterations = options.iterations ?? Math.min(64, Math.max(4, Math.round(roundMs / Math.max(0.1, built.msPerIteration))));
     } catch (e) {
       await solver.close();
       throw e;
     }
-    const built: Built = { plan, solver, times: [], marks: [] };
-    solver.addCallback({ onIteration: () => void built.marks.push(performance.now()) });
     return built;
   };
   // A round is one step() call of iterations + 1 iterations, timed from the end of its first: a
@@ -198,7 +234,7 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   const timeRound = async (b: Built) => {
     await applyKernelThreads(b.plan.kernelThreads);
     b.marks = [];
-    await b.solver.step(iterations + 1);
+    await b.solver.step(b.iterations + 1);
     const m = b.marks;
     b.times.push((m[m.length - 1]! - m[0]!) / (m.length - 1));
   };
@@ -210,17 +246,31 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   let sequential = false;
   let skipped: string | undefined;
   const maxBytes = options.maxBytes ?? PROBE_MAX_BYTES;
+  const maxShare = options.maxShare ?? 0.05;
+  const runIterations = options.runIterations ?? read.param.max_iter;
+  /** Why timing the candidates would not pay, judged from the first one built (its build and warm-up took `ms`). */
+  const tooCostly = (first: Built, ms: number): string | undefined => {
+    const bytes = netBytes(first.solver) * candidates.length;
+    if (bytes > maxBytes) return `the copies' train nets would hold ${(bytes / 2 ** 20).toFixed(0)} MiB, over ${(maxBytes / 2 ** 20).toFixed(0)} MiB`;
+    const perIteration = first.msPerIteration;
+    const cost = candidates.length * (ms + rounds * (first.iterations + 1) * perIteration);
+    const run = runIterations * perIteration;
+    if (cost > maxShare * run) {
+      return `timing them would take about ${(cost / 1000).toFixed(1)} s, over ${Math.round(maxShare * 100)} % of the run's ${(run / 1000).toFixed(1)} s`;
+    }
+    return undefined;
+  };
   try {
     if (candidates.length >= 2) {
       // Interleaved: every candidate open at once, the rounds rotating their order.
       const open: Built[] = [];
       for (const plan of candidates) {
         try {
+          const t0 = performance.now();
           open.push(await build(plan));
           if (open.length === 1) {
-            const bytes = netBytes(open[0]!.solver) * candidates.length;
-            if (bytes > maxBytes) {
-              skipped = `the copies' train nets would hold ${(bytes / 2 ** 20).toFixed(0)} MiB, over ${(maxBytes / 2 ** 20).toFixed(0)} MiB`;
+            skipped = tooCostly(open[0]!, performance.now() - t0);
+            if (skipped) {
               await closeAll(open);
               break;
             }
@@ -266,7 +316,7 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
 
   const timings: ParallelTiming[] = candidates.map((plan) => {
     const b = done.find((x) => x.plan === plan);
-    return b ? { plan, msPerIteration: median(b.times) } : { plan, msPerIteration: null, ...(failures.has(plan) ? { failure: failures.get(plan) } : {}) };
+    return b ? { plan, msPerIteration: median(b.times), iterations: b.iterations } : { plan, msPerIteration: null, ...(failures.has(plan) ? { failure: failures.get(plan) } : {}) };
   });
   const ran = timings.filter((t) => t.msPerIteration !== null);
   let plan = (ran[0] ?? timings[0])?.plan ?? chooseParallelism();
@@ -278,8 +328,9 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   if (log && skipped) {
     log.info(`Parallel mix: ${describePlan(plan)}, not timed against the others (${skipped})`);
   } else if (log && candidates.length >= 2) {
-    const what = timings.map((t) => `${describePlan(t.plan)}: ${t.msPerIteration === null ? `could not run (${t.failure ?? 'not timed'})` : `${t.msPerIteration.toFixed(1)} ms/iteration`}`);
-    log.info(`Timed the parallel mixes over ${rounds} round(s) of ${iterations} iteration(s)${sequential ? ', one after the other' : ''}: ${what.join('; ')}`);
+    const what = timings.map((t) =>
+      `${describePlan(t.plan)}: ${t.msPerIteration === null ? `could not run (${t.failure ?? 'not timed'})` : `${t.msPerIteration.toFixed(1)} ms/iteration (${t.iterations} per round)`}`);
+    log.info(`Timed the parallel mixes over ${rounds} round(s)${sequential ? ', one after the other' : ''}: ${what.join('; ')}`);
     log.info(`Parallel mix: ${describePlan(plan)}${ran.length >= 2 ? (plan === ran[0]!.plan ? ' (the default; no other was more than ' + Math.round(margin * 100) + ' % faster)' : ' (the fastest)') : ''}`);
   }
   return { plan, timings, sequential, ...(skipped ? { skipped } : {}) };
