@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { getNumThreads, globalRng, setNumThreads, setRandomSeed } from '@caffe-ts/blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSolverFromFile, readSolverFile } from '../node.js';
+import { Phase } from '@caffe-ts/proto';
 import { FeedLayer, sequentialFeed, testRegistry } from '../test-fixtures.js';
 import { chooseParallelism } from './plan.js';
 import { describePlan, parallelCandidates, probeParallelism, probeWanted, PROBE_MIN_ITERATIONS } from './probe.js';
@@ -205,5 +206,23 @@ describe('probeParallelism', () => {
     for (const t of probe.timings) expect(t.msPerIteration).toBeGreaterThan(0);
     // Every copy was closed: the run itself can take the feed.
     expect(held).toBe(false);
+  });
+
+  it('ends the timing, not the run, when a copy fails while stepping, and closes every copy', async () => {
+    const base = sequentialFeed(4);
+    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number) => {
+      if (k >= 6) throw new Error('the feed ran dry');
+      return base.batch(phase, k);
+    } };
+    const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
+    const probe = await probeParallelism(read, {
+      candidates: [plan(1, 2), plan(1, 1)],
+      solverOptions: { log: false, registry: testRegistry(feed) },
+      warmup: 2, warmupMs: 0, rounds: 3, iterations: 2, log: false, maxShare: Infinity,
+    });
+    expect(probe.skipped).toMatch(/^the timing stopped: .*the feed ran dry/);
+    expect(probe.plan).toEqual(plan(1, 2));
+    expect(probe.timings.every((t) => t.msPerIteration === null)).toBe(true);
+    expect((feed as { closed?: number }).closed).toBe(2);
   });
 });

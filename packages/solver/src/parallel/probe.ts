@@ -260,10 +260,10 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
     }
     return undefined;
   };
+  const open: Built[] = [];
   try {
     if (candidates.length >= 2) {
       // Interleaved: every candidate open at once, the rounds rotating their order.
-      const open: Built[] = [];
       for (const plan of candidates) {
         try {
           const t0 = performance.now();
@@ -309,6 +309,12 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
         }
       }
     }
+  } catch (e) {
+    // A copy that fails while stepping (a non-finite loss under stopOnNonFinite, …) ends the
+    // timing, not the run: the run's own solver meets the same problem and reports it as usual.
+    await closeAll(open);
+    done.length = 0;
+    skipped = `the timing stopped: ${message(e)}`;
   } finally {
     rng.setState(rngBefore);
     await applyKernelThreads(threadsBefore);
@@ -325,7 +331,9 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
     const fastest = ran.reduce((a, b) => (b.msPerIteration! < a.msPerIteration! ? b : a));
     plan = fastest.msPerIteration! < first.msPerIteration! * (1 - margin) ? fastest.plan : first.plan;
   }
-  if (log && skipped) {
+  if (log && !skipped && ran.length === 0) {
+    // Nothing could be built: the run's own solver will say why.
+  } else if (log && skipped) {
     log.info(`Parallel mix: ${describePlan(plan)}, not timed against the others (${skipped})`);
   } else if (log && candidates.length >= 2) {
     const what = timings.map((t) =>
