@@ -210,9 +210,9 @@ describe('probeParallelism', () => {
 
   it('ends the timing, not the run, when a copy fails while stepping, and closes every copy', async () => {
     const base = sequentialFeed(4);
-    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number) => {
+    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number, name: string) => {
       if (k >= 6) throw new Error('the feed ran dry');
-      return base.batch(phase, k);
+      return base.batch(phase, k, name);
     } };
     const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
     const probe = await probeParallelism(read, {
