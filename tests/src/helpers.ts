@@ -51,15 +51,20 @@ export function messages(log: string[]): string[] {
   return log.map((l) => l.replace(/^[IWE]\d{4} [\d:.]+ +\d+ [^\]]+\] /, ''));
 }
 
-/** Runs `run` with CAFFE_TS_WORKERS set to `value` (undefined: unset, the CLI's own default), restoring it after. */
-export async function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
-  const saved = process.env.CAFFE_TS_WORKERS;
-  if (value === undefined) delete process.env.CAFFE_TS_WORKERS;
-  else process.env.CAFFE_TS_WORKERS = value;
+/** Runs `run` with the environment variable `name` set to `value` (undefined: unset), restoring it after. */
+export async function withEnv<T>(name: string, value: string | undefined, run: () => Promise<T>): Promise<T> {
+  const saved = process.env[name];
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
   try {
     return await run();
   } finally {
-    if (saved === undefined) delete process.env.CAFFE_TS_WORKERS;
-    else process.env.CAFFE_TS_WORKERS = saved;
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
   }
+}
+
+/** Runs `run` with CAFFE_TS_WORKERS set to `value` (undefined: unset, the CLI's own default), restoring it after. */
+export function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
+  return withEnv('CAFFE_TS_WORKERS', value, run);
 }

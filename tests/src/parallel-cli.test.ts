@@ -6,7 +6,7 @@ import { createMessage, encodeDatum, type Datum } from '@caffe-ts/proto';
 import { availableCores } from '@caffe-ts/solver/parallel';
 import { readNpy, writeNpy } from '@caffe-ts/zoo';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { caffe, tempDir, withWorkersEnv } from './helpers.js';
+import { caffe, tempDir, withEnv, withWorkersEnv } from './helpers.js';
 
 let dir: ReturnType<typeof tempDir>;
 
@@ -70,16 +70,7 @@ layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "
 const losses = (r: { log: string[] }) => r.log.flatMap((l) => /Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)/.exec(l)?.slice(1, 3).map(Number) ?? []);
 afterAll(() => dir?.remove());
 
-async function withProbeEnv<T>(value: string, run: () => Promise<T>): Promise<T> {
-  const saved = process.env.CAFFE_TS_PARALLEL_PROBE;
-  process.env.CAFFE_TS_PARALLEL_PROBE = value;
-  try {
-    return await run();
-  } finally {
-    if (saved === undefined) delete process.env.CAFFE_TS_PARALLEL_PROBE;
-    else process.env.CAFFE_TS_PARALLEL_PROBE = saved;
-  }
-}
+const withProbeEnv = <T>(value: string, run: () => Promise<T>) => withEnv('CAFFE_TS_PARALLEL_PROBE', value, run);
 
 describe('caffe train/test --workers', () => {
   it('trains with 2 workers (Caffe semantics) and scores the snapshot with 2 workers exactly as with 1', async () => {

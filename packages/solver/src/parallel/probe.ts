@@ -15,7 +15,7 @@ import { getNumThreads, globalRng, logger } from '@caffe-ts/blob';
 import { decodeBinary, encodeBinary, type SolverParameter } from '@caffe-ts/proto';
 import { buildSolverFromFile, type NodeSolverOptions, type SolverFile } from '../node.js';
 import type { Solver } from '../solver.js';
-import { DataParallel } from './data-parallel.js';
+import { buildParallelSolverFromFile } from './build.js';
 import { chooseParallelism, type ParallelPlan } from './plan.js';
 import { availableCores } from './pool.js';
 import { applyKernelThreads } from './replica.js';
@@ -195,19 +195,10 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   const build = async (plan: ParallelPlan): Promise<Built> => {
     await applyKernelThreads(plan.kernelThreads);
     const solverOptions = { ...options.solverOptions, log: false };
-    let solver: Solver;
-    if (plan.workers === 1) {
-      solver = await buildSolverFromFile(read, solverOptions, probeParameter(param));
-    } else {
-      const dp = new DataParallel({ workers: plan.workers, mode: plan.mode, kernelThreads: plan.kernelThreads, register: options.register, log: false });
-      solver = await buildSolverFromFile(read, { ...solverOptions, netFactoryAsync: dp.netFactoryAsync }, probeParameter(param));
-      try {
-        await dp.attach(solver);
-      } catch (e) {
-        await solver.close();
-        throw e;
-      }
-    }
+    const copy = probeParameter(param);
+    const solver = plan.workers === 1
+      ? await buildSolverFromFile(read, solverOptions, copy)
+      : await buildParallelSolverFromFile(read, { workers: plan.workers, mode: plan.mode, kernelThreads: plan.kernelThreads, register: options.register }, solverOptions, copy);
     const built: Built = { plan, solver, times: [], marks: [], iterations: 1, msPerIteration: 0 };
     solver.addCallback({ onIteration: () => void built.marks.push(performance.now()) });
     try {
