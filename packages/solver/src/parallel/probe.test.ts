@@ -7,7 +7,7 @@ import { buildSolverFromFile, readSolverFile } from '../node.js';
 import { Phase } from '@caffe-ts/proto';
 import { FeedLayer, sequentialFeed, testRegistry } from '../test-fixtures.js';
 import { chooseParallelism } from './plan.js';
-import { describePlan, parallelCandidates, probeParallelism, probeWanted, PROBE_MIN_ITERATIONS } from './probe.js';
+import { describePlan, parallelCandidates, probeParallelism, probeWanted, PROBE_MIN_ITERATIONS, type ParallelProbeOptions } from './probe.js';
 
 let dir: string;
 
@@ -39,6 +39,13 @@ layer { name: "loss" type: "TestEuclideanLoss" bottom: "out" bottom: "target" to
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const plan = (workers: number, kernelThreads: number) => ({ workers, kernelThreads, mode: 'split' as const });
+
+/** probeParallelism's options for these tests: quiet copies, each probe with a feed of its own, plus `extra`. */
+const quiet = (extra: ParallelProbeOptions): ParallelProbeOptions => ({
+  solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
+  log: false,
+  ...extra,
+});
 
 describe('parallelCandidates', () => {
   it('times the static default against one replica on every core, and half the replicas from four cores', () => {
@@ -82,15 +89,13 @@ describe('probeParallelism', () => {
     setRandomSeed(1234);
     const before = globalRng().getState();
     // The probe's copies read their own feed (each data layer of a real net has its own cursor).
-    const probe = await probeParallelism(read, {
+    const probe = await probeParallelism(read, quiet({
       candidates: [plan(1, 1), plan(1, 2)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       warmup: 1,
       rounds: 2,
       iterations: 2,
-      log: false,
       maxShare: Infinity,
-    });
+    }));
     expect(globalRng().getState()).toEqual(before);
     expect(getNumThreads()).toBe(3);
     setNumThreads(threads);
@@ -117,62 +122,52 @@ describe('probeParallelism', () => {
 
   it('keeps the first candidate on a near tie or for a net too large to copy, reports a candidate that cannot run, and picks what runs', async () => {
     const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
-    const probe = await probeParallelism(read, {
+    const probe = await probeParallelism(read, quiet({
       // workers 0 is refused when it is built: the probe goes on with the others.
       candidates: [plan(0, 1), plan(1, 1)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       warmup: 0,
       rounds: 1,
       iterations: 1,
-      log: false,
       maxShare: Infinity,
-    });
+    }));
     expect(probe.timings[0]!.msPerIteration).toBeNull();
     expect(probe.timings[0]!.failure).toMatch(/workers must be an integer >= 1 \(got 0\)/);
     expect(probe.plan).toEqual(plan(1, 1));
     // A margin no candidate can beat keeps the first (the static default).
-    const tie = await probeParallelism(read, {
+    const tie = await probeParallelism(read, quiet({
       candidates: [plan(1, 1), plan(1, 2)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       warmup: 0,
       rounds: 1,
       iterations: 1,
       margin: 1,
-      log: false,
       maxShare: Infinity,
-    });
+    }));
     expect(tie.plan).toEqual(plan(1, 1));
     const [a, b] = tie.timings;
     expect(a!.msPerIteration).not.toBeNull();
     expect(b!.msPerIteration).not.toBeNull();
     // A net whose copies would hold more than maxBytes is not timed: the first candidate stands.
-    const big = await probeParallelism(read, {
+    const big = await probeParallelism(read, quiet({
       candidates: [plan(1, 2), plan(1, 1)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       maxBytes: 64,
-      log: false,
       maxShare: Infinity,
-    });
+    }));
     expect(big.plan).toEqual(plan(1, 2));
     expect(big.skipped).toMatch(/the copies' train nets would hold \d+ MiB, over 0 MiB/);
     expect(big.timings.every((t) => t.msPerIteration === null)).toBe(true);
     // Nor is a run too short for the timing to pay (its 20 iterations, against the default 5 %).
-    const short = await probeParallelism(read, {
+    const short = await probeParallelism(read, quiet({
       candidates: [plan(1, 2), plan(1, 1)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
-      log: false,
-    });
+    }));
     expect(short.plan).toEqual(plan(1, 2));
     expect(short.skipped).toMatch(/timing them would take about [\d.]+ s, over 5 % of the run's [\d.]+ s/);
     // The same run told it has a million iterations to go is timed.
-    const long = await probeParallelism(read, {
+    const long = await probeParallelism(read, quiet({
       candidates: [plan(1, 2), plan(1, 1)],
-      solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
       runIterations: 1e6,
       warmupMs: 20,
       roundMs: 20,
-      log: false,
-    });
+    }));
     expect(long.skipped).toBeUndefined();
     expect(long.timings.every((t) => t.msPerIteration !== null && t.iterations! >= 4)).toBe(true);
   });
