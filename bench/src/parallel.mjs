@@ -11,7 +11,8 @@
 // solver (probeParallelism, as the command does before a long run) and the line says which it
 // picks; the accuracy rows (--epochs) train with that pick. --probe off leaves that out (the static
 // default, chooseParallelism, is then the pick); --probe-* override the timing's warm-up
-// iterations, rounds and iterations per round (probeParallelism's defaults: 2, 3, 4).
+// iterations, rounds and iterations per round (probeParallelism's defaults: 2 and at least 200
+// ms; 3; about 200 ms of iterations, 4 to 64).
 //
 // Mixes (C = the cores):
 //   1 core        1 replica × 1 kernel thread (the reference)

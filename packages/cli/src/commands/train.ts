@@ -6,6 +6,7 @@ import {
   buildParallelSolverFromFile,
   chooseParallelism,
   parallelCandidates,
+  probeMode,
   probeParallelism,
   probeWanted,
   type DataParallelOptions,
@@ -53,7 +54,7 @@ export const trainCommand: Command = {
     if (parallel?.optional && probeWanted(read.param)) {
       // The default mix: time the candidates on short-lived copies of this solver, keep the fastest.
       // Asked for (CAFFE_TS_PARALLEL_PROBE=on), it times even a run too short for it to pay.
-      const forced = process.env.CAFFE_TS_PARALLEL_PROBE?.trim().toLowerCase() === 'on';
+      const forced = probeMode() === 'on';
       const { plan } = await probeParallelism(read, {
         solverOptions, register: parallel.register, candidates: parallelCandidates(), ...(forced ? { maxShare: Infinity } : {}),
       });

@@ -21,6 +21,7 @@ export { type RankStats } from './data-parallel.js';
 export {
   describePlan,
   parallelCandidates,
+  probeMode,
   probeParallelism,
   probeWanted,
   PROBE_MAX_BYTES,

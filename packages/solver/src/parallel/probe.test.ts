@@ -7,7 +7,7 @@ import { buildSolverFromFile, readSolverFile } from '../node.js';
 import { Phase } from '@caffe-ts/proto';
 import { FeedLayer, sequentialFeed, testRegistry } from '../test-fixtures.js';
 import { chooseParallelism } from './plan.js';
-import { describePlan, parallelCandidates, probeParallelism, probeWanted, PROBE_MIN_ITERATIONS, type ParallelProbeOptions } from './probe.js';
+import { describePlan, parallelCandidates, probeMode, probeParallelism, probeWanted, PROBE_MIN_ITERATIONS, type ParallelProbeOptions } from './probe.js';
 
 let dir: string;
 
@@ -77,6 +77,7 @@ describe('probeWanted', () => {
     expect(probeWanted({ max_iter: 10 }, ' ON ')).toBe(true);
     expect(probeWanted({ max_iter: 100_000 }, 'off')).toBe(false);
     expect(probeWanted({ max_iter: 100_000 }, 'auto')).toBe(true);
+    expect([probeMode(' On'), probeMode('OFF'), probeMode(undefined), probeMode('maybe')]).toEqual(['on', 'off', 'auto', 'auto']);
   });
 });
 

@@ -108,6 +108,12 @@ export function parallelCandidates(options: { cores?: number; batchSizes?: reado
   return plans.filter((p, i) => plans.findIndex((q) => q.workers === p.workers && q.kernelThreads === p.kernelThreads) === i);
 }
 
+/** CAFFE_TS_PARALLEL_PROBE as read: 'on', 'off', or 'auto' (unset or anything else). */
+export function probeMode(env: string | undefined = process.env.CAFFE_TS_PARALLEL_PROBE): 'on' | 'off' | 'auto' {
+  const v = env?.trim().toLowerCase();
+  return v === 'on' || v === 'off' ? v : 'auto';
+}
+
 /**
  * Whether `caffe train` should time the mixes for this solver: CAFFE_TS_PARALLEL_PROBE 'on'
  * always, 'off' never, otherwise (auto) when the run has at least PROBE_MIN_ITERATIONS iterations,
@@ -115,10 +121,8 @@ export function parallelCandidates(options: { cores?: number; batchSizes?: reado
  * (maxShare), which needs a copy built and warmed up.
  */
 export function probeWanted(param: Pick<SolverParameter, 'max_iter'>, env: string | undefined = process.env.CAFFE_TS_PARALLEL_PROBE): boolean {
-  const v = env?.trim().toLowerCase();
-  if (v === 'on') return true;
-  if (v === 'off') return false;
-  return param.max_iter >= PROBE_MIN_ITERATIONS;
+  const mode = probeMode(env);
+  return mode === 'auto' ? param.max_iter >= PROBE_MIN_ITERATIONS : mode === 'on';
 }
 
 /** "2 split replicas × 1 kernel thread", "1 replica × 2 kernel threads". */
