@@ -5,7 +5,6 @@ import {
   applyKernelThreads,
   buildParallelSolverFromFile,
   chooseParallelism,
-  parallelCandidates,
   probeMode,
   probeParallelism,
   probeWanted,
@@ -56,7 +55,7 @@ export const trainCommand: Command = {
       // Asked for (CAFFE_TS_PARALLEL_PROBE=on), it times even a run too short for it to pay.
       const forced = probeMode() === 'on';
       const { plan } = await probeParallelism(read, {
-        solverOptions, register: parallel.register, candidates: parallelCandidates(), ...(forced ? { maxShare: Infinity } : {}),
+        solverOptions, register: parallel.register, ...(forced ? { maxShare: Infinity } : {}),
       });
       if (plan.workers > 1) {
         parallel = { ...plan, register: parallel.register, optional: true };

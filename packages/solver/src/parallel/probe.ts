@@ -190,7 +190,6 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   const roundMs = options.roundMs ?? 200;
   const margin = options.margin ?? 0.03;
   const log = options.log === false ? null : logger('parallel.cpp');
-  const param = probeParameter(read.param);
   const rng = options.solverOptions?.rng ?? globalRng();
   const rngBefore = rng.getState();
   const threadsBefore = getNumThreads();
@@ -199,7 +198,8 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
   const build = async (plan: ParallelPlan): Promise<Built> => {
     await applyKernelThreads(plan.kernelThreads);
     const solverOptions = { ...options.solverOptions, log: false };
-    const copy = probeParameter(param);
+    // Each copy gets a message of its own.
+    const copy = probeParameter(read.param);
     const solver = plan.workers === 1
       ? await buildSolverFromFile(read, solverOptions, copy)
       : await buildParallelSolverFromFile(read, { workers: plan.workers, mode: plan.mode, kernelThreads: plan.kernelThreads, register: options.register }, solverOptions, copy);
