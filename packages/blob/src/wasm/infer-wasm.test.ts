@@ -73,7 +73,11 @@ const geometry = (p: Partial<DepthwiseGeometry> & { channels: number; height: nu
 const ROWDOT_CASES: [number, number, number][] = [[1, 7, 13], [1, 8, 16], [3, 5, 9], [2, 1, 1], [4, 9, 37], [1, 77, 1001], [3, 77, 1001], [1, 6, 70001]];
 const DEPTHWISE_CASES: [string, DepthwiseGeometry, number][] = [
   ['3×3 pad 1 stride 1', geometry({ channels: 3, height: 7, width: 9 }), 2],
+  ['3×3 pad 1 stride 1, 8 rows (output rows in pairs), 5 wide (a tail)', geometry({ channels: 2, height: 8, width: 5 }), 1],
   ['3×3 pad 1 stride 2', geometry({ channels: 4, height: 9, width: 11, strideH: 2, strideW: 2 }), 1],
+  ['3×3 row stride 2, column stride 1 (output rows one at a time)', geometry({ channels: 2, height: 9, width: 10, strideH: 2, strideW: 1 }), 1],
+  ['3×3 row stride 1, column stride 2', geometry({ channels: 2, height: 6, width: 13, strideH: 1, strideW: 2 }), 1],
+  ['3×3 row stride 3, column stride 1', geometry({ channels: 2, height: 11, width: 9, strideH: 3, strideW: 1 }), 1],
   ['3×3 no pad stride 2, even width', geometry({ channels: 2, height: 8, width: 12, padH: 0, padW: 0, strideH: 2, strideW: 2 }), 1],
   ['stride 3 (one output at a time)', geometry({ channels: 2, height: 10, width: 13, strideH: 3, strideW: 3 }), 2],
   ['dilation 2, pad 2', geometry({ channels: 3, height: 9, width: 10, padH: 2, padW: 2, dilationH: 2, dilationW: 2 }), 1],
