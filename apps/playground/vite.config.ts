@@ -80,8 +80,18 @@ function mnistDigits(): Plugin {
 // so `pnpm --filter @caffe-ts/playground dev` and the end-to-end test need no `pnpm build` first
 // and always run the code in the tree. The app imports them only through their package entry
 // points (`@caffe-ts/net`, `@caffe-ts/layers/register`, …).
+/**
+ * Cross-origin isolation, so that the page may share memory with workers (SharedArrayBuffer): the
+ * CPU backend's kernel threads need it. Every resource of the app is same-origin, which
+ * `require-corp` allows. A server that cannot send these headers still serves a working app, on
+ * one thread.
+ */
+const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
+  // `vite preview` sends the server's headers too.
+  server: { headers: isolation },
   base: './',
   resolve: {
     alias: [

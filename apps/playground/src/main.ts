@@ -41,6 +41,9 @@ function setTraining(on: boolean): void {
   document.body.dataset['training'] = on ? 'yes' : 'no';
 }
 
+/** `?threads=N` in the page's address: the CPU backend's kernel threads (default: every core). */
+const threadsAsked = ((n) => (Number.isInteger(n) && n >= 1 ? n : undefined))(Number(new URLSearchParams(location.search).get('threads') ?? NaN));
+
 $<HTMLFormElement>('train-form').addEventListener('submit', (e) => {
   e.preventDefault();
   if (training) return;
@@ -65,6 +68,7 @@ $<HTMLFormElement>('train-form').addEventListener('submit', (e) => {
     batchSize: Math.max(1, Math.round(num('batch'))),
     testInterval: Math.max(1, Math.round(num('test-interval'))),
     testDigits: Math.max(1, Math.round(num('test-digits'))),
+    ...(threadsAsked ? { threads: threadsAsked } : {}),
   });
 });
 stopButton.addEventListener('click', () => send({ type: 'stop' }));
@@ -186,6 +190,7 @@ worker.onmessage = (event: MessageEvent<FromWorker>) => {
       $('backend-mode').textContent = `${msg.backend === 'gpu' ? 'gpu.js' : 'CPU'}: ${msg.mode}`;
       $('backend-mode').dataset['backend'] = msg.backend;
       $('backend-mode').dataset['mode'] = msg.mode;
+      $('backend-mode').dataset['threads'] = String(msg.threads);
       $('backend-detail').textContent = msg.detail;
       break;
     case 'iteration':

@@ -11,6 +11,8 @@ export interface TrainRequest {
   testInterval: number;
   /** Held-out digits per test pass: batches of 100 (fewer than 100: one smaller batch). */
   testDigits: number;
+  /** Kernel threads of the CPU backend (the page's `?threads=N`); every core when absent. */
+  threads?: number;
 }
 
 export type ToWorker =
@@ -38,7 +40,8 @@ export interface ModelInfo {
 
 export type FromWorker =
   | { type: 'status'; text: string }
-  | { type: 'backend'; backend: BackendChoice; mode: string; detail: string }
+  /** threads: the CPU backend's kernel threads (1 for gpu.js). */
+  | { type: 'backend'; backend: BackendChoice; mode: string; detail: string; threads: number }
   | { type: 'iteration'; iter: number; loss: number; batchAccuracy: number; lr: number; itersPerSecond: number }
   | { type: 'test'; iter: number; accuracy: number; loss: number }
   /** conv1's weights (num × 1 × k × k), sent as training goes. */

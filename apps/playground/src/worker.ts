@@ -2,7 +2,7 @@
  * The playground's worker: trains LeNet, answers predictions for the drawn digit and runs the
  * user's own model, so that the page never waits on a forward or backward pass.
  */
-import { activeGemmKernelName, cpuBackend, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
+import { activeGemmKernelName, cpuBackend, initThreads, setHostAllocator, setNumThreads, threadPoolInfo, wasmGemmInfo, type Backend } from '@caffe-ts/blob';
 import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net, setInputs } from '@caffe-ts/net';
 import { decodeNetParameter, encodeNetParameter, parseNetParameter, Phase } from '@caffe-ts/proto';
@@ -55,14 +55,33 @@ let training: Training | null = null;
 let trained: { deploy: Net; solver: Solver } | null = null;
 let userModel: Net | null = null;
 
-async function makeBackend(choice: BackendChoice): Promise<{ backend: Backend; mode: string; detail: string }> {
+/**
+ * The CPU backend's kernel threads: `asked` (default every core) where memory can be shared
+ * between workers, i.e. where the page is cross-origin isolated (vite.config.ts sends the
+ * COOP/COEP headers); else one, saying why.
+ */
+async function startKernelThreads(asked: number | undefined): Promise<{ threads: number; note: string }> {
+  const pool = threadPoolInfo();
+  if (!pool.supported) {
+    setNumThreads(1);
+    return { threads: 1, note: `1 thread: ${pool.reason ?? 'kernel threads unsupported'}` };
+  }
+  const threads = await initThreads(asked);
+  // Blobs in the kernels' shared memory, as the caffe command places them: the threads then work
+  // on them in place instead of copying each layer's operands in and out.
+  setHostAllocator(threads > 1 ? 'wasm' : undefined);
+  return { threads, note: `${threads} kernel thread${threads === 1 ? '' : 's'}` };
+}
+
+async function makeBackend(choice: BackendChoice, threadsAsked?: number): Promise<{ backend: Backend; mode: string; detail: string; threads: number }> {
   if (choice === 'cpu') {
     const info = wasmGemmInfo();
     const mode = info.variant ? `wasm-${info.variant}` : 'js';
+    const { threads, note } = info.variant ? await startKernelThreads(threadsAsked) : { threads: 1, note: '1 thread' };
     const detail = info.variant
-      ? `CPU backend, GEMM/conv in WebAssembly ${info.variant === 'relaxed-simd' ? 'relaxed SIMD' : 'SIMD'} (MR×NR ${info.blocking.MR}×${info.blocking.NR})`
+      ? `CPU backend, GEMM/conv in WebAssembly ${info.variant === 'relaxed-simd' ? 'relaxed SIMD' : 'SIMD'} (MR×NR ${info.blocking.MR}×${info.blocking.NR}), ${note}`
       : 'CPU backend, plain JavaScript (this engine has no WebAssembly SIMD)';
-    return { backend: cpuBackend(), mode, detail };
+    return { backend: cpuBackend(), mode, detail, threads };
   }
   // Loaded on demand: gpu.js is most of the bundle and the CPU path never needs it.
   const { createGpuBackend } = await import('@caffe-ts/backend-gpu');
@@ -73,7 +92,7 @@ async function makeBackend(choice: BackendChoice): Promise<{ backend: Backend; m
     `gpu.js ${info.gpuJsMode}` +
     (Number.isFinite(info.maxTextureSize) ? `, max texture ${info.maxTextureSize}` : '') +
     (skipped.length ? ` (passed over ${skipped.join('; ')})` : '');
-  return { backend, mode: info.mode, detail };
+  return { backend, mode: info.mode, detail, threads: 1 };
 }
 
 function argmaxAccuracy(scores: ArrayLike<number>, labels: ArrayLike<number>, classes: number): number {
@@ -113,8 +132,8 @@ async function train(req: TrainRequest): Promise<void> {
   post({ type: 'status', text: 'loading the bundled MNIST digits…' });
   const data = await bundledDigits();
   post({ type: 'status', text: `starting the ${req.backend === 'gpu' ? 'gpu.js' : 'CPU'} backend…` });
-  const { backend, mode, detail } = await makeBackend(req.backend);
-  post({ type: 'backend', backend: req.backend, mode, detail });
+  const { backend, mode, detail, threads } = await makeBackend(req.backend, req.threads);
+  post({ type: 'backend', backend: req.backend, mode, detail, threads });
 
   // Fewer held-out digits than a batch of 100 make a smaller test batch (a quick GPU check).
   const testBatch = Math.min(TEST_BATCH, Math.max(1, req.testDigits));
@@ -157,7 +176,7 @@ async function train(req: TrainRequest): Promise<void> {
       post({ type: 'iteration', iter: solver.iter, loss, batchAccuracy, lr: solver.learningRate, itersPerSecond });
       if (solver.iter === 1 && req.backend === 'cpu') {
         // The GEMM kernel is picked on the first large product: say which one ran.
-        post({ type: 'backend', backend: 'cpu', mode: activeGemmKernelName(), detail });
+        post({ type: 'backend', backend: 'cpu', mode: activeGemmKernelName(), detail, threads });
       }
       const now = performance.now();
       if (now - lastFilters > 300 || solver.iter === req.iterations) {

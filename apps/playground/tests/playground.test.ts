@@ -1,9 +1,10 @@
 /**
  * End to end: build the playground with Vite, serve the build with `vite preview`, and drive it in
  * Debian's Chromium (headless, through playwright-core: no browser download). The page trains
- * LeNet on the CPU backend until the held-out accuracy it shows passes 0.9, predicts a digit drawn
- * with the mouse, saves its weights as a .caffemodel and runs them again through "Run your own
- * model", and runs a few iterations on the gpu.js backend (WebGL through SwiftShader).
+ * LeNet on the CPU backend (a kernel thread per core: the preview server isolates the page) until
+ * the held-out accuracy it shows passes 0.9, predicts a digit drawn with the mouse, saves its
+ * weights as a .caffemodel and runs them again through "Run your own model", and runs a few
+ * iterations on the gpu.js backend (WebGL through SwiftShader).
  * Screenshots go to apps/playground/test-results/ (gitignored).
  *
  * Skips, saying why, when no Chromium is installed (`apt-get install chromium`; CHROMIUM_PATH
@@ -106,6 +107,13 @@ describe.skipIf(skipReason !== null)(`playground in headless Chromium${skipReaso
 
     expect(await page.getAttribute('#backend-mode', 'data-backend')).toBe('cpu');
     expect(await page.textContent('#backend-mode')).toMatch(/^CPU: wasm-/);
+    // The preview server's COOP/COEP headers isolate the page, so the worker trains with a kernel
+    // thread per core (one where the browser reports one core).
+    expect(await page.evaluate(() => self.crossOriginIsolated)).toBe(true);
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const threads = Number(await page.getAttribute('#backend-mode', 'data-threads'));
+    expect(threads).toBe(Math.min(cores, 64));
+    expect(await page.textContent('#backend-detail')).toContain(`${threads} kernel thread${threads === 1 ? '' : 's'}`);
     expect(Number(await page.textContent('#iteration'))).toBeGreaterThan(0);
     expect(Number(await page.getAttribute('#filters', 'data-updates'))).toBeGreaterThan(1);
     expect(await page.locator('#filters canvas').count()).toBe(20);
