@@ -14,8 +14,9 @@ import { repoRoot, zooDir } from './helpers.js';
  * the browser with esbuild — platform 'browser', so a Node built-in anywhere in it fails the
  * build — and run in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core;
  * CAFFE_TS_CHROMIUM names another binary): LeNet from the zoo's deploy prototxt and weights
- * made here as caffemodel bytes, one forward pass in the page, the same probabilities as Node.
- * Skipped when Chromium or playwright-core is absent. The bundle is made from the packages'
+ * made here as caffemodel bytes, one forward pass in the page, the same probabilities as Node;
+ * and the kernel threads in a worker of a cross-origin-isolated page (served here with the
+ * COOP/COEP headers). Skipped when Chromium or playwright-core is absent. The bundle is made from the packages'
  * sources, so no build is needed; scripts/bundle-size.mjs bundles their dist/ builds (what an
  * application gets from npm) and reports the size.
  */
@@ -183,5 +184,63 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
     expect(inPage.prob).toHaveLength(10);
     const worst = Math.max(...inPage.prob.map((p, k) => Math.abs(p - node.prob[k]!)));
     expect(worst, `page ${inPage.prob.join(' ')}\nnode ${node.prob.join(' ')}`).toBeLessThan(1e-6);
+  });
+
+  it('runs kernel threads in a cross-origin-isolated page: a worker of the page multiplies on two threads, bit for bit as on one', async () => {
+    // Shared memory needs the page isolated (COOP/COEP), and the thread that waits for the kernel
+    // workers must be allowed to block: a worker of the page, not the page itself.
+    const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+    const files: Record<string, [string, string]> = {
+      '/': ['text/html', `<!doctype html><script type="module">
+        const w = new Worker('/worker.js', { type: 'module' });
+        w.onmessage = (e) => { globalThis.result = e.data; };
+        w.onerror = (e) => { globalThis.result = { error: e.message }; };
+      </script>`],
+      '/bundle.js': ['text/javascript', bundle.code],
+      '/worker.js': ['text/javascript', `import './bundle.js';
+        const c = globalThis.caffe;
+        const out = { isolated: self.crossOriginIsolated };
+        try {
+          out.threads = await c.initThreads(2);
+          out.pool = c.threadPoolInfo();
+          const k = c.createWasmGemmKernel();
+          const M = 200, N = 300, K = 150;
+          const A = Float32Array.from({ length: M * K }, (_, i) => Math.sin(i));
+          const B = Float32Array.from({ length: K * N }, (_, i) => Math.cos(i * 0.7));
+          const product = (threads) => { c.setNumThreads(threads); const C = new Float32Array(M * N); k(false, false, M, N, K, 1, A, B, 0, C); return C; };
+          const one = product(1);
+          const before = c.threadPoolInfo().workerLists;
+          let two = product(2), same = two.every((v, i) => Object.is(v, one[i]));
+          for (let r = 0; r < 200 && c.threadPoolInfo().workerLists === before; r++) {
+            two = product(2);
+            same &&= two.every((v, i) => Object.is(v, one[i]));
+          }
+          out.same = same;
+          out.workerLists = c.threadPoolInfo().workerLists - before;
+        } catch (e) {
+          out.error = String(e && e.stack || e);
+        }
+        postMessage(out);`],
+    };
+    const { createServer } = await import('node:http');
+    const server = createServer((req, res) => {
+      const file = files[req.url ?? ''];
+      res.writeHead(file ? 200 : 404, { ...isolation, 'Content-Type': file?.[0] ?? 'text/plain' });
+      res.end(file?.[1] ?? 'not found');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const page = (await browser!.newPage()) as Page & { goto(url: string): Promise<unknown> };
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+      await page.waitForFunction('globalThis.result !== undefined');
+      const result = await page.evaluate(() => (globalThis as unknown as { result: Record<string, unknown> }).result, null);
+      expect(result.error).toBeUndefined();
+      expect(result).toMatchObject({ isolated: true, threads: 2, pool: { supported: true, active: 2, reason: null }, same: true });
+      expect(result.workerLists as number, 'the kernel worker ran part of the products').toBeGreaterThan(0);
+      expect(problems).toEqual([]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

@@ -21,7 +21,7 @@ function start(d, post) {
   var ctl = new Int32Array(memory.buffer, 0, d.ctlWords);
   var i = new Int32Array(memory.buffer, region, words);
   var f = new Float32Array(memory.buffer, region, words);
-  var SEQ = d.SEQ, PENDING = d.PENDING, ERRORS = d.ERRORS, STOP = d.STOP, HEAD = d.HEAD, CMD = d.CMD, SPIN = d.SPIN;
+  var SEQ = d.SEQ, PENDING = d.PENDING, ERRORS = d.ERRORS, STOP = d.STOP, LISTS = d.WORKER_LISTS, HEAD = d.HEAD, CMD = d.CMD, SPIN = d.SPIN;
   function run() {
     var n = i[1];
     for (var c = 0; c < n; c++) {
@@ -84,6 +84,7 @@ function start(d, post) {
     if (Atomics.compareExchange(i, 0, s, -1) !== s) continue;
     try {
       run();
+      Atomics.add(ctl, LISTS, 1);
     } catch (e) {
       Atomics.add(ctl, ERRORS, 1);
       post({ error: String(e && e.message || e), op: i[2] });

@@ -42,6 +42,18 @@ describe('kernel thread count', () => {
     expect(planThreads(1e5)).toBe(1);
     expect(planThreads(1e9, 1)).toBe(1);
   });
+
+  it('the worker takes part in the jobs: threadPoolInfo().workerLists counts the lists it ran', async () => {
+    expect(await initThreads(2)).toBe(2);
+    const k = createWasmGemmKernel({ relaxed: false })!;
+    const before = threadPoolInfo().workerLists;
+    const A = new Float32Array(256 * 256).fill(0.5), B = new Float32Array(256 * 256).fill(0.25), C = new Float32Array(256 * 256);
+    // The caller takes a list back when the worker has not claimed it in time (a busy machine), so
+    // a few products, not one, are what the worker is sure to have joined.
+    for (let r = 0; r < 200 && threadPoolInfo().workerLists === before; r++) k(false, false, 256, 256, 256, 1, A, B, 0, C);
+    expect(threadPoolInfo().workerLists).toBeGreaterThan(before);
+    expect(C[0]).toBe(32);
+  });
 });
 
 for (const relaxed of [false, true]) {

@@ -23,7 +23,8 @@
 // between threads but the operands, once each way.
 //
 // Shared-memory layout (bytes):
-//   [0, 4096)                       control words (ctl): SEQ, PENDING, ERRORS, STOP, READY[w]
+//   [0, 4096)                       control words (ctl): SEQ, PENDING, ERRORS, STOP, WORKER_LISTS,
+//                                   READY[w]
 //   [REGION_BASE + t·REGION_BYTES)  command region of thread t (t = 0 is the calling thread):
 //                                   word 0 job number it belongs to, 1 command count, 2 the
 //                                   command running (for error reports), from word HEAD:
@@ -47,7 +48,7 @@ export const MIN_FLOPS_PER_THREAD = 1.5e6;
 
 const PAGE = 65536;
 const CTL_WORDS = 1024;
-const SEQ = 0, PENDING = 1, ERRORS = 2, STOP = 3, READY = 16;
+const SEQ = 0, PENDING = 1, ERRORS = 2, STOP = 3, WORKER_LISTS = 4, READY = 16;
 const REGION_BASE = 4096;
 const REGION_BYTES = 16384;
 const REGION_WORDS = REGION_BYTES / 4;
@@ -282,12 +283,19 @@ export interface ThreadPoolInfo {
   supported: boolean;
   /** Why not, where unsupported. */
   reason: string | null;
+  /**
+   * Command lists the worker threads have run since the pool's memory was made. The caller runs a
+   * worker's list itself when that worker has not picked it up by the time the caller's own share
+   * is done, so a count that grows is what shows the workers taking part in the work.
+   */
+  workerLists: number;
 }
 
 export function threadPoolInfo(): ThreadPoolInfo {
   const s = state();
   const reason = unsupportedReason();
-  return { requested: getNumThreads(), active: activeThreads(), started: s.workers.length, supported: reason === null, reason };
+  const workerLists = s.engine ? Atomics.load(s.engine.ctl(), WORKER_LISTS) : 0;
+  return { requested: getNumThreads(), active: activeThreads(), started: s.workers.length, supported: reason === null, reason, workerLists };
 }
 
 function unsupportedReason(): string | null {
@@ -337,7 +345,7 @@ function ensureWorkers(count: number): void {
     const id = s.workers.length + 1;
     const data = {
       memory: e.memory, modules: [...e.modules, ...e.inferModules, ...e.trainModules], id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
-      ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, READY, HEAD, CMD, SPIN,
+      ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, WORKER_LISTS, READY, HEAD, CMD, SPIN,
     };
     let worker: AnyWorker;
     try {
