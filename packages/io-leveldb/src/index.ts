@@ -79,6 +79,7 @@ export { parseImageList, resolveImagePath, type ImageListEntry } from './image-l
 export { writeDbAtomically, type WriteDbOptions } from './db-write.js';
 export { convertImageset, type ConvertImagesetOptions, type ConvertImagesetResult } from './convert-imageset.js';
 export { computeImageMean, type ComputeImageMeanOptions, type ImageMean } from './compute-image-mean.js';
+export { extractFeatures, type ExtractFeaturesOptions, type ExtractFeaturesResult, type FeatureNet } from './extract-features.js';
 export { convertCifar, cifarDatumBytes, CIFAR_SIZE, CIFAR_IMAGE_BYTES, CIFAR_BATCH_SIZE, type ConvertCifarOptions, type ConvertCifarResult } from './convert-cifar.js';
 export {
   convertMnist,

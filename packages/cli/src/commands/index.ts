@@ -10,6 +10,7 @@ import { detectCommand } from './detect.js';
 import { detectFacesCommand } from './detect-faces.js';
 import { deviceQueryCommand } from './device-query.js';
 import { drawNetCommand } from './draw-net.js';
+import { extractFeaturesCommand } from './extract-features.js';
 import { layerTypesCommand } from './layer-types.js';
 import { parseLogCommand } from './parse-log.js';
 import { plotLogCommand } from './plot-log.js';
@@ -46,6 +47,7 @@ export const COMMANDS: Record<string, Command> = {
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
   compute_image_mean: computeImageMeanCommand,
+  extract_features: extractFeaturesCommand,
   convert_cifar: convertCifarCommand,
   layer_types: layerTypesCommand,
   upgrade_net_proto_text: upgradeNetProtoTextCommand,
