@@ -129,6 +129,7 @@ export {
   type Mean,
 } from './transformer.js';
 export { Classifier, topK, type ClassifierOptions } from './classifier.js';
+export { Detector, type DetectionWindow, type DetectorOptions, type ImageWindows, type WindowDetection } from './detector.js';
 export { forwardArrays, blobFileName, InferenceError } from './inference.js';
 export {
   loadWeights,

@@ -8,6 +8,7 @@ import { classifyCommand } from './classify.js';
 import { forwardCommand } from './forward.js';
 import { detectCommand } from './detect.js';
 import { detectFacesCommand } from './detect-faces.js';
+import { detectWindowsCommand } from './detect-windows.js';
 import { deviceQueryCommand } from './device-query.js';
 import { drawNetCommand } from './draw-net.js';
 import { extractFeaturesCommand } from './extract-features.js';
@@ -44,6 +45,7 @@ export const COMMANDS: Record<string, Command> = {
   device_query: deviceQueryCommand,
   detect: detectCommand,
   detect_faces: detectFacesCommand,
+  detect_windows: detectWindowsCommand,
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
   compute_image_mean: computeImageMeanCommand,
