@@ -1,13 +1,9 @@
 import type { Net } from '@caffe-ts/net';
-import { cropFloatImage, oversample, resizeFloatImage, Transformer, TransformError, type FloatImage, type Mean } from './transformer.js';
+import { cropFloatImage, imageInput, oversample, resizeFloatImage, type FloatImage, type ImagePreprocessing, type Transformer } from './transformer.js';
 
-export interface ClassifierOptions {
+export interface ClassifierOptions extends ImagePreprocessing {
   /** Size images are resized to before cropping (pycaffe's image_dims); default: the input's crop size. */
   imageDims?: [number, number];
-  mean?: Mean;
-  inputScale?: number;
-  rawScale?: number;
-  channelSwap?: number[];
 }
 
 /**
@@ -26,18 +22,11 @@ export class Classifier {
     readonly net: Net,
     options: ClassifierOptions = {},
   ) {
-    if (net.inputBlobNames.length === 0) throw new TransformError(`net '${net.name}' has no Input layer to feed images to`);
-    this.inputName = net.inputBlobNames[0]!;
-    this.outputName = net.outputBlobNames[0]!;
-    const shape = net.blob(this.inputName).shape;
-    if (shape.length !== 4) throw new TransformError(`input ${this.inputName} is ${shape.length}-D; images need N×C×H×W`);
-    this.transformer = new Transformer({ [this.inputName]: shape });
-    this.transformer.setTranspose(this.inputName, [2, 0, 1]);
-    if (options.mean !== undefined) this.transformer.setMean(this.inputName, options.mean);
-    if (options.inputScale !== undefined) this.transformer.setInputScale(this.inputName, options.inputScale);
-    if (options.rawScale !== undefined) this.transformer.setRawScale(this.inputName, options.rawScale);
-    if (options.channelSwap !== undefined) this.transformer.setChannelSwap(this.inputName, options.channelSwap);
-    this.cropDims = [shape[2]!, shape[3]!];
+    const { inputName, outputName, shape, transformer } = imageInput(net, options, 'images');
+    this.inputName = inputName;
+    this.outputName = outputName;
+    this.transformer = transformer;
+    this.cropDims = [shape[2], shape[3]];
     this.imageDims = options.imageDims ?? this.cropDims;
   }
 

@@ -1,14 +1,10 @@
 import type { Net } from '@caffe-ts/net';
-import { resizeFloatImage, Transformer, TransformError, type FloatImage, type Mean } from './transformer.js';
+import { imageInput, resizeFloatImage, TransformError, type FloatImage, type ImagePreprocessing, type Transformer } from './transformer.js';
 
 /** A window as pycaffe gives it: rows ymin … ymax − 1 and columns xmin … xmax − 1 of the image. */
 export type DetectionWindow = [ymin: number, xmin: number, ymax: number, xmax: number];
 
-export interface DetectorOptions {
-  mean?: Mean;
-  inputScale?: number;
-  rawScale?: number;
-  channelSwap?: number[];
+export interface DetectorOptions extends ImagePreprocessing {
   /**
    * R-CNN's context padding: each window is widened so that, once warped to the input, a border
    * of `contextPad` pixels around it is context from the image (mean where the image ends).
@@ -86,18 +82,11 @@ export class Detector {
     readonly net: Net,
     options: DetectorOptions = {},
   ) {
-    if (net.inputBlobNames.length === 0) throw new TransformError(`net '${net.name}' has no Input layer to feed windows to`);
-    this.inputName = net.inputBlobNames[0]!;
-    this.outputName = net.outputBlobNames[0]!;
-    const shape = net.blob(this.inputName).shape;
-    if (shape.length !== 4) throw new TransformError(`input ${this.inputName} is ${shape.length}-D; windows need N×C×H×W`);
-    const [, c, h, w] = shape as [number, number, number, number];
-    this.transformer = new Transformer({ [this.inputName]: shape });
-    this.transformer.setTranspose(this.inputName, [2, 0, 1]);
-    if (options.mean !== undefined) this.transformer.setMean(this.inputName, options.mean);
-    if (options.inputScale !== undefined) this.transformer.setInputScale(this.inputName, options.inputScale);
-    if (options.rawScale !== undefined) this.transformer.setRawScale(this.inputName, options.rawScale);
-    if (options.channelSwap !== undefined) this.transformer.setChannelSwap(this.inputName, options.channelSwap);
+    const { inputName, outputName, shape, transformer } = imageInput(net, options, 'windows');
+    this.inputName = inputName;
+    this.outputName = outputName;
+    this.transformer = transformer;
+    const [, c, h, w] = shape;
     const pad = options.contextPad ?? 0;
     if (!(Number.isInteger(pad) && pad >= 0 && 2 * pad < w)) throw new TransformError(`contextPad must be an integer from 0 to less than half the input width ${w}, got ${pad}`);
     this.contextPad = pad;

@@ -126,6 +126,7 @@ export {
   oversample,
   oversampleOrigins,
   type FloatImage,
+  type ImagePreprocessing,
   type Mean,
 } from './transformer.js';
 export { Classifier, topK, type ClassifierOptions } from './classifier.js';

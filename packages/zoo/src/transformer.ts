@@ -284,3 +284,34 @@ export class Transformer {
     return { height: H, width: W, channels: C, data: out };
   }
 }
+
+/** The preprocessing options pycaffe's Classifier and Detector take. */
+export interface ImagePreprocessing {
+  mean?: Mean;
+  inputScale?: number;
+  rawScale?: number;
+  channelSwap?: number[];
+}
+
+/**
+ * A net's first input (N×C×H×W) and first output, with a Transformer set up for images as
+ * pycaffe's Classifier and Detector set theirs: H×W×K → K×H×W, then `options`. `what` says what
+ * the input is fed (for messages).
+ */
+export function imageInput(
+  net: { name: string; inputBlobNames: readonly string[]; outputBlobNames: readonly string[]; blob(name: string): { shape: readonly number[] } },
+  options: ImagePreprocessing,
+  what: string,
+): { inputName: string; outputName: string; shape: [number, number, number, number]; transformer: Transformer } {
+  if (net.inputBlobNames.length === 0) throw new TransformError(`net '${net.name}' has no Input layer to feed ${what} to`);
+  const inputName = net.inputBlobNames[0]!;
+  const shape = net.blob(inputName).shape;
+  if (shape.length !== 4) throw new TransformError(`input ${inputName} is ${shape.length}-D; ${what} need N×C×H×W`);
+  const transformer = new Transformer({ [inputName]: shape });
+  transformer.setTranspose(inputName, [2, 0, 1]);
+  if (options.mean !== undefined) transformer.setMean(inputName, options.mean);
+  if (options.inputScale !== undefined) transformer.setInputScale(inputName, options.inputScale);
+  if (options.rawScale !== undefined) transformer.setRawScale(inputName, options.rawScale);
+  if (options.channelSwap !== undefined) transformer.setChannelSwap(inputName, options.channelSwap);
+  return { inputName, outputName: net.outputBlobNames[0]!, shape: [...shape] as [number, number, number, number], transformer };
+}

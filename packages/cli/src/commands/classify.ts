@@ -5,17 +5,10 @@ import { Phase } from '@caffe-ts/proto';
 import { channelMean, Classifier, loadImage, loadLabels, loadMean, topK, type Mean } from '@caffe-ts/zoo';
 import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
-import { backendFromFlags, cliRegistry } from './common.js';
+import { backendFromFlags, cliRegistry, numberList } from './common.js';
 import type { Command } from './index.js';
 
 const log = logger('caffe.cpp');
-
-function numbers(flag: string, text: string | undefined): number[] | undefined {
-  if (text === undefined) return undefined;
-  const values = text.split(',').map((s) => Number(s.trim()));
-  if (values.length === 0 || values.some((v) => !Number.isFinite(v))) throw new UsageError(`--${flag} expects comma-separated numbers, got '${text}'`);
-  return values;
-}
 
 export const classifyCommand: Command = {
   summary: 'classify images with a deploy net and print the top predictions',
@@ -28,11 +21,11 @@ export const classifyCommand: Command = {
     const images = [...flags.strings('image'), ...positional];
     const labelsFile = flags.string('labels');
     const meanFile = flags.string('mean');
-    const meanValues = numbers('mean_values', flags.string('mean_values'));
+    const meanValues = numberList(flags, 'mean_values');
     const inputScale = Number(flags.string('scale', '1'));
     const rawScale = Number(flags.string('raw_scale', '255'));
-    const channelSwap = numbers('channel_swap', flags.string('channel_swap', '2,1,0'));
-    const imagesDim = numbers('images_dim', flags.string('images_dim', '256,256'));
+    const channelSwap = numberList(flags, 'channel_swap', '2,1,0');
+    const imagesDim = numberList(flags, 'images_dim', '256,256');
     const centerOnly = flags.bool('center_only');
     const gray = flags.bool('gray');
     const top = flags.int('top', 5);

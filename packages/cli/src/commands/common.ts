@@ -25,6 +25,19 @@ export async function backendFromFlags(flags: Flags): Promise<Backend> {
   }
 }
 
+/**
+ * A flag of comma-separated numbers (`--channel_swap 2,1,0`), `fallback` when it is absent;
+ * undefined when absent without a fallback, or given empty (pycaffe's scripts read
+ * `--channel_swap ''` as "none").
+ */
+export function numberList(flags: Flags, name: string, fallback?: string): number[] | undefined {
+  const text = flags.string(name, fallback);
+  if (text === undefined || text.trim() === '') return undefined;
+  const values = text.split(',').map((v) => Number(v.trim()));
+  if (values.some((v) => !Number.isFinite(v))) throw new UsageError(`flag --${name} expects comma-separated numbers, got '${text}'`);
+  return values;
+}
+
 /** --phase TRAIN|TEST, --level N, --stage a,b as Caffe's flags. */
 export function netStateFromFlags(flags: Flags, defaultPhase: Phase): { phase: Phase; level: number; stages: string[] } {
   const p = flags.string('phase');

@@ -6,7 +6,7 @@ import { Phase } from '@caffe-ts/proto';
 import { channelMean, Detector, loadImage, loadMean, type DetectionWindow, type ImageWindows } from '@caffe-ts/zoo';
 import { UsageError } from '../args.js';
 import { userPath } from '../paths.js';
-import { backendFromFlags, cliRegistry } from './common.js';
+import { backendFromFlags, cliRegistry, numberList } from './common.js';
 import type { Command } from './index.js';
 
 const COORDS = ['ymin', 'xmin', 'ymax', 'xmax'] as const;
@@ -41,13 +41,6 @@ export function readWindowsCsv(path: string, text: string): Map<string, Detectio
   return images;
 }
 
-function numbers(flag: string, text: string | undefined): number[] | undefined {
-  if (text === undefined || text === '') return undefined;
-  const values = text.split(',').map((s) => Number(s.trim()));
-  if (values.some((v) => !Number.isFinite(v))) throw new UsageError(`--${flag} expects comma-separated numbers, got '${text}'`);
-  return values;
-}
-
 /**
  * Caffe's python/detect.py in its `--crop_mode list` form: windows listed in a CSV are cropped
  * (with R-CNN's context padding), warped to the net input and classified; the output CSV has one
@@ -65,7 +58,7 @@ export const detectWindowsCommand: Command = {
     const meanFile = flags.string('mean_file');
     const inputScaleText = flags.string('input_scale');
     const rawScale = Number(flags.string('raw_scale', '255'));
-    const channelSwap = numbers('channel_swap', flags.string('channel_swap', '2,1,0'));
+    const channelSwap = numberList(flags, 'channel_swap', '2,1,0');
     const contextPad = flags.int('context_pad', 16);
     const backend = await backendFromFlags(flags);
     flags.checkAllUsed();

@@ -8,20 +8,10 @@ import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node'
 import { Phase } from '@caffe-ts/proto';
 import { UsageError, type Flags } from '../args.js';
 import { userPath } from '../paths.js';
-import { backendFromFlags, cliRegistry } from './common.js';
+import { backendFromFlags, cliRegistry, numberList } from './common.js';
 import type { Command } from './index.js';
 
 const log = logger('detect.cpp');
-
-function numbers(flags: Flags, name: string): number[] | undefined {
-  const s = flags.string(name);
-  if (s === undefined) return undefined;
-  const values = s.split(',').map((v) => Number(v.trim()));
-  if (values.length === 0 || values.some((v) => !Number.isFinite(v))) {
-    throw new UsageError(`flag --${name} expects comma-separated numbers, got '${s}'`);
-  }
-  return values;
-}
 
 function float(flags: Flags, name: string, fallback: number): number {
   const s = flags.string(name);
@@ -42,7 +32,7 @@ export const detectCommand: Command = {
     const weights = flags.string('weights');
     const image = flags.string('image');
     const output = flags.string('output');
-    const mean = numbers(flags, 'mean_values');
+    const mean = numberList(flags, 'mean_values');
     const scale = float(flags, 'scale', 1);
     const confidence = float(flags, 'confidence', 0.5);
     const labelsFile = flags.string('labels');
