@@ -36,4 +36,4 @@ export { summarizeNet, formatNetSummary, estimateFlops, type NetSummary, type La
 export { formatG } from './format.js';
 export { NetError, NetUpgradeError } from './errors.js';
 export { NetSpec, NetSpecCore, L, P, Top, LayerFunction, toProto, layerParamField, type ProtoInit, type LayerArgs, type KnownLayers, type LayerFn } from './net-spec.js';
-export { forwardWith, setInputs, netInputs, netOutputs, type InputArray, type ForwardWithOptions } from './pycaffe.js';
+export { forwardWith, forwardAll, setInputs, netInputs, netOutputs, type InputArray, type BatchArray, type ForwardWithOptions } from './pycaffe.js';

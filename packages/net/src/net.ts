@@ -589,7 +589,9 @@ export class Net {
       throw new NetError(`forwardFromTo(${start}, ${end}): layers are 0..${this.layers.length - 1} in net '${this.name}'`);
     }
     let loss = 0;
-    const fused = this.debugInfo || !this.fuseInference ? null : this.fusedChains();
+    const hooks = this.hooks;
+    // Hooks see every layer, so a net with forward hooks runs its layers one by one.
+    const fused = this.debugInfo || !this.fuseInference || hooks.beforeForward.length || hooks.afterForward.length ? null : this.fusedChains();
     for (let i = start; i <= end; i++) {
       // A fused chain runs when the whole of it is asked for (its layers have no loss).
       const chain = fused?.get(i);
@@ -597,10 +599,56 @@ export class Net {
         i = chain.end;
         continue;
       }
+      for (const hook of hooks.beforeForward) hook(i);
       loss += this.layers[i]!.forward(this.bottomVecs[i]!, this.topVecs[i]!);
       if (this.debugInfo) this.forwardDebugInfo(i);
+      for (const hook of hooks.afterForward) hook(i);
     }
     return loss;
+  }
+
+  private readonly hooks: Record<'beforeForward' | 'afterForward' | 'beforeBackward' | 'afterBackward', ((layer: number) => void)[]> = {
+    beforeForward: [],
+    afterForward: [],
+    beforeBackward: [],
+    afterBackward: [],
+  };
+
+  private addHook(kind: keyof Net['hooks'], hook: (layer: number) => void): () => void {
+    const list = this.hooks[kind];
+    list.push(hook);
+    return () => {
+      const at = list.indexOf(hook);
+      if (at >= 0) list.splice(at, 1);
+    };
+  }
+
+  /**
+   * Calls `hook(i)` before layer i's forward, for every layer a forward pass runs (Caffe's
+   * Net::add_before_forward, pycaffe's `net.before_forward`). While a forward hook is set,
+   * forward runs layer by layer, fused inference chains included. Returns a function that
+   * removes the hook.
+   */
+  beforeForward(hook: (layer: number) => void): () => void {
+    return this.addHook('beforeForward', hook);
+  }
+
+  /** Calls `hook(i)` after layer i's forward (Caffe's add_after_forward); see beforeForward. */
+  afterForward(hook: (layer: number) => void): () => void {
+    return this.addHook('afterForward', hook);
+  }
+
+  /**
+   * Calls `hook(i)` before layer i's turn in a backward pass, whether or not that layer needs
+   * backward, as Caffe's add_before_backward does. Returns a function that removes the hook.
+   */
+  beforeBackward(hook: (layer: number) => void): () => void {
+    return this.addHook('beforeBackward', hook);
+  }
+
+  /** Calls `hook(i)` after layer i's turn in a backward pass (Caffe's add_after_backward). */
+  afterBackward(hook: (layer: number) => void): () => void {
+    return this.addHook('afterBackward', hook);
   }
 
   forwardFrom(start: number): number {
@@ -635,10 +683,14 @@ export class Net {
     if (!(end >= 0) || !(start < this.layers.length) || !Number.isInteger(start) || !Number.isInteger(end)) {
       throw new NetError(`backwardFromTo(${start}, ${end}): layers are 0..${this.layers.length - 1} in net '${this.name}'`);
     }
+    const hooks = this.hooks;
     for (let i = start; i >= end; i--) {
-      if (!this.layerNeedBackward[i]) continue;
-      this.layers[i]!.backward(this.topVecs[i]!, this.bottomNeedBackward[i]!, this.bottomVecs[i]!);
-      if (this.debugInfo) this.backwardDebugInfo(i);
+      for (const hook of hooks.beforeBackward) hook(i);
+      if (this.layerNeedBackward[i]) {
+        this.layers[i]!.backward(this.topVecs[i]!, this.bottomNeedBackward[i]!, this.bottomVecs[i]!);
+        if (this.debugInfo) this.backwardDebugInfo(i);
+      }
+      for (const hook of hooks.afterBackward) hook(i);
     }
   }
 

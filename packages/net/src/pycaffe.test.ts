@@ -2,12 +2,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Phase, printText } from '@caffe-ts/proto';
+import { parseNetParameter, Phase, printText } from '@caffe-ts/proto';
 import { L, NetSpec } from './net-spec.js';
 import { Net } from './net.js';
 import { saveNet } from './node.js';
 import { netFromFiles } from './pycaffe-node.js';
-import { forwardWith, netInputs, netOutputs } from './pycaffe.js';
+import { forwardAll, forwardWith, netInputs, netOutputs } from './pycaffe.js';
 import { NetError } from './errors.js';
 import { testRegistry } from './test-helpers.js';
 
@@ -55,5 +55,64 @@ describe('pycaffe-style helpers', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('forwardAll runs rows in batches of the input, pads the last with zeros and drops what the padding made', () => {
+    const n = spec();
+    n.data = L.Input({ shape: [{ dim: [2, 3] }] });
+    n.ip = L.InnerProduct(n.data, { num_output: 2, weight_filler: { type: 'gaussian', std: 1 }, bias_filler: { type: 'constant', value: 0.5 } });
+    n.prob = L.Softmax(n.ip);
+    const net = new Net(n.toProto(), { log: false, registry: testRegistry() });
+    const rows = [[1, 2, 3], [0, -1, 2], [4, 0, 0], [-2, -2, 1], [0.5, 0.5, 0.5]];
+    const forwards: number[] = [];
+    const off = net.beforeForward((i) => i === 0 && forwards.push(net.blob('data').shape[0]!));
+    const all = forwardAll(net, { data: { shape: [5, 3], data: rows.flat() } }, { blobs: ['ip'] });
+    off();
+    expect(forwards).toEqual([2, 2, 2]); // three batches of two: the last one padded
+    expect(all.prob!.shape).toEqual([5, 2]);
+    expect(all.ip!.shape).toEqual([5, 2]);
+    rows.forEach((row, r) => {
+      const one = forwardWith(net, { data: { shape: [2, 3], data: [...row, 0, 0, 0] } }, { blobs: ['ip'] });
+      expect(Array.from(all.prob!.data.subarray(2 * r, 2 * r + 2))).toEqual(Array.from(one.prob!.subarray(0, 2)));
+      expect(Array.from(all.ip!.data.subarray(2 * r, 2 * r + 2))).toEqual(Array.from(one.ip!.subarray(0, 2)));
+    });
+    expect(() => forwardAll(net, { data: { shape: [5, 3], data: [1, 2] } })).toThrow(/input 'data' has 2 values for shape 5×3/);
+    expect(() => forwardAll(net, { data: { shape: [0, 3], data: [] } })).toThrow(/has no rows/);
+  });
+
+  it("layer hooks (pycaffe's before_forward … after_backward) see every layer in Caffe's order, fused chains included", () => {
+    const text = `
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 1 dim: 5 dim: 5 } } }
+      layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 2 kernel_size: 3 weight_filler { type: "gaussian" std: 1 } } }
+      layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+      layer { name: "ip" type: "InnerProduct" bottom: "conv" top: "ip" inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 1 } } }
+    `;
+    // Without backward, the convolution and its ReLU run as one fused step.
+    const net = new Net(parseNetParameter(text), { phase: Phase.TEST, log: false, registry: testRegistry() });
+    expect(net.fusedChains().get(1)?.end).toBe(2);
+    net.blob('data').mutableCpuData().set(Array.from({ length: 25 }, (_, i) => Math.sin(i)));
+    net.forward();
+    const fusedOut = Array.from(net.blob('ip').cpuData());
+    const seen: string[] = [];
+    const offForward = [net.beforeForward((i) => seen.push(`bf${i}`)), net.afterForward((i) => seen.push(`af${i}:${net.layers[i]!.param.name}`))];
+    net.forward();
+    expect(seen).toEqual(['bf0', 'af0:data', 'bf1', 'af1:conv', 'bf2', 'af2:relu', 'bf3', 'af3:ip']);
+    // Run layer by layer, the values are the fused forward's.
+    expect(Array.from(net.blob('ip').cpuData())).toEqual(fusedOut);
+    for (const off of offForward) off();
+    seen.length = 0;
+    net.forward();
+    expect(seen).toEqual([]);
+
+    const trained = new Net(parseNetParameter(`force_backward: true\n${text}`), { phase: Phase.TEST, log: false, registry: testRegistry() });
+    trained.forward();
+    const offBackward = [trained.beforeBackward((i) => seen.push(`bb${i}`)), trained.afterBackward((i) => seen.push(`ab${i}`))];
+    trained.backward();
+    // Every layer, the input's too (it needs no backward), last to first.
+    expect(seen).toEqual(['bb3', 'ab3', 'bb2', 'ab2', 'bb1', 'ab1', 'bb0', 'ab0']);
+    for (const off of offBackward) off();
+    seen.length = 0;
+    trained.backward();
+    expect(seen).toEqual([]);
   });
 });

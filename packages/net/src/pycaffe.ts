@@ -80,3 +80,60 @@ export function forwardWith(net: Net, inputs: Readonly<Record<string, InputArray
   for (const n of names) out[n] = copyOut(net.blob(n));
   return out;
 }
+
+/** Rows of an array and their shape (shape[0] rows). */
+export interface BatchArray {
+  shape: number[];
+  data: Float32Array | Float64Array | number[];
+}
+
+/**
+ * pycaffe's `net.forward_all(blobs, **inputs)`: the inputs' rows (their first axis; the same
+ * number for every input) go through the net in batches of its first input's size. The last
+ * batch is filled up with zeros, and the rows that padding produced are dropped from the results.
+ * Returns the outputs (and `blobs`) with every batch's rows stacked: shape [rows, …per row].
+ */
+export function forwardAll(net: Net, inputs: Readonly<Record<string, BatchArray>>, options: { blobs?: string[] } = {}): Record<string, { shape: number[]; data: Float32Array }> {
+  const names = Object.keys(inputs);
+  if (names.length === 0) throw new NetError(`forwardAll: no inputs given (net '${net.name}' takes ${net.inputBlobNames.join(', ') || 'none'})`);
+  const rows = inputs[names[0]!]!.shape[0]!;
+  if (!(Number.isInteger(rows) && rows > 0)) throw new NetError(`forwardAll: input '${names[0]}' has no rows (shape ${inputs[names[0]!]!.shape.join('×')})`);
+  const batch = net.blob(net.inputBlobNames[0] ?? names[0]!).shape[0] ?? 1;
+  const perRow: Record<string, number> = {};
+  for (const name of names) {
+    const { shape, data } = inputs[name]!;
+    if (shape[0] !== rows) throw new NetError(`forwardAll: input '${name}' has ${shape[0]} rows where '${names[0]}' has ${rows}`);
+    const size = shape.slice(1).reduce((a, b) => a * b, 1);
+    if (data.length !== rows * size) throw new NetError(`forwardAll: input '${name}' has ${data.length} values for shape ${shape.join('×')}`);
+    perRow[name] = size;
+  }
+  const collected: Record<string, { shape: number[]; parts: Float32Array[] }> = {};
+  for (let start = 0; start < rows; start += batch) {
+    const take = Math.min(batch, rows - start);
+    const fed: Record<string, InputArray> = {};
+    for (const name of names) {
+      const { shape, data } = inputs[name]!;
+      const padded = new Float32Array(batch * perRow[name]!);
+      for (let i = 0; i < take * perRow[name]!; i++) padded[i] = data[start * perRow[name]! + i]!;
+      fed[name] = { shape: [batch, ...shape.slice(1)], data: padded };
+    }
+    const out = forwardWith(net, fed, { blobs: options.blobs });
+    for (const [name, values] of Object.entries(out)) {
+      const shape = net.blob(name).shape;
+      const size = values.length / (shape[0] || 1);
+      (collected[name] ??= { shape: [0, ...shape.slice(1)], parts: [] }).parts.push(values.subarray(0, take * size));
+      collected[name]!.shape[0] += take;
+    }
+  }
+  const result: Record<string, { shape: number[]; data: Float32Array }> = {};
+  for (const [name, { shape, parts }] of Object.entries(collected)) {
+    const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      data.set(p, at);
+      at += p.length;
+    }
+    result[name] = { shape, data };
+  }
+  return result;
+}
