@@ -7,7 +7,7 @@ import { L, NetSpec } from './net-spec.js';
 import { Net } from './net.js';
 import { saveNet } from './node.js';
 import { netFromFiles } from './pycaffe-node.js';
-import { forwardAll, forwardWith, netInputs, netOutputs } from './pycaffe.js';
+import { forwardAll, forwardWith, netInputs, netOutputs, setInputArrays } from './pycaffe.js';
 import { NetError } from './errors.js';
 import { testRegistry } from './test-helpers.js';
 
@@ -115,4 +115,27 @@ describe('pycaffe-style helpers', () => {
     trained.backward();
     expect(seen).toEqual([]);
   });
+
+  it('setInputArrays hands items to the first layer, a MemoryData layer, which serves them batch by batch', () => {
+    const param = parseNetParameter(`
+      layer { name: "mem" type: "MemoryData" top: "data" top: "label" memory_data_param { batch_size: 2 channels: 1 height: 1 width: 3 } }
+      layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 1 weight_filler { type: "constant" value: 1 } } }
+    `);
+    const net = new Net(param, { phase: Phase.TEST, log: false, registry: testRegistry() });
+    const data = new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    setInputArrays(net, { shape: [4, 1, 1, 3], data }, [0, 1, 2, 3]);
+    net.forward();
+    expect(Array.from(net.blob('ip').cpuData())).toEqual([6, 15]);
+    expect(Array.from(net.blob('label').cpuData())).toEqual([0, 1]);
+    // Kept, not copied: a write before the next batch is served shows up in it.
+    data[6] = 100;
+    net.forward();
+    expect(Array.from(net.blob('ip').cpuData())).toEqual([117, 33]);
+    expect(() => setInputArrays(net, { shape: [4, 1, 3, 1], data }, [0, 1, 2, 3])).toThrow(/data array must be N×1×1×3 for layer 'mem', got 4×1×3×1/);
+    expect(() => setInputArrays(net, { shape: [4, 1, 1, 3], data }, [0, 1])).toThrow(/same first dimension \(4 items, 2 labels\)/);
+    expect(() => setInputArrays(net, { shape: [3, 1, 1, 3], data: data.subarray(0, 9) }, [0, 1, 2])).toThrow(/multiple of batch size/);
+    const plain = new Net(spec().toProto(), { log: false, registry: testRegistry() });
+    expect(() => setInputArrays(plain, { shape: [1, 3], data: [1, 2, 3] }, [0])).toThrow(/first layer is a MemoryData layer \(net '.*' starts with Input layer 'data'\)/);
+  });
 });
+

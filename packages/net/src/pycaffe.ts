@@ -6,6 +6,7 @@
  * the loss, as Caffe's C++ does).
  */
 import type { Blob } from '@caffe-ts/blob';
+import { MemoryDataLayer } from '@caffe-ts/layers';
 import { NetError } from './errors.js';
 import type { Net } from './net.js';
 
@@ -136,4 +137,27 @@ export function forwardAll(net: Net, inputs: Readonly<Record<string, BatchArray>
     result[name] = { shape, data };
   }
   return result;
+}
+
+/**
+ * pycaffe's `net.set_input_arrays(data, labels)`: hands N items (N×C×H×W data and N labels, N a
+ * multiple of the batch) to the MemoryData layer that must be the net's first layer; its forward
+ * passes then serve them batch by batch. Arrays of the net's float type are kept, not copied, as
+ * MemoryDataLayer.reset keeps them (later writes reach the batches served after); others are converted.
+ */
+export function setInputArrays(net: Net, data: BatchArray, labels: BatchArray | Float32Array | Float64Array | number[]): void {
+  const layer = net.layers[0];
+  if (!(layer instanceof MemoryDataLayer)) {
+    throw new NetError(`setInputArrays may only be called if the first layer is a MemoryData layer (net '${net.name}' starts with ${layer ? `${layer.type} layer '${layer.param.name}'` : 'no layer'})`);
+  }
+  const item = net.topVecs[0]![0]!.shape.slice(1);
+  const n = data.shape[0]!;
+  if (data.shape.length !== 4 || data.shape.slice(1).some((d, i) => d !== item[i])) {
+    throw new NetError(`setInputArrays: data array must be N×${item.join('×')} for layer '${layer.param.name}', got ${data.shape.join('×')}`);
+  }
+  const labelValues = Array.isArray(labels) || ArrayBuffer.isView(labels) ? (labels as ArrayLike<number>) : (labels as BatchArray).data;
+  if (labelValues.length !== n) throw new NetError(`setInputArrays: data and labels must have the same first dimension (${n} items, ${labelValues.length} labels)`);
+  const floats = (a: ArrayLike<number>) =>
+    net.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a);
+  layer.reset(floats(data.data), floats(labelValues), n);
 }
