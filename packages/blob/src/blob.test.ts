@@ -244,4 +244,18 @@ describe('blob byte limit', () => {
       setMaxBlobBytes(prev);
     }
   });
+
+  it("legacy accessors (Caffe's num/channels/height/width, LegacyShape): missing axes count 1, more than four axes refuse", () => {
+    const b = new Blob([2, 3, 4, 5]);
+    expect([b.num, b.channels, b.height, b.width]).toEqual([2, 3, 4, 5]);
+    const ip = new Blob([64, 500]);
+    expect([ip.num, ip.channels, ip.height, ip.width]).toEqual([64, 500, 1, 1]);
+    expect(ip.legacyShape(-1)).toBe(500);
+    expect(ip.legacyShape(-3)).toBe(1);
+    const scalar = new Blob([]);
+    expect([scalar.num, scalar.channels, scalar.height, scalar.width]).toEqual([1, 1, 1, 1]);
+    expect(() => new Blob([1, 2, 3, 4, 5]).num).toThrow(/Cannot use legacy accessors on Blobs with > 4 axes \(shape 1 2 3 4 5 \(120\)\)/);
+    expect(() => b.legacyShape(4)).toThrow(/legacy shape index 4 is not in \[-4, 4\)/);
+  });
 });
+

@@ -96,6 +96,35 @@ export class Blob {
     return this._shape[this.canonicalAxisIndex(axis)]!;
   }
 
+  /**
+   * Caffe's LegacyShape(index): the dim at `index` (negative from the end) of a blob of at most
+   * four axes, 1 for an axis it does not have. Behind num/channels/height/width.
+   */
+  legacyShape(index: number): number {
+    const n = this._shape.length;
+    if (n > 4) throw new BlobError(`Cannot use legacy accessors on Blobs with > 4 axes (shape ${this.shapeString()})`);
+    if (!Number.isInteger(index) || index >= 4 || index < -4) throw new BlobError(`legacy shape index ${index} is not in [-4, 4)`);
+    if (index >= n || index < -n) return 1;
+    return this.shapeAt(index);
+  }
+
+  /** The first of the four legacy axes (Caffe's num(); pycaffe's blob.num). */
+  get num(): number {
+    return this.legacyShape(0);
+  }
+
+  get channels(): number {
+    return this.legacyShape(1);
+  }
+
+  get height(): number {
+    return this.legacyShape(2);
+  }
+
+  get width(): number {
+    return this.legacyShape(3);
+  }
+
   /** "2 3 4 5 (120)", Caffe's shape_string(). */
   shapeString(): string {
     return `${this._shape.join(' ')}${this._shape.length ? ' ' : ''}(${this._count})`;
