@@ -115,6 +115,7 @@ export function loadLabels(path: string, { stripIds = false }: { stripIds?: bool
 }
 
 export { NpyError, parseNpy, readNpy, encodeNpy, writeNpy, type NpyArray } from './npy.js';
+export { arrayToBlobProto, blobProtoToArray, arraysToBlobProtoVector, blobProtoVectorToArrays, arrayToDatum, datumToArray, type ProtoArray } from './proto-arrays.js';
 export {
   Transformer,
   TransformError,
