@@ -7,7 +7,7 @@ import { L, NetSpec } from './net-spec.js';
 import { Net } from './net.js';
 import { saveNet } from './node.js';
 import { netFromFiles } from './pycaffe-node.js';
-import { forwardAll, forwardWith, netInputs, netOutputs, setInputArrays } from './pycaffe.js';
+import { backwardWith, forwardAll, forwardWith, netInputs, netOutputs, setInputArrays } from './pycaffe.js';
 import { NetError } from './errors.js';
 import { testRegistry } from './test-helpers.js';
 
@@ -136,6 +136,28 @@ describe('pycaffe-style helpers', () => {
     expect(() => setInputArrays(net, { shape: [3, 1, 1, 3], data: data.subarray(0, 9) }, [0, 1, 2])).toThrow(/multiple of batch size/);
     const plain = new Net(spec().toProto(), { log: false, registry: testRegistry() });
     expect(() => setInputArrays(plain, { shape: [1, 3], data: [1, 2, 3] }, [0])).toThrow(/first layer is a MemoryData layer \(net '.*' starts with Input layer 'data'\)/);
+  });
+
+  it('backwardWith sets the output diffs, runs backward and returns the input diffs (pycaffe net.backward)', () => {
+    const param = parseNetParameter(`
+      force_backward: true
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }
+      layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 } } }
+      layer { name: "scaled" type: "Power" bottom: "ip" top: "scaled" power_param { scale: 3 } }
+    `);
+    const net = new Net(param, { log: false, registry: testRegistry() });
+    const w = net.params.get('ip')![0]!.cpuData();
+    forwardWith(net, { data: [1, 2, 3] });
+    // d(scaled)/d(ip) = 3, so data's diff is 3 · (W row 0 · 1 + W row 1 · 0.5).
+    const diffs = backwardWith(net, { scaled: [1, 0.5] }, { diffs: ['ip'] });
+    expect(Object.keys(diffs)).toEqual(['data', 'ip']);
+    for (let k = 0; k < 3; k++) expect(diffs.data![k]).toBeCloseTo(3 * (w[k]! + 0.5 * w[3 + k]!), 5);
+    expect(Array.from(diffs.ip!)).toEqual([3, 1.5]);
+    // end: stop at a layer and return its bottoms' diffs.
+    const toIp = backwardWith(net, {}, { end: 'scaled' });
+    expect(Object.keys(toIp)).toEqual(['ip']);
+    expect(() => backwardWith(net, { ip: [1, 0] })).toThrow(/top diff arguments do not match net outputs \(given ip; outputs scaled\)/);
+    expect(() => backwardWith(net, { scaled: [1] })).toThrow(/diff for 'scaled' has 1 values but blob 'scaled' is 1 2 \(2\)/);
   });
 });
 

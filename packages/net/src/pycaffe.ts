@@ -161,3 +161,46 @@ export function setInputArrays(net: Net, data: BatchArray, labels: BatchArray | 
     net.dtype === 'float64' ? (a instanceof Float64Array ? a : Float64Array.from(a)) : a instanceof Float32Array ? a : Float32Array.from(a);
   layer.reset(floats(data.data), floats(labelValues), n);
 }
+
+export interface BackwardWithOptions {
+  /** Diffs to return besides the inputs' (pycaffe's `diffs=[...]`). */
+  diffs?: string[];
+  /** Run layers start down to end by name (pycaffe's `start=`/`end=`); default the whole net. */
+  start?: string;
+  end?: string;
+}
+
+function copyDiff(blob: Blob): Float32Array {
+  const d = blob.cpuDiff();
+  return d instanceof Float32Array ? d.slice() : Float32Array.from(d);
+}
+
+/**
+ * pycaffe's `net.backward(diffs, **top_diffs)`: sets the output blobs' diffs (all of the net's
+ * outputs, or none to keep what is there), runs backward and returns copies of the inputs' diffs
+ * (with `end`, the bottoms of that layer) and of any `diffs` asked for.
+ */
+export function backwardWith(net: Net, topDiffs: Readonly<Record<string, ArrayLike<number>>> = {}, options: BackwardWithOptions = {}): Record<string, Float32Array> {
+  const start = options.start === undefined ? net.layers.length - 1 : net.layerIndexOf(options.start);
+  const end = options.end === undefined ? 0 : net.layerIndexOf(options.end);
+  if (start < 0) throw new NetError(`backwardWith: no layer '${options.start}' in net '${net.name}'`);
+  if (end < 0) throw new NetError(`backwardWith: no layer '${options.end}' in net '${net.name}'`);
+  const given = Object.keys(topDiffs);
+  if (given.length > 0) {
+    const outputs = [...net.outputBlobNames];
+    if (given.length !== outputs.length || !given.every((k) => outputs.includes(k))) {
+      throw new NetError(`backwardWith: top diff arguments do not match net outputs (given ${given.join(', ')}; outputs ${outputs.join(', ')})`);
+    }
+    for (const [name, diff] of Object.entries(topDiffs)) {
+      const blob = net.blob(name);
+      if (diff.length !== blob.count()) throw new NetError(`backwardWith: diff for '${name}' has ${diff.length} values but blob '${name}' is ${blob.shapeString()}`);
+      blob.mutableCpuDiff().set(diff);
+    }
+  }
+  if (net.layers.length > 0) net.backwardFromTo(start, end);
+  const names = options.end === undefined ? [...net.inputBlobNames] : [...net.layers[end]!.param.bottom];
+  for (const d of options.diffs ?? []) if (!names.includes(d)) names.push(d);
+  const out: Record<string, Float32Array> = {};
+  for (const n of names) out[n] = copyDiff(net.blob(n));
+  return out;
+}
