@@ -220,4 +220,22 @@ describe('SGDSolver on a tiny net (InnerProduct + Euclidean loss)', () => {
     const b = resumed.solver.net.learnableParams.map((p) => p.cpuData());
     a.forEach((arr, i) => expect(b[i]).toEqual(arr));
   });
+
+  it("applyUpdate is public (pycaffe's solver.apply_update): a hand-written iteration trains as step(1) does", async () => {
+    const { solver: stepped } = build({ momentum: 0.9, weight_decay: 0.01 });
+    const { solver: manual } = build({ momentum: 0.9, weight_decay: 0.01 });
+    for (let k = 0; k < 3; k++) {
+      await stepped.step(1);
+      manual.net.clearParamDiffs();
+      await manual.net.prepare();
+      manual.net.forwardBackward();
+      manual.applyUpdate();
+      // applyUpdate leaves the iteration where it was, as Caffe's ApplyUpdate does.
+      expect(manual.iter).toBe(0);
+      for (const [name, blobs] of stepped.net.params) {
+        blobs.forEach((b, i) => expect(Array.from(manual.net.params.get(name)![i]!.cpuData())).toEqual(Array.from(b.cpuData())));
+      }
+    }
+  });
 });
+

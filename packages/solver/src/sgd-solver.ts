@@ -82,7 +82,7 @@ export class SGDSolver extends Solver {
     return rate;
   }
 
-  protected applyUpdate(): void {
+  applyUpdate(): void {
     const rate = this.getLearningRate();
     this.learningRateValue = rate;
     const display = this.param.display;

@@ -408,8 +408,13 @@ export abstract class Solver {
   /** Reject parameter combinations before any net is built (Caffe's constructor CHECKs). */
   protected validateParam(): void {}
 
-  /** Turn the accumulated diffs into the step and apply it (net.update()). */
-  protected abstract applyUpdate(): void;
+  /**
+   * Turn the accumulated diffs into the step and apply it (net.update()), at the learning rate of
+   * the current iteration; `iter` does not move (step() does that). Public as pycaffe's
+   * `solver.apply_update()`, for training loops written by hand: forward and backward on the
+   * net, applyUpdate, then clear the diffs.
+   */
+  abstract applyUpdate(): void;
   /** The SolverState to save alongside `learnedNet`. */
   protected abstract snapshotSolverState(learnedNet: string): SolverState;
   /** Restore iter, current_step and history from `state` (the weights are loaded already). */
