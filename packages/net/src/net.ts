@@ -673,6 +673,21 @@ export class Net {
     return this.fusedChainMap;
   }
 
+  /** Layer name → the names of its top blobs, in layer order (pycaffe's `net.top_names`). */
+  get topNames(): Map<string, string[]> {
+    return new Map(this.layerNames.map((name, i) => [name, this.topIdVecs[i]!.map((b) => this.blobNames[b]!)]));
+  }
+
+  /** Layer name → the names of its bottom blobs, in layer order (pycaffe's `net.bottom_names`). */
+  get bottomNames(): Map<string, string[]> {
+    return new Map(this.layerNames.map((name, i) => [name, this.bottomIdVecs[i]!.map((b) => this.blobNames[b]!)]));
+  }
+
+  /** Layer name → layer (pycaffe's `net.layer_dict`; where names repeat, the last, as `layer(name)`). */
+  get layerDict(): Map<string, Layer> {
+    return new Map(this.layerNames.map((name, i) => [name, this.layers[i]!]));
+  }
+
   /** Run the whole net; returns the total weighted loss. Outputs are in `outputBlobs`. */
   forward(): number {
     return this.forwardFromTo(0, this.layers.length - 1);

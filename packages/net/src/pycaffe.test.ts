@@ -159,5 +159,24 @@ describe('pycaffe-style helpers', () => {
     expect(() => backwardWith(net, { ip: [1, 0] })).toThrow(/top diff arguments do not match net outputs \(given ip; outputs scaled\)/);
     expect(() => backwardWith(net, { scaled: [1] })).toThrow(/diff for 'scaled' has 1 values but blob 'scaled' is 1 2 \(2\)/);
   });
+
+  it("topNames, bottomNames and layerDict by layer name, splits included (pycaffe's top_names, bottom_names, layer_dict)", () => {
+    const n = spec();
+    n.extra = L.InnerProduct(n.data, { num_output: 1 });
+    const net = new Net(n.toProto(), { log: false, registry: testRegistry() });
+    // data feeds two layers: Caffe's split layer hands each its own copy.
+    expect([...net.topNames]).toEqual([
+      ['data', ['data']],
+      ['data_data_0_split', ['data_data_0_split_0', 'data_data_0_split_1']],
+      ['ip', ['ip']],
+      ['prob', ['prob']],
+      ['extra', ['extra']],
+    ]);
+    expect(net.bottomNames.get('ip')).toEqual(['data_data_0_split_0']);
+    expect(net.bottomNames.get('extra')).toEqual(['data_data_0_split_1']);
+    expect(net.bottomNames.get('data')).toEqual([]);
+    expect(net.layerDict.get('prob')).toBe(net.layer('prob'));
+    expect([...net.layerDict.keys()]).toEqual(net.layerNames);
+  });
 });
 
