@@ -59,6 +59,22 @@ export function setInputs(net: Net, inputs: Readonly<Record<string, InputArray>>
   if (reshaped) net.reshape();
 }
 
+/** The index of the layer named `name` (pycaffe's start=/end=), `fallback` when none is named. */
+function layerAt(net: Net, what: string, name: string | undefined, fallback: number): number {
+  if (name === undefined) return fallback;
+  const i = net.layerIndexOf(name);
+  if (i < 0) throw new NetError(`${what}: no layer '${name}' in net '${net.name}'`);
+  return i;
+}
+
+/** Copies of blobs by name: `names`, then any of `extra` not among them. */
+function copies(net: Net, names: string[], extra: readonly string[] | undefined, copy: (blob: Blob) => Float32Array): Record<string, Float32Array> {
+  for (const n of extra ?? []) if (!names.includes(n)) names.push(n);
+  const out: Record<string, Float32Array> = {};
+  for (const n of names) out[n] = copy(net.blob(n));
+  return out;
+}
+
 function copyOut(blob: Blob): Float32Array {
   const d = blob.cpuData();
   return d instanceof Float32Array ? d.slice() : Float32Array.from(d);
@@ -70,16 +86,11 @@ function copyOut(blob: Blob): Float32Array {
  */
 export function forwardWith(net: Net, inputs: Readonly<Record<string, InputArray>> = {}, options: ForwardWithOptions = {}): Record<string, Float32Array> {
   setInputs(net, inputs);
-  const start = options.start === undefined ? 0 : net.layerIndexOf(options.start);
-  const end = options.end === undefined ? net.layers.length - 1 : net.layerIndexOf(options.end);
-  if (start < 0) throw new NetError(`forwardWith: no layer '${options.start}' in net '${net.name}'`);
-  if (end < 0) throw new NetError(`forwardWith: no layer '${options.end}' in net '${net.name}'`);
+  const start = layerAt(net, 'forwardWith', options.start, 0);
+  const end = layerAt(net, 'forwardWith', options.end, net.layers.length - 1);
   if (net.layers.length > 0) net.forwardFromTo(start, end);
   const names = options.end === undefined ? [...net.outputBlobNames] : [...net.layers[end]!.param.top];
-  for (const b of options.blobs ?? []) if (!names.includes(b)) names.push(b);
-  const out: Record<string, Float32Array> = {};
-  for (const n of names) out[n] = copyOut(net.blob(n));
-  return out;
+  return copies(net, names, options.blobs, copyOut);
 }
 
 /** Rows of an array and their shape (shape[0] rows). */
@@ -181,10 +192,8 @@ function copyDiff(blob: Blob): Float32Array {
  * (with `end`, the bottoms of that layer) and of any `diffs` asked for.
  */
 export function backwardWith(net: Net, topDiffs: Readonly<Record<string, ArrayLike<number>>> = {}, options: BackwardWithOptions = {}): Record<string, Float32Array> {
-  const start = options.start === undefined ? net.layers.length - 1 : net.layerIndexOf(options.start);
-  const end = options.end === undefined ? 0 : net.layerIndexOf(options.end);
-  if (start < 0) throw new NetError(`backwardWith: no layer '${options.start}' in net '${net.name}'`);
-  if (end < 0) throw new NetError(`backwardWith: no layer '${options.end}' in net '${net.name}'`);
+  const start = layerAt(net, 'backwardWith', options.start, net.layers.length - 1);
+  const end = layerAt(net, 'backwardWith', options.end, 0);
   const given = Object.keys(topDiffs);
   if (given.length > 0) {
     const outputs = [...net.outputBlobNames];
@@ -199,8 +208,5 @@ export function backwardWith(net: Net, topDiffs: Readonly<Record<string, ArrayLi
   }
   if (net.layers.length > 0) net.backwardFromTo(start, end);
   const names = options.end === undefined ? [...net.inputBlobNames] : [...net.layers[end]!.param.bottom];
-  for (const d of options.diffs ?? []) if (!names.includes(d)) names.push(d);
-  const out: Record<string, Float32Array> = {};
-  for (const n of names) out[n] = copyDiff(net.blob(n));
-  return out;
+  return copies(net, names, options.diffs, copyDiff);
 }
