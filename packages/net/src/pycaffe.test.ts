@@ -71,6 +71,9 @@ describe('pycaffe-style helpers', () => {
     expect(forwards).toEqual([2, 2, 2]); // three batches of two: the last one padded
     expect(all.prob!.shape).toEqual([5, 2]);
     expect(all.ip!.shape).toEqual([5, 2]);
+    // The padded row's outputs are dropped: 5 rows of 2, not 6.
+    expect(all.prob!.data.length).toBe(10);
+    expect(all.ip!.data.length).toBe(10);
     rows.forEach((row, r) => {
       const one = forwardWith(net, { data: { shape: [2, 3], data: [...row, 0, 0, 0] } }, { blobs: ['ip'] });
       expect(Array.from(all.prob!.data.subarray(2 * r, 2 * r + 2))).toEqual(Array.from(one.prob!.subarray(0, 2)));
