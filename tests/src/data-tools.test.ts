@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '@caffe-ts/blob';
 import { closeDataSources, decodeDatumImage, encodeImage, openDatumDb, type PixelImage } from '@caffe-ts/io-leveldb';
-import { decodeBlobProto, decodeDatum, type Datum } from '@caffe-ts/proto';
-import { caffe, messages, tempDir } from './helpers.js';
+import { decodeBlobProto, decodeDatum } from '@caffe-ts/proto';
+import { caffe, messages, readDatums, tempDir } from './helpers.js';
 
 // End to end through the CLI: generated JPEG/PNG images → convert_imageset (raw and encoded) →
 // compute_image_mean → a tiny net trained from the encoded LMDB with mean_file, crop and mirror.
@@ -30,13 +30,6 @@ function image(i: number, rng: Rng): PixelImage {
   return { height: SIZE, width: SIZE, channels: 3, data };
 }
 
-async function records(path: string): Promise<{ key: string; datum: Datum }[]> {
-  const db = await openDatumDb(path, { backend: 'lmdb' });
-  const out: { key: string; datum: Datum }[] = [];
-  for await (const r of db.entries()) out.push({ key: r.key, datum: decodeDatum(r.value) });
-  await db.close();
-  return out;
-}
 
 const NET = `name: "tiny"
 layer {
@@ -97,8 +90,8 @@ describe('dataset tools end to end', () => {
     expect(enc.code).toBe(0);
     expect(readdirSync(dir.path).filter((f) => f.includes('.tmp-'))).toEqual([]);
 
-    const rawRecs = await records(join(dir.path, 'raw_lmdb'));
-    const encRecs = await records(join(dir.path, 'enc_lmdb'));
+    const rawRecs = await readDatums(join(dir.path, 'raw_lmdb'), 'lmdb');
+    const encRecs = await readDatums(join(dir.path, 'enc_lmdb'), 'lmdb');
     expect(rawRecs.map((r) => r.key)).toEqual(Array.from({ length: COUNT }, (_, i) => `${String(i).padStart(8, '0')}_sub/img_${i}.${i % 4 === 3 ? 'png' : 'jpg'}`));
     expect(encRecs.map((r) => r.key)).toEqual(rawRecs.map((r) => r.key));
     // Encoded records hold the files; decoded they are the raw records, pixel for pixel.

@@ -2,12 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '@caffe-ts/blob';
-import { closeDataSources, convertBundledMnist, openDatumDb, registerDataLayers } from '@caffe-ts/io-leveldb';
+import { closeDataSources, convertBundledMnist, registerDataLayers } from '@caffe-ts/io-leveldb';
 import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter, saveNet } from '@caffe-ts/net/node';
-import { decodeDatum, Phase, type Datum } from '@caffe-ts/proto';
-import { caffe, messages, tempDir, zooDir } from './helpers.js';
+import { Phase } from '@caffe-ts/proto';
+import { caffe, messages, readDatums, tempDir, zooDir } from './helpers.js';
 
 // `caffe extract_features` end to end: the zoo's LeNet train/test net (its TEST data layer reads the
 // bundled digits' LMDB, batches of 100), weights from a caffemodel written here, two blobs into two
@@ -15,13 +15,6 @@ import { caffe, messages, tempDir, zooDir } from './helpers.js';
 
 const lenet = join(zooDir, 'lenet/lenet_train_test.prototxt');
 
-async function records(path: string, backend: 'leveldb' | 'lmdb'): Promise<{ key: string; datum: Datum }[]> {
-  const db = await openDatumDb(path, { backend });
-  const out: { key: string; datum: Datum }[] = [];
-  for await (const r of db.entries()) out.push({ key: r.key, datum: decodeDatum(r.value) });
-  await db.close();
-  return out;
-}
 
 describe('caffe extract_features', () => {
   const dir = tempDir('caffe-ts-extract-');
@@ -60,8 +53,8 @@ describe('caffe extract_features', () => {
     expect(said).toContain('Extracted features of 300 query images for feature blob pool2');
     expect(said[said.length - 1]).toBe('Successfully extracted the features!');
 
-    const ip2 = await records(join(dir.path, 'feat_ip2'), 'lmdb');
-    const pool2 = await records(join(dir.path, 'feat_pool2'), 'lmdb');
+    const ip2 = await readDatums(join(dir.path, 'feat_ip2'), 'lmdb');
+    const pool2 = await readDatums(join(dir.path, 'feat_pool2'), 'lmdb');
     expect(ip2).toHaveLength(300);
     expect(pool2).toHaveLength(300);
     expect(ip2[0]!.key).toBe('0000000000');

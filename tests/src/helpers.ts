@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setLogSink, type LogSink } from '@caffe-ts/blob';
 import { runCli } from '@caffe-ts/cli';
+import { openDatumDb } from '@caffe-ts/io-leveldb';
+import { decodeDatum, type Datum } from '@caffe-ts/proto';
 
 /** `../shared/corpus` beside the repository, when present (read-only real Caffe files). */
 export const corpusDir = fileURLToPath(new URL('../../../shared/corpus', import.meta.url));
@@ -67,4 +69,13 @@ export async function withEnv<T>(name: string, value: string | undefined, run: (
 /** Runs `run` with CAFFE_TS_WORKERS set to `value` (undefined: unset, the CLI's own default), restoring it after. */
 export function withWorkersEnv<T>(value: string | undefined, run: () => Promise<T>): Promise<T> {
   return withEnv('CAFFE_TS_WORKERS', value, run);
+}
+
+/** Every record of a Datum database, in key order, its value decoded. */
+export async function readDatums(path: string, backend: 'leveldb' | 'lmdb'): Promise<{ key: string; datum: Datum }[]> {
+  const db = await openDatumDb(path, { backend });
+  const out: { key: string; datum: Datum }[] = [];
+  for await (const r of db.entries()) out.push({ key: r.key, datum: decodeDatum(r.value) });
+  await db.close();
+  return out;
 }
