@@ -44,7 +44,7 @@ export async function instantiator(features) {
 export const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 /**
- * Times `runs` (two of { call(), out() }) over `rounds` alternating rounds after three warm-up
+ * Times `runs` (two of { call(), out(), before?() }; before() runs untimed ahead of each timed call) over `rounds` alternating rounds after three warm-up
  * calls each. Returns each run's median ms, the median of the per-round ratios first / second,
  * and whether the two outputs are the same bits.
  */
@@ -56,6 +56,7 @@ export function alternate(runs, rounds) {
   for (let r = 0; r < rounds; r++) {
     const order = r & 1 ? [1, 0] : [0, 1];
     for (const k of order) {
+      runs[k].before?.();
       const t0 = performance.now();
       runs[k].call();
       times[k].push(performance.now() - t0);
