@@ -37,4 +37,4 @@ export { formatG } from './format.js';
 export { NetError, NetUpgradeError } from './errors.js';
 export { NetSpec, NetSpecCore, L, P, Top, LayerFunction, toProto, layerParamField, type ProtoInit, type LayerArgs, type KnownLayers, type LayerFn } from './net-spec.js';
 export { crop, coordMapFromTo, layerCoordMap, composeCoordMaps, invertCoordMap, type CoordMap } from './coord-map.js';
-export { forwardWith, forwardAll, backwardWith, setInputArrays, setInputs, netInputs, netOutputs, type InputArray, type BatchArray, type ForwardWithOptions, type BackwardWithOptions } from './pycaffe.js';
+export { forwardWith, forwardAll, forwardBackwardAll, backwardWith, setInputArrays, setInputs, netInputs, netOutputs, type InputArray, type BatchArray, type StackedArrays, type ForwardWithOptions, type BackwardWithOptions } from './pycaffe.js';

@@ -7,7 +7,7 @@ import { L, NetSpec } from './net-spec.js';
 import { Net } from './net.js';
 import { saveNet } from './node.js';
 import { netFromFiles } from './pycaffe-node.js';
-import { backwardWith, forwardAll, forwardWith, netInputs, netOutputs, setInputArrays } from './pycaffe.js';
+import { backwardWith, forwardAll, forwardBackwardAll, forwardWith, netInputs, netOutputs, setInputArrays } from './pycaffe.js';
 import { NetError } from './errors.js';
 import { testRegistry } from './test-helpers.js';
 
@@ -81,6 +81,50 @@ describe('pycaffe-style helpers', () => {
     });
     expect(() => forwardAll(net, { data: { shape: [5, 3], data: [1, 2] } })).toThrow(/input 'data' has 2 values for shape 5×3/);
     expect(() => forwardAll(net, { data: { shape: [0, 3], data: [] } })).toThrow(/has no rows/);
+  });
+
+  it('forwardBackwardAll runs a forward and a backward per batch, feeds output diffs by rows and drops the padding', () => {
+    const param = parseNetParameter(`
+      force_backward: true
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+      layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 1 } bias_filler { type: "constant" value: 0.5 } } }
+    `);
+    const net = new Net(param, { log: false, registry: testRegistry() });
+    const w = Array.from(net.params.get('ip')![0]!.cpuData()); // 2 × 3, row-major
+    const xs = [[1, 2, 3], [0, -1, 2], [4, 0, 0], [-2, -2, 1], [0.5, 0.5, 0.5]];
+    const gs = [[1, 0], [0, 1], [2, -1], [0.5, 0.5], [-1, 3]];
+    const steps: string[] = [];
+    const offs = [net.beforeForward((i) => i === 0 && steps.push('f')), net.beforeBackward((i) => i === 1 && steps.push('b'))];
+    const { outputs, diffs } = forwardBackwardAll(net, { data: { shape: [5, 3], data: xs.flat() }, ip: { shape: [5, 2], data: gs.flat() } }, { diffs: ['ip'] });
+    for (const off of offs) off();
+    expect(steps).toEqual(['f', 'b', 'f', 'b', 'f', 'b']); // three batches of two, the last one padded
+    expect(outputs.ip!.shape).toEqual([5, 2]);
+    expect(diffs.data!.shape).toEqual([5, 3]);
+    expect(diffs.ip!.shape).toEqual([5, 2]);
+    xs.forEach((x, r) => {
+      for (let o = 0; o < 2; o++) {
+        // ip = W·x + 0.5; the input's diff is Wᵀ·g.
+        expect(outputs.ip!.data[2 * r + o]).toBeCloseTo(w[3 * o]! * x[0]! + w[3 * o + 1]! * x[1]! + w[3 * o + 2]! * x[2]! + 0.5, 5);
+        expect(diffs.ip!.data[2 * r + o]).toBe(gs[r]![o]);
+      }
+      for (let j = 0; j < 3; j++) expect(diffs.data!.data[3 * r + j]).toBeCloseTo(w[j]! * gs[r]![0]! + w[3 + j]! * gs[r]![1]!, 5);
+    });
+    // Inputs alone: the backward runs on the diffs the outputs hold.
+    const only = forwardBackwardAll(net, { data: { shape: [2, 3], data: xs.slice(0, 2).flat() } });
+    expect(Object.keys(only.diffs)).toEqual(['data']);
+    expect(() => forwardBackwardAll(net, { nope: { shape: [1, 1], data: [0] } })).toThrow(/'nope' is neither an input \(data\) nor an output \(ip\)/);
+    expect(() => forwardBackwardAll(net, { data: { shape: [5, 3], data: xs.flat() }, ip: { shape: [4, 2], data: gs.slice(0, 4).flat() } })).toThrow(/input 'ip' has 4 rows where 'data' has 5/);
+    expect(() => forwardBackwardAll(net, {})).toThrow(/no arrays given/);
+    const two = new Net(parseNetParameter(`
+      layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }
+      layer { name: "t" type: "Input" top: "t" input_param { shape { dim: 2 dim: 2 } } }
+      layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 2 } }
+      layer { name: "ip2" type: "InnerProduct" bottom: "data" top: "ip2" inner_product_param { num_output: 2 } }
+      layer { name: "loss" type: "EuclideanLoss" bottom: "ip2" bottom: "t" top: "loss" }
+    `), { log: false, registry: testRegistry() });
+    const x = { shape: [2, 3], data: xs.slice(0, 2).flat() };
+    expect(() => forwardBackwardAll(two, { data: x, ip: { shape: [2, 2], data: [1, 2, 3, 4] } })).toThrow(/diffs given for ip, but the net's outputs are ip, loss: give all of them or none/);
+    expect(() => forwardBackwardAll(two, { data: x, ip: { shape: [2, 2], data: [1, 2, 3, 4] }, loss: { shape: [2], data: [1, 1] } })).toThrow(/output 'loss' is \(1\), not one row per item of the batch \(2\)/);
   });
 
   it("layer hooks (pycaffe's before_forward … after_backward) see every layer in Caffe's order, fused chains included", () => {

@@ -99,55 +99,130 @@ export interface BatchArray {
   data: Float32Array | Float64Array | number[];
 }
 
+/** Arrays stacked by rows: shape [rows, …per row]. */
+export type StackedArrays = Record<string, { shape: number[]; data: Float32Array }>;
+
+/**
+ * The rows of `arrays` (their first axis, the same number in each) cut into batches of `batch`
+ * rows, the last one filled up with zeros, as pycaffe's `Net._batch`. Each batch is yielded with
+ * how many of its rows are real.
+ */
+function* batchesOf(what: string, arrays: Readonly<Record<string, BatchArray>>, batch: number): Generator<{ take: number; fed: Record<string, InputArray> }> {
+  const names = Object.keys(arrays);
+  const rows = arrays[names[0]!]!.shape[0]!;
+  if (!(Number.isInteger(rows) && rows > 0)) throw new NetError(`${what}: input '${names[0]}' has no rows (shape ${arrays[names[0]!]!.shape.join('×')})`);
+  const perRow: Record<string, number> = {};
+  for (const name of names) {
+    const { shape, data } = arrays[name]!;
+    if (shape[0] !== rows) throw new NetError(`${what}: input '${name}' has ${shape[0]} rows where '${names[0]}' has ${rows}`);
+    const size = shape.slice(1).reduce((a, b) => a * b, 1);
+    if (data.length !== rows * size) throw new NetError(`${what}: input '${name}' has ${data.length} values for shape ${shape.join('×')}`);
+    perRow[name] = size;
+  }
+  for (let start = 0; start < rows; start += batch) {
+    const take = Math.min(batch, rows - start);
+    const fed: Record<string, InputArray> = {};
+    for (const name of names) {
+      const { shape, data } = arrays[name]!;
+      const size = perRow[name]!;
+      const padded = new Float32Array(batch * size);
+      for (let i = 0; i < take * size; i++) padded[i] = data[start * size + i]!;
+      fed[name] = { shape: [batch, ...shape.slice(1)], data: padded };
+    }
+    yield { take, fed };
+  }
+}
+
+/** Collects the first `take` rows of each batch's copies of blobs, and stacks them at the end. */
+class RowStack {
+  private readonly parts = new Map<string, { shape: number[]; parts: Float32Array[] }>();
+
+  add(net: Net, values: Record<string, Float32Array>, take: number): void {
+    for (const [name, v] of Object.entries(values)) {
+      const shape = net.blob(name).shape;
+      const size = v.length / (shape[0] || 1);
+      let entry = this.parts.get(name);
+      if (!entry) this.parts.set(name, (entry = { shape: [0, ...shape.slice(1)], parts: [] }));
+      entry.parts.push(v.subarray(0, take * size));
+      entry.shape[0]! += take;
+    }
+  }
+
+  stacked(): StackedArrays {
+    const result: StackedArrays = {};
+    for (const [name, { shape, parts }] of this.parts) {
+      const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        data.set(p, at);
+        at += p.length;
+      }
+      result[name] = { shape, data };
+    }
+    return result;
+  }
+}
+
+/** The batch size pycaffe's batching uses: the first axis of the net's first input (else of `fallback`). */
+function batchSize(net: Net, fallback: string): number {
+  return net.blob(net.inputBlobNames[0] ?? fallback).shape[0] ?? 1;
+}
+
 /**
  * pycaffe's `net.forward_all(blobs, **inputs)`: the inputs' rows (their first axis; the same
  * number for every input) go through the net in batches of its first input's size. The last
  * batch is filled up with zeros, and the rows that padding produced are dropped from the results.
  * Returns the outputs (and `blobs`) with every batch's rows stacked: shape [rows, …per row].
  */
-export function forwardAll(net: Net, inputs: Readonly<Record<string, BatchArray>>, options: { blobs?: string[] } = {}): Record<string, { shape: number[]; data: Float32Array }> {
+export function forwardAll(net: Net, inputs: Readonly<Record<string, BatchArray>>, options: { blobs?: string[] } = {}): StackedArrays {
   const names = Object.keys(inputs);
   if (names.length === 0) throw new NetError(`forwardAll: no inputs given (net '${net.name}' takes ${net.inputBlobNames.join(', ') || 'none'})`);
-  const rows = inputs[names[0]!]!.shape[0]!;
-  if (!(Number.isInteger(rows) && rows > 0)) throw new NetError(`forwardAll: input '${names[0]}' has no rows (shape ${inputs[names[0]!]!.shape.join('×')})`);
-  const batch = net.blob(net.inputBlobNames[0] ?? names[0]!).shape[0] ?? 1;
-  const perRow: Record<string, number> = {};
+  const outs = new RowStack();
+  for (const { take, fed } of batchesOf('forwardAll', inputs, batchSize(net, names[0]!))) outs.add(net, forwardWith(net, fed, { blobs: options.blobs }), take);
+  return outs.stacked();
+}
+
+/**
+ * pycaffe's `net.forward_backward_all(blobs, diffs, **arrays)`: `arrays` holds rows of the net's
+ * inputs (fed forward) and of its outputs' diffs (fed backward: all of the outputs or none, as
+ * backwardWith), the same number of rows in each. They run in batches of the first input's size,
+ * a forward then a backward per batch, the last batch filled up with zeros. Returns the outputs
+ * (and `blobs`) and the inputs' diffs (and `diffs`), each with the batches' rows stacked and the
+ * padding's rows dropped. An output fed a diff must have one row per item (shape [batch, …]).
+ */
+export function forwardBackwardAll(
+  net: Net,
+  arrays: Readonly<Record<string, BatchArray>>,
+  options: { blobs?: string[]; diffs?: string[] } = {},
+): { outputs: StackedArrays; diffs: StackedArrays } {
+  const names = Object.keys(arrays);
+  if (names.length === 0) throw new NetError(`forwardBackwardAll: no arrays given (net '${net.name}' takes ${net.inputBlobNames.join(', ') || 'none'}; outputs ${net.outputBlobNames.join(', ') || 'none'})`);
+  const batch = batchSize(net, names[0]!);
   for (const name of names) {
-    const { shape, data } = inputs[name]!;
-    if (shape[0] !== rows) throw new NetError(`forwardAll: input '${name}' has ${shape[0]} rows where '${names[0]}' has ${rows}`);
-    const size = shape.slice(1).reduce((a, b) => a * b, 1);
-    if (data.length !== rows * size) throw new NetError(`forwardAll: input '${name}' has ${data.length} values for shape ${shape.join('×')}`);
-    perRow[name] = size;
-  }
-  const collected: Record<string, { shape: number[]; parts: Float32Array[] }> = {};
-  for (let start = 0; start < rows; start += batch) {
-    const take = Math.min(batch, rows - start);
-    const fed: Record<string, InputArray> = {};
-    for (const name of names) {
-      const { shape, data } = inputs[name]!;
-      const padded = new Float32Array(batch * perRow[name]!);
-      for (let i = 0; i < take * perRow[name]!; i++) padded[i] = data[start * perRow[name]! + i]!;
-      fed[name] = { shape: [batch, ...shape.slice(1)], data: padded };
+    if (net.inputBlobNames.includes(name)) continue;
+    if (!net.outputBlobNames.includes(name)) {
+      throw new NetError(`forwardBackwardAll: '${name}' is neither an input (${net.inputBlobNames.join(', ') || 'none'}) nor an output (${net.outputBlobNames.join(', ') || 'none'}) of net '${net.name}'`);
     }
-    const out = forwardWith(net, fed, { blobs: options.blobs });
-    for (const [name, values] of Object.entries(out)) {
-      const shape = net.blob(name).shape;
-      const size = values.length / (shape[0] || 1);
-      (collected[name] ??= { shape: [0, ...shape.slice(1)], parts: [] }).parts.push(values.subarray(0, take * size));
-      collected[name]!.shape[0] += take;
-    }
+    const shape = net.blob(name).shape;
+    if (shape[0] !== batch) throw new NetError(`forwardBackwardAll: output '${name}' is ${net.blob(name).shapeString()}, not one row per item of the batch (${batch}), so its diffs cannot be fed in rows`);
   }
-  const result: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [name, { shape, parts }] of Object.entries(collected)) {
-    const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      data.set(p, at);
-      at += p.length;
-    }
-    result[name] = { shape, data };
+  const outputsGiven = names.filter((n) => net.outputBlobNames.includes(n));
+  if (outputsGiven.length > 0 && outputsGiven.length !== net.outputBlobNames.length) {
+    throw new NetError(`forwardBackwardAll: diffs given for ${outputsGiven.join(', ')}, but the net's outputs are ${net.outputBlobNames.join(', ')}: give all of them or none`);
   }
-  return result;
+  const outs = new RowStack();
+  const diffs = new RowStack();
+  for (const { take, fed } of batchesOf('forwardBackwardAll', arrays, batch)) {
+    const forward: Record<string, InputArray> = {};
+    const backward: Record<string, ArrayLike<number>> = {};
+    for (const [name, value] of Object.entries(fed)) {
+      if (net.inputBlobNames.includes(name)) forward[name] = value;
+      else backward[name] = (value as { data: Float32Array }).data;
+    }
+    outs.add(net, forwardWith(net, forward, { blobs: options.blobs }), take);
+    diffs.add(net, backwardWith(net, backward, { diffs: options.diffs }), take);
+  }
+  return { outputs: outs.stacked(), diffs: diffs.stacked() };
 }
 
 /**
