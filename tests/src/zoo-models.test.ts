@@ -15,6 +15,8 @@ const CORPUS: Record<string, string> = {
   cifar10_full: 'nets/cifar10/cifar10_full.prototxt',
   caffenet: 'nets/bvlc_reference_caffenet/deploy.prototxt',
   caffenet_full_conv: 'nets/misc_examples/bvlc_caffenet_full_conv.prototxt',
+  rcnn_ilsvrc13: 'nets/bvlc_reference_rcnn_ilsvrc13/deploy.prototxt',
+  finetune_flickr_style: 'nets/finetune_flickr_style/deploy.prototxt',
   alexnet: 'nets/bvlc_alexnet/deploy.prototxt',
   googlenet: 'nets/bvlc_googlenet/deploy.prototxt',
   vgg16: 'nets/vgg/VGG_ILSVRC_16_layers_deploy.prototxt',
@@ -79,11 +81,28 @@ describe('zoo deploy nets', () => {
   }
 });
 
+/** Zoo model → the corpus train/val net its own must match layer for layer (names, types, param specs). */
+const CORPUS_TRAIN: Record<string, string> = {
+  caffenet: 'nets/bvlc_reference_caffenet/train_val.prototxt',
+  alexnet: 'nets/bvlc_alexnet/train_val.prototxt',
+  finetune_flickr_style: 'nets/finetune_flickr_style/train_val.prototxt',
+};
+
+describe('zoo train/val nets against the released ones', () => {
+  for (const [name, file] of Object.entries(CORPUS_TRAIN)) {
+    it.skipIf(!hasCorpus)(`${name}: the same layers, in order, with the same learning-rate and decay multipliers`, () => {
+      const summary = (param: NetParameter) =>
+        param.layer.map((l) => `${l.name} ${l.type} ${l.param.map((p) => `lr ${p.lr_mult} decay ${p.decay_mult}`).join(', ')}`);
+      expect(summary(readNetParameter(zooModel(name).files.trainTest!, { log: false }))).toEqual(summary(readNetParameter(corpus(file), { log: false })));
+    });
+  }
+});
+
 describe('zoo train/test nets and solvers', () => {
   const withTraining = zooModels().filter((m) => m !== 'lenet' && zooModel(m).files.trainTest);
 
   it('covers the models Caffe trained with a solver', () => {
-    expect(withTraining.sort()).toEqual(['alexnet', 'caffenet', 'cifar10_full', 'cifar10_quick', 'googlenet', 'squeezenet_v1.1']);
+    expect(withTraining.sort()).toEqual(['alexnet', 'caffenet', 'cifar10_full', 'cifar10_quick', 'finetune_flickr_style', 'googlenet', 'squeezenet_v1.1']);
   });
 
   for (const name of withTraining) {
@@ -95,13 +114,14 @@ describe('zoo train/test nets and solvers', () => {
       expect(solver.base_lr).toBeGreaterThan(0);
       for (const phase of [Phase.TRAIN, Phase.TEST]) {
         const param = readNetParameter(m.files.trainTest!, { log: false });
-        const crop = param.layer.find((l) => l.type === 'Data')!.transform_param!.crop_size || 32;
+        const isData = (l: LayerParameter) => l.type === 'Data' || l.type === 'ImageData';
+        const crop = param.layer.find(isData)!.transform_param!.crop_size || 32;
         let swapped = 0;
         param.layer = param.layer.map((l) => {
           // Constant-zero weights (no filler) keep construction fast; only the structure is tested.
           if (l.convolution_param) l.convolution_param.weight_filler = null;
           if (l.inner_product_param) l.inner_product_param.weight_filler = null;
-          if (l.type !== 'Data') return l;
+          if (!isData(l)) return l;
           swapped++;
           return createMessage<LayerParameter>('LayerParameter', {
             name: l.name, type: 'Input', top: l.top.slice(), include: l.include,

@@ -3,7 +3,7 @@ import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
 import { readNetParameter } from '@caffe-ts/net/node';
 import { Phase, type NetParameter } from '@caffe-ts/proto';
-import { SurgeryError, transplantParams, zooModel } from '@caffe-ts/zoo';
+import { Detector, FLICKR_STYLE_LABELS, SurgeryError, transplantParams, zooModel } from '@caffe-ts/zoo';
 
 function build(model: string, shape: number[]): Net {
   const param: NetParameter = readNetParameter(zooModel(model).files.deploy!, { log: false });
@@ -61,6 +61,30 @@ describe('transplantParams (net surgery)', () => {
     full.blob('data').reshape([1, 3, 451, 451]);
     full.reshape();
     expect(full.blob('prob').shape).toEqual([1, 1000, 8, 8]);
+  }, 60_000);
+
+  it("the R-CNN detector and the Flickr Style net take CaffeNet's layers by name; their new heads stay their own", () => {
+    const caffenet = build('caffenet', [1, 3, 227, 227]);
+    randomize(caffenet);
+    const rcnn = build('rcnn_ilsvrc13', [1, 3, 227, 227]);
+    const flickr = build('finetune_flickr_style', [1, 3, 227, 227]);
+    const features = [['conv1', 'conv1'], ['conv2', 'conv2'], ['conv3', 'conv3'], ['conv4', 'conv4'], ['conv5', 'conv5'], ['fc6', 'fc6'], ['fc7', 'fc7']];
+    // fc8 has no namesake in either net: what fine-tuning from CaffeNet's weights relies on.
+    expect(transplantParams(caffenet, rcnn).copied).toEqual(features);
+    expect(transplantParams(caffenet, flickr).copied).toEqual(features);
+    expect(rcnn.params.get('fc-rcnn')![0]!.shape).toEqual([200, 4096]);
+    expect(flickr.params.get('fc8_flickr')![0]!.shape).toEqual([20, 4096]);
+    expect(zooModel('finetune_flickr_style').labels).toEqual([...FLICKR_STYLE_LABELS]);
+    expect(FLICKR_STYLE_LABELS).toHaveLength(20);
+
+    // R-CNN scores a window from CaffeNet's fc7 features of it: run through Detector, one window.
+    const image = { height: 300, width: 240, channels: 3, data: Float32Array.from({ length: 300 * 240 * 3 }, (_, i) => (Math.sin(i * 0.013) + 1) / 2) };
+    const detector = new Detector(rcnn, { contextPad: 16, mean: [104, 117, 123], rawScale: 255, channelSwap: [2, 1, 0] });
+    const [hit] = detector.detectWindows([{ name: 'img', image, windows: [[40, 30, 250, 200]] }]);
+    expect(hit!.prediction).toHaveLength(200);
+    caffenet.blob('data').mutableCpuData().set(rcnn.blob('data').cpuData());
+    caffenet.forward();
+    expect(Array.from(rcnn.blob('fc7').cpuData())).toEqual(Array.from(caffenet.blob('fc7').cpuData()));
   }, 60_000);
 
   it('names what does not fit', () => {

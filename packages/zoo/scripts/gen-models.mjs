@@ -118,13 +118,28 @@ function lossHead(s, bottom, { top5 = false, prefix = '', weight = null } = {}) 
 function caffenetLike(kind, mode) {
   const alex = kind === 'alexnet';
   const fullConv = kind === 'caffenet_full_conv';
-  const s = new Spec(alex ? 'AlexNet' : fullConv ? 'CaffeNetConv' : 'CaffeNet', [
+  const rcnn = kind === 'rcnn_ilsvrc13';
+  const flickr = kind === 'finetune_flickr_style';
+  const netName = alex ? 'AlexNet' : fullConv ? 'CaffeNetConv' : rcnn ? 'R-CNN-ilsvrc13' : flickr ? 'FlickrStyleCaffeNet' : 'CaffeNet';
+  const s = new Spec(netName, [
     fullConv
       ? 'CaffeNet made fully convolutional (Caffe\'s net_surgery example): fc6/fc7/fc8 as 6x6, 1x1, 1x1 convolutions.'
       : alex
       ? 'AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as BVLC trained it: LRN before pooling.'
+      : rcnn
+      ? 'R-CNN ILSVRC13 detector (bvlc_reference_rcnn_ilsvrc13): CaffeNet features, the 200 detection classes\' SVMs as the fc-rcnn layer.'
+      : flickr
+      ? 'CaffeNet fine-tuned for the 20 Flickr Style labels (finetune_flickr_style): a new fc8_flickr layer learning 10x faster.'
       : 'CaffeNet: BVLC\'s AlexNet variant with pooling before LRN (bvlc_reference_caffenet).',
-    fullConv ? 'A 451x451 input gives an 8x8 map of class probabilities, one per 227x227 window at a stride of 32 pixels.' : mode === 'deploy' ? 'Inference: 10 crops of 3x227x227 BGR minus the ImageNet mean in, 1000 class probabilities out.' : 'Training/validation on ILSVRC-2012 LMDBs (paths relative to the Caffe root, as in Caffe).',
+    fullConv
+      ? 'A 451x451 input gives an 8x8 map of class probabilities, one per 227x227 window at a stride of 32 pixels.'
+      : rcnn
+      ? 'Inference: 10 warped windows of 3x227x227 BGR minus the ImageNet mean in, 200 SVM scores out (no softmax; caffe detect_windows).'
+      : flickr && mode === 'deploy'
+      ? 'Inference: 10 crops of 3x227x227 BGR minus the ImageNet mean in, 20 style probabilities out.'
+      : flickr
+      ? 'Fine-tuning from CaffeNet\'s weights on image lists (data/flickr_style/train.txt, test.txt: "path label" lines), paths relative to the Caffe root.'
+      : mode === 'deploy' ? 'Inference: 10 crops of 3x227x227 BGR minus the ImageNet mean in, 1000 class probabilities out.' : 'Training/validation on ILSVRC-2012 LMDBs (paths relative to the Caffe root, as in Caffe).',
   ]);
   const train = mode !== 'deploy';
   const g = (std) => (train ? `type: "gaussian" std: ${std}` : null);
@@ -133,7 +148,13 @@ function caffenetLike(kind, mode) {
     s.conv(name, bottom, n, k, { ...o, lr: train, wf: g(0.01) });
     if (train) s.layers.at(-1).body = s.layers.at(-1).body.replace('bias_filler { type: "constant" value: 0 }', `bias_filler { ${c(bias)} }`);
   };
-  if (train) imagenetData(s, 227, { meanFile: true });
+  if (train && flickr) {
+    const images = (phase, list, mirror) => s.add('data', 'ImageData', [], ['data', 'label'],
+      `transform_param { mirror: ${mirror} crop_size: 227 mean_file: "data/ilsvrc12/imagenet_mean.binaryproto" }\nimage_data_param { source: "data/flickr_style/${list}" batch_size: 50 new_height: 256 new_width: 256 }`,
+      `include { phase: ${phase} }`);
+    images('TRAIN', 'train.txt', true);
+    images('TEST', 'test.txt', false);
+  } else if (train) imagenetData(s, 227, { meanFile: true });
   else s.input(fullConv ? [1, 3, 451, 451] : [10, 3, 227, 227]);
   conv('conv1', 'data', 96, 11, { stride: 4 }, 0);
   s.relu('relu1', 'conv1');
@@ -177,6 +198,18 @@ function caffenetLike(kind, mode) {
   s.ip('fc7', 'fc6', 4096, { lr: train, wf: g(0.005), bf: c(alex ? 0.1 : 1) });
   s.relu('relu7', 'fc7');
   s.dropout('drop7', 'fc7', 0.5);
+  if (rcnn) {
+    s.ip('fc-rcnn', 'fc7', 200, { lr: false });
+    return s.render();
+  }
+  if (flickr) {
+    s.ip('fc8_flickr', 'fc7', 20, { lr: false, wf: 'type: "gaussian" std: 0.01', bf: 'type: "constant" value: 0' });
+    // A new layer learning from random weights while the others are already trained: 10x the rate.
+    s.layers.at(-1).extra = lrMults(10, 1, 20, 0);
+    if (train) lossHead(s, 'fc8_flickr');
+    else s.softmax('prob', 'fc8_flickr');
+    return s.render();
+  }
   s.ip('fc8', 'fc7', 1000, { lr: train, wf: g(0.01), bf: c(0) });
   if (train) lossHead(s, 'fc8');
   else s.softmax('prob', 'fc8');
@@ -556,6 +589,14 @@ for (const kind of ['caffenet', 'alexnet']) {
   }));
 }
 write('caffenet_full_conv', 'deploy.prototxt', caffenetLike('caffenet_full_conv', 'deploy'));
+write('rcnn_ilsvrc13', 'deploy.prototxt', caffenetLike('rcnn_ilsvrc13', 'deploy'));
+write('finetune_flickr_style', 'deploy.prototxt', caffenetLike('finetune_flickr_style', 'deploy'));
+write('finetune_flickr_style', 'train_val.prototxt', caffenetLike('finetune_flickr_style', 'train'));
+write('finetune_flickr_style', 'solver.prototxt', imagenetSolver('train_val.prototxt', 'models/finetune_flickr_style/finetune_flickr_style', {
+  comment: 'Fine-tuning schedule: a tenth of CaffeNet\'s rate (lr 0.001), divided by 10 every 20000 iterations of 50. Start from CaffeNet\'s weights (caffe train --weights).',
+  testIter: 100, testInterval: 1000, baseLr: 0.001, policy: 'step', extra: ['gamma: 0.1', 'stepsize: 20000'],
+  display: 20, maxIter: 100000, weightDecay: 0.0005, snapshot: 10000,
+}));
 write('googlenet', 'deploy.prototxt', googlenet('deploy'));
 write('googlenet', 'train_val.prototxt', googlenet('train'));
 write('googlenet', 'solver.prototxt', imagenetSolver('train_val.prototxt', 'models/googlenet/googlenet', {
@@ -615,6 +656,26 @@ const READMES = {
     accuracy: 'as CaffeNet for each 227×227 window; build its weights from CaffeNet\'s with `transplantParams(caffenet, fullConv, { map: { fc6: \'fc6-conv\', fc7: \'fc7-conv\', fc8: \'fc8-conv\' } })`.',
     input: '3×451×451 (any size ≥ 227; 227 + 32k gives a (k+1)×(k+1) map)', mean: '(104, 117, 123) per channel', scale: '1',
     order: CAFFE_ORDER, labels: IMAGENET_LABELS, files: ['deploy.prototxt'],
+  },
+  rcnn_ilsvrc13: {
+    title: 'R-CNN ILSVRC13 (bvlc_reference_rcnn_ilsvrc13)',
+    paper: 'Girshick, Donahue, Darrell, Malik, "Rich feature hierarchies for accurate object detection and semantic segmentation", CVPR 2014; BVLC moved the R-CNN SVMs into the `fc-rcnn` layer.',
+    accuracy: 'mAP 31.4% on the ILSVRC-2013 detection test set (paper, R-CNN with bounding-box regression, which this pure Caffe model does not have).',
+    input: '3×227×227 windows warped from region proposals (`caffe detect_windows`, `Detector`; context padding 16)', mean: 'ilsvrc_2012_mean, or (104, 117, 123) per channel', scale: '1 (pixels 0..255)',
+    order: CAFFE_ORDER,
+    labels: 'the 200 ILSVRC-2013 detection classes (`det_synset_words.txt` from Caffe\'s `data/ilsvrc12/get_ilsvrc_aux.sh`), not shipped here. The outputs are SVM scores, not probabilities.',
+    weights: 'bvlc_reference_rcnn_ilsvrc13.caffemodel from the BVLC model zoo (sha1 bdd8abb885819cba5e2fe1eb36235f2319477e64).',
+    files: ['deploy.prototxt'],
+  },
+  finetune_flickr_style: {
+    title: 'CaffeNet fine-tuned on Flickr Style (finetune_flickr_style)',
+    paper: 'Karayev et al., "Recognizing Image Style", BMVC 2014 (the Flickr Style dataset); Caffe\'s fine-tuning example.',
+    accuracy: 'about 39% test accuracy on the 20 styles after 100000 iterations (BVLC model zoo, all 80000 images).',
+    input: '3×227×227 crops of images resized to 256×256', mean: 'ilsvrc_2012_mean, or (104, 117, 123) per channel', scale: '1 (pixels 0..255)',
+    order: CAFFE_ORDER,
+    labels: 'the 20 Flickr styles, Detailed … Romantic (`FLICKR_STYLE_LABELS`, in label order).',
+    weights: 'finetune_flickr_style.caffemodel from the BVLC model zoo (sha1 b61b5cef7d771b53b0c488e78d35ccadc073e9cf); or fine-tune it yourself: `caffe train --solver solver.prototxt --weights bvlc_reference_caffenet.caffemodel` (fc8_flickr starts from random weights, the other layers load by name).',
+    files: ['deploy.prototxt', 'train_val.prototxt', 'solver.prototxt'],
   },
   alexnet: {
     title: 'AlexNet (bvlc_alexnet)',

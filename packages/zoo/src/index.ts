@@ -15,7 +15,7 @@ export interface ZooModel {
   input: { shape: number[]; scale: number; mean?: number[]; meanFile?: string; channelOrder: 'gray' | 'BGR' | 'RGB'; rawScale?: number };
   /** Class names in output order; ImageNet models ship none (see `loadLabels`). */
   labels: string[];
-  labelSet: 'mnist' | 'cifar10' | 'imagenet';
+  labelSet: 'mnist' | 'cifar10' | 'imagenet' | 'ilsvrc13-det' | 'flickr-style';
   /** Published accuracy, for the README and reports. */
   accuracy?: string;
 }
@@ -26,6 +26,11 @@ export const MNIST_LABELS: readonly string[] = ['0', '1', '2', '3', '4', '5', '6
 /** CIFAR-10 classes in label order (batches.meta.txt). */
 export const CIFAR10_LABELS: readonly string[] = [
   'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+];
+/** The Flickr Style labels in label order (Caffe's examples/finetune_flickr_style/style_names.txt). */
+export const FLICKR_STYLE_LABELS: readonly string[] = [
+  'Detailed', 'Pastel', 'Melancholy', 'Noir', 'HDR', 'Vintage', 'Long Exposure', 'Horror', 'Sunny', 'Bright',
+  'Hazy', 'Bokeh', 'Serene', 'Texture', 'Ethereal', 'Macro', 'Depth of Field', 'Geometric Composition', 'Minimal', 'Romantic',
 ];
 /** The BGR ImageNet mean Caffe's reference models subtract (ilsvrc_2012_mean averaged per channel). */
 export const IMAGENET_MEAN_BGR: readonly number[] = [104, 117, 123];
@@ -82,6 +87,15 @@ const MODELS: Record<string, ZooModel> = {
   caffenet: imagenet('caffenet', 'BVLC reference CaffeNet (AlexNet variant)', { size: 227, batch: 10, trainVal: true, accuracy: 'top-1 57.4%, top-5 80.4% (ILSVRC-2012 val, center crop, BVLC)' }),
   caffenet_full_conv: {
     ...imagenet('caffenet_full_conv', 'CaffeNet as a fully convolutional net (net surgery: fc6/fc7/fc8 as convolutions)', { size: 451, accuracy: 'as CaffeNet, per 227×227 window (weights transplanted with transplantParams)' }),
+  },
+  rcnn_ilsvrc13: {
+    ...imagenet('rcnn_ilsvrc13', 'BVLC R-CNN ILSVRC13 detector (CaffeNet features, 200 class SVM scores)', { size: 227, batch: 10, accuracy: 'mAP 31.4% ILSVRC-2013 detection test (paper, with box regression)' }),
+    labelSet: 'ilsvrc13-det',
+  },
+  finetune_flickr_style: {
+    ...imagenet('finetune_flickr_style', 'CaffeNet fine-tuned on the 20 Flickr Style labels', { size: 227, batch: 10, trainVal: true, accuracy: '~39% test accuracy on 20 styles (BVLC)' }),
+    labels: [...FLICKR_STYLE_LABELS],
+    labelSet: 'flickr-style',
   },
   alexnet: imagenet('alexnet', 'BVLC AlexNet', { size: 227, batch: 10, trainVal: true, accuracy: 'top-1 57.1%, top-5 80.2% (ILSVRC-2012 val, BVLC)' }),
   googlenet: imagenet('googlenet', 'BVLC GoogLeNet (Inception v1)', { size: 224, batch: 10, trainVal: true, accuracy: 'top-1 68.7%, top-5 88.9% (ILSVRC-2012 val, single crop, BVLC)' }),
