@@ -173,6 +173,23 @@ describe('probeParallelism', () => {
     expect(long.timings.every((t) => t.msPerIteration !== null && t.iterations! >= 4)).toBe(true);
   });
 
+  it("sets the rounds' length from a warm call, not from the copies' slow first iterations", async () => {
+    // Each copy's first two batches take 25 ms (a cold start), the rest well under a millisecond.
+    const base = sequentialFeed(4);
+    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number, name: string) => {
+      if (k < 2) for (const t0 = performance.now(); performance.now() - t0 < 25; );
+      return base.batch(phase, k, name);
+    } };
+    const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
+    const probe = await probeParallelism(read, {
+      candidates: [plan(1, 1), plan(1, 2)],
+      solverOptions: { log: false, registry: testRegistry(feed) },
+      warmup: 2, warmupMs: 1, roundMs: 40, rounds: 1, log: false, maxShare: Infinity,
+    });
+    // Timed at the cold speed, 40 ms would make the shortest rounds allowed (4 iterations).
+    for (const t of probe.timings) expect(t.iterations).toBeGreaterThanOrEqual(16);
+  });
+
   it('times the candidates one after the other when a second copy cannot be built while the first is open', async () => {
     // A data source only one net at a time may hold (until its net is closed).
     let held = false;

@@ -38,8 +38,10 @@ export interface ParallelProbeOptions {
   /** Worker plugin modules, as DataParallelOptions.register. */
   register?: readonly string[];
   /**
-   * Untimed iterations per candidate first (default 2, and more until `warmupMs`, default 200,
-   * have passed: the first steps warm caches and compile code).
+   * Untimed iterations per candidate first (default 2: the first steps warm caches and compile
+   * code), then, where `warmupMs` (default 200) is above 0, a second untimed call of at least 3
+   * iterations, more until `warmupMs` have passed in all; the rounds' length comes from that
+   * call's speed.
    */
   warmup?: number;
   warmupMs?: number;
@@ -210,10 +212,14 @@ export async function probeParallelism(read: SolverFile, options: ParallelProbeO
       if (warmup > 0) await solver.step(warmup);
       // The speed after the first iteration (a worker mix's first of a step() call runs cold).
       const msPer = () => (built.marks.length >= 2 ? (built.marks[built.marks.length - 1]! - built.marks[0]!) / (built.marks.length - 1) : performance.now() - t0);
-      const left = warmupMs - (performance.now() - t0);
-      if (left > 0) {
+      if (warmupMs > 0) {
+        // A second call, at least three iterations, whatever the first took: the speed that sets
+        // the rounds' length is taken from it. The first call's iterations include a worker mix's
+        // start (its threads compiling their kernels), which made its rounds the shortest allowed
+        // and so its timing the noisiest.
+        const left = Math.max(0, warmupMs - (performance.now() - t0));
         built.marks = [];
-        await solver.step(Math.min(64, Math.max(2, Math.ceil(left / Math.max(0.1, msPer())))));
+        await solver.step(Math.min(64, Math.max(3, Math.ceil(left / Math.max(0.1, msPer())))));
       }
       built.msPerIteration = msPer();
       built.iterations = options.iterations ?? Math.min(64, Math.max(4, Math.round(roundMs / Math.max(0.1, built.msPerIteration))));
