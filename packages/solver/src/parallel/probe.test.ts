@@ -40,6 +40,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const plan = (workers: number, kernelThreads: number) => ({ workers, kernelThreads, mode: 'split' as const });
 
+/** A sequential feed that calls `before(k)` ahead of serving a copy's k-th batch. */
+function feedBefore(before: (k: number) => void) {
+  const base = sequentialFeed(4);
+  return { ...base, counters: {}, batch: (phase: Phase, k: number, name: string) => {
+    before(k);
+    return base.batch(phase, k, name);
+  } };
+}
+
 /** probeParallelism's options for these tests: quiet copies, each probe with a feed of its own, plus `extra`. */
 const quiet = (extra: ParallelProbeOptions): ParallelProbeOptions => ({
   solverOptions: { log: false, registry: testRegistry(sequentialFeed(4)) },
@@ -175,11 +184,9 @@ describe('probeParallelism', () => {
 
   it("sets the rounds' length from a warm call, not from the copies' slow first iterations", async () => {
     // Each copy's first two batches take 25 ms (a cold start), the rest well under a millisecond.
-    const base = sequentialFeed(4);
-    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number, name: string) => {
+    const feed = feedBefore((k) => {
       if (k < 2) for (const t0 = performance.now(); performance.now() - t0 < 25; );
-      return base.batch(phase, k, name);
-    } };
+    });
     const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
     const probe = await probeParallelism(read, {
       candidates: [plan(1, 1), plan(1, 2)],
@@ -222,11 +229,9 @@ describe('probeParallelism', () => {
   });
 
   it('ends the timing, not the run, when a copy fails while stepping, and closes every copy', async () => {
-    const base = sequentialFeed(4);
-    const feed = { ...base, counters: {}, batch: (phase: Phase, k: number, name: string) => {
+    const feed = feedBefore((k) => {
       if (k >= 6) throw new Error('the feed ran dry');
-      return base.batch(phase, k, name);
-    } };
+    });
     const read = await readSolverFile('solver.prototxt', { rootDir: dir, log: false });
     const probe = await probeParallelism(read, {
       candidates: [plan(1, 2), plan(1, 1)],
