@@ -113,7 +113,7 @@ describe('pycaffe-style helpers', () => {
     const only = forwardBackwardAll(net, { data: { shape: [2, 3], data: xs.slice(0, 2).flat() } });
     expect(Object.keys(only.diffs)).toEqual(['data']);
     expect(() => forwardBackwardAll(net, { nope: { shape: [1, 1], data: [0] } })).toThrow(/'nope' is neither an input \(data\) nor an output \(ip\)/);
-    expect(() => forwardBackwardAll(net, { data: { shape: [5, 3], data: xs.flat() }, ip: { shape: [4, 2], data: gs.slice(0, 4).flat() } })).toThrow(/input 'ip' has 4 rows where 'data' has 5/);
+    expect(() => forwardBackwardAll(net, { data: { shape: [5, 3], data: xs.flat() }, ip: { shape: [4, 2], data: gs.slice(0, 4).flat() } })).toThrow(/diff of output 'ip' has 4 rows where 'data' has 5/);
     expect(() => forwardBackwardAll(net, {})).toThrow(/no arrays given/);
     const two = new Net(parseNetParameter(`
       layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }

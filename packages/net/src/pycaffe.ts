@@ -107,16 +107,21 @@ export type StackedArrays = Record<string, { shape: number[]; data: Float32Array
  * rows, the last one filled up with zeros, as pycaffe's `Net._batch`. Each batch is yielded with
  * how many of its rows are real.
  */
-function* batchesOf(what: string, arrays: Readonly<Record<string, BatchArray>>, batch: number): Generator<{ take: number; fed: Record<string, InputArray> }> {
+function* batchesOf(
+  what: string,
+  arrays: Readonly<Record<string, BatchArray>>,
+  batch: number,
+  role: (name: string) => string = () => 'input',
+): Generator<{ take: number; fed: Record<string, InputArray> }> {
   const names = Object.keys(arrays);
   const rows = arrays[names[0]!]!.shape[0]!;
-  if (!(Number.isInteger(rows) && rows > 0)) throw new NetError(`${what}: input '${names[0]}' has no rows (shape ${arrays[names[0]!]!.shape.join('×')})`);
+  if (!(Number.isInteger(rows) && rows > 0)) throw new NetError(`${what}: ${role(names[0]!)} '${names[0]}' has no rows (shape ${arrays[names[0]!]!.shape.join('×')})`);
   const perRow: Record<string, number> = {};
   for (const name of names) {
     const { shape, data } = arrays[name]!;
-    if (shape[0] !== rows) throw new NetError(`${what}: input '${name}' has ${shape[0]} rows where '${names[0]}' has ${rows}`);
+    if (shape[0] !== rows) throw new NetError(`${what}: ${role(name)} '${name}' has ${shape[0]} rows where '${names[0]}' has ${rows}`);
     const size = shape.slice(1).reduce((a, b) => a * b, 1);
-    if (data.length !== rows * size) throw new NetError(`${what}: input '${name}' has ${data.length} values for shape ${shape.join('×')}`);
+    if (data.length !== rows * size) throw new NetError(`${what}: ${role(name)} '${name}' has ${data.length} values for shape ${shape.join('×')}`);
     perRow[name] = size;
   }
   for (let start = 0; start < rows; start += batch) {
@@ -212,7 +217,8 @@ export function forwardBackwardAll(
   }
   const outs = new RowStack();
   const diffs = new RowStack();
-  for (const { take, fed } of batchesOf('forwardBackwardAll', arrays, batch)) {
+  const role = (name: string) => (net.inputBlobNames.includes(name) ? 'input' : 'diff of output');
+  for (const { take, fed } of batchesOf('forwardBackwardAll', arrays, batch, role)) {
     const forward: Record<string, InputArray> = {};
     const backward: Record<string, ArrayLike<number>> = {};
     for (const [name, value] of Object.entries(fed)) {
