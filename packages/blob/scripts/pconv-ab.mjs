@@ -37,9 +37,9 @@ const { generateInferWat: baseGenerate } = await importAtRevision(values.base, '
 const instantiate = await instantiator({ simd: true, bulk_memory: true, relaxed_simd: relaxed });
 const builds = [baseGenerate, generateInferWat].map((generate) => instantiate(generate({ relaxed })));
 const align = (b) => Math.ceil(b / 64) * 64;
-const sweep = new Float32Array(12 * 2 ** 20);
+const sweep = values.cold ? new Float32Array(12 * 2 ** 20) : null;
 let sweeps = 0;
-const evict = () => sweep.fill(++sweeps);
+const evict = () => sweep?.fill(++sweeps);
 console.log(`pconv A/B: ${values.base} against the work tree, ${relaxed ? 'relaxed' : 'plain'} SIMD, one thread, ${rounds} alternating rounds per shape`);
 for (const { C, H, W, O, KK, S: stride, P, label } of shapes) {
   const OH = Math.floor((H + 2 * P - KK) / stride) + 1, OW = Math.floor((W + 2 * P - KK) / stride) + 1, N = OH * OW, K = C * KK * KK;
