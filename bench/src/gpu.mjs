@@ -3,7 +3,7 @@
 //
 //   pnpm build && xvfb-run -a node bench/src/gpu.mjs [--modes headlessgl,wasm,cpu,headlessgl-direct]
 //       [--lenet-batch 64] [--lenet-iterations 3] [--caffenet-batch 1] [--caffenet-iterations 1]
-//       [--json results/gpu.json] [--kernel-profile]
+//       [--json results/gpu.json] [--kernel-profile] [--gemm 512,1024 [--gemm-iterations 5]]
 //
 // LeNet: one training step = forward + backward + the SGD update (momentum 0.9, weight decay
 // 5e-4; on the device for gpu modes, on the host for cpu) over the zoo's train net with its Data
@@ -18,8 +18,11 @@
 // was written: on a GPU-less machine headless GL renders with Mesa's software rasterizer. Each gpu
 // mode prints its renderer (the GL driver's name for the GPU or rasterizer). `--json` also writes
 // the figures to a file. `--kernel-profile` then times each gpu kernel by name (a device sync
-// around every kernel run) over warm LeNet steps and CaffeNet forwards, and lists the slowest. To run on a machine that has a GPU and Node but not this repository's
-// install, `node bench/src/bundle-gpu.mjs --out DIR` packs this script into one self-contained folder.
+// around every kernel run) over warm LeNet steps and CaffeNet forwards, and lists the slowest.
+// `--gemm 512,1024` first times an InnerProduct forward of n outputs over n rows of n inputs for
+// each size (2·n³ flops: the packed GEMM with its packing and unpacking, apart from the nets).
+// To run on a machine that has a GPU and Node but not this repository's install,
+// `node bench/src/bundle-gpu.mjs --out DIR` packs this script into one self-contained folder.
 import { readFileSync } from 'node:fs';
 import { parseBenchArgs } from './cli-args.mjs';
 
@@ -40,12 +43,17 @@ const { values } = parseBenchArgs({
     'caffenet-iterations': { type: 'string', default: '1' },
     json: { type: 'string' },
     'kernel-profile': { type: 'boolean', default: false },
+    gemm: { type: 'string', default: '' },
+    'gemm-iterations': { type: 'string', default: '5' },
   },
 }, import.meta.url);
 const lenetBatch = Number(values['lenet-batch']);
 const lenetIters = Number(values['lenet-iterations']);
 const caffenetBatch = Number(values['caffenet-batch']);
 const caffenetIters = Number(values['caffenet-iterations']);
+const gemmSizes = values.gemm.split(',').filter(Boolean).map(Number);
+if (gemmSizes.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--gemm ${values.gemm}: expected positive integers`);
+const gemmIters = Number(values['gemm-iterations']);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -130,8 +138,32 @@ function timeCaffenet(backend, sync) {
   return medians(times);
 }
 
+/**
+ * One forward of an InnerProduct of n outputs over n rows of n inputs (no bias): a GEMM of 2·n³
+ * flops, so the device's GEMM speed shows apart from the nets' other kernels.
+ */
+function timeGemm(backend, sync, n) {
+  const text = `layer { name: "x" type: "Input" top: "x" input_param { shape { dim: ${n} dim: ${n} } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: ${n} bias_term: false } }`;
+  const net = new Net(parseNetParameter(text), { backend, phase: Phase.TEST, log: false });
+  const times = [];
+  for (let it = 0; it < gemmIters + 1; it++) {
+    net.blob('x').mutableCpuData();
+    const m = measure(() => {
+      net.forward();
+      sync();
+    });
+    if (it > 0) times.push(m);
+  }
+  return medians(times);
+}
+
 const rows = [];
 const run = (label, backend, sync, info) => {
+  for (const n of gemmSizes) {
+    const g = timeGemm(backend, sync, n);
+    console.log(`${label.padEnd(26)} InnerProduct ${n}×${n}·${n}: ${g.wall.toFixed(2).padStart(9)} ms (${((2 * n ** 3) / g.wall / 1e6).toFixed(1)} GFLOP/s; cpu ${g.cpu.toFixed(0)} ms)`);
+  }
   const lenet = timeLenet(backend, sync);
   const caffenet = timeCaffenet(backend, sync);
   rows.push({ label, lenet, caffenet, ...(info ? { info } : {}) });
@@ -169,7 +201,8 @@ for (const entry of values.modes.split(',').filter(Boolean)) {
 function printKernelProfile(mode, direct) {
   const prof = createGpuBackend({ mode, packed: !direct, profileKernels: true });
   const sync = () => prof.synchronize();
-  for (const [what, time, steps] of [['LeNet train step', timeLenet, lenetIters + 1], ['CaffeNet forward', timeCaffenet, caffenetIters + 1]]) {
+  const gemms = gemmSizes.map((n) => [`InnerProduct ${n}³`, (b, s) => timeGemm(b, s, n), gemmIters + 1]);
+  for (const [what, time, steps] of [...gemms, ['LeNet train step', timeLenet, lenetIters + 1], ['CaffeNet forward', timeCaffenet, caffenetIters + 1]]) {
     time(prof, sync);
     prof.device.kernelProfile(true);
     time(prof, sync);

@@ -90,6 +90,12 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     cpuFallbacks: {},
   };
   private kernels = new Map<string, GpuJsKernel>();
+  /**
+   * Values computed from a buffer's contents (weights packed for the GEMM), by buffer and key,
+   * with the contents' version they were computed from: an inference net packs each weight once
+   * instead of on every forward. Freed with their buffer (free) or when recomputed.
+   */
+  private derived = new Map<GpuBuffer, Map<string, { version: number; value: GpuValue }>>();
   /** A 1-float buffer passed where a kernel input is switched off, so argument types never change. */
   readonly placeholder = new GpuBuffer(1);
   private readonly maxElements: number;
@@ -167,6 +173,7 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
 
   free(handle: GpuBuffer): void {
     if (handle.freed) return;
+    this.dropDerived(handle);
     this.release(handle.value);
     handle.value = null;
     if (handle.parts) for (const v of handle.parts) this.release(v);
@@ -431,7 +438,34 @@ export class GpuDevice implements DeviceAllocator<GpuBuffer> {
     return value;
   }
 
+  /**
+   * The value `make` computes from `handle`'s contents at `version` (a Blob's dataVersion, which
+   * changes with every write), kept under `key` until the version changes or the buffer is freed.
+   * The caller must not release it.
+   */
+  derive(handle: GpuBuffer, version: number, key: string, make: () => GpuValue): GpuValue {
+    let byKey = this.derived.get(handle);
+    const hit = byKey?.get(key);
+    if (hit && hit.version === version) return hit.value;
+    if (hit) {
+      byKey!.delete(key);
+      this.release(hit.value);
+    }
+    const value = make();
+    if (!byKey) this.derived.set(handle, (byKey = new Map()));
+    byKey.set(key, { version, value });
+    return value;
+  }
+
+  private dropDerived(handle: GpuBuffer): void {
+    const byKey = this.derived.get(handle);
+    if (!byKey) return;
+    this.derived.delete(handle);
+    for (const { value } of byKey.values()) this.release(value);
+  }
+
   destroy(): void {
+    for (const handle of [...this.derived.keys()]) this.dropDerived(handle);
     for (const k of this.kernels.values()) k.destroy?.();
     this.kernels.clear();
   }

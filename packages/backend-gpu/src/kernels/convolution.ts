@@ -3,7 +3,7 @@ import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import { hasField } from '@caffe-ts/proto';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 import type { GpuValue } from '../runtime.js';
-import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type ConvGeom, type PackedGemm } from './packed.js';
+import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type ConvGeom, type MatrixLayout, type PackedGemm } from './packed.js';
 import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
 
 /** The convolution's geometry and whether it adds a bias. */
@@ -232,19 +232,22 @@ function forwardPacked(dev: GpuDevice, layer: Layer, d: ConvDims, x: GpuValue, t
   const R = (d.C / d.G) * d.KH * d.KW;
   const S = d.OH * d.OW;
   const J = d.N * S;
-  const w = dataOf(dev, layer.blobs[0]!);
+  const weights = layer.blobs[0]!;
+  const w = dataOf(dev, weights);
+  // The packed weights stay on the device while the weights are unchanged (every forward of an
+  // inference net).
+  const packedW = (layout: MatrixLayout) =>
+    dev.derive(weights.gpuData() as GpuBuffer, weights.dataVersion, `conv ${layout.rows} ${layout.cols} ${layout.sr} ${layout.sc}`, () => packMatrix(dev, w, layout));
   let c: PackedGemm;
   if (d.G === 1) {
     const a = packIm2col(dev, x, d, true);
-    const b = packMatrix(dev, w, { rows: 4 * ceil4(R), validRows: R, cols: d.O, sr: 1, sc: R });
+    const b = packedW({ rows: 4 * ceil4(R), validRows: R, cols: d.O, sr: 1, sc: R });
     c = packedGemm(dev, a, b, 4 * ceil4(J), ceil4(d.O), ceil4(R));
     dev.release(a);
-    dev.release(b);
   } else {
-    const a = packMatrix(dev, w, { rows: d.O, cols: R, sr: R, sc: 1 });
+    const a = packedW({ rows: d.O, cols: R, sr: R, sc: 1 });
     const b = packIm2col(dev, x, d, false);
     c = packedGemm(dev, a, b, d.O, ceil4(J), ceil4(R), d.O / d.G);
-    dev.release(a);
     dev.release(b);
   }
   const target = top.mutableGpuData() as GpuBuffer;

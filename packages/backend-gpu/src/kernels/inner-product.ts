@@ -70,9 +70,20 @@ function productPacked(
   N: number,
   target: GpuBuffer,
   count: number,
-  extra: { old?: GpuValue; bias?: GpuValue } = {},
+  extra: { old?: GpuValue; bias?: GpuValue; weights?: PackedWeights } = {},
 ): void {
   dev.set(target, productValue(dev, x, la, y, lb, M, K, N, target.length, count, extra));
+}
+
+/**
+ * B is a layer's weights at a version (`part`: which part of a split weight buffer, and the parts'
+ * length; '' for a whole one): its packed form is kept on the device between calls
+ * (GpuDevice.derive).
+ */
+interface PackedWeights {
+  buffer: GpuBuffer;
+  version: number;
+  part: string;
 }
 
 /** The same product as a fresh scalar value of `length` floats (the caller stores or frees it). */
@@ -87,13 +98,15 @@ function productValue(
   N: number,
   length: number,
   count: number,
-  extra: { old?: GpuValue; bias?: GpuValue } = {},
+  extra: { old?: GpuValue; bias?: GpuValue; weights?: PackedWeights } = {},
 ): GpuValue {
   const a = packMatrix(dev, x, { rows: M, cols: K, ...la } satisfies MatrixLayout);
-  const b = packMatrix(dev, y, { rows: 4 * ceil4(K), validRows: K, cols: N, ...lb } satisfies MatrixLayout);
+  const packB = () => packMatrix(dev, y, { rows: 4 * ceil4(K), validRows: K, cols: N, ...lb } satisfies MatrixLayout);
+  const w = extra.weights;
+  const b = w ? dev.derive(w.buffer, w.version, `ip ${w.part} ${K} ${N} ${lb.sr} ${lb.sc}`, packB) : packB();
   const c = packedGemm(dev, a, b, M, ceil4(N), ceil4(K));
   dev.release(a);
-  dev.release(b);
+  if (!w) dev.release(b);
   const out = unpack(dev, c, { length, count, cols: N, layout: 'matrix', old: extra.old ? { value: extra.old, beta: 1 } : undefined, bias: extra.bias });
   dev.release(c.value);
   return out;
@@ -113,7 +126,8 @@ export const innerProductKernel: LayerKernel = {
       const pieces = splitWeight(layer, dev, wBuf, N, K, transpose).map(({ r0, rows, p }) => {
         if (usePacked(dev, M, K, rows)) {
           // This part's rows as a packed GEMM: x (M×K)·W_partᵀ (W_part is rows×K).
-          const v = productValue(dev, x, { sr: K, sc: 1 }, dev.readPart(wBuf, p), { sr: 1, sc: K }, M, K, rows, M * rows, M * rows);
+          const weights = { buffer: wBuf, version: layer.blobs[0]!.dataVersion, part: `${p}/${wBuf.partLength}` };
+          const v = productValue(dev, x, { sr: K, sc: 1 }, dev.readPart(wBuf, p), { sr: 1, sc: K }, M, K, rows, M * rows, M * rows, { weights });
           return { value: dev.adopt(v), off: r0, slab: rows };
         }
         const args = gemmArgs(dev, { A: x, B: dev.readPart(wBuf, p), M, N: rows, K, transA: false, transB: true });
@@ -131,7 +145,8 @@ export const innerProductKernel: LayerKernel = {
       // top (M×N) = x (M×K)·Wᵀ: W is N×K (K×N when transposed).
       const bias = biasTerm ? dataOf(dev, layer.blobs[1]!) : undefined;
       const wl = transpose ? { sr: N, sc: 1 } : { sr: 1, sc: K };
-      productPacked(dev, dataOf(dev, bottom[0]!), { sr: K, sc: 1 }, dataOf(dev, layer.blobs[0]!), wl, M, K, N, top[0]!.mutableGpuData() as GpuBuffer, top[0]!.count(), { bias });
+      const weights = { buffer: layer.blobs[0]!.gpuData() as GpuBuffer, version: layer.blobs[0]!.dataVersion, part: '' };
+      productPacked(dev, dataOf(dev, bottom[0]!), { sr: K, sc: 1 }, dataOf(dev, layer.blobs[0]!), wl, M, K, N, top[0]!.mutableGpuData() as GpuBuffer, top[0]!.count(), { bias, weights });
       return;
     }
     const args = gemmArgs(dev, {
