@@ -122,20 +122,29 @@ function timeLenet(backend, sync) {
   return medians(times);
 }
 
-function timeCaffenet(backend, sync) {
-  const text = readFileSync(zooModel('caffenet').files.deploy, 'utf8').replace('dim: 10 dim: 3', `dim: ${caffenetBatch} dim: 3`);
+/**
+ * Medians over `iterations` forwards of `text`'s net (TEST phase) after one warm-up forward: a
+ * new `input` each time, as a data layer would upload it, and `output` read back where given.
+ */
+function timeForwards(backend, sync, text, input, output, iterations) {
   const net = new Net(parseNetParameter(text), { backend, phase: Phase.TEST, log: false });
   const times = [];
-  for (let it = 0; it < caffenetIters + 1; it++) {
-    net.blob('data').mutableCpuData();
+  for (let it = 0; it < iterations + 1; it++) {
+    net.blob(input).mutableCpuData();
     const m = measure(() => {
       net.forward();
-      net.blob('prob').cpuData(); // the answer comes back to the host
+      if (output) net.blob(output).cpuData();
       sync();
     });
     if (it > 0) times.push(m);
   }
   return medians(times);
+}
+
+function timeCaffenet(backend, sync) {
+  const text = readFileSync(zooModel('caffenet').files.deploy, 'utf8').replace('dim: 10 dim: 3', `dim: ${caffenetBatch} dim: 3`);
+  // The answer (prob) comes back to the host.
+  return timeForwards(backend, sync, text, 'data', 'prob', caffenetIters);
 }
 
 /**
@@ -145,17 +154,7 @@ function timeCaffenet(backend, sync) {
 function timeGemm(backend, sync, n) {
   const text = `layer { name: "x" type: "Input" top: "x" input_param { shape { dim: ${n} dim: ${n} } } }
 layer { name: "ip" type: "InnerProduct" bottom: "x" top: "y" inner_product_param { num_output: ${n} bias_term: false } }`;
-  const net = new Net(parseNetParameter(text), { backend, phase: Phase.TEST, log: false });
-  const times = [];
-  for (let it = 0; it < gemmIters + 1; it++) {
-    net.blob('x').mutableCpuData();
-    const m = measure(() => {
-      net.forward();
-      sync();
-    });
-    if (it > 0) times.push(m);
-  }
-  return medians(times);
+  return timeForwards(backend, sync, text, 'x', null, gemmIters);
 }
 
 const rows = [];

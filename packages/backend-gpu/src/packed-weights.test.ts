@@ -4,20 +4,9 @@ import { Net } from '@caffe-ts/net';
 import { parseNetParameter, Phase } from '@caffe-ts/proto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createGpuBackend, type GpuBackend } from './backend.js';
-import { testModes } from './test-modes.js';
+import { relErr, testModes } from './test-modes.js';
 
 const gl = testModes().find((m) => m.mode === 'headlessgl')!;
-
-/** max |a − b| / (1e-3 + max |b|). */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let scale = 0;
-  let err = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i]!));
-    err = Math.max(err, Math.abs(a[i]! - b[i]!));
-  }
-  return err / (1e-3 + scale);
-}
 
 function fill(values: FloatArray, seed: number): void {
   const rng = new Rng(seed);
@@ -69,7 +58,7 @@ describe.skipIf(gl.skip !== null)(`packed GEMMs on headless GL${gl.skip ? ` (ski
     // Weights: conv1, conv2, ip1's two parts, ip2; inputs: ip1's per part, ip2's.
     expect(packs()).toBe(8);
     const first = Array.from(net.blob('ip2').cpuData());
-    expect(relErr(first, onCpu(NET, net, 'ip2'))).toBeLessThan(1e-4);
+    expect(relErr(first, onCpu(NET, net, 'ip2'), 1e-3)).toBeLessThan(1e-4);
     const live = backend.stats().liveBuffers;
     net.forward();
     // Only the inputs are packed now.
@@ -83,8 +72,8 @@ describe.skipIf(gl.skip !== null)(`packed GEMMs on headless GL${gl.skip ? ` (ski
     net.forward();
     expect(packs()).toBe(6);
     const changed = net.blob('ip2').cpuData();
-    expect(relErr(changed, onCpu(NET, net, 'ip2'))).toBeLessThan(1e-4);
-    expect(relErr(changed, first)).toBeGreaterThan(1e-2);
+    expect(relErr(changed, onCpu(NET, net, 'ip2'), 1e-3)).toBeLessThan(1e-4);
+    expect(relErr(changed, first, 1e-3)).toBeGreaterThan(1e-2);
     expect(backend.stats().liveBuffers).toBe(live);
 
     // Freeing the weights frees their packed copies: 5 packed values and the 4 weight buffers
@@ -105,7 +94,7 @@ layer { name: "ip" type: "InnerProduct" bottom: "data" top: "y" inner_product_pa
       const net = new Net(parseNetParameter(text), { backend, phase: Phase.TEST, log: false, rng: new Rng(K) });
       fill(net.blob('data').mutableCpuData(), K);
       net.forward();
-      expect(relErr(net.blob('y').cpuData(), onCpu(text, net, 'y'))).toBeLessThan(1e-5);
+      expect(relErr(net.blob('y').cpuData(), onCpu(text, net, 'y'), 1e-3)).toBeLessThan(1e-5);
     }
   });
 });

@@ -30,3 +30,17 @@ export function backendFor(mode: GpuMode, allowCpuFallback = false, splitLimit?:
   }
   return b;
 }
+
+/**
+ * max |a − b| / (floor + max |b|): a gpu result's distance from the CPU layers' one, relative to
+ * the latter's scale (floor keeps an all-zero reference from dividing by zero).
+ */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number {
+  let scale = 0;
+  let err = 0;
+  for (let i = 0; i < b.length; i++) {
+    scale = Math.max(scale, Math.abs(b[i]!));
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+  }
+  return err / (floor + scale);
+}
