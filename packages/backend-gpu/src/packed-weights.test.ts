@@ -76,12 +76,12 @@ describe.skipIf(gl.skip !== null)(`packed GEMMs on headless GL${gl.skip ? ` (ski
     expect(relErr(changed, first, 1e-3)).toBeGreaterThan(1e-2);
     expect(backend.stats().liveBuffers).toBe(live);
 
-    // Freeing the weights frees their packed copies: 5 packed values and the 4 weight buffers
-    // (ip1's in one buffer of two parts) go.
+    // Freeing the weights frees their packed copies: 5 packed values go with the weights' own 5
+    // (ip1's buffer holds two parts).
     const weights = ['conv1', 'conv2', 'ip1', 'ip2'].map((name) => weightsOf(net, name));
-    const partsBefore = backend.stats().liveBuffers;
+    const before = backend.stats().liveBuffers;
     for (const w of weights) w.dispose();
-    expect(partsBefore - backend.stats().liveBuffers).toBe(5 + 5);
+    expect(before - backend.stats().liveBuffers).toBe(5 + 5);
   });
 
   it('a product split along k into partial products, the last split shorter, matches the CPU layer', () => {
