@@ -5,7 +5,7 @@
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
 //       [--rounds 7] [--iterations 32] [--warmup 3] [--epochs 1] [--records 2048] [--profile]
 //       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js] [--probe on|off]
-//       [--probe-warmup N] [--probe-rounds N] [--probe-iterations N]
+//       [--probe-warmup N] [--probe-rounds N] [--probe-iterations N] [--thread-cpu]
 //
 // After each model's table, `caffe train`'s default times the mixes itself on copies of the same
 // solver (probeParallelism, as the command does before a long run) and the line says which it
@@ -35,7 +35,9 @@
 // step: each rank's compute ms, rank 0's wait for the others, the reduction, the divided update
 // and everything else on rank 0 between steps ('other': clearing
 // the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
-// computing).
+// computing). --thread-cpu adds a line per mix: every thread's CPU ms per step (Linux, from
+// /proc/self/task), which shows what V8's own threads (compilers, garbage collection helpers) take
+// beside the ranks.
 // Blob host memory comes from the allocator `caffe train` uses (CAFFE_TS_HOST_ALLOCATOR=wasm, set
 // by the CLI unless the user set it): --host-alloc, else CAFFE_TS_HOST_ALLOCATOR, else 'wasm'. It
 // goes into the environment before anything is built, so the replica workers inherit it too.
@@ -44,7 +46,7 @@
 // and report the test accuracy: LeNet on the MNIST digits bundled with io-leveldb (8,334 train,
 // 1,666 test), CIFAR-10 quick on its synthetic LMDB.
 import v8 from 'node:v8';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +78,7 @@ const { values } = parseBenchArgs({
     'probe-rounds': { type: 'string' },
     'probe-iterations': { type: 'string' },
     'host-alloc': { type: 'string' },
+    'thread-cpu': { type: 'boolean', default: false },
   },
 }, import.meta.url);
 const hostAlloc = values['host-alloc'] ?? process.env.CAFFE_TS_HOST_ALLOCATOR ?? 'wasm';
@@ -123,6 +126,24 @@ const threadCpu = () => {
   } catch {
     return NaN;
   }
+};
+/** CPU ms of every thread of this process by thread id (Linux /proc/self/task; empty elsewhere). */
+const threadsCpu = () => {
+  const out = new Map();
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        const st = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10);
+      } catch {
+        // The thread ended between the listing and the read.
+      }
+    }
+  } catch {
+    // Not Linux.
+  }
+  return out;
 };
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -254,7 +275,7 @@ async function throughputTable(model, makeParam, batch) {
       await b?.solver.close().catch(() => {});
       continue;
     }
-    built.push({ mix, ...b, ips: [], cpuPerImage: [], stats: [], split: [], steal: [] });
+    built.push({ mix, ...b, ips: [], cpuPerImage: [], stats: [], split: [], steal: [], threads: new Map(), steps: 0 });
   }
   try {
     for (let r = 0; r < rounds; r++) {
@@ -266,9 +287,14 @@ async function throughputTable(model, makeParam, batch) {
         const c0 = cpuMs();
         const m0 = threadCpu();
         const k0 = cpuTicks();
+        const th0 = values['thread-cpu'] ? threadsCpu() : null;
         const t0 = performance.now();
         await e.solver.step(iterations);
         const s = (performance.now() - t0) / 1000;
+        if (th0) {
+          for (const [tid, ms] of threadsCpu()) e.threads.set(tid, (e.threads.get(tid) ?? 0) + ms - (th0.get(tid) ?? 0));
+          e.steps += iterations;
+        }
         const cpu = cpuMs() - c0;
         const main = threadCpu() - m0;
         const steal = stealPercent(k0, cpuTicks());
@@ -349,6 +375,12 @@ async function throughputTable(model, makeParam, batch) {
     console.log(
       `  ${name.padEnd(28)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}  ${steal.padStart(5)}   ${detail}`,
     );
+    if (e.steps > 0) {
+      // Every thread's CPU ms per step over this mix's rounds (jiffies: 10 ms granularity summed
+      // over the rounds), busiest first; the process's main thread has the process id.
+      const per = [...e.threads].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
+      console.log(`    thread CPU ms/step: ${per.map(([tid, ms]) => `${tid === process.pid ? 'main' : tid} ${(ms / e.steps).toFixed(2)}`).join(', ')}`);
+    }
   }
 }
 
