@@ -117,12 +117,16 @@ const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
+/** User + system CPU ms of a thread from its /proc stat file (utime and stime, in 10 ms ticks). */
+const statCpuMs = (path) => {
+  const st = readFileSync(path, 'latin1');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+};
 /** This thread's CPU ms (Linux /proc/thread-self; NaN elsewhere). */
 const threadCpu = () => {
   try {
-    const st = readFileSync('/proc/thread-self/stat', 'latin1');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
+    return statCpuMs('/proc/thread-self/stat');
   } catch {
     return NaN;
   }
@@ -133,9 +137,7 @@ const threadsCpu = () => {
   try {
     for (const tid of readdirSync('/proc/self/task')) {
       try {
-        const st = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
-        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        out.set(Number(tid), (Number(f[11]) + Number(f[12])) * 10);
+        out.set(Number(tid), statCpuMs(`/proc/self/task/${tid}/stat`));
       } catch {
         // The thread ended between the listing and the read.
       }
