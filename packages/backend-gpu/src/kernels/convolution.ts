@@ -4,7 +4,7 @@ import { hasField } from '@caffe-ts/proto';
 import type { GpuBuffer, GpuDevice } from '../device.js';
 import type { GpuValue } from '../runtime.js';
 import { ceil4, col2imPacked, packedGemm, packIm2col, packMatrix, unpack, type ConvGeom, type MatrixLayout, type PackedGemm } from './packed.js';
-import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
+import { dataOf, derivedOf, deviceOf, diffOf, placeholder, writeData, writeDiff, IDIV } from './util.js';
 
 /** The convolution's geometry and whether it adds a bias. */
 interface ConvDims extends ConvGeom {
@@ -236,8 +236,7 @@ function forwardPacked(dev: GpuDevice, layer: Layer, d: ConvDims, x: GpuValue, t
   const w = dataOf(dev, weights);
   // The packed weights stay on the device while the weights are unchanged (every forward of an
   // inference net).
-  const packedW = (layout: MatrixLayout) =>
-    dev.derive(weights.gpuData() as GpuBuffer, weights.dataVersion, `conv ${layout.rows} ${layout.cols} ${layout.sr} ${layout.sc}`, () => packMatrix(dev, w, layout));
+  const packedW = (layout: MatrixLayout) => derivedOf(dev, weights, `conv ${layout.rows} ${layout.cols} ${layout.sr} ${layout.sc}`, () => packMatrix(dev, w, layout));
   let c: PackedGemm;
   if (d.G === 1) {
     const a = packIm2col(dev, x, d, true);

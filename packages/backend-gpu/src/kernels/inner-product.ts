@@ -6,7 +6,7 @@ import { affineSpec } from './scale.js';
 import { gemmArgs, gemmSpec } from './gemm.js';
 import type { GpuValue } from '../runtime.js';
 import { ceil4, packedGemm, packMatrix, unpack, type MatrixLayout } from './packed.js';
-import { dataOf, deviceOf, diffOf, placeholder, writeData, writeDiff } from './util.js';
+import { dataOf, derivedOf, deviceOf, diffOf, placeholder, writeData, writeDiff } from './util.js';
 
 function dims(layer: Layer, bottom: Blob) {
   const p = layer.param.inner_product_param;
@@ -76,13 +76,11 @@ function productPacked(
 }
 
 /**
- * B is a layer's weights at a version (`part`: which part of a split weight buffer, and the parts'
- * length; '' for a whole one): its packed form is kept on the device between calls
- * (GpuDevice.derive).
+ * B is a layer's weights (`part`: which part of a split weight buffer, and the parts' length; ''
+ * for a whole one): its packed form is kept on the device while they are unchanged (derivedOf).
  */
 interface PackedWeights {
-  buffer: GpuBuffer;
-  version: number;
+  blob: Blob;
   part: string;
 }
 
@@ -103,7 +101,7 @@ function productValue(
   const a = packMatrix(dev, x, { rows: M, cols: K, ...la } satisfies MatrixLayout);
   const packB = () => packMatrix(dev, y, { rows: 4 * ceil4(K), validRows: K, cols: N, ...lb } satisfies MatrixLayout);
   const w = extra.weights;
-  const b = w ? dev.derive(w.buffer, w.version, `ip ${w.part} ${K} ${N} ${lb.sr} ${lb.sc}`, packB) : packB();
+  const b = w ? derivedOf(dev, w.blob, `ip ${w.part} ${K} ${N} ${lb.sr} ${lb.sc}`, packB) : packB();
   const c = packedGemm(dev, a, b, M, ceil4(N), ceil4(K));
   dev.release(a);
   if (!w) dev.release(b);
@@ -126,7 +124,7 @@ export const innerProductKernel: LayerKernel = {
       const pieces = splitWeight(layer, dev, wBuf, N, K, transpose).map(({ r0, rows, p }) => {
         if (usePacked(dev, M, K, rows)) {
           // This part's rows as a packed GEMM: x (M×K)·W_partᵀ (W_part is rows×K).
-          const weights = { buffer: wBuf, version: layer.blobs[0]!.dataVersion, part: `${p}/${wBuf.partLength}` };
+          const weights = { blob: layer.blobs[0]!, part: `${p}/${wBuf.partLength}` };
           const v = productValue(dev, x, { sr: K, sc: 1 }, dev.readPart(wBuf, p), { sr: 1, sc: K }, M, K, rows, M * rows, M * rows, { weights });
           return { value: dev.adopt(v), off: r0, slab: rows };
         }
@@ -145,7 +143,7 @@ export const innerProductKernel: LayerKernel = {
       // top (M×N) = x (M×K)·Wᵀ: W is N×K (K×N when transposed).
       const bias = biasTerm ? dataOf(dev, layer.blobs[1]!) : undefined;
       const wl = transpose ? { sr: N, sc: 1 } : { sr: 1, sc: K };
-      const weights = { buffer: layer.blobs[0]!.gpuData() as GpuBuffer, version: layer.blobs[0]!.dataVersion, part: '' };
+      const weights = { blob: layer.blobs[0]!, part: '' };
       productPacked(dev, dataOf(dev, bottom[0]!), { sr: K, sc: 1 }, dataOf(dev, layer.blobs[0]!), wl, M, K, N, top[0]!.mutableGpuData() as GpuBuffer, top[0]!.count(), { bias, weights });
       return;
     }

@@ -14,6 +14,12 @@ export function deviceOf(layer: Layer): GpuDevice {
 
 export const dataOf = (dev: GpuDevice, blob: Blob): GpuValue => dev.read(blob.gpuData() as GpuBuffer);
 export const diffOf = (dev: GpuDevice, blob: Blob): GpuValue => dev.read(blob.gpuDiff() as GpuBuffer);
+/**
+ * The value `make` derives from `blob`'s data (its weights packed for the GEMM), kept on the device
+ * under `key` until the data is written (GpuDevice.derive, keyed by the blob's dataVersion).
+ */
+export const derivedOf = (dev: GpuDevice, blob: Blob, key: string, make: () => GpuValue): GpuValue =>
+  dev.derive(blob.gpuData() as GpuBuffer, blob.dataVersion, key, make);
 
 /** Run `spec` over the blob's data buffer (all of its capacity; kernels guard on the count). */
 export function writeData(dev: GpuDevice, blob: Blob, spec: KernelSpec, args: unknown[]): void {
