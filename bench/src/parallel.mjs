@@ -35,9 +35,10 @@
 // step: each rank's compute ms, rank 0's wait for the others, the reduction, the divided update
 // and everything else on rank 0 between steps ('other': clearing
 // the diffs, loss bookkeeping, loading its next batch) (--profile adds each thread's CPU ms while
-// computing). --thread-cpu adds a line per mix: every thread's CPU ms per step (Linux, from
-// /proc/self/task), which shows what V8's own threads (compilers, garbage collection helpers) take
-// beside the ranks.
+// computing). --thread-cpu adds a line per mix: every thread's CPU ms per step and the ms it was
+// runnable but waited for a core (Linux, from /proc/self/task), which shows what V8's own threads
+// (compilers, garbage collection helpers) take beside the ranks, and how long each rank was
+// descheduled while it had work.
 // Blob host memory comes from the allocator `caffe train` uses (CAFFE_TS_HOST_ALLOCATOR=wasm, set
 // by the CLI unless the user set it): --host-alloc, else CAFFE_TS_HOST_ALLOCATOR, else 'wasm'. It
 // goes into the environment before anything is built, so the replica workers inherit it too.
@@ -121,27 +122,37 @@ const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
-/** User + system CPU ms of a thread from its /proc stat file (utime and stime, in 10 ms ticks). */
-const statCpuMs = (path) => {
-  const st = readFileSync(path, 'latin1');
+/**
+ * A thread's CPU ms and the ms it was runnable but waited for a CPU, from its /proc task folder:
+ * schedstat (the scheduler's ns account) where the kernel has it, else stat's utime + stime in
+ * 10-ms ticks (and no wait).
+ */
+const taskTimes = (dir) => {
+  try {
+    const [run, wait] = readFileSync(`${dir}/schedstat`, 'latin1').split(' ').map(Number);
+    if (Number.isFinite(run) && run > 0) return { cpu: run / 1e6, wait: wait / 1e6 };
+  } catch {
+    // No schedstat: the ticks below.
+  }
+  const st = readFileSync(`${dir}/stat`, 'latin1');
   const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
+  return { cpu: (Number(f[11]) + Number(f[12])) * 10, wait: NaN };
 };
 /** This thread's CPU ms (Linux /proc/thread-self; NaN elsewhere). */
 const threadCpu = () => {
   try {
-    return statCpuMs('/proc/thread-self/stat');
+    return taskTimes('/proc/thread-self').cpu;
   } catch {
     return NaN;
   }
 };
-/** CPU ms of every thread of this process by thread id (Linux /proc/self/task; empty elsewhere). */
+/** CPU and runqueue-wait ms of every thread of this process by thread id (Linux /proc/self/task; empty elsewhere). */
 const threadsCpu = () => {
   const out = new Map();
   try {
     for (const tid of readdirSync('/proc/self/task')) {
       try {
-        out.set(Number(tid), statCpuMs(`/proc/self/task/${tid}/stat`));
+        out.set(Number(tid), taskTimes(`/proc/self/task/${tid}`));
       } catch {
         // The thread ended between the listing and the read.
       }
@@ -298,7 +309,11 @@ async function throughputTable(model, makeParam, batch) {
         await e.solver.step(iterations);
         const s = (performance.now() - t0) / 1000;
         if (th0) {
-          for (const [tid, ms] of threadsCpu()) e.threads.set(tid, (e.threads.get(tid) ?? 0) + ms - (th0.get(tid) ?? 0));
+          for (const [tid, t] of threadsCpu()) {
+            const was = th0.get(tid) ?? { cpu: 0, wait: 0 };
+            const sum = e.threads.get(tid) ?? { cpu: 0, wait: 0 };
+            e.threads.set(tid, { cpu: sum.cpu + t.cpu - was.cpu, wait: sum.wait + t.wait - was.wait });
+          }
           e.steps += iterations;
         }
         const cpu = cpuMs() - c0;
@@ -382,10 +397,12 @@ async function throughputTable(model, makeParam, batch) {
       `  ${name.padEnd(28)} ${median(e.ips).toFixed(1).padStart(9)}  ${ratio.toFixed(2).padStart(6)}×  ${median(e.cpuPerImage).toFixed(3).padStart(12)}  ${steal.padStart(5)}   ${detail}`,
     );
     if (e.steps > 0) {
-      // Every thread's CPU ms per step over this mix's rounds (jiffies: 10 ms granularity summed
-      // over the rounds), busiest first; the process's main thread has the process id.
-      const per = [...e.threads].filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
-      console.log(`    thread CPU ms/step: ${per.map(([tid, ms]) => `${tid === process.pid ? 'main' : tid} ${(ms / e.steps).toFixed(2)}`).join(', ')}`);
+      // Every thread's CPU ms per step over this mix's rounds, busiest first, and (where the
+      // kernel reports it) the ms it was runnable but waited for a core; the process's main thread
+      // has the process id.
+      const per = [...e.threads].filter(([, t]) => t.cpu > 0).sort((a, b) => b[1].cpu - a[1].cpu);
+      const waits = (t) => (Number.isFinite(t.wait) ? ` (waited ${(t.wait / e.steps).toFixed(2)})` : '');
+      console.log(`    thread CPU ms/step: ${per.map(([tid, t]) => `${tid === process.pid ? 'main' : tid} ${(t.cpu / e.steps).toFixed(2)}${waits(t)}`).join(', ')}`);
     }
   }
 }

@@ -208,7 +208,7 @@ export const STAT = {
   COMPUTE_MS: 1,
   /** Wall ms between commands (workers: waiting for rank 0's reduction, update and next command). */
   IDLE_MS: 2,
-  /** Thread CPU ms inside the commands (profile only; 10-ms resolution). */
+  /** Thread CPU ms inside the commands (profile only; replica.ts threadCpuMs). */
   CPU_MS: 3,
   /** The thread's whole CPU time so far, as of its last command (profile only). */
   THREAD_CPU_MS: 4,
