@@ -110,8 +110,9 @@ export async function waitWhileEqual(ctrl: Int32Array, index: number, value: num
 /**
  * CPU time of the calling thread in ms, or NaN where unavailable. Linux: the scheduler's own
  * account in ns (/proc/thread-self/schedstat), else the 10-ms ticks of /proc/thread-self/stat,
- * too coarse for one step of a small net. Used by the profile timers to tell waiting from
- * computing under load.
+ * too coarse for one step of a small net. Either lags by up to one scheduler tick while the
+ * thread runs (the kernel adds the time at ticks and switches), so a span that ends mid-run
+ * reads a little low. Used by the profile timers to tell waiting from computing under load.
  */
 export function threadCpuMs(): number {
   try {
