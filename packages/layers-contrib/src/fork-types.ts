@@ -44,6 +44,8 @@ export interface DetectionOutputParameter {
   variance_encoded_in_target: boolean;
   keep_top_k: number;
   confidence_threshold: number;
+  /** OpenCV's field (text only, see TEXT_COMPAT_FIELDS): clamp decoded boxes to [0, 1] before NMS. */
+  clip?: boolean;
 }
 
 export interface PermuteParameter {

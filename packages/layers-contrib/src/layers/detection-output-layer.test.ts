@@ -98,6 +98,19 @@ describe('DetectionOutput', () => {
     [0.7, 0.6, 1.1, 0.9].forEach((v, k) => expect(row[3 + k]).toBeCloseTo(v, 12));
   });
 
+  it('clamps decoded boxes to [0, 1] with OpenCV\'s clip, and leaves them as decoded without it', () => {
+    const loc = new Array(12).fill(0);
+    // Prior 2 (0.6 … 0.9), CORNER: xmin − 0.1·10 = −0.4, xmax + 0.2·1 = 1.1.
+    loc[2 * 4] = -10;
+    loc[2 * 4 + 2] = 1;
+    const conf = [0.9, 0.1, 0.9, 0.1, 0.1, 0.9];
+    const box = (param: Record<string, unknown>) => run({ num_classes: 2, confidence_threshold: 0.5, ...param }, conf, loc).rows[0]!.slice(3);
+    const plain = box({});
+    [-0.4, 0.6, 1.1, 0.9].forEach((v, k) => expect(plain[k]).toBeCloseTo(v, 12));
+    const clipped = box({ clip: true });
+    [0, 0.6, 1, 0.9].forEach((v, k) => expect(clipped[k]).toBeCloseTo(v, 12));
+  });
+
   it('checks num_classes and the bottom shapes, naming the layer', () => {
     expect(() => run({ nms_param: {} }, [1, 2, 3])).toThrow("DetectionOutput layer 'det': Must specify num_classes.");
     expect(() => run({ num_classes: 2 }, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])).toThrow(

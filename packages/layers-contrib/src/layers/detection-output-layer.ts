@@ -11,8 +11,9 @@ import { CodeType, forkParam, type DetectionOutputParameter } from '../fork-type
  * Bottoms: loc `[N, P·L·4]` (L = 1 with share_location, else num_classes), conf `[N, P·C]`
  * (probabilities), priors `[1, 2, P·4]` (PriorBox's boxes then variances).
  * Top: `[1, 1, D, 7]`, one row per detection: image_id, label, score, xmin, ymin, xmax, ymax
- * (normalised; not clipped). With no detection at all, one row per image of
- * [image_id, −1, −1, −1, −1, −1, −1], as the fork writes.
+ * (normalised; not clipped, as in the fork, unless `clip: true`, OpenCV's field, which clamps
+ * each decoded box to [0, 1] before NMS as OpenCV's dnn does). With no detection at all, one row
+ * per image of [image_id, −1, −1, −1, −1, −1, −1], as the fork writes.
  * The fork's save_output_param (writing result files) and visualize are not supported.
  */
 export class DetectionOutputLayer extends Layer {
@@ -29,6 +30,7 @@ export class DetectionOutputLayer extends Layer {
   nmsThreshold = 0.3;
   topK = -1;
   eta = 1;
+  clip = false;
   numPriors = 0;
   /** The detections of the last forward, rows of 7 values (what the top holds). */
   private rows: number[][] = [];
@@ -55,6 +57,7 @@ export class DetectionOutputLayer extends Layer {
     this.eta = nmsParam ? nmsParam.eta : 1;
     this.check(this.eta > 0 && this.eta <= 1, () => `eta must be in (0, 1] (got ${this.eta}).`);
     this.topK = nmsParam && hasField(nmsParam, 'top_k') ? nmsParam.top_k : -1;
+    this.clip = p.clip === true;
     if (p.save_output_param && p.save_output_param.output_directory) {
       this.fail('save_output_param (writing detection files) is not supported; read the top blob instead.');
     }
@@ -99,7 +102,9 @@ export class DetectionOutputLayer extends Layer {
         const list: Box[] = [];
         for (let p = 0; p < P; p++) {
           const o = ((i * P + p) * L + c) * 4;
-          list.push(decodeBox(priors[p]!, variances.subarray(p * 4, p * 4 + 4), this.codeType, this.varianceEncodedInTarget, loc.subarray(o, o + 4)));
+          const box = decodeBox(priors[p]!, variances.subarray(p * 4, p * 4 + 4), this.codeType, this.varianceEncodedInTarget, loc.subarray(o, o + 4));
+          if (this.clip) clipUnit(box);
+          list.push(box);
         }
         boxes.push(list);
       }
@@ -153,3 +158,11 @@ export const detectionOutputLayerDef: LayerDef<DetectionOutputLayer> = {
   type: 'DetectionOutput',
   create: (p, ctx) => new DetectionOutputLayer(p, ctx),
 };
+
+/** Clamp a normalised box to the image, [0, 1] on both axes (OpenCV's `clip`). */
+function clipUnit(box: Box): void {
+  box.xmin = Math.min(Math.max(box.xmin, 0), 1);
+  box.ymin = Math.min(Math.max(box.ymin, 0), 1);
+  box.xmax = Math.min(Math.max(box.xmax, 0), 1);
+  box.ymax = Math.min(Math.max(box.ymax, 0), 1);
+}
