@@ -1,14 +1,23 @@
 import { CaffeError } from '@caffe-ts/proto';
 import { Flags, parseArgs, UsageError } from './args.js';
 import { COMMANDS, type CommandContext } from './commands/index.js';
+import { forkHint, loadPlugins } from './plugins.js';
 
 const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'encoded', 'help'];
+/** The flag every command takes (plugins.ts). */
+const PLUGIN_USAGE = '[--plugin MODULE]';
 
 export function usage(): string {
   const lines = ['usage: caffe <command> <args>', '', 'commands:'];
   const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length)) + 2;
   for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(width)}${c.summary}`);
-  lines.push('', 'Flags take Caffe\'s spellings (-solver=S) or GNU ones (--solver S). Run `caffe <command> --help` for its flags.');
+  lines.push(
+    '',
+    'Flags take Caffe\'s spellings (-solver=S) or GNU ones (--solver S). Run `caffe <command> --help` for its flags.',
+    'Every command takes --plugin MODULE (repeated, or comma-separated): files or packages that register',
+    'layer types, imported before the command runs (e.g. --plugin @caffe-ts/layers-contrib/register for',
+    'the SSD/MobileNet forks\' layers, or --plugin ./my-layer.mjs).',
+  );
   return lines.join('\n');
 }
 
@@ -37,12 +46,13 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     return 1;
   }
   if (args.flags.help === true) {
-    io.stdout(`usage: caffe ${args.command} ${command.usage}\n`);
+    io.stdout(`usage: caffe ${args.command} ${command.usage} ${PLUGIN_USAGE}\n`);
     return 0;
   }
   const flags = new Flags(args.command, args.flags);
   const ctx: CommandContext = { flags, positional: args.positional, io };
   try {
+    await loadPlugins(flags.strings('plugin'));
     return (await command.run(ctx)) ?? 0;
   } catch (e) {
     if (verbose || !(CaffeError.isInstance(e) || isNodeFileError(e))) {
@@ -50,7 +60,9 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     } else {
       io.stderr(`caffe ${args.command}: ${(e as Error).message}\n`);
     }
-    if (UsageError.isInstance(e)) io.stderr(`usage: caffe ${args.command} ${command.usage}\n`);
+    const hint = e instanceof Error ? forkHint(e.message) : '';
+    if (hint) io.stderr(`caffe ${args.command}: ${hint}\n`);
+    if (UsageError.isInstance(e)) io.stderr(`usage: caffe ${args.command} ${command.usage} ${PLUGIN_USAGE}\n`);
     return 1;
   }
 }

@@ -13,6 +13,7 @@ import {
 import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
+import { loadedPluginUrls } from '../plugins.js';
 import type { Command } from './index.js';
 import { startProgress, wantProgress, type Progress } from '../progress.js';
 
@@ -116,16 +117,17 @@ function signalEffect(value: string, flag: string): SignalEffect {
   throw new UsageError(`Invalid signal effect "${value}" was specified for --${flag} (expected stop, snapshot or none)`);
 }
 
-/** The layer plugins this CLI registers, as URLs a worker thread can import. */
+/** The layer plugins this CLI registers (its data layers, then --plugin's), as URLs a worker thread can import. */
 export function cliWorkerPlugins(): string[] {
   const resolve = (import.meta as { resolve?: (s: string) => string }).resolve;
-  return ['@caffe-ts/io-leveldb/register'].map((spec) => {
+  const own = ['@caffe-ts/io-leveldb/register'].map((spec) => {
     try {
       return resolve ? resolve(spec) : spec;
     } catch {
       return spec;
     }
   });
+  return [...own, ...loadedPluginUrls()];
 }
 
 /**
