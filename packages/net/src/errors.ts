@@ -12,3 +12,18 @@ export class NetError extends CaffeError {
 export class NetUpgradeError extends NetError {
   override readonly name: string = 'NetUpgradeError';
 }
+
+/** A layer reads a blob that no earlier layer of the (filtered) net produces. */
+export class UnknownBottomError extends NetError {
+  override readonly name: string = 'UnknownBottomError';
+  constructor(
+    message: string,
+    /** The blob name that nothing produced. */
+    readonly blob: string,
+    /** The layer that reads it. */
+    readonly layer: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,5 +1,5 @@
 import { logger } from '@caffe-ts/blob';
-import { hasField, Phase, type LayerParameter, type NetParameter, type NetStateRule } from '@caffe-ts/proto';
+import { hasField, Phase, printText, type LayerParameter, type NetParameter, type NetStateRule } from '@caffe-ts/proto';
 import { NetError } from './errors.js';
 import { shallowClone } from './message-util.js';
 
@@ -79,4 +79,23 @@ export function filterNet(param: NetParameter, state: NetStateLike, options: Fil
   const out = shallowClone(param);
   out.layer = param.layer.filter((l) => layerIncluded(l, state, options));
   return out;
+}
+
+/** A state as Caffe's rules see it, for messages: "phase TEST, level 0, stages 'a', 'b'" (or "no stages"). */
+export function describeNetState(state: NetStateLike): string {
+  const stages = state.stage ?? [];
+  return `phase ${phaseName(state.phase)}, level ${state.level ?? 0}, ${stages.length > 0 ? `stages ${stages.map((s) => `'${s}'`).join(', ')}` : 'no stages'}`;
+}
+
+/**
+ * The layers of `param` that produce `blob` but that `state` leaves out, each with its rules as
+ * prototxt ("'data' (include { phase: TRAIN })"): what to say when a kept layer reads a blob that
+ * only a filtered-out layer would have produced.
+ */
+export function excludedProducers(param: NetParameter, state: NetStateLike, blob: string): string[] {
+  const rules = (kind: string, list: readonly NetStateRule[]) =>
+    list.map((r) => `${kind} { ${printText('NetStateRule', r).trim().split(/\s*\n\s*/).join(' ')} }`);
+  return param.layer
+    .filter((l) => l.top.includes(blob) && !layerIncluded(l, state, { log: false }))
+    .map((l) => `'${l.name}' (${[...rules('include', l.include), ...rules('exclude', l.exclude)].join(', ')})`);
 }

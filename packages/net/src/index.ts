@@ -34,7 +34,7 @@ export {
 } from './upgrade-v1.js';
 export { summarizeNet, formatNetSummary, estimateFlops, type NetSummary, type LayerSummary } from './summary.js';
 export { formatG } from './format.js';
-export { NetError, NetUpgradeError } from './errors.js';
+export { NetError, NetUpgradeError, UnknownBottomError } from './errors.js';
 export { NetSpec, NetSpecCore, L, P, Top, LayerFunction, toProto, layerParamField, type ProtoInit, type LayerArgs, type KnownLayers, type LayerFn } from './net-spec.js';
 export { crop, coordMapFromTo, layerCoordMap, composeCoordMaps, invertCoordMap, type CoordMap } from './coord-map.js';
 export { forwardWith, forwardAll, forwardBackwardAll, backwardWith, setInputArrays, setInputs, netInputs, netOutputs, type InputArray, type BatchArray, type StackedArrays, type ForwardWithOptions, type BackwardWithOptions } from './pycaffe.js';

@@ -1,5 +1,5 @@
 import { createMessage, type LayerParameter, type NetParameter } from '@caffe-ts/proto';
-import { NetError } from './errors.js';
+import { UnknownBottomError } from './errors.js';
 import { layerDefinedAt, shallowClone } from './message-util.js';
 
 /** Name of the Split layer that fans out top `blobIndex` (`blob`) of layer `layer`. */
@@ -21,7 +21,7 @@ export function splitBlobName(layer: string, blob: string, blobIndex: number, sp
  * a split even with a single reader; the loss weight moves to the split's first output and
  * readers take outputs 1, 2, …
  *
- * Throws NetError for a bottom that no earlier layer produces.
+ * Throws UnknownBottomError (a NetError) for a bottom that no earlier layer produces.
  */
 export function insertSplits(param: NetParameter): NetParameter {
   const key = (layer: number, top: number) => `${layer}:${top}`;
@@ -34,7 +34,7 @@ export function insertSplits(param: NetParameter): NetParameter {
   layers.forEach((lp, i) => {
     lp.bottom.forEach((name, j) => {
       const src = lastProducer.get(name);
-      if (!src) throw new NetError(`Unknown bottom blob '${name}' (layer '${lp.name}', bottom index ${j})${layerDefinedAt(lp)}`);
+      if (!src) throw new UnknownBottomError(`Unknown bottom blob '${name}' (layer '${lp.name}', bottom index ${j})${layerDefinedAt(lp)}`, name, lp.name);
       bottomSource.set(key(i, j), src);
       const k = key(src[0], src[1]);
       consumers.set(k, (consumers.get(k) ?? 0) + 1);

@@ -190,6 +190,33 @@ describe('Net construction', () => {
     expect(n.inputBlobNames).toEqual(['x']);
   });
 
+  it('names the layers that the net state left out when they would have produced an unknown bottom', () => {
+    const staged = net(`
+      layer { name: "train_in" type: "Input" top: "data" include { phase: TRAIN } input_param { shape { dim: 1 } } }
+      layer { name: "val_in" type: "Input" top: "data" include { phase: TEST stage: "val" } input_param { shape { dim: 1 } } }
+      layer { name: "r" type: "ReLU" bottom: "data" top: "r" }
+    `);
+    const err = (() => {
+      try {
+        new Net(staged, opts({ phase: Phase.TEST }));
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected the net to fail');
+    })();
+    expect(err).toBeInstanceOf(NetError);
+    expect(err.message).toBe(
+      "Unknown bottom blob 'data' (layer 'r', bottom index 0); layers 'train_in' (include { phase: TRAIN }), " +
+        `'val_in' (include { phase: TEST stage: "val" }), which produce it, are left out of this net by its rules ` +
+        '(the net state: phase TEST, level 0, no stages)',
+    );
+    // With the stage the rules ask for, the net builds.
+    expect(new Net(staged, opts({ phase: Phase.TEST, stages: ['val'] })).layerNames).toEqual(['val_in', 'r']);
+    // A bottom that no layer produces at all keeps the plain message.
+    const none = net(`layer { name: "r" type: "ReLU" bottom: "nowhere" top: "r" }`);
+    expect(() => new Net(none, opts())).toThrow(/^Unknown bottom blob 'nowhere' \(layer 'r', bottom index 0\)$/);
+  });
+
   it('names unknown bottoms, duplicate tops and the file', () => {
     const unknown = net(`
       layer { name: "in" type: "Input" top: "data" input_param { shape { dim: 1 } } }

@@ -12,8 +12,8 @@ import {
   type NetState,
   type ParamSpec,
 } from '@caffe-ts/proto';
-import { NetError } from './errors.js';
-import { filterNet, type NetStateLike } from './filter-net.js';
+import { NetError, UnknownBottomError } from './errors.js';
+import { describeNetState, excludedProducers, filterNet, type NetStateLike } from './filter-net.js';
 import { formatG } from './format.js';
 import { planFusedChains, type FusedChain } from './inference-fusion.js';
 import { insertSplits } from './insert-splits.js';
@@ -91,7 +91,12 @@ function compileNet(param: NetParameter, options: NetOptions): { param: NetParam
       });
       log.info(`Initializing net from parameters: \n${printText('NetParameter', view)}`);
     }
-    const split = insertSplits(filtered);
+    let split: NetParameter;
+    try {
+      split = insertSplits(filtered);
+    } catch (e) {
+      throw e instanceof UnknownBottomError ? withExcludedProducers(e, upgraded, netState) : e;
+    }
     split.layer = split.layer.map((l) => {
       const c = shallowClone(l);
       // A layer without its own phase inherits the net's.
@@ -103,6 +108,17 @@ function compileNet(param: NetParameter, options: NetOptions): { param: NetParam
   } catch (e) {
     throw withFile(e);
   }
+}
+
+/**
+ * An unknown bottom that a layer left out by the net state would have produced (a TRAIN-only data
+ * layer in a TEST net, a stage the state lacks): the message names those layers and their rules.
+ */
+function withExcludedProducers(e: UnknownBottomError, param: NetParameter, state: NetStateLike): UnknownBottomError {
+  const producers = excludedProducers(param, state, e.blob);
+  if (producers.length === 0) return e;
+  const which = producers.length === 1 ? `layer ${producers[0]}, which produces it, is` : `layers ${producers.join(', ')}, which produce it, are`;
+  return new UnknownBottomError(`${e.message}; ${which} left out of this net by its rules (the net state: ${describeNetState(state)})`, e.blob, e.layer, { cause: e });
 }
 
 /**
