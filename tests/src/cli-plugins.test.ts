@@ -20,6 +20,16 @@ layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 6 dim:
 layer { name: "ss" type: "ScaleShift" bottom: "data" top: "y" scale_shift_param { scale: 2 shift: 1 } }
 `;
 
+/** A Python loss layer, as pycaffe's examples write one (module pyloss, class EuclideanLossLayer). */
+const PY_NET = `
+name: "py"
+layer { name: "in" type: "Input" top: "a" top: "b" input_param { shape { dim: 6 dim: 3 } shape { dim: 6 dim: 3 } } }
+layer {
+  name: "loss" type: "Python" bottom: "a" bottom: "b" top: "loss" loss_weight: 1
+  python_param { module: "pyloss" layer: "EuclideanLossLayer" }
+}
+`;
+
 /** A net with two layers of the SSD fork (Permute with its permute_param, ReLU6). */
 const FORK_NET = `
 name: "fork"
@@ -33,6 +43,7 @@ describe.skipIf(!existsSync(bin))('caffe --plugin', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, 'net.prototxt'), NET);
   writeFileSync(join(dir, 'fork.prototxt'), FORK_NET);
+  writeFileSync(join(dir, 'py.prototxt'), PY_NET);
   const x = Float32Array.from({ length: 18 }, (_, i) => i / 4 - 2);
   writeNpy(join(dir, 'x.npy'), { shape: [6, 3], data: x });
   const run = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8', env: { ...process.env, CAFFE_TS_WORKERS: '1' } });
@@ -53,6 +64,19 @@ describe.skipIf(!existsSync(bin))('caffe --plugin', () => {
     const r = run(['time', '--model', 'net.prototxt', '--iterations', '1']);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/net\.prototxt:4:\d+: unknown field 'scale_shift_param' in caffe\.LayerParameter/);
+  });
+
+  it('runs a Python layer ported as a plugin, and says how when the port is missing', () => {
+    const b = Float32Array.from(x, (v, i) => v + (i % 3) - 1);
+    writeNpy(join(dir, 'b.npy'), { shape: [6, 3], data: b });
+    const without = run(['forward', '--model', 'py.prototxt', '--input', 'a=x.npy', '--input', 'b=b.npy', '--blobs', 'loss', '--output', 'py0']);
+    expect(without.status).toBe(1);
+    expect(without.stderr).toMatch(/^caffe forward: Python layer 'loss' \(pyloss\.EuclideanLossLayer\): no TypeScript implementation is registered/m);
+    expect(without.stderr).toMatch(/^caffe forward: put that registerPythonLayer call in a module of your own and pass it with --plugin \.\/module\.mjs$/m);
+    const r = run(['forward', '--model', 'py.prototxt', '--input', 'a=x.npy', '--input', 'b=b.npy', '--blobs', 'loss', '--output', 'py1', '--plugin', join(fixtures, 'pyloss.mjs')]);
+    expect(r.status, r.stderr).toBe(0);
+    // Σ (a − b)² / (2·6): each row's differences are 1, 0, −1.
+    expect(Array.from(readNpy(join(dir, 'py1', 'loss.npy')).data)).toEqual([(6 * 2) / 12]);
   });
 
   it('takes the contrib layers by package name, and hints at them when a fork field is unknown', () => {

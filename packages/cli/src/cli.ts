@@ -1,7 +1,7 @@
 import { CaffeError } from '@caffe-ts/proto';
 import { Flags, parseArgs, UsageError } from './args.js';
 import { COMMANDS, type CommandContext } from './commands/index.js';
-import { forkHint, loadPlugins } from './plugins.js';
+import { loadPlugins, pluginHint } from './plugins.js';
 
 const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'encoded', 'help'];
 /** The flag every command takes (plugins.ts). */
@@ -60,7 +60,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     } else {
       io.stderr(`caffe ${args.command}: ${(e as Error).message}\n`);
     }
-    const hint = e instanceof Error ? forkHint(e.message) : '';
+    const hint = e instanceof Error ? pluginHint(e.message) : '';
     if (hint) io.stderr(`caffe ${args.command}: ${hint}\n`);
     if (UsageError.isInstance(e)) io.stderr(`usage: caffe ${args.command} ${command.usage} ${PLUGIN_USAGE}\n`);
     return 1;

@@ -83,10 +83,14 @@ function contribLayerTypes(): Set<string> {
 }
 
 /**
- * A line to add to an error about an unknown field or layer type that comes from a Caffe fork
- * this CLI ships (SSD's permute_param, ReLU6, …): which plugin reads it. Empty otherwise.
+ * A line to add to an error that a plugin would fix, naming the plugin or saying how to pass one:
+ * a field or layer type of a Caffe fork this CLI ships (SSD's permute_param, ReLU6, …), or a
+ * Python layer with no TypeScript port registered. Empty otherwise.
  */
-export function forkHint(message: string): string {
+export function pluginHint(message: string): string {
+  if (/^Python layer .*no TypeScript implementation is registered/.test(message)) {
+    return 'put that registerPythonLayer call in a module of your own and pass it with --plugin ./module.mjs';
+  }
   const field = /unknown field '([\w.]+)'/.exec(message)?.[1];
   const type = /unknown layer type:?\s*'?([\w.]+)/i.exec(message)?.[1];
   const known = (field !== undefined && contribFieldNames().has(field)) || (type !== undefined && contribLayerTypes().has(type));
