@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Blob, Rng } from '@caffe-ts/blob';
 import { decodeNetParameter, encodeNetParameter, parseNetParameter, Phase, type NetParameter } from '@caffe-ts/proto';
-import { NetError } from './errors.js';
+import { NetError, UnknownBottomError } from './errors.js';
 import { Net, type NetOptions } from './net.js';
 import { captureLog, fillRandom, net, NoopTestLayer, testRegistry } from './test-helpers.js';
 
@@ -210,6 +210,10 @@ describe('Net construction', () => {
         `'val_in' (include { phase: TEST stage: "val" }), which produce it, are left out of this net by its rules ` +
         '(the net state: phase TEST, level 0, no stages)',
     );
+    expect(err).toBeInstanceOf(UnknownBottomError);
+    expect([(err as UnknownBottomError).blob, (err as UnknownBottomError).layer]).toEqual(['data', 'r']);
+    // Named after its file, the error keeps its class and facts.
+    expect(() => new Net(staged, opts({ phase: Phase.TEST, name: 'staged.prototxt' }))).toThrow(UnknownBottomError);
     // With the stage the rules ask for, the net builds.
     expect(new Net(staged, opts({ phase: Phase.TEST, stages: ['val'] })).layerNames).toEqual(['val_in', 'r']);
     // A bottom that no layer produces at all keeps the plain message.

@@ -12,7 +12,7 @@ import {
   type NetState,
   type ParamSpec,
 } from '@caffe-ts/proto';
-import { NetError, UnknownBottomError } from './errors.js';
+import { NetError, NetUpgradeError, UnknownBottomError } from './errors.js';
 import { describeNetState, excludedProducers, filterNet, type NetStateLike } from './filter-net.js';
 import { formatG } from './format.js';
 import { planFusedChains, type FusedChain } from './inference-fusion.js';
@@ -69,8 +69,14 @@ const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 function compileNet(param: NetParameter, options: NetOptions): { param: NetParameter; phase: Phase } {
   const log = options.log === false ? quiet : netLog;
   const file = options.name;
-  const withFile = (e: unknown): unknown =>
-    file && e instanceof NetError ? new NetError(`${e.message} [${file}]`, { cause: e }) : e;
+  // The file named at the end of the message, the error's class (and its facts) kept.
+  const withFile = (e: unknown): unknown => {
+    if (!file || !(e instanceof NetError)) return e;
+    const message = `${e.message} [${file}]`;
+    if (e instanceof UnknownBottomError) return new UnknownBottomError(message, e.blob, e.layer, { cause: e });
+    if (e instanceof NetUpgradeError) return new NetUpgradeError(message, { cause: e });
+    return new NetError(message, { cause: e });
+  };
   try {
     const upgraded = upgradeNetAsNeeded(param, { file, log: options.log });
     const state = upgraded.state;
