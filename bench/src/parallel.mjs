@@ -94,7 +94,7 @@ const { defaultLayerRegistry, registerBuiltinLayers } = await import('@caffe-ts/
 const { registerDataLayers, openDatumDb, formatKey, convertBundledMnist } = await import('@caffe-ts/io-leveldb');
 const { parseNetParameter, createMessage, encodeDatum, printText, Phase } = await import('@caffe-ts/proto');
 const { createNodeSolver } = await import('@caffe-ts/solver/node');
-const { DataParallel, chooseParallelism, availableCores, probeParallelism, describePlan } = await import('@caffe-ts/solver/parallel');
+const { DataParallel, chooseParallelism, availableCores, probeParallelism, describePlan, threadTimes } = await import('@caffe-ts/solver/parallel');
 const { nodeSolverIO } = await import('@caffe-ts/solver/node');
 const { zooModel } = await import('@caffe-ts/zoo');
 
@@ -122,26 +122,10 @@ const cpuMs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 };
-/**
- * A thread's CPU ms and the ms it was runnable but waited for a CPU, from its /proc task folder:
- * schedstat (the scheduler's ns account) where the kernel has it, else stat's utime + stime in
- * 10-ms ticks (and no wait).
- */
-const taskTimes = (dir) => {
-  try {
-    const [run, wait] = readFileSync(`${dir}/schedstat`, 'latin1').split(' ').map(Number);
-    if (Number.isFinite(run) && run > 0) return { cpu: run / 1e6, wait: wait / 1e6 };
-  } catch {
-    // No schedstat: the ticks below.
-  }
-  const st = readFileSync(`${dir}/stat`, 'latin1');
-  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-  return { cpu: (Number(f[11]) + Number(f[12])) * 10, wait: NaN };
-};
 /** This thread's CPU ms (Linux /proc/thread-self; NaN elsewhere). */
 const threadCpu = () => {
   try {
-    return taskTimes('/proc/thread-self').cpu;
+    return threadTimes().cpu;
   } catch {
     return NaN;
   }
@@ -152,7 +136,7 @@ const threadsCpu = () => {
   try {
     for (const tid of readdirSync('/proc/self/task')) {
       try {
-        out.set(Number(tid), taskTimes(`/proc/self/task/${tid}`));
+        out.set(Number(tid), threadTimes(`/proc/self/task/${tid}`));
       } catch {
         // The thread ended between the listing and the read.
       }

@@ -14,7 +14,7 @@ export {
   type BatchResult,
 } from './data-parallel.js';
 export { ParallelError, ParallelConfigError, ParallelWorkerError, availableCores } from './pool.js';
-export { applyKernelThreads } from './replica.js';
+export { applyKernelThreads, threadTimes } from './replica.js';
 export { chooseParallelism, type ParallelPlan } from './plan.js';
 export { parallelForward, type ParallelForwardOptions, type ForwardArray } from './forward.js';
 export { type RankStats } from './data-parallel.js';

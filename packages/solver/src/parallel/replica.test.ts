@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { threadCpuMs } from './replica.js';
+import { threadCpuMs, threadTimes } from './replica.js';
 
 describe('threadCpuMs (the profile timers)', () => {
   const linux = existsSync('/proc/thread-self/stat');
@@ -29,5 +29,13 @@ describe('threadCpuMs (the profile timers)', () => {
     const steps = seen.slice(1).map((v, i) => v - seen[i]!);
     expect(steps.length).toBeGreaterThan(0);
     expect(steps.some((d) => Math.abs(d / 10 - Math.round(d / 10)) > 1e-3)).toBe(true);
+  });
+
+  it.skipIf(!existsSync('/proc/self/task'))('reads another thread of this process by its task folder, with its runqueue wait', () => {
+    const mine = threadTimes(`/proc/self/task/${process.pid}`);
+    expect(mine.cpu).toBeGreaterThan(0);
+    if (existsSync('/proc/thread-self/schedstat')) expect(mine.wait).toBeGreaterThanOrEqual(0);
+    else expect(mine.wait).toBeNaN();
+    expect(() => threadTimes('/proc/self/task/no-such-thread')).toThrow();
   });
 });

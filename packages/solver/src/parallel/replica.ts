@@ -108,26 +108,31 @@ export async function waitWhileEqual(ctrl: Int32Array, index: number, value: num
 }
 
 /**
- * CPU time of the calling thread in ms, or NaN where unavailable. Linux: the scheduler's own
- * account in ns (/proc/thread-self/schedstat), else the 10-ms ticks of /proc/thread-self/stat,
- * too coarse for one step of a small net. Either lags by up to one scheduler tick while the
- * thread runs (the kernel adds the time at ticks and switches), so a span that ends mid-run
- * reads a little low. Used by the profile timers to tell waiting from computing under load.
+ * A thread's CPU ms and the ms it was runnable but waited for a core, from its /proc task folder
+ * (default: the calling thread's; `/proc/self/task/<tid>` for another of this process). Linux:
+ * the scheduler's own account in ns (`schedstat`), else the 10-ms ticks of `stat`, too coarse for
+ * one step of a small net, and no wait (NaN). Either lags by up to one scheduler tick while the
+ * thread runs (the kernel adds the time at ticks and switches), so a span that ends mid-run reads
+ * a little low. Throws where the folder cannot be read (not Linux, a thread that ended).
  */
-export function threadCpuMs(): number {
+export function threadTimes(taskDir = '/proc/thread-self'): { cpu: number; wait: number } {
   try {
     // "run_time wait_time timeslices": ns on a CPU, ns runnable but waiting for one, slices.
-    const sched = readFileSync('/proc/thread-self/schedstat', 'latin1');
-    const ns = Number(sched.slice(0, sched.indexOf(' ')));
-    if (Number.isFinite(ns) && ns > 0) return ns / 1e6;
+    const [run, wait] = readFileSync(`${taskDir}/schedstat`, 'latin1').split(' ').map(Number);
+    if (Number.isFinite(run) && run! > 0) return { cpu: run! / 1e6, wait: wait! / 1e6 };
   } catch {
     // No schedstat (a kernel without CONFIG_SCHED_INFO): the ticks below.
   }
+  const stat = readFileSync(`${taskDir}/stat`, 'latin1');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields after the command: state(0) … utime(11) stime(12), in clock ticks (USER_HZ = 100).
+  return { cpu: (Number(f[11]) + Number(f[12])) * 10, wait: NaN };
+}
+
+/** CPU time of the calling thread in ms (threadTimes), or NaN where unavailable. Used by the profile timers. */
+export function threadCpuMs(): number {
   try {
-    const stat = readFileSync('/proc/thread-self/stat', 'latin1');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields after the command: state(0) … utime(11) stime(12), in clock ticks (USER_HZ = 100).
-    return (Number(f[11]) + Number(f[12])) * 10;
+    return threadTimes().cpu;
   } catch {
     return NaN;
   }
