@@ -1,12 +1,12 @@
 import { maxBlobBytes } from '@caffe-ts/blob';
 import { createMessage, type Datum } from '@caffe-ts/proto';
-import sharp from 'sharp';
 import { DataError } from './errors.js';
 import {
   decodeAndResize,
   decodePixels,
   fileChannelsFromHeader,
   PixelError,
+  loadSharp,
   planarPixels,
   readImageFile as readPixelFile,
   resizePixels,
@@ -53,6 +53,15 @@ async function rethrowing<T>(work: Promise<T>): Promise<T> {
 export async function decodeImage(bytes: Uint8Array, mode: ImreadMode = 'color', what = 'image'): Promise<PixelImage> {
   // Refused before decoding when the header claims more than the per-blob memory limit holds.
   return rethrowing(decodePixels(bytes, mode, what, maxBlobBytes()));
+}
+
+/** sharp (pixel-codec.ts's loadSharp), its failure to load as a DataError. */
+async function sharpModule(): Promise<typeof import('sharp').default> {
+  try {
+    return await loadSharp();
+  } catch (e) {
+    throw asDataError(e);
+  }
 }
 
 /** A file's bytes; a missing or unreadable file is a DataError saying so as OpenCV's readers do. */
@@ -138,6 +147,7 @@ export async function encodeImage(img: PixelImage, encoding: ImageEncoding | str
       for (let c = 0; c < cn; c++) rgb[s + c] = data[s + c]!;
     }
   }
+  const sharp = await sharpModule();
   const pipeline = sharp(rgb, { raw: { width, height, channels: cn as 1 | 2 | 3 | 4 } });
   if (cn <= 2) pipeline.toColourspace('b-w'); // else sharp writes gray pixels as RGB
   const out =
@@ -213,7 +223,7 @@ async function isGrayFile(bytes: Uint8Array): Promise<boolean> {
   let channels = fileChannelsFromHeader(bytes);
   if (channels === undefined) {
     try {
-      channels = (await sharp(bytes).metadata()).channels;
+      channels = (await (await sharpModule())(bytes).metadata()).channels;
     } catch {
       return false;
     }

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import sharp, { type OutputInfo } from 'sharp';
+import type { OutputInfo } from 'sharp';
 
 /*
  * The pixel work of image reading, shared by the main thread (image-io.ts) and the decode workers
@@ -28,6 +28,29 @@ export type ImreadMode = 'color' | 'gray' | 'unchanged';
 /** A failure of the pixel code; image-io.ts rethrows it as a DataError with the same message. */
 export class PixelError extends Error {
   override readonly name: string = 'PixelError';
+}
+
+type SharpFn = typeof import('sharp').default;
+let sharpLoading: Promise<SharpFn> | null = null;
+
+/**
+ * sharp, imported on first use: its native binary is an optional install (npm's
+ * `--omit=optional`, a platform it has no build for), and without it only image reading and
+ * writing should fail, with this message, not every import of this package.
+ */
+export function loadSharp(): Promise<SharpFn> {
+  sharpLoading ??= import('sharp').then(
+    (m) => m.default,
+    (e: unknown) => {
+      sharpLoading = null;
+      throw new PixelError(
+        `reading or writing images needs the 'sharp' package and its native build for ${process.platform}-${process.arch}, ` +
+          `which could not be loaded (reinstall without --omit=optional): ${describe(e).split('\n')[0]}`,
+        { cause: e },
+      );
+    },
+  );
+  return sharpLoading;
 }
 
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
@@ -60,6 +83,7 @@ export async function decodePixels(bytes: Uint8Array, mode: ImreadMode = 'color'
   if (bytes.length === 0) throw new PixelError(`cannot decode ${what}: it is empty`);
   const maxPixels = Math.max(1, Math.floor(maxBytes / 4));
   let raw: { data: Buffer; info: OutputInfo };
+  const sharp = await loadSharp();
   try {
     // ignoreIcc: OpenCV takes the stored samples as they are; autoOrient: imread/imdecode apply
     // the EXIF orientation except when reading 'unchanged' (IMREAD_UNCHANGED ignores it).
