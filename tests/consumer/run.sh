@@ -10,9 +10,11 @@
 # (--prefer-offline), and runs its test script (node:test, plain ESM). The scratch folder is
 # removed at the end (KEEP=1 keeps it).
 #
-# Cases (default: all): inference  training  custom-layer  gpu  import-cost
+# Cases (default: all): inference  training  custom-layer  gpu  cli-plugin  import-cost
 #   gpu installs the inference packages + backend-gpu with --omit=optional (no headless-gl) and
 #   compares LeNet on gpu.js's wasm (or cpu) mode with the CPU backend.
+#   cli-plugin installs the caffe command (--omit=optional) beside the scaled-tanh plugin and runs
+#   it with --plugin.
 #   import-cost measures `import('@caffe-ts/net')` in the training install (which also holds the
 #   solver and the LevelDB plugin) and checks that it loads no plugin (tests/consumer/import-cost.mjs).
 # Environment: CAFFE_TS_CORPUS (default ../shared/corpus beside the repository, when present) lets
@@ -22,7 +24,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/tests/consumer"
 cd "$root"
 
-all_cases=(inference training custom-layer gpu import-cost)
+all_cases=(inference training custom-layer gpu cli-plugin import-cost)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${all_cases[@]}")
 for c in "${cases[@]}"; do
