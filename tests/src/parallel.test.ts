@@ -250,6 +250,26 @@ describe('data-parallel training', () => {
     await expect(parallelSolver(solverParam(8), { workers: 2, mode: 'split', chunks: 3 })).rejects.toThrow(/do not divide into 3 chunks/);
   });
 
+  it("chunked split: solve()'s last display line is the loss of the next batch, as the single-threaded run prints it", async () => {
+    // Caffe's Solve ends with one more forward pass (no update) for the display; in split mode
+    // rank 0's net alone holds only a chunk, so the data-parallel solver reads the next batch and
+    // runs every chunk of it.
+    const finalLoss = async (parallel: DataParallelOptions | null) => {
+      const param = solverParam(8, { display: 5, max_iter: 20 });
+      const common = { log: false, rootDir: dir.path };
+      const solver = parallel ? await createParallelSolver(param, { register: REGISTER, ...parallel, log: false }, common) : await createNodeSolver(param, common);
+      try {
+        await solver.solve();
+        return solver.smoothedLossValue;
+      } finally {
+        await solver.close();
+      }
+    };
+    const serial = await finalLoss(null);
+    expectClose([await finalLoss({ workers: 2, mode: 'split', chunks: 4 })], [serial]);
+    expectClose([await finalLoss({ workers: 2, mode: 'split' })], [serial]);
+  });
+
   it('balanced shares: with a worker slower per row, rank 0 moves the cut so that it computes more rows of each batch; still the single-threaded run', async () => {
     // 'Slow' passes ip1 through in place; the workers' version spins 0.5 ms per row first.
     const define = (spin: number) => `class Slow extends Layer {

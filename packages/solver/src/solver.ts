@@ -74,6 +74,12 @@ export interface SnapshotData {
 export interface GradientComputer {
   /** Fill the train net's param diffs for one iteration; returns the loss averaged over everything computed. */
   computeGradients(solver: Solver): Promise<number>;
+  /**
+   * The loss of one forward pass over the next batch, no gradients (solve()'s last display line,
+   * Caffe's extra Forward after the loop), where the train net alone would not see that batch;
+   * undefined: the train net's own forward gives it.
+   */
+  forwardLoss?(solver: Solver): Promise<number | undefined>;
   /** Release what it holds (worker threads); Solver.close calls it. */
   close?(): Promise<void>;
 }
@@ -620,8 +626,11 @@ export abstract class Solver {
     }
     // One more forward pass (no update) so the final loss is displayed.
     if (p.display > 0 && this.iter % p.display === 0) {
-      await this.prepare(this.net);
-      const loss = this.net.forward();
+      let loss = await this.gradientComputer?.forwardLoss?.(this);
+      if (loss === undefined) {
+        await this.prepare(this.net);
+        loss = this.net.forward();
+      }
       this.updateSmoothedLoss(loss, startIter, p.average_loss);
       this.log.info(`Iteration ${this.iter}, loss = ${formatG(this.smoothedLoss)}`);
     }

@@ -385,15 +385,15 @@ export class DataParallel implements GradientComputer {
   }
 
   /**
-   * Read the next iteration's batches (iter_size of them) with the data net into staging buffer
-   * `buf`. Rank 0 does it for the following step at the end of its chunks, while the workers
-   * finish theirs.
+   * Read the next iteration's batches (iter_size of them, or the first `batches`) with the data
+   * net into staging buffer `buf`. Rank 0 does it for the following step at the end of its chunks,
+   * while the workers finish theirs.
    */
-  private async stage(buf: number): Promise<void> {
+  private async stage(buf: number, batches = Infinity): Promise<void> {
     const c = this.chunk!;
     const views = c.views![buf]!;
     try {
-      for (const batch of views) {
+      for (const batch of views.slice(0, batches)) {
         await runLayers(c.dataNet, false);
         let t = 0;
         for (let l = 0; l < c.plan.sources; l++) for (const b of c.dataNet.topVecs[l]!) batch[t++]!.set(b.cpuData());
@@ -745,6 +745,35 @@ export class DataParallel implements GradientComputer {
     own.reduceMs += t3 - t2;
     own.lastEnd = t3;
     return loss / ((c ? c.plan.chunks : n) * solver.param.iter_size);
+  }
+
+  /**
+   * solve()'s last display line (GradientComputer.forwardLoss). Chunked split: the next batch,
+   * read as a single-threaded run would read it, forward through every chunk on this thread, the
+   * chunks' losses averaged, as the step's loss is. Otherwise undefined: rank 0's net reads its
+   * own next batch, as Caffe's root solver does after multi-GPU training.
+   */
+  async forwardLoss(solver: Solver): Promise<number | undefined> {
+    const c = this.chunk;
+    if (!c) return undefined;
+    await this.settle();
+    if (!c.staged[c.buf]) await this.stage(c.buf, 1);
+    // Balanced shares weight each rank's loss by its rows; the chunks here are equal.
+    if (c.balance) scaleLossWeights(c.balance.loss, 1);
+    const views = c.views![c.buf]!;
+    let loss = 0;
+    try {
+      for (let k = 0; k < c.plan.chunks; k++) {
+        loadChunk(views, c.layout!, c.inputs!, k);
+        loss += await runLayers(solver.net, false);
+      }
+    } catch (e) {
+      throw e instanceof LayerFailure ? e.cause : e;
+    } finally {
+      // That batch is used up, as the single-threaded forward uses up its own.
+      c.staged[c.buf] = false;
+    }
+    return loss / c.plan.chunks;
   }
 
   /**
