@@ -55,15 +55,6 @@ export async function decodeImage(bytes: Uint8Array, mode: ImreadMode = 'color',
   return rethrowing(decodePixels(bytes, mode, what, maxBlobBytes()));
 }
 
-/** sharp (pixel-codec.ts's loadSharp), its failure to load as a DataError. */
-async function sharpModule(): Promise<typeof import('sharp').default> {
-  try {
-    return await loadSharp();
-  } catch (e) {
-    throw asDataError(e);
-  }
-}
-
 /** A file's bytes; a missing or unreadable file is a DataError saying so as OpenCV's readers do. */
 async function readImageFile(path: string): Promise<Uint8Array> {
   return rethrowing(readPixelFile(path));
@@ -147,7 +138,7 @@ export async function encodeImage(img: PixelImage, encoding: ImageEncoding | str
       for (let c = 0; c < cn; c++) rgb[s + c] = data[s + c]!;
     }
   }
-  const sharp = await sharpModule();
+  const sharp = await rethrowing(loadSharp());
   const pipeline = sharp(rgb, { raw: { width, height, channels: cn as 1 | 2 | 3 | 4 } });
   if (cn <= 2) pipeline.toColourspace('b-w'); // else sharp writes gray pixels as RGB
   const out =
@@ -223,7 +214,8 @@ async function isGrayFile(bytes: Uint8Array): Promise<boolean> {
   let channels = fileChannelsFromHeader(bytes);
   if (channels === undefined) {
     try {
-      channels = (await (await sharpModule())(bytes).metadata()).channels;
+      const sharp = await rethrowing(loadSharp());
+      channels = (await sharp(bytes).metadata()).channels;
     } catch {
       return false;
     }
