@@ -321,6 +321,37 @@ describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')('packed inference convolutio
     }
   });
 
+  it('inner product weights in the shared memory are read in place: no cached copy, the same bits', () => {
+    const one = createWasmInferConv()!;
+    const r = defaultWasmInferConv()!;
+    const prev = setHostAllocator('wasm');
+    try {
+      const M = 3, N = 37, K = 300;
+      const x = random(M * K), w = random(N * K), bias = random(N), ref = new Float32Array(M * N);
+      expect(one.innerProduct(M, N, K, x, w, 1, bias, ref)).toBe(true);
+      const wb = new Blob([N, K]);
+      const wd = wb.mutableCpuData() as Float32Array;
+      wd.set(w);
+      expect(engine()!.offsetOf(wd)).toBeGreaterThanOrEqual(0);
+      for (const threads of [1, 2]) {
+        setNumThreads(threads);
+        const cached = r.stats().cachedBytes;
+        const y = new Float32Array(M * N);
+        expect(r.innerProduct(M, N, K, x, wd, wb.dataVersion, bias, y)).toBe(true);
+        expect(bytes(y).equals(bytes(ref))).toBe(true);
+        expect(r.stats().cachedBytes).toBe(cached);
+      }
+      // Changed weights are read as they are now (no stale copy to refresh).
+      wd[5] = wd[5]! + 1;
+      const y = new Float32Array(M * N);
+      expect(r.innerProduct(M, N, K, x, wd, wb.dataVersion + 1, bias, y)).toBe(true);
+      expect(y[0]).toBeCloseTo(ref[0]! + x[5]!, 4);
+    } finally {
+      setHostAllocator(prev);
+      setNumThreads(2);
+    }
+  });
+
   it.each([
     // SqueezeNet's pool1 (no padding: read in place) and GoogLeNet's inception pools (padded).
     ['3×3 stride 2, no padding', 16, 113, 113, 3, 2, 0],

@@ -929,10 +929,14 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       throw new MathError(`${name} inner product: operands too short for M=${M} N=${N} K=${K} (x ${x.length}, w ${w.length}, y ${y.length}${bias ? `, bias ${bias.length}` : ''})`);
     }
     const pX = 0, pB = align(4 * M * K), pY = pB + align(4 * N), pW = pY + align(4 * M * N);
-    const need = pW + (version === undefined ? 4 * N * K : 0);
-    let wAt = 0, base = 0;
+    // Weights already in this memory (a blob of the 'wasm' host allocator) are read where they
+    // are: the kernel takes them in their own layout, so a cached copy would only double them
+    // (CaffeNet's fc6-fc8: 234 MB).
+    const wOwn = inMem(w);
+    const need = pW + (version === undefined && wOwn < 0 ? 4 * N * K : 0);
+    let wAt = wOwn, base = 0;
     if (!declineWhenFull(() => {
-      wAt = weightsBlock(w, version, `ip ${N} ${K}`, 4 * N * K, (at) => f32().set(w.subarray(0, N * K), at >> 2), () => scratch(need) + pW);
+      if (wOwn < 0) wAt = weightsBlock(w, version, `ip ${N} ${K}`, 4 * N * K, (at) => f32().set(w.subarray(0, N * K), at >> 2), () => scratch(need) + pW);
       base = scratch(need);
     })) return false;
     const mem = f32();
@@ -1069,7 +1073,7 @@ function withThreads(own: WasmInferConv): WasmInferConv {
     name: own.name,
     conv2d: (...args) => pick(args[2], args[6]).conv2d(...args),
     depthwise: (...args) => pick(args[2], args[5]).depthwise(...args),
-    innerProduct: (...args) => pick(args[3], args[7]).innerProduct(...args),
+    innerProduct: (...args) => pick(args[3], args[4], args[7]).innerProduct(...args),
     stats() {
       const a = own.stats(), b = threaded?.stats();
       return b ? { cachedBytes: a.cachedBytes + b.cachedBytes, cachedEntries: a.cachedEntries + b.cachedEntries, memoryBytes: a.memoryBytes + b.memoryBytes } : a;
