@@ -160,7 +160,22 @@ export function allocHostInt32(n: number): Int32Array {
   if (!lease) return new Int32Array(n);
   const view = new Int32Array(array.buffer, array.byteOffset, n);
   trackView(lease, view);
+  int32Leases.set(view, lease);
   return view;
+}
+
+const int32Leases = new WeakMap<Int32Array, HostLease>();
+
+/**
+ * Frees the kernel-heap block of an array from allocHostInt32 now, rather than when the array is
+ * collected (a layer's dispose()); the array must not be used afterwards. Plain arrays: nothing
+ * to do.
+ */
+export function releaseHostInt32(view: Int32Array): void {
+  const lease = int32Leases.get(view);
+  if (!lease) return;
+  int32Leases.delete(view);
+  releaseHost(lease);
 }
 
 /** Counts `view` (of the lease's block) as a user: the block is freed after every user is collected. */

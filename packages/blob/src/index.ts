@@ -1,7 +1,7 @@
 export { allocArray, dtypeOf, BYTES_PER_ELEMENT, type DType, type FloatArray } from './dtype.js';
 export { newTransferStats, type DeviceAllocator, type TransferStats } from './device.js';
 export { SyncedMemory, type SyncedHead } from './synced-memory.js';
-export { setHostAllocator, hostAllocator, hostMemoryInfo, allocKernelShared, allocHostInt32, copyFloats, zeroFill, type HostAllocatorKind, type HostMemoryInfo } from './host-memory.js';
+export { setHostAllocator, hostAllocator, hostMemoryInfo, allocKernelShared, allocHostInt32, releaseHostInt32, copyFloats, zeroFill, type HostAllocatorKind, type HostMemoryInfo } from './host-memory.js';
 export type { KernelHeapStats } from './wasm/kernel-heap.js';
 export { Blob, BlobError, BlobSizeError, blobProtoShape, maxBlobBytes, setMaxBlobBytes, MAX_BLOB_AXES, type BlobOptions } from './blob.js';
 export {

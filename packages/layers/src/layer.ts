@@ -157,6 +157,24 @@ export abstract class Layer {
     return 0;
   }
 
+  /**
+   * Lets go of the memory of every blob this layer holds: its params and the buffers in its own
+   * fields (and those of layers it holds, as SPP its pooling layers). Net.dispose() calls it; the
+   * layer cannot run afterwards. A layer that holds memory elsewhere (a reader, a device handle)
+   * overrides this and calls super.dispose().
+   */
+  dispose(): void {
+    const seen = new Set<unknown>();
+    const release = (v: unknown): void => {
+      if (v === null || typeof v !== 'object' || seen.has(v)) return;
+      seen.add(v);
+      if (v instanceof Blob) v.dispose();
+      else if (v instanceof Layer && v !== this) v.dispose();
+      else if (Array.isArray(v)) for (const x of v) if (x instanceof Blob || x instanceof Layer) release(x);
+    };
+    for (const v of Object.values(this)) release(v);
+  }
+
   /** A new blob with this layer's dtype, on this layer's backend. */
   protected newBlob(shape: readonly number[] = []): Blob {
     return new Blob(shape, { dtype: this.dtype, device: this.backend.device });

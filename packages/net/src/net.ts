@@ -605,8 +605,36 @@ export class Net {
     }
   }
 
+  /**
+   * Lets go of the memory of every blob the net holds: activations, inputs, and its layers'
+   * params and buffers (Layer.dispose), data and diffs (a param shared with another net, as a test net shares the train
+   * net's, stays while that net holds it). The garbage collector frees blob memory only late
+   * under the 'wasm' host allocator, whose kernel heap never shrinks, and never on a device
+   * backend, so a program that builds one net after another (a server switching models) calls
+   * this to reuse the memory at once. The net cannot run afterwards; close() its data layers
+   * first. Calling it again does nothing.
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const b of this.blobList) b.dispose();
+    for (const layer of this.layers) layer.dispose();
+  }
+
+  /** Whether dispose() was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  private disposed = false;
+
+  private assertLive(what: string): void {
+    if (this.disposed) throw new NetError(`${what}: net '${this.name}' was disposed (its blobs hold no memory any more)`);
+  }
+
   /** Run layers start..end (inclusive); returns the sum of their weighted losses. */
   forwardFromTo(start: number, end: number): number {
+    this.assertLive(`forwardFromTo(${start}, ${end})`);
     if (!(start >= 0) || !(end < this.layers.length) || !Number.isInteger(start) || !Number.isInteger(end)) {
       throw new NetError(`forwardFromTo(${start}, ${end}): layers are 0..${this.layers.length - 1} in net '${this.name}'`);
     }
@@ -717,6 +745,7 @@ export class Net {
 
   /** Backward through layers start down to end (inclusive), where they need it. */
   backwardFromTo(start: number, end: number): void {
+    this.assertLive(`backwardFromTo(${start}, ${end})`);
     if (!(end >= 0) || !(start < this.layers.length) || !Number.isInteger(start) || !Number.isInteger(end)) {
       throw new NetError(`backwardFromTo(${start}, ${end}): layers are 0..${this.layers.length - 1} in net '${this.name}'`);
     }
@@ -769,6 +798,7 @@ export class Net {
 
   /** Re-shape every layer's tops from its bottoms (after an input changed shape). */
   reshape(): void {
+    this.assertLive('reshape()');
     this.layers.forEach((layer, i) => layer.reshape(this.bottomVecs[i]!, this.topVecs[i]!));
   }
 
@@ -795,6 +825,7 @@ export class Net {
    * as V1 `layers` (BVLC's zoo models) are read when `layer` is empty.
    */
   copyTrainedLayersFrom(param: NetParameter): void {
+    this.assertLive('copyTrainedLayersFrom()');
     const sources: { name: string; blobs: BlobProto[] }[] =
       param.layer.length > 0 || param.layers.length === 0 ? param.layer : param.layers;
     for (const source of sources) {
@@ -862,6 +893,7 @@ export class Net {
    * Split layers included, phases set), each with its param blobs (and diffs if asked).
    */
   toProto(writeDiff = false): NetParameter {
+    this.assertLive('toProto()');
     const layer = this.layers.map((l) => {
       const lp = shallowClone(l.param);
       lp.blobs = l.blobs.map((b) => b.toProto(writeDiff));

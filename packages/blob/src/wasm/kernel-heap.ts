@@ -9,11 +9,15 @@
 // see the growth too, as the memory is one object.
 //
 // Allocation: blocks aligned to 64 bytes, rounded up to size classes (multiples of 64 bytes up
-// to 4 KiB, then 8 steps per power of two, so at most 12.5% is lost to rounding), one free list
-// per class, and a bump pointer at the top that grows the memory when it runs past its end. A
-// training loop allocates the same shapes again and again, so freed blocks come back exactly;
-// a block freed at the top lowers the top instead. Reused blocks are zeroed, as a fresh
-// Float32Array would be.
+// to 4 KiB, then 8 steps per power of two, so at most 12.5% is lost to rounding), and a bump
+// pointer at the top that grows the memory when it runs past its end. A training loop allocates
+// the same shapes again and again, so a freed block of the size asked for is taken first. Freed
+// blocks merge with free neighbours, a request with no block of its size takes the smallest free
+// block that holds it (the rest stays free), and free memory that reaches the top lowers it: a
+// process that builds one net after another (a server switching models, a benchmark) reuses the
+// memory of the nets it let go of, whatever their shapes, instead of growing. (A WebAssembly
+// memory never shrinks, and its pages stay resident once touched.) Reused blocks are zeroed, as
+// a fresh Float32Array would be.
 import { MathError } from '../math/errors.js';
 
 const PAGE = 65536;
@@ -52,7 +56,10 @@ export class KernelHeap {
   private top: number;
   /** Highest top so far: memory below it may hold old values, above it is still zero. */
   private highWater: number;
-  private readonly freeLists = new Map<number, number[]>();
+  /** Free blocks by start offset (their byte size), by end offset (their start), and by size. */
+  private readonly freeAt = new Map<number, number>();
+  private readonly freeEnding = new Map<number, number>();
+  private readonly freeBySize = new Map<number, Set<number>>();
   private readonly buffers = new WeakSet<object>();
   private current: SharedArrayBuffer;
   private f32: Float32Array;
@@ -95,10 +102,8 @@ export class KernelHeap {
    */
   alloc(bytes: number): number {
     const size = sizeClass(bytes);
-    const list = this.freeLists.get(size);
-    if (list && list.length > 0) {
-      const at = list.pop()!;
-      this.freeBytes -= size;
+    const at = this.takeFree(size);
+    if (at >= 0) {
       this.inUse += size;
       this.live++;
       this.reusedCount++;
@@ -106,32 +111,88 @@ export class KernelHeap {
       this.f32.fill(0, at >> 2, (at + size) >> 2);
       return at;
     }
-    const at = this.top;
-    if (!this.ensure(at + size)) return -1;
-    this.top = at + size;
-    if (at < this.highWater) {
+    const bump = this.top;
+    if (!this.ensure(bump + size)) return -1;
+    this.top = bump + size;
+    if (bump < this.highWater) {
       this.buffer();
-      this.f32.fill(0, at >> 2, Math.min(this.top, this.highWater) >> 2);
+      this.f32.fill(0, bump >> 2, Math.min(this.top, this.highWater) >> 2);
     }
     this.highWater = Math.max(this.highWater, this.top);
     this.inUse += size;
     this.live++;
-    return at;
+    return bump;
   }
 
   /** Gives back a block from alloc(offset, the same byte count). */
   free(offset: number, bytes: number): void {
-    const size = sizeClass(bytes);
+    let start = offset;
+    let size = sizeClass(bytes);
     this.inUse -= size;
     this.live--;
-    if (offset + size === this.top) {
-      this.top = offset;
+    // Merge with the free blocks on either side.
+    const before = this.freeEnding.get(start);
+    if (before !== undefined) {
+      const n = this.freeAt.get(before)!;
+      this.unlist(before, n);
+      start = before;
+      size += n;
+    }
+    const afterSize = this.freeAt.get(start + size);
+    if (afterSize !== undefined) {
+      this.unlist(start + size, afterSize);
+      size += afterSize;
+    }
+    // Free memory reaching the top lowers it (no free block ever ends at the top).
+    if (start + size === this.top) {
+      this.top = start;
       return;
     }
-    let list = this.freeLists.get(size);
-    if (!list) this.freeLists.set(size, (list = []));
-    list.push(offset);
+    this.list(start, size);
+  }
+
+  /**
+   * A free block of `size` bytes, taken from the free blocks (-1: none holds it): one of exactly
+   * that size, else the front of the smallest larger one (the lowest such, for ties), its rest
+   * left free.
+   */
+  private takeFree(size: number): number {
+    const exact = this.freeBySize.get(size);
+    if (exact && exact.size > 0) {
+      const at = exact.values().next().value as number;
+      this.unlist(at, size);
+      return at;
+    }
+    let best = -1;
+    let bestSize = Infinity;
+    for (const [at, n] of this.freeAt) {
+      if (n > size && (n < bestSize || (n === bestSize && at < best))) {
+        best = at;
+        bestSize = n;
+      }
+    }
+    if (best < 0) return -1;
+    this.unlist(best, bestSize);
+    this.list(best + size, bestSize - size);
+    return best;
+  }
+
+  private list(at: number, size: number): void {
+    this.freeAt.set(at, size);
+    this.freeEnding.set(at + size, at);
+    let set = this.freeBySize.get(size);
+    if (!set) this.freeBySize.set(size, (set = new Set()));
+    set.add(at);
     this.freeBytes += size;
+  }
+
+  private unlist(at: number, size: number): void {
+    this.freeAt.delete(at);
+    this.freeEnding.delete(at + size);
+    const set = this.freeBySize.get(size)!;
+    set.delete(at);
+    if (set.size === 0) this.freeBySize.delete(size);
+    this.freeBytes -= size;
   }
 
   /** Grows the memory so that [0, end) exists; false when it cannot. */

@@ -1,4 +1,4 @@
-import { allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
+import { allocHostInt32, defaultWasmInfer, releaseHostInt32, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -173,13 +173,22 @@ export class PoolingLayer extends Layer {
     if (top.length > 1) top[1]!.reshape(shape);
     const n = num * channels * ph * pw;
     // The argmax lives beside float32 blob memory, so the kernels read and write it in place.
-    if (this.method === PoolMethod.MAX && this.maxIdx.length < n) this.maxIdx = this.dtype === 'float32' ? allocHostInt32(n) : new Int32Array(n);
+    if (this.method === PoolMethod.MAX && this.maxIdx.length < n) {
+      releaseHostInt32(this.maxIdx);
+      this.maxIdx = this.dtype === 'float32' ? allocHostInt32(n) : new Int32Array(n);
+    }
     if (this.method !== PoolMethod.STOCHASTIC) {
       // Windows are separable: the bounds per output row and per column, computed once here.
       [this.rowLo, this.rowHi, this.rowSize] = windowBounds(ph, height, this.kernelH, this.strideH, this.padH);
       [this.colLo, this.colHi, this.colSize] = windowBounds(pw, width, this.kernelW, this.strideW, this.padW);
     }
     if (this.method === PoolMethod.STOCHASTIC && this.randIdx.length < n) this.randIdx = new Int32Array(n);
+  }
+
+  override dispose(): void {
+    releaseHostInt32(this.maxIdx);
+    this.maxIdx = new Int32Array(0);
+    super.dispose();
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
