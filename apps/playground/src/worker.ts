@@ -234,6 +234,8 @@ function loadModel(prototxt: string, prototxtName: string, weights: ArrayBuffer,
     copied: withParams.filter(({ name }) => sources.has(name)).length,
     missing: withParams.filter(({ name }) => !sources.has(name)).map(({ name }) => name),
   };
+  // The model it replaces lets go of its memory now rather than when the collector gets to it.
+  userModel?.dispose();
   userModel = net;
   post({ type: 'modelLoaded', info });
 }
