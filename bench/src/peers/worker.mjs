@@ -211,6 +211,8 @@ async function caffeTs() {
       };
     },
     endRow() {
+      // The next row's net reuses this one's memory (the kernel heap never shrinks).
+      for (const net of built.values()) net.dispose();
       built.clear();
     },
   };
@@ -384,7 +386,7 @@ for (const row of rows) {
       const cell = { ...m, ...(typeof c === 'number' ? { err: c } : c) };
       if (row.kind === 'gemm') cell.gflops = (2 * row.n ** 3) / cell.ms / 1e6;
       put(cell);
-      log(`${row.id} t${t}: ${cell.ms.toFixed(2)} ms (min ${cell.minMs.toFixed(2)}, ${cell.reps} runs), max rel err ${cell.err.toExponential(1)}`);
+      log(`${row.id} t${t}: ${cell.ms.toFixed(2)} ms (min ${cell.minMs.toFixed(2)}, ${cell.reps} runs), max rel err ${cell.err.toExponential(1)}, RSS ${(process.memoryUsage().rss / 1048576).toFixed(0)} MB`);
     } catch (e) {
       put({ error: e.message });
       log(`${row.id} t${t}: FAILED: ${e.stack}`);
