@@ -607,12 +607,12 @@ export class Net {
 
   /**
    * Lets go of the memory of every blob the net holds: activations, inputs, and its layers'
-   * params and buffers (Layer.dispose), data and diffs (a param shared with another net, as a test net shares the train
-   * net's, stays while that net holds it). The garbage collector frees blob memory only late
-   * under the 'wasm' host allocator, whose kernel heap never shrinks, and never on a device
-   * backend, so a program that builds one net after another (a server switching models) calls
-   * this to reuse the memory at once. The net cannot run afterwards; close() its data layers
-   * first. Calling it again does nothing.
+   * params and buffers (Layer.dispose), data and diffs. A param shared with another net (as a test
+   * net shares the train net's) stays while that net holds it. The garbage collector frees blob
+   * memory only late under the 'wasm' host allocator, whose kernel heap never shrinks, and never
+   * on a device backend, so a program that builds one net after another (a server switching
+   * models) calls this to reuse the memory at once. The net cannot run afterwards; close() its
+   * data layers first. Calling it again does nothing.
    */
   dispose(): void {
     if (this.disposed) return;
