@@ -49,10 +49,22 @@ interface Training {
   backend: Backend;
   /** The zoo's deploy LeNet, sharing the weights being trained (for the drawn digit). */
   deploy: Net;
+  testNet: Net;
   stop: boolean;
+  /** Its loop has ended. */
+  finished: boolean;
 }
 let training: Training | null = null;
-let trained: { deploy: Net; solver: Solver } | null = null;
+/** The latest run: its nets predict drawn digits and export weights. */
+let trained: Training | null = null;
+
+/**
+ * A replaced run's nets give their memory back now (on the gpu backend, textures that the
+ * collector never frees), once its loop has ended.
+ */
+function disposeRun(run: Training): void {
+  for (const n of [run.deploy, run.testNet, run.solver.net]) n.dispose();
+}
 let userModel: Net | null = null;
 
 /**
@@ -143,9 +155,11 @@ async function train(req: TrainRequest): Promise<void> {
   const testNet = new Net(netParam, { phase: Phase.TEST, registry, backend, log: false });
   const deploy = new Net(lenetDeploy(), { phase: Phase.TEST, registry, backend, log: false });
   deploy.shareTrainedLayersWith(solver.net);
-  const run: Training = { solver, backend, deploy, stop: false };
+  const run: Training = { solver, backend, deploy, testNet, stop: false, finished: false };
   training = run;
-  trained = { deploy, solver };
+  const previous = trained;
+  trained = run;
+  if (previous?.finished) disposeRun(previous);
 
   const trainReader = new BatchReader(data.train);
   const testReader = new BatchReader(data.test);
@@ -193,6 +207,8 @@ async function train(req: TrainRequest): Promise<void> {
     post({ type: 'error', where: 'train', message: (e as Error).message });
   }
   if (training === run) training = null;
+  run.finished = true;
+  if (trained !== run) disposeRun(run);
   post({ type: 'done', iter: solver.iter, reason });
 }
 
