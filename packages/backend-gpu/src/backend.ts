@@ -1,5 +1,5 @@
 import type { Backend } from '@caffe-ts/blob';
-import type { LayerKernel } from '@caffe-ts/layers';
+import type { Layer, LayerKernel } from '@caffe-ts/layers';
 import { GpuDevice, type GpuDeviceStats } from './device.js';
 import { accuracyKernel } from './kernels/accuracy.js';
 import { batchNormKernel } from './kernels/batch-norm.js';
@@ -18,7 +18,8 @@ import { reluKernel } from './kernels/relu.js';
 import { affineSplitsByImage, biasKernel, scaleKernel } from './kernels/scale.js';
 import { createGpuOps, type GpuOps } from './kernels/sgd-update.js';
 import { softmaxKernel } from './kernels/softmax.js';
-import { softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
+import { releaseSoftmaxLossState, softmaxWithLossKernel } from './kernels/softmax-with-loss.js';
+import { releaseScratch } from './kernels/util.js';
 import { splitKernel } from './kernels/split.js';
 import { startRuntime, type GpuMode, type GpuRuntimeInfo } from './runtime.js';
 import { drainTexturePool } from './texture-pool.js';
@@ -126,6 +127,10 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     solverOps: ops,
     allowCpuFallback: options.allowCpuFallback ?? false,
     layerKernel: (type) => KERNELS[type],
+    releaseLayer(layer) {
+      releaseScratch(layer as Layer);
+      releaseSoftmaxLossState(device, layer as Layer);
+    },
     info: () => ({ ...runtime.info, skipped: runtime.info.skipped.slice(), kernels: gpuKernelTypes(), hostOnly: gpuHostOnlyTypes(), packed }),
     // One live object: Layer counts CPU fallbacks into it and the device counts transfers.
     stats: () => device.stats,

@@ -78,6 +78,27 @@ describe('device memory over many iterations (gpu.js cpu mode)', () => {
     expect(a.count()).toBe(0);
     backend.destroy();
   });
+
+  it("Net.dispose frees every device buffer of the net, its layers' own and the kernels' state included", () => {
+    const backend = createGpuBackend({ mode: 'cpu' });
+    const step = () => {
+      const net = new Net(parseNetParameter(TINY), { backend, phase: Phase.TRAIN, log: false, rng: new Rng(5) });
+      net.blob('x').mutableCpuData().set([1, -2, 3, 0.5, 0, 1, -1, 2]);
+      net.blob('y').mutableCpuData().set([0, 2]);
+      net.clearParamDiffs();
+      net.forwardBackward();
+      return net;
+    };
+    // The device's own buffers (a placeholder made on first use) stay: a first net makes them.
+    step().dispose();
+    const before = backend.stats().liveBuffers;
+    const net = step();
+    // Activations, params, Dropout's mask, SoftmaxWithLoss's probabilities and loss.
+    expect(backend.stats().liveBuffers - before).toBeGreaterThan(15);
+    net.dispose();
+    expect(backend.stats().liveBuffers).toBe(before);
+    backend.destroy();
+  });
 });
 
 // In the GL modes the buffers are textures, and freed ones wait in the texture pool for reuse:

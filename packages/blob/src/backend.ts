@@ -20,6 +20,11 @@ export interface Backend {
   readonly allowCpuFallback?: boolean;
   /** Solver math on the device, so a training step needs no parameter round trip (optional). */
   readonly solverOps?: DeviceSolverOps;
+  /**
+   * Frees what the backend keeps for one layer outside the layer's own fields (device scratch,
+   * per-layer kernel state); Layer.dispose calls it (optional).
+   */
+  releaseLayer?(layer: object): void;
   stats(): BackendStats;
 }
 

@@ -160,7 +160,8 @@ export abstract class Layer {
   /**
    * Lets go of the memory of every blob this layer holds: its params and the buffers in its own
    * fields (and those of layers it holds, as SPP its pooling layers). Net.dispose() calls it; the
-   * layer cannot run afterwards. A layer that holds memory elsewhere (a reader, a device handle)
+   * layer cannot run afterwards. What the backend keeps for the layer goes too
+   * (Backend.releaseLayer). A layer that holds memory elsewhere (a reader, a kernel-heap array)
    * overrides this and calls super.dispose().
    */
   dispose(): void {
@@ -173,6 +174,7 @@ export abstract class Layer {
       else if (Array.isArray(v)) for (const x of v) if (x instanceof Blob || x instanceof Layer) release(x);
     };
     for (const v of Object.values(this)) release(v);
+    this.backend.releaseLayer?.(this);
   }
 
   /** A new blob with this layer's dtype, on this layer's backend. */

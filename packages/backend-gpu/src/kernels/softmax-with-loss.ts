@@ -106,6 +106,15 @@ interface State {
 }
 const states = new WeakMap<Layer, State>();
 
+/** Frees the layer's probabilities and loss buffers (Backend.releaseLayer). */
+export function releaseSoftmaxLossState(dev: GpuDevice, layer: Layer): void {
+  const s = states.get(layer);
+  if (!s) return;
+  states.delete(layer);
+  dev.free(s.prob);
+  dev.free(s.lossNorm);
+}
+
 function state(dev: GpuDevice, layer: Layer, n: number): State {
   let s = states.get(layer);
   if (!s || s.prob.length !== n) {

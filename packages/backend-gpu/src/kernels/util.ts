@@ -84,6 +84,14 @@ export function scratchBlob(layer: Layer, name: string, n: number): Blob {
   return b;
 }
 
+/** Disposes the layer's scratch blobs (Backend.releaseLayer). */
+export function releaseScratch(layer: Layer): void {
+  const m = scratch.get(layer);
+  if (!m) return;
+  scratch.delete(layer);
+  for (const b of m.values()) b.dispose();
+}
+
 /** The device buffer of a scratch blob, for kernels to write. */
 export const scratchBuffer = (layer: Layer, key: string, n: number): GpuBuffer => scratchBlob(layer, key, n).mutableGpuData() as GpuBuffer;
 
