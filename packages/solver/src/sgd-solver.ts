@@ -59,6 +59,10 @@ export class SGDSolver extends Solver {
     }
   }
 
+  protected override disposeState(): void {
+    for (const h of this.history) h.dispose();
+  }
+
   /** How many history blobs each learnable param has (AdaDelta and Adam keep two). */
   protected historyBlobsPerParam(): number {
     return 1;

@@ -268,3 +268,18 @@ describe('Solver: net set-up and Caffe\'s checks', () => {
     expect((s.testNets[0] as unknown as { phase: number }).phase).toBe(1);
   });
 });
+
+describe('Solver.dispose', () => {
+  it('frees the train and test nets and the update history; stepping afterwards fails naming the net', async () => {
+    const solver = build({ type: 'Adam', test_iter: [1], test_interval: 100 });
+    await solver.step(2);
+    const history = (solver as unknown as { history: { count(): number }[] }).history;
+    expect(history.length).toBe(4); // weight and bias, two histories each
+    expect(history.every((h) => h.count() > 0)).toBe(true);
+    await solver.close();
+    solver.dispose();
+    expect([solver.net, ...solver.testNets].map((n) => n.isDisposed)).toEqual([true, true]);
+    expect(history.map((h) => h.count())).toEqual([0, 0, 0, 0]);
+    await expect(solver.step(1)).rejects.toThrow(/was disposed/);
+  });
+});

@@ -782,6 +782,19 @@ export abstract class Solver {
     await computer?.close?.();
     for (const n of [this.net, ...this.testNets]) await n.close();
   }
+
+  /**
+   * Frees the memory of the train and test nets (Net.dispose) and of the update history, at once
+   * rather than when the collector gets to it (never, for device memory): for a program that
+   * trains one model after another. close() first; the solver cannot step afterwards.
+   */
+  dispose(): void {
+    for (const n of [this.net, ...this.testNets]) n.dispose();
+    this.disposeState();
+  }
+
+  /** Frees what a solver type keeps besides the nets (SGDSolver: its history blobs). */
+  protected disposeState(): void {}
 }
 
 /** The loss weight of output blob `index` of `net` (0 for outputs that are not losses). */
