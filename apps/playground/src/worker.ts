@@ -63,7 +63,9 @@ let trained: Training | null = null;
  * collector never frees), once its loop has ended.
  */
 function disposeRun(run: Training): void {
-  for (const n of [run.deploy, run.testNet, run.solver.net]) n.dispose();
+  run.deploy.dispose();
+  run.testNet.dispose();
+  run.solver.dispose();
 }
 let userModel: Net | null = null;
 
