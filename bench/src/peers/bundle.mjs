@@ -1,7 +1,7 @@
 // Bundles of the peer comparison, free of caffe-ts imports so the peers' processes load none of
 // caffe-ts: <dir>/<row>.json (spec, inputs and reference arrays with offsets) and <dir>/<row>.bin
 // (all float32 arrays back to back).
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -25,7 +25,13 @@ export function saveBundle(dir, row, spec, inputs, reference, extra = {}) {
     reference: Object.fromEntries(Object.entries(reference).map(([k, v]) => [k, { shape: v.shape, ...put(v.data) }])),
     ...extra,
   };
-  writeFileSync(join(dir, `${row}.bin`), Buffer.concat(chunks));
+  // Chunk by chunk: a concatenation would hold every weight a second time (CaffeNet: 244 MB).
+  const fd = openSync(join(dir, `${row}.bin`), 'w');
+  try {
+    for (const c of chunks) for (let at = 0; at < c.length; ) at += writeSync(fd, c, at);
+  } finally {
+    closeSync(fd);
+  }
   writeFileSync(join(dir, `${row}.json`), JSON.stringify(json));
 }
 

@@ -117,8 +117,11 @@ export function fillRandomParams(net, rng) {
   }
 }
 
-/** The spec of a set-up caffe-ts Net (weights copied as Float32Arrays). */
-export function describeNet(net) {
+/**
+ * The spec of a set-up caffe-ts Net: weights copied as Float32Arrays, or, with `views`, the
+ * blobs' own arrays (for writing at once: no second copy of the weights in memory).
+ */
+export function describeNet(net, { views = false } = {}) {
   const layers = net.layers.map((layer, i) => {
     const lp = layer.param;
     return {
@@ -127,7 +130,7 @@ export function describeNet(net) {
       bottom: [...lp.bottom],
       top: [...lp.top],
       attrs: layerAttrs(lp),
-      blobs: layer.blobs.map((b) => ({ shape: [...b.shape], data: Float32Array.from(b.cpuData()) })),
+      blobs: layer.blobs.map((b) => ({ shape: [...b.shape], data: views ? b.cpuData() : Float32Array.from(b.cpuData()) })),
     };
   });
   const shapes = {};

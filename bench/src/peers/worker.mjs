@@ -201,7 +201,7 @@ async function caffeTs() {
             reference[`${net.layerNames[li]}/${bi}`] = { shape: [...b.shape], data: Float32Array.from(b.cpuDiff()) };
           }));
         }
-        saveBundle(values.bundle, row.id, describeNet(net), inputs, reference, { check });
+        saveBundle(values.bundle, row.id, describeNet(net, { views: true }), inputs, reference, { check });
         built.set(row.id, net);
       }
       const net = built.get(row.id);
