@@ -97,3 +97,13 @@ test('a Net from an in-memory prototxt (the browser path: no file access)', () =
   assert.deepEqual(net.outputBlobs.map((b) => b.shape), [[1, 10]]);
   assert.deepEqual(net.layerNames, ['data', 'conv1', 'pool1', 'conv2', 'pool2', 'ip1', 'relu1', 'ip2', 'prob']);
 });
+
+test('net.dispose: the net gives its memory back and then refuses to run', () => {
+  const net = loadNetFromFile(deploy, { phase: Phase.TEST, log: false });
+  const before = classify(net, loadDigit());
+  assert.equal(before.length, 10);
+  net.dispose();
+  assert.equal(net.isDisposed, true);
+  assert.equal(net.params.get('ip1')[0].count(), 0);
+  assert.throws(() => net.forward(), /was disposed/);
+});
