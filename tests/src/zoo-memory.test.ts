@@ -1,3 +1,4 @@
+import { hostMemoryInfo, setHostAllocator } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
@@ -61,6 +62,34 @@ describe('reuseActivations', () => {
       expect(maxDiff).toBe(0);
     }
     expect(() => shared.backward()).toThrow(/shares activation memory/);
+  });
+
+  it.skipIf(process.env.CAFFE_TS_GEMM === 'js').each([
+    ['mobilenet_v2', [1, 3, 32, 32]],
+    ['squeezenet_v1.1', [1, 3, 63, 63]],
+  ])("%s: the shared buffers live in the kernels' memory under the 'wasm' host allocator (no staging copies), the same bits", (model, shape) => {
+    const previous = setHostAllocator('wasm');
+    try {
+      const plain = build(model, shape);
+      randomize(plain);
+      const expected = Array.from(run(plain, 0));
+      const inUse = () => hostMemoryInfo().heap!.bytesInUse;
+      const before = inUse();
+      const shared = build(model, shape);
+      randomize(shared);
+      const plan = reuseActivations(shared);
+      const pooled = shared.blobNames.filter((n) => !plan.pinned.includes(n) && shared.blobs.get(n)!.count() > 0);
+      expect(pooled.length).toBeGreaterThan(10);
+      expect(hostMemoryInfo().active).toBe(true);
+      // A plain ArrayBuffer would mean a JS array, which every kernel copies in and out.
+      for (const n of pooled) expect(shared.blobs.get(n)!.cpuData().buffer).toBeInstanceOf(SharedArrayBuffer);
+      expect(Array.from(run(shared, 0))).toEqual(expected);
+      // dispose() gives the shared slots back too, with the rest of the net's memory.
+      shared.dispose();
+      expect(inUse()).toBeLessThanOrEqual(before);
+    } finally {
+      setHostAllocator(previous);
+    }
   });
 
   it('keeps requested blobs readable', () => {

@@ -139,15 +139,21 @@ export function allocHost(dtype: DType, n: number): { array: FloatArray; lease: 
  * `n` zeroed float32s in the kernel heap and the shared WebAssembly.Memory holding them, for code
  * that runs WebAssembly of its own in place on that memory (the data-parallel arenas: the kernels
  * then read blobs viewing them without staging copies). `track(view)` counts a view made of the
- * block as a user, as the array is: the block is freed once all are collected. Null where the
- * 'wasm' allocator is off or the heap cannot hold it.
+ * block as a user, as the array is: the block is freed once all are collected, or at once by
+ * `release()` (its owner knows nothing uses it any more). Null where the 'wasm' allocator is off
+ * or the heap cannot hold it.
  */
-export function allocKernelShared(n: number): { array: Float32Array; memory: WebAssembly.Memory; track(view: object): void } | null {
+export function allocKernelShared(n: number): { array: Float32Array; memory: WebAssembly.Memory; track(view: object): void; release(): void } | null {
   const e = wasmEngine();
   if (!e || n <= 0) return null;
   const { array, lease } = allocHost('float32', n);
   if (!lease) return null;
-  return { array: array as Float32Array, memory: e.memory as unknown as WebAssembly.Memory, track: (view) => trackView(lease, view) };
+  return {
+    array: array as Float32Array,
+    memory: e.memory as unknown as WebAssembly.Memory,
+    track: (view) => trackView(lease, view),
+    release: () => releaseHost(lease),
+  };
 }
 
 /**
@@ -176,6 +182,22 @@ export function releaseHostInt32(view: Int32Array): void {
   if (!lease) return;
   int32Leases.delete(view);
   releaseHost(lease);
+}
+
+const releaseListeners: ((arrays: readonly object[]) => void)[] = [];
+
+/**
+ * Calls `listener` with the arrays of a kernel-heap block that its memory gives back (a blob
+ * disposed, or reshaped past its capacity), so that what is cached per array (the inference
+ * kernels' packed weights) can go at once rather than when the arrays are collected.
+ */
+export function onHostReleased(listener: (arrays: readonly object[]) => void): void {
+  releaseListeners.push(listener);
+}
+
+/** Tells the listeners of onHostReleased that `arrays` are dead. */
+export function notifyHostReleased(arrays: readonly object[]): void {
+  for (const listener of releaseListeners) listener(arrays);
 }
 
 /** Counts `view` (of the lease's block) as a user: the block is freed after every user is collected. */

@@ -1,6 +1,6 @@
 import type { DeviceAllocator } from './device.js';
 import type { DType, FloatArray } from './dtype.js';
-import { allocHost, releaseHost, trackView, type HostLease } from './host-memory.js';
+import { allocHost, notifyHostReleased, releaseHost, trackView, type HostLease } from './host-memory.js';
 
 /** Where the freshest copy lives, as Caffe's SyncedMemory::SyncedHead. */
 export type SyncedHead = 'uninitialized' | 'cpu' | 'gpu' | 'synced';
@@ -120,6 +120,8 @@ export class SyncedMemory {
     if (this.deviceHandle !== null && this.device) this.device.free(this.deviceHandle);
     this.deviceHandle = null;
     if (this.lease) {
+      // Caches derived from these arrays (the inference kernels' packed weights) go too.
+      if (this.host) notifyHostReleased([this.host, ...this.views.values()]);
       // The kernel heap takes its block back at once; anyone touching this memory again gets a
       // fresh zeroed array rather than a block another blob may own by then.
       releaseHost(this.lease);

@@ -321,6 +321,23 @@ describe.skipIf(process.env.CAFFE_TS_GEMM === 'js')('packed inference convolutio
     }
   });
 
+  it("a disposed weights blob takes the default runner's packed copy with it", () => {
+    const r = defaultWasmInferConv()!;
+    const prev = setHostAllocator('wasm');
+    try {
+      const g = geom({ channels: 16, height: 12, width: 11, outChannels: 16 });
+      const wb = new Blob([16 * 16 * 9]);
+      (wb.mutableCpuData() as Float32Array).set(random(16 * 16 * 9));
+      const entries = r.stats().cachedEntries;
+      expect(r.conv2d(g, 1, random(16 * 132), wb.cpuData() as Float32Array, wb.dataVersion, {}, new Float32Array(16 * 132))).toBe(true);
+      expect(r.stats().cachedEntries).toBe(entries + 1);
+      wb.dispose();
+      expect(r.stats().cachedEntries).toBe(entries);
+    } finally {
+      setHostAllocator(prev);
+    }
+  });
+
   it('inner product weights in the shared memory are read in place: no cached copy, the same bits', () => {
     const one = createWasmInferConv()!;
     const r = defaultWasmInferConv()!;

@@ -25,6 +25,7 @@
 // same order whichever thread runs it, so results are bit-identical to one thread's. A call over
 // several images instead gives each thread whole images (the same per-image kernels in its own
 // scratch: the same bits again; CAFFE_TS_PACKED_BATCH=off splits each image as at batch 1).
+import { onHostReleased } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { gemm } from '../math/gemm.js';
@@ -150,6 +151,8 @@ export interface WasmInferConv {
   stats(): { cachedBytes: number; cachedEntries: number; memoryBytes: number };
   /** Drops every cached weight block. */
   clear(): void;
+  /** Drops the block cached for the weights `w`, if any (their layer is disposed). */
+  release(w: Float32Array): void;
 }
 
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
@@ -989,7 +992,16 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     resident = null;
   }
 
-  return { name, conv2d, depthwise, innerProduct, stats, clear };
+  function release(w: Float32Array): void {
+    const c = cache.get(w);
+    if (!c) return;
+    cache.delete(w);
+    live.delete(c);
+    registry?.unregister(c);
+    arena.release(c.at, c.bytes);
+  }
+
+  return { name, conv2d, depthwise, innerProduct, stats, clear, release };
 }
 
 /**
@@ -1048,6 +1060,10 @@ export function defaultWasmInferConv(): WasmInferConv | null {
     const threadsOff = env?.CAFFE_TS_PACKED_THREADS?.trim().toLowerCase() === 'off';
     slot = { conv: own && !threadsOff ? withThreads(own) : own };
     g[KEY] = slot;
+    const conv = slot.conv;
+    if (conv) onHostReleased((arrays) => {
+      for (const a of arrays) if (a instanceof Float32Array) conv.release(a);
+    });
   }
   return slot.conv;
 }
@@ -1077,6 +1093,10 @@ function withThreads(own: WasmInferConv): WasmInferConv {
     stats() {
       const a = own.stats(), b = threaded?.stats();
       return b ? { cachedBytes: a.cachedBytes + b.cachedBytes, cachedEntries: a.cachedEntries + b.cachedEntries, memoryBytes: a.memoryBytes + b.memoryBytes } : a;
+    },
+    release(w) {
+      own.release(w);
+      threaded?.release(w);
     },
     clear() {
       own.clear();
