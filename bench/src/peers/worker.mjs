@@ -135,6 +135,9 @@ async function caffeTs() {
   const { Net } = await import('@caffe-ts/net');
   const { rowNetParameter } = await import('./rows.mjs');
   const { describeNet, fillRandomParams, saveBundle } = await import('./net-spec.mjs');
+  const { reuseActivations } = await import('@caffe-ts/zoo');
+  /** What feeds each Softmax: logits say more than near-uniform probabilities. */
+  const logitNames = (net) => net.layers.filter((l) => l.param.type === 'Softmax').map((l) => l.param.bottom[0]);
   const version = JSON.parse(readFileSync(new URL('../../../packages/blob/package.json', import.meta.url), 'utf8')).version;
   // Intra-op threads (@caffe-ts/blob's worker pool): initThreads(n) resolves once the workers
   // are up, to the count jobs will really use; without the API only 1 thread runs.
@@ -174,6 +177,10 @@ async function caffeTs() {
         const net = await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, name: row.id });
         const rng = new blob.Rng(20240601);
         fillRandomParams(net, rng);
+        // A deploy net's activations share buffers where their lifetimes do not overlap, as
+        // onnxruntime and tfjs plan theirs (@caffe-ts/zoo's reuseActivations; the same bits, see
+        // tests/src/zoo-memory.test.ts). The logits the peers are checked on stay readable.
+        if (row.kind === 'infer') reuseActivations(net, { keep: logitNames(net) });
         const inputs = {};
         for (const name of net.inputBlobNames) {
           const b = net.blobs.get(name);
@@ -188,8 +195,7 @@ async function caffeTs() {
         if (row.kind === 'infer') {
           net.forward();
           // Outputs, plus what feeds each Softmax (logits say more than near-uniform probabilities).
-          const names = new Set(net.outputBlobNames);
-          for (const l of net.layers) if (l.param.type === 'Softmax') names.add(l.param.bottom[0]);
+          const names = new Set([...net.outputBlobNames, ...logitNames(net)]);
           for (const name of names) reference[name] = { shape: [...net.blobs.get(name).shape], data: Float32Array.from(net.blobs.get(name).cpuData()) };
           check = [...names];
         } else {
