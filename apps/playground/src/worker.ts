@@ -60,12 +60,14 @@ let trained: Training | null = null;
 
 /**
  * A replaced run's nets give their memory back now (on the gpu backend, textures that the
- * collector never frees), once its loop has ended.
+ * collector never frees), once its loop has ended; a gpu backend of its own goes too (each run
+ * makes one, with a GL context: browsers keep only a few).
  */
 function disposeRun(run: Training): void {
   run.deploy.dispose();
   run.testNet.dispose();
   run.solver.dispose();
+  (run.backend as Backend & { destroy?: () => void }).destroy?.();
 }
 let userModel: Net | null = null;
 
