@@ -157,6 +157,9 @@ export interface WasmInferConv {
 
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
+/** Most floats of transformed filters one GEMM of the Winograd weight transform writes (1 MiB). */
+const TRANSFORM_CHUNK_FLOATS = 1 << 18;
+
 /** The kernels' $relu argument: 0 none, 1 leaky (max(v, 0) + slope·min(v, 0)), 2 slope 0 (max(v, 0) alone: the same values). */
 const reluMode = (relu: number | null) => (relu === null ? 0 : relu === 0 ? 2 : 1);
 
@@ -774,13 +777,19 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
       // laid out per ξ as an m × Cg matrix. Training changes the weights on every step, so this
       // runs once per step and layer (and replica): per-filter loops in JS took 1.6-2.4 ms for
       // LeNet's conv2, the GEMM with the repacking 0.2-0.6 ms. Its output block is kept rather
-      // than allocated on every step.
+      // than allocated on every step, and bounded: large layers (CaffeNet's conv3: 14 MB of
+      // transformed weights) run it in column chunks, each element the same RR-term sum.
       const plane = m * Cg;
-      if (transformOut.length < XI * plane) transformOut = new Float32Array(XI * plane);
-      const u = transformOut.subarray(0, XI * plane);
+      const P = Math.min(plane, Math.max(NR, Math.floor(TRANSFORM_CHUNK_FLOATS / XI / NR) * NR));
+      if (transformOut.length < XI * P) transformOut = new Float32Array(XI * P);
       for (let q = 0; q < G; q++) {
-        gemm(false, true, XI, plane, RR, 1, kron, weights.subarray(q * plane * RR, (q + 1) * plane * RR), 0, u);
-        f32().set(u, (raw >> 2) + q * XI * plane);
+        for (let p0 = 0; p0 < plane; p0 += P) {
+          const n = Math.min(P, plane - p0);
+          const u = transformOut.subarray(0, XI * n);
+          gemm(false, true, XI, n, RR, 1, kron, weights.subarray((q * plane + p0) * RR, (q * plane + p0 + n) * RR), 0, u);
+          const mem = f32();
+          for (let xi = 0; xi < XI; xi++) mem.set(u.subarray(xi * n, (xi + 1) * n), (raw >> 2) + (q * XI + xi) * plane + p0);
+        }
       }
       for (let q = 0; q < G; q++) {
         for (let xi = 0; xi < XI; xi++) k.packa(raw + 4 * (q * XI + xi) * m * Cg, m, Cg, at + (q * XI + xi) * uBytes);
