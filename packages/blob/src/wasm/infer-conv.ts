@@ -520,9 +520,7 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     let c = cache.get(w);
     if (c && c.version === version && c.key === key) return c.at;
     if (c && c.bytes !== bytes) {
-      live.delete(c);
-      registry?.unregister(c);
-      arena.release(c.at, c.bytes);
+      evict(c);
       c = undefined;
     }
     if (!c) {
@@ -1001,13 +999,18 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
     resident = null;
   }
 
+  /** Gives a cached block back to the arena (the caller drops or replaces its cache entry). */
+  function evict(c: Cached): void {
+    live.delete(c);
+    registry?.unregister(c);
+    arena.release(c.at, c.bytes);
+  }
+
   function release(w: Float32Array): void {
     const c = cache.get(w);
     if (!c) return;
     cache.delete(w);
-    live.delete(c);
-    registry?.unregister(c);
-    arena.release(c.at, c.bytes);
+    evict(c);
   }
 
   return { name, conv2d, depthwise, innerProduct, stats, clear, release };

@@ -1,4 +1,4 @@
-import { allocHostInt32, defaultWasmInfer, releaseHostInt32, defaultWasmMaxPool, defaultWasmTrain, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
+import { allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, releaseHostInt32, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
