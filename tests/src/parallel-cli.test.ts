@@ -148,6 +148,10 @@ describe('caffe train/test --workers', () => {
     const setUps = (x: { log: string[] }) => x.log.filter((l) => /Initializing net from parameters/.test(l)).length;
     expect(setUps(one)).toBeGreaterThan(0);
     expect(setUps(r)).toBe(setUps(one));
+    // So does an explicit chunked split, whose data layers run in a net of their own.
+    const split = await withWorkersEnv(undefined, () => caffe(['train', '--solver', 'quiet_solver.prototxt', '--workers', '2', '--split_batch'], dir.path));
+    expect(split.code).toBe(0);
+    expect(setUps(split)).toBe(setUps(one));
     const a = losses(r).slice(0, -2);
     const b = losses(one).slice(0, -2);
     expect(a.length).toBe(6);

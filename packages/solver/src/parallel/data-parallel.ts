@@ -356,8 +356,10 @@ export class DataParallel implements GradientComputer {
       if (this.chunksRequested !== undefined) throw new ParallelConfigError(`split mode in ${this.chunksRequested} chunks: ${plan}`);
       return null;
     }
-    // The data layers come first in the train net: built first, as a single-threaded run builds them.
-    const dataNet = await Net.create(plan.dataParam, options);
+    // The data layers come first in the train net: built first, as a single-threaded run builds
+    // them. Quietly: the log sets up one train net, as a single-threaded run's does (the one
+    // below, the data layers' own lines included).
+    const dataNet = await Net.create(plan.dataParam, { ...options, log: false });
     let mine: NetParameter;
     try {
       mine = chunkNetParameter(param, state, dataNet, plan);
