@@ -193,8 +193,9 @@ describe('probeParallelism', () => {
       solverOptions: { log: false, registry: testRegistry(feed) },
       warmup: 2, warmupMs: 1, roundMs: 40, rounds: 1, log: false, maxShare: Infinity,
     });
-    // Timed at the cold speed, 40 ms would make the shortest rounds allowed (4 iterations).
-    for (const t of probe.timings) expect(t.iterations).toBeGreaterThanOrEqual(16);
+    // Timed at the cold speed, 40 ms would make the shortest rounds allowed (4 iterations); at
+    // the warm speed more (16 or more on a quiet machine, fewer when it is loaded).
+    for (const t of probe.timings) expect(t.iterations).toBeGreaterThan(4);
   });
 
   it('times the candidates one after the other when a second copy cannot be built while the first is open', async () => {
