@@ -180,4 +180,30 @@ describe('LRNLayer', () => {
       for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(2e-6 * Math.max(1, Math.abs(want[i]!)));
     }
   });
+  it('keeps no scale after a forward without backward (backwardNeeded false), and then refuses backward', () => {
+    for (const dtype of ['float32', 'float64'] as const) {
+      for (const norm_region of [NormRegion.ACROSS_CHANNELS, NormRegion.WITHIN_CHANNEL]) {
+        const layer = createLayer(lrnLayerDef, { lrn_param: { local_size: 3, norm_region } }, { dtype });
+        const bottom = makeBlob([2, 5, 3, 4], { dtype, filler: 'uniform', min: -2, max: 2, rng: new Rng(5) });
+        const top = new Blob([], { dtype });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        const kept = Array.from(top.cpuData());
+        expect(layer['scale'].count()).toBe(bottom.count());
+        layer.backwardNeeded = false;
+        top.mutableCpuData().fill(0);
+        layer.forward([bottom], [top]);
+        expect(Array.from(top.cpuData()), `${dtype} region ${norm_region}`).toEqual(kept);
+        expect(layer['scale'].count()).toBe(0);
+        // A second pass without backward reshapes its scale again.
+        layer.forward([bottom], [top]);
+        expect(Array.from(top.cpuData())).toEqual(kept);
+        top.mutableCpuDiff().fill(1);
+        expect(() => layer.backward([top], [true], [bottom])).toThrow(/LRN backward needs the scale of the last forward/);
+        layer.backwardNeeded = true;
+        layer.forward([bottom], [top]);
+        expect(() => layer.backward([top], [true], [bottom])).not.toThrow();
+      }
+    }
+  });
 });

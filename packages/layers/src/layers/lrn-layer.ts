@@ -25,6 +25,12 @@ export class LRNLayer extends Layer {
   private prePad = 2;
   /** s per element, kept for backward. */
   private scale!: Blob;
+  /**
+   * Whether backward may run: a Net clears it for layers it never runs backward through (every
+   * layer of a deploy net), and a forward then gives s back as soon as y is written, so an
+   * inference net's LRN layers hold no buffer of their bottom's size between passes.
+   */
+  backwardNeeded = true;
   /** Work buffers (squares or ratios, and their window sums), reused across calls. */
   private terms = new Float64Array(0);
   private sums = new Float64Array(0);
@@ -60,6 +66,13 @@ export class LRNLayer extends Layer {
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    // The shape again: a forward without backward left s empty.
+    this.scale.reshape(bottom[0]!.shape);
+    this.normalize(bottom, top);
+    if (!this.backwardNeeded) this.scale.dispose();
+  }
+
+  private normalize(bottom: Blob[], top: Blob[]): void {
     const x = bottom[0]!.cpuData();
     const s = this.scale.mutableCpuData();
     const y = top[0]!.mutableCpuData();
@@ -137,6 +150,9 @@ export class LRNLayer extends Layer {
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
     if (!propagateDown[0]) return;
+    if (this.scale.count() !== bottom[0]!.count()) {
+      this.fail('LRN backward needs the scale of the last forward, which was not kept (backwardNeeded was false)');
+    }
     const dy = top[0]!.cpuDiff();
     const y = top[0]!.cpuData();
     const x = bottom[0]!.cpuData();
