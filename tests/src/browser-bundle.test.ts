@@ -29,6 +29,11 @@ const playwrightAt = (() => {
     return null;
   }
 })();
+// Each page test takes about a second, but the threads page has twice gone past a minute (a CI
+// run at load average 5-6, and a first run on an idle machine; 28 reruns then took a second
+// each). A slow page passes; a hung one still fails, saying how far the page's worker got.
+const PAGE_TEST_MS = 180_000;
+const PAGE_WAIT_MS = 120_000;
 const skip = !existsSync(chromiumPath) ? `no Chromium at ${chromiumPath}` : playwrightAt === null ? 'playwright-core is not installed' : null;
 
 const INFERENCE = ['proto', 'blob', 'layers', 'net'];
@@ -111,7 +116,7 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
   type Page = {
     on(event: string, cb: (x: { message?: string; type?(): string; text?(): string }) => void): void;
     addScriptTag(o: { content: string; type: string }): Promise<unknown>;
-    waitForFunction(fn: string): Promise<unknown>;
+    waitForFunction(fn: string, arg?: unknown, options?: { timeout: number }): Promise<unknown>;
     evaluate<R, A>(fn: (a: A) => R | Promise<R>, arg: A): Promise<R>;
   };
   let browser: Browser | undefined;
@@ -147,7 +152,7 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
       if (m.type?.() === 'error') problems.push(`console error: ${m.text?.()}`);
     });
     await page.addScriptTag({ content: bundle.code, type: 'module' });
-    await page.waitForFunction('globalThis.caffe !== undefined');
+    await page.waitForFunction('globalThis.caffe !== undefined', undefined, { timeout: PAGE_WAIT_MS });
     const inPage = await page.evaluate(
       ({ prototxt, weights, pixels }) => {
         type Api = {
@@ -184,7 +189,7 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
     expect(inPage.prob).toHaveLength(10);
     const worst = Math.max(...inPage.prob.map((p, k) => Math.abs(p - node.prob[k]!)));
     expect(worst, `page ${inPage.prob.join(' ')}\nnode ${node.prob.join(' ')}`).toBeLessThan(1e-6);
-  });
+  }, PAGE_TEST_MS);
 
   it('runs kernel threads in a cross-origin-isolated page: a worker of the page multiplies on two threads, bit for bit as on one', async () => {
     // Shared memory needs the page isolated (COOP/COEP), and the thread that waits for the kernel
@@ -193,7 +198,11 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
     const files: Record<string, [string, string]> = {
       '/': ['text/html', `<!doctype html><script type="module">
         const w = new Worker('/worker.js', { type: 'module' });
-        w.onmessage = (e) => { globalThis.result = e.data; };
+        globalThis.stages = [];
+        w.onmessage = (e) => {
+          if (e.data.stage) globalThis.stages.push(e.data.stage + ' at ' + Math.round(performance.now()) + ' ms');
+          else globalThis.result = e.data;
+        };
         w.onerror = (e) => { globalThis.result = { error: e.message }; };
       </script>`],
       '/bundle.js': ['text/javascript', bundle.code],
@@ -201,7 +210,9 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
         const c = globalThis.caffe;
         const out = { isolated: self.crossOriginIsolated };
         try {
-          out.threads = await c.initThreads(2);
+          postMessage({ stage: 'bundle loaded' });
+          out.threads = await c.initThreads(2, { timeoutMs: ${PAGE_WAIT_MS - 20_000} });
+          postMessage({ stage: 'kernel threads ready' });
           out.pool = c.threadPoolInfo();
           const k = c.createWasmGemmKernel();
           const M = 200, N = 300, K = 150;
@@ -216,6 +227,7 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
             same &&= two.every((v, i) => Object.is(v, one[i]));
           }
           out.same = same;
+          postMessage({ stage: 'products done' });
           out.workerLists = c.threadPoolInfo().workerLists - before;
         } catch (e) {
           out.error = String(e && e.stack || e);
@@ -233,7 +245,11 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
       const page = (await browser!.newPage()) as Page & { goto(url: string): Promise<unknown> };
       page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
       await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
-      await page.waitForFunction('globalThis.result !== undefined');
+      await page.waitForFunction('globalThis.result !== undefined', undefined, { timeout: PAGE_WAIT_MS }).catch(async (e: unknown) => {
+        // Say how far the worker got (the stages it reported, with the page's clock).
+        const stages = await page.evaluate(() => (globalThis as unknown as { stages?: string[] }).stages ?? [], null).catch(() => ['(page gone)']);
+        throw new Error(`no result from the page's worker; its stages: ${stages.length ? stages.join(', ') : 'none'} (${String(e)})`);
+      });
       const result = await page.evaluate(() => (globalThis as unknown as { result: Record<string, unknown> }).result, null);
       expect(result.error).toBeUndefined();
       expect(result).toMatchObject({ isolated: true, threads: 2, pool: { supported: true, active: 2, reason: null }, same: true });
@@ -242,5 +258,5 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
-  });
+  }, PAGE_TEST_MS);
 });

@@ -143,6 +143,8 @@ interface G {
   Worker?: new (url: string) => AnyWorker;
   Blob?: new (parts: string[], opts: { type: string }) => unknown;
   URL?: { createObjectURL(b: unknown): string };
+  setTimeout?(f: () => void, ms: number): unknown;
+  clearTimeout?(t: unknown): void;
 }
 const g = globalThis as unknown as G;
 const isNode = typeof g.process?.versions?.node === 'string';
@@ -224,11 +226,16 @@ export function setNumThreads(n: number): void {
   if (n > 1) ensureWorkers(n - 1);
 }
 
+/** How long initThreads waits for the workers by default (they take milliseconds when all is well). */
+const INIT_THREADS_TIMEOUT_MS = 30_000;
+
 /**
- * setNumThreads(n ?? getNumThreads()) and waits until those workers are ready (or failed).
- * Resolves to the number of threads jobs will use now.
+ * setNumThreads(n ?? getNumThreads()) and waits until those workers are ready (or failed), at
+ * most `timeoutMs` (INIT_THREADS_TIMEOUT_MS): a worker that never starts (a browser that stalls
+ * it, say) must not hang the caller. Resolves to the number of threads jobs will use now; a
+ * worker ready later joins the jobs from then on.
  */
-export async function initThreads(n?: number): Promise<number> {
+export async function initThreads(n?: number, options: { timeoutMs?: number } = {}): Promise<number> {
   const s = state();
   const want = n === undefined ? getNumThreads() : checkCount(n, 'initThreads');
   s.requested = want;
@@ -248,9 +255,15 @@ export async function initThreads(n?: number): Promise<number> {
     const starting = s.workers.slice(0, want - 1);
     // Keep the process alive while waiting for the 'ready' messages (workers are unref'd).
     for (const w of starting) w.worker.ref?.();
+    const timeoutMs = options.timeoutMs ?? INIT_THREADS_TIMEOUT_MS;
+    let timer: unknown;
+    const late = new Promise<void>((resolve) => {
+      timer = g.setTimeout?.(resolve, timeoutMs);
+    });
     try {
-      await Promise.all(starting.map((w) => w.ready));
+      await Promise.race([Promise.all(starting.map((w) => w.ready)), late]);
     } finally {
+      g.clearTimeout?.(timer);
       for (const w of starting) w.worker.unref?.();
     }
   }
