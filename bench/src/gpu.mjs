@@ -119,6 +119,8 @@ function timeLenet(backend, sync) {
     });
     if (it > 0) times.push(m);
   }
+  net.dispose();
+  for (const h of history) h.dispose();
   return medians(times);
 }
 
@@ -138,6 +140,7 @@ function timeForwards(backend, sync, text, input, output, iterations) {
     });
     if (it > 0) times.push(m);
   }
+  net.dispose();
   return medians(times);
 }
 
@@ -193,7 +196,9 @@ for (const entry of values.modes.split(',').filter(Boolean)) {
   });
   if (values['kernel-profile']) printKernelProfile(mode, direct);
   const s = backend.stats();
-  console.log(`${''.padEnd(26)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks)`);
+  // Every net above was disposed: what the device still holds is what leaked.
+  rows[rows.length - 1].info.liveBuffersAfterDispose = s.liveBuffers;
+  console.log(`${''.padEnd(26)} (max texture ${info.maxTextureSize}, ${info.mantissaBits} mantissa bits, ${s.kernelsCompiled} kernels compiled, ${s.uploads} uploads, ${s.readbacks} readbacks, ${s.liveBuffers} device buffer(s) live after the nets' dispose, of which the device's own placeholder is 1)`);
   backend.destroy();
 }
 /** Per-kernel device time over warm steps (a fresh backend with profiling on; kernels compiled first). */
