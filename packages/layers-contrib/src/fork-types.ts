@@ -93,6 +93,16 @@ export interface ShuffleChannelParameter {
   group: number;
 }
 
+export interface ROIPoolingParameter {
+  pooled_h: number;
+  pooled_w: number;
+  spatial_scale: number;
+}
+
+export interface SmoothL1LossParameter {
+  sigma: number;
+}
+
 /**
  * A fork parameter sub-message of a LayerParameter, or a fresh one (reading the schema's
  * defaults) when the prototxt leaves it out.

@@ -1,6 +1,6 @@
 /**
- * @caffe-ts/layers-contrib: layers of widely used Caffe forks (SSD, SegNet, DeepLab/PSPNet,
- * the MobileNet and ShuffleNet forks, DenseNet's ceil_mode), registered through the custom-layer
+ * @caffe-ts/layers-contrib: layers of widely used Caffe forks (SSD, Fast/Faster R-CNN, SegNet,
+ * DeepLab/PSPNet, the MobileNet and ShuffleNet forks, DenseNet's ceil_mode), registered through the custom-layer
  * API. Pure exports; `./register` registers everything into the default registry, and
  * `./detect` holds the detection pipeline (image in, boxes and an annotated PNG out).
  */
@@ -14,7 +14,9 @@ import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 import { priorBoxLayerDef } from './layers/prior-box-layer.js';
 import { relu6LayerDef } from './layers/relu6-layer.js';
+import { roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 import { shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
+import { smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
 import { unsupportedForkLayerDefs } from './layers/unsupported-layers.js';
 import { upsampleLayerDef } from './layers/upsample-layer.js';
 import { registerContribSchema } from './schema.js';
@@ -29,6 +31,8 @@ export { ShuffleChannelLayer, shuffleChannelLayerDef } from './layers/shuffle-ch
 export { UpsampleLayer, upsampleLayerDef } from './layers/upsample-layer.js';
 export { InterpLayer, interpLayerDef } from './layers/interp-layer.js';
 export { BNLayer, bnLayerDef, BN_VAR_EPS } from './layers/bn-layer.js';
+export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
+export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
 export { decodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
@@ -41,6 +45,8 @@ export {
   UPSAMPLE_PROTO,
   INTERP_PROTO,
   SHUFFLE_CHANNEL_PROTO,
+  ROI_POOLING_PROTO,
+  SMOOTH_L1_LOSS_PROTO,
 } from './schema.js';
 export { CodeType, BNMode, forkParam } from './fork-types.js';
 export type {
@@ -53,6 +59,8 @@ export type {
   UpsampleParameter,
   InterpParameter,
   ShuffleChannelParameter,
+  ROIPoolingParameter,
+  SmoothL1LossParameter,
 } from './fork-types.js';
 
 /** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
@@ -68,6 +76,8 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
   upsampleLayerDef,
   interpLayerDef,
   bnLayerDef,
+  roiPoolingLayerDef,
+  smoothL1LossLayerDef,
   ...unsupportedForkLayerDefs,
 ];
 

@@ -62,12 +62,33 @@ message ShuffleChannelParameter {
 }
 `;
 
+/**
+ * Fast R-CNN's ROIPooling (rbgirshick/caffe-fast-rcnn and py-faster-rcnn):
+ * `roi_pooling_param = 8266711`, free in BVLC's schema.
+ */
+export const ROI_POOLING_PROTO = `
+message ROIPoolingParameter {
+  optional uint32 pooled_h = 1 [default = 0];
+  optional uint32 pooled_w = 2 [default = 0];
+  optional float spatial_scale = 3 [default = 1];
+}
+`;
+
+/** Fast R-CNN's SmoothL1Loss (py-faster-rcnn): `smooth_l1_loss_param = 8266712`, free in BVLC's schema. */
+export const SMOOTH_L1_LOSS_PROTO = `
+message SmoothL1LossParameter {
+  optional float sigma = 1 [default = 1];
+}
+`;
+
 /** Fork fields of LayerParameter this package adds besides the SSD fork's: [name, number, type, proto]. */
 export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, string, string]> = [
   ['bn_param', 45, 'BNParameter', BN_PROTO],
   ['shuffle_channel_param', 164, 'ShuffleChannelParameter', SHUFFLE_CHANNEL_PROTO],
   ['upsample_param', 1137, 'UpsampleParameter', UPSAMPLE_PROTO],
   ['interp_param', 1143, 'InterpParameter', INTERP_PROTO],
+  ['roi_pooling_param', 8266711, 'ROIPoolingParameter', ROI_POOLING_PROTO],
+  ['smooth_l1_loss_param', 8266712, 'SmoothL1LossParameter', SMOOTH_L1_LOSS_PROTO],
 ];
 
 /**

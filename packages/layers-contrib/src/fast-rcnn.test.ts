@@ -1,0 +1,90 @@
+import { Rng } from '@caffe-ts/blob';
+import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
+import { Net } from '@caffe-ts/net';
+import { decodeNetParameter, encodeNetParameter, parseNetParameter, Phase, printNetParameter } from '@caffe-ts/proto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerContribLayers } from './index.js';
+
+// A Fast R-CNN box-regression head, small: features, regions pooled to 3 × 3, a box predictor
+// and SmoothL1Loss with inside and outside weights (the py-faster-rcnn training net's layout).
+const NET = `name: "fast_rcnn_head"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 16 dim: 16 } } }
+layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 4 dim: 5 } } }
+layer {
+  name: "targets" type: "Input"
+  top: "bbox_targets" top: "bbox_inside_weights" top: "bbox_outside_weights"
+  input_param { shape { dim: 4 dim: 8 } shape { dim: 4 dim: 8 } shape { dim: 4 dim: 8 } }
+}
+layer {
+  name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 stride: 2 weight_filler { type: "gaussian" std: 0.3 } }
+}
+layer {
+  name: "roi_pool5" type: "ROIPooling" bottom: "conv1" bottom: "rois" top: "pool5"
+  roi_pooling_param { pooled_w: 3 pooled_h: 3 spatial_scale: 0.5 }
+}
+layer {
+  name: "bbox_pred" type: "InnerProduct" bottom: "pool5" top: "bbox_pred"
+  inner_product_param { num_output: 8 weight_filler { type: "gaussian" std: 0.01 } }
+}
+layer {
+  name: "loss_bbox" type: "SmoothL1Loss"
+  bottom: "bbox_pred" bottom: "bbox_targets" bottom: "bbox_inside_weights" bottom: "bbox_outside_weights"
+  top: "loss_bbox" loss_weight: 1
+}
+`;
+
+describe('a Fast R-CNN box-regression head (ROIPooling, SmoothL1Loss)', () => {
+  const registry = registerBuiltinLayers(new LayerRegistry());
+  beforeAll(() => registerContribLayers(registry));
+
+  function build(): Net {
+    const net = new Net(parseNetParameter(NET, 'fast_rcnn_head.prototxt'), { phase: Phase.TRAIN, registry, log: false, rng: new Rng(3) });
+    const rng = new Rng(9);
+    const fill = (name: string, f: (i: number) => number) => {
+      const d = net.blob(name).mutableCpuData();
+      for (let i = 0; i < d.length; i++) d[i] = f(i);
+    };
+    fill('data', () => rng.uniformIn(-1, 1));
+    // Regions in input pixels (spatial_scale 0.5 maps them onto the 8 × 8 features), on both images.
+    net.blob('rois').mutableCpuData().set([0, 0, 0, 15, 15, 0, 2, 4, 9, 12, 1, 6, 1, 14, 7, 1, 0, 8, 5, 15]);
+    fill('bbox_targets', () => rng.uniformIn(-0.5, 0.5));
+    // Only the 4 coordinates of each region's class count (the other 4 have inside weight 0).
+    fill('bbox_inside_weights', (i) => (i % 8 < 4 ? 1 : 0));
+    fill('bbox_outside_weights', (i) => (i % 8 < 4 ? 1 : 0));
+    return net;
+  }
+
+  it('trains: the loss falls, and the gradient reaches the features through the pooled regions', () => {
+    const net = build();
+    expect(net.blob('pool5').shape).toEqual([4, 4, 3, 3]);
+    const losses: number[] = [];
+    for (let step = 0; step < 60; step++) {
+      net.clearParamDiffs();
+      losses.push(net.forwardBackward());
+      if (step === 0) {
+        const conv = net.layers[net.layerNames.indexOf('conv1')]!.blobs[0]!.cpuDiff();
+        expect(Array.from(conv).some((g) => g !== 0)).toBe(true);
+      }
+      for (const p of net.learnableParams) {
+        const w = p.mutableCpuData(), g = p.cpuDiff();
+        for (let i = 0; i < w.length; i++) w[i] = w[i]! - 0.01 * g[i]!;
+      }
+    }
+    expect(losses[0]).toBeGreaterThan(0.1);
+    expect(losses[59]!).toBeLessThan(0.1 * losses[0]!);
+  });
+
+  it('keeps roi_pooling_param and smooth_l1_loss_param through .caffemodel bytes and prototxt text', () => {
+    const param = parseNetParameter(NET);
+    (param.layer.find((l) => l.name === 'loss_bbox') as unknown as Record<string, unknown>).smooth_l1_loss_param = { sigma: 3 };
+    const back = decodeNetParameter(encodeNetParameter(param));
+    const roi = back.layer.find((l) => l.name === 'roi_pool5') as unknown as { roi_pooling_param: { pooled_h: number; pooled_w: number; spatial_scale: number } };
+    expect(roi.roi_pooling_param).toMatchObject({ pooled_h: 3, pooled_w: 3, spatial_scale: 0.5 });
+    const loss = back.layer.find((l) => l.name === 'loss_bbox') as unknown as { smooth_l1_loss_param: { sigma: number } };
+    expect(loss.smooth_l1_loss_param.sigma).toBe(3);
+    const text = printNetParameter(back);
+    expect(text).toMatch(/roi_pooling_param \{\s+pooled_h: 3\s+pooled_w: 3\s+spatial_scale: 0.5\s+\}/);
+    expect(text).toMatch(/smooth_l1_loss_param \{\s+sigma: 3\s+\}/);
+  });
+});
