@@ -103,6 +103,17 @@ export interface SmoothL1LossParameter {
   sigma: number;
 }
 
+export interface ProposalParameter {
+  feat_stride: number;
+  base_size: number;
+  min_size: number;
+  ratio: number[];
+  scale: number[];
+  pre_nms_topn: number;
+  post_nms_topn: number;
+  nms_thresh: number;
+}
+
 /**
  * A fork parameter sub-message of a LayerParameter, or a fresh one (reading the schema's
  * defaults) when the prototxt leaves it out.

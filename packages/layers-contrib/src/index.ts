@@ -4,7 +4,7 @@
  * API. Pure exports; `./register` registers everything into the default registry, and
  * `./detect` holds the detection pipeline (image in, boxes and an annotated PNG out).
  */
-import { defaultLayerRegistry, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
+import { defaultLayerRegistry, defaultPythonLayerRegistry, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
 import { bnLayerDef } from './layers/bn-layer.js';
 import { convolutionDepthwiseLayerDef, depthwiseConvolutionLayerDef } from './layers/depthwise-convolution-layer.js';
 import { detectionOutputLayerDef } from './layers/detection-output-layer.js';
@@ -13,6 +13,7 @@ import { normalizeLayerDef } from './layers/normalize-layer.js';
 import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 import { priorBoxLayerDef } from './layers/prior-box-layer.js';
+import { proposalLayerDef, PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer } from './layers/proposal-layer.js';
 import { relu6LayerDef } from './layers/relu6-layer.js';
 import { roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 import { shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
@@ -33,6 +34,8 @@ export { InterpLayer, interpLayerDef } from './layers/interp-layer.js';
 export { BNLayer, bnLayerDef, BN_VAR_EPS } from './layers/bn-layer.js';
 export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
+export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
+export { computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
 export { decodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
@@ -47,6 +50,7 @@ export {
   SHUFFLE_CHANNEL_PROTO,
   ROI_POOLING_PROTO,
   SMOOTH_L1_LOSS_PROTO,
+  PROPOSAL_PROTO,
 } from './schema.js';
 export { CodeType, BNMode, forkParam } from './fork-types.js';
 export type {
@@ -61,6 +65,7 @@ export type {
   ShuffleChannelParameter,
   ROIPoolingParameter,
   SmoothL1LossParameter,
+  ProposalParameter,
 } from './fork-types.js';
 
 /** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
@@ -78,17 +83,23 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
   bnLayerDef,
   roiPoolingLayerDef,
   smoothL1LossLayerDef,
+  proposalLayerDef,
   ...unsupportedForkLayerDefs,
 ];
 
 /**
  * Register the forks' schema fields and layer types (and Pooling with ceil_mode, replacing the
- * registry's 'Pooling'). Types the registry already has are left alone, except Pooling. Safe to
- * call more than once.
+ * registry's 'Pooling'). Types the registry already has are left alone, except Pooling. Also
+ * registers py-faster-rcnn's Python proposal layer (`rpn.proposal_layer.ProposalLayer`) in the
+ * process-wide Python layer registry, unless one is registered already. Safe to call more than once.
  */
 export function registerContribLayers(registry: LayerRegistry = defaultLayerRegistry()): LayerRegistry {
   registerContribSchema();
   for (const def of CONTRIB_LAYER_DEFS) if (!registry.has(def.type)) registry.register(def);
+  // py-faster-rcnn's deploy nets name their proposal layer as a Python layer.
+  const python = defaultPythonLayerRegistry();
+  const { module, layer } = PY_FASTER_RCNN_PROPOSAL;
+  if (!python.has(module, layer)) python.register(module, layer, pyFasterRcnnProposalLayer);
   registry.register(poolingCeilModeLayerDef, { override: true });
   return registry;
 }

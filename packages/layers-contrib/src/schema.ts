@@ -81,6 +81,23 @@ message SmoothL1LossParameter {
 }
 `;
 
+/**
+ * The Proposal layer of OpenCV's dnn schema (opencv_caffe): `proposal_param = 201`, which the SSD
+ * fork gives to multibox_loss_param: registered at 1201.
+ */
+export const PROPOSAL_PROTO = `
+message ProposalParameter {
+  optional uint32 feat_stride = 1 [default = 16];
+  optional uint32 base_size = 2 [default = 16];
+  optional uint32 min_size = 3 [default = 16];
+  repeated float ratio = 4;
+  repeated float scale = 5;
+  optional uint32 pre_nms_topn = 6 [default = 6000];
+  optional uint32 post_nms_topn = 7 [default = 300];
+  optional float nms_thresh = 8 [default = 0.7];
+}
+`;
+
 /** Fork fields of LayerParameter this package adds besides the SSD fork's: [name, number, type, proto]. */
 export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, string, string]> = [
   ['bn_param', 45, 'BNParameter', BN_PROTO],
@@ -89,6 +106,7 @@ export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, strin
   ['interp_param', 1143, 'InterpParameter', INTERP_PROTO],
   ['roi_pooling_param', 8266711, 'ROIPoolingParameter', ROI_POOLING_PROTO],
   ['smooth_l1_loss_param', 8266712, 'SmoothL1LossParameter', SMOOTH_L1_LOSS_PROTO],
+  ['proposal_param', 1201, 'ProposalParameter', PROPOSAL_PROTO],
 ];
 
 /**

@@ -1,0 +1,156 @@
+/*
+ * Faster R-CNN's region proposals (py-faster-rcnn's rpn/proposal_layer.py and its helpers): the
+ * anchors, their refinement by the RPN's box deltas, clipping, the minimum-size filter, the
+ * top-scoring cut and non-maximum suppression. Boxes are [x1, y1, x2, y2] in input pixels with
+ * inclusive corners (a box's width is x2 − x1 + 1), as in that code.
+ */
+
+/** What shapes the proposals (py-faster-rcnn's TEST configuration by default). */
+export interface ProposalOptions {
+  /** Input pixels per feature-map cell. */
+  featStride: number;
+  /** Side of the base anchor (py-faster-rcnn: 16). */
+  baseSize: number;
+  /** Smallest box side kept, in input pixels before im_info's scale (RPN_MIN_SIZE: 16). */
+  minSize: number;
+  /** Anchor aspect ratios, height / width (0.5, 1, 2). */
+  ratios: readonly number[];
+  /** Anchor scales, multiples of the base size (8, 16, 32). */
+  scales: readonly number[];
+  /** Boxes kept before NMS, best first; 0 keeps all (RPN_PRE_NMS_TOP_N: 6000 at TEST, 12000 at TRAIN). */
+  preNmsTopN: number;
+  /** Boxes kept after NMS; 0 keeps all (RPN_POST_NMS_TOP_N: 300 at TEST, 2000 at TRAIN). */
+  postNmsTopN: number;
+  /** Overlap (IoU) above which a lower-scoring box is suppressed (RPN_NMS_THRESH: 0.7). */
+  nmsThresh: number;
+}
+
+export const DEFAULT_PROPOSAL_OPTIONS: Readonly<ProposalOptions> = Object.freeze({
+  featStride: 16,
+  baseSize: 16,
+  minSize: 16,
+  ratios: Object.freeze([0.5, 1, 2]),
+  scales: Object.freeze([8, 16, 32]),
+  preNmsTopN: 6000,
+  postNmsTopN: 300,
+  nmsThresh: 0.7,
+});
+
+/** numpy's round(): halves to even. */
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * The anchors at one cell, A = ratios × scales of them (ratios outer), as [x1, y1, x2, y2] rows
+ * around the base anchor's centre ((baseSize − 1) / 2): for each ratio r, a box of the base's
+ * area with width round(√(area / r)) and height round(width · r), then that box times each scale.
+ */
+export function generateAnchors(baseSize: number, ratios: readonly number[], scales: readonly number[]): Float64Array {
+  const anchors = new Float64Array(4 * ratios.length * scales.length);
+  const centre = 0.5 * (baseSize - 1);
+  let k = 0;
+  for (const r of ratios) {
+    const w = roundHalfEven(Math.sqrt((baseSize * baseSize) / r));
+    const h = roundHalfEven(w * r);
+    for (const s of scales) {
+      const ws = w * s, hs = h * s;
+      anchors.set([centre - 0.5 * (ws - 1), centre - 0.5 * (hs - 1), centre + 0.5 * (ws - 1), centre + 0.5 * (hs - 1)], 4 * k++);
+    }
+  }
+  return anchors;
+}
+
+/**
+ * Greedy non-maximum suppression over boxes in `order` (best first): keeps a box, drops every
+ * later one whose IoU with it is above `thresh` (areas with inclusive corners). Returns the kept
+ * indices, best first.
+ */
+export function nmsPixelBoxes(boxes: ArrayLike<number>, order: readonly number[], thresh: number, f: (v: number) => number = (v) => v): number[] {
+  const area = (i: number) => f(f(boxes[4 * i + 2]! - boxes[4 * i]! + 1) * f(boxes[4 * i + 3]! - boxes[4 * i + 1]! + 1));
+  const suppressed = new Uint8Array(order.length);
+  const keep: number[] = [];
+  for (let a = 0; a < order.length; a++) {
+    if (suppressed[a]) continue;
+    const i = order[a]!;
+    keep.push(i);
+    const areaI = area(i);
+    for (let b = a + 1; b < order.length; b++) {
+      if (suppressed[b]) continue;
+      const j = order[b]!;
+      const w = Math.max(0, f(Math.min(boxes[4 * i + 2]!, boxes[4 * j + 2]!) - Math.max(boxes[4 * i]!, boxes[4 * j]!) + 1));
+      const h = Math.max(0, f(Math.min(boxes[4 * i + 3]!, boxes[4 * j + 3]!) - Math.max(boxes[4 * i + 1]!, boxes[4 * j + 1]!) + 1));
+      const inter = f(w * h);
+      if (f(inter / f(areaI + area(j) - inter)) > thresh) suppressed[b] = 1;
+    }
+  }
+  return keep;
+}
+
+/** The proposals of one image: boxes (4 per row) and their scores, best first. */
+export interface Proposals {
+  boxes: Float64Array;
+  scores: Float64Array;
+}
+
+/**
+ * Proposals from one image's RPN outputs.
+ * - `scores`: the 2A × H × W class probabilities (background for anchors 0 … A − 1, then object);
+ *   the object half is read.
+ * - `deltas`: the 4A × H × W box deltas (dx, dy, dw, dh per anchor).
+ * - `imInfo`: [height, width, scale] of the network input.
+ * Anchor a at cell (y, x) is anchors[a] shifted by featStride · (x, y); rows are taken in the
+ * order (y, x, a). `f` rounds to the blobs' float type (py-faster-rcnn computes in float32 for
+ * float blobs). Equal scores keep their row order.
+ */
+export function computeProposals(
+  scores: ArrayLike<number>,
+  deltas: ArrayLike<number>,
+  [H, W]: readonly [number, number],
+  imInfo: readonly [number, number, number],
+  options: ProposalOptions,
+  f: (v: number) => number = (v) => v,
+): Proposals {
+  const anchors = generateAnchors(options.baseSize, options.ratios, options.scales);
+  const A = anchors.length / 4, plane = H * W, n = A * plane;
+  const [imH, imW, imScale] = imInfo;
+  const minSize = f(options.minSize * imScale);
+  const boxes = new Float64Array(4 * n);
+  const score = new Float64Array(n);
+  const valid: number[] = [];
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const cell = y * W + x;
+      for (let a = 0; a < A; a++) {
+        const k = cell * A + a;
+        const sx = x * options.featStride, sy = y * options.featStride;
+        const x1 = anchors[4 * a]! + sx, y1 = anchors[4 * a + 1]! + sy, x2 = anchors[4 * a + 2]! + sx, y2 = anchors[4 * a + 3]! + sy;
+        const w = f(x2 - x1 + 1), h = f(y2 - y1 + 1);
+        const cx = f(x1 + f(0.5 * w)), cy = f(y1 + f(0.5 * h));
+        const dx = deltas[(4 * a) * plane + cell]!, dy = deltas[(4 * a + 1) * plane + cell]!;
+        const dw = deltas[(4 * a + 2) * plane + cell]!, dh = deltas[(4 * a + 3) * plane + cell]!;
+        const px = f(f(dx * w) + cx), py = f(f(dy * h) + cy);
+        const pw = f(f(Math.exp(dw)) * w), ph = f(f(Math.exp(dh)) * h);
+        const clip = (v: number, hi: number) => Math.max(Math.min(v, hi - 1), 0);
+        const bx1 = clip(f(px - f(0.5 * pw)), imW), by1 = clip(f(py - f(0.5 * ph)), imH);
+        const bx2 = clip(f(px + f(0.5 * pw)), imW), by2 = clip(f(py + f(0.5 * ph)), imH);
+        boxes.set([bx1, by1, bx2, by2], 4 * k);
+        score[k] = scores[(A + a) * plane + cell]!;
+        if (f(bx2 - bx1 + 1) >= minSize && f(by2 - by1 + 1) >= minSize) valid.push(k);
+      }
+    }
+  }
+  // Best first; equal scores keep their row order, and a NaN score ranks last.
+  const rank = (k: number) => (Number.isNaN(score[k]!) ? -Infinity : score[k]!);
+  valid.sort((i, j) => rank(j) - rank(i) || i - j);
+  const ranked = options.preNmsTopN > 0 ? valid.slice(0, options.preNmsTopN) : valid;
+  let keep = nmsPixelBoxes(boxes, ranked, options.nmsThresh, f);
+  if (options.postNmsTopN > 0) keep = keep.slice(0, options.postNmsTopN);
+  const out: Proposals = { boxes: new Float64Array(4 * keep.length), scores: new Float64Array(keep.length) };
+  keep.forEach((k, r) => {
+    out.boxes.set(boxes.subarray(4 * k, 4 * k + 4), 4 * r);
+    out.scores[r] = score[k]!;
+  });
+  return out;
+}
