@@ -99,6 +99,11 @@ describe('a Faster R-CNN test net in py-faster-rcnn\'s layout', () => {
     net.forward();
     const r2 = net.blob('rois').cpuData();
     for (let i = 0; i < net.blob('rois').shape[0]!; i++) expect(r2[5 * i + 3]! <= 49 && r2[5 * i + 4]! <= 39).toBe(true);
+    // A scale that puts every box under the minimum size: no proposals, and empty heads.
+    net.blob('im_info').mutableCpuData().set([64, 96, 100]);
+    net.forward();
+    expect(net.blob('rois').shape).toEqual([0, 5]);
+    expect(net.blob('cls_prob').shape).toEqual([0, 3]);
   });
 });
 

@@ -130,6 +130,20 @@ describe('InnerProductLayer', () => {
       expect(blobValues(layer.blobs[0]!, 'diff')).toEqual([2, 4, 6, -2, -4, -6]);
       expect(blobValues(layer.blobs[1]!, 'diff')).toEqual([2, -2]);
     });
+
+    it('an empty batch (no rows) gives an empty top, and backward leaves the param diffs alone', () => {
+      for (const dtype of ['float32', 'float64'] as const) {
+        const layer = ip({ num_output: 3 }, dtype);
+        const bottom = new Blob([0, 4], { dtype });
+        const top = new Blob([], { dtype });
+        layer.setUp([bottom], [top]);
+        layer.forward([bottom], [top]);
+        expect(top.shape).toEqual([0, 3]);
+        layer.blobs[0]!.mutableCpuDiff().fill(7);
+        layer.backward([top], [true], [bottom]);
+        expect(blobValues(layer.blobs[0]!, 'diff')).toEqual(new Array(12).fill(7));
+      }
+    });
   });
 
   describe('gradient (float64, Caffe (1e-2, 1e-3) exhaustive)', () => {

@@ -76,6 +76,8 @@ export class InnerProductLayer extends Layer {
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
+    // No rows (a Faster R-CNN image without proposals): nothing to compute, as with BLAS.
+    if (this.M === 0) return;
     const x = bottom[0]!.cpuData();
     const y = top[0]!.mutableCpuData();
     const w = this.blobs[0]!.cpuData();
@@ -104,6 +106,7 @@ export class InnerProductLayer extends Layer {
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
+    if (this.M === 0) return;
     const dy = top[0]!.cpuDiff();
     if (this.paramPropagateDown[0] ?? true) {
       const x = bottom[0]!.cpuData();
