@@ -1,6 +1,7 @@
 /**
  * @caffe-ts/layers-contrib/detect: run an SSD-style detection net (one ending in
- * DetectionOutput) on an image, and draw the boxes it finds.
+ * DetectionOutput) or a Faster R-CNN test net (faster-rcnn.ts) on an image, and draw the boxes
+ * it finds.
  */
 import { readFileSync } from 'node:fs';
 import type { Net } from '@caffe-ts/net';
@@ -235,3 +236,5 @@ export async function drawDetections(image: DetectImage, detections: readonly De
     .toBuffer();
   return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
 }
+
+export { detectFasterRcnn, fasterRcnnDetections, isFasterRcnnNet, FASTER_RCNN_PIXEL_MEANS, type FasterRcnnOptions } from './faster-rcnn.js';

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { logger } from '@caffe-ts/blob';
 import { readImage, resizeImage } from '@caffe-ts/io-leveldb';
 import { registerContribLayers } from '@caffe-ts/layers-contrib';
-import { detect, drawDetections, readLabels } from '@caffe-ts/layers-contrib/detect';
+import { detect, detectFasterRcnn, drawDetections, isFasterRcnnNet, readLabels } from '@caffe-ts/layers-contrib/detect';
 import { Net } from '@caffe-ts/net';
 import { copyTrainedLayersFromFile, readNetParameter } from '@caffe-ts/net/node';
 import { Phase } from '@caffe-ts/proto';
@@ -21,12 +21,17 @@ function float(flags: Flags, name: string, fallback: number): number {
   return v;
 }
 
-/** `caffe detect`: run an SSD-style detector (ending in DetectionOutput) on one image. */
+/**
+ * `caffe detect`: run a detector on one image: an SSD-style net (ending in DetectionOutput), or a
+ * Faster R-CNN test net (an im_info input; cls_prob and bbox_pred out), which is run as
+ * py-faster-rcnn's test code runs it.
+ */
 export const detectCommand: Command = {
-  summary: 'detect objects in an image with an SSD-style net and draw them',
+  summary: 'detect objects in an image with an SSD-style or Faster R-CNN net and draw them',
   usage:
     '--model M --weights W --image in.jpg [--output out.png] [--mean_values 104,117,123] [--scale 1] ' +
-    '[--input_size 300x300] [--confidence 0.5] [--labels file] [--backend cpu|gpu]',
+    '[--input_size 300x300] [--confidence 0.5] [--labels file] [--backend cpu|gpu]; ' +
+    'Faster R-CNN nets: [--shorter_side 600] [--max_size 1000] [--nms 0.3] (means default to py-faster-rcnn\'s)',
   async run({ flags }) {
     const model = flags.string('model');
     const weights = flags.string('weights');
@@ -43,6 +48,9 @@ export const detectCommand: Command = {
       if (!m || Number(m[1]) === 0 || Number(m[2]) === 0) throw new UsageError(`flag --input_size expects WIDTHxHEIGHT, got '${size}'`);
       inputSize = { width: Number(m[1]), height: Number(m[2]) };
     }
+    const shorterSide = float(flags, 'shorter_side', 600);
+    const maxSide = float(flags, 'max_size', 1000);
+    const nmsThresh = float(flags, 'nms', 0.3);
     const backend = await backendFromFlags(flags);
     flags.checkAllUsed();
     if (!model) throw new UsageError('Need a model definition (--model) to detect with.');
@@ -56,14 +64,26 @@ export const detectCommand: Command = {
     const net = await Net.create(readNetParameter(userPath(model)), { phase: Phase.TEST, registry, backend, name: userPath(model) });
     try {
       copyTrainedLayersFromFile(net, userPath(weights));
-      const result = detect(net, img, {
-        confidence,
-        scale,
-        resize: resizeImage,
-        ...(mean ? { mean } : {}),
-        ...(inputSize ? { inputSize } : {}),
-        ...(labels ? { labels } : {}),
-      });
+      const fasterRcnn = isFasterRcnnNet(net);
+      if (fasterRcnn) log.info(`Faster R-CNN net: shorter side ${shorterSide}, longer side at most ${maxSide}, NMS ${nmsThresh}`);
+      const result = fasterRcnn
+        ? detectFasterRcnn(net, img, {
+          confidence,
+          shorterSide,
+          maxSide,
+          nmsThresh,
+          resize: resizeImage,
+          ...(mean ? { mean } : {}),
+          ...(labels ? { labels } : {}),
+        })
+        : detect(net, img, {
+          confidence,
+          scale,
+          resize: resizeImage,
+          ...(mean ? { mean } : {}),
+          ...(inputSize ? { inputSize } : {}),
+          ...(labels ? { labels } : {}),
+        });
       log.info(`Input ${result.inputSize.width}x${result.inputSize.height}; ${result.detections.length} detection(s) with confidence >= ${confidence}`);
       for (const d of result.detections) {
         const b = d.box;
