@@ -35,6 +35,12 @@ describe('Faster R-CNN detection', () => {
     expect(() => fasterRcnnDetections(rois, scores, deltas, 4, image)).toThrow(DetectError);
   });
 
+  it("uses R-FCN's class-agnostic deltas (8 per region) for every class", () => {
+    // One region [10, 20, 29, 39] at scale 1, three classes; the object deltas move it right by 2.
+    const found = fasterRcnnDetections([0, 10, 20, 29, 39], [0.2, 0.5, 0.3], [9, 9, 9, 9, 0.1, 0, 0, 0], 3, { height: 100, width: 100, scale: 1 }, { confidence: 0.25 });
+    expect(found.map((d) => [d.label, d.box.xmin, d.box.xmax])).toEqual([[1, 12, 32], [2, 12, 32]]);
+  });
+
   describe('on a test net', () => {
     const registry = registerBuiltinLayers(new LayerRegistry());
     beforeAll(() => registerContribLayers(registry));

@@ -38,6 +38,7 @@ export function isFasterRcnnNet(net: Net, blobs: FasterRcnnOptions['blobs'] = {}
  * x2, y2] of `rois`, in network-input pixels) is divided by the image's scale, moved by each
  * class's box deltas (dx, dy, dw, dh; widths count both corners), clipped to the image; then, per
  * class but the background (0), the boxes scoring above `confidence` go through NMS. Best first.
+ * With 8 deltas per region (R-FCN's class-agnostic regression), the object's 4 serve every class.
  */
 export function fasterRcnnDetections(
   rois: ArrayLike<number>,
@@ -48,8 +49,12 @@ export function fasterRcnnDetections(
   { confidence = 0.5, nmsThresh = 0.3, labels }: Pick<FasterRcnnOptions, 'confidence' | 'nmsThresh' | 'labels'> = {},
 ): Detection[] {
   const R = Math.floor(rois.length / 5);
-  if (scores.length !== R * classes || deltas.length !== R * 4 * classes) {
-    throw new DetectError(`${R} regions need ${R} × ${classes} class scores and ${R} × ${4 * classes} box deltas (got ${scores.length} and ${deltas.length})`);
+  // R-FCN's nets regress one box per region whatever the class (background, then object): 8 deltas.
+  const agnostic = deltas.length === R * 8 && classes !== 2;
+  if (scores.length !== R * classes || (deltas.length !== R * 4 * classes && !agnostic)) {
+    throw new DetectError(
+      `${R} regions need ${R} × ${classes} class scores and ${R} × ${4 * classes} box deltas, or ${R} × 8 for class-agnostic boxes (got ${scores.length} and ${deltas.length})`,
+    );
   }
   const clip = (v: number, size: number) => Math.max(Math.min(v, size - 1), 0);
   const detections: Detection[] = [];
@@ -62,7 +67,7 @@ export function fasterRcnnDetections(
       const x1 = rois[5 * r + 1]! / image.scale, y1 = rois[5 * r + 2]! / image.scale;
       const x2 = rois[5 * r + 3]! / image.scale, y2 = rois[5 * r + 4]! / image.scale;
       const w = x2 - x1 + 1, h = y2 - y1 + 1, cx = x1 + 0.5 * w, cy = y1 + 0.5 * h;
-      const d = 4 * (r * classes + c);
+      const d = agnostic ? 8 * r + 4 : 4 * (r * classes + c);
       const px = deltas[d]! * w + cx, py = deltas[d + 1]! * h + cy;
       const pw = Math.exp(deltas[d + 2]!) * w, ph = Math.exp(deltas[d + 3]!) * h;
       boxes.push(clip(px - 0.5 * pw, image.width), clip(py - 0.5 * ph, image.height), clip(px + 0.5 * pw, image.width), clip(py + 0.5 * ph, image.height));

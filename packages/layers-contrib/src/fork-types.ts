@@ -103,6 +103,12 @@ export interface SmoothL1LossParameter {
   sigma: number;
 }
 
+export interface PSROIPoolingParameter {
+  spatial_scale: number;
+  output_dim: number;
+  group_size: number;
+}
+
 export interface ProposalParameter {
   feat_stride: number;
   base_size: number;

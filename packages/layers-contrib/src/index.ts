@@ -1,5 +1,5 @@
 /**
- * @caffe-ts/layers-contrib: layers of widely used Caffe forks (SSD, Fast/Faster R-CNN, SegNet,
+ * @caffe-ts/layers-contrib: layers of widely used Caffe forks (SSD, Fast/Faster R-CNN, R-FCN, SegNet,
  * DeepLab/PSPNet, the MobileNet and ShuffleNet forks, DenseNet's ceil_mode), registered through the custom-layer
  * API. Pure exports; `./register` registers everything into the default registry, and
  * `./detect` holds the detection pipeline (image in, boxes and an annotated PNG out).
@@ -14,6 +14,7 @@ import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 import { priorBoxLayerDef } from './layers/prior-box-layer.js';
 import { proposalLayerDef, PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer } from './layers/proposal-layer.js';
+import { psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 import { relu6LayerDef } from './layers/relu6-layer.js';
 import { roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 import { shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
@@ -34,6 +35,7 @@ export { InterpLayer, interpLayerDef } from './layers/interp-layer.js';
 export { BNLayer, bnLayerDef, BN_VAR_EPS } from './layers/bn-layer.js';
 export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
+export { PSROIPoolingLayer, psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
 export { computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
@@ -51,6 +53,7 @@ export {
   ROI_POOLING_PROTO,
   SMOOTH_L1_LOSS_PROTO,
   PROPOSAL_PROTO,
+  PSROI_POOLING_PROTO,
 } from './schema.js';
 export { CodeType, BNMode, forkParam } from './fork-types.js';
 export type {
@@ -66,6 +69,7 @@ export type {
   ROIPoolingParameter,
   SmoothL1LossParameter,
   ProposalParameter,
+  PSROIPoolingParameter,
 } from './fork-types.js';
 
 /** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
@@ -84,6 +88,7 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
   roiPoolingLayerDef,
   smoothL1LossLayerDef,
   proposalLayerDef,
+  psroiPoolingLayerDef,
   ...unsupportedForkLayerDefs,
 ];
 

@@ -98,6 +98,19 @@ message ProposalParameter {
 }
 `;
 
+/**
+ * R-FCN's PSROIPooling (daijifeng001/caffe-rfcn; also in OpenCV's schema):
+ * `psroi_pooling_param = 10002`, free in BVLC's schema. The fork marks its fields required;
+ * optional here, so a missing one is the layer's clear error rather than a decoding failure.
+ */
+export const PSROI_POOLING_PROTO = `
+message PSROIPoolingParameter {
+  optional float spatial_scale = 1;
+  optional int32 output_dim = 2;
+  optional int32 group_size = 3;
+}
+`;
+
 /** Fork fields of LayerParameter this package adds besides the SSD fork's: [name, number, type, proto]. */
 export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, string, string]> = [
   ['bn_param', 45, 'BNParameter', BN_PROTO],
@@ -107,6 +120,7 @@ export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, strin
   ['roi_pooling_param', 8266711, 'ROIPoolingParameter', ROI_POOLING_PROTO],
   ['smooth_l1_loss_param', 8266712, 'SmoothL1LossParameter', SMOOTH_L1_LOSS_PROTO],
   ['proposal_param', 1201, 'ProposalParameter', PROPOSAL_PROTO],
+  ['psroi_pooling_param', 10002, 'PSROIPoolingParameter', PSROI_POOLING_PROTO],
 ];
 
 /**
