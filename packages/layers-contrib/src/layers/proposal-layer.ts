@@ -1,6 +1,7 @@
 import type { Blob } from '@caffe-ts/blob';
 import { Layer, LayerError, type LayerDef, type PythonLayerFactory } from '@caffe-ts/layers';
 import { Phase } from '@caffe-ts/proto';
+import { dtypeRounding } from '../fork-math.js';
 import { forkParam, type ProposalParameter } from '../fork-types.js';
 import { computeProposals, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions } from '../proposals.js';
 
@@ -20,7 +21,7 @@ function propose(bottom: Blob[], top: Blob[], options: ProposalOptions, fail: (m
   }
   if (info.count() < 3) fail(`bottom 2 (im_info) must hold [height, width, scale] (got ${info.shapeString()}).`);
   const i = info.cpuData();
-  const f = scores.dtype === 'float32' ? Math.fround : (v: number) => v;
+  const f = dtypeRounding(scores.dtype);
   const { boxes, scores: kept } = computeProposals(scores.cpuData(), deltas.cpuData(), [H, W], [i[0]!, i[1]!, i[2]!], options, f);
   const R = kept.length;
   top[0]!.reshape([R, 5]);

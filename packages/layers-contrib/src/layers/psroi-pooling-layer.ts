@@ -1,5 +1,6 @@
 import type { Blob } from '@caffe-ts/blob';
 import { Layer, type LayerDef } from '@caffe-ts/layers';
+import { dtypeRounding, roundHalfAway } from '../fork-math.js';
 import { forkParam, type PSROIPoolingParameter } from '../fork-types.js';
 
 /**
@@ -51,16 +52,14 @@ export class PSROIPoolingLayer extends Layer {
    */
   private bins(map: Blob, rois: ArrayLike<number>, R: number, visit: (out: number, plane: number, h0: number, h1: number, w0: number, w1: number) => void): void {
     const [num, C, H, W] = map.shape as [number, number, number, number];
-    const f = map.dtype === 'float32' ? Math.fround : (v: number) => v;
+    const f = dtypeRounding(map.dtype);
     const G = this.groupSize, scale = f(this.spatialScale);
-    // C's round(): halves away from zero.
-    const round = (v: number) => Math.sign(v) * Math.round(Math.abs(v));
     for (let r = 0; r < R; r++) {
       const at = 5 * r;
       const n = Math.trunc(rois[at]!);
       this.check(n >= 0 && n < num, () => `region ${r} names image ${rois[at]} of a batch of ${num}.`);
-      const x0 = f(round(rois[at + 1]!) * scale), y0 = f(round(rois[at + 2]!) * scale);
-      const x1 = f((round(rois[at + 3]!) + 1) * scale), y1 = f((round(rois[at + 4]!) + 1) * scale);
+      const x0 = f(roundHalfAway(rois[at + 1]!) * scale), y0 = f(roundHalfAway(rois[at + 2]!) * scale);
+      const x1 = f((roundHalfAway(rois[at + 3]!) + 1) * scale), y1 = f((roundHalfAway(rois[at + 4]!) + 1) * scale);
       const binH = f(Math.max(f(y1 - y0), f(0.1)) / G), binW = f(Math.max(f(x1 - x0), f(0.1)) / G);
       const clip = (v: number, hi: number) => Math.min(Math.max(v, 0), hi);
       for (let c = 0; c < this.outputDim; c++) {

@@ -1,5 +1,6 @@
 import type { Blob } from '@caffe-ts/blob';
 import { Layer, type LayerDef } from '@caffe-ts/layers';
+import { dtypeRounding, roundHalfAway } from '../fork-math.js';
 import { forkParam, type ROIPoolingParameter } from '../fork-types.js';
 
 /**
@@ -56,18 +57,9 @@ export class ROIPoolingLayer extends Layer {
     const at = 5 * r;
     const n = Math.trunc(rois[at]!);
     this.check(n >= 0 && n < num, () => `region ${r} names image ${rois[at]} of a batch of ${num}.`);
-    // C's round(): halves away from zero (Math.round sends −2.5 to −2).
-    const scaled = (v: number) => {
-      const s = f(v * f(this.spatialScale));
-      return Math.sign(s) * Math.round(Math.abs(s));
-    };
+    const scaled = (v: number) => roundHalfAway(f(v * f(this.spatialScale)));
     const x0 = scaled(rois[at + 1]!), y0 = scaled(rois[at + 2]!), x1 = scaled(rois[at + 3]!), y1 = scaled(rois[at + 4]!);
     return { n, x0, y0, w: Math.max(x1 - x0 + 1, 1), h: Math.max(y1 - y0 + 1, 1) };
-  }
-
-  /** The arithmetic of the blobs' float type (Caffe computes the bins in it). */
-  private static rounding(dtype: string): (v: number) => number {
-    return dtype === 'float32' ? Math.fround : (v: number) => v;
   }
 
   protected forwardCpu(bottom: Blob[], top: Blob[]): void {
@@ -75,7 +67,7 @@ export class ROIPoolingLayer extends Layer {
     const [num, C, H, W] = map.shape as [number, number, number, number];
     const x = map.cpuData(), rois = roisBlob.cpuData(), y = top[0]!.mutableCpuData();
     const PH = this.pooledH, PW = this.pooledW, R = roisBlob.shape[0]!;
-    const f = ROIPoolingLayer.rounding(map.dtype);
+    const f = dtypeRounding(map.dtype);
     const bins = (size: number, pooled: number, start: number, limit: number): Int32Array => {
       const step = f(size / pooled);
       const edges = new Int32Array(2 * pooled);
@@ -123,7 +115,7 @@ export class ROIPoolingLayer extends Layer {
     dx.fill(0);
     const per = this.pooledH * this.pooledW;
     for (let r = 0; r < roisBlob.shape[0]!; r++) {
-      const n = this.region(rois, r, num, ROIPoolingLayer.rounding(map.dtype)).n;
+      const n = this.region(rois, r, num, dtypeRounding(map.dtype)).n;
       for (let c = 0; c < C; c++) {
         const plane = (n * C + c) * H * W, out = (r * C + c) * per;
         for (let k = 0; k < per; k++) {
