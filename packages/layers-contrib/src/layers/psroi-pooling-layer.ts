@@ -1,6 +1,6 @@
 import type { Blob } from '@caffe-ts/blob';
 import { Layer, type LayerDef } from '@caffe-ts/layers';
-import { dtypeRounding, roundHalfAway } from '../fork-math.js';
+import { checkRegionsShape, dtypeRounding, regionImage, roundHalfAway } from '../fork-math.js';
 import { forkParam, type PSROIPoolingParameter } from '../fork-types.js';
 
 /**
@@ -38,10 +38,7 @@ export class PSROIPoolingLayer extends Layer {
       map.numAxes === 4 && map.shape[1] === want,
       () => `bottom 0 (the score maps) must be N × ${want} × H × W for output_dim ${this.outputDim} and group_size ${this.groupSize} (got ${map.shapeString()}).`,
     );
-    this.check(
-      rois.numAxes >= 1 && rois.count(1) === 5,
-      () => `bottom 1 (the regions) must hold 5 values per region, [batch index, x1, y1, x2, y2] (got ${rois.shapeString()}).`,
-    );
+    checkRegionsShape(rois, (c, m) => this.check(c, m));
     top[0]!.reshape([rois.shape[0]!, this.outputDim, this.groupSize, this.groupSize]);
   }
 
@@ -56,8 +53,7 @@ export class PSROIPoolingLayer extends Layer {
     const G = this.groupSize, scale = f(this.spatialScale);
     for (let r = 0; r < R; r++) {
       const at = 5 * r;
-      const n = Math.trunc(rois[at]!);
-      this.check(n >= 0 && n < num, () => `region ${r} names image ${rois[at]} of a batch of ${num}.`);
+      const n = regionImage(rois, r, num, (c, m) => this.check(c, m));
       const x0 = f(roundHalfAway(rois[at + 1]!) * scale), y0 = f(roundHalfAway(rois[at + 2]!) * scale);
       const x1 = f((roundHalfAway(rois[at + 3]!) + 1) * scale), y1 = f((roundHalfAway(rois[at + 4]!) + 1) * scale);
       const binH = f(Math.max(f(y1 - y0), f(0.1)) / G), binW = f(Math.max(f(x1 - x0), f(0.1)) / G);

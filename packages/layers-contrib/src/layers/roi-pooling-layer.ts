@@ -1,6 +1,6 @@
 import type { Blob } from '@caffe-ts/blob';
 import { Layer, type LayerDef } from '@caffe-ts/layers';
-import { dtypeRounding, roundHalfAway } from '../fork-math.js';
+import { checkRegionsShape, dtypeRounding, regionImage, roundHalfAway } from '../fork-math.js';
 import { forkParam, type ROIPoolingParameter } from '../fork-types.js';
 
 /**
@@ -41,10 +41,7 @@ export class ROIPoolingLayer extends Layer {
   override reshape(bottom: Blob[], top: Blob[]): void {
     const [map, rois] = [bottom[0]!, bottom[1]!];
     this.check(map.numAxes === 4, () => `bottom 0 (the feature map) must be N × C × H × W (got ${map.shapeString()}).`);
-    this.check(
-      rois.numAxes >= 1 && rois.count(1) === 5,
-      () => `bottom 1 (the regions) must hold 5 values per region, [batch index, x1, y1, x2, y2] (got ${rois.shapeString()}).`,
-    );
+    checkRegionsShape(rois, (c, m) => this.check(c, m));
     top[0]!.reshape([rois.shape[0]!, map.shape[1]!, this.pooledH, this.pooledW]);
     if (this.argmax.length !== top[0]!.count()) this.argmax = new Int32Array(top[0]!.count());
   }
@@ -55,8 +52,7 @@ export class ROIPoolingLayer extends Layer {
    */
   private region(rois: ArrayLike<number>, r: number, num: number, f: (v: number) => number): { n: number; x0: number; y0: number; w: number; h: number } {
     const at = 5 * r;
-    const n = Math.trunc(rois[at]!);
-    this.check(n >= 0 && n < num, () => `region ${r} names image ${rois[at]} of a batch of ${num}.`);
+    const n = regionImage(rois, r, num, (c, m) => this.check(c, m));
     const scaled = (v: number) => roundHalfAway(f(v * f(this.spatialScale)));
     const x0 = scaled(rois[at + 1]!), y0 = scaled(rois[at + 2]!), x1 = scaled(rois[at + 3]!), y1 = scaled(rois[at + 4]!);
     return { n, x0, y0, w: Math.max(x1 - x0 + 1, 1), h: Math.max(y1 - y0 + 1, 1) };
