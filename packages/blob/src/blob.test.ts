@@ -1,6 +1,6 @@
 import { createMessage, decodeBlobProto, encodeBlobProto, type BlobProto } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
-import { Blob, BlobError, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
+import { Blob, BlobError, blobProtoData, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
 import { setHostAllocator } from './host-memory.js';
 
 const ramp = (b: Blob, start = 0) => {
@@ -174,6 +174,34 @@ describe('Blob protos', () => {
     const c = new Blob();
     c.fromProto(proto);
     expect(c.cpuData()[1]).toBe(Math.fround(1 / 3));
+  });
+
+  it("reads NVIDIA Caffe's raw_data: half floats (field 12, type FLOAT16 in field 10), floats and doubles", () => {
+    // Wire bytes as NVIDIA Caffe writes them: shape [6], raw_data_type 2, then 6 little-endian halves:
+    // 1, −2, 0.5, 65504 (the largest), 2^−24 (the smallest subnormal), +∞.
+    const halves = [0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x7c00].flatMap((h) => [h & 0xff, h >> 8]);
+    const bytes = Uint8Array.from([0x3a, 0x03, 0x0a, 0x01, 0x06, 0x50, 0x02, 0x62, 12, ...halves]);
+    const proto = decodeBlobProto(bytes);
+    const b = new Blob();
+    b.fromProto(proto);
+    expect(b.shape).toEqual([6]);
+    expect(Array.from(b.cpuData())).toEqual([1, -2, 0.5, 65504, 2 ** -24, Infinity]);
+    const raw = (type: number, values: Float32Array | Float64Array) =>
+      createMessage<BlobProto>('BlobProto', { raw_data_type: type, raw_data: new Uint8Array(values.buffer) });
+    const f = new Blob();
+    f.fromProto(raw(1, Float32Array.of(0.1, -3)));
+    expect(Array.from(f.cpuData())).toEqual([Math.fround(0.1), -3]);
+    const d = new Blob([], { dtype: 'float64' });
+    d.fromProto(raw(0, Float64Array.of(0.1)));
+    expect(Array.from(d.cpuData())).toEqual([0.1]);
+    // data, where present, wins (as double_data does over data).
+    const both = createMessage<BlobProto>('BlobProto', { data: [7], raw_data_type: 1, raw_data: new Uint8Array(Float32Array.of(8).buffer) });
+    expect(blobProtoData(both)).toEqual([7]);
+    expect(() => new Blob().fromProto(raw(3, Float32Array.of(1)), { what: "layer 'ip' blob 0" })).toThrow(
+      "layer 'ip' blob 0: raw_data of type INT (integers) cannot be read as blob values",
+    );
+    const odd = createMessage<BlobProto>('BlobProto', { raw_data_type: 2, raw_data: Uint8Array.of(1, 2, 3) });
+    expect(() => new Blob().fromProto(odd)).toThrow('blob: raw_data holds 3 bytes, not a whole number of FLOAT16 values (2 bytes each)');
   });
 
   it('reads the legacy num/channels/height/width shape', () => {

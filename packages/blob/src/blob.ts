@@ -1,4 +1,4 @@
-import { CaffeError, createMessage, hasField, type BlobProto } from '@caffe-ts/proto';
+import { BlobProto_RawType as RawType, CaffeError, createMessage, hasField, type BlobProto } from '@caffe-ts/proto';
 import type { DeviceAllocator } from './device.js';
 import { BYTES_PER_ELEMENT, type DType, type FloatArray } from './dtype.js';
 import { SyncedMemory } from './synced-memory.js';
@@ -286,7 +286,7 @@ export class Blob {
 
   /** Load shape and values from a BlobProto (new `shape` or legacy num/channels/height/width). */
   fromProto(proto: BlobProto, { reshape = true, what = 'blob' }: { reshape?: boolean; what?: string } = {}): void {
-    const shape = blobProtoShape(proto);
+    const shape = blobProtoShape(proto, what);
     if (reshape) {
       try {
         this.reshape(shape);
@@ -302,15 +302,14 @@ export class Blob {
       );
     }
     const n = this._count;
-    const fill = (values: ArrayLike<number>, dbl: ArrayLike<number>, target: () => FloatArray, field: string) => {
-      const src = dbl.length > 0 ? dbl : values;
+    const fill = (src: ArrayLike<number>, target: () => FloatArray, field: string) => {
       if (src.length === 0) return false;
       if (src.length !== n) throw new BlobError(`${what}: ${field} has ${src.length} values, shape ${this.shapeString()} needs ${n}`);
       target().set(src);
       return true;
     };
-    fill(proto.data, proto.double_data, () => this.mutableCpuData(), 'data');
-    fill(proto.diff, proto.double_diff, () => this.mutableCpuDiff(), 'diff');
+    fill(blobProtoData(proto, what), () => this.mutableCpuData(), 'data');
+    fill(proto.double_diff.length > 0 ? proto.double_diff : proto.diff, () => this.mutableCpuDiff(), 'diff');
   }
 
   /**
@@ -351,13 +350,44 @@ function hasLegacyShape(proto: BlobProto): boolean {
 
 /**
  * Shape stored in a BlobProto: the legacy 4-D num/channels/height/width when any of them is set
- * (Caffe checks those first), else `shape.dim`.
+ * (Caffe checks those first), else `shape.dim`, else a flat shape of its values. `what` names the
+ * blob in errors.
  */
-export function blobProtoShape(proto: BlobProto): number[] {
+export function blobProtoShape(proto: BlobProto, what = 'blob'): number[] {
   if (hasLegacyShape(proto)) return [proto.num, proto.channels, proto.height, proto.width];
   if (proto.shape) return proto.shape.dim.map(Number);
-  const n = Math.max(proto.data.length, proto.double_data.length);
+  const n = blobProtoData(proto, what).length;
   return n > 0 ? [n] : [];
+}
+
+/**
+ * A BlobProto's values: `double_data` where stored, else `data`, else NVIDIA Caffe's `raw_data`
+ * (little-endian half floats, floats or doubles, as `raw_data_type` says; half floats widen
+ * exactly to float32). `what` names the blob in errors.
+ */
+export function blobProtoData(proto: BlobProto, what = 'blob'): ArrayLike<number> {
+  if (proto.double_data.length > 0) return proto.double_data;
+  if (proto.data.length > 0 || !proto.raw_data || proto.raw_data.length === 0) return proto.data;
+  const bytes = proto.raw_data;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const type = proto.raw_data_type;
+  const size = type === RawType.FLOAT16 ? 2 : type === RawType.FLOAT ? 4 : type === RawType.DOUBLE ? 8 : 0;
+  if (size === 0) throw new BlobError(`${what}: raw_data of type ${RawType[type] ?? type} (integers) cannot be read as blob values`);
+  if (bytes.length % size !== 0) throw new BlobError(`${what}: raw_data holds ${bytes.length} bytes, not a whole number of ${RawType[type]} values (${size} bytes each)`);
+  const n = bytes.length / size;
+  if (type === RawType.DOUBLE) return Float64Array.from({ length: n }, (_, i) => view.getFloat64(8 * i, true));
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = size === 4 ? view.getFloat32(4 * i, true) : halfToFloat(view.getUint16(2 * i, true));
+  return out;
+}
+
+/** An IEEE 754 half float's value from its 16 bits. */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f, fraction = h & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 31) return fraction ? Number.NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
 function asum(a: FloatArray): number {

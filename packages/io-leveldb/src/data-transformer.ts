@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { blobProtoShape, globalRng, logger, type Blob, type FloatArray, type Rng } from '@caffe-ts/blob';
+import { blobProtoData, blobProtoShape, globalRng, logger, type Blob, type FloatArray, type Rng } from '@caffe-ts/blob';
 import { decodeBlobProto, hasField, Phase, type BlobProto, type Datum, type TransformationParameter } from '@caffe-ts/proto';
 import { DataError } from './errors.js';
 import { datumDecodeMode, decodeDatumImage, imageToDatum, type ImreadMode, type PixelImage } from './image-io.js';
@@ -74,7 +74,7 @@ export class DataTransformer {
       }
       const proto: BlobProto = decodeBlobProto(bytes, meanFile);
       const shape = blobProtoShape(proto);
-      const values = proto.double_data.length > 0 ? proto.double_data : proto.data;
+      const values = blobProtoData(proto, `mean_file '${meanFile}'`);
       const count = shape.reduce((a, b) => a * b, 1);
       if (values.length !== count || count === 0) {
         this.fail(`mean_file '${meanFile}' holds ${values.length} values for shape ${shape.join(' ')} (${count})`);

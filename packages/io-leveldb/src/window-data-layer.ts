@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { blobProtoShape, logger, type Blob, type Rng } from '@caffe-ts/blob';
+import { blobProtoData, blobProtoShape, logger, type Blob, type Rng } from '@caffe-ts/blob';
 import { type BlobCounts, type LayerContext, type LayerDef } from '@caffe-ts/layers';
 import { decodeBlobProto, hasField, type LayerParameter, type WindowDataParameter } from '@caffe-ts/proto';
 import { formatG } from './format.js';
@@ -268,7 +268,7 @@ export class WindowDataLayer extends BasePrefetchingDataLayer {
       log.info(`Loading mean file from: ${tp.mean_file}`);
       const proto = decodeBlobProto(readFileSync(resolveMeanFile(`WindowData layer '${this.name}'`, tp.mean_file, this.netFile)));
       const shape = blobProtoShape(proto);
-      const values = proto.double_data.length > 0 ? proto.double_data : proto.data;
+      const values = blobProtoData(proto, `mean_file '${tp.mean_file}'`);
       const [height, width] = shape.slice(-2) as [number, number];
       const channels = shape.length >= 3 ? shape[shape.length - 3]! : 1;
       if (channels !== this.channels || height < this.cropSize || width < this.cropSize) {

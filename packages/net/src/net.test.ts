@@ -603,6 +603,35 @@ describe('weights', () => {
     expect(Buffer.from(encodeNetParameter(dst.toProto()))).toEqual(Buffer.from(bytes));
   });
 
+  it("loads NVIDIA Caffe's half-float weights (raw_data)", () => {
+    const src = new Net(net(CONV(1)), opts({ rng: new Rng(1) }));
+    const proto = src.toProto();
+    // Each blob rewritten as NVIDIA Caffe stores it: shape, raw_data_type FLOAT16, raw_data.
+    const half = (v: number) => {
+      // Values already exact in half precision (multiples of 2^-10 within ±2), so the test is exact.
+      const q = Math.round(v * 1024) / 1024;
+      const sign = q < 0 ? 0x8000 : 0;
+      const a = Math.abs(q);
+      if (a === 0) return sign;
+      const e = Math.floor(Math.log2(a));
+      return e < -14 ? sign | Math.round(a / 2 ** -24) : sign | ((e + 15) << 10) | Math.round((a / 2 ** e - 1) * 1024);
+    };
+    const expected: number[][] = [];
+    for (const blob of proto.layer[1]!.blobs) {
+      const values = Array.from(blob.data, (v) => Math.round(v * 1024) / 1024);
+      expected.push(values);
+      const bytes = new Uint8Array(2 * values.length);
+      values.forEach((v, i) => new DataView(bytes.buffer).setUint16(2 * i, half(v), true));
+      Object.assign(blob, { data: new Float32Array(0), raw_data_type: 2, raw_data: bytes });
+    }
+    const dst = new Net(net(CONV(1)), opts({ rng: new Rng(2) }));
+    dst.copyTrainedLayersFrom(decodeNetParameter(encodeNetParameter(proto)));
+    const [w, b] = dst.params.get('conv1')!;
+    expect(expected[0]!.filter((v) => v !== 0).length).toBeGreaterThan(expected[0]!.length / 2);
+    expect(Array.from(w!.cpuData())).toEqual(expected[0]);
+    expect(Array.from(b!.cpuData())).toEqual(expected[1]);
+  });
+
   it('toProto(true) writes diffs', () => {
     const n = new Net(net(CONV(1)), opts());
     n.params.get('conv1')![1]!.mutableCpuDiff().fill(0.25);

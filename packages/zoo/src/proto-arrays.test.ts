@@ -26,6 +26,12 @@ describe("caffe.io's array ↔ proto conversions", () => {
     expect(() => arrayToBlobProto({ shape: [2], data: new Float32Array(2) }, { shape: [1, 2], data: new Float32Array(2) })).toThrow(/diff shape 1×2 differs from the array's 2/);
   });
 
+  it("BlobProto: NVIDIA Caffe's raw_data (half floats) is read where data and double_data are empty", () => {
+    const raw = createMessage<BlobProto>('BlobProto', { shape: { dim: [1, 3] }, raw_data_type: 2, raw_data: Uint8Array.of(0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38) });
+    const a = blobProtoToArray(decodeBlobProto(encodeBlobProto(raw)));
+    expect(a).toEqual({ shape: [1, 3], data: Float32Array.of(1, -2, 0.5) });
+  });
+
   it('BlobProtoVector: a list of arrays as one serialized message and back', () => {
     const arrays = [{ shape: [2, 2], data: new Float32Array([1, 2, 3, 4]) }, { shape: [3], data: new Float32Array([5, 6, 7]) }];
     expect(blobProtoVectorToArrays(arraysToBlobProtoVector(arrays))).toEqual(arrays);

@@ -4,6 +4,7 @@
  * its row-major data, as NumPy arrays are to pycaffe (and NpyArray here).
  */
 import { createMessage, decodeBlobProtoVector, encodeBlobProtoVector, hasField, type BlobProto, type Datum } from '@caffe-ts/proto';
+import { blobProtoData } from '@caffe-ts/blob';
 import { TransformError } from './transformer.js';
 
 /** A row-major N-d array. */
@@ -17,12 +18,15 @@ const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 /**
  * caffe.io.blobproto_to_array: a BlobProto's values (its diff with `diff: true`) shaped by the
  * legacy num/channels/height/width when any of them is set, else by `shape`. Float values come
- * from `data` (`diff`), or from `double_data` (`double_diff`) where only those are stored.
+ * from `data` (`diff`), or from `double_data` (`double_diff`) where only those are stored, or
+ * from NVIDIA Caffe's `raw_data`.
  */
 export function blobProtoToArray(blob: BlobProto, options: { diff?: boolean } = {}): ProtoArray<Float32Array | Float64Array> {
   const floats = options.diff ? blob.diff : blob.data;
   const doubles = options.diff ? blob.double_diff : blob.double_data;
-  const data = floats.length > 0 || doubles.length === 0 ? Float32Array.from(floats) : Float64Array.from(doubles);
+  // NVIDIA Caffe's raw_data (half floats and others) where data and double_data are empty.
+  const raw = !options.diff && floats.length === 0 && doubles.length === 0 ? blobProtoData(blob) : null;
+  const data = raw ? (raw instanceof Float64Array ? raw : Float32Array.from(raw)) : floats.length > 0 || doubles.length === 0 ? Float32Array.from(floats) : Float64Array.from(doubles);
   const legacy = ['num', 'channels', 'height', 'width'].some((f) => hasField(blob, f));
   const shape = legacy ? [blob.num, blob.channels, blob.height, blob.width] : (blob.shape?.dim ?? []).map(Number);
   if (count(shape) !== data.length) {

@@ -5,6 +5,20 @@
 /* eslint-disable */
 
 /**
+ * NVIDIA Caffe's raw storage (read, never written here): the values as little-endian bytes of
+ * raw_data_type, e.g. half floats. Numbers as NVIDIA Caffe (and OpenCV's dnn) give them; the
+ * enum is nested here rather than top-level so its value names stay in BlobProto's scope.
+ * `caffe.BlobProto.RawType`
+ */
+export enum BlobProto_RawType {
+  DOUBLE = 0,
+  FLOAT = 1,
+  FLOAT16 = 2,
+  INT = 3,
+  UINT = 4,
+}
+
+/**
  * Fan used by xavier and msra.
  * `caffe.FillerParameter.VarianceNorm`
  */
@@ -269,6 +283,10 @@ export interface BlobProto {
   height: number;
   /** `int32 width = 4 [default = 0]` */
   width: number;
+  /** `caffe.BlobProto.RawType raw_data_type = 10` */
+  raw_data_type: BlobProto_RawType;
+  /** `bytes raw_data = 12` */
+  raw_data: Uint8Array;
 }
 
 /** `caffe.BlobProtoVector` */
