@@ -4,7 +4,7 @@
  */
 import type { Net } from '@caffe-ts/net';
 import { DetectError, resizeBilinear, type Detection, type DetectImage, type DetectResult } from './detect.js';
-import { nmsPixelBoxes } from './proposals.js';
+import { applyBoxDeltas, nmsPixelBoxes } from './proposals.js';
 
 /** py-faster-rcnn's PIXEL_MEANS, subtracted from the BGR pixels. */
 export const FASTER_RCNN_PIXEL_MEANS: readonly number[] = Object.freeze([102.9801, 115.9465, 122.7717]);
@@ -56,7 +56,6 @@ export function fasterRcnnDetections(
       `${R} regions need ${R} × ${classes} class scores and ${R} × ${4 * classes} box deltas, or ${R} × 8 for class-agnostic boxes (got ${scores.length} and ${deltas.length})`,
     );
   }
-  const clip = (v: number, size: number) => Math.max(Math.min(v, size - 1), 0);
   const detections: Detection[] = [];
   for (let c = 1; c < classes; c++) {
     const boxes: number[] = [];
@@ -64,13 +63,9 @@ export function fasterRcnnDetections(
     for (let r = 0; r < R; r++) {
       const score = scores[r * classes + c]!;
       if (!(score > confidence)) continue;
-      const x1 = rois[5 * r + 1]! / image.scale, y1 = rois[5 * r + 2]! / image.scale;
-      const x2 = rois[5 * r + 3]! / image.scale, y2 = rois[5 * r + 4]! / image.scale;
-      const w = x2 - x1 + 1, h = y2 - y1 + 1, cx = x1 + 0.5 * w, cy = y1 + 0.5 * h;
+      const region = [1, 2, 3, 4].map((j) => rois[5 * r + j]! / image.scale) as [number, number, number, number];
       const d = agnostic ? 8 * r + 4 : 4 * (r * classes + c);
-      const px = deltas[d]! * w + cx, py = deltas[d + 1]! * h + cy;
-      const pw = Math.exp(deltas[d + 2]!) * w, ph = Math.exp(deltas[d + 3]!) * h;
-      boxes.push(clip(px - 0.5 * pw, image.width), clip(py - 0.5 * ph, image.height), clip(px + 0.5 * pw, image.width), clip(py + 0.5 * ph, image.height));
+      boxes.push(...applyBoxDeltas(region, deltas[d]!, deltas[d + 1]!, deltas[d + 2]!, deltas[d + 3]!, image.width, image.height));
       order.push(r);
     }
     const ranked = order.map((_, k) => k).sort((a, b) => scores[order[b]! * classes + c]! - scores[order[a]! * classes + c]! || a - b);

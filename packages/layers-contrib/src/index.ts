@@ -37,7 +37,7 @@ export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.
 export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
 export { PSROIPoolingLayer, psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
-export { computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
+export { applyBoxDeltas, computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
 export { decodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';

@@ -63,26 +63,45 @@ export function generateAnchors(baseSize: number, ratios: readonly number[], sca
 }
 
 /**
+ * py-faster-rcnn's bbox_transform_inv for one box: [x1, y1, x2, y2] (inclusive corners) moved by
+ * (dx, dy) of its size and scaled by e^(dw, dh), clipped to a `width` × `height` image. `f` rounds
+ * to the blobs' float type.
+ */
+export function applyBoxDeltas(
+  box: readonly [number, number, number, number], dx: number, dy: number, dw: number, dh: number,
+  width: number, height: number, f: (v: number) => number = (v) => v,
+): [number, number, number, number] {
+  const [x1, y1, x2, y2] = box;
+  const w = f(x2 - x1 + 1), h = f(y2 - y1 + 1);
+  const cx = f(x1 + f(0.5 * w)), cy = f(y1 + f(0.5 * h));
+  const px = f(f(dx * w) + cx), py = f(f(dy * h) + cy);
+  const pw = f(f(Math.exp(dw)) * w), ph = f(f(Math.exp(dh)) * h);
+  const clip = (v: number, hi: number) => Math.max(Math.min(v, hi - 1), 0);
+  return [clip(f(px - f(0.5 * pw)), width), clip(f(py - f(0.5 * ph)), height), clip(f(px + f(0.5 * pw)), width), clip(f(py + f(0.5 * ph)), height)];
+}
+
+/**
  * Greedy non-maximum suppression over boxes in `order` (best first): keeps a box, drops every
  * later one whose IoU with it is above `thresh` (areas with inclusive corners). Returns the kept
  * indices, best first.
  */
 export function nmsPixelBoxes(boxes: ArrayLike<number>, order: readonly number[], thresh: number, f: (v: number) => number = (v) => v): number[] {
-  const area = (i: number) => f(f(boxes[4 * i + 2]! - boxes[4 * i]! + 1) * f(boxes[4 * i + 3]! - boxes[4 * i + 1]! + 1));
+  // Each ranked box's area once (by rank), not once per pair.
+  const areas = Float64Array.from(order, (i) => f(f(boxes[4 * i + 2]! - boxes[4 * i]! + 1) * f(boxes[4 * i + 3]! - boxes[4 * i + 1]! + 1)));
   const suppressed = new Uint8Array(order.length);
   const keep: number[] = [];
   for (let a = 0; a < order.length; a++) {
     if (suppressed[a]) continue;
     const i = order[a]!;
     keep.push(i);
-    const areaI = area(i);
+    const areaI = areas[a]!;
     for (let b = a + 1; b < order.length; b++) {
       if (suppressed[b]) continue;
       const j = order[b]!;
       const w = Math.max(0, f(Math.min(boxes[4 * i + 2]!, boxes[4 * j + 2]!) - Math.max(boxes[4 * i]!, boxes[4 * j]!) + 1));
       const h = Math.max(0, f(Math.min(boxes[4 * i + 3]!, boxes[4 * j + 3]!) - Math.max(boxes[4 * i + 1]!, boxes[4 * j + 1]!) + 1));
       const inter = f(w * h);
-      if (f(inter / f(areaI + area(j) - inter)) > thresh) suppressed[b] = 1;
+      if (f(inter / f(areaI + areas[b]! - inter)) > thresh) suppressed[b] = 1;
     }
   }
   return keep;
@@ -125,16 +144,9 @@ export function computeProposals(
       for (let a = 0; a < A; a++) {
         const k = cell * A + a;
         const sx = x * options.featStride, sy = y * options.featStride;
-        const x1 = anchors[4 * a]! + sx, y1 = anchors[4 * a + 1]! + sy, x2 = anchors[4 * a + 2]! + sx, y2 = anchors[4 * a + 3]! + sy;
-        const w = f(x2 - x1 + 1), h = f(y2 - y1 + 1);
-        const cx = f(x1 + f(0.5 * w)), cy = f(y1 + f(0.5 * h));
-        const dx = deltas[(4 * a) * plane + cell]!, dy = deltas[(4 * a + 1) * plane + cell]!;
-        const dw = deltas[(4 * a + 2) * plane + cell]!, dh = deltas[(4 * a + 3) * plane + cell]!;
-        const px = f(f(dx * w) + cx), py = f(f(dy * h) + cy);
-        const pw = f(f(Math.exp(dw)) * w), ph = f(f(Math.exp(dh)) * h);
-        const clip = (v: number, hi: number) => Math.max(Math.min(v, hi - 1), 0);
-        const bx1 = clip(f(px - f(0.5 * pw)), imW), by1 = clip(f(py - f(0.5 * ph)), imH);
-        const bx2 = clip(f(px + f(0.5 * pw)), imW), by2 = clip(f(py + f(0.5 * ph)), imH);
+        const anchor = [anchors[4 * a]! + sx, anchors[4 * a + 1]! + sy, anchors[4 * a + 2]! + sx, anchors[4 * a + 3]! + sy] as const;
+        const delta = (j: number) => deltas[(4 * a + j) * plane + cell]!;
+        const [bx1, by1, bx2, by2] = applyBoxDeltas(anchor, delta(0), delta(1), delta(2), delta(3), imW, imH, f);
         boxes.set([bx1, by1, bx2, by2], 4 * k);
         score[k] = scores[(A + a) * plane + cell]!;
         if (f(bx2 - bx1 + 1) >= minSize && f(by2 - by1 + 1) >= minSize) valid.push(k);

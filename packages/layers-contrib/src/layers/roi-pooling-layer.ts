@@ -109,9 +109,9 @@ export class ROIPoolingLayer extends Layer {
     const [num, C, H, W] = map.shape as [number, number, number, number];
     const dy = top[0]!.cpuDiff(), rois = roisBlob.cpuData(), dx = map.mutableCpuDiff();
     dx.fill(0);
-    const per = this.pooledH * this.pooledW;
+    const per = this.pooledH * this.pooledW, f = dtypeRounding(map.dtype);
     for (let r = 0; r < roisBlob.shape[0]!; r++) {
-      const n = this.region(rois, r, num, dtypeRounding(map.dtype)).n;
+      const n = this.region(rois, r, num, f).n;
       for (let c = 0; c < C; c++) {
         const plane = (n * C + c) * H * W, out = (r * C + c) * per;
         for (let k = 0; k < per; k++) {
