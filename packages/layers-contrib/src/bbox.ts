@@ -68,6 +68,59 @@ export function decodeBox(
 }
 
 /**
+ * The regression target of `box` against `prior` (the fork's EncodeBBox, the inverse of
+ * decodeBox): offsets divided by the variances unless `encodeVarianceInTarget`. CENTER_SIZE and
+ * CORNER_SIZE need a prior of positive width and height, CENTER_SIZE a box of positive size too,
+ * and the variances must be positive where they divide; anything else is a RangeError.
+ */
+export function encodeBox(
+  prior: Box,
+  variance: ArrayLike<number>,
+  codeType: CodeType,
+  encodeVarianceInTarget: boolean,
+  box: Box,
+): [number, number, number, number] {
+  const v = (i: number): number => {
+    if (encodeVarianceInTarget) return 1;
+    const x = variance[i]!;
+    if (!(x > 0)) throw new RangeError(`prior variance ${i} must be positive (got ${x})`);
+    return x;
+  };
+  const positive = (what: string, x: number): number => {
+    if (!(x > 0)) throw new RangeError(`${what} must be positive to encode against (got ${x})`);
+    return x;
+  };
+  switch (codeType) {
+    case CodeType.CORNER:
+      return [(box.xmin - prior.xmin) / v(0), (box.ymin - prior.ymin) / v(1), (box.xmax - prior.xmax) / v(2), (box.ymax - prior.ymax) / v(3)];
+    case CodeType.CENTER_SIZE: {
+      const pw = positive('prior width', prior.xmax - prior.xmin);
+      const ph = positive('prior height', prior.ymax - prior.ymin);
+      const bw = positive('box width', box.xmax - box.xmin);
+      const bh = positive('box height', box.ymax - box.ymin);
+      return [
+        ((box.xmin + box.xmax) / 2 - (prior.xmin + prior.xmax) / 2) / pw / v(0),
+        ((box.ymin + box.ymax) / 2 - (prior.ymin + prior.ymax) / 2) / ph / v(1),
+        Math.log(bw / pw) / v(2),
+        Math.log(bh / ph) / v(3),
+      ];
+    }
+    case CodeType.CORNER_SIZE: {
+      const pw = positive('prior width', prior.xmax - prior.xmin);
+      const ph = positive('prior height', prior.ymax - prior.ymin);
+      return [
+        (box.xmin - prior.xmin) / pw / v(0),
+        (box.ymin - prior.ymin) / ph / v(1),
+        (box.xmax - prior.xmax) / pw / v(2),
+        (box.ymax - prior.ymax) / ph / v(3),
+      ];
+    }
+    default:
+      throw new RangeError(`unknown code_type ${String(codeType)} (expected CORNER, CENTER_SIZE or CORNER_SIZE)`);
+  }
+}
+
+/**
  * Indices of the scores above `threshold`, best first (ties keep index order), at most `topK`
  * of them when topK > -1 (the fork's GetMaxScoreIndex).
  */

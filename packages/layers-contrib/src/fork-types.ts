@@ -48,6 +48,52 @@ export interface DetectionOutputParameter {
   clip?: boolean;
 }
 
+export enum LocLossType {
+  L2 = 0,
+  SMOOTH_L1 = 1,
+}
+
+export enum ConfLossType {
+  SOFTMAX = 0,
+  LOGISTIC = 1,
+}
+
+export enum MatchType {
+  BIPARTITE = 0,
+  PER_PREDICTION = 1,
+}
+
+export enum MiningType {
+  NONE = 0,
+  MAX_NEGATIVE = 1,
+  HARD_EXAMPLE = 2,
+}
+
+export interface MultiBoxLossParameter {
+  loc_loss_type: LocLossType;
+  conf_loss_type: ConfLossType;
+  loc_weight: number;
+  num_classes: number;
+  share_location: boolean;
+  match_type: MatchType;
+  overlap_threshold: number;
+  use_prior_for_matching: boolean;
+  background_label_id: number;
+  use_difficult_gt: boolean;
+  do_neg_mining: boolean;
+  neg_pos_ratio: number;
+  neg_overlap: number;
+  code_type: CodeType;
+  encode_variance_in_target: boolean;
+  map_object_to_agnostic: boolean;
+  ignore_cross_boundary_bbox: boolean;
+  bp_inside: boolean;
+  mining_type: MiningType;
+  nms_param: NonMaximumSuppressionParameter | null;
+  sample_size: number;
+  use_prior_for_nms: boolean;
+}
+
 export interface PermuteParameter {
   order: number[];
 }

@@ -9,6 +9,7 @@ import { bnLayerDef } from './layers/bn-layer.js';
 import { convolutionDepthwiseLayerDef, depthwiseConvolutionLayerDef } from './layers/depthwise-convolution-layer.js';
 import { detectionOutputLayerDef } from './layers/detection-output-layer.js';
 import { interpLayerDef } from './layers/interp-layer.js';
+import { multiBoxLossLayerDef } from './layers/multibox-loss-layer.js';
 import { normalizeLayerDef } from './layers/normalize-layer.js';
 import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
@@ -35,12 +36,27 @@ export { InterpLayer, interpLayerDef } from './layers/interp-layer.js';
 export { BNLayer, bnLayerDef, BN_VAR_EPS } from './layers/bn-layer.js';
 export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
 export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
+export { MultiBoxLossLayer, multiBoxLossLayerDef } from './layers/multibox-loss-layer.js';
 export { PSROIPoolingLayer, psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
 export { applyBoxDeltas, computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
-export { decodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
+export { decodeBox, encodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
+export {
+  matchBoxes,
+  findMatches,
+  mineExamples,
+  greedyNms,
+  floatBox,
+  floatOverlap,
+  type BoxMatches,
+  type ImageMatches,
+  type GroundTruthBox,
+  type SizedBox,
+  type MatchingOptions,
+  type MiningOptions,
+} from './multibox.js';
 export {
   registerContribSchema,
   CONTRIB_LAYER_FIELDS,
@@ -55,7 +71,7 @@ export {
   PROPOSAL_PROTO,
   PSROI_POOLING_PROTO,
 } from './schema.js';
-export { CodeType, BNMode, forkParam } from './fork-types.js';
+export { CodeType, BNMode, LocLossType, ConfLossType, MatchType, MiningType, forkParam } from './fork-types.js';
 export type {
   PriorBoxParameter,
   DetectionOutputParameter,
@@ -70,6 +86,7 @@ export type {
   SmoothL1LossParameter,
   ProposalParameter,
   PSROIPoolingParameter,
+  MultiBoxLossParameter,
 } from './fork-types.js';
 
 /** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
@@ -89,6 +106,7 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
   smoothL1LossLayerDef,
   proposalLayerDef,
   psroiPoolingLayerDef,
+  multiBoxLossLayerDef,
   ...unsupportedForkLayerDefs,
 ];
 

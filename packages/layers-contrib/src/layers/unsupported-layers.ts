@@ -7,7 +7,6 @@ import { LayerError, type LayerDef } from '@caffe-ts/layers';
  */
 export const UNSUPPORTED_FORK_LAYER_TYPES: Readonly<Record<string, string>> = {
   AnnotatedData: 'reads AnnotatedDatum LMDBs with the fork\'s sampling and distortion pipeline',
-  MultiBoxLoss: 'matches ground truth to priors with hard negative mining to train SSD',
   DetectionEvaluate: 'scores detections against ground truth for mAP during SSD training',
   VideoData: 'reads frames from a camera or video file',
 };
