@@ -5,12 +5,11 @@ import type { LayerDef } from '../registry.js';
 import { LossLayer, lossNormalizer, NormalizationMode } from './loss-layer.js';
 import { softmaxDims, softmaxForward } from './softmax-layer.js';
 import { labelOutOfRangeMessage } from '../label-error.js';
+import { readLayerFile, type BinaryFileReader } from '../layer-files.js';
 
 /** Caffe's kLOG_THRESHOLD: probabilities are clamped to it before the log. */
 const LOG_THRESHOLD = 1e-20;
 
-/** Reads a whole file synchronously (layer set-up is synchronous). Throws when it cannot. */
-export type BinaryFileReader = (path: string) => Uint8Array;
 
 export interface InfogainLossOptions {
   /**
@@ -174,23 +173,15 @@ export class InfogainLossLayer extends LossLayer {
 
   /** Reads `source`: as given (working directory), then beside the net file, then its base name there. */
   private readSource(source: string): { bytes: Uint8Array; path: string } {
-    const read = this.readFile ?? nodeReadFile();
-    if (!read) this.fail(`cannot read infogain_loss_param.source '${source}': no file system here; pass a readFile option (createInfogainLossLayerDef({ readFile }))`);
-    const candidates = [source];
-    if (this.netFile) {
-      const dir = dirnameOf(this.netFile);
-      if (!isAbsolutePath(source)) candidates.push(joinPath(dir, source));
-      candidates.push(joinPath(dir, basenameOf(source)));
+    try {
+      return readLayerFile(source, `infogain_loss_param.source '${source}'`, {
+        netFile: this.netFile,
+        readFile: this.readFile,
+        readerOption: 'createInfogainLossLayerDef({ readFile })',
+      });
+    } catch (err) {
+      this.fail((err as Error).message);
     }
-    const tried: string[] = [];
-    for (const path of new Set(candidates)) {
-      try {
-        return { bytes: read(path), path };
-      } catch (err) {
-        tried.push(`${path} (${describeReadError(err)})`);
-      }
-    }
-    this.fail(`cannot read infogain_loss_param.source '${source}'${this.netFile ? ` (named in ${this.netFile})` : ''}; tried ${tried.join(', ')}`);
   }
 }
 
@@ -200,39 +191,3 @@ export function createInfogainLossLayerDef(options: InfogainLossOptions = {}): L
 }
 
 export const infogainLossLayerDef: LayerDef<InfogainLossLayer> = createInfogainLossLayerDef();
-
-/** Node's readFileSync when running on Node, found without a static import so browsers can bundle this file. */
-function nodeReadFile(): BinaryFileReader | undefined {
-  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
-  const fs = proc?.getBuiltinModule?.('node:fs') as { readFileSync(path: string): Uint8Array } | undefined;
-  if (!fs) return undefined;
-  return (path) => {
-    const buf = fs.readFileSync(path);
-    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-  };
-}
-
-function describeReadError(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'it is a directory';
-  return err instanceof Error ? err.message : String(err);
-}
-
-function isAbsolutePath(p: string): boolean {
-  return p.startsWith('/') || p.startsWith('\\') || /^[A-Za-z]:[\\/]/.test(p);
-}
-
-function dirnameOf(p: string): string {
-  const i = Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\'));
-  return i < 0 ? '.' : i === 0 ? p.slice(0, 1) : p.slice(0, i);
-}
-
-function joinPath(dir: string, name: string): string {
-  return dir.endsWith('/') || dir.endsWith('\\') ? dir + name : `${dir}/${name}`;
-}
-
-function basenameOf(p: string): string {
-  return p.slice(Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\')) + 1);
-}
