@@ -94,6 +94,30 @@ export interface MultiBoxLossParameter {
   use_prior_for_nms: boolean;
 }
 
+export enum ResizeMode {
+  WARP = 1,
+  FIT_SMALL_SIZE = 2,
+  FIT_LARGE_SIZE_AND_PAD = 3,
+}
+
+/** The fields of the fork's ResizeParameter that map boxes back to image pixels. */
+export interface ResizeParameter {
+  resize_mode: ResizeMode;
+  height: number;
+  width: number;
+  height_scale: number;
+  width_scale: number;
+}
+
+export interface DetectionEvaluateParameter {
+  num_classes: number;
+  background_label_id: number;
+  overlap_threshold: number;
+  evaluate_difficult_gt: boolean;
+  name_size_file: string;
+  resize_param: ResizeParameter | null;
+}
+
 export interface PermuteParameter {
   order: number[];
 }

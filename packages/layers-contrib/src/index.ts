@@ -7,6 +7,7 @@
 import { defaultLayerRegistry, defaultPythonLayerRegistry, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
 import { bnLayerDef } from './layers/bn-layer.js';
 import { convolutionDepthwiseLayerDef, depthwiseConvolutionLayerDef } from './layers/depthwise-convolution-layer.js';
+import { detectionEvaluateLayerDef } from './layers/detection-evaluate-layer.js';
 import { detectionOutputLayerDef } from './layers/detection-output-layer.js';
 import { interpLayerDef } from './layers/interp-layer.js';
 import { multiBoxLossLayerDef } from './layers/multibox-loss-layer.js';
@@ -26,6 +27,7 @@ import { registerContribSchema } from './schema.js';
 
 export { PriorBoxLayer, priorBoxLayerDef } from './layers/prior-box-layer.js';
 export { DetectionOutputLayer, detectionOutputLayerDef } from './layers/detection-output-layer.js';
+export { DetectionEvaluateLayer, detectionEvaluateLayerDef, createDetectionEvaluateLayerDef, type DetectionEvaluateOptions } from './layers/detection-evaluate-layer.js';
 export { PermuteLayer, permuteLayerDef } from './layers/permute-layer.js';
 export { NormalizeLayer, normalizeLayerDef } from './layers/normalize-layer.js';
 export { ReLU6Layer, relu6LayerDef } from './layers/relu6-layer.js';
@@ -71,7 +73,7 @@ export {
   PROPOSAL_PROTO,
   PSROI_POOLING_PROTO,
 } from './schema.js';
-export { CodeType, BNMode, LocLossType, ConfLossType, MatchType, MiningType, forkParam } from './fork-types.js';
+export { CodeType, BNMode, LocLossType, ConfLossType, MatchType, MiningType, ResizeMode, forkParam } from './fork-types.js';
 export type {
   PriorBoxParameter,
   DetectionOutputParameter,
@@ -87,6 +89,8 @@ export type {
   ProposalParameter,
   PSROIPoolingParameter,
   MultiBoxLossParameter,
+  DetectionEvaluateParameter,
+  ResizeParameter,
 } from './fork-types.js';
 
 /** Every layer type this package adds (Pooling with ceil_mode is registered separately). */
@@ -107,6 +111,7 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
   proposalLayerDef,
   psroiPoolingLayerDef,
   multiBoxLossLayerDef,
+  detectionEvaluateLayerDef,
   ...unsupportedForkLayerDefs,
 ];
 

@@ -38,11 +38,19 @@ export function floatBoxSize(b: SizedBox): number {
   return f32(f32(b.xmax - b.xmin) * f32(b.ymax - b.ymin));
 }
 
-/** Intersection over union in float arithmetic (the fork's JaccardOverlap on NormalizedBBox). */
-export function floatOverlap(a: SizedBox, b: SizedBox): number {
-  if (b.xmin > a.xmax || b.xmax < a.xmin || b.ymin > a.ymax || b.ymax < a.ymin) return 0;
-  const w = f32(Math.min(a.xmax, b.xmax) - Math.max(a.xmin, b.xmin));
-  const h = f32(Math.min(a.ymax, b.ymax) - Math.max(a.ymin, b.ymin));
+/**
+ * Intersection over union in float arithmetic (the fork's JaccardOverlap on NormalizedBBox). With
+ * `normalized` false (pixel boxes) widths and heights count both end pixels (+1), and, as in the
+ * fork, disjoint boxes then intersect in one pixel.
+ */
+export function floatOverlap(a: SizedBox, b: SizedBox, normalized = true): number {
+  const disjoint = b.xmin > a.xmax || b.xmax < a.xmin || b.ymin > a.ymax || b.ymax < a.ymin;
+  let w = disjoint ? 0 : f32(Math.min(a.xmax, b.xmax) - Math.max(a.xmin, b.xmin));
+  let h = disjoint ? 0 : f32(Math.min(a.ymax, b.ymax) - Math.max(a.ymin, b.ymin));
+  if (!normalized) {
+    w = f32(w + 1);
+    h = f32(h + 1);
+  }
   if (!(w > 0 && h > 0)) return 0;
   const inter = f32(w * h);
   return f32(inter / f32(f32(floatBoxSize(a) + floatBoxSize(b)) - inter));

@@ -14,6 +14,7 @@ import {
 import { SolverConfigError, SolverError } from './errors.js';
 import { findNonFiniteParam, paramsFinite } from './non-finite.js';
 import { formatG } from './format.js';
+import { AP_VERSIONS, DetectionTally, type ApVersion } from './detection-eval.js';
 
 /** How the solver builds a net: `new Net(param, options)` unless a factory is given. */
 export interface NetBuildOptions {
@@ -387,6 +388,7 @@ export abstract class Solver {
     this.logEnabled = options.log ?? true;
     this.stopOnNonFinite = options.stopOnNonFinite ?? false;
     this.log = this.logEnabled ? logger('solver.cpp') : QUIET;
+    this.validateEvaluation();
     this.validateParam();
     let nets = options.prebuiltNets;
     if (!nets) {
@@ -408,6 +410,36 @@ export abstract class Solver {
     this.log.info('Solver scaffolding done.');
   }
 
+
+  /**
+   * How test nets are scored: 'classification' (each output's mean, Caffe's way) or 'detection'
+   * (mAP over DetectionEvaluate rows, the SSD fork's way). `eval_type`, `ap_version` and
+   * `show_per_class_result` are the fork's solver fields, which the text parser knows once
+   * @caffe-ts/layers-contrib's schema is registered; without them a solver classifies.
+   */
+  get evalType(): 'classification' | 'detection' {
+    return (forkSolverFields(this.param).eval_type ?? 'classification') as 'classification' | 'detection';
+  }
+
+  /** The fork's ap_version for eval_type "detection" ('Integral' by default). */
+  get apVersion(): ApVersion {
+    return (forkSolverFields(this.param).ap_version ?? 'Integral') as ApVersion;
+  }
+
+  /** The fork's show_per_class_result: log each label's AP too. */
+  get showPerClassResult(): boolean {
+    return forkSolverFields(this.param).show_per_class_result ?? false;
+  }
+
+  private validateEvaluation(): void {
+    const type = this.evalType;
+    if (type !== 'classification' && type !== 'detection') {
+      throw new SolverConfigError(`Unknown evaluation type: '${String(type)}' (eval_type must be "classification" or "detection")`);
+    }
+    if (type === 'detection' && !AP_VERSIONS.includes(this.apVersion)) {
+      throw new SolverConfigError(`Unknown ap_version: '${String(this.apVersion)}' (expected ${AP_VERSIONS.map((v) => `"${v}"`).join(', ')})`);
+    }
+  }
 
   // ---- the subclass's part -------------------------------------------------------------------
 
@@ -664,6 +696,7 @@ export abstract class Solver {
     const testIter = p.test_iter[testNetId]!;
     const sums: number[] = [];
     const outputOf: number[] = [];
+    const detection = this.evalType === 'detection' ? testNet.outputBlobs.map(() => new DetectionTally()) : null;
     let loss = 0;
     for (let i = 0; i < testIter; i++) {
       for (let request = this.getRequestedAction(); request !== 'none'; request = this.getRequestedAction()) {
@@ -674,6 +707,18 @@ export abstract class Solver {
       await this.prepare(testNet);
       const iterLoss = testNet.forward();
       if (p.test_compute_loss) loss += iterLoss;
+      if (detection) {
+        testNet.outputBlobs.forEach((blob, j) => {
+          if (blob.shape[blob.numAxes - 1] !== 5) {
+            throw new SolverError(
+              `eval_type "detection": test net #${testNetId} output '${testNet.outputBlobNames[j]}' must hold DetectionEvaluate rows ` +
+                `(… × 5: image, label, score, true positive, false positive), got shape ${blob.shapeString()}`,
+            );
+          }
+          detection[j]!.add(blob.cpuData());
+        });
+        continue;
+      }
       let idx = 0;
       testNet.outputBlobs.forEach((blob, j) => {
         const values = blob.cpuData();
@@ -697,6 +742,19 @@ export abstract class Solver {
     }
     const mean = this.meanScores[testNetId]!;
     mean.length = 0;
+    if (detection) {
+      // The fork's TestDetection: one mAP per output, over the labels with ground-truth counts.
+      const version = this.apVersion;
+      detection.forEach((tally, j) => {
+        const name = testNet.outputBlobNames[j]!;
+        const { map, perLabel, missing } = tally.meanAveragePrecision(version);
+        for (const label of missing) this.log.warn(`Missing true_pos for label: ${label}`);
+        if (this.showPerClassResult) for (const [label, ap] of perLabel) this.log.info(`class${label}: ${formatG(ap)}`);
+        mean.push(map);
+        result.scores.push({ index: j, name, value: map, lossWeight: 0 });
+        this.log.info(`    Test net output #${j}: ${name} = ${formatG(map)}`);
+      });
+    }
     sums.forEach((sum, i) => {
       const j = outputOf[i]!;
       const name = testNet.outputBlobNames[j]!;
@@ -800,4 +858,9 @@ export abstract class Solver {
 /** The loss weight of output blob `index` of `net` (0 for outputs that are not losses). */
 export function outputLossWeight(net: Net, index: number): number {
   return net.blobLossWeights[net.outputBlobIndices[index]!] ?? 0;
+}
+
+/** The SSD fork's solver fields, present when the schema that adds them is registered. */
+function forkSolverFields(param: SolverParameter): { eval_type?: string; ap_version?: string; show_per_class_result?: boolean } {
+  return param as unknown as { eval_type?: string; ap_version?: string; show_per_class_result?: boolean };
 }
