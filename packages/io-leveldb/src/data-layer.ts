@@ -1,15 +1,23 @@
-import { readFileSync } from 'node:fs';
 import { logger, type Blob } from '@caffe-ts/blob';
 import { defaultLayerRegistry, LayerError, type BlobCounts, type LayerContext, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
-import { createMessage, hasField, type Datum, type LayerParameter } from '@caffe-ts/proto';
+import { createMessage, registerSsdForkSchema, type Datum, type LayerParameter } from '@caffe-ts/proto';
 import { DataTransformer, type TransformDraws } from './data-transformer.js';
 import { DecodePoolUnavailable, type DecodePool } from './decode-pool.js';
 import type { DecodeItem, ItemResult } from './decode-protocol.js';
-import { backendLabel, parseDbBackend, type DatumCursor, type DatumRecord } from './datum-db.js';
-import { datumShapeString, decodeRecord, findPrimedSource, primeDataLayer, resolveMeanFile, type PrimedSource } from './data-sources.js';
+import { backendLabel, parseDbBackend } from './datum-db.js';
+import {
+  datumShapeString,
+  decodeRecord,
+  findPrimedSource,
+  meanFileReaderFor,
+  primeDataLayer,
+  ShardedRecordReader,
+  type PrimedSource,
+} from './data-sources.js';
 import { DataError } from './errors.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
-import { layerShard, skipsOrdinal, type Shard } from './shard.js';
+import { layerShard, type Shard } from './shard.js';
+import { annotatedDataLayerDef } from './annotated-data-layer.js';
 import { hdf5DataLayerDef } from './hdf5-data-layer.js';
 import { hdf5OutputLayerDef } from './hdf5-output-layer.js';
 import { imageDataLayerDef } from './image-data-layer.js';
@@ -69,12 +77,10 @@ export class DataLayer extends BasePrefetchingDataLayer {
   readonly netFile: string | undefined;
   private entry: PrimedSource | null = null;
   private transformer: DataTransformer | null = null;
-  private cursor: DatumCursor | null = null;
+  private reader: ShardedRecordReader | null = null;
   private pendingSkip = 0;
   /** Data-parallel shard (context.shard): only records whose ordinal % count == index are read. */
   readonly shard: Shard | null;
-  /** Cursor steps so far (Caffe's offset_): the ordinal of the next record. */
-  private ordinal = 0;
   /** The item shape [C, h, w] batches are laid out for before their first record says (the last batch's). */
   private expectedItemShape: number[] = [];
   /** The end of the reads started so far (see inOrder). */
@@ -107,7 +113,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
     // Each layer transforms with its own generator, as Caffe's prefetch thread seeds its own.
     this.transformer = new DataTransformer(this.param.transform_param, this.phase, this.rng.fork(), {
       owner: `Data layer '${this.name}'`,
-      readFile: entry.readFile ?? this.meanFileReader(),
+      readFile: entry.readFile ?? meanFileReaderFor(`Data layer '${this.name}'`, this.param.transform_param, this.netFile),
     });
     const shape = this.inferShape(this.shapeDatum(entry), entry.open.firstKey);
     shape[0] = this.batchSize;
@@ -116,7 +122,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
     log.info(`output data size: ${shape.join(',')}`);
     if (this.outputLabels) top[1]!.reshape([this.batchSize]);
 
-    this.cursor = entry.open.db.cursor();
+    this.reader = new ShardedRecordReader(entry.open.db.cursor(), this.shard, this.phase);
     entry.open.layers.add(this);
     if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
     // An encoded database: start the decode workers now, while the rest of the net is set up.
@@ -130,14 +136,6 @@ export class DataLayer extends BasePrefetchingDataLayer {
     if (!decoded) return entry.open.firstDatum;
     const channels = this.transformer!.decodedChannels(decoded.channels);
     return createMessage<Datum>('Datum', { channels, height: decoded.height, width: decoded.width, label: decoded.label });
-  }
-
-  /** Reads the mean_file from where it resolves (the working directory, then the net file's folder). */
-  private meanFileReader(): ((path: string) => Uint8Array) | undefined {
-    const tp = this.param.transform_param;
-    if (!tp || !hasField(tp, 'mean_file') || !tp.mean_file) return undefined;
-    const resolved = resolveMeanFile(`Data layer '${this.name}'`, tp.mean_file, this.netFile);
-    return (p) => readFileSync(p === tp.mean_file ? resolved : p);
   }
 
   /** The transformed shape of one Datum; transformer errors name the record. */
@@ -170,24 +168,12 @@ export class DataLayer extends BasePrefetchingDataLayer {
       const n = this.pendingSkip;
       this.pendingSkip = 0;
       log.info(`Skipping first ${n} data points.`);
-      for (let i = 0; i < n; i++) await this.cursor!.next();
-      this.ordinal += n;
+      await this.reader!.skip(n);
     }
-  }
-
-  /** The next record of this replica's shard (all records without a shard). */
-  private async nextRecord(): Promise<DatumRecord> {
-    while (skipsOrdinal(this.shard, this.phase, this.ordinal)) {
-      await this.cursor!.next();
-      this.ordinal++;
-    }
-    const rec = await this.cursor!.next();
-    this.ordinal++;
-    return rec;
   }
 
   protected override async releaseResources(): Promise<void> {
-    await this.cursor?.close();
+    await this.reader?.close();
     this.entry?.open.layers.delete(this);
   }
 
@@ -207,7 +193,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
     const { records, draws } = await this.inOrder(async () => {
       const records: LoadedRecord[] = [];
       for (let i = 0; i < n; i++) {
-        const rec = await this.nextRecord();
+        const rec = await this.reader!.next();
         if (this.isClosed) throw new LayerError(`${where}: closed`);
         records.push({ key: rec.key, datum: decodeRecord(rec, where) });
       }
@@ -365,11 +351,23 @@ export const dataLayerDef: LayerDef = {
   },
 };
 
-/** The data layers of this package: Data, ImageData, WindowData, HDF5Data and HDF5Output. */
-const DATA_LAYER_DEFS: readonly LayerDef[] = [dataLayerDef, imageDataLayerDef, windowDataLayerDef, hdf5DataLayerDef, hdf5OutputLayerDef];
+/** The data layers of this package: Data, ImageData, WindowData, HDF5Data, HDF5Output and the SSD fork's AnnotatedData. */
+const DATA_LAYER_DEFS: readonly LayerDef[] = [
+  dataLayerDef,
+  imageDataLayerDef,
+  windowDataLayerDef,
+  hdf5DataLayerDef,
+  hdf5OutputLayerDef,
+  annotatedDataLayerDef,
+];
 
-/** Register this package's data layers (idempotent for its own definitions). */
+/**
+ * Register this package's data layers (idempotent for its own definitions). Also registers the SSD
+ * fork's schema (registerSsdForkSchema), so that prototxts with `annotated_data_param` and the
+ * fork's transform_param fields parse once this has run.
+ */
 export function registerDataLayers(registry: LayerRegistry = defaultLayerRegistry()): void {
+  registerSsdForkSchema();
   for (const def of DATA_LAYER_DEFS) {
     if (registry.has(def.type) && registry.get(def.type) === def) continue;
     registry.register(def);

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import {
   decodeDatum,
@@ -8,12 +8,15 @@ import {
   type LayerParameter,
   type NetParameter,
   type NetStateRule,
+  type TransformationParameter,
   type V1LayerParameter,
   V1LayerParameter_LayerType,
 } from '@caffe-ts/proto';
-import { backendLabel, openDatumDb, parseDbBackend, type DatumDb, type DatumRecord, type DbBackend } from './datum-db.js';
+import { decodeAnnotatedRecord } from './annotated-datum.js';
+import { backendLabel, openDatumDb, parseDbBackend, type DatumCursor, type DatumDb, type DatumRecord, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
 import { decodeDatumImage } from './image-io.js';
+import { skipsOrdinal, type Shard } from './shard.js';
 
 /*
  * Open data sources, shared by the Data layers of every net in the process
@@ -31,12 +34,27 @@ export interface ClosableLayer {
   close(): Promise<void>;
 }
 
+/**
+ * What a database's records are: Caffe's Datum (the Data layer) or the SSD fork's AnnotatedDatum
+ * (the AnnotatedData layer), whose `datum` field holds the image.
+ */
+export type RecordType = 'Datum' | 'AnnotatedDatum';
+
+/** The record type a data layer type reads. */
+export function recordTypeOf(layerType: unknown): RecordType {
+  return layerType === 'AnnotatedData' ? 'AnnotatedDatum' : 'Datum';
+}
+
 /** One open database, shared by every layer that reads its path. */
 export interface OpenSource {
   path: string;
   backend: DbBackend;
   db: DatumDb;
+  recordType: RecordType;
   firstKey: string;
+  /** The first record's bytes as stored. */
+  firstValue: Uint8Array;
+  /** The first record's Datum (an AnnotatedDatum's `datum`). */
   firstDatum: Datum;
   /** The first Datum decoded with the file's own channels, when it is encoded (JPEG/PNG bytes). */
   firstDecoded: Datum | null;
@@ -162,7 +180,7 @@ export function datumShapeString(d: Datum): string {
 }
 
 /** A raw Datum must hold channels·height·width values; fewer or more means a damaged record. */
-function checkDatumSize(d: Datum, key: string, where: string): void {
+export function checkDatumSize(d: Datum, key: string, where: string): void {
   if (d.encoded) return; // the bytes are an image file; its size says nothing
   const need = d.channels * d.height * d.width;
   const bytes = d.data.length;
@@ -206,13 +224,16 @@ function infoOf(p: PrimedSource): PrimedSourceInfo {
 }
 
 /** Open the database at `path` once (concurrent callers share the open) and read its first record. */
-async function openSource(path: string, backend: DbBackend, where: string): Promise<OpenSource> {
+async function openSource(path: string, backend: DbBackend, where: string, recordType: RecordType = 'Datum'): Promise<OpenSource> {
   const t = table();
   if (t.closing) await t.closing;
   const known = t.dbs.get(path);
   if (known && known.db.isOpen) {
     if (known.backend !== backend) {
       throw new DataError(`${pre(where)}'${path}' is already open as a ${backendLabel(known.backend)} database, not ${backendLabel(backend)}`);
+    }
+    if (known.recordType !== recordType) {
+      throw new DataError(`${pre(where)}'${path}' is already open as a database of ${known.recordType} records, not ${recordType} records`);
     }
     return known;
   }
@@ -236,10 +257,20 @@ async function openSource(path: string, backend: DbBackend, where: string): Prom
       } finally {
         await cursor.close();
       }
-      const firstDatum = decodeRecord(first, where);
+      const firstDatum = recordType === 'AnnotatedDatum' ? decodeAnnotatedDatumRecord(first, where) : decodeRecord(first, where);
       // Shaping the tops of an encoded database needs the first image's size: decode it now.
       const firstDecoded = firstDatum.encoded ? await decodeFirst(firstDatum, first.key, where) : null;
-      const open: OpenSource = { path, backend, db, firstKey: first.key, firstDatum, firstDecoded, layers: new Set() };
+      const open: OpenSource = {
+        path,
+        backend,
+        db,
+        recordType,
+        firstKey: first.key,
+        firstValue: first.value,
+        firstDatum,
+        firstDecoded,
+        layers: new Set(),
+      };
       if (t.generation !== generation) throw new DataError(`${pre(where)}closeDataSources() was called while the source was being opened`);
       t.dbs.set(path, open);
       return open;
@@ -254,6 +285,13 @@ async function openSource(path: string, backend: DbBackend, where: string): Prom
   } finally {
     if (t.opening.get(path) === p) t.opening.delete(path);
   }
+}
+
+/** The Datum of an AnnotatedDatum record, size-checked like a Data layer's records. */
+function decodeAnnotatedDatumRecord(rec: DatumRecord, where: string): Datum {
+  const datum = decodeAnnotatedRecord(rec, where).datum;
+  checkDatumSize(datum, rec.key, where);
+  return datum;
 }
 
 async function decodeFirst(datum: Datum, key: string, where: string): Promise<Datum> {
@@ -286,32 +324,40 @@ export async function primeDataSource(
     backend?: DbBackend;
     netFile?: string;
     readFile?: (path: string) => Uint8Array;
+    /** What the records are (default 'Datum'; 'AnnotatedDatum' for AnnotatedData layers). */
+    recordType?: RecordType;
   } = {},
 ): Promise<PrimedSourceInfo> {
   const layer = options.layerName ?? '';
   const backend = parseDbBackend(options.backend);
-  const who = layer ? `Data layer '${layer}'` : '';
+  const recordType = options.recordType ?? 'Datum';
+  const who = layer ? `${recordType === 'AnnotatedDatum' ? 'AnnotatedData' : 'Data'} layer '${layer}'` : '';
   const path = options.path ?? resolveSourcePath(who, source, backend, options.netFile);
-  const open = await openSource(path, backend, layer ? `${who}, source '${source}'` : '');
+  const open = await openSource(path, backend, layer ? `${who}, source '${source}'` : '', recordType);
   return record(layer, source, open, options.readFile);
 }
 
 /** What priming needs from a Data layer, in the current or the legacy V1 format. */
-type DataLayerLike = Pick<LayerParameter, 'name' | 'data_param' | 'include' | 'exclude'> & { transform_param?: LayerParameter['transform_param'] };
+type DataLayerLike = Pick<LayerParameter, 'name' | 'data_param' | 'include' | 'exclude'> & {
+  transform_param?: LayerParameter['transform_param'];
+  /** 'Data' or 'AnnotatedData' (a V1 layer's enum reads as Data). */
+  type?: unknown;
+};
 
 /**
  * Prime one Data layer: resolve and open its source, check its mean_file exists. This is what the
  * Data layer definition's `prime` hook runs (`Net.create` awaits it for every layer).
  */
 export async function primeDataLayer(layer: DataLayerLike, options: Omit<PrimeOptions, 'phase'> = {}): Promise<PrimedSourceInfo> {
-  const who = `Data layer '${layer.name}'`;
+  const recordType = recordTypeOf(layer.type);
+  const who = `${recordType === 'AnnotatedDatum' ? 'AnnotatedData' : 'Data'} layer '${layer.name}'`;
   const dp = layer.data_param;
   if (!dp || !dp.source) throw new DataError(`${who}: data_param.source is required`);
   const backend = parseDbBackend(dp.backend);
   const path = options.resolveSource ? options.resolveSource(dp.source, layer.name) : resolveSourcePath(who, dp.source, backend, options.netFile);
   const tp = layer.transform_param;
   if (!options.readFile && tp && hasField(tp, 'mean_file') && tp.mean_file) resolveMeanFile(who, tp.mean_file, options.netFile);
-  const open = await openSource(path, backend, `${who}, source '${dp.source}'`);
+  const open = await openSource(path, backend, `${who}, source '${dp.source}'`, recordType);
   return record(layer.name, dp.source, open, options.readFile);
 }
 
@@ -344,11 +390,17 @@ function mayRunIn(layer: Pick<LayerParameter, 'include' | 'exclude'>, phase: Pha
   return !layer.exclude.some((r) => phaseOnly(r) && r.phase === phase && r.stage.length === 0 && r.not_stage.length === 0);
 }
 
-/** The Data layers of a net: current `layer { type: "Data" }` and legacy V1 `layers { type: DATA }`. */
+/** Layer types that read a primed database. */
+const DB_LAYER_TYPES: ReadonlySet<unknown> = new Set(['Data', 'AnnotatedData']);
+
+/**
+ * The database layers of a net: current `layer { type: "Data" }` (and the SSD fork's
+ * `"AnnotatedData"`) and legacy V1 `layers { type: DATA }`.
+ */
 function dataLayersOf(net: Pick<NetParameter, 'layer'> | Partial<Pick<NetParameter, 'layers'>> | readonly LayerParameter[]): DataLayerLike[] {
-  if (Array.isArray(net)) return (net as readonly LayerParameter[]).filter((l) => l.type === 'Data');
+  if (Array.isArray(net)) return (net as readonly LayerParameter[]).filter((l) => DB_LAYER_TYPES.has(l.type));
   const n = net as Partial<Pick<NetParameter, 'layer' | 'layers'>>;
-  const current: DataLayerLike[] = (n.layer ?? []).filter((l) => l.type === 'Data');
+  const current: DataLayerLike[] = (n.layer ?? []).filter((l) => DB_LAYER_TYPES.has(l.type));
   const legacy: DataLayerLike[] = (n.layers ?? []).filter((l: V1LayerParameter) => l.type === V1LayerParameter_LayerType.DATA);
   return [...current, ...legacy];
 }
@@ -358,9 +410,16 @@ function dataLayersOf(net: Pick<NetParameter, 'layer'> | Partial<Pick<NetParamet
  * its source resolves to now; else one primed for that path without a layer; else (a caller's
  * `resolveSource` mapped it elsewhere) the latest primed for this layer name and source string.
  */
-export function findPrimedSource(layer: string, source: string, backend: DbBackend, netFile: string | undefined): PrimedSource | undefined {
+export function findPrimedSource(
+  layer: string,
+  source: string,
+  backend: DbBackend,
+  netFile: string | undefined,
+  recordType: RecordType = 'Datum',
+): PrimedSource | undefined {
   const t = table();
-  const usable = (p: PrimedSource | undefined) => (p && p.open.db.isOpen && p.open.backend === backend ? p : undefined);
+  const usable = (p: PrimedSource | undefined) =>
+    p && p.open.db.isOpen && p.open.backend === backend && p.open.recordType === recordType ? p : undefined;
   const { path } = resolveDataPath(source, netFile);
   if (path !== null) {
     const hit = usable(t.primed.get(primeKey(layer, path))) ?? usable(t.primed.get(primeKey('', path)));
@@ -413,4 +472,58 @@ export function primedDataSources(): string[] {
 /** What has been primed: one entry per (layer, resolved path). */
 export function primedDataSourceInfo(): PrimedSourceInfo[] {
   return [...table().primed.values()].map(infoOf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by the database layers (Data, AnnotatedData)
+
+/**
+ * A layer's mean_file reader: reads it from where it resolves (the working directory, then the
+ * net file's folder); undefined without a mean_file (the transformer then needs no reader).
+ */
+export function meanFileReaderFor(
+  who: string,
+  tp: TransformationParameter | null | undefined,
+  netFile: string | undefined,
+): ((path: string) => Uint8Array) | undefined {
+  if (!tp || !hasField(tp, 'mean_file') || !tp.mean_file) return undefined;
+  const resolved = resolveMeanFile(who, tp.mean_file, netFile);
+  return (p) => readFileSync(p === tp.mean_file ? resolved : p);
+}
+
+/**
+ * The records a database layer reads, in cursor order: `rand_skip` records skipped before the
+ * first, and with a data-parallel shard only those whose ordinal (every cursor step, wraps
+ * included: Caffe's offset_) belongs to this replica (see shard.ts).
+ */
+export class ShardedRecordReader {
+  /** Cursor steps so far (Caffe's offset_): the ordinal of the next record. */
+  private ordinal = 0;
+
+  constructor(
+    private readonly cursor: DatumCursor,
+    private readonly shard: Shard | null,
+    private readonly phase: Phase,
+  ) {}
+
+  /** Step over `n` records (rand_skip), whatever their shard. */
+  async skip(n: number): Promise<void> {
+    for (let i = 0; i < n; i++) await this.cursor.next();
+    this.ordinal += n;
+  }
+
+  /** The next record of this replica's shard (every record without a shard). */
+  async next(): Promise<DatumRecord> {
+    while (skipsOrdinal(this.shard, this.phase, this.ordinal)) {
+      await this.cursor.next();
+      this.ordinal++;
+    }
+    const rec = await this.cursor.next();
+    this.ordinal++;
+    return rec;
+  }
+
+  close(): Promise<void> {
+    return this.cursor.close();
+  }
 }

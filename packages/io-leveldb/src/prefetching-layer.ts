@@ -21,7 +21,15 @@ export interface Batch {
   shape: number[];
   data: FloatArray;
   label: FloatArray | null;
-  /** Where each item came from (database keys, image paths), named by errors about its label. */
+  /**
+   * The label top's shape when it is not [batch_size] (AnnotatedData's 1 × 1 × boxes × 8 rows);
+   * `label` then holds at least that many values.
+   */
+  labelShape?: number[];
+  /**
+   * Where each item came from (database keys, image paths), named by errors about its label
+   * (left out when the label is not one value per item).
+   */
   keys?: string[];
 }
 
@@ -106,8 +114,8 @@ export abstract class BasePrefetchingDataLayer extends Layer {
     top[0]!.reshape(batch.shape);
     top[0]!.mutableCpuData().set(batch.data.subarray(0, top[0]!.count()));
     if (this.outputLabels && batch.label && top[1]) {
-      top[1].reshape([this.batchSize]);
-      top[1].mutableCpuData().set(batch.label);
+      top[1].reshape(batch.labelShape ?? [this.batchSize]);
+      top[1].mutableCpuData().set(batch.label.subarray(0, top[1].count()));
       setBlobRecordKeys(top[1], batch.keys ?? null);
     }
     this.free.push(batch);

@@ -58,11 +58,43 @@ describe.skipIf(!existsSync(corpus))('corpus deploy nets with fork layers', () =
     });
   }
 
-  it('refuses the train/test prototxts with a clear "not supported" error', () => {
-    const text = readFileSync(join(corpus, 'nets/mobilenet_ssd/MobileNetSSD_train.prototxt'), 'utf8');
-    expect(() => new Net(parseNetParameter(text), { registry, log: false, phase: Phase.TRAIN })).toThrow(
-      /AnnotatedData layer 'data': not supported by @caffe-ts\/layers-contrib/,
-    );
+  // The train and test nets read AnnotatedData (@caffe-ts/io-leveldb's; tests/src/ssd-pipeline
+  // runs them on a generated LMDB). Here Input layers stand in for it.
+  const withInputData = (file: string, labels: number) => {
+    const param = parseNetParameter(readFileSync(join(corpus, file), 'utf8'), file);
+    const data = param.layer[0]!;
+    expect(data.type).toBe('AnnotatedData');
+    param.layer[0] = parseNetParameter(
+      `layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: 1 dim: 3 dim: 300 dim: 300 } shape { dim: 1 dim: 1 dim: ${labels} dim: 8 } } }`,
+    ).layer[0]!;
+    return param;
+  };
+  const LABELS = [0, 15, 0, 0.1, 0.2, 0.5, 0.9, 0, 0, 7, 1, 0.55, 0.5, 0.95, 0.8, 0];
+
+  it('trains MobileNetSSD_train.prototxt one step: MultiBoxLoss over its 1917 priors, gradients into conv0', () => {
+    const net = new Net(withInputData('nets/mobilenet_ssd/MobileNetSSD_train.prototxt', 2), { registry, log: false, phase: Phase.TRAIN });
+    expect(net.blob('mbox_priorbox').shape).toEqual([1, 2, 1917 * 4]);
+    expect(net.blob('mbox_conf').shape).toEqual([1, 1917 * 21]);
+    const data = net.blob('data').mutableCpuData();
+    for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.37);
+    net.blob('label').mutableCpuData().set(LABELS);
+    net.clearParamDiffs();
+    const loss = net.forwardBackward();
+    expect(Number.isFinite(loss) && loss > 0).toBe(true);
+    const conv0 = net.layers[net.layerNames.indexOf('conv0')]!.blobs[0]!.cpuDiff();
+    expect(Array.from(conv0).some((g) => g !== 0)).toBe(true);
+  });
+
+  it('runs MobileNetSSD_test.prototxt forward: DetectionEvaluate rows after one per class', () => {
+    const net = new Net(withInputData('nets/mobilenet_ssd/MobileNetSSD_test.prototxt', 2), { registry, log: false, phase: Phase.TEST });
+    net.blob('label').mutableCpuData().set(LABELS);
+    net.forward();
+    const out = net.blob('detection_eval');
+    expect(out.shape.slice(0, 2)).toEqual([1, 1]);
+    expect(out.shape[3]).toBe(5);
+    const rows = out.cpuData();
+    // 20 classes besides the background: [−1, class, ground-truth boxes, −1, −1].
+    for (let c = 1; c <= 20; c++) expect(Array.from(rows.subarray((c - 1) * 5, c * 5))).toEqual([-1, c, c === 7 || c === 15 ? 1 : 0, -1, -1]);
   });
 });
 
