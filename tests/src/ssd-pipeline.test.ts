@@ -4,6 +4,7 @@ import { Rng } from '@caffe-ts/blob';
 import { encodeImage, writeAnnotatedDatumDb, type AnnotatedDatumInit } from '@caffe-ts/io-leveldb';
 import { registerContribLayers } from '@caffe-ts/layers-contrib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tinySsdNet } from '../../packages/layers-contrib/src/testing/tiny-ssd.js';
 import { caffe, messages, tempDir } from './helpers.js';
 
 /*
@@ -50,12 +51,6 @@ async function records(): Promise<Array<readonly [string, AnnotatedDatumInit]>> 
   return out;
 }
 
-const head = (map: string, name: string, out: number) => `
-layer { name: "${map}_${name}" type: "Convolution" bottom: "${map}" top: "${map}_${name}"
-  convolution_param { num_output: ${out} kernel_size: 3 pad: 1 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
-layer { name: "${map}_${name}_perm" type: "Permute" bottom: "${map}_${name}" top: "${map}_${name}_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
-layer { name: "${map}_${name}_flat" type: "Flatten" bottom: "${map}_${name}_perm" top: "${map}_${name}_flat" flatten_param { axis: 1 } }`;
-
 const data = (phase: 'TRAIN' | 'TEST', batch: number) => `
 layer {
   name: "data" type: "AnnotatedData" top: "data" top: "label" include { phase: ${phase} }
@@ -68,54 +63,16 @@ layer {
   annotated_data_param { batch_sampler { max_sample: 1 max_trials: 1 } }
 }`;
 
-const NET = `name: "tiny_ssd"
-${data('TRAIN', 3)}
-${data('TEST', 3)}
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 2 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
-  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 2 weight_filler { type: "xavier" } bias_filler { type: "constant" } } }
-layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
-${head('conv1', 'loc', 8)}${head('conv1', 'conf', 6)}${head('conv2', 'loc', 8)}${head('conv2', 'conf', 6)}
-layer { name: "conv1_prior" type: "PriorBox" bottom: "conv1" bottom: "data" top: "conv1_prior"
-  prior_box_param { min_size: 12 max_size: 20 flip: true variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }
-layer { name: "conv2_prior" type: "PriorBox" bottom: "conv2" bottom: "data" top: "conv2_prior"
-  prior_box_param { min_size: 20 max_size: 30 flip: true variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 } }
-layer { name: "mbox_loc" type: "Concat" bottom: "conv1_loc_flat" bottom: "conv2_loc_flat" top: "mbox_loc" concat_param { axis: 1 } }
-layer { name: "mbox_conf" type: "Concat" bottom: "conv1_conf_flat" bottom: "conv2_conf_flat" top: "mbox_conf" concat_param { axis: 1 } }
-layer { name: "mbox_priorbox" type: "Concat" bottom: "conv1_prior" bottom: "conv2_prior" top: "mbox_priorbox" concat_param { axis: 2 } }
-layer {
-  name: "mbox_loss" type: "MultiBoxLoss"
-  bottom: "mbox_loc" bottom: "mbox_conf" bottom: "mbox_priorbox" bottom: "label" top: "mbox_loss"
-  include { phase: TRAIN }
-  propagate_down: true propagate_down: true propagate_down: false propagate_down: false
-  loss_param { normalization: VALID }
-  multibox_loss_param {
-    loc_loss_type: SMOOTH_L1 conf_loss_type: SOFTMAX loc_weight: 1.0 num_classes: 3 share_location: true
-    match_type: PER_PREDICTION overlap_threshold: 0.5 use_prior_for_matching: true background_label_id: 0
-    use_difficult_gt: true neg_pos_ratio: 3.0 neg_overlap: 0.5 code_type: CENTER_SIZE mining_type: MAX_NEGATIVE
-  }
-}
-layer { name: "mbox_conf_reshape" type: "Reshape" bottom: "mbox_conf" top: "mbox_conf_reshape" include { phase: TEST }
-  reshape_param { shape { dim: 0 dim: -1 dim: 3 } } }
-layer { name: "mbox_conf_softmax" type: "Softmax" bottom: "mbox_conf_reshape" top: "mbox_conf_softmax" include { phase: TEST } softmax_param { axis: 2 } }
-layer { name: "mbox_conf_flatten" type: "Flatten" bottom: "mbox_conf_softmax" top: "mbox_conf_flatten" include { phase: TEST } flatten_param { axis: 1 } }
-layer {
-  name: "detection_out" type: "DetectionOutput"
-  bottom: "mbox_loc" bottom: "mbox_conf_flatten" bottom: "mbox_priorbox" top: "detection_out"
-  include { phase: TEST }
-  detection_output_param {
-    num_classes: 3 share_location: true background_label_id: 0
-    nms_param { nms_threshold: 0.45 top_k: 100 } code_type: CENTER_SIZE keep_top_k: 20 confidence_threshold: 0.05
-  }
-}
-layer {
-  name: "detection_eval" type: "DetectionEvaluate" bottom: "detection_out" bottom: "label" top: "detection_eval"
-  include { phase: TEST }
-  detection_evaluate_param { num_classes: 3 background_label_id: 0 overlap_threshold: 0.5 evaluate_difficult_gt: false }
-}
-`;
+const NET = tinySsdNet({
+  data: data('TRAIN', 3) + data('TEST', 3),
+  priorSizes: [
+    [12, 20],
+    [20, 30],
+  ],
+  keepTopK: 20,
+  confidenceThreshold: 0.05,
+  evaluate: true,
+});
 
 const SOLVER = `net: "tiny_ssd.prototxt"
 test_iter: 2
