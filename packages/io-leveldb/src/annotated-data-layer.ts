@@ -46,7 +46,6 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
   private transformer: AnnotatedTransformer | null = null;
   private reader: ShardedRecordReader | null = null;
   private samplers: BatchSamplerSpec[] = [];
-  private pendingSkip = 0;
   /** Whether the label top holds boxes (the fork's has_anno_type_), and their type. */
   private hasAnnoType = false;
   private annoType = ANNOTATION_BBOX;
@@ -112,9 +111,8 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
         top[1]!.reshape([this.batchSize, 1, 1, 1]);
       }
     }
-    this.reader = new ShardedRecordReader(entry.open.db.cursor(), this.shard, this.phase);
+    this.reader = new ShardedRecordReader(entry.open.db.cursor(), this.shard, this.phase, dp.rand_skip > 0 ? this.rng.int(dp.rand_skip) : 0);
     entry.open.layers.add(this);
-    if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
     this.startPrefetch();
   }
 
@@ -153,12 +151,7 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
   }
 
   protected override async beforeFirstBatch(): Promise<void> {
-    if (this.pendingSkip > 0) {
-      const n = this.pendingSkip;
-      this.pendingSkip = 0;
-      log.info(`Skipping first ${n} data points.`);
-      await this.reader!.skip(n);
-    }
+    await this.reader!.skipPending(log);
   }
 
   protected override async releaseResources(): Promise<void> {

@@ -78,7 +78,6 @@ export class DataLayer extends BasePrefetchingDataLayer {
   private entry: PrimedSource | null = null;
   private transformer: DataTransformer | null = null;
   private reader: ShardedRecordReader | null = null;
-  private pendingSkip = 0;
   /** Data-parallel shard (context.shard): only records whose ordinal % count == index are read. */
   readonly shard: Shard | null;
   /** The item shape [C, h, w] batches are laid out for before their first record says (the last batch's). */
@@ -122,9 +121,8 @@ export class DataLayer extends BasePrefetchingDataLayer {
     log.info(`output data size: ${shape.join(',')}`);
     if (this.outputLabels) top[1]!.reshape([this.batchSize]);
 
-    this.reader = new ShardedRecordReader(entry.open.db.cursor(), this.shard, this.phase);
+    this.reader = new ShardedRecordReader(entry.open.db.cursor(), this.shard, this.phase, dp.rand_skip > 0 ? this.rng.int(dp.rand_skip) : 0);
     entry.open.layers.add(this);
-    if (dp.rand_skip > 0) this.pendingSkip = this.rng.int(dp.rand_skip);
     // An encoded database: start the decode workers now, while the rest of the net is set up.
     if (entry.open.firstDatum.encoded) void this.decodeWorkers(this.transformer.spec);
     this.startPrefetch();
@@ -164,12 +162,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
   }
 
   protected override async beforeFirstBatch(): Promise<void> {
-    if (this.pendingSkip > 0) {
-      const n = this.pendingSkip;
-      this.pendingSkip = 0;
-      log.info(`Skipping first ${n} data points.`);
-      await this.reader!.skip(n);
-    }
+    await this.reader!.skipPending(log);
   }
 
   protected override async releaseResources(): Promise<void> {

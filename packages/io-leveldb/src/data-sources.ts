@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
+import type { Logger } from '@caffe-ts/blob';
 import {
   decodeDatum,
   hasField,
@@ -500,14 +501,20 @@ export class ShardedRecordReader {
   /** Cursor steps so far (Caffe's offset_): the ordinal of the next record. */
   private ordinal = 0;
 
+  /** `randSkip`: records to step over before the first read (the layer's draw from rand_skip). */
   constructor(
     private readonly cursor: DatumCursor,
     private readonly shard: Shard | null,
     private readonly phase: Phase,
+    private randSkip = 0,
   ) {}
 
-  /** Step over `n` records (rand_skip), whatever their shard. */
-  async skip(n: number): Promise<void> {
+  /** Step over the rand_skip records, whatever their shard, once (before the first batch), saying so in `log`. */
+  async skipPending(log: Logger): Promise<void> {
+    const n = this.randSkip;
+    if (n <= 0) return;
+    this.randSkip = 0;
+    log.info(`Skipping first ${n} data points.`);
     for (let i = 0; i < n; i++) await this.cursor.next();
     this.ordinal += n;
   }
