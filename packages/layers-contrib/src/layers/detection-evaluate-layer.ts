@@ -178,12 +178,7 @@ export class DetectionEvaluateLayer extends Layer {
       if (image === -1) continue;
       const label = Math.trunc(d[r + 1]!);
       this.check(label !== this.p.background_label_id, () => `Found background label in the detection results: row ${i} (image ${image}) has label ${label}.`);
-      const box: EvalBox = { ...floatBox(d[r + 3]!, d[r + 4]!, d[r + 5]!, d[r + 6]!), difficult: false, score: f32(d[r + 2]!) };
-      let labels = all.get(image);
-      if (!labels) all.set(image, (labels = new Map()));
-      let list = labels.get(label);
-      if (!list) labels.set(label, (list = []));
-      list.push(box);
+      addBox(all, image, label, { ...floatBox(d[r + 3]!, d[r + 4]!, d[r + 5]!, d[r + 6]!), difficult: false, score: f32(d[r + 2]!) });
     }
     return all;
   }
@@ -198,12 +193,7 @@ export class DetectionEvaluateLayer extends Layer {
       if (image === -1) break;
       const label = Math.trunc(d[r + 1]!);
       this.check(label !== this.p.background_label_id, () => `Found background label in the dataset: label row ${i} (image ${image}) has label ${label}.`);
-      const box: EvalBox = { ...floatBox(d[r + 3]!, d[r + 4]!, d[r + 5]!, d[r + 6]!), difficult: d[r + 7]! !== 0, score: 0 };
-      let labels = all.get(image);
-      if (!labels) all.set(image, (labels = new Map()));
-      let list = labels.get(label);
-      if (!list) labels.set(label, (list = []));
-      list.push(box);
+      addBox(all, image, label, { ...floatBox(d[r + 3]!, d[r + 4]!, d[r + 5]!, d[r + 6]!), difficult: d[r + 7]! !== 0, score: 0 });
     }
     return all;
   }
@@ -237,6 +227,15 @@ export class DetectionEvaluateLayer extends Layer {
     }
     return scaleBox(clipBox(b, 1, 1), height, width);
   }
+}
+
+/** Append `box` to its image's list for `label`. */
+function addBox(all: Map<number, Map<number, EvalBox[]>>, image: number, label: number, box: EvalBox): void {
+  let labels = all.get(image);
+  if (!labels) all.set(image, (labels = new Map()));
+  let list = labels.get(label);
+  if (!list) labels.set(label, (list = []));
+  list.push(box);
 }
 
 /** Clip to [0, w] × [0, h] (the fork's ClipBBox), the size recomputed as w·h. */
