@@ -362,21 +362,16 @@ export class MultiBoxLossLayer extends LossLayerBase {
     const rowPriors: number[] = []; // i·P + prior, per row
     const rowLabels: number[] = [];
     if (mining) {
-      for (let i = 0; i < num; i++) {
-        const boxes = gt.get(i);
-        if (!boxes) continue;
-        for (const m of images[i]!.matches) {
-          m.indices.forEach((g, j) => {
-            if (g <= -1) return;
-            rowPriors.push(i * P + j);
-            rowLabels.push(matchLabel(boxes, g));
-          });
-        }
+      forEachImageWithTruth(images, gt, (i, boxes) => {
+        forEachMatch(images[i]!, (j, g) => {
+          rowPriors.push(i * P + j);
+          rowLabels.push(matchLabel(boxes, g));
+        });
         for (const j of negatives[i]!) {
           rowPriors.push(i * P + j);
           rowLabels.push(bg);
         }
-      }
+      });
     } else {
       for (let r = 0; r < num * P; r++) rowPriors.push(r);
     }
@@ -388,18 +383,13 @@ export class MultiBoxLossLayer extends LossLayerBase {
         else if (label >= 0 && label < C) targets[r * C + label] = 1;
       });
     } else {
-      for (let i = 0; i < num; i++) {
-        const boxes = gt.get(i);
-        if (!boxes) continue;
-        for (const m of images[i]!.matches) {
-          m.indices.forEach((g, j) => {
-            if (g <= -1) return;
-            // The fork steps an image's targets by P elements, also with LOGISTIC's C per row.
-            if (logistic) targets[i * P + j * C + matchLabel(boxes, g)] = 1;
-            else targets[i * P + j] = matchLabel(boxes, g);
-          });
-        }
-      }
+      forEachImageWithTruth(images, gt, (i, boxes) =>
+        forEachMatch(images[i]!, (j, g) => {
+          // The fork steps an image's targets by P elements, also with LOGISTIC's C per row.
+          if (logistic) targets[i * P + j * C + matchLabel(boxes, g)] = 1;
+          else targets[i * P + j] = matchLabel(boxes, g);
+        }),
+      );
     }
     this.confOffsets = Int32Array.from(rowPriors, (r) => r * C);
     this.confGrad = new Float64Array(rows * C);
@@ -449,6 +439,19 @@ export const multiBoxLossLayerDef: LayerDef<MultiBoxLossLayer> = {
   type: 'MultiBoxLoss',
   create: (p, ctx) => new MultiBoxLossLayer(p, ctx),
 };
+
+/** Each image that has ground truth, in order, with its boxes. */
+function forEachImageWithTruth(images: readonly ImageMatches[], gt: Map<number, GroundTruthBox[]>, visit: (i: number, boxes: GroundTruthBox[]) => void): void {
+  images.forEach((_, i) => {
+    const boxes = gt.get(i);
+    if (boxes) visit(i, boxes);
+  });
+}
+
+/** Each matched prior of an image (location class by class, priors ascending) with its ground-truth index. */
+function forEachMatch(image: ImageMatches, visit: (prior: number, gtIndex: number) => void): void {
+  for (const m of image.matches) m.indices.forEach((g, j) => g > -1 && visit(j, g));
+}
 
 /** −log max(p[label], FLT_MIN) of a softmax over the C scores at `offset`; `grad` gets p − onehot. */
 function softmaxRowLoss(conf: ArrayLike<number>, offset: number, label: number, grad: Float64Array): number {
