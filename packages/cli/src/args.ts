@@ -17,7 +17,7 @@ export interface ParsedArgs {
  * `--solver S`, `-gray`, `--gray=false`. Single-dash words are long flags, as in gflags.
  */
 export function parseArgs(argv: string[], booleanFlags: string[] = []): ParsedArgs {
-  const out = parse(argv, {
+  const out = parse(argv.map((arg) => gflagsBoolean(arg, booleanFlags)), {
     boolean: booleanFlags,
     configuration: {
       'short-option-groups': false,
@@ -32,6 +32,30 @@ export function parseArgs(argv: string[], booleanFlags: string[] = []): ParsedAr
   const { _, ...flags } = out;
   const positional = _.map(String);
   return { command: positional[0], positional: positional.slice(1), flags: flags as ParsedArgs['flags'] };
+}
+
+const GFLAGS_TRUE = new Set(['true', 't', 'yes', 'y', '1']);
+const GFLAGS_FALSE = new Set(['false', 'f', 'no', 'n', '0']);
+
+/**
+ * A boolean flag as gflags reads it, in the form yargs-parser understands: `--encoded=True`
+ * (what the SSD fork's Python scripts write), `=yes`, `=1` and the other spellings gflags takes in
+ * any case become `--encoded=true` or `=false`, and `--noencoded` becomes `--encoded=false`.
+ * yargs-parser would read an unknown spelling as false without a word; here it is a UsageError.
+ */
+function gflagsBoolean(arg: string, booleanFlags: readonly string[]): string {
+  const m = /^(--?)([\w-]+)(?:=(.*))?$/s.exec(arg);
+  if (!m) return arg;
+  const [, dashes, name, value] = m as unknown as [string, string, string, string | undefined];
+  if (booleanFlags.includes(name)) {
+    if (value === undefined) return arg;
+    const v = value.toLowerCase();
+    if (GFLAGS_TRUE.has(v)) return `${dashes}${name}=true`;
+    if (GFLAGS_FALSE.has(v)) return `${dashes}${name}=false`;
+    throw new UsageError(`flag --${name} expects true or false, got '${value}'`);
+  }
+  if (value === undefined && name.startsWith('no') && booleanFlags.includes(name.slice(2))) return `${dashes}${name.slice(2)}=false`;
+  return arg;
 }
 
 /** Typed access to flags, checking that no unknown flag was given. */
