@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { globalRng, logger, type Rng } from '@caffe-ts/blob';
 import { encodeDatum, type Datum } from '@caffe-ts/proto';
-import { formatKey, parseDbBackend, type DbBackend } from './datum-db.js';
-import { writeDbAtomically } from './db-write.js';
+import { readListFile, shuffleInPlace, guessEncoding, writeImageRecords } from './dataset-tool.js';
+import { parseDbBackend, type DbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
 import { imageFileToDatum } from './image-io.js';
 import { parseImageList, type ImageListEntry } from './image-list.js';
@@ -41,15 +40,6 @@ export interface ConvertImagesetResult {
   skipped: string[];
 }
 
-function fileEncoding(path: string): string {
-  const dot = path.lastIndexOf('.');
-  if (dot < 0) {
-    log.warn(`Failed to guess the encoding of '${path}'`);
-    return path.toLowerCase();
-  }
-  return path.slice(dot + 1).toLowerCase();
-}
-
 /**
  * Caffe's `convert_imageset ROOTFOLDER/ LISTFILE DB_NAME`: each `path label` line of the list
  * becomes a Datum (raw planar BGR pixels, or the encoded image with `encoded`) under the key
@@ -65,20 +55,11 @@ export async function convertImageset(
   options: ConvertImagesetOptions = {},
 ): Promise<ConvertImagesetResult> {
   const backend = parseDbBackend(options.backend ?? 'lmdb');
-  let text: string;
-  try {
-    text = await readFile(listFile, 'utf8');
-  } catch (e) {
-    throw new DataError(`cannot read the image list ${listFile}: ${(e as { code?: string }).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { cause: e });
-  }
+  const text = await readListFile(listFile);
   const lines: ImageListEntry[] = parseImageList(text, listFile);
   if (options.shuffle) {
     log.info('Shuffling data');
-    const rng = options.rng ?? globalRng();
-    for (let i = lines.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      [lines[i], lines[j]] = [lines[j]!, lines[i]!];
-    }
+    shuffleInPlace(lines, options.rng ?? globalRng());
   }
   log.info(`A total of ${lines.length} images.`);
   const encodeType = (options.encodeType ?? '').toLowerCase();
@@ -87,48 +68,23 @@ export async function convertImageset(
   const height = Math.max(0, options.resizeHeight ?? 0);
   const width = Math.max(0, options.resizeWidth ?? 0);
   const isColor = !options.gray;
-  const concurrency = Math.max(1, options.concurrency ?? 8);
 
-  let count = 0;
-  const skipped: string[] = [];
-  let dataSize = -1;
-  await writeDbAtomically(dbPath, { backend, overwrite: options.overwrite }, async (writer) => {
-    for (let start = 0; start < lines.length; start += concurrency) {
-      const chunk = lines.slice(start, start + concurrency);
-      // Decode a few images at once; write them in list order.
-      const datums = await Promise.all(
-        chunk.map(async (entry): Promise<Datum | null> => {
-          const enc = encoded ? encodeType || fileEncoding(entry.path) : '';
-          try {
-            return await imageFileToDatum(rootFolder + entry.path, entry.label, { height, width, isColor, encoding: enc });
-          } catch (e) {
-            if (!DataError.isInstance(e)) throw e;
-            log.error(e.message);
-            return null;
-          }
-        }),
-      );
-      for (let k = 0; k < chunk.length; k++) {
-        const lineId = start + k;
-        const datum = datums[k];
-        if (!datum) {
-          skipped.push(chunk[k]!.path);
-          continue;
-        }
-        if (options.checkSize && !datum.encoded) {
-          const size = datum.channels * datum.height * datum.width;
-          if (dataSize < 0) dataSize = size;
-          else if (datum.data.length !== dataSize) {
-            throw new DataError(`Incorrect data field size ${datum.data.length} (image ${chunk[k]!.path}; the first image's is ${dataSize})`);
-          }
-        }
-        await writer.put(`${formatKey(lineId, 8)}_${chunk[k]!.path}`, encodeDatum(datum));
-        if (++count % 1000 === 0) log.info(`Processed ${count} files.`);
+  const { count, skipped } = await writeImageRecords(
+    dbPath,
+    lines,
+    { backend, overwrite: options.overwrite, checkSize: options.checkSize, concurrency: options.concurrency, onProgress: options.onProgress, log },
+    async (entry) => {
+      const enc = encoded ? encodeType || guessEncoding(entry.path, log) : '';
+      let datum: Datum;
+      try {
+        datum = await imageFileToDatum(rootFolder + entry.path, entry.label, { height, width, isColor, encoding: enc });
+      } catch (e) {
+        if (!DataError.isInstance(e)) throw e;
+        log.error(e.message);
+        return null;
       }
-      options.onProgress?.(Math.min(start + concurrency, lines.length), lines.length);
-    }
-    await writer.flush();
-    if (count % 1000 !== 0) log.info(`Processed ${count} files.`);
-  });
+      return { value: encodeDatum(datum), datum };
+    },
+  );
   return { dbPath, count, skipped };
 }

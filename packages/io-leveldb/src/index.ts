@@ -165,6 +165,30 @@ export {
 export { parseImageList, resolveImagePath, type ImageListEntry } from './image-list.js';
 export { writeDbAtomically, type WriteDbOptions } from './db-write.js';
 export { convertImageset, type ConvertImagesetOptions, type ConvertImagesetResult } from './convert-imageset.js';
+export {
+  convertAnnoset,
+  annosetResize,
+  type AnnoType,
+  type AnnoLabelType,
+  type ConvertAnnosetOptions,
+  type ConvertAnnosetResult,
+} from './convert-annoset.js';
+export {
+  readLabelMap,
+  parseLabelMap,
+  mapNameToLabel,
+  parseXmlAnnotation,
+  parseJsonAnnotation,
+  parseTxtAnnotation,
+  type LabelMap,
+  type LabelMapItem,
+  type AnnotationBox,
+  type AnnotationInit,
+  type AnnotationGroupInit,
+  type AnnotationContext,
+} from './annotation-files.js';
+export { getImageSizes, pathStem, type GetImageSizesOptions, type ImageSizeEntry } from './image-sizes.js';
+export { parseListPairs, type ListPair } from './dataset-tool.js';
 export { computeImageMean, type ComputeImageMeanOptions, type ImageMean } from './compute-image-mean.js';
 export { extractFeatures, type ExtractFeaturesOptions, type ExtractFeaturesResult, type FeatureNet } from './extract-features.js';
 export { convertCifar, cifarDatumBytes, CIFAR_SIZE, CIFAR_IMAGE_BYTES, CIFAR_BATCH_SIZE, type ConvertCifarOptions, type ConvertCifarResult } from './convert-cifar.js';

@@ -1,11 +1,13 @@
 import type { Flags } from '../args.js';
 import type { CliIo } from '../cli.js';
 import { computeImageMeanCommand } from './compute-image-mean.js';
+import { convertAnnosetCommand } from './convert-annoset.js';
 import { convertCifarCommand } from './convert-cifar.js';
 import { convertImagesetCommand } from './convert-imageset.js';
 import { convertMnistCommand } from './convert-mnist.js';
 import { classifyCommand } from './classify.js';
 import { forwardCommand } from './forward.js';
+import { getImageSizeCommand } from './get-image-size.js';
 import { detectCommand } from './detect.js';
 import { detectFacesCommand } from './detect-faces.js';
 import { detectWindowsCommand } from './detect-windows.js';
@@ -48,6 +50,8 @@ export const COMMANDS: Record<string, Command> = {
   detect_windows: detectWindowsCommand,
   convert_mnist: convertMnistCommand,
   convert_imageset: convertImagesetCommand,
+  convert_annoset: convertAnnosetCommand,
+  get_image_size: getImageSizeCommand,
   compute_image_mean: computeImageMeanCommand,
   extract_features: extractFeaturesCommand,
   convert_cifar: convertCifarCommand,
