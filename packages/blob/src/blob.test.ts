@@ -1,6 +1,6 @@
 import { createMessage, decodeBlobProto, encodeBlobProto, type BlobProto } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
-import { Blob, BlobError, blobProtoData, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
+import { Blob, BlobError, blobProtoData, blobProtoDiff, blobProtoShape, MAX_BLOB_AXES } from './blob.js';
 import { setHostAllocator } from './host-memory.js';
 
 const ramp = (b: Blob, start = 0) => {
@@ -202,6 +202,21 @@ describe('Blob protos', () => {
     );
     const odd = createMessage<BlobProto>('BlobProto', { raw_data_type: 2, raw_data: Uint8Array.of(1, 2, 3) });
     expect(() => new Blob().fromProto(odd)).toThrow('blob: raw_data holds 3 bytes, not a whole number of FLOAT16 values (2 bytes each)');
+  });
+
+  it("reads NVIDIA Caffe's raw_diff (field 13, its type in field 11) into the diff", () => {
+    // Shape [2], raw_data_type FLOAT16 with 1 and 2, raw_diff_type FLOAT16 with −0.5 and 4.
+    const half = (...h: number[]) => h.flatMap((x) => [x & 0xff, x >> 8]);
+    const bytes = Uint8Array.from([0x3a, 0x03, 0x0a, 0x01, 0x02, 0x50, 0x02, 0x58, 0x02, 0x62, 4, ...half(0x3c00, 0x4000), 0x6a, 4, ...half(0xb800, 0x4400)]);
+    const proto = decodeBlobProto(bytes);
+    expect([proto.raw_diff_type, proto.raw_diff.length]).toEqual([2, 4]);
+    const b = new Blob();
+    b.fromProto(proto);
+    expect(Array.from(b.cpuData())).toEqual([1, 2]);
+    expect(Array.from(b.cpuDiff())).toEqual([-0.5, 4]);
+    expect(Array.from(blobProtoDiff(proto))).toEqual([-0.5, 4]);
+    const odd = createMessage<BlobProto>('BlobProto', { data: [1], raw_diff_type: 1, raw_diff: Uint8Array.of(1, 2) });
+    expect(() => new Blob().fromProto(odd)).toThrow('blob: raw_diff holds 2 bytes, not a whole number of FLOAT values (4 bytes each)');
   });
 
   it('reads the legacy num/channels/height/width shape', () => {

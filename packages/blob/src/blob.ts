@@ -309,7 +309,7 @@ export class Blob {
       return true;
     };
     fill(blobProtoData(proto, what), () => this.mutableCpuData(), 'data');
-    fill(proto.double_diff.length > 0 ? proto.double_diff : proto.diff, () => this.mutableCpuDiff(), 'diff');
+    fill(blobProtoDiff(proto, what), () => this.mutableCpuDiff(), 'diff');
   }
 
   /**
@@ -368,12 +368,22 @@ export function blobProtoShape(proto: BlobProto, what = 'blob'): number[] {
 export function blobProtoData(proto: BlobProto, what = 'blob'): ArrayLike<number> {
   if (proto.double_data.length > 0) return proto.double_data;
   if (proto.data.length > 0 || !proto.raw_data || proto.raw_data.length === 0) return proto.data;
-  const bytes = proto.raw_data;
+  return rawValues(proto.raw_data, proto.raw_data_type, 'raw_data', what);
+}
+
+/** A BlobProto's diffs, as blobProtoData reads its values (`double_diff`, `diff`, `raw_diff`). */
+export function blobProtoDiff(proto: BlobProto, what = 'blob'): ArrayLike<number> {
+  if (proto.double_diff.length > 0) return proto.double_diff;
+  if (proto.diff.length > 0 || !proto.raw_diff || proto.raw_diff.length === 0) return proto.diff;
+  return rawValues(proto.raw_diff, proto.raw_diff_type, 'raw_diff', what);
+}
+
+/** The numbers in NVIDIA Caffe's raw bytes of `type`. */
+function rawValues(bytes: Uint8Array, type: RawType, field: string, what: string): ArrayLike<number> {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const type = proto.raw_data_type;
   const size = type === RawType.FLOAT16 ? 2 : type === RawType.FLOAT ? 4 : type === RawType.DOUBLE ? 8 : 0;
-  if (size === 0) throw new BlobError(`${what}: raw_data of type ${RawType[type] ?? type} (integers) cannot be read as blob values`);
-  if (bytes.length % size !== 0) throw new BlobError(`${what}: raw_data holds ${bytes.length} bytes, not a whole number of ${RawType[type]} values (${size} bytes each)`);
+  if (size === 0) throw new BlobError(`${what}: ${field} of type ${RawType[type] ?? type} (integers) cannot be read as blob values`);
+  if (bytes.length % size !== 0) throw new BlobError(`${what}: ${field} holds ${bytes.length} bytes, not a whole number of ${RawType[type]} values (${size} bytes each)`);
   const n = bytes.length / size;
   if (type === RawType.DOUBLE) return Float64Array.from({ length: n }, (_, i) => view.getFloat64(8 * i, true));
   const out = new Float32Array(n);

@@ -3,7 +3,7 @@ export { newTransferStats, type DeviceAllocator, type TransferStats } from './de
 export { SyncedMemory, type SyncedHead } from './synced-memory.js';
 export { setHostAllocator, hostAllocator, hostMemoryInfo, allocKernelShared, allocHostInt32, releaseHostInt32, copyFloats, zeroFill, type HostAllocatorKind, type HostMemoryInfo } from './host-memory.js';
 export type { KernelHeapStats } from './wasm/kernel-heap.js';
-export { Blob, BlobError, BlobSizeError, blobProtoData, blobProtoShape, maxBlobBytes, setMaxBlobBytes, MAX_BLOB_AXES, type BlobOptions } from './blob.js';
+export { Blob, BlobError, BlobSizeError, blobProtoData, blobProtoDiff, blobProtoShape, maxBlobBytes, setMaxBlobBytes, MAX_BLOB_AXES, type BlobOptions } from './blob.js';
 export {
   createCpuBackend,
   cpuBackend,

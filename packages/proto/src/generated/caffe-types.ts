@@ -5,9 +5,10 @@
 /* eslint-disable */
 
 /**
- * NVIDIA Caffe's raw storage (read, never written here): the values as little-endian bytes of
- * raw_data_type, e.g. half floats. Numbers as NVIDIA Caffe (and OpenCV's dnn) give them; the
- * enum is nested here rather than top-level so its value names stay in BlobProto's scope.
+ * NVIDIA Caffe's raw storage (read, never written here): the values (and diffs) as
+ * little-endian bytes of raw_data_type (raw_diff_type), e.g. half floats. Numbers as NVIDIA
+ * Caffe gives them; its enum is top-level there (Type) and nested here so its value names stay
+ * in BlobProto's scope.
  * `caffe.BlobProto.RawType`
  */
 export enum BlobProto_RawType {
@@ -285,8 +286,12 @@ export interface BlobProto {
   width: number;
   /** `caffe.BlobProto.RawType raw_data_type = 10` */
   raw_data_type: BlobProto_RawType;
+  /** `caffe.BlobProto.RawType raw_diff_type = 11` */
+  raw_diff_type: BlobProto_RawType;
   /** `bytes raw_data = 12` */
   raw_data: Uint8Array;
+  /** `bytes raw_diff = 13` */
+  raw_diff: Uint8Array;
 }
 
 /** `caffe.BlobProtoVector` */
