@@ -205,6 +205,36 @@ describe('Python layer', () => {
     expect(() => layer.backward([top], [false], [x])).not.toThrow();
   });
 
+  it('is preparable exactly when the implementation has prepare(), and exposes the implementation', async () => {
+    const reg = new PythonLayerRegistry();
+    let batches = 0;
+    const loader = {
+      reshape(_b: Blob[], top: Blob[]) {
+        top[0]!.reshape([1]);
+      },
+      forward(_b: Blob[], top: Blob[]) {
+        top[0]!.mutableCpuData()[0] = batches;
+      },
+      async prepare() {
+        batches++;
+      },
+    };
+    reg.register('m', 'Loader', () => loader);
+    reg.register('m', 'Failing', () => ({ ...loader, prepare: async () => Promise.reject(new Error('disk gone')) }));
+    reg.register('m', 'Plain', simpleLayer);
+    const layer = createLayer<PythonLayer>(pythonLayerDefFor(reg), { name: 'data', ...python('m', 'Loader') });
+    expect(layer.implementation).toBe(loader);
+    await layer.prepare!();
+    const top = f64();
+    layer.setUp([], [top]);
+    layer.forward([], [top]);
+    expect(blobValues(top)).toEqual([1]);
+    expect(createLayer(pythonLayerDefFor(reg), python('m', 'Plain')).prepare).toBeUndefined();
+    await expect(createLayer(pythonLayerDefFor(reg), { name: 'bad', ...python('m', 'Failing') }).prepare!()).rejects.toThrow(
+      "Python layer 'bad' (m.Failing): prepare failed: disk gone",
+    );
+  });
+
   describe('process-wide registry', () => {
     afterEach(() => {
       unregisterPythonLayer('pkg.mod', 'Times10');

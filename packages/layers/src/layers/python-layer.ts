@@ -16,6 +16,11 @@ export interface PythonLayerImpl {
   forward(bottom: Blob[], top: Blob[]): void;
   /** Omit for a layer that never backpropagates (a data layer); asking it to then fails. */
   backward?(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void;
+  /**
+   * Asynchronous work before the next forward (a data layer reading its next batch): the net's
+   * and the solver's `prepare` await it, as they await Caffe-ts's own data layers.
+   */
+  prepare?(): Promise<void>;
 }
 
 /** pycaffe's `self` attributes, handed to the factory alongside `param_str`. */
@@ -142,6 +147,22 @@ export class PythonLayer extends Layer {
     if (!this.impl || typeof this.impl.reshape !== 'function' || typeof this.impl.forward !== 'function') {
       this.fail('its factory must return an object with reshape(bottom, top) and forward(bottom, top)');
     }
+    const prepare = this.impl.prepare;
+    if (typeof prepare === 'function') {
+      // Only layers with asynchronous work are preparable, as Layer.prepare's absence says.
+      this.prepare = async () => {
+        try {
+          await prepare.call(this.impl);
+        } catch (e) {
+          this.rethrow('prepare', e);
+        }
+      };
+    }
+  }
+
+  /** The object the registered factory built (pycaffe's Python layer object, e.g. for set_roidb). */
+  get implementation(): PythonLayerImpl {
+    return this.impl;
   }
 
   override layerSetUp(bottom: Blob[], top: Blob[]): void {
@@ -197,10 +218,14 @@ export class PythonLayer extends Layer {
     try {
       return fn();
     } catch (e) {
-      if (e instanceof LayerError) throw e;
-      const message = e instanceof Error ? e.message : String(e);
-      throw new LayerError(`${this.type} layer '${this.name}' (${this.pythonName}): ${what} failed: ${message}`, { cause: e });
+      this.rethrow(what, e);
     }
+  }
+
+  private rethrow(what: string, e: unknown): never {
+    if (e instanceof LayerError) throw e;
+    const message = e instanceof Error ? e.message : String(e);
+    throw new LayerError(`${this.type} layer '${this.name}' (${this.pythonName}): ${what} failed: ${message}`, { cause: e });
   }
 }
 
