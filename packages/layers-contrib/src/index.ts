@@ -4,7 +4,7 @@
  * API. Pure exports; `./register` registers everything into the default registry, and
  * `./detect` holds the detection pipeline (image in, boxes and an annotated PNG out).
  */
-import { defaultLayerRegistry, defaultPythonLayerRegistry, type LayerDef, type LayerRegistry } from '@caffe-ts/layers';
+import { defaultLayerRegistry, defaultPythonLayerRegistry, type LayerDef, type LayerRegistry, type PythonLayerFactory, type PythonLayerRegistry } from '@caffe-ts/layers';
 import { bnLayerDef } from './layers/bn-layer.js';
 import { convolutionDepthwiseLayerDef, depthwiseConvolutionLayerDef } from './layers/depthwise-convolution-layer.js';
 import { detectionEvaluateLayerDef } from './layers/detection-evaluate-layer.js';
@@ -16,6 +16,9 @@ import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 import { priorBoxLayerDef } from './layers/prior-box-layer.js';
 import { proposalLayerDef, PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer } from './layers/proposal-layer.js';
+import { createAnchorTargetLayer, PY_FASTER_RCNN_ANCHOR_TARGET, pyFasterRcnnAnchorTargetLayer } from './layers/anchor-target-layer.js';
+import { createProposalTargetLayer, PY_FASTER_RCNN_PROPOSAL_TARGET, pyFasterRcnnProposalTargetLayer } from './layers/proposal-target-layer.js';
+import { createRoIDataLayer, PY_FASTER_RCNN_ROI_DATA, pyFasterRcnnRoIDataLayer } from './layers/roi-data-layer.js';
 import { psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 import { relu6LayerDef } from './layers/relu6-layer.js';
 import { roiPoolingLayerDef } from './layers/roi-pooling-layer.js';
@@ -23,6 +26,7 @@ import { shuffleChannelLayerDef } from './layers/shuffle-channel-layer.js';
 import { smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
 import { unsupportedForkLayerDefs } from './layers/unsupported-layers.js';
 import { upsampleLayerDef } from './layers/upsample-layer.js';
+import type { FasterRcnnConfigOverrides } from './faster-rcnn-config.js';
 import { registerContribSchema } from './schema.js';
 
 export { PriorBoxLayer, priorBoxLayerDef } from './layers/prior-box-layer.js';
@@ -41,7 +45,61 @@ export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss
 export { MultiBoxLossLayer, multiBoxLossLayerDef } from './layers/multibox-loss-layer.js';
 export { PSROIPoolingLayer, psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
 export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
-export { applyBoxDeltas, computeProposals, generateAnchors, nmsPixelBoxes, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions, type Proposals } from './proposals.js';
+export {
+  applyBoxDeltas,
+  bboxOverlaps,
+  bboxTransform,
+  computeProposals,
+  generateAnchors,
+  nmsPixelBoxes,
+  roundHalfEven,
+  DEFAULT_PROPOSAL_OPTIONS,
+  type ProposalOptions,
+  type Proposals,
+} from './proposals.js';
+export {
+  FASTER_RCNN_CONFIG,
+  FASTER_RCNN_TRAIN_CONFIG,
+  FASTER_RCNN_TEST_CONFIG,
+  fasterRcnnConfig,
+  type FasterRcnnConfig,
+  type FasterRcnnConfigOverrides,
+  type FasterRcnnTrainConfig,
+  type FasterRcnnTestConfig,
+} from './faster-rcnn-config.js';
+export {
+  PyAnchorTargetLayer,
+  anchorTargets,
+  createAnchorTargetLayer,
+  pyFasterRcnnAnchorTargetLayer,
+  PY_FASTER_RCNN_ANCHOR_TARGET,
+  type AnchorTargets,
+  type AnchorTargetOptions,
+} from './layers/anchor-target-layer.js';
+export {
+  PyProposalTargetLayer,
+  sampleRois,
+  createProposalTargetLayer,
+  pyFasterRcnnProposalTargetLayer,
+  PY_FASTER_RCNN_PROPOSAL_TARGET,
+  type SampledRois,
+  type ProposalTargetConfig,
+} from './layers/proposal-target-layer.js';
+export {
+  PyRoIDataLayer,
+  createRoIDataLayer,
+  pyFasterRcnnRoIDataLayer,
+  getTrainingRoidb,
+  prepareTrainingImage,
+  readRoidbImage,
+  roiDataLayerOf,
+  setRoidb,
+  trainingImageScale,
+  PY_FASTER_RCNN_ROI_DATA,
+  type RoidbEntry,
+  type RoidbImage,
+  type RoiMinibatch,
+} from './layers/roi-data-layer.js';
 export { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 export { unsupportedForkLayerDefs, UNSUPPORTED_FORK_LAYER_TYPES } from './layers/unsupported-layers.js';
 export { decodeBox, encodeBox, jaccardOverlap, boxArea, nms, maxScoreIndices, type Box } from './bbox.js';
@@ -116,18 +174,44 @@ export const CONTRIB_LAYER_DEFS: readonly LayerDef[] = [
 ];
 
 /**
+ * Register the TypeScript ports of py-faster-rcnn's Python layers in `python` (the process-wide
+ * Python layer registry by default), each unless one is registered there already:
+ * `rpn.proposal_layer.ProposalLayer`, `rpn.anchor_target_layer.AnchorTargetLayer`,
+ * `rpn.proposal_target_layer.ProposalTargetLayer` and `roi_data_layer.layer.RoIDataLayer`. With
+ * `config`, the training layers read those settings instead of FASTER_RCNN_TRAIN_CONFIG's, and
+ * replace any registered ones.
+ */
+export function registerFasterRcnnPythonLayers(
+  python: PythonLayerRegistry = defaultPythonLayerRegistry(),
+  config?: FasterRcnnConfigOverrides,
+): PythonLayerRegistry {
+  const ports: [{ module: string; layer: string }, PythonLayerFactory, (c: FasterRcnnConfigOverrides) => PythonLayerFactory][] = [
+    [PY_FASTER_RCNN_ANCHOR_TARGET, pyFasterRcnnAnchorTargetLayer, createAnchorTargetLayer],
+    [PY_FASTER_RCNN_PROPOSAL_TARGET, pyFasterRcnnProposalTargetLayer, createProposalTargetLayer],
+    [PY_FASTER_RCNN_ROI_DATA, pyFasterRcnnRoIDataLayer, createRoIDataLayer],
+  ];
+  const { module, layer } = PY_FASTER_RCNN_PROPOSAL;
+  if (!python.has(module, layer)) python.register(module, layer, pyFasterRcnnProposalLayer);
+  for (const [{ module, layer }, standard, create] of ports) {
+    if (config) python.register(module, layer, create(config), { override: true });
+    else if (!python.has(module, layer)) python.register(module, layer, standard);
+  }
+  return python;
+}
+
+/**
  * Register the forks' schema fields and layer types (and Pooling with ceil_mode, replacing the
  * registry's 'Pooling'). Types the registry already has are left alone, except Pooling. Also
- * registers py-faster-rcnn's Python proposal layer (`rpn.proposal_layer.ProposalLayer`) in the
- * process-wide Python layer registry, unless one is registered already. Safe to call more than once.
+ * registers the ports of py-faster-rcnn's Python layers (proposal, anchor target, proposal target,
+ * RoI data; registerFasterRcnnPythonLayers) in the process-wide Python layer registry, each unless
+ * one is registered already. Safe to call more than once.
  */
 export function registerContribLayers(registry: LayerRegistry = defaultLayerRegistry()): LayerRegistry {
   registerContribSchema();
   for (const def of CONTRIB_LAYER_DEFS) if (!registry.has(def.type)) registry.register(def);
-  // py-faster-rcnn's deploy nets name their proposal layer as a Python layer.
-  const python = defaultPythonLayerRegistry();
-  const { module, layer } = PY_FASTER_RCNN_PROPOSAL;
-  if (!python.has(module, layer)) python.register(module, layer, pyFasterRcnnProposalLayer);
+  // py-faster-rcnn's nets name their proposal layer, and its training nets their data and target
+  // layers, as Python layers.
+  registerFasterRcnnPythonLayers();
   registry.register(poolingCeilModeLayerDef, { override: true });
   return registry;
 }

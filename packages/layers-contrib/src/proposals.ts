@@ -36,8 +36,8 @@ export const DEFAULT_PROPOSAL_OPTIONS: Readonly<ProposalOptions> = Object.freeze
   nmsThresh: 0.7,
 });
 
-/** numpy's round(): halves to even. */
-function roundHalfEven(v: number): number {
+/** numpy's round() (and OpenCV's cvRound): halves to even. */
+export function roundHalfEven(v: number): number {
   const r = Math.round(v);
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
@@ -165,4 +165,42 @@ export function computeProposals(
     out.scores[r] = score[k]!;
   });
   return out;
+}
+
+/**
+ * IoU of every box with every query box (py-faster-rcnn's bbox_overlaps, utils/bbox.pyx): rows of
+ * `boxes` and `query` are [x1, y1, x2, y2] with inclusive corners, so sides and areas count
+ * x2 − x1 + 1; boxes that do not intersect (an intersection side ≤ 0) overlap 0. Returns N × K
+ * values, row-major (box n, query k at n · K + k), in float64 as the Cython code computes.
+ */
+export function bboxOverlaps(boxes: ArrayLike<number>, query: ArrayLike<number>): Float64Array {
+  const N = Math.floor(boxes.length / 4), K = Math.floor(query.length / 4);
+  const out = new Float64Array(N * K);
+  for (let k = 0; k < K; k++) {
+    const qx1 = query[4 * k]!, qy1 = query[4 * k + 1]!, qx2 = query[4 * k + 2]!, qy2 = query[4 * k + 3]!;
+    const queryArea = (qx2 - qx1 + 1) * (qy2 - qy1 + 1);
+    for (let n = 0; n < N; n++) {
+      const x1 = boxes[4 * n]!, y1 = boxes[4 * n + 1]!, x2 = boxes[4 * n + 2]!, y2 = boxes[4 * n + 3]!;
+      const iw = Math.min(x2, qx2) - Math.max(x1, qx1) + 1;
+      if (!(iw > 0)) continue;
+      const ih = Math.min(y2, qy2) - Math.max(y1, qy1) + 1;
+      if (!(ih > 0)) continue;
+      const inter = iw * ih;
+      out[n * K + k] = inter / ((x2 - x1 + 1) * (y2 - y1 + 1) + queryArea - inter);
+    }
+  }
+  return out;
+}
+
+/**
+ * The regression target that moves box `from` onto box `to` (py-faster-rcnn's bbox_transform;
+ * applyBoxDeltas is its inverse): the centre offset in units of `from`'s width and height, and the
+ * log ratios of the sides, with inclusive corners (width x2 − x1 + 1, centre x1 + width / 2).
+ */
+export function bboxTransform(from: ArrayLike<number>, to: ArrayLike<number>): [number, number, number, number] {
+  const fw = from[2]! - from[0]! + 1, fh = from[3]! - from[1]! + 1;
+  const tw = to[2]! - to[0]! + 1, th = to[3]! - to[1]! + 1;
+  const fcx = from[0]! + 0.5 * fw, fcy = from[1]! + 0.5 * fh;
+  const tcx = to[0]! + 0.5 * tw, tcy = to[1]! + 0.5 * th;
+  return [(tcx - fcx) / fw, (tcy - fcy) / fh, Math.log(tw / fw), Math.log(th / fh)];
 }
