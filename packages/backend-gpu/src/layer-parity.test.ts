@@ -1,10 +1,14 @@
 import { Blob, cpuBackend, Rng, type Backend } from '@caffe-ts/blob';
 import type { Layer } from '@caffe-ts/layers';
 import { createLayer } from '@caffe-ts/layers/testing';
+import { registerField } from '@caffe-ts/proto';
 import { describe, expect, it } from 'vitest';
 import { gpuKernelTypes } from './backend.js';
 import type { GpuBuffer } from './device.js';
 import { backendFor, testModes } from './test-modes.js';
+
+// caffe-fast-rcnn's DropoutParameter.scale_train, as @caffe-ts/layers-contrib registers it.
+registerField({ message: 'DropoutParameter', name: 'scale_train', id: 2, type: 'bool', defaultValue: true });
 
 /**
  * The layer test suite against the gpu backend: every layer type with a gpu kernel runs forward
@@ -185,6 +189,9 @@ const CASES: Case[] = [
   { name: 'LRN within channel', type: 'LRN', props: { lrn_param: { local_size: 3, alpha: 0.5, beta: 0.75, norm_region: 1 } }, bottoms: [{ shape: [2, 2, 4, 5], fill: 'gaussian' }] },
   { name: 'Dropout TRAIN (same rng seed: same mask)', type: 'Dropout', props: { dropout_param: { dropout_ratio: 0.3 } }, bottoms: [{ shape: [4, 9], fill: 'gaussian' }] },
   { name: 'Dropout TEST (identity)', type: 'Dropout', props: { phase: 1 }, bottoms: [{ shape: [3, 5], fill: 'gaussian' }] },
+  // caffe-fast-rcnn's scale_train: false (field 2, registered below as @caffe-ts/layers-contrib does).
+  { name: 'Dropout TRAIN, scale_train false (mask only)', type: 'Dropout', props: { dropout_param: { dropout_ratio: 0.3, scale_train: false } }, bottoms: [{ shape: [4, 9], fill: 'gaussian' }] },
+  { name: 'Dropout TEST, scale_train false (× 1 − ratio)', type: 'Dropout', props: { phase: 1, dropout_param: { dropout_ratio: 0.3, scale_train: false } }, bottoms: [{ shape: [3, 5], fill: 'gaussian' }] },
   { name: 'Split into 3', type: 'Split', props: {}, bottoms: [{ shape: [2, 3, 2], fill: 'gaussian' }], tops: 3 },
   { name: 'Flatten', type: 'Flatten', props: {}, bottoms: [{ shape: [2, 3, 2, 2], fill: 'gaussian' }] },
   { name: 'Reshape', type: 'Reshape', props: { reshape_param: { shape: { dim: [0, -1] } } }, bottoms: [{ shape: [2, 3, 2, 2], fill: 'gaussian' }] },

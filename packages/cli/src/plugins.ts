@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CONTRIB_LAYER_DEFS, CONTRIB_LAYER_FIELDS, POOLING_CEIL_MODE_FIELD, TEXT_COMPAT_FIELDS, UNSUPPORTED_FORK_LAYER_TYPES } from '@caffe-ts/layers-contrib';
+import { CONTRIB_LAYER_DEFS, CONTRIB_LAYER_FIELDS, DROPOUT_SCALE_TRAIN_FIELD, POOLING_CEIL_MODE_FIELD, TEXT_COMPAT_FIELDS, UNSUPPORTED_FORK_LAYER_TYPES } from '@caffe-ts/layers-contrib';
 import { CaffeError, SSD_FORK_LAYER_FIELDS, SSD_FORK_TRANSFORM_FIELDS } from '@caffe-ts/proto';
 import { UsageError } from './args.js';
 import { userCwd, userPath } from './paths.js';
@@ -73,6 +73,7 @@ function contribFieldNames(): Set<string> {
     ...SSD_FORK_TRANSFORM_FIELDS.map(([name]) => name),
     ...CONTRIB_LAYER_FIELDS.map(([name]) => name),
     POOLING_CEIL_MODE_FIELD.name,
+    DROPOUT_SCALE_TRAIN_FIELD.name,
     ...TEXT_COMPAT_FIELDS.map((f) => f.name),
   ]);
 }

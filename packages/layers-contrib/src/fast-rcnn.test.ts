@@ -128,3 +128,25 @@ describe('a Fast R-CNN box-regression head (ROIPooling, SmoothL1Loss)', () => {
     expect(text).toMatch(/smooth_l1_loss_param \{\s+sigma: 3\s+\}/);
   });
 });
+
+describe('caffe-fast-rcnn\'s Dropout scale_train (py-faster-rcnn\'s ZF prototxts)', () => {
+  const registry = registerBuiltinLayers(new LayerRegistry());
+  beforeAll(() => registerContribLayers(registry));
+
+  const ZF_FC = `name: "zf_fc"
+input: "fc6" input_shape { dim: 1 dim: 4 }
+layer { name: "drop6" type: "Dropout" bottom: "fc6" top: "fc6" dropout_param { dropout_ratio: 0.5 scale_train: false } }
+`;
+
+  it('parses at field 2, survives .caffemodel bytes and text, and scales by 1 − ratio at TEST', () => {
+    const param = parseNetParameter(ZF_FC, 'zf.prototxt');
+    const back = decodeNetParameter(encodeNetParameter(param));
+    const drop = back.layer[0] as unknown as { dropout_param: { scale_train: boolean } };
+    expect(drop.dropout_param.scale_train).toBe(false);
+    expect(printNetParameter(back)).toMatch(/dropout_param \{\s+dropout_ratio: 0.5\s+scale_train: false\s+\}/);
+    const net = new Net(param, { phase: Phase.TEST, registry, log: false });
+    net.blob('fc6').mutableCpuData().set([2, -4, 6, 0]);
+    net.forward();
+    expect(Array.from(net.blob('fc6').cpuData())).toEqual([1, -2, 3, 0]);
+  });
+});

@@ -132,11 +132,19 @@ export const CONTRIB_LAYER_FIELDS: ReadonlyArray<readonly [string, number, strin
 export const POOLING_CEIL_MODE_FIELD = { message: 'PoolingParameter', name: 'ceil_mode', id: 1013, type: 'bool', defaultValue: true } as const;
 
 /**
- * Fields that detection prototxts carry but that only matter to other tools, so that such files
- * parse and round-trip as text. Their numbers in those tools either clash with BVLC's
- * (the SSD fork's `eval_type` 41 and `ap_version` 42 are BVLC's `layer_wise_reduce` and
- * `weights`) or could not be verified, so they sit at numbers of their own above 1000: these
- * fields are read from text only; binary files of those tools do not carry them into caffe-ts.
+ * `DropoutParameter.scale_train` (caffe-fast-rcnn, field 2, free in BVLC's schema): false moves
+ * Dropout's scaling from TRAIN to TEST, as py-faster-rcnn's ZF prototxts ask. The Dropout layer
+ * reads it when present.
+ */
+export const DROPOUT_SCALE_TRAIN_FIELD = { message: 'DropoutParameter', name: 'scale_train', id: 2, type: 'bool', defaultValue: true } as const;
+
+/**
+ * Fields that detection prototxts carry, so that such files parse and round-trip as text (the
+ * solver reads eval_type, ap_version and show_per_class_result for the SSD fork's test mAP).
+ * Their numbers in those tools either clash with BVLC's (the SSD fork's `eval_type` 41 and
+ * `ap_version` 42 are BVLC's `layer_wise_reduce` and `weights`) or could not be verified, so they
+ * sit at numbers of their own above 1000: these fields are read from text only; binary files of
+ * those tools do not carry them into caffe-ts.
  */
 export const TEXT_COMPAT_FIELDS = [
   // SSD fork solvers: mAP evaluation during testing.
@@ -154,5 +162,6 @@ export function registerContribSchema(): void {
   registerSsdForkSchema();
   for (const [name, id, typeName, protoText] of CONTRIB_LAYER_FIELDS) registerLayerParamField({ name, id, typeName, protoText });
   registerField({ ...POOLING_CEIL_MODE_FIELD });
+  registerField({ ...DROPOUT_SCALE_TRAIN_FIELD });
   for (const field of TEXT_COMPAT_FIELDS) registerField({ ...field });
 }

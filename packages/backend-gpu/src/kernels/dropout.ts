@@ -9,18 +9,20 @@ const scaleSpec = {
     const i = this.thread.x;
     if (i >= count) { return 0; }
     if (useMask > 0) { return X[i] * M[i] * scale; }
-    return X[i];
+    return X[i] * scale;
   }`,
 };
 
 interface DropoutFields {
   ratio: number;
   scale: number;
+  testScale: number;
   mask: Uint8Array;
 }
 
 /**
- * Dropout. TEST is the identity (nothing to do in place, a copy otherwise). TRAIN draws the mask
+ * Dropout. TEST is the identity (nothing to do in place, a copy otherwise), or a scaling by
+ * 1 − ratio with caffe-fast-rcnn's scale_train false. TRAIN draws the mask
  * on the host from the layer's rng, exactly as the CPU layer does (so both backends drop the same
  * units from the same seed), and uploads it: one upload per TRAIN forward, no readback.
  */
@@ -29,11 +31,11 @@ export const dropoutKernel: LayerKernel = {
     const dev = deviceOf(layer);
     const x = bottom[0]!;
     const n = x.count();
+    const f = layer as unknown as DropoutFields;
     if (layer.phase !== Phase.TRAIN) {
-      if (top[0] !== x) writeData(dev, top[0]!, scaleSpec, [dataOf(dev, x), dataOf(dev, x), 1, 0, n]);
+      if (top[0] !== x || f.testScale !== 1) writeData(dev, top[0]!, scaleSpec, [dataOf(dev, x), dataOf(dev, x), f.testScale, 0, n]);
       return;
     }
-    const f = layer as unknown as DropoutFields;
     const keep = 1 - f.ratio;
     // The layer's scratch mask (one per part of images when run by parts; reshaping, not a new
     // blob, frees the old texture when it grows). Parts run in image order, so the draws match
@@ -52,12 +54,12 @@ export const dropoutKernel: LayerKernel = {
     if (!propagateDown[0]) return;
     const dev = deviceOf(layer);
     const n = top[0]!.count();
+    const f = layer as unknown as DropoutFields;
     if (layer.phase !== Phase.TRAIN) {
-      if (top[0] !== bottom[0]) writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), diffOf(dev, top[0]!), 1, 0, n]);
+      if (top[0] !== bottom[0] || f.testScale !== 1) writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), diffOf(dev, top[0]!), f.testScale, 0, n]);
       return;
     }
     const mask = scratchBlob(layer, 'mask', n);
-    const f = layer as unknown as DropoutFields;
     writeDiff(dev, bottom[0]!, scaleSpec, [diffOf(dev, top[0]!), dev.read(mask.gpuData() as GpuBuffer), f.scale, 1, n]);
   },
 };

@@ -1,6 +1,6 @@
 import { Blob, Rng } from '@caffe-ts/blob';
-import { Phase } from '@caffe-ts/proto';
-import { describe, expect, it } from 'vitest';
+import { Phase, registerField } from '@caffe-ts/proto';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { LayerError } from '../errors.js';
 import { blobValues, createLayer, GradientChecker, makeBlob } from '../testing.js';
 import { DropoutLayer, dropoutLayerDef } from './dropout-layer.js';
@@ -120,5 +120,33 @@ describe('DropoutLayer', () => {
       expect(err).toBeInstanceOf(LayerError);
       expect((err as Error).message).toBe("Dropout layer 'drop1': dropout_ratio must be in [0, 1) (got 1)");
     });
+  });
+});
+
+describe('DropoutLayer with caffe-fast-rcnn\'s scale_train: false', () => {
+  // The field @caffe-ts/layers-contrib registers (DropoutParameter 2).
+  beforeAll(() => registerField({ message: 'DropoutParameter', name: 'scale_train', id: 2, type: 'bool', defaultValue: true }));
+
+  it('TRAIN only masks (kept elements unscaled); TEST multiplies by 1 − ratio; backward alike', () => {
+    const bottom = makeBlob([2, 50]);
+    const train = dropout({ dropout_ratio: 0.25, scale_train: false });
+    const top = forward(train, bottom);
+    expect([train.scale, train.testScale]).toEqual([1, 1 - Math.fround(0.25)]);
+    const x = bottom.cpuData(), y = top.cpuData();
+    for (let i = 0; i < x.length; i++) expect(y[i]! + 0).toBe(train.mask[i] ? x[i] : 0); // + 0: a dropped negative is −0
+    top.mutableCpuDiff().fill(2);
+    train.backward([top], [true], [bottom]);
+    expect(Array.from(bottom.cpuDiff())).toEqual(Array.from(train.mask, (m) => 2 * m));
+
+    const test = dropout({ dropout_ratio: 0.25, scale_train: false }, Phase.TEST);
+    const out = forward(test, bottom);
+    expect(Array.from(out.cpuData())).toEqual(Array.from(x, (v) => v * 0.75));
+    out.mutableCpuDiff().fill(4);
+    test.backward([out], [true], [bottom]);
+    expect(Array.from(bottom.cpuDiff())).toEqual(new Array(100).fill(3));
+    // In place, as the ZF prototxts use it.
+    const inPlace = makeBlob([1, 4], { filler: [4, -8, 2, 0] });
+    forward(dropout({ dropout_ratio: 0.5, scale_train: false }, Phase.TEST), inPlace, inPlace);
+    expect(blobValues(inPlace)).toEqual([2, -4, 1, 0]);
   });
 });

@@ -8,6 +8,10 @@ import type { LayerDef } from '../registry.js';
  * 1 − dropout_ratio and scaled by 1/(1 − dropout_ratio), so TEST is the identity. The mask is
  * drawn from the layer's rng (`this.rng`) on every forward and reused by backward. May run
  * in place (top === bottom).
+ *
+ * caffe-fast-rcnn's `scale_train: false` (DropoutParameter field 2, which @caffe-ts/layers-contrib
+ * adds to the schema; the ZF Faster R-CNN prototxts set it) moves the scaling to TEST: TRAIN only
+ * masks, and TEST multiplies by 1 − dropout_ratio.
  */
 export class DropoutLayer extends Layer {
   readonly type: string = 'Dropout';
@@ -15,8 +19,10 @@ export class DropoutLayer extends Layer {
 
   /** Probability of dropping an element. */
   ratio = 0.5;
-  /** 1 / (1 − ratio). */
+  /** The TRAIN multiplier of kept elements: 1 / (1 − ratio), or 1 with scale_train false. */
   scale = 2;
+  /** The TEST multiplier: 1, or 1 − ratio with scale_train false. */
+  testScale = 1;
   /** 1 where the element was kept in the last TRAIN forward. */
   mask = new Uint8Array(0);
 
@@ -27,7 +33,9 @@ export class DropoutLayer extends Layer {
   override layerSetUp(_bottom: Blob[], _top: Blob[]): void {
     this.ratio = this.dropoutParam.dropout_ratio;
     this.check(this.ratio >= 0 && this.ratio < 1, () => `dropout_ratio must be in [0, 1) (got ${this.ratio})`);
-    this.scale = 1 / (1 - this.ratio);
+    const scaleTrain = (this.dropoutParam as { scale_train?: boolean }).scale_train ?? true;
+    this.scale = scaleTrain ? 1 / (1 - this.ratio) : 1;
+    this.testScale = scaleTrain ? 1 : 1 - this.ratio;
   }
 
   override reshape(bottom: Blob[], top: Blob[]): void {
@@ -46,6 +54,8 @@ export class DropoutLayer extends Layer {
         this.mask[i] = m;
         y[i] = x[i]! * m * this.scale;
       }
+    } else if (this.testScale !== 1) {
+      for (let i = 0; i < x.length; i++) y[i] = x[i]! * this.testScale;
     } else if (!sameMemory(x, y)) {
       copyFloats(y, x);
     }
@@ -57,6 +67,8 @@ export class DropoutLayer extends Layer {
     const dx = bottom[0]!.mutableCpuDiff();
     if (this.phase === Phase.TRAIN) {
       for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * this.mask[i]! * this.scale;
+    } else if (this.testScale !== 1) {
+      for (let i = 0; i < dy.length; i++) dx[i] = dy[i]! * this.testScale;
     } else if (!sameMemory(dx, dy)) {
       copyFloats(dx, dy);
     }
