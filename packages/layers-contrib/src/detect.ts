@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Net } from '@caffe-ts/net';
 import { CaffeError, parseText, registerSsdForkSchema } from '@caffe-ts/proto';
+import { loadSharp } from './load-sharp.js';
 
 /** An 8-bit image as @caffe-ts/io-leveldb's PixelImage: interleaved rows, colour channels BGR. */
 export interface DetectImage {
@@ -184,23 +185,6 @@ function escapeXml(s: string): string {
   return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 }
 
-/**
- * sharp, imported when a picture is drawn: its native binary is an optional install, and without
- * it only drawing should fail (with this message), not every import of this module.
- */
-async function loadSharp(): Promise<typeof import('sharp').default> {
-  try {
-    return (await import('sharp')).default;
-  } catch (e) {
-    const why = (e instanceof Error ? e.message : String(e)).split('\n')[0];
-    throw new DetectError(
-      `drawing detections needs the 'sharp' package and its native build for ${process.platform}-${process.arch}, which could not be loaded ` +
-        `(reinstall without --omit=optional): ${why}`,
-      { cause: e },
-    );
-  }
-}
-
 /** The image with each detection's box and "name score" drawn on it, as PNG bytes. */
 export async function drawDetections(image: DetectImage, detections: readonly Detection[]): Promise<Uint8Array> {
   const { width, height } = image;
@@ -229,7 +213,7 @@ export async function drawDetections(image: DetectImage, detections: readonly De
     );
   });
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${shapes.join('')}</svg>`;
-  const sharp = await loadSharp();
+  const sharp = await loadSharp('drawing detections', (message, cause) => new DetectError(message, { cause }));
   const png = await sharp(rgb, { raw: { width, height, channels: 3 } })
     .composite([{ input: Buffer.from(svg), top: 0, left: 0 }])
     .png()

@@ -1,6 +1,7 @@
 import type { Blob } from '@caffe-ts/blob';
 import { LayerError, PythonLayer, type Layer, type PythonLayerFactory, type PythonLayerImpl, type PythonLayerSelf } from '@caffe-ts/layers';
 import { fasterRcnnConfig, permutation, readParamStr, type FasterRcnnConfig, type FasterRcnnConfigOverrides } from '../faster-rcnn-config.js';
+import { loadSharp } from '../load-sharp.js';
 import { roundHalfEven } from '../proposals.js';
 
 /** py-faster-rcnn's `roi_data_layer.layer.RoIDataLayer`, as `python_param { module layer }` names it. */
@@ -122,13 +123,7 @@ export function prepareTrainingImage(
 
 /** Decode an image file to BGR bytes with sharp (imported on first use: its native build is optional). */
 export async function readRoidbImage(path: string): Promise<RoidbImage> {
-  let sharp: typeof import('sharp').default;
-  try {
-    sharp = (await import('sharp')).default;
-  } catch (e) {
-    const why = (e instanceof Error ? e.message : String(e)).split('\n')[0];
-    throw new LayerError(`reading training images needs the 'sharp' package and its native build for ${process.platform}-${process.arch}, which could not be loaded: ${why}`, { cause: e });
-  }
+  const sharp = await loadSharp('reading training images', (message, cause) => new LayerError(message, { cause }));
   const { data, info } = await sharp(path).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const n = info.width * info.height;
   const out = new Uint8Array(3 * n);
