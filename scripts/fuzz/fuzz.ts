@@ -35,6 +35,7 @@ import {
   type Seed,
 } from './fuzz-core.js';
 import { createMediaContext, hdf5WasmBytes, isHdf5Running, loadMediaSeeds, MEDIA_READERS, quietStderr } from './fuzz-media.js';
+import { loadSsdSeeds, SSD_READERS } from './fuzz-ssd.js';
 
 interface Settings {
   count: number;
@@ -65,7 +66,7 @@ interface WorkerData {
 type WorkerMessage = { type: 'crash'; crash: CrashRecord } | { type: 'done'; summary: FuzzSummary } | { type: 'partial'; summary: FuzzSummary };
 
 async function seedsFor(s: Settings): Promise<Seed[]> {
-  const all = [...loadSeeds(s.corpus, s.zoo), ...(await loadMediaSeeds(s.corpus, join(s.scratch, 'seeds')))];
+  const all = [...loadSeeds(s.corpus, s.zoo), ...(await loadMediaSeeds(s.corpus, join(s.scratch, 'seeds'))), ...loadSsdSeeds()];
   return s.only.length > 0 ? all.filter((seed) => s.only.includes(seed.kind)) : all;
 }
 
@@ -73,7 +74,7 @@ async function workerMain(data: WorkerData): Promise<void> {
   const { settings, seeds, start, progress, started } = data;
   setMaxBlobBytes(settings.maxBlobBytes);
   setLogSink(() => {});
-  const readers = [...READERS, npyReader(parseNpy)];
+  const readers = [...READERS, npyReader(parseNpy), ...SSD_READERS];
   const ctx = createContext(seeds);
   const media = await createMediaContext(join(settings.scratch, `worker-${threadId}`));
   // libhdf5's error stacks (printed straight to fd 2) are dropped while an HDF5 reader runs.

@@ -2,14 +2,14 @@ import { allocArray, logger, type Blob } from '@caffe-ts/blob';
 import { LayerError, type BlobCounts, type LayerContext, type LayerDef } from '@caffe-ts/layers';
 import { hasField, registerSsdForkSchema, type Datum, type LayerParameter, type Message } from '@caffe-ts/proto';
 import { ANNOTATION_BBOX, annotationGroups, decodeAnnotatedRecord, hasAnnotationType, type AnnotatedDatum } from './annotated-datum.js';
-import { AnnotatedTransformer, objectBoxes, planarToImage, type AnnotatedImage } from './annotated-transformer.js';
+import { AnnotatedTransformer, planarToImage } from './annotated-transformer.js';
 import { backendLabel, parseDbBackend } from './datum-db.js';
 import { checkDatumSize, findPrimedSource, meanFileReaderFor, primeDataLayer, ShardedRecordReader, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
 import { decodeImage, type PixelImage } from './image-io.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
 import { RESIZE_FIT_SMALL_SIZE, type BoxGroup } from './ssd-bbox.js';
-import { batchSamplerSpecs, generateBatchSamples, type BatchSamplerSpec } from './ssd-sampler.js';
+import { batchSamplerSpecs, type BatchSamplerSpec } from './ssd-sampler.js';
 import { layerShard, type Shard } from './shard.js';
 
 const log = logger('annotated_data_layer.ts');
@@ -206,7 +206,7 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
       for (let i = 0; i < n; i++) {
         const { key, msg } = records[i]!;
         try {
-          const sampled = this.augment({ image: images[i]!, groups: annotationGroups(msg), typeSet: hasAnnotationType(msg) });
+          const sampled = t.augment({ image: images[i]!, groups: annotationGroups(msg), typeSet: hasAnnotationType(msg) }, this.samplers);
           const shape = t.inferShape(sampled.image.channels, sampled.image.height, sampled.image.width);
           if (this.fitSmallSize) {
             if (!sameShape(shape, itemShape)) {
@@ -259,15 +259,6 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
   }
 
   /** Distort, expand, then crop to one of the batch samplers' crops (the fork's order). */
-  private augment(ai: AnnotatedImage): AnnotatedImage {
-    const t = this.transformer!;
-    let out = t.expand(t.distort(ai));
-    if (this.samplers.length > 0) {
-      const crops = generateBatchSamples(objectBoxes(out.groups), this.samplers, t.rng);
-      if (crops.length > 0) out = t.crop(out, crops[t.rng.int(crops.length)]!);
-    }
-    return out;
-  }
 }
 
 /** Append one label row per box of item `item`. */

@@ -32,6 +32,7 @@ import {
   type NoiseSpec,
   type ResizeSpec,
 } from './ssd-im-transforms.js';
+import { generateBatchSamples, type BatchSamplerSpec } from './ssd-sampler.js';
 
 /*
  * The SSD fork's DataTransformer for AnnotatedDatums (data_transformer.cpp, branch ssd): an image
@@ -312,6 +313,19 @@ export class AnnotatedTransformer {
     const image = cropToBox(ai.image, box);
     const groups = transformAnnotation(ai.groups, { crop: clipBox(box), mirror: false, emit: this.spec.emit });
     return { image, groups, typeSet: true };
+  }
+
+  /**
+   * The fork's augmentation of one record before `transform`: distort, expand, then a crop to one
+   * of the crops the batch samplers accept (drawn uniformly), when there are samplers and any crop.
+   */
+  augment(ai: AnnotatedImage, samplers: readonly BatchSamplerSpec[]): AnnotatedImage {
+    let out = this.expand(this.distort(ai));
+    if (samplers.length > 0) {
+      const crops = generateBatchSamples(objectBoxes(out.groups), samplers, this.rng);
+      if (crops.length > 0) out = this.crop(out, crops[this.rng.int(crops.length)]!);
+    }
+    return out;
   }
 
   /**

@@ -1,0 +1,132 @@
+/**
+ * The fuzzer's SSD data targets: seeds made in the run (AnnotatedDatum records, raw and with
+ * boxes; VOC XML, COCO-style JSON and txt annotation files; a LabelMap), and the readers a user's
+ * files reach: convert_annoset's annotation parsers and LabelMap reading, and the AnnotatedData
+ * layer's record decoding followed by its box pipeline (the fork's batch samplers, crop, expand,
+ * mirror and resize on the decoded boxes and a raw image). Mutated boxes (NaN, ±∞, inverted,
+ * far outside [0, 1]) must give a typed error or boxes, never an exception of another kind.
+ */
+import { Rng } from '@caffe-ts/blob';
+import { CaffeError, createMessage, Phase, registerSsdForkSchema, type Datum, type TransformationParameter } from '@caffe-ts/proto';
+import { annotationGroups, decodeAnnotatedRecord, encodeAnnotatedDatum } from '../../packages/io-leveldb/src/annotated-datum.js';
+import { AnnotatedTransformer, planarToImage } from '../../packages/io-leveldb/src/annotated-transformer.js';
+import { mapNameToLabel, parseJsonAnnotation, parseLabelMap, parseTxtAnnotation, parseXmlAnnotation } from '../../packages/io-leveldb/src/annotation-files.js';
+import { batchSamplerSpecs } from '../../packages/io-leveldb/src/ssd-sampler.js';
+import type { Outcome, Reader, Seed } from './fuzz-core.js';
+
+const utf8 = new TextDecoder();
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+const LABEL_MAP = `item { name: "none_of_the_above" label: 0 display_name: "background" }
+item { name: "cat" label: 1 display_name: "cat" }
+item { name: "dog" label: 2 display_name: "dog" }
+`;
+
+const VOC_XML = `<annotation>
+  <folder>VOC2007</folder>
+  <filename>000001.jpg</filename>
+  <size><width>353</width><height>500</height><depth>3</depth></size>
+  <object><name>dog</name><pose>Left</pose><truncated>1</truncated><difficult>0</difficult>
+    <bndbox><xmin>48</xmin><ymin>240</ymin><xmax>195</xmax><ymax>371</ymax></bndbox></object>
+  <object><name>cat</name><bndbox><xmin>8</xmin><ymin>12</ymin><xmax>352</xmax><ymax>498</ymax></bndbox><difficult>1</difficult></object>
+</annotation>
+`;
+
+const COCO_JSON = JSON.stringify({
+  image: { id: 42, file_name: 'COCO_val2014_000000000042.jpg', height: 480, width: 640 },
+  annotation: [
+    { id: 1, category_id: 1, iscrowd: 0, bbox: [10.5, 20, 100, 200.25] },
+    { id: 2, category_id: 2, iscrowd: 1, bbox: [300, 50, 40, 60] },
+  ],
+});
+
+const TXT = '1 10 20 110 220\n2 300 50 340 110\n1 0 0 639 479\n';
+
+/** An 8 × 6 raw BGR image with one cat and one dog box (the second difficult). */
+function annotatedRecord(): Uint8Array {
+  const h = 6, w = 8;
+  const data = new Uint8Array(3 * h * w).map((_, i) => (i * 37) % 251);
+  const datum = createMessage<Datum>('Datum', { channels: 3, height: h, width: w, data, label: -1 });
+  return encodeAnnotatedDatum({
+    datum,
+    groups: [
+      { group_label: 1, boxes: [{ xmin: 0.1, ymin: 0.2, xmax: 0.6, ymax: 0.9, difficult: false }] },
+      { group_label: 2, boxes: [{ xmin: 0.5, ymin: 0, xmax: 1, ymax: 0.5, difficult: true }] },
+    ],
+  });
+}
+
+export function loadSsdSeeds(): Seed[] {
+  registerSsdForkSchema();
+  return [
+    { name: 'generated/labelmap_voc.prototxt', kind: 'annotation', bytes: bytes(LABEL_MAP) },
+    { name: 'generated/000001.xml', kind: 'annotation', bytes: bytes(VOC_XML) },
+    { name: 'generated/000042.json', kind: 'annotation', bytes: bytes(COCO_JSON) },
+    { name: 'generated/000007.txt', kind: 'annotation', bytes: bytes(TXT) },
+    { name: 'generated/annotated-datum', kind: 'anno-datum', bytes: annotatedRecord() },
+  ];
+}
+
+function attempt(fn: () => unknown): Outcome {
+  try {
+    fn();
+    return { status: 'ok' };
+  } catch (e) {
+    if (CaffeError.isInstance(e)) return { status: 'typed', errorClass: (e as Error).name };
+    return { status: 'crash', error: e };
+  }
+}
+
+const NAMES = mapNameToLabel(parseLabelMap(LABEL_MAP), true);
+// COCO's label maps name classes by their category ids.
+const COCO_NAMES = mapNameToLabel(parseLabelMap('item { name: "0" label: 0 } item { name: "1" label: 1 } item { name: "2" label: 2 }'), true);
+
+/** The fork's MobileNet-SSD training augmentations, scaled down to the seed image. */
+const TRANSFORM = (): TransformationParameter =>
+  createMessage<TransformationParameter>('TransformationParameter', {
+    mirror: true,
+    mean_value: [127.5, 127.5, 127.5],
+    resize_param: { prob: 1, resize_mode: 'WARP', height: 5, width: 7, interp_mode: ['LINEAR', 'NEAREST'] },
+    emit_constraint: { emit_type: 'CENTER' },
+    distort_param: { brightness_prob: 0.5, brightness_delta: 32, contrast_prob: 0.5, contrast_lower: 0.5, contrast_upper: 1.5, hue_prob: 0.5, hue_delta: 18, saturation_prob: 0.5, saturation_lower: 0.5, saturation_upper: 1.5 },
+    expand_param: { prob: 0.5, max_expand_ratio: 2 },
+  });
+
+const SAMPLERS = batchSamplerSpecs([
+  createMessage('BatchSampler', { max_sample: 1, max_trials: 1 }),
+  createMessage('BatchSampler', { sampler: { min_scale: 0.3, max_scale: 1, min_aspect_ratio: 0.5, max_aspect_ratio: 2 }, sample_constraint: { min_jaccard_overlap: 0.5 }, max_sample: 1, max_trials: 20 }),
+]);
+
+export const SSD_READERS: readonly Reader[] = [
+  {
+    name: 'parseLabelMap',
+    run: (input) => (input.kind === 'annotation' ? attempt(() => mapNameToLabel(parseLabelMap(utf8.decode(input.bytes), input.seed), true, input.seed)) : undefined),
+  },
+  {
+    name: 'parseXmlAnnotation',
+    run: (input) => (input.kind === 'annotation' ? attempt(() => parseXmlAnnotation(utf8.decode(input.bytes), input.seed, 500, 353, NAMES)) : undefined),
+  },
+  {
+    name: 'parseJsonAnnotation',
+    run: (input) => (input.kind === 'annotation' ? attempt(() => parseJsonAnnotation(utf8.decode(input.bytes), input.seed, 480, 640, COCO_NAMES)) : undefined),
+  },
+  {
+    name: 'parseTxtAnnotation',
+    run: (input) => (input.kind === 'annotation' ? attempt(() => parseTxtAnnotation(utf8.decode(input.bytes), input.seed, 480, 640)) : undefined),
+  },
+  {
+    name: 'AnnotatedDatum → samplers and transform',
+    run(input) {
+      if (input.kind !== 'anno-datum') return undefined;
+      return attempt(() => {
+        const record = decodeAnnotatedRecord({ key: '00000000', value: input.bytes }, 'fuzzed AnnotatedData source');
+        const d = record.datum;
+        // Only small raw images go through the pixel steps (a mutated size is refused by them, or too big to try).
+        if (!d || d.encoded || d.channels !== 3 || d.height * d.width > 4096 || d.data.length !== 3 * d.height * d.width) return;
+        const transformer = new AnnotatedTransformer(TRANSFORM(), Phase.TRAIN, new Rng(input.index), { owner: 'fuzzed AnnotatedData layer' });
+        const image = { image: planarToImage(3, d.height, d.width, d.data), groups: annotationGroups(record), typeSet: true };
+        transformer.transform(transformer.augment(image, SAMPLERS), new Float32Array(3 * 5 * 7), 0, true);
+      });
+    },
+  },
+];
