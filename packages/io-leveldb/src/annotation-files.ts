@@ -142,12 +142,22 @@ function normalise(xmin: number, ymin: number, xmax: number, ymax: number, width
 }
 
 /** The size the boxes are normalised by: the file's (when it has one) or the image's, with the fork's warnings. */
-function checkedSize(file: string, fileSize: { height?: number; width?: number; problem?: string }, imgHeight: number, imgWidth: number, ctx: AnnotationContext) {
-  let { height, width } = fileSize;
-  if (fileSize.problem !== undefined || height === undefined || width === undefined) {
-    log.warn(`When parsing ${file}: ${fileSize.problem ?? 'no size'}`);
+function checkedSize(
+  file: string,
+  sizeField: (name: 'height' | 'width') => number | string,
+  imgHeight: number,
+  imgWidth: number,
+  ctx: AnnotationContext,
+): { height: number; width: number } {
+  const h = sizeField('height');
+  const w = sizeField('width');
+  let height: number, width: number;
+  if (typeof h === 'string' || typeof w === 'string') {
+    log.warn(`When parsing ${file}: ${typeof h === 'string' ? h : w}`);
     height = imgHeight;
     width = imgWidth;
+  } else {
+    [height, width] = [h, w];
   }
   if (height !== imgHeight) log.warn(`${file} inconsistent image height.`);
   if (width !== imgWidth) log.warn(`${file} inconsistent image width.`);
@@ -259,16 +269,7 @@ export function parseXmlAnnotation(
     const v = streamInt(textOf(node));
     return v === undefined ? `annotation.size.${name} is not an integer ('${textOf(node).trim()}')` : v;
   };
-  const h = sizeField('height');
-  const w = sizeField('width');
-  const problem = typeof h === 'string' ? h : typeof w === 'string' ? w : undefined;
-  const { height, width } = checkedSize(
-    file,
-    { height: typeof h === 'number' ? h : undefined, width: typeof w === 'number' ? w : undefined, problem },
-    imgHeight,
-    imgWidth,
-    ctx,
-  );
+  const { height, width } = checkedSize(file, sizeField, imgHeight, imgWidth, ctx);
 
   const builder = new GroupBuilder();
   let nameIndex = 0; // every <name> in document order, to point at the line of a bad one
@@ -356,16 +357,7 @@ export function parseJsonAnnotation(
     if (v === undefined) return `no image.${name}`;
     return Number.isInteger(v) ? (v as number) : `image.${name} is not an integer (${JSON.stringify(v)})`;
   };
-  const h = sizeField('height');
-  const w = sizeField('width');
-  const problem = typeof h === 'string' ? h : typeof w === 'string' ? w : undefined;
-  const { height, width } = checkedSize(
-    file,
-    { height: typeof h === 'number' ? h : undefined, width: typeof w === 'number' ? w : undefined, problem },
-    imgHeight,
-    imgWidth,
-    ctx,
-  );
+  const { height, width } = checkedSize(file, sizeField, imgHeight, imgWidth, ctx);
   if (!Array.isArray(doc.annotation)) throw new DataError(`${file}: expected "annotation" to be an array${suffix(ctx)}`);
   const builder = new GroupBuilder();
   doc.annotation.forEach((obj: unknown, i: number) => {
