@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { globalRng, logger, type Rng } from '@caffe-ts/blob';
+import { globalRng, logger } from '@caffe-ts/blob';
 import { createMessage, encodeBinary, registerSsdForkSchema, type Datum } from '@caffe-ts/proto';
 import {
   mapNameToLabel,
@@ -10,8 +10,9 @@ import {
   readLabelMap,
   type AnnotationGroupInit,
 } from './annotation-files.js';
+import type { ConvertImagesetOptions } from './convert-imageset.js';
 import { guessEncoding, parseListPairs, readListFile, shuffleInPlace, writeImageRecords, type ListPair } from './dataset-tool.js';
-import { parseDbBackend, type DbBackend } from './datum-db.js';
+import { parseDbBackend } from './datum-db.js';
 import { DataError } from './errors.js';
 import { decodeImage, encodeImage, imageToDatum, resizeImage, type PixelImage } from './image-io.js';
 import { fileChannelsFromHeader, loadSharp } from './pixel-codec.js';
@@ -23,14 +24,8 @@ export type AnnoType = 'classification' | 'detection';
 /** convert_annoset's --label_type: the format of the annotation files. */
 export type AnnoLabelType = 'xml' | 'json' | 'txt';
 
-export interface ConvertAnnosetOptions {
-  /** Read the images as gray (--gray). */
-  gray?: boolean;
-  /** Shuffle the list first (--shuffle), with `rng` (default: the global generator). */
-  shuffle?: boolean;
-  rng?: Rng;
-  /** Default 'lmdb', as the fork's tool. */
-  backend?: DbBackend;
+/** convert_imageset's options (gray, shuffle, backend, resize, check_size, encoding, …), and: */
+export interface ConvertAnnosetOptions extends ConvertImagesetOptions {
   /**
    * 'classification' (default): `image label` lines, records without boxes; 'detection':
    * `image annotation` lines, each annotation file read as `labelType`.
@@ -48,20 +43,6 @@ export interface ConvertAnnosetOptions {
    */
   minDim?: number;
   maxDim?: number;
-  /** Resize to resizeHeight × resizeWidth (both must be positive to resize). */
-  resizeWidth?: number;
-  resizeHeight?: number;
-  /** Check that every raw Datum has the first one's size (--check_size). */
-  checkSize?: boolean;
-  /** Store the images encoded (--encoded): as their files when possible, else encoded as encodeType. */
-  encoded?: boolean;
-  /** 'jpg' or 'png' (--encode_type); implies encoded. Empty: guess from each file's extension. */
-  encodeType?: string;
-  /** Replace an existing database (default false: refuse, as db::NEW). */
-  overwrite?: boolean;
-  /** Images decoded at once (default 8). */
-  concurrency?: number;
-  onProgress?: (done: number, total: number) => void;
 }
 
 export interface ConvertAnnosetResult {
