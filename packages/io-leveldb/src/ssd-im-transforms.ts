@@ -1,5 +1,5 @@
 import type { Rng } from '@caffe-ts/blob';
-import { resizeImage, rgbToGray, type PixelImage } from './image-io.js';
+import { cropImage, resizeImage, rgbToGray, type PixelImage } from './image-io.js';
 import { clipBox, makeBox, RESIZE_FIT_LARGE_SIZE_AND_PAD, RESIZE_FIT_SMALL_SIZE, type NormBox, type ResizePolicy } from './ssd-bbox.js';
 
 /*
@@ -475,13 +475,7 @@ export function cropToBox(img: PixelImage, box: NormBox): PixelImage {
   const y = Math.min(Math.trunc(y0), img.height - 1);
   const w = Math.max(1, Math.min(Math.trunc(f(x1 - x0)), img.width - x));
   const h = Math.max(1, Math.min(Math.trunc(f(y1 - y0)), img.height - y));
-  const cn = img.channels;
-  const out = new Uint8Array(w * h * cn);
-  for (let r = 0; r < h; r++) {
-    const s = ((y + r) * img.width + x) * cn;
-    out.set(img.data.subarray(s, s + w * cn), r * w * cn);
-  }
-  return { height: h, width: w, channels: cn, data: out };
+  return cropImage(img, x, y, w, h);
 }
 
 /**
