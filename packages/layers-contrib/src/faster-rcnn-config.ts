@@ -51,10 +51,7 @@ export interface FasterRcnnTrainConfig {
   RPN_BBOX_INSIDE_WEIGHTS: readonly [number, number, number, number];
   /** −1: every labelled anchor weighs 1 / (labelled anchors); p in (0, 1): positives share p, negatives 1 − p. */
   RPN_POSITIVE_WEIGHT: number;
-  /**
-   * The proposal layer's TRAIN settings, for reference: the port of rpn.proposal_layer
-   * (proposal-layer.ts) uses these values and does not read this object.
-   */
+  /** The proposal layer's TRAIN settings (the port of rpn.proposal_layer reads them, as TEST's at test time). */
   RPN_NMS_THRESH: number;
   RPN_PRE_NMS_TOP_N: number;
   RPN_POST_NMS_TOP_N: number;

@@ -15,7 +15,7 @@ import { normalizeLayerDef } from './layers/normalize-layer.js';
 import { permuteLayerDef } from './layers/permute-layer.js';
 import { poolingCeilModeLayerDef } from './layers/pooling-ceil-mode.js';
 import { priorBoxLayerDef } from './layers/prior-box-layer.js';
-import { proposalLayerDef, PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer } from './layers/proposal-layer.js';
+import { createProposalLayer, proposalLayerDef, PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer } from './layers/proposal-layer.js';
 import { createAnchorTargetLayer, PY_FASTER_RCNN_ANCHOR_TARGET, pyFasterRcnnAnchorTargetLayer } from './layers/anchor-target-layer.js';
 import { createProposalTargetLayer, PY_FASTER_RCNN_PROPOSAL_TARGET, pyFasterRcnnProposalTargetLayer } from './layers/proposal-target-layer.js';
 import { createRoIDataLayer, PY_FASTER_RCNN_ROI_DATA, pyFasterRcnnRoIDataLayer } from './layers/roi-data-layer.js';
@@ -44,7 +44,7 @@ export { ROIPoolingLayer, roiPoolingLayerDef } from './layers/roi-pooling-layer.
 export { SmoothL1LossLayer, smoothL1LossLayerDef } from './layers/smooth-l1-loss-layer.js';
 export { MultiBoxLossLayer, multiBoxLossLayerDef } from './layers/multibox-loss-layer.js';
 export { PSROIPoolingLayer, psroiPoolingLayerDef } from './layers/psroi-pooling-layer.js';
-export { ProposalLayer, proposalLayerDef, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
+export { ProposalLayer, proposalLayerDef, createProposalLayer, pyFasterRcnnProposalLayer, PY_FASTER_RCNN_PROPOSAL, parseProposalParamStr } from './layers/proposal-layer.js';
 export {
   applyBoxDeltas,
   bboxOverlaps,
@@ -187,12 +187,11 @@ export function registerFasterRcnnPythonLayers(
   config?: FasterRcnnConfigOverrides,
 ): PythonLayerRegistry {
   const ports: [{ module: string; layer: string }, PythonLayerFactory, (c: FasterRcnnConfigOverrides) => PythonLayerFactory][] = [
+    [PY_FASTER_RCNN_PROPOSAL, pyFasterRcnnProposalLayer, createProposalLayer],
     [PY_FASTER_RCNN_ANCHOR_TARGET, pyFasterRcnnAnchorTargetLayer, createAnchorTargetLayer],
     [PY_FASTER_RCNN_PROPOSAL_TARGET, pyFasterRcnnProposalTargetLayer, createProposalTargetLayer],
     [PY_FASTER_RCNN_ROI_DATA, pyFasterRcnnRoIDataLayer, createRoIDataLayer],
   ];
-  const { module, layer } = PY_FASTER_RCNN_PROPOSAL;
-  if (!python.has(module, layer)) python.register(module, layer, pyFasterRcnnProposalLayer);
   for (const [{ module, layer }, standard, create] of ports) {
     if (config) python.register(module, layer, create(config), { override: true });
     else if (!python.has(module, layer)) python.register(module, layer, standard);

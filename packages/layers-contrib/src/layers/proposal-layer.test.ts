@@ -1,11 +1,11 @@
 import { Rng } from '@caffe-ts/blob';
-import { LayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
+import { LayerRegistry, pythonLayerDefFor, PythonLayerRegistry, registerBuiltinLayers } from '@caffe-ts/layers';
 import { Net } from '@caffe-ts/net';
 import { parseNetParameter, Phase } from '@caffe-ts/proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerContribLayers } from '../index.js';
 import { computeProposals, DEFAULT_PROPOSAL_OPTIONS } from '../proposals.js';
-import { parseProposalParamStr } from './proposal-layer.js';
+import { createProposalLayer, parseProposalParamStr } from './proposal-layer.js';
 
 const inputs = (A: number, H: number, W: number) => `
 layer { name: "rpn" type: "Input" top: "rpn_cls_prob_reshape" top: "rpn_bbox_pred" top: "im_info" top: "conv5"
@@ -64,6 +64,26 @@ layer { name: "proposal" type: "Python" bottom: "rpn_cls_prob_reshape" bottom: "
       for (let r = 0; r < want.scores.length; r++) expect(got.slice(5 * r, 5 * r + 5)).toEqual([0, ...boxes.slice(4 * r, 4 * r + 4)]);
       expect(net.blob('pool5').shape).toEqual([want.scores.length, 2, 2, 2]);
     }
+  });
+
+  it('createProposalLayer reads the phase\'s RPN settings from its configuration', () => {
+    const reg = new PythonLayerRegistry();
+    reg.register('rpn.proposal_layer', 'ProposalLayer', createProposalLayer({ TRAIN: { RPN_POST_NMS_TOP_N: 7 }, TEST: { RPN_POST_NMS_TOP_N: 3 } }));
+    const local = registerBuiltinLayers(new LayerRegistry());
+    local.register(pythonLayerDefFor(reg), { override: true });
+    registerContribLayers(local);
+    const text = `${inputs(9, 30, 40)}
+layer { name: "proposal" type: "Python" bottom: "rpn_cls_prob_reshape" bottom: "rpn_bbox_pred" bottom: "im_info" top: "rois"
+  python_param { module: "rpn.proposal_layer" layer: "ProposalLayer" param_str: "'feat_stride': 16" } }`;
+    for (const [phase, count] of [[Phase.TRAIN, 7], [Phase.TEST, 3]] as const) {
+      const net = new Net(parseNetParameter(text), { phase, registry: local, log: false });
+      const rng = new Rng(5);
+      for (const name of ['rpn_cls_prob_reshape', 'rpn_bbox_pred']) net.blob(name).mutableCpuData().forEach((_, i, a) => (a[i] = rng.uniform()));
+      net.blob('im_info').mutableCpuData().set([480, 640, 1]);
+      net.forward();
+      expect(net.blob('rois').shape).toEqual([count, 5]);
+    }
+    expect(() => createProposalLayer({ TRAIN: { MAX_SIZE: 0 } })).toThrow(/TRAIN.MAX_SIZE must be a positive integer/);
   });
 
   it("reads param_str's scales (a YAML tuple) and refuses what it cannot read", () => {

@@ -1,6 +1,7 @@
 import type { Blob } from '@caffe-ts/blob';
-import { Layer, LayerError, type LayerDef, type PythonLayerFactory } from '@caffe-ts/layers';
+import { Layer, LayerError, type LayerDef, type PythonLayerFactory, type PythonLayerImpl, type PythonLayerSelf } from '@caffe-ts/layers';
 import { Phase } from '@caffe-ts/proto';
+import { fasterRcnnConfig, type FasterRcnnConfigOverrides } from '../faster-rcnn-config.js';
 import { dtypeRounding } from '../fork-math.js';
 import { forkParam, type ProposalParameter } from '../fork-types.js';
 import { computeProposals, DEFAULT_PROPOSAL_OPTIONS, type ProposalOptions } from '../proposals.js';
@@ -128,10 +129,19 @@ export function parseProposalParamStr(paramStr: string): Record<string, number |
 /**
  * The TypeScript port of py-faster-rcnn's Python proposal layer, for registerPythonLayer: its
  * param_str gives feat_stride and optionally scales (and ratios, as some forks add); the rest
- * comes from its configuration's defaults for the phase (TEST: 6000 boxes before NMS, 300 after;
- * TRAIN: 12000 and 2000; NMS at 0.7; min size 16).
+ * comes from the configuration for the phase (RPN_PRE_NMS_TOP_N, RPN_POST_NMS_TOP_N,
+ * RPN_NMS_THRESH, RPN_MIN_SIZE of FASTER_RCNN_CONFIG's TEST: 6000, 300, 0.7, 16, or TRAIN: 12000,
+ * 2000, 0.7, 16), with `config`'s overrides.
  */
-export const pyFasterRcnnProposalLayer: PythonLayerFactory = (paramStr, self) => {
+export function createProposalLayer(config: FasterRcnnConfigOverrides = {}): PythonLayerFactory {
+  fasterRcnnConfig(config); // fail at registration, not at the first net
+  return (paramStr, self) => proposalPort(paramStr, self, config);
+}
+
+/** The port with py-faster-rcnn's end2end configuration. */
+export const pyFasterRcnnProposalLayer: PythonLayerFactory = (paramStr, self) => proposalPort(paramStr, self, {});
+
+function proposalPort(paramStr: string, self: PythonLayerSelf, config: FasterRcnnConfigOverrides): PythonLayerImpl {
   const params = ((): Record<string, number | number[]> => {
     try {
       return parseProposalParamStr(paramStr);
@@ -148,16 +158,17 @@ export const pyFasterRcnnProposalLayer: PythonLayerFactory = (paramStr, self) =>
     return typeof v === 'number' ? [v] : [...v];
   };
   if (params.feat_stride === undefined) self.fail(`param_str must give 'feat_stride' (got ${JSON.stringify(paramStr)})`);
-  const train = self.phase === Phase.TRAIN;
+  const cfg = fasterRcnnConfig(config);
+  const phase = self.phase === Phase.TRAIN ? cfg.TRAIN : cfg.TEST;
   const options = checkedOptions({
     featStride: num('feat_stride', 16),
     baseSize: num('base_size', 16),
-    minSize: 16,
+    minSize: phase.RPN_MIN_SIZE,
     ratios: list('ratios', DEFAULT_PROPOSAL_OPTIONS.ratios),
     scales: list('scales', DEFAULT_PROPOSAL_OPTIONS.scales),
-    preNmsTopN: train ? 12000 : 6000,
-    postNmsTopN: train ? 2000 : 300,
-    nmsThresh: 0.7,
+    preNmsTopN: phase.RPN_PRE_NMS_TOP_N,
+    postNmsTopN: phase.RPN_POST_NMS_TOP_N,
+    nmsThresh: phase.RPN_NMS_THRESH,
   }, (m) => self.fail(m));
   return {
     setup(bottom: Blob[], top: Blob[]) {
@@ -172,4 +183,4 @@ export const pyFasterRcnnProposalLayer: PythonLayerFactory = (paramStr, self) =>
     },
     backward() {},
   };
-};
+}
