@@ -200,6 +200,13 @@ describe('convertAnnoset: classification, resizing, encoding, check_size, shuffl
     expect(annosetResize(tall, { minDim: 15 })).toMatchObject({ height: 30, width: 15 });
     // …but 30 > max_dim 24: factor 24/20 = 1.2 → 24×12.
     expect(annosetResize(tall, { minDim: 15, maxDim: 24 })).toMatchObject({ height: 24, width: 12 });
+    // cv::resize with factors samples at 1/scale, not at src/dst: a 5 × 7 gray ramp (0, 100, …, 600
+    // clipped to 255) with min_dim 8 scales by 1.6 to 8 × 11. Output column 1 sits at
+    // (1.5)·0.625 − 0.5 = 0.4375 (not 1.5·7/11 − 0.5 = 0.4545): 100·896/2048 = 43.75 → 44.
+    const ramp = { height: 5, width: 7, channels: 1, data: Uint8Array.from({ length: 35 }, (_, i) => Math.min(255, (i % 7) * 100)) };
+    const scaled = annosetResize(ramp, { minDim: 8 });
+    expect([scaled.height, scaled.width, scaled.data[1]]).toEqual([8, 11, 44]);
+    expect(resizeImage(ramp, 8, 11).data[1]).toBe(45);
     // Already large enough, small enough: unchanged (the same image).
     expect(annosetResize(tall, { minDim: 10, maxDim: 20 })).toBe(tall);
     // max_dim alone shrinks: 20 → 8, factor 0.4 → 8×4.

@@ -224,7 +224,8 @@ export function annosetResize(img: PixelImage, rule: { minDim?: number; maxDim?:
     if (scale === 1) return img;
     const h = roundHalfEven(img.height * scale);
     const w = roundHalfEven(img.width * scale);
-    return h === img.height && w === img.width ? img : resizeImage(img, h, w);
+    // cv::resize(src, dst, Size(), scale, scale) samples at steps of 1/scale, not src/dst.
+    return resizeImage(img, h, w, { x: 1 / scale, y: 1 / scale });
   }
   const h = rule.height ?? 0;
   const w = rule.width ?? 0;

@@ -70,13 +70,14 @@ export async function readImage(path: string, options: ReadImageOptions = {}): P
 
 /**
  * Resize as OpenCV's cv::resize(src, dst, Size(width, height)) with INTER_LINEAR on 8-bit images
- * (see resizePixels in pixel-codec.ts); both sides must be positive integers.
+ * (see resizePixels in pixel-codec.ts); both sides must be positive integers. `scale` (source
+ * pixels per destination pixel) samples as cv::resize called with factors fx, fy does: 1/fx, 1/fy.
  */
-export function resizeImage(img: PixelImage, height: number, width: number): PixelImage {
+export function resizeImage(img: PixelImage, height: number, width: number, scale?: { x: number; y: number }): PixelImage {
   if (!(height > 0 && width > 0) || !Number.isInteger(height) || !Number.isInteger(width)) {
     throw new DataError(`cannot resize to ${height}×${width}: both sides must be positive integers`);
   }
-  return resizePixels(img, height, width);
+  return resizePixels(img, height, width, scale);
 }
 
 /** Mirror an image left to right (cv::flip(img, img, 1)). */

@@ -250,8 +250,7 @@ const COEF_BITS = 11;
 const COEF_SCALE = 1 << COEF_BITS;
 
 /** Source index and the two fixed-point weights of each destination coordinate (OpenCV's xofs/alpha). */
-function linearTaps(dst: number, src: number, clampLow: boolean): { index: Int32Array; w0: Int32Array; w1: Int32Array } {
-  const scale = src / dst;
+function linearTaps(dst: number, src: number, clampLow: boolean, scale: number): { index: Int32Array; w0: Int32Array; w1: Int32Array } {
   const index = new Int32Array(dst);
   const w0 = new Int32Array(dst);
   const w1 = new Int32Array(dst);
@@ -294,14 +293,19 @@ const clampIndex = (i: number, n: number) => (i < 0 ? 0 : i >= n ? n - 1 : i);
  * replicated, weights in 11-bit fixed point, a horizontal then a vertical pass, the result
  * rounded. As in OpenCV, an unchanged size is a copy and an exact halving in both directions
  * averages 2×2 blocks (its INTER_AREA shortcut).
+ * `scale`: source pixels per destination pixel, as cv::resize derives them from its fx/fy
+ * arguments (1/fx, 1/fy) when it is called with factors instead of a size; by default
+ * source size / destination size, as with a size.
  */
-export function resizePixels(img: PixelImage, height: number, width: number): PixelImage {
+export function resizePixels(img: PixelImage, height: number, width: number, scale?: { x: number; y: number }): PixelImage {
   const { channels: cn, height: sh, width: sw, data: src } = img;
-  if (sh === height && sw === width) return { height, width, channels: cn, data: src.slice() };
-  if (sh === height * 2 && sw === width * 2) return halve(img);
+  const sx = scale?.x ?? sw / width;
+  const sy = scale?.y ?? sh / height;
+  if (sh === height && sw === width && sx === 1 && sy === 1) return { height, width, channels: cn, data: src.slice() };
+  if (sh === height * 2 && sw === width * 2 && sx === 2 && sy === 2) return halve(img);
 
-  const xs = linearTaps(width, sw, true);
-  const ys = linearTaps(height, sh, false);
+  const xs = linearTaps(width, sw, true, sx);
+  const ys = linearTaps(height, sh, false, sy);
   const rowLen = width * cn;
   // Horizontally resampled source rows, cached as OpenCV keeps its two ring-buffer rows.
   const rows = new Map<number, Int32Array>();
