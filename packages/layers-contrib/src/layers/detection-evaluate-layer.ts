@@ -2,8 +2,9 @@ import type { Blob } from '@caffe-ts/blob';
 import { Layer, readLayerFile, type BinaryFileReader, type BlobCounts, type LayerContext, type LayerDef } from '@caffe-ts/layers';
 import type { LayerParameter } from '@caffe-ts/proto';
 import { hasField } from '@caffe-ts/proto';
-import { forkParam, ResizeMode, type DetectionEvaluateParameter, type ResizeParameter } from '../fork-types.js';
-import { floatBox, floatBoxSize, floatOverlap, type SizedBox } from '../multibox.js';
+import { forkParam, ResizeMode, type DetectionEvaluateParameter } from '../fork-types.js';
+import { floatBox, floatOverlap, type SizedBox } from '../multibox.js';
+import { outputBox, parseNameSizes } from '../ssd-output.js';
 
 const f32 = Math.fround;
 
@@ -72,17 +73,7 @@ export class DetectionEvaluateLayer extends Layer {
       } catch (err) {
         this.fail((err as Error).message);
       }
-      // Whitespace-separated triples, as the fork's `infile >> name >> height >> width` reads them.
-      const words = text.split(/\s+/).filter(Boolean);
-      for (let i = 0; i + 2 < words.length; i += 3) {
-        const h = Number(words[i + 1]), w = Number(words[i + 2]);
-        this.check(
-          Number.isInteger(h) && Number.isInteger(w) && h > 0 && w > 0,
-          () => `name_size_file '${p.name_size_file}': entry ${i / 3 + 1} ('${words[i]} ${words[i + 1]} ${words[i + 2]}') needs a positive integer height and width.`,
-        );
-        this.sizes.push([h, w]);
-      }
-      this.check(this.sizes.length > 0, () => `name_size_file '${p.name_size_file}' lists no images ("name height width" per line).`);
+      this.sizes = this.wrap(() => parseNameSizes(text, p.name_size_file)).map((e) => e.size);
     }
     this.count = 0;
   }
@@ -198,34 +189,20 @@ export class DetectionEvaluateLayer extends Layer {
     return all;
   }
 
-  /**
-   * A normalised box in the current image's pixels (the fork's OutputBBox): clipped to [0, 1] and
-   * scaled, after undoing FIT_LARGE_SIZE_AND_PAD's padding; FIT_SMALL_SIZE with its scales set
-   * scales by them and clips to the image instead.
-   */
+  /** A normalised box in the current image's pixels (the fork's OutputBBox, see outputBox). */
   private toPixels(box: EvalBox): EvalBox {
     this.check(this.count < this.sizes.length, () => `more test images than name_size_file lists (${this.sizes.length}).`);
-    const [height, width] = this.sizes[this.count]!;
-    const r: ResizeParameter | null = this.p.resize_param;
-    let b: EvalBox = box;
-    if (r && r.resize_mode === ResizeMode.FIT_LARGE_SIZE_AND_PAD) {
-      this.check(r.height > 0 && r.width > 0, () => 'resize_param needs a positive height and width.');
-      const resizeAspect = f32(r.width / r.height);
-      const aspect = f32(width / height);
-      let src: SizedBox;
-      if (aspect > resizeAspect) {
-        const pad = f32((r.height - f32(r.width / aspect)) / 2);
-        src = { xmin: 0, ymin: f32(pad / r.height), xmax: 1, ymax: f32(1 - f32(pad / r.height)) };
-      } else {
-        const pad = f32((r.width - f32(r.height * aspect)) / 2);
-        src = { xmin: f32(pad / r.width), ymin: 0, xmax: f32(1 - f32(pad / r.width)), ymax: 1 };
-      }
-      b = projectBox(src, b) ?? b;
-    } else if (r && r.resize_mode === ResizeMode.FIT_SMALL_SIZE && r.height_scale !== 0 && r.width_scale !== 0) {
-      const scaled = scaleBox(b, r.height_scale, r.width_scale);
-      return clipBox(scaled, height, width);
+    return { ...box, ...this.wrap(() => outputBox(box, this.sizes[this.count]!, this.p.resize_param)) };
+  }
+
+  /** Run a step, turning its RangeError (a bad setting) into a LayerError naming the layer. */
+  private wrap<T>(step: () => T): T {
+    try {
+      return step();
+    } catch (e) {
+      if (e instanceof RangeError) this.fail(e.message);
+      throw e;
     }
-    return scaleBox(clipBox(b, 1, 1), height, width);
   }
 }
 
@@ -236,33 +213,6 @@ function addBox(all: Map<number, Map<number, EvalBox[]>>, image: number, label: 
   let list = labels.get(label);
   if (!list) labels.set(label, (list = []));
   list.push(box);
-}
-
-/** Clip to [0, w] × [0, h] (the fork's ClipBBox), the size recomputed as w·h. */
-function clipBox(b: EvalBox, height: number, width: number): EvalBox {
-  const c = (v: number, hi: number) => Math.max(Math.min(v, hi), 0);
-  const out = { ...b, xmin: c(b.xmin, width), ymin: c(b.ymin, height), xmax: c(b.xmax, width), ymax: c(b.ymax, height) };
-  return { ...out, size: floatBoxSize({ xmin: out.xmin, ymin: out.ymin, xmax: out.xmax, ymax: out.ymax }) };
-}
-
-/** Scale to pixels (the fork's ScaleBBox): the size counts end pixels (+1) once the image is bigger than 1 × 1. */
-function scaleBox(b: EvalBox, height: number, width: number): EvalBox {
-  const out = { ...b, xmin: f32(b.xmin * width), ymin: f32(b.ymin * height), xmax: f32(b.xmax * width), ymax: f32(b.ymax * height) };
-  const pixels = width > 1 || height > 1;
-  const valid = out.xmax >= out.xmin && out.ymax >= out.ymin;
-  const size = !valid ? 0 : pixels ? f32(f32(f32(out.xmax - out.xmin) + 1) * f32(f32(out.ymax - out.ymin) + 1)) : f32(f32(out.xmax - out.xmin) * f32(out.ymax - out.ymin));
-  return { ...out, size };
-}
-
-/** `b` in the coordinates of `src` (the fork's ProjectBBox), clipped; undefined when they do not touch. */
-function projectBox(src: SizedBox, b: EvalBox): EvalBox | undefined {
-  if (b.xmin >= src.xmax || b.xmax <= src.xmin || b.ymin >= src.ymax || b.ymax <= src.ymin) return undefined;
-  const w = f32(src.xmax - src.xmin), h = f32(src.ymax - src.ymin);
-  return clipBox(
-    { ...b, xmin: f32((b.xmin - src.xmin) / w), ymin: f32((b.ymin - src.ymin) / h), xmax: f32((b.xmax - src.xmin) / w), ymax: f32((b.ymax - src.ymin) / h) },
-    1,
-    1,
-  );
 }
 
 /** A LayerDef for DetectionEvaluate with the given options (e.g. a custom file reader). */
