@@ -34,12 +34,24 @@ export interface NonMaximumSuppressionParameter {
   eta: number;
 }
 
+/** Where the SSD fork's DetectionOutput writes its results during a test pass. */
+export interface SaveOutputParameter {
+  output_directory: string;
+  output_name_prefix: string;
+  /** 'VOC', 'COCO' or 'ILSVRC'. */
+  output_format: string;
+  label_map_file: string;
+  name_size_file: string;
+  num_test_image: number;
+  resize_param: ResizeParameter | null;
+}
+
 export interface DetectionOutputParameter {
   num_classes: number;
   share_location: boolean;
   background_label_id: number;
   nms_param: NonMaximumSuppressionParameter | null;
-  save_output_param: { output_directory: string } | null;
+  save_output_param: SaveOutputParameter | null;
   code_type: CodeType;
   variance_encoded_in_target: boolean;
   keep_top_k: number;

@@ -30,7 +30,7 @@ import type { FasterRcnnConfigOverrides } from './faster-rcnn-config.js';
 import { registerContribSchema } from './schema.js';
 
 export { PriorBoxLayer, priorBoxLayerDef } from './layers/prior-box-layer.js';
-export { DetectionOutputLayer, detectionOutputLayerDef } from './layers/detection-output-layer.js';
+export { DetectionOutputLayer, detectionOutputLayerDef, createDetectionOutputLayerDef, type DetectionOutputOptions, type ResultFileSystem } from './layers/detection-output-layer.js';
 export { DetectionEvaluateLayer, detectionEvaluateLayerDef, createDetectionEvaluateLayerDef, type DetectionEvaluateOptions } from './layers/detection-evaluate-layer.js';
 export { PermuteLayer, permuteLayerDef } from './layers/permute-layer.js';
 export { NormalizeLayer, normalizeLayerDef } from './layers/normalize-layer.js';
@@ -149,6 +149,7 @@ export type {
   PSROIPoolingParameter,
   MultiBoxLossParameter,
   DetectionEvaluateParameter,
+  SaveOutputParameter,
   ResizeParameter,
 } from './fork-types.js';
 

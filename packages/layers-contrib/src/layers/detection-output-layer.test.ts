@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeBox, jaccardOverlap, nms } from '../bbox.js';
 import { CodeType } from '../fork-types.js';
 import { registerContribSchema } from '../schema.js';
-import { detectionOutputLayerDef } from './detection-output-layer.js';
+import { createDetectionOutputLayerDef, detectionOutputLayerDef } from './detection-output-layer.js';
 
 const f64 = () => new Blob([], { dtype: 'float64' });
 
@@ -116,6 +116,76 @@ describe('DetectionOutput', () => {
     expect(() => run({ num_classes: 2 }, [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])).toThrow(
       "DetectionOutput layer 'det': Number of priors must match number of confidence predictions (3 priors × 2 classes, conf 1 9 (9)).",
     );
-    expect(() => run({ num_classes: 2, save_output_param: { output_directory: '/tmp/x' } }, [])).toThrow(/save_output_param .* is not supported/);
+  });
+});
+
+describe("DetectionOutput's save_output_param (the fork's test-time result files)", () => {
+  beforeAll(registerContribSchema);
+
+  const LABEL_MAP = 'item { name: "background" label: 0 } item { name: "cat" label: 1 } item { name: "dog" label: 2 }';
+  const SIZES = 'img_a 100 200\nimg_b 50 40\n';
+  // Two images; CORNER offsets of 0, so the boxes are the priors. Image 0: cat on prior 0 (0.8),
+  // dog on prior 2 (0.7); image 1: cat on prior 2 (0.6); every other score under the threshold.
+  const CONF = [0.1, 0.8, 0.1, 0.8, 0.1, 0.1, 0.2, 0.1, 0.7, 0.9, 0.05, 0.05, 0.9, 0.05, 0.05, 0.3, 0.6, 0.1];
+
+  function run(save: Record<string, unknown>, files: Record<string, string> = { 'labelmap.prototxt': LABEL_MAP, 'sizes.txt': SIZES }) {
+    const written = new Map<string, string>();
+    const dirs: string[] = [];
+    const def = createDetectionOutputLayerDef({
+      readFile: (path) => {
+        if (!(path in files)) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+        return new TextEncoder().encode(files[path]);
+      },
+      fileSystem: { writeFile: (path, text) => void written.set(path, text), makeDirectory: (path) => void dirs.push(path) },
+    });
+    const layer = createLayer(def, {
+      name: 'det',
+      detection_output_param: { num_classes: 3, confidence_threshold: 0.15, nms_param: { nms_threshold: 0.45 }, save_output_param: save },
+    });
+    const bottom = [makeBlob([2, 12], { filler: 0 }), makeBlob([2, 9], { filler: CONF }), priorBlob()];
+    const top = f64();
+    layer.setUp(bottom, [top]);
+    layer.forward(bottom, [top]);
+    return { written, dirs, top };
+  }
+  const base = { output_directory: 'out/', output_name_prefix: 'comp4_det_test_', label_map_file: 'labelmap.prototxt', name_size_file: 'sizes.txt' };
+
+  it('VOC: one file per class of "image score xmin ymin xmax ymax" in the original pixels (hand-computed)', () => {
+    const { written, dirs, top } = run({ ...base, output_format: 'VOC' });
+    expect(dirs).toEqual(['out/']);
+    // img_a is 100 × 200 (h × w): prior 0 [0.1, 0.1, 0.5, 0.5] → [20, 10, 100, 50]; img_b is 50 × 40.
+    expect(Object.fromEntries(written)).toEqual({
+      'out/comp4_det_test_cat.txt': 'img_a 0.8 20 10 100 50\nimg_b 0.6 24 30 36 45\n',
+      'out/comp4_det_test_dog.txt': 'img_a 0.7 120 60 180 90\n',
+    });
+    expect(top.shape).toEqual([1, 1, 3, 7]);
+  });
+
+  it('COCO writes a JSON list of image_id, category_id, bbox [x, y, w, h] and score; ILSVRC lines with the label', () => {
+    const coco = run({ ...base, output_name_prefix: 'detections', output_format: 'COCO' }).written.get('out/detections.json')!;
+    expect(JSON.parse(coco)).toEqual([
+      { image_id: 'img_a', category_id: 'cat', bbox: [20, 10, 80, 40], score: 0.8 },
+      { image_id: 'img_a', category_id: 'dog', bbox: [120, 60, 60, 30], score: 0.7 },
+      { image_id: 'img_b', category_id: 'cat', bbox: [24, 30, 12, 15], score: 0.6 },
+    ]);
+    const ilsvrc = run({ ...base, output_name_prefix: 'val', output_format: 'ILSVRC' }).written.get('out/val.txt');
+    expect(ilsvrc).toBe('img_a 1 0.8 20 10 100 50\nimg_a 2 0.7 120 60 180 90\nimg_b 1 0.6 24 30 36 45\n');
+  });
+
+  it('writes every num_test_image images, each VOC round starting from empty files', () => {
+    const { written } = run({ ...base, output_format: 'VOC', num_test_image: 1 });
+    // The second round empties the files the first wrote, then writes its own line; like the
+    // fork's name_count_, the name list restarts with each round, so image 1 is img_a again.
+    expect(Object.fromEntries(written)).toEqual({ 'out/comp4_det_test_cat.txt': 'img_a 0.6 120 60 180 90\n', 'out/comp4_det_test_dog.txt': '' });
+  });
+
+  it('saves nothing without label_map_file or name_size_file, as the fork; refuses an unknown format and bad files', () => {
+    expect(run({ output_directory: 'out/', output_format: 'VOC', name_size_file: 'sizes.txt' }).written.size).toBe(0);
+    expect(() => run({ ...base, output_format: 'PASCAL' })).toThrow("DetectionOutput layer 'det': save_output_param.output_format must be VOC, COCO or ILSVRC (got 'PASCAL').");
+    expect(() => run({ ...base, output_format: 'VOC', label_map_file: 'nope.prototxt' })).toThrow(/cannot read save_output_param.label_map_file 'nope.prototxt'; tried nope.prototxt \(no such file\)/);
+    expect(() => run({ ...base, output_format: 'VOC', num_test_image: 3 })).toThrow(/num_test_image 3 must be in \[1, 2\]/);
+    expect(() => run({ ...base, output_format: 'VOC' }, { 'labelmap.prototxt': 'item { name: "cat" label: 1 }', 'sizes.txt': SIZES })).toThrow(
+      "DetectionOutput layer 'det': Cannot find label: 2 in the label map.",
+    );
   });
 });
