@@ -172,6 +172,15 @@ describe("DetectionOutput's save_output_param (the fork's test-time result files
     expect(ilsvrc).toBe('img_a 1 0.8 20 10 100 50\nimg_a 2 0.7 120 60 180 90\nimg_b 1 0.6 24 30 36 45\n');
   });
 
+  it('rounds to hundredths, then truncates the corners and the size to whole pixels, as the fork', () => {
+    // 10 × 33 images: prior 2 [0.6, 0.6, 0.9, 0.9] → x 19.8, y 6, w 9.9, h 3 → "19 6 28 9".
+    const files = { 'labelmap.prototxt': LABEL_MAP, 'sizes.txt': 'img_a 10 33\nimg_b 10 33\n' };
+    const ilsvrc = run({ ...base, output_name_prefix: 'val', output_format: 'ILSVRC' }, files).written.get('out/val.txt')!;
+    expect(ilsvrc.split('\n')[2]).toBe('img_b 1 0.6 19 6 28 9');
+    const coco = JSON.parse(run({ ...base, output_name_prefix: 'd', output_format: 'COCO' }, files).written.get('out/d.json')!);
+    expect(coco[2].bbox).toEqual([19.8, 6, 9.9, 3]);
+  });
+
   it('writes every num_test_image images, each VOC round starting from empty files', () => {
     const { written } = run({ ...base, output_format: 'VOC', num_test_image: 1 });
     // The second round empties the files the first wrote, then writes its own line; like the
