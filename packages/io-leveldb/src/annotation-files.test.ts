@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setLogSink, type LogSink } from '@caffe-ts/blob';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -5,7 +8,10 @@ import {
   parseJsonAnnotation,
   parseLabelMap,
   parseTxtAnnotation,
+  parseVocRoidbAnnotation,
   parseXmlAnnotation,
+  readVocRoidb,
+  VOC_CLASSES,
   type AnnotationGroupInit,
 } from './annotation-files.js';
 import { DataError } from './errors.js';
@@ -230,5 +236,58 @@ item {
 
   it('refuses a file that is not a LabelMap', () => {
     expect(() => parseLabelMap('item { nme: "x" }', 'bad.prototxt')).toThrow(/^Failed to read label map file bad\.prototxt: .*nme/);
+  });
+});
+
+describe('VOC devkits as py-faster-rcnn roidbs', () => {
+  const XML = `<annotation>
+  <size><width>353</width><height>500</height><depth>3</depth></size>
+  <object><name>Dog </name><difficult>0</difficult>
+    <bndbox><xmin>48</xmin><ymin>240</ymin><xmax>195</xmax><ymax>371</ymax></bndbox></object>
+  <object><name>person</name><difficult>1</difficult>
+    <bndbox><xmin>8</xmin><ymin>12</ymin><xmax>352</xmax><ymax>498</ymax></bndbox></object>
+  <object><name>person</name>
+    <bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10.5</xmax><ymax>20</ymax></bndbox>
+    <part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></part></object>
+</annotation>`;
+
+  it('gives 0-based corners, lower-cased trimmed class indices, and leaves difficult objects out unless asked (pascal_voc.py)', () => {
+    // dog is class 12, person 15; corners minus 1, truncated as uint16 (10.5 − 1 → 9); a missing
+    // <difficult> counts as 0; a part's own name and box are not the object's.
+    expect(parseVocRoidbAnnotation(XML, '000001.xml', VOC_CLASSES)).toEqual({
+      width: 353,
+      height: 500,
+      boxes: [[47, 239, 194, 370], [0, 0, 9, 19]],
+      gt_classes: [12, 15],
+    });
+    expect(parseVocRoidbAnnotation(XML, '000001.xml', VOC_CLASSES, true).gt_classes).toEqual([12, 15, 15]);
+  });
+
+  it('refuses an unknown class, a corner before pixel 1 and a missing size, naming the file and object', () => {
+    expect(() => parseVocRoidbAnnotation(XML.replace('Dog ', 'wolf'), 'a.xml', VOC_CLASSES)).toThrow(/a.xml: object 1 has class 'wolf', not one of aeroplane, bicycle/);
+    expect(() => parseVocRoidbAnnotation(XML.replace('<xmin>48</xmin>', '<xmin>0</xmin>'), 'a.xml', VOC_CLASSES)).toThrow(
+      "a.xml: object 1's bndbox xmin must be a pixel index from 1",
+    );
+    expect(() => parseVocRoidbAnnotation(XML.replace('<width>353</width>', ''), 'a.xml', VOC_CLASSES)).toThrow('a.xml: annotation.size.width must be a positive integer');
+    expect(() => parseVocRoidbAnnotation('<annotation><size>', 'a.xml', VOC_CLASSES)).toThrow(DataError);
+  });
+
+  it('readVocRoidb reads an image set: JPEGImages/<index>.jpg with its Annotations/<index>.xml', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'voc-'));
+    try {
+      mkdirSync(join(dir, 'ImageSets', 'Main'), { recursive: true });
+      mkdirSync(join(dir, 'Annotations'));
+      writeFileSync(join(dir, 'ImageSets', 'Main', 'trainval.txt'), '000001\n\n000002\n');
+      writeFileSync(join(dir, 'Annotations', '000001.xml'), XML);
+      writeFileSync(join(dir, 'Annotations', '000002.xml'), XML.replace('Dog ', 'cat'));
+      const roidb = await readVocRoidb(dir, 'trainval');
+      expect(roidb.map((e) => [e.image, e.gt_classes, e.flipped])).toEqual([
+        [`${dir}/JPEGImages/000001.jpg`, [12, 15], false],
+        [`${dir}/JPEGImages/000002.jpg`, [8, 15], false],
+      ]);
+      await expect(readVocRoidb(dir, 'test')).rejects.toThrow(/cannot read the image set .*test\.txt/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

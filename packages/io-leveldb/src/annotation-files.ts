@@ -317,6 +317,102 @@ export function parseXmlAnnotation(
   return builder.groups;
 }
 
+/** One image of a py-faster-rcnn roidb (see @caffe-ts/layers-contrib's RoidbEntry). */
+export interface VocRoidbEntry {
+  image: string;
+  width: number;
+  height: number;
+  /** [x1, y1, x2, y2] per object: inclusive pixel corners, 0-based. */
+  boxes: number[][];
+  gt_classes: number[];
+  flipped: false;
+}
+
+/** PASCAL VOC's classes in py-faster-rcnn's order, the background first. */
+export const VOC_CLASSES: readonly string[] = Object.freeze([
+  '__background__', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
+  'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor',
+]);
+
+/**
+ * py-faster-rcnn's pascal_voc._load_pascal_annotation on the text of a VOC annotation file: each
+ * `<object>` child of `<annotation>` (difficult ones left out unless `useDifficult`), its class
+ * index from `<name>` lower-cased and trimmed, its `<bndbox>` corners made 0-based (minus 1), and
+ * the image size from `<size>`. Bad input is a DataError naming the file and the object.
+ */
+export function parseVocRoidbAnnotation(
+  text: string,
+  file: string,
+  classes: readonly string[],
+  useDifficult = false,
+): Omit<VocRoidbEntry, 'image' | 'flipped'> {
+  const valid = XMLValidator.validate(text);
+  if (valid !== true) throw new DataError(`${file}, line ${valid.err.line}, column ${valid.err.col}: not well-formed XML: ${valid.err.msg}`);
+  const rootNode = (xmlParser.parse(text) as XmlNode[]).find((n) => tagOf(n) === 'annotation');
+  if (!rootNode) throw new DataError(`${file}: no <annotation> element at the top of the document`);
+  const root = childrenOf(rootNode);
+  const size = (name: 'height' | 'width'): number => {
+    const v = streamInt(textOf(pathChildren(root, `size.${name}`) ?? []));
+    if (v === undefined || v <= 0) throw new DataError(`${file}: annotation.size.${name} must be a positive integer`);
+    return v;
+  };
+  const out = { width: size('width'), height: size('height'), boxes: [] as number[][], gt_classes: [] as number[] };
+  let index = 0;
+  for (const node of root) {
+    if (tagOf(node) !== 'object') continue;
+    index++;
+    const obj = childrenOf(node);
+    const difficult = Number(textOf(firstChild(obj, 'difficult') ?? []).trim() || '0');
+    if (!useDifficult && difficult !== 0) continue;
+    const name = textOf(firstChild(obj, 'name') ?? []).toLowerCase().trim();
+    const cls = classes.indexOf(name);
+    if (cls <= 0) throw new DataError(`${file}: object ${index} has class '${name}', not one of ${classes.slice(1).join(', ')}`);
+    const box = firstChild(obj, 'bndbox');
+    const corner = (k: string) => {
+      const v = Number(textOf((box && firstChild(box, k)) ?? []).trim()) - 1;
+      if (!(Number.isFinite(v) && v >= 0 && v <= 65535)) throw new DataError(`${file}: object ${index}'s bndbox ${k} must be a pixel index from 1`);
+      return Math.trunc(v); // py-faster-rcnn stores the boxes as uint16
+    };
+    out.boxes.push([corner('xmin'), corner('ymin'), corner('xmax'), corner('ymax')]);
+    out.gt_classes.push(cls);
+  }
+  return out;
+}
+
+/**
+ * A VOC devkit's image set as a py-faster-rcnn roidb (pascal_voc's gt_roidb): the indices listed
+ * in `<dataPath>/ImageSets/Main/<imageSet>.txt`, each with `JPEGImages/<index>.jpg` and
+ * `Annotations/<index>.xml` (parseVocRoidbAnnotation). For setRoidb / getTrainingRoidb of
+ * @caffe-ts/layers-contrib.
+ */
+export async function readVocRoidb(
+  dataPath: string,
+  imageSet: string,
+  options: { classes?: readonly string[]; useDifficult?: boolean } = {},
+): Promise<VocRoidbEntry[]> {
+  const join = (...parts: string[]) => parts.join('/');
+  const listFile = join(dataPath, 'ImageSets', 'Main', `${imageSet}.txt`);
+  let list: string;
+  try {
+    list = await readFile(listFile, 'utf8');
+  } catch (e) {
+    throw new DataError(`cannot read the image set ${listFile}: ${(e as Error).message}`, { cause: e });
+  }
+  const entries: VocRoidbEntry[] = [];
+  for (const index of list.split('\n').map((l) => l.trim()).filter(Boolean)) {
+    const xml = join(dataPath, 'Annotations', `${index}.xml`);
+    let text: string;
+    try {
+      text = await readFile(xml, 'utf8');
+    } catch (e) {
+      throw new DataError(`cannot read ${xml} (listed in ${listFile}): ${(e as Error).message}`, { cause: e });
+    }
+    const parsed = parseVocRoidbAnnotation(text, xml, options.classes ?? VOC_CLASSES, options.useDifficult ?? false);
+    entries.push({ image: join(dataPath, 'JPEGImages', `${index}.jpg`), ...parsed, flipped: false });
+  }
+  return entries;
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON
 
