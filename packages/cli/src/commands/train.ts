@@ -1,4 +1,6 @@
 import { logger } from '@caffe-ts/blob';
+import { readVocRoidb } from '@caffe-ts/io-leveldb';
+import { getTrainingRoidb, registerContribLayers, setRoidb } from '@caffe-ts/layers-contrib';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
 import { buildSolverFromFile, enableHdf5, isHdf5Path, readSolverFile } from '@caffe-ts/solver/node';
 import {
@@ -21,7 +23,7 @@ const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');
@@ -32,9 +34,16 @@ export const trainCommand: Command = {
     const sighup = signalEffect(flags.string('sighup_effect', 'snapshot')!, 'sighup_effect');
     const stopOnNan = flags.bool('stop_on_nan');
     const parallelAsked = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
+    const roidbSpec = flags.string('roidb');
+    const roidb = roidbSpec === undefined ? undefined : parseRoidbSpec(roidbSpec);
+    if (roidb && parallelAsked && !parallelAsked.optional) {
+      throw new UsageError('--roidb trains on one thread: the roidb is handed to the net\'s data layer (leave out --workers)');
+    }
     const backend = await backendFromFlags(flags);
     // The default mix is for the CPU backend: a device backend keeps the one thread that drives it.
-    let parallel = parallelAsked?.optional && backend.name !== 'cpu' ? undefined : parallelAsked;
+    let parallel = (parallelAsked?.optional && backend.name !== 'cpu') || roidb ? undefined : parallelAsked;
+    // py-faster-rcnn's training layers (RoIDataLayer and the target layers) are the contrib ports.
+    if (roidb) registerContribLayers(cliRegistry());
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
@@ -77,6 +86,13 @@ export const trainCommand: Command = {
         copyTrainedLayersFromFile(solver.net, userPath(w));
         for (const t of solver.testNets) copyTrainedLayersFromFile(t, userPath(w));
       }
+    }
+
+    if (roidb) {
+      // py-faster-rcnn's train.py: the image set's roidb, with mirrored copies, handed to the data layer.
+      const entries = getTrainingRoidb(await readVocRoidb(userPath(roidb.devkit), roidb.imageSet));
+      log.info(`Loaded ${entries.length} roidb entries (with mirrored copies) from ${roidb.devkit} ${roidb.imageSet}`);
+      setRoidb(solver.net, entries);
     }
 
     const onSignal = (effect: SignalEffect) => () => {
@@ -165,4 +181,11 @@ export function parallelFromFlags(value: string | undefined, split: boolean, env
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--workers expects a positive integer or 'auto', got '${value}'`);
   if (n === 1) return undefined;
   return { workers: n, mode: split ? 'split' : 'replicate', register };
+}
+
+/** `--roidb voc:DEVKIT_YEAR_DIR:IMAGE_SET`, the one kind of roidb the command reads (readVocRoidb). */
+function parseRoidbSpec(spec: string): { devkit: string; imageSet: string } {
+  const m = /^voc:(.+):([^:]+)$/.exec(spec);
+  if (!m) throw new UsageError(`--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET (e.g. voc:VOCdevkit/VOC2007:trainval), got '${spec}'`);
+  return { devkit: m[1]!, imageSet: m[2]! };
 }
