@@ -3,8 +3,8 @@ import { LayerError, type BlobCounts, type LayerContext, type LayerDef } from '@
 import { hasField, registerSsdForkSchema, type Datum, type LayerParameter, type Message } from '@caffe-ts/proto';
 import { ANNOTATION_BBOX, annotationGroups, decodeAnnotatedRecord, hasAnnotationType, type AnnotatedDatum } from './annotated-datum.js';
 import { AnnotatedTransformer, planarToImage } from './annotated-transformer.js';
-import { backendLabel, parseDbBackend } from './datum-db.js';
-import { checkDatumSize, findPrimedSource, meanFileReaderFor, primeDataLayer, ShardedRecordReader, type PrimedSource } from './data-sources.js';
+import { parseDbBackend } from './datum-db.js';
+import { checkDatumSize, findPrimedSource, meanFileReaderFor, primeDataLayer, ShardedRecordReader, unprimedSourceMessage, type PrimedSource } from './data-sources.js';
 import { DataError } from './errors.js';
 import { decodeImage, type PixelImage } from './image-io.js';
 import { BasePrefetchingDataLayer, type Batch } from './prefetching-layer.js';
@@ -73,12 +73,7 @@ export class AnnotatedDataLayer extends BasePrefetchingDataLayer {
       this.fail(`annotated_data_param.${(e as Error).message}`);
     }
     const entry = findPrimedSource(this.name, dp.source, backend, this.netFile, 'AnnotatedDatum');
-    if (!entry) {
-      this.fail(
-        `${backendLabel(backend)} source '${dp.source}' was not opened; build the net with await Net.create(...), ` +
-          'or call await primeDataSources(netParameter) before new Net(...)',
-      );
-    }
+    if (!entry) this.fail(unprimedSourceMessage(backend, dp.source));
     this.entry = entry;
     this.batchSize = dp.batch_size;
     this.prefetchCount = dp.prefetch;

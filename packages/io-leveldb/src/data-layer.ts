@@ -4,7 +4,7 @@ import { createMessage, registerSsdForkSchema, type Datum, type LayerParameter }
 import { DataTransformer, type TransformDraws } from './data-transformer.js';
 import { DecodePoolUnavailable, type DecodePool } from './decode-pool.js';
 import type { DecodeItem, ItemResult } from './decode-protocol.js';
-import { backendLabel, parseDbBackend } from './datum-db.js';
+import { parseDbBackend } from './datum-db.js';
 import {
   datumShapeString,
   decodeRecord,
@@ -12,6 +12,7 @@ import {
   meanFileReaderFor,
   primeDataLayer,
   ShardedRecordReader,
+  unprimedSourceMessage,
   type PrimedSource,
 } from './data-sources.js';
 import { DataError } from './errors.js';
@@ -99,12 +100,7 @@ export class DataLayer extends BasePrefetchingDataLayer {
     this.check(dp.batch_size > 0, () => `batch_size must be positive (got ${dp.batch_size})`);
     this.check(dp.prefetch > 0, () => `prefetch must be positive (got ${dp.prefetch})`);
     const entry = findPrimedSource(this.name, dp.source, backend, this.netFile);
-    if (!entry) {
-      this.fail(
-        `${backendLabel(backend)} source '${dp.source}' was not opened; build the net with await Net.create(...), ` +
-          'or call await primeDataSources(netParameter) before new Net(...)',
-      );
-    }
+    if (!entry) this.fail(unprimedSourceMessage(backend, dp.source));
     this.entry = entry;
     this.batchSize = dp.batch_size;
     this.prefetchCount = dp.prefetch;

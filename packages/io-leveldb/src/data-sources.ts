@@ -406,6 +406,12 @@ function dataLayersOf(net: Pick<NetParameter, 'layer'> | Partial<Pick<NetParamet
   return [...current, ...legacy];
 }
 
+/** What a data layer says when its source was not primed before the net was built. */
+export function unprimedSourceMessage(backend: DbBackend, source: string): string {
+  return `${backendLabel(backend)} source '${source}' was not opened; build the net with await Net.create(...), ` +
+    'or call await primeDataSources(netParameter) before new Net(...)';
+}
+
 /**
  * The primed source of a Data layer being set up: the one primed for this layer name and the path
  * its source resolves to now; else one primed for that path without a layer; else (a caller's
