@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/register.ts', 'src/detect.ts'],
+  entry: ['src/index.ts', 'src/register.ts', 'src/detect.ts', 'src/roidb-replica.ts'],
   format: ['esm'],
   tsconfig: 'tsconfig.build.json',
   dts: true,

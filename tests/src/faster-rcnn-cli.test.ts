@@ -1,18 +1,18 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Rng } from '@caffe-ts/blob';
 import { encodeImage } from '@caffe-ts/io-leveldb';
-import { defaultPythonLayerRegistry } from '@caffe-ts/layers';
-import { registerFasterRcnnPythonLayers } from '@caffe-ts/layers-contrib';
+import { decodeNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_FASTER_RCNN_TRAIN, TINY_FASTER_RCNN_TRAIN_CONFIG } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
+import { TINY_FASTER_RCNN_TRAIN } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
 import { caffe, messages, tempDir } from './helpers.js';
 
 /*
  * `caffe train --roidb voc:DEVKIT:SET`: py-faster-rcnn's train_net.py as one command. A VOC devkit
  * is generated (JPEGs of coloured blocks, VOC XML with 1-based corners, an image set), the train
  * net is py-faster-rcnn's end2end layout (small), and the command reads the roidb, adds the
- * mirrored copies and hands it to the ported RoIDataLayer.
+ * mirrored copies and hands it to the ported RoIDataLayer. The small net's settings come from a
+ * yml config, as train_net.py's --cfg gives them.
  */
 
 const H = 64, W = 96;
@@ -44,25 +44,54 @@ async function writeDevkit(dir: string): Promise<void> {
   writeFileSync(join(dir, 'ImageSets/Main/trainval.txt'), `${ids.join('\n')}\n`);
 }
 
+/** faster_rcnn_end2end.yml with the small net's settings (64-pixel images, 64 RoIs per image). */
+const TINY_YML = `EXP_DIR: faster_rcnn_end2end
+TRAIN:
+  HAS_RPN: True
+  IMS_PER_BATCH: 1
+  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
+  RPN_POSITIVE_OVERLAP: 0.7
+  RPN_BATCHSIZE: 256
+  PROPOSAL_METHOD: gt
+  BG_THRESH_LO: 0.0
+  SCALES: [64]
+  MAX_SIZE: 96
+  BATCH_SIZE: 64
+TEST:
+  HAS_RPN: True
+`;
+
+const SOLVER = 'net: "train.prototxt"\nmomentum: 0.9\nlr_policy: "fixed"\ndisplay: 10\naverage_loss: 10\nrandom_seed: 1701\n';
+
+function blobsOf(file: string, layer: string): number[][] {
+  const net: NetParameter = decodeNetParameter(readFileSync(file));
+  return net.layer.find((l) => l.name === layer)!.blobs.map((b) => Array.from(b.data));
+}
+
 describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit)', () => {
   const tmp = tempDir('caffe-frcnn-');
   beforeAll(async () => {
     await writeDevkit(join(tmp.path, 'VOCdevkit', 'VOC2007'));
     writeFileSync(join(tmp.path, 'train.prototxt'), TINY_FASTER_RCNN_TRAIN);
-    writeFileSync(
-      join(tmp.path, 'solver.prototxt'),
-      'net: "train.prototxt"\nbase_lr: 0.001\nmomentum: 0.9\nlr_policy: "fixed"\ndisplay: 10\naverage_loss: 10\nmax_iter: 60\nsnapshot_after_train: false\nrandom_seed: 1701\n',
-    );
-    // The small net's settings (64-pixel images, 64 RoIs), where py-faster-rcnn would take --cfg.
-    registerFasterRcnnPythonLayers(defaultPythonLayerRegistry(), TINY_FASTER_RCNN_TRAIN_CONFIG);
+    writeFileSync(join(tmp.path, 'tiny.yml'), TINY_YML);
+    writeFileSync(join(tmp.path, 'no_bbox_reg.yml'), `${TINY_YML.replace('TEST:', '  BBOX_REG: False\nTEST:')}`);
+    writeFileSync(join(tmp.path, 'solver.prototxt'), `${SOLVER}base_lr: 0.001\nmax_iter: 60\nsnapshot_after_train: false\n`);
+    // Learning rate 0: the weights stay the seeded fillers' (the same in every run), so snapshots compare.
+    writeFileSync(join(tmp.path, 'frozen.prototxt'), `${SOLVER}base_lr: 0\nmax_iter: 2\nsnapshot_prefix: "frozen"\n`);
+    writeFileSync(join(tmp.path, 'frozen_more.prototxt'), `${SOLVER}base_lr: 0\nmax_iter: 4\nsnapshot_prefix: "resumed"\n`);
   });
   afterAll(() => tmp.remove());
 
-  it('reads the image set, adds the mirrored copies, and the smoothed loss falls', async () => {
-    const run = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval'], tmp.path);
+  it('reads the config and the image set, adds the mirrored copies, and the smoothed loss falls', async () => {
+    const run = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml'], tmp.path);
     expect(run.stderr, run.stderr).toBe('');
     expect(run.code).toBe(0);
     const lines = messages(run.log);
+    expect(lines).toContain(
+      'Loaded config from tiny.yml: EXP_DIR, TRAIN.HAS_RPN, TRAIN.IMS_PER_BATCH, TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED, TRAIN.RPN_POSITIVE_OVERLAP, ' +
+        "TRAIN.RPN_BATCHSIZE, TRAIN.PROPOSAL_METHOD, TRAIN.BG_THRESH_LO, TRAIN.SCALES, TRAIN.MAX_SIZE, TRAIN.BATCH_SIZE, TEST.HAS_RPN set over config.py's defaults",
+    );
+    expect(lines).toContain("Not read by caffe-ts (they concern py-faster-rcnn's own paths, devices and proposal files): EXP_DIR, TRAIN.PROPOSAL_METHOD");
     expect(lines).toContain('Loaded 8 roidb entries (with mirrored copies) from VOCdevkit/VOC2007 trainval');
     const losses = lines.map((l) => /^Iteration (\d+) \(.*\), loss = ([\d.e+-]+)$/.exec(l)).filter((m) => m !== null).map((m) => Number(m![2]));
     expect(losses.length).toBe(6);
@@ -70,12 +99,53 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     expect(losses.at(-1)!).toBeLessThan(0.7 * losses[1]!);
   });
 
-  it('refuses --workers and a malformed spec, in one line each', async () => {
-    const workers = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--workers', '2'], tmp.path);
-    expect(workers.code).toBe(1);
-    expect(workers.stderr).toMatch(/--roidb trains on one thread/);
+  it('on 2 workers (each its share of two image sets), snapshots hold bbox_pred unnormalized as train.py writes them; a resume normalizes them again', async () => {
+    const roidb = 'voc:VOCdevkit/VOC2007:trainval+voc:VOCdevkit/VOC2007:trainval';
+    const parallel = await caffe(['train', '--solver', 'frozen.prototxt', '--roidb', roidb, '--cfg', 'tiny.yml', '--workers', '2'], tmp.path);
+    expect(parallel.stderr, parallel.stderr).toBe('');
+    expect(parallel.code).toBe(0);
+    const lines = messages(parallel.log);
+    expect(lines.filter((l) => l === 'Loaded 8 roidb entries (with mirrored copies) from VOCdevkit/VOC2007 trainval')).toHaveLength(2);
+    expect(lines.some((l) => l.startsWith('Data-parallel training: 2 replicas (effective batch 2 × batch_size)'))).toBe(true);
+    expect(lines).toContain('Snapshots hold bbox_pred unnormalized (× BBOX_NORMALIZE_STDS, + MEANS), ready for testing, as train.py writes them');
+    const unnormalized = blobsOf(join(tmp.path, 'frozen_iter_2.caffemodel'), 'bbox_pred');
+
+    // Without bounding-box regression train.py saves the weights as they are: the same fillers.
+    const plain = await caffe(['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'no_bbox_reg.yml'], tmp.path);
+    expect(plain.code, plain.stderr).toBe(0);
+    const [w, b] = blobsOf(join(tmp.path, 'frozen_iter_2.caffemodel'), 'bbox_pred');
+    const stds = [0.1, 0.1, 0.2, 0.2];
+    const rows = b!.length;
+    expect(rows).toBe(12); // 3 classes × 4 deltas
+    expect(w!.some((v) => v !== 0)).toBe(true);
+    const perRow = w!.length / rows;
+    unnormalized[0]!.forEach((v, k) => expect(v).toBeCloseTo(w![k]! * stds[Math.floor(k / perRow) % 4]!, 7));
+    unnormalized[1]!.forEach((v, i) => expect(v).toBeCloseTo(b![i]! * stds[i % 4]!, 7));
+    // Resuming from the unnormalized snapshot of the plain run would be wrong; from the first one
+    // (rewritten by this run), restore normalizes bbox_pred again, and the frozen weights are saved
+    // unnormalized once more: the same values, not scaled twice.
+    const again = await caffe(['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml'], tmp.path);
+    expect(again.code, again.stderr).toBe(0);
+    const resumed = await caffe(['train', '--solver', 'frozen_more.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml', '--snapshot', 'frozen_iter_2.solverstate'], tmp.path);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const after = blobsOf(join(tmp.path, 'resumed_iter_4.caffemodel'), 'bbox_pred');
+    after[0]!.forEach((v, k) => expect(v).toBeCloseTo(unnormalized[0]![k]!, 7));
+    after[1]!.forEach((v, i) => expect(v).toBeCloseTo(unnormalized[1]![i]!, 7));
+  });
+
+  it('refuses --split_batch, --cfg without --roidb, a malformed spec and a bad config, in one line each', async () => {
+    const split = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--workers', '2', '--split_batch'], tmp.path);
+    expect(split.code).toBe(1);
+    expect(split.stderr).toMatch(/--roidb with --split_batch: a Faster R-CNN batch is one image/);
+    const cfg = await caffe(['train', '--solver', 'solver.prototxt', '--cfg', 'tiny.yml'], tmp.path);
+    expect(cfg.code).toBe(1);
+    expect(cfg.stderr).toMatch(/--cfg configures py-faster-rcnn training: give --roidb too/);
     const bad = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'VOCdevkit'], tmp.path);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET/);
+    writeFileSync(join(tmp.path, 'typo.yml'), 'TRAIN:\n  HAS_RPN: True\n  SCALE: [600]\n');
+    const typo = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'typo.yml'], tmp.path);
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toMatch(/typo\.yml:3:3: 'TRAIN\.SCALE' is not a valid config key/);
   });
 });

@@ -431,6 +431,59 @@ defaultLayerRegistry().register({ type: 'Slow', create: (p, ctx) => new Slow(p, 
     expectClose(resumed.losses, whole.losses.slice(8), 1e-6);
     expectClose(resumed.params.flat(), whole.params.flat(), 1e-6);
   });
+  it('replicaSetup: every replica runs beforeBuild (a layer type registered at run time) and afterBuild with its rank; rank 0 alone gets count 1', async () => {
+    // The setup registers 'RankValue' (a source of 4 × 2 values) and gives replica r the value
+    // base + r. With y = x·w summed as the loss (w = 0.5), each replica's gradient is 4 × value per
+    // weight, so one SGD step (lr 0.01) moves w by 0.01 × the replicas' mean of it.
+    const setupFile = join(dir.path, 'rank-setup.mjs');
+    writeFileSync(
+      setupFile,
+      `import { defaultLayerRegistry, Layer } from '@caffe-ts/layers';
+class RankValue extends Layer {
+  type = 'RankValue';
+  value = NaN;
+  reshape(bottom, top) { top[0].reshape([4, 2]); }
+  forwardCpu(bottom, top) { top[0].mutableCpuData().fill(this.value); }
+  backwardCpu() {}
+}
+export function beforeBuild() {
+  defaultLayerRegistry().register({ type: 'RankValue', create: (p, c) => new RankValue(p, c) }, { override: true });
+}
+export function afterBuild(net, data, replica) {
+  net.layers.find((l) => l.type === 'RankValue').value = data.base + replica.rank;
+  if (replica.rank === 0) globalThis.rankZeroSetup = { ...replica };
+}
+`,
+    );
+    const param = createMessage<SolverParameter>('SolverParameter', {
+      net_param: {
+        name: 'ranks',
+        layer: [
+          { name: 'x', type: 'RankValue', top: ['x'] },
+          { name: 'ip', type: 'InnerProduct', bottom: ['x'], top: ['y'], loss_weight: [1], inner_product_param: { num_output: 1, bias_term: false, weight_filler: { type: 'constant', value: 0.5 } } },
+        ],
+      },
+      base_lr: 0.01, lr_policy: 'fixed', max_iter: 1, display: 0, snapshot_after_train: false,
+    });
+    const replicaSetup = { module: pathToFileURL(setupFile).href, data: { base: 1 } };
+    const g = globalThis as { rankZeroSetup?: unknown };
+    for (const [workers, w, loss, replica] of [[2, 0.5 - 0.01 * 4 * 1.5, 6, { rank: 0, count: 2 }], [1, 0.5 - 0.01 * 4, 4, { rank: 0, count: 1 }]] as const) {
+      g.rankZeroSetup = undefined;
+      const { dp, solver } = await parallelSolver(param, { workers, replicaSetup });
+      const losses: number[] = [];
+      solver.addCallback({ onIteration: (info) => losses.push(info.loss) });
+      try {
+        expect(dp.active).toBe(workers > 1);
+        await solver.step(1);
+        expect(g.rankZeroSetup).toEqual(replica);
+        expect(losses).toEqual([loss]);
+        for (const v of solver.net.learnableParams[0]!.cpuData()) expect(v).toBeCloseTo(w, 6);
+      } finally {
+        await solver.close();
+      }
+    }
+  });
+
   it("a failure inside a worker is a ParallelWorkerError naming the rank and the layer", async () => {
     // The calling thread's 'Boom' passes data through; the workers load one that throws.
     class PassLayer extends Layer {

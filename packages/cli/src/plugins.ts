@@ -38,13 +38,23 @@ export function resolvePlugin(spec: string): string {
   } catch {
     // Not installed in the user's project (or an ESM-only export): the CLI's own dependencies.
   }
+  const own = ownModuleUrl(spec);
+  if (own !== spec) return own;
+  throw new UsageError(`--plugin ${spec}: cannot find the module from ${userCwd()} or from the caffe command's own packages`);
+}
+
+/**
+ * A module of the caffe command's own dependencies as a URL a worker thread can import (their
+ * bare specifiers would resolve from the worker script's package instead); `spec` unchanged where
+ * it cannot be resolved.
+ */
+export function ownModuleUrl(spec: string): string {
   const resolve = (import.meta as { resolve?: (s: string) => string }).resolve;
   try {
-    if (resolve) return resolve(spec);
+    return resolve ? resolve(spec) : spec;
   } catch {
-    // Reported below.
+    return spec;
   }
-  throw new UsageError(`--plugin ${spec}: cannot find the module from ${userCwd()} or from the caffe command's own packages`);
 }
 
 /**

@@ -31,6 +31,10 @@ export interface FasterRcnnTrainConfig {
   ASPECT_GROUPING: boolean;
   /** The data layer feeds an RPN (tops data, im_info, gt_boxes); false is Fast R-CNN with precomputed proposals. */
   HAS_RPN: boolean;
+  /** Train the bounding-box regressors (train.py then unnormalizes bbox_pred in its snapshots). */
+  BBOX_REG: boolean;
+  /** Train on normalized regression targets (with an RPN: by the precomputed means and stds). */
+  BBOX_NORMALIZE_TARGETS: boolean;
   /** Divide ProposalTargetLayer's targets by BBOX_NORMALIZE_STDS after subtracting BBOX_NORMALIZE_MEANS. */
   BBOX_NORMALIZE_TARGETS_PRECOMPUTED: boolean;
   BBOX_NORMALIZE_MEANS: readonly [number, number, number, number];
@@ -56,6 +60,10 @@ export interface FasterRcnnTrainConfig {
   RPN_PRE_NMS_TOP_N: number;
   RPN_POST_NMS_TOP_N: number;
   RPN_MIN_SIZE: number;
+  /** train.py's snapshot interval, in iterations (used when the solver file's `snapshot` is 0, as py-faster-rcnn's are). */
+  SNAPSHOT_ITERS: number;
+  /** Put into snapshot names after the solver's snapshot_prefix, after an underscore ('' : nothing). */
+  SNAPSHOT_INFIX: string;
 }
 
 /** cfg.TEST: what test-time code reads (detectFasterRcnn's defaults and the proposal layer's TEST settings). */
@@ -76,6 +84,8 @@ export interface FasterRcnnConfig {
   TEST: FasterRcnnTestConfig;
   /** BGR means subtracted from the pixels. */
   PIXEL_MEANS: readonly [number, number, number];
+  /** train_net.py's seed (numpy's and Caffe's) unless --rand. */
+  RNG_SEED: number;
 }
 
 /** Overrides of some of the settings, as a py-faster-rcnn yml file gives them. */
@@ -83,6 +93,7 @@ export interface FasterRcnnConfigOverrides {
   TRAIN?: Partial<FasterRcnnTrainConfig>;
   TEST?: Partial<FasterRcnnTestConfig>;
   PIXEL_MEANS?: readonly [number, number, number];
+  RNG_SEED?: number;
 }
 
 const freeze4 = (a: number, b: number, c: number, d: number) => Object.freeze([a, b, c, d] as const);
@@ -100,6 +111,8 @@ export const FASTER_RCNN_TRAIN_CONFIG: Readonly<FasterRcnnTrainConfig> = Object.
   USE_FLIPPED: true,
   ASPECT_GROUPING: true,
   HAS_RPN: true,
+  BBOX_REG: true,
+  BBOX_NORMALIZE_TARGETS: true,
   BBOX_NORMALIZE_TARGETS_PRECOMPUTED: true,
   BBOX_NORMALIZE_MEANS: freeze4(0, 0, 0, 0),
   BBOX_NORMALIZE_STDS: freeze4(0.1, 0.1, 0.2, 0.2),
@@ -115,6 +128,8 @@ export const FASTER_RCNN_TRAIN_CONFIG: Readonly<FasterRcnnTrainConfig> = Object.
   RPN_PRE_NMS_TOP_N: 12000,
   RPN_POST_NMS_TOP_N: 2000,
   RPN_MIN_SIZE: 16,
+  SNAPSHOT_ITERS: 10000,
+  SNAPSHOT_INFIX: '',
 });
 
 /** config.py's TEST defaults with faster_rcnn_end2end.yml applied. */
@@ -136,6 +151,16 @@ export const FASTER_RCNN_CONFIG: Readonly<FasterRcnnConfig> = Object.freeze({
   // The same numbers as the detect entry's FASTER_RCNN_PIXEL_MEANS (kept apart so that this entry
   // does not load the detection pipeline).
   PIXEL_MEANS: Object.freeze([102.9801, 115.9465, 122.7717] as const),
+  RNG_SEED: 3,
+});
+
+/**
+ * What faster_rcnn_end2end.yml changes in config.py's defaults: a yml file given to `caffe train
+ * --cfg` applies to config.py's own defaults (these undone), as cfg_from_file does.
+ */
+export const PY_FASTER_RCNN_DEFAULTS: Readonly<FasterRcnnConfigOverrides> = Object.freeze({
+  TRAIN: Object.freeze({ IMS_PER_BATCH: 2, BG_THRESH_LO: 0.1, HAS_RPN: false, BBOX_NORMALIZE_TARGETS_PRECOMPUTED: false }),
+  TEST: Object.freeze({ HAS_RPN: false }),
 });
 
 /**
@@ -147,6 +172,7 @@ export function fasterRcnnConfig(overrides: FasterRcnnConfigOverrides = {}): Fas
   const TRAIN = { ...FASTER_RCNN_TRAIN_CONFIG, ...overrides.TRAIN };
   const TEST = { ...FASTER_RCNN_TEST_CONFIG, ...overrides.TEST };
   const PIXEL_MEANS = overrides.PIXEL_MEANS ?? FASTER_RCNN_CONFIG.PIXEL_MEANS;
+  const RNG_SEED = overrides.RNG_SEED ?? FASTER_RCNN_CONFIG.RNG_SEED;
   const bad = (key: string, rule: string, got: unknown): never => {
     throw new LayerError(`Faster R-CNN config: ${key} ${rule} (got ${JSON.stringify(got)})`);
   };
@@ -154,7 +180,7 @@ export function fasterRcnnConfig(overrides: FasterRcnnConfigOverrides = {}): Fas
     const v = TRAIN[key];
     if (!(v >= 0 && v <= 1)) bad(`TRAIN.${key}`, 'must be in [0, 1]', v);
   }
-  for (const key of ['MAX_SIZE', 'IMS_PER_BATCH', 'BATCH_SIZE', 'RPN_BATCHSIZE'] as const) {
+  for (const key of ['MAX_SIZE', 'IMS_PER_BATCH', 'BATCH_SIZE', 'RPN_BATCHSIZE', 'SNAPSHOT_ITERS'] as const) {
     const v = TRAIN[key];
     if (!(Number.isInteger(v) && v > 0)) bad(`TRAIN.${key}`, 'must be a positive integer', v);
   }
@@ -168,7 +194,12 @@ export function fasterRcnnConfig(overrides: FasterRcnnConfigOverrides = {}): Fas
   }
   if (TRAIN.BBOX_NORMALIZE_STDS.some((s) => s === 0)) bad('TRAIN.BBOX_NORMALIZE_STDS', 'must not hold 0', TRAIN.BBOX_NORMALIZE_STDS);
   if (PIXEL_MEANS.length !== 3 || PIXEL_MEANS.some((x) => !Number.isFinite(x))) bad('PIXEL_MEANS', 'must hold 3 numbers (B, G, R)', PIXEL_MEANS);
-  return { TRAIN, TEST, PIXEL_MEANS };
+  if (!Number.isInteger(RNG_SEED)) bad('RNG_SEED', 'must be an integer', RNG_SEED);
+  if (TRAIN.HAS_RPN && TRAIN.BBOX_REG && TRAIN.BBOX_NORMALIZE_TARGETS && !TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED) {
+    // train.py's assertion: an RPN's targets have no statistics to compute beforehand.
+    bad('TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED', 'must be true with TRAIN.HAS_RPN, BBOX_REG and BBOX_NORMALIZE_TARGETS', false);
+  }
+  return { TRAIN, TEST, PIXEL_MEANS, RNG_SEED };
 }
 
 /** Draws `size` distinct items of `from` in random order (numpy's choice(replace=False)). */

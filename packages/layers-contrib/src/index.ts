@@ -62,11 +62,14 @@ export {
   FASTER_RCNN_TRAIN_CONFIG,
   FASTER_RCNN_TEST_CONFIG,
   fasterRcnnConfig,
+  PY_FASTER_RCNN_DEFAULTS,
   type FasterRcnnConfig,
   type FasterRcnnConfigOverrides,
   type FasterRcnnTrainConfig,
   type FasterRcnnTestConfig,
 } from './faster-rcnn-config.js';
+export { parseFasterRcnnCfg, FasterRcnnConfigError, type FasterRcnnCfgFile } from './faster-rcnn-cfg-file.js';
+export { bboxPredSnapshotWeights, type BboxPredSnapshotWeights } from './bbox-pred-snapshot.js';
 export {
   PyAnchorTargetLayer,
   anchorTargets,
@@ -94,6 +97,8 @@ export {
   readRoidbImage,
   roiDataLayerOf,
   setRoidb,
+  roidbShare,
+  type RoidbReplicaData,
   trainingImageScale,
   PY_FASTER_RCNN_ROI_DATA,
   type RoidbEntry,

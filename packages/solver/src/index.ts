@@ -9,6 +9,7 @@ export {
   type SolverOptions,
   type SolverIO,
   type SolverCallback,
+  type SnapshotWeightsAdapter,
   type SolverAction,
   type SnapshotData,
   type IterationInfo,

@@ -10,6 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { AdamSolver } from './adam-solver.js';
 import { createNodeSolver, loadSolverFromFile } from './node.js';
 import type { SGDSolver } from './sgd-solver.js';
+import type { SnapshotWeightsAdapter } from './solver.js';
 import { regressionNetText, sequentialFeed, solverParam, testRegistry, type Feed } from './test-fixtures.js';
 
 const dirs: string[] = [];
@@ -76,6 +77,36 @@ describe('snapshots on disk', () => {
     expect(resumed.iter).toBe(6);
     resumed.net.learnableParams.forEach((p, i) => expect(p.cpuData()).toEqual(straight.net.learnableParams[i]!.cpuData()));
     (resumed as SGDSolver).history.forEach((h, i) => expect(h.cpuData()).toEqual((straight as SGDSolver).history[i]!.cpuData()));
+  });
+
+  it('snapshotWeights: the model file holds the mapped weights, and a resume maps them back and continues bit-identically', async () => {
+    const dir = tmp();
+    const straight = await nodeSolver({ max_iter: 6, snapshot_after_train: false }, dir);
+    await straight.solve();
+    // Every weight doubled in the file (exact in float), halved again on restore.
+    const doubled: SnapshotWeightsAdapter = {
+      toFile(net) {
+        for (const l of net.layer) for (const b of l.blobs) for (let i = 0; i < b.data.length; i++) b.data[i] = b.data[i]! * 2;
+        return net;
+      },
+      fromFile(net) {
+        for (const p of net.learnableParams) p.mutableCpuData().forEach((v, i, a) => (a[i] = v / 2));
+      },
+    };
+    const first = await nodeSolver({ max_iter: 3, snapshot: 3, snapshot_prefix: join(dir, 'run') }, dir);
+    first.snapshotWeights = doubled;
+    await first.solve();
+    const file = decodeNetParameter(readFileSync(join(dir, 'run_iter_3.caffemodel')));
+    const saved = file.layer.flatMap((l) => l.blobs.map((b) => Array.from(b.data)));
+    expect(saved).toEqual(first.net.learnableParams.map((p) => Array.from(p.cpuData(), (v) => v * 2)));
+    expect(saved.flat().some((v) => v !== 0)).toBe(true);
+
+    const feed = sequentialFeed(2);
+    feed.counters = { 0: 3 };
+    const resumed = await nodeSolver({ max_iter: 6, snapshot_after_train: false }, dir, feed);
+    resumed.snapshotWeights = doubled;
+    await resumed.solve(join(dir, 'run_iter_3.solverstate'));
+    resumed.net.learnableParams.forEach((p, i) => expect(p.cpuData()).toEqual(straight.net.learnableParams[i]!.cpuData()));
   });
 
   it('writes atomically: no temp files are left, and a rewrite replaces the file', async () => {

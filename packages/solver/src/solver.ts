@@ -115,6 +115,16 @@ export interface TestResult {
   loss?: number;
 }
 
+/**
+ * How a snapshot's model file differs from the trained net (Solver.snapshotWeights): `toFile`
+ * maps the net's weights (a fresh NetParameter, safe to change in place) to what the file holds;
+ * `fromFile` maps weights loaded from such a file back, in place on the net.
+ */
+export interface SnapshotWeightsAdapter {
+  toFile(net: NetParameter): NetParameter;
+  fromFile(net: Net): void;
+}
+
 /** Listeners; Caffe's Solver::Callback (onStart, onGradientsReady) plus result hooks. */
 export interface SolverCallback {
   onStart?(solver: Solver): void;
@@ -377,6 +387,12 @@ export abstract class Solver {
   readonly meanScores: number[][] = [];
   /** Set to spread the gradient computation (data parallelism); unset, the train net computes it. */
   gradientComputer: GradientComputer | undefined;
+  /**
+   * Set when the weights a snapshot's model file holds differ from those the net trains
+   * (py-faster-rcnn's bbox_pred, saved unnormalized so that the file is ready for testing):
+   * applied to each snapshot's weights, and undone on the net after `restore` loads them.
+   */
+  snapshotWeights: SnapshotWeightsAdapter | undefined;
 
   /** The registered type string ('SGD', 'Adam', …). */
   abstract get type(): string;
@@ -789,7 +805,7 @@ export abstract class Solver {
       format,
       modelFile,
       stateFile: this.snapshotFilename(`.solverstate${suffix}`),
-      net: this.net.toProto(this.param.snapshot_diff),
+      net: this.snapshotWeights ? this.snapshotWeights.toFile(this.net.toProto(this.param.snapshot_diff)) : this.net.toProto(this.param.snapshot_diff),
       state: this.snapshotSolverState(modelFile),
       writeDiff: this.param.snapshot_diff,
       trainNet: this.net,
@@ -823,7 +839,10 @@ export abstract class Solver {
     if (!this.io) throw new SolverError(`cannot restore '${stateFile}': this solver has no file access (use @caffe-ts/solver/node)`);
     this.log.info(`Restoring previous solver status from ${stateFile}`);
     const state = await this.io.readSolverState(stateFile);
-    if (hasField(state, 'learned_net')) await this.io.loadLearnedNet(this.net, state.learned_net, stateFile);
+    if (hasField(state, 'learned_net')) {
+      await this.io.loadLearnedNet(this.net, state.learned_net, stateFile);
+      this.snapshotWeights?.fromFile(this.net);
+    }
     this.restoreSolverState(state);
   }
 

@@ -1,6 +1,5 @@
 import { logger } from '@caffe-ts/blob';
-import { readVocRoidb } from '@caffe-ts/io-leveldb';
-import { getTrainingRoidb, registerContribLayers, setRoidb } from '@caffe-ts/layers-contrib';
+import { setRoidb } from '@caffe-ts/layers-contrib';
 import { copyTrainedLayersFromFile } from '@caffe-ts/net/node';
 import { buildSolverFromFile, enableHdf5, isHdf5Path, readSolverFile } from '@caffe-ts/solver/node';
 import {
@@ -15,15 +14,16 @@ import {
 import { UsageError } from '../args.js';
 import { userCwd, userPath } from '../paths.js';
 import { backendFromFlags, cliRegistry } from './common.js';
-import { loadedPluginUrls } from '../plugins.js';
+import { loadedPluginUrls, ownModuleUrl } from '../plugins.js';
 import type { Command } from './index.js';
 import { startProgress, wantProgress, type Progress } from '../progress.js';
+import { applyFasterRcnnSolverSettings, parseRoidbSpec, prepareFasterRcnnRun, useFasterRcnnSnapshots } from './train-roidb.js';
 
 const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval[+voc:…] [--cfg faster_rcnn_end2end.yml]]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');
@@ -35,15 +35,16 @@ export const trainCommand: Command = {
     const stopOnNan = flags.bool('stop_on_nan');
     const parallelAsked = parallelFromFlags(flags.string('workers'), flags.bool('split_batch'), process.env.CAFFE_TS_WORKERS);
     const roidbSpec = flags.string('roidb');
-    const roidb = roidbSpec === undefined ? undefined : parseRoidbSpec(roidbSpec);
-    if (roidb && parallelAsked && !parallelAsked.optional) {
-      throw new UsageError('--roidb trains on one thread: the roidb is handed to the net\'s data layer (leave out --workers)');
+    const roidbSources = roidbSpec === undefined ? undefined : parseRoidbSpec(roidbSpec);
+    const cfgFile = flags.string('cfg');
+    if (cfgFile !== undefined && !roidbSources) throw new UsageError('--cfg configures py-faster-rcnn training: give --roidb too');
+    if (roidbSources && parallelAsked?.mode === 'split') {
+      throw new UsageError('--roidb with --split_batch: a Faster R-CNN batch is one image, which does not split (leave out --split_batch: each worker then trains on its own images)');
     }
     const backend = await backendFromFlags(flags);
     // The default mix is for the CPU backend: a device backend keeps the one thread that drives it.
-    let parallel = (parallelAsked?.optional && backend.name !== 'cpu') || roidb ? undefined : parallelAsked;
-    // py-faster-rcnn's training layers (RoIDataLayer and the target layers) are the contrib ports.
-    if (roidb) registerContribLayers(cliRegistry());
+    // With --roidb, replicas only when asked for (--workers N): each then reads its share of the roidb.
+    let parallel = parallelAsked?.optional && (backend.name !== 'cpu' || roidbSources) ? undefined : parallelAsked;
     const showProgress = wantProgress(flags);
     flags.checkAllUsed();
     if (!solverFile) throw new UsageError('Need a solver definition to train.');
@@ -60,6 +61,12 @@ export const trainCommand: Command = {
       stopOnNonFinite: stopOnNan,
     };
     const read = await readSolverFile(userPath(solverFile), solverOptions);
+    // py-faster-rcnn's training layers (RoIDataLayer and the target layers) are the contrib ports.
+    const frcnn = roidbSources ? await prepareFasterRcnnRun(roidbSources, cfgFile) : undefined;
+    if (frcnn) {
+      applyFasterRcnnSolverSettings(read.param, frcnn.config, read.rootDir);
+      if (parallel) parallel = { ...parallel, replicaSetup: frcnn.replicaSetup };
+    }
     if (parallel?.optional && probeWanted(read.param)) {
       // The default mix: time the candidates on short-lived copies of this solver, keep the fastest.
       // Asked for (CAFFE_TS_PARALLEL_PROBE=on), it times even a run too short for it to pay.
@@ -75,6 +82,11 @@ export const trainCommand: Command = {
       }
     }
     const solver = parallel ? await buildParallelSolverFromFile(read, parallel, solverOptions) : await buildSolverFromFile(read, solverOptions);
+    if (frcnn) {
+      useFasterRcnnSnapshots(solver, frcnn.config);
+      // py-faster-rcnn's train.py: the roidb handed to the data layer (replicas took their shares as they were built).
+      if (!parallel) setRoidb(solver.net, frcnn.roidb);
+    }
 
     if (snapshot) {
       log.info(`Resuming from ${snapshot}`);
@@ -86,13 +98,6 @@ export const trainCommand: Command = {
         copyTrainedLayersFromFile(solver.net, userPath(w));
         for (const t of solver.testNets) copyTrainedLayersFromFile(t, userPath(w));
       }
-    }
-
-    if (roidb) {
-      // py-faster-rcnn's train.py: the image set's roidb, with mirrored copies, handed to the data layer.
-      const entries = getTrainingRoidb(await readVocRoidb(userPath(roidb.devkit), roidb.imageSet));
-      log.info(`Loaded ${entries.length} roidb entries (with mirrored copies) from ${roidb.devkit} ${roidb.imageSet}`);
-      setRoidb(solver.net, entries);
     }
 
     const onSignal = (effect: SignalEffect) => () => {
@@ -135,14 +140,7 @@ function signalEffect(value: string, flag: string): SignalEffect {
 
 /** The layer plugins this CLI registers (its data layers, then --plugin's), as URLs a worker thread can import. */
 export function cliWorkerPlugins(): string[] {
-  const resolve = (import.meta as { resolve?: (s: string) => string }).resolve;
-  const own = ['@caffe-ts/io-leveldb/register'].map((spec) => {
-    try {
-      return resolve ? resolve(spec) : spec;
-    } catch {
-      return spec;
-    }
-  });
+  const own = ['@caffe-ts/io-leveldb/register'].map(ownModuleUrl);
   return [...own, ...loadedPluginUrls()];
 }
 
@@ -181,11 +179,4 @@ export function parallelFromFlags(value: string | undefined, split: boolean, env
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`--workers expects a positive integer or 'auto', got '${value}'`);
   if (n === 1) return undefined;
   return { workers: n, mode: split ? 'split' : 'replicate', register };
-}
-
-/** `--roidb voc:DEVKIT_YEAR_DIR:IMAGE_SET`, the one kind of roidb the command reads (readVocRoidb). */
-function parseRoidbSpec(spec: string): { devkit: string; imageSet: string } {
-  const m = /^voc:(.+):([^:]+)$/.exec(spec);
-  if (!m) throw new UsageError(`--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET (e.g. voc:VOCdevkit/VOC2007:trainval), got '${spec}'`);
-  return { devkit: m[1]!, imageSet: m[2]! };
 }

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FASTER_RCNN_CONFIG, fasterRcnnConfig, type FasterRcnnConfigOverrides } from '../faster-rcnn-config.js';
 import { FASTER_RCNN_PIXEL_MEANS } from '../faster-rcnn.js';
 import { registerContribLayers, registerFasterRcnnPythonLayers } from '../index.js';
-import { getTrainingRoidb, prepareTrainingImage, roiDataLayerOf, setRoidb, trainingImageScale, type RoidbEntry, type RoidbImage } from './roi-data-layer.js';
+import { getTrainingRoidb, prepareTrainingImage, roiDataLayerOf, roidbShare, setRoidb, trainingImageScale, type RoidbEntry, type RoidbImage } from './roi-data-layer.js';
 
 const [MB, MG, MR] = FASTER_RCNN_PIXEL_MEANS as [number, number, number];
 
@@ -179,5 +179,18 @@ describe('RoIDataLayer (py-faster-rcnn roi_data_layer.layer)', () => {
     expect(FASTER_RCNN_CONFIG.TEST).toMatchObject({ SCALES: [600], MAX_SIZE: 1000, NMS: 0.3, RPN_PRE_NMS_TOP_N: 6000, RPN_POST_NMS_TOP_N: 300 });
     expect(fasterRcnnConfig({ TRAIN: { BATCH_SIZE: 64 } }).TRAIN).toMatchObject({ BATCH_SIZE: 64, FG_FRACTION: 0.25 });
     expect(() => fasterRcnnConfig({ TRAIN: { FG_FRACTION: 1.5 } })).toThrow('Faster R-CNN config: TRAIN.FG_FRACTION must be in [0, 1] (got 1.5)');
+  });
+});
+
+describe('roidbShare (data-parallel replicas)', () => {
+  const entry = (n: number): RoidbEntry => ({ image: `${n}.jpg`, width: 10, height: 10, boxes: [[0, 0, 5, 5]], gt_classes: [1], flipped: n >= 3 });
+  const roidb = [0, 1, 2, 3, 4, 5].map(entry);
+  it('gives replica r of N every N-th entry from r on: together every entry once, the mirrored copies shared out too', () => {
+    const shares = [0, 1, 2, 3].map((r) => roidbShare(roidb, r, 4).map((e) => e.image));
+    expect(shares).toEqual([['0.jpg', '4.jpg'], ['1.jpg', '5.jpg'], ['2.jpg'], ['3.jpg']]);
+    expect(roidbShare(roidb, 0, 1)).toEqual(roidb);
+  });
+  it('refuses more replicas than entries', () => {
+    expect(() => roidbShare(roidb.slice(0, 2), 2, 3)).toThrow('the roidb has 2 entries, too few for 3 replicas (each needs one at least)');
   });
 });

@@ -311,3 +311,18 @@ export function setRoidb(net: { layers: readonly Layer[] } | Layer, roidb: reado
   layer.setRoidb(roidb);
   return layer;
 }
+
+/** What each data-parallel replica gets (roidb-replica.ts): the whole training roidb and the config (structured-clonable). */
+export interface RoidbReplicaData {
+  roidb: readonly RoidbEntry[];
+  config?: FasterRcnnConfigOverrides;
+}
+
+/** The entries of `roidb` replica `rank` of `count` reads: every count-th from its rank on. */
+export function roidbShare(roidb: readonly RoidbEntry[], rank: number, count: number): RoidbEntry[] {
+  const share = roidb.filter((_, i) => i % count === rank);
+  if (share.length === 0) {
+    throw new LayerError(`the roidb has ${roidb.length} entries, too few for ${count} replicas (each needs one at least)`);
+  }
+  return share;
+}

@@ -37,6 +37,7 @@ import { ParallelConfigError, ParallelError, WorkerPool, availableCores } from '
 import { CMD, CTRL, SCALAR, STAT, STAT_WORDS, alignElements, scalarBytes, type ArenaRef, type ChunkInit, type ParamSlot } from './protocol.js';
 import { arenaReducer, arenaShare, divisibleUpdate, paramShare, ShareUpdater } from './update.js';
 import { allocArenaInKernelMemory, allocArenaMemory, createUpdateKernels, type ArenaMemory, type UpdateKernels } from './update-wasm.js';
+import { loadReplicaSetup, type ReplicaSetup, type ReplicaSetupModule } from './replica-setup.js';
 import { applyKernelThreads, arenaView, defaultSpinMs, LayerFailure, leadingSourceLayers, runLayers, runTimes, threadCpuMs } from './replica.js';
 import { chunkInputs, chunkNetParameter, chunkPlan, loadChunk, loadRows, lossTops, nextCut, scaleLossWeights, stagingLayout, stagingViews, type ChunkPlan } from './chunks.js';
 
@@ -54,6 +55,16 @@ export interface DataParallelOptions {
    * differs (pnpm's strict node_modules).
    */
   register?: readonly string[];
+  /**
+   * What every replica runs around building its train net, for what the net definition cannot
+   * say: `module` (resolved as `register`'s entries) may export `beforeBuild(data, replica)`,
+   * run on each thread before its net is built (e.g. registering layers configured at run time),
+   * and `afterBuild(net, data, replica)`, run on each net that reads the data (e.g. handing a
+   * Python data layer its share of the records: replica.rank of replica.count). Rank 0 runs them
+   * too, with count 1 when it trains alone or reads every batch itself (chunked split). `data`
+   * reaches the workers by structured clone. See ReplicaSetupModule.
+   */
+  replicaSetup?: ReplicaSetup;
   /**
    * Intra-op kernel threads per replica (default: max(1, floor(cores / workers)), so replicas ×
    * kernel threads never exceed the cores). Applied where @caffe-ts/blob offers setNumThreads.
@@ -213,6 +224,8 @@ export class DataParallel implements GradientComputer {
   readonly mode: ParallelMode;
   readonly kernelThreads: number;
   private readonly register: string[];
+  private readonly setup: ReplicaSetup | undefined;
+  private setupModule: ReplicaSetupModule | undefined;
   private readonly log;
   private trainPlan: { binary: Uint8Array; options: NetBuildOptions } | undefined;
   private trainNet: Net | undefined;
@@ -279,6 +292,7 @@ export class DataParallel implements GradientComputer {
     }
     this.kernelThreads = options.kernelThreads ?? Math.max(1, Math.floor(availableCores() / n));
     this.register = [...(options.register ?? [])];
+    this.setup = options.replicaSetup;
     this.log = options.log === false ? { info: () => {}, warn: () => {}, error: () => {} } : logger('parallel.cpp');
     this.profile = options.profile ?? false;
     this.optional = options.optional ?? false;
@@ -311,6 +325,10 @@ export class DataParallel implements GradientComputer {
    */
   readonly netFactoryAsync = async (param: NetParameter, options: NetBuildOptions): Promise<Net> => {
     if (this.trainPlan) return Net.create(param, options);
+    if (this.setup) {
+      this.setupModule = await loadReplicaSetup(this.setup);
+      await this.setupModule.beforeBuild?.(this.setup.data, { rank: 0, count: this.workers });
+    }
     if (this.off !== null) return this.buildAlone(param, options);
     if (this.mode === 'split' && this.chunksRequested !== 0) {
       const net = await this.buildChunked(param, options);
@@ -333,6 +351,7 @@ export class DataParallel implements GradientComputer {
     this.trainNet = net;
     try {
       this.checkShards(net);
+      await this.afterBuild(net, this.workers);
     } catch (e) {
       await net.close();
       if (!this.optional || !(e instanceof ParallelConfigError)) throw e;
@@ -362,6 +381,7 @@ export class DataParallel implements GradientComputer {
     const dataNet = await Net.create(plan.dataParam, { ...options, log: false });
     let mine: NetParameter;
     try {
+      await this.afterBuild(dataNet, 1);
       mine = chunkNetParameter(param, state, dataNet, plan);
     } catch (e) {
       await dataNet.close();
@@ -418,7 +438,18 @@ export class DataParallel implements GradientComputer {
     const net = await Net.create(param, options);
     this.trainPlan = { binary: new Uint8Array(0), options };
     this.trainNet = net;
+    try {
+      await this.afterBuild(net, 1);
+    } catch (e) {
+      await net.close();
+      throw e;
+    }
     return net;
+  }
+
+  /** The replica setup's afterBuild on rank 0's net that reads the data (`count` 1: it reads every batch). */
+  private async afterBuild(net: Net, count: number): Promise<void> {
+    if (this.setup) await this.setupModule?.afterBuild?.(net, this.setup.data, { rank: 0, count });
   }
 
   private checkShards(net: Net): void {
@@ -571,6 +602,7 @@ export class DataParallel implements GradientComputer {
         dtype,
         backend: o.backend?.name ?? 'cpu',
         register: this.register,
+        ...(this.setup ? { setup: this.setup } : {}),
         kernelThreads: this.kernelThreads,
         seed: solver.param.random_seed,
         iterSize: solver.param.iter_size,

@@ -18,6 +18,7 @@ export { applyKernelThreads, threadTimes } from './replica.js';
 export { chooseParallelism, type ParallelPlan } from './plan.js';
 export { parallelForward, type ParallelForwardOptions, type ForwardArray } from './forward.js';
 export { type RankStats } from './data-parallel.js';
+export { type ReplicaSetup, type ReplicaSetupModule, type ReplicaInfo } from './replica-setup.js';
 export {
   describePlan,
   parallelCandidates,

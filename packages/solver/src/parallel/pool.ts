@@ -134,8 +134,17 @@ export class WorkerPool {
     let entry: WorkerEntry | undefined;
     for (let rank = 1; rank < this.count; rank++) {
       const base = initFor(rank);
-      entry ??= await workerEntry(base.register);
-      const init: WorkerInit = { ...base, register: entry.register, control: this.control, losses: this.losses, stats: this.stats };
+      // The replica setup's module is imported like a plugin (the dev bundle maps it the same way).
+      const n = base.register.length;
+      entry ??= await workerEntry(base.setup ? [...base.register, base.setup.module] : base.register);
+      const init: WorkerInit = {
+        ...base,
+        register: entry.register.slice(0, n),
+        ...(base.setup ? { setup: { ...base.setup, module: entry.register[n]! } } : {}),
+        control: this.control,
+        losses: this.losses,
+        stats: this.stats,
+      };
       // A replica decodes its own records on its own thread: no decode pool of its own (io-leveldb
       // starts up to min(cores − 1, 4) decode workers per thread otherwise), unless the user set a count.
       const env = { ...process.env, CAFFE_TS_DECODE_WORKERS: process.env.CAFFE_TS_DECODE_WORKERS ?? '0' };

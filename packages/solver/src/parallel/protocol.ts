@@ -98,6 +98,8 @@ export interface WorkerInit {
   backend: string;
   /** Module specifiers or URLs imported before the net is built (layer plugins). */
   register: string[];
+  /** DataParallelOptions.replicaSetup (train replicas only). */
+  setup?: { module: string; data?: unknown };
   /** Intra-op kernel threads for this replica (blob's setNumThreads, before the net is built). */
   kernelThreads: number;
   /** Global seed (random_seed) or -1. */

@@ -16,6 +16,7 @@ import { createUpdateKernels } from './update-wasm.js';
 import { runForwardRows } from './forward.js';
 import { chunkInputs, loadChunk, loadRows, lossTops, scaleLossWeights, stagingViews } from './chunks.js';
 import { defaultSpinMs, spinWhileEqual } from './replica.js';
+import { loadReplicaSetup } from './replica-setup.js';
 import { applyKernelThreads, arenaView, runLayers, runTimes, leadingSourceLayers, LayerFailure, threadCpuMs, waitWhileEqual } from './replica.js';
 
 const init = workerData as WorkerInit;
@@ -71,10 +72,13 @@ async function build(): Promise<Net> {
   registerBuiltinLayers(registry);
   // Plugins register their layers (and schema extensions) into the default registry on import.
   for (const spec of init.register) await import(spec);
+  const replica = { rank: init.rank, count: init.count };
+  const setup = init.setup ? await loadReplicaSetup(init.setup) : null;
+  await setup?.beforeBuild?.(init.setup!.data, replica);
   await applyKernelThreads(init.kernelThreads);
   if (init.seed >= 0) setRandomSeed(init.seed);
   const param = decodeBinary('NetParameter', init.netBinary) as NetParameter;
-  return Net.create(param, {
+  const net = await Net.create(param, {
     phase: init.phase,
     level: init.level,
     stages: init.stages,
@@ -85,6 +89,9 @@ async function build(): Promise<Net> {
     ...(init.netFile !== undefined ? { name: init.netFile } : {}),
     ...(init.shard ? { shard: { index: init.rank, count: init.count } } : {}),
   });
+  // Chunked split: this replica's net has Input layers where the data layers were (rank 0 reads).
+  if (!init.chunked) await setup?.afterBuild?.(net, init.setup!.data, replica);
+  return net;
 }
 
 /**

@@ -1,0 +1,236 @@
+/*
+ * py-faster-rcnn's yml config files (experiments/cfgs/*.yml, train_net.py's --cfg) read as
+ * cfg_from_file reads them: applied over config.py's defaults, every key one config.py knows.
+ * The file is YAML 1.1, as PyYAML reads it (True, yes and on are booleans). Where cfg_from_file
+ * would fail on a key it does not know or a value of another type, this fails too, naming the
+ * file, line and column; it is lenient only where Python's type check is an accident of the
+ * language: a list where config.py has a tuple (`SCALES: [400, 500]`, which PyYAML cannot give as
+ * a tuple without `!!python/tuple`) and an integer where it has a float (`FG_FRACTION: 1`).
+ */
+import { LayerError } from '@caffe-ts/layers';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import { fasterRcnnConfig, PY_FASTER_RCNN_DEFAULTS, type FasterRcnnConfig } from './faster-rcnn-config.js';
+
+/** A yml config that is malformed or does not fit config.py: file, line and column (1-based) and the key. */
+export class FasterRcnnConfigError extends LayerError {
+  override readonly name: string = 'FasterRcnnConfigError';
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+  /** The dotted key (e.g. 'TRAIN.SCALES'); '' for the file as a whole. */
+  readonly key: string;
+  /** The message without the `file:line:column:` prefix. */
+  readonly reason: string;
+
+  constructor(reason: string, where: { file: string; line: number; column: number; key: string }) {
+    super(`${where.file}:${where.line}:${where.column}: ${reason}`);
+    this.file = where.file;
+    this.line = where.line;
+    this.column = where.column;
+    this.key = where.key;
+    this.reason = reason;
+  }
+}
+
+/** A config.py value's kind: how a yml value for it is checked and converted. */
+type Kind = 'bool' | 'int' | 'float' | 'str' | 'ints' | 'floats4' | 'means';
+
+/** Every key of config.py's cfg, by section, with its kind; `used`: caffe-ts reads it. */
+const KEYS: Record<'' | 'TRAIN' | 'TEST', Record<string, { kind: Kind; used: boolean }>> = {
+  '': {
+    DEDUP_BOXES: { kind: 'float', used: false },
+    PIXEL_MEANS: { kind: 'means', used: true },
+    RNG_SEED: { kind: 'int', used: true },
+    EPS: { kind: 'float', used: false },
+    ROOT_DIR: { kind: 'str', used: false },
+    DATA_DIR: { kind: 'str', used: false },
+    MODELS_DIR: { kind: 'str', used: false },
+    MATLAB: { kind: 'str', used: false },
+    EXP_DIR: { kind: 'str', used: false },
+    USE_GPU_NMS: { kind: 'bool', used: false },
+    GPU_ID: { kind: 'int', used: false },
+  },
+  TRAIN: {
+    SCALES: { kind: 'ints', used: true },
+    MAX_SIZE: { kind: 'int', used: true },
+    IMS_PER_BATCH: { kind: 'int', used: true },
+    BATCH_SIZE: { kind: 'int', used: true },
+    FG_FRACTION: { kind: 'float', used: true },
+    FG_THRESH: { kind: 'float', used: true },
+    BG_THRESH_HI: { kind: 'float', used: true },
+    BG_THRESH_LO: { kind: 'float', used: true },
+    USE_FLIPPED: { kind: 'bool', used: true },
+    BBOX_REG: { kind: 'bool', used: true },
+    BBOX_THRESH: { kind: 'float', used: false },
+    SNAPSHOT_ITERS: { kind: 'int', used: true },
+    SNAPSHOT_INFIX: { kind: 'str', used: true },
+    USE_PREFETCH: { kind: 'bool', used: false },
+    BBOX_NORMALIZE_TARGETS: { kind: 'bool', used: true },
+    BBOX_INSIDE_WEIGHTS: { kind: 'floats4', used: true },
+    BBOX_NORMALIZE_TARGETS_PRECOMPUTED: { kind: 'bool', used: true },
+    BBOX_NORMALIZE_MEANS: { kind: 'floats4', used: true },
+    BBOX_NORMALIZE_STDS: { kind: 'floats4', used: true },
+    PROPOSAL_METHOD: { kind: 'str', used: false },
+    ASPECT_GROUPING: { kind: 'bool', used: true },
+    HAS_RPN: { kind: 'bool', used: true },
+    RPN_POSITIVE_OVERLAP: { kind: 'float', used: true },
+    RPN_NEGATIVE_OVERLAP: { kind: 'float', used: true },
+    RPN_CLOBBER_POSITIVES: { kind: 'bool', used: true },
+    RPN_FG_FRACTION: { kind: 'float', used: true },
+    RPN_BATCHSIZE: { kind: 'int', used: true },
+    RPN_NMS_THRESH: { kind: 'float', used: true },
+    RPN_PRE_NMS_TOP_N: { kind: 'int', used: true },
+    RPN_POST_NMS_TOP_N: { kind: 'int', used: true },
+    RPN_MIN_SIZE: { kind: 'int', used: true },
+    RPN_BBOX_INSIDE_WEIGHTS: { kind: 'floats4', used: true },
+    RPN_POSITIVE_WEIGHT: { kind: 'float', used: true },
+  },
+  TEST: {
+    SCALES: { kind: 'ints', used: true },
+    MAX_SIZE: { kind: 'int', used: true },
+    NMS: { kind: 'float', used: true },
+    SVM: { kind: 'bool', used: false },
+    BBOX_REG: { kind: 'bool', used: false },
+    HAS_RPN: { kind: 'bool', used: true },
+    PROPOSAL_METHOD: { kind: 'str', used: false },
+    RPN_NMS_THRESH: { kind: 'float', used: true },
+    RPN_PRE_NMS_TOP_N: { kind: 'int', used: true },
+    RPN_POST_NMS_TOP_N: { kind: 'int', used: true },
+    RPN_MIN_SIZE: { kind: 'int', used: true },
+  },
+};
+
+const KIND_TEXT: Record<Kind, string> = {
+  bool: 'a boolean (True or False)',
+  int: 'an integer',
+  float: 'a number',
+  str: 'a string',
+  ints: 'a list of integers',
+  floats4: 'a list of 4 numbers',
+  means: 'the 3 pixel means (B, G, R), as [b, g, r] or [[[b, g, r]]]',
+};
+
+/** The result of reading a yml config: the whole config, and what the file set that caffe-ts does not read. */
+export interface FasterRcnnCfgFile {
+  config: FasterRcnnConfig;
+  /** The keys the file set, dotted ('TRAIN.SCALES'), in file order. */
+  set: string[];
+  /** Of those, the ones config.py knows but caffe-ts does not read (EXP_DIR, TRAIN.PROPOSAL_METHOD, …). */
+  unused: string[];
+}
+
+/**
+ * Read a py-faster-rcnn yml config (`text`, from `file`) over config.py's defaults and check the
+ * result (fasterRcnnConfig's rules). An empty file gives config.py's defaults. Throws a
+ * FasterRcnnConfigError naming the line and column of the offending key or value.
+ */
+export function parseFasterRcnnCfg(text: string, file = '<cfg>'): FasterRcnnCfgFile {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { version: '1.1', lineCounter: lines, prettyErrors: false });
+  const at = (offset: number | undefined, key: string, reason: string): never => {
+    const pos = lines.linePos(offset ?? 0);
+    throw new FasterRcnnConfigError(reason, { file, line: pos.line, column: pos.col, key });
+  };
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    at(e.pos[0], '', `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  }
+  const set: string[] = [];
+  const unused: string[] = [];
+  const overrides: { TRAIN: Record<string, unknown>; TEST: Record<string, unknown>; [key: string]: unknown } = {
+    TRAIN: { ...PY_FASTER_RCNN_DEFAULTS.TRAIN },
+    TEST: { ...PY_FASTER_RCNN_DEFAULTS.TEST },
+  };
+  const root = doc.contents;
+  if (root !== null && !(isScalar(root) && root.value === null)) {
+    if (!isMap(root)) at(root.range?.[0], '', 'expected a mapping of config keys (e.g. "TRAIN:" with its keys below it)');
+    readSection(root as YAMLMap, '', overrides, { at, set, unused });
+  }
+  let config: FasterRcnnConfig;
+  try {
+    config = fasterRcnnConfig(overrides as never);
+  } catch (e) {
+    // A value of the right type outside its range: point at the key that set it, when the file did.
+    const m = e instanceof LayerError ? /Faster R-CNN config: (\S+) (.*)$/.exec(e.message) : null;
+    if (!m) throw e;
+    const node = findKey(root, m[1]!);
+    return at(node?.range?.[0], m[1]!, `${m[1]} ${m[2]}${node ? '' : ' (after the file was applied to config.py\'s defaults)'}`);
+  }
+  return { config, set, unused };
+}
+
+interface ReadState {
+  at: (offset: number | undefined, key: string, reason: string) => never;
+  set: string[];
+  unused: string[];
+}
+
+function readSection(map: YAMLMap, section: '' | 'TRAIN' | 'TEST', out: Record<string, unknown>, state: ReadState): void {
+  for (const pair of map.items as Pair<Node, Node | null>[]) {
+    const keyNode = pair.key;
+    const name = isScalar(keyNode) ? String(keyNode.value) : '';
+    const dotted = section ? `${section}.${name}` : name;
+    const where = keyNode?.range?.[0];
+    if (section === '' && (name === 'TRAIN' || name === 'TEST')) {
+      if (!isMap(pair.value)) state.at(pair.value?.range?.[0] ?? where, name, `${name} must be a mapping of its keys`);
+      readSection(pair.value as YAMLMap, name, out[name] as Record<string, unknown>, state);
+      continue;
+    }
+    const spec = KEYS[section][name];
+    if (!spec) state.at(where, dotted, `'${dotted}' is not a valid config key (config.py has no such key)`);
+    const value = convert(pair.value, spec!.kind);
+    if (value === undefined) {
+      state.at(pair.value?.range?.[0] ?? where, dotted, `${dotted} must be ${KIND_TEXT[spec!.kind]} (got ${describe(pair.value)})`);
+    }
+    state.set.push(dotted);
+    // Checked like the rest, but kept out of the config: nothing here reads them.
+    if (spec!.used) out[name] = value;
+    else state.unused.push(dotted);
+  }
+}
+
+/** The yml value as the kind asks for it, or undefined when it does not fit. */
+function convert(node: Node | null, kind: Kind): unknown {
+  const json: unknown = node?.toJSON();
+  const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  switch (kind) {
+    case 'bool':
+      return typeof json === 'boolean' ? json : undefined;
+    case 'int':
+      return num(json) && Number.isInteger(json) ? json : undefined;
+    case 'float':
+      return num(json) ? json : undefined;
+    case 'str':
+      return typeof json === 'string' ? json : undefined;
+    case 'ints':
+      return Array.isArray(json) && json.every((v) => num(v) && Number.isInteger(v)) ? Object.freeze(json as number[]) : undefined;
+    case 'floats4':
+      return Array.isArray(json) && json.length === 4 && json.every(num) ? Object.freeze(json as number[]) : undefined;
+    case 'means': {
+      // config.py keeps them as a 1 × 1 × 3 array; a yml may nest them so, or give the 3 alone.
+      let v: unknown = json;
+      while (Array.isArray(v) && v.length === 1 && Array.isArray(v[0])) v = v[0];
+      return Array.isArray(v) && v.length === 3 && v.every(num) ? Object.freeze(v as number[]) : undefined;
+    }
+  }
+}
+
+function describe(node: Node | null): string {
+  const json: unknown = node?.toJSON();
+  if (json === null || json === undefined) return 'nothing';
+  return JSON.stringify(json);
+}
+
+/** The node of a dotted key in the file, if the file has it. */
+function findKey(root: unknown, dotted: string): Node | undefined {
+  let map: unknown = root;
+  const parts = dotted.split('.');
+  for (let i = 0; i < parts.length; i++) {
+    if (!isMap(map)) return undefined;
+    const pair = (map.items as Pair<Node, Node | null>[]).find((p) => isScalar(p.key) && p.key.value === parts[i]);
+    if (!pair) return undefined;
+    if (i === parts.length - 1) return pair.key ?? undefined;
+    map = pair.value;
+  }
+  return undefined;
+}
