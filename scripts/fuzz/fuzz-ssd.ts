@@ -5,6 +5,8 @@
  * layer's record decoding followed by its box pipeline (the fork's batch samplers, crop, expand,
  * mirror and resize on the decoded boxes and a raw image). Mutated boxes (NaN, ±∞, inverted,
  * far outside [0, 1]) must give a typed error or boxes, never an exception of another kind.
+ * Also the other detection training config a user hands over: py-faster-rcnn's yml (`caffe train
+ * --cfg`), through parseFasterRcnnCfg.
  */
 import { Rng } from '@caffe-ts/blob';
 import { CaffeError, createMessage, Phase, registerSsdForkSchema, type Datum, type TransformationParameter } from '@caffe-ts/proto';
@@ -12,6 +14,7 @@ import { annotationGroups, decodeAnnotatedRecord, encodeAnnotatedDatum } from '.
 import { AnnotatedTransformer, planarToImage } from '../../packages/io-leveldb/src/annotated-transformer.js';
 import { mapNameToLabel, parseJsonAnnotation, parseLabelMap, parseTxtAnnotation, parseXmlAnnotation } from '../../packages/io-leveldb/src/annotation-files.js';
 import { batchSamplerSpecs } from '../../packages/io-leveldb/src/ssd-sampler.js';
+import { parseFasterRcnnCfg } from '../../packages/layers-contrib/src/faster-rcnn-cfg-file.js';
 import type { Outcome, Reader, Seed } from './fuzz-core.js';
 
 const utf8 = new TextDecoder();
@@ -42,6 +45,24 @@ const COCO_JSON = JSON.stringify({
 
 const TXT = '1 10 20 110 220\n2 300 50 340 110\n1 0 0 639 479\n';
 
+/** faster_rcnn_end2end.yml with a few more keys of each kind (lists, nested means, strings). */
+const FRCNN_YML = `EXP_DIR: faster_rcnn_end2end
+TRAIN:
+  HAS_RPN: True
+  IMS_PER_BATCH: 1
+  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
+  RPN_POSITIVE_OVERLAP: 0.7
+  SCALES: !!python/tuple [400, 500]
+  BBOX_NORMALIZE_STDS: [0.1, 0.1, 0.2, 0.2]
+  SNAPSHOT_INFIX: ''
+  PROPOSAL_METHOD: gt
+  BG_THRESH_LO: 0.0
+TEST:
+  HAS_RPN: True
+PIXEL_MEANS: [[[102.9801, 115.9465, 122.7717]]]
+RNG_SEED: 3
+`;
+
 /** An 8 × 6 raw BGR image with one cat and one dog box (the second difficult). */
 function annotatedRecord(): Uint8Array {
   const h = 6, w = 8;
@@ -64,6 +85,7 @@ export function loadSsdSeeds(): Seed[] {
     { name: 'generated/000042.json', kind: 'annotation', bytes: bytes(COCO_JSON) },
     { name: 'generated/000007.txt', kind: 'annotation', bytes: bytes(TXT) },
     { name: 'generated/annotated-datum', kind: 'anno-datum', bytes: annotatedRecord() },
+    { name: 'generated/faster_rcnn_end2end.yml', kind: 'frcnn-cfg', bytes: bytes(FRCNN_YML) },
   ];
 }
 
@@ -98,6 +120,10 @@ const SAMPLERS = batchSamplerSpecs([
 ]);
 
 export const SSD_READERS: readonly Reader[] = [
+  {
+    name: 'parseFasterRcnnCfg',
+    run: (input) => (input.kind === 'frcnn-cfg' ? attempt(() => parseFasterRcnnCfg(utf8.decode(input.bytes), input.seed)) : undefined),
+  },
   {
     name: 'parseLabelMap',
     run: (input) => (input.kind === 'annotation' ? attempt(() => mapNameToLabel(parseLabelMap(utf8.decode(input.bytes), input.seed), true, input.seed)) : undefined),

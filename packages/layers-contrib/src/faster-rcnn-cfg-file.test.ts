@@ -78,6 +78,9 @@ RNG_SEED: 1701
     expect(errorOf('TRAIN:\n  BBOX_NORMALIZE_STDS: [0.1, 0.2]\n').message).toMatch(/^my\.yml:2:24: TRAIN\.BBOX_NORMALIZE_STDS must be a list of 4 numbers/);
     expect(errorOf('TRAIN: 3\n').message).toBe('my.yml:1:8: TRAIN must be a mapping of its keys');
     expect(errorOf('- a\n- b\n').message).toMatch(/^my\.yml:1:1: expected a mapping of config keys/);
+    // Aliases resolve as PyYAML resolves them; one that holds itself is refused like any other value.
+    expect(parseFasterRcnnCfg('TRAIN:\n  MAX_SIZE: &m 900\n  SCALES: [*m, 600]\n').config.TRAIN.SCALES).toEqual([900, 600]);
+    expect(errorOf('TRAIN: &a\n  SCALES: *a\n').message).toBe('my.yml:2:11: TRAIN.SCALES must be a list of integers (got a value that refers to itself)');
   });
 
   it('refuses values out of range at their key, and train.py\'s RPN assertion', () => {

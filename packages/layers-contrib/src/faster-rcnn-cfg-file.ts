@@ -8,7 +8,7 @@
  * a tuple without `!!python/tuple`) and an integer where it has a float (`FG_FRACTION: 1`).
  */
 import { LayerError } from '@caffe-ts/layers';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
+import { isAlias, isMap, isScalar, LineCounter, parseDocument, type Document, type Node, type Pair, type YAMLMap } from 'yaml';
 import { fasterRcnnConfig, PY_FASTER_RCNN_DEFAULTS, type FasterRcnnConfig } from './faster-rcnn-config.js';
 
 /** A yml config that is malformed or does not fit config.py: file, line and column (1-based) and the key. */
@@ -144,7 +144,7 @@ export function parseFasterRcnnCfg(text: string, file = '<cfg>'): FasterRcnnCfgF
   const root = doc.contents;
   if (root !== null && !(isScalar(root) && root.value === null)) {
     if (!isMap(root)) at(root.range?.[0], '', 'expected a mapping of config keys (e.g. "TRAIN:" with its keys below it)');
-    readSection(root as YAMLMap, '', overrides, { at, set, unused });
+    readSection(root as YAMLMap, '', overrides, { at, set, unused, doc });
   }
   let config: FasterRcnnConfig;
   try {
@@ -161,6 +161,8 @@ export function parseFasterRcnnCfg(text: string, file = '<cfg>'): FasterRcnnCfgF
 
 interface ReadState {
   at: (offset: number | undefined, key: string, reason: string) => never;
+  /** Resolves aliases (`*name`) to the nodes they stand for. */
+  doc: Document;
   set: string[];
   unused: string[];
 }
@@ -171,16 +173,17 @@ function readSection(map: YAMLMap, section: '' | 'TRAIN' | 'TEST', out: Record<s
     const name = isScalar(keyNode) ? String(keyNode.value) : '';
     const dotted = section ? `${section}.${name}` : name;
     const where = keyNode?.range?.[0];
+    const valueNode = isAlias(pair.value) ? (pair.value.resolve(state.doc) ?? null) : pair.value;
     if (section === '' && (name === 'TRAIN' || name === 'TEST')) {
-      if (!isMap(pair.value)) state.at(pair.value?.range?.[0] ?? where, name, `${name} must be a mapping of its keys`);
-      readSection(pair.value as YAMLMap, name, out[name] as Record<string, unknown>, state);
+      if (!isMap(valueNode)) state.at(pair.value?.range?.[0] ?? where, name, `${name} must be a mapping of its keys`);
+      readSection(valueNode as YAMLMap, name, out[name] as Record<string, unknown>, state);
       continue;
     }
     const spec = KEYS[section][name];
     if (!spec) state.at(where, dotted, `'${dotted}' is not a valid config key (config.py has no such key)`);
-    const value = convert(pair.value, spec!.kind);
+    const value = convert(valueNode, spec!.kind, state.doc);
     if (value === undefined) {
-      state.at(pair.value?.range?.[0] ?? where, dotted, `${dotted} must be ${KIND_TEXT[spec!.kind]} (got ${describe(pair.value)})`);
+      state.at(pair.value?.range?.[0] ?? where, dotted, `${dotted} must be ${KIND_TEXT[spec!.kind]} (got ${describe(valueNode, state.doc)})`);
     }
     state.set.push(dotted);
     // Checked like the rest, but kept out of the config: nothing here reads them.
@@ -190,8 +193,8 @@ function readSection(map: YAMLMap, section: '' | 'TRAIN' | 'TEST', out: Record<s
 }
 
 /** The yml value as the kind asks for it, or undefined when it does not fit. */
-function convert(node: Node | null, kind: Kind): unknown {
-  const json: unknown = node?.toJSON();
+function convert(node: Node | null, kind: Kind, doc: Document): unknown {
+  const json: unknown = node?.toJS(doc);
   const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   switch (kind) {
     case 'bool':
@@ -215,10 +218,15 @@ function convert(node: Node | null, kind: Kind): unknown {
   }
 }
 
-function describe(node: Node | null): string {
-  const json: unknown = node?.toJSON();
+function describe(node: Node | null, doc: Document): string {
+  const json: unknown = node?.toJS(doc);
   if (json === null || json === undefined) return 'nothing';
-  return JSON.stringify(json);
+  try {
+    return JSON.stringify(json);
+  } catch {
+    // A value that holds itself through an alias (`TRAIN: &a {SCALES: *a}`).
+    return 'a value that refers to itself';
+  }
 }
 
 /** The node of a dotted key in the file, if the file has it. */
