@@ -1,11 +1,10 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Rng } from '@caffe-ts/blob';
-import { encodeImage } from '@caffe-ts/io-leveldb';
 import { decodeNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_FASTER_RCNN_TRAIN } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
 import { caffe, messages, tempDir } from './helpers.js';
+import { TINY_YML, writeVocDevkit } from './voc-devkit.js';
 
 /*
  * `caffe train --roidb voc:DEVKIT:SET`: py-faster-rcnn's train_net.py as one command. A VOC devkit
@@ -14,52 +13,6 @@ import { caffe, messages, tempDir } from './helpers.js';
  * mirrored copies and hands it to the ported RoIDataLayer. The small net's settings come from a
  * yml config, as train_net.py's --cfg gives them.
  */
-
-const H = 64, W = 96;
-// The small net has 3 classes: VOC's first two, aeroplane (1) and bicycle (2), with the background.
-
-async function writeDevkit(dir: string): Promise<void> {
-  for (const sub of ['JPEGImages', 'Annotations', 'ImageSets/Main']) mkdirSync(join(dir, sub), { recursive: true });
-  const rng = new Rng(31);
-  const ids: string[] = [];
-  for (let n = 0; n < 4; n++) {
-    const id = String(n + 1).padStart(6, '0');
-    ids.push(id);
-    const bgr = new Uint8Array(H * W * 3);
-    for (let i = 0; i < H * W; i++) bgr.fill(110 + rng.int(30), 3 * i, 3 * i + 3);
-    // 1-based inclusive corners, as VOC writes them.
-    const cat = [5 + 6 * n, 7, 5 + 6 * n + 29, 7 + 27];
-    const dog = [61 - 4 * n, 31, 61 - 4 * n + 31, 31 + 29];
-    for (const [box, colour] of [[cat, [30, 30, 220]], [dog, [40, 200, 30]]] as const) {
-      for (let y = box[1]! - 1; y < box[3]!; y++) for (let x = box[0]! - 1; x < box[2]!; x++) bgr.set(colour, 3 * (y * W + x));
-    }
-    writeFileSync(join(dir, 'JPEGImages', `${id}.jpg`), await encodeImage({ height: H, width: W, channels: 3, data: bgr }, 'jpg'));
-    const object = (name: string, b: readonly number[]) =>
-      `<object><name>${name}</name><difficult>0</difficult><bndbox><xmin>${b[0]}</xmin><ymin>${b[1]}</ymin><xmax>${b[2]}</xmax><ymax>${b[3]}</ymax></bndbox></object>`;
-    writeFileSync(
-      join(dir, 'Annotations', `${id}.xml`),
-      `<annotation><size><width>${W}</width><height>${H}</height><depth>3</depth></size>${object('aeroplane', cat)}${object('Bicycle ', dog)}</annotation>`,
-    );
-  }
-  writeFileSync(join(dir, 'ImageSets/Main/trainval.txt'), `${ids.join('\n')}\n`);
-}
-
-/** faster_rcnn_end2end.yml with the small net's settings (64-pixel images, 64 RoIs per image). */
-const TINY_YML = `EXP_DIR: faster_rcnn_end2end
-TRAIN:
-  HAS_RPN: True
-  IMS_PER_BATCH: 1
-  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
-  RPN_POSITIVE_OVERLAP: 0.7
-  RPN_BATCHSIZE: 256
-  PROPOSAL_METHOD: gt
-  BG_THRESH_LO: 0.0
-  SCALES: [64]
-  MAX_SIZE: 96
-  BATCH_SIZE: 64
-TEST:
-  HAS_RPN: True
-`;
 
 const SOLVER = 'net: "train.prototxt"\nmomentum: 0.9\nlr_policy: "fixed"\ndisplay: 10\naverage_loss: 10\nrandom_seed: 1701\n';
 
@@ -71,7 +24,7 @@ function blobsOf(file: string, layer: string): number[][] {
 describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit)', () => {
   const tmp = tempDir('caffe-frcnn-');
   beforeAll(async () => {
-    await writeDevkit(join(tmp.path, 'VOCdevkit', 'VOC2007'));
+    await writeVocDevkit(join(tmp.path, 'VOCdevkit', 'VOC2007'));
     writeFileSync(join(tmp.path, 'train.prototxt'), TINY_FASTER_RCNN_TRAIN);
     writeFileSync(join(tmp.path, 'tiny.yml'), TINY_YML);
     writeFileSync(join(tmp.path, 'no_bbox_reg.yml'), `${TINY_YML.replace('TEST:', '  BBOX_REG: False\nTEST:')}`);
@@ -89,7 +42,7 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     const lines = messages(run.log);
     expect(lines).toContain(
       'Loaded config from tiny.yml: EXP_DIR, TRAIN.HAS_RPN, TRAIN.IMS_PER_BATCH, TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED, TRAIN.RPN_POSITIVE_OVERLAP, ' +
-        "TRAIN.RPN_BATCHSIZE, TRAIN.PROPOSAL_METHOD, TRAIN.BG_THRESH_LO, TRAIN.SCALES, TRAIN.MAX_SIZE, TRAIN.BATCH_SIZE, TEST.HAS_RPN set over config.py's defaults",
+        "TRAIN.RPN_BATCHSIZE, TRAIN.PROPOSAL_METHOD, TRAIN.BG_THRESH_LO, TRAIN.SCALES, TRAIN.MAX_SIZE, TRAIN.BATCH_SIZE, TEST.HAS_RPN, TEST.SCALES, TEST.MAX_SIZE set over config.py's defaults",
     );
     expect(lines).toContain("Not read by caffe-ts (they concern py-faster-rcnn's own paths, devices and proposal files): EXP_DIR, TRAIN.PROPOSAL_METHOD");
     expect(lines).toContain('Loaded 8 roidb entries (with mirrored copies) from VOCdevkit/VOC2007 trainval');

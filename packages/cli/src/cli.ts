@@ -3,7 +3,7 @@ import { Flags, parseArgs, UsageError } from './args.js';
 import { COMMANDS, type CommandContext } from './commands/index.js';
 import { loadPlugins, pluginHint } from './plugins.js';
 
-const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'check_label', 'encoded', 'help'];
+const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'check_label', 'encoded', 'help', 'use_07_metric'];
 /** The flag every command takes (plugins.ts). */
 const PLUGIN_USAGE = '[--plugin MODULE]';
 

@@ -259,8 +259,11 @@ describe('VOC devkits as py-faster-rcnn roidbs', () => {
       height: 500,
       boxes: [[47, 239, 194, 370], [0, 0, 9, 19]],
       gt_classes: [12, 15],
+      difficult: [false, false],
     });
-    expect(parseVocRoidbAnnotation(XML, '000001.xml', VOC_CLASSES, true).gt_classes).toEqual([12, 15, 15]);
+    const all = parseVocRoidbAnnotation(XML, '000001.xml', VOC_CLASSES, true);
+    expect(all.gt_classes).toEqual([12, 15, 15]);
+    expect(all.difficult).toEqual([false, true, false]);
   });
 
   it('refuses an unknown class, a corner before pixel 1 and a missing size, naming the file and object', () => {
@@ -281,9 +284,9 @@ describe('VOC devkits as py-faster-rcnn roidbs', () => {
       writeFileSync(join(dir, 'Annotations', '000001.xml'), XML);
       writeFileSync(join(dir, 'Annotations', '000002.xml'), XML.replace('Dog ', 'cat'));
       const roidb = await readVocRoidb(dir, 'trainval');
-      expect(roidb.map((e) => [e.image, e.gt_classes, e.flipped])).toEqual([
-        [`${dir}/JPEGImages/000001.jpg`, [12, 15], false],
-        [`${dir}/JPEGImages/000002.jpg`, [8, 15], false],
+      expect(roidb.map((e) => [e.image, e.index, e.gt_classes, e.flipped])).toEqual([
+        [`${dir}/JPEGImages/000001.jpg`, '000001', [12, 15], false],
+        [`${dir}/JPEGImages/000002.jpg`, '000002', [8, 15], false],
       ]);
       await expect(readVocRoidb(dir, 'test')).rejects.toThrow(/cannot read the image set .*test\.txt/);
     } finally {

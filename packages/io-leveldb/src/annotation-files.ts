@@ -320,11 +320,15 @@ export function parseXmlAnnotation(
 /** One image of a py-faster-rcnn roidb (see @caffe-ts/layers-contrib's RoidbEntry). */
 export interface VocRoidbEntry {
   image: string;
+  /** The image's index in the image set (its file names without the extension). */
+  index: string;
   width: number;
   height: number;
   /** [x1, y1, x2, y2] per object: inclusive pixel corners, 0-based. */
   boxes: number[][];
   gt_classes: number[];
+  /** Each object's `<difficult>` flag (all false unless difficult objects were asked for). */
+  difficult: boolean[];
   flipped: false;
 }
 
@@ -345,7 +349,7 @@ export function parseVocRoidbAnnotation(
   file: string,
   classes: readonly string[],
   useDifficult = false,
-): Omit<VocRoidbEntry, 'image' | 'flipped'> {
+): Omit<VocRoidbEntry, 'image' | 'index' | 'flipped'> {
   const valid = XMLValidator.validate(text);
   if (valid !== true) throw new DataError(`${file}, line ${valid.err.line}, column ${valid.err.col}: not well-formed XML: ${valid.err.msg}`);
   const rootNode = (xmlParser.parse(text) as XmlNode[]).find((n) => tagOf(n) === 'annotation');
@@ -356,7 +360,7 @@ export function parseVocRoidbAnnotation(
     if (v === undefined || v <= 0) throw new DataError(`${file}: annotation.size.${name} must be a positive integer`);
     return v;
   };
-  const out = { width: size('width'), height: size('height'), boxes: [] as number[][], gt_classes: [] as number[] };
+  const out = { width: size('width'), height: size('height'), boxes: [] as number[][], gt_classes: [] as number[], difficult: [] as boolean[] };
   let index = 0;
   for (const node of root) {
     if (tagOf(node) !== 'object') continue;
@@ -375,6 +379,7 @@ export function parseVocRoidbAnnotation(
     };
     out.boxes.push([corner('xmin'), corner('ymin'), corner('xmax'), corner('ymax')]);
     out.gt_classes.push(cls);
+    out.difficult.push(difficult !== 0);
   }
   return out;
 }
@@ -408,7 +413,7 @@ export async function readVocRoidb(
       throw new DataError(`cannot read ${xml} (listed in ${listFile}): ${(e as Error).message}`, { cause: e });
     }
     const parsed = parseVocRoidbAnnotation(text, xml, options.classes ?? VOC_CLASSES, options.useDifficult ?? false);
-    entries.push({ image: join(dataPath, 'JPEGImages', `${index}.jpg`), ...parsed, flipped: false });
+    entries.push({ image: join(dataPath, 'JPEGImages', `${index}.jpg`), index, ...parsed, flipped: false });
   }
   return entries;
 }

@@ -70,6 +70,8 @@ export {
 } from './faster-rcnn-config.js';
 export { parseFasterRcnnCfg, FasterRcnnConfigError, type FasterRcnnCfgFile } from './faster-rcnn-cfg-file.js';
 export { bboxPredSnapshotWeights, type BboxPredSnapshotWeights } from './bbox-pred-snapshot.js';
+export { testNetImage, type TestNetOptions } from './faster-rcnn-test.js';
+export { vocAp, vocEvalClass, vocResultLine, parseVocResults, formatFixed, type VocDetection, type VocGroundTruth, type VocClassResult } from './voc-eval.js';
 export {
   PyAnchorTargetLayer,
   anchorTargets,

@@ -19,6 +19,7 @@ import { parseLogCommand } from './parse-log.js';
 import { plotLogCommand } from './plot-log.js';
 import { summaryCommand } from './summary.js';
 import { testCommand } from './test.js';
+import { testNetCommand } from './test-net.js';
 import { timeCommand } from './time.js';
 import { trainCommand } from './train.js';
 import { upgradeNetProtoBinaryCommand } from './upgrade-net-proto-binary.js';
@@ -46,6 +47,7 @@ export const COMMANDS: Record<string, Command> = {
   classify: classifyCommand,
   device_query: deviceQueryCommand,
   detect: detectCommand,
+  test_net: testNetCommand,
   detect_faces: detectFacesCommand,
   detect_windows: detectWindowsCommand,
   convert_mnist: convertMnistCommand,

@@ -17,7 +17,7 @@ import { backendFromFlags, cliRegistry } from './common.js';
 import { loadedPluginUrls, ownModuleUrl } from '../plugins.js';
 import type { Command } from './index.js';
 import { startProgress, wantProgress, type Progress } from '../progress.js';
-import { applyFasterRcnnSolverSettings, parseRoidbSpec, prepareFasterRcnnRun, useFasterRcnnSnapshots } from './train-roidb.js';
+import { applyFasterRcnnSolverSettings, parseRoidbSpec, prepareFasterRcnnRun, useFasterRcnnSnapshots } from './py-faster-rcnn.js';
 
 const log = logger('caffe.cpp');
 

@@ -79,3 +79,45 @@ layer { name: "loss_bbox" type: "SmoothL1Loss" bottom: "bbox_pred" bottom: "bbox
 export const TINY_FASTER_RCNN_TRAIN_CONFIG: FasterRcnnConfigOverrides = Object.freeze({
   TRAIN: Object.freeze({ SCALES: Object.freeze([64]), MAX_SIZE: 96, BATCH_SIZE: 64 }),
 });
+
+/**
+ * The test net of TINY_FASTER_RCNN_TRAIN, as py-faster-rcnn's faster_rcnn_end2end test.prototxt
+ * is to its train.prototxt: data and im_info inputs, the same layers (names and shapes) without
+ * the target layers and losses, the proposal layer's top named `rois`, and cls_prob.
+ */
+export const TINY_FASTER_RCNN_TRAIN_TEST = `name: "faster_rcnn_tiny_test"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 64 dim: 96 }
+input: "im_info"
+input_shape { dim: 1 dim: 3 }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 8 kernel_size: 3 pad: 1 stride: 2 } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 2 } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "conv3" type: "Convolution" bottom: "conv2" top: "conv3"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 2 } }
+layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
+layer { name: "rpn_conv/3x3" type: "Convolution" bottom: "conv3" top: "rpn/output"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1 stride: 1 } }
+layer { name: "rpn_relu/3x3" type: "ReLU" bottom: "rpn/output" top: "rpn/output" }
+layer { name: "rpn_cls_score" type: "Convolution" bottom: "rpn/output" top: "rpn_cls_score"
+  convolution_param { num_output: 12 kernel_size: 1 pad: 0 stride: 1 } }
+layer { name: "rpn_bbox_pred" type: "Convolution" bottom: "rpn/output" top: "rpn_bbox_pred"
+  convolution_param { num_output: 24 kernel_size: 1 pad: 0 stride: 1 } }
+layer { bottom: "rpn_cls_score" top: "rpn_cls_score_reshape" name: "rpn_cls_score_reshape" type: "Reshape"
+  reshape_param { shape { dim: 0 dim: 2 dim: -1 dim: 0 } } }
+layer { name: "rpn_cls_prob" type: "Softmax" bottom: "rpn_cls_score_reshape" top: "rpn_cls_prob" }
+layer { name: 'rpn_cls_prob_reshape' type: 'Reshape' bottom: 'rpn_cls_prob' top: 'rpn_cls_prob_reshape'
+  reshape_param { shape { dim: 0 dim: 12 dim: -1 dim: 0 } } }
+layer { name: 'proposal' type: 'Python' bottom: 'rpn_cls_prob_reshape' bottom: 'rpn_bbox_pred' bottom: 'im_info' top: 'rois'
+  python_param { module: 'rpn.proposal_layer' layer: 'ProposalLayer' param_str: "'feat_stride': 8\\n'scales': [2, 4]" } }
+layer { name: "roi_pool_conv3" type: "ROIPooling" bottom: "conv3" bottom: "rois" top: "roi_pool_conv3"
+  roi_pooling_param { pooled_w: 3 pooled_h: 3 spatial_scale: 0.125 } }
+layer { name: "fc6" type: "InnerProduct" bottom: "roi_pool_conv3" top: "fc6" inner_product_param { num_output: 32 } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
+layer { name: "cls_score" type: "InnerProduct" bottom: "fc6" top: "cls_score" inner_product_param { num_output: 3 } }
+layer { name: "bbox_pred" type: "InnerProduct" bottom: "fc6" top: "bbox_pred" inner_product_param { num_output: 12 } }
+layer { name: "cls_prob" type: "Softmax" bottom: "cls_score" top: "cls_prob" }
+`;

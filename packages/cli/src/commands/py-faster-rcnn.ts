@@ -1,9 +1,9 @@
 /*
- * `caffe train --roidb … [--cfg F.yml]`: what py-faster-rcnn's tools/train_net.py adds around
- * Caffe's solver. The config file (cfg_from_file), the image sets' roidb with mirrored copies
- * (combined_roidb, get_training_roidb, filter_roidb), the seed (RNG_SEED unless the solver sets
- * random_seed), train.py's snapshot interval and infix, and its snapshots' unnormalized
- * bbox_pred (SolverWrapper.snapshot), undone when a run resumes from one.
+ * What py-faster-rcnn's tools add around Caffe, for `caffe train --roidb` (train_net.py) and
+ * `caffe test_net` (test_net.py). Training: the config file (cfg_from_file), the image sets'
+ * roidb with mirrored copies (combined_roidb, get_training_roidb, filter_roidb), the seed
+ * (RNG_SEED unless the solver sets random_seed), train.py's snapshot interval and infix, and its
+ * snapshots' unnormalized bbox_pred (SolverWrapper.snapshot), undone when a run resumes from one.
  */
 import { readFileSync } from 'node:fs';
 import { logger } from '@caffe-ts/blob';
@@ -29,7 +29,7 @@ import { userPath } from '../paths.js';
 import { ownModuleUrl } from '../plugins.js';
 import { cliRegistry } from './common.js';
 
-const log = logger('train_net.py');
+const log = logger('py-faster-rcnn');
 
 /** One `voc:DEVKIT_YEAR_DIR:IMAGE_SET` of --roidb. */
 export interface RoidbSource {
@@ -58,10 +58,11 @@ export interface FasterRcnnRun {
 }
 
 /**
- * Read the config (`cfgFile`, else the end2end defaults), register the fork layers and the
- * py-faster-rcnn ports with it, and read every image set's roidb with its mirrored copies.
+ * The config (`cfgFile` over config.py's defaults, else the end2end settings), logged; the fork
+ * layers and the py-faster-rcnn ports registered with it (the CLI's registry, the process-wide
+ * Python layer registry).
  */
-export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: string | undefined): Promise<FasterRcnnRun> {
+export function loadFasterRcnnConfig(cfgFile: string | undefined): FasterRcnnConfig {
   let config: FasterRcnnConfig = FASTER_RCNN_CONFIG;
   if (cfgFile !== undefined) {
     let text: string;
@@ -77,6 +78,15 @@ export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: stri
   }
   registerContribLayers(cliRegistry());
   registerFasterRcnnPythonLayers(defaultPythonLayerRegistry(), config);
+  return config;
+}
+
+/**
+ * Read the config and register the layers (loadFasterRcnnConfig), and read every image set's
+ * roidb with its mirrored copies.
+ */
+export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: string | undefined): Promise<FasterRcnnRun> {
+  const config = loadFasterRcnnConfig(cfgFile);
   const roidb: RoidbEntry[] = [];
   for (const { devkit, imageSet } of sources) {
     const entries = getTrainingRoidb(await readVocRoidb(userPath(devkit), imageSet), { useFlipped: config.TRAIN.USE_FLIPPED });
