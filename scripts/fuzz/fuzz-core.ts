@@ -25,7 +25,7 @@ import {
   type NetParameter,
 } from '@caffe-ts/proto';
 
-export type InputKind = 'prototxt' | 'caffemodel' | 'solverstate' | 'binaryproto' | 'datum' | 'npy' | 'h5' | 'image' | 'annotation' | 'anno-datum' | 'frcnn-cfg';
+export type InputKind = 'prototxt' | 'caffemodel' | 'solverstate' | 'binaryproto' | 'datum' | 'npy' | 'h5' | 'image' | 'annotation' | 'anno-datum' | 'frcnn-cfg' | 'coco-instances';
 
 export interface Seed {
   name: string;

@@ -5,8 +5,8 @@
  * layer's record decoding followed by its box pipeline (the fork's batch samplers, crop, expand,
  * mirror and resize on the decoded boxes and a raw image). Mutated boxes (NaN, ±∞, inverted,
  * far outside [0, 1]) must give a typed error or boxes, never an exception of another kind.
- * Also the other detection training config a user hands over: py-faster-rcnn's yml (`caffe train
- * --cfg`), through parseFasterRcnnCfg.
+ * Also what py-faster-rcnn training reads from a user: its yml config (`caffe train --cfg`, through
+ * parseFasterRcnnCfg) and a COCO instances file (`--roidb coco:…`, through parseCocoRoidb).
  */
 import { Rng } from '@caffe-ts/blob';
 import { CaffeError, createMessage, Phase, registerSsdForkSchema, type Datum, type TransformationParameter } from '@caffe-ts/proto';
@@ -15,6 +15,7 @@ import { AnnotatedTransformer, planarToImage } from '../../packages/io-leveldb/s
 import { mapNameToLabel, parseJsonAnnotation, parseLabelMap, parseTxtAnnotation, parseXmlAnnotation } from '../../packages/io-leveldb/src/annotation-files.js';
 import { batchSamplerSpecs } from '../../packages/io-leveldb/src/ssd-sampler.js';
 import { parseFasterRcnnCfg } from '../../packages/layers-contrib/src/faster-rcnn-cfg-file.js';
+import { parseCocoRoidb } from '../../packages/io-leveldb/src/coco-roidb.js';
 import type { Outcome, Reader, Seed } from './fuzz-core.js';
 
 const utf8 = new TextDecoder();
@@ -63,6 +64,17 @@ PIXEL_MEANS: [[[102.9801, 115.9465, 122.7717]]]
 RNG_SEED: 3
 `;
 
+/** A COCO instances file: two categories, two images, a crowd box, one box to clip and one to drop. */
+const COCO_INSTANCES = JSON.stringify({
+  categories: [{ id: 18, name: 'dog' }, { id: 1, name: 'person' }],
+  images: [{ id: 42, file_name: 'COCO_val2014_000000000042.jpg', width: 640, height: 480 }, { id: 7, file_name: 'b.jpg', width: 100, height: 50 }],
+  annotations: [
+    { id: 1, image_id: 42, category_id: 1, bbox: [10.7, 20.2, 100.5, 50.9], area: 5000, iscrowd: 0 },
+    { id: 2, image_id: 42, category_id: 18, bbox: [-5, 400, 700, 100], area: 1, iscrowd: 1 },
+    { id: 3, image_id: 7, category_id: 18, bbox: [5, 5, 0, 10], area: 0, iscrowd: 0 },
+  ],
+});
+
 /** An 8 × 6 raw BGR image with one cat and one dog box (the second difficult). */
 function annotatedRecord(): Uint8Array {
   const h = 6, w = 8;
@@ -86,6 +98,7 @@ export function loadSsdSeeds(): Seed[] {
     { name: 'generated/000007.txt', kind: 'annotation', bytes: bytes(TXT) },
     { name: 'generated/annotated-datum', kind: 'anno-datum', bytes: annotatedRecord() },
     { name: 'generated/faster_rcnn_end2end.yml', kind: 'frcnn-cfg', bytes: bytes(FRCNN_YML) },
+    { name: 'generated/instances_val2014.json', kind: 'coco-instances', bytes: bytes(COCO_INSTANCES) },
   ];
 }
 
@@ -120,6 +133,10 @@ const SAMPLERS = batchSamplerSpecs([
 ]);
 
 export const SSD_READERS: readonly Reader[] = [
+  {
+    name: 'parseCocoRoidb',
+    run: (input) => (input.kind === 'coco-instances' ? attempt(() => parseCocoRoidb(utf8.decode(input.bytes), input.seed, 'images')) : undefined),
+  },
   {
     name: 'parseFasterRcnnCfg',
     run: (input) => (input.kind === 'frcnn-cfg' ? attempt(() => parseFasterRcnnCfg(utf8.decode(input.bytes), input.seed)) : undefined),

@@ -86,6 +86,34 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     after[1]!.forEach((v, i) => expect(v).toBeCloseTo(unnormalized[1]![i]!, 7));
   });
 
+  it('trains from a COCO instances file (coco.py\'s roidb: the categories\' order, crowd boxes, an image of crowds only left out)', async () => {
+    // The devkit's images as COCO: category ids out of order (class i is the i-th category), boxes
+    // as [x, y, w, h] from VOC's 1-based corners, and a fifth image whose only box is a crowd.
+    const voc = readFileSync(join(tmp.path, 'VOCdevkit/VOC2007/ImageSets/Main/trainval.txt'), 'utf8').trim().split('\n');
+    const images = [...voc, voc[0]!].map((id, i) => ({ id: 100 + i, file_name: `${id}.jpg`, width: 96, height: 64 }));
+    const annotations = voc.flatMap((id, i) => {
+      const xml = readFileSync(join(tmp.path, `VOCdevkit/VOC2007/Annotations/${id}.xml`), 'utf8');
+      return [...xml.matchAll(/<name>(\w+)\s*<\/name>.*?<xmin>(\d+)<\/xmin><ymin>(\d+)<\/ymin><xmax>(\d+)<\/xmax><ymax>(\d+)<\/ymax>/g)].map((m, k) => {
+        const [x1, y1, x2, y2] = m.slice(2, 6).map(Number) as [number, number, number, number];
+        return { id: 10 * i + k, image_id: 100 + i, category_id: m[1]!.toLowerCase() === 'aeroplane' ? 7 : 3, bbox: [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1], area: 100, iscrowd: 0 };
+      });
+    });
+    annotations.push({ id: 999, image_id: 104, category_id: 3, bbox: [0, 0, 20, 20], area: 400, iscrowd: 1 });
+    const instances = { images, annotations, categories: [{ id: 7, name: 'aeroplane' }, { id: 3, name: 'bicycle' }] };
+    writeFileSync(join(tmp.path, 'instances_train.json'), JSON.stringify(instances));
+    const run = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'coco:instances_train.json:VOCdevkit/VOC2007/JPEGImages', '--cfg', 'tiny.yml'], tmp.path);
+    expect(run.stderr, run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const lines = messages(run.log);
+    expect(lines).toContain('Loaded 8 roidb entries (with mirrored copies) from instances_train.json (images in VOCdevkit/VOC2007/JPEGImages)');
+    const losses = lines.map((l) => /^Iteration (\d+) \(.*\), loss = ([\d.e+-]+)$/.exec(l)).filter((m) => m !== null).map((m) => Number(m![2]));
+    expect(losses.at(-1)!).toBeLessThan(0.7 * losses[1]!);
+    // VOC and COCO sets do not combine: their classes differ.
+    const mixed = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval+coco:instances_train.json:VOCdevkit/VOC2007/JPEGImages', '--cfg', 'tiny.yml'], tmp.path);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toMatch(/--roidb: instances_train\.json \(images in VOCdevkit\/VOC2007\/JPEGImages\) has other classes than the sets before it \(3 against 21/);
+  });
+
   it('refuses --split_batch, --cfg without --roidb, a malformed spec and a bad config, in one line each', async () => {
     const split = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--workers', '2', '--split_batch'], tmp.path);
     expect(split.code).toBe(1);
@@ -95,7 +123,7 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     expect(cfg.stderr).toMatch(/--cfg configures py-faster-rcnn training: give --roidb too/);
     const bad = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'VOCdevkit'], tmp.path);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET/);
+    expect(bad.stderr).toMatch(/--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET \(e\.g\. voc:VOCdevkit\/VOC2007:trainval\) or coco:ANNOTATIONS_JSON:IMAGE_DIR/);
     writeFileSync(join(tmp.path, 'typo.yml'), 'TRAIN:\n  HAS_RPN: True\n  SCALE: [600]\n');
     const typo = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'typo.yml'], tmp.path);
     expect(typo.code).toBe(1);

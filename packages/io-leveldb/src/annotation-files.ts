@@ -421,7 +421,8 @@ export async function readVocRoidb(
 // ---------------------------------------------------------------------------------------------
 // JSON
 
-function jsonError(e: unknown, text: string): string {
+/** A JSON.parse error message with the line it points at (the position alone is hard to find in a large file). */
+export function jsonError(e: unknown, text: string): string {
   const msg = (e as Error).message;
   const pos = /position (\d+)/.exec(msg);
   if (!pos || /\bline \d+/.test(msg)) return msg;
@@ -429,7 +430,7 @@ function jsonError(e: unknown, text: string): string {
   return `line ${line}: ${msg}`;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * The fork's ReadJSONToAnnotatedDatum on the text of an MSCOCO-style file: `image.height`/`width`

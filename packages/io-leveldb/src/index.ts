@@ -191,6 +191,7 @@ export {
   type AnnotationGroupInit,
   type AnnotationContext,
 } from './annotation-files.js';
+export { parseCocoRoidb, readCocoRoidb, type CocoRoidb, type CocoRoidbEntry } from './coco-roidb.js';
 export { getImageSizes, pathStem, type GetImageSizesOptions, type ImageSizeEntry } from './image-sizes.js';
 export { parseListPairs, type ListPair } from './dataset-tool.js';
 export { computeImageMean, type ComputeImageMeanOptions, type ImageMean } from './compute-image-mean.js';

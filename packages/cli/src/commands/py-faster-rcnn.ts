@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { logger } from '@caffe-ts/blob';
-import { readVocRoidb } from '@caffe-ts/io-leveldb';
+import { readCocoRoidb, readVocRoidb, VOC_CLASSES } from '@caffe-ts/io-leveldb';
 import { defaultPythonLayerRegistry } from '@caffe-ts/layers';
 import {
   bboxPredSnapshotWeights,
@@ -31,23 +31,35 @@ import { cliRegistry } from './common.js';
 
 const log = logger('py-faster-rcnn');
 
-/** One `voc:DEVKIT_YEAR_DIR:IMAGE_SET` of --roidb. */
-export interface RoidbSource {
-  devkit: string;
-  imageSet: string;
-}
+/** One image set of --roidb: a VOC devkit's (`voc:DEVKIT_YEAR_DIR:IMAGE_SET`) or a COCO file's (`coco:ANNOTATIONS_JSON:IMAGE_DIR`). */
+export type RoidbSource = { kind: 'voc'; devkit: string; imageSet: string } | { kind: 'coco'; annotations: string; images: string };
+
+const ROIDB_USAGE = 'voc:DEVKIT_YEAR_DIR:IMAGE_SET (e.g. voc:VOCdevkit/VOC2007:trainval) or coco:ANNOTATIONS_JSON:IMAGE_DIR, several joined by \'+\'';
 
 /**
- * `--roidb voc:DEVKIT_YEAR_DIR:IMAGE_SET`, or several joined by '+' (train_net.py's
- * `--imdb voc_2007_trainval+voc_2012_trainval`): the kind of roidb the command reads (readVocRoidb).
+ * `--roidb voc:DEVKIT_YEAR_DIR:IMAGE_SET` or `coco:ANNOTATIONS_JSON:IMAGE_DIR`, several joined by '+'
+ * (train_net.py's `--imdb voc_2007_trainval+voc_2012_trainval`, `coco_2014_train+coco_2014_valminusminival`).
  */
 export function parseRoidbSpec(spec: string): RoidbSource[] {
-  const parts = spec.split(/\+(?=voc:)/);
-  return parts.map((part) => {
-    const m = /^voc:(.+):([^:]+)$/.exec(part);
-    if (!m) throw new UsageError(`--roidb expects voc:DEVKIT_YEAR_DIR:IMAGE_SET (e.g. voc:VOCdevkit/VOC2007:trainval), several joined by '+', got '${spec}'`);
-    return { devkit: m[1]!, imageSet: m[2]! };
+  return spec.split(/\+(?=(?:voc|coco):)/).map((part): RoidbSource => {
+    const voc = /^voc:(.+):([^:]+)$/.exec(part);
+    if (voc) return { kind: 'voc', devkit: voc[1]!, imageSet: voc[2]! };
+    const coco = /^coco:(.+\.json):(.+)$/.exec(part);
+    if (coco) return { kind: 'coco', annotations: coco[1]!, images: coco[2]! };
+    throw new UsageError(`--roidb expects ${ROIDB_USAGE}, got '${spec}'`);
   });
+}
+
+/** A source as the log names it. */
+function describeSource(s: RoidbSource): string {
+  return s.kind === 'voc' ? `${s.devkit} ${s.imageSet}` : `${s.annotations} (images in ${s.images})`;
+}
+
+/** A source's entries and classes (VOC's 20 and the background, or the COCO file's categories). */
+async function readSource(s: RoidbSource): Promise<{ entries: RoidbEntry[]; classes: readonly string[] }> {
+  if (s.kind === 'voc') return { entries: await readVocRoidb(userPath(s.devkit), s.imageSet), classes: VOC_CLASSES };
+  const coco = await readCocoRoidb(userPath(s.annotations), userPath(s.images));
+  return { entries: coco.entries, classes: coco.classes };
 }
 
 /** What the run needs: the config, the training roidb, and the replica setup that shares it out. */
@@ -88,9 +100,16 @@ export function loadFasterRcnnConfig(cfgFile: string | undefined): FasterRcnnCon
 export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: string | undefined): Promise<FasterRcnnRun> {
   const config = loadFasterRcnnConfig(cfgFile);
   const roidb: RoidbEntry[] = [];
-  for (const { devkit, imageSet } of sources) {
-    const entries = getTrainingRoidb(await readVocRoidb(userPath(devkit), imageSet), { useFlipped: config.TRAIN.USE_FLIPPED });
-    log.info(`Loaded ${entries.length} roidb entries${config.TRAIN.USE_FLIPPED ? ' (with mirrored copies)' : ''} from ${devkit} ${imageSet}`);
+  let classes: readonly string[] | undefined;
+  for (const source of sources) {
+    const read = await readSource(source);
+    // combined_roidb concatenates image sets of one dataset: their classes must be the same.
+    if (classes && (read.classes.length !== classes.length || read.classes.some((c, i) => c !== classes![i]))) {
+      throw new UsageError(`--roidb: ${describeSource(source)} has other classes than the sets before it (${read.classes.length} against ${classes.length}, the background included)`);
+    }
+    classes = read.classes;
+    const entries = getTrainingRoidb(read.entries, { useFlipped: config.TRAIN.USE_FLIPPED });
+    log.info(`Loaded ${entries.length} roidb entries${config.TRAIN.USE_FLIPPED ? ' (with mirrored copies)' : ''} from ${describeSource(source)}`);
     roidb.push(...entries);
   }
   const data: RoidbReplicaData = { roidb, config };

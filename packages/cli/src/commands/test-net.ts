@@ -38,7 +38,8 @@ export const testNetCommand: Command = {
     const outputDir = userPath(flags.string('output_dir', '.')!);
     const imdbSources = imdb === undefined ? undefined : parseRoidbSpec(imdb);
     // pascal_voc.py: the VOC2007 11-point metric for years before 2010.
-    const year = imdbSources?.length === 1 ? /VOC(\d{4})\/*$/.exec(imdbSources[0]!.devkit)?.[1] : undefined;
+    const first = imdbSources?.[0];
+    const year = first?.kind === 'voc' ? /VOC(\d{4})\/*$/.exec(first.devkit)?.[1] : undefined;
     const use07 = flags.bool('use_07_metric', year === undefined || Number(year) < 2010);
     const backend = await backendFromFlags(flags);
     flags.checkAllUsed();
@@ -48,7 +49,10 @@ export const testNetCommand: Command = {
     if (!Number.isFinite(thresh)) throw new UsageError(`flag --thresh expects a number, got '${threshText}'`);
     if (!(maxPerImage > 0)) throw new UsageError(`flag --max_per_image expects a positive integer, got ${maxPerImage}`);
     if (imdbSources!.length !== 1) throw new UsageError('--imdb names one image set here (evaluate each set on its own)');
-    const { devkit, imageSet } = imdbSources![0]!;
+    const source = imdbSources![0]!;
+    // COCO's evaluation (COCOeval: AP over IoU 0.5:0.95, areas, crowds) is another algorithm.
+    if (source.kind !== 'voc') throw new UsageError('--imdb: test_net evaluates VOC devkit image sets (voc:DEVKIT_YEAR_DIR:IMAGE_SET); COCO\'s evaluation is not supported');
+    const { devkit, imageSet } = source;
 
     const config = loadFasterRcnnConfig(cfgFile);
     const classes = labelsFile ? readLabels(userPath(labelsFile)) : VOC_CLASSES;

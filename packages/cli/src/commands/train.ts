@@ -23,7 +23,7 @@ const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval[+voc:…] [--cfg faster_rcnn_end2end.yml]]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval[+…]|coco:instances.json:IMAGE_DIR [--cfg faster_rcnn_end2end.yml]]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');

@@ -194,3 +194,16 @@ describe('roidbShare (data-parallel replicas)', () => {
     expect(() => roidbShare(roidb.slice(0, 2), 2, 3)).toThrow('the roidb has 2 entries, too few for 3 replicas (each needs one at least)');
   });
 });
+
+describe('getTrainingRoidb with COCO crowd boxes (filter_roidb)', () => {
+  it('keeps an image with a box that is not crowd, crowd boxes included; drops one with crowd boxes only', () => {
+    const base = { width: 10, height: 10, flipped: false };
+    const mixed: RoidbEntry = { ...base, image: 'mixed.jpg', boxes: [[0, 0, 4, 4], [5, 5, 9, 9]], gt_classes: [1, 2], crowd: [true, false] };
+    const crowdOnly: RoidbEntry = { ...base, image: 'crowd.jpg', boxes: [[0, 0, 4, 4]], gt_classes: [1], crowd: [true] };
+    const out = getTrainingRoidb([mixed, crowdOnly]);
+    expect(out.map((e) => [e.image, e.flipped, e.boxes.length, e.crowd])).toEqual([
+      ['mixed.jpg', false, 2, [true, false]],
+      ['mixed.jpg', true, 2, [true, false]],
+    ]);
+  });
+});

@@ -30,12 +30,19 @@ export interface RoidbEntry {
   boxes: readonly (readonly number[])[];
   gt_classes: readonly number[];
   flipped: boolean;
+  /**
+   * Each box's COCO iscrowd flag, where the roidb has them: the data layer trains on crowd boxes
+   * like the others (py-faster-rcnn's end2end does), but an image with only crowd boxes is left
+   * out of training (getTrainingRoidb).
+   */
+  crowd?: readonly boolean[];
 }
 
 /**
  * The roidb py-faster-rcnn's train.py trains on: the entries, then with USE_FLIPPED (default) a
  * mirrored copy of each (boxes x1' = width − x2 − 1, x2' = width − x1 − 1; get_training_roidb), less
- * the entries without a ground-truth box (filter_roidb, with end2end's ground-truth "proposals").
+ * the entries without a ground-truth box other than a crowd one (filter_roidb, with end2end's
+ * ground-truth "proposals").
  */
 export function getTrainingRoidb(entries: readonly RoidbEntry[], { useFlipped = true }: { useFlipped?: boolean } = {}): RoidbEntry[] {
   const out = entries.slice();
@@ -51,7 +58,9 @@ export function getTrainingRoidb(entries: readonly RoidbEntry[], { useFlipped = 
       out.push({ ...e, boxes, flipped: !e.flipped });
     }
   }
-  return out.filter((e) => e.gt_classes.some((c) => c !== 0));
+  // filter_roidb keeps an image with a foreground or background RoI; with ground truth only,
+  // that is a box of a class whose overlap is not −1 (coco.py's mark for crowd boxes).
+  return out.filter((e) => e.gt_classes.some((c, i) => c !== 0 && !e.crowd?.[i]));
 }
 
 /** One minibatch as the Python's get_minibatch builds it (one image, with an RPN). */
