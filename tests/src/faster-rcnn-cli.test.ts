@@ -2,9 +2,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_FASTER_RCNN_TRAIN } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
+import { TINY_FASTER_RCNN_TRAIN, TINY_FASTER_RCNN_YML as TINY_YML } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
 import { caffe, messages, tempDir } from './helpers.js';
-import { TINY_YML, writeVocDevkit } from './voc-devkit.js';
+import { writeVocDevkit } from './voc-devkit.js';
 
 /*
  * `caffe train --roidb voc:DEVKIT:SET`: py-faster-rcnn's train_net.py as one command. A VOC devkit

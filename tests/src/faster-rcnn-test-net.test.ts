@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_FASTER_RCNN_TRAIN, TINY_FASTER_RCNN_TRAIN_TEST } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
+import { TINY_FASTER_RCNN_TRAIN, TINY_FASTER_RCNN_TRAIN_TEST, TINY_FASTER_RCNN_YML as TINY_YML } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
 import { caffe, messages, tempDir } from './helpers.js';
-import { TINY_YML, writeVocDevkit } from './voc-devkit.js';
+import { writeVocDevkit } from './voc-devkit.js';
 
 /*
  * `caffe test_net`: py-faster-rcnn's test_net.py. A small Faster R-CNN trained with `caffe train

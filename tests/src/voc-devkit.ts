@@ -45,23 +45,3 @@ export async function writeVocDevkit(
   writeFileSync(join(dir, 'ImageSets/Main', `${imageSet}.txt`), `${ids.join('\n')}\n`);
   return ids;
 }
-
-/** faster_rcnn_end2end.yml with the small net's settings (64-pixel images, in training and test; 64 RoIs per image). */
-export const TINY_YML = `EXP_DIR: faster_rcnn_end2end
-TRAIN:
-  HAS_RPN: True
-  IMS_PER_BATCH: 1
-  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
-  RPN_POSITIVE_OVERLAP: 0.7
-  RPN_BATCHSIZE: 256
-  PROPOSAL_METHOD: gt
-  BG_THRESH_LO: 0.0
-  SCALES: [64]
-  MAX_SIZE: 96
-  BATCH_SIZE: 64
-TEST:
-  HAS_RPN: True
-  SCALES: [64]
-  MAX_SIZE: 96
-`;
-

@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FASTER_RCNN_CONFIG } from './faster-rcnn-config.js';
 import { FasterRcnnConfigError, parseFasterRcnnCfg } from './faster-rcnn-cfg-file.js';
+import { END2END_YML } from './testing/tiny-faster-rcnn-train.js';
 
-// py-faster-rcnn's experiments/cfgs/faster_rcnn_end2end.yml, as the repository has it.
-const END2END_YML = `EXP_DIR: faster_rcnn_end2end
-TRAIN:
-  HAS_RPN: True
-  IMS_PER_BATCH: 1
-  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
-  RPN_POSITIVE_OVERLAP: 0.7
-  RPN_BATCHSIZE: 256
-  PROPOSAL_METHOD: gt
-  BG_THRESH_LO: 0.0
-TEST:
-  HAS_RPN: True
-`;
 
 function errorOf(text: string): FasterRcnnConfigError {
   try {

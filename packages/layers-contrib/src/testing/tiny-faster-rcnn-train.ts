@@ -121,3 +121,20 @@ layer { name: "cls_score" type: "InnerProduct" bottom: "fc6" top: "cls_score" in
 layer { name: "bbox_pred" type: "InnerProduct" bottom: "fc6" top: "bbox_pred" inner_product_param { num_output: 12 } }
 layer { name: "cls_prob" type: "Softmax" bottom: "cls_score" top: "cls_prob" }
 `;
+
+/** py-faster-rcnn's experiments/cfgs/faster_rcnn_end2end.yml, as the repository has it. */
+export const END2END_YML = `EXP_DIR: faster_rcnn_end2end
+TRAIN:
+  HAS_RPN: True
+  IMS_PER_BATCH: 1
+  BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True
+  RPN_POSITIVE_OVERLAP: 0.7
+  RPN_BATCHSIZE: 256
+  PROPOSAL_METHOD: gt
+  BG_THRESH_LO: 0.0
+TEST:
+  HAS_RPN: True
+`;
+
+/** END2END_YML with TINY_FASTER_RCNN_TRAIN's settings (64-pixel images in training and test; 64 RoIs per image), for `caffe train --cfg`. */
+export const TINY_FASTER_RCNN_YML = `${END2END_YML.replace('TEST:\n', '  SCALES: [64]\n  MAX_SIZE: 96\n  BATCH_SIZE: 64\nTEST:\n')}  SCALES: [64]\n  MAX_SIZE: 96\n`;
