@@ -114,6 +114,16 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     expect(mixed.stderr).toMatch(/--roidb: instances_train\.json \(images in VOCdevkit\/VOC2007\/JPEGImages\) has other classes than the sets before it \(3 against 21/);
   });
 
+  it('--set KEY VALUE … applies after --cfg, as train_net.py does: SNAPSHOT_INFIX goes into the snapshot names', async () => {
+    const run = await caffe(['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml', '--set', 'TRAIN.SNAPSHOT_INFIX', 'seed7', 'EXP_DIR', 'x', 'TRAIN.SCALES', '(64,)'], tmp.path);
+    expect(run.code, run.stderr).toBe(0);
+    expect(messages(run.log)).toContain('Set from --set: TRAIN.SNAPSHOT_INFIX, EXP_DIR, TRAIN.SCALES');
+    expect(blobsOf(join(tmp.path, 'frozen_seed7_iter_2.caffemodel'), 'bbox_pred')).toHaveLength(2);
+    const bad = await caffe(['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--set', 'TRAIN.SCALE', '600'], tmp.path);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--set TRAIN\.SCALE: 'TRAIN\.SCALE' is not a valid config key/);
+  });
+
   it('refuses --split_batch, --cfg without --roidb, a malformed spec and a bad config, in one line each', async () => {
     const split = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--workers', '2', '--split_batch'], tmp.path);
     expect(split.code).toBe(1);

@@ -31,3 +31,12 @@ describe('parseArgs: gflags booleans', () => {
     expect(p.flags).toMatchObject({ label_type: 'xml', nothing: '1' });
   });
 });
+
+describe('parseArgs: flags of several words', () => {
+  it('collects the words up to the next flag (train_net.py --set KEY VALUE …), negative numbers and repeats included', () => {
+    const a = parseArgs(['train', '--set', 'RNG_SEED', '7', 'TRAIN.RPN_POSITIVE_WEIGHT', '-1', '--cfg', 'a.yml', '--set', 'EXP_DIR', 'x'], [], ['set']);
+    expect(a.flags.set).toEqual(['RNG_SEED', '7', 'TRAIN.RPN_POSITIVE_WEIGHT', '-1', 'EXP_DIR', 'x']);
+    expect(a.flags.cfg).toBe('a.yml');
+    expect(a.positional).toEqual([]);
+  });
+});

@@ -16,9 +16,11 @@ export interface ParsedArgs {
  * Parses Caffe's gflags spellings as well as GNU ones: `-solver=S`, `-solver S`, `--solver=S`,
  * `--solver S`, `-gray`, `--gray=false`. Single-dash words are long flags, as in gflags.
  */
-export function parseArgs(argv: string[], booleanFlags: string[] = []): ParsedArgs {
+export function parseArgs(argv: string[], booleanFlags: string[] = [], arrayFlags: string[] = []): ParsedArgs {
   const out = parse(argv.map((arg) => gflagsBoolean(arg, booleanFlags)), {
     boolean: booleanFlags,
+    // Flags that take every word up to the next flag (train_net.py's `--set KEY VALUE …`).
+    array: arrayFlags,
     configuration: {
       'short-option-groups': false,
       'camel-case-expansion': false,

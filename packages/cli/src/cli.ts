@@ -4,6 +4,8 @@ import { COMMANDS, type CommandContext } from './commands/index.js';
 import { loadPlugins, pluginHint } from './plugins.js';
 
 const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'check_label', 'encoded', 'help', 'use_07_metric'];
+/** Flags that take several words. */
+const ARRAY_FLAGS = ['set'];
 /** The flag every command takes (plugins.ts). */
 const PLUGIN_USAGE = '[--plugin MODULE]';
 
@@ -33,7 +35,7 @@ const processIo: CliIo = {
 
 /** Run the caffe command line; resolves to the exit status. */
 export async function runCli(argv: string[], io: CliIo = processIo): Promise<number> {
-  const args = parseArgs(argv, BOOLEAN_FLAGS);
+  const args = parseArgs(argv, BOOLEAN_FLAGS, ARRAY_FLAGS);
   const verbose = args.flags.verbose === true;
   if (!args.command || args.command === 'help') {
     io.stdout(usage() + '\n');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FASTER_RCNN_CONFIG } from './faster-rcnn-config.js';
-import { FasterRcnnConfigError, parseFasterRcnnCfg } from './faster-rcnn-cfg-file.js';
+import { applyFasterRcnnCfgList, FasterRcnnConfigError, parseFasterRcnnCfg } from './faster-rcnn-cfg-file.js';
 import { END2END_YML } from './testing/tiny-faster-rcnn-train.js';
 
 
@@ -86,5 +86,32 @@ RNG_SEED: 1701
     expect(flow.message).toMatch(/^my\.yml:\d+:\d+: not valid YAML: /);
     const dup = errorOf('TRAIN:\n  MAX_SIZE: 1000\n  MAX_SIZE: 900\n');
     expect(dup.message).toMatch(/^my\.yml:3:3: not valid YAML: Map keys must be unique/);
+  });
+});
+
+describe('applyFasterRcnnCfgList (train_net.py --set, cfg_from_list)', () => {
+  const base = parseFasterRcnnCfg(END2END_YML).config;
+
+  it('reads values as literal_eval does and applies them over the config given', () => {
+    const read = applyFasterRcnnCfgList(base, ['RNG_SEED', '1701', 'TRAIN.SCALES', '(400, 500,)', 'TRAIN.USE_FLIPPED', 'False', 'TRAIN.SNAPSHOT_INFIX', 'seed1701', 'EXP_DIR', "'x'", 'TEST.NMS', '.25', 'PIXEL_MEANS', '[[[100, 110, 120]]]']);
+    expect(read.config.RNG_SEED).toBe(1701);
+    expect(read.config.TRAIN.SCALES).toEqual([400, 500]);
+    expect(read.config.TRAIN.USE_FLIPPED).toBe(false);
+    expect(read.config.TRAIN.SNAPSHOT_INFIX).toBe('seed1701'); // not a literal: the text itself
+    expect(read.config.TEST.NMS).toBe(0.25);
+    expect(read.config.PIXEL_MEANS).toEqual([100, 110, 120]);
+    expect(read.config.TRAIN.HAS_RPN).toBe(true); // the rest is the base's
+    expect(read.set).toEqual(['RNG_SEED', 'TRAIN.SCALES', 'TRAIN.USE_FLIPPED', 'TRAIN.SNAPSHOT_INFIX', 'EXP_DIR', 'TEST.NMS', 'PIXEL_MEANS']);
+    expect(read.unused).toEqual(['EXP_DIR']);
+    expect(base.RNG_SEED).toBe(3); // the base is not changed
+  });
+
+  it('refuses unknown keys, values of another kind, values out of range and a word without its pair', () => {
+    expect(() => applyFasterRcnnCfgList(base, ['TRAIN.SCALE', '[600]'])).toThrow("--set TRAIN.SCALE: 'TRAIN.SCALE' is not a valid config key (config.py has no such key)");
+    expect(() => applyFasterRcnnCfgList(base, ['TRAIN.X.Y', '1'])).toThrow(FasterRcnnConfigError);
+    expect(() => applyFasterRcnnCfgList(base, ['TRAIN.MAX_SIZE', '1000.5'])).toThrow('--set TRAIN.MAX_SIZE: TRAIN.MAX_SIZE must be an integer (got "1000.5")');
+    expect(() => applyFasterRcnnCfgList(base, ['TRAIN.HAS_RPN', 'yes'])).toThrow('--set TRAIN.HAS_RPN: TRAIN.HAS_RPN must be a boolean (True or False) (got "yes")');
+    expect(() => applyFasterRcnnCfgList(base, ['TRAIN.FG_FRACTION', '2'])).toThrow('--set TRAIN.FG_FRACTION: TRAIN.FG_FRACTION must be in [0, 1] (got 2)');
+    expect(() => applyFasterRcnnCfgList(base, ['RNG_SEED'])).toThrow("--set: expects KEY VALUE pairs (got 1 words, the last 'RNG_SEED' has no value)");
   });
 });

@@ -22,8 +22,9 @@ export class FasterRcnnConfigError extends LayerError {
   /** The message without the `file:line:column:` prefix. */
   readonly reason: string;
 
+  /** `where.line` 0: not from a file (train_net.py's --set words; `file` then says where). */
   constructor(reason: string, where: { file: string; line: number; column: number; key: string }) {
-    super(`${where.file}:${where.line}:${where.column}: ${reason}`);
+    super(where.line > 0 ? `${where.file}:${where.line}:${where.column}: ${reason}` : `${where.file}: ${reason}`);
     this.file = where.file;
     this.line = where.line;
     this.column = where.column;
@@ -194,7 +195,11 @@ function readSection(map: YAMLMap, section: '' | 'TRAIN' | 'TEST', out: Record<s
 
 /** The yml value as the kind asks for it, or undefined when it does not fit. */
 function convert(node: Node | null, kind: Kind, doc: Document): unknown {
-  const json: unknown = node?.toJS(doc);
+  return convertValue(node?.toJS(doc), kind);
+}
+
+/** A plain value as the kind asks for it, or undefined when it does not fit. */
+function convertValue(json: unknown, kind: Kind): unknown {
   const num = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
   switch (kind) {
     case 'bool':
@@ -241,4 +246,108 @@ function findKey(root: unknown, dotted: string): Node | undefined {
     map = pair.value;
   }
   return undefined;
+}
+
+/** What applyFasterRcnnCfgList did: the config, and the keys it set that caffe-ts does not read. */
+export interface FasterRcnnCfgList {
+  config: FasterRcnnConfig;
+  set: string[];
+  unused: string[];
+}
+
+/**
+ * train_net.py's `--set KEY VALUE …` (cfg_from_list) over `base`: each dotted key must be one
+ * config.py has, and each value is read as Python's literal_eval reads it (numbers, True and
+ * False, quoted strings, lists and tuples of them; anything else is the text itself) and must
+ * fit the key as in parseFasterRcnnCfg. Throws a FasterRcnnConfigError naming `where` (e.g.
+ * '--set') and the key.
+ */
+export function applyFasterRcnnCfgList(base: FasterRcnnConfig, pairs: readonly string[], where = '--set'): FasterRcnnCfgList {
+  // The column is the word's position among the pairs (1-based).
+  const fail = (index: number, key: string, reason: string): never => {
+    throw new FasterRcnnConfigError(reason, { file: key ? `${where} ${key}` : where, line: 0, column: index + 1, key });
+  };
+  if (pairs.length % 2 !== 0) fail(pairs.length - 1, '', `expects KEY VALUE pairs (got ${pairs.length} words, the last '${pairs.at(-1)}' has no value)`);
+  const config = { ...base, TRAIN: { ...base.TRAIN }, TEST: { ...base.TEST } } as unknown as Record<string, Record<string, unknown>>;
+  const set: string[] = [];
+  const unused: string[] = [];
+  for (let i = 0; i < pairs.length; i += 2) {
+    const key = pairs[i]!;
+    const parts = key.split('.');
+    const section = parts.length === 2 && (parts[0] === 'TRAIN' || parts[0] === 'TEST') ? parts[0] : parts.length === 1 ? '' : null;
+    const name = parts.at(-1)!;
+    const spec = section === null ? undefined : KEYS[section][name];
+    if (!spec) fail(i, key, `'${key}' is not a valid config key (config.py has no such key)`);
+    const value = convertValue(pythonLiteral(pairs[i + 1]!), spec!.kind);
+    if (value === undefined) fail(i + 1, key, `${key} must be ${KIND_TEXT[spec!.kind]} (got ${JSON.stringify(pairs[i + 1])})`);
+    set.push(key);
+    if (!spec!.used) {
+      unused.push(key);
+      continue;
+    }
+    if (section) config[section]![name] = value;
+    else (config as Record<string, unknown>)[name] = value;
+  }
+  try {
+    return { config: fasterRcnnConfig(config as never), set, unused };
+  } catch (e) {
+    const m = e instanceof LayerError ? /Faster R-CNN config: (\S+) (.*)$/.exec(e.message) : null;
+    if (!m) throw e;
+    let at = -1;
+    for (let k = 0; k < pairs.length; k += 2) if (pairs[k] === m[1]) at = k;
+    return fail(at + 1, m[1]!, `${m[1]} ${m[2]}${at < 0 ? ' (after the pairs were applied)' : ''}`);
+  }
+}
+
+/**
+ * A value as Python's ast.literal_eval reads the few kinds a config holds: numbers, True, False,
+ * None, quoted strings, and lists or tuples of them; cfg_from_list keeps the text itself when it
+ * is none of these.
+ */
+function pythonLiteral(text: string): unknown {
+  let at = 0;
+  const src = text.trim();
+  const fail = (): never => {
+    throw new SyntaxError('not a literal');
+  };
+  const space = () => {
+    while (at < src.length && /\s/.test(src[at]!)) at++;
+  };
+  const value = (): unknown => {
+    space();
+    const c = src[at];
+    if (c === '[' || c === '(') {
+      const close = c === '[' ? ']' : ')';
+      at++;
+      const items: unknown[] = [];
+      space();
+      while (src[at] !== close) {
+        items.push(value());
+        space();
+        if (src[at] === ',') at++;
+        else if (src[at] !== close) fail();
+        space();
+      }
+      at++;
+      return items;
+    }
+    if (c === "'" || c === '"') {
+      const end = src.indexOf(c, at + 1);
+      if (end < 0) fail();
+      const s = src.slice(at + 1, end);
+      at = end + 1;
+      return s;
+    }
+    const m = /^(True|False|None|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)/.exec(src.slice(at));
+    if (!m) fail();
+    at += m![0].length;
+    return m![0] === 'True' ? true : m![0] === 'False' ? false : m![0] === 'None' ? null : Number(m![0]);
+  };
+  try {
+    const v = value();
+    space();
+    return at === src.length ? v : text;
+  } catch {
+    return text;
+  }
 }

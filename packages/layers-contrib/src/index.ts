@@ -68,7 +68,7 @@ export {
   type FasterRcnnTrainConfig,
   type FasterRcnnTestConfig,
 } from './faster-rcnn-config.js';
-export { parseFasterRcnnCfg, FasterRcnnConfigError, type FasterRcnnCfgFile } from './faster-rcnn-cfg-file.js';
+export { parseFasterRcnnCfg, applyFasterRcnnCfgList, FasterRcnnConfigError, type FasterRcnnCfgFile, type FasterRcnnCfgList } from './faster-rcnn-cfg-file.js';
 export { bboxPredSnapshotWeights, type BboxPredSnapshotWeights } from './bbox-pred-snapshot.js';
 export { testNetImage, type TestNetOptions } from './faster-rcnn-test.js';
 export { vocAp, vocEvalClass, vocResultLine, parseVocResults, formatFixed, type VocDetection, type VocGroundTruth, type VocClassResult } from './voc-eval.js';

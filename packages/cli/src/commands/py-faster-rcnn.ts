@@ -10,6 +10,7 @@ import { logger } from '@caffe-ts/blob';
 import { readCocoRoidb, readVocRoidb, VOC_CLASSES } from '@caffe-ts/io-leveldb';
 import { defaultPythonLayerRegistry } from '@caffe-ts/layers';
 import {
+  applyFasterRcnnCfgList,
   bboxPredSnapshotWeights,
   FASTER_RCNN_CONFIG,
   getTrainingRoidb,
@@ -70,11 +71,12 @@ export interface FasterRcnnRun {
 }
 
 /**
- * The config (`cfgFile` over config.py's defaults, else the end2end settings), logged; the fork
+ * The config (`cfgFile` over config.py's defaults, else the end2end settings; then `setPairs`,
+ * train_net.py's --set KEY VALUE words), logged; the fork
  * layers and the py-faster-rcnn ports registered with it (the CLI's registry, the process-wide
  * Python layer registry).
  */
-export function loadFasterRcnnConfig(cfgFile: string | undefined): FasterRcnnConfig {
+export function loadFasterRcnnConfig(cfgFile: string | undefined, setPairs: readonly string[] = []): FasterRcnnConfig {
   let config: FasterRcnnConfig = FASTER_RCNN_CONFIG;
   if (cfgFile !== undefined) {
     let text: string;
@@ -88,6 +90,13 @@ export function loadFasterRcnnConfig(cfgFile: string | undefined): FasterRcnnCon
     log.info(`Loaded config from ${cfgFile}: ${read.set.length > 0 ? read.set.join(', ') : 'no keys'} set over config.py's defaults`);
     if (read.unused.length > 0) log.info(`Not read by caffe-ts (they concern py-faster-rcnn's own paths, devices and proposal files): ${read.unused.join(', ')}`);
   }
+  if (setPairs.length > 0) {
+    // train_net.py applies --set after --cfg (cfg_from_list).
+    const read = applyFasterRcnnCfgList(config, setPairs);
+    config = read.config;
+    log.info(`Set from --set: ${read.set.join(', ')}`);
+    if (read.unused.length > 0) log.info(`Not read by caffe-ts: ${read.unused.join(', ')}`);
+  }
   registerContribLayers(cliRegistry());
   registerFasterRcnnPythonLayers(defaultPythonLayerRegistry(), config);
   return config;
@@ -97,8 +106,8 @@ export function loadFasterRcnnConfig(cfgFile: string | undefined): FasterRcnnCon
  * Read the config and register the layers (loadFasterRcnnConfig), and read every image set's
  * roidb with its mirrored copies.
  */
-export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: string | undefined): Promise<FasterRcnnRun> {
-  const config = loadFasterRcnnConfig(cfgFile);
+export async function prepareFasterRcnnRun(sources: RoidbSource[], cfgFile: string | undefined, setPairs: readonly string[] = []): Promise<FasterRcnnRun> {
+  const config = loadFasterRcnnConfig(cfgFile, setPairs);
   const roidb: RoidbEntry[] = [];
   let classes: readonly string[] | undefined;
   for (const source of sources) {

@@ -24,13 +24,14 @@ const log = logger('test_net.py');
 export const testNetCommand: Command = {
   summary: "evaluate a Faster R-CNN test net on a VOC image set (py-faster-rcnn's test_net.py: per-class AP and mAP)",
   usage:
-    '--model test.prototxt --weights W.caffemodel --imdb voc:VOCdevkit/VOC2007:test [--cfg faster_rcnn_end2end.yml] ' +
+    '--model test.prototxt --weights W.caffemodel --imdb voc:VOCdevkit/VOC2007:test [--cfg faster_rcnn_end2end.yml] [--set KEY VALUE …] ' +
     '[--labels classes.txt] [--max_per_image 100] [--thresh 0.05] [--output_dir .] [--use_07_metric=true|false] [--backend cpu|gpu]',
   async run({ flags, io }) {
     const model = flags.string('model');
     const weights = flags.string('weights');
     const imdb = flags.string('imdb');
     const cfgFile = flags.string('cfg');
+    const setPairs = flags.strings('set');
     const labelsFile = flags.string('labels');
     const maxPerImage = flags.int('max_per_image', 100);
     const threshText = flags.string('thresh', '0.05')!;
@@ -54,7 +55,7 @@ export const testNetCommand: Command = {
     if (source.kind !== 'voc') throw new UsageError('--imdb: test_net evaluates VOC devkit image sets (voc:DEVKIT_YEAR_DIR:IMAGE_SET); COCO\'s evaluation is not supported');
     const { devkit, imageSet } = source;
 
-    const config = loadFasterRcnnConfig(cfgFile);
+    const config = loadFasterRcnnConfig(cfgFile, setPairs);
     const classes = labelsFile ? readLabels(userPath(labelsFile)) : VOC_CLASSES;
     const roidb = await readVocRoidb(userPath(devkit), imageSet, { classes, useDifficult: true });
     log.info(`Loaded ${roidb.length} images of ${devkit} ${imageSet}; ${classes.length} classes with the background`);

@@ -23,7 +23,7 @@ const log = logger('caffe.cpp');
 
 export const trainCommand: Command = {
   summary: 'train or finetune a model',
-  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval[+…]|coco:instances.json:IMAGE_DIR [--cfg faster_rcnn_end2end.yml]]',
+  usage: '--solver S [--weights a.caffemodel[,b.caffemodel]] [--snapshot S.solverstate] [--level N] [--stage a,b] [--backend cpu|gpu] [-gpu 0] [--sigint_effect stop|snapshot|none] [--sighup_effect stop|snapshot|none] [--stop_on_nan] [--workers N|auto [--split_batch]] [--roidb voc:DEVKIT/VOC2007:trainval[+…]|coco:instances.json:IMAGE_DIR [--cfg faster_rcnn_end2end.yml] [--set KEY VALUE …]]',
   async run({ flags }) {
     const solverFile = flags.string('solver');
     const weights = flags.string('weights');
@@ -37,7 +37,10 @@ export const trainCommand: Command = {
     const roidbSpec = flags.string('roidb');
     const roidbSources = roidbSpec === undefined ? undefined : parseRoidbSpec(roidbSpec);
     const cfgFile = flags.string('cfg');
-    if (cfgFile !== undefined && !roidbSources) throw new UsageError('--cfg configures py-faster-rcnn training: give --roidb too');
+    const setPairs = flags.strings('set');
+    if ((cfgFile !== undefined || setPairs.length > 0) && !roidbSources) {
+      throw new UsageError(`--${cfgFile !== undefined ? 'cfg' : 'set'} configures py-faster-rcnn training: give --roidb too`);
+    }
     if (roidbSources && parallelAsked?.mode === 'split') {
       throw new UsageError('--roidb with --split_batch: a Faster R-CNN batch is one image, which does not split (leave out --split_batch: each worker then trains on its own images)');
     }
@@ -62,7 +65,7 @@ export const trainCommand: Command = {
     };
     const read = await readSolverFile(userPath(solverFile), solverOptions);
     // py-faster-rcnn's training layers (RoIDataLayer and the target layers) are the contrib ports.
-    const frcnn = roidbSources ? await prepareFasterRcnnRun(roidbSources, cfgFile) : undefined;
+    const frcnn = roidbSources ? await prepareFasterRcnnRun(roidbSources, cfgFile, setPairs) : undefined;
     if (frcnn) {
       applyFasterRcnnSolverSettings(read.param, frcnn.config, read.rootDir);
       if (parallel) parallel = { ...parallel, replicaSetup: frcnn.replicaSetup };
