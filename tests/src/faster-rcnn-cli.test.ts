@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { decodeNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_FASTER_RCNN_TRAIN, TINY_FASTER_RCNN_YML as TINY_YML } from '../../packages/layers-contrib/src/testing/tiny-faster-rcnn-train.js';
-import { caffe, messages, tempDir } from './helpers.js';
+import { caffe, messages, tempDir, withEnv } from './helpers.js';
 import { writeVocDevkit } from './voc-devkit.js';
 
 /*
@@ -112,6 +112,15 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     const mixed = await caffe(['train', '--solver', 'solver.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval+coco:instances_train.json:VOCdevkit/VOC2007/JPEGImages', '--cfg', 'tiny.yml'], tmp.path);
     expect(mixed.code).toBe(1);
     expect(mixed.stderr).toMatch(/--roidb: instances_train\.json \(images in VOCdevkit\/VOC2007\/JPEGImages\) has other classes than the sets before it \(3 against 21/);
+  });
+
+  it('with the default --workers (auto, split on several cores) it trains on one thread instead of refusing', async () => {
+    const run = await withEnv('CAFFE_TS_WORKERS', undefined, () =>
+      caffe(['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml'], tmp.path),
+    );
+    expect(run.stderr, run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(messages(run.log).some((l) => l.startsWith('Data-parallel training'))).toBe(false);
   });
 
   it('--set KEY VALUE … applies after --cfg, as train_net.py does: SNAPSHOT_INFIX goes into the snapshot names', async () => {

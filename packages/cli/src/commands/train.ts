@@ -41,7 +41,7 @@ export const trainCommand: Command = {
     if ((cfgFile !== undefined || setPairs.length > 0) && !roidbSources) {
       throw new UsageError(`--${cfgFile !== undefined ? 'cfg' : 'set'} configures py-faster-rcnn training: give --roidb too`);
     }
-    if (roidbSources && parallelAsked?.mode === 'split') {
+    if (roidbSources && parallelAsked?.mode === 'split' && !parallelAsked.optional) {
       throw new UsageError('--roidb with --split_batch: a Faster R-CNN batch is one image, which does not split (leave out --split_batch: each worker then trains on its own images)');
     }
     const backend = await backendFromFlags(flags);
