@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { decodeNetParameter, type NetParameter } from '@caffe-ts/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +15,9 @@ import { writeVocDevkit } from './voc-devkit.js';
  * mirrored copies and hands it to the ported RoIDataLayer. The small net's settings come from a
  * yml config, as train_net.py's --cfg gives them.
  */
+
+/** The built command, for a run in a process of its own. */
+const bin = fileURLToPath(new URL('../../packages/cli/dist/bin.js', import.meta.url));
 
 const SOLVER = 'net: "train.prototxt"\nmomentum: 0.9\nlr_policy: "fixed"\ndisplay: 10\naverage_loss: 10\nrandom_seed: 1701\n';
 
@@ -121,6 +126,18 @@ describe('caffe train --roidb (py-faster-rcnn end2end training from a VOC devkit
     expect(run.stderr, run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(messages(run.log).some((l) => l.startsWith('Data-parallel training'))).toBe(false);
+  });
+
+  it('on --backend gpu the Python layers run on the host once CAFFE_TS_GPU_CPU_FALLBACK=1 allows it, which the error says', async () => {
+    const args = ['train', '--solver', 'frozen.prototxt', '--roidb', 'voc:VOCdevkit/VOC2007:trainval', '--cfg', 'tiny.yml', '--backend', 'gpu'];
+    const strict = await withEnv('CAFFE_TS_GPU_CPU_FALLBACK', undefined, () => caffe(args, tmp.path));
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toMatch(/no kernel for layer type 'Python' on backend 'gpu' \(set CAFFE_TS_GPU_CPU_FALLBACK=1 \(or register the backend with \{ allowCpuFallback: true \}\) to run it on the host\)/);
+    // This process's 'gpu' backend is made once, strict: the allowed run is a process of its own.
+    const lax = spawnSync(process.execPath, [bin, ...args], { cwd: tmp.path, env: { ...process.env, CAFFE_TS_GPU_CPU_FALLBACK: '1' }, encoding: 'utf8' });
+    expect(lax.status, lax.stderr).toBe(0);
+    expect(lax.stderr).toMatch(/Use backend gpu\./);
+    expect(lax.stderr).toMatch(/Snapshotting to binary proto file frozen_iter_2\.caffemodel/);
   });
 
   it('--set KEY VALUE … applies after --cfg, as train_net.py does: SNAPSHOT_INFIX goes into the snapshot names', async () => {

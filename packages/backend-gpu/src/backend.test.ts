@@ -198,7 +198,7 @@ describe('layers without a gpu kernel', () => {
     const top = new Blob([], { dtype: 'float32', device: strict.device });
     layer.setUp([bottom], [top]);
     expect(() => layer.forward([bottom], [top])).toThrow(LayerError);
-    expect(() => layer.forward([bottom], [top])).toThrow(/no kernel for layer type 'AbsVal' on backend 'gpu'/);
+    expect(() => layer.forward([bottom], [top])).toThrow(/no kernel for layer type 'AbsVal' on backend 'gpu' \(create the backend with \{ allowCpuFallback: true \} to run it on the host\)/);
 
     const lax = backendFor('cpu', true);
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});

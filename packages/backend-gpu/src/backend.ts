@@ -29,6 +29,8 @@ export interface GpuBackendOptions {
   mode?: GpuMode;
   /** Run layers that have no gpu kernel on the host (counted in stats().cpuFallbacks, warned once per layer). */
   allowCpuFallback?: boolean;
+  /** How this backend's users turn the fallback on, named in the error of a layer without a kernel. */
+  cpuFallbackHint?: string;
   /** Name under which the backend reports itself (default 'gpu'). */
   name?: string;
   /**
@@ -126,6 +128,7 @@ export function createGpuBackend(options: GpuBackendOptions = {}): GpuBackend {
     ops,
     solverOps: ops,
     allowCpuFallback: options.allowCpuFallback ?? false,
+    cpuFallbackHint: options.cpuFallbackHint ?? 'create the backend with { allowCpuFallback: true }',
     layerKernel: (type) => KERNELS[type],
     releaseLayer(layer) {
       releaseScratch(layer as Layer);

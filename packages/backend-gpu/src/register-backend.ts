@@ -18,6 +18,7 @@ export function registerGpuBackend(options: GpuBackendOptions = {}): void {
     return createGpuBackend({
       mode: options.mode ?? (envMode || undefined),
       allowCpuFallback: options.allowCpuFallback ?? env.CAFFE_TS_GPU_CPU_FALLBACK?.trim() === '1',
+      cpuFallbackHint: options.cpuFallbackHint ?? "set CAFFE_TS_GPU_CPU_FALLBACK=1 (or register the backend with { allowCpuFallback: true })",
       name: options.name,
     });
   }, 0);

@@ -18,6 +18,8 @@ export interface Backend {
   layerKernel?(type: string): unknown;
   /** Whether layers without a kernel may run on the host (opt-in, counted, warned once). */
   readonly allowCpuFallback?: boolean;
+  /** How a user turns that fallback on, for the error a layer without a kernel gives (e.g. an environment variable). */
+  readonly cpuFallbackHint?: string;
   /** Solver math on the device, so a training step needs no parameter round trip (optional). */
   readonly solverOps?: DeviceSolverOps;
   /**

@@ -231,7 +231,7 @@ export abstract class Layer {
     const kernel = backend.layerKernel?.(this.type) as LayerKernel | undefined;
     if (kernel) return kernel;
     if (!backend.allowCpuFallback) {
-      this.fail(`no kernel for layer type '${this.type}' on backend '${backend.name}' (enable allowCpuFallback to run it on the host)`);
+      this.fail(`no kernel for layer type '${this.type}' on backend '${backend.name}' (${backend.cpuFallbackHint ?? 'enable allowCpuFallback'} to run it on the host)`);
     }
     const stats = backend.stats();
     stats.cpuFallbacks[this.type] = (stats.cpuFallbacks[this.type] ?? 0) + 1;
