@@ -34,6 +34,8 @@ const playwrightAt = (() => {
 // each). A slow page passes; a hung one still fails, saying how far the page's worker got.
 const PAGE_TEST_MS = 180_000;
 const PAGE_WAIT_MS = 120_000;
+/** The kernel-threads page: how long one attempt waits for its worker's result (two attempts at most). */
+const THREADS_WAIT_MS = 80_000;
 const skip = !existsSync(chromiumPath) ? `no Chromium at ${chromiumPath}` : playwrightAt === null ? 'playwright-core is not installed' : null;
 
 const INFERENCE = ['proto', 'blob', 'layers', 'net'];
@@ -211,7 +213,7 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
         const out = { isolated: self.crossOriginIsolated };
         try {
           postMessage({ stage: 'bundle loaded' });
-          out.threads = await c.initThreads(2, { timeoutMs: ${PAGE_WAIT_MS - 20_000} });
+          out.threads = await c.initThreads(2, { timeoutMs: ${THREADS_WAIT_MS - 20_000} });
           postMessage({ stage: 'kernel threads ready' });
           out.pool = c.threadPoolInfo();
           const k = c.createWasmGemmKernel();
@@ -241,22 +243,44 @@ describe.skipIf(skip !== null)(`the inference bundle in headless Chromium${skip 
       res.end(file?.[1] ?? 'not found');
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    /** One page: its worker's result, or an error saying how far the worker got. */
+    const attempt = async (): Promise<Record<string, unknown>> => {
+      const page = (await browser!.newPage()) as Page & { goto(url: string): Promise<unknown>; close(): Promise<void> };
+      try {
+        page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+        await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+        await page.waitForFunction('globalThis.result !== undefined', undefined, { timeout: THREADS_WAIT_MS }).catch(async (e: unknown) => {
+          // Say how far the worker got (the stages it reported, with the page's clock).
+          const stages = await page.evaluate(() => (globalThis as unknown as { stages?: string[] }).stages ?? [], null).catch(() => ['(page gone)']);
+          throw new Error(`no result from the page's worker; its stages: ${stages.length ? stages.join(', ') : 'none'} (${String(e)})`);
+        });
+        const result = await page.evaluate(() => (globalThis as unknown as { result: Record<string, unknown> }).result, null);
+        // A kernel worker that did not start in time leaves initThreads with one thread.
+        if (result.error !== undefined || result.threads !== 2) throw new Error(`the page's worker reported ${JSON.stringify(result)}`);
+        return result;
+      } finally {
+        await page.close().catch(() => {});
+      }
+    };
     try {
-      const page = (await browser!.newPage()) as Page & { goto(url: string): Promise<unknown> };
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      await page.goto(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
-      await page.waitForFunction('globalThis.result !== undefined', undefined, { timeout: PAGE_WAIT_MS }).catch(async (e: unknown) => {
-        // Say how far the worker got (the stages it reported, with the page's clock).
-        const stages = await page.evaluate(() => (globalThis as unknown as { stages?: string[] }).stages ?? [], null).catch(() => ['(page gone)']);
-        throw new Error(`no result from the page's worker; its stages: ${stages.length ? stages.join(', ') : 'none'} (${String(e)})`);
-      });
-      const result = await page.evaluate(() => (globalThis as unknown as { result: Record<string, unknown> }).result, null);
+      let result: Record<string, unknown>;
+      try {
+        result = await attempt();
+      } catch (e) {
+        // A worker of a page can stall on a machine this busy (two Chromiums, the test forks, two
+        // cores): say so, and try once more in a fresh page.
+        console.warn(`kernel-threads page, first attempt: ${String(e)}`);
+        result = await attempt();
+      }
       expect(result.error).toBeUndefined();
       expect(result).toMatchObject({ isolated: true, threads: 2, pool: { supported: true, active: 2, reason: null }, same: true });
       expect(result.workerLists as number, 'the kernel worker ran part of the products').toBeGreaterThan(0);
       expect(problems).toEqual([]);
     } finally {
+      // Sockets the browser still holds (a stalled worker's request, connections opened ahead)
+      // would keep close() waiting: end them.
+      server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
-  }, PAGE_TEST_MS);
+  }, 2 * THREADS_WAIT_MS + 40_000);
 });
