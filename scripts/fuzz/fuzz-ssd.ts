@@ -14,7 +14,8 @@ import { annotationGroups, decodeAnnotatedRecord, encodeAnnotatedDatum } from '.
 import { AnnotatedTransformer, planarToImage } from '../../packages/io-leveldb/src/annotated-transformer.js';
 import { mapNameToLabel, parseJsonAnnotation, parseLabelMap, parseTxtAnnotation, parseXmlAnnotation } from '../../packages/io-leveldb/src/annotation-files.js';
 import { batchSamplerSpecs } from '../../packages/io-leveldb/src/ssd-sampler.js';
-import { parseFasterRcnnCfg } from '../../packages/layers-contrib/src/faster-rcnn-cfg-file.js';
+import { applyFasterRcnnCfgList, parseFasterRcnnCfg } from '../../packages/layers-contrib/src/faster-rcnn-cfg-file.js';
+import { FASTER_RCNN_CONFIG } from '../../packages/layers-contrib/src/faster-rcnn-config.js';
 import { parseCocoRoidb } from '../../packages/io-leveldb/src/coco-roidb.js';
 import type { Outcome, Reader, Seed } from './fuzz-core.js';
 
@@ -140,6 +141,14 @@ export const SSD_READERS: readonly Reader[] = [
   {
     name: 'parseFasterRcnnCfg',
     run: (input) => (input.kind === 'frcnn-cfg' ? attempt(() => parseFasterRcnnCfg(utf8.decode(input.bytes), input.seed)) : undefined),
+  },
+  {
+    // The same text as train_net.py's --set words: 'KEY: VALUE' lines become KEY VALUE pairs.
+    name: 'applyFasterRcnnCfgList',
+    run: (input) =>
+      input.kind === 'frcnn-cfg'
+        ? attempt(() => applyFasterRcnnCfgList(FASTER_RCNN_CONFIG, utf8.decode(input.bytes).split('\n').flatMap((l) => l.trim().split(/:\s*/).slice(0, 2)).filter((w) => w !== '')))
+        : undefined,
   },
   {
     name: 'parseLabelMap',
