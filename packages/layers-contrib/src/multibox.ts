@@ -316,3 +316,16 @@ export function greedyNms(boxes: readonly SizedBox[], scores: readonly number[],
   }
   return kept;
 }
+
+/**
+ * Run a step of the SSD layers' bookkeeping, turning its RangeError (bad boxes or settings, which
+ * the steps report so) into the layer's own error through `fail`.
+ */
+export function failOnRangeError<T>(fail: (message: string) => never, step: () => T): T {
+  try {
+    return step();
+  } catch (e) {
+    if (e instanceof RangeError) fail(e.message);
+    throw e;
+  }
+}

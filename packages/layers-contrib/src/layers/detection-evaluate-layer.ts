@@ -3,7 +3,7 @@ import { Layer, readLayerFile, type BinaryFileReader, type BlobCounts, type Laye
 import type { LayerParameter } from '@caffe-ts/proto';
 import { hasField } from '@caffe-ts/proto';
 import { forkParam, ResizeMode, type DetectionEvaluateParameter } from '../fork-types.js';
-import { floatBox, floatOverlap, type SizedBox } from '../multibox.js';
+import { failOnRangeError, floatBox, floatOverlap, type SizedBox } from '../multibox.js';
 import { outputBox, parseNameSizes } from '../ssd-output.js';
 
 const f32 = Math.fround;
@@ -197,12 +197,7 @@ export class DetectionEvaluateLayer extends Layer {
 
   /** Run a step, turning its RangeError (a bad setting) into a LayerError naming the layer. */
   private wrap<T>(step: () => T): T {
-    try {
-      return step();
-    } catch (e) {
-      if (e instanceof RangeError) this.fail(e.message);
-      throw e;
-    }
+    return failOnRangeError((message) => this.fail(message), step);
   }
 }
 

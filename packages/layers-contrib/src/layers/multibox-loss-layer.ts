@@ -5,6 +5,7 @@ import { decodeBox, encodeBox } from '../bbox.js';
 import { ConfLossType, forkParam, LocLossType, MiningType, type MultiBoxLossParameter } from '../fork-types.js';
 import {
   countMatches,
+  failOnRangeError,
   findMatches,
   floatBox,
   mineExamples,
@@ -254,12 +255,7 @@ export class MultiBoxLossLayer extends LossLayerBase {
 
   /** Run a bookkeeping step, turning its RangeError (bad boxes or settings) into a LayerError. */
   private wrap<T>(step: () => T): T {
-    try {
-      return step();
-    } catch (e) {
-      if (e instanceof RangeError) this.fail(e.message);
-      throw e;
-    }
+    return failOnRangeError((message) => this.fail(message), step);
   }
 
   /**
