@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const pkgs = ['proto', 'blob', 'layers', 'net', 'solver', 'io-leveldb', 'cli', 'zoo', 'backend-gpu', 'layers-contrib'];
+const pkgs = ['proto', 'blob', 'layers', 'net', 'solver', 'io-leveldb', 'cli', 'zoo', 'backend-gpu', 'layers-contrib', 'backend-native'];
 const src = (p: string) => fileURLToPath(new URL(`./packages/${p}/src/`, import.meta.url));
 
 // Tests import workspace packages from source, so no build is needed to run them.

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: Chromium (browser tests: the playground and the browser bundle), Xvfb (a
-# display for headless GL), and the X11/GL headers headless-gl compiles against. Installed only
-# when missing; without root or apt the affected tests skip and say why.
-apt_packages=(chromium xvfb xauth libxi-dev libx11-dev libxext-dev libgl1-mesa-dev pkg-config)
+# display for headless GL), the X11/GL headers headless-gl compiles against, and OpenBLAS, which
+# @caffe-ts/backend-native's addon links. Installed only when missing; without root or apt the
+# affected tests skip and say why.
+apt_packages=(chromium xvfb xauth libxi-dev libx11-dev libxext-dev libgl1-mesa-dev pkg-config libopenblas-dev)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,10 +23,10 @@ if [ ${#missing[@]} -gt 0 ]; then
       $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq || true
       $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-      echo "warning: missing system packages (${missing[*]}) and no root to install them: browser and GL tests will skip" >&2
+      echo "warning: missing system packages (${missing[*]}) and no root to install them: browser, GL and native-kernel tests will skip" >&2
     fi
   else
-    echo "warning: no apt-get; missing ${missing[*]}: browser and GL tests will skip" >&2
+    echo "warning: no apt-get; missing ${missing[*]}: browser, GL and native-kernel tests will skip" >&2
   fi
 fi
 

@@ -6,9 +6,12 @@
 //
 //   pnpm build && pnpm bench                       (root: this, then the other bench scripts)
 //   node bench/src/compare.mjs [--quick] [--only gemm,lenet,cifar10,caffenet,googlenet,resnet50,squeezenet,mobilenet_v2]
-//       [--threads 1,2] [--frameworks caffe-ts,tfjs-wasm,tfjs-cpu,onnxruntime] [--json PATH]
+//       [--threads 1,2] [--frameworks caffe-ts,caffe-ts-native,tfjs-wasm,tfjs-cpu,onnxruntime] [--json PATH]
 //       [--budget SECONDS] [--tolerance 1e-3] [--slow] [--keep-bundles] [--rounds N] [--host-alloc wasm|js]
 //
+// caffe-ts-native is caffe-ts under @caffe-ts/backend-native's OpenBLAS kernels (in the default
+// list where its addon is built), checked against the WebAssembly run's results as a peer is;
+// extra columns set the other peers against it.
 // Each framework runs in its own child process (src/peers/worker.mjs), one after the other, so
 // its peak RSS is its own and no two compete for the cores. caffe-ts runs first and leaves the
 // converted nets' bundles (spec, weights, inputs, its outputs) in a temporary folder.
@@ -33,6 +36,14 @@ import { parseBenchArgs } from './cli-args.mjs';
 import { FRAMEWORKS, selectRows } from './peers/rows.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
+/** Every framework, but caffe-ts-native only where @caffe-ts/backend-native's addon is built. */
+async function defaultFrameworks() {
+  const { nativeAvailability } = await import('@caffe-ts/backend-native');
+  const { available, reason } = nativeAvailability();
+  if (!available) process.stderr.write(`caffe-ts-native left out: ${reason}\n`);
+  return FRAMEWORKS.filter((f) => available || f !== 'caffe-ts-native');
+}
+
 const { values } = parseBenchArgs({
   // `pnpm bench -- --quick` hands the script a literal '--' first.
   args: process.argv.slice(2).filter((a) => a !== '--'),
@@ -40,7 +51,7 @@ const { values } = parseBenchArgs({
     quick: { type: 'boolean', default: false },
     only: { type: 'string' },
     threads: { type: 'string', default: '1,2' },
-    frameworks: { type: 'string', default: FRAMEWORKS.join(',') },
+    frameworks: { type: 'string', default: (await defaultFrameworks()).join(',') },
     json: { type: 'string' },
     budget: { type: 'string' },
     tolerance: { type: 'string', default: '1e-3' },
@@ -86,7 +97,7 @@ try {
       const out = join(bundle, `${f}.result.json`);
       const args = [
         // caffe-ts picks relaxed-SIMD GEMM where the flag is on, as the caffe CLI does.
-        ...(f === 'caffe-ts' ? ['--experimental-wasm-relaxed-simd'] : []),
+        ...(f.startsWith('caffe-ts') ? ['--experimental-wasm-relaxed-simd'] : []),
         join(here, 'peers', 'worker.mjs'),
         '--framework', f, '--rows', rows.map((r) => r.id).join(','), '--threads', threads.join(','),
         '--bundle', bundle, '--out', out,
@@ -95,7 +106,7 @@ try {
         ...(budget ? ['--budget', budget] : []),
       ];
       process.stderr.write(`== ${f}${rounds > 1 ? ` (round ${round + 1} of ${rounds})` : ''}\n`);
-      const env = f === 'caffe-ts' ? { ...process.env, CAFFE_TS_HOST_ALLOCATOR: hostAlloc } : process.env;
+      const env = f.startsWith('caffe-ts') ? { ...process.env, CAFFE_TS_HOST_ALLOCATOR: hostAlloc } : process.env;
       const ticks = cpuTicks();
       const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], cwd: join(here, '..'), env });
       const steal = stealPercent(ticks, cpuTicks());
@@ -173,6 +184,9 @@ function ratioOf(own, peer) {
 
 // ---------------------------------------------------------------------------------------------
 const peers = frameworks.filter((f) => f !== 'caffe-ts');
+// With the native kernels in the run, the other peers are also set against them.
+const nativeRun = frameworks.includes('caffe-ts-native');
+const nativePeers = nativeRun ? peers.filter((f) => f !== 'caffe-ts-native') : [];
 const failures = [...workerFailures];
 const fmtMs = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2));
 function cellText(row, cell) {
@@ -184,7 +198,7 @@ function cellText(row, cell) {
 }
 
 const table = [];
-const header = ['work', 'threads', ...frameworks, ...peers.map((p) => `${p} ÷ caffe-ts`), 'max rel err (peers)'];
+const header = ['work', 'threads', ...frameworks, ...peers.map((p) => `${p} ÷ caffe-ts`), ...nativePeers.map((p) => `${p} ÷ native`), 'max rel err (peers)'];
 for (const row of rows) {
   for (const t of threads) {
     const cell = (f) => results[f]?.cells?.[row.id]?.[t];
@@ -193,6 +207,10 @@ for (const row of rows) {
     for (const p of peers) {
       const c = cell(p);
       const ratio = ratioOf(own, c);
+      line.push(ratio !== undefined ? `${ratio.toFixed(2)}×` : '—');
+    }
+    for (const p of nativePeers) {
+      const ratio = ratioOf(cell('caffe-ts-native'), cell(p));
       line.push(ratio !== undefined ? `${ratio.toFixed(2)}×` : '—');
     }
     const errs = [];
@@ -204,7 +222,7 @@ for (const row of rows) {
         c.disagrees = true;
         failures.push(`${row.id} (${t} thread${t > 1 ? 's' : ''}) ${f}: max relative error ${c.err.toExponential(2)} at ${c.errAt ?? 'output'} exceeds ${tolerance}`);
       }
-      if (f !== 'caffe-ts' || row.kind === 'gemm') errs.push(`${f === 'caffe-ts' ? 'caffe-ts' : f.replace('onnxruntime', 'ort')} ${c.err.toExponential(1)}${c.disagrees ? ' FAIL' : ''}`);
+      if (f !== 'caffe-ts' || row.kind === 'gemm') errs.push(`${f === 'caffe-ts' ? 'caffe-ts' : f.replace('onnxruntime', 'ort').replace('caffe-ts-native', 'native')} ${c.err.toExponential(1)}${c.disagrees ? ' FAIL' : ''}`);
     }
     line.push(errs.join(', ') || '—');
     table.push(line);

@@ -5,8 +5,10 @@
 //   pnpm build && pnpm --filter @caffe-ts/bench bench:parallel [-- --models lenet,cifar10_quick]
 //       [--rounds 7] [--iterations 32] [--warmup 3] [--epochs N] [--records 2048] [--profile]
 //       [--mixes 1core,kernels,split,replicate] [--host-alloc wasm|js] [--probe on|off]
-//       [--probe-warmup N] [--probe-rounds N] [--probe-iterations N] [--thread-cpu]
+//       [--probe-warmup N] [--probe-rounds N] [--probe-iterations N] [--thread-cpu] [--kernels wasm|native]
 //
+// --kernels native runs every mix on @caffe-ts/backend-native's OpenBLAS kernels (its register module is
+// imported here and by every replica); the default is the WebAssembly kernels.
 // After each model's table, `caffe train`'s default times the mixes itself on copies of the same
 // solver (probeParallelism, as the command does before a long run) and the line says which it
 // picks; the accuracy rows (--epochs) train with that pick. --probe off leaves that out (the static
@@ -81,6 +83,7 @@ const { values } = parseBenchArgs({
     'probe-iterations': { type: 'string' },
     'host-alloc': { type: 'string' },
     'thread-cpu': { type: 'boolean', default: false },
+    kernels: { type: 'string', default: 'wasm' },
   },
 }, import.meta.url);
 const hostAlloc = values['host-alloc'] ?? process.env.CAFFE_TS_HOST_ALLOCATOR ?? 'wasm';
@@ -102,6 +105,15 @@ registerBuiltinLayers(defaultLayerRegistry());
 registerDataLayers(defaultLayerRegistry());
 setLogEnabled(false);
 const register = [import.meta.resolve('@caffe-ts/io-leveldb/register')];
+// --kernels native: @caffe-ts/backend-native's OpenBLAS kernels here and in every replica.
+if (values.kernels === 'native') {
+  const nativeRegister = import.meta.resolve('@caffe-ts/backend-native/register');
+  await import(nativeRegister);
+  register.push(nativeRegister);
+} else if (values.kernels !== 'wasm') {
+  process.stderr.write(`parallel.mjs: --kernels expects wasm or native (got '${values.kernels}')\n`);
+  process.exit(2);
+}
 
 const corpus = fileURLToPath(new URL('../../../shared/corpus/nets/cifar10/', import.meta.url));
 const MODELS = {

@@ -4,7 +4,7 @@
 // processes, whose peak RSS is measured).
 import { readFileSync } from 'node:fs';
 
-export const FRAMEWORKS = ['caffe-ts', 'tfjs-wasm', 'tfjs-cpu', 'onnxruntime'];
+export const FRAMEWORKS = ['caffe-ts', 'caffe-ts-native', 'tfjs-wasm', 'tfjs-cpu', 'onnxruntime'];
 
 /** Why a framework has no figure for a kind of row (printed in its cell). */
 export const NOT_AVAILABLE = {

@@ -2,7 +2,7 @@
 // Runs one framework's rows of the peer comparison in its own process (so its peak RSS is its
 // own) and writes the results as JSON to --out. Started by bench/src/compare.mjs:
 //
-//   node [--experimental-wasm-relaxed-simd] src/peers/worker.mjs --framework caffe-ts|tfjs-wasm|tfjs-cpu|onnxruntime
+//   node [--experimental-wasm-relaxed-simd] src/peers/worker.mjs --framework caffe-ts|caffe-ts-native|tfjs-wasm|tfjs-cpu|onnxruntime
 //       --rows ID,ID --threads 1,2 --bundle DIR --out FILE [--quick] [--budget SECONDS]
 //
 // The caffe-ts worker runs first: besides timing, it writes each net row's bundle (spec with
@@ -128,8 +128,13 @@ function hostMemoryNote(blob) {
     : `caffe-ts host memory: plain arrays (${info.reason}; the kernels copy operands in and out)`;
 }
 
-async function caffeTs() {
+/**
+ * caffe-ts itself; with `native`, under @caffe-ts/backend-native's OpenBLAS kernels
+ * (useNativeKernels), checked against the bundles the WebAssembly run wrote as a peer is.
+ */
+async function caffeTs({ native = false } = {}) {
   const blob = await import('@caffe-ts/blob');
+  const nativeBlas = native ? (await import('@caffe-ts/backend-native')).useNativeKernels() : null;
   const { defaultLayerRegistry } = await import('@caffe-ts/layers');
   await import('@caffe-ts/layers/register');
   const { Net } = await import('@caffe-ts/net');
@@ -149,6 +154,7 @@ async function caffeTs() {
       return `${version} (gemm ${gemmLabel(blob)})`;
     },
     notes: [
+      ...(nativeBlas ? [`caffe-ts-native: @caffe-ts/backend-native (convolutions and GEMMs in OpenBLAS ${nativeBlas.config.split(' ')[1] ?? ''}, core ${nativeBlas.core}; the rest as caffe-ts)`] : []),
       hasThreads ? 'caffe-ts threads: @caffe-ts/blob initThreads(n) (worker pool over shared memory)' : '@caffe-ts/blob has no thread API yet: 1 thread only',
       hostMemoryNote(blob),
     ],
@@ -207,18 +213,26 @@ async function caffeTs() {
             reference[`${net.layerNames[li]}/${bi}`] = { shape: [...b.shape], data: Float32Array.from(b.cpuDiff()) };
           }));
         }
-        saveBundle(values.bundle, row.id, describeNet(net, { views: true }), inputs, reference, { check });
+        if (!native) saveBundle(values.bundle, row.id, describeNet(net, { views: true }), inputs, reference, { check });
+        else built.set(`${row.id}:got`, reference);
         built.set(row.id, net);
       }
       const net = built.get(row.id);
       return {
         run: row.kind === 'infer' ? () => net.forward() : () => { net.clearParamDiffs(); net.forward(); net.backward(); },
-        check: () => 0, // the reference itself
+        // The same weights and inputs (same seed) as the WebAssembly run, whose results the bundle holds.
+        check: native
+          ? () => {
+            const got = built.get(`${row.id}:got`);
+            const { reference } = loadBundle(values.bundle, row.id);
+            return compareAll(Object.fromEntries(Object.entries(got).map(([k, v]) => [k, v.data])), reference);
+          }
+          : () => 0, // the reference itself
       };
     },
     endRow() {
       // The next row's net reuses this one's memory (the kernel heap never shrinks).
-      for (const net of built.values()) net.dispose();
+      for (const net of built.values()) net.dispose?.();
       built.clear();
     },
   };
@@ -367,11 +381,12 @@ async function onnxruntime() {
 // ---------------------------------------------------------------------------------------------
 
 const fw = framework === 'caffe-ts' ? await caffeTs()
+  : framework === 'caffe-ts-native' ? await caffeTs({ native: true })
   : framework === 'tfjs-wasm' ? await tfjs('wasm')
   : framework === 'tfjs-cpu' ? await tfjs('cpu')
   : framework === 'onnxruntime' ? await onnxruntime()
   : null;
-if (!fw) throw new Error(`--framework ${framework}: expected caffe-ts, tfjs-wasm, tfjs-cpu or onnxruntime`);
+if (!fw) throw new Error(`--framework ${framework}: expected caffe-ts, caffe-ts-native, tfjs-wasm, tfjs-cpu or onnxruntime`);
 
 const cells = {};
 for (const row of rows) {

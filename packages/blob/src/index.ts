@@ -25,6 +25,8 @@ export {
   gemv,
   setGemmKernel,
   activeGemmKernelName,
+  customGemmKernelInstalled,
+  restoreDefaultGemmKernel,
   GEMM_KERNEL_MIN_WORK,
   type GemmKernel,
   axpy,
@@ -54,6 +56,10 @@ export {
   type WasmGemmVariant,
   createWasmConv2d,
   defaultWasmConv2d,
+  setConv2dRunner,
+  checkConv2dPass,
+  installedConv2dRunner,
+  type Conv2dRunner,
   type Conv2dGeometry,
   type Conv2dPass,
   type WasmConv2d,
@@ -73,5 +79,5 @@ export {
 } from './wasm/index.js';
 export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
 export { createWasmTrain, defaultWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './wasm/train-wasm.js';
-export { createWasmInferConv, defaultWasmInferConv, type ActivationVersions, type ConvEpilogue, type ConvSum, type WasmInferConv } from './wasm/infer-conv.js';
+export { createWasmInferConv, defaultWasmInferConv, winogradApplies, type ActivationVersions, type ConvEpilogue, type ConvSum, type WasmInferConv } from './wasm/infer-conv.js';
 export { relaxedSimdOptedOut, relaxedSimdStatus, type RelaxedSimdStatus } from './wasm/wasm-api.js';

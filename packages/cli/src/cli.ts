@@ -1,13 +1,13 @@
 import { CaffeError } from '@caffe-ts/proto';
 import { Flags, parseArgs, UsageError } from './args.js';
 import { COMMANDS, type CommandContext } from './commands/index.js';
-import { loadPlugins, pluginHint } from './plugins.js';
+import { loadPlugins, PluginError, pluginHint } from './plugins.js';
 
 const BOOLEAN_FLAGS = ['verbose', 'gray', 'shuffle', 'check_size', 'check_label', 'encoded', 'help', 'use_07_metric'];
 /** Flags that take several words. */
 const ARRAY_FLAGS = ['set'];
-/** The flag every command takes (plugins.ts). */
-const PLUGIN_USAGE = '[--plugin MODULE]';
+/** The flags every command takes (plugins.ts). */
+const PLUGIN_USAGE = '[--plugin MODULE] [--kernels wasm|native]';
 
 export function usage(): string {
   const lines = ['usage: caffe <command> <args>', '', 'commands:'];
@@ -19,6 +19,8 @@ export function usage(): string {
     'Every command takes --plugin MODULE (repeated, or comma-separated): files or packages that register',
     'layer types, imported before the command runs (e.g. --plugin @caffe-ts/layers-contrib/register for',
     'the SSD/MobileNet forks\' layers, or --plugin ./my-layer.mjs).',
+    'Every command takes --kernels native: convolutions and GEMMs in OpenBLAS through @caffe-ts/backend-native',
+    '(installed beside this command), here and in every worker thread; the default is WebAssembly.',
   );
   return lines.join('\n');
 }
@@ -55,6 +57,7 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
   const ctx: CommandContext = { flags, positional: args.positional, io };
   try {
     await loadPlugins(flags.strings('plugin'));
+    await loadKernels(flags.string('kernels'));
     return (await command.run(ctx)) ?? 0;
   } catch (e) {
     if (verbose || !(CaffeError.isInstance(e) || isNodeFileError(e))) {
@@ -66,6 +69,24 @@ export async function runCli(argv: string[], io: CliIo = processIo): Promise<num
     if (hint) io.stderr(`caffe ${args.command}: ${hint}\n`);
     if (UsageError.isInstance(e)) io.stderr(`usage: caffe ${args.command} ${command.usage} ${PLUGIN_USAGE}\n`);
     return 1;
+  }
+}
+
+/** What --kernels native loads, as a plugin (so the data-parallel workers load it too). */
+export const NATIVE_KERNELS_MODULE = '@caffe-ts/backend-native/register';
+
+/** --kernels: 'wasm' (the default) needs nothing; 'native' loads NATIVE_KERNELS_MODULE. */
+async function loadKernels(kernels: string | undefined): Promise<void> {
+  if (kernels === undefined || kernels === 'wasm') return;
+  if (kernels !== 'native') throw new UsageError(`--kernels expects wasm or native, got '${kernels}'`);
+  try {
+    await loadPlugins([NATIVE_KERNELS_MODULE]);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.replace(/^--plugin \S+: /, '') : String(e);
+    throw new PluginError(
+      `--kernels native: ${why}\n(@caffe-ts/backend-native must be installed beside the caffe command; it compiles against OpenBLAS, Debian's libopenblas-dev)`,
+      { cause: e },
+    );
   }
 }
 

@@ -3,11 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Rng } from '../rng.js';
 import {
   activeGemmKernelName,
+  customGemmKernelInstalled,
   gemm,
   gemmJs,
   gemv,
   GEMM_KERNEL_MIN_WORK,
   MathError,
+  restoreDefaultGemmKernel,
   setGemmKernel,
   type GemmKernel,
 } from './index.js';
@@ -131,6 +133,21 @@ describe('gemm kernels', () => {
     expect(activeGemmKernelName()).toBe('js');
     gemm(false, false, n, n, n, 1, A, B, 0, C);
     expect(calls).toHaveLength(1);
+  });
+
+  it('restoreDefaultGemmKernel undoes setGemmKernel: the default kernel serves again, chosen on first use', () => {
+    const kernel: GemmKernel = (...args) => gemmJs(...args);
+    setGemmKernel(kernel, { name: 'custom' });
+    expect(customGemmKernelInstalled()).toBe(true);
+    restoreDefaultGemmKernel();
+    expect(customGemmKernelInstalled()).toBe(false);
+    expect(activeGemmKernelName()).toBe('js');
+    const n = 32, A = new Float32Array(n * n).fill(1), C = new Float32Array(n * n);
+    gemm(false, false, n, n, n, 1, A, A, 0, C);
+    expect(C[0]).toBe(n);
+    // The first large product installs the default (WebAssembly where SIMD exists; CAFFE_TS_GEMM=js keeps JS).
+    expect(activeGemmKernelName()).not.toBe('custom');
+    expect(customGemmKernelInstalled()).toBe(false);
   });
 
   it('names a kernel after its function by default', () => {

@@ -22,6 +22,8 @@ interface KernelSlot {
   minWork: number;
   /** No kernel chosen yet: the first large Float32 gemm() installs the WASM one (once). */
   auto?: boolean;
+  /** Installed by setGemmKernel (not the default WebAssembly kernel). */
+  custom?: boolean;
 }
 
 // Shared through globalThis so that duplicated copies of this package agree on the kernel.
@@ -50,6 +52,21 @@ export function setGemmKernel(
   s.name = kernel ? options.name ?? (kernel.name || 'custom') : 'js';
   s.minWork = options.minWork ?? GEMM_KERNEL_MIN_WORK;
   s.auto = false;
+  s.custom = kernel !== null;
+}
+
+/** Undoes setGemmKernel: the default kernel (CAFFE_TS_GEMM, else WebAssembly) serves again. */
+export function restoreDefaultGemmKernel(): void {
+  const s = slot();
+  Object.assign(s, { kernel: null, name: 'js', minWork: GEMM_KERNEL_MIN_WORK, auto: true, custom: false });
+}
+
+/**
+ * True while a kernel installed by setGemmKernel serves gemm(): layers with WebAssembly paths
+ * of their own (InnerProduct's dot-product and packed-weights forwards) then call gemm() instead.
+ */
+export function customGemmKernelInstalled(): boolean {
+  return slot().custom === true;
 }
 
 /** 'js' when no kernel is installed, else the installed kernel's name. */

@@ -5,6 +5,8 @@ export {
   gemv,
   setGemmKernel,
   activeGemmKernelName,
+  customGemmKernelInstalled,
+  restoreDefaultGemmKernel,
   GEMM_KERNEL_MIN_WORK,
   type GemmKernel,
 } from './gemm.js';

@@ -3,7 +3,7 @@ import { allocHost, setHostAllocator } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { col2imBatch, convOutputSize, im2colBatch } from '../math/im2col.js';
 import { Rng } from '../rng.js';
-import { createWasmConv2d, defaultWasmConv2d, type Conv2dGeometry, type WasmConv2d } from './conv-wasm.js';
+import { checkConv2dPass, createWasmConv2d, defaultWasmConv2d, installedConv2dRunner, setConv2dRunner, type Conv2dGeometry, type Conv2dRunner, type WasmConv2d } from './conv-wasm.js';
 import { initThreads, shutdownThreads } from './threads.js';
 
 function conv2d(): WasmConv2d {
@@ -238,5 +238,33 @@ describe('implicit im2col', () => {
         }
       });
     }
+  });
+});
+
+describe('setConv2dRunner', () => {
+  it('puts another runner where defaultWasmConv2d hands out the WebAssembly one, until set back to null', () => {
+    const wasm = defaultWasmConv2d();
+    const other: Conv2dRunner = { name: 'other', run: () => {} };
+    expect(installedConv2dRunner()).toBeNull();
+    setConv2dRunner(other);
+    try {
+      expect(installedConv2dRunner()).toBe(other);
+      expect(defaultWasmConv2d()).toBe(other);
+    } finally {
+      setConv2dRunner(null);
+    }
+    expect(installedConv2dRunner()).toBeNull();
+    expect(defaultWasmConv2d()).toBe(wasm);
+  });
+
+  it('checkConv2dPass: the checks every runner makes, and the output plane', () => {
+    const g: Conv2dGeometry = { channels: 2, height: 5, width: 4, kernelH: 3, kernelW: 2, padH: 1, padW: 0, strideH: 2, strideW: 1, dilationH: 1, dilationW: 1, outChannels: 4, group: 2 };
+    const w = new Float32Array(4 * 6);
+    expect(checkConv2dPass('x', g, 2, 1, { colIn: new Float32Array(80), weights: w, gemmOut: new Float32Array(2 * 4 * 9) })).toEqual({ OH: 3, OW: 3 });
+    expect(() => checkConv2dPass('x', g, 2, 1, { colIn: new Float32Array(80), weights: w, gemmOut: new Float32Array(71) })).toThrow(new MathError('x: gemmOut has 71 elements, needs 72'));
+    expect(() => checkConv2dPass('x', g, 2, 1, { colIn: new Float32Array(80), weights: new Float32Array(23) })).toThrow(new MathError('x: weights has 23 elements, needs 24'));
+    expect(() => checkConv2dPass('x', { ...g, group: 3 }, 1, 1, { colIn: new Float32Array(40), weights: w })).toThrow(/x: channels 2 and outChannels 4 must be multiples of group 3/);
+    expect(() => checkConv2dPass('x', g, 0, 1, { weights: w })).toThrow(/x: num must be a positive integer, got 0/);
+    expect(() => checkConv2dPass('x', g, 1, 1, { gemmIn: new Float32Array(36), weights: w, gemmOut: new Float32Array(36), colOut: new Float32Array(40) })).toThrow(/a pass writes gemmOut or colOut, not both/);
   });
 });

@@ -72,6 +72,38 @@ export interface WasmConv2d {
   run(geometry: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void;
 }
 
+/**
+ * Checks a pass against its geometry as every Conv2dRunner must (positive sizes, whole groups,
+ * the arrays a product needs, lengths for `num` images), throwing a MathError that starts with
+ * `what`; returns the output plane's size.
+ */
+export function checkConv2dPass(what: string, g: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): { OH: number; OW: number } {
+  const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, outChannels: O, group: G } = g;
+  const OH = convOutputSize(H, KH, g.padH, g.strideH, g.dilationH), OW = convOutputSize(W, KW, g.padW, g.strideW, g.dilationW);
+  for (const [k, v] of Object.entries({ channels: C, height: H, width: W, outChannels: O, group: G, num, chunk, OH, OW })) {
+    if (!Number.isInteger(v) || v < 1) throw new MathError(`${what}: ${k} must be a positive integer, got ${v}`);
+  }
+  if (C % G !== 0 || O % G !== 0) throw new MathError(`${what}: channels ${C} and outChannels ${O} must be multiples of group ${G}`);
+  const { colIn, gemmIn, weights, bias, biasDiff, weightDiff, gemmOut, colOut } = pass;
+  if (gemmOut && colOut) throw new MathError(`${what}: a pass writes gemmOut or colOut, not both`);
+  if ((weightDiff && !(colIn && gemmIn)) || (gemmOut && !colIn) || ((colOut || biasDiff) && !gemmIn)) {
+    throw new MathError(`${what}: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut and biasDiff need gemmIn`);
+  }
+  const imgIn = C * H * W, imgOut = O * OH * OW, K = (C / G) * KH * KW;
+  const need = (name: string, a: Float32Array | null | undefined, n: number) => {
+    if (a && a.length < n) throw new MathError(`${what}: ${name} has ${a.length} elements, needs ${n}`);
+  };
+  need('colIn', colIn, num * imgIn);
+  need('colOut', colOut, num * imgIn);
+  need('gemmIn', gemmIn, num * imgOut);
+  need('gemmOut', gemmOut, num * imgOut);
+  need('weights', weights, O * K);
+  need('weightDiff', weightDiff, O * K);
+  need('bias', bias, O);
+  need('biasDiff', biasDiff, O);
+  return { OH, OW };
+}
+
 const PAGE_BYTES = 65536;
 const align = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
@@ -120,33 +152,14 @@ export function createWasmConv2d(
   function run(g: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void {
     const { channels: C, height: H, width: W, kernelH: KH, kernelW: KW, padH, padW, strideH: SH, strideW: SW, dilationH: DH, dilationW: DW } = g;
     const O = g.outChannels, G = g.group;
-    const OH = convOutputSize(H, KH, padH, SH, DH), OW = convOutputSize(W, KW, padW, SW, DW);
-    for (const [k, v] of Object.entries({ channels: C, height: H, width: W, outChannels: O, group: G, num, chunk, OH, OW })) {
-      if (!Number.isInteger(v) || v < 1) throw new MathError(`${name} conv: ${k} must be a positive integer, got ${v}`);
-    }
-    if (C % G !== 0 || O % G !== 0) throw new MathError(`${name} conv: channels ${C} and outChannels ${O} must be multiples of group ${G}`);
+    const { OH, OW } = checkConv2dPass(`${name} conv`, g, num, chunk, pass);
     const { colIn, gemmIn, weights, bias, biasDiff, weightDiff, gemmOut, colOut } = pass;
-    if (gemmOut && colOut) throw new MathError(`${name} conv: a pass writes gemmOut or colOut, not both`);
-    if ((weightDiff && !(colIn && gemmIn)) || (gemmOut && !colIn) || ((colOut || biasDiff) && !gemmIn)) {
-      throw new MathError(`${name} conv: weightDiff needs colIn and gemmIn, gemmOut needs colIn, colOut and biasDiff need gemmIn`);
-    }
     const S = OH * OW, K = (C / G) * KH * KW, m = O / G, imgIn = C * H * W, imgOut = O * S;
     // The products that read im2col(colIn) pack their panels straight from the images.
     // (directW: the weight gradient too; see the top of this file.)
     const direct = implicit !== 'off' && !!colIn;
     const directW = direct && !!weightDiff && (implicit === 'all' || !colOut);
     const needCol = (!!colIn && ((!!gemmOut && !direct) || (!!weightDiff && !directW))) || !!colOut;
-    const need = (what: string, a: Float32Array | null | undefined, n: number) => {
-      if (a && a.length < n) throw new MathError(`${name} conv: ${what} has ${a.length} elements, needs ${n}`);
-    };
-    need('colIn', colIn, num * imgIn);
-    need('colOut', colOut, num * imgIn);
-    need('gemmIn', gemmIn, num * imgOut);
-    need('gemmOut', gemmOut, num * imgOut);
-    need('weights', weights, O * K);
-    need('weightDiff', weightDiff, O * K);
-    need('bias', bias, O);
-    need('biasDiff', biasDiff, O);
     // Window table: per kernel row, then per kernel column: input offset and valid output range.
     const table = (kk: number, dil: number, pad: number, size: number, stride: number, out: number, i32: Int32Array, at: number) => {
       const off = kk * dil - pad;
@@ -267,6 +280,8 @@ const CONV_KEY = Symbol.for('caffe-ts.wasmConv2d');
  * (layers then run their JS loops). Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd.
  */
 export function defaultWasmConv2d(): WasmConv2d | null {
+  const override = runnerSlot().runner;
+  if (override) return override;
   const g = globalThis as Record<symbol, { conv: WasmConv2d | null } | undefined>;
   let slot = g[CONV_KEY];
   if (!slot) {
@@ -275,4 +290,33 @@ export function defaultWasmConv2d(): WasmConv2d | null {
     g[CONV_KEY] = slot;
   }
   return slot.conv;
+}
+
+/**
+ * A runner of batched convolution passes with WasmConv2d's contract (Conv2dPass: the same
+ * products, accumulations and overwrites, on the caller's arrays), e.g. a native one.
+ */
+export type Conv2dRunner = WasmConv2d;
+
+const RUNNER_KEY = Symbol.for('caffe-ts.conv2dRunner');
+
+function runnerSlot(): { runner: Conv2dRunner | null } {
+  // Through globalThis, as the GEMM kernel's slot, so that duplicated copies of this package agree.
+  const g = globalThis as Record<symbol, { runner: Conv2dRunner | null } | undefined>;
+  return (g[RUNNER_KEY] ??= { runner: null });
+}
+
+/**
+ * Install (or, with null, remove) the runner that convolution layers hand their Float32 passes
+ * to in place of the WebAssembly one (defaultWasmConv2d then returns it). While one is
+ * installed, convolution forwards go through it too rather than through the packed-weights
+ * paths, except depthwise ones.
+ */
+export function setConv2dRunner(runner: Conv2dRunner | null): void {
+  runnerSlot().runner = runner;
+}
+
+/** The runner setConv2dRunner installed, or null. */
+export function installedConv2dRunner(): Conv2dRunner | null {
+  return runnerSlot().runner;
 }

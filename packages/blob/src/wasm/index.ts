@@ -10,6 +10,10 @@ export {
 export {
   createWasmConv2d,
   defaultWasmConv2d,
+  setConv2dRunner,
+  checkConv2dPass,
+  installedConv2dRunner,
+  type Conv2dRunner,
   type Conv2dGeometry,
   type Conv2dPass,
   type WasmConv2d,

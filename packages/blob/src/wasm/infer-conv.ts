@@ -1017,6 +1017,17 @@ export function createWasmInferConv(options: { relaxed?: boolean; threads?: bool
 }
 
 /**
+ * Whether the packed-weights runner computes this convolution through Winograd (see
+ * winogradTile): a quarter of the multiplies or fewer, which a native runner's im2col + GEMM
+ * does not beat.
+ */
+export function winogradApplies(g: Conv2dGeometry): boolean {
+  const OH = Math.floor((g.height + 2 * g.padH - g.kernelH) / g.strideH) + 1;
+  const OW = Math.floor((g.width + 2 * g.padW - g.kernelW) / g.strideW) + 1;
+  return winogradTile(g, g.channels / g.group, g.outChannels / g.group, OH, OW) !== null;
+}
+
+/**
  * The Winograd variant a convolution runs with, or null for the direct path: stride 1, no
  * dilation, enough channels for the GEMMs to beat one of R² times the depth, and a 3×3 kernel
  * (F(2×2, 3×3) or F(4×4, 3×3)) or a 5×5 one (F(2×2, 5×5)). CAFFE_TS_WINOGRAD=off: never; =2 or

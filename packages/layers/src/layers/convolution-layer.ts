@@ -1,5 +1,5 @@
 import {
-  defaultWasmInfer, defaultWasmInferConv, defaultWasmTrain, getNumThreads, MIN_FLOPS_PER_THREAD, SMALL_CONV_MAX_TAPS,
+  defaultWasmInfer, defaultWasmInferConv, defaultWasmTrain, getNumThreads, installedConv2dRunner, MIN_FLOPS_PER_THREAD, SMALL_CONV_MAX_TAPS, winogradApplies,
   type ActivationVersions, type Blob, type ConvSum, type FloatArray, type WasmInferConv,
 } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
@@ -63,6 +63,10 @@ export class ConvolutionLayer extends BaseConvolutionLayer {
    */
   private packedRunner(fused = false): WasmInferConv | null {
     if ((fused && this.phase !== Phase.TEST) || this.dtype !== 'float32' || !this.useIm2col2d()) return null;
+    // An installed runner (setConv2dRunner, e.g. native kernels) takes every forward but the
+    // depthwise ones, which it would run as one tiny GEMM per channel, and the Winograd ones,
+    // which do a quarter of its multiplies or fewer.
+    if (installedConv2dRunner() && !this.isDepthwise() && !winogradApplies(this.conv2dGeometry())) return null;
     if (getNumThreads() > 1 && this.phase !== Phase.TEST && this.num === 1) {
       const flops = 2 * this.convOutChannels * this.kernelDim * this.convOutSpatialDim;
       if (this.is1x1 && flops >= 2 * MIN_FLOPS_PER_THREAD) return null;

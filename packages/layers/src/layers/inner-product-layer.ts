@@ -1,4 +1,4 @@
-import { defaultWasmInfer, defaultWasmInferConv, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
+import { customGemmKernelInstalled, defaultWasmInfer, defaultWasmInferConv, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
 import { createMessage, Phase, type InnerProductParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -81,7 +81,7 @@ export class InnerProductLayer extends Layer {
     const x = bottom[0]!.cpuData();
     const y = top[0]!.mutableCpuData();
     const w = this.blobs[0]!.cpuData();
-    if (!this.transpose && this.M <= ROWDOT_MAX_ROWS && y instanceof Float32Array) {
+    if (!this.transpose && this.M <= ROWDOT_MAX_ROWS && y instanceof Float32Array && !customGemmKernelInstalled()) {
       // A few input rows (inference at small batch): the weights stream through a dot-product
       // kernel once, bias added there, instead of being packed whole for a GEMM. At inference
       // (TEST phase) the weights stay in the kernel's memory per version of their blob, so a

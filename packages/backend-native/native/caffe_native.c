@@ -1,0 +1,468 @@
+// Native float32 kernels for caffe-ts: GEMM and batched 2-D convolution passes over OpenBLAS's
+// sgemm, with the unfolding (im2col), folding (col2im) and reordering loops in C. Arrays are the
+// callers' Float32Arrays (plain or over a SharedArrayBuffer), used in place.
+//
+// The convolution pass has the semantics of @caffe-ts/blob's Conv2dPass (conv-wasm.ts): per
+// chunk of images, unfold colIn and gather gemmIn ([n][o][s] -> [o][n*s]); biasDiff += the row
+// sums of gemmIn; weightDiff += gemmIn . im2col(colIn)^T (accumulates); gemmOut = W . im2col(colIn)
+// (+ bias; overwrites); colOut = col2im(W^T . gemmIn) (overwrites). With T threads the images are
+// split into T ranges; thread t > 0 accumulates its weight and bias gradients in scratch of its
+// own, added to the caller's in thread order afterwards (the same sum for the same T).
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <cblas.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// OpenBLAS's own controls (openblas_config.h declares them; repeated so any cblas.h will do).
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+extern char *openblas_get_config(void);
+extern char *openblas_get_corename(void);
+
+#define MAX_THREADS 64
+// Most rows of A that a GEMM runs as matrix-vector products (see js_sgemm).
+#define SGEMV_MAX_ROWS 4
+
+typedef struct {
+  int C, H, W, KH, KW, padH, padW, strideH, strideW, dilH, dilW, O, G, OH, OW;
+} Geometry;
+
+typedef struct {
+  const float *colIn, *gemmIn, *weights, *bias;
+  float *biasDiff, *weightDiff, *gemmOut, *colOut;
+} Pass;
+
+// Per-thread scratch that grows and is kept (one set per calling JS thread: see Instance).
+typedef struct {
+  float *col; size_t colCap;
+  float *buf; size_t bufCap;
+  float *acc; size_t accCap;
+} Scratch;
+
+typedef struct {
+  Scratch slots[MAX_THREADS];
+} Instance;
+
+static int grow(float **p, size_t *cap, size_t n) {
+  if (n <= *cap) return 1;
+  float *q = (float *)realloc(*p, n * sizeof(float));
+  if (!q) return 0;
+  *p = q;
+  *cap = n;
+  return 1;
+}
+
+static void free_instance(napi_env env, void *data, void *hint) {
+  (void)env; (void)hint;
+  Instance *in = (Instance *)data;
+  for (int i = 0; i < MAX_THREADS; i++) {
+    free(in->slots[i].col); free(in->slots[i].buf); free(in->slots[i].acc);
+  }
+  free(in);
+}
+
+// The output range [lo, hi) whose input index o*stride + off lies in [0, size).
+static void valid_range(int off, int stride, int size, int out, int *lo, int *hi) {
+  int l = 0, h = out;
+  if (off < 0) l = (-off + stride - 1) / stride;
+  if (l > out) l = out;
+  if (size - off <= 0) h = l;
+  else {
+    int u = (size - off + stride - 1) / stride;
+    if (u < h) h = u;
+    if (h < l) h = l;
+  }
+  *lo = l; *hi = h;
+}
+
+// col[(c*KH + kh)*KW + kw][n*S + s] for images x[0..nb), all C channels.
+static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) {
+  const int S = g->OH * g->OW, N = nb * S, plane = g->H * g->W;
+  for (int c = 0; c < g->C; c++) {
+    for (int kh = 0; kh < g->KH; kh++) {
+      int hoff = kh * g->dilH - g->padH, hlo, hhi;
+      valid_range(hoff, g->strideH, g->H, g->OH, &hlo, &hhi);
+      for (int kw = 0; kw < g->KW; kw++) {
+        int woff = kw * g->dilW - g->padW, wlo, whi;
+        valid_range(woff, g->strideW, g->W, g->OW, &wlo, &whi);
+        float *row = col + (size_t)((c * g->KH + kh) * g->KW + kw) * N;
+        for (int n = 0; n < nb; n++) {
+          const float *xp = x + ((size_t)n * g->C + c) * plane;
+          float *d = row + (size_t)n * S;
+          for (int oh = 0; oh < g->OH; oh++, d += g->OW) {
+            if (oh < hlo || oh >= hhi) { memset(d, 0, sizeof(float) * g->OW); continue; }
+            const float *src = xp + (oh * g->strideH + hoff) * g->W + woff;
+            for (int ow = 0; ow < wlo; ow++) d[ow] = 0;
+            if (g->strideW == 1) memcpy(d + wlo, src + wlo, sizeof(float) * (whi - wlo));
+            else for (int ow = wlo; ow < whi; ow++) d[ow] = src[ow * g->strideW];
+            for (int ow = whi; ow < g->OW; ow++) d[ow] = 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+// x[0..nb) = col2im(col): the images are zeroed, then every column entry added where it came from.
+static void col2im_chunk(const Geometry *g, const float *col, int nb, float *x) {
+  const int S = g->OH * g->OW, N = nb * S, plane = g->H * g->W;
+  memset(x, 0, sizeof(float) * (size_t)nb * g->C * plane);
+  for (int c = 0; c < g->C; c++) {
+    for (int kh = 0; kh < g->KH; kh++) {
+      int hoff = kh * g->dilH - g->padH, hlo, hhi;
+      valid_range(hoff, g->strideH, g->H, g->OH, &hlo, &hhi);
+      for (int kw = 0; kw < g->KW; kw++) {
+        int woff = kw * g->dilW - g->padW, wlo, whi;
+        valid_range(woff, g->strideW, g->W, g->OW, &wlo, &whi);
+        const float *row = col + (size_t)((c * g->KH + kh) * g->KW + kw) * N;
+        for (int n = 0; n < nb; n++) {
+          float *xp = x + ((size_t)n * g->C + c) * plane;
+          const float *s = row + (size_t)n * S;
+          for (int oh = hlo; oh < hhi; oh++) {
+            float *dst = xp + (oh * g->strideH + hoff) * g->W + woff;
+            const float *sr = s + oh * g->OW;
+            if (g->strideW == 1) for (int ow = wlo; ow < whi; ow++) dst[ow] += sr[ow];
+            else for (int ow = wlo; ow < whi; ow++) dst[ow * g->strideW] += sr[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+// One GEMM split over T threads by rows of C (or by columns where C is wider than tall), each
+// part one single-threaded sgemm on its block: OpenBLAS's own threads are never woken (they
+// would spin after each call and take the cores from everything else).
+typedef struct {
+  int ta, tb, M, N, K;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+  int lda, ldb, ldc;
+} GemmPart;
+
+static void *gemm_part(void *arg) {
+  GemmPart *q = (GemmPart *)arg;
+  if (q->M > 0 && q->N > 0)
+    cblas_sgemm(CblasRowMajor, q->ta ? CblasTrans : CblasNoTrans, q->tb ? CblasTrans : CblasNoTrans, q->M, q->N, q->K,
+                q->alpha, q->A, q->lda, q->B, q->ldb, q->beta, q->C, q->ldc);
+  return NULL;
+}
+
+static void par_sgemm(int T, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+  GemmPart parts[MAX_THREADS];
+  pthread_t tids[MAX_THREADS];
+  int started[MAX_THREADS];
+  const int byRows = M >= N;
+  const int extent = byRows ? M : N;
+  if (T > extent / 8) T = extent / 8;  // at least 8 rows or columns each
+  if (T < 1) T = 1;
+  for (int t = 0; t < T; t++) {
+    // Blocks of whole 8-row (or 8-column) strips, the last one taking the rest.
+    int strips = (extent + 7) / 8;
+    int s0 = (int)((long long)strips * t / T), s1 = (int)((long long)strips * (t + 1) / T);
+    int i0 = s0 * 8, i1 = s1 * 8 < extent ? s1 * 8 : extent;
+    GemmPart *q = &parts[t];
+    *q = (GemmPart){ ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc };
+    if (byRows) {
+      q->M = i1 - i0;
+      q->A = ta ? A + i0 : A + (size_t)i0 * lda;
+      q->C = C + (size_t)i0 * ldc;
+    } else {
+      q->N = i1 - i0;
+      q->B = tb ? B + (size_t)i0 * ldb : B + i0;
+      q->C = C + i0;
+    }
+  }
+  for (int t = 1; t < T; t++) started[t] = pthread_create(&tids[t], NULL, gemm_part, &parts[t]) == 0;
+  gemm_part(&parts[0]);
+  for (int t = 1; t < T; t++) {
+    if (started[t]) pthread_join(tids[t], NULL);
+    else gemm_part(&parts[t]);
+  }
+}
+
+typedef struct {
+  const Geometry *g;
+  const Pass *p;
+  Scratch *scratch;
+  int n0, n1, chunk;
+  int gemmThreads;  // threads per product (more than one where the images are fewer than threads)
+  float *weightDiff, *biasDiff;  // this thread's accumulators
+  int failed;
+} Job;
+
+static void run_range(Job *job) {
+  const Geometry *g = job->g;
+  const Pass *p = job->p;
+  Scratch *s = job->scratch;
+  const int S = g->OH * g->OW, Cg = g->C / g->G, m = g->O / g->G, K = Cg * g->KH * g->KW;
+  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * S;
+  const int is1x1 = g->KH == 1 && g->KW == 1 && g->padH == 0 && g->padW == 0 && g->strideH == 1 && g->strideW == 1;
+  const int unfold = p->colIn && (p->gemmOut || p->weightDiff);
+  for (int n0 = job->n0; n0 < job->n1; n0 += job->chunk) {
+    const int nb = n0 + job->chunk <= job->n1 ? job->chunk : job->n1 - n0;
+    const int N = nb * S;
+    // One image needs no reordering: its [o][s] plane is the GEMM side's [o][n*s].
+    const int direct = nb == 1;
+    const float *col = NULL;
+    if (unfold) {
+      if (direct && is1x1) col = p->colIn + (size_t)n0 * imgIn;
+      else {
+        if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * N)) { job->failed = 1; return; }
+        im2col_chunk(g, p->colIn + (size_t)n0 * imgIn, nb, s->col);
+        col = s->col;
+      }
+    }
+    const float *dy = NULL;
+    if (p->gemmIn) {
+      const float *src = p->gemmIn + (size_t)n0 * imgOut;
+      if (direct) dy = src;
+      else {
+        if (!grow(&s->buf, &s->bufCap, (size_t)g->O * N)) { job->failed = 1; return; }
+        for (int n = 0; n < nb; n++)
+          for (int o = 0; o < g->O; o++) memcpy(s->buf + (size_t)o * N + (size_t)n * S, src + (size_t)n * imgOut + (size_t)o * S, sizeof(float) * S);
+        dy = s->buf;
+      }
+    }
+    if (job->biasDiff) {
+      for (int o = 0; o < g->O; o++) {
+        const float *r = dy + (size_t)o * N;
+        float sum = 0;
+        for (int i = 0; i < N; i++) sum += r[i];
+        job->biasDiff[o] += sum;
+      }
+    }
+    if (job->weightDiff) {
+      for (int gi = 0; gi < g->G; gi++)
+        par_sgemm(job->gemmThreads, 0, 1, m, K, N, 1.0f, dy + (size_t)gi * m * N, N,
+                  col + (size_t)gi * K * N, N, 1.0f, job->weightDiff + (size_t)gi * m * K, K);
+    }
+    if (p->gemmOut) {
+      float *dst = p->gemmOut + (size_t)n0 * imgOut;
+      float *out = dst;
+      if (!direct) {
+        if (!grow(&s->buf, &s->bufCap, (size_t)g->O * N)) { job->failed = 1; return; }
+        out = s->buf;
+      }
+      for (int gi = 0; gi < g->G; gi++)
+        par_sgemm(job->gemmThreads, 0, 0, m, N, K, 1.0f, p->weights + (size_t)gi * m * K, K,
+                  col + (size_t)gi * K * N, N, 0.0f, out + (size_t)gi * m * N, N);
+      for (int n = 0; n < nb; n++)
+        for (int o = 0; o < g->O; o++) {
+          float *d = dst + (size_t)n * imgOut + (size_t)o * S;
+          const float *r = out + (size_t)o * N + (size_t)n * S;
+          const float b = p->bias ? p->bias[o] : 0.0f;
+          if (direct) { if (p->bias) for (int i = 0; i < S; i++) d[i] += b; }
+          else for (int i = 0; i < S; i++) d[i] = r[i] + b;
+        }
+    }
+    if (p->colOut) {
+      float *x = p->colOut + (size_t)n0 * imgIn;
+      // A 1x1 stride-1 unpadded image's columns are the image itself.
+      float *c = NULL;
+      if (direct && is1x1) c = x;
+      else {
+        if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * N)) { job->failed = 1; return; }
+        c = s->col;
+      }
+      for (int gi = 0; gi < g->G; gi++)
+        par_sgemm(job->gemmThreads, 1, 0, K, N, m, 1.0f, p->weights + (size_t)gi * m * K, K,
+                  dy + (size_t)gi * m * N, N, 0.0f, c + (size_t)gi * K * N, N);
+      if (c != x) col2im_chunk(g, c, nb, x);
+    }
+  }
+}
+
+static void *run_thread(void *arg) {
+  run_range((Job *)arg);
+  return NULL;
+}
+
+// ---- N-API plumbing ----
+
+static napi_value throw_error(napi_env env, const char *msg) {
+  napi_throw_error(env, "CAFFE_TS_NATIVE", msg);
+  return NULL;
+}
+
+// A Float32Array's data pointer and length, or NULL for null/undefined (*ok = 0 on a wrong type).
+static float *f32(napi_env env, napi_value v, size_t *len, int *ok) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  *len = 0;
+  if (t == napi_null || t == napi_undefined) return NULL;
+  bool isTa = false;
+  napi_is_typedarray(env, v, &isTa);
+  if (!isTa) { *ok = 0; return NULL; }
+  napi_typedarray_type type;
+  void *data = NULL;
+  napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL);
+  if (type != napi_float32_array) { *ok = 0; return NULL; }
+  return (float *)data;
+}
+
+static int i32arg(napi_env env, napi_value v, int *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static Instance *instance(napi_env env) {
+  Instance *in = NULL;
+  napi_get_instance_data(env, (void **)&in);
+  return in;
+}
+
+// sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, threads): row-major C = alpha op(A) op(B) + beta C.
+static napi_value js_sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value a[11];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 11) return throw_error(env, "sgemm: expected 11 arguments");
+  bool ta = false, tb = false;
+  napi_get_value_bool(env, a[0], &ta);
+  napi_get_value_bool(env, a[1], &tb);
+  int M, N, K, T;
+  double alpha, beta;
+  if (!i32arg(env, a[2], &M) || !i32arg(env, a[3], &N) || !i32arg(env, a[4], &K) || !i32arg(env, a[10], &T) ||
+      napi_get_value_double(env, a[5], &alpha) != napi_ok || napi_get_value_double(env, a[8], &beta) != napi_ok)
+    return throw_error(env, "sgemm: M, N, K, threads must be integers and alpha, beta numbers");
+  int ok = 1;
+  size_t la, lb, lc;
+  float *A = f32(env, a[6], &la, &ok), *B = f32(env, a[7], &lb, &ok), *C = f32(env, a[9], &lc, &ok);
+  if (!ok || !A || !B || !C) return throw_error(env, "sgemm: A, B and C must be Float32Arrays");
+  if (M < 0 || N < 0 || K < 0 || la < (size_t)M * K || lb < (size_t)K * N || lc < (size_t)M * N)
+    return throw_error(env, "sgemm: an array is shorter than its matrix");
+  if (M == 0 || N == 0) return NULL;
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  openblas_set_num_threads(1);
+  if (M <= SGEMV_MAX_ROWS && !ta) {
+    // A few rows (an InnerProduct at small batch): each row is a matrix-vector product, which
+    // streams op(B) once instead of packing all of it (the weights) for a GEMM.
+    for (int i = 0; i < M; i++) {
+      // C[i, :] = alpha op(B)^T A[i, :] + beta C[i, :]; op(B) is K x N.
+      if (tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, (float)alpha, B, K, A + (size_t)i * K, 1, (float)beta, C + (size_t)i * N, 1);
+      else cblas_sgemv(CblasRowMajor, CblasTrans, K, N, (float)alpha, B, N, A + (size_t)i * K, 1, (float)beta, C + (size_t)i * N, 1);
+    }
+    return NULL;
+  }
+  par_sgemm(T, ta, tb, M, N, K, (float)alpha, A, ta ? M : K, B, tb ? K : N, (float)beta, C, N);
+  return NULL;
+}
+
+// conv2d(geometry Int32Array[15], num, chunk, threads, colIn, gemmIn, weights, bias, biasDiff,
+// weightDiff, gemmOut, colOut). The caller (conv2d.ts) has checked shapes and lengths.
+static napi_value js_conv2d(napi_env env, napi_callback_info info) {
+  size_t argc = 12;
+  napi_value a[12];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 12) return throw_error(env, "conv2d: expected 12 arguments");
+  bool isTa = false;
+  napi_is_typedarray(env, a[0], &isTa);
+  if (!isTa) return throw_error(env, "conv2d: geometry must be an Int32Array");
+  napi_typedarray_type type;
+  size_t glen = 0;
+  void *gd = NULL;
+  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
+  if (type != napi_int32_array || glen < 15) return throw_error(env, "conv2d: geometry must be an Int32Array of 15");
+  Geometry g;
+  memcpy(&g, gd, sizeof(Geometry));
+  int num, chunk, T;
+  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &chunk) || !i32arg(env, a[3], &T))
+    return throw_error(env, "conv2d: num, chunk and threads must be integers");
+  int ok = 1;
+  size_t l;
+  Pass p;
+  p.colIn = f32(env, a[4], &l, &ok);
+  p.gemmIn = f32(env, a[5], &l, &ok);
+  p.weights = f32(env, a[6], &l, &ok);
+  p.bias = f32(env, a[7], &l, &ok);
+  p.biasDiff = f32(env, a[8], &l, &ok);
+  p.weightDiff = f32(env, a[9], &l, &ok);
+  p.gemmOut = f32(env, a[10], &l, &ok);
+  p.colOut = f32(env, a[11], &l, &ok);
+  if (!ok || !p.weights) return throw_error(env, "conv2d: the pass's arrays must be Float32Arrays or null");
+  if (num < 1 || chunk < 1) return throw_error(env, "conv2d: num and chunk must be positive");
+  Instance *in = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  // Threads split the images; where there are fewer images than threads (a batch of one at
+  // inference), one range of images runs and each product is split instead.
+  int gemmThreads = 1;
+  if (T > num) {
+    gemmThreads = T;
+    T = 1;
+  }
+  const int wlen = g.O * (g.C / g.G) * g.KH * g.KW;
+  Job jobs[MAX_THREADS];
+  pthread_t tids[MAX_THREADS];
+  int started[MAX_THREADS];
+  for (int t = 0; t < T; t++) {
+    Job *j = &jobs[t];
+    j->g = &g; j->p = &p; j->scratch = &in->slots[t]; j->chunk = chunk; j->failed = 0; j->gemmThreads = gemmThreads;
+    j->n0 = (int)((long long)num * t / T);
+    j->n1 = (int)((long long)num * (t + 1) / T);
+    j->weightDiff = p.weightDiff;
+    j->biasDiff = p.biasDiff;
+    if (t > 0) {
+      // Threads past the first sum into scratch: [weightDiff | biasDiff].
+      Scratch *s = &in->slots[t];
+      size_t need = (p.weightDiff ? wlen : 0) + (p.biasDiff ? g.O : 0);
+      if (need) {
+        if (!grow(&s->acc, &s->accCap, need)) return throw_error(env, "conv2d: out of memory");
+        memset(s->acc, 0, need * sizeof(float));
+        j->weightDiff = p.weightDiff ? s->acc : NULL;
+        j->biasDiff = p.biasDiff ? s->acc + (p.weightDiff ? wlen : 0) : NULL;
+      }
+    }
+  }
+  openblas_set_num_threads(1);
+  for (int t = 1; t < T; t++) started[t] = pthread_create(&tids[t], NULL, run_thread, &jobs[t]) == 0;
+  run_range(&jobs[0]);
+  int failed = jobs[0].failed;
+  for (int t = 1; t < T; t++) {
+    if (started[t]) pthread_join(tids[t], NULL);
+    else run_range(&jobs[t]);
+    failed |= jobs[t].failed;
+  }
+  if (failed) return throw_error(env, "conv2d: out of memory for the column buffers");
+  for (int t = 1; t < T; t++) {
+    if (p.weightDiff) for (int i = 0; i < wlen; i++) p.weightDiff[i] += jobs[t].weightDiff[i];
+    if (p.biasDiff) for (int o = 0; o < g.O; o++) p.biasDiff[o] += jobs[t].biasDiff[o];
+  }
+  return NULL;
+}
+
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, v;
+  napi_create_object(env, &obj);
+  const char *cfg = openblas_get_config();
+  napi_create_string_utf8(env, cfg ? cfg : "", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, "config", v);
+  const char *core = openblas_get_corename();
+  napi_create_string_utf8(env, core ? core : "", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, obj, "core", v);
+  napi_create_int32(env, openblas_get_num_threads(), &v);
+  napi_set_named_property(env, obj, "maxThreads", v);
+  return obj;
+}
+
+NAPI_MODULE_INIT() {
+  Instance *in = (Instance *)calloc(1, sizeof(Instance));
+  if (!in || napi_set_instance_data(env, in, free_instance, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "caffe_native: cannot allocate its instance data");
+    return NULL;
+  }
+  napi_property_descriptor props[] = {
+    { "sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_default, NULL },
+    { "conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_default, NULL },
+    { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}

@@ -1,0 +1,91 @@
+// Where the layers hand their float32 work once other kernels are installed in @caffe-ts/blob
+// (setConv2dRunner, setGemmKernel: e.g. @caffe-ts/backend-native's): recording wrappers around
+// the default kernels show which calls go there, and the results stay those of the defaults.
+import {
+  Blob, createWasmConv2d, customGemmKernelInstalled, gemmJs, restoreDefaultGemmKernel, Rng, setConv2dRunner, setGemmKernel,
+  type Conv2dRunner, type GemmKernel,
+} from '@caffe-ts/blob';
+import { Phase } from '@caffe-ts/proto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLayer, makeBlob } from '../testing.js';
+import { convolutionLayerDef } from './convolution-layer.js';
+import { innerProductLayerDef } from './inner-product-layer.js';
+
+function recordingRunner(): Conv2dRunner & { passes: string[] } {
+  const inner = createWasmConv2d({ relaxed: false, threads: 1 });
+  if (!inner) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  const passes: string[] = [];
+  return {
+    name: 'recording',
+    passes,
+    run(g, num, chunk, pass) {
+      passes.push(Object.entries(pass).filter(([k, v]) => v && k !== 'weights' && k !== 'bias').map(([k]) => k).join('+'));
+      inner.run(g, num, chunk, pass);
+    },
+  };
+}
+
+/** Forward and backward of one convolution; returns top data and every gradient. */
+function step(convParam: Record<string, unknown>, shape: number[], phase = Phase.TRAIN) {
+  const layer = createLayer(convolutionLayerDef, { convolution_param: { weight_filler: { type: 'gaussian', std: 0.1 }, bias_filler: { type: 'gaussian', std: 0.1 }, ...convParam } }, { dtype: 'float32', rng: new Rng(3), phase });
+  const bottom = makeBlob(shape, { dtype: 'float32', rng: new Rng(4) }), top = new Blob([1], { dtype: 'float32' });
+  layer.setUp([bottom], [top]);
+  layer.forward([bottom], [top]);
+  const dy = top.mutableCpuDiff();
+  const rng = new Rng(5);
+  for (let i = 0; i < dy.length; i++) dy[i] = rng.uniform() - 0.5;
+  layer.backward([top], [true], [bottom]);
+  return [top.cpuData(), bottom.cpuDiff(), layer.blobs[0]!.cpuDiff(), layer.blobs[1]!.cpuDiff()].map((a) => Array.from(a));
+}
+
+afterEach(() => {
+  setConv2dRunner(null);
+  restoreDefaultGemmKernel();
+});
+
+describe('an installed Conv2dRunner', () => {
+  it('takes a strided convolution\'s forward and its backward, with the default\'s results (to rounding)', () => {
+    const p = { num_output: 6, kernel_size: [3], stride: [2], pad: [1] };
+    const plain = step(p, [2, 4, 9, 9]);
+    const runner = recordingRunner();
+    setConv2dRunner(runner);
+    const got = step(p, [2, 4, 9, 9]);
+    got.forEach((a, i) => a.forEach((v, j) => expect(v).toBeCloseTo(plain[i]![j]!, 5)));
+    expect(runner.passes).toEqual(['colIn+gemmOut', 'colIn+gemmIn+weightDiff+colOut+biasDiff']);
+  });
+
+  it('leaves the forwards that the packed runner computes by Winograd (5×5 stride 1, 16+ channels) and depthwise ones to it', () => {
+    const winograd = recordingRunner();
+    setConv2dRunner(winograd);
+    step({ num_output: 16, kernel_size: [5] }, [1, 16, 10, 10]);
+    expect(winograd.passes).toEqual(['colIn+gemmIn+weightDiff+colOut+biasDiff']);
+    const depthwise = recordingRunner();
+    setConv2dRunner(depthwise);
+    step({ num_output: 8, kernel_size: [3], group: 8, pad: [1] }, [1, 8, 6, 6], Phase.TEST);
+    expect(depthwise.passes.filter((p) => p.includes('gemmOut'))).toEqual([]);
+  });
+});
+
+describe('an installed GEMM kernel', () => {
+  it('serves InnerProduct at a batch of a few rows too (no dot-product kernel of its own)', () => {
+    const calls: string[] = [];
+    const recording: GemmKernel = (tA, tB, M, N, K, alpha, A, B, beta, C) => {
+      calls.push(`${M}×${N}×${K}`);
+      gemmJs(tA, tB, M, N, K, alpha, A, B, beta, C);
+    };
+    const layer = createLayer(innerProductLayerDef, { inner_product_param: { num_output: 64, weight_filler: { type: 'gaussian' } } }, { dtype: 'float32', rng: new Rng(1) });
+    const bottom = makeBlob([2, 128], { dtype: 'float32' }), top = new Blob([1], { dtype: 'float32' });
+    layer.setUp([bottom], [top]);
+    layer.forward([bottom], [top]);
+    const plain = Array.from(top.cpuData());
+    expect(customGemmKernelInstalled()).toBe(false);
+    setGemmKernel(recording, { name: 'recording' });
+    expect(customGemmKernelInstalled()).toBe(true);
+    layer.forward([bottom], [top]);
+    expect(calls).toEqual(['2×64×128']);
+    const got = Array.from(top.cpuData());
+    for (let i = 0; i < plain.length; i++) expect(got[i]).toBeCloseTo(plain[i]!, 4);
+    restoreDefaultGemmKernel();
+    expect(customGemmKernelInstalled()).toBe(false);
+  });
+});
