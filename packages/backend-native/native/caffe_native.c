@@ -12,6 +12,7 @@
 #include <node_api.h>
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,29 @@ typedef struct {
   float *acc; size_t accCap;
 } Scratch;
 
+// Worker threads kept between calls (one pool per calling JS thread: see Instance). Starting a
+// thread per call cost 70-120 us on the machines measured, more than a small product takes.
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t wake, done;
+  int size;  // worker threads started (they take parts 1..size)
+  pthread_t threads[MAX_THREADS];
+  atomic_uint gen;     // bumped for each job
+  atomic_int pending;  // parts of the current job not yet done by the workers
+  int stop, sleepers;  // under mu
+  void *(*fn)(void *);
+  char *parts;
+  size_t partSize;
+  int nparts;
+} Pool;
+
 typedef struct {
   Scratch slots[MAX_THREADS];
+  Pool pool;
+  int indices[MAX_THREADS];
 } Instance;
+
+static _Thread_local Instance *current;  // the calling JS thread's instance (set by each call)
 
 static int grow(float **p, size_t *cap, size_t n) {
   if (n <= *cap) return 1;
@@ -58,6 +79,13 @@ static int grow(float **p, size_t *cap, size_t n) {
 static void free_instance(napi_env env, void *data, void *hint) {
   (void)env; (void)hint;
   Instance *in = (Instance *)data;
+  Pool *p = &in->pool;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  atomic_fetch_add(&p->gen, 1);
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->size; i++) pthread_join(p->threads[i], NULL);
   for (int i = 0; i < MAX_THREADS; i++) {
     free(in->slots[i].col); free(in->slots[i].buf); free(in->slots[i].acc);
   }
@@ -133,6 +161,97 @@ static void col2im_chunk(const Geometry *g, const float *col, int nb, float *x) 
   }
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+// Checks of a waiting thread before it sleeps: back-to-back parts (a layer's products) start
+// without a wake-up, yet an idle worker soon leaves its core to the other threads.
+#define POOL_SPIN 2000
+
+typedef struct {
+  Pool *pool;
+  int index;
+} WorkerArg;
+
+static void *pool_worker(void *arg) {
+  Pool *p = ((WorkerArg *)arg)->pool;
+  const int index = ((WorkerArg *)arg)->index;
+  free(arg);
+  unsigned seen = 0;
+  for (;;) {
+    unsigned g;
+    int spins = 0;
+    while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+      if (++spins < POOL_SPIN) { CPU_RELAX(); continue; }
+      pthread_mutex_lock(&p->mu);
+      if (atomic_load(&p->gen) == seen && !p->stop) {
+        p->sleepers++;
+        pthread_cond_wait(&p->wake, &p->mu);
+        p->sleepers--;
+      }
+      pthread_mutex_unlock(&p->mu);
+      spins = 0;
+    }
+    seen = g;
+    pthread_mutex_lock(&p->mu);
+    const int stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) return NULL;
+    if (index < p->nparts) {
+      p->fn(p->parts + (size_t)index * p->partSize);
+      if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+      }
+    }
+  }
+}
+
+// Runs fn on parts[0..T) (each `size` bytes): part 0 on this thread, the others on the calling
+// JS thread's pool (started as needed; a part whose thread cannot start runs here), then waits.
+static void run_parts(int T, void *(*fn)(void *), void *parts, size_t size) {
+  char *base = (char *)parts;
+  Pool *p = current ? &current->pool : NULL;
+  int workers = T - 1;
+  if (p) {
+    while (p->size < workers) {
+      WorkerArg *arg = (WorkerArg *)malloc(sizeof(WorkerArg));
+      if (!arg) break;
+      arg->pool = p;
+      arg->index = p->size + 1;
+      if (pthread_create(&p->threads[p->size], NULL, pool_worker, arg) != 0) { free(arg); break; }
+      p->size++;
+    }
+    if (workers > p->size) workers = p->size;
+  } else workers = 0;
+  if (workers > 0) {
+    p->fn = fn;
+    p->parts = base;
+    p->partSize = size;
+    p->nparts = workers + 1;
+    atomic_store_explicit(&p->pending, workers, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
+    pthread_mutex_lock(&p->mu);
+    if (p->sleepers) pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+  }
+  fn(base);
+  for (int t = workers + 1; t < T; t++) fn(base + (size_t)t * size);
+  if (workers > 0) {
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+      if (++spins < POOL_SPIN) { CPU_RELAX(); continue; }
+      pthread_mutex_lock(&p->mu);
+      while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+      pthread_mutex_unlock(&p->mu);
+    }
+  }
+}
+
 // One GEMM split over T threads by rows of C (or by columns where C is wider than tall), each
 // part one single-threaded sgemm on its block: OpenBLAS's own threads are never woken (they
 // would spin after each call and take the cores from everything else).
@@ -155,8 +274,6 @@ static void *gemm_part(void *arg) {
 static void par_sgemm(int T, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
   GemmPart parts[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  int started[MAX_THREADS];
   const int byRows = M >= N;
   const int extent = byRows ? M : N;
   if (T > extent / 8) T = extent / 8;  // at least 8 rows or columns each
@@ -178,12 +295,37 @@ static void par_sgemm(int T, int ta, int tb, int M, int N, int K, float alpha, c
       q->C = C + i0;
     }
   }
-  for (int t = 1; t < T; t++) started[t] = pthread_create(&tids[t], NULL, gemm_part, &parts[t]) == 0;
-  gemm_part(&parts[0]);
-  for (int t = 1; t < T; t++) {
-    if (started[t]) pthread_join(tids[t], NULL);
-    else gemm_part(&parts[t]);
+  run_parts(T, gemm_part, parts, sizeof(GemmPart));
+}
+
+// y = alpha op(B)^T x + beta y for one row x of A (a GEMM's few-row case), split over T threads by
+// blocks of y. op(B) is K x N: B is N x K (tb) or K x N.
+typedef struct {
+  int tb, N, K;
+  float alpha, beta;
+  const float *B, *x;
+  float *y;
+  int ldb;
+} GemvPart;
+
+static void *gemv_part(void *arg) {
+  GemvPart *q = (GemvPart *)arg;
+  if (q->N <= 0) return NULL;
+  if (q->tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, q->N, q->K, q->alpha, q->B, q->ldb, q->x, 1, q->beta, q->y, 1);
+  else cblas_sgemv(CblasRowMajor, CblasTrans, q->K, q->N, q->alpha, q->B, q->ldb, q->x, 1, q->beta, q->y, 1);
+  return NULL;
+}
+
+static void par_sgemv(int T, int tb, int N, int K, float alpha, const float *B, int ldb, const float *x, float beta, float *y) {
+  GemvPart parts[MAX_THREADS];
+  // At least 64 outputs per thread: below that a thread costs more than it saves.
+  if (T > N / 64) T = N / 64;
+  if (T < 1) T = 1;
+  for (int t = 0; t < T; t++) {
+    int n0 = (int)((long long)N * t / T), n1 = (int)((long long)N * (t + 1) / T);
+    parts[t] = (GemvPart){ tb, n1 - n0, K, alpha, beta, tb ? B + (size_t)n0 * ldb : B + n0, x, y + n0, ldb };
   }
+  run_parts(T, gemv_part, parts, sizeof(GemvPart));
 }
 
 typedef struct {
@@ -318,6 +460,7 @@ static Instance *instance(napi_env env) {
 
 // sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, threads): row-major C = alpha op(A) op(B) + beta C.
 static napi_value js_sgemm(napi_env env, napi_callback_info info) {
+  current = instance(env);
   size_t argc = 11;
   napi_value a[11];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
@@ -343,11 +486,8 @@ static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   if (M <= SGEMV_MAX_ROWS && !ta) {
     // A few rows (an InnerProduct at small batch): each row is a matrix-vector product, which
     // streams op(B) once instead of packing all of it (the weights) for a GEMM.
-    for (int i = 0; i < M; i++) {
-      // C[i, :] = alpha op(B)^T A[i, :] + beta C[i, :]; op(B) is K x N.
-      if (tb) cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, (float)alpha, B, K, A + (size_t)i * K, 1, (float)beta, C + (size_t)i * N, 1);
-      else cblas_sgemv(CblasRowMajor, CblasTrans, K, N, (float)alpha, B, N, A + (size_t)i * K, 1, (float)beta, C + (size_t)i * N, 1);
-    }
+    // C[i, :] = alpha op(B)^T A[i, :] + beta C[i, :]; op(B) is K x N.
+    for (int i = 0; i < M; i++) par_sgemv(T, tb, N, K, (float)alpha, B, tb ? K : N, A + (size_t)i * K, (float)beta, C + (size_t)i * N);
     return NULL;
   }
   par_sgemm(T, ta, tb, M, N, K, (float)alpha, A, ta ? M : K, B, tb ? K : N, (float)beta, C, N);
@@ -387,7 +527,7 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   p.colOut = f32(env, a[11], &l, &ok);
   if (!ok || !p.weights) return throw_error(env, "conv2d: the pass's arrays must be Float32Arrays or null");
   if (num < 1 || chunk < 1) return throw_error(env, "conv2d: num and chunk must be positive");
-  Instance *in = instance(env);
+  Instance *in = current = instance(env);
   if (T < 1) T = 1;
   if (T > MAX_THREADS) T = MAX_THREADS;
   // Threads split the images; where there are fewer images than threads (a batch of one at
@@ -399,8 +539,6 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   }
   const int wlen = g.O * (g.C / g.G) * g.KH * g.KW;
   Job jobs[MAX_THREADS];
-  pthread_t tids[MAX_THREADS];
-  int started[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Job *j = &jobs[t];
     j->g = &g; j->p = &p; j->scratch = &in->slots[t]; j->chunk = chunk; j->failed = 0; j->gemmThreads = gemmThreads;
@@ -421,14 +559,9 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
     }
   }
   openblas_set_num_threads(1);
-  for (int t = 1; t < T; t++) started[t] = pthread_create(&tids[t], NULL, run_thread, &jobs[t]) == 0;
-  run_range(&jobs[0]);
-  int failed = jobs[0].failed;
-  for (int t = 1; t < T; t++) {
-    if (started[t]) pthread_join(tids[t], NULL);
-    else run_range(&jobs[t]);
-    failed |= jobs[t].failed;
-  }
+  run_parts(T, run_thread, jobs, sizeof(Job));
+  int failed = 0;
+  for (int t = 0; t < T; t++) failed |= jobs[t].failed;
   if (failed) return throw_error(env, "conv2d: out of memory for the column buffers");
   for (int t = 1; t < T; t++) {
     if (p.weightDiff) for (int i = 0; i < wlen; i++) p.weightDiff[i] += jobs[t].weightDiff[i];
@@ -454,6 +587,11 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
 
 NAPI_MODULE_INIT() {
   Instance *in = (Instance *)calloc(1, sizeof(Instance));
+  if (in) {
+    pthread_mutex_init(&in->pool.mu, NULL);
+    pthread_cond_init(&in->pool.wake, NULL);
+    pthread_cond_init(&in->pool.done, NULL);
+  }
   if (!in || napi_set_instance_data(env, in, free_instance, NULL) != napi_ok) {
     napi_throw_error(env, NULL, "caffe_native: cannot allocate its instance data");
     return NULL;

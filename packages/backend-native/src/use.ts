@@ -1,12 +1,16 @@
-import { restoreDefaultGemmKernel, setConv2dRunner, setGemmKernel } from '@caffe-ts/blob';
+import { kernelThreadSpin, restoreDefaultGemmKernel, setConv2dRunner, setGemmKernel, setKernelThreadSpin } from '@caffe-ts/blob';
 import { nativeAddon } from './addon.js';
 import { createNativeConv2d } from './conv2d.js';
 import { createNativeGemm } from './gemm.js';
 
+/** The kernel threads' spin before useNativeKernels set it to 0, for stopNativeKernels. */
+let spinBefore: number | undefined;
+
 /**
  * Installs the native kernels in this thread's @caffe-ts/blob: gemm() hands its Float32 products
- * to OpenBLAS, and convolution layers their passes (all but depthwise forwards) to the native
- * runner. Pooling, activations and the other layers keep their WebAssembly and JS loops. Throws
+ * to OpenBLAS, and convolution layers their passes to the native
+ * runner (all but depthwise and Winograd forwards). Pooling, activations and the other layers keep
+ * their WebAssembly and JS loops, and idle kernel threads stop spinning (setKernelThreadSpin(0)). Throws
  * NativeUnavailableError (saying why and how to build it) where the addon is not built.
  * Returns the OpenBLAS build in use.
  */
@@ -14,6 +18,10 @@ export function useNativeKernels(options: { threads?: number } = {}): { core: st
   const addon = nativeAddon();
   setGemmKernel(createNativeGemm(options), { name: 'native-openblas' });
   setConv2dRunner(createNativeConv2d(options));
+  // Idle WebAssembly kernel threads sleep at once instead of spinning for the next job: the
+  // native kernels' own threads need those cores between the WebAssembly layers.
+  spinBefore ??= kernelThreadSpin();
+  setKernelThreadSpin(0);
   const { core, config } = addon.info();
   return { core, config };
 }
@@ -22,4 +30,6 @@ export function useNativeKernels(options: { threads?: number } = {}): { core: st
 export function stopNativeKernels(): void {
   restoreDefaultGemmKernel();
   setConv2dRunner(null);
+  if (spinBefore !== undefined) setKernelThreadSpin(spinBefore);
+  spinBefore = undefined;
 }

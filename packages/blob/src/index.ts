@@ -67,6 +67,8 @@ export {
   defaultWasmMaxPool,
   type WasmMaxPool,
   setNumThreads,
+  setKernelThreadSpin,
+  kernelThreadSpin,
   getNumThreads,
   initThreads,
   shutdownThreads,

@@ -21,6 +21,8 @@ export {
 export { createWasmMaxPool, defaultWasmMaxPool, type WasmMaxPool } from './pool-wasm.js';
 export {
   setNumThreads,
+  setKernelThreadSpin,
+  kernelThreadSpin,
   getNumThreads,
   initThreads,
   shutdownThreads,

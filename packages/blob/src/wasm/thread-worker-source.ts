@@ -21,7 +21,7 @@ function start(d, post) {
   var ctl = new Int32Array(memory.buffer, 0, d.ctlWords);
   var i = new Int32Array(memory.buffer, region, words);
   var f = new Float32Array(memory.buffer, region, words);
-  var SEQ = d.SEQ, PENDING = d.PENDING, ERRORS = d.ERRORS, STOP = d.STOP, LISTS = d.WORKER_LISTS, HEAD = d.HEAD, CMD = d.CMD, SPIN = d.SPIN;
+  var SEQ = d.SEQ, PENDING = d.PENDING, ERRORS = d.ERRORS, STOP = d.STOP, LISTS = d.WORKER_LISTS, HEAD = d.HEAD, CMD = d.CMD, SPIN = d.SPIN, SPIN_WORD = d.SPIN_WORD;
   function run() {
     var n = i[1];
     for (var c = 0; c < n; c++) {
@@ -73,11 +73,11 @@ function start(d, post) {
   Atomics.store(ctl, d.READY + id, 1);
   post({ ready: id });
   for (;;) {
-    var s, spins = 0;
+    var s, spins = 0, word = Atomics.load(ctl, SPIN_WORD), limit = word === 0 ? SPIN : word - 1;
     while ((s = Atomics.load(ctl, SEQ)) === seen) {
       if (Atomics.load(ctl, STOP)) return;
       // A short spin catches back-to-back jobs (a layer's GEMMs) without a futex round trip.
-      if (++spins > SPIN) { Atomics.wait(ctl, SEQ, seen, 1000); spins = 0; }
+      if (++spins > limit) { Atomics.wait(ctl, SEQ, seen, 1000); spins = 0; }
     }
     seen = s;
     // Claim the list (the caller takes back lists nobody has claimed once it is done with its own).

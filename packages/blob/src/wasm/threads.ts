@@ -49,6 +49,8 @@ export const MIN_FLOPS_PER_THREAD = 1.5e6;
 const PAGE = 65536;
 const CTL_WORDS = 1024;
 const SEQ = 0, PENDING = 1, ERRORS = 2, STOP = 3, WORKER_LISTS = 4, READY = 16;
+/** Control word holding 1 + the workers' spin limit (0: SPIN), read each time a worker goes idle. */
+const SPIN_WORD = 5;
 const REGION_BASE = 4096;
 const REGION_BYTES = 16384;
 const REGION_WORDS = REGION_BYTES / 4;
@@ -164,6 +166,8 @@ interface PoolState {
   workers: WorkerSlot[];
   /** Node's worker_threads module once loaded. */
   nodeWorker: (new (code: string, opts: object) => AnyWorker) | null;
+  /** setKernelThreadSpin's value (undefined: SPIN). */
+  spin?: number;
 }
 
 // One pool per JS realm (a worker thread has its own), shared by duplicated package copies.
@@ -358,7 +362,7 @@ function ensureWorkers(count: number): void {
     const id = s.workers.length + 1;
     const data = {
       memory: e.memory, modules: [...e.modules, ...e.inferModules, ...e.trainModules], id, region: REGION_BASE + id * REGION_BYTES, regionWords: REGION_WORDS,
-      ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, WORKER_LISTS, READY, HEAD, CMD, SPIN,
+      ctlWords: CTL_WORDS, SEQ, PENDING, ERRORS, STOP, WORKER_LISTS, READY, HEAD, CMD, SPIN, SPIN_WORD,
     };
     let worker: AnyWorker;
     try {
@@ -448,12 +452,31 @@ export function engine(): Engine | null {
     if (unsupportedReason() === null) {
       try {
         s.engine = new Engine();
+        if (s.spin !== undefined) Atomics.store(s.engine.ctl(), SPIN_WORD, s.spin + 1);
       } catch (err) {
         s.unsupported = `cannot create a shared WebAssembly memory (${String(err)})`;
       }
     }
   }
   return s.engine;
+}
+
+/**
+ * How many times an idle kernel thread checks for the next job before it sleeps (default
+ * 20,000: back-to-back jobs, such as a layer's products, start without a wake-up). Kernels that
+ * run outside these threads (native ones, with threads of their own) want it low: a spinning
+ * worker holds a core they need. Applies to the running workers at once.
+ */
+export function setKernelThreadSpin(iterations: number): void {
+  if (!Number.isInteger(iterations) || iterations < 0) throw new MathError(`setKernelThreadSpin: expected a non-negative integer, got ${iterations}`);
+  const s = state();
+  s.spin = iterations;
+  if (s.engine) Atomics.store(s.engine.ctl(), SPIN_WORD, iterations + 1);
+}
+
+/** setKernelThreadSpin's value. */
+export function kernelThreadSpin(): number {
+  return state().spin ?? SPIN;
 }
 
 /** A command list for one thread: calls of the shared module's exports. */
