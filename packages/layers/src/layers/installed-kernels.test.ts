@@ -61,8 +61,15 @@ describe('an installed Conv2dRunner', () => {
     expect(winograd.passes).toEqual(['colIn+gemmIn+weightDiff+colOut+biasDiff']);
     const depthwise = recordingRunner();
     setConv2dRunner(depthwise);
-    step({ num_output: 8, kernel_size: [3], group: 8, pad: [1] }, [1, 8, 6, 6], Phase.TEST);
+    step({ num_output: 8, kernel_size: [3], group: 8, pad: [1] }, [1, 8, 6, 6]);
     expect(depthwise.passes.filter((p) => p.includes('gemmOut'))).toEqual([]);
+  });
+
+  it('leaves inference forwards (TEST phase) to the packed runner, which fuses their epilogues', () => {
+    const runner = recordingRunner();
+    setConv2dRunner(runner);
+    step({ num_output: 6, kernel_size: [3], stride: [2], pad: [1] }, [1, 4, 9, 9], Phase.TEST);
+    expect(runner.passes.filter((p) => p.includes('gemmOut'))).toEqual([]);
   });
 });
 
