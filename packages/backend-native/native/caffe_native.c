@@ -13,7 +13,6 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,7 +61,6 @@ typedef struct {
 typedef struct {
   Scratch slots[MAX_THREADS];
   Pool pool;
-  int indices[MAX_THREADS];
 } Instance;
 
 static _Thread_local Instance *current;  // the calling JS thread's instance (set by each call)
