@@ -24,7 +24,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 here="$root/tests/consumer"
 cd "$root"
 
-all_cases=(inference training custom-layer gpu cli-plugin import-cost)
+all_cases=(inference training custom-layer gpu native cli-plugin import-cost)
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=("${all_cases[@]}")
 for c in "${cases[@]}"; do
