@@ -277,7 +277,8 @@ const CONV_KEY = Symbol.for('caffe-ts.wasmConv2d');
 /**
  * The process-wide WebAssembly convolution runner that convolution layers use for Float32
  * blobs, created on first use; null when CAFFE_TS_GEMM=js or WebAssembly SIMD is missing
- * (layers then run their JS loops). Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd.
+ * (layers then run their JS loops). Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd. Where
+ * setConv2dRunner installed another runner, that one.
  */
 export function defaultWasmConv2d(): WasmConv2d | null {
   const override = runnerSlot().runner;
