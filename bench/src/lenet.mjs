@@ -5,7 +5,7 @@
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N[,M…]] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
 //       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
-//       [--roofline] [--update] [--env NAME=a,b] [--alternate]
+//       [--roofline] [--update] [--env NAME=a,b] [--alternate] [--kernels wasm|native]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
 // GEMM GFLOP/s (2·N·weights·output positions forward; backward that for the weight gradient plus
@@ -70,8 +70,12 @@ const { values } = parseBenchArgs({
     roofline: { type: 'boolean', default: false },
     update: { type: 'boolean', default: false },
     alternate: { type: 'boolean', default: false },
+    kernels: { type: 'string', default: 'wasm' },
   },
 }, import.meta.url);
+// --kernels native: @caffe-ts/backend-native's OpenBLAS convolutions and GEMMs.
+if (values.kernels === 'native') await import('@caffe-ts/backend-native/register');
+else if (values.kernels !== 'wasm') throw new Error(`--kernels ${values.kernels}: expected wasm or native`);
 
 // The CIFAR-10 nets of the shared corpus beside the repository.
 const corpus = fileURLToPath(new URL('../../../shared/corpus/nets/cifar10/', import.meta.url));
