@@ -8,7 +8,7 @@ import { coopPlan, splitSlabs } from './gemm-threaded.js';
 import { setHostAllocator } from '../host-memory.js';
 import { Blob } from '../blob.js';
 import {
-  activeThreads, engine, getNumThreads, initThreads, planThreads, setNumThreads, shutdownThreads, threadPoolInfo,
+  activeThreads, engine, getNumThreads, initThreads, kernelThreadSpin, planThreads, setKernelThreadSpin, setNumThreads, shutdownThreads, threadPoolInfo,
 } from './threads.js';
 
 // This file runs in its own vitest worker process: turn relaxed SIMD on before anything
@@ -53,6 +53,29 @@ describe('kernel thread count', () => {
     for (let r = 0; r < 200 && threadPoolInfo().workerLists === before; r++) k(false, false, 256, 256, 256, 1, A, B, 0, C);
     expect(threadPoolInfo().workerLists).toBeGreaterThan(before);
     expect(C[0]).toBe(32);
+  });
+
+  it('setKernelThreadSpin(0): an idle worker sleeps at once, and the next job still wakes it', async () => {
+    expect(() => setKernelThreadSpin(-1)).toThrow(/setKernelThreadSpin: expected a non-negative integer, got -1/);
+    const spin = kernelThreadSpin();
+    expect(spin).toBeGreaterThan(0);
+    expect(await initThreads(2)).toBe(2);
+    setKernelThreadSpin(0);
+    try {
+      expect(kernelThreadSpin()).toBe(0);
+      const k = createWasmGemmKernel({ relaxed: false })!;
+      const A = new Float32Array(256 * 256).fill(0.5), B = new Float32Array(256 * 256).fill(0.25), C = new Float32Array(256 * 256);
+      const before = threadPoolInfo().workerLists;
+      // Pauses between the products let the worker fall asleep each time.
+      for (let r = 0; r < 200 && threadPoolInfo().workerLists === before; r++) {
+        await new Promise((done) => setTimeout(done, 2));
+        k(false, false, 256, 256, 256, 1, A, B, 0, C);
+      }
+      expect(threadPoolInfo().workerLists).toBeGreaterThan(before);
+      expect(C[0]).toBe(32);
+    } finally {
+      setKernelThreadSpin(spin);
+    }
   });
 });
 
