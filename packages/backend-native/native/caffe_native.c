@@ -568,6 +568,24 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// release(): frees the calling JS thread's column and gradient buffers (they grow to the largest
+// pass and stay); returns the bytes freed. The next pass allocates again.
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  (void)info;
+  Instance *in = instance(env);
+  double bytes = 0;
+  for (int i = 0; i < MAX_THREADS; i++) {
+    Scratch *s = &in->slots[i];
+    bytes += (double)(s->colCap + s->bufCap + s->accCap) * sizeof(float);
+    free(s->col); free(s->buf); free(s->acc);
+    s->col = s->buf = s->acc = NULL;
+    s->colCap = s->bufCap = s->accCap = 0;
+  }
+  napi_value v;
+  napi_create_double(env, bytes, &v);
+  return v;
+}
+
 static napi_value js_info(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value obj, v;
@@ -598,6 +616,7 @@ NAPI_MODULE_INIT() {
     { "sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_default, NULL },
     { "conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
+    { "release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -14,6 +14,7 @@ export interface NativeAddon {
     biasDiff: Float32Array | null, weightDiff: Float32Array | null, gemmOut: Float32Array | null, colOut: Float32Array | null,
   ): void;
   info(): { config: string; core: string; maxThreads: number };
+  release(): number;
 }
 
 /** The addon could not be loaded: not built (no compiler or no OpenBLAS), or built for another Node. */

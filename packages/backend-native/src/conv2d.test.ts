@@ -2,6 +2,7 @@ import { MathError, Rng, type Conv2dGeometry, type Conv2dPass } from '@caffe-ts/
 import { describe, expect, it } from 'vitest';
 import { nativeAvailability } from './addon.js';
 import { createNativeConv2d } from './conv2d.js';
+import { releaseNativeMemory } from './use.js';
 
 const { available, reason } = nativeAvailability();
 if (!available) console.warn(`backend-native tests skipped: ${reason}`);
@@ -103,6 +104,20 @@ describe.skipIf(!available)('createNativeConv2d', () => {
     // The data gradient does not depend on the split; the weight gradient's sum order does.
     expect(grads[1]!.dx).toEqual(grads[0]!.dx);
     for (let i = 0; i < w.length; i++) expect(Math.abs(grads[1]!.dw[i]! - grads[0]!.dw[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(grads[0]!.dw[i]!)));
+  });
+
+  it('releaseNativeMemory frees the column buffers a pass grew, and the next pass grows them again', () => {
+    const g = geometry({ channels: 8, height: 20, width: 20, outChannels: 8 });
+    const rng = new Rng(6);
+    const x = random(rng, 2 * 8 * 400), w = random(rng, 8 * 72), y = new Float32Array(2 * 8 * 324);
+    const conv = createNativeConv2d({ threads: 1 });
+    conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: y });
+    // Columns of two images: 72 rows × 648 positions; the reordered outputs: 8 × 648.
+    expect(releaseNativeMemory()).toBeGreaterThanOrEqual(4 * (72 * 648 + 8 * 648));
+    expect(releaseNativeMemory()).toBe(0);
+    const again = new Float32Array(y.length);
+    conv.run(g, 2, 2, { colIn: x, weights: w, gemmOut: again });
+    expect(again).toEqual(y);
   });
 
   it('works in place on arrays over a SharedArrayBuffer (the kernels\' shared memory)', () => {

@@ -1,5 +1,5 @@
 import { kernelThreadSpin, restoreDefaultGemmKernel, setConv2dRunner, setGemmKernel, setKernelThreadSpin } from '@caffe-ts/blob';
-import { nativeAddon } from './addon.js';
+import { nativeAddon, nativeAvailability } from './addon.js';
 import { createNativeConv2d } from './conv2d.js';
 import { createNativeGemm } from './gemm.js';
 
@@ -26,10 +26,20 @@ export function useNativeKernels(options: { threads?: number } = {}): { core: st
   return { core, config };
 }
 
-/** Removes the native kernels: the WebAssembly ones serve again. */
+/** Removes the native kernels: the WebAssembly ones serve again, and their buffers are freed. */
 export function stopNativeKernels(): void {
   restoreDefaultGemmKernel();
   setConv2dRunner(null);
   if (spinBefore !== undefined) setKernelThreadSpin(spinBefore);
   spinBefore = undefined;
+  if (nativeAvailability().available) releaseNativeMemory();
+}
+
+/**
+ * Frees this thread's native column and gradient buffers, which grow to the largest pass run
+ * and stay (a net built after a larger one need not keep them); returns the bytes freed. The
+ * next pass allocates what it needs again.
+ */
+export function releaseNativeMemory(): number {
+  return nativeAddon().release();
 }
