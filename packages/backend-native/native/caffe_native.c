@@ -104,9 +104,12 @@ static void valid_range(int off, int stride, int size, int out, int *lo, int *hi
   *lo = l; *hi = h;
 }
 
-// col[(c*KH + kh)*KW + kw][n*S + s] for images x[0..nb), all C channels.
-static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) {
+// Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), all C
+// channels: unfold (im2col) writes each column row from the image, zeros where the window falls
+// outside; fold (col2im) zeroes the images, then adds every column entry where it came from.
+static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold) {
   const int S = g->OH * g->OW, N = nb * S, plane = g->H * g->W;
+  if (fold) memset(x, 0, sizeof(float) * (size_t)nb * g->C * plane);
   for (int c = 0; c < g->C; c++) {
     for (int kh = 0; kh < g->KH; kh++) {
       int hoff = kh * g->dilH - g->padH, hlo, hhi;
@@ -116,14 +119,22 @@ static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) 
         valid_range(woff, g->strideW, g->W, g->OW, &wlo, &whi);
         float *row = col + (size_t)((c * g->KH + kh) * g->KW + kw) * N;
         for (int n = 0; n < nb; n++) {
-          const float *xp = x + ((size_t)n * g->C + c) * plane;
+          float *xp = x + ((size_t)n * g->C + c) * plane;
           float *d = row + (size_t)n * S;
           for (int oh = 0; oh < g->OH; oh++, d += g->OW) {
-            if (oh < hlo || oh >= hhi) { memset(d, 0, sizeof(float) * g->OW); continue; }
-            const float *src = xp + (oh * g->strideH + hoff) * g->W + woff;
+            if (oh < hlo || oh >= hhi) {
+              if (!fold) memset(d, 0, sizeof(float) * g->OW);
+              continue;
+            }
+            float *img = xp + (oh * g->strideH + hoff) * g->W + woff;
+            if (fold) {
+              if (g->strideW == 1) for (int ow = wlo; ow < whi; ow++) img[ow] += d[ow];
+              else for (int ow = wlo; ow < whi; ow++) img[ow * g->strideW] += d[ow];
+              continue;
+            }
             for (int ow = 0; ow < wlo; ow++) d[ow] = 0;
-            if (g->strideW == 1) memcpy(d + wlo, src + wlo, sizeof(float) * (whi - wlo));
-            else for (int ow = wlo; ow < whi; ow++) d[ow] = src[ow * g->strideW];
+            if (g->strideW == 1) memcpy(d + wlo, img + wlo, sizeof(float) * (whi - wlo));
+            else for (int ow = wlo; ow < whi; ow++) d[ow] = img[ow * g->strideW];
             for (int ow = whi; ow < g->OW; ow++) d[ow] = 0;
           }
         }
@@ -132,31 +143,12 @@ static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) 
   }
 }
 
-// x[0..nb) = col2im(col): the images are zeroed, then every column entry added where it came from.
+static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) {
+  walk_columns(g, nb, col, (float *)x, 0);  // unfolding only reads x
+}
+
 static void col2im_chunk(const Geometry *g, const float *col, int nb, float *x) {
-  const int S = g->OH * g->OW, N = nb * S, plane = g->H * g->W;
-  memset(x, 0, sizeof(float) * (size_t)nb * g->C * plane);
-  for (int c = 0; c < g->C; c++) {
-    for (int kh = 0; kh < g->KH; kh++) {
-      int hoff = kh * g->dilH - g->padH, hlo, hhi;
-      valid_range(hoff, g->strideH, g->H, g->OH, &hlo, &hhi);
-      for (int kw = 0; kw < g->KW; kw++) {
-        int woff = kw * g->dilW - g->padW, wlo, whi;
-        valid_range(woff, g->strideW, g->W, g->OW, &wlo, &whi);
-        const float *row = col + (size_t)((c * g->KH + kh) * g->KW + kw) * N;
-        for (int n = 0; n < nb; n++) {
-          float *xp = x + ((size_t)n * g->C + c) * plane;
-          const float *s = row + (size_t)n * S;
-          for (int oh = hlo; oh < hhi; oh++) {
-            float *dst = xp + (oh * g->strideH + hoff) * g->W + woff;
-            const float *sr = s + oh * g->OW;
-            if (g->strideW == 1) for (int ow = wlo; ow < whi; ow++) dst[ow] += sr[ow];
-            else for (int ow = wlo; ow < whi; ow++) dst[ow * g->strideW] += sr[ow];
-          }
-        }
-      }
-    }
-  }
+  walk_columns(g, nb, (float *)col, x, 1);  // folding only reads col
 }
 
 #if defined(__x86_64__) || defined(__i386__)
