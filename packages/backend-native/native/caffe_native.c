@@ -23,6 +23,14 @@ extern char *openblas_get_config(void);
 extern char *openblas_get_corename(void);
 
 #define MAX_THREADS 64
+
+// The inference loops in two builds, picked when the library loads: AVX2 with FMA (x86-64-v3)
+// where the CPU has them, else the baseline (SSE2). Needs GCC and glibc's ifunc.
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDE_SIMD __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WIDE_SIMD
+#endif
 // Most rows of A that a GEMM runs as matrix-vector products (see js_sgemm).
 #define SGEMV_MAX_ROWS 4
 
@@ -104,13 +112,14 @@ static void valid_range(int off, int stride, int size, int out, int *lo, int *hi
   *lo = l; *hi = h;
 }
 
-// Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), all C
-// channels: unfold (im2col) writes each column row from the image, zeros where the window falls
-// outside; fold (col2im) zeroes the images, then adds every column entry where it came from.
-static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold) {
+// Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), channels
+// [c0, c1): unfold (im2col) writes each column row from the image, zeros where the window falls
+// outside; fold (col2im, all channels) zeroes the images, then adds every column entry where it
+// came from.
+static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold, int c0, int c1) {
   const int S = g->OH * g->OW, N = nb * S, plane = g->H * g->W;
   if (fold) memset(x, 0, sizeof(float) * (size_t)nb * g->C * plane);
-  for (int c = 0; c < g->C; c++) {
+  for (int c = c0; c < c1; c++) {
     for (int kh = 0; kh < g->KH; kh++) {
       int hoff = kh * g->dilH - g->padH, hlo, hhi;
       valid_range(hoff, g->strideH, g->H, g->OH, &hlo, &hhi);
@@ -144,11 +153,11 @@ static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fo
 }
 
 static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) {
-  walk_columns(g, nb, col, (float *)x, 0);  // unfolding only reads x
+  walk_columns(g, nb, col, (float *)x, 0, 0, g->C);  // unfolding only reads x
 }
 
 static void col2im_chunk(const Geometry *g, const float *col, int nb, float *x) {
-  walk_columns(g, nb, (float *)col, x, 1);  // folding only reads col
+  walk_columns(g, nb, (float *)col, x, 1, 0, g->C);  // folding only reads col
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -415,6 +424,262 @@ static void *run_thread(void *arg) {
   return NULL;
 }
 
+// ---- Inference forwards with a fused per-channel epilogue ----
+// y = act(scale[o] * conv(x, w)[o] + shift[o]) per output channel o (scale 1 and shift 0 where
+// absent), then, with a sum, z = act2(c0 * first + c1 * second) of y and `other` (the
+// WasmInferConv.conv2d contract of @caffe-ts/blob: a following BatchNorm/Scale/ReLU and Eltwise
+// SUM folded in by Net's inference fusion). The epilogue runs on each block right after its
+// product, while the block is still in cache.
+
+typedef struct {
+  Geometry g;
+  const float *x, *w, *scale, *shift, *other;
+  float *y, *z;
+  int relu, sumRelu, convFirst;
+  float slope, c0, c1, sumSlope;
+} Infer;
+
+typedef struct {
+  const Infer *c;
+  Scratch *scratch;    // image ranges: this thread's column buffer
+  const float *col;    // blocks: the columns of image n0 (shared)
+  int n0, n1;          // images
+  int o0, o1, j0, j1;  // blocks: output channels [o0, o1) x positions [j0, j1) of image n0
+  int u0, u1;          // unfolding: channels [u0, u1) of image n0
+  int failed;
+} InferPart;
+
+// Caffe's ReLU, max(v, 0) + slope * min(v, 0); slope 0 is max(v, 0) itself (no -0).
+static inline float leaky(float v, float slope) {
+  return v > 0 ? v : slope == 0.0f ? 0.0f : v * slope;
+}
+
+static int infer_is1x1(const Geometry *g) {
+  return g->KH == 1 && g->KW == 1 && g->padH == 0 && g->padW == 0 && g->strideH == 1 && g->strideW == 1;
+}
+
+// Floats of output a tile of infer_block covers: its product's result is still in the cache
+// (256 KiB) when the epilogue reads it back.
+#define INFER_TILE_FLOATS 65536
+
+static void infer_tile(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1);
+static void infer_epilogue(const Infer *c, size_t img, int o0, int o1, int j0, int j1);
+
+// The product, epilogue and sum of output channels [o0, o1) x positions [j0, j1) of image n, in
+// tiles of positions.
+static void infer_block(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1) {
+  if (o1 <= o0 || j1 <= j0) return;
+  int tile = INFER_TILE_FLOATS / (o1 - o0);
+  tile = tile < 64 ? 64 : tile & ~15;
+  for (int j = j0; j < j1; j += tile) infer_tile(c, n, col, o0, o1, j, j + tile < j1 ? j + tile : j1);
+}
+
+static void infer_tile(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1) {
+  const Geometry *g = &c->g;
+  const int S = g->OH * g->OW, m = g->O / g->G, K = (g->C / g->G) * g->KH * g->KW, w = j1 - j0;
+  const size_t img = (size_t)n * g->O * S;
+  float *y = c->y + img;
+  for (int gi = o0 / m; gi * m < o1; gi++) {
+    const int a = gi * m > o0 ? gi * m : o0, b = (gi + 1) * m < o1 ? (gi + 1) * m : o1;
+    const float *A = c->w + (size_t)a * K, *B = col + (size_t)gi * K * S;
+    if (w <= SGEMV_MAX_ROWS) {
+      // A few positions (a 1x1 plane: a classifier as a convolution): matrix-vector products,
+      // which stream the weights once instead of packing them.
+      for (int j = j0; j < j1; j++) cblas_sgemv(CblasRowMajor, CblasNoTrans, b - a, K, 1.0f, A, K, B + j, S, 0.0f, y + (size_t)a * S + j, S);
+    } else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, b - a, w, K, 1.0f, A, K, B + j0, S, 0.0f, y + (size_t)a * S + j0, S);
+  }
+  infer_epilogue(c, img, o0, o1, j0, j1);
+}
+
+// The epilogue and sum of output channels [o0, o1) x positions [j0, j1) of the image at `img`.
+WIDE_SIMD
+static void infer_epilogue(const Infer *c, size_t img, int o0, int o1, int j0, int j1) {
+  const int S = c->g.OH * c->g.OW, w = j1 - j0;
+  float *y = c->y + img;
+  for (int o = o0; o < o1; o++) {
+    float *r = y + (size_t)o * S + j0;
+    const float sh = c->shift ? c->shift[o] : 0.0f;
+    if (c->scale) {
+      const float sc = c->scale[o];
+      for (int j = 0; j < w; j++) r[j] = sc * r[j] + sh;
+    } else if (c->shift) for (int j = 0; j < w; j++) r[j] += sh;
+    if (c->relu) {
+      const float slope = c->slope;
+      if (slope == 0.0f) for (int j = 0; j < w; j++) r[j] = r[j] > 0 ? r[j] : 0.0f;
+      else for (int j = 0; j < w; j++) r[j] = leaky(r[j], slope);
+    }
+    if (c->z) {
+      const float *q = c->other + img + (size_t)o * S + j0;
+      float *zr = c->z + img + (size_t)o * S + j0;
+      const float *f = c->convFirst ? r : q, *s = c->convFirst ? q : r;
+      const float c0 = c->c0, c1 = c->c1;
+      for (int j = 0; j < w; j++) {
+        const float p0 = c0 * f[j], p1 = c1 * s[j];
+        zr[j] = p0 + p1;
+      }
+      if (c->sumRelu) for (int j = 0; j < w; j++) zr[j] = leaky(zr[j], c->sumSlope);
+    }
+  }
+}
+
+// Image ranges: each thread unfolds and multiplies whole images with its own column buffer.
+static void *infer_images(void *arg) {
+  InferPart *q = (InferPart *)arg;
+  const Infer *c = q->c;
+  const Geometry *g = &c->g;
+  const size_t imgIn = (size_t)g->C * g->H * g->W;
+  const int S = g->OH * g->OW;
+  for (int n = q->n0; n < q->n1; n++) {
+    const float *x = c->x + (size_t)n * imgIn, *col = x;
+    if (!infer_is1x1(g)) {
+      Scratch *s = q->scratch;
+      if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * S)) { q->failed = 1; return NULL; }
+      walk_columns(g, 1, s->col, (float *)x, 0, 0, g->C);
+      col = s->col;
+    }
+    infer_block(c, n, col, 0, g->O, 0, S);
+  }
+  return NULL;
+}
+
+static void *infer_unfold(void *arg) {
+  InferPart *q = (InferPart *)arg;
+  const Geometry *g = &q->c->g;
+  walk_columns(g, 1, (float *)q->col, (float *)(q->c->x + (size_t)q->n0 * g->C * g->H * g->W), 0, q->u0, q->u1);
+  return NULL;
+}
+
+static void *infer_blocks(void *arg) {
+  InferPart *q = (InferPart *)arg;
+  infer_block(q->c, q->n0, q->col, q->o0, q->o1, q->j0, q->j1);
+  return NULL;
+}
+
+// Depthwise forward (group = channels = outputs): each output row is built tap by tap, a
+// scaled row of the input added to it (contiguous where the stride is 1), then the shift and
+// ReLU. The scale multiplies the taps (the WasmInferConv.depthwise contract).
+typedef struct {
+  const Infer *c;
+  int n, c0, c1;
+} DepthPart;
+
+WIDE_SIMD
+static void *depthwise_part(void *arg) {
+  DepthPart *q = (DepthPart *)arg;
+  const Infer *c = q->c;
+  const Geometry *g = &c->g;
+  const int OH = g->OH, OW = g->OW, H = g->H, W = g->W, taps = g->KH * g->KW;
+  float tap[taps > 0 ? taps : 1];
+  int lo[g->KW > 0 ? g->KW : 1], hi[g->KW > 0 ? g->KW : 1];
+  for (int kw = 0; kw < g->KW; kw++) valid_range(kw * g->dilW - g->padW, g->strideW, W, OW, &lo[kw], &hi[kw]);
+  const int fast3x3 = g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1;
+  for (int ch = q->c0; ch < q->c1; ch++) {
+    const float *x = c->x + ((size_t)q->n * g->C + ch) * H * W;
+    float *y = c->y + ((size_t)q->n * g->O + ch) * OH * OW;
+    const float sc = c->scale ? c->scale[ch] : 1.0f, sh = c->shift ? c->shift[ch] : 0.0f;
+    for (int t = 0; t < taps; t++) tap[t] = c->scale ? c->w[(size_t)ch * taps + t] * sc : c->w[(size_t)ch * taps + t];
+    for (int oh = 0; oh < OH; oh++) {
+      float *r = y + (size_t)oh * OW;
+      const int ih0 = oh * g->strideH - g->padH;
+      if (fast3x3 && ih0 >= 0 && ih0 + 2 < H) {
+        // Rows whose window lies inside the image: the nine taps summed in registers over the
+        // positions where every tap is inside too, the edges below.
+        const float *x0 = x + (size_t)ih0 * W, *x1 = x0 + W, *x2 = x1 + W;
+        const int sw = g->strideW, a = lo[2] > lo[0] ? lo[2] : lo[0], b = hi[2] < hi[0] ? hi[2] : hi[0];
+        float *restrict ro = r;
+        const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
+#define DW_SUM(i) (t0 * x0[i] + t1 * x0[(i) + 1] + t2 * x0[(i) + 2] + t3 * x1[i] + t4 * x1[(i) + 1] + \
+                   t5 * x1[(i) + 2] + t6 * x2[i] + t7 * x2[(i) + 1] + t8 * x2[(i) + 2])
+        if (sw == 1) {
+          const float *restrict y0 = x0 - g->padW, *restrict y1 = x1 - g->padW, *restrict y2 = x2 - g->padW;
+          for (int ow = a; ow < b; ow++)
+            ro[ow] = t0 * y0[ow] + t1 * y0[ow + 1] + t2 * y0[ow + 2] + t3 * y1[ow] + t4 * y1[ow + 1] + t5 * y1[ow + 2] +
+                     t6 * y2[ow] + t7 * y2[ow + 1] + t8 * y2[ow + 2];
+        } else if (sw == 2) for (int ow = a; ow < b; ow++) ro[ow] = DW_SUM(2 * ow - g->padW);
+        else for (int ow = a; ow < b; ow++) ro[ow] = DW_SUM(ow * sw - g->padW);
+#undef DW_SUM
+        for (int ow = 0; ow < OW; ow++) {
+          if (ow == a && b > a) { ow = b - 1; continue; }
+          float v = 0;
+          for (int kh = 0; kh < 3; kh++) {
+            const float *xr = x + (size_t)(ih0 + kh) * W;
+            for (int kw = 0; kw < 3; kw++) {
+              const int iw = ow * sw - g->padW + kw;
+              if (iw >= 0 && iw < W) v += tap[kh * 3 + kw] * xr[iw];
+            }
+          }
+          ro[ow] = v;
+        }
+      } else {
+      memset(r, 0, sizeof(float) * OW);
+      for (int kh = 0; kh < g->KH; kh++) {
+        const int ih = oh * g->strideH + kh * g->dilH - g->padH;
+        if (ih < 0 || ih >= H) continue;
+        const float *xr = x + (size_t)ih * W;
+        for (int kw = 0; kw < g->KW; kw++) {
+          const int off = kw * g->dilW - g->padW, a = lo[kw], b = hi[kw];
+          const float t = tap[kh * g->KW + kw];
+          float *restrict ro = r;
+          if (g->strideW == 1) {
+            const float *restrict xs = xr + off;
+            for (int ow = a; ow < b; ow++) ro[ow] += t * xs[ow];
+          } else {
+            const int sw = g->strideW;
+            for (int ow = a; ow < b; ow++) ro[ow] += t * xr[ow * sw + off];
+          }
+        }
+      }
+      }
+      if (c->relu) {
+        const float slope = c->slope;
+        for (int ow = 0; ow < OW; ow++) r[ow] = leaky(r[ow] + sh, slope);
+      } else for (int ow = 0; ow < OW; ow++) r[ow] += sh;
+    }
+  }
+  return NULL;
+}
+
+// Runs the forward over num images on T threads: whole images per thread while there are at
+// least T left, then each remaining image split into blocks (by output channels in 8-row strips
+// where they outnumber the positions, else by 16-column strips of positions), its unfolding split
+// by channels. Returns 0 where a column buffer cannot be allocated.
+static int run_infer(Instance *in, const Infer *c, int num, int T) {
+  const Geometry *g = &c->g;
+  const int S = g->OH * g->OW;
+  InferPart parts[MAX_THREADS];
+  const int whole = T > 1 ? num - num % T : num;
+  if (whole > 0) {
+    const int P = T > 1 ? T : 1;
+    for (int t = 0; t < P; t++)
+      parts[t] = (InferPart){ .c = c, .scratch = &in->slots[t], .n0 = (int)((long long)whole * t / P), .n1 = (int)((long long)whole * (t + 1) / P) };
+    run_parts(P, infer_images, parts, sizeof(InferPart));
+    for (int t = 0; t < P; t++) if (parts[t].failed) return 0;
+  }
+  const int byRows = g->O >= S;
+  const int unit = byRows ? 8 : 16, extent = byRows ? g->O : S, strips = (extent + unit - 1) / unit;
+  int B = T < strips ? T : strips;
+  if (B < 1) B = 1;
+  for (int n = whole; n < num; n++) {
+    const float *col = c->x + (size_t)n * g->C * g->H * g->W;
+    if (!infer_is1x1(g)) {
+      Scratch *s = &in->slots[0];
+      if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * S)) return 0;
+      const int U = T < g->C ? T : g->C;
+      for (int t = 0; t < U; t++)
+        parts[t] = (InferPart){ .c = c, .col = s->col, .n0 = n, .u0 = (int)((long long)g->C * t / U), .u1 = (int)((long long)g->C * (t + 1) / U) };
+      run_parts(U, infer_unfold, parts, sizeof(InferPart));
+      col = s->col;
+    }
+    for (int t = 0; t < B; t++) {
+      const int s0 = (int)((long long)strips * t / B) * unit, s1r = (int)((long long)strips * (t + 1) / B) * unit;
+      const int s1 = s1r < extent ? s1r : extent;
+      parts[t] = (InferPart){ .c = c, .col = col, .n0 = n, .o0 = byRows ? s0 : 0, .o1 = byRows ? s1 : g->O, .j0 = byRows ? 0 : s0, .j1 = byRows ? S : s1 };
+    }
+    run_parts(B, infer_blocks, parts, sizeof(InferPart));
+  }
+  return 1;
+}
+
 // ---- N-API plumbing ----
 
 static napi_value throw_error(napi_env env, const char *msg) {
@@ -560,6 +825,103 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// conv2dInfer(geometry Int32Array[15], num, threads, x, weights, scale, shift, relu, y, other, z,
+// convFirst, c0, c1, sumRelu): relu and sumRelu a ReLU slope or NaN for none; other and z null
+// without a sum. The caller (infer.ts) has checked shapes and lengths.
+static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
+  size_t argc = 15;
+  napi_value a[15];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 15) return throw_error(env, "conv2dInfer: expected 15 arguments");
+  bool isTa = false;
+  napi_is_typedarray(env, a[0], &isTa);
+  if (!isTa) return throw_error(env, "conv2dInfer: geometry must be an Int32Array");
+  napi_typedarray_type type;
+  size_t glen = 0;
+  void *gd = NULL;
+  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
+  if (type != napi_int32_array || glen < 15) return throw_error(env, "conv2dInfer: geometry must be an Int32Array of 15");
+  Infer c;
+  memset(&c, 0, sizeof c);
+  memcpy(&c.g, gd, sizeof(Geometry));
+  int num, T;
+  double relu, c0, c1, sumRelu;
+  bool convFirst = true;
+  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok ||
+      napi_get_value_double(env, a[12], &c0) != napi_ok || napi_get_value_double(env, a[13], &c1) != napi_ok ||
+      napi_get_value_double(env, a[14], &sumRelu) != napi_ok || napi_get_value_bool(env, a[11], &convFirst) != napi_ok)
+    return throw_error(env, "conv2dInfer: num and threads must be integers, relu, c0, c1, sumRelu numbers, convFirst a boolean");
+  int ok = 1;
+  size_t l;
+  c.x = f32(env, a[3], &l, &ok);
+  c.w = f32(env, a[4], &l, &ok);
+  c.scale = f32(env, a[5], &l, &ok);
+  c.shift = f32(env, a[6], &l, &ok);
+  c.y = f32(env, a[8], &l, &ok);
+  c.other = f32(env, a[9], &l, &ok);
+  c.z = f32(env, a[10], &l, &ok);
+  if (!ok || !c.x || !c.w || !c.y || (!c.z != !c.other)) return throw_error(env, "conv2dInfer: x, weights, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
+  c.relu = relu == relu;
+  c.slope = c.relu ? (float)relu : 0.0f;
+  c.sumRelu = sumRelu == sumRelu;
+  c.sumSlope = c.sumRelu ? (float)sumRelu : 0.0f;
+  c.convFirst = convFirst;
+  c.c0 = (float)c0;
+  c.c1 = (float)c1;
+  if (num < 0) return throw_error(env, "conv2dInfer: num must not be negative");
+  Instance *in = current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  openblas_set_num_threads(1);
+  if (!run_infer(in, &c, num, T)) return throw_error(env, "conv2dInfer: out of memory for the column buffers");
+  return NULL;
+}
+
+// depthwiseInfer(geometry Int32Array[15], num, threads, x, weights, scale, shift, relu, y): relu
+// a ReLU slope or NaN for none. The caller (infer.ts) has checked shapes and lengths.
+static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value a[9];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 9) return throw_error(env, "depthwiseInfer: expected 9 arguments");
+  bool isTa = false;
+  napi_is_typedarray(env, a[0], &isTa);
+  if (!isTa) return throw_error(env, "depthwiseInfer: geometry must be an Int32Array");
+  napi_typedarray_type type;
+  size_t glen = 0;
+  void *gd = NULL;
+  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
+  if (type != napi_int32_array || glen < 15) return throw_error(env, "depthwiseInfer: geometry must be an Int32Array of 15");
+  Infer c;
+  memset(&c, 0, sizeof c);
+  memcpy(&c.g, gd, sizeof(Geometry));
+  int num, T;
+  double relu;
+  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok)
+    return throw_error(env, "depthwiseInfer: num and threads must be integers, relu a number");
+  int ok = 1;
+  size_t l;
+  c.x = f32(env, a[3], &l, &ok);
+  c.w = f32(env, a[4], &l, &ok);
+  c.scale = f32(env, a[5], &l, &ok);
+  c.shift = f32(env, a[6], &l, &ok);
+  c.y = f32(env, a[8], &l, &ok);
+  if (!ok || !c.x || !c.w || !c.y) return throw_error(env, "depthwiseInfer: x, weights, y must be Float32Arrays, scale and shift Float32Arrays or null");
+  if (c.g.G != c.g.C || c.g.O != c.g.C) return throw_error(env, "depthwiseInfer: group, channels and outputs must be equal");
+  c.relu = relu == relu;
+  c.slope = c.relu ? (float)relu : 0.0f;
+  current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > c.g.C) T = c.g.C;
+  DepthPart parts[MAX_THREADS];
+  for (int n = 0; n < num; n++) {
+    for (int t = 0; t < T; t++) parts[t] = (DepthPart){ &c, n, (int)((long long)c.g.C * t / T), (int)((long long)c.g.C * (t + 1) / T) };
+    run_parts(T, depthwise_part, parts, sizeof(DepthPart));
+  }
+  return NULL;
+}
+
 // release(): frees the calling JS thread's column and gradient buffers (they grow to the largest
 // pass and stay); returns the bytes freed. The next pass allocates again.
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -607,6 +969,8 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
     { "sgemm", NULL, js_sgemm, NULL, NULL, NULL, napi_default, NULL },
     { "conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_default, NULL },
+    { "conv2dInfer", NULL, js_conv2d_infer, NULL, NULL, NULL, napi_default, NULL },
+    { "depthwiseInfer", NULL, js_depthwise_infer, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
     { "release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL },
   };

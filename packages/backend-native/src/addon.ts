@@ -13,6 +13,15 @@ export interface NativeAddon {
     colIn: Float32Array | null, gemmIn: Float32Array | null, weights: Float32Array, bias: Float32Array | null,
     biasDiff: Float32Array | null, weightDiff: Float32Array | null, gemmOut: Float32Array | null, colOut: Float32Array | null,
   ): void;
+  conv2dInfer(
+    geometry: Int32Array, num: number, threads: number, x: Float32Array, weights: Float32Array,
+    scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
+    other: Float32Array | null, z: Float32Array | null, convFirst: boolean, c0: number, c1: number, sumRelu: number,
+  ): void;
+  depthwiseInfer(
+    geometry: Int32Array, num: number, threads: number, x: Float32Array, weights: Float32Array,
+    scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
+  ): void;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

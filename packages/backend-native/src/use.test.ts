@@ -1,4 +1,4 @@
-import { activeGemmKernelName, customGemmKernelInstalled, installedConv2dRunner, Rng } from '@caffe-ts/blob';
+import { activeGemmKernelName, customGemmKernelInstalled, installedConv2dRunner, installedInferConvRunner, Rng } from '@caffe-ts/blob';
 import { defaultLayerRegistry } from '@caffe-ts/layers';
 import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
@@ -50,16 +50,67 @@ async function train(): Promise<{ losses: number[]; grads: Float32Array[] }> {
   return { losses, grads };
 }
 
+// A residual block and a depthwise stage at inference: Net's fusion folds BatchNorm, Scale, ReLU
+// and the Eltwise SUM into the convolutions, which then run on the inference runner.
+const INFER_NET = `
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 8 dim: 20 dim: 20 } } }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a" convolution_param { num_output: 8 kernel_size: 3 pad: 1 bias_term: false weight_filler { type: "msra" } } }
+layer { name: "a_bn" type: "BatchNorm" bottom: "a" top: "a" }
+layer { name: "a_scale" type: "Scale" bottom: "a" top: "a" scale_param { bias_term: true filler { value: 1.5 } bias_filler { value: 0.1 } } }
+layer { name: "a_relu" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "b" type: "Convolution" bottom: "a" top: "b" convolution_param { num_output: 8 kernel_size: 1 weight_filler { type: "msra" } bias_filler { type: "uniform" min: -1 max: 1 } } }
+layer { name: "sum" type: "Eltwise" bottom: "b" bottom: "data" top: "sum" }
+layer { name: "sum_relu" type: "ReLU" bottom: "sum" top: "sum" }
+layer { name: "dw" type: "Convolution" bottom: "sum" top: "dw" convolution_param { num_output: 8 group: 8 kernel_size: 3 stride: 2 pad: 1 weight_filler { type: "msra" } } }
+layer { name: "dw_relu" type: "ReLU" bottom: "dw" top: "dw" }
+layer { name: "c" type: "Convolution" bottom: "dw" top: "c" convolution_param { num_output: 16 kernel_size: 3 stride: 2 weight_filler { type: "msra" } } }`;
+
+async function infer(): Promise<Float32Array> {
+  const net = await Net.create(parseNetParameter(INFER_NET), { phase: Phase.TEST, registry: defaultLayerRegistry(), log: false, rng: new Rng(4) });
+  // BatchNorm's running statistics (mean, variance, scale factor), as a trained net has them.
+  const bn = net.layers[net.layerNames.indexOf('a_bn')]!.blobs;
+  bn[0]!.mutableCpuData().forEach((_, i, a) => { a[i] = 0.1 * (i - 4); });
+  bn[1]!.mutableCpuData().forEach((_, i, a) => { a[i] = 0.5 + 0.2 * i; });
+  bn[2]!.mutableCpuData()[0] = 1;
+  const rng = new Rng(6), data = net.blobs.get('data')!.mutableCpuData();
+  for (let i = 0; i < data.length; i++) data[i] = rng.uniform() * 2 - 1;
+  net.forward();
+  const out = Float32Array.from(net.blobs.get('c')!.cpuData());
+  net.dispose();
+  return out;
+}
+
 describe.skipIf(!available)('useNativeKernels', () => {
   it('installs the native GEMM and convolution runner, and stopNativeKernels takes them out', () => {
     const { core } = useNativeKernels();
     expect(core.length).toBeGreaterThan(0);
     expect(activeGemmKernelName()).toBe('native-openblas');
     expect(installedConv2dRunner()?.name).toBe('native-openblas');
+    expect(installedInferConvRunner()?.name).toBe('native-openblas');
     expect(customGemmKernelInstalled()).toBe(true);
     stopNativeKernels();
     expect(installedConv2dRunner()).toBeNull();
+    expect(installedInferConvRunner()).toBeNull();
+    useNativeKernels({ inference: false });
+    expect(installedInferConvRunner()).toBeNull();
+    stopNativeKernels();
     expect(customGemmKernelInstalled()).toBe(false);
+  });
+
+  it('runs a fused inference net (BatchNorm, Scale, ReLU, Eltwise, depthwise) as the WebAssembly kernels do (1e-5)', async () => {
+    const wasm = await infer();
+    for (const threads of [1, 2]) {
+      useNativeKernels({ threads });
+      const native = await infer();
+      stopNativeKernels();
+      let scale = 0, diff = 0;
+      for (let i = 0; i < wasm.length; i++) {
+        scale = Math.max(scale, Math.abs(wasm[i]!));
+        diff = Math.max(diff, Math.abs(native[i]! - wasm[i]!));
+      }
+      expect(scale).toBeGreaterThan(0.1);
+      expect(diff / scale, `${threads} thread(s)`).toBeLessThan(1e-5);
+    }
   });
 
   it('trains a small conv net as the WebAssembly kernels do (gradients to 1e-4, ten steps\' losses to 1e-4)', async () => {

@@ -81,5 +81,8 @@ export {
 } from './wasm/index.js';
 export { createWasmInfer, defaultWasmInfer, LRN_WASM_BETAS, type DepthwiseGeometry, type WasmInfer } from './wasm/infer-wasm.js';
 export { createWasmTrain, defaultWasmTrain, SMALL_CONV_MAX_TAPS, type PoolGeometry, type SmallConvGeometry, type WasmTrain } from './wasm/train-wasm.js';
-export { createWasmInferConv, defaultWasmInferConv, winogradApplies, type ActivationVersions, type ConvEpilogue, type ConvSum, type WasmInferConv } from './wasm/infer-conv.js';
+export {
+  builtinWasmInferConv, createWasmInferConv, defaultWasmInferConv, installedInferConvRunner, setInferConvRunner, winogradApplies,
+  type ActivationVersions, type ConvEpilogue, type ConvSum, type InferConvRunner, type WasmInferConv,
+} from './wasm/infer-conv.js';
 export { relaxedSimdOptedOut, relaxedSimdStatus, type RelaxedSimdStatus } from './wasm/wasm-api.js';

@@ -1069,9 +1069,47 @@ const KEY = Symbol.for('caffe-ts.wasmInferConv');
  * inference, created on first use; null when CAFFE_TS_GEMM=js, CAFFE_TS_PACKED=off or
  * WebAssembly SIMD is missing. Honors CAFFE_TS_GEMM=wasm-simd / wasm-relaxed-simd. With more
  * than one kernel thread it runs over the threads' shared memory and splits large layers (see
- * the top of this file), unless CAFFE_TS_PACKED_THREADS=off.
+ * the top of this file), unless CAFFE_TS_PACKED_THREADS=off. Where setInferConvRunner installed
+ * another runner, that one.
  */
 export function defaultWasmInferConv(): WasmInferConv | null {
+  return inferRunnerSlot().runner ?? builtinWasmInferConv();
+}
+
+/**
+ * A runner of inference forwards with WasmInferConv's contract (the same outputs, epilogues and
+ * sums, on the caller's arrays), e.g. a native one.
+ */
+export type InferConvRunner = WasmInferConv;
+
+const INFER_RUNNER_KEY = Symbol.for('caffe-ts.inferConvRunner');
+
+function inferRunnerSlot(): { runner: InferConvRunner | null } {
+  // Through globalThis, as the other kernel slots, so that duplicated copies of this package agree.
+  const g = globalThis as Record<symbol, { runner: InferConvRunner | null } | undefined>;
+  return (g[INFER_RUNNER_KEY] ??= { runner: null });
+}
+
+/**
+ * Install (or, with null, remove) the runner that Convolution and InnerProduct layers hand their
+ * inference (TEST-phase) forwards to in place of the WebAssembly packed runner:
+ * defaultWasmInferConv then returns it. Training forwards and gradients that use the packed
+ * runner keep builtinWasmInferConv().
+ */
+export function setInferConvRunner(runner: InferConvRunner | null): void {
+  inferRunnerSlot().runner = runner;
+}
+
+/** The runner setInferConvRunner installed, or null. */
+export function installedInferConvRunner(): InferConvRunner | null {
+  return inferRunnerSlot().runner;
+}
+
+/**
+ * The WebAssembly packed-weights runner that defaultWasmInferConv returns where no other runner
+ * is installed (null where it cannot run: see defaultWasmInferConv).
+ */
+export function builtinWasmInferConv(): WasmInferConv | null {
   const g = globalThis as Record<symbol, { conv: WasmInferConv | null } | undefined>;
   let slot = g[KEY];
   if (!slot) {

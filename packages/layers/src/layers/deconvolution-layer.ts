@@ -1,4 +1,4 @@
-import { defaultWasmInferConv, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { builtinWasmInferConv, type Blob, type FloatArray } from '@caffe-ts/blob';
 import type { LayerDef } from '../registry.js';
 import { BaseConvolutionLayer } from './base-conv-layer.js';
 
@@ -55,7 +55,8 @@ export class DeconvolutionLayer extends BaseConvolutionLayer {
   private backwardDataPacked(dy: FloatArray, dx: FloatArray): boolean {
     if (!this.packedBottomGradient || !(dy instanceof Float32Array) || !(dx instanceof Float32Array)) return false;
     if (this.dtype !== 'float32' || !this.useIm2col2d()) return false;
-    const runner = defaultWasmInferConv();
+    // Training: the WebAssembly runner, not an installed inference runner (setInferConvRunner).
+    const runner = builtinWasmInferConv();
     if (!runner) return false;
     // The convolution reads the top (conv2dGeometry's column side) and writes the bottom.
     const wBlob = this.blobs[0]!;

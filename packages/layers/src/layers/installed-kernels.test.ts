@@ -1,9 +1,10 @@
 // Where the layers hand their float32 work once other kernels are installed in @caffe-ts/blob
-// (setConv2dRunner, setGemmKernel: e.g. @caffe-ts/backend-native's): recording wrappers around
+// (setConv2dRunner, setInferConvRunner, setGemmKernel: e.g. @caffe-ts/backend-native's): recording wrappers around
 // the default kernels show which calls go there, and the results stay those of the defaults.
 import {
-  Blob, createWasmConv2d, customGemmKernelInstalled, gemmJs, restoreDefaultGemmKernel, Rng, setConv2dRunner, setGemmKernel,
-  type Conv2dRunner, type GemmKernel,
+  Blob, builtinWasmInferConv, createWasmConv2d, customGemmKernelInstalled, defaultWasmInferConv, gemmJs, installedInferConvRunner,
+  restoreDefaultGemmKernel, Rng, setConv2dRunner, setGemmKernel, setInferConvRunner,
+  type Conv2dRunner, type GemmKernel, type InferConvRunner,
 } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -40,6 +41,7 @@ function step(convParam: Record<string, unknown>, shape: number[], phase = Phase
 
 afterEach(() => {
   setConv2dRunner(null);
+  setInferConvRunner(null);
   restoreDefaultGemmKernel();
 });
 
@@ -70,6 +72,42 @@ describe('an installed Conv2dRunner', () => {
     setConv2dRunner(runner);
     step({ num_output: 6, kernel_size: [3], stride: [2], pad: [1] }, [1, 4, 9, 9], Phase.TEST);
     expect(runner.passes.filter((p) => p.includes('gemmOut'))).toEqual([]);
+  });
+});
+
+/** The WebAssembly packed runner behind a wrapper that records the kind of each call. */
+function recordingInferRunner(): InferConvRunner & { calls: string[] } {
+  const inner = builtinWasmInferConv();
+  if (!inner) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  const calls: string[] = [];
+  return {
+    name: 'recording',
+    calls,
+    conv2d: (...args) => (calls.push('conv2d'), inner.conv2d(...args)),
+    depthwise: (...args) => (calls.push('depthwise'), inner.depthwise(...args)),
+    innerProduct: (...args) => (calls.push('innerProduct'), inner.innerProduct(...args)),
+    stats: () => inner.stats(),
+    clear: () => inner.clear(),
+    release: (w) => inner.release(w),
+  };
+}
+
+describe('an installed InferConvRunner', () => {
+  it('takes inference (TEST) forwards, with the packed runner\'s results; training forwards stay on the packed runner', () => {
+    const p = { num_output: 6, kernel_size: [3], stride: [2], pad: [1] };
+    const plain = step(p, [1, 4, 9, 9], Phase.TEST);
+    const runner = recordingInferRunner();
+    setInferConvRunner(runner);
+    expect(installedInferConvRunner()).toBe(runner);
+    expect(defaultWasmInferConv()).toBe(runner);
+    const got = step(p, [1, 4, 9, 9], Phase.TEST);
+    expect(runner.calls).toEqual(['conv2d']);
+    expect(got[0]).toEqual(plain[0]);
+    step(p, [1, 4, 9, 9], Phase.TRAIN);
+    step({ num_output: 16, kernel_size: [5] }, [1, 16, 10, 10], Phase.TRAIN);
+    expect(runner.calls).toEqual(['conv2d']);
+    setInferConvRunner(null);
+    expect(defaultWasmInferConv()).toBe(builtinWasmInferConv());
   });
 });
 

@@ -1,0 +1,160 @@
+import { MathError, Rng, type Conv2dGeometry, type ConvEpilogue } from '@caffe-ts/blob';
+import { describe, expect, it } from 'vitest';
+import { nativeAvailability } from './addon.js';
+import { createNativeInferConv } from './infer.js';
+
+const { available } = nativeAvailability();
+
+function random(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.uniform() * 2 - 1;
+  return a;
+}
+
+const outSize = (size: number, k: number, pad: number, stride: number, dil: number) => Math.floor((size + 2 * pad - (dil * (k - 1) + 1)) / stride) + 1;
+
+const leaky = (v: number, slope: number | null | undefined) => (slope === null || slope === undefined ? v : v > 0 ? v : v * slope);
+
+/**
+ * The inference contract written out in float64: y = act(scale[o]·Σ w·x + shift[o]) per output
+ * channel, Caffe's grouped, strided, dilated, padded convolution summed directly (no unfolding).
+ */
+function reference(g: Conv2dGeometry, num: number, x: Float32Array, w: Float32Array, e: ConvEpilogue): Float64Array {
+  const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+  const Cg = g.channels / g.group, m = g.outChannels / g.group;
+  const y = new Float64Array(num * g.outChannels * OH * OW);
+  for (let n = 0; n < num; n++) for (let o = 0; o < g.outChannels; o++) for (let oh = 0; oh < OH; oh++) for (let ow = 0; ow < OW; ow++) {
+    let s = 0;
+    for (let c = 0; c < Cg; c++) for (let kh = 0; kh < g.kernelH; kh++) for (let kw = 0; kw < g.kernelW; kw++) {
+      const ih = oh * g.strideH - g.padH + kh * g.dilationH, iw = ow * g.strideW - g.padW + kw * g.dilationW;
+      if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width) continue;
+      s += w[((o * Cg + c) * g.kernelH + kh) * g.kernelW + kw]! * x[((n * g.channels + Math.floor(o / m) * Cg + c) * g.height + ih) * g.width + iw]!;
+    }
+    const v = (e.scale ? e.scale[o]! : 1) * s + (e.shift ? e.shift[o]! : 0);
+    y[((n * g.outChannels + o) * OH + oh) * OW + ow] = leaky(v, e.relu);
+  }
+  return y;
+}
+
+function worstError(got: Float32Array, want: Float64Array): number {
+  expect(got.length).toBe(want.length);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+  return worst;
+}
+
+const geometry = (over: Partial<Conv2dGeometry>): Conv2dGeometry => ({
+  channels: 3, height: 7, width: 6, kernelH: 3, kernelW: 3, padH: 0, padW: 0, strideH: 1, strideW: 1,
+  dilationH: 1, dilationW: 1, outChannels: 4, group: 1, ...over,
+});
+
+// [what, geometry, images]: each runs on 1 and 2 threads, with and without an epilogue.
+const cases: [string, Conv2dGeometry, number][] = [
+  ['1×1 (the image is its own columns)', geometry({ channels: 16, height: 9, width: 9, kernelH: 1, kernelW: 1, outChannels: 24 }), 1],
+  ['3×3 pad 1, more outputs than positions (split by channels)', geometry({ channels: 8, height: 5, width: 5, padH: 1, padW: 1, outChannels: 40 }), 1],
+  ['3×3 pad 1 over 40×40 (split by positions, several tiles)', geometry({ channels: 5, height: 40, width: 40, padH: 1, padW: 1, outChannels: 6 }), 1],
+  ['7×7 stride 2 pad 3 over 3 channels (a stem)', geometry({ height: 23, width: 21, kernelH: 7, kernelW: 7, padH: 3, padW: 3, strideH: 2, strideW: 2, outChannels: 16 }), 1],
+  ['1×1 stride 2 (unfolded)', geometry({ channels: 12, height: 9, width: 8, kernelH: 1, kernelW: 1, strideH: 2, strideW: 2, outChannels: 20 }), 1],
+  ['groups 2, dilation 2, a window past the edge', geometry({ channels: 6, height: 10, width: 9, padH: 1, padW: 2, dilationH: 2, dilationW: 2, strideW: 3, outChannels: 8, group: 2 }), 1],
+  ['a 1×1 plane (matrix-vector products)', geometry({ channels: 50, height: 1, width: 1, kernelH: 1, kernelW: 1, outChannels: 300 }), 1],
+  ['a 2×2 plane from 3×3 (matrix-vector products over unfolded columns)', geometry({ channels: 7, height: 4, width: 4, outChannels: 130 }), 1],
+  ['3 images (whole images per thread, then one split)', geometry({ channels: 4, height: 8, width: 8, padH: 1, padW: 1, outChannels: 12 }), 3],
+];
+
+const epilogues: [string, (rng: Rng, O: number) => ConvEpilogue][] = [
+  ['no epilogue', () => ({})],
+  ['bias', (rng, O) => ({ shift: random(rng, O) })],
+  ['scale, shift, ReLU', (rng, O) => ({ scale: random(rng, O), shift: random(rng, O), relu: 0 })],
+  ['shift, leaky ReLU 0.1', (rng, O) => ({ shift: random(rng, O), relu: 0.1 })],
+];
+
+describe.skipIf(!available)('createNativeInferConv', () => {
+  for (const [what, g, num] of cases) {
+    for (const threads of [1, 2]) {
+      it(`conv2d: ${what}, ${threads} thread(s), every epilogue`, () => {
+        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+        const rng = new Rng(7);
+        const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+        const w = random(rng, g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
+        for (const [name, make] of epilogues) {
+          // A new input each time: columns left from the last call must not pass for this one's.
+          const x = random(rng, num * g.channels * g.height * g.width);
+          const e = make(rng, g.outChannels);
+          const y = new Float32Array(num * g.outChannels * OH * OW).fill(NaN);
+          expect(runner.conv2d(g, num, x, w, 1, e, y)).toBe(true);
+          expect(worstError(y, reference(g, num, x, w, e)), name).toBeLessThan(2e-5);
+        }
+      });
+    }
+  }
+
+  it('conv2d with a folded sum: z = act(c0·first + c1·second), y still written, either operand order', () => {
+    const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, fallback: null });
+    const g = geometry({ channels: 8, height: 12, width: 12, kernelH: 1, kernelW: 1, outChannels: 16 });
+    const rng = new Rng(3);
+    const x = random(rng, g.channels * 144), w = random(rng, 16 * 8), other = random(rng, 16 * 144);
+    const e: ConvEpilogue = { scale: random(rng, 16), shift: random(rng, 16), relu: null };
+    const want = reference(g, 1, x, w, e);
+    for (const convFirst of [true, false]) {
+      const y = new Float32Array(16 * 144), z = new Float32Array(16 * 144).fill(NaN);
+      runner.conv2d(g, 1, x, w, 1, e, y, {}, { other, convFirst, c0: 0.5, c1: -2, relu: 0, z });
+      expect(worstError(y, want)).toBeLessThan(2e-5);
+      const zWant = Float64Array.from(want, (v, i) => Math.max(0, convFirst ? 0.5 * v - 2 * other[i]! : 0.5 * other[i]! - 2 * v));
+      expect(worstError(z, zWant), `convFirst ${convFirst}`).toBeLessThan(2e-5);
+    }
+  });
+
+  const depthwiseCases: [string, Conv2dGeometry][] = [
+    ['3×3 pad 1 (MobileNet\'s)', geometry({ channels: 12, height: 14, width: 13, padH: 1, padW: 1, outChannels: 12, group: 12 })],
+    ['3×3 stride 2 pad 1', geometry({ channels: 8, height: 15, width: 16, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 8, group: 8 })],
+    ['3×3 stride 3, no pad', geometry({ channels: 5, height: 11, width: 10, strideH: 3, strideW: 3, outChannels: 5, group: 5 })],
+    ['5×5 dilation 2 pad 3', geometry({ channels: 6, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 3, padW: 3, dilationH: 2, dilationW: 2, outChannels: 6, group: 6 })],
+    ['3×3 over a 2×2 image (every window past an edge)', geometry({ channels: 4, height: 2, width: 2, padH: 1, padW: 1, outChannels: 4, group: 4 })],
+  ];
+  for (const [what, g] of depthwiseCases) {
+    it(`depthwise: ${what}, 1 and 2 threads, 2 images, every epilogue`, () => {
+      const rng = new Rng(11);
+      const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
+      const x = random(rng, 2 * g.channels * g.height * g.width), w = random(rng, g.channels * g.kernelH * g.kernelW);
+      for (const threads of [1, 2]) {
+        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+        for (const [name, make] of epilogues) {
+          const e = make(rng, g.channels);
+          const y = new Float32Array(2 * g.channels * OH * OW).fill(NaN);
+          expect(runner.depthwise(g, 2, x, w, e, y)).toBe(true);
+          expect(worstError(y, reference(g, 2, x, w, e)), `${name}, ${threads} thread(s)`).toBeLessThan(2e-5);
+        }
+      }
+    });
+  }
+
+  it('innerProduct: y = x·wᵀ + bias, one row (matrix-vector) and seven', () => {
+    const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, fallback: null });
+    const rng = new Rng(5);
+    const N = 70, K = 33;
+    const w = random(rng, N * K), bias = random(rng, N);
+    for (const M of [1, 7]) {
+      const x = random(rng, M * K), y = new Float32Array(M * N).fill(NaN);
+      expect(runner.innerProduct(M, N, K, x, w, 1, bias, y)).toBe(true);
+      const want = new Float64Array(M * N);
+      for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
+        let s = bias[n]!;
+        for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+        want[m * N + n] = s;
+      }
+      expect(worstError(y, want), `M=${M}`).toBeLessThan(2e-5);
+    }
+  });
+
+  it('refuses short arrays and a depthwise call whose groups are not its channels, naming what was expected', () => {
+    const runner = createNativeInferConv({ threads: 1, fallback: null });
+    const g = geometry({});
+    const x = new Float32Array(3 * 7 * 6), w = new Float32Array(4 * 3 * 9);
+    expect(() => runner.conv2d(g, 1, x, w, 1, {}, new Float32Array(10))).toThrow(MathError);
+    expect(() => runner.conv2d(g, 1, x, w, 1, { shift: new Float32Array(2) }, new Float32Array(4 * 5 * 4))).toThrow(/scale and shift need 4 elements/);
+    expect(() => runner.conv2d(g, 1, x, w, 1, {}, new Float32Array(80), {}, { other: new Float32Array(3), convFirst: true, c0: 1, c1: 1, relu: null, z: new Float32Array(80) }))
+      .toThrow(/other and z need 80 elements/);
+    expect(() => runner.depthwise(g, 1, x, w, {}, new Float32Array(80))).toThrow(/must be equal/);
+    expect(() => runner.innerProduct(2, 3, 4, new Float32Array(7), new Float32Array(12), 1, null, new Float32Array(6))).toThrow(MathError);
+  });
+});
