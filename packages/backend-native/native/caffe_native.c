@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "packed_gemm.h"
+
 // OpenBLAS's own controls (openblas_config.h declares them; repeated so any cblas.h will do).
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
@@ -434,6 +436,7 @@ static void *run_thread(void *arg) {
 typedef struct {
   Geometry g;
   const float *x, *w, *scale, *shift, *other;
+  const float *packed;  // the weights as pack_weights left them (per group), or NULL: sgemm
   float *y, *z;
   int relu, sumRelu, convFirst;
   float slope, c0, c1, sumSlope;
@@ -465,10 +468,26 @@ static int infer_is1x1(const Geometry *g) {
 static void infer_tile(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1);
 static void infer_epilogue(const Infer *c, size_t img, int o0, int o1, int j0, int j1);
 
-// The product, epilogue and sum of output channels [o0, o1) x positions [j0, j1) of image n, in
-// tiles of positions.
-static void infer_block(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1) {
+// The product, epilogue and sum of output channels [o0, o1) x positions [j0, j1) of image n: on
+// the packed weights where there are any and more than a few positions (`work`: PG_KC * PG_NC
+// floats of this thread's own), else with sgemm in tiles of positions.
+static void infer_block(const Infer *c, int n, const float *col, int o0, int o1, int j0, int j1, float *work) {
   if (o1 <= o0 || j1 <= j0) return;
+  const Geometry *g = &c->g;
+  if (c->packed && j1 - j0 > SGEMV_MAX_ROWS) {
+    const int S = g->OH * g->OW, m = g->O / g->G, K = (g->C / g->G) * g->KH * g->KW;
+    const size_t img = (size_t)n * g->O * S, per = packed_a_floats(m, K);
+    for (int gi = o0 / m; gi * m < o1; gi++) {
+      const int a = gi * m > o0 ? gi * m : o0, b = (gi + 1) * m < o1 ? (gi + 1) * m : o1;
+      const size_t at = img + (size_t)gi * m * S;
+      const PgEpilogue e = {
+        c->scale ? c->scale + gi * m : NULL, c->shift ? c->shift + gi * m : NULL, c->relu, c->slope,
+        c->z ? c->other + at : NULL, c->z ? c->z + at : NULL, c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
+      };
+      packed_gemm(c->packed + gi * per, m, K, col + (size_t)gi * K * S, S, c->y + at, S, a - gi * m, b - gi * m, j0, j1, &e, work);
+    }
+    return;
+  }
   int tile = INFER_TILE_FLOATS / (o1 - o0);
   tile = tile < 64 ? 64 : tile & ~15;
   for (int j = j0; j < j1; j += tile) infer_tile(c, n, col, o0, o1, j, j + tile < j1 ? j + tile : j1);
@@ -537,7 +556,12 @@ static void *infer_images(void *arg) {
       walk_columns(g, 1, s->col, (float *)x, 0, 0, g->C);
       col = s->col;
     }
-    infer_block(c, n, col, 0, g->O, 0, S);
+    float *work = NULL;
+    if (c->packed) {
+      if (!grow(&q->scratch->buf, &q->scratch->bufCap, (size_t)PG_KC * PG_NC)) { q->failed = 1; return NULL; }
+      work = q->scratch->buf;
+    }
+    infer_block(c, n, col, 0, g->O, 0, S, work);
   }
   return NULL;
 }
@@ -551,7 +575,7 @@ static void *infer_unfold(void *arg) {
 
 static void *infer_blocks(void *arg) {
   InferPart *q = (InferPart *)arg;
-  infer_block(q->c, q->n0, q->col, q->o0, q->o1, q->j0, q->j1);
+  infer_block(q->c, q->n0, q->col, q->o0, q->o1, q->j0, q->j1, q->scratch ? q->scratch->buf : NULL);
   return NULL;
 }
 
@@ -655,8 +679,12 @@ static int run_infer(Instance *in, const Infer *c, int num, int T) {
     run_parts(P, infer_images, parts, sizeof(InferPart));
     for (int t = 0; t < P; t++) if (parts[t].failed) return 0;
   }
-  const int byRows = g->O >= S;
-  const int unit = byRows ? 8 : 16, extent = byRows ? g->O : S, strips = (extent + unit - 1) / unit;
+  // Packed weights split by rows only in whole panels, which groups would not keep aligned.
+  const int byRows = g->O >= S && (!c->packed || g->G == 1);
+  const int unit = byRows ? (c->packed ? 2 * PG_MR : 8) : 16, extent = byRows ? g->O : S, strips = (extent + unit - 1) / unit;
+  if (c->packed)
+    for (int t = 0; t < T; t++)
+      if (!grow(&in->slots[t].buf, &in->slots[t].bufCap, (size_t)PG_KC * PG_NC)) return 0;
   int B = T < strips ? T : strips;
   if (B < 1) B = 1;
   for (int n = whole; n < num; n++) {
@@ -673,7 +701,7 @@ static int run_infer(Instance *in, const Infer *c, int num, int T) {
     for (int t = 0; t < B; t++) {
       const int s0 = (int)((long long)strips * t / B) * unit, s1r = (int)((long long)strips * (t + 1) / B) * unit;
       const int s1 = s1r < extent ? s1r : extent;
-      parts[t] = (InferPart){ .c = c, .col = col, .n0 = n, .o0 = byRows ? s0 : 0, .o1 = byRows ? s1 : g->O, .j0 = byRows ? 0 : s0, .j1 = byRows ? S : s1 };
+      parts[t] = (InferPart){ .c = c, .scratch = &in->slots[t], .col = col, .n0 = n, .o0 = byRows ? s0 : 0, .o1 = byRows ? s1 : g->O, .j0 = byRows ? 0 : s0, .j1 = byRows ? S : s1 };
     }
     run_parts(B, infer_blocks, parts, sizeof(InferPart));
   }
@@ -826,13 +854,14 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
 }
 
 // conv2dInfer(geometry Int32Array[15], num, threads, x, weights, scale, shift, relu, y, other, z,
-// convFirst, c0, c1, sumRelu): relu and sumRelu a ReLU slope or NaN for none; other and z null
-// without a sum. The caller (infer.ts) has checked shapes and lengths.
+// convFirst, c0, c1, sumRelu, packed): relu and sumRelu a ReLU slope or NaN for none; other and z
+// null without a sum; packed the weights as packWeights left them, or null (sgemm). The caller
+// (infer.ts) has checked shapes and lengths.
 static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
-  size_t argc = 15;
-  napi_value a[15];
+  size_t argc = 16;
+  napi_value a[16];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 15) return throw_error(env, "conv2dInfer: expected 15 arguments");
+  if (argc < 16) return throw_error(env, "conv2dInfer: expected 16 arguments");
   bool isTa = false;
   napi_is_typedarray(env, a[0], &isTa);
   if (!isTa) return throw_error(env, "conv2dInfer: geometry must be an Int32Array");
@@ -860,6 +889,7 @@ static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
   c.y = f32(env, a[8], &l, &ok);
   c.other = f32(env, a[9], &l, &ok);
   c.z = f32(env, a[10], &l, &ok);
+  c.packed = f32(env, a[15], &l, &ok);
   if (!ok || !c.x || !c.w || !c.y || (!c.z != !c.other)) return throw_error(env, "conv2dInfer: x, weights, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
   c.relu = relu == relu;
   c.slope = c.relu ? (float)relu : 0.0f;
@@ -922,6 +952,42 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// packWeights(weights, O, K, G, out): packs each group's m = O/G rows of K weights into out
+// (G * packed_a_floats(m, K) floats, group after group) for conv2dInfer; returns the floats.
+static napi_value js_pack_weights(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value a[5];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 5) return throw_error(env, "packWeights: expected 5 arguments");
+  int O, K, G;
+  if (!i32arg(env, a[1], &O) || !i32arg(env, a[2], &K) || !i32arg(env, a[3], &G) || O < 1 || K < 1 || G < 1 || O % G)
+    return throw_error(env, "packWeights: O, K, G must be positive integers, O a multiple of G");
+  int ok = 1;
+  size_t lw, lo;
+  const float *w = f32(env, a[0], &lw, &ok);
+  float *out = f32(env, a[4], &lo, &ok);
+  const int m = O / G;
+  const size_t per = packed_a_floats(m, K);
+  if (!ok || !w || !out || lw < (size_t)O * K || lo < per * G) return throw_error(env, "packWeights: weights needs O*K floats and out the packed size");
+  for (int gi = 0; gi < G; gi++) pack_a(w + (size_t)gi * m * K, m, K, K, out + gi * per);
+  napi_value v;
+  napi_create_double(env, (double)(per * G), &v);
+  return v;
+}
+
+// packedFloats(O, K, G): the floats packWeights writes.
+static napi_value js_packed_floats(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value a[3];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int O, K, G;
+  if (argc < 3 || !i32arg(env, a[0], &O) || !i32arg(env, a[1], &K) || !i32arg(env, a[2], &G) || O < 1 || K < 1 || G < 1 || O % G)
+    return throw_error(env, "packedFloats: O, K, G must be positive integers, O a multiple of G");
+  napi_value v;
+  napi_create_double(env, (double)(packed_a_floats(O / G, K) * G), &v);
+  return v;
+}
+
 // release(): frees the calling JS thread's column and gradient buffers (they grow to the largest
 // pass and stay); returns the bytes freed. The next pass allocates again.
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -971,6 +1037,8 @@ NAPI_MODULE_INIT() {
     { "conv2d", NULL, js_conv2d, NULL, NULL, NULL, napi_default, NULL },
     { "conv2dInfer", NULL, js_conv2d_infer, NULL, NULL, NULL, napi_default, NULL },
     { "depthwiseInfer", NULL, js_depthwise_infer, NULL, NULL, NULL, napi_default, NULL },
+    { "packWeights", NULL, js_pack_weights, NULL, NULL, NULL, napi_default, NULL },
+    { "packedFloats", NULL, js_packed_floats, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
     { "release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL },
   };

@@ -17,7 +17,10 @@ export interface NativeAddon {
     geometry: Int32Array, num: number, threads: number, x: Float32Array, weights: Float32Array,
     scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
     other: Float32Array | null, z: Float32Array | null, convFirst: boolean, c0: number, c1: number, sumRelu: number,
+    packed: Float32Array | null,
   ): void;
+  packWeights(weights: Float32Array, O: number, K: number, G: number, out: Float32Array): number;
+  packedFloats(O: number, K: number, G: number): number;
   depthwiseInfer(
     geometry: Int32Array, num: number, threads: number, x: Float32Array, weights: Float32Array,
     scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,

@@ -1,7 +1,7 @@
-import { MathError, Rng, type Conv2dGeometry, type ConvEpilogue } from '@caffe-ts/blob';
+import { MathError, Rng, type Conv2dGeometry, type ConvEpilogue, type WasmInferConv } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { nativeAvailability } from './addon.js';
-import { createNativeInferConv } from './infer.js';
+import { createNativeInferConv, NATIVE_WINOGRAD_MIN_CHANNELS } from './infer.js';
 
 const { available } = nativeAvailability();
 
@@ -59,6 +59,8 @@ const cases: [string, Conv2dGeometry, number][] = [
   ['a 1×1 plane (matrix-vector products)', geometry({ channels: 50, height: 1, width: 1, kernelH: 1, kernelW: 1, outChannels: 300 }), 1],
   ['a 2×2 plane from 3×3 (matrix-vector products over unfolded columns)', geometry({ channels: 7, height: 4, width: 4, outChannels: 130 }), 1],
   ['3 images (whole images per thread, then one split)', geometry({ channels: 4, height: 8, width: 8, padH: 1, padW: 1, outChannels: 12 }), 3],
+  ['3×3 over 40 channels (the depth in two blocks, an edge panel of 2 rows)', geometry({ channels: 40, height: 9, width: 11, padH: 1, padW: 1, outChannels: 20 }), 1],
+  ['groups 3, 2 images', geometry({ channels: 9, height: 6, width: 7, padH: 1, padW: 1, outChannels: 15, group: 3 }), 2],
 ];
 
 const epilogues: [string, (rng: Rng, O: number) => ConvEpilogue][] = [
@@ -70,9 +72,9 @@ const epilogues: [string, (rng: Rng, O: number) => ConvEpilogue][] = [
 
 describe.skipIf(!available)('createNativeInferConv', () => {
   for (const [what, g, num] of cases) {
-    for (const threads of [1, 2]) {
-      it(`conv2d: ${what}, ${threads} thread(s), every epilogue`, () => {
-        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+    for (const [threads, packed] of [[1, true], [2, true], [1, false], [2, false]] as const) {
+      it(`conv2d: ${what}, ${threads} thread(s), ${packed ? 'packed weights' : 'sgemm'}, every epilogue`, () => {
+        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, packed, fallback: null });
         const rng = new Rng(7);
         const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
         const w = random(rng, g.outChannels * (g.channels / g.group) * g.kernelH * g.kernelW);
@@ -88,8 +90,8 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     }
   }
 
-  it('conv2d with a folded sum: z = act(c0·first + c1·second), y still written, either operand order', () => {
-    const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, fallback: null });
+  it.each([true, false])('conv2d with a folded sum (packed weights: %s): z = act(c0·first + c1·second), y still written, either operand order', (packed) => {
+    const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, packed, fallback: null });
     const g = geometry({ channels: 8, height: 12, width: 12, kernelH: 1, kernelW: 1, outChannels: 16 });
     const rng = new Rng(3);
     const x = random(rng, g.channels * 144), w = random(rng, 16 * 8), other = random(rng, 16 * 144);
@@ -102,6 +104,46 @@ describe.skipIf(!available)('createNativeInferConv', () => {
       const zWant = Float64Array.from(want, (v, i) => Math.max(0, convFirst ? 0.5 * v - 2 * other[i]! : 0.5 * other[i]! - 2 * v));
       expect(worstError(z, zWant), `convFirst ${convFirst}`).toBeLessThan(2e-5);
     }
+  });
+
+  it('packs the weights once per version, and again when the version changes', () => {
+    const runner = createNativeInferConv({ threads: 1, fallback: null });
+    const g = geometry({ channels: 4, height: 8, width: 8, outChannels: 7 });
+    const rng = new Rng(2);
+    const x = random(rng, 4 * 64), w = random(rng, 7 * 4 * 9), y = new Float32Array(7 * 36);
+    runner.conv2d(g, 1, x, w, 1, {}, y);
+    expect(runner.stats().cachedEntries).toBe(1);
+    const bytes = runner.stats().cachedBytes;
+    expect(bytes).toBe(4 * 12 * 36); // 7 rows padded to 12, 36 weights each
+    // Changed weights come with a new version (Blob.dataVersion): packed again, in place.
+    w[0] = w[0]! + 1;
+    runner.conv2d(g, 1, x, w, 2, {}, y);
+    expect(worstError(y, reference(g, 1, x, w, {}))).toBeLessThan(2e-5);
+    expect(runner.stats()).toMatchObject({ cachedEntries: 1, cachedBytes: bytes });
+    runner.release(w);
+    expect(runner.stats()).toMatchObject({ cachedEntries: 0, cachedBytes: 0 });
+    // No version: packed for that call alone.
+    runner.conv2d(g, 1, x, w, undefined, {}, y);
+    expect(runner.stats().cachedEntries).toBe(0);
+  });
+
+  it('hands Winograd-shaped convolutions over NATIVE_WINOGRAD_MIN_CHANNELS channels to the fallback, fewer channels stay', () => {
+    const calls: number[] = [];
+    const fallback = {
+      conv2d: (g: Conv2dGeometry) => (calls.push(g.channels), true),
+    } as unknown as WasmInferConv;
+    const runner = createNativeInferConv({ threads: 1, fallback });
+    const rng = new Rng(8);
+    for (const channels of [NATIVE_WINOGRAD_MIN_CHANNELS, 16]) {
+      const g = geometry({ channels, height: 6, width: 6, padH: 1, padW: 1, outChannels: 16 });
+      const x = random(rng, channels * 36), w = random(rng, 16 * channels * 9), y = new Float32Array(16 * 36).fill(NaN);
+      runner.conv2d(g, 1, x, w, 1, { relu: 0 }, y);
+      if (channels === 16) expect(worstError(y, reference(g, 1, x, w, { relu: 0 }))).toBeLessThan(2e-5);
+    }
+    // Strided: not Winograd's, stays here.
+    const strided = geometry({ channels: 64, height: 6, width: 6, strideH: 2, strideW: 2, outChannels: 8 });
+    runner.conv2d(strided, 1, random(rng, 64 * 36), random(rng, 8 * 64 * 9), 1, {}, new Float32Array(8 * 4));
+    expect(calls).toEqual([NATIVE_WINOGRAD_MIN_CHANNELS]);
   });
 
   const depthwiseCases: [string, Conv2dGeometry][] = [

@@ -1,8 +1,11 @@
 import {
-  builtinWasmInferConv, checkConv2dPass, getNumThreads, MathError, MIN_FLOPS_PER_THREAD,
+  builtinWasmInferConv, checkConv2dPass, getNumThreads, MathError, MIN_FLOPS_PER_THREAD, winogradApplies,
   type ActivationVersions, type Conv2dGeometry, type ConvEpilogue, type ConvSum, type InferConvRunner, type WasmInferConv,
 } from '@caffe-ts/blob';
 import { nativeAddon } from './addon.js';
+
+/** Fewest input channels per group for which a Winograd-shaped convolution goes to the WebAssembly runner. */
+export const NATIVE_WINOGRAD_MIN_CHANNELS = 32;
 
 function checkEpilogue(what: string, O: number, scale: Float32Array | null, shift: Float32Array | null): void {
   if ((scale && scale.length < O) || (shift && shift.length < O)) {
@@ -11,34 +14,59 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
 }
 
 /**
- * An InferConvRunner in native code: the packed-path forwards of Convolution (and the
- * convolutions Deconvolution runs for its bottom gradient) as im2col in C and OpenBLAS's sgemm,
- * with the epilogue (scale, shift, ReLU) and a folded Eltwise SUM applied to each block of the
- * output right after its product. Whole images go to threads where there are as many images as
- * threads; one image is split by output channels or positions. InnerProduct rows go through
- * sgemm (sgemv for up to 4 rows), its bias added after.
- *
- * Depthwise convolutions run a direct kernel in C (a GEMM of one input channel per output
- * would be all overhead), their channels split over the threads. `fallback` (default: the
- * WebAssembly packed runner, builtinWasmInferConv()) keeps the packed weights' cache that
- * stats(), clear() and release() report and empty. Threads: up to `threads` (default
+ * An InferConvRunner in native code, for inference (TEST-phase) forwards:
+ * - convolutions unfold their input in C (none for 1×1, stride 1) and multiply it by the weights
+ *   packed once per version (kept per weights array; `packed: false` uses OpenBLAS's sgemm
+ *   instead), in 6×16 register tiles, AVX2 with FMA where the CPU has them. The epilogue (scale,
+ *   shift, ReLU) and a folded Eltwise SUM are applied to each tile before it is stored. A plane of
+ *   up to 4 positions runs as OpenBLAS matrix-vector products;
+ * - Winograd-shaped convolutions (3×3 or 5×5, stride 1) over NATIVE_WINOGRAD_MIN_CHANNELS
+ *   channels or more go to `fallback` (default: the WebAssembly packed runner,
+ *   builtinWasmInferConv()), whose Winograd kernels beat the products here;
+ * - depthwise convolutions run a direct kernel in C, their channels split over the threads;
+ * - InnerProduct rows go through OpenBLAS (sgemv for up to 4 rows), the bias added after.
+ * Whole images go to threads where there are as many images as threads; one image is split by
+ * output channels or positions. stats(), clear() and release() cover the packed weights held
+ * here and the fallback's. Threads: up to `threads` (default
  * getNumThreads(), read on every call), and at most one per `minFlopsPerThread` of the call's
  * work (default MIN_FLOPS_PER_THREAD). Throws NativeUnavailableError where the addon is not
  * built.
  */
 export function createNativeInferConv(
-  options: { threads?: number; minFlopsPerThread?: number; fallback?: WasmInferConv | null } = {},
+  options: { threads?: number; minFlopsPerThread?: number; packed?: boolean; fallback?: WasmInferConv | null } = {},
 ): InferConvRunner {
   const addon = nativeAddon();
+  // Packed weights per weights array, kept while their version stays (a WeakMap: a disposed
+  // layer's arrays take their packed copy with them).
+  let packs = new WeakMap<Float32Array, { version: number; O: number; K: number; G: number; packed: Float32Array }>();
+  let packedBytes = 0, packedEntries = 0;
+  const packedFor = (weights: Float32Array, version: number | undefined, O: number, K: number, G: number): Float32Array => {
+    const held = version === undefined ? undefined : packs.get(weights);
+    if (held && held.version === version && held.O === O && held.K === K && held.G === G) return held.packed;
+    const packed = held && held.packed.length === addon.packedFloats(O, K, G) ? held.packed : new Float32Array(addon.packedFloats(O, K, G));
+    addon.packWeights(weights, O, K, G, packed);
+    if (version !== undefined) {
+      if (!held) packedEntries++;
+      packedBytes += packed.byteLength - (held?.packed.byteLength ?? 0);
+      packs.set(weights, { version, O, K, G, packed });
+    }
+    return packed;
+  };
   const geometry = new Int32Array(15);
   const fallback = () => (options.fallback !== undefined ? options.fallback : builtinWasmInferConv());
   const threadsFor = (flops: number) =>
     Math.max(1, Math.min(options.threads ?? getNumThreads(), Math.floor(flops / (options.minFlopsPerThread ?? MIN_FLOPS_PER_THREAD))));
 
   const conv2d = (
-    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, _version: number | undefined, epilogue: ConvEpilogue,
-    y: Float32Array, _io?: ActivationVersions, sum?: ConvSum,
+    g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
+    y: Float32Array, io?: ActivationVersions, sum?: ConvSum,
   ): boolean => {
+    // The WebAssembly runner's Winograd kernels do a quarter of the multiplies or fewer: they
+    // beat unfolding and the products here on every 3×3 layer of ResNet-50 (one thread: 3.0-4.7
+    // ms against 4.5-6.9), but not over 16 channels (SqueezeNet's fire2 expand pair: 1.8 ms
+    // here, 2.3-2.5 there), where their transforms weigh more than the products they save.
+    const wasm = winogradApplies(g) && g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS ? fallback() : null;
+    if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
     const { OH, OW } = checkConv2dPass('native inference conv', g, num, num, { colIn: x, gemmOut: y, weights });
     const O = g.outChannels, imgOut = O * OH * OW;
     const { scale = null, shift = null, relu = null } = epilogue;
@@ -50,10 +78,13 @@ export function createNativeInferConv(
       g.channels, g.height, g.width, g.kernelH, g.kernelW, g.padH, g.padW, g.strideH, g.strideW,
       g.dilationH, g.dilationW, O, g.group, OH, OW,
     ]);
-    const flops = 2 * num * imgOut * (g.channels / g.group) * g.kernelH * g.kernelW;
+    const K = (g.channels / g.group) * g.kernelH * g.kernelW;
+    const flops = 2 * num * imgOut * K;
+    // A plane of a few positions runs as matrix-vector products, which read the weights as they are.
+    const packed = options.packed !== false && OH * OW > 4 ? packedFor(weights, version, O, K, g.group) : null;
     addon.conv2dInfer(
       geometry, num, threadsFor(flops), x, weights, scale, shift, relu ?? NaN, y,
-      sum?.other ?? null, sum?.z ?? null, sum?.convFirst ?? true, sum?.c0 ?? 1, sum?.c1 ?? 1, sum?.relu ?? NaN,
+      sum?.other ?? null, sum?.z ?? null, sum?.convFirst ?? true, sum?.c0 ?? 1, sum?.c1 ?? 1, sum?.relu ?? NaN, packed,
     );
     return true;
   };
@@ -86,14 +117,24 @@ export function createNativeInferConv(
       return true;
     },
     stats() {
-      // Nothing is packed or cached here (the products read the layers' arrays in place); the
-      // fallback's own blocks, where it holds any.
-      return fallback()?.stats() ?? { cachedBytes: 0, cachedEntries: 0, memoryBytes: 0 };
+      // The packed weights held here (a disposed layer's go with it, uncounted), and the
+      // fallback's own blocks.
+      const own = { cachedBytes: packedBytes, cachedEntries: packedEntries, memoryBytes: 0 };
+      const other = fallback()?.stats();
+      return other ? { cachedBytes: own.cachedBytes + other.cachedBytes, cachedEntries: own.cachedEntries + other.cachedEntries, memoryBytes: other.memoryBytes } : own;
     },
     clear() {
+      packs = new WeakMap();
+      packedBytes = packedEntries = 0;
       fallback()?.clear();
     },
     release(w) {
+      const held = packs.get(w);
+      if (held) {
+        packs.delete(w);
+        packedBytes -= held.packed.byteLength;
+        packedEntries--;
+      }
       fallback()?.release(w);
     },
   };

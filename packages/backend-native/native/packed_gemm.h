@@ -1,0 +1,43 @@
+// GEMM with the left matrix (a layer's weights) packed once, for inference forwards: C = A . B
+// with a per-row epilogue and an optional folded sum applied to each tile before it is stored.
+#ifndef CAFFE_TS_PACKED_GEMM_H
+#define CAFFE_TS_PACKED_GEMM_H
+
+#include <stddef.h>
+
+// Rows of A per packed panel, columns of B per panel, and the depth and width of the blocks of B
+// packed at a time (KC x NC floats: 256 KiB, half of the L2 cache of the machines measured).
+#define PG_MR 6
+#define PG_NR 16
+#define PG_KC 256
+#define PG_NC 256
+
+// Floats that pack_a writes for an M x K matrix: M rounded up to PG_MR, times K.
+size_t packed_a_floats(int M, int K);
+
+// Packs the M x K row-major matrix A (row stride lda) into `out` (packed_a_floats(M, K)): for
+// each block of PG_KC columns, each panel of PG_MR rows, column by column, zero-padded rows.
+void pack_a(const float *A, int M, int K, int lda, float *out);
+
+// y = act(scale[r] * acc + shift[r]) per row r; then, with z, z = act2(c0 * first + c1 * second)
+// of y and `other` (convFirst: y is first). `other` and z are laid out as C. Rows are C's.
+typedef struct {
+  const float *scale, *shift;
+  int relu;
+  float slope;
+  const float *other;
+  float *z;
+  int convFirst, sumRelu;
+  float c0, c1, sumSlope;
+} PgEpilogue;
+
+// C[r][j] for rows [m0, m1) and columns [n0, n1) of C = packed(A) . B, B K x N row-major (row
+// stride ldb), C row stride ldc, the epilogue applied. m0 must be a multiple of PG_MR. `work`:
+// PG_KC * PG_NC floats of this thread's own.
+void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *C, int ldc,
+                 int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work);
+
+// Whether packed_gemm runs its AVX2/FMA kernel here (else portable C).
+int packed_gemm_wide(void);
+
+#endif
