@@ -180,6 +180,26 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float 
   _mm256_storeu_ps(t[5], c50); _mm256_storeu_ps(t[5] + 8, c51);
   store_tile(t, c, ldc, acc, e, row, o, z, mr, nr);
 }
+
+// A tile of up to 8 columns (the last panel of a plane such as 7x7 = 3 x 16 + 1): half the
+// multiplies of the 16-column kernel, reading the first half of each row of the panel.
+__attribute__((target("avx2,fma"))) static void kernel_avx2_narrow(int kc, const float *a, const float *b, float *c, int ldc, int acc,
+                                                                   const PgEpilogue *e, int row, const float *o, float *z, int mr, int nr) {
+  __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+  for (int k = 0; k < kc; k++, a += PG_MR, b += PG_NR) {
+    const __m256 b0 = _mm256_loadu_ps(b);
+    c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(a), b0, c0);
+    c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 1), b0, c1);
+    c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 2), b0, c2);
+    c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 3), b0, c3);
+    c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 4), b0, c4);
+    c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(a + 5), b0, c5);
+  }
+  float t[PG_MR][PG_NR];
+  _mm256_storeu_ps(t[0], c0); _mm256_storeu_ps(t[1], c1); _mm256_storeu_ps(t[2], c2);
+  _mm256_storeu_ps(t[3], c3); _mm256_storeu_ps(t[4], c4); _mm256_storeu_ps(t[5], c5);
+  store_tile(t, c, ldc, acc, e, row, o, z, mr, nr);
+}
 #endif
 
 int packed_gemm_wide(void) {
@@ -219,6 +239,10 @@ void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *
           const float *o = last && sum ? e->other + at : NULL;
           float *z = last && sum ? e->z + at : NULL;
 #ifdef PG_X86
+          if (wide && nr <= 8) {
+            kernel_avx2_narrow(kc, a, work + (size_t)jp * kc, C + at, ldc, pb > 0, last ? e : NULL, i, o, z, mr, nr);
+            continue;
+          }
           if (wide) {
             kernel_avx2(kc, a, work + (size_t)jp * kc, C + at, ldc, pb > 0, last ? e : NULL, i, o, z, mr, nr);
             continue;

@@ -127,7 +127,7 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     expect(runner.stats().cachedEntries).toBe(0);
   });
 
-  it('hands Winograd-shaped convolutions over NATIVE_WINOGRAD_MIN_CHANNELS channels to the fallback, fewer channels stay', () => {
+  it('hands Winograd-shaped convolutions (5×5; 3×3 over NATIVE_WINOGRAD_MIN_CHANNELS channels) to the fallback, a 3×3 over fewer channels stays', () => {
     const calls: number[] = [];
     const fallback = {
       conv2d: (g: Conv2dGeometry) => (calls.push(g.channels), true),
@@ -140,10 +140,13 @@ describe.skipIf(!available)('createNativeInferConv', () => {
       runner.conv2d(g, 1, x, w, 1, { relu: 0 }, y);
       if (channels === 16) expect(worstError(y, reference(g, 1, x, w, { relu: 0 }))).toBeLessThan(2e-5);
     }
+    // A 5×5 over 16 channels goes too.
+    const five = geometry({ channels: 16, height: 8, width: 8, kernelH: 5, kernelW: 5, outChannels: 16 });
+    runner.conv2d(five, 1, random(rng, 16 * 64), random(rng, 16 * 16 * 25), 1, {}, new Float32Array(16 * 16));
     // Strided: not Winograd's, stays here.
     const strided = geometry({ channels: 64, height: 6, width: 6, strideH: 2, strideW: 2, outChannels: 8 });
     runner.conv2d(strided, 1, random(rng, 64 * 36), random(rng, 8 * 64 * 9), 1, {}, new Float32Array(8 * 4));
-    expect(calls).toEqual([NATIVE_WINOGRAD_MIN_CHANNELS]);
+    expect(calls).toEqual([NATIVE_WINOGRAD_MIN_CHANNELS, 16]);
   });
 
   const depthwiseCases: [string, Conv2dGeometry][] = [

@@ -4,7 +4,10 @@ import {
 } from '@caffe-ts/blob';
 import { nativeAddon } from './addon.js';
 
-/** Fewest input channels per group for which a Winograd-shaped convolution goes to the WebAssembly runner. */
+/**
+ * Fewest input channels per group for which a Winograd-shaped 3×3 convolution goes to the
+ * WebAssembly runner (a 5×5 one always does).
+ */
 export const NATIVE_WINOGRAD_MIN_CHANNELS = 32;
 
 function checkEpilogue(what: string, O: number, scale: Float32Array | null, shift: Float32Array | null): void {
@@ -20,11 +23,12 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   instead), in 6×16 register tiles, AVX2 with FMA where the CPU has them. The epilogue (scale,
  *   shift, ReLU) and a folded Eltwise SUM are applied to each tile before it is stored. A plane of
  *   up to 4 positions runs as OpenBLAS matrix-vector products;
- * - Winograd-shaped convolutions (3×3 or 5×5, stride 1) over NATIVE_WINOGRAD_MIN_CHANNELS
- *   channels or more go to `fallback` (default: the WebAssembly packed runner,
+ * - Winograd-shaped convolutions (stride 1: 5×5, and 3×3 over NATIVE_WINOGRAD_MIN_CHANNELS
+ *   channels or more) go to `fallback` (default: the WebAssembly packed runner,
  *   builtinWasmInferConv()), whose Winograd kernels beat the products here;
  * - depthwise convolutions run a direct kernel in C, their channels split over the threads;
- * - InnerProduct rows go through OpenBLAS (sgemv for up to 4 rows), the bias added after.
+ * - InnerProduct rows go to the fallback, else through OpenBLAS (sgemv for up to 4 rows), the
+ *   bias added after.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
  * here and the fallback's. Threads: up to `threads` (default
@@ -63,9 +67,10 @@ export function createNativeInferConv(
   ): boolean => {
     // The WebAssembly runner's Winograd kernels do a quarter of the multiplies or fewer: they
     // beat unfolding and the products here on every 3×3 layer of ResNet-50 (one thread: 3.0-4.7
-    // ms against 4.5-6.9), but not over 16 channels (SqueezeNet's fire2 expand pair: 1.8 ms
-    // here, 2.3-2.5 there), where their transforms weigh more than the products they save.
-    const wasm = winogradApplies(g) && g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS ? fallback() : null;
+    // ms against 4.5-6.9), but not a 3×3 over 16 channels (SqueezeNet's fire2 expand pair: 1.8
+    // ms here, 2.3-2.5 there), where their transforms weigh more than the products they save.
+    // A 5×5 saves more (LeNet's conv2 over 20 channels at batch 64: 5.0 ms there, 6.9 here).
+    const wasm = winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS) ? fallback() : null;
     if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
     const { OH, OW } = checkConv2dPass('native inference conv', g, num, num, { colIn: x, gemmOut: y, weights });
     const O = g.outChannels, imgOut = O * OH * OW;
@@ -102,11 +107,14 @@ export function createNativeInferConv(
       addon.depthwiseInfer(geometry, num, threadsFor(2 * num * O * OH * OW * g.kernelH * g.kernelW), x, weights, scale, shift, relu ?? NaN, y);
       return true;
     },
-    innerProduct(M, N, K, x, w, _version, bias, y) {
+    innerProduct(M, N, K, x, w, version, bias, y) {
       if (x.length < M * K || w.length < N * K || y.length < M * N || (bias && bias.length < N)) {
         throw new MathError(`native inner product: M=${M} N=${N} K=${K} need x, w, y of ${M * K}, ${N * K}, ${M * N} elements and bias of ${N}, got ${x.length}, ${w.length}, ${y.length}, ${bias?.length ?? '-'}`);
       }
       if (M === 0 || N === 0) return true;
+      // The WebAssembly runner keeps the weights packed in its memory and streams them faster
+      // than OpenBLAS's sgemv (CaffeNet's fc6 at batch 1, two threads: 8.7 against 10.7 ms).
+      if (fallback()?.innerProduct(M, N, K, x, w, version, bias, y)) return true;
       addon.sgemm(false, true, M, N, K, 1, x, w, 0, y, threadsFor(2 * M * N * K));
       if (bias) {
         for (let m = 0; m < M; m++) {
