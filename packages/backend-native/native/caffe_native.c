@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "packed_gemm.h"
+#include "winograd.h"
 
 // OpenBLAS's own controls (openblas_config.h declares them; repeated so any cblas.h will do).
 extern void openblas_set_num_threads(int);
@@ -26,13 +27,6 @@ extern char *openblas_get_corename(void);
 
 #define MAX_THREADS 64
 
-// The inference loops in two builds, picked when the library loads: AVX2 with FMA (x86-64-v3)
-// where the CPU has them, else the baseline (SSE2). Needs GCC and glibc's ifunc.
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)
-#define WIDE_SIMD __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define WIDE_SIMD
-#endif
 // Most rows of A that a GEMM runs as matrix-vector products (see js_sgemm).
 #define SGEMV_MAX_ROWS 4
 
@@ -663,6 +657,66 @@ static void *depthwise_part(void *arg) {
   return NULL;
 }
 
+// Winograd F(4x4, 3x3) forward of one image on T threads, in three phases: the input transform
+// split by channels, the 36 products by points, the output transform by output channels.
+typedef struct {
+  const WgShape *s;
+  const float *x, *U;
+  float *V, *M, *y, *work;
+  const PgEpilogue *e;
+  int a0, a1;
+} WgPart;
+
+static void *wg_input_part(void *arg) {
+  WgPart *q = (WgPart *)arg;
+  winograd_input(q->s, q->x, q->a0, q->a1, q->V);
+  return NULL;
+}
+
+static void *wg_product_part(void *arg) {
+  WgPart *q = (WgPart *)arg;
+  const WgShape *s = q->s;
+  const int P = s->TH * s->TW;
+  const size_t per = packed_a_floats(s->O, s->C);
+  for (int k = q->a0; k < q->a1; k++)
+    packed_gemm(q->U + k * per, s->O, s->C, q->V + (size_t)k * s->C * P, P, q->M + (size_t)k * s->O * P, P, 0, s->O, 0, P, NULL, q->work);
+  return NULL;
+}
+
+static void *wg_output_part(void *arg) {
+  WgPart *q = (WgPart *)arg;
+  winograd_output(q->s, q->M, q->a0, q->a1, q->y, q->e);
+  return NULL;
+}
+
+static int run_winograd(Instance *in, const Infer *c, const float *U, int num, int T) {
+  const Geometry *g = &c->g;
+  WgShape s = { g->C, g->H, g->W, g->padH, g->padW, g->O, g->OH, g->OW, (g->OH + WG_TILE - 1) / WG_TILE, (g->OW + WG_TILE - 1) / WG_TILE };
+  const int P = s.TH * s.TW;
+  Scratch *s0 = &in->slots[0];
+  if (!grow(&s0->col, &s0->colCap, (size_t)WG_POINTS * s.C * P) || !grow(&s0->acc, &s0->accCap, (size_t)WG_POINTS * s.O * P)) return 0;
+  for (int t = 0; t < T; t++)
+    if (!grow(&in->slots[t].buf, &in->slots[t].bufCap, (size_t)PG_KC * PG_NC)) return 0;
+  WgPart parts[MAX_THREADS];
+  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * g->OH * g->OW;
+  for (int n = 0; n < num; n++) {
+    const PgEpilogue e = {
+      c->scale, c->shift, c->relu, c->slope, c->z ? c->other + n * imgOut : NULL, c->z ? c->z + n * imgOut : NULL,
+      c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
+    };
+    const int tc = T < s.C ? T : s.C, tp = T < WG_POINTS ? T : WG_POINTS, to = T < s.O ? T : s.O;
+    for (int t = 0; t < T; t++)
+      parts[t] = (WgPart){ &s, c->x + n * imgIn, U, s0->col, s0->acc, c->y + n * imgOut, in->slots[t].buf, &e, 0, 0 };
+    for (int t = 0; t < tc; t++) { parts[t].a0 = (int)((long long)s.C * t / tc); parts[t].a1 = (int)((long long)s.C * (t + 1) / tc); }
+    run_parts(tc, wg_input_part, parts, sizeof(WgPart));
+    for (int t = 0; t < tp; t++) { parts[t].a0 = WG_POINTS * t / tp; parts[t].a1 = WG_POINTS * (t + 1) / tp; }
+    run_parts(tp, wg_product_part, parts, sizeof(WgPart));
+    for (int t = 0; t < to; t++) { parts[t].a0 = (int)((long long)s.O * t / to); parts[t].a1 = (int)((long long)s.O * (t + 1) / to); }
+    run_parts(to, wg_output_part, parts, sizeof(WgPart));
+  }
+  return 1;
+}
+
 // Runs the forward over num images on T threads: whole images per thread while there are at
 // least T left, then each remaining image split into blocks (by output channels in 8-row strips
 // where they outnumber the positions, else by 16-column strips of positions), its unfolding split
@@ -988,6 +1042,94 @@ static napi_value js_packed_floats(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// winogradInfer(geometry Int32Array[15], num, threads, x, transformed, scale, shift, relu, y, other,
+// z, convFirst, c0, c1, sumRelu): conv2dInfer's contract for a 3x3, stride-1, undilated,
+// ungrouped convolution, on weights packWinograd transformed. The caller (infer.ts) has checked
+// shapes and lengths.
+static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
+  size_t argc = 15;
+  napi_value a[15];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 15) return throw_error(env, "winogradInfer: expected 15 arguments");
+  bool isTa = false;
+  napi_is_typedarray(env, a[0], &isTa);
+  if (!isTa) return throw_error(env, "winogradInfer: geometry must be an Int32Array");
+  napi_typedarray_type type;
+  size_t glen = 0;
+  void *gd = NULL;
+  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
+  if (type != napi_int32_array || glen < 15) return throw_error(env, "winogradInfer: geometry must be an Int32Array of 15");
+  Infer c;
+  memset(&c, 0, sizeof c);
+  memcpy(&c.g, gd, sizeof(Geometry));
+  const Geometry *g = &c.g;
+  if (g->KH != 3 || g->KW != 3 || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1 || g->G != 1)
+    return throw_error(env, "winogradInfer: the convolution must be 3x3, stride 1, undilated, one group");
+  int num, T;
+  double relu, c0, c1, sumRelu;
+  bool convFirst = true;
+  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok ||
+      napi_get_value_double(env, a[12], &c0) != napi_ok || napi_get_value_double(env, a[13], &c1) != napi_ok ||
+      napi_get_value_double(env, a[14], &sumRelu) != napi_ok || napi_get_value_bool(env, a[11], &convFirst) != napi_ok)
+    return throw_error(env, "winogradInfer: num and threads must be integers, relu, c0, c1, sumRelu numbers, convFirst a boolean");
+  int ok = 1;
+  size_t l, lu;
+  c.x = f32(env, a[3], &l, &ok);
+  const float *U = f32(env, a[4], &lu, &ok);
+  c.scale = f32(env, a[5], &l, &ok);
+  c.shift = f32(env, a[6], &l, &ok);
+  c.y = f32(env, a[8], &l, &ok);
+  c.other = f32(env, a[9], &l, &ok);
+  c.z = f32(env, a[10], &l, &ok);
+  if (!ok || !c.x || !U || !c.y || (!c.z != !c.other)) return throw_error(env, "winogradInfer: x, transformed, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
+  if (lu < winograd_packed_floats(g->O, g->C)) return throw_error(env, "winogradInfer: the transformed weights are shorter than packWinograd writes");
+  c.relu = relu == relu;
+  c.slope = c.relu ? (float)relu : 0.0f;
+  c.sumRelu = sumRelu == sumRelu;
+  c.sumSlope = c.sumRelu ? (float)sumRelu : 0.0f;
+  c.convFirst = convFirst;
+  c.c0 = (float)c0;
+  c.c1 = (float)c1;
+  Instance *in = current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (!run_winograd(in, &c, U, num, T)) return throw_error(env, "winogradInfer: out of memory for the transformed tiles");
+  return NULL;
+}
+
+// packWinograd(weights, O, C, out): the weights of O x C 3x3 filters transformed and packed for
+// winogradInfer; returns the floats written. winogradFloats(O, C): how many that is.
+static napi_value js_pack_winograd(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value a[4];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int O, C;
+  if (argc < 4 || !i32arg(env, a[1], &O) || !i32arg(env, a[2], &C) || O < 1 || C < 1)
+    return throw_error(env, "packWinograd: O and C must be positive integers");
+  int ok = 1;
+  size_t lw, lo;
+  const float *w = f32(env, a[0], &lw, &ok);
+  float *out = f32(env, a[3], &lo, &ok);
+  const size_t need = winograd_packed_floats(O, C);
+  if (!ok || !w || !out || lw < (size_t)O * C * 9 || lo < need) return throw_error(env, "packWinograd: weights needs O*C*9 floats and out winogradFloats(O, C)");
+  if (!winograd_pack_weights(w, O, C, out)) return throw_error(env, "packWinograd: out of memory");
+  napi_value v;
+  napi_create_double(env, (double)need, &v);
+  return v;
+}
+
+static napi_value js_winograd_floats(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value a[2];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  int O, C;
+  if (argc < 2 || !i32arg(env, a[0], &O) || !i32arg(env, a[1], &C) || O < 1 || C < 1)
+    return throw_error(env, "winogradFloats: O and C must be positive integers");
+  napi_value v;
+  napi_create_double(env, (double)winograd_packed_floats(O, C), &v);
+  return v;
+}
+
 // release(): frees the calling JS thread's column and gradient buffers (they grow to the largest
 // pass and stay); returns the bytes freed. The next pass allocates again.
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -1039,6 +1181,9 @@ NAPI_MODULE_INIT() {
     { "depthwiseInfer", NULL, js_depthwise_infer, NULL, NULL, NULL, napi_default, NULL },
     { "packWeights", NULL, js_pack_weights, NULL, NULL, NULL, napi_default, NULL },
     { "packedFloats", NULL, js_packed_floats, NULL, NULL, NULL, napi_default, NULL },
+    { "winogradInfer", NULL, js_winograd_infer, NULL, NULL, NULL, napi_default, NULL },
+    { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
+    { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
     { "release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL },
   };

@@ -4,6 +4,15 @@
 #define CAFFE_TS_PACKED_GEMM_H
 
 #include <stddef.h>
+#include <stdlib.h>
+
+// Loops built twice and picked when the library loads: AVX2 with FMA (x86-64-v3) where the CPU
+// has them, else the baseline (SSE2). Needs GCC and glibc's ifunc.
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__)
+#define WIDE_SIMD __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WIDE_SIMD
+#endif
 
 // Rows of A per packed panel, columns of B per panel, and the depth and width of the blocks of B
 // packed at a time (KC x NC floats: 256 KiB, half of the L2 cache of the machines measured).

@@ -19,6 +19,13 @@ export interface NativeAddon {
     other: Float32Array | null, z: Float32Array | null, convFirst: boolean, c0: number, c1: number, sumRelu: number,
     packed: Float32Array | null,
   ): void;
+  winogradInfer(
+    geometry: Int32Array, num: number, threads: number, x: Float32Array, transformed: Float32Array,
+    scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
+    other: Float32Array | null, z: Float32Array | null, convFirst: boolean, c0: number, c1: number, sumRelu: number,
+  ): void;
+  packWinograd(weights: Float32Array, O: number, C: number, out: Float32Array): number;
+  winogradFloats(O: number, C: number): number;
   packWeights(weights: Float32Array, O: number, K: number, G: number, out: Float32Array): number;
   packedFloats(O: number, K: number, G: number): number;
   depthwiseInfer(

@@ -10,6 +10,23 @@ import { nativeAddon } from './addon.js';
  */
 export const NATIVE_WINOGRAD_MIN_CHANNELS = 32;
 
+/**
+ * Whether a convolution runs the native Winograd F(4×4, 3×3) path: 3×3, stride 1, no dilation,
+ * one group, and NATIVE_WINOGRAD_MIN_TILES output tiles or more.
+ */
+export function nativeWinogradApplies(g: Conv2dGeometry): boolean {
+  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1 || g.group !== 1) return false;
+  const tiles = Math.ceil((g.height + 2 * g.padH - 2) / 4) * Math.ceil((g.width + 2 * g.padW - 2) / 4);
+  return tiles >= NATIVE_WINOGRAD_MIN_TILES;
+}
+
+/**
+ * Fewest 4×4 output tiles per image for the native Winograd path: its products are as wide as
+ * the tiles, and a 7×7 plane's 4 tiles fill a quarter of the kernel's 16 columns (ResNet-50's
+ * res5 3×3 layers: 7.4-7.9 ms there, 4.6-5.0 on the WebAssembly runner's F(2×2, 3×3)).
+ */
+export const NATIVE_WINOGRAD_MIN_TILES = 16;
+
 function checkEpilogue(what: string, O: number, scale: Float32Array | null, shift: Float32Array | null): void {
   if ((scale && scale.length < O) || (shift && shift.length < O)) {
     throw new MathError(`${what}: scale and shift need ${O} elements (one per output channel), got ${scale?.length ?? '-'} and ${shift?.length ?? '-'}`);
@@ -37,18 +54,21 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  * built.
  */
 export function createNativeInferConv(
-  options: { threads?: number; minFlopsPerThread?: number; packed?: boolean; fallback?: WasmInferConv | null } = {},
+  options: { threads?: number; minFlopsPerThread?: number; packed?: boolean; winograd?: boolean; fallback?: WasmInferConv | null } = {},
 ): InferConvRunner {
   const addon = nativeAddon();
   // Packed weights per weights array, kept while their version stays (a WeakMap: a disposed
   // layer's arrays take their packed copy with them).
   let packs = new WeakMap<Float32Array, { version: number; O: number; K: number; G: number; packed: Float32Array }>();
   let packedBytes = 0, packedEntries = 0;
+  // `G` 0: the Winograd transform of O × K 3×3 filters (packWinograd), else packWeights' groups.
   const packedFor = (weights: Float32Array, version: number | undefined, O: number, K: number, G: number): Float32Array => {
     const held = version === undefined ? undefined : packs.get(weights);
     if (held && held.version === version && held.O === O && held.K === K && held.G === G) return held.packed;
-    const packed = held && held.packed.length === addon.packedFloats(O, K, G) ? held.packed : new Float32Array(addon.packedFloats(O, K, G));
-    addon.packWeights(weights, O, K, G, packed);
+    const floats = G === 0 ? addon.winogradFloats(O, K) : addon.packedFloats(O, K, G);
+    const packed = held && held.packed.length === floats ? held.packed : new Float32Array(floats);
+    if (G === 0) addon.packWinograd(weights, O, K, packed);
+    else addon.packWeights(weights, O, K, G, packed);
     if (version !== undefined) {
       if (!held) packedEntries++;
       packedBytes += packed.byteLength - (held?.packed.byteLength ?? 0);
@@ -70,7 +90,8 @@ export function createNativeInferConv(
     // ms against 4.5-6.9), but not a 3×3 over 16 channels (SqueezeNet's fire2 expand pair: 1.8
     // ms here, 2.3-2.5 there), where their transforms weigh more than the products they save.
     // A 5×5 saves more (LeNet's conv2 over 20 channels at batch 64: 5.0 ms there, 6.9 here).
-    const wasm = winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS) ? fallback() : null;
+    const winograd = options.winograd !== false && nativeWinogradApplies(g);
+    const wasm = !winograd && winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS) ? fallback() : null;
     if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
     const { OH, OW } = checkConv2dPass('native inference conv', g, num, num, { colIn: x, gemmOut: y, weights });
     const O = g.outChannels, imgOut = O * OH * OW;
@@ -85,6 +106,13 @@ export function createNativeInferConv(
     ]);
     const K = (g.channels / g.group) * g.kernelH * g.kernelW;
     const flops = 2 * num * imgOut * K;
+    if (winograd) {
+      addon.winogradInfer(
+        geometry, num, threadsFor(flops), x, packedFor(weights, version, O, g.channels, 0), scale, shift, relu ?? NaN, y,
+        sum?.other ?? null, sum?.z ?? null, sum?.convFirst ?? true, sum?.c0 ?? 1, sum?.c1 ?? 1, sum?.relu ?? NaN,
+      );
+      return true;
+    }
     // A plane of a few positions runs as matrix-vector products, which read the weights as they are.
     const packed = options.packed !== false && OH * OW > 4 ? packedFor(weights, version, O, K, g.group) : null;
     addon.conv2dInfer(

@@ -1,0 +1,170 @@
+// Winograd F(4x4, 3x3) transforms (see winograd.h). The transforms run over blocks of tiles with
+// the tile index innermost, so that each line of a transform is one vector operation over the
+// block: the input is gathered into a [36][block] patch array first, the products are already
+// laid out [point][o][tile].
+#include "winograd.h"
+
+#include <string.h>
+
+// Tiles transformed together.
+#define WG_BLOCK 64
+
+// G (6 x 3) of F(4x4, 3x3): U = G g G^T.
+static const double WG_G[6][3] = {
+  { 1.0 / 4, 0, 0 },
+  { -1.0 / 6, -1.0 / 6, -1.0 / 6 },
+  { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
+  { 1.0 / 24, 1.0 / 12, 1.0 / 6 },
+  { 1.0 / 24, -1.0 / 12, 1.0 / 6 },
+  { 0, 0, 1 },
+};
+
+size_t winograd_packed_floats(int O, int C) {
+  return WG_POINTS * packed_a_floats(O, C);
+}
+
+int winograd_pack_weights(const float *w, int O, int C, float *out) {
+  float *U = (float *)malloc(sizeof(float) * WG_POINTS * (size_t)O * C);
+  if (!U) return 0;
+  const size_t plane = (size_t)O * C;
+  for (int o = 0; o < O; o++)
+    for (int c = 0; c < C; c++) {
+      const float *g = w + ((size_t)o * C + c) * 9;
+      double t[6][3];
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++) t[i][j] = WG_G[i][0] * g[j] + WG_G[i][1] * g[3 + j] + WG_G[i][2] * g[6 + j];
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+          U[(size_t)(i * 6 + j) * plane + (size_t)o * C + c] = (float)(t[i][0] * WG_G[j][0] + t[i][1] * WG_G[j][1] + t[i][2] * WG_G[j][2]);
+    }
+  const size_t per = packed_a_floats(O, C);
+  for (int k = 0; k < WG_POINTS; k++) pack_a(U + (size_t)k * plane, O, C, C, out + (size_t)k * per);
+  free(U);
+  return 1;
+}
+
+// B^T (6 x 6) applied to v0..v5, into r0..r5.
+#define WG_BT(v0, v1, v2, v3, v4, v5, r0, r1, r2, r3, r4, r5) \
+  do {                                                          \
+    r0 = 4 * (v0) - 5 * (v2) + (v4);                            \
+    r1 = -4 * ((v1) + (v2)) + (v3) + (v4);                      \
+    r2 = 4 * ((v1) - (v2)) - (v3) + (v4);                       \
+    r3 = -2 * ((v1) - (v3)) - (v2) + (v4);                      \
+    r4 = 2 * ((v1) - (v3)) - (v2) + (v4);                       \
+    r5 = 4 * (v1) - 5 * (v3) + (v5);                            \
+  } while (0)
+
+// V = B^T d B of nb tiles: d[r * 6 + s][q], out[(i * 6 + j) * stride + q].
+WIDE_SIMD
+static void transform_in(float d[WG_POINTS][WG_BLOCK], int nb, float *out, size_t stride) {
+  float t[WG_POINTS][WG_BLOCK];
+  for (int s = 0; s < 6; s++)
+    for (int q = 0; q < nb; q++)
+      WG_BT(d[s][q], d[6 + s][q], d[12 + s][q], d[18 + s][q], d[24 + s][q], d[30 + s][q],
+            t[s][q], t[6 + s][q], t[12 + s][q], t[18 + s][q], t[24 + s][q], t[30 + s][q]);
+  for (int i = 0; i < 6; i++) {
+    const float *t0 = t[i * 6], *t1 = t[i * 6 + 1], *t2 = t[i * 6 + 2], *t3 = t[i * 6 + 3], *t4 = t[i * 6 + 4], *t5 = t[i * 6 + 5];
+    float *o0 = out + (size_t)(i * 6) * stride, *o1 = o0 + stride, *o2 = o1 + stride, *o3 = o2 + stride, *o4 = o3 + stride, *o5 = o4 + stride;
+    for (int q = 0; q < nb; q++) WG_BT(t0[q], t1[q], t2[q], t3[q], t4[q], t5[q], o0[q], o1[q], o2[q], o3[q], o4[q], o5[q]);
+  }
+}
+
+void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V) {
+  const int P = s->TH * s->TW;
+  const size_t stride = (size_t)s->C * P;
+  float d[WG_POINTS][WG_BLOCK];
+  for (int c = c0; c < c1; c++) {
+    const float *xc = x + (size_t)c * s->H * s->W;
+    for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
+      const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
+      for (int q = 0; q < nb; q++) {
+        const int p = p0 + q, ih0 = (p / s->TW) * WG_TILE - s->padH, iw0 = (p % s->TW) * WG_TILE - s->padW;
+        for (int r = 0; r < 6; r++) {
+          const int ih = ih0 + r;
+          if (ih < 0 || ih >= s->H) {
+            for (int k = 0; k < 6; k++) d[r * 6 + k][q] = 0.0f;
+            continue;
+          }
+          const float *row = xc + (size_t)ih * s->W;
+          if (iw0 >= 0 && iw0 + 6 <= s->W) {
+            for (int k = 0; k < 6; k++) d[r * 6 + k][q] = row[iw0 + k];
+          } else {
+            for (int k = 0; k < 6; k++) {
+              const int iw = iw0 + k;
+              d[r * 6 + k][q] = iw >= 0 && iw < s->W ? row[iw] : 0.0f;
+            }
+          }
+        }
+      }
+      transform_in(d, nb, V + (size_t)c * P + p0, stride);
+    }
+  }
+}
+
+// A^T (4 x 6) applied to m0..m5, into r0..r3.
+#define WG_AT(m0, m1, m2, m3, m4, m5, r0, r1, r2, r3)          \
+  do {                                                          \
+    const float a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), d_ = (m3) - (m4); \
+    r0 = (m0) + a_ + c_;                                        \
+    r1 = b_ + 2 * d_;                                           \
+    r2 = a_ + 4 * c_;                                           \
+    r3 = b_ + 8 * d_ + (m5);                                    \
+  } while (0)
+
+// Y = A^T M A of nb tiles of one output channel: M[(i * 6 + j) * stride + q] -> Y[i * 4 + j][q],
+// then the channel's scale, shift and ReLU.
+WIDE_SIMD
+static void transform_out(const float *M, size_t stride, int nb, float Y[16][WG_BLOCK], float sc, float sh, int scaled, int relu, float slope) {
+  float t[24][WG_BLOCK];
+  for (int s = 0; s < 6; s++) {
+    const float *m0 = M + (size_t)s * stride, *m1 = m0 + 6 * stride, *m2 = m1 + 6 * stride, *m3 = m2 + 6 * stride,
+                *m4 = m3 + 6 * stride, *m5 = m4 + 6 * stride;
+    for (int q = 0; q < nb; q++) WG_AT(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], t[s][q], t[6 + s][q], t[12 + s][q], t[18 + s][q]);
+  }
+  for (int i = 0; i < 4; i++)
+    for (int q = 0; q < nb; q++)
+      WG_AT(t[i * 6][q], t[i * 6 + 1][q], t[i * 6 + 2][q], t[i * 6 + 3][q], t[i * 6 + 4][q], t[i * 6 + 5][q],
+            Y[i * 4][q], Y[i * 4 + 1][q], Y[i * 4 + 2][q], Y[i * 4 + 3][q]);
+  for (int k = 0; k < 16; k++) {
+    float *r = Y[k];
+    if (scaled) for (int q = 0; q < nb; q++) r[q] = sc * r[q] + sh;
+    else for (int q = 0; q < nb; q++) r[q] += sh;
+    if (relu) {
+      if (slope == 0.0f) for (int q = 0; q < nb; q++) r[q] = r[q] > 0 ? r[q] : 0.0f;
+      else for (int q = 0; q < nb; q++) r[q] = r[q] > 0 ? r[q] : r[q] * slope;
+    }
+  }
+}
+
+static inline float wg_act(float v, int on, float slope) {
+  return !on || v > 0 ? v : slope == 0.0f ? 0.0f : v * slope;
+}
+
+void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y, const PgEpilogue *e) {
+  const int P = s->TH * s->TW, S = s->OH * s->OW;
+  const size_t stride = (size_t)s->O * P;
+  float Y[16][WG_BLOCK];
+  for (int o = o0; o < o1; o++) {
+    const float sc = e->scale ? e->scale[o] : 1.0f, sh = e->shift ? e->shift[o] : 0.0f;
+    float *yo = y + (size_t)o * S;
+    for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
+      const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
+      transform_out(M + (size_t)o * P + p0, stride, nb, Y, sc, sh, e->scale != NULL, e->relu, e->slope);
+      for (int q = 0; q < nb; q++) {
+        const int p = p0 + q, oh0 = (p / s->TW) * WG_TILE, ow0 = (p % s->TW) * WG_TILE;
+        for (int i = 0; i < WG_TILE && oh0 + i < s->OH; i++) {
+          const size_t at = (size_t)(oh0 + i) * s->OW + ow0;
+          for (int j = 0; j < WG_TILE && ow0 + j < s->OW; j++) {
+            const float v = Y[i * 4 + j][q];
+            yo[at + j] = v;
+            if (e->z) {
+              const float other = e->other[(size_t)o * S + at + j];
+              const float p0v = e->c0 * (e->convFirst ? v : other), p1v = e->c1 * (e->convFirst ? other : v);
+              e->z[(size_t)o * S + at + j] = wg_act(p0v + p1v, e->sumRelu, e->sumSlope);
+            }
+          }
+        }
+      }
+    }
+  }
+}
