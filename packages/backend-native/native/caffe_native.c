@@ -12,6 +12,7 @@
 #include <node_api.h>
 #include <cblas.h>
 #include <pthread.h>
+#include <float.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -717,6 +718,47 @@ static int run_winograd(Instance *in, const Infer *c, const float *U, int num, i
   return 1;
 }
 
+// MAX pooling, values only (Caffe's windows: start o * stride - pad, clipped to the plane, each
+// non-empty; the largest value from -inf, NaN never taken). Per output row, the rows of its
+// window are reduced first (contiguous, vectorized), then the columns of each window.
+typedef struct {
+  const float *x;
+  float *y;
+  int H, W, PH, PW, KH, KW, SH, SW, PADH, PADW;
+  int p0, p1;
+  float *row;  // W floats of this thread's own
+} PoolPart;
+
+WIDE_SIMD
+static void *maxpool_part(void *arg) {
+  PoolPart *q = (PoolPart *)arg;
+  float *m = q->row;
+  for (int p = q->p0; p < q->p1; p++) {
+    const float *x = q->x + (size_t)p * q->H * q->W;
+    float *y = q->y + (size_t)p * q->PH * q->PW;
+    for (int ph = 0; ph < q->PH; ph++) {
+      int h0 = ph * q->SH - q->PADH, h1 = h0 + q->KH;
+      if (h0 < 0) h0 = 0;
+      if (h1 > q->H) h1 = q->H;
+      for (int w = 0; w < q->W; w++) m[w] = -FLT_MAX;
+      for (int h = h0; h < h1; h++) {
+        const float *r = x + (size_t)h * q->W;
+        for (int w = 0; w < q->W; w++) m[w] = r[w] > m[w] ? r[w] : m[w];
+      }
+      float *yr = y + (size_t)ph * q->PW;
+      for (int pw = 0; pw < q->PW; pw++) {
+        int w0 = pw * q->SW - q->PADW, w1 = w0 + q->KW;
+        if (w0 < 0) w0 = 0;
+        if (w1 > q->W) w1 = q->W;
+        float v = -FLT_MAX;
+        for (int w = w0; w < w1; w++) v = m[w] > v ? m[w] : v;
+        yr[pw] = v;
+      }
+    }
+  }
+  return NULL;
+}
+
 // Runs the forward over num images on T threads: whole images per thread while there are at
 // least T left, then each remaining image split into blocks (by output channels in 8-row strips
 // where they outnumber the positions, else by 16-column strips of positions), its unfolding split
@@ -1130,6 +1172,39 @@ static napi_value js_winograd_floats(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threads): MAX pooling values
+// of planes split over the threads. The caller (infer.ts) has checked lengths and windows.
+static napi_value js_max_pool(napi_env env, napi_callback_info info) {
+  size_t argc = 14;
+  napi_value a[14];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 14) return throw_error(env, "maxPool: expected 14 arguments");
+  int v[11], T;
+  for (int i = 0; i < 11; i++)
+    if (!i32arg(env, a[i], &v[i])) return throw_error(env, "maxPool: the sizes must be integers");
+  if (!i32arg(env, a[13], &T)) return throw_error(env, "maxPool: threads must be an integer");
+  int ok = 1;
+  size_t lx, ly;
+  const float *x = f32(env, a[11], &lx, &ok);
+  float *y = f32(env, a[12], &ly, &ok);
+  const int planes = v[0];
+  if (!ok || !x || !y || planes < 0 || v[1] < 1 || v[2] < 1 || v[3] < 1 || v[4] < 1 || lx < (size_t)planes * v[1] * v[2] || ly < (size_t)planes * v[3] * v[4])
+    return throw_error(env, "maxPool: x and y must be Float32Arrays of planes * H * W and planes * PH * PW");
+  Instance *in = current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > planes) T = planes > 0 ? planes : 1;
+  PoolPart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++) {
+    Scratch *s = &in->slots[t];
+    if (!grow(&s->buf, &s->bufCap, (size_t)v[2])) return throw_error(env, "maxPool: out of memory");
+    parts[t] = (PoolPart){ x, y, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                           (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), s->buf };
+  }
+  run_parts(T, maxpool_part, parts, sizeof(PoolPart));
+  return NULL;
+}
+
 // release(): frees the calling JS thread's column and gradient buffers (they grow to the largest
 // pass and stay); returns the bytes freed. The next pass allocates again.
 static napi_value js_release(napi_env env, napi_callback_info info) {
@@ -1182,6 +1257,7 @@ NAPI_MODULE_INIT() {
     { "packWeights", NULL, js_pack_weights, NULL, NULL, NULL, napi_default, NULL },
     { "packedFloats", NULL, js_packed_floats, NULL, NULL, NULL, napi_default, NULL },
     { "winogradInfer", NULL, js_winograd_infer, NULL, NULL, NULL, napi_default, NULL },
+    { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },

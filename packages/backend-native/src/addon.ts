@@ -32,6 +32,10 @@ export interface NativeAddon {
     geometry: Int32Array, num: number, threads: number, x: Float32Array, weights: Float32Array,
     scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
   ): void;
+  maxPool(
+    planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
+    SH: number, SW: number, padH: number, padW: number, x: Float32Array, y: Float32Array, threads: number,
+  ): void;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

@@ -198,6 +198,39 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     });
   }
 
+  // [H, W, kernel, stride, pad]: Caffe's pooled size rounds up, the last window clipped.
+  const pools: [number, number, number, number, number][] = [[113, 113, 3, 2, 0], [14, 13, 3, 2, 1], [7, 7, 2, 2, 0], [5, 6, 3, 1, 1]];
+  for (const [H, W, k, stride, pad] of pools) {
+    it(`maxPool: ${k}×${k} stride ${stride} pad ${pad} over ${H}×${W}, 1 and 2 threads, NaN never taken`, () => {
+      let PH = Math.ceil((H + 2 * pad - k) / stride) + 1, PW = Math.ceil((W + 2 * pad - k) / stride) + 1;
+      if (pad > 0 && (PH - 1) * stride >= H + pad) PH--;
+      if (pad > 0 && (PW - 1) * stride >= W + pad) PW--;
+      const planes = 5, rng = new Rng(13);
+      const x = random(rng, planes * H * W);
+      x[7] = NaN;
+      const want = new Float64Array(planes * PH * PW);
+      for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
+        const h0 = Math.max(ph * stride - pad, 0), h1 = Math.min(ph * stride - pad + k, H);
+        const w0 = Math.max(pw * stride - pad, 0), w1 = Math.min(pw * stride - pad + k, W);
+        let m = -Infinity;
+        for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[(p * H + h) * W + w]! > m) m = x[(p * H + h) * W + w]!;
+        want[(p * PH + ph) * PW + pw] = m;
+      }
+      for (const threads of [1, 2]) {
+        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+        const y = new Float32Array(planes * PH * PW).fill(NaN);
+        expect(runner.maxPool!(planes, H, W, PH, PW, k, k, stride, stride, pad, pad, x, y)).toBe(true);
+        expect(Array.from(y)).toEqual(Array.from(want, (v) => Math.fround(v)));
+      }
+    });
+  }
+
+  it('maxPool declines a window that would be empty, and refuses short arrays', () => {
+    const runner = createNativeInferConv({ threads: 1, fallback: null });
+    expect(runner.maxPool!(1, 4, 4, 4, 4, 2, 2, 2, 2, 1, 1, new Float32Array(16), new Float32Array(16))).toBe(false);
+    expect(() => runner.maxPool!(2, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0, new Float32Array(16), new Float32Array(8))).toThrow(/need x, y of 32, 8/);
+  });
+
   it('innerProduct: y = x·wᵀ + bias, one row (matrix-vector) and seven', () => {
     const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, fallback: null });
     const rng = new Rng(5);

@@ -45,7 +45,9 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   builtinWasmInferConv()), whose Winograd kernels beat the products here;
  * - depthwise convolutions run a direct kernel in C, their channels split over the threads;
  * - InnerProduct rows go to the fallback, else through OpenBLAS (sgemv for up to 4 rows), the
- *   bias added after.
+ *   bias added after;
+ * - MAX pooling (maxPool) reduces each window's rows, then its columns, planes split over the
+ *   threads.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
  * here and the fallback's. Threads: up to `threads` (default
@@ -150,6 +152,15 @@ export function createNativeInferConv(
           for (let n = 0; n < N; n++) y[row + n] = y[row + n]! + bias[n]!;
         }
       }
+      return true;
+    },
+    maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y) {
+      if (x.length < planes * H * W || y.length < planes * PH * PW) {
+        throw new MathError(`native max pool: ${planes} planes of ${H}×${W} into ${PH}×${PW} need x, y of ${planes * H * W}, ${planes * PH * PW} elements, got ${x.length}, ${y.length}`);
+      }
+      // Caffe's windows must each hold a value (the layer checks; a call here that breaks it declines).
+      if ((PH - 1) * SH >= H + padH || (PW - 1) * SW >= W + padW || padH >= KH || padW >= KW) return false;
+      addon.maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threadsFor(2 * planes * PH * PW * KH * KW));
       return true;
     },
     stats() {

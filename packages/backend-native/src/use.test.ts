@@ -63,7 +63,8 @@ layer { name: "sum" type: "Eltwise" bottom: "b" bottom: "data" top: "sum" }
 layer { name: "sum_relu" type: "ReLU" bottom: "sum" top: "sum" }
 layer { name: "dw" type: "Convolution" bottom: "sum" top: "dw" convolution_param { num_output: 8 group: 8 kernel_size: 3 stride: 2 pad: 1 weight_filler { type: "msra" } } }
 layer { name: "dw_relu" type: "ReLU" bottom: "dw" top: "dw" }
-layer { name: "c" type: "Convolution" bottom: "dw" top: "c" convolution_param { num_output: 16 kernel_size: 3 stride: 2 weight_filler { type: "msra" } } }`;
+layer { name: "c" type: "Convolution" bottom: "dw" top: "c" convolution_param { num_output: 16 kernel_size: 3 stride: 2 weight_filler { type: "msra" } } }
+layer { name: "pool" type: "Pooling" bottom: "c" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }`;
 
 async function infer(): Promise<Float32Array> {
   const net = await Net.create(parseNetParameter(INFER_NET), { phase: Phase.TEST, registry: defaultLayerRegistry(), log: false, rng: new Rng(4) });
@@ -75,7 +76,7 @@ async function infer(): Promise<Float32Array> {
   const rng = new Rng(6), data = net.blobs.get('data')!.mutableCpuData();
   for (let i = 0; i < data.length; i++) data[i] = rng.uniform() * 2 - 1;
   net.forward();
-  const out = Float32Array.from(net.blobs.get('c')!.cpuData());
+  const out = Float32Array.from(net.blobs.get('pool')!.cpuData());
   net.dispose();
   return out;
 }
@@ -97,7 +98,7 @@ describe.skipIf(!available)('useNativeKernels', () => {
     expect(customGemmKernelInstalled()).toBe(false);
   });
 
-  it('runs a fused inference net (BatchNorm, Scale, ReLU, Eltwise, depthwise) as the WebAssembly kernels do (1e-5)', async () => {
+  it('runs a fused inference net (BatchNorm, Scale, ReLU, Eltwise, depthwise, MAX pooling) as the WebAssembly kernels do (1e-5)', async () => {
     const wasm = await infer();
     for (const threads of [1, 2]) {
       useNativeKernels({ threads });

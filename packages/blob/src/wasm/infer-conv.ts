@@ -1080,7 +1080,17 @@ export function defaultWasmInferConv(): WasmInferConv | null {
  * A runner of inference forwards with WasmInferConv's contract (the same outputs, epilogues and
  * sums, on the caller's arrays), e.g. a native one.
  */
-export type InferConvRunner = WasmInferConv;
+export interface InferConvRunner extends WasmInferConv {
+  /**
+   * Optionally, inference MAX pooling with WasmInfer.maxPool's contract (Caffe's windows, each
+   * non-empty; values only); false where it declines (the WebAssembly kernel runs then).
+   */
+  maxPool?(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    x: Float32Array, y: Float32Array,
+  ): boolean;
+}
 
 const INFER_RUNNER_KEY = Symbol.for('caffe-ts.inferConvRunner');
 
@@ -1093,8 +1103,9 @@ function inferRunnerSlot(): { runner: InferConvRunner | null } {
 /**
  * Install (or, with null, remove) the runner that Convolution and InnerProduct layers hand their
  * inference (TEST-phase) forwards to in place of the WebAssembly packed runner:
- * defaultWasmInferConv then returns it. Training forwards and gradients that use the packed
- * runner keep builtinWasmInferConv().
+ * defaultWasmInferConv then returns it. Pooling layers hand it their inference MAX pooling where
+ * it has maxPool. Training forwards and gradients that use the packed runner keep
+ * builtinWasmInferConv().
  */
 export function setInferConvRunner(runner: InferConvRunner | null): void {
   inferRunnerSlot().runner = runner;

@@ -1,4 +1,7 @@
-import { allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, releaseHostInt32, zeroFill, type Blob, type FloatArray, type PoolGeometry } from '@caffe-ts/blob';
+import {
+  allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, installedInferConvRunner, releaseHostInt32, zeroFill,
+  type Blob, type FloatArray, type PoolGeometry,
+} from '@caffe-ts/blob';
 import {
   createMessage,
   hasField,
@@ -204,7 +207,13 @@ export class PoolingLayer extends Layer {
       const idx = this.maxIdx;
       this.argmaxKept = true;
       if (!this.backwardNeeded && top.length === 1 && dst instanceof Float32Array && this.windowsNonEmpty()) {
-        // Inference: values only, in WebAssembly (no argmax for a backward that never runs).
+        // Inference: values only (no argmax for a backward that never runs), on an installed
+        // inference runner that pools (setInferConvRunner), else in WebAssembly.
+        const args = [planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW] as const;
+        if (installedInferConvRunner()?.maxPool?.(...args, src as Float32Array, dst)) {
+          this.argmaxKept = false;
+          return;
+        }
         const k = defaultWasmInfer();
         if (k) {
           k.maxPool(planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst);
