@@ -160,17 +160,20 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float 
     x = _mm256_broadcast_ss(a + 5);
     c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
   }
-  if (mr == PG_MR && nr == PG_NR) {
+  if (nr == PG_NR) {
+    // Full rows (all of them, or the rows that exist of the last panel): straight from registers.
     const size_t l = (size_t)ldc;
-    avx_row(c00, c01, c, acc, e, row, o, z);
-    avx_row(c10, c11, c + l, acc, e, row + 1, o ? o + l : NULL, z ? z + l : NULL);
-    avx_row(c20, c21, c + 2 * l, acc, e, row + 2, o ? o + 2 * l : NULL, z ? z + 2 * l : NULL);
-    avx_row(c30, c31, c + 3 * l, acc, e, row + 3, o ? o + 3 * l : NULL, z ? z + 3 * l : NULL);
-    avx_row(c40, c41, c + 4 * l, acc, e, row + 4, o ? o + 4 * l : NULL, z ? z + 4 * l : NULL);
-    avx_row(c50, c51, c + 5 * l, acc, e, row + 5, o ? o + 5 * l : NULL, z ? z + 5 * l : NULL);
+    switch (mr) {
+      case 6: avx_row(c50, c51, c + 5 * l, acc, e, row + 5, o ? o + 5 * l : NULL, z ? z + 5 * l : NULL); /* fall through */
+      case 5: avx_row(c40, c41, c + 4 * l, acc, e, row + 4, o ? o + 4 * l : NULL, z ? z + 4 * l : NULL); /* fall through */
+      case 4: avx_row(c30, c31, c + 3 * l, acc, e, row + 3, o ? o + 3 * l : NULL, z ? z + 3 * l : NULL); /* fall through */
+      case 3: avx_row(c20, c21, c + 2 * l, acc, e, row + 2, o ? o + 2 * l : NULL, z ? z + 2 * l : NULL); /* fall through */
+      case 2: avx_row(c10, c11, c + l, acc, e, row + 1, o ? o + l : NULL, z ? z + l : NULL); /* fall through */
+      default: avx_row(c00, c01, c, acc, e, row, o, z);
+    }
     return;
   }
-  // An edge tile: through a buffer, the rows and columns that exist.
+  // A tile cut by the plane's last columns: through a buffer, the rows and columns that exist.
   float t[PG_MR][PG_NR];
   _mm256_storeu_ps(t[0], c00); _mm256_storeu_ps(t[0] + 8, c01);
   _mm256_storeu_ps(t[1], c10); _mm256_storeu_ps(t[1] + 8, c11);
