@@ -580,7 +580,65 @@ static void *infer_blocks(void *arg) {
 typedef struct {
   const Infer *c;
   int n, c0, c1;
+  float *pad;  // this thread's padded plane (depthwise_padded)
 } DepthPart;
+
+// Floats of the padded plane(s) depthwise_padded needs for a channel.
+static size_t depthwise_pad_floats(const Geometry *g) {
+  return (size_t)(g->H + 2 * g->padH + 2) * (g->W + 2 * g->padW + 16) * 2;
+}
+
+// Whether depthwise_padded runs a layer: 3x3, undilated, stride 1 or 2 both ways.
+static int depthwise_padded_applies(const Geometry *g) {
+  return g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1 && (g->strideH == 1 || g->strideH == 2) && g->strideW == g->strideH;
+}
+
+// A 3x3 depthwise channel over its zero-padded copy: every output is the nine taps summed
+// without bounds checks, a row at a time (stride 2: the padded rows split into their even and
+// odd columns, so that each tap reads contiguous values).
+WIDE_SIMD
+static void depthwise_padded(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
+  const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->strideW;
+  const int Hp = H + 2 * g->padH, Wp = W + 2 * g->padW;
+  // Row stride of the copy (even and odd halves for stride 2, each half + 1 column of slack).
+  const int L = s == 1 ? Wp + 8 : Wp / 2 + 9;
+  float *E = pad, *O = pad + (size_t)Hp * L;
+  const size_t planeFloats = (size_t)Hp * L * (s == 1 ? 1 : 2);
+  memset(pad, 0, sizeof(float) * planeFloats);
+  for (int h = 0; h < H; h++) {
+    const float *r = x + (size_t)h * W;
+    const int ph = h + g->padH;
+    if (s == 1) memcpy(E + (size_t)ph * L + g->padW, r, sizeof(float) * W);
+    else {
+      // Input column w lands at padded column w + padW: even ones in E, odd ones in O.
+      const int firstEven = g->padW & 1, firstOdd = 1 - firstEven;
+      float *restrict e = E + (size_t)ph * L, *restrict o = O + (size_t)ph * L;
+      for (int w = firstEven; w < W; w += 2) e[(w + g->padW) >> 1] = r[w];
+      for (int w = firstOdd; w < W; w += 2) o[(w + g->padW) >> 1] = r[w];
+    }
+  }
+  const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
+  for (int oh = 0; oh < OH; oh++) {
+    float *restrict out = y + (size_t)oh * OW;
+    const size_t r0 = (size_t)(oh * g->strideH) * L, r1 = r0 + L, r2 = r1 + L;
+    if (s == 1) {
+      const float *restrict a = E + r0, *restrict b = E + r1, *restrict c = E + r2;
+      for (int ow = 0; ow < OW; ow++)
+        out[ow] = t0 * a[ow] + t1 * a[ow + 1] + t2 * a[ow + 2] + t3 * b[ow] + t4 * b[ow + 1] + t5 * b[ow + 2] +
+                  t6 * c[ow] + t7 * c[ow + 1] + t8 * c[ow + 2] + sh;
+    } else {
+      const float *restrict ae = E + r0, *restrict ao = O + r0, *restrict be = E + r1, *restrict bo = O + r1, *restrict ce = E + r2,
+                            *restrict co = O + r2;
+      for (int ow = 0; ow < OW; ow++)
+        out[ow] = t0 * ae[ow] + t1 * ao[ow] + t2 * ae[ow + 1] + t3 * be[ow] + t4 * bo[ow] + t5 * be[ow + 1] +
+                  t6 * ce[ow] + t7 * co[ow] + t8 * ce[ow + 1] + sh;
+    }
+    if (relu) {
+      if (slope == 0.0f) for (int ow = 0; ow < OW; ow++) out[ow] = out[ow] > 0 ? out[ow] : 0.0f;
+      else for (int ow = 0; ow < OW; ow++) out[ow] = out[ow] > 0 ? out[ow] : out[ow] * slope;
+    }
+  }
+}
 
 WIDE_SIMD
 static void *depthwise_part(void *arg) {
@@ -597,6 +655,10 @@ static void *depthwise_part(void *arg) {
     float *y = c->y + ((size_t)q->n * g->O + ch) * OH * OW;
     const float sc = c->scale ? c->scale[ch] : 1.0f, sh = c->shift ? c->shift[ch] : 0.0f;
     for (int t = 0; t < taps; t++) tap[t] = c->scale ? c->w[(size_t)ch * taps + t] * sc : c->w[(size_t)ch * taps + t];
+    if (q->pad) {
+      depthwise_padded(g, x, tap, sh, c->relu, c->slope, y, q->pad);
+      continue;
+    }
     for (int oh = 0; oh < OH; oh++) {
       float *r = y + (size_t)oh * OW;
       const int ih0 = oh * g->strideH - g->padH;
@@ -1036,13 +1098,17 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
   if (c.g.G != c.g.C || c.g.O != c.g.C) return throw_error(env, "depthwiseInfer: group, channels and outputs must be equal");
   c.relu = relu == relu;
   c.slope = c.relu ? (float)relu : 0.0f;
-  current = instance(env);
+  Instance *in = current = instance(env);
   if (T < 1) T = 1;
   if (T > MAX_THREADS) T = MAX_THREADS;
   if (T > c.g.C) T = c.g.C;
   DepthPart parts[MAX_THREADS];
+  const int padded = depthwise_padded_applies(&c.g);
+  for (int t = 0; padded && t < T; t++)
+    if (!grow(&in->slots[t].col, &in->slots[t].colCap, depthwise_pad_floats(&c.g))) return throw_error(env, "depthwiseInfer: out of memory");
   for (int n = 0; n < num; n++) {
-    for (int t = 0; t < T; t++) parts[t] = (DepthPart){ &c, n, (int)((long long)c.g.C * t / T), (int)((long long)c.g.C * (t + 1) / T) };
+    for (int t = 0; t < T; t++)
+      parts[t] = (DepthPart){ &c, n, (int)((long long)c.g.C * t / T), (int)((long long)c.g.C * (t + 1) / T), padded ? in->slots[t].col : NULL };
     run_parts(T, depthwise_part, parts, sizeof(DepthPart));
   }
   return NULL;
