@@ -13,6 +13,8 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -899,6 +901,66 @@ static Instance *instance(napi_env env) {
   return in;
 }
 
+// Throws "<fn>: <msg>"; returns 0 for the caller to pass on.
+static int fail_arg(napi_env env, const char *fn, const char *msg) {
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", fn, msg);
+  napi_throw_error(env, "CAFFE_TS_NATIVE", text);
+  return 0;
+}
+
+// A geometry Int32Array[15] into g; 0 (thrown) where v is not one.
+static int geometry_arg(napi_env env, napi_value v, const char *fn, Geometry *g) {
+  bool isTa = false;
+  napi_is_typedarray(env, v, &isTa);
+  napi_typedarray_type type = napi_int8_array;
+  size_t len = 0;
+  void *data = NULL;
+  if (isTa) napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL);
+  if (!isTa || type != napi_int32_array || len < 15) return fail_arg(env, fn, "geometry must be an Int32Array of 15");
+  memcpy(g, data, sizeof(Geometry));
+  return 1;
+}
+
+// The arguments the inference calls share: geometry, num, threads, x, weights, scale, shift,
+// relu (a ReLU slope or NaN for none), y; with `sum`, then other, z, convFirst, c0, c1, sumRelu
+// (other and z null without a sum). Fills c (the weights into c->w), *num and *T (clamped to
+// [1, MAX_THREADS]); 0 (thrown) where an argument has the wrong type.
+static int infer_args(napi_env env, napi_value *a, const char *fn, int sum, Infer *c, int *num, int *T) {
+  memset(c, 0, sizeof *c);
+  if (!geometry_arg(env, a[0], fn, &c->g)) return 0;
+  double relu, c0 = 1, c1 = 1, sumRelu = NAN;
+  bool convFirst = true;
+  if (!i32arg(env, a[1], num) || !i32arg(env, a[2], T) || napi_get_value_double(env, a[7], &relu) != napi_ok ||
+      (sum && (napi_get_value_double(env, a[12], &c0) != napi_ok || napi_get_value_double(env, a[13], &c1) != napi_ok ||
+               napi_get_value_double(env, a[14], &sumRelu) != napi_ok || napi_get_value_bool(env, a[11], &convFirst) != napi_ok)))
+    return fail_arg(env, fn, "num and threads must be integers, relu, c0, c1, sumRelu numbers, convFirst a boolean");
+  int ok = 1;
+  size_t l;
+  c->x = f32(env, a[3], &l, &ok);
+  c->w = f32(env, a[4], &l, &ok);
+  c->scale = f32(env, a[5], &l, &ok);
+  c->shift = f32(env, a[6], &l, &ok);
+  c->y = f32(env, a[8], &l, &ok);
+  if (sum) {
+    c->other = f32(env, a[9], &l, &ok);
+    c->z = f32(env, a[10], &l, &ok);
+  }
+  if (!ok || !c->x || !c->w || !c->y || (!c->z != !c->other))
+    return fail_arg(env, fn, "x, weights, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
+  if (*num < 0) return fail_arg(env, fn, "num must not be negative");
+  c->relu = relu == relu;
+  c->slope = c->relu ? (float)relu : 0.0f;
+  c->sumRelu = sumRelu == sumRelu;
+  c->sumSlope = c->sumRelu ? (float)sumRelu : 0.0f;
+  c->convFirst = convFirst;
+  c->c0 = (float)c0;
+  c->c1 = (float)c1;
+  if (*T < 1) *T = 1;
+  if (*T > MAX_THREADS) *T = MAX_THREADS;
+  return 1;
+}
+
 // sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, threads): row-major C = alpha op(A) op(B) + beta C.
 static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   current = instance(env);
@@ -942,16 +1004,8 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   napi_value a[12];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 12) return throw_error(env, "conv2d: expected 12 arguments");
-  bool isTa = false;
-  napi_is_typedarray(env, a[0], &isTa);
-  if (!isTa) return throw_error(env, "conv2d: geometry must be an Int32Array");
-  napi_typedarray_type type;
-  size_t glen = 0;
-  void *gd = NULL;
-  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
-  if (type != napi_int32_array || glen < 15) return throw_error(env, "conv2d: geometry must be an Int32Array of 15");
   Geometry g;
-  memcpy(&g, gd, sizeof(Geometry));
+  if (!geometry_arg(env, a[0], "conv2d", &g)) return NULL;
   int num, chunk, T;
   if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &chunk) || !i32arg(env, a[3], &T))
     return throw_error(env, "conv2d: num, chunk and threads must be integers");
@@ -1020,46 +1074,13 @@ static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
   napi_value a[16];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 16) return throw_error(env, "conv2dInfer: expected 16 arguments");
-  bool isTa = false;
-  napi_is_typedarray(env, a[0], &isTa);
-  if (!isTa) return throw_error(env, "conv2dInfer: geometry must be an Int32Array");
-  napi_typedarray_type type;
-  size_t glen = 0;
-  void *gd = NULL;
-  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
-  if (type != napi_int32_array || glen < 15) return throw_error(env, "conv2dInfer: geometry must be an Int32Array of 15");
   Infer c;
-  memset(&c, 0, sizeof c);
-  memcpy(&c.g, gd, sizeof(Geometry));
-  int num, T;
-  double relu, c0, c1, sumRelu;
-  bool convFirst = true;
-  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok ||
-      napi_get_value_double(env, a[12], &c0) != napi_ok || napi_get_value_double(env, a[13], &c1) != napi_ok ||
-      napi_get_value_double(env, a[14], &sumRelu) != napi_ok || napi_get_value_bool(env, a[11], &convFirst) != napi_ok)
-    return throw_error(env, "conv2dInfer: num and threads must be integers, relu, c0, c1, sumRelu numbers, convFirst a boolean");
-  int ok = 1;
+  int num, T, ok = 1;
+  if (!infer_args(env, a, "conv2dInfer", 1, &c, &num, &T)) return NULL;
   size_t l;
-  c.x = f32(env, a[3], &l, &ok);
-  c.w = f32(env, a[4], &l, &ok);
-  c.scale = f32(env, a[5], &l, &ok);
-  c.shift = f32(env, a[6], &l, &ok);
-  c.y = f32(env, a[8], &l, &ok);
-  c.other = f32(env, a[9], &l, &ok);
-  c.z = f32(env, a[10], &l, &ok);
   c.packed = f32(env, a[15], &l, &ok);
-  if (!ok || !c.x || !c.w || !c.y || (!c.z != !c.other)) return throw_error(env, "conv2dInfer: x, weights, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
-  c.relu = relu == relu;
-  c.slope = c.relu ? (float)relu : 0.0f;
-  c.sumRelu = sumRelu == sumRelu;
-  c.sumSlope = c.sumRelu ? (float)sumRelu : 0.0f;
-  c.convFirst = convFirst;
-  c.c0 = (float)c0;
-  c.c1 = (float)c1;
-  if (num < 0) return throw_error(env, "conv2dInfer: num must not be negative");
+  if (!ok) return throw_error(env, "conv2dInfer: packed must be a Float32Array or null");
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
   openblas_set_num_threads(1);
   if (!run_infer(in, &c, num, T)) return throw_error(env, "conv2dInfer: out of memory for the column buffers");
   return NULL;
@@ -1072,35 +1093,11 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
   napi_value a[9];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 9) return throw_error(env, "depthwiseInfer: expected 9 arguments");
-  bool isTa = false;
-  napi_is_typedarray(env, a[0], &isTa);
-  if (!isTa) return throw_error(env, "depthwiseInfer: geometry must be an Int32Array");
-  napi_typedarray_type type;
-  size_t glen = 0;
-  void *gd = NULL;
-  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
-  if (type != napi_int32_array || glen < 15) return throw_error(env, "depthwiseInfer: geometry must be an Int32Array of 15");
   Infer c;
-  memset(&c, 0, sizeof c);
-  memcpy(&c.g, gd, sizeof(Geometry));
   int num, T;
-  double relu;
-  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok)
-    return throw_error(env, "depthwiseInfer: num and threads must be integers, relu a number");
-  int ok = 1;
-  size_t l;
-  c.x = f32(env, a[3], &l, &ok);
-  c.w = f32(env, a[4], &l, &ok);
-  c.scale = f32(env, a[5], &l, &ok);
-  c.shift = f32(env, a[6], &l, &ok);
-  c.y = f32(env, a[8], &l, &ok);
-  if (!ok || !c.x || !c.w || !c.y) return throw_error(env, "depthwiseInfer: x, weights, y must be Float32Arrays, scale and shift Float32Arrays or null");
+  if (!infer_args(env, a, "depthwiseInfer", 0, &c, &num, &T)) return NULL;
   if (c.g.G != c.g.C || c.g.O != c.g.C) return throw_error(env, "depthwiseInfer: group, channels and outputs must be equal");
-  c.relu = relu == relu;
-  c.slope = c.relu ? (float)relu : 0.0f;
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
   if (T > c.g.C) T = c.g.C;
   DepthPart parts[MAX_THREADS];
   const int padded = depthwise_padded_applies(&c.g);
@@ -1159,48 +1156,16 @@ static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
   napi_value a[15];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
   if (argc < 15) return throw_error(env, "winogradInfer: expected 15 arguments");
-  bool isTa = false;
-  napi_is_typedarray(env, a[0], &isTa);
-  if (!isTa) return throw_error(env, "winogradInfer: geometry must be an Int32Array");
-  napi_typedarray_type type;
-  size_t glen = 0;
-  void *gd = NULL;
-  napi_get_typedarray_info(env, a[0], &type, &glen, &gd, NULL, NULL);
-  if (type != napi_int32_array || glen < 15) return throw_error(env, "winogradInfer: geometry must be an Int32Array of 15");
   Infer c;
-  memset(&c, 0, sizeof c);
-  memcpy(&c.g, gd, sizeof(Geometry));
+  int num, T, ok = 1;
+  if (!infer_args(env, a, "winogradInfer", 1, &c, &num, &T)) return NULL;
   const Geometry *g = &c.g;
   if (g->KH != 3 || g->KW != 3 || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1 || g->G != 1)
     return throw_error(env, "winogradInfer: the convolution must be 3x3, stride 1, undilated, one group");
-  int num, T;
-  double relu, c0, c1, sumRelu;
-  bool convFirst = true;
-  if (!i32arg(env, a[1], &num) || !i32arg(env, a[2], &T) || napi_get_value_double(env, a[7], &relu) != napi_ok ||
-      napi_get_value_double(env, a[12], &c0) != napi_ok || napi_get_value_double(env, a[13], &c1) != napi_ok ||
-      napi_get_value_double(env, a[14], &sumRelu) != napi_ok || napi_get_value_bool(env, a[11], &convFirst) != napi_ok)
-    return throw_error(env, "winogradInfer: num and threads must be integers, relu, c0, c1, sumRelu numbers, convFirst a boolean");
-  int ok = 1;
-  size_t l, lu;
-  c.x = f32(env, a[3], &l, &ok);
+  size_t lu;
   const float *U = f32(env, a[4], &lu, &ok);
-  c.scale = f32(env, a[5], &l, &ok);
-  c.shift = f32(env, a[6], &l, &ok);
-  c.y = f32(env, a[8], &l, &ok);
-  c.other = f32(env, a[9], &l, &ok);
-  c.z = f32(env, a[10], &l, &ok);
-  if (!ok || !c.x || !U || !c.y || (!c.z != !c.other)) return throw_error(env, "winogradInfer: x, transformed, y must be Float32Arrays, scale, shift, other, z Float32Arrays or null");
   if (lu < winograd_packed_floats(g->O, g->C)) return throw_error(env, "winogradInfer: the transformed weights are shorter than packWinograd writes");
-  c.relu = relu == relu;
-  c.slope = c.relu ? (float)relu : 0.0f;
-  c.sumRelu = sumRelu == sumRelu;
-  c.sumSlope = c.sumRelu ? (float)sumRelu : 0.0f;
-  c.convFirst = convFirst;
-  c.c0 = (float)c0;
-  c.c1 = (float)c1;
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
   if (!run_winograd(in, &c, U, num, T)) return throw_error(env, "winogradInfer: out of memory for the transformed tiles");
   return NULL;
 }
