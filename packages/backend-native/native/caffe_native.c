@@ -8,6 +8,10 @@
 // (+ bias; overwrites); colOut = col2im(W^T . gemmIn) (overwrites). With T threads the images are
 // split into T ranges; thread t > 0 accumulates its weight and bias gradients in scratch of its
 // own, added to the caller's in thread order afterwards (the same sum for the same T).
+//
+// The inference calls (conv2dInfer, winogradInfer, depthwiseInfer, maxPool) have the semantics of
+// @caffe-ts/blob's WasmInferConv: forwards with a per-channel epilogue and a folded sum, on
+// weights packed once by the caller (packed_gemm.c, winograd.c).
 #define NAPI_VERSION 8
 #include <node_api.h>
 #include <cblas.h>

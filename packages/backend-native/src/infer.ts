@@ -40,20 +40,22 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   instead), in 6×16 register tiles, AVX2 with FMA where the CPU has them. The epilogue (scale,
  *   shift, ReLU) and a folded Eltwise SUM are applied to each tile before it is stored. A plane of
  *   up to 4 positions runs as OpenBLAS matrix-vector products;
- * - Winograd-shaped convolutions (stride 1: 5×5, and 3×3 over NATIVE_WINOGRAD_MIN_CHANNELS
+ * - 3×3 stride-1 ungrouped convolutions of NATIVE_WINOGRAD_MIN_TILES output tiles or more run as
+ *   Winograd F(4×4, 3×3) on transformed weights kept the same way (`winograd: false`: never);
+ * - the other Winograd-shaped ones (stride 1: 5×5, and 3×3 over NATIVE_WINOGRAD_MIN_CHANNELS
  *   channels or more) go to `fallback` (default: the WebAssembly packed runner,
  *   builtinWasmInferConv()), whose Winograd kernels beat the products here;
- * - depthwise convolutions run a direct kernel in C, their channels split over the threads;
+ * - depthwise convolutions run a direct kernel in C (3×3 over a zero-padded copy of each
+ *   channel), their channels split over the threads;
  * - InnerProduct rows go to the fallback, else through OpenBLAS (sgemv for up to 4 rows), the
  *   bias added after;
  * - MAX pooling (maxPool) reduces each window's rows, then its columns, planes split over the
  *   threads.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
- * here and the fallback's. Threads: up to `threads` (default
- * getNumThreads(), read on every call), and at most one per `minFlopsPerThread` of the call's
- * work (default MIN_FLOPS_PER_THREAD). Throws NativeUnavailableError where the addon is not
- * built.
+ * here and the fallback's. Threads: up to `threads` (default getNumThreads(), read on every
+ * call), and at most one per `minFlopsPerThread` of the call's work (default
+ * MIN_FLOPS_PER_THREAD). Throws NativeUnavailableError where the addon is not built.
  */
 export function createNativeInferConv(
   options: { threads?: number; minFlopsPerThread?: number; packed?: boolean; winograd?: boolean; fallback?: WasmInferConv | null } = {},
@@ -87,11 +89,12 @@ export function createNativeInferConv(
     g: Conv2dGeometry, num: number, x: Float32Array, weights: Float32Array, version: number | undefined, epilogue: ConvEpilogue,
     y: Float32Array, io?: ActivationVersions, sum?: ConvSum,
   ): boolean => {
-    // The WebAssembly runner's Winograd kernels do a quarter of the multiplies or fewer: they
-    // beat unfolding and the products here on every 3×3 layer of ResNet-50 (one thread: 3.0-4.7
-    // ms against 4.5-6.9), but not a 3×3 over 16 channels (SqueezeNet's fire2 expand pair: 1.8
-    // ms here, 2.3-2.5 there), where their transforms weigh more than the products they save.
-    // A 5×5 saves more (LeNet's conv2 over 20 channels at batch 64: 5.0 ms there, 6.9 here).
+    // Where the native Winograd path does not apply, the WebAssembly runner's Winograd kernels
+    // (a quarter of the multiplies or fewer) beat unfolding and the products here: on ResNet-50's
+    // 7×7 3×3 layers (4.6-5.0 ms there), on any 3×3 before that path existed (3.0-4.7 ms there
+    // against 4.5-6.9), but not a 3×3 over 16 channels (SqueezeNet's fire2 expand pair: 1.8 ms
+    // here, 2.3-2.5 there), where their transforms weigh more than the products they save. A
+    // 5×5 saves more (LeNet's conv2 over 20 channels at batch 64: 5.0 ms there, 6.9 here).
     const winograd = options.winograd !== false && nativeWinogradApplies(g);
     const wasm = !winograd && winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS) ? fallback() : null;
     if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
