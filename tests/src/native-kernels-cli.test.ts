@@ -52,7 +52,10 @@ describe.skipIf(!nativeAvailability().available)('caffe --kernels native', () =>
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/GEMM kernel \(float32\): native-openblas/);
     expect(r.stdout).toMatch(/Convolution passes \(float32\): native-openblas/);
-    expect(caffe(['device_query']).stdout).toMatch(/Convolution passes \(float32\): the WebAssembly kernels/);
+    expect(r.stdout).toMatch(/Inference forwards \(float32\): native-openblas/);
+    const plain = caffe(['device_query']).stdout;
+    expect(plain).toMatch(/Convolution passes \(float32\): the WebAssembly kernels/);
+    expect(plain).toMatch(/Inference forwards \(float32\): the WebAssembly packed runner/);
   });
 
   it('trains as the WebAssembly kernels do, to rounding, on one thread and in two replicas', () => {

@@ -1,5 +1,5 @@
 import { cpus, totalmem } from 'node:os';
-import { activeGemmKernelName, installedConv2dRunner, registeredBackends, relaxedSimdStatus, wasmGemmInfo, type Backend, type RelaxedSimdStatus } from '@caffe-ts/blob';
+import { activeGemmKernelName, installedConv2dRunner, installedInferConvRunner, registeredBackends, relaxedSimdStatus, wasmGemmInfo, type Backend, type RelaxedSimdStatus } from '@caffe-ts/blob';
 import type { GpuBackendInfo } from '@caffe-ts/backend-gpu';
 import { backendFromFlags } from './common.js';
 import type { Command } from './index.js';
@@ -21,6 +21,7 @@ export const deviceQueryCommand: Command = {
       `WebAssembly relaxed SIMD (fused multiply-add kernels): ${RELAXED_SIMD_WORDS[relaxedSimdStatus()]}`,
       `GEMM kernel (float32): ${gemmKernelDescription()}`,
       `Convolution passes (float32): ${installedConv2dRunner()?.name ?? 'the WebAssembly kernels'}`,
+      `Inference forwards (float32): ${installedInferConvRunner()?.name ?? 'the WebAssembly packed runner'}`,
       `Runtime: Node.js ${process.versions.node} (V8 ${process.versions.v8})`,
     ];
     io.stdout(lines.join('\n') + '\n');
