@@ -174,6 +174,25 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     expect(own.stats().cachedBytes).toBe(4 * 36 * 18 * 64); // 36 transformed 16 × 64 matrices, rows padded to 18
   });
 
+  it('hands a convolution whose scratch would pass maxScratchFloats to the fallback (Winograd first, then the columns)', () => {
+    const calls: string[] = [];
+    const fallback = {
+      conv2d: (g: Conv2dGeometry) => (calls.push(`${g.kernelH}×${g.kernelW} over ${g.height}×${g.width}`), true),
+      stats: () => ({ cachedBytes: 0, cachedEntries: 0, memoryBytes: 0 }),
+    } as unknown as WasmInferConv;
+    const rng = new Rng(21);
+    const g = geometry({ channels: 4, height: 16, width: 16, padH: 1, padW: 1, outChannels: 4 });
+    const x = random(rng, 4 * 256), w = random(rng, 4 * 4 * 9), want = reference(g, 1, x, w, {});
+    // Winograd's scratch: 36 · (4 + 4) · 16 tiles = 4608 floats; the columns: 36 · 256 = 9216.
+    const runs = [[4608, true, 'Winograd'], [4607, true, null], [9216, false, 'columns'], [9215, false, null]] as const;
+    for (const [limit, winograd, stays] of runs) {
+      const y = new Float32Array(4 * 256).fill(NaN);
+      createNativeInferConv({ threads: 1, maxScratchFloats: limit, winograd, fallback }).conv2d(g, 1, x, w, 1, {}, y);
+      if (stays) expect(worstError(y, want), stays).toBeLessThan(2e-4);
+    }
+    expect(calls).toEqual(['3×3 over 16×16', '3×3 over 16×16']);
+  });
+
   const depthwiseCases: [string, Conv2dGeometry][] = [
     ['3×3 pad 1 (MobileNet\'s)', geometry({ channels: 12, height: 14, width: 13, padH: 1, padW: 1, outChannels: 12, group: 12 })],
     ['3×3 stride 2 pad 1', geometry({ channels: 8, height: 15, width: 16, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 8, group: 8 })],

@@ -5,6 +5,12 @@ import {
 import { nativeAddon } from './addon.js';
 
 /**
+ * Most floats of one image's scratch (unfolded columns, or Winograd's transformed tiles and
+ * products: 128 MiB) for which a convolution runs here rather than on the WebAssembly runner.
+ */
+export const NATIVE_MAX_SCRATCH_FLOATS = 1 << 25;
+
+/**
  * Fewest input channels per group for which a Winograd-shaped 3×3 convolution goes to the
  * WebAssembly runner (a 5×5 one always does).
  */
@@ -58,7 +64,10 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  * MIN_FLOPS_PER_THREAD). Throws NativeUnavailableError where the addon is not built.
  */
 export function createNativeInferConv(
-  options: { threads?: number; minFlopsPerThread?: number; packed?: boolean; winograd?: boolean; fallback?: WasmInferConv | null } = {},
+  options: {
+    threads?: number; minFlopsPerThread?: number; packed?: boolean; winograd?: boolean; maxScratchFloats?: number;
+    fallback?: WasmInferConv | null;
+  } = {},
 ): InferConvRunner {
   const addon = nativeAddon();
   // Packed weights per weights array, kept while their version stays (a WeakMap: a disposed
@@ -95,10 +104,17 @@ export function createNativeInferConv(
     // against 4.5-6.9), but not a 3×3 over 16 channels (SqueezeNet's fire2 expand pair: 1.8 ms
     // here, 2.3-2.5 there), where their transforms weigh more than the products they save. A
     // 5×5 saves more (LeNet's conv2 over 20 channels at batch 64: 5.0 ms there, 6.9 here).
-    const winograd = options.winograd !== false && nativeWinogradApplies(g);
-    const wasm = !winograd && winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS) ? fallback() : null;
-    if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
     const { OH, OW } = checkConv2dPass('native inference conv', g, num, num, { colIn: x, gemmOut: y, weights });
+    // One image's scratch: Winograd's transformed input and products, or the unfolded columns.
+    // Past maxScratchFloats (a large image) the WebAssembly runner, which unfolds as it goes, runs
+    // the layer instead.
+    const maxScratch = options.maxScratchFloats ?? NATIVE_MAX_SCRATCH_FLOATS;
+    const tiles = Math.ceil(OH / 4) * Math.ceil(OW / 4);
+    const winograd = options.winograd !== false && nativeWinogradApplies(g) && 36 * (g.channels + g.outChannels) * tiles <= maxScratch;
+    const unfolded = (g.channels / g.group) * g.kernelH * g.kernelW * OH * OW;
+    const tooLarge = !winograd && unfolded > maxScratch;
+    const wasm = tooLarge || (!winograd && winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS)) ? fallback() : null;
+    if (wasm?.conv2d(g, num, x, weights, version, epilogue, y, io, sum)) return true;
     const O = g.outChannels, imgOut = O * OH * OW;
     const { scale = null, shift = null, relu = null } = epilogue;
     checkEpilogue('native inference conv', O, scale, shift);
