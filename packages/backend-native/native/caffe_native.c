@@ -330,6 +330,11 @@ static void par_sgemv(int T, int tb, int N, int K, float alpha, const float *B, 
   run_parts(T, gemv_part, parts, sizeof(GemvPart));
 }
 
+// Whether an image is its own column matrix: 1x1, stride 1, no padding.
+static int unfolds_to_itself(const Geometry *g) {
+  return g->KH == 1 && g->KW == 1 && g->padH == 0 && g->padW == 0 && g->strideH == 1 && g->strideW == 1;
+}
+
 typedef struct {
   const Geometry *g;
   const Pass *p;
@@ -346,7 +351,7 @@ static void run_range(Job *job) {
   Scratch *s = job->scratch;
   const int S = g->OH * g->OW, Cg = g->C / g->G, m = g->O / g->G, K = Cg * g->KH * g->KW;
   const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * S;
-  const int is1x1 = g->KH == 1 && g->KW == 1 && g->padH == 0 && g->padW == 0 && g->strideH == 1 && g->strideW == 1;
+  const int is1x1 = unfolds_to_itself(g);
   const int unfold = p->colIn && (p->gemmOut || p->weightDiff);
   for (int n0 = job->n0; n0 < job->n1; n0 += job->chunk) {
     const int nb = n0 + job->chunk <= job->n1 ? job->chunk : job->n1 - n0;
@@ -453,14 +458,7 @@ typedef struct {
   int failed;
 } InferPart;
 
-// Caffe's ReLU, max(v, 0) + slope * min(v, 0); slope 0 is max(v, 0) itself (no -0).
-static inline float leaky(float v, float slope) {
-  return v > 0 ? v : slope == 0.0f ? 0.0f : v * slope;
-}
 
-static int infer_is1x1(const Geometry *g) {
-  return g->KH == 1 && g->KW == 1 && g->padH == 0 && g->padW == 0 && g->strideH == 1 && g->strideW == 1;
-}
 
 // Floats of output a tile of infer_block covers: its product's result is still in the cache
 // (256 KiB) when the epilogue reads it back.
@@ -526,7 +524,7 @@ static void infer_epilogue(const Infer *c, size_t img, int o0, int o1, int j0, i
     if (c->relu) {
       const float slope = c->slope;
       if (slope == 0.0f) for (int j = 0; j < w; j++) r[j] = r[j] > 0 ? r[j] : 0.0f;
-      else for (int j = 0; j < w; j++) r[j] = leaky(r[j], slope);
+      else for (int j = 0; j < w; j++) r[j] = pg_act(r[j], 1, slope);
     }
     if (c->z) {
       const float *q = c->other + img + (size_t)o * S + j0;
@@ -537,7 +535,7 @@ static void infer_epilogue(const Infer *c, size_t img, int o0, int o1, int j0, i
         const float p0 = c0 * f[j], p1 = c1 * s[j];
         zr[j] = p0 + p1;
       }
-      if (c->sumRelu) for (int j = 0; j < w; j++) zr[j] = leaky(zr[j], c->sumSlope);
+      if (c->sumRelu) for (int j = 0; j < w; j++) zr[j] = pg_act(zr[j], 1, c->sumSlope);
     }
   }
 }
@@ -551,7 +549,7 @@ static void *infer_images(void *arg) {
   const int S = g->OH * g->OW;
   for (int n = q->n0; n < q->n1; n++) {
     const float *x = c->x + (size_t)n * imgIn, *col = x;
-    if (!infer_is1x1(g)) {
+    if (!unfolds_to_itself(g)) {
       Scratch *s = q->scratch;
       if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * S)) { q->failed = 1; return NULL; }
       walk_columns(g, 1, s->col, (float *)x, 0, 0, g->C);
@@ -719,7 +717,7 @@ static void *depthwise_part(void *arg) {
       }
       if (c->relu) {
         const float slope = c->slope;
-        for (int ow = 0; ow < OW; ow++) r[ow] = leaky(r[ow] + sh, slope);
+        for (int ow = 0; ow < OW; ow++) r[ow] = pg_act(r[ow] + sh, 1, slope);
       } else for (int ow = 0; ow < OW; ow++) r[ow] += sh;
     }
   }
@@ -853,7 +851,7 @@ static int run_infer(Instance *in, const Infer *c, int num, int T) {
   if (B < 1) B = 1;
   for (int n = whole; n < num; n++) {
     const float *col = c->x + (size_t)n * g->C * g->H * g->W;
-    if (!infer_is1x1(g)) {
+    if (!unfolds_to_itself(g)) {
       Scratch *s = &in->slots[0];
       if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * S)) return 0;
       const int U = T < g->C ? T : g->C;

@@ -51,11 +51,6 @@ static void pack_b(const float *B, int ldb, int kc, int nc, float *out) {
   }
 }
 
-static inline float pg_act(float v, int on, float slope) {
-  if (!on) return v;
-  return v > 0 ? v : slope == 0.0f ? 0.0f : v * slope;
-}
-
 // Stores rows [0, mr) x columns [0, nr) of the tile t at c (adding what c holds where `acc`),
 // with the epilogue of row `row` on where e is given; o and z: the sum's operand and output at
 // the tile's place (NULL without a sum).
@@ -73,11 +68,7 @@ static void store_tile(float t[PG_MR][PG_NR], float *c, int ldc, int acc, const 
         v = pg_act(v, e->relu, e->slope);
       }
       cr[j] = v;
-      if (z) {
-        const float q = o[(size_t)i * ldc + j];
-        const float p0 = e->c0 * (e->convFirst ? v : q), p1 = e->c1 * (e->convFirst ? q : v);
-        z[(size_t)i * ldc + j] = pg_act(p0 + p1, e->sumRelu, e->sumSlope);
-      }
+      if (z) z[(size_t)i * ldc + j] = pg_sum(e, v, o[(size_t)i * ldc + j]);
     }
   }
 }

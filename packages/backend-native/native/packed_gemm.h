@@ -40,6 +40,19 @@ typedef struct {
   float c0, c1, sumSlope;
 } PgEpilogue;
 
+// Caffe's ReLU where `on`: max(v, 0) + slope * min(v, 0), slope 0 being max(v, 0) itself (no -0).
+static inline float pg_act(float v, int on, float slope) {
+  if (!on || v > 0) return v;
+  return slope == 0.0f ? 0.0f : v * slope;
+}
+
+// The folded sum of e for the convolution's value v and the other operand q:
+// act2(c0 * first + c1 * second), each product and the sum rounded apart (as the Eltwise layer).
+static inline float pg_sum(const PgEpilogue *e, float v, float q) {
+  const float p0 = e->c0 * (e->convFirst ? v : q), p1 = e->c1 * (e->convFirst ? q : v);
+  return pg_act(p0 + p1, e->sumRelu, e->sumSlope);
+}
+
 // C[r][j] for rows [m0, m1) and columns [n0, n1) of C = packed(A) . B, B K x N row-major (row
 // stride ldb), C row stride ldc, the epilogue applied. m0 must be a multiple of PG_MR. `work`:
 // PG_KC * PG_NC floats of this thread's own.

@@ -136,10 +136,6 @@ static void transform_out(const float *M, size_t stride, int nb, float Y[16][WG_
   }
 }
 
-static inline float wg_act(float v, int on, float slope) {
-  return !on || v > 0 ? v : slope == 0.0f ? 0.0f : v * slope;
-}
-
 void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y, const PgEpilogue *e) {
   const int P = s->TH * s->TW, S = s->OH * s->OW;
   const size_t stride = (size_t)s->O * P;
@@ -157,11 +153,7 @@ void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y,
           for (int j = 0; j < WG_TILE && ow0 + j < s->OW; j++) {
             const float v = Y[i * 4 + j][q];
             yo[at + j] = v;
-            if (e->z) {
-              const float other = e->other[(size_t)o * S + at + j];
-              const float p0v = e->c0 * (e->convFirst ? v : other), p1v = e->c1 * (e->convFirst ? other : v);
-              e->z[(size_t)o * S + at + j] = wg_act(p0v + p1v, e->sumRelu, e->sumSlope);
-            }
+            if (e->z) e->z[(size_t)o * S + at + j] = pg_sum(e, v, e->other[(size_t)o * S + at + j]);
           }
         }
       }
