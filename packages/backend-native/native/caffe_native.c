@@ -825,6 +825,142 @@ static void *maxpool_part(void *arg) {
   return NULL;
 }
 
+// MAX pooling for training: values and the argmax (the index in its plane of the value taken),
+// as @caffe-ts/layers' MaxPool loop: each window starts at its first element and a later one is
+// taken only where larger, so the first maximum in row-major order wins (and a NaN first element
+// stays). Windows must be non-empty.
+typedef struct {
+  const float *x;
+  float *y;
+  int *idx;
+  int H, W, PH, PW, KH, KW, SH, SW, PADH, PADW;
+  int p0, p1;
+} ArgmaxPart;
+
+// One output row of whole 2x2 stride-2 windows (rows r0 and r1 of the plane, r0 starting at
+// plane index `at`): four values compared in the general loop's order, as selects (a branch per
+// compare mispredicts half the time on real activations).
+static void argmax_2x2_row(const float *r0, const float *r1, int at, int W, int PW, float *y, int *ix, int pw) {
+  for (; pw < PW; pw++) {
+    const int i0 = at + 2 * pw;
+    float best = r0[2 * pw];
+    int i = i0;
+    float v = r0[2 * pw + 1];
+    int gt = v > best;
+    best = gt ? v : best; i = gt ? i0 + 1 : i;
+    v = r1[2 * pw]; gt = v > best;
+    best = gt ? v : best; i = gt ? i0 + W : i;
+    v = r1[2 * pw + 1]; gt = v > best;
+    best = gt ? v : best; i = gt ? i0 + W + 1 : i;
+    y[pw] = best;
+    ix[pw] = i;
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+// Eight windows per step: the even and odd columns of 16 values split apart, then the same
+// compares as argmax_2x2_row (greater-than is false for NaN, as there).
+__attribute__((target("avx2,fma"))) static void argmax_2x2_row_avx2(const float *r0, const float *r1, int at, int W, int PW, float *y, int *ix) {
+  int pw = 0;
+  const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  for (; pw + 8 <= PW; pw += 8) {
+    const __m256 a0 = _mm256_loadu_ps(r0 + 2 * pw), a1 = _mm256_loadu_ps(r0 + 2 * pw + 8);
+    const __m256 b0 = _mm256_loadu_ps(r1 + 2 * pw), b1 = _mm256_loadu_ps(r1 + 2 * pw + 8);
+    const __m256 e0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 o0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 e1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 o1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(at + 2 * pw), step);
+    __m256 best = e0;
+    __m256i i = i0;
+    __m256 gt = _mm256_cmp_ps(o0, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, o0, gt);
+    i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(_mm256_add_epi32(i0, _mm256_set1_epi32(1))), gt));
+    gt = _mm256_cmp_ps(e1, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, e1, gt);
+    i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(_mm256_add_epi32(i0, _mm256_set1_epi32(W))), gt));
+    gt = _mm256_cmp_ps(o1, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, o1, gt);
+    i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(i), _mm256_castsi256_ps(_mm256_add_epi32(i0, _mm256_set1_epi32(W + 1))), gt));
+    _mm256_storeu_ps(y + pw, best);
+    _mm256_storeu_si256((__m256i *)(ix + pw), i);
+  }
+  argmax_2x2_row(r0, r1, at, W, PW, y, ix, pw);
+}
+#define HAVE_ARGMAX_AVX2 1
+#endif
+
+static void *maxpool_argmax_part(void *arg) {
+  const ArgmaxPart *q = (const ArgmaxPart *)arg;
+  const int W = q->W;
+  const int whole2x2 = q->KH == 2 && q->KW == 2 && q->SH == 2 && q->SW == 2 && q->PADH == 0 && q->PADW == 0 &&
+                       2 * q->PH <= q->H && 2 * q->PW <= W;
+#ifdef HAVE_ARGMAX_AVX2
+  const int wide = packed_gemm_wide();
+#endif
+  for (int p = q->p0; p < q->p1; p++) {
+    const float *x = q->x + (size_t)p * q->H * W;
+    float *y = q->y + (size_t)p * q->PH * q->PW;
+    int *ix = q->idx + (size_t)p * q->PH * q->PW;
+    if (whole2x2) {
+      // LeNet's pooling: every window whole.
+      for (int ph = 0; ph < q->PH; ph++) {
+        const float *r0 = x + (size_t)2 * ph * W;
+#ifdef HAVE_ARGMAX_AVX2
+        if (wide) { argmax_2x2_row_avx2(r0, r0 + W, 2 * ph * W, W, q->PW, y + (size_t)ph * q->PW, ix + (size_t)ph * q->PW); continue; }
+#endif
+        argmax_2x2_row(r0, r0 + W, 2 * ph * W, W, q->PW, y + (size_t)ph * q->PW, ix + (size_t)ph * q->PW, 0);
+      }
+      continue;
+    }
+    for (int ph = 0; ph < q->PH; ph++) {
+      int h0 = ph * q->SH - q->PADH, h1 = h0 + q->KH;
+      if (h1 > q->H) h1 = q->H;
+      if (h0 < 0) h0 = 0;
+      for (int pw = 0; pw < q->PW; pw++) {
+        int w0 = pw * q->SW - q->PADW, w1 = w0 + q->KW;
+        if (w1 > W) w1 = W;
+        if (w0 < 0) w0 = 0;
+        int at = h0 * W + w0;
+        float best = x[at];
+        for (int h = h0; h < h1; h++)
+          for (int w = w0; w < w1; w++) {
+            const float v = x[h * W + w];
+            const int gt = v > best;
+            best = gt ? v : best;
+            at = gt ? h * W + w : at;
+          }
+        y[(size_t)ph * q->PW + pw] = best;
+        ix[(size_t)ph * q->PW + pw] = at;
+      }
+    }
+  }
+  return NULL;
+}
+
+// The MAX pooling gradient: dx zeroed, then dx[argmax] += dy per output, plane by plane (an
+// argmax outside its plane is skipped).
+typedef struct {
+  const float *dy;
+  const int *idx;
+  float *dx;
+  int inPlane, outPlane, p0, p1;
+} UnpoolPart;
+
+static void *max_unpool_part(void *arg) {
+  const UnpoolPart *q = (const UnpoolPart *)arg;
+  memset(q->dx + (size_t)q->p0 * q->inPlane, 0, sizeof(float) * (size_t)(q->p1 - q->p0) * q->inPlane);
+  for (int p = q->p0; p < q->p1; p++) {
+    float *dx = q->dx + (size_t)p * q->inPlane;
+    const float *dy = q->dy + (size_t)p * q->outPlane;
+    const int *ix = q->idx + (size_t)p * q->outPlane;
+    for (int o = 0; o < q->outPlane; o++)
+      if ((unsigned)ix[o] < (unsigned)q->inPlane) dx[ix[o]] += dy[o];
+  }
+  return NULL;
+}
+
 // Runs the forward over num images on T threads: whole images per thread while there are at
 // least T left, then each remaining image split into blocks (by output channels in 8-row strips
 // where they outnumber the positions, else by 16-column strips of positions), its unfolding split
@@ -891,6 +1027,23 @@ static float *f32(napi_env env, napi_value v, size_t *len, int *ok) {
   napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL);
   if (type != napi_float32_array) { *ok = 0; return NULL; }
   return (float *)data;
+}
+
+// An Int32Array argument (null or undefined: *out NULL, returns 1); returns 0 for anything else.
+static int i32arr(napi_env env, napi_value v, size_t *len, int *ok, int **out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  *len = 0;
+  *out = NULL;
+  if (t == napi_null || t == napi_undefined) return 1;
+  bool isTa = false;
+  napi_is_typedarray(env, v, &isTa);
+  napi_typedarray_type type = napi_float32_array;
+  void *data = NULL;
+  if (isTa) napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL);
+  if (!isTa || type != napi_int32_array) { *ok = 0; return 0; }
+  *out = (int *)data;
+  return 1;
 }
 
 static int i32arg(napi_env env, napi_value v, int *out) {
@@ -1205,28 +1358,40 @@ static napi_value js_winograd_floats(napi_env env, napi_callback_info info) {
   return v;
 }
 
-// maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threads): MAX pooling values
-// of planes split over the threads. The caller (infer.ts) has checked lengths and windows.
+// maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threads[, argmax]): MAX pooling
+// of planes split over the threads; values only, or with argmax (an Int32Array as long as y) the
+// training forward (maxpool_argmax_part). The caller has checked lengths and windows.
 static napi_value js_max_pool(napi_env env, napi_callback_info info) {
-  size_t argc = 14;
-  napi_value a[14];
+  size_t argc = 15;
+  napi_value a[15];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 14) return throw_error(env, "maxPool: expected 14 arguments");
+  if (argc < 14) return throw_error(env, "maxPool: expected 14 or 15 arguments");
   int v[11], T;
   for (int i = 0; i < 11; i++)
     if (!i32arg(env, a[i], &v[i])) return throw_error(env, "maxPool: the sizes must be integers");
   if (!i32arg(env, a[13], &T)) return throw_error(env, "maxPool: threads must be an integer");
   int ok = 1;
-  size_t lx, ly;
+  size_t lx, ly, li = 0;
   const float *x = f32(env, a[11], &lx, &ok);
   float *y = f32(env, a[12], &ly, &ok);
+  int *idx = NULL;
+  if (argc > 14 && !i32arr(env, a[14], &li, &ok, &idx)) return throw_error(env, "maxPool: argmax must be an Int32Array or null");
   const int planes = v[0];
   if (!ok || !x || !y || planes < 0 || v[1] < 1 || v[2] < 1 || v[3] < 1 || v[4] < 1 || lx < (size_t)planes * v[1] * v[2] || ly < (size_t)planes * v[3] * v[4])
     return throw_error(env, "maxPool: x and y must be Float32Arrays of planes * H * W and planes * PH * PW");
+  if (idx && li < (size_t)planes * v[3] * v[4]) return throw_error(env, "maxPool: argmax must be an Int32Array of planes * PH * PW");
   Instance *in = current = instance(env);
   if (T < 1) T = 1;
   if (T > MAX_THREADS) T = MAX_THREADS;
   if (T > planes) T = planes > 0 ? planes : 1;
+  if (idx) {
+    ArgmaxPart parts[MAX_THREADS];
+    for (int t = 0; t < T; t++)
+      parts[t] = (ArgmaxPart){ x, y, idx, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                               (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+    run_parts(T, maxpool_argmax_part, parts, sizeof(ArgmaxPart));
+    return NULL;
+  }
   PoolPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Scratch *s = &in->slots[t];
@@ -1235,6 +1400,36 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
                            (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), s->buf };
   }
   run_parts(T, maxpool_part, parts, sizeof(PoolPart));
+  return NULL;
+}
+
+// maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
+// overwriting dx (max_unpool_part), planes split over the threads.
+static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value a[7];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 7) return throw_error(env, "maxUnpool: expected 7 arguments");
+  int planes, inPlane, outPlane, T;
+  if (!i32arg(env, a[2], &planes) || !i32arg(env, a[3], &inPlane) || !i32arg(env, a[4], &outPlane) || !i32arg(env, a[6], &T))
+    return throw_error(env, "maxUnpool: the sizes and threads must be integers");
+  int ok = 1;
+  size_t ldy, li = 0, ldx;
+  const float *dy = f32(env, a[0], &ldy, &ok);
+  int *idx = NULL;
+  if (!i32arr(env, a[1], &li, &ok, &idx)) return throw_error(env, "maxUnpool: argmax must be an Int32Array");
+  float *dx = f32(env, a[5], &ldx, &ok);
+  if (!ok || !dy || !idx || !dx || planes < 0 || inPlane < 1 || outPlane < 1 ||
+      ldy < (size_t)planes * outPlane || li < (size_t)planes * outPlane || ldx < (size_t)planes * inPlane)
+    return throw_error(env, "maxUnpool: dy, argmax (Int32Array) and dx must hold planes * outPlane, planes * outPlane and planes * inPlane values");
+  current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > planes) T = planes > 0 ? planes : 1;
+  UnpoolPart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++)
+    parts[t] = (UnpoolPart){ dy, idx, dx, inPlane, outPlane, (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+  run_parts(T, max_unpool_part, parts, sizeof(UnpoolPart));
   return NULL;
 }
 
@@ -1291,6 +1486,7 @@ NAPI_MODULE_INIT() {
     { "packedFloats", NULL, js_packed_floats, NULL, NULL, NULL, napi_default, NULL },
     { "winogradInfer", NULL, js_winograd_infer, NULL, NULL, NULL, napi_default, NULL },
     { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
+    { "maxUnpool", NULL, js_max_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },

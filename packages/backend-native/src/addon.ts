@@ -35,7 +35,9 @@ export interface NativeAddon {
   maxPool(
     planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
     SH: number, SW: number, padH: number, padW: number, x: Float32Array, y: Float32Array, threads: number,
+    argmax?: Int32Array | null,
   ): void;
+  maxUnpool(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array, threads: number): void;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

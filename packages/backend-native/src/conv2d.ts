@@ -1,18 +1,37 @@
 import { checkConv2dPass, getNumThreads, MIN_FLOPS_PER_THREAD, type Conv2dGeometry, type Conv2dPass, type Conv2dRunner } from '@caffe-ts/blob';
 import { nativeAddon } from './addon.js';
 
+/** Fewest pooling outputs per thread (fewer: one thread, which measured faster than waking another). */
+export const MIN_POOL_OUTPUTS_PER_THREAD = 16384;
+
 /**
  * A Conv2dRunner in native code: per chunk of images, im2col / col2im and the reordering in C,
  * the products in OpenBLAS's sgemm (Conv2dPass's semantics, on the caller's arrays in place).
  * A pass large enough splits its images over up to `threads` threads (default: the kernel thread
- * count, getNumThreads(), read on every call), each with one-thread GEMMs. Throws
- * NativeUnavailableError where the addon is not built.
+ * count, getNumThreads(), read on every call), each with one-thread GEMMs. It also runs the
+ * training MAX pooling passes (maxPool with the argmax, maxUnpool), planes split over the threads.
+ * Throws NativeUnavailableError where the addon is not built.
  */
 export function createNativeConv2d(options: { threads?: number } = {}): Conv2dRunner {
   const addon = nativeAddon();
   const geometry = new Int32Array(15);
+  // Pooling moves a few floats per compare: a thread takes at least this many outputs, unless
+  // `threads` was given.
+  const poolThreads = (outputs: number) => options.threads ?? Math.max(1, Math.min(getNumThreads(), Math.floor(outputs / MIN_POOL_OUTPUTS_PER_THREAD)));
   return {
     name: 'native-openblas',
+    maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, argmax) {
+      const outputs = planes * PH * PW;
+      if (x.length < planes * H * W || y.length < outputs || argmax.length < outputs) return false;
+      addon.maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, poolThreads(outputs), argmax);
+      return true;
+    },
+    maxUnpool(dy, argmax, planes, inPlane, outPlane, dx) {
+      const outputs = planes * outPlane;
+      if (dy.length < outputs || argmax.length < outputs || dx.length < planes * inPlane) return false;
+      addon.maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, poolThreads(outputs));
+      return true;
+    },
     run(g: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void {
       const { OH, OW } = checkConv2dPass('native conv', g, num, chunk, pass);
       geometry.set([

@@ -295,9 +295,27 @@ export function defaultWasmConv2d(): WasmConv2d | null {
 
 /**
  * A runner of batched convolution passes with WasmConv2d's contract (Conv2dPass: the same
- * products, accumulations and overwrites, on the caller's arrays), e.g. a native one.
+ * products, accumulations and overwrites, on the caller's arrays), e.g. a native one. It may
+ * also run the training MAX pooling passes (Pooling layers hand them over where it has them).
  */
-export type Conv2dRunner = WasmConv2d;
+export interface Conv2dRunner extends WasmConv2d {
+  /**
+   * MAX pooling forward with the argmax kept for the backward: Caffe's windows (start
+   * o·stride − pad, clipped to the plane, each non-empty), each from its first element, a later
+   * one taken only where larger (the first maximum in row-major order); `argmax` receives each
+   * value's index in its input plane. False where it declines (nothing written).
+   */
+  maxPool?(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    x: Float32Array, y: Float32Array, argmax: Int32Array,
+  ): boolean;
+  /**
+   * MAX pooling backward: dx (planes · inPlane) overwritten with zeros, then dx[argmax] += dy per
+   * output. False where it declines (nothing written).
+   */
+  maxUnpool?(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array): boolean;
+}
 
 const RUNNER_KEY = Symbol.for('caffe-ts.conv2dRunner');
 

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLayer, makeBlob } from '../testing.js';
 import { convolutionLayerDef } from './convolution-layer.js';
 import { innerProductLayerDef } from './inner-product-layer.js';
+import { poolingLayerDef } from './pooling-layer.js';
 
 function recordingRunner(): Conv2dRunner & { passes: string[] } {
   const inner = createWasmConv2d({ relaxed: false, threads: 1 });
@@ -72,6 +73,60 @@ describe('an installed Conv2dRunner', () => {
     setConv2dRunner(runner);
     step({ num_output: 6, kernel_size: [3], stride: [2], pad: [1] }, [1, 4, 9, 9], Phase.TEST);
     expect(runner.passes.filter((p) => p.includes('gemmOut'))).toEqual([]);
+  });
+
+  it('takes the weight gradient that the small-convolution kernels compute without one (LeNet conv1)', () => {
+    const runner = recordingRunner();
+    setConv2dRunner(runner);
+    const layer = createLayer(convolutionLayerDef, { convolution_param: { num_output: 4, kernel_size: [5], weight_filler: { type: 'gaussian', std: 0.1 } } }, { dtype: 'float32', rng: new Rng(3) });
+    const bottom = makeBlob([2, 1, 9, 9], { dtype: 'float32', rng: new Rng(4) }), top = new Blob([1], { dtype: 'float32' });
+    layer.setUp([bottom], [top]);
+    layer.forward([bottom], [top]);
+    top.mutableCpuDiff().fill(0.5);
+    layer.backward([top], [false], [bottom]);
+    expect(runner.passes).toEqual(['colIn+gemmOut', 'colIn+gemmIn+weightDiff+biasDiff']);
+  });
+
+  it('takes training MAX pooling where it pools (values and argmax, then the scatter), with the default\'s results', () => {
+    const run = () => {
+      const layer = createLayer(poolingLayerDef, { pooling_param: { pool: 0, kernel_size: 3, stride: 2, pad: 1 } }, { dtype: 'float32' });
+      const bottom = makeBlob([2, 3, 7, 8], { dtype: 'float32', rng: new Rng(8) }), top = new Blob([1], { dtype: 'float32' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      const dy = top.mutableCpuDiff();
+      for (let i = 0; i < dy.length; i++) dy[i] = i + 1;
+      layer.backward([top], [true], [bottom]);
+      return [Array.from(top.cpuData()), Array.from(bottom.cpuDiff())];
+    };
+    const plain = run();
+    const calls: string[] = [];
+    const runner: Conv2dRunner = {
+      ...recordingRunner(),
+      // The JavaScript loops' answers, computed here from the arguments (first maximum wins).
+      maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, argmax) {
+        calls.push(`maxPool ${planes}×${H}×${W}→${PH}×${PW}`);
+        for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
+          const h0 = Math.max(ph * SH - padH, 0), h1 = Math.min(ph * SH - padH + KH, H), w0 = Math.max(pw * SW - padW, 0), w1 = Math.min(pw * SW - padW + KW, W);
+          let at = h0 * W + w0;
+          for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[p * H * W + h * W + w]! > x[p * H * W + at]!) at = h * W + w;
+          y[(p * PH + ph) * PW + pw] = x[p * H * W + at]!;
+          argmax[(p * PH + ph) * PW + pw] = at;
+        }
+        return true;
+      },
+      maxUnpool(dy, argmax, planes, inPlane, outPlane, dx) {
+        calls.push(`maxUnpool ${planes}×${inPlane}←${outPlane}`);
+        dx.fill(0, 0, planes * inPlane);
+        for (let p = 0; p < planes; p++) for (let o = 0; o < outPlane; o++) dx[p * inPlane + argmax[p * outPlane + o]!]! += dy[p * outPlane + o]!;
+        return true;
+      },
+    };
+    setConv2dRunner(runner);
+    expect(run()).toEqual(plain);
+    expect(calls).toEqual(['maxPool 6×7×8→4×5', 'maxUnpool 6×56←20']);
+    // One that declines leaves the work to the default kernels.
+    setConv2dRunner({ ...runner, maxPool: () => false, maxUnpool: () => false });
+    expect(run()).toEqual(plain);
   });
 });
 

@@ -1,5 +1,5 @@
 import {
-  allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, installedInferConvRunner, releaseHostInt32, zeroFill,
+  allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, installedConv2dRunner, installedInferConvRunner, releaseHostInt32, zeroFill,
   type Blob, type FloatArray, type PoolGeometry,
 } from '@caffe-ts/blob';
 import {
@@ -228,9 +228,14 @@ export class PoolingLayer extends Layer {
       // 2×2/2 windows (LeNet) to the GEMM module's dedicated loop, anything else to the training
       // kernels (four outputs per SIMD step for any geometry, edge-cut and padded windows too).
       const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
-      const train = f32 && !full2x2 ? defaultWasmTrain() : null;
-      const wasm = f32 && !train ? defaultWasmMaxPool() : null;
-      if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
+      // An installed pass runner that pools (setConv2dRunner, e.g. native kernels) goes first.
+      const installed = f32 && (installedConv2dRunner()?.maxPool?.(
+        planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst as Float32Array, idx,
+      ) ?? false);
+      const train = f32 && !installed && !full2x2 ? defaultWasmTrain() : null;
+      const wasm = f32 && !installed && !train ? defaultWasmMaxPool() : null;
+      if (installed) { /* done */ }
+      else if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
       else if (wasm) {
         wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx, {
           kernel: this.kernelW, stride: this.strideW, pad: this.padW,
@@ -279,6 +284,7 @@ export class PoolingLayer extends Layer {
       // then). Blobs in the kernels' shared memory ('wasm' host allocator) are done there in place
       // (the argmax too: allocHostInt32), others by the training kernels, which stage them.
       if (this.windowsNonEmpty()) {
+        if (installedConv2dRunner()?.maxUnpool?.(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff)) return;
         if (defaultWasmMaxPool()?.maxUnpool(topDiff, this.maxIdx, planes, inPlane, outPlane, bottomDiff)) return;
         const train = defaultWasmTrain();
         if (train) {

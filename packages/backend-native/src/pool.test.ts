@@ -1,0 +1,69 @@
+import { Rng } from '@caffe-ts/blob';
+import { describe, expect, it } from 'vitest';
+import { nativeAddon, nativeAvailability } from './addon.js';
+import { createNativeConv2d } from './conv2d.js';
+
+const { available } = nativeAvailability();
+
+/** Caffe's MAX pooling windows, each from its first element, a later one taken only where larger. */
+function reference(planes: number, H: number, W: number, KH: number, KW: number, S: number, pad: number, x: Float32Array) {
+  const PH = Math.ceil((H + 2 * pad - KH) / S) + 1, PW = Math.ceil((W + 2 * pad - KW) / S) + 1;
+  const y = new Float32Array(planes * PH * PW), argmax = new Int32Array(y.length);
+  for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
+    const h0 = Math.max(ph * S - pad, 0), h1 = Math.min(ph * S - pad + KH, H), w0 = Math.max(pw * S - pad, 0), w1 = Math.min(pw * S - pad + KW, W);
+    let at = h0 * W + w0;
+    for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[p * H * W + h * W + w]! > x[p * H * W + at]!) at = h * W + w;
+    y[(p * PH + ph) * PW + pw] = x[p * H * W + at]!;
+    argmax[(p * PH + ph) * PW + pw] = at;
+  }
+  return { PH, PW, y, argmax };
+}
+
+const cases: [string, number, number, number, number, number, number][] = [
+  // name, planes, H, W, kernel, stride, pad
+  ['LeNet pool1 (2×2/2 over 24×24: eight windows a step, then the rest)', 6, 24, 24, 2, 2, 0],
+  ['2×2/2 over an odd plane (the last row and column left out)', 5, 9, 21, 2, 2, 0],
+  ['3×3/2 pad 1 (windows cut by the edges)', 4, 7, 8, 3, 2, 1],
+  ['3×3/3 (windows cut at the bottom and right)', 3, 8, 10, 3, 3, 0],
+];
+
+describe.skipIf(!available)('native training MAX pooling', () => {
+  for (const threads of [1, 2]) {
+    for (const [name, planes, H, W, K, S, pad] of cases) {
+      it(`${name}, ${threads} thread(s): values, argmax and the scatter back`, () => {
+        const rng = new Rng(11);
+        const x = new Float32Array(planes * H * W);
+        // Few distinct values, so that windows hold ties (the first one wins) and NaN at a window's
+        // start stays (as the JavaScript loop's compare keeps it).
+        for (let i = 0; i < x.length; i++) x[i] = Math.floor(rng.uniform() * 5) - 2;
+        x[0] = Number.NaN;
+        x[7] = Number.NaN;
+        const want = reference(planes, H, W, K, K, S, pad, x);
+        const runner = createNativeConv2d({ threads });
+        const y = new Float32Array(want.y.length).fill(99), argmax = new Int32Array(want.y.length).fill(-5);
+        expect(runner.maxPool!(planes, H, W, want.PH, want.PW, K, K, S, S, pad, pad, x, y, argmax)).toBe(true);
+        expect(Array.from(argmax)).toEqual(Array.from(want.argmax));
+        expect(Array.from(y)).toEqual(Array.from(want.y));
+        const dy = new Float32Array(y.length);
+        for (let i = 0; i < dy.length; i++) dy[i] = i + 1;
+        const dx = new Float32Array(x.length).fill(Number.NaN);
+        expect(runner.maxUnpool!(dy, argmax, planes, H * W, want.PH * want.PW, dx)).toBe(true);
+        const wantDx = new Float32Array(x.length);
+        for (let p = 0; p < planes; p++) for (let o = 0; o < want.PH * want.PW; o++) wantDx[p * H * W + want.argmax[p * want.PH * want.PW + o]!]! += dy[p * want.PH * want.PW + o]!;
+        expect(Array.from(dx)).toEqual(Array.from(wantDx));
+      });
+    }
+  }
+
+  it('declines arrays shorter than the geometry (nothing written), and the addon refuses a wrong argmax type', () => {
+    const runner = createNativeConv2d({ threads: 1 });
+    const y = new Float32Array(4), argmax = new Int32Array(4);
+    expect(runner.maxPool!(1, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0, new Float32Array(15), y, argmax)).toBe(false);
+    expect(runner.maxUnpool!(new Float32Array(4), argmax, 1, 16, 4, new Float32Array(15))).toBe(false);
+    expect(Array.from(y)).toEqual([0, 0, 0, 0]);
+    const x = new Float32Array(16), f = new Float32Array(4);
+    expect(() => nativeAddon().maxPool(1, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0, x, y, 1, f as unknown as Int32Array)).toThrow('maxPool: argmax must be an Int32Array or null');
+    expect(() => nativeAddon().maxUnpool(f, f as unknown as Int32Array, 1, 16, 4, x, 1)).toThrow('maxUnpool: argmax must be an Int32Array');
+    expect(() => nativeAddon().maxUnpool(f, argmax, 1, 16, 4, new Float32Array(15), 1)).toThrow(/maxUnpool: dy, argmax/);
+  });
+});
