@@ -1,5 +1,6 @@
-// Native float32 kernels for caffe-ts: GEMM and batched 2-D convolution passes over OpenBLAS's
-// sgemm, with the unfolding (im2col), folding (col2im) and reordering loops in C. Arrays are the
+// Native float32 kernels for caffe-ts: GEMM and batched 2-D convolution passes (OpenBLAS's sgemm
+// for the weight gradient, the products by the weights on weights packed once per pass:
+// packed_gemm.c), with the unfolding (im2col), folding (col2im) and reordering loops in C. Arrays are the
 // callers' Float32Arrays (plain or over a SharedArrayBuffer), used in place.
 //
 // The convolution pass has the semantics of @caffe-ts/blob's Conv2dPass (conv-wasm.ts): per
@@ -44,6 +45,8 @@ typedef struct {
 typedef struct {
   const float *colIn, *gemmIn, *weights, *bias;
   float *biasDiff, *weightDiff, *gemmOut, *colOut;
+  // The weights packed for packed_gemm per group (W for gemmOut, W^T for colOut), or NULL: sgemm.
+  const float *packedW, *packedWt;
 } Pass;
 
 // Per-thread scratch that grows and is kept (one set per calling JS thread: see Instance).
@@ -51,6 +54,7 @@ typedef struct {
   float *col; size_t colCap;
   float *buf; size_t bufCap;
   float *acc; size_t accCap;
+  float *work; size_t workCap;  // packed_gemm's panels of B
 } Scratch;
 
 // Worker threads kept between calls (one pool per calling JS thread: see Instance). Starting a
@@ -72,6 +76,7 @@ typedef struct {
 typedef struct {
   Scratch slots[MAX_THREADS];
   Pool pool;
+  float *packed; size_t packedCap;  // a training pass's packed weights (conv2d)
 } Instance;
 
 static _Thread_local Instance *current;  // the calling JS thread's instance (set by each call)
@@ -96,8 +101,9 @@ static void free_instance(napi_env env, void *data, void *hint) {
   pthread_mutex_unlock(&p->mu);
   for (int i = 0; i < p->size; i++) pthread_join(p->threads[i], NULL);
   for (int i = 0; i < MAX_THREADS; i++) {
-    free(in->slots[i].col); free(in->slots[i].buf); free(in->slots[i].acc);
+    free(in->slots[i].col); free(in->slots[i].buf); free(in->slots[i].acc); free(in->slots[i].work);
   }
+  free(in->packed);
   free(in);
 }
 
@@ -398,9 +404,14 @@ static void run_range(Job *job) {
         if (!grow(&s->buf, &s->bufCap, (size_t)g->O * N)) { job->failed = 1; return; }
         out = s->buf;
       }
-      for (int gi = 0; gi < g->G; gi++)
-        par_sgemm(job->gemmThreads, 0, 0, m, N, K, 1.0f, p->weights + (size_t)gi * m * K, K,
-                  col + (size_t)gi * K * N, N, 0.0f, out + (size_t)gi * m * N, N);
+      for (int gi = 0; gi < g->G; gi++) {
+        if (p->packedW)
+          packed_gemm(p->packedW + gi * packed_a_floats(m, K), m, K, col + (size_t)gi * K * N, N, out + (size_t)gi * m * N, N,
+                      0, m, 0, N, NULL, s->work);
+        else
+          par_sgemm(job->gemmThreads, 0, 0, m, N, K, 1.0f, p->weights + (size_t)gi * m * K, K,
+                    col + (size_t)gi * K * N, N, 0.0f, out + (size_t)gi * m * N, N);
+      }
       for (int n = 0; n < nb; n++)
         for (int o = 0; o < g->O; o++) {
           float *d = dst + (size_t)n * imgOut + (size_t)o * S;
@@ -419,9 +430,14 @@ static void run_range(Job *job) {
         if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * N)) { job->failed = 1; return; }
         c = s->col;
       }
-      for (int gi = 0; gi < g->G; gi++)
-        par_sgemm(job->gemmThreads, 1, 0, K, N, m, 1.0f, p->weights + (size_t)gi * m * K, K,
-                  dy + (size_t)gi * m * N, N, 0.0f, c + (size_t)gi * K * N, N);
+      for (int gi = 0; gi < g->G; gi++) {
+        if (p->packedWt)
+          packed_gemm(p->packedWt + gi * packed_a_floats(K, m), K, m, dy + (size_t)gi * m * N, N, c + (size_t)gi * K * N, N,
+                      0, K, 0, N, NULL, s->work);
+        else
+          par_sgemm(job->gemmThreads, 1, 0, K, N, m, 1.0f, p->weights + (size_t)gi * m * K, K,
+                    dy + (size_t)gi * m * N, N, 0.0f, c + (size_t)gi * K * N, N);
+      }
       if (c != x) col2im_chunk(g, c, nb, x);
     }
   }
@@ -1188,6 +1204,30 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
     T = 1;
   }
   const int wlen = g.O * (g.C / g.G) * g.KH * g.KW;
+  // One thread per product: the weights packed once for all the pass's products (the products
+  // split over threads stay with sgemm).
+  p.packedW = p.packedWt = NULL;
+  if (gemmThreads == 1 && (p.gemmOut || p.colOut)) {
+    const int m = g.O / g.G, K = wlen / g.O;
+    const size_t fw = p.gemmOut ? (size_t)g.G * packed_a_floats(m, K) : 0, bw = p.colOut ? (size_t)g.G * packed_a_floats(K, m) : 0;
+    float *wt = NULL;
+    if (grow(&in->packed, &in->packedCap, fw + bw) && (!bw || (wt = (float *)malloc(sizeof(float) * (size_t)m * K)))) {
+      for (int gi = 0; gi < g.G; gi++) {
+        const float *wg = p.weights + (size_t)gi * m * K;
+        if (fw) pack_a(wg, m, K, K, in->packed + gi * packed_a_floats(m, K));
+        if (bw) {
+          for (int o = 0; o < m; o++)
+            for (int k = 0; k < K; k++) wt[(size_t)k * m + o] = wg[(size_t)o * K + k];
+          pack_a(wt, K, m, m, in->packed + fw + gi * packed_a_floats(K, m));
+        }
+      }
+      free(wt);
+      if (fw) p.packedW = in->packed;
+      if (bw) p.packedWt = in->packed + fw;
+    }
+    for (int t = 0; t < T && (p.packedW || p.packedWt); t++)
+      if (!grow(&in->slots[t].work, &in->slots[t].workCap, (size_t)PG_KC * PG_NC)) p.packedW = p.packedWt = NULL;
+  }
   Job jobs[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Job *j = &jobs[t];
@@ -1441,11 +1481,15 @@ static napi_value js_release(napi_env env, napi_callback_info info) {
   double bytes = 0;
   for (int i = 0; i < MAX_THREADS; i++) {
     Scratch *s = &in->slots[i];
-    bytes += (double)(s->colCap + s->bufCap + s->accCap) * sizeof(float);
-    free(s->col); free(s->buf); free(s->acc);
-    s->col = s->buf = s->acc = NULL;
-    s->colCap = s->bufCap = s->accCap = 0;
+    bytes += (double)(s->colCap + s->bufCap + s->accCap + s->workCap) * sizeof(float);
+    free(s->col); free(s->buf); free(s->acc); free(s->work);
+    s->col = s->buf = s->acc = s->work = NULL;
+    s->colCap = s->bufCap = s->accCap = s->workCap = 0;
   }
+  bytes += (double)in->packedCap * sizeof(float);
+  free(in->packed);
+  in->packed = NULL;
+  in->packedCap = 0;
   napi_value v;
   napi_create_double(env, bytes, &v);
   return v;

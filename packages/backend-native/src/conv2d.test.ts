@@ -63,6 +63,9 @@ const cases: [string, Conv2dGeometry, number, number][] = [
   ['1×1, one image per chunk (no reordering)', geometry({ kernelH: 1, kernelW: 1, outChannels: 5 }), 3, 1],
   ['1×1, three images per chunk', geometry({ kernelH: 1, kernelW: 1, outChannels: 5 }), 3, 3],
   ['a window that never fits a padded edge (pad 3, kernel 2)', geometry({ height: 4, width: 4, kernelH: 2, kernelW: 2, padH: 3, padW: 3, strideH: 3, strideW: 3 }), 2, 2],
+  // Fewer images than threads: each product is split over the threads (sgemm) instead of the
+  // images (packed weights).
+  ['one image of LeNet conv2', geometry({ channels: 20, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 50 }), 1, 1],
 ];
 
 describe.skipIf(!available)('createNativeConv2d', () => {

@@ -6,7 +6,8 @@ export const MIN_POOL_OUTPUTS_PER_THREAD = 16384;
 
 /**
  * A Conv2dRunner in native code: per chunk of images, im2col / col2im and the reordering in C,
- * the products in OpenBLAS's sgemm (Conv2dPass's semantics, on the caller's arrays in place).
+ * the weight gradient in OpenBLAS's sgemm, the products by the weights (forward, bottom gradient)
+ * on weights packed once per pass (Conv2dPass's semantics, on the caller's arrays in place).
  * A pass large enough splits its images over up to `threads` threads (default: the kernel thread
  * count, getNumThreads(), read on every call), each with one-thread GEMMs. It also runs the
  * training MAX pooling passes (maxPool with the argmax, maxUnpool), planes split over the threads.
