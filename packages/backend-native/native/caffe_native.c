@@ -811,10 +811,49 @@ typedef struct {
   float *row;  // W floats of this thread's own
 } PoolPart;
 
+// One output row of whole 2x2 stride-2 windows, values only: eight windows per step, the two
+// rows' maximum first, then that of each even and odd column (max_ps(v, m) keeps m where v is
+// NaN, so NaN is never taken, as in the general loop).
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static void max_2x2_row_avx2(const float *r0, const float *r1, int PW, float *y) {
+  int pw = 0;
+  const __m256 lowest = _mm256_set1_ps(-FLT_MAX);
+  for (; pw + 8 <= PW; pw += 8) {
+    const __m256 a = _mm256_max_ps(_mm256_loadu_ps(r1 + 2 * pw), _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * pw), lowest));
+    const __m256 b = _mm256_max_ps(_mm256_loadu_ps(r1 + 2 * pw + 8), _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * pw + 8), lowest));
+    const __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    _mm256_storeu_ps(y + pw, _mm256_max_ps(odd, even));
+  }
+  for (; pw < PW; pw++) {
+    float v = -FLT_MAX;
+    v = r0[2 * pw] > v ? r0[2 * pw] : v;
+    v = r0[2 * pw + 1] > v ? r0[2 * pw + 1] : v;
+    v = r1[2 * pw] > v ? r1[2 * pw] : v;
+    v = r1[2 * pw + 1] > v ? r1[2 * pw + 1] : v;
+    y[pw] = v;
+  }
+}
+#define HAVE_MAX_AVX2 1
+#endif
+
 WIDE_SIMD
 static void *maxpool_part(void *arg) {
   PoolPart *q = (PoolPart *)arg;
   float *m = q->row;
+#ifdef HAVE_MAX_AVX2
+  // LeNet's pooling (every 2x2 window whole): eight windows per step.
+  if (packed_gemm_wide() && q->KH == 2 && q->KW == 2 && q->SH == 2 && q->SW == 2 && q->PADH == 0 && q->PADW == 0 &&
+      2 * q->PH <= q->H && 2 * q->PW <= q->W) {
+    for (int p = q->p0; p < q->p1; p++) {
+      const float *x = q->x + (size_t)p * q->H * q->W;
+      float *y = q->y + (size_t)p * q->PH * q->PW;
+      for (int ph = 0; ph < q->PH; ph++) max_2x2_row_avx2(x + (size_t)2 * ph * q->W, x + (size_t)(2 * ph + 1) * q->W, q->PW, y + (size_t)ph * q->PW);
+    }
+    return NULL;
+  }
+#endif
   for (int p = q->p0; p < q->p1; p++) {
     const float *x = q->x + (size_t)p * q->H * q->W;
     float *y = q->y + (size_t)p * q->PH * q->PW;
@@ -874,7 +913,6 @@ static void argmax_2x2_row(const float *r0, const float *r1, int at, int W, int 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 // Eight windows per step: the even and odd columns of 16 values split apart, then the same
 // compares as argmax_2x2_row (greater-than is false for NaN, as there).
 __attribute__((target("avx2,fma"))) static void argmax_2x2_row_avx2(const float *r0, const float *r1, int at, int W, int PW, float *y, int *ix) {

@@ -218,7 +218,8 @@ describe.skipIf(!available)('createNativeInferConv', () => {
   }
 
   // [H, W, kernel, stride, pad]: Caffe's pooled size rounds up, the last window clipped.
-  const pools: [number, number, number, number, number][] = [[113, 113, 3, 2, 0], [14, 13, 3, 2, 1], [7, 7, 2, 2, 0], [5, 6, 3, 1, 1]];
+  // 24×20 by 2×2/2: every window whole (eight windows a step, then two).
+  const pools: [number, number, number, number, number][] = [[113, 113, 3, 2, 0], [14, 13, 3, 2, 1], [7, 7, 2, 2, 0], [5, 6, 3, 1, 1], [24, 20, 2, 2, 0]];
   for (const [H, W, k, stride, pad] of pools) {
     it(`maxPool: ${k}×${k} stride ${stride} pad ${pad} over ${H}×${W}, 1 and 2 threads, NaN never taken`, () => {
       let PH = Math.ceil((H + 2 * pad - k) / stride) + 1, PW = Math.ceil((W + 2 * pad - k) / stride) + 1;
@@ -227,6 +228,9 @@ describe.skipIf(!available)('createNativeInferConv', () => {
       const planes = 5, rng = new Rng(13);
       const x = random(rng, planes * H * W);
       x[7] = NaN;
+      x[W + 2] = NaN;
+      x[W + 5] = NaN;
+      x[W + 18] = NaN;
       const want = new Float64Array(planes * PH * PW);
       for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
         const h0 = Math.max(ph * stride - pad, 0), h1 = Math.min(ph * stride - pad + k, H);
