@@ -121,6 +121,23 @@ static void valid_range(int off, int stride, int size, int out, int *lo, int *hi
   *lo = l; *hi = h;
 }
 
+// Copies and adds of a row of n floats, 8 and 4 at a time in fixed-size steps the compiler turns
+// into vector moves: rows are short (8 to 56 floats in the nets measured), and a call to memcpy
+// per row cost more than the copy (LeNet conv2's unfolding: 2.5x faster this way).
+static inline void copy_row(float *restrict d, const float *restrict s, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) __builtin_memcpy(d + i, s + i, 8 * sizeof(float));
+  if (i + 4 <= n) { __builtin_memcpy(d + i, s + i, 4 * sizeof(float)); i += 4; }
+  for (; i < n; i++) d[i] = s[i];
+}
+
+static inline void add_row(float *restrict d, const float *restrict s, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) d[i + k] += s[i + k];
+  for (; i < n; i++) d[i] += s[i];
+}
+
 // Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), channels
 // [c0, c1): unfold (im2col) writes each column row from the image, zeros where the window falls
 // outside; fold (col2im, all channels) zeroes the images, then adds every column entry where it
@@ -146,12 +163,12 @@ static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fo
             }
             float *img = xp + (oh * g->strideH + hoff) * g->W + woff;
             if (fold) {
-              if (g->strideW == 1) for (int ow = wlo; ow < whi; ow++) img[ow] += d[ow];
+              if (g->strideW == 1) add_row(img + wlo, d + wlo, whi - wlo);
               else for (int ow = wlo; ow < whi; ow++) img[ow * g->strideW] += d[ow];
               continue;
             }
             for (int ow = 0; ow < wlo; ow++) d[ow] = 0;
-            if (g->strideW == 1) memcpy(d + wlo, img + wlo, sizeof(float) * (whi - wlo));
+            if (g->strideW == 1) copy_row(d + wlo, img + wlo, whi - wlo);
             else for (int ow = wlo; ow < whi; ow++) d[ow] = img[ow * g->strideW];
             for (int ow = whi; ow < g->OW; ow++) d[ow] = 0;
           }
@@ -380,7 +397,7 @@ static void run_range(Job *job) {
       else {
         if (!grow(&s->buf, &s->bufCap, (size_t)g->O * N)) { job->failed = 1; return; }
         for (int n = 0; n < nb; n++)
-          for (int o = 0; o < g->O; o++) memcpy(s->buf + (size_t)o * N + (size_t)n * S, src + (size_t)n * imgOut + (size_t)o * S, sizeof(float) * S);
+          for (int o = 0; o < g->O; o++) copy_row(s->buf + (size_t)o * N + (size_t)n * S, src + (size_t)n * imgOut + (size_t)o * S, S);
         dy = s->buf;
       }
     }
@@ -628,7 +645,7 @@ static void depthwise_padded(const Geometry *g, const float *x, const float *tap
   for (int h = 0; h < H; h++) {
     const float *r = x + (size_t)h * W;
     const int ph = h + g->padH;
-    if (s == 1) memcpy(E + (size_t)ph * L + g->padW, r, sizeof(float) * W);
+    if (s == 1) copy_row(E + (size_t)ph * L + g->padW, r, W);
     else {
       // Input column w lands at padded column w + padW: even ones in E, odd ones in O.
       const int firstEven = g->padW & 1, firstOdd = 1 - firstEven;
