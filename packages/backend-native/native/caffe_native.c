@@ -138,6 +138,18 @@ static inline void add_row(float *restrict d, const float *restrict s, int n) {
   for (; i < n; i++) d[i] += s[i];
 }
 
+// The sum of a row of n floats in eight running sums (one vector), added pairwise at the end: a
+// single running sum waits on each add in turn (a bias gradient's rows are long).
+static inline float row_sum(const float *r, int n) {
+  float a[8] = { 0 };
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) a[k] += r[i + k];
+  float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  for (; i < n; i++) sum += r[i];
+  return sum;
+}
+
 // Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), channels
 // [c0, c1): unfold (im2col) writes each column row from the image, zeros where the window falls
 // outside; fold (col2im, all channels) zeroes the images, then adds every column entry where it
@@ -401,14 +413,8 @@ static void run_range(Job *job) {
         dy = s->buf;
       }
     }
-    if (job->biasDiff) {
-      for (int o = 0; o < g->O; o++) {
-        const float *r = dy + (size_t)o * N;
-        float sum = 0;
-        for (int i = 0; i < N; i++) sum += r[i];
-        job->biasDiff[o] += sum;
-      }
-    }
+    if (job->biasDiff)
+      for (int o = 0; o < g->O; o++) job->biasDiff[o] += row_sum(dy + (size_t)o * N, N);
     if (job->weightDiff) {
       for (int gi = 0; gi < g->G; gi++)
         par_sgemm(job->gemmThreads, 0, 1, m, K, N, 1.0f, dy + (size_t)gi * m * N, N,
