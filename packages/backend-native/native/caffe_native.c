@@ -763,8 +763,11 @@ static void *depthwise_part(void *arg) {
   return NULL;
 }
 
-// Winograd F(4x4, 3x3) forward of one image on T threads, in three phases: the input transform
-// split by channels, the 36 products by points, the output transform by output channels.
+// Winograd forward (F(4x4, 3x3) or F(2x2, 5x5)). With as many images as threads, each thread
+// takes whole images, several at a time where their tiles are few (WG_BATCH_TILES), so that the
+// 36 products are wide enough. An image left over (a batch of one on two threads) runs in three
+// phases: the input transform split by channels, the 36 products by points, the output transform
+// by output channels.
 typedef struct {
   const WgShape *s;
   const float *x, *U;
@@ -795,17 +798,79 @@ static void *wg_output_part(void *arg) {
   return NULL;
 }
 
+// Tiles a thread's products cover at least, where images are few-tiled (LeNet's conv2: 16 per
+// image, four images at a time): fewer leave the products narrow, more spill the transformed
+// tiles and products out of the cache.
+#define WG_BATCH_TILES 64
+
+typedef struct {
+  const Infer *c;
+  const float *U;
+  const WgShape *s;
+  Scratch *scratch;
+  int n0, n1, batch;
+  int failed;
+} WgImages;
+
+// The images [n0, n1) on this thread, `batch` at a time: their tiles side by side in V and M.
+static void *wg_images(void *arg) {
+  WgImages *q = (WgImages *)arg;
+  const Infer *c = q->c;
+  const Geometry *g = &c->g;
+  WgShape s = *q->s;
+  const int P = s.TH * s.TW;
+  s.ld = q->batch * P;
+  Scratch *sc = q->scratch;
+  if (!grow(&sc->col, &sc->colCap, (size_t)WG_POINTS * s.C * s.ld) || !grow(&sc->acc, &sc->accCap, (size_t)WG_POINTS * s.O * s.ld) ||
+      !grow(&sc->buf, &sc->bufCap, (size_t)PG_KC * PG_NC)) {
+    q->failed = 1;
+    return NULL;
+  }
+  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * g->OH * g->OW, per = packed_a_floats(s.O, s.C);
+  for (int n = q->n0; n < q->n1; n += q->batch) {
+    const int nb = q->n1 - n < q->batch ? q->n1 - n : q->batch;
+    for (int i = 0; i < nb; i++) winograd_input(&s, c->x + (size_t)(n + i) * imgIn, 0, s.C, sc->col + (size_t)i * P);
+    for (int k = 0; k < WG_POINTS; k++)
+      packed_gemm(q->U + k * per, s.O, s.C, sc->col + (size_t)k * s.C * s.ld, s.ld, sc->acc + (size_t)k * s.O * s.ld, s.ld,
+                  0, s.O, 0, nb * P, NULL, sc->buf);
+    for (int i = 0; i < nb; i++) {
+      const size_t at = (size_t)(n + i) * imgOut;
+      const PgEpilogue e = {
+        c->scale, c->shift, c->relu, c->slope, c->z ? c->other + at : NULL, c->z ? c->z + at : NULL,
+        c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
+      };
+      winograd_output(&s, sc->acc + (size_t)i * P, 0, s.O, c->y + at, &e);
+    }
+  }
+  return NULL;
+}
+
 static int run_winograd(Instance *in, const Infer *c, const float *U, int num, int T) {
   const Geometry *g = &c->g;
-  WgShape s = { g->C, g->H, g->W, g->padH, g->padW, g->O, g->OH, g->OW, (g->OH + WG_TILE - 1) / WG_TILE, (g->OW + WG_TILE - 1) / WG_TILE };
+  const int step = 7 - g->KH;
+  WgShape s = { g->C, g->H, g->W, g->padH, g->padW, g->O, g->OH, g->OW, (g->OH + step - 1) / step, (g->OW + step - 1) / step, g->KH, 0 };
   const int P = s.TH * s.TW;
+  s.ld = P;
+  const int whole = T > 1 ? num - num % T : num;
+  if (whole > 0) {
+    const int W = T > 1 ? T : 1, per = whole / W;
+    int batch = (WG_BATCH_TILES + P - 1) / P;
+    if (batch > per) batch = per;
+    if (batch < 1) batch = 1;
+    WgImages parts[MAX_THREADS];
+    for (int t = 0; t < W; t++)
+      parts[t] = (WgImages){ c, U, &s, &in->slots[t], (int)((long long)whole * t / W), (int)((long long)whole * (t + 1) / W), batch, 0 };
+    run_parts(W, wg_images, parts, sizeof(WgImages));
+    for (int t = 0; t < W; t++) if (parts[t].failed) return 0;
+    if (whole == num) return 1;
+  }
   Scratch *s0 = &in->slots[0];
   if (!grow(&s0->col, &s0->colCap, (size_t)WG_POINTS * s.C * P) || !grow(&s0->acc, &s0->accCap, (size_t)WG_POINTS * s.O * P)) return 0;
   for (int t = 0; t < T; t++)
     if (!grow(&in->slots[t].buf, &in->slots[t].bufCap, (size_t)PG_KC * PG_NC)) return 0;
   WgPart parts[MAX_THREADS];
   const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * g->OH * g->OW;
-  for (int n = 0; n < num; n++) {
+  for (int n = whole; n < num; n++) {
     const PgEpilogue e = {
       c->scale, c->shift, c->relu, c->slope, c->z ? c->other + n * imgOut : NULL, c->z ? c->z + n * imgOut : NULL,
       c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
@@ -1416,8 +1481,8 @@ static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
   int num, T, ok = 1;
   if (!infer_args(env, a, "winogradInfer", 1, &c, &num, &T)) return NULL;
   const Geometry *g = &c.g;
-  if (g->KH != 3 || g->KW != 3 || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1 || g->G != 1)
-    return throw_error(env, "winogradInfer: the convolution must be 3x3, stride 1, undilated, one group");
+  if ((g->KH != 3 && g->KH != 5) || g->KW != g->KH || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1 || g->G != 1)
+    return throw_error(env, "winogradInfer: the convolution must be 3x3 or 5x5, stride 1, undilated, one group");
   size_t lu;
   const float *U = f32(env, a[4], &lu, &ok);
   if (lu < winograd_packed_floats(g->O, g->C)) return throw_error(env, "winogradInfer: the transformed weights are shorter than packWinograd writes");
@@ -1426,22 +1491,22 @@ static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// packWinograd(weights, O, C, out): the weights of O x C 3x3 filters transformed and packed for
-// winogradInfer; returns the floats written. winogradFloats(O, C): how many that is.
+// packWinograd(weights, O, C, out, R): the weights of O x C R x R filters (R 3 or 5) transformed
+// and packed for winogradInfer; returns the floats written. winogradFloats(O, C): how many that is.
 static napi_value js_pack_winograd(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value a[4];
+  size_t argc = 5;
+  napi_value a[5];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int O, C;
-  if (argc < 4 || !i32arg(env, a[1], &O) || !i32arg(env, a[2], &C) || O < 1 || C < 1)
-    return throw_error(env, "packWinograd: O and C must be positive integers");
+  int O, C, R;
+  if (argc < 5 || !i32arg(env, a[1], &O) || !i32arg(env, a[2], &C) || !i32arg(env, a[4], &R) || O < 1 || C < 1 || (R != 3 && R != 5))
+    return throw_error(env, "packWinograd: O and C must be positive integers and R 3 or 5");
   int ok = 1;
   size_t lw, lo;
   const float *w = f32(env, a[0], &lw, &ok);
   float *out = f32(env, a[3], &lo, &ok);
   const size_t need = winograd_packed_floats(O, C);
-  if (!ok || !w || !out || lw < (size_t)O * C * 9 || lo < need) return throw_error(env, "packWinograd: weights needs O*C*9 floats and out winogradFloats(O, C)");
-  if (!winograd_pack_weights(w, O, C, out)) return throw_error(env, "packWinograd: out of memory");
+  if (!ok || !w || !out || lw < (size_t)O * C * R * R || lo < need) return throw_error(env, "packWinograd: weights needs O*C*R*R floats and out winogradFloats(O, C)");
+  if (!winograd_pack_weights(w, O, C, R, out)) return throw_error(env, "packWinograd: out of memory");
   napi_value v;
   napi_create_double(env, (double)need, &v);
   return v;

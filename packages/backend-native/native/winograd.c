@@ -1,4 +1,4 @@
-// Winograd F(4x4, 3x3) transforms (see winograd.h). The transforms run over blocks of tiles with
+// Winograd F(4x4, 3x3) and F(2x2, 5x5) transforms (see winograd.h). The transforms run over blocks of tiles with
 // the tile index innermost, so that each line of a transform is one vector operation over the
 // block: the input is gathered into a [36][block] patch array first, the products are already
 // laid out [point][o][tile].
@@ -9,33 +9,46 @@
 // Tiles transformed together.
 #define WG_BLOCK 64
 
-// G (6 x 3) of F(4x4, 3x3): U = G g G^T.
-static const double WG_G[6][3] = {
-  { 1.0 / 4, 0, 0 },
-  { -1.0 / 6, -1.0 / 6, -1.0 / 6 },
-  { -1.0 / 6, 1.0 / 6, -1.0 / 6 },
-  { 1.0 / 24, 1.0 / 12, 1.0 / 6 },
-  { 1.0 / 24, -1.0 / 12, 1.0 / 6 },
-  { 0, 0, 1 },
-};
+// Both variants evaluate at the points 0, 1, -1, 2, -2 and infinity, so they share the input
+// transform B^T. Row i of G (6 x R) is scale_i * (point_i^0 .. point_i^(R-1)), the last row
+// (infinity) picks the last tap: U = G g G^T.
+static const double WG_POINT[5] = { 0, 1, -1, 2, -2 };
+static const double WG_SCALE[5] = { 1.0 / 4, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24 };
+
+static double wg_g(int i, int j, int R) {
+  if (i == 5) return j == R - 1 ? 1.0 : 0.0;
+  double v = WG_SCALE[i];
+  for (int k = 0; k < j; k++) v *= WG_POINT[i];
+  return v;
+}
 
 size_t winograd_packed_floats(int O, int C) {
   return WG_POINTS * packed_a_floats(O, C);
 }
 
-int winograd_pack_weights(const float *w, int O, int C, float *out) {
+int winograd_pack_weights(const float *w, int O, int C, int R, float *out) {
   float *U = (float *)malloc(sizeof(float) * WG_POINTS * (size_t)O * C);
   if (!U) return 0;
   const size_t plane = (size_t)O * C;
+  double G[6][5];
+  for (int i = 0; i < 6; i++)
+    for (int j = 0; j < R; j++) G[i][j] = wg_g(i, j, R);
   for (int o = 0; o < O; o++)
     for (int c = 0; c < C; c++) {
-      const float *g = w + ((size_t)o * C + c) * 9;
-      double t[6][3];
+      const float *g = w + ((size_t)o * C + c) * R * R;
+      double t[6][5];  // G g
       for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 3; j++) t[i][j] = WG_G[i][0] * g[j] + WG_G[i][1] * g[3 + j] + WG_G[i][2] * g[6 + j];
+        for (int j = 0; j < R; j++) {
+          double v = 0;
+          for (int k = 0; k < R; k++) v += G[i][k] * g[k * R + j];
+          t[i][j] = v;
+        }
       for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 6; j++)
-          U[(size_t)(i * 6 + j) * plane + (size_t)o * C + c] = (float)(t[i][0] * WG_G[j][0] + t[i][1] * WG_G[j][1] + t[i][2] * WG_G[j][2]);
+        for (int j = 0; j < 6; j++) {
+          double v = 0;
+          for (int k = 0; k < R; k++) v += t[i][k] * G[j][k];
+          U[(size_t)(i * 6 + j) * plane + (size_t)o * C + c] = (float)v;
+        }
     }
   const size_t per = packed_a_floats(O, C);
   for (int k = 0; k < WG_POINTS; k++) pack_a(U + (size_t)k * plane, O, C, C, out + (size_t)k * per);
@@ -70,15 +83,15 @@ static void transform_in(float d[WG_POINTS][WG_BLOCK], int nb, float *out, size_
 }
 
 void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V) {
-  const int P = s->TH * s->TW;
-  const size_t stride = (size_t)s->C * P;
+  const int P = s->TH * s->TW, step = 7 - s->R;
+  const size_t stride = (size_t)s->C * s->ld;
   float d[WG_POINTS][WG_BLOCK];
   for (int c = c0; c < c1; c++) {
     const float *xc = x + (size_t)c * s->H * s->W;
     for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
       const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
       for (int q = 0; q < nb; q++) {
-        const int p = p0 + q, ih0 = (p / s->TW) * WG_TILE - s->padH, iw0 = (p % s->TW) * WG_TILE - s->padW;
+        const int p = p0 + q, ih0 = (p / s->TW) * step - s->padH, iw0 = (p % s->TW) * step - s->padW;
         for (int r = 0; r < 6; r++) {
           const int ih = ih0 + r;
           if (ih < 0 || ih >= s->H) {
@@ -96,7 +109,7 @@ void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V) 
           }
         }
       }
-      transform_in(d, nb, V + (size_t)c * P + p0, stride);
+      transform_in(d, nb, V + (size_t)c * s->ld + p0, stride);
     }
   }
 }
@@ -111,21 +124,38 @@ void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V) 
     r3 = b_ + 8 * d_ + (m5);                                    \
   } while (0)
 
-// Y = A^T M A of nb tiles of one output channel: M[(i * 6 + j) * stride + q] -> Y[i * 4 + j][q],
-// then the channel's scale, shift and ReLU.
+// A^T (2 x 6) of F(2x2, 5x5) applied to m0..m5, into r0, r1.
+#define WG_AT2(m0, m1, m2, m3, m4, m5, r0, r1)                   \
+  do {                                                          \
+    const float a_ = (m1) + (m2), b_ = (m1) - (m2), c_ = (m3) + (m4), d_ = (m3) - (m4); \
+    r0 = (m0) + a_ + c_;                                        \
+    r1 = b_ + 2 * d_ + (m5);                                    \
+  } while (0)
+
+// Y = A^T M A of nb tiles of one output channel: M[(i * 6 + j) * stride + q] -> Y[i * step + j][q]
+// (step 4 for F(4x4, 3x3), 2 for F(2x2, 5x5)), then the channel's scale, shift and ReLU.
 WIDE_SIMD
-static void transform_out(const float *M, size_t stride, int nb, float Y[16][WG_BLOCK], float sc, float sh, int scaled, int relu, float slope) {
+static void transform_out(const float *M, size_t stride, int nb, int step, float Y[16][WG_BLOCK], float sc, float sh, int scaled, int relu, float slope) {
   float t[24][WG_BLOCK];
   for (int s = 0; s < 6; s++) {
     const float *m0 = M + (size_t)s * stride, *m1 = m0 + 6 * stride, *m2 = m1 + 6 * stride, *m3 = m2 + 6 * stride,
                 *m4 = m3 + 6 * stride, *m5 = m4 + 6 * stride;
-    for (int q = 0; q < nb; q++) WG_AT(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], t[s][q], t[6 + s][q], t[12 + s][q], t[18 + s][q]);
+    if (step == 4)
+      for (int q = 0; q < nb; q++) WG_AT(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], t[s][q], t[6 + s][q], t[12 + s][q], t[18 + s][q]);
+    else
+      for (int q = 0; q < nb; q++) WG_AT2(m0[q], m1[q], m2[q], m3[q], m4[q], m5[q], t[s][q], t[6 + s][q]);
   }
-  for (int i = 0; i < 4; i++)
-    for (int q = 0; q < nb; q++)
-      WG_AT(t[i * 6][q], t[i * 6 + 1][q], t[i * 6 + 2][q], t[i * 6 + 3][q], t[i * 6 + 4][q], t[i * 6 + 5][q],
-            Y[i * 4][q], Y[i * 4 + 1][q], Y[i * 4 + 2][q], Y[i * 4 + 3][q]);
-  for (int k = 0; k < 16; k++) {
+  for (int i = 0; i < step; i++) {
+    if (step == 4)
+      for (int q = 0; q < nb; q++)
+        WG_AT(t[i * 6][q], t[i * 6 + 1][q], t[i * 6 + 2][q], t[i * 6 + 3][q], t[i * 6 + 4][q], t[i * 6 + 5][q],
+              Y[i * 4][q], Y[i * 4 + 1][q], Y[i * 4 + 2][q], Y[i * 4 + 3][q]);
+    else
+      for (int q = 0; q < nb; q++)
+        WG_AT2(t[i * 6][q], t[i * 6 + 1][q], t[i * 6 + 2][q], t[i * 6 + 3][q], t[i * 6 + 4][q], t[i * 6 + 5][q],
+               Y[i * 2][q], Y[i * 2 + 1][q]);
+  }
+  for (int k = 0; k < step * step; k++) {
     float *r = Y[k];
     if (scaled) for (int q = 0; q < nb; q++) r[q] = sc * r[q] + sh;
     else for (int q = 0; q < nb; q++) r[q] += sh;
@@ -137,21 +167,21 @@ static void transform_out(const float *M, size_t stride, int nb, float Y[16][WG_
 }
 
 void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y, const PgEpilogue *e) {
-  const int P = s->TH * s->TW, S = s->OH * s->OW;
-  const size_t stride = (size_t)s->O * P;
+  const int P = s->TH * s->TW, S = s->OH * s->OW, step = 7 - s->R;
+  const size_t stride = (size_t)s->O * s->ld;
   float Y[16][WG_BLOCK];
   for (int o = o0; o < o1; o++) {
     const float sc = e->scale ? e->scale[o] : 1.0f, sh = e->shift ? e->shift[o] : 0.0f;
     float *yo = y + (size_t)o * S;
     for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
       const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
-      transform_out(M + (size_t)o * P + p0, stride, nb, Y, sc, sh, e->scale != NULL, e->relu, e->slope);
+      transform_out(M + (size_t)o * s->ld + p0, stride, nb, step, Y, sc, sh, e->scale != NULL, e->relu, e->slope);
       for (int q = 0; q < nb; q++) {
-        const int p = p0 + q, oh0 = (p / s->TW) * WG_TILE, ow0 = (p % s->TW) * WG_TILE;
-        for (int i = 0; i < WG_TILE && oh0 + i < s->OH; i++) {
+        const int p = p0 + q, oh0 = (p / s->TW) * step, ow0 = (p % s->TW) * step;
+        for (int i = 0; i < step && oh0 + i < s->OH; i++) {
           const size_t at = (size_t)(oh0 + i) * s->OW + ow0;
-          for (int j = 0; j < WG_TILE && ow0 + j < s->OW; j++) {
-            const float v = Y[i * 4 + j][q];
+          for (int j = 0; j < step && ow0 + j < s->OW; j++) {
+            const float v = Y[i * step + j][q];
             yo[at + j] = v;
             if (e->z) e->z[(size_t)o * S + at + j] = pg_sum(e, v, e->other[(size_t)o * S + at + j]);
           }

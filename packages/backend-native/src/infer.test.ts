@@ -63,14 +63,19 @@ const cases: [string, Conv2dGeometry, number][] = [
   ['groups 3, 2 images', geometry({ channels: 9, height: 6, width: 7, padH: 1, padW: 1, outChannels: 15, group: 3 }), 2],
   ['3×3 pad 1 over 38×37 (81 tiles of 4×4: two blocks of tiles, edge tiles cut)', geometry({ channels: 6, height: 38, width: 37, padH: 1, padW: 1, outChannels: 9 }), 2],
   ['3×3 pad 1 over 13×14 (16 tiles, the fewest for Winograd)', geometry({ channels: 24, height: 13, width: 14, padH: 1, padW: 1, outChannels: 30 }), 1],
+  // Winograd batches few-tiled images per thread (8 of LeNet's conv2 at a time), then splits
+  // an image left over.
+  ['3×3 pad 1 over 16×16, 5 images (several per product, then one split)', geometry({ channels: 8, height: 16, width: 16, padH: 1, padW: 1, outChannels: 12 }), 5],
+  ['LeNet conv2 (5×5 over 20×12×12, 50 outputs), 9 images', geometry({ channels: 20, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 50 }), 9],
+  ['5×5 pad 2 over 15×13 (56 tiles of 2×2, edge tiles cut), 2 images', geometry({ channels: 16, height: 15, width: 13, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 17 }), 2],
 ];
 
-// The three ways a convolution runs here. Winograd's transforms round more (F(4×4, 3×3) has
-// points ±2 and ∞): its results are held to 2e-4.
+// The three ways a convolution runs here. Winograd's transforms round more (F(4×4, 3×3) and
+// F(2×2, 5×5) have points ±2 and ∞): its results are held to 2e-4.
 const modes = [
   { name: 'packed weights', options: { packed: true, winograd: false }, tolerance: 2e-5 },
   { name: 'sgemm', options: { packed: false, winograd: false }, tolerance: 2e-5 },
-  { name: 'Winograd F(4×4, 3×3)', options: { winograd: true }, tolerance: 2e-4 },
+  { name: 'Winograd', options: { winograd: true }, tolerance: 2e-4 },
 ] as const;
 
 const epilogues: [string, (rng: Rng, O: number) => ConvEpilogue][] = [
@@ -161,8 +166,8 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     const strided = geometry({ channels: 64, height: 6, width: 6, strideH: 2, strideW: 2, outChannels: 8 });
     runner.conv2d(strided, 1, random(rng, 64 * 36), random(rng, 8 * 64 * 9), 1, {}, new Float32Array(8 * 4));
     expect(calls).toEqual([NATIVE_WINOGRAD_MIN_CHANNELS, 16]);
-    // With the native Winograd path (the default), 3×3 ones of 16 tiles or more stay here, 5×5
-    // ones still go.
+    // With the native Winograd path (the default), 3×3 and 5×5 ones of 16 tiles or more stay here;
+    // this 5×5 one, of 4 tiles of 2×2, still goes.
     calls.length = 0;
     const own = createNativeInferConv({ threads: 1, fallback });
     const g = geometry({ channels: 64, height: 16, width: 16, padH: 1, padW: 1, outChannels: 16 });

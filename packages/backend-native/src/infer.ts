@@ -17,13 +17,26 @@ export const NATIVE_MAX_SCRATCH_FLOATS = 1 << 25;
 export const NATIVE_WINOGRAD_MIN_CHANNELS = 32;
 
 /**
- * Whether a convolution runs the native Winograd F(4×4, 3×3) path: 3×3, stride 1, no dilation,
- * one group, and NATIVE_WINOGRAD_MIN_TILES output tiles or more.
+ * Whether a convolution runs a native Winograd path, F(4×4, 3×3) or F(2×2, 5×5): 3×3 or 5×5,
+ * stride 1, no dilation, one group, NATIVE_WINOGRAD_MIN_TILES output tiles or more (4×4 or 2×2)
+ * per image, and for 5×5 NATIVE_WINOGRAD5_MIN_CHANNELS channels in and out.
  */
 export function nativeWinogradApplies(g: Conv2dGeometry): boolean {
-  if (g.kernelH !== 3 || g.kernelW !== 3 || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1 || g.group !== 1) return false;
-  const tiles = Math.ceil((g.height + 2 * g.padH - 2) / 4) * Math.ceil((g.width + 2 * g.padW - 2) / 4);
-  return tiles >= NATIVE_WINOGRAD_MIN_TILES;
+  const R = g.kernelH;
+  if ((R !== 3 && R !== 5) || g.kernelW !== R || g.strideH !== 1 || g.strideW !== 1 || g.dilationH !== 1 || g.dilationW !== 1 || g.group !== 1) return false;
+  // A 5×5 over few channels spends more on its transforms than its products save (LeNet's conv1,
+  // one channel in: 4.7 ms this way against 1.1 unfolded).
+  if (R === 5 && (g.channels < NATIVE_WINOGRAD5_MIN_CHANNELS || g.outChannels < NATIVE_WINOGRAD5_MIN_CHANNELS)) return false;
+  return winogradTiles(g) >= NATIVE_WINOGRAD_MIN_TILES;
+}
+
+/** Fewest input and output channels for the native F(2×2, 5×5) path. */
+export const NATIVE_WINOGRAD5_MIN_CHANNELS = 16;
+
+/** Output tiles per image of a native Winograd path: 4×4 for 3×3 kernels, 2×2 for 5×5. */
+function winogradTiles(g: Conv2dGeometry): number {
+  const R = g.kernelH, step = 7 - R;
+  return Math.ceil((g.height + 2 * g.padH - R + 1) / step) * Math.ceil((g.width + 2 * g.padW - R + 1) / step);
 }
 
 /**
@@ -46,8 +59,10 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   instead), in 6×16 register tiles, AVX2 with FMA where the CPU has them. The epilogue (scale,
  *   shift, ReLU) and a folded Eltwise SUM are applied to each tile before it is stored. A plane of
  *   up to 4 positions runs as OpenBLAS matrix-vector products;
- * - 3×3 stride-1 ungrouped convolutions of NATIVE_WINOGRAD_MIN_TILES output tiles or more run as
- *   Winograd F(4×4, 3×3) on transformed weights kept the same way (`winograd: false`: never);
+ * - 3×3 and 5×5 stride-1 ungrouped convolutions that nativeWinogradApplies to run as Winograd
+ *   F(4×4, 3×3) or F(2×2, 5×5) on transformed weights kept the same way (`winograd: false`:
+ *   never). With as many images as threads each thread takes whole images, batched where they
+ *   have few tiles;
  * - the other Winograd-shaped ones (stride 1: 5×5, and 3×3 over NATIVE_WINOGRAD_MIN_CHANNELS
  *   channels or more) go to `fallback` (default: the WebAssembly packed runner,
  *   builtinWasmInferConv()), whose Winograd kernels beat the products here;
@@ -55,8 +70,8 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   channel), their channels split over the threads;
  * - InnerProduct rows go to the fallback, else through OpenBLAS (sgemv for up to 4 rows), the
  *   bias added after;
- * - MAX pooling (maxPool) reduces each window's rows, then its columns, planes split over the
- *   threads.
+ * - MAX pooling (maxPool) reduces each window's rows, then its columns (whole 2×2 stride-2
+ *   windows eight at a time), planes split over the threads.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
  * here and the fallback's. Threads: up to `threads` (default getNumThreads(), read on every
@@ -72,20 +87,20 @@ export function createNativeInferConv(
   const addon = nativeAddon();
   // Packed weights per weights array, kept while their version stays (a WeakMap: a disposed
   // layer's arrays take their packed copy with them).
-  let packs = new WeakMap<Float32Array, { version: number; O: number; K: number; G: number; packed: Float32Array }>();
+  let packs = new WeakMap<Float32Array, { version: number; O: number; K: number; G: number; R: number; packed: Float32Array }>();
   let packedBytes = 0, packedEntries = 0;
-  // `G` 0: the Winograd transform of O × K 3×3 filters (packWinograd), else packWeights' groups.
-  const packedFor = (weights: Float32Array, version: number | undefined, O: number, K: number, G: number): Float32Array => {
+  // `G` 0: the Winograd transform of O × K R×R filters (packWinograd), else packWeights' groups.
+  const packedFor = (weights: Float32Array, version: number | undefined, O: number, K: number, G: number, R = 0): Float32Array => {
     const held = version === undefined ? undefined : packs.get(weights);
-    if (held && held.version === version && held.O === O && held.K === K && held.G === G) return held.packed;
+    if (held && held.version === version && held.O === O && held.K === K && held.G === G && held.R === R) return held.packed;
     const floats = G === 0 ? addon.winogradFloats(O, K) : addon.packedFloats(O, K, G);
     const packed = held && held.packed.length === floats ? held.packed : new Float32Array(floats);
-    if (G === 0) addon.packWinograd(weights, O, K, packed);
+    if (G === 0) addon.packWinograd(weights, O, K, packed, R);
     else addon.packWeights(weights, O, K, G, packed);
     if (version !== undefined) {
       if (!held) packedEntries++;
       packedBytes += packed.byteLength - (held?.packed.byteLength ?? 0);
-      packs.set(weights, { version, O, K, G, packed });
+      packs.set(weights, { version, O, K, G, R, packed });
     }
     return packed;
   };
@@ -109,8 +124,7 @@ export function createNativeInferConv(
     // Past maxScratchFloats (a large image) the WebAssembly runner, which unfolds as it goes, runs
     // the layer instead.
     const maxScratch = options.maxScratchFloats ?? NATIVE_MAX_SCRATCH_FLOATS;
-    const tiles = Math.ceil(OH / 4) * Math.ceil(OW / 4);
-    const winograd = options.winograd !== false && nativeWinogradApplies(g) && 36 * (g.channels + g.outChannels) * tiles <= maxScratch;
+    const winograd = options.winograd !== false && nativeWinogradApplies(g) && 36 * (g.channels + g.outChannels) * winogradTiles(g) <= maxScratch;
     const unfolded = (g.channels / g.group) * g.kernelH * g.kernelW * OH * OW;
     const tooLarge = !winograd && unfolded > maxScratch;
     const wasm = tooLarge || (!winograd && winogradApplies(g) && (g.kernelH === 5 || g.channels / g.group >= NATIVE_WINOGRAD_MIN_CHANNELS)) ? fallback() : null;
@@ -129,7 +143,7 @@ export function createNativeInferConv(
     const flops = 2 * num * imgOut * K;
     if (winograd) {
       addon.winogradInfer(
-        geometry, num, threadsFor(flops), x, packedFor(weights, version, O, g.channels, 0), scale, shift, relu ?? NaN, y,
+        geometry, num, threadsFor(flops), x, packedFor(weights, version, O, g.channels, 0, g.kernelH), scale, shift, relu ?? NaN, y,
         sum?.other ?? null, sum?.z ?? null, sum?.convFirst ?? true, sum?.c0 ?? 1, sum?.c1 ?? 1, sum?.relu ?? NaN,
       );
       return true;

@@ -329,8 +329,9 @@ function runnerSlot(): { runner: Conv2dRunner | null } {
  * Install (or, with null, remove) the runner that convolution layers hand their Float32 passes
  * to in place of the WebAssembly one (defaultWasmConv2d then returns it). While one is
  * installed, training forwards go through it too rather than through the packed-weights paths,
- * except depthwise and Winograd ones; inference forwards go to the packed runner, or to the one
- * setInferConvRunner installed.
+ * except depthwise ones (their own kernel) and Winograd ones, which go to the runner
+ * setInferConvRunner installed, else to the packed runner; inference forwards go to the packed runner, or to the one setInferConvRunner
+ * installed.
  */
 export function setConv2dRunner(runner: Conv2dRunner | null): void {
   runnerSlot().runner = runner;

@@ -1104,7 +1104,9 @@ function inferRunnerSlot(): { runner: InferConvRunner | null } {
  * Install (or, with null, remove) the runner that Convolution and InnerProduct layers hand their
  * inference (TEST-phase) forwards to in place of the WebAssembly packed runner:
  * defaultWasmInferConv then returns it. Pooling layers hand it their inference MAX pooling where
- * it has maxPool. Training forwards and gradients that use the packed runner keep
+ * it has maxPool. While a pass runner is installed too (setConv2dRunner), the training forwards
+ * that would use the packed runner (Winograd-shaped ones) come here as well, with the bias as
+ * their only epilogue. Gradients that use the packed runner keep
  * builtinWasmInferConv().
  */
 export function setInferConvRunner(runner: InferConvRunner | null): void {

@@ -147,6 +147,19 @@ function recordingInferRunner(): InferConvRunner & { calls: string[] } {
   };
 }
 
+describe('an installed InferConvRunner beside an installed Conv2dRunner', () => {
+  it('takes the training forwards the packed runner would run (Winograd-shaped); the pass runner the rest, depthwise ones their own kernel', () => {
+    const runner = recordingRunner(), infer = recordingInferRunner();
+    setConv2dRunner(runner);
+    setInferConvRunner(infer);
+    step({ num_output: 16, kernel_size: [5] }, [1, 16, 10, 10]);
+    step({ num_output: 8, kernel_size: [3], group: 8, pad: [1] }, [1, 8, 6, 6]);
+    step({ num_output: 6, kernel_size: [3], stride: [2], pad: [1] }, [2, 4, 9, 9]);
+    expect(infer.calls).toEqual(['conv2d']);
+    expect(runner.passes.filter((p) => p.includes('gemmOut'))).toEqual(['colIn+gemmOut']);
+  });
+});
+
 describe('an installed InferConvRunner', () => {
   it('takes inference (TEST) forwards, with the packed runner\'s results; training forwards stay on the packed runner', () => {
     const p = { num_output: 6, kernel_size: [3], stride: [2], pad: [1] };
