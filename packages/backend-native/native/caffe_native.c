@@ -27,6 +27,10 @@
 #include "packed_gemm.h"
 #include "winograd.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
 // OpenBLAS's own controls (openblas_config.h declares them; repeated so any cblas.h will do).
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
@@ -380,10 +384,205 @@ typedef struct {
   int failed;
 } Job;
 
+// ---- Direct small convolutions (training passes) ----
+// A convolution of few taps (LeNet's conv1: 1 x 5 x 5 over 28 x 28) spends more on unfolding,
+// packing and reordering than on its products, whose depth is the tap count. Stride 1, undilated,
+// one group, at most DIRECT_MAX_TAPS taps, kernels at most DIRECT_MAX_KW wide, and no bottom
+// gradient: the forward sums taps straight from a zero-padded copy of each image (4 output
+// channels by 24 positions per step), the weight gradient sums dy times the shifted image (2
+// output channels by 5 taps per step, in 8 lanes per tap summed at the end). AVX2/FMA only.
+#define DIRECT_MAX_TAPS 75
+#define DIRECT_MAX_KW 10
+#define DIRECT_SLACK 8  // floats past a padded image that a vector may read
+
+static int direct_applies(const Geometry *g, const Pass *p) {
+  return packed_gemm_wide() && !p->colOut && p->colIn && (p->gemmOut || p->weightDiff) && g->G == 1 &&
+         g->strideH == 1 && g->strideW == 1 && g->dilH == 1 && g->dilW == 1 && g->KW <= DIRECT_MAX_KW &&
+         g->C * g->KH * g->KW <= DIRECT_MAX_TAPS && g->OW >= 8;
+}
+
+// Image n of x into pad (row stride Wp = W + 2 padW, Hp = H + 2 padH rows per channel), zeros
+// around it and DIRECT_SLACK zeros after it.
+static void direct_pad(const Geometry *g, const float *x, float *pad) {
+  const int Wp = g->W + 2 * g->padW, Hp = g->H + 2 * g->padH;
+  memset(pad, 0, sizeof(float) * ((size_t)g->C * Hp * Wp + DIRECT_SLACK));
+  for (int c = 0; c < g->C; c++)
+    for (int h = 0; h < g->H; h++)
+      copy_row(pad + ((size_t)c * Hp + h + g->padH) * Wp + g->padW, x + ((size_t)c * g->H + h) * g->W, g->W);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_DIRECT 1
+// Lanes [0, n) on.
+__attribute__((target("avx2,fma"))) static inline __m256i direct_mask(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// y = bias + sum over taps of w * x for one image: wr is the weights as [O / 4][tap][4] (missing
+// channels zero), pad the padded image.
+__attribute__((target("avx2,fma"))) static void direct_forward(const Geometry *g, const float *pad, const float *wr, const float *bias, float *y) {
+  const int Wp = g->W + 2 * g->padW, Hp = g->H + 2 * g->padH, OW = g->OW, S = g->OH * OW;
+  const int taps = g->C * g->KH * g->KW;
+  for (int ob = 0; ob < g->O; ob += 4) {
+    const int no = g->O - ob < 4 ? g->O - ob : 4;
+    const float *wb = wr + (size_t)ob * taps;
+    __m256 b[4];
+    for (int i = 0; i < 4; i++) b[i] = _mm256_set1_ps(bias && i < no ? bias[ob + i] : 0.0f);
+    for (int oh = 0; oh < g->OH; oh++) {
+      int ow = 0;
+      for (; ow + 24 <= OW; ow += 24) {
+        __m256 a00 = b[0], a01 = b[0], a02 = b[0], a10 = b[1], a11 = b[1], a12 = b[1];
+        __m256 a20 = b[2], a21 = b[2], a22 = b[2], a30 = b[3], a31 = b[3], a32 = b[3];
+        const float *w = wb;
+        for (int c = 0; c < g->C; c++)
+          for (int kh = 0; kh < g->KH; kh++) {
+            const float *r = pad + ((size_t)c * Hp + oh + kh) * Wp + ow;
+            for (int kw = 0; kw < g->KW; kw++, w += 4) {
+              const __m256 x0 = _mm256_loadu_ps(r + kw), x1 = _mm256_loadu_ps(r + kw + 8), x2 = _mm256_loadu_ps(r + kw + 16);
+              __m256 v = _mm256_broadcast_ss(w);
+              a00 = _mm256_fmadd_ps(v, x0, a00); a01 = _mm256_fmadd_ps(v, x1, a01); a02 = _mm256_fmadd_ps(v, x2, a02);
+              v = _mm256_broadcast_ss(w + 1);
+              a10 = _mm256_fmadd_ps(v, x0, a10); a11 = _mm256_fmadd_ps(v, x1, a11); a12 = _mm256_fmadd_ps(v, x2, a12);
+              v = _mm256_broadcast_ss(w + 2);
+              a20 = _mm256_fmadd_ps(v, x0, a20); a21 = _mm256_fmadd_ps(v, x1, a21); a22 = _mm256_fmadd_ps(v, x2, a22);
+              v = _mm256_broadcast_ss(w + 3);
+              a30 = _mm256_fmadd_ps(v, x0, a30); a31 = _mm256_fmadd_ps(v, x1, a31); a32 = _mm256_fmadd_ps(v, x2, a32);
+            }
+          }
+        float *o = y + (size_t)ob * S + (size_t)oh * OW + ow;
+        const __m256 rows[4][3] = { { a00, a01, a02 }, { a10, a11, a12 }, { a20, a21, a22 }, { a30, a31, a32 } };
+        for (int i = 0; i < no; i++, o += S) {
+          _mm256_storeu_ps(o, rows[i][0]); _mm256_storeu_ps(o + 8, rows[i][1]); _mm256_storeu_ps(o + 16, rows[i][2]);
+        }
+      }
+      for (; ow < OW; ow += 8) {
+        const int n = OW - ow < 8 ? OW - ow : 8;
+        __m256 a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];
+        const float *w = wb;
+        for (int c = 0; c < g->C; c++)
+          for (int kh = 0; kh < g->KH; kh++) {
+            const float *r = pad + ((size_t)c * Hp + oh + kh) * Wp + ow;
+            for (int kw = 0; kw < g->KW; kw++, w += 4) {
+              const __m256 x0 = _mm256_loadu_ps(r + kw);
+              a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(w), x0, a0);
+              a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 1), x0, a1);
+              a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 2), x0, a2);
+              a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 3), x0, a3);
+            }
+          }
+        const __m256i mask = direct_mask(n);
+        float *o = y + (size_t)ob * S + (size_t)oh * OW + ow;
+        const __m256 rows[4] = { a0, a1, a2, a3 };
+        for (int i = 0; i < no; i++, o += S) _mm256_maskstore_ps(o, mask, rows[i]);
+      }
+    }
+  }
+}
+
+// Lanes of the weight gradient for one image: L[o][c][kh][kw][8] += dy[o] times the image shifted
+// by (kh, kw), over positions (O rounded up to 2 channels, kw up to 2 chunks of 5). zero: a row of
+// OW zeros standing in for the channel past an odd O.
+__attribute__((target("avx2,fma"))) static void direct_weight_lanes(const Geometry *g, const float *pad, const float *dy, const float *zero, float *L) {
+  const int Wp = g->W + 2 * g->padW, Hp = g->H + 2 * g->padH, OW = g->OW, S = g->OH * OW;
+  const size_t perO = (size_t)g->C * g->KH * 10 * 8;
+  const __m256i tail = direct_mask(OW % 8);
+  for (int c = 0; c < g->C; c++)
+    for (int kh = 0; kh < g->KH; kh++)
+      for (int kw0 = 0; kw0 < g->KW; kw0 += 5)
+        for (int o = 0; o < g->O; o += 2) {
+          float *l0 = L + (size_t)o * perO + ((size_t)(c * g->KH + kh) * 10 + kw0) * 8, *l1 = l0 + perO;
+          __m256 a00 = _mm256_loadu_ps(l0), a01 = _mm256_loadu_ps(l0 + 8), a02 = _mm256_loadu_ps(l0 + 16), a03 = _mm256_loadu_ps(l0 + 24), a04 = _mm256_loadu_ps(l0 + 32);
+          __m256 a10 = _mm256_loadu_ps(l1), a11 = _mm256_loadu_ps(l1 + 8), a12 = _mm256_loadu_ps(l1 + 16), a13 = _mm256_loadu_ps(l1 + 24), a14 = _mm256_loadu_ps(l1 + 32);
+          const float *d0 = dy + (size_t)o * S, *d1 = o + 1 < g->O ? d0 + S : zero;
+          for (int oh = 0; oh < g->OH; oh++) {
+            const float *r = pad + ((size_t)c * Hp + oh + kh) * Wp + kw0;
+            const float *e0 = d0 + (size_t)oh * OW, *e1 = d1 == zero ? zero : d1 + (size_t)oh * OW;
+            // Whole vectors with plain loads; the row's cut end masked (lanes past it read as 0,
+            // so a value beyond the window never reaches the sums).
+#define DIRECT_LANES(LOAD)                                                   \
+  do {                                                                       \
+    const __m256 y0 = LOAD(e0 + ow), y1 = LOAD(e1 + ow);                     \
+    __m256 x = LOAD(r + ow);                                                 \
+    a00 = _mm256_fmadd_ps(y0, x, a00); a10 = _mm256_fmadd_ps(y1, x, a10);   \
+    x = LOAD(r + ow + 1);                                                    \
+    a01 = _mm256_fmadd_ps(y0, x, a01); a11 = _mm256_fmadd_ps(y1, x, a11);   \
+    x = LOAD(r + ow + 2);                                                    \
+    a02 = _mm256_fmadd_ps(y0, x, a02); a12 = _mm256_fmadd_ps(y1, x, a12);   \
+    x = LOAD(r + ow + 3);                                                    \
+    a03 = _mm256_fmadd_ps(y0, x, a03); a13 = _mm256_fmadd_ps(y1, x, a13);   \
+    x = LOAD(r + ow + 4);                                                    \
+    a04 = _mm256_fmadd_ps(y0, x, a04); a14 = _mm256_fmadd_ps(y1, x, a14);   \
+  } while (0)
+            int ow = 0;
+            for (; ow + 8 <= OW; ow += 8) DIRECT_LANES(_mm256_loadu_ps);
+            if (ow < OW) {
+#define DIRECT_MASKED(p) _mm256_maskload_ps((p), tail)
+              DIRECT_LANES(DIRECT_MASKED);
+#undef DIRECT_MASKED
+            }
+#undef DIRECT_LANES
+          }
+          _mm256_storeu_ps(l0, a00); _mm256_storeu_ps(l0 + 8, a01); _mm256_storeu_ps(l0 + 16, a02); _mm256_storeu_ps(l0 + 24, a03); _mm256_storeu_ps(l0 + 32, a04);
+          _mm256_storeu_ps(l1, a10); _mm256_storeu_ps(l1 + 8, a11); _mm256_storeu_ps(l1 + 16, a12); _mm256_storeu_ps(l1 + 24, a13); _mm256_storeu_ps(l1 + 32, a14);
+        }
+}
+#endif
+
+// The direct passes over this job's images; returns 0 where scratch cannot be allocated.
+static int run_direct(Job *job) {
+#ifdef HAVE_DIRECT
+  const Geometry *g = job->g;
+  const Pass *p = job->p;
+  Scratch *s = job->scratch;
+  const int Wp = g->W + 2 * g->padW, Hp = g->H + 2 * g->padH, S = g->OH * g->OW, taps = g->C * g->KH * g->KW;
+  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * S;
+  const int O2 = (g->O + 1) / 2 * 2, O4 = (g->O + 3) / 4 * 4;
+  const size_t perO = (size_t)g->C * g->KH * 10 * 8;
+  const size_t lanes = p->weightDiff ? (size_t)O2 * perO + g->OW + 8 : 0;  // the lanes, then a zero row
+  const size_t wr = p->gemmOut ? (size_t)O4 * taps : 0;
+  if (!grow(&s->col, &s->colCap, (size_t)g->C * Hp * Wp + DIRECT_SLACK) || !grow(&s->work, &s->workCap, lanes + wr + 1)) return 0;
+  float *L = s->work, *zero = s->work + (size_t)O2 * perO, *W4 = s->work + lanes;
+  if (lanes) memset(L, 0, sizeof(float) * lanes);
+  if (wr) {
+    // [O / 4][tap][4], missing channels zero.
+    for (int ob = 0; ob < O4; ob += 4)
+      for (int t = 0; t < taps; t++)
+        for (int i = 0; i < 4; i++) W4[(size_t)ob * taps + (size_t)t * 4 + i] = ob + i < g->O ? p->weights[(size_t)(ob + i) * taps + t] : 0.0f;
+  }
+  for (int n = job->n0; n < job->n1; n++) {
+    direct_pad(g, p->colIn + (size_t)n * imgIn, s->col);
+    if (p->gemmOut) direct_forward(g, s->col, W4, p->bias, p->gemmOut + (size_t)n * imgOut);
+    if (p->gemmIn) {
+      const float *dy = p->gemmIn + (size_t)n * imgOut;
+      if (job->biasDiff)
+        for (int o = 0; o < g->O; o++) job->biasDiff[o] += row_sum(dy + (size_t)o * S, S);
+      if (p->weightDiff) direct_weight_lanes(g, s->col, dy, zero, L);
+    }
+  }
+  if (p->weightDiff && job->n1 > job->n0) {
+    for (int o = 0; o < g->O; o++)
+      for (int c = 0; c < g->C; c++)
+        for (int kh = 0; kh < g->KH; kh++)
+          for (int kw = 0; kw < g->KW; kw++) {
+            const float *l = L + (size_t)o * perO + ((size_t)(c * g->KH + kh) * 10 + kw) * 8;
+            job->weightDiff[(size_t)o * taps + (c * g->KH + kh) * g->KW + kw] += ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+          }
+  }
+  return 1;
+#else
+  (void)job;
+  return 0;
+#endif
+}
+
 static void run_range(Job *job) {
   const Geometry *g = job->g;
   const Pass *p = job->p;
   Scratch *s = job->scratch;
+  if (job->gemmThreads == 1 && direct_applies(g, p)) {
+    if (!run_direct(job)) job->failed = 1;
+    return;
+  }
   const int S = g->OH * g->OW, Cg = g->C / g->G, m = g->O / g->G, K = Cg * g->KH * g->KW;
   const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * S;
   const int is1x1 = unfolds_to_itself(g);
@@ -903,7 +1102,6 @@ typedef struct {
 // rows' maximum first, then that of each even and odd column (max_ps(v, m) keeps m where v is
 // NaN, so NaN is never taken, as in the general loop).
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
 __attribute__((target("avx2,fma"))) static void max_2x2_row_avx2(const float *r0, const float *r1, int PW, float *y) {
   int pw = 0;
   const __m256 lowest = _mm256_set1_ps(-FLT_MAX);

@@ -20,7 +20,7 @@ const outSize = (size: number, k: number, pad: number, stride: number, dil: numb
  * bias[o] + Σ w[o][c][kh][kw] · x[n][g·Cg + c][oh·s − p + kh·d][ow·s − p + kw·d], and its two
  * gradients, dW += Σ dy·x and dx = Σ dy·w over the same index pairs.
  */
-function direct(g: Conv2dGeometry, num: number, x: Float32Array, dy: Float32Array, w: Float32Array, bias: Float32Array) {
+function direct2d(g: Conv2dGeometry, num: number, x: Float32Array, dy: Float32Array, w: Float32Array, bias: Float32Array) {
   const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
   const Cg = g.channels / g.group, m = g.outChannels / g.group;
   const y = new Float64Array(num * g.outChannels * OH * OW), dw = new Float64Array(w.length), dx = new Float64Array(x.length);
@@ -77,7 +77,7 @@ describe.skipIf(!available)('createNativeConv2d', () => {
         const K = (g.channels / g.group) * g.kernelH * g.kernelW;
         const x = random(rng, num * g.channels * g.height * g.width), dy = random(rng, num * g.outChannels * OH * OW);
         const w = random(rng, g.outChannels * K), bias = random(rng, g.outChannels);
-        const want = direct(g, num, x, dy, w, bias);
+        const want = direct2d(g, num, x, dy, w, bias);
         // Small passes stay on one thread unless told: minimum work 0 here by asking for threads.
         const conv = createNativeConv2d({ threads });
         const y = new Float32Array(want.y.length).fill(Number.NaN);
@@ -91,6 +91,34 @@ describe.skipIf(!available)('createNativeConv2d', () => {
         expectClose(dw, want.dw.map((v, i) => v + dw0[i]!), 'weight gradient');
         expectClose(db, want.db.map((v, i) => v + db0[i]!), 'bias gradient');
         expectClose(dx, want.dx, 'data gradient');
+      });
+    }
+  }
+
+  // Few taps, stride 1, no bottom gradient: the direct kernels (no unfolding).
+  const direct: [string, Conv2dGeometry, number][] = [
+    ['LeNet conv1 (1×28×28, 5×5, 20 outputs: rows of 24)', geometry({ channels: 1, height: 28, width: 28, kernelH: 5, kernelW: 5, outChannels: 20 }), 3],
+    ['CIFAR-10 conv1 (3×32×32, 5×5 pad 2, 32 outputs: rows of 24 + 8)', geometry({ channels: 3, height: 32, width: 32, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 32 }), 2],
+    ['7 outputs, rows of 13 (a cut vector), pad 1 × 2', geometry({ channels: 2, height: 11, width: 13, kernelH: 3, kernelW: 3, padH: 1, padW: 2, outChannels: 7 }), 3],
+    ['7×7 over one channel (taps in two chunks), 3 outputs', geometry({ channels: 1, height: 20, width: 30, kernelH: 7, kernelW: 7, outChannels: 3 }), 2],
+  ];
+  for (const threads of [1, 2]) {
+    for (const [name, g, num] of direct) {
+      it(`${name}, ${threads} thread(s): forward, weight and bias gradients without the bottom's`, () => {
+        const rng = new Rng(9);
+        const OH = outSize(g.height, g.kernelH, g.padH, 1, 1), OW = outSize(g.width, g.kernelW, g.padW, 1, 1);
+        const x = random(rng, num * g.channels * g.height * g.width), dy = random(rng, num * g.outChannels * OH * OW);
+        const w = random(rng, g.outChannels * g.channels * g.kernelH * g.kernelW), bias = random(rng, g.outChannels);
+        const want = direct2d(g, num, x, dy, w, bias);
+        const conv = createNativeConv2d({ threads });
+        const y = new Float32Array(want.y.length).fill(Number.NaN);
+        conv.run(g, num, 1, { colIn: x, weights: w, bias, gemmOut: y });
+        expectClose(y, want.y, 'forward');
+        const dw = random(rng, w.length), db = random(rng, g.outChannels);
+        const dw0 = Float64Array.from(dw), db0 = Float64Array.from(db);
+        conv.run(g, num, 1, { colIn: x, gemmIn: dy, weights: w, weightDiff: dw, biasDiff: db });
+        expectClose(dw, want.dw.map((v, i) => v + dw0[i]!), 'weight gradient');
+        expectClose(db, want.db.map((v, i) => v + db0[i]!), 'bias gradient');
       });
     }
   }
