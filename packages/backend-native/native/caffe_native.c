@@ -826,6 +826,19 @@ typedef struct {
 } DepthPart;
 
 // Floats of the padded plane(s) depthwise_padded needs for a channel.
+#if defined(__x86_64__) && defined(__GNUC__)
+// split_columns eight pairs at a time; returns the pairs done.
+__attribute__((target("avx2,fma"))) static int split_columns_avx2(const float *r, int n, float *a, float *b) {
+  int k = 0;
+  for (; 2 * k + 16 <= n; k += 8) {
+    const __m256 lo = _mm256_loadu_ps(r + 2 * k), hi = _mm256_loadu_ps(r + 2 * k + 8);
+    _mm256_storeu_ps(a + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0))));
+    _mm256_storeu_ps(b + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0))));
+  }
+  return k;
+}
+#endif
+
 static size_t depthwise_pad_floats(const Geometry *g) {
   return (size_t)(g->H + 2 * g->padH + 2) * (g->W + 2 * g->padW + 16) * 2;
 }
@@ -835,28 +848,43 @@ static int depthwise_padded_applies(const Geometry *g) {
   return g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1 && (g->strideH == 1 || g->strideH == 2) && g->strideW == g->strideH;
 }
 
+// Row stride of depthwise_padded's copy: the padded row, or for stride 2 each of its even and odd
+// halves, with slack.
+static int depthwise_pad_stride(const Geometry *g) {
+  const int Wp = g->W + 2 * g->padW;
+  return g->strideW == 1 ? Wp + 8 : Wp / 2 + 9;
+}
+
+// The even columns of r[0, n) to a, the odd ones to b (a[k] = r[2k], b[k] = r[2k + 1]).
+static void split_columns(const float *restrict r, int n, float *restrict a, float *restrict b) {
+  int k = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (packed_gemm_wide()) k = split_columns_avx2(r, n, a, b);
+#endif
+  for (; 2 * k + 1 < n; k++) { a[k] = r[2 * k]; b[k] = r[2 * k + 1]; }
+  if (2 * k < n) a[k] = r[2 * k];
+}
+
 // A 3x3 depthwise channel over its zero-padded copy: every output is the nine taps summed
 // without bounds checks, a row at a time (stride 2: the padded rows split into their even and
-// odd columns, so that each tap reads contiguous values).
+// odd columns, so that each tap reads contiguous values). `pad` must hold zeros outside the
+// image's place (depthwise_part clears it once per call: every channel writes the same places).
 WIDE_SIMD
 static void depthwise_padded(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
   const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->strideW;
-  const int Hp = H + 2 * g->padH, Wp = W + 2 * g->padW;
-  // Row stride of the copy (even and odd halves for stride 2, each half + 1 column of slack).
-  const int L = s == 1 ? Wp + 8 : Wp / 2 + 9;
+  const int Hp = H + 2 * g->padH;
+  const int L = depthwise_pad_stride(g);
   float *E = pad, *O = pad + (size_t)Hp * L;
-  const size_t planeFloats = (size_t)Hp * L * (s == 1 ? 1 : 2);
-  memset(pad, 0, sizeof(float) * planeFloats);
   for (int h = 0; h < H; h++) {
     const float *r = x + (size_t)h * W;
     const int ph = h + g->padH;
     if (s == 1) copy_row(E + (size_t)ph * L + g->padW, r, W);
     else {
-      // Input column w lands at padded column w + padW: even ones in E, odd ones in O.
-      const int firstEven = g->padW & 1, firstOdd = 1 - firstEven;
-      float *restrict e = E + (size_t)ph * L, *restrict o = O + (size_t)ph * L;
-      for (int w = firstEven; w < W; w += 2) e[(w + g->padW) >> 1] = r[w];
-      for (int w = firstOdd; w < W; w += 2) o[(w + g->padW) >> 1] = r[w];
+      // Input column w lands at padded column w + padW: even ones in E, odd ones in O. With an
+      // odd padW the even input columns are the odd padded ones.
+      float *e = E + (size_t)ph * L, *o = O + (size_t)ph * L;
+      if (g->padW & 1) split_columns(r, W, o + (g->padW >> 1), e + ((g->padW + 1) >> 1));
+      else split_columns(r, W, e + (g->padW >> 1), o + (g->padW >> 1));
     }
   }
   const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
@@ -892,6 +920,8 @@ static void *depthwise_part(void *arg) {
   int lo[g->KW > 0 ? g->KW : 1], hi[g->KW > 0 ? g->KW : 1];
   for (int kw = 0; kw < g->KW; kw++) valid_range(kw * g->dilW - g->padW, g->strideW, W, OW, &lo[kw], &hi[kw]);
   const int fast3x3 = g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1;
+  // The padded copy's zeros, once: each channel then writes the image's places only.
+  if (q->pad) memset(q->pad, 0, sizeof(float) * (size_t)(g->H + 2 * g->padH) * depthwise_pad_stride(g) * (g->strideW == 1 ? 1 : 2));
   for (int ch = q->c0; ch < q->c1; ch++) {
     const float *x = c->x + ((size_t)q->n * g->C + ch) * H * W;
     float *y = c->y + ((size_t)q->n * g->O + ch) * OH * OW;

@@ -201,6 +201,10 @@ describe.skipIf(!available)('createNativeInferConv', () => {
   const depthwiseCases: [string, Conv2dGeometry][] = [
     ['3×3 pad 1 (MobileNet\'s)', geometry({ channels: 12, height: 14, width: 13, padH: 1, padW: 1, outChannels: 12, group: 12 })],
     ['3×3 stride 2 pad 1', geometry({ channels: 8, height: 15, width: 16, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 8, group: 8 })],
+    // Rows split into even and odd columns 16 at a time, then the rest, for either parity of padW.
+    ['3×3 stride 2, no pad, rows of 37', geometry({ channels: 3, height: 9, width: 37, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
+    ['3×3 stride 2 pad 1 × 2, rows of 35', geometry({ channels: 3, height: 8, width: 35, padH: 2, padW: 1, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
+    ['3×3 stride 2 pad 2, rows of 34', geometry({ channels: 3, height: 7, width: 34, padH: 1, padW: 2, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
     ['3×3 stride 3, no pad', geometry({ channels: 5, height: 11, width: 10, strideH: 3, strideW: 3, outChannels: 5, group: 5 })],
     ['5×5 dilation 2 pad 3', geometry({ channels: 6, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 3, padW: 3, dilationH: 2, dilationW: 2, outChannels: 6, group: 6 })],
     ['3×3 over a 2×2 image (every window past an edge)', geometry({ channels: 4, height: 2, width: 2, padH: 1, padW: 1, outChannels: 4, group: 4 })],
