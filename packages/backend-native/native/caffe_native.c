@@ -1125,7 +1125,7 @@ typedef struct {
   float *y;
   int H, W, PH, PW, KH, KW, SH, SW, PADH, PADW;
   int p0, p1;
-  float *row;  // W floats of this thread's own
+  float *row;  // maxpool_row_floats of this thread's own
 } PoolPart;
 
 // One output row of whole 2x2 stride-2 windows, values only: eight windows per step, the two
@@ -1154,13 +1154,37 @@ __attribute__((target("avx2,fma"))) static void max_2x2_row_avx2(const float *r0
 #define HAVE_MAX_AVX2 1
 #endif
 
+// Floats of maxpool_part's row buffer for a plane W wide: the windows' span in padded columns,
+// and slack for a vector read past it.
+static size_t maxpool_row_floats(int W, int PW, int KW, int SW, int padW) {
+  const int span = (PW - 1) * SW + KW;
+  return (size_t)(span > W + padW ? span : W + padW) + 24;
+}
+
+#ifdef HAVE_MAX_AVX2
+// Columns of 3-wide, stride-2 windows over a row of maxima mp (NaN-free): eight windows per step,
+// from the even and odd columns and the even ones one further.
+__attribute__((target("avx2,fma"))) static int max_cols_3s2_avx2(const float *mp, int PW, float *y) {
+  int pw = 0;
+  for (; pw + 8 <= PW; pw += 8) {
+    const float *b = mp + 2 * pw;
+    const __m256 a0 = _mm256_loadu_ps(b), a1 = _mm256_loadu_ps(b + 8), c0 = _mm256_loadu_ps(b + 2), c1 = _mm256_loadu_ps(b + 10);
+    const __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 next = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    _mm256_storeu_ps(y + pw, _mm256_max_ps(_mm256_max_ps(even, odd), next));
+  }
+  return pw;
+}
+#endif
+
 WIDE_SIMD
 static void *maxpool_part(void *arg) {
   PoolPart *q = (PoolPart *)arg;
-  float *m = q->row;
 #ifdef HAVE_MAX_AVX2
+  const int wide = packed_gemm_wide();
   // LeNet's pooling (every 2x2 window whole): eight windows per step.
-  if (packed_gemm_wide() && q->KH == 2 && q->KW == 2 && q->SH == 2 && q->SW == 2 && q->PADH == 0 && q->PADW == 0 &&
+  if (wide && q->KH == 2 && q->KW == 2 && q->SH == 2 && q->SW == 2 && q->PADH == 0 && q->PADW == 0 &&
       2 * q->PH <= q->H && 2 * q->PW <= q->W) {
     for (int p = q->p0; p < q->p1; p++) {
       const float *x = q->x + (size_t)p * q->H * q->W;
@@ -1170,6 +1194,11 @@ static void *maxpool_part(void *arg) {
     return NULL;
   }
 #endif
+  // The rows of each output row's windows reduced into mp (at padded columns: -FLT_MAX around
+  // the plane, which never wins, so the windows need no clipping), then its columns.
+  float *mp = q->row, *m = mp + q->PADW;
+  const size_t floats = maxpool_row_floats(q->W, q->PW, q->KW, q->SW, q->PADW);
+  for (size_t i = 0; i < floats; i++) mp[i] = -FLT_MAX;
   for (int p = q->p0; p < q->p1; p++) {
     const float *x = q->x + (size_t)p * q->H * q->W;
     float *y = q->y + (size_t)p * q->PH * q->PW;
@@ -1183,13 +1212,23 @@ static void *maxpool_part(void *arg) {
         for (int w = 0; w < q->W; w++) m[w] = r[w] > m[w] ? r[w] : m[w];
       }
       float *yr = y + (size_t)ph * q->PW;
-      for (int pw = 0; pw < q->PW; pw++) {
-        int w0 = pw * q->SW - q->PADW, w1 = w0 + q->KW;
-        if (w0 < 0) w0 = 0;
-        if (w1 > q->W) w1 = q->W;
-        float v = -FLT_MAX;
-        for (int w = w0; w < w1; w++) v = m[w] > v ? m[w] : v;
-        yr[pw] = v;
+      int pw = 0;
+#ifdef HAVE_MAX_AVX2
+      if (wide && q->KW == 3 && q->SW == 2) pw = max_cols_3s2_avx2(mp, q->PW, yr);
+#endif
+      if (q->SW == 1) {
+        for (; pw < q->PW; pw++) {
+          float v = mp[pw];
+          for (int k = 1; k < q->KW; k++) v = mp[pw + k] > v ? mp[pw + k] : v;
+          yr[pw] = v;
+        }
+      } else {
+        for (; pw < q->PW; pw++) {
+          const float *c = mp + (size_t)pw * q->SW;
+          float v = c[0];
+          for (int k = 1; k < q->KW; k++) v = c[k] > v ? c[k] : v;
+          yr[pw] = v;
+        }
       }
     }
   }
@@ -1789,7 +1828,7 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
   PoolPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Scratch *s = &in->slots[t];
-    if (!grow(&s->buf, &s->bufCap, (size_t)v[2])) return throw_error(env, "maxPool: out of memory");
+    if (!grow(&s->buf, &s->bufCap, maxpool_row_floats(v[2], v[4], v[6], v[8], v[10]))) return throw_error(env, "maxPool: out of memory");
     parts[t] = (PoolPart){ x, y, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
                            (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), s->buf };
   }
