@@ -36,17 +36,16 @@ void pack_a(const float *A, int M, int K, int lda, float *out) {
 // Rows [0, kc) x columns [0, nc) of B (row stride ldb) into panels of PG_NR columns, each kc x
 // PG_NR, the last one zero-padded.
 static void pack_b(const float *B, int ldb, int kc, int nc, float *out) {
-  for (int jp = 0; jp < nc; jp += PG_NR) {
-    const int w = nc - jp < PG_NR ? nc - jp : PG_NR;
-    float *p = out + (size_t)jp * kc;
-    const float *b = B + jp;
-    if (w == PG_NR) {
-      for (int k = 0; k < kc; k++) memcpy(p + (size_t)k * PG_NR, b + (size_t)k * ldb, sizeof(float) * PG_NR);
-    } else {
-      for (int k = 0; k < kc; k++) {
-        memcpy(p + (size_t)k * PG_NR, b + (size_t)k * ldb, sizeof(float) * w);
-        memset(p + (size_t)k * PG_NR + w, 0, sizeof(float) * (PG_NR - w));
-      }
+  // Row by row, so that B is read in order (a stream the prefetcher follows) and the panels,
+  // which fit the cache, are written 16 floats at a time.
+  const int full = nc / PG_NR * PG_NR, w = nc - full;
+  for (int k = 0; k < kc; k++) {
+    const float *b = B + (size_t)k * ldb;
+    float *p = out + (size_t)k * PG_NR;
+    for (int jp = 0; jp < full; jp += PG_NR) memcpy(p + (size_t)jp * kc, b + jp, sizeof(float) * PG_NR);
+    if (w) {
+      memcpy(p + (size_t)full * kc, b + full, sizeof(float) * w);
+      memset(p + (size_t)full * kc + w, 0, sizeof(float) * (PG_NR - w));
     }
   }
 }
