@@ -707,6 +707,10 @@ typedef struct {
   float *y, *z;
   int relu, sumRelu, convFirst;
   float slope, c0, c1, sumSlope;
+  // Floats from one image to the next in x and in y (other, z), where they are not the
+  // geometry's own (a group of a grouped convolution run as a convolution of its own); 0: C·H·W
+  // and O·OH·OW.
+  size_t xStride, yStride;
 } Infer;
 
 typedef struct {
@@ -1078,7 +1082,8 @@ static void *wg_images(void *arg) {
     q->failed = 1;
     return NULL;
   }
-  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * g->OH * g->OW, per = packed_a_floats(s.O, s.C);
+  const size_t imgIn = c->xStride ? c->xStride : (size_t)g->C * g->H * g->W, imgOut = c->yStride ? c->yStride : (size_t)g->O * g->OH * g->OW;
+  const size_t per = packed_a_floats(s.O, s.C);
   for (int n = q->n0; n < q->n1; n += q->batch) {
     const int nb = q->n1 - n < q->batch ? q->n1 - n : q->batch;
     for (int i = 0; i < nb; i++) winograd_input(&s, c->x + (size_t)(n + i) * imgIn, 0, s.C, sc->col + (size_t)i * P);
@@ -1121,7 +1126,7 @@ static int run_winograd(Instance *in, const Infer *c, const float *U, int num, i
   for (int t = 0; t < T; t++)
     if (!grow(&in->slots[t].buf, &in->slots[t].bufCap, (size_t)PG_KC * PG_NC)) return 0;
   WgPart parts[MAX_THREADS];
-  const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * g->OH * g->OW;
+  const size_t imgIn = c->xStride ? c->xStride : (size_t)g->C * g->H * g->W, imgOut = c->yStride ? c->yStride : (size_t)g->O * g->OH * g->OW;
   for (int n = whole; n < num; n++) {
     const PgEpilogue e = {
       c->scale, c->shift, c->relu, c->slope, c->z ? c->other + n * imgOut : NULL, c->z ? c->z + n * imgOut : NULL,
@@ -1518,32 +1523,55 @@ static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
   int num, T, ok = 1;
   if (!infer_args(env, a, "winogradInfer", 1, &c, &num, &T)) return NULL;
   const Geometry *g = &c.g;
-  if ((g->KH != 3 && g->KH != 5) || g->KW != g->KH || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1 || g->G != 1)
-    return throw_error(env, "winogradInfer: the convolution must be 3x3 or 5x5, stride 1, undilated, one group");
+  if ((g->KH != 3 && g->KH != 5) || g->KW != g->KH || g->strideH != 1 || g->strideW != 1 || g->dilH != 1 || g->dilW != 1)
+    return throw_error(env, "winogradInfer: the convolution must be 3x3 or 5x5, stride 1, undilated");
+  const int G = g->G, Cg = g->C / G, m = g->O / G;
   size_t lu;
   const float *U = f32(env, a[4], &lu, &ok);
-  if (lu < winograd_packed_floats(g->O, g->C)) return throw_error(env, "winogradInfer: the transformed weights are shorter than packWinograd writes");
+  const size_t per = winograd_packed_floats(m, Cg);
+  if (lu < (size_t)G * per) return throw_error(env, "winogradInfer: the transformed weights are shorter than packWinograd writes");
   Instance *in = current = instance(env);
-  if (!run_winograd(in, &c, U, num, T)) return throw_error(env, "winogradInfer: out of memory for the transformed tiles");
+  // Each group as a convolution of its own, over its share of the channels of every image.
+  const size_t S = (size_t)g->OH * g->OW;
+  for (int gi = 0; gi < G; gi++) {
+    Infer cg = c;
+    cg.g.C = Cg;
+    cg.g.O = m;
+    cg.g.G = 1;
+    cg.x = c.x + (size_t)gi * Cg * g->H * g->W;
+    cg.y = c.y + (size_t)gi * m * S;
+    cg.scale = c.scale ? c.scale + (size_t)gi * m : NULL;
+    cg.shift = c.shift ? c.shift + (size_t)gi * m : NULL;
+    cg.other = c.other ? c.other + (size_t)gi * m * S : NULL;
+    cg.z = c.z ? c.z + (size_t)gi * m * S : NULL;
+    cg.xStride = (size_t)g->C * g->H * g->W;
+    cg.yStride = (size_t)g->O * S;
+    if (!run_winograd(in, &cg, U + gi * per, num, T)) return throw_error(env, "winogradInfer: out of memory for the transformed tiles");
+  }
   return NULL;
 }
 
-// packWinograd(weights, O, C, out, R): the weights of O x C R x R filters (R 3 or 5) transformed
-// and packed for winogradInfer; returns the floats written. winogradFloats(O, C): how many that is.
+// packWinograd(weights, O, C, out, R, G): the weights of O x (C / G) R x R filters (R 3 or 5) in G
+// groups, each group's transformed and packed for winogradInfer one after the other; returns the
+// floats written. winogradFloats(O, C): how many that is for one group of O x C.
 static napi_value js_pack_winograd(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value a[5];
+  size_t argc = 6;
+  napi_value a[6];
   napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  int O, C, R;
-  if (argc < 5 || !i32arg(env, a[1], &O) || !i32arg(env, a[2], &C) || !i32arg(env, a[4], &R) || O < 1 || C < 1 || (R != 3 && R != 5))
-    return throw_error(env, "packWinograd: O and C must be positive integers and R 3 or 5");
+  int O, C, R, G;
+  if (argc < 6 || !i32arg(env, a[1], &O) || !i32arg(env, a[2], &C) || !i32arg(env, a[4], &R) || !i32arg(env, a[5], &G) ||
+      O < 1 || C < 1 || (R != 3 && R != 5) || G < 1 || O % G || C % G)
+    return throw_error(env, "packWinograd: O and C must be positive multiples of G, and R 3 or 5");
   int ok = 1;
   size_t lw, lo;
   const float *w = f32(env, a[0], &lw, &ok);
   float *out = f32(env, a[3], &lo, &ok);
-  const size_t need = winograd_packed_floats(O, C);
-  if (!ok || !w || !out || lw < (size_t)O * C * R * R || lo < need) return throw_error(env, "packWinograd: weights needs O*C*R*R floats and out winogradFloats(O, C)");
-  if (!winograd_pack_weights(w, O, C, R, out)) return throw_error(env, "packWinograd: out of memory");
+  const int m = O / G, Cg = C / G;
+  const size_t per = winograd_packed_floats(m, Cg), need = (size_t)G * per;
+  if (!ok || !w || !out || lw < (size_t)O * Cg * R * R || lo < need)
+    return throw_error(env, "packWinograd: weights needs O*(C/G)*R*R floats and out G*winogradFloats(O/G, C/G)");
+  for (int gi = 0; gi < G; gi++)
+    if (!winograd_pack_weights(w + (size_t)gi * m * Cg * R * R, m, Cg, R, out + gi * per)) return throw_error(env, "packWinograd: out of memory");
   napi_value v;
   napi_create_double(env, (double)need, &v);
   return v;

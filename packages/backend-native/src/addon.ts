@@ -24,7 +24,7 @@ export interface NativeAddon {
     scale: Float32Array | null, shift: Float32Array | null, relu: number, y: Float32Array,
     other: Float32Array | null, z: Float32Array | null, convFirst: boolean, c0: number, c1: number, sumRelu: number,
   ): void;
-  packWinograd(weights: Float32Array, O: number, C: number, out: Float32Array, R: number): number;
+  packWinograd(weights: Float32Array, O: number, C: number, out: Float32Array, R: number, G: number): number;
   winogradFloats(O: number, C: number): number;
   packWeights(weights: Float32Array, O: number, K: number, G: number, out: Float32Array): number;
   packedFloats(O: number, K: number, G: number): number;

@@ -68,6 +68,9 @@ const cases: [string, Conv2dGeometry, number][] = [
   ['3×3 pad 1 over 16×16, 5 images (several per product, then one split)', geometry({ channels: 8, height: 16, width: 16, padH: 1, padW: 1, outChannels: 12 }), 5],
   ['LeNet conv2 (5×5 over 20×12×12, 50 outputs), 9 images', geometry({ channels: 20, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 50 }), 9],
   ['5×5 pad 2 over 15×13 (56 tiles of 2×2, edge tiles cut), 2 images', geometry({ channels: 16, height: 15, width: 13, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 17 }), 2],
+  // Grouped (CaffeNet's conv2 to conv5, smaller): Winograd group after group.
+  ['5×5 pad 2 in two groups of 16 channels, 2 images', geometry({ channels: 32, height: 13, width: 13, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 34, group: 2 }), 2],
+  ['3×3 pad 1 in two groups over 13×13, 3 images', geometry({ channels: 12, height: 13, width: 13, padH: 1, padW: 1, outChannels: 10, group: 2 }), 3],
 ];
 
 // The three ways a convolution runs here. Winograd's transforms round more (F(4×4, 3×3) and
@@ -122,6 +125,20 @@ describe.skipIf(!available)('createNativeInferConv', () => {
       const zWant = Float64Array.from(want, (v, i) => Math.max(0, convFirst ? 0.5 * v - 2 * other[i]! : 0.5 * other[i]! - 2 * v));
       expect(worstError(z, zWant), `convFirst ${convFirst}`).toBeLessThan(4 * tolerance);
     }
+  });
+
+  it('conv2d by Winograd in two groups with a folded sum: each group\'s channels of y and z', () => {
+    const runner = createNativeInferConv({ threads: 2, minFlopsPerThread: 0, winograd: true, fallback: null });
+    const g = geometry({ channels: 12, height: 13, width: 13, padH: 1, padW: 1, outChannels: 10, group: 2 });
+    expect(nativeWinogradApplies(g)).toBe(true);
+    const rng = new Rng(12), S = 169;
+    const x = random(rng, 2 * 12 * S), w = random(rng, 10 * 6 * 9), other = random(rng, 2 * 10 * S);
+    const e: ConvEpilogue = { scale: random(rng, 10), shift: random(rng, 10), relu: 0 };
+    const want = reference(g, 2, x, w, e);
+    const y = new Float32Array(2 * 10 * S).fill(NaN), z = new Float32Array(2 * 10 * S).fill(NaN);
+    runner.conv2d(g, 2, x, w, 1, e, y, {}, { other, convFirst: false, c0: 2, c1: 0.5, relu: null, z });
+    expect(worstError(y, want)).toBeLessThan(2e-4);
+    expect(worstError(z, Float64Array.from(want, (v, i) => 2 * other[i]! + 0.5 * v))).toBeLessThan(8e-4);
   });
 
   it('packs the weights once per version, and again when the version changes', () => {
