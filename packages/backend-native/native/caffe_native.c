@@ -28,9 +28,7 @@
 #include "pool.h"
 #include "winograd.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 // OpenBLAS's own controls (openblas_config.h declares them; repeated so any cblas.h will do).
 extern void openblas_set_num_threads(int);
@@ -150,7 +148,7 @@ __attribute__((target("avx2,fma"))) static int even_columns_avx2(const float *r,
   int k = 0;
   for (; k + 8 < n; k += 8) {
     const __m256 lo = _mm256_loadu_ps(r + 2 * k), hi = _mm256_loadu_ps(r + 2 * k + 8);
-    _mm256_storeu_ps(a + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0))));
+    _mm256_storeu_ps(a + k, even_lanes(lo, hi));
   }
   return k;
 }
@@ -859,8 +857,8 @@ __attribute__((target("avx2,fma"))) static int split_columns_avx2(const float *r
   int k = 0;
   for (; 2 * k + 16 <= n; k += 8) {
     const __m256 lo = _mm256_loadu_ps(r + 2 * k), hi = _mm256_loadu_ps(r + 2 * k + 8);
-    _mm256_storeu_ps(a + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0))));
-    _mm256_storeu_ps(b + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0))));
+    _mm256_storeu_ps(a + k, even_lanes(lo, hi));
+    _mm256_storeu_ps(b + k, odd_lanes(lo, hi));
   }
   return k;
 }
@@ -1511,8 +1509,8 @@ static napi_value js_packed_floats(napi_env env, napi_callback_info info) {
 }
 
 // winogradInfer(geometry Int32Array[15], num, threads, x, transformed, scale, shift, relu, y, other,
-// z, convFirst, c0, c1, sumRelu): conv2dInfer's contract for a 3x3, stride-1, undilated,
-// ungrouped convolution, on weights packWinograd transformed. The caller (infer.ts) has checked
+// z, convFirst, c0, c1, sumRelu): conv2dInfer's contract for a 3x3 or 5x5, stride-1, undilated
+// convolution, on weights packWinograd transformed (per group). The caller (infer.ts) has checked
 // shapes and lengths.
 static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
   size_t argc = 15;

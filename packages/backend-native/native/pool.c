@@ -6,9 +6,7 @@
 
 #include "packed_gemm.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 // One output row of whole 2x2 stride-2 windows, values only: eight windows per step, the two
 // rows' maximum first, then that of each even and odd column (max_ps(v, m) keeps m where v is
@@ -20,8 +18,8 @@ __attribute__((target("avx2,fma"))) static void max_2x2_row_avx2(const float *r0
   for (; pw + 8 <= PW; pw += 8) {
     const __m256 a = _mm256_max_ps(_mm256_loadu_ps(r1 + 2 * pw), _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * pw), lowest));
     const __m256 b = _mm256_max_ps(_mm256_loadu_ps(r1 + 2 * pw + 8), _mm256_max_ps(_mm256_loadu_ps(r0 + 2 * pw + 8), lowest));
-    const __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 even = even_lanes(a, b);
+    const __m256 odd = odd_lanes(a, b);
     _mm256_storeu_ps(y + pw, _mm256_max_ps(odd, even));
   }
   for (; pw < PW; pw++) {
@@ -51,9 +49,9 @@ __attribute__((target("avx2,fma"))) static int max_cols_3s2_avx2(const float *mp
   for (; pw + 8 <= PW; pw += 8) {
     const float *b = mp + 2 * pw;
     const __m256 a0 = _mm256_loadu_ps(b), a1 = _mm256_loadu_ps(b + 8), c0 = _mm256_loadu_ps(b + 2), c1 = _mm256_loadu_ps(b + 10);
-    const __m256 even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 next = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 even = even_lanes(a0, a1);
+    const __m256 odd = odd_lanes(a0, a1);
+    const __m256 next = even_lanes(c0, c1);
     _mm256_storeu_ps(y + pw, _mm256_max_ps(_mm256_max_ps(even, odd), next));
   }
   return pw;
@@ -151,10 +149,10 @@ __attribute__((target("avx2,fma"))) static void argmax_2x2_row_avx2(const float 
   for (; pw + 8 <= PW; pw += 8) {
     const __m256 a0 = _mm256_loadu_ps(r0 + 2 * pw), a1 = _mm256_loadu_ps(r0 + 2 * pw + 8);
     const __m256 b0 = _mm256_loadu_ps(r1 + 2 * pw), b1 = _mm256_loadu_ps(r1 + 2 * pw + 8);
-    const __m256 e0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 o0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 e1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
-    const __m256 o1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+    const __m256 e0 = even_lanes(a0, a1);
+    const __m256 o0 = odd_lanes(a0, a1);
+    const __m256 e1 = even_lanes(b0, b1);
+    const __m256 o1 = odd_lanes(b0, b1);
     const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(at + 2 * pw), step);
     __m256 best = e0;
     __m256i i = i0;
