@@ -234,8 +234,9 @@ export class PoolingLayer extends Layer {
       ) ?? false);
       const train = f32 && !installed && !full2x2 ? defaultWasmTrain() : null;
       const wasm = f32 && !installed && !train ? defaultWasmMaxPool() : null;
-      if (installed) { /* done */ }
-      else if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
+      if (installed) {
+        // The runner wrote the values and the argmax.
+      } else if (train) train.pool('max', this.geometry(), planes, src as Float32Array, dst as Float32Array, idx);
       else if (wasm) {
         wasm.maxPool(src as Float32Array, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.colLo, this.colHi, dst as Float32Array, idx, {
           kernel: this.kernelW, stride: this.strideW, pad: this.padW,
