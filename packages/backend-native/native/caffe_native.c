@@ -69,6 +69,12 @@ typedef struct {
   pthread_t threads[MAX_THREADS];
   atomic_uint gen;     // bumped for each job
   atomic_int pending;  // parts of the current job not yet done by the workers
+  // open[t]: the generation of the job whose part t no one has taken yet, else 0. Worker t takes
+  // it, or the caller once its own part is done: a worker that has not started by then (often one
+  // the scheduler woke on the caller's core, where it waits for the caller's time slice) is not
+  // waited for. Taking it by compare-and-swap on the generation keeps a late worker from taking
+  // the next job's part before it has seen that job.
+  atomic_uint open[MAX_THREADS];
   int stop, sleepers;  // under mu
   void *(*fn)(void *);
   char *parts;
@@ -262,7 +268,8 @@ static void *pool_worker(void *arg) {
     const int stop = p->stop;
     pthread_mutex_unlock(&p->mu);
     if (stop) return NULL;
-    if (index < p->nparts) {
+    unsigned job = g;
+    if (index < p->nparts && atomic_compare_exchange_strong(&p->open[index], &job, 0)) {
       p->fn(p->parts + (size_t)index * p->partSize);
       if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
         pthread_mutex_lock(&p->mu);
@@ -295,6 +302,8 @@ static void run_parts(int T, void *(*fn)(void *), void *parts, size_t size) {
     p->parts = base;
     p->partSize = size;
     p->nparts = workers + 1;
+    const unsigned job = atomic_load_explicit(&p->gen, memory_order_relaxed) + 1;
+    for (int t = 1; t <= workers; t++) atomic_store_explicit(&p->open[t], job, memory_order_relaxed);
     atomic_store_explicit(&p->pending, workers, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel);
     pthread_mutex_lock(&p->mu);
@@ -303,6 +312,17 @@ static void run_parts(int T, void *(*fn)(void *), void *parts, size_t size) {
   }
   fn(base);
   for (int t = workers + 1; t < T; t++) fn(base + (size_t)t * size);
+  // The parts no worker has taken yet, run here.
+  if (workers > 0) {
+    const unsigned job = atomic_load_explicit(&p->gen, memory_order_relaxed);
+    for (int t = 1; t <= workers; t++) {
+      unsigned expected = job;
+      if (atomic_compare_exchange_strong(&p->open[t], &expected, 0)) {
+        fn(base + (size_t)t * size);
+        atomic_fetch_sub(&p->pending, 1);
+      }
+    }
+  }
   if (workers > 0) {
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
