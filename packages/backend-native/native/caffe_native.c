@@ -616,6 +616,19 @@ static int run_direct(Job *job) {
 #endif
 }
 
+// C (overwritten) = W_g . B (forward: m x N) or W_g^T . B (bottom gradient: K x N) for group gi,
+// W_g the group's m x K weights, B row-major with N columns: on the weights packed for this pass
+// (packed: per group, W_g or W_g^T), else sgemm.
+static void weights_product(const Job *job, int gi, int transposed, const float *packed, const float *B, int N, float *C) {
+  const Geometry *g = job->g;
+  const int m = g->O / g->G, K = g->C / g->G * g->KH * g->KW;
+  const int rows = transposed ? K : m, depth = transposed ? m : K;
+  if (packed)
+    packed_gemm(packed + gi * packed_a_floats(rows, depth), rows, depth, B, N, C, N, 0, rows, 0, N, NULL, job->scratch->work);
+  else
+    par_sgemm(job->gemmThreads, transposed, 0, rows, N, depth, 1.0f, job->p->weights + (size_t)gi * m * K, K, B, N, 0.0f, C, N);
+}
+
 static void run_range(Job *job) {
   const Geometry *g = job->g;
   const Pass *p = job->p;
@@ -667,14 +680,8 @@ static void run_range(Job *job) {
         if (!grow(&s->buf, &s->bufCap, (size_t)g->O * N)) { job->failed = 1; return; }
         out = s->buf;
       }
-      for (int gi = 0; gi < g->G; gi++) {
-        if (p->packedW)
-          packed_gemm(p->packedW + gi * packed_a_floats(m, K), m, K, col + (size_t)gi * K * N, N, out + (size_t)gi * m * N, N,
-                      0, m, 0, N, NULL, s->work);
-        else
-          par_sgemm(job->gemmThreads, 0, 0, m, N, K, 1.0f, p->weights + (size_t)gi * m * K, K,
-                    col + (size_t)gi * K * N, N, 0.0f, out + (size_t)gi * m * N, N);
-      }
+      for (int gi = 0; gi < g->G; gi++)
+        weights_product(job, gi, 0, p->packedW, col + (size_t)gi * K * N, N, out + (size_t)gi * m * N);
       for (int n = 0; n < nb; n++)
         for (int o = 0; o < g->O; o++) {
           float *d = dst + (size_t)n * imgOut + (size_t)o * S;
@@ -693,14 +700,8 @@ static void run_range(Job *job) {
         if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * N)) { job->failed = 1; return; }
         c = s->col;
       }
-      for (int gi = 0; gi < g->G; gi++) {
-        if (p->packedWt)
-          packed_gemm(p->packedWt + gi * packed_a_floats(K, m), K, m, dy + (size_t)gi * m * N, N, c + (size_t)gi * K * N, N,
-                      0, K, 0, N, NULL, s->work);
-        else
-          par_sgemm(job->gemmThreads, 1, 0, K, N, m, 1.0f, p->weights + (size_t)gi * m * K, K,
-                    dy + (size_t)gi * m * N, N, 0.0f, c + (size_t)gi * K * N, N);
-      }
+      for (int gi = 0; gi < g->G; gi++)
+        weights_product(job, gi, 1, p->packedWt, dy + (size_t)gi * m * N, N, c + (size_t)gi * K * N);
       if (c != x) col2im_chunk(g, c, nb, x);
     }
   }
