@@ -1,21 +1,16 @@
 import { Rng } from '@caffe-ts/blob';
+import { maxPoolWithArgmax } from '@caffe-ts/layers/testing';
 import { describe, expect, it } from 'vitest';
 import { nativeAddon, nativeAvailability } from './addon.js';
 import { createNativeConv2d } from './conv2d.js';
 
 const { available } = nativeAvailability();
 
-/** Caffe's MAX pooling windows, each from its first element, a later one taken only where larger. */
+/** Caffe's MAX pooling of a K×K window at stride S (pooled size rounded up), with its argmax. */
 function reference(planes: number, H: number, W: number, KH: number, KW: number, S: number, pad: number, x: Float32Array) {
   const PH = Math.ceil((H + 2 * pad - KH) / S) + 1, PW = Math.ceil((W + 2 * pad - KW) / S) + 1;
   const y = new Float32Array(planes * PH * PW), argmax = new Int32Array(y.length);
-  for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
-    const h0 = Math.max(ph * S - pad, 0), h1 = Math.min(ph * S - pad + KH, H), w0 = Math.max(pw * S - pad, 0), w1 = Math.min(pw * S - pad + KW, W);
-    let at = h0 * W + w0;
-    for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[p * H * W + h * W + w]! > x[p * H * W + at]!) at = h * W + w;
-    y[(p * PH + ph) * PW + pw] = x[p * H * W + at]!;
-    argmax[(p * PH + ph) * PW + pw] = at;
-  }
+  maxPoolWithArgmax(planes, H, W, PH, PW, KH, KW, S, S, pad, pad, x, y, argmax);
   return { PH, PW, y, argmax };
 }
 

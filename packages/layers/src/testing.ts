@@ -299,3 +299,21 @@ export function createLayer<L extends Layer = Layer>(
   if (typeof typeOrDef !== 'string') return typeOrDef.create(param, ctx);
   return (registry ?? builtinRegistry()).create(param, ctx) as L;
 }
+
+/**
+ * Caffe's MAX pooling written out plainly, the values and the argmax a training forward keeps
+ * (each window from o·stride − pad, clipped to the plane, from its first element, a later one
+ * taken only where larger), into y and argmax: the answer a pooling kernel is checked against.
+ */
+export function maxPoolWithArgmax(
+  planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number, SH: number, SW: number, padH: number, padW: number,
+  x: ArrayLike<number>, y: { [i: number]: number }, argmax: { [i: number]: number },
+): void {
+  for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
+    const h0 = Math.max(ph * SH - padH, 0), h1 = Math.min(ph * SH - padH + KH, H), w0 = Math.max(pw * SW - padW, 0), w1 = Math.min(pw * SW - padW + KW, W);
+    let at = h0 * W + w0;
+    for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[p * H * W + h * W + w]! > x[p * H * W + at]!) at = h * W + w;
+    y[(p * PH + ph) * PW + pw] = x[p * H * W + at]!;
+    argmax[(p * PH + ph) * PW + pw] = at;
+  }
+}

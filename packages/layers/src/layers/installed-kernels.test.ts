@@ -8,7 +8,7 @@ import {
 } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createLayer, makeBlob } from '../testing.js';
+import { createLayer, makeBlob, maxPoolWithArgmax } from '../testing.js';
 import { convolutionLayerDef } from './convolution-layer.js';
 import { innerProductLayerDef } from './inner-product-layer.js';
 import { poolingLayerDef } from './pooling-layer.js';
@@ -102,16 +102,10 @@ describe('an installed Conv2dRunner', () => {
     const calls: string[] = [];
     const runner: Conv2dRunner = {
       ...recordingRunner(),
-      // The JavaScript loops' answers, computed here from the arguments (first maximum wins).
+      // The plain loops' answers, computed here from the arguments (first maximum wins).
       maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, argmax) {
         calls.push(`maxPool ${planes}×${H}×${W}→${PH}×${PW}`);
-        for (let p = 0; p < planes; p++) for (let ph = 0; ph < PH; ph++) for (let pw = 0; pw < PW; pw++) {
-          const h0 = Math.max(ph * SH - padH, 0), h1 = Math.min(ph * SH - padH + KH, H), w0 = Math.max(pw * SW - padW, 0), w1 = Math.min(pw * SW - padW + KW, W);
-          let at = h0 * W + w0;
-          for (let h = h0; h < h1; h++) for (let w = w0; w < w1; w++) if (x[p * H * W + h * W + w]! > x[p * H * W + at]!) at = h * W + w;
-          y[(p * PH + ph) * PW + pw] = x[p * H * W + at]!;
-          argmax[(p * PH + ph) * PW + pw] = at;
-        }
+        maxPoolWithArgmax(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, argmax);
         return true;
       },
       maxUnpool(dy, argmax, planes, inPlane, outPlane, dx) {
