@@ -862,16 +862,16 @@ static void *infer_blocks(void *arg) {
   return NULL;
 }
 
-// Depthwise forward (group = channels = outputs): each output row is built tap by tap, a
-// scaled row of the input added to it (contiguous where the stride is 1), then the shift and
-// ReLU. The scale multiplies the taps (the WasmInferConv.depthwise contract).
+// Depthwise forward (group = channels = outputs). 3x3 with stride 1 or 2 runs over a zero-padded
+// copy of each channel (depthwise_flat, depthwise_rows); other shapes build each output row tap
+// by tap, a scaled row of the input added to it, then the shift and ReLU. The scale multiplies
+// the taps (the WasmInferConv.depthwise contract).
 typedef struct {
   const Infer *c;
   int n, c0, c1;
-  float *pad;  // this thread's padded plane (depthwise_padded)
+  float *pad;  // this thread's padded plane(s) and flat result (DepthLayout)
 } DepthPart;
 
-// Floats of the padded plane(s) depthwise_padded needs for a channel.
 #if defined(__x86_64__) && defined(__GNUC__)
 // split_columns eight pairs at a time; returns the pairs done.
 __attribute__((target("avx2,fma"))) static int split_columns_avx2(const float *r, int n, float *a, float *b) {
@@ -885,22 +885,6 @@ __attribute__((target("avx2,fma"))) static int split_columns_avx2(const float *r
 }
 #endif
 
-static size_t depthwise_pad_floats(const Geometry *g) {
-  return (size_t)(g->H + 2 * g->padH + 2) * (g->W + 2 * g->padW + 16) * 2;
-}
-
-// Whether depthwise_padded runs a layer: 3x3, undilated, stride 1 or 2 both ways.
-static int depthwise_padded_applies(const Geometry *g) {
-  return g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1 && (g->strideH == 1 || g->strideH == 2) && g->strideW == g->strideH;
-}
-
-// Row stride of depthwise_padded's copy: the padded row, or for stride 2 each of its even and odd
-// halves, with slack.
-static int depthwise_pad_stride(const Geometry *g) {
-  const int Wp = g->W + 2 * g->padW;
-  return g->strideW == 1 ? Wp + 8 : Wp / 2 + 9;
-}
-
 // The even columns of r[0, n) to a, the odd ones to b (a[k] = r[2k], b[k] = r[2k + 1]).
 static void split_columns(const float *restrict r, int n, float *restrict a, float *restrict b) {
   int k = 0;
@@ -911,15 +895,109 @@ static void split_columns(const float *restrict r, int n, float *restrict a, flo
   if (2 * k < n) a[k] = r[2 * k];
 }
 
-// A 3x3 depthwise channel over its zero-padded copy: every output is the nine taps summed
-// without bounds checks, a row at a time (stride 2: the padded rows split into their even and
-// odd columns, so that each tap reads contiguous values). `pad` must hold zeros outside the
+// The padded copies' layouts. A small plane (the padded plane of at most DW_FLAT_FLOATS) is kept
+// flat: its rows back to back with no slack between them (stride L, the padded width), so that
+// an output row's nine taps and the next row's follow on without a break. For stride 2 its rows
+// are made even (a zero column added where the padded width is odd), so that the flat plane's
+// even and odd positions are its even and odd columns: one split of the whole plane gives both
+// (rows of L = half the width), where splitting it row by row cost more than the convolution
+// (MobileNet v2's 14x14 stride-2 layer: 190 of 260 us). A wide plane is run row by row (each
+// row long enough for whole vectors), over rows of L floats with slack, for stride 2 split into
+// even and odd columns (two planes of L-float rows): copying and splitting a whole wide plane
+// first left the cache (MobileNet v2's 112x112 stride-2 layer: 1.66x the time).
+#define DW_FLAT_FLOATS 4096
+
+typedef struct {
+  int flat;           // whether the plane is run flat (depthwise_flat), else row by row (depthwise_rows)
+  int L;              // row stride: see above
+  size_t padded;      // floats of the padded plane(s) (the part depthwise_part clears)
+  size_t half;        // flat, stride 2: floats of each of the even and odd planes
+  size_t out;         // flat: floats of the flat result, OH rows of L (stride 1) or 2L (stride 2), then slack
+} DepthLayout;
+
+static DepthLayout depthwise_layout(const Geometry *g) {
+  DepthLayout d;
+  const int Hp = g->H + 2 * g->padH, Wp = g->W + 2 * g->padW;
+  d.flat = (size_t)Hp * Wp <= DW_FLAT_FLOATS;
+  d.half = d.out = 0;
+  if (!d.flat) {
+    d.L = g->strideW == 1 ? Wp + 8 : Wp / 2 + 9;
+    d.padded = (size_t)Hp * d.L * (g->strideW == 1 ? 1 : 2);
+  } else if (g->strideW == 1) {
+    // The last flat position reads 2 rows and 2 columns on.
+    d.L = Wp;
+    d.padded = (size_t)Hp * Wp + 8;
+    d.out = (size_t)g->OH * d.L + 8;
+  } else {
+    // Output row oh reads padded rows 2oh to 2oh + 2 and, past its end, the next row's first
+    // columns: two rows of slack.
+    d.L = (Wp + 1) / 2;
+    d.padded = (size_t)(Hp + 2) * 2 * d.L;
+    d.half = (size_t)(Hp + 2) * d.L + 8;
+    d.out = (size_t)g->OH * 2 * d.L + 8;
+  }
+  return d;
+}
+
+static size_t depthwise_pad_floats(const Geometry *g) {
+  const DepthLayout d = depthwise_layout(g);
+  return d.padded + 2 * d.half + d.out;
+}
+
+// Whether depthwise_flat or depthwise_rows runs a layer: 3x3, undilated, stride 1 or 2 both ways.
+static int depthwise_padded_applies(const Geometry *g) {
+  return g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1 && (g->strideH == 1 || g->strideH == 2) && g->strideW == g->strideH;
+}
+
+// A 3x3 depthwise channel over its flat zero-padded copy (a small plane: DepthLayout). Every flat
+// position j (output row j / stride, column j % stride) sums the nine taps in one pass over the
+// whole plane: the positions past an output row's end are computed and dropped, which on 7- to 28-wide
+// planes costs far less than the short rows' scalar tails did (MobileNet v2's 14x14 depthwise
+// layers ran at 3.6 ns per output row by row, a third of the 112x112 layer's pace). `pad` must
+// hold zeros outside the image's place (depthwise_part clears it once per call: every channel
+// writes the same places).
+WIDE_SIMD
+static void depthwise_flat(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
+  const int H = g->H, W = g->W, OH = g->OH, OW = g->OW;
+  const DepthLayout d = depthwise_layout(g);
+  const int L = d.L, stride = g->strideW == 1 ? L : 2 * L;
+  float *restrict flat = pad + d.padded + 2 * d.half;
+  const int N = OH * stride;
+  const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
+  // The padded plane's rows are `stride` floats either way (for stride 2, 2L: the padded width
+  // made even).
+  for (int h = 0; h < H; h++) copy_row(pad + (size_t)(h + g->padH) * stride + g->padW, x + (size_t)h * W, W);
+  if (g->strideW == 1) {
+    const float *restrict a = pad, *restrict b = pad + L, *restrict c = pad + 2 * L;
+    for (int j = 0; j < N; j++)
+      flat[j] = t0 * a[j] + t1 * a[j + 1] + t2 * a[j + 2] + t3 * b[j] + t4 * b[j + 1] + t5 * b[j + 2] +
+                t6 * c[j] + t7 * c[j + 1] + t8 * c[j + 2] + sh;
+  } else {
+    // e and o: the padded plane's even and odd columns, rows of L; padded row r at r * L.
+    float *e = pad + d.padded, *o = e + d.half;
+    split_columns(pad, (int)d.padded, e, o);
+    const float *restrict e0 = e, *restrict o0 = o, *restrict e1 = e + L, *restrict o1 = o + L, *restrict e2 = e + 2 * L, *restrict o2 = o + 2 * L;
+    for (int j = 0; j < N; j++)
+      flat[j] = t0 * e0[j] + t1 * o0[j] + t2 * e0[j + 1] + t3 * e1[j] + t4 * o1[j] + t5 * e1[j + 1] +
+                t6 * e2[j] + t7 * o2[j] + t8 * e2[j + 1] + sh;
+  }
+  // The activation over the whole flat result too, then the rows out.
+  if (relu) {
+    if (slope == 0.0f) for (int j = 0; j < N; j++) flat[j] = flat[j] > 0 ? flat[j] : 0.0f;
+    else for (int j = 0; j < N; j++) flat[j] = flat[j] > 0 ? flat[j] : flat[j] * slope;
+  }
+  for (int oh = 0; oh < OH; oh++) copy_row(y + (size_t)oh * OW, flat + (size_t)oh * stride, OW);
+}
+
+// A 3x3 depthwise channel over its zero-padded copy (a wide plane: DepthLayout): every output is
+// the nine taps summed without bounds checks, a row at a time (stride 2: the padded rows split
+// into their even and odd columns, so that each tap reads contiguous values). `pad` must hold zeros outside the
 // image's place (depthwise_part clears it once per call: every channel writes the same places).
 WIDE_SIMD
-static void depthwise_padded(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
+static void depthwise_rows(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
   const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->strideW;
   const int Hp = H + 2 * g->padH;
-  const int L = depthwise_pad_stride(g);
+  const int L = depthwise_layout(g).L;
   float *E = pad, *O = pad + (size_t)Hp * L;
   for (int h = 0; h < H; h++) {
     const float *r = x + (size_t)h * W;
@@ -967,14 +1045,16 @@ static void *depthwise_part(void *arg) {
   for (int kw = 0; kw < g->KW; kw++) valid_range(kw * g->dilW - g->padW, g->strideW, W, OW, &lo[kw], &hi[kw]);
   const int fast3x3 = g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1;
   // The padded copy's zeros, once: each channel then writes the image's places only.
-  if (q->pad) memset(q->pad, 0, sizeof(float) * (size_t)(g->H + 2 * g->padH) * depthwise_pad_stride(g) * (g->strideW == 1 ? 1 : 2));
+  const int flat = depthwise_layout(g).flat;
+  if (q->pad) memset(q->pad, 0, sizeof(float) * depthwise_layout(g).padded);
   for (int ch = q->c0; ch < q->c1; ch++) {
     const float *x = c->x + ((size_t)q->n * g->C + ch) * H * W;
     float *y = c->y + ((size_t)q->n * g->O + ch) * OH * OW;
     const float sc = c->scale ? c->scale[ch] : 1.0f, sh = c->shift ? c->shift[ch] : 0.0f;
     for (int t = 0; t < taps; t++) tap[t] = c->scale ? c->w[(size_t)ch * taps + t] * sc : c->w[(size_t)ch * taps + t];
     if (q->pad) {
-      depthwise_padded(g, x, tap, sh, c->relu, c->slope, y, q->pad);
+      if (flat) depthwise_flat(g, x, tap, sh, c->relu, c->slope, y, q->pad);
+      else depthwise_rows(g, x, tap, sh, c->relu, c->slope, y, q->pad);
       continue;
     }
     for (int oh = 0; oh < OH; oh++) {

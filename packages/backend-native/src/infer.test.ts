@@ -222,6 +222,14 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     ['3×3 stride 2, no pad, rows of 37', geometry({ channels: 3, height: 9, width: 37, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
     ['3×3 stride 2 pad 1 × 2, rows of 35', geometry({ channels: 3, height: 8, width: 35, padH: 2, padW: 1, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
     ['3×3 stride 2 pad 2, rows of 34', geometry({ channels: 3, height: 7, width: 34, padH: 1, padW: 2, strideH: 2, strideW: 2, outChannels: 3, group: 3 })],
+    // A padded plane of at most 4096 floats runs flat (rows back to back), stride 2 after one
+    // split of the whole plane (an odd padded width gets a zero column); a larger one row by row.
+    ['3×3 stride 2 pad 1, padded width 15 (odd)', geometry({ channels: 5, height: 14, width: 13, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 5, group: 5 })],
+    ['3×3 pad 1 over 7×7', geometry({ channels: 9, height: 7, width: 7, padH: 1, padW: 1, outChannels: 9, group: 9 })],
+    ['3×3 pad 1 over 62×62 (a padded plane of 4096: flat)', geometry({ channels: 2, height: 62, width: 62, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 pad 1 over 63×62 (4160: row by row)', geometry({ channels: 2, height: 63, width: 62, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 stride 2 pad 1 over 72×71 (row by row)', geometry({ channels: 2, height: 72, width: 71, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 2, group: 2 })],
+    ['3×3 stride 2, no pad, 120 rows of 37 (row by row)', geometry({ channels: 2, height: 120, width: 37, strideH: 2, strideW: 2, outChannels: 2, group: 2 })],
     ['3×3 stride 3, no pad', geometry({ channels: 5, height: 11, width: 10, strideH: 3, strideW: 3, outChannels: 5, group: 5 })],
     ['5×5 dilation 2 pad 3', geometry({ channels: 6, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 3, padW: 3, dilationH: 2, dilationW: 2, outChannels: 6, group: 6 })],
     ['3×3 over a 2×2 image (every window past an edge)', geometry({ channels: 4, height: 2, width: 2, padH: 1, padW: 1, outChannels: 4, group: 4 })],
