@@ -193,10 +193,10 @@ static inline float row_sum(const float *r, int n) {
 //
 // Rows are short (LeNet's conv2: 8 floats, 256k of them per batch of 64), so the loop over them
 // is kept lean: the rows with no valid window (zeros) apart, pointers stepped rather than
-// recomputed, and the AVX2 build's moves 8 floats wide. Per row it had cost 3x the copy (LeNet
-// conv2's backward at one thread: 3.7 of its 9.4 ms unfolding and folding).
-WIDE_SIMD
-static void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold, int c0, int c1) {
+// recomputed (LeNet conv2's backward: 0.92x the time). Inlined into each caller, where `fold` is
+// a constant: called as a function (or as an AVX2 clone) its strided gather was no longer
+// vectorized, and CaffeNet's conv1 (11x11, stride 4) unfolded 1.15-1.25x slower.
+static inline __attribute__((always_inline)) void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold, int c0, int c1) {
   const int OH = g->OH, OW = g->OW, W = g->W, S = OH * OW, N = nb * S, plane = g->H * g->W;
   const int sh = g->strideH, sw = g->strideW;
   if (fold) memset(x, 0, sizeof(float) * (size_t)nb * g->C * plane);
