@@ -315,6 +315,22 @@ function convChain(
 ): ConvChain {
   const conv = net.layers[start] as ConvolutionLayer;
   let a = new Float32Array(0), b = new Float32Array(0);
+  // The data versions of the BatchNorm / Scale param blobs a, b were folded from (versions are
+  // unique across all memories, so they also tell a blob put in another's place, as sharing
+  // params with another net does). Unchanged, the fold is skipped: a square root and two
+  // divisions per channel, 1.3 % of MobileNet v2's forward on one thread.
+  const foldVersions: number[] = [];
+  const foldUnchanged = (): boolean => {
+    let k = 0;
+    for (const list of [bn?.blobs ?? [], scale?.blobs ?? []]) {
+      for (const blob of list) if (foldVersions[k++] !== blob.dataVersion) return false;
+    }
+    return k === foldVersions.length;
+  };
+  const noteFold = (): void => {
+    foldVersions.length = 0;
+    for (const list of [bn?.blobs ?? [], scale?.blobs ?? []]) for (const blob of list) foldVersions.push(blob.dataVersion);
+  };
   const end = sum ? sum.end : affineEnd;
   // The Eltwise (→ ReLU) on its own, for the fallback.
   const sumRest = sum?.relu ? eltwiseReluChain(net, sum.index) : null;
@@ -326,11 +342,18 @@ function convChain(
     const num = shape[0] ?? 1, C = shape.length > 1 ? shape[1]! : 1;
     const spatial = yBlob.count() / Math.max(1, num * C);
     if (!(bn || scale)) return { folded: false };
+    if (yBlob.count() === 0) return null;
     if (a.length !== C) {
       a = new Float32Array(C);
       b = new Float32Array(C);
+      foldVersions.length = 0;
+    } else if (foldUnchanged()) return { folded: true };
+    if (!foldAffine(bn, scale, num, C, spatial, a, b)) {
+      foldVersions.length = 0;
+      return null;
     }
-    return yBlob.count() > 0 && foldAffine(bn, scale, num, C, spatial, a, b) ? { folded: true } : null;
+    noteFold();
+    return { folded: true };
   };
   return {
     start,

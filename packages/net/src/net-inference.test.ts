@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { SyncedMemory } from '@caffe-ts/blob';
+import { Blob, SyncedMemory } from '@caffe-ts/blob';
 import { ConvolutionLayer } from '@caffe-ts/layers';
 import { Phase } from '@caffe-ts/proto';
 import { Net } from './net.js';
@@ -134,6 +134,42 @@ describe('Net: fused inference chains', () => {
       // New weights between forwards (as a shared test net sees after a training step).
       for (const n of [fused, plain]) for (const b of n.layers[n.layerNames.indexOf('conv')]!.blobs) b.mutableCpuData()[0] = 0.75 + round;
     }
+  });
+
+  // The folded BatchNorm/Scale factors are kept while their params stay: new statistics, a new
+  // scale, or another blob in a layer's place (params shared from another net) fold again.
+  it('folds a chain\'s BatchNorm/Scale again when their params change or are replaced, not otherwise', () => {
+    const text = chainNet(0, true);
+    const fused = build(text, 'float32'), plain = build(text, 'float32');
+    plain.fuseInference = false;
+    const check = (what: string) => {
+      fused.forward();
+      plain.forward();
+      for (const name of ['conv', 'conv2', 'sum']) {
+        const got = fused.blobs.get(name)!.cpuData(), want = plain.blobs.get(name)!.cpuData();
+        const scale = Math.max(1, ...Array.from(want, Math.abs));
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!), `${what}: ${name}[${i}]`).toBeLessThanOrEqual(2e-6 * scale);
+      }
+    };
+    const layer = (n: Net, name: string) => n.layers[n.layerNames.indexOf(name)]!;
+    check('first');
+    check('again, nothing changed');
+    for (const n of [fused, plain]) layer(n, 'bn').blobs[0]!.mutableCpuData()[1] = 0.9; // a mean
+    check('new mean');
+    for (const n of [fused, plain]) layer(n, 'bn').blobs[2]!.mutableCpuData()[0] = 3; // the statistics' scale factor
+    check('new statistics factor');
+    for (const n of [fused, plain]) layer(n, 'scale').blobs[1]!.mutableCpuData()[2] = -1.5; // a bias
+    check('new bias');
+    for (const n of [fused, plain]) layer(n, 'bn2').blobs[1]!.mutableCpuData()[3] = 4; // a variance
+    check('new variance in the second chain');
+    // Another blob in the Scale's place, its version possibly the old one's.
+    for (const n of [fused, plain]) {
+      const old = layer(n, 'scale').blobs[0]!;
+      const other = new Blob(old.shape, { dtype: 'float32' });
+      other.mutableCpuData().set(Array.from(old.cpuData(), (v) => -2 * v));
+      layer(n, 'scale').blobs[0] = other;
+    }
+    check('a replaced Scale blob');
   });
 
   // Residual blocks: ResNet's (Convolution → BatchNorm → Scale → Eltwise SUM with the shortcut →
