@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lrn.h"
 #include "packed_gemm.h"
 #include "pool.h"
 #include "winograd.h"
@@ -1755,6 +1756,45 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
 
 // maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
 // overwriting dx (max_unpool_part), planes split over the threads.
+// lrnAcross(x, s, y, num, C, P, size, k, alphaOverSize, beta, threads): LRN across channels with
+// WasmInfer.lrnAcross's contract (beta 0.75, 0.5 or 1; size odd), s null or written; planes
+// split over the threads.
+static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value a[11];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 11) return throw_error(env, "lrnAcross: expected 11 arguments");
+  int num, C, P, size, T;
+  double k, an, beta;
+  if (!i32arg(env, a[3], &num) || !i32arg(env, a[4], &C) || !i32arg(env, a[5], &P) || !i32arg(env, a[6], &size) || !i32arg(env, a[10], &T) ||
+      napi_get_value_double(env, a[7], &k) != napi_ok || napi_get_value_double(env, a[8], &an) != napi_ok || napi_get_value_double(env, a[9], &beta) != napi_ok)
+    return throw_error(env, "lrnAcross: num, C, P, size and threads must be integers, k, alphaOverSize and beta numbers");
+  const int mode = beta == 0.75 ? 0 : beta == 0.5 ? 1 : beta == 1 ? 2 : -1;
+  if (mode < 0) return throw_error(env, "lrnAcross: beta must be 0.75, 0.5 or 1");
+  if (num < 0 || C < 0 || P < 0 || size < 1 || size % 2 == 0) return throw_error(env, "lrnAcross: num, C and P must be non-negative and size a positive odd integer");
+  int ok = 1;
+  size_t lx, ls = 0, ly;
+  const float *x = f32(env, a[0], &lx, &ok);
+  float *sv = f32(env, a[1], &ls, &ok), *y = f32(env, a[2], &ly, &ok);
+  const size_t n = (size_t)num * C * P;
+  if (!ok || !x || !y || lx < n || ly < n || (sv && ls < n)) return throw_error(env, "lrnAcross: x, y (and s unless null) must be Float32Arrays of num * C * P");
+  const int planes = num * C;
+  if (planes == 0 || P == 0) return NULL;
+  Instance *in = current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > planes) T = planes;
+  LrnPart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++) {
+    Scratch *sc = &in->slots[t];
+    if (!grow(&sc->buf, &sc->bufCap, (size_t)P)) return throw_error(env, "lrnAcross: out of memory");
+    parts[t] = (LrnPart){ x, sv, y, C, P, (size - 1) / 2, mode, (float)k, (float)an,
+                          (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), sc->buf };
+  }
+  run_parts(T, lrn_part, parts, sizeof(LrnPart));
+  return NULL;
+}
+
 static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value a[7];
@@ -1840,6 +1880,7 @@ NAPI_MODULE_INIT() {
     { "packedFloats", NULL, js_packed_floats, NULL, NULL, NULL, napi_default, NULL },
     { "winogradInfer", NULL, js_winograd_infer, NULL, NULL, NULL, napi_default, NULL },
     { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
+    { "lrnAcross", NULL, js_lrn_across, NULL, NULL, NULL, napi_default, NULL },
     { "maxUnpool", NULL, js_max_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },

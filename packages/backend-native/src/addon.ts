@@ -38,6 +38,10 @@ export interface NativeAddon {
     argmax?: Int32Array | null,
   ): void;
   maxUnpool(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array, threads: number): void;
+  lrnAcross(
+    x: Float32Array, s: Float32Array | null, y: Float32Array, num: number, channels: number, plane: number, size: number,
+    k: number, alphaOverSize: number, beta: number, threads: number,
+  ): void;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

@@ -1,4 +1,4 @@
-import { MathError, Rng, type Conv2dGeometry, type ConvEpilogue, type WasmInferConv } from '@caffe-ts/blob';
+import { defaultWasmInfer, MathError, Rng, type Conv2dGeometry, type ConvEpilogue, type WasmInferConv } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { nativeAvailability } from './addon.js';
 import { createNativeInferConv, NATIVE_WINOGRAD_MIN_CHANNELS, nativeWinogradApplies } from './infer.js';
@@ -305,6 +305,53 @@ describe.skipIf(!available)('createNativeInferConv', () => {
       }
       expect(worstError(y, want), `M=${M}`).toBeLessThan(2e-5);
     }
+  });
+
+  // [beta, size, images, channels, plane, k]: every beta with square roots; windows clipped at
+  // both ends, wider than the channels, and of one; planes with and without a vector tail.
+  const lrnCases: [number, number, number, number, number, number][] = [
+    [0.75, 5, 2, 7, 13, 2], [0.5, 3, 1, 4, 64, 1], [1, 5, 1, 2, 9, 1.5], [0.75, 1, 3, 3, 8, 1], [0.75, 5, 1, 16, 3 * 29, 2],
+  ];
+  for (const [beta, size, num, C, P, k] of lrnCases) {
+    it(`lrnAcross: beta ${beta}, size ${size}, ${num}×${C} planes of ${P}: the WebAssembly kernel's bits, 1 and 2 threads, s written or not`, () => {
+      const rng = new Rng(31);
+      const n = num * C * P, an = 1e-2 / size;
+      const x = random(rng, n).map((v) => 4 * v);
+      const wasm = defaultWasmInfer()!;
+      const sWant = new Float32Array(n), yWant = new Float32Array(n);
+      wasm.lrnAcross(x, sWant, yWant, num, C, P, size, k, an, beta);
+      // And against the definition in float64.
+      const pre = (size - 1) / 2;
+      for (let i = 0; i < n; i++) {
+        const c = Math.floor(i / P) % C, base = i - c * P;
+        let q = 0;
+        for (let cc = Math.max(0, c - pre); cc <= Math.min(C - 1, c + pre); cc++) q += x[base + cc * P]! ** 2;
+        expect(Math.abs(yWant[i]! - x[i]! * (k + an * q) ** -beta)).toBeLessThanOrEqual(1e-6 * (1 + Math.abs(x[i]!)));
+      }
+      for (const threads of [1, 2]) {
+        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+        const s = new Float32Array(n).fill(NaN), y = new Float32Array(n).fill(NaN);
+        expect(runner.lrnAcross!(x, s, y, num, C, P, size, k, an, beta)).toBe(true);
+        expect(Array.from(y), `${threads} thread(s)`).toEqual(Array.from(yWant));
+        expect(Array.from(s), `${threads} thread(s)`).toEqual(Array.from(sWant));
+        const y2 = new Float32Array(n).fill(NaN);
+        expect(runner.lrnAcross!(x, null, y2, num, C, P, size, k, an, beta)).toBe(true);
+        expect(Array.from(y2)).toEqual(Array.from(yWant));
+      }
+    });
+  }
+
+  it('lrnAcross declines other betas, even sizes and arrays that share memory, and refuses short arrays', () => {
+    const runner = createNativeInferConv({ threads: 1, fallback: null });
+    const x = new Float32Array(24).fill(1), y = new Float32Array(24);
+    expect(runner.lrnAcross!(x, null, y, 1, 3, 8, 5, 1, 1e-3, 0.6)).toBe(false);
+    expect(runner.lrnAcross!(x, null, y, 1, 3, 8, 4, 1, 1e-3, 0.75)).toBe(false);
+    expect(runner.lrnAcross!(x, null, x, 1, 3, 8, 5, 1, 1e-3, 0.75)).toBe(false);
+    expect(runner.lrnAcross!(x, null, x.subarray(8), 1, 2, 8, 5, 1, 1e-3, 0.75)).toBe(false);
+    expect(runner.lrnAcross!(x, y, y, 1, 3, 8, 5, 1, 1e-3, 0.75)).toBe(false);
+    expect(y.every((v) => v === 0)).toBe(true);
+    expect(() => runner.lrnAcross!(x, null, new Float32Array(10), 1, 3, 8, 5, 1, 1e-3, 0.75)).toThrow(/need x, y of 24 elements/);
+    expect(() => runner.lrnAcross!(x, new Float32Array(3), y, 1, 3, 8, 5, 1, 1e-3, 0.75)).toThrow(/need x, y, s of 24 elements/);
   });
 
   it('refuses short arrays and a depthwise call whose groups are not its channels, naming what was expected', () => {

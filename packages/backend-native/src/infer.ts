@@ -1,5 +1,5 @@
 import {
-  builtinWasmInferConv, checkConv2dPass, getNumThreads, MathError, MIN_FLOPS_PER_THREAD, winogradApplies,
+  builtinWasmInferConv, checkConv2dPass, getNumThreads, LRN_WASM_BETAS, MathError, MIN_FLOPS_PER_THREAD, winogradApplies,
   type ActivationVersions, type Conv2dGeometry, type ConvEpilogue, type ConvSum, type InferConvRunner, type WasmInferConv,
 } from '@caffe-ts/blob';
 import { nativeAddon } from './addon.js';
@@ -76,7 +76,9 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  * - InnerProduct rows go to the fallback, else through OpenBLAS (sgemv for up to 4 rows), the
  *   bias added after;
  * - MAX pooling (maxPool) reduces each window's rows, then its columns (whole 2×2 stride-2
- *   windows eight at a time), planes split over the threads.
+ *   windows eight at a time), planes split over the threads;
+ * - LRN across channels (lrnAcross) with the WebAssembly kernel's float32 steps, planes split
+ *   over the threads.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
  * here and the fallback's. Threads: up to `threads` (default getNumThreads(), read on every
@@ -211,6 +213,19 @@ export function createNativeInferConv(
       addon.maxPool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threadsFor(16 * planes * PH * PW * KH * KW));
       return true;
     },
+    lrnAcross(x, s, y, num, channels, plane, size, k, alphaOverSize, beta) {
+      const n = num * channels * plane;
+      if (x.length < n || y.length < n || (s && s.length < n)) {
+        throw new MathError(`native lrn: ${num} × ${channels} planes of ${plane} need x, y${s ? ', s' : ''} of ${n} elements, got ${x.length}, ${y.length}${s ? `, ${s.length}` : ''}`);
+      }
+      // The square roots' betas and odd sizes only (what the WebAssembly kernel runs too); not in
+      // place, as each plane's y is written while the next planes still read x there.
+      if (!LRN_WASM_BETAS.includes(beta) || !Number.isInteger(size) || size < 1 || size % 2 !== 1 || shareMemory(x, y) || (s && (shareMemory(x, s) || shareMemory(s, y)))) return false;
+      // A few flops per float read and written (sums of squares, two square roots and a
+      // division each): counted as eight products per window element, as depthwise work is.
+      addon.lrnAcross(x, s, y, num, channels, plane, size, k, alphaOverSize, beta, threadsFor(8 * n * size));
+      return true;
+    },
     stats() {
       // The packed weights held here (a disposed layer's go with it, uncounted), and the
       // fallback's own blocks.
@@ -233,4 +248,9 @@ export function createNativeInferConv(
       fallback()?.release(w);
     },
   };
+}
+
+/** Whether two arrays share memory. */
+function shareMemory(a: Float32Array, b: Float32Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }

@@ -1090,6 +1090,15 @@ export interface InferConvRunner extends WasmInferConv {
     kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
     x: Float32Array, y: Float32Array,
   ): boolean;
+  /**
+   * Optionally, inference LRN across channels with WasmInfer.lrnAcross's contract (the same
+   * float32 steps, so the same bits), except that `s` may be null where no backward reads it;
+   * false where it declines (the WebAssembly kernel runs then).
+   */
+  lrnAcross?(
+    x: Float32Array, s: Float32Array | null, y: Float32Array, num: number, channels: number, plane: number, size: number,
+    k: number, alphaOverSize: number, beta: number,
+  ): boolean;
 }
 
 const INFER_RUNNER_KEY = Symbol.for('caffe-ts.inferConvRunner');
@@ -1104,10 +1113,10 @@ function inferRunnerSlot(): { runner: InferConvRunner | null } {
  * Install (or, with null, remove) the runner that Convolution and InnerProduct layers hand their
  * inference (TEST-phase) forwards to in place of the WebAssembly packed runner:
  * defaultWasmInferConv then returns it. Pooling layers hand it their inference MAX pooling where
- * it has maxPool. While a pass runner is installed too (setConv2dRunner), the training forwards
- * that would use the packed runner (Winograd-shaped ones) come here as well, with the bias as
- * their only epilogue. Gradients that use the packed runner keep
- * builtinWasmInferConv().
+ * it has maxPool, LRN layers their inference LRN across channels where it has lrnAcross. While a
+ * pass runner is installed too (setConv2dRunner), the training forwards that would use the
+ * packed runner (Winograd-shaped ones) come here as well, with the bias as their only epilogue.
+ * Gradients that use the packed runner keep builtinWasmInferConv().
  */
 export function setInferConvRunner(runner: InferConvRunner | null): void {
   inferRunnerSlot().runner = runner;

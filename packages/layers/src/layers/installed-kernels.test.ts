@@ -2,7 +2,7 @@
 // (setConv2dRunner, setInferConvRunner, setGemmKernel: e.g. @caffe-ts/backend-native's): recording wrappers around
 // the default kernels show which calls go there, and the results stay those of the defaults.
 import {
-  Blob, builtinWasmInferConv, createWasmConv2d, customGemmKernelInstalled, defaultWasmInferConv, gemmJs, installedInferConvRunner,
+  Blob, builtinWasmInferConv, createWasmConv2d, customGemmKernelInstalled, defaultWasmInfer, defaultWasmInferConv, gemmJs, installedInferConvRunner,
   restoreDefaultGemmKernel, Rng, setConv2dRunner, setGemmKernel, setInferConvRunner,
   type Conv2dRunner, type GemmKernel, type InferConvRunner,
 } from '@caffe-ts/blob';
@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLayer, makeBlob, maxPoolWithArgmax } from '../testing.js';
 import { convolutionLayerDef } from './convolution-layer.js';
 import { innerProductLayerDef } from './inner-product-layer.js';
+import { lrnLayerDef } from './lrn-layer.js';
 import { poolingLayerDef } from './pooling-layer.js';
 
 function recordingRunner(): Conv2dRunner & { passes: string[] } {
@@ -170,6 +171,40 @@ describe('an installed InferConvRunner', () => {
     expect(runner.calls).toEqual(['conv2d']);
     setInferConvRunner(null);
     expect(defaultWasmInferConv()).toBe(builtinWasmInferConv());
+  });
+});
+
+describe('an installed InferConvRunner with lrnAcross', () => {
+  it('takes LRN across channels where no backward follows (s left unwritten), with the WebAssembly kernel\'s results; declined or with a backward, the default runs', () => {
+    const wasm = defaultWasmInfer();
+    if (!wasm) throw new Error('WebAssembly SIMD is unavailable in this Node');
+    const calls: string[] = [];
+    let decline = false;
+    setInferConvRunner({
+      ...recordingInferRunner(),
+      lrnAcross(x, s, y, num, channels, plane, size, k, an, beta) {
+        calls.push(`lrn ${num}×${channels}×${plane} size ${size} beta ${beta} s ${s === null ? 'null' : 'given'}`);
+        if (decline) return false;
+        wasm.lrnAcross(x, new Float32Array(x.length), y, num, channels, plane, size, k, an, beta);
+        return true;
+      },
+    });
+    const run = (backwardNeeded: boolean) => {
+      const layer = createLayer(lrnLayerDef, { lrn_param: { local_size: 5, alpha: 0.1, beta: 0.75 } }, { dtype: 'float32' });
+      layer.backwardNeeded = backwardNeeded;
+      const bottom = makeBlob([2, 6, 3, 4], { dtype: 'float32', filler: 'uniform', min: -2, max: 2, rng: new Rng(5) });
+      const top = new Blob([], { dtype: 'float32' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      return Array.from(top.cpuData());
+    };
+    const trained = run(true);
+    expect(calls).toEqual([]);
+    expect(run(false)).toEqual(trained);
+    expect(calls).toEqual(['lrn 2×6×12 size 5 beta 0.75 s null']);
+    decline = true;
+    expect(run(false)).toEqual(trained);
+    expect(calls).toHaveLength(2);
   });
 });
 

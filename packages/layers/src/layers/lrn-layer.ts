@@ -1,4 +1,4 @@
-import { defaultWasmInfer, LRN_WASM_BETAS, type Blob, type FloatArray } from '@caffe-ts/blob';
+import { defaultWasmInfer, installedInferConvRunner, LRN_WASM_BETAS, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { createMessage, LRNParameter_NormRegion as NormRegion, type LRNParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -74,12 +74,18 @@ export class LRNLayer extends Layer {
 
   private normalize(bottom: Blob[], top: Blob[]): void {
     const x = bottom[0]!.cpuData();
-    const s = this.scale.mutableCpuData();
     const y = top[0]!.mutableCpuData();
     const n = x.length;
     const across = this.region === NormRegion.ACROSS_CHANNELS;
     const shift = across ? this.k : 1;
     const c = this.alpha / (across ? this.size : this.size * this.size);
+    if (across && !this.backwardNeeded && x instanceof Float32Array && y instanceof Float32Array) {
+      // Inference on an installed inference runner that normalizes (setInferConvRunner), which
+      // leaves s, read by the backward only, unwritten.
+      const [N, C, H, W] = bottom[0]!.shape as [number, number, number, number];
+      if (installedInferConvRunner()?.lrnAcross?.(x, null, y, N, C, H * W, this.size, this.k, c, this.beta)) return;
+    }
+    const s = this.scale.mutableCpuData();
     if (across && y instanceof Float32Array && LRN_WASM_BETAS.includes(this.beta)) {
       // Float32 in WebAssembly SIMD (sums of squares and s in float32, as Caffe computes them).
       const k = defaultWasmInfer();
