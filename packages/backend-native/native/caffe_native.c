@@ -970,6 +970,27 @@ static int depthwise_padded_applies(const Geometry *g) {
   return g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1 && (g->strideH == 1 || g->strideH == 2) && g->strideW == g->strideH;
 }
 
+// The nine taps of a 3x3 depthwise output plus the shift, over rows a, b, c of a padded copy:
+// stride 1 reads columns j .. j + 2 of each row; stride 2 reads the rows' even (a, b, c) and odd
+// (ao, bo, co) columns j, j and j + 1. Both layouts (depthwise_flat, depthwise_rows) sum in this
+// order, so their results are the same bits.
+static inline float dw_taps_s1(const float *t, const float *a, const float *b, const float *c, int j, float sh) {
+  return t[0] * a[j] + t[1] * a[j + 1] + t[2] * a[j + 2] + t[3] * b[j] + t[4] * b[j + 1] + t[5] * b[j + 2] +
+         t[6] * c[j] + t[7] * c[j + 1] + t[8] * c[j + 2] + sh;
+}
+
+static inline float dw_taps_s2(const float *t, const float *a, const float *ao, const float *b, const float *bo, const float *c,
+                               const float *co, int j, float sh) {
+  return t[0] * a[j] + t[1] * ao[j] + t[2] * a[j + 1] + t[3] * b[j] + t[4] * bo[j] + t[5] * b[j + 1] +
+         t[6] * c[j] + t[7] * co[j] + t[8] * c[j + 1] + sh;
+}
+
+// Caffe's ReLU of slope `slope` over v[0, n) in place.
+static inline void dw_relu(float *v, int n, float slope) {
+  if (slope == 0.0f) for (int j = 0; j < n; j++) v[j] = v[j] > 0 ? v[j] : 0.0f;
+  else for (int j = 0; j < n; j++) v[j] = v[j] > 0 ? v[j] : v[j] * slope;
+}
+
 // A 3x3 depthwise channel over its flat zero-padded copy (a small plane: DepthLayout). Every flat
 // position j (output row j / stride, column j % stride) sums the nine taps in one pass over the
 // whole plane: the positions past an output row's end are computed and dropped, which on 7- to 28-wide
@@ -984,36 +1005,31 @@ static void depthwise_flat(const Geometry *g, const float *x, const float *tap, 
   const int L = d.L, stride = g->strideW == 1 ? L : 2 * L;
   float *restrict flat = pad + d.padded + 2 * d.half;
   const int N = OH * stride;
-  const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
+  float t[9];
+  for (int i = 0; i < 9; i++) t[i] = tap[i];
   // The padded plane's rows are `stride` floats either way (for stride 2, 2L: the padded width
   // made even).
   for (int h = 0; h < H; h++) copy_row(pad + (size_t)(h + g->padH) * stride + g->padW, x + (size_t)h * W, W);
   if (g->strideW == 1) {
     const float *restrict a = pad, *restrict b = pad + L, *restrict c = pad + 2 * L;
-    for (int j = 0; j < N; j++)
-      flat[j] = t0 * a[j] + t1 * a[j + 1] + t2 * a[j + 2] + t3 * b[j] + t4 * b[j + 1] + t5 * b[j + 2] +
-                t6 * c[j] + t7 * c[j + 1] + t8 * c[j + 2] + sh;
+    for (int j = 0; j < N; j++) flat[j] = dw_taps_s1(t, a, b, c, j, sh);
   } else {
     // e and o: the padded plane's even and odd columns, rows of L; padded row r at r * L.
     float *e = pad + d.padded, *o = e + d.half;
     split_columns(pad, (int)d.padded, e, o);
     const float *restrict e0 = e, *restrict o0 = o, *restrict e1 = e + L, *restrict o1 = o + L, *restrict e2 = e + 2 * L, *restrict o2 = o + 2 * L;
-    for (int j = 0; j < N; j++)
-      flat[j] = t0 * e0[j] + t1 * o0[j] + t2 * e0[j + 1] + t3 * e1[j] + t4 * o1[j] + t5 * e1[j + 1] +
-                t6 * e2[j] + t7 * o2[j] + t8 * e2[j + 1] + sh;
+    for (int j = 0; j < N; j++) flat[j] = dw_taps_s2(t, e0, o0, e1, o1, e2, o2, j, sh);
   }
   // The activation over the whole flat result too, then the rows out.
-  if (relu) {
-    if (slope == 0.0f) for (int j = 0; j < N; j++) flat[j] = flat[j] > 0 ? flat[j] : 0.0f;
-    else for (int j = 0; j < N; j++) flat[j] = flat[j] > 0 ? flat[j] : flat[j] * slope;
-  }
+  if (relu) dw_relu(flat, N, slope);
   for (int oh = 0; oh < OH; oh++) copy_row(y + (size_t)oh * OW, flat + (size_t)oh * stride, OW);
 }
 
 // A 3x3 depthwise channel over its zero-padded copy (a wide plane: DepthLayout): every output is
 // the nine taps summed without bounds checks, a row at a time (stride 2: the padded rows split
-// into their even and odd columns, so that each tap reads contiguous values). `pad` must hold zeros outside the
-// image's place (depthwise_part clears it once per call: every channel writes the same places).
+// into their even and odd columns, so that each tap reads contiguous values). `pad` must hold
+// zeros outside the image's place (depthwise_part clears it once per call: every channel writes
+// the same places).
 WIDE_SIMD
 static void depthwise_rows(const Geometry *g, const float *x, const float *tap, float sh, int relu, float slope, float *y, float *pad) {
   const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, s = g->strideW;
@@ -1032,26 +1048,20 @@ static void depthwise_rows(const Geometry *g, const float *x, const float *tap, 
       else split_columns(r, W, e + (g->padW >> 1), o + (g->padW >> 1));
     }
   }
-  const float t0 = tap[0], t1 = tap[1], t2 = tap[2], t3 = tap[3], t4 = tap[4], t5 = tap[5], t6 = tap[6], t7 = tap[7], t8 = tap[8];
+  float t[9];
+  for (int i = 0; i < 9; i++) t[i] = tap[i];
   for (int oh = 0; oh < OH; oh++) {
     float *restrict out = y + (size_t)oh * OW;
     const size_t r0 = (size_t)(oh * g->strideH) * L, r1 = r0 + L, r2 = r1 + L;
     if (s == 1) {
       const float *restrict a = E + r0, *restrict b = E + r1, *restrict c = E + r2;
-      for (int ow = 0; ow < OW; ow++)
-        out[ow] = t0 * a[ow] + t1 * a[ow + 1] + t2 * a[ow + 2] + t3 * b[ow] + t4 * b[ow + 1] + t5 * b[ow + 2] +
-                  t6 * c[ow] + t7 * c[ow + 1] + t8 * c[ow + 2] + sh;
+      for (int ow = 0; ow < OW; ow++) out[ow] = dw_taps_s1(t, a, b, c, ow, sh);
     } else {
       const float *restrict ae = E + r0, *restrict ao = O + r0, *restrict be = E + r1, *restrict bo = O + r1, *restrict ce = E + r2,
                             *restrict co = O + r2;
-      for (int ow = 0; ow < OW; ow++)
-        out[ow] = t0 * ae[ow] + t1 * ao[ow] + t2 * ae[ow + 1] + t3 * be[ow] + t4 * bo[ow] + t5 * be[ow + 1] +
-                  t6 * ce[ow] + t7 * co[ow] + t8 * ce[ow + 1] + sh;
+      for (int ow = 0; ow < OW; ow++) out[ow] = dw_taps_s2(t, ae, ao, be, bo, ce, co, ow, sh);
     }
-    if (relu) {
-      if (slope == 0.0f) for (int ow = 0; ow < OW; ow++) out[ow] = out[ow] > 0 ? out[ow] : 0.0f;
-      else for (int ow = 0; ow < OW; ow++) out[ow] = out[ow] > 0 ? out[ow] : out[ow] * slope;
-    }
+    if (relu) dw_relu(out, OW, slope);
   }
 }
 
