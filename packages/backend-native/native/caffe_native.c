@@ -1766,6 +1766,34 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
 
 // maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
 // overwriting dx (max_unpool_part), planes split over the threads.
+// aveGlobal(planes, size, divisor, x, y, threads): global AVE pooling with WasmInfer.aveGlobal's
+// contract (each plane's sum in order, then divided), planes split over the threads.
+static napi_value js_ave_global(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value a[6];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 6) return throw_error(env, "aveGlobal: expected 6 arguments");
+  int planes, S, T;
+  double div;
+  if (!i32arg(env, a[0], &planes) || !i32arg(env, a[1], &S) || !i32arg(env, a[5], &T) || napi_get_value_double(env, a[2], &div) != napi_ok)
+    return throw_error(env, "aveGlobal: planes, size and threads must be integers, divisor a number");
+  if (planes < 1 || S < 1) return throw_error(env, "aveGlobal: planes and size must be positive");
+  int ok = 1;
+  size_t lx, ly;
+  const float *x = f32(env, a[3], &lx, &ok);
+  float *y = f32(env, a[4], &ly, &ok);
+  if (!ok || !x || !y || lx < (size_t)planes * S || ly < (size_t)planes) return throw_error(env, "aveGlobal: x and y must be Float32Arrays of planes * size and planes");
+  current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > planes) T = planes;
+  AvePart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++)
+    parts[t] = (AvePart){ x, y, S, (float)div, (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+  run_parts(T, ave_global_part, parts, sizeof(AvePart));
+  return NULL;
+}
+
 // lrnAcross(x, s, y, num, C, P, size, k, alphaOverSize, beta, threads): LRN across channels with
 // WasmInfer.lrnAcross's contract (beta 0.75, 0.5 or 1; size odd), s null or written; planes
 // split over the threads.
@@ -1891,6 +1919,7 @@ NAPI_MODULE_INIT() {
     { "winogradInfer", NULL, js_winograd_infer, NULL, NULL, NULL, napi_default, NULL },
     { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
     { "lrnAcross", NULL, js_lrn_across, NULL, NULL, NULL, napi_default, NULL },
+    { "aveGlobal", NULL, js_ave_global, NULL, NULL, NULL, napi_default, NULL },
     { "maxUnpool", NULL, js_max_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },

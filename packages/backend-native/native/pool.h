@@ -43,4 +43,16 @@ typedef struct {
 
 void *max_unpool_part(void *arg);
 
+// Global AVE pooling (one window per plane): y[p] = (the plane's S values summed in order from 0)
+// / div, each sum in float32, as the WebAssembly kernel's (the same bits). Planes [p0, p1).
+typedef struct {
+  const float *x;
+  float *y;
+  int S;
+  float div;
+  int p0, p1;
+} AvePart;
+
+void *ave_global_part(void *arg);
+
 #endif

@@ -42,6 +42,7 @@ export interface NativeAddon {
     x: Float32Array, s: Float32Array | null, y: Float32Array, num: number, channels: number, plane: number, size: number,
     k: number, alphaOverSize: number, beta: number, threads: number,
   ): void;
+  aveGlobal(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array, threads: number): void;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

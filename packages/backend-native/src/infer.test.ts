@@ -354,6 +354,33 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     expect(() => runner.lrnAcross!(x, new Float32Array(3), y, 1, 3, 8, 5, 1, 1e-3, 0.75)).toThrow(/need x, y, s of 24 elements/);
   });
 
+  // [planes, size]: eight planes at a time and a tail, one plane, a one-value plane.
+  for (const [planes, size] of [[17, 49], [8, 196], [1, 13], [5, 1], [1000, 196]] as const) {
+    it(`aveGlobal: ${planes} planes of ${size}, the WebAssembly kernel's bits, 1 and 2 threads`, () => {
+      const rng = new Rng(41);
+      const x = random(rng, planes * size).map((v) => 100 * v);
+      const want = new Float32Array(planes);
+      defaultWasmInfer()!.aveGlobal(planes, size, size, x, want);
+      for (let p = 0; p < planes; p++) {
+        let sum = 0;
+        for (let t = 0; t < size; t++) sum += x[p * size + t]!;
+        expect(Math.abs(want[p]! - sum / size)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(sum / size)));
+      }
+      for (const threads of [1, 2]) {
+        const y = new Float32Array(planes).fill(NaN);
+        expect(createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null }).aveGlobal!(planes, size, size, x, y)).toBe(true);
+        expect(Array.from(y), `${threads} thread(s)`).toEqual(Array.from(want));
+      }
+    });
+  }
+
+  it('aveGlobal refuses short arrays and sizes that are not positive integers', () => {
+    const runner = createNativeInferConv({ threads: 1, fallback: null });
+    expect(() => runner.aveGlobal!(3, 4, 4, new Float32Array(11), new Float32Array(3))).toThrow(/need x, y of 12, 3 elements/);
+    expect(() => runner.aveGlobal!(3, 4, 4, new Float32Array(12), new Float32Array(2))).toThrow(MathError);
+    expect(() => runner.aveGlobal!(0, 4, 4, new Float32Array(12), new Float32Array(3))).toThrow(/positive integers/);
+  });
+
   it('refuses short arrays and a depthwise call whose groups are not its channels, naming what was expected', () => {
     const runner = createNativeInferConv({ threads: 1, fallback: null });
     const g = geometry({});

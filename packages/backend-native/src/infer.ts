@@ -77,8 +77,8 @@ function checkEpilogue(what: string, O: number, scale: Float32Array | null, shif
  *   bias added after;
  * - MAX pooling (maxPool) reduces each window's rows, then its columns (whole 2×2 stride-2
  *   windows eight at a time), planes split over the threads;
- * - LRN across channels (lrnAcross) with the WebAssembly kernel's float32 steps, planes split
- *   over the threads.
+ * - LRN across channels (lrnAcross) and global AVE pooling (aveGlobal) with the WebAssembly
+ *   kernels' float32 steps, planes split over the threads.
  * Whole images go to threads where there are as many images as threads; one image is split by
  * output channels or positions. stats(), clear() and release() cover the packed weights held
  * here and the fallback's. Threads: up to `threads` (default getNumThreads(), read on every
@@ -224,6 +224,17 @@ export function createNativeInferConv(
       // A few flops per float read and written (sums of squares, two square roots and a
       // division each): counted as eight products per window element, as depthwise work is.
       addon.lrnAcross(x, s, y, num, channels, plane, size, k, alphaOverSize, beta, threadsFor(8 * n * size));
+      return true;
+    },
+    aveGlobal(planes, size, divisor, x, y) {
+      if (!Number.isInteger(planes) || planes < 1 || !Number.isInteger(size) || size < 1) {
+        throw new MathError(`native aveGlobal: planes and size must be positive integers, got ${planes} and ${size}`);
+      }
+      if (x.length < planes * size || y.length < planes) {
+        throw new MathError(`native aveGlobal: ${planes} planes of ${size} need x, y of ${planes * size}, ${planes} elements, got ${x.length}, ${y.length}`);
+      }
+      // An add per float read: counted as eight products each, as pooling work is.
+      addon.aveGlobal(planes, size, divisor, x, y, threadsFor(16 * planes * size));
       return true;
     },
     stats() {

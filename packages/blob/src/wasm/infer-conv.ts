@@ -1099,6 +1099,11 @@ export interface InferConvRunner extends WasmInferConv {
     x: Float32Array, s: Float32Array | null, y: Float32Array, num: number, channels: number, plane: number, size: number,
     k: number, alphaOverSize: number, beta: number,
   ): boolean;
+  /**
+   * Optionally, global AVE pooling (one window per plane) with WasmInfer.aveGlobal's contract
+   * (each plane summed in order, then divided: the same bits); false where it declines.
+   */
+  aveGlobal?(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array): boolean;
 }
 
 const INFER_RUNNER_KEY = Symbol.for('caffe-ts.inferConvRunner');
@@ -1113,7 +1118,8 @@ function inferRunnerSlot(): { runner: InferConvRunner | null } {
  * Install (or, with null, remove) the runner that Convolution and InnerProduct layers hand their
  * inference (TEST-phase) forwards to in place of the WebAssembly packed runner:
  * defaultWasmInferConv then returns it. Pooling layers hand it their inference MAX pooling where
- * it has maxPool, LRN layers their inference LRN across channels where it has lrnAcross. While a
+ * it has maxPool and their global AVE pooling where it has aveGlobal, LRN layers their inference
+ * LRN across channels where it has lrnAcross. While a
  * pass runner is installed too (setConv2dRunner), the training forwards that would use the
  * packed runner (Winograd-shaped ones) come here as well, with the bias as their only epilogue.
  * Gradients that use the packed runner keep builtinWasmInferConv().

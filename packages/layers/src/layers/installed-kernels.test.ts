@@ -208,6 +208,39 @@ describe('an installed InferConvRunner with lrnAcross', () => {
   });
 });
 
+describe('an installed InferConvRunner with aveGlobal', () => {
+  it('takes global AVE pooling, with the WebAssembly kernel\'s results; declined, the default runs', () => {
+    const wasm = defaultWasmInfer();
+    if (!wasm) throw new Error('WebAssembly SIMD is unavailable in this Node');
+    const calls: string[] = [];
+    let decline = false;
+    setInferConvRunner({
+      ...recordingInferRunner(),
+      aveGlobal(planes, size, divisor, x, y) {
+        calls.push(`aveGlobal ${planes}×${size} / ${divisor}`);
+        if (decline) return false;
+        wasm.aveGlobal(planes, size, divisor, x, y);
+        return true;
+      },
+    });
+    const run = () => {
+      const layer = createLayer(poolingLayerDef, { pooling_param: { pool: 1, global_pooling: true } }, { dtype: 'float32', phase: Phase.TEST });
+      const bottom = makeBlob([2, 5, 3, 4], { dtype: 'float32', filler: 'uniform', min: -2, max: 2, rng: new Rng(6) });
+      const top = new Blob([], { dtype: 'float32' });
+      layer.setUp([bottom], [top]);
+      layer.forward([bottom], [top]);
+      return Array.from(top.cpuData());
+    };
+    const got = run();
+    expect(calls).toEqual(['aveGlobal 10×12 / 12']);
+    decline = true;
+    expect(run()).toEqual(got);
+    expect(calls).toHaveLength(2);
+    setInferConvRunner(null);
+    expect(run()).toEqual(got);
+  });
+});
+
 describe('an installed GEMM kernel', () => {
   it('serves InnerProduct at a batch of a few rows too (no dot-product kernel of its own)', () => {
     const calls: string[] = [];

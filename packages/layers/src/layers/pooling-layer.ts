@@ -253,11 +253,14 @@ export class PoolingLayer extends Layer {
     } else {
       const global = PH === 1 && PW === 1 && this.padH === 0 && this.padW === 0 && this.kernelH === H && this.kernelW === W;
       if (global && src instanceof Float32Array && dst instanceof Float32Array) {
-        // One window per plane (SqueezeNet's, GoogLeNet's, ResNet's last pool): four planes per
-        // SIMD step, each summed in order (the same float32 sums as the window kernels).
+        // One window per plane (SqueezeNet's, GoogLeNet's, ResNet's last pool): on an installed
+        // inference runner that pools (setInferConvRunner), else four planes per SIMD step, each
+        // summed in order (the same float32 sums as the window kernels).
+        const divisor = this.rowSize[0]! * this.colSize[0]!;
+        if (installedInferConvRunner()?.aveGlobal?.(planes, H * W, divisor, src, dst)) return;
         const k = defaultWasmInfer();
         if (k) {
-          k.aveGlobal(planes, H * W, this.rowSize[0]! * this.colSize[0]!, src, dst);
+          k.aveGlobal(planes, H * W, divisor, src, dst);
           return;
         }
       }
