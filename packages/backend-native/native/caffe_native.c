@@ -265,6 +265,12 @@ typedef struct {
   int index;
 } WorkerArg;
 
+// The start of part t of n items split into T parts (part t is [part_bound(n, t, T),
+// part_bound(n, t + 1, T))): even shares, the larger ones last.
+static inline int part_bound(int n, int t, int T) {
+  return (int)((long long)n * t / T);
+}
+
 static void *pool_worker(void *arg) {
   Pool *p = ((WorkerArg *)arg)->pool;
   const int index = ((WorkerArg *)arg)->index;
@@ -384,7 +390,7 @@ static void par_sgemm(int T, int ta, int tb, int M, int N, int K, float alpha, c
   for (int t = 0; t < T; t++) {
     // Blocks of whole 8-row (or 8-column) strips, the last one taking the rest.
     int strips = (extent + 7) / 8;
-    int s0 = (int)((long long)strips * t / T), s1 = (int)((long long)strips * (t + 1) / T);
+    int s0 = part_bound(strips, t, T), s1 = part_bound(strips, t + 1, T);
     int i0 = s0 * 8, i1 = s1 * 8 < extent ? s1 * 8 : extent;
     GemmPart *q = &parts[t];
     *q = (GemmPart){ ta, tb, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc };
@@ -425,7 +431,7 @@ static void par_sgemv(int T, int tb, int N, int K, float alpha, const float *B, 
   if (T > N / 64) T = N / 64;
   if (T < 1) T = 1;
   for (int t = 0; t < T; t++) {
-    int n0 = (int)((long long)N * t / T), n1 = (int)((long long)N * (t + 1) / T);
+    int n0 = part_bound(N, t, T), n1 = part_bound(N, t + 1, T);
     parts[t] = (GemvPart){ tb, n1 - n0, K, alpha, beta, tb ? B + (size_t)n0 * ldb : B + n0, x, y + n0, ldb };
   }
   run_parts(T, gemv_part, parts, sizeof(GemvPart));
@@ -1246,7 +1252,7 @@ static int run_winograd(Instance *in, const Infer *c, const float *U, int num, i
     if (batch < 1) batch = 1;
     WgImages parts[MAX_THREADS];
     for (int t = 0; t < W; t++)
-      parts[t] = (WgImages){ c, U, &s, &in->slots[t], (int)((long long)whole * t / W), (int)((long long)whole * (t + 1) / W), batch, 0 };
+      parts[t] = (WgImages){ c, U, &s, &in->slots[t], part_bound(whole, t, W), part_bound(whole, t + 1, W), batch, 0 };
     run_parts(W, wg_images, parts, sizeof(WgImages));
     for (int t = 0; t < W; t++) if (parts[t].failed) return 0;
     if (whole == num) return 1;
@@ -1265,11 +1271,11 @@ static int run_winograd(Instance *in, const Infer *c, const float *U, int num, i
     const int tc = T < s.C ? T : s.C, tp = T < WG_POINTS ? T : WG_POINTS, to = T < s.O ? T : s.O;
     for (int t = 0; t < T; t++)
       parts[t] = (WgPart){ &s, c->x + n * imgIn, U, s0->col, s0->acc, c->y + n * imgOut, in->slots[t].buf, &e, 0, 0 };
-    for (int t = 0; t < tc; t++) { parts[t].a0 = (int)((long long)s.C * t / tc); parts[t].a1 = (int)((long long)s.C * (t + 1) / tc); }
+    for (int t = 0; t < tc; t++) { parts[t].a0 = part_bound(s.C, t, tc); parts[t].a1 = part_bound(s.C, t + 1, tc); }
     run_parts(tc, wg_input_part, parts, sizeof(WgPart));
     for (int t = 0; t < tp; t++) { parts[t].a0 = WG_POINTS * t / tp; parts[t].a1 = WG_POINTS * (t + 1) / tp; }
     run_parts(tp, wg_product_part, parts, sizeof(WgPart));
-    for (int t = 0; t < to; t++) { parts[t].a0 = (int)((long long)s.O * t / to); parts[t].a1 = (int)((long long)s.O * (t + 1) / to); }
+    for (int t = 0; t < to; t++) { parts[t].a0 = part_bound(s.O, t, to); parts[t].a1 = part_bound(s.O, t + 1, to); }
     run_parts(to, wg_output_part, parts, sizeof(WgPart));
   }
   return 1;
@@ -1287,7 +1293,7 @@ static int run_infer(Instance *in, const Infer *c, int num, int T) {
   if (whole > 0) {
     const int P = T > 1 ? T : 1;
     for (int t = 0; t < P; t++)
-      parts[t] = (InferPart){ .c = c, .scratch = &in->slots[t], .n0 = (int)((long long)whole * t / P), .n1 = (int)((long long)whole * (t + 1) / P) };
+      parts[t] = (InferPart){ .c = c, .scratch = &in->slots[t], .n0 = part_bound(whole, t, P), .n1 = part_bound(whole, t + 1, P) };
     run_parts(P, infer_images, parts, sizeof(InferPart));
     for (int t = 0; t < P; t++) if (parts[t].failed) return 0;
   }
@@ -1311,7 +1317,7 @@ static int run_infer(Instance *in, const Infer *c, int num, int T) {
       col = s->col;
     }
     for (int t = 0; t < B; t++) {
-      const int s0 = (int)((long long)strips * t / B) * unit, s1r = (int)((long long)strips * (t + 1) / B) * unit;
+      const int s0 = part_bound(strips, t, B) * unit, s1r = part_bound(strips, t + 1, B) * unit;
       const int s1 = s1r < extent ? s1r : extent;
       parts[t] = (InferPart){ .c = c, .scratch = &in->slots[t], .col = col, .n0 = n, .o0 = byRows ? s0 : 0, .o1 = byRows ? s1 : g->O, .j0 = byRows ? 0 : s0, .j1 = byRows ? S : s1 };
     }
@@ -1530,8 +1536,8 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   for (int t = 0; t < T; t++) {
     Job *j = &jobs[t];
     j->g = &g; j->p = &p; j->scratch = &in->slots[t]; j->chunk = chunk; j->failed = 0; j->gemmThreads = gemmThreads;
-    j->n0 = (int)((long long)num * t / T);
-    j->n1 = (int)((long long)num * (t + 1) / T);
+    j->n0 = part_bound(num, t, T);
+    j->n1 = part_bound(num, t + 1, T);
     j->weightDiff = p.weightDiff;
     j->biasDiff = p.biasDiff;
     if (t > 0) {
@@ -1598,7 +1604,7 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
     if (!grow(&in->slots[t].col, &in->slots[t].colCap, depthwise_pad_floats(&c.g))) return throw_error(env, "depthwiseInfer: out of memory");
   for (int n = 0; n < num; n++) {
     for (int t = 0; t < T; t++)
-      parts[t] = (DepthPart){ &c, n, (int)((long long)c.g.C * t / T), (int)((long long)c.g.C * (t + 1) / T), padded ? in->slots[t].col : NULL };
+      parts[t] = (DepthPart){ &c, n, part_bound(c.g.C, t, T), part_bound(c.g.C, t + 1, T), padded ? in->slots[t].col : NULL };
     run_parts(T, depthwise_part, parts, sizeof(DepthPart));
   }
   return NULL;
@@ -1749,7 +1755,7 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
     ArgmaxPart parts[MAX_THREADS];
     for (int t = 0; t < T; t++)
       parts[t] = (ArgmaxPart){ x, y, idx, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-                               (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+                               part_bound(planes, t, T), part_bound(planes, t + 1, T) };
     run_parts(T, maxpool_argmax_part, parts, sizeof(ArgmaxPart));
     return NULL;
   }
@@ -1758,7 +1764,7 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
     Scratch *s = &in->slots[t];
     if (!grow(&s->buf, &s->bufCap, maxpool_row_floats(v[2], v[4], v[6], v[8], v[10]))) return throw_error(env, "maxPool: out of memory");
     parts[t] = (PoolPart){ x, y, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-                           (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), s->buf };
+                           part_bound(planes, t, T), part_bound(planes, t + 1, T), s->buf };
   }
   run_parts(T, maxpool_part, parts, sizeof(PoolPart));
   return NULL;
@@ -1789,7 +1795,7 @@ static napi_value js_ave_global(napi_env env, napi_callback_info info) {
   if (T > planes) T = planes;
   AvePart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
-    parts[t] = (AvePart){ x, y, S, (float)div, (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+    parts[t] = (AvePart){ x, y, S, (float)div, part_bound(planes, t, T), part_bound(planes, t + 1, T) };
   run_parts(T, ave_global_part, parts, sizeof(AvePart));
   return NULL;
 }
@@ -1827,7 +1833,7 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
     Scratch *sc = &in->slots[t];
     if (!grow(&sc->buf, &sc->bufCap, (size_t)P)) return throw_error(env, "lrnAcross: out of memory");
     parts[t] = (LrnPart){ x, sv, y, C, P, (size - 1) / 2, mode, (float)k, (float)an,
-                          (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T), sc->buf };
+                          part_bound(planes, t, T), part_bound(planes, t + 1, T), sc->buf };
   }
   run_parts(T, lrn_part, parts, sizeof(LrnPart));
   return NULL;
@@ -1856,7 +1862,7 @@ static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
   if (T > planes) T = planes > 0 ? planes : 1;
   UnpoolPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
-    parts[t] = (UnpoolPart){ dy, idx, dx, inPlane, outPlane, (int)((long long)planes * t / T), (int)((long long)planes * (t + 1) / T) };
+    parts[t] = (UnpoolPart){ dy, idx, dx, inPlane, outPlane, part_bound(planes, t, T), part_bound(planes, t + 1, T) };
   run_parts(T, max_unpool_part, parts, sizeof(UnpoolPart));
   return NULL;
 }
