@@ -4,7 +4,7 @@
 import {
   Blob, builtinWasmInferConv, createWasmConv2d, customGemmKernelInstalled, defaultWasmInfer, defaultWasmInferConv, gemmJs, installedInferConvRunner,
   restoreDefaultGemmKernel, Rng, setConv2dRunner, setGemmKernel, setInferConvRunner,
-  type Conv2dRunner, type GemmKernel, type InferConvRunner,
+  type Conv2dRunner, type GemmKernel, type InferConvRunner, type WasmInfer,
 } from '@caffe-ts/blob';
 import { Phase } from '@caffe-ts/proto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -174,21 +174,28 @@ describe('an installed InferConvRunner', () => {
   });
 });
 
+/**
+ * Installs the recording runner with optional methods made by `make` from the WebAssembly
+ * kernels and a state: the calls they log, and a switch that makes them decline.
+ */
+function installOptional(make: (wasm: WasmInfer, state: { calls: string[]; decline: boolean }) => Partial<InferConvRunner>) {
+  const wasm = defaultWasmInfer();
+  if (!wasm) throw new Error('WebAssembly SIMD is unavailable in this Node');
+  const state = { calls: [] as string[], decline: false };
+  setInferConvRunner({ ...recordingInferRunner(), ...make(wasm, state) });
+  return state;
+}
+
 describe('an installed InferConvRunner with lrnAcross', () => {
   it('takes LRN across channels where no backward follows (s left unwritten), with the WebAssembly kernel\'s results; declined or with a backward, the default runs', () => {
-    const wasm = defaultWasmInfer();
-    if (!wasm) throw new Error('WebAssembly SIMD is unavailable in this Node');
-    const calls: string[] = [];
-    let decline = false;
-    setInferConvRunner({
-      ...recordingInferRunner(),
+    const hook = installOptional((wasm, state) => ({
       lrnAcross(x, s, y, num, channels, plane, size, k, an, beta) {
-        calls.push(`lrn ${num}×${channels}×${plane} size ${size} beta ${beta} s ${s === null ? 'null' : 'given'}`);
-        if (decline) return false;
+        state.calls.push(`lrn ${num}×${channels}×${plane} size ${size} beta ${beta} s ${s === null ? 'null' : 'given'}`);
+        if (state.decline) return false;
         wasm.lrnAcross(x, new Float32Array(x.length), y, num, channels, plane, size, k, an, beta);
         return true;
       },
-    });
+    }));
     const run = (backwardNeeded: boolean) => {
       const layer = createLayer(lrnLayerDef, { lrn_param: { local_size: 5, alpha: 0.1, beta: 0.75 } }, { dtype: 'float32' });
       layer.backwardNeeded = backwardNeeded;
@@ -199,30 +206,25 @@ describe('an installed InferConvRunner with lrnAcross', () => {
       return Array.from(top.cpuData());
     };
     const trained = run(true);
-    expect(calls).toEqual([]);
+    expect(hook.calls).toEqual([]);
     expect(run(false)).toEqual(trained);
-    expect(calls).toEqual(['lrn 2×6×12 size 5 beta 0.75 s null']);
-    decline = true;
+    expect(hook.calls).toEqual(['lrn 2×6×12 size 5 beta 0.75 s null']);
+    hook.decline = true;
     expect(run(false)).toEqual(trained);
-    expect(calls).toHaveLength(2);
+    expect(hook.calls).toHaveLength(2);
   });
 });
 
 describe('an installed InferConvRunner with aveGlobal', () => {
   it('takes global AVE pooling, with the WebAssembly kernel\'s results; declined, the default runs', () => {
-    const wasm = defaultWasmInfer();
-    if (!wasm) throw new Error('WebAssembly SIMD is unavailable in this Node');
-    const calls: string[] = [];
-    let decline = false;
-    setInferConvRunner({
-      ...recordingInferRunner(),
+    const hook = installOptional((wasm, state) => ({
       aveGlobal(planes, size, divisor, x, y) {
-        calls.push(`aveGlobal ${planes}×${size} / ${divisor}`);
-        if (decline) return false;
+        state.calls.push(`aveGlobal ${planes}×${size} / ${divisor}`);
+        if (state.decline) return false;
         wasm.aveGlobal(planes, size, divisor, x, y);
         return true;
       },
-    });
+    }));
     const run = () => {
       const layer = createLayer(poolingLayerDef, { pooling_param: { pool: 1, global_pooling: true } }, { dtype: 'float32', phase: Phase.TEST });
       const bottom = makeBlob([2, 5, 3, 4], { dtype: 'float32', filler: 'uniform', min: -2, max: 2, rng: new Rng(6) });
@@ -232,10 +234,10 @@ describe('an installed InferConvRunner with aveGlobal', () => {
       return Array.from(top.cpuData());
     };
     const got = run();
-    expect(calls).toEqual(['aveGlobal 10×12 / 12']);
-    decline = true;
+    expect(hook.calls).toEqual(['aveGlobal 10×12 / 12']);
+    hook.decline = true;
     expect(run()).toEqual(got);
-    expect(calls).toHaveLength(2);
+    expect(hook.calls).toHaveLength(2);
     setInferConvRunner(null);
     expect(run()).toEqual(got);
   });
