@@ -187,6 +187,17 @@ static inline float row_sum(const float *r, int n) {
   return sum;
 }
 
+// Rows of stride 3 or more (CaffeNet's conv1: 4), gathered and added back one float at a time.
+// Kept out of the AVX2 builds of the unfolding: built for AVX2, this loop made CaffeNet's conv1
+// unfold 1.15-1.25x slower.
+static __attribute__((noinline)) void gather_strided(float *restrict d, const float *restrict s, int n, int stride) {
+  for (int i = 0; i < n; i++) d[i] = s[(size_t)i * stride];
+}
+
+static __attribute__((noinline)) void add_strided(float *restrict d, const float *restrict s, int n, int stride) {
+  for (int i = 0; i < n; i++) d[(size_t)i * stride] += s[i];
+}
+
 // Walks the column matrix col[(c*KH + kh)*KW + kw][n*S + s] against images x[0..nb), channels
 // [c0, c1): unfold (im2col) writes each column row from the image, zeros where the window falls
 // outside; fold (col2im, all channels) zeroes the images, then adds every column entry where it
@@ -194,9 +205,9 @@ static inline float row_sum(const float *r, int n) {
 //
 // Rows are short (LeNet's conv2: 8 floats, 256k of them per batch of 64), so the loop over them
 // is kept lean: the rows with no valid window (zeros) apart, pointers stepped rather than
-// recomputed (LeNet conv2's backward: 0.92x the time). Inlined into each caller, where `fold` is
-// a constant: called as a function (or as an AVX2 clone) its strided gather was no longer
-// vectorized, and CaffeNet's conv1 (11x11, stride 4) unfolded 1.15-1.25x slower.
+// recomputed (LeNet conv2's backward: 0.92x the time). Inlined into unfold_columns and
+// fold_columns, where `fold` is a constant; rows of stride 3 or more go to the baseline build's
+// gather_strided / add_strided.
 static inline __attribute__((always_inline)) void walk_columns(const Geometry *g, int nb, float *col, float *x, int fold, int c0, int c1) {
   const int OH = g->OH, OW = g->OW, W = g->W, S = OH * OW, N = nb * S, plane = g->H * g->W;
   const int sh = g->strideH, sw = g->strideW;
@@ -222,9 +233,7 @@ static inline __attribute__((always_inline)) void walk_columns(const Geometry *g
           const size_t step = (size_t)sh * W;
           if (fold) {
             if (sw == 1) for (int oh = hlo; oh < hhi; oh++, dv += OW, img += step) add_row(img, dv, width);
-            else
-              for (int oh = hlo; oh < hhi; oh++, dv += OW, img += step)
-                for (int i = 0; i < width; i++) img[i * sw] += dv[i];
+            else for (int oh = hlo; oh < hhi; oh++, dv += OW, img += step) add_strided(img, dv, width, sw);
             continue;
           }
           if (hlo > 0) memset(d, 0, sizeof(float) * (size_t)hlo * OW);
@@ -232,7 +241,7 @@ static inline __attribute__((always_inline)) void walk_columns(const Geometry *g
             for (int i = -wlo; i < 0; i++) dv[i] = 0;
             if (sw == 1) copy_row(dv, img, width);
             else if (sw == 2) even_columns(img, width, dv);
-            else for (int i = 0; i < width; i++) dv[i] = img[i * sw];
+            else gather_strided(dv, img, width, sw);
             for (int i = width; i < OW - wlo; i++) dv[i] = 0;
           }
           if (hhi < OH) memset(d + (size_t)hhi * OW, 0, sizeof(float) * (size_t)(OH - hhi) * OW);
@@ -242,11 +251,16 @@ static inline __attribute__((always_inline)) void walk_columns(const Geometry *g
   }
 }
 
-static void im2col_chunk(const Geometry *g, const float *x, int nb, float *col) {
-  walk_columns(g, nb, col, (float *)x, 0, 0, g->C);  // unfolding only reads x
+// Unfolds channels [c0, c1) of images x[0..nb) into col (im2col), 8 floats a move in the AVX2
+// build (the baseline build moves 4: LeNet conv2's backward pass, 0.98x the time).
+WIDE_SIMD
+static void unfold_columns(const Geometry *g, int nb, float *col, const float *x, int c0, int c1) {
+  walk_columns(g, nb, col, (float *)x, 0, c0, c1);  // unfolding only reads x
 }
 
-static void col2im_chunk(const Geometry *g, const float *col, int nb, float *x) {
+// Folds col back into images x[0..nb) (col2im: x zeroed, then every column entry added in).
+WIDE_SIMD
+static void fold_columns(const Geometry *g, const float *col, int nb, float *x) {
   walk_columns(g, nb, (float *)col, x, 1, 0, g->C);  // folding only reads col
 }
 
@@ -678,7 +692,7 @@ static void run_range(Job *job) {
       if (direct && is1x1) col = p->colIn + (size_t)n0 * imgIn;
       else {
         if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * N)) { job->failed = 1; return; }
-        im2col_chunk(g, p->colIn + (size_t)n0 * imgIn, nb, s->col);
+        unfold_columns(g, nb, s->col, p->colIn + (size_t)n0 * imgIn, 0, g->C);
         col = s->col;
       }
     }
@@ -729,7 +743,7 @@ static void run_range(Job *job) {
       }
       for (int gi = 0; gi < g->G; gi++)
         weights_product(job, gi, 1, p->packedWt, dy + (size_t)gi * m * N, N, c + (size_t)gi * K * N);
-      if (c != x) col2im_chunk(g, c, nb, x);
+      if (c != x) fold_columns(g, c, nb, x);
     }
   }
 }
