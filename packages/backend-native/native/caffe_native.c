@@ -877,7 +877,7 @@ static void *infer_images(void *arg) {
     if (!unfolds_to_itself(g)) {
       Scratch *s = q->scratch;
       if (!grow(&s->col, &s->colCap, (size_t)g->C * g->KH * g->KW * S)) { q->failed = 1; return NULL; }
-      walk_columns(g, 1, s->col, (float *)x, 0, 0, g->C);
+      unfold_columns(g, 1, s->col, x, 0, g->C);
       col = s->col;
     }
     float *work = NULL;
@@ -893,7 +893,7 @@ static void *infer_images(void *arg) {
 static void *infer_unfold(void *arg) {
   InferPart *q = (InferPart *)arg;
   const Geometry *g = &q->c->g;
-  walk_columns(g, 1, (float *)q->col, (float *)(q->c->x + (size_t)q->n0 * g->C * g->H * g->W), 0, q->u0, q->u1);
+  unfold_columns(g, 1, (float *)q->col, q->c->x + (size_t)q->n0 * g->C * g->H * g->W, q->u0, q->u1);
   return NULL;
 }
 
@@ -1184,7 +1184,7 @@ typedef struct {
 
 static void *wg_input_part(void *arg) {
   WgPart *q = (WgPart *)arg;
-  winograd_input(q->s, q->x, q->a0, q->a1, q->V);
+  winograd_input(q->s, q->x, 0, 1, q->a0, q->a1, q->V);
   return NULL;
 }
 
@@ -1200,7 +1200,7 @@ static void *wg_product_part(void *arg) {
 
 static void *wg_output_part(void *arg) {
   WgPart *q = (WgPart *)arg;
-  winograd_output(q->s, q->M, q->a0, q->a1, q->y, q->e);
+  winograd_output(q->s, q->M, 1, 0, q->a0, q->a1, q->y, q->e);
   return NULL;
 }
 
@@ -1236,18 +1236,17 @@ static void *wg_images(void *arg) {
   const size_t per = packed_a_floats(s.O, s.C);
   for (int n = q->n0; n < q->n1; n += q->batch) {
     const int nb = q->n1 - n < q->batch ? q->n1 - n : q->batch;
-    for (int i = 0; i < nb; i++) winograd_input(&s, c->x + (size_t)(n + i) * imgIn, 0, s.C, sc->col + (size_t)i * P);
+    // The batch's tiles side by side, so that each transform runs over up to WG_BLOCK of them.
+    winograd_input(&s, c->x + (size_t)n * imgIn, imgIn, nb, 0, s.C, sc->col);
     for (int k = 0; k < WG_POINTS; k++)
       packed_gemm(q->U + k * per, s.O, s.C, sc->col + (size_t)k * s.C * s.ld, s.ld, sc->acc + (size_t)k * s.O * s.ld, s.ld,
                   0, s.O, 0, nb * P, NULL, sc->buf);
-    for (int i = 0; i < nb; i++) {
-      const size_t at = (size_t)(n + i) * imgOut;
-      const PgEpilogue e = {
-        c->scale, c->shift, c->relu, c->slope, c->z ? c->other + at : NULL, c->z ? c->z + at : NULL,
-        c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
-      };
-      winograd_output(&s, sc->acc + (size_t)i * P, 0, s.O, c->y + at, &e);
-    }
+    const size_t at = (size_t)n * imgOut;
+    const PgEpilogue e = {
+      c->scale, c->shift, c->relu, c->slope, c->z ? c->other + at : NULL, c->z ? c->z + at : NULL,
+      c->convFirst, c->sumRelu, c->c0, c->c1, c->sumSlope,
+    };
+    winograd_output(&s, sc->acc, nb, imgOut, 0, s.O, c->y + at, &e);
   }
   return NULL;
 }

@@ -1,7 +1,10 @@
 // Winograd F(4x4, 3x3) and F(2x2, 5x5) transforms (see winograd.h). The transforms run over blocks of tiles with
 // the tile index innermost, so that each line of a transform is one vector operation over the
 // block: the input is gathered into a [36][block] patch array first, the products are already
-// laid out [point][o][tile].
+// laid out [point][o][tile]. A block may span several images (few-tiled ones are batched), and
+// the gather and the scatter back walk it a tile row at a time: LeNet's conv2 (16 tiles an image,
+// four images a block) ran 0.78-0.81x the time that way, against a block per image and a
+// division and bounds checks per tile.
 #include "winograd.h"
 
 #include <string.h>
@@ -92,36 +95,53 @@ static void transform_in(float d[WG_POINTS][WG_BLOCK], int nb, float *out, size_
   }
 }
 
-void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V) {
-  const int P = s->TH * s->TW, step = 7 - s->R;
-  const size_t stride = (size_t)s->C * s->ld;
-  float d[WG_POINTS][WG_BLOCK];
-  for (int c = c0; c < c1; c++) {
-    const float *xc = x + (size_t)c * s->H * s->W;
-    for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
-      const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
-      for (int q = 0; q < nb; q++) {
-        const int p = p0 + q, ih0 = (p / s->TW) * step - s->padH, iw0 = (p % s->TW) * step - s->padW;
-        for (int r = 0; r < 6; r++) {
-          const int ih = ih0 + r;
-          if (ih < 0 || ih >= s->H) {
-            for (int k = 0; k < 6; k++) d[r * 6 + k][q] = 0.0f;
-            continue;
-          }
-          const float *row = xc + (size_t)ih * s->W;
-          if (iw0 >= 0 && iw0 + 6 <= s->W) {
-            for (int k = 0; k < 6; k++) d[r * 6 + k][q] = row[iw0 + k];
-          } else {
-            for (int k = 0; k < 6; k++) {
-              const int iw = iw0 + k;
-              d[r * 6 + k][q] = iw >= 0 && iw < s->W ? row[iw] : 0.0f;
-            }
+// d[r * 6 + k][q] for the tiles [p0, p0 + nb) of channel c, counted over the images (image
+// p / P, its tile p % P), a tile row at a time: the tile origins stepped (no division per tile),
+// interior tiles copied without checks.
+static inline __attribute__((always_inline)) void gather_tiles(const WgShape *s, const float *x, size_t imgStride, int c, int p0, int nb,
+                                                               const int step, float d[WG_POINTS][WG_BLOCK]) {
+  const int H = s->H, W = s->W, TW = s->TW, P = s->TH * TW;
+  for (int q = 0; q < nb;) {
+    const int p = p0 + q, n = p / P, th = p % P / TW, tw0 = p % TW;
+    const int run = TW - tw0 < nb - q ? TW - tw0 : nb - q;
+    const float *xc = x + (size_t)n * imgStride + (size_t)c * H * W;
+    const int ih0 = th * step - s->padH;
+    for (int r = 0; r < 6; r++) {
+      const int ih = ih0 + r;
+      if (ih < 0 || ih >= H) {
+        for (int k = 0; k < 6; k++) memset(&d[r * 6 + k][q], 0, sizeof(float) * run);
+        continue;
+      }
+      const float *row = xc + (size_t)ih * W;
+      int iw0 = tw0 * step - s->padW;
+      for (int t = 0; t < run; t++, iw0 += step) {
+        if (iw0 >= 0 && iw0 + 6 <= W) {
+          const float *v = row + iw0;
+          d[r * 6 + 0][q + t] = v[0]; d[r * 6 + 1][q + t] = v[1]; d[r * 6 + 2][q + t] = v[2];
+          d[r * 6 + 3][q + t] = v[3]; d[r * 6 + 4][q + t] = v[4]; d[r * 6 + 5][q + t] = v[5];
+        } else {
+          for (int k = 0; k < 6; k++) {
+            const int iw = iw0 + k;
+            d[r * 6 + k][q + t] = iw >= 0 && iw < W ? row[iw] : 0.0f;
           }
         }
       }
+    }
+    q += run;
+  }
+}
+
+void winograd_input(const WgShape *s, const float *x, size_t imgStride, int nimg, int c0, int c1, float *V) {
+  const int P = nimg * s->TH * s->TW, step = 7 - s->R;
+  const size_t stride = (size_t)s->C * s->ld;
+  float d[WG_POINTS][WG_BLOCK];
+  for (int c = c0; c < c1; c++)
+    for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
+      const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
+      if (step == 2) gather_tiles(s, x, imgStride, c, p0, nb, 2, d);
+      else gather_tiles(s, x, imgStride, c, p0, nb, 4, d);
       transform_in(d, nb, V + (size_t)c * s->ld + p0, stride);
     }
-  }
 }
 
 // A^T (4 x 6) applied to m0..m5, into r0..r3.
@@ -176,27 +196,47 @@ static void transform_out(const float *M, size_t stride, int nb, int step, float
   }
 }
 
-void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y, const PgEpilogue *e) {
-  const int P = s->TH * s->TW, S = s->OH * s->OW, step = 7 - s->R;
+// Y[i * step + j][q] of the tiles [p0, p0 + nb) of output channel o, counted over the images (as
+// gather_tiles), into y, a tile row at a time, whole tiles without checks; then, with a sum, z of
+// each row segment written.
+static inline __attribute__((always_inline)) void scatter_tiles(const WgShape *s, float Y[16][WG_BLOCK], int p0, int nb, const int step,
+                                                                float *y, size_t imgStride, int o, const PgEpilogue *e) {
+  const int OH = s->OH, OW = s->OW, TW = s->TW, P = s->TH * TW;
+  for (int q = 0; q < nb;) {
+    const int p = p0 + q, n = p / P, th = p % P / TW, tw0 = p % TW;
+    const int run = TW - tw0 < nb - q ? TW - tw0 : nb - q;
+    const int oh0 = th * step, ow0 = tw0 * step;
+    const size_t plane = (size_t)n * imgStride + (size_t)o * OH * OW;
+    // Tiles of the run that lie wholly inside the output's columns.
+    int whole = (OW - ow0) / step;
+    if (whole > run) whole = run;
+    int end = ow0 + run * step;
+    if (end > OW) end = OW;
+    for (int i = 0; i < step && oh0 + i < OH; i++) {
+      const size_t at = plane + (size_t)(oh0 + i) * OW + ow0;
+      float *dst = y + at;
+      for (int t = 0; t < whole; t++)
+        for (int j = 0; j < step; j++) dst[t * step + j] = Y[i * step + j][q + t];
+      for (int t = whole; t < run; t++)
+        for (int j = 0; j < step && ow0 + t * step + j < OW; j++) dst[t * step + j] = Y[i * step + j][q + t];
+      if (e->z)
+        for (int k = 0; k < end - ow0; k++) e->z[at + k] = pg_sum(e, dst[k], e->other[at + k]);
+    }
+    q += run;
+  }
+}
+
+void winograd_output(const WgShape *s, const float *M, int nimg, size_t imgStride, int o0, int o1, float *y, const PgEpilogue *e) {
+  const int P = nimg * s->TH * s->TW, step = 7 - s->R;
   const size_t stride = (size_t)s->O * s->ld;
   float Y[16][WG_BLOCK];
   for (int o = o0; o < o1; o++) {
     const float sc = e->scale ? e->scale[o] : 1.0f, sh = e->shift ? e->shift[o] : 0.0f;
-    float *yo = y + (size_t)o * S;
     for (int p0 = 0; p0 < P; p0 += WG_BLOCK) {
       const int nb = P - p0 < WG_BLOCK ? P - p0 : WG_BLOCK;
       transform_out(M + (size_t)o * s->ld + p0, stride, nb, step, Y, sc, sh, e->scale != NULL, e->relu, e->slope);
-      for (int q = 0; q < nb; q++) {
-        const int p = p0 + q, oh0 = (p / s->TW) * step, ow0 = (p % s->TW) * step;
-        for (int i = 0; i < step && oh0 + i < s->OH; i++) {
-          const size_t at = (size_t)(oh0 + i) * s->OW + ow0;
-          for (int j = 0; j < step && ow0 + j < s->OW; j++) {
-            const float v = Y[i * step + j][q];
-            yo[at + j] = v;
-            if (e->z) e->z[(size_t)o * S + at + j] = pg_sum(e, v, e->other[(size_t)o * S + at + j]);
-          }
-        }
-      }
+      if (step == 2) scatter_tiles(s, Y, p0, nb, 2, y, imgStride, o, e);
+      else scatter_tiles(s, Y, p0, nb, 4, y, imgStride, o, e);
     }
   }
 }

@@ -28,11 +28,13 @@ typedef struct {
   int C, H, W, padH, padW, O, OH, OW, TH, TW, R, ld;
 } WgShape;
 
-// V[point][c][p] of channels [c0, c1) of image x (V: WG_POINTS * C * ld floats).
-void winograd_input(const WgShape *s, const float *x, int c0, int c1, float *V);
+// V[point][c][p] of channels [c0, c1) of the nimg images from x (imgStride floats apart), their
+// tiles side by side (V: WG_POINTS * C * ld floats, ld >= nimg * TH * TW).
+void winograd_input(const WgShape *s, const float *x, size_t imgStride, int nimg, int c0, int c1, float *V);
 
-// Output channels [o0, o1) of y [O][OH][OW] from the products M[point][o][p], with the epilogue
-// (rows are output channels; the sum's other and z laid out as y).
-void winograd_output(const WgShape *s, const float *M, int o0, int o1, float *y, const PgEpilogue *e);
+// Output channels [o0, o1) of the nimg images of y ([O][OH][OW] each, imgStride floats apart) from
+// the products M[point][o][p] (their tiles side by side), with the epilogue (rows are output
+// channels; the sum's other and z laid out as y).
+void winograd_output(const WgShape *s, const float *M, int nimg, size_t imgStride, int o0, int o1, float *y, const PgEpilogue *e);
 
 #endif
