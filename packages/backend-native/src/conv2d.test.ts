@@ -63,6 +63,11 @@ const cases: [string, Conv2dGeometry, number, number][] = [
   ['1×1, one image per chunk (no reordering)', geometry({ kernelH: 1, kernelW: 1, outChannels: 5 }), 3, 1],
   ['1×1, three images per chunk', geometry({ kernelH: 1, kernelW: 1, outChannels: 5 }), 3, 3],
   ['a window that never fits a padded edge (pad 3, kernel 2)', geometry({ height: 4, width: 4, kernelH: 2, kernelW: 2, padH: 3, padW: 3, strideH: 3, strideW: 3 }), 2, 2],
+  // 5-wide kernels over rows of 16 or more: the weight gradient by direct sums (no unfolding), the
+  // bottom gradient through the columns.
+  ['CIFAR-10 conv2\'s shape with fewer channels (8×16×16, 5×5 pad 2, 6 outputs), 18 images: sums in blocks of 16 and 2', geometry({ channels: 8, height: 16, width: 16, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 6 }), 18, 4],
+  ['5×5 unpadded over 3×9×24 (rows of 20: a cut vector), 7 outputs (the last one unpaired)', geometry({ height: 9, width: 24, kernelH: 5, kernelW: 5, outChannels: 7 }), 3, 2],
+  ['5×3 pad 1 × 2 over 2×6×16 (rows of 16), 5 outputs', geometry({ channels: 2, height: 6, width: 16, kernelH: 3, kernelW: 5, padH: 1, padW: 2, outChannels: 5 }), 2, 1],
   // Fewer images than threads: each product is split over the threads (sgemm) instead of the
   // images (packed weights).
   ['one image of LeNet conv2', geometry({ channels: 20, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 50 }), 1, 1],
