@@ -274,6 +274,26 @@ describe('blob byte limit', () => {
     }
   });
 
+  it('reshaping to the shape a blob has keeps its memory; a new shape is checked again', async () => {
+    const { BlobSizeError, setMaxBlobBytes } = await import('./blob.js');
+    const b = new Blob([3, 4]);
+    const data = b.mutableCpuData();
+    data[5] = 7;
+    b.reshape([3, 4]);
+    expect(b.cpuData()).toBe(data);
+    expect(b.cpuData()[5]).toBe(7);
+    // A scalar blob ([] holds one value) gets its memory on construction.
+    expect(new Blob([]).cpuData().length).toBe(1);
+    const prev = setMaxBlobBytes(64);
+    try {
+      expect(() => b.reshape([4, 4])).not.toThrow();
+      expect(() => b.reshape([5, 4])).toThrow(BlobSizeError);
+      expect(b.shape).toEqual([4, 4]);
+    } finally {
+      setMaxBlobBytes(prev);
+    }
+  });
+
   it('names the blob when a BlobProto claims too many elements', async () => {
     const { setMaxBlobBytes } = await import('./blob.js');
     const { createMessage } = await import('@caffe-ts/proto');
