@@ -1,4 +1,4 @@
-import { customGemmKernelInstalled, defaultWasmInfer, defaultWasmInferConv, fillBlob, gemm, type Blob } from '@caffe-ts/blob';
+import { allocArray, customGemmKernelInstalled, defaultWasmInfer, defaultWasmInferConv, fillBlob, gemm, type Blob, type FloatArray } from '@caffe-ts/blob';
 import { createMessage, Phase, type InnerProductParameter } from '@caffe-ts/proto';
 import { Layer, type BlobCounts } from '../layer.js';
 import type { LayerDef } from '../registry.js';
@@ -97,14 +97,24 @@ export class InnerProductLayer extends Layer {
         return;
       }
     }
-    gemm(false, !this.transpose, this.M, this.N, this.K, 1, x, w, 0, y);
-    if (this.biasTerm) {
-      const b = this.blobs[1]!.cpuData();
-      for (let m = 0; m < this.M; m++) {
-        const row = m * this.N;
-        for (let n = 0; n < this.N; n++) y[row + n] = y[row + n]! + b[n]!;
-      }
+    if (!this.biasTerm) {
+      gemm(false, !this.transpose, this.M, this.N, this.K, 1, x, w, 0, y);
+      return;
     }
+    // Each row starts as the bias and the product adds to it (beta 1), as Caffe adds its bias by
+    // a product: a copy per row rather than a JavaScript loop over every output (LeNet's ip1 at
+    // batch 64 spent 0.2 ms a step in that loop).
+    const b = this.blobs[1]!.cpuData();
+    for (let m = 0; m < this.M; m++) y.set(b, m * this.N);
+    gemm(false, !this.transpose, this.M, this.N, this.K, 1, x, w, 1, y);
+  }
+
+  /** M ones: the bias gradient is dyᵀ · ones (Caffe's bias_multiplier). */
+  private ones: FloatArray | null = null;
+
+  private onesOf(M: number): FloatArray {
+    if (!this.ones || this.ones.length < M) this.ones = allocArray(this.dtype, M).fill(1);
+    return this.ones.length === M ? this.ones : this.ones.subarray(0, M);
   }
 
   protected override backwardCpu(top: Blob[], propagateDown: boolean[], bottom: Blob[]): void {
@@ -118,11 +128,8 @@ export class InnerProductLayer extends Layer {
       else gemm(true, false, this.N, this.K, this.M, 1, dy, x, 1, dw);
     }
     if (this.biasTerm && (this.paramPropagateDown[1] ?? true)) {
-      const db = this.blobs[1]!.mutableCpuDiff();
-      for (let m = 0; m < this.M; m++) {
-        const row = m * this.N;
-        for (let n = 0; n < this.N; n++) db[n] = db[n]! + dy[row + n]!;
-      }
+      // db += dyᵀ · ones, accumulating (beta = 1).
+      gemm(true, false, this.N, 1, this.M, 1, dy, this.onesOf(this.M), 1, this.blobs[1]!.mutableCpuDiff());
     }
     if (propagateDown[0]) {
       const w = this.blobs[0]!.cpuData();
