@@ -27,6 +27,7 @@
 #include "lrn.h"
 #include "packed_gemm.h"
 #include "pool.h"
+#include "sgd.h"
 #include "winograd.h"
 
 #include "simd.h"
@@ -1952,6 +1953,38 @@ static napi_value js_ave_global(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// sgdStep(w, g, h, rate, momentum, decay, threads): SGDSolver's fused step of a float32 param
+// (WasmTrain.sgdStep's contract: the same bits), the elements split over the threads. Returns
+// whether every new weight is finite. The caller (conv2d.ts) has checked the lengths.
+static napi_value js_sgd_step(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value a[7];
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc < 7) return throw_error(env, "sgdStep: expected 7 arguments");
+  double rate, momentum, decay;
+  int T;
+  if (napi_get_value_double(env, a[3], &rate) != napi_ok || napi_get_value_double(env, a[4], &momentum) != napi_ok ||
+      napi_get_value_double(env, a[5], &decay) != napi_ok || !i32arg(env, a[6], &T))
+    return throw_error(env, "sgdStep: rate, momentum and decay must be numbers, threads an integer");
+  int ok = 1;
+  size_t lw, lg, lh;
+  float *w = f32(env, a[0], &lw, &ok), *g = f32(env, a[1], &lg, &ok), *h = f32(env, a[2], &lh, &ok);
+  if (!ok || !w || !g || !h || lg != lw || lh != lw) return throw_error(env, "sgdStep: w, g and h must be Float32Arrays of one length");
+  current = instance(env);
+  if (T < 1) T = 1;
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if ((size_t)T > lw) T = lw > 0 ? (int)lw : 1;
+  SgdPart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++)
+    parts[t] = (SgdPart){ w, g, h, decay, rate, momentum, decay != 0, (long)((long long)lw * t / T), (long)((long long)lw * (t + 1) / T), 0 };
+  run_parts(T, sgd_step_part, parts, sizeof(SgdPart));
+  int bad = 0;
+  for (int t = 0; t < T; t++) bad |= parts[t].bad;
+  napi_value out;
+  napi_get_boolean(env, !bad, &out);
+  return out;
+}
+
 // lrnAcross(x, s, y, num, C, P, size, k, alphaOverSize, beta, threads): LRN across channels with
 // WasmInfer.lrnAcross's contract (beta 0.75, 0.5 or 1; size odd), s null or written; planes
 // split over the threads.
@@ -2078,6 +2111,7 @@ NAPI_MODULE_INIT() {
     { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
     { "lrnAcross", NULL, js_lrn_across, NULL, NULL, NULL, napi_default, NULL },
     { "aveGlobal", NULL, js_ave_global, NULL, NULL, NULL, napi_default, NULL },
+    { "sgdStep", NULL, js_sgd_step, NULL, NULL, NULL, napi_default, NULL },
     { "maxUnpool", NULL, js_max_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },

@@ -43,6 +43,7 @@ export interface NativeAddon {
     k: number, alphaOverSize: number, beta: number, threads: number,
   ): void;
   aveGlobal(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array, threads: number): void;
+  sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number, threads: number): boolean;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

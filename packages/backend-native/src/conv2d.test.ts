@@ -1,4 +1,4 @@
-import { MathError, Rng, type Conv2dGeometry, type Conv2dPass } from '@caffe-ts/blob';
+import { defaultWasmTrain, MathError, Rng, type Conv2dGeometry, type Conv2dPass } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
 import { nativeAvailability } from './addon.js';
 import { createNativeConv2d } from './conv2d.js';
@@ -170,6 +170,32 @@ describe.skipIf(!available)('createNativeConv2d', () => {
     conv.run(g, num, 2, { colIn: x, weights: w, bias, gemmOut: plain });
     conv.run(g, num, 2, { colIn: shared(x), weights: shared(w), bias: shared(bias), gemmOut: inShared });
     expect(Array.from(inShared)).toEqual(Array.from(plain));
+  });
+
+  it('sgdStep: the WebAssembly step\'s bits (with and without decay, 1 and 2 threads, tails), whether the weights stayed finite, and a decline', () => {
+    const train = defaultWasmTrain()!;
+    const rng = new Rng(11);
+    for (const [n, decay, threads] of [[1003, 5e-4, 1], [1003, 0, 2], [7, 1e-2, 2], [64, 0, 1]] as const) {
+      // Some large entries, so that rounding to float32 matters at each stored step.
+      const w = random(rng, n).map((v, i) => (i % 13 === 0 ? v * 1e5 : v)), g = random(rng, n), h = random(rng, n);
+      const want = [w.slice(), g.slice(), h.slice()] as const;
+      const wantFinite = train.sgdStep(want[0], want[1], want[2], 0.0099, 0.9, decay);
+      const finite = createNativeConv2d({ threads }).sgdStep!(w, g, h, 0.0099, 0.9, decay);
+      expect(finite).toBe(wantFinite);
+      expect(Array.from(w), `w, n ${n}`).toEqual(Array.from(want[0]));
+      expect(Array.from(g), `g (the step), n ${n}`).toEqual(Array.from(want[1]));
+      expect(Array.from(h), `h, n ${n}`).toEqual(Array.from(want[2]));
+    }
+    for (const threads of [1, 2]) {
+      for (const decay of [0, 1e-3]) {
+        const g = random(rng, 100);
+        g[97] = Number.POSITIVE_INFINITY;
+        expect(createNativeConv2d({ threads }).sgdStep!(random(rng, 100), g, random(rng, 100), 0.01, 0.9, decay)).toBe(false);
+      }
+    }
+    const w = new Float32Array(4);
+    expect(createNativeConv2d().sgdStep!(w, new Float32Array(3), new Float32Array(4), 0.01, 0.9, 0)).toBeNull();
+    expect(Array.from(w)).toEqual([0, 0, 0, 0]);
   });
 
   it('refuses a pass that does not fit its geometry, naming what is wrong', () => {

@@ -5,12 +5,20 @@ import { nativeAddon } from './addon.js';
 export const MIN_POOL_OUTPUTS_PER_THREAD = 16384;
 
 /**
+ * Fewest elements per thread of an SGD step. The step streams three arrays and writes them back,
+ * so a second thread adds little: LeNet's ip1 (431k elements with the others) 0.40-0.59 ms on two
+ * threads against 0.46-0.50 on one.
+ */
+export const MIN_SGD_ELEMENTS_PER_THREAD = 1 << 21;
+
+/**
  * A Conv2dRunner in native code: per chunk of images, im2col / col2im and the reordering in C,
  * the weight gradient in OpenBLAS's sgemm, the products by the weights (forward, bottom gradient)
  * on weights packed once per pass (Conv2dPass's semantics, on the caller's arrays in place).
  * A pass large enough splits its images over up to `threads` threads (default: the kernel thread
  * count, getNumThreads(), read on every call), each with one-thread GEMMs. It also runs the
- * training MAX pooling passes (maxPool with the argmax, maxUnpool), planes split over the threads.
+ * training MAX pooling passes (maxPool with the argmax, maxUnpool), planes split over the threads,
+ * and SGDSolver's fused step of float32 params (sgdStep, WasmTrain.sgdStep's bits).
  * Throws NativeUnavailableError where the addon is not built.
  */
 export function createNativeConv2d(options: { threads?: number } = {}): Conv2dRunner {
@@ -32,6 +40,11 @@ export function createNativeConv2d(options: { threads?: number } = {}): Conv2dRu
       if (dy.length < outputs || argmax.length < outputs || dx.length < planes * inPlane) return false;
       addon.maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, poolThreads(outputs));
       return true;
+    },
+    sgdStep(w, g, h, rate, momentum, decay) {
+      if (g.length !== w.length || h.length !== w.length) return null;
+      const threads = options.threads ?? Math.max(1, Math.min(getNumThreads(), Math.floor(w.length / MIN_SGD_ELEMENTS_PER_THREAD)));
+      return addon.sgdStep(w, g, h, rate, momentum, decay, threads);
     },
     run(g: Conv2dGeometry, num: number, chunk: number, pass: Conv2dPass): void {
       const { OH, OW } = checkConv2dPass('native conv', g, num, chunk, pass);

@@ -1,4 +1,4 @@
-import { defaultWasmTrain, setLogSink, type LogSink } from '@caffe-ts/blob';
+import { defaultWasmConv2d, defaultWasmTrain, installedConv2dRunner, setConv2dRunner, setLogSink, type Conv2dRunner, type LogSink } from '@caffe-ts/blob';
 import { parseNetParameter } from '@caffe-ts/proto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SolverConfigError, SolverStateError } from './errors.js';
@@ -202,6 +202,42 @@ describe('SGDSolver on a tiny net (InnerProduct + Euclidean loss)', () => {
     const ha = plain.history.map((h) => Array.from(h.cpuData()));
     const hb = (fused.solver as SGDSolver).history.map((h) => Array.from(h.cpuData()));
     expect(hb).toEqual(ha);
+  });
+
+  it('an installed pass runner with sgdStep takes the fused steps (same results); one that declines leaves them to WebAssembly', async () => {
+    const train = defaultWasmTrain();
+    if (!train) return; // CAFFE_TS_GEMM=js: no fused step to hand over
+    const props = { momentum: 0.9, weight_decay: 0.01, max_iter: 4 };
+    const reference = build(props, { dtype: 'float32' });
+    await reference.solver.step(4);
+    const want = reference.solver.net.learnableParams.map((p) => Array.from(p.cpuData()));
+    const before = installedConv2dRunner();
+    for (const decline of [false, true]) {
+      const calls: number[] = [];
+      const base = defaultWasmConv2d()!;
+      const runner: Conv2dRunner = {
+        name: 'recording',
+        run: (g, num, chunk, pass) => base.run(g, num, chunk, pass),
+        sgdStep: (w, g, h, rate, momentum, decay) => {
+          calls.push(w.length);
+          return decline ? null : train.sgdStep(w, g, h, rate, momentum, decay);
+        },
+      };
+      const counted = vi.spyOn(train, 'sgdStep');
+      setConv2dRunner(runner);
+      try {
+        const { solver } = build(props, { dtype: 'float32' });
+        await solver.step(4);
+        expect(solver.net.learnableParams.map((p) => Array.from(p.cpuData()))).toEqual(want);
+        // Two params (weights, bias) per iteration, each offered to the runner first.
+        expect(calls.length).toBe(4 * 2);
+        // The runner's own steps ran here through the spied kernel too; a decline adds the fallback's.
+        expect(counted.mock.calls.length).toBe(4 * 2);
+      } finally {
+        setConv2dRunner(before);
+        counted.mockRestore();
+      }
+    }
   });
 
   it('snapshotData/restoreFrom in memory resumes bit-identically', async () => {

@@ -1,4 +1,4 @@
-import { Blob, blobProtoShape, defaultWasmTrain, logger, type DeviceSolverOps, type FloatArray, type Logger } from '@caffe-ts/blob';
+import { Blob, blobProtoShape, defaultWasmTrain, installedConv2dRunner, logger, type DeviceSolverOps, type FloatArray, type Logger } from '@caffe-ts/blob';
 import { createMessage, type BlobProto, type SolverParameter, type SolverState } from '@caffe-ts/proto';
 import { SolverConfigError, SolverStateError } from './errors.js';
 import { formatG } from './format.js';
@@ -154,13 +154,17 @@ export class SGDSolver extends Solver {
     const blob = this.net.learnableParams[id]!;
     const history = this.history[id]!;
     if (blob.dtype !== 'float32' || history.dtype !== 'float32') return false;
-    const train = defaultWasmTrain();
-    if (!train) return false;
     const decay = this.param.weight_decay * (this.net.paramsWeightDecay[id] ?? 1);
-    const finite = train.sgdStep(
-      blob.mutableCpuData() as Float32Array, blob.mutableCpuDiff() as Float32Array, history.mutableCpuData() as Float32Array,
-      this.localRate(id, rate), this.param.momentum, decay,
-    );
+    const w = blob.mutableCpuData() as Float32Array, g = blob.mutableCpuDiff() as Float32Array, h = history.mutableCpuData() as Float32Array;
+    const localRate = this.localRate(id, rate), momentum = this.param.momentum;
+    // An installed pass runner (setConv2dRunner, e.g. native kernels) takes the step first, with the
+    // same bits; then WebAssembly.
+    let finite = installedConv2dRunner()?.sgdStep?.(w, g, h, localRate, momentum, decay) ?? null;
+    if (finite === null) {
+      const train = defaultWasmTrain();
+      if (!train) return false;
+      finite = train.sgdStep(w, g, h, localRate, momentum, decay);
+    }
     if (finite) this.paramsSeenFinite++;
     return true;
   }

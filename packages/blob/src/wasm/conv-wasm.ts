@@ -315,6 +315,13 @@ export interface Conv2dRunner extends WasmConv2d {
    * output. False where it declines (nothing written).
    */
   maxUnpool?(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array): boolean;
+  /**
+   * SGDSolver's fused step of a float32 param, with WasmTrain.sgdStep's contract and arithmetic
+   * (float64, rounded to float32 where the solver's template stores: the same bits): w, g (the
+   * diff) and h (the history) updated in place. Whether every new weight is finite, or null where
+   * it declines (nothing written).
+   */
+  sgdStep?(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number): boolean | null;
 }
 
 const RUNNER_KEY = Symbol.for('caffe-ts.conv2dRunner');
