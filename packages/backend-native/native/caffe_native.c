@@ -18,6 +18,7 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdatomic.h>
@@ -1486,6 +1487,18 @@ static napi_value throw_error(napi_env env, const char *msg) {
   return NULL;
 }
 
+// The call's first n arguments into a; 0, with "<what>: expected <n> arguments" thrown, where
+// fewer came.
+static int call_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *what) {
+  size_t argc = n;
+  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
+  if (argc >= n) return 1;
+  char msg[128];
+  snprintf(msg, sizeof msg, "%s: expected %zu arguments", what, n);
+  throw_error(env, msg);
+  return 0;
+}
+
 // A Float32Array's data pointer and length, or NULL for null/undefined (*ok = 0 on a wrong type).
 static float *f32(napi_env env, napi_value v, size_t *len, int *ok) {
   napi_valuetype t;
@@ -1592,10 +1605,8 @@ static int infer_args(napi_env env, napi_value *a, const char *fn, int sum, Infe
 // sgemm(transA, transB, M, N, K, alpha, A, B, beta, C, threads): row-major C = alpha op(A) op(B) + beta C.
 static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   current = instance(env);
-  size_t argc = 11;
   napi_value a[11];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 11) return throw_error(env, "sgemm: expected 11 arguments");
+  if (!call_args(env, info, 11, a, "sgemm")) return NULL;
   bool ta = false, tb = false;
   napi_get_value_bool(env, a[0], &ta);
   napi_get_value_bool(env, a[1], &tb);
@@ -1628,10 +1639,8 @@ static napi_value js_sgemm(napi_env env, napi_callback_info info) {
 // conv2d(geometry Int32Array[15], num, chunk, threads, colIn, gemmIn, weights, bias, biasDiff,
 // weightDiff, gemmOut, colOut). The caller (conv2d.ts) has checked shapes and lengths.
 static napi_value js_conv2d(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
   napi_value a[12];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 12) return throw_error(env, "conv2d: expected 12 arguments");
+  if (!call_args(env, info, 12, a, "conv2d")) return NULL;
   Geometry g;
   if (!geometry_arg(env, a[0], "conv2d", &g)) return NULL;
   int num, chunk, T;
@@ -1722,10 +1731,8 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
 // null without a sum; packed the weights as packWeights left them, or null (sgemm). The caller
 // (infer.ts) has checked shapes and lengths.
 static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
-  size_t argc = 16;
   napi_value a[16];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 16) return throw_error(env, "conv2dInfer: expected 16 arguments");
+  if (!call_args(env, info, 16, a, "conv2dInfer")) return NULL;
   Infer c;
   int num, T, ok = 1;
   if (!infer_args(env, a, "conv2dInfer", 1, &c, &num, &T)) return NULL;
@@ -1741,10 +1748,8 @@ static napi_value js_conv2d_infer(napi_env env, napi_callback_info info) {
 // depthwiseInfer(geometry Int32Array[15], num, threads, x, weights, scale, shift, relu, y): relu
 // a ReLU slope or NaN for none. The caller (infer.ts) has checked shapes and lengths.
 static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
   napi_value a[9];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 9) return throw_error(env, "depthwiseInfer: expected 9 arguments");
+  if (!call_args(env, info, 9, a, "depthwiseInfer")) return NULL;
   Infer c;
   int num, T;
   if (!infer_args(env, a, "depthwiseInfer", 0, &c, &num, &T)) return NULL;
@@ -1766,10 +1771,8 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
 // packWeights(weights, O, K, G, out): packs each group's m = O/G rows of K weights into out
 // (G * packed_a_floats(m, K) floats, group after group) for conv2dInfer; returns the floats.
 static napi_value js_pack_weights(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value a[5];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 5) return throw_error(env, "packWeights: expected 5 arguments");
+  if (!call_args(env, info, 5, a, "packWeights")) return NULL;
   int O, K, G;
   if (!i32arg(env, a[1], &O) || !i32arg(env, a[2], &K) || !i32arg(env, a[3], &G) || O < 1 || K < 1 || G < 1 || O % G)
     return throw_error(env, "packWeights: O, K, G must be positive integers, O a multiple of G");
@@ -1804,10 +1807,8 @@ static napi_value js_packed_floats(napi_env env, napi_callback_info info) {
 // convolution, on weights packWinograd transformed (per group). The caller (infer.ts) has checked
 // shapes and lengths.
 static napi_value js_winograd_infer(napi_env env, napi_callback_info info) {
-  size_t argc = 15;
   napi_value a[15];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 15) return throw_error(env, "winogradInfer: expected 15 arguments");
+  if (!call_args(env, info, 15, a, "winogradInfer")) return NULL;
   Infer c;
   int num, T, ok = 1;
   if (!infer_args(env, a, "winogradInfer", 1, &c, &num, &T)) return NULL;
@@ -1928,10 +1929,8 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
 // aveGlobal(planes, size, divisor, x, y, threads): global AVE pooling with WasmInfer.aveGlobal's
 // contract (each plane's sum in order, then divided), planes split over the threads.
 static napi_value js_ave_global(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value a[6];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 6) return throw_error(env, "aveGlobal: expected 6 arguments");
+  if (!call_args(env, info, 6, a, "aveGlobal")) return NULL;
   int planes, S, T;
   double div;
   if (!i32arg(env, a[0], &planes) || !i32arg(env, a[1], &S) || !i32arg(env, a[5], &T) || napi_get_value_double(env, a[2], &div) != napi_ok)
@@ -1957,10 +1956,8 @@ static napi_value js_ave_global(napi_env env, napi_callback_info info) {
 // (WasmTrain.sgdStep's contract: the same bits), the elements split over the threads. Returns
 // whether every new weight is finite. The caller (conv2d.ts) has checked the lengths.
 static napi_value js_sgd_step(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value a[7];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 7) return throw_error(env, "sgdStep: expected 7 arguments");
+  if (!call_args(env, info, 7, a, "sgdStep")) return NULL;
   double rate, momentum, decay;
   int T;
   if (napi_get_value_double(env, a[3], &rate) != napi_ok || napi_get_value_double(env, a[4], &momentum) != napi_ok ||
@@ -1970,13 +1967,14 @@ static napi_value js_sgd_step(napi_env env, napi_callback_info info) {
   size_t lw, lg, lh;
   float *w = f32(env, a[0], &lw, &ok), *g = f32(env, a[1], &lg, &ok), *h = f32(env, a[2], &lh, &ok);
   if (!ok || !w || !g || !h || lg != lw || lh != lw) return throw_error(env, "sgdStep: w, g and h must be Float32Arrays of one length");
+  if (lw > INT_MAX) return throw_error(env, "sgdStep: at most 2^31 - 1 elements");
   current = instance(env);
   if (T < 1) T = 1;
   if (T > MAX_THREADS) T = MAX_THREADS;
   if ((size_t)T > lw) T = lw > 0 ? (int)lw : 1;
   SgdPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
-    parts[t] = (SgdPart){ w, g, h, decay, rate, momentum, decay != 0, (long)((long long)lw * t / T), (long)((long long)lw * (t + 1) / T), 0 };
+    parts[t] = (SgdPart){ w, g, h, decay, rate, momentum, decay != 0, part_bound((int)lw, t, T), part_bound((int)lw, t + 1, T), 0 };
   run_parts(T, sgd_step_part, parts, sizeof(SgdPart));
   int bad = 0;
   for (int t = 0; t < T; t++) bad |= parts[t].bad;
@@ -1989,10 +1987,8 @@ static napi_value js_sgd_step(napi_env env, napi_callback_info info) {
 // WasmInfer.lrnAcross's contract (beta 0.75, 0.5 or 1; size odd), s null or written; planes
 // split over the threads.
 static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
   napi_value a[11];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 11) return throw_error(env, "lrnAcross: expected 11 arguments");
+  if (!call_args(env, info, 11, a, "lrnAcross")) return NULL;
   int num, C, P, size, T;
   double k, an, beta;
   if (!i32arg(env, a[3], &num) || !i32arg(env, a[4], &C) || !i32arg(env, a[5], &P) || !i32arg(env, a[6], &size) || !i32arg(env, a[10], &T) ||
@@ -2025,10 +2021,8 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
   napi_value a[7];
-  napi_get_cb_info(env, info, &argc, a, NULL, NULL);
-  if (argc < 7) return throw_error(env, "maxUnpool: expected 7 arguments");
+  if (!call_args(env, info, 7, a, "maxUnpool")) return NULL;
   int planes, inPlane, outPlane, T;
   if (!i32arg(env, a[2], &planes) || !i32arg(env, a[3], &inPlane) || !i32arg(env, a[4], &outPlane) || !i32arg(env, a[6], &T))
     return throw_error(env, "maxUnpool: the sizes and threads must be integers");
