@@ -1487,6 +1487,13 @@ static napi_value throw_error(napi_env env, const char *msg) {
   return NULL;
 }
 
+// A thread count asked for, kept within [1, MAX_THREADS] and to at most one thread per item.
+static int thread_count(int T, long items) {
+  if (T > MAX_THREADS) T = MAX_THREADS;
+  if (T > items) T = (int)items;
+  return T < 1 ? 1 : T;
+}
+
 // The call's first n arguments into a; 0, with "<what>: expected <n> arguments" thrown, where
 // fewer came.
 static int call_args(napi_env env, napi_callback_info info, size_t n, napi_value *a, const char *what) {
@@ -1622,8 +1629,7 @@ static napi_value js_sgemm(napi_env env, napi_callback_info info) {
   if (M < 0 || N < 0 || K < 0 || la < (size_t)M * K || lb < (size_t)K * N || lc < (size_t)M * N)
     return throw_error(env, "sgemm: an array is shorter than its matrix");
   if (M == 0 || N == 0) return NULL;
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
+  T = thread_count(T, MAX_THREADS);
   openblas_set_num_threads(1);
   if (M <= SGEMV_MAX_ROWS && !ta) {
     // A few rows (an InnerProduct at small batch): each row is a matrix-vector product, which
@@ -1660,8 +1666,7 @@ static napi_value js_conv2d(napi_env env, napi_callback_info info) {
   if (!ok || !p.weights) return throw_error(env, "conv2d: the pass's arrays must be Float32Arrays or null");
   if (num < 1 || chunk < 1) return throw_error(env, "conv2d: num and chunk must be positive");
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
+  T = thread_count(T, MAX_THREADS);
   // Threads split the images; where there are fewer images than threads (a batch of one at
   // inference), one range of images runs and each product is split instead.
   int gemmThreads = 1;
@@ -1902,9 +1907,7 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
     return throw_error(env, "maxPool: x and y must be Float32Arrays of planes * H * W and planes * PH * PW");
   if (idx && li < (size_t)planes * v[3] * v[4]) return throw_error(env, "maxPool: argmax must be an Int32Array of planes * PH * PW");
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
-  if (T > planes) T = planes > 0 ? planes : 1;
+  T = thread_count(T, planes);
   if (idx) {
     ArgmaxPart parts[MAX_THREADS];
     for (int t = 0; t < T; t++)
@@ -1924,8 +1927,6 @@ static napi_value js_max_pool(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
-// overwriting dx (max_unpool_part), planes split over the threads.
 // aveGlobal(planes, size, divisor, x, y, threads): global AVE pooling with WasmInfer.aveGlobal's
 // contract (each plane's sum in order, then divided), planes split over the threads.
 static napi_value js_ave_global(napi_env env, napi_callback_info info) {
@@ -1942,9 +1943,7 @@ static napi_value js_ave_global(napi_env env, napi_callback_info info) {
   float *y = f32(env, a[4], &ly, &ok);
   if (!ok || !x || !y || lx < (size_t)planes * S || ly < (size_t)planes) return throw_error(env, "aveGlobal: x and y must be Float32Arrays of planes * size and planes");
   current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
-  if (T > planes) T = planes;
+  T = thread_count(T, planes);
   AvePart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
     parts[t] = (AvePart){ x, y, S, (float)div, part_bound(planes, t, T), part_bound(planes, t + 1, T) };
@@ -1969,9 +1968,7 @@ static napi_value js_sgd_step(napi_env env, napi_callback_info info) {
   if (!ok || !w || !g || !h || lg != lw || lh != lw) return throw_error(env, "sgdStep: w, g and h must be Float32Arrays of one length");
   if (lw > INT_MAX) return throw_error(env, "sgdStep: at most 2^31 - 1 elements");
   current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
-  if ((size_t)T > lw) T = lw > 0 ? (int)lw : 1;
+  T = thread_count(T, (long)lw);
   SgdPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
     parts[t] = (SgdPart){ w, g, h, decay, rate, momentum, decay != 0, part_bound((int)lw, t, T), part_bound((int)lw, t + 1, T), 0 };
@@ -2006,9 +2003,7 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
   const int planes = num * C;
   if (planes == 0 || P == 0) return NULL;
   Instance *in = current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
-  if (T > planes) T = planes;
+  T = thread_count(T, planes);
   LrnPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Scratch *sc = &in->slots[t];
@@ -2020,6 +2015,8 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
+// overwriting dx (max_unpool_part), planes split over the threads.
 static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
   napi_value a[7];
   if (!call_args(env, info, 7, a, "maxUnpool")) return NULL;
@@ -2036,9 +2033,7 @@ static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
       ldy < (size_t)planes * outPlane || li < (size_t)planes * outPlane || ldx < (size_t)planes * inPlane)
     return throw_error(env, "maxUnpool: dy, argmax (Int32Array) and dx must hold planes * outPlane, planes * outPlane and planes * inPlane values");
   current = instance(env);
-  if (T < 1) T = 1;
-  if (T > MAX_THREADS) T = MAX_THREADS;
-  if (T > planes) T = planes > 0 ? planes : 1;
+  T = thread_count(T, planes);
   UnpoolPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++)
     parts[t] = (UnpoolPart){ dy, idx, dx, inPlane, outPlane, part_bound(planes, t, T), part_bound(planes, t + 1, T) };
