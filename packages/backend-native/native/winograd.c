@@ -106,15 +106,26 @@ static void transform_in(float d[WG_POINTS][WG_BLOCK], int nb, float *out, size_
   }
 }
 
+// Where tile p of a block counted over the images lies (image n, tile row th, first column
+// tw0), and how many tiles of its tile row, at most `left`, follow from there.
+typedef struct {
+  int n, th, tw0, run;
+} TileRun;
+
+static inline TileRun tile_run(const WgShape *s, int p, int left) {
+  const int TW = s->TW, P = s->TH * TW, tw0 = p % TW;
+  return (TileRun){ p / P, p % P / TW, tw0, TW - tw0 < left ? TW - tw0 : left };
+}
+
 // d[r * 6 + k][q] for the tiles [p0, p0 + nb) of channel c, counted over the images (image
 // p / P, its tile p % P), a tile row at a time: the tile origins stepped (no division per tile),
 // interior tiles copied without checks.
 static inline __attribute__((always_inline)) void gather_tiles(const WgShape *s, const float *x, size_t imgStride, int c, int p0, int nb,
                                                                const int step, float d[WG_POINTS][WG_BLOCK]) {
-  const int H = s->H, W = s->W, TW = s->TW, P = s->TH * TW;
+  const int H = s->H, W = s->W;
   for (int q = 0; q < nb;) {
-    const int p = p0 + q, n = p / P, th = p % P / TW, tw0 = p % TW;
-    const int run = TW - tw0 < nb - q ? TW - tw0 : nb - q;
+    const TileRun tr = tile_run(s, p0 + q, nb - q);
+    const int n = tr.n, th = tr.th, tw0 = tr.tw0, run = tr.run;
     const float *xc = x + (size_t)n * imgStride + (size_t)c * H * W;
     const int ih0 = th * step - s->padH;
     for (int r = 0; r < 6; r++) {
@@ -212,10 +223,10 @@ static void transform_out(const float *M, size_t stride, int nb, int step, float
 // each row segment written.
 static inline __attribute__((always_inline)) void scatter_tiles(const WgShape *s, float Y[16][WG_BLOCK], int p0, int nb, const int step,
                                                                 float *y, size_t imgStride, int o, const PgEpilogue *e) {
-  const int OH = s->OH, OW = s->OW, TW = s->TW, P = s->TH * TW;
+  const int OH = s->OH, OW = s->OW;
   for (int q = 0; q < nb;) {
-    const int p = p0 + q, n = p / P, th = p % P / TW, tw0 = p % TW;
-    const int run = TW - tw0 < nb - q ? TW - tw0 : nb - q;
+    const TileRun tr = tile_run(s, p0 + q, nb - q);
+    const int n = tr.n, th = tr.th, tw0 = tr.tw0, run = tr.run;
     const int oh0 = th * step, ow0 = tw0 * step;
     const size_t plane = (size_t)n * imgStride + (size_t)o * OH * OW;
     // Tiles of the run that lie wholly inside the output's columns.
