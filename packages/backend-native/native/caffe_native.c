@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "depthwise.h"
 #include "lrn.h"
 #include "packed_gemm.h"
 #include "pool.h"
@@ -1044,10 +1045,11 @@ static void *infer_blocks(void *arg) {
   return NULL;
 }
 
-// Depthwise forward (group = channels = outputs). 3x3 with stride 1 or 2 runs over a zero-padded
-// copy of each channel (depthwise_flat, depthwise_rows); other shapes build each output row tap
-// by tap, a scaled row of the input added to it, then the shift and ReLU. The scale multiplies
-// the taps (the WasmInferConv.depthwise contract).
+// Depthwise forward (group = channels = outputs). 3x3 with stride 1 or 2 runs on AVX2 machines
+// over each plane in place (depthwise.c), elsewhere over a zero-padded copy of each channel
+// (depthwise_flat, depthwise_rows); other shapes build each output row tap by tap, a scaled row
+// of the input added to it, then the shift and ReLU. The scale multiplies the taps (the
+// WasmInferConv.depthwise contract).
 typedef struct {
   const Infer *c;
   int n, c0, c1;
@@ -1238,12 +1240,17 @@ static void *depthwise_part(void *arg) {
   const int fast3x3 = g->KH == 3 && g->KW == 3 && g->dilH == 1 && g->dilW == 1;
   // The padded copy's zeros, once: each channel then writes the image's places only.
   const int flat = depthwise_layout(g).flat;
-  if (q->pad) memset(q->pad, 0, sizeof(float) * depthwise_layout(g).padded);
+  const int wide = depthwise3x3_wide_applies(g->KH, g->KW, g->strideH, g->strideW, g->dilH, g->dilW);
+  if (q->pad) memset(q->pad, 0, sizeof(float) * (wide ? (size_t)W : depthwise_layout(g).padded));
   for (int ch = q->c0; ch < q->c1; ch++) {
     const float *x = c->x + ((size_t)q->n * g->C + ch) * H * W;
     float *y = c->y + ((size_t)q->n * g->O + ch) * OH * OW;
     const float sc = c->scale ? c->scale[ch] : 1.0f, sh = c->shift ? c->shift[ch] : 0.0f;
     for (int t = 0; t < taps; t++) tap[t] = c->scale ? c->w[(size_t)ch * taps + t] * sc : c->w[(size_t)ch * taps + t];
+    if (wide && q->pad) {
+      depthwise3x3_wide(x, H, W, g->padH, g->padW, g->strideW, OH, OW, tap, sh, c->relu, c->slope, y, q->pad);
+      continue;
+    }
     if (q->pad) {
       if (flat) depthwise_flat(g, x, tap, sh, c->relu, c->slope, y, q->pad);
       else depthwise_rows(g, x, tap, sh, c->relu, c->slope, y, q->pad);
@@ -1762,9 +1769,13 @@ static napi_value js_depthwise_infer(napi_env env, napi_callback_info info) {
   Instance *in = current = instance(env);
   if (T > c.g.C) T = c.g.C;
   DepthPart parts[MAX_THREADS];
+  // Each thread's padded copies, or for the AVX2 kernel (which reads each plane in place) a row
+  // of zeros.
   const int padded = depthwise_padded_applies(&c.g);
+  const size_t padFloats = depthwise3x3_wide_applies(c.g.KH, c.g.KW, c.g.strideH, c.g.strideW, c.g.dilH, c.g.dilW)
+                               ? (size_t)c.g.W : depthwise_pad_floats(&c.g);
   for (int t = 0; padded && t < T; t++)
-    if (!grow(&in->slots[t].col, &in->slots[t].colCap, depthwise_pad_floats(&c.g))) return throw_error(env, "depthwiseInfer: out of memory");
+    if (!grow(&in->slots[t].col, &in->slots[t].colCap, padFloats)) return throw_error(env, "depthwiseInfer: out of memory");
   for (int n = 0; n < num; n++) {
     for (int t = 0; t < T; t++)
       parts[t] = (DepthPart){ &c, n, part_bound(c.g.C, t, T), part_bound(c.g.C, t + 1, T), padded ? in->slots[t].col : NULL };
@@ -2063,6 +2074,18 @@ static napi_value js_release(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// allowWide(allowed): allows (the default) or forbids the kernels' AVX2 branches, so that tests
+// reach the portable ones on an AVX2 machine; returns whether those branches run now.
+static napi_value js_allow_wide(napi_env env, napi_callback_info info) {
+  napi_value a[1];
+  if (!call_args(env, info, 1, a, "allowWide")) return NULL;
+  bool allowed = true;
+  if (napi_get_value_bool(env, a[0], &allowed) != napi_ok) return throw_error(env, "allowWide: allowed must be a boolean");
+  napi_value v;
+  napi_get_boolean(env, packed_gemm_allow_wide(allowed), &v);
+  return v;
+}
+
 static napi_value js_info(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value obj, v;
@@ -2106,6 +2129,7 @@ NAPI_MODULE_INIT() {
     { "winogradFloats", NULL, js_winograd_floats, NULL, NULL, NULL, napi_default, NULL },
     { "info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL },
     { "release", NULL, js_release, NULL, NULL, NULL, napi_default, NULL },
+    { "allowWide", NULL, js_allow_wide, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

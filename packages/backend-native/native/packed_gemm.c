@@ -195,6 +195,9 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2_narrow(int kc, const
 }
 #endif
 
+// Cleared by packed_gemm_allow_wide(0): the portable branches' tests on an AVX2 machine.
+static int wide_allowed = 1;
+
 int packed_gemm_wide(void) {
 #ifdef PG_X86
   static int wide = -1;  // the same answer from any thread: a benign race
@@ -202,10 +205,15 @@ int packed_gemm_wide(void) {
     __builtin_cpu_init();
     wide = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   }
-  return wide;
+  return wide && wide_allowed;
 #else
   return 0;
 #endif
+}
+
+int packed_gemm_allow_wide(int allowed) {
+  wide_allowed = allowed != 0;
+  return packed_gemm_wide();
 }
 
 void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *C, int ldc,

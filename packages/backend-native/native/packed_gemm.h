@@ -59,7 +59,12 @@ static inline float pg_sum(const PgEpilogue *e, float v, float q) {
 void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *C, int ldc,
                  int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work);
 
-// Whether packed_gemm runs its AVX2/FMA kernel here (else portable C).
+// Whether packed_gemm runs its AVX2/FMA kernel here (else portable C). The other kernels' AVX2
+// branches ask the same.
 int packed_gemm_wide(void);
+
+// Allows (the default) or forbids those AVX2 branches (functions built for several targets
+// still run their AVX2 builds); returns packed_gemm_wide(). Not for use while kernels run.
+int packed_gemm_allow_wide(int allowed);
 
 #endif

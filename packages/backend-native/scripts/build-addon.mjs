@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const addon = join(root, 'build', 'Release', 'caffe_native.node');
 const failed = join(root, 'build', 'build-addon-failed.txt');
-const sources = ['native/caffe_native.c', 'native/packed_gemm.c', 'native/packed_gemm.h', 'native/winograd.c', 'native/winograd.h', 'native/pool.c', 'native/pool.h', 'native/lrn.c', 'native/lrn.h', 'native/sgd.c', 'native/sgd.h', 'native/simd.h', 'binding.gyp'].map((f) => join(root, f));
+const sources = ['native/caffe_native.c', 'native/packed_gemm.c', 'native/packed_gemm.h', 'native/winograd.c', 'native/winograd.h', 'native/pool.c', 'native/pool.h', 'native/depthwise.c', 'native/depthwise.h', 'native/lrn.c', 'native/lrn.h', 'native/sgd.c', 'native/sgd.h', 'native/simd.h', 'binding.gyp'].map((f) => join(root, f));
 
 const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
 if (!process.argv.includes('--force') && existsSync(addon) && statSync(addon).mtimeMs >= newest) {

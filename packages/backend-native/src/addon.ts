@@ -44,6 +44,8 @@ export interface NativeAddon {
   ): void;
   aveGlobal(planes: number, size: number, divisor: number, x: Float32Array, y: Float32Array, threads: number): void;
   sgdStep(w: Float32Array, g: Float32Array, h: Float32Array, rate: number, momentum: number, decay: number, threads: number): boolean;
+  /** Allows (the default) or forbids the kernels' AVX2 branches (tests of the portable ones); returns whether they run. */
+  allowWide(allowed: boolean): boolean;
   info(): { config: string; core: string; maxThreads: number };
   release(): number;
 }

@@ -1,6 +1,6 @@
 import { defaultWasmInfer, MathError, Rng, type Conv2dGeometry, type ConvEpilogue, type WasmInferConv } from '@caffe-ts/blob';
 import { describe, expect, it } from 'vitest';
-import { nativeAvailability } from './addon.js';
+import { nativeAddon, nativeAvailability } from './addon.js';
 import { createNativeInferConv, NATIVE_WINOGRAD_MIN_CHANNELS, nativeWinogradApplies } from './infer.js';
 
 const { available } = nativeAvailability();
@@ -233,23 +233,50 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     ['3×3 stride 3, no pad', geometry({ channels: 5, height: 11, width: 10, strideH: 3, strideW: 3, outChannels: 5, group: 5 })],
     ['5×5 dilation 2 pad 3', geometry({ channels: 6, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 3, padW: 3, dilationH: 2, dilationW: 2, outChannels: 6, group: 6 })],
     ['3×3 over a 2×2 image (every window past an edge)', geometry({ channels: 4, height: 2, width: 2, padH: 1, padW: 1, outChannels: 4, group: 4 })],
+    // The AVX2 kernels read each plane in place. Pad 1 at stride 1 over planes under 48 wide runs
+    // flat (wrapped columns masked): rows narrower than a vector, the widest such plane, a 1×1.
+    ['3×3 pad 1 over 5×3 (rows narrower than a vector)', geometry({ channels: 3, height: 5, width: 3, padH: 1, padW: 1, outChannels: 3, group: 3 })],
+    ['3×3 pad 1 over 9×47 (the widest plane run flat)', geometry({ channels: 2, height: 9, width: 47, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 pad 1 over 1×1', geometry({ channels: 3, height: 1, width: 1, padH: 1, padW: 1, outChannels: 3, group: 3 })],
+    // Otherwise two output rows at a time (an odd last row alone), edge vectors masked.
+    ['3×3 pad 1 over 5×56 (a whole vector\'s last tap on the row\'s last column)', geometry({ channels: 2, height: 5, width: 56, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 stride 2 pad 1 over 5×31 (the same at stride 2)', geometry({ channels: 2, height: 5, width: 31, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 2, group: 2 })],
+    ['3×3 stride 1, no pad, rows of 21', geometry({ channels: 3, height: 8, width: 21, outChannels: 3, group: 3 })],
+    ['3×3 stride 1 pad 2 × 0 over 7×50', geometry({ channels: 2, height: 7, width: 50, padH: 2, outChannels: 2, group: 2 })],
+    ['3×3 stride 1 pad 0 × 2 over 6×9', geometry({ channels: 2, height: 6, width: 9, padW: 2, outChannels: 2, group: 2 })],
   ];
+  // With the AVX2 branches forbidden, the portable kernels (padded copies) run the same cases.
+  for (const wide of [true, false]) {
   for (const [what, g] of depthwiseCases) {
-    it(`depthwise: ${what}, 1 and 2 threads, 2 images, every epilogue`, () => {
+    it(`depthwise: ${what}, 1 and 2 threads, 2 images, every epilogue${wide ? '' : ', portable kernels'}`, () => {
       const rng = new Rng(11);
       const OH = outSize(g.height, g.kernelH, g.padH, g.strideH, g.dilationH), OW = outSize(g.width, g.kernelW, g.padW, g.strideW, g.dilationW);
       const x = random(rng, 2 * g.channels * g.height * g.width), w = random(rng, g.channels * g.kernelH * g.kernelW);
-      for (const threads of [1, 2]) {
-        const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
-        for (const [name, make] of epilogues) {
-          const e = make(rng, g.channels);
-          const y = new Float32Array(2 * g.channels * OH * OW).fill(NaN);
-          expect(runner.depthwise(g, 2, x, w, e, y)).toBe(true);
-          expect(worstError(y, reference(g, 2, x, w, e)), `${name}, ${threads} thread(s)`).toBeLessThan(2e-5);
+      const addon = nativeAddon();
+      addon.allowWide(wide);
+      try {
+        for (const threads of [1, 2]) {
+          const runner = createNativeInferConv({ threads, minFlopsPerThread: 0, fallback: null });
+          for (const [name, make] of epilogues) {
+            const e = make(rng, g.channels);
+            const y = new Float32Array(2 * g.channels * OH * OW).fill(NaN);
+            expect(runner.depthwise(g, 2, x, w, e, y)).toBe(true);
+            expect(worstError(y, reference(g, 2, x, w, e)), `${name}, ${threads} thread(s)`).toBeLessThan(2e-5);
+          }
         }
+      } finally {
+        addon.allowWide(true);
       }
     });
   }
+  }
+
+  it('allowWide: forbidding the AVX2 branches answers false, allowing them again restores what the machine has', () => {
+    const addon = nativeAddon();
+    const machine = addon.allowWide(true);
+    expect(addon.allowWide(false)).toBe(false);
+    expect(addon.allowWide(true)).toBe(machine);
+  });
 
   // [H, W, kernel, stride, pad]: Caffe's pooled size rounds up, the last window clipped.
   // 24×20 by 2×2/2: every window whole (eight windows a step, then two); 37 wide by 3×3/2 pad 1:
