@@ -4,7 +4,7 @@
 //
 //   pnpm build && node bench/src/lenet.mjs [--model lenet|cifar10_quick|cifar10_full|PATH]
 //       [--batch N[,M…]] [--iterations 30] [--warmup 5] [--clock cpu|wall] [--phase TRAIN|TEST]
-//       [--dtype float32|float64] [--col-floats N] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
+//       [--dtype float32|float64] [--col-floats N[,M…]] [--threads 1,2] [--host-alloc js|wasm|js,wasm]
 //       [--roofline] [--update] [--env NAME=a,b] [--alternate] [--kernels wasm|native]
 //
 // --roofline adds, per layer, the work against the medians: for Convolution / InnerProduct the
@@ -33,7 +33,8 @@
 // and the ratio of the medians close the run.
 // --env NAME=a,b does the same for the values of an environment switch (each net built and
 // stepped with NAME set to its value), e.g. --env CAFFE_TS_PACKED_DGRAD=on,off.
-// --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget).
+// --col-floats sets the convolution layers' maxBatchColFloats (their batched column-buffer budget);
+// with several values, one net per value, steps alternating as above.
 // --update builds each net through an SGD solver (LeNet's solver settings: lr 0.01, momentum 0.9,
 // weight_decay 5e-4) and also times, per iteration, what a training iteration adds to forward +
 // backward: clearing the param diffs, the solver's update (SGDSolver.applyUpdate) and its check
@@ -135,7 +136,8 @@ const setEnv = (v) => {
 const nets = [];
 // --batch a,b: one net per batch size too (its steps alternate with the others'; the summary
 // also gives ms per image, so sizes compare).
-for (const batch of batches) for (const alloc of allocs) for (const envValue of envValues) {
+const colFloatsList = values['col-floats'] ? values['col-floats'].split(',').map(Number) : [null];
+for (const batch of batches) for (const alloc of allocs) for (const envValue of envValues) for (const colFloats of colFloatsList) {
   const param = paramFor(batch);
   if (alloc) setHostAllocator(alloc);
   setEnv(envValue);
@@ -148,8 +150,8 @@ for (const batch of batches) for (const alloc of allocs) for (const envValue of 
     solver = createSolver(sp, { registry: defaultLayerRegistry(), dtype: values.dtype, log: false });
   }
   const net = solver ? solver.net : await Net.create(param, { phase, registry: defaultLayerRegistry(), log: false, dtype: values.dtype, name: file });
-  if (values['col-floats']) {
-    for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = Number(values['col-floats']);
+  if (colFloats !== null) {
+    for (const layer of net.layers) if ('maxBatchColFloats' in layer) layer.maxBatchColFloats = colFloats;
   }
   // Fixed inputs: MNIST-like sparse [0, 1) pixels (most zero) and labels 0..9.
   const rng = new Rng(1);
@@ -164,6 +166,7 @@ for (const batch of batches) for (const alloc of allocs) for (const envValue of 
   if (alloc) tags.push(`host memory ${alloc}${alloc === 'wasm' && !inKernelMemory ? ': unavailable, plain arrays' : ''}`);
   if (envName !== null) tags.push(`${envName}=${envValue}`);
   if (batches.length > 1) tags.push(`batch ${batch}`);
+  if (colFloatsList.length > 1) tags.push(`col floats ${colFloats}`);
   nets.push({ batch, alloc, envValue, net, solver, tag: tags.length ? ` [${tags.join(', ')}]` : '' });
 }
 const net = nets[0].net;
