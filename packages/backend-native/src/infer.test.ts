@@ -58,6 +58,9 @@ const cases: [string, Conv2dGeometry, number][] = [
   ['groups 2, dilation 2, a window past the edge', geometry({ channels: 6, height: 10, width: 9, padH: 1, padW: 2, dilationH: 2, dilationW: 2, strideW: 3, outChannels: 8, group: 2 }), 1],
   ['a 1×1 plane (matrix-vector products)', geometry({ channels: 50, height: 1, width: 1, kernelH: 1, kernelW: 1, outChannels: 300 }), 1],
   ['a 2×2 plane from 3×3 (matrix-vector products over unfolded columns)', geometry({ channels: 7, height: 4, width: 4, outChannels: 130 }), 1],
+  // A last panel of 1, 2 or 5 rows (the packed kernel multiplies only the rows that exist).
+  ['1×1 over 13 outputs (panels of 6, 6, 1)', geometry({ channels: 10, height: 6, width: 7, kernelH: 1, kernelW: 1, outChannels: 13 }), 1],
+  ['3×3 pad 1 over 11 outputs (panels of 6, 5)', geometry({ channels: 4, height: 9, width: 9, padH: 1, padW: 1, outChannels: 11 }), 1],
   ['3 images (whole images per thread, then one split)', geometry({ channels: 4, height: 8, width: 8, padH: 1, padW: 1, outChannels: 12 }), 3],
   ['3×3 over 40 channels (the depth in two blocks, an edge panel of 2 rows)', geometry({ channels: 40, height: 9, width: 11, padH: 1, padW: 1, outChannels: 20 }), 1],
   ['groups 3, 2 images', geometry({ channels: 9, height: 6, width: 7, padH: 1, padW: 1, outChannels: 15, group: 3 }), 2],
