@@ -780,6 +780,90 @@ static int run_direct_sums(Job *job) {
 #endif
 }
 
+// The weight gradient without unfolding (stride 1, one group, rows of whole vectors: LeNet's
+// conv2, CIFAR-10 quick's conv3): dW += dy . cols^T as packed_gemm_ex of the output gradient
+// (packed as its left matrix) and cols^T, whose panels (16 taps x the chunk's positions) are
+// packed straight from the images. Eight positions of a row are consecutive input floats for
+// any tap, so each tap is one load (masked at a padded edge) and 8 x 8 transposes turn them into
+// the panels' rows. The columns were written whole, then read back by sgemm's own packing
+// (LeNet conv2's backward pass: 15 % and 6 % of its time).
+static int implicit_taps_apply(const Geometry *g) {
+#ifdef HAVE_DIRECT
+  return packed_gemm_wide() && g->G == 1 && g->strideH == 1 && g->strideW == 1 && g->dilH == 1 && g->dilW == 1 && g->OW % 8 == 0;
+#else
+  (void)g;
+  return 0;
+#endif
+}
+
+typedef struct {
+  const Geometry *g;
+  const float *x;  // the chunk's first image
+} TapPack;
+
+#ifdef HAVE_DIRECT
+// Transposes the 8 x 8 block r in place (r[i][j] becomes r[j][i]).
+__attribute__((target("avx2,fma"))) static inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// Rows [pb, pb + kc) (positions of the chunk) x columns [jc, jc + nc) (taps) of cols^T, packed
+// (PgPackB). kc and pb are multiples of 8 (PG_KC is; a chunk holds whole rows of OW % 8 == 0).
+__attribute__((target("avx2,fma"))) static void pack_taps(const void *ctx, int pb, int kc, int jc, int nc, float *out) {
+  const TapPack *q = (const TapPack *)ctx;
+  const Geometry *g = q->g;
+  const int H = g->H, W = g->W, OW = g->OW, S = g->OH * OW, area = g->KH * g->KW;
+  const size_t img = (size_t)g->C * H * W;
+  // Each column's tap: its channel plane's offset and its kernel row and column.
+  int plane[PG_NC], dh[PG_NC], dw[PG_NC];
+  for (int j = 0; j < nc; j++) {
+    const int t = jc + j, c = t / area, r = t % area;
+    plane[j] = c * H * W;
+    dh[j] = r / g->KW - g->padH;
+    dw[j] = r % g->KW - g->padW;
+  }
+  for (int k = 0; k < kc; k += 8) {
+    const int pos = pb + k, n = pos / S, s = pos % S, oh = s / OW, ow0 = s % OW;
+    const float *x = q->x + (size_t)n * img;
+    for (int jp = 0; jp < nc; jp += PG_NR) {
+      __m256 v[PG_NR];
+      for (int j = 0; j < PG_NR; j++) {
+        const int col = jp + j;
+        v[j] = _mm256_setzero_ps();
+        if (col >= nc) continue;
+        const int ih = oh + dh[col], iw = ow0 + dw[col];
+        if (ih < 0 || ih >= H) continue;
+        const float *r = x + plane[col] + (size_t)ih * W;
+        if (iw >= 0 && iw + 8 <= W) v[j] = _mm256_loadu_ps(r + iw);
+        else {
+          const __m256i lane = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(iw));
+          const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(W), lane));
+          v[j] = _mm256_maskload_ps(r + iw, in);
+        }
+      }
+      transpose8(v);
+      transpose8(v + 8);
+      float *panel = out + (size_t)jp * kc + (size_t)k * PG_NR;
+      for (int i = 0; i < 8; i++) {
+        _mm256_storeu_ps(panel + (size_t)i * PG_NR, v[i]);
+        _mm256_storeu_ps(panel + (size_t)i * PG_NR + 8, v[8 + i]);
+      }
+    }
+  }
+}
+#endif
+
 // C (overwritten) = W_g . B (forward: m x N) or W_g^T . B (bottom gradient: K x N) for group gi,
 // W_g the group's m x K weights, B row-major with N columns: on the weights packed for this pass
 // (packed: per group, W_g or W_g^T), else sgemm.
@@ -802,7 +886,10 @@ static void run_columns(Job *job) {
   const int S = g->OH * g->OW, Cg = g->C / g->G, m = g->O / g->G, K = Cg * g->KH * g->KW;
   const size_t imgIn = (size_t)g->C * g->H * g->W, imgOut = (size_t)g->O * S;
   const int is1x1 = unfolds_to_itself(g);
-  const int unfold = p->colIn && (p->gemmOut || job->weightDiff);
+  // The weight gradient from the images themselves where it can (implicit_taps_apply).
+  // (Not with a forward in the same pass, whose columns share the buffer where dy is packed.)
+  const int implicit = job->weightDiff && job->gemmThreads == 1 && p->colIn && !p->gemmOut && implicit_taps_apply(g);
+  const int unfold = p->colIn && (p->gemmOut || (job->weightDiff && !implicit));
   for (int n0 = job->n0; n0 < job->n1; n0 += job->chunk) {
     const int nb = n0 + job->chunk <= job->n1 ? job->chunk : job->n1 - n0;
     const int N = nb * S;
@@ -830,7 +917,15 @@ static void run_columns(Job *job) {
     }
     if (job->biasDiff)
       for (int o = 0; o < g->O; o++) job->biasDiff[o] += row_sum(dy + (size_t)o * N, N);
-    if (job->weightDiff) {
+    if (job->weightDiff && implicit) {
+#ifdef HAVE_DIRECT
+      // dy packed into the column buffer, free until the bottom gradient's product below.
+      if (!grow(&s->col, &s->colCap, packed_a_floats(m, N)) || !grow(&s->work, &s->workCap, (size_t)PG_KC * PG_NC)) { job->failed = 1; return; }
+      pack_a(dy, m, N, N, s->col);
+      const TapPack taps = { g, p->colIn + (size_t)n0 * imgIn };
+      packed_gemm_ex(s->col, m, N, pack_taps, &taps, job->weightDiff, K, 0, m, 0, K, NULL, s->work, 1);
+#endif
+    } else if (job->weightDiff) {
       for (int gi = 0; gi < g->G; gi++)
         par_sgemm(job->gemmThreads, 0, 1, m, K, N, 1.0f, dy + (size_t)gi * m * N, N,
                   col + (size_t)gi * K * N, N, 1.0f, job->weightDiff + (size_t)gi * m * K, K);

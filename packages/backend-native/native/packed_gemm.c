@@ -240,8 +240,24 @@ int packed_gemm_allow_wide(int allowed) {
   return packed_gemm_wide();
 }
 
+typedef struct {
+  const float *B;
+  int ldb;
+} RowMajor;
+
+static void pack_row_major(const void *ctx, int pb, int kc, int jc, int nc, float *out) {
+  const RowMajor *r = (const RowMajor *)ctx;
+  pack_b(r->B + (size_t)pb * r->ldb + jc, r->ldb, kc, nc, out);
+}
+
 void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *C, int ldc,
                  int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work) {
+  const RowMajor r = { B, ldb };
+  packed_gemm_ex(Ap, M, K, pack_row_major, &r, C, ldc, m0, m1, n0, n1, e, work, 0);
+}
+
+void packed_gemm_ex(const float *Ap, int M, int K, PgPackB pack, const void *ctx, float *C, int ldc,
+                    int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work, int accumulate) {
   const int Mp = (M + PG_MR - 1) / PG_MR * PG_MR;
   const int wide = packed_gemm_wide();
   (void)wide;  // only the x86-64 build has the wide kernel
@@ -251,7 +267,8 @@ void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *
     const int nc = n1 - jc < PG_NC ? n1 - jc : PG_NC;
     for (int pb = 0; pb < K; pb += PG_KC) {
       const int kc = K - pb < PG_KC ? K - pb : PG_KC;
-      pack_b(B + (size_t)pb * ldb + jc, ldb, kc, nc, work);
+      pack(ctx, pb, kc, jc, nc, work);
+      const int acc = accumulate || pb > 0;
       // The epilogue goes with the last block of depth, once the sums are whole.
       const int last = pb + kc >= K;
       const float *block = Ap + (size_t)Mp * pb;
@@ -265,15 +282,15 @@ void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *
           float *z = last && sum ? e->z + at : NULL;
 #ifdef PG_X86
           if (wide && nr <= 8) {
-            kernel_avx2_narrow(kc, a, work + (size_t)jp * kc, C + at, ldc, pb > 0, last ? e : NULL, i, o, z, mr, nr);
+            kernel_avx2_narrow(kc, a, work + (size_t)jp * kc, C + at, ldc, acc, last ? e : NULL, i, o, z, mr, nr);
             continue;
           }
           if (wide) {
-            kernel_avx2(kc, a, work + (size_t)jp * kc, C + at, ldc, pb > 0, last ? e : NULL, i, o, z, mr, nr);
+            kernel_avx2(kc, a, work + (size_t)jp * kc, C + at, ldc, acc, last ? e : NULL, i, o, z, mr, nr);
             continue;
           }
 #endif
-          kernel_generic(kc, a, work + (size_t)jp * kc, C + at, ldc, pb > 0, last ? e : NULL, i, o, z, mr, nr);
+          kernel_generic(kc, a, work + (size_t)jp * kc, C + at, ldc, acc, last ? e : NULL, i, o, z, mr, nr);
         }
       }
     }

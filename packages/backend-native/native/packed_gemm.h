@@ -59,6 +59,16 @@ static inline float pg_sum(const PgEpilogue *e, float v, float q) {
 void packed_gemm(const float *Ap, int M, int K, const float *B, int ldb, float *C, int ldc,
                  int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work);
 
+// Writes rows [pb, pb + kc) x columns [jc, jc + nc) of the right matrix into `out` as panels of
+// PG_NR columns, each kc x PG_NR, row after row, the last one zero-padded (a right matrix that
+// is never stored whole: its entries packed from where they come from).
+typedef void (*PgPackB)(const void *ctx, int pb, int kc, int jc, int nc, float *out);
+
+// packed_gemm with the right matrix packed by `pack`, C added to where `accumulate` (C += A . B;
+// the epilogue, if any, applies to the sum).
+void packed_gemm_ex(const float *Ap, int M, int K, PgPackB pack, const void *ctx, float *C, int ldc,
+                    int m0, int m1, int n0, int n1, const PgEpilogue *e, float *work, int accumulate);
+
 // Whether packed_gemm runs its AVX2/FMA kernel here (else portable C). The other kernels' AVX2
 // branches ask the same.
 int packed_gemm_wide(void);

@@ -70,6 +70,10 @@ const cases: [string, Conv2dGeometry, number, number][] = [
   ['5×3 pad 1 × 2 over 2×6×16 (rows of 16), 5 outputs', geometry({ channels: 2, height: 6, width: 16, kernelH: 3, kernelW: 5, padH: 1, padW: 2, outChannels: 5 }), 2, 1],
   // Fewer images than threads: each product is split over the threads (sgemm) instead of the
   // images (packed weights).
+  // The weight gradient packed from the images (stride 1, rows of whole vectors): padded edges
+  // (masked loads, rows above and below), two blocks of depth (positions), a partial panel of taps.
+  ['CIFAR-10 conv3\'s shape with fewer channels (8×8×8, 5×5 pad 2, 12 outputs), 9 images in chunks of 5', geometry({ channels: 8, height: 8, width: 8, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 12 }), 9, 5],
+  ['3×3 pad 1 over one channel, rows of 16 (9 taps: one partial panel)', geometry({ channels: 1, height: 5, width: 16, padH: 1, padW: 1, outChannels: 3 }), 2, 2],
   ['one image of LeNet conv2', geometry({ channels: 20, height: 12, width: 12, kernelH: 5, kernelW: 5, outChannels: 50 }), 1, 1],
 ];
 
