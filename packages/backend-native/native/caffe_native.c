@@ -825,31 +825,40 @@ __attribute__((target("avx2,fma"))) static void pack_taps(const void *ctx, int p
   const Geometry *g = q->g;
   const int H = g->H, W = g->W, OW = g->OW, S = g->OH * OW, area = g->KH * g->KW;
   const size_t img = (size_t)g->C * H * W;
-  // Each column's tap: its channel plane's offset and its kernel row and column.
-  int plane[PG_NC], dh[PG_NC], dw[PG_NC];
+  // Each column's tap: its channel plane's offset and its kernel row and column; unpadded, the
+  // offset of its first input from the output position's (every load then in place).
+  int plane[PG_NC], dh[PG_NC], dw[PG_NC], at[PG_NC];
+  const int unpadded = g->padH == 0 && g->padW == 0;
   for (int j = 0; j < nc; j++) {
     const int t = jc + j, c = t / area, r = t % area;
     plane[j] = c * H * W;
     dh[j] = r / g->KW - g->padH;
     dw[j] = r % g->KW - g->padW;
+    at[j] = plane[j] + dh[j] * W + dw[j];
   }
   for (int k = 0; k < kc; k += 8) {
     const int pos = pb + k, n = pos / S, s = pos % S, oh = s / OW, ow0 = s % OW;
     const float *x = q->x + (size_t)n * img;
     for (int jp = 0; jp < nc; jp += PG_NR) {
       __m256 v[PG_NR];
-      for (int j = 0; j < PG_NR; j++) {
-        const int col = jp + j;
-        v[j] = _mm256_setzero_ps();
-        if (col >= nc) continue;
-        const int ih = oh + dh[col], iw = ow0 + dw[col];
-        if (ih < 0 || ih >= H) continue;
-        const float *r = x + plane[col] + (size_t)ih * W;
-        if (iw >= 0 && iw + 8 <= W) v[j] = _mm256_loadu_ps(r + iw);
-        else {
-          const __m256i lane = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(iw));
-          const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(W), lane));
-          v[j] = _mm256_maskload_ps(r + iw, in);
+      if (unpadded && jp + PG_NR <= nc) {
+        const float *o = x + (size_t)oh * W + ow0;
+        for (int j = 0; j < PG_NR; j++) v[j] = _mm256_loadu_ps(o + at[jp + j]);
+      } else {
+        // Padded (rows outside the plane zero, columns masked), or the last panel's missing taps.
+        for (int j = 0; j < PG_NR; j++) {
+          const int col = jp + j;
+          v[j] = _mm256_setzero_ps();
+          if (col >= nc) continue;
+          const int ih = oh + dh[col], iw = ow0 + dw[col];
+          if (ih < 0 || ih >= H) continue;
+          const float *r = x + plane[col] + (size_t)ih * W;
+          if (iw >= 0 && iw + 8 <= W) v[j] = _mm256_loadu_ps(r + iw);
+          else {
+            const __m256i lane = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(iw));
+            const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(W), lane));
+            v[j] = _mm256_maskload_ps(r + iw, in);
+          }
         }
       }
       transpose8(v);
