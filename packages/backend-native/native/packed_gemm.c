@@ -136,35 +136,23 @@ __attribute__((target("avx2,fma"))) static inline void avx_row(__m256 v0, __m256
 // multiplies no rows of zeros.
 __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx2_rows(
     const int rows, int kc, const float *a, const float *b, __m256 acc[PG_MR][2]) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  // Fully unrolled with `rows` constant, the accumulators stay in registers.
+  __m256 c[PG_MR][2];
+  for (int i = 0; i < PG_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
   for (int k = 0; k < kc; k++, a += PG_MR, b += PG_NR) {
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    __m256 x = _mm256_broadcast_ss(a);
-    c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-    if (rows > 1) {
-      x = _mm256_broadcast_ss(a + 1);
-      c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-    }
-    if (rows > 2) {
-      x = _mm256_broadcast_ss(a + 2);
-      c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-    }
-    if (rows > 3) {
-      x = _mm256_broadcast_ss(a + 3);
-      c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-    }
-    if (rows > 4) {
-      x = _mm256_broadcast_ss(a + 4);
-      c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-    }
-    if (rows > 5) {
-      x = _mm256_broadcast_ss(a + 5);
-      c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+#pragma GCC unroll 6
+    for (int i = 0; i < PG_MR; i++) {
+      if (i >= rows) break;
+      const __m256 x = _mm256_broadcast_ss(a + i);
+      c[i][0] = _mm256_fmadd_ps(x, b0, c[i][0]);
+      c[i][1] = _mm256_fmadd_ps(x, b1, c[i][1]);
     }
   }
-  acc[0][0] = c00; acc[0][1] = c01; acc[1][0] = c10; acc[1][1] = c11; acc[2][0] = c20; acc[2][1] = c21;
-  acc[3][0] = c30; acc[3][1] = c31; acc[4][0] = c40; acc[4][1] = c41; acc[5][0] = c50; acc[5][1] = c51;
+  for (int i = 0; i < PG_MR; i++) {
+    acc[i][0] = c[i][0];
+    acc[i][1] = c[i][1];
+  }
 }
 
 __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b, float *c, int ldc, int acc,
