@@ -853,12 +853,7 @@ __attribute__((target("avx2,fma"))) static void pack_taps(const void *ctx, int p
           const int ih = oh + dh[col], iw = ow0 + dw[col];
           if (ih < 0 || ih >= H) continue;
           const float *r = x + plane[col] + (size_t)ih * W;
-          if (iw >= 0 && iw + 8 <= W) v[j] = _mm256_loadu_ps(r + iw);
-          else {
-            const __m256i lane = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(iw));
-            const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(W), lane));
-            v[j] = _mm256_maskload_ps(r + iw, in);
-          }
+          v[j] = iw >= 0 && iw + 8 <= W ? _mm256_loadu_ps(r + iw) : _mm256_maskload_ps(r + iw, lanes_inside(iw, W));
         }
       }
       transpose8(v);

@@ -7,12 +7,6 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DW_AVX2 __attribute__((target("avx2,fma")))
 
-// The lanes i of eight where 0 <= base + i < W.
-DW_AVX2 static inline __m256i lanes_inside(int base, int W) {
-  const __m256i i = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(base));
-  return _mm256_and_si256(_mm256_cmpgt_epi32(i, _mm256_set1_epi32(-1)), _mm256_cmpgt_epi32(_mm256_set1_epi32(W), i));
-}
-
 // The loads of one vector of outputs: plain where every column read lies inside the plane, else
 // masked (a lane outside reads nothing and gives zero, so `r + base` may point before the row
 // or past the plane). A vector's masks are made once for all its rows.
@@ -103,9 +97,19 @@ DW_AVX2 static inline void dw_vector(const float *const *r, int base, int W, con
   *acc1 = _mm256_add_ps(_mm256_add_ps(p1[0], p1[1]), p1[2]);
 }
 
+// The first n (8 where inside: a constant) of the eight outputs from column ow0 of row y0 and
+// of the next, y1 (NULL: none), stored.
+DW_AVX2 static inline void dw_out(const float *const *r, int ow0, int padW, int W, int n, const int inside, const int stride,
+                                  const __m256 *t, __m256 sh, int relu, float slope, float *y0, float *y1) {
+  __m256 acc0, acc1;
+  dw_vector(r, ow0 * stride - padW, W, inside, stride, t, &acc0, &acc1);
+  store_out(y0 + ow0, acc0, sh, relu, slope, n);
+  if (y1) store_out(y1 + ow0, acc1, sh, relu, slope, n);
+}
+
 // Output rows two at a time; in each, the vectors whose columns all lie inside the plane run
 // without masks, the edge ones (first, last) with. `stride` is a constant in each caller's copy.
-DW_AVX2 static inline void dw3x3_rows(const float *x, int H, int W, int padH, int padW, const int stride, int OH, int OW,
+__attribute__((target("avx2,fma"), always_inline)) static inline void dw3x3_rows(const float *x, int H, int W, int padH, int padW, const int stride, int OH, int OW,
                                       const float *tap, float shift, int relu, float slope, float *y, const float *zeros) {
   __m256 t[9];
   for (int i = 0; i < 9; i++) t[i] = _mm256_set1_ps(tap[i]);
@@ -119,24 +123,12 @@ DW_AVX2 static inline void dw3x3_rows(const float *x, int H, int W, int padH, in
       const int ih = ih0 + k;
       r[k] = ih >= 0 && ih < H ? x + (size_t)ih * W : zeros;
     }
-    float *y0 = y + (size_t)oh * OW, *y1 = y0 + OW;
-    __m256 acc0, acc1;
+    float *y0 = y + (size_t)oh * OW, *y1 = two ? y0 + OW : NULL;
     int ow0 = 0;
-    for (; ow0 < OW && !(ow0 * stride - padW >= 0 && ow0 * stride - padW + reach < W); ow0 += 8) {
-      dw_vector(r, ow0 * stride - padW, W, 0, stride, t, &acc0, &acc1);
-      store_out(y0 + ow0, acc0, sh, relu, slope, OW - ow0);
-      if (two) store_out(y1 + ow0, acc1, sh, relu, slope, OW - ow0);
-    }
-    for (; ow0 + 8 <= OW && ow0 * stride - padW + reach < W; ow0 += 8) {
-      dw_vector(r, ow0 * stride - padW, W, 1, stride, t, &acc0, &acc1);
-      store_out(y0 + ow0, acc0, sh, relu, slope, 8);
-      if (two) store_out(y1 + ow0, acc1, sh, relu, slope, 8);
-    }
-    for (; ow0 < OW; ow0 += 8) {
-      dw_vector(r, ow0 * stride - padW, W, 0, stride, t, &acc0, &acc1);
-      store_out(y0 + ow0, acc0, sh, relu, slope, OW - ow0);
-      if (two) store_out(y1 + ow0, acc1, sh, relu, slope, OW - ow0);
-    }
+    for (; ow0 < OW && !(ow0 * stride - padW >= 0 && ow0 * stride - padW + reach < W); ow0 += 8)
+      dw_out(r, ow0, padW, W, OW - ow0, 0, stride, t, sh, relu, slope, y0, y1);
+    for (; ow0 + 8 <= OW && ow0 * stride - padW + reach < W; ow0 += 8) dw_out(r, ow0, padW, W, 8, 1, stride, t, sh, relu, slope, y0, y1);
+    for (; ow0 < OW; ow0 += 8) dw_out(r, ow0, padW, W, OW - ow0, 0, stride, t, sh, relu, slope, y0, y1);
   }
 }
 
@@ -196,14 +188,12 @@ DW_AVX2 static void dw3x3_flat_s1p1(const float *x, int H, int W, const float *t
   }
 }
 
-DW_AVX2 static void dw3x3_s1(const float *x, int H, int W, int padH, int padW, int OH, int OW, const float *tap, float shift,
-                             int relu, float slope, float *y, const float *zeros) {
-  dw3x3_rows(x, H, W, padH, padW, 1, OH, OW, tap, shift, relu, slope, y, zeros);
-}
-
-DW_AVX2 static void dw3x3_s2(const float *x, int H, int W, int padH, int padW, int OH, int OW, const float *tap, float shift,
-                             int relu, float slope, float *y, const float *zeros) {
-  dw3x3_rows(x, H, W, padH, padW, 2, OH, OW, tap, shift, relu, slope, y, zeros);
+// The AVX2 entry: a copy of the rows kernel per stride (a constant in each).
+DW_AVX2 static void dw3x3(const float *x, int H, int W, int padH, int padW, int stride, int OH, int OW, const float *tap,
+                          float shift, int relu, float slope, float *y, const float *zeros) {
+  if (stride == 1 && padH == 1 && padW == 1 && W < DW_FLAT_MAX_W) dw3x3_flat_s1p1(x, H, W, tap, shift, relu, slope, y);
+  else if (stride == 1) dw3x3_rows(x, H, W, padH, padW, 1, OH, OW, tap, shift, relu, slope, y, zeros);
+  else dw3x3_rows(x, H, W, padH, padW, 2, OH, OW, tap, shift, relu, slope, y, zeros);
 }
 #endif
 
@@ -218,8 +208,6 @@ int depthwise3x3_wide_applies(int KH, int KW, int strideH, int strideW, int dilH
 void depthwise3x3_wide(const float *x, int H, int W, int padH, int padW, int stride, int OH, int OW, const float *tap,
                        float shift, int relu, float slope, float *y, const float *zeros) {
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (stride == 1 && padH == 1 && padW == 1 && W < DW_FLAT_MAX_W) dw3x3_flat_s1p1(x, H, W, tap, shift, relu, slope, y);
-  else if (stride == 1) dw3x3_s1(x, H, W, padH, padW, OH, OW, tap, shift, relu, slope, y, zeros);
-  else dw3x3_s2(x, H, W, padH, padW, OH, OW, tap, shift, relu, slope, y, zeros);
+  dw3x3(x, H, W, padH, padW, stride, OH, OW, tap, shift, relu, slope, y, zeros);
 #endif
 }
