@@ -170,6 +170,49 @@ __attribute__((target("avx2,fma"))) static void argmax_2x2_row_avx2(const float 
   }
   argmax_2x2_row(r0, r1, at, W, PW, y, ix, pw);
 }
+
+// The compare of one tap for eight windows: v and its plane indices i taken where v > best.
+__attribute__((target("avx2,fma"))) static inline void argmax_take(__m256 v, __m256i i, __m256 *best, __m256i *at) {
+  const __m256 gt = _mm256_cmp_ps(v, *best, _CMP_GT_OQ);
+  *best = _mm256_blendv_ps(*best, v, gt);
+  *at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(*at), _mm256_castsi256_ps(i), gt));
+}
+
+// Output columns [0, PWw) of one output row of 3-wide, stride-2 windows whose rows h0 .. h0 + KH
+// and columns all lie in the plane (PWw >= 8): eight windows per step, their taps in the general
+// loop's order (row by row, left to right), the last step overlapping the one before where PWw is
+// not a multiple of 8. Each row's taps come from the even and odd columns of 16 values and the
+// even ones of the 16 from two further on, the last of those masked off: nothing past the last
+// window's last tap is read.
+__attribute__((target("avx2,fma"))) static void argmax_3s2_row_avx2(const float *x, int W, int h0, int KH, int PWw, float *y, int *ix) {
+  const __m256i step = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256i seven = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0);
+  const __m256i one = _mm256_set1_epi32(1), two = _mm256_set1_epi32(2);
+  for (int pw = 0;; pw += 8) {
+    if (pw + 8 > PWw) pw = PWw - 8;
+    const int w0 = 2 * pw;
+    __m256 best = _mm256_setzero_ps();
+    __m256i at = _mm256_setzero_si256();
+    for (int kh = 0; kh < KH; kh++) {
+      const int h = h0 + kh;
+      const float *r = x + (size_t)h * W + w0;
+      const __m256 a0 = _mm256_loadu_ps(r), a1 = _mm256_loadu_ps(r + 8);
+      const __m256 c0 = _mm256_loadu_ps(r + 2), c1 = _mm256_maskload_ps(r + 10, seven);
+      const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(h * W + w0), step);
+      const __m256 left = even_lanes(a0, a1);
+      if (kh == 0) {
+        // The window's first element, taken whatever it is (a NaN there stays).
+        best = left;
+        at = i0;
+      } else argmax_take(left, i0, &best, &at);
+      argmax_take(odd_lanes(a0, a1), _mm256_add_epi32(i0, one), &best, &at);
+      argmax_take(even_lanes(c0, c1), _mm256_add_epi32(i0, two), &best, &at);
+    }
+    _mm256_storeu_ps(y + pw, best);
+    _mm256_storeu_si256((__m256i *)(ix + pw), at);
+    if (pw + 8 >= PWw) break;
+  }
+}
 #define HAVE_ARGMAX_AVX2 1
 #endif
 
@@ -198,9 +241,22 @@ void *maxpool_argmax_part(void *arg) {
     }
     for (int ph = 0; ph < q->PH; ph++) {
       int h0 = ph * q->SH - q->PADH, h1 = h0 + q->KH;
+      int pw = 0;
+#ifdef HAVE_ARGMAX_AVX2
+      // CIFAR-10's and CaffeNet's pooling (3-wide windows at stride 2, unpadded): the output
+      // columns whose windows lie in the plane, eight at a time, where the row's do too.
+      if (wide && q->KW == 3 && q->SW == 2 && q->PADW == 0 && h0 >= 0 && h1 <= q->H && W >= 3) {
+        int whole = (W - 3) / 2 + 1;
+        if (whole > q->PW) whole = q->PW;
+        if (whole >= 8) {
+          argmax_3s2_row_avx2(x, W, h0, q->KH, whole, y + (size_t)ph * q->PW, ix + (size_t)ph * q->PW);
+          pw = whole;
+        }
+      }
+#endif
       if (h1 > q->H) h1 = q->H;
       if (h0 < 0) h0 = 0;
-      for (int pw = 0; pw < q->PW; pw++) {
+      for (; pw < q->PW; pw++) {
         int w0 = pw * q->SW - q->PADW, w1 = w0 + q->KW;
         if (w1 > W) w1 = W;
         if (w0 < 0) w0 = 0;

@@ -20,34 +20,51 @@ const cases: [string, number, number, number, number, number, number][] = [
   ['2×2/2 over an odd plane (the last row and column left out)', 5, 9, 21, 2, 2, 0],
   ['3×3/2 pad 1 (windows cut by the edges)', 4, 7, 8, 3, 2, 1],
   ['3×3/3 (windows cut at the bottom and right)', 3, 8, 10, 3, 3, 0],
+  ['CIFAR-10 pool1 (3×3/2 over 32×32: eight windows a step, the second step overlapping the first, then the cut last row and column)', 3, 32, 32, 3, 2, 0],
+  ['3×3/2 over 17 columns (exactly eight whole windows a row)', 2, 9, 17, 3, 2, 0],
+  ['3×3/2 over 35 columns (a third step of eight, overlapping)', 2, 7, 35, 3, 2, 0],
+  ['3×3/2 over 15 columns (seven whole windows: no step of eight)', 2, 7, 15, 3, 2, 0],
 ];
 
 describe.skipIf(!available)('native training MAX pooling', () => {
-  for (const threads of [1, 2]) {
-    for (const [name, planes, H, W, K, S, pad] of cases) {
-      it(`${name}, ${threads} thread(s): values, argmax and the scatter back`, () => {
-        const rng = new Rng(11);
-        const x = new Float32Array(planes * H * W);
-        // Few distinct values, so that windows hold ties (the first one wins) and NaN at a window's
-        // start stays (as the JavaScript loop's compare keeps it).
-        for (let i = 0; i < x.length; i++) x[i] = Math.floor(rng.uniform() * 5) - 2;
-        x[0] = Number.NaN;
-        x[7] = Number.NaN;
-        const want = reference(planes, H, W, K, K, S, pad, x);
-        const runner = createNativeConv2d({ threads });
-        const y = new Float32Array(want.y.length).fill(99), argmax = new Int32Array(want.y.length).fill(-5);
-        expect(runner.maxPool!(planes, H, W, want.PH, want.PW, K, K, S, S, pad, pad, x, y, argmax)).toBe(true);
-        expect(Array.from(argmax)).toEqual(Array.from(want.argmax));
-        expect(Array.from(y)).toEqual(Array.from(want.y));
-        const dy = new Float32Array(y.length);
-        for (let i = 0; i < dy.length; i++) dy[i] = i + 1;
-        const dx = new Float32Array(x.length).fill(Number.NaN);
-        expect(runner.maxUnpool!(dy, argmax, planes, H * W, want.PH * want.PW, dx)).toBe(true);
-        const wantDx = new Float32Array(x.length);
-        for (let p = 0; p < planes; p++) for (let o = 0; o < want.PH * want.PW; o++) wantDx[p * H * W + want.argmax[p * want.PH * want.PW + o]!]! += dy[p * want.PH * want.PW + o]!;
-        expect(Array.from(dx)).toEqual(Array.from(wantDx));
-      });
+  // With the AVX2 branches forbidden (allowWide(false)), the general loop runs the same cases.
+  for (const wide of [true, false]) {
+    for (const threads of [1, 2]) {
+      for (const [name, planes, H, W, K, S, pad] of cases) {
+        it(`${name}, ${threads} thread(s)${wide ? '' : ', portable kernels'}: values, argmax and the scatter back`, () => {
+          const addon = nativeAddon();
+          addon.allowWide(wide);
+          try {
+            check(name, planes, H, W, K, S, pad, threads);
+          } finally {
+            addon.allowWide(true);
+          }
+        });
+      }
     }
+  }
+
+  function check(name: string, planes: number, H: number, W: number, K: number, S: number, pad: number, threads: number): void {
+    const rng = new Rng(11);
+    const x = new Float32Array(planes * H * W);
+    // Few distinct values, so that windows hold ties (the first one wins) and NaN at a window's
+    // start stays (as the JavaScript loop's compare keeps it).
+    for (let i = 0; i < x.length; i++) x[i] = Math.floor(rng.uniform() * 5) - 2;
+    x[0] = Number.NaN;
+    x[7] = Number.NaN;
+    const want = reference(planes, H, W, K, K, S, pad, x);
+    const runner = createNativeConv2d({ threads });
+    const y = new Float32Array(want.y.length).fill(99), argmax = new Int32Array(want.y.length).fill(-5);
+    expect(runner.maxPool!(planes, H, W, want.PH, want.PW, K, K, S, S, pad, pad, x, y, argmax)).toBe(true);
+    expect(Array.from(argmax)).toEqual(Array.from(want.argmax));
+    expect(Array.from(y)).toEqual(Array.from(want.y));
+    const dy = new Float32Array(y.length);
+    for (let i = 0; i < dy.length; i++) dy[i] = i + 1;
+    const dx = new Float32Array(x.length).fill(Number.NaN);
+    expect(runner.maxUnpool!(dy, argmax, planes, H * W, want.PH * want.PW, dx)).toBe(true);
+    const wantDx = new Float32Array(x.length);
+    for (let p = 0; p < planes; p++) for (let o = 0; o < want.PH * want.PW; o++) wantDx[p * H * W + want.argmax[p * want.PH * want.PW + o]!]! += dy[p * want.PH * want.PW + o]!;
+    expect(Array.from(dx), name).toEqual(Array.from(wantDx));
   }
 
   it('declines arrays shorter than the geometry (nothing written), and the addon refuses a wrong argmax type', () => {
