@@ -2127,6 +2127,57 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
 
 // maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
 // overwriting dx (max_unpool_part), planes split over the threads.
+// avePool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threads) and
+// aveUnpool(planes, ..., padW, dy, dx, threads): training AVE pooling and its gradient (see
+// pool.h), planes split over the threads. Every window must hold a cell of the plane.
+static napi_value arg_error(napi_env env, const char *fn, const char *msg) {
+  fail_arg(env, fn, msg);
+  return NULL;
+}
+
+static napi_value ave_pool_call(napi_env env, napi_callback_info info, int backward) {
+  const char *fn = backward ? "aveUnpool" : "avePool";
+  napi_value a[14];
+  if (!call_args(env, info, 14, a, fn)) return NULL;
+  int v[11], T;
+  for (int i = 0; i < 11; i++)
+    if (!i32arg(env, a[i], &v[i])) return arg_error(env, fn, "the sizes must be integers");
+  if (!i32arg(env, a[13], &T)) return arg_error(env, fn, "threads must be an integer");
+  const int planes = v[0], H = v[1], W = v[2], PH = v[3], PW = v[4], KH = v[5], KW = v[6], SH = v[7], SW = v[8], padH = v[9], padW = v[10];
+  if (planes < 0 || H < 1 || W < 1 || PH < 1 || PW < 1 || KH < 1 || KW < 1 || SH < 1 || SW < 1 || padH < 0 || padW < 0)
+    return arg_error(env, fn, "planes and the pads must be non-negative, the other sizes positive");
+  for (int o = 0; o < PH; o++)
+    if (o * SH - padH >= H || o * SH - padH + KH <= 0) return arg_error(env, fn, "a window holds no row of the plane");
+  for (int o = 0; o < PW; o++)
+    if (o * SW - padW >= W || o * SW - padW + KW <= 0) return arg_error(env, fn, "a window holds no column of the plane");
+  int ok = 1;
+  size_t lin, lout;
+  const float *in = f32(env, a[11], &lin, &ok);
+  float *out = f32(env, a[12], &lout, &ok);
+  const size_t inPlane = (size_t)H * W, outPlane = (size_t)PH * PW;
+  if (!ok || !in || !out || lin < planes * (backward ? outPlane : inPlane) || lout < planes * (backward ? inPlane : outPlane))
+    return arg_error(env, fn, backward ? "dy and dx must be Float32Arrays of planes * PH * PW and planes * H * W" : "x and y must be Float32Arrays of planes * H * W and planes * PH * PW");
+  Instance *inst = current = instance(env);
+  T = thread_count(T, planes);
+  AvePoolPart parts[MAX_THREADS];
+  for (int t = 0; t < T; t++) {
+    Scratch *sc = &inst->slots[t];
+    const size_t floats = backward ? (size_t)W : ave_pool_row_floats(W, PW, KH, KW, SW, padW);
+    if (!grow(&sc->buf, &sc->bufCap, floats)) return throw_error(env, backward ? "aveUnpool: out of memory" : "avePool: out of memory");
+    parts[t] = (AvePoolPart){ in, out, H, W, PH, PW, KH, KW, SH, SW, padH, padW, part_bound(planes, t, T), part_bound(planes, t + 1, T), sc->buf };
+  }
+  run_parts(T, backward ? ave_unpool_part : ave_pool_part, parts, sizeof(AvePoolPart));
+  return NULL;
+}
+
+static napi_value js_ave_pool(napi_env env, napi_callback_info info) {
+  return ave_pool_call(env, info, 0);
+}
+
+static napi_value js_ave_unpool(napi_env env, napi_callback_info info) {
+  return ave_pool_call(env, info, 1);
+}
+
 static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
   napi_value a[7];
   if (!call_args(env, info, 7, a, "maxUnpool")) return NULL;
@@ -2222,6 +2273,8 @@ NAPI_MODULE_INIT() {
     { "maxPool", NULL, js_max_pool, NULL, NULL, NULL, napi_default, NULL },
     { "lrnAcross", NULL, js_lrn_across, NULL, NULL, NULL, napi_default, NULL },
     { "aveGlobal", NULL, js_ave_global, NULL, NULL, NULL, napi_default, NULL },
+    { "avePool", NULL, js_ave_pool, NULL, NULL, NULL, napi_default, NULL },
+    { "aveUnpool", NULL, js_ave_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "sgdStep", NULL, js_sgd_step, NULL, NULL, NULL, napi_default, NULL },
     { "maxUnpool", NULL, js_max_unpool, NULL, NULL, NULL, napi_default, NULL },
     { "packWinograd", NULL, js_pack_winograd, NULL, NULL, NULL, napi_default, NULL },

@@ -314,3 +314,115 @@ void *ave_global_part(void *arg) {
   }
   return NULL;
 }
+
+// A window's rows (or columns) along one axis: [lo, hi) inside the plane and its extent with the
+// padding (Caffe's pool_size factor).
+typedef struct {
+  int lo, hi, size;
+} Span;
+
+static Span pool_span(int o, int K, int S, int pad, int n) {
+  int start = o * S - pad, end = start + K;
+  if (end > n + pad) end = n + pad;
+  Span s = { start < 0 ? 0 : start, end < n ? end : n, end - start };
+  return s;
+}
+
+// Floats of one bordered row: the windows' span past padW zeros, and a vector's reach past it.
+static size_t ave_border_floats(int W, int PW, int KW, int SW, int padW) {
+  const size_t span = (size_t)(PW + 8) * SW + KW + 8;
+  return span > (size_t)W + padW ? span : (size_t)W + padW;
+}
+
+// Floats of an AvePoolPart's row buffer (forward): KH rows bordered with zeros, a row of sums and
+// one of divisors.
+size_t ave_pool_row_floats(int W, int PW, int KH, int KW, int SW, int padW) {
+  return (size_t)KH * ave_border_floats(W, PW, KW, SW, padW) + 2 * ((size_t)PW + 8);
+}
+
+#ifdef HAVE_ARGMAX_AVX2
+// One output row of windows at column stride 1 or 2 over rows bordered with zeros (each row a
+// copy of the plane's row at padW, zeros around and past it): eight windows a step, each lane's
+// taps added from 0 row by row, left to right. Zeros add nothing (a float32 sum from +0 is never
+// -0), so each sum is the scalar loop's over the cells in the plane, the same bits.
+__attribute__((target("avx2,fma"))) static void ave_row_avx2(const float *rows, size_t stride, int nrows, int PW, int KW, int SW,
+                                                              const float *div, float *out) {
+  for (int pw = 0; pw < PW; pw += 8) {
+    __m256 sum = _mm256_setzero_ps();
+    for (int h = 0; h < nrows; h++) {
+      const float *r = rows + (size_t)h * stride + (size_t)pw * SW;
+      for (int kw = 0; kw < KW; kw++) {
+        const __m256 v = SW == 1 ? _mm256_loadu_ps(r + kw) : even_lanes(_mm256_loadu_ps(r + kw), _mm256_loadu_ps(r + kw + 8));
+        sum = _mm256_add_ps(sum, v);
+      }
+    }
+    _mm256_storeu_ps(out + pw, _mm256_div_ps(sum, _mm256_loadu_ps(div + pw)));
+  }
+}
+#endif
+
+WIDE_SIMD
+void *ave_pool_part(void *arg) {
+  const AvePoolPart *q = (const AvePoolPart *)arg;
+  const int H = q->H, W = q->W, PW = q->PW;
+#ifdef HAVE_ARGMAX_AVX2
+  if (packed_gemm_wide() && (q->SW == 1 || q->SW == 2)) {
+    const size_t stride = ave_border_floats(W, PW, q->KW, q->SW, q->PADW);
+    float *rows = q->row, *sums = rows + (size_t)q->KH * stride, *div = sums + PW + 8;
+    memset(rows, 0, sizeof(float) * (size_t)q->KH * stride);
+    for (int p = q->p0; p < q->p1; p++) {
+      const float *x = q->in + (size_t)p * H * W;
+      float *y = q->out + (size_t)p * q->PH * PW;
+      for (int ph = 0; ph < q->PH; ph++) {
+        const Span r = pool_span(ph, q->KH, q->SH, q->PADH, H);
+        for (int h = r.lo; h < r.hi; h++) memcpy(rows + (size_t)(h - r.lo) * stride + q->PADW, x + (size_t)h * W, sizeof(float) * W);
+        for (int pw = 0; pw < PW; pw++) div[pw] = (float)(r.size * pool_span(pw, q->KW, q->SW, q->PADW, W).size);
+        ave_row_avx2(rows, stride, r.hi - r.lo, PW, q->KW, q->SW, div, sums);
+        memcpy(y + (size_t)ph * PW, sums, sizeof(float) * PW);
+      }
+    }
+    return NULL;
+  }
+#endif
+  for (int p = q->p0; p < q->p1; p++) {
+    const float *x = q->in + (size_t)p * H * W;
+    float *y = q->out + (size_t)p * q->PH * PW;
+    for (int ph = 0; ph < q->PH; ph++) {
+      const Span r = pool_span(ph, q->KH, q->SH, q->PADH, H);
+      for (int pw = 0; pw < PW; pw++) {
+        const Span c = pool_span(pw, q->KW, q->SW, q->PADW, W);
+        float sum = 0.0f;
+        for (int h = r.lo; h < r.hi; h++)
+          for (int w = c.lo; w < c.hi; w++) sum += x[(size_t)h * W + w];
+        y[(size_t)ph * PW + pw] = sum / (float)(r.size * c.size);
+      }
+    }
+  }
+  return NULL;
+}
+
+WIDE_SIMD
+void *ave_unpool_part(void *arg) {
+  const AvePoolPart *q = (const AvePoolPart *)arg;
+  const int H = q->H, W = q->W, PW = q->PW;
+  float *T = q->row;
+  for (int p = q->p0; p < q->p1; p++) {
+    const float *dy = q->in + (size_t)p * q->PH * PW;
+    float *dx = q->out + (size_t)p * H * W;
+    memset(dx, 0, sizeof(float) * (size_t)H * W);
+    for (int ph = 0; ph < q->PH; ph++) {
+      const Span r = pool_span(ph, q->KH, q->SH, q->PADH, H);
+      for (int w = 0; w < W; w++) T[w] = 0.0f;
+      for (int pw = 0; pw < PW; pw++) {
+        const Span c = pool_span(pw, q->KW, q->SW, q->PADW, W);
+        const float g = dy[(size_t)ph * PW + pw] / (float)(r.size * c.size);
+        for (int w = c.lo; w < c.hi; w++) T[w] += g;
+      }
+      for (int h = r.lo; h < r.hi; h++) {
+        float *d = dx + (size_t)h * W;
+        for (int w = 0; w < W; w++) d[w] += T[w];
+      }
+    }
+  }
+  return NULL;
+}

@@ -55,4 +55,25 @@ typedef struct {
 
 void *ave_global_part(void *arg);
 
+// AVE pooling for training, with the WebAssembly training kernels' arithmetic (the same bits):
+// Caffe's windows (start o * stride - pad, end at most the plane's size + pad; pool_size counts
+// the padding, the sum only the cells in the plane, each window holding at least one).
+// - forward: each window's cells summed in row-major order from 0 in float32, then divided by its
+//   pool_size;
+// - backward: dx overwritten. Per output row y, the row T(c) of the terms dy / pool_size of the
+//   windows holding column c (summed in x order from 0), then T added to every row the windows
+//   of y cover (y in order, from 0).
+// Planes [p0, p1); `row` this thread's own: ave_pool_row_floats (forward) or W floats (backward).
+typedef struct {
+  const float *in;
+  float *out;
+  int H, W, PH, PW, KH, KW, SH, SW, PADH, PADW;
+  int p0, p1;
+  float *row;
+} AvePoolPart;
+
+size_t ave_pool_row_floats(int W, int PW, int KH, int KW, int SW, int padW);
+void *ave_pool_part(void *arg);
+void *ave_unpool_part(void *arg);
+
 #endif

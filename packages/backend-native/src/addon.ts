@@ -38,6 +38,14 @@ export interface NativeAddon {
     argmax?: Int32Array | null,
   ): void;
   maxUnpool(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array, threads: number): void;
+  avePool(
+    planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
+    SH: number, SW: number, padH: number, padW: number, x: Float32Array, y: Float32Array, threads: number,
+  ): void;
+  aveUnpool(
+    planes: number, H: number, W: number, PH: number, PW: number, KH: number, KW: number,
+    SH: number, SW: number, padH: number, padW: number, dy: Float32Array, dx: Float32Array, threads: number,
+  ): void;
   lrnAcross(
     x: Float32Array, s: Float32Array | null, y: Float32Array, num: number, channels: number, plane: number, size: number,
     k: number, alphaOverSize: number, beta: number, threads: number,

@@ -17,8 +17,9 @@ export const MIN_SGD_ELEMENTS_PER_THREAD = 1 << 21;
  * on weights packed once per pass (Conv2dPass's semantics, on the caller's arrays in place).
  * A pass large enough splits its images over up to `threads` threads (default: the kernel thread
  * count, getNumThreads(), read on every call), each with one-thread GEMMs. It also runs the
- * training MAX pooling passes (maxPool with the argmax, maxUnpool), planes split over the threads,
- * and SGDSolver's fused step of float32 params (sgdStep, WasmTrain.sgdStep's bits).
+ * training pooling passes (MAX with the argmax: maxPool, maxUnpool; AVE: avePool, aveUnpool, with
+ * the WebAssembly kernels' bits), planes split over the threads, and SGDSolver's fused step of
+ * float32 params (sgdStep, WasmTrain.sgdStep's bits).
  * Throws NativeUnavailableError where the addon is not built.
  */
 export function createNativeConv2d(options: { threads?: number } = {}): Conv2dRunner {
@@ -39,6 +40,18 @@ export function createNativeConv2d(options: { threads?: number } = {}): Conv2dRu
       const outputs = planes * outPlane;
       if (dy.length < outputs || argmax.length < outputs || dx.length < planes * inPlane) return false;
       addon.maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, poolThreads(outputs));
+      return true;
+    },
+    avePool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y) {
+      const outputs = planes * PH * PW;
+      if (x.length < planes * H * W || y.length < outputs) return false;
+      addon.avePool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, poolThreads(outputs));
+      return true;
+    },
+    aveUnpool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, dy, dx) {
+      const outputs = planes * PH * PW;
+      if (dy.length < outputs || dx.length < planes * H * W) return false;
+      addon.aveUnpool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, dy, dx, poolThreads(outputs));
       return true;
     },
     sgdStep(w, g, h, rate, momentum, decay) {

@@ -1,9 +1,9 @@
-import { activeGemmKernelName, customGemmKernelInstalled, installedConv2dRunner, installedInferConvRunner, Rng } from '@caffe-ts/blob';
+import { activeGemmKernelName, customGemmKernelInstalled, installedConv2dRunner, installedInferConvRunner, Rng, type Conv2dRunner } from '@caffe-ts/blob';
 import { defaultLayerRegistry } from '@caffe-ts/layers';
 import '@caffe-ts/layers/register';
 import { Net } from '@caffe-ts/net';
 import { parseNetParameter, Phase } from '@caffe-ts/proto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { nativeAvailability } from './addon.js';
 import { stopNativeKernels, useNativeKernels } from './use.js';
 
@@ -12,14 +12,16 @@ const { available } = nativeAvailability();
 afterEach(() => stopNativeKernels());
 
 // LeNet's layers at a smaller size: a strided 3×3 convolution, a 5×5 one (whose forward stays on
-// the packed Winograd path), pooling, two inner products.
+// the packed Winograd path), MAX and AVE pooling (the AVE one padded: its divisors count the
+// padding), two inner products.
 const NET = `
 layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: 16 dim: 2 dim: 14 dim: 14 } shape { dim: 16 } } }
 layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 16 kernel_size: 3 stride: 2 pad: 1 weight_filler { type: "xavier" } } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
 layer { name: "conv2" type: "Convolution" bottom: "conv1" top: "conv2" convolution_param { num_output: 24 kernel_size: 5 pad: 2 weight_filler { type: "xavier" } } }
 layer { name: "pool" type: "Pooling" bottom: "conv2" top: "pool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "ip1" type: "InnerProduct" bottom: "pool" top: "ip1" inner_product_param { num_output: 40 weight_filler { type: "xavier" } } }
+layer { name: "ave" type: "Pooling" bottom: "pool" top: "ave" pooling_param { pool: AVE kernel_size: 2 stride: 1 pad: 1 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "ave" top: "ip1" inner_product_param { num_output: 40 weight_filler { type: "xavier" } } }
 layer { name: "relu2" type: "ReLU" bottom: "ip1" top: "ip1" }
 layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2" inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }`;
@@ -117,8 +119,12 @@ describe.skipIf(!available)('useNativeKernels', () => {
   it('trains a small conv net as the WebAssembly kernels do (gradients to 1e-4, ten steps\' losses to 1e-4)', async () => {
     const wasm = await train();
     useNativeKernels({ threads: 2 });
+    // The pooling layers hand their passes to the native runner.
+    const runner = installedConv2dRunner() as Required<Conv2dRunner>;
+    const passes = { maxPool: vi.spyOn(runner, 'maxPool'), maxUnpool: vi.spyOn(runner, 'maxUnpool'), avePool: vi.spyOn(runner, 'avePool'), aveUnpool: vi.spyOn(runner, 'aveUnpool') };
     const native = await train();
     stopNativeKernels();
+    for (const [name, spy] of Object.entries(passes)) expect(spy.mock.results.filter((r) => r.value === true).length, name).toBe(10);
     expect(wasm.losses[9]).toBeLessThan(wasm.losses[0]! * 0.7);
     native.losses.forEach((l, i) => expect(Math.abs(l - wasm.losses[i]!) / wasm.losses[i]!).toBeLessThan(1e-4));
     native.grads.forEach((g, i) => {

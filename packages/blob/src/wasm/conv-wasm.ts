@@ -296,7 +296,7 @@ export function defaultWasmConv2d(): WasmConv2d | null {
 /**
  * A runner of batched convolution passes with WasmConv2d's contract (Conv2dPass: the same
  * products, accumulations and overwrites, on the caller's arrays), e.g. a native one. It may
- * also run the training MAX pooling passes (Pooling layers hand them over where it has them).
+ * also run the training MAX and AVE pooling passes (Pooling layers hand them over where it has them).
  */
 export interface Conv2dRunner extends WasmConv2d {
   /**
@@ -315,6 +315,25 @@ export interface Conv2dRunner extends WasmConv2d {
    * output. False where it declines (nothing written).
    */
   maxUnpool?(dy: Float32Array, argmax: Int32Array, planes: number, inPlane: number, outPlane: number, dx: Float32Array): boolean;
+  /**
+   * AVE pooling forward over the same windows, with WasmTrain.pool('ave')'s arithmetic (each
+   * window's cells in the plane summed in row-major order from 0 in float32, divided by Caffe's
+   * pool_size, the padding counted: the same bits). False where it declines (nothing written).
+   */
+  avePool?(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    x: Float32Array, y: Float32Array,
+  ): boolean;
+  /**
+   * AVE pooling backward, with WasmTrain.aveUnpool's arithmetic (the same bits): dx (planes · H ·
+   * W) overwritten. False where it declines (nothing written).
+   */
+  aveUnpool?(
+    planes: number, height: number, width: number, pooledH: number, pooledW: number,
+    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+    dy: Float32Array, dx: Float32Array,
+  ): boolean;
   /**
    * SGDSolver's fused step of a float32 param, with WasmTrain.sgdStep's contract and arithmetic
    * (float64, rounded to float32 where the solver's template stores: the same bits): w, g (the

@@ -264,7 +264,13 @@ export class PoolingLayer extends Layer {
           return;
         }
       }
-      const train = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty() ? defaultWasmTrain() : null;
+      const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
+      // An installed pass runner that pools (setConv2dRunner, e.g. native kernels) goes first:
+      // the WebAssembly kernels' bits, planes split over its threads.
+      if (f32 && installedConv2dRunner()?.avePool?.(
+        planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst as Float32Array,
+      )) return;
+      const train = f32 ? defaultWasmTrain() : null;
       if (train) train.pool('ave', this.geometry(), planes, src as Float32Array, dst as Float32Array, null);
       else avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
     }
@@ -298,7 +304,11 @@ export class PoolingLayer extends Layer {
       }
     }
     if (this.method === PoolMethod.AVE && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array && this.windowsNonEmpty()) {
-      // Float32 AVE: WebAssembly SIMD over a bordered scratch plane (overwrites bottomDiff).
+      // Float32 AVE: on an installed pass runner that pools, else WebAssembly SIMD over a bordered
+      // scratch plane (either overwrites bottomDiff, with the same bits).
+      if (installedConv2dRunner()?.aveUnpool?.(
+        planes, this.height, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, topDiff, bottomDiff,
+      )) return;
       const train = defaultWasmTrain();
       if (train) {
         train.aveUnpool(this.geometry(), planes, topDiff, bottomDiff);
