@@ -209,14 +209,14 @@ export class PoolingLayer extends Layer {
       if (!this.backwardNeeded && top.length === 1 && dst instanceof Float32Array && this.windowsNonEmpty()) {
         // Inference: values only (no argmax for a backward that never runs), on an installed
         // inference runner that pools (setInferConvRunner), else in WebAssembly.
-        const args = [planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW] as const;
+        const args = this.windowArgs(planes);
         if (installedInferConvRunner()?.maxPool?.(...args, src as Float32Array, dst)) {
           this.argmaxKept = false;
           return;
         }
         const k = defaultWasmInfer();
         if (k) {
-          k.maxPool(planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst);
+          k.maxPool(...args, src as Float32Array, dst);
           this.argmaxKept = false;
           return;
         }
@@ -229,9 +229,7 @@ export class PoolingLayer extends Layer {
       // kernels (four outputs per SIMD step for any geometry, edge-cut and padded windows too).
       const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
       // An installed pass runner that pools (setConv2dRunner, e.g. native kernels) goes first.
-      const installed = f32 && (installedConv2dRunner()?.maxPool?.(
-        planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst as Float32Array, idx,
-      ) ?? false);
+      const installed = f32 && (installedConv2dRunner()?.maxPool?.(...this.windowArgs(planes), src as Float32Array, dst as Float32Array, idx) ?? false);
       const train = f32 && !installed && !full2x2 ? defaultWasmTrain() : null;
       const wasm = f32 && !installed && !train ? defaultWasmMaxPool() : null;
       if (installed) {
@@ -267,9 +265,7 @@ export class PoolingLayer extends Layer {
       const f32 = src instanceof Float32Array && dst instanceof Float32Array && this.windowsNonEmpty();
       // An installed pass runner that pools (setConv2dRunner, e.g. native kernels) goes first:
       // the WebAssembly kernels' bits, planes split over its threads.
-      if (f32 && installedConv2dRunner()?.avePool?.(
-        planes, H, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, src as Float32Array, dst as Float32Array,
-      )) return;
+      if (f32 && installedConv2dRunner()?.avePool?.(...this.windowArgs(planes), src as Float32Array, dst as Float32Array)) return;
       const train = f32 ? defaultWasmTrain() : null;
       if (train) train.pool('ave', this.geometry(), planes, src as Float32Array, dst as Float32Array, null);
       else avePool(src, dst, planes, H, W, PH, PW, this.rowLo, this.rowHi, this.rowSize, this.colLo, this.colHi, this.colSize);
@@ -306,9 +302,7 @@ export class PoolingLayer extends Layer {
     if (this.method === PoolMethod.AVE && topDiff instanceof Float32Array && bottomDiff instanceof Float32Array && this.windowsNonEmpty()) {
       // Float32 AVE: on an installed pass runner that pools, else WebAssembly SIMD over a bordered
       // scratch plane (either overwrites bottomDiff, with the same bits).
-      if (installedConv2dRunner()?.aveUnpool?.(
-        planes, this.height, W, PH, PW, this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW, topDiff, bottomDiff,
-      )) return;
+      if (installedConv2dRunner()?.aveUnpool?.(...this.windowArgs(planes), topDiff, bottomDiff)) return;
       const train = defaultWasmTrain();
       if (train) {
         train.aveUnpool(this.geometry(), planes, topDiff, bottomDiff);
@@ -333,6 +327,14 @@ export class PoolingLayer extends Layer {
       height: this.height, width: this.width, pooledH: this.pooledHeight, pooledW: this.pooledWidth,
       kernelH: this.kernelH, kernelW: this.kernelW, strideH: this.strideH, strideW: this.strideW, padH: this.padH, padW: this.padW,
     };
+  }
+
+  /** The windows as the pooling runners take them: planes, H, W, PH, PW, kernel, stride, pad. */
+  private windowArgs(planes: number) {
+    return [
+      planes, this.height, this.width, this.pooledHeight, this.pooledWidth,
+      this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW,
+    ] as const;
   }
 
   private windowsNonEmpty(): boolean {
