@@ -298,6 +298,15 @@ export function defaultWasmConv2d(): WasmConv2d | null {
  * products, accumulations and overwrites, on the caller's arrays), e.g. a native one. It may
  * also run the training MAX and AVE pooling passes (Pooling layers hand them over where it has them).
  */
+/**
+ * Caffe's pooling windows as the pooling runners take them: the plane count, the plane and
+ * pooled sizes, then kernel, stride and padding, each as height then width.
+ */
+export type PoolWindows = [
+  planes: number, height: number, width: number, pooledH: number, pooledW: number,
+  kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
+];
+
 export interface Conv2dRunner extends WasmConv2d {
   /**
    * MAX pooling forward with the argmax kept for the backward: Caffe's windows (start
@@ -305,11 +314,7 @@ export interface Conv2dRunner extends WasmConv2d {
    * one taken only where larger (the first maximum in row-major order); `argmax` receives each
    * value's index in its input plane. False where it declines (nothing written).
    */
-  maxPool?(
-    planes: number, height: number, width: number, pooledH: number, pooledW: number,
-    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
-    x: Float32Array, y: Float32Array, argmax: Int32Array,
-  ): boolean;
+  maxPool?(...args: [...windows: PoolWindows, x: Float32Array, y: Float32Array, argmax: Int32Array]): boolean;
   /**
    * MAX pooling backward: dx (planes · inPlane) overwritten with zeros, then dx[argmax] += dy per
    * output. False where it declines (nothing written).
@@ -320,20 +325,12 @@ export interface Conv2dRunner extends WasmConv2d {
    * window's cells in the plane summed in row-major order from 0 in float32, divided by Caffe's
    * pool_size, the padding counted: the same bits). False where it declines (nothing written).
    */
-  avePool?(
-    planes: number, height: number, width: number, pooledH: number, pooledW: number,
-    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
-    x: Float32Array, y: Float32Array,
-  ): boolean;
+  avePool?(...args: [...windows: PoolWindows, x: Float32Array, y: Float32Array]): boolean;
   /**
    * AVE pooling backward, with WasmTrain.aveUnpool's arithmetic (the same bits): dx (planes · H ·
    * W) overwritten. False where it declines (nothing written).
    */
-  aveUnpool?(
-    planes: number, height: number, width: number, pooledH: number, pooledW: number,
-    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
-    dy: Float32Array, dx: Float32Array,
-  ): boolean;
+  aveUnpool?(...args: [...windows: PoolWindows, dy: Float32Array, dx: Float32Array]): boolean;
   /**
    * SGDSolver's fused step of a float32 param, with WasmTrain.sgdStep's contract and arithmetic
    * (float64, rounded to float32 where the solver's template stores: the same bits): w, g (the

@@ -14,6 +14,7 @@ export {
   checkConv2dPass,
   installedConv2dRunner,
   type Conv2dRunner,
+  type PoolWindows,
   type Conv2dGeometry,
   type Conv2dPass,
   type WasmConv2d,

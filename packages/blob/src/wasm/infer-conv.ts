@@ -29,7 +29,7 @@ import { onHostReleased } from '../host-memory.js';
 import { MathError } from '../math/errors.js';
 import { convOutputSize } from '../math/im2col.js';
 import { gemm } from '../math/gemm.js';
-import type { Conv2dGeometry } from './conv-wasm.js';
+import type { Conv2dGeometry, PoolWindows } from './conv-wasm.js';
 import { defaultWasmChoice, inSharedMemory } from './gemm-wasm.js';
 import { decodeBase64, wasmApi, type WasmMemory } from './wasm-api.js';
 import { INFER_WASM_RELAXED_SIMD_BASE64, INFER_WASM_SIMD_BASE64 } from './generated/infer-wasm.js';
@@ -1085,11 +1085,7 @@ export interface InferConvRunner extends WasmInferConv {
    * Optionally, inference MAX pooling with WasmInfer.maxPool's contract (Caffe's windows, each
    * non-empty; values only); false where it declines (the WebAssembly kernel runs then).
    */
-  maxPool?(
-    planes: number, height: number, width: number, pooledH: number, pooledW: number,
-    kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
-    x: Float32Array, y: Float32Array,
-  ): boolean;
+  maxPool?(...args: [...windows: PoolWindows, x: Float32Array, y: Float32Array]): boolean;
   /**
    * Optionally, inference LRN across channels with WasmInfer.lrnAcross's contract (the same
    * float32 steps, so the same bits), except that `s` may be null where no backward reads it;

@@ -1,6 +1,6 @@
 import {
   allocHostInt32, defaultWasmInfer, defaultWasmMaxPool, defaultWasmTrain, installedConv2dRunner, installedInferConvRunner, releaseHostInt32, zeroFill,
-  type Blob, type FloatArray, type PoolGeometry,
+  type Blob, type FloatArray, type PoolGeometry, type PoolWindows,
 } from '@caffe-ts/blob';
 import {
   createMessage,
@@ -330,11 +330,11 @@ export class PoolingLayer extends Layer {
   }
 
   /** The windows as the pooling runners take them: planes, H, W, PH, PW, kernel, stride, pad. */
-  private windowArgs(planes: number) {
+  private windowArgs(planes: number): PoolWindows {
     return [
       planes, this.height, this.width, this.pooledHeight, this.pooledWidth,
       this.kernelH, this.kernelW, this.strideH, this.strideW, this.padH, this.padW,
-    ] as const;
+    ];
   }
 
   private windowsNonEmpty(): boolean {
