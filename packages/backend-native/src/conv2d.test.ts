@@ -107,8 +107,11 @@ describe.skipIf(!available)('createNativeConv2d', () => {
   // Few taps, stride 1, no bottom gradient: the direct kernels (no unfolding).
   const direct: [string, Conv2dGeometry, number][] = [
     ['LeNet conv1 (1×28×28, 5×5, 20 outputs: rows of 24)', geometry({ channels: 1, height: 28, width: 28, kernelH: 5, kernelW: 5, outChannels: 20 }), 3],
-    ['CIFAR-10 conv1 (3×32×32, 5×5 pad 2, 32 outputs: rows of 24 + 8)', geometry({ channels: 3, height: 32, width: 32, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 32 }), 2],
-    ['7 outputs, rows of 13 (a cut vector), pad 1 × 2', geometry({ channels: 2, height: 11, width: 13, kernelH: 3, kernelW: 3, padH: 1, padW: 2, outChannels: 7 }), 3],
+    ['CIFAR-10 conv1 (3×32×32, 5×5 pad 2, 32 outputs: rows of 16 + 16)', geometry({ channels: 3, height: 32, width: 32, kernelH: 5, kernelW: 5, padH: 2, padW: 2, outChannels: 32 }), 2],
+    ['7 outputs, rows of 13 (16 with 3 lanes cut), pad 1 × 2', geometry({ channels: 2, height: 11, width: 13, kernelH: 3, kernelW: 3, padH: 1, padW: 2, outChannels: 7 }), 3],
+    ['rows of 44 (24, then 16, then 4 of 8), 5 outputs', geometry({ channels: 2, height: 6, width: 46, kernelH: 3, kernelW: 3, outChannels: 5 }), 2],
+    ['rows of 9 (16 with 7 lanes cut), 6 outputs', geometry({ channels: 3, height: 7, width: 11, kernelH: 3, kernelW: 3, outChannels: 6 }), 2],
+    ['rows of 53 (24, 16 + 13: a remainder of 5 taken as 16 + 13), 4 outputs', geometry({ channels: 1, height: 5, width: 55, kernelH: 3, kernelW: 3, outChannels: 4 }), 2],
     ['7×7 over one channel (taps in two chunks), 3 outputs', geometry({ channels: 1, height: 20, width: 30, kernelH: 7, kernelW: 7, outChannels: 3 }), 2],
   ];
   for (const threads of [1, 2]) {
