@@ -474,8 +474,9 @@ typedef struct {
 // packing and reordering than on its products, whose depth is the tap count. Stride 1, undilated,
 // one group, at most DIRECT_MAX_TAPS taps, kernels at most DIRECT_MAX_KW wide, and no bottom
 // gradient: the forward sums taps straight from a zero-padded copy of each image (4 output
-// channels by 24 positions per step), the weight gradient sums dy times the shifted image (2
-// output channels by 5 taps per step, in 8 lanes per tap summed at the end). AVX2/FMA only.
+// channels by 24 positions per step, 16 or 8 at a row's end), the weight gradient sums dy times
+// the shifted image (2 output channels by 5 taps per step, in 8 lanes per tap summed at the end).
+// AVX2/FMA only.
 #define DIRECT_MAX_TAPS 75
 #define DIRECT_MAX_KW 10
 #define DIRECT_SLACK 8  // floats past a padded image that a vector may read
