@@ -1695,6 +1695,12 @@ static int fail_arg(napi_env env, const char *fn, const char *msg) {
   return 0;
 }
 
+// fail_arg for a binding's return.
+static napi_value arg_error(napi_env env, const char *fn, const char *msg) {
+  fail_arg(env, fn, msg);
+  return NULL;
+}
+
 // A geometry Int32Array[15] into g; 0 (thrown) where v is not one.
 static int geometry_arg(napi_env env, napi_value v, const char *fn, Geometry *g) {
   bool isTa = false;
@@ -2157,16 +2163,9 @@ static napi_value js_lrn_across(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
-// overwriting dx (max_unpool_part), planes split over the threads.
 // avePool(planes, H, W, PH, PW, KH, KW, SH, SW, padH, padW, x, y, threads) and
 // aveUnpool(planes, ..., padW, dy, dx, threads): training AVE pooling and its gradient (see
 // pool.h), planes split over the threads. Every window must hold a cell of the plane.
-static napi_value arg_error(napi_env env, const char *fn, const char *msg) {
-  fail_arg(env, fn, msg);
-  return NULL;
-}
-
 static napi_value ave_pool_call(napi_env env, napi_callback_info info, int backward) {
   const char *fn = backward ? "aveUnpool" : "avePool";
   napi_value a[14];
@@ -2194,7 +2193,7 @@ static napi_value ave_pool_call(napi_env env, napi_callback_info info, int backw
   AvePoolPart parts[MAX_THREADS];
   for (int t = 0; t < T; t++) {
     Scratch *sc = &inst->slots[t];
-    const size_t floats = backward ? (size_t)W : ave_pool_row_floats(W, PW, KH, KW, SW, padW);
+    const size_t floats = backward ? (size_t)W : ave_pool_row_floats(W, PH, PW, KH, KW, SW, padW);
     if (!grow(&sc->buf, &sc->bufCap, floats)) return throw_error(env, backward ? "aveUnpool: out of memory" : "avePool: out of memory");
     parts[t] = (AvePoolPart){ in, out, H, W, PH, PW, KH, KW, SH, SW, padH, padW, part_bound(planes, t, T), part_bound(planes, t + 1, T), sc->buf };
   }
@@ -2210,6 +2209,8 @@ static napi_value js_ave_unpool(napi_env env, napi_callback_info info) {
   return ave_pool_call(env, info, 1);
 }
 
+// maxUnpool(dy, argmax, planes, inPlane, outPlane, dx, threads): the MAX pooling gradient,
+// overwriting dx (max_unpool_part), planes split over the threads.
 static napi_value js_max_unpool(napi_env env, napi_callback_info info) {
   napi_value a[7];
   if (!call_args(env, info, 7, a, "maxUnpool")) return NULL;

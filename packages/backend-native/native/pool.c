@@ -335,9 +335,9 @@ static size_t ave_border_floats(int W, int PW, int KW, int SW, int padW) {
 }
 
 // Floats of an AvePoolPart's row buffer (forward): KH rows bordered with zeros, a row of sums and
-// one of divisors.
-size_t ave_pool_row_floats(int W, int PW, int KH, int KW, int SW, int padW) {
-  return (size_t)KH * ave_border_floats(W, PW, KW, SW, padW) + 2 * ((size_t)PW + 8);
+// the plane's divisors (the same for every plane).
+size_t ave_pool_row_floats(int W, int PH, int PW, int KH, int KW, int SW, int padW) {
+  return (size_t)KH * ave_border_floats(W, PW, KW, SW, padW) + ((size_t)PW + 8) + ((size_t)PH * PW + 8);
 }
 
 #ifdef HAVE_ARGMAX_AVX2
@@ -370,14 +370,17 @@ void *ave_pool_part(void *arg) {
     const size_t stride = ave_border_floats(W, PW, q->KW, q->SW, q->PADW);
     float *rows = q->row, *sums = rows + (size_t)q->KH * stride, *div = sums + PW + 8;
     memset(rows, 0, sizeof(float) * (size_t)q->KH * stride);
+    for (int ph = 0; ph < q->PH; ph++) {
+      const int rs = pool_span(ph, q->KH, q->SH, q->PADH, H).size;
+      for (int pw = 0; pw < PW; pw++) div[(size_t)ph * PW + pw] = (float)(rs * pool_span(pw, q->KW, q->SW, q->PADW, W).size);
+    }
     for (int p = q->p0; p < q->p1; p++) {
       const float *x = q->in + (size_t)p * H * W;
       float *y = q->out + (size_t)p * q->PH * PW;
       for (int ph = 0; ph < q->PH; ph++) {
         const Span r = pool_span(ph, q->KH, q->SH, q->PADH, H);
         for (int h = r.lo; h < r.hi; h++) memcpy(rows + (size_t)(h - r.lo) * stride + q->PADW, x + (size_t)h * W, sizeof(float) * W);
-        for (int pw = 0; pw < PW; pw++) div[pw] = (float)(r.size * pool_span(pw, q->KW, q->SW, q->PADW, W).size);
-        ave_row_avx2(rows, stride, r.hi - r.lo, PW, q->KW, q->SW, div, sums);
+        ave_row_avx2(rows, stride, r.hi - r.lo, PW, q->KW, q->SW, div + (size_t)ph * PW, sums);
         memcpy(y + (size_t)ph * PW, sums, sizeof(float) * PW);
       }
     }

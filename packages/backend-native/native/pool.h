@@ -72,7 +72,7 @@ typedef struct {
   float *row;
 } AvePoolPart;
 
-size_t ave_pool_row_floats(int W, int PW, int KH, int KW, int SW, int padW);
+size_t ave_pool_row_floats(int W, int PH, int PW, int KH, int KW, int SW, int padW);
 void *ave_pool_part(void *arg);
 void *ave_unpool_part(void *arg);
 
