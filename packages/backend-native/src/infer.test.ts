@@ -236,17 +236,24 @@ describe.skipIf(!available)('createNativeInferConv', () => {
     ['3×3 stride 3, no pad', geometry({ channels: 5, height: 11, width: 10, strideH: 3, strideW: 3, outChannels: 5, group: 5 })],
     ['5×5 dilation 2 pad 3', geometry({ channels: 6, height: 12, width: 12, kernelH: 5, kernelW: 5, padH: 3, padW: 3, dilationH: 2, dilationW: 2, outChannels: 6, group: 6 })],
     ['3×3 over a 2×2 image (every window past an edge)', geometry({ channels: 4, height: 2, width: 2, padH: 1, padW: 1, outChannels: 4, group: 4 })],
-    // The AVX2 kernels read each plane in place. Pad 1 at stride 1 over planes under 48 wide runs
-    // flat (wrapped columns masked): rows narrower than a vector, the widest such plane, a 1×1.
+    // The AVX2 kernels read each plane in place. Stride 1 over planes under 56 wide runs in strips
+    // of eight output columns swept down the plane (edge strips masked): rows narrower than a
+    // vector, a 1×1, the widest such plane, a strip whose last column is the plane's, pad 3 (rows
+    // of padding beyond a window's reach), one output row, pads that differ.
     ['3×3 pad 1 over 5×3 (rows narrower than a vector)', geometry({ channels: 3, height: 5, width: 3, padH: 1, padW: 1, outChannels: 3, group: 3 })],
-    ['3×3 pad 1 over 9×47 (the widest plane run flat)', geometry({ channels: 2, height: 9, width: 47, padH: 1, padW: 1, outChannels: 2, group: 2 })],
     ['3×3 pad 1 over 1×1', geometry({ channels: 3, height: 1, width: 1, padH: 1, padW: 1, outChannels: 3, group: 3 })],
-    // Otherwise two output rows at a time (an odd last row alone), edge vectors masked.
-    ['3×3 pad 1 over 5×56 (a whole vector\'s last tap on the row\'s last column)', geometry({ channels: 2, height: 5, width: 56, padH: 1, padW: 1, outChannels: 2, group: 2 })],
-    ['3×3 stride 2 pad 1 over 5×31 (the same at stride 2)', geometry({ channels: 2, height: 5, width: 31, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 2, group: 2 })],
+    ['3×3 pad 1 over 9×55 (the widest plane in strips)', geometry({ channels: 2, height: 9, width: 55, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 pad 1 over 4×18 (an unmasked strip reading the last column)', geometry({ channels: 2, height: 4, width: 18, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 pad 1 over 5×16 (a whole last strip, its last tap past the plane)', geometry({ channels: 2, height: 5, width: 16, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 pad 3 × 1 over 4×12', geometry({ channels: 2, height: 4, width: 12, padH: 3, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 stride 1, no pad, over 3×10 (one output row)', geometry({ channels: 2, height: 3, width: 10, outChannels: 2, group: 2 })],
     ['3×3 stride 1, no pad, rows of 21', geometry({ channels: 3, height: 8, width: 21, outChannels: 3, group: 3 })],
     ['3×3 stride 1 pad 2 × 0 over 7×50', geometry({ channels: 2, height: 7, width: 50, padH: 2, outChannels: 2, group: 2 })],
     ['3×3 stride 1 pad 0 × 2 over 6×9', geometry({ channels: 2, height: 6, width: 9, padW: 2, outChannels: 2, group: 2 })],
+    // Otherwise two output rows at a time (an odd last row alone), edge vectors masked.
+    ['3×3 pad 1 over 5×56 (a whole vector\'s last tap on the row\'s last column)', geometry({ channels: 2, height: 5, width: 56, padH: 1, padW: 1, outChannels: 2, group: 2 })],
+    ['3×3 stride 2 pad 1 over 5×31 (the same at stride 2)', geometry({ channels: 2, height: 5, width: 31, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 2, group: 2 })],
+    ['3×3 stride 1 pad 2 × 1 over 6×60', geometry({ channels: 2, height: 6, width: 60, padH: 2, padW: 1, outChannels: 2, group: 2 })],
   ];
   // With the AVX2 branches forbidden, the portable kernels (padded copies) run the same cases.
   for (const wide of [true, false]) {
