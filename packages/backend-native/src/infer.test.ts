@@ -55,6 +55,13 @@ const cases: [string, Conv2dGeometry, number][] = [
   ['3×3 pad 1 over 40×40 (split by positions, several tiles)', geometry({ channels: 5, height: 40, width: 40, padH: 1, padW: 1, outChannels: 6 }), 1],
   ['7×7 stride 2 pad 3 over 3 channels (a stem)', geometry({ height: 23, width: 21, kernelH: 7, kernelW: 7, padH: 3, padW: 3, strideH: 2, strideW: 2, outChannels: 16 }), 1],
   ['1×1 stride 2 (unfolded)', geometry({ channels: 12, height: 9, width: 8, kernelH: 1, kernelW: 1, strideH: 2, strideW: 2, outChannels: 20 }), 1],
+  // Strided windows wider than 1×1 pack their columns from the image block by block: positions
+  // in two blocks of 256 (the second starting mid-row), the depth in two blocks, several images,
+  // stride 4 (gathered one at a time).
+  ['3×3 stride 2 pad 1 over 45×41 (positions in two blocks, one starting mid-row)', geometry({ height: 45, width: 41, padH: 1, padW: 1, strideH: 2, strideW: 2, outChannels: 10 }), 1],
+  ['5×5 stride 2 pad 2 over 12 channels (the depth, 300, in two blocks)', geometry({ channels: 12, height: 20, width: 19, kernelH: 5, kernelW: 5, padH: 2, padW: 2, strideH: 2, strideW: 2, outChannels: 14 }), 1],
+  ['3×3 stride 2, no pad, 3 images', geometry({ channels: 4, height: 17, width: 18, strideH: 2, strideW: 2, outChannels: 7 }), 3],
+  ['11×11 stride 4 (a stem)', geometry({ height: 35, width: 39, kernelH: 11, kernelW: 11, strideH: 4, strideW: 4, outChannels: 9 }), 1],
   ['groups 2, dilation 2, a window past the edge', geometry({ channels: 6, height: 10, width: 9, padH: 1, padW: 2, dilationH: 2, dilationW: 2, strideW: 3, outChannels: 8, group: 2 }), 1],
   ['a 1×1 plane (matrix-vector products)', geometry({ channels: 50, height: 1, width: 1, kernelH: 1, kernelW: 1, outChannels: 300 }), 1],
   ['a 2×2 plane from 3×3 (matrix-vector products over unfolded columns)', geometry({ channels: 7, height: 4, width: 4, outChannels: 130 }), 1],
