@@ -297,8 +297,12 @@ describe.skipIf(!available)('createNativeInferConv', () => {
 
   // [H, W, kernel, stride, pad]: Caffe's pooled size rounds up, the last window clipped.
   // 24×20 by 2×2/2: every window whole (eight windows a step, then two); 37 wide by 3×3/2 pad 1:
-  // 16 windows by eight, then three.
-  const pools: [number, number, number, number, number][] = [[113, 113, 3, 2, 0], [14, 13, 3, 2, 1], [7, 7, 2, 2, 0], [5, 6, 3, 1, 1], [24, 20, 2, 2, 0], [40, 37, 3, 2, 1]];
+  // 16 windows by eight, then three. Unpadded 3×3/2 with the last row and column of windows cut
+  // (56, 27 wide), and rows too short for a step of eight windows (17 wide).
+  const pools: [number, number, number, number, number][] = [
+    [113, 113, 3, 2, 0], [14, 13, 3, 2, 1], [7, 7, 2, 2, 0], [5, 6, 3, 1, 1], [24, 20, 2, 2, 0], [40, 37, 3, 2, 1],
+    [56, 56, 3, 2, 0], [28, 27, 3, 2, 0], [4, 17, 3, 2, 0],
+  ];
   for (const [H, W, k, stride, pad] of pools) {
     it(`maxPool: ${k}×${k} stride ${stride} pad ${pad} over ${H}×${W}, 1 and 2 threads, NaN never taken`, () => {
       let PH = Math.ceil((H + 2 * pad - k) / stride) + 1, PW = Math.ceil((W + 2 * pad - k) / stride) + 1;
