@@ -138,20 +138,12 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void dw3x3_rows
 // all its vectors (one thread, planes of 112: the strips took 1.2x its time, 56: about the same).
 #define DW_COLS_MAX_W 56
 
-// A channel's taps, shift and slope as vectors, for dw3x3_cols_s1.
+// A channel's taps and shift as vectors and its ReLU slope, for dw3x3_cols_s1.
 typedef struct {
-  __m256 t[9], sh, slope;
+  __m256 t[9], sh;
+  float slope;
   __m256i m[3];  // the edge strips' loads: columns b + j + i inside the plane (j = 0, 1, 2)
 } ColsTaps;
-
-// The epilogue of a strip's finished vector: the shift, then per `act` (0: none, 1: ReLU, 2:
-// leaky ReLU, v > 0 ? v : v * slope; a constant where inlined).
-__attribute__((target("avx2,fma"), always_inline)) static inline __m256 cols_act(__m256 v, const ColsTaps *k, const int act) {
-  v = _mm256_add_ps(v, k->sh);
-  if (act == 1) return _mm256_max_ps(v, _mm256_setzero_ps());
-  if (act == 2) return _mm256_blendv_ps(_mm256_mul_ps(v, k->slope), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
-  return v;
-}
 
 // One input row r of a strip (its columns from b) under the three kernel rows: s0 starts output
 // row r + padH, s1 goes to the one before, s2 finishes the one before that. Each kernel row's
@@ -176,8 +168,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void cols_row(c
 
 // A strip: output columns [ow0, ow0 + n) of every output row, swept down the input rows from
 // -padH; input row r finishes output row r + padH - 2. `inside` (no column read outside the
-// plane: plain loads), `n8` (n == 8: whole stores) and `act` are constants where inlined; rows
-// outside the plane add nothing, so each loop below is free of per-row tests.
+// plane: plain loads), `n8` (n == 8: whole stores) and `act` (0: no ReLU, 1: ReLU, 2: leaky) are
+// constants where inlined; rows outside the plane add nothing, so each loop below is free of
+// per-row tests.
 __attribute__((target("avx2,fma"), always_inline)) static inline void cols_strip(const float *x, int H, int W, int padH, int OH, int OW, int ow0, int b,
                                                                            int n, const ColsTaps *k, float *y, const int inside, const int n8,
                                                                            const int act) {
@@ -195,9 +188,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void cols_strip
 #define COLS_FINISH()                                                                    \
   do {                                                                                   \
     float *out = y + (size_t)(r + padH - 2) * OW + ow0;                                  \
-    const __m256 v = cols_act(_mm256_add_ps(full, s2), k, act);                          \
-    if (n8) _mm256_storeu_ps(out, v);                                                    \
-    else store_out(out, v, zero, 0, 0.0f, n);                                            \
+    store_out(out, _mm256_add_ps(full, s2), k->sh, act != 0, act == 2 ? k->slope : 0.0f, n8 ? 8 : n); \
     full = _mm256_add_ps(part, s1);                                                      \
     part = s0;                                                                           \
   } while (0)
@@ -234,15 +225,15 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void cols_s1_ac
 
 // Stride 1 in strips of eight output columns, each swept down the plane: every input row is
 // loaded once per strip (at its three column offsets) and serves the three output rows it lies
-// under, where the rows kernel loads it for each pair of output rows. One thread, best of 200
-// calls: 0.54-0.60x the time of the flat kernel this replaced on 28- and 14-wide planes
-// (MobileNet v2's), 0.68x on 7-wide ones.
+// under, where the rows kernel loads it for each pair of output rows. Two builds alternating,
+// one thread: 0.62-0.72x the time of the flat kernel this replaced (each plane run as one long
+// row) on MobileNet v2's 28- and 14-wide planes, 0.72-0.77x on its 7-wide ones.
 DW_AVX2 static void dw3x3_cols_s1(const float *x, int H, int W, int padH, int padW, int OH, int OW, const float *tap,
                                   float shift, int relu, float slope, float *y) {
   ColsTaps k;
   for (int i = 0; i < 9; i++) k.t[i] = _mm256_set1_ps(tap[i]);
   k.sh = _mm256_set1_ps(shift);
-  k.slope = _mm256_set1_ps(slope);
+  k.slope = slope;
   if (!relu) cols_s1_act(x, H, W, padH, padW, OH, OW, &k, y, 0);
   else if (slope == 0.0f) cols_s1_act(x, H, W, padH, padW, OH, OW, &k, y, 1);
   else cols_s1_act(x, H, W, padH, padW, OH, OW, &k, y, 2);

@@ -1,7 +1,8 @@
 // A 3x3 depthwise channel (stride 1 or 2, undilated, any padding) read from its NCHW plane in
-// place: eight outputs a vector, two output rows at a time sharing their input rows, the padding
-// as masked loads (no padded copy of the plane and no copy of the result). AVX2 builds only: the
-// caller keeps its own loops for other machines.
+// place: eight outputs a vector, narrow planes at stride 1 in strips of eight columns swept down
+// the plane, others two output rows at a time sharing their input rows, the padding as masked
+// loads (no padded copy of the plane and no copy of the result). AVX2 builds only: the caller
+// keeps its own loops for other machines.
 #ifndef CAFFE_TS_DEPTHWISE_H
 #define CAFFE_TS_DEPTHWISE_H
 
