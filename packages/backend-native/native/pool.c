@@ -282,11 +282,12 @@ void *maxpool_argmax_part(void *arg) {
 
 void *max_unpool_part(void *arg) {
   const UnpoolPart *q = (const UnpoolPart *)arg;
-  memset(q->dx + (size_t)q->p0 * q->inPlane, 0, sizeof(float) * (size_t)(q->p1 - q->p0) * q->inPlane);
   for (int p = q->p0; p < q->p1; p++) {
     float *dx = q->dx + (size_t)p * q->inPlane;
     const float *dy = q->dy + (size_t)p * q->outPlane;
     const int *ix = q->idx + (size_t)p * q->outPlane;
+    // Plane by plane, so that the sums land in the plane just cleared (still in cache).
+    memset(dx, 0, sizeof(float) * (size_t)q->inPlane);
     for (int o = 0; o < q->outPlane; o++)
       if ((unsigned)ix[o] < (unsigned)q->inPlane) dx[ix[o]] += dy[o];
   }
