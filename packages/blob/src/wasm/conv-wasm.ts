@@ -294,11 +294,6 @@ export function defaultWasmConv2d(): WasmConv2d | null {
 }
 
 /**
- * A runner of batched convolution passes with WasmConv2d's contract (Conv2dPass: the same
- * products, accumulations and overwrites, on the caller's arrays), e.g. a native one. It may
- * also run the training MAX and AVE pooling passes (Pooling layers hand them over where it has them).
- */
-/**
  * Caffe's pooling windows as the pooling runners take them: the plane count, the plane and
  * pooled sizes, then kernel, stride and padding, each as height then width.
  */
@@ -307,6 +302,11 @@ export type PoolWindows = [
   kernelH: number, kernelW: number, strideH: number, strideW: number, padH: number, padW: number,
 ];
 
+/**
+ * A runner of batched convolution passes with WasmConv2d's contract (Conv2dPass: the same
+ * products, accumulations and overwrites, on the caller's arrays), e.g. a native one. It may
+ * also run the training MAX and AVE pooling passes (Pooling layers hand them over where it has them).
+ */
 export interface Conv2dRunner extends WasmConv2d {
   /**
    * MAX pooling forward with the argmax kept for the backward: Caffe's windows (start
